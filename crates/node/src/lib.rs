@@ -1,1 +1,11 @@
+//! The omnipeer runtime: tokio drivers that pump the sans-IO protocol machines over real
+//! sockets and timers, the share index, configuration and transfer plumbing.
+#![forbid(unsafe_code)]
 
+pub mod config;
+pub mod dcc;
+pub mod progress;
+pub mod share;
+pub mod transfer;
+
+pub use config::Config;

@@ -1,1 +1,396 @@
-fn main(){}
+//! `omnipeer`: one program, client and server, for classic peer-to-peer protocols.
+//! The command line follows `shared/CLI.md`.
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Parser, Subcommand};
+use omnipeer_node::config::{Config, DEFAULT_TOML};
+use omnipeer_node::dcc::{self, ClientOptions, DccServer, DccServerConfig, ServerEvent};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "omnipeer", version, about = "One program, client and server, for classic peer-to-peer protocols")]
+#[command(after_help = "Results go to stdout, progress and logs to stderr. Data lives under \
+$XDG_DATA_HOME/omnipeer unless --data-dir is given.")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Global {
+    /// Where state, shares and downloads live [default: $XDG_DATA_HOME/omnipeer]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Configuration file (TOML; every key optional, see `omnipeer config default`)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log level: trace, debug, info, warn, error [default: RUST_LOG, else the config's]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Print results on stdout as one JSON object per line
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node: every network the configuration enables (now: the DCC server)
+    Up,
+    /// Show or check configuration
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// mIRC DCC Server: server, chat, send, fserve
+    #[command(subcommand)]
+    Dcc(DccCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the embedded default configuration (every key, with comments)
+    Default,
+    /// Print the effective configuration after reading --config
+    Check,
+}
+
+#[derive(Subcommand)]
+enum DccCmd {
+    /// Run a DCC server: chat, incoming sends and an fserve of the share folder
+    Server {
+        /// Address to listen on [default: the config's dcc.listen, 127.0.0.1:5959]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Folder served by fserve [default: DATA_DIR/share]
+        #[arg(long, value_name = "DIR")]
+        share: Option<PathBuf>,
+        /// Folder incoming sends are written to [default: DATA_DIR/incoming]
+        #[arg(long, value_name = "DIR")]
+        incoming: Option<PathBuf>,
+        /// Our nick [default: the config's]
+        #[arg(long, value_name = "NAME")]
+        nick: Option<String>,
+        /// Services that answer, comma-separated (others get "150 unavailable")
+        #[arg(long, value_name = "LIST")]
+        services: Option<String>,
+        /// Connections served at once; more get "150 unavailable"
+        #[arg(long, value_name = "N")]
+        max_connections: Option<usize>,
+        /// Answer chats from stdin even when it is not a terminal (lines go to every open
+        /// chat; "/msg NICK text" to one)
+        #[arg(long)]
+        chat_stdin: bool,
+    },
+    /// Chat with a DCC server: stdin -> peer, peer -> stdout
+    Chat {
+        /// The server, HOST:PORT
+        addr: String,
+        #[arg(long, value_name = "NAME")]
+        nick: Option<String>,
+        /// Seconds to keep listening for replies after stdin ends
+        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+        linger: f64,
+    },
+    /// Send a file to a DCC server (120/121); resumes where the server says
+    Send {
+        /// The server, HOST:PORT
+        addr: String,
+        /// The file to send
+        file: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        nick: Option<String>,
+    },
+    /// Open a file-server session; `get` fetches files over 130/131/132
+    Fserve {
+        /// The server, HOST:PORT
+        addr: String,
+        #[arg(long, value_name = "NAME")]
+        nick: Option<String>,
+        /// Where `get` stores files (partial files there are resumed) [default: .]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// A command to run (repeatable); without any, commands are read from stdin
+        #[arg(long = "cmd", value_name = "LINE")]
+        cmds: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match load_config(&cli.global) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    init_logging(&cli.global, &cfg);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e.into()),
+    };
+    match rt.block_on(run(cli, cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    let msg = format!("{e:#}").replace('\n', " ");
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+fn load_config(g: &Global) -> anyhow::Result<Config> {
+    match &g.config {
+        Some(p) => Config::load(p),
+        None => {
+            // A config.toml in the data directory is read when no --config is given.
+            let base = Config::default_config();
+            let dir = base.data_dir(g.data_dir.as_deref()).ok();
+            match dir.map(|d| d.join("config.toml")).filter(|p| p.is_file()) {
+                Some(p) => Config::load(&p),
+                None => Ok(base),
+            }
+        }
+    }
+}
+
+fn init_logging(g: &Global, cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match (&g.log_level, std::env::var("RUST_LOG")) {
+        (Some(l), _) => EnvFilter::new(l),
+        (None, Ok(env)) if !env.is_empty() => EnvFilter::new(env),
+        _ => EnvFilter::new(&cfg.node.log_level),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+fn print_json(v: serde_json::Value) {
+    println!("{v}");
+}
+
+async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
+    let g = cli.global.clone();
+    match cli.command {
+        Command::Config(ConfigCmd::Default) => {
+            print!("{DEFAULT_TOML}");
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Check) => {
+            println!("{cfg:#?}");
+            Ok(())
+        }
+        Command::Up => up(&g, cfg).await,
+        Command::Dcc(cmd) => dcc_command(&g, cfg, cmd).await,
+    }
+}
+
+async fn up(g: &Global, cfg: Config) -> anyhow::Result<()> {
+    let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let shutdown = shutdown_on_signals();
+    let mut tasks = tokio::task::JoinSet::new();
+    if cfg.dcc.enabled {
+        let dcfg = DccServerConfig::from_config(&cfg, &data_dir)?;
+        let server = DccServer::bind(dcfg.clone()).await?;
+        eprintln!("dcc: nick {}, share {}, incoming {}", dcfg.nick, dcfg.share.display(), dcfg.incoming.display());
+        eprintln!("listening on {}", server.local_addr());
+        spawn_event_printer(server.handle(), g.json);
+        tasks.spawn(server.run(shutdown.clone()));
+    }
+    if tasks.is_empty() {
+        return Err(anyhow!("the configuration enables no network: nothing to run"));
+    }
+    eprintln!("omnipeer is up (data in {}); Ctrl-C to stop", data_dir.display());
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
+/// Print what the server does: chat lines on stdout, the rest as log lines.
+fn spawn_event_printer(handle: dcc::DccServerHandle, json: bool) {
+    let mut rx = handle.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("{n} server events were not shown");
+                    continue;
+                }
+                Err(_) => return,
+            };
+            if json {
+                print_json(event_json(&ev));
+                continue;
+            }
+            match ev {
+                ServerEvent::ChatOpened { nick, peer, .. } => eprintln!("* chat with {nick} ({peer}) opened"),
+                ServerEvent::ChatLine { nick, text, .. } => println!("<{nick}> {text}"),
+                ServerEvent::ChatClosed { nick, .. } => eprintln!("* chat with {nick} closed"),
+                _ => {}
+            }
+        }
+    });
+}
+
+fn event_json(ev: &ServerEvent) -> serde_json::Value {
+    use serde_json::json;
+    match ev {
+        ServerEvent::ChatOpened { id, nick, peer } => json!({"event":"chat_opened","id":id,"nick":nick,"peer":peer.to_string()}),
+        ServerEvent::ChatLine { id, nick, text } => json!({"event":"chat_line","id":id,"nick":nick,"text":text}),
+        ServerEvent::ChatClosed { id, nick } => json!({"event":"chat_closed","id":id,"nick":nick}),
+        ServerEvent::ReceiveStarted { nick, name, size, position } => {
+            json!({"event":"receive_started","nick":nick,"name":name,"size":size,"position":position})
+        }
+        ServerEvent::ReceiveDone { nick, path, size } => {
+            json!({"event":"receive_done","nick":nick,"path":path,"size":size})
+        }
+        ServerEvent::ReceiveFailed { nick, name, error } => {
+            json!({"event":"receive_failed","nick":nick,"name":name,"error":error})
+        }
+        ServerEvent::FserveOpened { nick, peer } => json!({"event":"fserve_opened","nick":nick,"peer":peer.to_string()}),
+        ServerEvent::GetDone { nick, path, bytes } => json!({"event":"get_done","nick":nick,"path":path,"bytes":bytes}),
+        ServerEvent::GetFailed { nick, path, error } => {
+            json!({"event":"get_failed","nick":nick,"path":path,"error":error})
+        }
+    }
+}
+
+fn client_options(cfg: &Config, nick: Option<String>) -> anyhow::Result<ClientOptions> {
+    let nick = nick.unwrap_or_else(|| cfg.node.nick.clone());
+    omnipeer_dcc::name::check_nick(&nick).map_err(|e| anyhow!("bad --nick {nick:?}: {e}"))?;
+    let mut o = ClientOptions::new(nick);
+    o.idle_timeout = Duration::from_secs(cfg.dcc.transfer_idle_timeout_secs);
+    o.progress = true;
+    Ok(o)
+}
+
+async fn dcc_command(g: &Global, mut cfg: Config, cmd: DccCmd) -> anyhow::Result<()> {
+    match cmd {
+        DccCmd::Server { listen, share, incoming, nick, services, max_connections, chat_stdin } => {
+            let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
+            if let Some(l) = listen {
+                cfg.dcc.listen = l;
+            }
+            if let Some(n) = nick {
+                omnipeer_dcc::name::check_nick(&n).map_err(|e| anyhow!("bad --nick {n:?}: {e}"))?;
+                cfg.dcc.nick = n;
+            }
+            if let Some(s) = services {
+                omnipeer_dcc::Services::parse_list(&s).map_err(|e| anyhow!("--services: {e}"))?;
+                cfg.dcc.services = s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect();
+            }
+            if let Some(m) = max_connections {
+                cfg.dcc.max_connections = m.max(1);
+            }
+            let mut dcfg = DccServerConfig::from_config(&cfg, &data_dir)?;
+            if let Some(s) = share {
+                dcfg.share = s;
+            }
+            if let Some(i) = incoming {
+                dcfg.incoming = i;
+            }
+            let server = DccServer::bind(dcfg).await?;
+            let handle = server.handle();
+            eprintln!("listening on {}", server.local_addr());
+            spawn_event_printer(handle.clone(), g.json);
+            if chat_stdin || std::io::stdin().is_terminal() {
+                spawn_console(handle);
+            }
+            server.run(shutdown_on_signals()).await
+        }
+        DccCmd::Chat { addr, nick, linger } => {
+            let opts = client_options(&cfg, nick)?;
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            let mut stdout = tokio::io::stdout();
+            let linger = Duration::from_secs_f64(linger.max(0.0));
+            let server_nick = dcc::client::chat(&addr, &opts, stdin, &mut stdout, linger).await?;
+            tracing::info!("chat with {server_nick} closed");
+            Ok(())
+        }
+        DccCmd::Send { addr, file, nick } => {
+            let opts = client_options(&cfg, nick)?;
+            let s = dcc::client::send(&addr, &opts, &file).await?;
+            if g.json {
+                print_json(serde_json::json!({"event":"sent","summary":s}));
+            } else {
+                println!(
+                    "sent {} ({} bytes) to {}{}",
+                    s.name,
+                    s.size,
+                    s.server_nick,
+                    if s.resumed_from > 0 { format!(", resumed at byte {}", s.resumed_from) } else { String::new() }
+                );
+            }
+            Ok(())
+        }
+        DccCmd::Fserve { addr, nick, out, cmds } => {
+            let opts = client_options(&cfg, nick)?;
+            let out = out.unwrap_or_else(|| PathBuf::from("."));
+            ensure_dir(&out)?;
+            let commands = if cmds.is_empty() { None } else { Some(cmds) };
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            let mut stdout = tokio::io::stdout();
+            let summary = dcc::client::fserve(&addr, &opts, &out, commands, stdin, &mut stdout).await?;
+            for gs in summary.gets {
+                if g.json {
+                    print_json(serde_json::json!({"event":"got","summary":gs}));
+                } else {
+                    eprintln!("got {} ({} bytes)", gs.path.display(), gs.size);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn ensure_dir(p: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))
+}
+
+/// Answer chats from stdin: a line goes to every open chat, "/msg NICK text" to one.
+fn spawn_console(handle: dcc::DccServerHandle) {
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let (target, text) = match line.strip_prefix("/msg ").and_then(|r| r.split_once(' ')) {
+                Some((nick, text)) => (Some(nick.to_owned()), text.to_owned()),
+                None => (None, line),
+            };
+            if handle.say(target.as_deref(), &text) == 0 {
+                match target {
+                    Some(n) => eprintln!("* no open chat with {n}"),
+                    None => eprintln!("* no open chat"),
+                }
+            }
+        }
+    });
+}

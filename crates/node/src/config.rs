@@ -1,0 +1,193 @@
+//! Configuration: a TOML file whose every key has a default. The defaults are themselves a
+//! TOML file embedded in the binary ([`DEFAULT_TOML`], printed by `omnipeer config
+//! default`); a user's file is laid over it key by key, so the two can never disagree.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Settings for the whole node.
+    pub node: NodeConfig,
+    /// The mIRC DCC Server.
+    pub dcc: DccConfig,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where state lives; empty for the XDG default.
+    pub data_dir: String,
+    /// Default log level.
+    pub log_level: String,
+    /// The nick used on every network.
+    pub nick: String,
+}
+
+/// `[dcc]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DccConfig {
+    /// Run the DCC server.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Nick; empty for `[node].nick`.
+    pub nick: String,
+    /// Share folder; empty for `<data_dir>/share`.
+    pub share: String,
+    /// Incoming folder; empty for `<data_dir>/incoming`.
+    pub incoming: String,
+    /// Services offered.
+    pub services: Vec<String>,
+    /// Connections at once.
+    pub max_connections: usize,
+    /// Opening-line timeout in seconds.
+    pub handshake_timeout_secs: u64,
+    /// Fserve idle timeout in seconds.
+    pub fserve_idle_timeout_secs: u64,
+    /// Transfer stall timeout in seconds.
+    pub transfer_idle_timeout_secs: u64,
+    /// Gets per fserve session.
+    pub max_gets: usize,
+    /// Seconds a get waits for its 130.
+    pub get_expiry_secs: u64,
+    /// Welcome file inside the share.
+    pub welcome: String,
+}
+
+impl Config {
+    /// The embedded defaults.
+    pub fn default_config() -> Config {
+        Config::from_toml("").expect("embedded default config is valid")
+    }
+
+    /// Parse a user's TOML over the defaults.
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        let mut base: toml::Value = toml::from_str(DEFAULT_TOML).expect("embedded default config parses");
+        let user: toml::Value = toml::from_str(text).context("the configuration is not valid TOML")?;
+        merge(&mut base, user, "")?;
+        let cfg: Config = base.try_into().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Read a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        Config::from_toml(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        omnipeer_dcc::name::check_nick(&self.node.nick)
+            .map_err(|e| anyhow::anyhow!("[node].nick {:?}: {e}", self.node.nick))?;
+        if !self.dcc.nick.is_empty() {
+            omnipeer_dcc::name::check_nick(&self.dcc.nick)
+                .map_err(|e| anyhow::anyhow!("[dcc].nick {:?}: {e}", self.dcc.nick))?;
+        }
+        self.dcc.services()?;
+        if self.dcc.max_connections == 0 {
+            bail!("[dcc].max_connections must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The data directory: `--data-dir`, else `[node].data_dir`, else the XDG default.
+    pub fn data_dir(&self, cli: Option<&Path>) -> anyhow::Result<PathBuf> {
+        if let Some(d) = cli {
+            return Ok(d.to_path_buf());
+        }
+        if !self.node.data_dir.is_empty() {
+            return Ok(PathBuf::from(&self.node.data_dir));
+        }
+        default_data_dir()
+    }
+}
+
+impl DccConfig {
+    /// The services list as flags.
+    pub fn services(&self) -> anyhow::Result<omnipeer_dcc::Services> {
+        omnipeer_dcc::Services::parse_list(&self.services.join(","))
+            .map_err(|e| anyhow::anyhow!("[dcc].services: {e}"))
+    }
+
+    /// Timeouts as durations.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+}
+
+/// `$XDG_DATA_HOME/omnipeer`, else `$HOME/.local/share/omnipeer`.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("omnipeer"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/omnipeer")),
+        None => bail!("neither XDG_DATA_HOME nor HOME is set: pass --data-dir DIR"),
+    }
+}
+
+/// Lay `over` onto `base`: tables merge key by key, anything else replaces. A key the
+/// defaults do not have is an error (a typo would otherwise be silently ignored).
+fn merge(base: &mut toml::Value, over: toml::Value, at: &str) -> anyhow::Result<()> {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v, &path)?,
+                    None => bail!("unknown configuration key '{path}'"),
+                }
+            }
+            Ok(())
+        }
+        (b, o) => {
+            *b = o;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_every_key() {
+        let c = Config::default_config();
+        assert!(c.dcc.enabled);
+        assert_eq!(c.dcc.listen.to_string(), "127.0.0.1:5959");
+        assert_eq!(c.dcc.handshake_timeout_secs, 15);
+        assert_eq!(c.dcc.services().unwrap(), omnipeer_dcc::Services::ALL);
+    }
+
+    #[test]
+    fn user_values_override_and_typos_are_errors() {
+        let c = Config::from_toml("[dcc]\nlisten = \"127.0.0.1:7000\"\nservices = [\"chat\"]\n").unwrap();
+        assert_eq!(c.dcc.listen.port(), 7000);
+        assert!(!c.dcc.services().unwrap().send);
+        assert_eq!(c.dcc.max_gets, 5);
+        let e = Config::from_toml("[dcc]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("dcc.listen_addr"));
+        assert!(Config::from_toml("[dcc]\nservices = [\"ftp\"]\n").is_err());
+        assert!(Config::from_toml("[dcc]\nlisten = \"nope\"\n").is_err());
+    }
+
+    #[test]
+    fn data_dir_precedence() {
+        let c = Config::from_toml("[node]\ndata_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(c.data_dir(None).unwrap(), PathBuf::from("/tmp/x"));
+        assert_eq!(c.data_dir(Some(Path::new("/y"))).unwrap(), PathBuf::from("/y"));
+    }
+}
