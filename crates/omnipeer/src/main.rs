@@ -132,7 +132,10 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e.into()),
     };
-    match rt.block_on(run(cli, cfg)) {
+    let result = rt.block_on(run(cli, cfg));
+    // A console task may be blocked reading stdin: don't wait for it.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }

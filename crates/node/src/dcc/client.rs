@@ -129,17 +129,15 @@ pub async fn send(addr: &str, opts: &ClientOptions, path: &Path) -> anyhow::Resu
         Instant::now(),
         opts.reply_timeout,
     );
-    let Event::SendAccepted { server_nick, mut sender, leftover } = pump(&mut stream, &mut hs).await? else {
+    let Event::SendAccepted { server_nick, sender, leftover } = pump(&mut stream, &mut hs).await? else {
         bail!("unexpected handshake result");
     };
     let resumed_from = sender.position();
     let mut progress = opts.progress(format!("send {name}"));
     progress.start(resumed_from, size);
-    let r = transfer::send(&mut stream, file, &mut sender, &leftover, opts.idle_timeout, &mut |p| progress.set(p))
-        .await;
-    progress.finish(sender.position());
+    let r = transfer::send(stream, file, sender, leftover, opts.idle_timeout, &mut |p| progress.set(p)).await;
+    progress.finish(r.as_ref().map(|s| s.position()).unwrap_or(resumed_from));
     r.with_context(|| format!("sending {name} to {addr}"))?;
-    let _ = stream.shutdown().await;
     Ok(SendSummary { server_nick, name, size, resumed_from })
 }
 
@@ -169,7 +167,7 @@ pub async fn get(addr: &str, opts: &ClientOptions, name: &str, out_dir: &Path) -
         bail!("{} already holds {have} bytes, more than the offered {size}: move it away first", path.display());
     }
     hs.resume_get(have);
-    let Event::Receive { mut receiver, leftover } = pump(&mut stream, &mut hs).await? else {
+    let Event::Receive { receiver, leftover } = pump(&mut stream, &mut hs).await? else {
         bail!("unexpected handshake result");
     };
     let resumed_from = receiver.position();
@@ -177,15 +175,13 @@ pub async fn get(addr: &str, opts: &ClientOptions, name: &str, out_dir: &Path) -
         .with_context(|| format!("cannot write {}", path.display()))?;
     let mut progress = opts.progress(format!("get {}", safe));
     progress.start(resumed_from, size);
-    let r = if receiver.is_complete() {
-        Ok(())
+    if receiver.is_complete() {
+        progress.finish(size);
     } else {
-        transfer::receive(&mut stream, file, &mut receiver, &leftover, opts.idle_timeout, &mut |p| progress.set(p))
-            .await
-    };
-    progress.finish(receiver.position());
-    r.with_context(|| format!("getting {name} from {addr}"))?;
-    let _ = stream.shutdown().await;
+        let r = transfer::receive(stream, file, receiver, leftover, opts.idle_timeout, &mut |p| progress.set(p)).await;
+        progress.finish(r.as_ref().map(|r| r.position()).unwrap_or(resumed_from));
+        r.with_context(|| format!("getting {name} from {addr}"))?;
+    }
     Ok(GetSummary { server_nick, path, size, resumed_from })
 }
 

@@ -569,40 +569,34 @@ async fn run_receive(
     nick: String,
     path: PathBuf,
     name: SafeName,
-    mut receiver: FileReceiver,
+    receiver: FileReceiver,
     leftover: Vec<u8>,
 ) {
     let key = name.as_str().to_lowercase();
+    let size = receiver.size();
     let _ = state.events.send(ServerEvent::ReceiveStarted {
         nick: nick.clone(),
         name: name.to_string(),
-        size: receiver.size(),
+        size,
         position: receiver.position(),
     });
-    let result = async {
-        let file = transfer::open_for_receive(&path, receiver.position())?;
-        if receiver.is_complete() {
+    let result = match transfer::open_for_receive(&path, receiver.position()) {
+        Err(e) => Err(TransferError::Io(e)),
+        Ok(_) if receiver.is_complete() => {
             // Nothing left to send: acknowledge the whole file and close.
-            stream.write_all(&receiver.ack()).await?;
-            return Ok::<(), TransferError>(());
+            let r = stream.write_all(&receiver.ack()).await;
+            let _ = stream.shutdown().await;
+            r.map_err(TransferError::Io)
         }
-        transfer::receive(
-            &mut stream,
-            file,
-            &mut receiver,
-            &leftover,
-            state.cfg.transfer_idle_timeout,
-            &mut |_| {},
-        )
-        .await
-    }
-    .await;
-    let _ = stream.shutdown().await;
+        Ok(file) => transfer::receive(stream, file, receiver, leftover, state.cfg.transfer_idle_timeout, &mut |_| {})
+            .await
+            .map(|_| ()),
+    };
     state.receiving.lock().expect("receiving lock").remove(&key);
     match result {
         Ok(()) => {
-            tracing::info!(%nick, path = %path.display(), size = receiver.size(), "incoming send complete");
-            let _ = state.events.send(ServerEvent::ReceiveDone { nick, path, size: receiver.size() });
+            tracing::info!(%nick, path = %path.display(), size, "incoming send complete");
+            let _ = state.events.send(ServerEvent::ReceiveDone { nick, path, size });
         }
         Err(e) => {
             tracing::warn!(%nick, %name, "incoming send failed: {e}");
@@ -613,24 +607,22 @@ async fn run_receive(
 
 async fn run_get(
     state: &Arc<State>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     nick: String,
     file: std::fs::File,
     path: String,
     id: u64,
-    mut sender: FileSender,
+    sender: FileSender,
     leftover: Vec<u8>,
 ) {
     tracing::info!(%nick, %path, from = sender.position(), size = sender.size(), "get: sending");
-    let start = sender.position();
-    let result =
-        transfer::send(&mut stream, file, &mut sender, &leftover, state.cfg.transfer_idle_timeout, &mut |_| {}).await;
-    let _ = stream.shutdown().await;
+    let bytes = sender.remaining();
+    let result = transfer::send(stream, file, sender, leftover, state.cfg.transfer_idle_timeout, &mut |_| {}).await;
     state.gets.lock().expect("gets lock").retain(|g| g.id != id);
     match result {
-        Ok(()) => {
+        Ok(_) => {
             tracing::info!(%nick, %path, "get complete");
-            let _ = state.events.send(ServerEvent::GetDone { nick, path, bytes: sender.size() - start });
+            let _ = state.events.send(ServerEvent::GetDone { nick, path, bytes });
         }
         Err(e) => {
             tracing::warn!(%nick, %path, "get failed: {e}");
