@@ -17,6 +17,11 @@ use libfuzzer_sys::fuzz_target;
 use omnipeer_dcc::ack::ack_bytes;
 use omnipeer_dcc::{AckDecoder, FileReceiver, FileSender};
 
+/// Known bug: `FileReceiver::accept` adds to its `u64` overrun counter unchecked, so once the
+/// bytes beyond the size total more than `u64::MAX` it panics (overflow). With the
+/// `avoid-known-bugs` feature such calls are skipped.
+const AVOID_KNOWN_BUGS: bool = cfg!(feature = "avoid-known-bugs");
+
 /// The reference decoder: the whole stream so far, read in 4-byte words.
 #[derive(Default)]
 struct RefDecoder {
@@ -71,6 +76,9 @@ fn receiver(data: &[u8]) {
         steps += 1;
         let n = inp.number() as usize;
         let before = r.position();
+        if AVOID_KNOWN_BUGS && overrun + n as u128 > u64::MAX as u128 {
+            continue;
+        }
         let keep = r.accept(n);
         assert!(keep <= n);
         assert_eq!(keep as u64, (n as u64).min(size - before), "accept({n}) at {before}/{size}");
@@ -91,7 +99,10 @@ fn receiver(data: &[u8]) {
     let mut steps = 0;
     while !inp.is_empty() && steps < 64 {
         steps += 1;
-        let n = inp.number() % (s.remaining() + 1);
+        let n = match s.remaining().checked_add(1) {
+            Some(m) => inp.number() % m,
+            None => inp.number(),
+        };
         s.on_written(n);
         let keep = rx.accept(n as usize);
         assert_eq!(keep as u64, n);

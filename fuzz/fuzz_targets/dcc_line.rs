@@ -1,12 +1,11 @@
 //! `LineReader` framing and `Message::parse`/`encode`.
 //!
-//! Input layout:
-//! - byte 0: low nibble = number of cut points (0..=15), high nibble = how many times the
-//!   payload is repeated minus one (so short inputs can still reach the reader's compaction,
-//!   which only starts after 4096 consumed bytes);
-//! - byte 1: a second, small line limit (1..=256) used by a second reader;
-//! - then two bytes (little endian) per cut point: where to split the stream;
-//! - the rest is the payload.
+//! The whole input is the byte stream, so plain protocol lines (see `fuzz/seeds/dcc_line`)
+//! are fed as they are. How the stream is split comes from its first bytes: byte 0 modulo
+//! 16 is the number of cut points, and a PRNG seeded with the first eight bytes places
+//! them. Every stream is also fed whole and one byte at a time, with the line limit at
+//! `limits::MAX_LINE` and at a few tiny limits, and once more (at `MAX_LINE`, PRNG cuts)
+//! repeated past 8 KiB so the reader's compaction (after 4096 consumed bytes) runs too.
 //!
 //! Checked:
 //! - the lines (and the final error / leftover) do not depend on how the stream is split,
@@ -93,33 +92,58 @@ fn check_message(line: &[u8]) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
-    if data.len() < 2 {
-        return;
-    }
-    let ncuts = (data[0] & 0x0f) as usize;
-    let repeat = 1 + (data[0] >> 4) as usize;
-    let small_limit = 1 + data[1] as usize;
-    let data = &data[2..];
-    let header = (ncuts * 2).min(data.len());
-    let (cut_bytes, payload) = data.split_at(header);
-    let stream: Vec<u8> = payload.repeat(repeat);
-    let mut cuts: Vec<usize> = cut_bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]) as usize % (stream.len() + 1))
+/// Cut points for `len` bytes, placed by a splitmix64 PRNG seeded from the input's first
+/// eight bytes; byte 0 modulo 16 says how many.
+fn prng_cuts(data: &[u8], len: usize) -> Vec<usize> {
+    let mut seed = [0u8; 8];
+    let n = data.len().min(8);
+    seed[..n].copy_from_slice(&data[..n]);
+    let mut x = u64::from_le_bytes(seed);
+    let count = data.first().map_or(0, |b| (b % 16) as usize);
+    let mut cuts: Vec<usize> = (0..count)
+        .map(|_| {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z % (len as u64 + 1)) as usize
+        })
         .collect();
     cuts.sort_unstable();
+    cuts
+}
 
-    for limit in [MAX_LINE, small_limit] {
-        let got = chunked(&stream, &cuts, limit);
-        let want = reference(&stream, limit);
-        assert_eq!(got, want, "limit {limit}, cuts {cuts:?}");
-        for line in &got.lines {
-            check_message(line);
+fn check_stream(stream: &[u8], cut_sets: &[Vec<usize>], limits: &[usize], parse: bool) {
+    for &limit in limits {
+        let want = reference(stream, limit);
+        for cuts in cut_sets {
+            let got = chunked(stream, cuts, limit);
+            assert_eq!(got, want, "limit {limit}, cuts {cuts:?}");
+        }
+        if parse && limit == MAX_LINE {
+            for line in &want.lines {
+                check_message(line);
+            }
         }
     }
-    // The payload as one unframed line (it may hold `\n` and `\r` anywhere).
-    if let Ok(m) = Message::parse(payload) {
+}
+
+fuzz_target!(|data: &[u8]| {
+    let whole: Vec<usize> = Vec::new();
+    let bytewise: Vec<usize> = (1..data.len()).collect();
+    let cut_sets = [whole, bytewise, prng_cuts(data, data.len())];
+    check_stream(data, &cut_sets, &[MAX_LINE, 8, 1, 0], true);
+
+    // Long enough for the reader to compact its buffer (one limit, one split: this stream
+    // is up to 8 KiB of short lines, the costly part of each run).
+    if !data.is_empty() && data.len() < 8192 {
+        let stream = data.repeat(8192 / data.len() + 1);
+        check_stream(&stream, &[prng_cuts(data, stream.len())], &[MAX_LINE], false);
+    }
+
+    // The input as one unframed line (it may hold `\n` and `\r` anywhere).
+    if let Ok(m) = Message::parse(data) {
         let enc = m.encode();
         assert_eq!(Message::parse(&enc[..enc.len() - 1]), Ok(m));
     }
