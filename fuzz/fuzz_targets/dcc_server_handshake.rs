@@ -20,11 +20,6 @@ use std::time::{Duration, Instant};
 
 const NICK: &str = "bob";
 
-/// Known bug: `accept_send`/`accept_get` called in any other state than the one they answer
-/// silently end the machine (`std::mem::replace(.., State::Done)` before the `if let`), with
-/// no `Closed` event and no deadline. With the `avoid-known-bugs` feature they are only
-/// called when a decision of their kind is pending.
-const AVOID_KNOWN_BUGS: bool = cfg!(feature = "avoid-known-bugs");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Model {
@@ -309,9 +304,6 @@ fuzz_target!(|data: &[u8]| {
             70..=84 => {
                 let model = hs.model;
                 let position = inp.number();
-                if AVOID_KNOWN_BUGS && !matches!(model, Model::SendDecision { .. }) {
-                    continue;
-                }
                 hs.h.accept_send(position);
                 let out = hs.settle();
                 match model {
@@ -329,9 +321,6 @@ fuzz_target!(|data: &[u8]| {
             85..=99 => {
                 let model = hs.model;
                 let size = inp.number();
-                if AVOID_KNOWN_BUGS && model != Model::GetDecision {
-                    continue;
-                }
                 hs.h.accept_get(now, size);
                 if model == Model::GetDecision {
                     // The model moves before settling: buffered lines are read at once.

@@ -68,7 +68,7 @@ impl FileReceiver {
         let room = self.size - self.position;
         let keep = (n as u64).min(room);
         self.position += keep;
-        self.overrun += n as u64 - keep;
+        self.overrun = self.overrun.saturating_add(n as u64 - keep);
         keep as usize
     }
 

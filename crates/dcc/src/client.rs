@@ -151,6 +151,14 @@ impl ClientHandshake {
 
     /// Bytes arrived; an empty slice means the server closed.
     pub fn handle_input(&mut self, _now: Instant, bytes: &[u8]) {
+        if matches!(self.state, State::GetDecision { .. }) {
+            // File data sent ahead of our `132`: keep it (bounded) for the receiver.
+            if self.lines.buffered() + bytes.len() > crate::server::MAX_PENDING {
+                return self.fail(ClientError::Framing(LineError::TooLong { limit: crate::server::MAX_PENDING }));
+            }
+            self.lines.push(bytes);
+            return;
+        }
         if !matches!(self.state, State::AwaitReply) {
             return;
         }

@@ -214,7 +214,8 @@ impl FserveSession {
             None => (line, ""),
         };
         let mut reply = Reply::default();
-        match cmd.to_ascii_lowercase().as_str() {
+        let cmd = cmd.to_ascii_lowercase();
+        match cmd.as_str() {
             "" => {}
             "help" | "?" => reply.lines.extend(HELP.iter().map(|s| s.to_string())),
             "dir" => self.dir(view, args, false, &mut reply),
@@ -230,9 +231,9 @@ impl FserveSession {
                 reply.close = true;
                 return reply;
             }
-            other => reply
+            _ => reply
                 .lines
-                .push(format!("Unknown command '{other}'. Type 'help' for commands.")),
+                .push(format!("Unknown command '{}'. Type 'help' for commands.", line.split_whitespace().next().unwrap_or(""))),
         }
         reply.lines.push(self.prompt());
         reply
@@ -605,6 +606,9 @@ mod tests {
         assert_eq!(r.lines, vec!["[\\]"]);
         let r = s.handle_line(&share(), "cd readme.txt", 0);
         assert_eq!(r.lines, vec!["Not a directory", "[\\]"]);
+        s.handle_line(&share(), "cd music", 0);
+        let r = s.handle_line(&share(), "CD..", 0);
+        assert_eq!(r.lines, vec!["[\\]"]);
         let r = s.handle_line(&share(), "cd \\music", 0);
         assert_eq!(r.lines.last().unwrap(), "[\\music]");
     }

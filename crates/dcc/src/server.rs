@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 /// The seed: "doesn't receive info 15 seconds after initial connection, it closes".
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Most bytes buffered while the driver decides on a send or get (file data a client sent
+/// ahead of the `121`).
+pub const MAX_PENDING: usize = 64 * 1024;
+
 /// Server settings the machine needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -180,6 +184,12 @@ impl ServerHandshake {
             self.close(CloseReason::Timeout);
             return;
         }
+        if !self.awaits_peer() && self.lines.buffered() + bytes.len() > MAX_PENDING {
+            // The client keeps sending while a decision is pending: more than a peer
+            // following the protocol could have sent.
+            self.close(CloseReason::Framing(LineError::TooLong { limit: MAX_PENDING }));
+            return;
+        }
         self.lines.push(bytes);
         self.process_lines();
     }
@@ -194,6 +204,9 @@ impl ServerHandshake {
     /// Accept the pending `120` from `position` (the size of the partial file already
     /// held; clamped to the size, where nothing is left to send).
     pub fn accept_send(&mut self, position: u64) {
+        if !matches!(self.state, State::SendDecision { .. }) {
+            return;
+        }
         if let State::SendDecision { nick, size, name } =
             std::mem::replace(&mut self.state, State::Done)
         {
@@ -209,6 +222,9 @@ impl ServerHandshake {
 
     /// Accept the pending `130`: the file is `size` bytes.
     pub fn accept_get(&mut self, now: Instant, size: u64) {
+        if !matches!(self.state, State::GetDecision { .. }) {
+            return;
+        }
         if let State::GetDecision { nick, name } = std::mem::replace(&mut self.state, State::Done)
         {
             self.transmit(Message::GetAccepted { nick: self.cfg.nick.clone(), size });
@@ -549,6 +565,29 @@ mod tests {
         let (tx, ev, _) = drain(&mut h);
         assert!(tx.is_empty());
         assert!(matches!(&ev[..], [Event::Closed(CloseReason::Ignored)]));
+    }
+
+    #[test]
+    fn decisions_out_of_turn_change_nothing() {
+        let (mut h, t0) = server(Services::ALL);
+        h.accept_send(0);
+        h.accept_get(t0, 5);
+        assert!(!h.is_done());
+        h.handle_input(t0, b"100 alice\n");
+        let (tx, _, _) = drain(&mut h);
+        assert_eq!(tx, b"101 bob\n");
+    }
+
+    #[test]
+    fn data_sent_ahead_of_a_decision_is_bounded() {
+        let (mut h, t0) = server(Services::ALL);
+        h.handle_input(t0, b"120 alice 999999999 x\n");
+        drain(&mut h);
+        h.handle_input(t0, &vec![0u8; MAX_PENDING / 2]);
+        assert!(!h.is_done());
+        h.handle_input(t0, &vec![0u8; MAX_PENDING]);
+        let (_, ev, _) = drain(&mut h);
+        assert!(matches!(&ev[..], [Event::Closed(CloseReason::Framing(_))]));
     }
 
     #[test]
