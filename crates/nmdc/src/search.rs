@@ -1,0 +1,1 @@
+//! Search matching (in progress).
