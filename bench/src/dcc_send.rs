@@ -49,24 +49,37 @@ fn main() -> anyhow::Result<()> {
     let mut best_tcp = f64::MAX;
     let mut best_dcc = f64::MAX;
     for round in 1..=rounds {
-        let dst = dir.path().join("tcp-copy.bin");
-        let t = plain_tcp_copy(&src, &dst)?;
-        check_size(&dst, size)?;
-        std::fs::remove_file(&dst)?;
-        best_tcp = best_tcp.min(t);
-
-        let received = incoming.join("payload.bin");
-        let _ = std::fs::remove_file(&received);
-        let started = Instant::now();
-        let summary = rt.block_on(dcc::client::send(&addr, &ClientOptions::new("client"), &src))?;
-        let t_dcc = started.elapsed().as_secs_f64();
-        anyhow::ensure!(summary.resumed_from == 0, "the send resumed: stale file in incoming");
-        check_size(&received, size)?;
-        std::fs::remove_file(&received)?;
+        // Alternate which goes first, so neither always inherits the other's writeback.
+        let order = if round % 2 == 1 { [false, true] } else { [true, false] };
+        let (mut t_tcp, mut t_dcc) = (0.0, 0.0);
+        for dcc_turn in order {
+            if dcc_turn {
+                let received = incoming.join("payload.bin");
+                let _ = std::fs::remove_file(&received);
+                settle();
+                let cpu0 = cpu_secs();
+                let started = Instant::now();
+                let summary = rt.block_on(dcc::client::send(&addr, &ClientOptions::new("client"), &src))?;
+                t_dcc = started.elapsed().as_secs_f64();
+                eprintln!("  dcc: {:.3} s wall, {:.3} s cpu", t_dcc, cpu_secs() - cpu0);
+                anyhow::ensure!(summary.resumed_from == 0, "the send resumed: stale file in incoming");
+                check_size(&received, size)?;
+                std::fs::remove_file(&received)?;
+            } else {
+                let dst = dir.path().join("tcp-copy.bin");
+                settle();
+                let cpu0 = cpu_secs();
+                t_tcp = plain_tcp_copy(&src, &dst)?;
+                eprintln!("  tcp: {:.3} s wall, {:.3} s cpu", t_tcp, cpu_secs() - cpu0);
+                check_size(&dst, size)?;
+                std::fs::remove_file(&dst)?;
+            }
+        }
+        best_tcp = best_tcp.min(t_tcp);
         best_dcc = best_dcc.min(t_dcc);
         eprintln!(
             "round {round}: plain TCP copy {:.0} MiB/s, DCC send {:.0} MiB/s",
-            mib as f64 / t,
+            mib as f64 / t_tcp,
             mib as f64 / t_dcc
         );
     }
@@ -120,6 +133,23 @@ fn make_payload(path: &Path, size: u64) -> anyhow::Result<()> {
     }
     f.flush()?;
     Ok(())
+}
+
+/// Let the file system finish what the previous run left (freeing a deleted 1 GiB file,
+/// writeback) before the next measurement starts.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+/// CPU time (user + system) of this process so far, from /proc/self/stat.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
 }
 
 fn check_size(path: &Path, size: u64) -> anyhow::Result<()> {

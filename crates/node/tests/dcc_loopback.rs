@@ -419,3 +419,33 @@ async fn shutdown_closes_open_sessions() {
     tokio::time::timeout(Duration::from_secs(3), chat.read_to_end(&mut rest)).await.expect("closed").unwrap();
     tokio::time::timeout(Duration::from_secs(5), f.task).await.unwrap().unwrap().unwrap();
 }
+
+/// Old strict senders send one block and wait for its acknowledgement before the next:
+/// every block must be acknowledged promptly, or both ends wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_sender_gets_an_ack_for_every_block() {
+    let f = start().await;
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"120 oldclient 5000 strict.bin\n").await.unwrap();
+    assert_eq!(read_line(&mut s).await, "121 bob 0");
+    let data = pattern(5000);
+    for (i, block) in data.chunks(1024).enumerate() {
+        s.write_all(block).await.unwrap();
+        let expect = ((i * 1024) + block.len()) as u32;
+        let mut ack = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                s.read_exact(&mut ack).await.unwrap();
+                if u32::from_be_bytes(ack) == expect {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no ack for block {i} (expected {expect})"));
+    }
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(std::fs::read(f.incoming().join("strict.bin")).unwrap(), data);
+    f.stop().await;
+}
