@@ -10,6 +10,7 @@
 //! | [`text`]      | protocol text as Latin-1 strings (byte-exact), UTF-8 conversion helpers  |
 //! | [`lock`]      | `$Lock` → `$Key` with `/%DCNnnn%/` escapes, building our own `$Lock`     |
 //! | [`command`]   | the typed [`Command`] enum: parse and encode every hub and c-c command   |
+//! | [`handshake`] | client-to-client handshake machine (`$MyNick`…`$Key`, direction rule)    |
 //! | [`tth`]       | Tiger Tree Hash: streaming hasher, base32 roots, `tthl` leaf data        |
 //! | [`filelist`]  | `files.xml(.bz2)` writer and bounded parser                              |
 //! | [`search`]    | does a shared file match a `$Search`, and the `$SR` line for a hit       |
@@ -29,6 +30,7 @@
 pub mod command;
 pub mod filelist;
 pub mod framing;
+pub mod handshake;
 pub mod lock;
 pub mod search;
 pub mod text;
