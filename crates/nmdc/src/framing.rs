@@ -57,7 +57,12 @@ impl CommandReader {
 
     /// A reader for commands of at most `limit` bytes (terminator excluded).
     pub fn with_limit(limit: usize) -> Self {
-        CommandReader { buf: Vec::new(), start: 0, scanned: 0, limit }
+        CommandReader {
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            limit,
+        }
     }
 
     /// Change the limit (a hub connection may allow long `$NickList`s).
@@ -170,7 +175,9 @@ pub fn escape(text: &str) -> String {
             '|' => out.push_str("&#124;"),
             '&' => {
                 let rest = &text[i..];
-                if rest.starts_with("&#36;") || rest.starts_with("&#124;") || rest.starts_with("&amp;")
+                if rest.starts_with("&#36;")
+                    || rest.starts_with("&#124;")
+                    || rest.starts_with("&amp;")
                 {
                     out.push_str("&amp;");
                 } else {
@@ -233,7 +240,10 @@ mod tests {
         r.push(b"PROTOCOLABC Pk=x||||<alice> hi|");
         assert_eq!(
             drain(&mut r),
-            vec![b"$Lock EXTENDEDPROTOCOLABC Pk=x".to_vec(), b"<alice> hi".to_vec()]
+            vec![
+                b"$Lock EXTENDEDPROTOCOLABC Pk=x".to_vec(),
+                b"<alice> hi".to_vec()
+            ]
         );
         r.push(b"|");
         assert_eq!(r.next_command().unwrap(), None);
@@ -276,7 +286,10 @@ mod tests {
     fn raw_bytes_after_adcsnd() {
         let mut r = CommandReader::new();
         r.push(b"$ADCSND file files.xml.bz2 0 10|0123|56789$Get x$1|");
-        assert_eq!(r.next_command().unwrap().unwrap(), b"$ADCSND file files.xml.bz2 0 10");
+        assert_eq!(
+            r.next_command().unwrap().unwrap(),
+            b"$ADCSND file files.xml.bz2 0 10"
+        );
         // File bytes may contain '|': they are taken raw, not split.
         assert_eq!(r.take_raw(10), b"0123|56789");
         assert_eq!(r.next_command().unwrap().unwrap(), b"$Get x$1");

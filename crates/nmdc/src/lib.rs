@@ -19,6 +19,19 @@
 //! draws a random number. Bytes come in as slices and go out as `Vec<u8>`; randomness (the
 //! `$Direction` number, lock strings) comes in as arguments.
 //!
+//! ```
+//! use omnipeer_nmdc::{Command, CommandReader};
+//!
+//! let mut reader = CommandReader::new();
+//! reader.push(b"$MyNick bob|$Lock EXTENDEDPROTOCOLABCABCABCABCABCABC Pk=DCPLUSPLUS2.4.2|");
+//! let raw = reader.next_command().unwrap().unwrap();
+//! assert_eq!(Command::parse(&raw).unwrap(), Command::MyNick("bob".into()));
+//! let raw = reader.next_command().unwrap().unwrap();
+//! let Command::Lock { lock, .. } = Command::parse(&raw).unwrap() else { unreachable!() };
+//! let key = omnipeer_nmdc::lock::lock_to_key(&lock).unwrap();
+//! assert_eq!(Command::Key(key).encode()[..7], *b"$Key \x14\xd1");
+//! ```
+//!
 //! # Text
 //! NMDC has no standard charset. Every text field of a [`Command`] is a `String` holding the
 //! wire bytes one char per byte (Latin-1), so parsing and encoding are byte-exact for any

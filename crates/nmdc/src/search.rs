@@ -90,8 +90,16 @@ impl Matcher {
     /// Prepare a query.
     pub fn new(query: &SearchQuery) -> Matcher {
         let pattern = wire_to_utf8(&query.pattern).to_lowercase();
-        let terms = pattern.split_whitespace().take(MAX_TERMS).map(str::to_owned).collect();
-        Matcher { query: query.clone(), terms, root: query.tth_root() }
+        let terms = pattern
+            .split_whitespace()
+            .take(MAX_TERMS)
+            .map(str::to_owned)
+            .collect();
+        Matcher {
+            query: query.clone(),
+            terms,
+            root: query.tth_root(),
+        }
     }
 
     /// The query.
@@ -127,7 +135,10 @@ impl Matcher {
     /// Whether a shared directory matches (`path` as for files).
     pub fn matches_dir(&self, path: &str) -> bool {
         !self.query.size_restricted
-            && matches!(self.query.file_type, FileType::Any | FileType::Folder | FileType::Magnet)
+            && matches!(
+                self.query.file_type,
+                FileType::Any | FileType::Folder | FileType::Magnet
+            )
             && self.terms_match(path)
     }
 
@@ -168,16 +179,33 @@ pub struct Responder {
 impl Responder {
     /// The result for a matching file, addressed as the searcher needs (a passive searcher's
     /// nick as target; none for an active one).
-    pub fn file_result(&self, origin: &SearchOrigin, path: &str, size: u64, tth: &Tth) -> SearchResult {
+    pub fn file_result(
+        &self,
+        origin: &SearchOrigin,
+        path: &str,
+        size: u64,
+        tth: &Tth,
+    ) -> SearchResult {
         self.result(origin, path, Some(size), ResultTag::Tth(*tth))
     }
 
     /// The result for a matching directory.
     pub fn dir_result(&self, origin: &SearchOrigin, path: &str) -> SearchResult {
-        self.result(origin, path, None, ResultTag::HubName(utf8_to_wire(&self.hub_name)))
+        self.result(
+            origin,
+            path,
+            None,
+            ResultTag::HubName(utf8_to_wire(&self.hub_name)),
+        )
     }
 
-    fn result(&self, origin: &SearchOrigin, path: &str, size: Option<u64>, tag: ResultTag) -> SearchResult {
+    fn result(
+        &self,
+        origin: &SearchOrigin,
+        path: &str,
+        size: Option<u64>,
+        tag: ResultTag,
+    ) -> SearchResult {
         SearchResult {
             nick: utf8_to_wire(&self.nick),
             path: utf8_to_wire(&sr_path(path)),
@@ -253,13 +281,29 @@ mod tests {
         assert!(folder.matches_dir("/v/movies"));
         assert!(!folder.matches_file("/v/movie.mkv", 1, &root));
         for (t, name) in [
-            (2, "a.flac"), (3, "a.tar"), (4, "a.pdf"), (5, "a.exe"), (6, "a.jpeg"),
-            (10, "a.iso"), (11, "a.cbz"), (12, "a.epub"), (13, "a.anything"), (1, "a.anything"),
+            (2, "a.flac"),
+            (3, "a.tar"),
+            (4, "a.pdf"),
+            (5, "a.exe"),
+            (6, "a.jpeg"),
+            (10, "a.iso"),
+            (11, "a.cbz"),
+            (12, "a.epub"),
+            (13, "a.anything"),
+            (1, "a.anything"),
         ] {
             let query = q(&format!("$Search Hub:a F?T?0?{t}?a"));
-            assert!(matches(&query, &format!("/d/{name}"), 1, &root), "{t} {name}");
+            assert!(
+                matches(&query, &format!("/d/{name}"), 1, &root),
+                "{t} {name}"
+            );
         }
-        assert!(!matches(&q("$Search Hub:a F?T?0?2?a"), "/d/a.iso", 1, &root));
+        assert!(!matches(
+            &q("$Search Hub:a F?T?0?2?a"),
+            "/d/a.iso",
+            1,
+            &root
+        ));
     }
 
     #[test]
@@ -286,7 +330,10 @@ mod tests {
         };
         let root = Tth::from_base32("ZFGQBMTR2KHGNDPMBI3WCXKG7PPZCMY6C23ABDI").unwrap();
         let passive = SearchOrigin::Passive { nick: "bob".into() };
-        let active = SearchOrigin::Active { host: "127.0.0.1".into(), port: 3000 };
+        let active = SearchOrigin::Active {
+            host: "127.0.0.1".into(),
+            port: 3000,
+        };
         let r = me.file_result(&passive, "/share2/dir/ektest.txt", 25, &root);
         assert_eq!(
             Command::Sr(r).encode(),
