@@ -44,6 +44,7 @@ pub mod command;
 pub mod filelist;
 pub mod framing;
 pub mod handshake;
+pub mod hub;
 pub mod lock;
 pub mod search;
 pub mod text;
