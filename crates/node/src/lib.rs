@@ -4,8 +4,10 @@
 
 pub mod config;
 pub mod dcc;
+pub mod nmdc;
 pub mod progress;
 pub mod share;
+pub mod store;
 pub mod transfer;
 
 pub use config::Config;

@@ -50,6 +50,37 @@ enum Command {
     /// mIRC DCC Server: server, chat, send, fserve
     #[command(subcommand)]
     Dcc(DccCmd),
+    /// Direct Connect (NMDC): hub
+    #[command(subcommand)]
+    Dc(DcCmd),
+}
+
+#[derive(Subcommand)]
+enum DcCmd {
+    /// Run an NMDC hub (PtokaX-class): login, chat, search and connection relay, ops
+    Hub {
+        /// Address to listen on
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4111")]
+        listen: SocketAddr,
+        /// Hub name ($HubName)
+        #[arg(long, value_name = "NAME", default_value = "omnipeer hub")]
+        name: String,
+        /// Hub topic ($HubTopic)
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        topic: String,
+        /// A line of the message of the day (repeatable)
+        #[arg(long, value_name = "TEXT")]
+        motd: Vec<String>,
+        /// Database of registered users and bans [default: DATA_DIR/hub.sqlite]
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// Register a nick at start (repeatable); add ":op" for an operator
+        #[arg(long, value_name = "NICK:PASS[:op]")]
+        register: Vec<String>,
+        /// Users at once (registered users may exceed it)
+        #[arg(long, value_name = "N", default_value_t = 5000)]
+        max_users: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -210,6 +241,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Up => up(&g, cfg).await,
         Command::Dcc(cmd) => dcc_command(&g, cfg, cmd).await,
+        Command::Dc(cmd) => dc_command(&g, cfg, cmd).await,
     }
 }
 
@@ -371,6 +403,69 @@ async fn dcc_command(g: &Global, mut cfg: Config, cmd: DccCmd) -> anyhow::Result
                 }
             }
             Ok(())
+        }
+    }
+}
+
+async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
+    match cmd {
+        DcCmd::Hub { listen, name, topic, motd, db, register, max_users } => {
+            let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
+            let db = db.unwrap_or_else(|| data_dir.join("hub.sqlite"));
+            let mut reg = Vec::new();
+            for r in register {
+                let mut parts = r.splitn(3, ':');
+                let (Some(nick), Some(pass)) = (parts.next(), parts.next()) else {
+                    anyhow::bail!("--register {r:?}: expected NICK:PASS or NICK:PASS:op");
+                };
+                let op = match parts.next() {
+                    None => false,
+                    Some(x) if x.eq_ignore_ascii_case("op") => true,
+                    Some(x) => anyhow::bail!("--register {r:?}: the third part must be 'op', not {x:?}"),
+                };
+                if nick.is_empty() || pass.is_empty() || !omnipeer_nmdc::command::is_valid_nick(nick) {
+                    anyhow::bail!("--register {r:?}: empty or invalid nick or password");
+                }
+                reg.push((nick.to_owned(), pass.to_owned(), op));
+            }
+            let hub_cfg = omnipeer_nmdc::hub::HubConfig {
+                name: omnipeer_nmdc::text::utf8_to_wire(&name),
+                topic: omnipeer_nmdc::text::utf8_to_wire(&topic),
+                motd: motd.iter().map(|m| omnipeer_nmdc::text::utf8_to_wire(m)).collect(),
+                max_users,
+                ..Default::default()
+            };
+            let server = omnipeer_node::nmdc::HubServer::bind(omnipeer_node::nmdc::HubServerConfig {
+                listen,
+                hub: hub_cfg,
+                db,
+                register: reg,
+            })
+            .await?;
+            eprintln!("listening on {}", server.local_addr());
+            let mut events = server.subscribe();
+            let json = g.json;
+            tokio::spawn(async move {
+                use omnipeer_nmdc::hub::HubEvent;
+                while let Ok(ev) = events.recv().await {
+                    match ev {
+                        HubEvent::Chat { nick, text } => {
+                            let (nick, text) = (omnipeer_nmdc::text::wire_to_utf8(&nick), omnipeer_nmdc::text::wire_to_utf8(&text));
+                            if json {
+                                print_json(serde_json::json!({"event":"chat","nick":nick,"text":text}));
+                            } else {
+                                println!("<{nick}> {text}");
+                            }
+                        }
+                        HubEvent::LoggedIn { nick, ip, op, .. } if json => {
+                            print_json(serde_json::json!({"event":"logged_in","nick":nick,"ip":ip.to_string(),"op":op}))
+                        }
+                        HubEvent::LoggedOut { nick, .. } if json => print_json(serde_json::json!({"event":"logged_out","nick":nick})),
+                        _ => {}
+                    }
+                }
+            });
+            server.run(shutdown_on_signals()).await
         }
     }
 }

@@ -1,0 +1,198 @@
+//! Embedded SQLite state, with schema migrations keyed on `PRAGMA user_version`.
+//!
+//! Passwords are stored as Argon2id PHC strings (a per-password random salt, a slow hash);
+//! nothing can recover the password from them.
+
+use anyhow::Context;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The migrations, in order; `user_version` counts how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the NMDC hub's registered users and bans.
+    "CREATE TABLE hub_users (
+         nick TEXT PRIMARY KEY COLLATE NOCASE,
+         pass_hash TEXT NOT NULL,
+         op INTEGER NOT NULL DEFAULT 0,
+         created INTEGER NOT NULL
+     );
+     CREATE TABLE hub_bans (
+         id INTEGER PRIMARY KEY,
+         nick TEXT COLLATE NOCASE,
+         ip TEXT,
+         until INTEGER,
+         reason TEXT NOT NULL,
+         by TEXT NOT NULL,
+         created INTEGER NOT NULL
+     );",
+];
+
+/// A database file.
+pub struct Store {
+    conn: Connection,
+}
+
+/// A stored ban.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBan {
+    /// Banned nick.
+    pub nick: Option<String>,
+    /// Banned address.
+    pub ip: Option<String>,
+    /// Unix time it ends (`None`: never).
+    pub until: Option<u64>,
+    /// Why.
+    pub reason: String,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("cannot open the database {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let mut store = Store { conn };
+        store.migrate().with_context(|| format!("cannot migrate the database {}", path.display()))?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> anyhow::Result<()> {
+        let version: usize = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            anyhow::bail!("the database is from a newer omnipeer (schema {version}, this one knows {})", MIGRATIONS.len());
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Register (or re-register) a hub user with a fresh salted hash of `password`.
+    pub fn hub_register(&self, nick: &str, password: &str, op: bool) -> anyhow::Result<()> {
+        let hash = hash_password(password)?;
+        self.conn.execute(
+            "INSERT INTO hub_users (nick, pass_hash, op, created) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(nick) DO UPDATE SET pass_hash = excluded.pass_hash, op = excluded.op",
+            params![nick, hash, op, unix_now() as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Remove a registration.
+    pub fn hub_unregister(&self, nick: &str) -> anyhow::Result<bool> {
+        Ok(self.conn.execute("DELETE FROM hub_users WHERE nick = ?1", params![nick])? > 0)
+    }
+
+    /// Every registered user: (nick, op).
+    pub fn hub_users(&self) -> anyhow::Result<Vec<(String, bool)>> {
+        let mut st = self.conn.prepare("SELECT nick, op FROM hub_users ORDER BY nick")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The stored hash of a registered user's password.
+    pub fn hub_password_hash(&self, nick: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT pass_hash FROM hub_users WHERE nick = ?1", params![nick], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Store a ban; `duration` None is for good.
+    pub fn hub_ban(&self, nick: Option<&str>, ip: Option<&str>, duration: Option<Duration>, reason: &str, by: &str) -> anyhow::Result<()> {
+        let now = unix_now();
+        let until = duration.map(|d| (now + d.as_secs()) as i64);
+        self.conn.execute(
+            "INSERT INTO hub_bans (nick, ip, until, reason, by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![nick, ip, until, reason, by, now as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Lift every ban of a nick.
+    pub fn hub_unban(&self, nick: &str) -> anyhow::Result<usize> {
+        Ok(self.conn.execute("DELETE FROM hub_bans WHERE nick = ?1", params![nick])?)
+    }
+
+    /// Bans still in force.
+    pub fn hub_bans(&self) -> anyhow::Result<Vec<StoredBan>> {
+        let now = unix_now() as i64;
+        self.conn.execute("DELETE FROM hub_bans WHERE until IS NOT NULL AND until <= ?1", params![now])?;
+        let mut st = self.conn.prepare("SELECT nick, ip, until, reason FROM hub_bans")?;
+        let rows = st.query_map([], |r| {
+            Ok(StoredBan {
+                nick: r.get(0)?,
+                ip: r.get(1)?,
+                until: r.get::<_, Option<i64>>(2)?.map(|u| u as u64),
+                reason: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// A salted Argon2id hash in PHC string form.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let random: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&random).map_err(|e| anyhow::anyhow!("cannot make a salt: {e}"))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+}
+
+/// Whether `password` matches a stored hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_and_bans_persist_across_opens() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("state.sqlite");
+        {
+            let s = Store::open(&path).unwrap();
+            s.hub_register("Alice", "secret", true).unwrap();
+            s.hub_ban(Some("troll"), Some("10.0.0.1"), Some(Duration::from_secs(3600)), "spam", "Alice").unwrap();
+            s.hub_ban(Some("old"), None, Some(Duration::from_secs(0)), "expired", "Alice").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.hub_users().unwrap(), vec![("Alice".to_string(), true)]);
+        let hash = s.hub_password_hash("alice").unwrap().unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("secret"));
+        assert!(verify_password("secret", &hash));
+        assert!(!verify_password("Secret", &hash));
+        let bans = s.hub_bans().unwrap();
+        assert_eq!(bans.len(), 1, "the expired ban is gone");
+        assert_eq!(bans[0].nick.as_deref(), Some("troll"));
+        assert_eq!(s.hub_unban("TROLL").unwrap(), 1);
+        assert!(s.hub_unregister("alice").unwrap());
+    }
+
+    #[test]
+    fn same_password_different_salts() {
+        assert_ne!(hash_password("pw").unwrap(), hash_password("pw").unwrap());
+    }
+}
