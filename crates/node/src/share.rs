@@ -200,6 +200,40 @@ impl ShareIndex {
         EMPTY.get_or_init(|| Node::Dir(DirNode::default()))
     }
 
+    /// Every indexed file with its virtual path, depth first in name order.
+    pub fn files(&self) -> Vec<(VPath, FileNode)> {
+        fn walk(dir: &DirNode, at: &mut Vec<String>, out: &mut Vec<(VPath, FileNode)>) {
+            for (name, node) in &dir.children {
+                at.push(name.clone());
+                match node {
+                    Node::Dir(d) => walk(d, at, out),
+                    Node::File(f) => out.push((VPath::from_components(at.clone()), f.clone())),
+                }
+                at.pop();
+            }
+        }
+        let mut out = Vec::with_capacity(self.files);
+        walk(&self.top, &mut Vec::new(), &mut out);
+        out
+    }
+
+    /// Every directory's virtual path (the top excluded), depth first in name order.
+    pub fn dirs(&self) -> Vec<VPath> {
+        fn walk(dir: &DirNode, at: &mut Vec<String>, out: &mut Vec<VPath>) {
+            for (name, node) in &dir.children {
+                if let Node::Dir(d) = node {
+                    at.push(name.clone());
+                    out.push(VPath::from_components(at.clone()));
+                    walk(d, at, out);
+                    at.pop();
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.top, &mut Vec::new(), &mut out);
+        out
+    }
+
     /// The indexed file at `path`, if it is one.
     pub fn file(&self, path: &VPath) -> Option<(VPath, FileNode)> {
         match self.find(path)? {

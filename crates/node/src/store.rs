@@ -28,7 +28,27 @@ const MIGRATIONS: &[&str] = &[
          by TEXT NOT NULL,
          created INTEGER NOT NULL
      );",
+    // 2: Tiger tree hashes of shared files, keyed by where the file is and what it was.
+    "CREATE TABLE hash_cache (
+         path TEXT PRIMARY KEY,
+         size INTEGER NOT NULL,
+         mtime_ns INTEGER NOT NULL,
+         tth BLOB NOT NULL,
+         block_size INTEGER NOT NULL,
+         tthl BLOB NOT NULL
+     );",
 ];
+
+/// A cached Tiger tree hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedHash {
+    /// The root.
+    pub tth: [u8; 24],
+    /// Bytes per `tthl` entry.
+    pub block_size: u64,
+    /// The `tthl` payload.
+    pub tthl: Vec<u8>,
+}
 
 /// A database file.
 pub struct Store {
@@ -142,6 +162,48 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Store {
+    /// The cached hash of `path` if it was hashed at this size and modification time.
+    pub fn cached_hash(&self, path: &str, size: u64, mtime_ns: i64) -> anyhow::Result<Option<CachedHash>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT tth, block_size, tthl FROM hash_cache WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3",
+                params![path, size as i64, mtime_ns],
+                |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(tth, block_size, tthl)| {
+            let tth: [u8; 24] = tth.try_into().ok()?;
+            Some(CachedHash { tth, block_size: block_size as u64, tthl })
+        }))
+    }
+
+    /// Remember the hash of `path` at this size and modification time.
+    pub fn store_hash(&self, path: &str, size: u64, mtime_ns: i64, h: &CachedHash) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO hash_cache (path, size, mtime_ns, tth, block_size, tthl) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![path, size as i64, mtime_ns, &h.tth[..], h.block_size as i64, h.tthl],
+        )?;
+        Ok(())
+    }
+
+    /// Run `f` in one transaction (many cache writes at once).
+    pub fn batch<T>(&mut self, f: impl FnOnce(&Store) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.conn.execute_batch("BEGIN")?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 }
 
