@@ -48,6 +48,7 @@ pub mod hub;
 pub mod lock;
 pub mod search;
 pub mod text;
+pub mod transfer;
 pub mod tth;
 
 pub use command::{Command, MyInfo, ParseError, SearchQuery, SearchResult};
