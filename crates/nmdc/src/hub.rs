@@ -683,6 +683,13 @@ impl Hub {
                 self.out.push_back(Output::Send { conn: other, data: userip.clone() });
             }
         }
+        if op {
+            // Everybody else learns that the newcomer is an operator.
+            let ops: Arc<[u8]> = Command::OpList(vec![nick.to_owned()]).encode().into();
+            for &other in self.online.iter().filter(|c| **c != conn) {
+                self.out.push_back(Output::Send { conn: other, data: ops.clone() });
+            }
+        }
         if wants_list {
             self.send_list(conn);
         }

@@ -1,5 +1,6 @@
 //! Direct Connect (NMDC): the hub driver.
 
+pub mod cc;
 pub mod hub;
 pub mod share;
 

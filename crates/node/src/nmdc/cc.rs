@@ -1,0 +1,384 @@
+//! Client-to-client connections: pump the handshake machine, then serve uploads from our
+//! share (`$ADCGET` and the legacy `$Get`/`$Send`, with upload slots) or download one
+//! thing. Raw file bytes move on a blocking thread with the socket in blocking mode (the
+//! same tight loop a plain copy runs); the machines only see commands and byte counts.
+
+use super::share::DcShare;
+use crate::store::Store;
+use anyhow::{anyhow, bail, Context};
+use omnipeer_nmdc::command::{AdcKind, Direction, DirectionOutcome};
+use omnipeer_nmdc::handshake::{self, CcConfig, CcHandshake, Peer, Role};
+use omnipeer_nmdc::transfer::{DownloadEvent, Downloader, Identifier, Output, UploadEvent, Uploader};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Bytes per read/write of raw file data.
+const CHUNK: usize = 256 * 1024;
+/// Files up to this size go out even when every slot is taken (MiniSlots).
+pub const MINISLOT_SIZE: u64 = 64 * 1024;
+/// How long raw data may stall.
+const DATA_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Upload slots shared by every connection of a client.
+#[derive(Debug)]
+pub struct Slots {
+    total: usize,
+    used: AtomicUsize,
+}
+
+impl Slots {
+    /// `total` slots.
+    pub fn new(total: usize) -> Arc<Slots> {
+        Arc::new(Slots { total, used: AtomicUsize::new(0) })
+    }
+
+    /// Free slots now.
+    pub fn free(&self) -> usize {
+        self.total.saturating_sub(self.used.load(Ordering::SeqCst))
+    }
+
+    /// All slots.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    fn try_take(self: &Arc<Self>) -> Option<SlotGuard> {
+        let mut cur = self.used.load(Ordering::SeqCst);
+        loop {
+            if cur >= self.total {
+                return None;
+            }
+            match self.used.compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Some(SlotGuard(self.clone())),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+struct SlotGuard(Arc<Slots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What we serve: the share (swappable after a rescan) and the hash cache for `tthl`.
+#[derive(Clone)]
+pub struct UploadContext {
+    /// The current share.
+    pub share: Arc<Mutex<Arc<DcShare>>>,
+    /// The database with the hash cache.
+    pub store: Arc<Mutex<Store>>,
+    /// Upload slots.
+    pub slots: Arc<Slots>,
+}
+
+/// Something to download.
+#[derive(Debug, Clone)]
+pub struct DownloadJob {
+    /// What to ask for.
+    pub what: Identifier,
+    /// Where to write it; a partial file there is resumed.
+    pub out: PathBuf,
+    /// Progress: absolute bytes held.
+    pub progress: Arc<AtomicU64>,
+}
+
+/// How a download ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// The peer.
+    pub peer: String,
+    /// Bytes in the file now.
+    pub size: u64,
+    /// Where the transfer started.
+    pub resumed_from: u64,
+}
+
+fn cc_config(nick: &str, direction: Direction, expected: Option<&str>) -> CcConfig {
+    let random: [u8; 16] = rand::random();
+    // DC++-family peers disconnect on numbers above 32767.
+    let number = rand::random::<u32>() % 32_767;
+    let mut cfg = CcConfig::new(nick, &random, direction, number);
+    cfg.expected_nick = expected.map(str::to_owned);
+    cfg
+}
+
+/// Run the handshake; returns the peer, who downloads, and leftover bytes.
+pub async fn handshake(
+    stream: &mut TcpStream,
+    role: Role,
+    nick: &str,
+    want_download: bool,
+    expected: Option<&str>,
+) -> anyhow::Result<(Peer, DirectionOutcome, Vec<u8>)> {
+    let dir = if want_download { Direction::Download } else { Direction::Upload };
+    let mut hs = CcHandshake::new(role, cc_config(nick, dir, expected), Instant::now());
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut deadline = None;
+        while let Some(o) = hs.poll_output() {
+            match o {
+                handshake::Output::Transmit(b) => stream.write_all(&b).await?,
+                handshake::Output::Event(handshake::Event::Ready { peer, outcome, leftover }) => {
+                    return Ok((peer, outcome, leftover))
+                }
+                handshake::Output::Event(handshake::Event::Closed(r)) => bail!("client-to-client handshake failed: {r:?}"),
+                handshake::Output::Timeout(t) => {
+                    deadline = Some(t);
+                    break;
+                }
+            }
+        }
+        let deadline = deadline.ok_or_else(|| anyhow!("handshake stopped without a result"))?;
+        tokio::select! {
+            r = stream.read(&mut buf) => match r? {
+                0 => hs.handle_eof(),
+                n => hs.handle_input(Instant::now(), &buf[..n]),
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => hs.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// Serve uploads on a connection whose handshake made the peer the downloader, until it
+/// closes.
+pub async fn serve_uploads(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, ctx: UploadContext) -> anyhow::Result<()> {
+    let mut up = Uploader::new(Instant::now(), &leftover);
+    let mut buf = vec![0u8; 16 * 1024];
+    // What the current request resolved to, and the slot it holds.
+    let mut source: Option<Source> = None;
+    let mut _slot: Option<SlotGuard> = None;
+    loop {
+        let mut deadline = None;
+        while let Some(o) = up.poll_output() {
+            match o {
+                Output::Transmit(b) => stream.write_all(&b).await?,
+                Output::Timeout(t) => {
+                    deadline = Some(t);
+                    break;
+                }
+                Output::Event(UploadEvent::Closed(r)) => {
+                    tracing::debug!(peer = %peer.nick, "upload connection closed: {r:?}");
+                    let _ = stream.shutdown().await;
+                    return Ok(());
+                }
+                Output::Event(UploadEvent::Request(req)) => {
+                    let share = ctx.share.lock().expect("share lock").clone();
+                    let resolved = resolve(&share, &ctx, &req.identifier, req.kind);
+                    match resolved {
+                        None => {
+                            tracing::info!(peer = %peer.nick, what = ?req.identifier, "upload: not available");
+                            up.not_available(Instant::now())?;
+                        }
+                        Some(src) => {
+                            let small = src.len() <= MINISLOT_SIZE || !matches!(src, Source::File { .. });
+                            let slot = if small { None } else { ctx.slots.try_take() };
+                            if !small && slot.is_none() {
+                                tracing::info!(peer = %peer.nick, "upload: no free slot ($MaxedOut)");
+                                up.maxed_out()?;
+                            } else {
+                                _slot = slot;
+                                let len = src.len();
+                                source = Some(src);
+                                up.serve(Instant::now(), len)?;
+                            }
+                        }
+                    }
+                }
+                Output::Event(UploadEvent::SendBytes { start, length }) => {
+                    let src = source.take().ok_or_else(|| anyhow!("bytes to send without a source"))?;
+                    tracing::info!(peer = %peer.nick, what = %src.describe(), start, length, "upload");
+                    stream = match src {
+                        Source::Memory(data) => {
+                            let end = (start + length) as usize;
+                            stream.write_all(&data[start as usize..end]).await?;
+                            stream
+                        }
+                        Source::File { file, .. } => send_range(stream, file, start, length).await?,
+                    };
+                    _slot = None;
+                    up.sent(Instant::now())?;
+                }
+            }
+        }
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + DATA_TIMEOUT);
+        tokio::select! {
+            r = stream.read(&mut buf) => match r {
+                Ok(0) | Err(_) => up.handle_eof(),
+                Ok(n) => up.handle_input(Instant::now(), &buf[..n]),
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => up.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+enum Source {
+    Memory(Arc<Vec<u8>>),
+    File { file: File, size: u64, name: String },
+}
+
+impl Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Memory(d) => d.len() as u64,
+            Source::File { size, .. } => *size,
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            Source::Memory(d) => format!("{} bytes from memory", d.len()),
+            Source::File { name, .. } => name.clone(),
+        }
+    }
+}
+
+fn resolve(share: &DcShare, ctx: &UploadContext, id: &Identifier, kind: AdcKind) -> Option<Source> {
+    match (kind, id) {
+        (_, Identifier::FileList) => Some(Source::Memory(share.filelist_bz2())),
+        (AdcKind::Tthl, Identifier::Tth(t)) => {
+            let f = share.by_tth(t)?;
+            let store = ctx.store.lock().expect("store lock");
+            share.tthl(&store, f).ok().map(|d| Source::Memory(Arc::new(d)))
+        }
+        (AdcKind::File, Identifier::Tth(t)) => {
+            let f = share.by_tth(t)?;
+            let (file, size) = share.open(f).ok()?;
+            Some(Source::File { file, size, name: f.nmdc_path() })
+        }
+        (AdcKind::File, Identifier::Path(p)) => {
+            let f = share.by_path(p)?;
+            let (file, size) = share.open(f).ok()?;
+            Some(Source::File { file, size, name: f.nmdc_path() })
+        }
+        _ => None,
+    }
+}
+
+/// Write `length` bytes of `file` from `start` to the socket on a blocking thread.
+async fn send_range(stream: TcpStream, mut file: File, start: u64, length: u64) -> io::Result<TcpStream> {
+    blocking_io(stream, move |sock| {
+        file.seek(SeekFrom::Start(start))?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut left = length;
+        while left > 0 {
+            let want = left.min(CHUNK as u64) as usize;
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(io::Error::other("the file became shorter while it was being sent"));
+            }
+            sock.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Hand the socket to a blocking thread for `work`, then give it back to the runtime.
+async fn blocking_io<F>(stream: TcpStream, work: F) -> io::Result<TcpStream>
+where
+    F: FnOnce(&mut std::net::TcpStream) -> io::Result<()> + Send + 'static,
+{
+    let mut std = stream.into_std()?;
+    std.set_nonblocking(false)?;
+    std.set_read_timeout(Some(DATA_TIMEOUT))?;
+    std.set_write_timeout(Some(DATA_TIMEOUT))?;
+    let std = tokio::task::spawn_blocking(move || {
+        work(&mut std)?;
+        Ok::<_, io::Error>(std)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    std.set_nonblocking(true)?;
+    TcpStream::from_std(std)
+}
+
+/// Download one thing on a connection whose handshake made us the downloader. A partial
+/// file at `job.out` is resumed from its end.
+pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job: &DownloadJob) -> anyhow::Result<Downloaded> {
+    let have = std::fs::metadata(&job.out).map(|m| m.len()).unwrap_or(0);
+    // The file list is always fetched whole.
+    let start = if job.what == Identifier::FileList { 0 } else { have };
+    let mut down = Downloader::new(&leftover);
+    if peer.supports("ADCGet") {
+        down.request_adc(Instant::now(), AdcKind::File, &job.what, start, None)?;
+    } else {
+        down.request_legacy(Instant::now(), &job.what, start)?;
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut deadline = None;
+        while let Some(o) = down.poll_output() {
+            match o {
+                Output::Transmit(b) => stream.write_all(&b).await?,
+                Output::Timeout(t) => {
+                    deadline = Some(t);
+                    break;
+                }
+                Output::Event(DownloadEvent::Length(_)) => {}
+                Output::Event(DownloadEvent::MaxedOut) => bail!("{} has no free upload slot ($MaxedOut); try again later", peer.nick),
+                Output::Event(DownloadEvent::Error(e)) => bail!("{} answered: {e}", peer.nick),
+                Output::Event(DownloadEvent::Closed(r)) => bail!("{} closed the connection: {r:?}", peer.nick),
+                Output::Event(DownloadEvent::Incoming { start, length, leftover, .. }) => {
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&job.out)
+                        .with_context(|| format!("cannot write {}", job.out.display()))?;
+                    if file.metadata()?.len() != start {
+                        file.set_len(start)?;
+                    }
+                    file.seek(SeekFrom::Start(start))?;
+                    file.write_all(&leftover)?;
+                    let rest = length - leftover.len() as u64;
+                    job.progress.store(start + leftover.len() as u64, Ordering::Relaxed);
+                    let progress = job.progress.clone();
+                    stream = blocking_io(stream, move |sock| {
+                        let mut buf = vec![0u8; CHUNK];
+                        let mut left = rest;
+                        while left > 0 {
+                            let want = left.min(CHUNK as u64) as usize;
+                            let n = sock.read(&mut buf[..want])?;
+                            if n == 0 {
+                                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed mid-transfer"));
+                            }
+                            file.write_all(&buf[..n])?;
+                            left -= n as u64;
+                            progress.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        file.flush()
+                    })
+                    .await
+                    .with_context(|| format!("downloading from {}", peer.nick))?;
+                    down.received(rest)?;
+                    down.done()?;
+                    let _ = stream.shutdown().await;
+                    return Ok(Downloaded { peer: peer.nick.clone(), size: start + length, resumed_from: start });
+                }
+            }
+        }
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + DATA_TIMEOUT);
+        tokio::select! {
+            r = stream.read(&mut buf) => match r {
+                Ok(0) | Err(_) => down.handle_eof(),
+                Ok(n) => down.handle_input(Instant::now(), &buf[..n]),
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => down.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+/// The TTH of a file on disk.
+pub fn file_tth(path: &Path) -> anyhow::Result<omnipeer_nmdc::tth::Tth> {
+    Ok(omnipeer_nmdc::tth::Tth(super::share::hash_file(path)?.tth))
+}
