@@ -90,6 +90,8 @@ pub struct DownloadJob {
     pub out: PathBuf,
     /// Progress: absolute bytes held.
     pub progress: Arc<AtomicU64>,
+    /// The whole size, once the peer said it (0 before).
+    pub total: Arc<AtomicU64>,
 }
 
 /// How a download ended.
@@ -341,6 +343,7 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                     file.seek(SeekFrom::Start(start))?;
                     file.write_all(&leftover)?;
                     let rest = length - leftover.len() as u64;
+                    job.total.store(start + length, Ordering::Relaxed);
                     job.progress.store(start + leftover.len() as u64, Ordering::Relaxed);
                     let progress = job.progress.clone();
                     stream = blocking_io(stream, move |sock| {

@@ -1,6 +1,7 @@
 //! Direct Connect (NMDC): the hub driver.
 
 pub mod cc;
+pub mod client;
 pub mod hub;
 pub mod share;
 

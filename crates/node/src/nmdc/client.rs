@@ -1,0 +1,499 @@
+//! A Direct Connect client: one task pumps the hub session machine; client-to-client
+//! connections (incoming on our listener when active, outgoing after a `$ConnectToMe`)
+//! serve our share or carry a download we asked for; search results arrive through the
+//! hub (passive) or by UDP (active), and we answer others' searches the same two ways.
+
+use super::cc::{self, DownloadJob, Downloaded, Slots, UploadContext};
+use super::share::DcShare;
+use crate::store::Store;
+use anyhow::{anyhow, bail, Context};
+use omnipeer_nmdc::client::{ClientMode, Event, HubSession, LoginFailure, Output, SessionConfig};
+use omnipeer_nmdc::command::{DirectionOutcome, SearchOrigin, SearchQuery, SearchResult};
+use omnipeer_nmdc::handshake::{Peer, Role};
+use omnipeer_nmdc::search::{max_results, Responder};
+use omnipeer_nmdc::text::utf8_to_wire;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// How long a requested client-to-client connection may take to arrive.
+const CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The hub, `host:port`.
+    pub hub: String,
+    /// Our nick.
+    pub nick: String,
+    /// Password for a registered nick.
+    pub password: Option<String>,
+    /// Active mode: accept c-c connections (TCP) and search results (UDP) here.
+    pub listen: Option<SocketAddr>,
+    /// Folders to share (empty: share nothing).
+    pub share: Vec<PathBuf>,
+    /// Upload slots.
+    pub slots: usize,
+    /// Database (hash cache).
+    pub db: PathBuf,
+    /// Description in `$MyINFO`.
+    pub description: String,
+}
+
+/// What the client reports.
+#[derive(Debug, Clone)]
+pub enum ClientEvent {
+    /// Logged in.
+    LoggedIn,
+    /// Main chat.
+    Chat {
+        /// Speaker.
+        nick: String,
+        /// Text.
+        text: String,
+    },
+    /// A private message.
+    PrivateMessage {
+        /// Sender.
+        from: String,
+        /// Text.
+        text: String,
+    },
+    /// A search result (through the hub or by UDP).
+    SearchResult(SearchResult),
+    /// A user joined.
+    UserJoined(String),
+    /// A user left.
+    UserLeft(String),
+    /// The hub session ended.
+    Closed(String),
+}
+
+enum Cmd {
+    Search(SearchQuery, oneshot::Sender<anyhow::Result<()>>),
+    RequestConnection(String, oneshot::Sender<anyhow::Result<()>>),
+    Say(String),
+    Users(oneshot::Sender<Vec<String>>),
+}
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(TcpStream, Peer, Vec<u8>)>>>>;
+
+/// A running client.
+pub struct DcClient {
+    cmds: mpsc::Sender<Cmd>,
+    events: broadcast::Sender<ClientEvent>,
+    waiters: Waiters,
+    /// The c-c listener's address when active.
+    pub listen_addr: Option<SocketAddr>,
+    /// The shared files, if any.
+    pub share: Option<Arc<DcShare>>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl DcClient {
+    /// Hash the share, connect, log in. Returns once logged in.
+    pub async fn start(cfg: ClientConfig) -> anyhow::Result<DcClient> {
+        let db = cfg.db.clone();
+        let roots = cfg.share.clone();
+        let (store, share) = tokio::task::spawn_blocking(move || -> anyhow::Result<(Store, Option<DcShare>)> {
+            let mut store = Store::open(&db)?;
+            if roots.is_empty() {
+                return Ok((store, None));
+            }
+            let started = Instant::now();
+            let (share, stats) = DcShare::build(&roots, &mut store, &cid())?;
+            tracing::info!(
+                files = stats.files,
+                cached = stats.cached,
+                hashed_mib = stats.hashed_bytes >> 20,
+                secs = started.elapsed().as_secs_f64(),
+                "share hashed"
+            );
+            Ok((store, Some(share)))
+        })
+        .await??;
+        let share = share.map(Arc::new);
+        let store = Arc::new(Mutex::new(store));
+
+        let (listener, udp) = match cfg.listen {
+            Some(addr) => {
+                let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let port = l.local_addr()?.port();
+                let u = UdpSocket::bind(SocketAddr::new(addr.ip(), port))
+                    .await
+                    .with_context(|| format!("cannot listen for UDP on {}:{port}", addr.ip()))?;
+                (Some(l), Arc::new(u))
+            }
+            // Passive: a UDP socket only to send results to active searchers.
+            None => (None, Arc::new(UdpSocket::bind("0.0.0.0:0").await?)),
+        };
+        let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+
+        let mut scfg = SessionConfig::new(&cfg.nick);
+        scfg.password = cfg.password.clone();
+        scfg.description = cfg.description.clone();
+        scfg.share_size = share.as_ref().map_or(0, |s| s.total_size());
+        scfg.slots = cfg.slots as u32;
+        scfg.client_name = "omnipeer".into();
+        scfg.client_version = env!("CARGO_PKG_VERSION").into();
+        scfg.mode = match listen_addr {
+            Some(a) => ClientMode::Active {
+                ip: (!a.ip().is_unspecified()).then_some(a.ip()),
+                tcp_port: a.port(),
+                udp_port: a.port(),
+            },
+            None => ClientMode::Passive,
+        };
+        let session = HubSession::new(scfg, Instant::now()).map_err(|e| anyhow!("{e}"))?;
+        let hub = TcpStream::connect(&cfg.hub).await.with_context(|| format!("cannot connect to the hub {}", cfg.hub))?;
+        let _ = hub.set_nodelay(true);
+
+        let (cmds, cmd_rx) = mpsc::channel(64);
+        let (events, _) = broadcast::channel(4096);
+        let waiters: Waiters = Arc::default();
+        let shutdown = CancellationToken::new();
+        let ctx = share.as_ref().map(|s| UploadContext {
+            share: Arc::new(Mutex::new(s.clone())),
+            store: store.clone(),
+            slots: Slots::new(cfg.slots),
+        });
+        let (logged_tx, logged_rx) = oneshot::channel();
+        let runner = Runner {
+            session,
+            nick: cfg.nick.clone(),
+            hub_addr: cfg.hub.clone(),
+            events: events.clone(),
+            waiters: waiters.clone(),
+            ctx,
+            udp: udp.clone(),
+            shutdown: shutdown.clone(),
+            logged: Some(logged_tx),
+        };
+        let task = tokio::spawn(runner.run(hub, cmd_rx, listener));
+        match tokio::time::timeout(Duration::from_secs(70), logged_rx).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                shutdown.cancel();
+                return Err(e);
+            }
+            Ok(Err(_)) => {
+                shutdown.cancel();
+                return match task.await {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(anyhow!("the hub session ended before login")),
+                };
+            }
+            Err(_) => {
+                shutdown.cancel();
+                bail!("logging in to {} timed out", cfg.hub);
+            }
+        }
+        Ok(DcClient { cmds, events, waiters, listen_addr, share, shutdown, task })
+    }
+
+    /// The client's events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        self.events.subscribe()
+    }
+
+    /// Send a search (results arrive as [`ClientEvent::SearchResult`]).
+    pub async fn search(&self, query: SearchQuery) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Search(query, tx)).await.map_err(|_| anyhow!("the hub session ended"))?;
+        rx.await.map_err(|_| anyhow!("the hub session ended"))?
+    }
+
+    /// Say something in main chat.
+    pub async fn say(&self, text: &str) -> anyhow::Result<()> {
+        self.cmds.send(Cmd::Say(text.to_owned())).await.map_err(|_| anyhow!("the hub session ended"))
+    }
+
+    /// Nicks online.
+    pub async fn users(&self) -> anyhow::Result<Vec<String>> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Users(tx)).await.map_err(|_| anyhow!("the hub session ended"))?;
+        rx.await.map_err(|_| anyhow!("the hub session ended"))
+    }
+
+    /// Download one thing from `from`: ask for a connection the way our mode allows, wait
+    /// for it, fetch. A partial file at `job.out` is resumed.
+    pub async fn download(&self, from: &str, job: &DownloadJob) -> anyhow::Result<Downloaded> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().expect("waiters lock").insert(from.to_lowercase(), tx);
+        let (ctx, crx) = oneshot::channel();
+        self.cmds.send(Cmd::RequestConnection(from.to_owned(), ctx)).await.map_err(|_| anyhow!("the hub session ended"))?;
+        crx.await.map_err(|_| anyhow!("the hub session ended"))??;
+        let (stream, peer, leftover) = match tokio::time::timeout(CONNECT_WAIT, rx).await {
+            Ok(Ok(x)) => x,
+            _ => {
+                self.waiters.lock().expect("waiters lock").remove(&from.to_lowercase());
+                bail!("{from} did not connect within {}s (is it active, or are we?)", CONNECT_WAIT.as_secs());
+            }
+        };
+        cc::download(stream, &peer, leftover, job).await
+    }
+
+    /// Log out and stop.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await?
+    }
+
+    /// Run until `shutdown` or the hub closes.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let DcClient { shutdown: own, mut task, .. } = self;
+        tokio::select! {
+            _ = shutdown.cancelled() => { own.cancel(); (&mut task).await? }
+            r = &mut task => r?,
+        }
+    }
+}
+
+fn cid() -> String {
+    let random: [u8; 24] = rand::random();
+    omnipeer_nmdc::tth::Tth(random).to_base32()
+}
+
+struct Runner {
+    session: HubSession,
+    nick: String,
+    hub_addr: String,
+    events: broadcast::Sender<ClientEvent>,
+    waiters: Waiters,
+    ctx: Option<UploadContext>,
+    udp: Arc<UdpSocket>,
+    shutdown: CancellationToken,
+    logged: Option<oneshot::Sender<anyhow::Result<()>>>,
+}
+
+impl Runner {
+    async fn run(mut self, mut hub: TcpStream, mut cmds: mpsc::Receiver<Cmd>, listener: Option<TcpListener>) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut udp_buf = vec![0u8; 64 * 1024];
+        loop {
+            let mut deadline = None;
+            while let Some(o) = self.session.poll_output() {
+                match o {
+                    Output::Transmit(b) => hub.write_all(&b).await.context("writing to the hub")?,
+                    Output::Timeout(t) => {
+                        deadline = Some(t);
+                        break;
+                    }
+                    Output::Event(ev) => {
+                        if let Some(end) = self.on_event(ev).await {
+                            let _ = hub.shutdown().await;
+                            return end;
+                        }
+                    }
+                }
+            }
+            let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    let _ = hub.shutdown().await;
+                    return Ok(());
+                }
+                r = hub.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => self.session.handle_eof(),
+                    Ok(n) => self.session.handle_input(Instant::now(), &buf[..n]),
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => self.session.handle_timeout(Instant::now()),
+                Some(cmd) = cmds.recv() => self.on_cmd(cmd),
+                r = accept(&listener) => {
+                    if let Ok((stream, _)) = r {
+                        self.spawn_cc(stream, Role::Listener);
+                    }
+                }
+                r = self.udp.recv_from(&mut udp_buf) => {
+                    if let Ok((n, _)) = r {
+                        match omnipeer_nmdc::client::parse_sr_datagram(&udp_buf[..n]) {
+                            Ok(sr) => { let _ = self.events.send(ClientEvent::SearchResult(sr)); }
+                            Err(e) => tracing::debug!("bad UDP datagram: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Search(q, reply) => {
+                let _ = reply.send(self.session.search(&q).map(|_| ()).map_err(|e| anyhow!("{e}")));
+            }
+            Cmd::RequestConnection(nick, reply) => {
+                let r = if self.session.user(&nick).is_none() {
+                    Err(anyhow!("{nick} is not on the hub"))
+                } else {
+                    self.session.request_connection(&nick).map_err(|e| anyhow!("{e}"))
+                };
+                let _ = reply.send(r);
+            }
+            Cmd::Say(text) => {
+                if let Err(e) = self.session.say(&text) {
+                    tracing::warn!("cannot say: {e}");
+                }
+            }
+            Cmd::Users(reply) => {
+                let _ = reply.send(self.session.users().map(|u| u.nick.clone()).collect());
+            }
+        }
+    }
+
+    /// Returns `Some` when the session is over.
+    async fn on_event(&mut self, ev: Event) -> Option<anyhow::Result<()>> {
+        match ev {
+            Event::LoggedIn => {
+                if let Some(tx) = self.logged.take() {
+                    let _ = tx.send(Ok(()));
+                }
+                let _ = self.events.send(ClientEvent::LoggedIn);
+            }
+            Event::LoginFailed(f) => {
+                let msg = match f {
+                    LoginFailure::BadPassword => "the hub refused the password".to_owned(),
+                    LoginFailure::PasswordRequired => "the nick is registered: pass --password".to_owned(),
+                    LoginFailure::NickTaken => format!("the nick {} is taken or not allowed", self.nick),
+                    LoginFailure::HubFull => "the hub is full".to_owned(),
+                    other => format!("login failed: {other:?}"),
+                };
+                if let Some(tx) = self.logged.take() {
+                    let _ = tx.send(Err(anyhow!("{msg}")));
+                }
+                return Some(Err(anyhow!("{msg}")));
+            }
+            Event::Closed(r) => {
+                let _ = self.events.send(ClientEvent::Closed(format!("{r:?}")));
+                return Some(Err(anyhow!("the hub closed the session: {r:?}")));
+            }
+            Event::Chat { nick, text } => {
+                let _ = self.events.send(ClientEvent::Chat { nick, text });
+            }
+            Event::PrivateMessage { from, text } => {
+                let _ = self.events.send(ClientEvent::PrivateMessage { from, text });
+            }
+            Event::SearchResult(sr) => {
+                let _ = self.events.send(ClientEvent::SearchResult(sr));
+            }
+            Event::UserJoined { nick, .. } => {
+                let _ = self.events.send(ClientEvent::UserJoined(nick));
+            }
+            Event::UserLeft { nick } => {
+                let _ = self.events.send(ClientEvent::UserLeft(nick));
+            }
+            Event::SearchRequest { origin, query } => self.answer_search(&origin, &query).await,
+            Event::ConnectToMe { host, port, .. } => {
+                let addr = format!("{}:{port}", host.trim_start_matches('[').trim_end_matches(']'));
+                let this = self.spawn_ctx();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(&addr)).await {
+                        Ok(Ok(s)) => this.run_cc(s, Role::Connector).await,
+                        _ => tracing::info!(%addr, "cannot reach a peer that asked us to connect"),
+                    }
+                });
+            }
+            Event::RevConnectToMe { from } => {
+                // Only an active client can answer; request_connection sends $ConnectToMe.
+                if let Err(e) = self.session.request_connection(&from) {
+                    tracing::info!(%from, "cannot answer $RevConnectToMe: {e}");
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    async fn answer_search(&mut self, origin: &SearchOrigin, query: &SearchQuery) {
+        let Some(ctx) = &self.ctx else { return };
+        let share = ctx.share.lock().expect("share lock").clone();
+        let responder = Responder {
+            nick: utf8_to_wire(&self.nick),
+            free_slots: ctx.slots.free() as u32,
+            total_slots: ctx.slots.total() as u32,
+            hub_name: self.session.hub_name().unwrap_or("hub").to_owned(),
+            hub_addr: self.hub_addr.clone(),
+        };
+        let (files, dirs) = share.search(query, max_results(origin));
+        let mut results: Vec<SearchResult> = files
+            .iter()
+            .map(|f| responder.file_result(origin, &utf8_to_wire(&f.nmdc_path()), f.size, &f.tth))
+            .collect();
+        results.extend(dirs.iter().map(|d| responder.dir_result(origin, &utf8_to_wire(d))));
+        for r in results {
+            match self.session.send_search_result(origin, r) {
+                Ok(Some(dg)) => {
+                    let target = format!("{}:{}", dg.host, dg.port);
+                    if let Err(e) = self.udp.send_to(&dg.payload, &target).await {
+                        tracing::debug!(%target, "cannot send a search result: {e}");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!("cannot answer a search: {e}"),
+            }
+        }
+    }
+
+    fn spawn_ctx(&self) -> CcSpawner {
+        CcSpawner { nick: self.nick.clone(), waiters: self.waiters.clone(), ctx: self.ctx.clone() }
+    }
+
+    fn spawn_cc(&self, stream: TcpStream, role: Role) {
+        let this = self.spawn_ctx();
+        tokio::spawn(async move { this.run_cc(stream, role).await });
+    }
+}
+
+#[derive(Clone)]
+struct CcSpawner {
+    nick: String,
+    waiters: Waiters,
+    ctx: Option<UploadContext>,
+}
+
+impl CcSpawner {
+    async fn run_cc(self, mut stream: TcpStream, role: Role) {
+        let _ = stream.set_nodelay(true);
+        let want_download = !self.waiters.lock().expect("waiters lock").is_empty();
+        let (peer, outcome, leftover) = match cc::handshake(&mut stream, role, &self.nick, want_download, None).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::info!("client-to-client connection failed: {e:#}");
+                return;
+            }
+        };
+        match outcome {
+            DirectionOutcome::WeDownload => {
+                let waiter = self.waiters.lock().expect("waiters lock").remove(&peer.nick.to_lowercase());
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send((stream, peer, leftover));
+                    }
+                    None => tracing::info!(peer = %peer.nick, "connection from a peer we want nothing from"),
+                }
+            }
+            DirectionOutcome::TheyDownload => match self.ctx {
+                Some(ctx) => {
+                    if let Err(e) = cc::serve_uploads(stream, &peer, leftover, ctx).await {
+                        tracing::info!(peer = %peer.nick, "upload connection ended: {e:#}");
+                    }
+                }
+                None => tracing::info!(peer = %peer.nick, "a peer wants to download but we share nothing"),
+            },
+            other => tracing::info!(peer = %peer.nick, "nothing to transfer: {other:?}"),
+        }
+    }
+}
+
+async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
