@@ -22,6 +22,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+/// How long to wait for a user to appear in the list after login.
+const USER_WAIT: Duration = Duration::from_secs(5);
 /// How long a requested client-to-client connection may take to arrive.
 const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
@@ -225,6 +227,17 @@ impl DcClient {
     /// Download one thing from `from`: ask for a connection the way our mode allows, wait
     /// for it, fetch. A partial file at `job.out` is resumed.
     pub async fn download(&self, from: &str, job: &DownloadJob) -> anyhow::Result<Downloaded> {
+        // Right after login the user list may still be arriving.
+        let until = Instant::now() + USER_WAIT;
+        loop {
+            if self.users().await?.iter().any(|u| u.eq_ignore_ascii_case(from)) {
+                break;
+            }
+            if Instant::now() >= until {
+                bail!("{from} is not on the hub");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().expect("waiters lock").insert(from.to_lowercase(), tx);
         let (ctx, crx) = oneshot::channel();
