@@ -1,0 +1,172 @@
+//! Direct Connect transfers and hashing, each against a baseline measured in the same run:
+//! - a 1 GiB `$ADCGET` download omnipeer → omnipeer over loopback (handshake, request,
+//!   `$ADCSND`, raw bytes to a file) vs a plain TCP copy of the same file to a file;
+//! - TTH (Tiger tree, 1024-byte leaves, keeping the `tthl` level) vs the Tiger crate
+//!   hashing the same bytes flat.
+//!
+//! Usage: `cargo run --release -p omnipeer-bench --bin nmdc-transfer -- [SIZE_MIB] [ROUNDS]`
+
+use omnipeer_nmdc::handshake::Role;
+use omnipeer_nmdc::transfer::Identifier;
+use omnipeer_node::nmdc::cc::{self, DownloadJob, Slots, UploadContext};
+use omnipeer_node::nmdc::share::DcShare;
+use omnipeer_node::store::Store;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BUF: usize = 256 * 1024;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let mib: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1024);
+    let rounds: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let size = mib << 20;
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-tmp");
+    std::fs::create_dir_all(&base)?;
+    let dir = tempfile::Builder::new().prefix("nmdc-").tempdir_in(&base)?;
+    let share_dir = dir.path().join("share");
+    std::fs::create_dir_all(&share_dir)?;
+    let src = share_dir.join("payload.bin");
+    make_payload(&src, size)?;
+
+    // Hashing: TTH of the file vs flat Tiger over the same bytes (both from page cache).
+    let t = Instant::now();
+    let tth = omnipeer_node::nmdc::share::hash_file(&src)?;
+    let tth_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let flat = flat_tiger(&src)?;
+    let flat_secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(flat);
+
+    let mut store = Store::open(&dir.path().join("state.sqlite"))?;
+    let (share, _) = DcShare::build(&[share_dir.clone()], &mut store, "BENCH")?;
+    let root = share.files()[0].tth;
+    anyhow::ensure!(root.0 == tth.tth, "the share hashed differently");
+    let ctx = UploadContext {
+        share: Arc::new(Mutex::new(Arc::new(share))),
+        store: Arc::new(Mutex::new(store)),
+        slots: Slots::new(4),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (mut best_tcp, mut best_dc) = (f64::MAX, f64::MAX);
+    for round in 1..=rounds {
+        let order = if round % 2 == 1 { [false, true] } else { [true, false] };
+        for dc in order {
+            let out = dir.path().join("out.bin");
+            let _ = std::fs::remove_file(&out);
+            settle();
+            if dc {
+                let t = Instant::now();
+                rt.block_on(adcget(ctx.clone(), Identifier::Tth(root), &out))?;
+                let s = t.elapsed().as_secs_f64();
+                best_dc = best_dc.min(s);
+                eprintln!("round {round}: $ADCGET {:.0} MiB/s", mib as f64 / s);
+            } else {
+                let s = plain_tcp_copy(&src, &out)?;
+                best_tcp = best_tcp.min(s);
+                eprintln!("round {round}: plain TCP copy {:.0} MiB/s", mib as f64 / s);
+            }
+            anyhow::ensure!(std::fs::metadata(&out)?.len() == size, "short copy");
+            std::fs::remove_file(&out)?;
+        }
+    }
+    println!("nmdc-transfer: {mib} MiB over loopback, best of {rounds}");
+    println!("  plain TCP copy (file -> socket -> file): {:8.0} MiB/s", mib as f64 / best_tcp);
+    println!("  omnipeer $ADCGET download (c-c + TTH):   {:8.0} MiB/s", mib as f64 / best_dc);
+    println!("  ratio $ADCGET / plain copy: {:.3}  (target >= 0.9)", best_tcp / best_dc);
+    println!("  TTH hashing:       {:8.0} MiB/s", mib as f64 / tth_secs);
+    println!("  flat Tiger (same bytes): {:8.0} MiB/s", mib as f64 / flat_secs);
+    println!("  ratio TTH / flat Tiger: {:.3}", flat_secs / tth_secs);
+    Ok(())
+}
+
+async fn adcget(ctx: UploadContext, what: Identifier, out: &Path) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await?;
+        let (peer, _, leftover) = cc::handshake(&mut s, Role::Listener, "sharer", false, None).await?;
+        cc::serve_uploads(s, &peer, leftover, ctx).await
+    });
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let (peer, _, leftover) = cc::handshake(&mut s, Role::Connector, "getter", true, None).await?;
+    let job = DownloadJob { what, out: out.to_path_buf(), progress: Default::default(), total: Default::default() };
+    cc::download(s, &peer, leftover, &job).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+fn flat_tiger(path: &Path) -> anyhow::Result<[u8; 24]> {
+    use tiger::Digest;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = tiger::Tiger::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+fn make_payload(path: &Path, size: u64) -> anyhow::Result<()> {
+    let mut f = std::io::BufWriter::with_capacity(BUF, std::fs::File::create(path)?);
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut block = vec![0u8; BUF];
+    let mut left = size;
+    while left > 0 {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let n = left.min(BUF as u64) as usize;
+        f.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+fn plain_tcp_copy(src: &Path, dst: &Path) -> anyhow::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let dst = dst.to_path_buf();
+    let receiver = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        let mut out = std::fs::File::create(&dst)?;
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            out.write_all(&buf[..n])?;
+        }
+    });
+    let started = Instant::now();
+    let mut s = TcpStream::connect(addr)?;
+    let mut file = std::fs::File::open(src)?;
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n])?;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    receiver.join().expect("receiver")?;
+    Ok(started.elapsed().as_secs_f64())
+}
