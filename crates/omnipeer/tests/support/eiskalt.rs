@@ -4,7 +4,8 @@
 //! Gotchas handled here: `DCPlusPlus.xml` is pre-seeded before the first start (it is only
 //! read at startup) with `RequireTLS=0` (the default 1 makes it answer plain c-c connections
 //! with `$Error Secure connection required!`), `UseTLS=0`, `ExternalIp=127.0.0.1` +
-//! `NoIpOverride=1` (else it advertises whatever the hub reports), `HashingStartDelay=0`;
+//! `NoIpOverride=1` (else it advertises whatever the hub reports), `HashingStartDelay=0`,
+//! `MinimumSearchInterval=0` (default 60: searches are queued and sent one per 61 s);
 //! RPC params must be a JSON object; the hub password comes from `Favorites.xml`, matched
 //! on the exact hub URL. After a c-c connection closes, DC++ waits 60 s before it connects
 //! to the same user again — tests should queue everything they want before the first
@@ -61,7 +62,7 @@ impl Eiskalt {
         let dl = mkdir(base.join("dl"));
         let incomplete = mkdir(base.join("incomplete"));
         let (mode, port) = match config.active_port {
-            Some(p) => (0, p), // INCOMING_DIRECT
+            Some(p) => (0, p),               // INCOMING_DIRECT
             None => (3, super::free_port()), // INCOMING_FIREWALL_PASSIVE
         };
         let tls_port = super::free_port();
@@ -84,12 +85,13 @@ impl Eiskalt {
 <UseTLS type="int">0</UseTLS>
 <RequireTLS type="int">0</RequireTLS>
 <HashingStartDelay type="int">0</HashingStartDelay>
+<MinimumSearchInterval type="int">0</MinimumSearchInterval>
 </Settings>
 </DCPlusPlus>
 "#,
-            nick = config.nick,
-            dl = dl.display(),
-            inc = incomplete.display(),
+            nick = xml_escape(&config.nick),
+            dl = xml_escape(&dl.display().to_string()),
+            inc = xml_escape(&incomplete.display().to_string()),
         );
         std::fs::write(conf.join("DCPlusPlus.xml"), xml).unwrap();
         if let Some(pw) = &config.password {
@@ -97,7 +99,9 @@ impl Eiskalt {
                 r#"<?xml version="1.0" encoding="utf-8" standalone="yes"?>
 <Favorites><Hubs><Hub Name="test" Server="dchub://{}" Nick="{}" Password="{}" Connect="0"/></Hubs></Favorites>
 "#,
-                config.hub, config.nick, pw
+                xml_escape(&config.hub),
+                xml_escape(&config.nick),
+                xml_escape(pw)
             );
             std::fs::write(conf.join("Favorites.xml"), fav).unwrap();
         }
@@ -121,9 +125,21 @@ impl Eiskalt {
                 .stderr(out),
         )
         .expect("spawn eiskaltdcpp-daemon");
-        let me = Eiskalt { config, rpc_port, child, base, _tmp: tmp };
-        let up = wait_until(Duration::from_secs(15), || me.rpc("show.version", json!({})).is_ok());
-        assert!(up, "eiskaltdcpp-daemon RPC did not answer; output:\n{}", me.daemon_output());
+        let me = Eiskalt {
+            config,
+            rpc_port,
+            child,
+            base,
+            _tmp: tmp,
+        };
+        let up = wait_until(Duration::from_secs(15), || {
+            me.rpc("show.version", json!({})).is_ok()
+        });
+        assert!(
+            up,
+            "eiskaltdcpp-daemon RPC did not answer; output:\n{}",
+            me.daemon_output()
+        );
         if let Some(share) = me.config.share.clone() {
             let ok = me.share_and_wait_hashed(&share, Duration::from_secs(30));
             assert!(ok, "eiskalt did not finish hashing {}", share.display());
@@ -135,7 +151,8 @@ impl Eiskalt {
     /// One JSON-RPC 2.0 call (HTTP/1.0 POST to `127.0.0.1:<rpc_port>/`, 10 s timeouts).
     /// Returns `result`, or `Err` with the `error` object / transport error as text.
     pub fn rpc(&self, method: &str, params: Value) -> Result<Value, String> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
         let mut s = TcpStream::connect(("127.0.0.1", self.rpc_port)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
         s.set_write_timeout(Some(Duration::from_secs(10))).ok();
@@ -163,7 +180,10 @@ impl Eiskalt {
             }
         }
         let text = String::from_utf8_lossy(&resp);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).ok_or("no HTTP body")?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .ok_or("no HTTP body")?;
         let v: Value = serde_json::from_str(body.trim()).map_err(|e| format!("{e}: {body}"))?;
         if let Some(err) = v.get("error") {
             return Err(err.to_string());
@@ -203,9 +223,19 @@ impl Eiskalt {
 
     /// Nicks on the hub as eiskalt sees them (`hub.getusers`), including its own.
     pub fn users(&self) -> Vec<String> {
-        let r = self.rpc("hub.getusers", json!({"huburl": self.hub_url(), "separator": ";"}));
-        let s = r.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        let mut v: Vec<String> = s.split(';').filter(|n| !n.is_empty()).map(str::to_owned).collect();
+        let r = self.rpc(
+            "hub.getusers",
+            json!({"huburl": self.hub_url(), "separator": ";"}),
+        );
+        let s = r
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut v: Vec<String> = s
+            .split(';')
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
         v.sort();
         v
     }
@@ -217,16 +247,23 @@ impl Eiskalt {
 
     /// `list.download` of `nick`'s file list (result 0 = queued).
     pub fn download_filelist(&self, nick: &str) -> Result<Value, String> {
-        self.rpc("list.download", json!({"huburl": self.hub_url(), "nick": nick}))
+        self.rpc(
+            "list.download",
+            json!({"huburl": self.hub_url(), "nick": nick}),
+        )
     }
 
     /// The downloaded file list of `nick` (`local/FileLists/<nick>.<CID>.xml.bz2`), if any.
     pub fn filelist_path(&self, nick: &str) -> Option<PathBuf> {
         let dir = self.base.join("local").join("FileLists");
-        std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            n.starts_with(&format!("{nick}.")) && n.ends_with(".xml.bz2")
-        })
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n.starts_with(&format!("{nick}.")) && n.ends_with(".xml.bz2")
+            })
     }
 
     /// Waits for `nick`'s file list to be completely downloaded (file present and non-empty,
@@ -234,11 +271,18 @@ impl Eiskalt {
     /// written); returns its path.
     pub fn wait_filelist(&self, nick: &str, timeout: Duration) -> Option<PathBuf> {
         let mut found = None;
-        let prefix = self.base.join("local").join("FileLists").join(format!("{nick}."));
+        let prefix = self
+            .base
+            .join("local")
+            .join("FileLists")
+            .join(format!("{nick}."));
         let prefix = prefix.display().to_string();
         let done = wait_until(timeout, || {
             found = self.filelist_path(nick);
-            let written = found.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len() > 0);
+            let written = found
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len() > 0);
             let queued = match self.queue_list() {
                 Value::Object(m) => m.keys().any(|k| k.starts_with(&prefix)),
                 _ => false,
@@ -251,7 +295,13 @@ impl Eiskalt {
     /// `queue.add`: queue `name` (`size` bytes, TTH root `tth`) into directory `dir`. It has
     /// no source until a file list with that TTH is matched ([`Eiskalt::match_lists`]) or a
     /// search result arrives.
-    pub fn add_by_tth(&self, name: &str, size: u64, tth: &str, dir: &Path) -> Result<Value, String> {
+    pub fn add_by_tth(
+        &self,
+        name: &str,
+        size: u64,
+        tth: &str,
+        dir: &Path,
+    ) -> Result<Value, String> {
         self.rpc(
             "queue.add",
             json!({"directory": dir.display().to_string(), "filename": name, "size": size, "tth": tth}),
@@ -279,14 +329,17 @@ impl Eiskalt {
 
     /// `search.getresults` for our hub (array of result objects).
     pub fn search_results(&self) -> Value {
-        self.rpc("search.getresults", json!({"huburl": self.hub_url()})).unwrap_or(Value::Null)
+        self.rpc("search.getresults", json!({"huburl": self.hub_url()}))
+            .unwrap_or(Value::Null)
     }
 
     /// Waits until `path` exists and is no longer a queue target (download finished; partial
     /// data lives in a separate temp dir, so the file appears only when complete).
     pub fn wait_file(&self, path: &Path, timeout: Duration) -> bool {
         let key = path.display().to_string();
-        wait_until(timeout, || path.is_file() && self.queue_list().get(&key).is_none())
+        wait_until(timeout, || {
+            path.is_file() && self.queue_list().get(&key).is_none()
+        })
     }
 
     /// Where downloads go by default (`DownloadDirectory`).
@@ -311,6 +364,14 @@ impl Eiskalt {
         }
         self.child.wait_or_kill(Duration::from_secs(5));
     }
+}
+
+/// Escapes text for an XML attribute or element.
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Total length of an HTTP response once headers and `Content-Length` bytes are in.

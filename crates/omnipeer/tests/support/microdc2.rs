@@ -27,6 +27,8 @@ pub struct Microdc2Config {
     pub share: Option<PathBuf>,
     /// Active mode listening on 127.0.0.1:<port> (TCP and UDP); `None` = passive.
     pub listen_port: Option<u16>,
+    /// Hub password (`set password`), sent when the hub asks with `$GetPass`.
+    pub password: Option<String>,
 }
 
 /// A running microdc2; killed on drop (after an `exit` attempt in [`Microdc2::stop`]).
@@ -70,15 +72,28 @@ impl Microdc2 {
         if let Some(s) = &config.share {
             script.push_str(&format!("share {}\n", s.display()));
         }
-        script.push_str(&format!("set logfile {}\n", base.join("microdc2.log").display()));
+        if let Some(pw) = &config.password {
+            script.push_str(&format!("set password {pw}\n"));
+        }
+        script.push_str(&format!(
+            "set logfile {}\n",
+            base.join("microdc2.log").display()
+        ));
         script.push_str(&format!("connect {}\n", config.hub));
         std::fs::write(base.join("config"), script).unwrap();
 
         let fifo_path = base.join("cmd.fifo");
-        let ok = Command::new("mkfifo").arg(&fifo_path).status().map(|s| s.success());
+        let ok = Command::new("mkfifo")
+            .arg(&fifo_path)
+            .status()
+            .map(|s| s.success());
         assert!(matches!(ok, Ok(true)), "mkfifo failed");
         // O_RDWR never blocks on a FIFO and keeps a writer open: EOF on stdin = exit.
-        let holder = OpenOptions::new().read(true).write(true).open(&fifo_path).expect("open fifo");
+        let holder = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo_path)
+            .expect("open fifo");
         let stdin = File::open(&fifo_path).expect("open fifo for reading");
         let out = File::create(base.join("out.log")).unwrap();
         let child = KillOnDrop::spawn(
@@ -93,7 +108,13 @@ impl Microdc2 {
                 .stderr(out),
         )
         .expect("spawn microdc2");
-        let me = Microdc2 { config, child, fifo: Some(holder), base, _tmp: tmp };
+        let me = Microdc2 {
+            config,
+            child,
+            fifo: Some(holder),
+            base,
+            _tmp: tmp,
+        };
         let up = me.wait_output("microdc2>", Duration::from_secs(10));
         assert!(up, "microdc2 did not start; output:\n{}", me.output());
         me

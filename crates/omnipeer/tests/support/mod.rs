@@ -65,7 +65,9 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// True when `bin` is an executable found on `PATH`.
 pub fn have(bin: &str) -> bool {
-    let Some(path) = std::env::var_os("PATH") else { return false };
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
     std::env::split_paths(&path).any(|d| {
         let p = d.join(bin);
         std::fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false)
@@ -88,7 +90,9 @@ pub fn require(test: &str, bins: &[&str]) -> bool {
 
 /// The file's content as a lossy string ("" if it does not exist).
 pub fn read_lossy(path: &Path) -> String {
-    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// A temp dir under `$CARGO_TARGET_TMPDIR`-like location (short paths: tmux and sockets
@@ -106,13 +110,21 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
 pub fn sha256_file(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// TTH root (39 upper-case base32) of a file, computed with `rhash --tth` (None if rhash is
 /// missing or fails).
 pub fn tth_rhash(path: &Path) -> Option<String> {
-    let out = Command::new("rhash").arg("--tth").arg("--simple").arg(path).output().ok()?;
+    let out = Command::new("rhash")
+        .arg("--tth")
+        .arg("--simple")
+        .arg(path)
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -184,7 +196,9 @@ impl Drop for KillOnDrop {
 /// `Command` with the given program and null stdio (the launchers redirect to files).
 pub(crate) fn quiet(program: &str) -> Command {
     let mut c = Command::new(program);
-    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     c
 }
 

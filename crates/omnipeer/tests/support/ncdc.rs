@@ -61,11 +61,28 @@ impl Ncdc {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let socket = format!("omnipeer-ncdc-{}-{n}", std::process::id());
         let session = format!("ncdc{n}");
-        let mut me = Ncdc { config, socket, session, ncdc_dir, pid: None, _tmp: tmp, stopped: false };
+        let mut me = Ncdc {
+            config,
+            socket,
+            session,
+            ncdc_dir,
+            pid: None,
+            _tmp: tmp,
+            stopped: false,
+        };
 
         let shell_cmd = format!("exec ncdc -n -c '{}'", me.ncdc_dir.display());
         let ok = quiet("tmux")
-            .args(["-L", &me.socket, "-f", "/dev/null", "new-session", "-d", "-s", &me.session])
+            .args([
+                "-L",
+                &me.socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                &me.session,
+            ])
             .args(["-x", "200", "-y", "50", &shell_cmd])
             .env("NCDC_DIR", &me.ncdc_dir)
             .env("TERM", "xterm")
@@ -77,7 +94,15 @@ impl Ncdc {
         let up = wait_until(Duration::from_secs(10), || me.screen().contains("1:main"));
         assert!(up, "ncdc UI did not come up; screen:\n{}", me.screen());
         me.pid = Command::new("tmux")
-            .args(["-L", &me.socket, "display-message", "-p", "-t", &me.session, "#{pane_pid}"])
+            .args([
+                "-L",
+                &me.socket,
+                "display-message",
+                "-p",
+                "-t",
+                &me.session,
+                "#{pane_pid}",
+            ])
             .output()
             .ok()
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
@@ -112,10 +137,46 @@ impl Ncdc {
     /// handles it before the next one).
     pub fn cmd(&self, line: &str) {
         let _ = quiet("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", &self.session, "-l", line])
+            .args([
+                "-L",
+                &self.socket,
+                "send-keys",
+                "-t",
+                &self.session,
+                "-l",
+                line,
+            ])
             .status();
-        let _ = quiet("tmux").args(["-L", &self.socket, "send-keys", "-t", &self.session, "Enter"]).status();
+        let _ = quiet("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "send-keys",
+                "-t",
+                &self.session,
+                "Enter",
+            ])
+            .status();
         std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Selects the hub tab with Alt+2 (it is always tab 2: opened right after `main`).
+    /// Hub commands such as `/search` and `/browse` only work there, and `/search` /
+    /// `/browse` switch to a results / list tab that has no command line.
+    pub fn hub_tab(&self) {
+        self.keys(&["M-2"]);
+    }
+
+    /// `/search <args>` on the hub tab (e.g. `"golden"`, `"-tth <TTH>"`).
+    pub fn search(&self, args: &str) {
+        self.hub_tab();
+        self.cmd(&format!("/search {args}"));
+    }
+
+    /// `/browse <nick>` from the hub tab: downloads the user's file list.
+    pub fn browse(&self, nick: &str) {
+        self.hub_tab();
+        self.cmd(&format!("/browse {nick}"));
     }
 
     /// Sends tmux key names (e.g. `"Down"`, `"d"`, `"M-2"`) without `-l`.
@@ -130,7 +191,14 @@ impl Ncdc {
     /// The visible screen (`tmux capture-pane -p`), "" if the session is gone.
     pub fn screen(&self) -> String {
         Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", &self.session])
+            .args([
+                "-L",
+                &self.socket,
+                "capture-pane",
+                "-p",
+                "-t",
+                &self.session,
+            ])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
@@ -192,14 +260,20 @@ impl Ncdc {
         let files = count_files(dir);
         self.cmd(&format!("/share files {}", dir.display()));
         let hashed = wait_until(timeout, || {
-            self.protocol_log().matches("*message* Completed hashing ").count() >= files
+            self.protocol_log()
+                .matches("*message* Completed hashing ")
+                .count()
+                >= files
         });
         if !hashed {
             return false;
         }
         self.cmd("/refresh");
         wait_until(timeout, || {
-            bunzip_to_string(&self.own_filelist()).matches("<File ").count() >= files
+            bunzip_to_string(&self.own_filelist())
+                .matches("<File ")
+                .count()
+                >= files
         })
     }
 
@@ -223,7 +297,9 @@ impl Ncdc {
         if let Some(pid) = self.pid {
             wait_until(Duration::from_secs(5), || !alive(pid));
         }
-        let _ = quiet("tmux").args(["-L", &self.socket, "kill-server"]).status();
+        let _ = quiet("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
         // ncdc writes `history` etc. when it exits on SIGHUP: wait before the temp dir goes.
         if let Some(pid) = self.pid {
             if !wait_until(Duration::from_secs(3), || !alive(pid)) {
@@ -249,14 +325,20 @@ impl Drop for Ncdc {
 /// True while `pid` exists and is not a zombie.
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')).unwrap_or(false),
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .map(|r| !r.trim_start().starts_with('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
 
 /// Regular, non-hidden files below `dir` (what ncdc shares by default).
 pub fn count_files(dir: &Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     rd.flatten()
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| match e.file_type() {
