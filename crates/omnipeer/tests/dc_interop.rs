@@ -190,6 +190,17 @@ fn eiskalt_downloads_file_list_and_file_by_tth_from_omnipeer_share() {
     let e = Eiskalt::start(EiskaltConfig { nick: "bob".into(), hub: addr.clone(), active_port: Some(free_port()), ..Default::default() });
     assert!(e.wait_logged_in(T));
     assert!(wait_until(T, || e.users().contains(&"sharer".to_owned())), "eiskalt sees sharer: {:?}", e.users());
+    // Eiskalt is active: its search reaches our share through the hub and our result goes
+    // back to it by UDP.
+    e.search("payload").unwrap();
+    assert!(
+        wait_until(T, || {
+            let r = e.search_results().to_string();
+            r.contains("sharer") && r.contains("payload.bin")
+        }),
+        "eiskalt search results: {}",
+        e.search_results()
+    );
     let target = e.download_dir().join("payload.bin");
     assert_eq!(e.add_by_tth("payload.bin", 3_000_000, &tth, &e.download_dir()).unwrap(), 0);
     assert_eq!(e.download_filelist("sharer").unwrap(), 0);
