@@ -289,18 +289,20 @@ impl Ncdc {
             return;
         }
         self.cmd("/quit");
-        self.kill();
+        self.kill(true);
     }
 
-    fn kill(&mut self) {
+    /// Ends ncdc: after a `/quit` (`graceful`) first waits up to 5 s for it to exit; then
+    /// kills the tmux server (ncdc gets SIGHUP and exits, writing `history` etc., so wait
+    /// for that before the temp dir is removed), and SIGKILLs ncdc if still there after 3 s.
+    fn kill(&mut self, graceful: bool) {
         self.stopped = true;
-        if let Some(pid) = self.pid {
+        if let (true, Some(pid)) = (graceful, self.pid) {
             wait_until(Duration::from_secs(5), || !alive(pid));
         }
         let _ = quiet("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .status();
-        // ncdc writes `history` etc. when it exits on SIGHUP: wait before the temp dir goes.
         if let Some(pid) = self.pid {
             if !wait_until(Duration::from_secs(3), || !alive(pid)) {
                 let _ = quiet("kill").args(["-KILL", &pid.to_string()]).status();
@@ -313,11 +315,7 @@ impl Ncdc {
 impl Drop for Ncdc {
     fn drop(&mut self) {
         if !self.stopped {
-            if let Some(pid) = self.pid {
-                // No /quit on drop: make the first wait in kill() short.
-                let _ = quiet("kill").args(["-TERM", &pid.to_string()]).status();
-            }
-            self.kill();
+            self.kill(false);
         }
     }
 }
