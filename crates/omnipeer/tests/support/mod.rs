@@ -95,8 +95,8 @@ pub fn read_lossy(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A temp dir under `$CARGO_TARGET_TMPDIR`-like location (short paths: tmux and sockets
-/// dislike long ones); removed on drop unless `OMNIPEER_KEEP_TMP` is set.
+/// A fresh directory `<prefix>XXXXXX` in the system temp dir (`$TMPDIR` or /tmp; short
+/// paths), removed on drop unless `OMNIPEER_KEEP_TMP` is set (to inspect client logs).
 pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
     let mut b = tempfile::Builder::new();
     b.prefix(prefix);
