@@ -319,10 +319,19 @@ async fn services_off_and_full_server_answer_150() {
         .unwrap_err();
     assert!(err.to_string().contains("150"), "{err}");
     assert_eq!(probe(f.addr, b"110 alice\n").await, b"150 unavailable\n");
-    // One connection holds the only slot; the next gets 150 even for a service that is on.
-    let mut holder = TcpStream::connect(f.addr).await.unwrap();
-    holder.write_all(b"120 alice 100 slow.bin\n").await.unwrap();
-    assert_eq!(read_line(&mut holder).await, "121 bob 0");
+    // One connection holds the only slot (once the refused connections above are gone);
+    // the next gets 150 even for a service that is on.
+    let mut holder = None;
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(f.addr).await.unwrap();
+        s.write_all(b"120 alice 100 slow.bin\n").await.unwrap();
+        if read_line(&mut s).await == "121 bob 0" {
+            holder = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let holder = holder.expect("the slot frees once the refused connections closed");
     assert_eq!(probe(f.addr, b"120 carol 5 other.bin\n").await, b"150 unavailable\n");
     drop(holder);
     tokio::time::sleep(Duration::from_millis(200)).await;
