@@ -4,7 +4,15 @@
 //! - TTH (Tiger tree, 1024-byte leaves, keeping the `tthl` level) vs the Tiger crate
 //!   hashing the same bytes flat.
 //!
+//! - when `eiskaltdcpp-daemon` is installed: the same file downloaded by `omnipeer` through
+//!   a hub from EiskaltDC++ and from `omnipeer`'s own share.
+//!
 //! Usage: `cargo run --release -p omnipeer-bench --bin nmdc-transfer -- [SIZE_MIB] [ROUNDS]`
+
+// The interop tests' launcher for the real client (std + serde_json only).
+#[allow(dead_code, unused_imports)]
+#[path = "../../crates/omnipeer/tests/support/mod.rs"]
+mod support;
 
 use omnipeer_nmdc::handshake::Role;
 use omnipeer_nmdc::transfer::Identifier;
@@ -77,6 +85,18 @@ fn main() -> anyhow::Result<()> {
     println!("  plain TCP copy (file -> socket -> file): {:8.0} MiB/s", mib as f64 / best_tcp);
     println!("  omnipeer $ADCGET download (c-c + TTH):   {:8.0} MiB/s", mib as f64 / best_dc);
     println!("  ratio $ADCGET / plain copy: {:.3}  (target >= 0.9)", best_tcp / best_dc);
+    if support::have("eiskaltdcpp-daemon") {
+        match rt.block_on(vs_eiskalt(&share_dir, root, rounds)) {
+            Ok((ek, om)) => {
+                println!("  via a hub, omnipeer downloading from EiskaltDC++: {:8.0} MiB/s", mib as f64 / ek);
+                println!("  via a hub, omnipeer downloading from omnipeer:    {:8.0} MiB/s", mib as f64 / om);
+                println!("  ratio omnipeer / EiskaltDC++ as the uploader: {:.3}", ek / om);
+            }
+            Err(e) => println!("  EiskaltDC++ comparison failed: {e:#}"),
+        }
+    } else {
+        println!("  (eiskaltdcpp-daemon not installed: no comparison with EiskaltDC++)");
+    }
     println!("  TTH hashing:       {:8.0} MiB/s", mib as f64 / tth_secs);
     println!("  flat Tiger (same bytes): {:8.0} MiB/s", mib as f64 / flat_secs);
     println!("  ratio TTH / flat Tiger: {:.3}", flat_secs / tth_secs);
@@ -97,6 +117,73 @@ async fn adcget(ctx: UploadContext, what: Identifier, out: &Path) -> anyhow::Res
     cc::download(s, &peer, leftover, &job).await?;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// Best download times (EiskaltDC++ as uploader, omnipeer as uploader), both through an
+/// omnipeer hub, the downloader passive and the uploaders active.
+async fn vs_eiskalt(share_dir: &Path, root: omnipeer_nmdc::tth::Tth, rounds: usize) -> anyhow::Result<(f64, f64)> {
+    use omnipeer_node::nmdc::client::{ClientConfig, DcClient};
+    use omnipeer_node::nmdc::{HubServer, HubServerConfig};
+    let tmp = tempfile::tempdir()?;
+    let hub = HubServer::bind(HubServerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        hub: Default::default(),
+        db: tmp.path().join("hub.sqlite"),
+        register: Vec::new(),
+    })
+    .await?;
+    let hub_addr = hub.local_addr().to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(hub.run(stop.clone()));
+    let ek_cfg = support::eiskalt::EiskaltConfig {
+        nick: "ek".into(),
+        hub: hub_addr.clone(),
+        share: Some(share_dir.to_path_buf()),
+        active_port: Some(support::free_port()),
+        password: None,
+    };
+    let ek = tokio::task::spawn_blocking(move || support::eiskalt::Eiskalt::start(ek_cfg)).await?;
+    let cfg = |nick: &str, share: Vec<std::path::PathBuf>, listen: Option<std::net::SocketAddr>| ClientConfig {
+        hub: hub_addr.clone(),
+        nick: nick.into(),
+        password: None,
+        listen,
+        share,
+        slots: 4,
+        db: tmp.path().join(format!("{nick}.sqlite")),
+        description: String::new(),
+    };
+    let sharer = DcClient::start(cfg("omni", vec![share_dir.to_path_buf()], Some("127.0.0.1:0".parse()?))).await?;
+    let getter = DcClient::start(cfg("getter", Vec::new(), None)).await?;
+    let logged = tokio::task::spawn_blocking(move || {
+        let ok = ek.wait_logged_in(Duration::from_secs(30));
+        (ek, ok)
+    })
+    .await?;
+    let _ek = logged.0;
+    anyhow::ensure!(logged.1, "EiskaltDC++ did not log in");
+    let (mut best_ek, mut best_om) = (f64::MAX, f64::MAX);
+    for _ in 0..rounds {
+        for from in ["ek", "omni"] {
+            let out = tmp.path().join("dl.bin");
+            let _ = std::fs::remove_file(&out);
+            settle();
+            let job = DownloadJob { what: Identifier::Tth(root), out, progress: Default::default(), total: Default::default() };
+            let t = Instant::now();
+            getter.download(from, &job).await?;
+            let s = t.elapsed().as_secs_f64();
+            eprintln!("from {from}: {s:.3} s");
+            if from == "ek" {
+                best_ek = best_ek.min(s);
+            } else {
+                best_om = best_om.min(s);
+            }
+        }
+    }
+    getter.stop().await?;
+    sharer.stop().await?;
+    stop.cancel();
+    Ok((best_ek, best_om))
 }
 
 fn flat_tiger(path: &Path) -> anyhow::Result<[u8; 24]> {
