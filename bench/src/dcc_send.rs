@@ -5,15 +5,15 @@
 //! Usage: `cargo run --release -p omnipeer-bench --bin dcc-send -- [SIZE_MIB] [ROUNDS]`
 //! (defaults: 1024 MiB, 3 rounds; the best round of each counts).
 
+mod common;
+use common::{make_payload, plain_tcp_copy, settle};
+
 use omnipeer_dcc::Services;
 use omnipeer_node::dcc::{self, ClientOptions, DccServer, DccServerConfig};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const BUF: usize = 256 * 1024;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -114,34 +114,6 @@ impl TapMkdir for std::path::PathBuf {
     }
 }
 
-fn make_payload(path: &Path, size: u64) -> anyhow::Result<()> {
-    let mut f = std::io::BufWriter::with_capacity(BUF, std::fs::File::create(path)?);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut block = vec![0u8; BUF];
-    let mut left = size;
-    while left > 0 {
-        for chunk in block.chunks_mut(8) {
-            // xorshift: incompressible, cheap.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        let n = left.min(BUF as u64) as usize;
-        f.write_all(&block[..n])?;
-        left -= n as u64;
-    }
-    f.flush()?;
-    Ok(())
-}
-
-/// Let the file system finish what the previous run left (freeing a deleted 1 GiB file,
-/// writeback) before the next measurement starts.
-fn settle() {
-    let _ = std::process::Command::new("sync").status();
-    std::thread::sleep(Duration::from_millis(500));
-}
-
 /// CPU time (user + system) of this process so far, from /proc/self/stat.
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -156,41 +128,4 @@ fn check_size(path: &Path, size: u64) -> anyhow::Result<()> {
     let got = std::fs::metadata(path)?.len();
     anyhow::ensure!(got == size, "{} has {got} bytes, expected {size}", path.display());
     Ok(())
-}
-
-/// The baseline: read the file, write it to a socket; the other end reads the socket and
-/// writes a file. Same buffer size as the DCC path, no protocol at all.
-fn plain_tcp_copy(src: &Path, dst: &Path) -> anyhow::Result<f64> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let dst = dst.to_path_buf();
-    let receiver = std::thread::spawn(move || -> std::io::Result<u64> {
-        let (mut s, _) = listener.accept()?;
-        let mut out = std::fs::File::create(&dst)?;
-        let mut buf = vec![0u8; BUF];
-        let mut total = 0;
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                return Ok(total);
-            }
-            out.write_all(&buf[..n])?;
-            total += n as u64;
-        }
-    });
-    let started = Instant::now();
-    let mut s = TcpStream::connect(addr)?;
-    s.set_nodelay(true)?;
-    let mut file = std::fs::File::open(src)?;
-    let mut buf = vec![0u8; BUF];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        s.write_all(&buf[..n])?;
-    }
-    s.shutdown(std::net::Shutdown::Write)?;
-    receiver.join().expect("receiver thread")?;
-    Ok(started.elapsed().as_secs_f64())
 }

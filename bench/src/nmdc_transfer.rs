@@ -9,6 +9,9 @@
 //!
 //! Usage: `cargo run --release -p omnipeer-bench --bin nmdc-transfer -- [SIZE_MIB] [ROUNDS]`
 
+mod common;
+use common::{make_payload, plain_tcp_copy, settle};
+
 // The interop tests' launcher for the real client (std + serde_json only).
 #[allow(dead_code, unused_imports)]
 #[path = "../../crates/omnipeer/tests/support/mod.rs"]
@@ -19,13 +22,11 @@ use omnipeer_nmdc::transfer::Identifier;
 use omnipeer_node::nmdc::cc::{self, DownloadJob, Slots, UploadContext};
 use omnipeer_node::nmdc::share::DcShare;
 use omnipeer_node::store::Store;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BUF: usize = 256 * 1024;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -199,61 +200,4 @@ fn flat_tiger(path: &Path) -> anyhow::Result<[u8; 24]> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize().into())
-}
-
-fn settle() {
-    let _ = std::process::Command::new("sync").status();
-    std::thread::sleep(Duration::from_millis(500));
-}
-
-fn make_payload(path: &Path, size: u64) -> anyhow::Result<()> {
-    let mut f = std::io::BufWriter::with_capacity(BUF, std::fs::File::create(path)?);
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut block = vec![0u8; BUF];
-    let mut left = size;
-    while left > 0 {
-        for chunk in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        let n = left.min(BUF as u64) as usize;
-        f.write_all(&block[..n])?;
-        left -= n as u64;
-    }
-    f.flush()?;
-    Ok(())
-}
-
-fn plain_tcp_copy(src: &Path, dst: &Path) -> anyhow::Result<f64> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let dst = dst.to_path_buf();
-    let receiver = std::thread::spawn(move || -> std::io::Result<()> {
-        let (mut s, _) = listener.accept()?;
-        let mut out = std::fs::File::create(&dst)?;
-        let mut buf = vec![0u8; BUF];
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            out.write_all(&buf[..n])?;
-        }
-    });
-    let started = Instant::now();
-    let mut s = TcpStream::connect(addr)?;
-    let mut file = std::fs::File::open(src)?;
-    let mut buf = vec![0u8; BUF];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        s.write_all(&buf[..n])?;
-    }
-    s.shutdown(std::net::Shutdown::Write)?;
-    receiver.join().expect("receiver")?;
-    Ok(started.elapsed().as_secs_f64())
 }
