@@ -19,6 +19,28 @@ pub struct Config {
     pub node: NodeConfig,
     /// The mIRC DCC Server.
     pub dcc: DccConfig,
+    /// The NMDC hub.
+    pub nmdc_hub: NmdcHubConfig,
+}
+
+/// `[nmdc_hub]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NmdcHubConfig {
+    /// Run the hub.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// `$HubName`.
+    pub name: String,
+    /// `$HubTopic`.
+    pub topic: String,
+    /// Message of the day.
+    pub motd: Vec<String>,
+    /// Users at once.
+    pub max_users: usize,
+    /// Database; empty for `<data_dir>/hub.sqlite`.
+    pub db: String,
 }
 
 /// `[node]`.

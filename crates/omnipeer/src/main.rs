@@ -42,7 +42,8 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the node: every network the configuration enables (now: the DCC server)
+    /// Run the node: every network the configuration enables (now: the DCC server and the
+    /// NMDC hub)
     Up,
     /// Show or check configuration
     #[command(subcommand)]
@@ -344,6 +345,26 @@ async fn up(g: &Global, cfg: Config) -> anyhow::Result<()> {
         eprintln!("dcc: nick {}, share {}, incoming {}", dcfg.nick, dcfg.share.display(), dcfg.incoming.display());
         eprintln!("listening on {}", server.local_addr());
         spawn_event_printer(server.handle(), g.json);
+        tasks.spawn(server.run(shutdown.clone()));
+    }
+    if cfg.nmdc_hub.enabled {
+        let h = &cfg.nmdc_hub;
+        let db = if h.db.is_empty() { data_dir.join("hub.sqlite") } else { PathBuf::from(&h.db) };
+        let server = omnipeer_node::nmdc::HubServer::bind(omnipeer_node::nmdc::HubServerConfig {
+            listen: h.listen,
+            hub: omnipeer_nmdc::hub::HubConfig {
+                name: omnipeer_nmdc::text::utf8_to_wire(&h.name),
+                topic: omnipeer_nmdc::text::utf8_to_wire(&h.topic),
+                motd: h.motd.iter().map(|m| omnipeer_nmdc::text::utf8_to_wire(m)).collect(),
+                max_users: h.max_users,
+                ..Default::default()
+            },
+            db,
+            register: Vec::new(),
+        })
+        .await?;
+        eprintln!("nmdc hub: dchub://{}", server.local_addr());
+        eprintln!("listening on {}", server.local_addr());
         tasks.spawn(server.run(shutdown.clone()));
     }
     if tasks.is_empty() {

@@ -145,7 +145,11 @@ fn up_with_defaults_serves_dcc_and_stops_on_sigterm() {
     let t = tempfile::tempdir().unwrap();
     // Port 0 so parallel test runs never collide; everything else is the embedded default.
     std::fs::create_dir_all(t.path()).unwrap();
-    std::fs::write(t.path().join("config.toml"), "[dcc]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    std::fs::write(
+        t.path().join("config.toml"),
+        "[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
     let server = Server::start({
         let mut c = omnipeer(t.path());
         c.arg("up");
@@ -153,6 +157,18 @@ fn up_with_defaults_serves_dcc_and_stops_on_sigterm() {
     });
     assert!(t.path().join("share").is_dir());
     assert!(t.path().join("incoming").is_dir());
+    // The NMDC hub is up too: it greets with $Lock.
+    let hub_addr = loop {
+        let l = server.stderr_lines.recv_timeout(Duration::from_secs(10)).expect("the hub's listening line");
+        if let Some(a) = l.strip_prefix("listening on ") {
+            break a.trim().to_owned();
+        }
+    };
+    let mut hub = std::net::TcpStream::connect(&hub_addr).unwrap();
+    hub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut greeting = [0u8; 16];
+    hub.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"$Lock EXTENDEDPR");
     std::fs::write(t.path().join("share/hello.txt"), "hi\n").unwrap();
     // Send a file into the node.
     let src = t.path().join("gift.bin");
