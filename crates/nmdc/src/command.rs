@@ -1086,6 +1086,10 @@ fn address(command: &'static str, s: &str) -> Result<(String, u16)> {
 fn dollar_list(command: &'static str, s: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for item in s.split("$$").filter(|i| !i.is_empty()) {
+        // `$` separates items and cannot be part of one (`b$` would re-encode as `b$$$`).
+        if item.contains('$') {
+            return Err(ParseError::Invalid { command, field: "list" });
+        }
         if out.len() == MAX_LIST_ITEMS {
             return Err(ParseError::FieldTooLong {
                 command,
@@ -1583,7 +1587,9 @@ fn parse_lock(rest: &[u8]) -> Result<Command> {
 fn parse_chat(s: &str) -> Command {
     if let Some(rest) = s.strip_prefix('<') {
         if let Some((nick, text)) = rest.split_once("> ") {
-            if is_valid_nick(nick) {
+            // A nick holding an escape (`&#36;`) is an escaped `$`, which no nick has: such a
+            // line is text, as it was before it was escaped.
+            if is_valid_nick(nick) && !nick.contains("&#") {
                 return Command::Chat {
                     nick: nick.to_owned(),
                     text: unescape(text),
@@ -1608,7 +1614,7 @@ fn parse_to(args: &str) -> Result<Command> {
     let from = check_nick(C, "from", from)?;
     if let Some(inner) = body.strip_prefix('<') {
         if let Some((speaker, text)) = inner.split_once("> ") {
-            if is_valid_nick(speaker) {
+            if is_valid_nick(speaker) && !speaker.contains("&#") {
                 return Ok(Command::To {
                     to,
                     from,

@@ -320,7 +320,7 @@ pub fn decompress_bz2(data: &[u8], limits: &Limits) -> Result<Vec<u8>> {
     let cap = limits.max_decompressed as u64;
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limits.max_decompressed));
     bzip2::read::BzDecoder::new(data)
-        .take(cap + 1)
+        .take(cap.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| FileListError::Bzip2(e.to_string()))?;
     if out.len() as u64 > cap {
@@ -395,7 +395,9 @@ fn write_level(o: &mut String, dirs: &[Directory], files: &[File], indent: usize
 }
 
 fn xml_escape(s: &str) -> String {
-    quick_xml::escape::escape(s).into_owned()
+    // Attribute values: a literal tab, newline or carriage return would be read back as a
+    // space (XML attribute-value normalisation), so they go out as character references.
+    quick_xml::escape::escape(s).replace('\t', "&#9;").replace('\n', "&#10;").replace('\r', "&#13;")
 }
 
 /// What an open element on the parse stack is.

@@ -482,6 +482,10 @@ impl Hub {
     // ---- helpers -------------------------------------------------------------------
 
     fn send(&mut self, conn: ConnId, data: Vec<u8>) {
+        // Nothing goes to a connection after its Close (an operator banning himself).
+        if self.conns.get(&conn).is_some_and(|c| c.phase == Phase::Closing) {
+            return;
+        }
         self.out.push_back(Output::Send { conn, data: data.into() });
     }
 

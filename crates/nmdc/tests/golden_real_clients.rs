@@ -59,3 +59,21 @@ fn real_client_keys_answer_the_fixture_locks() {
         }
     }
 }
+
+/// Cases the fuzzers found: encode → parse must give back what was parsed.
+#[test]
+fn fuzzer_finds_stay_fixed() {
+    for raw in [&b"$NickList b$"[..], b"$UserIP a 1$", b"$OpList op1A$op2$"] {
+        assert!(Command::parse(raw).is_err(), "{:?}", String::from_utf8_lossy(raw));
+    }
+    for raw in [&b"<a$b> hi"[..], b"$To: b From: a $<x$y> hi"] {
+        let c = Command::parse(raw).unwrap();
+        let e = c.encode();
+        assert_eq!(Command::parse(&e[..e.len() - 1]).unwrap(), c, "{:?}", String::from_utf8_lossy(raw));
+    }
+    use omnipeer_nmdc::filelist::{FileList, Limits};
+    let l = FileList::from_xml(b"<FileListing CID=\"a&#9;b&#13;&#10;c\"/>").unwrap();
+    assert_eq!(FileList::from_xml(&l.to_xml().unwrap()).unwrap(), l);
+    let bz = FileList::new("A").to_bz2().unwrap();
+    let _ = FileList::from_bz2_with(&bz, &Limits { max_decompressed: usize::MAX, ..Limits::default() });
+}
