@@ -126,7 +126,10 @@ impl DistributedMessage {
         match self {
             DistributedMessage::Ping => {}
             DistributedMessage::Search { user, token, query } => {
-                w.u32(DISTRIB_SEARCH_UNKNOWN).str(user).u32(*token).str(query);
+                w.u32(DISTRIB_SEARCH_UNKNOWN)
+                    .str(user)
+                    .u32(*token)
+                    .str(query);
             }
             DistributedMessage::BranchLevel { level } => {
                 w.i32(*level);
@@ -172,7 +175,10 @@ mod tests {
         body[0] = 50;
         assert_eq!(
             DistributedMessage::decode(3, &body),
-            Err(DecodeError::Invalid { field: "DistribSearch first field", value: 50 })
+            Err(DecodeError::Invalid {
+                field: "DistribSearch first field",
+                value: 50
+            })
         );
     }
 
@@ -183,8 +189,16 @@ mod tests {
         let mut body = vec![0, 0, 0, 5];
         body.extend_from_slice(&inner);
         let m = DistributedMessage::decode(93, &body).unwrap();
-        assert_eq!(m, DistributedMessage::EmbeddedMessage { code: 5, body: inner.clone() });
-        let DistributedMessage::EmbeddedMessage { code, body } = m else { unreachable!() };
+        assert_eq!(
+            m,
+            DistributedMessage::EmbeddedMessage {
+                code: 5,
+                body: inner.clone()
+            }
+        );
+        let DistributedMessage::EmbeddedMessage { code, body } = m else {
+            unreachable!()
+        };
         assert_eq!(
             DistributedMessage::unembed(code, &body).unwrap(),
             DistributedMessage::BranchRoot { root: "r".into() }

@@ -86,7 +86,11 @@ pub enum FrameError {
 
 /// Parse one frame from the start of `buf`: the frame and the number of bytes it used, or
 /// [`FrameError::Incomplete`], or an error as soon as the length field is known to be bad.
-pub fn parse_frame(kind: FrameKind, limit: usize, buf: &[u8]) -> Result<(Frame, usize), FrameError> {
+pub fn parse_frame(
+    kind: FrameKind,
+    limit: usize,
+    buf: &[u8],
+) -> Result<(Frame, usize), FrameError> {
     if buf.len() < 4 {
         return Err(FrameError::Incomplete);
     }
@@ -283,11 +287,20 @@ mod tests {
         r.push(&stream[..5]);
         assert_eq!(r.next_frame().unwrap(), None);
         r.push(&stream[5..10]);
-        assert_eq!(drain(&mut r), vec![Frame { code: 92, body: vec![] }]);
+        assert_eq!(
+            drain(&mut r),
+            vec![Frame {
+                code: 92,
+                body: vec![]
+            }]
+        );
         r.push(&stream[10..]);
         assert_eq!(
             drain(&mut r),
-            vec![Frame { code: 2, body: vec![0xba, 0x08, 0, 0] }]
+            vec![Frame {
+                code: 2,
+                body: vec![0xba, 0x08, 0, 0]
+            }]
         );
         assert_eq!(r.buffered(), 0);
     }
@@ -298,7 +311,13 @@ mod tests {
         assert_eq!(f, [5, 0, 0, 0, 0, 0x4d, 0, 0, 0]);
         let mut r = FrameReader::new(FrameKind::PeerInit);
         r.push(&f);
-        assert_eq!(drain(&mut r), vec![Frame { code: 0, body: vec![0x4d, 0, 0, 0] }]);
+        assert_eq!(
+            drain(&mut r),
+            vec![Frame {
+                code: 0,
+                body: vec![0x4d, 0, 0, 0]
+            }]
+        );
     }
 
     #[test]
@@ -307,7 +326,10 @@ mod tests {
         r.push(&[0xff, 0xff, 0xff, 0x7f]);
         assert_eq!(
             r.next_frame(),
-            Err(FrameError::TooLong { len: 0x7fff_ffff, limit: MAX_FRAME })
+            Err(FrameError::TooLong {
+                len: 0x7fff_ffff,
+                limit: MAX_FRAME
+            })
         );
         let mut r = FrameReader::new(FrameKind::PeerInit);
         r.push(&((MAX_INIT_FRAME + 1) as u32).to_le_bytes());
@@ -316,18 +338,30 @@ mod tests {
         r.push(&frame_u32(1, &[0; 6]));
         assert!(r.next_frame().unwrap().is_some());
         r.push(&frame_u32(1, &[0; 7]));
-        assert_eq!(r.next_frame(), Err(FrameError::TooLong { len: 11, limit: 10 }));
+        assert_eq!(
+            r.next_frame(),
+            Err(FrameError::TooLong { len: 11, limit: 10 })
+        );
     }
 
     #[test]
     fn too_short_for_the_code() {
         let mut r = FrameReader::new(FrameKind::Server);
         r.push(&[3, 0, 0, 0, 1, 2, 3]);
-        assert_eq!(r.next_frame(), Err(FrameError::TooShort { len: 3, width: 4 }));
+        assert_eq!(
+            r.next_frame(),
+            Err(FrameError::TooShort { len: 3, width: 4 })
+        );
         let mut r = FrameReader::new(FrameKind::Distributed);
         r.push(&[0, 0, 0, 0]);
-        assert_eq!(r.next_frame(), Err(FrameError::TooShort { len: 0, width: 1 }));
-        assert_eq!(parse_frame(FrameKind::Server, 100, &[8, 0, 0]), Err(FrameError::Incomplete));
+        assert_eq!(
+            r.next_frame(),
+            Err(FrameError::TooShort { len: 0, width: 1 })
+        );
+        assert_eq!(
+            parse_frame(FrameKind::Server, 100, &[8, 0, 0]),
+            Err(FrameError::Incomplete)
+        );
         assert_eq!(
             parse_frame(FrameKind::Server, 100, &[8, 0, 0, 0, 1]),
             Err(FrameError::Incomplete)
@@ -346,7 +380,10 @@ mod tests {
         assert_eq!(r.limit(), MAX_FRAME);
         assert_eq!(
             r.next_frame().unwrap().unwrap(),
-            Frame { code: 43, body: b"\x01\0\0\0x".to_vec() }
+            Frame {
+                code: 43,
+                body: b"\x01\0\0\0x".to_vec()
+            }
         );
     }
 
@@ -365,7 +402,10 @@ mod tests {
         assert_eq!(r.buffered(), 0);
         assert_eq!(decode_file_transfer_init(&[1, 2, 3]), None);
         assert_eq!(encode_file_offset(0), [0; 8]);
-        assert_eq!(decode_file_offset(&encode_file_offset(1 << 33)), Some((1 << 33, 8)));
+        assert_eq!(
+            decode_file_offset(&encode_file_offset(1 << 33)),
+            Some((1 << 33, 8))
+        );
         assert_eq!(decode_file_offset(&[0; 7]), None);
     }
 

@@ -396,7 +396,11 @@ impl PeerMessage {
             4 => SharedFileListRequest,
             5 => {
                 let dirs = read_directories(r)?;
-                let unknown = if r.remaining() >= 4 { Some(r.u32()?) } else { None };
+                let unknown = if r.remaining() >= 4 {
+                    Some(r.u32()?)
+                } else {
+                    None
+                };
                 let private_dirs = if unknown.is_some() && !r.is_empty() {
                     Some(read_directories(r)?)
                 } else {
@@ -419,7 +423,11 @@ impl PeerMessage {
                 let slot_free = r.bool()?;
                 let avg_speed = r.u32()?;
                 let queue_len = r.u32()?;
-                let unknown = if r.remaining() >= 4 { Some(r.u32()?) } else { None };
+                let unknown = if r.remaining() >= 4 {
+                    Some(r.u32()?)
+                } else {
+                    None
+                };
                 let private_files = if unknown.is_some() && !r.is_empty() {
                     Some(read_files(r)?)
                 } else {
@@ -443,7 +451,11 @@ impl PeerMessage {
                 let total_uploads = r.u32()?;
                 let queue_size = r.u32()?;
                 let slots_free = r.bool()?;
-                let upload_permitted = if r.remaining() >= 4 { Some(r.u32()?) } else { None };
+                let upload_permitted = if r.remaining() >= 4 {
+                    Some(r.u32()?)
+                } else {
+                    None
+                };
                 UserInfoResponse(UserInfo {
                     description,
                     picture,
@@ -495,7 +507,11 @@ impl PeerMessage {
                     }
                 } else {
                     TransferReply::Denied {
-                        reason: if r.is_empty() { String::new() } else { r.str()? },
+                        reason: if r.is_empty() {
+                            String::new()
+                        } else {
+                            r.str()?
+                        },
                     }
                 };
                 TransferResponse { token, reply }
@@ -654,4 +670,6 @@ impl PeerMessage {
 }
 
 /// Every code [`PeerMessage::decode`] knows.
-pub const CODES: &[u32] = &[4, 5, 8, 9, 15, 16, 22, 36, 37, 40, 41, 42, 43, 44, 46, 50, 51, 52];
+pub const CODES: &[u32] = &[
+    4, 5, 8, 9, 15, 16, 22, 36, 37, 40, 41, 42, 43, 44, 46, 50, 51, 52,
+];

@@ -208,7 +208,11 @@ fn read_room_users(r: &mut Reader<'_>) -> Result<Vec<RoomUser>> {
         if got == n {
             Ok(())
         } else {
-            Err(DecodeError::CountMismatch { field, expected: n, got })
+            Err(DecodeError::CountMismatch {
+                field,
+                expected: n,
+                got,
+            })
         }
     };
     let statuses = r.list(MAX_LIST_ITEMS, 4, read_status)?;
@@ -225,13 +229,15 @@ fn read_room_users(r: &mut Reader<'_>) -> Result<Vec<RoomUser>> {
         .zip(stats)
         .zip(slots)
         .zip(countries)
-        .map(|((((name, status), stats), slots_full), country)| RoomUser {
-            name,
-            status,
-            stats,
-            slots_full,
-            country,
-        })
+        .map(
+            |((((name, status), stats), slots_full), country)| RoomUser {
+                name,
+                status,
+                stats,
+                slots_full,
+                country,
+            },
+        )
         .collect())
 }
 
@@ -852,7 +858,11 @@ impl ServerRequest {
             },
             14 => JoinRoom {
                 room: r.str()?,
-                private: if r.remaining() >= 4 { r.u32()? != 0 } else { false },
+                private: if r.remaining() >= 4 {
+                    r.u32()? != 0
+                } else {
+                    false
+                },
             },
             15 => LeaveRoom { room: r.str()? },
             18 => ConnectToPeer {
@@ -933,7 +943,9 @@ impl ServerRequest {
                 code: r.u32()?,
                 message: r.str()?,
             },
-            71 => HaveNoParent { no_parent: r.bool()? },
+            71 => HaveNoParent {
+                no_parent: r.bool()?,
+            },
             73 => ParentIp { ip: r.ip()? },
             92 => CheckPrivileges,
             100 => AcceptChildren { accept: r.bool()? },
@@ -1025,7 +1037,11 @@ impl ServerRequest {
                 hash,
                 minor,
             } => {
-                w.str(username).str(password).u32(*major).str(hash).u32(*minor);
+                w.str(username)
+                    .str(password)
+                    .u32(*major)
+                    .str(hash)
+                    .u32(*minor);
             }
             SetWaitPort { port, obfuscation } => {
                 w.u32(*port);
@@ -1082,8 +1098,15 @@ impl ServerRequest {
             SetStatus { status } => {
                 w.i32(u32::from(*status) as i32);
             }
-            ServerPing | Recommendations | MyRecommendations | GlobalRecommendations
-            | RoomList | GlobalUserList | CheckPrivileges | SimilarUsers | JoinGlobalRoom
+            ServerPing
+            | Recommendations
+            | MyRecommendations
+            | GlobalRecommendations
+            | RoomList
+            | GlobalUserList
+            | CheckPrivileges
+            | SimilarUsers
+            | JoinGlobalRoom
             | LeaveGlobalRoom => {}
             SendConnectToken { user, token } | PlaceInLineRequest { user, token } => {
                 w.str(user).u32(*token);
@@ -2174,9 +2197,7 @@ impl ServerResponse {
             } => {
                 w.str(user).u32((*status).into()).bool(*privileged);
             }
-            IgnoreUser { user }
-            | UnignoreUser { user }
-            | AddToPrivileged { user } => {
+            IgnoreUser { user } | UnignoreUser { user } | AddToPrivileged { user } => {
                 w.str(user);
             }
             SayChatroom {

@@ -65,7 +65,10 @@ impl SharedFile {
 
     /// The first attribute with this code.
     pub fn attribute(&self, code: u32) -> Option<u32> {
-        self.attributes.iter().find(|a| a.code == code).map(|a| a.value)
+        self.attributes
+            .iter()
+            .find(|a| a.code == code)
+            .map(|a| a.value)
     }
 
     /// Bitrate in kbps, if given.
@@ -90,7 +93,11 @@ impl SharedFile {
         let _code = r.u8()?;
         let filename = r.str()?;
         let raw = r.u64()?;
-        let size = if raw >> 56 == 0xff { raw & 0xffff_ffff } else { raw };
+        let size = if raw >> 56 == 0xff {
+            raw & 0xffff_ffff
+        } else {
+            raw
+        };
         let extension = r.str()?;
         let attributes = r.list(MAX_FILE_ATTRIBUTES, 8, |r| {
             Ok(FileAttribute {
@@ -108,7 +115,10 @@ impl SharedFile {
 
     /// Write one `FILE`.
     pub fn write(&self, w: &mut Writer) {
-        w.u8(1).str(&self.filename).u64(self.size).str(&self.extension);
+        w.u8(1)
+            .str(&self.filename)
+            .u64(self.size)
+            .str(&self.extension);
         w.list(&self.attributes, |w, a| {
             w.u32(a.code).u32(a.value);
         });
@@ -171,7 +181,10 @@ mod tests {
             size: 254_415,
             extension: "mp3".into(),
             attributes: vec![
-                FileAttribute { code: 0, value: 128 },
+                FileAttribute {
+                    code: 0,
+                    value: 128,
+                },
                 FileAttribute { code: 1, value: 15 },
             ],
         };
@@ -201,7 +214,10 @@ mod tests {
         let mut w = Writer::new();
         SharedFile::new("big", 0xffff_ffff_8000_0000).write(&mut w);
         let b = w.into_inner();
-        assert_eq!(SharedFile::read(&mut Reader::new(&b)).unwrap().size, 0x8000_0000);
+        assert_eq!(
+            SharedFile::read(&mut Reader::new(&b)).unwrap().size,
+            0x8000_0000
+        );
     }
 
     #[test]
@@ -210,6 +226,9 @@ mod tests {
         SharedFile::new("x", 1).write(&mut w);
         let mut b = w.into_inner();
         b[0] = 0;
-        assert_eq!(SharedFile::read(&mut Reader::new(&b)).unwrap(), SharedFile::new("x", 1));
+        assert_eq!(
+            SharedFile::read(&mut Reader::new(&b)).unwrap(),
+            SharedFile::new("x", 1)
+        );
     }
 }

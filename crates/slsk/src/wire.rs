@@ -411,9 +411,21 @@ mod tests {
     #[test]
     fn short_input_is_an_error_not_a_panic() {
         let mut r = Reader::new(&[1, 2, 3]);
-        assert_eq!(r.u32(), Err(DecodeError::UnexpectedEnd { offset: 0, needed: 1 }));
+        assert_eq!(
+            r.u32(),
+            Err(DecodeError::UnexpectedEnd {
+                offset: 0,
+                needed: 1
+            })
+        );
         let mut r = Reader::new(&[5, 0, 0, 0, b'a']);
-        assert_eq!(r.str(), Err(DecodeError::UnexpectedEnd { offset: 4, needed: 4 }));
+        assert_eq!(
+            r.str(),
+            Err(DecodeError::UnexpectedEnd {
+                offset: 4,
+                needed: 4
+            })
+        );
     }
 
     #[test]
@@ -421,7 +433,10 @@ mod tests {
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff]);
         assert_eq!(
             r.str(),
-            Err(DecodeError::StringTooLong { len: u32::MAX as usize, limit: MAX_STRING })
+            Err(DecodeError::StringTooLong {
+                len: u32::MAX as usize,
+                limit: MAX_STRING
+            })
         );
         // A count the remaining body cannot hold fails before the Vec is allocated.
         let mut r = Reader::new(&[0x00, 0x00, 0x10, 0x00, 1, 2, 3]);
@@ -432,7 +447,10 @@ mod tests {
         let mut r = Reader::new(&[11, 0, 0, 0]);
         assert_eq!(
             r.count(10, 0),
-            Err(DecodeError::TooManyItems { count: 11, limit: 10 })
+            Err(DecodeError::TooManyItems {
+                count: 11,
+                limit: 10
+            })
         );
     }
 

@@ -1,0 +1,927 @@
+//! A Soulseek server (Soulfind-class) as a sans-IO state machine over many connections.
+//!
+//! The driver reports connections ([`Central::accept`], [`Central::disconnect`]), feeds
+//! their bytes ([`Central::handle_input`]) and time ([`Central::handle_timeout`]), answers
+//! the questions only it can answer (is this password right — accounts live in its
+//! database: [`CentralEvent::CheckLogin`] → [`Central::login_result`]) and hands over
+//! stored private messages at login ([`Central::deliver_stored`]). It drains
+//! [`Central::poll_output`]: frames for a connection, connections to close, and events
+//! to persist (private messages until acknowledged, bans).
+//!
+//! Behaviour follows `shared/notes/soulseek.md` §4–§6 as aioslsk 1.7.1 and Nicotine+
+//! 3.3.11 expect it: the Login reply is the very first frame after Login, then RoomList,
+//! ParentMinSpeed, ParentSpeedRatio, WishlistInterval, PrivilegedUsers and
+//! ExcludedSearchPhrases; searches are relayed to every other user as FileSearch (26);
+//! ConnectToPeer is relayed with the requester's address; status and stats changes are
+//! pushed to watchers and room co-members; a second login of a user sends `Relogged` to
+//! the first. Administrators talk to the user `server` by private message.
+
+use crate::framing::{FrameKind, FrameReader};
+use crate::login::{password_hash, validate_room_name, validate_username};
+use crate::server::{
+    login_failure, RoomEntry, RoomList, RoomUser, ServerRequest, ServerResponse, UserStats, WatchedUser,
+};
+use crate::UserStatus;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A connection's id, chosen by the driver.
+pub type ConnId = u64;
+
+/// The name administrators send commands to.
+pub const SERVER_USER: &str = "server";
+/// Longest private or room message relayed, in bytes.
+pub const MAX_MESSAGE: usize = 16 * 1024;
+/// Longest search query relayed, in bytes.
+pub const MAX_QUERY: usize = 1024;
+/// Rooms one user may be in.
+pub const MAX_ROOMS_PER_USER: usize = 100;
+/// Users one user may watch.
+pub const MAX_WATCHED: usize = 10_000;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct CentralConfig {
+    /// Sent in the Login reply.
+    pub greeting: String,
+    /// Refuse logins of unknown users (no registration by first login).
+    pub private: bool,
+    /// Users at once.
+    pub max_users: usize,
+    /// Time from connect to a successful login.
+    pub login_timeout: Duration,
+    /// Sent in ExcludedSearchPhrases.
+    pub excluded_phrases: Vec<String>,
+    /// Sent in WishlistInterval (seconds).
+    pub wishlist_interval: u32,
+    /// Searches a user may send at once, then one per `search_every`.
+    pub search_burst: u32,
+    /// See `search_burst`.
+    pub search_every: Duration,
+    /// Users who may give `server` commands.
+    pub admins: Vec<String>,
+    /// Unix time at `start`, to stamp private messages.
+    pub unix_at_start: u64,
+    /// The instant matching `unix_at_start`.
+    pub start: Instant,
+}
+
+impl CentralConfig {
+    /// Defaults, with the clock reading given by the driver.
+    pub fn new(start: Instant, unix_at_start: u64) -> Self {
+        CentralConfig {
+            greeting: "Welcome to omnipeer's Soulseek server.".into(),
+            private: false,
+            max_users: 50_000,
+            login_timeout: Duration::from_secs(60),
+            excluded_phrases: Vec::new(),
+            wishlist_interval: 720,
+            search_burst: 10,
+            search_every: Duration::from_secs(2),
+            admins: Vec::new(),
+            unix_at_start,
+            start,
+        }
+    }
+}
+
+/// The driver's answer to [`CentralEvent::CheckLogin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginDecision {
+    /// The password matches (or the account was just created).
+    Accept,
+    /// Wrong password.
+    InvalidPass,
+    /// Unknown user on a private server.
+    Private,
+    /// Banned: the real server just does not answer; we close.
+    Banned,
+}
+
+/// A private message kept until its recipient acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Its id.
+    pub id: u32,
+    /// Unix time it was sent.
+    pub timestamp: u32,
+    /// The sender.
+    pub from: String,
+    /// The recipient.
+    pub to: String,
+    /// The text.
+    pub message: String,
+}
+
+/// Something for the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CentralEvent {
+    /// Check (or create) the account; answer with [`Central::login_result`].
+    CheckLogin {
+        /// The connection.
+        conn: ConnId,
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A user logged in; hand over its stored messages with [`Central::deliver_stored`].
+    LoggedIn {
+        /// The connection.
+        conn: ConnId,
+        /// The user.
+        user: String,
+        /// Its address.
+        ip: Ipv4Addr,
+    },
+    /// A user left.
+    LoggedOut {
+        /// The user.
+        user: String,
+    },
+    /// Keep this message until [`CentralEvent::MessageAcked`].
+    StoreMessage(StoredMessage),
+    /// The recipient acknowledged a message: forget it.
+    MessageAcked {
+        /// The recipient.
+        user: String,
+        /// The message id.
+        id: u32,
+    },
+    /// An administrator banned a user (persist it).
+    Banned {
+        /// Who.
+        user: String,
+        /// By whom.
+        by: String,
+    },
+    /// An administrator lifted a ban (persist it).
+    Unbanned {
+        /// Who.
+        user: String,
+        /// By whom.
+        by: String,
+    },
+    /// A connection was dropped for sending garbage or flooding.
+    Dropped {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        why: String,
+    },
+    /// A room message (for logs and the node's chat history).
+    RoomMessage {
+        /// The room.
+        room: String,
+        /// The speaker.
+        user: String,
+        /// The text.
+        message: String,
+    },
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Write this frame to this connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// A whole frame, shared between recipients of a broadcast.
+        data: Arc<[u8]>,
+    },
+    /// Close this connection after what was sent to it before.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Something for the driver.
+    Event(CentralEvent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    AwaitLogin,
+    Checking { user: String, password: String },
+    Online { user: String },
+    Closing,
+}
+
+#[derive(Debug)]
+struct Conn {
+    ip: Ipv4Addr,
+    phase: Phase,
+    reader: FrameReader,
+    deadline: Option<Instant>,
+    port: u32,
+    obf_port: u32,
+    status: UserStatus,
+    stats: UserStats,
+    watching: HashSet<String>,
+    rooms: HashSet<String>,
+    search_tokens: f64,
+    search_at: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    /// Members in join order.
+    members: Vec<ConnId>,
+    /// (user, ticker).
+    tickers: BTreeMap<String, String>,
+}
+
+/// The server.
+#[derive(Debug)]
+pub struct Central {
+    cfg: CentralConfig,
+    conns: HashMap<ConnId, Conn>,
+    /// Lower-case user → connection, for users online.
+    users: HashMap<String, ConnId>,
+    /// Lower-case user → who watches them (lower-case).
+    watchers: HashMap<String, HashSet<String>>,
+    rooms: BTreeMap<String, Room>,
+    banned: HashSet<String>,
+    known: HashSet<String>,
+    next_message_id: u32,
+    out: VecDeque<Output>,
+}
+
+impl Central {
+    /// A server with nobody on it.
+    pub fn new(cfg: CentralConfig) -> Central {
+        Central {
+            cfg,
+            conns: HashMap::new(),
+            users: HashMap::new(),
+            watchers: HashMap::new(),
+            rooms: BTreeMap::new(),
+            banned: HashSet::new(),
+            known: HashSet::new(),
+            next_message_id: 1,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Users the driver knows to have accounts (for WatchUser's `exists`).
+    pub fn add_known_user(&mut self, user: &str) {
+        self.known.insert(user.to_lowercase());
+    }
+
+    /// Put a ban in force (as loaded from storage).
+    pub fn add_ban(&mut self, user: &str) {
+        self.banned.insert(user.to_lowercase());
+    }
+
+    /// Message ids must not repeat stored ones: start after this.
+    pub fn set_next_message_id(&mut self, id: u32) {
+        self.next_message_id = id.max(1);
+    }
+
+    /// Users online, sorted.
+    pub fn online_users(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.users.values().filter_map(|c| self.user_of(*c).map(str::to_owned)).collect();
+        v.sort();
+        v
+    }
+
+    /// Rooms and their member counts.
+    pub fn room_counts(&self) -> Vec<(String, usize)> {
+        self.rooms.iter().map(|(n, r)| (n.clone(), r.members.len())).collect()
+    }
+
+    fn user_of(&self, conn: ConnId) -> Option<&str> {
+        match &self.conns.get(&conn)?.phase {
+            Phase::Online { user } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// A connection was accepted from `ip`.
+    pub fn accept(&mut self, now: Instant, conn: ConnId, ip: Ipv4Addr) {
+        self.conns.insert(
+            conn,
+            Conn {
+                ip,
+                phase: Phase::AwaitLogin,
+                reader: FrameReader::new(FrameKind::Server),
+                deadline: Some(now + self.cfg.login_timeout),
+                port: 0,
+                obf_port: 0,
+                status: UserStatus::Online,
+                stats: UserStats::default(),
+                watching: HashSet::new(),
+                rooms: HashSet::new(),
+                search_tokens: f64::from(self.cfg.search_burst),
+                search_at: None,
+            },
+        );
+    }
+
+    /// The connection is gone.
+    pub fn disconnect(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else { return };
+        let Phase::Online { user } = c.phase else { return };
+        let key = user.to_lowercase();
+        if self.users.get(&key) == Some(&conn) {
+            self.users.remove(&key);
+        }
+        for room in &c.rooms {
+            self.leave_room(conn, &user, room, false);
+        }
+        for w in &c.watching {
+            if let Some(set) = self.watchers.get_mut(w) {
+                set.remove(&key);
+            }
+        }
+        // Watchers learn the user went offline.
+        self.push_status(&user, UserStatus::Offline, None);
+        self.out.push_back(Output::Event(CentralEvent::LoggedOut { user }));
+    }
+
+    /// Bytes from a connection.
+    pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.reader.push(bytes);
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            if c.phase == Phase::Closing {
+                return;
+            }
+            let frame = match c.reader.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(e) => return self.drop_conn(conn, format!("bad frame: {e}")),
+            };
+            match ServerRequest::from_frame(&frame) {
+                Ok(req) => self.on_request(now, conn, req),
+                Err(e) => return self.drop_conn(conn, format!("undecodable message {}: {e}", frame.code)),
+            }
+        }
+    }
+
+    /// The driver's answer to [`CentralEvent::CheckLogin`].
+    pub fn login_result(&mut self, now: Instant, conn: ConnId, decision: LoginDecision) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let Phase::Checking { user, password } = c.phase.clone() else { return };
+        match decision {
+            LoginDecision::InvalidPass => self.refuse(conn, login_failure::INVALIDPASS, None),
+            LoginDecision::Private => self.refuse(conn, login_failure::SVRPRIVATE, None),
+            LoginDecision::Banned => self.close(conn),
+            LoginDecision::Accept => self.log_in(now, conn, user, &password),
+        }
+    }
+
+    /// Stored private messages for a user who just logged in (sent with `new = false`).
+    pub fn deliver_stored(&mut self, conn: ConnId, messages: Vec<StoredMessage>) {
+        for m in messages {
+            self.send(conn, &ServerResponse::MessageUser {
+                id: m.id,
+                timestamp: m.timestamp,
+                user: m.from,
+                message: m.message,
+                new_message: false,
+            });
+        }
+    }
+
+    /// Time passed: logins that took too long are closed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let late: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| now >= d))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in late {
+            self.drop_conn(conn, "no login in time".into());
+        }
+    }
+
+    /// The earliest instant [`Central::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.conns.values().filter_map(|c| c.deadline).min()
+    }
+
+    /// The next output.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    // ---- helpers ---------------------------------------------------------------------
+
+    fn send(&mut self, conn: ConnId, msg: &ServerResponse) {
+        if self.conns.get(&conn).is_some_and(|c| c.phase != Phase::Closing) {
+            self.out.push_back(Output::Send { conn, data: msg.encode().into() });
+        }
+    }
+
+    fn send_shared(&mut self, conns: impl IntoIterator<Item = ConnId>, msg: &ServerResponse) {
+        let data: Arc<[u8]> = msg.encode().into();
+        for conn in conns {
+            if self.conns.get(&conn).is_some_and(|c| c.phase != Phase::Closing) {
+                self.out.push_back(Output::Send { conn, data: data.clone() });
+            }
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get(&conn) {
+            if c.phase == Phase::Closing {
+                return;
+            }
+            // Leave rooms and tell watchers now; the stub ignores everything after.
+            let ip = c.ip;
+            self.disconnect(conn);
+            self.conns.insert(
+                conn,
+                Conn {
+                    ip,
+                    phase: Phase::Closing,
+                    reader: FrameReader::with_limit(FrameKind::Server, 0),
+                    deadline: None,
+                    port: 0,
+                    obf_port: 0,
+                    status: UserStatus::Offline,
+                    stats: UserStats::default(),
+                    watching: HashSet::new(),
+                    rooms: HashSet::new(),
+                    search_tokens: 0.0,
+                    search_at: None,
+                },
+            );
+            self.out.push_back(Output::Close { conn });
+        }
+    }
+
+    fn drop_conn(&mut self, conn: ConnId, why: String) {
+        self.out.push_back(Output::Event(CentralEvent::Dropped { conn, why }));
+        self.close(conn);
+    }
+
+    fn refuse(&mut self, conn: ConnId, reason: &str, detail: Option<String>) {
+        self.send(conn, &ServerResponse::LoginFailure { reason: reason.to_owned(), detail });
+        self.close(conn);
+    }
+
+    fn from_server(&mut self, conn: ConnId, text: &str) {
+        let id = self.next_id();
+        let ts = self.unix_now_of(Instant::now());
+        self.send(conn, &ServerResponse::MessageUser {
+            id,
+            timestamp: ts,
+            user: SERVER_USER.to_owned(),
+            message: text.to_owned(),
+            new_message: true,
+        });
+    }
+
+    fn next_id(&mut self) -> u32 {
+        let id = self.next_message_id;
+        self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn unix_now_of(&self, now: Instant) -> u32 {
+        (self.cfg.unix_at_start + now.saturating_duration_since(self.cfg.start).as_secs()) as u32
+    }
+
+    fn conn_of(&self, user: &str) -> Option<ConnId> {
+        self.users.get(&user.to_lowercase()).copied()
+    }
+
+    fn room_user(&self, conn: ConnId) -> Option<RoomUser> {
+        let c = self.conns.get(&conn)?;
+        let Phase::Online { user } = &c.phase else { return None };
+        Some(RoomUser { name: user.clone(), status: c.status, stats: c.stats, slots_full: 0, country: String::new() })
+    }
+
+    /// Connections that should hear about `user`: its watchers and its rooms' members.
+    fn audience(&self, user: &str) -> Vec<ConnId> {
+        let key = user.to_lowercase();
+        let mut set: HashSet<ConnId> = HashSet::new();
+        if let Some(ws) = self.watchers.get(&key) {
+            set.extend(ws.iter().filter_map(|w| self.users.get(w).copied()));
+        }
+        if let Some(conn) = self.users.get(&key) {
+            if let Some(c) = self.conns.get(conn) {
+                for r in &c.rooms {
+                    if let Some(room) = self.rooms.get(r) {
+                        set.extend(room.members.iter().copied());
+                    }
+                }
+            }
+            set.remove(conn);
+        }
+        let mut v: Vec<ConnId> = set.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    fn push_status(&mut self, user: &str, status: UserStatus, except: Option<ConnId>) {
+        let audience: Vec<ConnId> = self.audience(user).into_iter().filter(|c| Some(*c) != except).collect();
+        self.send_shared(audience, &ServerResponse::GetUserStatus { user: user.to_owned(), status, privileged: false });
+    }
+
+    fn push_stats(&mut self, user: &str, stats: UserStats) {
+        let audience = self.audience(user);
+        self.send_shared(audience, &ServerResponse::GetUserStats { user: user.to_owned(), stats });
+    }
+
+    fn room_list(&self) -> RoomList {
+        RoomList {
+            public: self
+                .rooms
+                .iter()
+                .map(|(n, r)| RoomEntry { name: n.clone(), users: r.members.len() as u32 })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    // ---- requests --------------------------------------------------------------------
+
+    fn on_request(&mut self, now: Instant, conn: ConnId, req: ServerRequest) {
+        let phase = self.conns[&conn].phase.clone();
+        match phase {
+            Phase::AwaitLogin => match req {
+                ServerRequest::Login { username, password, .. } => self.on_login(conn, username, password),
+                // Nothing but Login before login.
+                _ => self.drop_conn(conn, "a message before Login".into()),
+            },
+            Phase::Checking { .. } | Phase::Closing => {}
+            Phase::Online { user } => self.online_request(now, conn, &user, req),
+        }
+    }
+
+    fn on_login(&mut self, conn: ConnId, user: String, password: String) {
+        if let Err(e) = validate_username(&user) {
+            return self.refuse(conn, login_failure::INVALIDUSERNAME, Some(e.detail().to_owned()));
+        }
+        if user.eq_ignore_ascii_case(SERVER_USER) {
+            return self.refuse(conn, login_failure::INVALIDUSERNAME, Some("Reserved name.".to_owned()));
+        }
+        if password.is_empty() {
+            return self.refuse(conn, login_failure::EMPTYPASSWORD, None);
+        }
+        if self.banned.contains(&user.to_lowercase()) {
+            // The real server does not answer banned users.
+            return self.close(conn);
+        }
+        let relogin = self.users.contains_key(&user.to_lowercase());
+        if !relogin && self.users.len() >= self.cfg.max_users {
+            return self.refuse(conn, login_failure::SVRFULL, None);
+        }
+        self.conns.get_mut(&conn).expect("present").phase = Phase::Checking { user: user.clone(), password: password.clone() };
+        self.out.push_back(Output::Event(CentralEvent::CheckLogin { conn, user, password }));
+    }
+
+    fn log_in(&mut self, _now: Instant, conn: ConnId, user: String, password: &str) {
+        let key = user.to_lowercase();
+        if let Some(old) = self.users.get(&key).copied() {
+            if old != conn {
+                self.send(old, &ServerResponse::Relogged);
+                self.close(old);
+            }
+        }
+        let ip = {
+            let c = self.conns.get_mut(&conn).expect("present");
+            c.phase = Phase::Online { user: user.clone() };
+            c.deadline = None;
+            c.ip
+        };
+        self.users.insert(key.clone(), conn);
+        self.known.insert(key);
+        // The Login reply must be the very first frame (aioslsk insists).
+        self.send(conn, &ServerResponse::LoginSuccess {
+            greet: self.cfg.greeting.clone(),
+            own_ip: ip,
+            password_hash: password_hash(password),
+            supporter: false,
+        });
+        let list = self.room_list();
+        self.send(conn, &ServerResponse::RoomList(list));
+        self.send(conn, &ServerResponse::ParentMinSpeed { speed: 1 });
+        self.send(conn, &ServerResponse::ParentSpeedRatio { ratio: 50 });
+        self.send(conn, &ServerResponse::WishlistInterval { seconds: self.cfg.wishlist_interval });
+        self.send(conn, &ServerResponse::PrivilegedUsers { users: Vec::new() });
+        let phrases = self.cfg.excluded_phrases.clone();
+        self.send(conn, &ServerResponse::ExcludedSearchPhrases { phrases });
+        self.push_status(&user, UserStatus::Online, Some(conn));
+        self.out.push_back(Output::Event(CentralEvent::LoggedIn { conn, user, ip }));
+    }
+
+    fn take_search(&mut self, now: Instant, conn: ConnId) -> bool {
+        let (burst, every) = (f64::from(self.cfg.search_burst), self.cfg.search_every.as_secs_f64().max(1e-9));
+        let c = self.conns.get_mut(&conn).expect("present");
+        if let Some(at) = c.search_at {
+            c.search_tokens = (c.search_tokens + now.saturating_duration_since(at).as_secs_f64() / every).min(burst);
+        }
+        c.search_at = Some(now);
+        if c.search_tokens >= 1.0 {
+            c.search_tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn online_request(&mut self, now: Instant, conn: ConnId, me: &str, req: ServerRequest) {
+        match req {
+            ServerRequest::Login { .. } => {} // already logged in
+            ServerRequest::SetWaitPort { port, obfuscation } => {
+                let c = self.conns.get_mut(&conn).expect("present");
+                c.port = port;
+                c.obf_port = obfuscation.map_or(0, |o| o.port);
+            }
+            ServerRequest::GetPeerAddress { user } => {
+                let (ip, port) = match self.conn_of(&user).and_then(|c| self.conns.get(&c)) {
+                    Some(c) => (c.ip, c.port),
+                    None => (Ipv4Addr::UNSPECIFIED, 0),
+                };
+                self.send(conn, &ServerResponse::GetPeerAddress { user, ip, port, obf_type: 0, obf_port: 0 });
+            }
+            ServerRequest::WatchUser { user } => {
+                let key = user.to_lowercase();
+                let mine = self.conns.get_mut(&conn).expect("present");
+                if mine.watching.len() < MAX_WATCHED {
+                    mine.watching.insert(key.clone());
+                    self.watchers.entry(key.clone()).or_default().insert(me.to_lowercase());
+                }
+                let reply = match self.conn_of(&user).and_then(|c| self.conns.get(&c)) {
+                    Some(c) => ServerResponse::WatchUser {
+                        user,
+                        exists: true,
+                        details: Some(WatchedUser { status: c.status, stats: c.stats, country: Some(String::new()) }),
+                    },
+                    None if self.known.contains(&key) => ServerResponse::WatchUser {
+                        user,
+                        exists: true,
+                        details: Some(WatchedUser { status: UserStatus::Offline, stats: UserStats::default(), country: None }),
+                    },
+                    None => ServerResponse::WatchUser { user, exists: false, details: None },
+                };
+                self.send(conn, &reply);
+            }
+            ServerRequest::UnwatchUser { user } => {
+                let key = user.to_lowercase();
+                self.conns.get_mut(&conn).expect("present").watching.remove(&key);
+                if let Some(set) = self.watchers.get_mut(&key) {
+                    set.remove(&me.to_lowercase());
+                }
+            }
+            ServerRequest::GetUserStatus { user } => {
+                let status = self.conn_of(&user).and_then(|c| self.conns.get(&c)).map_or(UserStatus::Offline, |c| c.status);
+                self.send(conn, &ServerResponse::GetUserStatus { user, status, privileged: false });
+            }
+            ServerRequest::SetStatus { status } => {
+                let status = match status {
+                    UserStatus::Away => UserStatus::Away,
+                    _ => UserStatus::Online,
+                };
+                self.conns.get_mut(&conn).expect("present").status = status;
+                self.push_status(me, status, None);
+            }
+            ServerRequest::SharedFoldersFiles { dirs, files } => {
+                let c = self.conns.get_mut(&conn).expect("present");
+                c.stats.dirs = dirs;
+                c.stats.files = files;
+                let stats = c.stats;
+                self.push_stats(me, stats);
+            }
+            ServerRequest::SendUploadSpeed { speed } => {
+                let c = self.conns.get_mut(&conn).expect("present");
+                let n = u64::from(c.stats.upload_num);
+                c.stats.avg_speed = ((u64::from(c.stats.avg_speed) * n + u64::from(speed)) / (n + 1)) as u32;
+                c.stats.upload_num = c.stats.upload_num.saturating_add(1);
+            }
+            ServerRequest::GetUserStats { user } => {
+                let stats = self.conn_of(&user).and_then(|c| self.conns.get(&c)).map_or(UserStats::default(), |c| c.stats);
+                self.send(conn, &ServerResponse::GetUserStats { user, stats });
+            }
+            ServerRequest::CheckPrivileges => self.send(conn, &ServerResponse::CheckPrivileges { seconds_left: 0 }),
+            ServerRequest::RoomList => {
+                let list = self.room_list();
+                self.send(conn, &ServerResponse::RoomList(list));
+            }
+            ServerRequest::JoinRoom { room, .. } => self.join_room(conn, me, room),
+            ServerRequest::LeaveRoom { room } => {
+                if self.conns[&conn].rooms.contains(&room) {
+                    self.leave_room(conn, me, &room, true);
+                }
+            }
+            ServerRequest::SayChatroom { room, message } => {
+                if message.len() > MAX_MESSAGE || !self.conns[&conn].rooms.contains(&room) {
+                    return;
+                }
+                let members = self.rooms.get(&room).map(|r| r.members.clone()).unwrap_or_default();
+                self.send_shared(members, &ServerResponse::SayChatroom { room: room.clone(), user: me.to_owned(), message: message.clone() });
+                self.out.push_back(Output::Event(CentralEvent::RoomMessage { room, user: me.to_owned(), message }));
+            }
+            ServerRequest::RoomTickerSet { room, ticker } => {
+                if !self.conns[&conn].rooms.contains(&room) || ticker.len() > MAX_MESSAGE {
+                    return;
+                }
+                let members = match self.rooms.get_mut(&room) {
+                    Some(r) => {
+                        if ticker.is_empty() {
+                            r.tickers.remove(me);
+                        } else {
+                            r.tickers.insert(me.to_owned(), ticker.clone());
+                        }
+                        r.members.clone()
+                    }
+                    None => return,
+                };
+                let msg = if ticker.is_empty() {
+                    ServerResponse::RoomTickerRemove { room, user: me.to_owned() }
+                } else {
+                    ServerResponse::RoomTickerAdd { room, user: me.to_owned(), ticker }
+                };
+                self.send_shared(members, &msg);
+            }
+            ServerRequest::ConnectToPeer { token, user, conn_type } => {
+                let (ip, port) = {
+                    let c = &self.conns[&conn];
+                    (c.ip, c.port)
+                };
+                match self.conn_of(&user) {
+                    Some(target) => self.send(target, &ServerResponse::ConnectToPeer {
+                        user: me.to_owned(),
+                        conn_type,
+                        ip,
+                        port,
+                        token,
+                        privileged: false,
+                        obf_type: 0,
+                        obf_port: 0,
+                    }),
+                    None => self.send(conn, &ServerResponse::CantConnectToPeer { token }),
+                }
+            }
+            ServerRequest::CantConnectToPeer { token, user } => {
+                if let Some(target) = self.conn_of(&user) {
+                    self.send(target, &ServerResponse::CantConnectToPeer { token });
+                }
+            }
+            ServerRequest::MessageUser { user, message } => {
+                if message.len() > MAX_MESSAGE {
+                    return;
+                }
+                if user.eq_ignore_ascii_case(SERVER_USER) {
+                    return self.admin_command(conn, me, &message);
+                }
+                if validate_username(&user).is_err() {
+                    return;
+                }
+                let id = self.next_id();
+                let timestamp = self.unix_now_of(now);
+                let stored = StoredMessage { id, timestamp, from: me.to_owned(), to: user.clone(), message: message.clone() };
+                self.out.push_back(Output::Event(CentralEvent::StoreMessage(stored)));
+                if let Some(target) = self.conn_of(&user) {
+                    self.send(target, &ServerResponse::MessageUser { id, timestamp, user: me.to_owned(), message, new_message: true });
+                }
+            }
+            ServerRequest::MessageAcked { id } => {
+                self.out.push_back(Output::Event(CentralEvent::MessageAcked { user: me.to_owned(), id }));
+            }
+            ServerRequest::FileSearch { token, query } | ServerRequest::WishlistSearch { token, query } => {
+                if query.len() > MAX_QUERY || !self.take_search(now, conn) {
+                    return;
+                }
+                let others: Vec<ConnId> = self.users.values().copied().filter(|c| *c != conn).collect();
+                self.send_shared(others, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
+            }
+            ServerRequest::UserSearch { user, token, query } => {
+                if query.len() > MAX_QUERY || !self.take_search(now, conn) {
+                    return;
+                }
+                if let Some(target) = self.conn_of(&user) {
+                    self.send(target, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
+                }
+            }
+            ServerRequest::RoomSearch { room, token, query } => {
+                if query.len() > MAX_QUERY || !self.take_search(now, conn) {
+                    return;
+                }
+                let members: Vec<ConnId> =
+                    self.rooms.get(&room).map(|r| r.members.iter().copied().filter(|c| *c != conn).collect()).unwrap_or_default();
+                self.send_shared(members, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
+            }
+            ServerRequest::EnableRoomInvitations { enabled } => {
+                self.send(conn, &ServerResponse::EnableRoomInvitations { enabled })
+            }
+            // Distributed-network housekeeping, pings, interests, obsolete messages: accepted
+            // and ignored (we have no distributed tree; searches are relayed directly).
+            _ => {}
+        }
+    }
+
+    fn join_room(&mut self, conn: ConnId, me: &str, room: String) {
+        if let Err(e) = validate_room_name(&room) {
+            return self.from_server(conn, &format!("Could not join room {room:?}: {e}"));
+        }
+        if self.conns[&conn].rooms.contains(&room) {
+            return;
+        }
+        if self.conns[&conn].rooms.len() >= MAX_ROOMS_PER_USER {
+            return self.from_server(conn, "You are in too many rooms.");
+        }
+        let members = {
+            let r = self.rooms.entry(room.clone()).or_default();
+            r.members.push(conn);
+            r.members.clone()
+        };
+        self.conns.get_mut(&conn).expect("present").rooms.insert(room.clone());
+        let users: Vec<RoomUser> = members.iter().filter_map(|c| self.room_user(*c)).collect();
+        self.send(conn, &ServerResponse::JoinRoom { room: room.clone(), users, private: None });
+        let tickers: Vec<(String, String)> =
+            self.rooms[&room].tickers.iter().map(|(u, t)| (u.clone(), t.clone())).collect();
+        self.send(conn, &ServerResponse::RoomTickers { room: room.clone(), tickers });
+        if let Some(me_user) = self.room_user(conn) {
+            let others: Vec<ConnId> = members.into_iter().filter(|c| *c != conn).collect();
+            self.send_shared(others, &ServerResponse::UserJoinedRoom { room, user: me_user });
+        }
+        let _ = me;
+    }
+
+    fn leave_room(&mut self, conn: ConnId, me: &str, room: &str, reply: bool) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.rooms.remove(room);
+        }
+        let remaining = match self.rooms.get_mut(room) {
+            Some(r) => {
+                r.members.retain(|c| *c != conn);
+                r.tickers.remove(me);
+                r.members.clone()
+            }
+            None => return,
+        };
+        if remaining.is_empty() {
+            self.rooms.remove(room);
+        }
+        if reply {
+            self.send(conn, &ServerResponse::LeaveRoom { room: room.to_owned() });
+        }
+        self.send_shared(remaining, &ServerResponse::UserLeftRoom { room: room.to_owned(), user: me.to_owned() });
+    }
+
+    /// `help`, `users`, `ban USER`, `unban USER`, `kick USER`, `announce TEXT`, `uptime`.
+    fn admin_command(&mut self, conn: ConnId, me: &str, line: &str) {
+        let is_admin = self.cfg.admins.iter().any(|a| a.eq_ignore_ascii_case(me));
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or("").to_ascii_lowercase();
+        let rest: Vec<&str> = words.collect();
+        if !is_admin {
+            return self.from_server(conn, "You are not an administrator of this server.");
+        }
+        match cmd.as_str() {
+            "help" | "" => self.from_server(
+                conn,
+                "Commands: help, users, ban <user>, unban <user>, kick <user>, announce <text>, uptime",
+            ),
+            "users" => {
+                let list = self.online_users();
+                self.from_server(conn, &format!("{} online: {}", list.len(), list.join(", ")));
+            }
+            "uptime" => {
+                let secs = Instant::now().saturating_duration_since(self.cfg.start).as_secs();
+                self.from_server(conn, &format!("Up {}h {}m {}s.", secs / 3600, secs / 60 % 60, secs % 60));
+            }
+            "kick" | "ban" => {
+                let Some(user) = rest.first().map(|s| s.to_string()) else {
+                    return self.from_server(conn, &format!("Usage: {cmd} <user>"));
+                };
+                if cmd == "ban" {
+                    self.banned.insert(user.to_lowercase());
+                    self.out.push_back(Output::Event(CentralEvent::Banned { user: user.clone(), by: me.to_owned() }));
+                }
+                match self.conn_of(&user) {
+                    Some(target) => {
+                        self.send(target, &ServerResponse::Relogged);
+                        self.close(target);
+                        self.from_server(conn, &format!("{user} was {}.", if cmd == "ban" { "banned" } else { "kicked" }));
+                    }
+                    None if cmd == "ban" => self.from_server(conn, &format!("{user} is banned.")),
+                    None => self.from_server(conn, &format!("{user} is not online.")),
+                }
+            }
+            "unban" => {
+                let Some(user) = rest.first().map(|s| s.to_string()) else {
+                    return self.from_server(conn, "Usage: unban <user>");
+                };
+                self.banned.remove(&user.to_lowercase());
+                self.out.push_back(Output::Event(CentralEvent::Unbanned { user: user.clone(), by: me.to_owned() }));
+                self.from_server(conn, &format!("{user} is no longer banned."));
+            }
+            "announce" | "announcement" => {
+                let text = rest.join(" ");
+                let everyone: Vec<ConnId> = self.users.values().copied().collect();
+                self.send_shared(everyone, &ServerResponse::AdminMessage { message: text });
+            }
+            other => self.from_server(conn, &format!("Unknown command '{other}'. Try help.")),
+        }
+    }
+}
