@@ -6,6 +6,7 @@ pub mod config;
 pub mod dcc;
 pub mod nmdc;
 pub mod progress;
+pub mod serve;
 pub mod share;
 pub mod store;
 pub mod transfer;
