@@ -37,6 +37,25 @@ const MIGRATIONS: &[&str] = &[
          block_size INTEGER NOT NULL,
          tthl BLOB NOT NULL
      );",
+    // 3: the Soulseek server's accounts, private messages kept until acknowledged, bans.
+    "CREATE TABLE slsk_users (
+         name TEXT PRIMARY KEY COLLATE NOCASE,
+         pass_hash TEXT NOT NULL,
+         created INTEGER NOT NULL
+     );
+     CREATE TABLE slsk_messages (
+         id INTEGER PRIMARY KEY,
+         recipient TEXT NOT NULL COLLATE NOCASE,
+         sender TEXT NOT NULL,
+         ts INTEGER NOT NULL,
+         message TEXT NOT NULL
+     );
+     CREATE INDEX slsk_messages_recipient ON slsk_messages (recipient);
+     CREATE TABLE slsk_bans (
+         name TEXT PRIMARY KEY COLLATE NOCASE,
+         by TEXT NOT NULL,
+         created INTEGER NOT NULL
+     );",
 ];
 
 /// A cached Tiger tree hash.
@@ -207,6 +226,104 @@ impl Store {
     }
 }
 
+/// The outcome of a Soulseek login check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlskLogin {
+    /// The password matches.
+    Ok,
+    /// A new account was created with this password.
+    Registered,
+    /// Wrong password.
+    WrongPassword,
+    /// Unknown user and registration is closed.
+    Unknown,
+}
+
+impl Store {
+    /// Check a Soulseek login; unknown users are registered unless `private`.
+    pub fn slsk_login(&self, name: &str, password: &str, private: bool) -> anyhow::Result<SlskLogin> {
+        let hash: Option<String> = self
+            .conn
+            .query_row("SELECT pass_hash FROM slsk_users WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()?;
+        Ok(match hash {
+            Some(h) if verify_password(password, &h) => SlskLogin::Ok,
+            Some(_) => SlskLogin::WrongPassword,
+            None if private => SlskLogin::Unknown,
+            None => {
+                self.slsk_register(name, password)?;
+                SlskLogin::Registered
+            }
+        })
+    }
+
+    /// Create or replace an account.
+    pub fn slsk_register(&self, name: &str, password: &str) -> anyhow::Result<()> {
+        let hash = hash_password(password)?;
+        self.conn.execute(
+            "INSERT INTO slsk_users (name, pass_hash, created) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET pass_hash = excluded.pass_hash",
+            params![name, hash, unix_now() as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Every account name.
+    pub fn slsk_users(&self) -> anyhow::Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT name FROM slsk_users")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Keep a private message until acknowledged.
+    pub fn slsk_store_message(&self, id: u32, to: &str, from: &str, ts: u32, message: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO slsk_messages (id, recipient, sender, ts, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, to, from, ts, message],
+        )?;
+        Ok(())
+    }
+
+    /// Forget an acknowledged message (only the recipient can acknowledge it).
+    pub fn slsk_ack_message(&self, recipient: &str, id: u32) -> anyhow::Result<()> {
+        self.conn.execute("DELETE FROM slsk_messages WHERE id = ?1 AND recipient = ?2", params![id, recipient])?;
+        Ok(())
+    }
+
+    /// Messages waiting for `recipient`, oldest first: (id, from, ts, message).
+    pub fn slsk_messages_for(&self, recipient: &str) -> anyhow::Result<Vec<(u32, String, u32, String)>> {
+        let mut st =
+            self.conn.prepare("SELECT id, sender, ts, message FROM slsk_messages WHERE recipient = ?1 ORDER BY id")?;
+        let rows = st.query_map(params![recipient], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The highest message id in use.
+    pub fn slsk_max_message_id(&self) -> anyhow::Result<u32> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM slsk_messages", [], |r| r.get(0))?)
+    }
+
+    /// Ban or unban a user.
+    pub fn slsk_set_ban(&self, name: &str, by: &str, banned: bool) -> anyhow::Result<()> {
+        if banned {
+            self.conn.execute(
+                "INSERT OR REPLACE INTO slsk_bans (name, by, created) VALUES (?1, ?2, ?3)",
+                params![name, by, unix_now() as i64],
+            )?;
+        } else {
+            self.conn.execute("DELETE FROM slsk_bans WHERE name = ?1", params![name])?;
+        }
+        Ok(())
+    }
+
+    /// Banned users.
+    pub fn slsk_bans(&self) -> anyhow::Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT name FROM slsk_bans")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 /// A salted Argon2id hash in PHC string form.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let random: [u8; 16] = rand::random();
@@ -251,6 +368,26 @@ mod tests {
         assert_eq!(bans[0].nick.as_deref(), Some("troll"));
         assert_eq!(s.hub_unban("TROLL").unwrap(), 1);
         assert!(s.hub_unregister("alice").unwrap());
+    }
+
+    #[test]
+    fn slsk_accounts_messages_and_bans() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(&t.path().join("s.sqlite")).unwrap();
+        assert_eq!(s.slsk_login("alice", "pw", true).unwrap(), SlskLogin::Unknown);
+        assert_eq!(s.slsk_login("alice", "pw", false).unwrap(), SlskLogin::Registered);
+        assert_eq!(s.slsk_login("ALICE", "pw", false).unwrap(), SlskLogin::Ok);
+        assert_eq!(s.slsk_login("alice", "nope", false).unwrap(), SlskLogin::WrongPassword);
+        s.slsk_store_message(7, "bob", "alice", 100, "hi").unwrap();
+        assert_eq!(s.slsk_messages_for("BOB").unwrap(), vec![(7, "alice".to_string(), 100, "hi".to_string())]);
+        s.slsk_ack_message("carol", 7).unwrap();
+        assert_eq!(s.slsk_messages_for("bob").unwrap().len(), 1, "only the recipient acknowledges");
+        s.slsk_ack_message("bob", 7).unwrap();
+        assert!(s.slsk_messages_for("bob").unwrap().is_empty());
+        s.slsk_set_ban("troll", "admin", true).unwrap();
+        assert_eq!(s.slsk_bans().unwrap(), vec!["troll".to_string()]);
+        s.slsk_set_ban("TROLL", "admin", false).unwrap();
+        assert!(s.slsk_bans().unwrap().is_empty());
     }
 
     #[test]
