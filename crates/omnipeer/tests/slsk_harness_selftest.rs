@@ -56,11 +56,19 @@ fn wire_helpers_match_reference_vectors() {
     assert_eq!(wire::md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
     assert_eq!(wire::md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
     assert_eq!(
-        wire::md5_hex(b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"),
+        wire::md5_hex(
+            b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"
+        ),
         "57edf4a22be3c955ac49da2e2107b67a"
     );
-    assert_eq!(wire::md5_hex(b"password"), "5f4dcc3b5aa765d61d8327deb882cf99");
-    assert_eq!(wire::md5_hex(b"usernamepassword"), "d51c9a7e9353746a6020f9602d452929");
+    assert_eq!(
+        wire::md5_hex(b"password"),
+        "5f4dcc3b5aa765d61d8327deb882cf99"
+    );
+    assert_eq!(
+        wire::md5_hex(b"usernamepassword"),
+        "d51c9a7e9353746a6020f9602d452929"
+    );
     assert_eq!(
         wire::sha256_hex(b""),
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -196,41 +204,114 @@ fn mock_server_speaks_the_notes_layouts() {
         read_frame(&mut b);
     }
     a.write_all(&frame(2, &W::new().u32(40000).0)).unwrap();
+    assert!(server
+        .wait_frame(T, |f| f.dir == Dir::In && f.code == 2 && f.user == "username")
+        .is_some());
     b.write_all(&frame(3, &W::new().str("username").0)).unwrap();
     let f = read_frame(&mut b);
     assert_eq!(
         f,
-        frame(3, &W::new().str("username").ip([127, 0, 0, 1]).u32(40000).u32(0).u16(0).0)
+        frame(
+            3,
+            &W::new()
+                .str("username")
+                .ip([127, 0, 0, 1])
+                .u32(40000)
+                .u32(0)
+                .u16(0)
+                .0
+        )
     );
-    b.write_all(&frame(26, &W::new().u32(1234).str("galway").0)).unwrap();
+    b.write_all(&frame(26, &W::new().u32(1234).str("galway").0))
+        .unwrap();
     assert_eq!(
         read_frame(&mut a),
         frame(26, &W::new().str("bob").u32(1234).str("galway").0)
     );
-    b.write_all(&frame(18, &W::new().u32(7).str("username").str("P").0)).unwrap();
+    b.write_all(&frame(18, &W::new().u32(7).str("username").str("P").0))
+        .unwrap();
     let f = read_frame(&mut a);
     assert_eq!(
         f[..],
         frame(
             18,
-            &W::new().str("bob").str("P").ip([127, 0, 0, 1]).u32(0).u32(7).bool(false).u32(0).u32(0).0
+            &W::new()
+                .str("bob")
+                .str("P")
+                .ip([127, 0, 0, 1])
+                .u32(0)
+                .u32(7)
+                .bool(false)
+                .u32(0)
+                .u32(0)
+                .0
         )[..],
         "ConnectToPeer relayed with privileged + obfuscation fields"
     );
-    b.write_all(&frame(22, &W::new().str("username").str("hi").0)).unwrap();
+    b.write_all(&frame(22, &W::new().str("username").str("hi").0))
+        .unwrap();
     let f = read_frame(&mut a);
     assert_eq!(code(&f), 22);
     let mut r = wire::R::new(&f[8..]);
     let id = r.u32().unwrap();
     let _ts = r.u32().unwrap();
-    assert_eq!((r.str().unwrap(), r.str().unwrap(), r.bool().unwrap()), ("bob".into(), "hi".into(), true));
+    assert_eq!(
+        (r.str().unwrap(), r.str().unwrap(), r.bool().unwrap()),
+        ("bob".into(), "hi".into(), true)
+    );
     a.write_all(&frame(23, &W::new().u32(id).0)).unwrap();
     a.write_all(&frame(92, &[])).unwrap();
     assert_eq!(read_frame(&mut a), frame(92, &W::new().u32(0).0));
     assert!(server
-        .wait_frame(T, |f| f.dir == Dir::In && f.code == 23 && f.user == "username")
+        .wait_frame(T, |f| f.dir == Dir::In
+            && f.code == 23
+            && f.user == "username")
         .is_some());
     assert_eq!(server.online(), ["bob", "username"]);
+}
+
+/// The golden files parse: every framed line's `u32 len` matches its length and every
+/// frame has a name line before it.
+#[test]
+fn golden_files_are_well_formed() {
+    let dir = slsk_support::repo_root().join("tests/fixtures/slsk");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        eprintln!("no {} yet", dir.display());
+        return;
+    };
+    let mut n = 0;
+    for e in rd {
+        let path = e.unwrap().path();
+        if path.extension().and_then(|x| x.to_str()) != Some("hex") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut title = "";
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("# ") {
+                if !t.starts_with("zlib-decompressed body:") {
+                    title = t;
+                }
+                continue;
+            }
+            let bytes = unhex(line).unwrap_or_else(|| panic!("{}: bad hex {line}", path.display()));
+            if title.starts_with("server ")
+                || title.starts_with("peer ")
+                || title.starts_with("peer-init ")
+            {
+                let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+                assert_eq!(len + 4, bytes.len(), "{}: {title}", path.display());
+            } else {
+                assert!(
+                    title.starts_with("F: "),
+                    "{}: unnamed line {line}",
+                    path.display()
+                );
+            }
+            n += 1;
+        }
+    }
+    eprintln!("{n} golden frames checked");
 }
 
 fn read_frame(s: &mut TcpStream) -> Vec<u8> {
@@ -257,15 +338,21 @@ fn real_clients_log_in() {
     }
     let t0 = Instant::now();
     let server = MockServer::start();
-    let a = start(Client::Aioslsk, &server, PeerOptions::new("alice"));
-    let n = start(Client::Nicotine, &server, PeerOptions::new("nick"));
+    let mut a = start(Client::Aioslsk, &server, PeerOptions::new("alice"));
+    let mut n = start(Client::Nicotine, &server, PeerOptions::new("nick"));
     logged_in(&a);
     logged_in(&n);
     let ta = a.wait_event("logged_in", |_| true, T).unwrap();
     assert_eq!(ta["ip"], "127.0.0.1", "{}", context(&server, &[&a, &n]));
     for (p, port) in [(&a, a.listen_port), (&n, n.listen_port)] {
         let got = server.wait_frame(T, |f| f.dir == Dir::In && f.code == 2 && f.user == p.user);
-        let f = got.unwrap_or_else(|| panic!("no SetWaitPort from {}\n{}", p.user, context(&server, &[&a, &n])));
+        let f = got.unwrap_or_else(|| {
+            panic!(
+                "no SetWaitPort from {}\n{}",
+                p.user,
+                context(&server, &[&a, &n])
+            )
+        });
         assert_eq!(wire::R::new(f.body()).u32(), Some(port as u32));
     }
     assert_eq!(server.online(), ["alice", "nick"]);
@@ -277,11 +364,27 @@ fn real_clients_log_in() {
             context(&server, &[&a, &n])
         );
     }
+    // Bad commands are reported, and the drivers keep running.
+    for p in [&mut a, &mut n] {
+        p.send(serde_json::json!({"cmd": "bogus"})).unwrap();
+        p.send(serde_json::json!({"cmd": "search"})).unwrap();
+        assert!(p.wait_event("error", |e| e["cmd"] == "bogus", T).is_some());
+        assert!(p.wait_event("error", |e| e["cmd"] == "search", T).is_some());
+        assert!(p.running());
+    }
     // A wrong password is refused with INVALIDPASS and reported as login_failed.
-    let bad = start(Client::Aioslsk, &server, PeerOptions::new("nick").password("wrong"));
+    let bad = start(
+        Client::Aioslsk,
+        &server,
+        PeerOptions::new("nick").password("wrong"),
+    );
     let e = bad.wait_logged_in(T).unwrap_err();
     assert!(e.contains("INVALIDPASS"), "{e}");
-    let badn = start(Client::Nicotine, &server, PeerOptions::new("alice").password("wrong"));
+    let badn = start(
+        Client::Nicotine,
+        &server,
+        PeerOptions::new("alice").password("wrong"),
+    );
     let e = badn.wait_logged_in(T).unwrap_err();
     assert!(e.contains("INVALIDPASS") || e.contains("PASSWORD"), "{e}");
     eprintln!(
@@ -305,10 +408,19 @@ fn search_and_download(
     let hit = searcher
         .wait_event(
             "search_result",
-            |e| e["user"] == sharer.user.as_str() && e["path"].as_str().is_some_and(|p| p.ends_with(expect_name)),
+            |e| {
+                e["user"] == sharer.user.as_str()
+                    && e["path"].as_str().is_some_and(|p| p.ends_with(expect_name))
+            },
             T,
         )
-        .unwrap_or_else(|| panic!("{} found nothing\n{}", searcher.user, context(server, &[searcher, sharer])));
+        .unwrap_or_else(|| {
+            panic!(
+                "{} found nothing\n{}",
+                searcher.user,
+                context(server, &[searcher, sharer])
+            )
+        });
     let t_search = t.elapsed().as_secs_f64();
     assert_eq!(hit["size"], expect.len() as u64, "{hit}");
     assert_eq!(hit["free_slot"], true, "{hit}");
@@ -324,8 +436,18 @@ fn search_and_download(
             },
             T,
         )
-        .unwrap_or_else(|| panic!("download did not finish\n{}", context(server, &[searcher, sharer])));
-    assert_eq!(done["event"], "transfer_complete", "{done}\n{}", context(server, &[searcher, sharer]));
+        .unwrap_or_else(|| {
+            panic!(
+                "download did not finish\n{}",
+                context(server, &[searcher, sharer])
+            )
+        });
+    assert_eq!(
+        done["event"],
+        "transfer_complete",
+        "{done}\n{}",
+        context(server, &[searcher, sharer])
+    );
     let want = wire::sha256_hex(expect);
     assert_eq!(done["sha256"], want.as_str(), "{done}");
     let local = std::path::PathBuf::from(done["local_path"].as_str().unwrap());
@@ -375,19 +497,37 @@ fn search_download_browse(tap: bool) {
             .unwrap_or_else(|| panic!("{} did not scan\n{}", p.user, context(&server, &[&a, &n])));
         assert_eq!(s["files"], 1, "{s}");
     }
-    let (s1, d1) = search_and_download(&mut a, &n, "fixture song", "omnipeer fixture song.bin", &n_file, &server);
-    let (s2, d2) = search_and_download(&mut n, &a, "galway", "Kevin_MacLeod-Galway.bin", &a_file, &server);
+    let (s1, d1) = search_and_download(
+        &mut a,
+        &n,
+        "fixture song",
+        "omnipeer fixture song.bin",
+        &n_file,
+        &server,
+    );
+    let (s2, d2) = search_and_download(
+        &mut n,
+        &a,
+        "galway",
+        "Kevin_MacLeod-Galway.bin",
+        &a_file,
+        &server,
+    );
     eprintln!(
         "(tap={tap}) aioslsk→Nicotine+: result after {s1:.2}s, download done after {d1:.2}s; \
          Nicotine+→aioslsk: result after {s2:.2}s, download done after {d2:.2}s"
     );
 
     // The uploaders saw their uploads finish too.
-    for (p, name) in [(&n, "omnipeer fixture song.bin"), (&a, "Kevin_MacLeod-Galway.bin")] {
+    for (p, name) in [
+        (&n, "omnipeer fixture song.bin"),
+        (&a, "Kevin_MacLeod-Galway.bin"),
+    ] {
         assert!(
             p.wait_event(
                 "transfer_complete",
-                |e| e["direction"] == "upload" && e["path"].as_str().is_some_and(|x| x.ends_with(name)),
+                |e| e["direction"] == "upload"
+                    && e["path"].as_str().is_some_and(|x| x.ends_with(name)),
                 T
             )
             .is_some(),
@@ -400,7 +540,10 @@ fn search_download_browse(tap: bool) {
     // Browse both ways.
     a.browse("nick");
     n.browse("alice");
-    for (p, other, name) in [(&a, "nick", "omnipeer fixture song.bin"), (&n, "alice", "Kevin_MacLeod-Galway.bin")] {
+    for (p, other, name) in [
+        (&a, "nick", "omnipeer fixture song.bin"),
+        (&n, "alice", "Kevin_MacLeod-Galway.bin"),
+    ] {
         let b = p
             .wait_event("browse_result", |e| e["user"] == other, T)
             .unwrap_or_else(|| panic!("{} browse\n{}", p.user, context(&server, &[&a, &n])));
@@ -430,10 +573,12 @@ fn search_download_browse(tap: bool) {
     let taps = server.tap_conns();
     for (who, kind) in [("alice", "P"), ("nick", "P"), ("alice", "F"), ("nick", "F")] {
         assert!(
-            taps.iter()
-                .any(|t| t.kind.as_deref() == Some(kind) && (t.owner == who || t.initiator.as_deref() == Some(who))),
+            taps.iter().any(|t| t.kind.as_deref() == Some(kind)
+                && (t.owner == who || t.initiator.as_deref() == Some(who))),
             "no tapped {kind} connection involving {who}: {:?}",
-            taps.iter().map(|t| (&t.owner, &t.initiator, &t.kind)).collect::<Vec<_>>()
+            taps.iter()
+                .map(|t| (&t.owner, &t.initiator, &t.kind))
+                .collect::<Vec<_>>()
         );
     }
 }
@@ -465,7 +610,10 @@ fn real_clients_private_and_room_messages() {
         let id = e["id"].as_u64().unwrap() as u32;
         assert!(
             server
-                .wait_frame(T, |f| f.dir == Dir::In && f.code == 23 && f.user == p && f.body() == id.to_le_bytes())
+                .wait_frame(T, |f| f.dir == Dir::In
+                    && f.code == 23
+                    && f.user == p
+                    && f.body() == id.to_le_bytes())
                 .is_some(),
             "{p} did not ack message {id}\n{}",
             context(&server, &[&a, &n])
@@ -480,17 +628,31 @@ fn real_clients_private_and_room_messages() {
     let j = n
         .wait_event("room_joined", |e| e["room"] == "omnipeer", T)
         .unwrap_or_else(|| panic!("nick join\n{}", context(&server, &[&a, &n])));
-    assert!(j["users"].as_array().unwrap().iter().any(|u| u == "alice"), "{j}");
+    assert!(
+        j["users"].as_array().unwrap().iter().any(|u| u == "alice"),
+        "{j}"
+    );
     assert!(a
-        .wait_event("user_joined_room", |e| e["room"] == "omnipeer" && e["user"] == "nick", T)
+        .wait_event(
+            "user_joined_room",
+            |e| e["room"] == "omnipeer" && e["user"] == "nick",
+            T
+        )
         .is_some());
     n.say_room("omnipeer", "room hello from nick");
     a.say_room("omnipeer", "room hello from alice");
     for p in [&a, &n] {
-        for (from, text) in [("nick", "room hello from nick"), ("alice", "room hello from alice")] {
+        for (from, text) in [
+            ("nick", "room hello from nick"),
+            ("alice", "room hello from alice"),
+        ] {
             assert!(
-                p.wait_event("room_message", |e| e["user"] == from && e["text"] == text, T)
-                    .is_some(),
+                p.wait_event(
+                    "room_message",
+                    |e| e["user"] == from && e["text"] == text,
+                    T
+                )
+                .is_some(),
                 "{} missed {from}'s room message\n{}",
                 p.user,
                 context(&server, &[&a, &n])
@@ -542,8 +704,13 @@ mod golden {
             .collect()
     }
 
+    /// `what` describes the connection ("a -> b" = opened by a to b's listen port).
     fn peer_entries(t: &TapConn, initiator_side: bool, what: &str) -> Vec<Entry> {
-        let frames = if initiator_side { t.initiator_frames() } else { t.owner_frames() };
+        let frames = if initiator_side {
+            t.initiator_frames()
+        } else {
+            t.owner_frames()
+        };
         let kind = t.kind.clone().unwrap_or_default();
         let mut out = Vec::new();
         for (i, f) in frames.into_iter().enumerate() {
@@ -576,6 +743,27 @@ mod golden {
         out
     }
 
+    /// For peer messages 5 / 9 / 37 (zlib bodies): the decompressed body as hex, inflated
+    /// by the venv's python (the harness itself has no zlib).
+    fn zlib_body(title: &str, frame: &[u8]) -> Option<String> {
+        if !title.starts_with("peer ") || frame.len() < 9 {
+            return None;
+        }
+        let code = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        if ![5, 9, 37].contains(&code) {
+            return None;
+        }
+        let out = std::process::Command::new(slsk_support::venv_python()?)
+            .arg("-c")
+            .arg("import sys, zlib; print(zlib.decompress(bytes.fromhex(sys.argv[1])).hex())")
+            .arg(wire::hex(&frame[8..]))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     fn write(dir: &Path, client: Client, situation: &str, note: &str, entries: &[Entry]) {
         if entries.is_empty() {
             eprintln!("golden: nothing for {}-{situation}", client.name());
@@ -590,17 +778,26 @@ mod golden {
             client.version()
         );
         for e in entries {
-            s.push_str(&format!("# {}\n{}\n", e.title, wire::hex(&e.bytes)));
+            s.push_str(&format!("# {}\n", e.title));
+            if let Some(plain) = zlib_body(&e.title, &e.bytes) {
+                s.push_str(&format!("# zlib-decompressed body: {plain}\n"));
+            }
+            s.push_str(&format!("{}\n", wire::hex(&e.bytes)));
         }
         let path = dir.join(format!("{}-{situation}.hex", client.name()));
         std::fs::write(&path, s).unwrap();
-        eprintln!("golden: wrote {} ({} frames)", path.display(), entries.len());
+        eprintln!(
+            "golden: wrote {} ({} frames)",
+            path.display(),
+            entries.len()
+        );
     }
 
     pub fn capture(dir: &Path) {
-        for (searcher_client, sharer_client) in
-            [(Client::Aioslsk, Client::Nicotine), (Client::Nicotine, Client::Aioslsk)]
-        {
+        for (searcher_client, sharer_client) in [
+            (Client::Aioslsk, Client::Nicotine),
+            (Client::Nicotine, Client::Aioslsk),
+        ] {
             let server = MockServer::start_with(MockConfig {
                 tap_peers: true,
                 ..MockConfig::default()
@@ -612,11 +809,17 @@ mod golden {
                 content.extend_from_slice(&[0xff, 0xfb, 0x90, 0x00]);
                 content.extend_from_slice(&[0u8; 413]);
             }
-            let mut s = start(searcher_client, &server, PeerOptions::new("searcher").password("pw"));
+            let mut s = start(
+                searcher_client,
+                &server,
+                PeerOptions::new("searcher").password("pw"),
+            );
             let h = start(
                 sharer_client,
                 &server,
-                PeerOptions::new("sharer").password("pw").file("Music/golden track.mp3", content.clone()),
+                PeerOptions::new("sharer")
+                    .password("pw")
+                    .file("Music/golden track.mp3", content.clone()),
             );
             logged_in(&s);
             logged_in(&h);
@@ -625,21 +828,34 @@ mod golden {
             // Let the post-login traffic settle so "login" holds all of it.
             std::thread::sleep(Duration::from_secs(2));
             let mark = server.frames().len();
-            let (_ts, _td) = search_and_download(&mut s, &h, "golden track", "golden track.mp3", &content, &server);
+            let (_ts, _td) = search_and_download(
+                &mut s,
+                &h,
+                "golden track",
+                "golden track.mp3",
+                &content,
+                &server,
+            );
             h.wait_event("transfer_complete", |e| e["direction"] == "upload", T);
+            s.browse("sharer");
+            s.wait_event("browse_result", |_| true, T).expect("browse");
             s.private_message("sharer", "golden private message");
             h.wait_event("private_message", |_| true, T).expect("pm");
             s.join_room("golden");
             s.wait_event("room_joined", |_| true, T).expect("join");
             s.say_room("golden", "golden room message");
-            s.wait_event("room_message", |_| true, T).expect("room message");
+            s.wait_event("room_message", |_| true, T)
+                .expect("room message");
             std::thread::sleep(Duration::from_millis(500));
 
             let frames = server.frames();
             let (before, after) = frames.split_at(mark);
             for (client, user) in [(searcher_client, "searcher"), (sharer_client, "sharer")] {
-                let login: Vec<Frame> =
-                    before.iter().filter(|f| f.dir == Dir::In && f.user == user).cloned().collect();
+                let login: Vec<Frame> = before
+                    .iter()
+                    .filter(|f| f.dir == Dir::In && f.user == user)
+                    .cloned()
+                    .collect();
                 // The sharer's login file is taken from the run where it shares (same
                 // client, other role, is written by the other iteration).
                 if user == "searcher" {
@@ -648,21 +864,55 @@ mod golden {
                     write(dir, client, "login-sharing", "every frame sent to the server from connect until 2 s after the share scan (one shared file)", &server_entries(&login));
                 }
             }
-            let searcher_after: Vec<Frame> =
-                after.iter().filter(|f| f.dir == Dir::In && f.user == "searcher").cloned().collect();
+            let searcher_after: Vec<Frame> = after
+                .iter()
+                .filter(|f| f.dir == Dir::In && f.user == "searcher")
+                .cloned()
+                .collect();
             let pick = |codes: &[u32]| -> Vec<Entry> {
                 server_entries(
-                    &searcher_after.iter().filter(|f| codes.contains(&f.code)).cloned().collect::<Vec<_>>(),
+                    &searcher_after
+                        .iter()
+                        .filter(|f| codes.contains(&f.code))
+                        .cloned()
+                        .collect::<Vec<_>>(),
                 )
             };
-            write(dir, searcher_client, "search", "FileSearch sent for the query 'golden track'", &pick(&[26]));
-            write(dir, searcher_client, "search-and-download-server", "every frame sent to the server from the search until the download finished and the chat began", &server_entries(
+            write(
+                dir,
+                searcher_client,
+                "search",
+                "FileSearch sent for the query 'golden track'",
+                &pick(&[26]),
+            );
+            write(dir, searcher_client, "search-and-download-server", "every frame sent to the server from the search until the download and the browse finished (chat frames excluded)", &server_entries(
                 &searcher_after.iter().filter(|f| ![22, 14, 13].contains(&f.code)).cloned().collect::<Vec<_>>()));
-            write(dir, searcher_client, "private-message", "MessageUser to 'sharer'", &pick(&[22]));
-            write(dir, searcher_client, "room", "JoinRoom 'golden' and SayChatroom", &pick(&[14, 13]));
-            let sharer_acks: Vec<Frame> =
-                after.iter().filter(|f| f.dir == Dir::In && f.user == "sharer" && f.code == 23).cloned().collect();
-            write(dir, sharer_client, "message-acked", "MessageAcked for the private message it received", &server_entries(&sharer_acks));
+            write(
+                dir,
+                searcher_client,
+                "private-message",
+                "MessageUser to 'sharer'",
+                &pick(&[22]),
+            );
+            write(
+                dir,
+                searcher_client,
+                "room",
+                "JoinRoom 'golden' and SayChatroom",
+                &pick(&[14, 13]),
+            );
+            let sharer_acks: Vec<Frame> = after
+                .iter()
+                .filter(|f| f.dir == Dir::In && f.user == "sharer" && f.code == 23)
+                .cloned()
+                .collect();
+            write(
+                dir,
+                sharer_client,
+                "message-acked",
+                "MessageAcked for the private message it received",
+                &server_entries(&sharer_acks),
+            );
 
             // Peer traffic through the tap.
             let taps = server.tap_conns();
@@ -675,8 +925,14 @@ mod golden {
                     continue;
                 }
                 let init = t.initiator.clone().unwrap_or_default();
-                let what = format!("{} -> {}", if init.is_empty() { "?" } else { &init }, t.owner);
-                let (init_side, owner_side) = (peer_entries(t, true, &what), peer_entries(t, false, &what));
+                let what = format!(
+                    "tapped conn #{}, opened by {} to {}'s port",
+                    t.id,
+                    if init.is_empty() { "?" } else { &init },
+                    t.owner
+                );
+                let (init_side, owner_side) =
+                    (peer_entries(t, true, &what), peer_entries(t, false, &what));
                 let (sp, hp) = match t.kind.as_deref() {
                     Some("F") => (&mut searcher_f, &mut sharer_f),
                     _ => (&mut searcher_p, &mut sharer_p),
@@ -689,11 +945,12 @@ mod golden {
                     sp.extend(owner_side);
                 }
             }
-            write(dir, sharer_client, "peer-upload-side", "peer (P) frames the sharer/uploader sent: search response, transfer request, browse reply …", &sharer_p);
-            write(dir, searcher_client, "peer-download-side", "peer (P) frames the searcher/downloader sent: QueueUpload, TransferResponse, browse request …", &searcher_p);
-            write(dir, sharer_client, "file-upload-side", "F connection bytes the uploader sent (peer-init, token, data head)", &sharer_f);
-            write(dir, searcher_client, "file-download-side", "F connection bytes the downloader sent (peer-init, offset)", &searcher_f);
-            let log = std::env::temp_dir().join(format!("slsk-golden-{}.log", searcher_client.name()));
+            write(dir, sharer_client, "peer-upload-side", "peer-init and P frames the sharer/uploader sent on each peer connection, in connection order (search response, TransferRequest, browse reply)", &sharer_p);
+            write(dir, searcher_client, "peer-download-side", "peer-init and P frames the searcher/downloader sent on each peer connection, in connection order (QueueUpload, TransferResponse, browse request)", &searcher_p);
+            write(dir, sharer_client, "file-upload-side", "what the uploader sent on F connections, in connection order (peer-init, u32 token, file data head)", &sharer_f);
+            write(dir, searcher_client, "file-download-side", "what the downloader sent on F connections, in connection order (peer-init if it opened one, u64 offset)", &searcher_f);
+            let log =
+                std::env::temp_dir().join(format!("slsk-golden-{}.log", searcher_client.name()));
             let _ = server.write_log(&log);
         }
     }

@@ -307,7 +307,7 @@ impl MockServer {
         self.inner.log.lock().unwrap().clone()
     }
 
-    /// Frames a user sent to the server (after login; the Login frame itself is included).
+    /// Frames a user sent to the server, its Login frame included.
     pub fn frames_from(&self, user: &str) -> Vec<Frame> {
         self.frames()
             .into_iter()
@@ -554,12 +554,19 @@ fn handle_conn(inner: Arc<Inner>, mut stream: TcpStream, conn: u64) {
         if inner.stop.load(Ordering::SeqCst) {
             break;
         }
-        inner.log_frame(conn, user.as_deref().unwrap_or(""), Dir::In, &f);
         if f.len() < 8 {
+            inner.log_frame(conn, user.as_deref().unwrap_or(""), Dir::In, &f);
             continue;
         }
         let code = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
         let body = &f[8..];
+        // A Login frame is logged under the name it carries (so frames_from(user) has it).
+        let as_user = match (&user, code) {
+            (Some(u), _) => u.clone(),
+            (None, 1) => R::new(body).str().unwrap_or_default(),
+            (None, _) => String::new(),
+        };
+        inner.log_frame(conn, &as_user, Dir::In, &f);
         match &user {
             None => {
                 if code == 1 {
@@ -739,7 +746,7 @@ fn dispatch(inner: &Arc<Inner>, me: &str, code: u32, body: &[u8]) {
     let mut r = R::new(body);
     let mut guard = inner.st.lock().unwrap();
     let st = &mut *guard;
-    if st.online.get(me).is_none() {
+    if !st.online.contains_key(me) {
         return; // relogged elsewhere
     }
     match code {
@@ -780,9 +787,15 @@ fn dispatch(inner: &Arc<Inner>, me: &str, code: u32, body: &[u8]) {
                     let w = Inner::stats_body(s, W::new().str(&u).bool(true).u32(s.status));
                     w.str("")
                 }
-                None if st.accounts.contains_key(&u) => {
-                    W::new().str(&u).bool(true).u32(0).u32(0).u32(0).u32(0).u32(0).u32(0)
-                }
+                None if st.accounts.contains_key(&u) => W::new()
+                    .str(&u)
+                    .bool(true)
+                    .u32(0)
+                    .u32(0)
+                    .u32(0)
+                    .u32(0)
+                    .u32(0)
+                    .u32(0),
                 None => W::new().str(&u).bool(false),
             };
             inner.send(st, me, 5, w);
@@ -1020,12 +1033,7 @@ fn dispatch(inner: &Arc<Inner>, me: &str, code: u32, body: &[u8]) {
 fn relay_search(inner: &Inner, st: &State, to: &str, searcher: &str, token: u32, query: &str) {
     if inner.cfg.embedded_search {
         // EmbeddedMessage(93): u8 3 + DistribSearch body (u32 49, str user, u32 token, str q)
-        let body = W::new()
-            .u8(3)
-            .u32(49)
-            .str(searcher)
-            .u32(token)
-            .str(query);
+        let body = W::new().u8(3).u32(49).str(searcher).u32(token).str(query);
         inner.send(st, to, 93, body);
     } else {
         inner.send(st, to, 26, W::new().str(searcher).u32(token).str(query));

@@ -316,7 +316,11 @@ impl Peer {
 
     fn cmd(&mut self, cmd: Value) {
         if let Err(e) = self.send(cmd.clone()) {
-            eprintln!("[{}:{}] cannot send {cmd}: {e}", self.client.name(), self.user);
+            eprintln!(
+                "[{}:{}] cannot send {cmd}: {e}",
+                self.client.name(),
+                self.user
+            );
         }
     }
 

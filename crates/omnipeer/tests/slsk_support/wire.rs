@@ -93,7 +93,8 @@ impl<'a> R<'a> {
         self.take(2).map(|s| u16::from_le_bytes([s[0], s[1]]))
     }
     pub fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        self.take(4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
     pub fn u64(&mut self) -> Option<u64> {
         self.take(8)
@@ -101,7 +102,8 @@ impl<'a> R<'a> {
     }
     pub fn str(&mut self) -> Option<String> {
         let n = self.u32()? as usize;
-        self.take(n).map(|s| String::from_utf8_lossy(s).into_owned())
+        self.take(n)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
     }
     pub fn rest(&mut self) -> &'a [u8] {
         let s = &self.b[self.pos.min(self.b.len())..];
@@ -129,7 +131,7 @@ pub fn hex_spaced(b: &[u8]) -> String {
 /// Parses hex, ignoring whitespace. None on odd length or a bad digit.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if digits.len() & 1 != 0 {
         return None;
     }
     digits
@@ -149,7 +151,8 @@ pub fn md5(data: &[u8]) -> [u8; 16] {
     let k: Vec<u32> = (0..64)
         .map(|i| ((i as f64 + 1.0).sin().abs() * 4294967296.0) as u32)
         .collect();
-    let (mut a0, mut b0, mut c0, mut d0) = (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
+    let (mut a0, mut b0, mut c0, mut d0) =
+        (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
     let mut msg = data.to_vec();
     let bitlen = (data.len() as u64).wrapping_mul(8);
     msg.push(0x80);
