@@ -8,6 +8,7 @@ pub mod nmdc;
 pub mod progress;
 pub mod serve;
 pub mod share;
+pub mod slsk;
 pub mod store;
 pub mod transfer;
 

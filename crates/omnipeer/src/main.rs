@@ -54,6 +54,35 @@ enum Command {
     /// Direct Connect (NMDC): hub
     #[command(subcommand)]
     Dc(DcCmd),
+    /// Soulseek: server
+    #[command(subcommand)]
+    Slsk(SlskCmd),
+}
+
+#[derive(Subcommand)]
+enum SlskCmd {
+    /// Run a Soulseek server: logins (first login registers), rooms, private messages,
+    /// search and connection relay, administration by private message to `server`
+    Server {
+        /// Address to listen on
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:2242")]
+        listen: SocketAddr,
+        /// Database of accounts, stored messages and bans [default: DATA_DIR/slsk-server.sqlite]
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// Greeting sent at login
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        motd: String,
+        /// Refuse users without an account (no registration by first login)
+        #[arg(long)]
+        private: bool,
+        /// A user who may give `server` commands (repeatable)
+        #[arg(long, value_name = "USER")]
+        admin: Vec<String>,
+        /// Create (or reset) an account at start (repeatable)
+        #[arg(long, value_name = "USER:PASS")]
+        register: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -330,6 +359,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Up => up(&g, cfg).await,
         Command::Dcc(cmd) => dcc_command(&g, cfg, cmd).await,
         Command::Dc(cmd) => dc_command(&g, cfg, cmd).await,
+        Command::Slsk(cmd) => slsk_command(&g, cfg, cmd).await,
     }
 }
 
@@ -719,6 +749,50 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                             print_json(serde_json::json!({"event":"logged_in","nick":nick,"ip":ip.to_string(),"op":op}))
                         }
                         HubEvent::LoggedOut { nick, .. } if json => print_json(serde_json::json!({"event":"logged_out","nick":nick})),
+                        _ => {}
+                    }
+                }
+            });
+            server.run(shutdown_on_signals()).await
+        }
+    }
+}
+
+async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<()> {
+    match cmd {
+        SlskCmd::Server { listen, db, motd, private, admin, register } => {
+            let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
+            let mut reg = Vec::new();
+            for r in register {
+                let (u, p) = r.split_once(':').ok_or_else(|| anyhow!("--register {r:?}: expected USER:PASS"))?;
+                omnipeer_slsk::login::validate_username(u).map_err(|e| anyhow!("--register {u:?}: {}", e.detail()))?;
+                anyhow::ensure!(!p.is_empty(), "--register {r:?}: empty password");
+                reg.push((u.to_owned(), p.to_owned()));
+            }
+            let server = omnipeer_node::slsk::SlskServer::bind(omnipeer_node::slsk::SlskServerConfig {
+                listen,
+                db: db.unwrap_or_else(|| data_dir.join("slsk-server.sqlite")),
+                motd,
+                private,
+                admins: admin,
+                register: reg,
+            })
+            .await?;
+            eprintln!("listening on {}", server.local_addr());
+            let mut events = server.subscribe();
+            let json = g.json;
+            tokio::spawn(async move {
+                use omnipeer_slsk::central::CentralEvent;
+                while let Ok(ev) = events.recv().await {
+                    match ev {
+                        CentralEvent::RoomMessage { room, user, message } if json => {
+                            print_json(serde_json::json!({"event":"room_message","room":room,"user":user,"message":message}))
+                        }
+                        CentralEvent::RoomMessage { room, user, message } => println!("[{room}] <{user}> {message}"),
+                        CentralEvent::LoggedIn { user, ip, .. } if json => {
+                            print_json(serde_json::json!({"event":"logged_in","user":user,"ip":ip.to_string()}))
+                        }
+                        CentralEvent::LoggedOut { user } if json => print_json(serde_json::json!({"event":"logged_out","user":user})),
                         _ => {}
                     }
                 }

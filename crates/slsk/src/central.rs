@@ -19,7 +19,8 @@
 use crate::framing::{FrameKind, FrameReader};
 use crate::login::{password_hash, validate_room_name, validate_username};
 use crate::server::{
-    login_failure, RoomEntry, RoomList, RoomUser, ServerRequest, ServerResponse, UserStats, WatchedUser,
+    login_failure, RoomEntry, RoomList, RoomUser, ServerRequest, ServerResponse, UserStats,
+    WatchedUser,
 };
 use crate::UserStatus;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -282,14 +283,21 @@ impl Central {
 
     /// Users online, sorted.
     pub fn online_users(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.users.values().filter_map(|c| self.user_of(*c).map(str::to_owned)).collect();
+        let mut v: Vec<String> = self
+            .users
+            .values()
+            .filter_map(|c| self.user_of(*c).map(str::to_owned))
+            .collect();
         v.sort();
         v
     }
 
     /// Rooms and their member counts.
     pub fn room_counts(&self) -> Vec<(String, usize)> {
-        self.rooms.iter().map(|(n, r)| (n.clone(), r.members.len())).collect()
+        self.rooms
+            .iter()
+            .map(|(n, r)| (n.clone(), r.members.len()))
+            .collect()
     }
 
     fn user_of(&self, conn: ConnId) -> Option<&str> {
@@ -322,8 +330,12 @@ impl Central {
 
     /// The connection is gone.
     pub fn disconnect(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.remove(&conn) else { return };
-        let Phase::Online { user } = c.phase else { return };
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Phase::Online { user } = c.phase else {
+            return;
+        };
         let key = user.to_lowercase();
         if self.users.get(&key) == Some(&conn) {
             self.users.remove(&key);
@@ -338,15 +350,20 @@ impl Central {
         }
         // Watchers learn the user went offline.
         self.push_status(&user, UserStatus::Offline, None);
-        self.out.push_back(Output::Event(CentralEvent::LoggedOut { user }));
+        self.out
+            .push_back(Output::Event(CentralEvent::LoggedOut { user }));
     }
 
     /// Bytes from a connection.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.reader.push(bytes);
         loop {
-            let Some(c) = self.conns.get_mut(&conn) else { return };
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
             if c.phase == Phase::Closing {
                 return;
             }
@@ -357,15 +374,21 @@ impl Central {
             };
             match ServerRequest::from_frame(&frame) {
                 Ok(req) => self.on_request(now, conn, req),
-                Err(e) => return self.drop_conn(conn, format!("undecodable message {}: {e}", frame.code)),
+                Err(e) => {
+                    return self.drop_conn(conn, format!("undecodable message {}: {e}", frame.code))
+                }
             }
         }
     }
 
     /// The driver's answer to [`CentralEvent::CheckLogin`].
     pub fn login_result(&mut self, now: Instant, conn: ConnId, decision: LoginDecision) {
-        let Some(c) = self.conns.get(&conn) else { return };
-        let Phase::Checking { user, password } = c.phase.clone() else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let Phase::Checking { user, password } = c.phase.clone() else {
+            return;
+        };
         match decision {
             LoginDecision::InvalidPass => self.refuse(conn, login_failure::INVALIDPASS, None),
             LoginDecision::Private => self.refuse(conn, login_failure::SVRPRIVATE, None),
@@ -377,13 +400,16 @@ impl Central {
     /// Stored private messages for a user who just logged in (sent with `new = false`).
     pub fn deliver_stored(&mut self, conn: ConnId, messages: Vec<StoredMessage>) {
         for m in messages {
-            self.send(conn, &ServerResponse::MessageUser {
-                id: m.id,
-                timestamp: m.timestamp,
-                user: m.from,
-                message: m.message,
-                new_message: false,
-            });
+            self.send(
+                conn,
+                &ServerResponse::MessageUser {
+                    id: m.id,
+                    timestamp: m.timestamp,
+                    user: m.from,
+                    message: m.message,
+                    new_message: false,
+                },
+            );
         }
     }
 
@@ -413,16 +439,30 @@ impl Central {
     // ---- helpers ---------------------------------------------------------------------
 
     fn send(&mut self, conn: ConnId, msg: &ServerResponse) {
-        if self.conns.get(&conn).is_some_and(|c| c.phase != Phase::Closing) {
-            self.out.push_back(Output::Send { conn, data: msg.encode().into() });
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.phase != Phase::Closing)
+        {
+            self.out.push_back(Output::Send {
+                conn,
+                data: msg.encode().into(),
+            });
         }
     }
 
     fn send_shared(&mut self, conns: impl IntoIterator<Item = ConnId>, msg: &ServerResponse) {
         let data: Arc<[u8]> = msg.encode().into();
         for conn in conns {
-            if self.conns.get(&conn).is_some_and(|c| c.phase != Phase::Closing) {
-                self.out.push_back(Output::Send { conn, data: data.clone() });
+            if self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.phase != Phase::Closing)
+            {
+                self.out.push_back(Output::Send {
+                    conn,
+                    data: data.clone(),
+                });
             }
         }
     }
@@ -457,25 +497,35 @@ impl Central {
     }
 
     fn drop_conn(&mut self, conn: ConnId, why: String) {
-        self.out.push_back(Output::Event(CentralEvent::Dropped { conn, why }));
+        self.out
+            .push_back(Output::Event(CentralEvent::Dropped { conn, why }));
         self.close(conn);
     }
 
     fn refuse(&mut self, conn: ConnId, reason: &str, detail: Option<String>) {
-        self.send(conn, &ServerResponse::LoginFailure { reason: reason.to_owned(), detail });
+        self.send(
+            conn,
+            &ServerResponse::LoginFailure {
+                reason: reason.to_owned(),
+                detail,
+            },
+        );
         self.close(conn);
     }
 
     fn from_server(&mut self, conn: ConnId, text: &str) {
         let id = self.next_id();
         let ts = self.unix_now_of(Instant::now());
-        self.send(conn, &ServerResponse::MessageUser {
-            id,
-            timestamp: ts,
-            user: SERVER_USER.to_owned(),
-            message: text.to_owned(),
-            new_message: true,
-        });
+        self.send(
+            conn,
+            &ServerResponse::MessageUser {
+                id,
+                timestamp: ts,
+                user: SERVER_USER.to_owned(),
+                message: text.to_owned(),
+                new_message: true,
+            },
+        );
     }
 
     fn next_id(&mut self) -> u32 {
@@ -494,8 +544,16 @@ impl Central {
 
     fn room_user(&self, conn: ConnId) -> Option<RoomUser> {
         let c = self.conns.get(&conn)?;
-        let Phase::Online { user } = &c.phase else { return None };
-        Some(RoomUser { name: user.clone(), status: c.status, stats: c.stats, slots_full: 0, country: String::new() })
+        let Phase::Online { user } = &c.phase else {
+            return None;
+        };
+        Some(RoomUser {
+            name: user.clone(),
+            status: c.status,
+            stats: c.stats,
+            slots_full: 0,
+            country: String::new(),
+        })
     }
 
     /// Connections that should hear about `user`: its watchers and its rooms' members.
@@ -521,13 +579,30 @@ impl Central {
     }
 
     fn push_status(&mut self, user: &str, status: UserStatus, except: Option<ConnId>) {
-        let audience: Vec<ConnId> = self.audience(user).into_iter().filter(|c| Some(*c) != except).collect();
-        self.send_shared(audience, &ServerResponse::GetUserStatus { user: user.to_owned(), status, privileged: false });
+        let audience: Vec<ConnId> = self
+            .audience(user)
+            .into_iter()
+            .filter(|c| Some(*c) != except)
+            .collect();
+        self.send_shared(
+            audience,
+            &ServerResponse::GetUserStatus {
+                user: user.to_owned(),
+                status,
+                privileged: false,
+            },
+        );
     }
 
     fn push_stats(&mut self, user: &str, stats: UserStats) {
         let audience = self.audience(user);
-        self.send_shared(audience, &ServerResponse::GetUserStats { user: user.to_owned(), stats });
+        self.send_shared(
+            audience,
+            &ServerResponse::GetUserStats {
+                user: user.to_owned(),
+                stats,
+            },
+        );
     }
 
     fn room_list(&self) -> RoomList {
@@ -535,7 +610,10 @@ impl Central {
             public: self
                 .rooms
                 .iter()
-                .map(|(n, r)| RoomEntry { name: n.clone(), users: r.members.len() as u32 })
+                .map(|(n, r)| RoomEntry {
+                    name: n.clone(),
+                    users: r.members.len() as u32,
+                })
                 .collect(),
             ..Default::default()
         }
@@ -547,7 +625,9 @@ impl Central {
         let phase = self.conns[&conn].phase.clone();
         match phase {
             Phase::AwaitLogin => match req {
-                ServerRequest::Login { username, password, .. } => self.on_login(conn, username, password),
+                ServerRequest::Login {
+                    username, password, ..
+                } => self.on_login(conn, username, password),
                 // Nothing but Login before login.
                 _ => self.drop_conn(conn, "a message before Login".into()),
             },
@@ -558,10 +638,18 @@ impl Central {
 
     fn on_login(&mut self, conn: ConnId, user: String, password: String) {
         if let Err(e) = validate_username(&user) {
-            return self.refuse(conn, login_failure::INVALIDUSERNAME, Some(e.detail().to_owned()));
+            return self.refuse(
+                conn,
+                login_failure::INVALIDUSERNAME,
+                Some(e.detail().to_owned()),
+            );
         }
         if user.eq_ignore_ascii_case(SERVER_USER) {
-            return self.refuse(conn, login_failure::INVALIDUSERNAME, Some("Reserved name.".to_owned()));
+            return self.refuse(
+                conn,
+                login_failure::INVALIDUSERNAME,
+                Some("Reserved name.".to_owned()),
+            );
         }
         if password.is_empty() {
             return self.refuse(conn, login_failure::EMPTYPASSWORD, None);
@@ -574,8 +662,15 @@ impl Central {
         if !relogin && self.users.len() >= self.cfg.max_users {
             return self.refuse(conn, login_failure::SVRFULL, None);
         }
-        self.conns.get_mut(&conn).expect("present").phase = Phase::Checking { user: user.clone(), password: password.clone() };
-        self.out.push_back(Output::Event(CentralEvent::CheckLogin { conn, user, password }));
+        self.conns.get_mut(&conn).expect("present").phase = Phase::Checking {
+            user: user.clone(),
+            password: password.clone(),
+        };
+        self.out.push_back(Output::Event(CentralEvent::CheckLogin {
+            conn,
+            user,
+            password,
+        }));
     }
 
     fn log_in(&mut self, _now: Instant, conn: ConnId, user: String, password: &str) {
@@ -595,29 +690,43 @@ impl Central {
         self.users.insert(key.clone(), conn);
         self.known.insert(key);
         // The Login reply must be the very first frame (aioslsk insists).
-        self.send(conn, &ServerResponse::LoginSuccess {
-            greet: self.cfg.greeting.clone(),
-            own_ip: ip,
-            password_hash: password_hash(password),
-            supporter: false,
-        });
+        self.send(
+            conn,
+            &ServerResponse::LoginSuccess {
+                greet: self.cfg.greeting.clone(),
+                own_ip: ip,
+                password_hash: password_hash(password),
+                supporter: false,
+            },
+        );
         let list = self.room_list();
         self.send(conn, &ServerResponse::RoomList(list));
         self.send(conn, &ServerResponse::ParentMinSpeed { speed: 1 });
         self.send(conn, &ServerResponse::ParentSpeedRatio { ratio: 50 });
-        self.send(conn, &ServerResponse::WishlistInterval { seconds: self.cfg.wishlist_interval });
+        self.send(
+            conn,
+            &ServerResponse::WishlistInterval {
+                seconds: self.cfg.wishlist_interval,
+            },
+        );
         self.send(conn, &ServerResponse::PrivilegedUsers { users: Vec::new() });
         let phrases = self.cfg.excluded_phrases.clone();
         self.send(conn, &ServerResponse::ExcludedSearchPhrases { phrases });
         self.push_status(&user, UserStatus::Online, Some(conn));
-        self.out.push_back(Output::Event(CentralEvent::LoggedIn { conn, user, ip }));
+        self.out
+            .push_back(Output::Event(CentralEvent::LoggedIn { conn, user, ip }));
     }
 
     fn take_search(&mut self, now: Instant, conn: ConnId) -> bool {
-        let (burst, every) = (f64::from(self.cfg.search_burst), self.cfg.search_every.as_secs_f64().max(1e-9));
+        let (burst, every) = (
+            f64::from(self.cfg.search_burst),
+            self.cfg.search_every.as_secs_f64().max(1e-9),
+        );
         let c = self.conns.get_mut(&conn).expect("present");
         if let Some(at) = c.search_at {
-            c.search_tokens = (c.search_tokens + now.saturating_duration_since(at).as_secs_f64() / every).min(burst);
+            c.search_tokens = (c.search_tokens
+                + now.saturating_duration_since(at).as_secs_f64() / every)
+                .min(burst);
         }
         c.search_at = Some(now);
         if c.search_tokens >= 1.0 {
@@ -641,40 +750,78 @@ impl Central {
                     Some(c) => (c.ip, c.port),
                     None => (Ipv4Addr::UNSPECIFIED, 0),
                 };
-                self.send(conn, &ServerResponse::GetPeerAddress { user, ip, port, obf_type: 0, obf_port: 0 });
+                self.send(
+                    conn,
+                    &ServerResponse::GetPeerAddress {
+                        user,
+                        ip,
+                        port,
+                        obf_type: 0,
+                        obf_port: 0,
+                    },
+                );
             }
             ServerRequest::WatchUser { user } => {
                 let key = user.to_lowercase();
                 let mine = self.conns.get_mut(&conn).expect("present");
                 if mine.watching.len() < MAX_WATCHED {
                     mine.watching.insert(key.clone());
-                    self.watchers.entry(key.clone()).or_default().insert(me.to_lowercase());
+                    self.watchers
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(me.to_lowercase());
                 }
                 let reply = match self.conn_of(&user).and_then(|c| self.conns.get(&c)) {
                     Some(c) => ServerResponse::WatchUser {
                         user,
                         exists: true,
-                        details: Some(WatchedUser { status: c.status, stats: c.stats, country: Some(String::new()) }),
+                        details: Some(WatchedUser {
+                            status: c.status,
+                            stats: c.stats,
+                            country: Some(String::new()),
+                        }),
                     },
                     None if self.known.contains(&key) => ServerResponse::WatchUser {
                         user,
                         exists: true,
-                        details: Some(WatchedUser { status: UserStatus::Offline, stats: UserStats::default(), country: None }),
+                        details: Some(WatchedUser {
+                            status: UserStatus::Offline,
+                            stats: UserStats::default(),
+                            country: None,
+                        }),
                     },
-                    None => ServerResponse::WatchUser { user, exists: false, details: None },
+                    None => ServerResponse::WatchUser {
+                        user,
+                        exists: false,
+                        details: None,
+                    },
                 };
                 self.send(conn, &reply);
             }
             ServerRequest::UnwatchUser { user } => {
                 let key = user.to_lowercase();
-                self.conns.get_mut(&conn).expect("present").watching.remove(&key);
+                self.conns
+                    .get_mut(&conn)
+                    .expect("present")
+                    .watching
+                    .remove(&key);
                 if let Some(set) = self.watchers.get_mut(&key) {
                     set.remove(&me.to_lowercase());
                 }
             }
             ServerRequest::GetUserStatus { user } => {
-                let status = self.conn_of(&user).and_then(|c| self.conns.get(&c)).map_or(UserStatus::Offline, |c| c.status);
-                self.send(conn, &ServerResponse::GetUserStatus { user, status, privileged: false });
+                let status = self
+                    .conn_of(&user)
+                    .and_then(|c| self.conns.get(&c))
+                    .map_or(UserStatus::Offline, |c| c.status);
+                self.send(
+                    conn,
+                    &ServerResponse::GetUserStatus {
+                        user,
+                        status,
+                        privileged: false,
+                    },
+                );
             }
             ServerRequest::SetStatus { status } => {
                 let status = match status {
@@ -694,14 +841,20 @@ impl Central {
             ServerRequest::SendUploadSpeed { speed } => {
                 let c = self.conns.get_mut(&conn).expect("present");
                 let n = u64::from(c.stats.upload_num);
-                c.stats.avg_speed = ((u64::from(c.stats.avg_speed) * n + u64::from(speed)) / (n + 1)) as u32;
+                c.stats.avg_speed =
+                    ((u64::from(c.stats.avg_speed) * n + u64::from(speed)) / (n + 1)) as u32;
                 c.stats.upload_num = c.stats.upload_num.saturating_add(1);
             }
             ServerRequest::GetUserStats { user } => {
-                let stats = self.conn_of(&user).and_then(|c| self.conns.get(&c)).map_or(UserStats::default(), |c| c.stats);
+                let stats = self
+                    .conn_of(&user)
+                    .and_then(|c| self.conns.get(&c))
+                    .map_or(UserStats::default(), |c| c.stats);
                 self.send(conn, &ServerResponse::GetUserStats { user, stats });
             }
-            ServerRequest::CheckPrivileges => self.send(conn, &ServerResponse::CheckPrivileges { seconds_left: 0 }),
+            ServerRequest::CheckPrivileges => {
+                self.send(conn, &ServerResponse::CheckPrivileges { seconds_left: 0 })
+            }
             ServerRequest::RoomList => {
                 let list = self.room_list();
                 self.send(conn, &ServerResponse::RoomList(list));
@@ -716,9 +869,24 @@ impl Central {
                 if message.len() > MAX_MESSAGE || !self.conns[&conn].rooms.contains(&room) {
                     return;
                 }
-                let members = self.rooms.get(&room).map(|r| r.members.clone()).unwrap_or_default();
-                self.send_shared(members, &ServerResponse::SayChatroom { room: room.clone(), user: me.to_owned(), message: message.clone() });
-                self.out.push_back(Output::Event(CentralEvent::RoomMessage { room, user: me.to_owned(), message }));
+                let members = self
+                    .rooms
+                    .get(&room)
+                    .map(|r| r.members.clone())
+                    .unwrap_or_default();
+                self.send_shared(
+                    members,
+                    &ServerResponse::SayChatroom {
+                        room: room.clone(),
+                        user: me.to_owned(),
+                        message: message.clone(),
+                    },
+                );
+                self.out.push_back(Output::Event(CentralEvent::RoomMessage {
+                    room,
+                    user: me.to_owned(),
+                    message,
+                }));
             }
             ServerRequest::RoomTickerSet { room, ticker } => {
                 if !self.conns[&conn].rooms.contains(&room) || ticker.len() > MAX_MESSAGE {
@@ -736,28 +904,42 @@ impl Central {
                     None => return,
                 };
                 let msg = if ticker.is_empty() {
-                    ServerResponse::RoomTickerRemove { room, user: me.to_owned() }
+                    ServerResponse::RoomTickerRemove {
+                        room,
+                        user: me.to_owned(),
+                    }
                 } else {
-                    ServerResponse::RoomTickerAdd { room, user: me.to_owned(), ticker }
+                    ServerResponse::RoomTickerAdd {
+                        room,
+                        user: me.to_owned(),
+                        ticker,
+                    }
                 };
                 self.send_shared(members, &msg);
             }
-            ServerRequest::ConnectToPeer { token, user, conn_type } => {
+            ServerRequest::ConnectToPeer {
+                token,
+                user,
+                conn_type,
+            } => {
                 let (ip, port) = {
                     let c = &self.conns[&conn];
                     (c.ip, c.port)
                 };
                 match self.conn_of(&user) {
-                    Some(target) => self.send(target, &ServerResponse::ConnectToPeer {
-                        user: me.to_owned(),
-                        conn_type,
-                        ip,
-                        port,
-                        token,
-                        privileged: false,
-                        obf_type: 0,
-                        obf_port: 0,
-                    }),
+                    Some(target) => self.send(
+                        target,
+                        &ServerResponse::ConnectToPeer {
+                            user: me.to_owned(),
+                            conn_type,
+                            ip,
+                            port,
+                            token,
+                            privileged: false,
+                            obf_type: 0,
+                            obf_port: 0,
+                        },
+                    ),
                     None => self.send(conn, &ServerResponse::CantConnectToPeer { token }),
                 }
             }
@@ -778,37 +960,87 @@ impl Central {
                 }
                 let id = self.next_id();
                 let timestamp = self.unix_now_of(now);
-                let stored = StoredMessage { id, timestamp, from: me.to_owned(), to: user.clone(), message: message.clone() };
-                self.out.push_back(Output::Event(CentralEvent::StoreMessage(stored)));
+                let stored = StoredMessage {
+                    id,
+                    timestamp,
+                    from: me.to_owned(),
+                    to: user.clone(),
+                    message: message.clone(),
+                };
+                self.out
+                    .push_back(Output::Event(CentralEvent::StoreMessage(stored)));
                 if let Some(target) = self.conn_of(&user) {
-                    self.send(target, &ServerResponse::MessageUser { id, timestamp, user: me.to_owned(), message, new_message: true });
+                    self.send(
+                        target,
+                        &ServerResponse::MessageUser {
+                            id,
+                            timestamp,
+                            user: me.to_owned(),
+                            message,
+                            new_message: true,
+                        },
+                    );
                 }
             }
             ServerRequest::MessageAcked { id } => {
-                self.out.push_back(Output::Event(CentralEvent::MessageAcked { user: me.to_owned(), id }));
+                self.out
+                    .push_back(Output::Event(CentralEvent::MessageAcked {
+                        user: me.to_owned(),
+                        id,
+                    }));
             }
-            ServerRequest::FileSearch { token, query } | ServerRequest::WishlistSearch { token, query } => {
+            ServerRequest::FileSearch { token, query }
+            | ServerRequest::WishlistSearch { token, query } => {
                 if query.len() > MAX_QUERY || !self.take_search(now, conn) {
                     return;
                 }
-                let others: Vec<ConnId> = self.users.values().copied().filter(|c| *c != conn).collect();
-                self.send_shared(others, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
+                let others: Vec<ConnId> = self
+                    .users
+                    .values()
+                    .copied()
+                    .filter(|c| *c != conn)
+                    .collect();
+                self.send_shared(
+                    others,
+                    &ServerResponse::FileSearch {
+                        user: me.to_owned(),
+                        token,
+                        query,
+                    },
+                );
             }
             ServerRequest::UserSearch { user, token, query } => {
                 if query.len() > MAX_QUERY || !self.take_search(now, conn) {
                     return;
                 }
                 if let Some(target) = self.conn_of(&user) {
-                    self.send(target, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
+                    self.send(
+                        target,
+                        &ServerResponse::FileSearch {
+                            user: me.to_owned(),
+                            token,
+                            query,
+                        },
+                    );
                 }
             }
             ServerRequest::RoomSearch { room, token, query } => {
                 if query.len() > MAX_QUERY || !self.take_search(now, conn) {
                     return;
                 }
-                let members: Vec<ConnId> =
-                    self.rooms.get(&room).map(|r| r.members.iter().copied().filter(|c| *c != conn).collect()).unwrap_or_default();
-                self.send_shared(members, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
+                let members: Vec<ConnId> = self
+                    .rooms
+                    .get(&room)
+                    .map(|r| r.members.iter().copied().filter(|c| *c != conn).collect())
+                    .unwrap_or_default();
+                self.send_shared(
+                    members,
+                    &ServerResponse::FileSearch {
+                        user: me.to_owned(),
+                        token,
+                        query,
+                    },
+                );
             }
             ServerRequest::EnableRoomInvitations { enabled } => {
                 self.send(conn, &ServerResponse::EnableRoomInvitations { enabled })
@@ -834,15 +1066,41 @@ impl Central {
             r.members.push(conn);
             r.members.clone()
         };
-        self.conns.get_mut(&conn).expect("present").rooms.insert(room.clone());
+        self.conns
+            .get_mut(&conn)
+            .expect("present")
+            .rooms
+            .insert(room.clone());
         let users: Vec<RoomUser> = members.iter().filter_map(|c| self.room_user(*c)).collect();
-        self.send(conn, &ServerResponse::JoinRoom { room: room.clone(), users, private: None });
-        let tickers: Vec<(String, String)> =
-            self.rooms[&room].tickers.iter().map(|(u, t)| (u.clone(), t.clone())).collect();
-        self.send(conn, &ServerResponse::RoomTickers { room: room.clone(), tickers });
+        self.send(
+            conn,
+            &ServerResponse::JoinRoom {
+                room: room.clone(),
+                users,
+                private: None,
+            },
+        );
+        let tickers: Vec<(String, String)> = self.rooms[&room]
+            .tickers
+            .iter()
+            .map(|(u, t)| (u.clone(), t.clone()))
+            .collect();
+        self.send(
+            conn,
+            &ServerResponse::RoomTickers {
+                room: room.clone(),
+                tickers,
+            },
+        );
         if let Some(me_user) = self.room_user(conn) {
             let others: Vec<ConnId> = members.into_iter().filter(|c| *c != conn).collect();
-            self.send_shared(others, &ServerResponse::UserJoinedRoom { room, user: me_user });
+            self.send_shared(
+                others,
+                &ServerResponse::UserJoinedRoom {
+                    room,
+                    user: me_user,
+                },
+            );
         }
         let _ = me;
     }
@@ -863,9 +1121,20 @@ impl Central {
             self.rooms.remove(room);
         }
         if reply {
-            self.send(conn, &ServerResponse::LeaveRoom { room: room.to_owned() });
+            self.send(
+                conn,
+                &ServerResponse::LeaveRoom {
+                    room: room.to_owned(),
+                },
+            );
         }
-        self.send_shared(remaining, &ServerResponse::UserLeftRoom { room: room.to_owned(), user: me.to_owned() });
+        self.send_shared(
+            remaining,
+            &ServerResponse::UserLeftRoom {
+                room: room.to_owned(),
+                user: me.to_owned(),
+            },
+        );
     }
 
     /// `help`, `users`, `ban USER`, `unban USER`, `kick USER`, `announce TEXT`, `uptime`.

@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod central;
 pub mod distributed;
 pub mod framing;
 pub mod login;

@@ -1,0 +1,5 @@
+//! Soulseek: the server driver.
+
+pub mod server;
+
+pub use server::{SlskServer, SlskServerConfig};
