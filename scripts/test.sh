@@ -6,14 +6,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The interop tests drive real peers from Debian's packages (ncdc, eiskaltdcpp-daemon,
-# microdc2, ...). They skip when a peer is missing, so on CI a failed install is an error.
+# The DC interop tests drive real peers from Debian's packages (ncdc, eiskaltdcpp-daemon,
+# microdc2, ...). Interop tests skip when a peer is missing, so on CI a failed install is
+# an error.
 if ! scripts/install-test-deps.sh; then
   if [ -n "${CI:-}" ]; then
     echo "test.sh: cannot install the real peers the interop tests need" >&2
     exit 1
   fi
   echo "test.sh: real peers missing; their interop tests will be skipped" >&2
+fi
+
+# The Soulseek interop tests drive aioslsk and Nicotine+ from PyPI, in a venv.
+if ! scripts/install-slsk-peers.sh >/dev/null; then
+  if [ -n "${CI:-}" ]; then
+    echo "test.sh: cannot install aioslsk and Nicotine+ for the Soulseek interop tests" >&2
+    exit 1
+  fi
+  echo "test.sh: aioslsk/Nicotine+ missing; their interop tests will be skipped" >&2
 fi
 
 echo "== build"
