@@ -236,7 +236,9 @@ impl<'a> Reader<'a> {
         mut item: impl FnMut(&mut Self) -> Result<T>,
     ) -> Result<Vec<T>> {
         let n = self.count(limit, min_item_size)?;
-        let mut v = Vec::with_capacity(n);
+        // Items in memory can be larger than on the wire (a `String` is 24 bytes, an empty
+        // `str` 4): reserve a little and let the vector grow with what is actually decoded.
+        let mut v = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
             v.push(item(self)?);
         }
