@@ -1194,3 +1194,225 @@ impl Central {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::{FrameKind, FrameReader};
+
+    struct T {
+        c: Central,
+        now: Instant,
+        inbox: HashMap<ConnId, Vec<ServerResponse>>,
+        closed: Vec<ConnId>,
+        events: Vec<CentralEvent>,
+    }
+
+    impl T {
+        fn new() -> T {
+            let now = Instant::now();
+            let mut cfg = CentralConfig::new(now, 1_700_000_000);
+            cfg.admins = vec!["admin".into()];
+            T { c: Central::new(cfg), now, inbox: HashMap::new(), closed: Vec::new(), events: Vec::new() }
+        }
+        fn pump(&mut self) {
+            while let Some(o) = self.c.poll_output() {
+                match o {
+                    Output::Send { conn, data } => {
+                        let mut r = FrameReader::new(FrameKind::Server);
+                        r.push(&data);
+                        let f = r.next_frame().unwrap().unwrap();
+                        let m = ServerResponse::decode(f.code, &f.body).unwrap();
+                        self.inbox.entry(conn).or_default().push(m);
+                    }
+                    Output::Close { conn } => self.closed.push(conn),
+                    Output::Event(e) => {
+                        if let CentralEvent::CheckLogin { conn, user, password } = &e {
+                            let d = if password == "wrong" { LoginDecision::InvalidPass } else { LoginDecision::Accept };
+                            let _ = user;
+                            self.events.push(e.clone());
+                            self.c.login_result(self.now, *conn, d);
+                            continue;
+                        }
+                        self.events.push(e)
+                    }
+                }
+            }
+        }
+        fn send(&mut self, conn: ConnId, req: ServerRequest) {
+            self.c.handle_input(self.now, conn, &req.encode());
+            self.pump();
+        }
+        fn take(&mut self, conn: ConnId) -> Vec<ServerResponse> {
+            self.inbox.remove(&conn).unwrap_or_default()
+        }
+        fn login(&mut self, conn: ConnId, user: &str) {
+            self.c.accept(self.now, conn, Ipv4Addr::new(127, 0, 0, 1));
+            self.send(conn, ServerRequest::login(user, "pw", 160, 2));
+            self.send(conn, ServerRequest::SetWaitPort { port: 2234 + conn as u32, obfuscation: None });
+        }
+    }
+
+    #[test]
+    fn login_reply_comes_first_then_what_clients_expect() {
+        let mut t = T::new();
+        t.login(1, "alice");
+        let got = t.take(1);
+        assert!(matches!(&got[0], ServerResponse::LoginSuccess { password_hash, own_ip, .. }
+            if password_hash == &password_hash_of("pw") && *own_ip == Ipv4Addr::new(127, 0, 0, 1)));
+        let codes: Vec<u32> = got.iter().map(|m| m.code()).collect();
+        assert_eq!(codes, vec![1, 64, 83, 84, 104, 69, 160]);
+    }
+
+    fn password_hash_of(p: &str) -> String {
+        crate::login::password_hash(p)
+    }
+
+    #[test]
+    fn bad_logins() {
+        let mut t = T::new();
+        for (conn, user, pass, reason) in [
+            (1, "", "pw", "INVALIDUSERNAME"),
+            (2, " alice", "pw", "INVALIDUSERNAME"),
+            (3, "bob", "", "EMPTYPASSWORD"),
+            (4, "bob", "wrong", "INVALIDPASS"),
+            (5, "server", "pw", "INVALIDUSERNAME"),
+        ] {
+            t.c.accept(t.now, conn, Ipv4Addr::LOCALHOST);
+            t.send(conn, ServerRequest::login(user, pass, 160, 2));
+            match &t.take(conn)[..] {
+                [ServerResponse::LoginFailure { reason: r, .. }] => assert_eq!(r, reason, "{user:?}"),
+                other => panic!("{user:?}: {other:?}"),
+            }
+            assert!(t.closed.contains(&conn));
+        }
+    }
+
+    #[test]
+    fn garbage_and_messages_before_login_cost_the_connection() {
+        let mut t = T::new();
+        t.c.accept(t.now, 1, Ipv4Addr::LOCALHOST);
+        t.c.handle_input(t.now, 1, &[0xff, 0xff, 0xff, 0x7f, 1, 2, 3]);
+        t.pump();
+        assert!(t.closed.contains(&1));
+        t.c.accept(t.now, 2, Ipv4Addr::LOCALHOST);
+        t.send(2, ServerRequest::FileSearch { token: 1, query: "x".into() });
+        assert!(t.closed.contains(&2));
+        t.login(3, "alice");
+        assert!(!t.closed.contains(&3), "others are not affected");
+    }
+
+    #[test]
+    fn relogin_sends_relogged_to_the_first_session() {
+        let mut t = T::new();
+        t.login(1, "alice");
+        t.login(2, "alice");
+        assert!(t.take(1).iter().any(|m| *m == ServerResponse::Relogged));
+        assert!(t.closed.contains(&1));
+        assert_eq!(t.c.online_users(), vec!["alice"]);
+    }
+
+    #[test]
+    fn searches_go_to_everybody_else_and_connect_to_peer_is_relayed() {
+        let mut t = T::new();
+        t.login(1, "alice");
+        t.login(2, "bob");
+        t.login(3, "carol");
+        for c in 1..=3 {
+            t.take(c);
+        }
+        t.send(1, ServerRequest::FileSearch { token: 42, query: "galway".into() });
+        for c in [2, 3] {
+            assert_eq!(t.take(c), vec![ServerResponse::FileSearch { user: "alice".into(), token: 42, query: "galway".into() }]);
+        }
+        assert!(t.take(1).is_empty());
+        t.send(1, ServerRequest::UserSearch { user: "carol".into(), token: 7, query: "x".into() });
+        assert!(t.take(2).is_empty());
+        assert_eq!(t.take(3).len(), 1);
+        t.send(2, ServerRequest::ConnectToPeer { token: 9, user: "alice".into(), conn_type: "P".into() });
+        match &t.take(1)[..] {
+            [ServerResponse::ConnectToPeer { user, port, token: 9, ip, .. }] => {
+                assert_eq!((user.as_str(), *port, *ip), ("bob", 2236, Ipv4Addr::LOCALHOST));
+            }
+            other => panic!("{other:?}"),
+        }
+        t.send(2, ServerRequest::GetPeerAddress { user: "carol".into() });
+        assert!(matches!(&t.take(2)[..], [ServerResponse::GetPeerAddress { port: 2237, .. }]));
+        t.send(2, ServerRequest::GetPeerAddress { user: "nobody".into() });
+        assert!(matches!(&t.take(2)[..], [ServerResponse::GetPeerAddress { port: 0, ip, .. }] if ip.is_unspecified()));
+    }
+
+    #[test]
+    fn search_flood_is_limited() {
+        let mut t = T::new();
+        t.login(1, "alice");
+        t.login(2, "bob");
+        t.take(2);
+        for i in 0..50 {
+            t.send(1, ServerRequest::FileSearch { token: i, query: "x".into() });
+        }
+        assert_eq!(t.take(2).len(), 10, "the burst, then nothing");
+        t.now += Duration::from_secs(4);
+        t.send(1, ServerRequest::FileSearch { token: 99, query: "x".into() });
+        assert_eq!(t.take(2).len(), 1);
+    }
+
+    #[test]
+    fn rooms_private_messages_and_pushes() {
+        let mut t = T::new();
+        t.login(1, "alice");
+        t.login(2, "bob");
+        t.take(1);
+        t.take(2);
+        t.send(1, ServerRequest::JoinRoom { room: "music".into(), private: false });
+        assert!(matches!(&t.take(1)[..], [ServerResponse::JoinRoom { users, .. }, ServerResponse::RoomTickers { .. }] if users.len() == 1));
+        t.send(2, ServerRequest::JoinRoom { room: "music".into(), private: false });
+        assert!(matches!(&t.take(1)[..], [ServerResponse::UserJoinedRoom { user, .. }] if user.name == "bob"));
+        t.take(2);
+        t.send(2, ServerRequest::SayChatroom { room: "music".into(), message: "hi".into() });
+        for c in [1, 2] {
+            assert_eq!(t.take(c), vec![ServerResponse::SayChatroom { room: "music".into(), user: "bob".into(), message: "hi".into() }]);
+        }
+        // Stats go to room co-members.
+        t.send(2, ServerRequest::SharedFoldersFiles { dirs: 3, files: 30 });
+        assert!(matches!(&t.take(1)[..], [ServerResponse::GetUserStats { stats, .. }] if stats.files == 30));
+        t.send(1, ServerRequest::MessageUser { user: "bob".into(), message: "psst".into() });
+        assert!(matches!(&t.take(2)[..], [ServerResponse::MessageUser { user, message, new_message: true, .. }] if user == "alice" && message == "psst"));
+        assert!(t.events.iter().any(|e| matches!(e, CentralEvent::StoreMessage(m) if m.to == "bob")));
+        t.send(2, ServerRequest::LeaveRoom { room: "music".into() });
+        assert!(matches!(&t.take(1)[..], [ServerResponse::UserLeftRoom { user, .. }] if user == "bob"));
+        t.c.disconnect(1);
+        t.pump();
+        assert!(t.c.room_counts().is_empty(), "empty rooms go away");
+    }
+
+    #[test]
+    fn admin_commands() {
+        let mut t = T::new();
+        t.login(1, "admin");
+        t.login(2, "troll");
+        t.take(1);
+        t.take(2);
+        t.send(2, ServerRequest::MessageUser { user: "server".into(), message: "ban admin".into() });
+        assert!(matches!(&t.take(2)[..], [ServerResponse::MessageUser { message, .. }] if message.contains("not an administrator")));
+        t.send(1, ServerRequest::MessageUser { user: "server".into(), message: "ban troll".into() });
+        assert!(t.closed.contains(&2));
+        assert!(t.events.contains(&CentralEvent::Banned { user: "troll".into(), by: "admin".into() }));
+        t.c.accept(t.now, 3, Ipv4Addr::LOCALHOST);
+        t.send(3, ServerRequest::login("troll", "pw", 160, 2));
+        assert!(t.take(3).is_empty(), "no answer for banned users");
+        assert!(t.closed.contains(&3));
+        assert!(t.take(1).iter().any(|m| matches!(m, ServerResponse::MessageUser { message, .. } if message == "troll was banned.")));
+        t.send(1, ServerRequest::MessageUser { user: "server".into(), message: "users".into() });
+        assert!(matches!(&t.take(1)[..], [ServerResponse::MessageUser { message, .. }] if message.starts_with("1 online: admin")));
+    }
+
+    #[test]
+    fn login_timeout() {
+        let mut t = T::new();
+        t.c.accept(t.now, 1, Ipv4Addr::LOCALHOST);
+        t.c.handle_timeout(t.now + Duration::from_secs(61));
+        t.pump();
+        assert!(t.closed.contains(&1));
+    }
+}
