@@ -54,7 +54,7 @@ enum Command {
     /// Direct Connect (NMDC): hub
     #[command(subcommand)]
     Dc(DcCmd),
-    /// Soulseek: server
+    /// Soulseek: server, share, search, get
     #[command(subcommand)]
     Slsk(SlskCmd),
 }
@@ -83,6 +83,71 @@ enum SlskCmd {
         #[arg(long, value_name = "USER:PASS")]
         register: Vec<String>,
     },
+    /// Stay online sharing folders: answer searches, browse, queued uploads
+    Share {
+        #[command(flatten)]
+        login: SlskLoginArgs,
+        /// Folder to share (repeatable)
+        #[arg(long, value_name = "DIR", required = true)]
+        share: Vec<PathBuf>,
+        /// Upload slots
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        slots: usize,
+    },
+    /// Search the network and print results (user, virtual path, size, free slot, queue)
+    Search {
+        #[command(flatten)]
+        login: SlskLoginArgs,
+        /// Seconds to collect results
+        #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+        timeout: f64,
+        /// Words to search for
+        #[arg(required = true)]
+        query: Vec<String>,
+    },
+    /// Download one file from a user into a folder (resumes a partial file)
+    Get {
+        #[command(flatten)]
+        login: SlskLoginArgs,
+        /// The user to download from
+        #[arg(long, value_name = "USER")]
+        from: String,
+        /// The file's virtual path as the user shares it ('Folder\\file.mp3')
+        #[arg(long, value_name = "PATH")]
+        file: String,
+        /// Folder to write into
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct SlskLoginArgs {
+    /// The server, HOST:PORT
+    #[arg(long, value_name = "ADDR")]
+    server: String,
+    /// User name (the first login registers it)
+    #[arg(long, value_name = "USER")]
+    user: String,
+    /// Password
+    #[arg(long, value_name = "PASS")]
+    password: String,
+    /// Where peers connect to us [default: 0.0.0.0 on a free port]
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    listen: SocketAddr,
+}
+
+impl SlskLoginArgs {
+    fn config(&self, share: Vec<PathBuf>, slots: usize) -> omnipeer_node::slsk::client::SlskClientConfig {
+        omnipeer_node::slsk::client::SlskClientConfig {
+            server: self.server.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            listen: self.listen,
+            share,
+            slots: slots.max(1),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -798,6 +863,81 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
                 }
             });
             server.run(shutdown_on_signals()).await
+        }
+        SlskCmd::Share { login, share, slots } => {
+            use omnipeer_node::slsk::client::{SlskClient, SlskEvent};
+            for d in &share {
+                anyhow::ensure!(d.is_dir(), "{} is not a folder", d.display());
+            }
+            let client = SlskClient::start(login.config(share, slots)).await?;
+            eprintln!("listening on {}:{}", login.listen.ip(), client.listen_port());
+            eprintln!("sharing {} files; online at {} as {}", client.shared_files(), login.server, login.user);
+            let mut ev = client.subscribe();
+            let json = g.json;
+            tokio::spawn(async move {
+                while let Ok(e) = ev.recv().await {
+                    match e {
+                        SlskEvent::PrivateMessage { user, text } if json => print_json(serde_json::json!({"event":"private_message","user":user,"text":text})),
+                        SlskEvent::PrivateMessage { user, text } => println!("[pm] <{user}> {text}"),
+                        SlskEvent::Uploaded { user, path } => tracing::info!(%user, %path, "upload complete"),
+                        _ => {}
+                    }
+                }
+            });
+            client.run_until(shutdown_on_signals()).await
+        }
+        SlskCmd::Search { login, timeout, query } => {
+            use omnipeer_node::slsk::client::{SlskClient, SlskEvent};
+            let client = SlskClient::start(login.config(Vec::new(), 1)).await?;
+            let mut ev = client.subscribe();
+            client.search(&query.join(" "));
+            let end = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+            let mut n = 0;
+            while let Ok(Ok(e)) = tokio::time::timeout_at(end, ev.recv()).await {
+                if let SlskEvent::SearchResult { user, path, size, free_slot, queue } = e {
+                    n += 1;
+                    if g.json {
+                        print_json(serde_json::json!({"user":user,"path":path,"size":size,"free_slot":free_slot,"queue":queue}));
+                    } else {
+                        println!("{user}\t{path}\t{size}\t{}\t{queue}", if free_slot { "free" } else { "busy" });
+                    }
+                }
+            }
+            eprintln!("{n} result(s)");
+            client.stop().await
+        }
+        SlskCmd::Get { login, from, file, out } => {
+            use omnipeer_node::slsk::client::SlskClient;
+            ensure_dir(&out)?;
+            let client = SlskClient::start(login.config(Vec::new(), 1)).await?;
+            let progress = std::sync::Arc::new((std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)));
+            let name = file.rsplit(['\\', '/']).next().unwrap_or(&file).to_owned();
+            let mut bar = omnipeer_node::progress::Progress::for_stderr(format!("get {name}"));
+            let result = {
+                let fut = client.download(&from, &file, &out, progress.clone());
+                tokio::pin!(fut);
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                let mut started = false;
+                loop {
+                    tokio::select! {
+                        r = &mut fut => break r,
+                        _ = tick.tick() => {
+                            let (p, t) = (progress.0.load(std::sync::atomic::Ordering::Relaxed), progress.1.load(std::sync::atomic::Ordering::Relaxed));
+                            if t > 0 && !started { started = true; bar.start(p, t); }
+                            if started { bar.set(p); }
+                        }
+                    }
+                }
+            };
+            let (path, size, resumed) = result?;
+            bar.finish(size);
+            if g.json {
+                print_json(serde_json::json!({"event":"downloaded","from":from,"path":path,"size":size,"resumed_from":resumed}));
+            } else {
+                println!("downloaded {} ({size} bytes) from {from}{}", path.display(),
+                    if resumed > 0 { format!(", resumed at byte {resumed}") } else { String::new() });
+            }
+            client.stop().await
         }
     }
 }

@@ -183,3 +183,115 @@ fn a_message_to_an_offline_user_arrives_at_its_next_login_and_bad_logins_are_ref
     let got = n.wait_event("private_message", |e| e["user"] == "alice", T).expect("the stored message");
     assert_eq!(got["text"], "while you were away");
 }
+
+/// `omnipeer slsk share` as a long-running process.
+struct Sharer {
+    child: Child,
+    _data: tempfile::TempDir,
+    _lines: mpsc::Receiver<String>,
+}
+
+impl Sharer {
+    fn start(server: &Server, user: &str, dir: &std::path::Path) -> Sharer {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["slsk", "share", "--server", &server.addr, "--user", user, "--password", "pw", "--share"])
+            .arg(dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        let end = Instant::now() + T;
+        loop {
+            let l = rx.recv_timeout(end.saturating_duration_since(Instant::now())).expect("online line");
+            if l.starts_with("sharing ") {
+                break;
+            }
+        }
+        Sharer { child, _data: data, _lines: rx }
+    }
+}
+
+impl Drop for Sharer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn omni(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let data = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN).arg("--data-dir").arg(data.path()).args(args).args(["--server", &server.addr]).env_remove("RUST_LOG").stdin(Stdio::null()).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn omnipeer_searches_and_gets_from_aioslsk() {
+    if !slsk_support::require("omnipeer_searches_and_gets_from_aioslsk") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let content = slsk_support::test_bytes(400_123, 7);
+    let a = start(Client::Aioslsk, &server, PeerOptions::new("alice").file("Album/Kevin_MacLeod-Galway.bin", content.clone()));
+    logged_in(&a);
+    a.wait_event("shares_scanned", |_| true, T).expect("alice scanned");
+    let (code, out, err) = omni(&server, &["slsk", "search", "--user", "omni", "--password", "pw", "--timeout", "3", "galway"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.starts_with("alice\t")).unwrap_or_else(|| panic!("no result: {out}\n{err}\n{}", a.stderr_tail(20)));
+    let path = line.split('\t').nth(1).unwrap().to_owned();
+    assert!(path.ends_with("Kevin_MacLeod-Galway.bin"), "{line}");
+    let out_dir = tempfile::tempdir().unwrap();
+    // A partial file is resumed.
+    std::fs::write(out_dir.path().join("Kevin_MacLeod-Galway.bin"), &content[..100_000]).unwrap();
+    let (code, out, err) = omni(&server, &["slsk", "get", "--user", "omni2", "--password", "pw", "--from", "alice", "--file", &path, "--out", out_dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}\n{}", a.stderr_tail(30));
+    assert!(out.contains("resumed at byte 100000"), "{out}");
+    assert_eq!(std::fs::read(out_dir.path().join("Kevin_MacLeod-Galway.bin")).unwrap(), content);
+}
+
+#[test]
+fn aioslsk_searches_browses_and_downloads_from_omnipeer_share() {
+    if !slsk_support::require("aioslsk_downloads_from_omnipeer_share") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let share = tempfile::tempdir().unwrap();
+    let dir = share.path().join("Music");
+    std::fs::create_dir_all(dir.join("Album")).unwrap();
+    let content = slsk_support::test_bytes(333_333, 9);
+    std::fs::write(dir.join("Album/omnipeer shared song.bin"), &content).unwrap();
+    let _sharer = Sharer::start(&server, "omnishare", &dir);
+    let mut a = start(Client::Aioslsk, &server, PeerOptions::new("alice"));
+    logged_in(&a);
+    a.search("shared song");
+    let hit = a
+        .wait_event("search_result", |e| e["user"] == "omnishare", T)
+        .unwrap_or_else(|| panic!("aioslsk found nothing\n{}", a.stderr_tail(30)));
+    let path = hit["path"].as_str().unwrap().to_owned();
+    assert!(path.ends_with("omnipeer shared song.bin"), "{hit}");
+    assert_eq!(hit["size"], 333_333);
+    a.download("omnishare", &path);
+    let done = a
+        .wait_event("", |e| (e["event"] == "transfer_complete" || e["event"] == "transfer_failed") && e["path"] == path.as_str(), T)
+        .unwrap_or_else(|| panic!("download did not finish\n{}", a.stderr_tail(30)));
+    assert_eq!(done["event"], "transfer_complete", "{done}\n{}", a.stderr_tail(30));
+    let local = std::path::PathBuf::from(done["local_path"].as_str().unwrap());
+    assert_eq!(std::fs::read(local).unwrap(), content);
+    a.browse("omnishare");
+    let b = a.wait_event("browse_result", |e| e["user"] == "omnishare", T).unwrap_or_else(|| panic!("browse\n{}", a.stderr_tail(30)));
+    let names: Vec<String> = b["dirs"].as_array().unwrap().iter().flat_map(|d| d["files"].as_array().unwrap().iter()).filter_map(|f| f["name"].as_str().map(str::to_owned)).collect();
+    assert!(names.iter().any(|n| n.ends_with("omnipeer shared song.bin")), "{b}");
+}

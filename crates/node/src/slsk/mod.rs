@@ -1,5 +1,6 @@
 //! Soulseek: the server driver.
 
+pub mod client;
 pub mod server;
 
 pub use server::{SlskServer, SlskServerConfig};

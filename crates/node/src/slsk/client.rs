@@ -1,0 +1,821 @@
+//! A Soulseek client: a server session, a listener for peer connections (`P` and `F`,
+//! direct by PeerInit or indirect by PierceFireWall after the server relayed our
+//! ConnectToPeer), answers to searches relayed by the server, browse (shared file list,
+//! folder contents), user info, an upload queue with slots (QueueUpload → TransferRequest
+//! → TransferResponse → F connection with token and offset), and downloads that resume.
+//!
+//! Message layouts, framing and limits come from the sans-IO `omnipeer_slsk` crate; this
+//! module is the orchestration of sockets around them.
+
+use crate::share::ShareIndex;
+use anyhow::{anyhow, bail, Context};
+use omnipeer_slsk::framing::{FrameKind, FrameReader};
+use omnipeer_slsk::peer::{PeerInit, PeerMessage, SearchResponse, SharedFileList, TransferDirection, TransferReply, UserInfo};
+use omnipeer_slsk::search::SearchQuery;
+use omnipeer_slsk::server::{ServerRequest, ServerResponse};
+use omnipeer_slsk::shares::{SharedDirectory, SharedFile};
+use omnipeer_slsk::UserStatus;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Our client version in Login: 177 is unassigned ("experimental") per the notes.
+pub const MAJOR_VERSION: u32 = 177;
+const MINOR_VERSION: u32 = 1;
+/// How long connecting to a peer may take (direct and indirect together).
+const PEER_CONNECT_WAIT: Duration = Duration::from_secs(20);
+/// How long a download may wait for the uploader to start.
+const TRANSFER_WAIT: Duration = Duration::from_secs(60);
+/// Bytes per raw read/write on F connections.
+const CHUNK: usize = 256 * 1024;
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct SlskClientConfig {
+    /// The server, host:port.
+    pub server: String,
+    /// Our user name.
+    pub user: String,
+    /// Our password.
+    pub password: String,
+    /// Where we accept peer connections (`0` port: any free one).
+    pub listen: SocketAddr,
+    /// Shared folders (each a top-level virtual folder named after it).
+    pub share: Vec<PathBuf>,
+    /// Upload slots.
+    pub slots: usize,
+}
+
+/// What the client reports.
+#[derive(Debug, Clone)]
+pub enum SlskEvent {
+    /// A search result (one per file).
+    SearchResult {
+        /// Who has it.
+        user: String,
+        /// Its virtual path.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// Whether the user has a free slot.
+        free_slot: bool,
+        /// The user's queue length.
+        queue: u32,
+    },
+    /// A private message.
+    PrivateMessage {
+        /// From.
+        user: String,
+        /// Text.
+        text: String,
+    },
+    /// An upload finished.
+    Uploaded {
+        /// To whom.
+        user: String,
+        /// What.
+        path: String,
+    },
+}
+
+/// One shared file.
+#[derive(Debug, Clone)]
+struct Shared {
+    vpath: String,
+    real: PathBuf,
+    root: PathBuf,
+    size: u64,
+}
+
+#[derive(Default)]
+struct Shares {
+    files: Vec<Shared>,
+    by_path: HashMap<String, usize>,
+}
+
+impl Shares {
+    fn build(roots: &[PathBuf]) -> anyhow::Result<Shares> {
+        if roots.is_empty() {
+            return Ok(Shares::default());
+        }
+        let idx = ShareIndex::scan_roots(roots).context("cannot index the share")?;
+        let root_of: HashMap<String, PathBuf> = idx.roots().iter().map(|r| (r.name.clone(), r.path.clone())).collect();
+        let mut s = Shares::default();
+        for (vp, node) in idx.files() {
+            let vpath = vp.components().join("\\");
+            let root = root_of.get(&vp.components()[0]).cloned().unwrap_or_default();
+            s.by_path.insert(vpath.to_lowercase(), s.files.len());
+            s.files.push(Shared { vpath, real: node.real.clone(), root, size: node.size });
+        }
+        Ok(s)
+    }
+
+    fn get(&self, vpath: &str) -> Option<&Shared> {
+        self.by_path.get(&vpath.replace('/', "\\").to_lowercase()).map(|&i| &self.files[i])
+    }
+
+    fn dirs(&self) -> Vec<SharedDirectory> {
+        let mut map: BTreeMap<String, Vec<SharedFile>> = BTreeMap::new();
+        for f in &self.files {
+            let (dir, name) = f.vpath.rsplit_once('\\').unwrap_or(("", &f.vpath));
+            map.entry(dir.to_owned()).or_default().push(file_entry(name, f.size));
+        }
+        map.into_iter().map(|(path, files)| SharedDirectory { path, files }).collect()
+    }
+
+    fn search(&self, query: &str, max: usize) -> Vec<SharedFile> {
+        let q = SearchQuery::parse(query);
+        if !q.is_searchable() {
+            return Vec::new();
+        }
+        self.files.iter().filter(|f| q.matches(&f.vpath)).take(max).map(|f| file_entry(&f.vpath, f.size)).collect()
+    }
+}
+
+fn file_entry(name: &str, size: u64) -> SharedFile {
+    SharedFile::new(name, size)
+}
+
+/// A pending download: the peer's TransferRequest and F connection end up here.
+struct PendingDownload {
+    user: String,
+    path: String,
+    token: Option<u32>,
+    size: Option<u64>,
+    f_conn: Option<oneshot::Sender<(TcpStream, Vec<u8>)>>,
+    started: Option<oneshot::Sender<Result<u64, String>>>,
+}
+
+struct Inner {
+    cfg: SlskClientConfig,
+    listen_port: u16,
+    server_tx: mpsc::UnboundedSender<Vec<u8>>,
+    shares: Shares,
+    events: broadcast::Sender<SlskEvent>,
+    next_token: AtomicU32,
+    slots_used: AtomicUsize,
+    /// Peer addresses asked of the server.
+    addr_waiters: Mutex<HashMap<String, Vec<oneshot::Sender<(Ipv4Addr, u32)>>>>,
+    /// Our ConnectToPeer tokens → who answers with PierceFireWall.
+    pierce_waiters: Mutex<HashMap<u32, oneshot::Sender<TcpStream>>>,
+    /// Open P connections' writers by user.
+    peers: Mutex<HashMap<String, mpsc::UnboundedSender<Vec<u8>>>>,
+    downloads: Mutex<Vec<PendingDownload>>,
+    /// Uploads granted, by transfer token: (user, file).
+    uploads: Mutex<HashMap<u32, (String, String)>>,
+    shutdown: CancellationToken,
+}
+
+/// A running client.
+pub struct SlskClient {
+    inner: Arc<Inner>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl SlskClient {
+    /// Connect, log in, listen. Returns once logged in.
+    pub async fn start(cfg: SlskClientConfig) -> anyhow::Result<SlskClient> {
+        let roots = cfg.share.clone();
+        let shares = tokio::task::spawn_blocking(move || Shares::build(&roots)).await??;
+        let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let listen_port = listener.local_addr()?.port();
+        let mut server = TcpStream::connect(&cfg.server).await.with_context(|| format!("cannot connect to {}", cfg.server))?;
+        let _ = server.set_nodelay(true);
+        server.write_all(&ServerRequest::login(&cfg.user, &cfg.password, MAJOR_VERSION, MINOR_VERSION).encode()).await?;
+        let mut reader = FrameReader::new(FrameKind::Server);
+        let reply = read_server_frame(&mut server, &mut reader).await.context("waiting for the login reply")?;
+        match reply {
+            ServerResponse::LoginSuccess { .. } => {}
+            ServerResponse::LoginFailure { reason, detail } => {
+                bail!("login refused: {reason}{}", detail.map(|d| format!(" ({d})")).unwrap_or_default())
+            }
+            other => bail!("unexpected first answer from the server: code {}", other.code()),
+        }
+        let (dirs, files) = {
+            let d = shares.dirs();
+            (d.len() as u32, shares.files.len() as u32)
+        };
+        for req in [
+            ServerRequest::SetWaitPort { port: u32::from(listen_port), obfuscation: None },
+            ServerRequest::HaveNoParent { no_parent: true },
+            ServerRequest::SetStatus { status: UserStatus::Online },
+            ServerRequest::SharedFoldersFiles { dirs, files },
+        ] {
+            server.write_all(&req.encode()).await?;
+        }
+        let (server_tx, server_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            cfg,
+            listen_port,
+            server_tx,
+            shares,
+            events,
+            next_token: AtomicU32::new(rand::random::<u32>() % 1_000_000 + 1),
+            slots_used: AtomicUsize::new(0),
+            addr_waiters: Mutex::default(),
+            pierce_waiters: Mutex::default(),
+            peers: Mutex::default(),
+            downloads: Mutex::default(),
+            uploads: Mutex::default(),
+            shutdown: CancellationToken::new(),
+        });
+        let task = tokio::spawn(run(inner.clone(), server, reader, server_rx, listener));
+        Ok(SlskClient { inner, task })
+    }
+
+    /// Our listen port.
+    pub fn listen_port(&self) -> u16 {
+        self.inner.listen_port
+    }
+
+    /// Files shared.
+    pub fn shared_files(&self) -> usize {
+        self.inner.shares.files.len()
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<SlskEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Search the network; results arrive as [`SlskEvent::SearchResult`].
+    pub fn search(&self, query: &str) -> u32 {
+        let token = self.inner.token();
+        let _ = self.inner.server_tx.send(ServerRequest::FileSearch { token, query: query.to_owned() }.encode());
+        token
+    }
+
+    /// Download `path` from `user` into `out_dir`, resuming a partial file there.
+    /// `progress` gets (bytes held, total).
+    pub async fn download(&self, user: &str, path: &str, out_dir: &std::path::Path, progress: Arc<(AtomicU64, AtomicU64)>) -> anyhow::Result<(PathBuf, u64, u64)> {
+        let name = path.rsplit(['\\', '/']).next().unwrap_or(path);
+        let safe = omnipeer_dcc::SafeName::sanitize(name).map_err(|e| anyhow!("cannot store {name:?}: {e}"))?;
+        // A SafeName is one ordinary path component: the join stays inside `out_dir`.
+        let out = out_dir.join(safe.as_str());
+        let (started_tx, started_rx) = oneshot::channel();
+        let (f_tx, f_rx) = oneshot::channel();
+        self.inner.downloads.lock().expect("downloads").push(PendingDownload {
+            user: user.to_owned(),
+            path: path.to_owned(),
+            token: None,
+            size: None,
+            f_conn: Some(f_tx),
+            started: Some(started_tx),
+        });
+        let peer = self.inner.peer_conn(user).await?;
+        let _ = peer.send(PeerMessage::QueueUpload { filename: path.to_owned() }.encode());
+        let size = match tokio::time::timeout(TRANSFER_WAIT, started_rx).await {
+            Ok(Ok(Ok(size))) => size,
+            Ok(Ok(Err(why))) => bail!("{user} refused {path}: {why}"),
+            _ => bail!("{user} did not start sending {path} within {}s", TRANSFER_WAIT.as_secs()),
+        };
+        progress.1.store(size, Ordering::Relaxed);
+        let (mut stream, leftover) = tokio::time::timeout(TRANSFER_WAIT, f_rx)
+            .await
+            .map_err(|_| anyhow!("{user} did not open the file connection"))?
+            .map_err(|_| anyhow!("the client stopped"))?;
+        let have = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        let have = if have > size { 0 } else { have };
+        // The uploader sent its token (4 bytes, already consumed); we answer with the offset.
+        stream.write_all(&have.to_le_bytes()).await?;
+        let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&out)?;
+        if file.metadata()?.len() != have {
+            file.set_len(have)?;
+        }
+        file.seek(SeekFrom::Start(have))?;
+        let mut pos = have;
+        let keep = leftover.len().min((size - pos) as usize);
+        file.write_all(&leftover[..keep])?;
+        pos += keep as u64;
+        progress.0.store(pos, Ordering::Relaxed);
+        let mut buf = vec![0u8; CHUNK];
+        while pos < size {
+            let want = ((size - pos) as usize).min(buf.len());
+            let n = tokio::time::timeout(Duration::from_secs(120), stream.read(&mut buf[..want]))
+                .await
+                .map_err(|_| anyhow!("the transfer stalled"))??;
+            if n == 0 {
+                bail!("{user} closed the connection at byte {pos} of {size} (the partial file is kept)");
+            }
+            file.write_all(&buf[..n])?;
+            pos += n as u64;
+            progress.0.store(pos, Ordering::Relaxed);
+        }
+        file.flush()?;
+        // The downloader closes once it has every byte.
+        let _ = stream.shutdown().await;
+        Ok((out, size, have))
+    }
+
+    /// Log out.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.inner.shutdown.cancel();
+        self.task.await?
+    }
+
+    /// Run until `shutdown` or the server closes.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let SlskClient { inner, mut task } = self;
+        tokio::select! {
+            _ = shutdown.cancelled() => { inner.shutdown.cancel(); (&mut task).await? }
+            r = &mut task => r?,
+        }
+    }
+}
+
+impl Inner {
+    fn token(&self) -> u32 {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A P connection to `user`: an open one, else direct (GetPeerAddress) raced with
+    /// indirect (ConnectToPeer → their PierceFireWall).
+    async fn peer_conn(self: &Arc<Self>, user: &str) -> anyhow::Result<mpsc::UnboundedSender<Vec<u8>>> {
+        if let Some(tx) = self.peers.lock().expect("peers").get(&user.to_lowercase()) {
+            if !tx.is_closed() {
+                return Ok(tx.clone());
+            }
+        }
+        let token = self.token();
+        let (addr_tx, addr_rx) = oneshot::channel();
+        self.addr_waiters.lock().expect("addr").entry(user.to_lowercase()).or_default().push(addr_tx);
+        let (pierce_tx, pierce_rx) = oneshot::channel();
+        self.pierce_waiters.lock().expect("pierce").insert(token, pierce_tx);
+        let _ = self.server_tx.send(ServerRequest::GetPeerAddress { user: user.to_owned() }.encode());
+        let _ = self.server_tx.send(ServerRequest::ConnectToPeer { token, user: user.to_owned(), conn_type: "P".into() }.encode());
+        let me = self.cfg.user.clone();
+        let direct = async move {
+            let (ip, port) = addr_rx.await.map_err(|_| anyhow!("no address"))?;
+            if port == 0 || ip.is_unspecified() {
+                bail!("offline");
+            }
+            let mut s = TcpStream::connect((ip, port as u16)).await?;
+            s.write_all(&PeerInit::PeerInit { user: me, conn_type: "P".into(), token }.encode()).await?;
+            Ok::<_, anyhow::Error>(s)
+        };
+        let indirect = async move { pierce_rx.await.map_err(|_| anyhow!("no pierce")) };
+        let stream = tokio::time::timeout(PEER_CONNECT_WAIT, async {
+            tokio::pin!(direct);
+            tokio::pin!(indirect);
+            let mut direct_done = false;
+            let mut indirect_done = false;
+            loop {
+                tokio::select! {
+                    r = &mut direct, if !direct_done => match r { Ok(s) => return Ok(s), Err(_) => direct_done = true },
+                    r = &mut indirect, if !indirect_done => match r { Ok(s) => return Ok(s), Err(_) => indirect_done = true },
+                }
+                if direct_done && indirect_done {
+                    return Err(anyhow!("cannot connect to {user}"));
+                }
+            }
+        })
+        .await
+        .map_err(|_| anyhow!("connecting to {user} timed out"))??;
+        self.pierce_waiters.lock().expect("pierce").remove(&token);
+        Ok(self.clone().spawn_p(stream, user.to_owned(), Vec::new()))
+    }
+
+    /// Run a P connection: returns its writer.
+    fn spawn_p(self: Arc<Self>, stream: TcpStream, user: String, leftover: Vec<u8>) -> mpsc::UnboundedSender<Vec<u8>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.peers.lock().expect("peers").insert(user.to_lowercase(), tx.clone());
+        let (rd, wr) = stream.into_split();
+        tokio::spawn(write_loop(wr, rx, self.shutdown.clone()));
+        let this = self.clone();
+        let tx2 = tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.clone().p_loop(rd, user.clone(), leftover, tx2).await {
+                tracing::debug!(%user, "peer connection ended: {e:#}");
+            }
+        });
+        tx
+    }
+
+    async fn p_loop(self: Arc<Self>, mut rd: OwnedReadHalf, user: String, leftover: Vec<u8>, tx: mpsc::UnboundedSender<Vec<u8>>) -> anyhow::Result<()> {
+        let mut reader = FrameReader::new(FrameKind::Peer);
+        reader.push(&leftover);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while let Some(frame) = reader.next_frame()? {
+                let msg = PeerMessage::from_frame(&frame)?;
+                self.clone().on_peer_message(&user, msg, &tx).await;
+            }
+            let n = tokio::select! {
+                r = rd.read(&mut buf) => r?,
+                _ = self.shutdown.cancelled() => return Ok(()),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            reader.push(&buf[..n]);
+        }
+    }
+
+    async fn on_peer_message(self: Arc<Self>, user: &str, msg: PeerMessage, tx: &mpsc::UnboundedSender<Vec<u8>>) {
+        match msg {
+            PeerMessage::FileSearchResponse(r) => {
+                let all = r.files.iter().chain(r.private_files.iter().flatten());
+                for f in all {
+                    let _ = self.events.send(SlskEvent::SearchResult {
+                        user: r.user.clone(),
+                        path: f.filename.clone(),
+                        size: f.size,
+                        free_slot: r.slot_free,
+                        queue: r.queue_len,
+                    });
+                }
+            }
+            PeerMessage::SharedFileListRequest => {
+                let list = SharedFileList { dirs: self.shares.dirs(), unknown: Some(0), private_dirs: None };
+                let _ = tx.send(PeerMessage::SharedFileListResponse(list).encode());
+            }
+            PeerMessage::UserInfoRequest => {
+                let info = UserInfo {
+                    description: "omnipeer".into(),
+                    picture: None,
+                    total_uploads: self.cfg.slots as u32,
+                    queue_size: 0,
+                    slots_free: self.slots_used.load(Ordering::SeqCst) < self.cfg.slots,
+                    upload_permitted: Some(omnipeer_slsk::peer::upload_permission::EVERYONE),
+                };
+                let _ = tx.send(PeerMessage::UserInfoResponse(info).encode());
+            }
+            PeerMessage::FolderContentsRequest { token, folder } => {
+                let want = folder.replace('/', "\\").to_lowercase();
+                let dirs: Vec<SharedDirectory> = self.shares.dirs().into_iter().filter(|d| d.path.to_lowercase() == want || d.path.to_lowercase().starts_with(&format!("{want}\\"))).collect();
+                let _ = tx.send(PeerMessage::FolderContentsResponse { token, folder, dirs }.encode());
+            }
+            PeerMessage::QueueUpload { filename } => self.queue_upload(user, filename, tx.clone()),
+            PeerMessage::PlaceInQueueRequest { filename } => {
+                let _ = tx.send(PeerMessage::PlaceInQueueResponse { filename, place: 0 }.encode());
+            }
+            PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename, size } => {
+                // The uploader is ready to send something we queued.
+                let mut downloads = self.downloads.lock().expect("downloads");
+                let found = downloads.iter_mut().find(|d| d.user.eq_ignore_ascii_case(user) && d.path == filename && d.token.is_none());
+                let reply = match found {
+                    Some(d) => {
+                        d.token = Some(token);
+                        d.size = size;
+                        if let Some(s) = d.started.take() {
+                            let _ = s.send(Ok(size.unwrap_or(0)));
+                        }
+                        TransferReply::Allowed { size: None }
+                    }
+                    None => TransferReply::Denied { reason: "Cancelled".into() },
+                };
+                let _ = tx.send(PeerMessage::TransferResponse { token, reply }.encode());
+            }
+            PeerMessage::TransferResponse { token, reply } => {
+                let granted = self.uploads.lock().expect("uploads").get(&token).cloned();
+                if let (Some((to, path)), TransferReply::Allowed { .. }) = (granted, reply) {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = this.clone().upload(&to, &path, token).await {
+                            tracing::info!(user = %to, %path, "upload failed: {e:#}");
+                            if let Some(p) = this.peers.lock().expect("peers").get(&to.to_lowercase()) {
+                                let _ = p.send(PeerMessage::UploadFailed { filename: path.clone() }.encode());
+                            }
+                        }
+                        this.uploads.lock().expect("uploads").remove(&token);
+                    });
+                } else {
+                    self.uploads.lock().expect("uploads").remove(&token);
+                }
+            }
+            PeerMessage::UploadDenied { filename, reason } => self.fail_download(user, &filename, &reason),
+            PeerMessage::UploadFailed { filename } => self.fail_download(user, &filename, "upload failed"),
+            _ => {}
+        }
+    }
+
+    fn fail_download(&self, user: &str, path: &str, why: &str) {
+        let mut downloads = self.downloads.lock().expect("downloads");
+        if let Some(d) = downloads.iter_mut().find(|d| d.user.eq_ignore_ascii_case(user) && d.path == path) {
+            if let Some(s) = d.started.take() {
+                let _ = s.send(Err(why.to_owned()));
+            }
+        }
+    }
+
+    /// A peer queued one of our files: grant it when a slot is free (at once, here: the
+    /// queue holds only what waits for a slot).
+    fn queue_upload(self: Arc<Self>, user: &str, filename: String, tx: mpsc::UnboundedSender<Vec<u8>>) {
+        let Some(f) = self.shares.get(&filename).cloned() else {
+            let _ = tx.send(PeerMessage::UploadDenied { filename, reason: "File not shared.".into() }.encode());
+            return;
+        };
+        let user = user.to_owned();
+        tokio::spawn(async move {
+            // Wait for a slot.
+            loop {
+                let used = self.slots_used.load(Ordering::SeqCst);
+                if used < self.cfg.slots
+                    && self.slots_used.compare_exchange(used, used + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if self.shutdown.is_cancelled() {
+                    return;
+                }
+            }
+            let token = self.token();
+            self.uploads.lock().expect("uploads").insert(token, (user.clone(), f.vpath.clone()));
+            let req = PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename, size: Some(f.size) };
+            let _ = tx.send(req.encode());
+            // The slot is freed when the upload ends or is refused.
+            let this = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if !this.uploads.lock().expect("uploads").contains_key(&token) {
+                        this.slots_used.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            });
+        });
+    }
+
+    /// Send a granted file over a new F connection: token, their offset, then bytes.
+    async fn upload(self: Arc<Self>, user: &str, vpath: &str, token: u32) -> anyhow::Result<()> {
+        let f = self.shares.get(vpath).cloned().ok_or_else(|| anyhow!("{vpath} is no longer shared"))?;
+        let (mut file, size) = crate::share::open_inside(&f.real, &f.root)?;
+        let mut s = self.f_conn(user).await?;
+        s.write_all(&token.to_le_bytes()).await?;
+        let mut off = [0u8; 8];
+        tokio::time::timeout(TRANSFER_WAIT, s.read_exact(&mut off)).await.map_err(|_| anyhow!("no offset"))??;
+        let offset = u64::from_le_bytes(off).min(size);
+        file.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut left = size - offset;
+        while left > 0 {
+            let want = left.min(CHUNK as u64) as usize;
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                bail!("the file became shorter while it was being sent");
+            }
+            s.write_all(&buf[..n]).await?;
+            left -= n as u64;
+        }
+        // The downloader closes once it has everything.
+        let mut rest = [0u8; 64];
+        let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut rest)).await;
+        let _ = self.events.send(SlskEvent::Uploaded { user: user.to_owned(), path: vpath.to_owned() });
+        Ok(())
+    }
+
+    /// An F connection to `user` (direct raced with indirect).
+    async fn f_conn(self: &Arc<Self>, user: &str) -> anyhow::Result<TcpStream> {
+        let token = self.token();
+        let (addr_tx, addr_rx) = oneshot::channel();
+        self.addr_waiters.lock().expect("addr").entry(user.to_lowercase()).or_default().push(addr_tx);
+        let (pierce_tx, pierce_rx) = oneshot::channel();
+        self.pierce_waiters.lock().expect("pierce").insert(token, pierce_tx);
+        let _ = self.server_tx.send(ServerRequest::GetPeerAddress { user: user.to_owned() }.encode());
+        let _ = self.server_tx.send(ServerRequest::ConnectToPeer { token, user: user.to_owned(), conn_type: "F".into() }.encode());
+        let me = self.cfg.user.clone();
+        let direct = async move {
+            let (ip, port) = addr_rx.await.map_err(|_| anyhow!("no address"))?;
+            if port == 0 {
+                bail!("offline");
+            }
+            let mut s = TcpStream::connect((ip, port as u16)).await?;
+            s.write_all(&PeerInit::PeerInit { user: me, conn_type: "F".into(), token }.encode()).await?;
+            Ok::<_, anyhow::Error>(s)
+        };
+        let r = tokio::time::timeout(PEER_CONNECT_WAIT, async {
+            tokio::select! {
+                Ok(s) = direct => Ok(s),
+                Ok(s) = pierce_rx => Ok(s),
+                else => Err(anyhow!("cannot open a file connection to {user}")),
+            }
+        })
+        .await
+        .map_err(|_| anyhow!("connecting to {user} timed out"))?;
+        self.pierce_waiters.lock().expect("pierce").remove(&token);
+        r
+    }
+
+    /// Answer a search the server relayed.
+    async fn answer_search(self: &Arc<Self>, user: String, token: u32, query: String) {
+        if user.eq_ignore_ascii_case(&self.cfg.user) {
+            return;
+        }
+        let files = self.shares.search(&query, 100);
+        if files.is_empty() {
+            return;
+        }
+        let resp = SearchResponse {
+            user: self.cfg.user.clone(),
+            token,
+            files,
+            slot_free: self.slots_used.load(Ordering::SeqCst) < self.cfg.slots,
+            avg_speed: 0,
+            queue_len: 0,
+            unknown: Some(0),
+            private_files: None,
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.peer_conn(&user).await {
+                Ok(tx) => {
+                    let _ = tx.send(PeerMessage::FileSearchResponse(resp).encode());
+                }
+                Err(e) => tracing::debug!(%user, "cannot deliver search results: {e:#}"),
+            }
+        });
+    }
+
+    /// A peer connection we accepted or opened for ConnectToPeer: route it by its first frame.
+    async fn incoming(self: Arc<Self>, mut stream: TcpStream) -> anyhow::Result<()> {
+        let mut reader = FrameReader::new(FrameKind::PeerInit);
+        let mut buf = vec![0u8; 16 * 1024];
+        let frame = loop {
+            if let Some(f) = reader.next_frame()? {
+                break f;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await.map_err(|_| anyhow!("no peer-init"))??;
+            if n == 0 {
+                bail!("closed before peer-init");
+            }
+            reader.push(&buf[..n]);
+        };
+        let leftover = reader.take_rest();
+        match PeerInit::from_frame(&frame)? {
+            PeerInit::PierceFireWall { token } => {
+                let waiter = self.pierce_waiters.lock().expect("pierce").remove(&token);
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(stream);
+                    }
+                    None => tracing::debug!(token, "unknown PierceFireWall token"),
+                }
+            }
+            PeerInit::PeerInit { user, conn_type, .. } => self.typed(stream, user, &conn_type, leftover).await?,
+        }
+        Ok(())
+    }
+
+    async fn typed(self: Arc<Self>, mut stream: TcpStream, user: String, conn_type: &str, leftover: Vec<u8>) -> anyhow::Result<()> {
+        match conn_type {
+            "P" => {
+                self.spawn_p(stream, user, leftover);
+            }
+            "F" => {
+                // The uploader sends its transfer token first.
+                let mut have = leftover;
+                while have.len() < 4 {
+                    let mut b = [0u8; 4];
+                    let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut b)).await.map_err(|_| anyhow!("no token"))??;
+                    if n == 0 {
+                        bail!("F connection closed before its token");
+                    }
+                    have.extend_from_slice(&b[..n]);
+                }
+                let token = u32::from_le_bytes([have[0], have[1], have[2], have[3]]);
+                let rest = have[4..].to_vec();
+                let waiter = {
+                    let mut downloads = self.downloads.lock().expect("downloads");
+                    let i = downloads.iter().position(|d| d.token == Some(token) && d.user.eq_ignore_ascii_case(&user));
+                    i.and_then(|i| downloads.remove(i).f_conn)
+                };
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send((stream, rest));
+                    }
+                    None => tracing::debug!(%user, token, "F connection for nothing we asked"),
+                }
+            }
+            other => tracing::debug!(%user, "ignoring a {other} connection (no distributed network here)"),
+        }
+        Ok(())
+    }
+}
+
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(d) => if wr.write_all(&d).await.is_err() { return },
+                None => return,
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn read_server_frame(s: &mut TcpStream, reader: &mut FrameReader) -> anyhow::Result<ServerResponse> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if let Some(f) = reader.next_frame()? {
+            return Ok(ServerResponse::from_frame(&f)?);
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await.map_err(|_| anyhow!("the server did not answer"))??;
+        if n == 0 {
+            bail!("the server closed the connection");
+        }
+        reader.push(&buf[..n]);
+    }
+}
+
+async fn run(
+    inner: Arc<Inner>,
+    server: TcpStream,
+    mut reader: FrameReader,
+    mut server_rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    listener: TcpListener,
+) -> anyhow::Result<()> {
+    let (mut rd, mut wr) = server.into_split();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ping = tokio::time::interval(Duration::from_secs(300));
+    ping.tick().await;
+    loop {
+        while let Some(f) = reader.next_frame()? {
+            match ServerResponse::from_frame(&f) {
+                Ok(msg) => on_server(&inner, msg).await,
+                Err(e) => tracing::debug!(code = f.code, "undecodable server message: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = inner.shutdown.cancelled() => return Ok(()),
+            r = rd.read(&mut buf) => {
+                let n = r?;
+                if n == 0 {
+                    bail!("the server closed the connection");
+                }
+                reader.push(&buf[..n]);
+            }
+            Some(out) = server_rx.recv() => wr.write_all(&out).await?,
+            r = listener.accept() => {
+                if let Ok((s, _)) = r {
+                    let this = inner.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = this.incoming(s).await {
+                            tracing::debug!("peer connection: {e:#}");
+                        }
+                    });
+                }
+            }
+            _ = ping.tick() => wr.write_all(&ServerRequest::ServerPing.encode()).await?,
+        }
+    }
+}
+
+async fn on_server(inner: &Arc<Inner>, msg: ServerResponse) {
+    match msg {
+        ServerResponse::GetPeerAddress { user, ip, port, .. } => {
+            let waiters = inner.addr_waiters.lock().expect("addr").remove(&user.to_lowercase()).unwrap_or_default();
+            for w in waiters {
+                let _ = w.send((ip, port));
+            }
+        }
+        ServerResponse::ConnectToPeer { user, conn_type, ip, port, token, .. } => {
+            // Someone could not reach us: connect to them and pierce.
+            let this = inner.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(mut s)) = tokio::time::timeout(PEER_CONNECT_WAIT, TcpStream::connect((ip, port as u16))).await else {
+                    let _ = this.server_tx.send(ServerRequest::CantConnectToPeer { token, user }.encode());
+                    return;
+                };
+                if s.write_all(&PeerInit::PierceFireWall { token }.encode()).await.is_err() {
+                    return;
+                }
+                if let Err(e) = this.clone().typed(s, user, &conn_type, Vec::new()).await {
+                    tracing::debug!("indirect connection: {e:#}");
+                }
+            });
+        }
+        ServerResponse::CantConnectToPeer { token } => {
+            inner.pierce_waiters.lock().expect("pierce").remove(&token);
+        }
+        ServerResponse::FileSearch { user, token, query } => inner.answer_search(user, token, query).await,
+        ServerResponse::EmbeddedMessage { code: 3, body } => {
+            if let Ok(omnipeer_slsk::distributed::DistributedMessage::Search { user, token, query, .. }) =
+                omnipeer_slsk::distributed::DistributedMessage::decode(3, &body)
+            {
+                inner.answer_search(user, token, query).await;
+            }
+        }
+        ServerResponse::MessageUser { id, user, message, .. } => {
+            let _ = inner.server_tx.send(ServerRequest::MessageAcked { id }.encode());
+            let _ = inner.events.send(SlskEvent::PrivateMessage { user, text: message });
+        }
+        ServerResponse::Relogged => {
+            tracing::warn!("logged in elsewhere: the server closed this session");
+            inner.shutdown.cancel();
+        }
+        _ => {}
+    }
+}
