@@ -63,9 +63,14 @@ impl Client {
     }
 }
 
-/// The repository root (two levels above this crate).
+/// The repository root: two levels above crates/omnipeer, one above bench/ (which
+/// includes this module too).
 pub fn repo_root() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let p = [here.join("../.."), here.join("..")]
+        .into_iter()
+        .find(|p| p.join("tests/slsk").is_dir())
+        .unwrap_or_else(|| here.join("../.."));
     p.canonicalize().unwrap_or(p)
 }
 
