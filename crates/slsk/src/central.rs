@@ -675,6 +675,13 @@ impl Central {
 
     fn log_in(&mut self, _now: Instant, conn: ConnId, user: String, password: &str) {
         let key = user.to_lowercase();
+        // Checked again: a ban or other logins may have come while the password was checked.
+        if self.banned.contains(&key) {
+            return self.close(conn);
+        }
+        if !self.users.contains_key(&key) && self.users.len() >= self.cfg.max_users {
+            return self.refuse(conn, login_failure::SVRFULL, None);
+        }
         if let Some(old) = self.users.get(&key).copied() {
             if old != conn {
                 self.send(old, &ServerResponse::Relogged);
@@ -1405,6 +1412,32 @@ mod tests {
         assert!(t.take(1).iter().any(|m| matches!(m, ServerResponse::MessageUser { message, .. } if message == "troll was banned.")));
         t.send(1, ServerRequest::MessageUser { user: "server".into(), message: "users".into() });
         assert!(matches!(&t.take(1)[..], [ServerResponse::MessageUser { message, .. }] if message.starts_with("1 online: admin")));
+    }
+
+    #[test]
+    fn bans_and_the_user_limit_hold_while_passwords_are_checked() {
+        let now = Instant::now();
+        let mut cfg = CentralConfig::new(now, 0);
+        cfg.max_users = 2;
+        cfg.admins = vec!["admin".into()];
+        let mut c = Central::new(cfg);
+        let login = |c: &mut Central, id, u: &str| {
+            c.accept(now, id, Ipv4Addr::LOCALHOST);
+            c.handle_input(now, id, &ServerRequest::login(u, "pw", 160, 2).encode());
+        };
+        login(&mut c, 1, "admin");
+        c.login_result(now, 1, LoginDecision::Accept);
+        login(&mut c, 2, "bob");
+        login(&mut c, 3, "carol");
+        c.handle_input(now, 1, &ServerRequest::MessageUser { user: "server".into(), message: "ban bob".into() }.encode());
+        c.login_result(now, 2, LoginDecision::Accept);
+        c.login_result(now, 3, LoginDecision::Accept);
+        assert_eq!(c.online_users(), vec!["admin", "carol"], "bob is banned");
+        login(&mut c, 4, "dave");
+        login(&mut c, 5, "erin");
+        c.login_result(now, 4, LoginDecision::Accept);
+        c.login_result(now, 5, LoginDecision::Accept);
+        assert_eq!(c.online_users().len(), 2, "at most max_users");
     }
 
     #[test]

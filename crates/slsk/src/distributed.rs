@@ -97,10 +97,13 @@ impl DistributedMessage {
                 if r.remaining() >= 4 && r.peek_rest()[..3] == [0, 0, 0] {
                     r.take(3)?;
                 }
-                DistributedMessage::EmbeddedMessage {
-                    code: r.u8()?,
-                    body: r.rest().to_vec(),
+                let code = r.u8()?;
+                // Code 0 (Ping) has no body: a body after it can only be the old SoulseekQt
+                // padding again, which would not survive a round trip; refuse it.
+                if code == 0 && r.remaining() > 0 {
+                    return Err(DecodeError::Invalid { field: "embedded Ping body length", value: r.remaining() as u64 });
                 }
+                DistributedMessage::EmbeddedMessage { code, body: r.rest().to_vec() }
             }
             _ => DistributedMessage::Unknown {
                 code,
