@@ -1,5 +1,7 @@
 //! What several benchmarks share: a payload file, the plain TCP copy baseline, and letting
 //! the file system settle between measurements.
+// Each benchmark binary includes this module and uses a different part of it.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -72,4 +74,49 @@ pub fn plain_tcp_copy(src: &Path, dst: &Path) -> anyhow::Result<f64> {
     s.shutdown(std::net::Shutdown::Write)?;
     receiver.join().expect("receiver thread")?;
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// Milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The `p`th percentile of sorted durations.
+pub fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
+}
+
+/// Resident memory of a process, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Start `omnipeer ARGS` (built next to this benchmark) and wait for `listening on ADDR`.
+pub fn spawn_server(data_dir: &Path, args: &[&str]) -> anyhow::Result<(std::process::Child, std::net::SocketAddr)> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()?.with_file_name("omnipeer");
+    anyhow::ensure!(exe.exists(), "{} is missing: cargo build --release -p omnipeer", exe.display());
+    let mut child = std::process::Command::new(&exe)
+        .args(["--log-level", "warn", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next().ok_or_else(|| anyhow::anyhow!("omnipeer exited"))??;
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.trim().parse()?;
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, addr))
 }

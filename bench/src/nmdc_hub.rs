@@ -6,9 +6,10 @@
 //!         target/release/nmdc-hub [USERS] [MESSAGES]`   (defaults: 5000 users, 20 messages)
 //! The hub runs as a separate `omnipeer dc hub` process so its memory is its own.
 
-use std::io::{BufRead, BufReader};
+mod common;
+use common::{ms, pct, rss_kib};
+
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,25 +22,12 @@ fn main() -> anyhow::Result<()> {
     let messages: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(20);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 
-    let exe = std::env::current_exe()?.with_file_name("omnipeer");
-    anyhow::ensure!(exe.exists(), "{} is missing: cargo build --release -p omnipeer", exe.display());
     let dir = tempfile::tempdir()?;
-    let mut hub = Command::new(&exe)
-        .args(["--log-level", "warn", "--data-dir"])
-        .arg(dir.path())
-        .args(["dc", "hub", "--listen", "127.0.0.1:0", "--register", "sender:pw:op", "--max-users"])
-        .arg((users + 10).to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(hub.stderr.take().expect("stderr")).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().ok_or_else(|| anyhow::anyhow!("hub exited"))??;
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.trim().parse()?;
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let max_users = (users + 10).to_string();
+    let (mut hub, addr) = common::spawn_server(
+        dir.path(),
+        &["dc", "hub", "--listen", "127.0.0.1:0", "--register", "sender:pw:op", "--max-users", &max_users],
+    )?;
     let pid = hub.id();
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = rss_kib(pid);
@@ -143,26 +131,6 @@ fn main() -> anyhow::Result<()> {
         ms(hub_p.1) / ms(relay_p.1).max(1e-6)
     );
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
 }
 
 async fn expect(s: &mut TcpStream, needle: &[u8]) -> anyhow::Result<()> {

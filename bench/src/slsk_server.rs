@@ -6,11 +6,12 @@
 //!         target/release/slsk-server [USERS] [ROOM_MEMBERS]`
 //! The server runs as a separate `omnipeer slsk server` process so its memory is its own.
 
+mod common;
+use common::{ms, pct, rss_kib};
+
 use omnipeer_slsk::framing::{FrameKind, FrameReader};
 use omnipeer_slsk::server::{ServerRequest, ServerResponse};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,25 +22,8 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let users: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10_000);
     let room_members: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1000).min(users);
-    let exe = std::env::current_exe()?.with_file_name("omnipeer");
-    anyhow::ensure!(exe.exists(), "{} is missing: cargo build --release -p omnipeer", exe.display());
     let dir = tempfile::tempdir()?;
-    let mut server = Command::new(&exe)
-        .args(["--log-level", "warn", "--data-dir"])
-        .arg(dir.path())
-        .args(["slsk", "server", "--listen", "127.0.0.1:0"])
-        .envs(std::env::var("BENCH_SERVER_ENV").ok().and_then(|v| v.split_once('=').map(|(a, b)| (a.to_owned(), b.to_owned()))))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().ok_or_else(|| anyhow::anyhow!("server exited"))??;
-        if let Some(a) = line.strip_prefix("listening on ") {
-            break a.trim().parse()?;
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut server, addr) = common::spawn_server(dir.path(), &["slsk", "server", "--listen", "127.0.0.1:0"])?;
     let pid = server.id();
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = rss_kib(pid);
@@ -136,25 +120,6 @@ fn main() -> anyhow::Result<()> {
 enum Kind {
     Search,
     Room,
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
 }
 
 async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<TcpStream> {
