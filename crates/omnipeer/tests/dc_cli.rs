@@ -1,62 +1,9 @@
 //! `omnipeer dc hub|share|search|get` end to end over loopback: search by words and TTH,
 //! downloads active and passive, by TTH, by path and the file list, resume, TTH check.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod omni;
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
-
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn start(data: &Path, args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        Proc { child, lines }
-    }
-    fn wait_line(&self, prefix: &str) -> String {
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            let l = self.lines.recv_timeout(end.saturating_duration_since(Instant::now())).unwrap_or_else(|_| panic!("no line {prefix:?}"));
-            if let Some(rest) = l.strip_prefix(prefix) {
-                return rest.trim().to_owned();
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).arg("--data-dir").arg(data).args(args).env_remove("RUST_LOG").stdin(Stdio::null()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use omni::{run_in as run, Omni as Proc};
 
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -72,10 +19,10 @@ fn share_search_and_get_active_and_passive() {
     std::fs::write(share.join("music/Song Title.mp3"), &data).unwrap();
     std::fs::write(share.join("notes.txt"), b"hello world\n").unwrap();
 
-    let hub = Proc::start(&t.path().join("hub"), &["dc", "hub", "--listen", "127.0.0.1:0", "--name", "Test Hub"]);
+    let hub = Proc::start_in(&t.path().join("hub"), &["dc", "hub", "--listen", "127.0.0.1:0", "--name", "Test Hub"]);
     let hub_addr = format!("dchub://{}", hub.wait_line("listening on "));
     let share_listen = free_addr();
-    let sharer = Proc::start(
+    let sharer = Proc::start_in(
         &t.path().join("sharer"),
         &["dc", "share", "--hub", &hub_addr, "--nick", "alice", "--share", share.to_str().unwrap(), "--listen", &share_listen],
     );

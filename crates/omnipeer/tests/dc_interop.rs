@@ -11,64 +11,23 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+mod omni;
+
+use omni::{Omni, BIN};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use support::eiskalt::{Eiskalt, EiskaltConfig};
 use support::microdc2::{Microdc2, Microdc2Config};
 use support::ncdc::{Ncdc, NcdcConfig};
 use support::{free_port, sha256_file, wait_until};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 const T: Duration = Duration::from_secs(30);
 
-/// An `omnipeer` process, stopped with SIGTERM on drop.
-struct Omni {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    _data: tempfile::TempDir,
-}
+/// The omnipeer servers these tests run.
+struct Servers;
 
-impl Omni {
-    fn start(args: &[&str]) -> Omni {
-        let data = support::temp_dir("omni-");
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("omnipeer starts");
-        let (tx, lines) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        Omni { child, lines, _data: data }
-    }
-
-    fn wait_line(&self, prefix: &str) -> String {
-        let end = Instant::now() + T;
-        loop {
-            let l = self
-                .lines
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("omnipeer never printed {prefix:?}"));
-            if let Some(rest) = l.strip_prefix(prefix) {
-                return rest.trim().to_owned();
-            }
-        }
-    }
-
+impl Servers {
     /// `omnipeer dc hub` on a free port; returns it and `127.0.0.1:PORT`.
     fn hub() -> (Omni, String) {
         let hub = Omni::start(&["dc", "hub", "--listen", "127.0.0.1:0", "--name", "omnipeer test hub"]);
@@ -87,13 +46,6 @@ impl Omni {
         let s = Omni::start(&args);
         s.wait_line("online at");
         s
-    }
-}
-
-impl Drop for Omni {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
     }
 }
 
@@ -116,7 +68,7 @@ fn real_clients_log_in_to_the_omnipeer_hub_and_see_each_other() {
     if !support::require("real_clients_log_in_to_the_omnipeer_hub", &["ncdc", "tmux", "eiskaltdcpp-daemon", "microdc2"]) {
         return;
     }
-    let (_hub, addr) = Omni::hub();
+    let (_hub, addr) = Servers::hub();
     let n = Ncdc::start(NcdcConfig { nick: "alice".into(), hub: addr.clone(), active_port: Some(free_port()), ..Default::default() });
     let e = Eiskalt::start(EiskaltConfig { nick: "bob".into(), hub: addr.clone(), active_port: Some(free_port()), ..Default::default() });
     let mut m = Microdc2::start(Microdc2Config { nick: "carol".into(), hub: addr.clone(), listen_port: Some(free_port()), ..Default::default() });
@@ -148,13 +100,13 @@ fn microdc2_downloads_from_omnipeer_share_with_get_and_send() {
     if !support::require("microdc2_downloads_from_omnipeer_share", &["microdc2"]) {
         return;
     }
-    let (_hub, addr) = Omni::hub();
+    let (_hub, addr) = Servers::hub();
     let share = support::temp_dir("share-");
     let dir = share.path().join("pub");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("payload.bin");
     support::write_test_file(&file, 300_000, 3);
-    let _sharer = Omni::share(&addr, "sharer", &dir, true);
+    let _sharer = Servers::share(&addr, "sharer", &dir, true);
     let mut m = Microdc2::start(Microdc2Config { nick: "carol".into(), hub: addr.clone(), listen_port: Some(free_port()), ..Default::default() });
     assert!(m.wait_logged_in(T), "microdc2 login:\n{}", m.output());
     std::thread::sleep(Duration::from_millis(500));
@@ -179,14 +131,14 @@ fn eiskalt_downloads_file_list_and_file_by_tth_from_omnipeer_share() {
     if !support::require("eiskalt_downloads_from_omnipeer_share", &["eiskaltdcpp-daemon", "rhash"]) {
         return;
     }
-    let (_hub, addr) = Omni::hub();
+    let (_hub, addr) = Servers::hub();
     let share = support::temp_dir("share-");
     let dir = share.path().join("pub");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("payload.bin");
     support::write_test_file(&file, 3_000_000, 5);
     let tth = support::tth_rhash(&file).expect("rhash");
-    let _sharer = Omni::share(&addr, "sharer", &dir, true);
+    let _sharer = Servers::share(&addr, "sharer", &dir, true);
     let e = Eiskalt::start(EiskaltConfig { nick: "bob".into(), hub: addr.clone(), active_port: Some(free_port()), ..Default::default() });
     assert!(e.wait_logged_in(T));
     assert!(wait_until(T, || e.users().contains(&"sharer".to_owned())), "eiskalt sees sharer: {:?}", e.users());
@@ -217,7 +169,7 @@ fn omnipeer_gets_from_eiskalt_passive_and_active() {
     if !support::require("omnipeer_gets_from_eiskalt", &["eiskaltdcpp-daemon", "rhash"]) {
         return;
     }
-    let (_hub, addr) = Omni::hub();
+    let (_hub, addr) = Servers::hub();
     let share = support::temp_dir("share-");
     let file = share.path().join("eiskalt file.bin");
     support::write_test_file(&file, 1_500_000, 9);
@@ -248,7 +200,7 @@ fn omnipeer_gets_from_ncdc() {
     if !support::require("omnipeer_gets_from_ncdc", &["ncdc", "tmux", "rhash"]) {
         return;
     }
-    let (_hub, addr) = Omni::hub();
+    let (_hub, addr) = Servers::hub();
     let share = support::temp_dir("share-");
     let file = share.path().join("ncdc file.bin");
     support::write_test_file(&file, 2_500_000, 11);

@@ -9,60 +9,26 @@
 mod slsk_support;
 
 use slsk_support::{Client, Peer, PeerOptions};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod omni;
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
+use omni::Omni;
+use std::time::Duration;
+
 const T: Duration = Duration::from_secs(30);
 
-/// `omnipeer slsk server` on a free port; stopped with SIGTERM on drop.
+/// `omnipeer slsk server` on a free port (stopped on drop).
 struct Server {
-    child: Child,
+    _proc: Omni,
     addr: String,
-    _data: tempfile::TempDir,
-    _lines: mpsc::Receiver<String>,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(["slsk", "server", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        let end = Instant::now() + T;
-        let addr = loop {
-            let l = rx.recv_timeout(end.saturating_duration_since(Instant::now())).expect("listening on");
-            if let Some(a) = l.strip_prefix("listening on ") {
-                break a.trim().to_owned();
-            }
-        };
-        Server { child, addr, _data: data, _lines: rx }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        let mut args = vec!["slsk", "server", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let proc = Omni::start(&args);
+        let addr = proc.wait_line("listening on ");
+        Server { _proc: proc, addr }
     }
 }
 
@@ -185,57 +151,21 @@ fn a_message_to_an_offline_user_arrives_at_its_next_login_and_bad_logins_are_ref
 }
 
 /// `omnipeer slsk share` as a long-running process.
-struct Sharer {
-    child: Child,
-    _data: tempfile::TempDir,
-    _lines: mpsc::Receiver<String>,
-}
+/// (Kept alive by the test; stopped on drop.)
+struct Sharer(#[allow(dead_code)] Omni);
 
 impl Sharer {
     fn start(server: &Server, user: &str, dir: &std::path::Path) -> Sharer {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(["slsk", "share", "--server", &server.addr, "--user", user, "--password", "pw", "--share"])
-            .arg(dir)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        let end = Instant::now() + T;
-        loop {
-            let l = rx.recv_timeout(end.saturating_duration_since(Instant::now())).expect("online line");
-            if l.starts_with("sharing ") {
-                break;
-            }
-        }
-        Sharer { child, _data: data, _lines: rx }
-    }
-}
-
-impl Drop for Sharer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        let p = Omni::start(&["slsk", "share", "--server", &server.addr, "--user", user, "--password", "pw", "--share", dir.to_str().unwrap()]);
+        p.wait_line("sharing ");
+        Sharer(p)
     }
 }
 
 fn omni(server: &Server, args: &[&str]) -> (i32, String, String) {
-    let data = tempfile::tempdir().unwrap();
-    let o = Command::new(BIN).arg("--data-dir").arg(data.path()).args(args).args(["--server", &server.addr]).env_remove("RUST_LOG").stdin(Stdio::null()).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    let mut all = args.to_vec();
+    all.extend(["--server", &server.addr]);
+    omni::run(&all)
 }
 
 #[test]

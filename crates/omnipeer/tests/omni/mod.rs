@@ -1,0 +1,94 @@
+//! Running the `omnipeer` binary from integration tests: a long-running process whose
+//! stderr lines can be waited for (stopped with SIGTERM on drop), and one-shot commands.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
+/// How long to wait for a line.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A running `omnipeer` process.
+pub struct Omni {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Omni {
+    /// Start `omnipeer ARGS` with a fresh data directory.
+    pub fn start(args: &[&str]) -> Omni {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut o = Omni::start_in(tmp.path(), args);
+        o._tmp = Some(tmp);
+        o
+    }
+
+    /// Start `omnipeer --data-dir DATA ARGS`.
+    pub fn start_in(data: &Path, args: &[&str]) -> Omni {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("omnipeer starts");
+        let (tx, lines) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Omni { child, lines, data: data.to_path_buf(), _tmp: None }
+    }
+
+    /// Wait for a stderr line starting with `prefix`; returns the rest, trimmed.
+    pub fn wait_line(&self, prefix: &str) -> String {
+        let end = Instant::now() + WAIT;
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("omnipeer never printed {prefix:?}"));
+            if let Some(rest) = l.strip_prefix(prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+}
+
+impl Drop for Omni {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `omnipeer --data-dir DATA ARGS` to the end: (exit code, stdout, stderr).
+pub fn run_in(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN).arg("--data-dir").arg(data).args(args).env_remove("RUST_LOG").stdin(Stdio::null()).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// [`run_in`] with a fresh data directory.
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    run_in(tmp.path(), args)
+}
