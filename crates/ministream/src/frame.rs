@@ -1,0 +1,69 @@
+//! Loopback transport framing: each ministreaming message travels as
+//!
+//! ```text
+//! +----------------------+------------------------------+
+//! | length u32 BE        | message (type, id 3, payload)|
+//! +----------------------+------------------------------+
+//! ```
+//!
+//! One TCP connection per pair of endpoints carries all their streams.
+
+use crate::MAX_MESSAGE;
+
+/// A frame announced a length of 0 or above [`MAX_MESSAGE`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("frame length {len} outside 1..={limit}")]
+pub struct FrameError {
+    /// The announced length.
+    pub len: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// Prefixes a message with its length.
+pub fn encode(message: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + message.len());
+    v.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    v.extend_from_slice(message);
+    v
+}
+
+/// Splits a byte stream into messages; buffers at most one frame.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    /// An empty reader.
+    pub fn new() -> Self {
+        FrameReader::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete message, `Ok(None)` if more bytes are needed.
+    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len == 0 || len > MAX_MESSAGE {
+            return Err(FrameError { len, limit: MAX_MESSAGE });
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        let msg = self.buf[4..4 + len].to_vec();
+        self.buf.drain(..4 + len);
+        Ok(Some(msg))
+    }
+}

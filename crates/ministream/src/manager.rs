@@ -1,0 +1,484 @@
+//! Many ministreaming streams between one pair of destinations, as a sans-IO machine.
+//!
+//! One [`Manager`] serves one transport connection (one peer). Either side may open
+//! streams: as a *client* of a stream we choose its client id and send the SYN; as its
+//! *server* we choose the server id and send the ACK. A stream is named locally by a
+//! [`StreamId`] = (our role, the id we chose); every message but the SYN carries the
+//! receiver's id, so incoming messages are looked up by (role, id).
+//!
+//! The driver feeds whole messages (transport framing removed) with
+//! [`Manager::handle_input`], the time with [`Manager::handle_timeout`], application
+//! calls ([`Manager::connect`], [`Manager::accept`], [`Manager::send`], [`Manager::read`],
+//! [`Manager::close`]) as they come, and drains [`Manager::poll_output`] after each call.
+//!
+//! Backpressure: each stream buffers at most [`Config::recv_window`] received bytes
+//! (plus one message). While any stream is at its limit [`Manager::receive_paused`] is
+//! true and the driver must stop reading the transport; a message that would overflow
+//! the hard limit resets that stream instead of growing the buffer.
+
+use crate::message::{Id, Message};
+use crate::MAX_PAYLOAD;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How long a connect waits for its ACK.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SYN waits for the application to accept it (the original's 5 s).
+pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Received bytes buffered per stream before the driver is told to pause.
+pub const RECV_WINDOW: usize = 256 * 1024;
+/// Most live streams per manager.
+pub const MAX_STREAMS: usize = 4096;
+/// Attempts to draw a free id before giving up.
+pub const ID_ATTEMPTS: usize = 64;
+
+/// Manager settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// See [`CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// See [`ACCEPT_TIMEOUT`].
+    pub accept_timeout: Duration,
+    /// Payload bytes per data message (at most [`MAX_PAYLOAD`]).
+    pub max_payload: usize,
+    /// See [`RECV_WINDOW`].
+    pub recv_window: usize,
+    /// See [`MAX_STREAMS`].
+    pub max_streams: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            connect_timeout: CONNECT_TIMEOUT,
+            accept_timeout: ACCEPT_TIMEOUT,
+            max_payload: MAX_PAYLOAD,
+            recv_window: RECV_WINDOW,
+            max_streams: MAX_STREAMS,
+        }
+    }
+}
+
+/// Our role in one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// We sent the SYN.
+    Client,
+    /// We answered it.
+    Server,
+}
+
+/// A stream's local name: our role and the id we chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    /// Our role.
+    pub role: Role,
+    /// Our id.
+    pub id: Id,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Our SYN was ACKed: the stream is open.
+    Connected(StreamId),
+    /// Our SYN was answered with a close.
+    Refused(StreamId),
+    /// No answer to our SYN within the connect timeout; the stream is forgotten.
+    ConnectTimedOut(StreamId),
+    /// A SYN arrived while listening: [`Manager::accept`] or [`Manager::close`] it.
+    Incoming {
+        /// The new stream.
+        stream: StreamId,
+        /// The SYN payload (the peer's destination).
+        destination: Vec<u8>,
+    },
+    /// An incoming stream was not accepted in time and was refused.
+    AcceptTimedOut(StreamId),
+    /// Data arrived; [`Manager::read`] it.
+    Readable(StreamId),
+    /// The peer closed the stream; buffered data stays readable, then end of stream.
+    Closed(StreamId),
+    /// The peer sent more than the receive buffer allows; the stream was closed.
+    Overflow(StreamId),
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this message (add transport framing).
+    Transmit(Vec<u8>),
+    /// Something happened.
+    Event(Event),
+    /// Call [`Manager::handle_timeout`] at this instant unless input comes first.
+    Timeout(Instant),
+}
+
+/// The result of [`Manager::read`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// This many bytes were copied.
+    Data(usize),
+    /// Nothing buffered yet.
+    WouldBlock,
+    /// The peer closed and everything was read; the stream is gone.
+    Eof,
+}
+
+/// Why an application call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// No such stream (never existed, closed, or timed out).
+    #[error("unknown stream")]
+    UnknownStream,
+    /// The stream is not open (connect pending, not accepted, or closed by the peer).
+    #[error("stream not open")]
+    NotOpen,
+    /// [`Config::max_streams`] streams are live.
+    #[error("too many streams")]
+    TooManyStreams,
+    /// The id generator gave no free non-zero id in [`ID_ATTEMPTS`] draws.
+    #[error("no free stream id")]
+    NoFreeId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Client: SYN sent, waiting for ACK until the deadline.
+    Connecting(Instant),
+    /// Server: SYN received, waiting for the application until the deadline.
+    Pending(Instant),
+    Open,
+    /// The peer closed; the buffer drains, then EOF.
+    PeerClosed,
+}
+
+#[derive(Debug)]
+struct Stream {
+    state: State,
+    /// The peer's id (client: the server id from the ACK; server: the client id).
+    peer: Option<Id>,
+    recv: VecDeque<u8>,
+}
+
+/// Id generator: returns random numbers; the manager keeps the low 24 bits.
+pub type IdGen = Box<dyn FnMut() -> u32 + Send>;
+
+/// The streams of one transport connection.
+pub struct Manager {
+    cfg: Config,
+    destination: Vec<u8>,
+    listening: bool,
+    gen: IdGen,
+    streams: HashMap<StreamId, Stream>,
+    /// Peer client id -> our server id, for idempotent repeated SYNs.
+    by_peer_client: HashMap<Id, Id>,
+    out: VecDeque<Output>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("listening", &self.listening)
+            .field("streams", &self.streams.len())
+            .finish()
+    }
+}
+
+impl Manager {
+    /// A manager sending `destination` in its SYNs and drawing ids from `gen`.
+    pub fn new(mut cfg: Config, destination: Vec<u8>, gen: IdGen) -> Self {
+        cfg.max_payload = cfg.max_payload.clamp(1, MAX_PAYLOAD);
+        cfg.recv_window = cfg.recv_window.max(1);
+        Manager {
+            cfg,
+            destination,
+            listening: false,
+            gen,
+            streams: HashMap::new(),
+            by_peer_client: HashMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Whether incoming SYNs are offered to the application (else refused at once).
+    pub fn set_listening(&mut self, on: bool) {
+        self.listening = on;
+    }
+
+    /// Live streams (any state).
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether the driver must stop reading the transport: some stream's receive buffer
+    /// is full. Reading the stream's data ends the pause.
+    pub fn receive_paused(&self) -> bool {
+        self.streams.values().any(|s| s.recv.len() >= self.cfg.recv_window)
+    }
+
+    /// Bytes buffered for `stream`.
+    pub fn buffered(&self, stream: StreamId) -> usize {
+        self.streams.get(&stream).map_or(0, |s| s.recv.len())
+    }
+
+    /// Opens a stream: sends a SYN. [`Event::Connected`], [`Event::Refused`] or
+    /// [`Event::ConnectTimedOut`] follows.
+    pub fn connect(&mut self, now: Instant) -> Result<StreamId, Error> {
+        let id = self.new_id(Role::Client)?;
+        let sid = StreamId { role: Role::Client, id };
+        let deadline = now + self.cfg.connect_timeout;
+        self.streams.insert(sid, Stream { state: State::Connecting(deadline), peer: None, recv: VecDeque::new() });
+        self.transmit(Message::Syn { client_id: id, destination: self.destination.clone() });
+        Ok(sid)
+    }
+
+    /// Accepts an [`Event::Incoming`] stream: sends the ACK.
+    pub fn accept(&mut self, stream: StreamId) -> Result<(), Error> {
+        let s = self.streams.get_mut(&stream).ok_or(Error::UnknownStream)?;
+        if !matches!(s.state, State::Pending(_)) {
+            return Err(Error::NotOpen);
+        }
+        s.state = State::Open;
+        let client_id = s.peer.ok_or(Error::NotOpen)?;
+        self.transmit(Message::Ack { client_id, server_id: stream.id });
+        Ok(())
+    }
+
+    /// Queues `data` for the peer in messages of at most [`Config::max_payload`] bytes.
+    pub fn send(&mut self, stream: StreamId, data: &[u8]) -> Result<(), Error> {
+        let s = self.streams.get(&stream).ok_or(Error::UnknownStream)?;
+        let (State::Open, Some(peer)) = (s.state, s.peer) else {
+            return Err(Error::NotOpen);
+        };
+        for chunk in data.chunks(self.cfg.max_payload) {
+            let m = match stream.role {
+                Role::Client => Message::ClientData { server_id: peer, data: chunk.to_vec() },
+                Role::Server => Message::ServerData { client_id: peer, data: chunk.to_vec() },
+            };
+            self.transmit(m);
+        }
+        Ok(())
+    }
+
+    /// Copies received data into `buf`.
+    pub fn read(&mut self, stream: StreamId, buf: &mut [u8]) -> Result<ReadOutcome, Error> {
+        let s = self.streams.get_mut(&stream).ok_or(Error::UnknownStream)?;
+        if s.recv.is_empty() {
+            return match s.state {
+                State::PeerClosed => {
+                    self.forget(stream);
+                    Ok(ReadOutcome::Eof)
+                }
+                _ => Ok(ReadOutcome::WouldBlock),
+            };
+        }
+        let n = buf.len().min(s.recv.len());
+        for (d, b) in buf.iter_mut().zip(s.recv.drain(..n)) {
+            *d = b;
+        }
+        Ok(ReadOutcome::Data(n))
+    }
+
+    /// Closes a stream from our side. Data passed to [`Manager::send`] before goes out
+    /// first (outputs keep their order); then `A2`/`52`. A pending incoming stream is
+    /// refused with `52`; a pending connect is forgotten. Unread data is discarded.
+    pub fn close(&mut self, stream: StreamId) -> Result<(), Error> {
+        let s = self.streams.get(&stream).ok_or(Error::UnknownStream)?;
+        let (state, peer) = (s.state, s.peer);
+        self.forget(stream);
+        match (state, peer, stream.role) {
+            (State::Open | State::Pending(_), Some(peer), Role::Server) => {
+                self.transmit(Message::ServerClose { client_id: peer, extra: None })
+            }
+            (State::Open, Some(peer), Role::Client) => self.transmit(Message::ClientClose { server_id: peer }),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The transport is gone: every stream ends (open ones as closed by the peer).
+    pub fn transport_closed(&mut self) {
+        let mut ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        ids.sort();
+        for sid in ids {
+            let Some(s) = self.streams.get_mut(&sid) else { continue };
+            match s.state {
+                State::Connecting(_) => {
+                    self.forget(sid);
+                    self.event(Event::Refused(sid));
+                }
+                State::Pending(_) => self.forget(sid),
+                State::Open => {
+                    s.state = State::PeerClosed;
+                    self.event(Event::Closed(sid));
+                }
+                State::PeerClosed => {}
+            }
+        }
+    }
+
+    /// One message arrived (transport framing removed). Malformed, unknown and stray
+    /// messages are dropped.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        let Ok(m) = Message::decode(bytes) else { return };
+        match m {
+            Message::Ping | Message::Unknown { .. } => {}
+            Message::Syn { client_id, destination } => self.on_syn(now, client_id, destination),
+            Message::Ack { client_id, server_id } => {
+                let sid = StreamId { role: Role::Client, id: client_id };
+                if let Some(s) = self.streams.get_mut(&sid) {
+                    if matches!(s.state, State::Connecting(_)) {
+                        s.state = State::Open;
+                        s.peer = Some(server_id);
+                        self.event(Event::Connected(sid));
+                    }
+                }
+            }
+            Message::ServerClose { client_id, .. } => {
+                self.on_close(StreamId { role: Role::Client, id: client_id })
+            }
+            Message::ClientClose { server_id } => self.on_close(StreamId { role: Role::Server, id: server_id }),
+            Message::ServerData { client_id, data } => {
+                self.on_data(StreamId { role: Role::Client, id: client_id }, data)
+            }
+            Message::ClientData { server_id, data } => {
+                self.on_data(StreamId { role: Role::Server, id: server_id }, data)
+            }
+        }
+    }
+
+    /// Time passed: expires connects and unaccepted SYNs.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut expired: Vec<(StreamId, State)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| matches!(s.state, State::Connecting(d) | State::Pending(d) if now >= d))
+            .map(|(k, s)| (*k, s.state))
+            .collect();
+        expired.sort_by_key(|(k, _)| *k);
+        for (sid, state) in expired {
+            match state {
+                State::Connecting(_) => {
+                    self.forget(sid);
+                    self.event(Event::ConnectTimedOut(sid));
+                }
+                _ => {
+                    let _ = self.close(sid);
+                    self.event(Event::AcceptTimedOut(sid));
+                }
+            }
+        }
+    }
+
+    /// The next thing to do. After the queued outputs, the next deadline (if any) is
+    /// returned as [`Output::Timeout`]; stop polling on a timeout or `None`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(o) = self.out.pop_front() {
+            return Some(o);
+        }
+        self.streams
+            .values()
+            .filter_map(|s| match s.state {
+                State::Connecting(d) | State::Pending(d) => Some(d),
+                _ => None,
+            })
+            .min()
+            .map(Output::Timeout)
+    }
+
+    fn on_syn(&mut self, now: Instant, client_id: Id, destination: Vec<u8>) {
+        if let Some(&server_id) = self.by_peer_client.get(&client_id) {
+            // A repeated SYN: answer as before, never open a second stream.
+            let sid = StreamId { role: Role::Server, id: server_id };
+            if let Some(s) = self.streams.get(&sid) {
+                if s.state == State::Open {
+                    self.transmit(Message::Ack { client_id, server_id });
+                }
+                return;
+            }
+        }
+        if !self.listening || self.streams.len() >= self.cfg.max_streams {
+            self.transmit(Message::ServerClose { client_id, extra: None });
+            return;
+        }
+        let Ok(id) = self.new_id(Role::Server) else {
+            self.transmit(Message::ServerClose { client_id, extra: None });
+            return;
+        };
+        let sid = StreamId { role: Role::Server, id };
+        let deadline = now + self.cfg.accept_timeout;
+        self.streams.insert(sid, Stream { state: State::Pending(deadline), peer: Some(client_id), recv: VecDeque::new() });
+        self.by_peer_client.insert(client_id, id);
+        self.event(Event::Incoming { stream: sid, destination });
+    }
+
+    fn on_close(&mut self, sid: StreamId) {
+        let Some(s) = self.streams.get_mut(&sid) else { return };
+        match s.state {
+            State::Connecting(_) => {
+                self.forget(sid);
+                self.event(Event::Refused(sid));
+            }
+            State::Open => {
+                s.state = State::PeerClosed;
+                self.event(Event::Closed(sid));
+            }
+            // The client gave up before we accepted.
+            State::Pending(_) => self.forget(sid),
+            State::PeerClosed => {}
+        }
+    }
+
+    fn on_data(&mut self, sid: StreamId, data: Vec<u8>) {
+        let Some(s) = self.streams.get_mut(&sid) else { return };
+        if s.state != State::Open || data.is_empty() {
+            return;
+        }
+        if s.recv.len() + data.len() > self.cfg.recv_window + MAX_PAYLOAD {
+            // The driver kept reading while paused, or the peer ignores the window.
+            let _ = self.close(sid);
+            self.event(Event::Overflow(sid));
+            return;
+        }
+        let was_empty = s.recv.is_empty();
+        s.recv.extend(data);
+        if was_empty {
+            self.event(Event::Readable(sid));
+        }
+    }
+
+    fn forget(&mut self, sid: StreamId) {
+        if let Some(s) = self.streams.remove(&sid) {
+            if sid.role == Role::Server {
+                if let Some(peer) = s.peer {
+                    if self.by_peer_client.get(&peer) == Some(&sid.id) {
+                        self.by_peer_client.remove(&peer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn new_id(&mut self, role: Role) -> Result<Id, Error> {
+        if self.streams.len() >= self.cfg.max_streams {
+            return Err(Error::TooManyStreams);
+        }
+        for _ in 0..ID_ATTEMPTS {
+            if let Some(id) = Id::new((self.gen)() & Id::MAX) {
+                if !self.streams.contains_key(&StreamId { role, id }) {
+                    return Ok(id);
+                }
+            }
+        }
+        Err(Error::NoFreeId)
+    }
+
+    fn transmit(&mut self, m: Message) {
+        self.out.push_back(Output::Transmit(m.encode()));
+    }
+
+    fn event(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+}
