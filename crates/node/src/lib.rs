@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod dcc;
+pub mod ministream;
 pub mod nmdc;
 pub mod progress;
 pub mod serve;

@@ -1,0 +1,556 @@
+//! I2P ministreaming over the loopback transport: a tokio driver for
+//! [`omnipeer_ministream::Manager`].
+//!
+//! One TCP connection per pair of endpoints carries all their streams, each ministreaming
+//! message framed as
+//!
+//! ```text
+//! +----------------------+------------------------------------+
+//! | length u32 BE        | message: type 1, id 3, payload 0..n|
+//! +----------------------+------------------------------------+
+//! ```
+//!
+//! The SYN payload is the initiator's 32-byte destination key (random per [`Endpoint`] or
+//! [`Listener`]). [`Stream`] implements `AsyncRead + AsyncWrite`. The protocol has no
+//! half-close: shutting a stream down (or dropping it) closes it both ways, after the
+//! data written before has gone out.
+//!
+//! One driver task per TCP connection owns the manager and both socket halves. It reads
+//! the socket only while no stream's receive buffer is full (the manager's backpressure
+//! signal), takes write commands from streams only while its output buffer is below
+//! [`MAX_OUTBUF`], and keeps reading while it writes, so two endpoints echoing to each
+//! other cannot deadlock on full socket buffers.
+
+use omnipeer_ministream::frame::{FrameError, FrameReader};
+use omnipeer_ministream::manager::{Config as ManagerConfig, Role};
+use omnipeer_ministream::{Event, Manager, Output, ReadOutcome, StreamId, MAX_PAYLOAD};
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio_util::sync::PollSender;
+
+pub use omnipeer_ministream::manager::{ACCEPT_TIMEOUT, CONNECT_TIMEOUT};
+
+/// Bytes of framed messages the driver holds for the socket before it stops taking
+/// writes from streams.
+pub const MAX_OUTBUF: usize = 256 * 1024;
+/// Commands (writes, connects, closes) queued from streams to one driver.
+pub const COMMAND_QUEUE: usize = 64;
+/// Received chunks (each at most one message payload) queued per stream for its reader.
+pub const STREAM_QUEUE: usize = 4;
+/// Accepted streams waiting for [`Listener::accept`]; further SYNs are refused.
+pub const ACCEPT_BACKLOG: usize = 128;
+/// Framed bytes read ahead of the manager at most.
+const MAX_READAHEAD: usize = 4 * omnipeer_ministream::MAX_MESSAGE;
+
+/// Settings for endpoints and listeners.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a connect waits for the ACK.
+    pub connect_timeout: Duration,
+    /// How long a SYN may wait for the application (only the backlog limit applies here:
+    /// streams are accepted as soon as they fit in the backlog).
+    pub accept_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { connect_timeout: CONNECT_TIMEOUT, accept_timeout: ACCEPT_TIMEOUT }
+    }
+}
+
+impl Config {
+    fn manager(&self) -> ManagerConfig {
+        ManagerConfig {
+            connect_timeout: self.connect_timeout,
+            accept_timeout: self.accept_timeout,
+            ..ManagerConfig::default()
+        }
+    }
+}
+
+enum Command {
+    Connect(oneshot::Sender<io::Result<Stream>>),
+    Send(StreamId, Vec<u8>),
+    Close(StreamId),
+}
+
+fn new_manager(cfg: &Config, key: &[u8; 32], listening: bool) -> Manager {
+    let mut m = Manager::new(cfg.manager(), key.to_vec(), Box::new(rand::random::<u32>));
+    m.set_listening(listening);
+    m
+}
+
+/// The connecting side: opens streams to peers, one TCP connection per peer.
+pub struct Endpoint {
+    cfg: Config,
+    key: [u8; 32],
+    conns: Mutex<HashMap<SocketAddr, mpsc::Sender<Command>>>,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint::new(Config::default())
+    }
+}
+
+impl Endpoint {
+    /// An endpoint with a random destination key.
+    pub fn new(cfg: Config) -> Self {
+        Endpoint { cfg, key: rand::random(), conns: Mutex::new(HashMap::new()) }
+    }
+
+    /// Opens a stream to the listener at `peer`, reusing the TCP connection to it.
+    /// A `52` answer gives [`io::ErrorKind::ConnectionRefused`], no answer within the
+    /// connect timeout [`io::ErrorKind::TimedOut`].
+    pub async fn connect(&self, peer: SocketAddr) -> io::Result<Stream> {
+        let tx = {
+            let mut conns = self.conns.lock().await;
+            match conns.get(&peer) {
+                Some(tx) if !tx.is_closed() => tx.clone(),
+                _ => {
+                    let tcp = TcpStream::connect(peer).await?;
+                    let tx = spawn_driver(tcp, new_manager(&self.cfg, &self.key, false), None);
+                    conns.insert(peer, tx.clone());
+                    tx
+                }
+            }
+        };
+        let (otx, orx) = oneshot::channel();
+        tx.send(Command::Connect(otx)).await.map_err(|_| gone())?;
+        orx.await.map_err(|_| gone())?
+    }
+}
+
+/// Opens one stream to `peer` on a new endpoint (default settings).
+pub async fn connect(peer: SocketAddr) -> io::Result<Stream> {
+    Endpoint::default().connect(peer).await
+}
+
+/// The accepting side: a TCP listener whose connections offer streams.
+pub struct Listener {
+    local: SocketAddr,
+    rx: mpsc::Receiver<Stream>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener {
+    /// Listens on `addr` with default settings.
+    pub async fn bind(addr: SocketAddr) -> io::Result<Listener> {
+        Listener::bind_with(addr, Config::default()).await
+    }
+
+    /// Listens on `addr`.
+    pub async fn bind_with(addr: SocketAddr, cfg: Config) -> io::Result<Listener> {
+        let tcp = TcpListener::bind(addr).await?;
+        let local = tcp.local_addr()?;
+        let key: [u8; 32] = rand::random();
+        let (atx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+        let task = tokio::spawn(async move {
+            loop {
+                match tcp.accept().await {
+                    Ok((sock, _)) => {
+                        spawn_driver(sock, new_manager(&cfg, &key, true), Some(atx.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("ministream accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        Ok(Listener { local, rx, task })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The next incoming stream.
+    pub async fn accept(&mut self) -> io::Result<Stream> {
+        self.rx.recv().await.ok_or_else(gone)
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "ministream connection gone")
+}
+
+/// One ministreaming stream.
+pub struct Stream {
+    id: StreamId,
+    rx: mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    tx: PollSender<Command>,
+    notify: Arc<Notify>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("id", &self.id).finish()
+    }
+}
+
+impl Stream {
+    /// Our id of the stream, as 6 hex digits.
+    pub fn id(&self) -> String {
+        self.id.id.to_string()
+    }
+
+    /// Whether we opened the stream.
+    pub fn is_client(&self) -> bool {
+        self.id.role == Role::Client
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos >= this.cur.len() {
+            match ready!(this.rx.poll_recv(cx)) {
+                Some(chunk) => {
+                    this.cur = chunk;
+                    this.pos = 0;
+                    this.notify.notify_one();
+                }
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = buf.remaining().min(this.cur.len() - this.pos);
+        buf.put_slice(&this.cur[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.closed {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream closed")));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        ready!(self.tx.poll_reserve(cx)).map_err(|_| gone())?;
+        let n = buf.len().min(MAX_PAYLOAD);
+        let id = self.id;
+        self.tx.send_item(Command::Send(id, buf[..n].to_vec())).map_err(|_| gone())?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.closed {
+            return Poll::Ready(Ok(()));
+        }
+        if ready!(self.tx.poll_reserve(cx)).is_ok() {
+            let id = self.id;
+            let _ = self.tx.send_item(Command::Close(id));
+        }
+        self.closed = true;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let Some(tx) = self.tx.get_ref().cloned() else { return };
+        if let Err(mpsc::error::TrySendError::Full(cmd)) = tx.try_send(Command::Close(self.id)) {
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(async move {
+                    let _ = tx.send(cmd).await;
+                });
+            }
+        }
+    }
+}
+
+fn spawn_driver(tcp: TcpStream, mgr: Manager, accept: Option<mpsc::Sender<Stream>>) -> mpsc::Sender<Command> {
+    let _ = tcp.set_nodelay(true);
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let driver = Driver {
+        // A listener's connection keeps a sender of its own, so that it can hand out new
+        // streams after all earlier ones were dropped.
+        _keep: accept.as_ref().map(|_| tx.clone()),
+        mgr,
+        cmd_tx: tx.downgrade(),
+        accept,
+        notify: Arc::new(Notify::new()),
+        deliver: HashMap::new(),
+        dirty: HashSet::new(),
+        connects: HashMap::new(),
+        frames: FrameReader::new(),
+        out: Vec::new(),
+        out_pos: 0,
+        deadline: None,
+        eof: false,
+    };
+    tokio::spawn(driver.run(tcp, rx));
+    tx
+}
+
+struct Driver {
+    _keep: Option<mpsc::Sender<Command>>,
+    mgr: Manager,
+    cmd_tx: mpsc::WeakSender<Command>,
+    accept: Option<mpsc::Sender<Stream>>,
+    notify: Arc<Notify>,
+    deliver: HashMap<StreamId, mpsc::Sender<Vec<u8>>>,
+    dirty: HashSet<StreamId>,
+    connects: HashMap<StreamId, oneshot::Sender<io::Result<Stream>>>,
+    frames: FrameReader,
+    out: Vec<u8>,
+    out_pos: usize,
+    deadline: Option<Instant>,
+    eof: bool,
+}
+
+impl Driver {
+    async fn run(mut self, tcp: TcpStream, mut rx: mpsc::Receiver<Command>) {
+        let (mut rd, mut wr) = tcp.into_split();
+        let mut rbuf = vec![0u8; 64 * 1024];
+        let mut cmds_open = true;
+        loop {
+            self.feed();
+            self.drain();
+            self.pump();
+            // Pumping may close streams whose reader is gone.
+            self.drain();
+            let pending_out = self.out_pos < self.out.len();
+            if (self.eof || !cmds_open) && !pending_out && self.mgr.stream_count() == 0 && self.connects.is_empty() {
+                break;
+            }
+            let can_read = !self.eof && !self.mgr.receive_paused() && self.frames.buffered() < MAX_READAHEAD;
+            let can_cmd = cmds_open && self.out.len() - self.out_pos < MAX_OUTBUF;
+            let sleep = self.deadline.map(|d| tokio::time::sleep_until(tokio::time::Instant::from_std(d)));
+            let notify = self.notify.clone();
+            tokio::select! {
+                r = rd.read(&mut rbuf), if can_read => match r {
+                    Ok(0) | Err(_) => {
+                        self.eof = true;
+                        self.mgr.transport_closed();
+                    }
+                    Ok(n) => self.frames.push(&rbuf[..n]),
+                },
+                w = wr.write(&self.out[self.out_pos..]), if pending_out => match w {
+                    Ok(n) if n > 0 => {
+                        self.out_pos += n;
+                        if self.out_pos == self.out.len() {
+                            self.out.clear();
+                            self.out_pos = 0;
+                        } else if self.out_pos > MAX_OUTBUF {
+                            self.out.drain(..self.out_pos);
+                            self.out_pos = 0;
+                        }
+                    }
+                    _ => {
+                        self.out.clear();
+                        self.out_pos = 0;
+                        if !self.eof {
+                            self.eof = true;
+                            self.mgr.transport_closed();
+                        }
+                    }
+                },
+                c = rx.recv(), if can_cmd => match c {
+                    Some(c) => self.command(c),
+                    None => cmds_open = false,
+                },
+                _ = notify.notified() => {}
+                _ = async { sleep.unwrap().await }, if self.deadline.is_some() => {
+                    self.mgr.handle_timeout(Instant::now());
+                }
+            }
+            if self.eof && self.out_pos >= self.out.len() {
+                // Nothing more can be delivered; writes go nowhere.
+                self.out.clear();
+                self.out_pos = 0;
+            }
+        }
+        let _ = wr.shutdown().await;
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Connect(reply) if self.eof => {
+                let _ = reply.send(Err(gone()));
+            }
+            Command::Connect(reply) => match self.mgr.connect(Instant::now()) {
+                Ok(s) => {
+                    self.connects.insert(s, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(io::Error::other(e)));
+                }
+            },
+            Command::Send(s, data) => {
+                let _ = self.mgr.send(s, &data);
+            }
+            Command::Close(s) => {
+                self.deliver.remove(&s);
+                self.dirty.remove(&s);
+                let _ = self.mgr.close(s);
+            }
+        }
+    }
+
+    /// Hands framed messages to the manager while it can take them.
+    fn feed(&mut self) {
+        while !self.mgr.receive_paused() {
+            match self.frames.next_message() {
+                Ok(Some(m)) => self.mgr.handle_input(Instant::now(), &m),
+                Ok(None) => break,
+                Err(FrameError { len, .. }) => {
+                    tracing::warn!("ministream: bad frame length {len}; dropping the connection");
+                    self.frames = FrameReader::new();
+                    self.mgr.transport_closed();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Moves received data from the manager to the streams' readers while they have room.
+    fn pump(&mut self) {
+        let dirty: Vec<StreamId> = self.dirty.iter().copied().collect();
+        let mut buf = vec![0u8; MAX_PAYLOAD];
+        for s in dirty {
+            let Some(tx) = self.deliver.get(&s).cloned() else {
+                self.dirty.remove(&s);
+                continue;
+            };
+            loop {
+                match tx.try_reserve() {
+                    Ok(permit) => match self.mgr.read(s, &mut buf) {
+                        Ok(ReadOutcome::Data(n)) => permit.send(buf[..n].to_vec()),
+                        Ok(ReadOutcome::WouldBlock) => {
+                            self.dirty.remove(&s);
+                            break;
+                        }
+                        Ok(ReadOutcome::Eof) | Err(_) => {
+                            self.dirty.remove(&s);
+                            self.deliver.remove(&s);
+                            break;
+                        }
+                    },
+                    Err(mpsc::error::TrySendError::Full(())) => break,
+                    Err(mpsc::error::TrySendError::Closed(())) => {
+                        // The reader is gone: close the stream.
+                        self.dirty.remove(&s);
+                        self.deliver.remove(&s);
+                        let _ = self.mgr.close(s);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        self.deadline = None;
+        while let Some(o) = self.mgr.poll_output() {
+            match o {
+                Output::Transmit(m) => {
+                    self.out.extend_from_slice(&(m.len() as u32).to_be_bytes());
+                    self.out.extend_from_slice(&m);
+                }
+                Output::Timeout(t) => {
+                    self.deadline = Some(t);
+                    break;
+                }
+                Output::Event(e) => self.event(e),
+            }
+        }
+    }
+
+    fn new_stream(&mut self, id: StreamId) -> Option<Stream> {
+        let cmd = self.cmd_tx.upgrade()?;
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        self.deliver.insert(id, tx);
+        Some(Stream { id, rx, cur: Vec::new(), pos: 0, tx: PollSender::new(cmd), notify: self.notify.clone(), closed: false })
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Connected(s) => {
+                let stream = self.new_stream(s);
+                match (self.connects.remove(&s), stream) {
+                    (Some(reply), Some(stream)) => {
+                        let _ = reply.send(Ok(stream));
+                    }
+                    _ => {
+                        self.deliver.remove(&s);
+                        let _ = self.mgr.close(s);
+                    }
+                }
+            }
+            Event::Refused(s) => {
+                if let Some(reply) = self.connects.remove(&s) {
+                    let _ = reply.send(Err(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        "connection refused by the peer",
+                    )));
+                }
+            }
+            Event::ConnectTimedOut(s) => {
+                if let Some(reply) = self.connects.remove(&s) {
+                    let _ = reply.send(Err(io::Error::new(io::ErrorKind::TimedOut, "no answer to the SYN")));
+                }
+            }
+            Event::Incoming { stream: s, .. } => {
+                let Some(accept) = self.accept.clone() else {
+                    let _ = self.mgr.close(s);
+                    return;
+                };
+                let Some(stream) = self.new_stream(s) else {
+                    let _ = self.mgr.close(s);
+                    return;
+                };
+                match accept.try_send(stream) {
+                    Ok(()) => {
+                        let _ = self.mgr.accept(s);
+                    }
+                    Err(e) => {
+                        let mut stream = match e {
+                            mpsc::error::TrySendError::Full(st) | mpsc::error::TrySendError::Closed(st) => st,
+                        };
+                        stream.closed = true;
+                        self.deliver.remove(&s);
+                        let _ = self.mgr.close(s);
+                    }
+                }
+            }
+            Event::Readable(s) | Event::Closed(s) => {
+                self.dirty.insert(s);
+            }
+            Event::AcceptTimedOut(_) => {}
+            Event::Overflow(s) => {
+                self.deliver.remove(&s);
+                self.dirty.remove(&s);
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Ministreaming over the loopback TCP transport: 10 MB echo, 100 concurrent streams on one
+//! connection, refused and timed-out connects.
+
+use omnipeer_node::ministream::{Config, Endpoint, Listener, Stream};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+async fn echo_listener() -> SocketAddr {
+    let mut l = Listener::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = l.local_addr();
+    tokio::spawn(async move {
+        while let Ok(s) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tokio::io::split(s);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+        drop(l);
+    });
+    addr
+}
+
+fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Writes `data` and reads as many bytes back, concurrently.
+async fn round_trip(s: Stream, data: Vec<u8>) -> Vec<u8> {
+    let len = data.len();
+    let (mut r, mut w) = tokio::io::split(s);
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w
+    });
+    let mut got = vec![0u8; len];
+    r.read_exact(&mut got).await.unwrap();
+    let _w = writer.await.unwrap();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn echo_of_10_mb_is_intact() {
+    let addr = echo_listener().await;
+    let ep = Endpoint::default();
+    let s = ep.connect(addr).await.unwrap();
+    let data = pattern(7, 10 * 1024 * 1024);
+    let got = tokio::time::timeout(Duration::from_secs(60), round_trip(s, data.clone())).await.unwrap();
+    assert!(got == data, "echoed bytes differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundred_concurrent_streams_are_intact() {
+    let addr = echo_listener().await;
+    let ep = std::sync::Arc::new(Endpoint::default());
+    let mut tasks = Vec::new();
+    for i in 0..100u32 {
+        let ep = ep.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = ep.connect(addr).await.unwrap();
+            let data = pattern(i + 1, 50_000 + i as usize * 997);
+            let got = round_trip(s, data.clone()).await;
+            assert!(got == data, "stream {i} differs");
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// A peer speaking raw frames: answers each SYN with `reply(client id)` (or nothing).
+async fn raw_peer(reply: Option<u8>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        loop {
+            let mut len = [0u8; 4];
+            if s.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut msg = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut msg).await.unwrap();
+            assert_eq!(msg[0], 0xA1);
+            assert_eq!(msg.len(), 4 + 32, "SYN payload is the 32-byte destination key");
+            if let Some(ty) = reply {
+                s.write_all(&[0, 0, 0, 4, ty, msg[1], msg[2], msg[3]]).await.unwrap();
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn refused_connect_is_an_error() {
+    let addr = raw_peer(Some(0x52)).await;
+    let e = Endpoint::default().connect(addr).await.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+}
+
+#[tokio::test]
+async fn unanswered_connect_times_out() {
+    let addr = raw_peer(None).await;
+    let ep = Endpoint::new(Config { connect_timeout: Duration::from_millis(300), ..Config::default() });
+    let t0 = std::time::Instant::now();
+    let e = ep.connect(addr).await.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn no_listener_is_a_transport_error() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    assert!(Endpoint::default().connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn server_close_gives_eof_after_data() {
+    let mut l = Listener::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = l.local_addr();
+    tokio::spawn(async move {
+        let mut s = l.accept().await.unwrap();
+        s.write_all(b"hello, ").await.unwrap();
+        s.write_all(b"world").await.unwrap();
+        s.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let mut s = Endpoint::default().connect(addr).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await.unwrap().unwrap();
+    assert_eq!(got, b"hello, world");
+}
