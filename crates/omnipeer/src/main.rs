@@ -57,6 +57,28 @@ enum Command {
     /// Soulseek: server, share, search, get
     #[command(subcommand)]
     Slsk(SlskCmd),
+    /// I2P ministreaming over the loopback TCP transport: listen, connect
+    #[command(subcommand)]
+    Ministream(MinistreamCmd),
+}
+
+#[derive(Subcommand)]
+enum MinistreamCmd {
+    /// Accept streams; --echo echoes each, else each stream in turn <-> stdin/stdout
+    Listen {
+        /// Address to listen on
+        #[arg(long, value_name = "ADDR")]
+        bind: SocketAddr,
+        /// Echo every stream back to its sender
+        #[arg(long)]
+        echo: bool,
+    },
+    /// netcat-like: stdin -> stream -> stdout, exits when the stream closes
+    Connect {
+        /// The listener's address
+        #[arg(long, value_name = "ADDR")]
+        peer: SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -425,7 +447,118 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Dcc(cmd) => dcc_command(&g, cfg, cmd).await,
         Command::Dc(cmd) => dc_command(&g, cfg, cmd).await,
         Command::Slsk(cmd) => slsk_command(&g, cfg, cmd).await,
+        Command::Ministream(cmd) => ministream_command(cmd).await,
     }
+}
+
+/// After stdin ended, how long a ministream pipe waits without receiving data before it
+/// closes the stream (the protocol has no half-close to tell the peer we are done).
+const MINISTREAM_LINGER: Duration = Duration::from_secs(2);
+
+async fn ministream_command(cmd: MinistreamCmd) -> anyhow::Result<()> {
+    use omnipeer_node::ministream::{Endpoint, Listener};
+    use tokio::io::AsyncWriteExt as _;
+    match cmd {
+        MinistreamCmd::Listen { bind, echo } => {
+            let mut l = Listener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+            eprintln!("listening on {}", l.local_addr());
+            let mut stdin = (!echo).then(spawn_stdin_reader);
+            loop {
+                let s = l.accept().await?;
+                tracing::info!("ministream {} accepted", s.id());
+                match stdin.take() {
+                    None => {
+                        tokio::spawn(async move {
+                            let (mut r, mut w) = tokio::io::split(s);
+                            let _ = tokio::io::copy(&mut r, &mut w).await;
+                            let _ = w.shutdown().await;
+                        });
+                    }
+                    Some(rx) => stdin = Some(ministream_pipe(s, rx).await?),
+                }
+            }
+        }
+        MinistreamCmd::Connect { peer } => {
+            let s = Endpoint::default().connect(peer).await.with_context(|| format!("ministream connect to {peer}"))?;
+            ministream_pipe(s, spawn_stdin_reader()).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Reads stdin in chunks on a thread (`None`-closed channel = end of stdin).
+fn spawn_stdin_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// stdin -> stream and stream -> stdout until the stream closes (or, once stdin ended, no
+/// data came for [`MINISTREAM_LINGER`]). Returns the stdin channel for the next stream.
+async fn ministream_pipe(
+    s: omnipeer_node::ministream::Stream,
+    mut stdin: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> anyhow::Result<tokio::sync::mpsc::Receiver<Vec<u8>>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut r, mut w) = tokio::io::split(s);
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (eof_tx, mut eof_rx) = tokio::sync::oneshot::channel::<()>();
+    // Writing runs apart from reading: a blocked write must not stop us from reading.
+    let writer = tokio::spawn(async move {
+        let mut eof_tx = Some(eof_tx);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop_rx => break,
+                d = stdin.recv(), if eof_tx.is_some() => match d {
+                    Some(d) => tokio::select! {
+                        biased;
+                        _ = &mut stop_rx => break,
+                        r = w.write_all(&d) => if r.is_err() { break },
+                    },
+                    None => {
+                        let _ = eof_tx.take().map(|t| t.send(()));
+                    }
+                },
+            }
+        }
+        (stdin, w)
+    });
+    let mut out = tokio::io::stdout();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut stdin_done = false;
+    loop {
+        tokio::select! {
+            n = r.read(&mut buf) => {
+                let n = n?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n]).await?;
+                out.flush().await?;
+            }
+            _ = &mut eof_rx, if !stdin_done => stdin_done = true,
+            _ = tokio::time::sleep(MINISTREAM_LINGER), if stdin_done => break,
+        }
+    }
+    let _ = stop_tx.send(());
+    let (stdin, mut w) = writer.await?;
+    let _ = w.shutdown().await;
+    Ok(stdin)
 }
 
 async fn up(g: &Global, cfg: Config) -> anyhow::Result<()> {

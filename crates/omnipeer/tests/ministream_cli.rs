@@ -1,0 +1,77 @@
+//! `omnipeer ministream listen|connect` over loopback: a 10 MB echo through the binary,
+//! a refused connect and an unreachable peer give one `error:` line and a non-zero exit.
+
+mod omni;
+
+use omni::{run, Omni, BIN};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+/// Runs `omnipeer ministream connect --peer ADDR` with `input` on stdin.
+fn connect(peer: &str, input: Vec<u8>) -> (i32, Vec<u8>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args(["ministream", "connect", "--peer", peer])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    feeder.join().unwrap();
+    (code, out, err)
+}
+
+#[test]
+fn echo_of_10_mb_through_the_binary() {
+    let l = Omni::start(&["ministream", "listen", "--bind", "127.0.0.1:0", "--echo"]);
+    let addr = l.wait_line("listening on ");
+    let data: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let (code, out, err) = connect(&addr, data.clone());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.len(), data.len());
+    assert!(out == data, "echoed bytes differ");
+}
+
+#[test]
+fn refused_connect_exits_nonzero_with_one_error_line() {
+    // A peer that answers every SYN with a close (52 <client id>).
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut msg = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut msg).unwrap();
+        s.write_all(&[0, 0, 0, 4, 0x52, msg[1], msg[2], msg[3]]).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    });
+    let (code, out, err) = connect(&addr, Vec::new());
+    assert_ne!(code, 0);
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains("refused"), "{err}");
+}
+
+#[test]
+fn unreachable_peer_exits_nonzero() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    let (code, _, err) = run(&["ministream", "connect", "--peer", &addr]);
+    assert_ne!(code, 0);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+}
