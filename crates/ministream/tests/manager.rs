@@ -360,7 +360,7 @@ proptest! {
                 7 => m.transport_closed(),
                 _ => {
                     let mut msg = data.clone();
-                    if msg.len() >= 4 { msg[1] = 0; msg[2] = 0; msg[3] = msg[3] % 4; }
+                    if msg.len() >= 4 { msg[1] = 0; msg[2] = 0; msg[3] %= 4; }
                     m.handle_input(now, &msg)
                 }
             }
@@ -372,6 +372,38 @@ proptest! {
                 }
             }
             prop_assert!(m.stream_count() <= known.len() + 1);
+        }
+    }
+}
+
+mod frames {
+    use omnipeer_ministream::frame::{encode, FrameReader};
+    use omnipeer_ministream::MAX_MESSAGE;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn frames_round_trip_however_cut(msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..100), 0..10), cut in 1usize..50) {
+            let wire: Vec<u8> = msgs.iter().flat_map(|m| encode(m)).collect();
+            let mut r = FrameReader::new();
+            let mut got = vec![];
+            for c in wire.chunks(cut) {
+                r.push(c);
+                while let Some(m) = r.next_message().unwrap() {
+                    got.push(m);
+                }
+            }
+            prop_assert_eq!(got, msgs);
+            prop_assert_eq!(r.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn bad_lengths_are_errors() {
+        for len in [0u32, MAX_MESSAGE as u32 + 1, u32::MAX] {
+            let mut r = FrameReader::new();
+            r.push(&len.to_be_bytes());
+            assert!(r.next_message().is_err());
         }
     }
 }
