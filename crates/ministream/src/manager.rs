@@ -18,7 +18,7 @@
 
 use crate::message::{Id, Message};
 use crate::MAX_PAYLOAD;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long a connect waits for its ACK.
@@ -31,6 +31,9 @@ pub const RECV_WINDOW: usize = 256 * 1024;
 pub const MAX_STREAMS: usize = 4096;
 /// Attempts to draw a free id before giving up.
 pub const ID_ATTEMPTS: usize = 64;
+/// Ids of this many most recently ended streams are not reused (late messages of an old
+/// stream must not reach a new one).
+pub const RECENT_IDS: usize = 1024;
 
 /// Manager settings.
 #[derive(Debug, Clone)]
@@ -173,6 +176,9 @@ pub struct Manager {
     streams: HashMap<StreamId, Stream>,
     /// Peer client id -> our server id, for idempotent repeated SYNs.
     by_peer_client: HashMap<Id, Id>,
+    /// Recently ended streams, oldest first (at most [`RECENT_IDS`]).
+    recent: VecDeque<StreamId>,
+    recent_set: HashSet<StreamId>,
     out: VecDeque<Output>,
 }
 
@@ -197,6 +203,8 @@ impl Manager {
             gen,
             streams: HashMap::new(),
             by_peer_client: HashMap::new(),
+            recent: VecDeque::new(),
+            recent_set: HashSet::new(),
             out: VecDeque::new(),
         }
     }
@@ -450,6 +458,14 @@ impl Manager {
 
     fn forget(&mut self, sid: StreamId) {
         if let Some(s) = self.streams.remove(&sid) {
+            if self.recent_set.insert(sid) {
+                self.recent.push_back(sid);
+                if self.recent.len() > RECENT_IDS {
+                    if let Some(old) = self.recent.pop_front() {
+                        self.recent_set.remove(&old);
+                    }
+                }
+            }
             if sid.role == Role::Server {
                 if let Some(peer) = s.peer {
                     if self.by_peer_client.get(&peer) == Some(&sid.id) {
@@ -466,7 +482,8 @@ impl Manager {
         }
         for _ in 0..ID_ATTEMPTS {
             if let Some(id) = Id::new((self.gen)() & Id::MAX) {
-                if !self.streams.contains_key(&StreamId { role, id }) {
+                let sid = StreamId { role, id };
+                if !self.streams.contains_key(&sid) && !self.recent_set.contains(&sid) {
                     return Ok(id);
                 }
             }

@@ -227,6 +227,11 @@ fn ids_are_nonzero_and_unique_per_role() {
     assert_eq!((a.id.get(), b.id.get()), (5, 6));
     let mut d = Manager::new(Config::default(), KEY.to_vec(), fixed(vec![0]));
     assert_eq!(d.connect(now), Err(Error::NoFreeId));
+    // A just-closed id is not drawn again.
+    let mut f = Manager::new(Config::default(), KEY.to_vec(), fixed(vec![5, 5, 6]));
+    let first = f.connect(now).unwrap();
+    f.close(first).unwrap();
+    assert_eq!(f.connect(now).unwrap().id.get(), 6);
     // The same id may be used in the other role.
     let mut e = Manager::new(Config::default(), KEY.to_vec(), fixed(vec![9]));
     e.set_listening(true);
