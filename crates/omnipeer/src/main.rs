@@ -78,6 +78,9 @@ enum MinistreamCmd {
         /// The listener's address
         #[arg(long, value_name = "ADDR")]
         peer: SocketAddr,
+        /// How long to wait for the ACK, in milliseconds (for tests)
+        #[arg(long, value_name = "MS", default_value_t = 30_000, hide = true)]
+        connect_timeout_ms: u64,
     },
 }
 
@@ -478,8 +481,12 @@ async fn ministream_command(cmd: MinistreamCmd) -> anyhow::Result<()> {
                 }
             }
         }
-        MinistreamCmd::Connect { peer } => {
-            let s = Endpoint::default().connect(peer).await.with_context(|| format!("ministream connect to {peer}"))?;
+        MinistreamCmd::Connect { peer, connect_timeout_ms } => {
+            let cfg = omnipeer_node::ministream::Config {
+                connect_timeout: Duration::from_millis(connect_timeout_ms),
+                ..Default::default()
+            };
+            let s = Endpoint::new(cfg).connect(peer).await.with_context(|| format!("ministream connect to {peer}"))?;
             ministream_pipe(s, spawn_stdin_reader()).await?;
             Ok(())
         }

@@ -1,5 +1,5 @@
 //! `omnipeer ministream listen|connect` over loopback: a 10 MB echo through the binary,
-//! a refused connect and an unreachable peer give one `error:` line and a non-zero exit.
+//! a refused connect, an unanswered connect and an unreachable peer give one `error:` line and a non-zero exit.
 
 mod omni;
 
@@ -9,11 +9,16 @@ use std::process::{Command, Stdio};
 
 /// Runs `omnipeer ministream connect --peer ADDR` with `input` on stdin.
 fn connect(peer: &str, input: Vec<u8>) -> (i32, Vec<u8>, String) {
+    connect_with(peer, input, &[])
+}
+
+fn connect_with(peer: &str, input: Vec<u8>, extra: &[&str]) -> (i32, Vec<u8>, String) {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(tmp.path())
         .args(["ministream", "connect", "--peer", peer])
+        .args(extra)
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -63,6 +68,25 @@ fn refused_connect_exits_nonzero_with_one_error_line() {
     assert!(out.is_empty());
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: ") && err.contains("refused"), "{err}");
+}
+
+#[test]
+fn unanswered_connect_times_out_with_one_error_line() {
+    // A peer that reads the SYN and never answers.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    });
+    let t0 = std::time::Instant::now();
+    let (code, out, err) = connect_with(&addr, Vec::new(), &["--connect-timeout-ms", "500"]);
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(500));
+    assert_ne!(code, 0);
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains("no answer"), "{err}");
 }
 
 #[test]
