@@ -147,3 +147,36 @@ async fn server_close_gives_eof_after_data() {
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await.unwrap().unwrap();
     assert_eq!(got, b"hello, world");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_to_one_peer_share_one_tcp_connection() {
+    let target = echo_listener().await;
+    // A forwarder in front of the listener counts the TCP connections made through it.
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut a, _)) = front.accept().await {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut b = tokio::net::TcpStream::connect(target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+            });
+        }
+    });
+    let ep = std::sync::Arc::new(Endpoint::default());
+    let mut tasks = Vec::new();
+    for i in 0..20u32 {
+        let ep = ep.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = ep.connect(addr).await.unwrap();
+            let data = pattern(i + 100, 10_000);
+            assert!(round_trip(s, data.clone()).await == data);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
