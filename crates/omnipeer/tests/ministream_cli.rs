@@ -99,3 +99,32 @@ fn unreachable_peer_exits_nonzero() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: "), "{err}");
 }
+
+#[test]
+fn listen_without_echo_pipes_stdin_and_stdout() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut l = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args(["ministream", "listen", "--bind", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    l.stdin.take().unwrap().write_all(b"from the listener\n").unwrap();
+    let mut err = std::io::BufReader::new(l.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).trim().to_owned();
+    let (code, out, cerr) = connect(&addr, b"from the connector\n".to_vec());
+    assert_eq!(code, 0, "{cerr}");
+    assert_eq!(out, b"from the listener\n");
+    let _ = Command::new("kill").args(["-TERM", &l.id().to_string()]).status();
+    let mut lout = Vec::new();
+    l.stdout.take().unwrap().read_to_end(&mut lout).unwrap();
+    let _ = l.wait();
+    assert_eq!(lout, b"from the connector\n");
+}
