@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -199,6 +200,8 @@ pub struct Stream {
     tx: PollSender<Command>,
     notify: Arc<Notify>,
     closed: bool,
+    /// Set by the driver when the peer closed the stream (or the transport is gone).
+    peer_closed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -243,6 +246,9 @@ impl AsyncWrite for Stream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.closed {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream closed")));
+        }
+        if self.peer_closed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream closed by the peer")));
         }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -300,6 +306,7 @@ fn spawn_driver(tcp: TcpStream, mgr: Manager, accept: Option<mpsc::Sender<Stream
         accept,
         notify: Arc::new(Notify::new()),
         deliver: HashMap::new(),
+        peer_closed: HashMap::new(),
         dirty: HashSet::new(),
         connects: HashMap::new(),
         frames: FrameReader::new(),
@@ -319,6 +326,8 @@ struct Driver {
     accept: Option<mpsc::Sender<Stream>>,
     notify: Arc<Notify>,
     deliver: HashMap<StreamId, mpsc::Sender<Vec<u8>>>,
+    /// Each live stream's "closed by the peer" flag, shared with its [`Stream`].
+    peer_closed: HashMap<StreamId, Arc<AtomicBool>>,
     dirty: HashSet<StreamId>,
     connects: HashMap<StreamId, oneshot::Sender<io::Result<Stream>>>,
     frames: FrameReader,
@@ -410,7 +419,7 @@ impl Driver {
                 let _ = self.mgr.send(s, &data);
             }
             Command::Close(s) => {
-                self.deliver.remove(&s);
+                self.remove(s);
                 self.dirty.remove(&s);
                 let _ = self.mgr.close(s);
             }
@@ -452,7 +461,7 @@ impl Driver {
                         }
                         Ok(ReadOutcome::Eof) | Err(_) => {
                             self.dirty.remove(&s);
-                            self.deliver.remove(&s);
+                            self.remove(s);
                             break;
                         }
                     },
@@ -460,13 +469,19 @@ impl Driver {
                     Err(mpsc::error::TrySendError::Closed(())) => {
                         // The reader is gone: close the stream.
                         self.dirty.remove(&s);
-                        self.deliver.remove(&s);
+                        self.remove(s);
                         let _ = self.mgr.close(s);
                         break;
                     }
                 }
             }
         }
+    }
+
+    /// Forgets a stream's reader channel and flag (its reader then sees end of stream).
+    fn remove(&mut self, s: StreamId) {
+        self.deliver.remove(&s);
+        self.peer_closed.remove(&s);
     }
 
     fn drain(&mut self) {
@@ -490,7 +505,18 @@ impl Driver {
         let cmd = self.cmd_tx.upgrade()?;
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         self.deliver.insert(id, tx);
-        Some(Stream { id, rx, cur: Vec::new(), pos: 0, tx: PollSender::new(cmd), notify: self.notify.clone(), closed: false })
+        let peer_closed = Arc::new(AtomicBool::new(false));
+        self.peer_closed.insert(id, peer_closed.clone());
+        Some(Stream {
+            id,
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            tx: PollSender::new(cmd),
+            notify: self.notify.clone(),
+            closed: false,
+            peer_closed,
+        })
     }
 
     fn event(&mut self, e: Event) {
@@ -502,7 +528,7 @@ impl Driver {
                         let _ = reply.send(Ok(stream));
                     }
                     _ => {
-                        self.deliver.remove(&s);
+                        self.remove(s);
                         let _ = self.mgr.close(s);
                     }
                 }
@@ -538,17 +564,26 @@ impl Driver {
                             mpsc::error::TrySendError::Full(st) | mpsc::error::TrySendError::Closed(st) => st,
                         };
                         stream.closed = true;
-                        self.deliver.remove(&s);
+                        self.remove(s);
                         let _ = self.mgr.close(s);
                     }
                 }
             }
-            Event::Readable(s) | Event::Closed(s) => {
+            Event::Readable(s) => {
+                self.dirty.insert(s);
+            }
+            Event::Closed(s) => {
+                if let Some(f) = self.peer_closed.get(&s) {
+                    f.store(true, Ordering::Release);
+                }
                 self.dirty.insert(s);
             }
             Event::AcceptTimedOut(_) => {}
             Event::Overflow(s) => {
-                self.deliver.remove(&s);
+                if let Some(f) = self.peer_closed.get(&s) {
+                    f.store(true, Ordering::Release);
+                }
+                self.remove(s);
                 self.dirty.remove(&s);
             }
         }

@@ -146,6 +146,9 @@ async fn server_close_gives_eof_after_data() {
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await.unwrap().unwrap();
     assert_eq!(got, b"hello, world");
+    // No half-close: writing to a stream the peer closed fails.
+    let e = s.write_all(b"late").await.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
