@@ -46,7 +46,7 @@ pub const MAX_OUTBUF: usize = 256 * 1024;
 pub const COMMAND_QUEUE: usize = 64;
 /// Received chunks (each at most one message payload) queued per stream for its reader.
 pub const STREAM_QUEUE: usize = 4;
-/// Accepted streams waiting for [`Listener::accept`]; further SYNs are refused.
+/// Incoming streams waiting for [`Listener::accept`]; further SYNs are refused at once.
 pub const ACCEPT_BACKLOG: usize = 128;
 /// Framed bytes read ahead of the manager at most.
 const MAX_READAHEAD: usize = 4 * omnipeer_ministream::MAX_MESSAGE;
@@ -56,8 +56,7 @@ const MAX_READAHEAD: usize = 4 * omnipeer_ministream::MAX_MESSAGE;
 pub struct Config {
     /// How long a connect waits for the ACK.
     pub connect_timeout: Duration,
-    /// How long a SYN may wait for the application (only the backlog limit applies here:
-    /// streams are accepted as soon as they fit in the backlog).
+    /// How long a SYN may wait for [`Listener::accept`] before it is refused.
     pub accept_timeout: Duration,
 }
 
@@ -79,6 +78,7 @@ impl Config {
 
 enum Command {
     Connect(oneshot::Sender<io::Result<Stream>>),
+    Accept(StreamId, oneshot::Sender<bool>),
     Send(StreamId, Vec<u8>),
     Close(StreamId),
 }
@@ -181,9 +181,18 @@ impl Listener {
         self.local
     }
 
-    /// The next incoming stream.
+    /// The next incoming stream. Its ACK is sent now; a SYN that waited longer than the
+    /// accept timeout was already refused with `52` and is skipped.
     pub async fn accept(&mut self) -> io::Result<Stream> {
-        self.rx.recv().await.ok_or_else(gone)
+        loop {
+            let mut s = self.rx.recv().await.ok_or_else(gone)?;
+            let Some(tx) = s.tx.get_ref().cloned() else { continue };
+            let (otx, orx) = oneshot::channel();
+            if tx.send(Command::Accept(s.id, otx)).await.is_ok() && orx.await == Ok(true) {
+                return Ok(s);
+            }
+            s.closed = true;
+        }
     }
 }
 
@@ -415,6 +424,9 @@ impl Driver {
                     let _ = reply.send(Err(io::Error::other(e)));
                 }
             },
+            Command::Accept(s, reply) => {
+                let _ = reply.send(self.mgr.accept(s).is_ok());
+            }
             Command::Send(s, data) => {
                 let _ = self.mgr.send(s, &data);
             }
@@ -555,10 +567,9 @@ impl Driver {
                     let _ = self.mgr.close(s);
                     return;
                 };
+                // The ACK goes out when the application accepts (Command::Accept).
                 match accept.try_send(stream) {
-                    Ok(()) => {
-                        let _ = self.mgr.accept(s);
-                    }
+                    Ok(()) => {}
                     Err(e) => {
                         let mut stream = match e {
                             mpsc::error::TrySendError::Full(st) | mpsc::error::TrySendError::Closed(st) => st,
@@ -578,7 +589,7 @@ impl Driver {
                 }
                 self.dirty.insert(s);
             }
-            Event::AcceptTimedOut(_) => {}
+            Event::AcceptTimedOut(s) => self.remove(s),
             Event::Overflow(s) => {
                 if let Some(f) = self.peer_closed.get(&s) {
                     f.store(true, Ordering::Release);

@@ -183,3 +183,25 @@ async fn streams_to_one_peer_share_one_tcp_connection() {
     }
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn syn_not_accepted_in_time_is_refused() {
+    let cfg = Config { accept_timeout: Duration::from_millis(300), ..Config::default() };
+    let mut l = Listener::bind_with("127.0.0.1:0".parse().unwrap(), cfg).await.unwrap();
+    let addr = l.local_addr();
+    let ep = Endpoint::default();
+    let e = ep.connect(addr).await.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    // The refused stream is skipped; a later one is accepted.
+    let accepting = tokio::spawn(async move {
+        let mut s = l.accept().await.unwrap();
+        s.write_all(b"ok").await.unwrap();
+        s.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    });
+    let mut s = ep.connect(addr).await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"ok");
+    accepting.abort();
+}
