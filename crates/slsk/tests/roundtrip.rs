@@ -810,10 +810,9 @@ fn distributed_strategies() -> Vec<BoxedStrategy<DistributedMessage>> {
             .prop_map(|depth| D::ChildDepth { depth })
             .boxed(),
         (any::<u8>(), vec(any::<u8>(), 0..20))
-            // `00 00 00 x` is read as SoulseekQt's u32 outer code (see the type's docs).
-            .prop_filter("not the legacy u32-code shape", |(code, body)| {
-                !(*code == 0 && body.len() >= 3 && body[..2] == [0, 0])
-            })
+            // An embedded Ping (code 0) has no body: `00 00 00 x` is SoulseekQt's u32 outer
+            // code, and any other body after a 0 is refused (see the type's docs).
+            .prop_filter("an embedded Ping carries no body", |(code, body)| !(*code == 0 && !body.is_empty()))
             .prop_map(|(code, body)| D::EmbeddedMessage { code, body })
             .boxed(),
         (
