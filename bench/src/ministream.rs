@@ -1,0 +1,149 @@
+//! I2P ministreaming over the loopback transport: one stream's throughput, and many
+//! concurrent streams' aggregate throughput on one connection, each against plain TCP
+//! connections moving the same bytes in the same run (memory to memory).
+//!
+//! Usage: `cargo run --release -p omnipeer-bench --bin ministream -- [MIB_ONE] [STREAMS] [KIB_EACH]`
+//! (defaults: 256 MiB on one stream; 1000 streams of 64 KiB each).
+
+use omnipeer_node::ministream::{Endpoint, Listener};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CHUNK: usize = 64 * 1024;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let mib_one: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(256);
+    let streams: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1000);
+    let kib_each: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(64);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let one = mib_one << 20;
+        let each = kib_each << 10;
+        let tcp_one = tcp(1, one).await?;
+        let ms_one = ministream(1, one).await?;
+        let tcp_many = tcp(streams, each).await?;
+        let ms_many = ministream(streams, each).await?;
+        let rate = |bytes: usize, s: f64| bytes as f64 / s / (1 << 20) as f64;
+        println!("ministream (loopback transport): memory to memory, sink counts bytes");
+        println!(
+            "  one stream, {mib_one} MiB: ministream {:.0} MiB/s, plain TCP {:.0} MiB/s, ratio {:.3}",
+            rate(one, ms_one),
+            rate(one, tcp_one),
+            tcp_one / ms_one
+        );
+        println!(
+            "  {streams} concurrent streams x {kib_each} KiB: ministream {:.0} MiB/s, {streams} TCP connections {:.0} MiB/s, ratio {:.3}",
+            rate(streams * each, ms_many),
+            rate(streams * each, tcp_many),
+            tcp_many / ms_many
+        );
+        anyhow::Ok(())
+    })
+}
+
+/// `n` streams each sending `bytes` to a sink that counts them; seconds until all arrived.
+async fn ministream(n: usize, bytes: usize) -> anyhow::Result<f64> {
+    let mut listener = Listener::bind("127.0.0.1:0".parse()?).await?;
+    let addr = listener.local_addr();
+    let sink = tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let mut s = listener.accept().await?;
+            tasks.spawn(async move {
+                let mut buf = vec![0u8; CHUNK];
+                let mut got = 0usize;
+                while got < bytes {
+                    let r = s.read(&mut buf).await?;
+                    if r == 0 {
+                        break;
+                    }
+                    got += r;
+                }
+                std::io::Result::Ok(got)
+            });
+        }
+        let mut total = 0;
+        while let Some(r) = tasks.join_next().await {
+            total += r.map_err(std::io::Error::other)??;
+        }
+        std::io::Result::Ok(total)
+    });
+    let ep = Endpoint::new(Default::default());
+    let t = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let s = ep.connect(addr).await?;
+        senders.spawn(async move {
+            let mut s = s;
+            let buf = vec![7u8; CHUNK];
+            let mut left = bytes;
+            while left > 0 {
+                let k = left.min(CHUNK);
+                s.write_all(&buf[..k]).await?;
+                left -= k;
+            }
+            s.flush().await?;
+            // Keep the stream open until the sink has read everything (no half-close).
+            std::io::Result::Ok(s)
+        });
+    }
+    let mut open = Vec::new();
+    while let Some(r) = senders.join_next().await {
+        open.push(r??);
+    }
+    let total = sink.await??;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(total == n * bytes, "got {total} of {} bytes", n * bytes);
+    drop(open);
+    Ok(secs)
+}
+
+/// The same with `n` plain TCP connections.
+async fn tcp(n: usize, bytes: usize) -> anyhow::Result<f64> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let sink = tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().await?;
+            tasks.spawn(async move {
+                let mut buf = vec![0u8; CHUNK];
+                let mut got = 0usize;
+                loop {
+                    let r = s.read(&mut buf).await?;
+                    if r == 0 {
+                        return std::io::Result::Ok(got);
+                    }
+                    got += r;
+                }
+            });
+        }
+        let mut total = 0;
+        while let Some(r) = tasks.join_next().await {
+            total += r.map_err(std::io::Error::other)??;
+        }
+        std::io::Result::Ok(total)
+    });
+    let t = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        senders.spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            let buf = vec![7u8; CHUNK];
+            let mut left = bytes;
+            while left > 0 {
+                let k = left.min(CHUNK);
+                s.write_all(&buf[..k]).await?;
+                left -= k;
+            }
+            s.shutdown().await
+        });
+    }
+    while let Some(r) = senders.join_next().await {
+        r??;
+    }
+    let total = sink.await??;
+    anyhow::ensure!(total == n * bytes, "got {total} of {} bytes", n * bytes);
+    Ok(t.elapsed().as_secs_f64())
+}
