@@ -1,0 +1,4 @@
+//! Sans-IO Tox. No sockets, no clock: packets and `Instant`-like times are inputs,
+//! packets to send and events are outputs. Drivers live in `omnipeer-node`.
+
+pub mod crypto;
