@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the Direct Connect interop tests drive (real clients and the
+# Installs the Debian packages the interop tests drive (Direct Connect, Tox, I2P) (real clients and the
 # tools the harness calls). Idempotent: does nothing, quietly, when all are present;
 # runs `apt-get update` only when something is missing. Needs root (or sudo) and apt.
 #   scripts/install-test-deps.sh
 set -euo pipefail
 
-pkgs=(ncdc eiskaltdcpp-daemon microdc2 tmux rhash bzip2 curl)
+pkgs=(ncdc eiskaltdcpp-daemon microdc2 tmux rhash bzip2 curl
+      libtoxcore-dev toxcore-utils libsodium-dev pkg-config gcc
+      i2pd iproute2)
 
 missing=()
 for p in "${pkgs[@]}"; do
