@@ -48,6 +48,10 @@ pub struct Config {
     pub recv_window: usize,
     /// See [`MAX_STREAMS`].
     pub max_streams: usize,
+    /// Resend an unanswered SYN this often (`None`: send it once). A reliable pipe needs
+    /// no resend; over datagrams (I2P SAM) the first message to a destination is often
+    /// lost while the router looks up its lease set.
+    pub syn_resend: Option<Duration>,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             max_payload: MAX_PAYLOAD,
             recv_window: RECV_WINDOW,
             max_streams: MAX_STREAMS,
+            syn_resend: None,
         }
     }
 }
@@ -147,8 +152,8 @@ pub enum Error {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Client: SYN sent, waiting for ACK until the deadline.
-    Connecting(Instant),
+    /// Client: SYN sent, waiting for ACK until the deadline; resent at the second instant.
+    Connecting(Instant, Instant),
     /// Server: SYN received, waiting for the application until the deadline.
     Pending(Instant),
     Open,
@@ -236,7 +241,8 @@ impl Manager {
         let id = self.new_id(Role::Client)?;
         let sid = StreamId { role: Role::Client, id };
         let deadline = now + self.cfg.connect_timeout;
-        self.streams.insert(sid, Stream { state: State::Connecting(deadline), peer: None, recv: VecDeque::new() });
+        let resend = self.cfg.syn_resend.map_or(deadline, |r| (now + r).min(deadline));
+        self.streams.insert(sid, Stream { state: State::Connecting(deadline, resend), peer: None, recv: VecDeque::new() });
         self.transmit(Message::Syn { client_id: id, destination: self.destination.clone() });
         Ok(sid)
     }
@@ -312,7 +318,7 @@ impl Manager {
         for sid in ids {
             let Some(s) = self.streams.get_mut(&sid) else { continue };
             match s.state {
-                State::Connecting(_) => {
+                State::Connecting(..) => {
                     self.forget(sid);
                     self.event(Event::Refused(sid));
                 }
@@ -336,7 +342,7 @@ impl Manager {
             Message::Ack { client_id, server_id } => {
                 let sid = StreamId { role: Role::Client, id: client_id };
                 if let Some(s) = self.streams.get_mut(&sid) {
-                    if matches!(s.state, State::Connecting(_)) {
+                    if matches!(s.state, State::Connecting(..)) {
                         s.state = State::Open;
                         s.peer = Some(server_id);
                         self.event(Event::Connected(sid));
@@ -356,18 +362,33 @@ impl Manager {
         }
     }
 
-    /// Time passed: expires connects and unaccepted SYNs.
+    /// Time passed: resends due SYNs, expires connects and unaccepted SYNs.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(every) = self.cfg.syn_resend {
+            let mut due: Vec<Id> = Vec::new();
+            for (sid, s) in self.streams.iter_mut() {
+                if let State::Connecting(deadline, resend) = s.state {
+                    if now >= resend && now < deadline {
+                        s.state = State::Connecting(deadline, (now + every).min(deadline));
+                        due.push(sid.id);
+                    }
+                }
+            }
+            due.sort();
+            for client_id in due {
+                self.transmit(Message::Syn { client_id, destination: self.destination.clone() });
+            }
+        }
         let mut expired: Vec<(StreamId, State)> = self
             .streams
             .iter()
-            .filter(|(_, s)| matches!(s.state, State::Connecting(d) | State::Pending(d) if now >= d))
+            .filter(|(_, s)| matches!(s.state, State::Connecting(d, _) | State::Pending(d) if now >= d))
             .map(|(k, s)| (*k, s.state))
             .collect();
         expired.sort_by_key(|(k, _)| *k);
         for (sid, state) in expired {
             match state {
-                State::Connecting(_) => {
+                State::Connecting(..) => {
                     self.forget(sid);
                     self.event(Event::ConnectTimedOut(sid));
                 }
@@ -388,7 +409,8 @@ impl Manager {
         self.streams
             .values()
             .filter_map(|s| match s.state {
-                State::Connecting(d) | State::Pending(d) => Some(d),
+                State::Connecting(d, r) => Some(d.min(r)),
+                State::Pending(d) => Some(d),
                 _ => None,
             })
             .min()
@@ -424,7 +446,7 @@ impl Manager {
     fn on_close(&mut self, sid: StreamId) {
         let Some(s) = self.streams.get_mut(&sid) else { return };
         match s.state {
-            State::Connecting(_) => {
+            State::Connecting(..) => {
                 self.forget(sid);
                 self.event(Event::Refused(sid));
             }

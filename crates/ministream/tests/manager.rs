@@ -412,3 +412,68 @@ mod frames {
         }
     }
 }
+
+/// Over datagrams the first SYN is often lost: it is resent until the ACK, and the server
+/// answers the copies without opening a second stream.
+#[test]
+fn syn_is_resent_until_acked_and_copies_are_harmless() {
+    let now = Instant::now();
+    let cfg = Config { syn_resend: Some(Duration::from_secs(3)), connect_timeout: Duration::from_secs(10), ..Config::default() };
+    let mut c = Manager::new(cfg, KEY.to_vec(), fixed(vec![0x000005]));
+    let s = c.connect(now).unwrap();
+    let (t, _) = drain(&mut c);
+    assert_eq!(t, vec![with_key("A1 00 00 05")]);
+    // The next deadline is the resend, not the connect timeout.
+    assert_eq!(c.poll_output(), Some(Output::Timeout(now + Duration::from_secs(3))));
+    c.handle_timeout(now + Duration::from_millis(2999));
+    assert_eq!(drain(&mut c), (vec![], vec![]));
+    c.handle_timeout(now + Duration::from_secs(3));
+    assert_eq!(drain(&mut c).0, vec![with_key("A1 00 00 05")], "first resend");
+    c.handle_timeout(now + Duration::from_secs(6));
+    assert_eq!(drain(&mut c).0, vec![with_key("A1 00 00 05")], "second resend");
+
+    // The server got the first and the second copy.
+    let mut srv = Manager::new(Config::default(), KEY.to_vec(), fixed(vec![0x000009]));
+    srv.set_listening(true);
+    srv.handle_input(now, &with_key("A1 00 00 05"));
+    let (_, e) = drain(&mut srv);
+    assert_eq!(e.len(), 1);
+    srv.accept(sid(Role::Server, 9)).unwrap();
+    let (ack, _) = drain(&mut srv);
+    assert_eq!(ack, vec![hex("51 00 00 05 00 00 09")]);
+    srv.handle_input(now, &with_key("A1 00 00 05"));
+    assert_eq!(drain(&mut srv), (ack.clone(), vec![]), "same ACK again, no new stream");
+    assert_eq!(srv.stream_count(), 1);
+
+    // The first ACK opens the stream; the second is ignored; no more resends.
+    c.handle_input(now, &ack[0]);
+    c.handle_input(now, &ack[0]);
+    assert_eq!(drain(&mut c), (vec![], vec![Event::Connected(s)]));
+    c.handle_timeout(now + Duration::from_secs(9));
+    assert_eq!(drain(&mut c), (vec![], vec![]));
+    assert_eq!(c.poll_output(), None);
+}
+
+#[test]
+fn resent_syn_still_times_out() {
+    let now = Instant::now();
+    let cfg = Config { syn_resend: Some(Duration::from_secs(4)), connect_timeout: Duration::from_secs(10), ..Config::default() };
+    let mut c = Manager::new(cfg, KEY.to_vec(), fixed(vec![0x000005]));
+    let s = c.connect(now).unwrap();
+    drain(&mut c);
+    let mut sent = 1;
+    let mut t = now;
+    loop {
+        let Some(Output::Timeout(at)) = c.poll_output() else { panic!("expected a deadline") };
+        t = at;
+        c.handle_timeout(t);
+        let (tx, ev) = drain(&mut c);
+        sent += tx.len();
+        if !ev.is_empty() {
+            assert_eq!(ev, vec![Event::ConnectTimedOut(s)]);
+            break;
+        }
+    }
+    assert_eq!(t, now + Duration::from_secs(10));
+    assert_eq!(sent, 3, "at 0, 4 and 8 s");
+}
