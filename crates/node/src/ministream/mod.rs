@@ -76,6 +76,8 @@ impl Config {
     }
 }
 
+pub mod sam;
+
 enum Command {
     Connect(oneshot::Sender<io::Result<Stream>>),
     Accept(StreamId, oneshot::Sender<bool>),
@@ -184,15 +186,21 @@ impl Listener {
     /// The next incoming stream. Its ACK is sent now; a SYN that waited longer than the
     /// accept timeout was already refused with `52` and is skipped.
     pub async fn accept(&mut self) -> io::Result<Stream> {
-        loop {
-            let mut s = self.rx.recv().await.ok_or_else(gone)?;
-            let Some(tx) = s.tx.get_ref().cloned() else { continue };
-            let (otx, orx) = oneshot::channel();
-            if tx.send(Command::Accept(s.id, otx)).await.is_ok() && orx.await == Ok(true) {
-                return Ok(s);
-            }
-            s.closed = true;
+        accept_next(&mut self.rx).await
+    }
+}
+
+/// Takes the next offered stream and has its driver send the ACK; streams whose SYN
+/// already timed out are skipped.
+async fn accept_next(rx: &mut mpsc::Receiver<Stream>) -> io::Result<Stream> {
+    loop {
+        let mut s = rx.recv().await.ok_or_else(gone)?;
+        let Some(tx) = s.tx.get_ref().cloned() else { continue };
+        let (otx, orx) = oneshot::channel();
+        if tx.send(Command::Accept(s.id, otx)).await.is_ok() && orx.await == Ok(true) {
+            return Ok(s);
         }
+        s.closed = true;
     }
 }
 
@@ -305,6 +313,17 @@ impl Drop for Stream {
 
 fn spawn_driver(tcp: TcpStream, mgr: Manager, accept: Option<mpsc::Sender<Stream>>) -> mpsc::Sender<Command> {
     let _ = tcp.set_nodelay(true);
+    let (rd, wr) = tcp.into_split();
+    spawn_pipe_driver(rd, wr, mgr, accept)
+}
+
+/// Runs a manager over any byte pipe carrying length-framed messages (the TCP transport,
+/// or an in-memory pipe that another transport turns into datagrams).
+fn spawn_pipe_driver<R, W>(rd: R, wr: W, mgr: Manager, accept: Option<mpsc::Sender<Stream>>) -> mpsc::Sender<Command>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let driver = Driver {
         // A listener's connection keeps a sender of its own, so that it can hand out new
@@ -324,7 +343,7 @@ fn spawn_driver(tcp: TcpStream, mgr: Manager, accept: Option<mpsc::Sender<Stream
         deadline: None,
         eof: false,
     };
-    tokio::spawn(driver.run(tcp, rx));
+    tokio::spawn(driver.run(rd, wr, rx));
     tx
 }
 
@@ -347,8 +366,11 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, tcp: TcpStream, mut rx: mpsc::Receiver<Command>) {
-        let (mut rd, mut wr) = tcp.into_split();
+    async fn run<R, W>(mut self, mut rd: R, mut wr: W, mut rx: mpsc::Receiver<Command>)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         let mut rbuf = vec![0u8; 64 * 1024];
         let mut cmds_open = true;
         loop {
