@@ -20,9 +20,13 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let one = mib_one << 20;
         let each = kib_each << 10;
+        eprintln!("plain TCP, one connection");
         let tcp_one = tcp(1, one).await?;
+        eprintln!("ministream, one stream");
         let ms_one = ministream(1, one).await?;
+        eprintln!("plain TCP, {streams} connections");
         let tcp_many = tcp(streams, each).await?;
+        eprintln!("ministream, {streams} streams");
         let ms_many = ministream(streams, each).await?;
         let rate = |bytes: usize, s: f64| bytes as f64 / s / (1 << 20) as f64;
         println!("ministream (loopback transport): memory to memory, sink counts bytes");
@@ -101,7 +105,11 @@ async fn ministream(n: usize, bytes: usize) -> anyhow::Result<f64> {
 
 /// The same with `n` plain TCP connections.
 async fn tcp(n: usize, bytes: usize) -> anyhow::Result<f64> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    // A backlog above the connection count: tokio's default 1024 let a run of 1000
+    // concurrent connects stall now and then (connections lost to a full accept queue).
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind("127.0.0.1:0".parse()?)?;
+    let listener = sock.listen(8192)?;
     let addr = listener.local_addr()?;
     let sink = tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();

@@ -28,10 +28,13 @@ pub fn encode(message: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Splits a byte stream into messages; buffers at most one frame.
+/// Splits a byte stream into messages.
 #[derive(Debug, Default)]
 pub struct FrameReader {
     buf: Vec<u8>,
+    /// Bytes of `buf` already handed out; compacted lazily so that taking a message does
+    /// not move everything buffered behind it.
+    start: usize,
 }
 
 impl FrameReader {
@@ -42,28 +45,33 @@ impl FrameReader {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && (self.start == self.buf.len() || self.start >= self.buf.len() / 2) {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes held.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        if self.buf.len() < 4 {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        let b = &self.buf[self.start..];
+        let Some(&[l0, l1, l2, l3]) = b.get(..4) else { return Ok(None) };
+        let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
         if len == 0 || len > MAX_MESSAGE {
             return Err(FrameError { len, limit: MAX_MESSAGE });
         }
-        if self.buf.len() < 4 + len {
-            return Ok(None);
+        let Some(msg) = b.get(4..4 + len) else { return Ok(None) };
+        let msg = msg.to_vec();
+        self.start += 4 + len;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
         }
-        let msg = self.buf[4..4 + len].to_vec();
-        self.buf.drain(..4 + len);
         Ok(Some(msg))
     }
 }

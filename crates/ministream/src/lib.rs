@@ -24,6 +24,7 @@
 pub mod frame;
 pub mod manager;
 pub mod message;
+pub mod sam;
 
 pub use manager::{Config, Event, Manager, Output, ReadOutcome, Role, StreamId};
 pub use message::{DecodeError, Id, Message};

@@ -133,6 +133,17 @@ pub enum ReadOutcome {
     Eof,
 }
 
+/// The result of [`Manager::read_vec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadVec {
+    /// These bytes were taken.
+    Data(Vec<u8>),
+    /// Nothing buffered yet.
+    WouldBlock,
+    /// The peer closed and everything was read; the stream is gone.
+    Eof,
+}
+
 /// Why an application call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -265,12 +276,17 @@ impl Manager {
         let (State::Open, Some(peer)) = (s.state, s.peer) else {
             return Err(Error::NotOpen);
         };
+        let ty = match stream.role {
+            Role::Client => crate::message::types::CLIENT_DATA,
+            Role::Server => crate::message::types::SERVER_DATA,
+        };
         for chunk in data.chunks(self.cfg.max_payload) {
-            let m = match stream.role {
-                Role::Client => Message::ClientData { server_id: peer, data: chunk.to_vec() },
-                Role::Server => Message::ServerData { client_id: peer, data: chunk.to_vec() },
-            };
-            self.transmit(m);
+            // Encoded in place: one copy of the data instead of a Message and its encoding.
+            let mut v = Vec::with_capacity(4 + chunk.len());
+            v.push(ty);
+            v.extend_from_slice(&peer.to_bytes());
+            v.extend_from_slice(chunk);
+            self.out.push_back(Output::Transmit(v));
         }
         Ok(())
     }
@@ -292,6 +308,29 @@ impl Manager {
             *d = b;
         }
         Ok(ReadOutcome::Data(n))
+    }
+
+    /// Takes up to `max` received bytes as one buffer: [`Manager::read`] without the
+    /// caller's intermediate buffer.
+    pub fn read_vec(&mut self, stream: StreamId, max: usize) -> Result<ReadVec, Error> {
+        let s = self.streams.get_mut(&stream).ok_or(Error::UnknownStream)?;
+        if s.recv.is_empty() {
+            return match s.state {
+                State::PeerClosed => {
+                    self.forget(stream);
+                    Ok(ReadVec::Eof)
+                }
+                _ => Ok(ReadVec::WouldBlock),
+            };
+        }
+        let n = max.min(s.recv.len());
+        let mut v = Vec::with_capacity(n);
+        let (a, b) = s.recv.as_slices();
+        let from_a = a.len().min(n);
+        v.extend_from_slice(&a[..from_a]);
+        v.extend_from_slice(&b[..n - from_a]);
+        s.recv.drain(..n);
+        Ok(ReadVec::Data(v))
     }
 
     /// Closes a stream from our side. Data passed to [`Manager::send`] before goes out
@@ -335,6 +374,16 @@ impl Manager {
     /// One message arrived (transport framing removed). Malformed, unknown and stray
     /// messages are dropped.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        // Data, the common case, straight into the stream's buffer (no Message copy).
+        if let [ty @ (crate::message::types::CLIENT_DATA | crate::message::types::SERVER_DATA), a, b, c, data @ ..] = bytes {
+            if bytes.len() > crate::MAX_MESSAGE {
+                return;
+            }
+            let Some(id) = Id::from_bytes([*a, *b, *c]) else { return };
+            let role = if *ty == crate::message::types::CLIENT_DATA { Role::Server } else { Role::Client };
+            self.on_data(StreamId { role, id }, data);
+            return;
+        }
         let Ok(m) = Message::decode(bytes) else { return };
         match m {
             Message::Ping | Message::Unknown { .. } => {}
@@ -354,10 +403,10 @@ impl Manager {
             }
             Message::ClientClose { server_id } => self.on_close(StreamId { role: Role::Server, id: server_id }),
             Message::ServerData { client_id, data } => {
-                self.on_data(StreamId { role: Role::Client, id: client_id }, data)
+                self.on_data(StreamId { role: Role::Client, id: client_id }, &data)
             }
             Message::ClientData { server_id, data } => {
-                self.on_data(StreamId { role: Role::Server, id: server_id }, data)
+                self.on_data(StreamId { role: Role::Server, id: server_id }, &data)
             }
         }
     }
@@ -460,7 +509,7 @@ impl Manager {
         }
     }
 
-    fn on_data(&mut self, sid: StreamId, data: Vec<u8>) {
+    fn on_data(&mut self, sid: StreamId, data: &[u8]) {
         let Some(s) = self.streams.get_mut(&sid) else { return };
         if s.state != State::Open || data.is_empty() {
             return;

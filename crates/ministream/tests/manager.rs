@@ -477,3 +477,24 @@ fn resent_syn_still_times_out() {
     assert_eq!(t, now + Duration::from_secs(10));
     assert_eq!(sent, 3, "at 0, 4 and 8 s");
 }
+
+#[test]
+fn read_vec_takes_what_read_would() {
+    let now = Instant::now();
+    let mut s = Manager::new(Config::default(), KEY.to_vec(), fixed(vec![0x000009]));
+    s.set_listening(true);
+    s.handle_input(now, &with_key("A1 00 00 05"));
+    drain(&mut s);
+    let id = sid(Role::Server, 9);
+    s.accept(id).unwrap();
+    drain(&mut s);
+    assert_eq!(s.read_vec(id, 10).unwrap(), omnipeer_ministream::manager::ReadVec::WouldBlock);
+    s.handle_input(now, &hex("A0 00 00 09 01 02 03 04 05"));
+    s.handle_input(now, &hex("A0 00 00 09 06 07"));
+    use omnipeer_ministream::manager::ReadVec;
+    assert_eq!(s.read_vec(id, 3).unwrap(), ReadVec::Data(vec![1, 2, 3]));
+    assert_eq!(s.read_vec(id, 100).unwrap(), ReadVec::Data(vec![4, 5, 6, 7]));
+    s.handle_input(now, &hex("A2 00 00 09"));
+    assert_eq!(s.read_vec(id, 100).unwrap(), ReadVec::Eof);
+    assert_eq!(s.read_vec(id, 100), Err(Error::UnknownStream));
+}

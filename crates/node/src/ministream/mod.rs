@@ -22,8 +22,8 @@
 //! other cannot deadlock on full socket buffers.
 
 use omnipeer_ministream::frame::{FrameError, FrameReader};
-use omnipeer_ministream::manager::{Config as ManagerConfig, Role};
-use omnipeer_ministream::{Event, Manager, Output, ReadOutcome, StreamId, MAX_PAYLOAD};
+use omnipeer_ministream::manager::{Config as ManagerConfig, ReadVec, Role};
+use omnipeer_ministream::{Event, Manager, Output, StreamId, MAX_PAYLOAD};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
@@ -479,7 +479,6 @@ impl Driver {
     /// Moves received data from the manager to the streams' readers while they have room.
     fn pump(&mut self) {
         let dirty: Vec<StreamId> = self.dirty.iter().copied().collect();
-        let mut buf = vec![0u8; MAX_PAYLOAD];
         for s in dirty {
             let Some(tx) = self.deliver.get(&s).cloned() else {
                 self.dirty.remove(&s);
@@ -487,13 +486,13 @@ impl Driver {
             };
             loop {
                 match tx.try_reserve() {
-                    Ok(permit) => match self.mgr.read(s, &mut buf) {
-                        Ok(ReadOutcome::Data(n)) => permit.send(buf[..n].to_vec()),
-                        Ok(ReadOutcome::WouldBlock) => {
+                    Ok(permit) => match self.mgr.read_vec(s, MAX_PAYLOAD) {
+                        Ok(ReadVec::Data(v)) => permit.send(v),
+                        Ok(ReadVec::WouldBlock) => {
                             self.dirty.remove(&s);
                             break;
                         }
-                        Ok(ReadOutcome::Eof) | Err(_) => {
+                        Ok(ReadVec::Eof) | Err(_) => {
                             self.dirty.remove(&s);
                             self.remove(s);
                             break;

@@ -20,14 +20,16 @@
 //! relied on I2CP's guaranteed delivery, which SAM datagrams do not give.
 
 use super::{spawn_pipe_driver, Command, Stream, ACCEPT_BACKLOG};
-use data_encoding::{Encoding, Specification};
 use omnipeer_ministream::frame::{self, FrameReader};
 use omnipeer_ministream::manager::Config as ManagerConfig;
+use omnipeer_ministream::sam::parse_datagram;
 use omnipeer_ministream::Manager;
+
+pub use omnipeer_ministream::sam::decode_destination;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
@@ -36,8 +38,6 @@ use tokio::task::JoinHandle;
 
 /// Longest SAM reply line we read (a private destination blob is under 1 KiB).
 pub const MAX_SAM_LINE: usize = 16 * 1024;
-/// Longest header line of a received datagram (destination plus SAM 3.2 port options).
-pub const MAX_DATAGRAM_HEADER: usize = 4096;
 /// Largest UDP datagram we accept from the router.
 pub const MAX_DATAGRAM: usize = 64 * 1024;
 /// Payload bytes per data message over I2P: well under the ~31 KiB an I2P datagram can
@@ -63,32 +63,6 @@ pub const SAM_PEER_RATE: u64 = 1024 * 1024;
 pub const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 /// Capacity of each peer's in-memory framed pipe, per direction.
 const PIPE_BYTES: usize = 256 * 1024;
-
-/// I2P's base64: the standard alphabet with `-` and `~` for `+` and `/`, padded.
-fn i2p_base64() -> &'static Encoding {
-    static E: OnceLock<Encoding> = OnceLock::new();
-    E.get_or_init(|| {
-        let mut spec = Specification::new();
-        spec.symbols.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-~");
-        spec.padding = Some('=');
-        spec.encoding().expect("a valid base64 specification")
-    })
-}
-
-/// Decodes an I2P-base64 destination.
-pub fn decode_destination(b64: &str) -> io::Result<Vec<u8>> {
-    let bytes = i2p_base64()
-        .decode(b64.trim().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("not an I2P base64 destination: {e}")))?;
-    // A destination is at least 387 bytes (public key, signing key, certificate header).
-    if bytes.len() < 387 || bytes.len() > MAX_DATAGRAM_HEADER {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("an I2P destination is 387..4096 bytes, this one is {}", bytes.len()),
-        ));
-    }
-    Ok(bytes)
-}
 
 /// Settings of a SAM endpoint.
 #[derive(Debug, Clone)]
@@ -285,7 +259,7 @@ impl SamEndpoint {
             (Some("OK"), Some(v)) => v.clone(),
             _ => return Err(sam_error("NAMING LOOKUP", &me)),
         };
-        let dest = decode_destination(&dest_b64)?;
+        let dest = decode_destination(&dest_b64).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let (accept_tx, accept_rx) = mpsc::channel(ACCEPT_BACKLOG);
         let shared = Arc::new(Shared {
             cfg,
@@ -328,7 +302,7 @@ impl SamEndpoint {
     /// [`SYN_RESEND`] until the ACK; `52` gives `ConnectionRefused`, no answer `TimedOut`.
     pub async fn connect(&self, dest: &str) -> io::Result<Stream> {
         let dest = dest.trim();
-        decode_destination(dest)?;
+        decode_destination(dest).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let cmd = peer(&self.shared, dest).ok_or_else(|| io::Error::other("too many peer destinations"))?;
         let (otx, orx) = oneshot::channel();
         cmd.send(Command::Connect(otx)).await.map_err(|_| super::gone())?;
@@ -424,30 +398,15 @@ async fn receive_loop(shared: Arc<Shared>) {
                 continue;
             }
         };
-        let d = &buf[..n];
-        let Some(nl) = d.iter().take(MAX_DATAGRAM_HEADER).position(|&b| b == b'\n') else {
-            tracing::debug!("SAM datagram without a header line dropped");
-            continue;
-        };
-        let Ok(header) = std::str::from_utf8(&d[..nl]) else { continue };
-        let Some(sender) = header.split_whitespace().next() else { continue };
-        let msg = &d[nl + 1..];
-        tracing::debug!("SAM datagram: {} message bytes, type {:02x?}", msg.len(), msg.first());
-        if msg.len() > omnipeer_ministream::MAX_MESSAGE {
-            tracing::debug!("oversized ministreaming message ({} bytes) dropped", msg.len());
-            continue;
-        }
-        let is_syn = msg.len() >= 4 && msg[0] == 0xA1;
-        if is_syn {
-            // The SYN names its sender; it must be the destination the router vouches for.
-            match decode_destination(sender) {
-                Ok(d) if d == msg[4..] => {}
-                _ => {
-                    tracing::warn!("SYN whose destination is not its sender's dropped");
-                    continue;
-                }
+        let (sender, msg) = match parse_datagram(&buf[..n]) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!("SAM datagram dropped: {e}");
+                continue;
             }
-        }
+        };
+        tracing::debug!("SAM datagram: {} message bytes, type {:02x?}", msg.len(), msg.first());
+        let is_syn = msg.first() == Some(&0xA1);
         let inbound = {
             let Ok(peers) = shared.peers.lock() else { return };
             peers.get(sender).map(|p| p.inbound.clone())
@@ -487,14 +446,4 @@ mod tests {
         assert_eq!(e.to_string(), "SAM SESSION CREATE failed: DUPLICATED_ID");
     }
 
-    #[test]
-    fn destinations_use_i2p_base64() {
-        let raw: Vec<u8> = (0..391u32).map(|i| (i * 7 + 3) as u8).collect();
-        let b64 = i2p_base64().encode(&raw);
-        assert!(!b64.contains('+') && !b64.contains('/'));
-        assert!(b64.contains('-') || b64.contains('~'));
-        assert_eq!(decode_destination(&b64).unwrap(), raw);
-        assert!(decode_destination("AAAA").is_err(), "too short for a destination");
-        assert!(decode_destination(&b64.replace('-', "+")).is_err(), "standard base64 is not I2P base64");
-    }
 }
