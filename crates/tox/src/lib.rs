@@ -2,3 +2,4 @@
 //! packets to send and events are outputs. Drivers live in `omnipeer-node`.
 
 pub mod crypto;
+pub mod packet;
