@@ -4,3 +4,4 @@
 pub mod crypto;
 pub mod packet;
 pub mod dht;
+pub mod onion;
