@@ -5,3 +5,4 @@ pub mod crypto;
 pub mod packet;
 pub mod dht;
 pub mod onion;
+pub mod onion_client;
