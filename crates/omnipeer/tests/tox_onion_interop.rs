@@ -4,12 +4,16 @@
 //! announcement (so our 0x83 announce with the ping_id round trip was stored by c-toxcore
 //! nodes) and send us its DHT key as onion data 0x9c, which we must decrypt (0x86). We
 //! in turn search the bot and must find its announcement (FriendFound, its data key).
+//! Then we send our DHT-PK to the bot through the onion (0x85 → 0x86, decrypted by
+//! c-toxcore), look its DHT key up (DhtEvent::Found with its address) and receive its
+//! DHT-PK as a routed DHT request 0x20 (DhtEvent::Request), which c-toxcore only sends
+//! once it has our DHT key from our onion data.
 //! Skips (and passes) when c-toxcore is not installed.
 
 mod tox_support;
 
 use omnipeer_tox::crypto::{KeyPair, PublicKey};
-use omnipeer_tox::dht::Dht;
+use omnipeer_tox::dht::{Dht, DhtEvent};
 use omnipeer_tox::onion::OnionNode;
 use omnipeer_tox::onion_client::{OnionClient, OnionEvent};
 use omnipeer_tox::packet::DhtPkAnnounce;
@@ -23,6 +27,7 @@ struct Us {
     onion: OnionNode,
     client: OnionClient,
     events: Vec<OnionEvent>,
+    dht_events: Vec<DhtEvent>,
 }
 
 impl Us {
@@ -42,7 +47,9 @@ impl Us {
         self.dht.tick(now);
         self.onion.tick(now);
         self.client.tick(now, &self.dht);
-        while self.dht.poll_event().is_some() {}
+        while let Some(e) = self.dht.poll_event() {
+            self.dht_events.push(e);
+        }
         while self.onion.poll_event().is_some() {}
         while let Some(e) = self.client.poll_event() {
             self.events.push(e);
@@ -63,6 +70,10 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
         return;
     }
     let bsd = Bootstrapd::start(&[]);
+    // Two more c-toxcore nodes: c-toxcore routes a DHT request 0x20 to a friend only when
+    // at least 2 nodes report the friend's address (DHT.c route_to_friend).
+    let bsd2 = Bootstrapd::start(&[(bsd.port, bsd.pk.clone())]);
+    let bsd3 = Bootstrapd::start(&[(bsd.port, bsd.pk.clone())]);
     let real = KeyPair::generate();
     let bot = Bot::start(BotOptions::new().bootstrap(&bsd.node_spec()).friend(&real.pk.to_hex()).timeout_secs(100));
     let bot_pk = PublicKey::from_hex(&bot.public_key()).unwrap();
@@ -78,6 +89,7 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
         onion: OnionNode::new(dk, now),
         client: OnionClient::new(real, now),
         events: Vec::new(),
+        dht_events: Vec::new(),
     };
     us.dht.bootstrap(format!("127.0.0.1:{}", bsd.port).parse().unwrap(), PublicKey::from_hex(&bsd.pk).unwrap(), now);
     us.client.add_friend(bot_pk);
@@ -100,4 +112,32 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
     assert!(us.events.contains(&OnionEvent::Announced), "never announced\n{ctx}");
     assert!(us.events.contains(&OnionEvent::FriendFound { real_pk: bot_pk }), "bot's announcement not found\n{ctx}");
     assert_eq!(got_dht_pk, Some(bot_dht), "no DHT-PK packet from the bot through the onion\n{ctx}");
+
+    // Now tell the bot our DHT key through the onion (0x85 → 0x86 at the bot), and look
+    // its DHT key up in the DHT: we must find its address, and the bot, knowing our DHT
+    // key, sends its DHT-PK as a DHT request 0x20 that reaches us (directly or routed).
+    let ours = DhtPkAnnounce { no_replay: 1, dht_pk: us.dht.pk(), nodes: us.dht.closest_nodes(&us.dht.pk(), 2) };
+    let mut copies = 0;
+    let bot_addr: SocketAddr = format!("127.0.0.1:{}", bot.port).parse().unwrap();
+    us.dht.add_search(bot_dht);
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut last_send = Instant::now() - Duration::from_secs(10);
+    let done = |us: &Us| {
+        us.dht_events.contains(&DhtEvent::Found { pk: bot_dht, addr: bot_addr })
+            && us.dht_events.iter().any(|e| matches!(e, DhtEvent::Request { from, data } if *from == bot_dht && data.first() == Some(&0x9c)))
+    };
+    while Instant::now() < end && !done(&us) {
+        if last_send.elapsed() >= Duration::from_secs(5) {
+            copies += us.client.send_data(&bot_pk, &ours.encode());
+            last_send = Instant::now();
+        }
+        us.step();
+    }
+    let ctx = format!("dht events: {:?}\n{}\n{}\n{}", us.dht_events, bot.log(), bsd2.proc.log(), bsd3.proc.log());
+    assert!(copies > 0, "no onion path to the bot\n{ctx}");
+    assert!(us.dht_events.contains(&DhtEvent::Found { pk: bot_dht, addr: bot_addr }), "bot's DHT key not found\n{ctx}");
+    assert!(
+        us.dht_events.iter().any(|e| matches!(e, DhtEvent::Request { from, data } if *from == bot_dht && data.first() == Some(&0x9c))),
+        "no DHT request 0x9c from the bot\n{ctx}"
+    );
 }
