@@ -54,7 +54,8 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 pub const NODES_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Outstanding pings / nodes requests at most (each).
 pub const MAX_PENDING: usize = 8192;
-/// An unknown node is probed at most this often.
+/// An unknown node is probed at most this often (and at most [`MAX_PENDING`] nodes are
+/// remembered as probed).
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// Bootstrap nodes are asked again this often while we have no good node.
 pub const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
@@ -556,7 +557,9 @@ impl Dht {
         if !self.addable(&pk, now) {
             return;
         }
-        if self.probed.get(&pk).is_some_and(|t| now.saturating_duration_since(*t) < PROBE_INTERVAL) {
+        if self.probed.len() >= MAX_PENDING
+            || self.probed.get(&pk).is_some_and(|t| now.saturating_duration_since(*t) < PROBE_INTERVAL)
+        {
             return;
         }
         self.probed.insert(pk, now);
@@ -585,7 +588,9 @@ impl Dht {
             if !self.addable(&n.pk, now) {
                 continue;
             }
-            if self.probed.get(&n.pk).is_some_and(|t| now.saturating_duration_since(*t) < PROBE_INTERVAL) {
+            if self.probed.len() >= MAX_PENDING
+                || self.probed.get(&n.pk).is_some_and(|t| now.saturating_duration_since(*t) < PROBE_INTERVAL)
+            {
                 continue;
             }
             self.probed.insert(n.pk, now);
@@ -1033,6 +1038,32 @@ mod tests {
         while net.nodes[0].poll_transmit().is_some() {}
         net.nodes[0].handle_packet(net.now, net.addrs[1], &pkt).unwrap();
         assert_eq!(net.nodes[0].poll_transmit(), Some((dest.addr, pkt)));
+    }
+
+    #[test]
+    fn flood_of_strangers_keeps_state_bounded() {
+        let now = Instant::now();
+        let mut d = Dht::new(KeyPair::generate(), now);
+        let n = MAX_PENDING + 500;
+        let mut answered = 0;
+        for i in 0..n {
+            let s = KeyPair::generate();
+            let k = SharedKey::precompute(&d.pk(), &s.sk);
+            let ping = DhtPacket::build(kind::PING_REQUEST, &s.pk, &k, &[1; 24], &PingPlain { response: false, id: i as u64 }.encode());
+            d.handle_packet(now, addr(i % 60000), &ping).unwrap();
+            while let Some((_, p)) = d.poll_transmit() {
+                if p[0] == kind::PING_RESPONSE {
+                    answered += 1;
+                }
+            }
+        }
+        assert_eq!(answered, n, "every ping answered");
+        assert!(d.probed.len() <= MAX_PENDING);
+        assert!(d.pending_pings.len() <= MAX_PENDING);
+        assert!(d.shared.len() <= MAX_SHARED_KEYS);
+        // all of it expires
+        d.tick(now + NODES_RESPONSE_TIMEOUT + Duration::from_secs(1));
+        assert!(d.pending_pings.is_empty() && d.probed.is_empty());
     }
 
     #[test]
