@@ -327,7 +327,7 @@ impl Dht {
             Some(&(kind::PING_REQUEST | kind::PING_RESPONSE | kind::NODES_REQUEST | kind::NODES_RESPONSE)) => {
                 self.handle_dht(now, from, data)
             }
-            Some(&kind::DHT_REQUEST) => self.handle_dht_request(now, from, data),
+            Some(&kind::DHT_REQUEST) => self.handle_dht_request(now, data),
             Some(&kind::LAN_DISCOVERY) => self.handle_lan(now, from, data),
             Some(&k) => Err(DhtError::NotDht(k)),
         };
@@ -415,7 +415,7 @@ impl Dht {
         Ok(())
     }
 
-    fn handle_dht_request(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), DhtError> {
+    fn handle_dht_request(&mut self, now: Instant, data: &[u8]) -> Result<(), DhtError> {
         let r = DhtRequest::parse(data)?;
         if r.addressee != self.keys.pk {
             let b = common_prefix_len(&self.keys.pk, &r.addressee);
@@ -433,7 +433,6 @@ impl Dht {
         }
         let key = self.shared_key(&r.sender);
         let inner = key.decrypt(&r.nonce, r.boxed).ok_or(PacketError::Decrypt)?;
-        let _ = from;
         match inner.first() {
             None => Err(PacketError::Empty.into()),
             Some(&kind::NAT_PING) => {

@@ -228,9 +228,9 @@ impl OnionClient {
         }
         let Some(f) = self.friends.get(to_real_pk) else { return 0 };
         let Some(data_pk) = f.data_pk else { return 0 };
-        let nodes: Vec<(PublicKey, SocketAddr)> = f.nodes.iter().filter(|n| n.stored).map(|n| (n.pk, n.addr)).collect();
+        let nodes: Vec<SocketAddr> = f.nodes.iter().filter(|n| n.stored).map(|n| n.addr).collect();
         let mut sent = 0;
-        for (npk, naddr) in nodes {
+        for naddr in nodes {
             let Some(pid) = self.pick_path(SEARCH_POOL) else { break };
             let nonce = random_nonce();
             let inner_box = self.shared_key(to_real_pk).encrypt(&nonce, inner);
@@ -245,7 +245,6 @@ impl OnionClient {
             p.extend_from_slice(&nonce);
             p.extend_from_slice(&temp.pk.0);
             p.extend_from_slice(&outer);
-            let _ = npk;
             if self.send_via(SEARCH_POOL, pid, naddr, &p, None).is_some() {
                 sent += 1;
             }
@@ -301,9 +300,9 @@ impl OnionClient {
         }
     }
 
-    /// Handles 0x84 and 0x86 arriving at us.
-    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], dht: &Dht) -> Result<(), OnionError> {
-        let _ = dht;
+    /// Handles 0x84 and 0x86 arriving at us. (`dht` is part of the contract's signature;
+    /// responses carry everything needed, so it is not consulted.)
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], _dht: &Dht) -> Result<(), OnionError> {
         if data.len() > ONION_MAX_PACKET_SIZE {
             return Err(PacketError::TooLong { what: "onion response", max: ONION_MAX_PACKET_SIZE, got: data.len() }.into());
         }
