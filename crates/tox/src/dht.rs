@@ -216,9 +216,16 @@ impl Dht {
             v.iter_mut().for_each(|n| n.knows_target = None);
             v
         };
-        self.searches
-            .entry(dht_pk)
-            .or_insert(Search { nodes: known, last_lookup: None, quick: 0, found: None });
+        if self.searches.contains_key(&dht_pk) {
+            return;
+        }
+        let now = self.next_tick;
+        let direct = known.iter().find(|n| n.pk == dht_pk && n.good(now)).map(|n| n.addr);
+        self.searches.insert(dht_pk, Search { nodes: known, last_lookup: None, quick: 0, found: None });
+        // Already in our lists with a fresh address: report it at once.
+        if let Some(addr) = direct {
+            self.report_found(dht_pk, addr, now);
+        }
     }
 
     pub fn remove_search(&mut self, dht_pk: &PublicKey) {
@@ -853,6 +860,11 @@ mod tests {
             let t = net.nodes[(i + 7) % 20].pk();
             assert_eq!(net.nodes[i].search_addr(&t), Some(net.addrs[(i + 7) % 20]), "node {i}");
         }
+        // A key already in the close list is reported as soon as it is searched.
+        let n0 = &net.nodes[0];
+        let known = n0.buckets.iter().flatten().find(|n| !n0.searches.contains_key(&n.pk)).unwrap().packed();
+        net.nodes[0].add_search(known.pk);
+        assert_eq!(net.nodes[0].poll_event(), Some(DhtEvent::Found { pk: known.pk, addr: known.addr }));
     }
 
     #[test]
