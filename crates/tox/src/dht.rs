@@ -67,6 +67,8 @@ pub const MAX_SHARED_KEYS: usize = 4096;
 pub const FOUND_REPEAT: Duration = Duration::from_secs(5);
 /// Timer granularity.
 pub const TICK: Duration = Duration::from_millis(250);
+/// New search-list nodes asked for the searched key per search and tick.
+pub const ASK_PER_TICK: usize = 4;
 
 /// What the DHT tells its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,11 +102,13 @@ struct Node {
     last_checked: Instant,
     /// When this node last listed the searched key in a nodes response (search lists).
     knows_target: Option<Instant>,
+    /// Search lists: asked for the searched key since it joined the list.
+    asked: bool,
 }
 
 impl Node {
     fn new(pk: PublicKey, addr: SocketAddr, now: Instant) -> Self {
-        Node { pk, addr, last_seen: now, last_checked: now, knows_target: None }
+        Node { pk, addr, last_seen: now, last_checked: now, knows_target: None, asked: false }
     }
     fn good(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last_seen) < BAD_NODE_TIMEOUT
@@ -213,7 +217,10 @@ impl Dht {
             let mut v: Vec<Node> = self.buckets.iter().flatten().cloned().collect();
             v.sort_by(|a, b| closer(&dht_pk, &a.pk, &b.pk));
             v.truncate(SEARCH_SIZE);
-            v.iter_mut().for_each(|n| n.knows_target = None);
+            v.iter_mut().for_each(|n| {
+                n.knows_target = None;
+                n.asked = false;
+            });
             v
         };
         if self.searches.contains_key(&dht_pk) {
@@ -674,6 +681,15 @@ impl Dht {
             }
         }
 
+        // every node that joined a search list is asked for the searched key once (a few
+        // per tick): lookups walk toward the key instead of waiting for random picks
+        for (target, s) in self.searches.iter_mut() {
+            for n in s.nodes.iter_mut().filter(|n| !n.asked && n.good(now)).take(ASK_PER_TICK) {
+                n.asked = true;
+                checks.push((n.addr, n.pk, *target));
+            }
+        }
+
         // lookups toward our own key and each searched key
         let mut rng = rand::rng();
         let good: Vec<(SocketAddr, PublicKey)> =
@@ -844,10 +860,12 @@ mod tests {
         let target = net.nodes[17].pk();
         net.nodes[5].add_search(target);
         net.run(Duration::from_secs(10));
+        let who: Vec<usize> = (0..20).filter(|&i| net.nodes[i].in_close_list(&target)).collect();
+        let s5: Vec<String> = net.nodes[5].searches[&target].nodes.iter().map(|n| format!("{}:{}", n.addr, n.good(net.now))).collect();
         assert!(
             net.events[5].iter().any(|e| *e == DhtEvent::Found { pk: target, addr: net.addrs[17] }),
-            "{:?}",
-            net.events[5]
+            "{:?} known by {who:?}; 5's search list {s5:?}; pending {}",
+            net.events[5], net.nodes[5].pending_nodes.len()
         );
         assert_eq!(net.nodes[5].search_addr(&target), Some(net.addrs[17]));
         // Every node can look every other up.
