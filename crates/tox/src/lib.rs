@@ -2,3 +2,7 @@
 //! packets to send and events are outputs. Drivers live in `omnipeer-node`.
 
 pub mod crypto;
+pub mod packet;
+pub mod dht;
+pub mod onion;
+pub mod onion_client;
