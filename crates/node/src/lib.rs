@@ -2,6 +2,8 @@
 //! sockets and timers, the share index, configuration and transfer plumbing.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod app;
 pub mod config;
 pub mod dcc;
 pub mod ministream;

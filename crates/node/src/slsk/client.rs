@@ -78,6 +78,20 @@ pub enum SlskEvent {
         /// Text.
         text: String,
     },
+    /// A line said in a chat room we are in (our own lines come back this way too).
+    RoomMessage {
+        /// Room.
+        room: String,
+        /// Speaker.
+        user: String,
+        /// Text.
+        text: String,
+    },
+    /// We are in a room now (the server's JoinRoom answer).
+    JoinedRoom {
+        /// Room.
+        room: String,
+    },
     /// An upload finished.
     Uploaded {
         /// To whom.
@@ -253,6 +267,37 @@ impl SlskClient {
         let token = self.inner.token();
         let _ = self.inner.server_tx.send(ServerRequest::FileSearch { token, query: query.to_owned() }.encode());
         token
+    }
+
+    /// Join a chat room (created if it does not exist); [`SlskEvent::JoinedRoom`] follows.
+    pub fn join_room(&self, room: &str) {
+        let _ = self.inner.server_tx.send(ServerRequest::JoinRoom { room: room.to_owned(), private: false }.encode());
+    }
+
+    /// Say something in a room we are in.
+    pub fn say_room(&self, room: &str, text: &str) {
+        let _ = self
+            .inner
+            .server_tx
+            .send(ServerRequest::SayChatroom { room: room.to_owned(), message: text.to_owned() }.encode());
+    }
+
+    /// Send a private message (the server keeps it if the user is offline).
+    pub fn message_user(&self, user: &str, text: &str) {
+        let _ = self
+            .inner
+            .server_tx
+            .send(ServerRequest::MessageUser { user: user.to_owned(), message: text.to_owned() }.encode());
+    }
+
+    /// Log out without waiting (the session ends shortly; see [`SlskClient::is_online`]).
+    pub fn close(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Whether the server session is still up.
+    pub fn is_online(&self) -> bool {
+        !self.task.is_finished()
     }
 
     /// Download `path` from `user` into `out_dir`, resuming a partial file there.
@@ -811,6 +856,12 @@ async fn on_server(inner: &Arc<Inner>, msg: ServerResponse) {
         ServerResponse::MessageUser { id, user, message, .. } => {
             let _ = inner.server_tx.send(ServerRequest::MessageAcked { id }.encode());
             let _ = inner.events.send(SlskEvent::PrivateMessage { user, text: message });
+        }
+        ServerResponse::SayChatroom { room, user, message } => {
+            let _ = inner.events.send(SlskEvent::RoomMessage { room, user, text: message });
+        }
+        ServerResponse::JoinRoom { room, .. } => {
+            let _ = inner.events.send(SlskEvent::JoinedRoom { room });
         }
         ServerResponse::Relogged => {
             tracing::warn!("logged in elsewhere: the server closed this session");
