@@ -215,10 +215,11 @@ async fn transfer_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
 struct TransferBody {
     result: u64,
     source: Option<usize>,
+    network: Option<String>,
 }
 
 async fn transfer_add(State(api): State<Api>, Json(b): Json<TransferBody>) -> ApiResult<(StatusCode, Json<Value>)> {
-    let t = api.node.download_result(b.result, b.source).map_err(|e| {
+    let t = api.node.download_result(b.result, b.source, b.network.as_deref()).map_err(|e| {
         if e.to_string().starts_with("no search result") {
             not_found(format!("{e:#}"))
         } else {

@@ -60,7 +60,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             vec![],
             Some(body(json!({"type": "object", "required": ["result"], "properties": {
                 "result": {"type": "integer", "description": "A search result id"},
-                "source": {"type": "integer", "description": "Index into the result's sources"}}}))),
+                "source": {"type": "integer", "description": "Index into the result's sources"},
+                "network": {"type": "string", "enum": ["nmdc", "slsk"], "description": "Take the first source on this network"}}}))),
             json!({"description": "Queued", "content": {"application/json": {"schema": r("Transfer")}}}),
         ),
         ("get", "/api/transfers/{id}") => (vec![id_param("id")], None, ok(r("Transfer"))),

@@ -186,12 +186,17 @@ impl Node {
     }
 
     /// Queue a download of a search result from one of its sources.
-    pub fn download_result(&self, result: u64, source: Option<usize>) -> anyhow::Result<model::TransferInfo> {
+    pub fn download_result(&self, result: u64, source: Option<usize>, network: Option<&str>) -> anyhow::Result<model::TransferInfo> {
         let r = self.searches.lock().expect("searches").result(result).cloned().ok_or_else(|| anyhow!("no search result {result}"))?;
-        let idx = match source {
-            Some(i) => i,
+        let idx = match (source, network) {
+            (Some(i), _) => i,
+            (None, Some(n)) => r
+                .sources
+                .iter()
+                .position(|s| s.network == n)
+                .ok_or_else(|| anyhow!("result {result} has no source on {n}"))?,
             // Prefer NMDC with a TTH (verified on arrival) and free slots.
-            None => (0..r.sources.len())
+            (None, None) => (0..r.sources.len())
                 .max_by_key(|&i| {
                     let s = &r.sources[i];
                     ((s.network == "nmdc" && r.tth.is_some()) as u8, (s.free_slots > 0) as u8, std::cmp::Reverse(i))

@@ -439,8 +439,16 @@ impl Inner {
         let this = self.clone();
         let tx2 = tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = this.clone().p_loop(rd, user.clone(), leftover, tx2).await {
+            if let Err(e) = this.clone().p_loop(rd, user.clone(), leftover, tx2.clone()).await {
                 tracing::debug!(%user, "peer connection ended: {e:#}");
+            }
+            // A connection the peer closed must not be reused: messages written to it
+            // would be lost (the write half stays open after the peer's FIN). This
+            // happens when both sides connect at once (direct and pierced) and one of
+            // the two connections is dropped.
+            let mut peers = this.peers.lock().expect("peers");
+            if peers.get(&user.to_lowercase()).is_some_and(|t| t.same_channel(&tx2)) {
+                peers.remove(&user.to_lowercase());
             }
         });
         tx
