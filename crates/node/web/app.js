@@ -1,0 +1,167 @@
+// The omnipeer web UI: tabs, the token dialog, the event stream and the six views.
+
+import { api, EventStream, onTokenNeeded, setToken, getToken } from "./api.js";
+import { h } from "./util.js";
+import { StatusView } from "./status.js";
+import { SearchView } from "./search.js";
+import { TransfersView } from "./transfers.js";
+import { ChatView } from "./chat.js";
+import { SharesView } from "./shares.js";
+import { SettingsView } from "./settings.js";
+
+const $ = (id) => document.getElementById(id);
+
+/** A short message at the corner; `kind` "error" stays longer. */
+function toast(text, kind = "info") {
+  const el = h("div", { class: `toast ${kind}`, "data-testid": "toast", role: kind === "error" ? "alert" : null }, text);
+  $("toasts").append(el);
+  setTimeout(() => el.remove(), kind === "error" ? 8000 : 4000);
+}
+
+// ---- token dialog ---------------------------------------------------------------
+
+function askToken() {
+  const dlg = $("token-dialog");
+  const input = $("token-input");
+  const err = $("token-error");
+  if (getToken()) {
+    err.textContent = "The token kept in this browser was refused.";
+    err.hidden = false;
+  } else {
+    err.hidden = true;
+  }
+  input.value = "";
+  return new Promise((resolve) => {
+    dlg.addEventListener(
+      "close",
+      () => {
+        const t = input.value.trim();
+        resolve(dlg.returnValue === "ok" && t ? t : null);
+      },
+      { once: true },
+    );
+    if (!dlg.open) dlg.showModal();
+    input.focus();
+  });
+}
+onTokenNeeded(askToken);
+
+// ---- views and tabs -------------------------------------------------------------
+
+const ctx = {
+  api,
+  toast,
+  go: (name) => select(name, true),
+  restartEvents: () => stream.restart(),
+  setBadge(id, n) {
+    const b = $(id);
+    b.textContent = n ? String(n) : "";
+    b.hidden = !n;
+  },
+};
+
+const views = {
+  status: new StatusView($("view-status"), ctx),
+  search: new SearchView($("view-search"), ctx),
+  transfers: new TransfersView($("view-transfers"), ctx),
+  chat: new ChatView($("view-chat"), ctx),
+  shares: new SharesView($("view-shares"), ctx),
+  settings: new SettingsView($("view-settings"), ctx),
+};
+ctx.views = views;
+
+const tabs = [...document.querySelectorAll('[role="tab"]')];
+let current = null;
+
+function select(name, focus) {
+  if (!views[name]) name = "status";
+  for (const t of tabs) {
+    const on = t.dataset.view === name;
+    t.setAttribute("aria-selected", on ? "true" : "false");
+    t.tabIndex = on ? 0 : -1;
+    if (on && focus) t.focus();
+  }
+  for (const [n, v] of Object.entries(views)) v.el.hidden = n !== name;
+  if (current !== name) {
+    current = name;
+    views[name].shown?.();
+    if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+  }
+}
+ctx.current = () => current;
+
+for (const t of tabs) {
+  t.addEventListener("click", () => select(t.dataset.view, false));
+  t.addEventListener("keydown", (e) => {
+    const i = tabs.indexOf(t);
+    let j = null;
+    if (e.key === "ArrowRight") j = (i + 1) % tabs.length;
+    else if (e.key === "ArrowLeft") j = (i - 1 + tabs.length) % tabs.length;
+    else if (e.key === "Home") j = 0;
+    else if (e.key === "End") j = tabs.length - 1;
+    if (j !== null) {
+      e.preventDefault();
+      select(tabs[j].dataset.view, true);
+    }
+  });
+}
+window.addEventListener("hashchange", () => select(location.hash.slice(1), false));
+
+// ---- data -------------------------------------------------------------------------
+
+async function loadAll() {
+  const results = await Promise.allSettled(Object.values(views).map((v) => v.load()));
+  for (const r of results) {
+    if (r.status === "rejected" && r.reason?.status !== 401) toast(r.reason.message, "error");
+  }
+  const st = views.status.data;
+  if (st) $("nick").textContent = st.nick;
+}
+
+const liveEl = $("events-state");
+const stream = new EventStream({
+  onEvent(ev) {
+    if (ev.type === "lagged") {
+      // Events were missed: re-read everything shown.
+      loadAll();
+      return;
+    }
+    for (const v of Object.values(views)) v.onEvent?.(ev);
+  },
+  onState(state, delay) {
+    liveEl.dataset.state = state;
+    liveEl.textContent =
+      state === "open" ? "live" : state === "connecting" ? "connecting…" : `offline, retrying in ${Math.ceil(delay / 1000)}s`;
+    liveEl.title =
+      state === "open" ? "Receiving the node's events as they happen" : "The event stream to the node is down; it reconnects by itself";
+  },
+  onReopen() {
+    loadAll();
+  },
+});
+ctx.stream = stream;
+
+// Global shortcut: "/" focuses the search box (when not typing elsewhere).
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey) return;
+  const tag = document.activeElement?.tagName;
+  if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") return;
+  e.preventDefault();
+  select("search", false);
+  views.search.focus();
+});
+
+ctx.tokenChanged = (t) => {
+  setToken(t);
+  stream.restart();
+  loadAll();
+};
+
+select(location.hash.slice(1) || "status", false);
+// The first request settles the token (asking for it on 401) before the stream opens.
+api("GET", "/api/status")
+  .catch(() => null)
+  .then(() => {
+    stream.start();
+    return loadAll();
+  });
