@@ -84,6 +84,15 @@ impl Node {
         if requeued > 0 {
             tracing::info!(requeued, "downloads interrupted by the last stop are queued again");
         }
+        // What is on disk is what we have, whatever the database last heard.
+        for t in store.transfers()? {
+            if matches!(t.state.as_str(), "queued" | "paused") {
+                let on_disk = transfers::partial_len(&incomplete.join(t.id.to_string()));
+                if on_disk != t.bytes {
+                    store.transfer_set_bytes(t.id, on_disk)?;
+                }
+            }
+        }
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Ok(Arc::new(Node {
             nick: cfg.node.nick.clone(),

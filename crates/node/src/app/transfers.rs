@@ -31,6 +31,7 @@ struct Running {
     source: String,
     stop: CancellationToken,
     rate: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
 }
 
 /// The engine's live state (the queue itself is in the database).
@@ -70,9 +71,13 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// The current rate of a running transfer.
-    pub fn rate(&self, id: i64) -> u64 {
-        self.running.lock().expect("running").get(&id).map_or(0, |r| r.rate.load(Ordering::Relaxed))
+    /// The current rate and bytes on disk of a running transfer.
+    pub fn live(&self, id: i64) -> Option<(u64, u64)> {
+        self.running
+            .lock()
+            .expect("running")
+            .get(&id)
+            .map(|r| (r.rate.load(Ordering::Relaxed), r.bytes.load(Ordering::Relaxed)))
     }
 
     fn stop(&self, id: i64) {
@@ -103,7 +108,10 @@ impl Node {
     pub fn transfer(&self, id: i64) -> anyhow::Result<Option<TransferInfo>> {
         let t = self.db.lock().expect("db").transfer(id)?;
         Ok(t.map(|mut t| {
-            t.rate = self.engine.rate(t.id);
+            if let Some((rate, bytes)) = self.engine.live(t.id) {
+                t.rate = rate;
+                t.bytes = t.bytes.max(bytes);
+            }
             t
         }))
     }
@@ -112,7 +120,10 @@ impl Node {
     pub fn transfers(&self) -> anyhow::Result<Vec<TransferInfo>> {
         let mut v = self.db.lock().expect("db").transfers()?;
         for t in &mut v {
-            t.rate = self.engine.rate(t.id);
+            if let Some((rate, bytes)) = self.engine.live(t.id) {
+                t.rate = rate;
+                t.bytes = t.bytes.max(bytes);
+            }
         }
         Ok(v)
     }
@@ -195,16 +206,23 @@ impl Node {
             }
             let stop = CancellationToken::new();
             let rate = Arc::new(AtomicU64::new(0));
+            let bytes = Arc::new(AtomicU64::new(t.bytes));
             running.insert(
                 t.id,
-                Running { network: t.network.clone(), source: t.source.clone(), stop: stop.clone(), rate: rate.clone() },
+                Running {
+                    network: t.network.clone(),
+                    source: t.source.clone(),
+                    stop: stop.clone(),
+                    rate: rate.clone(),
+                    bytes: bytes.clone(),
+                },
             );
             drop(running);
             self.emit_transfer(t.id);
             let node = self.clone();
             tokio::spawn(async move {
                 let id = t.id;
-                node.work(t, stop, rate).await;
+                node.work(t, stop, rate, bytes).await;
                 node.engine.running.lock().expect("running").remove(&id);
                 node.engine.wake();
             });
@@ -212,10 +230,10 @@ impl Node {
         Ok(())
     }
 
-    async fn work(self: &Arc<Self>, t: TransferInfo, stop: CancellationToken, rate: Arc<AtomicU64>) {
+    async fn work(self: &Arc<Self>, t: TransferInfo, stop: CancellationToken, rate: Arc<AtomicU64>, live: Arc<AtomicU64>) {
         let id = t.id;
         let dir = self.incomplete.join(id.to_string());
-        let result = self.attempt(&t, &dir, &stop, &rate).await;
+        let result = self.attempt(&t, &dir, &stop, &rate, &live).await;
         let state = self.db.lock().expect("db").transfer(id).ok().flatten().map(|t| t.state).unwrap_or_default();
         match (result, state.as_str()) {
             (_, "cancelled") => {
@@ -261,9 +279,15 @@ impl Node {
         dir: &Path,
         stop: &CancellationToken,
         rate: &Arc<AtomicU64>,
+        live: &Arc<AtomicU64>,
     ) -> anyhow::Result<(PathBuf, u64)> {
         std::fs::create_dir_all(dir)?;
-        let progress = Arc::new((AtomicU64::new(dir_file_len(dir)), AtomicU64::new(t.size)));
+        let on_disk = dir_file_len(dir);
+        live.store(on_disk, Ordering::Relaxed);
+        if on_disk > 0 {
+            tracing::info!(id = t.id, from = on_disk, "resuming from the bytes on disk");
+        }
+        let progress = Arc::new((AtomicU64::new(on_disk), AtomicU64::new(t.size)));
         let stop_flag = Arc::new(AtomicBool::new(false));
         let fut: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<(PathBuf, u64)>> + Send>> =
             match t.network.as_str() {
@@ -326,6 +350,7 @@ impl Node {
                 }
                 _ = tick.tick() => {
                     let bytes = progress.0.load(Ordering::Relaxed);
+                    live.store(bytes, Ordering::Relaxed);
                     let now = Instant::now();
                     let dt = now.duration_since(last.0).as_secs_f64();
                     let r = if dt > 0.0 { (bytes.saturating_sub(last.1) as f64 / dt) as u64 } else { 0 };
@@ -378,6 +403,11 @@ fn omnipeer_node_job(
     stop: Arc<AtomicBool>,
 ) -> crate::nmdc::cc::DownloadJob {
     crate::nmdc::cc::DownloadJob { what, out, progress, total, stop }
+}
+
+/// Bytes in the partial file of a transfer's incomplete folder (0 if none).
+pub fn partial_len(dir: &Path) -> u64 {
+    dir_file_len(dir)
 }
 
 /// Bytes in the (single) partial file of a transfer's incomplete folder.
