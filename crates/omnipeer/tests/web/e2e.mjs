@@ -1,0 +1,172 @@
+// Drives a node's web UI in Debian's headless Chromium (playwright-core), as a user
+// would: the networks come online, a search finds a file live, it is downloaded and its
+// progress reaches done, and a hub chat line goes out and a reply comes in.
+// Run by ../web_ui.rs, which starts the nodes and passes (environment):
+//   OMNI_URL        the web UI of the node under test (http://127.0.0.1:PORT/)
+//   OMNI_QUERY      what to search for
+//   OMNI_FILE       the file name the search must find
+//   OMNI_SIZE       its size in bytes
+//   OMNI_PEER       the nick of the node that shares it
+//   OMNI_SAY        the line to say in the hub chat
+//   OMNI_REPLY      the line the peer answers with
+//   OMNI_OUT        a folder for the browser profile and screenshots on failure
+// Prints one line per step ("step NAME ...") and facts as "fact KEY VALUE" on stdout;
+// exits 1 (after a screenshot) on the first thing that does not happen.
+
+import { chromium } from "playwright-core";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (v === undefined || v === "") throw new Error(`${k} is not set`);
+  return v;
+};
+const URL = env("OMNI_URL");
+const QUERY = env("OMNI_QUERY");
+const FILE = env("OMNI_FILE");
+const SIZE = Number(env("OMNI_SIZE"));
+const PEER = env("OMNI_PEER");
+const SAY = env("OMNI_SAY");
+const REPLY = env("OMNI_REPLY");
+const OUT = env("OMNI_OUT");
+const T = 30_000; // the longest any one thing a user waits for may take
+
+mkdirSync(OUT, { recursive: true });
+const profile = join(OUT, "chromium-profile");
+
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+  viewport: { width: 1280, height: 900 },
+});
+const page = context.pages()[0] || (await context.newPage());
+const consoleErrors = [];
+page.on("console", (m) => {
+  if (m.type() === "error") consoleErrors.push(m.text());
+});
+page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+
+let stepName = "start";
+function step(name, extra = "") {
+  stepName = name;
+  console.log(`step ${name}${extra ? " " + extra : ""}`);
+}
+function fact(k, v) {
+  console.log(`fact ${k} ${v}`);
+}
+
+const byTest = (id) => `[data-testid="${id}"]`;
+
+try {
+  step("open", URL);
+  await page.goto(URL, { waitUntil: "domcontentloaded" });
+  await page.locator(byTest("events-state")).and(page.locator('[data-state="open"]')).waitFor({ timeout: T });
+
+  step("networks-online");
+  await page.locator(byTest("tab-status")).click();
+  for (const net of ["nmdc_client", "slsk_client"]) {
+    const row = page.locator(`${byTest("network-row")}[data-network="${net}"]`);
+    await row.and(page.locator('[data-state="online"]')).waitFor({ timeout: T });
+    const shown = (await row.locator(byTest("network-state")).textContent()).trim();
+    if (shown !== "online") throw new Error(`${net} shows ${shown}, not online`);
+  }
+  fact("nick", (await page.locator(byTest("nick")).textContent()).trim());
+
+  step("search", QUERY);
+  await page.locator(byTest("tab-search")).click();
+  const box = page.getByLabel("Search every network");
+  await box.fill(QUERY);
+  await box.press("Enter");
+  const t0 = Date.now();
+  const result = page.locator(`${byTest("search-result")}[data-name="${FILE}"]`);
+  await result.waitFor({ timeout: T });
+  fact("first_result_ms", Date.now() - t0);
+  // The same file shared on both networks is one result with a source on each.
+  await result.locator(".sources").filter({ hasText: "NMDC" }).filter({ hasText: "Soulseek" }).waitFor({ timeout: T });
+  fact("merged_result_ms", Date.now() - t0);
+  const sizeTitle = await result.locator(byTest("result-size")).getAttribute("title");
+  if (sizeTitle !== `${SIZE} bytes`) throw new Error(`result size shows ${sizeTitle}, want ${SIZE} bytes`);
+  const sourcesText = await result.locator(byTest("result-sources")).locator("summary").textContent();
+  if (!sourcesText.includes(PEER)) throw new Error(`the sources (${sourcesText}) do not name ${PEER}`);
+  fact("sources", JSON.stringify(sourcesText.trim()));
+
+  step("download");
+  const dl = result.locator(byTest("download-button"));
+  await dl.click();
+  await result.locator(byTest("download-button")).filter({ hasText: "Queued" }).waitFor({ timeout: T });
+  await page.locator(byTest("tab-transfers")).click();
+  const row = page.locator(`${byTest("transfer-row")}[data-name="${FILE}"]`);
+  await row.waitFor({ timeout: T });
+  // Watch the bar: record what it shows until the row says done.
+  const seen = new Set();
+  const deadline = Date.now() + 4 * T;
+  for (;;) {
+    const state = await row.getAttribute("data-state");
+    const pct = (await row.locator(byTest("transfer-percent")).textContent()).trim();
+    seen.add(`${state}:${pct}`);
+    if (state === "done") break;
+    if (state === "failed" || state === "cancelled") {
+      throw new Error(`the transfer ended ${state}: ${await row.locator(byTest("transfer-note")).textContent()}`);
+    }
+    if (Date.now() > deadline) throw new Error(`the transfer is still ${state} at ${pct}`);
+    await page.waitForTimeout(50);
+  }
+  fact("progress_seen", JSON.stringify([...seen]));
+  const value = await row.locator(byTest("transfer-progress")).evaluate((el) => el.value);
+  const pct = (await row.locator(byTest("transfer-percent")).textContent()).trim();
+  const amount = (await row.locator(byTest("transfer-bytes")).textContent()).trim();
+  if (value !== 1 || pct !== "100%") throw new Error(`done, but the bar shows ${value} (${pct})`);
+  fact("done_amount", JSON.stringify(amount));
+  fact("local_path", (await row.locator(".file .path").textContent()).trim());
+  if ((await row.locator(byTest("transfer-state")).textContent()).trim() !== "done") throw new Error("the state column does not say done");
+  // A finished download offers no pause/resume/cancel.
+  for (const a of ["pause", "resume", "cancel"]) {
+    if (await row.locator(byTest(`transfer-${a}`)).count()) throw new Error(`a done transfer still offers ${a}`);
+  }
+
+  step("chat-send", SAY);
+  await page.locator(byTest("tab-chat")).click();
+  await page.locator(`${byTest("chat-item")}[data-chat="nmdc:hub"]`).click();
+  const input = page.locator(byTest("chat-input"));
+  await input.fill(SAY);
+  await input.press("Enter");
+  const log = page.locator(byTest("chat-log"));
+  // Our line comes back from the hub (stored, no longer "sending").
+  await log.locator(`${byTest("chat-line")}[data-own="true"]:not(.pending)`).filter({ hasText: SAY }).waitFor({ timeout: T });
+  if (await input.inputValue()) throw new Error("the send box was not emptied");
+
+  step("chat-reply", REPLY);
+  const reply = log.locator(`${byTest("chat-line")}[data-own="false"]`).filter({ hasText: REPLY });
+  await reply.waitFor({ timeout: T });
+  const nick = (await reply.locator(byTest("chat-nick")).textContent()).trim();
+  if (nick !== PEER) throw new Error(`the reply is from ${nick}, not ${PEER}`);
+
+  if (consoleErrors.length) throw new Error(`the page logged errors: ${consoleErrors.join(" | ")}`);
+  step("done");
+  await context.close();
+  process.exit(0);
+} catch (e) {
+  const shot = join(OUT, `failure-${stepName}.png`);
+  try {
+    await page.screenshot({ path: shot, fullPage: true });
+    writeFileSync(join(OUT, `failure-${stepName}.html`), await page.content());
+  } catch {
+    // the page is gone: nothing to capture
+  }
+  console.log(`fail ${stepName}: ${e.message.split("\n")[0]}`);
+  console.log(`screenshot ${shot}`);
+  if (consoleErrors.length) console.log(`console ${JSON.stringify(consoleErrors)}`);
+  await context.close().catch(() => {});
+  process.exit(1);
+}

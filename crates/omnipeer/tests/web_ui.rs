@@ -1,0 +1,230 @@
+//! The web UI end to end, in a real headless Chromium (Debian's `chromium`, driven by
+//! playwright-core from tests/web/e2e.mjs): two nodes run (`omnipeer up`), node A
+//! (alice) shares a file and runs the hub and the Soulseek server, node B (bob) logs in
+//! to both. Through B's web UI a user sees the networks online, searches and sees A's
+//! file arrive live (one result, a source on each network), downloads it and watches the
+//! progress reach done, and says a line in the hub chat and sees it echoed and alice's
+//! reply arrive. Here, in Rust: the downloaded file has the shared file's SHA-256, and
+//! alice really received bob's line (she answers only after reading it from A's API).
+//!
+//! Needs chromium and tests/web/node_modules (scripts/install-web-test-deps.sh); skipped
+//! when they are missing, except on CI (CI set), where that is a failure. On failure the
+//! screenshot and the page's HTML are kept in the test's temp dir (printed).
+
+mod omni;
+
+use omni::Omni;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const FILE: &str = "sunrise-over-omnipeer.flac";
+const QUERY: &str = "sunrise omnipeer";
+/// Big enough that the transfer takes more than one read (several progress updates on a
+/// slow machine), small enough to stay quick.
+const SIZE: usize = 24 * 1024 * 1024 + 777;
+const SAY: &str = "hello from bob's browser";
+const REPLY: &str = "welcome bob, alice here";
+/// The whole browser session.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
+
+fn web_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web")
+}
+
+/// Chromium, Node.js and playwright-core present? Otherwise why not.
+fn missing_deps() -> Option<String> {
+    if !Path::new(CHROMIUM).exists() {
+        return Some(format!("{CHROMIUM} is missing"));
+    }
+    if !web_dir().join("node_modules/playwright-core/package.json").exists() {
+        return Some("tests/web/node_modules/playwright-core is missing".into());
+    }
+    match Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("node (Node.js) is missing".into()),
+    }
+}
+
+/// Deterministic bytes that do not compress or repeat.
+fn content(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha256(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn write_config(path: &Path, toml: &str) {
+    std::fs::write(path, toml).unwrap();
+}
+
+fn get(api: &str, path: &str) -> Value {
+    ureq::get(&format!("http://{api}{path}")).call().unwrap_or_else(|e| panic!("GET {path}: {e}")).body_mut().read_json().unwrap()
+}
+
+fn post(api: &str, path: &str, body: Value) -> Value {
+    ureq::post(&format!("http://{api}{path}")).send_json(body).unwrap_or_else(|e| panic!("POST {path}: {e}")).body_mut().read_json().unwrap()
+}
+
+/// "http://127.0.0.1:PORT/ (docs...)" → "127.0.0.1:PORT".
+fn api_addr(line: &str) -> String {
+    line.trim_start_matches("http://").split('/').next().unwrap().to_owned()
+}
+
+#[test]
+fn web_ui_search_download_progress_chat() {
+    if let Some(why) = missing_deps() {
+        if std::env::var_os("CI").is_some() {
+            panic!("web UI test cannot run on CI: {why} (scripts/install-web-test-deps.sh)");
+        }
+        eprintln!("skipped: {why}; run scripts/install-web-test-deps.sh");
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("omnipeer-web-ui-").tempdir().unwrap();
+    let (a_dir, b_dir, out) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("browser"));
+    for d in [&a_dir, &b_dir, &out] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+
+    // Node A: alice, the hub and the Soulseek server, sharing one file.
+    let data = content(SIZE);
+    let want = sha256(&data);
+    std::fs::create_dir_all(a_dir.join("share/music")).unwrap();
+    std::fs::write(a_dir.join("share/music").join(FILE), &data).unwrap();
+    write_config(
+        &a_dir.join("config.toml"),
+        "[node]\nnick = \"alice\"\n[dcc]\nenabled = false\n\
+         [nmdc_hub]\nlisten = \"127.0.0.1:0\"\n[slsk_server]\nlisten = \"127.0.0.1:0\"\n\
+         [api]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let a = Omni::start_in(&a_dir, &["--config", a_dir.join("config.toml").to_str().unwrap(), "up"]);
+    let hub = a.wait_line("nmdc hub: dchub://");
+    let slsk = a.wait_line("soulseek server:");
+    let a_api = api_addr(&a.wait_line("api and web ui:"));
+
+    // Node B: bob, only the clients, logged in to A's hub and server.
+    write_config(
+        &b_dir.join("config.toml"),
+        &format!(
+            "[node]\nnick = \"bob\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n\
+             [slsk_server]\nenabled = false\n[nmdc_client]\nhub = \"{hub}\"\n\
+             [slsk_client]\nserver = \"{slsk}\"\n[api]\nlisten = \"127.0.0.1:0\"\n"
+        ),
+    );
+    let b = Omni::start_in(&b_dir, &["--config", b_dir.join("config.toml").to_str().unwrap(), "up"]);
+    let b_api = api_addr(&b.wait_line("api and web ui:"));
+
+    // Alice answers bob's line once she has read it (from A's API, as a user of A would).
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = {
+        let (a_api, stop) = (a_api.clone(), stop.clone());
+        std::thread::spawn(move || -> bool {
+            while !stop.load(Ordering::Relaxed) {
+                let msgs = get(&a_api, "/api/chats/messages?chat=nmdc:hub");
+                let heard = msgs.as_array().unwrap().iter().any(|m| m["nick"] == "bob" && m["text"] == SAY && m["own"] == false);
+                if heard {
+                    post(&a_api, "/api/chats/messages", json!({"chat": "nmdc:hub", "text": REPLY}));
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        })
+    };
+
+    // The browser session.
+    let mut child = Command::new("node")
+        .arg("e2e.mjs")
+        .current_dir(web_dir())
+        .env("OMNI_URL", format!("http://{b_api}/"))
+        .env("OMNI_QUERY", QUERY)
+        .env("OMNI_FILE", FILE)
+        .env("OMNI_SIZE", SIZE.to_string())
+        .env("OMNI_PEER", "alice")
+        .env("OMNI_SAY", SAY)
+        .env("OMNI_REPLY", REPLY)
+        .env("OMNI_OUT", &out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs e2e.mjs");
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("e2e: {l}");
+            let _ = tx.send(l);
+        }
+    });
+    let end = Instant::now() + SCRIPT_LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let lines: Vec<String> = rx.try_iter().collect();
+    let ok = status.is_some_and(|s| s.success()) && lines.iter().any(|l| l == "step done");
+    if !ok {
+        let kept = tmp.keep();
+        panic!(
+            "the web UI session failed ({}):\n{}\n{stderr}\nscreenshot and page kept in {}",
+            match status {
+                Some(s) => format!("exit {s}"),
+                None => format!("no end within {SCRIPT_LIMIT:?}"),
+            },
+            lines.join("\n"),
+            kept.join("browser").display()
+        );
+    }
+    assert!(answered.join().unwrap(), "alice never received bob's line");
+
+    // What the UI said it downloaded is the file alice shares, byte for byte.
+    let fact = |k: &str| {
+        lines.iter().find_map(|l| l.strip_prefix(&format!("fact {k} "))).unwrap_or_else(|| panic!("no fact {k}")).to_owned()
+    };
+    let shown_path = PathBuf::from(fact("local_path"));
+    assert_eq!(shown_path, b_dir.join("downloads").join(FILE), "the UI shows where the file went");
+    let got = std::fs::read(&shown_path).unwrap();
+    assert_eq!(got.len(), SIZE);
+    assert_eq!(sha256(&got), want, "the downloaded file is the shared one");
+    let transfers = get(&b_api, "/api/transfers");
+    assert_eq!(transfers[0]["state"], "done");
+    assert_eq!(transfers[0]["bytes"], SIZE as u64);
+    eprintln!(
+        "web UI: first result {} ms, merged {} ms, progress seen {}",
+        fact("first_result_ms"),
+        fact("merged_result_ms"),
+        fact("progress_seen")
+    );
+    drop(b);
+    drop(a);
+}
