@@ -74,7 +74,7 @@ export class SearchView {
       h(
         "div",
         { class: "toolbar" },
-        h("label", { for: "search-history" }, "Search"),
+        h("label", { for: "search-history" }, "Searches"),
         this.history,
         h("label", { for: "search-filter" }, "Filter"),
         this.filter,
@@ -207,7 +207,7 @@ export class SearchView {
         return words.every((w) => hay.includes(w));
       }),
     );
-    const users = new Set(all.flatMap((r) => r.sources.map((x) => `${x.network}:${x.user}`)));
+    const users = new Set(all.flatMap((r) => r.sources.map((x) => x.user)));
     this.summary.textContent =
       `“${s.query}”: ${all.length} file${all.length === 1 ? "" : "s"} from ${users.size} user${users.size === 1 ? "" : "s"}` +
       (shown.length !== all.length ? ` (${shown.length} shown)` : "") +

@@ -4,7 +4,9 @@
 //! to both. Through B's web UI a user sees the networks online, searches and sees A's
 //! file arrive live (one result, a source on each network), downloads it and watches the
 //! progress reach done, and says a line in the hub chat and sees it echoed and alice's
-//! reply arrive. Here, in Rust: the downloaded file has the shared file's SHA-256, and
+//! reply arrive. Then node A stops: the status shows the network drop live, and a
+//! download of A's second file (which cannot run now) is paused, resumed, cancelled and
+//! retried from its row. Here, in Rust: the downloaded file has the shared file's SHA-256, and
 //! alice really received bob's line (she answers only after reading it from A's API).
 //!
 //! Needs chromium and tests/web/node_modules (scripts/install-web-test-deps.sh); skipped
@@ -26,6 +28,8 @@ use std::time::{Duration, Instant};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const FILE: &str = "sunrise-over-omnipeer.flac";
 const QUERY: &str = "sunrise omnipeer";
+/// Found by the same search; downloaded after alice left, to drive the controls.
+const FILE2: &str = "sunrise-over-omnipeer-live.flac";
 /// Big enough that the transfer takes more than one read (several progress updates on a
 /// slow machine), small enough to stay quick.
 const SIZE: usize = 24 * 1024 * 1024 + 777;
@@ -106,6 +110,7 @@ fn web_ui_search_download_progress_chat() {
     let want = sha256(&data);
     std::fs::create_dir_all(a_dir.join("share/music")).unwrap();
     std::fs::write(a_dir.join("share/music").join(FILE), &data).unwrap();
+    std::fs::write(a_dir.join("share/music").join(FILE2), content(300_000)).unwrap();
     write_config(
         &a_dir.join("config.toml"),
         "[node]\nnick = \"alice\"\n[dcc]\nenabled = false\n\
@@ -154,6 +159,7 @@ fn web_ui_search_download_progress_chat() {
         .env("OMNI_URL", format!("http://{b_api}/"))
         .env("OMNI_QUERY", QUERY)
         .env("OMNI_FILE", FILE)
+        .env("OMNI_FILE2", FILE2)
         .env("OMNI_SIZE", SIZE.to_string())
         .env("OMNI_PEER", "alice")
         .env("OMNI_SAY", SAY)
@@ -164,7 +170,7 @@ fn web_ui_search_download_progress_chat() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("node runs e2e.mjs");
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         for l in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -173,7 +179,16 @@ fn web_ui_search_download_progress_chat() {
         }
     });
     let end = Instant::now() + SCRIPT_LIMIT;
+    let mut a = Some(a);
+    let mut lines = Vec::new();
     let status = loop {
+        while let Ok(l) = rx.try_recv() {
+            if l == "step outage" {
+                // Node A goes away (SIGTERM, waited for).
+                a.take();
+            }
+            lines.push(l);
+        }
         if let Some(s) = child.try_wait().unwrap() {
             break Some(s);
         }
@@ -191,7 +206,7 @@ fn web_ui_search_download_progress_chat() {
         let _ = e.read_to_string(&mut stderr);
     }
     stop.store(true, Ordering::Relaxed);
-    let lines: Vec<String> = rx.try_iter().collect();
+    lines.extend(rx.try_iter());
     let ok = status.is_some_and(|s| s.success()) && lines.iter().any(|l| l == "step done");
     if !ok {
         let kept = tmp.keep();
@@ -217,8 +232,14 @@ fn web_ui_search_download_progress_chat() {
     assert_eq!(got.len(), SIZE);
     assert_eq!(sha256(&got), want, "the downloaded file is the shared one");
     let transfers = get(&b_api, "/api/transfers");
-    assert_eq!(transfers[0]["state"], "done");
-    assert_eq!(transfers[0]["bytes"], SIZE as u64);
+    let by_name = |n: &str| transfers.as_array().unwrap().iter().find(|t| t["name"] == n).unwrap_or_else(|| panic!("no transfer of {n}")).clone();
+    let done = by_name(FILE);
+    assert_eq!(done["state"], "done");
+    assert_eq!(done["bytes"], SIZE as u64);
+    // The one driven by the buttons was retried last: queued again (or trying).
+    let retried = by_name(FILE2);
+    assert!(["queued", "running"].contains(&retried["state"].as_str().unwrap()), "{retried}");
+    assert!(!b_dir.join("downloads").join(FILE2).exists(), "a file that never came is not in downloads");
     eprintln!(
         "web UI: first result {} ms, merged {} ms, progress seen {}",
         fact("first_result_ms"),

@@ -1,11 +1,14 @@
 // Drives a node's web UI in Debian's headless Chromium (playwright-core), as a user
 // would: the networks come online, a search finds a file live, it is downloaded and its
-// progress reaches done, and a hub chat line goes out and a reply comes in.
+// progress reaches done, a hub chat line goes out and a reply comes in; then the peer
+// leaves (the status shows it) and a download that cannot run is paused, resumed,
+// cancelled and retried.
 // Run by ../web_ui.rs, which starts the nodes and passes (environment):
 //   OMNI_URL        the web UI of the node under test (http://127.0.0.1:PORT/)
 //   OMNI_QUERY      what to search for
-//   OMNI_FILE       the file name the search must find
-//   OMNI_SIZE       its size in bytes
+//   OMNI_FILE       the file name the search must find (and that is downloaded)
+//   OMNI_FILE2      another file the search finds, queued after its source left
+//   OMNI_SIZE       the size of OMNI_FILE in bytes
 //   OMNI_PEER       the nick of the node that shares it
 //   OMNI_SAY        the line to say in the hub chat
 //   OMNI_REPLY      the line the peer answers with
@@ -25,6 +28,7 @@ const env = (k) => {
 const URL = env("OMNI_URL");
 const QUERY = env("OMNI_QUERY");
 const FILE = env("OMNI_FILE");
+const FILE2 = env("OMNI_FILE2");
 const SIZE = Number(env("OMNI_SIZE"));
 const PEER = env("OMNI_PEER");
 const SAY = env("OMNI_SAY");
@@ -58,7 +62,11 @@ page.on("console", (m) => {
 page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
 
 let stepName = "start";
-function step(name, extra = "") {
+let shot = 0;
+// OMNI_SHOTS=DIR: also a screenshot as each step begins (for looking at the UI).
+const SHOTS = process.env.OMNI_SHOTS || "";
+async function step(name, extra = "") {
+  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, "0")}-before-${name}.png`), fullPage: true });
   stepName = name;
   console.log(`step ${name}${extra ? " " + extra : ""}`);
 }
@@ -69,11 +77,11 @@ function fact(k, v) {
 const byTest = (id) => `[data-testid="${id}"]`;
 
 try {
-  step("open", URL);
+  await step("open", URL);
   await page.goto(URL, { waitUntil: "domcontentloaded" });
   await page.locator(byTest("events-state")).and(page.locator('[data-state="open"]')).waitFor({ timeout: T });
 
-  step("networks-online");
+  await step("networks-online");
   await page.locator(byTest("tab-status")).click();
   for (const net of ["nmdc_client", "slsk_client"]) {
     const row = page.locator(`${byTest("network-row")}[data-network="${net}"]`);
@@ -83,7 +91,7 @@ try {
   }
   fact("nick", (await page.locator(byTest("nick")).textContent()).trim());
 
-  step("search", QUERY);
+  await step("search", QUERY);
   await page.locator(byTest("tab-search")).click();
   const box = page.getByLabel("Search every network");
   await box.fill(QUERY);
@@ -101,7 +109,7 @@ try {
   if (!sourcesText.includes(PEER)) throw new Error(`the sources (${sourcesText}) do not name ${PEER}`);
   fact("sources", JSON.stringify(sourcesText.trim()));
 
-  step("download");
+  await step("download");
   const dl = result.locator(byTest("download-button"));
   await dl.click();
   await result.locator(byTest("download-button")).filter({ hasText: "Queued" }).waitFor({ timeout: T });
@@ -135,7 +143,7 @@ try {
     if (await row.locator(byTest(`transfer-${a}`)).count()) throw new Error(`a done transfer still offers ${a}`);
   }
 
-  step("chat-send", SAY);
+  await step("chat-send", SAY);
   await page.locator(byTest("tab-chat")).click();
   await page.locator(`${byTest("chat-item")}[data-chat="nmdc:hub"]`).click();
   const input = page.locator(byTest("chat-input"));
@@ -146,14 +154,57 @@ try {
   await log.locator(`${byTest("chat-line")}[data-own="true"]:not(.pending)`).filter({ hasText: SAY }).waitFor({ timeout: T });
   if (await input.inputValue()) throw new Error("the send box was not emptied");
 
-  step("chat-reply", REPLY);
+  await step("chat-reply", REPLY);
   const reply = log.locator(`${byTest("chat-line")}[data-own="false"]`).filter({ hasText: REPLY });
   await reply.waitFor({ timeout: T });
   const nick = (await reply.locator(byTest("chat-nick")).textContent()).trim();
   if (nick !== PEER) throw new Error(`the reply is from ${nick}, not ${PEER}`);
 
   if (consoleErrors.length) throw new Error(`the page logged errors: ${consoleErrors.join(" | ")}`);
-  step("done");
+  // The peer goes away (web_ui.rs stops node A on this line): the status shows it live.
+  await step("outage");
+  await page.locator(byTest("tab-status")).click();
+  const nmdc = page.locator(`${byTest("network-row")}[data-network="nmdc_client"]`);
+  await nmdc.and(page.locator(':not([data-state="online"])')).waitFor({ timeout: T });
+  fact("nmdc_after_outage", (await nmdc.locator(byTest("network-state")).textContent()).trim());
+  if ((await page.locator(byTest("events-state")).getAttribute("data-state")) !== "open") {
+    throw new Error("the node's event stream dropped although only the peer went away");
+  }
+
+  // A download that cannot run now (its source is gone): pause, resume, cancel, retry.
+  await step("controls", FILE2);
+  await page.locator(byTest("tab-search")).click();
+  const result2 = page.locator(`${byTest("search-result")}[data-name="${FILE2}"]`);
+  await result2.locator(byTest("download-button")).click();
+  await result2.locator(byTest("download-button")).filter({ hasText: "Queued" }).waitFor({ timeout: T });
+  await page.locator(byTest("tab-transfers")).click();
+  const row2 = page.locator(`${byTest("transfer-row")}[data-name="${FILE2}"]`);
+  const stateIs = async (want) => {
+    const ok = want.map((w) => `[data-state="${w}"]`).join(", ");
+    await row2.and(page.locator(ok)).waitFor({ timeout: T });
+    const shown = (await row2.locator(byTest("transfer-state")).textContent()).trim();
+    if (!want.includes(shown)) throw new Error(`the state column says ${shown}, not ${want.join(" or ")}`);
+  };
+  await stateIs(["queued", "running"]);
+  await row2.locator(byTest("transfer-pause")).click();
+  await stateIs(["paused"]);
+  await row2.locator(byTest("transfer-resume")).click();
+  await stateIs(["queued", "running"]);
+  await row2.locator(byTest("transfer-cancel")).click();
+  await stateIs(["cancelled"]);
+  if (await row2.locator(byTest("transfer-cancel")).count()) throw new Error("a cancelled transfer still offers cancel");
+  await row2.locator(byTest("transfer-retry")).click();
+  await stateIs(["queued", "running"]);
+  fact("controls_note", JSON.stringify((await row2.locator(byTest("transfer-note")).textContent()).trim()));
+
+  if (SHOTS) {
+    for (const v of ["status", "search", "transfers", "chat", "shares", "settings"]) {
+      await page.locator(byTest(`tab-${v}`)).click();
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: join(SHOTS, `view-${v}.png`), fullPage: true });
+    }
+  }
+  await step("done");
   await context.close();
   process.exit(0);
 } catch (e) {
