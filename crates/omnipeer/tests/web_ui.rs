@@ -1,7 +1,8 @@
 //! The web UI end to end, in a real headless Chromium (Debian's `chromium`, driven by
 //! playwright-core from tests/web/e2e.mjs): two nodes run (`omnipeer up`), node A
 //! (alice) shares a file and runs the hub and the Soulseek server, node B (bob) logs in
-//! to both. Through B's web UI a user sees the networks online, searches and sees A's
+//! to both; B's API has a token. Through B's web UI a user gives the token the page
+//! asks for, sees the networks online, searches and sees A's
 //! file arrive live (one result, a source on each network), downloads it and watches the
 //! progress reach done, and says a line in the hub chat and sees it echoed and alice's
 //! reply arrive. Then node A stops: the status shows the network drop live, and a
@@ -33,6 +34,8 @@ const FILE2: &str = "sunrise-over-omnipeer-live.flac";
 /// Big enough that the transfer takes more than one read (several progress updates on a
 /// slow machine), small enough to stay quick.
 const SIZE: usize = 24 * 1024 * 1024 + 777;
+/// Node B's API token: the page has to ask for it.
+const TOKEN: &str = "web-ui-test-token";
 const SAY: &str = "hello from bob's browser";
 const REPLY: &str = "welcome bob, alice here";
 /// The whole browser session.
@@ -78,7 +81,15 @@ fn write_config(path: &Path, toml: &str) {
 }
 
 fn get(api: &str, path: &str) -> Value {
-    ureq::get(&format!("http://{api}{path}")).call().unwrap_or_else(|e| panic!("GET {path}: {e}")).body_mut().read_json().unwrap()
+    get_with(api, path, None)
+}
+
+fn get_with(api: &str, path: &str, token: Option<&str>) -> Value {
+    let mut req = ureq::get(&format!("http://{api}{path}"));
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    req.call().unwrap_or_else(|e| panic!("GET {path}: {e}")).body_mut().read_json().unwrap()
 }
 
 fn post(api: &str, path: &str, body: Value) -> Value {
@@ -128,7 +139,7 @@ fn web_ui_search_download_progress_chat() {
         &format!(
             "[node]\nnick = \"bob\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n\
              [slsk_server]\nenabled = false\n[nmdc_client]\nhub = \"{hub}\"\n\
-             [slsk_client]\nserver = \"{slsk}\"\n[api]\nlisten = \"127.0.0.1:0\"\n"
+             [slsk_client]\nserver = \"{slsk}\"\n[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n"
         ),
     );
     let b = Omni::start_in(&b_dir, &["--config", b_dir.join("config.toml").to_str().unwrap(), "up"]);
@@ -165,6 +176,7 @@ fn web_ui_search_download_progress_chat() {
         .env("OMNI_SAY", SAY)
         .env("OMNI_REPLY", REPLY)
         .env("OMNI_OUT", &out)
+        .env("OMNI_TOKEN", TOKEN)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -231,7 +243,7 @@ fn web_ui_search_download_progress_chat() {
     let got = std::fs::read(&shown_path).unwrap();
     assert_eq!(got.len(), SIZE);
     assert_eq!(sha256(&got), want, "the downloaded file is the shared one");
-    let transfers = get(&b_api, "/api/transfers");
+    let transfers = get_with(&b_api, "/api/transfers", Some(TOKEN));
     let by_name = |n: &str| transfers.as_array().unwrap().iter().find(|t| t["name"] == n).unwrap_or_else(|| panic!("no transfer of {n}")).clone();
     let done = by_name(FILE);
     assert_eq!(done["state"], "done");

@@ -12,6 +12,7 @@
 //   OMNI_PEER       the nick of the node that shares it
 //   OMNI_SAY        the line to say in the hub chat
 //   OMNI_REPLY      the line the peer answers with
+//   OMNI_TOKEN      the node's API token, when it has one (the page must ask for it)
 //   OMNI_OUT        a folder for the browser profile and screenshots on failure
 // Prints one line per step ("step NAME ...") and facts as "fact KEY VALUE" on stdout;
 // exits 1 (after a screenshot) on the first thing that does not happen.
@@ -34,6 +35,7 @@ const PEER = env("OMNI_PEER");
 const SAY = env("OMNI_SAY");
 const REPLY = env("OMNI_REPLY");
 const OUT = env("OMNI_OUT");
+const TOKEN = process.env.OMNI_TOKEN || "";
 const T = 30_000; // the longest any one thing a user waits for may take
 
 mkdirSync(OUT, { recursive: true });
@@ -79,6 +81,19 @@ const byTest = (id) => `[data-testid="${id}"]`;
 try {
   await step("open", URL);
   await page.goto(URL, { waitUntil: "domcontentloaded" });
+  if (TOKEN) {
+    // The node answers 401: the page asks for its token (kept in localStorage).
+    await step("token");
+    const dlg = page.locator(byTest("token-dialog"));
+    await dlg.waitFor({ state: "visible", timeout: T });
+    await page.getByLabel("API token", { exact: true }).fill(TOKEN);
+    await page.locator(byTest("token-submit")).click();
+    await dlg.waitFor({ state: "hidden", timeout: T });
+    const kept = await page.evaluate(() => localStorage.getItem("omnipeer.token"));
+    if (kept !== TOKEN) throw new Error("the token was not kept in localStorage");
+    // The browser logs the 401 answers that made the page ask; nothing else may fail.
+    consoleErrors.length = 0;
+  }
   await page.locator(byTest("events-state")).and(page.locator('[data-state="open"]')).waitFor({ timeout: T });
 
   await step("networks-online");
