@@ -1,14 +1,15 @@
 //! The web UI end to end, in a real headless Chromium (Debian's `chromium`, driven by
 //! playwright-core from tests/web/e2e.mjs): two nodes run (`omnipeer up`), node A
-//! (alice) shares a file and runs the hub and the Soulseek server, node B (bob) logs in
-//! to both; B's API has a token. Through B's web UI a user gives the token the page
-//! asks for, sees the networks online, searches and sees A's
-//! file arrive live (one result, a source on each network), downloads it and watches the
-//! progress reach done, and says a line in the hub chat and sees it echoed and alice's
-//! reply arrive. Then node A stops: the status shows the network drop live, and a
-//! download of A's second file (which cannot run now) is paused, resumed, cancelled and
-//! retried from its row. Here, in Rust: the downloaded file has the shared file's SHA-256, and
-//! alice really received bob's line (she answers only after reading it from A's API).
+//! (alice) shares two files and runs the hub and the Soulseek server, node B (bob) logs
+//! in to both; B's API has a token. Through B's web UI a user gives the token the page
+//! asks for, sees the networks online, searches and sees A's file arrive live (one
+//! result, a source on each network), downloads it and watches the progress reach done,
+//! says a line in the hub chat, the Soulseek room and a private message to alice, and
+//! sees each stored and alice's reply arrive. Then node A stops: the status shows the
+//! network drop live, and a download of A's second file (which cannot run now) is
+//! paused, resumed, cancelled and retried from its row. Here, in Rust: the downloaded
+//! file has the shared file's SHA-256, and alice really received bob's lines (she
+//! answers each only after reading it from A's API).
 //!
 //! Needs chromium and tests/web/node_modules (scripts/install-web-test-deps.sh); skipped
 //! when they are missing, except on CI (CI set), where that is a failure. On failure the
@@ -36,8 +37,12 @@ const FILE2: &str = "sunrise-over-omnipeer-live.flac";
 const SIZE: usize = 24 * 1024 * 1024 + 777;
 /// Node B's API token: the page has to ask for it.
 const TOKEN: &str = "web-ui-test-token";
-const SAY: &str = "hello from bob's browser";
-const REPLY: &str = "welcome bob, alice here";
+/// (chat id on B, chat id on A, bob says, alice answers).
+const CHATS: [(&str, &str, &str, &str); 3] = [
+    ("nmdc:hub", "nmdc:hub", "hello from bob's browser", "welcome bob, alice here"),
+    ("slsk:room:omnipeer", "slsk:room:omnipeer", "bob joins the room", "alice waves in the room"),
+    ("slsk:pm:alice", "slsk:pm:bob", "bob to alice, privately", "alice to bob, privately"),
+];
 /// The whole browser session.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
 
@@ -145,23 +150,28 @@ fn web_ui_search_download_progress_chat() {
     let b = Omni::start_in(&b_dir, &["--config", b_dir.join("config.toml").to_str().unwrap(), "up"]);
     let b_api = api_addr(&b.wait_line("api and web ui:"));
 
-    // Alice answers bob's line once she has read it (from A's API, as a user of A would).
+    // Alice answers each of bob's lines once she has read it (from A's API, as a user of
+    // A would).
     let stop = Arc::new(AtomicBool::new(false));
     let answered = {
         let (a_api, stop) = (a_api.clone(), stop.clone());
-        std::thread::spawn(move || -> bool {
-            while !stop.load(Ordering::Relaxed) {
-                let msgs = get(&a_api, "/api/chats/messages?chat=nmdc:hub");
-                let heard = msgs.as_array().unwrap().iter().any(|m| m["nick"] == "bob" && m["text"] == SAY && m["own"] == false);
+        std::thread::spawn(move || -> usize {
+            let mut done = 0;
+            while done < CHATS.len() && !stop.load(Ordering::Relaxed) {
+                let (_, on_a, say, reply) = CHATS[done];
+                let msgs = get(&a_api, &format!("/api/chats/messages?chat={on_a}"));
+                let heard = msgs.as_array().unwrap().iter().any(|m| m["nick"] == "bob" && m["text"] == say && m["own"] == false);
                 if heard {
-                    post(&a_api, "/api/chats/messages", json!({"chat": "nmdc:hub", "text": REPLY}));
-                    return true;
+                    post(&a_api, "/api/chats/messages", json!({"chat": on_a, "text": reply}));
+                    done += 1;
+                    continue;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            false
+            done
         })
     };
+    let chats = Value::Array(CHATS.iter().map(|(on_b, _, say, reply)| json!({"chat": on_b, "say": say, "reply": reply})).collect());
 
     // The browser session.
     let mut child = Command::new("node")
@@ -173,8 +183,7 @@ fn web_ui_search_download_progress_chat() {
         .env("OMNI_FILE2", FILE2)
         .env("OMNI_SIZE", SIZE.to_string())
         .env("OMNI_PEER", "alice")
-        .env("OMNI_SAY", SAY)
-        .env("OMNI_REPLY", REPLY)
+        .env("OMNI_CHATS", chats.to_string())
         .env("OMNI_OUT", &out)
         .env("OMNI_TOKEN", TOKEN)
         .stdin(Stdio::null())
@@ -232,7 +241,7 @@ fn web_ui_search_download_progress_chat() {
             kept.join("browser").display()
         );
     }
-    assert!(answered.join().unwrap(), "alice never received bob's line");
+    assert_eq!(answered.join().unwrap(), CHATS.len(), "alice received each of bob's lines");
 
     // What the UI said it downloaded is the file alice shares, byte for byte.
     let fact = |k: &str| {

@@ -1,6 +1,7 @@
 // Drives a node's web UI in Debian's headless Chromium (playwright-core), as a user
 // would: the networks come online, a search finds a file live, it is downloaded and its
-// progress reaches done, a hub chat line goes out and a reply comes in; then the peer
+// progress reaches done, chat lines go out (hub, room, private) and replies come in;
+// then the peer
 // leaves (the status shows it) and a download that cannot run is paused, resumed,
 // cancelled and retried.
 // Run by ../web_ui.rs, which starts the nodes and passes (environment):
@@ -10,8 +11,9 @@
 //   OMNI_FILE2      another file the search finds, queued after its source left
 //   OMNI_SIZE       the size of OMNI_FILE in bytes
 //   OMNI_PEER       the nick of the node that shares it
-//   OMNI_SAY        the line to say in the hub chat
-//   OMNI_REPLY      the line the peer answers with
+//   OMNI_CHATS      JSON [{"chat": ID, "say": TEXT, "reply": TEXT}]: in each chat (as the
+//                   node names it; opened with "New conversation" when not listed), say a
+//                   line and wait for the peer's reply
 //   OMNI_TOKEN      the node's API token, when it has one (the page must ask for it)
 //   OMNI_OUT        a folder for the browser profile and screenshots on failure
 // Prints one line per step ("step NAME ...") and facts as "fact KEY VALUE" on stdout;
@@ -32,8 +34,7 @@ const FILE = env("OMNI_FILE");
 const FILE2 = env("OMNI_FILE2");
 const SIZE = Number(env("OMNI_SIZE"));
 const PEER = env("OMNI_PEER");
-const SAY = env("OMNI_SAY");
-const REPLY = env("OMNI_REPLY");
+const CHATS = JSON.parse(env("OMNI_CHATS"));
 const OUT = env("OMNI_OUT");
 const TOKEN = process.env.OMNI_TOKEN || "";
 const T = 30_000; // the longest any one thing a user waits for may take
@@ -158,22 +159,35 @@ try {
     if (await row.locator(byTest(`transfer-${a}`)).count()) throw new Error(`a done transfer still offers ${a}`);
   }
 
-  await step("chat-send", SAY);
   await page.locator(byTest("tab-chat")).click();
-  await page.locator(`${byTest("chat-item")}[data-chat="nmdc:hub"]`).click();
   const input = page.locator(byTest("chat-input"));
-  await input.fill(SAY);
-  await input.press("Enter");
   const log = page.locator(byTest("chat-log"));
-  // Our line comes back from the hub (stored, no longer "sending").
-  await log.locator(`${byTest("chat-line")}[data-own="true"]:not(.pending)`).filter({ hasText: SAY }).waitFor({ timeout: T });
-  if (await input.inputValue()) throw new Error("the send box was not emptied");
+  for (const c of CHATS) {
+    await step("chat-send", `${c.chat}: ${c.say}`);
+    const item = page.locator(`${byTest("chat-item")}[data-chat="${c.chat}"]`);
+    if (await item.count()) {
+      await item.click();
+    } else {
+      // A private message to someone new: "New conversation".
+      const [net, kind, name] = c.chat.split(":");
+      await page.getByLabel("Kind").selectOption(`${net}:${kind}`);
+      await page.getByLabel("With (user) or room name").fill(name);
+      await page.getByRole("button", { name: "Open", exact: true }).click();
+      await item.waitFor({ timeout: T });
+    }
+    if ((await item.getAttribute("aria-current")) !== "true") throw new Error(`${c.chat} is not the open conversation`);
+    await input.fill(c.say);
+    await input.press("Enter");
+    // Our line is stored (hub and room lines once the server echoes them: no longer "sending").
+    await log.locator(`${byTest("chat-line")}[data-own="true"]:not(.pending)`).filter({ hasText: c.say }).waitFor({ timeout: T });
+    if (await input.inputValue()) throw new Error("the send box was not emptied");
 
-  await step("chat-reply", REPLY);
-  const reply = log.locator(`${byTest("chat-line")}[data-own="false"]`).filter({ hasText: REPLY });
-  await reply.waitFor({ timeout: T });
-  const nick = (await reply.locator(byTest("chat-nick")).textContent()).trim();
-  if (nick !== PEER) throw new Error(`the reply is from ${nick}, not ${PEER}`);
+    await step("chat-reply", `${c.chat}: ${c.reply}`);
+    const reply = log.locator(`${byTest("chat-line")}[data-own="false"]`).filter({ hasText: c.reply });
+    await reply.waitFor({ timeout: T });
+    const nick = (await reply.locator(byTest("chat-nick")).textContent()).trim();
+    if (nick !== PEER) throw new Error(`the reply is from ${nick}, not ${PEER}`);
+  }
 
   if (consoleErrors.length) throw new Error(`the page logged errors: ${consoleErrors.join(" | ")}`);
   // The peer goes away (web_ui.rs stops node A on this line): the status shows it live.
