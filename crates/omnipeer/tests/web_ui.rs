@@ -7,7 +7,9 @@
 //! says a line in the hub chat, the Soulseek room and a private message to alice, and
 //! sees each stored and alice's reply arrive. Then node A stops: the status shows the
 //! network drop live, and a download of A's second file (which cannot run now) is
-//! paused, resumed, cancelled and retried from its row. Here, in Rust: the downloaded
+//! paused, resumed, cancelled and retried from its row. Last node B restarts: the page
+//! shows its event stream down, reconnects by itself and shows the transfers kept. Here,
+//! in Rust: the downloaded
 //! file has the shared file's SHA-256, and alice really received bob's lines (she
 //! answers each only after reading it from A's API).
 //!
@@ -138,17 +140,22 @@ fn web_ui_search_download_progress_chat() {
     let slsk = a.wait_line("soulseek server:");
     let a_api = api_addr(&a.wait_line("api and web ui:"));
 
-    // Node B: bob, only the clients, logged in to A's hub and server.
+    // Node B: bob, only the clients, logged in to A's hub and server. Its API keeps its
+    // port across the restart below.
+    let b_listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     write_config(
         &b_dir.join("config.toml"),
         &format!(
             "[node]\nnick = \"bob\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n\
              [slsk_server]\nenabled = false\n[nmdc_client]\nhub = \"{hub}\"\n\
-             [slsk_client]\nserver = \"{slsk}\"\n[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n"
+             [slsk_client]\nserver = \"{slsk}\"\n[api]\nlisten = \"{b_listen}\"\ntoken = \"{TOKEN}\"\n"
         ),
     );
-    let b = Omni::start_in(&b_dir, &["--config", b_dir.join("config.toml").to_str().unwrap(), "up"]);
+    let b_config = b_dir.join("config.toml");
+    let b_args = ["--config", b_config.to_str().unwrap(), "up"];
+    let b = Omni::start_in(&b_dir, &b_args);
     let b_api = api_addr(&b.wait_line("api and web ui:"));
+    assert_eq!(b_api, b_listen.to_string());
 
     // Alice answers each of bob's lines once she has read it (from A's API, as a user of
     // A would).
@@ -201,12 +208,21 @@ fn web_ui_search_download_progress_chat() {
     });
     let end = Instant::now() + SCRIPT_LIMIT;
     let mut a = Some(a);
+    let mut b = Some(b);
     let mut lines = Vec::new();
     let status = loop {
         while let Ok(l) = rx.try_recv() {
             if l == "step outage" {
                 // Node A goes away (SIGTERM, waited for).
                 a.take();
+            }
+            if l == "step restart" {
+                // Node B stops and starts again on the same data and port.
+                b.take();
+                std::thread::sleep(Duration::from_millis(500));
+                let again = Omni::start_in(&b_dir, &b_args);
+                assert_eq!(api_addr(&again.wait_line("api and web ui:")), b_api);
+                b = Some(again);
             }
             lines.push(l);
         }

@@ -3,7 +3,7 @@
 // progress reaches done, chat lines go out (hub, room, private) and replies come in;
 // then the peer
 // leaves (the status shows it) and a download that cannot run is paused, resumed,
-// cancelled and retried.
+// cancelled and retried; last the node restarts and the page reconnects by itself.
 // Run by ../web_ui.rs, which starts the nodes and passes (environment):
 //   OMNI_URL        the web UI of the node under test (http://127.0.0.1:PORT/)
 //   OMNI_QUERY      what to search for
@@ -225,6 +225,22 @@ try {
   await row2.locator(byTest("transfer-retry")).click();
   await stateIs(["queued", "running"]);
   fact("controls_note", JSON.stringify((await row2.locator(byTest("transfer-note")).textContent()).trim()));
+
+  // The node itself restarts (web_ui.rs stops and starts node B on this line): the page
+  // shows the stream down, reconnects by itself and re-reads what it shows.
+  await page.evaluate(() => (window.__sameDocument = true));
+  await step("restart");
+  const live = page.locator(byTest("events-state"));
+  await live.and(page.locator('[data-state="closed"]')).waitFor({ timeout: T });
+  fact("while_down", JSON.stringify((await live.textContent()).trim()));
+  await live.and(page.locator('[data-state="open"]')).waitFor({ timeout: T });
+  if (!(await page.evaluate(() => window.__sameDocument === true))) throw new Error("the page was reloaded");
+  await page.locator(byTest("tab-transfers")).click();
+  await row.and(page.locator('[data-state="done"]')).waitFor({ timeout: T });
+  await row2.waitFor({ timeout: T });
+  await page.locator(byTest("tab-status")).click();
+  // The restarted node reports its networks afresh (the peer is still away).
+  await nmdc.and(page.locator(':not([data-state="online"])')).waitFor({ timeout: T });
 
   if (SHOTS) {
     for (const v of ["status", "search", "transfers", "chat", "shares", "settings"]) {
