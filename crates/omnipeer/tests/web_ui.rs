@@ -34,9 +34,9 @@ const FILE: &str = "sunrise-over-omnipeer.flac";
 const QUERY: &str = "sunrise omnipeer";
 /// Found by the same search; downloaded after alice left, to drive the controls.
 const FILE2: &str = "sunrise-over-omnipeer-live.flac";
-/// Big enough that the transfer takes more than one read (several progress updates on a
-/// slow machine), small enough to stay quick.
-const SIZE: usize = 24 * 1024 * 1024 + 777;
+/// Big enough that the transfer outlasts a few of the node's progress ticks (0.5 s) on
+/// loopback, small enough to stay quick.
+const SIZE: usize = 128 * 1024 * 1024 + 777;
 /// Node B's API token: the page has to ask for it.
 const TOKEN: &str = "web-ui-test-token";
 /// (chat id on B, chat id on A, bob says, alice answers).

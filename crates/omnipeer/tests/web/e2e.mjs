@@ -63,6 +63,19 @@ page.on("console", (m) => {
   if (m.type() === "error") consoleErrors.push(m.text());
 });
 page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+// What the node's event stream tells the page about transfers (for the facts).
+const progressFrames = [];
+page.on("websocket", (ws) => {
+  ws.on("framereceived", (f) => {
+    try {
+      const ev = JSON.parse(f.payload);
+      if (ev.type === "progress") progressFrames.push(`${ev.bytes}/${ev.size}`);
+      if (ev.type === "transfer") progressFrames.push(`${ev.transfer.state}:${ev.transfer.bytes}`);
+    } catch {
+      // not JSON: not ours
+    }
+  });
+});
 
 let stepName = "start";
 let shot = 0;
@@ -127,6 +140,7 @@ try {
 
   await step("download");
   const dl = result.locator(byTest("download-button"));
+  const t1 = Date.now();
   await dl.click();
   await result.locator(byTest("download-button")).filter({ hasText: "Queued" }).waitFor({ timeout: T });
   await page.locator(byTest("tab-transfers")).click();
@@ -146,7 +160,17 @@ try {
     if (Date.now() > deadline) throw new Error(`the transfer is still ${state} at ${pct}`);
     await page.waitForTimeout(50);
   }
+  fact("download_ms", Date.now() - t1);
   fact("progress_seen", JSON.stringify([...seen]));
+  fact("stream_said", JSON.stringify(progressFrames));
+  // When the node reported bytes part-way, the bar showed them part-way.
+  const partWay = (x) => {
+    const [b, sz] = x.split("/").map(Number);
+    return sz > 0 && b > 0 && b < sz && b / sz < 0.95;
+  };
+  if (progressFrames.some(partWay) && ![...seen].some((x) => /^running:([1-9]|[1-9][0-9])%$/.test(x))) {
+    throw new Error(`the node sent progress (${progressFrames.join(", ")}) but the bar never moved: ${[...seen].join(", ")}`);
+  }
   const value = await row.locator(byTest("transfer-progress")).evaluate((el) => el.value);
   const pct = (await row.locator(byTest("transfer-percent")).textContent()).trim();
   const amount = (await row.locator(byTest("transfer-bytes")).textContent()).trim();
