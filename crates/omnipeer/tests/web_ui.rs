@@ -34,9 +34,10 @@ const FILE: &str = "sunrise-over-omnipeer.flac";
 const QUERY: &str = "sunrise omnipeer";
 /// Found by the same search; downloaded after alice left, to drive the controls.
 const FILE2: &str = "sunrise-over-omnipeer-live.flac";
-/// Big enough that the transfer outlasts a few of the node's progress ticks (0.5 s) on
-/// loopback, small enough to stay quick.
-const SIZE: usize = 128 * 1024 * 1024 + 777;
+/// Several chunks, not a multiple of any block size. On loopback even 200 MiB arrive
+/// within one of the node's progress ticks (0.5 s), so the bar is seen queued/running
+/// and then done; the script checks part-way bars whenever the node reports them.
+const SIZE: usize = 32 * 1024 * 1024 + 777;
 /// Node B's API token: the page has to ask for it.
 const TOKEN: &str = "web-ui-test-token";
 /// (chat id on B, chat id on A, bob says, alice answers).
