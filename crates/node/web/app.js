@@ -84,7 +84,8 @@ function select(name, focus) {
   for (const [n, v] of Object.entries(views)) v.el.hidden = n !== name;
   if (current !== name) {
     current = name;
-    views[name].shown?.();
+    // A tab reached with the arrow keys keeps the focus; a click may move it into the view.
+    views[name].shown?.(!focus);
     if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
   }
 }

@@ -82,10 +82,10 @@ export class ChatView {
     );
   }
 
-  shown() {
+  shown(mayFocus) {
     if (this.current) this.markRead(this.current);
     if (!this.current && this.chats.size) this.open(this.defaultChat());
-    if (this.current) this.input.focus();
+    if (mayFocus && this.current) this.input.focus();
   }
 
   defaultChat() {

@@ -90,8 +90,8 @@ export class SearchView {
     this.input.focus();
   }
 
-  shown() {
-    if (!this.currentId) this.input.focus();
+  shown(mayFocus) {
+    if (mayFocus && !this.currentId) this.input.focus();
   }
 
   async load() {

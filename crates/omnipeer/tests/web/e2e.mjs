@@ -120,9 +120,27 @@ try {
   }
   fact("nick", (await page.locator(byTest("nick")).textContent()).trim());
 
-  await step("search", QUERY);
-  await page.locator(byTest("tab-search")).click();
+  // Keyboard: arrows move along the tabs; "/" jumps to the search box.
+  await step("keyboard");
+  await page.locator(byTest("tab-status")).focus();
+  await page.keyboard.press("ArrowRight");
+  if ((await page.locator(byTest("tab-search")).getAttribute("aria-selected")) !== "true") throw new Error("ArrowRight did not select the Search tab");
+  if (!(await page.locator(byTest("view-search")).isVisible())) throw new Error("the Search panel is not shown");
+  await page.keyboard.press("Home");
+  if (!(await page.locator(byTest("view-status")).isVisible())) throw new Error("Home did not go back to Status");
+  await page.locator("body").click({ position: { x: 5, y: 300 } });
+  await page.keyboard.press("/");
   const box = page.getByLabel("Search every network");
+  if (!(await box.evaluate((el) => el === document.activeElement))) throw new Error('"/" did not focus the search box');
+  // Every control has a name a screen reader can say.
+  const unnamed = await page.evaluate(() =>
+    [...document.querySelectorAll("input, select, textarea, button")]
+      .filter((el) => !(el.labels?.length || el.getAttribute("aria-label") || el.textContent.trim() || el.getAttribute("title")))
+      .map((el) => el.outerHTML.slice(0, 80)),
+  );
+  if (unnamed.length) throw new Error(`controls without a name: ${unnamed.join(" | ")}`);
+
+  await step("search", QUERY);
   await box.fill(QUERY);
   await box.press("Enter");
   const t0 = Date.now();
