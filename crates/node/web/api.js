@@ -27,6 +27,7 @@ export function setToken(token) {
     // Storage refused (private mode): the token lives for this page only.
   }
   memoryToken = token;
+  declined = false;
 }
 
 let memoryToken = getToken();
@@ -41,12 +42,21 @@ export function onTokenNeeded(fn) {
 // While one 401 dialog is open, other requests wait for its answer instead of opening
 // their own.
 let pendingAsk = null;
+// The user cancelled the dialog: no more asking (the event stream retries would pop it
+// up again and again) until a token is set in Settings.
+let declined = false;
 
 async function tokenAfter401() {
+  if (declined) return null;
   if (!pendingAsk) {
-    pendingAsk = askToken().finally(() => {
-      pendingAsk = null;
-    });
+    pendingAsk = askToken()
+      .then((t) => {
+        if (t === null) declined = true;
+        return t;
+      })
+      .finally(() => {
+        pendingAsk = null;
+      });
   }
   return pendingAsk;
 }

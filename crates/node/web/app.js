@@ -36,7 +36,9 @@ function askToken() {
       "close",
       () => {
         const t = input.value.trim();
-        resolve(dlg.returnValue === "ok" && t ? t : null);
+        const ok = dlg.returnValue === "ok" && t;
+        if (!ok) toast("Without the node's API token nothing can be shown: enter it under Settings.", "error");
+        resolve(ok ? t : null);
       },
       { once: true },
     );
