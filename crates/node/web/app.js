@@ -50,9 +50,43 @@ onTokenNeeded(askToken);
 
 // ---- views and tabs -------------------------------------------------------------
 
+// Desktop notifications (opt-in under Settings) while the page is in the background.
+const NOTIFY_KEY = "omnipeer.notify";
+function notify(title, body) {
+  let on = false;
+  try {
+    on = localStorage.getItem(NOTIFY_KEY) === "on";
+  } catch {
+    on = false;
+  }
+  if (!on || !document.hidden || typeof Notification === "undefined" || Notification.permission !== "granted") return;
+  try {
+    new Notification(title, { body, icon: "icon.svg" });
+  } catch {
+    // not allowed here
+  }
+}
+
+function notifyFor(ev) {
+  if (ev.type === "chat" && !ev.message.own && ev.message.chat.includes(":pm:")) {
+    notify(`Message from ${ev.message.nick}`, ev.message.text);
+  } else if (ev.type === "transfer" && ev.transfer.state === "done") {
+    notify("Download finished", ev.transfer.name);
+  } else if (ev.type === "transfer" && ev.transfer.state === "failed") {
+    notify("Download failed", `${ev.transfer.name}: ${ev.transfer.error}`);
+  }
+}
+
 const ctx = {
   api,
   toast,
+  notifyKey: NOTIFY_KEY,
+  // The window title: unread chat lines and whether every network client is offline.
+  title: { unread: 0, offline: false },
+  updateTitle() {
+    const t = ctx.title;
+    document.title = `${t.unread ? `(${t.unread}) ` : ""}omnipeer${t.offline ? " (offline)" : ""}`;
+  },
   go: (name) => select(name, true),
   restartEvents: () => stream.restart(),
   setBadge(id, n) {
@@ -130,6 +164,7 @@ const stream = new EventStream({
       return;
     }
     for (const v of Object.values(views)) v.onEvent?.(ev);
+    notifyFor(ev);
   },
   onState(state, delay) {
     liveEl.dataset.state = state;

@@ -152,6 +152,8 @@ export class ChatView {
     let n = 0;
     for (const v of this.unread.values()) n += v;
     this.ctx.setBadge("chat-badge", n);
+    this.ctx.title.unread = n;
+    this.ctx.updateTitle();
   }
 
   onEvent(ev) {

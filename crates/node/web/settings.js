@@ -61,6 +61,22 @@ export class SettingsView {
       ["auto", "light", "dark"].map((t) => h("option", { value: t, selected: document.documentElement.dataset.theme === t }, t)),
     );
 
+    const notifyOn = (() => {
+      try {
+        return localStorage.getItem(ctx.notifyKey) === "on";
+      } catch {
+        return false;
+      }
+    })();
+    this.notifyBox = h("input", {
+      id: "settings-notify",
+      type: "checkbox",
+      checked: notifyOn,
+      "data-testid": "settings-notify",
+      onchange: () => this.setNotify(this.notifyBox.checked),
+    });
+    this.notifyNote = h("p", { class: "summary", "data-testid": "settings-notify-note" });
+
     fill(
       el,
       h("h2", {}, "Settings"),
@@ -86,6 +102,12 @@ export class SettingsView {
           { class: "card", "aria-labelledby": "set-page" },
           h("h3", { id: "set-page" }, "This page"),
           h("div", { class: "stack" }, h("label", { for: "settings-theme" }, "Colours"), this.theme),
+          h(
+            "div",
+            { class: "stack" },
+            h("label", { class: "check" }, this.notifyBox, " Desktop notifications for private messages and finished or failed downloads, while this page is in the background"),
+            this.notifyNote,
+          ),
         ),
       ),
     );
@@ -108,6 +130,28 @@ export class SettingsView {
       fact("Description", h("a", { href: "/api/openapi.json" }, routes === null ? "OpenAPI document" : `OpenAPI document (${routes} routes)`)),
     );
     this.renderToken();
+  }
+
+  async setNotify(on) {
+    if (on && typeof Notification !== "undefined" && Notification.permission !== "granted") {
+      const p = await Notification.requestPermission().catch(() => "denied");
+      if (p !== "granted") {
+        on = false;
+        this.notifyBox.checked = false;
+        this.notifyNote.textContent = "The browser did not allow notifications for this page.";
+      }
+    }
+    if (on && typeof Notification === "undefined") {
+      on = false;
+      this.notifyBox.checked = false;
+      this.notifyNote.textContent = "This browser has no desktop notifications.";
+    }
+    if (on) this.notifyNote.textContent = "";
+    try {
+      localStorage.setItem(this.ctx.notifyKey, on ? "on" : "off");
+    } catch {
+      // not kept
+    }
   }
 
   renderToken() {

@@ -107,7 +107,8 @@ export class StatusView {
     if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 5, class: "empty" }, "No network is configured.")));
     fill(this.netBody, rows);
     const online = [...this.networks.values()].filter((n) => n.role === "client" && n.state === "online").length;
-    document.title = `omnipeer${online ? "" : " (offline)"}`;
+    this.ctx.title.offline = this.networks.size > 0 && !online;
+    this.ctx.updateTitle();
   }
 }
 
