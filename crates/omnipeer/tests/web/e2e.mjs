@@ -81,6 +81,7 @@ let stepName = "start";
 let shot = 0;
 // OMNI_SHOTS=DIR: also a screenshot as each step begins (for looking at the UI).
 const SHOTS = process.env.OMNI_SHOTS || "";
+if (SHOTS) mkdirSync(SHOTS, { recursive: true });
 async function step(name, extra = "") {
   if (SHOTS) await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, "0")}-before-${name}.png`), fullPage: true });
   stepName = name;
