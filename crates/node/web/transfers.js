@@ -29,14 +29,13 @@ export class TransfersView {
 
     this.filterBar = h(
       "div",
-      { class: "segmented", role: "radiogroup", "aria-label": "Show" },
+      { class: "segmented", role: "group", "aria-label": "Show transfers" },
       Object.keys(FILTERS).map((f) =>
         h(
           "button",
           {
             type: "button",
-            role: "radio",
-            "aria-checked": f === this.filter ? "true" : "false",
+            "aria-pressed": f === this.filter ? "true" : "false",
             "data-filter": f,
             "data-testid": `transfers-filter-${f}`,
             onclick: () => this.setFilter(f),
@@ -82,7 +81,7 @@ export class TransfersView {
 
   setFilter(f) {
     this.filter = f;
-    for (const b of this.filterBar.children) b.setAttribute("aria-checked", b.dataset.filter === f ? "true" : "false");
+    for (const b of this.filterBar.children) b.setAttribute("aria-pressed", b.dataset.filter === f ? "true" : "false");
     this.renderAll();
   }
 

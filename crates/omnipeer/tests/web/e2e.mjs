@@ -197,6 +197,13 @@ try {
   fact("done_amount", JSON.stringify(amount));
   fact("local_path", (await row.locator(".file .path").textContent()).trim());
   if ((await row.locator(byTest("transfer-state")).textContent()).trim() !== "done") throw new Error("the state column does not say done");
+  // The filters: a finished download is under Done, not under Active.
+  await page.locator(byTest("transfers-filter-active")).click();
+  await row.waitFor({ state: "detached", timeout: T });
+  await page.locator(byTest("transfers-filter-done")).click();
+  await row.waitFor({ timeout: T });
+  await page.locator(byTest("transfers-filter-all")).click();
+  await row.waitFor({ timeout: T });
   // A finished download offers no pause/resume/cancel.
   for (const a of ["pause", "resume", "cancel"]) {
     if (await row.locator(byTest(`transfer-${a}`)).count()) throw new Error(`a done transfer still offers ${a}`);
