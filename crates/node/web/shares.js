@@ -49,7 +49,7 @@ export class SharesView {
     if (this.rescanning) {
       this.rescanning = false;
       this.rescanBtn.disabled = false;
-      this.note.textContent = `Rescanned: ${ev.files} files, ${bytes(ev.bytes)}.`;
+      this.note.textContent = `Rescanned: ${ev.files} file${ev.files === 1 ? "" : "s"}, ${bytes(ev.bytes)}.`;
     }
     this.load().catch(() => {});
   }

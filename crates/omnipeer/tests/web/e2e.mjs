@@ -1,7 +1,7 @@
 // Drives a node's web UI in Debian's headless Chromium (playwright-core), as a user
 // would: the networks come online, a search finds a file live, it is downloaded and its
 // progress reaches done, chat lines go out (hub, room, private) and replies come in;
-// then the peer
+// a file dropped into the share folder shows up after Rescan; then the peer
 // leaves (the status shows it) and a download that cannot run is paused, resumed,
 // cancelled and retried; last the node restarts and the page reconnects by itself.
 // Run by ../web_ui.rs, which starts the nodes and passes (environment):
@@ -37,6 +37,7 @@ const PEER = env("OMNI_PEER");
 const CHATS = JSON.parse(env("OMNI_CHATS"));
 const OUT = env("OMNI_OUT");
 const TOKEN = process.env.OMNI_TOKEN || "";
+const SHARED = "bob-shares-this.txt";
 const T = 30_000; // the longest any one thing a user waits for may take
 
 mkdirSync(OUT, { recursive: true });
@@ -238,6 +239,18 @@ try {
     const nick = (await reply.locator(byTest("chat-nick")).textContent()).trim();
     if (nick !== PEER) throw new Error(`the reply is from ${nick}, not ${PEER}`);
   }
+
+  // Shares: drop a file into the share folder the page names, press Rescan, see it listed.
+  await step("rescan", SHARED);
+  await page.locator(byTest("tab-shares")).click();
+  const folder = (await page.locator(byTest("shares-folders")).locator("li").first().textContent()).trim();
+  const before = Number((await page.locator(byTest("shares-count")).textContent()).trim());
+  writeFileSync(join(folder, SHARED), "a file bob shares after start\n");
+  await page.locator(byTest("shares-rescan")).click();
+  await page.locator(byTest("share-file")).filter({ hasText: SHARED }).waitFor({ timeout: T });
+  const after = Number((await page.locator(byTest("shares-count")).textContent()).trim());
+  if (after !== before + 1) throw new Error(`the share count went from ${before} to ${after}, not up by one`);
+  fact("shares_status", JSON.stringify((await page.locator(byTest("shares-status")).textContent()).trim()));
 
   if (consoleErrors.length) throw new Error(`the page logged errors: ${consoleErrors.join(" | ")}`);
   // The peer goes away (web_ui.rs stops node A on this line): the status shows it live.
