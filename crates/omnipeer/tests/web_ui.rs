@@ -40,11 +40,13 @@ const FILE2: &str = "sunrise-over-omnipeer-live.flac";
 const SIZE: usize = 32 * 1024 * 1024 + 777;
 /// Node B's API token: the page has to ask for it.
 const TOKEN: &str = "web-ui-test-token";
-/// (chat id on B, chat id on A, bob says, alice answers).
-const CHATS: [(&str, &str, &str, &str); 3] = [
-    ("nmdc:hub", "nmdc:hub", "hello from bob's browser", "welcome bob, alice here"),
-    ("slsk:room:omnipeer", "slsk:room:omnipeer", "bob joins the room", "alice waves in the room"),
-    ("slsk:pm:alice", "slsk:pm:bob", "bob to alice, privately", "alice to bob, privately"),
+/// (chat id on B, chat id on A, bob says, alice answers, bob looks away meanwhile: alice
+/// takes a second, and the answer must show as unread).
+const CHATS: [(&str, &str, &str, &str, bool); 4] = [
+    ("nmdc:hub", "nmdc:hub", "hello from bob's browser", "welcome bob, alice here", false),
+    ("slsk:room:omnipeer", "slsk:room:omnipeer", "bob joins the room", "alice waves in the room", false),
+    ("slsk:pm:alice", "slsk:pm:bob", "bob to alice, privately", "alice to bob, privately", false),
+    ("slsk:pm:alice", "slsk:pm:bob", "back in a second", "answered while you were away", true),
 ];
 /// The whole browser session.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(300);
@@ -166,10 +168,13 @@ fn web_ui_search_download_progress_chat() {
         std::thread::spawn(move || -> usize {
             let mut done = 0;
             while done < CHATS.len() && !stop.load(Ordering::Relaxed) {
-                let (_, on_a, say, reply) = CHATS[done];
+                let (_, on_a, say, reply, away) = CHATS[done];
                 let msgs = get(&a_api, &format!("/api/chats/messages?chat={on_a}"));
                 let heard = msgs.as_array().unwrap().iter().any(|m| m["nick"] == "bob" && m["text"] == say && m["own"] == false);
                 if heard {
+                    if away {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
                     post(&a_api, "/api/chats/messages", json!({"chat": on_a, "text": reply}));
                     done += 1;
                     continue;
@@ -179,7 +184,7 @@ fn web_ui_search_download_progress_chat() {
             done
         })
     };
-    let chats = Value::Array(CHATS.iter().map(|(on_b, _, say, reply)| json!({"chat": on_b, "say": say, "reply": reply})).collect());
+    let chats = Value::Array(CHATS.iter().map(|(on_b, _, say, reply, away)| json!({"chat": on_b, "say": say, "reply": reply, "away": away})).collect());
 
     // The browser session.
     let mut child = Command::new("node")

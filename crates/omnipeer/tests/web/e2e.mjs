@@ -11,9 +11,11 @@
 //   OMNI_FILE2      another file the search finds, queued after its source left
 //   OMNI_SIZE       the size of OMNI_FILE in bytes
 //   OMNI_PEER       the nick of the node that shares it
-//   OMNI_CHATS      JSON [{"chat": ID, "say": TEXT, "reply": TEXT}]: in each chat (as the
-//                   node names it; opened with "New conversation" when not listed), say a
-//                   line and wait for the peer's reply
+//   OMNI_CHATS      JSON [{"chat": ID, "say": TEXT, "reply": TEXT, "away": BOOL}]: in each
+//                   chat (as the node names it; opened with "New conversation" when not
+//                   listed), say a line and wait for the peer's reply; "away": look at
+//                   another tab meanwhile (the peer waits a second), the reply counts as
+//                   unread there
 //   OMNI_TOKEN      the node's API token, when it has one (the page must ask for it)
 //   OMNI_OUT        a folder for the browser profile and screenshots on failure
 // Prints one line per step ("step NAME ...") and facts as "fact KEY VALUE" on stdout;
@@ -235,6 +237,17 @@ try {
 
     await step("chat-reply", `${c.chat}: ${c.reply}`);
     const reply = log.locator(`${byTest("chat-line")}[data-own="false"]`).filter({ hasText: c.reply });
+    if (c.away) {
+      // Elsewhere in the page, the answer shows as unread: on the Chat tab and in the title.
+      await page.locator(byTest("tab-status")).click();
+      const badge = page.locator(byTest("chat-badge"));
+      await badge.filter({ hasText: /^1$/ }).waitFor({ timeout: T });
+      const title = await page.title();
+      if (!title.startsWith("(1) ")) throw new Error(`the window title is ${JSON.stringify(title)}, not "(1) ..."`);
+      await page.locator(byTest("tab-chat")).click();
+      await badge.waitFor({ state: "hidden", timeout: T });
+      if ((await page.title()).startsWith("(")) throw new Error("the title still counts unread lines after reading them");
+    }
     await reply.waitFor({ timeout: T });
     const nick = (await reply.locator(byTest("chat-nick")).textContent()).trim();
     if (nick !== PEER) throw new Error(`the reply is from ${nick}, not ${PEER}`);
