@@ -7,11 +7,12 @@
 //! says a line in the hub chat, the Soulseek room and a private message to alice, and
 //! sees each stored and alice's reply arrive; a file dropped into the share folder the
 //! page names is listed after Rescan. Then node A stops: the status shows the network
-//! drop live, and a download of A's second file (which cannot run now) is paused,
-//! resumed, cancelled and retried from its row. Last node B restarts: the page shows
-//! its event stream down, reconnects by itself and shows the transfers kept. Here, in
-//! Rust: the downloaded file has the shared file's SHA-256, and alice really received
-//! bob's lines (she answers each only after reading it from A's API).
+//! drop live, and a download of A's second file from its Soulseek source (which cannot
+//! run now) is paused, resumed, cancelled and retried from its row. Last node B
+//! restarts: the page shows its event stream down, reconnects by itself and shows the
+//! transfers kept. Here, in Rust: the downloaded file has the shared file's SHA-256,
+//! and alice really received bob's lines (she answers each only after reading it from
+//! A's API).
 //!
 //! Needs chromium and tests/web/node_modules (scripts/install-web-test-deps.sh); skipped
 //! when they are missing, except on CI (CI set), where that is a failure. On failure the
@@ -281,6 +282,7 @@ fn web_ui_search_download_progress_chat() {
     assert_eq!(done["bytes"], SIZE as u64);
     // The one driven by the buttons was retried last: queued again (or trying).
     let retried = by_name(FILE2);
+    assert_eq!(retried["network"], "slsk", "the source picked in the page");
     assert!(["queued", "running"].contains(&retried["state"].as_str().unwrap()), "{retried}");
     assert!(!b_dir.join("downloads").join(FILE2).exists(), "a file that never came is not in downloads");
     eprintln!(

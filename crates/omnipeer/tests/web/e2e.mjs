@@ -200,6 +200,9 @@ try {
   fact("done_amount", JSON.stringify(amount));
   fact("local_path", (await row.locator(".file .path").textContent()).trim());
   if ((await row.locator(byTest("transfer-state")).textContent()).trim() !== "done") throw new Error("the state column does not say done");
+  // The node chose the NMDC source (it has a TTH to verify against).
+  const from = (await row.locator(byTest("transfer-from")).textContent()).trim();
+  if (from !== `${PEER} · NMDC`) throw new Error(`the transfer is from ${from}, not ${PEER} on NMDC`);
   // The filters: a finished download is under Done, not under Active.
   await page.locator(byTest("transfers-filter-active")).click();
   await row.waitFor({ state: "detached", timeout: T });
@@ -279,11 +282,16 @@ try {
   // A download that cannot run now (its source is gone): pause, resume, cancel, retry.
   await step("controls", FILE2);
   await page.locator(byTest("tab-search")).click();
+  // This time from a source of the user's choice: alice on Soulseek.
   const result2 = page.locator(`${byTest("search-result")}[data-name="${FILE2}"]`);
-  await result2.locator(byTest("download-button")).click();
+  await result2.locator(byTest("result-sources")).locator("summary").click();
+  await result2.getByRole("button", { name: `Download ${FILE2} from ${PEER} on Soulseek` }).click();
   await result2.locator(byTest("download-button")).filter({ hasText: "Queued" }).waitFor({ timeout: T });
   await page.locator(byTest("tab-transfers")).click();
   const row2 = page.locator(`${byTest("transfer-row")}[data-name="${FILE2}"]`);
+  await row2.waitFor({ timeout: T });
+  const from2 = (await row2.locator(byTest("transfer-from")).textContent()).trim();
+  if (from2 !== `${PEER} · Soulseek`) throw new Error(`the transfer is from ${from2}, not ${PEER} on Soulseek`);
   const stateIs = async (want) => {
     const ok = want.map((w) => `[data-state="${w}"]`).join(", ");
     await row2.and(page.locator(ok)).waitFor({ timeout: T });
