@@ -127,6 +127,11 @@ export class EventStream {
     return `${proto}//${location.host}/api/events${q}`;
   }
 
+  /** Events are arriving now. */
+  isOpen() {
+    return !!this.ws && this.ws.readyState === WebSocket.OPEN;
+  }
+
   start() {
     this.stopped = false;
     this.connect();

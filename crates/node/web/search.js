@@ -293,7 +293,7 @@ export class SearchView {
       if (source !== undefined) body.source = source;
       const t = await this.ctx.api("POST", "/api/transfers", body);
       this.queued.add(r.id);
-      this.ctx.views.transfers.upsert(t);
+      this.ctx.views.transfers.answered(t);
       this.ctx.toast(`Queued ${t.name} from ${t.source} (${networkName(t.network)})`);
       this.render();
     } catch (err) {

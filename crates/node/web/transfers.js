@@ -104,6 +104,15 @@ export class TransfersView {
     }
   }
 
+  /**
+   * A transfer as a POST answered it. While the event stream is open its events are
+   * newer (they can even arrive before the answer: queued, running, done, then the
+   * answer saying queued), so the answer only adds what is not known yet.
+   */
+  answered(t) {
+    if (!this.transfers.has(t.id) || !this.ctx.stream.isOpen()) this.upsert(t);
+  }
+
   upsert(t) {
     const had = this.transfers.has(t.id);
     this.transfers.set(t.id, t);
@@ -224,7 +233,7 @@ export class TransfersView {
     btn.disabled = true;
     try {
       const t = await this.ctx.api("POST", `/api/transfers/${id}/${action}`);
-      this.upsert(t);
+      this.answered(t);
     } catch (err) {
       this.ctx.toast(`${LABEL[action]} failed: ${err.message}`, "error");
       btn.disabled = false;

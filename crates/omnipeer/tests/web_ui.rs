@@ -35,6 +35,9 @@ const FILE: &str = "sunrise-over-omnipeer.flac";
 const QUERY: &str = "sunrise omnipeer";
 /// Found by the same search; downloaded after alice left, to drive the controls.
 const FILE2: &str = "sunrise-over-omnipeer-live.flac";
+/// Found by the same search; downloaded from its Soulseek source.
+const FILE3: &str = "sunrise-over-omnipeer-slsk.flac";
+const SIZE3: usize = 3 * 1024 * 1024 + 5;
 /// Several chunks, not a multiple of any block size. On loopback even 200 MiB arrive
 /// within one of the node's progress ticks (0.5 s), so the bar is seen queued/running
 /// and then done; the script checks part-way bars whenever the node reports them.
@@ -133,6 +136,8 @@ fn web_ui_search_download_progress_chat() {
     std::fs::create_dir_all(a_dir.join("share/music")).unwrap();
     std::fs::write(a_dir.join("share/music").join(FILE), &data).unwrap();
     std::fs::write(a_dir.join("share/music").join(FILE2), content(300_000)).unwrap();
+    let data3: Vec<u8> = content(SIZE3).into_iter().rev().collect();
+    std::fs::write(a_dir.join("share/music").join(FILE3), &data3).unwrap();
     write_config(
         &a_dir.join("config.toml"),
         "[node]\nnick = \"alice\"\n[dcc]\nenabled = false\n\
@@ -195,6 +200,7 @@ fn web_ui_search_download_progress_chat() {
         .env("OMNI_QUERY", QUERY)
         .env("OMNI_FILE", FILE)
         .env("OMNI_FILE2", FILE2)
+        .env("OMNI_FILE3", FILE3)
         .env("OMNI_SIZE", SIZE.to_string())
         .env("OMNI_PEER", "alice")
         .env("OMNI_CHATS", chats.to_string())
@@ -275,6 +281,9 @@ fn web_ui_search_download_progress_chat() {
     let got = std::fs::read(&shown_path).unwrap();
     assert_eq!(got.len(), SIZE);
     assert_eq!(sha256(&got), want, "the downloaded file is the shared one");
+    let shown3 = PathBuf::from(fact("local_path3"));
+    assert_eq!(shown3, b_dir.join("downloads").join(FILE3));
+    assert_eq!(sha256(&std::fs::read(&shown3).unwrap()), sha256(&data3), "the Soulseek download is the shared file");
     let transfers = get_with(&b_api, "/api/transfers", Some(TOKEN));
     let by_name = |n: &str| transfers.as_array().unwrap().iter().find(|t| t["name"] == n).unwrap_or_else(|| panic!("no transfer of {n}")).clone();
     let done = by_name(FILE);

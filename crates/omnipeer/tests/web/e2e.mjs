@@ -9,6 +9,7 @@
 //   OMNI_QUERY      what to search for
 //   OMNI_FILE       the file name the search must find (and that is downloaded)
 //   OMNI_FILE2      another file the search finds, queued after its source left
+//   OMNI_FILE3      a third one, downloaded from its Soulseek source
 //   OMNI_SIZE       the size of OMNI_FILE in bytes
 //   OMNI_PEER       the nick of the node that shares it
 //   OMNI_CHATS      JSON [{"chat": ID, "say": TEXT, "reply": TEXT, "away": BOOL}]: in each
@@ -34,6 +35,7 @@ const URL = env("OMNI_URL");
 const QUERY = env("OMNI_QUERY");
 const FILE = env("OMNI_FILE");
 const FILE2 = env("OMNI_FILE2");
+const FILE3 = env("OMNI_FILE3");
 const SIZE = Number(env("OMNI_SIZE"));
 const PEER = env("OMNI_PEER");
 const CHATS = JSON.parse(env("OMNI_CHATS"));
@@ -215,6 +217,25 @@ try {
     if (await row.locator(byTest(`transfer-${a}`)).count()) throw new Error(`a done transfer still offers ${a}`);
   }
 
+  // Another file, from the Soulseek source picked in the result's source list.
+  await step("download-slsk", FILE3);
+  await page.locator(byTest("tab-search")).click();
+  const result3 = page.locator(`${byTest("search-result")}[data-name="${FILE3}"]`);
+  await result3.locator(".sources").filter({ hasText: "Soulseek" }).waitFor({ timeout: T });
+  await result3.locator(byTest("result-sources")).locator("summary").click();
+  await result3.getByRole("button", { name: `Download ${FILE3} from ${PEER} on Soulseek` }).click();
+  await page.locator(byTest("tab-transfers")).click();
+  const row3 = page.locator(`${byTest("transfer-row")}[data-name="${FILE3}"]`);
+  await row3.waitFor({ timeout: T });
+  const from3 = (await row3.locator(byTest("transfer-from")).textContent()).trim();
+  if (from3 !== `${PEER} · Soulseek`) throw new Error(`the transfer is from ${from3}, not ${PEER} on Soulseek`);
+  await row3.and(page.locator('[data-state="done"], [data-state="failed"]')).waitFor({ timeout: 4 * T });
+  if ((await row3.getAttribute("data-state")) !== "done") {
+    throw new Error(`the Soulseek download failed: ${await row3.locator(byTest("transfer-note")).textContent()}`);
+  }
+  if ((await row3.locator(byTest("transfer-percent")).textContent()).trim() !== "100%") throw new Error("done, but not at 100%");
+  fact("local_path3", (await row3.locator(".file .path").textContent()).trim());
+
   await page.locator(byTest("tab-chat")).click();
   const input = page.locator(byTest("chat-input"));
   const log = page.locator(byTest("chat-log"));
@@ -345,6 +366,18 @@ try {
     // the page is gone: nothing to capture
   }
   console.log(`fail ${stepName}: ${e.message.split("\n")[0]}`);
+  // What the node itself says (through the page, with its token), for the report.
+  try {
+    const said = await page.evaluate(async () => {
+      const t = localStorage.getItem("omnipeer.token");
+      const get = (p) => fetch(p, { headers: t ? { Authorization: `Bearer ${t}` } : {} }).then((r) => r.text());
+      return { networks: await get("/api/networks"), transfers: await get("/api/transfers") };
+    });
+    console.log(`node networks ${said.networks}`);
+    console.log(`node transfers ${said.transfers}`);
+  } catch {
+    // the node or the page is gone
+  }
   console.log(`screenshot ${shot}`);
   if (consoleErrors.length) console.log(`console ${JSON.stringify(consoleErrors)}`);
   await context.close().catch(() => {});
