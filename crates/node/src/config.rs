@@ -73,6 +73,8 @@ pub struct TransfersSection {
     pub max_retries: u32,
     /// First retry delay in seconds (doubling).
     pub retry_base_secs: u64,
+    /// Download limit over all downloads in KiB/s (0: none).
+    pub max_download_kib: u64,
 }
 
 /// `[nmdc_client]`.

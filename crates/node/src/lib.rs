@@ -9,6 +9,7 @@ pub mod dcc;
 pub mod ministream;
 pub mod nmdc;
 pub mod progress;
+pub mod ratelimit;
 pub mod serve;
 pub mod share;
 pub mod slsk;

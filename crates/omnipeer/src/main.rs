@@ -913,7 +913,7 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                         out: list_path.clone(),
                         progress: Default::default(),
                         total: Default::default(),
-                        stop: Default::default(),
+                        control: Default::default(),
                     };
                     client.download(&from, &job).await.context("fetching the file list to learn the file's TTH")?;
                     let data = std::fs::read(&list_path)?;
@@ -930,7 +930,7 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
             };
             let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let job = omnipeer_node::nmdc::cc::DownloadJob { what, out: out.clone(), progress: progress.clone(), total: total.clone(), stop: Default::default() };
+            let job = omnipeer_node::nmdc::cc::DownloadJob { what, out: out.clone(), progress: progress.clone(), total: total.clone(), control: Default::default() };
             let label = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let mut bar = omnipeer_node::progress::Progress::for_stderr(format!("get {label}"));
             let done = {

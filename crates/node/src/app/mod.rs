@@ -58,6 +58,8 @@ pub struct Node {
     slsk_addr: Mutex<String>,
     /// Cancelled to stop everything.
     pub shutdown: CancellationToken,
+    /// `[transfers].max_download_kib` shared by every download.
+    download_limit: Option<Arc<crate::ratelimit::RateLimit>>,
     rescan: tokio::sync::watch::Sender<u64>,
 }
 
@@ -94,6 +96,7 @@ impl Node {
             }
         }
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let cfg_limit = cfg.transfers.max_download_kib;
         Ok(Arc::new(Node {
             nick: cfg.node.nick.clone(),
             cfg,
@@ -112,6 +115,7 @@ impl Node {
             rooms: Mutex::default(),
             hub_addr: Mutex::default(),
             slsk_addr: Mutex::default(),
+            download_limit: (cfg_limit > 0).then(|| Arc::new(crate::ratelimit::RateLimit::new(cfg_limit * 1024))),
             shutdown,
             rescan: tokio::sync::watch::channel(0).0,
         }))

@@ -13,7 +13,7 @@ use super::Node;
 use anyhow::{anyhow, bail};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -288,7 +288,7 @@ impl Node {
             tracing::info!(id = t.id, from = on_disk, "resuming from the bytes on disk");
         }
         let progress = Arc::new((AtomicU64::new(on_disk), AtomicU64::new(t.size)));
-        let stop_flag = Arc::new(AtomicBool::new(false));
+        let control = Arc::new(crate::ratelimit::TransferControl::limited(self.download_limit.clone()));
         let fut: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<(PathBuf, u64)>> + Send>> =
             match t.network.as_str() {
                 "nmdc" => {
@@ -302,7 +302,7 @@ impl Node {
                     };
                     let p = Arc::new(AtomicU64::new(progress.0.load(Ordering::Relaxed)));
                     let total = Arc::new(AtomicU64::new(t.size));
-                    let job = omnipeer_node_job(what, out.clone(), p.clone(), total, stop_flag.clone());
+                    let job = crate::nmdc::cc::DownloadJob { what, out: out.clone(), progress: p.clone(), total, control: control.clone() };
                     let source = t.source.clone();
                     let progress = progress.clone();
                     Box::pin(async move {
@@ -324,8 +324,9 @@ impl Node {
                 "slsk" => {
                     let sl = self.slsk().ok_or_else(|| anyhow!("not connected to the Soulseek server"))?;
                     let (source, path, dir, progress) = (t.source.clone(), t.remote_path.clone(), dir.to_path_buf(), progress.clone());
+                    let control = control.clone();
                     Box::pin(async move {
-                        let (out, size, _) = sl.download(&source, &path, &dir, progress).await?;
+                        let (out, size, _) = sl.download_with(&source, &path, &dir, progress, &control).await?;
                         Ok((out, size))
                     })
                 }
@@ -342,7 +343,7 @@ impl Node {
                     return r;
                 }
                 _ = stop.cancelled() => {
-                    stop_flag.store(true, Ordering::Relaxed);
+                    control.stop.store(true, Ordering::Relaxed);
                     // NMDC copies on a blocking thread: let it see the flag and end, so
                     // no stray write lands after a resume starts.
                     let _ = tokio::time::timeout(Duration::from_secs(10), &mut fut).await;
@@ -393,16 +394,6 @@ impl Node {
         }
         Ok(dest)
     }
-}
-
-fn omnipeer_node_job(
-    what: omnipeer_nmdc::transfer::Identifier,
-    out: PathBuf,
-    progress: Arc<AtomicU64>,
-    total: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) -> crate::nmdc::cc::DownloadJob {
-    crate::nmdc::cc::DownloadJob { what, out, progress, total, stop }
 }
 
 /// Bytes in the partial file of a transfer's incomplete folder (0 if none).

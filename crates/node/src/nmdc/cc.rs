@@ -92,9 +92,8 @@ pub struct DownloadJob {
     pub progress: Arc<AtomicU64>,
     /// The whole size, once the peer said it (0 before).
     pub total: Arc<AtomicU64>,
-    /// Set to stop the transfer (pause or cancel): the copy loop ends with an error at
-    /// its next chunk, leaving what it wrote on disk.
-    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Stop and rate limit (pause, cancel, a shared download limit).
+    pub control: Arc<crate::ratelimit::TransferControl>,
 }
 
 /// How a download ended.
@@ -349,12 +348,12 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                     job.total.store(start + length, Ordering::Relaxed);
                     job.progress.store(start + leftover.len() as u64, Ordering::Relaxed);
                     let progress = job.progress.clone();
-                    let stop = job.stop.clone();
+                    let control = job.control.clone();
                     stream = blocking_io(stream, move |sock| {
                         let mut buf = vec![0u8; CHUNK];
                         let mut left = rest;
                         while left > 0 {
-                            if stop.load(Ordering::Relaxed) {
+                            if control.stopped() {
                                 return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped"));
                             }
                             let want = left.min(CHUNK as u64) as usize;
@@ -365,6 +364,7 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                             file.write_all(&buf[..n])?;
                             left -= n as u64;
                             progress.fetch_add(n as u64, Ordering::Relaxed);
+                            control.pace_blocking(n);
                         }
                         file.flush()
                     })

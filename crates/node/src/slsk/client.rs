@@ -303,6 +303,18 @@ impl SlskClient {
     /// Download `path` from `user` into `out_dir`, resuming a partial file there.
     /// `progress` gets (bytes held, total).
     pub async fn download(&self, user: &str, path: &str, out_dir: &std::path::Path, progress: Arc<(AtomicU64, AtomicU64)>) -> anyhow::Result<(PathBuf, u64, u64)> {
+        self.download_with(user, path, out_dir, progress, &crate::ratelimit::TransferControl::default()).await
+    }
+
+    /// [`SlskClient::download`] paced by `control`'s rate limit.
+    pub async fn download_with(
+        &self,
+        user: &str,
+        path: &str,
+        out_dir: &std::path::Path,
+        progress: Arc<(AtomicU64, AtomicU64)>,
+        control: &crate::ratelimit::TransferControl,
+    ) -> anyhow::Result<(PathBuf, u64, u64)> {
         let name = path.rsplit(['\\', '/']).next().unwrap_or(path);
         let safe = omnipeer_dcc::SafeName::sanitize(name).map_err(|e| anyhow!("cannot store {name:?}: {e}"))?;
         // A SafeName is one ordinary path component: the join stays inside `out_dir`.
@@ -355,6 +367,7 @@ impl SlskClient {
             file.write_all(&buf[..n])?;
             pos += n as u64;
             progress.0.store(pos, Ordering::Relaxed);
+            control.pace(n).await;
         }
         file.flush()?;
         // The downloader closes once it has every byte.
