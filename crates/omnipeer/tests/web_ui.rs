@@ -3,16 +3,17 @@
 //! (alice) shares two files and runs the hub and the Soulseek server, node B (bob) logs
 //! in to both; B's API has a token. Through B's web UI a user gives the token the page
 //! asks for, sees the networks online, searches and sees A's file arrive live (one
-//! result, a source on each network), downloads it and watches the progress reach done,
-//! says a line in the hub chat, the Soulseek room and a private message to alice, and
-//! sees each stored and alice's reply arrive; a file dropped into the share folder the
-//! page names is listed after Rescan. Then node A stops: the status shows the network
-//! drop live, and a download of A's second file from its Soulseek source (which cannot
-//! run now) is paused, resumed, cancelled and retried from its row. Last node B
-//! restarts: the page shows its event stream down, reconnects by itself and shows the
-//! transfers kept. Here, in Rust: the downloaded file has the shared file's SHA-256,
-//! and alice really received bob's lines (she answers each only after reading it from
-//! A's API).
+//! result, a source on each network), downloads it and watches the progress bar move
+//! (B's download rate is limited; paused part-way it stands still, resumed it goes on
+//! from there) to done, says a line in the hub chat, the Soulseek room and a private
+//! message to alice, and sees each stored and alice's reply arrive; a file dropped into
+//! the share folder the page names is listed after Rescan. Then node A stops: the
+//! status shows the network drop live, and a download of A's second file from its
+//! Soulseek source (which cannot run now) is paused, resumed, cancelled and retried
+//! from its row. Last node B restarts: the page shows its event stream down, reconnects
+//! by itself and shows the transfers kept. Here, in Rust: the downloaded file has the
+//! shared file's SHA-256, and alice really received bob's lines (she answers each only
+//! after reading it from A's API).
 //!
 //! Needs chromium and tests/web/node_modules (scripts/install-web-test-deps.sh); skipped
 //! when they are missing, except on CI (CI set), where that is a failure. On failure the
@@ -20,9 +21,9 @@
 
 mod omni;
 
+use omni::node::{content, joining_config, server_config, sha256_file, Node, Ports};
 use omni::Omni;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,10 +39,12 @@ const FILE2: &str = "sunrise-over-omnipeer-live.flac";
 /// Found by the same search; downloaded from its Soulseek source.
 const FILE3: &str = "sunrise-over-omnipeer-slsk.flac";
 const SIZE3: usize = 3 * 1024 * 1024 + 5;
-/// Several chunks, not a multiple of any block size. On loopback even 200 MiB arrive
-/// within one of the node's progress ticks (0.5 s), so the bar is seen queued/running
-/// and then done; the script checks part-way bars whenever the node reports them.
-const SIZE: usize = 32 * 1024 * 1024 + 777;
+/// Not a multiple of any block size.
+const SIZE: usize = 24 * 1024 * 1024 + 777;
+/// Node B's download rate limit (KiB/s): FILE takes about 4 s, long enough to watch the
+/// bar move and to pause it part-way (on loopback it would otherwise arrive within one
+/// of the node's progress ticks).
+const LIMIT_KIB: u64 = 6 * 1024;
 /// Node B's API token: the page has to ask for it.
 const TOKEN: &str = "web-ui-test-token";
 /// (chat id on B, chat id on A, bob says, alice answers, bob looks away meanwhile: alice
@@ -73,46 +76,18 @@ fn missing_deps() -> Option<String> {
     }
 }
 
-/// Deterministic bytes that do not compress or repeat.
-fn content(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn sha256(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn write_config(path: &Path, toml: &str) {
-    std::fs::write(path, toml).unwrap();
-}
-
-fn get(api: &str, path: &str) -> Value {
-    get_with(api, path, None)
-}
-
-fn get_with(api: &str, path: &str, token: Option<&str>) -> Value {
-    let mut req = ureq::get(&format!("http://{api}{path}"));
+/// GET `base + path` (with the bearer token, if any): the JSON answer.
+fn get(base: &str, path: &str, token: Option<&str>) -> Value {
+    let mut req = ureq::get(&format!("{base}{path}"));
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
     req.call().unwrap_or_else(|e| panic!("GET {path}: {e}")).body_mut().read_json().unwrap()
 }
 
-fn post(api: &str, path: &str, body: Value) -> Value {
-    ureq::post(&format!("http://{api}{path}")).send_json(body).unwrap_or_else(|e| panic!("POST {path}: {e}")).body_mut().read_json().unwrap()
-}
-
-/// "http://127.0.0.1:PORT/ (docs...)" → "127.0.0.1:PORT".
-fn api_addr(line: &str) -> String {
-    line.trim_start_matches("http://").split('/').next().unwrap().to_owned()
+/// POST JSON to `base + path`: the JSON answer.
+fn post(base: &str, path: &str, body: Value) -> Value {
+    ureq::post(&format!("{base}{path}")).send_json(body).unwrap_or_else(|e| panic!("POST {path}: {e}")).body_mut().read_json().unwrap()
 }
 
 #[test]
@@ -130,58 +105,43 @@ fn web_ui_search_download_progress_chat() {
         std::fs::create_dir_all(d).unwrap();
     }
 
-    // Node A: alice, the hub and the Soulseek server, sharing one file.
-    let data = content(SIZE);
-    let want = sha256(&data);
-    std::fs::create_dir_all(a_dir.join("share/music")).unwrap();
-    std::fs::write(a_dir.join("share/music").join(FILE), &data).unwrap();
-    std::fs::write(a_dir.join("share/music").join(FILE2), content(300_000)).unwrap();
-    let data3: Vec<u8> = content(SIZE3).into_iter().rev().collect();
-    std::fs::write(a_dir.join("share/music").join(FILE3), &data3).unwrap();
-    write_config(
-        &a_dir.join("config.toml"),
-        "[node]\nnick = \"alice\"\n[dcc]\nenabled = false\n\
-         [nmdc_hub]\nlisten = \"127.0.0.1:0\"\n[slsk_server]\nlisten = \"127.0.0.1:0\"\n\
-         [api]\nlisten = \"127.0.0.1:0\"\n",
-    );
-    let a = Omni::start_in(&a_dir, &["--config", a_dir.join("config.toml").to_str().unwrap(), "up"]);
-    let hub = a.wait_line("nmdc hub: dchub://");
-    let slsk = a.wait_line("soulseek server:");
-    let a_api = api_addr(&a.wait_line("api and web ui:"));
+    // Node A: alice, the hub and the Soulseek server, sharing three files (the node
+    // helper's harness: up with both clients online).
+    let share = a_dir.join("share/music");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join(FILE), content(SIZE, 11)).unwrap();
+    std::fs::write(share.join(FILE2), content(300_000, 12)).unwrap();
+    std::fs::write(share.join(FILE3), content(SIZE3, 13)).unwrap();
+    let pa = Ports::free();
+    let a = Node::start(&a_dir, &server_config("alice", pa), pa.api);
+    let a_base = a.base.clone();
 
-    // Node B: bob, only the clients, logged in to A's hub and server. Its API keeps its
-    // port across the restart below.
-    let b_listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    write_config(
-        &b_dir.join("config.toml"),
-        &format!(
-            "[node]\nnick = \"bob\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n\
-             [slsk_server]\nenabled = false\n[nmdc_client]\nhub = \"{hub}\"\n\
-             [slsk_client]\nserver = \"{slsk}\"\n[api]\nlisten = \"{b_listen}\"\ntoken = \"{TOKEN}\"\n"
-        ),
-    );
-    let b_config = b_dir.join("config.toml");
-    let b_args = ["--config", b_config.to_str().unwrap(), "up"];
-    let b = Omni::start_in(&b_dir, &b_args);
-    let b_api = api_addr(&b.wait_line("api and web ui:"));
-    assert_eq!(b_api, b_listen.to_string());
+    // Node B: bob, only the clients, logged in to A's hub and server; its API wants a
+    // token, its downloads are rate limited. It reads <data>/config.toml, so the restart
+    // below brings it back on the same port.
+    let b_port = omni::node::free_port();
+    let b_base = format!("http://127.0.0.1:{b_port}");
+    let extra = format!("token = \"{TOKEN}\"\n[transfers]\nmax_download_kib = {LIMIT_KIB}\n");
+    std::fs::write(b_dir.join("config.toml"), joining_config("bob", pa, b_port, &extra)).unwrap();
+    let b = Omni::start_in(&b_dir, &["up"]);
+    b.wait_line("omnipeer is up");
 
     // Alice answers each of bob's lines once she has read it (from A's API, as a user of
     // A would).
     let stop = Arc::new(AtomicBool::new(false));
     let answered = {
-        let (a_api, stop) = (a_api.clone(), stop.clone());
+        let (a_base, stop) = (a_base.clone(), stop.clone());
         std::thread::spawn(move || -> usize {
             let mut done = 0;
             while done < CHATS.len() && !stop.load(Ordering::Relaxed) {
                 let (_, on_a, say, reply, away) = CHATS[done];
-                let msgs = get(&a_api, &format!("/api/chats/messages?chat={on_a}"));
+                let msgs = get(&a_base, &format!("/api/chats/messages?chat={on_a}"), None);
                 let heard = msgs.as_array().unwrap().iter().any(|m| m["nick"] == "bob" && m["text"] == say && m["own"] == false);
                 if heard {
                     if away {
                         std::thread::sleep(Duration::from_secs(1));
                     }
-                    post(&a_api, "/api/chats/messages", json!({"chat": on_a, "text": reply}));
+                    post(&a_base, "/api/chats/messages", json!({"chat": on_a, "text": reply}));
                     done += 1;
                     continue;
                 }
@@ -196,7 +156,7 @@ fn web_ui_search_download_progress_chat() {
     let mut child = Command::new("node")
         .arg("e2e.mjs")
         .current_dir(web_dir())
-        .env("OMNI_URL", format!("http://{b_api}/"))
+        .env("OMNI_URL", format!("{b_base}/"))
         .env("OMNI_QUERY", QUERY)
         .env("OMNI_FILE", FILE)
         .env("OMNI_FILE2", FILE2)
@@ -233,8 +193,8 @@ fn web_ui_search_download_progress_chat() {
                 // Node B stops and starts again on the same data and port.
                 b.take();
                 std::thread::sleep(Duration::from_millis(500));
-                let again = Omni::start_in(&b_dir, &b_args);
-                assert_eq!(api_addr(&again.wait_line("api and web ui:")), b_api);
+                let again = Omni::start_in(&b_dir, &["up"]);
+                again.wait_line("omnipeer is up");
                 b = Some(again);
             }
             lines.push(l);
@@ -278,13 +238,12 @@ fn web_ui_search_download_progress_chat() {
     };
     let shown_path = PathBuf::from(fact("local_path"));
     assert_eq!(shown_path, b_dir.join("downloads").join(FILE), "the UI shows where the file went");
-    let got = std::fs::read(&shown_path).unwrap();
-    assert_eq!(got.len(), SIZE);
-    assert_eq!(sha256(&got), want, "the downloaded file is the shared one");
+    assert_eq!(std::fs::metadata(&shown_path).unwrap().len(), SIZE as u64);
+    assert_eq!(sha256_file(&shown_path), sha256_file(&share.join(FILE)), "the downloaded file (paused and resumed) is the shared one");
     let shown3 = PathBuf::from(fact("local_path3"));
     assert_eq!(shown3, b_dir.join("downloads").join(FILE3));
-    assert_eq!(sha256(&std::fs::read(&shown3).unwrap()), sha256(&data3), "the Soulseek download is the shared file");
-    let transfers = get_with(&b_api, "/api/transfers", Some(TOKEN));
+    assert_eq!(sha256_file(&shown3), sha256_file(&share.join(FILE3)), "the Soulseek download is the shared file");
+    let transfers = get(&b_base, "/api/transfers", Some(TOKEN));
     let by_name = |n: &str| transfers.as_array().unwrap().iter().find(|t| t["name"] == n).unwrap_or_else(|| panic!("no transfer of {n}")).clone();
     let done = by_name(FILE);
     assert_eq!(done["state"], "done");
@@ -295,9 +254,12 @@ fn web_ui_search_download_progress_chat() {
     assert!(["queued", "running"].contains(&retried["state"].as_str().unwrap()), "{retried}");
     assert!(!b_dir.join("downloads").join(FILE2).exists(), "a file that never came is not in downloads");
     eprintln!(
-        "web UI: first result {} ms, merged {} ms, progress seen {}",
+        "web UI: first result {} ms, merged {} ms; download {} ms at {LIMIT_KIB} KiB/s, running showed {}, paused at {}; bar {}",
         fact("first_result_ms"),
         fact("merged_result_ms"),
+        fact("download_ms"),
+        fact("running_shows"),
+        fact("paused_at"),
         fact("progress_seen")
     );
     drop(b);
