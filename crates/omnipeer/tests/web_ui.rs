@@ -1,19 +1,19 @@
 //! The web UI end to end, in a real headless Chromium (Debian's `chromium`, driven by
 //! playwright-core from tests/web/e2e.mjs): two nodes run (`omnipeer up`), node A
-//! (alice) shares two files and runs the hub and the Soulseek server, node B (bob) logs
-//! in to both; B's API has a token. Through B's web UI a user gives the token the page
-//! asks for, sees the networks online, searches and sees A's file arrive live (one
+//! (alice) shares three files and runs the hub and the Soulseek server, node B (bob)
+//! logs in to both; B's API has a token. Through B's web UI a user gives the token the
+//! page asks for, sees the networks online, searches and sees A's file arrive live (one
 //! result, a source on each network), downloads it and watches the progress bar move
 //! (B's download rate is limited; paused part-way it stands still, resumed it goes on
-//! from there) to done, says a line in the hub chat, the Soulseek room and a private
-//! message to alice, and sees each stored and alice's reply arrive; a file dropped into
-//! the share folder the page names is listed after Rescan. Then node A stops: the
-//! status shows the network drop live, and a download of A's second file from its
-//! Soulseek source (which cannot run now) is paused, resumed, cancelled and retried
-//! from its row. Last node B restarts: the page shows its event stream down, reconnects
-//! by itself and shows the transfers kept. Here, in Rust: the downloaded file has the
-//! shared file's SHA-256, and alice really received bob's lines (she answers each only
-//! after reading it from A's API).
+//! from there) to done, downloads a third file from its Soulseek source, says a line in
+//! the hub chat, the Soulseek room and a private message to alice, and sees each stored
+//! and alice's reply arrive; a file dropped into the share folder the page names is
+//! listed after Rescan. Then node A stops: the status shows the network drop live, and
+//! a download of A's second file from its Soulseek source (which cannot run now) is
+//! paused, resumed, cancelled and retried from its row. Last node B restarts: the page
+//! shows its event stream down, reconnects by itself and shows the transfers kept.
+//! Here, in Rust: the downloaded files have the shared files' SHA-256, and alice really
+//! received bob's lines (she answers each only after reading it from A's API).
 //!
 //! Needs chromium and tests/web/node_modules (scripts/install-web-test-deps.sh); skipped
 //! when they are missing, except on CI (CI set), where that is a failure. On failure the
