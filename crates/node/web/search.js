@@ -134,6 +134,11 @@ export class SearchView {
       const have = this.entry(s.id);
       have.query = s.query;
       have.started = s.started;
+      // The node sends a search to every client network online now.
+      have.networks = [...(this.ctx.views.status.networks?.values() || [])]
+        .filter((n) => n.role === "client" && n.state === "online")
+        .map((n) => networkName(n.name))
+        .sort();
       for (const r of s.results || []) have.results.set(r.id, r);
       this.currentId = s.id;
       this.filter.value = "";
@@ -211,7 +216,8 @@ export class SearchView {
     this.summary.textContent =
       `“${s.query}”: ${all.length} file${all.length === 1 ? "" : "s"} from ${users.size} user${users.size === 1 ? "" : "s"}` +
       (shown.length !== all.length ? ` (${shown.length} shown)` : "") +
-      (all.length ? "" : " — results appear here as they arrive");
+      (all.length ? "" : " — results appear here as they arrive") +
+      (s.networks?.length ? ` · sent to ${s.networks.join(" and ")}` : "");
     fill(this.body, shown.map((r) => this.row(r)));
   }
 

@@ -149,6 +149,9 @@ try {
   const sourcesText = await result.locator(byTest("result-sources")).locator("summary").textContent();
   if (!sourcesText.includes(PEER)) throw new Error(`the sources (${sourcesText}) do not name ${PEER}`);
   fact("sources", JSON.stringify(sourcesText.trim()));
+  const summary = (await page.locator(byTest("search-summary")).textContent()).trim();
+  if (!summary.includes("sent to Direct Connect (NMDC) and Soulseek")) throw new Error(`the search does not say where it went: ${summary}`);
+  fact("search_summary", JSON.stringify(summary));
 
   await step("download");
   const dl = result.locator(byTest("download-button"));
