@@ -21,6 +21,7 @@
 //                   unread there
 //   OMNI_TOKEN      the node's API token, when it has one (the page must ask for it)
 //   OMNI_OUT        a folder for the browser profile and screenshots on failure
+//   OMNI_SHOTS      (optional) a folder for a screenshot at each step and of each view
 // Prints one line per step ("step NAME ...") and facts as "fact KEY VALUE" on stdout;
 // exits 1 (after a screenshot) on the first thing that does not happen.
 
@@ -70,6 +71,7 @@ page.on("console", (m) => {
   if (m.type() === "error") consoleErrors.push(m.text());
 });
 page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+
 let stepName = "start";
 let shot = 0;
 // OMNI_SHOTS=DIR: also a screenshot as each step begins (for looking at the UI).
