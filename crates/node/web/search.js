@@ -96,6 +96,17 @@ export class SearchView {
 
   async load() {
     const list = await this.ctx.api("GET", "/api/searches");
+    // Searches live as long as the node runs: after a restart the ones shown are gone
+    // (and their result ids mean nothing any more).
+    const known = new Set(list.map((s) => s.id));
+    for (const id of [...this.searches.keys()]) {
+      if (!known.has(id)) this.searches.delete(id);
+    }
+    if (this.currentId !== null && !known.has(this.currentId)) {
+      this.currentId = null;
+      this.queued.clear();
+      this.open.clear();
+    }
     for (const s of list) {
       if (!this.searches.has(s.id)) this.searches.set(s.id, { ...s, results: new Map() });
     }

@@ -114,7 +114,12 @@ export class TransfersView {
   }
 
   upsert(t) {
-    const had = this.transfers.has(t.id);
+    const before = this.transfers.get(t.id);
+    if (before && before.state !== t.state) {
+      if (t.state === "done") this.ctx.toast(`Downloaded ${t.name}`);
+      else if (t.state === "failed") this.ctx.toast(`${t.name} failed: ${t.error}`, "error");
+    }
+    const had = !!before;
     this.transfers.set(t.id, t);
     if (had && this.rows.has(t.id) && FILTERS[this.filter](t)) this.update(t);
     else this.renderAll();

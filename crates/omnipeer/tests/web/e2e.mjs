@@ -202,6 +202,7 @@ try {
     if (Date.now() > deadline) throw new Error(`the transfer is still ${state} at ${pct}%`);
     await page.waitForTimeout(50);
   }
+  await page.locator(byTest("toast")).filter({ hasText: `Downloaded ${FILE}` }).waitFor({ timeout: 3000 });
   fact("download_ms", Date.now() - t1);
   fact("progress_seen", JSON.stringify(seen));
   const partWay = seen.filter((x) => /^running:([1-9]|[1-9][0-9])%$/.test(x));
@@ -360,6 +361,13 @@ try {
   await page.locator(byTest("tab-status")).click();
   // The restarted node reports its networks afresh (the peer is still away).
   await nmdc.and(page.locator(':not([data-state="online"])')).waitFor({ timeout: T });
+  // Re-reading after the restart raised no error (the old run's searches are gone, not
+  // "missing").
+  await page.waitForTimeout(1000);
+  const errors = await page.locator(`${byTest("toast")}.error`).allTextContents();
+  if (errors.length) throw new Error(`after reconnecting the page shows errors: ${errors.join(" | ")}`);
+  await page.locator(byTest("tab-search")).click();
+  if (await page.locator(byTest("search-result")).count()) throw new Error("results of the node's previous run are still offered");
 
   if (SHOTS) {
     for (const v of ["status", "search", "transfers", "chat", "shares", "settings"]) {
@@ -367,6 +375,13 @@ try {
       await page.waitForTimeout(300);
       await page.screenshot({ path: join(SHOTS, `view-${v}.png`), fullPage: true });
     }
+    await page.setViewportSize({ width: 420, height: 860 });
+    for (const v of ["transfers", "chat"]) {
+      await page.locator(byTest(`tab-${v}`)).click();
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: join(SHOTS, `narrow-${v}.png`), fullPage: true });
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
   }
   await step("done");
   await context.close();
