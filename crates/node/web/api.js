@@ -106,8 +106,8 @@ export async function api(method, path, body) {
 /**
  * The event stream: calls `onEvent(event)` for each event and `onState(state)` with
  * "connecting", "open" or "closed" (with the delay before the next try, in ms). After a
- * drop it reconnects with a growing delay (0.5 s doubling to 10 s) and calls
- * `onReopen()` once connected again, so the UI re-reads what it may have missed.
+ * drop it reconnects with a growing delay (0.5 s doubling to 10 s). Each time it is
+ * connected it calls `onReopen(first)`, so the UI re-reads what it may have missed.
  */
 export class EventStream {
   constructor({ onEvent, onState, onReopen }) {
@@ -165,7 +165,7 @@ export class EventStream {
       opened = true;
       this.delay = 500;
       this.onState("open");
-      if (this.everOpen) this.onReopen();
+      this.onReopen(!this.everOpen);
       this.everOpen = true;
     };
     ws.onmessage = (m) => {

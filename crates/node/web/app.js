@@ -146,8 +146,13 @@ window.addEventListener("hashchange", () => select(location.hash.slice(1), false
 
 // ---- data -------------------------------------------------------------------------
 
+// Whether the last full read worked (if not, the next stream connect reads again).
+let loadedOk = false;
+let initialLoad = null;
+
 async function loadAll() {
   const results = await Promise.allSettled(Object.values(views).map((v) => v.load()));
+  loadedOk = results.every((r) => r.status === "fulfilled");
   for (const r of results) {
     if (r.status === "rejected" && r.reason?.status !== 401) toast(r.reason.message, "error");
   }
@@ -173,8 +178,11 @@ const stream = new EventStream({
     liveEl.title =
       state === "open" ? "Receiving the node's events as they happen" : "The event stream to the node is down; it reconnects by itself";
   },
-  onReopen() {
-    loadAll();
+  onReopen(first) {
+    // After a drop anything may have been missed; on the first connect only if the
+    // first read failed (the node was not up yet when the page loaded).
+    if (!first) loadAll();
+    else Promise.resolve(initialLoad).then(() => loadedOk || loadAll());
   },
 });
 ctx.stream = stream;
@@ -200,6 +208,6 @@ select(location.hash.slice(1) || "status", false);
 api("GET", "/api/status")
   .catch(() => null)
   .then(() => {
+    initialLoad = loadAll();
     stream.start();
-    return loadAll();
   });
