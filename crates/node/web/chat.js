@@ -203,6 +203,13 @@ export class ChatView {
           const el = this.line({ ...m, pending: true });
           if (!this.pending.has(id)) this.pending.set(id, []);
           this.pending.get(id).push({ text, el });
+          // No echo after a while: say so (the line may not have reached anyone).
+          setTimeout(() => {
+            if (el.isConnected || (this.pending.get(id) || []).some((p) => p.el === el)) {
+              const note = el.querySelector(".note");
+              if (note) note.textContent = " (no echo from the server yet)";
+            }
+          }, 15000);
           if (id === this.current) this.log.append(el), this.scroll(true);
         }
       } else {
