@@ -189,6 +189,8 @@ try {
       await step("pause-running");
       await row.locator(byTest("transfer-pause")).click();
       await row.and(page.locator('[data-state="paused"]')).waitFor({ timeout: T });
+      // The bytes already in flight land on disk; then the node reports what it kept.
+      await page.waitForTimeout(1000);
       pausedAt = await pctOf();
       if (!(pausedAt > 0)) throw new Error("a paused transfer lost its bytes");
       if ((await row.locator(byTest("transfer-speed")).textContent()).trim()) throw new Error("a paused transfer still shows a speed");
