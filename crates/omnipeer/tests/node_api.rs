@@ -130,3 +130,21 @@ fn openapi_lists_every_route_docs_describe_them_and_each_is_served() {
     });
     assert!(files.as_array().unwrap().iter().all(|f| f["tth"].as_str().is_some_and(|t| t.len() == 39)), "{files}");
 }
+
+#[test]
+fn a_file_added_to_the_share_is_picked_up_by_itself_without_rehashing_the_others() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    std::fs::create_dir_all(t.path().join("share/sub")).unwrap();
+    std::fs::write(t.path().join("share/one.bin"), vec![1u8; 300_000]).unwrap();
+    std::fs::write(t.path().join("share/sub/two.bin"), vec![2u8; 300_000]).unwrap();
+    let cfg = format!("{}[share]\nwatch_delay_secs = 1\n", server_config("alice", p));
+    let n = Node::start(t.path(), &cfg, p.api);
+    assert_eq!(n.get("/api/shares")["files"], 2);
+    std::fs::write(t.path().join("share/sub/three.bin"), vec![3u8; 300_000]).unwrap();
+    let line = n.omni.wait_line_containing("share hashed files=3");
+    assert!(line.contains("cached=2"), "only the new file is hashed: {line}");
+    wait_for("the new file in the index", 20, || (n.get("/api/shares")["files"] == 3).then_some(()));
+    let files = n.get("/api/shares/files");
+    assert!(files.as_array().unwrap().iter().any(|f| f["path"].as_str().unwrap().ends_with("three.bin")), "{files}");
+}
