@@ -59,6 +59,10 @@ pub struct ShareSection {
     pub folders: Vec<String>,
     /// Finished downloads; empty for `<data_dir>/downloads`.
     pub downloads: String,
+    /// Rescan on file-system changes.
+    pub watch: bool,
+    /// Debounce for `watch`, in seconds.
+    pub watch_delay_secs: u64,
 }
 
 /// `[transfers]`.

@@ -116,7 +116,28 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router 
         .route("/", get(web_index))
         .route("/{*path}", get(web_file))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Every failure as `{"error": ...}`: axum's own rejections (bad JSON, a missing query
+/// field, a wrong method) are plain text; wrap them.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), MAX_BODY).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    let text = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text };
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+    ApiError(status, text).into_response()
 }
 
 /// Constant-time comparison (the token must not leak through timing).

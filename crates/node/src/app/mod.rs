@@ -437,6 +437,14 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
     } else {
         node.set_network("slsk_client", "client", "disabled", "", "");
     }
+    if cfg.share.watch {
+        match watch_shares(node.clone()) {
+            Ok(task) => {
+                tasks.spawn(task);
+            }
+            Err(e) => tracing::warn!("cannot watch the share folders (rescan by hand): {e:#}"),
+        }
+    }
     let engine = node.clone();
     tasks.spawn(async move {
         engine.run_engine().await;
@@ -613,6 +621,43 @@ impl Node {
         }
         secret_file(&self.data_dir.join("slsk-password"))
     }
+}
+
+/// Watch the share folders; a change (after `[share].watch_delay_secs` without more)
+/// asks for a rescan. Returns the task that owns the watcher.
+fn watch_shares(node: Arc<Node>) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
+    use notify::Watcher;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    })?;
+    for d in &node.share_folders {
+        watcher.watch(d, notify::RecursiveMode::Recursive).with_context(|| format!("watching {}", d.display()))?;
+    }
+    let delay = Duration::from_secs(node.cfg.share.watch_delay_secs);
+    Ok(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                _ = node.shutdown.cancelled() => return Ok(()),
+                r = rx.recv() => if r.is_none() { return Ok(()) },
+            }
+            // Let a burst of changes (a copy, an unpacked archive) settle.
+            loop {
+                tokio::select! {
+                    _ = node.shutdown.cancelled() => return Ok(()),
+                    r = rx.recv() => if r.is_none() { return Ok(()) },
+                    _ = tokio::time::sleep(delay) => break,
+                }
+            }
+            tracing::info!("the share changed: rescanning");
+            node.request_rescan();
+        }
+    })
 }
 
 /// Wait (at most 5 s) for a closed client's session to end.

@@ -54,6 +54,8 @@ pub struct Node {
     pub base: String,
     /// Its data directory.
     pub dir: PathBuf,
+    /// The bearer token it generated, if any.
+    pub token: Option<String>,
     agent: ureq::Agent,
 }
 
@@ -83,14 +85,20 @@ impl Node {
         let omni = Omni::start_in(dir, &["up"]);
         omni.wait_line("omnipeer is up");
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let n = Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), agent };
+        let token = std::fs::read_to_string(dir.join("api-token")).ok().map(|t| t.trim().to_owned());
+        let n = Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), token, agent };
+        n.wait_online();
+        n
+    }
+
+    /// Wait until both clients are logged in.
+    pub fn wait_online(&self) {
         wait_for("both clients online", 30, || {
-            let s = n.get("/api/status");
+            let s = self.get("/api/status");
             let nets = s["networks"].as_array()?.clone();
             let online = |name: &str| nets.iter().any(|x| x["name"] == name && x["state"] == "online");
             (online("nmdc_client") && online("slsk_client")).then_some(())
         });
-        n
     }
 
     /// GET; the JSON body (Null on a non-JSON answer).
@@ -100,13 +108,26 @@ impl Node {
 
     /// GET; (status, JSON body).
     pub fn get_status(&self, path: &str) -> (u16, Value) {
-        let mut r = self.agent.get(format!("{}{path}", self.base)).call().unwrap();
+        self.get_with(path, self.token.as_deref())
+    }
+
+    /// GET with this token (or none); (status, JSON body).
+    pub fn get_with(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut r = req.call().unwrap();
         (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
     }
 
     /// POST JSON; (status, JSON body).
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let mut r = self.agent.post(format!("{}{path}", self.base)).send_json(&body).unwrap();
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut r = req.send_json(&body).unwrap();
         (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
     }
 
@@ -132,6 +153,20 @@ impl Node {
             assert_ne!(t["state"], "failed", "{t}");
             (t["state"] == "done").then_some(t)
         })
+    }
+
+    /// Any method, raw body; (status, content type, body).
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String, String) {
+        let url = format!("{}{path}", self.base);
+        let resp = match method {
+            "get" => self.agent.get(&url).call(),
+            "post" => self.agent.post(&url).header("Content-Type", "application/json").send(body),
+            "delete" => self.agent.delete(&url).call(),
+            other => panic!("method {other}"),
+        };
+        let mut r = resp.unwrap();
+        let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        (r.status().as_u16(), ct, r.body_mut().read_to_string().unwrap_or_default())
     }
 
     /// Run `omnipeer --data-dir DIR ARGS` (a client of this node).
