@@ -26,6 +26,15 @@ if ! scripts/install-slsk-peers.sh >/dev/null; then
   echo "test.sh: aioslsk/Nicotine+ missing; their interop tests will be skipped" >&2
 fi
 
+# The web UI's end-to-end test drives Debian's chromium through playwright-core (npm).
+if ! scripts/install-web-test-deps.sh; then
+  if [ -n "${CI:-}" ]; then
+    echo "test.sh: cannot install chromium and playwright-core for the web UI test" >&2
+    exit 1
+  fi
+  echo "test.sh: chromium/playwright-core missing; the web UI test will be skipped" >&2
+fi
+
 echo "== build"
 cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
 

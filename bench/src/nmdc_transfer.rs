@@ -114,7 +114,7 @@ async fn adcget(ctx: UploadContext, what: Identifier, out: &Path) -> anyhow::Res
     });
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let (peer, _, leftover) = cc::handshake(&mut s, Role::Connector, "getter", true, None).await?;
-    let job = DownloadJob { what, out: out.to_path_buf(), progress: Default::default(), total: Default::default() };
+    let job = DownloadJob { what, out: out.to_path_buf(), progress: Default::default(), total: Default::default(), control: Default::default() };
     cc::download(s, &peer, leftover, &job).await?;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
@@ -169,7 +169,7 @@ async fn vs_eiskalt(share_dir: &Path, root: omnipeer_nmdc::tth::Tth, rounds: usi
             let out = tmp.path().join("dl.bin");
             let _ = std::fs::remove_file(&out);
             settle();
-            let job = DownloadJob { what: Identifier::Tth(root), out, progress: Default::default(), total: Default::default() };
+            let job = DownloadJob { what: Identifier::Tth(root), out, progress: Default::default(), total: Default::default(), control: Default::default() };
             let t = Instant::now();
             getter.download(from, &job).await?;
             let s = t.elapsed().as_secs_f64();

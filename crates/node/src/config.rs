@@ -21,6 +21,112 @@ pub struct Config {
     pub dcc: DccConfig,
     /// The NMDC hub.
     pub nmdc_hub: NmdcHubConfig,
+    /// The Soulseek server.
+    pub slsk_server: SlskServerSection,
+    /// Shared folders and downloads.
+    pub share: ShareSection,
+    /// The download engine.
+    pub transfers: TransfersSection,
+    /// The NMDC client side of the node.
+    pub nmdc_client: NmdcClientSection,
+    /// The Soulseek client side of the node.
+    pub slsk_client: SlskClientSection,
+    /// The HTTP API.
+    pub api: ApiSection,
+}
+
+/// `[slsk_server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlskServerSection {
+    /// Run the server.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Greeting.
+    pub motd: String,
+    /// No registration by first login.
+    pub private: bool,
+    /// Database; empty for `<data_dir>/slsk-server.sqlite`.
+    pub db: String,
+}
+
+/// `[share]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareSection {
+    /// Shared folders; empty for `<data_dir>/share`.
+    pub folders: Vec<String>,
+    /// Finished downloads; empty for `<data_dir>/downloads`.
+    pub downloads: String,
+    /// Rescan on file-system changes.
+    pub watch: bool,
+    /// Debounce for `watch`, in seconds.
+    pub watch_delay_secs: u64,
+}
+
+/// `[transfers]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransfersSection {
+    /// Downloads at once over all networks.
+    pub global_slots: usize,
+    /// Downloads at once per network.
+    pub network_slots: usize,
+    /// Retries before failing.
+    pub max_retries: u32,
+    /// First retry delay in seconds (doubling).
+    pub retry_base_secs: u64,
+    /// Download limit over all downloads in KiB/s (0: none).
+    pub max_download_kib: u64,
+}
+
+/// `[nmdc_client]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NmdcClientSection {
+    /// Log in to a hub.
+    pub enabled: bool,
+    /// The hub; empty for this node's own hub.
+    pub hub: String,
+    /// Password.
+    pub password: String,
+    /// Active-mode address; empty for passive.
+    pub listen: String,
+    /// Upload slots.
+    pub slots: usize,
+    /// `$MyINFO` description.
+    pub description: String,
+}
+
+/// `[slsk_client]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlskClientSection {
+    /// Log in to a server.
+    pub enabled: bool,
+    /// The server; empty for this node's own server.
+    pub server: String,
+    /// Password; empty for a generated one.
+    pub password: String,
+    /// Where peers connect.
+    pub listen: SocketAddr,
+    /// Upload slots.
+    pub slots: usize,
+    /// Rooms joined at login.
+    pub rooms: Vec<String>,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Serve the API.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Bearer token (see default.toml for when it is required).
+    pub token: String,
 }
 
 /// `[nmdc_hub]`.
@@ -121,6 +227,15 @@ impl Config {
         if self.dcc.max_connections == 0 {
             bail!("[dcc].max_connections must be at least 1");
         }
+        if self.transfers.global_slots == 0 || self.transfers.network_slots == 0 {
+            bail!("[transfers].global_slots and network_slots must be at least 1");
+        }
+        if !self.nmdc_client.listen.is_empty() {
+            self.nmdc_client
+                .listen
+                .parse::<SocketAddr>()
+                .map_err(|e| anyhow::anyhow!("[nmdc_client].listen {:?}: {e}", self.nmdc_client.listen))?;
+        }
         Ok(())
     }
 
@@ -192,6 +307,12 @@ mod tests {
         assert_eq!(c.dcc.listen.to_string(), "127.0.0.1:5959");
         assert_eq!(c.dcc.handshake_timeout_secs, 15);
         assert_eq!(c.dcc.services().unwrap(), omnipeer_dcc::Services::ALL);
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:8040");
+        assert_eq!(c.slsk_server.listen.port(), 2242);
+        assert!(c.nmdc_client.enabled && c.slsk_client.enabled);
+        assert_eq!(c.slsk_client.rooms, vec!["omnipeer".to_string()]);
+        assert!(Config::from_toml("[transfers]\nglobal_slots = 0\n").is_err());
+        assert!(Config::from_toml("[nmdc_client]\nlisten = \"x\"\n").is_err());
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! sockets and timers, the share index, configuration and transfer plumbing.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod app;
 pub mod config;
 pub mod dcc;
 pub mod ministream;
 pub mod nmdc;
 pub mod progress;
+pub mod ratelimit;
 pub mod serve;
 pub mod share;
 pub mod slsk;

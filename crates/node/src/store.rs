@@ -56,6 +56,53 @@ const MIGRATIONS: &[&str] = &[
          by TEXT NOT NULL,
          created INTEGER NOT NULL
      );",
+    // 4: the node: its download queue, chat history, contacts, settings and share index.
+    "CREATE TABLE transfers (
+         id INTEGER PRIMARY KEY,
+         network TEXT NOT NULL,
+         source TEXT NOT NULL,
+         hub TEXT NOT NULL DEFAULT '',
+         remote_path TEXT NOT NULL DEFAULT '',
+         tth TEXT,
+         name TEXT NOT NULL,
+         size INTEGER NOT NULL,
+         local_path TEXT NOT NULL DEFAULT '',
+         state TEXT NOT NULL,
+         bytes INTEGER NOT NULL DEFAULT 0,
+         retries INTEGER NOT NULL DEFAULT 0,
+         next_attempt INTEGER NOT NULL DEFAULT 0,
+         error TEXT NOT NULL DEFAULT '',
+         created INTEGER NOT NULL,
+         updated INTEGER NOT NULL
+     );
+     CREATE INDEX transfers_state ON transfers (state);
+     CREATE TABLE chat_messages (
+         id INTEGER PRIMARY KEY,
+         chat TEXT NOT NULL,
+         nick TEXT NOT NULL,
+         text TEXT NOT NULL,
+         own INTEGER NOT NULL DEFAULT 0,
+         ts INTEGER NOT NULL
+     );
+     CREATE INDEX chat_messages_chat ON chat_messages (chat, id);
+     CREATE TABLE contacts (
+         network TEXT NOT NULL,
+         name TEXT NOT NULL COLLATE NOCASE,
+         note TEXT NOT NULL DEFAULT '',
+         added INTEGER NOT NULL,
+         PRIMARY KEY (network, name)
+     );
+     CREATE TABLE settings (
+         key TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+     );
+     CREATE TABLE shared_files (
+         path TEXT PRIMARY KEY,
+         vpath TEXT NOT NULL,
+         size INTEGER NOT NULL,
+         mtime_ns INTEGER NOT NULL,
+         tth TEXT
+     );",
 ];
 
 /// A cached Tiger tree hash.
@@ -71,7 +118,7 @@ pub struct CachedHash {
 
 /// A database file.
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 /// A stored ban.

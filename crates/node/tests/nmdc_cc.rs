@@ -59,7 +59,7 @@ async fn fetch(ctx: UploadContext, what: Identifier, out: PathBuf) -> anyhow::Re
     });
     let mut s = TcpStream::connect(addr).await.unwrap();
     let (peer, _, leftover) = cc::handshake(&mut s, Role::Connector, "getter", true, Some("sharer")).await?;
-    let job = DownloadJob { what, out, progress: Arc::new(AtomicU64::new(0)), total: Arc::new(AtomicU64::new(0)) };
+    let job = DownloadJob { what, out, progress: Arc::new(AtomicU64::new(0)), total: Arc::new(AtomicU64::new(0)), control: Default::default() };
     let r = cc::download(s, &peer, leftover, &job).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     r

@@ -42,9 +42,45 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the node: every network the configuration enables (now: the DCC server and the
-    /// NMDC hub)
+    /// Run the node: every network the configuration enables (DCC server, NMDC hub,
+    /// Soulseek server, the NMDC and Soulseek clients logged in to them) and the HTTP API
     Up,
+    /// Show the running node's networks, transfers and shares (through its API)
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Search every network the running node is on; prints numbered merged results
+    Search {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Seconds to wait for results
+        #[arg(long, value_name = "SECS", default_value_t = 5)]
+        timeout: u64,
+        /// Words to search for
+        #[arg(required = true)]
+        query: Vec<String>,
+    },
+    /// Download a search result (by the number `omnipeer search` printed) through the
+    /// running node; shows progress until it is done
+    Get {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Which of the result's sources (0 = first; default: the node picks)
+        #[arg(long, value_name = "N", conflicts_with = "network")]
+        source: Option<usize>,
+        /// Take the result's first source on this network (nmdc or slsk)
+        #[arg(long, value_name = "NET")]
+        network: Option<String>,
+        /// Queue it and return at once
+        #[arg(long)]
+        no_wait: bool,
+        /// The result number
+        result: u64,
+    },
+    /// Chat through the running node: list, send, follow
+    #[command(subcommand)]
+    Chat(ChatCmd),
     /// Show or check configuration
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -79,6 +115,46 @@ enum ToxCmd {
         /// Also bootstrap off these nodes (HOST:PORT:DHTKEY, comma-separated)
         #[arg(long, value_name = "NODES")]
         bootstrap: Option<String>,
+    },
+}
+
+/// Where the running node's API is.
+#[derive(Args, Clone)]
+struct ApiArgs {
+    /// The node's API address [default: the config's [api].listen]
+    #[arg(long, value_name = "ADDR")]
+    api: Option<String>,
+    /// Bearer token [default: OMNIPEER_TOKEN, else [api].token, else DATA_DIR/api-token]
+    #[arg(long, value_name = "TOKEN", env = "OMNIPEER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ChatCmd {
+    /// Every chat (hub main chat, rooms, private messages) with its last line
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Say something: CHAT is nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM or slsk:pm:USER
+    Send {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The chat
+        chat: String,
+        /// The text
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Print a chat's recent lines, then new ones as they come (Ctrl-C to stop)
+    Follow {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The chat
+        chat: String,
+        /// Lines of history to show first
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        history: usize,
     },
 }
 
@@ -485,6 +561,14 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Up => up(&g, cfg).await,
+        Command::Status { api } => client_cmd(node_client::status(&g, &cfg, &api)).await,
+        Command::Search { api, timeout, query } => {
+            client_cmd(node_client::search(&g, &cfg, &api, query.join(" "), Duration::from_secs(timeout))).await
+        }
+        Command::Get { api, source, network, no_wait, result } => {
+            client_cmd(node_client::get(&g, &cfg, &api, result, source, network, no_wait)).await
+        }
+        Command::Chat(cmd) => client_cmd(node_client::chat(&g, &cfg, cmd)).await,
         Command::Dcc(cmd) => dcc_command(&g, cfg, cmd).await,
         Command::Dc(cmd) => dc_command(&g, cfg, cmd).await,
         Command::Slsk(cmd) => slsk_command(&g, cfg, cmd).await,
@@ -674,47 +758,34 @@ async fn ministream_pipe(
 
 async fn up(g: &Global, cfg: Config) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let shutdown = shutdown_on_signals();
-    let mut tasks = tokio::task::JoinSet::new();
-    if cfg.dcc.enabled {
-        let dcfg = DccServerConfig::from_config(&cfg, &data_dir)?;
-        let server = DccServer::bind(dcfg.clone()).await?;
-        eprintln!("dcc: nick {}, share {}, incoming {}", dcfg.nick, dcfg.share.display(), dcfg.incoming.display());
-        eprintln!("listening on {}", server.local_addr());
-        spawn_event_printer(server.handle(), g.json);
-        tasks.spawn(server.run(shutdown.clone()));
-    }
-    if cfg.nmdc_hub.enabled {
-        let h = &cfg.nmdc_hub;
-        let db = if h.db.is_empty() { data_dir.join("hub.sqlite") } else { PathBuf::from(&h.db) };
-        let server = omnipeer_node::nmdc::HubServer::bind(omnipeer_node::nmdc::HubServerConfig {
-            listen: h.listen,
-            hub: omnipeer_nmdc::hub::HubConfig {
-                name: omnipeer_nmdc::text::utf8_to_wire(&h.name),
-                topic: omnipeer_nmdc::text::utf8_to_wire(&h.topic),
-                motd: h.motd.iter().map(|m| omnipeer_nmdc::text::utf8_to_wire(m)).collect(),
-                max_users: h.max_users,
-                ..Default::default()
-            },
-            db,
-            register: Vec::new(),
-        })
-        .await?;
-        eprintln!("nmdc hub: dchub://{}", server.local_addr());
-        eprintln!("listening on {}", server.local_addr());
-        tasks.spawn(server.run(shutdown.clone()));
-    }
-    if tasks.is_empty() {
+    let any = cfg.dcc.enabled
+        || cfg.nmdc_hub.enabled
+        || cfg.slsk_server.enabled
+        || cfg.nmdc_client.enabled
+        || cfg.slsk_client.enabled;
+    if !any {
         return Err(anyhow!("the configuration enables no network: nothing to run"));
     }
-    eprintln!("omnipeer is up (data in {}); Ctrl-C to stop", data_dir.display());
-    while let Some(r) = tasks.join_next().await {
-        r??;
+    let mut up = omnipeer_node::app::up(cfg, &data_dir, shutdown.clone()).await?;
+    if let Some(h) = up.dcc.take() {
+        spawn_event_printer(h, g.json);
+    }
+    while let Some(r) = up.tasks.join_next().await {
+        if let Err(e) = r? {
+            shutdown.cancel();
+            return Err(e);
+        }
     }
     Ok(())
 }
+
+/// Run a blocking client-of-the-node command off the runtime's threads.
+async fn client_cmd(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+mod node_client;
 
 /// Print what the server does: chat lines on stdout, the rest as log lines.
 fn spawn_event_printer(handle: dcc::DccServerHandle, json: bool) {
@@ -946,6 +1017,7 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                         out: list_path.clone(),
                         progress: Default::default(),
                         total: Default::default(),
+                        control: Default::default(),
                     };
                     client.download(&from, &job).await.context("fetching the file list to learn the file's TTH")?;
                     let data = std::fs::read(&list_path)?;
@@ -962,7 +1034,7 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
             };
             let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let job = omnipeer_node::nmdc::cc::DownloadJob { what, out: out.clone(), progress: progress.clone(), total: total.clone() };
+            let job = omnipeer_node::nmdc::cc::DownloadJob { what, out: out.clone(), progress: progress.clone(), total: total.clone(), control: Default::default() };
             let label = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let mut bar = omnipeer_node::progress::Progress::for_stderr(format!("get {label}"));
             let done = {

@@ -147,7 +147,7 @@ fn up_with_defaults_serves_dcc_and_stops_on_sigterm() {
     std::fs::create_dir_all(t.path()).unwrap();
     std::fs::write(
         t.path().join("config.toml"),
-        "[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:0\"\n",
+        "[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:0\"\n[slsk_server]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let server = Server::start({

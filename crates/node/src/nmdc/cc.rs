@@ -92,6 +92,8 @@ pub struct DownloadJob {
     pub progress: Arc<AtomicU64>,
     /// The whole size, once the peer said it (0 before).
     pub total: Arc<AtomicU64>,
+    /// Stop and rate limit (pause, cancel, a shared download limit).
+    pub control: Arc<crate::ratelimit::TransferControl>,
 }
 
 /// How a download ended.
@@ -346,10 +348,14 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                     job.total.store(start + length, Ordering::Relaxed);
                     job.progress.store(start + leftover.len() as u64, Ordering::Relaxed);
                     let progress = job.progress.clone();
+                    let control = job.control.clone();
                     stream = blocking_io(stream, move |sock| {
                         let mut buf = vec![0u8; CHUNK];
                         let mut left = rest;
                         while left > 0 {
+                            if control.stopped() {
+                                return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped"));
+                            }
                             let want = left.min(CHUNK as u64) as usize;
                             let n = sock.read(&mut buf[..want])?;
                             if n == 0 {
@@ -358,6 +364,7 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                             file.write_all(&buf[..n])?;
                             left -= n as u64;
                             progress.fetch_add(n as u64, Ordering::Relaxed);
+                            control.pace_blocking(n);
                         }
                         file.flush()
                     })

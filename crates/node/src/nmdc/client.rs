@@ -81,6 +81,7 @@ enum Cmd {
     Search(SearchQuery, oneshot::Sender<anyhow::Result<()>>),
     RequestConnection(String, oneshot::Sender<anyhow::Result<()>>),
     Say(String),
+    Pm(String, String, oneshot::Sender<anyhow::Result<()>>),
     Users(oneshot::Sender<Vec<String>>),
 }
 
@@ -215,6 +216,23 @@ impl DcClient {
     /// Say something in main chat.
     pub async fn say(&self, text: &str) -> anyhow::Result<()> {
         self.cmds.send(Cmd::Say(text.to_owned())).await.map_err(|_| anyhow!("the hub session ended"))
+    }
+
+    /// Send a private message.
+    pub async fn private_message(&self, to: &str, text: &str) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Pm(to.to_owned(), text.to_owned(), tx)).await.map_err(|_| anyhow!("the hub session ended"))?;
+        rx.await.map_err(|_| anyhow!("the hub session ended"))?
+    }
+
+    /// Log out without waiting (the session ends shortly; see [`DcClient::is_online`]).
+    pub fn close(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Whether the hub session is still up.
+    pub fn is_online(&self) -> bool {
+        !self.task.is_finished()
     }
 
     /// Nicks online.
@@ -353,6 +371,9 @@ impl Runner {
                 if let Err(e) = self.session.say(&text) {
                     tracing::warn!("cannot say: {e}");
                 }
+            }
+            Cmd::Pm(to, text, reply) => {
+                let _ = reply.send(self.session.private_message(&to, &text).map_err(|e| anyhow!("{e}")));
             }
             Cmd::Users(reply) => {
                 let _ = reply.send(self.session.users().map(|u| u.nick.clone()).collect());

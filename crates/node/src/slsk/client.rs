@@ -78,6 +78,20 @@ pub enum SlskEvent {
         /// Text.
         text: String,
     },
+    /// A line said in a chat room we are in (our own lines come back this way too).
+    RoomMessage {
+        /// Room.
+        room: String,
+        /// Speaker.
+        user: String,
+        /// Text.
+        text: String,
+    },
+    /// We are in a room now (the server's JoinRoom answer).
+    JoinedRoom {
+        /// Room.
+        room: String,
+    },
     /// An upload finished.
     Uploaded {
         /// To whom.
@@ -255,9 +269,52 @@ impl SlskClient {
         token
     }
 
+    /// Join a chat room (created if it does not exist); [`SlskEvent::JoinedRoom`] follows.
+    pub fn join_room(&self, room: &str) {
+        let _ = self.inner.server_tx.send(ServerRequest::JoinRoom { room: room.to_owned(), private: false }.encode());
+    }
+
+    /// Say something in a room we are in.
+    pub fn say_room(&self, room: &str, text: &str) {
+        let _ = self
+            .inner
+            .server_tx
+            .send(ServerRequest::SayChatroom { room: room.to_owned(), message: text.to_owned() }.encode());
+    }
+
+    /// Send a private message (the server keeps it if the user is offline).
+    pub fn message_user(&self, user: &str, text: &str) {
+        let _ = self
+            .inner
+            .server_tx
+            .send(ServerRequest::MessageUser { user: user.to_owned(), message: text.to_owned() }.encode());
+    }
+
+    /// Log out without waiting (the session ends shortly; see [`SlskClient::is_online`]).
+    pub fn close(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Whether the server session is still up.
+    pub fn is_online(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     /// Download `path` from `user` into `out_dir`, resuming a partial file there.
     /// `progress` gets (bytes held, total).
     pub async fn download(&self, user: &str, path: &str, out_dir: &std::path::Path, progress: Arc<(AtomicU64, AtomicU64)>) -> anyhow::Result<(PathBuf, u64, u64)> {
+        self.download_with(user, path, out_dir, progress, &crate::ratelimit::TransferControl::default()).await
+    }
+
+    /// [`SlskClient::download`] paced by `control`'s rate limit.
+    pub async fn download_with(
+        &self,
+        user: &str,
+        path: &str,
+        out_dir: &std::path::Path,
+        progress: Arc<(AtomicU64, AtomicU64)>,
+        control: &crate::ratelimit::TransferControl,
+    ) -> anyhow::Result<(PathBuf, u64, u64)> {
         let name = path.rsplit(['\\', '/']).next().unwrap_or(path);
         let safe = omnipeer_dcc::SafeName::sanitize(name).map_err(|e| anyhow!("cannot store {name:?}: {e}"))?;
         // A SafeName is one ordinary path component: the join stays inside `out_dir`.
@@ -310,6 +367,7 @@ impl SlskClient {
             file.write_all(&buf[..n])?;
             pos += n as u64;
             progress.0.store(pos, Ordering::Relaxed);
+            control.pace(n).await;
         }
         file.flush()?;
         // The downloader closes once it has every byte.
@@ -394,8 +452,16 @@ impl Inner {
         let this = self.clone();
         let tx2 = tx.clone();
         tokio::spawn(async move {
-            if let Err(e) = this.clone().p_loop(rd, user.clone(), leftover, tx2).await {
+            if let Err(e) = this.clone().p_loop(rd, user.clone(), leftover, tx2.clone()).await {
                 tracing::debug!(%user, "peer connection ended: {e:#}");
+            }
+            // A connection the peer closed must not be reused: messages written to it
+            // would be lost (the write half stays open after the peer's FIN). This
+            // happens when both sides connect at once (direct and pierced) and one of
+            // the two connections is dropped.
+            let mut peers = this.peers.lock().expect("peers");
+            if peers.get(&user.to_lowercase()).is_some_and(|t| t.same_channel(&tx2)) {
+                peers.remove(&user.to_lowercase());
             }
         });
         tx
@@ -811,6 +877,12 @@ async fn on_server(inner: &Arc<Inner>, msg: ServerResponse) {
         ServerResponse::MessageUser { id, user, message, .. } => {
             let _ = inner.server_tx.send(ServerRequest::MessageAcked { id }.encode());
             let _ = inner.events.send(SlskEvent::PrivateMessage { user, text: message });
+        }
+        ServerResponse::SayChatroom { room, user, message } => {
+            let _ = inner.events.send(SlskEvent::RoomMessage { room, user, text: message });
+        }
+        ServerResponse::JoinRoom { room, .. } => {
+            let _ = inner.events.send(SlskEvent::JoinedRoom { room });
         }
         ServerResponse::Relogged => {
             tracing::warn!("logged in elsewhere: the server closed this session");

@@ -16,6 +16,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// A running `omnipeer` process.
 pub struct Omni {
     child: Child,
+    killed: bool,
     lines: mpsc::Receiver<String>,
     data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -51,7 +52,7 @@ impl Omni {
                 }
             }
         });
-        Omni { child, lines, data: data.to_path_buf(), _tmp: None }
+        Omni { child, killed: false, lines, data: data.to_path_buf(), _tmp: None }
     }
 
     /// Wait for a stderr line starting with `prefix`; returns the rest, trimmed.
@@ -68,18 +69,46 @@ impl Omni {
         }
     }
 
+    /// Wait for a stderr line containing `needle`; returns the line.
+    pub fn wait_line_containing(&self, needle: &str) -> String {
+        let end = Instant::now() + WAIT;
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("omnipeer never printed a line with {needle:?}"));
+            if l.contains(needle) {
+                return l;
+            }
+        }
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
 }
 
+impl Omni {
+    /// `kill -9` it (no clean shutdown) and reap it.
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        self.killed = true;
+    }
+}
+
 impl Drop for Omni {
     fn drop(&mut self) {
+        if self.killed {
+            return;
+        }
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
 }
+
+pub mod node;
 
 /// Run `omnipeer --data-dir DATA ARGS` to the end: (exit code, stdout, stderr).
 pub fn run_in(data: &Path, args: &[&str]) -> (i32, String, String) {

@@ -1,0 +1,388 @@
+//! The node's HTTP API (axum): JSON routes, the WebSocket event stream, the OpenAPI
+//! document and the embedded web UI. docs/api.md describes every route and event.
+
+mod openapi;
+
+use crate::app::model::Event;
+use crate::app::transfers::ActionError;
+use crate::app::{NotConnected, Node};
+use anyhow::Context;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+pub use openapi::{openapi, ROUTES};
+
+static WEB: include_dir::Dir<'static> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/web");
+
+/// Longest accepted request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct Api {
+    node: Arc<Node>,
+    token: Option<Arc<str>>,
+    addr: SocketAddr,
+}
+
+/// A failed request: status and one-line message, sent as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        if e.downcast_ref::<NotConnected>().is_some() {
+            return ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"));
+        }
+        ApiError(StatusCode::BAD_REQUEST, format!("{e:#}"))
+    }
+}
+
+fn not_found(what: String) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, what)
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The token in force for an API on `listen`: the configured one, else (off loopback) one
+/// generated once into `<data_dir>/api-token`, else none.
+pub fn token_for(node: &Node, listen: SocketAddr, configured: &str) -> anyhow::Result<Option<String>> {
+    if !configured.is_empty() {
+        return Ok(Some(configured.to_owned()));
+    }
+    if listen.ip().is_loopback() {
+        return Ok(None);
+    }
+    let path = node.data_dir.join("api-token");
+    let t = crate::app::secret_file(&path)?;
+    eprintln!("api: listening beyond loopback, bearer token required (in {})", path.display());
+    Ok(Some(t))
+}
+
+/// Bind the API; returns its address and the task serving it until the node shuts down.
+pub async fn serve(
+    node: Arc<Node>,
+    listen: SocketAddr,
+    configured_token: &str,
+) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static)> {
+    let token = token_for(&node, listen, configured_token)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} for the API (set [api].listen)"))?;
+    let addr = listener.local_addr()?;
+    let shutdown = node.shutdown.clone();
+    let app = router(node, token.map(Arc::from), addr);
+    Ok((addr, async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+        Ok(())
+    }))
+}
+
+fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router {
+    let state = Api { node, token, addr };
+    let api = Router::new()
+        .route("/api/status", get(status))
+        .route("/api/networks", get(networks))
+        .route("/api/searches", post(search_start).get(search_list))
+        .route("/api/searches/{id}", get(search_get))
+        .route("/api/transfers", get(transfer_list).post(transfer_add))
+        .route("/api/transfers/{id}", get(transfer_get))
+        .route("/api/transfers/{id}/{action}", post(transfer_action))
+        .route("/api/chats", get(chat_list))
+        .route("/api/chats/messages", get(chat_messages).post(chat_send))
+        .route("/api/shares", get(shares))
+        .route("/api/shares/files", get(share_files))
+        .route("/api/shares/rescan", post(share_rescan))
+        .route("/api/events", get(events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/api/openapi.json", get(|| async { Json(openapi()) }))
+        .merge(api)
+        .route("/", get(web_index))
+        .route("/{*path}", get(web_file))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
+        .with_state(state)
+}
+
+/// Every failure as `{"error": ...}`: axum's own rejections (bad JSON, a missing query
+/// field, a wrong method) are plain text; wrap them.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), MAX_BODY).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    let text = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text };
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+    ApiError(status, text).into_response()
+}
+
+/// Constant-time comparison (the token must not leak through timing).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let Some(want) = &api.token else { return next.run(req).await };
+    let header_token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let query_token = req.uri().query().and_then(|q| {
+        q.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_owned())
+    });
+    let ok = header_token.is_some_and(|t| same(t.as_bytes(), want.as_bytes()))
+        || query_token.is_some_and(|t| same(t.as_bytes(), want.as_bytes()));
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError(StatusCode::UNAUTHORIZED, "a bearer token is required (Authorization: Bearer ...)".into()).into_response()
+    }
+}
+
+async fn status(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    let n = &api.node;
+    let mut counts = serde_json::Map::new();
+    for s in ["queued", "running", "paused", "done", "failed", "cancelled"] {
+        counts.insert(s.into(), json!(0));
+    }
+    for (s, c) in n.db.lock().expect("db").transfer_counts()? {
+        counts.insert(s, json!(c));
+    }
+    let (files, bytes, _) = n.share_totals();
+    Ok(Json(json!({
+        "nick": n.nick,
+        "version": env!("CARGO_PKG_VERSION"),
+        "data_dir": n.data_dir.display().to_string(),
+        "api": api.addr.to_string(),
+        "networks": n.networks(),
+        "transfers": counts,
+        "shares": {
+            "folders": n.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "files": files,
+            "bytes": bytes,
+        },
+    })))
+}
+
+async fn networks(State(api): State<Api>) -> Json<Value> {
+    Json(json!(api.node.networks()))
+}
+
+#[derive(Deserialize)]
+struct SearchBody {
+    query: String,
+}
+
+fn search_json(s: &crate::app::search::Search, with_results: bool) -> Value {
+    let mut v = json!({"id": s.id, "query": s.query, "started": s.started});
+    if with_results {
+        v["results"] = json!(s.results);
+    } else {
+        v["result_count"] = json!(s.results.len());
+    }
+    v
+}
+
+async fn search_start(State(api): State<Api>, Json(b): Json<SearchBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let s = api.node.search(&b.query).await.map_err(|e| match e.to_string().starts_with("no network") {
+        true => ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+        false => ApiError::from(e),
+    })?;
+    Ok((StatusCode::CREATED, Json(search_json(&s, true))))
+}
+
+async fn search_list(State(api): State<Api>) -> Json<Value> {
+    let book = api.node.searches.lock().expect("searches");
+    Json(Value::Array(book.list().map(|s| search_json(s, false)).collect()))
+}
+
+async fn search_get(State(api): State<Api>, Path(id): Path<u64>) -> ApiResult<Json<Value>> {
+    let book = api.node.searches.lock().expect("searches");
+    let s = book.get(id).ok_or_else(|| not_found(format!("no search {id}")))?;
+    Ok(Json(search_json(s, true)))
+}
+
+async fn transfer_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.transfers()?)))
+}
+
+#[derive(Deserialize)]
+struct TransferBody {
+    result: u64,
+    source: Option<usize>,
+    network: Option<String>,
+}
+
+async fn transfer_add(State(api): State<Api>, Json(b): Json<TransferBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let t = api.node.download_result(b.result, b.source, b.network.as_deref()).map_err(|e| {
+        if e.to_string().starts_with("no search result") {
+            not_found(format!("{e:#}"))
+        } else {
+            ApiError::from(e)
+        }
+    })?;
+    Ok((StatusCode::CREATED, Json(json!(t))))
+}
+
+async fn transfer_get(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let t = api.node.transfer(id)?.ok_or_else(|| not_found(format!("no transfer {id}")))?;
+    Ok(Json(json!(t)))
+}
+
+async fn transfer_action(State(api): State<Api>, Path((id, action)): Path<(i64, String)>) -> ApiResult<Json<Value>> {
+    if !["pause", "resume", "cancel", "retry"].contains(&action.as_str()) {
+        return Err(not_found(format!("no action {action} (pause, resume, cancel, retry)")));
+    }
+    match api.node.transfer_action(id, &action) {
+        Ok(t) => Ok(Json(json!(t))),
+        Err(ActionError::NotFound) => Err(not_found(format!("no transfer {id}"))),
+        Err(ActionError::Conflict(m)) => Err(ApiError(StatusCode::CONFLICT, m)),
+        Err(ActionError::Other(e)) => Err(e.into()),
+    }
+}
+
+async fn chat_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.chats()?)))
+}
+
+#[derive(Deserialize)]
+struct ChatQuery {
+    chat: String,
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn chat_messages(State(api): State<Api>, Query(q): Query<ChatQuery>) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
+    Ok(Json(json!(api.node.db.lock().expect("db").chat_messages(&q.chat, q.after, limit)?)))
+}
+
+#[derive(Deserialize)]
+struct ChatBody {
+    chat: String,
+    text: String,
+}
+
+async fn chat_send(State(api): State<Api>, Json(b): Json<ChatBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let m = api.node.send_chat(&b.chat, &b.text).await?;
+    Ok((StatusCode::CREATED, Json(json!(m))))
+}
+
+async fn shares(State(api): State<Api>) -> Json<Value> {
+    let n = &api.node;
+    let (files, bytes, hashed) = n.share_totals();
+    Json(json!({
+        "folders": n.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "files": files,
+        "bytes": bytes,
+        "hashed": hashed,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn share_files(State(api): State<Api>, Query(p): Query<Page>) -> ApiResult<Json<Value>> {
+    let rows = api.node.db.lock().expect("db").shared_files(p.offset.unwrap_or(0), p.limit.unwrap_or(500).clamp(1, 5000))?;
+    Ok(Json(Value::Array(rows.into_iter().map(|(path, size, tth)| json!({"path": path, "size": size, "tth": tth})).collect())))
+}
+
+async fn share_rescan(State(api): State<Api>) -> (StatusCode, Json<Value>) {
+    api.node.request_rescan();
+    (StatusCode::ACCEPTED, Json(json!({"rescanning": true})))
+}
+
+async fn events(State(api): State<Api>, ws: WebSocketUpgrade) -> Response {
+    let rx = api.node.subscribe();
+    ws.on_upgrade(move |socket| pump_events(socket, rx))
+}
+
+async fn pump_events(mut socket: WebSocket, mut rx: broadcast::Receiver<Event>) {
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(n)) => Event::Lagged { missed: n },
+                    Err(_) => return,
+                };
+                let Ok(text) = serde_json::to_string(&ev) else { continue };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                _ => {}
+            },
+        }
+    }
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn web_index() -> Response {
+    match WEB.get_file("index.html") {
+        Some(f) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], f.contents()).into_response(),
+        None => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!doctype html><title>omnipeer</title><p>omnipeer node. The API is under \
+             <a href=\"/api/status\">/api</a>; its description is \
+             <a href=\"/api/openapi.json\">/api/openapi.json</a>.",
+        )
+            .into_response(),
+    }
+}
+
+async fn web_file(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let _ = headers;
+    if path.starts_with("api/") || path.split('/').any(|c| c == ".." || c.is_empty()) {
+        return not_found(format!("no route /{path}")).into_response();
+    }
+    match WEB.get_file(&path) {
+        Some(f) => ([(header::CONTENT_TYPE, content_type(&path))], f.contents()).into_response(),
+        None => not_found(format!("no route /{path}")).into_response(),
+    }
+}

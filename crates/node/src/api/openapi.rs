@@ -1,0 +1,183 @@
+//! The OpenAPI 3.0 document, built by hand with serde_json: the routes are few and the
+//! schemas mirror `app::model`, so a generator crate's derive machinery would add more
+//! than it saves. `ROUTES` is what the router serves; a test checks both agree.
+
+use serde_json::{json, Value};
+
+/// Every route: (method, path in OpenAPI form, summary).
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("get", "/api/status", "The node at a glance"),
+    ("get", "/api/networks", "Every network role and its state"),
+    ("post", "/api/searches", "Start a search on every connected network"),
+    ("get", "/api/searches", "The searches of this run"),
+    ("get", "/api/searches/{id}", "One search with its merged results"),
+    ("get", "/api/transfers", "The download queue, newest first"),
+    ("post", "/api/transfers", "Queue a download of a search result"),
+    ("get", "/api/transfers/{id}", "One transfer"),
+    ("post", "/api/transfers/{id}/pause", "Pause a queued or running transfer"),
+    ("post", "/api/transfers/{id}/resume", "Queue a paused transfer again"),
+    ("post", "/api/transfers/{id}/cancel", "Cancel a transfer and delete its partial file"),
+    ("post", "/api/transfers/{id}/retry", "Queue a failed or cancelled transfer again"),
+    ("get", "/api/chats", "Every chat"),
+    ("get", "/api/chats/messages", "A chat's messages"),
+    ("post", "/api/chats/messages", "Say something in a chat"),
+    ("get", "/api/shares", "Share folders and totals"),
+    ("get", "/api/shares/files", "A page of the share index"),
+    ("post", "/api/shares/rescan", "Rescan the shares now"),
+    ("get", "/api/events", "WebSocket stream of events (JSON text frames)"),
+    ("get", "/api/openapi.json", "This document"),
+];
+
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn ok(schema: Value) -> Value {
+    json!({"description": "OK", "content": {"application/json": {"schema": schema}}})
+}
+
+fn body(schema: Value) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": schema}}})
+}
+
+fn operation(method: &str, path: &str, summary: &str) -> Value {
+    let err = json!({"description": "Error", "content": {"application/json": {"schema": r("Error")}}});
+    let mut op = json!({"summary": summary, "responses": {"default": err, "401": {"description": "Bearer token missing or wrong"}}});
+    let id_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer"}});
+    let q = |name: &str, ty: &str, required: bool| json!({"name": name, "in": "query", "required": required, "schema": {"type": ty}});
+    let (params, req, resp): (Vec<Value>, Option<Value>, Value) = match (method, path) {
+        ("get", "/api/status") => (vec![], None, ok(r("Status"))),
+        ("get", "/api/networks") => (vec![], None, ok(json!({"type": "array", "items": r("Network")}))),
+        ("post", "/api/searches") => (
+            vec![],
+            Some(body(json!({"type": "object", "required": ["query"], "properties": {"query": {"type": "string"}}}))),
+            json!({"description": "Started", "content": {"application/json": {"schema": r("Search")}}}),
+        ),
+        ("get", "/api/searches") => (vec![], None, ok(json!({"type": "array", "items": r("SearchSummary")}))),
+        ("get", "/api/searches/{id}") => (vec![id_param("id")], None, ok(r("Search"))),
+        ("get", "/api/transfers") => (vec![], None, ok(json!({"type": "array", "items": r("Transfer")}))),
+        ("post", "/api/transfers") => (
+            vec![],
+            Some(body(json!({"type": "object", "required": ["result"], "properties": {
+                "result": {"type": "integer", "description": "A search result id"},
+                "source": {"type": "integer", "description": "Index into the result's sources"},
+                "network": {"type": "string", "enum": ["nmdc", "slsk"], "description": "Take the first source on this network"}}}))),
+            json!({"description": "Queued", "content": {"application/json": {"schema": r("Transfer")}}}),
+        ),
+        ("get", "/api/transfers/{id}") => (vec![id_param("id")], None, ok(r("Transfer"))),
+        ("post", p) if p.starts_with("/api/transfers/{id}/") => (vec![id_param("id")], None, ok(r("Transfer"))),
+        ("get", "/api/chats") => (vec![], None, ok(json!({"type": "array", "items": r("Chat")}))),
+        ("get", "/api/chats/messages") => (
+            vec![q("chat", "string", true), q("after", "integer", false), q("limit", "integer", false)],
+            None,
+            ok(json!({"type": "array", "items": r("ChatMessage")})),
+        ),
+        ("post", "/api/chats/messages") => (
+            vec![],
+            Some(body(json!({"type": "object", "required": ["chat", "text"], "properties": {
+                "chat": {"type": "string"}, "text": {"type": "string"}}}))),
+            json!({"description": "Sent", "content": {"application/json": {"schema": r("ChatMessage")}}}),
+        ),
+        ("get", "/api/shares") => (vec![], None, ok(r("Shares"))),
+        ("get", "/api/shares/files") => (
+            vec![q("offset", "integer", false), q("limit", "integer", false)],
+            None,
+            ok(json!({"type": "array", "items": r("SharedFile")})),
+        ),
+        ("post", "/api/shares/rescan") => (vec![], None, json!({"description": "Rescan started"})),
+        ("get", "/api/events") => (
+            vec![q("token", "string", false)],
+            None,
+            json!({"description": "Switching Protocols: a WebSocket whose text frames are Event objects",
+                   "content": {"application/json": {"schema": r("Event")}}}),
+        ),
+        ("get", "/api/openapi.json") => (vec![], None, ok(json!({"type": "object"}))),
+        _ => (vec![], None, ok(json!({}))),
+    };
+    let code = if path == "/api/events" {
+        "101"
+    } else if method == "post" && matches!(path, "/api/searches" | "/api/transfers" | "/api/chats/messages") {
+        "201"
+    } else if path == "/api/shares/rescan" {
+        "202"
+    } else {
+        "200"
+    };
+    op["responses"][code] = resp;
+    if !params.is_empty() {
+        op["parameters"] = Value::Array(params);
+    }
+    if let Some(b) = req {
+        op["requestBody"] = b;
+    }
+    op
+}
+
+fn schemas() -> Value {
+    let s = |t: &str| json!({"type": t});
+    let ns = |t: &str| json!({"type": t, "nullable": true});
+    json!({
+        "Error": {"type": "object", "properties": {"error": s("string")}},
+        "Network": {"type": "object", "properties": {
+            "name": s("string"), "role": s("string"),
+            "state": {"type": "string", "enum": ["starting", "online", "offline", "disabled"]},
+            "address": s("string"), "detail": s("string")}},
+        "Status": {"type": "object", "properties": {
+            "nick": s("string"), "version": s("string"), "data_dir": s("string"), "api": s("string"),
+            "networks": {"type": "array", "items": r("Network")},
+            "transfers": {"type": "object", "additionalProperties": s("integer")},
+            "shares": {"type": "object", "properties": {"folders": {"type": "array", "items": s("string")}, "files": s("integer"), "bytes": s("integer")}}}},
+        "Source": {"type": "object", "properties": {
+            "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "user": s("string"), "path": s("string"), "free_slots": s("integer")}},
+        "SearchResult": {"type": "object", "properties": {
+            "id": s("integer"), "search": s("integer"), "name": s("string"), "size": s("integer"), "tth": ns("string"),
+            "sources": {"type": "array", "items": r("Source")}}},
+        "Search": {"type": "object", "properties": {
+            "id": s("integer"), "query": s("string"), "started": s("integer"),
+            "results": {"type": "array", "items": r("SearchResult")}}},
+        "SearchSummary": {"type": "object", "properties": {
+            "id": s("integer"), "query": s("string"), "started": s("integer"), "result_count": s("integer")}},
+        "Transfer": {"type": "object", "properties": {
+            "id": s("integer"), "network": s("string"), "source": s("string"), "hub": s("string"),
+            "remote_path": s("string"), "tth": ns("string"), "name": s("string"), "size": s("integer"),
+            "local_path": s("string"),
+            "state": {"type": "string", "enum": ["queued", "running", "paused", "done", "failed", "cancelled"]},
+            "bytes": s("integer"), "retries": s("integer"), "next_attempt": s("integer"), "error": s("string"),
+            "created": s("integer"), "updated": s("integer"), "rate": s("integer")}},
+        "ChatMessage": {"type": "object", "properties": {
+            "id": s("integer"), "chat": s("string"), "nick": s("string"), "text": s("string"), "own": s("boolean"), "ts": s("integer")}},
+        "Chat": {"type": "object", "properties": {
+            "id": s("string"), "network": s("string"), "kind": {"type": "string", "enum": ["hub", "room", "pm"]},
+            "name": s("string"), "last": {"allOf": [r("ChatMessage")], "nullable": true}}},
+        "Shares": {"type": "object", "properties": {
+            "folders": {"type": "array", "items": s("string")}, "files": s("integer"), "bytes": s("integer"), "hashed": s("integer")}},
+        "SharedFile": {"type": "object", "properties": {"path": s("string"), "size": s("integer"), "tth": ns("string")}},
+        "Event": {"type": "object", "required": ["type"], "description":
+            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, lagged {missed}",
+            "properties": {
+                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "lagged"]},
+                "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "transfer": r("Transfer"),
+                "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),
+                "message": r("ChatMessage"), "files": s("integer"), "missed": s("integer")}},
+    })
+}
+
+/// The document.
+pub fn openapi() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary) in ROUTES {
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[*method] = operation(method, path, summary);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "omnipeer node API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "See docs/api.md. A bearer token is required whenever the API listens beyond loopback."},
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}, {}],
+        "paths": paths,
+    })
+}

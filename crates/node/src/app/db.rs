@@ -1,0 +1,373 @@
+//! The node's queries over its SQLite tables (schema: migration 4 in `store.rs`).
+
+use super::model::{ChatInfo, ChatMessage, TransferInfo};
+use crate::store::Store;
+use rusqlite::{params, OptionalExtension, Row};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// A download to queue.
+#[derive(Debug, Clone)]
+pub struct NewTransfer {
+    /// `nmdc` or `slsk`.
+    pub network: String,
+    /// Source user.
+    pub source: String,
+    /// Hub/server.
+    pub hub: String,
+    /// Remote path.
+    pub remote_path: String,
+    /// TTH.
+    pub tth: Option<String>,
+    /// File name.
+    pub name: String,
+    /// Size.
+    pub size: u64,
+    /// Final local path.
+    pub local_path: String,
+}
+
+const TRANSFER_COLS: &str =
+    "id, network, source, hub, remote_path, tth, name, size, local_path, state, bytes, retries, next_attempt, error, created, updated";
+
+fn transfer_row(r: &Row<'_>) -> rusqlite::Result<TransferInfo> {
+    Ok(TransferInfo {
+        id: r.get(0)?,
+        network: r.get(1)?,
+        source: r.get(2)?,
+        hub: r.get(3)?,
+        remote_path: r.get(4)?,
+        tth: r.get(5)?,
+        name: r.get(6)?,
+        size: r.get::<_, i64>(7)? as u64,
+        local_path: r.get(8)?,
+        state: r.get(9)?,
+        bytes: r.get::<_, i64>(10)? as u64,
+        retries: r.get::<_, i64>(11)? as u32,
+        next_attempt: r.get(12)?,
+        error: r.get(13)?,
+        created: r.get(14)?,
+        updated: r.get(15)?,
+        rate: 0,
+    })
+}
+
+fn chat_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage { id: r.get(0)?, chat: r.get(1)?, nick: r.get(2)?, text: r.get(3)?, own: r.get(4)?, ts: r.get(5)? })
+}
+
+impl Store {
+    /// Queue a download; returns its row.
+    pub fn transfer_add(&self, t: &NewTransfer) -> anyhow::Result<TransferInfo> {
+        let now = now();
+        self.conn.execute(
+            "INSERT INTO transfers (network, source, hub, remote_path, tth, name, size, local_path, state, created, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9)",
+            params![t.network, t.source, t.hub, t.remote_path, t.tth, t.name, t.size as i64, t.local_path, now],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        self.transfer(id)?.ok_or_else(|| anyhow::anyhow!("transfer {id} vanished"))
+    }
+
+    /// One transfer.
+    pub fn transfer(&self, id: i64) -> anyhow::Result<Option<TransferInfo>> {
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT {TRANSFER_COLS} FROM transfers WHERE id = ?1"), params![id], transfer_row)
+            .optional()?)
+    }
+
+    /// Every transfer, newest first.
+    pub fn transfers(&self) -> anyhow::Result<Vec<TransferInfo>> {
+        let mut st = self.conn.prepare(&format!("SELECT {TRANSFER_COLS} FROM transfers ORDER BY id DESC"))?;
+        let rows = st.query_map([], transfer_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Queued transfers whose next attempt is due, oldest first.
+    pub fn transfers_due(&self, now: i64) -> anyhow::Result<Vec<TransferInfo>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {TRANSFER_COLS} FROM transfers WHERE state = 'queued' AND next_attempt <= ?1 ORDER BY id"
+        ))?;
+        let rows = st.query_map(params![now], transfer_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Counts by state.
+    pub fn transfer_counts(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        let mut st = self.conn.prepare("SELECT state, COUNT(*) FROM transfers GROUP BY state")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Move a transfer from one of `from` states to `to`; false if it was in none of them.
+    pub fn transfer_set_state(&self, id: i64, from: &[&str], to: &str) -> anyhow::Result<bool> {
+        let list = from.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+        let n = self.conn.execute(
+            &format!("UPDATE transfers SET state = ?1, updated = ?2 WHERE id = ?3 AND state IN ({list})"),
+            params![to, now(), id],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Back in the queue with retries reset (retry).
+    pub fn transfer_requeue(&self, id: i64, from: &[&str]) -> anyhow::Result<bool> {
+        let list = from.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+        let n = self.conn.execute(
+            &format!(
+                "UPDATE transfers SET state = 'queued', retries = 0, next_attempt = 0, error = '', updated = ?1
+                 WHERE id = ?2 AND state IN ({list})"
+            ),
+            params![now(), id],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Record bytes on disk.
+    pub fn transfer_set_bytes(&self, id: i64, bytes: u64) -> anyhow::Result<()> {
+        self.conn.execute("UPDATE transfers SET bytes = ?1 WHERE id = ?2", params![bytes as i64, id])?;
+        Ok(())
+    }
+
+    /// A running transfer failed: queue it again after `delay_secs`, or fail it for good.
+    pub fn transfer_failed(&self, id: i64, error: &str, retry_after: Option<i64>) -> anyhow::Result<bool> {
+        let now = now();
+        let n = match retry_after {
+            Some(delay) => self.conn.execute(
+                "UPDATE transfers SET state = 'queued', retries = retries + 1, next_attempt = ?1, error = ?2, updated = ?3
+                 WHERE id = ?4 AND state = 'running'",
+                params![now + delay, error, now, id],
+            )?,
+            None => self.conn.execute(
+                "UPDATE transfers SET state = 'failed', error = ?1, updated = ?2 WHERE id = ?3 AND state = 'running'",
+                params![error, now, id],
+            )?,
+        };
+        Ok(n > 0)
+    }
+
+    /// A running transfer finished.
+    pub fn transfer_done(&self, id: i64, local_path: &str, bytes: u64) -> anyhow::Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE transfers SET state = 'done', local_path = ?1, bytes = ?2, error = '', next_attempt = 0, updated = ?3
+             WHERE id = ?4 AND state = 'running'",
+            params![local_path, bytes as i64, now(), id],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// After a crash or a stop, nothing is running: what was goes back to the queue.
+    pub fn transfers_recover(&self) -> anyhow::Result<usize> {
+        Ok(self.conn.execute("UPDATE transfers SET state = 'queued', updated = ?1 WHERE state = 'running'", params![now()])?)
+    }
+
+    /// Whether a local path is already someone's destination.
+    pub fn transfer_local_path_taken(&self, path: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM transfers WHERE local_path = ?1 AND state != 'cancelled' LIMIT 1",
+                params![path],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+}
+
+impl Store {
+    /// Store a chat line; returns it with its id.
+    pub fn chat_add(&self, chat: &str, nick: &str, text: &str, own: bool) -> anyhow::Result<ChatMessage> {
+        let ts = now();
+        self.conn.execute(
+            "INSERT INTO chat_messages (chat, nick, text, own, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![chat, nick, text, own, ts],
+        )?;
+        Ok(ChatMessage { id: self.conn.last_insert_rowid(), chat: chat.into(), nick: nick.into(), text: text.into(), own, ts })
+    }
+
+    /// Lines of a chat with id > `after` (oldest first), or the last `limit` lines.
+    pub fn chat_messages(&self, chat: &str, after: Option<i64>, limit: usize) -> anyhow::Result<Vec<ChatMessage>> {
+        let limit = limit as i64;
+        match after {
+            Some(a) => {
+                let mut st = self.conn.prepare(
+                    "SELECT id, chat, nick, text, own, ts FROM chat_messages WHERE chat = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                )?;
+                let rows = st.query_map(params![chat, a, limit], chat_row)?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            }
+            None => {
+                let mut st = self.conn.prepare(
+                    "SELECT id, chat, nick, text, own, ts FROM chat_messages WHERE chat = ?1 ORDER BY id DESC LIMIT ?2",
+                )?;
+                let rows = st.query_map(params![chat, limit], chat_row)?;
+                let mut v: Vec<ChatMessage> = rows.collect::<Result<_, _>>()?;
+                v.reverse();
+                Ok(v)
+            }
+        }
+    }
+
+    /// Every chat with history and its last line.
+    pub fn chats(&self) -> anyhow::Result<Vec<ChatInfo>> {
+        let mut st = self.conn.prepare(
+            "SELECT m.id, m.chat, m.nick, m.text, m.own, m.ts FROM chat_messages m
+             JOIN (SELECT chat, MAX(id) AS id FROM chat_messages GROUP BY chat) l ON m.id = l.id ORDER BY m.id DESC",
+        )?;
+        let rows = st.query_map([], chat_row)?;
+        let mut out = Vec::new();
+        for m in rows {
+            let m = m?;
+            if let Some((network, kind, name)) = ChatInfo::parse_id(&m.chat) {
+                out.push(ChatInfo {
+                    id: m.chat.clone(),
+                    network: network.into(),
+                    kind: kind.into(),
+                    name: name.into(),
+                    last: Some(m.clone()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Add a contact (a user whose PMs we keep as a conversation).
+    pub fn contact_add(&self, network: &str, name: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO contacts (network, name, added) VALUES (?1, ?2, ?3)",
+            params![network, name, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Contacts: (network, name).
+    pub fn contacts(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT network, name FROM contacts ORDER BY network, name")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A stored setting.
+    pub fn setting(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0)).optional()?)
+    }
+
+    /// Store a setting.
+    pub fn set_setting(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(())
+    }
+
+    /// Replace the share index: (real path, virtual path, size, mtime ns, tth).
+    pub fn shared_files_replace(&mut self, files: &[(String, String, u64, i64, Option<String>)]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM shared_files", [])?;
+        {
+            let mut st =
+                tx.prepare("INSERT OR REPLACE INTO shared_files (path, vpath, size, mtime_ns, tth) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for (path, vpath, size, mtime, tth) in files {
+                st.execute(params![path, vpath, *size as i64, mtime, tth])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A page of the share index: (virtual path, size, tth).
+    pub fn shared_files(&self, offset: usize, limit: usize) -> anyhow::Result<Vec<(String, u64, Option<String>)>> {
+        let mut st = self.conn.prepare("SELECT vpath, size, tth FROM shared_files ORDER BY vpath LIMIT ?1 OFFSET ?2")?;
+        let rows = st.query_map(params![limit as i64, offset as i64], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Files and bytes in the share index, and how many have a hash.
+    pub fn shared_totals(&self) -> anyhow::Result<(u64, u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0), COUNT(tth) FROM shared_files",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nt(name: &str) -> NewTransfer {
+        NewTransfer {
+            network: "nmdc".into(),
+            source: "alice".into(),
+            hub: "127.0.0.1:4111".into(),
+            remote_path: format!("share\\{name}"),
+            tth: None,
+            name: name.into(),
+            size: 10,
+            local_path: format!("/d/{name}"),
+        }
+    }
+
+    #[test]
+    fn the_queue_survives_reopening_and_running_rows_are_requeued() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("node.sqlite");
+        let id = {
+            let s = Store::open(&db).unwrap();
+            let t = s.transfer_add(&nt("a.bin")).unwrap();
+            assert_eq!(t.state, "queued");
+            assert!(s.transfer_set_state(t.id, &["queued"], "running").unwrap());
+            s.transfer_set_bytes(t.id, 4).unwrap();
+            s.transfer_add(&nt("b.bin")).unwrap();
+            t.id
+        };
+        let s = Store::open(&db).unwrap();
+        assert_eq!(s.transfers_recover().unwrap(), 1);
+        let t = s.transfer(id).unwrap().unwrap();
+        assert_eq!((t.state.as_str(), t.bytes), ("queued", 4));
+        assert_eq!(s.transfers_due(now()).unwrap().len(), 2);
+        assert!(s.transfer_local_path_taken("/d/b.bin").unwrap());
+    }
+
+    #[test]
+    fn failures_back_off_then_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("n.sqlite")).unwrap();
+        let t = s.transfer_add(&nt("a")).unwrap();
+        assert!(!s.transfer_failed(t.id, "x", Some(10)).unwrap(), "only running transfers fail");
+        s.transfer_set_state(t.id, &["queued"], "running").unwrap();
+        assert!(s.transfer_failed(t.id, "peer gone", Some(10)).unwrap());
+        let t2 = s.transfer(t.id).unwrap().unwrap();
+        assert_eq!((t2.state.as_str(), t2.retries, t2.error.as_str()), ("queued", 1, "peer gone"));
+        assert!(t2.next_attempt >= now() + 9);
+        assert!(s.transfers_due(now()).unwrap().is_empty());
+        s.transfer_set_state(t.id, &["queued"], "running").unwrap();
+        assert!(s.transfer_failed(t.id, "again", None).unwrap());
+        assert_eq!(s.transfer(t.id).unwrap().unwrap().state, "failed");
+        assert!(s.transfer_requeue(t.id, &["failed"]).unwrap());
+        let t3 = s.transfer(t.id).unwrap().unwrap();
+        assert_eq!((t3.state.as_str(), t3.retries), ("queued", 0));
+    }
+
+    #[test]
+    fn chat_history_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("n.sqlite")).unwrap();
+        for i in 0..5 {
+            s.chat_add("nmdc:hub", "bob", &format!("line {i}"), false).unwrap();
+        }
+        let m = s.chat_add("slsk:pm:carol", "me", "hi", true).unwrap();
+        let last2 = s.chat_messages("nmdc:hub", None, 2).unwrap();
+        assert_eq!(last2.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["line 3", "line 4"]);
+        let after = s.chat_messages("nmdc:hub", Some(last2[0].id), 10).unwrap();
+        assert_eq!(after.len(), 1);
+        let chats = s.chats().unwrap();
+        assert_eq!(chats[0].id, "slsk:pm:carol");
+        assert_eq!(chats[0].last.as_ref().unwrap().id, m.id);
+        assert_eq!(chats.len(), 2);
+    }
+}

@@ -1,0 +1,692 @@
+//! The node: every network the configuration enables, as server and client, behind one
+//! state (SQLite), one event bus, one download engine, one search and one chat model.
+//! `omnipeer up` runs [`up`]; the HTTP API (`crate::api`) is a view of [`Node`].
+
+pub mod db;
+pub mod model;
+pub mod search;
+pub mod transfers;
+
+use crate::config::Config;
+use crate::nmdc::client::{ClientConfig, ClientEvent, DcClient};
+use crate::slsk::client::{SlskClient, SlskClientConfig, SlskEvent};
+use crate::store::Store;
+use anyhow::{anyhow, Context};
+use model::{ChatInfo, ChatMessage, Event, NetworkInfo, Source};
+use search::{RawResult, SearchBook};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Events buffered for slow listeners.
+pub const EVENT_BUFFER: usize = 1024;
+/// Longest chat line sent.
+pub const MAX_CHAT_TEXT: usize = 2000;
+/// Pause between reconnection attempts of a client.
+const RECONNECT_EVERY: Duration = Duration::from_secs(5);
+
+/// The running node.
+pub struct Node {
+    /// The configuration it runs.
+    pub cfg: Config,
+    /// The nick on every network.
+    pub nick: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Shared folders.
+    pub share_folders: Vec<PathBuf>,
+    /// Finished downloads.
+    pub downloads: PathBuf,
+    /// Partial downloads, one folder per transfer.
+    pub incomplete: PathBuf,
+    /// `<data_dir>/node.sqlite`.
+    pub db: Arc<Mutex<Store>>,
+    db_path: PathBuf,
+    events: broadcast::Sender<Event>,
+    networks: Mutex<BTreeMap<String, NetworkInfo>>,
+    dc: RwLock<Option<Arc<DcClient>>>,
+    slsk: RwLock<Option<Arc<SlskClient>>>,
+    /// The searches of this run.
+    pub searches: Mutex<SearchBook>,
+    engine: transfers::Engine,
+    rooms: Mutex<BTreeSet<String>>,
+    hub_addr: Mutex<String>,
+    slsk_addr: Mutex<String>,
+    /// Cancelled to stop everything.
+    pub shutdown: CancellationToken,
+    /// `[transfers].max_download_kib` shared by every download.
+    download_limit: Option<Arc<crate::ratelimit::RateLimit>>,
+    rescan: tokio::sync::watch::Sender<u64>,
+}
+
+impl Node {
+    /// Open the state (migrating it) and recover the queue after a stop or a crash.
+    pub fn open(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> anyhow::Result<Arc<Node>> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let share_folders: Vec<PathBuf> = if cfg.share.folders.is_empty() {
+            vec![data_dir.join("share")]
+        } else {
+            cfg.share.folders.iter().map(PathBuf::from).collect()
+        };
+        for d in &share_folders {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create the share folder {}", d.display()))?;
+        }
+        let downloads =
+            if cfg.share.downloads.is_empty() { data_dir.join("downloads") } else { PathBuf::from(&cfg.share.downloads) };
+        std::fs::create_dir_all(&downloads).with_context(|| format!("cannot create {}", downloads.display()))?;
+        let incomplete = data_dir.join("incomplete");
+        std::fs::create_dir_all(&incomplete)?;
+        let db_path = data_dir.join("node.sqlite");
+        let store = Store::open(&db_path)?;
+        let requeued = store.transfers_recover()?;
+        if requeued > 0 {
+            tracing::info!(requeued, "downloads interrupted by the last stop are queued again");
+        }
+        // What is on disk is what we have, whatever the database last heard.
+        for t in store.transfers()? {
+            if matches!(t.state.as_str(), "queued" | "paused") {
+                let on_disk = transfers::partial_len(&incomplete.join(t.id.to_string()));
+                if on_disk != t.bytes {
+                    store.transfer_set_bytes(t.id, on_disk)?;
+                }
+            }
+        }
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let cfg_limit = cfg.transfers.max_download_kib;
+        Ok(Arc::new(Node {
+            nick: cfg.node.nick.clone(),
+            cfg,
+            data_dir: data_dir.to_path_buf(),
+            share_folders,
+            downloads,
+            incomplete,
+            db: Arc::new(Mutex::new(store)),
+            db_path,
+            events,
+            networks: Mutex::default(),
+            dc: RwLock::default(),
+            slsk: RwLock::default(),
+            searches: Mutex::default(),
+            engine: transfers::Engine::default(),
+            rooms: Mutex::default(),
+            hub_addr: Mutex::default(),
+            slsk_addr: Mutex::default(),
+            download_limit: (cfg_limit > 0).then(|| Arc::new(crate::ratelimit::RateLimit::new(cfg_limit * 1024))),
+            shutdown,
+            rescan: tokio::sync::watch::channel(0).0,
+        }))
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Publish an event.
+    pub fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    /// Record a network's state (and publish it).
+    pub fn set_network(&self, name: &str, role: &str, state: &str, address: &str, detail: &str) {
+        let n = NetworkInfo {
+            name: name.into(),
+            role: role.into(),
+            state: state.into(),
+            address: address.into(),
+            detail: detail.into(),
+        };
+        let changed = self.networks.lock().expect("networks").insert(name.into(), n.clone()).as_ref() != Some(&n);
+        if changed {
+            self.emit(Event::Network { network: n });
+        }
+    }
+
+    /// Every network's state.
+    pub fn networks(&self) -> Vec<NetworkInfo> {
+        self.networks.lock().expect("networks").values().cloned().collect()
+    }
+
+    /// The NMDC client, when logged in.
+    pub fn dc(&self) -> Option<Arc<DcClient>> {
+        self.dc.read().expect("dc").clone().filter(|c| c.is_online())
+    }
+
+    /// The Soulseek client, when logged in.
+    pub fn slsk(&self) -> Option<Arc<SlskClient>> {
+        self.slsk.read().expect("slsk").clone().filter(|c| c.is_online())
+    }
+
+    /// Ask for a share rescan.
+    pub fn request_rescan(&self) {
+        self.rescan.send_modify(|n| *n += 1);
+    }
+
+    /// Start a search on every connected network.
+    pub async fn search(&self, query: &str) -> anyhow::Result<search::Search> {
+        let s = self
+            .searches
+            .lock()
+            .expect("searches")
+            .start(query, Instant::now(), db::now())
+            .ok_or_else(|| anyhow!("the query has no words to search for"))?;
+        let mut sent = 0;
+        if let Some(dc) = self.dc() {
+            match dc.search(omnipeer_nmdc::command::SearchQuery::text(&s.query)).await {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::info!("NMDC search: {e:#}"),
+            }
+        }
+        if let Some(sl) = self.slsk() {
+            sl.search(&s.query);
+            sent += 1;
+        }
+        if sent == 0 {
+            return Err(anyhow!("no network is connected to search on"));
+        }
+        Ok(s)
+    }
+
+    fn add_result(&self, raw: RawResult) {
+        let changed = self.searches.lock().expect("searches").add(raw, Instant::now());
+        for r in changed {
+            self.emit(Event::SearchResult { search: r.search, result: r });
+        }
+    }
+
+    /// Queue a download of a search result from one of its sources.
+    pub fn download_result(&self, result: u64, source: Option<usize>, network: Option<&str>) -> anyhow::Result<model::TransferInfo> {
+        let r = self.searches.lock().expect("searches").result(result).cloned().ok_or_else(|| anyhow!("no search result {result}"))?;
+        let idx = match (source, network) {
+            (Some(i), _) => i,
+            (None, Some(n)) => r
+                .sources
+                .iter()
+                .position(|s| s.network == n)
+                .ok_or_else(|| anyhow!("result {result} has no source on {n}"))?,
+            // Prefer NMDC with a TTH (verified on arrival) and free slots.
+            (None, None) => (0..r.sources.len())
+                .max_by_key(|&i| {
+                    let s = &r.sources[i];
+                    ((s.network == "nmdc" && r.tth.is_some()) as u8, (s.free_slots > 0) as u8, std::cmp::Reverse(i))
+                })
+                .unwrap_or(0),
+        };
+        let s: &Source = r.sources.get(idx).ok_or_else(|| anyhow!("result {result} has no source {idx}"))?;
+        let hub = match s.network.as_str() {
+            "nmdc" => self.hub_addr.lock().expect("hub").clone(),
+            _ => self.slsk_addr.lock().expect("slsk").clone(),
+        };
+        self.queue_download(db::NewTransfer {
+            network: s.network.clone(),
+            source: s.user.clone(),
+            hub,
+            remote_path: s.path.clone(),
+            tth: if s.network == "nmdc" { r.tth.clone() } else { None },
+            name: r.name.clone(),
+            size: r.size,
+            local_path: String::new(),
+        })
+    }
+
+    fn store_chat(&self, chat: &str, nick: &str, text: &str, own: bool) {
+        let m = self.db.lock().expect("db").chat_add(chat, nick, text, own);
+        match m {
+            Ok(m) => self.emit(Event::Chat { message: m }),
+            Err(e) => tracing::warn!("cannot store a chat line: {e:#}"),
+        }
+    }
+
+    /// Every chat: those with history, the hub's main chat and the rooms we are in.
+    pub fn chats(&self) -> anyhow::Result<Vec<ChatInfo>> {
+        let mut v = self.db.lock().expect("db").chats()?;
+        let mut extra = Vec::new();
+        if self.dc().is_some() {
+            extra.push("nmdc:hub".to_owned());
+        }
+        for r in self.rooms.lock().expect("rooms").iter() {
+            extra.push(format!("slsk:room:{r}"));
+        }
+        for id in extra {
+            if !v.iter().any(|c| c.id == id) {
+                if let Some((network, kind, name)) = ChatInfo::parse_id(&id) {
+                    v.push(ChatInfo { id: id.clone(), network: network.into(), kind: kind.into(), name: name.into(), last: None });
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// Say something in a chat. PMs are stored at once; hub and room lines when the
+    /// hub/server echoes them (the answer then has id 0).
+    pub async fn send_chat(&self, chat: &str, text: &str) -> anyhow::Result<ChatMessage> {
+        let (network, kind, name) = ChatInfo::parse_id(chat).ok_or_else(|| anyhow!("no chat {chat:?} (nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER)"))?;
+        let text = text.trim_end();
+        anyhow::ensure!(!text.is_empty(), "nothing to say");
+        anyhow::ensure!(text.len() <= MAX_CHAT_TEXT, "a chat line is at most {MAX_CHAT_TEXT} bytes");
+        let pending = ChatMessage { id: 0, chat: chat.into(), nick: self.nick.clone(), text: text.into(), own: true, ts: db::now() };
+        match (network, kind) {
+            ("nmdc", _) => {
+                let dc = self.dc().ok_or_else(|| NotConnected("the NMDC hub"))?;
+                if kind == "hub" {
+                    dc.say(text).await?;
+                    return Ok(pending);
+                }
+                dc.private_message(name, text).await?;
+            }
+            _ => {
+                let sl = self.slsk().ok_or_else(|| NotConnected("the Soulseek server"))?;
+                if kind == "room" {
+                    let joined = self.rooms.lock().expect("rooms").contains(name);
+                    if !joined {
+                        sl.join_room(name);
+                    }
+                    sl.say_room(name, text);
+                    return Ok(pending);
+                }
+                sl.message_user(name, text);
+            }
+        }
+        let m = self.db.lock().expect("db").chat_add(chat, &self.nick, text, true)?;
+        self.emit(Event::Chat { message: m.clone() });
+        Ok(m)
+    }
+
+    /// Share totals: (files, bytes, hashed).
+    pub fn share_totals(&self) -> (u64, u64, u64) {
+        self.db.lock().expect("db").shared_totals().unwrap_or((0, 0, 0))
+    }
+
+    fn record_share(&self, dc: &DcClient) {
+        let Some(share) = &dc.share else { return };
+        let rows: Vec<(String, String, u64, i64, Option<String>)> = share
+            .files()
+            .iter()
+            .map(|f| (f.real.to_string_lossy().into_owned(), f.nmdc_path(), f.size, 0, Some(f.tth.to_base32())))
+            .collect();
+        if let Err(e) = self.db.lock().expect("db").shared_files_replace(&rows) {
+            tracing::warn!("cannot store the share index: {e:#}");
+        }
+        let (files, bytes, _) = self.share_totals();
+        self.emit(Event::Shares { files, bytes });
+    }
+}
+
+/// A network needed for the request is not connected.
+#[derive(Debug, thiserror::Error)]
+#[error("not connected to {0}")]
+pub struct NotConnected(pub &'static str);
+
+/// What [`up`] started.
+pub struct Up {
+    /// The node.
+    pub node: Arc<Node>,
+    /// The DCC server's handle (its events), if it runs.
+    pub dcc: Option<crate::dcc::DccServerHandle>,
+    /// Every task; each ends at shutdown.
+    pub tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    /// The API's address, if it runs.
+    pub api: Option<SocketAddr>,
+}
+
+/// Start everything the configuration enables; prints what it started on stderr.
+pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> anyhow::Result<Up> {
+    let node = Node::open(cfg.clone(), data_dir, shutdown.clone())?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut dcc = None;
+    if cfg.dcc.enabled {
+        let dcfg = crate::dcc::DccServerConfig::from_config(&cfg, data_dir)?;
+        let server = crate::dcc::DccServer::bind(dcfg.clone()).await?;
+        let addr = server.local_addr();
+        eprintln!("dcc server: nick {}, share {}, incoming {}", dcfg.nick, dcfg.share.display(), dcfg.incoming.display());
+        eprintln!("listening on {addr}");
+        node.set_network("dcc", "server", "online", &addr.to_string(), "");
+        dcc = Some(server.handle());
+        tasks.spawn(server.run(shutdown.clone()));
+    } else {
+        node.set_network("dcc", "server", "disabled", "", "");
+    }
+    let mut own_hub = None;
+    if cfg.nmdc_hub.enabled {
+        let h = &cfg.nmdc_hub;
+        let db = if h.db.is_empty() { data_dir.join("hub.sqlite") } else { PathBuf::from(&h.db) };
+        let server = crate::nmdc::HubServer::bind(crate::nmdc::HubServerConfig {
+            listen: h.listen,
+            hub: omnipeer_nmdc::hub::HubConfig {
+                name: omnipeer_nmdc::text::utf8_to_wire(&h.name),
+                topic: omnipeer_nmdc::text::utf8_to_wire(&h.topic),
+                motd: h.motd.iter().map(|m| omnipeer_nmdc::text::utf8_to_wire(m)).collect(),
+                max_users: h.max_users,
+                ..Default::default()
+            },
+            db,
+            register: Vec::new(),
+        })
+        .await?;
+        let addr = server.local_addr();
+        own_hub = Some(addr);
+        eprintln!("nmdc hub: dchub://{addr}");
+        eprintln!("listening on {addr}");
+        node.set_network("nmdc_hub", "server", "online", &addr.to_string(), &h.name);
+        tasks.spawn(server.run(shutdown.clone()));
+    } else {
+        node.set_network("nmdc_hub", "server", "disabled", "", "");
+    }
+    let mut own_slsk = None;
+    if cfg.slsk_server.enabled {
+        let s = &cfg.slsk_server;
+        let server = crate::slsk::SlskServer::bind(crate::slsk::SlskServerConfig {
+            listen: s.listen,
+            db: if s.db.is_empty() { data_dir.join("slsk-server.sqlite") } else { PathBuf::from(&s.db) },
+            motd: s.motd.clone(),
+            private: s.private,
+            admins: vec![cfg.node.nick.clone()],
+            register: Vec::new(),
+        })
+        .await?;
+        let addr = server.local_addr();
+        own_slsk = Some(addr);
+        eprintln!("soulseek server: {addr}");
+        eprintln!("listening on {addr}");
+        node.set_network("slsk_server", "server", "online", &addr.to_string(), "");
+        tasks.spawn(server.run(shutdown.clone()));
+    } else {
+        node.set_network("slsk_server", "server", "disabled", "", "");
+    }
+    // Tox: a bootstrap node and the client side plug in here, as the servers above and
+    // the clients below do, once the Tox runtime is in `crate`.
+
+    let api = if cfg.api.enabled {
+        let (addr, task) = crate::api::serve(node.clone(), cfg.api.listen, &cfg.api.token).await?;
+        eprintln!("api and web ui: http://{addr}/ (docs/api.md; OpenAPI at /api/openapi.json)");
+        eprintln!("listening on {addr}");
+        tasks.spawn(task);
+        Some(addr)
+    } else {
+        None
+    };
+
+    eprintln!("shares: {}", node.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    eprintln!("downloads: {}", node.downloads.display());
+
+    if cfg.nmdc_client.enabled {
+        let hub = if cfg.nmdc_client.hub.is_empty() {
+            own_hub.map(|a| a.to_string()).ok_or_else(|| anyhow!("[nmdc_client].hub is empty and this node runs no hub"))?
+        } else {
+            cfg.nmdc_client.hub.trim_start_matches("dchub://").to_owned()
+        };
+        *node.hub_addr.lock().expect("hub") = hub.clone();
+        tasks.spawn(node.clone().run_dc(hub));
+    } else {
+        node.set_network("nmdc_client", "client", "disabled", "", "");
+    }
+    if cfg.slsk_client.enabled {
+        let server = if cfg.slsk_client.server.is_empty() {
+            own_slsk
+                .map(|a| a.to_string())
+                .ok_or_else(|| anyhow!("[slsk_client].server is empty and this node runs no Soulseek server"))?
+        } else {
+            cfg.slsk_client.server.clone()
+        };
+        *node.slsk_addr.lock().expect("slsk") = server.clone();
+        tasks.spawn(node.clone().run_slsk(server));
+    } else {
+        node.set_network("slsk_client", "client", "disabled", "", "");
+    }
+    if cfg.share.watch {
+        match watch_shares(node.clone()) {
+            Ok(task) => {
+                tasks.spawn(task);
+            }
+            Err(e) => tracing::warn!("cannot watch the share folders (rescan by hand): {e:#}"),
+        }
+    }
+    let engine = node.clone();
+    tasks.spawn(async move {
+        engine.run_engine().await;
+        Ok(())
+    });
+    eprintln!("omnipeer is up as {} (data in {}); Ctrl-C to stop", node.nick, data_dir.display());
+    Ok(Up { node, dcc, tasks, api })
+}
+
+impl Node {
+    /// Keep an NMDC session to `hub` up: log in, pump its events, log in again after a
+    /// drop. Also rescans (restarting the session with the new share).
+    async fn run_dc(self: Arc<Self>, hub: String) -> anyhow::Result<()> {
+        let listen = if self.cfg.nmdc_client.listen.is_empty() { None } else { self.cfg.nmdc_client.listen.parse().ok() };
+        loop {
+            self.set_network("nmdc_client", "client", "starting", &hub, "logging in");
+            let cfg = ClientConfig {
+                hub: hub.clone(),
+                nick: self.nick.clone(),
+                password: (!self.cfg.nmdc_client.password.is_empty()).then(|| self.cfg.nmdc_client.password.clone()),
+                listen,
+                share: self.share_folders.clone(),
+                slots: self.cfg.nmdc_client.slots,
+                db: self.db_path.clone(),
+                description: self.cfg.nmdc_client.description.clone(),
+            };
+            let started = tokio::select! {
+                r = DcClient::start(cfg) => r,
+                _ = self.shutdown.cancelled() => return Ok(()),
+            };
+            match started {
+                Ok(client) => {
+                    let client = Arc::new(client);
+                    self.record_share(&client);
+                    eprintln!("nmdc client: logged in to dchub://{hub} as {}", self.nick);
+                    self.set_network("nmdc_client", "client", "online", &hub, &format!("logged in as {}", self.nick));
+                    let mut rx = client.subscribe();
+                    let mut rescan = self.rescan.subscribe();
+                    *self.dc.write().expect("dc") = Some(client.clone());
+                    let why = loop {
+                        tokio::select! {
+                            _ = self.shutdown.cancelled() => break None,
+                            _ = rescan.changed() => break Some("rescanning the share".to_owned()),
+                            ev = rx.recv() => match ev {
+                                Ok(ClientEvent::Closed(r)) => break Some(format!("the hub closed the session: {r}")),
+                                Ok(ev) => self.on_dc_event(ev),
+                                Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("{n} hub events were missed"),
+                                Err(_) => break Some("the hub session ended".to_owned()),
+                            },
+                        }
+                    };
+                    *self.dc.write().expect("dc") = None;
+                    client.close();
+                    wait_offline(|| client.is_online()).await;
+                    match why {
+                        None => return Ok(()),
+                        Some(w) => self.set_network("nmdc_client", "client", "offline", &hub, &w),
+                    }
+                }
+                Err(e) => self.set_network("nmdc_client", "client", "offline", &hub, &format!("{e:#}")),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RECONNECT_EVERY) => {}
+                _ = self.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    fn on_dc_event(&self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::Chat { nick, text } => {
+                let own = nick == self.nick;
+                self.store_chat("nmdc:hub", &nick, &text, own);
+            }
+            ClientEvent::PrivateMessage { from, text } => self.store_chat(&format!("nmdc:pm:{from}"), &from, &text, false),
+            ClientEvent::SearchResult(sr) => {
+                let Some(size) = sr.size else { return };
+                let tth = match &sr.tag {
+                    omnipeer_nmdc::command::ResultTag::Tth(t) => Some(t.to_base32()),
+                    _ => None,
+                };
+                self.add_result(RawResult {
+                    source: Source { network: "nmdc".into(), user: sr.nick.clone(), path: sr.path.clone(), free_slots: sr.free_slots },
+                    size,
+                    tth,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Keep a Soulseek session to `server` up, as [`Node::run_dc`] does for the hub.
+    async fn run_slsk(self: Arc<Self>, server: String) -> anyhow::Result<()> {
+        let password = self.slsk_password()?;
+        loop {
+            self.set_network("slsk_client", "client", "starting", &server, "logging in");
+            let cfg = SlskClientConfig {
+                server: server.clone(),
+                user: self.nick.clone(),
+                password: password.clone(),
+                listen: self.cfg.slsk_client.listen,
+                share: self.share_folders.clone(),
+                slots: self.cfg.slsk_client.slots,
+            };
+            let started = tokio::select! {
+                r = SlskClient::start(cfg) => r,
+                _ = self.shutdown.cancelled() => return Ok(()),
+            };
+            match started {
+                Ok(client) => {
+                    let client = Arc::new(client);
+                    let mut rx = client.subscribe();
+                    for room in &self.cfg.slsk_client.rooms {
+                        client.join_room(room);
+                    }
+                    eprintln!("soulseek client: logged in to {server} as {} ({} files shared)", self.nick, client.shared_files());
+                    self.set_network("slsk_client", "client", "online", &server, &format!("logged in as {}", self.nick));
+                    *self.slsk.write().expect("slsk") = Some(client.clone());
+                    let mut rescan = self.rescan.subscribe();
+                    let mut check = tokio::time::interval(Duration::from_millis(500));
+                    let why = loop {
+                        tokio::select! {
+                            _ = self.shutdown.cancelled() => break None,
+                            _ = rescan.changed() => break Some("rescanning the share".to_owned()),
+                            _ = check.tick() => if !client.is_online() { break Some("the server closed the session".to_owned()) },
+                            ev = rx.recv() => match ev {
+                                Ok(ev) => self.on_slsk_event(ev),
+                                Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("{n} Soulseek events were missed"),
+                                Err(_) => break Some("the server session ended".to_owned()),
+                            },
+                        }
+                    };
+                    *self.slsk.write().expect("slsk") = None;
+                    self.rooms.lock().expect("rooms").clear();
+                    client.close();
+                    wait_offline(|| client.is_online()).await;
+                    match why {
+                        None => return Ok(()),
+                        Some(w) => self.set_network("slsk_client", "client", "offline", &server, &w),
+                    }
+                }
+                Err(e) => self.set_network("slsk_client", "client", "offline", &server, &format!("{e:#}")),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RECONNECT_EVERY) => {}
+                _ = self.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    fn on_slsk_event(&self, ev: SlskEvent) {
+        match ev {
+            SlskEvent::SearchResult { user, path, size, free_slot, .. } => self.add_result(RawResult {
+                source: Source { network: "slsk".into(), user, path, free_slots: u32::from(free_slot) },
+                size,
+                tth: None,
+            }),
+            SlskEvent::PrivateMessage { user, text } => self.store_chat(&format!("slsk:pm:{user}"), &user, &text, false),
+            SlskEvent::RoomMessage { room, user, text } => {
+                let own = user == self.nick;
+                self.store_chat(&format!("slsk:room:{room}"), &user, &text, own);
+            }
+            SlskEvent::JoinedRoom { room } => {
+                self.rooms.lock().expect("rooms").insert(room);
+            }
+            SlskEvent::Uploaded { user, path } => tracing::info!(%user, %path, "upload complete"),
+        }
+    }
+
+    /// `[slsk_client].password`, else one generated once into `<data_dir>/slsk-password`.
+    fn slsk_password(&self) -> anyhow::Result<String> {
+        if !self.cfg.slsk_client.password.is_empty() {
+            return Ok(self.cfg.slsk_client.password.clone());
+        }
+        secret_file(&self.data_dir.join("slsk-password"))
+    }
+}
+
+/// Watch the share folders; a change (after `[share].watch_delay_secs` without more)
+/// asks for a rescan. Returns the task that owns the watcher.
+fn watch_shares(node: Arc<Node>) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
+    use notify::Watcher;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    })?;
+    for d in &node.share_folders {
+        watcher.watch(d, notify::RecursiveMode::Recursive).with_context(|| format!("watching {}", d.display()))?;
+    }
+    let delay = Duration::from_secs(node.cfg.share.watch_delay_secs);
+    Ok(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                _ = node.shutdown.cancelled() => return Ok(()),
+                r = rx.recv() => if r.is_none() { return Ok(()) },
+            }
+            // Let a burst of changes (a copy, an unpacked archive) settle.
+            loop {
+                tokio::select! {
+                    _ = node.shutdown.cancelled() => return Ok(()),
+                    r = rx.recv() => if r.is_none() { return Ok(()) },
+                    _ = tokio::time::sleep(delay) => break,
+                }
+            }
+            tracing::info!("the share changed: rescanning");
+            node.request_rescan();
+        }
+    })
+}
+
+/// Wait (at most 5 s) for a closed client's session to end.
+async fn wait_offline(online: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if !online() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Read a secret kept in a file, creating it (random, owner-only) the first time.
+pub fn secret_file(path: &Path) -> anyhow::Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let s = s.trim().to_owned();
+        if !s.is_empty() {
+            return Ok(s);
+        }
+    }
+    let bytes: [u8; 24] = rand::random();
+    let s = data_encoding::BASE64URL_NOPAD.encode(&bytes);
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(s.as_bytes())?;
+    f.sync_all()?;
+    Ok(s)
+}

@@ -1,0 +1,202 @@
+//! One search over every connected network, results merged: sources with the same TTH,
+//! or (when one of them has no TTH) with the same name and size, are one result.
+//!
+//! Neither the NMDC hub's `$SR` nor our Soulseek client's result events say which search
+//! they answer, so a result joins every live search (started in the last
+//! [`SEARCH_LIFETIME`]) whose words all appear in its path, as the networks themselves
+//! match them.
+
+use super::model::{MergedResult, Source};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How long a search takes new results.
+pub const SEARCH_LIFETIME: Duration = Duration::from_secs(120);
+/// Searches kept (oldest dropped).
+pub const MAX_SEARCHES: usize = 64;
+/// Results kept per search.
+pub const MAX_RESULTS: usize = 2000;
+/// Sources kept per result.
+pub const MAX_SOURCES: usize = 64;
+/// Longest query accepted.
+pub const MAX_QUERY: usize = 256;
+
+/// One search.
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// Id.
+    pub id: u64,
+    /// As typed.
+    pub query: String,
+    /// Unix time started.
+    pub started: i64,
+    terms: Vec<String>,
+    at: Instant,
+    /// Merged results, in arrival order.
+    pub results: Vec<MergedResult>,
+}
+
+/// Every search of this run.
+#[derive(Debug, Default)]
+pub struct SearchBook {
+    next_search: u64,
+    next_result: u64,
+    searches: VecDeque<Search>,
+    /// Result id → search id.
+    result_search: HashMap<u64, u64>,
+}
+
+/// A raw result from one network.
+#[derive(Debug, Clone)]
+pub struct RawResult {
+    /// The source.
+    pub source: Source,
+    /// Size.
+    pub size: u64,
+    /// TTH, base32.
+    pub tth: Option<String>,
+}
+
+fn terms(query: &str) -> Vec<String> {
+    query.split_whitespace().filter(|t| !t.starts_with('-')).map(str::to_lowercase).collect()
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit(['\\', '/']).next().unwrap_or(path)
+}
+
+impl SearchBook {
+    /// Open a search; `None` if the query has no words.
+    pub fn start(&mut self, query: &str, now: Instant, unix: i64) -> Option<Search> {
+        let query: String = query.trim().chars().take(MAX_QUERY).collect();
+        let t = terms(&query);
+        if t.is_empty() {
+            return None;
+        }
+        self.next_search += 1;
+        let s = Search { id: self.next_search, query, started: unix, terms: t, at: now, results: Vec::new() };
+        self.searches.push_back(s.clone());
+        while self.searches.len() > MAX_SEARCHES {
+            if let Some(old) = self.searches.pop_front() {
+                for r in &old.results {
+                    self.result_search.remove(&r.id);
+                }
+            }
+        }
+        Some(s)
+    }
+
+    /// All searches (oldest first).
+    pub fn list(&self) -> impl Iterator<Item = &Search> {
+        self.searches.iter()
+    }
+
+    /// One search.
+    pub fn get(&self, id: u64) -> Option<&Search> {
+        self.searches.iter().find(|s| s.id == id)
+    }
+
+    /// One result by its id.
+    pub fn result(&self, id: u64) -> Option<&MergedResult> {
+        let sid = self.result_search.get(&id)?;
+        self.get(*sid)?.results.iter().find(|r| r.id == id)
+    }
+
+    /// Add a network's result to every live search it answers; returns the results
+    /// that changed (new, or with a new source).
+    pub fn add(&mut self, raw: RawResult, now: Instant) -> Vec<MergedResult> {
+        let path_lc = raw.source.path.to_lowercase();
+        let name = file_name(&raw.source.path).to_owned();
+        let name_lc = name.to_lowercase();
+        let mut changed = Vec::new();
+        for s in self.searches.iter_mut() {
+            if now.duration_since(s.at) > SEARCH_LIFETIME || !s.terms.iter().all(|t| path_lc.contains(t.as_str())) {
+                continue;
+            }
+            let same = s.results.iter_mut().find(|r| match (&r.tth, &raw.tth) {
+                (Some(a), Some(b)) => a == b,
+                _ => r.size == raw.size && r.name.to_lowercase() == name_lc,
+            });
+            match same {
+                Some(r) => {
+                    if r.sources.iter().any(|x| x.network == raw.source.network && x.user == raw.source.user && x.path == raw.source.path)
+                        || r.sources.len() >= MAX_SOURCES
+                    {
+                        continue;
+                    }
+                    r.sources.push(raw.source.clone());
+                    if r.tth.is_none() {
+                        r.tth = raw.tth.clone();
+                    }
+                    changed.push(r.clone());
+                }
+                None => {
+                    if s.results.len() >= MAX_RESULTS {
+                        continue;
+                    }
+                    self.next_result += 1;
+                    let r = MergedResult {
+                        id: self.next_result,
+                        search: s.id,
+                        name: name.clone(),
+                        size: raw.size,
+                        tth: raw.tth.clone(),
+                        sources: vec![raw.source.clone()],
+                    };
+                    self.result_search.insert(r.id, s.id);
+                    s.results.push(r.clone());
+                    changed.push(r);
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(network: &str, user: &str, path: &str, size: u64, tth: Option<&str>) -> RawResult {
+        RawResult {
+            source: Source { network: network.into(), user: user.into(), path: path.into(), free_slots: 1 },
+            size,
+            tth: tth.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn same_tth_or_same_name_and_size_is_one_result() {
+        let mut b = SearchBook::default();
+        let t0 = Instant::now();
+        let s = b.start("song mp3", t0, 0).unwrap();
+        assert_eq!(b.add(raw("nmdc", "alice", "share\\Song.mp3", 100, Some("AAA")), t0).len(), 1);
+        // Same TTH, another name: the same file.
+        let c = b.add(raw("nmdc", "bob", "music\\song (copy).mp3", 100, Some("AAA")), t0);
+        assert_eq!(c[0].sources.len(), 2);
+        // Soulseek gives no TTH: same name and size joins.
+        let c = b.add(raw("slsk", "alice", "share\\song.MP3", 100, None), t0);
+        assert_eq!(c[0].sources.len(), 3);
+        // Same name, other size: another file.
+        b.add(raw("slsk", "carol", "x\\song.mp3", 101, None), t0);
+        // Same name and size but a different TTH: another file.
+        b.add(raw("nmdc", "dave", "y\\song.mp3", 100, Some("BBB")), t0);
+        // The same source again changes nothing.
+        assert!(b.add(raw("slsk", "alice", "share\\song.MP3", 100, None), t0).is_empty());
+        // Not matching every word: not a result of this search.
+        assert!(b.add(raw("slsk", "erin", "song.flac", 100, None), t0).is_empty());
+        let s = b.get(s.id).unwrap();
+        assert_eq!(s.results.len(), 3);
+        let first = b.result(s.results[0].id).unwrap();
+        assert_eq!(first.tth.as_deref(), Some("AAA"));
+    }
+
+    #[test]
+    fn old_searches_take_no_results() {
+        let mut b = SearchBook::default();
+        let t0 = Instant::now();
+        b.start("song", t0, 0).unwrap();
+        assert!(b.add(raw("nmdc", "a", "song", 1, None), t0 + SEARCH_LIFETIME + Duration::from_secs(1)).is_empty());
+        assert!(b.start("  -x ", t0, 0).is_none());
+    }
+}

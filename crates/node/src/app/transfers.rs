@@ -1,0 +1,443 @@
+//! One download engine for every network: a queue in SQLite, global and per-network
+//! slots, one download at a time per NMDC source (its client-to-client connection is
+//! keyed by nick), retries with exponential backoff, pause/resume/cancel/retry, and
+//! resume from the bytes on disk after a restart or a crash.
+//!
+//! Partial data lives in `<data_dir>/incomplete/<id>/`; only a complete (and, when the
+//! source gave a TTH, verified) file is renamed into the downloads folder, so a crash
+//! never leaves a truncated file where finished ones go.
+
+use super::db::{self, NewTransfer};
+use super::model::{Event, TransferInfo};
+use super::Node;
+use anyhow::{anyhow, bail};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Longest wait between retries.
+pub const MAX_BACKOFF_SECS: u64 = 300;
+/// How often progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How often bytes on disk are written to the database while running.
+const PERSIST_EVERY: Duration = Duration::from_secs(2);
+
+struct Running {
+    network: String,
+    source: String,
+    stop: CancellationToken,
+    rate: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+/// The engine's live state (the queue itself is in the database).
+#[derive(Default)]
+pub struct Engine {
+    running: Mutex<HashMap<i64, Running>>,
+    wake: Notify,
+}
+
+/// The delay before retry number `retries + 1`.
+pub fn backoff(base_secs: u64, retries: u32) -> u64 {
+    base_secs.saturating_mul(1u64 << retries.min(20)).min(MAX_BACKOFF_SECS)
+}
+
+/// `dir/name`, or `dir/name (2).ext`, ... if taken on disk or by another transfer.
+pub fn unique_path(dir: &Path, name: &str, taken: impl Fn(&Path) -> bool) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() && !taken(&first) {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.to_owned(), format!(".{e}")),
+        _ => (name.to_owned(), String::new()),
+    };
+    for n in 2.. {
+        let p = dir.join(format!("{stem} ({n}){ext}"));
+        if !p.exists() && !taken(&p) {
+            return p;
+        }
+    }
+    unreachable!("some name is free")
+}
+
+impl Engine {
+    /// Look at the queue now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The current rate and bytes on disk of a running transfer.
+    pub fn live(&self, id: i64) -> Option<(u64, u64)> {
+        self.running
+            .lock()
+            .expect("running")
+            .get(&id)
+            .map(|r| (r.rate.load(Ordering::Relaxed), r.bytes.load(Ordering::Relaxed)))
+    }
+
+    fn stop(&self, id: i64) {
+        if let Some(r) = self.running.lock().expect("running").get(&id) {
+            r.stop.cancel();
+        }
+    }
+}
+
+impl Node {
+    /// Queue a download.
+    pub fn queue_download(&self, mut t: NewTransfer) -> anyhow::Result<TransferInfo> {
+        let name = omnipeer_dcc::SafeName::sanitize(&t.name).map_err(|e| anyhow!("cannot store {:?}: {e}", t.name))?;
+        let store = self.db.lock().expect("db");
+        let local = unique_path(&self.downloads, name.as_str(), |p| {
+            store.transfer_local_path_taken(&p.to_string_lossy()).unwrap_or(true)
+        });
+        t.name = name.as_str().to_owned();
+        t.local_path = local.to_string_lossy().into_owned();
+        let info = store.transfer_add(&t)?;
+        drop(store);
+        self.emit(Event::Transfer { transfer: info.clone() });
+        self.engine.wake();
+        Ok(info)
+    }
+
+    /// A transfer with its live rate.
+    pub fn transfer(&self, id: i64) -> anyhow::Result<Option<TransferInfo>> {
+        let t = self.db.lock().expect("db").transfer(id)?;
+        Ok(t.map(|mut t| {
+            if let Some((rate, bytes)) = self.engine.live(t.id) {
+                t.rate = rate;
+                t.bytes = t.bytes.max(bytes);
+            }
+            t
+        }))
+    }
+
+    /// Every transfer with live rates, newest first.
+    pub fn transfers(&self) -> anyhow::Result<Vec<TransferInfo>> {
+        let mut v = self.db.lock().expect("db").transfers()?;
+        for t in &mut v {
+            if let Some((rate, bytes)) = self.engine.live(t.id) {
+                t.rate = rate;
+                t.bytes = t.bytes.max(bytes);
+            }
+        }
+        Ok(v)
+    }
+
+    fn emit_transfer(&self, id: i64) {
+        if let Ok(Some(t)) = self.transfer(id) {
+            self.emit(Event::Transfer { transfer: t });
+        }
+    }
+
+    /// Pause, resume, cancel or retry. Errors with `Conflict` when the state forbids it.
+    pub fn transfer_action(&self, id: i64, action: &str) -> Result<TransferInfo, ActionError> {
+        let store = self.db.lock().expect("db");
+        let t = store.transfer(id).map_err(ActionError::Other)?.ok_or(ActionError::NotFound)?;
+        let ok = match action {
+            "pause" => store.transfer_set_state(id, &["queued", "running"], "paused"),
+            "resume" => store.transfer_set_state(id, &["paused"], "queued"),
+            "cancel" => store.transfer_set_state(id, &["queued", "running", "paused", "failed"], "cancelled"),
+            "retry" => store.transfer_requeue(id, &["failed", "cancelled"]),
+            _ => return Err(ActionError::Other(anyhow!("unknown action {action}"))),
+        }
+        .map_err(ActionError::Other)?;
+        drop(store);
+        if !ok {
+            return Err(ActionError::Conflict(format!("cannot {action} a transfer that is {}", t.state)));
+        }
+        match action {
+            "pause" | "cancel" => self.engine.stop(id),
+            _ => self.engine.wake(),
+        }
+        if action == "cancel" && !self.engine.running.lock().expect("running").contains_key(&id) {
+            let _ = std::fs::remove_dir_all(self.incomplete.join(id.to_string()));
+        }
+        self.emit_transfer(id);
+        self.transfer(id).map_err(ActionError::Other)?.ok_or(ActionError::NotFound)
+    }
+
+    /// The scheduler: start due transfers while slots are free. Runs until shutdown.
+    pub async fn run_engine(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.schedule() {
+                tracing::warn!("transfer queue: {e:#}");
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = self.engine.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        // Stop workers; their rows stay `running` and are re-queued at the next start,
+        // exactly as after a crash.
+        for r in self.engine.running.lock().expect("running").values() {
+            r.stop.cancel();
+        }
+    }
+
+    fn schedule(self: &Arc<Self>) -> anyhow::Result<()> {
+        let due = self.db.lock().expect("db").transfers_due(db::now())?;
+        for t in due {
+            let mut running = self.engine.running.lock().expect("running");
+            if running.len() >= self.cfg.transfers.global_slots {
+                break;
+            }
+            if running.values().filter(|r| r.network == t.network).count() >= self.cfg.transfers.network_slots {
+                continue;
+            }
+            if t.network == "nmdc" && running.values().any(|r| r.network == "nmdc" && r.source.eq_ignore_ascii_case(&t.source)) {
+                continue;
+            }
+            let online = match t.network.as_str() {
+                "nmdc" => self.dc().is_some(),
+                "slsk" => self.slsk().is_some(),
+                _ => false,
+            };
+            if !online {
+                continue;
+            }
+            if !self.db.lock().expect("db").transfer_set_state(t.id, &["queued"], "running")? {
+                continue;
+            }
+            let stop = CancellationToken::new();
+            let rate = Arc::new(AtomicU64::new(0));
+            let bytes = Arc::new(AtomicU64::new(t.bytes));
+            running.insert(
+                t.id,
+                Running {
+                    network: t.network.clone(),
+                    source: t.source.clone(),
+                    stop: stop.clone(),
+                    rate: rate.clone(),
+                    bytes: bytes.clone(),
+                },
+            );
+            drop(running);
+            self.emit_transfer(t.id);
+            let node = self.clone();
+            tokio::spawn(async move {
+                let id = t.id;
+                node.work(t, stop, rate, bytes).await;
+                node.engine.running.lock().expect("running").remove(&id);
+                node.engine.wake();
+            });
+        }
+        Ok(())
+    }
+
+    async fn work(self: &Arc<Self>, t: TransferInfo, stop: CancellationToken, rate: Arc<AtomicU64>, live: Arc<AtomicU64>) {
+        let id = t.id;
+        let dir = self.incomplete.join(id.to_string());
+        let result = self.attempt(&t, &dir, &stop, &rate, &live).await;
+        let state = self.db.lock().expect("db").transfer(id).ok().flatten().map(|t| t.state).unwrap_or_default();
+        match (result, state.as_str()) {
+            (_, "cancelled") => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            (_, "paused") => {
+                let bytes = dir_file_len(&dir);
+                let _ = self.db.lock().expect("db").transfer_set_bytes(id, bytes);
+            }
+            (Ok((file, size)), _) => match self.finish(&t, &file, size).await {
+                Ok(path) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    let _ = self.db.lock().expect("db").transfer_done(id, &path.to_string_lossy(), size);
+                    tracing::info!(id, path = %path.display(), "download complete");
+                }
+                Err(e) => {
+                    tracing::warn!(id, "download did not check out: {e:#}");
+                    let _ = std::fs::remove_dir_all(&dir);
+                    let store = self.db.lock().expect("db");
+                    let _ = store.transfer_set_bytes(id, 0);
+                    let _ = store.transfer_failed(id, &format!("{e:#}"), None);
+                }
+            },
+            (Err(e), _) if self.shutdown.is_cancelled() => tracing::info!(id, "stopped by shutdown: {e:#}"),
+            (Err(e), _) => {
+                let store = self.db.lock().expect("db");
+                let _ = store.transfer_set_bytes(id, dir_file_len(&dir));
+                let retry = (t.retries < self.cfg.transfers.max_retries)
+                    .then(|| backoff(self.cfg.transfers.retry_base_secs, t.retries) as i64);
+                tracing::info!(id, retry_in = ?retry, "download attempt failed: {e:#}");
+                let _ = store.transfer_failed(id, &format!("{e:#}"), retry);
+            }
+        }
+        if !self.shutdown.is_cancelled() {
+            self.emit_transfer(id);
+        }
+    }
+
+    /// One attempt; returns the complete file in `dir` and its size.
+    async fn attempt(
+        self: &Arc<Self>,
+        t: &TransferInfo,
+        dir: &Path,
+        stop: &CancellationToken,
+        rate: &Arc<AtomicU64>,
+        live: &Arc<AtomicU64>,
+    ) -> anyhow::Result<(PathBuf, u64)> {
+        std::fs::create_dir_all(dir)?;
+        let on_disk = dir_file_len(dir);
+        live.store(on_disk, Ordering::Relaxed);
+        if on_disk > 0 {
+            tracing::info!(id = t.id, from = on_disk, "resuming from the bytes on disk");
+        }
+        let progress = Arc::new((AtomicU64::new(on_disk), AtomicU64::new(t.size)));
+        let control = Arc::new(crate::ratelimit::TransferControl::limited(self.download_limit.clone()));
+        let fut: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<(PathBuf, u64)>> + Send>> =
+            match t.network.as_str() {
+                "nmdc" => {
+                    let dc = self.dc().ok_or_else(|| anyhow!("not connected to the hub"))?;
+                    let out = dir.join(&t.name);
+                    let what = match &t.tth {
+                        Some(tth) => omnipeer_nmdc::transfer::Identifier::Tth(
+                            omnipeer_nmdc::tth::Tth::from_base32(tth).map_err(|e| anyhow!("bad TTH {tth}: {e}"))?,
+                        ),
+                        None => omnipeer_nmdc::transfer::Identifier::Path(format!("/{}", t.remote_path.replace('\\', "/"))),
+                    };
+                    let p = Arc::new(AtomicU64::new(progress.0.load(Ordering::Relaxed)));
+                    let total = Arc::new(AtomicU64::new(t.size));
+                    let job = crate::nmdc::cc::DownloadJob { what, out: out.clone(), progress: p.clone(), total, control: control.clone() };
+                    let source = t.source.clone();
+                    let progress = progress.clone();
+                    Box::pin(async move {
+                        let fwd = async {
+                            loop {
+                                progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        };
+                        let r = tokio::select! {
+                            r = dc.download(&source, &job) => r,
+                            _ = fwd => unreachable!(),
+                        };
+                        progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
+                        let d = r?;
+                        Ok((out, d.size))
+                    })
+                }
+                "slsk" => {
+                    let sl = self.slsk().ok_or_else(|| anyhow!("not connected to the Soulseek server"))?;
+                    let (source, path, dir, progress) = (t.source.clone(), t.remote_path.clone(), dir.to_path_buf(), progress.clone());
+                    let control = control.clone();
+                    Box::pin(async move {
+                        let (out, size, _) = sl.download_with(&source, &path, &dir, progress, &control).await?;
+                        Ok((out, size))
+                    })
+                }
+                other => bail!("unknown network {other}"),
+            };
+        let mut fut = fut;
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        let mut last = (Instant::now(), progress.0.load(Ordering::Relaxed));
+        let mut persisted = Instant::now();
+        loop {
+            tokio::select! {
+                r = &mut fut => {
+                    rate.store(0, Ordering::Relaxed);
+                    return r;
+                }
+                _ = stop.cancelled() => {
+                    control.stop.store(true, Ordering::Relaxed);
+                    // NMDC copies on a blocking thread: let it see the flag and end, so
+                    // no stray write lands after a resume starts.
+                    let _ = tokio::time::timeout(Duration::from_secs(10), &mut fut).await;
+                    bail!("stopped");
+                }
+                _ = tick.tick() => {
+                    let bytes = progress.0.load(Ordering::Relaxed);
+                    live.store(bytes, Ordering::Relaxed);
+                    let now = Instant::now();
+                    let dt = now.duration_since(last.0).as_secs_f64();
+                    let r = if dt > 0.0 { (bytes.saturating_sub(last.1) as f64 / dt) as u64 } else { 0 };
+                    rate.store(r, Ordering::Relaxed);
+                    last = (now, bytes);
+                    let size = progress.1.load(Ordering::Relaxed).max(t.size);
+                    self.emit(Event::Progress { id: t.id, bytes, size, rate: r });
+                    if persisted.elapsed() >= PERSIST_EVERY {
+                        persisted = now;
+                        let _ = self.db.lock().expect("db").transfer_set_bytes(t.id, bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Verify and move a complete file into the downloads folder.
+    async fn finish(&self, t: &TransferInfo, file: &Path, size: u64) -> anyhow::Result<PathBuf> {
+        let on_disk = std::fs::metadata(file)?.len();
+        if on_disk != size || (t.size != 0 && size != t.size) {
+            bail!("the file has {on_disk} bytes, expected {}", t.size);
+        }
+        if let Some(want) = &t.tth {
+            let f = file.to_path_buf();
+            let got = tokio::task::spawn_blocking(move || crate::nmdc::cc::file_tth(&f)).await??;
+            if &got.to_base32() != want {
+                bail!("TTH mismatch: got {}, expected {want}", got.to_base32());
+            }
+        }
+        let mut dest = PathBuf::from(&t.local_path);
+        if dest.exists() {
+            let taken = |p: &Path| p.exists();
+            dest = unique_path(&self.downloads, &t.name, taken);
+        }
+        std::fs::create_dir_all(&self.downloads)?;
+        if std::fs::rename(file, &dest).is_err() {
+            // Another file system: copy, then drop the partial.
+            std::fs::copy(file, &dest)?;
+            std::fs::remove_file(file)?;
+        }
+        Ok(dest)
+    }
+}
+
+/// Bytes in the partial file of a transfer's incomplete folder (0 if none).
+pub fn partial_len(dir: &Path) -> u64 {
+    dir_file_len(dir)
+}
+
+/// Bytes in the (single) partial file of a transfer's incomplete folder.
+fn dir_file_len(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .ok()
+        .and_then(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).max())
+        .unwrap_or(0)
+}
+
+/// Why a transfer action was refused.
+#[derive(Debug)]
+pub enum ActionError {
+    /// No such transfer.
+    NotFound,
+    /// Not in this state.
+    Conflict(String),
+    /// Something else.
+    Other(anyhow::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(2, 0), 2);
+        assert_eq!(backoff(2, 1), 4);
+        assert_eq!(backoff(2, 4), 32);
+        assert_eq!(backoff(2, 30), MAX_BACKOFF_SECS);
+    }
+
+    #[test]
+    fn unique_paths_skip_taken_names() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.mp3"), b"x").unwrap();
+        let p = unique_path(d.path(), "a.mp3", |p| p.ends_with("a (2).mp3"));
+        assert_eq!(p, d.path().join("a (3).mp3"));
+        assert_eq!(unique_path(d.path(), "b", |_| false), d.path().join("b"));
+    }
+}

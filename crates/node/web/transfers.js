@@ -1,0 +1,247 @@
+// Transfers: the download queue with live progress, speed and state, and the controls
+// pause, resume, cancel and retry.
+
+import { h, fill, bytes, rate, duration, ago, networkName } from "./util.js";
+
+const FILTERS = {
+  all: () => true,
+  active: (t) => ["queued", "running", "paused"].includes(t.state),
+  done: (t) => t.state === "done",
+  failed: (t) => t.state === "failed" || t.state === "cancelled",
+};
+
+const ACTIONS = {
+  pause: (t) => t.state === "queued" || t.state === "running",
+  resume: (t) => t.state === "paused",
+  cancel: (t) => t.state !== "done" && t.state !== "cancelled",
+  retry: (t) => t.state === "failed" || t.state === "cancelled",
+};
+
+const LABEL = { pause: "Pause", resume: "Resume", cancel: "Cancel", retry: "Retry" };
+
+export class TransfersView {
+  constructor(el, ctx) {
+    this.el = el;
+    this.ctx = ctx;
+    this.transfers = new Map(); // id → transfer
+    this.rows = new Map(); // id → {tr, parts}
+    this.filter = "all";
+
+    this.filterBar = h(
+      "div",
+      { class: "segmented", role: "group", "aria-label": "Show transfers" },
+      Object.keys(FILTERS).map((f) =>
+        h(
+          "button",
+          {
+            type: "button",
+            "aria-pressed": f === this.filter ? "true" : "false",
+            "data-filter": f,
+            "data-testid": `transfers-filter-${f}`,
+            onclick: () => this.setFilter(f),
+          },
+          f,
+        ),
+      ),
+    );
+    this.totals = h("p", { class: "summary", "data-testid": "transfers-summary", "aria-live": "polite" });
+    this.body = h("tbody", { "data-testid": "transfers" });
+    this.empty = h("p", { class: "empty", "data-testid": "transfers-empty" }, "No transfers. Search for something and press Download.");
+    fill(
+      el,
+      h("h2", {}, "Transfers"),
+      h("div", { class: "toolbar" }, this.filterBar, this.totals),
+      h(
+        "table",
+        { class: "grid transfers", "aria-label": "Transfers" },
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            h("th", { scope: "col" }, "File"),
+            h("th", { scope: "col" }, "From"),
+            h("th", { scope: "col", class: "progress-col" }, "Progress"),
+            h("th", { scope: "col", class: "num" }, "Speed"),
+            h("th", { scope: "col", class: "num" }, "Time left"),
+            h("th", { scope: "col" }, "State"),
+            h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")),
+          ),
+        ),
+        this.body,
+      ),
+      this.empty,
+    );
+    // Waiting times ("retry in 4s") count down.
+    setInterval(() => {
+      for (const t of this.transfers.values()) if (t.state === "queued" && t.next_attempt) this.update(t);
+    }, 1000);
+  }
+
+  setFilter(f) {
+    this.filter = f;
+    for (const b of this.filterBar.children) b.setAttribute("aria-pressed", b.dataset.filter === f ? "true" : "false");
+    this.renderAll();
+  }
+
+  async load() {
+    const list = await this.ctx.api("GET", "/api/transfers");
+    this.transfers = new Map(list.map((t) => [t.id, t]));
+    this.renderAll();
+  }
+
+  onEvent(ev) {
+    if (ev.type === "transfer") this.upsert(ev.transfer);
+    else if (ev.type === "progress") {
+      const t = this.transfers.get(ev.id);
+      if (!t) return;
+      t.bytes = ev.bytes;
+      t.size = ev.size;
+      t.rate = ev.rate;
+      if (t.state === "queued") t.state = "running";
+      this.update(t);
+    }
+  }
+
+  /**
+   * A transfer as a POST answered it. While the event stream is open its events are
+   * newer (they can even arrive before the answer: queued, running, done, then the
+   * answer saying queued), so the answer only adds what is not known yet.
+   */
+  answered(t) {
+    if (!this.transfers.has(t.id) || !this.ctx.stream.isOpen()) this.upsert(t);
+  }
+
+  upsert(t) {
+    const before = this.transfers.get(t.id);
+    if (before && before.state !== t.state) {
+      if (t.state === "done") this.ctx.toast(`Downloaded ${t.name}`);
+      else if (t.state === "failed") this.ctx.toast(`${t.name} failed: ${t.error}`, "error");
+    }
+    const had = !!before;
+    this.transfers.set(t.id, t);
+    if (had && this.rows.has(t.id) && FILTERS[this.filter](t)) this.update(t);
+    else this.renderAll();
+  }
+
+  renderAll() {
+    const list = [...this.transfers.values()].sort((a, b) => b.id - a.id);
+    const shown = list.filter(FILTERS[this.filter]);
+    this.rows = new Map();
+    fill(
+      this.body,
+      shown.map((t) => {
+        const r = this.makeRow(t);
+        this.rows.set(t.id, r);
+        this.fillRow(r, t);
+        return r.tr;
+      }),
+    );
+    this.empty.hidden = list.length > 0;
+    this.summarize();
+  }
+
+  update(t) {
+    const r = this.rows.get(t.id);
+    if (r) this.fillRow(r, t);
+    this.summarize();
+  }
+
+  summarize() {
+    const list = [...this.transfers.values()];
+    const running = list.filter((t) => t.state === "running");
+    const speed = running.reduce((a, t) => a + (t.rate || 0), 0);
+    const active = list.filter(FILTERS.active).length;
+    this.totals.textContent =
+      `${list.length} transfer${list.length === 1 ? "" : "s"}, ${running.length} running` + (speed ? `, ${rate(speed)} in total` : "");
+    this.ctx.setBadge("transfers-badge", active);
+  }
+
+  makeRow(t) {
+    const p = {};
+    p.name = h("span", { class: "name", "data-testid": "transfer-name" });
+    p.local = h("span", { class: "path mono" });
+    p.from = h("td", { "data-testid": "transfer-from" });
+    p.bar = h("progress", { max: 1, value: 0, "data-testid": "transfer-progress", "aria-label": `Progress of ${t.name}` });
+    p.pct = h("span", { class: "pct", "data-testid": "transfer-percent" });
+    p.amount = h("span", { class: "amount", "data-testid": "transfer-bytes" });
+    p.speed = h("td", { class: "num", "data-testid": "transfer-speed" });
+    p.eta = h("td", { class: "num", "data-testid": "transfer-eta" });
+    p.state = h("span", { class: "state", "data-testid": "transfer-state" });
+    p.note = h("span", { class: "note", "data-testid": "transfer-note" });
+    p.actions = h("td", { class: "actions" });
+    const tr = h(
+      "tr",
+      { "data-testid": "transfer-row", "data-id": t.id },
+      h("td", { class: "file" }, p.name, p.local),
+      p.from,
+      h("td", { class: "progress-col" }, p.bar, h("span", { class: "progress-text" }, p.pct, " ", p.amount)),
+      p.speed,
+      p.eta,
+      h("td", {}, p.state, p.note),
+      p.actions,
+    );
+    return { tr, p, actionsKey: "" };
+  }
+
+  fillRow(r, t) {
+    const { tr, p } = r;
+    tr.dataset.name = t.name;
+    tr.dataset.state = t.state;
+    p.name.textContent = t.name;
+    p.name.title = t.remote_path;
+    p.local.textContent = t.state === "done" ? t.local_path : "";
+    p.from.textContent = `${t.source} · ${networkName(t.network)}`;
+    p.from.title = t.hub;
+    const frac = t.size > 0 ? Math.min(1, t.bytes / t.size) : t.state === "done" ? 1 : 0;
+    p.bar.value = frac;
+    p.bar.dataset.state = t.state;
+    p.pct.textContent = `${Math.floor(frac * 100)}%`;
+    p.amount.textContent = `${bytes(t.bytes)} of ${bytes(t.size)}`;
+    const running = t.state === "running";
+    p.speed.textContent = running ? rate(t.rate) : "";
+    p.eta.textContent = running && t.rate > 0 ? duration((t.size - t.bytes) / t.rate) : "";
+    p.state.textContent = t.state;
+    p.state.className = `state s-${t.state}`;
+    let note = "";
+    if (t.state === "queued" && t.next_attempt) note = `retry ${ago(t.next_attempt)}`;
+    if (t.error && t.state !== "done") note = note ? `${note}: ${t.error}` : t.error;
+    if (t.retries) note += `${note ? " · " : ""}${t.retries} retr${t.retries === 1 ? "y" : "ies"}`;
+    p.note.textContent = note;
+    p.note.title = t.error || "";
+    // Rebuild the buttons only when the set of allowed actions changes (keeps focus).
+    const allowed = Object.keys(ACTIONS).filter((a) => ACTIONS[a](t));
+    const key = allowed.join(",");
+    if (key !== r.actionsKey) {
+      r.actionsKey = key;
+      fill(
+        p.actions,
+        allowed.map((a) =>
+          h(
+            "button",
+            {
+              type: "button",
+              class: `small act-${a}`,
+              "data-testid": `transfer-${a}`,
+              "aria-label": `${LABEL[a]} ${t.name}`,
+              onclick: (e) => this.act(t.id, a, e.currentTarget),
+            },
+            LABEL[a],
+          ),
+        ),
+      );
+    }
+  }
+
+  async act(id, action, btn) {
+    btn.disabled = true;
+    try {
+      const t = await this.ctx.api("POST", `/api/transfers/${id}/${action}`);
+      this.answered(t);
+    } catch (err) {
+      this.ctx.toast(`${LABEL[action]} failed: ${err.message}`, "error");
+      btn.disabled = false;
+    }
+  }
+}

@@ -1,0 +1,310 @@
+//! `omnipeer status | search | get | chat`: clients of a running node's HTTP API
+//! (docs/api.md). Blocking (ureq); run off the async runtime.
+
+use super::{ApiArgs, ChatCmd, Global};
+use anyhow::{anyhow, bail, Context};
+use omnipeer_node::config::Config;
+use omnipeer_node::progress::{human, Progress};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// How often results, progress and chat are polled.
+const POLL: Duration = Duration::from_millis(250);
+
+/// A connection to the node's API.
+struct Conn {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Conn {
+    fn new(g: &Global, cfg: &Config, api: &ApiArgs) -> anyhow::Result<Conn> {
+        let addr = api.api.clone().unwrap_or_else(|| cfg.api.listen.to_string());
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        let token = match &api.token {
+            Some(t) if !t.is_empty() => Some(t.clone()),
+            _ if !cfg.api.token.is_empty() => Some(cfg.api.token.clone()),
+            _ => cfg
+                .data_dir(g.data_dir.as_deref())
+                .ok()
+                .and_then(|d| std::fs::read_to_string(d.join("api-token")).ok())
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Ok(Conn { base, token, agent })
+    }
+
+    fn finish(&self, path: &str, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<Value> {
+        let mut r = r.map_err(|e| anyhow!("cannot reach the node at {} ({e}): is `omnipeer up` running? (--api ADDR)", self.base))?;
+        let status = r.status();
+        let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = v["error"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status} on {path}"));
+            if status.as_u16() == 401 {
+                bail!("{msg}: pass --token or set OMNIPEER_TOKEN");
+            }
+            bail!("{msg}");
+        }
+        Ok(v)
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let r = req.call();
+        self.finish(path, r)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let r = req.send_json(body);
+        self.finish(path, r)
+    }
+}
+
+fn sources_text(r: &Value) -> String {
+    r["sources"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| format!("{}:{}", s["network"].as_str().unwrap_or("?"), s["user"].as_str().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// `omnipeer status`.
+pub fn status(g: &Global, cfg: &Config, api: &ApiArgs) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
+    let conn = Conn::new(g, cfg, api);
+    let json_out = g.json;
+    move || {
+        let conn = conn?;
+        let v = conn.get("/api/status")?;
+        if json_out {
+            println!("{v}");
+            return Ok(());
+        }
+        println!("node {} (omnipeer {}), data in {}", v["nick"].as_str().unwrap_or(""), v["version"].as_str().unwrap_or(""), v["data_dir"].as_str().unwrap_or(""));
+        for n in v["networks"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<12} {:<7} {:<9} {:<22} {}",
+                n["name"].as_str().unwrap_or(""),
+                n["role"].as_str().unwrap_or(""),
+                n["state"].as_str().unwrap_or(""),
+                n["address"].as_str().unwrap_or(""),
+                n["detail"].as_str().unwrap_or("")
+            );
+        }
+        let t = &v["transfers"];
+        println!(
+            "transfers: {} queued, {} running, {} paused, {} done, {} failed",
+            t["queued"], t["running"], t["paused"], t["done"], t["failed"]
+        );
+        let s = &v["shares"];
+        println!("shares: {} files, {}", s["files"], human(s["bytes"].as_u64().unwrap_or(0)));
+        Ok(())
+    }
+}
+
+/// `omnipeer search QUERY`.
+pub fn search(g: &Global, cfg: &Config, api: &ApiArgs, query: String, wait: Duration) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
+    let conn = Conn::new(g, cfg, api);
+    let json_out = g.json;
+    move || {
+        let conn = conn?;
+        let s = conn.post("/api/searches", &json!({ "query": query }))?;
+        let id = s["id"].as_u64().ok_or_else(|| anyhow!("the node did not return a search id"))?;
+        eprintln!("searching for {query:?} (search {id}) for {}s", wait.as_secs());
+        let end = Instant::now() + wait;
+        let mut seen = HashSet::new();
+        loop {
+            let s = conn.get(&format!("/api/searches/{id}"))?;
+            for r in s["results"].as_array().into_iter().flatten() {
+                let rid = r["id"].as_u64().unwrap_or(0);
+                if !seen.insert(rid) {
+                    continue;
+                }
+                if json_out {
+                    println!("{r}");
+                } else {
+                    println!(
+                        "[{rid}] {}  {}  {}",
+                        r["name"].as_str().unwrap_or(""),
+                        human(r["size"].as_u64().unwrap_or(0)),
+                        sources_text(r)
+                    );
+                }
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            if Instant::now() >= end {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        if seen.is_empty() {
+            eprintln!("no results");
+        } else {
+            eprintln!("{} results; download one with `omnipeer get NUMBER`", seen.len());
+        }
+        Ok(())
+    }
+}
+
+/// `omnipeer get RESULT`.
+pub fn get(g: &Global, cfg: &Config, api: &ApiArgs, result: u64, source: Option<usize>, network: Option<String>, no_wait: bool) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
+    let conn = Conn::new(g, cfg, api);
+    let json_out = g.json;
+    move || {
+        let conn = conn?;
+        let mut body = json!({ "result": result });
+        if let Some(s) = source {
+            body["source"] = json!(s);
+        }
+        if let Some(n) = network {
+            body["network"] = json!(n);
+        }
+        let t = conn.post("/api/transfers", &body).context("cannot queue the download")?;
+        let id = t["id"].as_i64().ok_or_else(|| anyhow!("the node did not return a transfer id"))?;
+        let name = t["name"].as_str().unwrap_or("").to_owned();
+        eprintln!("queued {name} from {}:{} as transfer {id}", t["network"].as_str().unwrap_or(""), t["source"].as_str().unwrap_or(""));
+        if no_wait {
+            if json_out {
+                println!("{t}");
+            }
+            return Ok(());
+        }
+        let mut bar = Progress::for_stderr(name.clone());
+        let mut started = false;
+        let mut last_error = String::new();
+        loop {
+            let t = conn.get(&format!("/api/transfers/{id}"))?;
+            let state = t["state"].as_str().unwrap_or("");
+            let bytes = t["bytes"].as_u64().unwrap_or(0);
+            let size = t["size"].as_u64().unwrap_or(0);
+            match state {
+                "done" => {
+                    if started {
+                        bar.finish(size);
+                    }
+                    if json_out {
+                        println!("{t}");
+                    } else {
+                        println!("downloaded {name} ({size} bytes) to {}", t["local_path"].as_str().unwrap_or(""));
+                    }
+                    return Ok(());
+                }
+                "failed" => bail!("download of {name} failed: {}", t["error"].as_str().unwrap_or("")),
+                "cancelled" => bail!("download of {name} was cancelled"),
+                "running" => {
+                    if !started {
+                        bar.start(bytes, size);
+                        started = true;
+                    }
+                    bar.set(bytes);
+                }
+                _ => {
+                    let e = t["error"].as_str().unwrap_or("");
+                    if !e.is_empty() && e != last_error {
+                        eprintln!("{state}: {e} (retry {})", t["retries"]);
+                        last_error = e.to_owned();
+                    }
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+fn print_message(m: &Value, json_out: bool) {
+    if json_out {
+        println!("{m}");
+    } else {
+        println!("<{}> {}", m["nick"].as_str().unwrap_or(""), m["text"].as_str().unwrap_or(""));
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `omnipeer chat list | send | follow`.
+pub fn chat(g: &Global, cfg: &Config, cmd: ChatCmd) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
+    let api = match &cmd {
+        ChatCmd::List { api } | ChatCmd::Send { api, .. } | ChatCmd::Follow { api, .. } => api.clone(),
+    };
+    let conn = Conn::new(g, cfg, &api);
+    let json_out = g.json;
+    move || {
+        let conn = conn?;
+        match cmd {
+            ChatCmd::List { .. } => {
+                let v = conn.get("/api/chats")?;
+                for c in v.as_array().into_iter().flatten() {
+                    if json_out {
+                        println!("{c}");
+                        continue;
+                    }
+                    let last = &c["last"];
+                    let line = if last.is_null() {
+                        String::new()
+                    } else {
+                        format!("<{}> {}", last["nick"].as_str().unwrap_or(""), last["text"].as_str().unwrap_or(""))
+                    };
+                    println!("{:<28} {line}", c["id"].as_str().unwrap_or(""));
+                }
+                Ok(())
+            }
+            ChatCmd::Send { chat, text, .. } => {
+                let m = conn.post("/api/chats/messages", &json!({ "chat": chat, "text": text.join(" ") }))?;
+                if json_out {
+                    println!("{m}");
+                }
+                Ok(())
+            }
+            ChatCmd::Follow { chat, history, .. } => {
+                let c = urlencode(&chat);
+                let first = conn.get(&format!("/api/chats/messages?chat={c}&limit={}", history.max(1)))?;
+                let mut after = 0i64;
+                for m in first.as_array().into_iter().flatten() {
+                    after = after.max(m["id"].as_i64().unwrap_or(0));
+                    if history > 0 {
+                        print_message(m, json_out);
+                    }
+                }
+                loop {
+                    std::thread::sleep(POLL);
+                    let v = conn.get(&format!("/api/chats/messages?chat={c}&after={after}"))?;
+                    for m in v.as_array().into_iter().flatten() {
+                        after = after.max(m["id"].as_i64().unwrap_or(0));
+                        print_message(m, json_out);
+                    }
+                    use std::io::Write;
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        }
+    }
+}

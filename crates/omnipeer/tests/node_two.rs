@@ -1,0 +1,183 @@
+//! Two nodes on loopback: node A runs the community (hub, Soulseek server) and shares
+//! files; node B joins it, searches, downloads over NMDC and Soulseek (through the API and
+//! through the CLI client commands), chats, and survives `kill -9` mid-download.
+
+mod omni;
+
+use omni::node::{content, joining_config, server_config, sha256_file, wait_for, Node, Ports};
+use serde_json::json;
+use std::path::Path;
+
+fn share_file(a_dir: &Path, rel: &str, data: &[u8]) {
+    let p = a_dir.join("share").join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+fn two_nodes(t: &Path, b_extra: &str, files: &[(&str, Vec<u8>)]) -> (Node, Node, Ports) {
+    let pa = Ports::free();
+    let a_dir = t.join("a");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    for (rel, data) in files {
+        share_file(&a_dir, rel, data);
+    }
+    share_file(&a_dir, "music/Alpha Song.mp3", &content(3_000_000, 1));
+    share_file(&a_dir, "docs/beta notes.txt", &content(200_000, 2));
+    let a = Node::start(&a_dir, &server_config("alice", pa), pa.api);
+    let b_api = omni::node::free_port();
+    let b = Node::start(&t.join("b"), &joining_config("bob", pa, b_api, b_extra), b_api);
+    (a, b, pa)
+}
+
+#[test]
+fn node_b_finds_and_downloads_node_a_files_over_nmdc_and_soulseek_via_api_and_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "", &[]);
+    let want = sha256_file(&a.dir.join("share/music/Alpha Song.mp3"));
+
+    // One merged result with a source on each network.
+    let r = b.search_until("alpha song", "Alpha Song.mp3", &["nmdc", "slsk"]);
+    assert_eq!(r["size"], 3_000_000);
+    assert!(r["tth"].as_str().is_some_and(|t| t.len() == 39), "{r}");
+    let rid = r["id"].as_u64().unwrap();
+
+    for network in ["nmdc", "slsk"] {
+        let (code, t) = b.post("/api/transfers", json!({"result": rid, "network": network}));
+        assert_eq!(code, 201, "{t}");
+        assert_eq!(t["network"], network);
+        let done = b.wait_done(t["id"].as_i64().unwrap(), 60);
+        let path = done["local_path"].as_str().unwrap();
+        assert!(path.starts_with(b.dir.join("downloads").to_str().unwrap()), "{path}");
+        assert_eq!(sha256_file(Path::new(path)), want, "{network} download differs");
+        assert_eq!(done["bytes"], 3_000_000);
+    }
+    // An unknown result is a 404 with a message.
+    let (code, e) = b.post("/api/transfers", json!({"result": 999_999}));
+    assert_eq!(code, 404);
+    assert!(e["error"].as_str().unwrap().contains("999999"), "{e}");
+
+    // The same through the CLI client commands.
+    let (code, out, err) = b.cli(&["search", "--timeout", "4", "beta", "notes"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.contains("beta notes.txt")).unwrap_or_else(|| panic!("no result line in {out:?}"));
+    let num = line.trim_start_matches('[').split(']').next().unwrap().to_owned();
+    assert!(num.parse::<u64>().is_ok(), "{line}");
+    let want = sha256_file(&a.dir.join("share/docs/beta notes.txt"));
+    for network in ["slsk", "nmdc"] {
+        let (code, out, err) = b.cli(&["get", &num, "--network", network]);
+        assert_eq!(code, 0, "{err}");
+        let path = out.trim().rsplit_once(" to ").unwrap_or_else(|| panic!("{out:?}")).1;
+        assert!(out.starts_with("downloaded beta notes.txt (200000 bytes)"), "{out}");
+        assert_eq!(sha256_file(Path::new(path)), want, "{network} download through the CLI differs");
+    }
+    let (code, out, _) = b.cli(&["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nmdc_client") && out.contains("online") && out.contains("4 done"), "{out}");
+    // A client command without a node says what to do.
+    let (code, _, err) = b.cli(&["status", "--api", "127.0.0.1:1"]);
+    assert_ne!(code, 0);
+    assert!(err.starts_with("error: cannot reach the node") && err.trim().lines().count() == 1, "{err}");
+}
+
+#[test]
+fn chat_crosses_between_nodes_on_both_networks() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "", &[]);
+    // Both joined the default room.
+    for n in [&a, &b] {
+        wait_for("the room joined", 20, || {
+            n.get("/api/chats").as_array()?.iter().any(|c| c["id"] == "slsk:room:omnipeer").then_some(())
+        });
+    }
+    for (chat, text) in [
+        ("nmdc:hub", "hello hub"),
+        ("slsk:room:omnipeer", "hello room"),
+        ("nmdc:pm:alice", "psst over dc"),
+        ("slsk:pm:alice", "psst over slsk"),
+    ] {
+        let (code, out, err) = b.cli(&["chat", "send", chat, text]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    // Node A sees each line in the right conversation, from bob.
+    for (chat, text) in [
+        ("nmdc:hub", "hello hub"),
+        ("slsk:room:omnipeer", "hello room"),
+        ("nmdc:pm:bob", "psst over dc"),
+        ("slsk:pm:bob", "psst over slsk"),
+    ] {
+        wait_for(&format!("{text} in {chat} on A"), 20, || {
+            let m = a.get(&format!("/api/chats/messages?chat={chat}"));
+            m.as_array()?.iter().any(|m| m["text"] == text && m["nick"] == "bob" && m["own"] == false).then_some(())
+        });
+    }
+    // A answers through the API; B's history has it, and `chat list` shows it.
+    let (code, m) = a.post("/api/chats/messages", json!({"chat": "slsk:pm:bob", "text": "got it"}));
+    assert_eq!(code, 201, "{m}");
+    assert_eq!(m["own"], true);
+    wait_for("A's answer on B", 20, || {
+        let m = b.get("/api/chats/messages?chat=slsk:pm:alice");
+        m.as_array()?.iter().any(|m| m["text"] == "got it" && m["nick"] == "alice").then_some(())
+    });
+    let (code, out, _) = b.cli(&["chat", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l.starts_with("slsk:pm:alice") && l.contains("<alice> got it")), "{out}");
+    // Our own hub line came back from the hub and is stored as ours on B.
+    let own = b.get("/api/chats/messages?chat=nmdc:hub");
+    assert!(own.as_array().unwrap().iter().any(|m| m["text"] == "hello hub" && m["own"] == true), "{own}");
+    // A chat id that names nothing is refused.
+    let (code, e) = b.post("/api/chats/messages", json!({"chat": "irc:#x", "text": "hi"}));
+    assert_eq!(code, 400, "{e}");
+}
+
+/// Kill node B with SIGKILL in the middle of a download; after a restart the queued
+/// download completes from where the bytes on disk end, with the right checksum.
+fn kill9_resume(network: &str) {
+    let t = tempfile::tempdir().unwrap();
+    // 4 MiB/s for 24 MB: about six seconds to kill it in.
+    let (a, mut b, _) =
+        two_nodes(t.path(), "[transfers]\nmax_download_kib = 4096\n", &[("big/Large File.bin", content(24_000_000, 7))]);
+    let r = b.search_until("large file", "Large File.bin", &[network]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": network}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    wait_for("a few MB on disk", 30, || {
+        let t = b.get(&format!("/api/transfers/{id}"));
+        (t["state"] == "running" && t["bytes"].as_u64()? > 3_000_000).then_some(())
+    });
+    b.omni.kill9();
+    let partial = b.dir.join(format!("incomplete/{id}/Large File.bin"));
+    let held = std::fs::metadata(&partial).unwrap().len();
+    assert!(held > 3_000_000 && held < 24_000_000, "{held} bytes on disk");
+    assert!(!b.dir.join("downloads/Large File.bin").exists(), "no partial file among finished downloads");
+
+    let b_api = b.base.rsplit(':').next().unwrap().parse().unwrap();
+    let b2 = Node::restart(&b.dir, b_api);
+    // The queue survived, and knows what is on disk.
+    let t0 = b2.get(&format!("/api/transfers/{id}"));
+    assert!(t0["state"] == "queued" || t0["state"] == "running", "{t0}");
+    assert!(t0["bytes"].as_u64().unwrap() >= held, "{t0}");
+    let done = b2.wait_done(id, 60);
+    let path = done["local_path"].as_str().unwrap();
+    assert_eq!(sha256_file(Path::new(path)), sha256_file(&a.dir.join("share/big/Large File.bin")));
+    if network == "nmdc" {
+        assert_eq!(done["tth"], r["tth"], "verified against the TTH");
+    }
+    // It resumed: the log says from which byte, and that is at least what was on disk.
+    let line = b2.omni.wait_line_containing("resuming from the bytes on disk");
+    let from: u64 = line
+        .split("from=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no offset in {line:?}"));
+    assert!(from >= held, "resumed from {from}, {held} were on disk");
+}
+
+#[test]
+fn kill9_during_an_nmdc_download_then_restart_completes_it_with_the_right_tth() {
+    kill9_resume("nmdc");
+}
+
+#[test]
+fn kill9_during_a_soulseek_download_then_restart_completes_it_with_the_right_sha256() {
+    kill9_resume("slsk");
+}

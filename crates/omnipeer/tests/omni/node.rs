@@ -1,0 +1,197 @@
+//! Running whole nodes (`omnipeer up`) and talking to their HTTP API.
+
+use super::{run_in, Omni};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The ports of a node that runs the servers.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// NMDC hub.
+    pub hub: u16,
+    /// Soulseek server.
+    pub slsk: u16,
+    /// API.
+    pub api: u16,
+}
+
+impl Ports {
+    /// Fresh free ports.
+    pub fn free() -> Ports {
+        Ports { hub: free_port(), slsk: free_port(), api: free_port() }
+    }
+}
+
+/// The config of a node that runs every server (nick `nick`).
+pub fn server_config(nick: &str, p: Ports) -> String {
+    format!(
+        "[node]\nnick = \"{nick}\"\n[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:{}\"\n\
+         [slsk_server]\nlisten = \"127.0.0.1:{}\"\n[api]\nlisten = \"127.0.0.1:{}\"\n",
+        p.hub, p.slsk, p.api
+    )
+}
+
+/// The config of a node that runs no server and joins `of`'s hub and server.
+pub fn joining_config(nick: &str, of: Ports, api: u16, extra: &str) -> String {
+    format!(
+        "[node]\nnick = \"{nick}\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n\
+         [nmdc_client]\nhub = \"127.0.0.1:{}\"\n[slsk_client]\nserver = \"127.0.0.1:{}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n{extra}",
+        of.hub, of.slsk
+    )
+}
+
+/// A running node.
+pub struct Node {
+    /// The process.
+    pub omni: Omni,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its data directory.
+    pub dir: PathBuf,
+    /// The bearer token it generated, if any.
+    pub token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// Wait up to `secs` for `f` to give something.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Node {
+    /// Write `config` to `dir/config.toml`, run `omnipeer up` there and wait until its
+    /// clients are logged in.
+    pub fn start(dir: &Path, config: &str, api_port: u16) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        Node::restart(dir, api_port)
+    }
+
+    /// Run `omnipeer up` in `dir` (its config.toml as it is).
+    pub fn restart(dir: &Path, api_port: u16) -> Node {
+        let omni = Omni::start_in(dir, &["up"]);
+        omni.wait_line("omnipeer is up");
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let token = std::fs::read_to_string(dir.join("api-token")).ok().map(|t| t.trim().to_owned());
+        let n = Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), token, agent };
+        n.wait_online();
+        n
+    }
+
+    /// Wait until both clients are logged in.
+    pub fn wait_online(&self) {
+        wait_for("both clients online", 30, || {
+            let s = self.get("/api/status");
+            let nets = s["networks"].as_array()?.clone();
+            let online = |name: &str| nets.iter().any(|x| x["name"] == name && x["state"] == "online");
+            (online("nmdc_client") && online("slsk_client")).then_some(())
+        });
+    }
+
+    /// GET; the JSON body (Null on a non-JSON answer).
+    pub fn get(&self, path: &str) -> Value {
+        self.get_status(path).1
+    }
+
+    /// GET; (status, JSON body).
+    pub fn get_status(&self, path: &str) -> (u16, Value) {
+        self.get_with(path, self.token.as_deref())
+    }
+
+    /// GET with this token (or none); (status, JSON body).
+    pub fn get_with(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut r = req.call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    /// POST JSON; (status, JSON body).
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut r = req.send_json(&body).unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    /// Search through the API until a result named `name` has a source on every network
+    /// in `networks`; returns the result.
+    pub fn search_until(&self, query: &str, name: &str, networks: &[&str]) -> Value {
+        let (code, s) = self.post("/api/searches", json!({ "query": query }));
+        assert_eq!(code, 201, "{s}");
+        let id = s["id"].as_u64().unwrap();
+        wait_for(&format!("{name} from {networks:?}"), 30, || {
+            let s = self.get(&format!("/api/searches/{id}"));
+            s["results"].as_array()?.iter().find(|r| {
+                r["name"] == name
+                    && networks.iter().all(|n| r["sources"].as_array().is_some_and(|a| a.iter().any(|x| x["network"] == *n)))
+            }).cloned()
+        })
+    }
+
+    /// Wait until transfer `id` is done; returns it.
+    pub fn wait_done(&self, id: i64, secs: u64) -> Value {
+        wait_for(&format!("transfer {id} done"), secs, || {
+            let t = self.get(&format!("/api/transfers/{id}"));
+            assert_ne!(t["state"], "failed", "{t}");
+            (t["state"] == "done").then_some(t)
+        })
+    }
+
+    /// Any method, raw body; (status, content type, body).
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String, String) {
+        let url = format!("{}{path}", self.base);
+        let resp = match method {
+            "get" => self.agent.get(&url).call(),
+            "post" => self.agent.post(&url).header("Content-Type", "application/json").send(body),
+            "delete" => self.agent.delete(&url).call(),
+            other => panic!("method {other}"),
+        };
+        let mut r = resp.unwrap();
+        let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        (r.status().as_u16(), ct, r.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// Run `omnipeer --data-dir DIR ARGS` (a client of this node).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        run_in(&self.dir, args)
+    }
+}
+
+/// `len` deterministic pseudo-random bytes (xorshift).
+pub fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    let data = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    sha2::Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect()
+}
