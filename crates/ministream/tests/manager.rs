@@ -462,18 +462,16 @@ fn resent_syn_still_times_out() {
     let s = c.connect(now).unwrap();
     drain(&mut c);
     let mut sent = 1;
-    let mut t = now;
-    loop {
-        let Some(Output::Timeout(at)) = c.poll_output() else { panic!("expected a deadline") };
-        t = at;
+    let t = loop {
+        let Some(Output::Timeout(t)) = c.poll_output() else { panic!("expected a deadline") };
         c.handle_timeout(t);
         let (tx, ev) = drain(&mut c);
         sent += tx.len();
         if !ev.is_empty() {
             assert_eq!(ev, vec![Event::ConnectTimedOut(s)]);
-            break;
+            break t;
         }
-    }
+    };
     assert_eq!(t, now + Duration::from_secs(10));
     assert_eq!(sent, 3, "at 0, 4 and 8 s");
 }
