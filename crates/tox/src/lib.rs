@@ -2,3 +2,5 @@
 //! packets to send and events are outputs. Drivers live in `omnipeer-node`.
 
 pub mod crypto;
+pub mod profile;
+pub mod toxid;
