@@ -4,3 +4,4 @@
 pub mod crypto;
 pub mod profile;
 pub mod toxid;
+pub mod net_crypto;
