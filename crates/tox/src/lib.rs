@@ -2,6 +2,7 @@
 //! packets to send and events are outputs. Drivers live in `omnipeer-node`.
 
 pub mod crypto;
+pub mod net_crypto;
+pub mod packet;
 pub mod profile;
 pub mod toxid;
-pub mod net_crypto;
