@@ -6,3 +6,4 @@ pub mod net_crypto;
 pub mod packet;
 pub mod profile;
 pub mod toxid;
+pub mod messenger;
