@@ -7,3 +7,4 @@ pub mod packet;
 pub mod profile;
 pub mod toxid;
 pub mod messenger;
+pub mod friend;
