@@ -2,9 +2,11 @@
 //! packets to send and events are outputs. Drivers live in `omnipeer-node`.
 
 pub mod crypto;
+pub mod dht;
+pub mod friend;
+pub mod messenger;
 pub mod net_crypto;
+pub mod onion;
 pub mod packet;
 pub mod profile;
 pub mod toxid;
-pub mod messenger;
-pub mod friend;
