@@ -10,3 +10,4 @@ pub mod onion;
 pub mod packet;
 pub mod profile;
 pub mod toxid;
+pub mod tox;

@@ -332,6 +332,15 @@ impl Messenger {
         Some((*pk, r.payload.clone()))
     }
 
+    /// The request returned by `poll_friend_request` could not be sent (the friend is not
+    /// found at any rendezvous node yet): try again in a second, without backing off.
+    pub fn friend_request_unsent(&mut self, now: Instant, to: &PublicKey) {
+        if let Some(r) = self.outgoing_requests.get_mut(to) {
+            r.next = now + Duration::from_secs(1);
+            r.interval = REQUEST_FIRST_RETRY;
+        }
+    }
+
     /// A friend request that arrived as onion data (`[0x20][nospam][msg]`).
     pub fn handle_onion_friend_request(&mut self, from: PublicKey, data: &[u8]) -> Result<(), MessengerError> {
         let (kind, nospam, msg) = decode_friend_request(data)?;
