@@ -11,6 +11,7 @@ pub mod serve;
 pub mod share;
 pub mod slsk;
 pub mod store;
+pub mod tox;
 pub mod transfer;
 
 pub use config::Config;

@@ -60,6 +60,26 @@ enum Command {
     /// I2P ministreaming over the loopback TCP transport: listen, connect
     #[command(subcommand)]
     Ministream(MinistreamCmd),
+    /// Tox: bootstrap node
+    #[command(subcommand)]
+    Tox(ToxCmd),
+}
+
+#[derive(Subcommand)]
+enum ToxCmd {
+    /// Run a Tox DHT bootstrap node (also an onion node); prints its DHT public key
+    Bootstrap {
+        /// UDP address to listen on
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Keep the DHT key pair in FILE (public key then secret key, 64 raw bytes, as
+        /// tox-bootstrapd); created if missing. Without it the key is new each start.
+        #[arg(long, value_name = "FILE")]
+        keys: Option<PathBuf>,
+        /// Also bootstrap off these nodes (HOST:PORT:DHTKEY, comma-separated)
+        #[arg(long, value_name = "NODES")]
+        bootstrap: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -451,7 +471,34 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Dc(cmd) => dc_command(&g, cfg, cmd).await,
         Command::Slsk(cmd) => slsk_command(&g, cfg, cmd).await,
         Command::Ministream(cmd) => ministream_command(cmd).await,
+        Command::Tox(cmd) => tox_command(cmd).await,
     }
+}
+
+async fn tox_command(cmd: ToxCmd) -> anyhow::Result<()> {
+    use omnipeer_node::tox::{self, bootstrap::BootstrapNode};
+    match cmd {
+        ToxCmd::Bootstrap { listen, keys, bootstrap } => {
+            let kp = match &keys {
+                Some(p) => tox::load_or_create_keys(p)?,
+                None => omnipeer_tox_keys(),
+            };
+            let nodes = match &bootstrap {
+                Some(list) => tox::parse_node_specs(list)?,
+                None => Vec::new(),
+            };
+            let mut node = BootstrapNode::bind(listen, kp).await.with_context(|| format!("cannot listen on {listen}"))?;
+            node.bootstrap(&nodes);
+            println!("{}", node.dht_pk().to_hex());
+            eprintln!("listening on {}", node.local_addr()?);
+            node.run(shutdown_on_signals()).await
+        }
+    }
+}
+
+/// A fresh DHT key pair.
+fn omnipeer_tox_keys() -> omnipeer_node::tox::KeyPair {
+    omnipeer_node::tox::KeyPair::generate()
 }
 
 /// After stdin ended, how long a ministream pipe waits without receiving data before it

@@ -123,7 +123,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, dir: tempfile::TempDir) -> Proc {
+    /// Starts `cmd` (stdout captured, stderr to `dir`/stderr.log).
+    pub fn spawn(name: &str, mut cmd: Command, dir: tempfile::TempDir) -> Proc {
         let err = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let mut child = cmd
             .stdin(Stdio::null())
@@ -404,6 +405,42 @@ impl Bootstrapd {
             })
             .unwrap_or_else(|| panic!("tox-bootstrapd printed no key\n{}", proc.log()));
         Bootstrapd { proc, port, pk }
+    }
+
+    /// `127.0.0.1:PORT:DHTKEY`.
+    pub fn node_spec(&self) -> String {
+        format!("127.0.0.1:{}:{}", self.port, self.pk)
+    }
+}
+
+/// A running `omnipeer tox bootstrap` (the binary under test; only in the omnipeer crate's
+/// integration tests).
+pub struct OmniBootstrap {
+    pub proc: Proc,
+    pub port: u16,
+    pub pk: String,
+}
+
+impl OmniBootstrap {
+    /// `omnipeer tox bootstrap --listen 127.0.0.1:PORT [extra…]` on a free port; waits for
+    /// its DHT key on stdout.
+    pub fn start(bin: &str, extra: &[&str]) -> OmniBootstrap {
+        let port = free_udp_port();
+        let dir = tempfile::Builder::new().prefix("omni-tox-bootstrap-").tempdir().unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.arg("--data-dir")
+            .arg(dir.path())
+            .args(["tox", "bootstrap", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
+        let proc = Proc::spawn(&format!("omnipeer-tox-bootstrap:{port}"), cmd, dir);
+        let pk = proc
+            .wait_for(Duration::from_secs(20), |l| {
+                let l = l.trim();
+                (l.len() == 64 && l.chars().all(|c| c.is_ascii_hexdigit())).then(|| l.to_owned())
+            })
+            .unwrap_or_else(|| panic!("omnipeer tox bootstrap printed no key\n{}", proc.log()));
+        OmniBootstrap { proc, port, pk }
     }
 
     /// `127.0.0.1:PORT:DHTKEY`.
