@@ -1,0 +1,751 @@
+//! The onion CLIENT (notes/tox.md §6): announce ourselves at the DHT nodes closest to our
+//! long-term key, search friends' announcements, and send / receive onion data.
+//!
+//! - Paths: three random good DHT nodes each; [`NUM_PATHS`] for announcing and as many
+//!   for searching. An unconfirmed path is dropped after [`PATH_TRIES_UNCONFIRMED`]
+//!   unanswered requests ([`PATH_TIMEOUT_UNCONFIRMED`] each), a confirmed one after
+//!   [`PATH_TRIES_CONFIRMED`] ([`PATH_TIMEOUT_CONFIRMED`]), any after [`PATH_LIFETIME`].
+//! - Announce: 0x83 with `ping_id` 0 first; the node answers `is_stored = 0` and a ping id;
+//!   we repeat with it at once until `is_stored = 2`. Every answer lists up to 4 nodes
+//!   closer to our key; we keep the [`MAX_ANNOUNCE_NODES`] closest. Re-announced every
+//!   [`ANNOUNCE_INTERVAL`] when stored, every [`ANNOUNCE_INTERVAL_NOT_STORED`] until then.
+//! - Friend search: 0x83 with a per-friend temporary key, the friend's key as searched
+//!   key and a zero data key, iterating toward closer nodes ([`MAX_FRIEND_NODES`] kept);
+//!   `is_stored = 1` means the friend is announced there and carries its data key.
+//! - Data: 0x85 to each node where the friend is announced; 0x86 arriving at us is opened
+//!   with our per-session data key, then the sender's long-term key.
+//!
+//! Responses are accepted only for sendbacks we issued, arriving from the first hop of the
+//! path they were sent through, once.
+
+use crate::crypto::{random_nonce, random_u64, KeyPair, PublicKey, SharedKey, MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE};
+use crate::dht::Dht;
+use crate::onion::build::{announce_request, announce_response_header, onion_request, PathKeys};
+use crate::onion::{OnionError, ONION_MAX_PACKET_SIZE, PING_ID_SIZE};
+use crate::packet::{closer, decode_node_entries_all, kind, limits::MAX_SENT_NODES, nonce_at, pk_at, PackedNode, PacketError};
+use rand::seq::IndexedRandom;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Paths kept for announcing (and as many for searching).
+pub const NUM_PATHS: usize = 6;
+/// Nodes we announce ourselves to.
+pub const MAX_ANNOUNCE_NODES: usize = 12;
+/// Nodes kept per searched friend.
+pub const MAX_FRIEND_NODES: usize = 8;
+/// Friends searched at most.
+pub const MAX_FRIENDS: usize = 1024;
+/// Re-announce to a node that stored us.
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(15);
+/// Announce again to a node that has not stored us yet.
+pub const ANNOUNCE_INTERVAL_NOT_STORED: Duration = Duration::from_secs(3);
+/// Search again at a node while the friend is not found.
+pub const SEARCH_INTERVAL: Duration = Duration::from_secs(3);
+/// … once found.
+pub const SEARCH_INTERVAL_FOUND: Duration = Duration::from_secs(15);
+/// Unconfirmed path: a request counts as lost after this long.
+pub const PATH_TIMEOUT_UNCONFIRMED: Duration = Duration::from_secs(4);
+/// Unconfirmed path: dropped after this many lost requests.
+pub const PATH_TRIES_UNCONFIRMED: u8 = 2;
+/// Confirmed path: a request counts as lost after this long.
+pub const PATH_TIMEOUT_CONFIRMED: Duration = Duration::from_secs(10);
+/// Confirmed path: dropped after this many lost requests in a row.
+pub const PATH_TRIES_CONFIRMED: u8 = 4;
+/// A path is replaced after this long whatever happens.
+pub const PATH_LIFETIME: Duration = Duration::from_secs(1200);
+/// A node that missed this many answers in a row leaves our lists.
+pub const NODE_MAX_MISSES: u8 = 3;
+/// Outstanding requests at most.
+pub const MAX_PENDING: usize = 1024;
+/// Inner onion data (`[id][data]`) at most.
+pub const MAX_DATA_SIZE: usize = ONION_MAX_PACKET_SIZE
+    - (1 + PUBLIC_KEY_SIZE + NONCE_SIZE + PUBLIC_KEY_SIZE + MAC_SIZE + PUBLIC_KEY_SIZE + MAC_SIZE)
+    - 200;
+/// Timer granularity.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// What the onion client tells its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnionEvent {
+    /// We are stored at ≥ 1 node (after not being stored anywhere).
+    Announced,
+    /// A friend is announced somewhere (its data key is known).
+    FriendFound { real_pk: PublicKey },
+    /// Decrypted onion data `[id][data]` (0x9c DHT-PK, 0x20 friend request).
+    Data { from_real_pk: PublicKey, data: Vec<u8> },
+}
+
+struct Path {
+    keys: PathKeys,
+    created: Instant,
+    confirmed: bool,
+    misses: u8,
+}
+
+#[derive(Clone)]
+struct ANode {
+    pk: PublicKey,
+    addr: SocketAddr,
+    ping_id: [u8; PING_ID_SIZE],
+    /// Self list: stored us. Friend lists: the friend is announced here.
+    stored: bool,
+    last_sent: Option<Instant>,
+    misses: u8,
+}
+
+impl ANode {
+    fn new(n: &PackedNode) -> Self {
+        ANode { pk: n.pk, addr: n.addr, ping_id: [0; PING_ID_SIZE], stored: false, last_sent: None, misses: 0 }
+    }
+}
+
+struct Friend {
+    temp: KeyPair,
+    nodes: Vec<ANode>,
+    data_pk: Option<PublicKey>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Me,
+    Friend(PublicKey),
+}
+
+struct Pending {
+    target: Target,
+    node: PublicKey,
+    path: u64,
+    first_hop: SocketAddr,
+    sent: Instant,
+    timeout: Duration,
+}
+
+/// The onion client.
+pub struct OnionClient {
+    real: KeyPair,
+    data_kp: KeyPair,
+    announce_nodes: Vec<ANode>,
+    friends: HashMap<PublicKey, Friend>,
+    paths: [HashMap<u64, Path>; 2],
+    next_path_id: u64,
+    pending: HashMap<u64, Pending>,
+    shared: HashMap<PublicKey, SharedKey>,
+    announced: bool,
+    /// Time of the last tick (stamps requests made between ticks).
+    now: Instant,
+    /// Our DHT keys (first onion layer), taken from the DHT at each tick.
+    dht_keys: Option<KeyPair>,
+    next_tick: Instant,
+    transmit: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<OnionEvent>,
+}
+
+const ANNOUNCE_POOL: usize = 0;
+const SEARCH_POOL: usize = 1;
+const MAX_SHARED_KEYS: usize = 1024;
+
+impl OnionClient {
+    pub fn new(real_keys: KeyPair, now: Instant) -> Self {
+        OnionClient {
+            real: real_keys,
+            data_kp: KeyPair::generate(),
+            announce_nodes: Vec::new(),
+            friends: HashMap::new(),
+            paths: [HashMap::new(), HashMap::new()],
+            next_path_id: 1,
+            pending: HashMap::new(),
+            shared: HashMap::new(),
+            announced: false,
+            now,
+            dht_keys: None,
+            next_tick: now,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Our per-session data public key (what we announce; 0x86 for us is boxed to it).
+    pub fn data_pk(&self) -> PublicKey {
+        self.data_kp.pk
+    }
+
+    /// Our long-term public key.
+    pub fn real_pk(&self) -> PublicKey {
+        self.real.pk
+    }
+
+    pub fn add_friend(&mut self, real_pk: PublicKey) {
+        if real_pk == self.real.pk || self.friends.len() >= MAX_FRIENDS {
+            return;
+        }
+        self.friends.entry(real_pk).or_insert_with(|| Friend { temp: KeyPair::generate(), nodes: Vec::new(), data_pk: None });
+    }
+
+    pub fn remove_friend(&mut self, real_pk: &PublicKey) {
+        self.friends.remove(real_pk);
+    }
+
+    /// Stored at ≥ 1 node.
+    pub fn is_announced(&self) -> bool {
+        self.announce_nodes.iter().any(|n| n.stored)
+    }
+
+    /// Number of nodes that report us stored.
+    pub fn announced_count(&self) -> usize {
+        self.announce_nodes.iter().filter(|n| n.stored).count()
+    }
+
+    /// The friend is announced at ≥ 1 node we know of (its data key is known).
+    pub fn is_friend_found(&self, real_pk: &PublicKey) -> bool {
+        self.friends.get(real_pk).is_some_and(|f| f.data_pk.is_some() && f.nodes.iter().any(|n| n.stored))
+    }
+
+    /// The friend's data key as last reported.
+    pub fn friend_data_pk(&self, real_pk: &PublicKey) -> Option<PublicKey> {
+        self.friends.get(real_pk)?.data_pk
+    }
+
+    fn shared_key(&mut self, pk: &PublicKey) -> SharedKey {
+        if let Some(k) = self.shared.get(pk) {
+            return k.clone();
+        }
+        let k = SharedKey::precompute(pk, &self.real.sk);
+        if self.shared.len() >= MAX_SHARED_KEYS {
+            if let Some(v) = self.shared.keys().next().copied() {
+                self.shared.remove(&v);
+            }
+        }
+        self.shared.insert(*pk, k.clone());
+        k
+    }
+
+    /// Sends `inner` (`[id][data]`) to every node where the friend is announced; returns
+    /// how many copies went out (0: not found yet, or no path).
+    pub fn send_data(&mut self, to_real_pk: &PublicKey, inner: &[u8]) -> usize {
+        if inner.is_empty() || inner.len() > MAX_DATA_SIZE {
+            return 0;
+        }
+        let Some(f) = self.friends.get(to_real_pk) else { return 0 };
+        let Some(data_pk) = f.data_pk else { return 0 };
+        let nodes: Vec<(PublicKey, SocketAddr)> = f.nodes.iter().filter(|n| n.stored).map(|n| (n.pk, n.addr)).collect();
+        let mut sent = 0;
+        for (npk, naddr) in nodes {
+            let Some(pid) = self.pick_path(SEARCH_POOL) else { break };
+            let nonce = random_nonce();
+            let inner_box = self.shared_key(to_real_pk).encrypt(&nonce, inner);
+            let mut mid = Vec::with_capacity(PUBLIC_KEY_SIZE + inner_box.len());
+            mid.extend_from_slice(&self.real.pk.0);
+            mid.extend_from_slice(&inner_box);
+            let temp = KeyPair::generate();
+            let outer = SharedKey::precompute(&data_pk, &temp.sk).encrypt(&nonce, &mid);
+            let mut p = Vec::with_capacity(1 + 2 * PUBLIC_KEY_SIZE + NONCE_SIZE + outer.len());
+            p.push(kind::ONION_DATA_REQUEST);
+            p.extend_from_slice(&to_real_pk.0);
+            p.extend_from_slice(&nonce);
+            p.extend_from_slice(&temp.pk.0);
+            p.extend_from_slice(&outer);
+            let _ = npk;
+            if self.send_via(SEARCH_POOL, pid, naddr, &p, None).is_some() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Path keys of a pool's path, and the packet sent through it; with `track`, a
+    /// pending entry is made (returns its sendback).
+    fn send_via(&mut self, pool: usize, pid: u64, dest: SocketAddr, payload: &[u8], track: Option<(Target, PublicKey, u64)>) -> Option<()> {
+        let dht_keys = self.dht_keys.clone()?;
+        let path = self.paths[pool].get(&pid)?;
+        let pkt = onion_request(&dht_keys, &path.keys, dest, payload);
+        let first = path.keys.nodes[0].addr;
+        if let Some((target, node, sendback)) = track {
+            let timeout = if path.confirmed { PATH_TIMEOUT_CONFIRMED } else { PATH_TIMEOUT_UNCONFIRMED };
+            self.pending.insert(sendback, Pending { target, node, path: pid, first_hop: first, sent: self.now, timeout });
+        }
+        self.transmit.push_back((first, pkt));
+        Some(())
+    }
+
+    fn pick_path(&mut self, pool: usize) -> Option<u64> {
+        let ids: Vec<u64> = self.paths[pool].keys().copied().collect();
+        ids.choose(&mut rand::rng()).copied()
+    }
+
+    fn refill_paths(&mut self, dht: &Dht, now: Instant) {
+        for pool in [ANNOUNCE_POOL, SEARCH_POOL] {
+            self.paths[pool].retain(|_, p| {
+                let max = if p.confirmed { PATH_TRIES_CONFIRMED } else { PATH_TRIES_UNCONFIRMED };
+                p.misses < max && now.saturating_duration_since(p.created) < PATH_LIFETIME
+            });
+            while self.paths[pool].len() < NUM_PATHS {
+                let mut nodes = dht.random_nodes(3);
+                if nodes.is_empty() {
+                    return;
+                }
+                // Tiny networks: repeat nodes (c-toxcore tolerates it).
+                while nodes.len() < 3 {
+                    let n = nodes[nodes.len() % nodes.len().max(1)];
+                    nodes.push(n);
+                }
+                let keys = PathKeys {
+                    nodes: [nodes[0], nodes[1], nodes[2]],
+                    temp1: KeyPair::generate(),
+                    temp2: KeyPair::generate(),
+                };
+                let id = self.next_path_id;
+                self.next_path_id += 1;
+                self.paths[pool].insert(id, Path { keys, created: now, confirmed: false, misses: 0 });
+            }
+        }
+    }
+
+    /// Handles 0x84 and 0x86 arriving at us.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], dht: &Dht) -> Result<(), OnionError> {
+        let _ = dht;
+        if data.len() > ONION_MAX_PACKET_SIZE {
+            return Err(PacketError::TooLong { what: "onion response", max: ONION_MAX_PACKET_SIZE, got: data.len() }.into());
+        }
+        match data.first() {
+            Some(&kind::ANNOUNCE_RESPONSE) => self.announce_response(now, from, data),
+            Some(&kind::ONION_DATA_RESPONSE) => self.data_response(data),
+            Some(&k) => Err(OnionError::NotOnion(k)),
+            None => Err(PacketError::Empty.into()),
+        }
+    }
+
+    fn announce_response(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), OnionError> {
+        let (sendback, nonce, boxed) = announce_response_header(data)?;
+        let p = match self.pending.get(&sendback) {
+            Some(p) if p.first_hop == from => p,
+            _ => return Err(OnionError::Other("announce response we did not ask for")),
+        };
+        let (target, node_pk, path) = (p.target, p.node, p.path);
+        let key = match target {
+            Target::Me => self.shared_key(&node_pk),
+            Target::Friend(f) => match self.friends.get(&f) {
+                Some(fr) => SharedKey::precompute(&node_pk, &fr.temp.sk),
+                None => {
+                    self.pending.remove(&sendback);
+                    return Err(OnionError::Other("response for a removed friend"));
+                }
+            },
+        };
+        let plain = key.decrypt(&nonce, boxed).ok_or(PacketError::Decrypt)?;
+        self.pending.remove(&sendback);
+        let is_stored = plain.first().copied().ok_or(PacketError::Empty)?;
+        let value: [u8; 32] = plain.get(1..33).and_then(|s| s.try_into().ok()).ok_or(PacketError::Empty)?;
+        let nodes: Vec<PackedNode> = decode_node_entries_all(&plain[33..], MAX_SENT_NODES)?
+            .into_iter()
+            .filter(|e| !e.tcp)
+            .map(|e| e.node)
+            .collect();
+        for pool in &mut self.paths {
+            if let Some(p) = pool.get_mut(&path) {
+                p.confirmed = true;
+                p.misses = 0;
+            }
+        }
+        match target {
+            Target::Me => {
+                let was = self.is_announced();
+                let mut resend = None;
+                if let Some(n) = self.announce_nodes.iter_mut().find(|n| n.pk == node_pk) {
+                    n.misses = 0;
+                    n.stored = is_stored == 2;
+                    if is_stored != 2 && n.ping_id != value {
+                        n.ping_id = value;
+                        resend = Some(n.pk);
+                    } else {
+                        n.ping_id = value;
+                    }
+                }
+                if !was && self.is_announced() && !self.announced {
+                    self.announced = true;
+                    self.events.push_back(OnionEvent::Announced);
+                }
+                let me = self.real.pk;
+                Self::merge_nodes(&mut self.announce_nodes, &nodes, &me, MAX_ANNOUNCE_NODES);
+                if let Some(pk) = resend {
+                    // repeat at once with the fresh ping id
+                    if let Some(n) = self.announce_nodes.iter_mut().find(|n| n.pk == pk) {
+                        n.last_sent = None;
+                    }
+                    self.announce_due(now);
+                }
+            }
+            Target::Friend(fpk) => {
+                let mut found = None;
+                if let Some(f) = self.friends.get_mut(&fpk) {
+                    if let Some(n) = f.nodes.iter_mut().find(|n| n.pk == node_pk) {
+                        n.misses = 0;
+                        n.stored = is_stored == 1;
+                    }
+                    if is_stored == 1 {
+                        let dpk = PublicKey(value);
+                        if f.data_pk != Some(dpk) {
+                            f.data_pk = Some(dpk);
+                            found = Some(fpk);
+                        }
+                    }
+                    Self::merge_nodes(&mut f.nodes, &nodes, &fpk, MAX_FRIEND_NODES);
+                }
+                if let Some(real_pk) = found {
+                    self.events.push_back(OnionEvent::FriendFound { real_pk });
+                }
+                self.search_due(now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds nodes closer to `target` than the farthest we keep (or while not full).
+    fn merge_nodes(list: &mut Vec<ANode>, nodes: &[PackedNode], target: &PublicKey, max: usize) {
+        for n in nodes {
+            if list.iter().any(|x| x.pk == n.pk) {
+                continue;
+            }
+            if list.len() < max {
+                list.push(ANode::new(n));
+                continue;
+            }
+            let far = list.iter().enumerate().max_by(|(_, a), (_, b)| closer(target, &a.pk, &b.pk)).map(|(i, x)| (i, x.pk));
+            if let Some((i, fpk)) = far {
+                if closer(target, &n.pk, &fpk) == std::cmp::Ordering::Less {
+                    list[i] = ANode::new(n);
+                }
+            }
+        }
+    }
+
+    fn data_response(&mut self, data: &[u8]) -> Result<(), OnionError> {
+        let min = 1 + NONCE_SIZE + PUBLIC_KEY_SIZE + MAC_SIZE + PUBLIC_KEY_SIZE + MAC_SIZE + 1;
+        if data.len() < min {
+            return Err(PacketError::TooShort { what: "onion data response", need: min, got: data.len() }.into());
+        }
+        let nonce = nonce_at(data, 1).ok_or(PacketError::Empty)?;
+        let temp = pk_at(data, 1 + NONCE_SIZE).ok_or(PacketError::Empty)?;
+        let mid = SharedKey::precompute(&temp, &self.data_kp.sk)
+            .decrypt(&nonce, &data[1 + NONCE_SIZE + PUBLIC_KEY_SIZE..])
+            .ok_or(PacketError::Decrypt)?;
+        let sender = pk_at(&mid, 0).ok_or(PacketError::Empty)?;
+        let inner = self.shared_key(&sender).decrypt(&nonce, &mid[PUBLIC_KEY_SIZE..]).ok_or(PacketError::Decrypt)?;
+        if inner.is_empty() {
+            return Err(PacketError::Empty.into());
+        }
+        self.events.push_back(OnionEvent::Data { from_real_pk: sender, data: inner });
+        Ok(())
+    }
+
+    /// Timers: paths, announces, searches, lost requests.
+    pub fn tick(&mut self, now: Instant, dht: &Dht) {
+        self.now = now;
+        self.dht_keys = Some(dht.keys().clone());
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + TICK;
+
+        // lost requests count against their path and node
+        let lost: Vec<(u64, Pending)> = {
+            let ids: Vec<u64> = self
+                .pending
+                .iter()
+                .filter(|(_, p)| now.saturating_duration_since(p.sent) >= p.timeout)
+                .map(|(k, _)| *k)
+                .collect();
+            ids.into_iter().filter_map(|k| self.pending.remove(&k).map(|p| (k, p))).collect()
+        };
+        let was = self.is_announced();
+        for (_, p) in lost {
+            for pool in &mut self.paths {
+                if let Some(path) = pool.get_mut(&p.path) {
+                    path.misses = path.misses.saturating_add(1);
+                }
+            }
+            let list = match p.target {
+                Target::Me => Some(&mut self.announce_nodes),
+                Target::Friend(f) => self.friends.get_mut(&f).map(|f| &mut f.nodes),
+            };
+            if let Some(list) = list {
+                if let Some(n) = list.iter_mut().find(|n| n.pk == p.node) {
+                    n.misses = n.misses.saturating_add(1);
+                }
+                list.retain(|n| n.misses < NODE_MAX_MISSES);
+            }
+        }
+        if was && !self.is_announced() {
+            // announced again (and Announced reported again) once a node stores us
+            self.announced = false;
+        }
+
+        self.refill_paths(dht, now);
+        if self.paths[ANNOUNCE_POOL].is_empty() {
+            return;
+        }
+
+        // fill the lists from the DHT while short
+        if self.announce_nodes.len() < MAX_ANNOUNCE_NODES {
+            let me = self.real.pk;
+            let cands = dht.closest_nodes(&me, MAX_ANNOUNCE_NODES);
+            Self::merge_nodes(&mut self.announce_nodes, &cands, &me, MAX_ANNOUNCE_NODES);
+        }
+        let fkeys: Vec<PublicKey> = self.friends.keys().copied().collect();
+        for fpk in fkeys {
+            if let Some(f) = self.friends.get_mut(&fpk) {
+                if f.nodes.len() < MAX_FRIEND_NODES {
+                    let cands = dht.closest_nodes(&fpk, MAX_FRIEND_NODES);
+                    Self::merge_nodes(&mut f.nodes, &cands, &fpk, MAX_FRIEND_NODES);
+                }
+            }
+        }
+        self.announce_due(now);
+        self.search_due(now);
+    }
+
+    fn announce_due(&mut self, now: Instant) {
+        let due: Vec<usize> = (0..self.announce_nodes.len())
+            .filter(|&i| {
+                let n = &self.announce_nodes[i];
+                let gap = if n.stored { ANNOUNCE_INTERVAL } else { ANNOUNCE_INTERVAL_NOT_STORED };
+                n.last_sent.is_none_or(|t| now.saturating_duration_since(t) >= gap)
+            })
+            .collect();
+        for i in due {
+            if self.pending.len() >= MAX_PENDING {
+                return;
+            }
+            let Some(pid) = self.pick_path(ANNOUNCE_POOL) else { return };
+            let n = self.announce_nodes[i].clone();
+            let sendback = random_u64();
+            let payload = announce_request(&self.real, &n.pk, &n.ping_id, &self.real.pk, &self.data_kp.pk, sendback);
+            if self.send_via(ANNOUNCE_POOL, pid, n.addr, &payload, Some((Target::Me, n.pk, sendback))).is_some() {
+                self.announce_nodes[i].last_sent = Some(now);
+            }
+        }
+    }
+
+    fn search_due(&mut self, now: Instant) {
+        let mut jobs: Vec<(PublicKey, PackedNode)> = Vec::new();
+        for (fpk, f) in self.friends.iter_mut() {
+            let found = f.data_pk.is_some() && f.nodes.iter().any(|n| n.stored);
+            let gap = if found { SEARCH_INTERVAL_FOUND } else { SEARCH_INTERVAL };
+            for n in f.nodes.iter_mut() {
+                if n.last_sent.is_none_or(|t| now.saturating_duration_since(t) >= gap) {
+                    n.last_sent = Some(now);
+                    jobs.push((*fpk, PackedNode::new(n.addr, n.pk)));
+                }
+            }
+        }
+        for (fpk, node) in jobs {
+            if self.pending.len() >= MAX_PENDING {
+                return;
+            }
+            let Some(pid) = self.pick_path(SEARCH_POOL) else { return };
+            let Some(f) = self.friends.get(&fpk) else { continue };
+            let sendback = random_u64();
+            let payload = announce_request(&f.temp, &node.pk, &[0; PING_ID_SIZE], &fpk, &PublicKey([0; 32]), sendback);
+            self.send_via(SEARCH_POOL, pid, node.addr, &payload, Some((Target::Friend(fpk), node.pk, sendback)));
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmit.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<OnionEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn next_timeout(&self) -> Option<Instant> {
+        Some(self.next_tick)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dht::DhtEvent;
+    use crate::onion::OnionNode;
+
+    /// A node of the simulated network: DHT + onion node, optionally an onion client.
+    struct Peer {
+        addr: SocketAddr,
+        dht: Dht,
+        onion: OnionNode,
+        client: Option<OnionClient>,
+        events: Vec<OnionEvent>,
+    }
+
+    struct Net {
+        peers: Vec<Peer>,
+        now: Instant,
+        /// Packets addressed to these are lost.
+        dead: Vec<usize>,
+    }
+
+    fn addr(i: usize) -> SocketAddr {
+        SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8 + 1], 33445))
+    }
+
+    impl Net {
+        fn new(n: usize, clients: &[usize]) -> Net {
+            let now = Instant::now();
+            let peers = (0..n)
+                .map(|i| {
+                    let k = KeyPair::generate();
+                    Peer {
+                        addr: addr(i),
+                        dht: Dht::new(k.clone(), now),
+                        onion: OnionNode::new(k, now),
+                        client: clients.contains(&i).then(|| OnionClient::new(KeyPair::generate(), now)),
+                        events: Vec::new(),
+                    }
+                })
+                .collect();
+            let mut net = Net { peers, now, dead: vec![] };
+            let (a0, pk0) = (net.peers[0].addr, net.peers[0].dht.pk());
+            for i in 1..n {
+                net.peers[i].dht.bootstrap(a0, pk0, now);
+            }
+            net
+        }
+
+        fn deliver(&mut self, from: SocketAddr, to: SocketAddr, pkt: &[u8]) {
+            let Some(j) = self.peers.iter().position(|p| p.addr == to) else { return };
+            if self.dead.contains(&j) {
+                return;
+            }
+            let now = self.now;
+            let p = &mut self.peers[j];
+            let _ = match pkt.first() {
+                Some(0x00..=0x04 | 0x20 | 0x21) => p.dht.handle_packet(now, from, pkt).map_err(|_| ()),
+                Some(0x84 | 0x86) => match p.client.as_mut() {
+                    Some(c) => c.handle_packet(now, from, pkt, &p.dht).map_err(|_| ()),
+                    None => Err(()),
+                },
+                Some(_) => p.onion.handle_packet(now, from, pkt, &p.dht).map_err(|_| ()),
+                None => Err(()),
+            };
+        }
+
+        fn pump(&mut self) {
+            for _ in 0..200 {
+                let mut q = Vec::new();
+                for p in self.peers.iter_mut() {
+                    while let Some((to, pkt)) = p.dht.poll_transmit() {
+                        q.push((p.addr, to, pkt));
+                    }
+                    while let Some((to, pkt)) = p.onion.poll_transmit() {
+                        q.push((p.addr, to, pkt));
+                    }
+                    while p.onion.poll_event().is_some() {}
+                    while let Some(DhtEvent::Found { .. } | DhtEvent::Request { .. }) = p.dht.poll_event() {}
+                    if let Some(c) = p.client.as_mut() {
+                        while let Some((to, pkt)) = c.poll_transmit() {
+                            q.push((p.addr, to, pkt));
+                        }
+                        while let Some(e) = c.poll_event() {
+                            p.events.push(e);
+                        }
+                    }
+                }
+                if q.is_empty() {
+                    return;
+                }
+                for (from, to, pkt) in q {
+                    self.deliver(from, to, &pkt);
+                }
+            }
+        }
+
+        fn run(&mut self, d: Duration) {
+            let end = self.now + d;
+            while self.now < end {
+                self.now += TICK;
+                let now = self.now;
+                for (i, p) in self.peers.iter_mut().enumerate() {
+                    if self.dead.contains(&i) {
+                        continue;
+                    }
+                    p.dht.tick(now);
+                    p.onion.tick(now);
+                    if let Some(c) = p.client.as_mut() {
+                        c.tick(now, &p.dht);
+                    }
+                }
+                self.pump();
+            }
+        }
+
+        fn client(&mut self, i: usize) -> &mut OnionClient {
+            self.peers[i].client.as_mut().unwrap()
+        }
+    }
+
+    #[test]
+    fn announce_find_friend_and_exchange_data() {
+        let mut net = Net::new(12, &[3, 9]);
+        net.pump();
+        net.run(Duration::from_secs(5));
+        net.run(Duration::from_secs(10));
+        assert!(net.client(3).is_announced(), "3 not announced");
+        assert!(net.client(9).is_announced(), "9 not announced");
+        assert!(net.peers[3].events.contains(&OnionEvent::Announced));
+        assert_eq!(net.peers[3].events.iter().filter(|e| **e == OnionEvent::Announced).count(), 1);
+        assert!(net.client(3).announced_count() >= 4, "{}", net.client(3).announced_count());
+        // the nodes storing 3 are the closest to its key among the network
+        let pk3 = net.client(3).real_pk();
+        let stored_at = net.peers.iter().filter(|p| p.onion.announced_data_pk(&pk3).is_some()).count();
+        assert!(stored_at >= 4);
+        assert!(net.peers.iter().all(|p| p.onion.announced_data_pk(&pk3).is_none_or(|d| d == net.peers[3].client.as_ref().unwrap().data_pk())));
+
+        // 3 searches 9 and finds it
+        let pk9 = net.client(9).real_pk();
+        net.client(3).add_friend(pk9);
+        net.run(Duration::from_secs(8));
+        assert!(net.client(3).is_friend_found(&pk9));
+        assert!(net.peers[3].events.contains(&OnionEvent::FriendFound { real_pk: pk9 }));
+        assert_eq!(net.client(3).friend_data_pk(&pk9), Some(net.peers[9].client.as_ref().unwrap().data_pk()));
+        // and sends it data through the onion
+        let copies = net.client(3).send_data(&pk9, &[0x9c, 1, 2, 3]);
+        assert!(copies >= 1);
+        net.pump();
+        let got: Vec<&OnionEvent> = net.peers[9].events.iter().filter(|e| matches!(e, OnionEvent::Data { .. })).collect();
+        assert_eq!(got.len(), copies, "one delivery per copy");
+        assert!(got.iter().all(|e| **e == OnionEvent::Data { from_real_pk: pk3, data: vec![0x9c, 1, 2, 3] }));
+        // not a friend: nothing sent
+        assert_eq!(net.client(3).send_data(&PublicKey([5; 32]), &[1]), 0);
+    }
+
+    #[test]
+    fn lost_paths_replaced_and_forged_responses_ignored() {
+        let mut net = Net::new(10, &[4]);
+        net.pump();
+        net.run(Duration::from_secs(15));
+        assert!(net.client(4).is_announced());
+        // kill two nodes: paths through them are dropped and rebuilt, we stay announced
+        net.dead = vec![1, 2];
+        net.run(Duration::from_secs(60));
+        assert!(net.client(4).is_announced());
+        for pool in &net.peers[4].client.as_ref().unwrap().paths {
+            for p in pool.values() {
+                assert!(p.keys.nodes.iter().all(|n| n.addr != addr(1) && n.addr != addr(2)) || !p.confirmed);
+            }
+        }
+        // unsolicited / forged 0x84 and 0x86
+        let dht = Dht::new(KeyPair::generate(), net.now);
+        let now = net.now;
+        let c = net.client(4);
+        let mut fake = vec![kind::ANNOUNCE_RESPONSE];
+        fake.extend_from_slice(&[0u8; 8 + 24 + 16 + 33]);
+        assert!(c.handle_packet(now, addr(0), &fake, &dht).is_err());
+        let mut fake86 = vec![kind::ONION_DATA_RESPONSE];
+        fake86.extend_from_slice(&[1u8; 24 + 32 + 16 + 32 + 16 + 4]);
+        assert!(c.handle_packet(now, addr(0), &fake86, &dht).is_err());
+        assert!(c.handle_packet(now, addr(0), &[], &dht).is_err());
+        assert!(c.handle_packet(now, addr(0), &[0x84; 20], &dht).is_err());
+    }
+}
