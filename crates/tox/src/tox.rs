@@ -20,6 +20,7 @@ use crate::friend::{ConnectMode, FriendProgress, Progress, Task};
 use crate::messenger::{MessageKind, Messenger, MessengerError, MessengerEvent, RequestVia};
 use crate::net_crypto::{NetCrypto, NetCryptoEvent};
 use crate::onion::OnionNode;
+use crate::onion_client::{OnionClient, OnionEvent};
 use crate::packet::{kind, DhtPkAnnounce};
 use crate::toxid::{NoSpam, ToxId};
 use std::collections::{HashMap, VecDeque};
@@ -62,6 +63,41 @@ pub enum RendezvousEvent {
     FriendFound { real_pk: PublicKey },
     /// Onion data `[id][data]` from a peer (0x9c DHT-PK, 0x20 friend request).
     Data { from_real_pk: PublicKey, data: Vec<u8> },
+}
+
+/// tox-net's onion client is the real rendezvous.
+impl Rendezvous for OnionClient {
+    fn add_friend(&mut self, real_pk: PublicKey) {
+        OnionClient::add_friend(self, real_pk)
+    }
+    fn remove_friend(&mut self, real_pk: &PublicKey) {
+        OnionClient::remove_friend(self, real_pk)
+    }
+    fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], dht: &Dht) -> Result<(), String> {
+        OnionClient::handle_packet(self, now, from, data, dht).map_err(|e| e.to_string())
+    }
+    fn tick(&mut self, now: Instant, dht: &Dht) {
+        OnionClient::tick(self, now, dht)
+    }
+    fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        OnionClient::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<RendezvousEvent> {
+        OnionClient::poll_event(self).map(|e| match e {
+            OnionEvent::Announced => RendezvousEvent::Announced,
+            OnionEvent::FriendFound { real_pk } => RendezvousEvent::FriendFound { real_pk },
+            OnionEvent::Data { from_real_pk, data } => RendezvousEvent::Data { from_real_pk, data },
+        })
+    }
+    fn next_timeout(&self) -> Option<Instant> {
+        OnionClient::next_timeout(self)
+    }
+    fn send_data(&mut self, to_real_pk: &PublicKey, inner: &[u8]) -> usize {
+        OnionClient::send_data(self, to_real_pk, inner)
+    }
+    fn is_announced(&self) -> bool {
+        OnionClient::is_announced(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +180,12 @@ impl Tox {
             events: VecDeque::new(),
             transmits: VecDeque::new(),
         }
+    }
+
+    /// A client with tox-net's onion client as its rendezvous.
+    pub fn with_onion(real: KeyPair, nospam: NoSpam, nickname: &str, no_replay_base: u64, now: Instant) -> Self {
+        let onion = OnionClient::new(real.clone(), now);
+        Self::new(real, nospam, nickname, no_replay_base, Box::new(onion), now)
     }
 
     pub fn tox_id(&self) -> ToxId {
@@ -564,6 +606,13 @@ mod tests {
 
     impl World {
         fn new(n: usize) -> Self {
+            Self::build(n, false)
+        }
+        /// With tox-net's real onion client (every node is also an onion node).
+        fn with_onion(n: usize) -> Self {
+            Self::build(n, true)
+        }
+        fn build(n: usize, onion: bool) -> Self {
             let now = Instant::now();
             let hub = Arc::new(Mutex::new(Hub::default()));
             let mut nodes = vec![];
@@ -576,7 +625,11 @@ mod tests {
                     announced: false,
                     events: VecDeque::new(),
                 };
-                let tox = Tox::new(keys, NoSpam([i as u8; 4]), &format!("n{i}"), 1000, Box::new(rv), now);
+                let tox = if onion {
+                    Tox::with_onion(keys, NoSpam([i as u8; 4]), &format!("n{i}"), 1000, now)
+                } else {
+                    Tox::new(keys, NoSpam([i as u8; 4]), &format!("n{i}"), 1000, Box::new(rv), now)
+                };
                 nodes.push((SocketAddr::from(([10, 0, 0, i as u8 + 1], 33445)), tox, vec![]));
             }
             // Everyone bootstraps off node 0.
@@ -633,20 +686,28 @@ mod tests {
 
     #[test]
     fn two_clients_befriend_through_every_progress_state() {
-        let mut w = World::new(4);
-        let (a, b) = (2, 3);
+        befriend(World::new(4), 2, 3);
+    }
+
+    #[test]
+    fn two_clients_befriend_over_the_real_onion() {
+        let n = 10;
+        befriend(World::with_onion(n), n - 2, n - 1);
+    }
+
+    fn befriend(mut w: World, a: usize, b: usize) {
         let b_id = w.nodes[b].1.tox_id();
         let (apk, bpk) = (w.nodes[a].1.real_pk(), b_id.pk);
         let now = w.now;
         w.nodes[a].1.send_friend_request(now, &b_id, "hello from a").unwrap();
         // B accepts the request once it arrives.
-        let ok = w.run(Duration::from_secs(60), |w| {
+        let ok = w.run(Duration::from_secs(120), |w| {
             w.nodes[b].2.iter().any(|e| matches!(e, ToxEvent::FriendRequest { from, message } if *from == apk && message == "hello from a"))
         });
         assert!(ok, "no friend request at B");
         let now = w.now;
         w.nodes[b].1.add_friend(now, apk).unwrap();
-        let ok = w.run(Duration::from_secs(60), |w| w.nodes[a].1.is_online(&bpk) && w.nodes[b].1.is_online(&apk));
+        let ok = w.run(Duration::from_secs(120), |w| w.nodes[a].1.is_online(&bpk) && w.nodes[b].1.is_online(&apk));
         assert!(ok, "not connected: {:?}", progress_names(&w.nodes[a].2, bpk));
         // A found B the outbound way: every state in order.
         assert_eq!(
@@ -661,7 +722,7 @@ mod tests {
             ]
         );
         assert_eq!(progress_names(&w.nodes[b].2, apk).last(), Some(&"Connected"));
-        assert!(w.nodes[a].2.contains(&ToxEvent::Nickname { friend: bpk, name: "n3".into() }));
+        assert!(w.nodes[a].2.contains(&ToxEvent::Nickname { friend: bpk, name: format!("n{b}") }));
         let now = w.now;
         let r = w.nodes[a].1.send_message(now, &bpk, MessageKind::Normal, "ping").unwrap();
         let ok = w.run(Duration::from_secs(5), |w| {
