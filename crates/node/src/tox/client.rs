@@ -9,7 +9,8 @@ use omnipeer_tox::friend::Progress;
 use omnipeer_tox::messenger::MessageKind;
 use omnipeer_tox::profile::Profile;
 use omnipeer_tox::tox::{Rendezvous, Tox, ToxEvent};
-use omnipeer_tox::toxid::ToxId;
+pub use omnipeer_tox::messenger::MAX_MESSAGE_LEN;
+pub use omnipeer_tox::toxid::ToxId;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -109,6 +110,11 @@ impl ToxClient {
             }
         }
     }
+}
+
+/// tox-net's onion client for `profile`'s long-term keys.
+pub fn onion_rendezvous(profile: &Profile) -> Box<dyn Rendezvous + Send> {
+    Box::new(omnipeer_tox::onion_client::OnionClient::new(profile.keys.clone(), Instant::now()))
 }
 
 /// Loads the profile at `path`, creating it if missing.
