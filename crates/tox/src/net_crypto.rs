@@ -217,6 +217,16 @@ fn strip_padding(b: &[u8]) -> Option<&[u8]> {
     b.get(first..)
 }
 
+/// Splits a decrypted data packet into `(buffer_start, packet_number, [id][data])`,
+/// skipping the zero padding.
+pub fn parse_data_plain(plain: &[u8]) -> Result<(u32, u32, &[u8]), NetCryptoError> {
+    let hdr: [u8; 8] = plain.get(..8).and_then(|h| h.try_into().ok()).ok_or(NetCryptoError::Malformed("short data header"))?;
+    let buffer_start = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+    let num = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    let body = strip_padding(&plain[8..]).ok_or(NetCryptoError::Malformed("only padding"))?;
+    Ok((buffer_start, num, body))
+}
+
 /// Encodes a packet request for the missing numbers in `[start, end)`, c-toxcore style:
 /// one byte per missing packet = distance from the previous missing one (starting at
 /// `start − 1`); after 255 without a hit a 0 byte is written and counting restarts at 1.
@@ -689,10 +699,8 @@ impl NetCrypto {
         }
         let shared = c.shared.clone().ok_or(NetCryptoError::State(c.state))?;
         let plain = open_data(&shared, &mut c.recv_nonce, data).ok_or(NetCryptoError::Decrypt)?;
-        let buffer_start = u32::from_be_bytes(plain[0..4].try_into().map_err(|_| NetCryptoError::Malformed("hdr"))?);
-        let num = u32::from_be_bytes(plain[4..8].try_into().map_err(|_| NetCryptoError::Malformed("hdr"))?);
-        let body = strip_padding(&plain[8..]).ok_or(NetCryptoError::Malformed("only padding"))?;
-        let id = body[0];
+        let (buffer_start, num, body) = parse_data_plain(&plain)?;
+        let id = *body.first().ok_or(NetCryptoError::Malformed("empty"))?;
 
         // Acknowledgements: everything below the peer's buffer_start arrived.
         let ack = buffer_start.wrapping_sub(c.send.start);

@@ -144,6 +144,10 @@ mod tests {
         nothex.replace_range(0..2, "ZZ");
         assert_eq!(nothex.parse::<ToxId>(), Err(ToxIdError::NotHex));
         assert!("é".repeat(38).parse::<ToxId>().is_err());
+        // Found by fuzzing: a sign inside a hex pair.
+        let mut signed = ID_A.to_string();
+        signed.replace_range(18..20, "+0");
+        assert_eq!(signed.parse::<ToxId>(), Err(ToxIdError::NotHex));
     }
 
     proptest! {
