@@ -332,6 +332,18 @@ impl Messenger {
         Some((*pk, r.payload.clone()))
     }
 
+    /// Whether a friend request to `to` is still being sent (it is not online yet).
+    pub fn has_pending_request(&self, to: &PublicKey) -> bool {
+        self.outgoing_requests.contains_key(to)
+    }
+
+    /// Makes the pending request to `to` due now (the friend was just found).
+    pub fn friend_request_due_now(&mut self, now: Instant, to: &PublicKey) {
+        if let Some(r) = self.outgoing_requests.get_mut(to) {
+            r.next = now;
+        }
+    }
+
     /// The request returned by `poll_friend_request` could not be sent (the friend is not
     /// found at any rendezvous node yet): try again in a second, without backing off.
     pub fn friend_request_unsent(&mut self, now: Instant, to: &PublicKey) {

@@ -31,6 +31,10 @@ use std::time::{Duration, Instant};
 pub const DHTPK_ONION_INTERVAL: Duration = Duration::from_secs(30);
 /// DHT-PK as a DHT request this often (c-toxcore: 20 s).
 pub const DHTPK_DHT_INTERVAL: Duration = Duration::from_secs(20);
+/// While our friend request is outstanding, DHT-PK goes through the onion this often: the
+/// friend drops DHT-PK packets until it has accepted the request, so the first one after
+/// acceptance should not wait 30 s (c-toxcore's interval).
+pub const DHTPK_PENDING_REQUEST_INTERVAL: Duration = Duration::from_secs(2);
 /// Retry sooner while the friend is not yet found at any rendezvous node.
 pub const DHTPK_RETRY: Duration = Duration::from_secs(1);
 /// Tasks are reconciled at least this often.
@@ -106,6 +110,8 @@ pub enum ToxEvent {
     Progress { friend: PublicKey, progress: Progress },
     /// We are announced at a rendezvous node (the `toxid:` task succeeded).
     Announced,
+    /// The friend was found announced at a rendezvous node (`dhtkey:` can deliver).
+    FriendFound { friend: PublicKey },
     FriendRequest { from: PublicKey, message: String },
     FriendOnline { friend: PublicKey },
     FriendOffline { friend: PublicKey },
@@ -348,6 +354,13 @@ impl Tox {
     }
 
     fn run_tasks(&mut self, now: Instant) {
+        // Outgoing friend requests through the onion (before DHT-PK: the friend accepts
+        // DHT-PK only once it has accepted the request).
+        while let Some((to, payload)) = self.messenger.poll_friend_request(now) {
+            if self.rendezvous.send_data(&to, &payload) == 0 {
+                self.messenger.friend_request_unsent(now, &to);
+            }
+        }
         let tasks = self.tasks();
         for t in tasks {
             match t {
@@ -360,8 +373,15 @@ impl Tox {
                     if due_onion {
                         let ann = self.dhtpk_announce(now);
                         let copies = self.rendezvous.send_data(&friend, &ann);
+                        let interval = if copies == 0 {
+                            DHTPK_RETRY
+                        } else if self.messenger.has_pending_request(&friend) {
+                            DHTPK_PENDING_REQUEST_INTERVAL
+                        } else {
+                            DHTPK_ONION_INTERVAL
+                        };
                         if let Some(f) = self.friends.get_mut(&friend) {
-                            f.next_onion_dhtpk = now + if copies > 0 { DHTPK_ONION_INTERVAL } else { DHTPK_RETRY };
+                            f.next_onion_dhtpk = now + interval;
                         }
                     }
                     if let (true, Some(dht_pk)) = (due_dht, dht_pk) {
@@ -390,12 +410,6 @@ impl Tox {
                         self.nc.connect(now, friend, dht_pk, addr);
                     }
                 }
-            }
-        }
-        // Outgoing friend requests through the onion.
-        while let Some((to, payload)) = self.messenger.poll_friend_request(now) {
-            if self.rendezvous.send_data(&to, &payload) == 0 {
-                self.messenger.friend_request_unsent(now, &to);
             }
         }
     }
@@ -460,6 +474,8 @@ impl Tox {
                         if let Some(f) = self.friends.get_mut(&real_pk) {
                             f.next_onion_dhtpk = now;
                             self.next_tasks = now;
+                            self.messenger.friend_request_due_now(now, &real_pk);
+                            self.events.push_back(ToxEvent::FriendFound { friend: real_pk });
                         }
                     }
                     RendezvousEvent::Data { from_real_pk, data } => match data.first() {

@@ -265,6 +265,8 @@ pub async fn run_send(
                 }
             }
             ToxEvent::Message { friend: f, text, .. } if f == friend => out(&format!("message: {text}")),
+            ToxEvent::Announced => tracing::info!("announced at a rendezvous node"),
+            ToxEvent::FriendFound { .. } => tracing::info!("friend found at a rendezvous node"),
             ToxEvent::FriendOffline { friend: f } if f == friend => {
                 tracing::info!("friend went offline");
                 if delivered_at.is_none() {
