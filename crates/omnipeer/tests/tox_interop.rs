@@ -210,3 +210,41 @@ fn tox_send_times_out_with_the_state_it_was_stuck_in() {
     assert_ne!(bad.wait_exit(T), Some(0));
     assert!(bad.log().contains("checksum"), "{}", bad.log());
 }
+
+/// omnipeer ↔ omnipeer on loopback, bootstrapped off `omnipeer tox bootstrap` (needs no
+/// c-toxcore): `tox send` befriends `tox echo`, gets the echo and the receipt.
+#[test]
+fn tox_send_to_tox_echo_over_omnipeer_bootstrap() {
+    let boot = OmniBootstrap::start(BIN, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let pe = dir.path().join("echo.tox");
+    let ps = dir.path().join("send.tox");
+    let echo = omni(
+        "omnipeer-tox-echo",
+        &["tox", "echo", "--profile", pe.to_str().unwrap(), "--bootstrap", &boot.node_spec(), "--listen",
+          &format!("127.0.0.1:{}", free_udp_port())],
+    );
+    let echo_id = echo
+        .wait_for(Duration::from_secs(20), |l| (l.len() == 76).then(|| l.to_owned()))
+        .unwrap_or_else(|| panic!("no Tox ID\n{}", echo.log()));
+    let mut send = omni(
+        "omnipeer-tox-send",
+        &["tox", "send", "--profile", ps.to_str().unwrap(), "--bootstrap", &boot.node_spec(), "--to", &echo_id,
+          "--message", "hello omnipeer", "--timeout", "40", "--linger", "1"],
+    );
+    assert_eq!(send.wait_exit(Duration::from_secs(60)), Some(0), "{}\n{}\n{}", send.log(), echo.log(), boot.proc.log());
+    let lines = send.lines();
+    assert_eq!(lines.first().map(String::as_str), Some("AwaitingDHTKey"));
+    assert!(lines.iter().any(|l| l == "Connected"), "{}", send.log());
+    assert!(lines.iter().any(|l| l == "delivered"), "{}", send.log());
+    assert!(lines.iter().any(|l| l == "message: echo: hello omnipeer"), "{}", send.log());
+    assert!(echo.wait_line("message from ", T).is_some_and(|l| l.ends_with(": hello omnipeer")), "{}", echo.log());
+    // The sender saved the friend: a second send reuses the profile and the friendship.
+    let mut again = omni(
+        "omnipeer-tox-send",
+        &["tox", "send", "--profile", ps.to_str().unwrap(), "--bootstrap", &boot.node_spec(), "--to", &echo_id,
+          "--message", "second", "--timeout", "40", "--linger", "0"],
+    );
+    assert_eq!(again.wait_exit(Duration::from_secs(60)), Some(0), "{}\n{}", again.log(), echo.log());
+    assert!(again.lines().iter().any(|l| l == "message: echo: second"), "{}", again.log());
+}

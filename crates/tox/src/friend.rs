@@ -154,22 +154,21 @@ impl FriendProgress {
     }
 
     /// The friend's DHT key arrived (DHT-PK packet via onion data or DHT request).
-    pub fn on_dht_key(&mut self, now: Instant, dht_pk: PublicKey) {
+    /// Returns true when a connection exists and the key is new: the friend restarted,
+    /// so the old connection is dead and must be dropped (c-toxcore does the same).
+    pub fn on_dht_key(&mut self, now: Instant, dht_pk: PublicKey) -> bool {
         if self.dht_pk == Some(dht_pk) {
             self.dht_seen = Some(now);
-            return;
+            return false;
         }
-        if self.in_session() {
-            // A connection exists; a new key only matters once it drops (a restart of the
-            // friend shows up as a handshake with the new key).
-            self.dht_pk = Some(dht_pk);
-            self.dht_seen = Some(now);
-            return;
-        }
+        let restart = self.in_session();
         self.dht_pk = Some(dht_pk);
         self.dht_seen = Some(now);
         self.addr = None;
-        self.enter(Progress::AcquiringIpAddress);
+        if !restart {
+            self.enter(Progress::AcquiringIpAddress);
+        }
+        restart
     }
 
     /// A DHT search (or a packet from that key) gave the address of `dht_pk`.
@@ -384,11 +383,9 @@ mod tests {
         f.on_handshake(t0, dht, addr);
         f.on_connection(t0, ConnState::NotConfirmed);
         f.on_connection(t0, ConnState::Established);
-        // A new DHT-PK while connected does not disturb the connection.
-        let dht2 = KeyPair::generate().pk;
-        f.on_dht_key(t0, dht2);
+        // The same key again changes nothing.
+        assert!(!f.on_dht_key(t0, dht));
         assert_eq!(f.progress(), Progress::Connected);
-        f.on_dht_key(t0, dht);
         let lost = t0 + Duration::from_secs(300);
         f.on_closed(lost, CloseReason::Killed);
         assert_eq!(f.progress(), Progress::AcquiringIpAddress);
@@ -402,6 +399,21 @@ mod tests {
         // A fresh sighting restarts the climb.
         f.on_dht_key(lost + DHT_KEY_TIMEOUT, dht);
         assert_eq!(f.progress(), Progress::AcquiringIpAddress);
+    }
+
+    #[test]
+    fn new_dht_key_while_connected_means_restart() {
+        let (mut f, t0, dht, addr) = setup();
+        f.on_handshake(t0, dht, addr);
+        f.on_connection(t0, ConnState::NotConfirmed);
+        f.on_connection(t0, ConnState::Established);
+        let dht2 = KeyPair::generate().pk;
+        assert!(f.on_dht_key(t0, dht2), "the caller must kill the old connection");
+        // Killing it brings the friend back to the search, with the new key.
+        f.on_closed(t0, CloseReason::Local);
+        assert_eq!(f.progress(), Progress::AcquiringIpAddress);
+        assert_eq!(f.dht_pk(), Some(dht2));
+        assert_eq!(f.tasks()[1], Task::Connect { friend: f.real_pk(), mode: ConnectMode::SearchDht { dht_pk: dht2 } });
     }
 
     #[test]

@@ -265,6 +265,16 @@ impl Tox {
         Ok(r)
     }
 
+    /// Ends every friend connection with a kill packet (so friends notice at once, not
+    /// after 32 s of silence). Call before dropping the machine; then flush transmits.
+    pub fn shutdown(&mut self, now: Instant) {
+        let peers: Vec<PublicKey> = self.friends.keys().copied().collect();
+        for p in peers {
+            self.nc.kill(&p);
+        }
+        self.process(now);
+    }
+
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), ToxError> {
         let Some(&k) = data.first() else { return Err(ToxError::Dropped("empty".into())) };
         let r = match k {
@@ -420,7 +430,11 @@ impl Tox {
             return; // replayed or reordered
         }
         f.last_no_replay = Some(ann.no_replay);
-        f.progress.on_dht_key(now, ann.dht_pk);
+        if f.progress.on_dht_key(now, ann.dht_pk) {
+            // The friend restarted: its old connection is dead.
+            self.nc.kill(&friend);
+        }
+        let Some(f) = self.friends.get_mut(&friend) else { return };
         for n in &ann.nodes {
             if n.pk == ann.dht_pk {
                 f.progress.on_address(now, ann.dht_pk, n.addr);

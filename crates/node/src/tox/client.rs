@@ -71,6 +71,12 @@ impl ToxClient {
         }
     }
 
+    /// Kills every friend connection (kill packets sent) before the client goes away.
+    pub async fn shutdown(&mut self) {
+        self.tox.shutdown(Instant::now());
+        self.flush().await;
+    }
+
     async fn flush(&mut self) {
         while let Some((to, p)) = self.tox.poll_transmit() {
             if let Err(e) = self.sock.send_to(&p, to).await {
@@ -149,7 +155,10 @@ pub async fn run_echo(
     eprintln!("listening on {}", c.local_addr()?);
     loop {
         let ev = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
+            _ = cancel.cancelled() => {
+                c.shutdown().await;
+                return Ok(());
+            }
             ev = c.next_event(None) => ev,
         };
         let Some(ev) = ev else { continue };
@@ -238,6 +247,7 @@ pub async fn run_send(
             None => deadline,
         };
         let Some(ev) = c.next_event(Some(until)).await else {
+            c.shutdown().await;
             if let Some(t) = delivered_at {
                 return Ok(SendReport {
                     connected_after: connected_after.unwrap_or_default(),
