@@ -1088,9 +1088,9 @@ mod tests {
         net.loss = 0.0;
         net.a.kill(&bpk);
         net.step();
-        assert!(net.b_events.iter().any(|e| *e == NetCryptoEvent::Closed { peer: apk, reason: CloseReason::Killed }));
+        assert!(net.b_events.contains(&NetCryptoEvent::Closed { peer: apk, reason: CloseReason::Killed }));
         assert_eq!(net.b.state(&apk), None);
-        assert!(net.a_events.iter().any(|e| *e == NetCryptoEvent::Closed { peer: bpk, reason: CloseReason::Local }));
+        assert!(net.a_events.contains(&NetCryptoEvent::Closed { peer: bpk, reason: CloseReason::Local }));
     }
 
     #[test]
@@ -1103,9 +1103,9 @@ mod tests {
         }
         let reqs = net.sizes.iter().filter(|(k, _)| *k == PACKET_COOKIE_REQUEST).count();
         assert_eq!(reqs, MAX_SEND_TRIES as usize);
-        assert!(net.a_events.iter().any(
-            |e| *e == NetCryptoEvent::Closed { peer: bpk, reason: CloseReason::Timeout(ConnState::CookieRequesting) }
-        ));
+        assert!(net
+            .a_events
+            .contains(&NetCryptoEvent::Closed { peer: bpk, reason: CloseReason::Timeout(ConnState::CookieRequesting) }));
     }
 
     #[test]
