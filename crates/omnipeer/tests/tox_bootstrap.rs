@@ -9,7 +9,7 @@
 mod tox_support;
 
 use std::time::Duration;
-use tox_support::{Bot, BotOptions, OmniBootstrap};
+use tox_support::{Bootstrapd, Bot, BotOptions, OmniBootstrap};
 
 const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 const T: Duration = Duration::from_secs(60);
@@ -49,6 +49,30 @@ fn bot_bootstrapping_off_omnipeer_gets_self_connection() {
     let a = Bot::start(BotOptions::new().bootstrap(&omni.node_spec()).timeout_secs(60));
     let c = a.wait_self_connected(T);
     assert!(c.is_some(), "no SELF CONNECTION\n{}\n{}", a.log(), omni.proc.log());
+}
+
+/// omnipeer joins an existing c-toxcore network (`--bootstrap` off tox-bootstrapd); a bot
+/// that knows only tox-bootstrapd and a bot that knows only omnipeer befriend each other.
+#[test]
+fn omnipeer_bootstrap_joins_a_c_toxcore_network() {
+    if !tox_support::require("omnipeer_bootstrap_joins_a_c_toxcore_network") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let omni = OmniBootstrap::start(BIN, &["--bootstrap", &bsd.node_spec()]);
+    let a = Bot::start(BotOptions::new().bootstrap(&bsd.node_spec()).timeout_secs(110));
+    let aid = a.tox_id();
+    let mut b = Bot::start(
+        BotOptions::new()
+            .bootstrap(&omni.node_spec())
+            .friend_request(&aid)
+            .message("across networks")
+            .exit_on_echo()
+            .timeout_secs(100),
+    );
+    let rc = b.wait_exit(Duration::from_secs(110));
+    assert_eq!(rc, Some(0), "B got no echo\n{}\n{}\n{}", b.log(), a.log(), omni.proc.log());
+    assert_eq!(b.proc.expect_line("MESSAGE 0 ", T), "'echo: across networks'");
 }
 
 #[test]

@@ -38,3 +38,24 @@ fn two_bots_befriend_via_bootstrapd() {
     assert!(b.proc.wait_line("RECEIPT 0 ", T).is_some(), "{}", b.log());
     assert!(a.wait_self_connected(T).is_some());
 }
+
+#[test]
+fn processes_are_killed_on_drop_and_ports_are_fixed() {
+    if !tox_support::require("processes_are_killed_on_drop_and_ports_are_fixed") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let bot = Bot::start(BotOptions::new().bootstrap(&bsd.node_spec()).timeout_secs(60));
+    // the bot binds the port the harness chose
+    assert_eq!(bot.proc.expect_line("PORT ", T), bot.port.to_string());
+    assert_eq!(bot.dht_key().len(), 64);
+    let pids = [bot.proc.pid(), bsd.proc.pid()];
+    for p in pids {
+        assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
+    }
+    drop(bot);
+    drop(bsd);
+    for p in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{p}")).exists(), "pid {p} still there");
+    }
+}

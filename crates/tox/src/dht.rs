@@ -54,7 +54,8 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 pub const NODES_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Outstanding pings / nodes requests at most (each).
 pub const MAX_PENDING: usize = 8192;
-/// An unknown node is probed at most this often.
+/// An unknown node is probed at most this often (and at most [`MAX_PENDING`] nodes are
+/// remembered as probed).
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// Bootstrap nodes are asked again this often while we have no good node.
 pub const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
@@ -66,6 +67,8 @@ pub const MAX_SHARED_KEYS: usize = 4096;
 pub const FOUND_REPEAT: Duration = Duration::from_secs(5);
 /// Timer granularity.
 pub const TICK: Duration = Duration::from_millis(250);
+/// New search-list nodes asked for the searched key per search and tick.
+pub const ASK_PER_TICK: usize = 4;
 
 /// What the DHT tells its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,11 +102,13 @@ struct Node {
     last_checked: Instant,
     /// When this node last listed the searched key in a nodes response (search lists).
     knows_target: Option<Instant>,
+    /// Search lists: asked for the searched key since it joined the list.
+    asked: bool,
 }
 
 impl Node {
     fn new(pk: PublicKey, addr: SocketAddr, now: Instant) -> Self {
-        Node { pk, addr, last_seen: now, last_checked: now, knows_target: None }
+        Node { pk, addr, last_seen: now, last_checked: now, knows_target: None, asked: false }
     }
     fn good(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last_seen) < BAD_NODE_TIMEOUT
@@ -212,12 +217,22 @@ impl Dht {
             let mut v: Vec<Node> = self.buckets.iter().flatten().cloned().collect();
             v.sort_by(|a, b| closer(&dht_pk, &a.pk, &b.pk));
             v.truncate(SEARCH_SIZE);
-            v.iter_mut().for_each(|n| n.knows_target = None);
+            v.iter_mut().for_each(|n| {
+                n.knows_target = None;
+                n.asked = false;
+            });
             v
         };
-        self.searches
-            .entry(dht_pk)
-            .or_insert(Search { nodes: known, last_lookup: None, quick: 0, found: None });
+        if self.searches.contains_key(&dht_pk) {
+            return;
+        }
+        let now = self.next_tick;
+        let direct = known.iter().find(|n| n.pk == dht_pk && n.good(now)).map(|n| n.addr);
+        self.searches.insert(dht_pk, Search { nodes: known, last_lookup: None, quick: 0, found: None });
+        // Already in our lists with a fresh address: report it at once.
+        if let Some(addr) = direct {
+            self.report_found(dht_pk, addr, now);
+        }
     }
 
     pub fn remove_search(&mut self, dht_pk: &PublicKey) {
@@ -326,7 +341,7 @@ impl Dht {
             Some(&(kind::PING_REQUEST | kind::PING_RESPONSE | kind::NODES_REQUEST | kind::NODES_RESPONSE)) => {
                 self.handle_dht(now, from, data)
             }
-            Some(&kind::DHT_REQUEST) => self.handle_dht_request(now, from, data),
+            Some(&kind::DHT_REQUEST) => self.handle_dht_request(now, data),
             Some(&kind::LAN_DISCOVERY) => self.handle_lan(now, from, data),
             Some(&k) => Err(DhtError::NotDht(k)),
         };
@@ -414,7 +429,7 @@ impl Dht {
         Ok(())
     }
 
-    fn handle_dht_request(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), DhtError> {
+    fn handle_dht_request(&mut self, now: Instant, data: &[u8]) -> Result<(), DhtError> {
         let r = DhtRequest::parse(data)?;
         if r.addressee != self.keys.pk {
             let b = common_prefix_len(&self.keys.pk, &r.addressee);
@@ -432,7 +447,6 @@ impl Dht {
         }
         let key = self.shared_key(&r.sender);
         let inner = key.decrypt(&r.nonce, r.boxed).ok_or(PacketError::Decrypt)?;
-        let _ = from;
         match inner.first() {
             None => Err(PacketError::Empty.into()),
             Some(&kind::NAT_PING) => {
@@ -556,7 +570,9 @@ impl Dht {
         if !self.addable(&pk, now) {
             return;
         }
-        if self.probed.get(&pk).is_some_and(|t| now.saturating_duration_since(*t) < PROBE_INTERVAL) {
+        if self.probed.len() >= MAX_PENDING
+            || self.probed.get(&pk).is_some_and(|t| now.saturating_duration_since(*t) < PROBE_INTERVAL)
+        {
             return;
         }
         self.probed.insert(pk, now);
@@ -585,7 +601,9 @@ impl Dht {
             if !self.addable(&n.pk, now) {
                 continue;
             }
-            if self.probed.get(&n.pk).is_some_and(|t| now.saturating_duration_since(*t) < PROBE_INTERVAL) {
+            if self.probed.len() >= MAX_PENDING
+                || self.probed.get(&n.pk).is_some_and(|t| now.saturating_duration_since(*t) < PROBE_INTERVAL)
+            {
                 continue;
             }
             self.probed.insert(n.pk, now);
@@ -660,6 +678,15 @@ impl Dht {
                     n.last_checked = now;
                     checks.push((n.addr, n.pk, *target));
                 }
+            }
+        }
+
+        // every node that joined a search list is asked for the searched key once (a few
+        // per tick): lookups walk toward the key instead of waiting for random picks
+        for (target, s) in self.searches.iter_mut() {
+            for n in s.nodes.iter_mut().filter(|n| !n.asked && n.good(now)).take(ASK_PER_TICK) {
+                n.asked = true;
+                checks.push((n.addr, n.pk, *target));
             }
         }
 
@@ -833,10 +860,12 @@ mod tests {
         let target = net.nodes[17].pk();
         net.nodes[5].add_search(target);
         net.run(Duration::from_secs(10));
+        let who: Vec<usize> = (0..20).filter(|&i| net.nodes[i].in_close_list(&target)).collect();
+        let s5: Vec<String> = net.nodes[5].searches[&target].nodes.iter().map(|n| format!("{}:{}", n.addr, n.good(net.now))).collect();
         assert!(
             net.events[5].iter().any(|e| *e == DhtEvent::Found { pk: target, addr: net.addrs[17] }),
-            "{:?}",
-            net.events[5]
+            "{:?} known by {who:?}; 5's search list {s5:?}; pending {}",
+            net.events[5], net.nodes[5].pending_nodes.len()
         );
         assert_eq!(net.nodes[5].search_addr(&target), Some(net.addrs[17]));
         // Every node can look every other up.
@@ -849,6 +878,11 @@ mod tests {
             let t = net.nodes[(i + 7) % 20].pk();
             assert_eq!(net.nodes[i].search_addr(&t), Some(net.addrs[(i + 7) % 20]), "node {i}");
         }
+        // A key already in the close list is reported as soon as it is searched.
+        let n0 = &net.nodes[0];
+        let known = n0.buckets.iter().flatten().find(|n| !n0.searches.contains_key(&n.pk)).unwrap().packed();
+        net.nodes[0].add_search(known.pk);
+        assert_eq!(net.nodes[0].poll_event(), Some(DhtEvent::Found { pk: known.pk, addr: known.addr }));
     }
 
     #[test]
@@ -1033,6 +1067,32 @@ mod tests {
         while net.nodes[0].poll_transmit().is_some() {}
         net.nodes[0].handle_packet(net.now, net.addrs[1], &pkt).unwrap();
         assert_eq!(net.nodes[0].poll_transmit(), Some((dest.addr, pkt)));
+    }
+
+    #[test]
+    fn flood_of_strangers_keeps_state_bounded() {
+        let now = Instant::now();
+        let mut d = Dht::new(KeyPair::generate(), now);
+        let n = MAX_PENDING + 500;
+        let mut answered = 0;
+        for i in 0..n {
+            let s = KeyPair::generate();
+            let k = SharedKey::precompute(&d.pk(), &s.sk);
+            let ping = DhtPacket::build(kind::PING_REQUEST, &s.pk, &k, &[1; 24], &PingPlain { response: false, id: i as u64 }.encode());
+            d.handle_packet(now, addr(i % 60000), &ping).unwrap();
+            while let Some((_, p)) = d.poll_transmit() {
+                if p[0] == kind::PING_RESPONSE {
+                    answered += 1;
+                }
+            }
+        }
+        assert_eq!(answered, n, "every ping answered");
+        assert!(d.probed.len() <= MAX_PENDING);
+        assert!(d.pending_pings.len() <= MAX_PENDING);
+        assert!(d.shared.len() <= MAX_SHARED_KEYS);
+        // all of it expires
+        d.tick(now + NODES_RESPONSE_TIMEOUT + Duration::from_secs(1));
+        assert!(d.pending_pings.is_empty() && d.probed.is_empty());
     }
 
     #[test]

@@ -81,6 +81,8 @@ struct Path {
     created: Instant,
     confirmed: bool,
     misses: u8,
+    /// Last answer through this path.
+    last_ok: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -92,11 +94,13 @@ struct ANode {
     stored: bool,
     last_sent: Option<Instant>,
     misses: u8,
+    /// The path this node is asked through (nodes bind ping ids to the last hop).
+    path: Option<u64>,
 }
 
 impl ANode {
     fn new(n: &PackedNode) -> Self {
-        ANode { pk: n.pk, addr: n.addr, ping_id: [0; PING_ID_SIZE], stored: false, last_sent: None, misses: 0 }
+        ANode { pk: n.pk, addr: n.addr, ping_id: [0; PING_ID_SIZE], stored: false, last_sent: None, misses: 0, path: None }
     }
 }
 
@@ -139,6 +143,8 @@ pub struct OnionClient {
     next_tick: Instant,
     transmit: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<OnionEvent>,
+    announce_requests: u64,
+    announce_nodes_added: u64,
 }
 
 const ANNOUNCE_POOL: usize = 0;
@@ -159,6 +165,8 @@ impl OnionClient {
             announced: false,
             now,
             dht_keys: None,
+            announce_requests: 0,
+            announce_nodes_added: 0,
             next_tick: now,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -189,6 +197,11 @@ impl OnionClient {
     /// Stored at ≥ 1 node.
     pub fn is_announced(&self) -> bool {
         self.announce_nodes.iter().any(|n| n.stored)
+    }
+
+    /// Announce requests (for ourselves) sent so far.
+    pub fn announce_requests_sent(&self) -> u64 {
+        self.announce_requests
     }
 
     /// Number of nodes that report us stored.
@@ -228,9 +241,9 @@ impl OnionClient {
         }
         let Some(f) = self.friends.get(to_real_pk) else { return 0 };
         let Some(data_pk) = f.data_pk else { return 0 };
-        let nodes: Vec<(PublicKey, SocketAddr)> = f.nodes.iter().filter(|n| n.stored).map(|n| (n.pk, n.addr)).collect();
+        let nodes: Vec<SocketAddr> = f.nodes.iter().filter(|n| n.stored).map(|n| n.addr).collect();
         let mut sent = 0;
-        for (npk, naddr) in nodes {
+        for naddr in nodes {
             let Some(pid) = self.pick_path(SEARCH_POOL) else { break };
             let nonce = random_nonce();
             let inner_box = self.shared_key(to_real_pk).encrypt(&nonce, inner);
@@ -245,7 +258,6 @@ impl OnionClient {
             p.extend_from_slice(&nonce);
             p.extend_from_slice(&temp.pk.0);
             p.extend_from_slice(&outer);
-            let _ = npk;
             if self.send_via(SEARCH_POOL, pid, naddr, &p, None).is_some() {
                 sent += 1;
             }
@@ -268,16 +280,36 @@ impl OnionClient {
         Some(())
     }
 
+    /// The node's path if it still exists, else a random one.
+    fn node_path(&mut self, pool: usize, current: Option<u64>) -> Option<u64> {
+        match current {
+            Some(p) if self.paths[pool].contains_key(&p) => Some(p),
+            _ => self.pick_path(pool),
+        }
+    }
+
     fn pick_path(&mut self, pool: usize) -> Option<u64> {
         let ids: Vec<u64> = self.paths[pool].keys().copied().collect();
         ids.choose(&mut rand::rng()).copied()
     }
 
     fn refill_paths(&mut self, dht: &Dht, now: Instant) {
+        // Paths built while we knew fewer than 3 nodes repeat nodes; replace them once we
+        // know enough.
+        let enough = dht.random_nodes(3).len() == 3;
         for pool in [ANNOUNCE_POOL, SEARCH_POOL] {
             self.paths[pool].retain(|_, p| {
                 let max = if p.confirmed { PATH_TRIES_CONFIRMED } else { PATH_TRIES_UNCONFIRMED };
-                p.misses < max && now.saturating_duration_since(p.created) < PATH_LIFETIME
+                let [a, b, c] = &p.keys.nodes;
+                let degenerate = a.pk == b.pk || b.pk == c.pk || a.pk == c.pk;
+                // a path that lost a request and has not carried an answer for as long as
+                // its tries take is dead even when it is used too rarely to reach `max`
+                let quiet = now.saturating_duration_since(p.last_ok.unwrap_or(p.created));
+                let stale = p.misses > 0 && quiet > PATH_TIMEOUT_CONFIRMED * u32::from(PATH_TRIES_CONFIRMED);
+                p.misses < max
+                    && !stale
+                    && now.saturating_duration_since(p.created) < PATH_LIFETIME
+                    && !(enough && degenerate)
             });
             while self.paths[pool].len() < NUM_PATHS {
                 let mut nodes = dht.random_nodes(3);
@@ -296,14 +328,14 @@ impl OnionClient {
                 };
                 let id = self.next_path_id;
                 self.next_path_id += 1;
-                self.paths[pool].insert(id, Path { keys, created: now, confirmed: false, misses: 0 });
+                self.paths[pool].insert(id, Path { keys, created: now, confirmed: false, misses: 0, last_ok: None });
             }
         }
     }
 
-    /// Handles 0x84 and 0x86 arriving at us.
-    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], dht: &Dht) -> Result<(), OnionError> {
-        let _ = dht;
+    /// Handles 0x84 and 0x86 arriving at us. (`dht` is part of the contract's signature;
+    /// responses carry everything needed, so it is not consulted.)
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], _dht: &Dht) -> Result<(), OnionError> {
         if data.len() > ONION_MAX_PACKET_SIZE {
             return Err(PacketError::TooLong { what: "onion response", max: ONION_MAX_PACKET_SIZE, got: data.len() }.into());
         }
@@ -344,6 +376,7 @@ impl OnionClient {
         for pool in &mut self.paths {
             if let Some(p) = pool.get_mut(&path) {
                 p.confirmed = true;
+                p.last_ok = Some(now);
                 p.misses = 0;
             }
         }
@@ -366,7 +399,7 @@ impl OnionClient {
                     self.events.push_back(OnionEvent::Announced);
                 }
                 let me = self.real.pk;
-                Self::merge_nodes(&mut self.announce_nodes, &nodes, &me, MAX_ANNOUNCE_NODES);
+                self.announce_nodes_added += Self::merge_nodes(&mut self.announce_nodes, &nodes, &me, MAX_ANNOUNCE_NODES) as u64;
                 if let Some(pk) = resend {
                     // repeat at once with the fresh ping id
                     if let Some(n) = self.announce_nodes.iter_mut().find(|n| n.pk == pk) {
@@ -401,22 +434,27 @@ impl OnionClient {
     }
 
     /// Adds nodes closer to `target` than the farthest we keep (or while not full).
-    fn merge_nodes(list: &mut Vec<ANode>, nodes: &[PackedNode], target: &PublicKey, max: usize) {
+    /// Returns how many nodes were added.
+    fn merge_nodes(list: &mut Vec<ANode>, nodes: &[PackedNode], target: &PublicKey, max: usize) -> usize {
+        let mut added = 0;
         for n in nodes {
             if list.iter().any(|x| x.pk == n.pk) {
                 continue;
             }
             if list.len() < max {
                 list.push(ANode::new(n));
+                added += 1;
                 continue;
             }
             let far = list.iter().enumerate().max_by(|(_, a), (_, b)| closer(target, &a.pk, &b.pk)).map(|(i, x)| (i, x.pk));
             if let Some((i, fpk)) = far {
                 if closer(target, &n.pk, &fpk) == std::cmp::Ordering::Less {
                     list[i] = ANode::new(n);
+                    added += 1;
                 }
             }
         }
+        added
     }
 
     fn data_response(&mut self, data: &[u8]) -> Result<(), OnionError> {
@@ -489,7 +527,7 @@ impl OnionClient {
         if self.announce_nodes.len() < MAX_ANNOUNCE_NODES {
             let me = self.real.pk;
             let cands = dht.closest_nodes(&me, MAX_ANNOUNCE_NODES);
-            Self::merge_nodes(&mut self.announce_nodes, &cands, &me, MAX_ANNOUNCE_NODES);
+            self.announce_nodes_added += Self::merge_nodes(&mut self.announce_nodes, &cands, &me, MAX_ANNOUNCE_NODES) as u64;
         }
         let fkeys: Vec<PublicKey> = self.friends.keys().copied().collect();
         for fpk in fkeys {
@@ -516,24 +554,25 @@ impl OnionClient {
             if self.pending.len() >= MAX_PENDING {
                 return;
             }
-            let Some(pid) = self.pick_path(ANNOUNCE_POOL) else { return };
+            let Some(pid) = self.node_path(ANNOUNCE_POOL, self.announce_nodes[i].path) else { return };
+            self.announce_nodes[i].path = Some(pid);
             let n = self.announce_nodes[i].clone();
             let sendback = random_u64();
             let payload = announce_request(&self.real, &n.pk, &n.ping_id, &self.real.pk, &self.data_kp.pk, sendback);
             if self.send_via(ANNOUNCE_POOL, pid, n.addr, &payload, Some((Target::Me, n.pk, sendback))).is_some() {
                 self.announce_nodes[i].last_sent = Some(now);
+                self.announce_requests += 1;
             }
         }
     }
 
     fn search_due(&mut self, now: Instant) {
         let mut jobs: Vec<(PublicKey, PackedNode)> = Vec::new();
-        for (fpk, f) in self.friends.iter_mut() {
+        for (fpk, f) in self.friends.iter() {
             let found = f.data_pk.is_some() && f.nodes.iter().any(|n| n.stored);
             let gap = if found { SEARCH_INTERVAL_FOUND } else { SEARCH_INTERVAL };
-            for n in f.nodes.iter_mut() {
+            for n in f.nodes.iter() {
                 if n.last_sent.is_none_or(|t| now.saturating_duration_since(t) >= gap) {
-                    n.last_sent = Some(now);
                     jobs.push((*fpk, PackedNode::new(n.addr, n.pk)));
                 }
             }
@@ -542,7 +581,12 @@ impl OnionClient {
             if self.pending.len() >= MAX_PENDING {
                 return;
             }
-            let Some(pid) = self.pick_path(SEARCH_POOL) else { return };
+            let current = self.friends.get(&fpk).and_then(|f| f.nodes.iter().find(|n| n.pk == node.pk)).and_then(|n| n.path);
+            let Some(pid) = self.node_path(SEARCH_POOL, current) else { return };
+            if let Some(n) = self.friends.get_mut(&fpk).and_then(|f| f.nodes.iter_mut().find(|n| n.pk == node.pk)) {
+                n.last_sent = Some(now);
+                n.path = Some(pid);
+            }
             let Some(f) = self.friends.get(&fpk) else { continue };
             let sendback = random_u64();
             let payload = announce_request(&f.temp, &node.pk, &[0; PING_ID_SIZE], &fpk, &PublicKey([0; 32]), sendback);
@@ -720,6 +764,23 @@ mod tests {
         assert_eq!(net.client(3).send_data(&PublicKey([5; 32]), &[1]), 0);
     }
 
+    /// Nodes bind ping ids to the last hop's address, so each announce node must be
+    /// asked through the same path: then one round trip after the ping id arrives it
+    /// stores us, in a network big enough that random paths rarely share a last hop.
+    #[test]
+    fn announce_uses_one_path_per_node_and_is_stored_fast() {
+        let mut net = Net::new(60, &[7]);
+        net.pump();
+        net.run(Duration::from_secs(6));
+        let c = net.client(7);
+        let answered = c.announce_nodes.iter().filter(|n| n.ping_id != [0; 32]).count();
+        assert!(answered >= 5, "{answered}");
+        assert_eq!(c.announced_count(), answered, "every node that gave us a ping id stored us");
+        // two requests per node (ping id 0, then the ping id), for every node ever tried
+        let tried = c.announce_nodes_added as usize;
+        assert!(c.announce_requests_sent() as usize <= 2 * tried + 4, "{} requests for {tried} nodes", c.announce_requests_sent());
+    }
+
     #[test]
     fn lost_paths_replaced_and_forged_responses_ignored() {
         let mut net = Net::new(10, &[4]);
@@ -730,10 +791,14 @@ mod tests {
         net.dead = vec![1, 2];
         net.run(Duration::from_secs(60));
         assert!(net.client(4).is_announced());
-        for pool in &net.peers[4].client.as_ref().unwrap().paths {
-            for p in pool.values() {
-                assert!(p.keys.nodes.iter().all(|n| n.addr != addr(1) && n.addr != addr(2)) || !p.confirmed);
+        // every node that stores us is reached through a path that avoids the dead nodes
+        let c = net.peers[4].client.as_ref().unwrap();
+        // (or whose path was retired since, to be replaced at its next request)
+        for n in c.announce_nodes.iter().filter(|n| n.stored) {
+            if let Some(p) = n.path.and_then(|id| c.paths[ANNOUNCE_POOL].get(&id)) {
+                assert!(p.keys.nodes.iter().all(|x| x.addr != addr(1) && x.addr != addr(2)));
             }
+            assert!(n.addr != addr(1) && n.addr != addr(2));
         }
         // unsolicited / forged 0x84 and 0x86
         let dht = Dht::new(KeyPair::generate(), net.now);

@@ -2,7 +2,7 @@
 //! tox-bootstrapd does, so that c-toxcore peers can bootstrap off us, find each other
 //! through our DHT, and use us as an onion hop and announce store.
 
-use super::{route, tokio_deadline, Route};
+use super::{normalize_addr, route, socket_dest, tokio_deadline, Route};
 use omnipeer_tox::crypto::{KeyPair, PublicKey};
 use omnipeer_tox::dht::{Dht, DhtEvent};
 use omnipeer_tox::onion::{OnionNode, OnionNodeEvent};
@@ -56,7 +56,7 @@ impl BootstrapNode {
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 r = self.sock.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.handle(from, &buf[..n]),
+                    Ok((n, from)) => self.handle(normalize_addr(from), &buf[..n]),
                     // ICMP errors from earlier sends surface here on Linux; not fatal.
                     Err(e) => tracing::debug!("tox: recv: {e}"),
                 },
@@ -82,6 +82,7 @@ impl BootstrapNode {
     }
 
     async fn flush(&mut self) {
+        let local = self.sock.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         while let Some(e) = self.dht.poll_event() {
             match e {
                 DhtEvent::Found { pk, addr } => tracing::debug!("tox: found {} at {addr}", pk.to_hex()),
@@ -94,7 +95,7 @@ impl BootstrapNode {
             tracing::debug!("tox: announcement stored for {}", pk.to_hex());
         }
         while let Some((to, p)) = self.dht.poll_transmit().or_else(|| self.onion.poll_transmit()) {
-            if let Err(e) = self.sock.send_to(&p, to).await {
+            if let Err(e) = self.sock.send_to(&p, socket_dest(local, to)).await {
                 tracing::debug!("tox: send to {to}: {e}");
             }
         }

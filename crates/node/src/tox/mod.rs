@@ -100,6 +100,27 @@ pub fn parse_node_specs(list: &str) -> anyhow::Result<Vec<(SocketAddr, PublicKey
     list.split(',').filter(|s| !s.trim().is_empty()).map(|s| parse_node_spec(s.trim())).collect()
 }
 
+/// An address as the machines should see it: IPv4-mapped IPv6 (`[::ffff:a.b.c.d]:p`, what
+/// a dual-stack socket reports) becomes plain IPv4, so packed nodes carry IPv4 entries.
+pub fn normalize_addr(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+/// The destination to pass to a socket bound to `local`: IPv4 destinations are mapped
+/// into IPv6 when the socket is IPv6 (dual-stack).
+pub fn socket_dest(local: SocketAddr, to: SocketAddr) -> SocketAddr {
+    match (local, to) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        _ => to,
+    }
+}
+
 /// Converts a `std` instant deadline into tokio's.
 pub(crate) fn tokio_deadline(at: Option<std::time::Instant>) -> tokio::time::Instant {
     match at {
@@ -140,6 +161,18 @@ mod tests {
         bad.extend_from_slice(&[9u8; 32]);
         std::fs::write(&p, bad).unwrap();
         assert!(load_or_create_keys(&p).is_err());
+    }
+
+    #[test]
+    fn mapped_addresses() {
+        let m: SocketAddr = "[::ffff:127.0.0.1]:5".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        assert_eq!(normalize_addr(m), v4);
+        assert_eq!(normalize_addr(v4), v4);
+        let v6: SocketAddr = "[::1]:5".parse().unwrap();
+        assert_eq!(normalize_addr(v6), v6);
+        assert_eq!(socket_dest("[::]:1".parse().unwrap(), v4), m);
+        assert_eq!(socket_dest("0.0.0.0:1".parse().unwrap(), v4), v4);
     }
 
     #[test]
