@@ -21,7 +21,7 @@ use crate::messenger::{MessageKind, Messenger, MessengerError, MessengerEvent, R
 use crate::net_crypto::{NetCrypto, NetCryptoEvent};
 use crate::onion::OnionNode;
 use crate::onion_client::{OnionClient, OnionEvent};
-use crate::packet::{kind, DhtPkAnnounce};
+use crate::packet::{kind, DhtPkAnnounce, PackedNode};
 use crate::toxid::{NoSpam, ToxId};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -153,6 +153,7 @@ pub struct Tox {
     /// no_replay of our DHT-PK packets: `base + seconds since start`, strictly increasing.
     no_replay_base: u64,
     last_no_replay: u64,
+    self_addr: Option<SocketAddr>,
     start: Instant,
     next_tasks: Instant,
     events: VecDeque<ToxEvent>,
@@ -181,6 +182,7 @@ impl Tox {
             friends: HashMap::new(),
             no_replay_base,
             last_no_replay: 0,
+            self_addr: None,
             start: now,
             next_tasks: now,
             events: VecDeque::new(),
@@ -347,8 +349,18 @@ impl Tox {
         self.last_no_replay
     }
 
+    /// The address friends can reach us at, when the driver knows it (a specific bound
+    /// address, not 0.0.0.0). It goes first in our DHT-PK packets' node list: a friend
+    /// asks every listed node for nodes near our DHT key, so it hears from us directly
+    /// and learns our address one round trip after our DHT key.
+    pub fn set_self_addr(&mut self, addr: Option<SocketAddr>) {
+        self.self_addr = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+    }
+
     fn dhtpk_announce(&mut self, now: Instant) -> Vec<u8> {
-        let nodes = self.dht.closest_nodes(&self.dht.pk(), crate::packet::limits::MAX_DHT_PK_NODES);
+        let max = crate::packet::limits::MAX_DHT_PK_NODES;
+        let mut nodes: Vec<PackedNode> = self.self_addr.map(|a| PackedNode::new(a, self.dht.pk())).into_iter().collect();
+        nodes.extend(self.dht.closest_nodes(&self.dht.pk(), max - nodes.len()));
         DhtPkAnnounce { no_replay: self.next_no_replay(now), dht_pk: self.dht.pk(), nodes }.encode()
     }
 
@@ -430,6 +442,12 @@ impl Tox {
             return; // replayed or reordered
         }
         f.last_no_replay = Some(ann.no_replay);
+        if f.progress.dht_pk() != Some(ann.dht_pk) && f.progress.progress() != Progress::Connected {
+            // A new key (first sighting, or the friend restarted): answer with ours now
+            // rather than at the next 30 s / 20 s slot, so both sides can handshake.
+            f.next_onion_dhtpk = now;
+            f.next_dht_dhtpk = now;
+        }
         if f.progress.on_dht_key(now, ann.dht_pk) {
             // The friend restarted: its old connection is dead.
             self.nc.kill(&friend);
@@ -788,6 +806,23 @@ mod tests {
             w.nodes[b].2
         );
         assert!(w.nodes[a].1.tasks().len() == 1, "only toxid: runs when connected");
+    }
+
+    #[test]
+    fn dhtpk_lists_our_own_address_first_when_known() {
+        let mut w = World::new(1);
+        let now = w.now;
+        let t = &mut w.nodes[0].1;
+        t.set_self_addr(Some("0.0.0.0:33445".parse().unwrap()));
+        assert!(DhtPkAnnounce::decode(&t.dhtpk_announce(now)).unwrap().nodes.is_empty());
+        let me: SocketAddr = "192.0.2.7:33445".parse().unwrap();
+        t.set_self_addr(Some(me));
+        let a = DhtPkAnnounce::decode(&t.dhtpk_announce(now)).unwrap();
+        assert_eq!(a.nodes.first(), Some(&PackedNode::new(me, t.dht_pk())));
+        assert_eq!(a.dht_pk, t.dht_pk());
+        // no_replay strictly increases.
+        let b = DhtPkAnnounce::decode(&t.dhtpk_announce(now)).unwrap();
+        assert!(b.no_replay > a.no_replay);
     }
 
     #[test]

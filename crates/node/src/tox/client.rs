@@ -52,6 +52,7 @@ impl ToxClient {
         for f in &profile.friends {
             tox.add_friend(now, *f)?;
         }
+        tox.set_self_addr(sock.local_addr().ok());
         Ok(ToxClient { sock, tox, buf: vec![0u8; RECV_BUF] })
     }
 
