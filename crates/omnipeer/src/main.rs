@@ -96,7 +96,7 @@ enum Command {
     /// I2P ministreaming over the loopback TCP transport or an I2P router (SAM): listen, connect
     #[command(subcommand)]
     Ministream(MinistreamCmd),
-    /// Tox: bootstrap node
+    /// Tox: bootstrap node, id, echo, send
     #[command(subcommand)]
     Tox(ToxCmd),
 }
@@ -115,6 +115,50 @@ enum ToxCmd {
         /// Also bootstrap off these nodes (HOST:PORT:DHTKEY, comma-separated)
         #[arg(long, value_name = "NODES")]
         bootstrap: Option<String>,
+    },
+    /// Print the profile's Tox ID (76 hex); creates the profile if missing
+    Id {
+        /// Profile file (long-term keys, nospam, friends)
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+    },
+    /// Accept every friend request and echo each message back as "echo: <message>";
+    /// prints our Tox ID on stdout first
+    Echo {
+        /// Profile file; created if missing
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// Bootstrap nodes, HOST:PORT:DHTKEY, comma-separated
+        #[arg(long, value_name = "NODES")]
+        bootstrap: String,
+        /// UDP address [default: a free port on all interfaces]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Befriend TOXID, send it MESSAGE, print each progress state, each reply and
+    /// "delivered"; exits 0 LINGER seconds after the receipt
+    Send {
+        /// Profile file; created if missing
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// Bootstrap nodes, HOST:PORT:DHTKEY, comma-separated
+        #[arg(long, value_name = "NODES")]
+        bootstrap: String,
+        /// The friend's Tox ID (76 hex)
+        #[arg(long, value_name = "TOXID")]
+        to: String,
+        /// The message
+        #[arg(long, value_name = "TEXT")]
+        message: String,
+        /// Give up after SECS
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        timeout: u64,
+        /// Keep printing replies for SECS after the receipt
+        #[arg(long, value_name = "SECS", default_value_t = 2)]
+        linger: u64,
+        /// UDP address [default: a free port on all interfaces]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
     },
 }
 
@@ -594,6 +638,38 @@ async fn tox_command(cmd: ToxCmd) -> anyhow::Result<()> {
             println!("{}", node.dht_pk().to_hex());
             eprintln!("listening on {}", node.local_addr()?);
             node.run(shutdown_on_signals()).await
+        }
+        ToxCmd::Id { profile } => {
+            let p = tox::client::load_profile(&profile)?;
+            println!("{}", p.tox_id().to_hex());
+            Ok(())
+        }
+        ToxCmd::Echo { profile, bootstrap, listen } => {
+            let nodes = tox::parse_node_specs(&bootstrap)?;
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            tox::client::run_echo(&profile, listen, &nodes, tox::client::onion_rendezvous, shutdown_on_signals()).await
+        }
+        ToxCmd::Send { profile, bootstrap, to, message, timeout, linger, listen } => {
+            let nodes = tox::parse_node_specs(&bootstrap)?;
+            let to: tox::client::ToxId = to.parse().map_err(|e| anyhow!("--to: {e}"))?;
+            if message.is_empty() || message.len() > tox::client::MAX_MESSAGE_LEN {
+                return Err(anyhow!("--message must be 1..={} bytes", tox::client::MAX_MESSAGE_LEN));
+            }
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let o = tox::client::SendOptions {
+                profile: &profile,
+                listen,
+                bootstrap: &nodes,
+                to,
+                message: &message,
+                timeout: Duration::from_secs(timeout),
+                linger: Duration::from_secs(linger),
+            };
+            let cancel = shutdown_on_signals();
+            tokio::select! {
+                r = tox::client::run_send(o, tox::client::onion_rendezvous) => r.map(|_| ()),
+                _ = cancel.cancelled() => Err(anyhow!("interrupted")),
+            }
         }
     }
 }

@@ -179,7 +179,8 @@ pub fn increment_nonce_by(n: &mut Nonce, num: u32) {
 
 pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    // `from_str_radix` alone would accept a sign ("+f" is 15).
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -255,5 +256,7 @@ mod tests {
         let pk = PublicKey(arr(PKA));
         assert_eq!(PublicKey::from_hex(&pk.to_hex()), Some(pk));
         assert_eq!(PublicKey::from_hex("zz"), None);
+        let signed = format!("+0{}", &pk.to_hex()[2..]);
+        assert_eq!(PublicKey::from_hex(&signed), None);
     }
 }

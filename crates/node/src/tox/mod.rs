@@ -6,6 +6,7 @@
 //! the dispatch table. [`bootstrap`] is the bootstrap/DHT node (`omnipeer tox bootstrap`).
 
 pub mod bootstrap;
+pub mod client;
 
 use anyhow::{anyhow, bail, Context};
 pub use omnipeer_tox::crypto::{KeyPair, PublicKey};

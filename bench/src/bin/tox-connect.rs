@@ -1,0 +1,221 @@
+//! Tox: time from start to a friend connection, omnipeer ↔ c-toxcore against
+//! c-toxcore ↔ c-toxcore, measured in the same run on loopback (UDP only).
+//!
+//! Each round starts a fresh tox-bootstrapd-like network: one `tox-bootstrapd`, and an
+//! echo bot A (c-toxcore 0.2.18, tests/tox_support/toxbot.c) that accepts friend requests.
+//! Once A has printed its Tox ID, the clock starts and an initiator befriends A:
+//! - baseline: a second c-toxcore bot B (`-f A`), timed to its `FRIEND 0 CONNECTION`;
+//! - omnipeer: the `Tox` client of `omnipeer tox send` (in process), timed to the
+//!   `Connected` progress state (and to the receipt of its first message).
+//!
+//! Needs gcc, pkg-config, libtoxcore-dev and toxcore-utils (scripts/install-test-deps.sh).
+//! Usage: `cargo run --release -p omnipeer-bench --bin tox-connect -- [ROUNDS]` (default 3).
+
+use anyhow::{anyhow, bail, Context};
+use omnipeer_node::tox::client::{load_profile, onion_rendezvous, ToxClient};
+use omnipeer_tox::friend::Progress;
+use omnipeer_tox::messenger::MessageKind;
+use omnipeer_tox::tox::ToxEvent;
+use omnipeer_tox::toxid::ToxId;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// A child whose stdout lines arrive on a channel; killed on drop.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<(Instant, String)>,
+    seen: Vec<(Instant, String)>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> anyhow::Result<Proc> {
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), l)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Proc { child, lines: rx, seen: Vec::new() })
+    }
+
+    /// The first line satisfying `f` (and when it was read), waiting up to `t`.
+    fn wait<T>(&mut self, t: Duration, f: impl Fn(&str) -> Option<T>) -> anyhow::Result<(Instant, T)> {
+        for (at, l) in &self.seen {
+            if let Some(v) = f(l) {
+                return Ok((*at, v));
+            }
+        }
+        let end = Instant::now() + t;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let (at, l) = self.lines.recv_timeout(left).map_err(|_| anyhow!("timed out waiting for a line"))?;
+            self.seen.push((at, l.clone()));
+            if let Some(v) = f(&l) {
+                return Ok((at, v));
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn build_bot(dir: &Path) -> anyhow::Result<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/omnipeer/tests/tox_support/toxbot.c");
+    let flags = Command::new("pkg-config").args(["--cflags", "--libs", "toxcore"]).output()?;
+    if !flags.status.success() {
+        bail!("pkg-config toxcore failed: install libtoxcore-dev (scripts/install-test-deps.sh)");
+    }
+    let out = dir.join("toxbot");
+    let st = Command::new("cc")
+        .args(["-O1", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(String::from_utf8_lossy(&flags.stdout).split_whitespace())
+        .status()?;
+    if !st.success() {
+        bail!("compiling toxbot.c failed");
+    }
+    Ok(out)
+}
+
+fn start_bootstrapd(dir: &Path) -> anyhow::Result<(Proc, String)> {
+    let port = free_udp_port()?;
+    let d = dir.display();
+    let conf = format!(
+        "port = {port}\nkeys_file_path = \"{d}/keys\"\npid_file_path = \"{d}/bsd.pid\"\nenable_ipv6 = false\n\
+         enable_ipv4_fallback = true\nenable_lan_discovery = false\nenable_tcp_relay = false\nenable_motd = false\n\
+         bootstrap_nodes = ()\n"
+    );
+    let cfg = dir.join("bsd.conf");
+    std::fs::write(&cfg, conf)?;
+    let mut cmd = Command::new("tox-bootstrapd");
+    cmd.arg(format!("--config={}", cfg.display())).arg("--foreground").arg("--log-backend=stdout");
+    let mut p = Proc::spawn(cmd).context("tox-bootstrapd (install toxcore-utils)")?;
+    let (_, key) = p.wait(Duration::from_secs(10), |l| {
+        l.find("Public Key: ").map(|i| l[i + 12..].split_whitespace().next().unwrap_or("").to_owned())
+    })?;
+    Ok((p, format!("127.0.0.1:{port}:{key}")))
+}
+
+fn bot(bin: &Path, spec: &str, extra: &[&str]) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("-p").arg(free_udp_port()?.to_string()).arg("-b").arg(spec).args(["-t", "100"]).args(extra);
+    Proc::spawn(cmd)
+}
+
+/// A bootstrapd and an echo bot; returns them, the bot's Tox ID and the node spec.
+fn network(bin: &Path, dir: &Path) -> anyhow::Result<(Proc, Proc, String, String)> {
+    let (bsd, spec) = start_bootstrapd(dir)?;
+    let mut a = bot(bin, &spec, &[])?;
+    let (_, id) = a.wait(Duration::from_secs(10), |l| l.strip_prefix("TOXID ").map(str::to_owned))?;
+    Ok((bsd, a, id, spec))
+}
+
+fn c_toxcore_round(bin: &Path, dir: &Path) -> anyhow::Result<Duration> {
+    let (_bsd, _a, id, spec) = network(bin, dir)?;
+    let t0 = Instant::now();
+    let mut b = bot(bin, &spec, &["-f", &id, "-m", "bench"])?;
+    let (at, _) = b.wait(LIMIT, |l| l.starts_with("FRIEND 0 CONNECTION ").then_some(()))?;
+    Ok(at - t0)
+}
+
+/// (connected, receipt, friend first found at a rendezvous node) after start.
+fn omnipeer_round(
+    bin: &Path,
+    dir: &Path,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<(Duration, Duration, Duration)> {
+    let (_bsd, _a, id, spec) = network(bin, dir)?;
+    let nodes = omnipeer_node::tox::parse_node_specs(&spec)?;
+    let to: ToxId = id.parse().map_err(|e| anyhow!("{e}"))?;
+    let profile = dir.join(format!("omni-{}.tox", std::process::id()));
+    let _ = std::fs::remove_file(&profile);
+    rt.block_on(async {
+        let t0 = Instant::now();
+        let p = load_profile(&profile)?;
+        let mut c = ToxClient::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &p, onion_rendezvous(&p)).await?;
+        c.bootstrap(&nodes);
+        c.tox().send_friend_request(Instant::now(), &to, "bench")?;
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        let mut connected = None;
+        let mut receipt = None;
+        let mut found = None;
+        loop {
+            let ev = c.next_event(Some(deadline)).await.ok_or_else(|| anyhow!("omnipeer: no connection in time"))?;
+            match ev {
+                ToxEvent::Progress { progress: Progress::Connected, .. } if connected.is_none() => {
+                    connected = Some(t0.elapsed())
+                }
+                ToxEvent::FriendOnline { friend } if receipt.is_none() => {
+                    receipt = Some(c.tox().send_message(Instant::now(), &friend, MessageKind::Normal, "bench")?);
+                }
+                ToxEvent::FriendFound { .. } if found.is_none() => found = Some(t0.elapsed()),
+                ToxEvent::Receipt { receipt: r, .. } if Some(r) == receipt => {
+                    return Ok((connected.unwrap_or_default(), t0.elapsed(), found.unwrap_or_default()));
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let rounds: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let dir = tempfile::tempdir()?;
+    let bin = build_bot(dir.path())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (mut base, mut omni, mut omni_rcpt, mut omni_found) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let d = tempfile::tempdir()?;
+        let c = c_toxcore_round(&bin, d.path())?;
+        let d = tempfile::tempdir()?;
+        let (o, rc, found) = omnipeer_round(&bin, d.path(), &rt)?;
+        println!(
+            "round {}: c-toxcore<->c-toxcore {:.2} s, omnipeer<->c-toxcore {:.2} s (receipt {:.2} s; \
+             the c-toxcore bot was first found at {:.2} s)",
+            r + 1,
+            c.as_secs_f64(),
+            o.as_secs_f64(),
+            rc.as_secs_f64(),
+            found.as_secs_f64()
+        );
+        omni_found.push(found.as_secs_f64());
+        base.push(c.as_secs_f64());
+        omni.push(o.as_secs_f64());
+        omni_rcpt.push(rc.as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (b, o, rc, f) = (median(&mut base), median(&mut omni), median(&mut omni_rcpt), median(&mut omni_found));
+    println!("start -> friend connection (median of {rounds}):");
+    println!("  c-toxcore <-> c-toxcore  {b:.2} s");
+    println!("  omnipeer  <-> c-toxcore  {o:.2} s   (first receipt {rc:.2} s)");
+    println!(
+        "  the echo bot was first found announced at {f:.2} s (its own announce, seen by our onion search \
+         every {} s while not found)",
+        omnipeer_tox::onion_client::SEARCH_INTERVAL.as_secs()
+    );
+    println!("  ratio (c-toxcore / omnipeer): {:.2}x", b / o);
+    Ok(())
+}

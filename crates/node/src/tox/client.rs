@@ -1,0 +1,290 @@
+//! The Tox client driver: one UDP socket pumping an [`omnipeer_tox::tox::Tox`] machine,
+//! plus the two programs built on it, `omnipeer tox echo` and `omnipeer tox send`
+//! (shared/CLI.md "## Tox").
+
+use super::tokio_deadline;
+use anyhow::{anyhow, bail, Context};
+use omnipeer_tox::crypto::PublicKey;
+use omnipeer_tox::friend::Progress;
+use omnipeer_tox::messenger::MessageKind;
+use omnipeer_tox::profile::Profile;
+use omnipeer_tox::tox::{Rendezvous, Tox, ToxEvent};
+pub use omnipeer_tox::messenger::MAX_MESSAGE_LEN;
+pub use omnipeer_tox::toxid::ToxId;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+/// Largest datagram read (c-toxcore's MAX_UDP_PACKET_SIZE is 2048).
+const RECV_BUF: usize = 4096;
+/// Nickname of new profiles.
+pub const DEFAULT_NICKNAME: &str = "omnipeer";
+/// Friend request message of `tox send`.
+pub const REQUEST_MESSAGE: &str = "omnipeer tox send";
+
+/// A Tox client on a UDP socket.
+pub struct ToxClient {
+    sock: UdpSocket,
+    tox: Tox,
+    buf: Vec<u8>,
+}
+
+/// UNIX seconds, the base of our DHT-PK no_replay counter (it must grow across restarts).
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl ToxClient {
+    /// Binds `listen` and builds the machine for `profile`, using `rendezvous` as the
+    /// onion client.
+    pub async fn bind(
+        listen: SocketAddr,
+        profile: &Profile,
+        rendezvous: Box<dyn Rendezvous + Send>,
+    ) -> anyhow::Result<Self> {
+        let sock = UdpSocket::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let now = Instant::now();
+        let mut tox =
+            Tox::new(profile.keys.clone(), profile.nospam, &profile.nickname, unix_secs(), rendezvous, now);
+        for f in &profile.friends {
+            tox.add_friend(now, *f)?;
+        }
+        tox.set_self_addr(sock.local_addr().ok());
+        Ok(ToxClient { sock, tox, buf: vec![0u8; RECV_BUF] })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// The machine, for commands (sending happens on the next `next_event`).
+    pub fn tox(&mut self) -> &mut Tox {
+        &mut self.tox
+    }
+
+    pub fn bootstrap(&mut self, nodes: &[(SocketAddr, PublicKey)]) {
+        let now = Instant::now();
+        for (a, k) in nodes {
+            self.tox.bootstrap(now, *a, *k);
+        }
+    }
+
+    /// Kills every friend connection (kill packets sent) before the client goes away.
+    pub async fn shutdown(&mut self) {
+        self.tox.shutdown(Instant::now());
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        while let Some((to, p)) = self.tox.poll_transmit() {
+            if let Err(e) = self.sock.send_to(&p, to).await {
+                tracing::debug!("tox: send to {to}: {e}");
+            }
+        }
+    }
+
+    /// Pumps the socket and timers until the machine reports an event or `until` passes
+    /// (`None` then).
+    pub async fn next_event(&mut self, until: Option<tokio::time::Instant>) -> Option<ToxEvent> {
+        loop {
+            self.flush().await;
+            if let Some(e) = self.tox.poll_event() {
+                return Some(e);
+            }
+            if until.is_some_and(|u| tokio::time::Instant::now() >= u) {
+                return None;
+            }
+            // Never spin on a deadline already past: at least 1 ms between timer runs.
+            let floor = tokio::time::Instant::now() + Duration::from_millis(1);
+            let mut deadline = tokio_deadline(self.tox.next_timeout()).max(floor);
+            if let Some(u) = until {
+                deadline = deadline.min(u);
+            }
+            tokio::select! {
+                r = self.sock.recv_from(&mut self.buf) => match r {
+                    Ok((n, from)) => {
+                        if let Err(e) = self.tox.handle_packet(Instant::now(), from, &self.buf[..n]) {
+                            tracing::trace!("tox: from {from}: {e}");
+                        }
+                    }
+                    // ICMP errors from earlier sends surface here on Linux; not fatal.
+                    Err(e) => tracing::trace!("tox: recv: {e}"),
+                },
+                _ = tokio::time::sleep_until(deadline) => self.tox.tick(Instant::now()),
+            }
+        }
+    }
+}
+
+/// tox-net's onion client for `profile`'s long-term keys.
+pub fn onion_rendezvous(profile: &Profile) -> Box<dyn Rendezvous + Send> {
+    Box::new(omnipeer_tox::onion_client::OnionClient::new(profile.keys.clone(), Instant::now()))
+}
+
+/// Loads the profile at `path`, creating it if missing.
+pub fn load_profile(path: &Path) -> anyhow::Result<Profile> {
+    let (p, created) = Profile::load_or_create(path, DEFAULT_NICKNAME)
+        .with_context(|| format!("profile {}", path.display()))?;
+    if created {
+        tracing::info!("created Tox profile {}", path.display());
+    }
+    Ok(p)
+}
+
+fn out(line: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+    let _ = o.flush();
+}
+
+/// `omnipeer tox echo`: prints our Tox ID, accepts every friend request (saving the friend
+/// in the profile) and answers each message with `echo: <message>`. Runs until `cancel`.
+pub async fn run_echo(
+    profile_path: &Path,
+    listen: SocketAddr,
+    bootstrap: &[(SocketAddr, PublicKey)],
+    rendezvous: impl FnOnce(&Profile) -> Box<dyn Rendezvous + Send>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut profile = load_profile(profile_path)?;
+    let mut c = ToxClient::bind(listen, &profile, rendezvous(&profile)).await?;
+    c.bootstrap(bootstrap);
+    out(&profile.tox_id().to_hex());
+    eprintln!("listening on {}", c.local_addr()?);
+    loop {
+        let ev = tokio::select! {
+            _ = cancel.cancelled() => {
+                c.shutdown().await;
+                return Ok(());
+            }
+            ev = c.next_event(None) => ev,
+        };
+        let Some(ev) = ev else { continue };
+        match ev {
+            ToxEvent::FriendRequest { from, message } => {
+                out(&format!("friend request from {}: {message}", from.to_hex()));
+                c.tox().add_friend(Instant::now(), from)?;
+                if profile.add_friend(from) {
+                    profile.save(profile_path).with_context(|| format!("saving {}", profile_path.display()))?;
+                }
+            }
+            ToxEvent::Message { friend, kind, text } => {
+                out(&format!("message from {}: {text}", friend.to_hex()));
+                let reply = format!("echo: {text}");
+                let reply = truncate(&reply, omnipeer_tox::messenger::MAX_MESSAGE_LEN);
+                if let Err(e) = c.tox().send_message(Instant::now(), &friend, kind, reply) {
+                    tracing::warn!("echo to {}: {e}", friend.to_hex());
+                }
+            }
+            ToxEvent::FriendOnline { friend } => out(&format!("friend {} online", friend.to_hex())),
+            ToxEvent::FriendOffline { friend } => out(&format!("friend {} offline", friend.to_hex())),
+            ToxEvent::Announced => tracing::info!("announced at a rendezvous node"),
+            ToxEvent::Progress { friend, progress } => tracing::info!("friend {}: {progress}", friend.to_hex()),
+            other => tracing::debug!("{other:?}"),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut cut = s.len().min(max);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
+/// Options of `omnipeer tox send`.
+pub struct SendOptions<'a> {
+    pub profile: &'a Path,
+    pub listen: SocketAddr,
+    pub bootstrap: &'a [(SocketAddr, PublicKey)],
+    pub to: ToxId,
+    pub message: &'a str,
+    pub timeout: Duration,
+    pub linger: Duration,
+}
+
+/// What `run_send` measured (for the benchmark).
+#[derive(Debug, Clone, Copy)]
+pub struct SendReport {
+    /// Start → friend connection (`Connected`).
+    pub connected_after: Duration,
+    /// Start → receipt of our message.
+    pub delivered_after: Duration,
+}
+
+/// `omnipeer tox send`: befriends `to` (friend request through the onion), prints each
+/// progress state as it is entered, sends the message once the friend is online, prints
+/// every message the friend sends, and returns `linger` after the receipt arrived.
+/// Errors on timeout, naming the state it was stuck in.
+pub async fn run_send(
+    o: SendOptions<'_>,
+    rendezvous: impl FnOnce(&Profile) -> Box<dyn Rendezvous + Send>,
+) -> anyhow::Result<SendReport> {
+    let start = tokio::time::Instant::now();
+    let mut profile = load_profile(o.profile)?;
+    if o.to.pk == profile.keys.pk {
+        bail!("--to is our own Tox ID");
+    }
+    let mut c = ToxClient::bind(o.listen, &profile, rendezvous(&profile)).await?;
+    c.bootstrap(o.bootstrap);
+    eprintln!("listening on {}", c.local_addr()?);
+    let friend = o.to.pk;
+    if profile.add_friend(friend) {
+        profile.save(o.profile).with_context(|| format!("saving {}", o.profile.display()))?;
+    }
+    c.tox().send_friend_request(Instant::now(), &o.to, REQUEST_MESSAGE)?;
+    let deadline = start + o.timeout;
+    let mut state = Progress::AwaitingDhtKey;
+    let mut receipt: Option<u32> = None;
+    let mut connected_after = None;
+    let mut delivered_at: Option<tokio::time::Instant> = None;
+    loop {
+        let until = match delivered_at {
+            Some(t) => t + o.linger,
+            None => deadline,
+        };
+        let Some(ev) = c.next_event(Some(until)).await else {
+            c.shutdown().await;
+            if let Some(t) = delivered_at {
+                return Ok(SendReport {
+                    connected_after: connected_after.unwrap_or_default(),
+                    delivered_after: t - start,
+                });
+            }
+            let what = if receipt.is_some() { "waiting for the receipt".to_string() } else { format!("in state {state}") };
+            return Err(anyhow!("timed out after {} s {what}", o.timeout.as_secs()));
+        };
+        match ev {
+            ToxEvent::Progress { friend: f, progress } if f == friend => {
+                state = progress;
+                out(progress.name());
+                if progress == Progress::Connected && connected_after.is_none() {
+                    connected_after = Some(start.elapsed());
+                }
+            }
+            ToxEvent::FriendOnline { friend: f } if f == friend && receipt.is_none() => {
+                receipt = Some(c.tox().send_message(Instant::now(), &friend, MessageKind::Normal, o.message)?);
+            }
+            ToxEvent::Receipt { friend: f, receipt: r } if f == friend && Some(r) == receipt => {
+                if delivered_at.is_none() {
+                    out("delivered");
+                    delivered_at = Some(tokio::time::Instant::now());
+                }
+            }
+            ToxEvent::Message { friend: f, text, .. } if f == friend => out(&format!("message: {text}")),
+            ToxEvent::Announced => tracing::info!("announced at a rendezvous node"),
+            ToxEvent::FriendFound { .. } => tracing::info!("friend found at a rendezvous node"),
+            ToxEvent::FriendOffline { friend: f } if f == friend => {
+                tracing::info!("friend went offline");
+                if delivered_at.is_none() {
+                    receipt = None; // resend once it is back
+                }
+            }
+            other => tracing::debug!("{other:?}"),
+        }
+    }
+}
