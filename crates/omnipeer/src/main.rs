@@ -583,8 +583,10 @@ fn shutdown_on_signals() -> CancellationToken {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
         }
-        tracing::info!("shutting down");
+        // Cancel before logging: with stderr gone (a parent that died holding the pipe) a
+        // log line can fail, and the node must still stop.
         t.cancel();
+        tracing::info!("shutting down");
     });
     token
 }

@@ -70,7 +70,7 @@ pub fn token_for(node: &Node, listen: SocketAddr, configured: &str) -> anyhow::R
     }
     let path = node.data_dir.join("api-token");
     let t = crate::app::secret_file(&path)?;
-    eprintln!("api: listening beyond loopback, bearer token required (in {})", path.display());
+    crate::app::say!("api: listening beyond loopback, bearer token required (in {})", path.display());
     Ok(Some(t))
 }
 

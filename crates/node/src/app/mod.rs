@@ -2,6 +2,16 @@
 //! state (SQLite), one event bus, one download engine, one search and one chat model.
 //! `omnipeer up` runs [`up`]; the HTTP API (`crate::api`) is a view of [`Node`].
 
+/// A line for the person who started the node, on stderr; a closed stderr (the terminal
+/// went away) is ignored rather than a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
 pub mod db;
 pub mod model;
 pub mod search;
@@ -342,8 +352,8 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
         let dcfg = crate::dcc::DccServerConfig::from_config(&cfg, data_dir)?;
         let server = crate::dcc::DccServer::bind(dcfg.clone()).await?;
         let addr = server.local_addr();
-        eprintln!("dcc server: nick {}, share {}, incoming {}", dcfg.nick, dcfg.share.display(), dcfg.incoming.display());
-        eprintln!("listening on {addr}");
+        crate::app::say!("dcc server: nick {}, share {}, incoming {}", dcfg.nick, dcfg.share.display(), dcfg.incoming.display());
+        crate::app::say!("listening on {addr}");
         node.set_network("dcc", "server", "online", &addr.to_string(), "");
         dcc = Some(server.handle());
         tasks.spawn(server.run(shutdown.clone()));
@@ -369,8 +379,8 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
         .await?;
         let addr = server.local_addr();
         own_hub = Some(addr);
-        eprintln!("nmdc hub: dchub://{addr}");
-        eprintln!("listening on {addr}");
+        crate::app::say!("nmdc hub: dchub://{addr}");
+        crate::app::say!("listening on {addr}");
         node.set_network("nmdc_hub", "server", "online", &addr.to_string(), &h.name);
         tasks.spawn(server.run(shutdown.clone()));
     } else {
@@ -390,8 +400,8 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
         .await?;
         let addr = server.local_addr();
         own_slsk = Some(addr);
-        eprintln!("soulseek server: {addr}");
-        eprintln!("listening on {addr}");
+        crate::app::say!("soulseek server: {addr}");
+        crate::app::say!("listening on {addr}");
         node.set_network("slsk_server", "server", "online", &addr.to_string(), "");
         tasks.spawn(server.run(shutdown.clone()));
     } else {
@@ -402,16 +412,16 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
 
     let api = if cfg.api.enabled {
         let (addr, task) = crate::api::serve(node.clone(), cfg.api.listen, &cfg.api.token).await?;
-        eprintln!("api and web ui: http://{addr}/ (docs/api.md; OpenAPI at /api/openapi.json)");
-        eprintln!("listening on {addr}");
+        crate::app::say!("api and web ui: http://{addr}/ (docs/api.md; OpenAPI at /api/openapi.json)");
+        crate::app::say!("listening on {addr}");
         tasks.spawn(task);
         Some(addr)
     } else {
         None
     };
 
-    eprintln!("shares: {}", node.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
-    eprintln!("downloads: {}", node.downloads.display());
+    crate::app::say!("shares: {}", node.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    crate::app::say!("downloads: {}", node.downloads.display());
 
     if cfg.nmdc_client.enabled {
         let hub = if cfg.nmdc_client.hub.is_empty() {
@@ -450,7 +460,7 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
         engine.run_engine().await;
         Ok(())
     });
-    eprintln!("omnipeer is up as {} (data in {}); Ctrl-C to stop", node.nick, data_dir.display());
+    crate::app::say!("omnipeer is up as {} (data in {}); Ctrl-C to stop", node.nick, data_dir.display());
     Ok(Up { node, dcc, tasks, api })
 }
 
@@ -479,7 +489,7 @@ impl Node {
                 Ok(client) => {
                     let client = Arc::new(client);
                     self.record_share(&client);
-                    eprintln!("nmdc client: logged in to dchub://{hub} as {}", self.nick);
+                    crate::app::say!("nmdc client: logged in to dchub://{hub} as {}", self.nick);
                     self.set_network("nmdc_client", "client", "online", &hub, &format!("logged in as {}", self.nick));
                     let mut rx = client.subscribe();
                     let mut rescan = self.rescan.subscribe();
@@ -560,7 +570,7 @@ impl Node {
                     for room in &self.cfg.slsk_client.rooms {
                         client.join_room(room);
                     }
-                    eprintln!("soulseek client: logged in to {server} as {} ({} files shared)", self.nick, client.shared_files());
+                    crate::app::say!("soulseek client: logged in to {server} as {} ({} files shared)", self.nick, client.shared_files());
                     self.set_network("slsk_client", "client", "online", &server, &format!("logged in as {}", self.nick));
                     *self.slsk.write().expect("slsk") = Some(client.clone());
                     let mut rescan = self.rescan.subscribe();
