@@ -23,6 +23,8 @@ pub struct Config {
     pub nmdc_hub: NmdcHubConfig,
     /// The Soulseek server.
     pub slsk_server: SlskServerSection,
+    /// The Tox bootstrap node (a DHT and onion node).
+    pub tox_bootstrap: ToxBootstrapSection,
     /// Shared folders and downloads.
     pub share: ShareSection,
     /// The download engine.
@@ -49,6 +51,21 @@ pub struct SlskServerSection {
     pub private: bool,
     /// Database; empty for `<data_dir>/slsk-server.sqlite`.
     pub db: String,
+}
+
+/// `[tox_bootstrap]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToxBootstrapSection {
+    /// Run the node.
+    pub enabled: bool,
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// DHT key pair file (pk ‖ sk, 64 raw bytes, as tox-bootstrapd); empty for
+    /// `<data_dir>/tox-bootstrap.keys`.
+    pub keys: String,
+    /// Other nodes to join, `HOST:PORT:DHTKEY[,...]`; empty for none.
+    pub bootstrap: String,
 }
 
 /// `[share]`.

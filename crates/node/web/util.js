@@ -97,6 +97,7 @@ export const NETWORK_NAMES = {
   dcc: "DCC server",
   nmdc_hub: "NMDC hub",
   slsk_server: "Soulseek server",
+  tox_bootstrap: "Tox bootstrap node",
   nmdc_client: "Direct Connect (NMDC)",
   slsk_client: "Soulseek",
   nmdc: "NMDC",

@@ -147,7 +147,7 @@ fn up_with_defaults_serves_dcc_and_stops_on_sigterm() {
     std::fs::create_dir_all(t.path()).unwrap();
     std::fs::write(
         t.path().join("config.toml"),
-        "[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:0\"\n[slsk_server]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+        "[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:0\"\n[slsk_server]\nlisten = \"127.0.0.1:0\"\n[tox_bootstrap]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let server = Server::start({
@@ -164,6 +164,18 @@ fn up_with_defaults_serves_dcc_and_stops_on_sigterm() {
             break a.trim().to_owned();
         }
     };
+    // The Tox bootstrap node prints HOST:PORT:DHTKEY, its key kept in the data dir.
+    let tox = loop {
+        let l = server.stderr_lines.recv_timeout(Duration::from_secs(10)).expect("the tox bootstrap line");
+        if let Some(a) = l.strip_prefix("tox bootstrap node: ") {
+            break a.trim().to_owned();
+        }
+    };
+    let key = tox.rsplit(':').next().unwrap();
+    let keys = std::fs::read(t.path().join("tox-bootstrap.keys")).unwrap();
+    assert_eq!(keys.len(), 64);
+    let hex: String = keys[..32].iter().map(|b| format!("{b:02X}")).collect();
+    assert_eq!(key, hex, "{tox}");
     let mut hub = std::net::TcpStream::connect(&hub_addr).unwrap();
     hub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut greeting = [0u8; 16];

@@ -407,8 +407,26 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
     } else {
         node.set_network("slsk_server", "server", "disabled", "", "");
     }
-    // Tox: a bootstrap node and the client side plug in here, as the servers above and
-    // the clients below do, once the Tox runtime is in `crate`.
+    if cfg.tox_bootstrap.enabled {
+        let t = &cfg.tox_bootstrap;
+        let keys_path = if t.keys.is_empty() { data_dir.join("tox-bootstrap.keys") } else { PathBuf::from(&t.keys) };
+        let keys = crate::tox::load_or_create_keys(&keys_path)?;
+        let nodes = if t.bootstrap.trim().is_empty() { Vec::new() } else { crate::tox::parse_node_specs(&t.bootstrap)? };
+        let mut boot = crate::tox::bootstrap::BootstrapNode::bind(t.listen, keys)
+            .await
+            .with_context(|| format!("tox bootstrap: cannot listen on {}", t.listen))?;
+        boot.bootstrap(&nodes);
+        let addr = boot.local_addr()?;
+        let key = boot.dht_pk().to_hex();
+        crate::app::say!("tox bootstrap node: {}:{}:{key}", addr.ip(), addr.port());
+        crate::app::say!("listening on {addr}");
+        node.set_network("tox_bootstrap", "server", "online", &addr.to_string(), &format!("DHT key {key}"));
+        tasks.spawn(boot.run(shutdown.clone()));
+    } else {
+        node.set_network("tox_bootstrap", "server", "disabled", "", "");
+    }
+    // A Tox client side (friends and their chats in the node's chat model) is not part of
+    // `up` yet; `omnipeer tox echo|send` run it on their own.
 
     let api = if cfg.api.enabled {
         let (addr, task) = crate::api::serve(node.clone(), cfg.api.listen, &cfg.api.token).await?;
