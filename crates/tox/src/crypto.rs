@@ -28,7 +28,7 @@ impl std::fmt::Debug for PublicKey {
 
 impl PublicKey {
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02X}")).collect()
+        hex_encode(&self.0)
     }
     /// Parses 64 hex digits (either case).
     pub fn from_hex(s: &str) -> Option<Self> {
@@ -177,16 +177,15 @@ pub fn increment_nonce_by(n: &mut Nonce, num: u32) {
     }
 }
 
+/// Hex in either case (surrounding whitespace ignored); `None` unless every character is
+/// a hex digit and there is an even number of them.
 pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    // `from_str_radix` alone would accept a sign ("+f" is 15).
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    data_encoding::HEXUPPER_PERMISSIVE.decode(s.trim().as_bytes()).ok()
+}
+
+/// Upper-case hex, as c-toxcore prints keys and Tox IDs.
+pub(crate) fn hex_encode(b: &[u8]) -> String {
+    data_encoding::HEXUPPER.encode(b)
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ impl ToxId {
 
     /// 76 uppercase hex digits.
     pub fn to_hex(&self) -> String {
-        self.to_bytes().iter().map(|b| format!("{b:02X}")).collect()
+        crate::crypto::hex_encode(&self.to_bytes())
     }
 }
 
