@@ -303,7 +303,7 @@ impl SamEndpoint {
     pub async fn connect(&self, dest: &str) -> io::Result<Stream> {
         let dest = dest.trim();
         decode_destination(dest).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let cmd = peer(&self.shared, dest).ok_or_else(|| io::Error::other("too many peer destinations"))?;
+        let (cmd, _) = peer(&self.shared, dest).ok_or_else(|| io::Error::other("too many peer destinations"))?;
         let (otx, orx) = oneshot::channel();
         cmd.send(Command::Connect(otx)).await.map_err(|_| super::gone())?;
         orx.await.map_err(|_| super::gone())?
@@ -316,12 +316,13 @@ impl SamEndpoint {
     }
 }
 
-/// The peer's driver, created on first use.
-fn peer(shared: &Arc<Shared>, dest: &str) -> Option<mpsc::Sender<Command>> {
+/// The peer's driver (its command sender and its inbound datagram queue), created on
+/// first use.
+fn peer(shared: &Arc<Shared>, dest: &str) -> Option<(mpsc::Sender<Command>, mpsc::Sender<Vec<u8>>)> {
     let mut peers = shared.peers.lock().ok()?;
     if let Some(p) = peers.get(dest) {
         if !p.cmd.is_closed() {
-            return Some(p.cmd.clone());
+            return Some((p.cmd.clone(), p.inbound.clone()));
         }
         peers.remove(dest);
     }
@@ -382,8 +383,8 @@ fn peer(shared: &Arc<Shared>, dest: &str) -> Option<mpsc::Sender<Command>> {
             }
         }
     });
-    peers.insert(dest.to_string(), Peer { cmd: cmd.clone(), inbound, tasks: [to_mgr, to_net] });
-    Some(cmd)
+    peers.insert(dest.to_string(), Peer { cmd: cmd.clone(), inbound: inbound.clone(), tasks: [to_mgr, to_net] });
+    Some((cmd, inbound))
 }
 
 /// Reads the router's datagrams and hands each message to its sender's manager.
@@ -407,23 +408,17 @@ async fn receive_loop(shared: Arc<Shared>) {
         };
         tracing::debug!("SAM datagram: {} message bytes, type {:02x?}", msg.len(), msg.first());
         let is_syn = msg.first() == Some(&0xA1);
-        let inbound = {
+        let known = {
             let Ok(peers) = shared.peers.lock() else { return };
             peers.get(sender).map(|p| p.inbound.clone())
         };
-        let inbound = match inbound {
+        let inbound = match known {
             Some(i) => i,
             // Only a SYN may introduce a new peer; anything else from a stranger is stray.
-            None if is_syn => {
-                if peer(&shared, sender).is_none() {
-                    continue;
-                }
-                let Ok(peers) = shared.peers.lock() else { return };
-                match peers.get(sender) {
-                    Some(p) => p.inbound.clone(),
-                    None => continue,
-                }
-            }
+            None if is_syn => match peer(&shared, sender) {
+                Some((_, i)) => i,
+                None => continue,
+            },
             None => continue,
         };
         if inbound.try_send(msg.to_vec()).is_err() {
