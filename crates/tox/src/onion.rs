@@ -41,6 +41,11 @@ pub const DATA_REQUEST_MIN_SIZE: usize = 1 + PUBLIC_KEY_SIZE + NONCE_SIZE + PUBL
 pub const MAX_ENTRIES: usize = 160;
 /// An announcement lives this long without being renewed.
 pub const ENTRY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Self-announcements heard (authenticated, ping id not yet proven) kept for our own client.
+pub const MAX_HEARD: usize = 64;
+/// How long a heard announcement's return path is used: a client replaces a path that
+/// goes unanswered within seconds, so an older one is likely dead.
+pub const HEARD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ping id window.
 pub const PING_ID_WINDOW: Duration = Duration::from_secs(300);
 /// Our sendback key is replaced this often (the previous one still opens).
@@ -67,12 +72,25 @@ pub enum OnionError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OnionNodeEvent {
     /// Someone announced itself here (new or renewed).
-    Stored { pk: PublicKey },
+    Stored { pk: PublicKey, data_pk: PublicKey },
+    /// Someone asked to be announced here: the request was boxed with its long-term key,
+    /// so `pk` is real, but it has not yet proven (with our ping id) that it receives at
+    /// the return path. Not stored, never told to searchers; our own client may use it
+    /// to reach a friend one announce round earlier ([`OnionNode::deliver_local`]).
+    Heard { pk: PublicKey, data_pk: PublicKey },
 }
 
 struct Entry {
     pk: PublicKey,
     data_pk: PublicKey,
+    ret: Vec<u8>,
+    ret_addr: SocketAddr,
+    time: Instant,
+}
+
+/// An announcement heard but not stored (see [`OnionNodeEvent::Heard`]).
+struct Heard {
+    pk: PublicKey,
     ret: Vec<u8>,
     ret_addr: SocketAddr,
     time: Instant,
@@ -87,6 +105,7 @@ pub struct OnionNode {
     sendback_since: Instant,
     epoch: Instant,
     entries: Vec<Entry>,
+    heard: VecDeque<Heard>,
     shared: HashMap<PublicKey, SharedKey>,
     transmit: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<OnionNodeEvent>,
@@ -105,6 +124,7 @@ impl OnionNode {
             sendback_since: now,
             epoch: now,
             entries: Vec::new(),
+            heard: VecDeque::new(),
             shared: HashMap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -304,6 +324,9 @@ impl OnionNode {
         let id_next = self.ping_id(w + 1, &pk, &from);
         let valid = ping_id == id_now || ping_id == id_next;
         let index = if valid { self.add_entry(now, pk, data_pk, ret, from) } else { self.find(&searched) };
+        if !valid && searched == pk {
+            self.hear(now, pk, data_pk, ret, from);
+        }
 
         let mut pl = Vec::with_capacity(1 + 32 + MAX_SENT_NODES * 51);
         match index {
@@ -363,12 +386,55 @@ impl OnionNode {
             self.entries[far] = e;
             far
         };
-        self.events.push_back(OnionNodeEvent::Stored { pk });
+        self.events.push_back(OnionNodeEvent::Stored { pk, data_pk });
         Some(i)
     }
 
     fn expire(&mut self, now: Instant) {
         self.entries.retain(|e| now.saturating_duration_since(e.time) < ENTRY_TIMEOUT);
+        self.heard.retain(|h| now.saturating_duration_since(h.time) < HEARD_TIMEOUT);
+    }
+
+    /// Keeps the newest heard self-announcement per key (at most [`MAX_HEARD`]). A replayed
+    /// old request can only point at a dead path or an old data key: what is sent that way
+    /// is lost, nothing else is affected.
+    fn hear(&mut self, now: Instant, pk: PublicKey, data_pk: PublicKey, ret: &[u8], ret_addr: SocketAddr) {
+        self.heard.retain(|h| h.pk != pk);
+        if self.heard.len() >= MAX_HEARD {
+            self.heard.pop_front();
+        }
+        self.heard.push_back(Heard { pk, ret: ret.to_vec(), ret_addr, time: now });
+        self.events.push_back(OnionNodeEvent::Heard { pk, data_pk });
+    }
+
+    /// Our own client's onion data request `[0x85][dest pk][nonce][temp pk][box]` (no
+    /// return path: it did not travel) for someone announced or heard here: routed back
+    /// along the return path they announced through, as [`Self::data_request`] does for
+    /// requests from afar. A stored announcement is preferred to a heard one.
+    pub fn deliver_local(&mut self, now: Instant, request: &[u8]) -> Result<(), OnionError> {
+        if request.len() < DATA_REQUEST_MIN_SIZE || request.len() > ONION_MAX_PACKET_SIZE {
+            return Err(PacketError::BadLength { what: "local onion data request", got: request.len() }.into());
+        }
+        if request.first() != Some(&kind::ONION_DATA_REQUEST) {
+            return Err(OnionError::Other("not an onion data request"));
+        }
+        let dest = pk_at(request, 1).ok_or(PacketError::Empty)?;
+        self.expire(now);
+        let (ret, to) = if let Some(i) = self.find(&dest) {
+            (&self.entries[i].ret, self.entries[i].ret_addr)
+        } else if let Some(h) = self.heard.iter().find(|h| h.pk == dest) {
+            (&h.ret, h.ret_addr)
+        } else {
+            return Err(OnionError::NotAnnounced);
+        };
+        let body = &request[1 + PUBLIC_KEY_SIZE..];
+        let mut out = Vec::with_capacity(1 + RETURN_3 + 1 + body.len());
+        out.push(kind::ONION_RESPONSE_3);
+        out.extend_from_slice(ret);
+        out.push(kind::ONION_DATA_RESPONSE);
+        out.extend_from_slice(body);
+        self.transmit.push_back((to, out));
+        Ok(())
     }
 
     /// 0x85 `[dest pk][nonce][temp pk][box][S3]` → `[0x8c][stored S3][0x86][nonce][temp pk][box]`.
@@ -592,6 +658,23 @@ mod tests {
         assert_eq!(pl[0], 0, "first contact: not stored, ping id given");
         let ping_id: [u8; 32] = pl[1..33].try_into().unwrap();
         assert_eq!(hops[3].node.entry_count(), 0);
+        // ... but heard: the node's own client can already reach `real` along that path
+        assert_eq!(hops[3].node.poll_event(), Some(OnionNodeEvent::Heard { pk: real.pk, data_pk: data_kp.pk }));
+        let mut local = vec![kind::ONION_DATA_REQUEST];
+        local.extend_from_slice(&real.pk.0);
+        local.extend_from_slice(&[4u8; 24 + 32 + 16 + 5]);
+        hops[3].node.deliver_local(now, &local).unwrap();
+        let (to, p) = hops[3].node.poll_transmit().unwrap();
+        let back = pump(&mut hops, (d_addr, to, p), now);
+        assert_eq!(back.len(), 1);
+        assert_eq!((back[0].1, back[0].2[0]), (me_addr, kind::ONION_DATA_RESPONSE));
+        assert_eq!(&back[0].2[1..], &[4u8; 24 + 32 + 16 + 5][..]);
+        let mut stranger = local.clone();
+        stranger[1] ^= 1;
+        assert_eq!(hops[3].node.deliver_local(now, &stranger), Err(OnionError::NotAnnounced));
+        assert!(hops[3].node.deliver_local(now, &local[..10]).is_err(), "short requests are refused");
+        // heard paths are forgotten after HEARD_TIMEOUT
+        assert_eq!(hops[3].node.deliver_local(now + HEARD_TIMEOUT, &local), Err(OnionError::NotAnnounced));
         // second round with the ping id: stored (is_stored = 2)
         let ann = announce_request(&real, &d_pk, &ping_id, &real.pk, &data_kp.pk, 78);
         let pkt = onion_request(&me_dht, &path, d_addr, &ann);
@@ -601,7 +684,7 @@ mod tests {
         let pl = SharedKey::precompute(&d_pk, &real.sk).decrypt(&n, boxed).unwrap();
         assert_eq!(pl[0], 2);
         assert_eq!(hops[3].node.announced_data_pk(&real.pk), Some(data_kp.pk));
-        assert_eq!(hops[3].node.poll_event(), Some(OnionNodeEvent::Stored { pk: real.pk }));
+        assert_eq!(hops[3].node.poll_event(), Some(OnionNodeEvent::Stored { pk: real.pk, data_pk: data_kp.pk }));
 
         // a searcher (temporary key, ping id 0) learns the data pk: is_stored = 1
         let searcher = KeyPair::generate();

@@ -42,6 +42,20 @@ pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(15);
 pub const ANNOUNCE_INTERVAL_NOT_STORED: Duration = Duration::from_secs(3);
 /// Search again at a node while the friend is not found.
 pub const SEARCH_INTERVAL: Duration = Duration::from_secs(3);
+/// How often a friend not yet found is searched, by time since the search (re)started:
+/// a friend who just came online announces within seconds, one offline for long is
+/// unlikely to appear in the next second (c-toxcore backs off exponentially too).
+pub fn search_interval(since: Duration) -> Duration {
+    let s = since.as_secs();
+    match s {
+        0..10 => Duration::from_secs(1),
+        10..30 => Duration::from_secs(2),
+        30..120 => SEARCH_INTERVAL,
+        _ => (SEARCH_INTERVAL * 2u32.saturating_pow(((s - 120) / 120).min(5) as u32 + 1)).min(SEARCH_INTERVAL_MAX),
+    }
+}
+/// The longest gap between searches for a friend not found.
+pub const SEARCH_INTERVAL_MAX: Duration = Duration::from_secs(60);
 /// … once found.
 pub const SEARCH_INTERVAL_FOUND: Duration = Duration::from_secs(15);
 /// Unconfirmed path: a request counts as lost after this long.
@@ -58,6 +72,8 @@ pub const PATH_LIFETIME: Duration = Duration::from_secs(1200);
 pub const NODE_MAX_MISSES: u8 = 3;
 /// Outstanding requests at most.
 pub const MAX_PENDING: usize = 1024;
+/// A data key our own onion node heard is used this long (its return path ages).
+pub const LOCAL_FRESH: Duration = crate::onion::HEARD_TIMEOUT;
 /// Inner onion data (`[id][data]`) at most.
 pub const MAX_DATA_SIZE: usize = ONION_MAX_PACKET_SIZE
     - (1 + PUBLIC_KEY_SIZE + NONCE_SIZE + PUBLIC_KEY_SIZE + MAC_SIZE + PUBLIC_KEY_SIZE + MAC_SIZE)
@@ -108,6 +124,11 @@ struct Friend {
     temp: KeyPair,
     nodes: Vec<ANode>,
     data_pk: Option<PublicKey>,
+    /// When the current search began (the interval grows from here).
+    search_start: Instant,
+    /// The friend's data key as our own onion node heard it announce (and when):
+    /// data for it also goes out through [`OnionClient::poll_local`].
+    local: Option<(PublicKey, Instant)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -142,6 +163,7 @@ pub struct OnionClient {
     dht_keys: Option<KeyPair>,
     next_tick: Instant,
     transmit: VecDeque<(SocketAddr, Vec<u8>)>,
+    local_out: VecDeque<Vec<u8>>,
     events: VecDeque<OnionEvent>,
     announce_requests: u64,
     announce_nodes_added: u64,
@@ -169,6 +191,7 @@ impl OnionClient {
             announce_nodes_added: 0,
             next_tick: now,
             transmit: VecDeque::new(),
+            local_out: VecDeque::new(),
             events: VecDeque::new(),
         }
     }
@@ -187,7 +210,42 @@ impl OnionClient {
         if real_pk == self.real.pk || self.friends.len() >= MAX_FRIENDS {
             return;
         }
-        self.friends.entry(real_pk).or_insert_with(|| Friend { temp: KeyPair::generate(), nodes: Vec::new(), data_pk: None });
+        let now = self.now;
+        self.friends.entry(real_pk).or_insert_with(|| Friend {
+            temp: KeyPair::generate(),
+            nodes: Vec::new(),
+            data_pk: None,
+            search_start: now,
+            local: None,
+        });
+    }
+
+    /// Searches the friend at the fast pace again (it went offline: it may be back soon).
+    pub fn search_again(&mut self, now: Instant, real_pk: &PublicKey) {
+        if let Some(f) = self.friends.get_mut(real_pk) {
+            f.search_start = now;
+            for n in &mut f.nodes {
+                n.last_sent = None;
+            }
+        }
+        self.next_tick = self.next_tick.min(now);
+    }
+
+    /// Our own onion node heard the friend announce itself with `data_pk` (an
+    /// authenticated request, see `OnionNodeEvent::Heard`): it is found, and data for it
+    /// is also handed out by [`Self::poll_local`] for that node to route.
+    pub fn local_announcement(&mut self, now: Instant, real_pk: &PublicKey, data_pk: PublicKey) {
+        let Some(f) = self.friends.get_mut(real_pk) else { return };
+        f.local = Some((data_pk, now));
+        if f.data_pk != Some(data_pk) {
+            f.data_pk = Some(data_pk);
+            self.events.push_back(OnionEvent::FriendFound { real_pk: *real_pk });
+        }
+    }
+
+    /// Onion data requests `[0x85][dest pk][nonce][temp pk][box]` for our own onion node.
+    pub fn poll_local(&mut self) -> Option<Vec<u8>> {
+        self.local_out.pop_front()
     }
 
     pub fn remove_friend(&mut self, real_pk: &PublicKey) {
@@ -211,7 +269,7 @@ impl OnionClient {
 
     /// The friend is announced at ≥ 1 node we know of (its data key is known).
     pub fn is_friend_found(&self, real_pk: &PublicKey) -> bool {
-        self.friends.get(real_pk).is_some_and(|f| f.data_pk.is_some() && f.nodes.iter().any(|n| n.stored))
+        self.friends.get(real_pk).is_some_and(|f| f.data_pk.is_some() && (f.nodes.iter().any(|n| n.stored) || f.local.is_some()))
     }
 
     /// The friend's data key as last reported.
@@ -242,27 +300,39 @@ impl OnionClient {
         let Some(f) = self.friends.get(to_real_pk) else { return 0 };
         let Some(data_pk) = f.data_pk else { return 0 };
         let nodes: Vec<SocketAddr> = f.nodes.iter().filter(|n| n.stored).map(|n| n.addr).collect();
+        let local = f.local.filter(|(k, at)| *k == data_pk && self.now.saturating_duration_since(*at) < LOCAL_FRESH).is_some();
         let mut sent = 0;
+        if local {
+            let p = self.data_request(to_real_pk, &data_pk, inner);
+            self.local_out.push_back(p);
+            sent += 1;
+        }
         for naddr in nodes {
             let Some(pid) = self.pick_path(SEARCH_POOL) else { break };
-            let nonce = random_nonce();
-            let inner_box = self.shared_key(to_real_pk).encrypt(&nonce, inner);
-            let mut mid = Vec::with_capacity(PUBLIC_KEY_SIZE + inner_box.len());
-            mid.extend_from_slice(&self.real.pk.0);
-            mid.extend_from_slice(&inner_box);
-            let temp = KeyPair::generate();
-            let outer = SharedKey::precompute(&data_pk, &temp.sk).encrypt(&nonce, &mid);
-            let mut p = Vec::with_capacity(1 + 2 * PUBLIC_KEY_SIZE + NONCE_SIZE + outer.len());
-            p.push(kind::ONION_DATA_REQUEST);
-            p.extend_from_slice(&to_real_pk.0);
-            p.extend_from_slice(&nonce);
-            p.extend_from_slice(&temp.pk.0);
-            p.extend_from_slice(&outer);
+            let p = self.data_request(to_real_pk, &data_pk, inner);
             if self.send_via(SEARCH_POOL, pid, naddr, &p, None).is_some() {
                 sent += 1;
             }
         }
         sent
+    }
+
+    /// `[0x85][dest pk][nonce][temp pk][box(temp, data pk)([our real pk][box(real keys)(inner)])]`.
+    fn data_request(&mut self, to_real_pk: &PublicKey, data_pk: &PublicKey, inner: &[u8]) -> Vec<u8> {
+        let nonce = random_nonce();
+        let inner_box = self.shared_key(to_real_pk).encrypt(&nonce, inner);
+        let mut mid = Vec::with_capacity(PUBLIC_KEY_SIZE + inner_box.len());
+        mid.extend_from_slice(&self.real.pk.0);
+        mid.extend_from_slice(&inner_box);
+        let temp = KeyPair::generate();
+        let outer = SharedKey::precompute(data_pk, &temp.sk).encrypt(&nonce, &mid);
+        let mut p = Vec::with_capacity(1 + 2 * PUBLIC_KEY_SIZE + NONCE_SIZE + outer.len());
+        p.push(kind::ONION_DATA_REQUEST);
+        p.extend_from_slice(&to_real_pk.0);
+        p.extend_from_slice(&nonce);
+        p.extend_from_slice(&temp.pk.0);
+        p.extend_from_slice(&outer);
+        p
     }
 
     /// Path keys of a pool's path, and the packet sent through it; with `track`, a
@@ -570,7 +640,7 @@ impl OnionClient {
         let mut jobs: Vec<(PublicKey, PackedNode)> = Vec::new();
         for (fpk, f) in self.friends.iter() {
             let found = f.data_pk.is_some() && f.nodes.iter().any(|n| n.stored);
-            let gap = if found { SEARCH_INTERVAL_FOUND } else { SEARCH_INTERVAL };
+            let gap = if found { SEARCH_INTERVAL_FOUND } else { search_interval(now.saturating_duration_since(f.search_start)) };
             for n in f.nodes.iter() {
                 if n.last_sent.is_none_or(|t| now.saturating_duration_since(t) >= gap) {
                     jobs.push((*fpk, PackedNode::new(n.addr, n.pk)));
@@ -621,6 +691,7 @@ mod tests {
         onion: OnionNode,
         client: Option<OnionClient>,
         events: Vec<OnionEvent>,
+        node_events: Vec<crate::onion::OnionNodeEvent>,
     }
 
     struct Net {
@@ -646,6 +717,7 @@ mod tests {
                         onion: OnionNode::new(k, now),
                         client: clients.contains(&i).then(|| OnionClient::new(KeyPair::generate(), now)),
                         events: Vec::new(),
+                        node_events: Vec::new(),
                     }
                 })
                 .collect();
@@ -685,7 +757,9 @@ mod tests {
                     while let Some((to, pkt)) = p.onion.poll_transmit() {
                         q.push((p.addr, to, pkt));
                     }
-                    while p.onion.poll_event().is_some() {}
+                    while let Some(e) = p.onion.poll_event() {
+                        p.node_events.push(e);
+                    }
                     while let Some(DhtEvent::Found { .. } | DhtEvent::Request { .. }) = p.dht.poll_event() {}
                     if let Some(c) = p.client.as_mut() {
                         while let Some((to, pkt)) = c.poll_transmit() {
@@ -816,5 +890,65 @@ mod tests {
         assert!(c.handle_packet(now, addr(0), &fake86, &dht).is_err());
         assert!(c.handle_packet(now, addr(0), &[], &dht).is_err());
         assert!(c.handle_packet(now, addr(0), &[0x84; 20], &dht).is_err());
+    }
+
+    #[test]
+    fn search_pace_starts_fast_and_backs_off() {
+        assert_eq!(search_interval(Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(search_interval(Duration::from_secs(15)), Duration::from_secs(2));
+        assert_eq!(search_interval(Duration::from_secs(60)), SEARCH_INTERVAL);
+        let mut last = Duration::ZERO;
+        for s in 0..10_000 {
+            let i = search_interval(Duration::from_secs(s));
+            assert!(i >= last && i <= SEARCH_INTERVAL_MAX, "{s}: {i:?}");
+            last = i;
+        }
+        assert_eq!(last, SEARCH_INTERVAL_MAX);
+    }
+
+    /// When our own onion node hears a friend ask to be announced, the friend is found
+    /// at once and onion data reaches it back along the path it announced through,
+    /// before any search could see it stored.
+    #[test]
+    fn friend_heard_by_our_own_node_is_reached_at_once() {
+        use crate::onion::OnionNodeEvent;
+        let mut net = Net::new(12, &[3, 9]);
+        let pk3 = net.client(3).real_pk();
+        let pk9 = net.client(9).real_pk();
+        net.client(3).add_friend(pk9);
+        net.pump();
+        let mut heard = None;
+        for _ in 0..80 {
+            net.run(TICK);
+            heard = net.peers[3].node_events.iter().find_map(|e| match e {
+                OnionNodeEvent::Heard { pk, data_pk } if *pk == pk9 => Some(*data_pk),
+                _ => None,
+            });
+            if heard.is_some() {
+                break;
+            }
+        }
+        let data_pk = heard.expect("9 asks every node of this small network to announce it, 3 included");
+        assert_eq!(data_pk, net.peers[9].client.as_ref().unwrap().data_pk());
+        assert!(!net.client(3).is_friend_found(&pk9), "no node has stored 9 yet");
+        let now = net.now;
+        net.client(3).local_announcement(now, &pk9, data_pk);
+        assert!(net.client(3).is_friend_found(&pk9));
+        net.pump();
+        assert_eq!(net.peers[3].events.iter().filter(|e| **e == OnionEvent::FriendFound { real_pk: pk9 }).count(), 1);
+        assert_eq!(net.client(3).send_data(&pk9, &[0x9c, 7]), 1, "the local copy");
+        let local = net.client(3).poll_local().expect("a request for our own node");
+        assert!(net.client(3).poll_local().is_none());
+        net.peers[3].onion.deliver_local(now, &local).unwrap();
+        net.pump();
+        assert!(net.peers[9].events.contains(&OnionEvent::Data { from_real_pk: pk3, data: vec![0x9c, 7] }));
+        // the same key heard again is not a new finding; an old sighting is not used
+        net.client(3).local_announcement(now, &pk9, data_pk);
+        net.pump();
+        assert_eq!(net.peers[3].events.iter().filter(|e| **e == OnionEvent::FriendFound { real_pk: pk9 }).count(), 1);
+        net.client(3).friends.get_mut(&pk9).unwrap().local = Some((data_pk, now - LOCAL_FRESH));
+        let copies = net.client(3).send_data(&pk9, &[0x9c, 8]);
+        assert!(net.client(3).poll_local().is_none());
+        assert_eq!(copies, net.client(3).friends[&pk9].nodes.iter().filter(|n| n.stored).count());
     }
 }

@@ -19,7 +19,7 @@ use crate::dht::{Dht, DhtEvent};
 use crate::friend::{ConnectMode, FriendProgress, Progress, Task};
 use crate::messenger::{MessageKind, Messenger, MessengerError, MessengerEvent, RequestVia};
 use crate::net_crypto::{NetCrypto, NetCryptoEvent};
-use crate::onion::OnionNode;
+use crate::onion::{OnionNode, OnionNodeEvent};
 use crate::onion_client::{OnionClient, OnionEvent};
 use crate::packet::{kind, DhtPkAnnounce, PackedNode};
 use crate::toxid::{NoSpam, ToxId};
@@ -57,6 +57,14 @@ pub trait Rendezvous {
     /// returns how many copies went out (0: not found yet).
     fn send_data(&mut self, to_real_pk: &PublicKey, inner: &[u8]) -> usize;
     fn is_announced(&self) -> bool;
+    /// Our own onion node heard the friend announce itself with `data_pk`.
+    fn local_announcement(&mut self, _now: Instant, _real_pk: &PublicKey, _data_pk: PublicKey) {}
+    /// Onion data requests (`[0x85][dest pk]...`, no return path) for our own onion node.
+    fn poll_local(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+    /// The friend went offline: search it at the fast pace again.
+    fn search_again(&mut self, _now: Instant, _real_pk: &PublicKey) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +109,15 @@ impl Rendezvous for OnionClient {
     }
     fn is_announced(&self) -> bool {
         OnionClient::is_announced(self)
+    }
+    fn local_announcement(&mut self, now: Instant, real_pk: &PublicKey, data_pk: PublicKey) {
+        OnionClient::local_announcement(self, now, real_pk, data_pk)
+    }
+    fn poll_local(&mut self) -> Option<Vec<u8>> {
+        OnionClient::poll_local(self)
+    }
+    fn search_again(&mut self, now: Instant, real_pk: &PublicKey) {
+        OnionClient::search_again(self, now, real_pk)
     }
 }
 
@@ -158,6 +175,7 @@ pub struct Tox {
     next_tasks: Instant,
     events: VecDeque<ToxEvent>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    local_rendezvous: bool,
 }
 
 impl Tox {
@@ -187,7 +205,16 @@ impl Tox {
             next_tasks: now,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
+            local_rendezvous: true,
         }
+    }
+
+    /// Whether a friend's announcement heard by our own onion node (we are one of the
+    /// nodes it announces to: likely in a small network such as a LAN or one node's
+    /// community, rare on the public one) is used to reach it at once, without waiting
+    /// for our search to see it stored. On by default.
+    pub fn set_local_rendezvous(&mut self, on: bool) {
+        self.local_rendezvous = on;
     }
 
     /// A client with tox-net's onion client as its rendezvous.
@@ -523,7 +550,20 @@ impl Tox {
                     },
                 }
             }
-            while self.onion_node.poll_event().is_some() {}
+            while let Some(e) = self.onion_node.poll_event() {
+                let (OnionNodeEvent::Stored { pk, data_pk } | OnionNodeEvent::Heard { pk, data_pk }) = e;
+                let waiting = self.friends.get(&pk).is_some_and(|f| f.progress.progress() != Progress::Connected);
+                if self.local_rendezvous && waiting {
+                    any = true;
+                    self.rendezvous.local_announcement(now, &pk, data_pk);
+                }
+            }
+            while let Some(p) = self.rendezvous.poll_local() {
+                any = true;
+                // Fails only when the heard path aged out meanwhile: the copies sent
+                // through rendezvous nodes still go.
+                let _ = self.onion_node.deliver_local(now, &p);
+            }
             while let Some(e) = self.nc.poll_event() {
                 any = true;
                 match &e {
@@ -540,6 +580,7 @@ impl Tox {
                     NetCryptoEvent::Closed { peer, reason } => {
                         if let Some(f) = self.friends.get_mut(peer) {
                             f.progress.on_closed(now, *reason);
+                            self.rendezvous.search_again(now, peer);
                         }
                         self.next_tasks = now;
                     }

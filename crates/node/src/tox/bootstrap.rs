@@ -91,8 +91,10 @@ impl BootstrapNode {
                 }
             }
         }
-        while let Some(OnionNodeEvent::Stored { pk }) = self.onion.poll_event() {
-            tracing::debug!("tox: announcement stored for {}", pk.to_hex());
+        while let Some(e) = self.onion.poll_event() {
+            if let OnionNodeEvent::Stored { pk, .. } = e {
+                tracing::debug!("tox: announcement stored for {}", pk.to_hex());
+            }
         }
         while let Some((to, p)) = self.dht.poll_transmit().or_else(|| self.onion.poll_transmit()) {
             if let Err(e) = self.sock.send_to(&p, socket_dest(local, to)).await {
