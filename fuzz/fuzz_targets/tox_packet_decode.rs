@@ -1,5 +1,5 @@
 //! `omnipeer_tox::packet` decoders on arbitrary input: packed nodes, the 19-byte onion
-//! IP_Port, DHT packet headers, ping / nodes plaintexts, DHT requests, DHT-PK announces.
+//! IP_Port, DHT packet headers, ping / nodes plaintexts, DHT requests, DHT-PK announces, bootstrap info replies.
 //!
 //! Checked: nothing panics; whatever decodes re-encodes to bytes that decode to the same
 //! value (UDP entries; TCP entries are dropped by design).
@@ -33,4 +33,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(DhtPkAnnounce::decode(&a.encode()), Ok(a));
     }
     let _ = decode_node_entries_all(data, 4);
+    if let Ok(i) = BootstrapInfo::decode(data) {
+        assert_eq!(&i.encode()[..], data);
+    }
 });

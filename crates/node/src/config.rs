@@ -66,6 +66,8 @@ pub struct ToxBootstrapSection {
     pub keys: String,
     /// Other nodes to join, `HOST:PORT:DHTKEY[,...]`; empty for none.
     pub bootstrap: String,
+    /// Message of the day for bootstrap info requests (0xf0); empty: not answered.
+    pub motd: String,
 }
 
 /// `[share]`.

@@ -115,6 +115,10 @@ enum ToxCmd {
         /// Also bootstrap off these nodes (HOST:PORT:DHTKEY, comma-separated)
         #[arg(long, value_name = "NODES")]
         bootstrap: Option<String>,
+        /// Answer bootstrap info requests (0xf0) with this message of the day, as
+        /// tox-bootstrapd's `motd` (at most 255 bytes)
+        #[arg(long, value_name = "TEXT")]
+        motd: Option<String>,
     },
     /// Print the profile's Tox ID (76 hex); creates the profile if missing
     Id {
@@ -626,7 +630,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
 async fn tox_command(cmd: ToxCmd) -> anyhow::Result<()> {
     use omnipeer_node::tox::{self, bootstrap::BootstrapNode};
     match cmd {
-        ToxCmd::Bootstrap { listen, keys, bootstrap } => {
+        ToxCmd::Bootstrap { listen, keys, bootstrap, motd } => {
             let kp = match &keys {
                 Some(p) => tox::load_or_create_keys(p)?,
                 None => omnipeer_tox_keys(),
@@ -637,6 +641,9 @@ async fn tox_command(cmd: ToxCmd) -> anyhow::Result<()> {
             };
             let mut node = BootstrapNode::bind(listen, kp).await.with_context(|| format!("cannot listen on {listen}"))?;
             node.bootstrap(&nodes);
+            if let Some(m) = &motd {
+                node.set_motd(m);
+            }
             println!("{}", node.dht_pk().to_hex());
             eprintln!("listening on {}", node.local_addr()?);
             node.run(shutdown_on_signals()).await

@@ -90,3 +90,42 @@ fn keys_file_keeps_the_dht_key() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
+
+/// Bootstrap info (0xf0): `omnipeer tox bootstrap --motd` answers a 78-byte request the
+/// way tox-bootstrapd with the same MOTD does (same frame, NUL-terminated MOTD; only the
+/// version differs: each reports its own), and ignores a request of another size.
+#[test]
+fn bootstrap_info_answers_like_tox_bootstrapd() {
+    if !tox_support::require("bootstrap_info_answers_like_tox_bootstrapd") {
+        return;
+    }
+    use omnipeer_tox::packet::BootstrapInfo;
+    let motd = "omnipeer test bootstrapd"; // what tox_support's Bootstrapd is configured with
+    let real = Bootstrapd::start(&[]);
+    let omni = OmniBootstrap::start(BIN, &["--motd", motd]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let ask = |port: u16, req: &[u8]| -> Option<Vec<u8>> {
+        for _ in 0..5 {
+            sock.send_to(req, ("127.0.0.1", port)).unwrap();
+            let mut buf = [0u8; 1024];
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                assert_eq!(from.port(), port);
+                return Some(buf[..n].to_vec());
+            }
+        }
+        None
+    };
+    let theirs = ask(real.port, &BootstrapInfo::request()).expect("tox-bootstrapd answers bootstrap info");
+    let ours = ask(omni.port, &BootstrapInfo::request()).unwrap_or_else(|| panic!("no answer\n{}", omni.proc.log()));
+    let (t, o) = (BootstrapInfo::decode(&theirs).unwrap(), BootstrapInfo::decode(&ours).unwrap());
+    assert_eq!(t.motd, format!("{motd}\0").into_bytes(), "tox-bootstrapd's MOTD is NUL-terminated");
+    assert_eq!(o.motd, t.motd);
+    assert_eq!(ours.len(), theirs.len());
+    assert!(t.version >= 1_000_000_000 && o.version >= 1_000_000_000, "{} {}", t.version, o.version);
+    // a request of another length is not answered (by either)
+    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let short = &BootstrapInfo::request()[..77];
+    assert_eq!(ask(omni.port, short), None);
+    assert_eq!(ask(real.port, short), None);
+}

@@ -464,6 +464,56 @@ pub fn closer(target: &PublicKey, a: &PublicKey, b: &PublicKey) -> std::cmp::Ord
     std::cmp::Ordering::Equal
 }
 
+/// Bootstrap info (0xf0), answered by bootstrap nodes only (tox-bootstrapd's
+/// `enable_motd`): a request is exactly [`BootstrapInfo::REQUEST_SIZE`] bytes starting
+/// with 0xf0 (the rest is ignored); the reply is `[0xf0][version u32 BE][MOTD]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapInfo {
+    pub version: u32,
+    pub motd: Vec<u8>,
+}
+
+impl BootstrapInfo {
+    /// Size of a request (c-toxcore's INFO_REQUEST_PACKET_LENGTH).
+    pub const REQUEST_SIZE: usize = 78;
+    /// Longest MOTD (c-toxcore's MAX_MOTD_LENGTH).
+    pub const MAX_MOTD: usize = 256;
+
+    pub fn is_request(data: &[u8]) -> bool {
+        data.len() == Self::REQUEST_SIZE && data.first() == Some(&kind::BOOTSTRAP_INFO)
+    }
+
+    /// A request, padded as tox-bootstrapd's own info script pads it.
+    pub fn request() -> Vec<u8> {
+        let mut v = vec![b'0'; Self::REQUEST_SIZE];
+        v[0] = kind::BOOTSTRAP_INFO;
+        v
+    }
+
+    /// The reply; a longer MOTD is cut at [`Self::MAX_MOTD`] bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let motd = &self.motd[..self.motd.len().min(Self::MAX_MOTD)];
+        let mut v = Vec::with_capacity(5 + motd.len());
+        v.push(kind::BOOTSTRAP_INFO);
+        v.extend_from_slice(&self.version.to_be_bytes());
+        v.extend_from_slice(motd);
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, PacketError> {
+        need("bootstrap info", b, 5)?;
+        if b[0] != kind::BOOTSTRAP_INFO {
+            return Err(PacketError::WrongKind { want: kind::BOOTSTRAP_INFO, got: b[0] });
+        }
+        let motd = &b[5..];
+        if motd.len() > Self::MAX_MOTD {
+            return Err(PacketError::TooLong { what: "bootstrap info MOTD", max: Self::MAX_MOTD, got: motd.len() });
+        }
+        let version = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+        Ok(BootstrapInfo { version, motd: motd.to_vec() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,5 +685,20 @@ mod tests {
             let _ = DhtPkAnnounce::decode(&b);
             let _ = PingPlain::decode(&b);
         }
+    }
+
+    #[test]
+    fn bootstrap_info_frames() {
+        assert!(BootstrapInfo::is_request(&BootstrapInfo::request()));
+        assert!(!BootstrapInfo::is_request(&BootstrapInfo::request()[..77]));
+        assert!(!BootstrapInfo::is_request(&[0u8; 78]));
+        let i = BootstrapInfo { version: 2_000_000, motd: b"hello".to_vec() };
+        let b = i.encode();
+        assert_eq!(b, [&[0xf0, 0x00, 0x1e, 0x84, 0x80][..], b"hello"].concat());
+        assert_eq!(BootstrapInfo::decode(&b), Ok(i));
+        assert_eq!(BootstrapInfo { version: 1, motd: vec![b'x'; 300] }.encode().len(), 5 + 256);
+        assert!(BootstrapInfo::decode(&[0xf0, 0, 0]).is_err());
+        assert!(BootstrapInfo::decode(&[0xf1, 0, 0, 0, 0]).is_err());
+        assert!(BootstrapInfo::decode(&[0xf0; 5 + 257]).is_err());
     }
 }

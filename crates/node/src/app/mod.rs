@@ -416,6 +416,9 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
             .await
             .with_context(|| format!("tox bootstrap: cannot listen on {}", t.listen))?;
         boot.bootstrap(&nodes);
+        if !t.motd.is_empty() {
+            boot.set_motd(&t.motd);
+        }
         let addr = boot.local_addr()?;
         let key = boot.dht_pk().to_hex();
         crate::app::say!("tox bootstrap node: {}:{}:{key}", addr.ip(), addr.port());

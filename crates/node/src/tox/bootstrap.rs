@@ -6,6 +6,7 @@ use super::{normalize_addr, route, socket_dest, tokio_deadline, Route};
 use omnipeer_tox::crypto::{KeyPair, PublicKey};
 use omnipeer_tox::dht::{Dht, DhtEvent};
 use omnipeer_tox::onion::{OnionNode, OnionNodeEvent};
+use omnipeer_tox::packet::BootstrapInfo;
 use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::net::UdpSocket;
@@ -13,12 +14,28 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest datagram read.
 const RECV_BUF: usize = 4096;
+/// Bootstrap info answers queued between two flushes at most.
+const MAX_INFO_REPLIES: usize = 256;
 
 /// A bound bootstrap node; [`run`](BootstrapNode::run) drives it.
 pub struct BootstrapNode {
     sock: UdpSocket,
     dht: Dht,
     onion: OnionNode,
+    /// The 0xf0 answer, when a MOTD is set.
+    info: Option<Vec<u8>>,
+    replies: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+/// Our version as bootstrap info reports it: tox-bootstrapd sends
+/// `1000000000 + major·1000000 + minor·1000 + patch` of its c-toxcore; we send our own
+/// version in the same shape.
+pub fn info_version() -> u32 {
+    let v = |s: &str| s.parse::<u32>().unwrap_or(0);
+    1_000_000_000
+        + v(env!("CARGO_PKG_VERSION_MAJOR")) * 1_000_000
+        + v(env!("CARGO_PKG_VERSION_MINOR")) * 1000
+        + v(env!("CARGO_PKG_VERSION_PATCH"))
 }
 
 impl BootstrapNode {
@@ -26,7 +43,22 @@ impl BootstrapNode {
     pub async fn bind(listen: SocketAddr, keys: KeyPair) -> std::io::Result<Self> {
         let sock = UdpSocket::bind(listen).await?;
         let now = Instant::now();
-        Ok(BootstrapNode { sock, dht: Dht::new(keys.clone(), now), onion: OnionNode::new(keys, now) })
+        Ok(BootstrapNode {
+            sock,
+            dht: Dht::new(keys.clone(), now),
+            onion: OnionNode::new(keys, now),
+            info: None,
+            replies: Vec::new(),
+        })
+    }
+
+    /// Answer bootstrap info requests (0xf0) with this message of the day, as
+    /// tox-bootstrapd with `enable_motd` does (NUL-terminated, at most 256 bytes in all).
+    pub fn set_motd(&mut self, motd: &str) {
+        let mut m = motd.as_bytes().to_vec();
+        m.truncate(BootstrapInfo::MAX_MOTD - 1);
+        m.push(0);
+        self.info = Some(BootstrapInfo { version: info_version(), motd: m }.encode());
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -71,6 +103,13 @@ impl BootstrapNode {
     fn handle(&mut self, from: SocketAddr, data: &[u8]) {
         let now = Instant::now();
         let Some(&first) = data.first() else { return };
+        if BootstrapInfo::is_request(data) {
+            // (bounded: a flood of requests between two flushes is answered in part)
+            if let Some(info) = self.info.as_ref().filter(|_| self.replies.len() < MAX_INFO_REPLIES) {
+                self.replies.push((from, info.clone()));
+            }
+            return;
+        }
         let r = match route(first) {
             Route::Dht => self.dht.handle_packet(now, from, data).map_err(|e| e.to_string()),
             Route::OnionNode => self.onion.handle_packet(now, from, data, &self.dht).map_err(|e| e.to_string()),
@@ -96,7 +135,8 @@ impl BootstrapNode {
                 tracing::debug!("tox: announcement stored for {}", pk.to_hex());
             }
         }
-        while let Some((to, p)) = self.dht.poll_transmit().or_else(|| self.onion.poll_transmit()) {
+        let mut replies = std::mem::take(&mut self.replies).into_iter();
+        while let Some((to, p)) = self.dht.poll_transmit().or_else(|| self.onion.poll_transmit()).or_else(|| replies.next()) {
             if let Err(e) = self.sock.send_to(&p, socket_dest(local, to)).await {
                 tracing::debug!("tox: send to {to}: {e}");
             }
