@@ -1291,11 +1291,14 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
             use omnipeer_node::slsk::client::{SlskClient, SlskEvent};
             let client = SlskClient::start(login.config(Vec::new(), 1)).await?;
             let mut ev = client.subscribe();
-            client.search(&query.join(" "));
+            let ours = client.search(&query.join(" "));
             let end = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
             let mut n = 0;
             while let Ok(Ok(e)) = tokio::time::timeout_at(end, ev.recv()).await {
-                if let SlskEvent::SearchResult { user, path, size, free_slot, queue } = e {
+                if let SlskEvent::SearchResult { user, path, size, free_slot, queue, token } = e {
+                    if token != ours {
+                        continue;
+                    }
                     n += 1;
                     if g.json {
                         print_json(serde_json::json!({"user":user,"path":path,"size":size,"free_slot":free_slot,"queue":queue}));

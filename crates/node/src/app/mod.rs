@@ -192,7 +192,10 @@ impl Node {
             }
         }
         if let Some(sl) = self.slsk() {
-            sl.search(&s.query);
+            // (under the lock: an answer cannot be matched before its token is set)
+            let mut book = self.searches.lock().expect("searches");
+            let token = sl.search(&s.query);
+            book.set_slsk_token(s.id, token);
             sent += 1;
         }
         if sent == 0 {
@@ -561,6 +564,7 @@ impl Node {
                     source: Source { network: "nmdc".into(), user: sr.nick.clone(), path: sr.path.clone(), free_slots: sr.free_slots },
                     size,
                     tth,
+                    slsk_token: None,
                 });
             }
             _ => {}
@@ -628,10 +632,11 @@ impl Node {
 
     fn on_slsk_event(&self, ev: SlskEvent) {
         match ev {
-            SlskEvent::SearchResult { user, path, size, free_slot, .. } => self.add_result(RawResult {
+            SlskEvent::SearchResult { user, path, size, free_slot, token, .. } => self.add_result(RawResult {
                 source: Source { network: "slsk".into(), user, path, free_slots: u32::from(free_slot) },
                 size,
                 tth: None,
+                slsk_token: Some(token),
             }),
             SlskEvent::PrivateMessage { user, text } => self.store_chat(&format!("slsk:pm:{user}"), &user, &text, false),
             SlskEvent::RoomMessage { room, user, text } => {

@@ -1,10 +1,10 @@
 //! One search over every connected network, results merged: sources with the same TTH,
 //! or (when one of them has no TTH) with the same name and size, are one result.
 //!
-//! Neither the NMDC hub's `$SR` nor our Soulseek client's result events say which search
-//! they answer, so a result joins every live search (started in the last
-//! [`SEARCH_LIFETIME`]) whose words all appear in its path, as the networks themselves
-//! match them.
+//! A Soulseek result carries the token of its search and joins that search only. NMDC's
+//! `$SR` does not say which search it answers, so an NMDC result joins every live search
+//! (started in the last [`SEARCH_LIFETIME`]) whose words all appear in its path, as hubs
+//! and clients match them.
 
 use super::model::{MergedResult, Source};
 use std::collections::{HashMap, VecDeque};
@@ -32,6 +32,8 @@ pub struct Search {
     pub started: i64,
     terms: Vec<String>,
     at: Instant,
+    /// The token our Soulseek search was sent with.
+    slsk_token: Option<u32>,
     /// Merged results, in arrival order.
     pub results: Vec<MergedResult>,
 }
@@ -55,6 +57,8 @@ pub struct RawResult {
     pub size: u64,
     /// TTH, base32.
     pub tth: Option<String>,
+    /// Soulseek: the token of the search it answers.
+    pub slsk_token: Option<u32>,
 }
 
 fn terms(query: &str) -> Vec<String> {
@@ -74,7 +78,7 @@ impl SearchBook {
             return None;
         }
         self.next_search += 1;
-        let s = Search { id: self.next_search, query, started: unix, terms: t, at: now, results: Vec::new() };
+        let s = Search { id: self.next_search, query, started: unix, terms: t, at: now, slsk_token: None, results: Vec::new() };
         self.searches.push_back(s.clone());
         while self.searches.len() > MAX_SEARCHES {
             if let Some(old) = self.searches.pop_front() {
@@ -84,6 +88,13 @@ impl SearchBook {
             }
         }
         Some(s)
+    }
+
+    /// Soulseek results with `token` answer search `id`.
+    pub fn set_slsk_token(&mut self, id: u64, token: u32) {
+        if let Some(s) = self.searches.iter_mut().find(|s| s.id == id) {
+            s.slsk_token = Some(token);
+        }
     }
 
     /// All searches (oldest first).
@@ -110,7 +121,11 @@ impl SearchBook {
         let name_lc = name.to_lowercase();
         let mut changed = Vec::new();
         for s in self.searches.iter_mut() {
-            if now.duration_since(s.at) > SEARCH_LIFETIME || !s.terms.iter().all(|t| path_lc.contains(t.as_str())) {
+            let answers = match raw.slsk_token {
+                Some(t) => s.slsk_token == Some(t),
+                None => s.terms.iter().all(|t| path_lc.contains(t.as_str())),
+            };
+            if now.duration_since(s.at) > SEARCH_LIFETIME || !answers {
                 continue;
             }
             let same = s.results.iter_mut().find(|r| match (&r.tth, &raw.tth) {
@@ -162,6 +177,7 @@ mod tests {
             source: Source { network: network.into(), user: user.into(), path: path.into(), free_slots: 1 },
             size,
             tth: tth.map(str::to_owned),
+            slsk_token: None,
         }
     }
 
@@ -198,5 +214,27 @@ mod tests {
         b.start("song", t0, 0).unwrap();
         assert!(b.add(raw("nmdc", "a", "song", 1, None), t0 + SEARCH_LIFETIME + Duration::from_secs(1)).is_empty());
         assert!(b.start("  -x ", t0, 0).is_none());
+    }
+
+    #[test]
+    fn soulseek_results_join_the_search_of_their_token() {
+        let mut b = SearchBook::default();
+        let t0 = Instant::now();
+        let a = b.start("song", t0, 0).unwrap();
+        let c = b.start("song mp3", t0, 0).unwrap();
+        b.set_slsk_token(a.id, 7);
+        b.set_slsk_token(c.id, 8);
+        let mut r = raw("slsk", "ann", "music\\song.mp3", 5, None);
+        r.slsk_token = Some(8);
+        let changed = b.add(r.clone(), t0);
+        assert_eq!(changed.iter().map(|x| x.search).collect::<Vec<_>>(), vec![c.id], "only the search with token 8");
+        // a peer may match on words we do not see (a folder name): still its search's result
+        r.source.path = "Beatles\\yesterday.flac".into();
+        assert_eq!(b.add(r.clone(), t0).len(), 1);
+        // a token nobody sent: no search
+        r.slsk_token = Some(99);
+        assert!(b.add(r, t0).is_empty());
+        // NMDC results still join every search whose words they contain
+        assert_eq!(b.add(raw("nmdc", "bo", "x\\song.mp3", 9, Some("T")), t0).len(), 2);
     }
 }

@@ -70,6 +70,8 @@ pub enum SlskEvent {
         free_slot: bool,
         /// The user's queue length.
         queue: u32,
+        /// The token of the search it answers ([`SlskClient::search`]'s return value).
+        token: u32,
     },
     /// A private message.
     PrivateMessage {
@@ -498,6 +500,7 @@ impl Inner {
                         size: f.size,
                         free_slot: r.slot_free,
                         queue: r.queue_len,
+                        token: r.token,
                     });
                 }
             }
