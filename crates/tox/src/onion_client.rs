@@ -912,43 +912,48 @@ mod tests {
     #[test]
     fn friend_heard_by_our_own_node_is_reached_at_once() {
         use crate::onion::OnionNodeEvent;
-        let mut net = Net::new(12, &[3, 9]);
-        let pk3 = net.client(3).real_pk();
+        // every peer runs a client; the first whose own node hears 9 plays "us"
+        let all: Vec<usize> = (0..12).collect();
+        let mut net = Net::new(12, &all);
         let pk9 = net.client(9).real_pk();
-        net.client(3).add_friend(pk9);
         net.pump();
         let mut heard = None;
-        for _ in 0..80 {
+        for _ in 0..120 {
             net.run(TICK);
-            heard = net.peers[3].node_events.iter().find_map(|e| match e {
-                OnionNodeEvent::Heard { pk, data_pk } if *pk == pk9 => Some(*data_pk),
-                _ => None,
+            heard = (0..12).filter(|&i| i != 9).find_map(|i| {
+                net.peers[i].node_events.iter().find_map(|e| match e {
+                    OnionNodeEvent::Heard { pk, data_pk } if *pk == pk9 => Some((i, *data_pk)),
+                    _ => None,
+                })
             });
             if heard.is_some() {
                 break;
             }
         }
-        let data_pk = heard.expect("9 asks every node of this small network to announce it, 3 included");
+        let (us, data_pk) = heard.expect("9 asks nodes of this small network to announce it");
+        let pk_us = net.client(us).real_pk();
+        net.client(us).add_friend(pk9);
+        net.peers[us].events.clear();
         assert_eq!(data_pk, net.peers[9].client.as_ref().unwrap().data_pk());
-        assert!(!net.client(3).is_friend_found(&pk9), "no node has stored 9 yet");
+        assert!(!net.client(us).is_friend_found(&pk9), "no node has stored 9 yet");
         let now = net.now;
-        net.client(3).local_announcement(now, &pk9, data_pk);
-        assert!(net.client(3).is_friend_found(&pk9));
+        net.client(us).local_announcement(now, &pk9, data_pk);
+        assert!(net.client(us).is_friend_found(&pk9));
         net.pump();
-        assert_eq!(net.peers[3].events.iter().filter(|e| **e == OnionEvent::FriendFound { real_pk: pk9 }).count(), 1);
-        assert_eq!(net.client(3).send_data(&pk9, &[0x9c, 7]), 1, "the local copy");
-        let local = net.client(3).poll_local().expect("a request for our own node");
-        assert!(net.client(3).poll_local().is_none());
-        net.peers[3].onion.deliver_local(now, &local).unwrap();
+        assert_eq!(net.peers[us].events.iter().filter(|e| **e == OnionEvent::FriendFound { real_pk: pk9 }).count(), 1);
+        assert_eq!(net.client(us).send_data(&pk9, &[0x9c, 7]), 1, "the local copy");
+        let local = net.client(us).poll_local().expect("a request for our own node");
+        assert!(net.client(us).poll_local().is_none());
+        net.peers[us].onion.deliver_local(now, &local).unwrap();
         net.pump();
-        assert!(net.peers[9].events.contains(&OnionEvent::Data { from_real_pk: pk3, data: vec![0x9c, 7] }));
+        assert!(net.peers[9].events.contains(&OnionEvent::Data { from_real_pk: pk_us, data: vec![0x9c, 7] }));
         // the same key heard again is not a new finding; an old sighting is not used
-        net.client(3).local_announcement(now, &pk9, data_pk);
+        net.client(us).local_announcement(now, &pk9, data_pk);
         net.pump();
-        assert_eq!(net.peers[3].events.iter().filter(|e| **e == OnionEvent::FriendFound { real_pk: pk9 }).count(), 1);
-        net.client(3).friends.get_mut(&pk9).unwrap().local = Some((data_pk, now - LOCAL_FRESH));
-        let copies = net.client(3).send_data(&pk9, &[0x9c, 8]);
-        assert!(net.client(3).poll_local().is_none());
-        assert_eq!(copies, net.client(3).friends[&pk9].nodes.iter().filter(|n| n.stored).count());
+        assert_eq!(net.peers[us].events.iter().filter(|e| **e == OnionEvent::FriendFound { real_pk: pk9 }).count(), 1);
+        net.client(us).friends.get_mut(&pk9).unwrap().local = Some((data_pk, now - LOCAL_FRESH));
+        let copies = net.client(us).send_data(&pk9, &[0x9c, 8]);
+        assert!(net.client(us).poll_local().is_none());
+        assert_eq!(copies, net.client(us).friends[&pk9].nodes.iter().filter(|n| n.stored).count());
     }
 }
