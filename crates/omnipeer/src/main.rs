@@ -229,7 +229,8 @@ enum MinistreamCmd {
     /// netcat-like: stdin -> stream -> stdout, exits when the stream closes
     Connect {
         /// The listener's address; with --sam, its I2P destination (base64)
-        #[arg(long, value_name = "ADDR")]
+        // (I2P's base64 alphabet has '-': one destination in 64 starts with it)
+        #[arg(long, value_name = "ADDR", allow_hyphen_values = true)]
         peer: String,
         /// Carry the stream over I2P: the SAM v3 bridge of an I2P router
         #[arg(long, value_name = "ADDR")]

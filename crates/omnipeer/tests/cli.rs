@@ -125,6 +125,15 @@ fn errors_are_one_line_and_exit_non_zero() {
 
     let (code, _, _) = run(omnipeer(t.path()).args(["dcc", "frobnicate"]));
     assert_ne!(code, 0);
+
+    // An I2P destination may start with '-' (I2P base64 has it): it is the peer, not an
+    // option. (Here the SAM bridge is missing, which is the error the user sees.)
+    let dest = format!("-Gz5{}", "A".repeat(512));
+    let (code, _, err) =
+        run(omnipeer(t.path()).args(["ministream", "connect", "--sam", &format!("127.0.0.1:{port}"), "--peer", &dest]));
+    assert_ne!(code, 0);
+    assert!(!err.contains("unexpected argument"), "{err}");
+    assert!(err.contains("error:") && err.contains(&port.to_string()), "{err}");
 }
 
 #[test]
