@@ -1,0 +1,185 @@
+//! Tox friends inside the node (`omnipeer up`), against REAL c-toxcore 0.2.18 bots
+//! (tests/tox_support/toxbot.c) that bootstrap off the node's own Tox bootstrap node:
+//!
+//! - a bot's friend request to the node's Tox ID (from GET /api/tox) shows up as pending;
+//!   accepted through the API, the friend comes online, a line sent with POST
+//!   /api/chats/messages reaches the bot, its echo appears in the friend's chat and the
+//!   own line is marked delivered (read receipt);
+//! - another bot's request is declined; a third bot is befriended by the node (POST
+//!   /api/tox/friends) and chats too;
+//! - after a restart (same data dir) the friend is still there, reconnects and echoes a
+//!   new line, sent with `omnipeer chat send tox:friend:<pk>` (the CLI through the node);
+//!   removing the friend drops its connection.
+//!
+//! Skips (and passes) when c-toxcore is not installed; `scripts/install-test-deps.sh`
+//! installs it.
+
+mod omni;
+mod tox_support;
+
+use omni::node::{server_config, Node, Ports};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tox_support::{Bot, BotOptions};
+
+/// c-toxcore needs several seconds to announce itself and connect; generous on a busy CI.
+const T: u64 = 90;
+
+/// Wait up to `secs` for `f`; on timeout panic with `why()` (the logs).
+fn wait<V>(what: &str, secs: u64, mut f: impl FnMut() -> Option<V>, why: impl Fn() -> String) -> V {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}\n{}", why());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn friend<'a>(tox: &'a Value, pk: &str) -> Option<&'a Value> {
+    tox["friends"].as_array()?.iter().find(|f| f["pk"] == pk)
+}
+
+fn lines(n: &Node, chat: &str) -> Vec<Value> {
+    n.get(&format!("/api/chats/messages?chat={chat}")).as_array().cloned().unwrap_or_default()
+}
+
+/// Says `text` to the friend (API, or the CLI when `cli`) and waits for the bot's echo
+/// in the chat and for the own line's read receipt.
+fn say_and_get_echo(n: &Node, chat: &str, text: &str, cli: bool, logs: &dyn Fn() -> String) {
+    say_and_get(n, chat, text, &format!("echo: {text}"), cli, logs)
+}
+
+fn say_and_get(n: &Node, chat: &str, text: &str, echo: &str, cli: bool, logs: &dyn Fn() -> String) {
+    if cli {
+        let (code, out, err) = n.cli(&["chat", "send", chat, text]);
+        assert_eq!(code, 0, "chat send: {out}{err}");
+    } else {
+        let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": text}));
+        assert_eq!(code, 201, "{m}");
+        assert_eq!((m["own"].as_bool(), m["chat"].as_str()), (Some(true), Some(chat)), "{m}");
+        assert!(m["id"].as_i64().unwrap() > 0, "{m}");
+    }
+    wait(&format!("the echo of {text:?}"), T, || lines(n, chat).into_iter().find(|l| l["text"] == echo && l["own"] == false), logs);
+    let own = wait(
+        &format!("the read receipt of {text:?}"),
+        T,
+        || lines(n, chat).into_iter().find(|l| l["text"] == text && l["own"] == true && l["delivered"] == true),
+        logs,
+    );
+    assert_eq!(own["chat"], chat);
+}
+
+#[test]
+fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
+    if !tox_support::require("node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    // Its own Tox bootstrap node and Tox client on port 0 (server_config), API fixed.
+    let n = Node::start(dir.path(), &server_config("alice", p), p.api);
+    let tox = n.get("/api/tox");
+    let id = tox["id"].as_str().unwrap_or_else(|| panic!("{tox}")).to_owned();
+    assert!(id.len() == 76 && id.chars().all(|c| c.is_ascii_hexdigit()), "{tox}");
+    assert_eq!(tox["friends"], json!([]));
+    assert_eq!(tox["requests"], json!([]));
+    let nets = n.get("/api/networks");
+    let net = |name: &str| nets.as_array().unwrap().iter().find(|x| x["name"] == name).cloned().unwrap_or_else(|| panic!("{nets}"));
+    let client = net("tox_client");
+    assert!(client["detail"].as_str().unwrap().contains(&id), "{client}");
+    let boot = net("tox_bootstrap");
+    let key = boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap().to_owned();
+    let spec = format!("{}:{key}", boot["address"].as_str().unwrap());
+
+    // Bot A and bot B ask to be friends; bot C waits to be asked (it accepts anything).
+    let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).request_message("hi from A").timeout_secs(300));
+    let b = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).request_message("hi from B").timeout_secs(300));
+    let c = Bot::start(BotOptions::new().bootstrap(&spec).timeout_secs(300));
+    let (apk, bpk, cid) = (a.public_key(), b.public_key(), c.tox_id());
+    let cpk = cid[..64].to_owned();
+    let logs = || format!("{}\n{}\n{}\nnode /api/tox: {}", a.log(), b.log(), c.log(), n.get("/api/tox"));
+
+    // We ask C (outgoing request): it is a friend at once, with request_sent.
+    let (code, f) = n.post("/api/tox/friends", json!({"id": cid, "message": "hello C, it's alice"}));
+    assert_eq!(code, 201, "{f}");
+    assert_eq!((f["pk"].as_str(), f["request_sent"].as_bool(), f["online"].as_bool()), (Some(cpk.as_str()), Some(true), Some(false)), "{f}");
+    let (code, e) = n.post("/api/tox/friends", json!({"id": "12345"}));
+    assert_eq!(code, 400, "{e}");
+    let (code, e) = n.post("/api/tox/friends", json!({"id": id}));
+    assert_eq!(code, 400, "own id: {e}");
+
+    // A's and B's requests arrive and wait.
+    let reqs = wait(
+        "both friend requests pending",
+        T,
+        || {
+            let t = n.get("/api/tox");
+            let r = t["requests"].as_array()?.clone();
+            (r.len() == 2).then_some(r)
+        },
+        &logs,
+    );
+    let ra = reqs.iter().find(|r| r["pk"] == apk.as_str()).unwrap_or_else(|| panic!("{reqs:?}"));
+    assert_eq!(ra["message"], "hi from A");
+    assert!(reqs.iter().any(|r| r["pk"] == bpk.as_str() && r["message"] == "hi from B"), "{reqs:?}");
+    // Not friends yet: no chat to write to.
+    let (code, e) = n.post("/api/chats/messages", json!({"chat": format!("tox:friend:{apk}"), "text": "too early"}));
+    assert_eq!(code, 400, "{e}");
+
+    // Decline B, accept A (in lower case: keys are case-insensitive).
+    let (code, _, body) = n.request("delete", &format!("/api/tox/requests/{bpk}"), "");
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = n.request("delete", &format!("/api/tox/requests/{bpk}"), "");
+    assert_eq!(code, 404, "declined once: {body}");
+    let (code, f) = n.post(&format!("/api/tox/requests/{}/accept", apk.to_lowercase()), json!({}));
+    assert_eq!(code, 200, "{f}");
+    assert_eq!(f["pk"], apk.as_str());
+    let t = n.get("/api/tox");
+    assert_eq!(t["requests"], json!([]), "{t}");
+
+    let chat_a = format!("tox:friend:{apk}");
+    let chat_c = format!("tox:friend:{cpk}");
+    wait("A online", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true && f["progress"] == "Connected").cloned(), &logs);
+    // The chat list has A with its online mark.
+    let chats = n.get("/api/chats");
+    let ca = chats.as_array().unwrap().iter().find(|x| x["id"] == chat_a.as_str()).unwrap_or_else(|| panic!("{chats}"));
+    assert_eq!((ca["network"].as_str(), ca["kind"].as_str(), ca["online"].as_bool()), (Some("tox"), Some("friend"), Some(true)), "{ca}");
+
+    say_and_get_echo(&n, &chat_a, "hello bot A", false, &logs);
+    assert!(a.proc.wait_line("MESSAGE 0 'hello bot A'", Duration::from_secs(5)).is_some(), "{}", a.log());
+    // An action: c-toxcore gets an ACTION "waves" (and echoes it as a normal message).
+    say_and_get(&n, &chat_a, "/me waves", "echo: waves", false, &logs);
+
+    // C accepted our request: online, the request answered.
+    wait("C online", T, || friend(&n.get("/api/tox"), &cpk).filter(|f| f["online"] == true && f["request_sent"] == false).cloned(), &logs);
+    assert!(c.proc.wait_line("FRIEND_REQUEST ", Duration::from_secs(5)).is_some_and(|l| l.ends_with("'hello C, it's alice'")), "{}", c.log());
+    say_and_get_echo(&n, &chat_c, "hello bot C", false, &logs);
+    // B is no friend.
+    assert!(friend(&n.get("/api/tox"), &bpk).is_none());
+
+    // Restart on the same data dir: the friends are still there and A reconnects.
+    drop(n);
+    let n = Node::restart(dir.path(), p.api);
+    let logs = || format!("{}\n{}\nnode /api/tox: {}", a.log(), c.log(), n.get("/api/tox"));
+    let t = n.get("/api/tox");
+    assert_eq!(t["id"], id.as_str(), "same identity");
+    assert!(friend(&t, &apk).is_some() && friend(&t, &cpk).is_some(), "{t}");
+    assert_eq!(t["friends"].as_array().unwrap().len(), 2, "{t}");
+    wait("A online again", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(), &logs);
+    say_and_get_echo(&n, &chat_a, "after the restart", true, &logs);
+    // The history survived too.
+    assert!(lines(&n, &chat_a).iter().any(|l| l["text"] == "echo: hello bot A"));
+
+    // Remove A: its connection drops at once (kill packet), it is gone from the list.
+    let drops = || a.proc.lines().iter().filter(|l| *l == "FRIEND 0 CONNECTION 0").count();
+    let before = drops();
+    let (code, _, body) = n.request("delete", &format!("/api/tox/friends/{apk}"), "");
+    assert_eq!(code, 200, "{body}");
+    let t = n.get("/api/tox");
+    assert!(friend(&t, &apk).is_none(), "{t}");
+    wait("A's connection to drop", 30, || (drops() > before).then_some(()), &logs);
+    let (code, e) = n.post("/api/chats/messages", json!({"chat": chat_a, "text": "still there?"}));
+    assert_eq!(code, 400, "{e}");
+}
