@@ -122,8 +122,22 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router 
         .route("/", get(web_index))
         .route("/{*path}", get(web_file))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(read_body))
         .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Reads the whole request body before the handler runs. A handler that ignores the body
+/// (the transfer actions, accept/decline) would otherwise leave it unread, and hyper then
+/// closes the keep-alive connection after the answer: the client's next request on it
+/// fails with "peer disconnected".
+async fn read_body(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => next.run(Request::from_parts(parts, axum::body::Body::from(b))).await,
+        Err(_) => ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY} bytes"))
+            .into_response(),
+    }
 }
 
 /// Every failure as `{"error": ...}`: axum's own rejections (bad JSON, a missing query

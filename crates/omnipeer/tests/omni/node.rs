@@ -32,7 +32,7 @@ impl Ports {
 pub fn server_config(nick: &str, p: Ports) -> String {
     format!(
         "[node]\nnick = \"{nick}\"\n[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:{}\"\n\
-         [slsk_server]\nlisten = \"127.0.0.1:{}\"\n[tox_bootstrap]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:{}\"\n[tox]\nlisten = \"127.0.0.1:0\"\n",
+         [slsk_server]\nlisten = \"127.0.0.1:{}\"\n[tox_bootstrap]\nlisten = \"127.0.0.1:0\"\n[tox]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:{}\"\n",
         p.hub, p.slsk, p.api
     )
 }
