@@ -167,8 +167,25 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
     assert_eq!(t["id"], id.as_str(), "same identity");
     assert!(friend(&t, &apk).is_some() && friend(&t, &cpk).is_some(), "{t}");
     assert_eq!(t["friends"].as_array().unwrap().len(), 2, "{t}");
+    // Said at once (A is most likely not back yet): stored undelivered, sent when A is
+    // online again, echoed, then marked delivered.
+    let was_online = friend(&n.get("/api/tox"), &apk).is_some_and(|f| f["online"] == true);
+    let (code, out, err) = n.cli(&["chat", "send", &chat_a, "after the restart"]);
+    assert_eq!(code, 0, "chat send: {out}{err}");
+    if !was_online {
+        let l = lines(&n, &chat_a);
+        let own = l.iter().find(|l| l["text"] == "after the restart").unwrap_or_else(|| panic!("{l:?}"));
+        assert_eq!(own["delivered"], false, "{own}");
+    }
     wait("A online again", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(), &logs);
-    say_and_get_echo(&n, &chat_a, "after the restart", true, &logs);
+    wait("the echo of the line said while A was away", T, || lines(&n, &chat_a).into_iter().find(|l| l["text"] == "echo: after the restart"), &logs);
+    wait(
+        "its receipt",
+        T,
+        || lines(&n, &chat_a).into_iter().find(|l| l["text"] == "after the restart" && l["delivered"] == true),
+        &logs,
+    );
+    say_and_get_echo(&n, &chat_a, "and once more", true, &logs);
     // The history survived too.
     assert!(lines(&n, &chat_a).iter().any(|l| l["text"] == "echo: hello bot A"));
 
@@ -271,4 +288,29 @@ fn web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend() {
     assert!(friend(&t, &c.public_key()).is_some(), "{t}");
     assert!(c.proc.wait_line("FRIEND_REQUEST ", Duration::from_secs(5)).is_some_and(|l| l.ends_with("'added from the browser'")), "{}", c.log());
     assert!(a.proc.wait_line("MESSAGE 0 'hello from the browser'", Duration::from_secs(5)).is_some(), "{}", a.log());
+}
+
+/// `[tox].auto_accept = true`: a request is accepted without asking; the friend chats.
+#[test]
+fn auto_accept_befriends_without_asking() {
+    if !tox_support::require("auto_accept_befriends_without_asking") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p).replace("[tox]\n", "[tox]\nauto_accept = true\n");
+    assert!(cfg.contains("auto_accept = true"), "{cfg}");
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let t = n.get("/api/tox");
+    assert_eq!(t["auto_accept"], true, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    let nets = n.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let spec = format!("{}:{}", boot["address"].as_str().unwrap(), boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap());
+    let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).timeout_secs(200));
+    let apk = a.public_key();
+    let logs = || format!("{}\nnode /api/tox: {}", a.log(), n.get("/api/tox"));
+    wait("A online", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(), &logs);
+    assert_eq!(n.get("/api/tox")["requests"], json!([]), "nothing waits");
+    say_and_get_echo(&n, &format!("tox:friend:{apk}"), "accepted by itself", false, &logs);
 }
