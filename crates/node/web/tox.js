@@ -203,7 +203,7 @@ export class ToxView {
           " ",
           h("strong", {}, f.nickname || short(f.pk)),
           " ",
-          h("code", { class: "summary", title: f.pk }, short(f.pk)),
+          f.nickname ? h("code", { class: "summary", title: f.pk }, short(f.pk)) : null,
           " ",
           h(
             "span",

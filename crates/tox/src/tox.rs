@@ -269,11 +269,6 @@ impl Tox {
         true
     }
 
-    /// The friends' long-term keys.
-    pub fn friend_keys(&self) -> Vec<PublicKey> {
-        self.friends.keys().copied().collect()
-    }
-
     /// Adds the owner of `id` as a friend and sends it a friend request.
     pub fn send_friend_request(&mut self, now: Instant, id: &ToxId, message: &str) -> Result<(), ToxError> {
         self.add_friend(now, id.pk)?;

@@ -363,17 +363,17 @@ impl Node {
         let message = message.trim();
         let message = if message.is_empty() { DEFAULT_REQUEST_MESSAGE } else { message };
         anyhow::ensure!(message.len() <= MAX_REQUEST_MESSAGE, "a friend request message is at most {MAX_REQUEST_MESSAGE} bytes");
-        let already = self.db.lock().expect("db").tox_friend(&pk_hex)?.is_some();
-        if !already {
+        if let Some(f) = self.tox_friend(&id.pk)? {
+            return Ok(f); // a friend already
+        }
+        {
             let db = self.db.lock().expect("db");
             db.tox_friend_add(&pk_hex)?;
             db.tox_outgoing_add(&id, message)?;
         }
         let message = message.to_owned();
         if let Err(e) = self.tox_call(|reply| Cmd::Request { id, message, reply }).await {
-            if !already {
-                self.db.lock().expect("db").tox_friend_remove(&pk_hex)?;
-            }
+            self.db.lock().expect("db").tox_friend_remove(&pk_hex)?;
             return Err(e);
         }
         self.emit_friend(&id.pk);

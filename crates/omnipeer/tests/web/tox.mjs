@@ -9,6 +9,7 @@
 //   OMNI_REQUEST  the public key of the bot whose request to accept
 //   OMNI_ADD      the Tox ID of a bot to add with the form
 //   OMNI_OUT      a folder for the browser profile and screenshots on failure
+//   OMNI_SHOTS    (optional) a folder for a screenshot as each step begins
 // Prints "step NAME" lines; exits 1 (after a screenshot) on the first thing that does
 // not happen.
 
@@ -43,23 +44,27 @@ page.on("console", (m) => {
 page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
 const byTest = (id) => `[data-testid="${id}"]`;
 let stepName = "start";
-function step(name) {
+const SHOTS = process.env.OMNI_SHOTS || "";
+if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+let shot = 0;
+async function step(name) {
+  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, "0")}-before-${name}.png`), fullPage: true });
   stepName = name;
   console.log(`step ${name}`);
 }
 
 try {
-  step("open");
+  await step("open");
   await page.goto(`${URL}#tox`, { waitUntil: "domcontentloaded" });
   await page.locator(byTest("events-state")).and(page.locator('[data-state="open"]')).waitFor({ timeout: 30_000 });
 
-  step("tox-id");
+  await step("tox-id");
   const idEl = page.locator(byTest("tox-id"));
   await idEl.filter({ hasText: TOXID }).waitFor({ timeout: 30_000 });
   await page.locator(byTest("tox-copy")).click();
   await page.locator(byTest("toast")).filter({ hasText: /copied|Ctrl-C/ }).first().waitFor({ timeout: 5000 });
 
-  step("request");
+  await step("request");
   const req = page.locator(`${byTest("tox-request")}[data-pk="${REQUEST}"]`);
   await req.waitFor({ timeout: T });
   const badge = await page.locator(byTest("tox-badge")).textContent();
@@ -67,11 +72,11 @@ try {
   await req.locator(byTest("tox-accept")).click();
   await req.waitFor({ state: "detached", timeout: 10_000 });
 
-  step("friend-online");
+  await step("friend-online");
   const friend = page.locator(`${byTest("tox-friend")}[data-pk="${REQUEST}"]`);
   await friend.and(page.locator('[data-online="true"]')).waitFor({ timeout: T });
 
-  step("chat");
+  await step("chat");
   await friend.locator(byTest("tox-chat")).click();
   await page.locator(byTest("view-chat")).waitFor({ state: "visible", timeout: 5000 });
   const item = page.locator(`${byTest("chat-item")}[data-chat="tox:friend:${REQUEST}"]`);
@@ -84,7 +89,7 @@ try {
   const own = log.locator(`${byTest("chat-line")}[data-own="true"]`).filter({ hasText: text });
   await own.locator(byTest("chat-delivered")).waitFor({ timeout: T });
 
-  step("add-friend");
+  await step("add-friend");
   await page.locator(byTest("tab-tox")).click();
   await page.locator(byTest("tox-add-id")).fill(ADD);
   await page.locator(byTest("tox-add-message")).fill("added from the browser");
@@ -94,7 +99,7 @@ try {
   await added.and(page.locator('[data-online="true"]')).waitFor({ timeout: T });
 
   if (consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(consoleErrors)}`);
-  step("done");
+  await step("done");
   await context.close();
   process.exit(0);
 } catch (e) {
