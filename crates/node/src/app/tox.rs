@@ -488,16 +488,7 @@ pub(crate) async fn start(
     if changed {
         profile.save(&profile_path).with_context(|| format!("saving {}", profile_path.display()))?;
     }
-    let mut client = match ToxClient::bind(t.listen, &profile, onion_rendezvous(&profile)).await {
-        Ok(c) => c,
-        Err(e) if t.listen.port() != 0 && addr_in_use(&e) => {
-            let any = SocketAddr::new(t.listen.ip(), 0);
-            let c = ToxClient::bind(any, &profile, onion_rendezvous(&profile)).await?;
-            tracing::warn!("tox: {} is taken; listening on {} instead", t.listen, c.local_addr()?);
-            c
-        }
-        Err(e) => return Err(e.context("tox client")),
-    };
+    let mut client = bind(t.listen, &profile).await?;
     client.bootstrap(&start.bootstrap);
     // And off the DHT nodes known at the last stop.
     let saved = node.db.lock().expect("db").setting(NODES_SETTING)?.unwrap_or_default();
@@ -545,6 +536,22 @@ pub(crate) async fn start(
         announced: false,
     };
     Ok(task.run(rx))
+}
+
+/// Binds `listen`, or any free port on the same address when that port is taken (a second
+/// node on the machine with the default `[tox].listen`).
+async fn bind(listen: SocketAddr, profile: &Profile) -> anyhow::Result<ToxClient> {
+    match ToxClient::bind(listen, profile, onion_rendezvous(profile)).await {
+        Ok(c) => Ok(c),
+        Err(e) if listen.port() != 0 && addr_in_use(&e) => {
+            let any = SocketAddr::new(listen.ip(), 0);
+            let c = ToxClient::bind(any, profile, onion_rendezvous(profile)).await.context("tox client")?;
+            tracing::warn!("tox: {listen} is taken; listening on {} instead", c.local_addr()?);
+            crate::app::say!("tox client: {listen} is taken; using {} instead", c.local_addr()?);
+            Ok(c)
+        }
+        Err(e) => Err(e.context("tox client")),
+    }
 }
 
 fn addr_in_use(e: &anyhow::Error) -> bool {
@@ -892,6 +899,20 @@ mod tests {
         assert!(s.tox_friend_remove(&a).unwrap());
         assert!(!s.tox_friend_remove(&a).unwrap());
         assert!(s.tox_friends().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_falls_back_to_any_free_one() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let profile = Profile::generate("t");
+        let c = bind(addr, &profile).await.unwrap();
+        let got = c.local_addr().unwrap();
+        assert_eq!(got.ip(), addr.ip());
+        assert_ne!(got.port(), addr.port());
+        // Port 0 asked for: any port, no fallback needed; a bad address is an error.
+        assert!(bind("127.0.0.1:0".parse().unwrap(), &profile).await.is_ok());
+        assert!(bind("192.0.2.1:9".parse().unwrap(), &profile).await.is_err());
     }
 
     #[test]
