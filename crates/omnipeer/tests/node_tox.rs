@@ -314,3 +314,53 @@ fn auto_accept_befriends_without_asking() {
     assert_eq!(n.get("/api/tox")["requests"], json!([]), "nothing waits");
     say_and_get_echo(&n, &format!("tox:friend:{apk}"), "accepted by itself", false, &logs);
 }
+
+/// Two omnipeer nodes as Tox friends: bob's client bootstraps off alice's bootstrap node
+/// (`[tox].bootstrap`), alice asks, bob accepts, each sees the other under its nickname
+/// (the node's nick), and lines go both ways with read receipts.
+#[test]
+fn two_nodes_are_tox_friends_under_their_nicknames() {
+    let da = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let pa = Ports::free();
+    let a = Node::start(da.path(), &server_config("alice", pa), pa.api);
+    let nets = a.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let spec = format!("{}:{}", boot["address"].as_str().unwrap(), boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap());
+    let b_api = omni::node::free_port();
+    let cfg = omni::node::joining_config("bob", pa, b_api, "").replace("[tox]\n", &format!("[tox]\nbootstrap = \"{spec}\"\n"));
+    assert!(cfg.contains(&spec), "{cfg}");
+    let b = Node::start(db.path(), &cfg, b_api);
+    let (ida, idb) = (a.get("/api/tox")["id"].as_str().unwrap().to_owned(), b.get("/api/tox")["id"].as_str().unwrap().to_owned());
+    let (pka, pkb) = (ida[..64].to_owned(), idb[..64].to_owned());
+    let logs = || format!("alice /api/tox: {}\nbob /api/tox: {}", a.get("/api/tox"), b.get("/api/tox"));
+
+    let (code, f) = a.post("/api/tox/friends", json!({"id": idb, "message": "alice here"}));
+    assert_eq!(code, 201, "{f}");
+    let r = wait(
+        "alice's request at bob",
+        T,
+        || b.get("/api/tox")["requests"].as_array()?.iter().find(|r| r["pk"] == pka.as_str()).cloned(),
+        &logs,
+    );
+    assert_eq!(r["message"], "alice here");
+    let (code, f) = b.post(&format!("/api/tox/requests/{pka}/accept"), json!({}));
+    assert_eq!(code, 200, "{f}");
+    // Online on both sides, each under the other's nick.
+    wait("bob online at alice, as bob", T, || friend(&a.get("/api/tox"), &pkb).filter(|f| f["online"] == true && f["nickname"] == "bob").cloned(), &logs);
+    wait("alice online at bob, as alice", T, || friend(&b.get("/api/tox"), &pka).filter(|f| f["online"] == true && f["nickname"] == "alice").cloned(), &logs);
+    let (chat_at_a, chat_at_b) = (format!("tox:friend:{pkb}"), format!("tox:friend:{pka}"));
+    let chats = a.get("/api/chats");
+    assert!(chats.as_array().unwrap().iter().any(|c| c["id"] == chat_at_a.as_str() && c["name"] == "bob" && c["online"] == true), "{chats}");
+
+    for (from, to, chat_from, chat_to, nick, text) in [
+        (&a, &b, &chat_at_a, &chat_at_b, "alice", "hi bob, over Tox"),
+        (&b, &a, &chat_at_b, &chat_at_a, "bob", "hi alice, über Tox ✓"),
+    ] {
+        let (code, m) = from.post("/api/chats/messages", json!({"chat": chat_from, "text": text}));
+        assert_eq!(code, 201, "{m}");
+        let got = wait(&format!("{text:?} at the other node"), T, || lines(to, chat_to).into_iter().find(|l| l["text"] == text), &logs);
+        assert_eq!((got["nick"].as_str(), got["own"].as_bool()), (Some(nick), Some(false)), "{got}");
+        wait(&format!("{text:?} delivered"), T, || lines(from, chat_from).into_iter().find(|l| l["text"] == text && l["delivered"] == true), &logs);
+    }
+}

@@ -641,7 +641,8 @@ impl Task {
             return;
         }
         let list: Vec<String> = nodes.iter().map(|n| format!("{}:{}", n.addr, n.pk.to_hex())).collect();
-        if let Err(e) = self.node.db.lock().expect("db").set_setting(NODES_SETTING, &list.join(",")) {
+        let saved = self.node.db.lock().expect("db").set_setting(NODES_SETTING, &list.join(","));
+        if let Err(e) = saved {
             tracing::warn!("tox: cannot save the DHT nodes: {e:#}");
         }
     }
@@ -724,7 +725,8 @@ impl Task {
                 let hex = from.to_hex();
                 tracing::info!("tox: friend request from {hex}: {message}");
                 if node.cfg.tox.auto_accept {
-                    if let Err(e) = node.db.lock().expect("db").tox_friend_add(&hex) {
+                    let added = node.db.lock().expect("db").tox_friend_add(&hex);
+                    if let Err(e) = added {
                         tracing::warn!("tox: {e:#}");
                         return;
                     }
@@ -734,7 +736,8 @@ impl Task {
                     }
                     return;
                 }
-                match node.db.lock().expect("db").tox_request_add(&hex, &message) {
+                let kept = node.db.lock().expect("db").tox_request_add(&hex, &message);
+                match kept {
                     Ok(request) => node.emit(Event::ToxRequest { request, pending: true }),
                     Err(e) => tracing::warn!("tox: cannot keep a friend request: {e:#}"),
                 }
@@ -779,7 +782,8 @@ impl Task {
                 });
                 if left == Some(0) {
                     self.parts.remove(&line);
-                    match node.db.lock().expect("db").chat_set_delivered(line) {
+                    let marked = node.db.lock().expect("db").chat_set_delivered(line);
+                    match marked {
                         Ok(true) => node.emit(Event::ChatDelivered { chat: chat_id(&friend), id: line }),
                         Ok(false) => {}
                         Err(e) => tracing::warn!("tox: {e:#}"),
@@ -788,7 +792,9 @@ impl Task {
             }
             E::Nickname { friend, name } => {
                 let name: String = name.chars().filter(|c| !c.is_control()).collect();
-                if let Ok(true) = node.db.lock().expect("db").tox_set_nickname(&friend.to_hex(), &name) {
+                // (The database lock is released before emit_friend takes it again.)
+                let changed = node.db.lock().expect("db").tox_set_nickname(&friend.to_hex(), &name);
+                if matches!(changed, Ok(true)) {
                     node.emit_friend(&friend);
                 }
             }
@@ -805,7 +811,8 @@ impl Task {
 
     fn display_name(&self, pk: &PublicKey) -> String {
         let hex = pk.to_hex();
-        match self.node.db.lock().expect("db").tox_friend(&hex) {
+        let f = self.node.db.lock().expect("db").tox_friend(&hex);
+        match f {
             Ok(Some(f)) if !f.nickname.is_empty() => f.nickname,
             _ => hex[..8].to_owned(),
         }
