@@ -84,7 +84,9 @@ impl Node {
     pub fn restart(dir: &Path, api_port: u16) -> Node {
         let omni = Omni::start_in(dir, &["up"]);
         omni.wait_line("omnipeer is up");
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        // A node that stops answering fails the test instead of hanging it.
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into();
         let token = std::fs::read_to_string(dir.join("api-token")).ok().map(|t| t.trim().to_owned());
         let n = Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), token, agent };
         n.wait_online();
