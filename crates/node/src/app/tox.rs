@@ -845,6 +845,17 @@ mod tests {
         assert_eq!(split_message("😀😀", 1).concat(), "😀😀");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn split_parts_fit_and_rejoin(text in "\\PC{0,3000}", max in 4usize..1500) {
+            let parts = split_message(&text, max);
+            proptest::prop_assert_eq!(parts.concat(), text.clone());
+            for p in &parts {
+                proptest::prop_assert!(!p.is_empty() && p.len() <= max, "{} bytes", p.len());
+            }
+        }
+    }
+
     #[test]
     fn me_is_an_action() {
         assert_eq!(message_kind("/me waves"), (MessageKind::Action, "waves"));
