@@ -492,14 +492,7 @@ pub(crate) async fn start(
     client.bootstrap(&start.bootstrap);
     // And off the DHT nodes known at the last stop.
     let saved = node.db.lock().expect("db").setting(NODES_SETTING)?.unwrap_or_default();
-    let saved: Vec<(SocketAddr, PublicKey)> = saved
-        .split(',')
-        .filter_map(|spec| {
-            let (addr, key) = spec.trim().rsplit_once(':')?;
-            Some((addr.parse().ok()?, PublicKey::from_hex(key)?))
-        })
-        .collect();
-    client.bootstrap(&saved);
+    client.bootstrap(&parse_saved_nodes(&saved));
     // Our unanswered requests go out again.
     let outgoing = node.db.lock().expect("db").tox_outgoing()?;
     for (id, message) in outgoing {
@@ -552,6 +545,22 @@ async fn bind(listen: SocketAddr, profile: &Profile) -> anyhow::Result<ToxClient
         }
         Err(e) => Err(e.context("tox client")),
     }
+}
+
+/// Saved DHT nodes: `ADDR:KEY,...` (ADDR as `SocketAddr` prints it, `[v6]:port` too).
+fn format_saved_nodes(nodes: impl IntoIterator<Item = (SocketAddr, PublicKey)>) -> String {
+    nodes.into_iter().map(|(a, k)| format!("{a}:{}", k.to_hex())).collect::<Vec<_>>().join(",")
+}
+
+/// The saved DHT nodes; entries that do not parse are skipped.
+fn parse_saved_nodes(s: &str) -> Vec<(SocketAddr, PublicKey)> {
+    s.split(',')
+        .filter_map(|spec| {
+            let (addr, key) = spec.trim().rsplit_once(':')?;
+            Some((addr.parse().ok()?, PublicKey::from_hex(key)?))
+        })
+        .take(SAVED_NODES)
+        .collect()
 }
 
 fn addr_in_use(e: &anyhow::Error) -> bool {
@@ -640,8 +649,8 @@ impl Task {
         if nodes.is_empty() {
             return;
         }
-        let list: Vec<String> = nodes.iter().map(|n| format!("{}:{}", n.addr, n.pk.to_hex())).collect();
-        let saved = self.node.db.lock().expect("db").set_setting(NODES_SETTING, &list.join(","));
+        let list = format_saved_nodes(nodes.iter().map(|n| (n.addr, n.pk)));
+        let saved = self.node.db.lock().expect("db").set_setting(NODES_SETTING, &list);
         if let Err(e) = saved {
             tracing::warn!("tox: cannot save the DHT nodes: {e:#}");
         }
@@ -854,6 +863,18 @@ mod tests {
                 proptest::prop_assert!(!p.is_empty() && p.len() <= max, "{} bytes", p.len());
             }
         }
+    }
+
+    #[test]
+    fn saved_nodes_round_trip_and_junk_is_skipped() {
+        let k1 = PublicKey([1; 32]);
+        let k2 = PublicKey([2; 32]);
+        let nodes = vec![("127.0.0.1:33445".parse().unwrap(), k1), ("[::1]:5".parse().unwrap(), k2)];
+        let s = format_saved_nodes(nodes.clone());
+        assert_eq!(parse_saved_nodes(&s), nodes);
+        assert!(parse_saved_nodes("").is_empty());
+        let junk = format!("nonsense,1.2.3.4:5:XYZ,{s},1.2.3.4:{}", k1.to_hex());
+        assert_eq!(parse_saved_nodes(&junk), nodes, "a bad address or key drops only its entry");
     }
 
     #[test]
