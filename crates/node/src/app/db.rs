@@ -57,15 +57,7 @@ fn transfer_row(r: &Row<'_>) -> rusqlite::Result<TransferInfo> {
 }
 
 fn chat_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
-    Ok(ChatMessage {
-        id: r.get(0)?,
-        chat: r.get(1)?,
-        nick: r.get(2)?,
-        text: r.get(3)?,
-        own: r.get(4)?,
-        ts: r.get(5)?,
-        delivered: r.get(6)?,
-    })
+    Ok(ChatMessage { id: r.get(0)?, chat: r.get(1)?, nick: r.get(2)?, text: r.get(3)?, own: r.get(4)?, ts: r.get(5)?, delivered: r.get(6)? })
 }
 
 impl Store {

@@ -268,14 +268,7 @@ impl Node {
         for id in extra {
             if !v.iter().any(|c| c.id == id) {
                 if let Some((network, kind, name)) = ChatInfo::parse_id(&id) {
-                    v.push(ChatInfo {
-                        id: id.clone(),
-                        network: network.into(),
-                        kind: kind.into(),
-                        name: name.into(),
-                        last: None,
-                        online: None,
-                    });
+                    v.push(ChatInfo { id: id.clone(), network: network.into(), kind: kind.into(), name: name.into(), last: None, online: None });
                 }
             }
         }
@@ -299,8 +292,7 @@ impl Node {
         let text = text.trim_end();
         anyhow::ensure!(!text.is_empty(), "nothing to say");
         anyhow::ensure!(text.len() <= MAX_CHAT_TEXT, "a chat line is at most {MAX_CHAT_TEXT} bytes");
-        let pending =
-            ChatMessage { id: 0, chat: chat.into(), nick: self.nick.clone(), text: text.into(), own: true, ts: db::now(), delivered: None };
+        let pending = ChatMessage { id: 0, chat: chat.into(), nick: self.nick.clone(), text: text.into(), own: true, ts: db::now(), delivered: None };
         match (network, kind) {
             // Stored at once (not delivered yet); sent when the friend is online.
             ("tox", _) => return self.tox_send_chat(name, text),
