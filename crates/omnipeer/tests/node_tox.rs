@@ -364,3 +364,20 @@ fn two_nodes_are_tox_friends_under_their_nicknames() {
         wait(&format!("{text:?} delivered"), T, || lines(from, chat_from).into_iter().find(|l| l["text"] == text && l["delivered"] == true), &logs);
     }
 }
+
+/// `[tox].enabled = false`: the network says so and the Tox routes answer 503.
+#[test]
+fn a_disabled_tox_client_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p).replace("[tox]\n", "[tox]\nenabled = false\n");
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let nets = n.get("/api/networks");
+    assert!(nets.as_array().unwrap().iter().any(|x| x["name"] == "tox_client" && x["state"] == "disabled"), "{nets}");
+    let (code, e) = n.get_status("/api/tox");
+    assert_eq!(code, 503, "{e}");
+    let chat = format!("tox:friend:{}", "AB".repeat(32));
+    let (code, e) = n.post("/api/chats/messages", json!({"chat": chat, "text": "hi"}));
+    assert_eq!(code, 503, "{e}");
+    assert!(!dir.path().join("tox.profile").exists(), "no identity made");
+}
