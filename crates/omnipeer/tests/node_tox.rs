@@ -304,6 +304,10 @@ fn auto_accept_befriends_without_asking() {
     let t = n.get("/api/tox");
     assert_eq!(t["auto_accept"], true, "{t}");
     let id = t["id"].as_str().unwrap().to_owned();
+    // The identity is an `omnipeer tox id` profile.
+    let profile = dir.path().join("tox.profile");
+    let (code, out, err) = n.cli(&["tox", "id", "--profile", profile.to_str().unwrap()]);
+    assert_eq!((code, out.trim()), (0, id.as_str()), "{err}");
     let nets = n.get("/api/networks");
     let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
     let spec = format!("{}:{}", boot["address"].as_str().unwrap(), boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap());
