@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(
         data.join("config.toml"),
         format!(
-            "[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:{}\"\n[slsk_server]\nlisten = \"127.0.0.1:{}\"\n[tox_bootstrap]\nlisten = \"127.0.0.1:0\"\n\
+            "[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:{}\"\n[slsk_server]\nlisten = \"127.0.0.1:{}\"\n[tox_bootstrap]\nlisten = \"127.0.0.1:0\"\n[tox]\nlisten = \"127.0.0.1:0\"\n\
              [api]\nlisten = \"127.0.0.1:{}\"\n",
             free_port()?,
             free_port()?,

@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
         &a_dir,
         &format!(
             "[node]\nnick = \"alice\"\n[dcc]\nenabled = false\n[nmdc_hub]\nlisten = \"127.0.0.1:{hub}\"\n\
-             [slsk_server]\nlisten = \"127.0.0.1:{slsk}\"\n[tox_bootstrap]\nenabled = false\n[api]\nlisten = \"127.0.0.1:{api_a}\"\n\
+             [slsk_server]\nlisten = \"127.0.0.1:{slsk}\"\n[tox_bootstrap]\nenabled = false\n[tox]\nenabled = false\n[api]\nlisten = \"127.0.0.1:{api_a}\"\n\
              [nmdc_client]\nslots = {slots}\n[slsk_client]\nslots = {slots}\n[share]\nwatch = false\n"
         ),
     )?;
@@ -112,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     let _b = up(
         &b_dir,
         &format!(
-            "[node]\nnick = \"bob\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n[tox_bootstrap]\nenabled = false\n\
+            "[node]\nnick = \"bob\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n[tox_bootstrap]\nenabled = false\n[tox]\nenabled = false\n\
              [nmdc_client]\nhub = \"127.0.0.1:{hub}\"\n[slsk_client]\nserver = \"127.0.0.1:{slsk}\"\n\
              [api]\nlisten = \"127.0.0.1:{api_b}\"\n[transfers]\nglobal_slots = {slots}\nnetwork_slots = {slots}\n"
         ),

@@ -35,6 +35,26 @@ pub struct Config {
     pub slsk_client: SlskClientSection,
     /// The HTTP API.
     pub api: ApiSection,
+    /// The Tox client side of the node (friends and their chats).
+    pub tox: ToxSection,
+}
+
+/// `[tox]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToxSection {
+    /// Run the Tox client.
+    pub enabled: bool,
+    /// UDP address; when its port is taken, any free port on the same address.
+    pub listen: SocketAddr,
+    /// Profile file (keys, nospam, friends; `omnipeer tox id` format); empty for
+    /// `<data_dir>/tox.profile`.
+    pub profile: String,
+    /// Nodes to bootstrap off, `HOST:PORT:DHTKEY[,...]`; empty for this node's own
+    /// `[tox_bootstrap]` node.
+    pub bootstrap: String,
+    /// Accept every friend request without asking.
+    pub auto_accept: bool,
 }
 
 /// `[slsk_server]`.
@@ -249,6 +269,14 @@ impl Config {
         if self.transfers.global_slots == 0 || self.transfers.network_slots == 0 {
             bail!("[transfers].global_slots and network_slots must be at least 1");
         }
+        if !self.tox.bootstrap.trim().is_empty() {
+            for spec in self.tox.bootstrap.split(',').filter(|s| !s.trim().is_empty()) {
+                let (_, key) = spec.trim().rsplit_once(':').ok_or_else(|| anyhow::anyhow!("[tox].bootstrap {spec:?}: expected HOST:PORT:DHTKEY"))?;
+                if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    bail!("[tox].bootstrap {spec:?}: the DHT key must be 64 hex digits");
+                }
+            }
+        }
         if !self.nmdc_client.listen.is_empty() {
             self.nmdc_client
                 .listen
@@ -332,6 +360,12 @@ mod tests {
         assert_eq!(c.slsk_client.rooms, vec!["omnipeer".to_string()]);
         assert!(Config::from_toml("[transfers]\nglobal_slots = 0\n").is_err());
         assert!(Config::from_toml("[nmdc_client]\nlisten = \"x\"\n").is_err());
+        assert!(c.tox.enabled && !c.tox.auto_accept);
+        assert_eq!(c.tox.listen.to_string(), "0.0.0.0:33446");
+        assert!(c.tox.profile.is_empty() && c.tox.bootstrap.is_empty());
+        assert!(Config::from_toml("[tox]\nbootstrap = \"127.0.0.1:33445:XYZ\"\n").is_err());
+        let k = "AB".repeat(32);
+        assert!(Config::from_toml(&format!("[tox]\nbootstrap = \"127.0.0.1:33445:{k}, h:1:{k}\"\n")).is_ok());
     }
 
     #[test]

@@ -103,6 +103,23 @@ const MIGRATIONS: &[&str] = &[
          mtime_ns INTEGER NOT NULL,
          tth TEXT
      );",
+    // 5: Tox friends (rows of `contacts` with network 'tox', name = public key hex) get a
+    // nickname; incoming friend requests wait for accept/decline; outgoing ones are kept
+    // until the friend comes online (re-sent after a restart); own chat lines on
+    // networks with read receipts record whether they were delivered (NULL elsewhere).
+    "ALTER TABLE contacts ADD COLUMN nickname TEXT NOT NULL DEFAULT '';
+     CREATE TABLE tox_requests (
+         pk TEXT PRIMARY KEY,
+         message TEXT NOT NULL,
+         received INTEGER NOT NULL
+     );
+     CREATE TABLE tox_outgoing (
+         pk TEXT PRIMARY KEY,
+         tox_id TEXT NOT NULL,
+         message TEXT NOT NULL,
+         created INTEGER NOT NULL
+     );
+     ALTER TABLE chat_messages ADD COLUMN delivered INTEGER;",
 ];
 
 /// A cached Tiger tree hash.

@@ -8,6 +8,7 @@ import { TransfersView } from "./transfers.js";
 import { ChatView } from "./chat.js";
 import { SharesView } from "./shares.js";
 import { SettingsView } from "./settings.js";
+import { ToxView } from "./tox.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -68,7 +69,7 @@ function notify(title, body) {
 }
 
 function notifyFor(ev) {
-  if (ev.type === "chat" && !ev.message.own && ev.message.chat.includes(":pm:")) {
+  if (ev.type === "chat" && !ev.message.own && (ev.message.chat.includes(":pm:") || ev.message.chat.startsWith("tox:friend:"))) {
     notify(`Message from ${ev.message.nick}`, ev.message.text);
   } else if (ev.type === "transfer" && ev.transfer.state === "done") {
     notify("Download finished", ev.transfer.name);
@@ -101,6 +102,7 @@ const views = {
   search: new SearchView($("view-search"), ctx),
   transfers: new TransfersView($("view-transfers"), ctx),
   chat: new ChatView($("view-chat"), ctx),
+  tox: new ToxView($("view-tox"), ctx),
   shares: new SharesView($("view-shares"), ctx),
   settings: new SettingsView($("view-settings"), ctx),
 };

@@ -3,7 +3,7 @@
 
 import { h, fill, clock, networkName } from "./util.js";
 
-const KIND_NAME = { hub: "hub chat", room: "room", pm: "private" };
+const KIND_NAME = { hub: "hub chat", room: "room", pm: "private", friend: "friend" };
 
 function parseId(id) {
   const [network, kind, ...rest] = id.split(":");
@@ -13,6 +13,8 @@ function parseId(id) {
 function title(c) {
   if (c.kind === "hub") return "Hub main chat";
   if (c.kind === "room") return `#${c.name}`;
+  // A Tox friend whose nickname we do not know yet: its key, shortened.
+  if (c.kind === "friend" && /^[0-9A-Fa-f]{64}$/.test(c.name)) return `${c.name.slice(0, 8)}…${c.name.slice(-4)}`;
   return c.name;
 }
 
@@ -157,6 +159,7 @@ export class ChatView {
   }
 
   onEvent(ev) {
+    if (ev.type === "tox_friend" || ev.type === "chat_delivered") return this.onToxEvent(ev);
     if (ev.type !== "chat") return;
     const m = ev.message;
     let c = this.chats.get(m.chat);
@@ -221,8 +224,27 @@ export class ChatView {
     }
   }
 
+  /** Tox: a friend's name/online state changed, or an own line was delivered. */
+  onToxEvent(ev) {
+    if (ev.type === "tox_friend") {
+      const f = ev.friend;
+      const c = this.chats.get(f.chat) || { ...parseId(f.chat), last: null };
+      c.name = f.nickname || f.pk;
+      c.online = ev.removed ? false : f.online;
+      this.chats.set(f.chat, c);
+      this.renderList();
+      if (f.chat === this.current) this.header.textContent = `${title(c)} · Tox friend${c.online ? " (online)" : " (offline)"}`;
+      return;
+    }
+    const m = (this.messages.get(ev.chat) || []).find((x) => x.id === ev.id);
+    if (!m) return;
+    m.delivered = true;
+    const el = ev.chat === this.current ? this.log.querySelector(`[data-id="${ev.id}"]`) : null;
+    if (el) el.replaceWith(this.line(m));
+  }
+
   renderList() {
-    const order = { hub: 0, room: 1, pm: 2 };
+    const order = { hub: 0, room: 1, pm: 2, friend: 3 };
     const items = [...this.chats.values()]
       .sort((a, b) => order[a.kind] - order[b.kind] || a.network.localeCompare(b.network) || a.name.localeCompare(b.name))
       .map((c) => {
@@ -242,6 +264,9 @@ export class ChatView {
             },
             h("span", { class: `net n-${c.network}` }, networkName(c.network)),
             " ",
+            typeof c.online === "boolean"
+              ? h("span", { class: `dot ${c.online ? "on" : "off"}`, role: "img", "data-testid": "chat-online", "aria-label": c.online ? "online" : "offline" })
+              : null,
             h("span", { class: "chat-name" }, title(c)),
             n ? h("span", { class: "badge", "aria-label": `${n} unread` }, String(n)) : null,
             c.last ? h("span", { class: "last" }, `${c.last.nick}: ${c.last.text}`) : null,
@@ -265,6 +290,8 @@ export class ChatView {
       h("span", { class: "nick", "data-testid": "chat-nick" }, m.nick),
       h("span", { class: "text", "data-testid": "chat-text" }, m.text),
       m.pending ? h("span", { class: "note" }, " (sending…)") : null,
+      m.own && m.delivered === true ? h("span", { class: "delivered", "data-testid": "chat-delivered", title: "Delivered", "aria-label": "delivered" }, " ✓") : null,
+      m.own && m.delivered === false ? h("span", { class: "note", "data-testid": "chat-undelivered" }, " (not delivered yet)") : null,
     );
   }
 

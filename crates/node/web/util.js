@@ -102,6 +102,8 @@ export const NETWORK_NAMES = {
   slsk_client: "Soulseek",
   nmdc: "NMDC",
   slsk: "Soulseek",
+  tox_client: "Tox",
+  tox: "Tox",
 };
 
 export function networkName(n) {

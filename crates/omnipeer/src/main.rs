@@ -184,7 +184,8 @@ enum ChatCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Say something: CHAT is nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM or slsk:pm:USER
+    /// Say something: CHAT is nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER or
+    /// tox:friend:PUBLICKEY
     Send {
         #[command(flatten)]
         api: ApiArgs,

@@ -156,7 +156,7 @@ fn up_with_defaults_serves_dcc_and_stops_on_sigterm() {
     std::fs::create_dir_all(t.path()).unwrap();
     std::fs::write(
         t.path().join("config.toml"),
-        "[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:0\"\n[slsk_server]\nlisten = \"127.0.0.1:0\"\n[tox_bootstrap]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+        "[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:0\"\n[slsk_server]\nlisten = \"127.0.0.1:0\"\n[tox_bootstrap]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n[tox]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     let server = Server::start({
@@ -185,6 +185,15 @@ fn up_with_defaults_serves_dcc_and_stops_on_sigterm() {
     assert_eq!(keys.len(), 64);
     let hex: String = keys[..32].iter().map(|b| format!("{b:02X}")).collect();
     assert_eq!(key, hex, "{tox}");
+    // The Tox client prints its Tox ID (76 hex), its identity kept in the data dir.
+    let tox_id = loop {
+        let l = server.stderr_lines.recv_timeout(Duration::from_secs(10)).expect("the tox id line");
+        if let Some(a) = l.strip_prefix("tox id: ") {
+            break a.trim().to_owned();
+        }
+    };
+    assert!(tox_id.len() == 76 && tox_id.chars().all(|c| c.is_ascii_hexdigit()), "{tox_id}");
+    assert!(t.path().join("tox.profile").is_file());
     let mut hub = std::net::TcpStream::connect(&hub_addr).unwrap();
     hub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut greeting = [0u8; 16];

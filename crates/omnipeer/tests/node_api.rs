@@ -148,3 +148,33 @@ fn a_file_added_to_the_share_is_picked_up_by_itself_without_rehashing_the_others
     let files = n.get("/api/shares/files");
     assert!(files.as_array().unwrap().iter().any(|f| f["path"].as_str().unwrap().ends_with("three.bin")), "{files}");
 }
+
+/// A POST whose body the handler ignores (the transfer actions) must not cost the client
+/// its keep-alive connection: the body arriving after the headers, many requests in a
+/// row on one connection all get their answer.
+#[test]
+fn requests_with_unread_bodies_keep_the_connection_alive() {
+    use std::io::{Read, Write};
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let _n = Node::start(t.path(), &server_config("alice", p), p.api);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.api)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    for i in 0..40 {
+        let action = ["pause", "resume", "cancel", "retry"][i % 4];
+        let head = format!(
+            "POST /api/transfers/999999/{action} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        s.write_all(b"{}").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("no transfer 999999") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "the node closed the connection after {i} requests: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+}

@@ -281,6 +281,21 @@ impl Tox {
         Ok(())
     }
 
+    /// Forgets a friend: its connection is killed (kill packet), its handshakes are
+    /// refused, and the rendezvous and DHT searches for it stop. False if it was not a
+    /// friend. (Messenger keeps a dormant entry for it; adding it again reuses that.)
+    pub fn remove_friend(&mut self, now: Instant, pk: &PublicKey) -> bool {
+        let Some(f) = self.friends.remove(pk) else { return false };
+        self.nc.kill(pk);
+        self.nc.disallow(pk);
+        self.rendezvous.remove_friend(pk);
+        if let Some(dht_pk) = f.searching {
+            self.dht.remove_search(&dht_pk);
+        }
+        self.process(now);
+        true
+    }
+
     /// Adds the owner of `id` as a friend and sends it a friend request.
     pub fn send_friend_request(&mut self, now: Instant, id: &ToxId, message: &str) -> Result<(), ToxError> {
         self.add_friend(now, id.pk)?;

@@ -2,6 +2,7 @@
 //! document and the embedded web UI. docs/api.md describes every route and event.
 
 mod openapi;
+mod tox;
 
 use crate::app::model::Event;
 use crate::app::transfers::ActionError;
@@ -109,6 +110,11 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router 
         .route("/api/shares/files", get(share_files))
         .route("/api/shares/rescan", post(share_rescan))
         .route("/api/events", get(events))
+        .route("/api/tox", get(tox::status))
+        .route("/api/tox/friends", post(tox::add_friend))
+        .route("/api/tox/friends/{pk}", axum::routing::delete(tox::remove_friend))
+        .route("/api/tox/requests/{pk}", axum::routing::delete(tox::decline))
+        .route("/api/tox/requests/{pk}/accept", post(tox::accept))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/api/openapi.json", get(|| async { Json(openapi()) }))
@@ -116,8 +122,22 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router 
         .route("/", get(web_index))
         .route("/{*path}", get(web_file))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(read_body))
         .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Reads the whole request body before the handler runs. A handler that ignores the body
+/// (the transfer actions, accept/decline) would otherwise leave it unread, and hyper then
+/// closes the keep-alive connection after the answer: the client's next request on it
+/// fails with "peer disconnected".
+async fn read_body(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => next.run(Request::from_parts(parts, axum::body::Body::from(b))).await,
+        Err(_) => ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {MAX_BODY} bytes"))
+            .into_response(),
+    }
 }
 
 /// Every failure as `{"error": ...}`: axum's own rejections (bad JSON, a missing query
@@ -280,7 +300,7 @@ struct ChatQuery {
 
 async fn chat_messages(State(api): State<Api>, Query(q): Query<ChatQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
-    Ok(Json(json!(api.node.db.lock().expect("db").chat_messages(&q.chat, q.after, limit)?)))
+    Ok(Json(json!(api.node.db.lock().expect("db").chat_messages(&crate::app::model::ChatInfo::canonical_id(&q.chat), q.after, limit)?)))
 }
 
 #[derive(Deserialize)]

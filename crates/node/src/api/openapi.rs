@@ -26,6 +26,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/shares/rescan", "Rescan the shares now"),
     ("get", "/api/events", "WebSocket stream of events (JSON text frames)"),
     ("get", "/api/openapi.json", "This document"),
+    ("get", "/api/tox", "Our Tox ID, Tox friends and pending friend requests"),
+    ("post", "/api/tox/friends", "Send a friend request to a Tox ID (the friend is added)"),
+    ("delete", "/api/tox/friends/{pk}", "Remove a Tox friend"),
+    ("post", "/api/tox/requests/{pk}/accept", "Accept a pending friend request"),
+    ("delete", "/api/tox/requests/{pk}", "Decline a pending friend request"),
 ];
 
 fn r(name: &str) -> Value {
@@ -92,11 +97,22 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                    "content": {"application/json": {"schema": r("Event")}}}),
         ),
         ("get", "/api/openapi.json") => (vec![], None, ok(json!({"type": "object"}))),
+        ("get", "/api/tox") => (vec![], None, ok(r("ToxStatus"))),
+        ("post", "/api/tox/friends") => (
+            vec![],
+            Some(body(json!({"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "string", "description": "Tox ID, 76 hex digits"},
+                "message": {"type": "string", "description": "Friend request message (at most 1016 bytes)"}}}))),
+            json!({"description": "Requested", "content": {"application/json": {"schema": r("ToxFriend")}}}),
+        ),
+        ("delete", "/api/tox/friends/{pk}") => (vec![pk_param()], None, ok(r("ToxFriend"))),
+        ("post", "/api/tox/requests/{pk}/accept") => (vec![pk_param()], None, ok(r("ToxFriend"))),
+        ("delete", "/api/tox/requests/{pk}") => (vec![pk_param()], None, ok(r("ToxRequest"))),
         _ => (vec![], None, ok(json!({}))),
     };
     let code = if path == "/api/events" {
         "101"
-    } else if method == "post" && matches!(path, "/api/searches" | "/api/transfers" | "/api/chats/messages") {
+    } else if method == "post" && matches!(path, "/api/searches" | "/api/transfers" | "/api/chats/messages" | "/api/tox/friends") {
         "201"
     } else if path == "/api/shares/rescan" {
         "202"
@@ -111,6 +127,11 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         op["requestBody"] = b;
     }
     op
+}
+
+fn pk_param() -> Value {
+    json!({"name": "pk", "in": "path", "required": true, "description": "Long-term public key, 64 hex digits",
+           "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"}})
 }
 
 fn schemas() -> Value {
@@ -145,17 +166,28 @@ fn schemas() -> Value {
             "bytes": s("integer"), "retries": s("integer"), "next_attempt": s("integer"), "error": s("string"),
             "created": s("integer"), "updated": s("integer"), "rate": s("integer")}},
         "ChatMessage": {"type": "object", "properties": {
-            "id": s("integer"), "chat": s("string"), "nick": s("string"), "text": s("string"), "own": s("boolean"), "ts": s("integer")}},
+            "id": s("integer"), "chat": s("string"), "nick": s("string"), "text": s("string"), "own": s("boolean"), "ts": s("integer"),
+            "delivered": {"type": "boolean", "description": "Own lines on Tox only: the friend's read receipt arrived"}}},
         "Chat": {"type": "object", "properties": {
-            "id": s("string"), "network": s("string"), "kind": {"type": "string", "enum": ["hub", "room", "pm"]},
-            "name": s("string"), "last": {"allOf": [r("ChatMessage")], "nullable": true}}},
+            "id": s("string"), "network": s("string"), "kind": {"type": "string", "enum": ["hub", "room", "pm", "friend"]},
+            "name": s("string"), "last": {"allOf": [r("ChatMessage")], "nullable": true},
+            "online": {"type": "boolean", "description": "Tox friends only"}}},
+        "ToxFriend": {"type": "object", "properties": {
+            "pk": s("string"), "chat": s("string"), "nickname": s("string"), "online": s("boolean"),
+            "progress": {"type": "string", "enum": ["AwaitingDHTKey", "AcquiringIPAddress", "AcquiringCookie", "AwaitingHandshake", "AwaitingSessionPacket", "Connected"]},
+            "request_sent": s("boolean"), "added": s("integer")}},
+        "ToxRequest": {"type": "object", "properties": {"pk": s("string"), "message": s("string"), "received": s("integer")}},
+        "ToxStatus": {"type": "object", "properties": {
+            "id": s("string"), "online": s("boolean"), "address": s("string"), "auto_accept": s("boolean"),
+            "friends": {"type": "array", "items": r("ToxFriend")}, "requests": {"type": "array", "items": r("ToxRequest")}}},
         "Shares": {"type": "object", "properties": {
             "folders": {"type": "array", "items": s("string")}, "files": s("integer"), "bytes": s("integer"), "hashed": s("integer")}},
         "SharedFile": {"type": "object", "properties": {"path": s("string"), "size": s("integer"), "tth": ns("string")}},
         "Event": {"type": "object", "required": ["type"], "description":
-            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, lagged {missed}",
+            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, lagged {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}",
             "properties": {
-                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "lagged"]},
+                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "lagged", "chat_delivered", "tox_friend", "tox_request"]},
+                "chat": s("string"), "friend": r("ToxFriend"), "removed": s("boolean"), "request": r("ToxRequest"), "pending": s("boolean"),
                 "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "transfer": r("Transfer"),
                 "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),
                 "message": r("ChatMessage"), "files": s("integer"), "missed": s("integer")}},

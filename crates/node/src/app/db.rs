@@ -57,7 +57,7 @@ fn transfer_row(r: &Row<'_>) -> rusqlite::Result<TransferInfo> {
 }
 
 fn chat_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
-    Ok(ChatMessage { id: r.get(0)?, chat: r.get(1)?, nick: r.get(2)?, text: r.get(3)?, own: r.get(4)?, ts: r.get(5)? })
+    Ok(ChatMessage { id: r.get(0)?, chat: r.get(1)?, nick: r.get(2)?, text: r.get(3)?, own: r.get(4)?, ts: r.get(5)?, delivered: r.get(6)? })
 }
 
 impl Store {
@@ -182,12 +182,31 @@ impl Store {
 impl Store {
     /// Store a chat line; returns it with its id.
     pub fn chat_add(&self, chat: &str, nick: &str, text: &str, own: bool) -> anyhow::Result<ChatMessage> {
+        self.chat_add_tracked(chat, nick, text, own, None)
+    }
+
+    /// Store a chat line whose delivery is tracked (`Some(false)` until its receipt).
+    pub fn chat_add_tracked(&self, chat: &str, nick: &str, text: &str, own: bool, delivered: Option<bool>) -> anyhow::Result<ChatMessage> {
         let ts = now();
         self.conn.execute(
-            "INSERT INTO chat_messages (chat, nick, text, own, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![chat, nick, text, own, ts],
+            "INSERT INTO chat_messages (chat, nick, text, own, ts, delivered) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![chat, nick, text, own, ts, delivered],
         )?;
-        Ok(ChatMessage { id: self.conn.last_insert_rowid(), chat: chat.into(), nick: nick.into(), text: text.into(), own, ts })
+        Ok(ChatMessage { id: self.conn.last_insert_rowid(), chat: chat.into(), nick: nick.into(), text: text.into(), own, ts, delivered })
+    }
+
+    /// Mark an own line delivered; false if it was not waiting for delivery.
+    pub fn chat_set_delivered(&self, id: i64) -> anyhow::Result<bool> {
+        Ok(self.conn.execute("UPDATE chat_messages SET delivered = 1 WHERE id = ?1 AND delivered = 0", params![id])? > 0)
+    }
+
+    /// Own lines of `chat` still waiting for delivery, oldest first.
+    pub fn chat_undelivered(&self, chat: &str) -> anyhow::Result<Vec<ChatMessage>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, chat, nick, text, own, ts, delivered FROM chat_messages WHERE chat = ?1 AND own = 1 AND delivered = 0 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![chat], chat_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Lines of a chat with id > `after` (oldest first), or the last `limit` lines.
@@ -196,14 +215,14 @@ impl Store {
         match after {
             Some(a) => {
                 let mut st = self.conn.prepare(
-                    "SELECT id, chat, nick, text, own, ts FROM chat_messages WHERE chat = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                    "SELECT id, chat, nick, text, own, ts, delivered FROM chat_messages WHERE chat = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 )?;
                 let rows = st.query_map(params![chat, a, limit], chat_row)?;
                 Ok(rows.collect::<Result<_, _>>()?)
             }
             None => {
                 let mut st = self.conn.prepare(
-                    "SELECT id, chat, nick, text, own, ts FROM chat_messages WHERE chat = ?1 ORDER BY id DESC LIMIT ?2",
+                    "SELECT id, chat, nick, text, own, ts, delivered FROM chat_messages WHERE chat = ?1 ORDER BY id DESC LIMIT ?2",
                 )?;
                 let rows = st.query_map(params![chat, limit], chat_row)?;
                 let mut v: Vec<ChatMessage> = rows.collect::<Result<_, _>>()?;
@@ -216,7 +235,7 @@ impl Store {
     /// Every chat with history and its last line.
     pub fn chats(&self) -> anyhow::Result<Vec<ChatInfo>> {
         let mut st = self.conn.prepare(
-            "SELECT m.id, m.chat, m.nick, m.text, m.own, m.ts FROM chat_messages m
+            "SELECT m.id, m.chat, m.nick, m.text, m.own, m.ts, m.delivered FROM chat_messages m
              JOIN (SELECT chat, MAX(id) AS id FROM chat_messages GROUP BY chat) l ON m.id = l.id ORDER BY m.id DESC",
         )?;
         let rows = st.query_map([], chat_row)?;
@@ -230,6 +249,7 @@ impl Store {
                     kind: kind.into(),
                     name: name.into(),
                     last: Some(m.clone()),
+                    online: None,
                 });
             }
         }

@@ -16,6 +16,7 @@ pub mod db;
 pub mod model;
 pub mod search;
 pub mod transfers;
+pub mod tox;
 
 use crate::config::Config;
 use crate::nmdc::client::{ClientConfig, ClientEvent, DcClient};
@@ -71,6 +72,8 @@ pub struct Node {
     /// `[transfers].max_download_kib` shared by every download.
     download_limit: Option<Arc<crate::ratelimit::RateLimit>>,
     rescan: tokio::sync::watch::Sender<u64>,
+    /// The Tox client, once `up` started it (`app::tox`).
+    tox: std::sync::OnceLock<Arc<tox::ToxHandle>>,
 }
 
 impl Node {
@@ -128,6 +131,7 @@ impl Node {
             download_limit: (cfg_limit > 0).then(|| Arc::new(crate::ratelimit::RateLimit::new(cfg_limit * 1024))),
             shutdown,
             rescan: tokio::sync::watch::channel(0).0,
+            tox: std::sync::OnceLock::new(),
         }))
     }
 
@@ -267,8 +271,18 @@ impl Node {
         for id in extra {
             if !v.iter().any(|c| c.id == id) {
                 if let Some((network, kind, name)) = ChatInfo::parse_id(&id) {
-                    v.push(ChatInfo { id: id.clone(), network: network.into(), kind: kind.into(), name: name.into(), last: None });
+                    v.push(ChatInfo { id: id.clone(), network: network.into(), kind: kind.into(), name: name.into(), last: None, online: None });
                 }
+            }
+        }
+        // Tox friends, with or without history: nickname and online mark.
+        for (id, name, online) in self.tox_chats() {
+            match v.iter_mut().find(|c| c.id == id) {
+                Some(c) => {
+                    c.name = name;
+                    c.online = Some(online);
+                }
+                None => v.push(ChatInfo { id, network: "tox".into(), kind: "friend".into(), name, last: None, online: Some(online) }),
             }
         }
         Ok(v)
@@ -277,12 +291,14 @@ impl Node {
     /// Say something in a chat. PMs are stored at once; hub and room lines when the
     /// hub/server echoes them (the answer then has id 0).
     pub async fn send_chat(&self, chat: &str, text: &str) -> anyhow::Result<ChatMessage> {
-        let (network, kind, name) = ChatInfo::parse_id(chat).ok_or_else(|| anyhow!("no chat {chat:?} (nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER)"))?;
+        let (network, kind, name) = ChatInfo::parse_id(chat).ok_or_else(|| anyhow!("no chat {chat:?} (nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER, tox:friend:PUBLICKEY)"))?;
         let text = text.trim_end();
         anyhow::ensure!(!text.is_empty(), "nothing to say");
         anyhow::ensure!(text.len() <= MAX_CHAT_TEXT, "a chat line is at most {MAX_CHAT_TEXT} bytes");
-        let pending = ChatMessage { id: 0, chat: chat.into(), nick: self.nick.clone(), text: text.into(), own: true, ts: db::now() };
+        let pending = ChatMessage { id: 0, chat: chat.into(), nick: self.nick.clone(), text: text.into(), own: true, ts: db::now(), delivered: None };
         match (network, kind) {
+            // Stored at once (not delivered yet); sent when the friend is online.
+            ("tox", _) => return self.tox_send_chat(name, text),
             ("nmdc", _) => {
                 let dc = self.dc().ok_or_else(|| NotConnected("the NMDC hub"))?;
                 if kind == "hub" {
@@ -410,6 +426,7 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
     } else {
         node.set_network("slsk_server", "server", "disabled", "", "");
     }
+    let mut own_tox_boot = None;
     if cfg.tox_bootstrap.enabled {
         let t = &cfg.tox_bootstrap;
         let keys_path = if t.keys.is_empty() { data_dir.join("tox-bootstrap.keys") } else { PathBuf::from(&t.keys) };
@@ -427,12 +444,22 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
         crate::app::say!("tox bootstrap node: {}:{}:{key}", addr.ip(), addr.port());
         crate::app::say!("listening on {addr}");
         node.set_network("tox_bootstrap", "server", "online", &addr.to_string(), &format!("DHT key {key}"));
+        own_tox_boot = Some((tox::reachable(addr), boot.dht_pk()));
         tasks.spawn(boot.run(shutdown.clone()));
     } else {
         node.set_network("tox_bootstrap", "server", "disabled", "", "");
     }
-    // A Tox client side (friends and their chats in the node's chat model) is not part of
-    // `up` yet; `omnipeer tox echo|send` run it on their own.
+    // The Tox client: friends and their chats (app::tox).
+    if cfg.tox.enabled {
+        let bootstrap = if cfg.tox.bootstrap.trim().is_empty() {
+            own_tox_boot.into_iter().collect()
+        } else {
+            crate::tox::parse_node_specs(&cfg.tox.bootstrap).context("[tox].bootstrap")?
+        };
+        tasks.spawn(tox::start(&node, tox::ToxStart { bootstrap }).await?);
+    } else {
+        node.set_network("tox_client", "client", "disabled", "", "");
+    }
 
     let api = if cfg.api.enabled {
         let (addr, task) = crate::api::serve(node.clone(), cfg.api.listen, &cfg.api.token).await?;

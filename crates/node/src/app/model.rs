@@ -92,7 +92,8 @@ pub struct TransferInfo {
 pub struct ChatMessage {
     /// Row id (0 for a line not stored yet).
     pub id: i64,
-    /// Chat id: `nmdc:hub`, `nmdc:pm:NICK`, `slsk:room:ROOM`, `slsk:pm:USER`.
+    /// Chat id: `nmdc:hub`, `nmdc:pm:NICK`, `slsk:room:ROOM`, `slsk:pm:USER`,
+    /// `tox:friend:PUBLICKEY`.
     pub chat: String,
     /// Speaker.
     pub nick: String,
@@ -102,6 +103,10 @@ pub struct ChatMessage {
     pub own: bool,
     /// Unix time.
     pub ts: i64,
+    /// Own lines on networks with read receipts (Tox): whether the peer has it. Absent
+    /// elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<bool>,
 }
 
 /// A conversation.
@@ -109,14 +114,17 @@ pub struct ChatMessage {
 pub struct ChatInfo {
     /// Chat id.
     pub id: String,
-    /// `nmdc` or `slsk`.
+    /// `nmdc`, `slsk` or `tox`.
     pub network: String,
-    /// `hub`, `room` or `pm`.
+    /// `hub`, `room`, `pm` or `friend`.
     pub kind: String,
-    /// Room, hub or peer name.
+    /// Room, hub or peer name (a Tox friend's nickname when known, else its key).
     pub name: String,
     /// The latest line, if any.
     pub last: Option<ChatMessage>,
+    /// Whether the peer is online, where the network tells (Tox friends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
 }
 
 impl ChatInfo {
@@ -131,9 +139,50 @@ impl ChatInfo {
             ("nmdc", "pm") | ("slsk", "pm") | ("slsk", "room") if !name.is_empty() && name.len() <= 256 => {
                 Some((network, kind, name))
             }
+            ("tox", "friend") if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some((network, kind, name))
+            }
             _ => None,
         }
     }
+
+    /// The one spelling of a chat id (Tox keys in upper-case hex, as Tox IDs are shown).
+    pub fn canonical_id(id: &str) -> String {
+        match id.strip_prefix("tox:friend:") {
+            Some(pk) if Self::parse_id(id).is_some() => format!("tox:friend:{}", pk.to_ascii_uppercase()),
+            _ => id.to_owned(),
+        }
+    }
+}
+
+/// A Tox friend, as `GET /api/tox` and the `tox_friend` event show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToxFriendInfo {
+    /// Long-term public key (64 hex).
+    pub pk: String,
+    /// Its chat id, `tox:friend:PK`.
+    pub chat: String,
+    /// The nickname it last told us ("" until then).
+    pub nickname: String,
+    /// Friend connection up and ONLINE exchanged.
+    pub online: bool,
+    /// Connection progress: `AwaitingDHTKey` … `Connected` (seed 003's states).
+    pub progress: String,
+    /// Our friend request to it is not answered yet.
+    pub request_sent: bool,
+    /// Unix time added.
+    pub added: i64,
+}
+
+/// A friend request waiting for accept or decline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToxRequestInfo {
+    /// The requester's long-term public key (64 hex).
+    pub pk: String,
+    /// Its message.
+    pub message: String,
+    /// Unix time received.
+    pub received: i64,
 }
 
 /// Everything the node reports, as the WebSocket event stream sends it.
@@ -180,6 +229,28 @@ pub enum Event {
         /// Bytes shared.
         bytes: u64,
     },
+    /// An own line on a network with read receipts reached the peer.
+    ChatDelivered {
+        /// The chat.
+        chat: String,
+        /// The line's id.
+        id: i64,
+    },
+    /// A Tox friend was added or changed (online, offline, nickname, progress), or was
+    /// removed (`removed` true).
+    ToxFriend {
+        /// The friend now.
+        friend: ToxFriendInfo,
+        /// It is no longer a friend.
+        removed: bool,
+    },
+    /// A Tox friend request arrived (`pending` true) or was accepted/declined (false).
+    ToxRequest {
+        /// The request.
+        request: ToxRequestInfo,
+        /// Still waiting for an answer.
+        pending: bool,
+    },
     /// The listener fell behind and missed events.
     Lagged {
         /// How many.
@@ -205,5 +276,12 @@ mod tests {
         assert_eq!(ChatInfo::parse_id("slsk:pm:"), None);
         assert_eq!(ChatInfo::parse_id("irc:pm:x"), None);
         assert_eq!(ChatInfo::parse_id("nmdc:hub:x"), None);
+        let pk = "ab".repeat(32);
+        assert_eq!(ChatInfo::parse_id(&format!("tox:friend:{pk}")), Some(("tox", "friend", pk.as_str())));
+        assert_eq!(ChatInfo::canonical_id(&format!("tox:friend:{pk}")), format!("tox:friend:{}", "AB".repeat(32)));
+        assert_eq!(ChatInfo::canonical_id("slsk:pm:Bob"), "slsk:pm:Bob");
+        assert_eq!(ChatInfo::parse_id(&format!("tox:friend:{}", "ab".repeat(31))), None);
+        assert_eq!(ChatInfo::parse_id(&format!("tox:friend:{}x", "ab".repeat(31) + "a")), None);
+        assert_eq!(ChatInfo::parse_id("tox:pm:x"), None);
     }
 }

@@ -89,21 +89,51 @@ impl ToxClient {
     /// Pumps the socket and timers until the machine reports an event or `until` passes
     /// (`None` then).
     pub async fn next_event(&mut self, until: Option<tokio::time::Instant>) -> Option<ToxEvent> {
+        match self.pump::<()>(until, None).await {
+            Wake::Event(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Like [`next_event`](Self::next_event), but also wakes for a command on `cmds`
+    /// (the node's API asking the machine for something).
+    pub async fn next_with<C>(
+        &mut self,
+        until: Option<tokio::time::Instant>,
+        cmds: &mut tokio::sync::mpsc::UnboundedReceiver<C>,
+    ) -> Wake<C> {
+        self.pump(until, Some(cmds)).await
+    }
+
+    async fn pump<C>(
+        &mut self,
+        until: Option<tokio::time::Instant>,
+        mut cmds: Option<&mut tokio::sync::mpsc::UnboundedReceiver<C>>,
+    ) -> Wake<C> {
         loop {
             self.flush().await;
             if let Some(e) = self.tox.poll_event() {
-                return Some(e);
+                return Wake::Event(e);
             }
             if until.is_some_and(|u| tokio::time::Instant::now() >= u) {
-                return None;
+                return Wake::Timeout;
             }
-            // Never spin on a deadline already past: at least 1 ms between timer runs.
             let floor = tokio::time::Instant::now() + Duration::from_millis(1);
             let mut deadline = tokio_deadline(self.tox.next_timeout()).max(floor);
             if let Some(u) = until {
                 deadline = deadline.min(u);
             }
+            let cmd = async {
+                match cmds.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                c = cmd => return match c {
+                    Some(c) => Wake::Command(c),
+                    None => Wake::Closed,
+                },
                 r = self.sock.recv_from(&mut self.buf) => match r {
                     Ok((n, from)) => {
                         if let Err(e) = self.tox.handle_packet(Instant::now(), from, &self.buf[..n]) {
@@ -117,6 +147,18 @@ impl ToxClient {
             }
         }
     }
+}
+
+/// What woke [`ToxClient::next_with`].
+pub enum Wake<C> {
+    /// The machine reported something.
+    Event(ToxEvent),
+    /// A command arrived.
+    Command(C),
+    /// `until` passed.
+    Timeout,
+    /// The command channel closed.
+    Closed,
 }
 
 /// tox-net's onion client for `profile`'s long-term keys.

@@ -104,6 +104,16 @@ impl Drop for Omni {
             return;
         }
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        // A node that does not stop within 30 s (a hang) is killed, not waited for forever.
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("omnipeer (pid {}) did not stop within 30 s of SIGTERM: killing it", self.child.id());
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

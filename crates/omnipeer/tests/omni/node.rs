@@ -32,7 +32,7 @@ impl Ports {
 pub fn server_config(nick: &str, p: Ports) -> String {
     format!(
         "[node]\nnick = \"{nick}\"\n[dcc]\nlisten = \"127.0.0.1:0\"\n[nmdc_hub]\nlisten = \"127.0.0.1:{}\"\n\
-         [slsk_server]\nlisten = \"127.0.0.1:{}\"\n[tox_bootstrap]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:{}\"\n",
+         [slsk_server]\nlisten = \"127.0.0.1:{}\"\n[tox_bootstrap]\nlisten = \"127.0.0.1:0\"\n[tox]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:{}\"\n",
         p.hub, p.slsk, p.api
     )
 }
@@ -40,7 +40,7 @@ pub fn server_config(nick: &str, p: Ports) -> String {
 /// The config of a node that runs no server and joins `of`'s hub and server.
 pub fn joining_config(nick: &str, of: Ports, api: u16, extra: &str) -> String {
     format!(
-        "[node]\nnick = \"{nick}\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n[tox_bootstrap]\nenabled = false\n\
+        "[node]\nnick = \"{nick}\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n[tox_bootstrap]\nenabled = false\n[tox]\nlisten = \"127.0.0.1:0\"\n\
          [nmdc_client]\nhub = \"127.0.0.1:{}\"\n[slsk_client]\nserver = \"127.0.0.1:{}\"\n[api]\nlisten = \"127.0.0.1:{api}\"\n{extra}",
         of.hub, of.slsk
     )
@@ -84,7 +84,9 @@ impl Node {
     pub fn restart(dir: &Path, api_port: u16) -> Node {
         let omni = Omni::start_in(dir, &["up"]);
         omni.wait_line("omnipeer is up");
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        // A node that stops answering fails the test instead of hanging it.
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into();
         let token = std::fs::read_to_string(dir.join("api-token")).ok().map(|t| t.trim().to_owned());
         let n = Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), token, agent };
         n.wait_online();

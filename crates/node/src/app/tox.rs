@@ -1,0 +1,966 @@
+//! The node's Tox client: one [`ToxClient`] (the sans-IO `omnipeer_tox::tox::Tox` on a UDP
+//! socket) run as a task of `up`, its friends kept as contacts (network `tox`, name = the
+//! friend's long-term key in hex) and its conversations in the node's chat model under
+//! `tox:friend:<KEY>`.
+//!
+//! - The identity is a profile file in the format of `omnipeer tox id`; friends live in
+//!   both the profile and the database and are added again at every start, so they
+//!   reconnect after a restart.
+//! - Incoming friend requests wait in `tox_requests` until accepted or declined (or are
+//!   accepted at once with `[tox].auto_accept`); our own requests wait in `tox_outgoing`
+//!   until the friend comes online, and are sent again after a restart.
+//! - Own lines are stored with `delivered = false`, sent when the friend is online (at
+//!   once, or when it next comes online — like qTox's offline messages) and marked
+//!   delivered when every part's read receipt came back (Event::ChatDelivered). Lines
+//!   longer than a Tox message go out in parts cut at character boundaries; `/me TEXT`
+//!   is sent as an action, and actions arrive as `/me TEXT`.
+//!
+//! The API talks to the task through a command channel; the task owns the machine.
+
+use super::model::{ChatMessage, Event, ToxFriendInfo, ToxRequestInfo};
+use super::{db, Node, NotConnected};
+use crate::store::Store;
+use crate::tox::client::{load_profile, onion_rendezvous, ToxClient, Wake};
+use anyhow::{anyhow, Context};
+use omnipeer_tox::crypto::PublicKey;
+use omnipeer_tox::friend::Progress;
+use omnipeer_tox::messenger::{MessageKind, MAX_MESSAGE_LEN};
+use omnipeer_tox::profile::{Profile, MAX_NICKNAME_LEN};
+use omnipeer_tox::toxid::ToxId;
+use rusqlite::{params, OptionalExtension};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// The contacts' network name for Tox friends.
+pub const NETWORK: &str = "tox";
+/// Longest friend request message (c-toxcore: TOX_MAX_FRIEND_REQUEST_LENGTH 1016).
+pub const MAX_REQUEST_MESSAGE: usize = 1016;
+/// Friend request message when none is given.
+pub const DEFAULT_REQUEST_MESSAGE: &str = "omnipeer wants to be your friend";
+/// Incoming requests kept at most (older ones are dropped first).
+pub const MAX_PENDING_REQUESTS: usize = 256;
+/// How often the task looks at the DHT and the announcement without an event.
+const REFRESH: Duration = Duration::from_secs(2);
+/// Bootstrap again this often while the DHT knows nobody.
+const REBOOTSTRAP: Duration = Duration::from_secs(10);
+/// DHT nodes remembered for the next start (like c-toxcore's savedata), saved this often
+/// and at shutdown: a restarted node finds its friends through them even when its
+/// bootstrap node moved or is gone.
+const SAVE_NODES_EVERY: Duration = Duration::from_secs(30);
+/// How many.
+const SAVED_NODES: usize = 16;
+/// The settings key they are kept under.
+const NODES_SETTING: &str = "tox.nodes";
+
+/// The chat id of a friend.
+pub fn chat_id(pk: &PublicKey) -> String {
+    format!("tox:friend:{}", pk.to_hex())
+}
+
+/// A public key from 64 hex digits (either case).
+pub fn parse_pk(s: &str) -> anyhow::Result<PublicKey> {
+    let s = s.trim();
+    anyhow::ensure!(s.len() == 64, "{s:?} is not a Tox public key (64 hex digits)");
+    PublicKey::from_hex(s).ok_or_else(|| anyhow!("{s:?} is not a Tox public key (64 hex digits)"))
+}
+
+/// No such friend or request.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ToxNotFound(pub String);
+
+/// Cuts `text` into parts of at most `max` bytes at character boundaries (a Tox message
+/// is at most 1372 bytes; longer lines go out as several).
+pub fn split_message(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(max.max(4));
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        // Prefer cutting after a space when one is in the last quarter.
+        if cut < rest.len() {
+            if let Some(sp) = rest[..cut].rfind(' ').filter(|&i| i > cut * 3 / 4) {
+                cut = sp + 1;
+            }
+        }
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out
+}
+
+/// `/me TEXT` is an action.
+pub fn message_kind(text: &str) -> (MessageKind, &str) {
+    match text.strip_prefix("/me ") {
+        Some(rest) if !rest.trim().is_empty() => (MessageKind::Action, rest),
+        _ => (MessageKind::Normal, text),
+    }
+}
+
+/// A friend as the database has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFriend {
+    /// Long-term key, hex.
+    pub pk: String,
+    /// Last nickname heard.
+    pub nickname: String,
+    /// Unix time added.
+    pub added: i64,
+}
+
+impl Store {
+    /// Every Tox friend.
+    pub fn tox_friends(&self) -> anyhow::Result<Vec<StoredFriend>> {
+        let mut st = self.conn.prepare("SELECT name, nickname, added FROM contacts WHERE network = 'tox' ORDER BY added, name")?;
+        let rows = st.query_map([], |r| Ok(StoredFriend { pk: r.get(0)?, nickname: r.get(1)?, added: r.get(2)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One Tox friend.
+    pub fn tox_friend(&self, pk: &str) -> anyhow::Result<Option<StoredFriend>> {
+        Ok(self
+            .conn
+            .query_row("SELECT name, nickname, added FROM contacts WHERE network = 'tox' AND name = ?1", params![pk], |r| {
+                Ok(StoredFriend { pk: r.get(0)?, nickname: r.get(1)?, added: r.get(2)? })
+            })
+            .optional()?)
+    }
+
+    /// Add a Tox friend (no-op if it is one).
+    pub fn tox_friend_add(&self, pk: &str) -> anyhow::Result<()> {
+        self.contact_add(NETWORK, pk)
+    }
+
+    /// Forget a Tox friend and any request to or from it; false if it was none.
+    pub fn tox_friend_remove(&self, pk: &str) -> anyhow::Result<bool> {
+        let n = self.conn.execute("DELETE FROM contacts WHERE network = 'tox' AND name = ?1", params![pk])?;
+        self.conn.execute("DELETE FROM tox_outgoing WHERE pk = ?1", params![pk])?;
+        self.conn.execute("DELETE FROM tox_requests WHERE pk = ?1", params![pk])?;
+        Ok(n > 0)
+    }
+
+    /// Remember a friend's nickname; true if it changed.
+    pub fn tox_set_nickname(&self, pk: &str, nickname: &str) -> anyhow::Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE contacts SET nickname = ?1 WHERE network = 'tox' AND name = ?2 AND nickname != ?1",
+            params![nickname, pk],
+        )? > 0)
+    }
+
+    /// Keep an incoming friend request (replacing an older one from the same key).
+    pub fn tox_request_add(&self, pk: &str, message: &str) -> anyhow::Result<ToxRequestInfo> {
+        let received = db::now();
+        self.conn.execute(
+            "INSERT OR REPLACE INTO tox_requests (pk, message, received) VALUES (?1, ?2, ?3)",
+            params![pk, message, received],
+        )?;
+        self.conn.execute(
+            "DELETE FROM tox_requests WHERE pk NOT IN (SELECT pk FROM tox_requests ORDER BY received DESC, pk LIMIT ?1)",
+            params![MAX_PENDING_REQUESTS as i64],
+        )?;
+        Ok(ToxRequestInfo { pk: pk.into(), message: message.into(), received })
+    }
+
+    /// Incoming requests, oldest first.
+    pub fn tox_requests(&self) -> anyhow::Result<Vec<ToxRequestInfo>> {
+        let mut st = self.conn.prepare("SELECT pk, message, received FROM tox_requests ORDER BY received, pk")?;
+        let rows = st.query_map([], |r| Ok(ToxRequestInfo { pk: r.get(0)?, message: r.get(1)?, received: r.get(2)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Take an incoming request out of the list.
+    pub fn tox_request_take(&self, pk: &str) -> anyhow::Result<Option<ToxRequestInfo>> {
+        let r = self
+            .conn
+            .query_row("SELECT pk, message, received FROM tox_requests WHERE pk = ?1", params![pk], |r| {
+                Ok(ToxRequestInfo { pk: r.get(0)?, message: r.get(1)?, received: r.get(2)? })
+            })
+            .optional()?;
+        self.conn.execute("DELETE FROM tox_requests WHERE pk = ?1", params![pk])?;
+        Ok(r)
+    }
+
+    /// Remember our friend request (until the friend comes online).
+    pub fn tox_outgoing_add(&self, id: &ToxId, message: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO tox_outgoing (pk, tox_id, message, created) VALUES (?1, ?2, ?3, ?4)",
+            params![id.pk.to_hex(), id.to_hex(), message, db::now()],
+        )?;
+        Ok(())
+    }
+
+    /// Our unanswered friend requests: (Tox ID, message).
+    pub fn tox_outgoing(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT tox_id, message FROM tox_outgoing ORDER BY created")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The friend answered (it came online): forget our request; true if there was one.
+    pub fn tox_outgoing_done(&self, pk: &str) -> anyhow::Result<bool> {
+        Ok(self.conn.execute("DELETE FROM tox_outgoing WHERE pk = ?1", params![pk])? > 0)
+    }
+}
+
+/// What the API asks of the task.
+enum Cmd {
+    /// Befriend the owner of a Tox ID (friend request).
+    Request { id: ToxId, message: String, reply: oneshot::Sender<anyhow::Result<()>> },
+    /// Add a friend without a request (accepting one).
+    Add { pk: PublicKey, reply: oneshot::Sender<anyhow::Result<()>> },
+    /// Forget a friend.
+    Remove { pk: PublicKey, reply: oneshot::Sender<anyhow::Result<()>> },
+    /// Send a stored own line (delivered = false) if the friend is online.
+    Send { pk: PublicKey, line: i64, text: String },
+}
+
+/// Live state of a friend (not stored).
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    progress: Progress,
+    online: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Our Tox ID.
+    id: String,
+    /// Where the client listens.
+    address: String,
+    /// Announced at a rendezvous node (reachable by friends).
+    announced: bool,
+    live: HashMap<PublicKey, Live>,
+}
+
+/// The running Tox client as the rest of the node sees it.
+pub struct ToxHandle {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    shared: Mutex<Shared>,
+}
+
+impl ToxHandle {
+    fn live(&self, pk: &PublicKey) -> Option<Live> {
+        self.shared.lock().expect("tox").live.get(pk).copied()
+    }
+}
+
+/// `GET /api/tox`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ToxStatus {
+    /// Our Tox ID (76 hex): what friends add.
+    pub id: String,
+    /// Announced at a rendezvous node: friends can find us.
+    pub online: bool,
+    /// Where the client listens (UDP).
+    pub address: String,
+    /// Whether friend requests are accepted without asking.
+    pub auto_accept: bool,
+    /// Every friend.
+    pub friends: Vec<ToxFriendInfo>,
+    /// Incoming requests waiting for an answer.
+    pub requests: Vec<ToxRequestInfo>,
+}
+
+impl Node {
+    /// The Tox client, when it runs.
+    pub fn tox(&self) -> Result<&ToxHandle, NotConnected> {
+        self.tox.get().map(|h| &**h).ok_or(NotConnected("Tox (the [tox] client is disabled)"))
+    }
+
+    fn friend_info(&self, f: &StoredFriend, outgoing: &[String]) -> ToxFriendInfo {
+        let live = PublicKey::from_hex(&f.pk).and_then(|pk| self.tox.get().and_then(|h| h.live(&pk)));
+        ToxFriendInfo {
+            pk: f.pk.clone(),
+            chat: format!("tox:friend:{}", f.pk),
+            nickname: f.nickname.clone(),
+            online: live.is_some_and(|l| l.online),
+            progress: live.map(|l| l.progress.name()).unwrap_or(Progress::AwaitingDhtKey.name()).to_owned(),
+            request_sent: outgoing.iter().any(|id| id.get(..64) == Some(f.pk.as_str())),
+            added: f.added,
+        }
+    }
+
+    fn outgoing_ids(&self) -> Vec<String> {
+        self.db.lock().expect("db").tox_outgoing().map(|v| v.into_iter().map(|(id, _)| id).collect()).unwrap_or_default()
+    }
+
+    /// One friend now, if it is one.
+    pub fn tox_friend(&self, pk: &PublicKey) -> anyhow::Result<Option<ToxFriendInfo>> {
+        let f = self.db.lock().expect("db").tox_friend(&pk.to_hex())?;
+        let out = self.outgoing_ids();
+        Ok(f.map(|f| self.friend_info(&f, &out)))
+    }
+
+    fn emit_friend(&self, pk: &PublicKey) {
+        if let Ok(Some(friend)) = self.tox_friend(pk) {
+            self.emit(Event::ToxFriend { friend, removed: false });
+        }
+    }
+
+    /// Our Tox ID, friends and pending requests.
+    pub fn tox_status(&self) -> anyhow::Result<ToxStatus> {
+        let h = self.tox()?;
+        let (id, online, address) = {
+            let s = h.shared.lock().expect("tox");
+            (s.id.clone(), s.announced, s.address.clone())
+        };
+        let (friends, requests) = {
+            let db = self.db.lock().expect("db");
+            (db.tox_friends()?, db.tox_requests()?)
+        };
+        let out = self.outgoing_ids();
+        Ok(ToxStatus {
+            id,
+            online,
+            address,
+            auto_accept: self.cfg.tox.auto_accept,
+            friends: friends.iter().map(|f| self.friend_info(f, &out)).collect(),
+            requests,
+        })
+    }
+
+    /// Tox friends as chats (for the chat list): name = nickname when known.
+    pub(crate) fn tox_chats(&self) -> Vec<(String, String, bool)> {
+        if self.tox.get().is_none() {
+            return Vec::new();
+        }
+        let friends = self.db.lock().expect("db").tox_friends().unwrap_or_default();
+        let out = Vec::new();
+        friends
+            .iter()
+            .map(|f| {
+                let i = self.friend_info(f, &out);
+                let name = if i.nickname.is_empty() { i.pk.clone() } else { i.nickname.clone() };
+                (i.chat, name, i.online)
+            })
+            .collect()
+    }
+
+    async fn tox_call(&self, make: impl FnOnce(oneshot::Sender<anyhow::Result<()>>) -> Cmd) -> anyhow::Result<()> {
+        let h = self.tox()?;
+        let (tx, rx) = oneshot::channel();
+        h.cmds.send(make(tx)).map_err(|_| NotConnected("Tox (the client stopped)"))?;
+        rx.await.map_err(|_| NotConnected("Tox (the client stopped)"))?
+    }
+
+    /// Send a friend request to the owner of `id` (76 hex) and add it as a friend; it
+    /// shows up online once it accepts. A pending request from the same key is
+    /// accepted instead.
+    pub async fn tox_add_friend(&self, id: &str, message: &str) -> anyhow::Result<ToxFriendInfo> {
+        let h = self.tox()?;
+        let id: ToxId = id.parse().map_err(|e| anyhow!("{id:?} is not a Tox ID (76 hex digits): {e}"))?;
+        anyhow::ensure!(id.to_hex() != h.shared.lock().expect("tox").id, "that is this node's own Tox ID");
+        let pk_hex = id.pk.to_hex();
+        if self.db.lock().expect("db").tox_requests()?.iter().any(|r| r.pk == pk_hex) {
+            return self.tox_accept(&pk_hex).await;
+        }
+        let message = message.trim();
+        let message = if message.is_empty() { DEFAULT_REQUEST_MESSAGE } else { message };
+        anyhow::ensure!(message.len() <= MAX_REQUEST_MESSAGE, "a friend request message is at most {MAX_REQUEST_MESSAGE} bytes");
+        if let Some(f) = self.tox_friend(&id.pk)? {
+            return Ok(f); // a friend already
+        }
+        {
+            let db = self.db.lock().expect("db");
+            db.tox_friend_add(&pk_hex)?;
+            db.tox_outgoing_add(&id, message)?;
+        }
+        let message = message.to_owned();
+        if let Err(e) = self.tox_call(|reply| Cmd::Request { id, message, reply }).await {
+            self.db.lock().expect("db").tox_friend_remove(&pk_hex)?;
+            return Err(e);
+        }
+        self.emit_friend(&id.pk);
+        self.tox_friend(&id.pk)?.ok_or_else(|| anyhow!("the friend vanished"))
+    }
+
+    /// Accept the pending request from `pk`.
+    pub async fn tox_accept(&self, pk: &str) -> anyhow::Result<ToxFriendInfo> {
+        self.tox()?;
+        let pk = parse_pk(pk)?;
+        let hex = pk.to_hex();
+        let req = self.db.lock().expect("db").tox_request_take(&hex)?;
+        let Some(req) = req else { return Err(ToxNotFound(format!("no friend request from {hex}")).into()) };
+        self.db.lock().expect("db").tox_friend_add(&hex)?;
+        if let Err(e) = self.tox_call(|reply| Cmd::Add { pk, reply }).await {
+            let db = self.db.lock().expect("db");
+            db.tox_friend_remove(&hex)?;
+            db.tox_request_add(&req.pk, &req.message)?;
+            return Err(e);
+        }
+        self.emit(Event::ToxRequest { request: req, pending: false });
+        self.emit_friend(&pk);
+        self.tox_friend(&pk)?.ok_or_else(|| anyhow!("the friend vanished"))
+    }
+
+    /// Decline (forget) the pending request from `pk`.
+    pub fn tox_decline(&self, pk: &str) -> anyhow::Result<ToxRequestInfo> {
+        self.tox()?;
+        let hex = parse_pk(pk)?.to_hex();
+        let req = self.db.lock().expect("db").tox_request_take(&hex)?;
+        let req = req.ok_or_else(|| ToxNotFound(format!("no friend request from {hex}")))?;
+        self.emit(Event::ToxRequest { request: req.clone(), pending: false });
+        Ok(req)
+    }
+
+    /// Remove the friend `pk` (its chat history stays).
+    pub async fn tox_remove_friend(&self, pk: &str) -> anyhow::Result<ToxFriendInfo> {
+        self.tox()?;
+        let pk = parse_pk(pk)?;
+        let info = self.tox_friend(&pk)?.ok_or_else(|| ToxNotFound(format!("{} is not a friend", pk.to_hex())))?;
+        self.tox_call(|reply| Cmd::Remove { pk, reply }).await?;
+        self.db.lock().expect("db").tox_friend_remove(&pk.to_hex())?;
+        let friend = ToxFriendInfo { online: false, ..info };
+        self.emit(Event::ToxFriend { friend: friend.clone(), removed: true });
+        Ok(friend)
+    }
+
+    /// Say something to a friend: stored now (not delivered yet), sent when it is online.
+    pub(crate) fn tox_send_chat(&self, pk_hex: &str, text: &str) -> anyhow::Result<ChatMessage> {
+        let h = self.tox()?;
+        let pk = parse_pk(pk_hex)?;
+        let chat = chat_id(&pk);
+        anyhow::ensure!(
+            self.db.lock().expect("db").tox_friend(&pk.to_hex())?.is_some(),
+            "{} is not a Tox friend (add it first: POST /api/tox/friends)",
+            pk.to_hex()
+        );
+        let m = self.db.lock().expect("db").chat_add_tracked(&chat, &self.nick, text, true, Some(false))?;
+        self.emit(Event::Chat { message: m.clone() });
+        let _ = h.cmds.send(Cmd::Send { pk, line: m.id, text: text.to_owned() });
+        Ok(m)
+    }
+}
+
+/// How the node starts its Tox client.
+pub(crate) struct ToxStart {
+    /// Nodes to bootstrap off.
+    pub bootstrap: Vec<(SocketAddr, PublicKey)>,
+}
+
+/// The address a bound bootstrap node can be reached at from this machine.
+pub(crate) fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip: std::net::IpAddr =
+            if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}
+
+/// Load the profile (nickname = the node's nick; friends from the database and the
+/// profile, both ways), bind the client and register it with the node. Returns the task.
+pub(crate) async fn start(
+    node: &Arc<Node>,
+    start: ToxStart,
+) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
+    let t = &node.cfg.tox;
+    let profile_path = if t.profile.is_empty() { default_profile(&node.data_dir) } else { PathBuf::from(&t.profile) };
+    let mut profile = load_profile(&profile_path)?;
+    let mut changed = false;
+    let mut nick = node.nick.clone();
+    while nick.len() > MAX_NICKNAME_LEN {
+        nick.pop();
+    }
+    if profile.nickname != nick {
+        profile.nickname = nick;
+        changed = true;
+    }
+    {
+        let db = node.db.lock().expect("db");
+        for f in db.tox_friends()? {
+            match PublicKey::from_hex(&f.pk) {
+                Some(pk) => changed |= profile.add_friend(pk),
+                None => tracing::warn!("ignoring a Tox contact that is not a key: {:?}", f.pk),
+            }
+        }
+        for pk in &profile.friends {
+            db.tox_friend_add(&pk.to_hex())?;
+        }
+    }
+    if changed {
+        profile.save(&profile_path).with_context(|| format!("saving {}", profile_path.display()))?;
+    }
+    let mut client = bind(t.listen, &profile).await?;
+    client.bootstrap(&start.bootstrap);
+    // And off the DHT nodes known at the last stop.
+    let saved = node.db.lock().expect("db").setting(NODES_SETTING)?.unwrap_or_default();
+    client.bootstrap(&parse_saved_nodes(&saved));
+    // Our unanswered requests go out again.
+    let outgoing = node.db.lock().expect("db").tox_outgoing()?;
+    for (id, message) in outgoing {
+        match id.parse::<ToxId>() {
+            Ok(id) => {
+                if let Err(e) = client.tox().send_friend_request(Instant::now(), &id, &message) {
+                    tracing::warn!("tox: friend request to {}: {e}", id.pk.to_hex());
+                }
+            }
+            Err(e) => tracing::warn!("tox: dropping a stored request to {id:?}: {e}"),
+        }
+    }
+    let addr = client.local_addr()?;
+    let id = profile.tox_id().to_hex();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let live = profile.friends.iter().map(|pk| (*pk, Live { progress: Progress::AwaitingDhtKey, online: false })).collect();
+    let handle =
+        Arc::new(ToxHandle { cmds: tx, shared: Mutex::new(Shared { id: id.clone(), address: addr.to_string(), announced: false, live }) });
+    node.tox.set(handle).map_err(|_| anyhow!("the Tox client runs already"))?;
+    crate::app::say!("tox client: {} friends, listening on {addr}", profile.friends.len());
+    crate::app::say!("tox id: {id}");
+    let detail = if start.bootstrap.is_empty() { format!("Tox ID {id}; no bootstrap node") } else { format!("Tox ID {id}") };
+    node.set_network("tox_client", "client", "starting", &addr.to_string(), &detail);
+    let task = Task {
+        node: node.clone(),
+        client,
+        profile,
+        profile_path,
+        bootstrap: start.bootstrap,
+        inflight: HashMap::new(),
+        parts: HashMap::new(),
+        last_bootstrap: Instant::now(),
+        last_save: Instant::now(),
+        announced: false,
+    };
+    Ok(task.run(rx))
+}
+
+/// Binds `listen`, or any free port on the same address when that port is taken (a second
+/// node on the machine with the default `[tox].listen`).
+async fn bind(listen: SocketAddr, profile: &Profile) -> anyhow::Result<ToxClient> {
+    match ToxClient::bind(listen, profile, onion_rendezvous(profile)).await {
+        Ok(c) => Ok(c),
+        Err(e) if listen.port() != 0 && addr_in_use(&e) => {
+            let any = SocketAddr::new(listen.ip(), 0);
+            let c = ToxClient::bind(any, profile, onion_rendezvous(profile)).await.context("tox client")?;
+            tracing::warn!("tox: {listen} is taken; listening on {} instead", c.local_addr()?);
+            crate::app::say!("tox client: {listen} is taken; using {} instead", c.local_addr()?);
+            Ok(c)
+        }
+        Err(e) => Err(e.context("tox client")),
+    }
+}
+
+/// Saved DHT nodes: `ADDR:KEY,...` (ADDR as `SocketAddr` prints it, `[v6]:port` too).
+fn format_saved_nodes(nodes: impl IntoIterator<Item = (SocketAddr, PublicKey)>) -> String {
+    nodes.into_iter().map(|(a, k)| format!("{a}:{}", k.to_hex())).collect::<Vec<_>>().join(",")
+}
+
+/// The saved DHT nodes; entries that do not parse are skipped.
+fn parse_saved_nodes(s: &str) -> Vec<(SocketAddr, PublicKey)> {
+    s.split(',')
+        .filter_map(|spec| {
+            let (addr, key) = spec.trim().rsplit_once(':')?;
+            Some((addr.parse().ok()?, PublicKey::from_hex(key)?))
+        })
+        .take(SAVED_NODES)
+        .collect()
+}
+
+fn addr_in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse))
+}
+
+struct Task {
+    node: Arc<Node>,
+    client: ToxClient,
+    profile: Profile,
+    profile_path: PathBuf,
+    bootstrap: Vec<(SocketAddr, PublicKey)>,
+    /// (friend, receipt) → line id.
+    inflight: HashMap<(PublicKey, u32), i64>,
+    /// line id → parts not yet delivered.
+    parts: HashMap<i64, usize>,
+    last_bootstrap: Instant,
+    last_save: Instant,
+    announced: bool,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) -> anyhow::Result<()> {
+        let shutdown = self.node.shutdown.clone();
+        loop {
+            let until = tokio::time::Instant::now() + REFRESH;
+            let wake = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.save_nodes();
+                    self.client.shutdown().await;
+                    self.node.set_network("tox_client", "client", "offline", "", "stopped");
+                    return Ok(());
+                }
+                w = self.client.next_with(Some(until), &mut rx) => w,
+            };
+            match wake {
+                Wake::Event(ev) => self.on_event(ev),
+                Wake::Command(c) => self.on_command(c),
+                Wake::Timeout => {}
+                Wake::Closed => return Ok(()),
+            }
+            self.refresh();
+        }
+    }
+
+    fn handle(&self) -> &ToxHandle {
+        self.node.tox.get().expect("registered before the task runs")
+    }
+
+    fn set_live(&self, pk: PublicKey, f: impl FnOnce(&mut Live)) {
+        let mut s = self.handle().shared.lock().expect("tox");
+        let l = s.live.entry(pk).or_insert(Live { progress: Progress::AwaitingDhtKey, online: false });
+        f(l);
+    }
+
+    /// The network status, and bootstrapping again while the DHT is empty.
+    fn refresh(&mut self) {
+        let announced = self.client.tox().is_announced();
+        if announced != self.announced {
+            self.announced = announced;
+            self.handle().shared.lock().expect("tox").announced = announced;
+            let (id, addr) = {
+                let s = self.handle().shared.lock().expect("tox");
+                (s.id.clone(), s.address.clone())
+            };
+            let state = if announced { "online" } else { "starting" };
+            self.node.set_network("tox_client", "client", state, &addr, &format!("Tox ID {id}"));
+        }
+        if !self.bootstrap.is_empty()
+            && !self.client.tox().dht().is_connected()
+            && self.last_bootstrap.elapsed() >= REBOOTSTRAP
+        {
+            self.last_bootstrap = Instant::now();
+            self.client.bootstrap(&self.bootstrap);
+        }
+        if self.last_save.elapsed() >= SAVE_NODES_EVERY {
+            self.save_nodes();
+        }
+    }
+
+    /// Remembers the DHT nodes closest to us (`HOST:PORT:KEY,...`) for the next start.
+    fn save_nodes(&mut self) {
+        self.last_save = Instant::now();
+        let dht = self.client.tox().dht();
+        let nodes = dht.closest_nodes(&dht.pk(), SAVED_NODES);
+        if nodes.is_empty() {
+            return;
+        }
+        let list = format_saved_nodes(nodes.iter().map(|n| (n.addr, n.pk)));
+        let saved = self.node.db.lock().expect("db").set_setting(NODES_SETTING, &list);
+        if let Err(e) = saved {
+            tracing::warn!("tox: cannot save the DHT nodes: {e:#}");
+        }
+    }
+
+    fn save_profile(&self) {
+        if let Err(e) = self.profile.save(&self.profile_path) {
+            tracing::warn!("tox: cannot save {}: {e}", self.profile_path.display());
+        }
+    }
+
+    fn add_friend(&mut self, pk: PublicKey) -> anyhow::Result<()> {
+        self.client.tox().add_friend(Instant::now(), pk)?;
+        self.set_live(pk, |_| {});
+        if self.profile.add_friend(pk) {
+            self.save_profile();
+        }
+        Ok(())
+    }
+
+    fn on_command(&mut self, c: Cmd) {
+        match c {
+            Cmd::Request { id, message, reply } => {
+                let r = self.client.tox().send_friend_request(Instant::now(), &id, &message).map_err(anyhow::Error::from);
+                if r.is_ok() {
+                    self.set_live(id.pk, |_| {});
+                    if self.profile.add_friend(id.pk) {
+                        self.save_profile();
+                    }
+                }
+                let _ = reply.send(r);
+            }
+            Cmd::Add { pk, reply } => {
+                let _ = reply.send(self.add_friend(pk));
+            }
+            Cmd::Remove { pk, reply } => {
+                self.client.tox().remove_friend(Instant::now(), &pk);
+                self.handle().shared.lock().expect("tox").live.remove(&pk);
+                self.inflight.retain(|(f, _), _| *f != pk);
+                let before = self.profile.friends.len();
+                self.profile.friends.retain(|f| *f != pk);
+                if self.profile.friends.len() != before {
+                    self.save_profile();
+                }
+                let _ = reply.send(Ok(()));
+            }
+            Cmd::Send { pk, line, text } => self.send_line(pk, line, &text),
+        }
+    }
+
+    /// Sends a stored line if the friend is online and it is not on its way already.
+    fn send_line(&mut self, pk: PublicKey, line: i64, text: &str) {
+        if self.parts.contains_key(&line) || !self.client.tox().is_online(&pk) {
+            return; // in flight, or it goes when the friend comes online
+        }
+        let (kind, body) = message_kind(text);
+        let parts = split_message(body, MAX_MESSAGE_LEN);
+        let mut sent = 0;
+        for p in &parts {
+            match self.client.tox().send_message(Instant::now(), &pk, kind, p) {
+                Ok(r) => {
+                    self.inflight.insert((pk, r), line);
+                    sent += 1;
+                }
+                Err(e) => {
+                    tracing::info!("tox: message to {}: {e}", pk.to_hex());
+                    break;
+                }
+            }
+        }
+        if sent > 0 {
+            self.parts.insert(line, sent);
+        }
+    }
+
+    fn on_event(&mut self, ev: omnipeer_tox::tox::ToxEvent) {
+        use omnipeer_tox::tox::ToxEvent as E;
+        let node = self.node.clone();
+        match ev {
+            E::FriendRequest { from, message } => {
+                let hex = from.to_hex();
+                tracing::info!("tox: friend request from {hex}: {message}");
+                if node.cfg.tox.auto_accept {
+                    let added = node.db.lock().expect("db").tox_friend_add(&hex);
+                    if let Err(e) = added {
+                        tracing::warn!("tox: {e:#}");
+                        return;
+                    }
+                    match self.add_friend(from) {
+                        Ok(()) => node.emit_friend(&from),
+                        Err(e) => tracing::warn!("tox: accepting {hex}: {e:#}"),
+                    }
+                    return;
+                }
+                let kept = node.db.lock().expect("db").tox_request_add(&hex, &message);
+                match kept {
+                    Ok(request) => node.emit(Event::ToxRequest { request, pending: true }),
+                    Err(e) => tracing::warn!("tox: cannot keep a friend request: {e:#}"),
+                }
+            }
+            E::FriendOnline { friend } => {
+                self.set_live(friend, |l| {
+                    l.online = true;
+                    l.progress = Progress::Connected;
+                });
+                let _ = node.db.lock().expect("db").tox_outgoing_done(&friend.to_hex());
+                node.emit_friend(&friend);
+                // Lines written while it was away go now, oldest first.
+                let waiting = node.db.lock().expect("db").chat_undelivered(&chat_id(&friend)).unwrap_or_default();
+                for m in waiting {
+                    self.send_line(friend, m.id, &m.text);
+                }
+            }
+            E::FriendOffline { friend } => {
+                self.set_live(friend, |l| l.online = false);
+                // Receipts for what was in flight will not come: send again next time.
+                let lost: Vec<(PublicKey, u32)> = self.inflight.keys().filter(|(f, _)| *f == friend).copied().collect();
+                for k in lost {
+                    if let Some(line) = self.inflight.remove(&k) {
+                        self.parts.remove(&line);
+                    }
+                }
+                node.emit_friend(&friend);
+            }
+            E::Message { friend, kind, text } => {
+                let nick = self.display_name(&friend);
+                let text = match kind {
+                    MessageKind::Action => format!("/me {text}"),
+                    MessageKind::Normal => text,
+                };
+                node.store_chat(&chat_id(&friend), &nick, &text, false);
+            }
+            E::Receipt { friend, receipt } => {
+                let Some(line) = self.inflight.remove(&(friend, receipt)) else { return };
+                let left = self.parts.get_mut(&line).map(|n| {
+                    *n = n.saturating_sub(1);
+                    *n
+                });
+                if left == Some(0) {
+                    self.parts.remove(&line);
+                    let marked = node.db.lock().expect("db").chat_set_delivered(line);
+                    match marked {
+                        Ok(true) => node.emit(Event::ChatDelivered { chat: chat_id(&friend), id: line }),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("tox: {e:#}"),
+                    }
+                }
+            }
+            E::Nickname { friend, name } => {
+                let name: String = name.chars().filter(|c| !c.is_control()).collect();
+                // (The database lock is released before emit_friend takes it again.)
+                let changed = node.db.lock().expect("db").tox_set_nickname(&friend.to_hex(), &name);
+                if matches!(changed, Ok(true)) {
+                    node.emit_friend(&friend);
+                }
+            }
+            E::Progress { friend, progress } => {
+                self.set_live(friend, |l| l.progress = progress);
+                node.emit_friend(&friend);
+            }
+            E::Announced => tracing::info!("tox: announced at a rendezvous node"),
+            E::FriendFound { friend } => tracing::debug!("tox: {} found at a rendezvous node", friend.to_hex()),
+            #[allow(unreachable_patterns)]
+            other => tracing::debug!("tox: {other:?}"),
+        }
+    }
+
+    fn display_name(&self, pk: &PublicKey) -> String {
+        let hex = pk.to_hex();
+        let f = self.node.db.lock().expect("db").tox_friend(&hex);
+        match f {
+            Ok(Some(f)) if !f.nickname.is_empty() => f.nickname,
+            _ => hex[..8].to_owned(),
+        }
+    }
+}
+
+/// The profile path for a data dir (the default of `[tox].profile`).
+pub fn default_profile(data_dir: &Path) -> PathBuf {
+    data_dir.join("tox.profile")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_split_at_char_boundaries_and_spaces() {
+        assert_eq!(split_message("hello", 1372), vec!["hello"]);
+        assert!(split_message("", 10).is_empty());
+        let s = "é".repeat(700); // 1400 bytes
+        let parts = split_message(&s, 1372);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.len() <= 1372));
+        assert_eq!(parts.concat(), s);
+        let words = "word ".repeat(400); // 2000 bytes
+        let parts = split_message(&words, 1372);
+        assert!(parts[0].ends_with(' ') && parts[0].len() <= 1372);
+        assert_eq!(parts.concat(), words);
+        // A tiny limit still makes progress on 4-byte characters.
+        assert_eq!(split_message("😀😀", 1).concat(), "😀😀");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_parts_fit_and_rejoin(text in "\\PC{0,3000}", max in 4usize..1500) {
+            let parts = split_message(&text, max);
+            proptest::prop_assert_eq!(parts.concat(), text.clone());
+            for p in &parts {
+                proptest::prop_assert!(!p.is_empty() && p.len() <= max, "{} bytes", p.len());
+            }
+        }
+    }
+
+    #[test]
+    fn saved_nodes_round_trip_and_junk_is_skipped() {
+        let k1 = PublicKey([1; 32]);
+        let k2 = PublicKey([2; 32]);
+        let nodes = vec![("127.0.0.1:33445".parse().unwrap(), k1), ("[::1]:5".parse().unwrap(), k2)];
+        let s = format_saved_nodes(nodes.clone());
+        assert_eq!(parse_saved_nodes(&s), nodes);
+        assert!(parse_saved_nodes("").is_empty());
+        let junk = format!("nonsense,1.2.3.4:5:XYZ,{s},1.2.3.4:{}", k1.to_hex());
+        assert_eq!(parse_saved_nodes(&junk), nodes, "a bad address or key drops only its entry");
+    }
+
+    #[test]
+    fn me_is_an_action() {
+        assert_eq!(message_kind("/me waves"), (MessageKind::Action, "waves"));
+        assert_eq!(message_kind("/me "), (MessageKind::Normal, "/me "));
+        assert_eq!(message_kind("hi /me"), (MessageKind::Normal, "hi /me"));
+    }
+
+    #[test]
+    fn keys_parse_in_either_case() {
+        let k = "ab".repeat(32);
+        assert_eq!(parse_pk(&k).unwrap().to_hex(), "AB".repeat(32));
+        assert!(parse_pk("ab").is_err());
+        assert!(parse_pk(&"zz".repeat(32)).is_err());
+        assert_eq!(chat_id(&parse_pk(&k).unwrap()), format!("tox:friend:{}", "AB".repeat(32)));
+    }
+
+    #[test]
+    fn unspecified_bootstrap_addresses_become_loopback() {
+        assert_eq!(reachable("0.0.0.0:33445".parse().unwrap()), "127.0.0.1:33445".parse().unwrap());
+        assert_eq!(reachable("10.1.2.3:5".parse().unwrap()), "10.1.2.3:5".parse().unwrap());
+    }
+
+    #[test]
+    fn friends_requests_and_outgoing_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.sqlite");
+        let a = "AB".repeat(32);
+        let b = "CD".repeat(32);
+        let id = ToxId::new(parse_pk(&b).unwrap(), omnipeer_tox::toxid::NoSpam([1, 2, 3, 4]));
+        {
+            let s = Store::open(&path).unwrap();
+            s.tox_friend_add(&a).unwrap();
+            s.tox_friend_add(&a).unwrap();
+            assert!(s.tox_set_nickname(&a, "alice").unwrap());
+            assert!(!s.tox_set_nickname(&a, "alice").unwrap(), "unchanged");
+            s.tox_request_add(&b, "hi").unwrap();
+            s.tox_request_add(&b, "hi again").unwrap();
+            s.tox_outgoing_add(&id, "be my friend").unwrap();
+            let m = s.chat_add_tracked("tox:friend:X", "me", "line", true, Some(false)).unwrap();
+            assert_eq!(s.chat_undelivered("tox:friend:X").unwrap().len(), 1);
+            assert!(s.chat_set_delivered(m.id).unwrap());
+            assert!(!s.chat_set_delivered(m.id).unwrap(), "once");
+            assert!(s.chat_undelivered("tox:friend:X").unwrap().is_empty());
+            // Lines of other networks carry no delivery state.
+            assert_eq!(s.chat_add("nmdc:hub", "x", "y", false).unwrap().delivered, None);
+        }
+        let s = Store::open(&path).unwrap();
+        let f = s.tox_friends().unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].pk.as_str(), f[0].nickname.as_str()), (a.as_str(), "alice"));
+        let r = s.tox_requests().unwrap();
+        assert_eq!(r.len(), 1, "one request per key");
+        assert_eq!(r[0].message, "hi again");
+        assert_eq!(s.tox_outgoing().unwrap(), vec![(id.to_hex(), "be my friend".to_string())]);
+        assert_eq!(s.chat_messages("tox:friend:X", None, 10).unwrap()[0].delivered, Some(true));
+        assert_eq!(s.tox_request_take(&b).unwrap().unwrap().message, "hi again");
+        assert!(s.tox_request_take(&b).unwrap().is_none());
+        assert!(s.tox_outgoing_done(&b).unwrap());
+        assert!(s.tox_friend_remove(&a).unwrap());
+        assert!(!s.tox_friend_remove(&a).unwrap());
+        assert!(s.tox_friends().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_falls_back_to_any_free_one() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let profile = Profile::generate("t");
+        let c = bind(addr, &profile).await.unwrap();
+        let got = c.local_addr().unwrap();
+        assert_eq!(got.ip(), addr.ip());
+        assert_ne!(got.port(), addr.port());
+        // Port 0 asked for: any port, no fallback needed; a bad address is an error.
+        assert!(bind("127.0.0.1:0".parse().unwrap(), &profile).await.is_ok());
+        assert!(bind("192.0.2.1:9".parse().unwrap(), &profile).await.is_err());
+    }
+
+    #[test]
+    fn old_requests_are_dropped_beyond_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("n.sqlite")).unwrap();
+        for i in 0..(MAX_PENDING_REQUESTS + 5) {
+            s.tox_request_add(&format!("{i:064X}"), "x").unwrap();
+        }
+        assert_eq!(s.tox_requests().unwrap().len(), MAX_PENDING_REQUESTS);
+    }
+}

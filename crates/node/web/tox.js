@@ -1,0 +1,224 @@
+// Tox: this node's Tox ID (with a copy button), adding a friend by Tox ID, pending friend
+// requests (accept/decline) and the friends with their online state. Their chats are in
+// the Chat tab as tox:friend:<key>.
+
+import { h, fill, ago } from "./util.js";
+
+const short = (pk) => `${pk.slice(0, 8)}…${pk.slice(-4)}`;
+
+export class ToxView {
+  constructor(el, ctx) {
+    this.el = el;
+    this.ctx = ctx;
+    this.status = null; // GET /api/tox
+    this.disabled = false;
+
+    this.idEl = h("code", { class: "toxid", "data-testid": "tox-id" }, "…");
+    this.copyBtn = h("button", { type: "button", class: "small", "data-testid": "tox-copy", onclick: () => this.copy() }, "Copy");
+    this.state = h("span", { class: "summary", "data-testid": "tox-state", role: "status", "aria-live": "polite" });
+    this.addId = h("input", {
+      id: "tox-add-id",
+      required: true,
+      autocomplete: "off",
+      spellcheck: "false",
+      pattern: "[0-9A-Fa-f]{76}",
+      title: "76 hexadecimal digits",
+      placeholder: "76 hex digits",
+      "data-testid": "tox-add-id",
+    });
+    this.addMsg = h("input", { id: "tox-add-message", autocomplete: "off", maxlength: 1016, placeholder: "Hi, it's me", "data-testid": "tox-add-message" });
+    this.addForm = h(
+      "form",
+      { class: "tox-add", "data-testid": "tox-add", onsubmit: (e) => this.add(e) },
+      h("label", { for: "tox-add-id" }, "Tox ID"),
+      this.addId,
+      h("label", { for: "tox-add-message" }, "Message"),
+      this.addMsg,
+      h("button", { type: "submit", class: "primary", "data-testid": "tox-add-submit" }, "Send friend request"),
+    );
+    this.requests = h("ul", { class: "tox-list", "data-testid": "tox-requests", "aria-label": "Friend requests" });
+    this.friends = h("ul", { class: "tox-list", "data-testid": "tox-friends", "aria-label": "Tox friends" });
+    fill(
+      el,
+      h("h2", {}, "Tox"),
+      h(
+        "div",
+        { class: "cards" },
+        h(
+          "section",
+          { class: "card wide", "aria-labelledby": "tox-id-title" },
+          h("h3", { id: "tox-id-title" }, "Your Tox ID"),
+          h("p", { class: "summary" }, "Give it to a friend: they add it in qTox, toxic or another omnipeer."),
+          h("div", { class: "toolbar" }, this.idEl, this.copyBtn),
+          this.state,
+        ),
+        h("section", { class: "card", "aria-labelledby": "tox-add-title" }, h("h3", { id: "tox-add-title" }, "Add a friend"), this.addForm),
+        h("section", { class: "card", "aria-labelledby": "tox-req-title" }, h("h3", { id: "tox-req-title" }, "Friend requests"), this.requests),
+        h("section", { class: "card wide", "aria-labelledby": "tox-friends-title" }, h("h3", { id: "tox-friends-title" }, "Friends"), this.friends),
+      ),
+    );
+  }
+
+  async load() {
+    try {
+      this.status = await this.ctx.api("GET", "/api/tox");
+      this.disabled = false;
+    } catch (err) {
+      if (err.status !== 503) throw err;
+      this.disabled = true;
+      this.status = null;
+    }
+    this.render();
+  }
+
+  onEvent(ev) {
+    if (!this.status) return;
+    if (ev.type === "tox_friend") {
+      const list = this.status.friends;
+      const i = list.findIndex((f) => f.pk === ev.friend.pk);
+      if (ev.removed) {
+        if (i >= 0) list.splice(i, 1);
+      } else if (i >= 0) list[i] = ev.friend;
+      else list.push(ev.friend);
+      this.render();
+    } else if (ev.type === "tox_request") {
+      const list = this.status.requests;
+      const i = list.findIndex((r) => r.pk === ev.request.pk);
+      if (i >= 0) list.splice(i, 1);
+      if (ev.pending) list.push(ev.request);
+      this.render();
+      this.updateBadge();
+    } else if (ev.type === "network" && ev.network.name === "tox_client") {
+      this.status.online = ev.network.state === "online";
+      this.render();
+    }
+  }
+
+  updateBadge() {
+    const n = this.status ? this.status.requests.length : 0;
+    this.ctx.setBadge("tox-badge", n);
+  }
+
+  async copy() {
+    const id = this.status?.id;
+    if (!id) return;
+    try {
+      await navigator.clipboard.writeText(id);
+      this.ctx.toast("Tox ID copied");
+    } catch {
+      // No clipboard access (plain http off localhost): select it for Ctrl-C.
+      const r = document.createRange();
+      r.selectNodeContents(this.idEl);
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(r);
+      this.ctx.toast("Press Ctrl-C to copy the selected Tox ID");
+    }
+  }
+
+  async add(e) {
+    e.preventDefault();
+    const id = this.addId.value.trim();
+    if (!id) return;
+    try {
+      const f = await this.ctx.api("POST", "/api/tox/friends", { id, message: this.addMsg.value.trim() });
+      this.addId.value = "";
+      this.addMsg.value = "";
+      this.onEvent({ type: "tox_friend", friend: f, removed: false });
+      this.ctx.toast(f.online ? "Added" : "Friend request sent; they show up online once they accept");
+    } catch (err) {
+      this.ctx.toast(`Not added: ${err.message}`, "error");
+    }
+  }
+
+  async answer(pk, accept) {
+    try {
+      if (accept) {
+        const f = await this.ctx.api("POST", `/api/tox/requests/${pk}/accept`);
+        this.onEvent({ type: "tox_friend", friend: f, removed: false });
+      } else {
+        await this.ctx.api("DELETE", `/api/tox/requests/${pk}`);
+      }
+      this.onEvent({ type: "tox_request", request: { pk }, pending: false });
+    } catch (err) {
+      this.ctx.toast(err.message, "error");
+    }
+  }
+
+  async remove(f) {
+    const name = f.nickname || short(f.pk);
+    if (!confirm(`Remove ${name} from your Tox friends? The chat history stays.`)) return;
+    try {
+      await this.ctx.api("DELETE", `/api/tox/friends/${f.pk}`);
+      this.onEvent({ type: "tox_friend", friend: f, removed: true });
+    } catch (err) {
+      this.ctx.toast(err.message, "error");
+    }
+  }
+
+  chat(f) {
+    this.ctx.go("chat");
+    this.ctx.views.chat.open(f.chat);
+  }
+
+  render() {
+    if (this.disabled || !this.status) {
+      this.idEl.textContent = this.disabled ? "The Tox client is disabled ([tox].enabled = false)." : "…";
+      this.copyBtn.disabled = true;
+      fill(this.requests);
+      fill(this.friends);
+      return;
+    }
+    const s = this.status;
+    this.idEl.textContent = s.id;
+    this.copyBtn.disabled = false;
+    this.state.textContent = s.online
+      ? `Online: friends can find you. Listening on ${s.address}.`
+      : `Not announced yet (looking for other Tox nodes). Listening on ${s.address}.`;
+    this.state.dataset.online = s.online ? "true" : "false";
+    const reqs = s.requests.map((r) =>
+      h(
+        "li",
+        { "data-testid": "tox-request", "data-pk": r.pk },
+        h("code", { title: r.pk }, short(r.pk)),
+        " ",
+        h("span", { class: "summary" }, ago(r.received)),
+        h("blockquote", {}, r.message),
+        h(
+          "div",
+          { class: "toolbar" },
+          h("button", { type: "button", class: "small primary", "data-testid": "tox-accept", onclick: () => this.answer(r.pk, true) }, "Accept"),
+          h("button", { type: "button", class: "small", "data-testid": "tox-decline", onclick: () => this.answer(r.pk, false) }, "Decline"),
+        ),
+      ),
+    );
+    fill(this.requests, reqs.length ? reqs : h("li", { class: "empty" }, "No pending requests."));
+    const friends = [...s.friends]
+      .sort((a, b) => Number(b.online) - Number(a.online) || (a.nickname || a.pk).localeCompare(b.nickname || b.pk))
+      .map((f) =>
+        h(
+          "li",
+          { "data-testid": "tox-friend", "data-pk": f.pk, "data-online": f.online ? "true" : "false" },
+          h("span", { class: `dot ${f.online ? "on" : "off"}`, role: "img", "aria-label": f.online ? "online" : "offline" }),
+          " ",
+          h("strong", {}, f.nickname || short(f.pk)),
+          " ",
+          f.nickname ? h("code", { class: "summary", title: f.pk }, short(f.pk)) : null,
+          " ",
+          h(
+            "span",
+            { class: "summary" },
+            f.online ? "online" : f.request_sent ? "friend request sent, waiting for them" : `offline (${f.progress})`,
+          ),
+          h(
+            "div",
+            { class: "toolbar" },
+            h("button", { type: "button", class: "small", "data-testid": "tox-chat", onclick: () => this.chat(f) }, "Chat"),
+            h("button", { type: "button", class: "small", "data-testid": "tox-remove", onclick: () => this.remove(f) }, "Remove"),
+          ),
+        ),
+      );
+    fill(this.friends, friends.length ? friends : h("li", { class: "empty" }, "No Tox friends yet: send a request, or give your Tox ID to someone."));
+    this.updateBadge();
+  }
+}

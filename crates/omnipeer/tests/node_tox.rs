@@ -1,0 +1,387 @@
+//! Tox friends inside the node (`omnipeer up`), against REAL c-toxcore 0.2.18 bots
+//! (tests/tox_support/toxbot.c) that bootstrap off the node's own Tox bootstrap node:
+//!
+//! - a bot's friend request to the node's Tox ID (from GET /api/tox) shows up as pending;
+//!   accepted through the API, the friend comes online, a line sent with POST
+//!   /api/chats/messages reaches the bot, its echo appears in the friend's chat and the
+//!   own line is marked delivered (read receipt);
+//! - another bot's request is declined; a third bot is befriended by the node (POST
+//!   /api/tox/friends) and chats too;
+//! - after a restart (same data dir) the friend is still there, reconnects and echoes a
+//!   new line, sent with `omnipeer chat send tox:friend:<pk>` (the CLI through the node);
+//!   removing the friend drops its connection.
+//!
+//! Skips (and passes) when c-toxcore is not installed; `scripts/install-test-deps.sh`
+//! installs it.
+
+mod omni;
+mod tox_support;
+
+use omni::node::{server_config, Node, Ports};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tox_support::{Bot, BotOptions};
+
+/// c-toxcore needs several seconds to announce itself and connect; generous on a busy CI.
+const T: u64 = 90;
+
+/// Wait up to `secs` for `f`; on timeout panic with `why()` (the logs).
+fn wait<V>(what: &str, secs: u64, mut f: impl FnMut() -> Option<V>, why: impl Fn() -> String) -> V {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}\n{}", why());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn friend<'a>(tox: &'a Value, pk: &str) -> Option<&'a Value> {
+    tox["friends"].as_array()?.iter().find(|f| f["pk"] == pk)
+}
+
+fn lines(n: &Node, chat: &str) -> Vec<Value> {
+    n.get(&format!("/api/chats/messages?chat={chat}")).as_array().cloned().unwrap_or_default()
+}
+
+/// Says `text` to the friend (API, or the CLI when `cli`) and waits for the bot's echo
+/// in the chat and for the own line's read receipt.
+fn say_and_get_echo(n: &Node, chat: &str, text: &str, cli: bool, logs: &dyn Fn() -> String) {
+    say_and_get(n, chat, text, &format!("echo: {text}"), cli, logs)
+}
+
+fn say_and_get(n: &Node, chat: &str, text: &str, echo: &str, cli: bool, logs: &dyn Fn() -> String) {
+    if cli {
+        let (code, out, err) = n.cli(&["chat", "send", chat, text]);
+        assert_eq!(code, 0, "chat send: {out}{err}");
+    } else {
+        let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": text}));
+        assert_eq!(code, 201, "{m}");
+        assert_eq!((m["own"].as_bool(), m["chat"].as_str()), (Some(true), Some(chat)), "{m}");
+        assert!(m["id"].as_i64().unwrap() > 0, "{m}");
+    }
+    wait(&format!("the echo of {text:?}"), T, || lines(n, chat).into_iter().find(|l| l["text"] == echo && l["own"] == false), logs);
+    let own = wait(
+        &format!("the read receipt of {text:?}"),
+        T,
+        || lines(n, chat).into_iter().find(|l| l["text"] == text && l["own"] == true && l["delivered"] == true),
+        logs,
+    );
+    assert_eq!(own["chat"], chat);
+}
+
+#[test]
+fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
+    if !tox_support::require("node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    // Its own Tox bootstrap node and Tox client on port 0 (server_config), API fixed.
+    let n = Node::start(dir.path(), &server_config("alice", p), p.api);
+    let tox = n.get("/api/tox");
+    let id = tox["id"].as_str().unwrap_or_else(|| panic!("{tox}")).to_owned();
+    assert!(id.len() == 76 && id.chars().all(|c| c.is_ascii_hexdigit()), "{tox}");
+    assert_eq!(tox["friends"], json!([]));
+    assert_eq!(tox["requests"], json!([]));
+    let nets = n.get("/api/networks");
+    let net = |name: &str| nets.as_array().unwrap().iter().find(|x| x["name"] == name).cloned().unwrap_or_else(|| panic!("{nets}"));
+    let client = net("tox_client");
+    assert!(client["detail"].as_str().unwrap().contains(&id), "{client}");
+    let boot = net("tox_bootstrap");
+    let key = boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap().to_owned();
+    let spec = format!("{}:{key}", boot["address"].as_str().unwrap());
+
+    // Bot A and bot B ask to be friends; bot C waits to be asked (it accepts anything).
+    let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).request_message("hi from A").timeout_secs(300));
+    let b = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).request_message("hi from B").timeout_secs(300));
+    let c = Bot::start(BotOptions::new().bootstrap(&spec).timeout_secs(300));
+    let (apk, bpk, cid) = (a.public_key(), b.public_key(), c.tox_id());
+    let cpk = cid[..64].to_owned();
+    let logs = || format!("{}\n{}\n{}\nnode /api/tox: {}", a.log(), b.log(), c.log(), n.get("/api/tox"));
+
+    // We ask C (outgoing request): it is a friend at once, with request_sent.
+    let (code, f) = n.post("/api/tox/friends", json!({"id": cid, "message": "hello C, it's alice"}));
+    assert_eq!(code, 201, "{f}");
+    assert_eq!((f["pk"].as_str(), f["request_sent"].as_bool(), f["online"].as_bool()), (Some(cpk.as_str()), Some(true), Some(false)), "{f}");
+    let (code, e) = n.post("/api/tox/friends", json!({"id": "12345"}));
+    assert_eq!(code, 400, "{e}");
+    let (code, e) = n.post("/api/tox/friends", json!({"id": id}));
+    assert_eq!(code, 400, "own id: {e}");
+
+    // A's and B's requests arrive and wait.
+    let reqs = wait(
+        "both friend requests pending",
+        T,
+        || {
+            let t = n.get("/api/tox");
+            let r = t["requests"].as_array()?.clone();
+            (r.len() == 2).then_some(r)
+        },
+        &logs,
+    );
+    let ra = reqs.iter().find(|r| r["pk"] == apk.as_str()).unwrap_or_else(|| panic!("{reqs:?}"));
+    assert_eq!(ra["message"], "hi from A");
+    assert!(reqs.iter().any(|r| r["pk"] == bpk.as_str() && r["message"] == "hi from B"), "{reqs:?}");
+    // Not friends yet: no chat to write to.
+    let (code, e) = n.post("/api/chats/messages", json!({"chat": format!("tox:friend:{apk}"), "text": "too early"}));
+    assert_eq!(code, 400, "{e}");
+
+    // Decline B, accept A (in lower case: keys are case-insensitive).
+    let (code, _, body) = n.request("delete", &format!("/api/tox/requests/{bpk}"), "");
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = n.request("delete", &format!("/api/tox/requests/{bpk}"), "");
+    assert_eq!(code, 404, "declined once: {body}");
+    let (code, f) = n.post(&format!("/api/tox/requests/{}/accept", apk.to_lowercase()), json!({}));
+    assert_eq!(code, 200, "{f}");
+    assert_eq!(f["pk"], apk.as_str());
+    let t = n.get("/api/tox");
+    assert_eq!(t["requests"], json!([]), "{t}");
+
+    let chat_a = format!("tox:friend:{apk}");
+    let chat_c = format!("tox:friend:{cpk}");
+    wait("A online", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true && f["progress"] == "Connected").cloned(), &logs);
+    // The chat list has A with its online mark.
+    let chats = n.get("/api/chats");
+    let ca = chats.as_array().unwrap().iter().find(|x| x["id"] == chat_a.as_str()).unwrap_or_else(|| panic!("{chats}"));
+    assert_eq!((ca["network"].as_str(), ca["kind"].as_str(), ca["online"].as_bool()), (Some("tox"), Some("friend"), Some(true)), "{ca}");
+
+    say_and_get_echo(&n, &chat_a, "hello bot A", false, &logs);
+    assert!(a.proc.wait_line("MESSAGE 0 'hello bot A'", Duration::from_secs(5)).is_some(), "{}", a.log());
+    // An action: c-toxcore gets an ACTION "waves" (and echoes it as a normal message).
+    say_and_get(&n, &chat_a, "/me waves", "echo: waves", false, &logs);
+
+    // C accepted our request: online, the request answered.
+    wait("C online", T, || friend(&n.get("/api/tox"), &cpk).filter(|f| f["online"] == true && f["request_sent"] == false).cloned(), &logs);
+    assert!(c.proc.wait_line("FRIEND_REQUEST ", Duration::from_secs(5)).is_some_and(|l| l.ends_with("'hello C, it's alice'")), "{}", c.log());
+    say_and_get_echo(&n, &chat_c, "hello bot C", false, &logs);
+    // B is no friend.
+    assert!(friend(&n.get("/api/tox"), &bpk).is_none());
+
+    // Restart on the same data dir: the friends are still there and A reconnects.
+    drop(n);
+    let n = Node::restart(dir.path(), p.api);
+    let logs = || format!("{}\n{}\nnode /api/tox: {}", a.log(), c.log(), n.get("/api/tox"));
+    let t = n.get("/api/tox");
+    assert_eq!(t["id"], id.as_str(), "same identity");
+    assert!(friend(&t, &apk).is_some() && friend(&t, &cpk).is_some(), "{t}");
+    assert_eq!(t["friends"].as_array().unwrap().len(), 2, "{t}");
+    // Said at once (A is most likely not back yet): stored undelivered, sent when A is
+    // online again, echoed, then marked delivered.
+    let was_online = friend(&n.get("/api/tox"), &apk).is_some_and(|f| f["online"] == true);
+    let (code, out, err) = n.cli(&["chat", "send", &chat_a, "after the restart"]);
+    assert_eq!(code, 0, "chat send: {out}{err}");
+    if !was_online {
+        let l = lines(&n, &chat_a);
+        let own = l.iter().find(|l| l["text"] == "after the restart").unwrap_or_else(|| panic!("{l:?}"));
+        assert_eq!(own["delivered"], false, "{own}");
+    }
+    wait("A online again", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(), &logs);
+    wait("the echo of the line said while A was away", T, || lines(&n, &chat_a).into_iter().find(|l| l["text"] == "echo: after the restart"), &logs);
+    wait(
+        "its receipt",
+        T,
+        || lines(&n, &chat_a).into_iter().find(|l| l["text"] == "after the restart" && l["delivered"] == true),
+        &logs,
+    );
+    say_and_get_echo(&n, &chat_a, "and once more", true, &logs);
+    // The history survived too.
+    assert!(lines(&n, &chat_a).iter().any(|l| l["text"] == "echo: hello bot A"));
+
+    // Remove A: its connection drops at once (kill packet), it is gone from the list.
+    let drops = || a.proc.lines().iter().filter(|l| *l == "FRIEND 0 CONNECTION 0").count();
+    let before = drops();
+    let (code, _, body) = n.request("delete", &format!("/api/tox/friends/{apk}"), "");
+    assert_eq!(code, 200, "{body}");
+    let t = n.get("/api/tox");
+    assert!(friend(&t, &apk).is_none(), "{t}");
+    wait("A's connection to drop", 30, || (drops() > before).then_some(()), &logs);
+    let (code, e) = n.post("/api/chats/messages", json!({"chat": chat_a, "text": "still there?"}));
+    assert_eq!(code, 400, "{e}");
+}
+
+/// Chromium, Node.js and playwright-core present? Otherwise why not.
+fn missing_web_deps() -> Option<String> {
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        return Some("/usr/bin/chromium is missing".into());
+    }
+    if !web.join("node_modules/playwright-core/package.json").exists() {
+        return Some("tests/web/node_modules/playwright-core is missing".into());
+    }
+    match std::process::Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("node (Node.js) is missing".into()),
+    }
+}
+
+/// The Tox tab in a real headless Chromium (tests/web/tox.mjs): the Tox ID, a request
+/// accepted with a click, the friend online, a chat line echoed and marked delivered,
+/// and a bot added through the form.
+#[test]
+fn web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend() {
+    if !tox_support::require("web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend") {
+        return;
+    }
+    if let Some(why) = missing_web_deps() {
+        if std::env::var_os("CI").is_some() {
+            panic!("web UI test cannot run on CI: {why} (scripts/install-web-test-deps.sh)");
+        }
+        eprintln!("skipping web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend: {why}");
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let n = Node::start(dir.path(), &server_config("alice", p), p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let nets = n.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let spec = format!("{}:{}", boot["address"].as_str().unwrap(), boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap());
+    let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).timeout_secs(300));
+    let c = Bot::start(BotOptions::new().bootstrap(&spec).timeout_secs(300));
+    let out = dir.path().join("browser");
+    let mut child = std::process::Command::new("node")
+        .arg("tox.mjs")
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web"))
+        .env("OMNI_URL", format!("{}/", n.base))
+        .env("OMNI_TOXID", &id)
+        .env("OMNI_REQUEST", a.public_key())
+        .env("OMNI_ADD", c.tox_id())
+        .env("OMNI_OUT", &out)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs tox.mjs");
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("tox.mjs: {l}");
+            lines.push(l);
+        }
+        lines
+    });
+    let end = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let lines = reader.join().unwrap();
+    let ok = status.is_some_and(|s| s.success()) && lines.last().is_some_and(|l| l == "step done");
+    if !ok {
+        let kept = dir.keep();
+        panic!("tox.mjs failed ({status:?}); files kept in {}\n{}\n{}\n{}", kept.display(), lines.join("\n"), a.log(), c.log());
+    }
+    // What the page did really happened: A is a friend, C got the form's request, the
+    // line reached A.
+    let t = n.get("/api/tox");
+    assert!(friend(&t, &a.public_key()).is_some_and(|f| f["online"] == true), "{t}");
+    assert!(friend(&t, &c.public_key()).is_some(), "{t}");
+    assert!(c.proc.wait_line("FRIEND_REQUEST ", Duration::from_secs(5)).is_some_and(|l| l.ends_with("'added from the browser'")), "{}", c.log());
+    assert!(a.proc.wait_line("MESSAGE 0 'hello from the browser'", Duration::from_secs(5)).is_some(), "{}", a.log());
+}
+
+/// `[tox].auto_accept = true`: a request is accepted without asking; the friend chats.
+#[test]
+fn auto_accept_befriends_without_asking() {
+    if !tox_support::require("auto_accept_befriends_without_asking") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p).replace("[tox]\n", "[tox]\nauto_accept = true\n");
+    assert!(cfg.contains("auto_accept = true"), "{cfg}");
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let t = n.get("/api/tox");
+    assert_eq!(t["auto_accept"], true, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    // The identity is an `omnipeer tox id` profile.
+    let profile = dir.path().join("tox.profile");
+    let (code, out, err) = n.cli(&["tox", "id", "--profile", profile.to_str().unwrap()]);
+    assert_eq!((code, out.trim()), (0, id.as_str()), "{err}");
+    let nets = n.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let spec = format!("{}:{}", boot["address"].as_str().unwrap(), boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap());
+    let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).timeout_secs(200));
+    let apk = a.public_key();
+    let logs = || format!("{}\nnode /api/tox: {}", a.log(), n.get("/api/tox"));
+    wait("A online", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(), &logs);
+    assert_eq!(n.get("/api/tox")["requests"], json!([]), "nothing waits");
+    say_and_get_echo(&n, &format!("tox:friend:{apk}"), "accepted by itself", false, &logs);
+}
+
+/// Two omnipeer nodes as Tox friends: bob's client bootstraps off alice's bootstrap node
+/// (`[tox].bootstrap`), alice asks, bob accepts, each sees the other under its nickname
+/// (the node's nick), and lines go both ways with read receipts.
+#[test]
+fn two_nodes_are_tox_friends_under_their_nicknames() {
+    let da = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let pa = Ports::free();
+    let a = Node::start(da.path(), &server_config("alice", pa), pa.api);
+    let nets = a.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let spec = format!("{}:{}", boot["address"].as_str().unwrap(), boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap());
+    let b_api = omni::node::free_port();
+    let cfg = omni::node::joining_config("bob", pa, b_api, "").replace("[tox]\n", &format!("[tox]\nbootstrap = \"{spec}\"\n"));
+    assert!(cfg.contains(&spec), "{cfg}");
+    let b = Node::start(db.path(), &cfg, b_api);
+    let (ida, idb) = (a.get("/api/tox")["id"].as_str().unwrap().to_owned(), b.get("/api/tox")["id"].as_str().unwrap().to_owned());
+    let (pka, pkb) = (ida[..64].to_owned(), idb[..64].to_owned());
+    let logs = || format!("alice /api/tox: {}\nbob /api/tox: {}", a.get("/api/tox"), b.get("/api/tox"));
+
+    let (code, f) = a.post("/api/tox/friends", json!({"id": idb, "message": "alice here"}));
+    assert_eq!(code, 201, "{f}");
+    let r = wait(
+        "alice's request at bob",
+        T,
+        || b.get("/api/tox")["requests"].as_array()?.iter().find(|r| r["pk"] == pka.as_str()).cloned(),
+        &logs,
+    );
+    assert_eq!(r["message"], "alice here");
+    let (code, f) = b.post(&format!("/api/tox/requests/{pka}/accept"), json!({}));
+    assert_eq!(code, 200, "{f}");
+    // Online on both sides, each under the other's nick.
+    wait("bob online at alice, as bob", T, || friend(&a.get("/api/tox"), &pkb).filter(|f| f["online"] == true && f["nickname"] == "bob").cloned(), &logs);
+    wait("alice online at bob, as alice", T, || friend(&b.get("/api/tox"), &pka).filter(|f| f["online"] == true && f["nickname"] == "alice").cloned(), &logs);
+    let (chat_at_a, chat_at_b) = (format!("tox:friend:{pkb}"), format!("tox:friend:{pka}"));
+    let chats = a.get("/api/chats");
+    assert!(chats.as_array().unwrap().iter().any(|c| c["id"] == chat_at_a.as_str() && c["name"] == "bob" && c["online"] == true), "{chats}");
+
+    for (from, to, chat_from, chat_to, nick, text) in [
+        (&a, &b, &chat_at_a, &chat_at_b, "alice", "hi bob, over Tox"),
+        (&b, &a, &chat_at_b, &chat_at_a, "bob", "hi alice, über Tox ✓"),
+    ] {
+        let (code, m) = from.post("/api/chats/messages", json!({"chat": chat_from, "text": text}));
+        assert_eq!(code, 201, "{m}");
+        let got = wait(&format!("{text:?} at the other node"), T, || lines(to, chat_to).into_iter().find(|l| l["text"] == text), &logs);
+        assert_eq!((got["nick"].as_str(), got["own"].as_bool()), (Some(nick), Some(false)), "{got}");
+        wait(&format!("{text:?} delivered"), T, || lines(from, chat_from).into_iter().find(|l| l["text"] == text && l["delivered"] == true), &logs);
+    }
+}
+
+/// `[tox].enabled = false`: the network says so and the Tox routes answer 503.
+#[test]
+fn a_disabled_tox_client_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p).replace("[tox]\n", "[tox]\nenabled = false\n");
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let nets = n.get("/api/networks");
+    assert!(nets.as_array().unwrap().iter().any(|x| x["name"] == "tox_client" && x["state"] == "disabled"), "{nets}");
+    let (code, e) = n.get_status("/api/tox");
+    assert_eq!(code, 503, "{e}");
+    let chat = format!("tox:friend:{}", "AB".repeat(32));
+    let (code, e) = n.post("/api/chats/messages", json!({"chat": chat, "text": "hi"}));
+    assert_eq!(code, 503, "{e}");
+    assert!(!dir.path().join("tox.profile").exists(), "no identity made");
+}
