@@ -1023,7 +1023,7 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
             if let Some(a) = client.listen_addr {
                 eprintln!("listening on {a}");
             }
-            if let Some(s) = &client.share {
+            if let Some(s) = client.share() {
                 eprintln!("sharing {} files ({})", s.files().len(), omnipeer_node::progress::human(s.total_size()));
             }
             eprintln!("online at {} as {}", hub.hub, hub.nick);

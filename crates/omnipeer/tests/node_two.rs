@@ -181,3 +181,38 @@ fn kill9_during_an_nmdc_download_then_restart_completes_it_with_the_right_tth() 
 fn kill9_during_a_soulseek_download_then_restart_completes_it_with_the_right_sha256() {
     kill9_resume("slsk");
 }
+
+/// A rescan swaps the new share into the running sessions: a download from the node in
+/// progress during it finishes without a retry, the new file is found on both networks,
+/// and neither client logs in again.
+#[test]
+fn a_rescan_swaps_the_share_in_without_logging_in_again() {
+    let t = tempfile::tempdir().unwrap();
+    let big = content(4_000_000, 7);
+    let (a, b, _) = two_nodes(t.path(), "[transfers]\nmax_download_kib = 1000\n", &[("big/slow.bin", big.clone())]);
+    let files_before = a.get("/api/shares")["files"].as_u64().unwrap();
+    let r = b.search_until("slow", "slow.bin", &["nmdc"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    wait_for("the download running", 30, || {
+        (b.get(&format!("/api/transfers/{id}"))["bytes"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    let _ = a.omni.lines_so_far();
+
+    share_file(&a.dir, "new/gamma ray.txt", &content(50_000, 9));
+    let (code, _) = a.post("/api/shares/rescan", json!({}));
+    assert_eq!(code, 202);
+    wait_for("the new file in A's index", 30, || (a.get("/api/shares")["files"].as_u64() == Some(files_before + 1)).then_some(()));
+    b.search_until("gamma ray", "gamma ray.txt", &["nmdc", "slsk"]);
+
+    let done = b.wait_done(id, 60);
+    assert_eq!(done["retries"], 0, "the rescan interrupted the download: {done}");
+    assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), sha256_file(&a.dir.join("share/big/slow.bin")));
+    let relogins: Vec<String> = a.omni.lines_so_far().into_iter().filter(|l| l.contains("logged in to")).collect();
+    assert!(relogins.is_empty(), "a client logged in again: {relogins:?}");
+    let nets = a.get("/api/status")["networks"].clone();
+    for name in ["nmdc_client", "slsk_client"] {
+        assert!(nets.as_array().unwrap().iter().any(|n| n["name"] == name && n["state"] == "online"), "{nets}");
+    }
+}

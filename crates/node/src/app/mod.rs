@@ -331,7 +331,7 @@ impl Node {
     }
 
     fn record_share(&self, dc: &DcClient) {
-        let Some(share) = &dc.share else { return };
+        let Some(share) = dc.share() else { return };
         let rows: Vec<(String, String, u64, i64, Option<String>)> = share
             .files()
             .iter()
@@ -517,7 +517,7 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
 
 impl Node {
     /// Keep an NMDC session to `hub` up: log in, pump its events, log in again after a
-    /// drop. Also rescans (restarting the session with the new share).
+    /// drop. A rescan swaps the new share into the running session.
     async fn run_dc(self: Arc<Self>, hub: String) -> anyhow::Result<()> {
         let listen = if self.cfg.nmdc_client.listen.is_empty() { None } else { self.cfg.nmdc_client.listen.parse().ok() };
         loop {
@@ -548,7 +548,15 @@ impl Node {
                     let why = loop {
                         tokio::select! {
                             _ = self.shutdown.cancelled() => break None,
-                            _ = rescan.changed() => break Some("rescanning the share".to_owned()),
+                            _ = rescan.changed() => {
+                                let (node, c) = (self.clone(), client.clone());
+                                tokio::spawn(async move {
+                                    match c.reshare().await {
+                                        Ok(_) => node.record_share(&c),
+                                        Err(e) => tracing::warn!("NMDC share rescan: {e:#}"),
+                                    }
+                                });
+                            }
                             ev = rx.recv() => match ev {
                                 Ok(ClientEvent::Closed(r)) => break Some(format!("the hub closed the session: {r}")),
                                 Ok(ev) => self.on_dc_event(ev),
@@ -630,7 +638,15 @@ impl Node {
                     let why = loop {
                         tokio::select! {
                             _ = self.shutdown.cancelled() => break None,
-                            _ = rescan.changed() => break Some("rescanning the share".to_owned()),
+                            _ = rescan.changed() => {
+                                let c = client.clone();
+                                tokio::spawn(async move {
+                                    match c.reshare().await {
+                                        Ok(n) => tracing::info!(files = n, "Soulseek share rescanned"),
+                                        Err(e) => tracing::warn!("Soulseek share rescan: {e:#}"),
+                                    }
+                                });
+                            }
                             _ = check.tick() => if !client.is_online() { break Some("the server closed the session".to_owned()) },
                             ev = rx.recv() => match ev {
                                 Ok(ev) => self.on_slsk_event(ev),

@@ -83,6 +83,8 @@ enum Cmd {
     Say(String),
     Pm(String, String, oneshot::Sender<anyhow::Result<()>>),
     Users(oneshot::Sender<Vec<String>>),
+    /// Serve this share from now on and announce its size.
+    Reshare(Arc<DcShare>, oneshot::Sender<()>),
 }
 
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(TcpStream, Peer, Vec<u8>)>>>>;
@@ -94,8 +96,12 @@ pub struct DcClient {
     waiters: Waiters,
     /// The c-c listener's address when active.
     pub listen_addr: Option<SocketAddr>,
-    /// The shared files, if any.
-    pub share: Option<Arc<DcShare>>,
+    share: Mutex<Option<Arc<DcShare>>>,
+    roots: Vec<PathBuf>,
+    db: PathBuf,
+    cid: String,
+    /// One rescan at a time, so the newest index is the one that stays.
+    reshare_lock: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -105,13 +111,15 @@ impl DcClient {
     pub async fn start(cfg: ClientConfig) -> anyhow::Result<DcClient> {
         let db = cfg.db.clone();
         let roots = cfg.share.clone();
+        let cid = cid();
+        let list_cid = cid.clone();
         let (store, share) = tokio::task::spawn_blocking(move || -> anyhow::Result<(Store, Option<DcShare>)> {
             let mut store = Store::open(&db)?;
             if roots.is_empty() {
                 return Ok((store, None));
             }
             let started = Instant::now();
-            let (share, stats) = DcShare::build(&roots, &mut store, &cid())?;
+            let (share, stats) = DcShare::build(&roots, &mut store, &list_cid)?;
             tracing::info!(
                 files = stats.files,
                 cached = stats.cached,
@@ -198,7 +206,56 @@ impl DcClient {
                 bail!("logging in to {} timed out", cfg.hub);
             }
         }
-        Ok(DcClient { cmds, events, waiters, listen_addr, share, shutdown, task })
+        Ok(DcClient {
+            cmds,
+            events,
+            waiters,
+            listen_addr,
+            share: Mutex::new(share),
+            roots: cfg.share.clone(),
+            db: cfg.db.clone(),
+            cid,
+            reshare_lock: tokio::sync::Mutex::new(()),
+            shutdown,
+            task,
+        })
+    }
+
+    /// The shared files, if any.
+    pub fn share(&self) -> Option<Arc<DcShare>> {
+        self.share.lock().expect("share lock").clone()
+    }
+
+    /// Index the share folders again (unchanged files keep their cached hashes) and
+    /// serve the new share in this session: searches, the file list and uploads use it,
+    /// and the hub gets a `$MyINFO` with the new size. No new login: running transfers
+    /// and chats go on. A client that started sharing nothing keeps sharing nothing.
+    pub async fn reshare(&self) -> anyhow::Result<Option<Arc<DcShare>>> {
+        if self.roots.is_empty() {
+            return Ok(None);
+        }
+        let _one = self.reshare_lock.lock().await;
+        let (roots, db, cid) = (self.roots.clone(), self.db.clone(), self.cid.clone());
+        let share = tokio::task::spawn_blocking(move || -> anyhow::Result<DcShare> {
+            let mut store = Store::open(&db)?;
+            let started = Instant::now();
+            let (share, stats) = DcShare::build(&roots, &mut store, &cid)?;
+            tracing::info!(
+                files = stats.files,
+                cached = stats.cached,
+                hashed_mib = stats.hashed_bytes >> 20,
+                secs = started.elapsed().as_secs_f64(),
+                "share rescanned"
+            );
+            Ok(share)
+        })
+        .await??;
+        let share = Arc::new(share);
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Reshare(share.clone(), tx)).await.map_err(|_| anyhow!("the hub session ended"))?;
+        rx.await.map_err(|_| anyhow!("the hub session ended"))?;
+        *self.share.lock().expect("share lock") = Some(share.clone());
+        Ok(Some(share))
     }
 
     /// The client's events from now on.
@@ -377,6 +434,13 @@ impl Runner {
             }
             Cmd::Users(reply) => {
                 let _ = reply.send(self.session.users().map(|u| u.nick.clone()).collect());
+            }
+            Cmd::Reshare(share, reply) => {
+                if let Some(ctx) = &self.ctx {
+                    *ctx.share.lock().expect("share lock") = share.clone();
+                    self.session.set_share_size(share.total_size());
+                }
+                let _ = reply.send(());
             }
         }
     }

@@ -175,7 +175,8 @@ struct Inner {
     cfg: SlskClientConfig,
     listen_port: u16,
     server_tx: mpsc::UnboundedSender<Vec<u8>>,
-    shares: Shares,
+    /// The current share; swapped whole by [`SlskClient::reshare`].
+    shares: std::sync::RwLock<Arc<Shares>>,
     events: broadcast::Sender<SlskEvent>,
     next_token: AtomicU32,
     slots_used: AtomicUsize,
@@ -191,9 +192,16 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
+impl Inner {
+    fn shares(&self) -> Arc<Shares> {
+        self.shares.read().expect("shares lock").clone()
+    }
+}
+
 /// A running client.
 pub struct SlskClient {
     inner: Arc<Inner>,
+    reshare_lock: tokio::sync::Mutex<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -234,7 +242,7 @@ impl SlskClient {
             cfg,
             listen_port,
             server_tx,
-            shares,
+            shares: std::sync::RwLock::new(Arc::new(shares)),
             events,
             next_token: AtomicU32::new(rand::random::<u32>() % 1_000_000 + 1),
             slots_used: AtomicUsize::new(0),
@@ -246,7 +254,7 @@ impl SlskClient {
             shutdown: CancellationToken::new(),
         });
         let task = tokio::spawn(run(inner.clone(), server, reader, server_rx, listener));
-        Ok(SlskClient { inner, task })
+        Ok(SlskClient { inner, task, reshare_lock: tokio::sync::Mutex::new(()) })
     }
 
     /// Our listen port.
@@ -256,7 +264,21 @@ impl SlskClient {
 
     /// Files shared.
     pub fn shared_files(&self) -> usize {
-        self.inner.shares.files.len()
+        self.inner.shares().files.len()
+    }
+
+    /// Index the share folders again and serve the new share in this session (searches,
+    /// browsing, uploads), telling the server the new counts (SharedFoldersFiles). No new
+    /// login: running transfers and chats go on. Returns the number of files shared.
+    pub async fn reshare(&self) -> anyhow::Result<usize> {
+        // one at a time, so the newest index is the one that stays
+        let _one = self.reshare_lock.lock().await;
+        let roots = self.inner.cfg.share.clone();
+        let shares = tokio::task::spawn_blocking(move || Shares::build(&roots)).await??;
+        let (dirs, files) = (shares.dirs().len() as u32, shares.files.len() as u32);
+        *self.inner.shares.write().expect("shares lock") = Arc::new(shares);
+        let _ = self.inner.server_tx.send(ServerRequest::SharedFoldersFiles { dirs, files }.encode());
+        Ok(files as usize)
     }
 
     /// Events from now on.
@@ -385,7 +407,7 @@ impl SlskClient {
 
     /// Run until `shutdown` or the server closes.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let SlskClient { inner, mut task } = self;
+        let SlskClient { inner, mut task, .. } = self;
         tokio::select! {
             _ = shutdown.cancelled() => { inner.shutdown.cancel(); (&mut task).await? }
             r = &mut task => r?,
@@ -505,7 +527,7 @@ impl Inner {
                 }
             }
             PeerMessage::SharedFileListRequest => {
-                let list = SharedFileList { dirs: self.shares.dirs(), unknown: Some(0), private_dirs: None };
+                let list = SharedFileList { dirs: self.shares().dirs(), unknown: Some(0), private_dirs: None };
                 let _ = tx.send(PeerMessage::SharedFileListResponse(list).encode());
             }
             PeerMessage::UserInfoRequest => {
@@ -521,7 +543,7 @@ impl Inner {
             }
             PeerMessage::FolderContentsRequest { token, folder } => {
                 let want = folder.replace('/', "\\").to_lowercase();
-                let dirs: Vec<SharedDirectory> = self.shares.dirs().into_iter().filter(|d| d.path.to_lowercase() == want || d.path.to_lowercase().starts_with(&format!("{want}\\"))).collect();
+                let dirs: Vec<SharedDirectory> = self.shares().dirs().into_iter().filter(|d| d.path.to_lowercase() == want || d.path.to_lowercase().starts_with(&format!("{want}\\"))).collect();
                 let _ = tx.send(PeerMessage::FolderContentsResponse { token, folder, dirs }.encode());
             }
             PeerMessage::QueueUpload { filename } => self.queue_upload(user, filename, tx.clone()),
@@ -580,7 +602,7 @@ impl Inner {
     /// A peer queued one of our files: grant it when a slot is free (at once, here: the
     /// queue holds only what waits for a slot).
     fn queue_upload(self: Arc<Self>, user: &str, filename: String, tx: mpsc::UnboundedSender<Vec<u8>>) {
-        let Some(f) = self.shares.get(&filename).cloned() else {
+        let Some(f) = self.shares().get(&filename).cloned() else {
             let _ = tx.send(PeerMessage::UploadDenied { filename, reason: "File not shared.".into() }.encode());
             return;
         };
@@ -619,7 +641,7 @@ impl Inner {
 
     /// Send a granted file over a new F connection: token, their offset, then bytes.
     async fn upload(self: Arc<Self>, user: &str, vpath: &str, token: u32) -> anyhow::Result<()> {
-        let f = self.shares.get(vpath).cloned().ok_or_else(|| anyhow!("{vpath} is no longer shared"))?;
+        let f = self.shares().get(vpath).cloned().ok_or_else(|| anyhow!("{vpath} is no longer shared"))?;
         let (mut file, size) = crate::share::open_inside(&f.real, &f.root)?;
         let mut s = self.f_conn(user).await?;
         s.write_all(&token.to_le_bytes()).await?;
@@ -682,7 +704,7 @@ impl Inner {
         if user.eq_ignore_ascii_case(&self.cfg.user) {
             return;
         }
-        let files = self.shares.search(&query, 100);
+        let files = self.shares().search(&query, 100);
         if files.is_empty() {
             return;
         }

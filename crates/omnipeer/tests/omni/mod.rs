@@ -83,6 +83,11 @@ impl Omni {
         }
     }
 
+    /// Every stderr line printed since the last wait (does not wait).
+    pub fn lines_so_far(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data
