@@ -1,9 +1,9 @@
-// Chat: the hub's main chat, Soulseek rooms and private messages on both networks; live
+// Chat: the hub's main chat, Soulseek rooms, private messages, Tox friends and DCC chats; live
 // lines from the event stream and a send box.
 
 import { h, fill, clock, networkName } from "./util.js";
 
-const KIND_NAME = { hub: "hub chat", room: "room", pm: "private", friend: "friend" };
+const KIND_NAME = { hub: "hub chat", room: "room", pm: "private", friend: "friend", chat: "DCC chat" };
 
 function parseId(id) {
   const [network, kind, ...rest] = id.split(":");
@@ -160,6 +160,14 @@ export class ChatView {
 
   onEvent(ev) {
     if (ev.type === "tox_friend" || ev.type === "chat_delivered") return this.onToxEvent(ev);
+    if (ev.type === "chat_open") {
+      // A DCC chat opened or closed: listed (even before its first line) with its state.
+      const c = this.chats.get(ev.chat) || { ...parseId(ev.chat), last: null };
+      c.online = ev.open;
+      this.chats.set(ev.chat, c);
+      this.renderList();
+      return;
+    }
     if (ev.type !== "chat") return;
     const m = ev.message;
     let c = this.chats.get(m.chat);
@@ -244,7 +252,7 @@ export class ChatView {
   }
 
   renderList() {
-    const order = { hub: 0, room: 1, pm: 2, friend: 3 };
+    const order = { hub: 0, room: 1, pm: 2, friend: 3, chat: 4 };
     const items = [...this.chats.values()]
       .sort((a, b) => order[a.kind] - order[b.kind] || a.network.localeCompare(b.network) || a.name.localeCompare(b.name))
       .map((c) => {

@@ -184,9 +184,9 @@ fn schemas() -> Value {
             "folders": {"type": "array", "items": s("string")}, "files": s("integer"), "bytes": s("integer"), "hashed": s("integer")}},
         "SharedFile": {"type": "object", "properties": {"path": s("string"), "size": s("integer"), "tth": ns("string")}},
         "Event": {"type": "object", "required": ["type"], "description":
-            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, lagged {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}",
+            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, lagged {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}, chat_open {chat, open}",
             "properties": {
-                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "lagged", "chat_delivered", "tox_friend", "tox_request"]},
+                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "lagged", "chat_delivered", "tox_friend", "tox_request", "chat_open"]},
                 "chat": s("string"), "friend": r("ToxFriend"), "removed": s("boolean"), "request": r("ToxRequest"), "pending": s("boolean"),
                 "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "transfer": r("Transfer"),
                 "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),

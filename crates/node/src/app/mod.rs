@@ -60,6 +60,8 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     networks: Mutex<BTreeMap<String, NetworkInfo>>,
     dc: RwLock<Option<Arc<DcClient>>>,
+    /// The DCC server, whose chats are in the chat model as `dcc:chat:NICK`.
+    dcc: RwLock<Option<crate::dcc::DccServerHandle>>,
     slsk: RwLock<Option<Arc<SlskClient>>>,
     /// The searches of this run.
     pub searches: Mutex<SearchBook>,
@@ -122,6 +124,7 @@ impl Node {
             events,
             networks: Mutex::default(),
             dc: RwLock::default(),
+            dcc: RwLock::default(),
             slsk: RwLock::default(),
             searches: Mutex::default(),
             engine: transfers::Engine::default(),
@@ -275,6 +278,18 @@ impl Node {
                 }
             }
         }
+        // DCC chats: open ones (a line may not have come yet), and whether each is open.
+        let open: Vec<String> =
+            self.dcc.read().expect("dcc").as_ref().map(|h| h.chat_nicks()).unwrap_or_default();
+        for nick in &open {
+            let id = format!("dcc:chat:{nick}");
+            if !v.iter().any(|c| c.id == id) {
+                v.push(ChatInfo { id, network: "dcc".into(), kind: "chat".into(), name: nick.clone(), last: None, online: None });
+            }
+        }
+        for c in v.iter_mut().filter(|c| c.network == "dcc") {
+            c.online = Some(open.iter().any(|n| n.eq_ignore_ascii_case(&c.name)));
+        }
         // Tox friends, with or without history: nickname and online mark.
         for (id, name, online) in self.tox_chats() {
             match v.iter_mut().find(|c| c.id == id) {
@@ -291,7 +306,7 @@ impl Node {
     /// Say something in a chat. PMs are stored at once; hub and room lines when the
     /// hub/server echoes them (the answer then has id 0).
     pub async fn send_chat(&self, chat: &str, text: &str) -> anyhow::Result<ChatMessage> {
-        let (network, kind, name) = ChatInfo::parse_id(chat).ok_or_else(|| anyhow!("no chat {chat:?} (nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER, tox:friend:PUBLICKEY)"))?;
+        let (network, kind, name) = ChatInfo::parse_id(chat).ok_or_else(|| anyhow!("no chat {chat:?} (nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER, tox:friend:PUBLICKEY, dcc:chat:NICK)"))?;
         let text = text.trim_end();
         anyhow::ensure!(!text.is_empty(), "nothing to say");
         anyhow::ensure!(text.len() <= MAX_CHAT_TEXT, "a chat line is at most {MAX_CHAT_TEXT} bytes");
@@ -299,6 +314,12 @@ impl Node {
         match (network, kind) {
             // Stored at once (not delivered yet); sent when the friend is online.
             ("tox", _) => return self.tox_send_chat(name, text),
+            ("dcc", _) => {
+                let h = self.dcc.read().expect("dcc").clone().ok_or_else(|| NotConnected("the DCC server"))?;
+                if h.say(Some(name), text) == 0 {
+                    return Err(NotConnected("that DCC chat (it is closed)").into());
+                }
+            }
             ("nmdc", _) => {
                 let dc = self.dc().ok_or_else(|| NotConnected("the NMDC hub"))?;
                 if kind == "hub" {
@@ -375,6 +396,8 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
         crate::app::say!("listening on {addr}");
         node.set_network("dcc", "server", "online", &addr.to_string(), "");
         dcc = Some(server.handle());
+        *node.dcc.write().expect("dcc") = Some(server.handle());
+        tasks.spawn(node.clone().run_dcc_chats(server.handle()));
         tasks.spawn(server.run(shutdown.clone()));
     } else {
         node.set_network("dcc", "server", "disabled", "", "");
@@ -516,6 +539,32 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
 }
 
 impl Node {
+    /// DCC chats into the chat model: each line a client says is stored under
+    /// `dcc:chat:NICK`; chats opening and closing change the chat list.
+    async fn run_dcc_chats(self: Arc<Self>, h: crate::dcc::DccServerHandle) -> anyhow::Result<()> {
+        use crate::dcc::ServerEvent;
+        let mut rx = h.subscribe();
+        loop {
+            let ev = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                ev = rx.recv() => ev,
+            };
+            match ev {
+                Ok(ServerEvent::ChatLine { nick, text, .. }) => self.store_chat(&format!("dcc:chat:{nick}"), &nick, &text, false),
+                Ok(ServerEvent::ChatOpened { nick, peer, .. }) => {
+                    tracing::info!(%nick, %peer, "DCC chat opened");
+                    self.emit(Event::ChatOpen { chat: format!("dcc:chat:{nick}"), open: true });
+                }
+                Ok(ServerEvent::ChatClosed { nick, .. }) => {
+                    self.emit(Event::ChatOpen { chat: format!("dcc:chat:{nick}"), open: false });
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("{n} DCC events were missed"),
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
     /// Keep an NMDC session to `hub` up: log in, pump its events, log in again after a
     /// drop. A rescan swaps the new share into the running session.
     async fn run_dc(self: Arc<Self>, hub: String) -> anyhow::Result<()> {

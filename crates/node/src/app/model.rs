@@ -136,7 +136,7 @@ impl ChatInfo {
         let name = it.next().unwrap_or("");
         match (network, kind) {
             ("nmdc", "hub") if name.is_empty() => Some((network, kind, name)),
-            ("nmdc", "pm") | ("slsk", "pm") | ("slsk", "room") if !name.is_empty() && name.len() <= 256 => {
+            ("nmdc", "pm") | ("slsk", "pm") | ("slsk", "room") | ("dcc", "chat") if !name.is_empty() && name.len() <= 256 => {
                 Some((network, kind, name))
             }
             ("tox", "friend") if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) => {
@@ -250,6 +250,13 @@ pub enum Event {
         request: ToxRequestInfo,
         /// Still waiting for an answer.
         pending: bool,
+    },
+    /// A chat with a live connection of its own (DCC) opened or closed.
+    ChatOpen {
+        /// The chat.
+        chat: String,
+        /// Open now.
+        open: bool,
     },
     /// The listener fell behind and missed events.
     Lagged {
