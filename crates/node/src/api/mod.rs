@@ -109,6 +109,7 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router 
         .route("/api/shares/files", get(share_files))
         .route("/api/shares/rescan", post(share_rescan))
         .route("/api/events", get(events))
+        .route("/api/uploads", get(upload_list))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/api/openapi.json", get(|| async { Json(openapi()) }))
@@ -230,6 +231,11 @@ async fn search_get(State(api): State<Api>, Path(id): Path<u64>) -> ApiResult<Js
 
 async fn transfer_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(api.node.transfers()?)))
+}
+
+/// Uploads: running and queued (queue order), then finished, newest first.
+async fn upload_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.upload_list())))
 }
 
 #[derive(Deserialize)]

@@ -26,6 +26,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/shares/rescan", "Rescan the shares now"),
     ("get", "/api/events", "WebSocket stream of events (JSON text frames)"),
     ("get", "/api/openapi.json", "This document"),
+    ("get", "/api/uploads", "Uploads: running and queued (in queue order), then finished"),
 ];
 
 fn r(name: &str) -> Value {
@@ -92,6 +93,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                    "content": {"application/json": {"schema": r("Event")}}}),
         ),
         ("get", "/api/openapi.json") => (vec![], None, ok(json!({"type": "object"}))),
+        ("get", "/api/uploads") => (vec![], None, ok(json!({"type": "array", "items": r("Upload")}))),
         _ => (vec![], None, ok(json!({}))),
     };
     let code = if path == "/api/events" {
@@ -152,13 +154,18 @@ fn schemas() -> Value {
         "Shares": {"type": "object", "properties": {
             "folders": {"type": "array", "items": s("string")}, "files": s("integer"), "bytes": s("integer"), "hashed": s("integer")}},
         "SharedFile": {"type": "object", "properties": {"path": s("string"), "size": s("integer"), "tth": ns("string")}},
+        "Upload": {"type": "object", "properties": {
+            "id": s("integer"), "network": {"type": "string", "enum": ["nmdc", "slsk", "dcc"]}, "user": s("string"),
+            "file": s("string"), "size": s("integer"), "start": s("integer"), "bytes": s("integer"),
+            "state": {"type": "string", "enum": ["queued", "starting", "running", "done", "failed"]},
+            "position": s("integer"), "rate": s("integer"), "error": s("string"), "updated": s("integer")}},
         "Event": {"type": "object", "required": ["type"], "description":
-            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, lagged {missed}",
+            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, upload {upload}, lagged {missed}",
             "properties": {
-                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "lagged"]},
+                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "upload", "lagged"]},
                 "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "transfer": r("Transfer"),
                 "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),
-                "message": r("ChatMessage"), "files": s("integer"), "missed": s("integer")}},
+                "message": r("ChatMessage"), "files": s("integer"), "missed": s("integer"), "upload": r("Upload")}},
     })
 }
 

@@ -180,6 +180,11 @@ pub enum Event {
         /// Bytes shared.
         bytes: u64,
     },
+    /// An upload was queued, moved in the queue, started, progressed or ended.
+    Upload {
+        /// The upload now.
+        upload: crate::upload::UploadInfo,
+    },
     /// The listener fell behind and missed events.
     Lagged {
         /// How many.
