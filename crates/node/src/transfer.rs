@@ -255,7 +255,7 @@ fn send_blocking(
         }
         (acks, outcome)
     })?;
-    let written = send_file_range(&sock, &file, start, left, limit, idle, pos);
+    let written = send_file_range(&sock, &file, start, left, limit, idle, pos).map(|_| ());
     if written.is_err() {
         let _ = sock.shutdown(Shutdown::Both);
     }
@@ -295,7 +295,8 @@ const SENDFILE_CHUNK: u64 = 4 << 20;
 /// Linux: the kernel copies page cache to socket without a trip through our buffers.
 /// Under a limit (or elsewhere, or if the file system refuses sendfile) it reads and
 /// writes chunks sized to the rate, pausing as the shared limit says. The limit is
-/// looked at every chunk, so changing it at run time switches paths mid-file.
+/// looked at every chunk, so changing it at run time switches paths mid-file. Returns how
+/// many of the bytes went zero-copy.
 pub fn send_file_range(
     sock: &StdTcpStream,
     file: &File,
@@ -304,8 +305,9 @@ pub fn send_file_range(
     limit: Option<&RateLimit>,
     idle: Duration,
     sent: &AtomicU64,
-) -> Result<(), TransferError> {
+) -> Result<u64, TransferError> {
     let mut offset = start;
+    let mut zero_copied = 0u64;
     let end = start.checked_add(length).ok_or_else(|| io::Error::other("range past the end of any file"))?;
     let mut buf: Vec<u8> = Vec::new();
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -326,6 +328,7 @@ pub fn send_file_range(
                     Ok(0) => return Err(TransferError::FileShrank),
                     Ok(n) => {
                         sent.fetch_add(n as u64, Ordering::Relaxed);
+                        zero_copied += n as u64;
                     }
                     Err(rustix::io::Errno::INTR) => {}
                     Err(rustix::io::Errno::AGAIN) => return Err(TransferError::Stalled(idle)),
@@ -350,14 +353,15 @@ pub fn send_file_range(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         };
-        (&*sock).write_all(&buf[..n]).map_err(|e| stall_or_io(e, idle))?;
-        offset += n as u64;
-        sent.fetch_add(n as u64, Ordering::Relaxed);
+        // Wait before writing, so that no byte leaves before the limit allows it.
         if let Some(l) = limit {
             l.pace_blocking(n);
         }
+        (&*sock).write_all(&buf[..n]).map_err(|e| stall_or_io(e, idle))?;
+        offset += n as u64;
+        sent.fetch_add(n as u64, Ordering::Relaxed);
     }
-    Ok(())
+    Ok(zero_copied)
 }
 
 #[cfg(unix)]
@@ -380,7 +384,7 @@ mod tests {
     }
 
     /// Send `file[start..start+len]` over a loopback socket; returns what arrived.
-    fn send_over_loopback(data: &[u8], start: u64, len: u64, limit: Option<&RateLimit>) -> (Vec<u8>, u64) {
+    fn send_over_loopback(data: &[u8], start: u64, len: u64, limit: Option<&RateLimit>) -> (Vec<u8>, u64, u64) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.bin");
         std::fs::write(&path, data).unwrap();
@@ -395,9 +399,9 @@ mod tests {
         });
         let sock = StdTcpStream::connect(addr).unwrap();
         let sent = AtomicU64::new(0);
-        send_file_range(&sock, &file, start, len, limit, Duration::from_secs(10), &sent).unwrap();
+        let zero = send_file_range(&sock, &file, start, len, limit, Duration::from_secs(10), &sent).unwrap();
         sock.shutdown(Shutdown::Write).unwrap();
-        (reader.join().unwrap(), sent.load(Ordering::Relaxed))
+        (reader.join().unwrap(), sent.load(Ordering::Relaxed), zero)
     }
 
     #[test]
@@ -405,8 +409,11 @@ mod tests {
         // Larger than one sendfile chunk, from an odd offset (a resume), ending short of EOF.
         let data = pattern(9 << 20);
         let (start, len) = (1_234_567u64, (6 << 20) + 321u64);
-        let (got, sent) = send_over_loopback(&data, start, len, None);
+        let (got, sent, zero) = send_over_loopback(&data, start, len, None);
         assert_eq!(sent, len);
+        if cfg!(target_os = "linux") {
+            assert_eq!(zero, len, "every byte went by sendfile");
+        }
         assert_eq!(got.len() as u64, len);
         assert!(got == data[start as usize..(start + len) as usize], "bytes differ");
     }
@@ -415,8 +422,8 @@ mod tests {
     fn the_buffered_path_under_a_limit_is_byte_exact_too() {
         let data = pattern(700_000);
         let limit = RateLimit::new(1 << 30);
-        let (got, sent) = send_over_loopback(&data, 99, 600_000, Some(&limit));
-        assert_eq!(sent, 600_000);
+        let (got, sent, zero) = send_over_loopback(&data, 99, 600_000, Some(&limit));
+        assert_eq!((sent, zero), (600_000, 0));
         assert!(got == data[99..600_099], "bytes differ");
     }
 

@@ -66,6 +66,10 @@ pub struct Entry {
     pub slot: Slot,
     /// When the peer last asked for it.
     pub seen: Instant,
+    /// Asked for again while it held a slot (Soulseek: queued once more, e.g. a resume
+    /// right after a transfer the peer already had all bytes of): queue it again when it
+    /// ends.
+    pub again: bool,
 }
 
 /// The answer to a request.
@@ -194,7 +198,10 @@ impl UploadQueue {
             let e = &mut self.entries[i];
             e.seen = now;
             match e.slot {
-                Slot::Active => return Decision::AlreadyGranted(e.id),
+                Slot::Active => {
+                    e.again |= hold;
+                    return Decision::AlreadyGranted(e.id);
+                }
                 Slot::Held { .. } if hold => return Decision::AlreadyGranted(e.id),
                 Slot::Held { .. } => {
                     e.slot = Slot::Active;
@@ -212,14 +219,14 @@ impl UploadQueue {
         let id = self.next_id;
         if self.free_slots(network) > 0 && !someone_first {
             self.next_id += 1;
-            self.entries.push(Entry { id, network: network.into(), user: user.into(), file: file.into(), slot, seen: now });
+            self.entries.push(Entry { id, network: network.into(), user: user.into(), file: file.into(), slot, seen: now, again: false });
             return Decision::Granted(id);
         }
         if self.waiting() >= MAX_QUEUED {
             return Decision::Refused;
         }
         self.next_id += 1;
-        self.entries.push(Entry { id, network: network.into(), user: user.into(), file: file.into(), slot: Slot::Waiting, seen: now });
+        self.entries.push(Entry { id, network: network.into(), user: user.into(), file: file.into(), slot: Slot::Waiting, seen: now, again: false });
         Decision::Queued { id, position: self.position_of(id).unwrap_or(1) }
     }
 
@@ -488,7 +495,8 @@ impl Uploads {
     pub fn finish(&self, id: u64, result: Result<(), String>) {
         let now = Instant::now();
         let mut s = self.state.lock().expect("uploads");
-        let grants = s.queue.finish(id, now);
+        let again = s.queue.entry(id).filter(|e| e.again).map(|e| (e.network.clone(), e.user.clone(), e.file.clone()));
+        let mut grants = s.queue.finish(id, now);
         if let Some(l) = s.live.remove(&id) {
             let mut info = with_live(&l);
             info.rate = 0;
@@ -510,6 +518,12 @@ impl Uploads {
         let changed = refresh(&mut s);
         drop(s);
         self.publish(changed);
+        if let Some((network, user, file)) = again {
+            let size = self.list().iter().find(|u| u.id == id).map_or(0, |u| u.size);
+            if let Decision::Granted(id) = self.request(&network, &user, &file, size, true) {
+                grants.push(Grant { id, network, user, file });
+            }
+        }
         self.send_grants(grants);
     }
 
@@ -718,6 +732,19 @@ mod tests {
         assert!(q.start(1));
         assert_eq!(q.request("slsk", "a", "x", true, t), Decision::AlreadyGranted(1));
         assert_eq!(q.free_slots("slsk"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_queued_again_while_it_is_sent_is_offered_again_after() {
+        let u = Uploads::new(1, BTreeMap::new(), 0);
+        let mut grants = u.grants("slsk");
+        let Decision::Granted(a) = u.request("slsk", "a", "x", 10, true) else { panic!() };
+        u.start(a, 0).unwrap();
+        assert_eq!(u.request("slsk", "a", "x", 10, true), Decision::AlreadyGranted(a));
+        u.finish(a, Ok(()));
+        let g = grants.recv().await.unwrap();
+        assert_eq!((g.user.as_str(), g.file.as_str()), ("a", "x"));
+        assert_ne!(g.id, a);
     }
 
     #[tokio::test]

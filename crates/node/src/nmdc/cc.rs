@@ -271,7 +271,7 @@ fn resolve(share: &DcShare, ctx: &UploadContext, id: &Identifier, kind: AdcKind)
 /// zero-copy unless the shared upload limit applies (see `transfer::send_file_range`).
 async fn send_range(stream: TcpStream, file: File, start: u64, length: u64, limit: Arc<RateLimit>, sent: Arc<AtomicU64>) -> io::Result<TcpStream> {
     blocking_io(stream, move |sock| {
-        crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent).map_err(|e| match e {
+        crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent).map(|_| ()).map_err(|e| match e {
             crate::transfer::TransferError::Io(e) => e,
             other => io::Error::other(other),
         })
