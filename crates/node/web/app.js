@@ -8,6 +8,7 @@ import { TransfersView } from "./transfers.js";
 import { ChatView } from "./chat.js";
 import { SharesView } from "./shares.js";
 import { SettingsView } from "./settings.js";
+import { UploadsView } from "./uploads.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -100,6 +101,7 @@ const views = {
   status: new StatusView($("view-status"), ctx),
   search: new SearchView($("view-search"), ctx),
   transfers: new TransfersView($("view-transfers"), ctx),
+  uploads: new UploadsView($("view-uploads"), ctx),
   chat: new ChatView($("view-chat"), ctx),
   shares: new SharesView($("view-shares"), ctx),
   settings: new SettingsView($("view-settings"), ctx),
