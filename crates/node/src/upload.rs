@@ -571,10 +571,25 @@ impl Uploads {
         let now = Instant::now();
         let mut s = self.state.lock().expect("uploads");
         let (gone, grants) = s.queue.expire(now);
+        let mut changed = Vec::new();
         for id in gone {
-            s.live.remove(&id);
+            if let Some(l) = s.live.remove(&id) {
+                let mut info = with_live(&l);
+                info.error = match info.state.as_str() {
+                    "starting" => "the peer did not take the slot held for it".into(),
+                    _ => "the peer stopped asking".into(),
+                };
+                info.state = "failed".into();
+                info.position = 0;
+                info.updated = unix_now();
+                s.finished.push(info.clone());
+                if s.finished.len() > KEEP_FINISHED {
+                    s.finished.remove(0);
+                }
+                changed.push(info);
+            }
         }
-        let mut changed = refresh(&mut s);
+        changed.extend(refresh(&mut s));
         for l in s.live.values_mut() {
             if l.info.state != "running" {
                 continue;
