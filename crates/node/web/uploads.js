@@ -132,6 +132,7 @@ export class UploadsView {
     tr.dataset.state = u.state;
     tr.dataset.user = u.user;
     const name = u.file.split(/[\\/]/).pop();
+    tr.dataset.name = name;
     p.name.textContent = name;
     p.name.title = u.file;
     p.to.textContent = `${u.user} · ${net(u.network)}`;
