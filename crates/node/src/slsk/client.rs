@@ -36,6 +36,9 @@ const MINOR_VERSION: u32 = 1;
 const PEER_CONNECT_WAIT: Duration = Duration::from_secs(20);
 /// How long a download may wait for the uploader to start.
 const TRANSFER_WAIT: Duration = Duration::from_secs(60);
+/// Pauses after a TransferRequest before asking again on a fresh connection (within the
+/// queue's hold of the slot, `upload::HOLD_FOR`).
+const ANSWER_WAITS: [Duration; 3] = [Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(30)];
 /// How long raw file data may stall.
 const DATA_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a PlaceInQueueRequest may wait for its answer.
@@ -167,8 +170,22 @@ fn file_entry(name: &str, size: u64) -> SharedFile {
     SharedFile::new(name, size)
 }
 
+/// Removes an attempt's [`PendingDownload`] when the attempt ends, however it ends.
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    attempt: u32,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.downloads.lock().expect("downloads").retain(|d| d.attempt != self.attempt);
+    }
+}
+
 /// A pending download: the peer's TransferRequest and F connection end up here.
 struct PendingDownload {
+    /// Which call of `download_with` it belongs to (its entry goes when the call ends).
+    attempt: u32,
     user: String,
     path: String,
     token: Option<u32>,
@@ -340,7 +357,11 @@ impl SlskClient {
         let out = out_dir.join(safe.as_str());
         let (started_tx, started_rx) = oneshot::channel();
         let (f_tx, f_rx) = oneshot::channel();
+        let attempt = self.inner.token();
+        // A later attempt must not find this one's entry (its channels are dead by then).
+        let _pending = PendingGuard { inner: &self.inner, attempt };
         self.inner.downloads.lock().expect("downloads").push(PendingDownload {
+            attempt,
             user: user.to_owned(),
             path: path.to_owned(),
             token: None,
@@ -677,16 +698,29 @@ impl Inner {
         };
         let token = self.token();
         self.uploads.lock().expect("uploads").insert(token, (g.user.clone(), g.file.clone(), g.id));
-        match self.peer_conn(&g.user).await {
-            Ok(tx) => {
-                let req = PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename: g.file, size: Some(f.size) };
-                let _ = tx.send(req.encode());
+        let req = PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename: g.file.clone(), size: Some(f.size) };
+        for wait in ANSWER_WAITS {
+            match self.peer_conn(&g.user).await {
+                Ok(tx) => {
+                    let _ = tx.send(req.encode());
+                }
+                Err(e) => {
+                    if self.uploads.lock().expect("uploads").remove(&token).is_some() {
+                        self.up.finish(g.id, Err(format!("cannot reach {}: {e:#}", g.user)));
+                    }
+                    return;
+                }
             }
-            Err(e) => {
-                self.uploads.lock().expect("uploads").remove(&token);
-                self.up.finish(g.id, Err(format!("cannot reach {}: {e:#}", g.user)));
+            tokio::time::sleep(wait).await;
+            if !self.uploads.lock().expect("uploads").contains_key(&token) {
+                return; // answered
             }
+            // No answer: the request may have gone into a P connection the peer had
+            // already dropped (both sides connecting at once). Ask again on a fresh one.
+            tracing::debug!(user = %g.user, file = %g.file, "no answer to TransferRequest: sending it again");
+            self.peers.lock().expect("peers").remove(&g.user.to_lowercase());
         }
+        // Still nothing: the slot's hold lapses (the queue's timer gives it to the next).
     }
 
     /// Send a granted file over a new F connection: token, their offset, then bytes
