@@ -19,7 +19,8 @@ mod support;
 
 use omnipeer_nmdc::handshake::Role;
 use omnipeer_nmdc::transfer::Identifier;
-use omnipeer_node::nmdc::cc::{self, DownloadJob, Slots, UploadContext};
+use omnipeer_node::nmdc::cc::{self, DownloadJob, UploadContext};
+use omnipeer_node::upload::Uploads;
 use omnipeer_node::nmdc::share::DcShare;
 use omnipeer_node::store::Store;
 use std::io::Read;
@@ -57,7 +58,7 @@ fn main() -> anyhow::Result<()> {
     let ctx = UploadContext {
         share: Arc::new(Mutex::new(Arc::new(share))),
         store: Arc::new(Mutex::new(store)),
-        slots: Slots::new(4),
+        uploads: Uploads::new(4, Default::default(), 0),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (mut best_tcp, mut best_dc) = (f64::MAX, f64::MAX);
@@ -151,6 +152,7 @@ async fn vs_eiskalt(share_dir: &Path, root: omnipeer_nmdc::tth::Tth, rounds: usi
         listen,
         share,
         slots: 4,
+        uploads: None,
         db: tmp.path().join(format!("{nick}.sqlite")),
         description: String::new(),
     };

@@ -105,7 +105,8 @@ fn main() -> anyhow::Result<()> {
         &format!(
             "[node]\nnick = \"alice\"\n[dcc]\nenabled = false\n[nmdc_hub]\nlisten = \"127.0.0.1:{hub}\"\n\
              [slsk_server]\nlisten = \"127.0.0.1:{slsk}\"\n[tox_bootstrap]\nenabled = false\n[tox]\nenabled = false\n[api]\nlisten = \"127.0.0.1:{api_a}\"\n\
-             [nmdc_client]\nslots = {slots}\n[slsk_client]\nslots = {slots}\n[share]\nwatch = false\n"
+             [nmdc_client]\nslots = {slots}\n[slsk_client]\nslots = {slots}\n[share]\nwatch = false\n\
+             [transfers]\nupload_slots = {slots}\n"
         ),
     )?;
     let b_dir = dir.path().join("b");

@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             listen: "127.0.0.1:0".parse().unwrap(),
             share,
             slots: 2,
+            uploads: None,
         };
         let sharer = SlskClient::start(cfg("sharer", vec![share.clone()])).await?;
         let getter = SlskClient::start(cfg("getter", Vec::new())).await?;

@@ -211,8 +211,10 @@ pub enum Command {
     AdcGet(AdcRequest),
     /// `$ADCSND <type> <identifier> <start> <bytes>[ ZL1]`, followed by raw bytes.
     AdcSnd(AdcRequest),
-    /// `$MaxedOut` — no free slot.
-    MaxedOut,
+    /// `$MaxedOut` — no free slot. DC++-family uploaders (EiskaltDC++) add the
+    /// requester's place in their upload queue, `$MaxedOut 3`; ncdc sends it bare and
+    /// matches only the prefix, so both forms are understood everywhere.
+    MaxedOut(Option<u32>),
     /// `$Error <message>`.
     Error(String),
     /// Any other command, kept verbatim (`raw` is the whole command without `|`).
@@ -1180,7 +1182,7 @@ impl Command {
             Command::Send => "$Send",
             Command::AdcGet(_) => "$ADCGET",
             Command::AdcSnd(_) => "$ADCSND",
-            Command::MaxedOut => "$MaxedOut",
+            Command::MaxedOut(_) => "$MaxedOut",
             Command::Error(_) => "$Error",
             Command::Unknown { name, .. } => name,
         }
@@ -1382,7 +1384,9 @@ impl Command {
             "Send" => Command::Send,
             "ADCGET" => Command::AdcGet(AdcRequest::parse("$ADCGET", args)?),
             "ADCSND" => Command::AdcSnd(AdcRequest::parse("$ADCSND", args)?),
-            "MaxedOut" => Command::MaxedOut,
+            // A position that is not a number is dropped, not an error: the meaning
+            // (no slot now) does not depend on it.
+            "MaxedOut" => Command::MaxedOut(args.trim().parse().ok()),
             "Error" => Command::Error(unescape(args)),
             _ => Command::Unknown {
                 name: name.to_owned(),
@@ -1552,7 +1556,8 @@ impl Command {
                 });
                 r.encode_into(&mut o);
             }
-            Command::MaxedOut => o.push_str("$MaxedOut"),
+            Command::MaxedOut(None) => o.push_str("$MaxedOut"),
+            Command::MaxedOut(Some(n)) => o = format!("$MaxedOut {n}"),
             Command::Error(e) => o = simple("Error", &escape(e)),
         }
         o

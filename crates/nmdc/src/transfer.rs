@@ -479,8 +479,14 @@ impl Uploader {
     /// Answer the pending request with `$MaxedOut` (no free slot) and end the connection,
     /// as the downloader does on receiving it.
     pub fn maxed_out(&mut self) -> Result<(), TransferError> {
+        self.maxed_out_at(None)
+    }
+
+    /// [`Uploader::maxed_out`] telling the requester its place in our upload queue
+    /// (`$MaxedOut 3|`, as DC++-family uploaders do).
+    pub fn maxed_out_at(&mut self, position: Option<u32>) -> Result<(), TransferError> {
         self.take_decision()?;
-        self.core.send(&Command::MaxedOut);
+        self.core.send(&Command::MaxedOut(position));
         self.close(CloseReason::MaxedOut);
         Ok(())
     }
@@ -636,8 +642,9 @@ pub enum DownloadEvent {
         /// Answer bytes that arrived together with the header.
         leftover: Vec<u8>,
     },
-    /// `$MaxedOut`: no free slot. The uploader closes; try again later.
-    MaxedOut,
+    /// `$MaxedOut`: no free slot, with our place in the uploader's queue if it said.
+    /// The uploader closes; try again later.
+    MaxedOut(Option<u32>),
     /// `$Error <message>` (UTF-8): nothing comes for this request; the connection may take
     /// the next one. ncdc and DC++ send "File Not Available" for a missing file.
     Error(String),
@@ -932,9 +939,9 @@ impl Downloader {
                 let next_send = self.legacy_resend.then_some(LEGACY_CHUNK);
                 self.incoming(request, start, size - start, next_send);
             }
-            (DownState::AwaitAnswer { .. }, Command::MaxedOut) => {
+            (DownState::AwaitAnswer { .. }, Command::MaxedOut(position)) => {
                 self.core.deadline = None;
-                self.core.event(DownloadEvent::MaxedOut);
+                self.core.event(DownloadEvent::MaxedOut(position));
             }
             (DownState::AwaitAnswer { .. }, Command::Error(msg)) => {
                 self.core.deadline = None;
@@ -1405,7 +1412,21 @@ mod tests {
             .unwrap();
         down_drain(&mut d);
         d.handle_input(now, b"$MaxedOut|");
-        assert_eq!(down_drain(&mut d).1, vec![DownloadEvent::MaxedOut]);
+        assert_eq!(down_drain(&mut d).1, vec![DownloadEvent::MaxedOut(None)]);
+    }
+
+    #[test]
+    fn maxed_out_carries_the_queue_position_both_ways() {
+        let now = t0();
+        let mut up = Uploader::new(now, b"$ADCGET file /x 0 -1|");
+        up_drain(&mut up);
+        up.maxed_out_at(Some(3)).unwrap();
+        assert_eq!(up_drain(&mut up).0, b"$MaxedOut 3|");
+        let mut d = Downloader::new(b"");
+        d.request_adc(now, AdcKind::File, &Identifier::Path("/x".into()), 0, None).unwrap();
+        down_drain(&mut d);
+        d.handle_input(now, b"$MaxedOut 3|");
+        assert_eq!(down_drain(&mut d).1, vec![DownloadEvent::MaxedOut(Some(3))]);
     }
 
     #[test]

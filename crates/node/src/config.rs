@@ -118,6 +118,10 @@ pub struct TransfersSection {
     pub retry_base_secs: u64,
     /// Download limit over all downloads in KiB/s (0: none).
     pub max_download_kib: u64,
+    /// Uploads at once over all networks (each network also at most its own `slots`).
+    pub upload_slots: usize,
+    /// Upload limit over all uploads of every network in KiB/s (0: none).
+    pub max_upload_kib: u64,
 }
 
 /// `[nmdc_client]`.

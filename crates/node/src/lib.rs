@@ -16,5 +16,6 @@ pub mod slsk;
 pub mod store;
 pub mod tox;
 pub mod transfer;
+pub mod upload;
 
 pub use config::Config;

@@ -5,7 +5,8 @@
 use omnipeer_nmdc::handshake::Role;
 use omnipeer_nmdc::transfer::Identifier;
 use omnipeer_nmdc::tth::Tth;
-use omnipeer_node::nmdc::cc::{self, DownloadJob, Slots, UploadContext};
+use omnipeer_node::nmdc::cc::{self, DownloadJob, UploadContext};
+use omnipeer_node::upload::Uploads;
 use omnipeer_node::nmdc::share::DcShare;
 use omnipeer_node::store::Store;
 use sha2::{Digest, Sha256};
@@ -42,7 +43,7 @@ fn sharer(slots: usize) -> Sharer {
     let ctx = UploadContext {
         share: Arc::new(Mutex::new(Arc::new(s))),
         store: Arc::new(Mutex::new(store)),
-        slots: Slots::new(slots),
+        uploads: Uploads::new(slots, Default::default(), 0),
     };
     Sharer { dir, ctx, big_tth }
 }

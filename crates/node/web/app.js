@@ -9,6 +9,7 @@ import { ChatView } from "./chat.js";
 import { SharesView } from "./shares.js";
 import { SettingsView } from "./settings.js";
 import { ToxView } from "./tox.js";
+import { UploadsView } from "./uploads.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -101,6 +102,7 @@ const views = {
   status: new StatusView($("view-status"), ctx),
   search: new SearchView($("view-search"), ctx),
   transfers: new TransfersView($("view-transfers"), ctx),
+  uploads: new UploadsView($("view-uploads"), ctx),
   chat: new ChatView($("view-chat"), ctx),
   tox: new ToxView($("view-tox"), ctx),
   shares: new SharesView($("view-shares"), ctx),

@@ -335,6 +335,7 @@ impl SlskLoginArgs {
             listen: self.listen,
             share,
             slots: slots.max(1),
+            uploads: None,
         }
     }
 }
@@ -448,6 +449,7 @@ impl DcHubArgs {
             listen: self.listen,
             share,
             slots,
+            uploads: None,
             db: data_dir.join("dc.sqlite"),
             description: String::new(),
         })

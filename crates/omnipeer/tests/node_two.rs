@@ -51,6 +51,19 @@ fn node_b_finds_and_downloads_node_a_files_over_nmdc_and_soulseek_via_api_and_cl
         assert_eq!(sha256_file(Path::new(path)), want, "{network} download differs");
         assert_eq!(done["bytes"], 3_000_000);
     }
+    // Node A saw both as uploads to bob, one per network, finished with every byte.
+    let ups = wait_for("node A's uploads to end", 20, || {
+        let ups = a.get("/api/uploads");
+        let list = ups.as_array()?.clone();
+        (list.len() == 2 && list.iter().all(|u| u["state"] == "done")).then_some(list)
+    });
+    let mut nets: Vec<&str> = ups.iter().map(|u| u["network"].as_str().unwrap()).collect();
+    nets.sort();
+    assert_eq!(nets, ["nmdc", "slsk"], "{ups:?}");
+    for u in &ups {
+        assert_eq!((u["user"].as_str(), u["bytes"].as_u64(), u["size"].as_u64()), (Some("bob"), Some(3_000_000), Some(3_000_000)), "{u}");
+        assert!(u["file"].as_str().unwrap().ends_with("Alpha Song.mp3"), "{u}");
+    }
     // An unknown result is a 404 with a message.
     let (code, e) = b.post("/api/transfers", json!({"result": 999_999}));
     assert_eq!(code, 404);

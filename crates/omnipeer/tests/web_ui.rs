@@ -157,6 +157,7 @@ fn web_ui_search_download_progress_chat() {
         .arg("e2e.mjs")
         .current_dir(web_dir())
         .env("OMNI_URL", format!("{b_base}/"))
+        .env("OMNI_URL_A", format!("{a_base}/"))
         .env("OMNI_QUERY", QUERY)
         .env("OMNI_FILE", FILE)
         .env("OMNI_FILE2", FILE2)

@@ -97,6 +97,7 @@ const NOTES_LINES: &[&[u8]] = &[
     b"$ADCGET file /share2/ektest.txt 0 -1|",
     b"$Error File Not Available|",
     b"$MaxedOut|",
+    b"$MaxedOut 3|",
     b"$Get files.xml.bz2$1|",
     b"$Get d\\cdab03.bin$1|",
     b"$FileLength 153798|",
@@ -975,7 +976,7 @@ fn command() -> impl Strategy<Value = Command> {
         Just(Command::Send),
         adc().prop_map(Command::AdcGet),
         adc().prop_map(Command::AdcSnd),
-        Just(Command::MaxedOut),
+        proptest::option::of(any::<u32>()).prop_map(Command::MaxedOut),
         text().prop_map(Command::Error),
         "[A-Z][a-zA-Z]{0,10}"
             .prop_filter("not a known name", |n| {

@@ -115,6 +115,7 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router 
         .route("/api/tox/friends/{pk}", axum::routing::delete(tox::remove_friend))
         .route("/api/tox/requests/{pk}", axum::routing::delete(tox::decline))
         .route("/api/tox/requests/{pk}/accept", post(tox::accept))
+        .route("/api/uploads", get(upload_list))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/api/openapi.json", get(|| async { Json(openapi()) }))
@@ -250,6 +251,11 @@ async fn search_get(State(api): State<Api>, Path(id): Path<u64>) -> ApiResult<Js
 
 async fn transfer_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(api.node.transfers()?)))
+}
+
+/// Uploads: running and queued (queue order), then finished, newest first.
+async fn upload_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.upload_list())))
 }
 
 #[derive(Deserialize)]

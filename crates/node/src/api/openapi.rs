@@ -31,6 +31,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("delete", "/api/tox/friends/{pk}", "Remove a Tox friend"),
     ("post", "/api/tox/requests/{pk}/accept", "Accept a pending friend request"),
     ("delete", "/api/tox/requests/{pk}", "Decline a pending friend request"),
+    ("get", "/api/uploads", "Uploads: running and queued (in queue order), then finished"),
 ];
 
 fn r(name: &str) -> Value {
@@ -108,6 +109,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("delete", "/api/tox/friends/{pk}") => (vec![pk_param()], None, ok(r("ToxFriend"))),
         ("post", "/api/tox/requests/{pk}/accept") => (vec![pk_param()], None, ok(r("ToxFriend"))),
         ("delete", "/api/tox/requests/{pk}") => (vec![pk_param()], None, ok(r("ToxRequest"))),
+        ("get", "/api/uploads") => (vec![], None, ok(json!({"type": "array", "items": r("Upload")}))),
         _ => (vec![], None, ok(json!({}))),
     };
     let code = if path == "/api/events" {
@@ -183,14 +185,19 @@ fn schemas() -> Value {
         "Shares": {"type": "object", "properties": {
             "folders": {"type": "array", "items": s("string")}, "files": s("integer"), "bytes": s("integer"), "hashed": s("integer")}},
         "SharedFile": {"type": "object", "properties": {"path": s("string"), "size": s("integer"), "tth": ns("string")}},
+        "Upload": {"type": "object", "properties": {
+            "id": s("integer"), "network": {"type": "string", "enum": ["nmdc", "slsk", "dcc"]}, "user": s("string"),
+            "file": s("string"), "size": s("integer"), "start": s("integer"), "bytes": s("integer"),
+            "state": {"type": "string", "enum": ["queued", "starting", "running", "done", "failed"]},
+            "position": s("integer"), "rate": s("integer"), "error": s("string"), "updated": s("integer")}},
         "Event": {"type": "object", "required": ["type"], "description":
-            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, lagged {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}, chat_open {chat, open}",
+            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, lagged {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}, chat_open {chat, open}, upload {upload}",
             "properties": {
-                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "lagged", "chat_delivered", "tox_friend", "tox_request", "chat_open"]},
+                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "lagged", "chat_delivered", "tox_friend", "tox_request", "chat_open", "upload"]},
                 "chat": s("string"), "friend": r("ToxFriend"), "removed": s("boolean"), "request": r("ToxRequest"), "pending": s("boolean"),
                 "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "transfer": r("Transfer"),
                 "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),
-                "message": r("ChatMessage"), "files": s("integer"), "missed": s("integer")}},
+                "message": r("ChatMessage"), "files": s("integer"), "missed": s("integer"), "upload": r("Upload")}},
     })
 }
 

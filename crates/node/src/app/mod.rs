@@ -76,6 +76,8 @@ pub struct Node {
     rescan: tokio::sync::watch::Sender<u64>,
     /// The Tox client, once `up` started it (`app::tox`).
     tox: std::sync::OnceLock<Arc<tox::ToxHandle>>,
+    /// Upload slots, queue, limit and records shared by every network.
+    pub uploads: Arc<crate::upload::Uploads>,
 }
 
 impl Node {
@@ -112,6 +114,8 @@ impl Node {
         }
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let cfg_limit = cfg.transfers.max_download_kib;
+        let cfg_upload =
+            (cfg.transfers.upload_slots, cfg.nmdc_client.slots, cfg.slsk_client.slots, cfg.transfers.max_upload_kib);
         Ok(Arc::new(Node {
             nick: cfg.node.nick.clone(),
             cfg,
@@ -135,6 +139,11 @@ impl Node {
             shutdown,
             rescan: tokio::sync::watch::channel(0).0,
             tox: std::sync::OnceLock::new(),
+            uploads: crate::upload::Uploads::new(
+                cfg_upload.0,
+                BTreeMap::from([("nmdc".to_owned(), cfg_upload.1), ("slsk".to_owned(), cfg_upload.2)]),
+                cfg_upload.3,
+            ),
         }))
     }
 
@@ -366,6 +375,40 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Every upload: running and queued (in queue order), then finished, newest first.
+    pub fn upload_list(&self) -> Vec<crate::upload::UploadInfo> {
+        self.uploads.list()
+    }
+
+    /// Change the upload limit over every network at run time (KiB/s, 0: none);
+    /// running uploads follow from their next chunk.
+    pub fn set_upload_limit(&self, kib: u64) {
+        self.uploads.set_limit_kib(kib);
+    }
+
+    /// The upload limit in KiB/s (0: none).
+    pub fn upload_limit(&self) -> u64 {
+        self.uploads.limit_kib()
+    }
+
+    /// Run the uploads' timers and publish their changes as [`Event::Upload`].
+    async fn run_uploads(self: Arc<Self>) -> anyhow::Result<()> {
+        let mut rx = self.uploads.subscribe();
+        tokio::spawn(self.uploads.clone().run(self.shutdown.clone()));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                r = rx.recv() => match r {
+                    Ok(upload) => self.emit(Event::Upload { upload }),
+                    Err(broadcast::error::RecvError::Lagged(n)) => tracing::debug!("{n} upload events were missed"),
+                    Err(_) => return Ok(()),
+                },
+            }
+        }
+    }
+}
+
 /// A network needed for the request is not connected.
 #[derive(Debug, thiserror::Error)]
 #[error("not connected to {0}")]
@@ -395,6 +438,7 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
         crate::app::say!("dcc server: nick {}, share {}, incoming {}", dcfg.nick, dcfg.share.display(), dcfg.incoming.display());
         crate::app::say!("listening on {addr}");
         node.set_network("dcc", "server", "online", &addr.to_string(), "");
+        server.set_uploads(node.uploads.clone());
         dcc = Some(server.handle());
         *node.dcc.write().expect("dcc") = Some(server.handle());
         tasks.spawn(node.clone().run_dcc_chats(server.handle()));
@@ -534,6 +578,7 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
         engine.run_engine().await;
         Ok(())
     });
+    tasks.spawn(node.clone().run_uploads());
     crate::app::say!("omnipeer is up as {} (data in {}); Ctrl-C to stop", node.nick, data_dir.display());
     Ok(Up { node, dcc, tasks, api })
 }
@@ -578,6 +623,7 @@ impl Node {
                 listen,
                 share: self.share_folders.clone(),
                 slots: self.cfg.nmdc_client.slots,
+                uploads: Some(self.uploads.clone()),
                 db: self.db_path.clone(),
                 description: self.cfg.nmdc_client.description.clone(),
             };
@@ -667,6 +713,7 @@ impl Node {
                 listen: self.cfg.slsk_client.listen,
                 share: self.share_folders.clone(),
                 slots: self.cfg.slsk_client.slots,
+                uploads: Some(self.uploads.clone()),
             };
             let started = tokio::select! {
                 r = SlskClient::start(cfg) => r,

@@ -258,6 +258,11 @@ pub enum Event {
         /// Open now.
         open: bool,
     },
+    /// An upload was queued, moved in the queue, started, progressed or ended.
+    Upload {
+        /// The upload now.
+        upload: crate::upload::UploadInfo,
+    },
     /// The listener fell behind and missed events.
     Lagged {
         /// How many.

@@ -185,6 +185,8 @@ struct State {
     gets: Mutex<Vec<PendingGet>>,
     receiving: Mutex<HashSet<String>>,
     chats: Mutex<HashMap<u64, (String, mpsc::UnboundedSender<String>)>>,
+    /// The node's uploads (records and the shared upload limit), when it runs in one.
+    uploads: std::sync::OnceLock<Arc<crate::upload::Uploads>>,
 }
 
 /// A handle for talking to a running server: subscribe to its events, answer chats.
@@ -247,8 +249,15 @@ impl DccServer {
             gets: Mutex::new(Vec::new()),
             receiving: Mutex::new(HashSet::new()),
             chats: Mutex::new(HashMap::new()),
+            uploads: std::sync::OnceLock::new(),
         });
         Ok(DccServer { listener, state })
+    }
+
+    /// Record gets in the node's uploads and pace them by its upload limit (set once,
+    /// before [`DccServer::run`]).
+    pub fn set_uploads(&self, uploads: Arc<crate::upload::Uploads>) {
+        let _ = self.state.uploads.set(uploads);
     }
 
     /// The address it listens on.
@@ -617,7 +626,22 @@ async fn run_get(
 ) {
     tracing::info!(%nick, %path, from = sender.position(), size = sender.size(), "get: sending");
     let bytes = sender.remaining();
-    let result = transfer::send(stream, file, sender, leftover, state.cfg.transfer_idle_timeout, &mut |_| {}).await;
+    let start = sender.position();
+    let record = state.uploads.get().map(|u| {
+        let (rid, sent) = u.untracked("dcc", &nick, &path, sender.size(), start);
+        (u.clone(), rid, sent)
+    });
+    let limit = record.as_ref().map(|(u, _, _)| u.limit());
+    let sent = record.as_ref().map(|(_, _, s)| s.clone());
+    let mut progress = |p: u64| {
+        if let Some(s) = &sent {
+            s.store(p.saturating_sub(start), std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    let result = transfer::send_limited(stream, file, sender, leftover, state.cfg.transfer_idle_timeout, limit, &mut progress).await;
+    if let Some((u, rid, _)) = &record {
+        u.finish(*rid, result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    }
     state.gets.lock().expect("gets lock").retain(|g| g.id != id);
     match result {
         Ok(_) => {

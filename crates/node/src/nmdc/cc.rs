@@ -5,6 +5,8 @@
 
 use super::share::DcShare;
 use crate::store::Store;
+use crate::upload::{Decision, Uploads};
+use crate::ratelimit::RateLimit;
 use anyhow::{anyhow, bail, Context};
 use omnipeer_nmdc::command::{AdcKind, Direction, DirectionOutcome};
 use omnipeer_nmdc::handshake::{self, CcConfig, CcHandshake, Peer, Role};
@@ -12,7 +14,7 @@ use omnipeer_nmdc::transfer::{DownloadEvent, Downloader, Identifier, Output, Upl
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,51 +27,6 @@ pub const MINISLOT_SIZE: u64 = 64 * 1024;
 /// How long raw data may stall.
 const DATA_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Upload slots shared by every connection of a client.
-#[derive(Debug)]
-pub struct Slots {
-    total: usize,
-    used: AtomicUsize,
-}
-
-impl Slots {
-    /// `total` slots.
-    pub fn new(total: usize) -> Arc<Slots> {
-        Arc::new(Slots { total, used: AtomicUsize::new(0) })
-    }
-
-    /// Free slots now.
-    pub fn free(&self) -> usize {
-        self.total.saturating_sub(self.used.load(Ordering::SeqCst))
-    }
-
-    /// All slots.
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
-    fn try_take(self: &Arc<Self>) -> Option<SlotGuard> {
-        let mut cur = self.used.load(Ordering::SeqCst);
-        loop {
-            if cur >= self.total {
-                return None;
-            }
-            match self.used.compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return Some(SlotGuard(self.clone())),
-                Err(now) => cur = now,
-            }
-        }
-    }
-}
-
-struct SlotGuard(Arc<Slots>);
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        self.0.used.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// What we serve: the share (swappable after a rescan) and the hash cache for `tthl`.
 #[derive(Clone)]
 pub struct UploadContext {
@@ -77,8 +34,22 @@ pub struct UploadContext {
     pub share: Arc<Mutex<Arc<DcShare>>>,
     /// The database with the hash cache.
     pub store: Arc<Mutex<Store>>,
-    /// Upload slots.
-    pub slots: Arc<Slots>,
+    /// Upload slots, queue and limit (shared with the node's other networks).
+    pub uploads: Arc<Uploads>,
+}
+
+/// Ends an upload's record when the connection ends, however it ends.
+struct Running {
+    uploads: Arc<Uploads>,
+    id: u64,
+    result: Option<Result<(), String>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let r = self.result.take().unwrap_or_else(|| Err("the connection ended".into()));
+        self.uploads.finish(self.id, r);
+    }
 }
 
 /// Something to download.
@@ -158,9 +129,9 @@ pub async fn handshake(
 pub async fn serve_uploads(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, ctx: UploadContext) -> anyhow::Result<()> {
     let mut up = Uploader::new(Instant::now(), &leftover);
     let mut buf = vec![0u8; 16 * 1024];
-    // What the current request resolved to, and the slot it holds.
+    // What the current request resolved to, and the upload (slot) it holds.
     let mut source: Option<Source> = None;
-    let mut _slot: Option<SlotGuard> = None;
+    let mut running: Option<Running> = None;
     loop {
         let mut deadline = None;
         while let Some(o) = up.poll_output() {
@@ -184,16 +155,30 @@ pub async fn serve_uploads(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>
                             up.not_available(Instant::now())?;
                         }
                         Some(src) => {
+                            // File lists, tiger trees and small files need no slot (MiniSlots).
                             let small = src.len() <= MINISLOT_SIZE || !matches!(src, Source::File { .. });
-                            let slot = if small { None } else { ctx.slots.try_take() };
-                            if !small && slot.is_none() {
-                                tracing::info!(peer = %peer.nick, "upload: no free slot ($MaxedOut)");
-                                up.maxed_out()?;
+                            let decision = if small {
+                                None
                             } else {
-                                _slot = slot;
-                                let len = src.len();
-                                source = Some(src);
-                                up.serve(Instant::now(), len)?;
+                                Some(ctx.uploads.request("nmdc", &peer.nick, &src.describe(), src.len(), false))
+                            };
+                            match decision {
+                                None | Some(Decision::Granted(_)) => {
+                                    if let Some(Decision::Granted(id)) = decision {
+                                        running = Some(Running { uploads: ctx.uploads.clone(), id, result: None });
+                                    }
+                                    let len = src.len();
+                                    source = Some(src);
+                                    up.serve(Instant::now(), len)?;
+                                }
+                                Some(Decision::Queued { position, .. }) => {
+                                    tracing::info!(peer = %peer.nick, position, "upload: no free slot ($MaxedOut, queued)");
+                                    up.maxed_out_at(Some(position))?;
+                                }
+                                Some(Decision::AlreadyGranted(_) | Decision::Refused) => {
+                                    tracing::info!(peer = %peer.nick, "upload: no free slot ($MaxedOut)");
+                                    up.maxed_out()?;
+                                }
                             }
                         }
                     }
@@ -207,9 +192,24 @@ pub async fn serve_uploads(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>
                             stream.write_all(&data[start as usize..end]).await?;
                             stream
                         }
-                        Source::File { file, .. } => send_range(stream, file, start, length).await?,
+                        Source::File { file, .. } => {
+                            let counter = running.as_ref().and_then(|r| ctx.uploads.start(r.id, start));
+                            let sent = counter.unwrap_or_default();
+                            let limit = ctx.uploads.limit();
+                            match send_range(stream, file, start, length, limit, sent).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    if let Some(r) = running.as_mut() {
+                                        r.result = Some(Err(format!("{e}")));
+                                    }
+                                    return Err(e.into());
+                                }
+                            }
+                        }
                     };
-                    _slot = None;
+                    if let Some(mut r) = running.take() {
+                        r.result = Some(Ok(()));
+                    }
                     up.sent(Instant::now())?;
                 }
             }
@@ -267,22 +267,14 @@ fn resolve(share: &DcShare, ctx: &UploadContext, id: &Identifier, kind: AdcKind)
     }
 }
 
-/// Write `length` bytes of `file` from `start` to the socket on a blocking thread.
-async fn send_range(stream: TcpStream, mut file: File, start: u64, length: u64) -> io::Result<TcpStream> {
+/// Write `length` bytes of `file` from `start` to the socket on a blocking thread:
+/// zero-copy unless the shared upload limit applies (see `transfer::send_file_range`).
+async fn send_range(stream: TcpStream, file: File, start: u64, length: u64, limit: Arc<RateLimit>, sent: Arc<AtomicU64>) -> io::Result<TcpStream> {
     blocking_io(stream, move |sock| {
-        file.seek(SeekFrom::Start(start))?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut left = length;
-        while left > 0 {
-            let want = left.min(CHUNK as u64) as usize;
-            let n = file.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(io::Error::other("the file became shorter while it was being sent"));
-            }
-            sock.write_all(&buf[..n])?;
-            left -= n as u64;
-        }
-        Ok(())
+        crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent).map(|_| ()).map_err(|e| match e {
+            crate::transfer::TransferError::Io(e) => e,
+            other => io::Error::other(other),
+        })
     })
     .await
 }
@@ -329,7 +321,10 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                     break;
                 }
                 Output::Event(DownloadEvent::Length(_)) => {}
-                Output::Event(DownloadEvent::MaxedOut) => bail!("{} has no free upload slot ($MaxedOut); try again later", peer.nick),
+                Output::Event(DownloadEvent::MaxedOut(Some(place))) => {
+                    bail!("{} has no free upload slot ($MaxedOut): queued there at place {place}; try again later", peer.nick)
+                }
+                Output::Event(DownloadEvent::MaxedOut(None)) => bail!("{} has no free upload slot ($MaxedOut); try again later", peer.nick),
                 Output::Event(DownloadEvent::Error(e)) => bail!("{} answered: {e}", peer.nick),
                 Output::Event(DownloadEvent::Closed(r)) => bail!("{} closed the connection: {r:?}", peer.nick),
                 Output::Event(DownloadEvent::Incoming { start, length, leftover, .. }) => {

@@ -3,7 +3,8 @@
 //! serve our share or carry a download we asked for; search results arrive through the
 //! hub (passive) or by UDP (active), and we answer others' searches the same two ways.
 
-use super::cc::{self, DownloadJob, Downloaded, Slots, UploadContext};
+use super::cc::{self, DownloadJob, Downloaded, UploadContext};
+use crate::upload::Uploads;
 use super::share::DcShare;
 use crate::store::Store;
 use anyhow::{anyhow, bail, Context};
@@ -40,8 +41,11 @@ pub struct ClientConfig {
     pub listen: Option<SocketAddr>,
     /// Folders to share (empty: share nothing).
     pub share: Vec<PathBuf>,
-    /// Upload slots.
+    /// Upload slots (when `uploads` is None), also advertised in `$MyINFO`.
     pub slots: usize,
+    /// Upload slots, queue and limit shared with the node's other networks; None: the
+    /// client's own, with `slots` slots and no limit.
+    pub uploads: Option<Arc<Uploads>>,
     /// Database (hash cache).
     pub db: PathBuf,
     /// Description in `$MyINFO`.
@@ -170,13 +174,19 @@ impl DcClient {
         let (events, _) = broadcast::channel(4096);
         let waiters: Waiters = Arc::default();
         let shutdown = CancellationToken::new();
+        let uploads = match &cfg.uploads {
+            Some(u) => u.clone(),
+            None => Uploads::standalone(cfg.slots, shutdown.clone()),
+        };
         let ctx = share.as_ref().map(|s| UploadContext {
             share: Arc::new(Mutex::new(s.clone())),
             store: store.clone(),
-            slots: Slots::new(cfg.slots),
+            uploads: uploads.clone(),
         });
         let (logged_tx, logged_rx) = oneshot::channel();
+        let grants = uploads.grants("nmdc");
         let runner = Runner {
+            grants,
             session,
             nick: cfg.nick.clone(),
             hub_addr: cfg.hub.clone(),
@@ -350,6 +360,9 @@ fn cid() -> String {
 }
 
 struct Runner {
+    /// Slots freed for queued NMDC requesters: we ask them to connect (as DC++ does),
+    /// so a client that keeps its queue comes back for the slot held for it.
+    grants: mpsc::UnboundedReceiver<crate::upload::Grant>,
     session: HubSession,
     nick: String,
     hub_addr: String,
@@ -394,6 +407,13 @@ impl Runner {
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => self.session.handle_timeout(Instant::now()),
                 Some(cmd) = cmds.recv() => self.on_cmd(cmd),
+                Some(g) = self.grants.recv() => {
+                    if self.session.user(&g.user).is_some() {
+                        if let Err(e) = self.session.request_connection(&g.user) {
+                            tracing::debug!(user = %g.user, "cannot call a queued downloader back: {e}");
+                        }
+                    }
+                }
                 r = accept(&listener) => {
                     if let Ok((stream, _)) = r {
                         self.spawn_cc(stream, Role::Listener);
@@ -513,8 +533,8 @@ impl Runner {
         let share = ctx.share.lock().expect("share lock").clone();
         let responder = Responder {
             nick: utf8_to_wire(&self.nick),
-            free_slots: ctx.slots.free() as u32,
-            total_slots: ctx.slots.total() as u32,
+            free_slots: ctx.uploads.free_slots("nmdc") as u32,
+            total_slots: ctx.uploads.total_slots("nmdc") as u32,
             hub_name: self.session.hub_name().unwrap_or("hub").to_owned(),
             hub_addr: self.hub_addr.clone(),
         };

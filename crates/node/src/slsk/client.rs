@@ -8,6 +8,7 @@
 //! module is the orchestration of sockets around them.
 
 use crate::share::ShareIndex;
+use crate::upload::{Decision, Grant, Uploads};
 use anyhow::{anyhow, bail, Context};
 use omnipeer_slsk::framing::{FrameKind, FrameReader};
 use omnipeer_slsk::peer::{PeerInit, PeerMessage, SearchResponse, SharedFileList, TransferDirection, TransferReply, UserInfo};
@@ -16,10 +17,10 @@ use omnipeer_slsk::server::{ServerRequest, ServerResponse};
 use omnipeer_slsk::shares::{SharedDirectory, SharedFile};
 use omnipeer_slsk::UserStatus;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +36,13 @@ const MINOR_VERSION: u32 = 1;
 const PEER_CONNECT_WAIT: Duration = Duration::from_secs(20);
 /// How long a download may wait for the uploader to start.
 const TRANSFER_WAIT: Duration = Duration::from_secs(60);
+/// Pauses after a TransferRequest before asking again on a fresh connection (within the
+/// queue's hold of the slot, `upload::HOLD_FOR`).
+const ANSWER_WAITS: [Duration; 3] = [Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(30)];
+/// How long raw file data may stall.
+const DATA_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a PlaceInQueueRequest may wait for its answer.
+const PLACE_WAIT: Duration = Duration::from_secs(10);
 /// Bytes per raw read/write on F connections.
 const CHUNK: usize = 256 * 1024;
 
@@ -51,8 +59,11 @@ pub struct SlskClientConfig {
     pub listen: SocketAddr,
     /// Shared folders (each a top-level virtual folder named after it).
     pub share: Vec<PathBuf>,
-    /// Upload slots.
+    /// Upload slots (when `uploads` is None).
     pub slots: usize,
+    /// Upload slots, queue and limit shared with the node's other networks; None: the
+    /// client's own, with `slots` slots and no limit.
+    pub uploads: Option<Arc<Uploads>>,
 }
 
 /// What the client reports.
@@ -161,8 +172,22 @@ fn file_entry(name: &str, size: u64) -> SharedFile {
     SharedFile::new(name, size)
 }
 
+/// Removes an attempt's [`PendingDownload`] when the attempt ends, however it ends.
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    attempt: u32,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.downloads.lock().expect("downloads").retain(|d| d.attempt != self.attempt);
+    }
+}
+
 /// A pending download: the peer's TransferRequest and F connection end up here.
 struct PendingDownload {
+    /// Which call of `download_with` it belongs to (its entry goes when the call ends).
+    attempt: u32,
     user: String,
     path: String,
     token: Option<u32>,
@@ -179,7 +204,8 @@ struct Inner {
     shares: std::sync::RwLock<Arc<Shares>>,
     events: broadcast::Sender<SlskEvent>,
     next_token: AtomicU32,
-    slots_used: AtomicUsize,
+    /// Slots, queue, limit and records of uploads.
+    up: Arc<Uploads>,
     /// Peer addresses asked of the server.
     addr_waiters: Mutex<HashMap<String, Vec<oneshot::Sender<(Ipv4Addr, u32)>>>>,
     /// Our ConnectToPeer tokens → who answers with PierceFireWall.
@@ -187,8 +213,10 @@ struct Inner {
     /// Open P connections' writers by user.
     peers: Mutex<HashMap<String, mpsc::UnboundedSender<Vec<u8>>>>,
     downloads: Mutex<Vec<PendingDownload>>,
-    /// Uploads granted, by transfer token: (user, file).
-    uploads: Mutex<HashMap<u32, (String, String)>>,
+    /// Uploads granted, by transfer token: (user, file, upload id).
+    uploads: Mutex<HashMap<u32, (String, String, u64)>>,
+    /// Who waits for a PlaceInQueueResponse: (user lower-cased, file).
+    place_waiters: Mutex<HashMap<(String, String), Vec<oneshot::Sender<u32>>>>,
     shutdown: CancellationToken,
 }
 
@@ -238,6 +266,12 @@ impl SlskClient {
         }
         let (server_tx, server_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
+        let shutdown = CancellationToken::new();
+        let up = match &cfg.uploads {
+            Some(u) => u.clone(),
+            None => Uploads::standalone(cfg.slots, shutdown.clone()),
+        };
+        let grants = up.grants("slsk");
         let inner = Arc::new(Inner {
             cfg,
             listen_port,
@@ -245,14 +279,16 @@ impl SlskClient {
             shares: std::sync::RwLock::new(Arc::new(shares)),
             events,
             next_token: AtomicU32::new(rand::random::<u32>() % 1_000_000 + 1),
-            slots_used: AtomicUsize::new(0),
+            up,
             addr_waiters: Mutex::default(),
             pierce_waiters: Mutex::default(),
             peers: Mutex::default(),
             downloads: Mutex::default(),
             uploads: Mutex::default(),
-            shutdown: CancellationToken::new(),
+            place_waiters: Mutex::default(),
+            shutdown,
         });
+        tokio::spawn(inner.clone().grant_loop(grants));
         let task = tokio::spawn(run(inner.clone(), server, reader, server_rx, listener));
         Ok(SlskClient { inner, task, reshare_lock: tokio::sync::Mutex::new(()) })
     }
@@ -345,7 +381,11 @@ impl SlskClient {
         let out = out_dir.join(safe.as_str());
         let (started_tx, started_rx) = oneshot::channel();
         let (f_tx, f_rx) = oneshot::channel();
+        let attempt = self.inner.token();
+        // A later attempt must not find this one's entry (its channels are dead by then).
+        let _pending = PendingGuard { inner: &self.inner, attempt };
         self.inner.downloads.lock().expect("downloads").push(PendingDownload {
+            attempt,
             user: user.to_owned(),
             path: path.to_owned(),
             token: None,
@@ -355,10 +395,19 @@ impl SlskClient {
         });
         let peer = self.inner.peer_conn(user).await?;
         let _ = peer.send(PeerMessage::QueueUpload { filename: path.to_owned() }.encode());
-        let size = match tokio::time::timeout(TRANSFER_WAIT, started_rx).await {
-            Ok(Ok(Ok(size))) => size,
-            Ok(Ok(Err(why))) => bail!("{user} refused {path}: {why}"),
-            _ => bail!("{user} did not start sending {path} within {}s", TRANSFER_WAIT.as_secs()),
+        let mut started_rx = started_rx;
+        let size = loop {
+            match tokio::time::timeout(TRANSFER_WAIT, &mut started_rx).await {
+                Ok(Ok(Ok(size))) => break size,
+                Ok(Ok(Err(why))) => bail!("{user} refused {path}: {why}"),
+                Ok(Err(_)) => bail!("the client stopped"),
+                // Still queued there (it says where): keep waiting, as long as it keeps
+                // the file in its queue.
+                Err(_) => match self.place_in_queue(user, path).await {
+                    Ok(place) => tracing::info!(%user, %path, place, "still queued"),
+                    Err(_) => bail!("{user} did not start sending {path} within {}s", TRANSFER_WAIT.as_secs()),
+                },
+            }
         };
         progress.1.store(size, Ordering::Relaxed);
         let (mut stream, leftover) = tokio::time::timeout(TRANSFER_WAIT, f_rx)
@@ -397,6 +446,24 @@ impl SlskClient {
         // The downloader closes once it has every byte.
         let _ = stream.shutdown().await;
         Ok((out, size, have))
+    }
+
+    /// Ask `user` where `path` stands in its upload queue (PlaceInQueueRequest, answered
+    /// by PlaceInQueueResponse): 1 = next.
+    pub async fn place_in_queue(&self, user: &str, path: &str) -> anyhow::Result<u32> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.place_waiters.lock().expect("place").entry((user.to_lowercase(), path.to_owned())).or_default().push(tx);
+        let peer = self.inner.peer_conn(user).await?;
+        let _ = peer.send(PeerMessage::PlaceInQueueRequest { filename: path.to_owned() }.encode());
+        tokio::time::timeout(PLACE_WAIT, rx)
+            .await
+            .map_err(|_| anyhow!("{user} did not say where {path} is in its queue"))?
+            .map_err(|_| anyhow!("the client stopped"))
+    }
+
+    /// The uploads this client serves (shared with the node when it gave them).
+    pub fn uploads(&self) -> Arc<Uploads> {
+        self.inner.up.clone()
     }
 
     /// Log out.
@@ -534,9 +601,9 @@ impl Inner {
                 let info = UserInfo {
                     description: "omnipeer".into(),
                     picture: None,
-                    total_uploads: self.cfg.slots as u32,
-                    queue_size: 0,
-                    slots_free: self.slots_used.load(Ordering::SeqCst) < self.cfg.slots,
+                    total_uploads: self.up.total_slots("slsk") as u32,
+                    queue_size: self.up.queue_len() as u32,
+                    slots_free: self.up.free_slots("slsk") > 0,
                     upload_permitted: Some(omnipeer_slsk::peer::upload_permission::EVERYONE),
                 };
                 let _ = tx.send(PeerMessage::UserInfoResponse(info).encode());
@@ -548,7 +615,16 @@ impl Inner {
             }
             PeerMessage::QueueUpload { filename } => self.queue_upload(user, filename, tx.clone()),
             PeerMessage::PlaceInQueueRequest { filename } => {
-                let _ = tx.send(PeerMessage::PlaceInQueueResponse { filename, place: 0 }.encode());
+                // Only a file in our queue has a place (as Nicotine+: others get no answer).
+                if let Some(place) = self.up.position("slsk", user, &filename) {
+                    let _ = tx.send(PeerMessage::PlaceInQueueResponse { filename, place }.encode());
+                }
+            }
+            PeerMessage::PlaceInQueueResponse { filename, place } => {
+                let waiters = self.place_waiters.lock().expect("place").remove(&(user.to_lowercase(), filename)).unwrap_or_default();
+                for w in waiters {
+                    let _ = w.send(place);
+                }
             }
             PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename, size } => {
                 // The uploader is ready to send something we queued.
@@ -568,20 +644,26 @@ impl Inner {
                 let _ = tx.send(PeerMessage::TransferResponse { token, reply }.encode());
             }
             PeerMessage::TransferResponse { token, reply } => {
-                let granted = self.uploads.lock().expect("uploads").get(&token).cloned();
-                if let (Some((to, path)), TransferReply::Allowed { .. }) = (granted, reply) {
-                    let this = self.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = this.clone().upload(&to, &path, token).await {
-                            tracing::info!(user = %to, %path, "upload failed: {e:#}");
-                            if let Some(p) = this.peers.lock().expect("peers").get(&to.to_lowercase()) {
-                                let _ = p.send(PeerMessage::UploadFailed { filename: path.clone() }.encode());
+                let Some((to, path, id)) = self.uploads.lock().expect("uploads").remove(&token) else { return };
+                match reply {
+                    TransferReply::Allowed { .. } => {
+                        let Some(sent) = self.up.start(id, 0) else {
+                            tracing::info!(user = %to, %path, "the slot held for this upload lapsed");
+                            return;
+                        };
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            let r = this.clone().upload(&to, &path, token, id, sent).await;
+                            if let Err(e) = &r {
+                                tracing::info!(user = %to, %path, "upload failed: {e:#}");
+                                if let Some(p) = this.peers.lock().expect("peers").get(&to.to_lowercase()) {
+                                    let _ = p.send(PeerMessage::UploadFailed { filename: path.clone() }.encode());
+                                }
                             }
-                        }
-                        this.uploads.lock().expect("uploads").remove(&token);
-                    });
-                } else {
-                    self.uploads.lock().expect("uploads").remove(&token);
+                            this.up.finish(id, r.map_err(|e| format!("{e:#}")));
+                        });
+                    }
+                    TransferReply::Denied { reason } => self.up.finish(id, Err(format!("refused: {reason}"))),
                 }
             }
             PeerMessage::UploadDenied { filename, reason } => self.fail_download(user, &filename, &reason),
@@ -599,67 +681,95 @@ impl Inner {
         }
     }
 
-    /// A peer queued one of our files: grant it when a slot is free (at once, here: the
-    /// queue holds only what waits for a slot).
+    /// A peer queued one of our files: it gets a slot now, or a place in the queue and a
+    /// slot when its turn comes ([`Inner::grant_loop`]).
     fn queue_upload(self: Arc<Self>, user: &str, filename: String, tx: mpsc::UnboundedSender<Vec<u8>>) {
         let Some(f) = self.shares().get(&filename).cloned() else {
             let _ = tx.send(PeerMessage::UploadDenied { filename, reason: "File not shared.".into() }.encode());
             return;
         };
-        let user = user.to_owned();
-        tokio::spawn(async move {
-            // Wait for a slot.
-            loop {
-                let used = self.slots_used.load(Ordering::SeqCst);
-                if used < self.cfg.slots
-                    && self.slots_used.compare_exchange(used, used + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
-                {
-                    break;
+        match self.up.request("slsk", user, &filename, f.size, true) {
+            Decision::Granted(id) => {
+                let grant = Grant { id, network: "slsk".into(), user: user.to_owned(), file: filename };
+                tokio::spawn(self.grant(grant));
+            }
+            Decision::Queued { position, .. } => tracing::info!(%user, %filename, position, "upload queued"),
+            Decision::AlreadyGranted(_) => {}
+            Decision::Refused => {
+                let _ = tx.send(PeerMessage::UploadDenied { filename, reason: "Too many files".into() }.encode());
+            }
+        }
+    }
+
+    /// Start queued uploads as slots free up for them.
+    async fn grant_loop(self: Arc<Self>, mut grants: mpsc::UnboundedReceiver<Grant>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                g = grants.recv() => match g {
+                    Some(g) => { tokio::spawn(self.clone().grant(g)); }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// A slot is held for `g`: offer the file with TransferRequest (direction upload); the
+    /// peer's TransferResponse starts or refuses it. An unreachable peer gives it back.
+    async fn grant(self: Arc<Self>, g: Grant) {
+        let Some(f) = self.shares().get(&g.file).cloned() else {
+            self.up.finish(g.id, Err("no longer shared".into()));
+            return;
+        };
+        let token = self.token();
+        self.uploads.lock().expect("uploads").insert(token, (g.user.clone(), g.file.clone(), g.id));
+        let req = PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename: g.file.clone(), size: Some(f.size) };
+        for wait in ANSWER_WAITS {
+            match self.peer_conn(&g.user).await {
+                Ok(tx) => {
+                    let _ = tx.send(req.encode());
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if self.shutdown.is_cancelled() {
+                Err(e) => {
+                    if self.uploads.lock().expect("uploads").remove(&token).is_some() {
+                        self.up.finish(g.id, Err(format!("cannot reach {}: {e:#}", g.user)));
+                    }
                     return;
                 }
             }
-            let token = self.token();
-            self.uploads.lock().expect("uploads").insert(token, (user.clone(), f.vpath.clone()));
-            let req = PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename, size: Some(f.size) };
-            let _ = tx.send(req.encode());
-            // The slot is freed when the upload ends or is refused.
-            let this = self.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    if !this.uploads.lock().expect("uploads").contains_key(&token) {
-                        this.slots_used.fetch_sub(1, Ordering::SeqCst);
-                        return;
-                    }
-                }
-            });
-        });
+            tokio::time::sleep(wait).await;
+            if !self.uploads.lock().expect("uploads").contains_key(&token) {
+                return; // answered
+            }
+            // No answer: the request may have gone into a P connection the peer had
+            // already dropped (both sides connecting at once). Ask again on a fresh one.
+            tracing::debug!(user = %g.user, file = %g.file, "no answer to TransferRequest: sending it again");
+            self.peers.lock().expect("peers").remove(&g.user.to_lowercase());
+        }
+        // Still nothing: the slot's hold lapses (the queue's timer gives it to the next).
     }
 
-    /// Send a granted file over a new F connection: token, their offset, then bytes.
-    async fn upload(self: Arc<Self>, user: &str, vpath: &str, token: u32) -> anyhow::Result<()> {
+    /// Send a granted file over a new F connection: token, their offset, then bytes
+    /// (zero-copy unless the upload limit applies), counted in `sent`.
+    async fn upload(self: Arc<Self>, user: &str, vpath: &str, token: u32, id: u64, sent: Arc<AtomicU64>) -> anyhow::Result<()> {
         let f = self.shares().get(vpath).cloned().ok_or_else(|| anyhow!("{vpath} is no longer shared"))?;
-        let (mut file, size) = crate::share::open_inside(&f.real, &f.root)?;
+        let (file, size) = crate::share::open_inside(&f.real, &f.root)?;
         let mut s = self.f_conn(user).await?;
         s.write_all(&token.to_le_bytes()).await?;
         let mut off = [0u8; 8];
         tokio::time::timeout(TRANSFER_WAIT, s.read_exact(&mut off)).await.map_err(|_| anyhow!("no offset"))??;
         let offset = u64::from_le_bytes(off).min(size);
-        file.seek(SeekFrom::Start(offset))?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut left = size - offset;
-        while left > 0 {
-            let want = left.min(CHUNK as u64) as usize;
-            let n = file.read(&mut buf[..want])?;
-            if n == 0 {
-                bail!("the file became shorter while it was being sent");
-            }
-            s.write_all(&buf[..n]).await?;
-            left -= n as u64;
-        }
+        self.up.set_start(id, offset);
+        let limit = self.up.limit();
+        let std = s.into_std()?;
+        std.set_nonblocking(false)?;
+        std.set_write_timeout(Some(DATA_TIMEOUT))?;
+        let std = tokio::task::spawn_blocking(move || -> anyhow::Result<std::net::TcpStream> {
+            crate::transfer::send_file_range(&std, &file, offset, size - offset, Some(&limit), DATA_TIMEOUT, &sent)?;
+            Ok(std)
+        })
+        .await??;
+        std.set_nonblocking(true)?;
+        let mut s = TcpStream::from_std(std)?;
         // The downloader closes once it has everything.
         let mut rest = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut rest)).await;
@@ -712,9 +822,9 @@ impl Inner {
             user: self.cfg.user.clone(),
             token,
             files,
-            slot_free: self.slots_used.load(Ordering::SeqCst) < self.cfg.slots,
+            slot_free: self.up.free_slots("slsk") > 0,
             avg_speed: 0,
-            queue_len: 0,
+            queue_len: self.up.queue_len() as u32,
             unknown: Some(0),
             private_files: None,
         };

@@ -253,6 +253,20 @@ try {
   if ((await row3.locator(byTest("transfer-percent")).textContent()).trim() !== "100%") throw new Error("done, but not at 100%");
   fact("local_path3", (await row3.locator(".file .path").textContent()).trim());
 
+  // The same transfer seen from the sharing node's page: an upload to bob, finished.
+  if (process.env.OMNI_URL_A) {
+    await step("uploads-on-a", FILE3);
+    const pageA = await context.newPage();
+    await pageA.goto(`${process.env.OMNI_URL_A}#uploads`, { waitUntil: "domcontentloaded" });
+    const up = pageA.locator(`${byTest("upload-row")}[data-name="${FILE3}"][data-user="bob"]`);
+    await up.and(pageA.locator('[data-state="done"]')).waitFor({ timeout: T });
+    const to = (await up.locator(byTest("upload-to")).textContent()).trim();
+    if (to !== "bob · Soulseek") throw new Error(`the upload is to ${to}, not bob on Soulseek`);
+    if ((await up.locator(byTest("upload-percent")).textContent()).trim() !== "100%") throw new Error("the upload is done, but not at 100%");
+    fact("upload_row", JSON.stringify((await up.innerText()).replace(/\s+/g, " ").trim()));
+    await pageA.close();
+  }
+
   await page.locator(byTest("tab-chat")).click();
   const input = page.locator(byTest("chat-input"));
   const log = page.locator(byTest("chat-log"));
