@@ -1,5 +1,6 @@
-// Settings: what the API exposes about the node (read-only: the node is configured by
-// its TOML file), the API token kept in this browser, and this page's own preferences.
+// Settings: the transfer settings that change while the node runs (PUT /api/settings,
+// kept by the node over its TOML file), facts about the node, the API token kept in this
+// browser, and this page's own preferences.
 
 import { h, fill } from "./util.js";
 import { getToken } from "./api.js";
@@ -77,6 +78,14 @@ export class SettingsView {
     });
     this.notifyNote = h("p", { class: "summary", "data-testid": "settings-notify-note" });
 
+    this.transferRows = h("div", { class: "stack", "data-testid": "settings-transfers" });
+    const transferForm = h(
+      "form",
+      { class: "stack", onsubmit: (e) => (e.preventDefault(), this.saveTransfers()) },
+      this.transferRows,
+      h("div", {}, h("button", { type: "submit", "data-testid": "settings-save" }, "Save")),
+    );
+
     fill(
       el,
       h("h2", {}, "Settings"),
@@ -91,10 +100,17 @@ export class SettingsView {
           h(
             "p",
             { class: "summary" },
-            "The node reads its settings from its configuration file (",
+            "Everything else comes from the node's configuration file (",
             h("code", {}, "omnipeer config default"),
-            " prints every key); change them there and restart it.",
+            " prints every key); change it there and restart the node.",
           ),
+        ),
+        h(
+          "section",
+          { class: "card", "aria-labelledby": "set-transfers" },
+          h("h3", { id: "set-transfers" }, "Transfers"),
+          h("p", { class: "summary" }, "In force at once and kept by the node across restarts, over its configuration file. Reset goes back to the file's value."),
+          transferForm,
         ),
         h("section", { class: "card", "aria-labelledby": "set-api" }, h("h3", { id: "set-api" }, "API"), this.apiFacts, tokenForm),
         h(
@@ -113,7 +129,64 @@ export class SettingsView {
     );
   }
 
+  renderTransfers(list) {
+    this.settings = list;
+    fill(
+      this.transferRows,
+      list.map((s) =>
+        h(
+          "div",
+          { class: "setting" },
+          h("label", { for: `setting-${s.key}` }, s.about),
+          h("input", {
+            id: `setting-${s.key}`,
+            type: "number",
+            min: s.min,
+            max: s.max,
+            step: 1,
+            required: true,
+            value: String(s.value),
+            "data-testid": `setting-${s.key}`,
+            "data-key": s.key,
+          }),
+          h(
+            "span",
+            { class: "summary" },
+            s.overridden ? `set here (file: ${s.config}) ` : "from the file ",
+            s.overridden
+              ? h("button", { type: "button", "data-testid": `setting-reset-${s.key}`, onclick: () => this.putSettings({ [s.key]: null }) }, "Reset")
+              : null,
+          ),
+        ),
+      ),
+    );
+  }
+
+  async saveTransfers() {
+    const change = {};
+    for (const input of this.transferRows.querySelectorAll("input[data-key]")) {
+      const s = this.settings.find((x) => x.key === input.dataset.key);
+      const v = Number(input.value);
+      if (s && v !== s.value) change[s.key] = v;
+    }
+    if (!Object.keys(change).length) return this.ctx.toast("Nothing changed.");
+    await this.putSettings(change);
+  }
+
+  async putSettings(change) {
+    try {
+      this.renderTransfers(await this.ctx.api("PUT", "/api/settings", change));
+      this.ctx.toast("Settings saved.");
+    } catch (err) {
+      this.ctx.toast(`Not saved: ${err.message}`, "error");
+    }
+  }
+
   async load() {
+    this.ctx
+      .api("GET", "/api/settings")
+      .then((list) => this.renderTransfers(list))
+      .catch((err) => fill(this.transferRows, h("p", { class: "summary" }, `Cannot read the settings: ${err.message}`)));
     const [st, doc] = await Promise.all([this.ctx.api("GET", "/api/status"), this.ctx.api("GET", "/api/openapi.json").catch(() => null)]);
     const fact = (k, v, id) => [h("dt", {}, k), h("dd", { "data-testid": id || null, class: "mono" }, v)];
     fill(

@@ -176,3 +176,38 @@ fn requests_with_unread_bodies_keep_the_connection_alive() {
         }
     }
 }
+
+/// Settings changed through the API: validated all or nothing, kept across a restart
+/// over the configuration file, and reset to the file's value with null.
+#[test]
+fn settings_change_persist_and_reset() {
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = format!("{}[transfers]\nmax_download_kib = 0\nglobal_slots = 3\n", server_config("alice", p));
+    let n = Node::start(t.path(), &cfg, p.api);
+    let get = |n: &Node, key: &str| -> serde_json::Value {
+        n.get("/api/settings").as_array().unwrap().iter().find(|s| s["key"] == key).cloned().unwrap()
+    };
+    assert_eq!(get(&n, "global_slots")["value"], 3);
+    assert_eq!(get(&n, "max_download_kib")["overridden"], false);
+
+    let (code, _, body) = n.request("PUT", "/api/settings", r#"{"max_download_kib": 256, "global_slots": 2}"#);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(get(&n, "max_download_kib")["value"], 256);
+    assert_eq!(get(&n, "global_slots")["value"], 2);
+    for bad in [r#"{"global_slots": 0}"#, r#"{"global_slots": 5, "bogus": 1}"#, r#"{"max_retries": "3"}"#] {
+        let (code, _, body) = n.request("PUT", "/api/settings", bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    assert_eq!(get(&n, "global_slots")["value"], 2, "a refused change changes nothing");
+
+    drop(n);
+    let n = Node::restart(t.path(), p.api);
+    let s = get(&n, "max_download_kib");
+    assert_eq!((s["value"].as_u64(), s["config"].as_u64(), s["overridden"].as_bool()), (Some(256), Some(0), Some(true)), "{s}");
+    let (code, _, _) = n.request("PUT", "/api/settings", r#"{"max_download_kib": null}"#);
+    assert_eq!(code, 200);
+    let s = get(&n, "max_download_kib");
+    assert_eq!((s["value"].as_u64(), s["overridden"].as_bool()), (Some(0), Some(false)), "{s}");
+    assert_eq!(get(&n, "global_slots")["value"], 2);
+}

@@ -229,3 +229,22 @@ fn a_rescan_swaps_the_share_in_without_logging_in_again() {
         assert!(nets.as_array().unwrap().iter().any(|n| n["name"] == name && n["state"] == "online"), "{nets}");
     }
 }
+
+/// A download limit set through the settings API applies at once to the next download
+/// (a lower bound on its duration: the limit's own correctness, not a speed target).
+#[test]
+fn a_download_limit_set_through_the_api_applies_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "", &[("limit/one mb.bin", content(1_000_000, 5))]);
+    let (code, _, body) = b.request("PUT", "/api/settings", r#"{"max_download_kib": 250}"#);
+    assert_eq!(code, 200, "{body}");
+    let r = b.search_until("one mb", "one mb.bin", &["slsk"]);
+    let started = std::time::Instant::now();
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "slsk"}));
+    assert_eq!(code, 201, "{tr}");
+    let done = b.wait_done(tr["id"].as_i64().unwrap(), 60);
+    let took = started.elapsed().as_secs_f64();
+    // 1,000,000 bytes at 256,000 B/s after a one-second burst: at least ~2.9 s
+    assert!(took >= 2.5, "1 MB at 250 KiB/s took only {took:.2} s");
+    assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), sha256_file(&a.dir.join("share/limit/one mb.bin")));
+}

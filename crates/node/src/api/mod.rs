@@ -116,6 +116,7 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router 
         .route("/api/tox/requests/{pk}", axum::routing::delete(tox::decline))
         .route("/api/tox/requests/{pk}/accept", post(tox::accept))
         .route("/api/uploads", get(upload_list))
+        .route("/api/settings", get(settings_get).put(settings_put))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/api/openapi.json", get(|| async { Json(openapi()) }))
@@ -254,6 +255,14 @@ async fn transfer_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
 }
 
 /// Uploads: running and queued (queue order), then finished, newest first.
+async fn settings_get(State(api): State<Api>) -> Json<Value> {
+    Json(json!(api.node.settings()))
+}
+
+async fn settings_put(State(api): State<Api>, Json(change): Json<serde_json::Map<String, Value>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.change_settings(&change)?)))
+}
+
 async fn upload_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(api.node.upload_list())))
 }

@@ -32,6 +32,8 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/tox/requests/{pk}/accept", "Accept a pending friend request"),
     ("delete", "/api/tox/requests/{pk}", "Decline a pending friend request"),
     ("get", "/api/uploads", "Uploads: running and queued (in queue order), then finished"),
+    ("get", "/api/settings", "The settings that can change while the node runs"),
+    ("put", "/api/settings", "Change settings (all or nothing; null resets one to the configuration file's value)"),
 ];
 
 fn r(name: &str) -> Value {
@@ -110,6 +112,13 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("post", "/api/tox/requests/{pk}/accept") => (vec![pk_param()], None, ok(r("ToxFriend"))),
         ("delete", "/api/tox/requests/{pk}") => (vec![pk_param()], None, ok(r("ToxRequest"))),
         ("get", "/api/uploads") => (vec![], None, ok(json!({"type": "array", "items": r("Upload")}))),
+        ("get", "/api/settings") => (vec![], None, ok(json!({"type": "array", "items": r("Setting")}))),
+        ("put", "/api/settings") => (
+            vec![],
+            Some(body(json!({"type": "object", "description": "Setting name → new value, or null for the configuration file's value",
+                "additionalProperties": {"type": "integer", "nullable": true}}))),
+            ok(json!({"type": "array", "items": r("Setting")})),
+        ),
         _ => (vec![], None, ok(json!({}))),
     };
     let code = if path == "/api/events" {
@@ -185,6 +194,9 @@ fn schemas() -> Value {
         "Shares": {"type": "object", "properties": {
             "folders": {"type": "array", "items": s("string")}, "files": s("integer"), "bytes": s("integer"), "hashed": s("integer")}},
         "SharedFile": {"type": "object", "properties": {"path": s("string"), "size": s("integer"), "tth": ns("string")}},
+        "Setting": {"type": "object", "properties": {
+            "key": s("string"), "value": s("integer"), "config": s("integer"), "overridden": s("boolean"),
+            "min": s("integer"), "max": s("integer"), "about": s("string")}},
         "Upload": {"type": "object", "properties": {
             "id": s("integer"), "network": {"type": "string", "enum": ["nmdc", "slsk", "dcc"]}, "user": s("string"),
             "file": s("string"), "size": s("integer"), "start": s("integer"), "bytes": s("integer"),

@@ -283,6 +283,12 @@ impl Store {
         Ok(())
     }
 
+    /// Forget a stored setting.
+    pub fn delete_setting(&self, key: &str) -> anyhow::Result<()> {
+        self.conn.execute("DELETE FROM settings WHERE key = ?1", params![key])?;
+        Ok(())
+    }
+
     /// Replace the share index: (real path, virtual path, size, mtime ns, tth).
     pub fn shared_files_replace(&mut self, files: &[(String, String, u64, i64, Option<String>)]) -> anyhow::Result<()> {
         let tx = self.conn.transaction()?;

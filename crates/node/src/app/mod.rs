@@ -15,6 +15,7 @@ pub(crate) use say;
 pub mod db;
 pub mod model;
 pub mod search;
+pub mod settings;
 pub mod transfers;
 pub mod tox;
 
@@ -71,8 +72,10 @@ pub struct Node {
     slsk_addr: Mutex<String>,
     /// Cancelled to stop everything.
     pub shutdown: CancellationToken,
-    /// `[transfers].max_download_kib` shared by every download.
-    download_limit: Option<Arc<crate::ratelimit::RateLimit>>,
+    /// The download limit shared by every download (changeable: `max_download_kib`).
+    download_limit: Arc<crate::ratelimit::RateLimit>,
+    /// Slots, retries and limits in force (the configuration, overridden through the API).
+    settings: RwLock<settings::Settings>,
     rescan: tokio::sync::watch::Sender<u64>,
     /// The Tox client, once `up` started it (`app::tox`).
     tox: std::sync::OnceLock<Arc<tox::ToxHandle>>,
@@ -113,9 +116,26 @@ impl Node {
             }
         }
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let cfg_limit = cfg.transfers.max_download_kib;
+        let t = &cfg.transfers;
+        let from_file: BTreeMap<&'static str, u64> = BTreeMap::from([
+            ("global_slots", t.global_slots as u64),
+            ("network_slots", t.network_slots as u64),
+            ("max_retries", u64::from(t.max_retries)),
+            ("retry_base_secs", t.retry_base_secs),
+            ("max_download_kib", t.max_download_kib),
+            ("max_upload_kib", t.max_upload_kib),
+        ]);
+        let mut stored = BTreeMap::new();
+        for k in settings::KEYS {
+            if let Some(v) = store.setting(&settings::stored_key(k.name))? {
+                stored.insert(k.name.to_owned(), v);
+            }
+        }
+        let settings = settings::Settings::new(from_file, &stored);
+        let download_limit = Arc::new(crate::ratelimit::RateLimit::unlimited());
+        download_limit.set_rate(settings.get("max_download_kib") * 1024);
         let cfg_upload =
-            (cfg.transfers.upload_slots, cfg.nmdc_client.slots, cfg.slsk_client.slots, cfg.transfers.max_upload_kib);
+            (cfg.transfers.upload_slots, cfg.nmdc_client.slots, cfg.slsk_client.slots, settings.get("max_upload_kib"));
         Ok(Arc::new(Node {
             nick: cfg.node.nick.clone(),
             cfg,
@@ -135,7 +155,8 @@ impl Node {
             rooms: Mutex::default(),
             hub_addr: Mutex::default(),
             slsk_addr: Mutex::default(),
-            download_limit: (cfg_limit > 0).then(|| Arc::new(crate::ratelimit::RateLimit::new(cfg_limit * 1024))),
+            download_limit,
+            settings: RwLock::new(settings),
             shutdown,
             rescan: tokio::sync::watch::channel(0).0,
             tox: std::sync::OnceLock::new(),
@@ -387,6 +408,40 @@ impl Node {
         self.uploads.set_limit_kib(kib);
     }
 
+    /// A setting in force (see [`settings::KEYS`]).
+    pub fn setting(&self, name: &str) -> u64 {
+        self.settings.read().expect("settings").get(name)
+    }
+
+    /// The changeable settings.
+    pub fn settings(&self) -> Vec<settings::SettingInfo> {
+        self.settings.read().expect("settings").list()
+    }
+
+    /// Change settings (`{"key": number | null}`; null: back to the configuration file's
+    /// value): all or nothing, kept in the database, in force at once.
+    pub fn change_settings(&self, change: &serde_json::Map<String, serde_json::Value>) -> anyhow::Result<Vec<settings::SettingInfo>> {
+        let mut s = self.settings.write().expect("settings");
+        let mut next = s.clone();
+        let writes = next.apply(change).map_err(|e| anyhow::Error::new(BadSetting(e)))?;
+        {
+            let db = self.db.lock().expect("db");
+            for (k, v) in &writes {
+                match v {
+                    Some(v) => db.set_setting(&settings::stored_key(k), v)?,
+                    None => db.delete_setting(&settings::stored_key(k))?,
+                }
+            }
+        }
+        *s = next;
+        self.download_limit.set_rate(s.get("max_download_kib") * 1024);
+        self.uploads.set_limit_kib(s.get("max_upload_kib"));
+        let list = s.list();
+        drop(s);
+        self.engine.wake();
+        Ok(list)
+    }
+
     /// The upload limit in KiB/s (0: none).
     pub fn upload_limit(&self) -> u64 {
         self.uploads.limit_kib()
@@ -408,6 +463,11 @@ impl Node {
         }
     }
 }
+
+/// A change of settings that was refused (unknown key, value out of range).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSetting(pub String);
 
 /// A network needed for the request is not connected.
 #[derive(Debug, thiserror::Error)]

@@ -184,10 +184,10 @@ impl Node {
         let due = self.db.lock().expect("db").transfers_due(db::now())?;
         for t in due {
             let mut running = self.engine.running.lock().expect("running");
-            if running.len() >= self.cfg.transfers.global_slots {
+            if running.len() as u64 >= self.setting("global_slots") {
                 break;
             }
-            if running.values().filter(|r| r.network == t.network).count() >= self.cfg.transfers.network_slots {
+            if running.values().filter(|r| r.network == t.network).count() as u64 >= self.setting("network_slots") {
                 continue;
             }
             if t.network == "nmdc" && running.values().any(|r| r.network == "nmdc" && r.source.eq_ignore_ascii_case(&t.source)) {
@@ -261,8 +261,8 @@ impl Node {
             (Err(e), _) => {
                 let store = self.db.lock().expect("db");
                 let _ = store.transfer_set_bytes(id, dir_file_len(&dir));
-                let retry = (t.retries < self.cfg.transfers.max_retries)
-                    .then(|| backoff(self.cfg.transfers.retry_base_secs, t.retries) as i64);
+                let retry = (u64::from(t.retries) < self.setting("max_retries"))
+                    .then(|| backoff(self.setting("retry_base_secs"), t.retries) as i64);
                 tracing::info!(id, retry_in = ?retry, "download attempt failed: {e:#}");
                 let _ = store.transfer_failed(id, &format!("{e:#}"), retry);
             }
@@ -288,7 +288,7 @@ impl Node {
             tracing::info!(id = t.id, from = on_disk, "resuming from the bytes on disk");
         }
         let progress = Arc::new((AtomicU64::new(on_disk), AtomicU64::new(t.size)));
-        let control = Arc::new(crate::ratelimit::TransferControl::limited(self.download_limit.clone()));
+        let control = Arc::new(crate::ratelimit::TransferControl::limited(Some(self.download_limit.clone())));
         let fut: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<(PathBuf, u64)>> + Send>> =
             match t.network.as_str() {
                 "nmdc" => {

@@ -160,10 +160,11 @@ impl Node {
     /// Any method, raw body; (status, content type, body).
     pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String, String) {
         let url = format!("{}{path}", self.base);
-        let resp = match method {
+        let resp = match method.to_ascii_lowercase().as_str() {
             "get" => self.agent.get(&url).call(),
             "post" => self.agent.post(&url).header("Content-Type", "application/json").send(body),
             "delete" => self.agent.delete(&url).call(),
+            "put" => self.agent.put(&url).header("Content-Type", "application/json").send(body),
             other => panic!("method {other}"),
         };
         let mut r = resp.unwrap();

@@ -320,6 +320,25 @@ try {
   if (after !== before + 1) throw new Error(`the share count went from ${before} to ${after}, not up by one`);
   fact("shares_status", JSON.stringify((await page.locator(byTest("shares-status")).textContent()).trim()));
 
+  // Settings: change the download limit on the page; the node reports it in force, set
+  // here over its file; Reset brings the file's value back.
+  await step("settings");
+  await page.locator(byTest("tab-settings")).click();
+  const limit = page.locator(byTest("setting-max_download_kib"));
+  await limit.waitFor({ timeout: T });
+  await limit.fill("4321");
+  await page.locator(byTest("settings-save")).click();
+  await page.locator(byTest("setting-reset-max_download_kib")).waitFor({ timeout: T });
+  const inForce = await page.evaluate(async () => {
+    const t = localStorage.getItem("omnipeer.token");
+    const r = await fetch("/api/settings", { headers: t ? { Authorization: `Bearer ${t}` } : {} });
+    return (await r.json()).find((s) => s.key === "max_download_kib");
+  });
+  if (inForce.value !== 4321 || !inForce.overridden) throw new Error(`the node has ${JSON.stringify(inForce)}`);
+  await page.locator(byTest("setting-reset-max_download_kib")).click();
+  await page.locator(byTest("setting-reset-max_download_kib")).waitFor({ state: "detached", timeout: T });
+  if ((await limit.inputValue()) !== String(inForce.config)) throw new Error(`after Reset the page shows ${await limit.inputValue()}`);
+
   if (consoleErrors.length) throw new Error(`the page logged errors: ${consoleErrors.join(" | ")}`);
   // The peer goes away (web_ui.rs stops node A on this line): the status shows it live.
   await step("outage");
