@@ -293,11 +293,12 @@ const SENDFILE_CHUNK: u64 = 4 << 20;
 /// When uploads go out with sendfile(2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ZeroCopy {
-    /// To every peer but one on a loopback address (the default). Measured on loopback
-    /// (bench/, 512 MiB, this machine) sendfile was about 25% *slower* than read+write
-    /// (NMDC 0.73 vs 0.99 of a plain copy, Soulseek 0.92 vs 1.05): the kernel splices
-    /// the file page by page, and the receiving side then copies from 4 KiB fragments
-    /// instead of large linear buffers. Over a network card it saves the copy through
+    /// To every peer but one on a loopback address (the default). On loopback, in the
+    /// benches (512 MiB, this 2-core machine, shared with other builds), sendfile showed
+    /// no steady gain over read+write and was often slower (NMDC 0.73 vs 0.99 of a plain
+    /// copy in one pair of runs, 1.08 vs 0.90 in another; Soulseek 0.92 vs 1.05, 0.63 vs
+    /// 1.23): nothing is saved where no network card is involved, and the receiver then
+    /// copies from 4 KiB page fragments. Over a network card it saves the copy through
     /// user space, which is what it is for.
     Auto,
     /// Always (when the OS has it).

@@ -419,7 +419,7 @@ impl Uploads {
     /// first.
     pub fn list(&self) -> Vec<UploadInfo> {
         let s = self.state.lock().expect("uploads");
-        let mut v: Vec<UploadInfo> = s.queue.entries().iter().filter_map(|e| s.live.get(&e.id)).map(|l| self::with_live(l)).collect();
+        let mut v: Vec<UploadInfo> = s.queue.entries().iter().filter_map(|e| s.live.get(&e.id)).map(with_live).collect();
         v.extend(s.live.iter().filter(|(id, _)| s.queue.entry(**id).is_none()).map(|(_, l)| with_live(l)));
         v.extend(s.finished.iter().rev().cloned());
         v

@@ -172,6 +172,9 @@ fn file_entry(name: &str, size: u64) -> SharedFile {
     SharedFile::new(name, size)
 }
 
+/// Waiters for PlaceInQueueResponse by (user lower-cased, file).
+type PlaceWaiters = HashMap<(String, String), Vec<oneshot::Sender<u32>>>;
+
 /// Removes an attempt's [`PendingDownload`] when the attempt ends, however it ends.
 struct PendingGuard<'a> {
     inner: &'a Inner,
@@ -216,7 +219,7 @@ struct Inner {
     /// Uploads granted, by transfer token: (user, file, upload id).
     uploads: Mutex<HashMap<u32, (String, String, u64)>>,
     /// Who waits for a PlaceInQueueResponse: (user lower-cased, file).
-    place_waiters: Mutex<HashMap<(String, String), Vec<oneshot::Sender<u32>>>>,
+    place_waiters: Mutex<PlaceWaiters>,
     shutdown: CancellationToken,
 }
 
