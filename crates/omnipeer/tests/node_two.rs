@@ -153,10 +153,23 @@ fn kill9_resume(network: &str) {
     let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": network}));
     assert_eq!(code, 201, "{tr}");
     let id = tr["id"].as_i64().unwrap();
-    wait_for("a few MB on disk", 30, || {
+    let last = std::cell::RefCell::new(serde_json::Value::Null);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
         let t = b.get(&format!("/api/transfers/{id}"));
-        (t["state"] == "running" && t["bytes"].as_u64()? > 3_000_000).then_some(())
-    });
+        if t["state"] == "running" && t["bytes"].as_u64().unwrap_or(0) > 3_000_000 {
+            break;
+        }
+        *last.borrow_mut() = t;
+        assert!(
+            std::time::Instant::now() < end,
+            "no few MB on disk in 30 s; the transfer: {}\nA said: {:#?}\nB said: {:#?}",
+            last.borrow(),
+            a.omni.lines_so_far(),
+            b.omni.lines_so_far()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     b.omni.kill9();
     let partial = b.dir.join(format!("incomplete/{id}/Large File.bin"));
     let held = std::fs::metadata(&partial).unwrap().len();

@@ -36,6 +36,9 @@ const MINOR_VERSION: u32 = 1;
 const PEER_CONNECT_WAIT: Duration = Duration::from_secs(20);
 /// How long a download may wait for the uploader to start.
 const TRANSFER_WAIT: Duration = Duration::from_secs(60);
+/// Pauses without an answer after which a download's QueueUpload is sent again, each time
+/// on a fresh connection.
+const QUEUE_RESENDS: [Duration; 2] = [Duration::from_secs(4), Duration::from_secs(8)];
 /// Pauses after a TransferRequest before asking again on a fresh connection (within the
 /// queue's hold of the slot, `upload::HOLD_FOR`).
 const ANSWER_WAITS: [Duration; 3] = [Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(30)];
@@ -399,6 +402,27 @@ impl SlskClient {
         let peer = self.inner.peer_conn(user).await?;
         let _ = peer.send(PeerMessage::QueueUpload { filename: path.to_owned() }.encode());
         let mut started_rx = started_rx;
+        // The request may have gone into a P connection the peer was just closing (it
+        // delivered search results on it): without an answer soon, ask again on a fresh
+        // connection (a repeated QueueUpload is harmless: the uploader keeps one place).
+        for wait in QUEUE_RESENDS {
+            match tokio::time::timeout(wait, &mut started_rx).await {
+                Err(_) => {
+                    tracing::debug!(%user, %path, "no answer to QueueUpload yet: asking again on a fresh connection");
+                    self.inner.peers.lock().expect("peers").remove(&user.to_lowercase());
+                    if let Ok(p) = self.inner.peer_conn(user).await {
+                        let _ = p.send(PeerMessage::QueueUpload { filename: path.to_owned() }.encode());
+                    }
+                }
+                Ok(r) => {
+                    // answered: hand the answer to the loop below
+                    let (tx, rx) = oneshot::channel();
+                    let _ = tx.send(r.map_err(|_| anyhow!("the client stopped"))?);
+                    started_rx = rx;
+                    break;
+                }
+            }
+        }
         let size = loop {
             match tokio::time::timeout(TRANSFER_WAIT, &mut started_rx).await {
                 Ok(Ok(Ok(size))) => break size,
@@ -694,7 +718,8 @@ impl Inner {
         match self.up.request("slsk", user, &filename, f.size, true) {
             Decision::Granted(id) => {
                 let grant = Grant { id, network: "slsk".into(), user: user.to_owned(), file: filename };
-                tokio::spawn(self.grant(grant));
+                // answered on the connection the request came in on: it is alive
+                tokio::spawn(self.grant(grant, Some(tx)));
             }
             Decision::Queued { position, .. } => tracing::info!(%user, %filename, position, "upload queued"),
             Decision::AlreadyGranted(_) => {}
@@ -710,7 +735,7 @@ impl Inner {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 g = grants.recv() => match g {
-                    Some(g) => { tokio::spawn(self.clone().grant(g)); }
+                    Some(g) => { tokio::spawn(self.clone().grant(g, None)); }
                     None => return,
                 },
             }
@@ -719,7 +744,8 @@ impl Inner {
 
     /// A slot is held for `g`: offer the file with TransferRequest (direction upload); the
     /// peer's TransferResponse starts or refuses it. An unreachable peer gives it back.
-    async fn grant(self: Arc<Self>, g: Grant) {
+    /// `via`: a live connection from the peer to try first (the QueueUpload's own).
+    async fn grant(self: Arc<Self>, g: Grant, mut via: Option<mpsc::UnboundedSender<Vec<u8>>>) {
         let Some(f) = self.shares().get(&g.file).cloned() else {
             self.up.finish(g.id, Err("no longer shared".into()));
             return;
@@ -728,7 +754,11 @@ impl Inner {
         self.uploads.lock().expect("uploads").insert(token, (g.user.clone(), g.file.clone(), g.id));
         let req = PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename: g.file.clone(), size: Some(f.size) };
         for wait in ANSWER_WAITS {
-            match self.peer_conn(&g.user).await {
+            let conn = match via.take().filter(|t| !t.is_closed()) {
+                Some(t) => Ok(t),
+                None => self.peer_conn(&g.user).await,
+            };
+            match conn {
                 Ok(tx) => {
                     let _ = tx.send(req.encode());
                 }

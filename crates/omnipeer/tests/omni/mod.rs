@@ -58,11 +58,13 @@ impl Omni {
     /// Wait for a stderr line starting with `prefix`; returns the rest, trimmed.
     pub fn wait_line(&self, prefix: &str) -> String {
         let end = Instant::now() + WAIT;
+        let mut seen = Vec::new();
         loop {
             let l = self
                 .lines
                 .recv_timeout(end.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("omnipeer never printed {prefix:?}"));
+                .unwrap_or_else(|e| panic!("omnipeer never printed {prefix:?} ({e}); it printed:\n{}", seen.join("\n")));
+            seen.push(l.clone());
             if let Some(rest) = l.strip_prefix(prefix) {
                 return rest.trim().to_owned();
             }
@@ -72,11 +74,13 @@ impl Omni {
     /// Wait for a stderr line containing `needle`; returns the line.
     pub fn wait_line_containing(&self, needle: &str) -> String {
         let end = Instant::now() + WAIT;
+        let mut seen = Vec::new();
         loop {
             let l = self
                 .lines
                 .recv_timeout(end.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("omnipeer never printed a line with {needle:?}"));
+                .unwrap_or_else(|e| panic!("omnipeer never printed a line with {needle:?} ({e}); it printed:\n{}", seen.join("\n")));
+            seen.push(l.clone());
             if l.contains(needle) {
                 return l;
             }
