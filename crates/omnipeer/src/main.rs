@@ -179,13 +179,14 @@ struct ApiArgs {
 
 #[derive(Subcommand)]
 enum ChatCmd {
-    /// Every chat (hub main chat, rooms, private messages) with its last line
+    /// Every chat (hub main chat, rooms, private messages, Tox friends, DCC chats) with its
+    /// last line
     List {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Say something: CHAT is nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER or
-    /// tox:friend:PUBLICKEY
+    /// Say something: CHAT is nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER,
+    /// tox:friend:PUBLICKEY or dcc:chat:NICK (an open DCC chat with the node)
     Send {
         #[command(flatten)]
         api: ApiArgs,

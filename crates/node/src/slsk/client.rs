@@ -405,8 +405,13 @@ impl SlskClient {
         // The request may have gone into a P connection the peer was just closing (it
         // delivered search results on it): without an answer soon, ask again on a fresh
         // connection (a repeated QueueUpload is harmless: the uploader keeps one place).
+        let mut answer = None;
         for wait in QUEUE_RESENDS {
             match tokio::time::timeout(wait, &mut started_rx).await {
+                Ok(r) => {
+                    answer = Some(r);
+                    break;
+                }
                 Err(_) => {
                     tracing::debug!(%user, %path, "no answer to QueueUpload yet: asking again on a fresh connection");
                     self.inner.peers.lock().expect("peers").remove(&user.to_lowercase());
@@ -414,17 +419,14 @@ impl SlskClient {
                         let _ = p.send(PeerMessage::QueueUpload { filename: path.to_owned() }.encode());
                     }
                 }
-                Ok(r) => {
-                    // answered: hand the answer to the loop below
-                    let (tx, rx) = oneshot::channel();
-                    let _ = tx.send(r.map_err(|_| anyhow!("the client stopped"))?);
-                    started_rx = rx;
-                    break;
-                }
             }
         }
         let size = loop {
-            match tokio::time::timeout(TRANSFER_WAIT, &mut started_rx).await {
+            let r = match answer.take() {
+                Some(r) => Ok(r),
+                None => tokio::time::timeout(TRANSFER_WAIT, &mut started_rx).await,
+            };
+            match r {
                 Ok(Ok(Ok(size))) => break size,
                 Ok(Ok(Err(why))) => bail!("{user} refused {path}: {why}"),
                 Ok(Err(_)) => bail!("the client stopped"),
