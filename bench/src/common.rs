@@ -120,3 +120,34 @@ pub fn spawn_server(data_dir: &Path, args: &[&str]) -> anyhow::Result<(std::proc
     std::thread::spawn(move || for _ in lines {});
     Ok((child, addr))
 }
+
+/// A free TCP port of 127.0.0.1 (for a config that needs a fixed one).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Start the release `omnipeer up` next to this benchmark in `data` (with the
+/// config.toml there) and return it once both its clients are logged in; the rest of its
+/// stderr is drained in the background.
+pub fn node_up(data: &Path) -> anyhow::Result<std::process::Child> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()?.with_file_name("omnipeer");
+    anyhow::ensure!(exe.exists(), "{} is missing: cargo build --release -p omnipeer", exe.display());
+    let mut child = Command::new(&exe)
+        .args(["--log-level", "warn", "--data-dir"])
+        .arg(data)
+        .arg("up")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (mut nmdc, mut slsk) = (false, false);
+    while !(nmdc && slsk) {
+        let line = lines.next().ok_or_else(|| anyhow::anyhow!("omnipeer exited before its clients logged in"))??;
+        nmdc |= line.starts_with("nmdc client: logged in");
+        slsk |= line.starts_with("soulseek client: logged in");
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(child)
+}

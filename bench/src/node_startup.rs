@@ -8,37 +8,17 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use common::free_port;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 /// Start the node; returns it, the time until both clients logged in, and RSS then.
 fn start(data: &Path) -> anyhow::Result<(Child, Duration, u64)> {
-    let exe = std::env::current_exe()?.with_file_name("omnipeer");
-    anyhow::ensure!(exe.exists(), "{} is missing: cargo build --release -p omnipeer", exe.display());
     let t0 = Instant::now();
-    let mut child = Command::new(&exe)
-        .args(["--log-level", "warn", "--data-dir"])
-        .arg(data)
-        .arg("up")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let (mut nmdc, mut slsk) = (false, false);
-    while !(nmdc && slsk) {
-        let line = lines.next().ok_or_else(|| anyhow::anyhow!("omnipeer exited before its clients logged in"))??;
-        nmdc |= line.starts_with("nmdc client: logged in");
-        slsk |= line.starts_with("soulseek client: logged in");
-    }
+    let child = common::node_up(data)?;
     let took = t0.elapsed();
     let rss = common::rss_kib(child.id());
-    std::thread::spawn(move || for _ in lines {});
     Ok((child, took, rss))
 }
 

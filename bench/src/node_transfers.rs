@@ -8,14 +8,10 @@
 mod common;
 
 use serde_json::{json, Value};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::free_port;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 struct NodeProc(Child);
 
@@ -29,24 +25,7 @@ impl Drop for NodeProc {
 fn up(data: &Path, config: &str) -> anyhow::Result<NodeProc> {
     std::fs::create_dir_all(data)?;
     std::fs::write(data.join("config.toml"), config)?;
-    let exe = std::env::current_exe()?.with_file_name("omnipeer");
-    anyhow::ensure!(exe.exists(), "{} is missing: cargo build --release -p omnipeer", exe.display());
-    let mut child = Command::new(&exe)
-        .args(["--log-level", "warn", "--data-dir"])
-        .arg(data)
-        .arg("up")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let (mut nmdc, mut slsk) = (false, false);
-    while !(nmdc && slsk) {
-        let line = lines.next().ok_or_else(|| anyhow::anyhow!("omnipeer exited"))??;
-        nmdc |= line.starts_with("nmdc client: logged in");
-        slsk |= line.starts_with("soulseek client: logged in");
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok(NodeProc(child))
+    Ok(NodeProc(common::node_up(data)?))
 }
 
 struct Api {
