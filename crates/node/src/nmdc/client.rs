@@ -122,15 +122,7 @@ impl DcClient {
             if roots.is_empty() {
                 return Ok((store, None));
             }
-            let started = Instant::now();
-            let (share, stats) = DcShare::build(&roots, &mut store, &list_cid)?;
-            tracing::info!(
-                files = stats.files,
-                cached = stats.cached,
-                hashed_mib = stats.hashed_bytes >> 20,
-                secs = started.elapsed().as_secs_f64(),
-                "share hashed"
-            );
+            let share = index_share(&roots, &mut store, &list_cid, "share hashed")?;
             Ok((store, Some(share)))
         })
         .await??;
@@ -247,17 +239,7 @@ impl DcClient {
         let _one = self.reshare_lock.lock().await;
         let (roots, db, cid) = (self.roots.clone(), self.db.clone(), self.cid.clone());
         let share = tokio::task::spawn_blocking(move || -> anyhow::Result<DcShare> {
-            let mut store = Store::open(&db)?;
-            let started = Instant::now();
-            let (share, stats) = DcShare::build(&roots, &mut store, &cid)?;
-            tracing::info!(
-                files = stats.files,
-                cached = stats.cached,
-                hashed_mib = stats.hashed_bytes >> 20,
-                secs = started.elapsed().as_secs_f64(),
-                "share rescanned"
-            );
-            Ok(share)
+            index_share(&roots, &mut Store::open(&db)?, &cid, "share rescanned")
         })
         .await??;
         let share = Arc::new(share);
@@ -352,6 +334,21 @@ impl DcClient {
             r = &mut task => r?,
         }
     }
+}
+
+/// Index and hash the share folders (unchanged files' hashes from `store`'s cache) and
+/// log what it took as `what`.
+fn index_share(roots: &[PathBuf], store: &mut Store, cid: &str, what: &str) -> anyhow::Result<DcShare> {
+    let started = Instant::now();
+    let (share, stats) = DcShare::build(roots, store, cid)?;
+    tracing::info!(
+        files = stats.files,
+        cached = stats.cached,
+        hashed_mib = stats.hashed_bytes >> 20,
+        secs = started.elapsed().as_secs_f64(),
+        "{what}"
+    );
+    Ok(share)
 }
 
 fn cid() -> String {
