@@ -31,7 +31,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What a connection beyond the cap gets before it is closed.
-const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\
+const FULL: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\
 Connection: close\r\n\r\n{\"error\":\"too many connections to the node's API\"}";
 
 /// The limits of one API listener.
@@ -50,7 +51,12 @@ pub struct ConnSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
 /// Serve `app` on `listener` until `shutdown`; then stop accepting, let requests in flight
 /// finish, and return.
-pub async fn run(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let conns = TaskTracker::new();
     let mut refused = 0u64;
@@ -82,7 +88,13 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits, shutdown: C
             continue;
         };
         let _ = stream.set_nodelay(true);
-        conns.spawn(connection(stream, app.clone(), ConnSlot(Arc::new(slot)), limits.header_timeout, shutdown.clone()));
+        conns.spawn(connection(
+            stream,
+            app.clone(),
+            ConnSlot(Arc::new(slot)),
+            limits.header_timeout,
+            shutdown.clone(),
+        ));
     }
     conns.close();
     conns.wait().await;
@@ -95,7 +107,13 @@ fn refuse(stream: TcpStream) {
     let _ = stream.try_write(FULL);
 }
 
-async fn connection(stream: TcpStream, app: Router, slot: ConnSlot, header_timeout: Duration, shutdown: CancellationToken) {
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    slot: ConnSlot,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) {
     let inner = TowerToHyperService::new(app);
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(slot.clone());
@@ -136,7 +154,10 @@ mod tests {
         let text = std::str::from_utf8(FULL).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 503 "));
-        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{head}"
+        );
         assert!(serde_json::from_str::<serde_json::Value>(body).unwrap()["error"].is_string());
     }
 }
