@@ -579,4 +579,42 @@ fn connections_beyond_the_cap_are_refused_and_those_in_go_on() {
         s.read_to_string(&mut got).ok()?;
         got.starts_with("HTTP/1.1 200 ").then_some(())
     });
+
+    // An open WebSocket keeps its place too: no more than the cap are let in.
+    drop(keeper);
+    let url = format!("ws://127.0.0.1:{}/api/events", p.api);
+    let mut sockets = Vec::new();
+    let refused = loop {
+        assert!(
+            sockets.len() <= CAP,
+            "{} event streams open at once",
+            sockets.len()
+        );
+        match tungstenite::connect(url.as_str()) {
+            Ok((ws, _)) => sockets.push(ws),
+            Err(e) => break e,
+        }
+    };
+    match refused {
+        tungstenite::Error::Http(resp) => assert_eq!(resp.status().as_u16(), 503),
+        e => panic!("the stream beyond the cap: {e}"),
+    }
+    assert!(
+        sockets.len() + 2 >= CAP,
+        "only {} event streams were let in",
+        sockets.len()
+    );
+    drop(sockets);
+    wait_for(
+        "a new connection served after the streams closed",
+        30,
+        || {
+            let mut s = connect(p.api);
+            s.write_all(http("GET", "/api/status", Some(&own), &[], "").as_bytes())
+                .ok()?;
+            let mut got = String::new();
+            s.read_to_string(&mut got).ok()?;
+            got.starts_with("HTTP/1.1 200 ").then_some(())
+        },
+    );
 }
