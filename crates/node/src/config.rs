@@ -170,6 +170,14 @@ pub struct ApiSection {
     pub listen: SocketAddr,
     /// Bearer token (see default.toml for when it is required).
     pub token: String,
+    /// More names the API answers to (`HOST:PORT`, or `HOST` for any port); `"*"` turns
+    /// the `Host` check off. Checked by `api::HostPolicy` (docs/api.md "Who may call").
+    pub hosts: Vec<String>,
+    /// Seconds a connection has to send a complete request head, and to start the next
+    /// one on a kept-alive connection (`api::HEADER_TIMEOUT` is the default).
+    pub header_timeout_secs: u64,
+    /// Connections (WebSockets included) open at once (`api::MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 /// `[nmdc_hub]`.

@@ -162,7 +162,8 @@ fn requests_with_unread_bodies_keep_the_connection_alive() {
     for i in 0..40 {
         let action = ["pause", "resume", "cancel", "retry"][i % 4];
         let head = format!(
-            "POST /api/transfers/999999/{action} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+            "POST /api/transfers/999999/{action} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n",
+            p.api
         );
         s.write_all(head.as_bytes()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(2));

@@ -1,6 +1,8 @@
 //! The node's HTTP API (axum): JSON routes, the WebSocket event stream, the OpenAPI
 //! document and the embedded web UI. docs/api.md describes every route and event.
 
+mod guard;
+mod listener;
 mod openapi;
 mod tox;
 
@@ -14,13 +16,16 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast;
 
+pub use guard::HostPolicy;
+pub use listener::{Limits, HEADER_TIMEOUT, MAX_CONNECTIONS};
 pub use openapi::{openapi, ROUTES};
 
 static WEB: include_dir::Dir<'static> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/web");
@@ -33,6 +38,7 @@ struct Api {
     node: Arc<Node>,
     token: Option<Arc<str>>,
     addr: SocketAddr,
+    hosts: Arc<HostPolicy>,
 }
 
 /// A failed request: status and one-line message, sent as `{"error": "..."}`.
@@ -76,26 +82,33 @@ pub fn token_for(node: &Node, listen: SocketAddr, configured: &str) -> anyhow::R
 }
 
 /// Bind the API; returns its address and the task serving it until the node shuts down.
+/// `[api].hosts`, `header_timeout_secs` and `max_connections` come from the node's config.
 pub async fn serve(
     node: Arc<Node>,
     listen: SocketAddr,
     configured_token: &str,
 ) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static)> {
+    let cfg = &node.cfg.api;
+    if cfg.header_timeout_secs == 0 {
+        anyhow::bail!("[api].header_timeout_secs must be at least 1");
+    }
+    if cfg.max_connections == 0 {
+        anyhow::bail!("[api].max_connections must be at least 1");
+    }
+    let limits = Limits { header_timeout: Duration::from_secs(cfg.header_timeout_secs), max_connections: cfg.max_connections };
     let token = token_for(&node, listen, configured_token)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} for the API (set [api].listen)"))?;
     let addr = listener.local_addr()?;
+    let hosts = HostPolicy::new(addr, &cfg.hosts)?;
     let shutdown = node.shutdown.clone();
-    let app = router(node, token.map(Arc::from), addr);
-    Ok((addr, async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
-        Ok(())
-    }))
+    let app = router(node, token.map(Arc::from), addr, hosts);
+    Ok((addr, listener::run(listener, app, limits, shutdown)))
 }
 
-fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router {
-    let state = Api { node, token, addr };
+fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: HostPolicy) -> Router {
+    let state = Api { node, token, addr, hosts: Arc::new(hosts) };
     let api = Router::new()
         .route("/api/status", get(status))
         .route("/api/networks", get(networks))
@@ -126,7 +139,23 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr) -> Router 
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(read_body))
         .layer(middleware::from_fn(json_errors))
+        // Outermost: a refused request reaches nothing else, static files included.
+        .layer(middleware::from_fn_with_state(state.clone(), browser_guard))
         .with_state(state)
+}
+
+/// The Host check on every request, and the Origin check on every one that changes state
+/// or opens a WebSocket (`guard`; docs/api.md "Who may call the API").
+async fn browser_guard(State(api): State<Api>, req: Request, next: Next) -> Response {
+    if let Err(why) = api.hosts.check_host(req.headers(), req.uri()) {
+        return ApiError(StatusCode::MISDIRECTED_REQUEST, why).into_response();
+    }
+    if guard::changes_state(req.method()) || guard::is_upgrade(req.headers()) {
+        if let Err(why) = api.hosts.check_origin(req.headers()) {
+            return ApiError(StatusCode::FORBIDDEN, why).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Reads the whole request body before the handler runs. A handler that ignores the body
@@ -356,14 +385,23 @@ async fn share_rescan(State(api): State<Api>) -> (StatusCode, Json<Value>) {
     (StatusCode::ACCEPTED, Json(json!({"rescanning": true})))
 }
 
-async fn events(State(api): State<Api>, ws: WebSocketUpgrade) -> Response {
+async fn events(State(api): State<Api>, Extension(slot): Extension<listener::ConnSlot>, ws: WebSocketUpgrade) -> Response {
     let rx = api.node.subscribe();
-    ws.on_upgrade(move |socket| pump_events(socket, rx))
+    let shutdown = api.node.shutdown.clone();
+    ws.on_upgrade(move |socket| async move {
+        // The socket keeps its place under [api].max_connections while it is open.
+        let _slot = slot;
+        pump_events(socket, rx, shutdown).await
+    })
 }
 
-async fn pump_events(mut socket: WebSocket, mut rx: broadcast::Receiver<Event>) {
+async fn pump_events(mut socket: WebSocket, mut rx: broadcast::Receiver<Event>, shutdown: tokio_util::sync::CancellationToken) {
     loop {
         tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
             ev = rx.recv() => {
                 let ev = match ev {
                     Ok(ev) => ev,

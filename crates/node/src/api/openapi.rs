@@ -50,7 +50,14 @@ fn body(schema: Value) -> Value {
 
 fn operation(method: &str, path: &str, summary: &str) -> Value {
     let err = json!({"description": "Error", "content": {"application/json": {"schema": r("Error")}}});
-    let mut op = json!({"summary": summary, "responses": {"default": err, "401": {"description": "Bearer token missing or wrong"}}});
+    let mut op = json!({"summary": summary, "responses": {
+        "default": err,
+        "401": {"description": "Bearer token missing or wrong"},
+        "421": {"description": "The Host header names no address of this API ([api].hosts; docs/api.md)"},
+    }});
+    if method != "get" || path == "/api/events" {
+        op["responses"]["403"] = json!({"description": "From another site: Origin / Sec-Fetch-Site not this API's own (docs/api.md)"});
+    }
     let id_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer"}});
     let q = |name: &str, ty: &str, required: bool| json!({"name": name, "in": "query", "required": required, "schema": {"type": ty}});
     let (params, req, resp): (Vec<Value>, Option<Value>, Value) = match (method, path) {
