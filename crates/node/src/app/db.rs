@@ -377,7 +377,20 @@ pub fn open_node_db(
         }
     }
     if version == 0 {
-        let state = earlier_state(data_dir, default_downloads);
+        let (state, provisioned) = earlier_state(data_dir, default_downloads);
+        if state.is_empty() && !provisioned.is_empty() {
+            // Files a user or a deployment may well put in a new data directory before
+            // the first start: likely a first start, but say so loudly in case it is not.
+            tracing::warn!(
+                "{} is missing or empty while {} holds {}: starting with a new, empty database. If the node ran here \
+                 before, stop it: its download queue, settings and chat history are not in this one (restore {} if \
+                 you have it)",
+                path.display(),
+                data_dir.display(),
+                provisioned.join(", "),
+                bak.display()
+            );
+        }
         if !state.is_empty() {
             let what = if has_content {
                 "empty (no tables)"
@@ -497,13 +510,12 @@ fn check_db(path: &Path) -> Result<usize, CheckError> {
     Ok(version)
 }
 
-/// What a data directory holds that only an earlier run of the node leaves.
-fn earlier_state(data_dir: &Path, default_downloads: Option<&Path>) -> Vec<String> {
-    let entries = |p: &Path| {
-        std::fs::read_dir(p)
-            .map(|rd| rd.flatten().count())
-            .unwrap_or(0)
-    };
+/// What a data directory holds from an earlier run of the node: (what only the node
+/// leaves: partial and finished downloads, the backup, the Soulseek password it
+/// generated; what a user may also put there before a first start: `api-token`,
+/// `tox.profile` imported from another client).
+fn earlier_state(data_dir: &Path, default_downloads: Option<&Path>) -> (Vec<String>, Vec<String>) {
+    let entries = |p: &Path| std::fs::read_dir(p).map(|rd| rd.flatten().count()).unwrap_or(0);
     let mut v = Vec::new();
     let n = entries(&data_dir.join("incomplete"));
     if n > 0 {
@@ -515,17 +527,16 @@ fn earlier_state(data_dir: &Path, default_downloads: Option<&Path>) -> Vec<Strin
             v.push(format!("downloads/ with {n} file(s)"));
         }
     }
-    for f in [
-        "api-token",
-        "tox.profile",
-        "slsk-password",
-        "node.sqlite.bak",
-    ] {
-        if data_dir.join(f).exists() {
-            v.push(f.to_owned());
-        }
+    let present = |names: &[&str]| -> Vec<String> {
+        names.iter().filter(|f| data_dir.join(f).exists()).map(|f| f.to_string()).collect()
+    };
+    v.extend(present(&["node.sqlite.bak", "slsk-password"]));
+    let mut provisioned = present(&["api-token", "tox.profile"]);
+    if !v.is_empty() {
+        // Named with the rest in the refusal.
+        v.append(&mut provisioned);
     }
-    v
+    (v, provisioned)
 }
 
 /// Copy the open database to `bak` (through a temporary file, renamed over the old
@@ -615,5 +626,55 @@ mod tests {
         assert_eq!(chats[0].id, "slsk:pm:carol");
         assert_eq!(chats[0].last.as_ref().unwrap().id, m.id);
         assert_eq!(chats.len(), 2);
+    }
+
+    #[test]
+    fn node_db_is_backed_up_and_an_emptied_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, db) = (dir.path(), dir.path().join("node.sqlite"));
+        let bak = backup_path(&db);
+        // A first start: nothing to back up.
+        open_node_db(d, &db, None, false).unwrap().transfer_add(&nt("a.bin")).unwrap();
+        assert!(!bak.exists());
+        // A clean start: the backup holds what the last run left.
+        drop(open_node_db(d, &db, None, false).unwrap());
+        assert_eq!(Store::open(&bak).unwrap().transfers().unwrap().len(), 1);
+        // Emptied: refused (the backup itself is state), naming the file and the ways out.
+        std::fs::write(&db, b"").unwrap();
+        let e = format!("{:#}", open_node_db(d, &db, None, false).err().unwrap());
+        assert!(e.contains("empty (0 bytes)") && e.contains("node.sqlite.bak") && e.contains("--fresh-db"), "{e}");
+        // Accepted with --fresh-db, and the new empty database does not replace the backup.
+        let s = open_node_db(d, &db, None, true).unwrap();
+        assert!(s.transfers().unwrap().is_empty());
+        drop(s);
+        assert_eq!(Store::open(&bak).unwrap().transfers().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_damaged_node_db_is_refused_or_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, db) = (dir.path(), dir.path().join("node.sqlite"));
+        std::fs::write(&db, vec![0x5au8; 8192]).unwrap();
+        let e = format!("{:#}", open_node_db(d, &db, None, false).err().unwrap());
+        assert!(e.contains("is damaged") && e.contains("--fresh-db"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        open_node_db(d, &db, None, true).unwrap();
+        assert_eq!(std::fs::read(sidecar(&db, ".damaged")).unwrap(), vec![0x5au8; 8192]);
+    }
+
+    #[test]
+    fn a_missing_node_db_is_fine_in_a_new_data_dir_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, db) = (dir.path(), dir.path().join("node.sqlite"));
+        std::fs::create_dir_all(d.join("incomplete")).unwrap();
+        open_node_db(d, &db, None, false).unwrap();
+        std::fs::remove_file(&db).unwrap();
+        // A token put there before a first start is not enough to refuse (a warning).
+        std::fs::write(d.join("api-token"), b"t").unwrap();
+        open_node_db(d, &db, None, false).unwrap();
+        std::fs::remove_file(&db).unwrap();
+        std::fs::write(d.join("slsk-password"), b"p").unwrap();
+        let e = format!("{:#}", open_node_db(d, &db, None, false).err().unwrap());
+        assert!(e.contains("is missing") && e.contains("slsk-password") && e.contains("api-token"), "{e}");
     }
 }
