@@ -270,12 +270,18 @@ impl ShareIndex {
         for d in dirs {
             let path = match d.canonicalize() {
                 Ok(p) if p.is_dir() => p,
+                // The node warns about a missing or odd folder once, at start
+                // (app::Node::open); every scan would repeat it.
                 Ok(_) => {
-                    tracing::warn!(folder = %d.display(), "[share].folders: {} is not a folder: not shared", d.display());
+                    tracing::debug!("[share].folders: {} is not a folder: not shared", d.display());
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    tracing::debug!("[share].folders: {} does not exist: not shared", d.display());
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(folder = %d.display(), "[share].folders: {} cannot be shared: {e}", d.display());
+                    tracing::warn!("[share].folders: {} cannot be shared: {e}", d.display());
                     continue;
                 }
             };

@@ -211,29 +211,24 @@ fn sigterm_stops_the_node_while_a_share_with_loops_is_scanned() {
 fn sigterm_stops_the_node_during_a_slow_first_scan() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    // Many files to index and hash: the first scan takes a while on a loaded machine.
+    // Many files to walk, and a 4 GiB file (sparse: no disk used) for the NMDC client to
+    // hash: the first indexing is still running when SIGTERM comes.
     let share = dir.join("share");
-    for d in 0..100 {
+    for d in 0..20 {
         let sub = share.join(format!("d{d:03}"));
         std::fs::create_dir_all(&sub).unwrap();
         for f in 0..200 {
             std::fs::write(sub.join(format!("f{f:03}.txt")), format!("{d} {f}\n")).unwrap();
         }
     }
+    std::fs::File::create(share.join("big.iso")).unwrap().set_len(4 << 30).unwrap();
     let p = Ports::free();
     std::fs::write(dir.join("config.toml"), server_config("slow", p)).unwrap();
     let mut node = Up::start(dir, &[]);
     let s = wait_for("the API to answer", 20, || get(p.api, "/api/status"));
-    assert!(
-        matches!(s["shares"]["state"].as_str(), Some("scanning" | "ready")),
-        "{s}"
-    );
+    assert!(matches!(s["shares"]["state"].as_str(), Some("scanning" | "ready")), "{s}");
     let code = node.terminate(15);
-    assert_eq!(
-        code,
-        Some(0),
-        "the node did not stop within 15 s of SIGTERM during the scan"
-    );
+    assert_eq!(code, Some(0), "the node did not stop within 15 s of SIGTERM during the scan");
 }
 
 #[test]

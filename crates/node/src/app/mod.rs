@@ -780,7 +780,7 @@ impl Node {
             return Ok(());
         }
         loop {
-            self.set_network("nmdc_client", "client", "starting", &hub, "logging in");
+            self.set_network("nmdc_client", "client", "starting", &hub, "indexing the share (hashing new files) and logging in");
             let cfg = ClientConfig {
                 hub: hub.clone(),
                 nick: self.nick.clone(),
@@ -874,7 +874,7 @@ impl Node {
             return Ok(());
         }
         loop {
-            self.set_network("slsk_client", "client", "starting", &server, "logging in");
+            self.set_network("slsk_client", "client", "starting", &server, "indexing the share and logging in");
             let cfg = SlskClientConfig {
                 server: server.clone(),
                 user: self.nick.clone(),
