@@ -221,14 +221,24 @@ fn sigterm_stops_the_node_during_a_slow_first_scan() {
             std::fs::write(sub.join(format!("f{f:03}.txt")), format!("{d} {f}\n")).unwrap();
         }
     }
-    std::fs::File::create(share.join("big.iso")).unwrap().set_len(4 << 30).unwrap();
+    std::fs::File::create(share.join("big.iso"))
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
     let p = Ports::free();
     std::fs::write(dir.join("config.toml"), server_config("slow", p)).unwrap();
     let mut node = Up::start(dir, &[]);
     let s = wait_for("the API to answer", 20, || get(p.api, "/api/status"));
-    assert!(matches!(s["shares"]["state"].as_str(), Some("scanning" | "ready")), "{s}");
+    assert!(
+        matches!(s["shares"]["state"].as_str(), Some("scanning" | "ready")),
+        "{s}"
+    );
     let code = node.terminate(15);
-    assert_eq!(code, Some(0), "the node did not stop within 15 s of SIGTERM during the scan");
+    assert_eq!(
+        code,
+        Some(0),
+        "the node did not stop within 15 s of SIGTERM during the scan"
+    );
 }
 
 #[test]

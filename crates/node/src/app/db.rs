@@ -547,7 +547,11 @@ fn backup(store: &Store, bak: &Path) -> anyhow::Result<()> {
     let target = tmp
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", tmp.display()))?;
-    store.conn.execute("VACUUM INTO ?1", params![target])?;
+    if let Err(e) = store.conn.execute("VACUUM INTO ?1", params![target]) {
+        // (a full disk: no half-written copy left behind)
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
     std::fs::rename(&tmp, bak)?;
     Ok(())
 }
