@@ -94,7 +94,8 @@ pub struct ToxBootstrapSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShareSection {
-    /// Shared folders; empty for `<data_dir>/share`.
+    /// Shared folders; empty for `<data_dir>/share` (created). A listed folder that
+    /// does not exist is a warning, not created.
     pub folders: Vec<String>,
     /// Finished downloads; empty for `<data_dir>/downloads`.
     pub downloads: String,

@@ -44,7 +44,13 @@ struct Global {
 enum Command {
     /// Run the node: every network the configuration enables (DCC server, NMDC hub,
     /// Soulseek server, the NMDC and Soulseek clients logged in to them) and the HTTP API
-    Up,
+    Up {
+        /// Start with a new node.sqlite when it is missing, empty or damaged in a data
+        /// directory that holds state from an earlier run (refused otherwise; see
+        /// docs/operations.md, "Backups and recovery")
+        #[arg(long)]
+        fresh_db: bool,
+    },
     /// Show the running node's networks, transfers and shares (through its API)
     Status {
         #[command(flatten)]
@@ -615,7 +621,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
             println!("{cfg:#?}");
             Ok(())
         }
-        Command::Up => up(&g, cfg).await,
+        Command::Up { fresh_db } => up(&g, cfg, fresh_db).await,
         Command::Status { api } => client_cmd(node_client::status(&g, &cfg, &api)).await,
         Command::Search { api, timeout, query } => {
             client_cmd(node_client::search(&g, &cfg, &api, query.join(" "), Duration::from_secs(timeout))).await
@@ -846,7 +852,7 @@ async fn ministream_pipe(
     Ok(stdin)
 }
 
-async fn up(g: &Global, cfg: Config) -> anyhow::Result<()> {
+async fn up(g: &Global, cfg: Config, fresh_db: bool) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
     let shutdown = shutdown_on_signals();
     let any = cfg.dcc.enabled
@@ -857,7 +863,8 @@ async fn up(g: &Global, cfg: Config) -> anyhow::Result<()> {
     if !any {
         return Err(anyhow!("the configuration enables no network: nothing to run"));
     }
-    let mut up = omnipeer_node::app::up(cfg, &data_dir, shutdown.clone()).await?;
+    let opts = omnipeer_node::app::UpOptions { fresh_db };
+    let mut up = omnipeer_node::app::up_with(cfg, &data_dir, shutdown.clone(), opts).await?;
     if let Some(h) = up.dcc.take() {
         spawn_event_printer(h, g.json);
     }

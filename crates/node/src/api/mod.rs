@@ -237,6 +237,10 @@ async fn status(State(api): State<Api>) -> ApiResult<Json<Value>> {
             "folders": n.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "files": files,
             "bytes": bytes,
+            // The first scan of the share folders: "scanning" (with what it found so
+            // far), then "ready".
+            "state": n.share_scan.state(),
+            "scanned": { "files": n.share_scan.ctl.files(), "folders": n.share_scan.ctl.dirs() },
         },
     })))
 }

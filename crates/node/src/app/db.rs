@@ -2,7 +2,9 @@
 
 use super::model::{ChatInfo, ChatMessage, TransferInfo};
 use crate::store::Store;
+use anyhow::Context;
 use rusqlite::{params, OptionalExtension, Row};
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Unix seconds now.
@@ -321,6 +323,239 @@ impl Store {
     }
 }
 
+/// Open `<data_dir>/node.sqlite` for a start of the node, refusing to lose state
+/// silently (docs/operations.md, "Backups and recovery"):
+///
+/// - a missing or empty database in a data directory that holds state from an earlier
+///   run (`incomplete/`, `api-token`, `tox.profile`, ...) is refused, naming what is there
+///   and the ways out: restore `node.sqlite.bak`, or `fresh` (`omnipeer up --fresh-db`);
+/// - a damaged one (not a database, truncated, failing `PRAGMA quick_check`) is refused in
+///   one line naming the file and the ways out; with `fresh` it is kept aside as
+///   `node.sqlite.damaged` and a new one started;
+/// - after a good open, the database as the last run left it is copied (SQLite's
+///   `VACUUM INTO`, consistent while open) to `node.sqlite.bak`, replacing the previous
+///   backup. A new, empty database never replaces an existing backup.
+pub fn open_node_db(
+    data_dir: &Path,
+    path: &Path,
+    default_downloads: Option<&Path>,
+    fresh: bool,
+) -> anyhow::Result<Store> {
+    let bak = backup_path(path);
+    let has_content = [path.to_path_buf(), sidecar(path, "-wal")]
+        .iter()
+        .any(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false));
+    let mut version = 0;
+    if has_content {
+        match check_db(path) {
+            Ok(v) => version = v,
+            Err(CheckError::Damaged(why)) if fresh => {
+                let aside = sidecar(path, ".damaged");
+                std::fs::rename(path, &aside).with_context(|| format!("cannot move {} aside", path.display()))?;
+                for ext in ["-wal", "-shm"] {
+                    let _ = std::fs::remove_file(sidecar(path, ext));
+                }
+                tracing::warn!(
+                    "{} was damaged ({why}): kept as {}, starting with a new, empty database as --fresh-db asked",
+                    path.display(),
+                    aside.display()
+                );
+            }
+            Err(CheckError::Damaged(why)) => anyhow::bail!(
+                "{} is damaged ({why}). To recover, stop the node and either restore the backup made at the last clean start \
+                 ({}): `cp {} {}` and delete {}-wal and {}-shm if present; or start afresh with `omnipeer up --fresh-db` \
+                 (it keeps the damaged file as {}.damaged)",
+                path.display(),
+                bak_state(&bak),
+                bak.display(),
+                path.display(),
+                path.display(),
+                path.display(),
+                path.display(),
+            ),
+            Err(CheckError::Other(e)) => return Err(e),
+        }
+    }
+    if version == 0 {
+        let (state, provisioned) = earlier_state(data_dir, default_downloads);
+        if state.is_empty() && !provisioned.is_empty() {
+            // Files a user or a deployment may well put in a new data directory before
+            // the first start: likely a first start, but say so loudly in case it is not.
+            tracing::warn!(
+                "{} is missing or empty while {} holds {}: starting with a new, empty database. If the node ran here \
+                 before, stop it: its download queue, settings and chat history are not in this one (restore {} if \
+                 you have it)",
+                path.display(),
+                data_dir.display(),
+                provisioned.join(", "),
+                bak.display()
+            );
+        }
+        if !state.is_empty() {
+            let what = if has_content {
+                "empty (no tables)"
+            } else if path.exists() {
+                "empty (0 bytes)"
+            } else {
+                "missing"
+            };
+            if !fresh {
+                anyhow::bail!(
+                    "{} is {what}, but {} holds state from an earlier run ({}): starting now would forget the download \
+                     queue, the settings and the chat history. Restore the backup made at the last clean start ({}): \
+                     `cp {} {}` and delete {}-wal and {}-shm if present; or, to start afresh on purpose, run \
+                     `omnipeer up --fresh-db`",
+                    path.display(),
+                    data_dir.display(),
+                    state.join(", "),
+                    bak_state(&bak),
+                    bak.display(),
+                    path.display(),
+                    path.display(),
+                    path.display(),
+                );
+            }
+            tracing::warn!(
+                "{} is {what}: starting with a new, empty database as --fresh-db asked; the download queue, settings \
+                 and chat history of the earlier run are not in it ({} holds {})",
+                path.display(),
+                data_dir.display(),
+                state.join(", ")
+            );
+        }
+    }
+    let store = Store::open(path)?;
+    if version > 0 {
+        if let Err(e) = backup(&store, &bak) {
+            tracing::warn!(
+                "cannot back up {} to {}: {e:#}",
+                path.display(),
+                bak.display()
+            );
+        }
+    }
+    Ok(store)
+}
+
+/// `<path>.bak`.
+pub fn backup_path(path: &Path) -> PathBuf {
+    sidecar(path, ".bak")
+}
+
+fn sidecar(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+fn bak_state(bak: &Path) -> String {
+    match std::fs::metadata(bak) {
+        Ok(m) => {
+            let when = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| format!(", made at unix time {}", d.as_secs()))
+                .unwrap_or_default();
+            format!("{}{when}", bak.display())
+        }
+        Err(_) => format!(
+            "there is none at {}: restore node.sqlite from your own backups if you have one",
+            bak.display()
+        ),
+    }
+}
+
+enum CheckError {
+    /// Not a database, or a damaged one.
+    Damaged(String),
+    /// Anything else (permissions, locked by another process).
+    Other(anyhow::Error),
+}
+
+/// Open `path` as it is and check it: its schema version (0: no tables), and that
+/// `PRAGMA quick_check` finds nothing wrong.
+fn check_db(path: &Path) -> Result<usize, CheckError> {
+    use rusqlite::{Connection, ErrorCode, OpenFlags};
+    let classify = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            CheckError::Damaged(e.to_string())
+        }
+        _ => CheckError::Other(
+            anyhow::Error::new(e).context(format!("cannot open the database {}", path.display())),
+        ),
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(classify)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(classify)?;
+    let version: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(classify)?;
+    let mut st = conn.prepare("PRAGMA quick_check").map_err(classify)?;
+    let problems: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(classify)?
+        .collect::<Result<_, _>>()
+        .map_err(classify)?;
+    if problems.len() != 1 || problems[0] != "ok" {
+        let first = problems.first().cloned().unwrap_or_default();
+        return Err(CheckError::Damaged(format!("quick_check: {first}")));
+    }
+    Ok(version)
+}
+
+/// What a data directory holds from an earlier run of the node: (what only the node
+/// leaves: partial and finished downloads, the backup, the Soulseek password it
+/// generated; what a user may also put there before a first start: `api-token`,
+/// `tox.profile` imported from another client).
+fn earlier_state(data_dir: &Path, default_downloads: Option<&Path>) -> (Vec<String>, Vec<String>) {
+    let entries = |p: &Path| std::fs::read_dir(p).map(|rd| rd.flatten().count()).unwrap_or(0);
+    let mut v = Vec::new();
+    let n = entries(&data_dir.join("incomplete"));
+    if n > 0 {
+        v.push(format!("incomplete/ with {n} partial download(s)"));
+    }
+    if let Some(d) = default_downloads {
+        let n = entries(d);
+        if n > 0 {
+            v.push(format!("downloads/ with {n} file(s)"));
+        }
+    }
+    let present = |names: &[&str]| -> Vec<String> {
+        names.iter().filter(|f| data_dir.join(f).exists()).map(|f| f.to_string()).collect()
+    };
+    v.extend(present(&["node.sqlite.bak", "slsk-password"]));
+    let mut provisioned = present(&["api-token", "tox.profile"]);
+    if !v.is_empty() {
+        // Named with the rest in the refusal.
+        v.append(&mut provisioned);
+    }
+    (v, provisioned)
+}
+
+/// Copy the open database to `bak` (through a temporary file, renamed over the old
+/// backup only once complete).
+fn backup(store: &Store, bak: &Path) -> anyhow::Result<()> {
+    let tmp = sidecar(bak, ".tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let target = tmp
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", tmp.display()))?;
+    if let Err(e) = store.conn.execute("VACUUM INTO ?1", params![target]) {
+        // (a full disk: no half-written copy left behind)
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    std::fs::rename(&tmp, bak)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +630,55 @@ mod tests {
         assert_eq!(chats[0].id, "slsk:pm:carol");
         assert_eq!(chats[0].last.as_ref().unwrap().id, m.id);
         assert_eq!(chats.len(), 2);
+    }
+
+    #[test]
+    fn node_db_is_backed_up_and_an_emptied_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, db) = (dir.path(), dir.path().join("node.sqlite"));
+        let bak = backup_path(&db);
+        // A first start: nothing to back up.
+        open_node_db(d, &db, None, false).unwrap().transfer_add(&nt("a.bin")).unwrap();
+        assert!(!bak.exists());
+        // A clean start: the backup holds what the last run left.
+        drop(open_node_db(d, &db, None, false).unwrap());
+        assert_eq!(Store::open(&bak).unwrap().transfers().unwrap().len(), 1);
+        // Emptied: refused (the backup itself is state), naming the file and the ways out.
+        std::fs::write(&db, b"").unwrap();
+        let e = format!("{:#}", open_node_db(d, &db, None, false).err().unwrap());
+        assert!(e.contains("empty (0 bytes)") && e.contains("node.sqlite.bak") && e.contains("--fresh-db"), "{e}");
+        // Accepted with --fresh-db, and the new empty database does not replace the backup.
+        let s = open_node_db(d, &db, None, true).unwrap();
+        assert!(s.transfers().unwrap().is_empty());
+        drop(s);
+        assert_eq!(Store::open(&bak).unwrap().transfers().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_damaged_node_db_is_refused_or_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, db) = (dir.path(), dir.path().join("node.sqlite"));
+        std::fs::write(&db, vec![0x5au8; 8192]).unwrap();
+        let e = format!("{:#}", open_node_db(d, &db, None, false).err().unwrap());
+        assert!(e.contains("is damaged") && e.contains("--fresh-db"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        open_node_db(d, &db, None, true).unwrap();
+        assert_eq!(std::fs::read(sidecar(&db, ".damaged")).unwrap(), vec![0x5au8; 8192]);
+    }
+
+    #[test]
+    fn a_missing_node_db_is_fine_in_a_new_data_dir_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, db) = (dir.path(), dir.path().join("node.sqlite"));
+        std::fs::create_dir_all(d.join("incomplete")).unwrap();
+        open_node_db(d, &db, None, false).unwrap();
+        std::fs::remove_file(&db).unwrap();
+        // A token put there before a first start is not enough to refuse (a warning).
+        std::fs::write(d.join("api-token"), b"t").unwrap();
+        open_node_db(d, &db, None, false).unwrap();
+        std::fs::remove_file(&db).unwrap();
+        std::fs::write(d.join("slsk-password"), b"p").unwrap();
+        let e = format!("{:#}", open_node_db(d, &db, None, false).err().unwrap());
+        assert!(e.contains("is missing") && e.contains("slsk-password") && e.contains("api-token"), "{e}");
     }
 }

@@ -81,27 +81,92 @@ pub struct Node {
     tox: std::sync::OnceLock<Arc<tox::ToxHandle>>,
     /// Upload slots, queue, limit and records shared by every network.
     pub uploads: Arc<crate::upload::Uploads>,
+    /// The first scan of the share folders, run in the background by [`up`].
+    pub share_scan: Arc<ShareScan>,
+}
+
+/// How `omnipeer up` was asked to start.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Accept a missing, empty or damaged `node.sqlite` in a data directory that holds
+    /// state from an earlier run, and start with a new one (`omnipeer up --fresh-db`).
+    pub fresh_db: bool,
+}
+
+/// The first scan of the share folders. It runs in the background so that every
+/// listener and the API come up at once; the API reports it (`shares.state`:
+/// `scanning`, then `ready`), and the NMDC and Soulseek clients log in once it is done
+/// (they then index the share as a rescan does, from the file system's warm cache).
+#[derive(Debug)]
+pub struct ShareScan {
+    /// Its progress; cancelled at shutdown.
+    pub ctl: crate::share::ScanControl,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl ShareScan {
+    fn new() -> ShareScan {
+        ShareScan {
+            ctl: crate::share::ScanControl::default(),
+            ready: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// `scanning` or `ready`.
+    pub fn state(&self) -> &'static str {
+        if *self.ready.borrow() {
+            "ready"
+        } else {
+            "scanning"
+        }
+    }
+
+    /// Wait until the scan is done; false if `shutdown` came first.
+    async fn wait_ready(&self, shutdown: &CancellationToken) -> bool {
+        let mut rx = self.ready.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|r| *r) => r.is_ok(),
+            _ = shutdown.cancelled() => false,
+        }
+    }
 }
 
 impl Node {
     /// Open the state (migrating it) and recover the queue after a stop or a crash.
     pub fn open(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> anyhow::Result<Arc<Node>> {
+        Node::open_with(cfg, data_dir, shutdown, &UpOptions::default())
+    }
+
+    /// [`Node::open`] as `opts` ask. `node.sqlite` is checked first (see
+    /// [`db::open_node_db`]): a missing, empty or damaged one in a data directory that
+    /// holds state is refused unless `opts.fresh_db`; a good one is backed up.
+    pub fn open_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, opts: &UpOptions) -> anyhow::Result<Arc<Node>> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let default_downloads = cfg.share.downloads.is_empty().then(|| data_dir.join("downloads"));
+        let db_path = data_dir.join("node.sqlite");
+        let store = db::open_node_db(data_dir, &db_path, default_downloads.as_deref(), opts.fresh_db)?;
         let share_folders: Vec<PathBuf> = if cfg.share.folders.is_empty() {
-            vec![data_dir.join("share")]
+            // The default folder is the node's own: created.
+            let d = data_dir.join("share");
+            std::fs::create_dir_all(&d).with_context(|| format!("cannot create the share folder {}", d.display()))?;
+            vec![d]
         } else {
-            cfg.share.folders.iter().map(PathBuf::from).collect()
+            // Folders the user named are theirs: one that is missing (an unmounted disk,
+            // a typo) is not created, and the others are shared.
+            let folders: Vec<PathBuf> = cfg.share.folders.iter().map(PathBuf::from).collect();
+            for d in folders.iter().filter(|d| !d.is_dir()) {
+                let why = if d.exists() { "is not a folder" } else { "does not exist" };
+                tracing::warn!(
+                    "[share].folders: {} {why}: not shared and not created (create it, then rescan: POST /api/shares/rescan)",
+                    d.display()
+                );
+            }
+            folders
         };
-        for d in &share_folders {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create the share folder {}", d.display()))?;
-        }
-        let downloads =
-            if cfg.share.downloads.is_empty() { data_dir.join("downloads") } else { PathBuf::from(&cfg.share.downloads) };
+        let downloads = default_downloads.unwrap_or_else(|| PathBuf::from(&cfg.share.downloads));
         std::fs::create_dir_all(&downloads).with_context(|| format!("cannot create {}", downloads.display()))?;
         let incomplete = data_dir.join("incomplete");
         std::fs::create_dir_all(&incomplete)?;
-        let db_path = data_dir.join("node.sqlite");
-        let store = Store::open(&db_path)?;
         let requeued = store.transfers_recover()?;
         if requeued > 0 {
             tracing::info!(requeued, "downloads interrupted by the last stop are queued again");
@@ -165,6 +230,7 @@ impl Node {
                 BTreeMap::from([("nmdc".to_owned(), cfg_upload.1), ("slsk".to_owned(), cfg_upload.2)]),
                 cfg_upload.3,
             ),
+            share_scan: Arc::new(ShareScan::new()),
         }))
     }
 
@@ -488,8 +554,14 @@ pub struct Up {
 
 /// Start everything the configuration enables; prints what it started on stderr.
 pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> anyhow::Result<Up> {
-    let node = Node::open(cfg.clone(), data_dir, shutdown.clone())?;
+    up_with(cfg, data_dir, shutdown, UpOptions::default()).await
+}
+
+/// [`up`] as `opts` ask.
+pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, opts: UpOptions) -> anyhow::Result<Up> {
+    let node = Node::open_with(cfg.clone(), data_dir, shutdown.clone(), &opts)?;
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(node.clone().first_share_scan());
     let mut dcc = None;
     if cfg.dcc.enabled {
         let dcfg = crate::dcc::DccServerConfig::from_config(&cfg, data_dir)?;
@@ -644,6 +716,35 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
 }
 
 impl Node {
+    /// The first scan of the share folders (see [`ShareScan`]), stopped at shutdown.
+    async fn first_share_scan(self: Arc<Self>) -> anyhow::Result<()> {
+        let (folders, scan) = (self.share_folders.clone(), self.share_scan.clone());
+        let started = Instant::now();
+        let walk = tokio::task::spawn_blocking(move || {
+            crate::share::ShareIndex::scan_roots_with(&folders, &scan.ctl)
+        });
+        let r = tokio::select! {
+            r = walk => r,
+            _ = self.shutdown.cancelled() => {
+                // The walk sees this at its next entry and ends.
+                self.share_scan.ctl.cancel();
+                return Ok(());
+            }
+        };
+        match r {
+            Ok(Ok(idx)) => tracing::info!(
+                files = idx.file_count(),
+                folders = self.share_scan.ctl.dirs(),
+                secs = started.elapsed().as_secs_f64(),
+                "share scanned"
+            ),
+            Ok(Err(e)) => tracing::warn!("share scan: {e}"),
+            Err(e) => tracing::warn!("share scan: {e}"),
+        }
+        self.share_scan.ready.send_replace(true);
+        Ok(())
+    }
+
     /// DCC chats into the chat model: each line a client says is stored under
     /// `dcc:chat:NICK`; chats opening and closing change the chat list.
     async fn run_dcc_chats(self: Arc<Self>, h: crate::dcc::DccServerHandle) -> anyhow::Result<()> {
@@ -674,8 +775,12 @@ impl Node {
     /// drop. A rescan swaps the new share into the running session.
     async fn run_dc(self: Arc<Self>, hub: String) -> anyhow::Result<()> {
         let listen = if self.cfg.nmdc_client.listen.is_empty() { None } else { self.cfg.nmdc_client.listen.parse().ok() };
+        self.set_network("nmdc_client", "client", "starting", &hub, "waiting for the share scan");
+        if !self.share_scan.wait_ready(&self.shutdown).await {
+            return Ok(());
+        }
         loop {
-            self.set_network("nmdc_client", "client", "starting", &hub, "logging in");
+            self.set_network("nmdc_client", "client", "starting", &hub, "indexing the share (hashing new files) and logging in");
             let cfg = ClientConfig {
                 hub: hub.clone(),
                 nick: self.nick.clone(),
@@ -764,8 +869,12 @@ impl Node {
     /// Keep a Soulseek session to `server` up, as [`Node::run_dc`] does for the hub.
     async fn run_slsk(self: Arc<Self>, server: String) -> anyhow::Result<()> {
         let password = self.slsk_password()?;
+        self.set_network("slsk_client", "client", "starting", &server, "waiting for the share scan");
+        if !self.share_scan.wait_ready(&self.shutdown).await {
+            return Ok(());
+        }
         loop {
-            self.set_network("slsk_client", "client", "starting", &server, "logging in");
+            self.set_network("slsk_client", "client", "starting", &server, "indexing the share and logging in");
             let cfg = SlskClientConfig {
                 server: server.clone(),
                 user: self.nick.clone(),
@@ -863,15 +972,20 @@ impl Node {
 fn watch_shares(node: Arc<Node>) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
     use notify::Watcher;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+    let handler = move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
             if !matches!(ev.kind, notify::EventKind::Access(_)) {
                 let _ = tx.send(());
             }
         }
-    })?;
-    for d in &node.share_folders {
-        watcher.watch(d, notify::RecursiveMode::Recursive).with_context(|| format!("watching {}", d.display()))?;
+    };
+    // Links are not followed: a link loop in a share would make the watcher walk it
+    // (links to folders are not shared twice anyway, see crate::share).
+    let mut watcher = notify::RecommendedWatcher::new(handler, notify::Config::default().with_follow_symlinks(false))?;
+    for d in node.share_folders.iter().filter(|d| d.is_dir()) {
+        if let Err(e) = watcher.watch(d, notify::RecursiveMode::Recursive) {
+            tracing::warn!("cannot watch the share folder {} (rescan by hand): {e}", d.display());
+        }
     }
     let delay = Duration::from_secs(node.cfg.share.watch_delay_secs);
     Ok(async move {

@@ -254,7 +254,7 @@ mod tests {
         std::fs::write(share.join("hello world.txt"), b"hello world\n").unwrap();
         std::fs::write(share.join("music/zeros.bin"), vec![0u8; 1 << 20]).unwrap();
         let mut store = Store::open(&t.path().join("state.sqlite")).unwrap();
-        let (s, stats) = DcShare::build(&[share.clone()], &mut store, "CID").unwrap();
+        let (s, stats) = DcShare::build(std::slice::from_ref(&share), &mut store, "CID").unwrap();
         assert_eq!((stats.files, stats.cached), (2, 0));
         // Vectors from the notes (re-checked with RHash).
         let hello = s.by_path("pub\\hello world.txt").unwrap();
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(s.by_tth(&zeros).unwrap().nmdc_path(), "pub\\music\\zeros.bin");
         assert!(s.by_path("/PUB/Music/ZEROS.bin").is_some());
         // A second scan hashes nothing.
-        let (s2, stats) = DcShare::build(&[share.clone()], &mut store, "CID").unwrap();
+        let (s2, stats) = DcShare::build(std::slice::from_ref(&share), &mut store, "CID").unwrap();
         assert_eq!((stats.files, stats.cached, stats.hashed_bytes), (2, 2, 0));
         // The file list round-trips and carries the hashes.
         let list = FileList::from_bz2(&s2.filelist_bz2()).unwrap();
