@@ -466,7 +466,8 @@ pub enum Pace {
 /// command goes out when it comes. A server that has printed no prompt so far is paced
 /// by [`QUIET_PERIOD`] instead: the next command goes out once the server has been silent
 /// that long. After the commands, `exit` is sent; the session then ends when the server
-/// closes, or after a quiet period (no prompts) or the reply timeout (prompts).
+/// closes, or once it has been silent for the reply timeout (output of the last commands
+/// that comes late is still read, so no `get` is missed).
 #[derive(Debug)]
 pub struct CommandPacer {
     queue: std::collections::VecDeque<String>,
@@ -507,7 +508,7 @@ impl CommandPacer {
 
     /// When to call [`CommandPacer::on_timeout`] unless a line comes first.
     pub fn deadline(&self) -> Instant {
-        if self.prompted {
+        if self.prompted || self.exiting {
             self.last_activity + self.reply_timeout
         } else {
             self.last_activity + self.quiet
@@ -814,6 +815,9 @@ mod tests {
         assert_eq!(p.deadline(), t1 + q);
         assert_eq!(p.on_timeout(t1 + q), Some(Pace::Send("get a".into())));
         assert_eq!(p.on_timeout(t1 + q * 2), Some(Pace::Send("exit".into())));
-        assert_eq!(p.on_timeout(t1 + q * 3), Some(Pace::Close));
+        // After `exit`, late output is still waited for, up to the reply timeout.
+        assert_eq!(p.on_timeout(t1 + q * 3), None);
+        assert_eq!(p.on_line(t1 + q * 3, "Sending a (5 bytes). Connect with 130 to receive it."), None);
+        assert_eq!(p.on_timeout(t1 + q * 3 + r), Some(Pace::Close));
     }
 }
