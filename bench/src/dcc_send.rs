@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         transfer_idle_timeout: Duration::from_secs(60),
         max_gets: 1,
         get_expiry: Duration::from_secs(60),
+        max_incoming_bytes: omnipeer_dcc::limits::DEFAULT_MAX_INCOMING_BYTES,
         welcome: None,
     };
     let shutdown = CancellationToken::new();

@@ -8,6 +8,7 @@
 //! there.
 
 use crate::name::SafeName;
+use std::time::{Duration, Instant};
 
 /// Paths shown to the user use `\` like mIRC; input accepts `/` and `\`.
 pub const SEP: char = '\\';
@@ -441,6 +442,103 @@ pub fn is_prompt(line: &str) -> bool {
     line.starts_with('[') && line.ends_with(']') && line[1..].starts_with(SEP)
 }
 
+/// How long a file server that prints no prompt may stay silent before the client takes
+/// the output of its last command as complete and sends the next one. mIRC's file server
+/// output is not ours and need not end with `[\dir]`; 1.5 s is longer than a server on
+/// the same network takes to start answering, and short enough that a script of commands
+/// does not crawl.
+pub const QUIET_PERIOD: Duration = Duration::from_millis(1500);
+
+/// What the client does next in a scripted fserve session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pace {
+    /// Send this command line.
+    Send(String),
+    /// Everything was sent and the server has had its time: close the session.
+    Close,
+    /// A server that prints prompts stopped answering within the reply timeout.
+    Stalled,
+}
+
+/// Paces the commands of a scripted session (`omnipeer dcc fserve --cmd …`), sans-IO.
+///
+/// Our own server ends the welcome and every command's output with a prompt; the next
+/// command goes out when it comes. A server that has printed no prompt so far is paced
+/// by [`QUIET_PERIOD`] instead: the next command goes out once the server has been silent
+/// that long. After the commands, `exit` is sent; the session then ends when the server
+/// closes, or once it has been silent for the reply timeout (output of the last commands
+/// that comes late is still read, so no `get` is missed).
+#[derive(Debug)]
+pub struct CommandPacer {
+    queue: std::collections::VecDeque<String>,
+    quiet: Duration,
+    reply_timeout: Duration,
+    /// The server printed a prompt at least once: wait for prompts, not for silence.
+    prompted: bool,
+    /// `exit` was sent.
+    exiting: bool,
+    /// When the server last spoke, or the last command went out.
+    last_activity: Instant,
+}
+
+impl CommandPacer {
+    /// A pacer for `commands`, started when the server accepted the session (`111`).
+    pub fn new(commands: Vec<String>, now: Instant, quiet: Duration, reply_timeout: Duration) -> Self {
+        CommandPacer {
+            queue: commands.into(),
+            quiet,
+            reply_timeout,
+            prompted: false,
+            exiting: false,
+            last_activity: now,
+        }
+    }
+
+    /// A line of server output arrived.
+    pub fn on_line(&mut self, now: Instant, line: &str) -> Option<Pace> {
+        self.last_activity = now;
+        if is_prompt(line) {
+            self.prompted = true;
+            if !self.exiting {
+                return Some(self.next(now));
+            }
+        }
+        None
+    }
+
+    /// When to call [`CommandPacer::on_timeout`] unless a line comes first.
+    pub fn deadline(&self) -> Instant {
+        if self.prompted || self.exiting {
+            self.last_activity + self.reply_timeout
+        } else {
+            self.last_activity + self.quiet
+        }
+    }
+
+    /// Time passed without output.
+    pub fn on_timeout(&mut self, now: Instant) -> Option<Pace> {
+        if now < self.deadline() {
+            return None;
+        }
+        match (self.exiting, self.prompted) {
+            (true, _) => Some(Pace::Close),
+            (false, true) => Some(Pace::Stalled),
+            (false, false) => Some(self.next(now)),
+        }
+    }
+
+    fn next(&mut self, now: Instant) -> Pace {
+        self.last_activity = now;
+        match self.queue.pop_front() {
+            Some(cmd) => Pace::Send(cmd),
+            None => {
+                self.exiting = true;
+                Pace::Send("exit".to_owned())
+            }
+        }
+    }
+}
+
 const HELP: &[&str] = &[
     "Commands:",
     "  cd <directory>          change directory (cd .. goes up, cd \\ goes home)",
@@ -678,5 +776,48 @@ mod tests {
         assert_eq!(cwd.resolve("../../..").unwrap_err(), PathError::OutsideHome);
         assert_eq!(cwd.resolve("a\0").unwrap_err(), PathError::BadName);
         assert_eq!(cwd.to_string(), "\\a\\b");
+    }
+
+    #[test]
+    fn pacer_follows_prompts_when_the_server_prints_them() {
+        let t0 = Instant::now();
+        let q = Duration::from_millis(1500);
+        let r = Duration::from_secs(30);
+        let mut p = CommandPacer::new(vec!["dir".into(), "get a".into()], t0, q, r);
+        assert_eq!(p.on_line(t0, "Welcome"), None);
+        assert_eq!(p.on_line(t0, "[\\]"), Some(Pace::Send("dir".into())));
+        // A prompting server is waited for, not paced by silence.
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(p.deadline(), t0 + r);
+        assert_eq!(p.on_timeout(t1), None);
+        assert_eq!(p.on_line(t1, "[\\]"), Some(Pace::Send("get a".into())));
+        assert_eq!(p.on_line(t1, "[\\]"), Some(Pace::Send("exit".into())));
+        assert_eq!(p.on_line(t1, "[\\]"), None, "nothing after exit");
+        assert_eq!(p.on_timeout(t1 + r), Some(Pace::Close));
+        // A prompting server that goes silent mid-script has stalled.
+        let mut p = CommandPacer::new(vec!["dir".into()], t0, q, r);
+        assert_eq!(p.on_line(t0, "[\\]"), Some(Pace::Send("dir".into())));
+        assert_eq!(p.on_timeout(t0 + r), Some(Pace::Stalled));
+    }
+
+    #[test]
+    fn pacer_falls_back_to_a_quiet_period_without_prompts() {
+        let t0 = Instant::now();
+        let q = Duration::from_millis(1500);
+        let r = Duration::from_secs(30);
+        let mut p = CommandPacer::new(vec!["dir".into(), "get a".into()], t0, q, r);
+        assert_eq!(p.on_line(t0 + Duration::from_millis(100), "Welcome"), None);
+        // Output pushes the quiet period back.
+        assert_eq!(p.deadline(), t0 + Duration::from_millis(1600));
+        assert_eq!(p.on_timeout(t0 + Duration::from_millis(1599)), None);
+        let t1 = t0 + Duration::from_millis(1600);
+        assert_eq!(p.on_timeout(t1), Some(Pace::Send("dir".into())));
+        assert_eq!(p.deadline(), t1 + q);
+        assert_eq!(p.on_timeout(t1 + q), Some(Pace::Send("get a".into())));
+        assert_eq!(p.on_timeout(t1 + q * 2), Some(Pace::Send("exit".into())));
+        // After `exit`, late output is still waited for, up to the reply timeout.
+        assert_eq!(p.on_timeout(t1 + q * 3), None);
+        assert_eq!(p.on_line(t1 + q * 3, "Sending a (5 bytes). Connect with 130 to receive it."), None);
+        assert_eq!(p.on_timeout(t1 + q * 3 + r), Some(Pace::Close));
     }
 }

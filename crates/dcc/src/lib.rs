@@ -44,6 +44,12 @@ pub mod limits {
     pub const MAX_FILE_NAME: usize = 255;
     /// Longest decimal number (u64::MAX has 20 digits).
     pub const MAX_NUMBER_DIGITS: usize = 20;
+    /// Largest incoming send (`120 nick size name`) accepted by default (the node's
+    /// `[dcc].max_incoming_bytes`): 64 GiB, above a dual-layer Blu-ray image (50 GB) or
+    /// any single file people commonly pass around over DCC, yet far below the 2^64 − 1 a
+    /// lying client can announce. Larger sends get `151 rejected`; so does a send that
+    /// needs more room than the incoming folder's file system has free.
+    pub const DEFAULT_MAX_INCOMING_BYTES: u64 = 64 << 30;
 }
 
 /// What kind of service a connection asks for (the first digit pair of its opening code).

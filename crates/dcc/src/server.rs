@@ -76,8 +76,8 @@ pub enum Event {
         /// Bytes that followed the opening line.
         leftover: Vec<u8>,
     },
-    /// A `120` arrived: answer with [`ServerHandshake::accept_send`] or
-    /// [`ServerHandshake::reject`].
+    /// A `120` arrived: answer with [`ServerHandshake::accept_send_within`] (or
+    /// [`ServerHandshake::accept_send`]) or [`ServerHandshake::reject`].
     SendOffered {
         /// The client's nick.
         nick: String,
@@ -218,6 +218,26 @@ impl ServerHandshake {
             let leftover = self.lines.take_rest();
             self.out.push_back(Output::Event(Event::Receive { nick, name, receiver, leftover }));
         }
+    }
+
+    /// Accept the pending `120` from `position` if it fits, else refuse it with
+    /// `151 rejected` (the seed's refusal): an announced size above `max_size` (the node's
+    /// `[dcc].max_incoming_bytes`), or more bytes still to come (size − position) than
+    /// `free_space`, the free bytes on the incoming folder's file system, which the driver
+    /// measures (`u64::MAX` when it cannot).
+    pub fn accept_send_within(&mut self, position: u64, max_size: u64, free_space: u64) {
+        let State::SendDecision { size, .. } = &self.state else { return };
+        let size = *size;
+        if size > max_size {
+            return self.reject(format!("announced size {size} is above the maximum of {max_size} bytes"));
+        }
+        let needed = size - position.min(size);
+        if needed > free_space {
+            return self.reject(format!(
+                "{needed} bytes still to come but only {free_space} free for the incoming folder"
+            ));
+        }
+        self.accept_send(position);
     }
 
     /// Accept the pending `130`: the file is `size` bytes.
@@ -449,6 +469,37 @@ mod tests {
         let (tx, ev, _) = drain(&mut h);
         assert_eq!(tx, b"151 rejected\n");
         assert!(matches!(&ev[..], [Event::Closed(CloseReason::Rejected(_))]));
+    }
+
+    #[test]
+    fn sends_above_the_maximum_or_the_free_space_are_rejected() {
+        // 2^64 − 1 announced: above any maximum.
+        let (mut h, t0) = server(Services::ALL);
+        h.handle_input(t0, b"120 alice 18446744073709551615 x\n");
+        drain(&mut h);
+        h.accept_send_within(0, crate::limits::DEFAULT_MAX_INCOMING_BYTES, u64::MAX);
+        let (tx, ev, _) = drain(&mut h);
+        assert_eq!(tx, b"151 rejected\n");
+        assert!(matches!(&ev[..], [Event::Closed(CloseReason::Rejected(w))] if w.contains("maximum")), "{ev:?}");
+        // At the maximum exactly: accepted.
+        let (mut h, t0) = server(Services::ALL);
+        h.handle_input(t0, b"120 alice 1000 x\n");
+        drain(&mut h);
+        h.accept_send_within(0, 1000, 1000);
+        assert_eq!(drain(&mut h).0, b"121 bob 0\n");
+        // More to come than there is room for: rejected; a resume needs only the rest.
+        let (mut h, t0) = server(Services::ALL);
+        h.handle_input(t0, b"120 alice 1000 x\n");
+        drain(&mut h);
+        h.accept_send_within(0, u64::MAX, 999);
+        let (tx, ev, _) = drain(&mut h);
+        assert_eq!(tx, b"151 rejected\n");
+        assert!(matches!(&ev[..], [Event::Closed(CloseReason::Rejected(w))] if w.contains("999 free")), "{ev:?}");
+        let (mut h, t0) = server(Services::ALL);
+        h.handle_input(t0, b"120 alice 1000 x\n");
+        drain(&mut h);
+        h.accept_send_within(500, u64::MAX, 500);
+        assert_eq!(drain(&mut h).0, b"121 bob 500\n");
     }
 
     #[test]

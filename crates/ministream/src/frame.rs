@@ -6,13 +6,16 @@
 //! +----------------------+------------------------------+
 //! ```
 //!
-//! One TCP connection per pair of endpoints carries all their streams.
+//! One TCP connection per pair of endpoints carries all their streams. A frame of 0 to 3
+//! bytes is well framed but holds no message; the manager drops it alone
+//! (`shared/notes/ministream.md` §1.4), so only a length above [`MAX_MESSAGE`] — where
+//! the stream can no longer be trusted to be in step — ends the connection.
 
 use crate::MAX_MESSAGE;
 
-/// A frame announced a length of 0 or above [`MAX_MESSAGE`].
+/// A frame announced a length above [`MAX_MESSAGE`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("frame length {len} outside 1..={limit}")]
+#[error("frame length {len} above {limit}")]
 pub struct FrameError {
     /// The announced length.
     pub len: usize,
@@ -57,12 +60,13 @@ impl FrameReader {
         self.buf.len() - self.start
     }
 
-    /// The next complete message, `Ok(None)` if more bytes are needed.
+    /// The next complete message, `Ok(None)` if more bytes are needed. An empty frame
+    /// gives an empty message (for the manager to drop), not an error.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         let b = &self.buf[self.start..];
         let Some(&[l0, l1, l2, l3]) = b.get(..4) else { return Ok(None) };
         let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
-        if len == 0 || len > MAX_MESSAGE {
+        if len > MAX_MESSAGE {
             return Err(FrameError { len, limit: MAX_MESSAGE });
         }
         let Some(msg) = b.get(4..4 + len) else { return Ok(None) };

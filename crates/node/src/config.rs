@@ -243,6 +243,8 @@ pub struct DccConfig {
     pub get_expiry_secs: u64,
     /// Welcome file inside the share.
     pub welcome: String,
+    /// Largest incoming send accepted, in bytes.
+    pub max_incoming_bytes: u64,
 }
 
 impl Config {

@@ -61,6 +61,7 @@ async fn start_with(tweak: impl FnOnce(&mut DccServerConfig)) -> Fixture {
         max_gets: 5,
         get_expiry: Duration::from_secs(60),
         welcome: None,
+        max_incoming_bytes: omnipeer_dcc::limits::DEFAULT_MAX_INCOMING_BYTES,
     };
     tweak(&mut cfg);
     let server = DccServer::bind(cfg).await.unwrap();
@@ -457,4 +458,167 @@ async fn a_strict_sender_gets_an_ack_for_every_block() {
     s.read_to_end(&mut rest).await.unwrap();
     assert_eq!(std::fs::read(f.incoming().join("strict.bin")).unwrap(), data);
     f.stop().await;
+}
+
+/// Item 9: a `120` announcing more than the node will take gets the spec's `151` and no
+/// file is created (2^64−1 used to be answered `121 bob 0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_larger_than_the_maximum_is_rejected() {
+    let f = start().await;
+    assert_eq!(probe(f.addr, b"120 alice 18446744073709551615 huge.bin\n").await, b"151 rejected\n");
+    assert!(!f.incoming().join("huge.bin").exists());
+    // A send of a reasonable size still goes through.
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"120 alice 3 small.bin\n").await.unwrap();
+    assert_eq!(read_line(&mut s).await, "121 bob 0");
+    s.write_all(b"abc").await.unwrap();
+    let mut acks = Vec::new();
+    s.read_to_end(&mut acks).await.unwrap();
+    assert_eq!(std::fs::read(f.incoming().join("small.bin")).unwrap(), b"abc");
+    f.stop().await;
+
+    // A configured maximum: 1000 bytes pass, 1001 do not.
+    let f = start_with(|c| c.max_incoming_bytes = 1000).await;
+    assert_eq!(probe(f.addr, b"120 alice 1001 over.bin\n").await, b"151 rejected\n");
+    assert!(!f.incoming().join("over.bin").exists());
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"120 alice 1000 at.bin\n").await.unwrap();
+    assert_eq!(read_line(&mut s).await, "121 bob 0");
+    drop(s);
+    f.stop().await;
+
+    // No maximum, but 4 EiB is more than the incoming folder's disk has free.
+    let f = start_with(|c| c.max_incoming_bytes = u64::MAX).await;
+    assert_eq!(probe(f.addr, format!("120 alice {} disk.bin\n", 1u64 << 62).as_bytes()).await, b"151 rejected\n");
+    assert!(!f.incoming().join("disk.bin").exists());
+    // The refused name is free again for a send that fits.
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    s.write_all(b"120 alice 2 disk.bin\n").await.unwrap();
+    assert_eq!(read_line(&mut s).await, "121 bob 0");
+    s.write_all(b"ok").await.unwrap();
+    let mut acks = Vec::new();
+    s.read_to_end(&mut acks).await.unwrap();
+    assert_eq!(std::fs::read(f.incoming().join("disk.bin")).unwrap(), b"ok");
+    f.stop().await;
+}
+
+/// Item 6: a client that trickles bytes of its opening line and never ends it is closed
+/// at the handshake timeout (the deadline counts from the accept, not from the last byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_opening_line_is_closed_at_the_handshake_timeout() {
+    let f = start_with(|c| c.handshake_timeout = Duration::from_secs(1)).await;
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut sent = 0usize;
+    let mut closed = false;
+    // One byte every 100 ms for up to 15 s: far longer than the timeout, far below the
+    // line limit (so only the timeout can end it).
+    while started.elapsed() < Duration::from_secs(15) {
+        if s.write_all(if sent == 0 { b"1" } else { b"0" }).await.is_err() {
+            closed = true;
+            break;
+        }
+        sent += 1;
+        let mut b = [0u8; 16];
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => panic!("the server answered {:?}", &b[..n]),
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "a connection trickling {sent} bytes stayed open for 15 s");
+    assert!(sent < omnipeer_dcc::limits::MAX_LINE);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    f.stop().await;
+}
+
+/// A file server that prints no `[\dir]` prompt (mIRC's output is not ours): it answers
+/// `dir` with a listing and `get` with the `Sending` line, then stays silent.
+async fn promptless_fserve(files: Vec<(&'static str, Vec<u8>)>) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let files = std::sync::Arc::new(files);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let files = files.clone();
+            tokio::spawn(async move {
+                let (rd, mut wr) = s.into_split();
+                let mut rd = tokio::io::BufReader::new(rd);
+                let mut line = String::new();
+                use tokio::io::AsyncBufReadExt;
+                if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let words: Vec<&str> = line.trim_end().splitn(3, ' ').collect();
+                match words[..] {
+                    ["110", _] => {
+                        wr.write_all(b"111 fake\nWelcome to a file server without prompts.\n").await.unwrap();
+                        loop {
+                            line.clear();
+                            if rd.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let cmd = line.trim_end();
+                            let reply = if cmd == "dir" {
+                                files.iter().map(|(n, d)| format!("{n} {}\n", d.len())).collect::<String>()
+                            } else if let Some(name) = cmd.strip_prefix("get ") {
+                                match files.iter().find(|(n, _)| *n == name) {
+                                    Some((n, d)) => {
+                                        format!("Sending {n} ({} bytes). Connect with 130 to receive it.\n", d.len())
+                                    }
+                                    None => "No such file\n".into(),
+                                }
+                            } else if cmd == "exit" {
+                                let _ = wr.write_all(b"Goodbye!\n").await;
+                                return;
+                            } else {
+                                "Unknown command\n".into()
+                            };
+                            wr.write_all(reply.as_bytes()).await.unwrap();
+                        }
+                    }
+                    ["130", _, name] => {
+                        let Some((_, data)) = files.iter().find(|(n, _)| *n == name) else { return };
+                        wr.write_all(format!("131 fake {}\n", data.len()).as_bytes()).await.unwrap();
+                        line.clear();
+                        rd.read_line(&mut line).await.unwrap();
+                        let pos: usize = line.trim_end().rsplit(' ').next().unwrap().parse().unwrap();
+                        wr.write_all(&data[pos..]).await.unwrap();
+                        // The receiver acks and closes.
+                        let mut acks = Vec::new();
+                        let _ = rd.read_to_end(&mut acks).await;
+                    }
+                    _ => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Item 13: `dcc fserve --cmd …` against a server that prints no prompt paces the
+/// commands by a short quiet period and still fetches every `get`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fserve_commands_run_against_a_server_without_prompts() {
+    let a = pattern(70_000);
+    let b = b"just text\n".to_vec();
+    let addr = promptless_fserve(vec![("a.bin", a.clone()), ("b.txt", b.clone())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cmds = vec!["dir".to_owned(), "get a.bin".to_owned(), "get b.txt".to_owned()];
+    let mut output = Vec::new();
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        dcc::client::fserve(&addr.to_string(), &opts("alice"), dir.path(), Some(cmds), &b""[..], &mut output),
+    )
+    .await
+    .expect("the session ends")
+    .expect("the session succeeds");
+    let out = String::from_utf8(output).unwrap();
+    assert!(out.contains("a.bin 70000") && out.contains("Sending b.txt (10 bytes)"), "{out}");
+    assert_eq!(summary.gets.len(), 2, "{out}");
+    assert!(std::fs::read(dir.path().join("a.bin")).unwrap() == a);
+    assert_eq!(std::fs::read(dir.path().join("b.txt")).unwrap(), b);
 }

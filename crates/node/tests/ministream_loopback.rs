@@ -205,3 +205,80 @@ async fn syn_not_accepted_in_time_is_refused() {
     assert_eq!(got, b"ok");
     accepting.abort();
 }
+
+/// Reads one length-framed message from a raw peer's socket.
+async fn read_frame(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut msg = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut msg).await.unwrap();
+    msg
+}
+
+fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut v = (msg.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(msg);
+    v
+}
+
+/// A frame of 0 to 3 bytes holds no ministreaming message (shared/notes/ministream.md §1.4:
+/// such a message is dropped). It is dropped alone: both streams on the connection go on,
+/// in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_frames_are_dropped_alone_and_other_streams_go_on() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let peer = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        // Two SYNs; answer them with server ids 00 00 01 and 00 00 02.
+        let mut clients = Vec::new();
+        for sid in 1u8..=2 {
+            let syn = read_frame(&mut s).await;
+            assert_eq!(syn[0], 0xA1);
+            let cid = [syn[1], syn[2], syn[3]];
+            s.write_all(&framed(&[0x51, cid[0], cid[1], cid[2], 0, 0, sid])).await.unwrap();
+            clients.push(cid);
+        }
+        let data = |cid: [u8; 3], text: &[u8]| framed(&[&[0x50, cid[0], cid[1], cid[2]][..], text].concat());
+        s.write_all(&data(clients[0], b"one-a ")).await.unwrap();
+        s.write_all(&data(clients[1], b"two-a ")).await.unwrap();
+        // The short frames: 0, 1 (not the FF ping), 2 and 3 bytes.
+        for short in [&[][..], &[0x50], &[0x50, clients[0][0]], &[0x50, clients[1][0], clients[1][1]]] {
+            s.write_all(&framed(short)).await.unwrap();
+        }
+        s.write_all(&data(clients[0], b"one-b")).await.unwrap();
+        s.write_all(&data(clients[1], b"two-b")).await.unwrap();
+        // Each stream still carries data the other way: one message from each.
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(read_frame(&mut s).await);
+        }
+        got.sort();
+        assert_eq!(got, vec![b"\xA0\x00\x00\x01up-one".to_vec(), b"\xA0\x00\x00\x02up-two".to_vec()]);
+        for cid in &clients {
+            s.write_all(&framed(&[0x52, cid[0], cid[1], cid[2]])).await.unwrap();
+        }
+        // Keep the connection until the client side is done with it.
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    });
+    let ep = Endpoint::default();
+    let mut one = ep.connect(addr).await.unwrap();
+    let mut two = ep.connect(addr).await.unwrap();
+    let mut buf = vec![0u8; 11];
+    tokio::time::timeout(Duration::from_secs(20), one.read_exact(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(buf, b"one-a one-b");
+    tokio::time::timeout(Duration::from_secs(20), two.read_exact(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(buf, b"two-a two-b");
+    one.write_all(b"up-one").await.unwrap();
+    one.flush().await.unwrap();
+    two.write_all(b"up-two").await.unwrap();
+    two.flush().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), one.read_to_end(&mut rest)).await.unwrap().unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    tokio::time::timeout(Duration::from_secs(20), two.read_to_end(&mut rest)).await.unwrap().unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    drop((one, two));
+    tokio::time::timeout(Duration::from_secs(20), peer).await.unwrap().unwrap();
+}

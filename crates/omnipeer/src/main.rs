@@ -538,7 +538,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    init_logging(&cli.global, &cfg);
+    if let Err(e) = init_logging(&cli.global, &cfg) {
+        return fail(e);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(e.into()),
@@ -573,12 +575,42 @@ fn load_config(g: &Global) -> anyhow::Result<Config> {
     }
 }
 
-fn init_logging(g: &Global, cfg: &Config) {
+/// The level names `--log-level` and `[node].log_level` take.
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a `--log-level` / `[node].log_level` value: a level name, or `EnvFilter`
+/// directives each of which is a level or `target=level` (`omnipeer_node=debug,info`).
+/// `EnvFilter` itself takes any bare word as a target name and silently logs nothing for
+/// a typo like `verbose`, so the value is checked here first.
+fn check_log_level(value: &str, from: &str) -> anyhow::Result<()> {
+    let is_level = |l: &str| LOG_LEVELS.iter().any(|k| k.eq_ignore_ascii_case(l.trim()));
+    let ok = !value.trim().is_empty()
+        && value.split(',').all(|d| match d.split_once('=') {
+            Some((target, level)) => {
+                !target.trim().is_empty()
+                    && target.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                    && is_level(level)
+            }
+            None => is_level(d),
+        });
+    if !ok {
+        anyhow::bail!("{from} {value:?} is not a log level: use one of {} (or TARGET=LEVEL,...)", LOG_LEVELS.join(", "));
+    }
+    Ok(())
+}
+
+fn init_logging(g: &Global, cfg: &Config) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
+    // Both are checked even when RUST_LOG wins, so a bad value shows at once.
+    check_log_level(&cfg.node.log_level, "[node].log_level")?;
+    if let Some(l) = &g.log_level {
+        check_log_level(l, "--log-level")?;
+    }
     let filter = match (&g.log_level, std::env::var("RUST_LOG")) {
-        (Some(l), _) => EnvFilter::new(l),
+        (Some(l), _) => EnvFilter::try_new(l).map_err(|e| anyhow!("--log-level {l:?}: {e}"))?,
         (None, Ok(env)) if !env.is_empty() => EnvFilter::new(env),
-        _ => EnvFilter::new(&cfg.node.log_level),
+        _ => EnvFilter::try_new(&cfg.node.log_level)
+            .map_err(|e| anyhow!("[node].log_level {:?}: {e}", cfg.node.log_level))?,
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -586,6 +618,7 @@ fn init_logging(g: &Global, cfg: &Config) {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    Ok(())
 }
 
 /// Cancelled on SIGINT or SIGTERM.
@@ -858,6 +891,8 @@ async fn up(g: &Global, cfg: Config, fresh_db: bool) -> anyhow::Result<()> {
     let any = cfg.dcc.enabled
         || cfg.nmdc_hub.enabled
         || cfg.slsk_server.enabled
+        || cfg.tox_bootstrap.enabled
+        || cfg.tox.enabled
         || cfg.nmdc_client.enabled
         || cfg.slsk_client.enabled;
     if !any {
@@ -968,7 +1003,16 @@ async fn dcc_command(g: &Global, mut cfg: Config, cmd: DccCmd) -> anyhow::Result
             if let Some(i) = incoming {
                 dcfg.incoming = i;
             }
-            let server = DccServer::bind(dcfg).await?;
+            let server = DccServer::bind(dcfg).await.map_err(|e| {
+                let taken = e.chain().any(|c| {
+                    c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+                });
+                if taken {
+                    e.context("--listen (or [dcc].listen)")
+                } else {
+                    e
+                }
+            })?;
             let handle = server.handle();
             eprintln!("listening on {}", server.local_addr());
             spawn_event_printer(handle.clone(), g.json);

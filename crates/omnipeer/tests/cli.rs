@@ -291,3 +291,166 @@ fn chat_between_two_processes_both_ways() {
     let _ = client_out.read_to_string(&mut rest);
     assert!(server.sigterm().success());
 }
+
+/// The sections of `omnipeer up` that have a `listen` key.
+const UP_SECTIONS: &[&str] = &["dcc", "nmdc_hub", "slsk_server", "tox_bootstrap", "tox", "nmdc_client", "slsk_client", "api"];
+
+/// A configuration for `omnipeer up` with only `enable` (and the API) switched on, every
+/// listener on a free port except `taken` = (section, address).
+fn up_config(enable: &[&str], taken: Option<(&str, &str)>) -> String {
+    let mut s = String::from("[share]\nwatch = false\n");
+    for sec in UP_SECTIONS {
+        let on = *sec == "api" || enable.contains(sec);
+        let listen = taken.filter(|(t, _)| t == sec).map_or("127.0.0.1:0", |(_, a)| a);
+        s += &format!("[{sec}]\nenabled = {on}\nlisten = \"{listen}\"\n");
+    }
+    s
+}
+
+/// Runs `omnipeer up` with `config` until it exits or `secs` pass (then kills it):
+/// `(exit code, stderr)`, or `None` if it was still running.
+fn up_until_exit(data: &Path, config: &str, secs: u64) -> Option<(i32, String)> {
+    std::fs::create_dir_all(data).unwrap();
+    let cfg = data.join("up.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut child = omnipeer(data)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("up")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = reader.join().unwrap();
+    status.map(|st| (st.code().unwrap_or(-1), err))
+}
+
+/// Item 12: when a listener's address is taken, `up` fails with one line that names the
+/// configuration key to change, for every listener that fails the start.
+#[test]
+fn up_names_the_config_key_of_a_listen_address_in_use() {
+    for sec in ["dcc", "nmdc_hub", "slsk_server", "api", "tox_bootstrap"] {
+        let t = tempfile::tempdir().unwrap();
+        // Hold the address: UDP for the Tox bootstrap node, TCP for the others.
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = if sec == "tox_bootstrap" { udp.local_addr() } else { tcp.local_addr() }.unwrap().to_string();
+        // The API alone is no network: run the DCC server beside it.
+        let enable: &[&str] = if sec == "api" { &["dcc"] } else { &[sec] };
+        let (code, err) = up_until_exit(t.path(), &up_config(enable, Some((sec, &addr))), 30)
+            .unwrap_or_else(|| panic!("up kept running with [{sec}].listen taken"));
+        assert_ne!(code, 0);
+        let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{err}"));
+        assert!(line.contains(&format!("[{sec}].listen")) && line.contains(&addr), "{sec}: {line}");
+    }
+}
+
+/// Item 15: a configuration that enables only the Tox client is something to run.
+#[test]
+fn up_runs_with_only_tox_enabled() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("config.toml"), up_config(&["tox"], None)).unwrap();
+    let mut child = omnipeer(t.path())
+        .arg("up")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    forward_lines(child.stderr.take().unwrap(), tx);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => match l.strip_prefix("tox id: ") {
+                Some(id) => break id.trim().to_owned(),
+                None => seen.push(l),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no tox id; stderr: {seen:#?}");
+            }
+        }
+    };
+    assert_eq!(id.len(), 76, "{id}");
+    let server = Server { child, addr: String::new(), stderr_lines: rx };
+    assert!(server.sigterm().success());
+}
+
+/// Item 12: a log level that is none is an error naming where it came from, not a
+/// silently ignored filter.
+#[test]
+fn an_invalid_log_level_is_an_error() {
+    let t = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(omnipeer(t.path()).args(["--log-level", "verbose", "config", "check"]));
+    assert_ne!(code, 0, "{err}");
+    assert!(err.starts_with("error:") && err.contains("--log-level") && err.contains("verbose"), "{err}");
+
+    let cfg = t.path().join("c.toml");
+    std::fs::write(&cfg, "[node]\nlog_level = \"loud\"\n").unwrap();
+    let (code, _, err) = run(omnipeer(t.path()).arg("--config").arg(&cfg).args(["config", "check"]));
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("[node].log_level") && err.contains("loud"), "{err}");
+
+    // Valid levels and per-module directives still work.
+    for ok in ["debug", "WARN", "omnipeer_node=debug,info", "off"] {
+        let (code, _, err) = run(omnipeer(t.path()).args(["--log-level", ok, "config", "check"]));
+        assert_eq!(code, 0, "{ok}: {err}");
+    }
+}
+
+/// Item 12, the client listeners: `up` keeps running (the client retries), and the
+/// reason it cannot start names the key to change.
+#[test]
+fn a_client_listen_address_in_use_names_its_config_key() {
+    for (server, client) in [("nmdc_hub", "nmdc_client"), ("slsk_server", "slsk_client")] {
+        let t = tempfile::tempdir().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        std::fs::write(t.path().join("config.toml"), up_config(&[server, client], Some((client, &addr)))).unwrap();
+        let mut child = omnipeer(t.path())
+            .arg("up")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        forward_lines(child.stderr.take().unwrap(), tx);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let found = loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) if l.contains(&format!("[{client}].listen")) => break l,
+                Ok(l) => seen.push(l),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("{client}: no line names [{client}].listen; stderr: {seen:#?}");
+                }
+            }
+        };
+        assert!(found.contains(&addr), "{found}");
+        let server = Server { child, addr: String::new(), stderr_lines: rx };
+        assert!(server.sigterm().success());
+    }
+}

@@ -540,6 +540,25 @@ pub struct BadSetting(pub String);
 #[error("not connected to {0}")]
 pub struct NotConnected(pub &'static str);
 
+/// Whether an error comes from binding a listener to an address that is taken or not
+/// this machine's.
+fn is_bind_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable))
+    })
+}
+
+/// A listener that cannot bind names the configuration key to change ("address in use"
+/// is the user's to fix); other errors pass unchanged.
+fn listen_key(e: anyhow::Error, key: &str) -> anyhow::Error {
+    if is_bind_error(&e) {
+        e.context(key.to_owned())
+    } else {
+        e
+    }
+}
+
 /// What [`up`] started.
 pub struct Up {
     /// The node.
@@ -565,7 +584,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
     let mut dcc = None;
     if cfg.dcc.enabled {
         let dcfg = crate::dcc::DccServerConfig::from_config(&cfg, data_dir)?;
-        let server = crate::dcc::DccServer::bind(dcfg.clone()).await?;
+        let server = crate::dcc::DccServer::bind(dcfg.clone()).await.map_err(|e| listen_key(e, "[dcc].listen"))?;
         let addr = server.local_addr();
         crate::app::say!("dcc server: nick {}, share {}, incoming {}", dcfg.nick, dcfg.share.display(), dcfg.incoming.display());
         crate::app::say!("listening on {addr}");
@@ -594,7 +613,8 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
             db,
             register: Vec::new(),
         })
-        .await?;
+        .await
+        .map_err(|e| listen_key(e, "[nmdc_hub].listen"))?;
         let addr = server.local_addr();
         own_hub = Some(addr);
         crate::app::say!("nmdc hub: dchub://{addr}");
@@ -615,7 +635,8 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
             admins: vec![cfg.node.nick.clone()],
             register: Vec::new(),
         })
-        .await?;
+        .await
+        .map_err(|e| listen_key(e, "[slsk_server].listen"))?;
         let addr = server.local_addr();
         own_slsk = Some(addr);
         crate::app::say!("soulseek server: {addr}");
@@ -633,7 +654,8 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         let nodes = if t.bootstrap.trim().is_empty() { Vec::new() } else { crate::tox::parse_node_specs(&t.bootstrap)? };
         let mut boot = crate::tox::bootstrap::BootstrapNode::bind(t.listen, keys)
             .await
-            .with_context(|| format!("tox bootstrap: cannot listen on {}", t.listen))?;
+            .with_context(|| format!("tox bootstrap: cannot listen on {}", t.listen))
+            .map_err(|e| listen_key(e, "[tox_bootstrap].listen"))?;
         boot.bootstrap(&nodes);
         if !t.motd.is_empty() {
             boot.set_motd(&t.motd);
@@ -833,7 +855,13 @@ impl Node {
                         Some(w) => self.set_network("nmdc_client", "client", "offline", &hub, &w),
                     }
                 }
-                Err(e) => self.set_network("nmdc_client", "client", "offline", &hub, &format!("{e:#}")),
+                Err(e) => {
+                    let e = listen_key(e, "[nmdc_client].listen");
+                    if is_bind_error(&e) {
+                        tracing::warn!("nmdc client: {e:#}");
+                    }
+                    self.set_network("nmdc_client", "client", "offline", &hub, &format!("{e:#}"))
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(RECONNECT_EVERY) => {}
@@ -929,7 +957,13 @@ impl Node {
                         Some(w) => self.set_network("slsk_client", "client", "offline", &server, &w),
                     }
                 }
-                Err(e) => self.set_network("slsk_client", "client", "offline", &server, &format!("{e:#}")),
+                Err(e) => {
+                    let e = listen_key(e, "[slsk_client].listen");
+                    if is_bind_error(&e) {
+                        tracing::warn!("soulseek client: {e:#}");
+                    }
+                    self.set_network("slsk_client", "client", "offline", &server, &format!("{e:#}"))
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(RECONNECT_EVERY) => {}

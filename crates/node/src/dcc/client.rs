@@ -5,7 +5,7 @@ use crate::progress::Progress;
 use crate::transfer;
 use anyhow::{anyhow, bail, Context};
 use omnipeer_dcc::client::{ClientHandshake, Event, Output, Request};
-use omnipeer_dcc::fserve::{is_prompt, parse_sending};
+use omnipeer_dcc::fserve::{parse_sending, CommandPacer, Pace, QUIET_PERIOD};
 use omnipeer_dcc::SafeName;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -237,7 +237,8 @@ pub struct FserveSummary {
 }
 
 /// `110`/`111`: a file-server session. Runs `commands` one after another (each waits for
-/// the prompt that ends the previous one's output), or, when `commands` is `None`, the
+/// the prompt that ends the previous one's output, or, from a server that prints no
+/// prompt, for [`QUIET_PERIOD`] of silence), or, when `commands` is `None`, the
 /// lines of `input` as they come. Server output goes to `output`. Every `get` the server
 /// accepts is fetched over a new `130` connection into `out_dir`, resuming a partial copy.
 pub async fn fserve<I, O>(
@@ -268,20 +269,25 @@ where
     };
     match commands {
         Some(cmds) => {
-            let mut queue: std::collections::VecDeque<String> = cmds.into();
-            // The welcome ends with a prompt like every command's output.
+            // Paced by the prompt our own server prints after each command, or, for a
+            // server that prints none, by a short quiet period (fserve::CommandPacer).
+            let mut pacer = CommandPacer::new(cmds, Instant::now(), QUIET_PERIOD, opts.reply_timeout);
             loop {
-                let line = tokio::time::timeout(opts.reply_timeout, from_peer.next(&mut rd))
-                    .await
-                    .map_err(|_| anyhow!("the file server stopped answering"))??;
-                let Some(line) = line else { break };
-                output.write_all(line.as_bytes()).await?;
-                output.write_all(b"\n").await?;
-                on_line(&line, &mut gets);
-                if is_prompt(&line) {
-                    // After the last command, leave; the server says Goodbye! and closes.
-                    let next = queue.pop_front().unwrap_or_else(|| "exit".to_owned());
-                    write_lines(&mut wr, &[next]).await?;
+                let pace = tokio::select! {
+                    line = from_peer.next(&mut rd) => {
+                        let Some(line) = line? else { break };
+                        output.write_all(line.as_bytes()).await?;
+                        output.write_all(b"\n").await?;
+                        on_line(&line, &mut gets);
+                        pacer.on_line(Instant::now(), &line)
+                    }
+                    _ = tokio::time::sleep_until(pacer.deadline().into()) => pacer.on_timeout(Instant::now()),
+                };
+                match pace {
+                    None => {}
+                    Some(Pace::Send(cmd)) => write_lines(&mut wr, &[cmd]).await?,
+                    Some(Pace::Close) => break,
+                    Some(Pace::Stalled) => bail!("the file server stopped answering"),
                 }
             }
         }

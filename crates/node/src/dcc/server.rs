@@ -49,6 +49,9 @@ pub struct DccServerConfig {
     pub get_expiry: Duration,
     /// Welcome file inside the share.
     pub welcome: Option<String>,
+    /// Largest incoming send accepted; larger ones (and ones the incoming folder's file
+    /// system has no room for) get `151 rejected`.
+    pub max_incoming_bytes: u64,
 }
 
 impl DccServerConfig {
@@ -76,6 +79,7 @@ impl DccServerConfig {
             max_gets: d.max_gets,
             get_expiry: Duration::from_secs(d.get_expiry_secs),
             welcome: Some(d.welcome.clone()).filter(|w| !w.is_empty()),
+            max_incoming_bytes: d.max_incoming_bytes,
         })
     }
 }
@@ -347,6 +351,10 @@ async fn serve(state: Arc<State>, mut stream: TcpStream, peer: SocketAddr, full:
                 }
                 Output::Event(ev) => match ev {
                     Event::Closed(reason) => {
+                        if let Some((_, name)) = send_target.take() {
+                            // A send refused after its name was reserved: free the name.
+                            state.receiving.lock().expect("receiving lock").remove(&name.as_str().to_lowercase());
+                        }
                         log_close(peer, &reason);
                         let _ = stream.shutdown().await;
                         return;
@@ -358,9 +366,10 @@ async fn serve(state: Arc<State>, mut stream: TcpStream, peer: SocketAddr, full:
                     Event::SendOffered { nick, size, name } => {
                         match decide_send(&state, &name, size) {
                             Ok((path, position)) => {
-                                tracing::info!(%peer, %nick, %name, size, position, "incoming send accepted");
+                                tracing::info!(%peer, %nick, %name, size, position, "incoming send offered");
                                 send_target = Some((path, name));
-                                hs.accept_send(position);
+                                let free = free_space(&state.cfg.incoming);
+                                hs.accept_send_within(position, state.cfg.max_incoming_bytes, free);
                             }
                             Err(why) => {
                                 tracing::info!(%peer, %nick, %name, "incoming send refused: {why}");
@@ -412,6 +421,18 @@ fn log_close(peer: SocketAddr, reason: &CloseReason) {
         CloseReason::Timeout => tracing::info!(%peer, "no opening line within the handshake timeout: closed"),
         CloseReason::Ignored => tracing::info!(%peer, "get without a matching fserve get: ignored"),
         other => tracing::info!(%peer, "closed during the handshake: {other:?}"),
+    }
+}
+
+/// Bytes free for an unprivileged writer on the file system of `dir`; `u64::MAX` when
+/// it cannot be measured (the write then fails on its own if the disk fills).
+fn free_space(dir: &std::path::Path) -> u64 {
+    match rustix::fs::statvfs(dir) {
+        Ok(v) => v.f_bavail.saturating_mul(v.f_frsize),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "cannot measure the free space: {e}");
+            u64::MAX
+        }
     }
 }
 

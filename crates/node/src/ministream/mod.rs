@@ -467,7 +467,9 @@ impl Driver {
                 Ok(Some(m)) => self.mgr.handle_input(Instant::now(), &m),
                 Ok(None) => break,
                 Err(FrameError { len, .. }) => {
-                    tracing::warn!("ministream: bad frame length {len}; dropping the connection");
+                    // Frames of 0..=3 bytes reach the manager, which drops them alone; only a
+                    // length past the limit means the byte stream is out of step.
+                    tracing::warn!("ministream: frame length {len} above the limit; dropping the connection");
                     self.frames = FrameReader::new();
                     self.mgr.transport_closed();
                     break;
