@@ -23,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(v, data);
     }
     let now = Instant::now();
-    let mut nc = NetCrypto::new(KeyPair::from_secret(SecretKey([1; 32])), KeyPair::from_secret(SecretKey([2; 32])), [3; 32], now);
+    let (real, dht) = (KeyPair::from_secret(SecretKey([1; 32])), KeyPair::from_secret(SecretKey([2; 32])));
+    let mut nc = NetCrypto::new(real, dht, [3; 32], now);
     let mut m = Messenger::new("fuzz", NoSpam([1, 2, 3, 4]));
     let friend = KeyPair::from_secret(SecretKey([4; 32])).pk;
     m.add_friend(now, friend, &mut nc);
