@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use omnipeer_tox::crypto::KeyPair;
+use omnipeer_tox::crypto::{KeyPair, SecretKey};
 use omnipeer_tox::toxid::NoSpam;
 use omnipeer_tox::tox::Tox;
 use std::net::SocketAddr;
@@ -18,10 +18,12 @@ const KINDS: [u8; 20] =
 
 fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
-    let mut tox = Tox::with_onion(KeyPair::generate(), NoSpam([1, 2, 3, 4]), "fuzz", 1, now);
-    let friend = KeyPair::generate().pk;
+    // Fixed keys and seed: a crash found with an input reproduces with that input.
+    let real = KeyPair::from_secret(SecretKey([1; 32]));
+    let mut tox = Tox::with_onion(real, NoSpam([1, 2, 3, 4]), "fuzz", 1, [2; 32], now);
+    let friend = KeyPair::from_secret(SecretKey([3; 32])).pk;
     let _ = tox.add_friend(now, friend);
-    tox.bootstrap(now, "10.0.0.9:33445".parse().unwrap(), KeyPair::generate().pk);
+    tox.bootstrap(now, "10.0.0.9:33445".parse().unwrap(), KeyPair::from_secret(SecretKey([4; 32])).pk);
     let from: SocketAddr = "10.0.0.9:33445".parse().unwrap();
     let mut t = now;
     for chunk in data.split(|&b| b == 0xfd) {

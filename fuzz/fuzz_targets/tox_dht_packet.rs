@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 fuzz_target!(|data: &[u8]| {
     let mut now = Instant::now();
     let me = KeyPair::from_secret(SecretKey([7; 32]));
-    let mut dht = Dht::new(me, now);
+    let mut dht = Dht::new(me, [1; 32], now);
     let peer = KeyPair::from_secret(SecretKey([8; 32]));
     let from: SocketAddr = "127.0.0.1:1000".parse().unwrap();
     dht.bootstrap(from, peer.pk, now);
-    dht.add_search(PublicKey([9; 32]));
+    dht.add_search(now, PublicKey([9; 32]));
     let mut rest = data;
     while let Some((&len, tail)) = rest.split_first() {
         let n = (len as usize).min(tail.len());

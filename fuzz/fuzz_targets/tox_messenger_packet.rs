@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use omnipeer_tox::crypto::KeyPair;
+use omnipeer_tox::crypto::{KeyPair, SecretKey};
 use omnipeer_tox::messenger::*;
 use omnipeer_tox::net_crypto::{NetCrypto, NetCryptoEvent};
 use omnipeer_tox::toxid::NoSpam;
@@ -23,11 +23,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(v, data);
     }
     let now = Instant::now();
-    let mut nc = NetCrypto::new(KeyPair::generate(), KeyPair::generate(), now);
+    let (real, dht) = (KeyPair::from_secret(SecretKey([1; 32])), KeyPair::from_secret(SecretKey([2; 32])));
+    let mut nc = NetCrypto::new(real, dht, [3; 32], now);
     let mut m = Messenger::new("fuzz", NoSpam([1, 2, 3, 4]));
-    let friend = KeyPair::generate().pk;
+    let friend = KeyPair::from_secret(SecretKey([4; 32])).pk;
     m.add_friend(now, friend, &mut nc);
-    let _ = m.handle_onion_friend_request(KeyPair::generate().pk, data);
+    let _ = m.handle_onion_friend_request(KeyPair::from_secret(SecretKey([5; 32])).pk, data);
     for (i, chunk) in data.split(|&b| b == 0xff).enumerate() {
         if i == 1 {
             m.handle_net_crypto_event(now, &NetCryptoEvent::Lossless { peer: friend, data: vec![0x18] }, &mut nc);

@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use omnipeer_tox::crypto::KeyPair;
+use omnipeer_tox::crypto::{KeyPair, SecretKey};
 use omnipeer_tox::net_crypto::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -47,8 +47,10 @@ fuzz_target!(|data: &[u8]| {
     // A live connection.
     let now = Instant::now();
     let (aa, ba): (SocketAddr, SocketAddr) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap());
-    let mut a = NetCrypto::new(KeyPair::generate(), KeyPair::generate(), now);
-    let mut b = NetCrypto::new(KeyPair::generate(), KeyPair::generate(), now);
+    // Fixed keys and seeds: a crash found with an input reproduces with that input.
+    let kp = |b: u8| KeyPair::from_secret(SecretKey([b; 32]));
+    let mut a = NetCrypto::new(kp(1), kp(2), [3; 32], now);
+    let mut b = NetCrypto::new(kp(4), kp(5), [6; 32], now);
     b.allow(a.real_pk());
     a.connect(now, b.real_pk(), b.dht_pk(), ba);
     pump(&mut a, &mut b, aa, ba, now);

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
     let mut now = Instant::now();
-    let dht = Dht::new(KeyPair::from_secret(SecretKey([4; 32])), now);
-    let mut c = OnionClient::new(KeyPair::from_secret(SecretKey([5; 32])), now);
-    c.add_friend(PublicKey([6; 32]));
+    let dht = Dht::new(KeyPair::from_secret(SecretKey([4; 32])), [4; 32], now);
+    let mut c = OnionClient::new(KeyPair::from_secret(SecretKey([5; 32])), [5; 32], now);
+    c.add_friend(now, PublicKey([6; 32]));
     c.tick(now, &dht);
     let from: SocketAddr = "127.0.0.1:3000".parse().unwrap();
     let mut rest = data;

@@ -18,8 +18,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = build::announce_response_header(data);
     let mut now = Instant::now();
     let k = KeyPair::from_secret(SecretKey([3; 32]));
-    let dht = Dht::new(k.clone(), now);
-    let mut node = OnionNode::new(k, now);
+    let dht = Dht::new(k.clone(), [1; 32], now);
+    let mut node = OnionNode::new(k, [2; 32], now);
     let from: SocketAddr = "127.0.0.1:2000".parse().unwrap();
     let mut rest = data;
     while rest.len() >= 2 {

@@ -11,7 +11,7 @@
 //! Usage: `cargo run --release -p omnipeer-bench --bin tox-dht -- [PACKETS] [SENDERS]`
 //! (defaults: 200000 packets, 2000 senders).
 
-use omnipeer_tox::crypto::{random_nonce, KeyPair, SharedKey};
+use omnipeer_tox::crypto::{child_seed, random_nonce, seeded_rng, KeyPair, SharedKey, ToxRng};
 use omnipeer_tox::dht::Dht;
 use omnipeer_tox::packet::{kind, DhtPacket, NodesRequestPlain, PingPlain};
 use std::net::SocketAddr;
@@ -23,10 +23,12 @@ fn addr(i: usize) -> SocketAddr {
 
 /// A DHT node with `n` live peers in its lists (an in-memory network run for 20 s of
 /// simulated time).
-fn populated_server(n: usize, now: Instant) -> (Dht, Instant) {
-    let mut server = Dht::new(KeyPair::generate(), now);
+fn populated_server(n: usize, now: Instant, rng: &mut ToxRng) -> (Dht, Instant) {
+    let mut server = Dht::new(KeyPair::generate(rng), child_seed(rng), now);
     let server_addr = addr(0);
-    let mut peers: Vec<Dht> = (0..n).map(|_| Dht::new(KeyPair::generate(), now)).collect();
+    let mut peers: Vec<Dht> = (0..n)
+        .map(|_| Dht::new(KeyPair::generate(rng), child_seed(rng), now))
+        .collect();
     for p in peers.iter_mut() {
         p.bootstrap(server_addr, server.pk(), now);
     }
@@ -64,17 +66,45 @@ fn populated_server(n: usize, now: Instant) -> (Dht, Instant) {
 }
 
 /// Ping and nodes requests (alternating) from `senders` keys, `count` in all.
-fn build_packets(server: &Dht, senders: &[KeyPair], count: usize) -> Vec<(SocketAddr, Vec<u8>)> {
-    let keys: Vec<SharedKey> = senders.iter().map(|s| SharedKey::precompute(&server.pk(), &s.sk)).collect();
+fn build_packets(
+    server: &Dht,
+    senders: &[KeyPair],
+    count: usize,
+    rng: &mut ToxRng,
+) -> Vec<(SocketAddr, Vec<u8>)> {
+    let keys: Vec<SharedKey> = senders
+        .iter()
+        .map(|s| SharedKey::precompute(&server.pk(), &s.sk))
+        .collect();
     (0..count)
         .map(|i| {
             let s = i % senders.len();
             let pkt = if i % 2 == 0 {
-                let plain = PingPlain { response: false, id: i as u64 }.encode();
-                DhtPacket::build(kind::PING_REQUEST, &senders[s].pk, &keys[s], &random_nonce(), &plain)
+                let plain = PingPlain {
+                    response: false,
+                    id: i as u64,
+                }
+                .encode();
+                DhtPacket::build(
+                    kind::PING_REQUEST,
+                    &senders[s].pk,
+                    &keys[s],
+                    &random_nonce(rng),
+                    &plain,
+                )
             } else {
-                let plain = NodesRequestPlain { searched: senders[(s + 1) % senders.len()].pk, sendback: i as u64 }.encode();
-                DhtPacket::build(kind::NODES_REQUEST, &senders[s].pk, &keys[s], &random_nonce(), &plain)
+                let plain = NodesRequestPlain {
+                    searched: senders[(s + 1) % senders.len()].pk,
+                    sendback: i as u64,
+                }
+                .encode();
+                DhtPacket::build(
+                    kind::NODES_REQUEST,
+                    &senders[s].pk,
+                    &keys[s],
+                    &random_nonce(rng),
+                    &plain,
+                )
             };
             (addr(1000 + s), pkt)
         })
@@ -99,14 +129,19 @@ fn main() -> anyhow::Result<()> {
     let count: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(200_000);
     let nsenders: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(2000);
     let start = Instant::now();
-    let (mut server, now) = populated_server(32, start);
+    // One fixed seed for keys, nonces and the nodes' generators: every run of the bench
+    // simulates the same network and feeds the same packets.
+    let mut rng = seeded_rng(1);
+    let (mut server, now) = populated_server(32, start, &mut rng);
     let known = server.good_node_count();
 
     // warm: senders seen before (shared keys cached; at most the cache size)
-    let warm_senders: Vec<KeyPair> = (0..nsenders.min(omnipeer_tox::dht::MAX_SHARED_KEYS)).map(|_| KeyPair::generate()).collect();
-    let warmup = build_packets(&server, &warm_senders, warm_senders.len());
+    let warm_senders: Vec<KeyPair> = (0..nsenders.min(omnipeer_tox::dht::MAX_SHARED_KEYS))
+        .map(|_| KeyPair::generate(&mut rng))
+        .collect();
+    let warmup = build_packets(&server, &warm_senders, warm_senders.len(), &mut rng);
     run(&mut server, now, &warmup);
-    let packets = build_packets(&server, &warm_senders, count);
+    let packets = build_packets(&server, &warm_senders, count, &mut rng);
     let (warm_s, warm_out) = run(&mut server, now, &packets);
 
     // baseline for warm: one box open per packet with a precomputed key
@@ -124,9 +159,9 @@ fn main() -> anyhow::Result<()> {
 
     // cold: every packet from a new sender
     let cold_n = (count / 10).max(1000);
-    let cold_senders: Vec<KeyPair> = (0..cold_n).map(|_| KeyPair::generate()).collect();
-    let (mut fresh, fnow) = populated_server(32, start);
-    let cold = build_packets(&fresh, &cold_senders, cold_n);
+    let cold_senders: Vec<KeyPair> = (0..cold_n).map(|_| KeyPair::generate(&mut rng)).collect();
+    let (mut fresh, fnow) = populated_server(32, start, &mut rng);
+    let cold = build_packets(&fresh, &cold_senders, cold_n, &mut rng);
     let (cold_s, cold_out) = run(&mut fresh, fnow, &cold);
     let t0 = Instant::now();
     for (i, (_, p)) in cold.iter().enumerate() {

@@ -727,9 +727,9 @@ async fn tox_command(cmd: ToxCmd) -> anyhow::Result<()> {
     }
 }
 
-/// A fresh DHT key pair.
+/// A fresh DHT key pair (from the OS random source).
 fn omnipeer_tox_keys() -> omnipeer_node::tox::KeyPair {
-    omnipeer_node::tox::KeyPair::generate()
+    omnipeer_node::tox::new_keypair()
 }
 
 /// After stdin ended, how long a ministream pipe waits without receiving data before it

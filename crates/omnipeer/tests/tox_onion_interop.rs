@@ -13,7 +13,8 @@
 
 mod tox_support;
 
-use omnipeer_tox::crypto::{KeyPair, PublicKey, SharedKey};
+use omnipeer_node::tox::{new_keypair, os_seed};
+use omnipeer_tox::crypto::{PublicKey, SharedKey};
 use omnipeer_tox::dht::{Dht, DhtEvent};
 use omnipeer_tox::onion::OnionNode;
 use omnipeer_tox::onion_client::{OnionClient, OnionEvent};
@@ -89,27 +90,33 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
     // at least 2 nodes report the friend's address (DHT.c route_to_friend).
     let bsd2 = Bootstrapd::start(&[(bsd.port, bsd.pk.clone())]);
     let bsd3 = Bootstrapd::start(&[(bsd.port, bsd.pk.clone())]);
-    let real = KeyPair::generate();
-    let bot = Bot::start(BotOptions::new().bootstrap(&bsd.node_spec()).friend(&real.pk.to_hex()).timeout_secs(100));
+    // Keys and generator seeds from the OS, as the node's drivers make them.
+    let real = new_keypair();
+    let bot = Bot::start(
+        BotOptions::new()
+            .bootstrap(&bsd.node_spec())
+            .friend(&real.pk.to_hex())
+            .timeout_secs(100),
+    );
     let bot_pk = PublicKey::from_hex(&bot.public_key()).unwrap();
     let bot_dht = PublicKey::from_hex(&bot.dht_key()).unwrap();
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
     let now = Instant::now();
-    let dk = KeyPair::generate();
+    let dk = new_keypair();
     let mut us = Us {
         sock,
-        dht: Dht::new(dk.clone(), now),
-        onion: OnionNode::new(dk, now),
-        client: OnionClient::new(real, now),
+        dht: Dht::new(dk.clone(), os_seed(), now),
+        onion: OnionNode::new(dk, os_seed(), now),
+        client: OnionClient::new(real, os_seed(), now),
         events: Vec::new(),
         dht_events: Vec::new(),
         seen: Default::default(),
         cookie_from: Vec::new(),
     };
     us.dht.bootstrap(format!("127.0.0.1:{}", bsd.port).parse().unwrap(), PublicKey::from_hex(&bsd.pk).unwrap(), now);
-    us.client.add_friend(bot_pk);
+    us.client.add_friend(now, bot_pk);
 
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs(90);
@@ -147,7 +154,7 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
     let ours = DhtPkAnnounce { no_replay: 1, dht_pk: us.dht.pk(), nodes: us.dht.closest_nodes(&us.dht.pk(), 2) };
     let mut copies = 0;
     let bot_addr: SocketAddr = format!("127.0.0.1:{}", bot.port).parse().unwrap();
-    us.dht.add_search(bot_dht);
+    us.dht.add_search(Instant::now(), bot_dht);
     let end = Instant::now() + Duration::from_secs(60);
     let mut last_send = Instant::now() - Duration::from_secs(10);
     let dht_request = |us: &Us| {
@@ -159,7 +166,7 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
     };
     while Instant::now() < end && !done(&us) {
         if last_send.elapsed() >= Duration::from_secs(5) {
-            copies += us.client.send_data(&bot_pk, &ours.encode());
+            copies += us.client.send_data(Instant::now(), &bot_pk, &ours.encode());
             last_send = Instant::now();
         }
         us.step();

@@ -2,7 +2,7 @@
 //! HSalsa20, xsalsa20poly1305, sha2). Only the nonce increment is hand written: it is
 //! Tox-specific big-endian arithmetic on a 24-byte array that no crate offers.
 
-use rand::RngCore;
+use rand::{CryptoRng, SeedableRng};
 use sha2::{Digest, Sha512};
 use xsalsa20poly1305::aead::{Aead, KeyInit};
 use xsalsa20poly1305::XSalsa20Poly1305;
@@ -54,7 +54,35 @@ impl SecretKey {
     }
 }
 
-/// A key pair; `generate` uses the OS random source.
+/// The random generator every machine of this crate owns: ChaCha20, a CSPRNG whose
+/// output is fixed by its seed (rand_chacha promises the stream across releases, rand's
+/// `StdRng` does not). The crate never draws randomness anywhere else: the caller seeds
+/// each machine (from the OS in production, from a constant in tests), as quinn-proto's
+/// `Endpoint::new` takes an `rng_seed`; so the same seed, keys, inputs and `now`s give
+/// the same packets.
+pub type ToxRng = rand_chacha::ChaCha20Rng;
+
+/// What a machine's [`ToxRng`] is seeded with.
+pub type RngSeed = [u8; 32];
+
+/// The generator for `seed`.
+pub fn rng_from_seed(seed: RngSeed) -> ToxRng {
+    ToxRng::from_seed(seed)
+}
+
+/// A generator with a fixed seed derived from `n`: for tests, fuzz targets and benches,
+/// never for a real identity or session.
+pub fn seeded_rng(n: u64) -> ToxRng {
+    ToxRng::seed_from_u64(n)
+}
+
+/// A seed for a sub-machine, drawn from its parent's generator (so one seed given to
+/// [`crate::tox::Tox`] determines every machine inside it).
+pub fn child_seed<R: CryptoRng + ?Sized>(rng: &mut R) -> RngSeed {
+    random_bytes(rng)
+}
+
+/// A key pair; the caller supplies the secret key or the generator.
 #[derive(Clone, Debug)]
 pub struct KeyPair {
     pub pk: PublicKey,
@@ -62,10 +90,10 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
-    pub fn generate() -> Self {
-        let mut sk = [0u8; 32];
-        rand::rng().fill_bytes(&mut sk);
-        Self::from_secret(SecretKey(sk))
+    /// A fresh pair from `rng` (temporary and session keys come from the machine's own
+    /// generator; long-term identities are made by the caller).
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        Self::from_secret(SecretKey(random_bytes(rng)))
     }
     pub fn from_secret(sk: SecretKey) -> Self {
         KeyPair { pk: sk.public_key(), sk }
@@ -100,10 +128,8 @@ impl SharedKey {
     pub fn from_bytes(key: [u8; SHARED_KEY_SIZE]) -> Self {
         SharedKey { key, cipher: XSalsa20Poly1305::new(&key.into()) }
     }
-    pub fn random() -> Self {
-        let mut k = [0u8; 32];
-        rand::rng().fill_bytes(&mut k);
-        Self::from_bytes(k)
+    pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        Self::from_bytes(random_bytes(rng))
     }
     pub fn as_bytes(&self) -> &[u8; SHARED_KEY_SIZE] {
         &self.key
@@ -133,19 +159,17 @@ pub fn decrypt_data(their_pk: &PublicKey, our_sk: &SecretKey, nonce: &Nonce, box
     SharedKey::precompute(their_pk, our_sk).decrypt(nonce, boxed)
 }
 
-pub fn random_nonce() -> Nonce {
-    let mut n = [0u8; NONCE_SIZE];
-    rand::rng().fill_bytes(&mut n);
-    n
+pub fn random_nonce<R: CryptoRng + ?Sized>(rng: &mut R) -> Nonce {
+    random_bytes(rng)
 }
 
-pub fn random_u64() -> u64 {
-    rand::rng().next_u64()
+pub fn random_u64<R: CryptoRng + ?Sized>(rng: &mut R) -> u64 {
+    rng.next_u64()
 }
 
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+pub fn random_bytes<const N: usize, R: CryptoRng + ?Sized>(rng: &mut R) -> [u8; N] {
     let mut b = [0u8; N];
-    rand::rng().fill_bytes(&mut b);
+    rng.fill_bytes(&mut b);
     b
 }
 

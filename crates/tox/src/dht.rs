@@ -18,13 +18,16 @@
 //! - DHT requests 0x20: forwarded unchanged to an addressee in our close list, delivered
 //!   when addressed to us (NAT ping answered here, the rest as [`DhtEvent::Request`]).
 
-use crate::crypto::{random_nonce, random_u64, KeyPair, PublicKey, SharedKey, PUBLIC_KEY_SIZE};
+use crate::crypto::{
+    random_nonce, random_u64, rng_from_seed, KeyPair, PublicKey, RngSeed, SharedKey, ToxRng,
+    PUBLIC_KEY_SIZE,
+};
 use crate::packet::{
     closer, kind, DhtPacket, DhtRequest, NodesRequestPlain, NodesResponsePlain, PackedNode, PacketError, PingPlain,
     limits::MAX_SENT_NODES,
 };
 use rand::seq::{IndexedRandom, SliceRandom};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -136,16 +139,18 @@ struct Pending {
 pub struct Dht {
     keys: KeyPair,
     buckets: Vec<Vec<Node>>,
-    searches: HashMap<PublicKey, Search>,
+    searches: BTreeMap<PublicKey, Search>,
     bootstrap_nodes: Vec<PackedNode>,
     last_bootstrap: Option<Instant>,
-    pending_pings: HashMap<u64, Pending>,
-    pending_nodes: HashMap<u64, Pending>,
-    probed: HashMap<PublicKey, Instant>,
-    shared: HashMap<PublicKey, SharedKey>,
+    pending_pings: BTreeMap<u64, Pending>,
+    pending_nodes: BTreeMap<u64, Pending>,
+    probed: BTreeMap<PublicKey, Instant>,
+    shared: BTreeMap<PublicKey, SharedKey>,
     last_lookup: Option<Instant>,
     quick: u8,
     next_tick: Instant,
+    /// Ping ids, sendbacks, nonces and lookup picks all come from here.
+    rng: ToxRng,
     transmit: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<DhtEvent>,
     /// Packets handled without error (for the bench and logs).
@@ -164,17 +169,19 @@ pub fn common_prefix_len(a: &PublicKey, b: &PublicKey) -> usize {
 }
 
 impl Dht {
-    pub fn new(dht_keys: KeyPair, now: Instant) -> Self {
+    /// `rng_seed` seeds every random choice the node makes (see [`ToxRng`]).
+    pub fn new(dht_keys: KeyPair, rng_seed: RngSeed, now: Instant) -> Self {
         Dht {
+            rng: rng_from_seed(rng_seed),
             keys: dht_keys,
             buckets: (0..BUCKETS).map(|_| Vec::new()).collect(),
-            searches: HashMap::new(),
+            searches: BTreeMap::new(),
             bootstrap_nodes: Vec::new(),
             last_bootstrap: None,
-            pending_pings: HashMap::new(),
-            pending_nodes: HashMap::new(),
-            probed: HashMap::new(),
-            shared: HashMap::new(),
+            pending_pings: BTreeMap::new(),
+            pending_nodes: BTreeMap::new(),
+            probed: BTreeMap::new(),
+            shared: BTreeMap::new(),
             last_lookup: None,
             quick: 0,
             next_tick: now,
@@ -209,7 +216,7 @@ impl Dht {
     }
 
     /// Look `dht_pk` up until removed; its address comes as [`DhtEvent::Found`].
-    pub fn add_search(&mut self, dht_pk: PublicKey) {
+    pub fn add_search(&mut self, now: Instant, dht_pk: PublicKey) {
         if dht_pk == self.keys.pk || self.searches.len() >= MAX_SEARCHES {
             return;
         }
@@ -226,7 +233,6 @@ impl Dht {
         if self.searches.contains_key(&dht_pk) {
             return;
         }
-        let now = self.next_tick;
         let direct = known.iter().find(|n| n.pk == dht_pk && n.good(now)).map(|n| n.addr);
         self.searches.insert(dht_pk, Search { nodes: known, last_lookup: None, quick: 0, found: None });
         // Already in our lists with a fresh address: report it at once.
@@ -262,9 +268,9 @@ impl Dht {
         v
     }
 
-    /// `n` distinct random good nodes (for onion paths).
-    pub fn random_nodes(&self, n: usize) -> Vec<PackedNode> {
-        let now = self.next_tick;
+    /// `n` distinct random nodes good at `now` (for onion paths), picked with the
+    /// caller's `rng`.
+    pub fn random_nodes<R: rand::Rng + ?Sized>(&self, now: Instant, n: usize, rng: &mut R) -> Vec<PackedNode> {
         let mut v: Vec<PackedNode> = Vec::new();
         let all = self.buckets.iter().flatten().chain(self.searches.values().flat_map(|s| s.nodes.iter()));
         for node in all.filter(|x| x.good(now)) {
@@ -272,7 +278,7 @@ impl Dht {
                 v.push(node.packed());
             }
         }
-        v.shuffle(&mut rand::rng());
+        v.shuffle(rng);
         v.truncate(n);
         v
     }
@@ -297,8 +303,7 @@ impl Dht {
     /// Sends `inner` (`[id][data]`) as DHT request 0x20 to `to`: directly when its
     /// address is known and fresh, and through up to 4 nodes that listed it recently.
     /// False when no route is known.
-    pub fn send_dht_request(&mut self, to: &PublicKey, inner: &[u8]) -> bool {
-        let now = self.next_tick;
+    pub fn send_dht_request(&mut self, now: Instant, to: &PublicKey, inner: &[u8]) -> bool {
         let mut via: Vec<SocketAddr> = Vec::new();
         if let Some(s) = self.searches.get(to) {
             if let Some((a, t)) = s.found {
@@ -327,7 +332,7 @@ impl Dht {
             return false;
         }
         let key = self.shared_key(to);
-        let pkt = DhtRequest::build(to, &self.keys.pk, &key, &random_nonce(), inner);
+        let pkt = DhtRequest::build(to, &self.keys.pk, &key, &random_nonce(&mut self.rng), inner);
         for a in via {
             self.transmit.push_back((a, pkt.clone()));
         }
@@ -388,8 +393,18 @@ impl Dht {
                     self.pending_pings.remove(&ping.id);
                     self.node_answered(p.sender, from, now);
                 } else {
-                    let resp = PingPlain { response: true, id: ping.id }.encode();
-                    let pkt = DhtPacket::build(kind::PING_RESPONSE, &self.keys.pk, &key, &random_nonce(), &resp);
+                    let resp = PingPlain {
+                        response: true,
+                        id: ping.id,
+                    }
+                    .encode();
+                    let pkt = DhtPacket::build(
+                        kind::PING_RESPONSE,
+                        &self.keys.pk,
+                        &key,
+                        &random_nonce(&mut self.rng),
+                        &resp,
+                    );
                     self.transmit.push_back((from, pkt));
                     self.seen_packet_from(p.sender, from, now);
                     self.maybe_probe(p.sender, from, now, true);
@@ -401,8 +416,18 @@ impl Dht {
                 nodes.retain(|n| n.pk != p.sender);
                 nodes.truncate(MAX_SENT_NODES);
                 if !nodes.is_empty() {
-                    let resp = NodesResponsePlain { nodes, sendback: req.sendback }.encode();
-                    let pkt = DhtPacket::build(kind::NODES_RESPONSE, &self.keys.pk, &key, &random_nonce(), &resp);
+                    let resp = NodesResponsePlain {
+                        nodes,
+                        sendback: req.sendback,
+                    }
+                    .encode();
+                    let pkt = DhtPacket::build(
+                        kind::NODES_RESPONSE,
+                        &self.keys.pk,
+                        &key,
+                        &random_nonce(&mut self.rng),
+                        &resp,
+                    );
                     self.transmit.push_back((from, pkt));
                 }
                 self.seen_packet_from(p.sender, from, now);
@@ -456,7 +481,7 @@ impl Dht {
                 if inner[1] == 0 {
                     let mut resp = inner.clone();
                     resp[1] = 1;
-                    self.send_dht_request(&r.sender, &resp);
+                    self.send_dht_request(now, &r.sender, &resp);
                 }
                 // Responses: we never send NAT ping requests (no hole punching needed
                 // on the networks we serve), so there is nothing to match them with.
@@ -617,14 +642,28 @@ impl Dht {
         if self.pending_pings.len() >= MAX_PENDING {
             return;
         }
-        let id = random_u64();
-        self.pending_pings.insert(id, Pending { pk, addr, sent: now, target: pk });
-        let key = self.shared_key(&pk);
-        let pkt = DhtPacket::build(kind::PING_REQUEST, &self.keys.pk, &key, &random_nonce(), &PingPlain {
-            response: false,
+        let id = random_u64(&mut self.rng);
+        self.pending_pings.insert(
             id,
-        }
-        .encode());
+            Pending {
+                pk,
+                addr,
+                sent: now,
+                target: pk,
+            },
+        );
+        let key = self.shared_key(&pk);
+        let pkt = DhtPacket::build(
+            kind::PING_REQUEST,
+            &self.keys.pk,
+            &key,
+            &random_nonce(&mut self.rng),
+            &PingPlain {
+                response: false,
+                id,
+            }
+            .encode(),
+        );
         self.transmit.push_back((addr, pkt));
     }
 
@@ -632,11 +671,29 @@ impl Dht {
         if self.pending_nodes.len() >= MAX_PENDING {
             return;
         }
-        let sendback = random_u64();
-        self.pending_nodes.insert(sendback, Pending { pk, addr, sent: now, target });
+        let sendback = random_u64(&mut self.rng);
+        self.pending_nodes.insert(
+            sendback,
+            Pending {
+                pk,
+                addr,
+                sent: now,
+                target,
+            },
+        );
         let key = self.shared_key(&pk);
-        let plain = NodesRequestPlain { searched: target, sendback }.encode();
-        let pkt = DhtPacket::build(kind::NODES_REQUEST, &self.keys.pk, &key, &random_nonce(), &plain);
+        let plain = NodesRequestPlain {
+            searched: target,
+            sendback,
+        }
+        .encode();
+        let pkt = DhtPacket::build(
+            kind::NODES_REQUEST,
+            &self.keys.pk,
+            &key,
+            &random_nonce(&mut self.rng),
+            &plain,
+        );
         self.transmit.push_back((addr, pkt));
     }
 
@@ -691,13 +748,17 @@ impl Dht {
         }
 
         // lookups toward our own key and each searched key
-        let mut rng = rand::rng();
-        let good: Vec<(SocketAddr, PublicKey)> =
-            self.buckets.iter().flatten().filter(|n| n.good(now)).map(|n| (n.addr, n.pk)).collect();
+        let good: Vec<(SocketAddr, PublicKey)> = self
+            .buckets
+            .iter()
+            .flatten()
+            .filter(|n| n.good(now))
+            .map(|n| (n.addr, n.pk))
+            .collect();
         if good.is_empty() {
             self.quick = 0;
         } else if Self::due(self.last_lookup, self.quick, now) {
-            if let Some(&(a, pk)) = good.choose(&mut rng) {
+            if let Some(&(a, pk)) = good.choose(&mut self.rng) {
                 checks.push((a, pk, me));
             }
             self.last_lookup = Some(now);
@@ -710,7 +771,7 @@ impl Dht {
             if cands.is_empty() || !Self::due(s.last_lookup, s.quick, now) {
                 continue;
             }
-            if let Some(&(a, pk)) = cands.choose(&mut rng) {
+            if let Some(&(a, pk)) = cands.choose(&mut self.rng) {
                 checks.push((a, pk, *target));
             }
             s.last_lookup = Some(now);
@@ -782,8 +843,26 @@ mod tests {
     impl Net {
         fn new(n: usize) -> Net {
             let now = Instant::now();
-            let nodes = (0..n).map(|_| Dht::new(KeyPair::generate(), now)).collect();
-            Net { nodes, addrs: (0..n).map(addr).collect(), now, events: vec![Vec::new(); n], dead: vec![], delivered: 0, log: vec![] }
+            // Fixed keys and seeds: every run sees the same network.
+            let mut rng = crate::crypto::seeded_rng(n as u64);
+            let nodes = (0..n)
+                .map(|_| {
+                    Dht::new(
+                        KeyPair::generate(&mut rng),
+                        crate::crypto::child_seed(&mut rng),
+                        now,
+                    )
+                })
+                .collect();
+            Net {
+                nodes,
+                addrs: (0..n).map(addr).collect(),
+                now,
+                events: vec![Vec::new(); n],
+                dead: vec![],
+                delivered: 0,
+                log: vec![],
+            }
         }
         fn idx(&self, a: SocketAddr) -> Option<usize> {
             self.addrs.iter().position(|x| *x == a)
@@ -858,7 +937,7 @@ mod tests {
         }
         // Node 5 searches node 17's key (it never talked to node 0 about it) and finds it.
         let target = net.nodes[17].pk();
-        net.nodes[5].add_search(target);
+        net.nodes[5].add_search(net.now, target);
         // Within 20 s (c-toxcore's slow search interval); 10 s fell short in ~1 run of 8
         // when the random keys put 17 far from everyone 5 knew.
         net.run(Duration::from_secs(20));
@@ -873,7 +952,7 @@ mod tests {
         // Every node can look every other up.
         for i in 0..20 {
             let t = net.nodes[(i + 7) % 20].pk();
-            net.nodes[i].add_search(t);
+            net.nodes[i].add_search(net.now, t);
         }
         net.run(Duration::from_secs(15));
         for i in 0..20 {
@@ -883,12 +962,13 @@ mod tests {
         // A key already in the close list is reported as soon as it is searched.
         let n0 = &net.nodes[0];
         let known = n0.buckets.iter().flatten().find(|n| !n0.searches.contains_key(&n.pk)).unwrap().packed();
-        net.nodes[0].add_search(known.pk);
+        net.nodes[0].add_search(net.now, known.pk);
         assert_eq!(net.nodes[0].poll_event(), Some(DhtEvent::Found { pk: known.pk, addr: known.addr }));
     }
 
     #[test]
     fn dead_nodes_become_bad_then_disappear() {
+        let mut rng = crate::crypto::seeded_rng(101);
         let mut net = Net::new(6);
         let (a0, pk0) = (net.addrs[0], net.nodes[0].pk());
         let now = net.now;
@@ -905,8 +985,14 @@ mod tests {
         assert!(net.nodes[1].closest_nodes(&dead_pk, 8).iter().any(|n| n.pk == dead_pk));
         net.run(Duration::from_secs(30));
         // bad (>122 s): no longer handed out
-        assert!(!net.nodes[1].closest_nodes(&dead_pk, 8).iter().any(|n| n.pk == dead_pk));
-        assert!(!net.nodes[1].random_nodes(8).iter().any(|n| n.pk == dead_pk));
+        assert!(!net.nodes[1]
+            .closest_nodes(&dead_pk, 8)
+            .iter()
+            .any(|n| n.pk == dead_pk));
+        assert!(!net.nodes[1]
+            .random_nodes(net.now, 8, &mut rng)
+            .iter()
+            .any(|n| n.pk == dead_pk));
         net.run(Duration::from_secs(60));
         assert!(!net.nodes[1].in_close_list(&dead_pk), "dropped after 182 s");
         // the live ones stayed
@@ -915,8 +1001,8 @@ mod tests {
 
     fn pair() -> (Dht, Dht, SocketAddr, SocketAddr, Instant) {
         let now = Instant::now();
-        let a = Dht::new(KeyPair::from_secret(SecretKey([1; 32])), now);
-        let b = Dht::new(KeyPair::from_secret(SecretKey([2; 32])), now);
+        let a = Dht::new(KeyPair::from_secret(SecretKey([1; 32])), [1; 32], now);
+        let b = Dht::new(KeyPair::from_secret(SecretKey([2; 32])), [2; 32], now);
         (a, b, addr(1), addr(2), now)
     }
 
@@ -991,6 +1077,7 @@ mod tests {
 
     #[test]
     fn nodes_request_answered_with_closest_four() {
+        let mut rng = crate::crypto::seeded_rng(102);
         let (mut a, mut b, aa, ba, now) = pair();
         for i in 10..20u8 {
             a.node_answered(PublicKey([i; 32]), addr(i as usize), now);
@@ -1014,7 +1101,7 @@ mod tests {
         assert_eq!(probes.len(), 4);
         // an empty node knows nothing and stays silent
         let now2 = now;
-        let mut c = Dht::new(KeyPair::generate(), now2);
+        let mut c = Dht::new(KeyPair::generate(&mut rng), [3; 32], now2);
         b.send_nodes_request(addr(3), c.pk(), b.pk(), now2);
         let (_, req) = b.poll_transmit().unwrap();
         c.handle_packet(now2, ba, &req).unwrap();
@@ -1023,6 +1110,7 @@ mod tests {
 
     #[test]
     fn dht_request_forwarded_delivered_and_nat_ping_answered() {
+        let mut rng = crate::crypto::seeded_rng(103);
         let mut net = Net::new(8);
         let (a0, pk0) = (net.addrs[0], net.nodes[0].pk());
         let now = net.now;
@@ -1032,9 +1120,9 @@ mod tests {
         net.pump();
         net.run(Duration::from_secs(10));
         let t = net.nodes[6].pk();
-        net.nodes[2].add_search(t);
+        net.nodes[2].add_search(net.now, t);
         net.run(Duration::from_secs(5));
-        assert!(net.nodes[2].send_dht_request(&t, &[0x9c, 1, 2, 3]));
+        assert!(net.nodes[2].send_dht_request(net.now, &t, &[0x9c, 1, 2, 3]));
         net.pump();
         let from = net.nodes[2].pk();
         let got: Vec<_> = net.events[6].iter().filter(|e| matches!(e, DhtEvent::Request { .. })).cloned().collect();
@@ -1045,12 +1133,12 @@ mod tests {
         let mut ping = vec![kind::NAT_PING, 0];
         ping.extend_from_slice(&5u64.to_be_bytes());
         // 6 must know a route back to 2
-        net.nodes[6].add_search(from);
+        net.nodes[6].add_search(net.now, from);
         net.run(Duration::from_secs(5));
         let before6 = net.events[6].len();
         assert!(before6 >= before);
         net.log.clear();
-        assert!(net.nodes[2].send_dht_request(&t, &ping));
+        assert!(net.nodes[2].send_dht_request(net.now, &t, &ping));
         net.pump();
         assert!(!net.events[6][before6..].iter().any(|e| matches!(e, DhtEvent::Request { .. })));
         // the response came back to 2 as a DHT request (from 6 directly or forwarded),
@@ -1058,12 +1146,12 @@ mod tests {
         assert!(net.log.iter().any(|&(_, t, k)| t == 2 && k == kind::DHT_REQUEST), "{:?}", net.log);
         assert!(!net.events[2].iter().any(|e| matches!(e, DhtEvent::Request { .. })));
         // Forwarding: a request for a key not in 0's close list is refused.
-        let stranger = KeyPair::generate();
+        let stranger = KeyPair::generate(&mut rng);
         let key = SharedKey::precompute(&stranger.pk, &net.nodes[1].keys.sk);
         let pkt = DhtRequest::build(&stranger.pk, &net.nodes[1].pk(), &key, &[1; 24], &[0x9c]);
         assert_eq!(net.nodes[0].handle_packet(net.now, net.addrs[1], &pkt), Err(DhtError::NotRoutable));
         // A request for a close-list node is forwarded unchanged.
-        let dest = net.nodes[0].random_nodes(1)[0];
+        let dest = net.nodes[0].random_nodes(net.now, 1, &mut rng)[0];
         let key = SharedKey::precompute(&dest.pk, &net.nodes[1].keys.sk);
         let pkt = DhtRequest::build(&dest.pk, &net.nodes[1].pk(), &key, &[1; 24], &[0x9c]);
         while net.nodes[0].poll_transmit().is_some() {}
@@ -1073,12 +1161,13 @@ mod tests {
 
     #[test]
     fn flood_of_strangers_keeps_state_bounded() {
+        let mut rng = crate::crypto::seeded_rng(104);
         let now = Instant::now();
-        let mut d = Dht::new(KeyPair::generate(), now);
+        let mut d = Dht::new(KeyPair::generate(&mut rng), [4; 32], now);
         let n = MAX_PENDING + 500;
         let mut answered = 0;
         for i in 0..n {
-            let s = KeyPair::generate();
+            let s = KeyPair::generate(&mut rng);
             let k = SharedKey::precompute(&d.pk(), &s.sk);
             let ping = DhtPacket::build(kind::PING_REQUEST, &s.pk, &k, &[1; 24], &PingPlain { response: false, id: i as u64 }.encode());
             d.handle_packet(now, addr(i % 60000), &ping).unwrap();

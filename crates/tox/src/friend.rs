@@ -286,13 +286,13 @@ pub fn tasks<'a>(our_pk: PublicKey, friends: impl IntoIterator<Item = &'a Friend
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::KeyPair;
+    use crate::crypto::{KeyPair, SecretKey};
 
     fn setup() -> (FriendProgress, Instant, PublicKey, SocketAddr) {
         (
-            FriendProgress::new(KeyPair::generate().pk),
+            FriendProgress::new(KeyPair::from_secret(SecretKey([1; 32])).pk),
             Instant::now(),
-            KeyPair::generate().pk,
+            KeyPair::from_secret(SecretKey([2; 32])).pk,
             "10.0.0.1:33445".parse().unwrap(),
         )
     }
@@ -303,8 +303,9 @@ mod tests {
 
     #[test]
     fn outbound_happy_path_and_tasks() {
+        let mut rng = crate::crypto::seeded_rng(101);
         let (mut f, t0, dht, addr) = setup();
-        let me = KeyPair::generate().pk;
+        let me = KeyPair::generate(&mut rng).pk;
         assert_eq!(f.progress(), Progress::AwaitingDhtKey);
         assert_eq!(tasks(me, [&f]), vec![Task::ToxId { our_pk: me }, Task::DhtKey { friend: f.real_pk() }]);
         // An address before the key is meaningless.
@@ -317,7 +318,7 @@ mod tests {
             Task::Connect { friend: f.real_pk(), mode: ConnectMode::SearchDht { dht_pk: dht } }
         );
         // A search result for another key is ignored.
-        f.on_address(t0, KeyPair::generate().pk, addr);
+        f.on_address(t0, KeyPair::generate(&mut rng).pk, addr);
         assert_eq!(f.progress(), Progress::AcquiringIpAddress);
         f.on_address(t0, dht, addr);
         assert_eq!(f.progress(), Progress::AcquiringCookie);
@@ -403,12 +404,16 @@ mod tests {
 
     #[test]
     fn new_dht_key_while_connected_means_restart() {
+        let mut rng = crate::crypto::seeded_rng(102);
         let (mut f, t0, dht, addr) = setup();
         f.on_handshake(t0, dht, addr);
         f.on_connection(t0, ConnState::NotConfirmed);
         f.on_connection(t0, ConnState::Established);
-        let dht2 = KeyPair::generate().pk;
-        assert!(f.on_dht_key(t0, dht2), "the caller must kill the old connection");
+        let dht2 = KeyPair::generate(&mut rng).pk;
+        assert!(
+            f.on_dht_key(t0, dht2),
+            "the caller must kill the old connection"
+        );
         // Killing it brings the friend back to the search, with the new key.
         f.on_closed(t0, CloseReason::Local);
         assert_eq!(f.progress(), Progress::AcquiringIpAddress);
@@ -418,12 +423,13 @@ mod tests {
 
     #[test]
     fn replaced_connection_keeps_state_and_new_key_restarts_search() {
+        let mut rng = crate::crypto::seeded_rng(103);
         let (mut f, t0, dht, addr) = setup();
         f.on_dht_key(t0, dht);
         f.on_address(t0, dht, addr);
         f.on_connection(t0, ConnState::CookieRequesting);
         // The friend restarted: a DHT-PK with a new key drops the stale address.
-        let dht2 = KeyPair::generate().pk;
+        let dht2 = KeyPair::generate(&mut rng).pk;
         f.on_dht_key(t0, dht2);
         assert_eq!(f.progress(), Progress::AcquiringIpAddress);
         assert_eq!(f.addr(), None);

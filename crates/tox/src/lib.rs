@@ -1,5 +1,9 @@
-//! Sans-IO Tox. No sockets, no clock: packets and `Instant`-like times are inputs,
-//! packets to send and events are outputs. Drivers live in `omnipeer-node`.
+//! Sans-IO Tox. No sockets, no clock, no file access, no ambient randomness: packets
+//! and `Instant`-like times are inputs, packets to send and events are outputs. Every
+//! machine draws its nonces, temporary keys and random choices from its own generator
+//! ([`crypto::ToxRng`]), seeded by the caller, and identities are made by the caller: the
+//! same seed, keys, inputs and `now`s give the same packets. Drivers (and the profile
+//! file) live in `omnipeer-node`, which seeds the machines from the OS.
 
 pub mod crypto;
 pub mod dht;

@@ -17,7 +17,7 @@
 use crate::crypto::PublicKey;
 use crate::net_crypto::{NetCrypto, NetCryptoError, NetCryptoEvent};
 use crate::toxid::{NoSpam, NOSPAM_SIZE};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 pub mod id {
@@ -255,9 +255,9 @@ pub struct Messenger {
     status_message: String,
     user_status: UserStatus,
     nospam: NoSpam,
-    friends: HashMap<PublicKey, Friend>,
-    outgoing_requests: HashMap<PublicKey, OutRequest>,
-    seen_requests: HashSet<PublicKey>,
+    friends: BTreeMap<PublicKey, Friend>,
+    outgoing_requests: BTreeMap<PublicKey, OutRequest>,
+    seen_requests: BTreeSet<PublicKey>,
     next_receipt: u32,
     events: VecDeque<MessengerEvent>,
 }
@@ -273,9 +273,9 @@ impl Messenger {
             status_message: String::new(),
             user_status: UserStatus::Online,
             nospam,
-            friends: HashMap::new(),
-            outgoing_requests: HashMap::new(),
-            seen_requests: HashSet::new(),
+            friends: BTreeMap::new(),
+            outgoing_requests: BTreeMap::new(),
+            seen_requests: BTreeSet::new(),
             next_receipt: 1,
             events: VecDeque::new(),
         }
@@ -544,6 +544,7 @@ impl Messenger {
 mod tests {
     use super::*;
     use crate::crypto::KeyPair;
+    use crate::crypto::SecretKey;
     use crate::net_crypto::ConnState;
     use proptest::prelude::*;
     use std::net::SocketAddr;
@@ -568,7 +569,12 @@ mod tests {
         fn new() -> Self {
             let now = Instant::now();
             let side = |port: u16| Side {
-                nc: NetCrypto::new(KeyPair::generate(), KeyPair::generate(), now),
+                nc: NetCrypto::new(
+                    KeyPair::from_secret(SecretKey([port as u8; 32])),
+                    KeyPair::from_secret(SecretKey([port as u8 + 10; 32])),
+                    [port as u8 + 20; 32],
+                    now,
+                ),
                 m: Messenger::new(&format!("node{port}"), NoSpam([1, 2, 3, port as u8])),
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 events: vec![],
@@ -669,10 +675,16 @@ mod tests {
 
     #[test]
     fn packets_before_online_are_dropped() {
+        let mut rng = crate::crypto::seeded_rng(101);
         let mut m = Messenger::new("x", NoSpam::default());
         let now = Instant::now();
-        let mut nc = NetCrypto::new(KeyPair::generate(), KeyPair::generate(), now);
-        let f = KeyPair::generate().pk;
+        let mut nc = NetCrypto::new(
+            KeyPair::generate(&mut rng),
+            KeyPair::generate(&mut rng),
+            [9; 32],
+            now,
+        );
+        let f = KeyPair::generate(&mut rng).pk;
         m.add_friend(now, f, &mut nc);
         let msg = MessengerPacket::Message(MessageKind::Normal, "early".into()).encode();
         assert_eq!(m.handle_packet(now, &f, &msg, &mut nc), Err(MessengerError::NotOnline));
@@ -710,10 +722,16 @@ mod tests {
 
     #[test]
     fn friend_requests_nospam_dedup_and_backoff() {
+        let mut rng = crate::crypto::seeded_rng(102);
         let now = Instant::now();
         let mut m = Messenger::new("me", NoSpam([9, 9, 9, 9]));
-        let mut nc = NetCrypto::new(KeyPair::generate(), KeyPair::generate(), now);
-        let from = KeyPair::generate().pk;
+        let mut nc = NetCrypto::new(
+            KeyPair::generate(&mut rng),
+            KeyPair::generate(&mut rng),
+            [9; 32],
+            now,
+        );
+        let from = KeyPair::generate(&mut rng).pk;
         let good = encode_friend_request(0x20, NoSpam([9, 9, 9, 9]), "hi there").unwrap();
         assert_eq!(&good[..5], &[0x20, 9, 9, 9, 9]);
         let bad = encode_friend_request(0x20, NoSpam([9, 9, 9, 8]), "hi there").unwrap();
@@ -732,8 +750,9 @@ mod tests {
         m.handle_packet(now, &from, &[0x12, 9, 9, 9, 9, b'x'], &mut nc).unwrap();
         assert_eq!(m.poll_event(), None);
         // Outgoing: due now, then after 2, 4, 8 s.
-        let to = KeyPair::generate().pk;
-        m.send_friend_request(now, to, NoSpam([1, 2, 3, 4]), "add me", &mut nc).unwrap();
+        let to = KeyPair::generate(&mut rng).pk;
+        m.send_friend_request(now, to, NoSpam([1, 2, 3, 4]), "add me", &mut nc)
+            .unwrap();
         let mut times = vec![];
         let mut t = now;
         while t < now + Duration::from_secs(15) {

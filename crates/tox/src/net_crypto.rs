@@ -13,10 +13,10 @@
 //! with the nonce from the peer's handshake.
 
 use crate::crypto::{
-    increment_nonce, increment_nonce_by, random_nonce, random_u64, sha512, KeyPair, Nonce, PublicKey,
-    SharedKey, MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE,
+    increment_nonce, increment_nonce_by, random_nonce, random_u64, rng_from_seed, sha512, KeyPair,
+    Nonce, PublicKey, RngSeed, SharedKey, ToxRng, MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE,
 };
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -189,17 +189,25 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(peer: PublicKey, peer_dht: PublicKey, addr: SocketAddr, state: ConnState, now: Instant) -> Self {
+    /// Session key, first nonce and echo id from the machine's generator `rng`.
+    fn new(
+        peer: PublicKey,
+        peer_dht: PublicKey,
+        addr: SocketAddr,
+        state: ConnState,
+        now: Instant,
+        rng: &mut ToxRng,
+    ) -> Self {
         Conn {
             peer,
             peer_dht,
             addr,
             state,
-            session: KeyPair::generate(),
-            sent_nonce: random_nonce(),
+            session: KeyPair::generate(rng),
+            sent_nonce: random_nonce(rng),
             recv_nonce: [0; NONCE_SIZE],
             shared: None,
-            echo_id: random_u64().to_be_bytes(),
+            echo_id: random_u64(rng).to_be_bytes(),
             temp_packet: None,
             temp_tries: 0,
             temp_last: now,
@@ -308,25 +316,29 @@ pub struct NetCrypto {
     dht: KeyPair,
     cookie_key: SharedKey,
     epoch: Instant,
-    allowed: HashSet<PublicKey>,
-    conns: HashMap<PublicKey, Conn>,
-    by_addr: HashMap<SocketAddr, PublicKey>,
+    allowed: BTreeSet<PublicKey>,
+    conns: BTreeMap<PublicKey, Conn>,
+    by_addr: BTreeMap<SocketAddr, PublicKey>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<NetCryptoEvent>,
+    /// Cookie key, session keys, nonces and echo ids come from here.
+    rng: ToxRng,
 }
 
 impl NetCrypto {
     /// `real` = our long-term key pair; `dht` = this run's DHT key pair (cookie requests
-    /// are boxed between DHT keys).
-    pub fn new(real: KeyPair, dht: KeyPair, now: Instant) -> Self {
+    /// are boxed between DHT keys); `rng_seed` seeds every random value (see [`ToxRng`]).
+    pub fn new(real: KeyPair, dht: KeyPair, rng_seed: RngSeed, now: Instant) -> Self {
+        let mut rng = rng_from_seed(rng_seed);
         NetCrypto {
             real,
             dht,
-            cookie_key: SharedKey::random(),
+            cookie_key: SharedKey::random(&mut rng),
+            rng,
             epoch: now,
-            allowed: HashSet::new(),
-            conns: HashMap::new(),
-            by_addr: HashMap::new(),
+            allowed: BTreeSet::new(),
+            conns: BTreeMap::new(),
+            by_addr: BTreeMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -365,12 +377,19 @@ impl NetCrypto {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
-    fn make_cookie(&self, now: Instant, real: &PublicKey, dht: &PublicKey) -> [u8; COOKIE_SIZE] {
+    /// `nonce`: fresh, from the machine's generator.
+    fn make_cookie(
+        &self,
+        now: Instant,
+        real: &PublicKey,
+        dht: &PublicKey,
+        nonce: &Nonce,
+    ) -> [u8; COOKIE_SIZE] {
         let mut plain = [0u8; COOKIE_PLAIN_SIZE];
         plain[..8].copy_from_slice(&self.cookie_time(now).to_be_bytes());
         plain[8..40].copy_from_slice(&real.0);
         plain[40..72].copy_from_slice(&dht.0);
-        let nonce = random_nonce();
+        let nonce = *nonce;
         let mut out = [0u8; COOKIE_SIZE];
         out[..NONCE_SIZE].copy_from_slice(&nonce);
         out[NONCE_SIZE..].copy_from_slice(&self.cookie_key.encrypt(&nonce, &plain));
@@ -406,12 +425,19 @@ impl NetCrypto {
                 self.close(&peer, CloseReason::Replaced);
             }
         }
-        let mut c = Conn::new(peer, peer_dht, addr, ConnState::CookieRequesting, now);
+        let mut c = Conn::new(
+            peer,
+            peer_dht,
+            addr,
+            ConnState::CookieRequesting,
+            now,
+            &mut self.rng,
+        );
         // Cookie request: [0x18][our DHT pk][nonce][box(our DHT sk, peer DHT pk)(real pk ‖ 0³² ‖ echo)]
         let mut plain = [0u8; COOKIE_REQUEST_PLAIN_SIZE];
         plain[..32].copy_from_slice(&self.real.pk.0);
         plain[64..].copy_from_slice(&c.echo_id);
-        let nonce = random_nonce();
+        let nonce = random_nonce(&mut self.rng);
         let mut pkt = Vec::with_capacity(COOKIE_REQUEST_SIZE);
         pkt.push(PACKET_COOKIE_REQUEST);
         pkt.extend_from_slice(&self.dht.pk.0);
@@ -521,14 +547,21 @@ impl NetCrypto {
     }
 
     /// Builds our handshake for `c`, using `their_cookie` (made by the peer).
-    fn build_handshake(&self, now: Instant, c: &Conn, their_cookie: &[u8]) -> Vec<u8> {
-        let other = self.make_cookie(now, &c.peer, &c.peer_dht);
+    /// `nonces`: two fresh ones from the machine's generator (our cookie's, the packet's).
+    fn build_handshake(
+        &self,
+        now: Instant,
+        c: &Conn,
+        their_cookie: &[u8],
+        nonces: [Nonce; 2],
+    ) -> Vec<u8> {
+        let other = self.make_cookie(now, &c.peer, &c.peer_dht, &nonces[0]);
         let mut plain = Vec::with_capacity(HANDSHAKE_PLAIN_SIZE);
         plain.extend_from_slice(&c.sent_nonce);
         plain.extend_from_slice(&c.session.pk.0);
         plain.extend_from_slice(&sha512(their_cookie));
         plain.extend_from_slice(&other);
-        let nonce = random_nonce();
+        let nonce = nonces[1];
         let mut pkt = Vec::with_capacity(HANDSHAKE_SIZE);
         pkt.push(PACKET_HANDSHAKE);
         pkt.extend_from_slice(their_cookie);
@@ -555,13 +588,20 @@ impl NetCrypto {
         let sender_dht = PublicKey(data[1..33].try_into().map_err(|_| NetCryptoError::Malformed("pk"))?);
         let nonce: Nonce = data[33..57].try_into().map_err(|_| NetCryptoError::Malformed("nonce"))?;
         let shared = SharedKey::precompute(&sender_dht, &self.dht.sk);
-        let plain = shared.decrypt(&nonce, &data[57..]).ok_or(NetCryptoError::Decrypt)?;
-        let real = PublicKey(plain[..32].try_into().map_err(|_| NetCryptoError::Malformed("pk"))?);
-        let cookie = self.make_cookie(now, &real, &sender_dht);
+        let plain = shared
+            .decrypt(&nonce, &data[57..])
+            .ok_or(NetCryptoError::Decrypt)?;
+        let real = PublicKey(
+            plain[..32]
+                .try_into()
+                .map_err(|_| NetCryptoError::Malformed("pk"))?,
+        );
+        let cookie_nonce = random_nonce(&mut self.rng);
+        let cookie = self.make_cookie(now, &real, &sender_dht, &cookie_nonce);
         let mut body = Vec::with_capacity(COOKIE_SIZE + 8);
         body.extend_from_slice(&cookie);
         body.extend_from_slice(&plain[64..72]); // echo_id, byte-exact
-        let rnonce = random_nonce();
+        let rnonce = random_nonce(&mut self.rng);
         let mut pkt = Vec::with_capacity(COOKIE_RESPONSE_SIZE);
         pkt.push(PACKET_COOKIE_RESPONSE);
         pkt.extend_from_slice(&rnonce);
@@ -591,8 +631,12 @@ impl NetCrypto {
                 continue; // stale or replayed response
             }
             let cookie = &plain[..COOKIE_SIZE];
-            let hs = self.build_handshake(now, c, cookie);
-            let c = self.conns.get_mut(&peer).ok_or(NetCryptoError::NoConnection)?;
+            let nonces = [random_nonce(&mut self.rng), random_nonce(&mut self.rng)];
+            let hs = self.build_handshake(now, c, cookie, nonces);
+            let c = self
+                .conns
+                .get_mut(&peer)
+                .ok_or(NetCryptoError::NoConnection)?;
             c.state = ConnState::HandshakeSent;
             c.temp_packet = Some(hs.clone());
             c.temp_tries = 1;
@@ -639,14 +683,25 @@ impl NetCrypto {
                 let s = c.state;
                 (c, Some(s))
             }
-            None => (Conn::new(peer, peer_dht, from, ConnState::NotConfirmed, now), None),
+            None => (
+                Conn::new(
+                    peer,
+                    peer_dht,
+                    from,
+                    ConnState::NotConfirmed,
+                    now,
+                    &mut self.rng,
+                ),
+                None,
+            ),
         };
         c.addr = from;
         c.recv_nonce = base;
         c.shared = Some(SharedKey::precompute(&session_pk, &c.session.sk));
         if matches!(was, None | Some(ConnState::CookieRequesting)) {
             // We have no handshake out yet: answer with one built on the peer's cookie.
-            let hs = self.build_handshake(now, &c, other_cookie);
+            let nonces = [random_nonce(&mut self.rng), random_nonce(&mut self.rng)];
+            let hs = self.build_handshake(now, &c, other_cookie, nonces);
             c.temp_packet = Some(hs.clone());
             c.temp_tries = 1;
             c.temp_last = now;
@@ -866,6 +921,7 @@ impl NetCrypto {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::SecretKey;
     use rand::{Rng, SeedableRng};
 
     #[test]
@@ -903,7 +959,7 @@ mod tests {
 
     #[test]
     fn nonce_advances_by_threshold() {
-        let shared = SharedKey::random();
+        let shared = SharedKey::random(&mut crate::crypto::seeded_rng(1));
         let base: Nonce = [0x10; 24];
         let mut recv = base;
         // A packet 2·21845+1 ahead decrypts and moves the saved base by 21845.
@@ -944,8 +1000,18 @@ mod tests {
         fn new(loss: f64) -> Self {
             let now = Instant::now();
             Net {
-                a: NetCrypto::new(KeyPair::generate(), KeyPair::generate(), now),
-                b: NetCrypto::new(KeyPair::generate(), KeyPair::generate(), now),
+                a: NetCrypto::new(
+                    KeyPair::from_secret(SecretKey([1; 32])),
+                    KeyPair::from_secret(SecretKey([2; 32])),
+                    [3; 32],
+                    now,
+                ),
+                b: NetCrypto::new(
+                    KeyPair::from_secret(SecretKey([4; 32])),
+                    KeyPair::from_secret(SecretKey([5; 32])),
+                    [6; 32],
+                    now,
+                ),
                 a_addr: "127.0.0.1:1001".parse().unwrap(),
                 b_addr: "127.0.0.1:1002".parse().unwrap(),
                 now,

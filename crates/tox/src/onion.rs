@@ -11,13 +11,16 @@
 //!   announcements (entries closest to our DHT key win) for [`ENTRY_TIMEOUT`]; route onion
 //!   data 0x85 along the stored return path of its addressee as 0x86.
 
-use crate::crypto::{random_nonce, sha512, KeyPair, Nonce, PublicKey, SharedKey, MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE};
+use crate::crypto::{
+    random_bytes, random_nonce, rng_from_seed, sha512, KeyPair, Nonce, PublicKey, RngSeed,
+    SharedKey, ToxRng, MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE,
+};
 use crate::dht::Dht;
 use crate::packet::{
     closer, decode_ip_port, encode_ip_port, kind, limits::{IP_PORT_SIZE, MAX_SENT_NODES}, nonce_at, pk_at, u64_at,
     PackedNode, PacketError,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -106,29 +109,34 @@ pub struct OnionNode {
     epoch: Instant,
     entries: Vec<Entry>,
     heard: VecDeque<Heard>,
-    shared: HashMap<PublicKey, SharedKey>,
+    shared: BTreeMap<PublicKey, SharedKey>,
     transmit: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<OnionNodeEvent>,
     next_tick: Instant,
+    /// The ping-id secret, sendback keys and nonces come from here.
+    rng: ToxRng,
 }
 
 const MAX_SHARED_KEYS: usize = 4096;
 
 impl OnionNode {
-    pub fn new(dht_keys: KeyPair, now: Instant) -> Self {
+    /// `rng_seed` seeds the node's secrets and nonces (see [`ToxRng`]).
+    pub fn new(dht_keys: KeyPair, rng_seed: RngSeed, now: Instant) -> Self {
+        let mut rng = rng_from_seed(rng_seed);
         OnionNode {
             keys: dht_keys,
-            secret: crate::crypto::random_bytes(),
-            sendback: SharedKey::random(),
+            secret: random_bytes(&mut rng),
+            sendback: SharedKey::random(&mut rng),
             sendback_prev: None,
             sendback_since: now,
             epoch: now,
             entries: Vec::new(),
             heard: VecDeque::new(),
-            shared: HashMap::new(),
+            shared: BTreeMap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             next_tick: now + Duration::from_secs(1),
+            rng,
         }
     }
 
@@ -176,8 +184,8 @@ impl OnionNode {
         }
     }
 
-    fn seal_sendback(&self, inner: &[u8]) -> Vec<u8> {
-        let n = random_nonce();
+    fn seal_sendback(&mut self, inner: &[u8]) -> Vec<u8> {
+        let n = random_nonce(&mut self.rng);
         let mut v = Vec::with_capacity(NONCE_SIZE + MAC_SIZE + inner.len());
         v.extend_from_slice(&n);
         v.extend_from_slice(&self.sendback.encrypt(&n, inner));
@@ -347,7 +355,7 @@ impl OnionNode {
         for n in &nodes {
             n.encode_into(&mut pl);
         }
-        let rn = random_nonce();
+        let rn = random_nonce(&mut self.rng);
         let mut out = Vec::with_capacity(1 + RETURN_3 + 1 + 8 + NONCE_SIZE + MAC_SIZE + pl.len());
         out.push(kind::ONION_RESPONSE_3);
         out.extend_from_slice(ret);
@@ -464,7 +472,10 @@ impl OnionNode {
         }
         self.next_tick = now + Duration::from_secs(1);
         if now.saturating_duration_since(self.sendback_since) >= SENDBACK_KEY_LIFETIME {
-            self.sendback_prev = Some(std::mem::replace(&mut self.sendback, SharedKey::random()));
+            self.sendback_prev = Some(std::mem::replace(
+                &mut self.sendback,
+                SharedKey::random(&mut self.rng),
+            ));
             self.sendback_since = now;
         }
         self.expire(now);
@@ -497,9 +508,15 @@ pub mod build {
     }
 
     /// `0x80` packet for `nodes[0]` carrying `payload` to `dest` through the path.
-    /// `our_dht` boxes the first layer.
-    pub fn onion_request(our_dht: &KeyPair, path: &PathKeys, dest: SocketAddr, payload: &[u8]) -> Vec<u8> {
-        let n = random_nonce();
+    /// `our_dht` boxes the first layer; `n` is a fresh random nonce from the caller.
+    pub fn onion_request(
+        n: &Nonce,
+        our_dht: &KeyPair,
+        path: &PathKeys,
+        dest: SocketAddr,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let n = *n;
         let [a, b, c] = &path.nodes;
         // innermost: for C
         let mut l3 = Vec::with_capacity(IP_PORT_SIZE + payload.len());
@@ -524,8 +541,9 @@ pub mod build {
         out
     }
 
-    /// Announce request 0x83 payload (177 bytes).
+    /// Announce request 0x83 payload (177 bytes); `n` is a fresh random nonce.
     pub fn announce_request(
+        n: &Nonce,
         sender: &KeyPair,
         dest_pk: &PublicKey,
         ping_id: &[u8; PING_ID_SIZE],
@@ -533,7 +551,7 @@ pub mod build {
         data_pk: &PublicKey,
         sendback: u64,
     ) -> Vec<u8> {
-        let n = random_nonce();
+        let n = *n;
         let mut plain = Vec::with_capacity(ANNOUNCE_PLAIN_SIZE);
         plain.extend_from_slice(ping_id);
         plain.extend_from_slice(&searched.0);
@@ -591,7 +609,11 @@ mod tests {
 
     fn hop(i: u8, now: Instant) -> Hop {
         let k = KeyPair::from_secret(SecretKey([i; 32]));
-        Hop { node: OnionNode::new(k.clone(), now), dht: Dht::new(k, now), addr: addr(i) }
+        Hop {
+            node: OnionNode::new(k.clone(), [i; 32], now),
+            dht: Dht::new(k, [i; 32], now),
+            addr: addr(i),
+        }
     }
 
     /// Delivers packets between hops until none is left; returns what went to addresses
@@ -615,26 +637,35 @@ mod tests {
 
     #[test]
     fn announce_through_three_hops_sizes_and_store() {
+        let mut rng = crate::crypto::seeded_rng(101);
         let now = Instant::now();
         let mut hops: Vec<Hop> = (1..=4).map(|i| hop(i, now)).collect();
-        let me_dht = KeyPair::generate();
+        let me_dht = KeyPair::generate(&mut rng);
         let me_addr = addr(100);
-        let real = KeyPair::generate();
-        let data_kp = KeyPair::generate();
+        let real = KeyPair::generate(&mut rng);
+        let data_kp = KeyPair::generate(&mut rng);
         let path = PathKeys {
             nodes: [
                 PackedNode::new(hops[0].addr, hops[0].dht.pk()),
                 PackedNode::new(hops[1].addr, hops[1].dht.pk()),
                 PackedNode::new(hops[2].addr, hops[2].dht.pk()),
             ],
-            temp1: KeyPair::generate(),
-            temp2: KeyPair::generate(),
+            temp1: KeyPair::generate(&mut rng),
+            temp2: KeyPair::generate(&mut rng),
         };
         let d = &hops[3];
         let (d_addr, d_pk) = (d.addr, d.dht.pk());
-        let ann = announce_request(&real, &d_pk, &[0; 32], &real.pk, &data_kp.pk, 77);
+        let ann = announce_request(
+            &random_nonce(&mut rng),
+            &real,
+            &d_pk,
+            &[0; 32],
+            &real.pk,
+            &data_kp.pk,
+            77,
+        );
         assert_eq!(ann.len(), 177);
-        let pkt = onion_request(&me_dht, &path, d_addr, &ann);
+        let pkt = onion_request(&random_nonce(&mut rng), &me_dht, &path, d_addr, &ann);
         assert_eq!(pkt.len(), 403, "c-toxcore's 0x80 announce is 403 bytes");
         // layer sizes on the way (395, 387, 354 at D)
         let ad: Vec<SocketAddr> = hops.iter().map(|h| h.addr).collect();
@@ -676,8 +707,16 @@ mod tests {
         // heard paths are forgotten after HEARD_TIMEOUT
         assert_eq!(hops[3].node.deliver_local(now + HEARD_TIMEOUT, &local), Err(OnionError::NotAnnounced));
         // second round with the ping id: stored (is_stored = 2)
-        let ann = announce_request(&real, &d_pk, &ping_id, &real.pk, &data_kp.pk, 78);
-        let pkt = onion_request(&me_dht, &path, d_addr, &ann);
+        let ann = announce_request(
+            &random_nonce(&mut rng),
+            &real,
+            &d_pk,
+            &ping_id,
+            &real.pk,
+            &data_kp.pk,
+            78,
+        );
+        let pkt = onion_request(&random_nonce(&mut rng), &me_dht, &path, d_addr, &ann);
         let back = pump(&mut hops, (me_addr, ad[0], pkt), now);
         let (sb, n, boxed) = announce_response_header(&back[0].2).unwrap();
         assert_eq!(sb, 78);
@@ -687,9 +726,17 @@ mod tests {
         assert_eq!(hops[3].node.poll_event(), Some(OnionNodeEvent::Stored { pk: real.pk, data_pk: data_kp.pk }));
 
         // a searcher (temporary key, ping id 0) learns the data pk: is_stored = 1
-        let searcher = KeyPair::generate();
-        let ann = announce_request(&searcher, &d_pk, &[0; 32], &real.pk, &PublicKey([0; 32]), 5);
-        let pkt = onion_request(&me_dht, &path, d_addr, &ann);
+        let searcher = KeyPair::generate(&mut rng);
+        let ann = announce_request(
+            &random_nonce(&mut rng),
+            &searcher,
+            &d_pk,
+            &[0; 32],
+            &real.pk,
+            &PublicKey([0; 32]),
+            5,
+        );
+        let pkt = onion_request(&random_nonce(&mut rng), &me_dht, &path, d_addr, &ann);
         let back = pump(&mut hops, (me_addr, ad[0], pkt), now);
         let (_, n, boxed) = announce_response_header(&back[0].2).unwrap();
         let pl = SharedKey::precompute(&d_pk, &searcher.sk).decrypt(&n, boxed).unwrap();
@@ -701,7 +748,7 @@ mod tests {
         let mut d85 = vec![kind::ONION_DATA_REQUEST];
         d85.extend_from_slice(&real.pk.0);
         d85.extend_from_slice(&[9u8; 24 + 32 + 16 + 5]);
-        let pkt = onion_request(&me_dht, &path, d_addr, &d85);
+        let pkt = onion_request(&random_nonce(&mut rng), &me_dht, &path, d_addr, &d85);
         let back = pump(&mut hops, (me_addr, ad[0], pkt), now);
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].1, me_addr);
@@ -710,7 +757,7 @@ mod tests {
         // data for a key not announced: dropped
         let mut unk = d85.clone();
         unk[1] ^= 1;
-        let p = onion_request(&me_dht, &path, d_addr, &unk);
+        let p = onion_request(&random_nonce(&mut rng), &me_dht, &path, d_addr, &unk);
         let mut q = vec![(me_addr, ad[0], p)];
         let mut err = None;
         while let Some((from, to, pkt)) = q.pop() {
@@ -729,11 +776,20 @@ mod tests {
 
     #[test]
     fn forged_ping_ids_and_foreign_sendbacks_refused() {
+        let mut rng = crate::crypto::seeded_rng(102);
         let now = Instant::now();
         let mut h = hop(1, now);
-        let real = KeyPair::generate();
+        let real = KeyPair::generate(&mut rng);
         let c = addr(3);
-        let mut ann = announce_request(&real, &h.dht.pk(), &[7; 32], &real.pk, &real.pk, 1);
+        let mut ann = announce_request(
+            &random_nonce(&mut rng),
+            &real,
+            &h.dht.pk(),
+            &[7; 32],
+            &real.pk,
+            &real.pk,
+            1,
+        );
         ann.extend_from_slice(&[0u8; RETURN_3]);
         h.node.handle_packet(now, c, &ann, &h.dht).unwrap();
         assert_eq!(h.node.entry_count(), 0, "a made-up ping id does not store");
@@ -744,7 +800,15 @@ mod tests {
         let pl = SharedKey::precompute(&h.dht.pk(), &real.sk).decrypt(&n, boxed).unwrap();
         let pid: [u8; 32] = pl[1..33].try_into().unwrap();
         // the token is bound to the last hop's address: from elsewhere it does not store
-        let mut ann2 = announce_request(&real, &h.dht.pk(), &pid, &real.pk, &real.pk, 1);
+        let mut ann2 = announce_request(
+            &random_nonce(&mut rng),
+            &real,
+            &h.dht.pk(),
+            &pid,
+            &real.pk,
+            &real.pk,
+            1,
+        );
         ann2.extend_from_slice(&[0u8; RETURN_3]);
         h.node.handle_packet(now, addr(4), &ann2, &h.dht).unwrap();
         assert_eq!(h.node.entry_count(), 0);
@@ -783,14 +847,18 @@ mod tests {
 
     #[test]
     fn store_keeps_entries_closest_to_our_key() {
+        let mut rng = crate::crypto::seeded_rng(103);
         let now = Instant::now();
         let mut h = hop(1, now);
         let me = h.dht.pk();
-        let mut kps: Vec<KeyPair> = (0..MAX_ENTRIES + 20).map(|_| KeyPair::generate()).collect();
+        let mut kps: Vec<KeyPair> = (0..MAX_ENTRIES + 20)
+            .map(|_| KeyPair::generate(&mut rng))
+            .collect();
         for kp in &kps {
             let c = addr(3);
             let pid = h.node.ping_id(h.node.window(now) + 1, &kp.pk, &c);
-            let mut ann = announce_request(kp, &me, &pid, &kp.pk, &kp.pk, 1);
+            let mut ann =
+                announce_request(&random_nonce(&mut rng), kp, &me, &pid, &kp.pk, &kp.pk, 1);
             ann.extend_from_slice(&[0u8; RETURN_3]);
             h.node.handle_packet(now, c, &ann, &h.dht).unwrap();
         }

@@ -18,13 +18,16 @@
 //! Responses are accepted only for sendbacks we issued, arriving from the first hop of the
 //! path they were sent through, once.
 
-use crate::crypto::{random_nonce, random_u64, KeyPair, PublicKey, SharedKey, MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE};
+use crate::crypto::{
+    random_nonce, random_u64, rng_from_seed, KeyPair, PublicKey, RngSeed, SharedKey, ToxRng,
+    MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE,
+};
 use crate::dht::Dht;
 use crate::onion::build::{announce_request, announce_response_header, onion_request, PathKeys};
 use crate::onion::{OnionError, ONION_MAX_PACKET_SIZE, PING_ID_SIZE};
 use crate::packet::{closer, decode_node_entries_all, kind, limits::MAX_SENT_NODES, nonce_at, pk_at, PackedNode, PacketError};
 use rand::seq::IndexedRandom;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -151,11 +154,11 @@ pub struct OnionClient {
     real: KeyPair,
     data_kp: KeyPair,
     announce_nodes: Vec<ANode>,
-    friends: HashMap<PublicKey, Friend>,
-    paths: [HashMap<u64, Path>; 2],
+    friends: BTreeMap<PublicKey, Friend>,
+    paths: [BTreeMap<u64, Path>; 2],
     next_path_id: u64,
-    pending: HashMap<u64, Pending>,
-    shared: HashMap<PublicKey, SharedKey>,
+    pending: BTreeMap<u64, Pending>,
+    shared: BTreeMap<PublicKey, SharedKey>,
     announced: bool,
     /// Time of the last tick (stamps requests made between ticks).
     now: Instant,
@@ -167,6 +170,8 @@ pub struct OnionClient {
     events: VecDeque<OnionEvent>,
     announce_requests: u64,
     announce_nodes_added: u64,
+    /// Data key, temporary keys, path choices, nonces and sendbacks come from here.
+    rng: ToxRng,
 }
 
 const ANNOUNCE_POOL: usize = 0;
@@ -174,16 +179,20 @@ const SEARCH_POOL: usize = 1;
 const MAX_SHARED_KEYS: usize = 1024;
 
 impl OnionClient {
-    pub fn new(real_keys: KeyPair, now: Instant) -> Self {
+    /// `real_keys` is the long-term identity (made by the caller); `rng_seed` seeds the
+    /// per-session data key and every random choice (see [`ToxRng`]).
+    pub fn new(real_keys: KeyPair, rng_seed: RngSeed, now: Instant) -> Self {
+        let mut rng = rng_from_seed(rng_seed);
         OnionClient {
             real: real_keys,
-            data_kp: KeyPair::generate(),
+            data_kp: KeyPair::generate(&mut rng),
+            rng,
             announce_nodes: Vec::new(),
-            friends: HashMap::new(),
-            paths: [HashMap::new(), HashMap::new()],
+            friends: BTreeMap::new(),
+            paths: [BTreeMap::new(), BTreeMap::new()],
             next_path_id: 1,
-            pending: HashMap::new(),
-            shared: HashMap::new(),
+            pending: BTreeMap::new(),
+            shared: BTreeMap::new(),
             announced: false,
             now,
             dht_keys: None,
@@ -206,13 +215,14 @@ impl OnionClient {
         self.real.pk
     }
 
-    pub fn add_friend(&mut self, real_pk: PublicKey) {
+    pub fn add_friend(&mut self, now: Instant, real_pk: PublicKey) {
         if real_pk == self.real.pk || self.friends.len() >= MAX_FRIENDS {
             return;
         }
-        let now = self.now;
+        self.now = self.now.max(now);
+        let rng = &mut self.rng;
         self.friends.entry(real_pk).or_insert_with(|| Friend {
-            temp: KeyPair::generate(),
+            temp: KeyPair::generate(rng),
             nodes: Vec::new(),
             data_pk: None,
             search_start: now,
@@ -293,10 +303,11 @@ impl OnionClient {
 
     /// Sends `inner` (`[id][data]`) to every node where the friend is announced; returns
     /// how many copies went out (0: not found yet, or no path).
-    pub fn send_data(&mut self, to_real_pk: &PublicKey, inner: &[u8]) -> usize {
+    pub fn send_data(&mut self, now: Instant, to_real_pk: &PublicKey, inner: &[u8]) -> usize {
         if inner.is_empty() || inner.len() > MAX_DATA_SIZE {
             return 0;
         }
+        self.now = self.now.max(now);
         let Some(f) = self.friends.get(to_real_pk) else { return 0 };
         let Some(data_pk) = f.data_pk else { return 0 };
         let nodes: Vec<SocketAddr> = f.nodes.iter().filter(|n| n.stored).map(|n| n.addr).collect();
@@ -318,13 +329,18 @@ impl OnionClient {
     }
 
     /// `[0x85][dest pk][nonce][temp pk][box(temp, data pk)([our real pk][box(real keys)(inner)])]`.
-    fn data_request(&mut self, to_real_pk: &PublicKey, data_pk: &PublicKey, inner: &[u8]) -> Vec<u8> {
-        let nonce = random_nonce();
+    fn data_request(
+        &mut self,
+        to_real_pk: &PublicKey,
+        data_pk: &PublicKey,
+        inner: &[u8],
+    ) -> Vec<u8> {
+        let nonce = random_nonce(&mut self.rng);
         let inner_box = self.shared_key(to_real_pk).encrypt(&nonce, inner);
         let mut mid = Vec::with_capacity(PUBLIC_KEY_SIZE + inner_box.len());
         mid.extend_from_slice(&self.real.pk.0);
         mid.extend_from_slice(&inner_box);
-        let temp = KeyPair::generate();
+        let temp = KeyPair::generate(&mut self.rng);
         let outer = SharedKey::precompute(data_pk, &temp.sk).encrypt(&nonce, &mid);
         let mut p = Vec::with_capacity(1 + 2 * PUBLIC_KEY_SIZE + NONCE_SIZE + outer.len());
         p.push(kind::ONION_DATA_REQUEST);
@@ -340,7 +356,13 @@ impl OnionClient {
     fn send_via(&mut self, pool: usize, pid: u64, dest: SocketAddr, payload: &[u8], track: Option<(Target, PublicKey, u64)>) -> Option<()> {
         let dht_keys = self.dht_keys.clone()?;
         let path = self.paths[pool].get(&pid)?;
-        let pkt = onion_request(&dht_keys, &path.keys, dest, payload);
+        let pkt = onion_request(
+            &random_nonce(&mut self.rng),
+            &dht_keys,
+            &path.keys,
+            dest,
+            payload,
+        );
         let first = path.keys.nodes[0].addr;
         if let Some((target, node, sendback)) = track {
             let timeout = if path.confirmed { PATH_TIMEOUT_CONFIRMED } else { PATH_TIMEOUT_UNCONFIRMED };
@@ -360,13 +382,13 @@ impl OnionClient {
 
     fn pick_path(&mut self, pool: usize) -> Option<u64> {
         let ids: Vec<u64> = self.paths[pool].keys().copied().collect();
-        ids.choose(&mut rand::rng()).copied()
+        ids.choose(&mut self.rng).copied()
     }
 
     fn refill_paths(&mut self, dht: &Dht, now: Instant) {
         // Paths built while we knew fewer than 3 nodes repeat nodes; replace them once we
         // know enough.
-        let enough = dht.random_nodes(3).len() == 3;
+        let enough = dht.random_nodes(now, 3, &mut self.rng).len() == 3;
         for pool in [ANNOUNCE_POOL, SEARCH_POOL] {
             self.paths[pool].retain(|_, p| {
                 let max = if p.confirmed { PATH_TRIES_CONFIRMED } else { PATH_TRIES_UNCONFIRMED };
@@ -382,7 +404,7 @@ impl OnionClient {
                     && !(enough && degenerate)
             });
             while self.paths[pool].len() < NUM_PATHS {
-                let mut nodes = dht.random_nodes(3);
+                let mut nodes = dht.random_nodes(now, 3, &mut self.rng);
                 if nodes.is_empty() {
                     return;
                 }
@@ -393,8 +415,8 @@ impl OnionClient {
                 }
                 let keys = PathKeys {
                     nodes: [nodes[0], nodes[1], nodes[2]],
-                    temp1: KeyPair::generate(),
-                    temp2: KeyPair::generate(),
+                    temp1: KeyPair::generate(&mut self.rng),
+                    temp2: KeyPair::generate(&mut self.rng),
                 };
                 let id = self.next_path_id;
                 self.next_path_id += 1;
@@ -627,9 +649,27 @@ impl OnionClient {
             let Some(pid) = self.node_path(ANNOUNCE_POOL, self.announce_nodes[i].path) else { return };
             self.announce_nodes[i].path = Some(pid);
             let n = self.announce_nodes[i].clone();
-            let sendback = random_u64();
-            let payload = announce_request(&self.real, &n.pk, &n.ping_id, &self.real.pk, &self.data_kp.pk, sendback);
-            if self.send_via(ANNOUNCE_POOL, pid, n.addr, &payload, Some((Target::Me, n.pk, sendback))).is_some() {
+            let sendback = random_u64(&mut self.rng);
+            let nonce = random_nonce(&mut self.rng);
+            let payload = announce_request(
+                &nonce,
+                &self.real,
+                &n.pk,
+                &n.ping_id,
+                &self.real.pk,
+                &self.data_kp.pk,
+                sendback,
+            );
+            if self
+                .send_via(
+                    ANNOUNCE_POOL,
+                    pid,
+                    n.addr,
+                    &payload,
+                    Some((Target::Me, n.pk, sendback)),
+                )
+                .is_some()
+            {
                 self.announce_nodes[i].last_sent = Some(now);
                 self.announce_requests += 1;
             }
@@ -657,10 +697,27 @@ impl OnionClient {
                 n.last_sent = Some(now);
                 n.path = Some(pid);
             }
-            let Some(f) = self.friends.get(&fpk) else { continue };
-            let sendback = random_u64();
-            let payload = announce_request(&f.temp, &node.pk, &[0; PING_ID_SIZE], &fpk, &PublicKey([0; 32]), sendback);
-            self.send_via(SEARCH_POOL, pid, node.addr, &payload, Some((Target::Friend(fpk), node.pk, sendback)));
+            let sendback = random_u64(&mut self.rng);
+            let nonce = random_nonce(&mut self.rng);
+            let Some(f) = self.friends.get(&fpk) else {
+                continue;
+            };
+            let payload = announce_request(
+                &nonce,
+                &f.temp,
+                &node.pk,
+                &[0; PING_ID_SIZE],
+                &fpk,
+                &PublicKey([0; 32]),
+                sendback,
+            );
+            self.send_via(
+                SEARCH_POOL,
+                pid,
+                node.addr,
+                &payload,
+                Some((Target::Friend(fpk), node.pk, sendback)),
+            );
         }
     }
 
@@ -708,14 +765,24 @@ mod tests {
     impl Net {
         fn new(n: usize, clients: &[usize]) -> Net {
             let now = Instant::now();
+            // Fixed keys and seeds: every run sees the same network (with OS-random
+            // keys a test failed now and then, when the keys came out unlucky).
+            let mut rng = crate::crypto::seeded_rng(n as u64);
             let peers = (0..n)
                 .map(|i| {
-                    let k = KeyPair::generate();
+                    let k = KeyPair::generate(&mut rng);
+                    let client = clients.contains(&i).then(|| {
+                        OnionClient::new(
+                            KeyPair::generate(&mut rng),
+                            crate::crypto::child_seed(&mut rng),
+                            now,
+                        )
+                    });
                     Peer {
                         addr: addr(i),
-                        dht: Dht::new(k.clone(), now),
-                        onion: OnionNode::new(k, now),
-                        client: clients.contains(&i).then(|| OnionClient::new(KeyPair::generate(), now)),
+                        dht: Dht::new(k.clone(), crate::crypto::child_seed(&mut rng), now),
+                        onion: OnionNode::new(k, crate::crypto::child_seed(&mut rng), now),
+                        client,
                         events: Vec::new(),
                         node_events: Vec::new(),
                     }
@@ -822,20 +889,20 @@ mod tests {
 
         // 3 searches 9 and finds it
         let pk9 = net.client(9).real_pk();
-        net.client(3).add_friend(pk9);
+        net.peers[3].client.as_mut().unwrap().add_friend(net.now, pk9);
         net.run(Duration::from_secs(8));
         assert!(net.client(3).is_friend_found(&pk9));
         assert!(net.peers[3].events.contains(&OnionEvent::FriendFound { real_pk: pk9 }));
         assert_eq!(net.client(3).friend_data_pk(&pk9), Some(net.peers[9].client.as_ref().unwrap().data_pk()));
         // and sends it data through the onion
-        let copies = net.client(3).send_data(&pk9, &[0x9c, 1, 2, 3]);
+        let copies = net.peers[3].client.as_mut().unwrap().send_data(net.now, &pk9, &[0x9c, 1, 2, 3]);
         assert!(copies >= 1);
         net.pump();
         let got: Vec<&OnionEvent> = net.peers[9].events.iter().filter(|e| matches!(e, OnionEvent::Data { .. })).collect();
         assert_eq!(got.len(), copies, "one delivery per copy");
         assert!(got.iter().all(|e| **e == OnionEvent::Data { from_real_pk: pk3, data: vec![0x9c, 1, 2, 3] }));
         // not a friend: nothing sent
-        assert_eq!(net.client(3).send_data(&PublicKey([5; 32]), &[1]), 0);
+        assert_eq!(net.peers[3].client.as_mut().unwrap().send_data(net.now, &PublicKey([5; 32]), &[1]), 0);
     }
 
     /// Nodes bind ping ids to the last hop's address, so each announce node must be
@@ -857,6 +924,7 @@ mod tests {
 
     #[test]
     fn lost_paths_replaced_and_forged_responses_ignored() {
+        let mut rng = crate::crypto::seeded_rng(101);
         let mut net = Net::new(10, &[4]);
         net.pump();
         net.run(Duration::from_secs(15));
@@ -879,7 +947,7 @@ mod tests {
             assert!(n.addr != addr(1) && n.addr != addr(2));
         }
         // unsolicited / forged 0x84 and 0x86
-        let dht = Dht::new(KeyPair::generate(), net.now);
+        let dht = Dht::new(KeyPair::generate(&mut rng), [5; 32], net.now);
         let now = net.now;
         let c = net.client(4);
         let mut fake = vec![kind::ANNOUNCE_RESPONSE];
@@ -932,7 +1000,7 @@ mod tests {
         }
         let (us, data_pk) = heard.expect("9 asks nodes of this small network to announce it");
         let pk_us = net.client(us).real_pk();
-        net.client(us).add_friend(pk9);
+        net.peers[us].client.as_mut().unwrap().add_friend(net.now, pk9);
         net.peers[us].events.clear();
         assert_eq!(data_pk, net.peers[9].client.as_ref().unwrap().data_pk());
         assert!(!net.client(us).is_friend_found(&pk9), "no node has stored 9 yet");
@@ -941,7 +1009,7 @@ mod tests {
         assert!(net.client(us).is_friend_found(&pk9));
         net.pump();
         assert_eq!(net.peers[us].events.iter().filter(|e| **e == OnionEvent::FriendFound { real_pk: pk9 }).count(), 1);
-        assert_eq!(net.client(us).send_data(&pk9, &[0x9c, 7]), 1, "the local copy");
+        assert_eq!(net.peers[us].client.as_mut().unwrap().send_data(net.now, &pk9, &[0x9c, 7]), 1, "the local copy");
         let local = net.client(us).poll_local().expect("a request for our own node");
         assert!(net.client(us).poll_local().is_none());
         net.peers[us].onion.deliver_local(now, &local).unwrap();
@@ -952,7 +1020,7 @@ mod tests {
         net.pump();
         assert_eq!(net.peers[us].events.iter().filter(|e| **e == OnionEvent::FriendFound { real_pk: pk9 }).count(), 1);
         net.client(us).friends.get_mut(&pk9).unwrap().local = Some((data_pk, now - LOCAL_FRESH));
-        let copies = net.client(us).send_data(&pk9, &[0x9c, 8]);
+        let copies = net.peers[us].client.as_mut().unwrap().send_data(net.now, &pk9, &[0x9c, 8]);
         assert!(net.client(us).poll_local().is_none());
         assert_eq!(copies, net.client(us).friends[&pk9].nodes.iter().filter(|n| n.stored).count());
     }

@@ -7,14 +7,12 @@
 //! · u16 friend count (≤ MAX_FRIENDS) · per friend: long-term pk 32
 //! ```
 //! The public key is derived from the secret key on load. Nothing may follow the last
-//! friend. Writes go to a temporary file in the same directory which is then renamed over
-//! the profile, so a crash never leaves a half-written profile. This is pure data
-//! (no clock, no socket); file access is confined to `load`/`save`/`load_or_create`.
+//! friend. This is pure data — bytes in, bytes out; no file access, no clock, no
+//! randomness: the caller makes the keys and nospam, and the node reads and (atomically)
+//! writes the file (`omnipeer_node::tox::profile`).
 
 use crate::crypto::{KeyPair, PublicKey, SecretKey, PUBLIC_KEY_SIZE, SECRET_KEY_SIZE};
 use crate::toxid::{NoSpam, ToxId, NOSPAM_SIZE};
-use std::io::Write;
-use std::path::Path;
 
 pub const PROFILE_MAGIC: &[u8; 8] = b"OPTOXPRF";
 pub const PROFILE_VERSION: u8 = 1;
@@ -28,8 +26,6 @@ pub const MAX_PROFILE_SIZE: usize =
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("profile I/O: {0}")]
-    Io(#[from] std::io::Error),
     #[error("not an omnipeer Tox profile (bad magic)")]
     Magic,
     #[error("unsupported profile version {0}")]
@@ -73,11 +69,17 @@ impl<'a> Reader<'a> {
 }
 
 impl Profile {
-    /// A fresh identity with a random nospam.
-    pub fn generate(nickname: &str) -> Self {
+    /// A new identity with no friends, from keys and nospam the caller made (the node
+    /// draws them from the OS); the nickname is cut to [`MAX_NICKNAME_LEN`] bytes.
+    pub fn new(secret: SecretKey, nospam: NoSpam, nickname: &str) -> Self {
         let mut nickname = nickname.to_string();
         truncate_utf8(&mut nickname, MAX_NICKNAME_LEN);
-        Profile { keys: KeyPair::generate(), nospam: NoSpam::random(), nickname, friends: Vec::new() }
+        Profile {
+            keys: KeyPair::from_secret(secret),
+            nospam,
+            nickname,
+            friends: Vec::new(),
+        }
     }
 
     pub fn tox_id(&self) -> ToxId {
@@ -146,58 +148,6 @@ impl Profile {
         }
         Ok(Profile { keys: KeyPair::from_secret(sk), nospam, nickname, friends })
     }
-
-    pub fn load(path: &Path) -> Result<Self, ProfileError> {
-        let f = std::fs::File::open(path)?;
-        let mut buf = Vec::new();
-        // Read at most one byte past the limit so an oversized file is refused cheaply.
-        use std::io::Read;
-        f.take(MAX_PROFILE_SIZE as u64 + 1).read_to_end(&mut buf)?;
-        Self::decode(&buf)
-    }
-
-    /// Writes the profile atomically (temporary file in the same directory, fsync,
-    /// rename). On Unix the file is readable by its owner only: it holds the secret key.
-    pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
-        let bytes = self.encode()?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into());
-        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let res = (|| {
-            let mut f = opts.open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        Ok(res?)
-    }
-
-    /// Loads the profile, or creates and saves a fresh one if the file does not exist.
-    /// Returns the profile and whether it was created.
-    pub fn load_or_create(path: &Path, nickname: &str) -> Result<(Self, bool), ProfileError> {
-        match Self::load(path) {
-            Ok(p) => Ok((p, false)),
-            Err(ProfileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                let p = Self::generate(nickname);
-                p.save(path)?;
-                Ok((p, true))
-            }
-            Err(e) => Err(e),
-        }
-    }
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {
@@ -216,30 +166,24 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn create_load_add_friend() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("me.tox");
-        let (p, created) = Profile::load_or_create(&path, "omnipeer").unwrap();
-        assert!(created);
-        let (mut q, created) = Profile::load_or_create(&path, "other").unwrap();
-        assert!(!created);
+    fn new_then_add_friend() {
+        let p = Profile::new(SecretKey([3; 32]), NoSpam([1, 2, 3, 4]), &"é".repeat(100));
+        assert_eq!(
+            p.nickname.len(),
+            128,
+            "cut to MAX_NICKNAME_LEN on a char boundary"
+        );
+        assert_eq!(p.keys.pk, SecretKey([3; 32]).public_key());
+        let mut q = Profile::decode(&p.encode().unwrap()).unwrap();
         assert_eq!(q.tox_id(), p.tox_id());
-        assert_eq!(q.nickname, "omnipeer");
-        let f = KeyPair::generate().pk;
+        let f = PublicKey([9; 32]);
         assert!(q.add_friend(f));
         assert!(!q.add_friend(f));
         assert!(!q.add_friend(q.keys.pk));
-        q.save(&path).unwrap();
-        let r = Profile::load(&path).unwrap();
-        assert_eq!(r.friends, vec![f]);
-        assert_eq!(r.keys.pk, p.keys.pk);
-        // Only the profile is left in the directory: the temporary file was renamed.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        }
+        assert_eq!(
+            Profile::decode(&q.encode().unwrap()).unwrap().friends,
+            vec![f]
+        );
     }
 
     #[test]
@@ -260,7 +204,7 @@ mod tests {
 
     #[test]
     fn malformed_refused() {
-        let p = Profile::generate("x");
+        let p = Profile::new(SecretKey([5; 32]), NoSpam([6; 4]), "x");
         let b = p.encode().unwrap();
         for cut in 0..b.len() {
             assert!(Profile::decode(&b[..cut]).is_err(), "prefix {cut} accepted");

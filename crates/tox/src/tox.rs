@@ -14,7 +14,10 @@
 //! DHT-PK packets are accepted only from friends and only with a larger no_replay than the
 //! last one. The onion client is used through the [`Rendezvous`] trait.
 
-use crate::crypto::{decrypt_data, encrypt_data, random_nonce, KeyPair, PublicKey, NONCE_SIZE, PUBLIC_KEY_SIZE};
+use crate::crypto::{
+    child_seed, decrypt_data, encrypt_data, random_nonce, rng_from_seed, KeyPair, PublicKey,
+    RngSeed, ToxRng, NONCE_SIZE, PUBLIC_KEY_SIZE,
+};
 use crate::dht::{Dht, DhtEvent};
 use crate::friend::{ConnectMode, FriendProgress, Progress, Task};
 use crate::messenger::{MessageKind, Messenger, MessengerError, MessengerEvent, RequestVia};
@@ -23,7 +26,7 @@ use crate::onion::{OnionNode, OnionNodeEvent};
 use crate::onion_client::{OnionClient, OnionEvent};
 use crate::packet::{kind, DhtPkAnnounce, PackedNode};
 use crate::toxid::{NoSpam, ToxId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -45,7 +48,7 @@ pub const MAX_FRIENDS: usize = 1024;
 /// What the client needs from an onion client (tox-net's `OnionClient` implements it).
 pub trait Rendezvous {
     /// Start searching this friend at rendezvous nodes.
-    fn add_friend(&mut self, real_pk: PublicKey);
+    fn add_friend(&mut self, now: Instant, real_pk: PublicKey);
     fn remove_friend(&mut self, real_pk: &PublicKey);
     /// Packets 0x84 and 0x86 addressed to us.
     fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], dht: &Dht) -> Result<(), String>;
@@ -55,7 +58,7 @@ pub trait Rendezvous {
     fn next_timeout(&self) -> Option<Instant>;
     /// Sends `[id][data]` to the friend through every node where it is announced;
     /// returns how many copies went out (0: not found yet).
-    fn send_data(&mut self, to_real_pk: &PublicKey, inner: &[u8]) -> usize;
+    fn send_data(&mut self, now: Instant, to_real_pk: &PublicKey, inner: &[u8]) -> usize;
     fn is_announced(&self) -> bool;
     /// Our own onion node heard the friend announce itself with `data_pk`.
     fn local_announcement(&mut self, _now: Instant, _real_pk: &PublicKey, _data_pk: PublicKey) {}
@@ -79,8 +82,8 @@ pub enum RendezvousEvent {
 
 /// tox-net's onion client is the real rendezvous.
 impl Rendezvous for OnionClient {
-    fn add_friend(&mut self, real_pk: PublicKey) {
-        OnionClient::add_friend(self, real_pk)
+    fn add_friend(&mut self, now: Instant, real_pk: PublicKey) {
+        OnionClient::add_friend(self, now, real_pk)
     }
     fn remove_friend(&mut self, real_pk: &PublicKey) {
         OnionClient::remove_friend(self, real_pk)
@@ -104,8 +107,8 @@ impl Rendezvous for OnionClient {
     fn next_timeout(&self) -> Option<Instant> {
         OnionClient::next_timeout(self)
     }
-    fn send_data(&mut self, to_real_pk: &PublicKey, inner: &[u8]) -> usize {
-        OnionClient::send_data(self, to_real_pk, inner)
+    fn send_data(&mut self, now: Instant, to_real_pk: &PublicKey, inner: &[u8]) -> usize {
+        OnionClient::send_data(self, now, to_real_pk, inner)
     }
     fn is_announced(&self) -> bool {
         OnionClient::is_announced(self)
@@ -166,7 +169,7 @@ pub struct Tox {
     rendezvous: Box<dyn Rendezvous + Send>,
     nc: NetCrypto,
     messenger: Messenger,
-    friends: HashMap<PublicKey, FriendSlot>,
+    friends: BTreeMap<PublicKey, FriendSlot>,
     /// no_replay of our DHT-PK packets: `base + seconds since start`, strictly increasing.
     no_replay_base: u64,
     last_no_replay: u64,
@@ -176,28 +179,37 @@ pub struct Tox {
     events: VecDeque<ToxEvent>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     local_rendezvous: bool,
+    /// The DHT key pair, the sub-machines' seeds and our nonces come from here.
+    rng: ToxRng,
 }
 
 impl Tox {
     /// `no_replay_base` should grow across restarts (the driver passes UNIX seconds), as
     /// friends only accept DHT-PK packets with a larger no_replay than the last one.
+    /// `real` is the long-term identity, made by the caller. `rng_seed` seeds everything
+    /// random in the machine — this run's DHT key pair, and through seeds drawn from it
+    /// the DHT, onion node and net_crypto (see [`ToxRng`]): the driver passes 32 bytes
+    /// from the OS, tests a constant.
     pub fn new(
         real: KeyPair,
         nospam: NoSpam,
         nickname: &str,
         no_replay_base: u64,
         rendezvous: Box<dyn Rendezvous + Send>,
+        rng_seed: RngSeed,
         now: Instant,
     ) -> Self {
-        let dht_keys = KeyPair::generate();
+        let mut rng = rng_from_seed(rng_seed);
+        let dht_keys = KeyPair::generate(&mut rng);
         Tox {
-            dht: Dht::new(dht_keys.clone(), now),
-            onion_node: OnionNode::new(dht_keys.clone(), now),
+            dht: Dht::new(dht_keys.clone(), child_seed(&mut rng), now),
+            onion_node: OnionNode::new(dht_keys.clone(), child_seed(&mut rng), now),
             rendezvous,
-            nc: NetCrypto::new(real.clone(), dht_keys, now),
+            nc: NetCrypto::new(real.clone(), dht_keys, child_seed(&mut rng), now),
+            rng,
             messenger: Messenger::new(nickname, nospam),
             real,
-            friends: HashMap::new(),
+            friends: BTreeMap::new(),
             no_replay_base,
             last_no_replay: 0,
             self_addr: None,
@@ -217,10 +229,27 @@ impl Tox {
         self.local_rendezvous = on;
     }
 
-    /// A client with tox-net's onion client as its rendezvous.
-    pub fn with_onion(real: KeyPair, nospam: NoSpam, nickname: &str, no_replay_base: u64, now: Instant) -> Self {
-        let onion = OnionClient::new(real.clone(), now);
-        Self::new(real, nospam, nickname, no_replay_base, Box::new(onion), now)
+    /// A client with tox-net's onion client as its rendezvous; both machines' seeds are
+    /// drawn from `rng_seed`.
+    pub fn with_onion(
+        real: KeyPair,
+        nospam: NoSpam,
+        nickname: &str,
+        no_replay_base: u64,
+        rng_seed: RngSeed,
+        now: Instant,
+    ) -> Self {
+        let mut rng = rng_from_seed(rng_seed);
+        let onion = OnionClient::new(real.clone(), child_seed(&mut rng), now);
+        Self::new(
+            real,
+            nospam,
+            nickname,
+            no_replay_base,
+            Box::new(onion),
+            child_seed(&mut rng),
+            now,
+        )
     }
 
     pub fn tox_id(&self) -> ToxId {
@@ -268,7 +297,7 @@ impl Tox {
             return Err(ToxError::TooManyFriends);
         }
         self.messenger.add_friend(now, pk, &mut self.nc);
-        self.rendezvous.add_friend(pk);
+        self.rendezvous.add_friend(now, pk);
         let mut progress = FriendProgress::new(pk);
         if let Some(p) = progress.poll_entered() {
             self.events.push_back(ToxEvent::Progress { friend: pk, progress: p });
@@ -407,8 +436,8 @@ impl Tox {
     }
 
     /// `[0x9c][our real pk][nonce][box(our real sk, friend real pk)(DHT-PK packet)]`.
-    fn dhtpk_dht_request(&self, friend: &PublicKey, announce: &[u8]) -> Vec<u8> {
-        let nonce = random_nonce();
+    fn dhtpk_dht_request(&mut self, friend: &PublicKey, announce: &[u8]) -> Vec<u8> {
+        let nonce = random_nonce(&mut self.rng);
         let mut v = Vec::with_capacity(1 + PUBLIC_KEY_SIZE + NONCE_SIZE + 16 + announce.len());
         v.push(kind::DHT_PK);
         v.extend_from_slice(&self.real.pk.0);
@@ -421,7 +450,7 @@ impl Tox {
         // Outgoing friend requests through the onion (before DHT-PK: the friend accepts
         // DHT-PK only once it has accepted the request).
         while let Some((to, payload)) = self.messenger.poll_friend_request(now) {
-            if self.rendezvous.send_data(&to, &payload) == 0 {
+            if self.rendezvous.send_data(now, &to, &payload) == 0 {
                 self.messenger.friend_request_unsent(now, &to);
             }
         }
@@ -436,7 +465,7 @@ impl Tox {
                         (now >= f.next_onion_dhtpk, now >= f.next_dht_dhtpk, f.progress.dht_pk());
                     if due_onion {
                         let ann = self.dhtpk_announce(now);
-                        let copies = self.rendezvous.send_data(&friend, &ann);
+                        let copies = self.rendezvous.send_data(now, &friend, &ann);
                         let interval = if copies == 0 {
                             DHTPK_RETRY
                         } else if self.messenger.has_pending_request(&friend) {
@@ -451,7 +480,7 @@ impl Tox {
                     if let (true, Some(dht_pk)) = (due_dht, dht_pk) {
                         let ann = self.dhtpk_announce(now);
                         let req = self.dhtpk_dht_request(&friend, &ann);
-                        let sent = self.dht.send_dht_request(&dht_pk, &req);
+                        let sent = self.dht.send_dht_request(now, &dht_pk, &req);
                         if let Some(f) = self.friends.get_mut(&friend) {
                             f.next_dht_dhtpk = now + if sent { DHTPK_DHT_INTERVAL } else { DHTPK_RETRY };
                         }
@@ -463,7 +492,7 @@ impl Tox {
                         if let Some(old) = f.searching.replace(dht_pk) {
                             self.dht.remove_search(&old);
                         }
-                        self.dht.add_search(dht_pk);
+                        self.dht.add_search(now, dht_pk);
                     }
                     if let Some(addr) = self.dht.search_addr(&dht_pk) {
                         f.progress.on_address(now, dht_pk, addr);
@@ -654,7 +683,7 @@ mod tests {
         events: VecDeque<RendezvousEvent>,
     }
     impl Rendezvous for HubClient {
-        fn add_friend(&mut self, pk: PublicKey) {
+        fn add_friend(&mut self, _now: Instant, pk: PublicKey) {
             self.friends.push(pk);
         }
         fn remove_friend(&mut self, pk: &PublicKey) {
@@ -690,7 +719,7 @@ mod tests {
         fn next_timeout(&self) -> Option<Instant> {
             None
         }
-        fn send_data(&mut self, to: &PublicKey, inner: &[u8]) -> usize {
+        fn send_data(&mut self, _now: Instant, to: &PublicKey, inner: &[u8]) -> usize {
             let mut hub = self.hub.lock().unwrap();
             if !self.announced || !hub.announced.contains(to) {
                 return 0;
@@ -709,6 +738,8 @@ mod tests {
         /// Fraction of datagrams lost.
         loss: f64,
         rng: rand::rngs::StdRng,
+        /// Every datagram sent, in order: (from, to, bytes).
+        wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     }
 
     impl World {
@@ -720,11 +751,16 @@ mod tests {
             Self::build(n, true)
         }
         fn build(n: usize, onion: bool) -> Self {
-            let now = Instant::now();
+            Self::seeded(n, onion, 1, Instant::now())
+        }
+        /// Keys and machine seeds all derive from `seed`.
+        fn seeded(n: usize, onion: bool, seed: u64, now: Instant) -> Self {
+            let mut rng = crate::crypto::seeded_rng(seed);
             let hub = Arc::new(Mutex::new(Hub::default()));
             let mut nodes = vec![];
             for i in 0..n {
-                let keys = KeyPair::generate();
+                let keys = KeyPair::generate(&mut rng);
+                let machine_seed = child_seed(&mut rng);
                 let rv = HubClient {
                     me: keys.pk,
                     hub: hub.clone(),
@@ -733,9 +769,24 @@ mod tests {
                     events: VecDeque::new(),
                 };
                 let tox = if onion {
-                    Tox::with_onion(keys, NoSpam([i as u8; 4]), &format!("n{i}"), 1000, now)
+                    Tox::with_onion(
+                        keys,
+                        NoSpam([i as u8; 4]),
+                        &format!("n{i}"),
+                        1000,
+                        machine_seed,
+                        now,
+                    )
                 } else {
-                    Tox::new(keys, NoSpam([i as u8; 4]), &format!("n{i}"), 1000, Box::new(rv), now)
+                    Tox::new(
+                        keys,
+                        NoSpam([i as u8; 4]),
+                        &format!("n{i}"),
+                        1000,
+                        Box::new(rv),
+                        machine_seed,
+                        now,
+                    )
                 };
                 nodes.push((SocketAddr::from(([10, 0, 0, i as u8 + 1], 33445)), tox, vec![]));
             }
@@ -744,7 +795,13 @@ mod tests {
             for (_, t, _) in nodes.iter_mut().skip(1) {
                 t.bootstrap(now, a0, pk0);
             }
-            World { nodes, now, loss: 0.0, rng: rand::SeedableRng::seed_from_u64(11) }
+            World {
+                nodes,
+                now,
+                loss: 0.0,
+                rng: rand::SeedableRng::seed_from_u64(11),
+                wire: vec![],
+            }
         }
         fn run(&mut self, d: Duration, mut until: impl FnMut(&World) -> bool) -> bool {
             let end = self.now + d;
@@ -757,6 +814,7 @@ mod tests {
                         while let Some((to, p)) = self.nodes[i].1.poll_transmit() {
                             moved = true;
                             let from = self.nodes[i].0;
+                            self.wire.push((from, to, p.clone()));
                             let lost = rand::Rng::random::<f64>(&mut self.rng) < self.loss;
                             if let Some(j) = self.nodes.iter().position(|n| n.0 == to).filter(|_| !lost) {
                                 let now = self.now;
@@ -794,13 +852,13 @@ mod tests {
 
     #[test]
     fn two_clients_befriend_through_every_progress_state() {
-        befriend(World::new(4), 2, 3, true);
+        befriend(&mut World::new(4), 2, 3, true);
     }
 
     #[test]
     fn two_clients_befriend_over_the_real_onion() {
         let n = 10;
-        befriend(World::with_onion(n), n - 2, n - 1, false);
+        befriend(&mut World::with_onion(n), n - 2, n - 1, false);
     }
 
     #[test]
@@ -808,10 +866,45 @@ mod tests {
         let n = 10;
         let mut w = World::with_onion(n);
         w.loss = 0.1;
-        befriend(w, n - 2, n - 1, false);
+        befriend(&mut w, n - 2, n - 1, false);
     }
 
-    fn befriend(mut w: World, a: usize, b: usize, full_sequence: bool) {
+    /// Two worlds built from the same seed and keys, fed the same inputs at the same
+    /// `now`s (bootstrap, friend request, acceptance, a message, ticks every 50 ms),
+    /// put the same bytes on the wire, datagram for datagram; another seed does not.
+    #[test]
+    fn same_seed_and_inputs_give_the_same_packets() {
+        let run = |seed: u64, now: Instant| {
+            let n = 6;
+            let mut w = World::seeded(n, true, seed, now);
+            befriend(&mut w, n - 2, n - 1, false);
+            w.wire
+        };
+        let now = Instant::now();
+        let a = run(77, now);
+        let b = run(77, now);
+        assert!(a.len() > 100, "only {} datagrams", a.len());
+        assert_eq!(a.len(), b.len(), "datagram counts differ");
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                x == y,
+                "datagram {i} differs: {:?} {:02x?} vs {:?} {:02x?}",
+                (x.0, x.1),
+                &x.2,
+                (y.0, y.1),
+                &y.2
+            );
+        }
+        // A later base instant changes nothing either: only durations matter.
+        assert!(run(77, now + Duration::from_secs(1000)) == a);
+        let c = run(78, now);
+        assert!(
+            c.iter().zip(&a).any(|(x, y)| x != y),
+            "another seed gave the same packets"
+        );
+    }
+
+    fn befriend(w: &mut World, a: usize, b: usize, full_sequence: bool) {
         let b_id = w.nodes[b].1.tox_id();
         let (apk, bpk) = (w.nodes[a].1.real_pk(), b_id.pk);
         let now = w.now;
@@ -885,11 +978,12 @@ mod tests {
     fn dhtpk_replay_and_strangers_refused() {
         let mut w = World::new(2);
         let now = w.now;
-        let friend = KeyPair::generate();
-        let stranger = KeyPair::generate();
+        let mut rng = crate::crypto::seeded_rng(5);
+        let friend = KeyPair::generate(&mut rng);
+        let stranger = KeyPair::generate(&mut rng);
         w.nodes[1].1.add_friend(now, friend.pk).unwrap();
-        let dht1 = KeyPair::generate().pk;
-        let dht2 = KeyPair::generate().pk;
+        let dht1 = KeyPair::generate(&mut rng).pk;
+        let dht2 = KeyPair::generate(&mut rng).pk;
         let t = &mut w.nodes[1].1;
         t.handle_dhtpk(now, friend.pk, DhtPkAnnounce { no_replay: 10, dht_pk: dht1, nodes: vec![] });
         assert_eq!(t.friends[&friend.pk].progress.dht_pk(), Some(dht1));
@@ -903,8 +997,13 @@ mod tests {
         t.handle_dhtpk(now, stranger.pk, DhtPkAnnounce { no_replay: 99, dht_pk: dht1, nodes: vec![] });
         assert!(!t.friends.contains_key(&stranger.pk));
         // A DHT-request DHT-PK whose inner key is not the sender's DHT key is refused.
-        let ann = DhtPkAnnounce { no_replay: 50, dht_pk: dht1, nodes: vec![] }.encode();
-        let nonce = random_nonce();
+        let ann = DhtPkAnnounce {
+            no_replay: 50,
+            dht_pk: dht1,
+            nodes: vec![],
+        }
+        .encode();
+        let nonce = random_nonce(&mut rng);
         let mut req = vec![kind::DHT_PK];
         req.extend_from_slice(&friend.pk.0);
         req.extend_from_slice(&nonce);

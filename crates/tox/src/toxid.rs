@@ -18,8 +18,9 @@ pub const TOX_ID_HEX_LEN: usize = TOX_ID_SIZE * 2;
 pub struct NoSpam(pub [u8; NOSPAM_SIZE]);
 
 impl NoSpam {
-    pub fn random() -> Self {
-        NoSpam(crate::crypto::random_bytes())
+    /// A fresh nospam from the caller's generator.
+    pub fn random<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        NoSpam(crate::crypto::random_bytes(rng))
     }
 }
 

@@ -486,7 +486,8 @@ pub(crate) async fn start(
         }
     }
     if changed {
-        profile.save(&profile_path).with_context(|| format!("saving {}", profile_path.display()))?;
+        crate::tox::profile::save(&profile, &profile_path)
+            .with_context(|| format!("saving {}", profile_path.display()))?;
     }
     let mut client = bind(t.listen, &profile).await?;
     client.bootstrap(&start.bootstrap);
@@ -657,7 +658,7 @@ impl Task {
     }
 
     fn save_profile(&self) {
-        if let Err(e) = self.profile.save(&self.profile_path) {
+        if let Err(e) = crate::tox::profile::save(&self.profile, &self.profile_path) {
             tracing::warn!("tox: cannot save {}: {e}", self.profile_path.display());
         }
     }
@@ -944,7 +945,7 @@ mod tests {
     async fn a_taken_port_falls_back_to_any_free_one() {
         let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        let profile = Profile::generate("t");
+        let profile = crate::tox::profile::new_profile("t");
         let c = bind(addr, &profile).await.unwrap();
         let got = c.local_addr().unwrap();
         assert_eq!(got.ip(), addr.ip());

@@ -2,7 +2,7 @@
 //! tox-bootstrapd does, so that c-toxcore peers can bootstrap off us, find each other
 //! through our DHT, and use us as an onion hop and announce store.
 
-use super::{normalize_addr, route, socket_dest, tokio_deadline, Route};
+use super::{normalize_addr, os_seed, route, socket_dest, tokio_deadline, Route};
 use omnipeer_tox::crypto::{KeyPair, PublicKey};
 use omnipeer_tox::dht::{Dht, DhtEvent};
 use omnipeer_tox::onion::{OnionNode, OnionNodeEvent};
@@ -45,8 +45,8 @@ impl BootstrapNode {
         let now = Instant::now();
         Ok(BootstrapNode {
             sock,
-            dht: Dht::new(keys.clone(), now),
-            onion: OnionNode::new(keys, now),
+            dht: Dht::new(keys.clone(), os_seed(), now),
+            onion: OnionNode::new(keys, os_seed(), now),
             info: None,
             replies: Vec::new(),
         })

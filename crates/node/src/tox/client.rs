@@ -2,7 +2,7 @@
 //! plus the two programs built on it, `omnipeer tox echo` and `omnipeer tox send`
 //! (shared/CLI.md "## Tox").
 
-use super::tokio_deadline;
+use super::{os_seed, profile as profile_file, tokio_deadline};
 use anyhow::{anyhow, bail, Context};
 use omnipeer_tox::crypto::PublicKey;
 use omnipeer_tox::friend::Progress;
@@ -47,8 +47,15 @@ impl ToxClient {
     ) -> anyhow::Result<Self> {
         let sock = UdpSocket::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let now = Instant::now();
-        let mut tox =
-            Tox::new(profile.keys.clone(), profile.nospam, &profile.nickname, unix_secs(), rendezvous, now);
+        let mut tox = Tox::new(
+            profile.keys.clone(),
+            profile.nospam,
+            &profile.nickname,
+            unix_secs(),
+            rendezvous,
+            os_seed(),
+            now,
+        );
         for f in &profile.friends {
             tox.add_friend(now, *f)?;
         }
@@ -163,12 +170,16 @@ pub enum Wake<C> {
 
 /// tox-net's onion client for `profile`'s long-term keys.
 pub fn onion_rendezvous(profile: &Profile) -> Box<dyn Rendezvous + Send> {
-    Box::new(omnipeer_tox::onion_client::OnionClient::new(profile.keys.clone(), Instant::now()))
+    Box::new(omnipeer_tox::onion_client::OnionClient::new(
+        profile.keys.clone(),
+        os_seed(),
+        Instant::now(),
+    ))
 }
 
 /// Loads the profile at `path`, creating it if missing.
 pub fn load_profile(path: &Path) -> anyhow::Result<Profile> {
-    let (p, created) = Profile::load_or_create(path, DEFAULT_NICKNAME)
+    let (p, created) = profile_file::load_or_create(path, DEFAULT_NICKNAME)
         .with_context(|| format!("profile {}", path.display()))?;
     if created {
         tracing::info!("created Tox profile {}", path.display());
@@ -210,7 +221,8 @@ pub async fn run_echo(
                 out(&format!("friend request from {}: {message}", from.to_hex()));
                 c.tox().add_friend(Instant::now(), from)?;
                 if profile.add_friend(from) {
-                    profile.save(profile_path).with_context(|| format!("saving {}", profile_path.display()))?;
+                    profile_file::save(&profile, profile_path)
+                        .with_context(|| format!("saving {}", profile_path.display()))?;
                 }
             }
             ToxEvent::Message { friend, kind, text } => {
@@ -276,7 +288,8 @@ pub async fn run_send(
     eprintln!("listening on {}", c.local_addr()?);
     let friend = o.to.pk;
     if profile.add_friend(friend) {
-        profile.save(o.profile).with_context(|| format!("saving {}", o.profile.display()))?;
+        profile_file::save(&profile, o.profile)
+            .with_context(|| format!("saving {}", o.profile.display()))?;
     }
     c.tox().send_friend_request(Instant::now(), &o.to, REQUEST_MESSAGE)?;
     let deadline = start + o.timeout;

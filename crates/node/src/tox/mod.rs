@@ -2,15 +2,18 @@
 //!
 //! One UDP socket per node; incoming datagrams are dispatched by their first byte
 //! ([`route`]); the machines' timers are driven from their `next_timeout`. This module
-//! holds what every Tox driver shares: the keys file, `HOST:PORT:DHTKEY` node specs, and
-//! the dispatch table. [`bootstrap`] is the bootstrap/DHT node (`omnipeer tox bootstrap`).
+//! holds what every Tox driver shares: the keys file, `HOST:PORT:DHTKEY` node specs, the
+//! dispatch table, and the OS randomness the machines are seeded with (they draw none
+//! themselves). [`bootstrap`] is the bootstrap/DHT node (`omnipeer tox bootstrap`);
+//! [`profile`] reads and writes the profile file.
 
 pub mod bootstrap;
 pub mod client;
+pub mod profile;
 
 use anyhow::{anyhow, bail, Context};
 pub use omnipeer_tox::crypto::{KeyPair, PublicKey};
-use omnipeer_tox::crypto::SecretKey;
+use omnipeer_tox::crypto::{RngSeed, SecretKey};
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -41,6 +44,28 @@ pub fn route(first: u8) -> Route {
     }
 }
 
+/// `N` bytes from the OS random source (getrandom). Aborts if the OS cannot supply them:
+/// keys and nonces must never come from anything weaker.
+pub fn os_random<const N: usize>() -> [u8; N] {
+    use rand::TryRngCore;
+    let mut b = [0u8; N];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut b)
+        .expect("the OS random source failed");
+    b
+}
+
+/// A seed for a Tox machine's generator, from the OS: what production machines run on
+/// (tests seed them with constants instead).
+pub fn os_seed() -> RngSeed {
+    os_random()
+}
+
+/// A new key pair from the OS random source (a DHT identity).
+pub fn new_keypair() -> KeyPair {
+    KeyPair::from_secret(SecretKey(os_random()))
+}
+
 /// Size of a keys file: public key ‖ secret key, raw (as tox-bootstrapd writes it).
 pub const KEYS_FILE_SIZE: usize = 64;
 
@@ -61,7 +86,7 @@ pub fn load_or_create_keys(path: &Path) -> anyhow::Result<KeyPair> {
             Ok(kp)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let kp = KeyPair::generate();
+            let kp = new_keypair();
             let mut f = {
                 let mut o = std::fs::OpenOptions::new();
                 o.write(true).create_new(true);
