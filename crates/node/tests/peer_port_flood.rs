@@ -7,7 +7,10 @@
 
 use omnipeer_nmdc::handshake::Role;
 use omnipeer_node::nmdc::cc;
-use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig, MAX_PEER_MESSAGE, PEER_BUFFER_BUDGET, PEER_FRAME_TIMEOUT, PEER_INIT_TIMEOUT};
+use omnipeer_node::slsk::client::{
+    SlskClient, SlskClientConfig, MAX_PEER_MESSAGE, PEER_BUFFER_BUDGET, PEER_FRAME_TIMEOUT,
+    PEER_INIT_TIMEOUT,
+};
 use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_slsk::peer::PeerInit;
 use std::time::{Duration, Instant};
@@ -20,7 +23,12 @@ const MIB: usize = 1 << 20;
 fn rss() -> usize {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+        * 1024
 }
 
 async fn node_client() -> (SlskClient, tempfile::TempDir, tokio_util::sync::DropGuard) {
@@ -92,7 +100,12 @@ async fn still_open(socks: &mut [Option<TcpStream>], within: Duration) -> usize 
 /// to `body` bytes of it. Returns the socket (None: the node already closed it).
 async fn attacker(port: u16, n: usize, announce: usize, body: usize) -> Option<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let init = PeerInit::PeerInit { user: format!("mallory{n}"), conn_type: "P".into(), token: n as u32 }.encode();
+    let init = PeerInit::PeerInit {
+        user: format!("mallory{n}"),
+        conn_type: "P".into(),
+        token: n as u32,
+    }
+    .encode();
     s.write_all(&init).await.ok()?;
     s.write_all(&p_header(announce)).await.ok()?;
     let chunk = vec![0x5a; 64 * 1024];
@@ -127,15 +140,25 @@ async fn peer_port_frames_past_the_limits_are_refused_and_memory_stays_bounded()
 
     // 20 connections, each announcing a 60 MiB message (under the protocol's 64 MiB cap,
     // over MAX_PEER_MESSAGE) and sending 8 MiB of it: each is closed at its header.
-    let tasks: Vec<_> = (0..20).map(|n| tokio::spawn(attacker(port, n, 60 * MIB, 8 * MIB))).collect();
+    let tasks: Vec<_> = (0..20)
+        .map(|n| tokio::spawn(attacker(port, n, 60 * MIB, 8 * MIB)))
+        .collect();
     let mut socks = Vec::new();
     for t in tasks {
         socks.push(t.await.unwrap());
     }
     let peak = peak_growth(base, Duration::from_secs(2)).await;
     let open = still_open(&mut socks, Duration::from_secs(20)).await;
-    eprintln!("60 MiB announced by 20 connections: RSS +{} MiB, {open} held", peak / MIB);
-    assert_eq!(open, 0, "connections announcing a 60 MiB message must be closed (RSS grew by {} MiB)", peak / MIB);
+    eprintln!(
+        "60 MiB announced by 20 connections: RSS +{} MiB, {open} held",
+        peak / MIB
+    );
+    assert_eq!(
+        open,
+        0,
+        "connections announcing a 60 MiB message must be closed (RSS grew by {} MiB)",
+        peak / MIB
+    );
     assert!(peak < 32 * MIB, "RSS grew by {} MiB", peak / MIB);
     drop(socks);
 
@@ -144,26 +167,53 @@ async fn peer_port_frames_past_the_limits_are_refused_and_memory_stays_bounded()
     let base = rss();
     let announce = MAX_PEER_MESSAGE - 16;
     let per = 8 * MIB;
-    let tasks: Vec<_> = (0..20).map(|n| tokio::spawn(attacker(port, 100 + n, announce, per))).collect();
+    let tasks: Vec<_> = (0..20)
+        .map(|n| tokio::spawn(attacker(port, 100 + n, announce, per)))
+        .collect();
     let mut socks = Vec::new();
     for t in tasks {
         socks.push(t.await.unwrap());
     }
     let peak = peak_growth(base, Duration::from_secs(2)).await;
     let open = still_open(&mut socks, Duration::from_secs(5)).await;
-    eprintln!("8 MiB held by each of 20 connections: RSS +{} MiB, {open} held", peak / MIB);
+    eprintln!(
+        "8 MiB held by each of 20 connections: RSS +{} MiB, {open} held",
+        peak / MIB
+    );
     let fit = PEER_BUFFER_BUDGET / per;
     assert!(open <= fit, "{open} connections still hold unfinished messages (the budget fits {fit}; RSS grew by {} MiB)", peak / MIB);
     // The budget bounds the bytes held; the allocator may keep as much again of the
     // buffers it freed (those of the connections it dropped) without returning them.
-    assert!(peak < 2 * PEER_BUFFER_BUDGET + 32 * MIB, "RSS grew by {} MiB", peak / MIB);
+    assert!(
+        peak < 2 * PEER_BUFFER_BUDGET + 32 * MIB,
+        "RSS grew by {} MiB",
+        peak / MIB
+    );
     // The node still serves a well-behaved peer.
     let mut ok = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    ok.write_all(&PeerInit::PeerInit { user: "alice".into(), conn_type: "P".into(), token: 1 }.encode()).await.unwrap();
-    ok.write_all(&omnipeer_slsk::peer::PeerMessage::UserInfoRequest.encode()).await.unwrap();
+    ok.write_all(
+        &PeerInit::PeerInit {
+            user: "alice".into(),
+            conn_type: "P".into(),
+            token: 1,
+        }
+        .encode(),
+    )
+    .await
+    .unwrap();
+    ok.write_all(&omnipeer_slsk::peer::PeerMessage::UserInfoRequest.encode())
+        .await
+        .unwrap();
     let mut head = [0u8; 8];
-    tokio::time::timeout(Duration::from_secs(20), ok.read_exact(&mut head)).await.expect("no user info").unwrap();
-    assert_eq!(u32::from_le_bytes(head[4..8].try_into().unwrap()), 16, "a UserInfoResponse");
+    tokio::time::timeout(Duration::from_secs(20), ok.read_exact(&mut head))
+        .await
+        .expect("no user info")
+        .unwrap();
+    assert_eq!(
+        u32::from_le_bytes(head[4..8].try_into().unwrap()),
+        16,
+        "a UserInfoResponse"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,15 +224,21 @@ async fn peer_port_drops_slow_identification_and_stalled_messages() {
     // Trickles its PeerInit a byte every 5 s: each read comes within any per-read timeout.
     let slow = tokio::spawn(async move {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let init = PeerInit::PeerInit { user: "slowpoke".into(), conn_type: "P".into(), token: 1 }.encode();
+        let init = PeerInit::PeerInit {
+            user: "slowpoke".into(),
+            conn_type: "P".into(),
+            token: 1,
+        }
+        .encode();
         for b in init {
             if s.write_all(&[b]).await.is_err() {
                 return start.elapsed();
             }
             let mut x = [0u8; 16];
-            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut x)).await {
-                Ok(Ok(0) | Err(_)) => return start.elapsed(),
-                _ => {}
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_secs(5), s.read(&mut x)).await
+            {
+                return start.elapsed();
             }
         }
         panic!("the whole PeerInit went through, one byte every 5 s");
@@ -191,16 +247,38 @@ async fn peer_port_drops_slow_identification_and_stalled_messages() {
     let mut idle = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     // Identifies itself, starts a 1000-byte message and stops.
     let mut stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    stalled.write_all(&PeerInit::PeerInit { user: "staller".into(), conn_type: "P".into(), token: 2 }.encode()).await.unwrap();
+    stalled
+        .write_all(
+            &PeerInit::PeerInit {
+                user: "staller".into(),
+                conn_type: "P".into(),
+                token: 2,
+            }
+            .encode(),
+        )
+        .await
+        .unwrap();
     stalled.write_all(&p_header(1000)).await.unwrap();
     stalled.write_all(&[0u8; 10]).await.unwrap();
 
     let margin = Duration::from_secs(30);
-    assert!(closed_within(&mut idle, PEER_INIT_TIMEOUT + margin).await, "an idle connection was held past {PEER_INIT_TIMEOUT:?}");
-    let slow_closed = tokio::time::timeout(PEER_INIT_TIMEOUT + margin, slow).await.expect("a trickled PeerInit was held").unwrap();
-    assert!(slow_closed >= PEER_INIT_TIMEOUT - Duration::from_secs(1), "closed too early: {slow_closed:?}");
+    assert!(
+        closed_within(&mut idle, PEER_INIT_TIMEOUT + margin).await,
+        "an idle connection was held past {PEER_INIT_TIMEOUT:?}"
+    );
+    let slow_closed = tokio::time::timeout(PEER_INIT_TIMEOUT + margin, slow)
+        .await
+        .expect("a trickled PeerInit was held")
+        .unwrap();
+    assert!(
+        slow_closed >= PEER_INIT_TIMEOUT - Duration::from_secs(1),
+        "closed too early: {slow_closed:?}"
+    );
     let left = (PEER_FRAME_TIMEOUT + margin).saturating_sub(start.elapsed());
-    assert!(closed_within(&mut stalled, left).await, "a stalled message was held past {PEER_FRAME_TIMEOUT:?}");
+    assert!(
+        closed_within(&mut stalled, left).await,
+        "a stalled message was held past {PEER_FRAME_TIMEOUT:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +290,9 @@ async fn nmdc_handshake_refuses_a_long_line_and_times_out() {
         for _ in 0..2 {
             let (mut s, _) = listener.accept().await.unwrap();
             let t = Instant::now();
-            let e = cc::handshake(&mut s, Role::Listener, "me", false, None).await.expect_err("no handshake");
+            let e = cc::handshake(&mut s, Role::Listener, "me", false, None)
+                .await
+                .expect_err("no handshake");
             r.push((t.elapsed(), format!("{e:#}")));
         }
         r
@@ -228,7 +308,13 @@ async fn nmdc_handshake_refuses_a_long_line_and_times_out() {
     }
     // Nothing at all: the handshake's own timeout.
     let _idle = TcpStream::connect(addr).await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(90), server).await.expect("a handshake was held").unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(90), server)
+        .await
+        .expect("a handshake was held")
+        .unwrap();
     assert!(r[0].0 < Duration::from_secs(20), "{r:?}");
-    assert!(r[1].0 <= omnipeer_nmdc::handshake::HANDSHAKE_TIMEOUT + Duration::from_secs(5), "{r:?}");
+    assert!(
+        r[1].0 <= omnipeer_nmdc::handshake::HANDSHAKE_TIMEOUT + Duration::from_secs(5),
+        "{r:?}"
+    );
 }
