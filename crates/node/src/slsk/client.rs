@@ -66,6 +66,11 @@ pub const PEER_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 /// could each hold up to [`MAX_PEER_MESSAGE`]; with it, two messages of that size still
 /// arrive at once.
 pub const PEER_BUFFER_BUDGET: usize = 32 * 1024 * 1024;
+/// Largest inflated compressed `P` message we decode (search results are the only
+/// compressed ones we act on; a reply of a few thousand files inflates to well under a
+/// MiB). Without it a 16 MiB zlib bomb would inflate to `omnipeer_slsk::limits::
+/// MAX_DECOMPRESSED` (128 MiB) per message, on every connection at once.
+pub const MAX_PEER_INFLATED: usize = 4 * 1024 * 1024;
 /// `P` message codes this client acts on; others (unsolicited shared file lists, folder
 /// contents, user info: compressed, up to 512 MiB inflated) are skipped undecoded.
 const P_CODES_HANDLED: [u32; 11] = [4, 9, 15, 36, 40, 41, 43, 44, 46, 50, 51];
@@ -634,7 +639,7 @@ impl Inner {
                     tracing::debug!(%user, code = frame.code, "skipping a peer message we do not act on");
                     continue;
                 }
-                let msg = PeerMessage::from_frame(&frame)?;
+                let msg = PeerMessage::decode_limited(frame.code, &frame.body, MAX_PEER_INFLATED)?;
                 self.clone().on_peer_message(&user, msg, &tx).await;
             }
             held.set(reader.buffered());
