@@ -628,7 +628,9 @@ impl Inner {
         let mut held = BufferShare { total: self.peer_buffered.clone(), mine: 0 };
         held.reserve(leftover.len())?;
         reader.push(&leftover);
-        let mut buf = vec![0u8; 64 * 1024];
+        // Every P connection, idle ones included, holds this buffer: kept small (messages
+        // here are small and few; a bigger one just takes more reads).
+        let mut buf = vec![0u8; 16 * 1024];
         // When the unfinished frame in `reader` must be complete.
         let mut frame_deadline: Option<tokio::time::Instant> = None;
         loop {
