@@ -6,7 +6,8 @@
 //! - a peer code (one of `peer::CODES` or any `u32`) and body, as received;
 //! - a zlib code (5, 9 or 37) and a plain body that the harness compresses first (so the
 //!   fuzzer reaches the share-list and search-result parsers), optionally truncated or
-//!   with bytes appended after the stream;
+//!   with bytes appended after the stream; `decode_limited` with a cap from the input
+//!   agrees with `decode` and refuses at exactly that cap;
 //! - a distributed code (`u8`) and body;
 //! - `zlib::inflate` with a small limit from the input, on the raw input or on a stream
 //!   that inflates to up to 32 KiB (the input's bytes repeated): the output never passes
@@ -146,6 +147,21 @@ fn check_inflate(z: &[u8], limit: usize) {
     }
 }
 
+/// `PeerMessage::decode_limited` with a caller's cap: the same as `decode` when the body
+/// inflates within it, `DecompressedTooLarge` at exactly that cap when not.
+fn check_decode_limited(code: u32, z: &[u8], cap: usize, plain_len: usize) {
+    let own = if code == 5 { MAX_SHARE_LIST_DECOMPRESSED } else { MAX_DECOMPRESSED };
+    assert_eq!(PeerMessage::decode_limited(code, z, usize::MAX), PeerMessage::decode(code, z));
+    match PeerMessage::decode_limited(code, z, cap) {
+        Ok(m) => assert_eq!(PeerMessage::decode(code, z).as_ref(), Ok(&m)),
+        Err(DecodeError::DecompressedTooLarge { limit }) => {
+            assert_eq!(limit, cap.min(own));
+            assert!(plain_len > cap || zlib::inflate(z, usize::MAX).is_err(), "refused {plain_len} bytes at cap {cap}");
+        }
+        Err(_) => assert!(PeerMessage::decode(code, z).is_err() || zlib::inflate(z, cap).is_err(), "{}", hex(z)),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     bombs();
     let mut inp = Input::new(data);
@@ -177,6 +193,7 @@ fuzz_target!(|data: &[u8]| {
             if how % 4 == 3 && z.len() < zlib::deflate(plain).len() {
                 assert!(m.is_none(), "a truncated zlib stream decoded: {}", hex(&z));
             }
+            check_decode_limited(code, &z, usize::from(how) * 64, plain.len());
         }
         5 | 6 => {
             let code = if sel & 0x80 == 0 {

@@ -379,15 +379,22 @@ impl PeerMessage {
 
     /// Decode a body with this code (inflating 5, 9 and 37).
     pub fn decode(code: u32, body: &[u8]) -> Result<Self> {
+        Self::decode_limited(code, body, usize::MAX)
+    }
+
+    /// [`PeerMessage::decode`] with the inflated size of 5, 9 and 37 capped at
+    /// `max_inflated` as well as at their own limits: a program that only ever expects
+    /// small ones (search results) need not hold 128 MiB per message of a zlib bomb.
+    pub fn decode_limited(code: u32, body: &[u8], max_inflated: usize) -> Result<Self> {
         use PeerMessage::*;
         let inflated;
         let r = &mut Reader::new(match code {
             5 => {
-                inflated = zlib::inflate(body, MAX_SHARE_LIST_DECOMPRESSED)?;
+                inflated = zlib::inflate(body, MAX_SHARE_LIST_DECOMPRESSED.min(max_inflated))?;
                 &inflated
             }
             9 | 37 => {
-                inflated = zlib::inflate(body, MAX_DECOMPRESSED)?;
+                inflated = zlib::inflate(body, MAX_DECOMPRESSED.min(max_inflated))?;
                 &inflated
             }
             _ => body,

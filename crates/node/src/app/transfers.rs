@@ -301,14 +301,17 @@ impl Node {
                         None => omnipeer_nmdc::transfer::Identifier::Path(format!("/{}", t.remote_path.replace('\\', "/"))),
                     };
                     let p = Arc::new(AtomicU64::new(progress.0.load(Ordering::Relaxed)));
+                    // A nonzero total is the size the user chose: cc::download refuses a peer
+                    // that offers another.
                     let total = Arc::new(AtomicU64::new(t.size));
-                    let job = crate::nmdc::cc::DownloadJob { what, out: out.clone(), progress: p.clone(), total, control: control.clone() };
+                    let job = crate::nmdc::cc::DownloadJob { what, out: out.clone(), progress: p.clone(), total: total.clone(), control: control.clone() };
                     let source = t.source.clone();
                     let progress = progress.clone();
                     Box::pin(async move {
                         let fwd = async {
                             loop {
                                 progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
+                                progress.1.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(100)).await;
                             }
                         };
@@ -317,6 +320,7 @@ impl Node {
                             _ = fwd => unreachable!(),
                         };
                         progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
+                        progress.1.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
                         let d = r?;
                         Ok((out, d.size))
                     })
@@ -325,8 +329,9 @@ impl Node {
                     let sl = self.slsk().ok_or_else(|| anyhow!("not connected to the Soulseek server"))?;
                     let (source, path, dir, progress) = (t.source.clone(), t.remote_path.clone(), dir.to_path_buf(), progress.clone());
                     let control = control.clone();
+                    let expected = (t.size != 0).then_some(t.size);
                     Box::pin(async move {
-                        let (out, size, _) = sl.download_with(&source, &path, &dir, progress, &control).await?;
+                        let (out, size, _) = sl.download_with(&source, &path, &dir, expected, progress, &control).await?;
                         Ok((out, size))
                     })
                 }
@@ -336,10 +341,22 @@ impl Node {
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         let mut last = (Instant::now(), progress.0.load(Ordering::Relaxed));
         let mut persisted = Instant::now();
+        // Queued without a size: the first size a peer announces is adopted and kept, so
+        // a retry (or another peer) can never write past it.
+        let mut adopted = t.size != 0;
+        let mut adopt = |node: &Node| {
+            let size = progress.1.load(Ordering::Relaxed);
+            if !adopted && size != 0 {
+                adopted = true;
+                tracing::info!(id = t.id, size, "the download had no size: taking the one the peer announced");
+                let _ = adopt_size(&node.db.lock().expect("db"), t.id, size);
+            }
+        };
         loop {
             tokio::select! {
                 r = &mut fut => {
                     rate.store(0, Ordering::Relaxed);
+                    adopt(self);
                     return r;
                 }
                 _ = stop.cancelled() => {
@@ -347,9 +364,11 @@ impl Node {
                     // NMDC copies on a blocking thread: let it see the flag and end, so
                     // no stray write lands after a resume starts.
                     let _ = tokio::time::timeout(Duration::from_secs(10), &mut fut).await;
+                    adopt(self);
                     bail!("stopped");
                 }
                 _ = tick.tick() => {
+                    adopt(self);
                     let bytes = progress.0.load(Ordering::Relaxed);
                     live.store(bytes, Ordering::Relaxed);
                     let now = Instant::now();
@@ -394,6 +413,12 @@ impl Node {
         }
         Ok(dest)
     }
+}
+
+/// Record the size a transfer queued without one was found to have (only if still unknown).
+fn adopt_size(store: &crate::store::Store, id: i64, size: u64) -> anyhow::Result<()> {
+    store.conn.execute("UPDATE transfers SET size = ?1 WHERE id = ?2 AND size = 0", rusqlite::params![size as i64, id])?;
+    Ok(())
 }
 
 /// Bytes in the partial file of a transfer's incomplete folder (0 if none).

@@ -61,7 +61,10 @@ pub struct DownloadJob {
     pub out: PathBuf,
     /// Progress: absolute bytes held.
     pub progress: Arc<AtomicU64>,
-    /// The whole size, once the peer said it (0 before).
+    /// The whole size. Nonzero when the download starts: the size the user chose (from
+    /// the search result or the queue), and a peer that announces any other size
+    /// (`$ADCSND` / `$FileLength`) is refused before a byte is written ("peer offered N
+    /// bytes of a file of M"). Zero: not known; the peer's announced size is stored here.
     pub total: Arc<AtomicU64>,
     /// Stop and rate limit (pause, cancel, a shared download limit).
     pub control: Arc<crate::ratelimit::TransferControl>,
@@ -302,8 +305,13 @@ where
 /// file at `job.out` is resumed from its end.
 pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job: &DownloadJob) -> anyhow::Result<Downloaded> {
     let have = std::fs::metadata(&job.out).map(|m| m.len()).unwrap_or(0);
-    // The file list is always fetched whole.
-    let start = if job.what == Identifier::FileList { 0 } else { have };
+    let expected = match job.total.load(Ordering::Relaxed) {
+        0 => None,
+        m => Some(m),
+    };
+    // The file list is always fetched whole; a partial file longer than the file can be
+    // (left by an older version, or another file) is started again.
+    let start = if job.what == Identifier::FileList || expected.is_some_and(|m| have > m) { 0 } else { have };
     let mut down = Downloader::new(&leftover);
     if peer.supports("ADCGet") {
         down.request_adc(Instant::now(), AdcKind::File, &job.what, start, None)?;
@@ -328,6 +336,13 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                 Output::Event(DownloadEvent::Error(e)) => bail!("{} answered: {e}", peer.nick),
                 Output::Event(DownloadEvent::Closed(r)) => bail!("{} closed the connection: {r:?}", peer.nick),
                 Output::Event(DownloadEvent::Incoming { start, length, leftover, .. }) => {
+                    // Never write more than the size the user chose: a peer that offers
+                    // another size (a different file, or a lie) is refused before any
+                    // byte is written, so retries cannot grow the partial file either.
+                    let offered = start.saturating_add(length);
+                    if let Some(m) = expected.filter(|&m| m != offered) {
+                        bail!("peer offered {offered} bytes of a file of {m}");
+                    }
                     let mut file = std::fs::OpenOptions::new()
                         .create(true)
                         .truncate(false)
@@ -340,7 +355,7 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                     file.seek(SeekFrom::Start(start))?;
                     file.write_all(&leftover)?;
                     let rest = length - leftover.len() as u64;
-                    job.total.store(start + length, Ordering::Relaxed);
+                    job.total.store(offered, Ordering::Relaxed);
                     job.progress.store(start + leftover.len() as u64, Ordering::Relaxed);
                     let progress = job.progress.clone();
                     let control = job.control.clone();
@@ -368,7 +383,7 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                     down.received(rest)?;
                     down.done()?;
                     let _ = stream.shutdown().await;
-                    return Ok(Downloaded { peer: peer.nick.clone(), size: start + length, resumed_from: start });
+                    return Ok(Downloaded { peer: peer.nick.clone(), size: offered, resumed_from: start });
                 }
             }
         }

@@ -48,6 +48,32 @@ const DATA_TIMEOUT: Duration = Duration::from_secs(120);
 const PLACE_WAIT: Duration = Duration::from_secs(10);
 /// Bytes per raw read/write on F connections.
 const CHUNK: usize = 256 * 1024;
+/// How long a connection to our peer port may take to identify itself (its whole first
+/// frame, PeerInit or PierceFireWall, and on an `F` connection the transfer token after
+/// it). That frame is at most `omnipeer_slsk::limits::MAX_INIT_FRAME` (16 KiB).
+pub const PEER_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest message we take on a `P` connection (`len` field). Anyone can open one (a
+/// PeerInit names a user but proves nothing), and this node only ever receives small
+/// messages there (search results, queue and transfer negotiation, requests); 16 MiB still
+/// holds a compressed shared file list of a few hundred thousand files. The protocol's own
+/// cap, `omnipeer_slsk::limits::MAX_FRAME`, is 64 MiB.
+pub const MAX_PEER_MESSAGE: usize = 16 * 1024 * 1024;
+/// How long one `P` message may take to arrive once its first bytes are in: a peer that
+/// starts a frame and stops is dropped instead of holding its buffer.
+pub const PEER_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes of unfinished `P` messages held across all peer connections together; a
+/// connection whose next read would go past it is dropped. Without it, N connections
+/// could each hold up to [`MAX_PEER_MESSAGE`]; with it, two messages of that size still
+/// arrive at once.
+pub const PEER_BUFFER_BUDGET: usize = 32 * 1024 * 1024;
+/// Largest inflated compressed `P` message we decode (search results are the only
+/// compressed ones we act on; a reply of a few thousand files inflates to well under a
+/// MiB). Without it a 16 MiB zlib bomb would inflate to `omnipeer_slsk::limits::
+/// MAX_DECOMPRESSED` (128 MiB) per message, on every connection at once.
+pub const MAX_PEER_INFLATED: usize = 4 * 1024 * 1024;
+/// `P` message codes this client acts on; others (unsolicited shared file lists, folder
+/// contents, user info: compressed, up to 512 MiB inflated) are skipped undecoded.
+const P_CODES_HANDLED: [u32; 11] = [4, 9, 15, 36, 40, 41, 43, 44, 46, 50, 51];
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -198,6 +224,8 @@ struct PendingDownload {
     path: String,
     token: Option<u32>,
     size: Option<u64>,
+    /// The size the user chose (None: not known; the uploader's is taken).
+    expected: Option<u64>,
     f_conn: Option<oneshot::Sender<(TcpStream, Vec<u8>)>>,
     started: Option<oneshot::Sender<Result<u64, String>>>,
 }
@@ -223,6 +251,8 @@ struct Inner {
     uploads: Mutex<HashMap<u32, (String, String, u64)>>,
     /// Who waits for a PlaceInQueueResponse: (user lower-cased, file).
     place_waiters: Mutex<PlaceWaiters>,
+    /// Bytes buffered by `P` connections' frame readers, together ([`PEER_BUFFER_BUDGET`]).
+    peer_buffered: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: CancellationToken,
 }
 
@@ -292,6 +322,7 @@ impl SlskClient {
             downloads: Mutex::default(),
             uploads: Mutex::default(),
             place_waiters: Mutex::default(),
+            peer_buffered: Arc::default(),
             shutdown,
         });
         tokio::spawn(inner.clone().grant_loop(grants));
@@ -366,18 +397,22 @@ impl SlskClient {
         !self.task.is_finished()
     }
 
-    /// Download `path` from `user` into `out_dir`, resuming a partial file there.
-    /// `progress` gets (bytes held, total).
+    /// Download `path` from `user` into `out_dir`, resuming a partial file there, at
+    /// whatever size the uploader announces. `progress` gets (bytes held, total).
     pub async fn download(&self, user: &str, path: &str, out_dir: &std::path::Path, progress: Arc<(AtomicU64, AtomicU64)>) -> anyhow::Result<(PathBuf, u64, u64)> {
-        self.download_with(user, path, out_dir, progress, &crate::ratelimit::TransferControl::default()).await
+        self.download_with(user, path, out_dir, None, progress, &crate::ratelimit::TransferControl::default()).await
     }
 
-    /// [`SlskClient::download`] paced by `control`'s rate limit.
+    /// [`SlskClient::download`] paced by `control`'s rate limit. With `expected` (the size
+    /// the user chose, e.g. from the search result), an uploader whose TransferRequest
+    /// announces another size is refused before a byte is written ("peer offered N bytes
+    /// of a file of M"), and no more than `expected` bytes are ever written.
     pub async fn download_with(
         &self,
         user: &str,
         path: &str,
         out_dir: &std::path::Path,
+        expected: Option<u64>,
         progress: Arc<(AtomicU64, AtomicU64)>,
         control: &crate::ratelimit::TransferControl,
     ) -> anyhow::Result<(PathBuf, u64, u64)> {
@@ -396,6 +431,7 @@ impl SlskClient {
             path: path.to_owned(),
             token: None,
             size: None,
+            expected,
             f_conn: Some(f_tx),
             started: Some(started_tx),
         });
@@ -428,7 +464,7 @@ impl SlskClient {
             };
             match r {
                 Ok(Ok(Ok(size))) => break size,
-                Ok(Ok(Err(why))) => bail!("{user} refused {path}: {why}"),
+                Ok(Ok(Err(why))) => bail!("{why}"),
                 Ok(Err(_)) => bail!("the client stopped"),
                 // Still queued there (it says where): keep waiting, as long as it keeps
                 // the file in its queue.
@@ -588,21 +624,41 @@ impl Inner {
     }
 
     async fn p_loop(self: Arc<Self>, mut rd: OwnedReadHalf, user: String, leftover: Vec<u8>, tx: mpsc::UnboundedSender<Vec<u8>>) -> anyhow::Result<()> {
-        let mut reader = FrameReader::new(FrameKind::Peer);
+        let mut reader = FrameReader::with_limit(FrameKind::Peer, MAX_PEER_MESSAGE);
+        let mut held = BufferShare { total: self.peer_buffered.clone(), mine: 0 };
+        held.reserve(leftover.len())?;
         reader.push(&leftover);
-        let mut buf = vec![0u8; 64 * 1024];
+        // Every P connection, idle ones included, holds this buffer: kept small (messages
+        // here are small and few; a bigger one just takes more reads).
+        let mut buf = vec![0u8; 16 * 1024];
+        // When the unfinished frame in `reader` must be complete.
+        let mut frame_deadline: Option<tokio::time::Instant> = None;
         loop {
+            let mut completed = false;
             while let Some(frame) = reader.next_frame()? {
-                let msg = PeerMessage::from_frame(&frame)?;
+                completed = true;
+                if !P_CODES_HANDLED.contains(&frame.code) {
+                    tracing::debug!(%user, code = frame.code, "skipping a peer message we do not act on");
+                    continue;
+                }
+                let msg = PeerMessage::decode_limited(frame.code, &frame.body, MAX_PEER_INFLATED)?;
                 self.clone().on_peer_message(&user, msg, &tx).await;
             }
+            held.set(reader.buffered());
+            frame_deadline = match reader.buffered() {
+                0 => None,
+                _ if completed || frame_deadline.is_none() => Some(tokio::time::Instant::now() + PEER_FRAME_TIMEOUT),
+                _ => frame_deadline,
+            };
             let n = tokio::select! {
                 r = rd.read(&mut buf) => r?,
                 _ = self.shutdown.cancelled() => return Ok(()),
+                _ = sleep_until_some(frame_deadline) => bail!("a message did not arrive whole within {}s", PEER_FRAME_TIMEOUT.as_secs()),
             };
             if n == 0 {
                 return Ok(());
             }
+            held.reserve(n)?;
             reader.push(&buf[..n]);
         }
     }
@@ -660,14 +716,24 @@ impl Inner {
                 let mut downloads = self.downloads.lock().expect("downloads");
                 let found = downloads.iter_mut().find(|d| d.user.eq_ignore_ascii_case(user) && d.path == filename && d.token.is_none());
                 let reply = match found {
-                    Some(d) => {
-                        d.token = Some(token);
-                        d.size = size;
-                        if let Some(s) = d.started.take() {
-                            let _ = s.send(Ok(size.unwrap_or(0)));
+                    Some(d) => match offered_size(d.expected, size) {
+                        Ok(size) => {
+                            d.token = Some(token);
+                            d.size = Some(size);
+                            if let Some(s) = d.started.take() {
+                                let _ = s.send(Ok(size));
+                            }
+                            TransferReply::Allowed { size: None }
                         }
-                        TransferReply::Allowed { size: None }
-                    }
+                        // Not the file the user chose (or a lie): refused before any F
+                        // connection, so nothing is written.
+                        Err(why) => {
+                            if let Some(s) = d.started.take() {
+                                let _ = s.send(Err(why));
+                            }
+                            TransferReply::Denied { reason: "Cancelled".into() }
+                        }
+                    },
                     None => TransferReply::Denied { reason: "Cancelled".into() },
                 };
                 let _ = tx.send(PeerMessage::TransferResponse { token, reply }.encode());
@@ -705,7 +771,7 @@ impl Inner {
         let mut downloads = self.downloads.lock().expect("downloads");
         if let Some(d) = downloads.iter_mut().find(|d| d.user.eq_ignore_ascii_case(user) && d.path == path) {
             if let Some(s) = d.started.take() {
-                let _ = s.send(Err(why.to_owned()));
+                let _ = s.send(Err(format!("{user} refused {path}: {why}")));
             }
         }
     }
@@ -876,13 +942,17 @@ impl Inner {
 
     /// A peer connection we accepted or opened for ConnectToPeer: route it by its first frame.
     async fn incoming(self: Arc<Self>, mut stream: TcpStream) -> anyhow::Result<()> {
+        // Before it has identified itself a connection holds at most one init frame
+        // (MAX_INIT_FRAME), and only for PEER_INIT_TIMEOUT in all: trickling bytes does not
+        // extend it.
+        let deadline = tokio::time::Instant::now() + PEER_INIT_TIMEOUT;
         let mut reader = FrameReader::new(FrameKind::PeerInit);
         let mut buf = vec![0u8; 16 * 1024];
         let frame = loop {
             if let Some(f) = reader.next_frame()? {
                 break f;
             }
-            let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await.map_err(|_| anyhow!("no peer-init"))??;
+            let n = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await.map_err(|_| anyhow!("no peer-init within {}s", PEER_INIT_TIMEOUT.as_secs()))??;
             if n == 0 {
                 bail!("closed before peer-init");
             }
@@ -899,12 +969,13 @@ impl Inner {
                     None => tracing::debug!(token, "unknown PierceFireWall token"),
                 }
             }
-            PeerInit::PeerInit { user, conn_type, .. } => self.typed(stream, user, &conn_type, leftover).await?,
+            PeerInit::PeerInit { user, conn_type, .. } => self.typed(stream, user, &conn_type, leftover, deadline).await?,
         }
         Ok(())
     }
 
-    async fn typed(self: Arc<Self>, mut stream: TcpStream, user: String, conn_type: &str, leftover: Vec<u8>) -> anyhow::Result<()> {
+    /// Run a connection by its type. `deadline`: when an `F` connection's token must be in.
+    async fn typed(self: Arc<Self>, mut stream: TcpStream, user: String, conn_type: &str, leftover: Vec<u8>, deadline: tokio::time::Instant) -> anyhow::Result<()> {
         match conn_type {
             "P" => {
                 self.spawn_p(stream, user, leftover);
@@ -914,7 +985,7 @@ impl Inner {
                 let mut have = leftover;
                 while have.len() < 4 {
                     let mut b = [0u8; 4];
-                    let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut b)).await.map_err(|_| anyhow!("no token"))??;
+                    let n = tokio::time::timeout_at(deadline, stream.read(&mut b)).await.map_err(|_| anyhow!("no token"))??;
                     if n == 0 {
                         bail!("F connection closed before its token");
                     }
@@ -937,6 +1008,61 @@ impl Inner {
             other => tracing::debug!(%user, "ignoring a {other} connection (no distributed network here)"),
         }
         Ok(())
+    }
+}
+
+/// The size a download goes on with, given the size the user chose (`expected`) and the
+/// one the uploader's TransferRequest announced; or why it cannot go on. Without a chosen
+/// size the announced one is taken (and the node then keeps it for retries).
+fn offered_size(expected: Option<u64>, announced: Option<u64>) -> Result<u64, String> {
+    match (expected, announced) {
+        (Some(m), Some(n)) if n != m => Err(format!("peer offered {n} bytes of a file of {m}")),
+        (Some(m), _) => Ok(m),
+        (None, Some(n)) => Ok(n),
+        (None, None) => Err("the peer did not say how large the file is".into()),
+    }
+}
+
+/// Sleep until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One `P` connection's share of [`PEER_BUFFER_BUDGET`], given back when it ends.
+struct BufferShare {
+    total: Arc<std::sync::atomic::AtomicUsize>,
+    mine: usize,
+}
+
+impl BufferShare {
+    /// Take `n` more bytes, or fail (drop the connection) if that goes past the budget.
+    fn reserve(&mut self, n: usize) -> anyhow::Result<()> {
+        let before = self.total.fetch_add(n, Ordering::Relaxed);
+        if before + n > PEER_BUFFER_BUDGET {
+            self.total.fetch_sub(n, Ordering::Relaxed);
+            bail!("peer connections hold {before} bytes of unfinished messages (limit {PEER_BUFFER_BUDGET}): dropping this one");
+        }
+        self.mine += n;
+        Ok(())
+    }
+
+    /// Now holding `n` bytes.
+    fn set(&mut self, n: usize) {
+        if n > self.mine {
+            self.total.fetch_add(n - self.mine, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(self.mine - n, Ordering::Relaxed);
+        }
+        self.mine = n;
+    }
+}
+
+impl Drop for BufferShare {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.mine, Ordering::Relaxed);
     }
 }
 
@@ -1028,7 +1154,7 @@ async fn on_server(inner: &Arc<Inner>, msg: ServerResponse) {
                 if s.write_all(&PeerInit::PierceFireWall { token }.encode()).await.is_err() {
                     return;
                 }
-                if let Err(e) = this.clone().typed(s, user, &conn_type, Vec::new()).await {
+                if let Err(e) = this.clone().typed(s, user, &conn_type, Vec::new(), tokio::time::Instant::now() + PEER_INIT_TIMEOUT).await {
                     tracing::debug!("indirect connection: {e:#}");
                 }
             });
