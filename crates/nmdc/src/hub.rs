@@ -739,13 +739,14 @@ impl Hub {
         self.cfg.reserved.as_ref().is_some_and(|r| r.nick.eq_ignore_ascii_case(nick))
     }
 
-    /// Give `conn` the nick `nick`: counted for its address, and commands after it may be
-    /// as long as [`MAX_CLIENT_COMMAND`].
-    fn take_nick(&mut self, conn: ConnId, nick: &str) {
+    /// Give `conn` the nick `nick`: counted for its address (unless `counted` is false: the
+    /// reserved nick takes no place of its address), and commands after it may be as long
+    /// as [`MAX_CLIENT_COMMAND`].
+    fn take_nick(&mut self, conn: ConnId, nick: &str, counted: bool) {
         self.nicks.insert(nick.to_lowercase(), conn);
         let c = self.conns.get_mut(&conn).expect("present");
         c.reader.set_limit(MAX_CLIENT_COMMAND);
-        if !c.counted {
+        if counted && !c.counted {
             c.counted = true;
             *self.ip_users.entry(c.ip).or_insert(0) += 1;
         }
@@ -797,7 +798,7 @@ impl Hub {
             self.close(conn);
             return;
         }
-        self.take_nick(conn, &nick);
+        self.take_nick(conn, &nick, true);
         let c = self.conns.get_mut(&conn).expect("present");
         if reg.is_some() {
             c.phase = Phase::AwaitPass { nick };
@@ -821,7 +822,7 @@ impl Hub {
             self.say_to(old, "You logged in again from another connection.");
             self.close(old);
         }
-        self.take_nick(conn, &nick);
+        self.take_nick(conn, &nick, false);
         let c = self.conns.get_mut(&conn).expect("present");
         c.registered = true;
         c.phase = Phase::AwaitInfo { nick: nick.clone() };
@@ -1617,6 +1618,8 @@ mod tests {
         t.input(4, "$MyINFO $ALL node x$ $100\x01$$0$|");
         assert_eq!(t.hub.online_nicks(), vec!["flooder", "node"]);
         assert!(!t.closed.contains(&1), "nobody else was dropped");
+        // The reserved nick takes no place of its address.
+        assert_eq!(t.hub.ip_users.get(&"127.0.0.1".parse::<IpAddr>().unwrap()), Some(&1));
     }
 
     #[test]
