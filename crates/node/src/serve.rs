@@ -66,6 +66,9 @@ pub trait Machine: Send + 'static {
 /// A closure to run against the machine (an answer to one of its events).
 pub type Control<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
 
+/// A connection's outbound queue and the token that closes it.
+type Writer = (mpsc::Sender<Arc<[u8]>>, CancellationToken);
+
 enum FromConn {
     Input(ConnId, Vec<u8>),
     Closed(ConnId),
@@ -81,7 +84,7 @@ where
     let (to_machine, mut from_conns) = mpsc::channel::<FromConn>(FROM_CONNS_QUEUE);
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control<M>>();
     let tracker = tokio_util::task::TaskTracker::new();
-    let mut writers: HashMap<ConnId, (mpsc::Sender<Arc<[u8]>>, CancellationToken)> = HashMap::new();
+    let mut writers: HashMap<ConnId, Writer> = HashMap::new();
     let mut next_id: ConnId = 1;
     loop {
         while let Some(action) = machine.poll() {

@@ -587,7 +587,7 @@ impl Central {
         self.close(conn);
     }
 
-    fn from_server(&mut self, conn: ConnId, text: &str) {
+    fn say_from_server(&mut self, conn: ConnId, text: &str) {
         let id = self.next_id();
         let ts = self.unix_now_of(self.now);
         self.send(
@@ -1005,11 +1005,10 @@ impl Central {
                 self.send(conn, &ServerResponse::RoomList(list));
             }
             ServerRequest::JoinRoom { room, .. } => self.join_room(conn, me, room),
-            ServerRequest::LeaveRoom { room } => {
-                if self.conns[&conn].rooms.contains(&room) {
-                    self.leave_room(conn, me, &room, true);
-                }
+            ServerRequest::LeaveRoom { room } if self.conns[&conn].rooms.contains(&room) => {
+                self.leave_room(conn, me, &room, true);
             }
+            ServerRequest::LeaveRoom { .. } => {}
             ServerRequest::SayChatroom { room, message } => {
                 if message.len() > MAX_MESSAGE || !self.conns[&conn].rooms.contains(&room) {
                     return;
@@ -1198,13 +1197,13 @@ impl Central {
 
     fn join_room(&mut self, conn: ConnId, me: &str, room: String) {
         if let Err(e) = validate_room_name(&room) {
-            return self.from_server(conn, &format!("Could not join room {room:?}: {e}"));
+            return self.say_from_server(conn, &format!("Could not join room {room:?}: {e}"));
         }
         if self.conns[&conn].rooms.contains(&room) {
             return;
         }
         if self.conns[&conn].rooms.len() >= MAX_ROOMS_PER_USER {
-            return self.from_server(conn, "You are in too many rooms.");
+            return self.say_from_server(conn, "You are in too many rooms.");
         }
         let members = {
             let r = self.rooms.entry(room.clone()).or_default();
@@ -1289,24 +1288,24 @@ impl Central {
         let cmd = words.next().unwrap_or("").to_ascii_lowercase();
         let rest: Vec<&str> = words.collect();
         if !is_admin {
-            return self.from_server(conn, "You are not an administrator of this server.");
+            return self.say_from_server(conn, "You are not an administrator of this server.");
         }
         match cmd.as_str() {
-            "help" | "" => self.from_server(
+            "help" | "" => self.say_from_server(
                 conn,
                 "Commands: help, users, ban <user>, unban <user>, kick <user>, announce <text>, uptime",
             ),
             "users" => {
                 let list = self.online_users();
-                self.from_server(conn, &format!("{} online: {}", list.len(), list.join(", ")));
+                self.say_from_server(conn, &format!("{} online: {}", list.len(), list.join(", ")));
             }
             "uptime" => {
                 let secs = self.now.saturating_duration_since(self.cfg.start).as_secs();
-                self.from_server(conn, &format!("Up {}h {}m {}s.", secs / 3600, secs / 60 % 60, secs % 60));
+                self.say_from_server(conn, &format!("Up {}h {}m {}s.", secs / 3600, secs / 60 % 60, secs % 60));
             }
             "kick" | "ban" => {
                 let Some(user) = rest.first().map(|s| s.to_string()) else {
-                    return self.from_server(conn, &format!("Usage: {cmd} <user>"));
+                    return self.say_from_server(conn, &format!("Usage: {cmd} <user>"));
                 };
                 if cmd == "ban" {
                     self.banned.insert(user.to_lowercase());
@@ -1316,26 +1315,26 @@ impl Central {
                     Some(target) => {
                         self.send(target, &ServerResponse::Relogged);
                         self.close(target);
-                        self.from_server(conn, &format!("{user} was {}.", if cmd == "ban" { "banned" } else { "kicked" }));
+                        self.say_from_server(conn, &format!("{user} was {}.", if cmd == "ban" { "banned" } else { "kicked" }));
                     }
-                    None if cmd == "ban" => self.from_server(conn, &format!("{user} is banned.")),
-                    None => self.from_server(conn, &format!("{user} is not online.")),
+                    None if cmd == "ban" => self.say_from_server(conn, &format!("{user} is banned.")),
+                    None => self.say_from_server(conn, &format!("{user} is not online.")),
                 }
             }
             "unban" => {
                 let Some(user) = rest.first().map(|s| s.to_string()) else {
-                    return self.from_server(conn, "Usage: unban <user>");
+                    return self.say_from_server(conn, "Usage: unban <user>");
                 };
                 self.banned.remove(&user.to_lowercase());
                 self.out.push_back(Output::Event(CentralEvent::Unbanned { user: user.clone(), by: me.to_owned() }));
-                self.from_server(conn, &format!("{user} is no longer banned."));
+                self.say_from_server(conn, &format!("{user} is no longer banned."));
             }
             "announce" | "announcement" => {
                 let text = rest.join(" ");
                 let everyone: Vec<ConnId> = self.users.values().copied().collect();
                 self.send_shared(everyone, &ServerResponse::AdminMessage { message: text });
             }
-            other => self.from_server(conn, &format!("Unknown command '{other}'. Try help.")),
+            other => self.say_from_server(conn, &format!("Unknown command '{other}'. Try help.")),
         }
     }
 }
