@@ -151,3 +151,17 @@ pub fn node_up(data: &Path) -> anyhow::Result<std::process::Child> {
     std::thread::spawn(move || for _ in lines {});
     Ok(child)
 }
+
+/// Connect to `addr` from one of the loopback addresses 127.1.0.1, 127.1.0.2, ..., `per_address`
+/// connections (in the order of calls) from each: the servers take only so many users (and
+/// new accounts) from one address (`omnipeer_nmdc::hub::MAX_USERS_PER_IP`,
+/// `omnipeer_slsk::central::MAX_REGISTRATIONS_PER_IP_PER_HOUR`).
+pub async fn connect_spread(addr: std::net::SocketAddr, per_address: usize) -> anyhow::Result<tokio::net::TcpStream> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let a = N.fetch_add(1, Ordering::Relaxed) / per_address.max(1);
+    let local = std::net::Ipv4Addr::new(127, 1 + (a / 62_500) as u8, (a / 250 % 250) as u8, 1 + (a % 250) as u8);
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind((local, 0).into())?;
+    Ok(sock.connect(addr).await?)
+}

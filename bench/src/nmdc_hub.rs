@@ -152,7 +152,7 @@ async fn expect(s: &mut TcpStream, needle: &[u8]) -> anyhow::Result<()> {
 }
 
 async fn hub_login(addr: SocketAddr, nick: &str) -> anyhow::Result<TcpStream> {
-    let mut s = TcpStream::connect(addr).await?;
+    let mut s = common::connect_spread(addr, omnipeer_nmdc::hub::MAX_USERS_PER_IP).await?;
     expect(&mut s, b"$HubName").await?;
     // No $GetNickList: a newcomer's list grows with the hub, and this measures chat.
     s.write_all(format!("$Supports NoGetINFO NoHello|$Key x|$ValidateNick {nick}|").as_bytes()).await?;

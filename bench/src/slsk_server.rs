@@ -123,7 +123,8 @@ enum Kind {
 }
 
 async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<TcpStream> {
-    let mut s = TcpStream::connect(addr).await?;
+    let per_address = omnipeer_slsk::central::MAX_REGISTRATIONS_PER_IP_PER_HOUR as usize;
+    let mut s = common::connect_spread(addr, per_address.min(omnipeer_slsk::central::MAX_SESSIONS_PER_IP)).await?;
     s.write_all(&ServerRequest::login(user, "pw", 177, 1).encode()).await?;
     let mut r = FrameReader::new(FrameKind::Server);
     let mut buf = vec![0u8; 64 * 1024];

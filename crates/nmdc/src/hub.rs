@@ -18,6 +18,19 @@
 //! `$ConnectToMe` and active `$Search` must be the sender's IP; anything else is dropped
 //! and the sender warned, and a sender that keeps trying is kicked. Chat and searches are
 //! rate-limited per user.
+//!
+//! One address cannot fill the hub (as Verlihub's `max_users_from_ip` and its "reconnecting
+//! too fast" check do): at most [`HubConfig::max_users_per_ip`] unregistered users at once
+//! and [`HubConfig::max_logins_per_ip_per_minute`] `$ValidateNick`s a minute from one
+//! address, except from [`HubConfig::exempt_ips`]. A refused newcomer gets a hub chat line
+//! saying why, then `$HubIsFull` (too many users) and the close; nobody already in is
+//! dropped. [`HubConfig::reserved`] keeps one nick (the node's own client) out of every limit:
+//! only a client that knows its password gets it, and a second login with that password
+//! replaces a stale first session.
+//!
+//! Before `$ValidateNick` a connection may buffer at most [`MAX_LOGIN_COMMAND`] bytes of
+//! an unterminated command, and a login not complete within [`HubConfig::login_timeout`]
+//! ([`LOGIN_TIMEOUT`]) is closed.
 
 use crate::command::{Command, MyInfo, Mode, SearchOrigin};
 use crate::framing::CommandReader;
@@ -32,6 +45,23 @@ pub type ConnId = u64;
 
 /// Longest command a hub accepts from a client (clients send no long lists).
 pub const MAX_CLIENT_COMMAND: usize = 16 * 1024;
+/// Longest command a hub accepts before `$ValidateNick` (`$Supports`, `$Key` and
+/// `$ValidateNick` are a few hundred bytes), so a connection that never logs in holds at
+/// most this much (plus one read) until [`LOGIN_TIMEOUT`].
+pub const MAX_LOGIN_COMMAND: usize = 4 * 1024;
+/// Default time from connect to a complete login (ncdc, EiskaltDC++ and microdc2 need
+/// well under a second; a password check a few).
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on unregistered users logged in (or logging in) at once from one address.
+/// Verlihub's `max_users_from_ip` is off by default and set to about 10 on hubs that use
+/// it; 8 leaves room for a household or office behind one NAT address.
+pub const MAX_USERS_PER_IP: usize = 8;
+/// Default cap on logins (`$ValidateNick`) from one address per minute: a burst of this
+/// many, then one every 60 s / this. Real clients reconnect at most every few seconds.
+pub const MAX_LOGINS_PER_IP_PER_MINUTE: u32 = 20;
+/// Addresses whose login rate is remembered at once; beyond it, addresses idle for a
+/// minute are forgotten (their bucket is full again anyway).
+pub const MAX_TRACKED_IPS: usize = 4096;
 /// Longest nick the hub accepts.
 pub const MAX_HUB_NICK: usize = 64;
 /// Longest chat or private message the hub relays, in bytes.
@@ -67,6 +97,30 @@ pub struct HubConfig {
     pub chat_limit: RateLimit,
     /// Searches per user.
     pub search_limit: RateLimit,
+    /// Unregistered users at once from one address (0: no limit).
+    pub max_users_per_ip: usize,
+    /// `$ValidateNick`s one address may send per minute (0: no limit).
+    pub max_logins_per_ip_per_minute: u32,
+    /// Addresses the two per-address limits do not apply to.
+    pub exempt_ips: Vec<IpAddr>,
+    /// A nick kept for one client (the node's own): no limit applies to it, and only its
+    /// password gets it.
+    pub reserved: Option<ReservedNick>,
+}
+
+/// A nick kept for one client; see [`HubConfig::reserved`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReservedNick {
+    /// The nick (compared without regard to case).
+    pub nick: String,
+    /// The password its client sends in `$MyPass` (Latin-1 wire text).
+    pub password: String,
+}
+
+impl std::fmt::Debug for ReservedNick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReservedNick").field("nick", &self.nick).finish_non_exhaustive()
+    }
 }
 
 impl Default for HubConfig {
@@ -77,9 +131,13 @@ impl Default for HubConfig {
             motd: Vec::new(),
             bot_nick: "Hub".into(),
             max_users: 5000,
-            login_timeout: Duration::from_secs(60),
+            login_timeout: LOGIN_TIMEOUT,
             chat_limit: RateLimit { burst: 5, every: Duration::from_secs(1) },
             search_limit: RateLimit { burst: 5, every: Duration::from_secs(5) },
+            max_users_per_ip: MAX_USERS_PER_IP,
+            max_logins_per_ip_per_minute: MAX_LOGINS_PER_IP_PER_MINUTE,
+            exempt_ips: Vec::new(),
+            reserved: None,
         }
     }
 }
@@ -274,6 +332,8 @@ struct Conn {
     chat: Bucket,
     search: Bucket,
     strikes: u32,
+    /// Counted in [`Hub::ip_users`] (has a validated nick).
+    counted: bool,
 }
 
 /// The hub.
@@ -289,6 +349,10 @@ pub struct Hub {
     registered: HashMap<String, (String, bool)>,
     bans: Vec<Ban>,
     out: VecDeque<Output>,
+    /// Connections with a validated nick, per address.
+    ip_users: HashMap<IpAddr, usize>,
+    /// `$ValidateNick`s per address (a token bucket each).
+    ip_logins: HashMap<IpAddr, Bucket>,
 }
 
 impl Hub {
@@ -302,6 +366,8 @@ impl Hub {
             registered: HashMap::new(),
             bans: Vec::new(),
             out: VecDeque::new(),
+            ip_users: HashMap::new(),
+            ip_logins: HashMap::new(),
         }
     }
 
@@ -352,7 +418,7 @@ impl Hub {
             Conn {
                 ip,
                 phase: Phase::AwaitNick,
-                reader: CommandReader::with_limit(MAX_CLIENT_COMMAND),
+                reader: CommandReader::with_limit(MAX_LOGIN_COMMAND),
                 no_hello: false,
                 no_getinfo: false,
                 userip2: false,
@@ -365,6 +431,7 @@ impl Hub {
                 chat: Bucket::new(self.cfg.chat_limit),
                 search: Bucket::new(self.cfg.search_limit),
                 strikes: 0,
+                counted: false,
             },
         );
         if let Some(ban) = self.ban_for(now, None, Some(ip)) {
@@ -382,6 +449,14 @@ impl Hub {
     /// queue overflowed).
     pub fn disconnect(&mut self, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else { return };
+        if c.counted {
+            if let Some(n) = self.ip_users.get_mut(&c.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ip_users.remove(&c.ip);
+                }
+            }
+        }
         let nick = match &c.phase {
             Phase::AwaitPass { nick } | Phase::Checking { nick } | Phase::AwaitInfo { nick } | Phase::Online { nick } => {
                 Some(nick.clone())
@@ -415,7 +490,14 @@ impl Hub {
             }
             let raw = match c.reader.next_command() {
                 Ok(Some(raw)) => raw,
-                Ok(None) => return,
+                Ok(None) => {
+                    // A reader keeps the capacity of its largest burst; a fresh one (which
+                    // allocates nothing until bytes come) gives it back.
+                    if c.reader.buffered() == 0 {
+                        c.reader = CommandReader::with_limit(c.reader.limit());
+                    }
+                    return;
+                }
                 Err(e) => {
                     self.drop_line(conn, format!("{e}"));
                     self.close(conn);
@@ -467,6 +549,7 @@ impl Hub {
             self.close(conn);
         }
         self.bans.retain(|b| b.until.is_none_or(|u| u > now));
+        self.forget_idle_ips(now);
     }
 
     /// The earliest instant [`Hub::handle_timeout`] has something to do.
@@ -480,6 +563,29 @@ impl Hub {
     }
 
     // ---- helpers -------------------------------------------------------------------
+
+    fn login_rate(&self) -> Option<RateLimit> {
+        let n = self.cfg.max_logins_per_ip_per_minute;
+        (n > 0).then(|| RateLimit { burst: n, every: Duration::from_secs(60) / n })
+    }
+
+    /// Take one login from `ip`'s bucket.
+    fn take_login(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let Some(limit) = self.login_rate() else { return true };
+        if self.cfg.exempt_ips.contains(&ip) {
+            return true;
+        }
+        if self.ip_logins.len() >= MAX_TRACKED_IPS && !self.ip_logins.contains_key(&ip) {
+            self.forget_idle_ips(now);
+        }
+        self.ip_logins.entry(ip).or_insert_with(|| Bucket::new(limit)).take(now, limit)
+    }
+
+    /// Drop the buckets of addresses that sent no login for a minute (full again).
+    fn forget_idle_ips(&mut self, now: Instant) {
+        self.ip_logins
+            .retain(|_, b| b.at.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(60)));
+    }
 
     fn send(&mut self, conn: ConnId, data: Vec<u8>) {
         // Nothing goes to a connection after its Close (an operator banning himself).
@@ -540,6 +646,7 @@ impl Hub {
                 chat: Bucket::new(self.cfg.chat_limit),
                 search: Bucket::new(self.cfg.search_limit),
                 strikes: 0,
+                counted: false,
             },
         );
     }
@@ -607,6 +714,9 @@ impl Hub {
             (_, Command::Key(_)) | (_, Command::Version(_)) => {}
             (_, Command::GetNickList) => self.conns.get_mut(&conn).expect("present").wants_list = true,
             (Phase::AwaitNick, Command::ValidateNick(nick)) => self.validate_nick(now, conn, nick),
+            (Phase::AwaitPass { nick }, Command::MyPass(password)) if self.is_reserved(&nick) => {
+                self.reserved_password(conn, nick, &password)
+            }
             (Phase::AwaitPass { nick }, Command::MyPass(password)) => {
                 self.conns.get_mut(&conn).expect("present").phase = Phase::Checking { nick: nick.clone() };
                 self.out.push_back(Output::Event(HubEvent::CheckPassword { conn, nick, password }));
@@ -625,18 +735,48 @@ impl Hub {
         }
     }
 
+    fn is_reserved(&self, nick: &str) -> bool {
+        self.cfg.reserved.as_ref().is_some_and(|r| r.nick.eq_ignore_ascii_case(nick))
+    }
+
+    /// Give `conn` the nick `nick`: counted for its address (unless `counted` is false: the
+    /// reserved nick takes no place of its address), and commands after it may be as long
+    /// as [`MAX_CLIENT_COMMAND`].
+    fn take_nick(&mut self, conn: ConnId, nick: &str, counted: bool) {
+        self.nicks.insert(nick.to_lowercase(), conn);
+        let c = self.conns.get_mut(&conn).expect("present");
+        c.reader.set_limit(MAX_CLIENT_COMMAND);
+        if counted && !c.counted {
+            c.counted = true;
+            *self.ip_users.entry(c.ip).or_insert(0) += 1;
+        }
+    }
+
     fn validate_nick(&mut self, now: Instant, conn: ConnId, nick: String) {
         let bad = nick.is_empty()
             || nick.len() > MAX_HUB_NICK
             || nick.eq_ignore_ascii_case(&self.cfg.bot_nick)
             || nick.chars().any(|c| c.is_control() || matches!(c, ' ' | '$' | '|' | '<' | '>'));
+        let ip = self.conns[&conn].ip;
+        if !bad && self.is_reserved(&nick) {
+            // The node's own client: no limit, no ban and no "taken" (its password decides,
+            // and a stale session of its own is replaced).
+            self.conns.get_mut(&conn).expect("present").phase = Phase::AwaitPass { nick };
+            self.send(conn, Command::GetPass { salt: None }.encode());
+            return;
+        }
+        if !self.take_login(now, ip) {
+            let n = self.cfg.max_logins_per_ip_per_minute;
+            self.say_to(conn, &format!("Too many logins from your address ({ip}): at most {n} a minute. Try again in a minute."));
+            self.close(conn);
+            return;
+        }
         let taken = self.nicks.contains_key(&nick.to_lowercase());
         if bad || taken {
             self.send(conn, Command::ValidateDenide(nick).encode());
             self.close(conn);
             return;
         }
-        let ip = self.conns[&conn].ip;
         if let Some(ban) = self.ban_for(now, Some(&nick), Some(ip)) {
             let msg = ban_message(&ban);
             self.say_to(conn, &msg);
@@ -649,7 +789,16 @@ impl Hub {
             self.close(conn);
             return;
         }
-        self.nicks.insert(nick.to_lowercase(), conn);
+        let per_ip = self.cfg.max_users_per_ip;
+        let from_ip = self.ip_users.get(&ip).copied().unwrap_or(0);
+        if reg.is_none() && per_ip > 0 && from_ip >= per_ip && !self.cfg.exempt_ips.contains(&ip) {
+            // What Verlihub does: say why, then $HubIsFull (ncdc and DC++ stop there).
+            self.say_to(conn, &format!("This hub takes at most {per_ip} users from one address, and {ip} has {from_ip}."));
+            self.send(conn, Command::HubIsFull.encode());
+            self.close(conn);
+            return;
+        }
+        self.take_nick(conn, &nick, true);
         let c = self.conns.get_mut(&conn).expect("present");
         if reg.is_some() {
             c.phase = Phase::AwaitPass { nick };
@@ -658,6 +807,26 @@ impl Hub {
             c.phase = Phase::AwaitInfo { nick: nick.clone() };
             self.send(conn, Command::Hello(nick).encode());
         }
+    }
+
+    /// `$MyPass` for the reserved nick: checked here (the password is in the config, not
+    /// the database).
+    fn reserved_password(&mut self, conn: ConnId, nick: String, password: &str) {
+        let ok = self.cfg.reserved.as_ref().is_some_and(|r| constant_time_eq(r.password.as_bytes(), password.as_bytes()));
+        if !ok {
+            self.send(conn, Command::BadPass.encode());
+            self.close(conn);
+            return;
+        }
+        if let Some(old) = self.nicks.get(&nick.to_lowercase()).copied().filter(|o| *o != conn) {
+            self.say_to(old, "You logged in again from another connection.");
+            self.close(old);
+        }
+        self.take_nick(conn, &nick, false);
+        let c = self.conns.get_mut(&conn).expect("present");
+        c.registered = true;
+        c.phase = Phase::AwaitInfo { nick: nick.clone() };
+        self.send(conn, Command::Hello(nick).encode());
     }
 
     fn log_in(&mut self, conn: ConnId, nick: &str, info: MyInfo, raw: Vec<u8>) {
@@ -1034,6 +1203,11 @@ impl Hub {
     }
 }
 
+/// Compare without stopping at the first difference (the reserved nick's password).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn ban_message(ban: &Ban) -> String {
     match ban.until {
         Some(_) => format!("You are banned from this hub for a while: {}", ban.reason),
@@ -1104,7 +1278,10 @@ mod tests {
         }
         /// Log in like ncdc does.
         fn login(&mut self, conn: ConnId, nick: &str, mode: char) {
-            self.accept(conn, "127.0.0.1");
+            self.login_from(conn, nick, mode, "127.0.0.1");
+        }
+        fn login_from(&mut self, conn: ConnId, nick: &str, mode: char, ip: &str) {
+            self.accept(conn, ip);
             self.input(conn, &format!("$Supports NoGetINFO NoHello UserIP2 TLS|$Key x|$ValidateNick {nick}|"));
             self.input(
                 conn,
@@ -1325,8 +1502,8 @@ mod tests {
     fn slow_logins_time_out() {
         let mut t = T::new(HubConfig::default());
         t.accept(1, "127.0.0.1");
-        assert_eq!(t.hub.poll_timeout(), Some(t.now + Duration::from_secs(60)));
-        t.hub.handle_timeout(t.now + Duration::from_secs(61));
+        assert_eq!(t.hub.poll_timeout(), Some(t.now + LOGIN_TIMEOUT));
+        t.hub.handle_timeout(t.now + LOGIN_TIMEOUT);
         t.pump();
         assert!(t.closed.contains(&1));
         t.login(2, "alice", 'A');
@@ -1341,6 +1518,123 @@ mod tests {
         t.input(2, "$ValidateNick bob|");
         assert!(t.take(2).ends_with("$HubIsFull|"));
         assert!(t.closed.contains(&2));
+    }
+
+    #[test]
+    fn one_address_cannot_fill_the_hub() {
+        let cfg = HubConfig { max_users_per_ip: 2, exempt_ips: vec!["10.0.0.1".parse().unwrap()], ..Default::default() };
+        let mut t = T::new(cfg);
+        t.hub.set_registered("reg", false);
+        t.login(1, "alice", 'A');
+        t.login(2, "bob", 'A');
+        assert_eq!(t.hub.online_nicks(), vec!["alice", "bob"]);
+        // A third unregistered nick from the same address: told why, then $HubIsFull.
+        t.accept(3, "127.0.0.1");
+        t.input(3, "$Supports NoHello|$ValidateNick carol|");
+        let got = t.take(3);
+        assert!(got.contains("at most 2 users from one address") && got.ends_with("$HubIsFull|"), "{got}");
+        assert!(t.closed.contains(&3));
+        // Nobody already in was dropped; another address, an exempt one and a registered
+        // nick still get in.
+        assert!(!t.closed.contains(&1) && !t.closed.contains(&2));
+        t.login_from(4, "dave", 'A', "127.0.0.2");
+        t.login_from(5, "erin", 'A', "10.0.0.1");
+        t.login_from(6, "erin2", 'A', "10.0.0.1");
+        t.login_from(7, "erin3", 'A', "10.0.0.1");
+        t.accept(8, "127.0.0.1");
+        t.input(8, "$ValidateNick reg|");
+        assert!(t.take(8).ends_with("$GetPass|"));
+        t.hub.disconnect(8);
+        assert_eq!(t.hub.online_nicks(), vec!["alice", "bob", "dave", "erin", "erin2", "erin3"]);
+        // A user from the full address leaves: the next one gets in.
+        t.hub.disconnect(2);
+        t.pump();
+        t.login(9, "frank", 'A');
+        assert!(t.hub.online_nicks().contains(&"frank".to_string()));
+        // A nick refused as taken or a login that times out frees nothing it did not take.
+        t.accept(10, "127.0.0.1");
+        t.input(10, "$ValidateNick alice|");
+        assert!(t.take(10).ends_with("$ValidateDenide alice|"));
+        t.accept(11, "127.0.0.1");
+        t.input(11, "$ValidateNick gina|");
+        assert!(t.take(11).ends_with("$HubIsFull|"), "alice and frank are the two");
+    }
+
+    #[test]
+    fn logins_per_address_are_rate_limited() {
+        let cfg = HubConfig { max_logins_per_ip_per_minute: 3, max_users_per_ip: 0, ..Default::default() };
+        let mut t = T::new(cfg);
+        for i in 0..3 {
+            t.login(i, &format!("u{i}"), 'A');
+            t.hub.disconnect(i);
+            t.pump();
+        }
+        t.accept(10, "127.0.0.1");
+        t.input(10, "$ValidateNick u10|");
+        let got = t.take(10);
+        assert!(got.contains("Too many logins from your address (127.0.0.1)"), "{got}");
+        assert!(t.closed.contains(&10));
+        // Another address is not affected.
+        t.login_from(11, "other", 'A', "127.0.0.2");
+        assert!(t.hub.online_nicks().contains(&"other".to_string()));
+        // One more login every 20 s (3 a minute).
+        t.now += Duration::from_secs(21);
+        t.login(12, "later", 'A');
+        assert!(t.hub.online_nicks().contains(&"later".to_string()));
+        // Addresses idle for a minute are forgotten.
+        t.now += Duration::from_secs(61);
+        t.hub.handle_timeout(t.now);
+        assert!(t.hub.ip_logins.is_empty());
+    }
+
+    #[test]
+    fn the_reserved_nick_gets_in_past_every_limit_and_only_with_its_password() {
+        let cfg = HubConfig {
+            max_users: 1,
+            max_users_per_ip: 1,
+            max_logins_per_ip_per_minute: 1,
+            reserved: Some(ReservedNick { nick: "node".into(), password: "secret".into() }),
+            ..Default::default()
+        };
+        let mut t = T::new(cfg);
+        t.login(1, "flooder", 'A');
+        // The hub is full, the address has its user and its login for the minute.
+        t.accept(2, "127.0.0.1");
+        t.input(2, "$ValidateNick NODE|");
+        assert!(t.take(2).ends_with("$GetPass|"), "the reserved nick is not given without its password");
+        t.input(2, "$MyPass guess|");
+        assert!(t.take(2).ends_with("$BadPass|"));
+        assert!(t.closed.contains(&2));
+        t.accept(3, "127.0.0.1");
+        t.input(3, "$Supports NoHello|$ValidateNick node|$MyPass secret|");
+        assert!(t.take(3).ends_with("$Hello node|"));
+        t.input(3, "$MyINFO $ALL node x$ $100\x01$$0$|$GetNickList|");
+        assert_eq!(t.hub.online_nicks(), vec!["flooder", "node"]);
+        // A second login with the password replaces the first (a session the node lost).
+        t.accept(4, "127.0.0.1");
+        t.input(4, "$Supports NoHello|$ValidateNick node|$MyPass secret|");
+        assert!(t.take(4).ends_with("$Hello node|"));
+        assert!(t.closed.contains(&3));
+        t.input(4, "$MyINFO $ALL node x$ $100\x01$$0$|");
+        assert_eq!(t.hub.online_nicks(), vec!["flooder", "node"]);
+        assert!(!t.closed.contains(&1), "nobody else was dropped");
+        // The reserved nick takes no place of its address.
+        assert_eq!(t.hub.ip_users.get(&"127.0.0.1".parse::<IpAddr>().unwrap()), Some(&1));
+    }
+
+    #[test]
+    fn before_validatenick_only_a_short_command_is_buffered() {
+        let mut t = T::new(HubConfig::default());
+        t.accept(1, "127.0.0.1");
+        t.input(1, &"x".repeat(MAX_LOGIN_COMMAND + 1));
+        assert!(t.closed.contains(&1), "an unterminated command longer than {MAX_LOGIN_COMMAND} before login");
+        // After $ValidateNick the usual limit applies: a long $MyINFO description is fine.
+        t.accept(2, "127.0.0.1");
+        t.input(2, "$Supports NoHello|$ValidateNick alice|");
+        let desc = "d".repeat(MAX_LOGIN_COMMAND * 2);
+        t.input(2, &format!("$MyINFO $ALL alice {desc}$ $100\x01$$0$|"));
+        assert!(!t.closed.contains(&2));
+        assert_eq!(t.hub.online_nicks(), vec!["alice"]);
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct SlskServerSection {
     pub private: bool,
     /// Database; empty for `<data_dir>/slsk-server.sqlite`.
     pub db: String,
+    /// Accounts one address may create per hour (0: no limit).
+    pub max_registrations_per_ip_per_hour: u32,
+    /// Sessions at once from one address, administrators aside (0: no limit).
+    pub max_sessions_per_ip: usize,
 }
 
 /// `[tox_bootstrap]`.
@@ -199,6 +203,12 @@ pub struct NmdcHubConfig {
     pub max_users: usize,
     /// Database; empty for `<data_dir>/hub.sqlite`.
     pub db: String,
+    /// Unregistered users at once from one address (0: no limit).
+    pub max_users_per_ip: usize,
+    /// Logins one address may start per minute (0: no limit).
+    pub max_logins_per_ip_per_minute: u32,
+    /// Addresses the two per-address limits do not apply to.
+    pub exempt_ips: Vec<std::net::IpAddr>,
 }
 
 /// `[node]`.
@@ -371,6 +381,12 @@ mod tests {
         assert_eq!(c.dcc.services().unwrap(), omnipeer_dcc::Services::ALL);
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:8040");
         assert_eq!(c.slsk_server.listen.port(), 2242);
+        assert_eq!(c.nmdc_hub.max_users_per_ip, omnipeer_nmdc::hub::MAX_USERS_PER_IP);
+        assert_eq!(c.nmdc_hub.max_logins_per_ip_per_minute, omnipeer_nmdc::hub::MAX_LOGINS_PER_IP_PER_MINUTE);
+        assert!(c.nmdc_hub.exempt_ips.is_empty());
+        assert!(Config::from_toml("[nmdc_hub]\nexempt_ips = [\"nope\"]\n").is_err());
+        assert_eq!(c.slsk_server.max_registrations_per_ip_per_hour, omnipeer_slsk::central::MAX_REGISTRATIONS_PER_IP_PER_HOUR);
+        assert_eq!(c.slsk_server.max_sessions_per_ip, omnipeer_slsk::central::MAX_SESSIONS_PER_IP);
         assert!(c.nmdc_client.enabled && c.slsk_client.enabled);
         assert_eq!(c.slsk_client.rooms, vec!["omnipeer".to_string()]);
         assert!(Config::from_toml("[transfers]\nglobal_slots = 0\n").is_err());

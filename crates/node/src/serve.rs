@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,16 @@ pub type ConnId = u64;
 pub const OUTBOUND_QUEUE: usize = 4096;
 /// Most bytes gathered from the queue into one write.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Bytes read from a client at once.
+/// A write buffer grown past this by a burst is given back after the write (10,000
+/// clients each keeping a 256 KiB batch would hold 2.5 GB).
+const BATCH_KEEP: usize = 16 * 1024;
+/// Reads (of at most [`READ_CHUNK`] bytes) on their way from the connections to the
+/// machine: at most 4 MiB in flight. A reader waits when it is full, so clients that send
+/// faster than the machine takes (20 connections each pushing a 63 MiB frame) cost this
+/// much, not what they send (with 8192, 20 such connections took 160 MB before the first
+/// of them was refused).
+const FROM_CONNS_QUEUE: usize = 256;
+/// Bytes read from a client at once (a buffer only while reading: idle clients hold none).
 const READ_CHUNK: usize = 16 * 1024;
 
 /// What a machine asks the driver to do.
@@ -57,6 +66,9 @@ pub trait Machine: Send + 'static {
 /// A closure to run against the machine (an answer to one of its events).
 pub type Control<M> = Box<dyn FnOnce(&mut M, Instant) + Send>;
 
+/// A connection's outbound queue and the token that closes it.
+type Writer = (mpsc::Sender<Arc<[u8]>>, CancellationToken);
+
 enum FromConn {
     Input(ConnId, Vec<u8>),
     Closed(ConnId),
@@ -69,10 +81,10 @@ where
     M: Machine,
     H: FnMut(M::Event, &mpsc::UnboundedSender<Control<M>>),
 {
-    let (to_machine, mut from_conns) = mpsc::channel::<FromConn>(8192);
+    let (to_machine, mut from_conns) = mpsc::channel::<FromConn>(FROM_CONNS_QUEUE);
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control<M>>();
     let tracker = tokio_util::task::TaskTracker::new();
-    let mut writers: HashMap<ConnId, (mpsc::Sender<Arc<[u8]>>, CancellationToken)> = HashMap::new();
+    let mut writers: HashMap<ConnId, Writer> = HashMap::new();
     let mut next_id: ConnId = 1;
     loop {
         while let Some(action) = machine.poll() {
@@ -144,9 +156,9 @@ async fn serve_conn(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
     let writer = async {
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let mut batch = Vec::new();
         loop {
             tokio::select! {
                 biased;
@@ -163,6 +175,9 @@ async fn serve_conn(
                             }
                         }
                         if wr.write_all(&batch).await.is_err() { break }
+                        if batch.capacity() > BATCH_KEEP {
+                            batch = Vec::new();
+                        }
                     }
                     None => break,
                 },
@@ -178,15 +193,22 @@ async fn serve_conn(
         let _ = wr.shutdown().await;
     };
     let reader = async {
-        let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to_machine.send(FromConn::Input(conn, buf[..n].to_vec())).await.is_err() {
-                        break;
-                    }
+            // Wait for bytes with no buffer; the read buffer lives only for the read.
+            if rd.readable().await.is_err() {
+                break;
+            }
+            let bytes = {
+                let mut buf = vec![0u8; READ_CHUNK];
+                match rd.try_read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => buf[..n].to_vec(),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => break,
                 }
+            };
+            if to_machine.send(FromConn::Input(conn, bytes)).await.is_err() {
+                break;
             }
         }
     };

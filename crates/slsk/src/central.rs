@@ -15,6 +15,16 @@
 //! ConnectToPeer is relayed with the requester's address; status and stats changes are
 //! pushed to watchers and room co-members; a second login of a user sends `Relogged` to
 //! the first. Administrators talk to the user `server` by private message.
+//!
+//! Limits against one address: before a successful Login a connection may buffer at most
+//! a [`MAX_LOGIN_FRAME`]-byte frame (a logged-in one [`MAX_CLIENT_FRAME`]), and a login not
+//! done within [`CentralConfig::login_timeout`] ([`LOGIN_TIMEOUT`]) is closed; one address
+//! may create at most [`CentralConfig::max_registrations_per_ip_per_hour`] accounts an hour
+//! and hold [`CentralConfig::max_sessions_per_ip`] sessions at once. A refused login gets a
+//! LoginResponse failure whose reason is a sentence (Nicotine+ shows an unknown reason as
+//! "Unable to connect to the server. Reason: …", aioslsk puts it in its error). Existing
+//! accounts log in whatever the registration count, and administrators (the node's own
+//! client) are not held to the session cap.
 
 use crate::framing::{FrameKind, FrameReader};
 use crate::login::{password_hash, validate_room_name, validate_username};
@@ -41,6 +51,22 @@ pub const MAX_QUERY: usize = 1024;
 pub const MAX_ROOMS_PER_USER: usize = 100;
 /// Users one user may watch.
 pub const MAX_WATCHED: usize = 10_000;
+/// Largest frame read before a successful Login (a Login is user, password and an md5:
+/// well under 1 KiB). A connection that never logs in holds at most this plus one read.
+pub const MAX_LOGIN_FRAME: usize = 16 * 1024;
+/// Largest frame read from a logged-in client: clients send the server nothing long (a
+/// message is relayed only up to [`MAX_MESSAGE`], a query up to [`MAX_QUERY`]).
+pub const MAX_CLIENT_FRAME: usize = 1024 * 1024;
+/// Default time from connect to a successful login.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on accounts created (first logins of new names) from one address per hour:
+/// a burst of this many, then one every hour / this.
+pub const MAX_REGISTRATIONS_PER_IP_PER_HOUR: u32 = 10;
+/// Default cap on sessions at once from one address.
+pub const MAX_SESSIONS_PER_IP: usize = 16;
+/// Addresses whose registrations are remembered at once; beyond it, those idle for an
+/// hour are forgotten (their allowance is whole again anyway).
+pub const MAX_TRACKED_IPS: usize = 4096;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -53,6 +79,11 @@ pub struct CentralConfig {
     pub max_users: usize,
     /// Time from connect to a successful login.
     pub login_timeout: Duration,
+    /// Accounts one address may create per hour (0: no limit).
+    pub max_registrations_per_ip_per_hour: u32,
+    /// Sessions at once from one address; administrators are not counted against it
+    /// (0: no limit).
+    pub max_sessions_per_ip: usize,
     /// Sent in ExcludedSearchPhrases.
     pub excluded_phrases: Vec<String>,
     /// Sent in WishlistInterval (seconds).
@@ -76,7 +107,9 @@ impl CentralConfig {
             greeting: "Welcome to omnipeer's Soulseek server.".into(),
             private: false,
             max_users: 50_000,
-            login_timeout: Duration::from_secs(60),
+            login_timeout: LOGIN_TIMEOUT,
+            max_registrations_per_ip_per_hour: MAX_REGISTRATIONS_PER_IP_PER_HOUR,
+            max_sessions_per_ip: MAX_SESSIONS_PER_IP,
             excluded_phrases: Vec::new(),
             wishlist_interval: 720,
             search_burst: 10,
@@ -224,6 +257,15 @@ struct Conn {
     rooms: HashSet<String>,
     search_tokens: f64,
     search_at: Option<Instant>,
+    /// Counted in [`Central::ip_sessions`] (online).
+    counted: bool,
+}
+
+/// Registrations left to one address: a token bucket.
+#[derive(Debug, Clone, Copy)]
+struct Allowance {
+    tokens: f64,
+    at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -248,11 +290,18 @@ pub struct Central {
     known: HashSet<String>,
     next_message_id: u32,
     out: VecDeque<Output>,
+    /// Online sessions per address.
+    ip_sessions: HashMap<Ipv4Addr, usize>,
+    /// Registrations per address.
+    ip_registrations: HashMap<Ipv4Addr, Allowance>,
+    /// The latest time the driver gave (for message timestamps outside a timed call).
+    now: Instant,
 }
 
 impl Central {
     /// A server with nobody on it.
     pub fn new(cfg: CentralConfig) -> Central {
+        let cfg_start = cfg.start;
         Central {
             cfg,
             conns: HashMap::new(),
@@ -263,6 +312,9 @@ impl Central {
             known: HashSet::new(),
             next_message_id: 1,
             out: VecDeque::new(),
+            ip_sessions: HashMap::new(),
+            ip_registrations: HashMap::new(),
+            now: cfg_start,
         }
     }
 
@@ -309,12 +361,13 @@ impl Central {
 
     /// A connection was accepted from `ip`.
     pub fn accept(&mut self, now: Instant, conn: ConnId, ip: Ipv4Addr) {
+        self.now = self.now.max(now);
         self.conns.insert(
             conn,
             Conn {
                 ip,
                 phase: Phase::AwaitLogin,
-                reader: FrameReader::new(FrameKind::Server),
+                reader: FrameReader::with_limit(FrameKind::Server, MAX_LOGIN_FRAME),
                 deadline: Some(now + self.cfg.login_timeout),
                 port: 0,
                 obf_port: 0,
@@ -324,6 +377,7 @@ impl Central {
                 rooms: HashSet::new(),
                 search_tokens: f64::from(self.cfg.search_burst),
                 search_at: None,
+                counted: false,
             },
         );
     }
@@ -333,6 +387,14 @@ impl Central {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if c.counted {
+            if let Some(n) = self.ip_sessions.get_mut(&c.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ip_sessions.remove(&c.ip);
+                }
+            }
+        }
         let Phase::Online { user } = c.phase else {
             return;
         };
@@ -356,6 +418,7 @@ impl Central {
 
     /// Bytes from a connection.
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.now = self.now.max(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -369,7 +432,14 @@ impl Central {
             }
             let frame = match c.reader.next_frame() {
                 Ok(Some(f)) => f,
-                Ok(None) => return,
+                Ok(None) => {
+                    // A reader keeps the capacity of its largest frame; a fresh one (which
+                    // allocates nothing until bytes come) gives it back.
+                    if c.reader.buffered() == 0 {
+                        c.reader = FrameReader::with_limit(FrameKind::Server, c.reader.limit());
+                    }
+                    return;
+                }
                 Err(e) => return self.drop_conn(conn, format!("bad frame: {e}")),
             };
             match ServerRequest::from_frame(&frame) {
@@ -383,6 +453,7 @@ impl Central {
 
     /// The driver's answer to [`CentralEvent::CheckLogin`].
     pub fn login_result(&mut self, now: Instant, conn: ConnId, decision: LoginDecision) {
+        self.now = self.now.max(now);
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -415,6 +486,8 @@ impl Central {
 
     /// Time passed: logins that took too long are closed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.forget_idle_ips(now);
         let late: Vec<ConnId> = self
             .conns
             .iter()
@@ -490,6 +563,7 @@ impl Central {
                     rooms: HashSet::new(),
                     search_tokens: 0.0,
                     search_at: None,
+                    counted: false,
                 },
             );
             self.out.push_back(Output::Close { conn });
@@ -513,9 +587,9 @@ impl Central {
         self.close(conn);
     }
 
-    fn from_server(&mut self, conn: ConnId, text: &str) {
+    fn say_from_server(&mut self, conn: ConnId, text: &str) {
         let id = self.next_id();
-        let ts = self.unix_now_of(Instant::now());
+        let ts = self.unix_now_of(self.now);
         self.send(
             conn,
             &ServerResponse::MessageUser {
@@ -627,7 +701,7 @@ impl Central {
             Phase::AwaitLogin => match req {
                 ServerRequest::Login {
                     username, password, ..
-                } => self.on_login(conn, username, password),
+                } => self.on_login(now, conn, username, password),
                 // Nothing but Login before login.
                 _ => self.drop_conn(conn, "a message before Login".into()),
             },
@@ -636,7 +710,7 @@ impl Central {
         }
     }
 
-    fn on_login(&mut self, conn: ConnId, user: String, password: String) {
+    fn on_login(&mut self, now: Instant, conn: ConnId, user: String, password: String) {
         if let Err(e) = validate_username(&user) {
             return self.refuse(
                 conn,
@@ -658,9 +732,21 @@ impl Central {
             // The real server does not answer banned users.
             return self.close(conn);
         }
-        let relogin = self.users.contains_key(&user.to_lowercase());
+        let key = user.to_lowercase();
+        let relogin = self.users.contains_key(&key);
         if !relogin && self.users.len() >= self.cfg.max_users {
             return self.refuse(conn, login_failure::SVRFULL, None);
+        }
+        if self.too_many_sessions(conn, &user) {
+            return self.refuse(conn, login_failure::TOO_MANY_SESSIONS, None);
+        }
+        // A first login registers the name (unless the server is private): that is what
+        // one address may do only so often. Known accounts are not counted.
+        if !self.cfg.private && !self.known.contains(&key) {
+            let ip = self.conns[&conn].ip;
+            if !self.take_registration(now, ip) {
+                return self.refuse(conn, login_failure::TOO_MANY_REGISTRATIONS, None);
+            }
         }
         self.conns.get_mut(&conn).expect("present").phase = Phase::Checking {
             user: user.clone(),
@@ -682,18 +768,28 @@ impl Central {
         if !self.users.contains_key(&key) && self.users.len() >= self.cfg.max_users {
             return self.refuse(conn, login_failure::SVRFULL, None);
         }
+        if self.too_many_sessions(conn, &user) {
+            return self.refuse(conn, login_failure::TOO_MANY_SESSIONS, None);
+        }
         if let Some(old) = self.users.get(&key).copied() {
             if old != conn {
                 self.send(old, &ServerResponse::Relogged);
                 self.close(old);
             }
         }
+        // Administrators (the node's own client) neither count nor are counted.
+        let counted = !self.cfg.admins.iter().any(|a| a.eq_ignore_ascii_case(&user));
         let ip = {
             let c = self.conns.get_mut(&conn).expect("present");
             c.phase = Phase::Online { user: user.clone() };
             c.deadline = None;
+            c.reader.set_limit(MAX_CLIENT_FRAME);
+            c.counted = counted;
             c.ip
         };
+        if counted {
+            *self.ip_sessions.entry(ip).or_insert(0) += 1;
+        }
         self.users.insert(key.clone(), conn);
         self.known.insert(key);
         // The Login reply must be the very first frame (aioslsk insists).
@@ -722,6 +818,48 @@ impl Central {
         self.push_status(&user, UserStatus::Online, Some(conn));
         self.out
             .push_back(Output::Event(CentralEvent::LoggedIn { conn, user, ip }));
+    }
+
+    /// Whether `user` logging in on `conn` would be one session too many from its
+    /// address. Administrators and a user replacing its own session are not held to it.
+    fn too_many_sessions(&self, conn: ConnId, user: &str) -> bool {
+        let cap = self.cfg.max_sessions_per_ip;
+        if cap == 0
+            || self.users.contains_key(&user.to_lowercase())
+            || self.cfg.admins.iter().any(|a| a.eq_ignore_ascii_case(user))
+        {
+            return false;
+        }
+        let ip = self.conns[&conn].ip;
+        self.ip_sessions.get(&ip).copied().unwrap_or(0) >= cap
+    }
+
+    /// Take one registration from `ip`'s hourly allowance.
+    fn take_registration(&mut self, now: Instant, ip: Ipv4Addr) -> bool {
+        let per_hour = self.cfg.max_registrations_per_ip_per_hour;
+        if per_hour == 0 {
+            return true;
+        }
+        if self.ip_registrations.len() >= MAX_TRACKED_IPS && !self.ip_registrations.contains_key(&ip) {
+            self.forget_idle_ips(now);
+        }
+        let burst = f64::from(per_hour);
+        let a = self.ip_registrations.entry(ip).or_insert(Allowance { tokens: burst, at: now });
+        let gained = now.saturating_duration_since(a.at).as_secs_f64() / 3600.0 * burst;
+        a.tokens = (a.tokens + gained).min(burst);
+        a.at = a.at.max(now);
+        if a.tokens >= 1.0 {
+            a.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forget addresses that registered nothing for an hour (their allowance is whole).
+    fn forget_idle_ips(&mut self, now: Instant) {
+        self.ip_registrations
+            .retain(|_, a| now.saturating_duration_since(a.at) < Duration::from_secs(3600));
     }
 
     fn take_search(&mut self, now: Instant, conn: ConnId) -> bool {
@@ -867,11 +1005,10 @@ impl Central {
                 self.send(conn, &ServerResponse::RoomList(list));
             }
             ServerRequest::JoinRoom { room, .. } => self.join_room(conn, me, room),
-            ServerRequest::LeaveRoom { room } => {
-                if self.conns[&conn].rooms.contains(&room) {
-                    self.leave_room(conn, me, &room, true);
-                }
+            ServerRequest::LeaveRoom { room } if self.conns[&conn].rooms.contains(&room) => {
+                self.leave_room(conn, me, &room, true);
             }
+            ServerRequest::LeaveRoom { .. } => {}
             ServerRequest::SayChatroom { room, message } => {
                 if message.len() > MAX_MESSAGE || !self.conns[&conn].rooms.contains(&room) {
                     return;
@@ -1060,13 +1197,13 @@ impl Central {
 
     fn join_room(&mut self, conn: ConnId, me: &str, room: String) {
         if let Err(e) = validate_room_name(&room) {
-            return self.from_server(conn, &format!("Could not join room {room:?}: {e}"));
+            return self.say_from_server(conn, &format!("Could not join room {room:?}: {e}"));
         }
         if self.conns[&conn].rooms.contains(&room) {
             return;
         }
         if self.conns[&conn].rooms.len() >= MAX_ROOMS_PER_USER {
-            return self.from_server(conn, "You are in too many rooms.");
+            return self.say_from_server(conn, "You are in too many rooms.");
         }
         let members = {
             let r = self.rooms.entry(room.clone()).or_default();
@@ -1151,24 +1288,24 @@ impl Central {
         let cmd = words.next().unwrap_or("").to_ascii_lowercase();
         let rest: Vec<&str> = words.collect();
         if !is_admin {
-            return self.from_server(conn, "You are not an administrator of this server.");
+            return self.say_from_server(conn, "You are not an administrator of this server.");
         }
         match cmd.as_str() {
-            "help" | "" => self.from_server(
+            "help" | "" => self.say_from_server(
                 conn,
                 "Commands: help, users, ban <user>, unban <user>, kick <user>, announce <text>, uptime",
             ),
             "users" => {
                 let list = self.online_users();
-                self.from_server(conn, &format!("{} online: {}", list.len(), list.join(", ")));
+                self.say_from_server(conn, &format!("{} online: {}", list.len(), list.join(", ")));
             }
             "uptime" => {
-                let secs = Instant::now().saturating_duration_since(self.cfg.start).as_secs();
-                self.from_server(conn, &format!("Up {}h {}m {}s.", secs / 3600, secs / 60 % 60, secs % 60));
+                let secs = self.now.saturating_duration_since(self.cfg.start).as_secs();
+                self.say_from_server(conn, &format!("Up {}h {}m {}s.", secs / 3600, secs / 60 % 60, secs % 60));
             }
             "kick" | "ban" => {
                 let Some(user) = rest.first().map(|s| s.to_string()) else {
-                    return self.from_server(conn, &format!("Usage: {cmd} <user>"));
+                    return self.say_from_server(conn, &format!("Usage: {cmd} <user>"));
                 };
                 if cmd == "ban" {
                     self.banned.insert(user.to_lowercase());
@@ -1178,26 +1315,26 @@ impl Central {
                     Some(target) => {
                         self.send(target, &ServerResponse::Relogged);
                         self.close(target);
-                        self.from_server(conn, &format!("{user} was {}.", if cmd == "ban" { "banned" } else { "kicked" }));
+                        self.say_from_server(conn, &format!("{user} was {}.", if cmd == "ban" { "banned" } else { "kicked" }));
                     }
-                    None if cmd == "ban" => self.from_server(conn, &format!("{user} is banned.")),
-                    None => self.from_server(conn, &format!("{user} is not online.")),
+                    None if cmd == "ban" => self.say_from_server(conn, &format!("{user} is banned.")),
+                    None => self.say_from_server(conn, &format!("{user} is not online.")),
                 }
             }
             "unban" => {
                 let Some(user) = rest.first().map(|s| s.to_string()) else {
-                    return self.from_server(conn, "Usage: unban <user>");
+                    return self.say_from_server(conn, "Usage: unban <user>");
                 };
                 self.banned.remove(&user.to_lowercase());
                 self.out.push_back(Output::Event(CentralEvent::Unbanned { user: user.clone(), by: me.to_owned() }));
-                self.from_server(conn, &format!("{user} is no longer banned."));
+                self.say_from_server(conn, &format!("{user} is no longer banned."));
             }
             "announce" | "announcement" => {
                 let text = rest.join(" ");
                 let everyone: Vec<ConnId> = self.users.values().copied().collect();
                 self.send_shared(everyone, &ServerResponse::AdminMessage { message: text });
             }
-            other => self.from_server(conn, &format!("Unknown command '{other}'. Try help.")),
+            other => self.say_from_server(conn, &format!("Unknown command '{other}'. Try help.")),
         }
     }
 }
@@ -1440,11 +1577,94 @@ mod tests {
         assert_eq!(c.online_users().len(), 2, "at most max_users");
     }
 
+    fn login_from(t: &mut T, conn: ConnId, user: &str, ip: [u8; 4]) -> Vec<ServerResponse> {
+        t.c.accept(t.now, conn, Ipv4Addr::from(ip));
+        t.send(conn, ServerRequest::login(user, "pw", 160, 2));
+        t.take(conn)
+    }
+
+    fn refusal(got: &[ServerResponse]) -> Option<&str> {
+        match got {
+            [ServerResponse::LoginFailure { reason, .. }] => Some(reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn registrations_per_address_are_rate_limited_and_accounts_still_log_in() {
+        let mut t = T::new();
+        t.c.cfg.max_registrations_per_ip_per_hour = 3;
+        t.c.add_known_user("old");
+        for (i, u) in ["u1", "u2", "u3"].into_iter().enumerate() {
+            assert!(refusal(&login_from(&mut t, i as u64 + 1, u, [10, 0, 0, 1])).is_none(), "{u}");
+        }
+        let got = login_from(&mut t, 4, "u4", [10, 0, 0, 1]);
+        assert_eq!(refusal(&got), Some(login_failure::TOO_MANY_REGISTRATIONS));
+        assert!(t.closed.contains(&4));
+        assert!(!t.events.iter().any(|e| matches!(e, CentralEvent::CheckLogin { user, .. } if user == "u4")), "no account made");
+        // Existing accounts (made before, or just now) log in from that address.
+        assert!(refusal(&login_from(&mut t, 5, "old", [10, 0, 0, 1])).is_none());
+        t.c.disconnect(1);
+        assert!(refusal(&login_from(&mut t, 6, "U1", [10, 0, 0, 1])).is_none());
+        // Another address registers; the first gets one more after 20 minutes.
+        assert!(refusal(&login_from(&mut t, 7, "v1", [10, 0, 0, 2])).is_none());
+        t.now += Duration::from_secs(20 * 60 + 1);
+        assert!(refusal(&login_from(&mut t, 8, "u5", [10, 0, 0, 1])).is_none());
+        assert_eq!(refusal(&login_from(&mut t, 9, "u6", [10, 0, 0, 1])), Some(login_failure::TOO_MANY_REGISTRATIONS));
+        t.now += Duration::from_secs(2 * 3600);
+        t.c.handle_timeout(t.now);
+        assert!(t.c.ip_registrations.is_empty(), "idle addresses are forgotten");
+    }
+
+    #[test]
+    fn sessions_per_address_are_capped_but_not_for_administrators() {
+        let mut t = T::new();
+        t.c.cfg.max_sessions_per_ip = 2;
+        assert!(refusal(&login_from(&mut t, 1, "a", [10, 0, 0, 1])).is_none());
+        assert!(refusal(&login_from(&mut t, 2, "b", [10, 0, 0, 1])).is_none());
+        assert_eq!(refusal(&login_from(&mut t, 3, "c", [10, 0, 0, 1])), Some(login_failure::TOO_MANY_SESSIONS));
+        assert!(refusal(&login_from(&mut t, 4, "admin", [10, 0, 0, 1])).is_none());
+        // A user replacing its own session, and another address, are fine.
+        assert!(refusal(&login_from(&mut t, 5, "a", [10, 0, 0, 1])).is_none());
+        assert!(t.closed.contains(&1));
+        assert!(refusal(&login_from(&mut t, 6, "c", [10, 0, 0, 2])).is_none());
+        assert_eq!(t.c.online_users(), vec!["a", "admin", "b", "c"]);
+        // One leaves: room for one more.
+        t.c.disconnect(2);
+        assert!(refusal(&login_from(&mut t, 7, "d", [10, 0, 0, 1])).is_none());
+    }
+
+    #[test]
+    fn a_huge_frame_before_login_is_refused_at_its_header() {
+        let mut t = T::new();
+        t.c.accept(t.now, 1, Ipv4Addr::LOCALHOST);
+        // The length of a 63 MiB Login frame, and its first bytes.
+        let mut bytes = ((63u32 << 20) + 4).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 4096]);
+        t.c.handle_input(t.now, 1, &bytes);
+        t.pump();
+        assert!(t.closed.contains(&1), "a frame over {MAX_LOGIN_FRAME} bytes before login");
+        // Logged in, a frame may be longer (up to MAX_CLIENT_FRAME) and may come in pieces.
+        t.login(2, "alice");
+        let mut msg = ServerRequest::SayChatroom { room: "r".into(), message: "m".repeat(MAX_LOGIN_FRAME * 2) }.encode();
+        let rest = msg.split_off(MAX_LOGIN_FRAME);
+        t.c.handle_input(t.now, 2, &msg);
+        t.c.handle_input(t.now, 2, &rest);
+        t.pump();
+        assert!(!t.closed.contains(&2));
+        let mut big = ((MAX_CLIENT_FRAME as u32) + 1).to_le_bytes().to_vec();
+        big.extend_from_slice(&13u32.to_le_bytes());
+        t.c.handle_input(t.now, 2, &big);
+        t.pump();
+        assert!(t.closed.contains(&2), "a frame over {MAX_CLIENT_FRAME} bytes after login");
+    }
+
     #[test]
     fn login_timeout() {
         let mut t = T::new();
         t.c.accept(t.now, 1, Ipv4Addr::LOCALHOST);
-        t.c.handle_timeout(t.now + Duration::from_secs(61));
+        t.c.handle_timeout(t.now + LOGIN_TIMEOUT);
         t.pump();
         assert!(t.closed.contains(&1));
     }

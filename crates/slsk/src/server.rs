@@ -167,6 +167,13 @@ pub mod login_failure {
     pub const SVRFULL: &str = "SVRFULL";
     /// Server private.
     pub const SVRPRIVATE: &str = "SVRPRIVATE";
+    /// Our server: a new name from an address that created too many accounts lately. A
+    /// sentence, not a token: Nicotine+ shows an unknown reason as "Unable to connect to
+    /// the server. Reason: …" and aioslsk puts it in its AuthenticationError.
+    pub const TOO_MANY_REGISTRATIONS: &str =
+        "Too many new accounts from your address. Log in to an existing account, or try again later.";
+    /// Our server: one session too many from the same address.
+    pub const TOO_MANY_SESSIONS: &str = "Too many sessions from your address.";
 }
 
 fn read_recommendations(r: &mut Reader<'_>) -> Result<Vec<Recommendation>> {

@@ -578,6 +578,7 @@ pub async fn up(cfg: Config, data_dir: &Path, shutdown: CancellationToken) -> an
 
 /// [`up`] as `opts` ask.
 pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, opts: UpOptions) -> anyhow::Result<Up> {
+    let cfg = with_own_hub_password(cfg);
     let node = Node::open_with(cfg.clone(), data_dir, shutdown.clone(), &opts)?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(node.clone().first_share_scan());
@@ -608,6 +609,10 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
                 topic: omnipeer_nmdc::text::utf8_to_wire(&h.topic),
                 motd: h.motd.iter().map(|m| omnipeer_nmdc::text::utf8_to_wire(m)).collect(),
                 max_users: h.max_users,
+                max_users_per_ip: h.max_users_per_ip,
+                max_logins_per_ip_per_minute: h.max_logins_per_ip_per_minute,
+                exempt_ips: h.exempt_ips.clone(),
+                reserved: own_hub_client(&cfg),
                 ..Default::default()
             },
             db,
@@ -636,7 +641,11 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
             register: Vec::new(),
         })
         .await
-        .map_err(|e| listen_key(e, "[slsk_server].listen"))?;
+        .map_err(|e| listen_key(e, "[slsk_server].listen"))?
+        .with_ip_limits(crate::slsk::IpLimits {
+            max_registrations_per_ip_per_hour: s.max_registrations_per_ip_per_hour,
+            max_sessions_per_ip: s.max_sessions_per_ip,
+        });
         let addr = server.local_addr();
         own_slsk = Some(addr);
         crate::app::say!("soulseek server: {addr}");
@@ -735,6 +744,27 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
     tasks.spawn(node.clone().run_uploads());
     crate::app::say!("omnipeer is up as {} (data in {}); Ctrl-C to stop", node.nick, data_dir.display());
     Ok(Up { node, dcc, tasks, api })
+}
+
+/// The node's client on its own hub (`[nmdc_client].hub` empty) logs in with a password
+/// only it knows: the configured one, else a random one for this run. The hub keeps the
+/// node's nick for that password, past its per-address limits.
+fn with_own_hub_password(mut cfg: Config) -> Config {
+    if cfg.nmdc_hub.enabled && cfg.nmdc_client.enabled && cfg.nmdc_client.hub.is_empty() && cfg.nmdc_client.password.is_empty() {
+        let random: [u8; 16] = rand::random();
+        cfg.nmdc_client.password = random.iter().map(|b| format!("{b:02x}")).collect();
+    }
+    cfg
+}
+
+/// The nick the own hub keeps for the node's client, if that client logs in to it.
+fn own_hub_client(cfg: &Config) -> Option<omnipeer_nmdc::hub::ReservedNick> {
+    (cfg.nmdc_client.enabled && cfg.nmdc_client.hub.is_empty() && !cfg.nmdc_client.password.is_empty()).then(|| {
+        omnipeer_nmdc::hub::ReservedNick {
+            nick: omnipeer_nmdc::text::utf8_to_wire(&cfg.node.nick),
+            password: omnipeer_nmdc::text::utf8_to_wire(&cfg.nmdc_client.password),
+        }
+    })
 }
 
 impl Node {

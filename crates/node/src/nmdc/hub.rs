@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Hub settings.
@@ -39,6 +39,10 @@ pub struct HubServer {
 }
 
 type Persist = Box<dyn FnOnce(&Store) -> anyhow::Result<()> + Send>;
+
+/// Password checks (Argon2) running at once: a flood of `$MyPass` costs its senders time,
+/// not every core of the machine.
+const CONCURRENT_CHECKS: usize = 2;
 
 impl HubServer {
     /// Open the database, apply `--register`, and bind.
@@ -98,7 +102,7 @@ impl HubServer {
             }
         }
         let HubServer { listener, store, events, persist_tx, persist_worker, .. } = self;
-        let handler = EventHandler { store, events, persist_tx };
+        let handler = EventHandler { store, events, persist_tx, checks: Arc::new(Semaphore::new(CONCURRENT_CHECKS)) };
         serve(listener, HubMachine(hub), move |ev, control| handler.on_event(ev, control), shutdown).await;
         // Everything changed before the shutdown is on disk before `run` returns.
         let _ = persist_worker.await;
@@ -140,6 +144,7 @@ struct EventHandler {
     store: Arc<Mutex<Store>>,
     events: broadcast::Sender<HubEvent>,
     persist_tx: mpsc::UnboundedSender<Persist>,
+    checks: Arc<Semaphore>,
 }
 
 impl EventHandler {
@@ -147,11 +152,15 @@ impl EventHandler {
         let _ = self.events.send(ev.clone());
         match ev {
             HubEvent::CheckPassword { conn, nick, password } => {
-                let store = self.store.clone();
-                let control = control.clone();
-                tokio::task::spawn_blocking(move || {
-                    let hash = store.lock().expect("store lock").hub_password_hash(&nick).ok().flatten();
-                    let ok = hash.is_some_and(|h| verify_password(&password, &h));
+                let (store, control, checks) = (self.store.clone(), control.clone(), self.checks.clone());
+                tokio::spawn(async move {
+                    let Ok(_permit) = checks.acquire_owned().await else { return };
+                    let ok = tokio::task::spawn_blocking(move || {
+                        let hash = store.lock().expect("store lock").hub_password_hash(&nick).ok().flatten();
+                        hash.is_some_and(|h| verify_password(&password, &h))
+                    })
+                    .await
+                    .unwrap_or(false);
                     let _ = control.send(Box::new(move |m: &mut HubMachine, now| m.0.password_result(now, conn, ok)));
                 });
             }

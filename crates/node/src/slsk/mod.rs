@@ -3,4 +3,4 @@
 pub mod client;
 pub mod server;
 
-pub use server::{SlskServer, SlskServerConfig};
+pub use server::{IpLimits, SlskServer, SlskServerConfig};

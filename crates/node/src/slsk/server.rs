@@ -35,10 +35,29 @@ pub struct SlskServerConfig {
     pub register: Vec<(String, String)>,
 }
 
+/// Per-address limits of the server (see [`omnipeer_slsk::central`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpLimits {
+    /// Accounts one address may create per hour (0: no limit).
+    pub max_registrations_per_ip_per_hour: u32,
+    /// Sessions at once from one address, administrators aside (0: no limit).
+    pub max_sessions_per_ip: usize,
+}
+
+impl Default for IpLimits {
+    fn default() -> Self {
+        IpLimits {
+            max_registrations_per_ip_per_hour: omnipeer_slsk::central::MAX_REGISTRATIONS_PER_IP_PER_HOUR,
+            max_sessions_per_ip: omnipeer_slsk::central::MAX_SESSIONS_PER_IP,
+        }
+    }
+}
+
 /// A bound server.
 pub struct SlskServer {
     listener: TcpListener,
     cfg: SlskServerConfig,
+    limits: IpLimits,
     store: Arc<Mutex<Store>>,
     events: broadcast::Sender<CentralEvent>,
 }
@@ -90,7 +109,13 @@ impl SlskServer {
         .await??;
         let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let (events, _) = broadcast::channel(4096);
-        Ok(SlskServer { listener, cfg, store: Arc::new(Mutex::new(store)), events })
+        Ok(SlskServer { listener, cfg, limits: IpLimits::default(), store: Arc::new(Mutex::new(store)), events })
+    }
+
+    /// Other per-address limits than the defaults.
+    pub fn with_ip_limits(mut self, limits: IpLimits) -> SlskServer {
+        self.limits = limits;
+        self
     }
 
     /// The address it listens on.
@@ -109,6 +134,8 @@ impl SlskServer {
         let mut ccfg = CentralConfig::new(Instant::now(), unix);
         ccfg.private = self.cfg.private;
         ccfg.admins = self.cfg.admins.clone();
+        ccfg.max_registrations_per_ip_per_hour = self.limits.max_registrations_per_ip_per_hour;
+        ccfg.max_sessions_per_ip = self.limits.max_sessions_per_ip;
         if !self.cfg.motd.is_empty() {
             ccfg.greeting = self.cfg.motd.clone();
         }
@@ -123,7 +150,7 @@ impl SlskServer {
             }
             central.set_next_message_id(store.slsk_max_message_id()?.wrapping_add(1));
         }
-        let SlskServer { listener, cfg, store, events } = self;
+        let SlskServer { listener, cfg, store, events, .. } = self;
         // Changes to store, in order, on one blocking worker.
         let (persist_tx, mut persist_rx) = mpsc::unbounded_channel::<Box<dyn FnOnce(&Store) -> anyhow::Result<()> + Send>>();
         let worker_store = store.clone();
