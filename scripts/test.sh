@@ -38,6 +38,12 @@ fi
 echo "== build"
 cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
 
+# The habits the project keeps: rustfmt (rustfmt.toml) and clippy with warnings as errors.
+echo "== fmt"
+cargo fmt --all --check
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "== tests"
 cargo test --workspace --locked
 

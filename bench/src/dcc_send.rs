@@ -14,7 +14,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let mib: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1024);

@@ -16,6 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Barrier};
 
+/// Every simulated user's outgoing queue, to broadcast from the load loop.
+type Writers = Arc<tokio::sync::Mutex<Vec<mpsc::Sender<Arc<[u8]>>>>>;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let users: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5000);
@@ -157,8 +160,10 @@ async fn hub_login(addr: SocketAddr, nick: &str) -> anyhow::Result<TcpStream> {
     // No $GetNickList: a newcomer's list grows with the hub, and this measures chat.
     s.write_all(format!("$Supports NoGetINFO NoHello|$Key x|$ValidateNick {nick}|").as_bytes()).await?;
     expect(&mut s, format!("$Hello {nick}|").as_bytes()).await?;
-    s.write_all(format!("$Version 1,0091|$MyINFO $ALL {nick} bench<bench V:1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|").as_bytes())
-        .await?;
+    s.write_all(
+        format!("$Version 1,0091|$MyINFO $ALL {nick} bench<bench V:1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|").as_bytes(),
+    )
+    .await?;
     Ok(s)
 }
 
@@ -189,7 +194,7 @@ async fn receive_pings(s: &mut TcpStream, messages: usize, origin: Instant, lat:
 async fn relay_baseline(users: usize, messages: usize) -> anyhow::Result<((Duration, Duration), usize)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let writers: Arc<tokio::sync::Mutex<Vec<mpsc::Sender<Arc<[u8]>>>>> = Default::default();
+    let writers: Writers = Default::default();
     let w2 = writers.clone();
     tokio::spawn(async move {
         while let Ok((s, _)) = listener.accept().await {

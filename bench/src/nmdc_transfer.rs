@@ -13,21 +13,20 @@ mod common;
 use common::{make_payload, plain_tcp_copy, settle};
 
 // The interop tests' launcher for the real client (std + serde_json only).
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../../crates/omnipeer/tests/support/mod.rs"]
 mod support;
 
 use omnipeer_nmdc::handshake::Role;
 use omnipeer_nmdc::transfer::Identifier;
 use omnipeer_node::nmdc::cc::{self, DownloadJob, UploadContext};
-use omnipeer_node::upload::Uploads;
 use omnipeer_node::nmdc::share::DcShare;
 use omnipeer_node::store::Store;
+use omnipeer_node::upload::Uploads;
 use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -52,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     std::hint::black_box(flat);
 
     let mut store = Store::open(&dir.path().join("state.sqlite"))?;
-    let (share, _) = DcShare::build(&[share_dir.clone()], &mut store, "BENCH")?;
+    let (share, _) = DcShare::build(std::slice::from_ref(&share_dir), &mut store, "BENCH")?;
     let root = share.files()[0].tth;
     anyhow::ensure!(root.0 == tth.tth, "the share hashed differently");
     let ctx = UploadContext {
@@ -115,7 +114,13 @@ async fn adcget(ctx: UploadContext, what: Identifier, out: &Path) -> anyhow::Res
     });
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let (peer, _, leftover) = cc::handshake(&mut s, Role::Connector, "getter", true, None).await?;
-    let job = DownloadJob { what, out: out.to_path_buf(), progress: Default::default(), total: Default::default(), control: Default::default() };
+    let job = DownloadJob {
+        what,
+        out: out.to_path_buf(),
+        progress: Default::default(),
+        total: Default::default(),
+        control: Default::default(),
+    };
     cc::download(s, &peer, leftover, &job).await?;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
@@ -171,7 +176,13 @@ async fn vs_eiskalt(share_dir: &Path, root: omnipeer_nmdc::tth::Tth, rounds: usi
             let out = tmp.path().join("dl.bin");
             let _ = std::fs::remove_file(&out);
             settle();
-            let job = DownloadJob { what: Identifier::Tth(root), out, progress: Default::default(), total: Default::default(), control: Default::default() };
+            let job = DownloadJob {
+                what: Identifier::Tth(root),
+                out,
+                progress: Default::default(),
+                total: Default::default(),
+                control: Default::default(),
+            };
             let t = Instant::now();
             getter.download(from, &job).await?;
             let s = t.elapsed().as_secs_f64();

@@ -8,8 +8,8 @@
 
 mod common;
 
-use std::path::Path;
 use common::free_port;
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 

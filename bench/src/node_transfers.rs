@@ -7,9 +7,9 @@
 
 mod common;
 
+use common::free_port;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use common::free_port;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 

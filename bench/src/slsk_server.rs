@@ -43,7 +43,9 @@ fn main() -> anyhow::Result<()> {
                 drop(permit);
                 ready.wait().await;
                 if i < room_members {
-                    s.write_all(&ServerRequest::JoinRoom { room: "bench".into(), private: false }.encode()).await.unwrap();
+                    s.write_all(&ServerRequest::JoinRoom { room: "bench".into(), private: false }.encode())
+                        .await
+                        .unwrap();
                     joined.wait().await;
                 }
                 listen(s, i, origin, ev_tx).await;
@@ -79,7 +81,9 @@ fn main() -> anyhow::Result<()> {
         let mut lat = Vec::new();
         for _ in 0..messages {
             let stamp = origin.elapsed().as_nanos();
-            sender.write_all(&ServerRequest::SayChatroom { room: "bench".into(), message: format!("{stamp}") }.encode()).await?;
+            sender
+                .write_all(&ServerRequest::SayChatroom { room: "bench".into(), message: format!("{stamp}") }.encode())
+                .await?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         while lat.len() < messages * room_members {

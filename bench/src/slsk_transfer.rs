@@ -9,7 +9,7 @@ mod common;
 use common::{make_payload, plain_tcp_copy, settle};
 
 // The interop tests' launcher for the real clients (std + serde_json + tempfile only).
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../../crates/omnipeer/tests/slsk_support/mod.rs"]
 mod slsk_support;
 
@@ -62,7 +62,8 @@ fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_file(out.join("payload.bin"));
             settle();
             let t = Instant::now();
-            let progress: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)> = Arc::new(Default::default());
+            let progress: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)> =
+                Arc::new(Default::default());
             getter.download("sharer", "Share\\payload.bin", &out, progress).await?;
             let s = t.elapsed().as_secs_f64();
             best_omni = best_omni.min(s);
@@ -122,7 +123,8 @@ fn main() -> anyhow::Result<()> {
                     let _ = std::fs::remove_file(out.join("payload.bin"));
                     settle();
                     let t = Instant::now();
-                    let progress: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)> = Arc::new(Default::default());
+                    let progress: Arc<(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64)> =
+                        Arc::new(Default::default());
                     match getter.download("aio", &remote, &out, progress.clone()).await {
                         Ok(_) => best = best.min(t.elapsed().as_secs_f64()),
                         Err(e) => {

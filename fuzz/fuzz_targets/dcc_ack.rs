@@ -17,7 +17,6 @@ use libfuzzer_sys::fuzz_target;
 use omnipeer_dcc::ack::ack_bytes;
 use omnipeer_dcc::{AckDecoder, FileReceiver, FileSender};
 
-
 /// The reference decoder: the whole stream so far, read in 4-byte words.
 #[derive(Default)]
 struct RefDecoder {

@@ -112,10 +112,7 @@ impl Harness {
                 let Model::GetDecision { size } = before else { panic!("Receive in {before:?}") };
                 assert_eq!(receiver.size(), size);
                 assert!(receiver.position() <= size);
-                assert_eq!(
-                    tx,
-                    Some(Message::GetResume { nick: NICK.into(), position: receiver.position() })
-                );
+                assert_eq!(tx, Some(Message::GetResume { nick: NICK.into(), position: receiver.position() }));
                 self.check_leftover(leftover);
                 self.model = Model::Done;
             }
@@ -188,9 +185,7 @@ fuzz_target!(|data: &[u8]| {
     let expected = match &request {
         Request::Chat => Message::Chat { nick: NICK.into() },
         Request::Fserve => Message::Fserve { nick: NICK.into() },
-        Request::Send { size, name } => {
-            Message::Send { nick: NICK.into(), size: *size, name: name.clone() }
-        }
+        Request::Send { size, name } => Message::Send { nick: NICK.into(), size: *size, name: name.clone() },
         Request::Get { name } => Message::Get { nick: NICK.into(), name: name.clone() },
     };
     match c.poll_output() {
@@ -198,9 +193,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(b, expected.encode());
             // A name the server can read back (one line, not blank) parses to the request.
             let name_ok = match &request {
-                Request::Send { name, .. } | Request::Get { name } => {
-                    !name.trim().is_empty() && !name.contains('\n')
-                }
+                Request::Send { name, .. } | Request::Get { name } => !name.trim().is_empty() && !name.contains('\n'),
                 _ => true,
             };
             if name_ok {

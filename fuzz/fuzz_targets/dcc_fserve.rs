@@ -46,17 +46,9 @@ impl Mem {
     fn new(case_insensitive: bool) -> Mem {
         let long: String = (1..=75).map(|i| format!("line {i}\r\n")).collect();
         let mut nodes = BTreeMap::new();
-        for d in [
-            "",
-            "music",
-            "music/Live Sets",
-            "music/Live Sets/deep",
-            "empty",
-            "locked",
-            "Docs",
-            "...",
-            "ünïcode dir",
-        ] {
+        for d in
+            ["", "music", "music/Live Sets", "music/Live Sets/deep", "empty", "locked", "Docs", "...", "ünïcode dir"]
+        {
             nodes.insert(p(d), Node::Dir);
         }
         let files: &[(&str, &[u8])] = &[
@@ -98,9 +90,7 @@ impl Mem {
 
     fn find(&self, path: &VPath) -> Option<(&Vec<String>, &Node)> {
         let c = path.components();
-        self.nodes
-            .iter()
-            .find(|(k, _)| k.len() == c.len() && k.iter().zip(c).all(|(a, b)| self.same(a, b)))
+        self.nodes.iter().find(|(k, _)| k.len() == c.len() && k.iter().zip(c).all(|(a, b)| self.same(a, b)))
     }
 
     fn kind(n: &Node) -> EntryKind {
@@ -158,8 +148,7 @@ fuzz_target!(|data: &[u8]| {
         2 => Some(VPath::from_components(p("no/such"))),
         _ => Some(VPath::from_components(p("ctl.txt"))),
     };
-    let mut session =
-        FserveSession::new(FserveConfig { server_nick: "bob".into(), max_gets, welcome });
+    let mut session = FserveSession::new(FserveConfig { server_nick: "bob".into(), max_gets, welcome });
     let w = session.welcome(&view);
     check_lines(&w);
     assert!(is_prompt(w.last().expect("welcome has a prompt")));

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 const NICK: &str = "bob";
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Model {
     AwaitOpening,
@@ -169,10 +168,7 @@ impl Harness {
                 assert_eq!(receiver.size(), size);
                 assert!(receiver.position() <= size);
                 assert_eq!(receiver.start(), receiver.position());
-                assert_eq!(
-                    tx,
-                    Some(Message::SendAccepted { nick: NICK.into(), position: receiver.position() })
-                );
+                assert_eq!(tx, Some(Message::SendAccepted { nick: NICK.into(), position: receiver.position() }));
                 self.check_leftover(leftover);
                 self.model = Model::Done;
             }
@@ -357,10 +353,9 @@ fuzz_target!(|data: &[u8]| {
                 hs.h.ignore();
                 let out = hs.settle();
                 match model {
-                    Model::GetDecision => assert!(matches!(
-                        &out[..],
-                        [Output::Event(Event::Closed(CloseReason::Ignored))]
-                    )),
+                    Model::GetDecision => {
+                        assert!(matches!(&out[..], [Output::Event(Event::Closed(CloseReason::Ignored))]))
+                    }
                     _ => assert!(out.is_empty(), "ignore in {model:?} produced {out:?}"),
                 }
             }

@@ -35,10 +35,14 @@ fuzz_target!(|data: &[u8]| {
     let window = 64;
     let cfg = Config { recv_window: window, max_payload: 16, max_streams: 32, ..Config::default() };
     let mut n = 0u32;
-    let mut m = Manager::new(cfg, vec![1; 32], Box::new(move || {
-        n = n.wrapping_add(1) % 8;
-        n
-    }));
+    let mut m = Manager::new(
+        cfg,
+        vec![1; 32],
+        Box::new(move || {
+            n = n.wrapping_add(1) % 8;
+            n
+        }),
+    );
     let mut now = Instant::now();
     let mut known: Vec<StreamId> = Vec::new();
     let mut rest = data;
@@ -58,10 +62,26 @@ fuzz_target!(|data: &[u8]| {
                 now += Duration::from_millis(u64::from(op) * 50);
                 m.handle_timeout(now)
             }
-            3 => if let Some(s) = pick { let _ = m.accept(s); },
-            4 => if let Some(s) = pick { let _ = m.send(s, body); },
-            5 => if let Some(s) = pick { let _ = m.read(s, &mut [0; 7]); },
-            6 => if let Some(s) = pick { let _ = m.close(s); },
+            3 => {
+                if let Some(s) = pick {
+                    let _ = m.accept(s);
+                }
+            }
+            4 => {
+                if let Some(s) = pick {
+                    let _ = m.send(s, body);
+                }
+            }
+            5 => {
+                if let Some(s) = pick {
+                    let _ = m.read(s, &mut [0; 7]);
+                }
+            }
+            6 => {
+                if let Some(s) = pick {
+                    let _ = m.close(s);
+                }
+            }
             7 => m.transport_closed(),
             _ => {
                 let mut msg = body.to_vec();

@@ -61,9 +61,7 @@ fn raw_after(cmd: &[u8]) -> usize {
         return 0;
     }
     match Command::parse(cmd) {
-        Ok(Command::AdcSnd(AdcRequest { bytes, .. })) if bytes >= 0 => {
-            usize::try_from(bytes).unwrap_or(usize::MAX)
-        }
+        Ok(Command::AdcSnd(AdcRequest { bytes, .. })) if bytes >= 0 => usize::try_from(bytes).unwrap_or(usize::MAX),
         _ => 0,
     }
 }
@@ -78,10 +76,7 @@ fn reference(stream: &[u8], limit: usize) -> Outcome {
             break;
         };
         if i > limit {
-            return Outcome {
-                items,
-                end: Err(FramingError::TooLong { limit }),
-            };
+            return Outcome { items, end: Err(FramingError::TooLong { limit }) };
         }
         let cmd = &rest[..i];
         rest = &rest[i + 1..];
@@ -94,15 +89,9 @@ fn reference(stream: &[u8], limit: usize) -> Outcome {
         rest = &rest[n..];
     }
     if rest.len() > limit {
-        return Outcome {
-            items,
-            end: Err(FramingError::TooLong { limit }),
-        };
+        return Outcome { items, end: Err(FramingError::TooLong { limit }) };
     }
-    Outcome {
-        items,
-        end: Ok(rest.to_vec()),
-    }
+    Outcome { items, end: Ok(rest.to_vec()) }
 }
 
 /// A driver: push each chunk (minus raw bytes still owed to a transfer), read commands,
@@ -148,20 +137,13 @@ fn chunked(stream: &[u8], cuts: &[usize], limit: usize) -> Outcome {
                 Err(e) => return Outcome { items, end: Err(e) },
             }
         }
-        assert!(
-            r.buffered() <= limit,
-            "buffered {} > limit {limit}",
-            r.buffered()
-        );
+        assert!(r.buffered() <= limit, "buffered {} > limit {limit}", r.buffered());
     }
     let buffered = r.buffered();
     let rest = r.take_rest();
     assert_eq!(rest.len(), buffered);
     assert_eq!(r.buffered(), 0);
-    Outcome {
-        items,
-        end: Ok(rest),
-    }
+    Outcome { items, end: Ok(rest) }
 }
 
 /// Crate bugs already reported; skipped only with `NMDC_FUZZ_SKIP_KNOWN=1`.
@@ -179,11 +161,7 @@ fn known_bug(c: &Command) -> bool {
         // (unescaped); encoding escapes the `$` to `&#36;`, which is a valid nick, so it comes
         // back as `Chat`. Same for the `<speaker>` of a `$To:`.
         Command::Text(t) => t.starts_with('<') && t.contains('$'),
-        Command::To {
-            speaker: None,
-            text,
-            ..
-        } => text.starts_with('<') && text.contains('$'),
+        Command::To { speaker: None, text, .. } => text.starts_with('<') && text.contains('$'),
         _ => false,
     }
 }
@@ -192,16 +170,9 @@ fn check_command(raw: &[u8]) {
     let Ok(c) = Command::parse(raw) else { return };
     let _ = c.name();
     let enc = c.encode();
-    assert_eq!(
-        enc.last(),
-        Some(&b'|'),
-        "encoding does not end with |: {c:?}"
-    );
+    assert_eq!(enc.last(), Some(&b'|'), "encoding does not end with |: {c:?}");
     let body = &enc[..enc.len() - 1];
-    assert!(
-        !body.contains(&b'|'),
-        "encoding holds a | inside: {c:?} -> {body:?}"
-    );
+    assert!(!body.contains(&b'|'), "encoding holds a | inside: {c:?} -> {body:?}");
     let again = Command::parse(body);
     if again.as_ref() != Ok(&c) && !known_bug(&c) {
         panic!(
@@ -220,10 +191,7 @@ fn check_command(raw: &[u8]) {
     match &c {
         Command::Lock { lock, .. } => {
             if let Ok(key) = lock_to_key(lock) {
-                assert!(
-                    key_matches(lock, &key),
-                    "own key does not match lock {lock:?}"
-                );
+                assert!(key_matches(lock, &key), "own key does not match lock {lock:?}");
                 assert_eq!(unescape_dcn(&key), key_bytes(lock).unwrap());
                 assert!(!key.contains(&b'|') && !key.contains(&b'$'));
             }
@@ -257,11 +225,7 @@ fn check_command(raw: &[u8]) {
             let m = Matcher::new(query);
             let root = query.tth_root();
             let other = Tth([0x5a; 24]);
-            for (path, size) in [
-                ("/share/dir/test.mp3", 0u64),
-                ("/a b/Tést.TXT", 5000),
-                ("/x", u64::MAX),
-            ] {
+            for (path, size) in [("/share/dir/test.mp3", 0u64), ("/a b/Tést.TXT", 5000), ("/x", u64::MAX)] {
                 let hit = m.matches_file(path, size, root.as_ref().unwrap_or(&other));
                 if query.file_type == FileType::Tth {
                     assert_eq!(hit, root.is_some() && query.size_matches(size), "{query:?}");
@@ -333,12 +297,7 @@ fuzz_target!(|data: &[u8]| {
     // Long enough for the reader to compact its buffer.
     if !data.is_empty() && data.len() < 8192 {
         let stream = data.repeat(8192 / data.len() + 1);
-        check_stream(
-            &stream,
-            &[prng_cuts(data, stream.len())],
-            &[MAX_COMMAND],
-            false,
-        );
+        check_stream(&stream, &[prng_cuts(data, stream.len())], &[MAX_COMMAND], false);
     }
 
     // The input as one command: never panics, never encodes a `|` inside. (A raw command

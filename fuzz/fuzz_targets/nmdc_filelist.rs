@@ -23,22 +23,13 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::sync::OnceLock;
 
-const SMALL: Limits = Limits {
-    max_compressed: 64 * 1024,
-    max_decompressed: 16 * 1024,
-    max_depth: 6,
-    max_entries: 48,
-    max_name: 48,
-};
+const SMALL: Limits =
+    Limits { max_compressed: 64 * 1024, max_decompressed: 16 * 1024, max_depth: 6, max_entries: 48, max_name: 48 };
 
 /// The small limits, but (almost) any document size: for reading back what the writer
 /// wrote. Not `usize::MAX`: `decompress_bz2` computes `max_decompressed + 1` and overflows
 /// (reported; see fuzz/README.md).
-const SMALL_ANY_SIZE: Limits = Limits {
-    max_compressed: usize::MAX / 2,
-    max_decompressed: usize::MAX / 2,
-    ..SMALL
-};
+const SMALL_ANY_SIZE: Limits = Limits { max_compressed: usize::MAX / 2, max_decompressed: usize::MAX / 2, ..SMALL };
 
 fn bz2(data: &[u8]) -> Vec<u8> {
     let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
@@ -53,11 +44,7 @@ fn depth(dirs: &[Directory]) -> usize {
 
 fn has_duplicate(dirs: &[Directory], files: &[omnipeer_nmdc::filelist::File]) -> bool {
     let mut seen = HashSet::new();
-    for n in dirs
-        .iter()
-        .map(|d| &d.name)
-        .chain(files.iter().map(|f| &f.name))
-    {
+    for n in dirs.iter().map(|d| &d.name).chain(files.iter().map(|f| &f.name)) {
         if !seen.insert(n.to_lowercase()) {
             return true;
         }
@@ -66,11 +53,7 @@ fn has_duplicate(dirs: &[Directory], files: &[omnipeer_nmdc::filelist::File]) ->
 }
 
 fn check_names(dirs: &[Directory], files: &[omnipeer_nmdc::filelist::File], max: usize) {
-    for n in dirs
-        .iter()
-        .map(|d| &d.name)
-        .chain(files.iter().map(|f| &f.name))
-    {
+    for n in dirs.iter().map(|d| &d.name).chain(files.iter().map(|f| &f.name)) {
         check_name(n, max).unwrap_or_else(|e| panic!("read a bad name {n:?}: {e}"));
     }
     for d in dirs {
@@ -86,24 +69,13 @@ fn known_bug(l: &FileList) -> bool {
     }
     // `CID`, `Base` and `Generator` are not checked like names: a `\t`, `\n` or `\r` in them
     // (read from `&#9;`, `&#10;`, `&#13;`) is written literally and read back as a space.
-    [Some(&l.cid), Some(&l.base), l.generator.as_ref()]
-        .into_iter()
-        .flatten()
-        .any(|s| s.contains(['\t', '\n', '\r']))
+    [Some(&l.cid), Some(&l.base), l.generator.as_ref()].into_iter().flatten().any(|s| s.contains(['\t', '\n', '\r']))
 }
 
 /// Everything that must hold for a list read with `limits`.
 fn check_list(l: &FileList, limits: &Limits) {
-    assert!(
-        l.entry_count() <= limits.max_entries,
-        "{} entries",
-        l.entry_count()
-    );
-    assert!(
-        depth(&l.dirs) <= limits.max_depth,
-        "depth {}",
-        depth(&l.dirs)
-    );
+    assert!(l.entry_count() <= limits.max_entries, "{} entries", l.entry_count());
+    assert!(depth(&l.dirs) <= limits.max_depth, "depth {}", depth(&l.dirs));
     check_names(&l.dirs, &l.files, limits.max_name);
     let files = l.files();
     for (path, f) in &files {
@@ -123,25 +95,15 @@ fn check_list(l: &FileList, limits: &Limits) {
                     String::from_utf8_lossy(&xml)
                 );
             }
-            assert_eq!(
-                FileList::from_xml(&xml),
-                back,
-                "default limits read differently"
-            );
+            assert_eq!(FileList::from_xml(&xml), back, "default limits read differently");
             if back.as_ref() == Ok(l) {
                 let bz = l.to_bz2().expect("to_xml worked, so to_bz2 must");
                 assert!(bz.starts_with(b"BZh"));
-                assert_eq!(
-                    FileList::from_bz2_with(&bz, &SMALL_ANY_SIZE).as_ref(),
-                    Ok(l)
-                );
+                assert_eq!(FileList::from_bz2_with(&bz, &SMALL_ANY_SIZE).as_ref(), Ok(l));
             }
         }
         Err(FileListError::DuplicateName(n)) => {
-            assert!(
-                has_duplicate(&l.dirs, &l.files),
-                "DuplicateName({n:?}) without a duplicate"
-            );
+            assert!(has_duplicate(&l.dirs, &l.files), "DuplicateName({n:?}) without a duplicate");
         }
         Err(e) => panic!("a list that was read cannot be written: {e}\n  list: {l:?}"),
     }
@@ -152,11 +114,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(l) = &from_xml {
         check_list(l, &SMALL);
         // Larger limits read the same list.
-        assert_eq!(
-            FileList::from_xml(data).as_ref(),
-            Ok(l),
-            "default limits read differently"
-        );
+        assert_eq!(FileList::from_xml(data).as_ref(), Ok(l), "default limits read differently");
     }
 
     // The input as bzip2 data.
@@ -168,12 +126,7 @@ fuzz_target!(|data: &[u8]| {
     if !data.starts_with(b"BZh") {
         let got = FileList::from_bz2_with(&bz2(data), &SMALL);
         if data.len() > SMALL.max_decompressed {
-            assert_eq!(
-                got,
-                Err(FileListError::DecompressedTooLarge {
-                    limit: SMALL.max_decompressed
-                })
-            );
+            assert_eq!(got, Err(FileListError::DecompressedTooLarge { limit: SMALL.max_decompressed }));
         } else {
             assert_eq!(got, from_xml, "bz2 and xml paths disagree");
         }

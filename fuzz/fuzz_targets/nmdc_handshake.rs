@@ -119,55 +119,17 @@ impl Model {
                     return self.close(e, CloseReason::BadLock);
                 }
                 e.reply_to = Some(lock.clone());
-                State::AwaitRest {
-                    nick,
-                    lock,
-                    pk,
-                    supports: Vec::new(),
-                    direction: None,
-                    key: None,
-                }
+                State::AwaitRest { nick, lock, pk, supports: Vec::new(), direction: None, key: None }
             }
-            (
-                State::AwaitRest {
-                    nick,
-                    lock,
-                    pk,
-                    direction,
-                    key,
-                    ..
-                },
-                Command::Supports { features, .. },
-            ) => State::AwaitRest {
-                nick,
-                lock,
-                pk,
-                supports: features,
-                direction,
-                key,
-            },
-            (
-                State::AwaitRest {
-                    nick,
-                    lock,
-                    pk,
-                    supports,
-                    key,
-                    ..
-                },
-                Command::Direction { direction, number },
-            ) => self.rest(e, nick, lock, pk, supports, Some((direction, number)), key),
-            (
-                State::AwaitRest {
-                    nick,
-                    lock,
-                    pk,
-                    supports,
-                    direction,
-                    ..
-                },
-                Command::Key(k),
-            ) => self.rest(e, nick, lock, pk, supports, direction, Some(k)),
+            (State::AwaitRest { nick, lock, pk, direction, key, .. }, Command::Supports { features, .. }) => {
+                State::AwaitRest { nick, lock, pk, supports: features, direction, key }
+            }
+            (State::AwaitRest { nick, lock, pk, supports, key, .. }, Command::Direction { direction, number }) => {
+                self.rest(e, nick, lock, pk, supports, Some((direction, number)), key)
+            }
+            (State::AwaitRest { nick, lock, pk, supports, direction, .. }, Command::Key(k)) => {
+                self.rest(e, nick, lock, pk, supports, direction, Some(k))
+            }
             (_, other) => return self.close(e, CloseReason::Unexpected(other.name().to_owned())),
         };
     }
@@ -184,14 +146,7 @@ impl Model {
         key: Option<Vec<u8>>,
     ) -> State {
         let (Some((dir, number)), Some(key)) = (direction, &key) else {
-            return State::AwaitRest {
-                nick,
-                lock,
-                pk,
-                supports,
-                direction,
-                key,
-            };
+            return State::AwaitRest { nick, lock, pk, supports, direction, key };
         };
         let outcome = resolve_direction(self.cfg.direction, self.cfg.number, dir, number);
         e.event = Some(match outcome {
@@ -234,20 +189,10 @@ fn commands(bytes: &[u8]) -> Vec<Command> {
 
 impl Harness {
     fn our_lock_command(&self) -> Command {
-        let pk: String = self
-            .m
-            .cfg
-            .pk
-            .chars()
-            .map(|c| if matches!(c, ' ' | '$' | '|') { '_' } else { c })
-            .collect();
+        let pk: String = self.m.cfg.pk.chars().map(|c| if matches!(c, ' ' | '$' | '|') { '_' } else { c }).collect();
         Command::Lock {
             lock: self.m.our_lock.clone(),
-            pk: Some(if pk.is_empty() {
-                "omnipeer".to_owned()
-            } else {
-                pk
-            }),
+            pk: Some(if pk.is_empty() { "omnipeer".to_owned() } else { pk }),
         }
     }
 
@@ -267,9 +212,7 @@ impl Harness {
         }
         let mut it = out.into_iter();
         if let Some(peer_lock) = &want.reply_to {
-            let Some(Output::Transmit(bytes)) = it.next() else {
-                panic!("no reply to the peer's $Lock")
-            };
+            let Some(Output::Transmit(bytes)) = it.next() else { panic!("no reply to the peer's $Lock") };
             let mut cmds = commands(&bytes).into_iter();
             if self.m.role == Role::Listener {
                 assert_eq!(cmds.next(), Some(Command::MyNick(NICK.into())));
@@ -278,18 +221,12 @@ impl Harness {
             if is_extended(peer_lock) {
                 assert_eq!(
                     cmds.next(),
-                    Some(Command::Supports {
-                        features: self.m.cfg.supports.clone(),
-                        trailing_space: false
-                    })
+                    Some(Command::Supports { features: self.m.cfg.supports.clone(), trailing_space: false })
                 );
             }
             assert_eq!(
                 cmds.next(),
-                Some(Command::Direction {
-                    direction: self.m.cfg.direction,
-                    number: self.m.cfg.number
-                })
+                Some(Command::Direction { direction: self.m.cfg.direction, number: self.m.cfg.number })
             );
             match cmds.next() {
                 Some(Command::Key(k)) => {
@@ -375,11 +312,7 @@ fn canned(inp: &mut Input<'_>, our_lock: &[u8]) -> Vec<u8> {
             trailing_space: v & 8 != 0,
         },
         3 | 4 => Command::Direction {
-            direction: if v & 1 == 0 {
-                Direction::Download
-            } else {
-                Direction::Upload
-            },
+            direction: if v & 1 == 0 { Direction::Download } else { Direction::Upload },
             number: match (v >> 1) % 4 {
                 0 => 0,
                 1 => 3924,
@@ -399,10 +332,7 @@ fn canned(inp: &mut Input<'_>, our_lock: &[u8]) -> Vec<u8> {
         }
         7 => Command::parse(b"$ADCGET file files.xml.bz2 0 -1").unwrap(),
         8 => Command::Error("Secure connection required!".into()),
-        _ => Command::Get {
-            path: "files.xml.bz2".into(),
-            offset: 1,
-        },
+        _ => Command::Get { path: "files.xml.bz2".into(), offset: 1 },
     };
     cmd.encode()
 }
@@ -410,16 +340,8 @@ fn canned(inp: &mut Input<'_>, our_lock: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input::new(data);
     let flags = inp.u8();
-    let role = if flags & 1 == 0 {
-        Role::Connector
-    } else {
-        Role::Listener
-    };
-    let direction = if flags & 2 == 0 {
-        Direction::Download
-    } else {
-        Direction::Upload
-    };
+    let role = if flags & 1 == 0 { Role::Connector } else { Role::Listener };
+    let direction = if flags & 2 == 0 { Direction::Download } else { Direction::Upload };
     let timeout = match (flags >> 2) % 4 {
         0 => Duration::ZERO,
         1 => Duration::from_millis(1),
@@ -464,14 +386,9 @@ fuzz_target!(|data: &[u8]| {
         },
     };
     if role == Role::Connector {
-        let Some(Output::Transmit(b)) = h.hs.poll_output() else {
-            panic!("connector does not speak first")
-        };
+        let Some(Output::Transmit(b)) = h.hs.poll_output() else { panic!("connector does not speak first") };
         let cmds = commands(&b);
-        assert_eq!(
-            cmds,
-            vec![Command::MyNick(NICK.into()), h.our_lock_command()]
-        );
+        assert_eq!(cmds, vec![Command::MyNick(NICK.into()), h.our_lock_command()]);
     }
     h.settle(Expect::default());
 

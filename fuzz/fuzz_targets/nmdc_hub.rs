@@ -82,21 +82,13 @@ fn commands(data: &[u8]) -> Vec<Command> {
     loop {
         match r.next_command() {
             Ok(Some(raw)) => v.push(Command::parse(&raw).unwrap_or_else(|e| {
-                panic!(
-                    "hub sent an unparsable command {:?}: {e}",
-                    raw.escape_ascii().to_string()
-                )
+                panic!("hub sent an unparsable command {:?}: {e}", raw.escape_ascii().to_string())
             })),
             Ok(None) => break,
             Err(e) => panic!("hub sent an overlong command: {e}"),
         }
     }
-    assert_eq!(
-        r.buffered(),
-        0,
-        "hub sent a partial command: {:?}",
-        data.escape_ascii().to_string()
-    );
+    assert_eq!(r.buffered(), 0, "hub sent a partial command: {:?}", data.escape_ascii().to_string());
     v
 }
 
@@ -109,10 +101,7 @@ impl Harness {
             };
             match o {
                 Output::Send { conn, data } => {
-                    assert!(
-                        self.accepted.contains(&conn),
-                        "send to unknown connection {conn}"
-                    );
+                    assert!(self.accepted.contains(&conn), "send to unknown connection {conn}");
                     assert!(
                         !self.disconnected.contains(&conn),
                         "send to disconnected connection {conn}: {:?}",
@@ -138,40 +127,26 @@ impl Harness {
                     }
                 }
                 Output::Close { conn } => {
-                    assert!(
-                        self.accepted.contains(&conn),
-                        "close of unknown connection {conn}"
-                    );
-                    assert!(
-                        !self.disconnected.contains(&conn),
-                        "close of disconnected connection {conn}"
-                    );
+                    assert!(self.accepted.contains(&conn), "close of unknown connection {conn}");
+                    assert!(!self.disconnected.contains(&conn), "close of disconnected connection {conn}");
                     assert!(self.closed.insert(conn), "second Close for {conn}");
                 }
                 Output::Event(e) => self.event(e),
             }
         }
         assert_eq!(self.hub.poll_output(), None, "poll_output never ran dry");
-        if !sent_after_close.is_empty()
-            && !(skip_known() && known_send_after_close(&sent_after_close))
-        {
+        if !sent_after_close.is_empty() && !(skip_known() && known_send_after_close(&sent_after_close)) {
             panic!("sent after Close: {sent_after_close:?}");
         }
 
         let nicks = self.hub.online_nicks();
         let mut seen = HashSet::new();
         for n in &nicks {
-            assert!(
-                seen.insert(n.to_lowercase()),
-                "duplicate online nick {n:?} in {nicks:?}"
-            );
+            assert!(seen.insert(n.to_lowercase()), "duplicate online nick {n:?} in {nicks:?}");
         }
         let want: Vec<String> = self.online.iter().map(|(_, n)| n.clone()).collect();
         assert_eq!(nicks, want, "online_nicks() vs LoggedIn/LoggedOut");
-        assert_eq!(
-            self.hub.connection_count(),
-            self.accepted.len() - self.disconnected.len()
-        );
+        assert_eq!(self.hub.connection_count(), self.accepted.len() - self.disconnected.len());
         if let Some(t) = self.hub.poll_timeout() {
             assert!(t >= self.t0);
         }
@@ -183,10 +158,7 @@ impl Harness {
                 assert!(self.accepted.contains(&conn) && !self.disconnected.contains(&conn));
                 assert!(!self.closed.contains(&conn), "login of a closed connection");
                 assert_eq!(ip, ip_of(conn));
-                assert!(!self
-                    .online
-                    .iter()
-                    .any(|(c, n)| *c == conn || n.to_lowercase() == nick.to_lowercase()));
+                assert!(!self.online.iter().any(|(c, n)| *c == conn || n.to_lowercase() == nick.to_lowercase()));
                 self.online.push((conn, nick));
             }
             HubEvent::LoggedOut { conn, nick } => {
@@ -194,9 +166,7 @@ impl Harness {
                     .online
                     .iter()
                     .position(|(c, _)| *c == conn)
-                    .unwrap_or_else(|| {
-                        panic!("LoggedOut for {conn} ({nick}) who is not logged in")
-                    });
+                    .unwrap_or_else(|| panic!("LoggedOut for {conn} ({nick}) who is not logged in"));
                 assert_eq!(self.online[pos].1, nick);
                 self.online.remove(pos);
             }
@@ -235,16 +205,8 @@ fn canned(inp: &mut Input<'_>, h: &Harness, conn: ConnId, me: &str) -> Vec<u8> {
     let kind = inp.u8();
     let other = NICKS[usize::from(inp.u8()) % NICKS.len()];
     let my_ip = ip_of(conn);
-    let some_ip = if kind & 0x80 == 0 {
-        my_ip
-    } else {
-        ip_of(conn + 1)
-    };
-    let key = h
-        .hub_lock
-        .as_deref()
-        .and_then(|l| lock_to_key(l).ok())
-        .unwrap_or_else(|| b"x".to_vec());
+    let some_ip = if kind & 0x80 == 0 { my_ip } else { ip_of(conn + 1) };
+    let key = h.hub_lock.as_deref().and_then(|l| lock_to_key(l).ok()).unwrap_or_else(|| b"x".to_vec());
     let mut v = Vec::new();
     match kind % 20 {
         0..=2 => {
@@ -324,24 +286,10 @@ fuzz_target!(|data: &[u8]| {
             2 => Duration::from_secs(60),
             _ => Duration::from_secs(3600),
         },
-        chat_limit: RateLimit {
-            burst: u32::from(more & 3),
-            every: Duration::from_millis(u64::from(more >> 2) * 100),
-        },
-        search_limit: RateLimit {
-            burst: 2,
-            every: Duration::from_secs(5),
-        },
-        topic: if flags & 0x10 != 0 {
-            "fuzz topic $|&".into()
-        } else {
-            String::new()
-        },
-        motd: if flags & 0x20 != 0 {
-            vec!["welcome".into(), "rules: none $ |".into()]
-        } else {
-            vec![]
-        },
+        chat_limit: RateLimit { burst: u32::from(more & 3), every: Duration::from_millis(u64::from(more >> 2) * 100) },
+        search_limit: RateLimit { burst: 2, every: Duration::from_secs(5) },
+        topic: if flags & 0x10 != 0 { "fuzz topic $|&".into() } else { String::new() },
+        motd: if flags & 0x20 != 0 { vec!["welcome".into(), "rules: none $ |".into()] } else { vec![] },
         ..HubConfig::default()
     };
     let t0 = Instant::now();
@@ -357,12 +305,7 @@ fuzz_target!(|data: &[u8]| {
             until: Some(t0 + Duration::from_secs(10)),
             reason: "fuzz".into(),
         }),
-        2 => hub.add_ban(Ban {
-            nick: Some("BOB".into()),
-            ip: None,
-            until: None,
-            reason: "fuzz".into(),
-        }),
+        2 => hub.add_ban(Ban { nick: Some("BOB".into()), ip: None, until: None, reason: "fuzz".into() }),
         _ => hub.add_ban(Ban {
             nick: Some("carol".into()),
             ip: Some(ip_of(3)),
@@ -395,8 +338,7 @@ fuzz_target!(|data: &[u8]| {
                 let id = h.accepted.len() as u64 + 1;
                 if id <= MAX_CONNS {
                     h.accepted.push(id);
-                    h.nick
-                        .insert(id, NICKS[usize::from(inp.u8()) % NICKS.len()]);
+                    h.nick.insert(id, NICKS[usize::from(inp.u8()) % NICKS.len()]);
                     h.hub.accept(now, id, ip_of(id), LOCK_RANDOM);
                 }
             }

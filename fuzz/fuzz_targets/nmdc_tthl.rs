@@ -22,9 +22,9 @@ use common::{cuts, split_at_cuts, Input};
 use libfuzzer_sys::fuzz_target;
 use omnipeer_nmdc::limits::MAX_TTHL;
 use omnipeer_nmdc::tth::{
-    block_count, block_size_for_count, leaf_hash, node_hash, parse_tthl, root_from_hashes, tth,
-    tthl_block_size, verify_tthl, verify_tthl_for_size, Hash, TthlError, DCPP_MAX_BLOCKS, HASH_LEN,
-    LEAF_SIZE, NCDC_MAX_BLOCKS, TTHL_MIN_BLOCK,
+    block_count, block_size_for_count, leaf_hash, node_hash, parse_tthl, root_from_hashes, tth, tthl_block_size,
+    verify_tthl, verify_tthl_for_size, Hash, TthlError, DCPP_MAX_BLOCKS, HASH_LEN, LEAF_SIZE, NCDC_MAX_BLOCKS,
+    TTHL_MIN_BLOCK,
 };
 use omnipeer_nmdc::{TigerTree, Tth};
 
@@ -33,26 +33,14 @@ const MAX_SIZE: u64 = 1 << 18;
 
 /// One level up: pairs hashed, an odd last node promoted.
 fn up(level: &[Hash]) -> Vec<Hash> {
-    level
-        .chunks(2)
-        .map(|p| {
-            if p.len() == 2 {
-                node_hash(&p[0], &p[1])
-            } else {
-                p[0]
-            }
-        })
-        .collect()
+    level.chunks(2).map(|p| if p.len() == 2 { node_hash(&p[0], &p[1]) } else { p[0] }).collect()
 }
 
 /// The reference tree: 1024-byte leaves (one empty leaf for no data), then `levels`
 /// pairings. Returns that level.
 fn reference_level(data: &[u8], levels: u32) -> Vec<Hash> {
-    let mut level: Vec<Hash> = if data.is_empty() {
-        vec![leaf_hash(&[])]
-    } else {
-        data.chunks(LEAF_SIZE).map(leaf_hash).collect()
-    };
+    let mut level: Vec<Hash> =
+        if data.is_empty() { vec![leaf_hash(&[])] } else { data.chunks(LEAF_SIZE).map(leaf_hash).collect() };
     for _ in 0..levels {
         if level.len() == 1 {
             break;
@@ -82,14 +70,7 @@ fn as_tthl(data: &[u8]) {
     let mut first = [0u8; HASH_LEN];
     let n = data.len().min(HASH_LEN);
     first[..n].copy_from_slice(&data[..n]);
-    for root in [
-        Tth(first),
-        Tth(parsed
-            .as_ref()
-            .ok()
-            .and_then(|h| root_from_hashes(h))
-            .unwrap_or(first)),
-    ] {
+    for root in [Tth(first), Tth(parsed.as_ref().ok().and_then(|h| root_from_hashes(h)).unwrap_or(first))] {
         let v = verify_tthl(data, &root);
         match (&parsed, &v) {
             (Ok(h), Ok(h2)) => {
@@ -202,16 +183,9 @@ fn hashing(data: &[u8]) {
     // The kept level: blocks of `block_size` rounded up to 1024·2^k.
     let bs = res.block_size;
     assert!(bs >= LEAF_SIZE as u64 && bs.is_power_of_two() && bs >= block_size.min(1 << 62));
-    assert!(
-        bs == LEAF_SIZE as u64 || bs / 2 < block_size,
-        "block size {bs} for {block_size}"
-    );
+    assert!(bs == LEAF_SIZE as u64 || bs / 2 < block_size, "block size {bs} for {block_size}");
     let levels = bs.trailing_zeros() - LEAF_SIZE.trailing_zeros();
-    assert_eq!(
-        res.leaves,
-        reference_level(&file, levels),
-        "kept level, block size {bs}"
-    );
+    assert_eq!(res.leaves, reference_level(&file, levels), "kept level, block size {bs}");
     assert_eq!(res.leaves.len() as u64, block_count(size, bs));
 
     // Its tthl data verifies against its own root, also with the file size.
@@ -237,10 +211,7 @@ fn hashing(data: &[u8]) {
     // DC++ / ncdc block sizes for this size.
     for (max, hasher) in [
         (DCPP_MAX_BLOCKS, TigerTree::for_file_size(size)),
-        (
-            NCDC_MAX_BLOCKS,
-            TigerTree::with_block_size(tthl_block_size(size, NCDC_MAX_BLOCKS)),
-        ),
+        (NCDC_MAX_BLOCKS, TigerTree::with_block_size(tthl_block_size(size, NCDC_MAX_BLOCKS))),
     ] {
         let b = tthl_block_size(size, max);
         assert!(b >= TTHL_MIN_BLOCK && b.is_power_of_two());

@@ -46,8 +46,7 @@ mod slsk_common;
 use common::Input;
 use libfuzzer_sys::fuzz_target;
 use omnipeer_slsk::central::{
-    Central, CentralConfig, CentralEvent, ConnId, LoginDecision, Output, StoredMessage,
-    MAX_MESSAGE, MAX_QUERY,
+    Central, CentralConfig, CentralEvent, ConnId, LoginDecision, Output, StoredMessage, MAX_MESSAGE, MAX_QUERY,
 };
 use omnipeer_slsk::framing::{FrameKind, FrameReader};
 use omnipeer_slsk::login::{password_hash, validate_username};
@@ -74,16 +73,7 @@ const NAMES: [&str; 12] = [
     "Server",
 ];
 const PASSWORDS: [&str; 4] = ["pw", "", "wrong", "pässwörd"];
-const ROOMS: [&str; 8] = [
-    "music",
-    "Music",
-    "golden",
-    "",
-    " bad",
-    "a  b",
-    "abcdefghijklmnopqrstuvwxy",
-    "nicotine",
-];
+const ROOMS: [&str; 8] = ["music", "Music", "golden", "", " bad", "a  b", "abcdefghijklmnopqrstuvwxy", "nicotine"];
 const ADMIN_LINES: [&str; 14] = [
     "help",
     "users",
@@ -168,8 +158,7 @@ impl Harness {
             other => panic!("Send of a bad frame {}: {other:?}", hex(data)),
         };
         assert_eq!(r.buffered(), 0, "Send of more than one frame: {}", hex(data));
-        let m = ServerResponse::from_frame(&f)
-            .unwrap_or_else(|e| panic!("Send does not decode ({e}): {}", hex(data)));
+        let m = ServerResponse::from_frame(&f).unwrap_or_else(|e| panic!("Send does not decode ({e}): {}", hex(data)));
         assert_eq!(m.encode(), data, "Send re-encodes differently: {m:?}");
         m
     }
@@ -221,10 +210,9 @@ impl Harness {
                 closes.sort_unstable();
                 assert_eq!(closes, late, "handle_timeout closed the wrong connections");
                 assert!(
-                    outputs.iter().all(|o| matches!(
-                        o,
-                        Output::Close { .. } | Output::Event(CentralEvent::Dropped { .. })
-                    )),
+                    outputs
+                        .iter()
+                        .all(|o| matches!(o, Output::Close { .. } | Output::Event(CentralEvent::Dropped { .. }))),
                     "handle_timeout: {outputs:?}"
                 );
             }
@@ -244,17 +232,10 @@ impl Harness {
                 Output::Send { conn, data } => {
                     assert!(self.live(conn), "Send to {conn}, not accepted or disconnected");
                     let m = Self::decode(&data);
-                    assert!(
-                        !self.closed.contains(&conn),
-                        "Send to {conn} after its Close: {m:?}"
-                    );
+                    assert!(!self.closed.contains(&conn), "Send to {conn} after its Close: {m:?}");
                     if self.got_first.insert(conn) {
                         match &m {
-                            ServerResponse::LoginSuccess {
-                                own_ip,
-                                password_hash: ph,
-                                ..
-                            } => {
+                            ServerResponse::LoginSuccess { own_ip, password_hash: ph, .. } => {
                                 let Op::LoginResult(c, LoginDecision::Accept) = op else {
                                     panic!("LoginSuccess to {conn} during {op:?}");
                                 };
@@ -275,19 +256,10 @@ impl Harness {
                                 tail.insert(conn, 0);
                             }
                             ServerResponse::LoginFailure { reason, .. } => {
+                                assert!(!self.online.contains_key(&conn), "LoginFailure to logged-in {conn}");
                                 assert!(
-                                    !self.online.contains_key(&conn),
-                                    "LoginFailure to logged-in {conn}"
-                                );
-                                assert!(
-                                    [
-                                        "INVALIDUSERNAME",
-                                        "EMPTYPASSWORD",
-                                        "INVALIDPASS",
-                                        "SVRFULL",
-                                        "SVRPRIVATE"
-                                    ]
-                                    .contains(&reason.as_str()),
+                                    ["INVALIDUSERNAME", "EMPTYPASSWORD", "INVALIDPASS", "SVRFULL", "SVRPRIVATE"]
+                                        .contains(&reason.as_str()),
                                     "LoginFailure {reason:?}"
                                 );
                                 if reason == "INVALIDPASS" {
@@ -302,12 +274,11 @@ impl Harness {
                         }
                         continue;
                     }
+                    assert!(self.online.contains_key(&conn), "{m:?} to {conn}, which is not logged in");
                     assert!(
-                        self.online.contains_key(&conn),
-                        "{m:?} to {conn}, which is not logged in"
+                        !matches!(m, ServerResponse::LoginSuccess { .. } | ServerResponse::LoginFailure { .. }),
+                        "second Login reply to {conn}: {m:?}"
                     );
-                    assert!(!matches!(m, ServerResponse::LoginSuccess { .. } | ServerResponse::LoginFailure { .. }),
-                        "second Login reply to {conn}: {m:?}");
                     if let Some(i) = tail.get_mut(&conn) {
                         if *i < AFTER_LOGIN.len() {
                             assert_eq!(m.code(), AFTER_LOGIN[*i], "after LoginSuccess to {conn}: {m:?}");
@@ -323,20 +294,13 @@ impl Harness {
                     self.pending.remove(&conn);
                 }
                 Output::Event(e) => match e {
-                    CentralEvent::CheckLogin {
-                        conn,
-                        user,
-                        password,
-                    } => {
+                    CentralEvent::CheckLogin { conn, user, password } => {
                         assert!(self.live(conn) && !self.closed.contains(&conn));
                         assert!(!self.online.contains_key(&conn), "CheckLogin of logged-in {conn}");
                         assert!(validate_username(&user).is_ok(), "CheckLogin of {user:?}");
                         assert!(!user.eq_ignore_ascii_case("server"));
                         assert!(!password.is_empty());
-                        assert!(
-                            self.checking.insert(conn, (user, password)).is_none(),
-                            "second CheckLogin for {conn}"
-                        );
+                        assert!(self.checking.insert(conn, (user, password)).is_none(), "second CheckLogin for {conn}");
                     }
                     CentralEvent::LoggedIn { conn, user, ip } => {
                         assert_eq!(self.online.get(&conn), Some(&user), "LoggedIn {conn} {user}");
@@ -360,8 +324,7 @@ impl Harness {
                     }
                     CentralEvent::MessageAcked { user, id } => {
                         assert!(self.logged.contains(&user));
-                        self.stored
-                            .retain(|m| !(m.id == id && m.to.eq_ignore_ascii_case(&user)));
+                        self.stored.retain(|m| !(m.id == id && m.to.eq_ignore_ascii_case(&user)));
                     }
                     CentralEvent::Dropped { conn, .. } => {
                         assert!(self.live(conn));
@@ -430,12 +393,8 @@ impl Harness {
         // The driver hands over stored messages at login.
         for (conn, user) in logged_in {
             if self.online.get(&conn) == Some(&user) {
-                let mine: Vec<StoredMessage> = self
-                    .stored
-                    .iter()
-                    .filter(|m| m.to.eq_ignore_ascii_case(&user))
-                    .cloned()
-                    .collect();
+                let mine: Vec<StoredMessage> =
+                    self.stored.iter().filter(|m| m.to.eq_ignore_ascii_case(&user)).cloned().collect();
                 if !mine.is_empty() {
                     self.c.deliver_stored(conn, mine);
                     self.settle(Op::Other);
@@ -485,23 +444,16 @@ fn request(inp: &mut Input<'_>) -> ServerRequest {
         }
         1 => SetWaitPort {
             port: u32::from(inp.u16()),
-            obfuscation: inp.bool().then(|| ObfuscatedPort {
-                obf_type: u32::from(inp.u8() % 2),
-                port: u32::from(inp.u16()),
-            }),
+            obfuscation: inp
+                .bool()
+                .then(|| ObfuscatedPort { obf_type: u32::from(inp.u8() % 2), port: u32::from(inp.u16()) }),
         },
         2 => GetPeerAddress { user: name(inp) },
         3 => WatchUser { user: name(inp) },
         4 => UnwatchUser { user: name(inp) },
         5 => GetUserStatus { user: name(inp) },
-        6 => SayChatroom {
-            room: room(inp),
-            message: text(inp),
-        },
-        7 | 8 => JoinRoom {
-            room: room(inp),
-            private: inp.bool(),
-        },
+        6 => SayChatroom { room: room(inp), message: text(inp) },
+        7 | 8 => JoinRoom { room: room(inp), private: inp.bool() },
         9 => LeaveRoom { room: room(inp) },
         10 => ConnectToPeer {
             token: inp.u32(),
@@ -515,67 +467,30 @@ fn request(inp: &mut Input<'_>) -> ServerRequest {
                     message: ADMIN_LINES[usize::from(inp.u8()) % ADMIN_LINES.len()].into(),
                 }
             } else {
-                MessageUser {
-                    user: name(inp),
-                    message: text(inp),
-                }
+                MessageUser { user: name(inp), message: text(inp) }
             }
         }
-        13 => MessageAcked {
-            id: u32::from(inp.u8()),
-        },
-        14 => FileSearch {
-            token: inp.u32(),
-            query: text(inp),
-        },
-        15 => WishlistSearch {
-            token: inp.u32(),
-            query: text(inp),
-        },
-        16 => UserSearch {
-            user: name(inp),
-            token: inp.u32(),
-            query: text(inp),
-        },
-        17 => RoomSearch {
-            room: room(inp),
-            token: inp.u32(),
-            query: text(inp),
-        },
-        18 => SetStatus {
-            status: UserStatus::from(u32::from(inp.u8() % 4)),
-        },
-        19 => SharedFoldersFiles {
-            dirs: inp.u32(),
-            files: inp.u32(),
-        },
+        13 => MessageAcked { id: u32::from(inp.u8()) },
+        14 => FileSearch { token: inp.u32(), query: text(inp) },
+        15 => WishlistSearch { token: inp.u32(), query: text(inp) },
+        16 => UserSearch { user: name(inp), token: inp.u32(), query: text(inp) },
+        17 => RoomSearch { room: room(inp), token: inp.u32(), query: text(inp) },
+        18 => SetStatus { status: UserStatus::from(u32::from(inp.u8() % 4)) },
+        19 => SharedFoldersFiles { dirs: inp.u32(), files: inp.u32() },
         20 => SendUploadSpeed { speed: inp.u32() },
         21 => GetUserStats { user: name(inp) },
         22 => CheckPrivileges,
         23 => RoomList,
-        24 => RoomTickerSet {
-            room: room(inp),
-            ticker: if inp.bool() { String::new() } else { text(inp) },
-        },
-        25 => CantConnectToPeer {
-            token: inp.u32(),
-            user: name(inp),
-        },
-        26 => EnableRoomInvitations {
-            enabled: inp.bool(),
-        },
+        24 => RoomTickerSet { room: room(inp), ticker: if inp.bool() { String::new() } else { text(inp) } },
+        25 => CantConnectToPeer { token: inp.u32(), user: name(inp) },
+        26 => EnableRoomInvitations { enabled: inp.bool() },
         27 => ServerPing,
         28 => {
             let code = REQUEST_CODES[usize::from(inp.u8()) % REQUEST_CODES.len()];
             ServerRequest::decode(code, inp.chunk()).unwrap_or(ServerPing)
         }
-        29 => Unknown {
-            code: inp.u32(),
-            body: inp.chunk().to_vec(),
-        },
-        30 => HaveNoParent {
-            no_parent: inp.bool(),
-        },
+        29 => Unknown { code: inp.u32(), body: inp.chunk().to_vec() },
+        30 => HaveNoParent { no_parent: inp.bool() },
         _ => BranchLevel { level: inp.u32() },
     }
 }
@@ -636,11 +551,7 @@ fuzz_target!(|data: &[u8]| {
             3..=14 => {
                 if let Some(c) = h.pick(&mut inp) {
                     let frame = request(&mut inp).encode();
-                    let cut = if inp.u8() < 200 {
-                        frame.len()
-                    } else {
-                        usize::from(inp.u8()) % (frame.len() + 1)
-                    };
+                    let cut = if inp.u8() < 200 { frame.len() } else { usize::from(inp.u8()) % (frame.len() + 1) };
                     h.c.handle_input(h.now, c, &frame[..cut]);
                     if cut < frame.len() {
                         h.pending.entry(c).or_default().extend_from_slice(&frame[cut..]);

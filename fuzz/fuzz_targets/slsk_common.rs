@@ -40,12 +40,7 @@ pub fn one_frame(kind: FrameKind, data: &[u8]) -> omnipeer_slsk::Frame {
         Ok(Some(f)) => f,
         other => panic!("{kind:?} frame {} does not read back: {other:?}", hex(data)),
     };
-    assert_eq!(
-        r.buffered(),
-        0,
-        "{kind:?} frame {} has bytes after its end",
-        hex(data)
-    );
+    assert_eq!(r.buffered(), 0, "{kind:?} frame {} has bytes after its end", hex(data));
     f
 }
 
@@ -153,14 +148,7 @@ pub fn check_distributed(code: u8, body: &[u8], depth: u32) -> Option<Distribute
     if skip_known() && known_embedded_zero_prefix(&m) {
         return Some(m);
     }
-    round_trip!(
-        "DistributedMessage",
-        DistributedMessage,
-        FrameKind::Distributed,
-        code,
-        body,
-        m.clone()
-    );
+    round_trip!("DistributedMessage", DistributedMessage, FrameKind::Distributed, code, body, m.clone());
     let f = one_frame(FrameKind::Distributed, &m.encode());
     assert_eq!(DistributedMessage::from_frame(&f).as_ref(), Ok(&m));
     assert_eq!(DistributedMessage::unembed(code, body).as_ref(), Ok(&m));

@@ -25,12 +25,7 @@ use libfuzzer_sys::fuzz_target;
 use omnipeer_slsk::framing::{parse_frame, Frame, FrameError, FrameKind, FrameReader};
 use omnipeer_slsk::limits::{MAX_DISTRIBUTED_FRAME, MAX_FRAME, MAX_INIT_FRAME};
 
-const KINDS: [FrameKind; 4] = [
-    FrameKind::Server,
-    FrameKind::Peer,
-    FrameKind::PeerInit,
-    FrameKind::Distributed,
-];
+const KINDS: [FrameKind; 4] = [FrameKind::Server, FrameKind::Peer, FrameKind::PeerInit, FrameKind::Distributed];
 
 /// The notes' numbers, independent of the crate's `code_width`/`default_limit`.
 fn width_of(kind: FrameKind) -> usize {
@@ -104,15 +99,8 @@ fn reference(plan: Plan, stream: &[u8]) -> Outcome {
         if rest.len() < 4 + len {
             break;
         }
-        let code = if width == 4 {
-            u32::from_le_bytes(rest[4..8].try_into().unwrap())
-        } else {
-            u32::from(rest[4])
-        };
-        frames.push(Frame {
-            code,
-            body: rest[4 + width..4 + len].to_vec(),
-        });
+        let code = if width == 4 { u32::from_le_bytes(rest[4..8].try_into().unwrap()) } else { u32::from(rest[4]) };
+        frames.push(Frame { code, body: rest[4 + width..4 + len].to_vec() });
         pos += 4 + len;
         if frames.len() == 1 {
             match plan.after {
@@ -122,22 +110,12 @@ fn reference(plan: Plan, stream: &[u8]) -> Outcome {
                     limit = l.unwrap_or(default_limit_of(k));
                 }
                 After::TakeRest => {
-                    return Outcome {
-                        frames,
-                        error: None,
-                        buffered: 0,
-                        raw: Some(stream[pos..].to_vec()),
-                    }
+                    return Outcome { frames, error: None, buffered: 0, raw: Some(stream[pos..].to_vec()) }
                 }
             }
         }
     }
-    Outcome {
-        frames,
-        error: None,
-        buffered: stream.len() - pos,
-        raw: None,
-    }
+    Outcome { frames, error: None, buffered: stream.len() - pos, raw: None }
 }
 
 /// Feed `chunks` to a reader following `plan`, draining after every push.
@@ -187,27 +165,13 @@ fn run(plan: Plan, chunks: &[&[u8]]) -> Outcome {
                 Ok(None) => break,
                 Err(e) => {
                     assert_ne!(e, FrameError::Incomplete, "next_frame returned Incomplete");
-                    assert_eq!(
-                        r.next_frame(),
-                        Err(e.clone()),
-                        "the error is not stable when asked again"
-                    );
-                    return Outcome {
-                        frames,
-                        error: Some((e, pushed)),
-                        buffered: 0,
-                        raw: None,
-                    };
+                    assert_eq!(r.next_frame(), Err(e.clone()), "the error is not stable when asked again");
+                    return Outcome { frames, error: Some((e, pushed)), buffered: 0, raw: None };
                 }
             }
         }
     }
-    Outcome {
-        frames,
-        error: None,
-        buffered: if raw.is_some() { 0 } else { r.buffered() },
-        raw,
-    }
+    Outcome { frames, error: None, buffered: if raw.is_some() { 0 } else { r.buffered() }, raw }
 }
 
 /// Where, in bytes pushed, an error at stream offset `at` must show up: the end of the
@@ -260,16 +224,8 @@ fuzz_target!(|data: &[u8]| {
     let (kind, after) = match (h >> 2) % 4 {
         0 | 1 => (KINDS[usize::from(h % 4)], After::Nothing),
         2 => {
-            let k = if h & 1 == 0 {
-                FrameKind::Peer
-            } else {
-                FrameKind::Distributed
-            };
-            let l = if h & 2 != 0 {
-                Some(usize::from(small))
-            } else {
-                None
-            };
+            let k = if h & 1 == 0 { FrameKind::Peer } else { FrameKind::Distributed };
+            let l = if h & 2 != 0 { Some(usize::from(small)) } else { None };
             (FrameKind::PeerInit, After::Switch(k, l))
         }
         _ => (FrameKind::PeerInit, After::TakeRest),

@@ -78,18 +78,14 @@ fn bombs() {
         assert!(small.len() < 16 * 1024, "bomb of {} bytes", small.len());
         assert_eq!(
             zlib::inflate(&small, (2 << 20) + 1),
-            Err(DecodeError::DecompressedTooLarge {
-                limit: (2 << 20) + 1
-            })
+            Err(DecodeError::DecompressedTooLarge { limit: (2 << 20) + 1 })
         );
         assert!(matches!(zlib::inflate(&small, 4 << 20), Err(DecodeError::Zlib(_))));
         let b = bomb(MAX_DECOMPRESSED / (1 << 20) + 1);
         for code in [9, 37] {
             assert_eq!(
                 PeerMessage::decode(code, &b),
-                Err(DecodeError::DecompressedTooLarge {
-                    limit: MAX_DECOMPRESSED
-                }),
+                Err(DecodeError::DecompressedTooLarge { limit: MAX_DECOMPRESSED }),
                 "zlib bomb in peer message {code}"
             );
         }
@@ -97,9 +93,7 @@ fn bombs() {
         let b = bomb(MAX_SHARE_LIST_DECOMPRESSED / (1 << 20) + 1);
         assert_eq!(
             PeerMessage::decode(5, &b),
-            Err(DecodeError::DecompressedTooLarge {
-                limit: MAX_SHARE_LIST_DECOMPRESSED
-            }),
+            Err(DecodeError::DecompressedTooLarge { limit: MAX_SHARE_LIST_DECOMPRESSED }),
             "zlib bomb in peer message 5"
         );
     });
@@ -123,23 +117,14 @@ fn check_inflate(z: &[u8], limit: usize) {
             }
         }
         Err(DecodeError::Zlib(e)) => {
-            assert!(
-                matches!(full, Err(DecodeError::Zlib(_))),
-                "{e} at limit {limit}, {full:?} without: {}",
-                hex(z)
-            );
+            assert!(matches!(full, Err(DecodeError::Zlib(_))), "{e} at limit {limit}, {full:?} without: {}", hex(z));
         }
         Err(e) => panic!("inflate returned {e}"),
     }
     if let Ok(v) = &full {
         assert_eq!(zlib::inflate(z, v.len()).as_ref(), Ok(v));
         if !v.is_empty() {
-            assert_eq!(
-                zlib::inflate(z, v.len() - 1),
-                Err(DecodeError::DecompressedTooLarge {
-                    limit: v.len() - 1
-                })
-            );
+            assert_eq!(zlib::inflate(z, v.len() - 1), Err(DecodeError::DecompressedTooLarge { limit: v.len() - 1 }));
         }
         if v.len() <= 64 * 1024 {
             assert_eq!(zlib::inflate(&zlib::deflate(v), v.len()).as_ref(), Ok(v));
@@ -172,11 +157,7 @@ fuzz_target!(|data: &[u8]| {
             check_peer_init(code, inp.rest());
         }
         1 | 2 => {
-            let code = if sel & 0x80 == 0 {
-                peer::CODES[usize::from(inp.u8()) % peer::CODES.len()]
-            } else {
-                inp.u32()
-            };
+            let code = if sel & 0x80 == 0 { peer::CODES[usize::from(inp.u8()) % peer::CODES.len()] } else { inp.u32() };
             check_peer(code, inp.rest());
         }
         3 | 4 => {
@@ -197,8 +178,7 @@ fuzz_target!(|data: &[u8]| {
         }
         5 | 6 => {
             let code = if sel & 0x80 == 0 {
-                omnipeer_slsk::distributed::CODES
-                    [usize::from(inp.u8()) % omnipeer_slsk::distributed::CODES.len()]
+                omnipeer_slsk::distributed::CODES[usize::from(inp.u8()) % omnipeer_slsk::distributed::CODES.len()]
             } else {
                 inp.u8()
             };

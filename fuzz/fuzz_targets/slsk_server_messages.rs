@@ -39,11 +39,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!((c, b.as_slice()), (code, body));
             }
             Some(_) => assert!(REQUEST_CODES.contains(&code), "request code {code} not in REQUEST_CODES"),
-            None => assert!(
-                REQUEST_CODES.contains(&code),
-                "unknown request code {code} failed to decode: {}",
-                hex(body)
-            ),
+            None => {
+                assert!(REQUEST_CODES.contains(&code), "unknown request code {code} failed to decode: {}", hex(body))
+            }
         }
         match check_response(code, body) {
             Some(ServerResponse::Unknown { code: c, body: b }) => {
@@ -51,11 +49,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!((c, b.as_slice()), (code, body));
             }
             Some(_) => assert!(RESPONSE_CODES.contains(&code), "response code {code} not in RESPONSE_CODES"),
-            None => assert!(
-                RESPONSE_CODES.contains(&code),
-                "unknown response code {code} failed to decode: {}",
-                hex(body)
-            ),
+            None => {
+                assert!(RESPONSE_CODES.contains(&code), "unknown response code {code} failed to decode: {}", hex(body))
+            }
         }
     }
 });

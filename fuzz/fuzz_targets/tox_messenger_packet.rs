@@ -34,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
             m.handle_net_crypto_event(now, &NetCryptoEvent::Lossless { peer: friend, data: vec![0x18] }, &mut nc);
         }
         m.handle_net_crypto_event(now, &NetCryptoEvent::Lossless { peer: friend, data: chunk.to_vec() }, &mut nc);
-        m.handle_net_crypto_event(now, &NetCryptoEvent::Delivered { peer: friend, buffer_start: chunk.len() as u32 }, &mut nc);
+        m.handle_net_crypto_event(
+            now,
+            &NetCryptoEvent::Delivered { peer: friend, buffer_start: chunk.len() as u32 },
+            &mut nc,
+        );
     }
     m.tick(now, &mut nc);
     while m.poll_event().is_some() {}

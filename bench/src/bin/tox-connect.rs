@@ -225,7 +225,9 @@ fn main() -> anyhow::Result<()> {
     println!("  c-toxcore <-> c-toxcore  {b:.2} s");
     let (s, sf) = (median(&mut search), median(&mut search_found));
     println!("  omnipeer  <-> c-toxcore  {o:.2} s   (first receipt {rc:.2} s; bot found at {f:.2} s)");
-    println!("  omnipeer, search only    {s:.2} s   (bot found at {sf:.2} s: its announcement stored, seen by our search)");
+    println!(
+        "  omnipeer, search only    {s:.2} s   (bot found at {sf:.2} s: its announcement stored, seen by our search)"
+    );
     println!("  ratio (c-toxcore / omnipeer): {:.2}x; search only {:.2}x", b / o, b / s);
     Ok(())
 }

@@ -26,9 +26,7 @@ fn addr(i: usize) -> SocketAddr {
 fn populated_server(n: usize, now: Instant, rng: &mut ToxRng) -> (Dht, Instant) {
     let mut server = Dht::new(KeyPair::generate(rng), child_seed(rng), now);
     let server_addr = addr(0);
-    let mut peers: Vec<Dht> = (0..n)
-        .map(|_| Dht::new(KeyPair::generate(rng), child_seed(rng), now))
-        .collect();
+    let mut peers: Vec<Dht> = (0..n).map(|_| Dht::new(KeyPair::generate(rng), child_seed(rng), now)).collect();
     for p in peers.iter_mut() {
         p.bootstrap(server_addr, server.pk(), now);
     }
@@ -66,45 +64,18 @@ fn populated_server(n: usize, now: Instant, rng: &mut ToxRng) -> (Dht, Instant) 
 }
 
 /// Ping and nodes requests (alternating) from `senders` keys, `count` in all.
-fn build_packets(
-    server: &Dht,
-    senders: &[KeyPair],
-    count: usize,
-    rng: &mut ToxRng,
-) -> Vec<(SocketAddr, Vec<u8>)> {
-    let keys: Vec<SharedKey> = senders
-        .iter()
-        .map(|s| SharedKey::precompute(&server.pk(), &s.sk))
-        .collect();
+fn build_packets(server: &Dht, senders: &[KeyPair], count: usize, rng: &mut ToxRng) -> Vec<(SocketAddr, Vec<u8>)> {
+    let keys: Vec<SharedKey> = senders.iter().map(|s| SharedKey::precompute(&server.pk(), &s.sk)).collect();
     (0..count)
         .map(|i| {
             let s = i % senders.len();
             let pkt = if i % 2 == 0 {
-                let plain = PingPlain {
-                    response: false,
-                    id: i as u64,
-                }
-                .encode();
-                DhtPacket::build(
-                    kind::PING_REQUEST,
-                    &senders[s].pk,
-                    &keys[s],
-                    &random_nonce(rng),
-                    &plain,
-                )
+                let plain = PingPlain { response: false, id: i as u64 }.encode();
+                DhtPacket::build(kind::PING_REQUEST, &senders[s].pk, &keys[s], &random_nonce(rng), &plain)
             } else {
-                let plain = NodesRequestPlain {
-                    searched: senders[(s + 1) % senders.len()].pk,
-                    sendback: i as u64,
-                }
-                .encode();
-                DhtPacket::build(
-                    kind::NODES_REQUEST,
-                    &senders[s].pk,
-                    &keys[s],
-                    &random_nonce(rng),
-                    &plain,
-                )
+                let plain =
+                    NodesRequestPlain { searched: senders[(s + 1) % senders.len()].pk, sendback: i as u64 }.encode();
+                DhtPacket::build(kind::NODES_REQUEST, &senders[s].pk, &keys[s], &random_nonce(rng), &plain)
             };
             (addr(1000 + s), pkt)
         })
@@ -136,9 +107,8 @@ fn main() -> anyhow::Result<()> {
     let known = server.good_node_count();
 
     // warm: senders seen before (shared keys cached; at most the cache size)
-    let warm_senders: Vec<KeyPair> = (0..nsenders.min(omnipeer_tox::dht::MAX_SHARED_KEYS))
-        .map(|_| KeyPair::generate(&mut rng))
-        .collect();
+    let warm_senders: Vec<KeyPair> =
+        (0..nsenders.min(omnipeer_tox::dht::MAX_SHARED_KEYS)).map(|_| KeyPair::generate(&mut rng)).collect();
     let warmup = build_packets(&server, &warm_senders, warm_senders.len(), &mut rng);
     run(&mut server, now, &warmup);
     let packets = build_packets(&server, &warm_senders, count, &mut rng);

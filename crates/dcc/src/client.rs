@@ -131,9 +131,7 @@ impl ClientHandshake {
         let opening = match &request {
             Request::Chat => Message::Chat { nick: nick.clone() },
             Request::Fserve => Message::Fserve { nick: nick.clone() },
-            Request::Send { size, name } => {
-                Message::Send { nick: nick.clone(), size: *size, name: name.clone() }
-            }
+            Request::Send { size, name } => Message::Send { nick: nick.clone(), size: *size, name: name.clone() },
             Request::Get { name } => Message::Get { nick: nick.clone(), name: name.clone() },
         };
         let mut out = VecDeque::new();
@@ -178,8 +176,7 @@ impl ClientHandshake {
         match (&self.request, msg) {
             (_, Message::Unavailable) => self.fail(ClientError::Unavailable),
             (_, Message::Rejected) => self.fail(ClientError::Rejected),
-            (Request::Chat, Message::ChatAccepted { nick })
-            | (Request::Fserve, Message::FserveAccepted { nick }) => {
+            (Request::Chat, Message::ChatAccepted { nick }) | (Request::Fserve, Message::FserveAccepted { nick }) => {
                 self.state = State::Done;
                 let leftover = self.lines.take_rest();
                 self.out.push_back(Output::Event(Event::Accepted { server_nick: nick, leftover }));
@@ -193,11 +190,7 @@ impl ClientHandshake {
                 self.state = State::Done;
                 let sender = FileSender::new(*size, position);
                 let leftover = self.lines.take_rest();
-                self.out.push_back(Output::Event(Event::SendAccepted {
-                    server_nick: nick,
-                    sender,
-                    leftover,
-                }));
+                self.out.push_back(Output::Event(Event::SendAccepted { server_nick: nick, sender, leftover }));
             }
             (Request::Get { .. }, Message::GetAccepted { nick, size }) => {
                 self.state = State::GetDecision { size };
@@ -220,8 +213,7 @@ impl ClientHandshake {
         if let State::GetDecision { size } = self.state {
             let receiver = FileReceiver::new(size, position);
             self.out.push_back(Output::Transmit(
-                Message::GetResume { nick: self.nick.clone(), position: receiver.position() }
-                    .encode(),
+                Message::GetResume { nick: self.nick.clone(), position: receiver.position() }.encode(),
             ));
             self.state = State::Done;
             let leftover = self.lines.take_rest();
@@ -315,12 +307,7 @@ mod tests {
         drain(&mut c);
         c.handle_input(t0, b"111 bob\n");
         assert!(matches!(&drain(&mut c).1[..], [Event::Failed(ClientError::Unexpected(_))]));
-        let mut c = ClientHandshake::new(
-            "alice",
-            Request::Send { size: 10, name: "a".into() },
-            t0,
-            REPLY_TIMEOUT,
-        );
+        let mut c = ClientHandshake::new("alice", Request::Send { size: 10, name: "a".into() }, t0, REPLY_TIMEOUT);
         drain(&mut c);
         c.handle_input(t0, b"121 bob 11\n");
         assert!(matches!(&drain(&mut c).1[..], [Event::Failed(ClientError::Unexpected(_))]));
@@ -329,8 +316,7 @@ mod tests {
     #[test]
     fn get_exchange() {
         let t0 = Instant::now();
-        let mut c =
-            ClientHandshake::new("alice", Request::Get { name: "readme.txt".into() }, t0, REPLY_TIMEOUT);
+        let mut c = ClientHandshake::new("alice", Request::Get { name: "readme.txt".into() }, t0, REPLY_TIMEOUT);
         assert_eq!(drain(&mut c).0, b"130 alice readme.txt\n");
         c.handle_input(t0, b"131 bob 12345\n");
         let (_, ev) = drain(&mut c);

@@ -195,8 +195,7 @@ impl FserveSession {
 
     /// The lines sent right after `111`.
     pub fn welcome(&self, view: &dyn ShareView) -> Vec<String> {
-        let mut lines =
-            vec![format!("Welcome to {}'s file server. Type 'help' for commands.", self.cfg.server_nick)];
+        let mut lines = vec![format!("Welcome to {}'s file server. Type 'help' for commands.", self.cfg.server_nick)];
         if let Some(w) = &self.cfg.welcome {
             if let Some(text) = view.read_head(w, MAX_DIRINFO_BYTES) {
                 lines.extend(text_lines(&text));
@@ -232,9 +231,10 @@ impl FserveSession {
                 reply.close = true;
                 return reply;
             }
-            _ => reply
-                .lines
-                .push(format!("Unknown command '{}'. Type 'help' for commands.", line.split_whitespace().next().unwrap_or(""))),
+            _ => reply.lines.push(format!(
+                "Unknown command '{}'. Type 'help' for commands.",
+                line.split_whitespace().next().unwrap_or("")
+            )),
         }
         reply.lines.push(self.prompt());
         reply
@@ -304,12 +304,9 @@ impl FserveSession {
             for e in shown {
                 match e.kind {
                     EntryKind::Dir => reply.lines.push(format!("  {}{SEP}", e.name)),
-                    EntryKind::File { size } => reply.lines.push(format!(
-                        "  {:<width$}  {}",
-                        e.name,
-                        unit.show(size),
-                        width = width
-                    )),
+                    EntryKind::File { size } => {
+                        reply.lines.push(format!("  {:<width$}  {}", e.name, unit.show(size), width = width))
+                    }
                 }
             }
         }
@@ -412,14 +409,10 @@ impl FserveSession {
         match view.stat(&path) {
             Some((path, EntryKind::File { size })) => {
                 if in_use >= self.cfg.max_gets {
-                    return reply
-                        .lines
-                        .push(format!("Too many gets (at most {} at a time)", self.cfg.max_gets));
+                    return reply.lines.push(format!("Too many gets (at most {} at a time)", self.cfg.max_gets));
                 }
                 let name = path.file_name().unwrap_or_default().to_owned();
-                reply.lines.push(format!(
-                    "Sending {name} ({size} bytes). Connect with 130 to receive it."
-                ));
+                reply.lines.push(format!("Sending {name} ({size} bytes). Connect with 130 to receive it."));
                 reply.get = Some(GetOrder { path, name, size });
             }
             Some(_) => reply.lines.push("Not a file".into()),
@@ -613,8 +606,7 @@ mod tests {
     impl ShareView for Mem {
         fn stat(&self, path: &VPath) -> Option<(VPath, EntryKind)> {
             let (k, v) = self.0.iter().find(|(k, _)| {
-                k.len() == path.0.len()
-                    && k.iter().zip(&path.0).all(|(a, b)| a.eq_ignore_ascii_case(b))
+                k.len() == path.0.len() && k.iter().zip(&path.0).all(|(a, b)| a.eq_ignore_ascii_case(b))
             })?;
             let kind = match v {
                 None => EntryKind::Dir,
@@ -662,10 +654,7 @@ mod tests {
     #[test]
     fn welcome_and_prompt() {
         let s = session();
-        assert_eq!(
-            s.welcome(&share()),
-            vec!["Welcome to bob's file server. Type 'help' for commands.", "[\\]"]
-        );
+        assert_eq!(s.welcome(&share()), vec!["Welcome to bob's file server. Type 'help' for commands.", "[\\]"]);
     }
 
     #[test]

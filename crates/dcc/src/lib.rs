@@ -110,11 +110,7 @@ impl Services {
                 "chat" => s.chat = true,
                 "send" => s.send = true,
                 "fserve" => s.fserve = true,
-                other => {
-                    return Err(format!(
-                        "unknown DCC service '{other}' (expected chat, send or fserve)"
-                    ))
-                }
+                other => return Err(format!("unknown DCC service '{other}' (expected chat, send or fserve)")),
             }
         }
         Ok(s)

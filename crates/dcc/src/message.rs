@@ -125,8 +125,7 @@ impl Message {
     pub fn parse(line: &[u8]) -> Result<Message, ParseError> {
         let text = crate::decode_text(line);
         let b = text.as_bytes();
-        if b.len() < 3 || !b[..3].iter().all(u8::is_ascii_digit) || (b.len() > 3 && b[3] != b' ')
-        {
+        if b.len() < 3 || !b[..3].iter().all(u8::is_ascii_digit) || (b.len() > 3 && b[3] != b' ') {
             return Err(ParseError::NoCode);
         }
         let code: u16 = text[..3].parse().map_err(|_| ParseError::NoCode)?;

@@ -207,14 +207,9 @@ impl ServerHandshake {
         if !matches!(self.state, State::SendDecision { .. }) {
             return;
         }
-        if let State::SendDecision { nick, size, name } =
-            std::mem::replace(&mut self.state, State::Done)
-        {
+        if let State::SendDecision { nick, size, name } = std::mem::replace(&mut self.state, State::Done) {
             let receiver = FileReceiver::new(size, position);
-            self.transmit(Message::SendAccepted {
-                nick: self.cfg.nick.clone(),
-                position: receiver.position(),
-            });
+            self.transmit(Message::SendAccepted { nick: self.cfg.nick.clone(), position: receiver.position() });
             let leftover = self.lines.take_rest();
             self.out.push_back(Output::Event(Event::Receive { nick, name, receiver, leftover }));
         }
@@ -233,9 +228,8 @@ impl ServerHandshake {
         }
         let needed = size - position.min(size);
         if needed > free_space {
-            return self.reject(format!(
-                "{needed} bytes still to come but only {free_space} free for the incoming folder"
-            ));
+            return self
+                .reject(format!("{needed} bytes still to come but only {free_space} free for the incoming folder"));
         }
         self.accept_send(position);
     }
@@ -245,8 +239,7 @@ impl ServerHandshake {
         if !matches!(self.state, State::GetDecision { .. }) {
             return;
         }
-        if let State::GetDecision { nick, name } = std::mem::replace(&mut self.state, State::Done)
-        {
+        if let State::GetDecision { nick, name } = std::mem::replace(&mut self.state, State::Done) {
             self.transmit(Message::GetAccepted { nick: self.cfg.nick.clone(), size });
             self.deadline = now + self.cfg.handshake_timeout;
             self.state = State::AwaitResume { nick, name, size };
@@ -315,12 +308,7 @@ impl ServerHandshake {
                     Message::GetResume { position, .. } if position <= size => {
                         let sender = FileSender::new(size, position);
                         let leftover = self.lines.take_rest();
-                        self.out.push_back(Output::Event(Event::SendFile {
-                            nick,
-                            name,
-                            sender,
-                            leftover,
-                        }));
+                        self.out.push_back(Output::Event(Event::SendFile { nick, name, sender, leftover }));
                     }
                     Message::GetResume { position, .. } => {
                         self.refuse(format!("resume position {position} beyond size {size}"))

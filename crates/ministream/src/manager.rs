@@ -200,10 +200,7 @@ pub struct Manager {
 
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Manager")
-            .field("listening", &self.listening)
-            .field("streams", &self.streams.len())
-            .finish()
+        f.debug_struct("Manager").field("listening", &self.listening).field("streams", &self.streams.len()).finish()
     }
 }
 
@@ -253,7 +250,8 @@ impl Manager {
         let sid = StreamId { role: Role::Client, id };
         let deadline = now + self.cfg.connect_timeout;
         let resend = self.cfg.syn_resend.map_or(deadline, |r| (now + r).min(deadline));
-        self.streams.insert(sid, Stream { state: State::Connecting(deadline, resend), peer: None, recv: VecDeque::new() });
+        self.streams
+            .insert(sid, Stream { state: State::Connecting(deadline, resend), peer: None, recv: VecDeque::new() });
         self.transmit(Message::Syn { client_id: id, destination: self.destination.clone() });
         Ok(sid)
     }
@@ -375,7 +373,9 @@ impl Manager {
     /// messages are dropped.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         // Data, the common case, straight into the stream's buffer (no Message copy).
-        if let [ty @ (crate::message::types::CLIENT_DATA | crate::message::types::SERVER_DATA), a, b, c, data @ ..] = bytes {
+        if let [ty @ (crate::message::types::CLIENT_DATA | crate::message::types::SERVER_DATA), a, b, c, data @ ..] =
+            bytes
+        {
             if bytes.len() > crate::MAX_MESSAGE {
                 return;
             }
@@ -398,9 +398,7 @@ impl Manager {
                     }
                 }
             }
-            Message::ServerClose { client_id, .. } => {
-                self.on_close(StreamId { role: Role::Client, id: client_id })
-            }
+            Message::ServerClose { client_id, .. } => self.on_close(StreamId { role: Role::Client, id: client_id }),
             Message::ClientClose { server_id } => self.on_close(StreamId { role: Role::Server, id: server_id }),
             Message::ServerData { client_id, data } => {
                 self.on_data(StreamId { role: Role::Client, id: client_id }, &data)
@@ -487,7 +485,8 @@ impl Manager {
         };
         let sid = StreamId { role: Role::Server, id };
         let deadline = now + self.cfg.accept_timeout;
-        self.streams.insert(sid, Stream { state: State::Pending(deadline), peer: Some(client_id), recv: VecDeque::new() });
+        self.streams
+            .insert(sid, Stream { state: State::Pending(deadline), peer: Some(client_id), recv: VecDeque::new() });
         self.by_peer_client.insert(client_id, id);
         self.event(Event::Incoming { stream: sid, destination });
     }

@@ -187,8 +187,7 @@ impl Message {
             }
             types::SERVER_DATA => Message::ServerData { client_id: id, data: payload.to_vec() },
             types::ACK => {
-                let p: [u8; 3] =
-                    payload.try_into().map_err(|_| DecodeError::BadAck(payload.len()))?;
+                let p: [u8; 3] = payload.try_into().map_err(|_| DecodeError::BadAck(payload.len()))?;
                 let server_id = Id::from_bytes(p).ok_or(DecodeError::ZeroId)?;
                 Message::Ack { client_id: id, server_id }
             }

@@ -84,7 +84,6 @@ pub fn parse_datagram(d: &[u8]) -> Result<(&str, &[u8]), DatagramError> {
     Ok((sender, msg))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

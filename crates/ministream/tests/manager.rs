@@ -244,7 +244,14 @@ fn ids_are_nonzero_and_unique_per_role() {
 fn unknown_ids_types_and_pings_are_dropped() {
     let now = Instant::now();
     let mut s = mgr(vec![3], true);
-    for m in [hex("A0 00 00 09 01 02"), hex("A2 00 00 09"), hex("FF"), hex("A7 00 00 03 00"), hex("50 00 00 03 aa"), hex("00 00")] {
+    for m in [
+        hex("A0 00 00 09 01 02"),
+        hex("A2 00 00 09"),
+        hex("FF"),
+        hex("A7 00 00 03 00"),
+        hex("50 00 00 03 aa"),
+        hex("00 00"),
+    ] {
         s.handle_input(now, &m);
     }
     assert_eq!(drain(&mut s), (vec![], vec![]));
@@ -435,7 +442,11 @@ mod frames {
 #[test]
 fn syn_is_resent_until_acked_and_copies_are_harmless() {
     let now = Instant::now();
-    let cfg = Config { syn_resend: Some(Duration::from_secs(3)), connect_timeout: Duration::from_secs(10), ..Config::default() };
+    let cfg = Config {
+        syn_resend: Some(Duration::from_secs(3)),
+        connect_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
     let mut c = Manager::new(cfg, KEY.to_vec(), fixed(vec![0x000005]));
     let s = c.connect(now).unwrap();
     let (t, _) = drain(&mut c);
@@ -474,7 +485,11 @@ fn syn_is_resent_until_acked_and_copies_are_harmless() {
 #[test]
 fn resent_syn_still_times_out() {
     let now = Instant::now();
-    let cfg = Config { syn_resend: Some(Duration::from_secs(4)), connect_timeout: Duration::from_secs(10), ..Config::default() };
+    let cfg = Config {
+        syn_resend: Some(Duration::from_secs(4)),
+        connect_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
     let mut c = Manager::new(cfg, KEY.to_vec(), fixed(vec![0x000005]));
     let s = c.connect(now).unwrap();
     drain(&mut c);

@@ -47,8 +47,7 @@
 //! non-UTF-8 nick on a Latin-1 hub still reaches the right user.
 
 use crate::command::{
-    flags, is_valid_nick, Command, HubCounts, Mode, MyInfo, ParseError, SearchOrigin, SearchQuery,
-    SearchResult, Tag,
+    flags, is_valid_nick, Command, HubCounts, Mode, MyInfo, ParseError, SearchOrigin, SearchQuery, SearchResult, Tag,
 };
 use crate::framing::{CommandReader, FramingError};
 use crate::limits::{MAX_COMMAND, MAX_LIST_COMMAND, MAX_LIST_ITEMS, MAX_NICK};
@@ -140,11 +139,7 @@ impl SessionConfig {
             mode: ClientMode::Passive,
             client_name: "omnipeer".to_owned(),
             client_version: env!("CARGO_PKG_VERSION").to_owned(),
-            hubs: HubCounts {
-                normal: 1,
-                registered: 0,
-                op: 0,
-            },
+            hubs: HubCounts { normal: 1, registered: 0, op: 0 },
             supports: DEFAULT_SUPPORTS.iter().map(|s| (*s).to_owned()).collect(),
             login_timeout: LOGIN_TIMEOUT,
             keepalive: KEEPALIVE_INTERVAL,
@@ -364,10 +359,7 @@ pub fn parse_sr_datagram(datagram: &[u8]) -> Result<SearchResult, ParseError> {
     let body = datagram.strip_suffix(b"|").unwrap_or(datagram);
     match Command::parse(body)? {
         Command::Sr(r) => Ok(r),
-        _ => Err(ParseError::Invalid {
-            command: "$SR",
-            field: "command",
-        }),
+        _ => Err(ParseError::Invalid { command: "$SR", field: "command" }),
     }
 }
 
@@ -566,9 +558,7 @@ impl HubSession {
         match self.phase {
             Phase::Done => {}
             Phase::Online => self.close(match last_message {
-                Some(m) if m.to_ascii_lowercase().contains("kick") => {
-                    CloseReason::Kicked { message: m }
-                }
+                Some(m) if m.to_ascii_lowercase().contains("kick") => CloseReason::Kicked { message: m },
                 last_message => CloseReason::HubClosed { last_message },
             }),
             _ => self.fail(LoginFailure::HubClosed { last_message }),
@@ -592,10 +582,7 @@ impl HubSession {
     /// Say `text` in main chat: `<nick> text|`.
     pub fn say(&mut self, text: &str) -> Result<(), SessionError> {
         self.check_online()?;
-        let cmd = Command::Chat {
-            nick: self.nick.clone(),
-            text: utf8_to_wire(text),
-        };
+        let cmd = Command::Chat { nick: self.nick.clone(), text: utf8_to_wire(text) };
         self.transmit_checked(cmd.encode())
     }
 
@@ -603,12 +590,8 @@ impl HubSession {
     pub fn private_message(&mut self, to: &str, text: &str) -> Result<(), SessionError> {
         self.check_online()?;
         let to = self.target(to)?;
-        let cmd = Command::To {
-            to,
-            from: self.nick.clone(),
-            speaker: Some(self.nick.clone()),
-            text: utf8_to_wire(text),
-        };
+        let cmd =
+            Command::To { to, from: self.nick.clone(), speaker: Some(self.nick.clone()), text: utf8_to_wire(text) };
         self.transmit_checked(cmd.encode())
     }
 
@@ -619,18 +602,12 @@ impl HubSession {
     pub fn search(&mut self, query: &SearchQuery) -> Result<SearchOrigin, SessionError> {
         self.check_online()?;
         let origin = match self.cfg.mode {
-            ClientMode::Active { udp_port, .. } => SearchOrigin::Active {
-                host: self.our_ip().ok_or(SessionError::NoAddress)?.to_string(),
-                port: udp_port,
-            },
-            ClientMode::Passive => SearchOrigin::Passive {
-                nick: self.nick.clone(),
-            },
+            ClientMode::Active { udp_port, .. } => {
+                SearchOrigin::Active { host: self.our_ip().ok_or(SessionError::NoAddress)?.to_string(), port: udp_port }
+            }
+            ClientMode::Passive => SearchOrigin::Passive { nick: self.nick.clone() },
         };
-        let cmd = Command::Search {
-            origin: origin.clone(),
-            query: query.clone(),
-        };
+        let cmd = Command::Search { origin: origin.clone(), query: query.clone() };
         self.transmit_checked(cmd.encode())?;
         Ok(origin)
     }
@@ -662,35 +639,21 @@ impl HubSession {
                 if payload.len() > MAX_COMMAND + 1 {
                     return Err(SessionError::TooLong { limit: MAX_COMMAND });
                 }
-                Ok(Some(Datagram {
-                    host: host.clone(),
-                    port: *port,
-                    payload,
-                }))
+                Ok(Some(Datagram { host: host.clone(), port: *port, payload }))
             }
         }
     }
 
     /// `$ConnectToMe <target> <ip>:<port>|`: `target` should connect to us there. The IP is
     /// numeric (ncdc accepts nothing else); IPv6 is sent as `[ip]:port`.
-    pub fn connect_to_me(
-        &mut self,
-        target: &str,
-        ip: IpAddr,
-        port: u16,
-    ) -> Result<(), SessionError> {
+    pub fn connect_to_me(&mut self, target: &str, ip: IpAddr, port: u16) -> Result<(), SessionError> {
         self.check_online()?;
         let target = self.target(target)?;
         let host = match ip {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        let cmd = Command::ConnectToMe {
-            target,
-            host,
-            port,
-            tls: false,
-        };
+        let cmd = Command::ConnectToMe { target, host, port, tls: false };
         self.transmit_checked(cmd.encode())
     }
 
@@ -699,10 +662,7 @@ impl HubSession {
     pub fn rev_connect_to_me(&mut self, target: &str) -> Result<(), SessionError> {
         self.check_online()?;
         let target = self.target(target)?;
-        let cmd = Command::RevConnectToMe {
-            from: self.nick.clone(),
-            target,
-        };
+        let cmd = Command::RevConnectToMe { from: self.nick.clone(), target };
         self.transmit_checked(cmd.encode())
     }
 
@@ -767,10 +727,7 @@ impl HubSession {
 
     /// The wire nick for a UTF-8 nick: a known user's, else the plain conversion.
     fn resolve(&self, nick: &str) -> String {
-        self.names
-            .get(nick)
-            .cloned()
-            .unwrap_or_else(|| utf8_to_wire(nick))
+        self.names.get(nick).cloned().unwrap_or_else(|| utf8_to_wire(nick))
     }
 
     fn target(&self, nick: &str) -> Result<String, SessionError> {
@@ -805,10 +762,7 @@ impl HubSession {
             (_, Command::Chat { nick, text }) => {
                 let text = wire_to_utf8(&text);
                 self.last_message = Some(text.clone());
-                self.event(Event::Chat {
-                    nick: wire_to_utf8(&nick),
-                    text,
-                });
+                self.event(Event::Chat { nick: wire_to_utf8(&nick), text });
             }
             (_, Command::Text(text)) => {
                 let text = wire_to_utf8(&text);
@@ -818,17 +772,10 @@ impl HubSession {
             (_, Command::To { to, from, text, .. }) if to == self.nick => {
                 let text = wire_to_utf8(&text);
                 self.last_message = Some(text.clone());
-                self.event(Event::PrivateMessage {
-                    from: wire_to_utf8(&from),
-                    text,
-                });
+                self.event(Event::PrivateMessage { from: wire_to_utf8(&from), text });
             }
-            (Phase::Online, Command::ForceMove(address)) => {
-                self.close(CloseReason::Redirected(wire_to_utf8(&address)))
-            }
-            (_, Command::ForceMove(address)) => {
-                self.fail(LoginFailure::Redirected(wire_to_utf8(&address)))
-            }
+            (Phase::Online, Command::ForceMove(address)) => self.close(CloseReason::Redirected(wire_to_utf8(&address))),
+            (_, Command::ForceMove(address)) => self.fail(LoginFailure::Redirected(wire_to_utf8(&address))),
             (Phase::AwaitLock, Command::Lock { lock, .. }) => {
                 let Ok(key) = lock_to_key(&lock) else {
                     return self.fail(LoginFailure::BadLock);
@@ -836,19 +783,13 @@ impl HubSession {
                 let mut bytes = Vec::new();
                 if is_extended(&lock) {
                     bytes.extend(
-                        Command::Supports {
-                            features: self.cfg.supports.clone(),
-                            trailing_space: false,
-                        }
-                        .encode(),
+                        Command::Supports { features: self.cfg.supports.clone(), trailing_space: false }.encode(),
                     );
                 }
                 bytes.extend(Command::Key(key).encode());
                 bytes.extend(Command::ValidateNick(self.nick.clone()).encode());
                 self.transmit(bytes);
-                self.phase = Phase::AwaitHello {
-                    password_sent: false,
-                };
+                self.phase = Phase::AwaitHello { password_sent: false };
             }
             (Phase::AwaitLock, _) => {}
             (_, Command::Supports { features, .. }) => self.hub_supports = features,
@@ -860,17 +801,13 @@ impl HubSession {
                     Some(pw) => {
                         let bytes = Command::MyPass(utf8_to_wire(pw)).encode();
                         self.transmit(bytes);
-                        self.phase = Phase::AwaitHello {
-                            password_sent: true,
-                        };
+                        self.phase = Phase::AwaitHello { password_sent: true };
                     }
                     None => self.fail(LoginFailure::PasswordRequired),
                 }
             }
             (Phase::AwaitHello { .. }, Command::BadPass) => self.fail(LoginFailure::BadPassword),
-            (Phase::AwaitHello { .. }, Command::ValidateDenide(_)) => {
-                self.fail(LoginFailure::NickTaken)
-            }
+            (Phase::AwaitHello { .. }, Command::ValidateDenide(_)) => self.fail(LoginFailure::NickTaken),
             (Phase::AwaitHello { .. }, Command::HubIsFull) => self.fail(LoginFailure::HubFull),
             (Phase::AwaitHello { password_sent }, Command::Hello(nick)) if nick == self.nick => {
                 self.registered = password_sent;
@@ -904,29 +841,17 @@ impl HubSession {
                     self.event(Event::UserLeft { nick: user.nick });
                 }
             }
-            (Phase::Online, Command::Search { origin, query })
-                if !self.is_own_or_unanswerable(&origin) =>
-            {
+            (Phase::Online, Command::Search { origin, query }) if !self.is_own_or_unanswerable(&origin) => {
                 self.event(Event::SearchRequest { origin, query })
             }
-            (Phase::Online, Command::Sr(result))
-                if result.target.as_ref().is_none_or(|t| *t == self.nick) =>
-            {
+            (Phase::Online, Command::Sr(result)) if result.target.as_ref().is_none_or(|t| *t == self.nick) => {
                 self.event(Event::SearchResult(result))
             }
-            (
-                Phase::Online,
-                Command::ConnectToMe {
-                    target,
-                    host,
-                    port,
-                    tls,
-                },
-            ) if target == self.nick => self.event(Event::ConnectToMe { host, port, tls }),
+            (Phase::Online, Command::ConnectToMe { target, host, port, tls }) if target == self.nick => {
+                self.event(Event::ConnectToMe { host, port, tls })
+            }
             (Phase::Online, Command::RevConnectToMe { from, target }) if target == self.nick => {
-                self.event(Event::RevConnectToMe {
-                    from: wire_to_utf8(&from),
-                })
+                self.event(Event::RevConnectToMe { from: wire_to_utf8(&from) })
             }
             // $Lock again, $GetINFO, $Kick, unknown extensions ($ZOn, $BotList, ...): ignored.
             _ => {}
@@ -954,13 +879,7 @@ impl HubSession {
         }
         let mut bytes = Vec::new();
         for other in nicks {
-            bytes.extend(
-                Command::GetInfo {
-                    other,
-                    me: self.nick.clone(),
-                }
-                .encode(),
-            );
+            bytes.extend(Command::GetInfo { other, me: self.nick.clone() }.encode());
         }
         self.transmit(bytes);
     }
@@ -975,15 +894,7 @@ impl HubSession {
         }
         let nick = wire_to_utf8(wire);
         self.names.insert(nick.clone(), wire.to_owned());
-        self.users.insert(
-            wire.to_owned(),
-            User {
-                nick,
-                info: None,
-                op: false,
-                ip: None,
-            },
-        );
+        self.users.insert(wire.to_owned(), User { nick, info: None, op: false, ip: None });
         true
     }
 
@@ -998,11 +909,7 @@ impl HubSession {
         let first = user.info.is_none();
         user.info = Some(info.clone());
         let nick = user.nick.clone();
-        self.event(if first {
-            Event::UserJoined { nick, info }
-        } else {
-            Event::UserUpdated { nick, info }
-        });
+        self.event(if first { Event::UserJoined { nick, info } } else { Event::UserUpdated { nick, info } });
     }
 
     fn ops(&mut self, nicks: Vec<String>) {
@@ -1047,10 +954,7 @@ impl HubSession {
             (SearchOrigin::Passive { nick }, _) if *nick == self.nick => true,
             (SearchOrigin::Passive { .. }, ClientMode::Passive) => true,
             (SearchOrigin::Active { host, port }, ClientMode::Active { udp_port, .. }) => {
-                *port == udp_port
-                    && self
-                        .our_ip()
-                        .is_some_and(|ip| host.parse::<IpAddr>().ok() == Some(ip))
+                *port == udp_port && self.our_ip().is_some_and(|ip| host.parse::<IpAddr>().ok() == Some(ip))
             }
             _ => false,
         }
@@ -1061,19 +965,10 @@ fn check_config(cfg: &SessionConfig) -> Result<(), ConfigError> {
     let field = |field: &'static str, value: &str, forbidden: &[char]| {
         let wire = utf8_to_wire(value);
         if wire.len() > MAX_FIELD {
-            return Err(ConfigError::InvalidField {
-                field,
-                why: "longer than MAX_FIELD bytes",
-            });
+            return Err(ConfigError::InvalidField { field, why: "longer than MAX_FIELD bytes" });
         }
-        if wire
-            .chars()
-            .any(|c| forbidden.contains(&c) || c.is_control())
-        {
-            return Err(ConfigError::InvalidField {
-                field,
-                why: "contains a character that cannot be sent there",
-            });
+        if wire.chars().any(|c| forbidden.contains(&c) || c.is_control()) {
+            return Err(ConfigError::InvalidField { field, why: "contains a character that cannot be sent there" });
         }
         Ok(())
     };
@@ -1081,21 +976,10 @@ fn check_config(cfg: &SessionConfig) -> Result<(), ConfigError> {
     field("description", &cfg.description, &[])?;
     field("email", &cfg.email, &[])?;
     field("connection", &cfg.connection, &['$', '|'])?;
-    field(
-        "client name",
-        &cfg.client_name,
-        &['$', '|', '<', '>', ',', ':'],
-    )?;
-    field(
-        "client version",
-        &cfg.client_version,
-        &['$', '|', '<', '>', ','],
-    )?;
+    field("client name", &cfg.client_name, &['$', '|', '<', '>', ',', ':'])?;
+    field("client version", &cfg.client_version, &['$', '|', '<', '>', ','])?;
     if cfg.client_name.trim().is_empty() {
-        return Err(ConfigError::InvalidField {
-            field: "client name",
-            why: "empty",
-        });
+        return Err(ConfigError::InvalidField { field: "client name", why: "empty" });
     }
     if let Some(pw) = &cfg.password {
         if pw.is_empty() || pw.contains('|') || utf8_to_wire(pw).len() > MAX_FIELD {
@@ -1106,10 +990,7 @@ fn check_config(cfg: &SessionConfig) -> Result<(), ConfigError> {
         }
     }
     if cfg.supports.len() > crate::limits::MAX_SUPPORTS
-        || cfg
-            .supports
-            .iter()
-            .any(|f| f.is_empty() || f.contains([' ', '$', '|']))
+        || cfg.supports.iter().any(|f| f.is_empty() || f.contains([' ', '$', '|']))
     {
         return Err(ConfigError::InvalidField {
             field: "supports",
@@ -1117,10 +998,7 @@ fn check_config(cfg: &SessionConfig) -> Result<(), ConfigError> {
         });
     }
     if cfg.keepalive.is_zero() {
-        return Err(ConfigError::InvalidField {
-            field: "keepalive",
-            why: "must be longer than zero",
-        });
+        return Err(ConfigError::InvalidField { field: "keepalive", why: "must be longer than zero" });
     }
     Ok(())
 }
@@ -1138,10 +1016,7 @@ mod tests {
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn drain(s: &mut HubSession) -> (Vec<u8>, Vec<Event>, Option<Instant>) {
@@ -1166,11 +1041,7 @@ mod tests {
         cfg.description = "rust test".into();
         cfg.share_size = 3084;
         cfg.client_version = "0.1".into();
-        cfg.mode = ClientMode::Active {
-            ip: None,
-            tcp_port: 3010,
-            udp_port: 3011,
-        };
+        cfg.mode = ClientMode::Active { ip: None, tcp_port: 3010, udp_port: 3011 };
         cfg
     }
 
@@ -1195,10 +1066,7 @@ mod tests {
         let now = Instant::now();
         let mut s = HubSession::new(alice_config(), now).unwrap();
         assert_eq!(drain(&mut s), (vec![], vec![], Some(now + LOGIN_TIMEOUT)));
-        s.handle_input(
-            now,
-            b"$Lock EXTENDEDPROTOCOL_verlihub Pk=version0.9.8e-r2|$HubName Test hub|",
-        );
+        s.handle_input(now, b"$Lock EXTENDEDPROTOCOL_verlihub Pk=version0.9.8e-r2|$HubName Test hub|");
         let (sent, events, _) = drain(&mut s);
         let mut want = b"$Supports NoGetINFO NoHello UserIP2 TTHSearch|$Key ".to_vec();
         want.extend(hex("75d1c011b0a010104120d1b1b1c0c03031923171e15010d171"));
@@ -1237,31 +1105,18 @@ mod tests {
             })
             .collect();
         assert_eq!(joined, ["alice", "bob", "carol"]);
-        assert!(events.contains(&Event::Chat {
-            nick: "Hub".into(),
-            text: "Welcome!".into()
-        }));
+        assert!(events.contains(&Event::Chat { nick: "Hub".into(), text: "Welcome!".into() }));
         // bob became an operator after his info: an update.
-        assert!(events
-            .iter()
-            .any(|e| matches!(e, Event::UserUpdated { nick, .. } if nick == "bob")));
+        assert!(events.iter().any(|e| matches!(e, Event::UserUpdated { nick, .. } if nick == "bob")));
         assert_eq!(s.users().count(), 3);
         assert!(s.is_op("bob") && !s.is_op("carol"));
         assert_eq!(s.our_ip(), Some(LOCAL));
         let carol = s.user("carol").unwrap();
         assert_eq!(carol.info.as_ref().unwrap().connection, "LAN(T1)");
-        assert_eq!(
-            carol.info.as_ref().unwrap().tag.as_ref().unwrap().client,
-            "microdc2"
-        );
+        assert_eq!(carol.info.as_ref().unwrap().tag.as_ref().unwrap().client, "microdc2");
 
         s.handle_input(now, b"$Quit carol|$Quit nobody|");
-        assert_eq!(
-            drain(&mut s).1,
-            vec![Event::UserLeft {
-                nick: "carol".into()
-            }]
-        );
+        assert_eq!(drain(&mut s).1, vec![Event::UserLeft { nick: "carol".into() }]);
         assert!(s.user("carol").is_none());
 
         // A new share size goes out at once.
@@ -1270,11 +1125,7 @@ mod tests {
             drain(&mut s).0,
             b"$MyINFO $ALL alice rust test<omnipeer V:0.1,M:A,H:1/0/0,S:3>$ $100\x01$$1073741824$|"
         );
-        s.set_hub_counts(HubCounts {
-            normal: 0,
-            registered: 1,
-            op: 0,
-        });
+        s.set_hub_counts(HubCounts { normal: 0, registered: 1, op: 0 });
         assert!(String::from_utf8_lossy(&drain(&mut s).0).contains(",H:0/1/0,"));
     }
 
@@ -1304,17 +1155,11 @@ mod tests {
             (None, b"$GetPass|", LoginFailure::PasswordRequired),
             (None, b"$ValidateDenide alice|", LoginFailure::NickTaken),
             (None, b"$HubIsFull|", LoginFailure::HubFull),
-            (
-                None,
-                b"$ForceMove other.hub:411|",
-                LoginFailure::Redirected("other.hub:411".into()),
-            ),
+            (None, b"$ForceMove other.hub:411|", LoginFailure::Redirected("other.hub:411".into())),
             (
                 None,
                 &[b'x'; MAX_LIST_COMMAND + 1],
-                LoginFailure::Framing(FramingError::TooLong {
-                    limit: MAX_LIST_COMMAND,
-                }),
+                LoginFailure::Framing(FramingError::TooLong { limit: MAX_LIST_COMMAND }),
             ),
         ];
         for (pw, hub, want) in cases {
@@ -1328,9 +1173,7 @@ mod tests {
         s.handle_eof();
         assert_eq!(
             drain(&mut s).1,
-            vec![Event::LoginFailed(LoginFailure::HubClosed {
-                last_message: Some("You are banned.".into())
-            })]
+            vec![Event::LoginFailed(LoginFailure::HubClosed { last_message: Some("You are banned.".into()) })]
         );
         // An old-style lock: no $Supports.
         let mut s = HubSession::new(SessionConfig::new("bob"), now).unwrap();
@@ -1342,10 +1185,7 @@ mod tests {
         // A lock that gives no key.
         let mut s = HubSession::new(SessionConfig::new("bob"), now).unwrap();
         s.handle_input(now, b"$Lock A Pk=x|");
-        assert_eq!(
-            drain(&mut s).1,
-            vec![Event::LoginFailed(LoginFailure::BadLock)]
-        );
+        assert_eq!(drain(&mut s).1, vec![Event::LoginFailed(LoginFailure::BadLock)]);
     }
 
     #[test]
@@ -1357,39 +1197,23 @@ mod tests {
         s.handle_timeout(now + LOGIN_TIMEOUT - Duration::from_millis(1));
         assert!(!s.is_done());
         s.handle_timeout(now + LOGIN_TIMEOUT);
-        assert_eq!(
-            drain(&mut s),
-            (
-                vec![],
-                vec![Event::LoginFailed(LoginFailure::Timeout)],
-                None
-            )
-        );
+        assert_eq!(drain(&mut s), (vec![], vec![Event::LoginFailed(LoginFailure::Timeout)], None));
         // Input after the deadline counts as a timeout too.
         let mut s = HubSession::new(SessionConfig::new("alice"), now).unwrap();
         s.handle_input(now + LOGIN_TIMEOUT, b"$Lock EXTENDEDPROTOCOLx Pk=x|");
-        assert_eq!(
-            drain(&mut s).1,
-            vec![Event::LoginFailed(LoginFailure::Timeout)]
-        );
+        assert_eq!(drain(&mut s).1, vec![Event::LoginFailed(LoginFailure::Timeout)]);
 
         // Keep-alive: a lone | from the hub is not answered but counts as activity; after
         // two silent minutes we send one, then one per further two minutes.
         let mut s = logged_in(SessionConfig::new("alice"), now);
         let t1 = now + Duration::from_secs(100);
         s.handle_input(t1, b"|");
-        assert_eq!(
-            drain(&mut s),
-            (vec![], vec![], Some(t1 + KEEPALIVE_INTERVAL))
-        );
+        assert_eq!(drain(&mut s), (vec![], vec![], Some(t1 + KEEPALIVE_INTERVAL)));
         s.handle_timeout(t1 + KEEPALIVE_INTERVAL - Duration::from_millis(1));
         assert_eq!(drain(&mut s).0, b"");
         let t2 = t1 + KEEPALIVE_INTERVAL;
         s.handle_timeout(t2);
-        assert_eq!(
-            drain(&mut s),
-            (b"|".to_vec(), vec![], Some(t2 + KEEPALIVE_INTERVAL))
-        );
+        assert_eq!(drain(&mut s), (b"|".to_vec(), vec![], Some(t2 + KEEPALIVE_INTERVAL)));
         s.handle_timeout(t2 + KEEPALIVE_INTERVAL);
         assert_eq!(drain(&mut s).0, b"|");
         // No login timeout once logged in.
@@ -1409,14 +1233,8 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                Event::Chat {
-                    nick: "bob".into(),
-                    text: "café $5 | a&b".into()
-                },
-                Event::PrivateMessage {
-                    from: "bob".into(),
-                    text: "hi $".into()
-                },
+                Event::Chat { nick: "bob".into(), text: "café $5 | a&b".into() },
+                Event::PrivateMessage { from: "bob".into(), text: "hi $".into() },
                 Event::HubMessage("MOTD line".into()),
                 Event::HubTopic("t$".into()),
             ]
@@ -1425,22 +1243,13 @@ mod tests {
         assert_eq!(drain(&mut s).0, b"<alice> h\xc3\xa9llo &#36; &#124; there|");
         s.private_message("bob", "psst").unwrap();
         assert_eq!(drain(&mut s).0, b"$To: bob From: alice $<alice> psst|");
-        assert_eq!(
-            s.private_message("b b", "x"),
-            Err(SessionError::InvalidNick("b b".into()))
-        );
-        assert_eq!(
-            s.say(&"x".repeat(MAX_COMMAND)),
-            Err(SessionError::TooLong { limit: MAX_COMMAND })
-        );
+        assert_eq!(s.private_message("b b", "x"), Err(SessionError::InvalidNick("b b".into())));
+        assert_eq!(s.say(&"x".repeat(MAX_COMMAND)), Err(SessionError::TooLong { limit: MAX_COMMAND }));
         // Not before login.
         let mut s = HubSession::new(SessionConfig::new("alice"), now).unwrap();
         assert_eq!(s.say("x"), Err(SessionError::NotLoggedIn));
         assert_eq!(s.rev_connect_to_me("bob"), Err(SessionError::NotLoggedIn));
-        assert_eq!(
-            s.search(&SearchQuery::text("x")).unwrap_err(),
-            SessionError::NotLoggedIn
-        );
+        assert_eq!(s.search(&SearchQuery::text("x")).unwrap_err(), SessionError::NotLoggedIn);
         s.handle_eof();
         assert_eq!(s.say("x"), Err(SessionError::Closed));
     }
@@ -1452,56 +1261,27 @@ mod tests {
         let now = Instant::now();
         let mut s = logged_in(SessionConfig::new("zoë"), now);
         assert_eq!(s.nick(), "zoë");
-        s.handle_input(
-            now,
-            b"$MyINFO $ALL Andr\xe9 d$ $100\x01$$0$|$RevConnectToMe Andr\xe9 zo\xc3\xab|",
-        );
+        s.handle_input(now, b"$MyINFO $ALL Andr\xe9 d$ $100\x01$$0$|$RevConnectToMe Andr\xe9 zo\xc3\xab|");
         let (_, events, _) = drain(&mut s);
         assert!(matches!(&events[0], Event::UserJoined { nick, .. } if nick == "André"));
-        assert_eq!(
-            events[1],
-            Event::RevConnectToMe {
-                from: "André".into()
-            }
-        );
+        assert_eq!(events[1], Event::RevConnectToMe { from: "André".into() });
         s.private_message("André", "x").unwrap();
-        assert_eq!(
-            drain(&mut s).0,
-            b"$To: Andr\xe9 From: zo\xc3\xab $<zo\xc3\xab> x|"
-        );
+        assert_eq!(drain(&mut s).0, b"$To: Andr\xe9 From: zo\xc3\xab $<zo\xc3\xab> x|");
     }
 
     #[test]
     fn searches_results_and_connections() {
         let now = Instant::now();
         let mut cfg = alice_config();
-        cfg.mode = ClientMode::Active {
-            ip: None,
-            tcp_port: 3010,
-            udp_port: 3011,
-        };
+        cfg.mode = ClientMode::Active { ip: None, tcp_port: 3010, udp_port: 3011 };
         let mut s = logged_in(cfg, now);
         // Active search needs our address: none configured, none learned yet.
-        assert_eq!(
-            s.search(&SearchQuery::text("x")),
-            Err(SessionError::NoAddress)
-        );
+        assert_eq!(s.search(&SearchQuery::text("x")), Err(SessionError::NoAddress));
         assert_eq!(s.request_connection("bob"), Err(SessionError::NoAddress));
         s.handle_input(now, b"$UserIP alice 127.0.0.1$$|");
-        let origin = s
-            .search(&SearchQuery::text(&utf8_to_wire("café test")))
-            .unwrap();
-        assert_eq!(
-            origin,
-            SearchOrigin::Active {
-                host: "127.0.0.1".into(),
-                port: 3011
-            }
-        );
-        assert_eq!(
-            drain(&mut s).0,
-            b"$Search 127.0.0.1:3011 F?T?0?1?caf\xc3\xa9$test|"
-        );
+        let origin = s.search(&SearchQuery::text(&utf8_to_wire("café test"))).unwrap();
+        assert_eq!(origin, SearchOrigin::Active { host: "127.0.0.1".into(), port: 3011 });
+        assert_eq!(drain(&mut s).0, b"$Search 127.0.0.1:3011 F?T?0?1?caf\xc3\xa9$test|");
 
         // Incoming searches from the notes; our own active search echoed is skipped.
         s.handle_input(
@@ -1512,9 +1292,7 @@ mod tests {
         );
         let (_, events, _) = drain(&mut s);
         assert_eq!(events.len(), 2, "{events:?}");
-        let Event::SearchRequest { origin, query } = &events[1] else {
-            panic!("{events:?}")
-        };
+        let Event::SearchRequest { origin, query } = &events[1] else { panic!("{events:?}") };
         assert_eq!(*origin, SearchOrigin::Passive { nick: "bob".into() });
         let empty = Tth::from_base32("LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ").unwrap();
         assert!(Matcher::new(query).matches_file("/share/empty.txt", 0, &empty));
@@ -1532,10 +1310,7 @@ mod tests {
             drain(&mut s).0,
             b"$SR alice share\\empty.txt\x050 3/3\x05TTH:LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ (127.0.0.1:411)\x05bob|"
         );
-        let active = SearchOrigin::Active {
-            host: "127.0.0.1".into(),
-            port: 3000,
-        };
+        let active = SearchOrigin::Active { host: "127.0.0.1".into(), port: 3000 };
         let r = responder.file_result(&active, "/share/empty.txt", 0, &empty);
         let d = s.send_search_result(&active, r).unwrap().unwrap();
         assert_eq!((d.host.as_str(), d.port), ("127.0.0.1", 3000));
@@ -1552,9 +1327,7 @@ mod tests {
             now,
             b"$SR bob share2\\ektest.txt\x0525 3/3\x05TTH:ZFGQBMTR2KHGNDPMBI3WCXKG7PPZCMY6C23ABDI (127.0.0.1:4120)|",
         );
-        assert!(
-            matches!(&drain(&mut s).1[..], [Event::SearchResult(r)] if r.nick == "bob" && r.size == Some(25))
-        );
+        assert!(matches!(&drain(&mut s).1[..], [Event::SearchResult(r)] if r.nick == "bob" && r.size == Some(25)));
 
         // Connections: $ConnectToMe to us, to someone else (ignored), $RevConnectToMe.
         s.handle_input(
@@ -1564,19 +1337,9 @@ mod tests {
         assert_eq!(
             drain(&mut s).1,
             vec![
-                Event::ConnectToMe {
-                    host: "127.0.0.2".into(),
-                    port: 3000,
-                    tls: false
-                },
-                Event::ConnectToMe {
-                    host: "127.0.0.3".into(),
-                    port: 4000,
-                    tls: true
-                },
-                Event::RevConnectToMe {
-                    from: "carol".into()
-                },
+                Event::ConnectToMe { host: "127.0.0.2".into(), port: 3000, tls: false },
+                Event::ConnectToMe { host: "127.0.0.3".into(), port: 4000, tls: true },
+                Event::RevConnectToMe { from: "carol".into() },
             ]
         );
         s.request_connection("carol").unwrap();
@@ -1589,12 +1352,7 @@ mod tests {
 
         // Redirect after login.
         s.handle_input(now, b"$ForceMove elsewhere:411|");
-        assert_eq!(
-            drain(&mut s).1,
-            vec![Event::Closed(CloseReason::Redirected(
-                "elsewhere:411".into()
-            ))]
-        );
+        assert_eq!(drain(&mut s).1, vec![Event::Closed(CloseReason::Redirected("elsewhere:411".into()))]);
     }
 
     /// A hub without NoHello/NoGetINFO announces users by `$Hello`/`$NickList`: we ask for
@@ -1605,10 +1363,7 @@ mod tests {
         let mut s = HubSession::new(SessionConfig::new("alice"), now).unwrap();
         s.handle_input(now, b"$Lock OLDHUB Pk=x|");
         drain(&mut s);
-        s.handle_input(
-            now,
-            b"$Hello alice|$Hello alice|$NickList alice$$bob$$carol$$|$Hello dave|",
-        );
+        s.handle_input(now, b"$Hello alice|$Hello alice|$NickList alice$$bob$$carol$$|$Hello dave|");
         let (sent, events, _) = drain(&mut s);
         assert_eq!(events, vec![Event::LoggedIn]);
         assert!(sent.ends_with(b"$GetINFO bob alice|$GetINFO carol alice|$GetINFO dave alice|"));
@@ -1638,10 +1393,7 @@ mod tests {
         cfg.description = "$|& are escaped".into();
         let s = HubSession::new(cfg, now).unwrap();
         let line = Command::MyInfo(s.my_info()).encode();
-        assert_eq!(
-            Command::parse(&line[..line.len() - 1]).unwrap(),
-            Command::MyInfo(s.my_info())
-        );
+        assert_eq!(Command::parse(&line[..line.len() - 1]).unwrap(), Command::MyInfo(s.my_info()));
     }
 
     /// Sessions against the hub machine of this crate, connected by a simulated network:
@@ -1681,9 +1433,9 @@ mod tests {
                                 self.sessions[conn as usize].handle_eof();
                                 self.hub.disconnect(conn);
                             }
-                            hub::Output::Event(HubEvent::CheckPassword {
-                                conn, password, ..
-                            }) => self.hub.password_result(self.now, conn, password == "pw"),
+                            hub::Output::Event(HubEvent::CheckPassword { conn, password, .. }) => {
+                                self.hub.password_result(self.now, conn, password == "pw")
+                            }
                             hub::Output::Event(_) => {}
                         }
                     }
@@ -1699,27 +1451,15 @@ mod tests {
         }
 
         let now = Instant::now();
-        let mut hub = Hub::new(HubConfig {
-            name: "Loop hub".into(),
-            motd: vec!["Welcome".into()],
-            ..HubConfig::default()
-        });
+        let mut hub =
+            Hub::new(HubConfig { name: "Loop hub".into(), motd: vec!["Welcome".into()], ..HubConfig::default() });
         hub.set_registered("op", true);
         let mut alice = alice_config();
-        alice.mode = ClientMode::Active {
-            ip: Some(LOCAL),
-            tcp_port: 3010,
-            udp_port: 3011,
-        };
+        alice.mode = ClientMode::Active { ip: Some(LOCAL), tcp_port: 3010, udp_port: 3011 };
         let bob = SessionConfig::new("bob"); // passive
         let mut op = SessionConfig::new("op");
         op.password = Some("pw".into());
-        let mut net = Net {
-            hub,
-            sessions: Vec::new(),
-            events: vec![Vec::new(); 3],
-            now,
-        };
+        let mut net = Net { hub, sessions: Vec::new(), events: vec![Vec::new(); 3], now };
         for (i, cfg) in [alice, bob, op].into_iter().enumerate() {
             net.sessions.push(HubSession::new(cfg, now).unwrap());
             net.hub.accept(now, i as u64, LOCAL, b"0123456789abcdef");
@@ -1735,26 +1475,14 @@ mod tests {
         // The operator's own list marks it (hub.rs sends $OpList only in the login list).
         assert!(net.sessions[2].is_op("op") && !net.sessions[2].is_op("bob"));
         assert_eq!(
-            net.sessions[1]
-                .user("alice")
-                .unwrap()
-                .info
-                .as_ref()
-                .unwrap()
-                .tag
-                .as_ref()
-                .unwrap()
-                .mode,
+            net.sessions[1].user("alice").unwrap().info.as_ref().unwrap().tag.as_ref().unwrap().mode,
             Some(Mode::Active)
         );
 
         // Chat reaches everybody.
         net.sessions[1].say("hello $all").unwrap();
         net.pump();
-        let hello = Event::Chat {
-            nick: "bob".into(),
-            text: "hello $all".into(),
-        };
+        let hello = Event::Chat { nick: "bob".into(), text: "hello $all".into() };
         assert_eq!(net.take(0), vec![hello.clone()]);
         assert_eq!(net.take(2), vec![hello]);
         net.take(1);
@@ -1764,9 +1492,7 @@ mod tests {
         net.sessions[1].search(&SearchQuery::text("movie")).unwrap();
         net.pump();
         let events = net.take(0);
-        let [Event::SearchRequest { origin, query }] = &events[..] else {
-            panic!("{events:?}")
-        };
+        let [Event::SearchRequest { origin, query }] = &events[..] else { panic!("{events:?}") };
         let root = crate::tth::tth(b"abc");
         assert!(Matcher::new(query).matches_file("/share/a movie.mkv", 3, &root));
         let responder = Responder {
@@ -1777,39 +1503,21 @@ mod tests {
             hub_addr: "127.0.0.1:411".into(),
         };
         let result = responder.file_result(origin, "/share/a movie.mkv", 3, &root);
-        assert_eq!(
-            net.sessions[0].send_search_result(origin, result).unwrap(),
-            None
-        );
+        assert_eq!(net.sessions[0].send_search_result(origin, result).unwrap(), None);
         net.pump();
         let events = net.take(1);
-        let [Event::SearchResult(r)] = &events[..] else {
-            panic!("{events:?}")
-        };
-        assert_eq!(
-            (r.nick.as_str(), r.path.as_str()),
-            ("alice", "share\\a movie.mkv")
-        );
+        let [Event::SearchResult(r)] = &events[..] else { panic!("{events:?}") };
+        assert_eq!((r.nick.as_str(), r.path.as_str()), ("alice", "share\\a movie.mkv"));
         assert_eq!(r.tth(), Some(root));
         assert_eq!(r.target, None);
 
         // bob wants a connection: $RevConnectToMe; alice answers with $ConnectToMe.
         net.sessions[1].request_connection("alice").unwrap();
         net.pump();
-        assert_eq!(
-            net.take(0),
-            vec![Event::RevConnectToMe { from: "bob".into() }]
-        );
+        assert_eq!(net.take(0), vec![Event::RevConnectToMe { from: "bob".into() }]);
         net.sessions[0].request_connection("bob").unwrap();
         net.pump();
-        assert_eq!(
-            net.take(1),
-            vec![Event::ConnectToMe {
-                host: "127.0.0.1".into(),
-                port: 3010,
-                tls: false
-            }]
-        );
+        assert_eq!(net.take(1), vec![Event::ConnectToMe { host: "127.0.0.1".into(), port: 3010, tls: false }]);
 
         // The operator kicks bob: bob's session ends as kicked, the others see him leave.
         net.sessions[2].say("!kick bob spam").unwrap();
@@ -1819,9 +1527,7 @@ mod tests {
             matches!(events.last(), Some(Event::Closed(CloseReason::Kicked { message })) if message.contains("spam")),
             "{events:?}"
         );
-        assert!(net
-            .take(0)
-            .contains(&Event::UserLeft { nick: "bob".into() }));
+        assert!(net.take(0).contains(&Event::UserLeft { nick: "bob".into() }));
         assert!(net.sessions[0].user("bob").is_none());
     }
 

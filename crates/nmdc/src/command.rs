@@ -12,9 +12,7 @@
 //! never emits a `|` inside a command.
 
 use crate::framing::{escape, unescape};
-use crate::limits::{
-    MAX_LIST_COMMAND, MAX_LIST_ITEMS, MAX_LOCK, MAX_NICK, MAX_NUMBER_DIGITS, MAX_PATH, MAX_SUPPORTS,
-};
+use crate::limits::{MAX_LIST_COMMAND, MAX_LIST_ITEMS, MAX_LOCK, MAX_NICK, MAX_NUMBER_DIGITS, MAX_PATH, MAX_SUPPORTS};
 use crate::text;
 use crate::tth::Tth;
 use thiserror::Error;
@@ -260,12 +258,7 @@ pub enum DirectionOutcome {
 
 /// The notes' direction rule: both `Download` → the higher number downloads, equal numbers
 /// → close; exactly one `Download` → that side downloads.
-pub fn resolve_direction(
-    ours: Direction,
-    our_number: u32,
-    theirs: Direction,
-    their_number: u32,
-) -> DirectionOutcome {
+pub fn resolve_direction(ours: Direction, our_number: u32, theirs: Direction, their_number: u32) -> DirectionOutcome {
     use Direction::*;
     match (ours, theirs) {
         (Download, Download) => match our_number.cmp(&their_number) {
@@ -408,23 +401,15 @@ impl Tag {
         if client.is_empty() || client.contains(['<', '>']) {
             return None;
         }
-        let mut tag = Tag {
-            client: client.to_owned(),
-            version: None,
-            mode: None,
-            hubs: None,
-            slots: None,
-            extra: Vec::new(),
-        };
+        let mut tag =
+            Tag { client: client.to_owned(), version: None, mode: None, hubs: None, slots: None, extra: Vec::new() };
         for field in inner[space + 1..].split(',') {
             let (k, v) = field.split_once(':')?;
             if k.is_empty() {
                 return None;
             }
             match k {
-                "V" if tag.version.is_none() && tag.extra.is_empty() => {
-                    tag.version = Some(v.to_owned())
-                }
+                "V" if tag.version.is_none() && tag.extra.is_empty() => tag.version = Some(v.to_owned()),
                 "M" if tag.mode.is_none() && tag.extra.is_empty() => {
                     tag.mode = Some(match v {
                         "A" => Mode::Active,
@@ -436,19 +421,13 @@ impl Tag {
                 "H" if tag.hubs.is_none() && tag.extra.is_empty() => {
                     let mut it = v.split('/');
                     let mut n = || -> Option<u32> { small_number(it.next()?) };
-                    let h = HubCounts {
-                        normal: n()?,
-                        registered: n()?,
-                        op: n()?,
-                    };
+                    let h = HubCounts { normal: n()?, registered: n()?, op: n()? };
                     if it.next().is_some() {
                         return None;
                     }
                     tag.hubs = Some(h);
                 }
-                "S" if tag.slots.is_none() && tag.extra.is_empty() => {
-                    tag.slots = Some(small_number(v)?)
-                }
+                "S" if tag.slots.is_none() && tag.extra.is_empty() => tag.slots = Some(small_number(v)?),
                 _ => tag.extra.push((k.to_owned(), v.to_owned())),
             }
         }
@@ -622,29 +601,14 @@ impl SearchQuery {
         let size_restricted = tf(it.next(), "size restriction")?;
         let is_max = tf(it.next(), "is-max")?;
         let size = number(C, "size", it.next().unwrap_or(""))?;
-        let t = it.next().ok_or(ParseError::Missing {
-            command: C,
-            field: "type",
-        })?;
+        let t = it.next().ok_or(ParseError::Missing { command: C, field: "type" })?;
         let file_type = small_number(t)
             .and_then(|n| u8::try_from(n).ok())
             .and_then(FileType::from_number)
-            .ok_or(ParseError::Invalid {
-                command: C,
-                field: "type",
-            })?;
-        let pattern = it.next().ok_or(ParseError::Missing {
-            command: C,
-            field: "pattern",
-        })?;
+            .ok_or(ParseError::Invalid { command: C, field: "type" })?;
+        let pattern = it.next().ok_or(ParseError::Missing { command: C, field: "pattern" })?;
         let pattern = unescape(&pattern.replace('$', " "));
-        Ok(SearchQuery {
-            size_restricted,
-            is_max,
-            size,
-            file_type,
-            pattern,
-        })
+        Ok(SearchQuery { size_restricted, is_max, size, file_type, pattern })
     }
 }
 
@@ -741,53 +705,32 @@ impl SearchResult {
 
     fn parse(args: &str) -> Result<SearchResult> {
         const C: &str = "$SR";
-        let (nick, body) = args.split_once(' ').ok_or(ParseError::Missing {
-            command: C,
-            field: "path",
-        })?;
+        let (nick, body) = args.split_once(' ').ok_or(ParseError::Missing { command: C, field: "path" })?;
         let nick = check_nick(C, "nick", nick)?;
         let parts: Vec<&str> = body.split('\x05').collect();
         let is_file = parts.len() >= 3 && size_and_slots(parts[1]).is_some();
         let (path, size, slots, tag_part, target) = if is_file {
             if parts.len() > 4 {
-                return Err(ParseError::Invalid {
-                    command: C,
-                    field: "layout",
-                });
+                return Err(ParseError::Invalid { command: C, field: "layout" });
             }
             let (size, slots) = size_and_slots(parts[1]).unwrap_or((0, (0, 0)));
             (parts[0], Some(size), slots, parts[2], parts.get(3))
         } else {
             if parts.len() < 2 || parts.len() > 3 {
-                return Err(ParseError::Invalid {
-                    command: C,
-                    field: "layout",
-                });
+                return Err(ParseError::Invalid { command: C, field: "layout" });
             }
-            let (path, slots) = parts[0].rsplit_once(' ').ok_or(ParseError::Missing {
-                command: C,
-                field: "slots",
-            })?;
-            let slots = slot_pair(slots).ok_or(ParseError::Invalid {
-                command: C,
-                field: "slots",
-            })?;
+            let (path, slots) = parts[0].rsplit_once(' ').ok_or(ParseError::Missing { command: C, field: "slots" })?;
+            let slots = slot_pair(slots).ok_or(ParseError::Invalid { command: C, field: "slots" })?;
             (path, None, slots, parts[1], parts.get(2))
         };
         let path = check_path(C, path)?;
         let (tag, addr) = tag_part
             .strip_suffix(')')
             .and_then(|t| t.rsplit_once(" ("))
-            .ok_or(ParseError::Invalid {
-                command: C,
-                field: "hub address",
-            })?;
+            .ok_or(ParseError::Invalid { command: C, field: "hub address" })?;
         let tag = match tag.strip_prefix("TTH:") {
             Some(b32) => {
-                ResultTag::Tth(Tth::from_base32(b32).map_err(|_| ParseError::Invalid {
-                    command: C,
-                    field: "TTH",
-                })?)
+                ResultTag::Tth(Tth::from_base32(b32).map_err(|_| ParseError::Invalid { command: C, field: "TTH" })?)
             }
             None => ResultTag::HubName(unescape(tag)),
         };
@@ -811,10 +754,7 @@ impl SearchResult {
 /// `<size> <free>/<total>`.
 fn size_and_slots(s: &str) -> Option<(u64, (u32, u32))> {
     let (size, slots) = s.split_once(' ')?;
-    if size.is_empty()
-        || size.len() > MAX_NUMBER_DIGITS
-        || !size.bytes().all(|b| b.is_ascii_digit())
-    {
+    if size.is_empty() || size.len() > MAX_NUMBER_DIGITS || !size.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     Some((size.parse().ok()?, slot_pair(slots)?))
@@ -908,48 +848,27 @@ impl AdcRequest {
     }
 
     fn parse(command: &'static str, args: &str) -> Result<AdcRequest> {
-        let tokens = adc_tokens(args).ok_or(ParseError::Invalid {
-            command,
-            field: "escape",
-        })?;
+        let tokens = adc_tokens(args).ok_or(ParseError::Invalid { command, field: "escape" })?;
         if tokens.len() < 4 {
-            return Err(ParseError::Missing {
-                command,
-                field: "start or bytes",
-            });
+            return Err(ParseError::Missing { command, field: "start or bytes" });
         }
         let kind = match tokens[0].as_str() {
             "file" => AdcKind::File,
             "tthl" => AdcKind::Tthl,
             "list" => AdcKind::List,
-            _ => {
-                return Err(ParseError::Invalid {
-                    command,
-                    field: "type",
-                })
-            }
+            _ => return Err(ParseError::Invalid { command, field: "type" }),
         };
         let id = &tokens[1];
         if id.is_empty() {
-            return Err(ParseError::Missing {
-                command,
-                field: "identifier",
-            });
+            return Err(ParseError::Missing { command, field: "identifier" });
         }
         if id.len() > MAX_PATH {
-            return Err(ParseError::FieldTooLong {
-                command,
-                field: "identifier",
-                limit: MAX_PATH,
-            });
+            return Err(ParseError::FieldTooLong { command, field: "identifier", limit: MAX_PATH });
         }
         let identifier = if id == "files.xml.bz2" {
             AdcIdentifier::FileListBz2
         } else if let Some(b32) = id.strip_prefix("TTH/") {
-            AdcIdentifier::Tth(Tth::from_base32(b32).map_err(|_| ParseError::Invalid {
-                command,
-                field: "TTH",
-            })?)
+            AdcIdentifier::Tth(Tth::from_base32(b32).map_err(|_| ParseError::Invalid { command, field: "TTH" })?)
         } else {
             AdcIdentifier::Path(id.clone())
         };
@@ -957,30 +876,15 @@ impl AdcRequest {
         let bytes = if tokens[3] == "-1" {
             -1
         } else {
-            i64::try_from(number(command, "bytes", &tokens[3])?).map_err(|_| {
-                ParseError::Invalid {
-                    command,
-                    field: "bytes",
-                }
-            })?
+            i64::try_from(number(command, "bytes", &tokens[3])?)
+                .map_err(|_| ParseError::Invalid { command, field: "bytes" })?
         };
         let zlib = match &tokens[4..] {
             [] => false,
             [f] if f == "ZL1" => true,
-            _ => {
-                return Err(ParseError::Invalid {
-                    command,
-                    field: "flags",
-                })
-            }
+            _ => return Err(ParseError::Invalid { command, field: "flags" }),
         };
-        Ok(AdcRequest {
-            kind,
-            identifier,
-            start,
-            bytes,
-            zlib,
-        })
+        Ok(AdcRequest { kind, identifier, start, bytes, zlib })
     }
 }
 
@@ -1014,15 +918,9 @@ fn check_nick(command: &'static str, field: &'static str, s: &str) -> Result<Str
         return Err(ParseError::Missing { command, field });
     }
     if s.len() > MAX_NICK {
-        return Err(ParseError::FieldTooLong {
-            command,
-            field,
-            limit: MAX_NICK,
-        });
+        return Err(ParseError::FieldTooLong { command, field, limit: MAX_NICK });
     }
-    if s.chars()
-        .any(|c| c == ' ' || c == '$' || c == '|' || (c as u32) < 0x20)
-    {
+    if s.chars().any(|c| c == ' ' || c == '$' || c == '|' || (c as u32) < 0x20) {
         return Err(ParseError::Invalid { command, field });
     }
     Ok(s.to_owned())
@@ -1040,47 +938,29 @@ fn number(command: &'static str, field: &'static str, s: &str) -> Result<u64> {
     if s.len() > MAX_NUMBER_DIGITS || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ParseError::Invalid { command, field });
     }
-    s.parse()
-        .map_err(|_| ParseError::Invalid { command, field })
+    s.parse().map_err(|_| ParseError::Invalid { command, field })
 }
 
 /// An escaped share path: unescaped, non-empty, at most [`MAX_PATH`] bytes.
 fn check_path(command: &'static str, s: &str) -> Result<String> {
     let p = unescape(s);
     if p.is_empty() {
-        return Err(ParseError::Missing {
-            command,
-            field: "path",
-        });
+        return Err(ParseError::Missing { command, field: "path" });
     }
     if p.len() > MAX_PATH {
-        return Err(ParseError::FieldTooLong {
-            command,
-            field: "path",
-            limit: MAX_PATH,
-        });
+        return Err(ParseError::FieldTooLong { command, field: "path", limit: MAX_PATH });
     }
     Ok(p)
 }
 
 /// `host:port`.
 fn address(command: &'static str, s: &str) -> Result<(String, u16)> {
-    let (host, port) = s.rsplit_once(':').ok_or(ParseError::Invalid {
-        command,
-        field: "address",
-    })?;
+    let (host, port) = s.rsplit_once(':').ok_or(ParseError::Invalid { command, field: "address" })?;
     if host.is_empty() || host.len() > 255 || host.contains(' ') {
-        return Err(ParseError::Invalid {
-            command,
-            field: "address",
-        });
+        return Err(ParseError::Invalid { command, field: "address" });
     }
-    let port = small_number(port)
-        .and_then(|p| u16::try_from(p).ok())
-        .ok_or(ParseError::Invalid {
-            command,
-            field: "port",
-        })?;
+    let port =
+        small_number(port).and_then(|p| u16::try_from(p).ok()).ok_or(ParseError::Invalid { command, field: "port" })?;
     Ok((host.to_owned(), port))
 }
 
@@ -1093,18 +973,10 @@ fn dollar_list(command: &'static str, s: &str) -> Result<Vec<String>> {
             return Err(ParseError::Invalid { command, field: "list" });
         }
         if out.len() == MAX_LIST_ITEMS {
-            return Err(ParseError::FieldTooLong {
-                command,
-                field: "list",
-                limit: MAX_LIST_ITEMS,
-            });
+            return Err(ParseError::FieldTooLong { command, field: "list", limit: MAX_LIST_ITEMS });
         }
         if item.len() > MAX_NICK {
-            return Err(ParseError::FieldTooLong {
-                command,
-                field: "nick",
-                limit: MAX_NICK,
-            });
+            return Err(ParseError::FieldTooLong { command, field: "nick", limit: MAX_NICK });
         }
         out.push(item.to_owned());
     }
@@ -1114,10 +986,7 @@ fn dollar_list(command: &'static str, s: &str) -> Result<Vec<String>> {
 impl Command {
     /// `$Get <path>$<start+1>` for a 0-based start.
     pub fn get(path: &str, start: u64) -> Command {
-        Command::Get {
-            path: path.to_owned(),
-            offset: start.saturating_add(1),
-        }
+        Command::Get { path: path.to_owned(), offset: start.saturating_add(1) }
     }
 
     /// For `$Get`, the 0-based first byte.
@@ -1130,10 +999,7 @@ impl Command {
 
     /// `$Supports` with these features and no trailing space.
     pub fn supports(features: &[&str]) -> Command {
-        Command::Supports {
-            features: features.iter().map(|f| (*f).to_owned()).collect(),
-            trailing_space: false,
-        }
+        Command::Supports { features: features.iter().map(|f| (*f).to_owned()).collect(), trailing_space: false }
     }
 
     /// Whether this is a `$Supports` naming `feature`.
@@ -1194,9 +1060,7 @@ impl Command {
             return Err(ParseError::Empty);
         }
         if raw.len() > MAX_LIST_COMMAND {
-            return Err(ParseError::TooLong {
-                limit: MAX_LIST_COMMAND,
-            });
+            return Err(ParseError::TooLong { limit: MAX_LIST_COMMAND });
         }
         // $Lock and $Key hold raw bytes: slice them before any text decoding.
         if let Some(rest) = raw.strip_prefix(b"$Lock ") {
@@ -1216,11 +1080,7 @@ impl Command {
         let one_nick = |c: &'static str| check_nick(c, "nick", args);
         Ok(match name {
             "Supports" => {
-                let features: Vec<String> = args
-                    .split(' ')
-                    .filter(|f| !f.is_empty())
-                    .map(str::to_owned)
-                    .collect();
+                let features: Vec<String> = args.split(' ').filter(|f| !f.is_empty()).map(str::to_owned).collect();
                 if features.len() > MAX_SUPPORTS {
                     return Err(ParseError::FieldTooLong {
                         command: "$Supports",
@@ -1228,15 +1088,10 @@ impl Command {
                         limit: MAX_SUPPORTS,
                     });
                 }
-                Command::Supports {
-                    features,
-                    trailing_space: args.ends_with(' '),
-                }
+                Command::Supports { features, trailing_space: args.ends_with(' ') }
             }
             "ValidateNick" => Command::ValidateNick(one_nick("$ValidateNick")?),
-            "GetPass" => Command::GetPass {
-                salt: (!args.is_empty()).then(|| args.to_owned()),
-            },
+            "GetPass" => Command::GetPass { salt: (!args.is_empty()).then(|| args.to_owned()) },
             "MyPass" => Command::MyPass(args.to_owned()),
             "BadPass" => Command::BadPass,
             "Hello" => Command::Hello(one_nick("$Hello")?),
@@ -1261,83 +1116,49 @@ impl Command {
             "LogedIn" => Command::LogedIn(one_nick("$LogedIn")?),
             "GetINFO" => {
                 const C: &str = "$GetINFO";
-                let (other, me) = args.split_once(' ').ok_or(ParseError::Missing {
-                    command: C,
-                    field: "me",
-                })?;
-                Command::GetInfo {
-                    other: check_nick(C, "other", other)?,
-                    me: check_nick(C, "me", me)?,
-                }
+                let (other, me) = args.split_once(' ').ok_or(ParseError::Missing { command: C, field: "me" })?;
+                Command::GetInfo { other: check_nick(C, "other", other)?, me: check_nick(C, "me", me)? }
             }
             "To:" => parse_to(args)?,
             "ConnectToMe" => {
                 const C: &str = "$ConnectToMe";
-                let (target, addr) = args.split_once(' ').ok_or(ParseError::Missing {
-                    command: C,
-                    field: "address",
-                })?;
+                let (target, addr) =
+                    args.split_once(' ').ok_or(ParseError::Missing { command: C, field: "address" })?;
                 let target = check_nick(C, "target", target)?;
                 let (addr, tls) = match addr.strip_suffix('S') {
                     Some(a) => (a, true),
                     None => (addr, false),
                 };
                 let (host, port) = address(C, addr)?;
-                Command::ConnectToMe {
-                    target,
-                    host,
-                    port,
-                    tls,
-                }
+                Command::ConnectToMe { target, host, port, tls }
             }
             "RevConnectToMe" => {
                 const C: &str = "$RevConnectToMe";
-                let (from, target) = args.split_once(' ').ok_or(ParseError::Missing {
-                    command: C,
-                    field: "target",
-                })?;
-                Command::RevConnectToMe {
-                    from: check_nick(C, "from", from)?,
-                    target: check_nick(C, "target", target)?,
-                }
+                let (from, target) = args.split_once(' ').ok_or(ParseError::Missing { command: C, field: "target" })?;
+                Command::RevConnectToMe { from: check_nick(C, "from", from)?, target: check_nick(C, "target", target)? }
             }
             "Search" => {
                 const C: &str = "$Search";
-                let (origin, query) = args.split_once(' ').ok_or(ParseError::Missing {
-                    command: C,
-                    field: "query",
-                })?;
+                let (origin, query) = args.split_once(' ').ok_or(ParseError::Missing { command: C, field: "query" })?;
                 let origin = match origin.strip_prefix("Hub:") {
-                    Some(nick) => SearchOrigin::Passive {
-                        nick: check_nick(C, "nick", nick)?,
-                    },
+                    Some(nick) => SearchOrigin::Passive { nick: check_nick(C, "nick", nick)? },
                     None => {
                         let (host, port) = address(C, origin)?;
                         SearchOrigin::Active { host, port }
                     }
                 };
-                Command::Search {
-                    origin,
-                    query: SearchQuery::parse(query)?,
-                }
+                Command::Search { origin, query: SearchQuery::parse(query)? }
             }
             "SR" => Command::Sr(SearchResult::parse(args)?),
             "Quit" => Command::Quit(one_nick("$Quit")?),
             "Kick" => Command::Kick(one_nick("$Kick")?),
             "OpForceMove" => {
                 const C: &str = "$OpForceMove";
-                let rest = args.strip_prefix("$Who:").ok_or(ParseError::Missing {
-                    command: C,
-                    field: "$Who:",
-                })?;
-                let (who, rest) = rest.split_once("$Where:").ok_or(ParseError::Missing {
-                    command: C,
-                    field: "$Where:",
-                })?;
-                let (address, msg) = rest.split_once("$Msg:").ok_or(ParseError::Missing {
-                    command: C,
-                    field: "$Msg:",
-                })?;
+                let rest = args.strip_prefix("$Who:").ok_or(ParseError::Missing { command: C, field: "$Who:" })?;
+                let (who, rest) =
+                    rest.split_once("$Where:").ok_or(ParseError::Missing { command: C, field: "$Where:" })?;
+                let (address, msg) =
+                    rest.split_once("$Msg:").ok_or(ParseError::Missing { command: C, field: "$Msg:" })?;
                 Command::OpForceMove {
                     who: check_nick(C, "who", who)?,
                     address: address.to_owned(),
@@ -1348,37 +1169,21 @@ impl Command {
             "MyNick" => Command::MyNick(one_nick("$MyNick")?),
             "Direction" => {
                 const C: &str = "$Direction";
-                let (dir, n) = args.split_once(' ').ok_or(ParseError::Missing {
-                    command: C,
-                    field: "number",
-                })?;
+                let (dir, n) = args.split_once(' ').ok_or(ParseError::Missing { command: C, field: "number" })?;
                 let direction = match dir {
                     "Upload" => Direction::Upload,
                     "Download" => Direction::Download,
-                    _ => {
-                        return Err(ParseError::Invalid {
-                            command: C,
-                            field: "direction",
-                        })
-                    }
+                    _ => return Err(ParseError::Invalid { command: C, field: "direction" }),
                 };
-                let number =
-                    u32::try_from(number(C, "number", n)?).map_err(|_| ParseError::Invalid {
-                        command: C,
-                        field: "number",
-                    })?;
+                let number = u32::try_from(number(C, "number", n)?)
+                    .map_err(|_| ParseError::Invalid { command: C, field: "number" })?;
                 Command::Direction { direction, number }
             }
             "Get" => {
                 const C: &str = "$Get";
-                let (path, offset) = args.rsplit_once('$').ok_or(ParseError::Missing {
-                    command: C,
-                    field: "offset",
-                })?;
-                Command::Get {
-                    path: check_path(C, path)?,
-                    offset: number(C, "offset", offset)?,
-                }
+                let (path, offset) =
+                    args.rsplit_once('$').ok_or(ParseError::Missing { command: C, field: "offset" })?;
+                Command::Get { path: check_path(C, path)?, offset: number(C, "offset", offset)? }
             }
             "FileLength" => Command::FileLength(number("$FileLength", "length", args)?),
             "Send" => Command::Send,
@@ -1388,10 +1193,7 @@ impl Command {
             // (no slot now) does not depend on it.
             "MaxedOut" => Command::MaxedOut(args.trim().parse().ok()),
             "Error" => Command::Error(unescape(args)),
-            _ => Command::Unknown {
-                name: name.to_owned(),
-                raw: raw.to_vec(),
-            },
+            _ => Command::Unknown { name: name.to_owned(), raw: raw.to_vec() },
         })
     }
 
@@ -1417,16 +1219,14 @@ impl Command {
         };
         // Nothing a caller put in a field may end the command early.
         if out.contains(&b'|') {
-            out = out
-                .iter()
-                .fold(Vec::with_capacity(out.len() + 8), |mut v, &b| {
-                    if b == b'|' {
-                        v.extend_from_slice(b"&#124;");
-                    } else {
-                        v.push(b);
-                    }
-                    v
-                });
+            out = out.iter().fold(Vec::with_capacity(out.len() + 8), |mut v, &b| {
+                if b == b'|' {
+                    v.extend_from_slice(b"&#124;");
+                } else {
+                    v.push(b);
+                }
+                v
+            });
         }
         out.push(b'|');
         out
@@ -1444,10 +1244,7 @@ impl Command {
         };
         match self {
             Command::Lock { .. } | Command::Key(_) | Command::Unknown { .. } => {}
-            Command::Supports {
-                features,
-                trailing_space,
-            } => {
+            Command::Supports { features, trailing_space } => {
                 o.push_str("$Supports ");
                 o.push_str(&features.join(" "));
                 if *trailing_space {
@@ -1463,11 +1260,7 @@ impl Command {
             Command::MyInfo(i) => i.encode_into(&mut o),
             Command::GetNickList => o.push_str("$GetNickList"),
             Command::NickList(l) | Command::OpList(l) => {
-                o.push_str(if matches!(self, Command::NickList(_)) {
-                    "$NickList "
-                } else {
-                    "$OpList "
-                });
+                o.push_str(if matches!(self, Command::NickList(_)) { "$NickList " } else { "$OpList " });
                 for n in l {
                     o.push_str(n);
                     o.push_str("$$");
@@ -1490,12 +1283,7 @@ impl Command {
             Command::ValidateDenide(n) => o = simple("ValidateDenide", n),
             Command::LogedIn(n) => o = simple("LogedIn", n),
             Command::GetInfo { other, me } => o = format!("$GetINFO {other} {me}"),
-            Command::To {
-                to,
-                from,
-                speaker,
-                text,
-            } => {
+            Command::To { to, from, speaker, text } => {
                 o = format!("$To: {to} From: {from} $");
                 if let Some(s) = speaker {
                     o.push_str(&format!("<{s}> "));
@@ -1504,20 +1292,10 @@ impl Command {
             }
             Command::Chat { nick, text } => o = format!("<{nick}> {}", escape(text)),
             Command::Text(t) => o = escape(t),
-            Command::ConnectToMe {
-                target,
-                host,
-                port,
-                tls,
-            } => {
-                o = format!(
-                    "$ConnectToMe {target} {host}:{port}{}",
-                    if *tls { "S" } else { "" }
-                )
+            Command::ConnectToMe { target, host, port, tls } => {
+                o = format!("$ConnectToMe {target} {host}:{port}{}", if *tls { "S" } else { "" })
             }
-            Command::RevConnectToMe { from, target } => {
-                o = format!("$RevConnectToMe {from} {target}")
-            }
+            Command::RevConnectToMe { from, target } => o = format!("$RevConnectToMe {from} {target}"),
             Command::Search { origin, query } => {
                 o.push_str("$Search ");
                 match origin {
@@ -1530,30 +1308,17 @@ impl Command {
             Command::Sr(r) => r.encode_into(&mut o),
             Command::Quit(n) => o = simple("Quit", n),
             Command::Kick(n) => o = simple("Kick", n),
-            Command::OpForceMove {
-                who,
-                address,
-                message,
-            } => {
-                o = format!(
-                    "$OpForceMove $Who:{who}$Where:{address}$Msg:{}",
-                    escape(message)
-                )
+            Command::OpForceMove { who, address, message } => {
+                o = format!("$OpForceMove $Who:{who}$Where:{address}$Msg:{}", escape(message))
             }
             Command::ForceMove(a) => o = simple("ForceMove", a),
             Command::MyNick(n) => o = simple("MyNick", n),
-            Command::Direction { direction, number } => {
-                o = format!("$Direction {} {number}", direction.as_str())
-            }
+            Command::Direction { direction, number } => o = format!("$Direction {} {number}", direction.as_str()),
             Command::Get { path, offset } => o = format!("$Get {}${offset}", escape(path)),
             Command::FileLength(n) => o = format!("$FileLength {n}"),
             Command::Send => o.push_str("$Send"),
             Command::AdcGet(r) | Command::AdcSnd(r) => {
-                o.push_str(if matches!(self, Command::AdcGet(_)) {
-                    "$ADCGET "
-                } else {
-                    "$ADCSND "
-                });
+                o.push_str(if matches!(self, Command::AdcGet(_)) { "$ADCGET " } else { "$ADCSND " });
                 r.encode_into(&mut o);
             }
             Command::MaxedOut(None) => o.push_str("$MaxedOut"),
@@ -1571,22 +1336,12 @@ fn parse_lock(rest: &[u8]) -> Result<Command> {
         None => (rest, None),
     };
     if lock.is_empty() {
-        return Err(ParseError::Missing {
-            command: C,
-            field: "lock",
-        });
+        return Err(ParseError::Missing { command: C, field: "lock" });
     }
     if lock.len() > MAX_LOCK {
-        return Err(ParseError::FieldTooLong {
-            command: C,
-            field: "lock",
-            limit: MAX_LOCK,
-        });
+        return Err(ParseError::FieldTooLong { command: C, field: "lock", limit: MAX_LOCK });
     }
-    Ok(Command::Lock {
-        lock: lock.to_vec(),
-        pk,
-    })
+    Ok(Command::Lock { lock: lock.to_vec(), pk })
 }
 
 fn parse_chat(s: &str) -> Command {
@@ -1595,10 +1350,7 @@ fn parse_chat(s: &str) -> Command {
             // A nick holding an escape (`&#36;`) is an escaped `$`, which no nick has: such a
             // line is text, as it was before it was escaped.
             if is_valid_nick(nick) && !nick.contains("&#") {
-                return Command::Chat {
-                    nick: nick.to_owned(),
-                    text: unescape(text),
-                };
+                return Command::Chat { nick: nick.to_owned(), text: unescape(text) };
             }
         }
     }
@@ -1607,83 +1359,37 @@ fn parse_chat(s: &str) -> Command {
 
 fn parse_to(args: &str) -> Result<Command> {
     const C: &str = "$To:";
-    let (to, rest) = args.split_once(" From: ").ok_or(ParseError::Missing {
-        command: C,
-        field: "From:",
-    })?;
-    let (from, body) = rest.split_once(" $").ok_or(ParseError::Missing {
-        command: C,
-        field: "message",
-    })?;
+    let (to, rest) = args.split_once(" From: ").ok_or(ParseError::Missing { command: C, field: "From:" })?;
+    let (from, body) = rest.split_once(" $").ok_or(ParseError::Missing { command: C, field: "message" })?;
     let to = check_nick(C, "to", to)?;
     let from = check_nick(C, "from", from)?;
     if let Some(inner) = body.strip_prefix('<') {
         if let Some((speaker, text)) = inner.split_once("> ") {
             if is_valid_nick(speaker) && !speaker.contains("&#") {
-                return Ok(Command::To {
-                    to,
-                    from,
-                    speaker: Some(speaker.to_owned()),
-                    text: unescape(text),
-                });
+                return Ok(Command::To { to, from, speaker: Some(speaker.to_owned()), text: unescape(text) });
             }
         }
     }
-    Ok(Command::To {
-        to,
-        from,
-        speaker: None,
-        text: unescape(body),
-    })
+    Ok(Command::To { to, from, speaker: None, text: unescape(body) })
 }
 
 fn parse_myinfo(args: &str) -> Result<MyInfo> {
     const C: &str = "$MyINFO";
-    let rest = args.strip_prefix("$ALL ").ok_or(ParseError::Missing {
-        command: C,
-        field: "$ALL",
-    })?;
-    let (nick, rest) = rest.split_once(' ').ok_or(ParseError::Missing {
-        command: C,
-        field: "description",
-    })?;
+    let rest = args.strip_prefix("$ALL ").ok_or(ParseError::Missing { command: C, field: "$ALL" })?;
+    let (nick, rest) = rest.split_once(' ').ok_or(ParseError::Missing { command: C, field: "description" })?;
     let nick = check_nick(C, "nick", nick)?;
     let rest = rest.strip_suffix('$').unwrap_or(rest);
     // Split from the right: a description with a stray '$' keeps it.
     let mut fields = rest.rsplitn(5, '$');
     let share = fields.next().unwrap_or("");
-    let email = fields.next().ok_or(ParseError::Missing {
-        command: C,
-        field: "e-mail",
-    })?;
-    let conn_flag = fields.next().ok_or(ParseError::Missing {
-        command: C,
-        field: "connection",
-    })?;
-    let _speed_class = fields.next().ok_or(ParseError::Missing {
-        command: C,
-        field: "connection",
-    })?;
-    let desc_tag = fields.next().ok_or(ParseError::Missing {
-        command: C,
-        field: "description",
-    })?;
-    let share_size = if share.is_empty() {
-        0
-    } else {
-        number(C, "share size", share)?
-    };
+    let email = fields.next().ok_or(ParseError::Missing { command: C, field: "e-mail" })?;
+    let conn_flag = fields.next().ok_or(ParseError::Missing { command: C, field: "connection" })?;
+    let _speed_class = fields.next().ok_or(ParseError::Missing { command: C, field: "connection" })?;
+    let desc_tag = fields.next().ok_or(ParseError::Missing { command: C, field: "description" })?;
+    let share_size = if share.is_empty() { 0 } else { number(C, "share size", share)? };
     let (connection, flag) = match conn_flag.chars().last() {
-        Some(f) if (f as u32) <= 0xFF => (
-            conn_flag[..conn_flag.len() - f.len_utf8()].to_owned(),
-            f as u32 as u8,
-        ),
-        Some(_) => {
-            return Err(ParseError::Invalid {
-                command: C,
-                field: "flag",
-            })
-        }
+        Some(f) if (f as u32) <= 0xFF => (conn_flag[..conn_flag.len() - f.len_utf8()].to_owned(), f as u32 as u8),
+        Some(_) => return Err(ParseError::Invalid { command: C, field: "flag" }),
         None => (String::new(), 0),
     };
     let (description, tag) = match desc_tag.rfind('<') {
@@ -1693,15 +1399,7 @@ fn parse_myinfo(args: &str) -> Result<MyInfo> {
         },
         _ => (unescape(desc_tag), None),
     };
-    Ok(MyInfo {
-        nick,
-        description,
-        tag,
-        connection,
-        flag,
-        email: unescape(email),
-        share_size,
-    })
+    Ok(MyInfo { nick, description, tag, connection, flag, email: unescape(email), share_size })
 }
 
 impl MyInfo {
@@ -1717,11 +1415,7 @@ impl MyInfo {
         o.push_str(&self.connection);
         if !(self.connection.is_empty() && self.flag == 0) {
             // '$' (0x24) and '|' (0x7C) cannot be sent; real clients always set 0x01.
-            let flag = if matches!(self.flag, b'$' | b'|') {
-                self.flag | flags::NORMAL
-            } else {
-                self.flag
-            };
+            let flag = if matches!(self.flag, b'$' | b'|') { self.flag | flags::NORMAL } else { self.flag };
             o.push(flag as char);
         }
         o.push('$');
@@ -1740,10 +1434,7 @@ pub fn sr_strip_target(raw: &[u8]) -> Result<Option<(Vec<u8>, String)>> {
             let (r, target) = r.split_target();
             Ok(target.map(|t| (Command::Sr(r).encode(), t)))
         }
-        _ => Err(ParseError::Invalid {
-            command: "$SR",
-            field: "command",
-        }),
+        _ => Err(ParseError::Invalid { command: "$SR", field: "command" }),
     }
 }
 

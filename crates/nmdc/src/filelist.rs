@@ -19,9 +19,7 @@
 //! `\`, NUL or other control characters and must not be `.` or `..`, so a name from a list
 //! can never walk out of a download directory.
 
-use crate::limits::{
-    MAX_DEPTH, MAX_ENTRIES, MAX_FILELIST_COMPRESSED, MAX_FILELIST_DECOMPRESSED, MAX_NAME,
-};
+use crate::limits::{MAX_DEPTH, MAX_ENTRIES, MAX_FILELIST_COMPRESSED, MAX_FILELIST_DECOMPRESSED, MAX_NAME};
 use crate::tth::Tth;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
@@ -172,12 +170,7 @@ type Result<T> = std::result::Result<T, FileListError>;
 
 /// Check one name against the rules above.
 pub fn check_name(name: &str, max: usize) -> Result<()> {
-    let bad = |reason| {
-        Err(FileListError::BadName {
-            name: name.chars().take(64).collect(),
-            reason,
-        })
-    };
+    let bad = |reason| Err(FileListError::BadName { name: name.chars().take(64).collect(), reason });
     if name.is_empty() {
         return bad("empty");
     }
@@ -211,12 +204,7 @@ impl FileList {
 
     /// Every file with its virtual path (`/share/dir/name`), depth first in list order.
     pub fn files(&self) -> Vec<(String, &File)> {
-        fn walk<'a>(
-            prefix: &str,
-            d: &'a [Directory],
-            f: &'a [File],
-            out: &mut Vec<(String, &'a File)>,
-        ) {
+        fn walk<'a>(prefix: &str, d: &'a [Directory], f: &'a [File], out: &mut Vec<(String, &'a File)>) {
             for dir in d {
                 let p = format!("{prefix}/{}", dir.name);
                 walk(&p, &dir.dirs, &dir.files, out);
@@ -240,10 +228,7 @@ impl FileList {
 
     /// Total bytes of all files.
     pub fn total_size(&self) -> u64 {
-        self.files()
-            .iter()
-            .map(|(_, f)| f.size)
-            .fold(0u64, u64::saturating_add)
+        self.files().iter().map(|(_, f)| f.size).fold(0u64, u64::saturating_add)
     }
 
     /// The list as UTF-8 XML. Refuses names that break the rules above, duplicate names in
@@ -275,10 +260,8 @@ impl FileList {
     pub fn to_bz2(&self) -> Result<Vec<u8>> {
         let xml = self.to_xml()?;
         let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
-        enc.write_all(&xml)
-            .map_err(|e| FileListError::Bzip2(e.to_string()))?;
-        enc.finish()
-            .map_err(|e| FileListError::Bzip2(e.to_string()))
+        enc.write_all(&xml).map_err(|e| FileListError::Bzip2(e.to_string()))?;
+        enc.finish().map_err(|e| FileListError::Bzip2(e.to_string()))
     }
 
     /// Read `files.xml.bz2` with the default limits.
@@ -300,9 +283,7 @@ impl FileList {
     /// Read `files.xml` with these limits.
     pub fn from_xml_with(xml: &[u8], limits: &Limits) -> Result<FileList> {
         if xml.len() > limits.max_decompressed {
-            return Err(FileListError::DecompressedTooLarge {
-                limit: limits.max_decompressed,
-            });
+            return Err(FileListError::DecompressedTooLarge { limit: limits.max_decompressed });
         }
         let text = std::str::from_utf8(xml).map_err(|_| FileListError::NotUtf8)?;
         parse(text, limits)
@@ -313,9 +294,7 @@ impl FileList {
 /// `limits.max_decompressed`.
 pub fn decompress_bz2(data: &[u8], limits: &Limits) -> Result<Vec<u8>> {
     if data.len() > limits.max_compressed {
-        return Err(FileListError::CompressedTooLarge {
-            limit: limits.max_compressed,
-        });
+        return Err(FileListError::CompressedTooLarge { limit: limits.max_compressed });
     }
     let cap = limits.max_decompressed as u64;
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limits.max_decompressed));
@@ -324,41 +303,25 @@ pub fn decompress_bz2(data: &[u8], limits: &Limits) -> Result<Vec<u8>> {
         .read_to_end(&mut out)
         .map_err(|e| FileListError::Bzip2(e.to_string()))?;
     if out.len() as u64 > cap {
-        return Err(FileListError::DecompressedTooLarge {
-            limit: limits.max_decompressed,
-        });
+        return Err(FileListError::DecompressedTooLarge { limit: limits.max_decompressed });
     }
     Ok(out)
 }
 
-fn check_level(
-    dirs: &[Directory],
-    files: &[File],
-    depth: usize,
-    limits: &Limits,
-    entries: &mut usize,
-) -> Result<()> {
+fn check_level(dirs: &[Directory], files: &[File], depth: usize, limits: &Limits, entries: &mut usize) -> Result<()> {
     let mut seen = HashSet::new();
     *entries += dirs.len() + files.len();
     if *entries > limits.max_entries {
-        return Err(FileListError::TooManyEntries {
-            limit: limits.max_entries,
-        });
+        return Err(FileListError::TooManyEntries { limit: limits.max_entries });
     }
-    for name in dirs
-        .iter()
-        .map(|d| &d.name)
-        .chain(files.iter().map(|f| &f.name))
-    {
+    for name in dirs.iter().map(|d| &d.name).chain(files.iter().map(|f| &f.name)) {
         check_name(name, limits.max_name)?;
         if !seen.insert(name.to_lowercase()) {
             return Err(FileListError::DuplicateName(name.clone()));
         }
     }
     if !dirs.is_empty() && depth + 1 > limits.max_depth {
-        return Err(FileListError::TooDeep {
-            limit: limits.max_depth,
-        });
+        return Err(FileListError::TooDeep { limit: limits.max_depth });
     }
     for d in dirs {
         check_level(&d.dirs, &d.files, depth + 1, limits, entries)?;
@@ -369,10 +332,7 @@ fn check_level(
 fn write_level(o: &mut String, dirs: &[Directory], files: &[File], indent: usize) {
     let tabs = "\t".repeat(indent);
     for d in dirs {
-        o.push_str(&format!(
-            "{tabs}<Directory Name=\"{}\"",
-            xml_escape(&d.name)
-        ));
+        o.push_str(&format!("{tabs}<Directory Name=\"{}\"", xml_escape(&d.name)));
         if d.incomplete {
             o.push_str(" Incomplete=\"1\"");
         }
@@ -385,12 +345,7 @@ fn write_level(o: &mut String, dirs: &[Directory], files: &[File], indent: usize
         }
     }
     for f in files {
-        o.push_str(&format!(
-            "{tabs}<File Name=\"{}\" Size=\"{}\" TTH=\"{}\"/>\n",
-            xml_escape(&f.name),
-            f.size,
-            f.tth
-        ));
+        o.push_str(&format!("{tabs}<File Name=\"{}\" Size=\"{}\" TTH=\"{}\"/>\n", xml_escape(&f.name), f.size, f.tth));
     }
 }
 
@@ -418,15 +373,7 @@ struct Attrs {
 }
 
 fn attrs(e: &BytesStart<'_>) -> Result<Attrs> {
-    let mut a = Attrs {
-        name: None,
-        size: None,
-        tth: None,
-        incomplete: false,
-        cid: None,
-        base: None,
-        generator: None,
-    };
+    let mut a = Attrs { name: None, size: None, tth: None, incomplete: false, cid: None, base: None, generator: None };
     for attr in e.attributes() {
         let attr = attr.map_err(|err| FileListError::Xml(err.to_string()))?;
         let value = attr
@@ -457,9 +404,7 @@ fn parse(text: &str, limits: &Limits) -> Result<FileList> {
     let mut dir_depth = 0usize;
     let mut entries = 0usize;
     loop {
-        let ev = reader
-            .read_event()
-            .map_err(|e| FileListError::Xml(e.to_string()))?;
+        let ev = reader.read_event().map_err(|e| FileListError::Xml(e.to_string()))?;
         let (e, empty) = match ev {
             Event::Start(e) => (e, false),
             Event::Empty(e) => (e, true),
@@ -514,27 +459,16 @@ fn parse(text: &str, limits: &Limits) -> Result<FileList> {
             "Directory" => {
                 entries += 1;
                 if entries > limits.max_entries {
-                    return Err(FileListError::TooManyEntries {
-                        limit: limits.max_entries,
-                    });
+                    return Err(FileListError::TooManyEntries { limit: limits.max_entries });
                 }
                 if dir_depth + 1 > limits.max_depth {
-                    return Err(FileListError::TooDeep {
-                        limit: limits.max_depth,
-                    });
+                    return Err(FileListError::TooDeep { limit: limits.max_depth });
                 }
                 let a = attrs(&e)?;
-                let dname = a.name.ok_or(FileListError::MissingAttribute {
-                    element: "Directory",
-                    attribute: "Name",
-                })?;
+                let dname =
+                    a.name.ok_or(FileListError::MissingAttribute { element: "Directory", attribute: "Name" })?;
                 check_name(&dname, limits.max_name)?;
-                let d = Directory {
-                    name: dname,
-                    incomplete: a.incomplete,
-                    dirs: Vec::new(),
-                    files: Vec::new(),
-                };
+                let d = Directory { name: dname, incomplete: a.incomplete, dirs: Vec::new(), files: Vec::new() };
                 if empty {
                     let l = list.as_mut().ok_or(FileListError::Truncated)?;
                     attach_dir(l, &mut stack, d);
@@ -546,43 +480,21 @@ fn parse(text: &str, limits: &Limits) -> Result<FileList> {
             "File" => {
                 entries += 1;
                 if entries > limits.max_entries {
-                    return Err(FileListError::TooManyEntries {
-                        limit: limits.max_entries,
-                    });
+                    return Err(FileListError::TooManyEntries { limit: limits.max_entries });
                 }
                 let a = attrs(&e)?;
-                let fname = a.name.ok_or(FileListError::MissingAttribute {
-                    element: "File",
-                    attribute: "Name",
-                })?;
+                let fname = a.name.ok_or(FileListError::MissingAttribute { element: "File", attribute: "Name" })?;
                 check_name(&fname, limits.max_name)?;
-                let size = a.size.ok_or(FileListError::MissingAttribute {
-                    element: "File",
-                    attribute: "Size",
-                })?;
+                let size = a.size.ok_or(FileListError::MissingAttribute { element: "File", attribute: "Size" })?;
                 if size.is_empty() || size.len() > 20 || !size.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(FileListError::BadAttribute {
-                        element: "File",
-                        attribute: "Size",
-                    });
+                    return Err(FileListError::BadAttribute { element: "File", attribute: "Size" });
                 }
-                let size: u64 = size.parse().map_err(|_| FileListError::BadAttribute {
-                    element: "File",
-                    attribute: "Size",
-                })?;
-                let tth = a.tth.ok_or(FileListError::MissingAttribute {
-                    element: "File",
-                    attribute: "TTH",
-                })?;
-                let tth = Tth::from_base32(&tth).map_err(|_| FileListError::BadAttribute {
-                    element: "File",
-                    attribute: "TTH",
-                })?;
-                let f = File {
-                    name: fname,
-                    size,
-                    tth,
-                };
+                let size: u64 =
+                    size.parse().map_err(|_| FileListError::BadAttribute { element: "File", attribute: "Size" })?;
+                let tth = a.tth.ok_or(FileListError::MissingAttribute { element: "File", attribute: "TTH" })?;
+                let tth = Tth::from_base32(&tth)
+                    .map_err(|_| FileListError::BadAttribute { element: "File", attribute: "TTH" })?;
+                let f = File { name: fname, size, tth };
                 match stack.last_mut() {
                     Some(Frame::Dir(d)) => d.files.push(f),
                     _ => list.as_mut().ok_or(FileListError::Truncated)?.files.push(f),
@@ -625,10 +537,7 @@ mod tests {
         l.dirs.push(Directory {
             name: "share2".into(),
             incomplete: false,
-            dirs: vec![Directory {
-                name: "empty".into(),
-                ..Default::default()
-            }],
+            dirs: vec![Directory { name: "empty".into(), ..Default::default() }],
             files: vec![File {
                 name: "ektest.txt".into(),
                 size: 25,
@@ -639,11 +548,7 @@ mod tests {
             name: "Tom & Jerry <\"quoted\"> 'x' é€".into(),
             incomplete: true,
             dirs: vec![],
-            files: vec![File {
-                name: "a&b<c>.txt".into(),
-                size: u64::MAX,
-                tth: tth(b""),
-            }],
+            files: vec![File { name: "a&b<c>.txt".into(), size: u64::MAX, tth: tth(b"") }],
         });
         l
     }
@@ -652,10 +557,7 @@ mod tests {
     fn writes_the_header_shape_of_the_notes() {
         let xml = String::from_utf8(sample().to_xml().unwrap()).unwrap();
         let mut lines = xml.lines();
-        assert_eq!(
-            lines.next(),
-            Some("<?xml version=\"1.0\" encoding=\"utf-8\" standalone=\"yes\"?>")
-        );
+        assert_eq!(lines.next(), Some("<?xml version=\"1.0\" encoding=\"utf-8\" standalone=\"yes\"?>"));
         assert_eq!(
             lines.next().unwrap(),
             format!(
@@ -663,12 +565,8 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             )
         );
-        assert!(xml.contains(
-            "<File Name=\"ektest.txt\" Size=\"25\" TTH=\"ZFGQBMTR2KHGNDPMBI3WCXKG7PPZCMY6C23ABDI\"/>"
-        ));
-        assert!(xml.contains(
-            "Name=\"Tom &amp; Jerry &lt;&quot;quoted&quot;&gt; &apos;x&apos; é€\" Incomplete=\"1\""
-        ));
+        assert!(xml.contains("<File Name=\"ektest.txt\" Size=\"25\" TTH=\"ZFGQBMTR2KHGNDPMBI3WCXKG7PPZCMY6C23ABDI\"/>"));
+        assert!(xml.contains("Name=\"Tom &amp; Jerry &lt;&quot;quoted&quot;&gt; &apos;x&apos; é€\" Incomplete=\"1\""));
         assert!(xml.contains("Name=\"a&amp;b&lt;c&gt;.txt\""));
         assert!(xml.trim_end().ends_with("</FileListing>"));
     }
@@ -692,17 +590,9 @@ mod tests {
         let mut l = FileList::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
         for d in 0..60 {
             let files = (0..100)
-                .map(|f| File {
-                    name: format!("cdab{d:02}{f:03}.bin"),
-                    size: 1234,
-                    tth: tth(&[d as u8, f as u8]),
-                })
+                .map(|f| File { name: format!("cdab{d:02}{f:03}.bin"), size: 1234, tth: tth(&[d as u8, f as u8]) })
                 .collect();
-            l.dirs.push(Directory {
-                name: format!("d{d}"),
-                files,
-                ..Default::default()
-            });
+            l.dirs.push(Directory { name: format!("d{d}"), files, ..Default::default() });
         }
         let bz = l.to_bz2().unwrap();
         let back = FileList::from_bz2(&bz).unwrap();
@@ -736,36 +626,17 @@ mod tests {
         let l = FileList::from_xml(xml).unwrap();
         assert_eq!(l.base, "/");
         assert_eq!(l.cid, "");
-        assert_eq!(
-            l.dirs,
-            vec![Directory {
-                name: "d".into(),
-                incomplete: true,
-                ..Default::default()
-            }]
-        );
+        assert_eq!(l.dirs, vec![Directory { name: "d".into(), incomplete: true, ..Default::default() }]);
         assert_eq!(l.files.len(), 1);
         assert_eq!(l.files[0].name, "top.bin");
-        let empty = FileList::from_xml(
-            br#"<FileListing Version="1" CID="X" Base="/dir/" Incomplete="1"/>"#,
-        )
-        .unwrap();
+        let empty = FileList::from_xml(br#"<FileListing Version="1" CID="X" Base="/dir/" Incomplete="1"/>"#).unwrap();
         assert!(empty.incomplete && empty.dirs.is_empty());
         assert_eq!(empty.base, "/dir/");
     }
 
     #[test]
     fn refuses_bad_names() {
-        for name in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a\\b",
-            "nul\0x",
-            "tab\tx",
-            "del\u{7f}",
-        ] {
+        for name in ["", ".", "..", "a/b", "a\\b", "nul\0x", "tab\tx", "del\u{7f}"] {
             // Control characters as character references (a raw tab would be read as a space).
             let escaped = xml_escape(name).replace('\0', "&#0;").replace('\t', "&#9;");
             let xml = format!(
@@ -773,34 +644,16 @@ mod tests {
             );
             assert!(FileList::from_xml(xml.as_bytes()).is_err(), "{name:?}");
             let mut l = FileList::new("X");
-            l.dirs.push(Directory {
-                name: name.into(),
-                ..Default::default()
-            });
-            assert!(
-                matches!(l.to_xml(), Err(FileListError::BadName { .. })),
-                "{name:?}"
-            );
+            l.dirs.push(Directory { name: name.into(), ..Default::default() });
+            assert!(matches!(l.to_xml(), Err(FileListError::BadName { .. })), "{name:?}");
         }
         let long = "n".repeat(MAX_NAME + 1);
         let xml = format!("<FileList><Directory Name=\"{long}\"/></FileList>");
-        assert!(matches!(
-            FileList::from_xml(xml.as_bytes()),
-            Err(FileListError::BadName { .. })
-        ));
+        assert!(matches!(FileList::from_xml(xml.as_bytes()), Err(FileListError::BadName { .. })));
         let mut l = FileList::new("X");
-        l.dirs.push(Directory {
-            name: "Music".into(),
-            ..Default::default()
-        });
-        l.dirs.push(Directory {
-            name: "music".into(),
-            ..Default::default()
-        });
-        assert_eq!(
-            l.to_xml(),
-            Err(FileListError::DuplicateName("music".into()))
-        );
+        l.dirs.push(Directory { name: "Music".into(), ..Default::default() });
+        l.dirs.push(Directory { name: "music".into(), ..Default::default() });
+        assert_eq!(l.to_xml(), Err(FileListError::DuplicateName("music".into())));
     }
 
     #[test]
@@ -813,66 +666,53 @@ mod tests {
             ("<FileListing><Directory Name=\"a\">".into(), |e| matches!(e, FileListError::Truncated)),
             ("<FileListing><Directory Name=\"a\"></File></FileListing>".into(), |e| matches!(e, FileListError::Xml(_))),
             ("<FileListing><Directory/></FileListing>".into(), |e| matches!(e, FileListError::MissingAttribute { .. })),
-            (format!("<FileListing><File Name=\"a\" {t}/></FileListing>"), |e| matches!(e, FileListError::MissingAttribute { .. })),
-            ("<FileListing><File Name=\"a\" Size=\"1\"/></FileListing>".into(), |e| matches!(e, FileListError::MissingAttribute { .. })),
-            (format!("<FileListing><File Name=\"a\" Size=\"-1\" {t}/></FileListing>"), |e| matches!(e, FileListError::BadAttribute { .. })),
-            (format!("<FileListing><File Name=\"a\" Size=\"99999999999999999999\" {t}/></FileListing>"), |e| matches!(e, FileListError::BadAttribute { .. })),
-            ("<FileListing><File Name=\"a\" Size=\"1\" TTH=\"XYZ\"/></FileListing>".into(), |e| matches!(e, FileListError::BadAttribute { .. })),
+            (format!("<FileListing><File Name=\"a\" {t}/></FileListing>"), |e| {
+                matches!(e, FileListError::MissingAttribute { .. })
+            }),
+            ("<FileListing><File Name=\"a\" Size=\"1\"/></FileListing>".into(), |e| {
+                matches!(e, FileListError::MissingAttribute { .. })
+            }),
+            (format!("<FileListing><File Name=\"a\" Size=\"-1\" {t}/></FileListing>"), |e| {
+                matches!(e, FileListError::BadAttribute { .. })
+            }),
+            (format!("<FileListing><File Name=\"a\" Size=\"99999999999999999999\" {t}/></FileListing>"), |e| {
+                matches!(e, FileListError::BadAttribute { .. })
+            }),
+            ("<FileListing><File Name=\"a\" Size=\"1\" TTH=\"XYZ\"/></FileListing>".into(), |e| {
+                matches!(e, FileListError::BadAttribute { .. })
+            }),
             ("<FileListing/><FileListing/>".into(), |e| matches!(e, FileListError::Xml(_))),
-            ("<FileListing><Directory Name=\"a&bogus;\"/></FileListing>".into(), |e| matches!(e, FileListError::Xml(_))),
+            ("<FileListing><Directory Name=\"a&bogus;\"/></FileListing>".into(), |e| {
+                matches!(e, FileListError::Xml(_))
+            }),
         ];
         for (xml, ok) in cases {
             let err = FileList::from_xml(xml.as_bytes()).unwrap_err();
             assert!(ok(&err), "{xml}: {err:?}");
         }
-        assert_eq!(
-            FileList::from_xml(b"<FileList>\xff</FileList>"),
-            Err(FileListError::NotUtf8)
-        );
+        assert_eq!(FileList::from_xml(b"<FileList>\xff</FileList>"), Err(FileListError::NotUtf8));
     }
 
     #[test]
     fn depth_and_entry_limits() {
-        let limits = Limits {
-            max_depth: 3,
-            max_entries: 5,
-            ..Limits::default()
-        };
+        let limits = Limits { max_depth: 3, max_entries: 5, ..Limits::default() };
         let deep = "<FileList><Directory Name=\"a\"><Directory Name=\"b\"><Directory Name=\"c\"><Directory Name=\"d\"/></Directory></Directory></Directory></FileList>";
-        assert_eq!(
-            FileList::from_xml_with(deep.as_bytes(), &limits),
-            Err(FileListError::TooDeep { limit: 3 })
-        );
+        assert_eq!(FileList::from_xml_with(deep.as_bytes(), &limits), Err(FileListError::TooDeep { limit: 3 }));
         let ok = "<FileList><Directory Name=\"a\"><Directory Name=\"b\"><Directory Name=\"c\"/></Directory></Directory></FileList>";
         assert!(FileList::from_xml_with(ok.as_bytes(), &limits).is_ok());
         let many = format!(
             "<FileList>{}</FileList>",
-            (0..6)
-                .map(|i| format!("<Directory Name=\"{i}\"/>"))
-                .collect::<String>()
+            (0..6).map(|i| format!("<Directory Name=\"{i}\"/>")).collect::<String>()
         );
-        assert_eq!(
-            FileList::from_xml_with(many.as_bytes(), &limits),
-            Err(FileListError::TooManyEntries { limit: 5 })
-        );
+        assert_eq!(FileList::from_xml_with(many.as_bytes(), &limits), Err(FileListError::TooManyEntries { limit: 5 }));
         // Entries inside ignored elements count too.
-        let hidden = format!(
-            "<FileList><X>{}</X></FileList>",
-            "<Directory Name=\"a\"/>".repeat(6)
-        );
+        let hidden = format!("<FileList><X>{}</X></FileList>", "<Directory Name=\"a\"/>".repeat(6));
         assert!(FileList::from_xml_with(hidden.as_bytes(), &limits).is_ok());
         // The writer applies the default limits.
         let mut l = FileList::new("X");
-        let mut d = Directory {
-            name: "leaf".into(),
-            ..Default::default()
-        };
+        let mut d = Directory { name: "leaf".into(), ..Default::default() };
         for i in 0..MAX_DEPTH {
-            d = Directory {
-                name: format!("d{i}"),
-                dirs: vec![d],
-                ..Default::default()
-            };
+            d = Directory { name: format!("d{i}"), dirs: vec![d], ..Default::default() };
         }
         l.dirs.push(d);
         assert_eq!(l.to_xml(), Err(FileListError::TooDeep { limit: MAX_DEPTH }));
@@ -886,39 +726,22 @@ mod tests {
         enc.write_all(&zeros).unwrap();
         let bomb = enc.finish().unwrap();
         assert!(bomb.len() < 10_000);
-        let limits = Limits {
-            max_decompressed: 1 << 20,
-            ..Limits::default()
-        };
+        let limits = Limits { max_decompressed: 1 << 20, ..Limits::default() };
         assert_eq!(
             FileList::from_bz2_with(&bomb, &limits),
             Err(FileListError::DecompressedTooLarge { limit: 1 << 20 })
         );
-        let small = Limits {
-            max_compressed: bomb.len() - 1,
-            ..Limits::default()
-        };
+        let small = Limits { max_compressed: bomb.len() - 1, ..Limits::default() };
         assert_eq!(
             FileList::from_bz2_with(&bomb, &small),
-            Err(FileListError::CompressedTooLarge {
-                limit: bomb.len() - 1
-            })
+            Err(FileListError::CompressedTooLarge { limit: bomb.len() - 1 })
         );
-        assert!(matches!(
-            FileList::from_bz2(b"BZh9garbage"),
-            Err(FileListError::Bzip2(_))
-        ));
+        assert!(matches!(FileList::from_bz2(b"BZh9garbage"), Err(FileListError::Bzip2(_))));
         let good = sample().to_bz2().unwrap();
-        assert!(matches!(
-            FileList::from_bz2(&good[..good.len() / 2]),
-            Err(FileListError::Bzip2(_))
-        ));
+        assert!(matches!(FileList::from_bz2(&good[..good.len() / 2]), Err(FileListError::Bzip2(_))));
         assert!(FileList::from_xml_with(
             &sample().to_xml().unwrap(),
-            &Limits {
-                max_decompressed: 10,
-                ..Limits::default()
-            }
+            &Limits { max_decompressed: 10, ..Limits::default() }
         )
         .is_err());
     }
@@ -929,51 +752,26 @@ mod tests {
     }
 
     fn file() -> impl Strategy<Value = File> {
-        (name(), any::<u64>(), any::<[u8; 24]>()).prop_map(|(name, size, h)| File {
-            name,
-            size,
-            tth: Tth(h),
-        })
+        (name(), any::<u64>(), any::<[u8; 24]>()).prop_map(|(name, size, h)| File { name, size, tth: Tth(h) })
     }
 
     fn unique<T>(v: Vec<T>, key: impl Fn(&T) -> String, seen: &mut HashSet<String>) -> Vec<T> {
-        v.into_iter()
-            .filter(|x| seen.insert(key(x).to_lowercase()))
-            .collect()
+        v.into_iter().filter(|x| seen.insert(key(x).to_lowercase())).collect()
     }
 
     fn dir() -> impl Strategy<Value = Directory> {
-        let leaf = (
-            name(),
-            any::<bool>(),
-            proptest::collection::vec(file(), 0..4),
-        )
-            .prop_map(|(name, incomplete, files)| {
+        let leaf =
+            (name(), any::<bool>(), proptest::collection::vec(file(), 0..4)).prop_map(|(name, incomplete, files)| {
                 let mut seen = HashSet::new();
-                Directory {
-                    name,
-                    incomplete,
-                    dirs: vec![],
-                    files: unique(files, |f| f.name.clone(), &mut seen),
-                }
+                Directory { name, incomplete, dirs: vec![], files: unique(files, |f| f.name.clone(), &mut seen) }
             });
         leaf.prop_recursive(4, 40, 4, |inner| {
-            (
-                name(),
-                any::<bool>(),
-                proptest::collection::vec(inner, 0..4),
-                proptest::collection::vec(file(), 0..4),
-            )
+            (name(), any::<bool>(), proptest::collection::vec(inner, 0..4), proptest::collection::vec(file(), 0..4))
                 .prop_map(|(name, incomplete, dirs, files)| {
                     let mut seen = HashSet::new();
                     let dirs = unique(dirs, |d| d.name.clone(), &mut seen);
                     let files = unique(files, |f| f.name.clone(), &mut seen);
-                    Directory {
-                        name,
-                        incomplete,
-                        dirs,
-                        files,
-                    }
+                    Directory { name, incomplete, dirs, files }
                 })
         })
     }

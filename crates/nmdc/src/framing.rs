@@ -57,12 +57,7 @@ impl CommandReader {
 
     /// A reader for commands of at most `limit` bytes (terminator excluded).
     pub fn with_limit(limit: usize) -> Self {
-        CommandReader {
-            buf: Vec::new(),
-            start: 0,
-            scanned: 0,
-            limit,
-        }
+        CommandReader { buf: Vec::new(), start: 0, scanned: 0, limit }
     }
 
     /// Change the limit (a hub connection may allow long `$NickList`s).
@@ -175,10 +170,7 @@ pub fn escape(text: &str) -> String {
             '|' => out.push_str("&#124;"),
             '&' => {
                 let rest = &text[i..];
-                if rest.starts_with("&#36;")
-                    || rest.starts_with("&#124;")
-                    || rest.starts_with("&amp;")
-                {
+                if rest.starts_with("&#36;") || rest.starts_with("&#124;") || rest.starts_with("&amp;") {
                     out.push_str("&amp;");
                 } else {
                     out.push('&');
@@ -238,13 +230,7 @@ mod tests {
         r.push(b"$MyNick bob|$Lock EXTENDED");
         assert_eq!(drain(&mut r), vec![b"$MyNick bob".to_vec()]);
         r.push(b"PROTOCOLABC Pk=x||||<alice> hi|");
-        assert_eq!(
-            drain(&mut r),
-            vec![
-                b"$Lock EXTENDEDPROTOCOLABC Pk=x".to_vec(),
-                b"<alice> hi".to_vec()
-            ]
-        );
+        assert_eq!(drain(&mut r), vec![b"$Lock EXTENDEDPROTOCOLABC Pk=x".to_vec(), b"<alice> hi".to_vec()]);
         r.push(b"|");
         assert_eq!(r.next_command().unwrap(), None);
         assert_eq!(r.buffered(), 0);
@@ -261,11 +247,7 @@ mod tests {
         }
         assert_eq!(
             got,
-            vec![
-                b"$Supports A B ".to_vec(),
-                b"$Direction Download 3924".to_vec(),
-                b"$Key \x14\xd1\xc0".to_vec()
-            ]
+            vec![b"$Supports A B ".to_vec(), b"$Direction Download 3924".to_vec(), b"$Key \x14\xd1\xc0".to_vec()]
         );
     }
 
@@ -286,10 +268,7 @@ mod tests {
     fn raw_bytes_after_adcsnd() {
         let mut r = CommandReader::new();
         r.push(b"$ADCSND file files.xml.bz2 0 10|0123|56789$Get x$1|");
-        assert_eq!(
-            r.next_command().unwrap().unwrap(),
-            b"$ADCSND file files.xml.bz2 0 10"
-        );
+        assert_eq!(r.next_command().unwrap().unwrap(), b"$ADCSND file files.xml.bz2 0 10");
         // File bytes may contain '|': they are taken raw, not split.
         assert_eq!(r.take_raw(10), b"0123|56789");
         assert_eq!(r.next_command().unwrap().unwrap(), b"$Get x$1");

@@ -291,19 +291,11 @@ impl CcHandshake {
                 }
                 if is_extended(&lock) {
                     bytes.extend(
-                        Command::Supports {
-                            features: self.config.supports.clone(),
-                            trailing_space: false,
-                        }
-                        .encode(),
+                        Command::Supports { features: self.config.supports.clone(), trailing_space: false }.encode(),
                     );
                 }
                 bytes.extend(
-                    Command::Direction {
-                        direction: self.config.direction,
-                        number: self.config.number,
-                    }
-                    .encode(),
+                    Command::Direction { direction: self.config.direction, number: self.config.number }.encode(),
                 );
                 bytes.extend(Command::Key(key).encode());
                 self.out.push_back(Output::Transmit(bytes));
@@ -336,34 +328,20 @@ impl CcHandshake {
         let (Some((direction, number)), Some(key_valid)) = (p.direction, p.key_valid) else {
             return State::AwaitRest(p);
         };
-        let outcome =
-            resolve_direction(self.config.direction, self.config.number, direction, number);
+        let outcome = resolve_direction(self.config.direction, self.config.number, direction, number);
         match outcome {
             DirectionOutcome::Tie => {
-                self.out
-                    .push_back(Output::Event(Event::Closed(CloseReason::DirectionTie)));
+                self.out.push_back(Output::Event(Event::Closed(CloseReason::DirectionTie)));
             }
             DirectionOutcome::Nobody => {
-                self.out
-                    .push_back(Output::Event(Event::Closed(CloseReason::NothingToTransfer)));
+                self.out.push_back(Output::Event(Event::Closed(CloseReason::NothingToTransfer)));
             }
             DirectionOutcome::WeDownload | DirectionOutcome::TheyDownload => {
                 let p = *p;
-                let peer = Peer {
-                    nick: p.nick,
-                    lock: p.lock,
-                    pk: p.pk,
-                    supports: p.supports,
-                    direction,
-                    number,
-                    key_valid,
-                };
+                let peer =
+                    Peer { nick: p.nick, lock: p.lock, pk: p.pk, supports: p.supports, direction, number, key_valid };
                 let leftover = self.reader.take_rest();
-                self.out.push_back(Output::Event(Event::Ready {
-                    peer,
-                    outcome,
-                    leftover,
-                }));
+                self.out.push_back(Output::Event(Event::Ready { peer, outcome, leftover }));
             }
         }
         State::Done
@@ -400,13 +378,12 @@ mod tests {
     #[test]
     fn listener_against_eiskalt_lines() {
         let now = t0();
-        let mut hs = CcHandshake::new(
-            Role::Listener,
-            CcConfig::new("alice", b"ABCDEFGH", Direction::Upload, 0),
-            now,
-        );
+        let mut hs = CcHandshake::new(Role::Listener, CcConfig::new("alice", b"ABCDEFGH", Direction::Upload, 0), now);
         assert_eq!(drain(&mut hs), (vec![], vec![]));
-        hs.handle_input(now, b"$MyNick bob|$Lock EXTENDEDPROTOCOLABCABCABCABCABCABC Pk=DCPLUSPLUS2.4.2Ref=dchub://127.0.0.1:4120|");
+        hs.handle_input(
+            now,
+            b"$MyNick bob|$Lock EXTENDEDPROTOCOLABCABCABCABCABCABC Pk=DCPLUSPLUS2.4.2Ref=dchub://127.0.0.1:4120|",
+        );
         let (sent, events) = drain(&mut hs);
         assert!(events.is_empty());
         let mut want = b"$MyNick alice|$Lock EXTENDEDPROTOCOLDEFGHIJK Pk=omnipeer".to_vec();
@@ -414,28 +391,16 @@ mod tests {
         want.extend(b"|$Supports MiniSlots XmlBZList ADCGet TTHL TTHF|$Direction Upload 0|");
         want.extend(key_line(b"EXTENDEDPROTOCOLABCABCABCABCABCABC"));
         assert_eq!(sent, want);
-        let mut reply =
-            b"$Supports MiniSlots XmlBZList ADCGet TTHL TTHF ZLIG |$Direction Download 3924|"
-                .to_vec();
+        let mut reply = b"$Supports MiniSlots XmlBZList ADCGet TTHL TTHF ZLIG |$Direction Download 3924|".to_vec();
         reply.extend(key_line(hs.our_lock()));
         reply.extend(b"$ADCGET file files.xml.bz2 0 -1|");
         hs.handle_input(now, &reply);
         let (sent, events) = drain(&mut hs);
         assert!(sent.is_empty());
-        let Event::Ready {
-            peer,
-            outcome,
-            leftover,
-        } = &events[0]
-        else {
-            panic!("{events:?}")
-        };
+        let Event::Ready { peer, outcome, leftover } = &events[0] else { panic!("{events:?}") };
         assert_eq!(*outcome, DirectionOutcome::TheyDownload);
         assert_eq!(peer.nick, "bob");
-        assert_eq!(
-            peer.pk.as_deref(),
-            Some("DCPLUSPLUS2.4.2Ref=dchub://127.0.0.1:4120")
-        );
+        assert_eq!(peer.pk.as_deref(), Some("DCPLUSPLUS2.4.2Ref=dchub://127.0.0.1:4120"));
         assert!(peer.supports("ZLIG") && peer.supports("ADCGet"));
         assert!(peer.key_valid);
         assert_eq!((peer.direction, peer.number), (Direction::Download, 3924));
@@ -454,9 +419,7 @@ mod tests {
         let (sent, _) = drain(&mut hs);
         assert!(sent.starts_with(b"$MyNick bob|$Lock EXTENDEDPROTOCOL"));
         let our_lock = hs.our_lock().to_vec();
-        let mut peer =
-            b"$MyNick alice|$Lock EXTENDEDPROTOCOL/wut? Pk=ncdc-1.23.1,Ref=127.0.0.1:4120|"
-                .to_vec();
+        let mut peer = b"$MyNick alice|$Lock EXTENDEDPROTOCOL/wut? Pk=ncdc-1.23.1,Ref=127.0.0.1:4120|".to_vec();
         peer.extend(b"$Supports MiniSlots XmlBZList ADCGet TTHL TTHF|$Direction Download 26242|");
         peer.extend(key_line(&our_lock));
         let mut sent = Vec::new();
@@ -467,18 +430,10 @@ mod tests {
             sent.extend(s);
             events.extend(e);
         }
-        let mut want =
-            b"$Supports MiniSlots XmlBZList ADCGet TTHL TTHF|$Direction Download 30000|".to_vec();
+        let mut want = b"$Supports MiniSlots XmlBZList ADCGet TTHL TTHF|$Direction Download 30000|".to_vec();
         want.extend(key_line(b"EXTENDEDPROTOCOL/wut?"));
         assert_eq!(sent, want);
-        let [Event::Ready {
-            peer,
-            outcome,
-            leftover,
-        }] = &events[..]
-        else {
-            panic!("{events:?}")
-        };
+        let [Event::Ready { peer, outcome, leftover }] = &events[..] else { panic!("{events:?}") };
         assert_eq!(*outcome, DirectionOutcome::WeDownload);
         assert_eq!(peer.number, 26242);
         assert!(leftover.is_empty());
@@ -488,20 +443,14 @@ mod tests {
     #[test]
     fn old_lock_gets_no_supports_and_wrong_key_is_reported() {
         let now = t0();
-        let mut hs = CcHandshake::new(
-            Role::Listener,
-            CcConfig::new("alice", b"q", Direction::Download, 100),
-            now,
-        );
+        let mut hs = CcHandshake::new(Role::Listener, CcConfig::new("alice", b"q", Direction::Download, 100), now);
         hs.handle_input(now, b"$MyNick carol|$Lock OLDSTYLELOCK Pk=x|");
         let (sent, _) = drain(&mut hs);
         assert!(!sent.windows(9).any(|w| w == b"$Supports"));
         assert!(sent.ends_with(&key_line(b"OLDSTYLELOCK")));
         hs.handle_input(now, b"$Direction Download 17767|$Key wrong|");
         let (_, events) = drain(&mut hs);
-        let [Event::Ready { peer, outcome, .. }] = &events[..] else {
-            panic!("{events:?}")
-        };
+        let [Event::Ready { peer, outcome, .. }] = &events[..] else { panic!("{events:?}") };
         assert!(!peer.key_valid);
         assert!(peer.supports.is_empty());
         assert_eq!(*outcome, DirectionOutcome::TheyDownload);
@@ -510,16 +459,10 @@ mod tests {
     #[test]
     fn two_machines_agree() {
         let now = t0();
-        let mut a = CcHandshake::new(
-            Role::Connector,
-            CcConfig::new("a", b"1234567890abcdef", Direction::Download, 7),
-            now,
-        );
-        let mut b = CcHandshake::new(
-            Role::Listener,
-            CcConfig::new("b", b"fedcba0987654321", Direction::Download, 9),
-            now,
-        );
+        let mut a =
+            CcHandshake::new(Role::Connector, CcConfig::new("a", b"1234567890abcdef", Direction::Download, 7), now);
+        let mut b =
+            CcHandshake::new(Role::Listener, CcConfig::new("b", b"fedcba0987654321", Direction::Download, 9), now);
         let mut events_a = Vec::new();
         let mut events_b = Vec::new();
         for _ in 0..5 {
@@ -530,26 +473,9 @@ mod tests {
             events_b.extend(eb);
             a.handle_input(now, &to_a);
         }
-        let [Event::Ready {
-            peer: pa,
-            outcome: oa,
-            ..
-        }] = &events_a[..]
-        else {
-            panic!("{events_a:?}")
-        };
-        let [Event::Ready {
-            peer: pb,
-            outcome: ob,
-            ..
-        }] = &events_b[..]
-        else {
-            panic!("{events_b:?}")
-        };
-        assert_eq!(
-            (*oa, *ob),
-            (DirectionOutcome::TheyDownload, DirectionOutcome::WeDownload)
-        );
+        let [Event::Ready { peer: pa, outcome: oa, .. }] = &events_a[..] else { panic!("{events_a:?}") };
+        let [Event::Ready { peer: pb, outcome: ob, .. }] = &events_b[..] else { panic!("{events_b:?}") };
+        assert_eq!((*oa, *ob), (DirectionOutcome::TheyDownload, DirectionOutcome::WeDownload));
         assert_eq!((pa.nick.as_str(), pb.nick.as_str()), ("b", "a"));
         assert!(pa.key_valid && pb.key_valid);
         assert!(pa.supports("ADCGet") && pb.supports("TTHL"));
@@ -570,16 +496,10 @@ mod tests {
         let tail = b"$MyNick x|$Lock EXTENDEDPROTOCOLz Pk=p|$Key k|";
         let mut tie = tail.to_vec();
         tie.extend(b"$Direction Download 5|");
-        assert_eq!(
-            run(Direction::Download, &tie, None),
-            vec![Event::Closed(CloseReason::DirectionTie)]
-        );
+        assert_eq!(run(Direction::Download, &tie, None), vec![Event::Closed(CloseReason::DirectionTie)]);
         let mut nobody = tail.to_vec();
         nobody.extend(b"$Direction Upload 0|");
-        assert_eq!(
-            run(Direction::Upload, &nobody, None),
-            vec![Event::Closed(CloseReason::NothingToTransfer)]
-        );
+        assert_eq!(run(Direction::Upload, &nobody, None), vec![Event::Closed(CloseReason::NothingToTransfer)]);
         assert_eq!(
             run(Direction::Upload, b"$MyNick mallory|", Some("x")),
             vec![Event::Closed(CloseReason::WrongNick("mallory".into()))]
@@ -592,62 +512,32 @@ mod tests {
             run(Direction::Upload, b"$MyNick x|$Get a$1|", None),
             vec![Event::Closed(CloseReason::Unexpected("$Get".into()))]
         );
-        assert_eq!(
-            run(Direction::Upload, b"$MyNick x|$Lock A Pk=p|", None),
-            vec![Event::Closed(CloseReason::BadLock)]
-        );
+        assert_eq!(run(Direction::Upload, b"$MyNick x|$Lock A Pk=p|", None), vec![Event::Closed(CloseReason::BadLock)]);
         assert!(matches!(
             &run(Direction::Upload, b"$MyNick a b|", None)[..],
             [Event::Closed(CloseReason::Malformed(_))]
         ));
         let long = vec![b'x'; crate::limits::MAX_COMMAND + 1];
-        assert!(matches!(
-            &run(Direction::Upload, &long, None)[..],
-            [Event::Closed(CloseReason::Framing(_))]
-        ));
+        assert!(matches!(&run(Direction::Upload, &long, None)[..], [Event::Closed(CloseReason::Framing(_))]));
     }
 
     #[test]
     fn timeout_and_eof() {
         let now = t0();
-        let mut hs = CcHandshake::new(
-            Role::Listener,
-            CcConfig::new("me", b"r", Direction::Upload, 1),
-            now,
-        );
-        assert_eq!(
-            hs.poll_output(),
-            Some(Output::Timeout(now + HANDSHAKE_TIMEOUT))
-        );
+        let mut hs = CcHandshake::new(Role::Listener, CcConfig::new("me", b"r", Direction::Upload, 1), now);
+        assert_eq!(hs.poll_output(), Some(Output::Timeout(now + HANDSHAKE_TIMEOUT)));
         hs.handle_timeout(now + Duration::from_secs(29));
         assert!(!hs.is_done());
         hs.handle_timeout(now + HANDSHAKE_TIMEOUT);
-        assert_eq!(
-            hs.poll_output(),
-            Some(Output::Event(Event::Closed(CloseReason::Timeout)))
-        );
+        assert_eq!(hs.poll_output(), Some(Output::Event(Event::Closed(CloseReason::Timeout))));
         assert_eq!(hs.poll_output(), None);
         // Input after the deadline counts as a timeout too.
-        let mut hs = CcHandshake::new(
-            Role::Listener,
-            CcConfig::new("me", b"r", Direction::Upload, 1),
-            now,
-        );
+        let mut hs = CcHandshake::new(Role::Listener, CcConfig::new("me", b"r", Direction::Upload, 1), now);
         hs.handle_input(now + HANDSHAKE_TIMEOUT, b"$MyNick x|");
-        assert_eq!(
-            hs.poll_output(),
-            Some(Output::Event(Event::Closed(CloseReason::Timeout)))
-        );
-        let mut hs = CcHandshake::new(
-            Role::Listener,
-            CcConfig::new("me", b"r", Direction::Upload, 1),
-            now,
-        );
+        assert_eq!(hs.poll_output(), Some(Output::Event(Event::Closed(CloseReason::Timeout))));
+        let mut hs = CcHandshake::new(Role::Listener, CcConfig::new("me", b"r", Direction::Upload, 1), now);
         hs.handle_eof();
-        assert_eq!(
-            hs.poll_output(),
-            Some(Output::Event(Event::Closed(CloseReason::PeerClosed)))
-        );
+        assert_eq!(hs.poll_output(), Some(Output::Event(Event::Closed(CloseReason::PeerClosed))));
         hs.handle_eof();
         hs.handle_input(now, b"$MyNick x|");
         assert_eq!(hs.poll_output(), None);

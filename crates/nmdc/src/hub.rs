@@ -32,7 +32,7 @@
 //! an unterminated command, and a login not complete within [`HubConfig::login_timeout`]
 //! ([`LOGIN_TIMEOUT`]) is closed.
 
-use crate::command::{Command, MyInfo, Mode, SearchOrigin};
+use crate::command::{Command, Mode, MyInfo, SearchOrigin};
 use crate::framing::CommandReader;
 use crate::lock;
 use std::collections::{HashMap, VecDeque};
@@ -458,9 +458,10 @@ impl Hub {
             }
         }
         let nick = match &c.phase {
-            Phase::AwaitPass { nick } | Phase::Checking { nick } | Phase::AwaitInfo { nick } | Phase::Online { nick } => {
-                Some(nick.clone())
-            }
+            Phase::AwaitPass { nick }
+            | Phase::Checking { nick }
+            | Phase::AwaitInfo { nick }
+            | Phase::Online { nick } => Some(nick.clone()),
             _ => None,
         };
         if let Some(nick) = &nick {
@@ -535,12 +536,8 @@ impl Hub {
 
     /// Time passed: closes logins that took too long.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let late: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.deadline.is_some_and(|d| now >= d))
-            .map(|(id, _)| *id)
-            .collect();
+        let late: Vec<ConnId> =
+            self.conns.iter().filter(|(_, c)| c.deadline.is_some_and(|d| now >= d)).map(|(id, _)| *id).collect();
         for conn in late {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.deadline = None;
@@ -767,7 +764,10 @@ impl Hub {
         }
         if !self.take_login(now, ip) {
             let n = self.cfg.max_logins_per_ip_per_minute;
-            self.say_to(conn, &format!("Too many logins from your address ({ip}): at most {n} a minute. Try again in a minute."));
+            self.say_to(
+                conn,
+                &format!("Too many logins from your address ({ip}): at most {n} a minute. Try again in a minute."),
+            );
             self.close(conn);
             return;
         }
@@ -793,7 +793,10 @@ impl Hub {
         let from_ip = self.ip_users.get(&ip).copied().unwrap_or(0);
         if reg.is_none() && per_ip > 0 && from_ip >= per_ip && !self.cfg.exempt_ips.contains(&ip) {
             // What Verlihub does: say why, then $HubIsFull (ncdc and DC++ stop there).
-            self.say_to(conn, &format!("This hub takes at most {per_ip} users from one address, and {ip} has {from_ip}."));
+            self.say_to(
+                conn,
+                &format!("This hub takes at most {per_ip} users from one address, and {ip} has {from_ip}."),
+            );
             self.send(conn, Command::HubIsFull.encode());
             self.close(conn);
             return;
@@ -812,7 +815,8 @@ impl Hub {
     /// `$MyPass` for the reserved nick: checked here (the password is in the config, not
     /// the database).
     fn reserved_password(&mut self, conn: ConnId, nick: String, password: &str) {
-        let ok = self.cfg.reserved.as_ref().is_some_and(|r| constant_time_eq(r.password.as_bytes(), password.as_bytes()));
+        let ok =
+            self.cfg.reserved.as_ref().is_some_and(|r| constant_time_eq(r.password.as_bytes(), password.as_bytes()));
         if !ok {
             self.send(conn, Command::BadPass.encode());
             self.close(conn);
@@ -1156,7 +1160,8 @@ impl Hub {
                 let topic = args.join(" ");
                 self.cfg.topic = topic.clone();
                 self.broadcast(Command::HubTopic(topic.clone()).encode().into(), None);
-                let note = Command::Chat { nick: self.cfg.bot_nick.clone(), text: format!("{me} set the topic: {topic}") };
+                let note =
+                    Command::Chat { nick: self.cfg.bot_nick.clone(), text: format!("{me} set the topic: {topic}") };
                 self.broadcast(note.encode().into(), None);
                 self.out.push_back(Output::Event(HubEvent::TopicChanged { by: me.to_owned(), topic }));
             }
@@ -1180,7 +1185,8 @@ impl Hub {
             "unreg" => {
                 let Some(nick) = args.first() else { return self.say_to(conn, &usage("!unreg <nick>")) };
                 if self.registered.remove(&nick.to_lowercase()).is_some() {
-                    self.out.push_back(Output::Event(HubEvent::Unregister { by: me.to_owned(), nick: (*nick).to_owned() }));
+                    self.out
+                        .push_back(Output::Event(HubEvent::Unregister { by: me.to_owned(), nick: (*nick).to_owned() }));
                     self.say_to(conn, &format!("{nick} is no longer registered."));
                 } else {
                     self.say_to(conn, &format!("{nick} is not registered."));
@@ -1358,7 +1364,9 @@ mod tests {
         t.input(1, "$Supports NoHello|$ValidateNick boss|");
         assert!(t.take(1).ends_with("$GetPass|"));
         t.input(1, "$MyPass secret|");
-        assert!(matches!(&t.events[..], [HubEvent::CheckPassword { conn: 1, nick, password }] if nick == "boss" && password == "secret"));
+        assert!(
+            matches!(&t.events[..], [HubEvent::CheckPassword { conn: 1, nick, password }] if nick == "boss" && password == "secret")
+        );
         t.hub.password_result(t.now, 1, true);
         t.pump();
         assert_eq!(t.take(1), "$Hello boss|$LogedIn boss|");
@@ -1456,7 +1464,10 @@ mod tests {
         assert_eq!(t.take(1), "");
         assert!(t.take(2).contains("dropped"));
         // Passive result: to pete only, target stripped.
-        t.input(1, "$SR alice share\\a.txt\x0512 3/3\x05TTH:LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ (127.0.0.1:411)\x05pete|");
+        t.input(
+            1,
+            "$SR alice share\\a.txt\x0512 3/3\x05TTH:LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ (127.0.0.1:411)\x05pete|",
+        );
         assert_eq!(
             t.take(2),
             "$SR alice share\\a.txt\x0512 3/3\x05TTH:LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ (127.0.0.1:411)|"
@@ -1522,7 +1533,8 @@ mod tests {
 
     #[test]
     fn one_address_cannot_fill_the_hub() {
-        let cfg = HubConfig { max_users_per_ip: 2, exempt_ips: vec!["10.0.0.1".parse().unwrap()], ..Default::default() };
+        let cfg =
+            HubConfig { max_users_per_ip: 2, exempt_ips: vec!["10.0.0.1".parse().unwrap()], ..Default::default() };
         let mut t = T::new(cfg);
         t.hub.set_registered("reg", false);
         t.login(1, "alice", 'A');

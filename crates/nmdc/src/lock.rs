@@ -82,9 +82,7 @@ pub fn unescape_dcn(key: &[u8]) -> Vec<u8> {
         if key[i..].starts_with(b"/%DCN") && key.len() >= i + 10 && &key[i + 8..i + 10] == b"%/" {
             let digits = &key[i + 5..i + 8];
             if digits.iter().all(u8::is_ascii_digit) {
-                let v = digits
-                    .iter()
-                    .fold(0u32, |a, d| a * 10 + u32::from(d - b'0'));
+                let v = digits.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0'));
                 if let Ok(b) = u8::try_from(v) {
                     out.push(b);
                     i += 10;
@@ -132,19 +130,9 @@ pub fn make_lock(random: &[u8]) -> Vec<u8> {
 /// a non-empty `Pk=`, so an empty `pk` is sent as `omnipeer`. Spaces, `$` and `|` in `pk`
 /// are sent as `_`.
 pub fn lock_command(random: &[u8], pk: &str) -> Command {
-    let pk: String = pk
-        .chars()
-        .map(|c| if matches!(c, ' ' | '$' | '|') { '_' } else { c })
-        .collect();
-    let pk = if pk.is_empty() {
-        "omnipeer".to_owned()
-    } else {
-        pk
-    };
-    Command::Lock {
-        lock: make_lock(random),
-        pk: Some(pk),
-    }
+    let pk: String = pk.chars().map(|c| if matches!(c, ' ' | '$' | '|') { '_' } else { c }).collect();
+    let pk = if pk.is_empty() { "omnipeer".to_owned() } else { pk };
+    Command::Lock { lock: make_lock(random), pk: Some(pk) }
 }
 
 #[cfg(test)]
@@ -153,19 +141,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     /// Every row of the table in the notes, byte-exact.
     #[test]
     fn notes_vectors() {
         let mut microdc2 = b"/%DCN036%/".to_vec();
-        microdc2.extend(hex(
-            "d1c011b0a010104120d1b1b1c0c030d0301020301020301020301020301020301020",
-        ));
+        microdc2.extend(hex("d1c011b0a010104120d1b1b1c0c030d0301020301020301020301020301020301020"));
         assert_eq!(hex("2f2544434e303336252f"), b"/%DCN036%/");
         let mut all = hex("34d1c011b0a010104120d1b1b1c0c030d0");
         all.extend_from_slice(b"/%DCN000%/");
@@ -182,32 +165,15 @@ mod tests {
                 hex("14d1c011b0a010104120d1b1b1c0c030d03010203010203010203010203010203010"),
             ),
             (b"EXTENDEDPROTOCOLABCABCABCABCABCABCA", microdc2),
-            (
-                b"EXTENDEDPROTOCOL/wut?",
-                hex("b0d1c011b0a010104120d1b1b1c0c03036852010b4"),
-            ),
-            (
-                b"EXTENDEDPROTOCOL_probe",
-                hex("74d1c011b0a010104120d1b1b1c0c03031f220d1d070"),
-            ),
-            (
-                b"EXTENDEDPROTOCOL_verlihub",
-                hex("75d1c011b0a010104120d1b1b1c0c03031923171e15010d171"),
-            ),
-            (
-                b"EXTENDEDPROTOCOL_PtokaX",
-                hex("97d1c011b0a010104120d1b1b1c0c03031f042b140a093"),
-            ),
+            (b"EXTENDEDPROTOCOL/wut?", hex("b0d1c011b0a010104120d1b1b1c0c03036852010b4")),
+            (b"EXTENDEDPROTOCOL_probe", hex("74d1c011b0a010104120d1b1b1c0c03031f220d1d070")),
+            (b"EXTENDEDPROTOCOL_verlihub", hex("75d1c011b0a010104120d1b1b1c0c03031923171e15010d171")),
+            (b"EXTENDEDPROTOCOL_PtokaX", hex("97d1c011b0a010104120d1b1b1c0c03031f042b140a093")),
             (b"EXTENDEDPROTOCOLAAa#AGa1xyz", all),
             (b"ABCD", hex("34301070")),
         ];
         for (lock, key) in cases {
-            assert_eq!(
-                lock_to_key(lock).unwrap(),
-                key,
-                "{}",
-                String::from_utf8_lossy(lock)
-            );
+            assert_eq!(lock_to_key(lock).unwrap(), key, "{}", String::from_utf8_lossy(lock));
             assert!(key_matches(lock, &key));
         }
     }
@@ -219,11 +185,7 @@ mod tests {
             let x = b.rotate_left(4); // swap is its own inverse
             let lock = [b'A', b'A' ^ x, b'Z'];
             let key = lock_to_key(&lock).unwrap();
-            assert!(
-                key.windows(10)
-                    .any(|w| w == format!("/%DCN{b:03}%/").as_bytes()),
-                "byte {b}"
-            );
+            assert!(key.windows(10).any(|w| w == format!("/%DCN{b:03}%/").as_bytes()), "byte {b}");
         }
     }
 
@@ -232,10 +194,7 @@ mod tests {
         assert_eq!(lock_to_key(b""), Err(LockError::TooShort));
         assert_eq!(lock_to_key(b"A"), Err(LockError::TooShort));
         assert!(lock_to_key(b"AB").is_ok());
-        assert_eq!(
-            lock_to_key(&vec![b'A'; MAX_LOCK + 1]),
-            Err(LockError::TooLong)
-        );
+        assert_eq!(lock_to_key(&vec![b'A'; MAX_LOCK + 1]), Err(LockError::TooLong));
         assert!(!key_matches(b"A", b""));
     }
 
@@ -258,22 +217,11 @@ mod tests {
     #[test]
     fn built_lock_is_extended_and_encodes() {
         let cmd = lock_command(&[0, 61, 62, 255], "omnipeer-0.1.0");
-        assert_eq!(
-            cmd.encode(),
-            b"$Lock EXTENDEDPROTOCOLA9AH Pk=omnipeer-0.1.0|"
-        );
-        let Command::Lock { lock, .. } = &cmd else {
-            panic!()
-        };
+        assert_eq!(cmd.encode(), b"$Lock EXTENDEDPROTOCOLA9AH Pk=omnipeer-0.1.0|");
+        let Command::Lock { lock, .. } = &cmd else { panic!() };
         assert!(is_extended(lock));
-        assert_eq!(
-            lock_command(b"", "").encode(),
-            b"$Lock EXTENDEDPROTOCOL Pk=omnipeer|"
-        );
-        assert_eq!(
-            lock_command(b"", "a b$c|").encode(),
-            b"$Lock EXTENDEDPROTOCOL Pk=a_b_c_|"
-        );
+        assert_eq!(lock_command(b"", "").encode(), b"$Lock EXTENDEDPROTOCOL Pk=omnipeer|");
+        assert_eq!(lock_command(b"", "a b$c|").encode(), b"$Lock EXTENDEDPROTOCOL Pk=a_b_c_|");
     }
 
     proptest! {

@@ -42,36 +42,31 @@ pub fn max_results(origin: &SearchOrigin) -> usize {
 pub fn extensions(t: FileType) -> &'static [&'static str] {
     match t {
         FileType::Audio => &[
-            "aac", "aif", "aiff", "ape", "au", "flac", "m4a", "mid", "midi", "mp2", "mp3", "mpc",
-            "ogg", "opus", "ra", "wav", "wma", "wv",
+            "aac", "aif", "aiff", "ape", "au", "flac", "m4a", "mid", "midi", "mp2", "mp3", "mpc", "ogg", "opus", "ra",
+            "wav", "wma", "wv",
         ],
         FileType::Compressed => &[
-            "7z", "ace", "arj", "bz2", "cab", "gz", "lha", "lzh", "lzma", "rar", "tar", "tbz2",
-            "tgz", "txz", "tz", "xz", "z", "zip", "zst",
+            "7z", "ace", "arj", "bz2", "cab", "gz", "lha", "lzh", "lzma", "rar", "tar", "tbz2", "tgz", "txz", "tz",
+            "xz", "z", "zip", "zst",
         ],
         FileType::Document => &[
-            "csv", "doc", "docx", "htm", "html", "md", "nfo", "odf", "odp", "ods", "odt", "pdf",
-            "ppt", "pptx", "rtf", "tex", "txt", "xls", "xlsx", "xml", "xps",
+            "csv", "doc", "docx", "htm", "html", "md", "nfo", "odf", "odp", "ods", "odt", "pdf", "ppt", "pptx", "rtf",
+            "tex", "txt", "xls", "xlsx", "xml", "xps",
         ],
-        FileType::Executable => &[
-            "apk", "app", "bat", "cmd", "com", "deb", "dll", "exe", "jar", "msi", "ps1", "rpm",
-            "sh", "vbs", "wsf",
-        ],
+        FileType::Executable => {
+            &["apk", "app", "bat", "cmd", "com", "deb", "dll", "exe", "jar", "msi", "ps1", "rpm", "sh", "vbs", "wsf"]
+        }
         FileType::Picture => &[
-            "bmp", "cdr", "eps", "gif", "heic", "ico", "jpeg", "jpg", "png", "ps", "psd", "svg",
-            "tga", "tif", "tiff", "webp",
+            "bmp", "cdr", "eps", "gif", "heic", "ico", "jpeg", "jpg", "png", "ps", "psd", "svg", "tga", "tif", "tiff",
+            "webp",
         ],
         FileType::Video => &[
-            "3gp", "asf", "asx", "avi", "divx", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg",
-            "mpg", "ogm", "ogv", "qt", "rm", "rmvb", "swf", "ts", "vob", "webm", "wmv",
+            "3gp", "asf", "asx", "avi", "divx", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ogm", "ogv",
+            "qt", "rm", "rmvb", "swf", "ts", "vob", "webm", "wmv",
         ],
-        FileType::DiskImage => &[
-            "bin", "cue", "dmg", "img", "iso", "mdf", "mds", "nrg", "toast", "vcd", "vhd", "vmdk",
-        ],
+        FileType::DiskImage => &["bin", "cue", "dmg", "img", "iso", "mdf", "mds", "nrg", "toast", "vcd", "vhd", "vmdk"],
         FileType::Comics => &["cb7", "cba", "cbr", "cbt", "cbz"],
-        FileType::Books => &[
-            "azw", "azw3", "chm", "djvu", "epub", "fb2", "lit", "lrf", "mobi", "prc",
-        ],
+        FileType::Books => &["azw", "azw3", "chm", "djvu", "epub", "fb2", "lit", "lrf", "mobi", "prc"],
         FileType::Any | FileType::Folder | FileType::Tth | FileType::Magnet => &[],
     }
 }
@@ -90,16 +85,8 @@ impl Matcher {
     /// Prepare a query.
     pub fn new(query: &SearchQuery) -> Matcher {
         let pattern = wire_to_utf8(&query.pattern).to_lowercase();
-        let terms = pattern
-            .split_whitespace()
-            .take(MAX_TERMS)
-            .map(str::to_owned)
-            .collect();
-        Matcher {
-            query: query.clone(),
-            terms,
-            root: query.tth_root(),
-        }
+        let terms = pattern.split_whitespace().take(MAX_TERMS).map(str::to_owned).collect();
+        Matcher { query: query.clone(), terms, root: query.tth_root() }
     }
 
     /// The query.
@@ -135,10 +122,7 @@ impl Matcher {
     /// Whether a shared directory matches (`path` as for files).
     pub fn matches_dir(&self, path: &str) -> bool {
         !self.query.size_restricted
-            && matches!(
-                self.query.file_type,
-                FileType::Any | FileType::Folder | FileType::Magnet
-            )
+            && matches!(self.query.file_type, FileType::Any | FileType::Folder | FileType::Magnet)
             && self.terms_match(path)
     }
 
@@ -179,33 +163,16 @@ pub struct Responder {
 impl Responder {
     /// The result for a matching file, addressed as the searcher needs (a passive searcher's
     /// nick as target; none for an active one).
-    pub fn file_result(
-        &self,
-        origin: &SearchOrigin,
-        path: &str,
-        size: u64,
-        tth: &Tth,
-    ) -> SearchResult {
+    pub fn file_result(&self, origin: &SearchOrigin, path: &str, size: u64, tth: &Tth) -> SearchResult {
         self.result(origin, path, Some(size), ResultTag::Tth(*tth))
     }
 
     /// The result for a matching directory.
     pub fn dir_result(&self, origin: &SearchOrigin, path: &str) -> SearchResult {
-        self.result(
-            origin,
-            path,
-            None,
-            ResultTag::HubName(utf8_to_wire(&self.hub_name)),
-        )
+        self.result(origin, path, None, ResultTag::HubName(utf8_to_wire(&self.hub_name)))
     }
 
-    fn result(
-        &self,
-        origin: &SearchOrigin,
-        path: &str,
-        size: Option<u64>,
-        tag: ResultTag,
-    ) -> SearchResult {
+    fn result(&self, origin: &SearchOrigin, path: &str, size: Option<u64>, tag: ResultTag) -> SearchResult {
         SearchResult {
             nick: utf8_to_wire(&self.nick),
             path: utf8_to_wire(&sr_path(path)),
@@ -293,17 +260,9 @@ mod tests {
             (1, "a.anything"),
         ] {
             let query = q(&format!("$Search Hub:a F?T?0?{t}?a"));
-            assert!(
-                matches(&query, &format!("/d/{name}"), 1, &root),
-                "{t} {name}"
-            );
+            assert!(matches(&query, &format!("/d/{name}"), 1, &root), "{t} {name}");
         }
-        assert!(!matches(
-            &q("$Search Hub:a F?T?0?2?a"),
-            "/d/a.iso",
-            1,
-            &root
-        ));
+        assert!(!matches(&q("$Search Hub:a F?T?0?2?a"), "/d/a.iso", 1, &root));
     }
 
     #[test]
@@ -330,10 +289,7 @@ mod tests {
         };
         let root = Tth::from_base32("ZFGQBMTR2KHGNDPMBI3WCXKG7PPZCMY6C23ABDI").unwrap();
         let passive = SearchOrigin::Passive { nick: "bob".into() };
-        let active = SearchOrigin::Active {
-            host: "127.0.0.1".into(),
-            port: 3000,
-        };
+        let active = SearchOrigin::Active { host: "127.0.0.1".into(), port: 3000 };
         let r = me.file_result(&passive, "/share2/dir/ektest.txt", 25, &root);
         assert_eq!(
             Command::Sr(r).encode(),
@@ -345,10 +301,7 @@ mod tests {
             b"$SR alice share2\\ektest.txt\x0525 2/3\x05TTH:ZFGQBMTR2KHGNDPMBI3WCXKG7PPZCMY6C23ABDI (127.0.0.1:4111)|"
         );
         let d = me.dir_result(&passive, "/share2/dir");
-        assert_eq!(
-            Command::Sr(d).encode(),
-            b"$SR alice share2\\dir 2/3\x05test hub (127.0.0.1:4111)\x05bob|"
-        );
+        assert_eq!(Command::Sr(d).encode(), b"$SR alice share2\\dir 2/3\x05test hub (127.0.0.1:4111)\x05bob|");
         let u = me.file_result(&active, "/share2/café $5.txt", 1, &root);
         assert_eq!(
             Command::Sr(u).encode(),

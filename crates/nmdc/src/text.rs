@@ -15,9 +15,7 @@ pub fn decode(bytes: &[u8]) -> String {
 /// A Latin-1 string back to wire bytes. A char above U+00FF cannot be sent as one byte and
 /// becomes `?`; convert real text with [`utf8_to_wire`] first.
 pub fn encode(text: &str) -> Vec<u8> {
-    text.chars()
-        .map(|c| if (c as u32) <= 0xFF { c as u8 } else { b'?' })
-        .collect()
+    text.chars().map(|c| if (c as u32) <= 0xFF { c as u8 } else { b'?' }).collect()
 }
 
 /// Whether every char fits in one wire byte.

@@ -107,10 +107,7 @@ impl Identifier {
         if path == "files.xml.bz2" {
             return Identifier::FileList;
         }
-        if let Some(t) = path
-            .strip_prefix("TTH/")
-            .and_then(|b| Tth::from_base32(b).ok())
-        {
+        if let Some(t) = path.strip_prefix("TTH/").and_then(|b| Tth::from_base32(b).ok()) {
             return Identifier::Tth(t);
         }
         Identifier::Path(rooted(&wire_to_utf8(path).replace('\\', "/")))
@@ -133,9 +130,7 @@ impl Identifier {
     pub fn to_legacy(&self) -> Result<String, TransferError> {
         match self {
             Identifier::FileList => Ok("files.xml.bz2".to_owned()),
-            Identifier::Tth(_) => Err(TransferError::BadIdentifier(
-                "a legacy $Get cannot ask for a TTH",
-            )),
+            Identifier::Tth(_) => Err(TransferError::BadIdentifier("a legacy $Get cannot ask for a TTH")),
             Identifier::Path(p) => {
                 let wire = utf8_to_wire(&p.trim_start_matches('/').replace('/', "\\"));
                 check_wire_path(&wire)?;
@@ -268,12 +263,7 @@ impl<E> Core<E> {
     fn new(leftover: &[u8]) -> Core<E> {
         let mut reader = CommandReader::new();
         reader.push(leftover);
-        Core {
-            reader,
-            out: VecDeque::new(),
-            deadline: None,
-            done: false,
-        }
+        Core { reader, out: VecDeque::new(), deadline: None, done: false }
     }
 
     fn send(&mut self, cmd: &Command) {
@@ -301,9 +291,7 @@ impl<E> Core<E> {
     /// The next command, or `Err` with the reason to close.
     fn next(&mut self) -> Result<Option<Command>, CloseReason> {
         match self.reader.next_command() {
-            Ok(Some(raw)) => Command::parse(&raw)
-                .map(Some)
-                .map_err(CloseReason::Malformed),
+            Ok(Some(raw)) => Command::parse(&raw).map(Some).map_err(CloseReason::Malformed),
             Ok(None) => Ok(None),
             Err(e) => Err(CloseReason::Framing(e)),
         }
@@ -342,10 +330,7 @@ enum UpState {
     /// Waiting for `$ADCGET` or `$Get` (deadline: idle timeout).
     AwaitRequest,
     /// The driver decides (no deadline). `adc` is the request as received, to mirror it.
-    Deciding {
-        request: Request,
-        adc: Option<AdcRequest>,
-    },
+    Deciding { request: Request, adc: Option<AdcRequest> },
     /// Legacy: `$FileLength` sent, waiting for `$Send` (deadline: send timeout).
     AwaitSend { start: u64, length: u64 },
     /// The driver streams the bytes (no deadline).
@@ -375,12 +360,7 @@ impl Uploader {
     }
 
     /// [`Uploader::new`] with other timeouts.
-    pub fn with_timeouts(
-        now: Instant,
-        leftover: &[u8],
-        idle_timeout: Duration,
-        send_timeout: Duration,
-    ) -> Uploader {
+    pub fn with_timeouts(now: Instant, leftover: &[u8], idle_timeout: Duration, send_timeout: Duration) -> Uploader {
         let mut up = Uploader {
             core: Core::new(leftover),
             state: UpState::AwaitRequest,
@@ -437,8 +417,7 @@ impl Uploader {
     pub fn serve(&mut self, now: Instant, size: u64) -> Result<(), TransferError> {
         let (request, adc) = self.take_decision()?;
         if request.start > size {
-            self.core
-                .send(&Command::Error(FILE_PART_NOT_AVAILABLE.to_owned()));
+            self.core.send(&Command::Error(FILE_PART_NOT_AVAILABLE.to_owned()));
             self.await_request(now);
         } else if let Some(mut snd) = adc {
             let available = (size - request.start).min(i64::MAX as u64);
@@ -447,18 +426,12 @@ impl Uploader {
             snd.bytes = length as i64; // at most i64::MAX, see above
             snd.zlib = false;
             self.core.send(&Command::AdcSnd(snd));
-            self.core.event(UploadEvent::SendBytes {
-                start: request.start,
-                length,
-            });
+            self.core.event(UploadEvent::SendBytes { start: request.start, length });
             self.state = UpState::Sending;
             self.core.deadline = None;
         } else {
             self.core.send(&Command::FileLength(size));
-            self.state = UpState::AwaitSend {
-                start: request.start,
-                length: size - request.start,
-            };
+            self.state = UpState::AwaitSend { start: request.start, length: size - request.start };
             self.core.deadline = Some(now + self.send_timeout);
         }
         self.process();
@@ -469,8 +442,7 @@ impl Uploader {
     /// open for the next request.
     pub fn not_available(&mut self, now: Instant) -> Result<(), TransferError> {
         self.take_decision()?;
-        self.core
-            .send(&Command::Error(FILE_NOT_AVAILABLE.to_owned()));
+        self.core.send(&Command::Error(FILE_NOT_AVAILABLE.to_owned()));
         self.await_request(now);
         self.process();
         Ok(())
@@ -524,10 +496,7 @@ impl Uploader {
     }
 
     fn awaits_peer(&self) -> bool {
-        matches!(
-            self.state,
-            UpState::AwaitRequest | UpState::AwaitSend { .. }
-        )
+        matches!(self.state, UpState::AwaitRequest | UpState::AwaitSend { .. })
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -572,9 +541,7 @@ impl Uploader {
                 }
             }
             // The next request, sent before we finished streaming: answered after `sent`.
-            cmd @ (Command::AdcGet(_) | Command::Get { .. })
-                if matches!(self.state, UpState::Sending) =>
-            {
+            cmd @ (Command::AdcGet(_) | Command::Get { .. }) if matches!(self.state, UpState::Sending) => {
                 self.stash = Some(cmd)
             }
             Command::AdcGet(adc) => {
@@ -657,10 +624,7 @@ enum DownState {
     /// No request under way (no deadline).
     Idle,
     /// Request sent, waiting for the answer (deadline: answer timeout).
-    AwaitAnswer {
-        request: Request,
-        adc: Option<AdcRequest>,
-    },
+    AwaitAnswer { request: Request, adc: Option<AdcRequest> },
     /// The driver receives raw bytes.
     Receiving {
         remaining: u64,
@@ -692,12 +656,8 @@ impl Downloader {
 
     /// [`Downloader::new`] with another answer timeout.
     pub fn with_timeout(leftover: &[u8], answer_timeout: Duration) -> Downloader {
-        let mut d = Downloader {
-            core: Core::new(leftover),
-            state: DownState::Idle,
-            answer_timeout,
-            legacy_resend: true,
-        };
+        let mut d =
+            Downloader { core: Core::new(leftover), state: DownState::Idle, answer_timeout, legacy_resend: true };
         d.process();
         d
     }
@@ -741,21 +701,8 @@ impl Downloader {
             None => -1,
             Some(l) => i64::try_from(l).map_err(|_| TransferError::TooLong(l))?,
         };
-        let adc = AdcRequest {
-            kind,
-            identifier: identifier.to_adc()?,
-            start,
-            bytes,
-            zlib: false,
-        };
-        let request = Request {
-            kind,
-            identifier: identifier.clone(),
-            start,
-            length,
-            legacy: false,
-            compressed: false,
-        };
+        let adc = AdcRequest { kind, identifier: identifier.to_adc()?, start, bytes, zlib: false };
+        let request = Request { kind, identifier: identifier.clone(), start, length, legacy: false, compressed: false };
         self.core.send(&Command::AdcGet(adc.clone()));
         self.await_answer(now, request, Some(adc));
         Ok(())
@@ -763,12 +710,7 @@ impl Downloader {
 
     /// Ask with `$Get <path>$<start + 1>` (peers without `ADCGet`: their `$Supports` lacks
     /// it). Only [`Identifier::FileList`] and paths can be asked for this way.
-    pub fn request_legacy(
-        &mut self,
-        now: Instant,
-        identifier: &Identifier,
-        start: u64,
-    ) -> Result<(), TransferError> {
+    pub fn request_legacy(&mut self, now: Instant, identifier: &Identifier, start: u64) -> Result<(), TransferError> {
         self.check_idle()?;
         let path = identifier.to_legacy()?;
         let request = Request {
@@ -876,12 +818,7 @@ impl Downloader {
 
     /// Count `n` answer bytes; send the legacy `$Send`s that are due.
     fn count(&mut self, n: u64) {
-        let DownState::Receiving {
-            remaining,
-            received,
-            next_send,
-        } = &mut self.state
-        else {
+        let DownState::Receiving { remaining, received, next_send } = &mut self.state else {
             return;
         };
         *remaining -= n;
@@ -916,16 +853,12 @@ impl Downloader {
     fn on_command(&mut self, cmd: Command) {
         let state = std::mem::replace(&mut self.state, DownState::Idle);
         match (state, cmd) {
-            (
-                DownState::AwaitAnswer {
-                    request,
-                    adc: Some(asked),
-                },
-                Command::AdcSnd(snd),
-            ) => match answer_length(&asked, &snd) {
-                Ok(length) => self.incoming(request, snd.start, length, None),
-                Err(why) => self.close(CloseReason::Mismatch(why)),
-            },
+            (DownState::AwaitAnswer { request, adc: Some(asked) }, Command::AdcSnd(snd)) => {
+                match answer_length(&asked, &snd) {
+                    Ok(length) => self.incoming(request, snd.start, length, None),
+                    Err(why) => self.close(CloseReason::Mismatch(why)),
+                }
+            }
             (DownState::AwaitAnswer { request, adc: None }, Command::FileLength(size)) => {
                 if request.start > size {
                     return self.close(CloseReason::Mismatch(format!(
@@ -947,35 +880,19 @@ impl Downloader {
                 self.core.deadline = None;
                 self.core.event(DownloadEvent::Error(wire_to_utf8(&msg)));
             }
-            (
-                _,
-                cmd @ (Command::AdcSnd(_)
-                | Command::FileLength(_)
-                | Command::AdcGet(_)
-                | Command::Get { .. }),
-            ) => self.close(CloseReason::Unexpected(cmd.name().to_owned())),
+            (_, cmd @ (Command::AdcSnd(_) | Command::FileLength(_) | Command::AdcGet(_) | Command::Get { .. })) => {
+                self.close(CloseReason::Unexpected(cmd.name().to_owned()))
+            }
             // Stray $Error/$MaxedOut/$Send and unknown commands change nothing.
             (state, _) => self.state = state,
         }
     }
 
     fn incoming(&mut self, request: Request, start: u64, length: u64, next_send: Option<u64>) {
-        let leftover = self
-            .core
-            .reader
-            .take_raw(usize::try_from(length).unwrap_or(usize::MAX));
-        self.state = DownState::Receiving {
-            remaining: length,
-            received: 0,
-            next_send,
-        };
+        let leftover = self.core.reader.take_raw(usize::try_from(length).unwrap_or(usize::MAX));
+        self.state = DownState::Receiving { remaining: length, received: 0, next_send };
         self.core.deadline = None;
-        self.core.event(DownloadEvent::Incoming {
-            request,
-            start,
-            length,
-            leftover: leftover.clone(),
-        });
+        self.core.event(DownloadEvent::Incoming { request, start, length, leftover: leftover.clone() });
         self.count(leftover.len() as u64);
     }
 }
@@ -983,20 +900,13 @@ impl Downloader {
 /// The byte count of an `$ADCSND` that answers `asked`, or what is wrong with it.
 fn answer_length(asked: &AdcRequest, snd: &AdcRequest) -> Result<u64, String> {
     if snd.kind != asked.kind {
-        return Err(format!(
-            "asked for {}, got {}",
-            asked.kind.as_str(),
-            snd.kind.as_str()
-        ));
+        return Err(format!("asked for {}, got {}", asked.kind.as_str(), snd.kind.as_str()));
     }
     if snd.identifier != asked.identifier {
         return Err("the $ADCSND identifier is not the one asked for".to_owned());
     }
     if snd.start != asked.start {
-        return Err(format!(
-            "asked from {}, got from {}",
-            asked.start, snd.start
-        ));
+        return Err(format!("asked from {}, got from {}", asked.start, snd.start));
     }
     if snd.zlib {
         return Err("ZL1 answer to a request without ZL1".to_owned());
@@ -1075,13 +985,7 @@ mod tests {
         up.serve(now, 350).unwrap();
         let (sent, events, _) = up_drain(&mut up);
         assert_eq!(sent, b"$ADCSND file files.xml.bz2 0 350|");
-        assert_eq!(
-            events,
-            vec![UploadEvent::SendBytes {
-                start: 0,
-                length: 350
-            }]
-        );
+        assert_eq!(events, vec![UploadEvent::SendBytes { start: 0, length: 350 }]);
         let later = now + Duration::from_secs(3);
         up.sent(later).unwrap();
         assert_eq!(up_drain(&mut up).2, Some(later + IDLE_TIMEOUT));
@@ -1102,13 +1006,7 @@ mod tests {
         up.serve(later, 1_000_000).unwrap();
         let (sent, events, _) = up_drain(&mut up);
         assert_eq!(sent, format!("$ADCSND file TTH/{ROOT} 0 5000|").as_bytes());
-        assert_eq!(
-            events,
-            vec![UploadEvent::SendBytes {
-                start: 0,
-                length: 5000
-            }]
-        );
+        assert_eq!(events, vec![UploadEvent::SendBytes { start: 0, length: 5000 }]);
     }
 
     /// ncdc asks for the leaves first; the answer's count is the tthl data's size.
@@ -1118,21 +1016,13 @@ mod tests {
         let mut up = Uploader::new(now, b"");
         up.handle_input(now, format!("$ADCGET tthl TTH/{ROOT} 0 -1|").as_bytes());
         let (_, events, _) = up_drain(&mut up);
-        let [UploadEvent::Request(r)] = &events[..] else {
-            panic!("{events:?}")
-        };
+        let [UploadEvent::Request(r)] = &events[..] else { panic!("{events:?}") };
         assert_eq!(r.kind, AdcKind::Tthl);
         assert_eq!(r.identifier, Identifier::Tth(root()));
         up.serve(now, 24 * 48).unwrap();
         let (sent, events, _) = up_drain(&mut up);
         assert_eq!(sent, format!("$ADCSND tthl TTH/{ROOT} 0 1152|").as_bytes());
-        assert_eq!(
-            events,
-            vec![UploadEvent::SendBytes {
-                start: 0,
-                length: 1152
-            }]
-        );
+        assert_eq!(events, vec![UploadEvent::SendBytes { start: 0, length: 1152 }]);
     }
 
     #[test]
@@ -1143,21 +1033,13 @@ mod tests {
         // with an escaped space comes out as real text.
         up.handle_input(now, b"$ADCGET file /share/a\\ b.bin 900 5000 ZL1|");
         let (_, events, _) = up_drain(&mut up);
-        let [UploadEvent::Request(r)] = &events[..] else {
-            panic!("{events:?}")
-        };
+        let [UploadEvent::Request(r)] = &events[..] else { panic!("{events:?}") };
         assert_eq!(r.identifier, Identifier::Path("/share/a b.bin".into()));
         assert!(r.compressed);
         up.serve(now, 1000).unwrap();
         let (sent, events, _) = up_drain(&mut up);
         assert_eq!(sent, b"$ADCSND file /share/a\\ b.bin 900 100|");
-        assert_eq!(
-            events,
-            vec![UploadEvent::SendBytes {
-                start: 900,
-                length: 100
-            }]
-        );
+        assert_eq!(events, vec![UploadEvent::SendBytes { start: 900, length: 100 }]);
         up.sent(now).unwrap();
         // Start beyond the end: ncdc's wording, connection kept.
         up.handle_input(now, b"$ADCGET file /x 1001 -1|");
@@ -1171,10 +1053,7 @@ mod tests {
         assert_eq!(up_drain(&mut up).0, b"$ADCSND file /x 1000 0|");
         up.sent(now).unwrap();
         // Missing file.
-        up.handle_input(
-            now,
-            b"$ADCGET file TTH/LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ 0 -1|",
-        );
+        up.handle_input(now, b"$ADCGET file TTH/LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ 0 -1|");
         up_drain(&mut up);
         up.not_available(now).unwrap();
         assert_eq!(up_drain(&mut up).0, b"$Error File Not Available|");
@@ -1218,13 +1097,7 @@ mod tests {
         up.handle_input(now, b"$Send|");
         let (sent, events, timeout) = up_drain(&mut up);
         assert!(sent.is_empty());
-        assert_eq!(
-            events,
-            vec![UploadEvent::SendBytes {
-                start: 0,
-                length: 153_798
-            }]
-        );
+        assert_eq!(events, vec![UploadEvent::SendBytes { start: 0, length: 153_798 }]);
         assert_eq!(timeout, None);
         // Extra $Send while streaming: nothing.
         up.handle_input(now, b"$Send|$Send|");
@@ -1235,26 +1108,15 @@ mod tests {
         // A path with backslashes and a resume offset.
         up.handle_input(now, b"$Get d\\cdab03.bin$41|");
         let (_, events, _) = up_drain(&mut up);
-        let [UploadEvent::Request(r)] = &events[..] else {
-            panic!("{events:?}")
-        };
+        let [UploadEvent::Request(r)] = &events[..] else { panic!("{events:?}") };
         assert_eq!(r.identifier, Identifier::Path("/d/cdab03.bin".into()));
         assert_eq!((r.start, r.legacy), (40, true));
         up.serve(now, 100).unwrap();
         assert_eq!(up_drain(&mut up).0, b"$FileLength 100|");
         up.handle_input(now, b"$Send|");
-        assert_eq!(
-            up_drain(&mut up).1,
-            vec![UploadEvent::SendBytes {
-                start: 40,
-                length: 60
-            }]
-        );
+        assert_eq!(up_drain(&mut up).1, vec![UploadEvent::SendBytes { start: 40, length: 60 }]);
         up.handle_eof();
-        assert_eq!(
-            up_drain(&mut up).1,
-            vec![UploadEvent::Closed(CloseReason::PeerClosed)]
-        );
+        assert_eq!(up_drain(&mut up).1, vec![UploadEvent::Closed(CloseReason::PeerClosed)]);
     }
 
     /// A request that arrives while bytes are streaming is answered after `sent`.
@@ -1268,17 +1130,12 @@ mod tests {
         up_drain(&mut up);
         up.sent(now).unwrap();
         let (_, events, _) = up_drain(&mut up);
-        assert!(
-            matches!(&events[..], [UploadEvent::Request(r)] if r.identifier == Identifier::Path("/b".into()))
-        );
+        assert!(matches!(&events[..], [UploadEvent::Request(r)] if r.identifier == Identifier::Path("/b".into())));
         up.serve(now, 10).unwrap();
         up_drain(&mut up);
         up.handle_input(now, b"$ADCGET file /c 0 10|");
         up.handle_input(now, &vec![b'x'; MAX_PENDING + 1]);
-        assert_eq!(
-            up_drain(&mut up).1,
-            vec![UploadEvent::Closed(CloseReason::TooMuchPending)]
-        );
+        assert_eq!(up_drain(&mut up).1, vec![UploadEvent::Closed(CloseReason::TooMuchPending)]);
     }
 
     #[test]
@@ -1291,10 +1148,7 @@ mod tests {
         up.handle_timeout(now + IDLE_TIMEOUT - Duration::from_millis(1));
         assert!(!up.is_done());
         up.handle_timeout(now + IDLE_TIMEOUT);
-        assert_eq!(
-            up_drain(&mut up).1,
-            vec![UploadEvent::Closed(CloseReason::Timeout)]
-        );
+        assert_eq!(up_drain(&mut up).1, vec![UploadEvent::Closed(CloseReason::Timeout)]);
 
         // Legacy: no $Send within SEND_TIMEOUT.
         let mut up = Uploader::new(now, b"$Get a$1|");
@@ -1303,24 +1157,13 @@ mod tests {
         up.serve(t, 5).unwrap();
         assert_eq!(up_drain(&mut up).2, Some(t + SEND_TIMEOUT));
         up.handle_input(t + SEND_TIMEOUT, b"$Send|");
-        assert_eq!(
-            up_drain(&mut up).1,
-            vec![UploadEvent::Closed(CloseReason::Timeout)]
-        );
+        assert_eq!(up_drain(&mut up).1, vec![UploadEvent::Closed(CloseReason::Timeout)]);
 
         // Garbage and out-of-place commands close.
         let mut up = Uploader::new(now, b"$ADCGET nope x 0 1|");
-        assert!(matches!(
-            &up_drain(&mut up).1[..],
-            [UploadEvent::Closed(CloseReason::Malformed(_))]
-        ));
+        assert!(matches!(&up_drain(&mut up).1[..], [UploadEvent::Closed(CloseReason::Malformed(_))]));
         let mut up = Uploader::new(now, b"$ADCSND file /x 0 5|hello");
-        assert_eq!(
-            up_drain(&mut up).1,
-            vec![UploadEvent::Closed(CloseReason::Unexpected(
-                "$ADCSND".into()
-            ))]
-        );
+        assert_eq!(up_drain(&mut up).1, vec![UploadEvent::Closed(CloseReason::Unexpected("$ADCSND".into()))]);
         let mut up = Uploader::new(now, b"$GetListLen|$Supports A|");
         assert_eq!(up_drain(&mut up).1, vec![]);
     }
@@ -1332,84 +1175,46 @@ mod tests {
         let now = t0();
         let mut d = Downloader::new(b"");
         assert_eq!(d.poll_output(), None);
-        d.request_adc(now, AdcKind::File, &Identifier::FileList, 0, None)
-            .unwrap();
+        d.request_adc(now, AdcKind::File, &Identifier::FileList, 0, None).unwrap();
         let (sent, _, timeout) = down_drain(&mut d);
         assert_eq!(sent, b"$ADCGET file files.xml.bz2 0 -1|");
         assert_eq!(timeout, Some(now + ANSWER_TIMEOUT));
-        assert_eq!(
-            d.request_adc(now, AdcKind::File, &Identifier::FileList, 0, None),
-            Err(TransferError::Busy)
-        );
+        assert_eq!(d.request_adc(now, AdcKind::File, &Identifier::FileList, 0, None), Err(TransferError::Busy));
         d.handle_input(now, b"$ADCSND file files.xml.bz2 0 350|BZh91AY");
         let (_, events, timeout) = down_drain(&mut d);
         assert_eq!(timeout, None);
-        let [DownloadEvent::Incoming {
-            request,
-            start,
-            length,
-            leftover,
-        }] = &events[..]
-        else {
-            panic!("{events:?}")
-        };
+        let [DownloadEvent::Incoming { request, start, length, leftover }] = &events[..] else { panic!("{events:?}") };
         assert_eq!(request.identifier, Identifier::FileList);
         assert_eq!((*start, *length), (0, 350));
         assert_eq!(leftover, b"BZh91AY");
         assert_eq!(d.remaining(), Some(343));
         assert_eq!(d.done(), Err(TransferError::Incomplete { remaining: 343 }));
-        assert_eq!(
-            d.received(344),
-            Err(TransferError::Overrun {
-                remaining: 343,
-                got: 344
-            })
-        );
+        assert_eq!(d.received(344), Err(TransferError::Overrun { remaining: 343, got: 344 }));
         d.received(300).unwrap();
         d.received(43).unwrap();
         d.done().unwrap();
         assert!(d.is_idle());
 
-        d.request_adc(now, AdcKind::File, &Identifier::Tth(root()), 0, Some(5000))
-            .unwrap();
-        assert_eq!(
-            down_drain(&mut d).0,
-            format!("$ADCGET file TTH/{ROOT} 0 5000|").as_bytes()
-        );
+        d.request_adc(now, AdcKind::File, &Identifier::Tth(root()), 0, Some(5000)).unwrap();
+        assert_eq!(down_drain(&mut d).0, format!("$ADCGET file TTH/{ROOT} 0 5000|").as_bytes());
         // The whole answer in one segment, and the next command behind it stays queued.
         let mut seg = format!("$ADCSND file TTH/{ROOT} 0 5|").into_bytes();
         seg.extend(b"ab|de$Error late|");
         d.handle_input(now, &seg);
         let (_, events, _) = down_drain(&mut d);
-        assert!(
-            matches!(&events[..], [DownloadEvent::Incoming { length: 5, leftover, .. }] if leftover == b"ab|de")
-        );
+        assert!(matches!(&events[..], [DownloadEvent::Incoming { length: 5, leftover, .. }] if leftover == b"ab|de"));
         assert_eq!(d.remaining(), Some(0));
         d.done().unwrap();
         // A stray $Error while idle changes nothing.
         assert_eq!(down_drain(&mut d).1, vec![]);
 
         // Share path with a space; errors keep the connection.
-        d.request_adc(
-            now,
-            AdcKind::File,
-            &Identifier::Path("/share/a b.bin".into()),
-            10,
-            Some(20),
-        )
-        .unwrap();
-        assert_eq!(
-            down_drain(&mut d).0,
-            b"$ADCGET file /share/a\\ b.bin 10 20|"
-        );
+        d.request_adc(now, AdcKind::File, &Identifier::Path("/share/a b.bin".into()), 10, Some(20)).unwrap();
+        assert_eq!(down_drain(&mut d).0, b"$ADCGET file /share/a\\ b.bin 10 20|");
         d.handle_input(now, b"$Error File Not Available|");
-        assert_eq!(
-            down_drain(&mut d).1,
-            vec![DownloadEvent::Error("File Not Available".into())]
-        );
+        assert_eq!(down_drain(&mut d).1, vec![DownloadEvent::Error("File Not Available".into())]);
         assert!(d.is_idle());
-        d.request_adc(now, AdcKind::Tthl, &Identifier::Tth(root()), 0, None)
-            .unwrap();
+        d.request_adc(now, AdcKind::Tthl, &Identifier::Tth(root()), 0, None).unwrap();
         down_drain(&mut d);
         d.handle_input(now, b"$MaxedOut|");
         assert_eq!(down_drain(&mut d).1, vec![DownloadEvent::MaxedOut(None)]);
@@ -1434,14 +1239,7 @@ mod tests {
         let now = t0();
         let run = |answer: &[u8], length: Option<u64>| {
             let mut d = Downloader::new(b"");
-            d.request_adc(
-                now,
-                AdcKind::File,
-                &Identifier::Path("/a".into()),
-                5,
-                length,
-            )
-            .unwrap();
+            d.request_adc(now, AdcKind::File, &Identifier::Path("/a".into()), 5, length).unwrap();
             down_drain(&mut d);
             d.handle_input(now, answer);
             down_drain(&mut d).1
@@ -1454,46 +1252,23 @@ mod tests {
             b"$ADCSND file /a 5 10 ZL1|",
         ] {
             assert!(
-                matches!(
-                    &run(bad, Some(10))[..],
-                    [DownloadEvent::Closed(CloseReason::Mismatch(_))]
-                ),
+                matches!(&run(bad, Some(10))[..], [DownloadEvent::Closed(CloseReason::Mismatch(_))]),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
-        assert!(matches!(
-            &run(b"$ADCSND file /a 5 -1|", None)[..],
-            [DownloadEvent::Closed(CloseReason::Mismatch(_))]
-        ));
+        assert!(matches!(&run(b"$ADCSND file /a 5 -1|", None)[..], [DownloadEvent::Closed(CloseReason::Mismatch(_))]));
         // DCGUI's -1 answer to a definite request means the requested count.
-        assert!(matches!(
-            &run(b"$ADCSND file /a 5 -1|", Some(10))[..],
-            [DownloadEvent::Incoming { length: 10, .. }]
-        ));
+        assert!(matches!(&run(b"$ADCSND file /a 5 -1|", Some(10))[..], [DownloadEvent::Incoming { length: 10, .. }]));
         // Fewer bytes than asked (end of file) is fine.
-        assert!(matches!(
-            &run(b"$ADCSND file /a 5 3|", Some(10))[..],
-            [DownloadEvent::Incoming { length: 3, .. }]
-        ));
+        assert!(matches!(&run(b"$ADCSND file /a 5 3|", Some(10))[..], [DownloadEvent::Incoming { length: 3, .. }]));
         // An $ADCSND nobody asked for.
         let mut d = Downloader::new(b"$ADCSND file /a 0 1|x");
-        assert_eq!(
-            down_drain(&mut d).1,
-            vec![DownloadEvent::Closed(CloseReason::Unexpected(
-                "$ADCSND".into()
-            ))]
-        );
+        assert_eq!(down_drain(&mut d).1, vec![DownloadEvent::Closed(CloseReason::Unexpected("$ADCSND".into()))]);
         // Bad identifiers never reach the wire.
         let mut d = Downloader::new(b"");
         assert!(matches!(
-            d.request_adc(
-                now,
-                AdcKind::File,
-                &Identifier::Path("/a|b".into()),
-                0,
-                None
-            ),
+            d.request_adc(now, AdcKind::File, &Identifier::Path("/a|b".into()), 0, None),
             Err(TransferError::BadIdentifier(_))
         ));
         assert!(matches!(
@@ -1504,10 +1279,7 @@ mod tests {
             d.request_adc(now, AdcKind::File, &Identifier::FileList, 0, Some(u64::MAX)),
             Err(TransferError::TooLong(u64::MAX))
         );
-        assert!(matches!(
-            d.request_legacy(now, &Identifier::Tth(root()), 0),
-            Err(TransferError::BadIdentifier(_))
-        ));
+        assert!(matches!(d.request_legacy(now, &Identifier::Tth(root()), 0), Err(TransferError::BadIdentifier(_))));
         assert!(d.is_idle());
         assert_eq!(down_drain(&mut d).0, b"");
     }
@@ -1541,22 +1313,14 @@ mod tests {
 
         // A resume from byte 40 of a path; resends off.
         d.set_legacy_resend(false);
-        d.request_legacy(now, &Identifier::Path("/d/cdab03.bin".into()), 40)
-            .unwrap();
+        d.request_legacy(now, &Identifier::Path("/d/cdab03.bin".into()), 40).unwrap();
         assert_eq!(down_drain(&mut d).0, b"$Get d\\cdab03.bin$41|");
         d.handle_input(now, b"$FileLength 100000|");
         let (sent, events, _) = down_drain(&mut d);
         assert_eq!(sent, b"$Send|");
         assert!(matches!(
             &events[..],
-            [
-                DownloadEvent::Length(100_000),
-                DownloadEvent::Incoming {
-                    start: 40,
-                    length: 99_960,
-                    ..
-                }
-            ]
+            [DownloadEvent::Length(100_000), DownloadEvent::Incoming { start: 40, length: 99_960, .. }]
         ));
         d.received(99_960).unwrap();
         assert_eq!(down_drain(&mut d).0, b"");
@@ -1566,10 +1330,7 @@ mod tests {
         d.request_legacy(now, &Identifier::FileList, 10).unwrap();
         down_drain(&mut d);
         d.handle_input(now, b"$FileLength 5|");
-        assert!(matches!(
-            &down_drain(&mut d).1[..],
-            [DownloadEvent::Closed(CloseReason::Mismatch(_))]
-        ));
+        assert!(matches!(&down_drain(&mut d).1[..], [DownloadEvent::Closed(CloseReason::Mismatch(_))]));
     }
 
     #[test]
@@ -1577,25 +1338,17 @@ mod tests {
         let now = t0();
         let mut d = Downloader::new(b"");
         let t = now + Duration::from_secs(7);
-        d.request_adc(t, AdcKind::File, &Identifier::FileList, 0, None)
-            .unwrap();
+        d.request_adc(t, AdcKind::File, &Identifier::FileList, 0, None).unwrap();
         assert_eq!(down_drain(&mut d).2, Some(t + ANSWER_TIMEOUT));
         d.handle_timeout(t + ANSWER_TIMEOUT - Duration::from_millis(1));
         assert!(!d.is_done());
         d.handle_timeout(t + ANSWER_TIMEOUT);
-        assert_eq!(
-            down_drain(&mut d).1,
-            vec![DownloadEvent::Closed(CloseReason::Timeout)]
-        );
+        assert_eq!(down_drain(&mut d).1, vec![DownloadEvent::Closed(CloseReason::Timeout)]);
         assert_eq!(d.poll_output(), None);
-        assert_eq!(
-            d.request_adc(t, AdcKind::File, &Identifier::FileList, 0, None),
-            Err(TransferError::Closed)
-        );
+        assert_eq!(d.request_adc(t, AdcKind::File, &Identifier::FileList, 0, None), Err(TransferError::Closed));
         // No timeout while receiving raw bytes (the driver watches the socket) or idle.
         let mut d = Downloader::new(b"");
-        d.request_adc(now, AdcKind::File, &Identifier::FileList, 0, None)
-            .unwrap();
+        d.request_adc(now, AdcKind::File, &Identifier::FileList, 0, None).unwrap();
         d.handle_input(now, b"$ADCSND file files.xml.bz2 0 3|");
         down_drain(&mut d);
         d.handle_timeout(now + Duration::from_secs(3600));
@@ -1613,17 +1366,9 @@ mod tests {
             let mut up = Uploader::new(now, b"");
             let mut down = Downloader::new(b"");
             if legacy {
-                down.request_legacy(now, &Identifier::Path("/f.bin".into()), 1000)
-                    .unwrap();
+                down.request_legacy(now, &Identifier::Path("/f.bin".into()), 1000).unwrap();
             } else {
-                down.request_adc(
-                    now,
-                    AdcKind::File,
-                    &Identifier::Path("/f.bin".into()),
-                    1000,
-                    None,
-                )
-                .unwrap();
+                down.request_adc(now, AdcKind::File, &Identifier::Path("/f.bin".into()), 1000, None).unwrap();
             }
             let mut got = Vec::new();
             let mut wire_to_up: Vec<u8> = Vec::new();
@@ -1634,9 +1379,7 @@ mod tests {
                 while let Some(o) = down.poll_output() {
                     match o {
                         Output::Transmit(b) => wire_to_up.extend(b),
-                        Output::Event(DownloadEvent::Incoming { leftover, .. }) => {
-                            got.extend(leftover)
-                        }
+                        Output::Event(DownloadEvent::Incoming { leftover, .. }) => got.extend(leftover),
                         Output::Event(e @ DownloadEvent::Closed(_)) => panic!("{e:?}"),
                         Output::Event(_) => {}
                         Output::Timeout(_) => break,
@@ -1697,20 +1440,13 @@ mod tests {
 
     #[test]
     fn identifiers_round_trip() {
-        for id in [
-            Identifier::FileList,
-            Identifier::Tth(root()),
-            Identifier::Path("/share/café/x y.bin".into()),
-        ] {
+        for id in [Identifier::FileList, Identifier::Tth(root()), Identifier::Path("/share/café/x y.bin".into())] {
             assert_eq!(Identifier::from_adc(&id.to_adc().unwrap()), id);
             if !matches!(id, Identifier::Tth(_)) {
                 assert_eq!(Identifier::from_legacy(&id.to_legacy().unwrap()), id);
             }
         }
-        assert_eq!(
-            Identifier::from_legacy("share\\dir\\f.txt"),
-            Identifier::Path("/share/dir/f.txt".into())
-        );
+        assert_eq!(Identifier::from_legacy("share\\dir\\f.txt"), Identifier::Path("/share/dir/f.txt".into()));
     }
 
     #[derive(Debug, Clone)]
@@ -1745,8 +1481,7 @@ mod tests {
             Just(Step::NotAvailable),
             Just(Step::MaxedOut),
             Just(Step::Sent),
-            (any::<u64>(), proptest::option::of(any::<u64>()))
-                .prop_map(|(s, l)| Step::RequestAdc(s, l)),
+            (any::<u64>(), proptest::option::of(any::<u64>())).prop_map(|(s, l)| Step::RequestAdc(s, l)),
             any::<u64>().prop_map(Step::RequestLegacy),
             (0u64..60_000).prop_map(Step::Received),
             Just(Step::Done),

@@ -70,9 +70,7 @@ impl Tth {
             return Err(Base32Error::WrongLength(s.len()));
         }
         let upper = s.to_ascii_uppercase();
-        let bytes = BASE32_NOPAD
-            .decode(upper.as_bytes())
-            .map_err(|_| Base32Error::NotBase32)?;
+        let bytes = BASE32_NOPAD.decode(upper.as_bytes()).map_err(|_| Base32Error::NotBase32)?;
         let hash: Hash = bytes.try_into().map_err(|_| Base32Error::NotBase32)?;
         Ok(Tth(hash))
     }
@@ -144,16 +142,8 @@ pub fn root_from_hashes(hashes: &[Hash]) -> Option<Hash> {
     }
     let mut level: Vec<Hash> = hashes.to_vec();
     while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| {
-                if pair.len() == 2 {
-                    node_hash(&pair[0], &pair[1])
-                } else {
-                    pair[0]
-                }
-            })
-            .collect();
+        level =
+            level.chunks(2).map(|pair| if pair.len() == 2 { node_hash(&pair[0], &pair[1]) } else { pair[0] }).collect();
     }
     Some(level[0])
 }
@@ -230,14 +220,7 @@ impl TigerTree {
     fn keeping(keep_level: Option<u32>) -> Self {
         let mut leaf = Tiger::new();
         leaf.update([0u8]);
-        TigerTree {
-            keep_level,
-            leaf,
-            leaf_len: 0,
-            stack: Vec::new(),
-            kept: Vec::new(),
-            size: 0,
-        }
+        TigerTree { keep_level, leaf, leaf_len: 0, stack: Vec::new(), kept: Vec::new(), size: 0 }
     }
 
     /// Hash more bytes.
@@ -321,12 +304,7 @@ impl TigerTree {
             Some(l) => (LEAF_SIZE as u64) << l,
             None => 0,
         };
-        TthResult {
-            root,
-            size: self.size,
-            block_size,
-            leaves: self.kept,
-        }
+        TthResult { root, size: self.size, block_size, leaves: self.kept }
     }
 }
 
@@ -422,17 +400,10 @@ pub fn verify_tthl(data: &[u8], root: &Tth) -> Result<Vec<Hash>, TthlError> {
 
 /// [`verify_tthl`] for a file of known size, also checking that the hash count is a real
 /// tree level; returns the block size each hash covers and the hashes.
-pub fn verify_tthl_for_size(
-    data: &[u8],
-    root: &Tth,
-    file_size: u64,
-) -> Result<(u64, Vec<Hash>), TthlError> {
+pub fn verify_tthl_for_size(data: &[u8], root: &Tth, file_size: u64) -> Result<(u64, Vec<Hash>), TthlError> {
     let hashes = verify_tthl(data, root)?;
     let count = hashes.len() as u64;
-    let bs = block_size_for_count(file_size, count).ok_or(TthlError::BadCount {
-        count,
-        size: file_size,
-    })?;
+    let bs = block_size_for_count(file_size, count).ok_or(TthlError::BadCount { count, size: file_size })?;
     Ok((bs, hashes))
 }
 
@@ -451,14 +422,8 @@ mod tests {
 
     #[test]
     fn plain_tiger_vectors() {
-        assert_eq!(
-            hex(&tiger(b"")),
-            "3293ac630c13f0245f92bbb1766e16167a4e58492dde73f3"
-        );
-        assert_eq!(
-            hex(&tiger(b"abc")),
-            "2aab1484e8c158f2bfb8c5ff41b57a525129131c957b5f93"
-        );
+        assert_eq!(hex(&tiger(b"")), "3293ac630c13f0245f92bbb1766e16167a4e58492dde73f3");
+        assert_eq!(hex(&tiger(b"abc")), "2aab1484e8c158f2bfb8c5ff41b57a525129131c957b5f93");
     }
 
     /// Every row of the TTH table in the notes.
@@ -466,27 +431,12 @@ mod tests {
     fn notes_vectors() {
         assert_eq!(b32(b""), "LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ");
         assert_eq!(b32(b"abc"), "ASD4UJSEH5M47PDYB46KBTSQTSGDKLBHYXOMUIA");
-        assert_eq!(
-            b32(&[b'A'; 1024]),
-            "L66Q4YVNAFWVS23X2HJIRA5ZJ7WXR3F26RSASFA"
-        );
-        assert_eq!(
-            b32(&[b'A'; 1025]),
-            "PZMRYHGY6LTBEH63ZWAHDORHSYTLO4LEFUIKHWY"
-        );
-        assert_eq!(
-            b32(&[b'A'; 3072]),
-            "VUGTDEB5E3RVBHJWEPT2LY2O6XHZQFFRGDNZBSQ"
-        );
+        assert_eq!(b32(&[b'A'; 1024]), "L66Q4YVNAFWVS23X2HJIRA5ZJ7WXR3F26RSASFA");
+        assert_eq!(b32(&[b'A'; 1025]), "PZMRYHGY6LTBEH63ZWAHDORHSYTLO4LEFUIKHWY");
+        assert_eq!(b32(&[b'A'; 3072]), "VUGTDEB5E3RVBHJWEPT2LY2O6XHZQFFRGDNZBSQ");
         assert_eq!(b32(&[0]), "VK54ZIEEVTWNAUI5D5RDFIL37LX2IQNSTAXFKSA");
-        assert_eq!(
-            b32(&vec![0u8; 1 << 20]),
-            "MUACEID6UTVUKTRE2MTZKOPTZTMS6A2OF6B4ZNY"
-        );
-        assert_eq!(
-            b32(b"hello world\n"),
-            "KND4PAISRXWKPFWNUC5NJDGCX2ON77YTRMEVWBQ"
-        );
+        assert_eq!(b32(&vec![0u8; 1 << 20]), "MUACEID6UTVUKTRE2MTZKOPTZTMS6A2OF6B4ZNY");
+        assert_eq!(b32(b"hello world\n"), "KND4PAISRXWKPFWNUC5NJDGCX2ON77YTRMEVWBQ");
         assert_eq!(tth(b"").0, leaf_hash(b""));
     }
 
@@ -505,11 +455,8 @@ mod tests {
 
     /// The level-by-level definition (odd node promoted) for comparison.
     fn reference_root(data: &[u8]) -> Hash {
-        let leaves: Vec<Hash> = if data.is_empty() {
-            vec![leaf_hash(b"")]
-        } else {
-            data.chunks(LEAF_SIZE).map(leaf_hash).collect()
-        };
+        let leaves: Vec<Hash> =
+            if data.is_empty() { vec![leaf_hash(b"")] } else { data.chunks(LEAF_SIZE).map(leaf_hash).collect() };
         root_from_hashes(&leaves).unwrap()
     }
 
@@ -526,30 +473,13 @@ mod tests {
         let t = Tth::from_base32("LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ").unwrap();
         assert_eq!(t, tth(b""));
         assert_eq!(t.to_string(), "LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ");
-        assert_eq!(
-            "lwpnacqdbzryxw3vhjvcj64qbznghohhhzwclnq"
-                .parse::<Tth>()
-                .unwrap(),
-            t
-        );
+        assert_eq!("lwpnacqdbzryxw3vhjvcj64qbznghohhhzwclnq".parse::<Tth>().unwrap(), t);
         assert_eq!(Tth::from_base32(""), Err(Base32Error::WrongLength(0)));
-        assert_eq!(
-            Tth::from_base32("LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLN"),
-            Err(Base32Error::WrongLength(38))
-        );
-        assert_eq!(
-            Tth::from_base32("LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLN1"),
-            Err(Base32Error::NotBase32)
-        );
+        assert_eq!(Tth::from_base32("LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLN"), Err(Base32Error::WrongLength(38)));
+        assert_eq!(Tth::from_base32("LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLN1"), Err(Base32Error::NotBase32));
         // The last character carries 3 unused bits, which must be zero ('Q' = 10000).
-        assert_eq!(
-            Tth::from_base32("LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNR"),
-            Err(Base32Error::NotBase32)
-        );
-        assert_eq!(
-            Tth::from_base32("é234567890123456789012345678901234567"),
-            Err(Base32Error::WrongLength(38))
-        );
+        assert_eq!(Tth::from_base32("LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNR"), Err(Base32Error::NotBase32));
+        assert_eq!(Tth::from_base32("é234567890123456789012345678901234567"), Err(Base32Error::WrongLength(38)));
     }
 
     #[test]
@@ -585,12 +515,7 @@ mod tests {
         let blob = r.tthl();
         assert_eq!(blob.len(), 49 * 24);
         assert_eq!(verify_tthl(&blob, &r.root).unwrap().len(), 49);
-        assert_eq!(
-            verify_tthl_for_size(&blob, &r.root, data.len() as u64)
-                .unwrap()
-                .0,
-            65536
-        );
+        assert_eq!(verify_tthl_for_size(&blob, &r.root, data.len() as u64).unwrap().0, 65536);
     }
 
     #[test]
@@ -603,14 +528,8 @@ mod tests {
         assert_eq!(r.leaves.len(), 5);
         let blob = r.tthl();
         assert_eq!(verify_tthl(&[], &r.root), Err(TthlError::Empty));
-        assert_eq!(
-            verify_tthl(&blob[..100], &r.root),
-            Err(TthlError::BadLength(100))
-        );
-        assert_eq!(
-            verify_tthl(&vec![0; MAX_TTHL + 24], &r.root),
-            Err(TthlError::TooLong)
-        );
+        assert_eq!(verify_tthl(&blob[..100], &r.root), Err(TthlError::BadLength(100)));
+        assert_eq!(verify_tthl(&vec![0; MAX_TTHL + 24], &r.root), Err(TthlError::TooLong));
         let mut bad = blob.clone();
         bad[30] ^= 1;
         assert_eq!(verify_tthl(&bad, &r.root), Err(TthlError::RootMismatch));
@@ -628,10 +547,7 @@ mod tests {
     fn empty_file_keeps_one_block() {
         let r = TigerTree::for_file_size(0).finish();
         assert_eq!(r.leaves, vec![r.root.0]);
-        assert_eq!(
-            r.root.to_base32(),
-            "LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ"
-        );
+        assert_eq!(r.root.to_base32(), "LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ");
         let r = TigerTree::new().finish();
         assert!(r.leaves.is_empty());
         assert_eq!(r.block_size, 0);

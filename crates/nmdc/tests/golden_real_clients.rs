@@ -27,7 +27,8 @@ fn real_client_commands_parse_and_reencode_byte_exactly() {
         r.push(&bytes);
         // Raw file data after $ADCSND/$Send is not a command: stop at it.
         while let Some(raw) = r.next_command().unwrap_or_else(|e| panic!("{name}: {e}")) {
-            let cmd = Command::parse(&raw).unwrap_or_else(|e| panic!("{name}: {:?}: {e}", String::from_utf8_lossy(&raw)));
+            let cmd =
+                Command::parse(&raw).unwrap_or_else(|e| panic!("{name}: {:?}: {e}", String::from_utf8_lossy(&raw)));
             let mut enc = cmd.encode();
             assert_eq!(enc.pop(), Some(b'|'));
             assert_eq!(

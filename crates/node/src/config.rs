@@ -296,7 +296,10 @@ impl Config {
         }
         if !self.tox.bootstrap.trim().is_empty() {
             for spec in self.tox.bootstrap.split(',').filter(|s| !s.trim().is_empty()) {
-                let (_, key) = spec.trim().rsplit_once(':').ok_or_else(|| anyhow::anyhow!("[tox].bootstrap {spec:?}: expected HOST:PORT:DHTKEY"))?;
+                let (_, key) = spec
+                    .trim()
+                    .rsplit_once(':')
+                    .ok_or_else(|| anyhow::anyhow!("[tox].bootstrap {spec:?}: expected HOST:PORT:DHTKEY"))?;
                 if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
                     bail!("[tox].bootstrap {spec:?}: the DHT key must be 64 hex digits");
                 }
@@ -326,8 +329,7 @@ impl Config {
 impl DccConfig {
     /// The services list as flags.
     pub fn services(&self) -> anyhow::Result<omnipeer_dcc::Services> {
-        omnipeer_dcc::Services::parse_list(&self.services.join(","))
-            .map_err(|e| anyhow::anyhow!("[dcc].services: {e}"))
+        omnipeer_dcc::Services::parse_list(&self.services.join(",")).map_err(|e| anyhow::anyhow!("[dcc].services: {e}"))
     }
 
     /// Timeouts as durations.
@@ -385,7 +387,10 @@ mod tests {
         assert_eq!(c.nmdc_hub.max_logins_per_ip_per_minute, omnipeer_nmdc::hub::MAX_LOGINS_PER_IP_PER_MINUTE);
         assert!(c.nmdc_hub.exempt_ips.is_empty());
         assert!(Config::from_toml("[nmdc_hub]\nexempt_ips = [\"nope\"]\n").is_err());
-        assert_eq!(c.slsk_server.max_registrations_per_ip_per_hour, omnipeer_slsk::central::MAX_REGISTRATIONS_PER_IP_PER_HOUR);
+        assert_eq!(
+            c.slsk_server.max_registrations_per_ip_per_hour,
+            omnipeer_slsk::central::MAX_REGISTRATIONS_PER_IP_PER_HOUR
+        );
         assert_eq!(c.slsk_server.max_sessions_per_ip, omnipeer_slsk::central::MAX_SESSIONS_PER_IP);
         assert!(c.nmdc_client.enabled && c.slsk_client.enabled);
         assert_eq!(c.slsk_client.rooms, vec!["omnipeer".to_string()]);

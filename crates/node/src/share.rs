@@ -123,22 +123,13 @@ impl Skipped {
     fn warn(&self, roots: &[ShareRoot]) {
         let mut parts = Vec::new();
         if self.seen_dirs > 0 {
-            parts.push(format!(
-                "{} link(s) to folders already shared (symlink loops or duplicates)",
-                self.seen_dirs
-            ));
+            parts.push(format!("{} link(s) to folders already shared (symlink loops or duplicates)", self.seen_dirs));
         }
         if self.outside > 0 {
-            parts.push(format!(
-                "{} link(s) leading outside the share",
-                self.outside
-            ));
+            parts.push(format!("{} link(s) leading outside the share", self.outside));
         }
         if self.too_deep > 0 {
-            parts.push(format!(
-                "{} folder(s) nested deeper than {MAX_DEPTH}",
-                self.too_deep
-            ));
+            parts.push(format!("{} folder(s) nested deeper than {MAX_DEPTH}", self.too_deep));
         }
         if self.unreadable > 0 {
             parts.push(format!("{} folder(s) that cannot be read", self.unreadable));
@@ -151,17 +142,10 @@ impl Skipped {
             return;
         }
         if self.bad_names > 0 {
-            parts.push(format!(
-                "{} name(s) that are not UTF-8 or not safe to serve",
-                self.bad_names
-            ));
+            parts.push(format!("{} name(s) that are not UTF-8 or not safe to serve", self.bad_names));
         }
         let roots: Vec<String> = roots.iter().map(|r| r.path.display().to_string()).collect();
-        let example = self
-            .example
-            .as_ref()
-            .map(|p| format!(" (e.g. {})", p.display()))
-            .unwrap_or_default();
+        let example = self.example.as_ref().map(|p| format!(" (e.g. {})", p.display())).unwrap_or_default();
         tracing::warn!(
             "share scan of {}: skipped {}{example}; `--log-level debug` names each",
             roots.join(", "),
@@ -222,12 +206,7 @@ pub struct ShareIndex {
 
 impl ShareIndex {
     fn empty(roots: Vec<ShareRoot>) -> ShareIndex {
-        ShareIndex {
-            roots,
-            top: DirNode::default(),
-            files: 0,
-            bytes: 0,
-        }
+        ShareIndex { roots, top: DirNode::default(), files: 0, bytes: 0 }
     }
 
     /// Index one folder whose contents appear at the top of the virtual tree (the DCC
@@ -239,18 +218,12 @@ impl ShareIndex {
     /// [`ShareIndex::scan_single`], stoppable and observable through `ctl`.
     pub fn scan_single_with(dir: &Path, ctl: &ScanControl) -> io::Result<ShareIndex> {
         let path = dir.canonicalize().map_err(|e| with_path(e, dir))?;
-        let mut idx = ShareIndex::empty(vec![ShareRoot {
-            name: String::new(),
-            path: path.clone(),
-        }]);
+        let mut idx = ShareIndex::empty(vec![ShareRoot { name: String::new(), path: path.clone() }]);
         let mut skipped = Skipped::default();
         idx.top = idx.walk_root(0, ctl, &mut skipped);
         skipped.warn(&idx.roots);
         if ctl.is_cancelled() {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "the share scan was stopped",
-            ));
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "the share scan was stopped"));
         }
         Ok(idx)
     }
@@ -285,31 +258,21 @@ impl ShareIndex {
                     continue;
                 }
             };
-            let base = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("share")
-                .to_owned();
+            let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("share").to_owned();
             let mut name = base.clone();
             let mut n = 2;
             while top.children.contains_key(&name) {
                 name = format!("{base} ({n})");
                 n += 1;
             }
-            idx.roots.push(ShareRoot {
-                name: name.clone(),
-                path,
-            });
+            idx.roots.push(ShareRoot { name: name.clone(), path });
             let node = idx.walk_root(idx.roots.len() - 1, ctl, &mut skipped);
             top.children.insert(name, Node::Dir(node));
         }
         idx.top = top;
         skipped.warn(&idx.roots);
         if ctl.is_cancelled() {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "the share scan was stopped",
-            ));
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "the share scan was stopped"));
         }
         Ok(idx)
     }
@@ -371,14 +334,7 @@ impl ShareIndex {
         node
     }
 
-    fn scan_dir(
-        &mut self,
-        w: &mut Walk<'_>,
-        dir: &Path,
-        node: &mut DirNode,
-        at: &mut Vec<String>,
-        depth: usize,
-    ) {
+    fn scan_dir(&mut self, w: &mut Walk<'_>, dir: &Path, node: &mut DirNode, at: &mut Vec<String>, depth: usize) {
         if depth >= MAX_DEPTH {
             tracing::debug!(dir = %dir.display(), "share nested deeper than {MAX_DEPTH}: not indexed further");
             w.skipped.too_deep += 1;
@@ -432,12 +388,7 @@ impl ShareIndex {
             };
             if meta.is_dir() {
                 if link {
-                    w.pending.push_back(PendingLink {
-                        parent: at.clone(),
-                        name,
-                        path,
-                        depth: depth + 1,
-                    });
+                    w.pending.push_back(PendingLink { parent: at.clone(), name, path, depth: depth + 1 });
                     continue;
                 }
                 // A real folder seen before is a bind mount of an ancestor or a sibling.
@@ -460,12 +411,7 @@ impl ShareIndex {
                 w.ctl.files.fetch_add(1, Ordering::Relaxed);
                 node.children.insert(
                     name,
-                    Node::File(FileNode {
-                        real: path,
-                        size: meta.len(),
-                        mtime: meta.modified().ok(),
-                        root: w.root,
-                    }),
+                    Node::File(FileNode { real: path, size: meta.len(), mtime: meta.modified().ok(), root: w.root }),
                 );
             }
         }
@@ -480,7 +426,10 @@ impl ShareIndex {
         for (i, c) in path.components().iter().enumerate() {
             let (name, node) = match dir.children.get_key_value(c) {
                 Some(kv) => kv,
-                None => dir.children.iter().find(|(k, _)| k.eq_ignore_ascii_case(c) || k.to_lowercase() == c.to_lowercase())?,
+                None => dir
+                    .children
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(c) || k.to_lowercase() == c.to_lowercase())?,
             };
             canon.push(name.clone());
             found = Some(node);
@@ -547,9 +496,8 @@ impl ShareIndex {
 
     /// Open an indexed file for reading, re-checking that it still lies inside its root.
     pub fn open(&self, path: &VPath) -> io::Result<(File, u64)> {
-        let (_, f) = self
-            .file(path)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file in the share"))?;
+        let (_, f) =
+            self.file(path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file in the share"))?;
         open_inside(&f.real, &self.roots[f.root].path)
     }
 }
@@ -643,48 +591,31 @@ impl Share {
     pub fn open_single(dir: &Path) -> io::Result<Share> {
         let path = dir.canonicalize().map_err(|e| with_path(e, dir))?;
         if !path.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a folder", dir.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a folder", dir.display())));
         }
-        let empty = ShareIndex::empty(vec![ShareRoot {
-            name: String::new(),
-            path,
-        }]);
+        let empty = ShareIndex::empty(vec![ShareRoot { name: String::new(), path }]);
         let inner = Arc::new(ShareInner {
             snap: RwLock::new((Arc::new(empty), Instant::now())),
             first: Arc::new(ScanControl::default()),
             scanning: AtomicBool::new(true),
         });
-        let (ctl, weak, scan_dir) = (
-            inner.first.clone(),
-            Arc::downgrade(&inner),
-            dir.to_path_buf(),
-        );
+        let (ctl, weak, scan_dir) = (inner.first.clone(), Arc::downgrade(&inner), dir.to_path_buf());
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("share-scan".into())
-            .spawn(move || {
-                let r = ShareIndex::scan_single_with(&scan_dir, &ctl);
-                let Some(inner) = weak.upgrade() else { return };
-                match r {
-                    Ok(idx) => {
-                        *inner.snap.write().expect("share lock") = (Arc::new(idx), Instant::now())
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        tracing::warn!(dir = %scan_dir.display(), "cannot index the share: {e}")
-                    }
+        std::thread::Builder::new().name("share-scan".into()).spawn(move || {
+            let r = ShareIndex::scan_single_with(&scan_dir, &ctl);
+            let Some(inner) = weak.upgrade() else { return };
+            match r {
+                Ok(idx) => *inner.snap.write().expect("share lock") = (Arc::new(idx), Instant::now()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(dir = %scan_dir.display(), "cannot index the share: {e}")
                 }
-                inner.scanning.store(false, Ordering::Release);
-                let _ = done_tx.send(());
-            })?;
+            }
+            inner.scanning.store(false, Ordering::Release);
+            let _ = done_tx.send(());
+        })?;
         let _ = done_rx.recv_timeout(FIRST_SCAN_WAIT);
-        Ok(Share {
-            dir: dir.to_path_buf(),
-            inner,
-        })
+        Ok(Share { dir: dir.to_path_buf(), inner })
     }
 
     /// Whether the first scan is still running.
@@ -834,10 +765,7 @@ mod tests {
         std::os::unix::fs::symlink("back\\slash", share.join("shortcut2")).unwrap();
         let idx = ShareIndex::scan_single(&share).unwrap();
         assert_eq!(idx.file_count(), 1);
-        let linked = ["shortcut/x.bin", "shortcut2/x.bin"]
-            .iter()
-            .filter(|p| idx.stat(&vp(p)).is_some())
-            .count();
+        let linked = ["shortcut/x.bin", "shortcut2/x.bin"].iter().filter(|p| idx.stat(&vp(p)).is_some()).count();
         assert_eq!(linked, 1);
     }
 
@@ -854,8 +782,7 @@ mod tests {
     #[test]
     fn a_missing_root_is_left_out() {
         let t = tree();
-        let idx =
-            ShareIndex::scan_roots(&[t.path().join("nope"), t.path().join("share/music")]).unwrap();
+        let idx = ShareIndex::scan_roots(&[t.path().join("nope"), t.path().join("share/music")]).unwrap();
         assert_eq!(idx.roots().len(), 1);
         assert!(idx.stat(&vp("music/Song.mp3")).is_some());
         assert!(!t.path().join("nope").exists());

@@ -173,7 +173,10 @@ impl Store {
     fn migrate(&mut self) -> anyhow::Result<()> {
         let version: usize = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > MIGRATIONS.len() {
-            anyhow::bail!("the database is from a newer omnipeer (schema {version}, this one knows {})", MIGRATIONS.len());
+            anyhow::bail!(
+                "the database is from a newer omnipeer (schema {version}, this one knows {})",
+                MIGRATIONS.len()
+            );
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = self.conn.transaction()?;
@@ -216,7 +219,14 @@ impl Store {
     }
 
     /// Store a ban; `duration` None is for good.
-    pub fn hub_ban(&self, nick: Option<&str>, ip: Option<&str>, duration: Option<Duration>, reason: &str, by: &str) -> anyhow::Result<()> {
+    pub fn hub_ban(
+        &self,
+        nick: Option<&str>,
+        ip: Option<&str>,
+        duration: Option<Duration>,
+        reason: &str,
+        by: &str,
+    ) -> anyhow::Result<()> {
         let now = unix_now();
         let until = duration.map(|d| (now + d.as_secs()) as i64);
         self.conn.execute(

@@ -14,9 +14,9 @@
 //! reading acknowledgements while the first writes: a sender that only writes can deadlock
 //! against a receiver blocked on writing acks into a full socket buffer.
 
+use crate::ratelimit::RateLimit;
 use omnipeer_dcc::{FileReceiver, FileSender};
 use std::fs::File;
-use crate::ratelimit::RateLimit;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown, TcpStream as StdTcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -220,7 +220,10 @@ pub async fn send_limited(
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<FileSender, TransferError> {
     sender.on_ack_bytes(&leftover);
-    run_blocking(stream, idle, progress, move |sock, pos| send_blocking(sock, file, sender, idle, limit.as_deref(), &pos)).await
+    run_blocking(stream, idle, progress, move |sock, pos| {
+        send_blocking(sock, file, sender, idle, limit.as_deref(), &pos)
+    })
+    .await
 }
 
 fn send_blocking(

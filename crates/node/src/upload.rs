@@ -130,10 +130,7 @@ impl UploadQueue {
     }
 
     fn holding(&self, network: Option<&str>) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| e.slot != Slot::Waiting && network.is_none_or(|n| e.network == n))
-            .count()
+        self.entries.iter().filter(|e| e.slot != Slot::Waiting && network.is_none_or(|n| e.network == n)).count()
     }
 
     /// Slots of `network` free now.
@@ -219,14 +216,30 @@ impl UploadQueue {
         let id = self.next_id;
         if self.free_slots(network) > 0 && !someone_first {
             self.next_id += 1;
-            self.entries.push(Entry { id, network: network.into(), user: user.into(), file: file.into(), slot, seen: now, again: false });
+            self.entries.push(Entry {
+                id,
+                network: network.into(),
+                user: user.into(),
+                file: file.into(),
+                slot,
+                seen: now,
+                again: false,
+            });
             return Decision::Granted(id);
         }
         if self.waiting() >= MAX_QUEUED {
             return Decision::Refused;
         }
         self.next_id += 1;
-        self.entries.push(Entry { id, network: network.into(), user: user.into(), file: file.into(), slot: Slot::Waiting, seen: now, again: false });
+        self.entries.push(Entry {
+            id,
+            network: network.into(),
+            user: user.into(),
+            file: file.into(),
+            slot: Slot::Waiting,
+            seen: now,
+            again: false,
+        });
         Decision::Queued { id, position: self.position_of(id).unwrap_or(1) }
     }
 
@@ -349,7 +362,11 @@ impl Uploads {
         let limit = RateLimit::unlimited();
         limit.set_rate(max_upload_kib.saturating_mul(1024));
         Arc::new(Uploads {
-            state: Mutex::new(State { queue: UploadQueue::new(global, per_network), live: BTreeMap::new(), finished: Vec::new() }),
+            state: Mutex::new(State {
+                queue: UploadQueue::new(global, per_network),
+                live: BTreeMap::new(),
+                finished: Vec::new(),
+            }),
             limit: Arc::new(limit),
             events: broadcast::channel(1024).0,
             grants: Mutex::default(),
@@ -419,7 +436,8 @@ impl Uploads {
     /// first.
     pub fn list(&self) -> Vec<UploadInfo> {
         let s = self.state.lock().expect("uploads");
-        let mut v: Vec<UploadInfo> = s.queue.entries().iter().filter_map(|e| s.live.get(&e.id)).map(with_live).collect();
+        let mut v: Vec<UploadInfo> =
+            s.queue.entries().iter().filter_map(|e| s.live.get(&e.id)).map(with_live).collect();
         v.extend(s.live.iter().filter(|(id, _)| s.queue.entry(**id).is_none()).map(|(_, l)| with_live(l)));
         v.extend(s.finished.iter().rev().cloned());
         v
@@ -546,7 +564,11 @@ impl Uploads {
             error: String::new(),
             updated: unix_now(),
         };
-        self.state.lock().expect("uploads").live.insert(id, Live { info: info.clone(), sent: sent.clone(), last: (Instant::now(), 0) });
+        self.state
+            .lock()
+            .expect("uploads")
+            .live
+            .insert(id, Live { info: info.clone(), sent: sent.clone(), last: (Instant::now(), 0) });
         let _ = self.events.send(info);
         (id, sent)
     }
@@ -780,7 +802,10 @@ mod tests {
         assert_eq!((done.state.as_str(), done.bytes), ("done", 10));
         assert_eq!(grants.recv().await.unwrap().user, "b");
         let list = u.list();
-        assert_eq!(list.iter().map(|i| (i.user.as_str(), i.state.as_str())).collect::<Vec<_>>(), vec![("b", "starting"), ("a", "done")]);
+        assert_eq!(
+            list.iter().map(|i| (i.user.as_str(), i.state.as_str())).collect::<Vec<_>>(),
+            vec![("b", "starting"), ("a", "done")]
+        );
         u.set_limit_kib(256);
         assert_eq!(u.limit().rate(), 256 * 1024);
     }

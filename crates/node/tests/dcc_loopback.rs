@@ -131,9 +131,8 @@ async fn chat_lines_flow_both_ways() {
     });
     let input = tokio::io::BufReader::new(&b"hello bob\r\n\x02bold\x02 and /me\n"[..]);
     let mut output = Vec::new();
-    let server_nick = dcc::client::chat(&f.addr(), &opts("alice"), input, &mut output, Duration::from_millis(700))
-        .await
-        .unwrap();
+    let server_nick =
+        dcc::client::chat(&f.addr(), &opts("alice"), input, &mut output, Duration::from_millis(700)).await.unwrap();
     assert_eq!(server_nick, "bob");
     assert_eq!(answerer.await.unwrap(), vec!["<alice> hello bob", "<alice> \x02bold\x02 and /me"]);
     assert_eq!(String::from_utf8(output).unwrap(), "you said: hello bob\nyou said: \x02bold\x02 and /me\n");

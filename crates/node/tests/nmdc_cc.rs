@@ -6,9 +6,9 @@ use omnipeer_nmdc::handshake::Role;
 use omnipeer_nmdc::transfer::Identifier;
 use omnipeer_nmdc::tth::Tth;
 use omnipeer_node::nmdc::cc::{self, DownloadJob, UploadContext};
-use omnipeer_node::upload::Uploads;
 use omnipeer_node::nmdc::share::DcShare;
 use omnipeer_node::store::Store;
+use omnipeer_node::upload::Uploads;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -60,7 +60,13 @@ async fn fetch(ctx: UploadContext, what: Identifier, out: PathBuf) -> anyhow::Re
     });
     let mut s = TcpStream::connect(addr).await.unwrap();
     let (peer, _, leftover) = cc::handshake(&mut s, Role::Connector, "getter", true, Some("sharer")).await?;
-    let job = DownloadJob { what, out, progress: Arc::new(AtomicU64::new(0)), total: Arc::new(AtomicU64::new(0)), control: Default::default() };
+    let job = DownloadJob {
+        what,
+        out,
+        progress: Arc::new(AtomicU64::new(0)),
+        total: Arc::new(AtomicU64::new(0)),
+        control: Default::default(),
+    };
     let r = cc::download(s, &peer, leftover, &job).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     r
@@ -148,7 +154,10 @@ async fn legacy_get_with_a_single_send_streams_the_whole_file() {
     assert!(String::from_utf8_lossy(&got).ends_with("$FileLength 3000000|"));
     s.write_all(b"$Send|").await.unwrap();
     let mut data = vec![0u8; 3_000_000];
-    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut data)).await.expect("whole file after one $Send").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut data))
+        .await
+        .expect("whole file after one $Send")
+        .unwrap();
     assert!(data == pattern(3_000_000));
     drop(s);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;

@@ -10,7 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-async fn start(db: &Path, register: Vec<(String, String, bool)>) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+async fn start(
+    db: &Path,
+    register: Vec<(String, String, bool)>,
+) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let server = HubServer::bind(HubServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         hub: HubConfig { name: "test".into(), ..Default::default() },
@@ -91,8 +94,10 @@ impl Client {
         c.expect("$HubName test|").await;
         c.send(&format!("$Supports NoGetINFO NoHello UserIP2|$Key x|$ValidateNick {nick}|")).await;
         c.expect(&format!("$Hello {nick}|")).await;
-        c.send(&format!("$Version 1,0091|$MyINFO $ALL {nick} test<ncdc V:1.23.1,M:A,H:1/0/0,S:10>$ $100\x01$$0$|$GetNickList|"))
-            .await;
+        c.send(&format!(
+            "$Version 1,0091|$MyINFO $ALL {nick} test<ncdc V:1.23.1,M:A,H:1/0/0,S:10>$ $100\x01$$0$|$GetNickList|"
+        ))
+        .await;
         c.expect("$OpList ").await;
         c
     }

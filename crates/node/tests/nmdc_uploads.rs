@@ -19,7 +19,14 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 17 + i / 1013) as u8).collect()
 }
 
-fn config(hub: &str, nick: &str, dir: &Path, share: Vec<PathBuf>, listen: bool, uploads: Option<Arc<Uploads>>) -> ClientConfig {
+fn config(
+    hub: &str,
+    nick: &str,
+    dir: &Path,
+    share: Vec<PathBuf>,
+    listen: bool,
+    uploads: Option<Arc<Uploads>>,
+) -> ClientConfig {
     ClientConfig {
         hub: hub.into(),
         nick: nick.into(),
@@ -34,7 +41,13 @@ fn config(hub: &str, nick: &str, dir: &Path, share: Vec<PathBuf>, listen: bool, 
 }
 
 fn job(what: Identifier, out: PathBuf) -> DownloadJob {
-    DownloadJob { what, out, progress: Arc::new(AtomicU64::new(0)), total: Arc::new(AtomicU64::new(0)), control: Default::default() }
+    DownloadJob {
+        what,
+        out,
+        progress: Arc::new(AtomicU64::new(0)),
+        total: Arc::new(AtomicU64::new(0)),
+        control: Default::default(),
+    }
 }
 
 /// Try until it works, as a downloader's retries do; returns the first error and when
@@ -80,10 +93,14 @@ async fn a_maxed_out_requester_keeps_its_place_and_its_retry_gets_the_freed_slot
     let tth = cc::file_tth(&share.join("big.bin")).unwrap();
     // One slot at 1 MiB/s: each upload lasts about two seconds.
     let uploads = Uploads::new(1, Default::default(), 1024);
-    let sharer = DcClient::start(config(&hub_addr, "sharer", dir.path(), vec![share], true, Some(uploads.clone()))).await.unwrap();
+    let sharer = DcClient::start(config(&hub_addr, "sharer", dir.path(), vec![share], true, Some(uploads.clone())))
+        .await
+        .unwrap();
     let mut getters = Vec::new();
     for nick in ["first", "second", "third"] {
-        getters.push(Arc::new(DcClient::start(config(&hub_addr, nick, dir.path(), Vec::new(), false, None)).await.unwrap()));
+        getters.push(Arc::new(
+            DcClient::start(config(&hub_addr, nick, dir.path(), Vec::new(), false, None)).await.unwrap(),
+        ));
     }
     let out = |i: usize| dir.path().join(format!("out{i}.bin"));
     let what = Identifier::Tth(tth);
@@ -122,7 +139,10 @@ async fn a_maxed_out_requester_keeps_its_place_and_its_retry_gets_the_freed_slot
         assert!(std::fs::read(out(i)).unwrap() == data, "copy {i} differs");
     }
     let states: Vec<(String, String)> = uploads.list().into_iter().map(|u| (u.user, u.state)).collect();
-    assert_eq!(states, [("third", "done"), ("second", "done"), ("first", "done")].map(|(a, b)| (a.to_owned(), b.to_owned())));
+    assert_eq!(
+        states,
+        [("third", "done"), ("second", "done"), ("first", "done")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
     for g in getters {
         g.close();
     }

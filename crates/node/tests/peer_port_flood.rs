@@ -6,9 +6,7 @@
 
 use omnipeer_nmdc::handshake::Role;
 use omnipeer_node::nmdc::cc;
-use omnipeer_node::slsk::client::{
-    SlskClient, SlskClientConfig, PEER_FRAME_TIMEOUT, PEER_INIT_TIMEOUT,
-};
+use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig, PEER_FRAME_TIMEOUT, PEER_INIT_TIMEOUT};
 use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_slsk::peer::PeerInit;
 use std::time::{Duration, Instant};
@@ -77,20 +75,13 @@ async fn peer_port_drops_slow_identification_and_stalled_messages() {
     // Trickles its PeerInit a byte every 5 s: each read comes within any per-read timeout.
     let slow = tokio::spawn(async move {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let init = PeerInit::PeerInit {
-            user: "slowpoke".into(),
-            conn_type: "P".into(),
-            token: 1,
-        }
-        .encode();
+        let init = PeerInit::PeerInit { user: "slowpoke".into(), conn_type: "P".into(), token: 1 }.encode();
         for b in init {
             if s.write_all(&[b]).await.is_err() {
                 return start.elapsed();
             }
             let mut x = [0u8; 16];
-            if let Ok(Ok(0) | Err(_)) =
-                tokio::time::timeout(Duration::from_secs(5), s.read(&mut x)).await
-            {
+            if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_secs(5), s.read(&mut x)).await {
                 return start.elapsed();
             }
         }
@@ -101,14 +92,7 @@ async fn peer_port_drops_slow_identification_and_stalled_messages() {
     // Identifies itself, starts a 1000-byte message and stops.
     let mut stalled = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     stalled
-        .write_all(
-            &PeerInit::PeerInit {
-                user: "staller".into(),
-                conn_type: "P".into(),
-                token: 2,
-            }
-            .encode(),
-        )
+        .write_all(&PeerInit::PeerInit { user: "staller".into(), conn_type: "P".into(), token: 2 }.encode())
         .await
         .unwrap();
     stalled.write_all(&p_header(1000)).await.unwrap();
@@ -119,19 +103,11 @@ async fn peer_port_drops_slow_identification_and_stalled_messages() {
         closed_within(&mut idle, PEER_INIT_TIMEOUT + margin).await,
         "an idle connection was held past {PEER_INIT_TIMEOUT:?}"
     );
-    let slow_closed = tokio::time::timeout(PEER_INIT_TIMEOUT + margin, slow)
-        .await
-        .expect("a trickled PeerInit was held")
-        .unwrap();
-    assert!(
-        slow_closed >= PEER_INIT_TIMEOUT - Duration::from_secs(1),
-        "closed too early: {slow_closed:?}"
-    );
+    let slow_closed =
+        tokio::time::timeout(PEER_INIT_TIMEOUT + margin, slow).await.expect("a trickled PeerInit was held").unwrap();
+    assert!(slow_closed >= PEER_INIT_TIMEOUT - Duration::from_secs(1), "closed too early: {slow_closed:?}");
     let left = (PEER_FRAME_TIMEOUT + margin).saturating_sub(start.elapsed());
-    assert!(
-        closed_within(&mut stalled, left).await,
-        "a stalled message was held past {PEER_FRAME_TIMEOUT:?}"
-    );
+    assert!(closed_within(&mut stalled, left).await, "a stalled message was held past {PEER_FRAME_TIMEOUT:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,9 +119,7 @@ async fn nmdc_handshake_refuses_a_long_line_and_times_out() {
         for _ in 0..2 {
             let (mut s, _) = listener.accept().await.unwrap();
             let t = Instant::now();
-            let e = cc::handshake(&mut s, Role::Listener, "me", false, None)
-                .await
-                .expect_err("no handshake");
+            let e = cc::handshake(&mut s, Role::Listener, "me", false, None).await.expect_err("no handshake");
             r.push((t.elapsed(), format!("{e:#}")));
         }
         r
@@ -161,13 +135,7 @@ async fn nmdc_handshake_refuses_a_long_line_and_times_out() {
     }
     // Nothing at all: the handshake's own timeout.
     let _idle = TcpStream::connect(addr).await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(90), server)
-        .await
-        .expect("a handshake was held")
-        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(90), server).await.expect("a handshake was held").unwrap();
     assert!(r[0].0 < Duration::from_secs(20), "{r:?}");
-    assert!(
-        r[1].0 <= omnipeer_nmdc::handshake::HANDSHAKE_TIMEOUT + Duration::from_secs(5),
-        "{r:?}"
-    );
+    assert!(r[1].0 <= omnipeer_nmdc::handshake::HANDSHAKE_TIMEOUT + Duration::from_secs(5), "{r:?}");
 }

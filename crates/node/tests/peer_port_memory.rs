@@ -3,9 +3,7 @@
 //! header, and all unfinished messages together stay within `PEER_BUFFER_BUDGET`. Alone
 //! in its test binary, since it measures the process's RSS.
 
-use omnipeer_node::slsk::client::{
-    SlskClient, SlskClientConfig, MAX_PEER_MESSAGE, PEER_BUFFER_BUDGET,
-};
+use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig, MAX_PEER_MESSAGE, PEER_BUFFER_BUDGET};
 use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_slsk::peer::PeerInit;
 use std::time::{Duration, Instant};
@@ -18,12 +16,7 @@ const MIB: usize = 1 << 20;
 fn rss() -> usize {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<usize>()
-        .unwrap()
-        * 1024
+    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
 }
 
 async fn node_client() -> (SlskClient, tempfile::TempDir, tokio_util::sync::DropGuard) {
@@ -90,12 +83,7 @@ async fn still_open(socks: &mut [Option<TcpStream>], within: Duration) -> usize 
 /// to `body` bytes of it. Returns the socket (None: the node already closed it).
 async fn attacker(port: u16, n: usize, announce: usize, body: usize) -> Option<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let init = PeerInit::PeerInit {
-        user: format!("mallory{n}"),
-        conn_type: "P".into(),
-        token: n as u32,
-    }
-    .encode();
+    let init = PeerInit::PeerInit { user: format!("mallory{n}"), conn_type: "P".into(), token: n as u32 }.encode();
     s.write_all(&init).await.ok()?;
     s.write_all(&p_header(announce)).await.ok()?;
     let chunk = vec![0x5a; 64 * 1024];
@@ -130,25 +118,15 @@ async fn peer_port_frames_past_the_limits_are_refused_and_memory_stays_bounded()
 
     // 20 connections, each announcing a 60 MiB message (under the protocol's 64 MiB cap,
     // over MAX_PEER_MESSAGE) and sending 8 MiB of it: each is closed at its header.
-    let tasks: Vec<_> = (0..20)
-        .map(|n| tokio::spawn(attacker(port, n, 60 * MIB, 8 * MIB)))
-        .collect();
+    let tasks: Vec<_> = (0..20).map(|n| tokio::spawn(attacker(port, n, 60 * MIB, 8 * MIB))).collect();
     let mut socks = Vec::new();
     for t in tasks {
         socks.push(t.await.unwrap());
     }
     let peak = peak_growth(base, Duration::from_secs(2)).await;
     let open = still_open(&mut socks, Duration::from_secs(20)).await;
-    eprintln!(
-        "60 MiB announced by 20 connections: RSS +{} MiB, {open} held",
-        peak / MIB
-    );
-    assert_eq!(
-        open,
-        0,
-        "connections announcing a 60 MiB message must be closed (RSS grew by {} MiB)",
-        peak / MIB
-    );
+    eprintln!("60 MiB announced by 20 connections: RSS +{} MiB, {open} held", peak / MIB);
+    assert_eq!(open, 0, "connections announcing a 60 MiB message must be closed (RSS grew by {} MiB)", peak / MIB);
     assert!(peak < 32 * MIB, "RSS grew by {} MiB", peak / MIB);
     drop(socks);
 
@@ -157,51 +135,28 @@ async fn peer_port_frames_past_the_limits_are_refused_and_memory_stays_bounded()
     let base = rss();
     let announce = MAX_PEER_MESSAGE - 16;
     let per = 8 * MIB;
-    let tasks: Vec<_> = (0..20)
-        .map(|n| tokio::spawn(attacker(port, 100 + n, announce, per)))
-        .collect();
+    let tasks: Vec<_> = (0..20).map(|n| tokio::spawn(attacker(port, 100 + n, announce, per))).collect();
     let mut socks = Vec::new();
     for t in tasks {
         socks.push(t.await.unwrap());
     }
     let peak = peak_growth(base, Duration::from_secs(2)).await;
     let open = still_open(&mut socks, Duration::from_secs(5)).await;
-    eprintln!(
-        "8 MiB held by each of 20 connections: RSS +{} MiB, {open} held",
+    eprintln!("8 MiB held by each of 20 connections: RSS +{} MiB, {open} held", peak / MIB);
+    let fit = PEER_BUFFER_BUDGET / per;
+    assert!(
+        open <= fit,
+        "{open} connections still hold unfinished messages (the budget fits {fit}; RSS grew by {} MiB)",
         peak / MIB
     );
-    let fit = PEER_BUFFER_BUDGET / per;
-    assert!(open <= fit, "{open} connections still hold unfinished messages (the budget fits {fit}; RSS grew by {} MiB)", peak / MIB);
     // The budget bounds the bytes held; the allocator may keep as much again of the
     // buffers it freed (those of the connections it dropped) without returning them.
-    assert!(
-        peak < 2 * PEER_BUFFER_BUDGET + 32 * MIB,
-        "RSS grew by {} MiB",
-        peak / MIB
-    );
+    assert!(peak < 2 * PEER_BUFFER_BUDGET + 32 * MIB, "RSS grew by {} MiB", peak / MIB);
     // The node still serves a well-behaved peer.
     let mut ok = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    ok.write_all(
-        &PeerInit::PeerInit {
-            user: "alice".into(),
-            conn_type: "P".into(),
-            token: 1,
-        }
-        .encode(),
-    )
-    .await
-    .unwrap();
-    ok.write_all(&omnipeer_slsk::peer::PeerMessage::UserInfoRequest.encode())
-        .await
-        .unwrap();
+    ok.write_all(&PeerInit::PeerInit { user: "alice".into(), conn_type: "P".into(), token: 1 }.encode()).await.unwrap();
+    ok.write_all(&omnipeer_slsk::peer::PeerMessage::UserInfoRequest.encode()).await.unwrap();
     let mut head = [0u8; 8];
-    tokio::time::timeout(Duration::from_secs(20), ok.read_exact(&mut head))
-        .await
-        .expect("no user info")
-        .unwrap();
-    assert_eq!(
-        u32::from_le_bytes(head[4..8].try_into().unwrap()),
-        16,
-        "a UserInfoResponse"
-    );
+    tokio::time::timeout(Duration::from_secs(20), ok.read_exact(&mut head)).await.expect("no user info").unwrap();
+    assert_eq!(u32::from_le_bytes(head[4..8].try_into().unwrap()), 16, "a UserInfoResponse");
 }

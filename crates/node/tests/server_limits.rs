@@ -17,9 +17,14 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 async fn start_hub(db: &Path, hub: HubConfig) -> (SocketAddr, CancellationToken) {
-    let server = HubServer::bind(HubServerConfig { listen: "127.0.0.1:0".parse().unwrap(), hub, db: db.to_path_buf(), register: vec![] })
-        .await
-        .unwrap();
+    let server = HubServer::bind(HubServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        hub,
+        db: db.to_path_buf(),
+        register: vec![],
+    })
+    .await
+    .unwrap();
     let addr = server.local_addr();
     let stop = CancellationToken::new();
     tokio::spawn(server.run(stop.clone()));
@@ -98,7 +103,10 @@ impl User {
         if !hello {
             return Err(got);
         }
-        u.send(&format!("$Version 1,0091|$MyINFO $ALL {nick} x<ncdc V:1.23.1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|$GetNickList|")).await;
+        u.send(&format!(
+            "$Version 1,0091|$MyINFO $ALL {nick} x<ncdc V:1.23.1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|$GetNickList|"
+        ))
+        .await;
         u.expect("$OpList ").await;
         Ok(u)
     }

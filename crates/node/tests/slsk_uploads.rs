@@ -93,7 +93,8 @@ async fn with_one_slot_later_downloaders_queue_learn_their_place_and_finish_in_o
         let want = i + 1;
         wait_for("the request to reach the uploader", || uploads.list().len() == want).await;
     }
-    let states: Vec<(String, String, u32)> = uploads.list().into_iter().map(|u| (u.user, u.state, u.position)).collect();
+    let states: Vec<(String, String, u32)> =
+        uploads.list().into_iter().map(|u| (u.user, u.state, u.position)).collect();
     assert_eq!(states[0].0, "first");
     assert!(matches!(states[0].1.as_str(), "starting" | "running"), "{states:?}");
     assert_eq!(states[1..], [("second".into(), "queued".into(), 1), ("third".into(), "queued".into(), 2)]);
@@ -113,7 +114,10 @@ async fn with_one_slot_later_downloaders_queue_learn_their_place_and_finish_in_o
     }
     assert!(ends[0] < ends[1] && ends[1] < ends[2], "served in queue order: {ends:?}");
     let done: Vec<(String, String)> = uploads.list().into_iter().map(|u| (u.user, u.state)).collect();
-    assert_eq!(done, [("third", "done"), ("second", "done"), ("first", "done")].map(|(a, b)| (a.to_owned(), b.to_owned())));
+    assert_eq!(
+        done,
+        [("third", "done"), ("second", "done"), ("first", "done")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
     for g in getters {
         Arc::try_unwrap(g).ok().unwrap().stop().await.unwrap();
     }
@@ -153,7 +157,10 @@ async fn an_upload_under_a_limit_takes_at_least_its_time_and_a_resume_sends_the_
     // The uploader ends the record when the downloader closes, just after it has the bytes.
     wait_for("the upload to end", || uploads.list()[0].state != "running").await;
     let list = uploads.list();
-    assert_eq!((list[0].start, list[0].bytes, list[0].state.as_str()), (100_001, (data.len() - 100_001) as u64, "done"));
+    assert_eq!(
+        (list[0].start, list[0].bytes, list[0].state.as_str()),
+        (100_001, (data.len() - 100_001) as u64, "done")
+    );
     getter.stop().await.unwrap();
     sharer.stop().await.unwrap();
     w.stop.cancel();

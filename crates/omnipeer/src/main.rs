@@ -437,7 +437,13 @@ struct DcHubArgs {
 }
 
 impl DcHubArgs {
-    fn client_config(&self, g: &Global, cfg: &Config, share: Vec<PathBuf>, slots: usize) -> anyhow::Result<omnipeer_node::nmdc::client::ClientConfig> {
+    fn client_config(
+        &self,
+        g: &Global,
+        cfg: &Config,
+        share: Vec<PathBuf>,
+        slots: usize,
+    ) -> anyhow::Result<omnipeer_node::nmdc::client::ClientConfig> {
         let hub = self
             .hub
             .strip_prefix("dchub://")
@@ -594,7 +600,10 @@ fn check_log_level(value: &str, from: &str) -> anyhow::Result<()> {
             None => is_level(d),
         });
     if !ok {
-        anyhow::bail!("{from} {value:?} is not a log level: use one of {} (or TARGET=LEVEL,...)", LOG_LEVELS.join(", "));
+        anyhow::bail!(
+            "{from} {value:?} is not a log level: use one of {} (or TARGET=LEVEL,...)",
+            LOG_LEVELS.join(", ")
+        );
     }
     Ok(())
 }
@@ -683,7 +692,8 @@ async fn tox_command(cmd: ToxCmd) -> anyhow::Result<()> {
                 Some(list) => tox::parse_node_specs(list)?,
                 None => Vec::new(),
             };
-            let mut node = BootstrapNode::bind(listen, kp).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let mut node =
+                BootstrapNode::bind(listen, kp).await.with_context(|| format!("cannot listen on {listen}"))?;
             node.bootstrap(&nodes);
             if let Some(m) = &motd {
                 node.set_motd(m);
@@ -784,7 +794,8 @@ async fn ministream_command(cmd: MinistreamCmd) -> anyhow::Result<()> {
             let peer: SocketAddr =
                 peer.parse().with_context(|| format!("--peer {peer:?} is not HOST:PORT (for I2P add --sam)"))?;
             let cfg = omnipeer_node::ministream::Config {
-                connect_timeout: connect_timeout_ms.map_or(omnipeer_node::ministream::CONNECT_TIMEOUT, Duration::from_millis),
+                connect_timeout: connect_timeout_ms
+                    .map_or(omnipeer_node::ministream::CONNECT_TIMEOUT, Duration::from_millis),
                 ..Default::default()
             };
             let s = Endpoint::new(cfg).connect(peer).await.with_context(|| format!("ministream connect to {peer}"))?;
@@ -949,7 +960,9 @@ fn spawn_event_printer(handle: dcc::DccServerHandle, json: bool) {
 fn event_json(ev: &ServerEvent) -> serde_json::Value {
     use serde_json::json;
     match ev {
-        ServerEvent::ChatOpened { id, nick, peer } => json!({"event":"chat_opened","id":id,"nick":nick,"peer":peer.to_string()}),
+        ServerEvent::ChatOpened { id, nick, peer } => {
+            json!({"event":"chat_opened","id":id,"nick":nick,"peer":peer.to_string()})
+        }
         ServerEvent::ChatLine { id, nick, text } => json!({"event":"chat_line","id":id,"nick":nick,"text":text}),
         ServerEvent::ChatClosed { id, nick } => json!({"event":"chat_closed","id":id,"nick":nick}),
         ServerEvent::ReceiveStarted { nick, name, size, position } => {
@@ -961,7 +974,9 @@ fn event_json(ev: &ServerEvent) -> serde_json::Value {
         ServerEvent::ReceiveFailed { nick, name, error } => {
             json!({"event":"receive_failed","nick":nick,"name":name,"error":error})
         }
-        ServerEvent::FserveOpened { nick, peer } => json!({"event":"fserve_opened","nick":nick,"peer":peer.to_string()}),
+        ServerEvent::FserveOpened { nick, peer } => {
+            json!({"event":"fserve_opened","nick":nick,"peer":peer.to_string()})
+        }
         ServerEvent::GetDone { nick, path, bytes } => json!({"event":"get_done","nick":nick,"path":path,"bytes":bytes}),
         ServerEvent::GetFailed { nick, path, error } => {
             json!({"event":"get_failed","nick":nick,"path":path,"error":error})
@@ -1086,7 +1101,9 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 while let Ok(e) = ev.recv().await {
                     match e {
-                        ClientEvent::Chat { nick, text } if json => print_json(serde_json::json!({"event":"chat","nick":nick,"text":text})),
+                        ClientEvent::Chat { nick, text } if json => {
+                            print_json(serde_json::json!({"event":"chat","nick":nick,"text":text}))
+                        }
                         ClientEvent::Chat { nick, text } => println!("<{nick}> {text}"),
                         ClientEvent::PrivateMessage { from, text } if json => {
                             print_json(serde_json::json!({"event":"private_message","from":from,"text":text}))
@@ -1125,7 +1142,12 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                             "free_slots":sr.free_slots,"total_slots":sr.total_slots}));
                     } else {
                         let size = sr.size.map_or("dir".to_owned(), |s| s.to_string());
-                        println!("{nick}\t{path}\t{size}\t{}\t{}/{}", tth.unwrap_or_default(), sr.free_slots, sr.total_slots);
+                        println!(
+                            "{nick}\t{path}\t{size}\t{}\t{}/{}",
+                            tth.unwrap_or_default(),
+                            sr.free_slots,
+                            sr.total_slots
+                        );
                     }
                 }
             }
@@ -1163,9 +1185,11 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                     client.download(&from, &job).await.context("fetching the file list to learn the file's TTH")?;
                     let data = std::fs::read(&list_path)?;
                     let _ = std::fs::remove_file(&list_path);
-                    let list = omnipeer_nmdc::filelist::FileList::from_bz2(&data).map_err(|e| anyhow!("{from}'s file list: {e}"))?;
+                    let list = omnipeer_nmdc::filelist::FileList::from_bz2(&data)
+                        .map_err(|e| anyhow!("{from}'s file list: {e}"))?;
                     let want = p.trim_start_matches('/').to_lowercase();
-                    let found = list.files().into_iter().find(|(vp, _)| vp.trim_start_matches('/').to_lowercase() == want);
+                    let found =
+                        list.files().into_iter().find(|(vp, _)| vp.trim_start_matches('/').to_lowercase() == want);
                     match found {
                         Some((_, f)) => Some(f.tth),
                         None => anyhow::bail!("{from} does not share {p}"),
@@ -1175,28 +1199,34 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
             };
             let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let job = omnipeer_node::nmdc::cc::DownloadJob { what, out: out.clone(), progress: progress.clone(), total: total.clone(), control: Default::default() };
+            let job = omnipeer_node::nmdc::cc::DownloadJob {
+                what,
+                out: out.clone(),
+                progress: progress.clone(),
+                total: total.clone(),
+                control: Default::default(),
+            };
             let label = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let mut bar = omnipeer_node::progress::Progress::for_stderr(format!("get {label}"));
             let done = {
-            let fut = client.download(&from, &job);
-            tokio::pin!(fut);
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            let mut started = false;
-            loop {
-                tokio::select! {
-                    r = &mut fut => break r,
-                    _ = tick.tick() => {
-                        let p = progress.load(std::sync::atomic::Ordering::Relaxed);
-                        let t = total.load(std::sync::atomic::Ordering::Relaxed);
-                        if t > 0 && !started {
-                            started = true;
-                            bar.start(p, t);
+                let fut = client.download(&from, &job);
+                tokio::pin!(fut);
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                let mut started = false;
+                loop {
+                    tokio::select! {
+                        r = &mut fut => break r,
+                        _ = tick.tick() => {
+                            let p = progress.load(std::sync::atomic::Ordering::Relaxed);
+                            let t = total.load(std::sync::atomic::Ordering::Relaxed);
+                            if t > 0 && !started {
+                                started = true;
+                                bar.start(p, t);
+                            }
+                            if started { bar.set(p); }
                         }
-                        if started { bar.set(p); }
                     }
                 }
-            }
             };
             let done = done?;
             bar.finish(done.size);
@@ -1204,7 +1234,12 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                 Some(t) => {
                     let got = omnipeer_node::nmdc::cc::file_tth(&out)?;
                     if got != t {
-                        anyhow::bail!("the TTH of {} is {} but {} was expected: the download is corrupt", out.display(), got.to_base32(), t.to_base32());
+                        anyhow::bail!(
+                            "the TTH of {} is {} but {} was expected: the download is corrupt",
+                            out.display(),
+                            got.to_base32(),
+                            t.to_base32()
+                        );
                     }
                     format!("TTH {} verified", t.to_base32())
                 }
@@ -1214,8 +1249,17 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                 print_json(serde_json::json!({"event":"downloaded","from":done.peer,"path":out,"size":done.size,
                     "resumed_from":done.resumed_from,"tth_verified":expect.is_some()}));
             } else {
-                println!("downloaded {} ({} bytes) from {}{}, {verdict}", out.display(), done.size, done.peer,
-                    if done.resumed_from > 0 { format!(", resumed at byte {}", done.resumed_from) } else { String::new() });
+                println!(
+                    "downloaded {} ({} bytes) from {}{}, {verdict}",
+                    out.display(),
+                    done.size,
+                    done.peer,
+                    if done.resumed_from > 0 {
+                        format!(", resumed at byte {}", done.resumed_from)
+                    } else {
+                        String::new()
+                    }
+                );
             }
             client.stop().await
         }
@@ -1260,7 +1304,8 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                 while let Ok(ev) = events.recv().await {
                     match ev {
                         HubEvent::Chat { nick, text } => {
-                            let (nick, text) = (omnipeer_nmdc::text::wire_to_utf8(&nick), omnipeer_nmdc::text::wire_to_utf8(&text));
+                            let (nick, text) =
+                                (omnipeer_nmdc::text::wire_to_utf8(&nick), omnipeer_nmdc::text::wire_to_utf8(&text));
                             if json {
                                 print_json(serde_json::json!({"event":"chat","nick":nick,"text":text}));
                             } else {
@@ -1270,7 +1315,9 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                         HubEvent::LoggedIn { nick, ip, op, .. } if json => {
                             print_json(serde_json::json!({"event":"logged_in","nick":nick,"ip":ip.to_string(),"op":op}))
                         }
-                        HubEvent::LoggedOut { nick, .. } if json => print_json(serde_json::json!({"event":"logged_out","nick":nick})),
+                        HubEvent::LoggedOut { nick, .. } if json => {
+                            print_json(serde_json::json!({"event":"logged_out","nick":nick}))
+                        }
                         _ => {}
                     }
                 }
@@ -1307,14 +1354,16 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
                 use omnipeer_slsk::central::CentralEvent;
                 while let Ok(ev) = events.recv().await {
                     match ev {
-                        CentralEvent::RoomMessage { room, user, message } if json => {
-                            print_json(serde_json::json!({"event":"room_message","room":room,"user":user,"message":message}))
-                        }
+                        CentralEvent::RoomMessage { room, user, message } if json => print_json(
+                            serde_json::json!({"event":"room_message","room":room,"user":user,"message":message}),
+                        ),
                         CentralEvent::RoomMessage { room, user, message } => println!("[{room}] <{user}> {message}"),
                         CentralEvent::LoggedIn { user, ip, .. } if json => {
                             print_json(serde_json::json!({"event":"logged_in","user":user,"ip":ip.to_string()}))
                         }
-                        CentralEvent::LoggedOut { user } if json => print_json(serde_json::json!({"event":"logged_out","user":user})),
+                        CentralEvent::LoggedOut { user } if json => {
+                            print_json(serde_json::json!({"event":"logged_out","user":user}))
+                        }
                         _ => {}
                     }
                 }
@@ -1334,7 +1383,9 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
             tokio::spawn(async move {
                 while let Ok(e) = ev.recv().await {
                     match e {
-                        SlskEvent::PrivateMessage { user, text } if json => print_json(serde_json::json!({"event":"private_message","user":user,"text":text})),
+                        SlskEvent::PrivateMessage { user, text } if json => {
+                            print_json(serde_json::json!({"event":"private_message","user":user,"text":text}))
+                        }
                         SlskEvent::PrivateMessage { user, text } => println!("[pm] <{user}> {text}"),
                         SlskEvent::Uploaded { user, path } => tracing::info!(%user, %path, "upload complete"),
                         _ => {}
@@ -1357,7 +1408,9 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
                     }
                     n += 1;
                     if g.json {
-                        print_json(serde_json::json!({"user":user,"path":path,"size":size,"free_slot":free_slot,"queue":queue}));
+                        print_json(
+                            serde_json::json!({"user":user,"path":path,"size":size,"free_slot":free_slot,"queue":queue}),
+                        );
                     } else {
                         println!("{user}\t{path}\t{size}\t{}\t{queue}", if free_slot { "free" } else { "busy" });
                     }
@@ -1370,7 +1423,8 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
             use omnipeer_node::slsk::client::SlskClient;
             ensure_dir(&out)?;
             let client = SlskClient::start(login.config(Vec::new(), 1)).await?;
-            let progress = std::sync::Arc::new((std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)));
+            let progress =
+                std::sync::Arc::new((std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)));
             let name = file.rsplit(['\\', '/']).next().unwrap_or(&file).to_owned();
             let mut bar = omnipeer_node::progress::Progress::for_stderr(format!("get {name}"));
             let result = {
@@ -1392,10 +1446,15 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
             let (path, size, resumed) = result?;
             bar.finish(size);
             if g.json {
-                print_json(serde_json::json!({"event":"downloaded","from":from,"path":path,"size":size,"resumed_from":resumed}));
+                print_json(
+                    serde_json::json!({"event":"downloaded","from":from,"path":path,"size":size,"resumed_from":resumed}),
+                );
             } else {
-                println!("downloaded {} ({size} bytes) from {from}{}", path.display(),
-                    if resumed > 0 { format!(", resumed at byte {resumed}") } else { String::new() });
+                println!(
+                    "downloaded {} ({size} bytes) from {from}{}",
+                    path.display(),
+                    if resumed > 0 { format!(", resumed at byte {resumed}") } else { String::new() }
+                );
             }
             client.stop().await
         }

@@ -46,7 +46,9 @@ impl Conn {
     }
 
     fn finish(&self, path: &str, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<Value> {
-        let mut r = r.map_err(|e| anyhow!("cannot reach the node at {} ({e}): is `omnipeer up` running? (--api ADDR)", self.base))?;
+        let mut r = r.map_err(|e| {
+            anyhow!("cannot reach the node at {} ({e}): is `omnipeer up` running? (--api ADDR)", self.base)
+        })?;
         let status = r.status();
         let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
         if !status.is_success() {
@@ -101,7 +103,12 @@ pub fn status(g: &Global, cfg: &Config, api: &ApiArgs) -> impl FnOnce() -> anyho
             println!("{v}");
             return Ok(());
         }
-        println!("node {} (omnipeer {}), data in {}", v["nick"].as_str().unwrap_or(""), v["version"].as_str().unwrap_or(""), v["data_dir"].as_str().unwrap_or(""));
+        println!(
+            "node {} (omnipeer {}), data in {}",
+            v["nick"].as_str().unwrap_or(""),
+            v["version"].as_str().unwrap_or(""),
+            v["data_dir"].as_str().unwrap_or("")
+        );
         for n in v["networks"].as_array().into_iter().flatten() {
             println!(
                 "  {:<12} {:<7} {:<9} {:<22} {}",
@@ -124,7 +131,13 @@ pub fn status(g: &Global, cfg: &Config, api: &ApiArgs) -> impl FnOnce() -> anyho
 }
 
 /// `omnipeer search QUERY`.
-pub fn search(g: &Global, cfg: &Config, api: &ApiArgs, query: String, wait: Duration) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
+pub fn search(
+    g: &Global,
+    cfg: &Config,
+    api: &ApiArgs,
+    query: String,
+    wait: Duration,
+) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
     let conn = Conn::new(g, cfg, api);
     let json_out = g.json;
     move || {
@@ -169,7 +182,15 @@ pub fn search(g: &Global, cfg: &Config, api: &ApiArgs, query: String, wait: Dura
 }
 
 /// `omnipeer get RESULT`.
-pub fn get(g: &Global, cfg: &Config, api: &ApiArgs, result: u64, source: Option<usize>, network: Option<String>, no_wait: bool) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
+pub fn get(
+    g: &Global,
+    cfg: &Config,
+    api: &ApiArgs,
+    result: u64,
+    source: Option<usize>,
+    network: Option<String>,
+    no_wait: bool,
+) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
     let conn = Conn::new(g, cfg, api);
     let json_out = g.json;
     move || {
@@ -184,7 +205,11 @@ pub fn get(g: &Global, cfg: &Config, api: &ApiArgs, result: u64, source: Option<
         let t = conn.post("/api/transfers", &body).context("cannot queue the download")?;
         let id = t["id"].as_i64().ok_or_else(|| anyhow!("the node did not return a transfer id"))?;
         let name = t["name"].as_str().unwrap_or("").to_owned();
-        eprintln!("queued {name} from {}:{} as transfer {id}", t["network"].as_str().unwrap_or(""), t["source"].as_str().unwrap_or(""));
+        eprintln!(
+            "queued {name} from {}:{} as transfer {id}",
+            t["network"].as_str().unwrap_or(""),
+            t["source"].as_str().unwrap_or("")
+        );
         if no_wait {
             if json_out {
                 println!("{t}");

@@ -22,6 +22,15 @@ struct Server {
     stderr_lines: mpsc::Receiver<String>,
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A test that failed half-way must not leave the server running (a no-op once
+        // sigterm has reaped it).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Server {
     fn start(mut cmd: Command) -> Server {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -29,13 +38,17 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         forward_lines(stderr, tx);
+        // Owned by the Server from here on, so a panic below still ends the child (Drop kills it).
+        let mut server = Server { child, addr: String::new(), stderr_lines: rx };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let line = rx
+            let line = server
+                .stderr_lines
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("server printed 'listening on ADDR'");
             if let Some(addr) = line.strip_prefix("listening on ") {
-                return Server { child, addr: addr.trim().to_owned(), stderr_lines: rx };
+                server.addr = addr.trim().to_owned();
+                return server;
             }
         }
     }
@@ -106,8 +119,7 @@ fn errors_are_one_line_and_exit_non_zero() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let file = t.path().join("f.txt");
     std::fs::write(&file, "x").unwrap();
-    let (code, _, err) =
-        run(omnipeer(t.path()).args(["dcc", "send", &format!("127.0.0.1:{port}")]).arg(&file));
+    let (code, _, err) = run(omnipeer(t.path()).args(["dcc", "send", &format!("127.0.0.1:{port}")]).arg(&file));
     assert_ne!(code, 0);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "{err}");
@@ -203,7 +215,8 @@ fn up_with_defaults_serves_dcc_and_stops_on_sigterm() {
     // Send a file into the node.
     let src = t.path().join("gift.bin");
     std::fs::write(&src, vec![42u8; 100_000]).unwrap();
-    let (code, out, err) = run(omnipeer(t.path()).args(["dcc", "send", &server.addr]).arg(&src).args(["--nick", "alice"]));
+    let (code, out, err) =
+        run(omnipeer(t.path()).args(["dcc", "send", &server.addr]).arg(&src).args(["--nick", "alice"]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "sent gift.bin (100000 bytes) to omnipeer");
     assert_eq!(std::fs::read(t.path().join("incoming/gift.bin")).unwrap(), vec![42u8; 100_000]);
@@ -293,7 +306,8 @@ fn chat_between_two_processes_both_ways() {
 }
 
 /// The sections of `omnipeer up` that have a `listen` key.
-const UP_SECTIONS: &[&str] = &["dcc", "nmdc_hub", "slsk_server", "tox_bootstrap", "tox", "nmdc_client", "slsk_client", "api"];
+const UP_SECTIONS: &[&str] =
+    &["dcc", "nmdc_hub", "slsk_server", "tox_bootstrap", "tox", "nmdc_client", "slsk_client", "api"];
 
 /// A configuration for `omnipeer up` with only `enable` (and the API) switched on, every
 /// listener on a free port except `taken` = (section, address).
@@ -369,13 +383,8 @@ fn up_names_the_config_key_of_a_listen_address_in_use() {
 fn up_runs_with_only_tox_enabled() {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("config.toml"), up_config(&["tox"], None)).unwrap();
-    let mut child = omnipeer(t.path())
-        .arg("up")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        omnipeer(t.path()).arg("up").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let (tx, rx) = mpsc::channel();
     forward_lines(child.stderr.take().unwrap(), tx);
     let mut seen = Vec::new();

@@ -24,13 +24,25 @@ fn share_search_and_get_active_and_passive() {
     let share_listen = free_addr();
     let sharer = Proc::start_in(
         &t.path().join("sharer"),
-        &["dc", "share", "--hub", &hub_addr, "--nick", "alice", "--share", share.to_str().unwrap(), "--listen", &share_listen],
+        &[
+            "dc",
+            "share",
+            "--hub",
+            &hub_addr,
+            "--nick",
+            "alice",
+            "--share",
+            share.to_str().unwrap(),
+            "--listen",
+            &share_listen,
+        ],
     );
     sharer.wait_line("online at");
 
     // Search by words (passive searcher: results come through the hub).
     let c = t.path().join("client");
-    let (code, out, err) = run(&c, &["dc", "search", "--hub", &hub_addr, "--nick", "bob", "--timeout", "2", "song", "title"]);
+    let (code, out, err) =
+        run(&c, &["dc", "search", "--hub", &hub_addr, "--nick", "bob", "--timeout", "2", "song", "title"]);
     assert_eq!(code, 0, "{err}");
     let line = out.lines().next().unwrap_or_else(|| panic!("no result: {err}"));
     let cols: Vec<&str> = line.split('\t').collect();
@@ -38,7 +50,8 @@ fn share_search_and_get_active_and_passive() {
     let tth = cols[3].to_owned();
     assert_eq!(tth.len(), 39);
     // Search by TTH, as JSON.
-    let (code, out, _) = run(&c, &["--json", "dc", "search", "--hub", &hub_addr, "--nick", "bob", "--timeout", "2", "--tth", &tth]);
+    let (code, out, _) =
+        run(&c, &["--json", "dc", "search", "--hub", &hub_addr, "--nick", "bob", "--timeout", "2", "--tth", &tth]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(v["size"], 2_500_000);
@@ -47,7 +60,23 @@ fn share_search_and_get_active_and_passive() {
     let dl = t.path().join("dl");
     std::fs::create_dir_all(&dl).unwrap();
     std::fs::write(dl.join("a.mp3"), &data[..1_000_000]).unwrap();
-    let (code, out, err) = run(&c, &["dc", "get", "--hub", &hub_addr, "--nick", "bob", "--from", "alice", "--tth", &tth, "--out", dl.join("a.mp3").to_str().unwrap()]);
+    let (code, out, err) = run(
+        &c,
+        &[
+            "dc",
+            "get",
+            "--hub",
+            &hub_addr,
+            "--nick",
+            "bob",
+            "--from",
+            "alice",
+            "--tth",
+            &tth,
+            "--out",
+            dl.join("a.mp3").to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("resumed at byte 1000000") && out.contains("verified"), "{out}");
     assert_eq!(std::fs::read(dl.join("a.mp3")).unwrap(), data);
@@ -56,23 +85,84 @@ fn share_search_and_get_active_and_passive() {
     let my_listen = free_addr();
     let (code, out, err) = run(
         &c,
-        &["dc", "get", "--hub", &hub_addr, "--nick", "carol", "--from", "alice", "--path", "pub/music/Song Title.mp3", "--out", dl.join("b.mp3").to_str().unwrap(), "--listen", &my_listen],
+        &[
+            "dc",
+            "get",
+            "--hub",
+            &hub_addr,
+            "--nick",
+            "carol",
+            "--from",
+            "alice",
+            "--path",
+            "pub/music/Song Title.mp3",
+            "--out",
+            dl.join("b.mp3").to_str().unwrap(),
+            "--listen",
+            &my_listen,
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("verified"), "{out}");
     assert_eq!(std::fs::read(dl.join("b.mp3")).unwrap(), data);
 
     // The file list.
-    let (code, _, err) = run(&c, &["dc", "get", "--hub", &hub_addr, "--nick", "dave", "--from", "alice", "--filelist", "--out", dl.join("alice.xml.bz2").to_str().unwrap()]);
+    let (code, _, err) = run(
+        &c,
+        &[
+            "dc",
+            "get",
+            "--hub",
+            &hub_addr,
+            "--nick",
+            "dave",
+            "--from",
+            "alice",
+            "--filelist",
+            "--out",
+            dl.join("alice.xml.bz2").to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let bz = std::fs::read(dl.join("alice.xml.bz2")).unwrap();
     assert_eq!(&bz[..3], b"BZh");
 
     // Errors: a user who is not there, a file that is not shared.
-    let (code, _, err) = run(&c, &["dc", "get", "--hub", &hub_addr, "--nick", "erin", "--from", "nobody", "--filelist", "--out", dl.join("x").to_str().unwrap()]);
+    let (code, _, err) = run(
+        &c,
+        &[
+            "dc",
+            "get",
+            "--hub",
+            &hub_addr,
+            "--nick",
+            "erin",
+            "--from",
+            "nobody",
+            "--filelist",
+            "--out",
+            dl.join("x").to_str().unwrap(),
+        ],
+    );
     assert_ne!(code, 0);
     assert!(err.contains("nobody is not on the hub"), "{err}");
-    let (code, _, err) = run(&c, &["dc", "get", "--hub", &hub_addr, "--nick", "erin", "--from", "alice", "--path", "pub/missing.bin", "--out", dl.join("y").to_str().unwrap()]);
+    let (code, _, err) = run(
+        &c,
+        &[
+            "dc",
+            "get",
+            "--hub",
+            &hub_addr,
+            "--nick",
+            "erin",
+            "--from",
+            "alice",
+            "--path",
+            "pub/missing.bin",
+            "--out",
+            dl.join("y").to_str().unwrap(),
+        ],
+    );
     assert_ne!(code, 0);
     assert!(err.contains("does not share"), "{err}");
     drop(sharer);

@@ -31,14 +31,8 @@ fn relay_fixture_routes_and_logs() {
     let hub = RelayHub::start(logs.path());
     let mut a = FakeUser::login(&hub.addr(), "ann");
     let mut b = FakeUser::login(&hub.addr(), "ben");
-    assert!(
-        a.wait_cmd(b"$MyINFO $ALL ben ", T).is_some(),
-        "ann sees ben"
-    );
-    assert!(
-        b.wait_cmd(b"$MyINFO $ALL ann ", T).is_some(),
-        "ben sees ann"
-    );
+    assert!(a.wait_cmd(b"$MyINFO $ALL ben ", T).is_some(), "ann sees ben");
+    assert!(b.wait_cmd(b"$MyINFO $ALL ann ", T).is_some(), "ben sees ann");
     assert!(wait_until(T, || hub.users() == ["ann", "ben"]));
 
     a.send(b"$ConnectToMe ben 127.0.0.1:1234|$RevConnectToMe ann ben|<ann> hi all|");
@@ -50,24 +44,15 @@ fn relay_fixture_routes_and_logs() {
     assert!(b.wait_cmd(b"$To: ben From: ann", T).is_some());
     assert!(b.wait_cmd(b"<ann> hi all", T).is_some());
     let sr = a.wait_cmd(b"$SR ben ", T).expect("ann gets the $SR");
-    assert_eq!(
-        sr, b"$SR ben \\x.bin\x0510 1/1\x05TTH:AAAA (127.0.0.1:1)",
-        "\\x05ann stripped"
-    );
-    assert!(
-        a.received().iter().all(|c| !c.starts_with(b"$Search")),
-        "no echo to the searcher"
-    );
+    assert_eq!(sr, b"$SR ben \\x.bin\x0510 1/1\x05TTH:AAAA (127.0.0.1:1)", "\\x05ann stripped");
+    assert!(a.received().iter().all(|c| !c.starts_with(b"$Search")), "no echo to the searcher");
 
     drop(b);
     assert!(a.wait_cmd(b"$Quit ben", T).is_some());
     let sent = hub.frames("ann", Dir::In);
     assert!(sent.iter().any(|c| c.starts_with(b"$ValidateNick ann")));
     let log = support::read_lossy(&logs.path().join("conn0.log"));
-    assert!(
-        log.contains("< $ValidateNick ann|") && log.contains("> $Hello ann|"),
-        "{log}"
-    );
+    assert!(log.contains("< $ValidateNick ann|") && log.contains("> $Hello ann|"), "{log}");
 }
 
 /// (a) ncdc, eiskalt and microdc2 each log in to the relay and each sees the others.
@@ -75,16 +60,9 @@ fn relay_fixture_routes_and_logs() {
 #[test]
 fn real_clients_log_in_and_see_each_other() {
     let t0 = Instant::now();
-    let (have_n, have_e, have_m) = (
-        Ncdc::available(),
-        Eiskalt::available(),
-        Microdc2::available(),
-    );
+    let (have_n, have_e, have_m) = (Ncdc::available(), Eiskalt::available(), Microdc2::available());
     if !(have_n || have_e || have_m) {
-        support::require(
-            "real_clients_log_in_and_see_each_other",
-            &["ncdc", "eiskaltdcpp-daemon", "microdc2"],
-        );
+        support::require("real_clients_log_in_and_see_each_other", &["ncdc", "eiskaltdcpp-daemon", "microdc2"]);
         return;
     }
     if !(have_n && have_e && have_m) {
@@ -130,45 +108,25 @@ fn real_clients_log_in_and_see_each_other() {
     eprintln!("clients started after {:?}", t0.elapsed());
 
     if let Some(n) = &n {
-        assert!(
-            n.wait_logged_in(T),
-            "ncdc login; log:\n{}",
-            n.protocol_log()
-        );
+        assert!(n.wait_logged_in(T), "ncdc login; log:\n{}", n.protocol_log());
     }
     if let Some(e) = &e {
         assert!(e.wait_logged_in(T), "eiskalt login; users {:?}", e.users());
     }
     if let Some(m) = &m {
-        assert!(
-            m.wait_logged_in(T),
-            "microdc2 login; output:\n{}",
-            m.output()
-        );
+        assert!(m.wait_logged_in(T), "microdc2 login; output:\n{}", m.output());
     }
-    assert!(
-        wait_until(T, || hub.users() == nicks),
-        "relay users {:?}",
-        hub.users()
-    );
+    assert!(wait_until(T, || hub.users() == nicks), "relay users {:?}", hub.users());
     eprintln!("all logged in after {:?}", t0.elapsed());
 
     if let Some(n) = &n {
         let ok = wait_until(T, || n.seen_users() == nicks);
         assert!(ok, "ncdc saw {:?}, want {nicks:?}", n.seen_users());
         let want = format!("{} users", nicks.len());
-        assert!(
-            wait_until(T, || n.screen().contains(&want)),
-            "ncdc screen:\n{}",
-            n.screen()
-        );
+        assert!(wait_until(T, || n.screen().contains(&want)), "ncdc screen:\n{}", n.screen());
     }
     if let Some(e) = &e {
-        assert!(
-            wait_until(T, || e.users() == nicks),
-            "eiskalt saw {:?}",
-            e.users()
-        );
+        assert!(wait_until(T, || e.users() == nicks), "eiskalt saw {:?}", e.users());
     }
     if let Some(m) = &mut m {
         // microdc2 has no user-list command output we can rely on; `raw` makes it ask the
@@ -184,29 +142,16 @@ fn real_clients_log_in_and_see_each_other() {
             nicks.iter().all(|x| got.iter().any(|g| g == x))
         });
         assert!(ok, "microdc2 was not sent every $MyINFO");
-        assert!(
-            hub.received("carol", b"$GetNickList").len() >= 2,
-            "raw command reached the hub"
-        );
+        assert!(hub.received("carol", b"$GetNickList").len() >= 2, "raw command reached the hub");
     }
     // Chat from eiskalt reaches everybody.
     if let Some(e) = &e {
-        e.rpc(
-            "hub.say",
-            serde_json::json!({"huburl": e.hub_url(), "message": "hello from bob"}),
-        )
-        .unwrap();
+        e.rpc("hub.say", serde_json::json!({"huburl": e.hub_url(), "message": "hello from bob"})).unwrap();
         if let Some(n) = &n {
-            assert!(
-                n.wait_log("<bob> hello from bob|", T),
-                "ncdc got bob's chat"
-            );
+            assert!(n.wait_log("<bob> hello from bob|", T), "ncdc got bob's chat");
         }
         if let Some(m) = &m {
-            assert!(
-                m.wait_output("hello from bob", T),
-                "microdc2 printed bob's chat"
-            );
+            assert!(m.wait_output("hello from bob", T), "microdc2 printed bob's chat");
         }
     }
     if let Some(n) = &mut n {
@@ -218,11 +163,7 @@ fn real_clients_log_in_and_see_each_other() {
     if let Some(m) = &mut m {
         m.stop();
     }
-    assert!(
-        wait_until(T, || hub.users().is_empty()),
-        "all left: {:?}",
-        hub.users()
-    );
+    assert!(wait_until(T, || hub.users().is_empty()), "all left: {:?}", hub.users());
     eprintln!("login test done in {:?}", t0.elapsed());
 }
 
@@ -261,58 +202,29 @@ fn eiskalt_downloads_from_ncdc_through_relay() {
         password: None,
     });
     assert!(n.wait_logged_in(T), "ncdc login");
-    assert!(
-        wait_until(T, || e.users().contains(&"alice".to_owned())),
-        "eiskalt sees alice"
-    );
+    assert!(wait_until(T, || e.users().contains(&"alice".to_owned())), "eiskalt sees alice");
     eprintln!("both logged in after {:?}", t0.elapsed());
 
     // Queue the file first (no source yet), then the list: one c-c connection serves both
     // (DC++ waits 60 s before reconnecting to a user whose connection closed).
     let target = e.download_dir().join("payload.bin");
-    assert_eq!(
-        e.add_by_tth("payload.bin", size, &tth, &e.download_dir())
-            .unwrap(),
-        0
-    );
+    assert_eq!(e.add_by_tth("payload.bin", size, &tth, &e.download_dir()).unwrap(), 0);
     assert_eq!(e.download_filelist("alice").unwrap(), 0);
-    let list = e
-        .wait_filelist("alice", T)
-        .expect("eiskalt got alice's file list");
+    let list = e.wait_filelist("alice", T).expect("eiskalt got alice's file list");
     eprintln!("file list after {:?}", t0.elapsed());
     let ctm = format!("$ConnectToMe alice 127.0.0.1:{e_port}");
-    assert!(
-        !hub.received("bob", ctm.as_bytes()).is_empty(),
-        "bob sent {ctm} via the relay"
-    );
-    assert!(hub
-        .frames("alice", Dir::Out)
-        .iter()
-        .any(|f| f.starts_with(ctm.as_bytes())));
+    assert!(!hub.received("bob", ctm.as_bytes()).is_empty(), "bob sent {ctm} via the relay");
+    assert!(hub.frames("alice", Dir::Out).iter().any(|f| f.starts_with(ctm.as_bytes())));
     assert!(n.wait_log("> $ADCSND file files.xml.bz2 0 ", T));
-    assert_eq!(
-        sha256_file(&list),
-        sha256_file(&n.own_filelist()),
-        "list bytes as ncdc serves them"
-    );
+    assert_eq!(sha256_file(&list), sha256_file(&n.own_filelist()), "list bytes as ncdc serves them");
 
     e.match_lists().unwrap();
-    assert!(
-        e.wait_file(&target, T),
-        "payload downloaded; queue {}",
-        e.queue_list()
-    );
+    assert!(e.wait_file(&target, T), "payload downloaded; queue {}", e.queue_list());
     assert_eq!(sha256_file(&target), sha256_file(&file));
     // eiskalt asks for the hash tree first, then segments (65536, 131072, rest).
     let log = n.protocol_log();
-    assert!(
-        log.contains(&format!("< $ADCGET tthl TTH/{tth} 0 -1|")),
-        "tthl request"
-    );
-    assert!(
-        log.contains(&format!("< $ADCGET file TTH/{tth} 0 ")),
-        "file request"
-    );
+    assert!(log.contains(&format!("< $ADCGET tthl TTH/{tth} 0 -1|")), "tthl request");
+    assert!(log.contains(&format!("< $ADCGET file TTH/{tth} 0 ")), "file request");
     eprintln!("file downloaded after {:?}", t0.elapsed());
 }
 
@@ -320,16 +232,9 @@ fn eiskalt_downloads_from_ncdc_through_relay() {
 /// (ncdc `/hset password`, eiskalt `Favorites.xml`, microdc2 `set password`).
 #[test]
 fn real_clients_send_hub_password() {
-    let (have_n, have_e, have_m) = (
-        Ncdc::available(),
-        Eiskalt::available(),
-        Microdc2::available(),
-    );
+    let (have_n, have_e, have_m) = (Ncdc::available(), Eiskalt::available(), Microdc2::available());
     if !(have_n || have_e || have_m) {
-        support::require(
-            "real_clients_send_hub_password",
-            &["ncdc", "eiskaltdcpp-daemon", "microdc2"],
-        );
+        support::require("real_clients_send_hub_password", &["ncdc", "eiskaltdcpp-daemon", "microdc2"]);
         return;
     }
     let t0 = Instant::now();
@@ -374,15 +279,9 @@ fn real_clients_send_hub_password() {
         assert!(
             ok,
             "{nick} sent {want:?}; got {:?}",
-            hub.frames(nick, Dir::In)
-                .iter()
-                .map(|f| s(f))
-                .collect::<Vec<_>>()
+            hub.frames(nick, Dir::In).iter().map(|f| s(f)).collect::<Vec<_>>()
         );
-        assert!(
-            wait_until(T, || hub.users().contains(&nick.to_owned())),
-            "{nick} logged in"
-        );
+        assert!(wait_until(T, || hub.users().contains(&nick.to_owned())), "{nick} logged in");
     }
     eprintln!("password logins done in {:?}", t0.elapsed());
 }
@@ -468,10 +367,7 @@ fn cut_after(raw: &[u8], ends: &[&[u8]]) -> Option<Vec<u8>> {
         }
         pos = end;
     }
-    found
-        .iter()
-        .all(|f| *f)
-        .then(|| raw[..last.min(raw.len())].to_vec())
+    found.iter().all(|f| *f).then(|| raw[..last.min(raw.len())].to_vec())
 }
 
 /// `raw` cut after the end of the first command starting with `end` (None if absent).
@@ -494,13 +390,9 @@ fn start_real(
     password: Option<String>,
 ) -> Real {
     match client {
-        "ncdc" => Real::N(Ncdc::start(NcdcConfig {
-            nick: nick.into(),
-            hub: hub.addr(),
-            share,
-            active_port: port,
-            password,
-        })),
+        "ncdc" => {
+            Real::N(Ncdc::start(NcdcConfig { nick: nick.into(), hub: hub.addr(), share, active_port: port, password }))
+        }
         "eiskalt" => Real::E(Eiskalt::start(EiskaltConfig {
             nick: nick.into(),
             hub: hub.addr(),
@@ -537,10 +429,7 @@ fn capture_password_login(client: &str, out: &mut Vec<(String, Vec<u8>)>) {
     std::thread::sleep(Duration::from_millis(500));
     match cut_after(&hub.raw_in(nick), &ends) {
         Some(b) if ok => out.push((format!("{client}-password-login.txt"), b)),
-        _ => eprintln!(
-            "{client}: no password login; got {:?}",
-            s(&hub.raw_in(nick))
-        ),
+        _ => eprintln!("{client}: no password login; got {:?}", s(&hub.raw_in(nick))),
     }
     real.stop();
 }
@@ -561,25 +450,12 @@ fn capture(client: &str, active: bool, out: &mut Vec<(String, Vec<u8>)>) {
     let mut probe = FakeUser::login(&hub.addr(), "probe");
     let port = active.then(free_port);
     let mut real = start_real(client, nick, &hub, Some(share.clone()), port, None);
-    let logged_in = wait_until(T, || {
-        cut_after(&hub.raw_in(nick), &[b"$MyINFO ", b"$GetNickList"]).is_some()
-    });
-    assert!(
-        logged_in,
-        "{client} {mode}: no login; got {:?}",
-        s(&hub.raw_in(nick))
-    );
+    let logged_in = wait_until(T, || cut_after(&hub.raw_in(nick), &[b"$MyINFO ", b"$GetNickList"]).is_some());
+    assert!(logged_in, "{client} {mode}: no login; got {:?}", s(&hub.raw_in(nick)));
     // microdc2 hashes in the background: wait until its $MyINFO shows a non-zero share.
-    wait_until(T, || {
-        hub.received(nick, b"$MyINFO ")
-            .iter()
-            .any(|m| !m.ends_with(b"$$0$"))
-    });
+    wait_until(T, || hub.received(nick, b"$MyINFO ").iter().any(|m| !m.ends_with(b"$$0$")));
     std::thread::sleep(Duration::from_millis(500));
-    out.push((
-        name("login"),
-        cut_after(&hub.raw_in(nick), &[b"$MyINFO ", b"$GetNickList"]).unwrap(),
-    ));
+    out.push((name("login"), cut_after(&hub.raw_in(nick), &[b"$MyINFO ", b"$GetNickList"]).unwrap()));
 
     let first_new = |prefix: &[u8], before: usize| -> Option<Vec<u8>> {
         let mut got = None;
@@ -609,19 +485,13 @@ fn capture(client: &str, active: bool, out: &mut Vec<(String, Vec<u8>)>) {
     // client's own download next, searches of its share last.
     // probe wants the client's list: unsolicited $ConnectToMe, client connects and uploads.
     let req: &[u8] = b"$ADCGET file files.xml.bz2 0 -1|";
-    let downloader = CcScript {
-        nick: "probe".into(),
-        direction: "Download 32000".into(),
-        request: req.to_vec(),
-    };
+    let downloader = CcScript { nick: "probe".into(), direction: "Download 32000".into(), request: req.to_vec() };
     let l = CcListener::bind();
     probe.send(format!("$ConnectToMe {nick} 127.0.0.1:{}|", l.port).as_bytes());
     match l.accept(&downloader, Duration::from_secs(10)) {
         Some(b) => {
             // Keep the handshake and the reply header, not the (variable) list bytes.
-            let cut = upto(&b, b"$ADCSND ")
-                .or_else(|| upto(&b, b"$Error"))
-                .unwrap_or(b);
+            let cut = upto(&b, b"$ADCSND ").or_else(|| upto(&b, b"$Error")).unwrap_or(b);
             out.push((name("cc-connector-upload"), cut));
         }
         None => eprintln!("{client} {mode}: did not connect to upload"),
@@ -637,9 +507,7 @@ fn capture(client: &str, active: bool, out: &mut Vec<(String, Vec<u8>)>) {
         probe.send(format!("$ConnectToMe {nick} 127.0.0.1:{}|", l.port).as_bytes());
         match l.accept(&legacy, Duration::from_secs(10)) {
             Some(b) => {
-                let cut = upto(&b, b"$FileLength ")
-                    .or_else(|| upto(&b, b"$Error"))
-                    .unwrap_or(b);
+                let cut = upto(&b, b"$FileLength ").or_else(|| upto(&b, b"$Error")).unwrap_or(b);
                 out.push((name("cc-connector-upload-get"), cut));
             }
             None => eprintln!("{client} {mode}: did not connect for $Get"),
@@ -648,23 +516,14 @@ fn capture(client: &str, active: bool, out: &mut Vec<(String, Vec<u8>)>) {
 
     // The client downloads from probe: $ConnectToMe (active) / $RevConnectToMe (passive),
     // then the c-c handshake with the client as downloader.
-    let uploader = CcScript {
-        nick: "probe".into(),
-        direction: "Upload 1".into(),
-        request: Vec::new(),
-    };
+    let uploader = CcScript { nick: "probe".into(), direction: "Upload 1".into(), request: Vec::new() };
     let before = hub.received(nick, b"$ConnectToMe probe ").len();
     real.browse("probe");
     if active {
         match first_new(b"$ConnectToMe probe ", before) {
             Some(f) => {
                 out.push((name("connecttome"), f.clone()));
-                let addr = s(&f)
-                    .trim_end_matches('|')
-                    .rsplit(' ')
-                    .next()
-                    .unwrap()
-                    .to_owned();
+                let addr = s(&f).trim_end_matches('|').rsplit(' ').next().unwrap().to_owned();
                 match cc_connect(&addr, &uploader, Duration::from_secs(6)) {
                     Some(b) => out.push((name("cc-listener-download"), b)),
                     None => eprintln!("{client} {mode}: could not connect to {addr}"),
@@ -695,17 +554,10 @@ fn capture(client: &str, active: bool, out: &mut Vec<(String, Vec<u8>)>) {
         match first_new(b"$ConnectToMe probe ", before) {
             Some(f) => {
                 out.push((name("connecttome-after-rev"), f.clone()));
-                let addr = s(&f)
-                    .trim_end_matches('|')
-                    .rsplit(' ')
-                    .next()
-                    .unwrap()
-                    .to_owned();
+                let addr = s(&f).trim_end_matches('|').rsplit(' ').next().unwrap().to_owned();
                 match cc_connect(&addr, &downloader, Duration::from_secs(6)) {
                     Some(b) => {
-                        let cut = upto(&b, b"$ADCSND ")
-                            .or_else(|| upto(&b, b"$Error"))
-                            .unwrap_or(b);
+                        let cut = upto(&b, b"$ADCSND ").or_else(|| upto(&b, b"$Error")).unwrap_or(b);
                         out.push((name("cc-listener-upload"), cut));
                     }
                     None => eprintln!("{client} {mode}: could not connect to {addr}"),
@@ -742,17 +594,13 @@ fn capture(client: &str, active: bool, out: &mut Vec<(String, Vec<u8>)>) {
 fn capture_golden_frames() {
     let dir = std::env::var_os("OMNIPEER_GOLDEN_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/nmdc")
-        });
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/nmdc"));
     std::fs::create_dir_all(&dir).unwrap();
     let only = std::env::var("OMNIPEER_GOLDEN_ONLY").unwrap_or_default();
     let mut out = Vec::new();
-    for (client, ok) in [
-        ("ncdc", Ncdc::available()),
-        ("eiskalt", Eiskalt::available()),
-        ("microdc2", Microdc2::available()),
-    ] {
+    for (client, ok) in
+        [("ncdc", Ncdc::available()), ("eiskalt", Eiskalt::available()), ("microdc2", Microdc2::available())]
+    {
         if !ok || (!only.is_empty() && !only.split(',').any(|o| o == client)) {
             eprintln!("skipping {client}");
             continue;
@@ -766,9 +614,6 @@ fn capture_golden_frames() {
     }
     for (name, bytes) in &out {
         std::fs::write(dir.join(name), bytes).unwrap();
-        eprintln!(
-            "{name}: {}",
-            s(bytes).replace('\x05', "\\x05").replace('\x01', "\\x01")
-        );
+        eprintln!("{name}: {}", s(bytes).replace('\x05', "\\x05").replace('\x01', "\\x01"));
     }
 }

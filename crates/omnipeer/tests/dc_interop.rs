@@ -60,18 +60,38 @@ fn dc_get(hub: &str, nick: &str, from: &str, what: &[&str], out: &Path, listen: 
         cmd.args(["--listen", &format!("127.0.0.1:{p}")]);
     }
     let o = cmd.env_remove("RUST_LOG").stdin(Stdio::null()).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn real_clients_log_in_to_the_omnipeer_hub_and_see_each_other() {
-    if !support::require("real_clients_log_in_to_the_omnipeer_hub", &["ncdc", "tmux", "eiskaltdcpp-daemon", "microdc2"]) {
+    if !support::require("real_clients_log_in_to_the_omnipeer_hub", &["ncdc", "tmux", "eiskaltdcpp-daemon", "microdc2"])
+    {
         return;
     }
     let (_hub, addr) = Servers::hub();
-    let n = Ncdc::start(NcdcConfig { nick: "alice".into(), hub: addr.clone(), active_port: Some(free_port()), ..Default::default() });
-    let e = Eiskalt::start(EiskaltConfig { nick: "bob".into(), hub: addr.clone(), active_port: Some(free_port()), ..Default::default() });
-    let mut m = Microdc2::start(Microdc2Config { nick: "carol".into(), hub: addr.clone(), listen_port: Some(free_port()), ..Default::default() });
+    let n = Ncdc::start(NcdcConfig {
+        nick: "alice".into(),
+        hub: addr.clone(),
+        active_port: Some(free_port()),
+        ..Default::default()
+    });
+    let e = Eiskalt::start(EiskaltConfig {
+        nick: "bob".into(),
+        hub: addr.clone(),
+        active_port: Some(free_port()),
+        ..Default::default()
+    });
+    let mut m = Microdc2::start(Microdc2Config {
+        nick: "carol".into(),
+        hub: addr.clone(),
+        listen_port: Some(free_port()),
+        ..Default::default()
+    });
     assert!(n.wait_logged_in(T), "ncdc login; log:\n{}", n.protocol_log());
     assert!(e.wait_logged_in(T), "eiskalt login; users {:?}", e.users());
     assert!(m.wait_logged_in(T), "microdc2 login; output:\n{}", m.output());
@@ -107,7 +127,12 @@ fn microdc2_downloads_from_omnipeer_share_with_get_and_send() {
     let file = dir.join("payload.bin");
     support::write_test_file(&file, 300_000, 3);
     let _sharer = Servers::share(&addr, "sharer", &dir, true);
-    let mut m = Microdc2::start(Microdc2Config { nick: "carol".into(), hub: addr.clone(), listen_port: Some(free_port()), ..Default::default() });
+    let mut m = Microdc2::start(Microdc2Config {
+        nick: "carol".into(),
+        hub: addr.clone(),
+        listen_port: Some(free_port()),
+        ..Default::default()
+    });
     assert!(m.wait_logged_in(T), "microdc2 login:\n{}", m.output());
     std::thread::sleep(Duration::from_millis(500));
     m.cmd("browse sharer");
@@ -115,11 +140,7 @@ fn microdc2_downloads_from_omnipeer_share_with_get_and_send() {
     m.cmd("cd pub");
     m.cmd("get payload.bin");
     let target = m.download_dir().join("payload.bin");
-    assert!(
-        wait_until(T, || m.output().contains("payload.bin' succeeded")),
-        "microdc2 output:\n{}",
-        m.output()
-    );
+    assert!(wait_until(T, || m.output().contains("payload.bin' succeeded")), "microdc2 output:\n{}", m.output());
     if std::env::var_os("DC_INTEROP_VERBOSE").is_some() {
         eprintln!("microdc2 output:\n{}", m.output());
     }
@@ -139,7 +160,12 @@ fn eiskalt_downloads_file_list_and_file_by_tth_from_omnipeer_share() {
     support::write_test_file(&file, 3_000_000, 5);
     let tth = support::tth_rhash(&file).expect("rhash");
     let _sharer = Servers::share(&addr, "sharer", &dir, true);
-    let e = Eiskalt::start(EiskaltConfig { nick: "bob".into(), hub: addr.clone(), active_port: Some(free_port()), ..Default::default() });
+    let e = Eiskalt::start(EiskaltConfig {
+        nick: "bob".into(),
+        hub: addr.clone(),
+        active_port: Some(free_port()),
+        ..Default::default()
+    });
     assert!(e.wait_logged_in(T));
     assert!(wait_until(T, || e.users().contains(&"sharer".to_owned())), "eiskalt sees sharer: {:?}", e.users());
     // Eiskalt is active: its search reaches our share through the hub and our result goes
@@ -189,7 +215,8 @@ fn omnipeer_gets_from_eiskalt_passive_and_active() {
     assert!(stdout.contains("verified"), "{stdout}");
     assert_eq!(sha256_file(&out.path().join("p.bin")), sha256_file(&file));
     // Active: we send $ConnectToMe, eiskalt connects to our listener.
-    let (code, stdout, stderr) = dc_get(&addr, "getter2", "bob", &["--tth", &tth], &out.path().join("a.bin"), Some(free_port()));
+    let (code, stdout, stderr) =
+        dc_get(&addr, "getter2", "bob", &["--tth", &tth], &out.path().join("a.bin"), Some(free_port()));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("verified"), "{stdout}");
     assert_eq!(sha256_file(&out.path().join("a.bin")), sha256_file(&file));
@@ -217,14 +244,16 @@ fn omnipeer_gets_from_ncdc() {
     // ncdc hashes its share after start; retry until it serves the file.
     let mut last = String::new();
     let ok = wait_until(T, || {
-        let (code, stdout, stderr) = dc_get(&addr, "getter", "alice", &["--tth", &tth], &out.path().join("n.bin"), None);
+        let (code, stdout, stderr) =
+            dc_get(&addr, "getter", "alice", &["--tth", &tth], &out.path().join("n.bin"), None);
         last = format!("{stdout}{stderr}");
         code == 0
     });
     assert!(ok, "{last}\nncdc log:\n{}", n.protocol_log());
     assert_eq!(sha256_file(&out.path().join("n.bin")), sha256_file(&file));
     // Active too.
-    let (code, _, stderr) = dc_get(&addr, "getter2", "alice", &["--tth", &tth], &out.path().join("n2.bin"), Some(free_port()));
+    let (code, _, stderr) =
+        dc_get(&addr, "getter2", "alice", &["--tth", &tth], &out.path().join("n2.bin"), Some(free_port()));
     assert_eq!(code, 0, "{stderr}\nncdc log:\n{}", n.protocol_log());
     assert_eq!(sha256_file(&out.path().join("n2.bin")), sha256_file(&file));
 }

@@ -23,7 +23,14 @@ use support::{free_port, sha256_file, wait_until};
 
 const T: Duration = Duration::from_secs(30);
 
-fn config(hub: &str, nick: &str, dir: &Path, share: Vec<std::path::PathBuf>, listen: bool, uploads: Option<Arc<Uploads>>) -> ClientConfig {
+fn config(
+    hub: &str,
+    nick: &str,
+    dir: &Path,
+    share: Vec<std::path::PathBuf>,
+    listen: bool,
+    uploads: Option<Arc<Uploads>>,
+) -> ClientConfig {
     ClientConfig {
         hub: hub.into(),
         nick: nick.into(),
@@ -62,10 +69,19 @@ async fn eiskalt_is_maxed_out_with_its_place_then_gets_the_freed_slot() {
     let tth = support::tth_rhash(&file).expect("rhash");
     // One slot at 512 KiB/s: the first download holds it for about seven seconds.
     let uploads = Uploads::new(1, Default::default(), 512);
-    let sharer = DcClient::start(config(&hub_addr, "sharer", dir.path(), vec![share.clone()], true, Some(uploads.clone()))).await.unwrap();
-    let first = Arc::new(DcClient::start(config(&hub_addr, "first", dir.path(), Vec::new(), false, None)).await.unwrap());
+    let sharer =
+        DcClient::start(config(&hub_addr, "sharer", dir.path(), vec![share.clone()], true, Some(uploads.clone())))
+            .await
+            .unwrap();
+    let first =
+        Arc::new(DcClient::start(config(&hub_addr, "first", dir.path(), Vec::new(), false, None)).await.unwrap());
 
-    let ek_cfg = EiskaltConfig { nick: "bob".into(), hub: hub_addr.clone(), active_port: Some(free_port()), ..Default::default() };
+    let ek_cfg = EiskaltConfig {
+        nick: "bob".into(),
+        hub: hub_addr.clone(),
+        active_port: Some(free_port()),
+        ..Default::default()
+    };
     let e = tokio::task::spawn_blocking(move || Eiskalt::start(ek_cfg)).await.unwrap();
     let e = Arc::new(e);
     let ek = e.clone();
@@ -95,9 +111,12 @@ async fn eiskalt_is_maxed_out_with_its_place_then_gets_the_freed_slot() {
     let first_done = tokio::spawn(async move { f.download("sharer", &job).await });
     let up = uploads.clone();
     assert!(
-        tokio::task::spawn_blocking(move || wait_until(T, || up.list().iter().any(|u| u.user == "first" && u.state == "running")))
-            .await
-            .unwrap(),
+        tokio::task::spawn_blocking(move || wait_until(T, || up
+            .list()
+            .iter()
+            .any(|u| u.user == "first" && u.state == "running")))
+        .await
+        .unwrap(),
         "first's upload runs"
     );
 
@@ -111,7 +130,11 @@ async fn eiskalt_is_maxed_out_with_its_place_then_gets_the_freed_slot() {
     .await
     .unwrap();
     assert!(queued, "bob queued at place 1: {:?}", uploads.list());
-    assert!(uploads.list().iter().any(|u| u.user == "first" && u.state == "running"), "the slot was still busy: {:?}", uploads.list());
+    assert!(
+        uploads.list().iter().any(|u| u.user == "first" && u.state == "running"),
+        "the slot was still busy: {:?}",
+        uploads.list()
+    );
 
     // The slot frees; the file reaches EiskaltDC++ in full.
     first_done.await.unwrap().unwrap();
@@ -124,7 +147,12 @@ async fn eiskalt_is_maxed_out_with_its_place_then_gets_the_freed_slot() {
     assert_eq!(sha256_file(&target), sha256_file(&file));
     let up = uploads.clone();
     assert!(
-        tokio::task::spawn_blocking(move || wait_until(T, || up.list().iter().any(|u| u.user == "bob" && u.state == "done"))).await.unwrap(),
+        tokio::task::spawn_blocking(move || wait_until(T, || up
+            .list()
+            .iter()
+            .any(|u| u.user == "bob" && u.state == "done")))
+        .await
+        .unwrap(),
         "{:?}",
         uploads.list()
     );

@@ -77,7 +77,10 @@ fn openapi_lists_every_route_docs_describe_them_and_each_is_served() {
             assert!(doc["components"]["schemas"][name].is_object(), "{name}");
         }
         let last = path.rsplit('/').next().unwrap();
-        assert!(docs.contains(&format!("### {} {path}", method.to_uppercase())) || docs.contains(&format!("/{last}")), "{path} not in docs/api.md");
+        assert!(
+            docs.contains(&format!("### {} {path}", method.to_uppercase())) || docs.contains(&format!("/{last}")),
+            "{path} not in docs/api.md"
+        );
         if *path == "/api/events" {
             continue;
         }
@@ -205,7 +208,11 @@ fn settings_change_persist_and_reset() {
     drop(n);
     let n = Node::restart(t.path(), p.api);
     let s = get(&n, "max_download_kib");
-    assert_eq!((s["value"].as_u64(), s["config"].as_u64(), s["overridden"].as_bool()), (Some(256), Some(0), Some(true)), "{s}");
+    assert_eq!(
+        (s["value"].as_u64(), s["config"].as_u64(), s["overridden"].as_bool()),
+        (Some(256), Some(0), Some(true)),
+        "{s}"
+    );
     let (code, _, _) = n.request("PUT", "/api/settings", r#"{"max_download_kib": null}"#);
     assert_eq!(code, 200);
     let s = get(&n, "max_download_kib");

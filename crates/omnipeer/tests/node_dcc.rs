@@ -16,7 +16,8 @@ fn a_dcc_chat_with_the_node_is_in_its_chat_model_both_ways() {
     let p = Ports::free();
     let n = Node::start(t.path(), &server_config("alice", p), p.api);
     let nets = n.get("/api/status")["networks"].clone();
-    let dcc = nets.as_array().unwrap().iter().find(|x| x["name"] == "dcc").unwrap()["address"].as_str().unwrap().to_owned();
+    let dcc =
+        nets.as_array().unwrap().iter().find(|x| x["name"] == "dcc").unwrap()["address"].as_str().unwrap().to_owned();
 
     let mut bob = Command::new(omni::BIN)
         .args(["--data-dir"])
@@ -31,9 +32,8 @@ fn a_dcc_chat_with_the_node_is_in_its_chat_model_both_ways() {
     writeln!(bob_in, "hello from bob").unwrap();
     bob_in.flush().unwrap();
 
-    let chat_of = |id: &str| -> Option<Value> {
-        n.get("/api/chats").as_array()?.iter().find(|c| c["id"] == id).cloned()
-    };
+    let chat_of =
+        |id: &str| -> Option<Value> { n.get("/api/chats").as_array()?.iter().find(|c| c["id"] == id).cloned() };
     let line = wait_for("bob's line in dcc:chat:bob", 20, || {
         let m = n.get("/api/chats/messages?chat=dcc:chat:bob");
         m.as_array()?.iter().find(|x| x["text"] == "hello from bob").cloned()

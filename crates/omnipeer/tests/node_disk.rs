@@ -73,9 +73,7 @@ impl Up {
 
     /// SIGTERM, then wait up to `secs` for it to exit.
     fn terminate(&mut self, secs: u64) -> Option<i32> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         self.wait_exit(secs)
     }
 }
@@ -93,10 +91,7 @@ fn get(api: u16, path: &str) -> Option<Value> {
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
-    let mut r = agent
-        .get(format!("http://127.0.0.1:{api}{path}"))
-        .call()
-        .ok()?;
+    let mut r = agent.get(format!("http://127.0.0.1:{api}{path}")).call().ok()?;
     r.body_mut().read_json().ok()
 }
 
@@ -134,60 +129,27 @@ fn a_share_with_symlink_loops_is_scanned_once_and_the_node_comes_up() {
     wait_for("the API to answer", 20, || get(p.api, "/api/status"));
     // The scan ends, and the NMDC client (logged in to the node's own hub) shares the
     // real file exactly once.
-    let status = wait_for(
-        "the share scan to end and the NMDC client to log in",
-        60,
-        || {
-            let s = get(p.api, "/api/status")?;
-            let online = s["networks"]
-                .as_array()?
-                .iter()
-                .any(|n| n["name"] == "nmdc_client" && n["state"] == "online");
-            (s["shares"]["state"] == "ready" && online).then_some(s)
-        },
-    );
+    let status = wait_for("the share scan to end and the NMDC client to log in", 60, || {
+        let s = get(p.api, "/api/status")?;
+        let online = s["networks"].as_array()?.iter().any(|n| n["name"] == "nmdc_client" && n["state"] == "online");
+        (s["shares"]["state"] == "ready" && online).then_some(s)
+    });
     let files = wait_for("the share index", 30, || {
         let f = get(p.api, "/api/shares/files")?;
         (!f.as_array()?.is_empty()).then_some(f)
     });
-    let paths: Vec<&str> = files
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| f["path"].as_str())
-        .collect();
+    let paths: Vec<&str> = files.as_array().unwrap().iter().filter_map(|f| f["path"].as_str()).collect();
     assert_eq!(paths, vec!["share\\real.txt"], "{files}\n{status}");
     assert_eq!(status["shares"]["files"], 1, "{status}");
     // Soulseek shares it once too: its own server reports the counts it was sent.
     // The log stays small: no line per link walked.
     let code = node.terminate(15);
     let lines = node.stderr();
-    assert_eq!(
-        code,
-        Some(0),
-        "the node did not stop on SIGTERM; it printed {} lines",
-        lines.len()
-    );
-    assert!(
-        lines.len() < 200,
-        "the log is flooded: {} lines, e.g.\n{}",
-        lines.len(),
-        lines[..20].join("\n")
-    );
-    let warnings: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.contains("WARN") && l.contains("link"))
-        .collect();
-    assert!(
-        !warnings.is_empty(),
-        "no warning summarises the skipped links:\n{}",
-        lines.join("\n")
-    );
-    assert!(
-        warnings.len() <= 4,
-        "one warning per scan, not one per link:\n{}",
-        lines.join("\n")
-    );
+    assert_eq!(code, Some(0), "the node did not stop on SIGTERM; it printed {} lines", lines.len());
+    assert!(lines.len() < 200, "the log is flooded: {} lines, e.g.\n{}", lines.len(), lines[..20].join("\n"));
+    let warnings: Vec<&String> = lines.iter().filter(|l| l.contains("WARN") && l.contains("link")).collect();
+    assert!(!warnings.is_empty(), "no warning summarises the skipped links:\n{}", lines.join("\n"));
+    assert!(warnings.len() <= 4, "one warning per scan, not one per link:\n{}", lines.join("\n"));
 }
 
 #[test]
@@ -200,11 +162,7 @@ fn sigterm_stops_the_node_while_a_share_with_loops_is_scanned() {
     let mut node = Up::start(dir, &[]);
     std::thread::sleep(Duration::from_millis(500));
     let code = node.terminate(15);
-    assert!(
-        code.is_some(),
-        "the node ignored SIGTERM for 15 s; it printed {} lines",
-        node.stderr().len()
-    );
+    assert!(code.is_some(), "the node ignored SIGTERM for 15 s; it printed {} lines", node.stderr().len());
 }
 
 #[test]
@@ -221,24 +179,14 @@ fn sigterm_stops_the_node_during_a_slow_first_scan() {
             std::fs::write(sub.join(format!("f{f:03}.txt")), format!("{d} {f}\n")).unwrap();
         }
     }
-    std::fs::File::create(share.join("big.iso"))
-        .unwrap()
-        .set_len(4 << 30)
-        .unwrap();
+    std::fs::File::create(share.join("big.iso")).unwrap().set_len(4 << 30).unwrap();
     let p = Ports::free();
     std::fs::write(dir.join("config.toml"), server_config("slow", p)).unwrap();
     let mut node = Up::start(dir, &[]);
     let s = wait_for("the API to answer", 20, || get(p.api, "/api/status"));
-    assert!(
-        matches!(s["shares"]["state"].as_str(), Some("scanning" | "ready")),
-        "{s}"
-    );
+    assert!(matches!(s["shares"]["state"].as_str(), Some("scanning" | "ready")), "{s}");
     let code = node.terminate(15);
-    assert_eq!(
-        code,
-        Some(0),
-        "the node did not stop within 15 s of SIGTERM during the scan"
-    );
+    assert_eq!(code, Some(0), "the node did not stop within 15 s of SIGTERM during the scan");
 }
 
 #[test]
@@ -253,9 +201,7 @@ fn a_missing_share_folder_is_a_warning_and_is_not_created() {
     let mut node = Up::start(&dir, &[]);
     wait_for("the API to answer", 20, || get(api, "/api/status"));
     wait_for("the warning", 20, || {
-        node.stderr()
-            .into_iter()
-            .find(|l| l.contains("[share].folders") && l.contains(&missing.display().to_string()))
+        node.stderr().into_iter().find(|l| l.contains("[share].folders") && l.contains(&missing.display().to_string()))
     });
     assert!(!missing.exists(), "the missing share folder was created");
     assert_eq!(node.terminate(15), Some(0));
@@ -282,32 +228,20 @@ fn used_data_dir(dir: &Path, api: u16) {
             })
             .unwrap();
     }
-    store
-        .set_setting("transfers.max_download_kib", "123")
-        .unwrap();
+    store.set_setting("transfers.max_download_kib", "123").unwrap();
     drop(store);
 }
 
 fn transfer_names(api: u16) -> Vec<String> {
     let t = get(api, "/api/transfers").unwrap();
-    let mut v: Vec<String> = t
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect();
+    let mut v: Vec<String> = t.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect();
     v.sort();
     v
 }
 
 fn setting(api: u16, key: &str) -> Value {
     let s = get(api, "/api/settings").unwrap();
-    s.as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["key"] == key)
-        .unwrap()["value"]
-        .clone()
+    s.as_array().unwrap().iter().find(|x| x["key"] == key).unwrap()["value"].clone()
 }
 
 #[test]
@@ -328,26 +262,15 @@ fn an_emptied_database_is_refused_and_the_backup_brings_everything_back() {
     let mut node = Up::start(dir, &[]);
     let code = node.wait_exit(30);
     let err = node.stderr().join("\n");
-    assert!(
-        matches!(code, Some(c) if c != 0),
-        "up did not refuse an empty node.sqlite ({code:?}):\n{err}"
-    );
-    assert!(
-        err.contains("node.sqlite")
-            && err.contains("node.sqlite.bak")
-            && err.contains("--fresh-db"),
-        "{err}"
-    );
+    assert!(matches!(code, Some(c) if c != 0), "up did not refuse an empty node.sqlite ({code:?}):\n{err}");
+    assert!(err.contains("node.sqlite") && err.contains("node.sqlite.bak") && err.contains("--fresh-db"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     // A missing one as well.
     std::fs::remove_file(dir.join("node.sqlite")).unwrap();
     let mut node = Up::start(dir, &[]);
     let code = node.wait_exit(30);
     let err = node.stderr().join("\n");
-    assert!(
-        matches!(code, Some(c) if c != 0),
-        "up did not refuse a missing node.sqlite ({code:?}):\n{err}"
-    );
+    assert!(matches!(code, Some(c) if c != 0), "up did not refuse a missing node.sqlite ({code:?}):\n{err}");
     assert!(err.contains("node.sqlite.bak"), "{err}");
     // Restored as the message says: the transfers and the setting are back.
     std::fs::copy(&bak, dir.join("node.sqlite")).unwrap();
@@ -377,9 +300,7 @@ fn a_garbage_database_is_one_line_naming_the_file_and_the_way_out() {
     let dir = tmp.path();
     let api = free_port();
     used_data_dir(dir, api);
-    let garbage: Vec<u8> = (0..64 * 1024u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
+    let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     std::fs::write(dir.join("node.sqlite"), garbage).unwrap();
     let mut node = Up::start(dir, &[]);
     let code = node.wait_exit(30);
@@ -389,14 +310,8 @@ fn a_garbage_database_is_one_line_naming_the_file_and_the_way_out() {
     let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{err}");
     let e = errors[0];
-    assert!(
-        e.contains(&dir.join("node.sqlite").display().to_string()) && e.contains("--fresh-db"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
+    assert!(e.contains(&dir.join("node.sqlite").display().to_string()) && e.contains("--fresh-db"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
 }
 
 #[test]
@@ -409,14 +324,7 @@ fn a_truncated_database_is_refused_not_half_read() {
     {
         let store = Store::open(&dir.join("node.sqlite")).unwrap();
         for i in 0..2000 {
-            store
-                .chat_add(
-                    "nmdc:hub",
-                    "someone",
-                    &format!("line {i} {}", "x".repeat(200)),
-                    false,
-                )
-                .unwrap();
+            store.chat_add("nmdc:hub", "someone", &format!("line {i} {}", "x".repeat(200)), false).unwrap();
         }
     }
     let db = dir.join("node.sqlite");
@@ -427,12 +335,6 @@ fn a_truncated_database_is_refused_not_half_read() {
     let mut node = Up::start(dir, &[]);
     let code = node.wait_exit(30);
     let err = node.stderr().join("\n");
-    assert!(
-        matches!(code, Some(c) if c != 0),
-        "a truncated node.sqlite was used ({code:?}):\n{err}"
-    );
-    assert!(
-        err.contains("node.sqlite") && err.contains("--fresh-db"),
-        "{err}"
-    );
+    assert!(matches!(code, Some(c) if c != 0), "a truncated node.sqlite was used ({code:?}):\n{err}");
+    assert!(err.contains("node.sqlite") && err.contains("--fresh-db"), "{err}");
 }

@@ -61,7 +61,10 @@ impl User {
         if !hello {
             return Err(got);
         }
-        u.send(&format!("$Version 1,0091|$MyINFO $ALL {nick} x<ncdc V:1.23.1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|$GetNickList|")).await;
+        u.send(&format!(
+            "$Version 1,0091|$MyINFO $ALL {nick} x<ncdc V:1.23.1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|$GetNickList|"
+        ))
+        .await;
         u.expect("$OpList ", 20).await;
         Ok(u)
     }

@@ -9,9 +9,7 @@ mod omni;
 
 use omni::node::{server_config, wait_for, Node, Ports};
 use omnipeer_slsk::framing::{FrameKind, FrameReader};
-use omnipeer_slsk::peer::{
-    PeerInit, PeerMessage, SearchResponse, TransferDirection, TransferReply,
-};
+use omnipeer_slsk::peer::{PeerInit, PeerMessage, SearchResponse, TransferDirection, TransferReply};
 use omnipeer_slsk::server::{ServerRequest, ServerResponse};
 use omnipeer_slsk::shares::SharedFile;
 use serde_json::json;
@@ -38,10 +36,7 @@ struct Script {
     sent: std::sync::atomic::AtomicUsize,
 }
 
-async fn read_frame(
-    s: &mut (impl AsyncReadExt + Unpin),
-    r: &mut FrameReader,
-) -> Option<omnipeer_slsk::framing::Frame> {
+async fn read_frame(s: &mut (impl AsyncReadExt + Unpin), r: &mut FrameReader) -> Option<omnipeer_slsk::framing::Frame> {
     let mut buf = [0u8; 4096];
     loop {
         if let Some(f) = r.next_frame().ok()? {
@@ -56,20 +51,13 @@ async fn read_frame(
 
 /// Answer on a P connection: a QueueUpload gets a TransferRequest as the script says; an
 /// allowed transfer gets an F connection with the script's bytes.
-async fn serve_p(
-    mut s: TcpStream,
-    mut r: FrameReader,
-    node_addr: Arc<Mutex<Option<SocketAddr>>>,
-    script: Arc<Script>,
-) {
+async fn serve_p(mut s: TcpStream, mut r: FrameReader, node_addr: Arc<Mutex<Option<SocketAddr>>>, script: Arc<Script>) {
     let mut token = 5000u32;
     while let Some(f) = read_frame(&mut s, &mut r).await {
         match PeerMessage::from_frame(&f) {
             Ok(PeerMessage::QueueUpload { filename }) => {
                 token += 1;
-                let n = script
-                    .sent
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let n = script.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let size = script.announces[n.min(script.announces.len() - 1)];
                 let req = PeerMessage::TransferRequest {
                     direction: TransferDirection::Upload,
@@ -81,10 +69,7 @@ async fn serve_p(
                     return;
                 }
             }
-            Ok(PeerMessage::TransferResponse {
-                token,
-                reply: TransferReply::Allowed { .. },
-            }) => {
+            Ok(PeerMessage::TransferResponse { token, reply: TransferReply::Allowed { .. } }) => {
                 let Some(addr) = *node_addr.lock().unwrap() else {
                     continue;
                 };
@@ -95,12 +80,7 @@ async fn serve_p(
                     };
                     let _ = f
                         .write_all(
-                            &PeerInit::PeerInit {
-                                user: "liar".into(),
-                                conn_type: "F".into(),
-                                token: 0,
-                            }
-                            .encode(),
+                            &PeerInit::PeerInit { user: "liar".into(), conn_type: "F".into(), token: 0 }.encode(),
                         )
                         .await;
                     let _ = f.write_all(&token.to_le_bytes()).await;
@@ -153,41 +133,19 @@ async fn liar(server: SocketAddr, script: Arc<Script>) {
             }
         }
     });
-    out_tx
-        .send(ServerRequest::login("liar", "pw", 160, 1).encode())
-        .unwrap();
+    out_tx.send(ServerRequest::login("liar", "pw", 160, 1).encode()).unwrap();
     let mut r = FrameReader::new(FrameKind::Server);
     // The server takes nothing else until it has answered the login.
     let reply = read_frame(&mut rd, &mut r).await.expect("no login reply");
-    assert!(matches!(
-        ServerResponse::from_frame(&reply),
-        Ok(ServerResponse::LoginSuccess { .. })
-    ));
-    out_tx
-        .send(
-            ServerRequest::SetWaitPort {
-                port: u32::from(port),
-                obfuscation: None,
-            }
-            .encode(),
-        )
-        .unwrap();
-    out_tx
-        .send(
-            ServerRequest::SetStatus {
-                status: omnipeer_slsk::UserStatus::Online,
-            }
-            .encode(),
-        )
-        .unwrap();
+    assert!(matches!(ServerResponse::from_frame(&reply), Ok(ServerResponse::LoginSuccess { .. })));
+    out_tx.send(ServerRequest::SetWaitPort { port: u32::from(port), obfuscation: None }.encode()).unwrap();
+    out_tx.send(ServerRequest::SetStatus { status: omnipeer_slsk::UserStatus::Online }.encode()).unwrap();
     // Searches waiting for their searcher's address.
     let mut pending: Vec<(String, u32)> = Vec::new();
     while let Some(f) = read_frame(&mut rd, &mut r).await {
         match ServerResponse::from_frame(&f) {
             Ok(ServerResponse::FileSearch { user, token, query }) if query.contains("lies") => {
-                out_tx
-                    .send(ServerRequest::GetPeerAddress { user: user.clone() }.encode())
-                    .unwrap();
+                out_tx.send(ServerRequest::GetPeerAddress { user: user.clone() }.encode()).unwrap();
                 pending.push((user, token));
             }
             Ok(ServerResponse::GetPeerAddress { user, ip, port, .. }) => {
@@ -200,12 +158,7 @@ async fn liar(server: SocketAddr, script: Arc<Script>) {
                         let Ok(mut s) = TcpStream::connect(addr).await else {
                             return;
                         };
-                        let init = PeerInit::PeerInit {
-                            user: "liar".into(),
-                            conn_type: "P".into(),
-                            token: 1,
-                        }
-                        .encode();
+                        let init = PeerInit::PeerInit { user: "liar".into(), conn_type: "P".into(), token: 1 }.encode();
                         let resp = SearchResponse {
                             user: "liar".into(),
                             token,
@@ -217,9 +170,7 @@ async fn liar(server: SocketAddr, script: Arc<Script>) {
                             private_files: None,
                         };
                         if s.write_all(&init).await.is_err()
-                            || s.write_all(&PeerMessage::FileSearchResponse(resp).encode())
-                                .await
-                                .is_err()
+                            || s.write_all(&PeerMessage::FileSearchResponse(resp).encode()).await.is_err()
                         {
                             return;
                         }
@@ -236,13 +187,7 @@ async fn liar(server: SocketAddr, script: Arc<Script>) {
 
 fn partial_len(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).max().unwrap_or(0))
         .unwrap_or(0)
 }
 
@@ -255,11 +200,7 @@ fn node_and_queued_lie(t: &Path, script: Script) -> (Node, i64) {
     let server: SocketAddr = format!("127.0.0.1:{}", p.slsk).parse().unwrap();
     let script = Arc::new(script);
     std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(liar(server, script));
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(liar(server, script));
     });
     let r = wait_for("the liar's search result", 60, || {
         let (code, s) = node.post("/api/searches", json!({ "query": "lies size" }));
@@ -267,57 +208,38 @@ fn node_and_queued_lie(t: &Path, script: Script) -> (Node, i64) {
         let id = s["id"].as_u64().unwrap();
         for _ in 0..40 {
             let s = node.get(&format!("/api/searches/{id}"));
-            if let Some(r) = s["results"].as_array().and_then(|a| {
-                a.iter()
-                    .find(|r| r["name"] == "lies about size.txt")
-                    .cloned()
-            }) {
+            if let Some(r) =
+                s["results"].as_array().and_then(|a| a.iter().find(|r| r["name"] == "lies about size.txt").cloned())
+            {
                 return Some(r);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         None
     });
-    let (code, tr) = node.post(
-        "/api/transfers",
-        json!({"result": r["id"], "network": "slsk"}),
-    );
+    let (code, tr) = node.post("/api/transfers", json!({"result": r["id"], "network": "slsk"}));
     assert_eq!(code, 201, "{tr}");
     (node, tr["id"].as_i64().unwrap())
 }
 
 /// Watch transfer `id` until `attempts` attempts have failed with `want` in their error,
 /// checking at every look that its partial file holds at most `max` bytes.
-fn watch_refusals(
-    node: &Node,
-    id: i64,
-    want: &str,
-    attempts: usize,
-    max: u64,
-) -> serde_json::Value {
+fn watch_refusals(node: &Node, id: i64, want: &str, attempts: usize, max: u64) -> serde_json::Value {
     let incomplete = node.dir.join("incomplete").join(id.to_string());
     let mut seen = 0;
     let mut last_retries = -1;
-    let t = wait_for(
-        &format!("{attempts} attempts refused with {want:?}"),
-        120,
-        || {
-            let t = node.get(&format!("/api/transfers/{id}"));
-            assert!(
-                partial_len(&incomplete) <= max,
-                "the partial file grew to {} bytes: {t}",
-                partial_len(&incomplete)
-            );
-            assert_ne!(t["state"], "done", "{t}");
-            let retries = t["retries"].as_i64().unwrap_or(0);
-            let error = t["error"].as_str().unwrap_or("");
-            if error.contains(want) && retries != last_retries {
-                last_retries = retries;
-                seen += 1;
-            }
-            (seen >= attempts).then_some(t)
-        },
-    );
+    let t = wait_for(&format!("{attempts} attempts refused with {want:?}"), 120, || {
+        let t = node.get(&format!("/api/transfers/{id}"));
+        assert!(partial_len(&incomplete) <= max, "the partial file grew to {} bytes: {t}", partial_len(&incomplete));
+        assert_ne!(t["state"], "done", "{t}");
+        let retries = t["retries"].as_i64().unwrap_or(0);
+        let error = t["error"].as_str().unwrap_or("");
+        if error.contains(want) && retries != last_retries {
+            last_retries = retries;
+            seen += 1;
+        }
+        (seen >= attempts).then_some(t)
+    });
     assert!(partial_len(&incomplete) <= max, "{t}");
     t
 }
@@ -325,21 +247,10 @@ fn watch_refusals(
 #[test]
 fn a_soulseek_peer_offering_another_size_fails_the_transfer_and_writes_nothing() {
     let t = tempfile::tempdir().unwrap();
-    let script = Script {
-        result_size: 14,
-        announces: vec![OFFERED],
-        send: 4 << 20,
-        sent: Default::default(),
-    };
+    let script = Script { result_size: 14, announces: vec![OFFERED], send: 4 << 20, sent: Default::default() };
     let (node, id) = node_and_queued_lie(t.path(), script);
     // Two failed attempts (the first and a retry), each with the reason in the API.
-    let t = watch_refusals(
-        &node,
-        id,
-        &format!("peer offered {OFFERED} bytes of a file of 14"),
-        2,
-        14,
-    );
+    let t = watch_refusals(&node, id, &format!("peer offered {OFFERED} bytes of a file of 14"), 2, 14);
     assert_eq!(t["size"], 14, "{t}");
 }
 
@@ -348,24 +259,9 @@ fn a_result_without_a_size_takes_the_first_announced_one_and_keeps_it() {
     let t = tempfile::tempdir().unwrap();
     // The result says 0 bytes (unknown): the first TransferRequest's 20 is taken; the
     // liar sends 10 bytes and closes. Every later offer of 4 GiB is refused against 20.
-    let script = Script {
-        result_size: 0,
-        announces: vec![20, OFFERED],
-        send: 10,
-        sent: Default::default(),
-    };
+    let script = Script { result_size: 0, announces: vec![20, OFFERED], send: 10, sent: Default::default() };
     let (node, id) = node_and_queued_lie(t.path(), script);
-    let t = watch_refusals(
-        &node,
-        id,
-        &format!("peer offered {OFFERED} bytes of a file of 20"),
-        2,
-        20,
-    );
+    let t = watch_refusals(&node, id, &format!("peer offered {OFFERED} bytes of a file of 20"), 2, 20);
     assert_eq!(t["size"], 20, "{t}");
-    assert_eq!(
-        partial_len(&node.dir.join("incomplete").join(id.to_string())),
-        10,
-        "{t}"
-    );
+    assert_eq!(partial_len(&node.dir.join("incomplete").join(id.to_string())), 10, "{t}");
 }

@@ -7,8 +7,8 @@
 mod omni;
 
 use omni::node::{content, joining_config, server_config, sha256_file, wait_for, Node, Ports};
-use serde_json::json;
 use omnipeer_nmdc::client::{Event, HubSession, Output, SessionConfig};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -93,7 +93,11 @@ fn a_file_added_while_running_is_found_on_both_networks_and_running_downloads_su
     share_file(&a_dir, "big/Long One.bin", &content(16_000_000, 11));
     let a = Node::start(&a_dir, &server_config("alice", pa), pa.api);
     let b_api = omni::node::free_port();
-    let b = Node::start(&t.path().join("b"), &joining_config("bob", pa, b_api, "[transfers]\nmax_download_kib = 2048\n"), b_api);
+    let b = Node::start(
+        &t.path().join("b"),
+        &joining_config("bob", pa, b_api, "[transfers]\nmax_download_kib = 2048\n"),
+        b_api,
+    );
 
     let r = b.search_until("long one", "Long One.bin", &["nmdc", "slsk"]);
     let mut ids = Vec::new();
@@ -138,7 +142,11 @@ fn a_file_added_while_running_is_found_on_both_networks_and_running_downloads_su
     // Every user of the hub saw alice's share grow by the new file's size, in a new
     // $MyINFO, and never saw her quit or log in again.
     wait_for("alice's new share size on the hub", 20, || {
-        hub.lock().unwrap().iter().any(|e| matches!(e, Event::UserUpdated { nick, info } if nick == "alice" && info.share_size == 16_300_000)).then_some(())
+        hub.lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::UserUpdated { nick, info } if nick == "alice" && info.share_size == 16_300_000))
+            .then_some(())
     });
     {
         let seen = hub.lock().unwrap();

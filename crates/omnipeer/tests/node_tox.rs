@@ -61,7 +61,12 @@ fn say_and_get(n: &Node, chat: &str, text: &str, echo: &str, cli: bool, logs: &d
         assert_eq!((m["own"].as_bool(), m["chat"].as_str()), (Some(true), Some(chat)), "{m}");
         assert!(m["id"].as_i64().unwrap() > 0, "{m}");
     }
-    wait(&format!("the echo of {text:?}"), T, || lines(n, chat).into_iter().find(|l| l["text"] == echo && l["own"] == false), logs);
+    wait(
+        &format!("the echo of {text:?}"),
+        T,
+        || lines(n, chat).into_iter().find(|l| l["text"] == echo && l["own"] == false),
+        logs,
+    );
     let own = wait(
         &format!("the read receipt of {text:?}"),
         T,
@@ -86,7 +91,9 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
     assert_eq!(tox["friends"], json!([]));
     assert_eq!(tox["requests"], json!([]));
     let nets = n.get("/api/networks");
-    let net = |name: &str| nets.as_array().unwrap().iter().find(|x| x["name"] == name).cloned().unwrap_or_else(|| panic!("{nets}"));
+    let net = |name: &str| {
+        nets.as_array().unwrap().iter().find(|x| x["name"] == name).cloned().unwrap_or_else(|| panic!("{nets}"))
+    };
     let client = net("tox_client");
     assert!(client["detail"].as_str().unwrap().contains(&id), "{client}");
     let boot = net("tox_bootstrap");
@@ -94,8 +101,12 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
     let spec = format!("{}:{key}", boot["address"].as_str().unwrap());
 
     // Bot A and bot B ask to be friends; bot C waits to be asked (it accepts anything).
-    let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).request_message("hi from A").timeout_secs(300));
-    let b = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).request_message("hi from B").timeout_secs(300));
+    let a = Bot::start(
+        BotOptions::new().bootstrap(&spec).friend_request(&id).request_message("hi from A").timeout_secs(300),
+    );
+    let b = Bot::start(
+        BotOptions::new().bootstrap(&spec).friend_request(&id).request_message("hi from B").timeout_secs(300),
+    );
     let c = Bot::start(BotOptions::new().bootstrap(&spec).timeout_secs(300));
     let (apk, bpk, cid) = (a.public_key(), b.public_key(), c.tox_id());
     let cpk = cid[..64].to_owned();
@@ -104,7 +115,11 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
     // We ask C (outgoing request): it is a friend at once, with request_sent.
     let (code, f) = n.post("/api/tox/friends", json!({"id": cid, "message": "hello C, it's alice"}));
     assert_eq!(code, 201, "{f}");
-    assert_eq!((f["pk"].as_str(), f["request_sent"].as_bool(), f["online"].as_bool()), (Some(cpk.as_str()), Some(true), Some(false)), "{f}");
+    assert_eq!(
+        (f["pk"].as_str(), f["request_sent"].as_bool(), f["online"].as_bool()),
+        (Some(cpk.as_str()), Some(true), Some(false)),
+        "{f}"
+    );
     let (code, e) = n.post("/api/tox/friends", json!({"id": "12345"}));
     assert_eq!(code, 400, "{e}");
     let (code, e) = n.post("/api/tox/friends", json!({"id": id}));
@@ -119,7 +134,7 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
             let r = t["requests"].as_array()?.clone();
             (r.len() == 2).then_some(r)
         },
-        &logs,
+        logs,
     );
     let ra = reqs.iter().find(|r| r["pk"] == apk.as_str()).unwrap_or_else(|| panic!("{reqs:?}"));
     assert_eq!(ra["message"], "hi from A");
@@ -141,11 +156,20 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
 
     let chat_a = format!("tox:friend:{apk}");
     let chat_c = format!("tox:friend:{cpk}");
-    wait("A online", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true && f["progress"] == "Connected").cloned(), &logs);
+    wait(
+        "A online",
+        T,
+        || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true && f["progress"] == "Connected").cloned(),
+        logs,
+    );
     // The chat list has A with its online mark.
     let chats = n.get("/api/chats");
     let ca = chats.as_array().unwrap().iter().find(|x| x["id"] == chat_a.as_str()).unwrap_or_else(|| panic!("{chats}"));
-    assert_eq!((ca["network"].as_str(), ca["kind"].as_str(), ca["online"].as_bool()), (Some("tox"), Some("friend"), Some(true)), "{ca}");
+    assert_eq!(
+        (ca["network"].as_str(), ca["kind"].as_str(), ca["online"].as_bool()),
+        (Some("tox"), Some("friend"), Some(true)),
+        "{ca}"
+    );
 
     say_and_get_echo(&n, &chat_a, "hello bot A", false, &logs);
     assert!(a.proc.wait_line("MESSAGE 0 'hello bot A'", Duration::from_secs(5)).is_some(), "{}", a.log());
@@ -153,8 +177,19 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
     say_and_get(&n, &chat_a, "/me waves", "echo: waves", false, &logs);
 
     // C accepted our request: online, the request answered.
-    wait("C online", T, || friend(&n.get("/api/tox"), &cpk).filter(|f| f["online"] == true && f["request_sent"] == false).cloned(), &logs);
-    assert!(c.proc.wait_line("FRIEND_REQUEST ", Duration::from_secs(5)).is_some_and(|l| l.ends_with("'hello C, it's alice'")), "{}", c.log());
+    wait(
+        "C online",
+        T,
+        || friend(&n.get("/api/tox"), &cpk).filter(|f| f["online"] == true && f["request_sent"] == false).cloned(),
+        logs,
+    );
+    assert!(
+        c.proc
+            .wait_line("FRIEND_REQUEST ", Duration::from_secs(5))
+            .is_some_and(|l| l.ends_with("'hello C, it's alice'")),
+        "{}",
+        c.log()
+    );
     say_and_get_echo(&n, &chat_c, "hello bot C", false, &logs);
     // B is no friend.
     assert!(friend(&n.get("/api/tox"), &bpk).is_none());
@@ -177,13 +212,18 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
         let own = l.iter().find(|l| l["text"] == "after the restart").unwrap_or_else(|| panic!("{l:?}"));
         assert_eq!(own["delivered"], false, "{own}");
     }
-    wait("A online again", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(), &logs);
-    wait("the echo of the line said while A was away", T, || lines(&n, &chat_a).into_iter().find(|l| l["text"] == "echo: after the restart"), &logs);
+    wait("A online again", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(), logs);
+    wait(
+        "the echo of the line said while A was away",
+        T,
+        || lines(&n, &chat_a).into_iter().find(|l| l["text"] == "echo: after the restart"),
+        logs,
+    );
     wait(
         "its receipt",
         T,
         || lines(&n, &chat_a).into_iter().find(|l| l["text"] == "after the restart" && l["delivered"] == true),
-        &logs,
+        logs,
     );
     say_and_get_echo(&n, &chat_a, "and once more", true, &logs);
     // The history survived too.
@@ -196,7 +236,7 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
     assert_eq!(code, 200, "{body}");
     let t = n.get("/api/tox");
     assert!(friend(&t, &apk).is_none(), "{t}");
-    wait("A's connection to drop", 30, || (drops() > before).then_some(()), &logs);
+    wait("A's connection to drop", 30, || (drops() > before).then_some(()), logs);
     let (code, e) = n.post("/api/chats/messages", json!({"chat": chat_a, "text": "still there?"}));
     assert_eq!(code, 400, "{e}");
 }
@@ -238,7 +278,11 @@ fn web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend() {
     let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
     let nets = n.get("/api/networks");
     let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
-    let spec = format!("{}:{}", boot["address"].as_str().unwrap(), boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap());
+    let spec = format!(
+        "{}:{}",
+        boot["address"].as_str().unwrap(),
+        boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap()
+    );
     let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).timeout_secs(300));
     let c = Bot::start(BotOptions::new().bootstrap(&spec).timeout_secs(300));
     let out = dir.path().join("browser");
@@ -279,14 +323,26 @@ fn web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend() {
     let ok = status.is_some_and(|s| s.success()) && lines.last().is_some_and(|l| l == "step done");
     if !ok {
         let kept = dir.keep();
-        panic!("tox.mjs failed ({status:?}); files kept in {}\n{}\n{}\n{}", kept.display(), lines.join("\n"), a.log(), c.log());
+        panic!(
+            "tox.mjs failed ({status:?}); files kept in {}\n{}\n{}\n{}",
+            kept.display(),
+            lines.join("\n"),
+            a.log(),
+            c.log()
+        );
     }
     // What the page did really happened: A is a friend, C got the form's request, the
     // line reached A.
     let t = n.get("/api/tox");
     assert!(friend(&t, &a.public_key()).is_some_and(|f| f["online"] == true), "{t}");
     assert!(friend(&t, &c.public_key()).is_some(), "{t}");
-    assert!(c.proc.wait_line("FRIEND_REQUEST ", Duration::from_secs(5)).is_some_and(|l| l.ends_with("'added from the browser'")), "{}", c.log());
+    assert!(
+        c.proc
+            .wait_line("FRIEND_REQUEST ", Duration::from_secs(5))
+            .is_some_and(|l| l.ends_with("'added from the browser'")),
+        "{}",
+        c.log()
+    );
     assert!(a.proc.wait_line("MESSAGE 0 'hello from the browser'", Duration::from_secs(5)).is_some(), "{}", a.log());
 }
 
@@ -310,11 +366,15 @@ fn auto_accept_befriends_without_asking() {
     assert_eq!((code, out.trim()), (0, id.as_str()), "{err}");
     let nets = n.get("/api/networks");
     let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
-    let spec = format!("{}:{}", boot["address"].as_str().unwrap(), boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap());
+    let spec = format!(
+        "{}:{}",
+        boot["address"].as_str().unwrap(),
+        boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap()
+    );
     let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).timeout_secs(200));
     let apk = a.public_key();
     let logs = || format!("{}\nnode /api/tox: {}", a.log(), n.get("/api/tox"));
-    wait("A online", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(), &logs);
+    wait("A online", T, || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(), logs);
     assert_eq!(n.get("/api/tox")["requests"], json!([]), "nothing waits");
     say_and_get_echo(&n, &format!("tox:friend:{apk}"), "accepted by itself", false, &logs);
 }
@@ -330,12 +390,18 @@ fn two_nodes_are_tox_friends_under_their_nicknames() {
     let a = Node::start(da.path(), &server_config("alice", pa), pa.api);
     let nets = a.get("/api/networks");
     let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
-    let spec = format!("{}:{}", boot["address"].as_str().unwrap(), boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap());
+    let spec = format!(
+        "{}:{}",
+        boot["address"].as_str().unwrap(),
+        boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap()
+    );
     let b_api = omni::node::free_port();
-    let cfg = omni::node::joining_config("bob", pa, b_api, "").replace("[tox]\n", &format!("[tox]\nbootstrap = \"{spec}\"\n"));
+    let cfg = omni::node::joining_config("bob", pa, b_api, "")
+        .replace("[tox]\n", &format!("[tox]\nbootstrap = \"{spec}\"\n"));
     assert!(cfg.contains(&spec), "{cfg}");
     let b = Node::start(db.path(), &cfg, b_api);
-    let (ida, idb) = (a.get("/api/tox")["id"].as_str().unwrap().to_owned(), b.get("/api/tox")["id"].as_str().unwrap().to_owned());
+    let (ida, idb) =
+        (a.get("/api/tox")["id"].as_str().unwrap().to_owned(), b.get("/api/tox")["id"].as_str().unwrap().to_owned());
     let (pka, pkb) = (ida[..64].to_owned(), idb[..64].to_owned());
     let logs = || format!("alice /api/tox: {}\nbob /api/tox: {}", a.get("/api/tox"), b.get("/api/tox"));
 
@@ -345,17 +411,34 @@ fn two_nodes_are_tox_friends_under_their_nicknames() {
         "alice's request at bob",
         T,
         || b.get("/api/tox")["requests"].as_array()?.iter().find(|r| r["pk"] == pka.as_str()).cloned(),
-        &logs,
+        logs,
     );
     assert_eq!(r["message"], "alice here");
     let (code, f) = b.post(&format!("/api/tox/requests/{pka}/accept"), json!({}));
     assert_eq!(code, 200, "{f}");
     // Online on both sides, each under the other's nick.
-    wait("bob online at alice, as bob", T, || friend(&a.get("/api/tox"), &pkb).filter(|f| f["online"] == true && f["nickname"] == "bob").cloned(), &logs);
-    wait("alice online at bob, as alice", T, || friend(&b.get("/api/tox"), &pka).filter(|f| f["online"] == true && f["nickname"] == "alice").cloned(), &logs);
+    wait(
+        "bob online at alice, as bob",
+        T,
+        || friend(&a.get("/api/tox"), &pkb).filter(|f| f["online"] == true && f["nickname"] == "bob").cloned(),
+        logs,
+    );
+    wait(
+        "alice online at bob, as alice",
+        T,
+        || friend(&b.get("/api/tox"), &pka).filter(|f| f["online"] == true && f["nickname"] == "alice").cloned(),
+        logs,
+    );
     let (chat_at_a, chat_at_b) = (format!("tox:friend:{pkb}"), format!("tox:friend:{pka}"));
     let chats = a.get("/api/chats");
-    assert!(chats.as_array().unwrap().iter().any(|c| c["id"] == chat_at_a.as_str() && c["name"] == "bob" && c["online"] == true), "{chats}");
+    assert!(
+        chats
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == chat_at_a.as_str() && c["name"] == "bob" && c["online"] == true),
+        "{chats}"
+    );
 
     for (from, to, chat_from, chat_to, nick, text) in [
         (&a, &b, &chat_at_a, &chat_at_b, "alice", "hi bob, over Tox"),
@@ -363,9 +446,19 @@ fn two_nodes_are_tox_friends_under_their_nicknames() {
     ] {
         let (code, m) = from.post("/api/chats/messages", json!({"chat": chat_from, "text": text}));
         assert_eq!(code, 201, "{m}");
-        let got = wait(&format!("{text:?} at the other node"), T, || lines(to, chat_to).into_iter().find(|l| l["text"] == text), &logs);
+        let got = wait(
+            &format!("{text:?} at the other node"),
+            T,
+            || lines(to, chat_to).into_iter().find(|l| l["text"] == text),
+            logs,
+        );
         assert_eq!((got["nick"].as_str(), got["own"].as_bool()), (Some(nick), Some(false)), "{got}");
-        wait(&format!("{text:?} delivered"), T, || lines(from, chat_from).into_iter().find(|l| l["text"] == text && l["delivered"] == true), &logs);
+        wait(
+            &format!("{text:?} delivered"),
+            T,
+            || lines(from, chat_from).into_iter().find(|l| l["text"] == text && l["delivered"] == true),
+            logs,
+        );
     }
 }
 

@@ -61,7 +61,11 @@ fn node_b_finds_and_downloads_node_a_files_over_nmdc_and_soulseek_via_api_and_cl
     nets.sort();
     assert_eq!(nets, ["nmdc", "slsk"], "{ups:?}");
     for u in &ups {
-        assert_eq!((u["user"].as_str(), u["bytes"].as_u64(), u["size"].as_u64()), (Some("bob"), Some(3_000_000), Some(3_000_000)), "{u}");
+        assert_eq!(
+            (u["user"].as_str(), u["bytes"].as_u64(), u["size"].as_u64()),
+            (Some("bob"), Some(3_000_000), Some(3_000_000)),
+            "{u}"
+        );
         assert!(u["file"].as_str().unwrap().ends_with("Alpha Song.mp3"), "{u}");
     }
     // An unknown result is a 404 with a message.
@@ -72,7 +76,8 @@ fn node_b_finds_and_downloads_node_a_files_over_nmdc_and_soulseek_via_api_and_cl
     // The same through the CLI client commands.
     let (code, out, err) = b.cli(&["search", "--timeout", "4", "beta", "notes"]);
     assert_eq!(code, 0, "{err}");
-    let line = out.lines().find(|l| l.contains("beta notes.txt")).unwrap_or_else(|| panic!("no result line in {out:?}"));
+    let line =
+        out.lines().find(|l| l.contains("beta notes.txt")).unwrap_or_else(|| panic!("no result line in {out:?}"));
     let num = line.trim_start_matches('[').split(']').next().unwrap().to_owned();
     assert!(num.parse::<u64>().is_ok(), "{line}");
     let want = sha256_file(&a.dir.join("share/docs/beta notes.txt"));
@@ -147,8 +152,11 @@ fn chat_crosses_between_nodes_on_both_networks() {
 fn kill9_resume(network: &str) {
     let t = tempfile::tempdir().unwrap();
     // 4 MiB/s for 24 MB: about six seconds to kill it in.
-    let (a, mut b, _) =
-        two_nodes(t.path(), "[transfers]\nmax_download_kib = 4096\n", &[("big/Large File.bin", content(24_000_000, 7))]);
+    let (a, mut b, _) = two_nodes(
+        t.path(),
+        "[transfers]\nmax_download_kib = 4096\n",
+        &[("big/Large File.bin", content(24_000_000, 7))],
+    );
     let r = b.search_until("large file", "Large File.bin", &[network]);
     let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": network}));
     assert_eq!(code, 201, "{tr}");
@@ -229,12 +237,17 @@ fn a_rescan_swaps_the_share_in_without_logging_in_again() {
     share_file(&a.dir, "new/gamma ray.txt", &content(50_000, 9));
     let (code, _) = a.post("/api/shares/rescan", json!({}));
     assert_eq!(code, 202);
-    wait_for("the new file in A's index", 30, || (a.get("/api/shares")["files"].as_u64() == Some(files_before + 1)).then_some(()));
+    wait_for("the new file in A's index", 30, || {
+        (a.get("/api/shares")["files"].as_u64() == Some(files_before + 1)).then_some(())
+    });
     b.search_until("gamma ray", "gamma ray.txt", &["nmdc", "slsk"]);
 
     let done = b.wait_done(id, 60);
     assert_eq!(done["retries"], 0, "the rescan interrupted the download: {done}");
-    assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), sha256_file(&a.dir.join("share/big/slow.bin")));
+    assert_eq!(
+        sha256_file(Path::new(done["local_path"].as_str().unwrap())),
+        sha256_file(&a.dir.join("share/big/slow.bin"))
+    );
     let relogins: Vec<String> = a.omni.lines_so_far().into_iter().filter(|l| l.contains("logged in to")).collect();
     assert!(relogins.is_empty(), "a client logged in again: {relogins:?}");
     let nets = a.get("/api/status")["networks"].clone();
@@ -259,5 +272,8 @@ fn a_download_limit_set_through_the_api_applies_at_once() {
     let took = started.elapsed().as_secs_f64();
     // 1,000,000 bytes at 256,000 B/s after a one-second burst: at least ~2.9 s
     assert!(took >= 2.5, "1 MB at 250 KiB/s took only {took:.2} s");
-    assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), sha256_file(&a.dir.join("share/limit/one mb.bin")));
+    assert_eq!(
+        sha256_file(Path::new(done["local_path"].as_str().unwrap())),
+        sha256_file(&a.dir.join("share/limit/one mb.bin"))
+    );
 }

@@ -56,36 +56,19 @@ fn wire_helpers_match_reference_vectors() {
     assert_eq!(wire::md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
     assert_eq!(wire::md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
     assert_eq!(
-        wire::md5_hex(
-            b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"
-        ),
+        wire::md5_hex(b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"),
         "57edf4a22be3c955ac49da2e2107b67a"
     );
-    assert_eq!(
-        wire::md5_hex(b"password"),
-        "5f4dcc3b5aa765d61d8327deb882cf99"
-    );
-    assert_eq!(
-        wire::md5_hex(b"usernamepassword"),
-        "d51c9a7e9353746a6020f9602d452929"
-    );
-    assert_eq!(
-        wire::sha256_hex(b""),
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    );
-    assert_eq!(
-        wire::sha256_hex(b"abc"),
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    );
+    assert_eq!(wire::md5_hex(b"password"), "5f4dcc3b5aa765d61d8327deb882cf99");
+    assert_eq!(wire::md5_hex(b"usernamepassword"), "d51c9a7e9353746a6020f9602d452929");
+    assert_eq!(wire::sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(wire::sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     assert_eq!(
         wire::sha256_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
     );
     let million_a = vec![b'a'; 1_000_000];
-    assert_eq!(
-        wire::sha256_hex(&million_a),
-        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
-    );
+    assert_eq!(wire::sha256_hex(&million_a), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 
     // Golden frames of shared/notes/soulseek.md §11, rebuilt with the fixture's encoders.
     let login_ok = frame(
@@ -107,16 +90,7 @@ fn wire_helpers_match_reference_vectors() {
         )
         .unwrap()
     );
-    let peer_addr = frame(
-        3,
-        &W::new()
-            .str("alice")
-            .ip([127, 0, 0, 1])
-            .u32(40000)
-            .u32(0)
-            .u16(0)
-            .0,
-    );
+    let peer_addr = frame(3, &W::new().str("alice").ip([127, 0, 0, 1]).u32(40000).u32(0).u16(0).0);
     assert_eq!(
         peer_addr,
         unhex(
@@ -125,19 +99,7 @@ fn wire_helpers_match_reference_vectors() {
         )
         .unwrap()
     );
-    let ctp = frame(
-        18,
-        &W::new()
-            .str("bob")
-            .str("P")
-            .ip([127, 0, 0, 1])
-            .u32(41000)
-            .u32(7)
-            .bool(false)
-            .u32(0)
-            .u32(0)
-            .0,
-    );
+    let ctp = frame(18, &W::new().str("bob").str("P").ip([127, 0, 0, 1]).u32(41000).u32(7).bool(false).u32(0).u32(0).0);
     assert_eq!(
         ctp,
         unhex(
@@ -161,20 +123,13 @@ fn wire_helpers_match_reference_vectors() {
 /// wrong password, GetPeerAddress, search relay, private message, logging.
 #[test]
 fn mock_server_speaks_the_notes_layouts() {
-    let server = MockServer::start_with(MockConfig {
-        greeting: "Welcome to my server".into(),
-        ..MockConfig::default()
-    });
+    let server =
+        MockServer::start_with(MockConfig { greeting: "Welcome to my server".into(), ..MockConfig::default() });
     let login = |user: &str, pass: &str| -> (TcpStream, Vec<u8>) {
         let mut s = TcpStream::connect(server.addr()).unwrap();
         s.set_read_timeout(Some(T)).unwrap();
-        let body = W::new()
-            .str(user)
-            .str(pass)
-            .u32(177)
-            .str(&wire::md5_hex(format!("{user}{pass}").as_bytes()))
-            .u32(1)
-            .0;
+        let body =
+            W::new().str(user).str(pass).u32(177).str(&wire::md5_hex(format!("{user}{pass}").as_bytes())).u32(1).0;
         s.write_all(&frame(1, &body)).unwrap();
         let f = read_frame(&mut s);
         (s, f)
@@ -194,79 +149,37 @@ fn mock_server_speaks_the_notes_layouts() {
     assert_eq!(codes, [64, 83, 84, 104, 69, 160]);
 
     let (_x, bad) = login("username", "nope");
-    assert_eq!(
-        bad,
-        unhex("14 00 00 00 01 00 00 00 00 0b 00 00 00 49 4e 56 41 4c 49 44 50 41 53 53").unwrap()
-    );
+    assert_eq!(bad, unhex("14 00 00 00 01 00 00 00 00 0b 00 00 00 49 4e 56 41 4c 49 44 50 41 53 53").unwrap());
 
     let (mut b, _) = login("bob", "pw");
     for _ in 0..6 {
         read_frame(&mut b);
     }
     a.write_all(&frame(2, &W::new().u32(40000).0)).unwrap();
-    assert!(server
-        .wait_frame(T, |f| f.dir == Dir::In && f.code == 2 && f.user == "username")
-        .is_some());
+    assert!(server.wait_frame(T, |f| f.dir == Dir::In && f.code == 2 && f.user == "username").is_some());
     b.write_all(&frame(3, &W::new().str("username").0)).unwrap();
     let f = read_frame(&mut b);
-    assert_eq!(
-        f,
-        frame(
-            3,
-            &W::new()
-                .str("username")
-                .ip([127, 0, 0, 1])
-                .u32(40000)
-                .u32(0)
-                .u16(0)
-                .0
-        )
-    );
-    b.write_all(&frame(26, &W::new().u32(1234).str("galway").0))
-        .unwrap();
-    assert_eq!(
-        read_frame(&mut a),
-        frame(26, &W::new().str("bob").u32(1234).str("galway").0)
-    );
-    b.write_all(&frame(18, &W::new().u32(7).str("username").str("P").0))
-        .unwrap();
+    assert_eq!(f, frame(3, &W::new().str("username").ip([127, 0, 0, 1]).u32(40000).u32(0).u16(0).0));
+    b.write_all(&frame(26, &W::new().u32(1234).str("galway").0)).unwrap();
+    assert_eq!(read_frame(&mut a), frame(26, &W::new().str("bob").u32(1234).str("galway").0));
+    b.write_all(&frame(18, &W::new().u32(7).str("username").str("P").0)).unwrap();
     let f = read_frame(&mut a);
     assert_eq!(
         f[..],
-        frame(
-            18,
-            &W::new()
-                .str("bob")
-                .str("P")
-                .ip([127, 0, 0, 1])
-                .u32(0)
-                .u32(7)
-                .bool(false)
-                .u32(0)
-                .u32(0)
-                .0
-        )[..],
+        frame(18, &W::new().str("bob").str("P").ip([127, 0, 0, 1]).u32(0).u32(7).bool(false).u32(0).u32(0).0)[..],
         "ConnectToPeer relayed with privileged + obfuscation fields"
     );
-    b.write_all(&frame(22, &W::new().str("username").str("hi").0))
-        .unwrap();
+    b.write_all(&frame(22, &W::new().str("username").str("hi").0)).unwrap();
     let f = read_frame(&mut a);
     assert_eq!(code(&f), 22);
     let mut r = wire::R::new(&f[8..]);
     let id = r.u32().unwrap();
     let _ts = r.u32().unwrap();
-    assert_eq!(
-        (r.str().unwrap(), r.str().unwrap(), r.bool().unwrap()),
-        ("bob".into(), "hi".into(), true)
-    );
+    assert_eq!((r.str().unwrap(), r.str().unwrap(), r.bool().unwrap()), ("bob".into(), "hi".into(), true));
     a.write_all(&frame(23, &W::new().u32(id).0)).unwrap();
     a.write_all(&frame(92, &[])).unwrap();
     assert_eq!(read_frame(&mut a), frame(92, &W::new().u32(0).0));
-    assert!(server
-        .wait_frame(T, |f| f.dir == Dir::In
-            && f.code == 23
-            && f.user == "username")
-        .is_some());
+    assert!(server.wait_frame(T, |f| f.dir == Dir::In && f.code == 23 && f.user == "username").is_some());
     assert_eq!(server.online(), ["bob", "username"]);
 }
 
@@ -295,18 +208,11 @@ fn golden_files_are_well_formed() {
                 continue;
             }
             let bytes = unhex(line).unwrap_or_else(|| panic!("{}: bad hex {line}", path.display()));
-            if title.starts_with("server ")
-                || title.starts_with("peer ")
-                || title.starts_with("peer-init ")
-            {
+            if title.starts_with("server ") || title.starts_with("peer ") || title.starts_with("peer-init ") {
                 let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
                 assert_eq!(len + 4, bytes.len(), "{}: {title}", path.display());
             } else {
-                assert!(
-                    title.starts_with("F: "),
-                    "{}: unnamed line {line}",
-                    path.display()
-                );
+                assert!(title.starts_with("F: "), "{}: unnamed line {line}", path.display());
             }
             n += 1;
         }
@@ -346,23 +252,13 @@ fn real_clients_log_in() {
     assert_eq!(ta["ip"], "127.0.0.1", "{}", context(&server, &[&a, &n]));
     for (p, port) in [(&a, a.listen_port), (&n, n.listen_port)] {
         let got = server.wait_frame(T, |f| f.dir == Dir::In && f.code == 2 && f.user == p.user);
-        let f = got.unwrap_or_else(|| {
-            panic!(
-                "no SetWaitPort from {}\n{}",
-                p.user,
-                context(&server, &[&a, &n])
-            )
-        });
+        let f = got.unwrap_or_else(|| panic!("no SetWaitPort from {}\n{}", p.user, context(&server, &[&a, &n])));
         assert_eq!(wire::R::new(f.body()).u32(), Some(port as u32));
     }
     assert_eq!(server.online(), ["alice", "nick"]);
     // Both scanned their (empty) shares and told the server.
     for p in [&a, &n] {
-        assert!(
-            p.wait_event("shares_scanned", |_| true, T).is_some(),
-            "{}",
-            context(&server, &[&a, &n])
-        );
+        assert!(p.wait_event("shares_scanned", |_| true, T).is_some(), "{}", context(&server, &[&a, &n]));
     }
     // Bad commands are reported, and the drivers keep running.
     for p in [&mut a, &mut n] {
@@ -373,18 +269,10 @@ fn real_clients_log_in() {
         assert!(p.running());
     }
     // A wrong password is refused with INVALIDPASS and reported as login_failed.
-    let bad = start(
-        Client::Aioslsk,
-        &server,
-        PeerOptions::new("nick").password("wrong"),
-    );
+    let bad = start(Client::Aioslsk, &server, PeerOptions::new("nick").password("wrong"));
     let e = bad.wait_logged_in(T).unwrap_err();
     assert!(e.contains("INVALIDPASS"), "{e}");
-    let badn = start(
-        Client::Nicotine,
-        &server,
-        PeerOptions::new("alice").password("wrong"),
-    );
+    let badn = start(Client::Nicotine, &server, PeerOptions::new("alice").password("wrong"));
     let e = badn.wait_logged_in(T).unwrap_err();
     assert!(e.contains("INVALIDPASS") || e.contains("PASSWORD"), "{e}");
     eprintln!(
@@ -408,19 +296,10 @@ fn search_and_download(
     let hit = searcher
         .wait_event(
             "search_result",
-            |e| {
-                e["user"] == sharer.user.as_str()
-                    && e["path"].as_str().is_some_and(|p| p.ends_with(expect_name))
-            },
+            |e| e["user"] == sharer.user.as_str() && e["path"].as_str().is_some_and(|p| p.ends_with(expect_name)),
             T,
         )
-        .unwrap_or_else(|| {
-            panic!(
-                "{} found nothing\n{}",
-                searcher.user,
-                context(server, &[searcher, sharer])
-            )
-        });
+        .unwrap_or_else(|| panic!("{} found nothing\n{}", searcher.user, context(server, &[searcher, sharer])));
     let t_search = t.elapsed().as_secs_f64();
     assert_eq!(hit["size"], expect.len() as u64, "{hit}");
     assert_eq!(hit["free_slot"], true, "{hit}");
@@ -436,18 +315,8 @@ fn search_and_download(
             },
             T,
         )
-        .unwrap_or_else(|| {
-            panic!(
-                "download did not finish\n{}",
-                context(server, &[searcher, sharer])
-            )
-        });
-    assert_eq!(
-        done["event"],
-        "transfer_complete",
-        "{done}\n{}",
-        context(server, &[searcher, sharer])
-    );
+        .unwrap_or_else(|| panic!("download did not finish\n{}", context(server, &[searcher, sharer])));
+    assert_eq!(done["event"], "transfer_complete", "{done}\n{}", context(server, &[searcher, sharer]));
     let want = wire::sha256_hex(expect);
     assert_eq!(done["sha256"], want.as_str(), "{done}");
     let local = std::path::PathBuf::from(done["local_path"].as_str().unwrap());
@@ -473,10 +342,7 @@ fn real_clients_search_and_download_untapped() {
 }
 
 fn search_download_browse(tap: bool) {
-    let server = MockServer::start_with(MockConfig {
-        tap_peers: tap,
-        ..MockConfig::default()
-    });
+    let server = MockServer::start_with(MockConfig { tap_peers: tap, ..MockConfig::default() });
     let a_file = slsk_support::test_bytes(254_415, 1);
     let n_file = slsk_support::test_bytes(300_001, 2);
     let mut a = start(
@@ -497,37 +363,19 @@ fn search_download_browse(tap: bool) {
             .unwrap_or_else(|| panic!("{} did not scan\n{}", p.user, context(&server, &[&a, &n])));
         assert_eq!(s["files"], 1, "{s}");
     }
-    let (s1, d1) = search_and_download(
-        &mut a,
-        &n,
-        "fixture song",
-        "omnipeer fixture song.bin",
-        &n_file,
-        &server,
-    );
-    let (s2, d2) = search_and_download(
-        &mut n,
-        &a,
-        "galway",
-        "Kevin_MacLeod-Galway.bin",
-        &a_file,
-        &server,
-    );
+    let (s1, d1) = search_and_download(&mut a, &n, "fixture song", "omnipeer fixture song.bin", &n_file, &server);
+    let (s2, d2) = search_and_download(&mut n, &a, "galway", "Kevin_MacLeod-Galway.bin", &a_file, &server);
     eprintln!(
         "(tap={tap}) aioslsk→Nicotine+: result after {s1:.2}s, download done after {d1:.2}s; \
          Nicotine+→aioslsk: result after {s2:.2}s, download done after {d2:.2}s"
     );
 
     // The uploaders saw their uploads finish too.
-    for (p, name) in [
-        (&n, "omnipeer fixture song.bin"),
-        (&a, "Kevin_MacLeod-Galway.bin"),
-    ] {
+    for (p, name) in [(&n, "omnipeer fixture song.bin"), (&a, "Kevin_MacLeod-Galway.bin")] {
         assert!(
             p.wait_event(
                 "transfer_complete",
-                |e| e["direction"] == "upload"
-                    && e["path"].as_str().is_some_and(|x| x.ends_with(name)),
+                |e| e["direction"] == "upload" && e["path"].as_str().is_some_and(|x| x.ends_with(name)),
                 T
             )
             .is_some(),
@@ -540,10 +388,7 @@ fn search_download_browse(tap: bool) {
     // Browse both ways.
     a.browse("nick");
     n.browse("alice");
-    for (p, other, name) in [
-        (&a, "nick", "omnipeer fixture song.bin"),
-        (&n, "alice", "Kevin_MacLeod-Galway.bin"),
-    ] {
+    for (p, other, name) in [(&a, "nick", "omnipeer fixture song.bin"), (&n, "alice", "Kevin_MacLeod-Galway.bin")] {
         let b = p
             .wait_event("browse_result", |e| e["user"] == other, T)
             .unwrap_or_else(|| panic!("{} browse\n{}", p.user, context(&server, &[&a, &n])));
@@ -573,12 +418,10 @@ fn search_download_browse(tap: bool) {
     let taps = server.tap_conns();
     for (who, kind) in [("alice", "P"), ("nick", "P"), ("alice", "F"), ("nick", "F")] {
         assert!(
-            taps.iter().any(|t| t.kind.as_deref() == Some(kind)
-                && (t.owner == who || t.initiator.as_deref() == Some(who))),
-            "no tapped {kind} connection involving {who}: {:?}",
             taps.iter()
-                .map(|t| (&t.owner, &t.initiator, &t.kind))
-                .collect::<Vec<_>>()
+                .any(|t| t.kind.as_deref() == Some(kind) && (t.owner == who || t.initiator.as_deref() == Some(who))),
+            "no tapped {kind} connection involving {who}: {:?}",
+            taps.iter().map(|t| (&t.owner, &t.initiator, &t.kind)).collect::<Vec<_>>()
         );
     }
 }
@@ -610,10 +453,7 @@ fn real_clients_private_and_room_messages() {
         let id = e["id"].as_u64().unwrap() as u32;
         assert!(
             server
-                .wait_frame(T, |f| f.dir == Dir::In
-                    && f.code == 23
-                    && f.user == p
-                    && f.body() == id.to_le_bytes())
+                .wait_frame(T, |f| f.dir == Dir::In && f.code == 23 && f.user == p && f.body() == id.to_le_bytes())
                 .is_some(),
             "{p} did not ack message {id}\n{}",
             context(&server, &[&a, &n])
@@ -628,41 +468,21 @@ fn real_clients_private_and_room_messages() {
     let j = n
         .wait_event("room_joined", |e| e["room"] == "omnipeer", T)
         .unwrap_or_else(|| panic!("nick join\n{}", context(&server, &[&a, &n])));
-    assert!(
-        j["users"].as_array().unwrap().iter().any(|u| u == "alice"),
-        "{j}"
-    );
-    assert!(a
-        .wait_event(
-            "user_joined_room",
-            |e| e["room"] == "omnipeer" && e["user"] == "nick",
-            T
-        )
-        .is_some());
+    assert!(j["users"].as_array().unwrap().iter().any(|u| u == "alice"), "{j}");
+    assert!(a.wait_event("user_joined_room", |e| e["room"] == "omnipeer" && e["user"] == "nick", T).is_some());
     n.say_room("omnipeer", "room hello from nick");
     a.say_room("omnipeer", "room hello from alice");
     for p in [&a, &n] {
-        for (from, text) in [
-            ("nick", "room hello from nick"),
-            ("alice", "room hello from alice"),
-        ] {
+        for (from, text) in [("nick", "room hello from nick"), ("alice", "room hello from alice")] {
             assert!(
-                p.wait_event(
-                    "room_message",
-                    |e| e["user"] == from && e["text"] == text,
-                    T
-                )
-                .is_some(),
+                p.wait_event("room_message", |e| e["user"] == from && e["text"] == text, T).is_some(),
                 "{} missed {from}'s room message\n{}",
                 p.user,
                 context(&server, &[&a, &n])
             );
         }
     }
-    eprintln!(
-        "private messages both ways in {t_pm:.2}s; rooms done after {:.2}s",
-        t.elapsed().as_secs_f64()
-    );
+    eprintln!("private messages both ways in {t_pm:.2}s; rooms done after {:.2}s", t.elapsed().as_secs_f64());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -706,11 +526,7 @@ mod golden {
 
     /// `what` describes the connection ("a -> b" = opened by a to b's listen port).
     fn peer_entries(t: &TapConn, initiator_side: bool, what: &str) -> Vec<Entry> {
-        let frames = if initiator_side {
-            t.initiator_frames()
-        } else {
-            t.owner_frames()
-        };
+        let frames = if initiator_side { t.initiator_frames() } else { t.owner_frames() };
         let kind = t.kind.clone().unwrap_or_default();
         let mut out = Vec::new();
         for (i, f) in frames.into_iter().enumerate() {
@@ -759,9 +575,7 @@ mod golden {
             .arg(wire::hex(&frame[8..]))
             .output()
             .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     fn write(dir: &Path, client: Client, situation: &str, note: &str, entries: &[Entry]) {
@@ -786,22 +600,14 @@ mod golden {
         }
         let path = dir.join(format!("{}-{situation}.hex", client.name()));
         std::fs::write(&path, s).unwrap();
-        eprintln!(
-            "golden: wrote {} ({} frames)",
-            path.display(),
-            entries.len()
-        );
+        eprintln!("golden: wrote {} ({} frames)", path.display(), entries.len());
     }
 
     pub fn capture(dir: &Path) {
-        for (searcher_client, sharer_client) in [
-            (Client::Aioslsk, Client::Nicotine),
-            (Client::Nicotine, Client::Aioslsk),
-        ] {
-            let server = MockServer::start_with(MockConfig {
-                tap_peers: true,
-                ..MockConfig::default()
-            });
+        for (searcher_client, sharer_client) in
+            [(Client::Aioslsk, Client::Nicotine), (Client::Nicotine, Client::Aioslsk)]
+        {
+            let server = MockServer::start_with(MockConfig { tap_peers: true, ..MockConfig::default() });
             // 40 silent MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz): both clients read
             // bitrate/duration from it, so the search results carry real attributes.
             let mut content = Vec::new();
@@ -809,17 +615,11 @@ mod golden {
                 content.extend_from_slice(&[0xff, 0xfb, 0x90, 0x00]);
                 content.extend_from_slice(&[0u8; 413]);
             }
-            let mut s = start(
-                searcher_client,
-                &server,
-                PeerOptions::new("searcher").password("pw"),
-            );
+            let mut s = start(searcher_client, &server, PeerOptions::new("searcher").password("pw"));
             let h = start(
                 sharer_client,
                 &server,
-                PeerOptions::new("sharer")
-                    .password("pw")
-                    .file("Music/golden track.mp3", content.clone()),
+                PeerOptions::new("sharer").password("pw").file("Music/golden track.mp3", content.clone()),
             );
             logged_in(&s);
             logged_in(&h);
@@ -828,14 +628,7 @@ mod golden {
             // Let the post-login traffic settle so "login" holds all of it.
             std::thread::sleep(Duration::from_secs(2));
             let mark = server.frames().len();
-            let (_ts, _td) = search_and_download(
-                &mut s,
-                &h,
-                "golden track",
-                "golden track.mp3",
-                &content,
-                &server,
-            );
+            let (_ts, _td) = search_and_download(&mut s, &h, "golden track", "golden track.mp3", &content, &server);
             h.wait_event("transfer_complete", |e| e["direction"] == "upload", T);
             s.browse("sharer");
             s.wait_event("browse_result", |_| true, T).expect("browse");
@@ -844,68 +637,45 @@ mod golden {
             s.join_room("golden");
             s.wait_event("room_joined", |_| true, T).expect("join");
             s.say_room("golden", "golden room message");
-            s.wait_event("room_message", |_| true, T)
-                .expect("room message");
+            s.wait_event("room_message", |_| true, T).expect("room message");
             std::thread::sleep(Duration::from_millis(500));
 
             let frames = server.frames();
             let (before, after) = frames.split_at(mark);
             for (client, user) in [(searcher_client, "searcher"), (sharer_client, "sharer")] {
-                let login: Vec<Frame> = before
-                    .iter()
-                    .filter(|f| f.dir == Dir::In && f.user == user)
-                    .cloned()
-                    .collect();
+                let login: Vec<Frame> = before.iter().filter(|f| f.dir == Dir::In && f.user == user).cloned().collect();
                 // The sharer's login file is taken from the run where it shares (same
                 // client, other role, is written by the other iteration).
                 if user == "searcher" {
-                    write(dir, client, "login", "every frame sent to the server from connect until 2 s after the share scan (no shares)", &server_entries(&login));
+                    write(
+                        dir,
+                        client,
+                        "login",
+                        "every frame sent to the server from connect until 2 s after the share scan (no shares)",
+                        &server_entries(&login),
+                    );
                 } else {
-                    write(dir, client, "login-sharing", "every frame sent to the server from connect until 2 s after the share scan (one shared file)", &server_entries(&login));
+                    write(
+                        dir,
+                        client,
+                        "login-sharing",
+                        "every frame sent to the server from connect until 2 s after the share scan (one shared file)",
+                        &server_entries(&login),
+                    );
                 }
             }
-            let searcher_after: Vec<Frame> = after
-                .iter()
-                .filter(|f| f.dir == Dir::In && f.user == "searcher")
-                .cloned()
-                .collect();
+            let searcher_after: Vec<Frame> =
+                after.iter().filter(|f| f.dir == Dir::In && f.user == "searcher").cloned().collect();
             let pick = |codes: &[u32]| -> Vec<Entry> {
-                server_entries(
-                    &searcher_after
-                        .iter()
-                        .filter(|f| codes.contains(&f.code))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                )
+                server_entries(&searcher_after.iter().filter(|f| codes.contains(&f.code)).cloned().collect::<Vec<_>>())
             };
-            write(
-                dir,
-                searcher_client,
-                "search",
-                "FileSearch sent for the query 'golden track'",
-                &pick(&[26]),
-            );
+            write(dir, searcher_client, "search", "FileSearch sent for the query 'golden track'", &pick(&[26]));
             write(dir, searcher_client, "search-and-download-server", "every frame sent to the server from the search until the download and the browse finished (chat frames excluded)", &server_entries(
                 &searcher_after.iter().filter(|f| ![22, 14, 13].contains(&f.code)).cloned().collect::<Vec<_>>()));
-            write(
-                dir,
-                searcher_client,
-                "private-message",
-                "MessageUser to 'sharer'",
-                &pick(&[22]),
-            );
-            write(
-                dir,
-                searcher_client,
-                "room",
-                "JoinRoom 'golden' and SayChatroom",
-                &pick(&[14, 13]),
-            );
-            let sharer_acks: Vec<Frame> = after
-                .iter()
-                .filter(|f| f.dir == Dir::In && f.user == "sharer" && f.code == 23)
-                .cloned()
-                .collect();
+            write(dir, searcher_client, "private-message", "MessageUser to 'sharer'", &pick(&[22]));
+            write(dir, searcher_client, "room", "JoinRoom 'golden' and SayChatroom", &pick(&[14, 13]));
+            let sharer_acks: Vec<Frame> =
+                after.iter().filter(|f| f.dir == Dir::In && f.user == "sharer" && f.code == 23).cloned().collect();
             write(
                 dir,
                 sharer_client,
@@ -931,8 +701,7 @@ mod golden {
                     if init.is_empty() { "?" } else { &init },
                     t.owner
                 );
-                let (init_side, owner_side) =
-                    (peer_entries(t, true, &what), peer_entries(t, false, &what));
+                let (init_side, owner_side) = (peer_entries(t, true, &what), peer_entries(t, false, &what));
                 let (sp, hp) = match t.kind.as_deref() {
                     Some("F") => (&mut searcher_f, &mut sharer_f),
                     _ => (&mut searcher_p, &mut sharer_p),
@@ -947,10 +716,15 @@ mod golden {
             }
             write(dir, sharer_client, "peer-upload-side", "peer-init and P frames the sharer/uploader sent on each peer connection, in connection order (search response, TransferRequest, browse reply)", &sharer_p);
             write(dir, searcher_client, "peer-download-side", "peer-init and P frames the searcher/downloader sent on each peer connection, in connection order (QueueUpload, TransferResponse, browse request)", &searcher_p);
-            write(dir, sharer_client, "file-upload-side", "what the uploader sent on F connections, in connection order (peer-init, u32 token, file data head)", &sharer_f);
+            write(
+                dir,
+                sharer_client,
+                "file-upload-side",
+                "what the uploader sent on F connections, in connection order (peer-init, u32 token, file data head)",
+                &sharer_f,
+            );
             write(dir, searcher_client, "file-download-side", "what the downloader sent on F connections, in connection order (peer-init if it opened one, u64 offset)", &searcher_f);
-            let log =
-                std::env::temp_dir().join(format!("slsk-golden-{}.log", searcher_client.name()));
+            let log = std::env::temp_dir().join(format!("slsk-golden-{}.log", searcher_client.name()));
             let _ = server.write_log(&log);
         }
     }

@@ -45,15 +45,25 @@ fn logged_in(p: &Peer) {
 fn search_and_download(searcher: &mut Peer, sharer: &Peer, query: &str, name: &str, content: &[u8]) {
     searcher.search(query);
     let hit = searcher
-        .wait_event("search_result", |e| e["user"] == sharer.user.as_str() && e["path"].as_str().is_some_and(|p| p.ends_with(name)), T)
-        .unwrap_or_else(|| panic!("{} found nothing\n{}\n{}", searcher.user, searcher.stderr_tail(30), sharer.stderr_tail(30)));
+        .wait_event(
+            "search_result",
+            |e| e["user"] == sharer.user.as_str() && e["path"].as_str().is_some_and(|p| p.ends_with(name)),
+            T,
+        )
+        .unwrap_or_else(|| {
+            panic!("{} found nothing\n{}\n{}", searcher.user, searcher.stderr_tail(30), sharer.stderr_tail(30))
+        });
     assert_eq!(hit["size"], content.len() as u64, "{hit}");
     let path = hit["path"].as_str().unwrap().to_string();
     searcher.download(&sharer.user, &path);
     let done = searcher
         .wait_event(
             "",
-            |e| (e["event"] == "transfer_complete" || e["event"] == "transfer_failed") && e["direction"] == "download" && e["path"] == path.as_str(),
+            |e| {
+                (e["event"] == "transfer_complete" || e["event"] == "transfer_failed")
+                    && e["direction"] == "download"
+                    && e["path"] == path.as_str()
+            },
             T,
         )
         .unwrap_or_else(|| panic!("download did not finish\n{}\n{}", searcher.stderr_tail(30), sharer.stderr_tail(30)));
@@ -74,8 +84,16 @@ fn real_clients_search_and_download_through_omnipeer_server() {
     let server = Server::start(&[]);
     let a_file = slsk_support::test_bytes(254_415, 1);
     let n_file = slsk_support::test_bytes(300_001, 2);
-    let mut a = start(Client::Aioslsk, &server, PeerOptions::new("alice").file("Album/Kevin_MacLeod-Galway.bin", a_file.clone()));
-    let mut n = start(Client::Nicotine, &server, PeerOptions::new("nick").file("Disc 1/omnipeer fixture song.bin", n_file.clone()));
+    let mut a = start(
+        Client::Aioslsk,
+        &server,
+        PeerOptions::new("alice").file("Album/Kevin_MacLeod-Galway.bin", a_file.clone()),
+    );
+    let mut n = start(
+        Client::Nicotine,
+        &server,
+        PeerOptions::new("nick").file("Disc 1/omnipeer fixture song.bin", n_file.clone()),
+    );
     logged_in(&a);
     logged_in(&n);
     for p in [&a, &n] {
@@ -156,7 +174,18 @@ struct Sharer(#[allow(dead_code)] Omni);
 
 impl Sharer {
     fn start(server: &Server, user: &str, dir: &std::path::Path) -> Sharer {
-        let p = Omni::start(&["slsk", "share", "--server", &server.addr, "--user", user, "--password", "pw", "--share", dir.to_str().unwrap()]);
+        let p = Omni::start(&[
+            "slsk",
+            "share",
+            "--server",
+            &server.addr,
+            "--user",
+            user,
+            "--password",
+            "pw",
+            "--share",
+            dir.to_str().unwrap(),
+        ]);
         p.wait_line("sharing ");
         Sharer(p)
     }
@@ -175,18 +204,42 @@ fn omnipeer_searches_and_gets_from_aioslsk() {
     }
     let server = Server::start(&[]);
     let content = slsk_support::test_bytes(400_123, 7);
-    let a = start(Client::Aioslsk, &server, PeerOptions::new("alice").file("Album/Kevin_MacLeod-Galway.bin", content.clone()));
+    let a = start(
+        Client::Aioslsk,
+        &server,
+        PeerOptions::new("alice").file("Album/Kevin_MacLeod-Galway.bin", content.clone()),
+    );
     logged_in(&a);
     a.wait_event("shares_scanned", |_| true, T).expect("alice scanned");
-    let (code, out, err) = omni(&server, &["slsk", "search", "--user", "omni", "--password", "pw", "--timeout", "3", "galway"]);
+    let (code, out, err) =
+        omni(&server, &["slsk", "search", "--user", "omni", "--password", "pw", "--timeout", "3", "galway"]);
     assert_eq!(code, 0, "{err}");
-    let line = out.lines().find(|l| l.starts_with("alice\t")).unwrap_or_else(|| panic!("no result: {out}\n{err}\n{}", a.stderr_tail(20)));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("alice\t"))
+        .unwrap_or_else(|| panic!("no result: {out}\n{err}\n{}", a.stderr_tail(20)));
     let path = line.split('\t').nth(1).unwrap().to_owned();
     assert!(path.ends_with("Kevin_MacLeod-Galway.bin"), "{line}");
     let out_dir = tempfile::tempdir().unwrap();
     // A partial file is resumed.
     std::fs::write(out_dir.path().join("Kevin_MacLeod-Galway.bin"), &content[..100_000]).unwrap();
-    let (code, out, err) = omni(&server, &["slsk", "get", "--user", "omni2", "--password", "pw", "--from", "alice", "--file", &path, "--out", out_dir.path().to_str().unwrap()]);
+    let (code, out, err) = omni(
+        &server,
+        &[
+            "slsk",
+            "get",
+            "--user",
+            "omni2",
+            "--password",
+            "pw",
+            "--from",
+            "alice",
+            "--file",
+            &path,
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{err}\n{}", a.stderr_tail(30));
     assert!(out.contains("resumed at byte 100000"), "{out}");
     assert_eq!(std::fs::read(out_dir.path().join("Kevin_MacLeod-Galway.bin")).unwrap(), content);
@@ -215,13 +268,25 @@ fn aioslsk_searches_browses_and_downloads_from_omnipeer_share() {
     assert_eq!(hit["size"], 333_333);
     a.download("omnishare", &path);
     let done = a
-        .wait_event("", |e| (e["event"] == "transfer_complete" || e["event"] == "transfer_failed") && e["path"] == path.as_str(), T)
+        .wait_event(
+            "",
+            |e| (e["event"] == "transfer_complete" || e["event"] == "transfer_failed") && e["path"] == path.as_str(),
+            T,
+        )
         .unwrap_or_else(|| panic!("download did not finish\n{}", a.stderr_tail(30)));
     assert_eq!(done["event"], "transfer_complete", "{done}\n{}", a.stderr_tail(30));
     let local = std::path::PathBuf::from(done["local_path"].as_str().unwrap());
     assert_eq!(std::fs::read(local).unwrap(), content);
     a.browse("omnishare");
-    let b = a.wait_event("browse_result", |e| e["user"] == "omnishare", T).unwrap_or_else(|| panic!("browse\n{}", a.stderr_tail(30)));
-    let names: Vec<String> = b["dirs"].as_array().unwrap().iter().flat_map(|d| d["files"].as_array().unwrap().iter()).filter_map(|f| f["name"].as_str().map(str::to_owned)).collect();
+    let b = a
+        .wait_event("browse_result", |e| e["user"] == "omnishare", T)
+        .unwrap_or_else(|| panic!("browse\n{}", a.stderr_tail(30)));
+    let names: Vec<String> = b["dirs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["files"].as_array().unwrap().iter())
+        .filter_map(|f| f["name"].as_str().map(str::to_owned))
+        .collect();
     assert!(names.iter().any(|n| n.ends_with("omnipeer shared song.bin")), "{b}");
 }

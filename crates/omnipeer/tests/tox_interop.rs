@@ -19,8 +19,14 @@ use tox_support::{free_udp_port, Bootstrapd, Bot, BotOptions, OmniBootstrap, Pro
 const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 const T: Duration = Duration::from_secs(60);
 
-const STATES: [&str; 6] =
-    ["AwaitingDHTKey", "AcquiringIPAddress", "AcquiringCookie", "AwaitingHandshake", "AwaitingSessionPacket", "Connected"];
+const STATES: [&str; 6] = [
+    "AwaitingDHTKey",
+    "AcquiringIPAddress",
+    "AcquiringCookie",
+    "AwaitingHandshake",
+    "AwaitingSessionPacket",
+    "Connected",
+];
 
 fn omni(name: &str, args: &[&str]) -> Proc {
     let dir = tempfile::Builder::new().prefix("omni-tox-").tempdir().unwrap();
@@ -204,8 +210,18 @@ fn tox_send_times_out_with_the_state_it_was_stuck_in() {
     // A Tox ID with a bad checksum is refused up front.
     let mut bad = omni(
         "omnipeer-tox-send",
-        &["tox", "send", "--profile", p.to_str().unwrap(), "--bootstrap", &format!("127.0.0.1:{dead}:{key}"),
-          "--to", &to.replace("4DFE", "4DFF"), "--message", "x"],
+        &[
+            "tox",
+            "send",
+            "--profile",
+            p.to_str().unwrap(),
+            "--bootstrap",
+            &format!("127.0.0.1:{dead}:{key}"),
+            "--to",
+            &to.replace("4DFE", "4DFF"),
+            "--message",
+            "x",
+        ],
     );
     assert_ne!(bad.wait_exit(T), Some(0));
     assert!(bad.log().contains("checksum"), "{}", bad.log());
@@ -221,16 +237,38 @@ fn tox_send_to_tox_echo_over_omnipeer_bootstrap() {
     let ps = dir.path().join("send.tox");
     let echo = omni(
         "omnipeer-tox-echo",
-        &["tox", "echo", "--profile", pe.to_str().unwrap(), "--bootstrap", &boot.node_spec(), "--listen",
-          &format!("127.0.0.1:{}", free_udp_port())],
+        &[
+            "tox",
+            "echo",
+            "--profile",
+            pe.to_str().unwrap(),
+            "--bootstrap",
+            &boot.node_spec(),
+            "--listen",
+            &format!("127.0.0.1:{}", free_udp_port()),
+        ],
     );
     let echo_id = echo
         .wait_for(Duration::from_secs(20), |l| (l.len() == 76).then(|| l.to_owned()))
         .unwrap_or_else(|| panic!("no Tox ID\n{}", echo.log()));
     let mut send = omni(
         "omnipeer-tox-send",
-        &["tox", "send", "--profile", ps.to_str().unwrap(), "--bootstrap", &boot.node_spec(), "--to", &echo_id,
-          "--message", "hello omnipeer", "--timeout", "40", "--linger", "1"],
+        &[
+            "tox",
+            "send",
+            "--profile",
+            ps.to_str().unwrap(),
+            "--bootstrap",
+            &boot.node_spec(),
+            "--to",
+            &echo_id,
+            "--message",
+            "hello omnipeer",
+            "--timeout",
+            "40",
+            "--linger",
+            "1",
+        ],
     );
     assert_eq!(send.wait_exit(Duration::from_secs(60)), Some(0), "{}\n{}\n{}", send.log(), echo.log(), boot.proc.log());
     let lines = send.lines();
@@ -242,8 +280,22 @@ fn tox_send_to_tox_echo_over_omnipeer_bootstrap() {
     // The sender saved the friend: a second send reuses the profile and the friendship.
     let mut again = omni(
         "omnipeer-tox-send",
-        &["tox", "send", "--profile", ps.to_str().unwrap(), "--bootstrap", &boot.node_spec(), "--to", &echo_id,
-          "--message", "second", "--timeout", "40", "--linger", "0"],
+        &[
+            "tox",
+            "send",
+            "--profile",
+            ps.to_str().unwrap(),
+            "--bootstrap",
+            &boot.node_spec(),
+            "--to",
+            &echo_id,
+            "--message",
+            "second",
+            "--timeout",
+            "40",
+            "--linger",
+            "0",
+        ],
     );
     assert_eq!(again.wait_exit(Duration::from_secs(60)), Some(0), "{}\n{}", again.log(), echo.log());
     assert!(again.lines().iter().any(|l| l == "message: echo: second"), "{}", again.log());

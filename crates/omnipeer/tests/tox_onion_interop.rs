@@ -44,7 +44,9 @@ impl Us {
             let d = &buf[..n];
             *self.seen.entry((from, d[0])).or_default() += 1;
             let _ = match d[0] {
-                0x00 | 0x01 | 0x02 | 0x04 | 0x20 | 0x21 => self.dht.handle_packet(now, from, d).map_err(|e| e.to_string()),
+                0x00 | 0x01 | 0x02 | 0x04 | 0x20 | 0x21 => {
+                    self.dht.handle_packet(now, from, d).map_err(|e| e.to_string())
+                }
                 0x84 | 0x86 => self.client.handle_packet(now, from, d, &self.dht).map_err(|e| e.to_string()),
                 0x18 => {
                     if let Ok(p) = DhtPacket::parse(d) {
@@ -55,7 +57,9 @@ impl Us {
                     }
                     Ok(())
                 }
-                0x80..=0x83 | 0x85 | 0x8c..=0x8e => self.onion.handle_packet(now, from, d, &self.dht).map_err(|e| e.to_string()),
+                0x80..=0x83 | 0x85 | 0x8c..=0x8e => {
+                    self.onion.handle_packet(now, from, d, &self.dht).map_err(|e| e.to_string())
+                }
                 _ => Ok(()),
             };
         }
@@ -92,12 +96,7 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
     let bsd3 = Bootstrapd::start(&[(bsd.port, bsd.pk.clone())]);
     // Keys and generator seeds from the OS, as the node's drivers make them.
     let real = new_keypair();
-    let bot = Bot::start(
-        BotOptions::new()
-            .bootstrap(&bsd.node_spec())
-            .friend(&real.pk.to_hex())
-            .timeout_secs(100),
-    );
+    let bot = Bot::start(BotOptions::new().bootstrap(&bsd.node_spec()).friend(&real.pk.to_hex()).timeout_secs(100));
     let bot_pk = PublicKey::from_hex(&bot.public_key()).unwrap();
     let bot_dht = PublicKey::from_hex(&bot.dht_key()).unwrap();
 
@@ -128,7 +127,9 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
             let what = match e {
                 OnionEvent::Announced => "announced".to_string(),
                 OnionEvent::FriendFound { .. } => "found the bot's announcement".to_string(),
-                OnionEvent::Data { data, .. } => format!("onion data {:#04x} from the bot", data.first().copied().unwrap_or(0)),
+                OnionEvent::Data { data, .. } => {
+                    format!("onion data {:#04x} from the bot", data.first().copied().unwrap_or(0))
+                }
             };
             eprintln!("{:>6} ms: {what}", t0.elapsed().as_millis());
         }
@@ -158,7 +159,9 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
     let end = Instant::now() + Duration::from_secs(60);
     let mut last_send = Instant::now() - Duration::from_secs(10);
     let dht_request = |us: &Us| {
-        us.dht_events.iter().any(|e| matches!(e, DhtEvent::Request { from, data } if *from == bot_dht && data.first() == Some(&0x9c)))
+        us.dht_events
+            .iter()
+            .any(|e| matches!(e, DhtEvent::Request { from, data } if *from == bot_dht && data.first() == Some(&0x9c)))
     };
     let done = |us: &Us| {
         us.dht_events.contains(&DhtEvent::Found { pk: bot_dht, addr: bot_addr })
@@ -186,6 +189,10 @@ fn our_onion_client_and_c_toxcore_find_each_other() {
     // request 0x20 while it has no direct route to us (DHT.c route_to_friend gives up
     // when the friend is directly connected), and cookie requests boxed to our DHT key
     // once it has our address. Either proves it; which one comes first is a race.
-    eprintln!("DHT request 0x9c from the bot: {}; cookie request from the bot: {}", dht_request(&us), us.cookie_from.contains(&bot_dht));
+    eprintln!(
+        "DHT request 0x9c from the bot: {}; cookie request from the bot: {}",
+        dht_request(&us),
+        us.cookie_from.contains(&bot_dht)
+    );
     assert!(dht_request(&us) || us.cookie_from.contains(&bot_dht), "the bot never used our DHT key\n{ctx}");
 }

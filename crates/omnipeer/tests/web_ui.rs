@@ -87,7 +87,12 @@ fn get(base: &str, path: &str, token: Option<&str>) -> Value {
 
 /// POST JSON to `base + path`: the JSON answer.
 fn post(base: &str, path: &str, body: Value) -> Value {
-    ureq::post(&format!("{base}{path}")).send_json(body).unwrap_or_else(|e| panic!("POST {path}: {e}")).body_mut().read_json().unwrap()
+    ureq::post(&format!("{base}{path}"))
+        .send_json(body)
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        .body_mut()
+        .read_json()
+        .unwrap()
 }
 
 #[test]
@@ -136,7 +141,11 @@ fn web_ui_search_download_progress_chat() {
             while done < CHATS.len() && !stop.load(Ordering::Relaxed) {
                 let (_, on_a, say, reply, away) = CHATS[done];
                 let msgs = get(&a_base, &format!("/api/chats/messages?chat={on_a}"), None);
-                let heard = msgs.as_array().unwrap().iter().any(|m| m["nick"] == "bob" && m["text"] == say && m["own"] == false);
+                let heard = msgs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["nick"] == "bob" && m["text"] == say && m["own"] == false);
                 if heard {
                     if away {
                         std::thread::sleep(Duration::from_secs(1));
@@ -150,7 +159,12 @@ fn web_ui_search_download_progress_chat() {
             done
         })
     };
-    let chats = Value::Array(CHATS.iter().map(|(on_b, _, say, reply, away)| json!({"chat": on_b, "say": say, "reply": reply, "away": away})).collect());
+    let chats = Value::Array(
+        CHATS
+            .iter()
+            .map(|(on_b, _, say, reply, away)| json!({"chat": on_b, "say": say, "reply": reply, "away": away}))
+            .collect(),
+    );
 
     // The browser session.
     let mut child = Command::new("node")
@@ -235,17 +249,33 @@ fn web_ui_search_download_progress_chat() {
 
     // What the UI said it downloaded is the file alice shares, byte for byte.
     let fact = |k: &str| {
-        lines.iter().find_map(|l| l.strip_prefix(&format!("fact {k} "))).unwrap_or_else(|| panic!("no fact {k}")).to_owned()
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("fact {k} ")))
+            .unwrap_or_else(|| panic!("no fact {k}"))
+            .to_owned()
     };
     let shown_path = PathBuf::from(fact("local_path"));
     assert_eq!(shown_path, b_dir.join("downloads").join(FILE), "the UI shows where the file went");
     assert_eq!(std::fs::metadata(&shown_path).unwrap().len(), SIZE as u64);
-    assert_eq!(sha256_file(&shown_path), sha256_file(&share.join(FILE)), "the downloaded file (paused and resumed) is the shared one");
+    assert_eq!(
+        sha256_file(&shown_path),
+        sha256_file(&share.join(FILE)),
+        "the downloaded file (paused and resumed) is the shared one"
+    );
     let shown3 = PathBuf::from(fact("local_path3"));
     assert_eq!(shown3, b_dir.join("downloads").join(FILE3));
     assert_eq!(sha256_file(&shown3), sha256_file(&share.join(FILE3)), "the Soulseek download is the shared file");
     let transfers = get(&b_base, "/api/transfers", Some(TOKEN));
-    let by_name = |n: &str| transfers.as_array().unwrap().iter().find(|t| t["name"] == n).unwrap_or_else(|| panic!("no transfer of {n}")).clone();
+    let by_name = |n: &str| {
+        transfers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .unwrap_or_else(|| panic!("no transfer of {n}"))
+            .clone()
+    };
     let done = by_name(FILE);
     assert_eq!(done["state"], "done");
     assert_eq!(done["bytes"], SIZE as u64);

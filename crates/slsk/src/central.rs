@@ -29,8 +29,7 @@
 use crate::framing::{FrameKind, FrameReader};
 use crate::login::{password_hash, validate_room_name, validate_username};
 use crate::server::{
-    login_failure, RoomEntry, RoomList, RoomUser, ServerRequest, ServerResponse, UserStats,
-    WatchedUser,
+    login_failure, RoomEntry, RoomList, RoomUser, ServerRequest, ServerResponse, UserStats, WatchedUser,
 };
 use crate::UserStatus;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -335,21 +334,14 @@ impl Central {
 
     /// Users online, sorted.
     pub fn online_users(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .users
-            .values()
-            .filter_map(|c| self.user_of(*c).map(str::to_owned))
-            .collect();
+        let mut v: Vec<String> = self.users.values().filter_map(|c| self.user_of(*c).map(str::to_owned)).collect();
         v.sort();
         v
     }
 
     /// Rooms and their member counts.
     pub fn room_counts(&self) -> Vec<(String, usize)> {
-        self.rooms
-            .iter()
-            .map(|(n, r)| (n.clone(), r.members.len()))
-            .collect()
+        self.rooms.iter().map(|(n, r)| (n.clone(), r.members.len())).collect()
     }
 
     fn user_of(&self, conn: ConnId) -> Option<&str> {
@@ -412,8 +404,7 @@ impl Central {
         }
         // Watchers learn the user went offline.
         self.push_status(&user, UserStatus::Offline, None);
-        self.out
-            .push_back(Output::Event(CentralEvent::LoggedOut { user }));
+        self.out.push_back(Output::Event(CentralEvent::LoggedOut { user }));
     }
 
     /// Bytes from a connection.
@@ -444,9 +435,7 @@ impl Central {
             };
             match ServerRequest::from_frame(&frame) {
                 Ok(req) => self.on_request(now, conn, req),
-                Err(e) => {
-                    return self.drop_conn(conn, format!("undecodable message {}: {e}", frame.code))
-                }
+                Err(e) => return self.drop_conn(conn, format!("undecodable message {}: {e}", frame.code)),
             }
         }
     }
@@ -488,12 +477,8 @@ impl Central {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.forget_idle_ips(now);
-        let late: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.deadline.is_some_and(|d| now >= d))
-            .map(|(id, _)| *id)
-            .collect();
+        let late: Vec<ConnId> =
+            self.conns.iter().filter(|(_, c)| c.deadline.is_some_and(|d| now >= d)).map(|(id, _)| *id).collect();
         for conn in late {
             self.drop_conn(conn, "no login in time".into());
         }
@@ -512,30 +497,16 @@ impl Central {
     // ---- helpers ---------------------------------------------------------------------
 
     fn send(&mut self, conn: ConnId, msg: &ServerResponse) {
-        if self
-            .conns
-            .get(&conn)
-            .is_some_and(|c| c.phase != Phase::Closing)
-        {
-            self.out.push_back(Output::Send {
-                conn,
-                data: msg.encode().into(),
-            });
+        if self.conns.get(&conn).is_some_and(|c| c.phase != Phase::Closing) {
+            self.out.push_back(Output::Send { conn, data: msg.encode().into() });
         }
     }
 
     fn send_shared(&mut self, conns: impl IntoIterator<Item = ConnId>, msg: &ServerResponse) {
         let data: Arc<[u8]> = msg.encode().into();
         for conn in conns {
-            if self
-                .conns
-                .get(&conn)
-                .is_some_and(|c| c.phase != Phase::Closing)
-            {
-                self.out.push_back(Output::Send {
-                    conn,
-                    data: data.clone(),
-                });
+            if self.conns.get(&conn).is_some_and(|c| c.phase != Phase::Closing) {
+                self.out.push_back(Output::Send { conn, data: data.clone() });
             }
         }
     }
@@ -571,19 +542,12 @@ impl Central {
     }
 
     fn drop_conn(&mut self, conn: ConnId, why: String) {
-        self.out
-            .push_back(Output::Event(CentralEvent::Dropped { conn, why }));
+        self.out.push_back(Output::Event(CentralEvent::Dropped { conn, why }));
         self.close(conn);
     }
 
     fn refuse(&mut self, conn: ConnId, reason: &str, detail: Option<String>) {
-        self.send(
-            conn,
-            &ServerResponse::LoginFailure {
-                reason: reason.to_owned(),
-                detail,
-            },
-        );
+        self.send(conn, &ServerResponse::LoginFailure { reason: reason.to_owned(), detail });
         self.close(conn);
     }
 
@@ -621,13 +585,7 @@ impl Central {
         let Phase::Online { user } = &c.phase else {
             return None;
         };
-        Some(RoomUser {
-            name: user.clone(),
-            status: c.status,
-            stats: c.stats,
-            slots_full: 0,
-            country: String::new(),
-        })
+        Some(RoomUser { name: user.clone(), status: c.status, stats: c.stats, slots_full: 0, country: String::new() })
     }
 
     /// Connections that should hear about `user`: its watchers and its rooms' members.
@@ -653,30 +611,13 @@ impl Central {
     }
 
     fn push_status(&mut self, user: &str, status: UserStatus, except: Option<ConnId>) {
-        let audience: Vec<ConnId> = self
-            .audience(user)
-            .into_iter()
-            .filter(|c| Some(*c) != except)
-            .collect();
-        self.send_shared(
-            audience,
-            &ServerResponse::GetUserStatus {
-                user: user.to_owned(),
-                status,
-                privileged: false,
-            },
-        );
+        let audience: Vec<ConnId> = self.audience(user).into_iter().filter(|c| Some(*c) != except).collect();
+        self.send_shared(audience, &ServerResponse::GetUserStatus { user: user.to_owned(), status, privileged: false });
     }
 
     fn push_stats(&mut self, user: &str, stats: UserStats) {
         let audience = self.audience(user);
-        self.send_shared(
-            audience,
-            &ServerResponse::GetUserStats {
-                user: user.to_owned(),
-                stats,
-            },
-        );
+        self.send_shared(audience, &ServerResponse::GetUserStats { user: user.to_owned(), stats });
     }
 
     fn room_list(&self) -> RoomList {
@@ -684,10 +625,7 @@ impl Central {
             public: self
                 .rooms
                 .iter()
-                .map(|(n, r)| RoomEntry {
-                    name: n.clone(),
-                    users: r.members.len() as u32,
-                })
+                .map(|(n, r)| RoomEntry { name: n.clone(), users: r.members.len() as u32 })
                 .collect(),
             ..Default::default()
         }
@@ -699,9 +637,7 @@ impl Central {
         let phase = self.conns[&conn].phase.clone();
         match phase {
             Phase::AwaitLogin => match req {
-                ServerRequest::Login {
-                    username, password, ..
-                } => self.on_login(now, conn, username, password),
+                ServerRequest::Login { username, password, .. } => self.on_login(now, conn, username, password),
                 // Nothing but Login before login.
                 _ => self.drop_conn(conn, "a message before Login".into()),
             },
@@ -712,18 +648,10 @@ impl Central {
 
     fn on_login(&mut self, now: Instant, conn: ConnId, user: String, password: String) {
         if let Err(e) = validate_username(&user) {
-            return self.refuse(
-                conn,
-                login_failure::INVALIDUSERNAME,
-                Some(e.detail().to_owned()),
-            );
+            return self.refuse(conn, login_failure::INVALIDUSERNAME, Some(e.detail().to_owned()));
         }
         if user.eq_ignore_ascii_case(SERVER_USER) {
-            return self.refuse(
-                conn,
-                login_failure::INVALIDUSERNAME,
-                Some("Reserved name.".to_owned()),
-            );
+            return self.refuse(conn, login_failure::INVALIDUSERNAME, Some("Reserved name.".to_owned()));
         }
         if password.is_empty() {
             return self.refuse(conn, login_failure::EMPTYPASSWORD, None);
@@ -748,15 +676,9 @@ impl Central {
                 return self.refuse(conn, login_failure::TOO_MANY_REGISTRATIONS, None);
             }
         }
-        self.conns.get_mut(&conn).expect("present").phase = Phase::Checking {
-            user: user.clone(),
-            password: password.clone(),
-        };
-        self.out.push_back(Output::Event(CentralEvent::CheckLogin {
-            conn,
-            user,
-            password,
-        }));
+        self.conns.get_mut(&conn).expect("present").phase =
+            Phase::Checking { user: user.clone(), password: password.clone() };
+        self.out.push_back(Output::Event(CentralEvent::CheckLogin { conn, user, password }));
     }
 
     fn log_in(&mut self, _now: Instant, conn: ConnId, user: String, password: &str) {
@@ -806,18 +728,12 @@ impl Central {
         self.send(conn, &ServerResponse::RoomList(list));
         self.send(conn, &ServerResponse::ParentMinSpeed { speed: 1 });
         self.send(conn, &ServerResponse::ParentSpeedRatio { ratio: 50 });
-        self.send(
-            conn,
-            &ServerResponse::WishlistInterval {
-                seconds: self.cfg.wishlist_interval,
-            },
-        );
+        self.send(conn, &ServerResponse::WishlistInterval { seconds: self.cfg.wishlist_interval });
         self.send(conn, &ServerResponse::PrivilegedUsers { users: Vec::new() });
         let phrases = self.cfg.excluded_phrases.clone();
         self.send(conn, &ServerResponse::ExcludedSearchPhrases { phrases });
         self.push_status(&user, UserStatus::Online, Some(conn));
-        self.out
-            .push_back(Output::Event(CentralEvent::LoggedIn { conn, user, ip }));
+        self.out.push_back(Output::Event(CentralEvent::LoggedIn { conn, user, ip }));
     }
 
     /// Whether `user` logging in on `conn` would be one session too many from its
@@ -858,20 +774,14 @@ impl Central {
 
     /// Forget addresses that registered nothing for an hour (their allowance is whole).
     fn forget_idle_ips(&mut self, now: Instant) {
-        self.ip_registrations
-            .retain(|_, a| now.saturating_duration_since(a.at) < Duration::from_secs(3600));
+        self.ip_registrations.retain(|_, a| now.saturating_duration_since(a.at) < Duration::from_secs(3600));
     }
 
     fn take_search(&mut self, now: Instant, conn: ConnId) -> bool {
-        let (burst, every) = (
-            f64::from(self.cfg.search_burst),
-            self.cfg.search_every.as_secs_f64().max(1e-9),
-        );
+        let (burst, every) = (f64::from(self.cfg.search_burst), self.cfg.search_every.as_secs_f64().max(1e-9));
         let c = self.conns.get_mut(&conn).expect("present");
         if let Some(at) = c.search_at {
-            c.search_tokens = (c.search_tokens
-                + now.saturating_duration_since(at).as_secs_f64() / every)
-                .min(burst);
+            c.search_tokens = (c.search_tokens + now.saturating_duration_since(at).as_secs_f64() / every).min(burst);
         }
         c.search_at = Some(now);
         if c.search_tokens >= 1.0 {
@@ -895,36 +805,20 @@ impl Central {
                     Some(c) => (c.ip, c.port),
                     None => (Ipv4Addr::UNSPECIFIED, 0),
                 };
-                self.send(
-                    conn,
-                    &ServerResponse::GetPeerAddress {
-                        user,
-                        ip,
-                        port,
-                        obf_type: 0,
-                        obf_port: 0,
-                    },
-                );
+                self.send(conn, &ServerResponse::GetPeerAddress { user, ip, port, obf_type: 0, obf_port: 0 });
             }
             ServerRequest::WatchUser { user } => {
                 let key = user.to_lowercase();
                 let mine = self.conns.get_mut(&conn).expect("present");
                 if mine.watching.len() < MAX_WATCHED {
                     mine.watching.insert(key.clone());
-                    self.watchers
-                        .entry(key.clone())
-                        .or_default()
-                        .insert(me.to_lowercase());
+                    self.watchers.entry(key.clone()).or_default().insert(me.to_lowercase());
                 }
                 let reply = match self.conn_of(&user).and_then(|c| self.conns.get(&c)) {
                     Some(c) => ServerResponse::WatchUser {
                         user,
                         exists: true,
-                        details: Some(WatchedUser {
-                            status: c.status,
-                            stats: c.stats,
-                            country: Some(String::new()),
-                        }),
+                        details: Some(WatchedUser { status: c.status, stats: c.stats, country: Some(String::new()) }),
                     },
                     None if self.known.contains(&key) => ServerResponse::WatchUser {
                         user,
@@ -935,38 +829,21 @@ impl Central {
                             country: None,
                         }),
                     },
-                    None => ServerResponse::WatchUser {
-                        user,
-                        exists: false,
-                        details: None,
-                    },
+                    None => ServerResponse::WatchUser { user, exists: false, details: None },
                 };
                 self.send(conn, &reply);
             }
             ServerRequest::UnwatchUser { user } => {
                 let key = user.to_lowercase();
-                self.conns
-                    .get_mut(&conn)
-                    .expect("present")
-                    .watching
-                    .remove(&key);
+                self.conns.get_mut(&conn).expect("present").watching.remove(&key);
                 if let Some(set) = self.watchers.get_mut(&key) {
                     set.remove(&me.to_lowercase());
                 }
             }
             ServerRequest::GetUserStatus { user } => {
-                let status = self
-                    .conn_of(&user)
-                    .and_then(|c| self.conns.get(&c))
-                    .map_or(UserStatus::Offline, |c| c.status);
-                self.send(
-                    conn,
-                    &ServerResponse::GetUserStatus {
-                        user,
-                        status,
-                        privileged: false,
-                    },
-                );
+                let status =
+                    self.conn_of(&user).and_then(|c| self.conns.get(&c)).map_or(UserStatus::Offline, |c| c.status);
+                self.send(conn, &ServerResponse::GetUserStatus { user, status, privileged: false });
             }
             ServerRequest::SetStatus { status } => {
                 let status = match status {
@@ -986,20 +863,15 @@ impl Central {
             ServerRequest::SendUploadSpeed { speed } => {
                 let c = self.conns.get_mut(&conn).expect("present");
                 let n = u64::from(c.stats.upload_num);
-                c.stats.avg_speed =
-                    ((u64::from(c.stats.avg_speed) * n + u64::from(speed)) / (n + 1)) as u32;
+                c.stats.avg_speed = ((u64::from(c.stats.avg_speed) * n + u64::from(speed)) / (n + 1)) as u32;
                 c.stats.upload_num = c.stats.upload_num.saturating_add(1);
             }
             ServerRequest::GetUserStats { user } => {
-                let stats = self
-                    .conn_of(&user)
-                    .and_then(|c| self.conns.get(&c))
-                    .map_or(UserStats::default(), |c| c.stats);
+                let stats =
+                    self.conn_of(&user).and_then(|c| self.conns.get(&c)).map_or(UserStats::default(), |c| c.stats);
                 self.send(conn, &ServerResponse::GetUserStats { user, stats });
             }
-            ServerRequest::CheckPrivileges => {
-                self.send(conn, &ServerResponse::CheckPrivileges { seconds_left: 0 })
-            }
+            ServerRequest::CheckPrivileges => self.send(conn, &ServerResponse::CheckPrivileges { seconds_left: 0 }),
             ServerRequest::RoomList => {
                 let list = self.room_list();
                 self.send(conn, &ServerResponse::RoomList(list));
@@ -1013,24 +885,12 @@ impl Central {
                 if message.len() > MAX_MESSAGE || !self.conns[&conn].rooms.contains(&room) {
                     return;
                 }
-                let members = self
-                    .rooms
-                    .get(&room)
-                    .map(|r| r.members.clone())
-                    .unwrap_or_default();
+                let members = self.rooms.get(&room).map(|r| r.members.clone()).unwrap_or_default();
                 self.send_shared(
                     members,
-                    &ServerResponse::SayChatroom {
-                        room: room.clone(),
-                        user: me.to_owned(),
-                        message: message.clone(),
-                    },
+                    &ServerResponse::SayChatroom { room: room.clone(), user: me.to_owned(), message: message.clone() },
                 );
-                self.out.push_back(Output::Event(CentralEvent::RoomMessage {
-                    room,
-                    user: me.to_owned(),
-                    message,
-                }));
+                self.out.push_back(Output::Event(CentralEvent::RoomMessage { room, user: me.to_owned(), message }));
             }
             ServerRequest::RoomTickerSet { room, ticker } => {
                 if !self.conns[&conn].rooms.contains(&room) || ticker.len() > MAX_MESSAGE {
@@ -1048,24 +908,13 @@ impl Central {
                     None => return,
                 };
                 let msg = if ticker.is_empty() {
-                    ServerResponse::RoomTickerRemove {
-                        room,
-                        user: me.to_owned(),
-                    }
+                    ServerResponse::RoomTickerRemove { room, user: me.to_owned() }
                 } else {
-                    ServerResponse::RoomTickerAdd {
-                        room,
-                        user: me.to_owned(),
-                        ticker,
-                    }
+                    ServerResponse::RoomTickerAdd { room, user: me.to_owned(), ticker }
                 };
                 self.send_shared(members, &msg);
             }
-            ServerRequest::ConnectToPeer {
-                token,
-                user,
-                conn_type,
-            } => {
+            ServerRequest::ConnectToPeer { token, user, conn_type } => {
                 let (ip, port) = {
                     let c = &self.conns[&conn];
                     (c.ip, c.port)
@@ -1104,68 +953,32 @@ impl Central {
                 }
                 let id = self.next_id();
                 let timestamp = self.unix_now_of(now);
-                let stored = StoredMessage {
-                    id,
-                    timestamp,
-                    from: me.to_owned(),
-                    to: user.clone(),
-                    message: message.clone(),
-                };
-                self.out
-                    .push_back(Output::Event(CentralEvent::StoreMessage(stored)));
+                let stored =
+                    StoredMessage { id, timestamp, from: me.to_owned(), to: user.clone(), message: message.clone() };
+                self.out.push_back(Output::Event(CentralEvent::StoreMessage(stored)));
                 if let Some(target) = self.conn_of(&user) {
                     self.send(
                         target,
-                        &ServerResponse::MessageUser {
-                            id,
-                            timestamp,
-                            user: me.to_owned(),
-                            message,
-                            new_message: true,
-                        },
+                        &ServerResponse::MessageUser { id, timestamp, user: me.to_owned(), message, new_message: true },
                     );
                 }
             }
             ServerRequest::MessageAcked { id } => {
-                self.out
-                    .push_back(Output::Event(CentralEvent::MessageAcked {
-                        user: me.to_owned(),
-                        id,
-                    }));
+                self.out.push_back(Output::Event(CentralEvent::MessageAcked { user: me.to_owned(), id }));
             }
-            ServerRequest::FileSearch { token, query }
-            | ServerRequest::WishlistSearch { token, query } => {
+            ServerRequest::FileSearch { token, query } | ServerRequest::WishlistSearch { token, query } => {
                 if query.len() > MAX_QUERY || !self.take_search(now, conn) {
                     return;
                 }
-                let others: Vec<ConnId> = self
-                    .users
-                    .values()
-                    .copied()
-                    .filter(|c| *c != conn)
-                    .collect();
-                self.send_shared(
-                    others,
-                    &ServerResponse::FileSearch {
-                        user: me.to_owned(),
-                        token,
-                        query,
-                    },
-                );
+                let others: Vec<ConnId> = self.users.values().copied().filter(|c| *c != conn).collect();
+                self.send_shared(others, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
             }
             ServerRequest::UserSearch { user, token, query } => {
                 if query.len() > MAX_QUERY || !self.take_search(now, conn) {
                     return;
                 }
                 if let Some(target) = self.conn_of(&user) {
-                    self.send(
-                        target,
-                        &ServerResponse::FileSearch {
-                            user: me.to_owned(),
-                            token,
-                            query,
-                        },
-                    );
+                    self.send(target, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
                 }
             }
             ServerRequest::RoomSearch { room, token, query } => {
@@ -1177,14 +990,7 @@ impl Central {
                     .get(&room)
                     .map(|r| r.members.iter().copied().filter(|c| *c != conn).collect())
                     .unwrap_or_default();
-                self.send_shared(
-                    members,
-                    &ServerResponse::FileSearch {
-                        user: me.to_owned(),
-                        token,
-                        query,
-                    },
-                );
+                self.send_shared(members, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
             }
             ServerRequest::EnableRoomInvitations { enabled } => {
                 self.send(conn, &ServerResponse::EnableRoomInvitations { enabled })
@@ -1210,41 +1016,15 @@ impl Central {
             r.members.push(conn);
             r.members.clone()
         };
-        self.conns
-            .get_mut(&conn)
-            .expect("present")
-            .rooms
-            .insert(room.clone());
+        self.conns.get_mut(&conn).expect("present").rooms.insert(room.clone());
         let users: Vec<RoomUser> = members.iter().filter_map(|c| self.room_user(*c)).collect();
-        self.send(
-            conn,
-            &ServerResponse::JoinRoom {
-                room: room.clone(),
-                users,
-                private: None,
-            },
-        );
-        let tickers: Vec<(String, String)> = self.rooms[&room]
-            .tickers
-            .iter()
-            .map(|(u, t)| (u.clone(), t.clone()))
-            .collect();
-        self.send(
-            conn,
-            &ServerResponse::RoomTickers {
-                room: room.clone(),
-                tickers,
-            },
-        );
+        self.send(conn, &ServerResponse::JoinRoom { room: room.clone(), users, private: None });
+        let tickers: Vec<(String, String)> =
+            self.rooms[&room].tickers.iter().map(|(u, t)| (u.clone(), t.clone())).collect();
+        self.send(conn, &ServerResponse::RoomTickers { room: room.clone(), tickers });
         if let Some(me_user) = self.room_user(conn) {
             let others: Vec<ConnId> = members.into_iter().filter(|c| *c != conn).collect();
-            self.send_shared(
-                others,
-                &ServerResponse::UserJoinedRoom {
-                    room,
-                    user: me_user,
-                },
-            );
+            self.send_shared(others, &ServerResponse::UserJoinedRoom { room, user: me_user });
         }
         let _ = me;
     }
@@ -1265,20 +1045,9 @@ impl Central {
             self.rooms.remove(room);
         }
         if reply {
-            self.send(
-                conn,
-                &ServerResponse::LeaveRoom {
-                    room: room.to_owned(),
-                },
-            );
+            self.send(conn, &ServerResponse::LeaveRoom { room: room.to_owned() });
         }
-        self.send_shared(
-            remaining,
-            &ServerResponse::UserLeftRoom {
-                room: room.to_owned(),
-                user: me.to_owned(),
-            },
-        );
+        self.send_shared(remaining, &ServerResponse::UserLeftRoom { room: room.to_owned(), user: me.to_owned() });
     }
 
     /// `help`, `users`, `ban USER`, `unban USER`, `kick USER`, `announce TEXT`, `uptime`.
@@ -1315,7 +1084,10 @@ impl Central {
                     Some(target) => {
                         self.send(target, &ServerResponse::Relogged);
                         self.close(target);
-                        self.say_from_server(conn, &format!("{user} was {}.", if cmd == "ban" { "banned" } else { "kicked" }));
+                        self.say_from_server(
+                            conn,
+                            &format!("{user} was {}.", if cmd == "ban" { "banned" } else { "kicked" }),
+                        );
                     }
                     None if cmd == "ban" => self.say_from_server(conn, &format!("{user} is banned.")),
                     None => self.say_from_server(conn, &format!("{user} is not online.")),
@@ -1372,7 +1144,8 @@ mod tests {
                     Output::Close { conn } => self.closed.push(conn),
                     Output::Event(e) => {
                         if let CentralEvent::CheckLogin { conn, user, password } = &e {
-                            let d = if password == "wrong" { LoginDecision::InvalidPass } else { LoginDecision::Accept };
+                            let d =
+                                if password == "wrong" { LoginDecision::InvalidPass } else { LoginDecision::Accept };
                             let _ = user;
                             self.events.push(e.clone());
                             self.c.login_result(self.now, *conn, d);
@@ -1451,7 +1224,7 @@ mod tests {
         let mut t = T::new();
         t.login(1, "alice");
         t.login(2, "alice");
-        assert!(t.take(1).iter().any(|m| *m == ServerResponse::Relogged));
+        assert!(t.take(1).contains(&ServerResponse::Relogged));
         assert!(t.closed.contains(&1));
         assert_eq!(t.c.online_users(), vec!["alice"]);
     }
@@ -1467,7 +1240,10 @@ mod tests {
         }
         t.send(1, ServerRequest::FileSearch { token: 42, query: "galway".into() });
         for c in [2, 3] {
-            assert_eq!(t.take(c), vec![ServerResponse::FileSearch { user: "alice".into(), token: 42, query: "galway".into() }]);
+            assert_eq!(
+                t.take(c),
+                vec![ServerResponse::FileSearch { user: "alice".into(), token: 42, query: "galway".into() }]
+            );
         }
         assert!(t.take(1).is_empty());
         t.send(1, ServerRequest::UserSearch { user: "carol".into(), token: 7, query: "x".into() });
@@ -1509,19 +1285,26 @@ mod tests {
         t.take(1);
         t.take(2);
         t.send(1, ServerRequest::JoinRoom { room: "music".into(), private: false });
-        assert!(matches!(&t.take(1)[..], [ServerResponse::JoinRoom { users, .. }, ServerResponse::RoomTickers { .. }] if users.len() == 1));
+        assert!(
+            matches!(&t.take(1)[..], [ServerResponse::JoinRoom { users, .. }, ServerResponse::RoomTickers { .. }] if users.len() == 1)
+        );
         t.send(2, ServerRequest::JoinRoom { room: "music".into(), private: false });
         assert!(matches!(&t.take(1)[..], [ServerResponse::UserJoinedRoom { user, .. }] if user.name == "bob"));
         t.take(2);
         t.send(2, ServerRequest::SayChatroom { room: "music".into(), message: "hi".into() });
         for c in [1, 2] {
-            assert_eq!(t.take(c), vec![ServerResponse::SayChatroom { room: "music".into(), user: "bob".into(), message: "hi".into() }]);
+            assert_eq!(
+                t.take(c),
+                vec![ServerResponse::SayChatroom { room: "music".into(), user: "bob".into(), message: "hi".into() }]
+            );
         }
         // Stats go to room co-members.
         t.send(2, ServerRequest::SharedFoldersFiles { dirs: 3, files: 30 });
         assert!(matches!(&t.take(1)[..], [ServerResponse::GetUserStats { stats, .. }] if stats.files == 30));
         t.send(1, ServerRequest::MessageUser { user: "bob".into(), message: "psst".into() });
-        assert!(matches!(&t.take(2)[..], [ServerResponse::MessageUser { user, message, new_message: true, .. }] if user == "alice" && message == "psst"));
+        assert!(
+            matches!(&t.take(2)[..], [ServerResponse::MessageUser { user, message, new_message: true, .. }] if user == "alice" && message == "psst")
+        );
         assert!(t.events.iter().any(|e| matches!(e, CentralEvent::StoreMessage(m) if m.to == "bob")));
         t.send(2, ServerRequest::LeaveRoom { room: "music".into() });
         assert!(matches!(&t.take(1)[..], [ServerResponse::UserLeftRoom { user, .. }] if user == "bob"));
@@ -1538,7 +1321,9 @@ mod tests {
         t.take(1);
         t.take(2);
         t.send(2, ServerRequest::MessageUser { user: "server".into(), message: "ban admin".into() });
-        assert!(matches!(&t.take(2)[..], [ServerResponse::MessageUser { message, .. }] if message.contains("not an administrator")));
+        assert!(
+            matches!(&t.take(2)[..], [ServerResponse::MessageUser { message, .. }] if message.contains("not an administrator"))
+        );
         t.send(1, ServerRequest::MessageUser { user: "server".into(), message: "ban troll".into() });
         assert!(t.closed.contains(&2));
         assert!(t.events.contains(&CentralEvent::Banned { user: "troll".into(), by: "admin".into() }));
@@ -1546,9 +1331,14 @@ mod tests {
         t.send(3, ServerRequest::login("troll", "pw", 160, 2));
         assert!(t.take(3).is_empty(), "no answer for banned users");
         assert!(t.closed.contains(&3));
-        assert!(t.take(1).iter().any(|m| matches!(m, ServerResponse::MessageUser { message, .. } if message == "troll was banned.")));
+        assert!(t
+            .take(1)
+            .iter()
+            .any(|m| matches!(m, ServerResponse::MessageUser { message, .. } if message == "troll was banned.")));
         t.send(1, ServerRequest::MessageUser { user: "server".into(), message: "users".into() });
-        assert!(matches!(&t.take(1)[..], [ServerResponse::MessageUser { message, .. }] if message.starts_with("1 online: admin")));
+        assert!(
+            matches!(&t.take(1)[..], [ServerResponse::MessageUser { message, .. }] if message.starts_with("1 online: admin"))
+        );
     }
 
     #[test]
@@ -1566,7 +1356,11 @@ mod tests {
         c.login_result(now, 1, LoginDecision::Accept);
         login(&mut c, 2, "bob");
         login(&mut c, 3, "carol");
-        c.handle_input(now, 1, &ServerRequest::MessageUser { user: "server".into(), message: "ban bob".into() }.encode());
+        c.handle_input(
+            now,
+            1,
+            &ServerRequest::MessageUser { user: "server".into(), message: "ban bob".into() }.encode(),
+        );
         c.login_result(now, 2, LoginDecision::Accept);
         c.login_result(now, 3, LoginDecision::Accept);
         assert_eq!(c.online_users(), vec!["admin", "carol"], "bob is banned");
@@ -1601,7 +1395,10 @@ mod tests {
         let got = login_from(&mut t, 4, "u4", [10, 0, 0, 1]);
         assert_eq!(refusal(&got), Some(login_failure::TOO_MANY_REGISTRATIONS));
         assert!(t.closed.contains(&4));
-        assert!(!t.events.iter().any(|e| matches!(e, CentralEvent::CheckLogin { user, .. } if user == "u4")), "no account made");
+        assert!(
+            !t.events.iter().any(|e| matches!(e, CentralEvent::CheckLogin { user, .. } if user == "u4")),
+            "no account made"
+        );
         // Existing accounts (made before, or just now) log in from that address.
         assert!(refusal(&login_from(&mut t, 5, "old", [10, 0, 0, 1])).is_none());
         t.c.disconnect(1);
@@ -1647,7 +1444,8 @@ mod tests {
         assert!(t.closed.contains(&1), "a frame over {MAX_LOGIN_FRAME} bytes before login");
         // Logged in, a frame may be longer (up to MAX_CLIENT_FRAME) and may come in pieces.
         t.login(2, "alice");
-        let mut msg = ServerRequest::SayChatroom { room: "r".into(), message: "m".repeat(MAX_LOGIN_FRAME * 2) }.encode();
+        let mut msg =
+            ServerRequest::SayChatroom { room: "r".into(), message: "m".repeat(MAX_LOGIN_FRAME * 2) }.encode();
         let rest = msg.split_off(MAX_LOGIN_FRAME);
         t.c.handle_input(t.now, 2, &msg);
         t.c.handle_input(t.now, 2, &rest);

@@ -79,16 +79,9 @@ impl DistributedMessage {
             3 => {
                 let unknown = r.u32()?;
                 if unknown != DISTRIB_SEARCH_UNKNOWN {
-                    return Err(DecodeError::Invalid {
-                        field: "DistribSearch first field",
-                        value: unknown as u64,
-                    });
+                    return Err(DecodeError::Invalid { field: "DistribSearch first field", value: unknown as u64 });
                 }
-                DistributedMessage::Search {
-                    user: r.str()?,
-                    token: r.u32()?,
-                    query: r.str()?,
-                }
+                DistributedMessage::Search { user: r.str()?, token: r.u32()?, query: r.str()? }
             }
             4 => DistributedMessage::BranchLevel { level: r.i32()? },
             5 => DistributedMessage::BranchRoot { root: r.str()? },
@@ -101,14 +94,14 @@ impl DistributedMessage {
                 // Code 0 (Ping) has no body: a body after it can only be the old SoulseekQt
                 // padding again, which would not survive a round trip; refuse it.
                 if code == 0 && r.remaining() > 0 {
-                    return Err(DecodeError::Invalid { field: "embedded Ping body length", value: r.remaining() as u64 });
+                    return Err(DecodeError::Invalid {
+                        field: "embedded Ping body length",
+                        value: r.remaining() as u64,
+                    });
                 }
                 DistributedMessage::EmbeddedMessage { code, body: r.rest().to_vec() }
             }
-            _ => DistributedMessage::Unknown {
-                code,
-                body: body.to_vec(),
-            },
+            _ => DistributedMessage::Unknown { code, body: body.to_vec() },
         })
     }
 
@@ -129,10 +122,7 @@ impl DistributedMessage {
         match self {
             DistributedMessage::Ping => {}
             DistributedMessage::Search { user, token, query } => {
-                w.u32(DISTRIB_SEARCH_UNKNOWN)
-                    .str(user)
-                    .u32(*token)
-                    .str(query);
+                w.u32(DISTRIB_SEARCH_UNKNOWN).str(user).u32(*token).str(query);
             }
             DistributedMessage::BranchLevel { level } => {
                 w.i32(*level);
@@ -168,20 +158,12 @@ mod tests {
 
     #[test]
     fn search_first_field_must_be_49() {
-        let mut body = DistributedMessage::Search {
-            user: "bob".into(),
-            token: 1,
-            query: "q".into(),
-        }
-        .encode_body();
+        let mut body = DistributedMessage::Search { user: "bob".into(), token: 1, query: "q".into() }.encode_body();
         assert_eq!(&body[..4], b"1\0\0\0");
         body[0] = 50;
         assert_eq!(
             DistributedMessage::decode(3, &body),
-            Err(DecodeError::Invalid {
-                field: "DistribSearch first field",
-                value: 50
-            })
+            Err(DecodeError::Invalid { field: "DistribSearch first field", value: 50 })
         );
     }
 
@@ -192,16 +174,8 @@ mod tests {
         let mut body = vec![0, 0, 0, 5];
         body.extend_from_slice(&inner);
         let m = DistributedMessage::decode(93, &body).unwrap();
-        assert_eq!(
-            m,
-            DistributedMessage::EmbeddedMessage {
-                code: 5,
-                body: inner.clone()
-            }
-        );
-        let DistributedMessage::EmbeddedMessage { code, body } = m else {
-            unreachable!()
-        };
+        assert_eq!(m, DistributedMessage::EmbeddedMessage { code: 5, body: inner.clone() });
+        let DistributedMessage::EmbeddedMessage { code, body } = m else { unreachable!() };
         assert_eq!(
             DistributedMessage::unembed(code, &body).unwrap(),
             DistributedMessage::BranchRoot { root: "r".into() }

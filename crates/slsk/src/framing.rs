@@ -86,11 +86,7 @@ pub enum FrameError {
 
 /// Parse one frame from the start of `buf`: the frame and the number of bytes it used, or
 /// [`FrameError::Incomplete`], or an error as soon as the length field is known to be bad.
-pub fn parse_frame(
-    kind: FrameKind,
-    limit: usize,
-    buf: &[u8],
-) -> Result<(Frame, usize), FrameError> {
+pub fn parse_frame(kind: FrameKind, limit: usize, buf: &[u8]) -> Result<(Frame, usize), FrameError> {
     if buf.len() < 4 {
         return Err(FrameError::Incomplete);
     }
@@ -106,18 +102,8 @@ pub fn parse_frame(
     if buf.len() < total {
         return Err(FrameError::Incomplete);
     }
-    let code = if width == 4 {
-        u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]])
-    } else {
-        buf[4] as u32
-    };
-    Ok((
-        Frame {
-            code,
-            body: buf[4 + width..total].to_vec(),
-        },
-        total,
-    ))
+    let code = if width == 4 { u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) } else { buf[4] as u32 };
+    Ok((Frame { code, body: buf[4 + width..total].to_vec() }, total))
 }
 
 /// Build a `u32 len, u32 code, body` frame (server and `P` connections).
@@ -158,12 +144,7 @@ impl FrameReader {
 
     /// A reader for `kind` that refuses frames whose `len` is above `limit`.
     pub fn with_limit(kind: FrameKind, limit: usize) -> Self {
-        FrameReader {
-            kind,
-            limit,
-            buf: Vec::new(),
-            start: 0,
-        }
+        FrameReader { kind, limit, buf: Vec::new(), start: 0 }
     }
 
     /// The current kind.
@@ -287,21 +268,9 @@ mod tests {
         r.push(&stream[..5]);
         assert_eq!(r.next_frame().unwrap(), None);
         r.push(&stream[5..10]);
-        assert_eq!(
-            drain(&mut r),
-            vec![Frame {
-                code: 92,
-                body: vec![]
-            }]
-        );
+        assert_eq!(drain(&mut r), vec![Frame { code: 92, body: vec![] }]);
         r.push(&stream[10..]);
-        assert_eq!(
-            drain(&mut r),
-            vec![Frame {
-                code: 2,
-                body: vec![0xba, 0x08, 0, 0]
-            }]
-        );
+        assert_eq!(drain(&mut r), vec![Frame { code: 2, body: vec![0xba, 0x08, 0, 0] }]);
         assert_eq!(r.buffered(), 0);
     }
 
@@ -311,26 +280,14 @@ mod tests {
         assert_eq!(f, [5, 0, 0, 0, 0, 0x4d, 0, 0, 0]);
         let mut r = FrameReader::new(FrameKind::PeerInit);
         r.push(&f);
-        assert_eq!(
-            drain(&mut r),
-            vec![Frame {
-                code: 0,
-                body: vec![0x4d, 0, 0, 0]
-            }]
-        );
+        assert_eq!(drain(&mut r), vec![Frame { code: 0, body: vec![0x4d, 0, 0, 0] }]);
     }
 
     #[test]
     fn length_checked_before_the_body_arrives() {
         let mut r = FrameReader::new(FrameKind::Server);
         r.push(&[0xff, 0xff, 0xff, 0x7f]);
-        assert_eq!(
-            r.next_frame(),
-            Err(FrameError::TooLong {
-                len: 0x7fff_ffff,
-                limit: MAX_FRAME
-            })
-        );
+        assert_eq!(r.next_frame(), Err(FrameError::TooLong { len: 0x7fff_ffff, limit: MAX_FRAME }));
         let mut r = FrameReader::new(FrameKind::PeerInit);
         r.push(&((MAX_INIT_FRAME + 1) as u32).to_le_bytes());
         assert!(matches!(r.next_frame(), Err(FrameError::TooLong { .. })));
@@ -338,34 +295,19 @@ mod tests {
         r.push(&frame_u32(1, &[0; 6]));
         assert!(r.next_frame().unwrap().is_some());
         r.push(&frame_u32(1, &[0; 7]));
-        assert_eq!(
-            r.next_frame(),
-            Err(FrameError::TooLong { len: 11, limit: 10 })
-        );
+        assert_eq!(r.next_frame(), Err(FrameError::TooLong { len: 11, limit: 10 }));
     }
 
     #[test]
     fn too_short_for_the_code() {
         let mut r = FrameReader::new(FrameKind::Server);
         r.push(&[3, 0, 0, 0, 1, 2, 3]);
-        assert_eq!(
-            r.next_frame(),
-            Err(FrameError::TooShort { len: 3, width: 4 })
-        );
+        assert_eq!(r.next_frame(), Err(FrameError::TooShort { len: 3, width: 4 }));
         let mut r = FrameReader::new(FrameKind::Distributed);
         r.push(&[0, 0, 0, 0]);
-        assert_eq!(
-            r.next_frame(),
-            Err(FrameError::TooShort { len: 0, width: 1 })
-        );
-        assert_eq!(
-            parse_frame(FrameKind::Server, 100, &[8, 0, 0]),
-            Err(FrameError::Incomplete)
-        );
-        assert_eq!(
-            parse_frame(FrameKind::Server, 100, &[8, 0, 0, 0, 1]),
-            Err(FrameError::Incomplete)
-        );
+        assert_eq!(r.next_frame(), Err(FrameError::TooShort { len: 0, width: 1 }));
+        assert_eq!(parse_frame(FrameKind::Server, 100, &[8, 0, 0]), Err(FrameError::Incomplete));
+        assert_eq!(parse_frame(FrameKind::Server, 100, &[8, 0, 0, 0, 1]), Err(FrameError::Incomplete));
     }
 
     #[test]
@@ -378,13 +320,7 @@ mod tests {
         assert_eq!(r.next_frame().unwrap().unwrap().code, 1);
         r.set_kind(FrameKind::Peer);
         assert_eq!(r.limit(), MAX_FRAME);
-        assert_eq!(
-            r.next_frame().unwrap().unwrap(),
-            Frame {
-                code: 43,
-                body: b"\x01\0\0\0x".to_vec()
-            }
-        );
+        assert_eq!(r.next_frame().unwrap().unwrap(), Frame { code: 43, body: b"\x01\0\0\0x".to_vec() });
     }
 
     #[test]
@@ -402,10 +338,7 @@ mod tests {
         assert_eq!(r.buffered(), 0);
         assert_eq!(decode_file_transfer_init(&[1, 2, 3]), None);
         assert_eq!(encode_file_offset(0), [0; 8]);
-        assert_eq!(
-            decode_file_offset(&encode_file_offset(1 << 33)),
-            Some((1 << 33, 8))
-        );
+        assert_eq!(decode_file_offset(&encode_file_offset(1 << 33)), Some((1 << 33, 8)));
         assert_eq!(decode_file_offset(&[0; 7]), None);
     }
 

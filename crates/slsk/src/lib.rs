@@ -168,21 +168,14 @@ mod tests {
 
     #[test]
     fn connection_types() {
-        for t in [
-            PeerConnectionType::P,
-            PeerConnectionType::F,
-            PeerConnectionType::D,
-        ] {
+        for t in [PeerConnectionType::P, PeerConnectionType::F, PeerConnectionType::D] {
             assert_eq!(PeerConnectionType::parse(t.as_str()), Some(t));
             assert_eq!(t.to_string(), t.as_str());
         }
         assert_eq!(PeerConnectionType::parse("p"), None);
         assert_eq!(PeerConnectionType::parse(""), None);
         assert_eq!(PeerConnectionType::P.frame_kind(), Some(FrameKind::Peer));
-        assert_eq!(
-            PeerConnectionType::D.frame_kind(),
-            Some(FrameKind::Distributed)
-        );
+        assert_eq!(PeerConnectionType::D.frame_kind(), Some(FrameKind::Distributed));
         assert_eq!(PeerConnectionType::F.frame_kind(), None);
     }
 

@@ -68,9 +68,7 @@ impl UsernameError {
             UsernameError::Empty => "Nick empty.",
             UsernameError::TooLong => "Nick too long.",
             UsernameError::InvalidCharacters => "Invalid characters in nick.",
-            UsernameError::LeadingOrTrailingSpaces => {
-                "No leading and trailing spaces allowed in nick."
-            }
+            UsernameError::LeadingOrTrailingSpaces => "No leading and trailing spaces allowed in nick.",
         }
     }
 }
@@ -142,14 +140,8 @@ mod tests {
 
     #[test]
     fn hashes_from_the_notes() {
-        assert_eq!(
-            login_hash("username", "password"),
-            "d51c9a7e9353746a6020f9602d452929"
-        );
-        assert_eq!(
-            password_hash("password"),
-            "5f4dcc3b5aa765d61d8327deb882cf99"
-        );
+        assert_eq!(login_hash("username", "password"), "d51c9a7e9353746a6020f9602d452929");
+        assert_eq!(password_hash("password"), "5f4dcc3b5aa765d61d8327deb882cf99");
         assert_eq!(password_hash("pw"), "8fe4c11451281c094a6578e6ddbf5eed");
         assert_eq!(md5hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
     }
@@ -161,47 +153,17 @@ mod tests {
         assert_eq!(validate_username("~!@#$%^&*()_+"), Ok(()));
         assert_eq!(validate_username(&"x".repeat(30)), Ok(()));
         assert_eq!(validate_username(""), Err(UsernameError::Empty));
-        assert_eq!(
-            validate_username(&"x".repeat(31)),
-            Err(UsernameError::TooLong)
-        );
-        assert_eq!(
-            validate_username("bé"),
-            Err(UsernameError::InvalidCharacters)
-        );
-        assert_eq!(
-            validate_username("a\tb"),
-            Err(UsernameError::InvalidCharacters)
-        );
-        assert_eq!(
-            validate_username("a\x7f"),
-            Err(UsernameError::InvalidCharacters)
-        );
-        assert_eq!(
-            validate_username(" a"),
-            Err(UsernameError::LeadingOrTrailingSpaces)
-        );
-        assert_eq!(
-            validate_username("a "),
-            Err(UsernameError::LeadingOrTrailingSpaces)
-        );
+        assert_eq!(validate_username(&"x".repeat(31)), Err(UsernameError::TooLong));
+        assert_eq!(validate_username("bé"), Err(UsernameError::InvalidCharacters));
+        assert_eq!(validate_username("a\tb"), Err(UsernameError::InvalidCharacters));
+        assert_eq!(validate_username("a\x7f"), Err(UsernameError::InvalidCharacters));
+        assert_eq!(validate_username(" a"), Err(UsernameError::LeadingOrTrailingSpaces));
+        assert_eq!(validate_username("a "), Err(UsernameError::LeadingOrTrailingSpaces));
         // 30 non-ASCII characters are not "too long", they are invalid.
-        assert_eq!(
-            validate_username(&"é".repeat(30)),
-            Err(UsernameError::InvalidCharacters)
-        );
-        assert_eq!(
-            UsernameError::LeadingOrTrailingSpaces.detail(),
-            "No leading and trailing spaces allowed in nick."
-        );
-        assert_eq!(
-            UsernameError::Empty.to_string(),
-            UsernameError::Empty.detail()
-        );
-        assert_eq!(
-            UsernameError::InvalidCharacters.detail(),
-            "Invalid characters in nick."
-        );
+        assert_eq!(validate_username(&"é".repeat(30)), Err(UsernameError::InvalidCharacters));
+        assert_eq!(UsernameError::LeadingOrTrailingSpaces.detail(), "No leading and trailing spaces allowed in nick.");
+        assert_eq!(UsernameError::Empty.to_string(), UsernameError::Empty.detail());
+        assert_eq!(UsernameError::InvalidCharacters.detail(), "Invalid characters in nick.");
     }
 
     #[test]
@@ -210,26 +172,11 @@ mod tests {
         assert_eq!(validate_room_name("The Lobby"), Ok(()));
         assert_eq!(validate_room_name(&"r".repeat(24)), Ok(()));
         assert_eq!(validate_room_name(""), Err(RoomNameError::Empty));
-        assert_eq!(
-            validate_room_name(&"r".repeat(25)),
-            Err(RoomNameError::TooLong)
-        );
-        assert_eq!(
-            validate_room_name("café"),
-            Err(RoomNameError::InvalidCharacters)
-        );
-        assert_eq!(
-            validate_room_name(" a"),
-            Err(RoomNameError::LeadingOrTrailingSpaces)
-        );
-        assert_eq!(
-            validate_room_name("a "),
-            Err(RoomNameError::LeadingOrTrailingSpaces)
-        );
-        assert_eq!(
-            validate_room_name("a  b"),
-            Err(RoomNameError::ConsecutiveSpaces)
-        );
+        assert_eq!(validate_room_name(&"r".repeat(25)), Err(RoomNameError::TooLong));
+        assert_eq!(validate_room_name("café"), Err(RoomNameError::InvalidCharacters));
+        assert_eq!(validate_room_name(" a"), Err(RoomNameError::LeadingOrTrailingSpaces));
+        assert_eq!(validate_room_name("a "), Err(RoomNameError::LeadingOrTrailingSpaces));
+        assert_eq!(validate_room_name("a  b"), Err(RoomNameError::ConsecutiveSpaces));
     }
 
     proptest! {

@@ -76,11 +76,7 @@ impl PeerInit {
             PeerInit::PierceFireWall { token } => {
                 w.u32(*token);
             }
-            PeerInit::PeerInit {
-                user,
-                conn_type,
-                token,
-            } => {
+            PeerInit::PeerInit { user, conn_type, token } => {
                 w.str(user).str(conn_type).u32(*token);
             }
         }
@@ -403,26 +399,11 @@ impl PeerMessage {
             4 => SharedFileListRequest,
             5 => {
                 let dirs = read_directories(r)?;
-                let unknown = if r.remaining() >= 4 {
-                    Some(r.u32()?)
-                } else {
-                    None
-                };
-                let private_dirs = if unknown.is_some() && !r.is_empty() {
-                    Some(read_directories(r)?)
-                } else {
-                    None
-                };
-                SharedFileListResponse(SharedFileList {
-                    dirs,
-                    unknown,
-                    private_dirs,
-                })
+                let unknown = if r.remaining() >= 4 { Some(r.u32()?) } else { None };
+                let private_dirs = if unknown.is_some() && !r.is_empty() { Some(read_directories(r)?) } else { None };
+                SharedFileListResponse(SharedFileList { dirs, unknown, private_dirs })
             }
-            8 => FileSearchRequest {
-                token: r.u32()?,
-                query: r.str()?,
-            },
+            8 => FileSearchRequest { token: r.u32()?, query: r.str()? },
             9 => {
                 let user = r.str()?;
                 let token = r.u32()?;
@@ -430,16 +411,8 @@ impl PeerMessage {
                 let slot_free = r.bool()?;
                 let avg_speed = r.u32()?;
                 let queue_len = r.u32()?;
-                let unknown = if r.remaining() >= 4 {
-                    Some(r.u32()?)
-                } else {
-                    None
-                };
-                let private_files = if unknown.is_some() && !r.is_empty() {
-                    Some(read_files(r)?)
-                } else {
-                    None
-                };
+                let unknown = if r.remaining() >= 4 { Some(r.u32()?) } else { None };
+                let private_files = if unknown.is_some() && !r.is_empty() { Some(read_files(r)?) } else { None };
                 FileSearchResponse(SearchResponse {
                     user,
                     token,
@@ -458,11 +431,7 @@ impl PeerMessage {
                 let total_uploads = r.u32()?;
                 let queue_size = r.u32()?;
                 let slots_free = r.bool()?;
-                let upload_permitted = if r.remaining() >= 4 {
-                    Some(r.u32()?)
-                } else {
-                    None
-                };
+                let upload_permitted = if r.remaining() >= 4 { Some(r.u32()?) } else { None };
                 UserInfoResponse(UserInfo {
                     description,
                     picture,
@@ -472,74 +441,38 @@ impl PeerMessage {
                     upload_permitted,
                 })
             }
-            22 => PrivateMessage {
-                id: r.u32()?,
-                timestamp: r.u32()?,
-                user: r.str()?,
-                message: r.str()?,
-            },
-            36 => FolderContentsRequest {
-                token: r.u32()?,
-                folder: r.str()?,
-            },
-            37 => FolderContentsResponse {
-                token: r.u32()?,
-                folder: r.str()?,
-                dirs: read_directories(r)?,
-            },
+            22 => PrivateMessage { id: r.u32()?, timestamp: r.u32()?, user: r.str()?, message: r.str()? },
+            36 => FolderContentsRequest { token: r.u32()?, folder: r.str()? },
+            37 => FolderContentsResponse { token: r.u32()?, folder: r.str()?, dirs: read_directories(r)? },
             40 => {
                 let raw = r.u32()?;
-                let direction = TransferDirection::from_u32(raw).ok_or(DecodeError::Invalid {
-                    field: "transfer direction",
-                    value: raw as u64,
-                })?;
+                let direction = TransferDirection::from_u32(raw)
+                    .ok_or(DecodeError::Invalid { field: "transfer direction", value: raw as u64 })?;
                 let token = r.u32()?;
                 let filename = r.str()?;
                 let size = match direction {
                     TransferDirection::Upload => Some(r.u64()?),
                     TransferDirection::Download => None,
                 };
-                TransferRequest {
-                    direction,
-                    token,
-                    filename,
-                    size,
-                }
+                TransferRequest { direction, token, filename, size }
             }
             41 => {
                 let token = r.u32()?;
                 let reply = if r.bool()? {
-                    TransferReply::Allowed {
-                        size: if r.is_empty() { None } else { Some(r.u64()?) },
-                    }
+                    TransferReply::Allowed { size: if r.is_empty() { None } else { Some(r.u64()?) } }
                 } else {
-                    TransferReply::Denied {
-                        reason: if r.is_empty() {
-                            String::new()
-                        } else {
-                            r.str()?
-                        },
-                    }
+                    TransferReply::Denied { reason: if r.is_empty() { String::new() } else { r.str()? } }
                 };
                 TransferResponse { token, reply }
             }
             42 => UploadPlacehold { filename: r.str()? },
             43 => QueueUpload { filename: r.str()? },
-            44 => PlaceInQueueResponse {
-                filename: r.str()?,
-                place: r.u32()?,
-            },
+            44 => PlaceInQueueResponse { filename: r.str()?, place: r.u32()? },
             46 => UploadFailed { filename: r.str()? },
-            50 => UploadDenied {
-                filename: r.str()?,
-                reason: r.str()?,
-            },
+            50 => UploadDenied { filename: r.str()?, reason: r.str()? },
             51 => PlaceInQueueRequest { filename: r.str()? },
             52 => UploadQueueNotification,
-            _ => Unknown {
-                code,
-                body: body.to_vec(),
-            },
+            _ => Unknown { code, body: body.to_vec() },
         })
     }
 
@@ -592,31 +525,17 @@ impl PeerMessage {
                     w.u32(p);
                 }
             }
-            PrivateMessage {
-                id,
-                timestamp,
-                user,
-                message,
-            } => {
+            PrivateMessage { id, timestamp, user, message } => {
                 w.u32(*id).u32(*timestamp).str(user).str(message);
             }
             FolderContentsRequest { token, folder } => {
                 w.u32(*token).str(folder);
             }
-            FolderContentsResponse {
-                token,
-                folder,
-                dirs,
-            } => {
+            FolderContentsResponse { token, folder, dirs } => {
                 w.u32(*token).str(folder);
                 write_directories(&mut w, dirs);
             }
-            TransferRequest {
-                direction,
-                token,
-                filename,
-                size,
-            } => {
+            TransferRequest { direction, token, filename, size } => {
                 w.u32(direction.to_u32()).u32(*token).str(filename);
                 if *direction == TransferDirection::Upload {
                     w.u64(size.unwrap_or(0));
@@ -677,6 +596,4 @@ impl PeerMessage {
 }
 
 /// Every code [`PeerMessage::decode`] knows.
-pub const CODES: &[u32] = &[
-    4, 5, 8, 9, 15, 16, 22, 36, 37, 40, 41, 42, 43, 44, 46, 50, 51, 52,
-];
+pub const CODES: &[u32] = &[4, 5, 8, 9, 15, 16, 22, 36, 37, 40, 41, 42, 43, 44, 46, 50, 51, 52];

@@ -229,11 +229,7 @@ pub fn is_punctuation(c: char) -> bool {
 
 /// The words of `text`: lowercased, punctuation turned into spaces, split on whitespace.
 pub fn words(text: &str) -> Vec<String> {
-    let cleaned: String = text
-        .to_lowercase()
-        .chars()
-        .map(|c| if is_punctuation(c) { ' ' } else { c })
-        .collect();
+    let cleaned: String = text.to_lowercase().chars().map(|c| if is_punctuation(c) { ' ' } else { c }).collect();
     cleaned.split_whitespace().map(str::to_owned).collect()
 }
 
@@ -258,15 +254,8 @@ impl SearchQuery {
                 partial.extend(words(word));
             }
         }
-        let included = words(&lower)
-            .into_iter()
-            .filter(|w| !excluded.contains(w) && !partial.contains(w))
-            .collect();
-        SearchQuery {
-            included,
-            excluded,
-            partial,
-        }
+        let included = words(&lower).into_iter().filter(|w| !excluded.contains(w) && !partial.contains(w)).collect();
+        SearchQuery { included, excluded, partial }
     }
 
     /// Words every match must contain.
@@ -296,10 +285,7 @@ impl SearchQuery {
         }
         let path_words: BTreeSet<String> = words(path).into_iter().collect();
         self.included.iter().all(|w| path_words.contains(w))
-            && self
-                .partial
-                .iter()
-                .all(|p| path_words.iter().any(|w| w.ends_with(p.as_str())))
+            && self.partial.iter().all(|p| path_words.iter().any(|w| w.ends_with(p.as_str())))
             && !self.excluded.iter().any(|w| path_words.contains(w))
     }
 }
@@ -313,10 +299,7 @@ pub fn matches(query: &str, path: &str) -> bool {
 /// substring); such files must not be sent in search results.
 pub fn contains_excluded_phrase(path: &str, phrases: &[String]) -> bool {
     let lower = path.to_lowercase();
-    phrases
-        .iter()
-        .filter(|p| !p.is_empty())
-        .any(|p| lower.contains(&p.to_lowercase()))
+    phrases.iter().filter(|p| !p.is_empty()).any(|p| lower.contains(&p.to_lowercase()))
 }
 
 #[cfg(test)]
@@ -328,10 +311,7 @@ mod tests {
 
     #[test]
     fn path_words() {
-        assert_eq!(
-            words(P),
-            ["lvhkp", "album", "kevin", "macleod", "galway", "mp3"]
-        );
+        assert_eq!(words(P), ["lvhkp", "album", "kevin", "macleod", "galway", "mp3"]);
         assert_eq!(words("Björk — «Jóga» (1997)"), ["björk", "jóga", "1997"]);
         assert_eq!(words("日本語「歌」"), ["日本語", "歌"]);
     }
@@ -352,10 +332,7 @@ mod tests {
     fn exclusions() {
         assert!(!matches("galway -kevin", P));
         assert!(matches("galway -flac", P));
-        assert!(
-            !matches("galway -macleod-x", P),
-            "-macleod-x excludes macleod and x"
-        );
+        assert!(!matches("galway -macleod-x", P), "-macleod-x excludes macleod and x");
         assert!(!matches("-flac", P), "needs one plain word");
         assert!(!matches("galway -galway", P));
         assert!(matches("galway -", P));

@@ -45,21 +45,11 @@ impl UserStats {
     const WIRE_SIZE: usize = 20;
 
     fn read(r: &mut Reader<'_>) -> Result<Self> {
-        Ok(UserStats {
-            avg_speed: r.u32()?,
-            upload_num: r.u32()?,
-            unknown: r.u32()?,
-            files: r.u32()?,
-            dirs: r.u32()?,
-        })
+        Ok(UserStats { avg_speed: r.u32()?, upload_num: r.u32()?, unknown: r.u32()?, files: r.u32()?, dirs: r.u32()? })
     }
 
     fn write(&self, w: &mut Writer) {
-        w.u32(self.avg_speed)
-            .u32(self.upload_num)
-            .u32(self.unknown)
-            .u32(self.files)
-            .u32(self.dirs);
+        w.u32(self.avg_speed).u32(self.upload_num).u32(self.unknown).u32(self.files).u32(self.dirs);
     }
 }
 
@@ -177,12 +167,7 @@ pub mod login_failure {
 }
 
 fn read_recommendations(r: &mut Reader<'_>) -> Result<Vec<Recommendation>> {
-    r.list(MAX_LIST_ITEMS, 8, |r| {
-        Ok(Recommendation {
-            item: r.str()?,
-            score: r.i32()?,
-        })
-    })
+    r.list(MAX_LIST_ITEMS, 8, |r| Ok(Recommendation { item: r.str()?, score: r.i32()? }))
 }
 
 fn write_recommendations(w: &mut Writer, v: &[Recommendation]) {
@@ -215,11 +200,7 @@ fn read_room_users(r: &mut Reader<'_>) -> Result<Vec<RoomUser>> {
         if got == n {
             Ok(())
         } else {
-            Err(DecodeError::CountMismatch {
-                field,
-                expected: n,
-                got,
-            })
+            Err(DecodeError::CountMismatch { field, expected: n, got })
         }
     };
     let statuses = r.list(MAX_LIST_ITEMS, 4, read_status)?;
@@ -236,15 +217,7 @@ fn read_room_users(r: &mut Reader<'_>) -> Result<Vec<RoomUser>> {
         .zip(stats)
         .zip(slots)
         .zip(countries)
-        .map(
-            |((((name, status), stats), slots_full), country)| RoomUser {
-                name,
-                status,
-                stats,
-                slots_full,
-                country,
-            },
-        )
+        .map(|((((name, status), stats), slots_full), country)| RoomUser { name, status, stats, slots_full, country })
         .collect())
 }
 
@@ -268,17 +241,9 @@ fn read_room_entries(r: &mut Reader<'_>) -> Result<Vec<RoomEntry>> {
     let names = r.str_list(MAX_LIST_ITEMS)?;
     let counts = r.list(MAX_LIST_ITEMS, 4, |r| r.u32())?;
     if counts.len() != names.len() {
-        return Err(DecodeError::CountMismatch {
-            field: "room user count",
-            expected: names.len(),
-            got: counts.len(),
-        });
+        return Err(DecodeError::CountMismatch { field: "room user count", expected: names.len(), got: counts.len() });
     }
-    Ok(names
-        .into_iter()
-        .zip(counts)
-        .map(|(name, users)| RoomEntry { name, users })
-        .collect())
+    Ok(names.into_iter().zip(counts).map(|(name, users)| RoomEntry { name, users }).collect())
 }
 
 fn write_room_entries(w: &mut Writer, v: &[RoomEntry]) {
@@ -834,23 +799,11 @@ impl ServerRequest {
         use ServerRequest::*;
         let r = &mut Reader::new(body);
         Ok(match code {
-            1 => Login {
-                username: r.str()?,
-                password: r.str()?,
-                major: r.u32()?,
-                hash: r.str()?,
-                minor: r.u32()?,
-            },
+            1 => Login { username: r.str()?, password: r.str()?, major: r.u32()?, hash: r.str()?, minor: r.u32()? },
             2 => {
                 let port = r.u32()?;
-                let obfuscation = if r.remaining() >= 8 {
-                    Some(ObfuscatedPort {
-                        obf_type: r.u32()?,
-                        port: r.u32()?,
-                    })
-                } else {
-                    None
-                };
+                let obfuscation =
+                    if r.remaining() >= 8 { Some(ObfuscatedPort { obf_type: r.u32()?, port: r.u32()? }) } else { None };
                 SetWaitPort { port, obfuscation }
             }
             3 => GetPeerAddress { user: r.str()? },
@@ -859,61 +812,22 @@ impl ServerRequest {
             7 => GetUserStatus { user: r.str()? },
             11 => IgnoreUser { user: r.str()? },
             12 => UnignoreUser { user: r.str()? },
-            13 => SayChatroom {
-                room: r.str()?,
-                message: r.str()?,
-            },
-            14 => JoinRoom {
-                room: r.str()?,
-                private: if r.remaining() >= 4 {
-                    r.u32()? != 0
-                } else {
-                    false
-                },
-            },
+            13 => SayChatroom { room: r.str()?, message: r.str()? },
+            14 => JoinRoom { room: r.str()?, private: if r.remaining() >= 4 { r.u32()? != 0 } else { false } },
             15 => LeaveRoom { room: r.str()? },
-            18 => ConnectToPeer {
-                token: r.u32()?,
-                user: r.str()?,
-                conn_type: r.str()?,
-            },
-            22 => MessageUser {
-                user: r.str()?,
-                message: r.str()?,
-            },
+            18 => ConnectToPeer { token: r.u32()?, user: r.str()?, conn_type: r.str()? },
+            22 => MessageUser { user: r.str()?, message: r.str()? },
             23 => MessageAcked { id: r.u32()? },
-            25 => FileSearchRoom {
-                token: r.u32()?,
-                room_id: r.u32()?,
-                query: r.str()?,
-            },
-            26 => FileSearch {
-                token: r.u32()?,
-                query: r.str()?,
-            },
-            28 => SetStatus {
-                status: UserStatus::from(r.i32()? as u32),
-            },
+            25 => FileSearchRoom { token: r.u32()?, room_id: r.u32()?, query: r.str()? },
+            26 => FileSearch { token: r.u32()?, query: r.str()? },
+            28 => SetStatus { status: UserStatus::from(r.i32()? as u32) },
             32 => ServerPing,
-            33 => SendConnectToken {
-                user: r.str()?,
-                token: r.u32()?,
-            },
-            34 => SendDownloadSpeed {
-                user: r.str()?,
-                speed: r.u32()?,
-            },
-            35 => SharedFoldersFiles {
-                dirs: r.u32()?,
-                files: r.u32()?,
-            },
+            33 => SendConnectToken { user: r.str()?, token: r.u32()? },
+            34 => SendDownloadSpeed { user: r.str()?, speed: r.u32()? },
+            35 => SharedFoldersFiles { dirs: r.u32()?, files: r.u32()? },
             36 => GetUserStats { user: r.str()? },
             40 => UploadSlotsFull { full: r.u32()? },
-            42 => UserSearch {
-                user: r.str()?,
-                token: r.u32()?,
-                query: r.str()?,
-            },
+            42 => UserSearch { user: r.str()?, token: r.u32()?, query: r.str()? },
             50 => SimilarRecommendations { item: r.str()? },
             51 => AddThingILike { item: r.str()? },
             52 => RemoveThingILike { item: r.str()? },
@@ -921,19 +835,9 @@ impl ServerRequest {
             55 => MyRecommendations,
             56 => GlobalRecommendations,
             57 => UserInterests { user: r.str()? },
-            58 => AdminCommand {
-                command: r.str()?,
-                args: r.str_list(MAX_LIST_ITEMS)?,
-            },
-            59 => PlaceInLineRequest {
-                user: r.str()?,
-                token: r.u32()?,
-            },
-            60 => PlaceInLineResponse {
-                user: r.str()?,
-                token: r.u32()?,
-                place: r.u32()?,
-            },
+            58 => AdminCommand { command: r.str()?, args: r.str_list(MAX_LIST_ITEMS)? },
+            59 => PlaceInLineRequest { user: r.str()?, token: r.u32()? },
+            60 => PlaceInLineResponse { user: r.str()?, token: r.u32()?, place: r.u32()? },
             64 => RoomList,
             65 => ExactFileSearch {
                 token: r.u32()?,
@@ -944,86 +848,42 @@ impl ServerRequest {
                 unknown: r.u8()?,
             },
             67 => GlobalUserList,
-            68 => TunneledMessage {
-                user: r.str()?,
-                token: r.u32()?,
-                code: r.u32()?,
-                message: r.str()?,
-            },
-            71 => HaveNoParent {
-                no_parent: r.bool()?,
-            },
+            68 => TunneledMessage { user: r.str()?, token: r.u32()?, code: r.u32()?, message: r.str()? },
+            71 => HaveNoParent { no_parent: r.bool()? },
             73 => ParentIp { ip: r.ip()? },
             92 => CheckPrivileges,
             100 => AcceptChildren { accept: r.bool()? },
-            103 => WishlistSearch {
-                token: r.u32()?,
-                query: r.str()?,
-            },
+            103 => WishlistSearch { token: r.u32()?, query: r.str()? },
             110 => SimilarUsers,
             111 => ItemRecommendations { item: r.str()? },
             112 => ItemSimilarUsers { item: r.str()? },
-            116 => RoomTickerSet {
-                room: r.str()?,
-                ticker: r.str()?,
-            },
+            116 => RoomTickerSet { room: r.str()?, ticker: r.str()? },
             117 => AddThingIHate { item: r.str()? },
             118 => RemoveThingIHate { item: r.str()? },
-            120 => RoomSearch {
-                room: r.str()?,
-                token: r.u32()?,
-                query: r.str()?,
-            },
+            120 => RoomSearch { room: r.str()?, token: r.u32()?, query: r.str()? },
             121 => SendUploadSpeed { speed: r.u32()? },
             122 => UserPrivileged { user: r.str()? },
-            123 => GivePrivileges {
-                user: r.str()?,
-                days: r.u32()?,
-            },
-            124 => NotifyPrivileges {
-                token: r.u32()?,
-                user: r.str()?,
-            },
+            123 => GivePrivileges { user: r.str()?, days: r.u32()? },
+            124 => NotifyPrivileges { token: r.u32()?, user: r.str()? },
             125 => AckNotifyPrivileges { token: r.u32()? },
             126 => BranchLevel { level: r.u32()? },
             127 => BranchRoot { root: r.str()? },
             129 => ChildDepth { depth: r.u32()? },
-            134 => AddRoomMember {
-                room: r.str()?,
-                user: r.str()?,
-            },
-            135 => RemoveRoomMember {
-                room: r.str()?,
-                user: r.str()?,
-            },
+            134 => AddRoomMember { room: r.str()?, user: r.str()? },
+            135 => RemoveRoomMember { room: r.str()?, user: r.str()? },
             136 => CancelRoomMembership { room: r.str()? },
             137 => CancelRoomOwnership { room: r.str()? },
             138 => RoomSomething { room: r.str()? },
             141 => EnableRoomInvitations { enabled: r.bool()? },
             142 => ChangePassword { password: r.str()? },
-            143 => AddRoomOperator {
-                room: r.str()?,
-                user: r.str()?,
-            },
-            144 => RemoveRoomOperator {
-                room: r.str()?,
-                user: r.str()?,
-            },
-            149 => MessageUsers {
-                users: r.str_list(MAX_LIST_ITEMS)?,
-                message: r.str()?,
-            },
+            143 => AddRoomOperator { room: r.str()?, user: r.str()? },
+            144 => RemoveRoomOperator { room: r.str()?, user: r.str()? },
+            149 => MessageUsers { users: r.str_list(MAX_LIST_ITEMS)?, message: r.str()? },
             150 => JoinGlobalRoom,
             151 => LeaveGlobalRoom,
             153 => RelatedSearch { query: r.str()? },
-            1001 => CantConnectToPeer {
-                token: r.u32()?,
-                user: r.str()?,
-            },
-            _ => Unknown {
-                code,
-                body: body.to_vec(),
-            },
+            1001 => CantConnectToPeer { token: r.u32()?, user: r.str()? },
+            _ => Unknown { code, body: body.to_vec() },
         })
     }
 
@@ -1037,18 +897,8 @@ impl ServerRequest {
         use ServerRequest::*;
         let mut w = Writer::new();
         match self {
-            Login {
-                username,
-                password,
-                major,
-                hash,
-                minor,
-            } => {
-                w.str(username)
-                    .str(password)
-                    .u32(*major)
-                    .str(hash)
-                    .u32(*minor);
+            Login { username, password, major, hash, minor } => {
+                w.str(username).str(password).u32(*major).str(hash).u32(*minor);
             }
             SetWaitPort { port, obfuscation } => {
                 w.u32(*port);
@@ -1079,11 +929,7 @@ impl ServerRequest {
             | RoomSomething { room } => {
                 w.str(room);
             }
-            ConnectToPeer {
-                token,
-                user,
-                conn_type,
-            } => {
+            ConnectToPeer { token, user, conn_type } => {
                 w.u32(*token).str(user).str(conn_type);
             }
             MessageUser { user, message } => {
@@ -1092,11 +938,7 @@ impl ServerRequest {
             MessageAcked { id } => {
                 w.u32(*id);
             }
-            FileSearchRoom {
-                token,
-                room_id,
-                query,
-            } => {
+            FileSearchRoom { token, room_id, query } => {
                 w.u32(*token).u32(*room_id).str(query);
             }
             FileSearch { token, query } | WishlistSearch { token, query } => {
@@ -1145,27 +987,10 @@ impl ServerRequest {
             PlaceInLineResponse { user, token, place } => {
                 w.str(user).u32(*token).u32(*place);
             }
-            ExactFileSearch {
-                token,
-                name,
-                path,
-                size,
-                checksum,
-                unknown,
-            } => {
-                w.u32(*token)
-                    .str(name)
-                    .str(path)
-                    .u64(*size)
-                    .u32(*checksum)
-                    .u8(*unknown);
+            ExactFileSearch { token, name, path, size, checksum, unknown } => {
+                w.u32(*token).str(name).str(path).u64(*size).u32(*checksum).u8(*unknown);
             }
-            TunneledMessage {
-                user,
-                token,
-                code,
-                message,
-            } => {
+            TunneledMessage { user, token, code, message } => {
                 w.str(user).u32(*token).u32(*code).str(message);
             }
             HaveNoParent { no_parent } => {
@@ -1750,10 +1575,7 @@ pub enum ServerResponse {
 impl ServerResponse {
     /// An EmbeddedMessage(93) carrying a distributed message (3 = search).
     pub fn embedded(message: &DistributedMessage) -> Self {
-        ServerResponse::EmbeddedMessage {
-            code: message.code(),
-            body: message.encode_body(),
-        }
+        ServerResponse::EmbeddedMessage { code: message.code(), body: message.encode_body() }
     }
 
     /// The message code.
@@ -1844,25 +1666,14 @@ impl ServerResponse {
         Ok(match code {
             1 => {
                 if r.bool()? {
-                    LoginSuccess {
-                        greet: r.str()?,
-                        own_ip: r.ip()?,
-                        password_hash: r.str()?,
-                        supporter: r.bool()?,
-                    }
+                    LoginSuccess { greet: r.str()?, own_ip: r.ip()?, password_hash: r.str()?, supporter: r.bool()? }
                 } else {
                     let reason = r.str()?;
                     let detail = if r.is_empty() { None } else { Some(r.str()?) };
                     LoginFailure { reason, detail }
                 }
             }
-            3 => GetPeerAddress {
-                user: r.str()?,
-                ip: r.ip()?,
-                port: r.u32()?,
-                obf_type: r.u32()?,
-                obf_port: r.u16()?,
-            },
+            3 => GetPeerAddress { user: r.str()?, ip: r.ip()?, port: r.u32()?, obf_type: r.u32()?, obf_port: r.u16()? },
             5 => {
                 let user = r.str()?;
                 let exists = r.bool()?;
@@ -1872,30 +1683,14 @@ impl ServerResponse {
                     let status = read_status(r)?;
                     let stats = UserStats::read(r)?;
                     let country = if r.is_empty() { None } else { Some(r.str()?) };
-                    Some(WatchedUser {
-                        status,
-                        stats,
-                        country,
-                    })
+                    Some(WatchedUser { status, stats, country })
                 };
-                WatchUser {
-                    user,
-                    exists,
-                    details,
-                }
+                WatchUser { user, exists, details }
             }
-            7 => GetUserStatus {
-                user: r.str()?,
-                status: read_status(r)?,
-                privileged: r.bool()?,
-            },
+            7 => GetUserStatus { user: r.str()?, status: read_status(r)?, privileged: r.bool()? },
             11 => IgnoreUser { user: r.str()? },
             12 => UnignoreUser { user: r.str()? },
-            13 => SayChatroom {
-                room: r.str()?,
-                user: r.str()?,
-                message: r.str()?,
-            },
+            13 => SayChatroom { room: r.str()?, user: r.str()?, message: r.str()? },
             14 => {
                 let room = r.str()?;
                 let users = read_room_users(r)?;
@@ -1903,18 +1698,10 @@ impl ServerResponse {
                     None
                 } else {
                     let owner = r.str()?;
-                    let operators = if r.is_empty() {
-                        Vec::new()
-                    } else {
-                        r.str_list(MAX_LIST_ITEMS)?
-                    };
+                    let operators = if r.is_empty() { Vec::new() } else { r.str_list(MAX_LIST_ITEMS)? };
                     Some(PrivateRoomInfo { owner, operators })
                 };
-                JoinRoom {
-                    room,
-                    users,
-                    private,
-                }
+                JoinRoom { room, users, private }
             }
             15 => LeaveRoom { room: r.str()? },
             16 => UserJoinedRoom {
@@ -1925,19 +1712,10 @@ impl ServerResponse {
                     let stats = UserStats::read(r)?;
                     let slots_full = r.u32()?;
                     let country = r.str()?;
-                    RoomUser {
-                        name,
-                        status,
-                        stats,
-                        slots_full,
-                        country,
-                    }
+                    RoomUser { name, status, stats, slots_full, country }
                 },
             },
-            17 => UserLeftRoom {
-                room: r.str()?,
-                user: r.str()?,
-            },
+            17 => UserLeftRoom { room: r.str()?, user: r.str()? },
             18 => ConnectToPeer {
                 user: r.str()?,
                 conn_type: r.str()?,
@@ -1955,61 +1733,28 @@ impl ServerResponse {
                 message: r.str()?,
                 new_message: r.bool()?,
             },
-            26 => FileSearch {
-                user: r.str()?,
-                token: r.u32()?,
-                query: r.str()?,
-            },
+            26 => FileSearch { user: r.str()?, token: r.u32()?, query: r.str()? },
             32 => ServerPing,
-            33 => SendConnectToken {
-                user: r.str()?,
-                token: r.u32()?,
-            },
-            36 => GetUserStats {
-                user: r.str()?,
-                stats: UserStats::read(r)?,
-            },
-            40 => UploadSlotsFull {
-                user: r.str()?,
-                full: r.u32()?,
-            },
+            33 => SendConnectToken { user: r.str()?, token: r.u32()? },
+            36 => GetUserStats { user: r.str()?, stats: UserStats::read(r)? },
+            40 => UploadSlotsFull { user: r.str()?, full: r.u32()? },
             41 => Relogged,
-            50 => SimilarRecommendations {
-                item: r.str()?,
-                similar: r.str_list(MAX_LIST_ITEMS)?,
-            },
+            50 => SimilarRecommendations { item: r.str()?, similar: r.str_list(MAX_LIST_ITEMS)? },
             54 | 56 => {
                 let recommendations = read_recommendations(r)?;
                 let unrecommendations = read_recommendations(r)?;
                 if code == 54 {
-                    Recommendations {
-                        recommendations,
-                        unrecommendations,
-                    }
+                    Recommendations { recommendations, unrecommendations }
                 } else {
-                    GlobalRecommendations {
-                        recommendations,
-                        unrecommendations,
-                    }
+                    GlobalRecommendations { recommendations, unrecommendations }
                 }
             }
-            55 => MyRecommendations {
-                items: r.str_list(MAX_LIST_ITEMS)?,
-            },
-            57 => UserInterests {
-                user: r.str()?,
-                liked: r.str_list(MAX_LIST_ITEMS)?,
-                hated: r.str_list(MAX_LIST_ITEMS)?,
-            },
-            59 => PlaceInLineRequest {
-                user: r.str()?,
-                token: r.u32()?,
-            },
-            60 => PlaceInLineResponse {
-                user: r.str()?,
-                token: r.u32()?,
-                place: r.u32()?,
-            },
+            55 => MyRecommendations { items: r.str_list(MAX_LIST_ITEMS)? },
+            57 => {
+                UserInterests { user: r.str()?, liked: r.str_list(MAX_LIST_ITEMS)?, hated: r.str_list(MAX_LIST_ITEMS)? }
+            }
+            59 => PlaceInLineRequest { user: r.str()?, token: r.u32()? },
+            60 => PlaceInLineResponse { user: r.str()?, token: r.u32()?, place: r.u32()? },
             62 => RoomAdded { room: r.str()? },
             63 => RoomRemoved { room: r.str()? },
             64 => RoomList(self::RoomList::read(r)?),
@@ -2022,9 +1767,7 @@ impl ServerResponse {
                 checksum: r.u32()?,
             },
             66 => AdminMessage { message: r.str()? },
-            67 => GlobalUserList {
-                users: read_room_users(r)?,
-            },
+            67 => GlobalUserList { users: read_room_users(r)? },
             68 => TunneledMessage {
                 user: r.str()?,
                 code: r.u32()?,
@@ -2033,9 +1776,7 @@ impl ServerResponse {
                 port: r.u32()?,
                 message: r.str()?,
             },
-            69 => PrivilegedUsers {
-                users: r.str_list(MAX_LIST_ITEMS)?,
-            },
+            69 => PrivilegedUsers { users: r.str_list(MAX_LIST_ITEMS)? },
             83 => ParentMinSpeed { speed: r.u32()? },
             84 => ParentSpeedRatio { ratio: r.u32()? },
             86 => ParentInactivityTimeout { seconds: r.u32()? },
@@ -2043,106 +1784,42 @@ impl ServerResponse {
             88 => MinParentsInCache { count: r.u32()? },
             90 => DistribPingInterval { seconds: r.u32()? },
             91 => AddToPrivileged { user: r.str()? },
-            92 => CheckPrivileges {
-                seconds_left: r.u32()?,
-            },
-            93 => EmbeddedMessage {
-                code: r.u8()?,
-                body: r.rest().to_vec(),
-            },
+            92 => CheckPrivileges { seconds_left: r.u32()? },
+            93 => EmbeddedMessage { code: r.u8()?, body: r.rest().to_vec() },
             102 => PossibleParents {
-                parents: r.list(MAX_LIST_ITEMS, 12, |r| {
-                    Ok(PossibleParent {
-                        user: r.str()?,
-                        ip: r.ip()?,
-                        port: r.u32()?,
-                    })
-                })?,
+                parents: r
+                    .list(MAX_LIST_ITEMS, 12, |r| Ok(PossibleParent { user: r.str()?, ip: r.ip()?, port: r.u32()? }))?,
             },
             104 => WishlistInterval { seconds: r.u32()? },
-            110 => SimilarUsers {
-                users: read_str_u32_list(r)?,
-            },
-            111 => ItemRecommendations {
-                item: r.str()?,
-                recommendations: read_recommendations(r)?,
-            },
-            112 => ItemSimilarUsers {
-                item: r.str()?,
-                users: r.str_list(MAX_LIST_ITEMS)?,
-            },
-            113 => RoomTickers {
-                room: r.str()?,
-                tickers: r.list(MAX_LIST_ITEMS, 8, |r| Ok((r.str()?, r.str()?)))?,
-            },
-            114 => RoomTickerAdd {
-                room: r.str()?,
-                user: r.str()?,
-                ticker: r.str()?,
-            },
-            115 => RoomTickerRemove {
-                room: r.str()?,
-                user: r.str()?,
-            },
-            122 => UserPrivileged {
-                user: r.str()?,
-                privileged: r.bool()?,
-            },
-            124 => NotifyPrivileges {
-                token: r.u32()?,
-                user: r.str()?,
-            },
+            110 => SimilarUsers { users: read_str_u32_list(r)? },
+            111 => ItemRecommendations { item: r.str()?, recommendations: read_recommendations(r)? },
+            112 => ItemSimilarUsers { item: r.str()?, users: r.str_list(MAX_LIST_ITEMS)? },
+            113 => RoomTickers { room: r.str()?, tickers: r.list(MAX_LIST_ITEMS, 8, |r| Ok((r.str()?, r.str()?)))? },
+            114 => RoomTickerAdd { room: r.str()?, user: r.str()?, ticker: r.str()? },
+            115 => RoomTickerRemove { room: r.str()?, user: r.str()? },
+            122 => UserPrivileged { user: r.str()?, privileged: r.bool()? },
+            124 => NotifyPrivileges { token: r.u32()?, user: r.str()? },
             125 => AckNotifyPrivileges { token: r.u32()? },
             130 => ResetDistributed,
-            133 => RoomMembers {
-                room: r.str()?,
-                members: r.str_list(MAX_LIST_ITEMS)?,
-            },
-            134 => AddRoomMember {
-                room: r.str()?,
-                user: r.str()?,
-            },
-            135 => RemoveRoomMember {
-                room: r.str()?,
-                user: r.str()?,
-            },
+            133 => RoomMembers { room: r.str()?, members: r.str_list(MAX_LIST_ITEMS)? },
+            134 => AddRoomMember { room: r.str()?, user: r.str()? },
+            135 => RemoveRoomMember { room: r.str()?, user: r.str()? },
             138 => RoomSomething { room: r.str()? },
             139 => RoomMembershipGranted { room: r.str()? },
             140 => RoomMembershipRevoked { room: r.str()? },
             141 => EnableRoomInvitations { enabled: r.bool()? },
             142 => ChangePassword { password: r.str()? },
-            143 => AddRoomOperator {
-                room: r.str()?,
-                user: r.str()?,
-            },
-            144 => RemoveRoomOperator {
-                room: r.str()?,
-                user: r.str()?,
-            },
+            143 => AddRoomOperator { room: r.str()?, user: r.str()? },
+            144 => RemoveRoomOperator { room: r.str()?, user: r.str()? },
             145 => RoomOperatorshipGranted { room: r.str()? },
             146 => RoomOperatorshipRevoked { room: r.str()? },
-            148 => RoomOperators {
-                room: r.str()?,
-                operators: r.str_list(MAX_LIST_ITEMS)?,
-            },
-            152 => GlobalRoomMessage {
-                room: r.str()?,
-                user: r.str()?,
-                message: r.str()?,
-            },
-            153 => RelatedSearch {
-                query: r.str()?,
-                terms: read_str_u32_list(r)?,
-            },
-            160 => ExcludedSearchPhrases {
-                phrases: r.str_list(MAX_LIST_ITEMS)?,
-            },
+            148 => RoomOperators { room: r.str()?, operators: r.str_list(MAX_LIST_ITEMS)? },
+            152 => GlobalRoomMessage { room: r.str()?, user: r.str()?, message: r.str()? },
+            153 => RelatedSearch { query: r.str()?, terms: read_str_u32_list(r)? },
+            160 => ExcludedSearchPhrases { phrases: r.str_list(MAX_LIST_ITEMS)? },
             1001 => CantConnectToPeer { token: r.u32()? },
             1003 => CantCreateRoom { room: r.str()? },
-            _ => Unknown {
-                code,
-                body: body.to_vec(),
-            },
+            _ => Unknown { code, body: body.to_vec() },
         })
     }
 
@@ -2156,17 +1833,8 @@ impl ServerResponse {
         use ServerResponse::*;
         let mut w = Writer::new();
         match self {
-            LoginSuccess {
-                greet,
-                own_ip,
-                password_hash,
-                supporter,
-            } => {
-                w.bool(true)
-                    .str(greet)
-                    .ip(*own_ip)
-                    .str(password_hash)
-                    .bool(*supporter);
+            LoginSuccess { greet, own_ip, password_hash, supporter } => {
+                w.bool(true).str(greet).ip(*own_ip).str(password_hash).bool(*supporter);
             }
             LoginFailure { reason, detail } => {
                 w.bool(false).str(reason);
@@ -2174,20 +1842,10 @@ impl ServerResponse {
                     w.str(d);
                 }
             }
-            GetPeerAddress {
-                user,
-                ip,
-                port,
-                obf_type,
-                obf_port,
-            } => {
+            GetPeerAddress { user, ip, port, obf_type, obf_port } => {
                 w.str(user).ip(*ip).u32(*port).u32(*obf_type).u16(*obf_port);
             }
-            WatchUser {
-                user,
-                exists,
-                details,
-            } => {
+            WatchUser { user, exists, details } => {
                 w.str(user).bool(*exists);
                 if let Some(d) = details {
                     w.u32(d.status.into());
@@ -2197,33 +1855,16 @@ impl ServerResponse {
                     }
                 }
             }
-            GetUserStatus {
-                user,
-                status,
-                privileged,
-            } => {
+            GetUserStatus { user, status, privileged } => {
                 w.str(user).u32((*status).into()).bool(*privileged);
             }
             IgnoreUser { user } | UnignoreUser { user } | AddToPrivileged { user } => {
                 w.str(user);
             }
-            SayChatroom {
-                room,
-                user,
-                message,
-            }
-            | GlobalRoomMessage {
-                room,
-                user,
-                message,
-            } => {
+            SayChatroom { room, user, message } | GlobalRoomMessage { room, user, message } => {
                 w.str(room).str(user).str(message);
             }
-            JoinRoom {
-                room,
-                users,
-                private,
-            } => {
+            JoinRoom { room, users, private } => {
                 w.str(room);
                 write_room_users(&mut w, users);
                 if let Some(p) = private {
@@ -2254,16 +1895,7 @@ impl ServerResponse {
             | RemoveRoomOperator { room, user } => {
                 w.str(room).str(user);
             }
-            ConnectToPeer {
-                user,
-                conn_type,
-                ip,
-                port,
-                token,
-                privileged,
-                obf_type,
-                obf_port,
-            } => {
+            ConnectToPeer { user, conn_type, ip, port, token, privileged, obf_type, obf_port } => {
                 w.str(user)
                     .str(conn_type)
                     .ip(*ip)
@@ -2273,18 +1905,8 @@ impl ServerResponse {
                     .u32(*obf_type)
                     .u32(*obf_port);
             }
-            MessageUser {
-                id,
-                timestamp,
-                user,
-                message,
-                new_message,
-            } => {
-                w.u32(*id)
-                    .u32(*timestamp)
-                    .str(user)
-                    .str(message)
-                    .bool(*new_message);
+            MessageUser { id, timestamp, user, message, new_message } => {
+                w.u32(*id).u32(*timestamp).str(user).str(message).bool(*new_message);
             }
             FileSearch { user, token, query } => {
                 w.str(user).u32(*token).str(query);
@@ -2303,14 +1925,8 @@ impl ServerResponse {
             SimilarRecommendations { item, similar } => {
                 w.str(item).str_list(similar);
             }
-            Recommendations {
-                recommendations,
-                unrecommendations,
-            }
-            | GlobalRecommendations {
-                recommendations,
-                unrecommendations,
-            } => {
+            Recommendations { recommendations, unrecommendations }
+            | GlobalRecommendations { recommendations, unrecommendations } => {
                 write_recommendations(&mut w, recommendations);
                 write_recommendations(&mut w, unrecommendations);
             }
@@ -2324,39 +1940,15 @@ impl ServerResponse {
                 w.str(user).u32(*token).u32(*place);
             }
             RoomList(list) => list.write(&mut w),
-            ExactFileSearch {
-                user,
-                token,
-                name,
-                path,
-                size,
-                checksum,
-            } => {
-                w.str(user)
-                    .u32(*token)
-                    .str(name)
-                    .str(path)
-                    .u64(*size)
-                    .u32(*checksum);
+            ExactFileSearch { user, token, name, path, size, checksum } => {
+                w.str(user).u32(*token).str(name).str(path).u64(*size).u32(*checksum);
             }
             AdminMessage { message } => {
                 w.str(message);
             }
             GlobalUserList { users } => write_room_users(&mut w, users),
-            TunneledMessage {
-                user,
-                code,
-                token,
-                ip,
-                port,
-                message,
-            } => {
-                w.str(user)
-                    .u32(*code)
-                    .u32(*token)
-                    .ip(*ip)
-                    .u32(*port)
-                    .str(message);
+            TunneledMessage { user, code, token, ip, port, message } => {
+                w.str(user).u32(*code).u32(*token).ip(*ip).u32(*port).str(message);
             }
             PrivilegedUsers { users } => {
                 w.str_list(users);
@@ -2382,10 +1974,7 @@ impl ServerResponse {
                 });
             }
             SimilarUsers { users } => write_str_u32_list(&mut w, users),
-            ItemRecommendations {
-                item,
-                recommendations,
-            } => {
+            ItemRecommendations { item, recommendations } => {
                 w.str(item);
                 write_recommendations(&mut w, recommendations);
             }
@@ -2406,14 +1995,7 @@ impl ServerResponse {
             NotifyPrivileges { token, user } => {
                 w.u32(*token).str(user);
             }
-            RoomMembers {
-                room,
-                members: users,
-            }
-            | RoomOperators {
-                room,
-                operators: users,
-            } => {
+            RoomMembers { room, members: users } | RoomOperators { room, operators: users } => {
                 w.str(room).str_list(users);
             }
             EnableRoomInvitations { enabled } => {
@@ -2444,16 +2026,14 @@ impl ServerResponse {
 
 /// Every code [`ServerRequest::decode`] knows.
 pub const REQUEST_CODES: &[u32] = &[
-    1, 2, 3, 5, 6, 7, 11, 12, 13, 14, 15, 18, 22, 23, 25, 26, 28, 32, 33, 34, 35, 36, 40, 42, 50,
-    51, 52, 54, 55, 56, 57, 58, 59, 60, 64, 65, 67, 68, 71, 73, 92, 100, 103, 110, 111, 112, 116,
-    117, 118, 120, 121, 122, 123, 124, 125, 126, 127, 129, 134, 135, 136, 137, 138, 141, 142, 143,
-    144, 149, 150, 151, 153, 1001,
+    1, 2, 3, 5, 6, 7, 11, 12, 13, 14, 15, 18, 22, 23, 25, 26, 28, 32, 33, 34, 35, 36, 40, 42, 50, 51, 52, 54, 55, 56,
+    57, 58, 59, 60, 64, 65, 67, 68, 71, 73, 92, 100, 103, 110, 111, 112, 116, 117, 118, 120, 121, 122, 123, 124, 125,
+    126, 127, 129, 134, 135, 136, 137, 138, 141, 142, 143, 144, 149, 150, 151, 153, 1001,
 ];
 
 /// Every code [`ServerResponse::decode`] knows.
 pub const RESPONSE_CODES: &[u32] = &[
-    1, 3, 5, 7, 11, 12, 13, 14, 15, 16, 17, 18, 22, 26, 32, 33, 36, 40, 41, 50, 54, 55, 56, 57, 59,
-    60, 62, 63, 64, 65, 66, 67, 68, 69, 83, 84, 86, 87, 88, 90, 91, 92, 93, 102, 104, 110, 111,
-    112, 113, 114, 115, 122, 124, 125, 130, 133, 134, 135, 138, 139, 140, 141, 142, 143, 144, 145,
-    146, 148, 152, 153, 160, 1001, 1003,
+    1, 3, 5, 7, 11, 12, 13, 14, 15, 16, 17, 18, 22, 26, 32, 33, 36, 40, 41, 50, 54, 55, 56, 57, 59, 60, 62, 63, 64, 65,
+    66, 67, 68, 69, 83, 84, 86, 87, 88, 90, 91, 92, 93, 102, 104, 110, 111, 112, 113, 114, 115, 122, 124, 125, 130,
+    133, 134, 135, 138, 139, 140, 141, 142, 143, 144, 145, 146, 148, 152, 153, 160, 1001, 1003,
 ];

@@ -55,20 +55,12 @@ pub struct SharedFile {
 impl SharedFile {
     /// A file with no extension field and no attributes.
     pub fn new(filename: impl Into<String>, size: u64) -> Self {
-        SharedFile {
-            filename: filename.into(),
-            size,
-            extension: String::new(),
-            attributes: Vec::new(),
-        }
+        SharedFile { filename: filename.into(), size, extension: String::new(), attributes: Vec::new() }
     }
 
     /// The first attribute with this code.
     pub fn attribute(&self, code: u32) -> Option<u32> {
-        self.attributes
-            .iter()
-            .find(|a| a.code == code)
-            .map(|a| a.value)
+        self.attributes.iter().find(|a| a.code == code).map(|a| a.value)
     }
 
     /// Bitrate in kbps, if given.
@@ -93,32 +85,15 @@ impl SharedFile {
         let _code = r.u8()?;
         let filename = r.str()?;
         let raw = r.u64()?;
-        let size = if raw >> 56 == 0xff {
-            raw & 0xffff_ffff
-        } else {
-            raw
-        };
+        let size = if raw >> 56 == 0xff { raw & 0xffff_ffff } else { raw };
         let extension = r.str()?;
-        let attributes = r.list(MAX_FILE_ATTRIBUTES, 8, |r| {
-            Ok(FileAttribute {
-                code: r.u32()?,
-                value: r.u32()?,
-            })
-        })?;
-        Ok(SharedFile {
-            filename,
-            size,
-            extension,
-            attributes,
-        })
+        let attributes = r.list(MAX_FILE_ATTRIBUTES, 8, |r| Ok(FileAttribute { code: r.u32()?, value: r.u32()? }))?;
+        Ok(SharedFile { filename, size, extension, attributes })
     }
 
     /// Write one `FILE`.
     pub fn write(&self, w: &mut Writer) {
-        w.u8(1)
-            .str(&self.filename)
-            .u64(self.size)
-            .str(&self.extension);
+        w.u8(1).str(&self.filename).u64(self.size).str(&self.extension);
         w.list(&self.attributes, |w, a| {
             w.u32(a.code).u32(a.value);
         });
@@ -137,10 +112,7 @@ pub struct SharedDirectory {
 impl SharedDirectory {
     /// Read one directory.
     pub fn read(r: &mut Reader<'_>) -> Result<SharedDirectory> {
-        Ok(SharedDirectory {
-            path: r.str()?,
-            files: read_files(r)?,
-        })
+        Ok(SharedDirectory { path: r.str()?, files: read_files(r)? })
     }
 
     /// Write one directory.
@@ -180,13 +152,7 @@ mod tests {
             filename: "a.mp3".into(),
             size: 254_415,
             extension: "mp3".into(),
-            attributes: vec![
-                FileAttribute {
-                    code: 0,
-                    value: 128,
-                },
-                FileAttribute { code: 1, value: 15 },
-            ],
+            attributes: vec![FileAttribute { code: 0, value: 128 }, FileAttribute { code: 1, value: 15 }],
         };
         let mut w = Writer::new();
         f.write(&mut w);
@@ -214,10 +180,7 @@ mod tests {
         let mut w = Writer::new();
         SharedFile::new("big", 0xffff_ffff_8000_0000).write(&mut w);
         let b = w.into_inner();
-        assert_eq!(
-            SharedFile::read(&mut Reader::new(&b)).unwrap().size,
-            0x8000_0000
-        );
+        assert_eq!(SharedFile::read(&mut Reader::new(&b)).unwrap().size, 0x8000_0000);
     }
 
     #[test]
@@ -226,9 +189,6 @@ mod tests {
         SharedFile::new("x", 1).write(&mut w);
         let mut b = w.into_inner();
         b[0] = 0;
-        assert_eq!(
-            SharedFile::read(&mut Reader::new(&b)).unwrap(),
-            SharedFile::new("x", 1)
-        );
+        assert_eq!(SharedFile::read(&mut Reader::new(&b)).unwrap(), SharedFile::new("x", 1));
     }
 }

@@ -130,10 +130,7 @@ impl<'a> Reader<'a> {
     /// Exactly `n` raw bytes.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(DecodeError::UnexpectedEnd {
-                offset: self.pos,
-                needed: n - self.remaining(),
-            });
+            return Err(DecodeError::UnexpectedEnd { offset: self.pos, needed: n - self.remaining() });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -220,10 +217,7 @@ impl<'a> Reader<'a> {
         }
         let need = n.saturating_mul(min_item_size);
         if need > self.remaining() {
-            return Err(DecodeError::UnexpectedEnd {
-                offset: self.pos,
-                needed: need - self.remaining(),
-            });
+            return Err(DecodeError::UnexpectedEnd { offset: self.pos, needed: need - self.remaining() });
         }
         Ok(n)
     }
@@ -380,8 +374,8 @@ mod tests {
         assert_eq!(
             w.as_slice(),
             [
-                0xab, 0x02, 0x01, 0x04, 0x03, 0x02, 0x01, 0xcf, 0xe1, 0x03, 0, 0, 0, 0, 0, 0xfe,
-                0xff, 0xff, 0xff, 1, 0x01, 0, 0, 0x7f, 3, 0, 0, 0, b'b', b'o', b'b'
+                0xab, 0x02, 0x01, 0x04, 0x03, 0x02, 0x01, 0xcf, 0xe1, 0x03, 0, 0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 1,
+                0x01, 0, 0, 0x7f, 3, 0, 0, 0, b'b', b'o', b'b'
             ]
         );
         let b = w.into_inner();
@@ -413,47 +407,20 @@ mod tests {
     #[test]
     fn short_input_is_an_error_not_a_panic() {
         let mut r = Reader::new(&[1, 2, 3]);
-        assert_eq!(
-            r.u32(),
-            Err(DecodeError::UnexpectedEnd {
-                offset: 0,
-                needed: 1
-            })
-        );
+        assert_eq!(r.u32(), Err(DecodeError::UnexpectedEnd { offset: 0, needed: 1 }));
         let mut r = Reader::new(&[5, 0, 0, 0, b'a']);
-        assert_eq!(
-            r.str(),
-            Err(DecodeError::UnexpectedEnd {
-                offset: 4,
-                needed: 4
-            })
-        );
+        assert_eq!(r.str(), Err(DecodeError::UnexpectedEnd { offset: 4, needed: 4 }));
     }
 
     #[test]
     fn lengths_are_checked_before_allocating() {
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            r.str(),
-            Err(DecodeError::StringTooLong {
-                len: u32::MAX as usize,
-                limit: MAX_STRING
-            })
-        );
+        assert_eq!(r.str(), Err(DecodeError::StringTooLong { len: u32::MAX as usize, limit: MAX_STRING }));
         // A count the remaining body cannot hold fails before the Vec is allocated.
         let mut r = Reader::new(&[0x00, 0x00, 0x10, 0x00, 1, 2, 3]);
-        assert!(matches!(
-            r.list(usize::MAX, 4, |r| r.u32()),
-            Err(DecodeError::UnexpectedEnd { .. })
-        ));
+        assert!(matches!(r.list(usize::MAX, 4, |r| r.u32()), Err(DecodeError::UnexpectedEnd { .. })));
         let mut r = Reader::new(&[11, 0, 0, 0]);
-        assert_eq!(
-            r.count(10, 0),
-            Err(DecodeError::TooManyItems {
-                count: 11,
-                limit: 10
-            })
-        );
+        assert_eq!(r.count(10, 0), Err(DecodeError::TooManyItems { count: 11, limit: 10 }));
     }
 
     proptest! {

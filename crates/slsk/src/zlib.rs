@@ -82,10 +82,7 @@ mod tests {
         let data = vec![7u8; 1000];
         let z = deflate(&data);
         assert_eq!(inflate(&z, 1000).unwrap().len(), 1000);
-        assert_eq!(
-            inflate(&z, 999),
-            Err(DecodeError::DecompressedTooLarge { limit: 999 })
-        );
+        assert_eq!(inflate(&z, 999), Err(DecodeError::DecompressedTooLarge { limit: 999 }));
     }
 
     #[test]
@@ -96,33 +93,22 @@ mod tests {
         let mut bomb = Vec::with_capacity(2 << 20);
         for _ in 0..1024 {
             let before = c.total_in();
-            c.compress_vec(&zeros, &mut bomb, flate2::FlushCompress::None)
-                .unwrap();
+            c.compress_vec(&zeros, &mut bomb, flate2::FlushCompress::None).unwrap();
             assert_eq!(c.total_in() - before, zeros.len() as u64);
             if bomb.capacity() - bomb.len() < 4096 {
                 bomb.reserve(1 << 20);
             }
         }
-        c.compress_vec(&[], &mut bomb, flate2::FlushCompress::Finish)
-            .unwrap();
+        c.compress_vec(&[], &mut bomb, flate2::FlushCompress::Finish).unwrap();
         assert!(bomb.len() < 2 << 20, "bomb is {} bytes", bomb.len());
-        assert_eq!(
-            inflate(&bomb, 4 << 20),
-            Err(DecodeError::DecompressedTooLarge { limit: 4 << 20 })
-        );
+        assert_eq!(inflate(&bomb, 4 << 20), Err(DecodeError::DecompressedTooLarge { limit: 4 << 20 }));
     }
 
     #[test]
     fn corrupt_and_truncated() {
-        assert!(matches!(
-            inflate(b"not zlib", 100),
-            Err(DecodeError::Zlib(_))
-        ));
+        assert!(matches!(inflate(b"not zlib", 100), Err(DecodeError::Zlib(_))));
         let z = deflate(&b"abcdefgh".repeat(50));
-        assert!(matches!(
-            inflate(&z[..z.len() - 5], 10_000),
-            Err(DecodeError::Zlib(_))
-        ));
+        assert!(matches!(inflate(&z[..z.len() - 5], 10_000), Err(DecodeError::Zlib(_))));
         assert!(matches!(inflate(&[], 10), Err(DecodeError::Zlib(_))));
         // Trailing bytes after the stream are ignored.
         let mut t = deflate(b"xyz");

@@ -8,17 +8,15 @@ use omnipeer_slsk::framing::{
 use omnipeer_slsk::login::{login_hash, password_hash};
 use omnipeer_slsk::shares::FileAttribute;
 use omnipeer_slsk::{
-    DistributedMessage, Frame, FrameKind, FrameReader, PeerInit, PeerMessage, SearchResponse,
-    ServerRequest, ServerResponse, SharedFile, TransferDirection, TransferReply, UserStatus,
+    DistributedMessage, Frame, FrameKind, FrameReader, PeerInit, PeerMessage, SearchResponse, ServerRequest,
+    ServerResponse, SharedFile, TransferDirection, TransferReply, UserStatus,
 };
 use std::net::Ipv4Addr;
 
 const FILENAME: &str = r"@@lvhkp\Album\Kevin_MacLeod-Galway.mp3";
 
 fn hex(s: &str) -> Vec<u8> {
-    s.split_whitespace()
-        .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
-        .collect()
+    s.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect()
 }
 
 /// Read exactly one frame of `kind` from `bytes`, checking the length field covers it all.
@@ -58,11 +56,7 @@ const LOGIN_160_2: &str = "
 
 #[test]
 fn login_request() {
-    assert_eq!(
-        hex(LOGIN_160_2).len(),
-        76,
-        "a Login frame of 76 bytes has len 72"
-    );
+    assert_eq!(hex(LOGIN_160_2).len(), 76, "a Login frame of 76 bytes has len 72");
     request(
         LOGIN_160_2,
         ServerRequest::Login {
@@ -73,14 +67,8 @@ fn login_request() {
             minor: 2,
         },
     );
-    assert_eq!(
-        ServerRequest::login("username", "password", 160, 2).encode(),
-        hex(LOGIN_160_2)
-    );
-    assert_eq!(
-        login_hash("username", "password"),
-        "d51c9a7e9353746a6020f9602d452929"
-    );
+    assert_eq!(ServerRequest::login("username", "password", 160, 2).encode(), hex(LOGIN_160_2));
+    assert_eq!(login_hash("username", "password"), "d51c9a7e9353746a6020f9602d452929");
 }
 
 #[test]
@@ -92,10 +80,7 @@ fn login_request_177_1() {
     let n = want.len();
     assert_eq!(want[n - 4..], [2, 0, 0, 0]);
     want[n - 4] = 1;
-    assert_eq!(
-        ServerRequest::login("username", "password", 177, 1).encode(),
-        want
-    );
+    assert_eq!(ServerRequest::login("username", "password", 177, 1).encode(), want);
 }
 
 #[test]
@@ -112,20 +97,14 @@ fn login_reply_success() {
             supporter: false,
         },
     );
-    assert_eq!(
-        password_hash("password"),
-        "5f4dcc3b5aa765d61d8327deb882cf99"
-    );
+    assert_eq!(password_hash("password"), "5f4dcc3b5aa765d61d8327deb882cf99");
 }
 
 #[test]
 fn login_reply_failure() {
     response(
         "14 00 00 00 01 00 00 00 00 0b 00 00 00 49 4e 56 41 4c 49 44 50 41 53 53",
-        ServerResponse::LoginFailure {
-            reason: "INVALIDPASS".into(),
-            detail: None,
-        },
+        ServerResponse::LoginFailure { reason: "INVALIDPASS".into(), detail: None },
     );
 }
 
@@ -133,18 +112,11 @@ fn login_reply_failure() {
 fn file_search_both_directions() {
     request(
         "12 00 00 00 1a 00 00 00 d2 04 00 00 06 00 00 00 67 61 6c 77 61 79",
-        ServerRequest::FileSearch {
-            token: 1234,
-            query: "galway".into(),
-        },
+        ServerRequest::FileSearch { token: 1234, query: "galway".into() },
     );
     response(
         "19 00 00 00 1a 00 00 00 03 00 00 00 62 6f 62 d2 04 00 00 06 00 00 00 67 61 6c 77 61 79",
-        ServerResponse::FileSearch {
-            user: "bob".into(),
-            token: 1234,
-            query: "galway".into(),
-        },
+        ServerResponse::FileSearch { user: "bob".into(), token: 1234, query: "galway".into() },
     );
 }
 
@@ -152,11 +124,7 @@ fn file_search_both_directions() {
 fn connect_to_peer_both_directions() {
     request(
         "16 00 00 00 12 00 00 00 07 00 00 00 05 00 00 00 61 6c 69 63 65 01 00 00 00 50",
-        ServerRequest::ConnectToPeer {
-            token: 7,
-            user: "alice".into(),
-            conn_type: "P".into(),
-        },
+        ServerRequest::ConnectToPeer { token: 7, user: "alice".into(), conn_type: "P".into() },
     );
     response(
         "
@@ -211,19 +179,11 @@ fn transfer_request_upload() {
 fn transfer_responses() {
     peer(
         "09 00 00 00 29 00 00 00 03 00 00 00 01",
-        PeerMessage::TransferResponse {
-            token: 3,
-            reply: TransferReply::Allowed { size: None },
-        },
+        PeerMessage::TransferResponse { token: 3, reply: TransferReply::Allowed { size: None } },
     );
     peer(
         "13 00 00 00 29 00 00 00 03 00 00 00 00 06 00 00 00 51 75 65 75 65 64",
-        PeerMessage::TransferResponse {
-            token: 3,
-            reply: TransferReply::Denied {
-                reason: "Queued".into(),
-            },
-        },
+        PeerMessage::TransferResponse { token: 3, reply: TransferReply::Denied { reason: "Queued".into() } },
     );
 }
 
@@ -233,33 +193,20 @@ fn queue_upload() {
         "
 2e 00 00 00 2b 00 00 00 26 00 00 00 40 40 6c 76 68 6b 70 5c 41 6c 62 75 6d 5c 4b 65
 76 69 6e 5f 4d 61 63 4c 65 6f 64 2d 47 61 6c 77 61 79 2e 6d 70 33",
-        PeerMessage::QueueUpload {
-            filename: FILENAME.into(),
-        },
+        PeerMessage::QueueUpload { filename: FILENAME.into() },
     );
 }
 
 #[test]
 fn peer_init_and_pierce_firewall() {
-    let golden =
-        hex("16 00 00 00 01 08 00 00 00 75 73 65 72 6e 61 6d 65 01 00 00 00 50 00 00 00 00");
-    let want = PeerInit::PeerInit {
-        user: "username".into(),
-        conn_type: "P".into(),
-        token: 0,
-    };
-    assert_eq!(
-        PeerInit::from_frame(&one_frame(FrameKind::PeerInit, &golden)).unwrap(),
-        want
-    );
+    let golden = hex("16 00 00 00 01 08 00 00 00 75 73 65 72 6e 61 6d 65 01 00 00 00 50 00 00 00 00");
+    let want = PeerInit::PeerInit { user: "username".into(), conn_type: "P".into(), token: 0 };
+    assert_eq!(PeerInit::from_frame(&one_frame(FrameKind::PeerInit, &golden)).unwrap(), want);
     assert_eq!(want.encode(), golden);
 
     let golden = hex("05 00 00 00 00 4d 00 00 00");
     let want = PeerInit::PierceFireWall { token: 77 };
-    assert_eq!(
-        PeerInit::from_frame(&one_frame(FrameKind::PeerInit, &golden)).unwrap(),
-        want
-    );
+    assert_eq!(PeerInit::from_frame(&one_frame(FrameKind::PeerInit, &golden)).unwrap(), want);
     assert_eq!(want.encode(), golden);
 }
 
@@ -267,22 +214,12 @@ fn peer_init_and_pierce_firewall() {
 fn file_connection_raw_fields() {
     assert_eq!(encode_file_transfer_init(3).to_vec(), hex("03 00 00 00"));
     assert_eq!(decode_file_transfer_init(&hex("03 00 00 00")), Some((3, 4)));
-    assert_eq!(
-        encode_file_offset(0).to_vec(),
-        hex("00 00 00 00 00 00 00 00")
-    );
-    assert_eq!(
-        decode_file_offset(&hex("00 00 00 00 00 00 00 00")),
-        Some((0, 8))
-    );
+    assert_eq!(encode_file_offset(0).to_vec(), hex("00 00 00 00 00 00 00 00"));
+    assert_eq!(decode_file_offset(&hex("00 00 00 00 00 00 00 00")), Some((0, 8)));
 }
 
 fn galway_search() -> DistributedMessage {
-    DistributedMessage::Search {
-        user: "bob".into(),
-        token: 1234,
-        query: "galway".into(),
-    }
+    DistributedMessage::Search { user: "bob".into(), token: 1234, query: "galway".into() }
 }
 
 #[test]
@@ -296,25 +233,15 @@ fn embedded_message_carrying_a_distributed_search() {
     };
     response(golden, want.clone());
     assert_eq!(ServerResponse::embedded(&galway_search()), want);
-    let ServerResponse::EmbeddedMessage { code, body } = want else {
-        unreachable!()
-    };
-    assert_eq!(
-        DistributedMessage::unembed(code, &body).unwrap(),
-        galway_search()
-    );
+    let ServerResponse::EmbeddedMessage { code, body } = want else { unreachable!() };
+    assert_eq!(DistributedMessage::unembed(code, &body).unwrap(), galway_search());
 }
 
 #[test]
 fn distributed_frames() {
-    let golden = hex(
-        "1a 00 00 00 03 31 00 00 00 03 00 00 00 62 6f 62 d2 04 00 00 06 00 00 00 67 61 6c 77 61 79",
-    );
+    let golden = hex("1a 00 00 00 03 31 00 00 00 03 00 00 00 62 6f 62 d2 04 00 00 06 00 00 00 67 61 6c 77 61 79");
     let frame = one_frame(FrameKind::Distributed, &golden);
-    assert_eq!(
-        DistributedMessage::from_frame(&frame).unwrap(),
-        galway_search()
-    );
+    assert_eq!(DistributedMessage::from_frame(&frame).unwrap(), galway_search());
     assert_eq!(galway_search().encode(), golden);
 
     let golden = hex("05 00 00 00 04 00 00 00 00");
@@ -326,35 +253,15 @@ fn distributed_frames() {
 
 #[test]
 fn small_client_frames() {
-    request(
-        "08 00 00 00 02 00 00 00 ba 08 00 00",
-        ServerRequest::SetWaitPort {
-            port: 2234,
-            obfuscation: None,
-        },
-    );
-    request(
-        "0c 00 00 00 23 00 00 00 01 00 00 00 01 00 00 00",
-        ServerRequest::SharedFoldersFiles { dirs: 1, files: 1 },
-    );
-    request(
-        "08 00 00 00 1c 00 00 00 02 00 00 00",
-        ServerRequest::SetStatus {
-            status: UserStatus::Online,
-        },
-    );
-    request(
-        "05 00 00 00 47 00 00 00 01",
-        ServerRequest::HaveNoParent { no_parent: true },
-    );
+    request("08 00 00 00 02 00 00 00 ba 08 00 00", ServerRequest::SetWaitPort { port: 2234, obfuscation: None });
+    request("0c 00 00 00 23 00 00 00 01 00 00 00 01 00 00 00", ServerRequest::SharedFoldersFiles { dirs: 1, files: 1 });
+    request("08 00 00 00 1c 00 00 00 02 00 00 00", ServerRequest::SetStatus { status: UserStatus::Online });
+    request("05 00 00 00 47 00 00 00 01", ServerRequest::HaveNoParent { no_parent: true });
     request("04 00 00 00 5c 00 00 00", ServerRequest::CheckPrivileges);
     request("04 00 00 00 40 00 00 00", ServerRequest::RoomList);
     request(
         "14 00 00 00 0e 00 00 00 08 00 00 00 6e 69 63 6f 74 69 6e 65 00 00 00 00",
-        ServerRequest::JoinRoom {
-            room: "nicotine".into(),
-            private: false,
-        },
+        ServerRequest::JoinRoom { room: "nicotine".into(), private: false },
     );
 }
 
@@ -372,13 +279,7 @@ fn galway_result() -> SearchResponse {
             filename: FILENAME.into(),
             size: 254_415,
             extension: "mp3".into(),
-            attributes: vec![
-                FileAttribute {
-                    code: 0,
-                    value: 128,
-                },
-                FileAttribute { code: 1, value: 15 },
-            ],
+            attributes: vec![FileAttribute { code: 0, value: 128 }, FileAttribute { code: 1, value: 15 }],
         }],
         slot_free: true,
         avg_speed: 0,
@@ -406,10 +307,7 @@ fn file_search_response_body() {
     // Our own frame inflates to exactly the golden body.
     let ours = want.encode();
     assert_eq!(u32::from_le_bytes(ours[4..8].try_into().unwrap()), 9);
-    assert_eq!(
-        omnipeer_slsk::zlib::inflate(&ours[8..], 1 << 20).unwrap(),
-        body
-    );
+    assert_eq!(omnipeer_slsk::zlib::inflate(&ours[8..], 1 << 20).unwrap(), body);
 }
 
 #[test]

@@ -26,23 +26,14 @@ fn a_search_reply_past_the_callers_cap_is_refused_and_one_within_it_decodes() {
     let frame = big.encode();
     let body = &frame[8..];
     let plain = big.encode_plain_body().len();
-    assert!(
-        body.len() < plain / 4,
-        "compressed: {} of {plain}",
-        body.len()
-    );
+    assert!(body.len() < plain / 4, "compressed: {} of {plain}", body.len());
     // Within the protocol's limit, past the caller's.
     assert_eq!(PeerMessage::decode(9, body).unwrap(), big);
     let cap = plain - 1;
-    assert_eq!(
-        PeerMessage::decode_limited(9, body, cap),
-        Err(DecodeError::DecompressedTooLarge { limit: cap })
-    );
+    assert_eq!(PeerMessage::decode_limited(9, body, cap), Err(DecodeError::DecompressedTooLarge { limit: cap }));
     assert_eq!(PeerMessage::decode_limited(9, body, plain).unwrap(), big);
     // Uncompressed messages are not affected.
-    let q = PeerMessage::QueueUpload {
-        filename: "x".repeat(1000),
-    };
+    let q = PeerMessage::QueueUpload { filename: "x".repeat(1000) };
     let f = q.encode();
     assert_eq!(PeerMessage::decode_limited(43, &f[8..], 10).unwrap(), q);
 }

@@ -12,10 +12,7 @@ fn fixtures_dir() -> PathBuf {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 /// The code in a label such as `server Login (1) [...]`.
@@ -56,56 +53,34 @@ fn check_file(name: &str, text: &str, counts: &mut Counts) {
         let what = format!("{name}: {label}");
         if label.starts_with("server ") {
             let code = code_of(&label);
-            assert_eq!(
-                u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
-                code,
-                "{what}"
-            );
-            let m =
-                ServerRequest::decode(code, &bytes[8..]).unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert!(
-                !matches!(m, ServerRequest::Unknown { .. }),
-                "{what}: unknown"
-            );
+            assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), code, "{what}");
+            let m = ServerRequest::decode(code, &bytes[8..]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(!matches!(m, ServerRequest::Unknown { .. }), "{what}: unknown");
             assert_eq!(m.code(), code);
             assert_eq!(m.encode(), bytes, "{what}: re-encoding {m:?}");
             server_stream.extend_from_slice(&bytes);
             server_frames.push(m);
             counts.server += 1;
         } else if label.starts_with("peer-init ") {
-            let m =
-                PeerInit::decode(bytes[4], &bytes[5..]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let m = PeerInit::decode(bytes[4], &bytes[5..]).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(m.code() as u32, code_of(&label), "{what}");
             assert_eq!(m.encode(), bytes, "{what}: re-encoding {m:?}");
             counts.init += 1;
         } else if label.starts_with("peer ") {
             let code = code_of(&label);
-            assert_eq!(
-                u32::from_le_bytes(bytes[4..8].try_into().unwrap()),
-                code,
-                "{what}"
-            );
-            let m =
-                PeerMessage::decode(code, &bytes[8..]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), code, "{what}");
+            let m = PeerMessage::decode(code, &bytes[8..]).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert!(!matches!(m, PeerMessage::Unknown { .. }), "{what}: unknown");
             if m.is_compressed() {
                 let plain = zlib::inflate(&bytes[8..], 1 << 24).unwrap();
-                assert_eq!(
-                    Some(&plain),
-                    inflated.as_ref(),
-                    "{what}: capture's inflated body"
-                );
+                assert_eq!(Some(&plain), inflated.as_ref(), "{what}: capture's inflated body");
                 assert_eq!(m.encode_plain_body(), plain, "{what}: re-encoding {m:?}");
             } else {
                 assert_eq!(m.encode(), bytes, "{what}: re-encoding {m:?}");
             }
             counts.peer += 1;
         } else if label.starts_with("F: u32 token") {
-            assert_eq!(
-                decode_file_transfer_init(&bytes).map(|t| t.1),
-                Some(4),
-                "{what}"
-            );
+            assert_eq!(decode_file_transfer_init(&bytes).map(|t| t.1), Some(4), "{what}");
             assert_eq!(bytes.len(), 4);
             counts.raw += 1;
         } else if label.starts_with("F: u64 offset") {
@@ -142,16 +117,8 @@ fn frames_sent_by_aioslsk_and_nicotine_decode_and_re_encode() {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         check_file(name, &text, &mut counts);
     }
-    assert!(
-        counts.server >= 70,
-        "server frames checked: {}",
-        counts.server
-    );
+    assert!(counts.server >= 70, "server frames checked: {}", counts.server);
     assert!(counts.peer >= 12, "peer frames checked: {}", counts.peer);
-    assert!(
-        counts.init >= 10,
-        "peer-init frames checked: {}",
-        counts.init
-    );
+    assert!(counts.init >= 10, "peer-init frames checked: {}", counts.init);
     assert!(counts.raw >= 4, "F fields checked: {}", counts.raw);
 }

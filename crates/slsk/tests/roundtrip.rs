@@ -5,15 +5,14 @@
 //! added to the crate without a strategy here fails `*_strategies_cover_every_code`.
 
 use omnipeer_slsk::server::{
-    ObfuscatedPort, PossibleParent, PrivateRoomInfo, Recommendation, RoomEntry, RoomList, RoomUser,
-    WatchedUser, REQUEST_CODES, RESPONSE_CODES,
+    ObfuscatedPort, PossibleParent, PrivateRoomInfo, Recommendation, RoomEntry, RoomList, RoomUser, WatchedUser,
+    REQUEST_CODES, RESPONSE_CODES,
 };
 use omnipeer_slsk::shares::FileAttribute;
 use omnipeer_slsk::{distributed, peer, zlib};
 use omnipeer_slsk::{
-    DistributedMessage, FrameKind, FrameReader, PeerInit, PeerMessage, SearchResponse,
-    ServerRequest, ServerResponse, SharedDirectory, SharedFile, SharedFileList, TransferDirection,
-    TransferReply, UserInfo, UserStats, UserStatus,
+    DistributedMessage, FrameKind, FrameReader, PeerInit, PeerMessage, SearchResponse, ServerRequest, ServerResponse,
+    SharedDirectory, SharedFile, SharedFileList, TransferDirection, TransferReply, UserInfo, UserStats, UserStatus,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -40,42 +39,22 @@ fn status() -> BoxedStrategy<UserStatus> {
 
 fn stats() -> BoxedStrategy<UserStats> {
     any::<[u32; 5]>()
-        .prop_map(|[a, b, c, d, e]| UserStats {
-            avg_speed: a,
-            upload_num: b,
-            unknown: c,
-            files: d,
-            dirs: e,
-        })
+        .prop_map(|[a, b, c, d, e]| UserStats { avg_speed: a, upload_num: b, unknown: c, files: d, dirs: e })
         .boxed()
 }
 
 fn room_user() -> BoxedStrategy<RoomUser> {
     (s(), status(), stats(), any::<u32>(), s())
-        .prop_map(|(name, status, stats, slots_full, country)| RoomUser {
-            name,
-            status,
-            stats,
-            slots_full,
-            country,
-        })
+        .prop_map(|(name, status, stats, slots_full, country)| RoomUser { name, status, stats, slots_full, country })
         .boxed()
 }
 
 fn room_entries() -> BoxedStrategy<Vec<RoomEntry>> {
-    vec(
-        (s(), any::<u32>()).prop_map(|(name, users)| RoomEntry { name, users }),
-        0..4,
-    )
-    .boxed()
+    vec((s(), any::<u32>()).prop_map(|(name, users)| RoomEntry { name, users }), 0..4).boxed()
 }
 
 fn recommendations() -> BoxedStrategy<Vec<Recommendation>> {
-    vec(
-        (s(), any::<i32>()).prop_map(|(item, score)| Recommendation { item, score }),
-        0..4,
-    )
-    .boxed()
+    vec((s(), any::<i32>()).prop_map(|(item, score)| Recommendation { item, score }), 0..4).boxed()
 }
 
 fn str_u32s() -> BoxedStrategy<Vec<(String, u32)>> {
@@ -87,17 +66,9 @@ fn shared_file() -> BoxedStrategy<SharedFile> {
         s(),
         0u64..(1 << 56),
         s(),
-        vec(
-            (any::<u32>(), any::<u32>()).prop_map(|(code, value)| FileAttribute { code, value }),
-            0..4,
-        ),
+        vec((any::<u32>(), any::<u32>()).prop_map(|(code, value)| FileAttribute { code, value }), 0..4),
     )
-        .prop_map(|(filename, size, extension, attributes)| SharedFile {
-            filename,
-            size,
-            extension,
-            attributes,
-        })
+        .prop_map(|(filename, size, extension, attributes)| SharedFile { filename, size, extension, attributes })
         .boxed()
 }
 
@@ -106,11 +77,7 @@ fn files() -> BoxedStrategy<Vec<SharedFile>> {
 }
 
 fn dirs() -> BoxedStrategy<Vec<SharedDirectory>> {
-    vec(
-        (s(), files()).prop_map(|(path, files)| SharedDirectory { path, files }),
-        0..3,
-    )
-    .boxed()
+    vec((s(), files()).prop_map(|(path, files)| SharedDirectory { path, files }), 0..3).boxed()
 }
 
 macro_rules! user_variant {
@@ -127,9 +94,7 @@ macro_rules! room_variant {
 
 macro_rules! room_user_variant {
     ($enum:ident :: $v:ident) => {
-        (s(), s())
-            .prop_map(|(room, user)| $enum::$v { room, user })
-            .boxed()
+        (s(), s()).prop_map(|(room, user)| $enum::$v { room, user }).boxed()
     };
 }
 
@@ -143,21 +108,10 @@ fn request_strategies() -> Vec<BoxedStrategy<ServerRequest>> {
     use ServerRequest as R;
     vec![
         (s(), s(), any::<u32>(), s(), any::<u32>())
-            .prop_map(|(username, password, major, hash, minor)| R::Login {
-                username,
-                password,
-                major,
-                hash,
-                minor,
-            })
+            .prop_map(|(username, password, major, hash, minor)| R::Login { username, password, major, hash, minor })
             .boxed(),
-        (s(), s(), any::<u32>(), any::<u32>())
-            .prop_map(|(u, p, major, minor)| R::login(&u, &p, major, minor))
-            .boxed(),
-        (
-            any::<u32>(),
-            proptest::option::of((any::<u32>(), any::<u32>())),
-        )
+        (s(), s(), any::<u32>(), any::<u32>()).prop_map(|(u, p, major, minor)| R::login(&u, &p, major, minor)).boxed(),
+        (any::<u32>(), proptest::option::of((any::<u32>(), any::<u32>())))
             .prop_map(|(port, o)| R::SetWaitPort {
                 port,
                 obfuscation: o.map(|(obf_type, port)| ObfuscatedPort { obf_type, port }),
@@ -169,61 +123,26 @@ fn request_strategies() -> Vec<BoxedStrategy<ServerRequest>> {
         user_variant!(R::GetUserStatus),
         user_variant!(R::IgnoreUser),
         user_variant!(R::UnignoreUser),
-        (s(), s())
-            .prop_map(|(room, message)| R::SayChatroom { room, message })
-            .boxed(),
-        (s(), any::<bool>())
-            .prop_map(|(room, private)| R::JoinRoom { room, private })
-            .boxed(),
+        (s(), s()).prop_map(|(room, message)| R::SayChatroom { room, message }).boxed(),
+        (s(), any::<bool>()).prop_map(|(room, private)| R::JoinRoom { room, private }).boxed(),
         room_variant!(R::LeaveRoom),
-        (
-            any::<u32>(),
-            s(),
-            prop_oneof![
-                Just("P".to_string()),
-                Just("F".into()),
-                Just("D".into()),
-                s()
-            ],
-        )
-            .prop_map(|(token, user, conn_type)| R::ConnectToPeer {
-                token,
-                user,
-                conn_type,
-            })
+        (any::<u32>(), s(), prop_oneof![Just("P".to_string()), Just("F".into()), Just("D".into()), s()])
+            .prop_map(|(token, user, conn_type)| R::ConnectToPeer { token, user, conn_type })
             .boxed(),
-        (s(), s())
-            .prop_map(|(user, message)| R::MessageUser { user, message })
-            .boxed(),
+        (s(), s()).prop_map(|(user, message)| R::MessageUser { user, message }).boxed(),
         any::<u32>().prop_map(|id| R::MessageAcked { id }).boxed(),
         (any::<u32>(), any::<u32>(), s())
-            .prop_map(|(token, room_id, query)| R::FileSearchRoom {
-                token,
-                room_id,
-                query,
-            })
+            .prop_map(|(token, room_id, query)| R::FileSearchRoom { token, room_id, query })
             .boxed(),
-        (any::<u32>(), s())
-            .prop_map(|(token, query)| R::FileSearch { token, query })
-            .boxed(),
+        (any::<u32>(), s()).prop_map(|(token, query)| R::FileSearch { token, query }).boxed(),
         status().prop_map(|status| R::SetStatus { status }).boxed(),
         Just(R::ServerPing).boxed(),
-        (s(), any::<u32>())
-            .prop_map(|(user, token)| R::SendConnectToken { user, token })
-            .boxed(),
-        (s(), any::<u32>())
-            .prop_map(|(user, speed)| R::SendDownloadSpeed { user, speed })
-            .boxed(),
-        (any::<u32>(), any::<u32>())
-            .prop_map(|(dirs, files)| R::SharedFoldersFiles { dirs, files })
-            .boxed(),
+        (s(), any::<u32>()).prop_map(|(user, token)| R::SendConnectToken { user, token }).boxed(),
+        (s(), any::<u32>()).prop_map(|(user, speed)| R::SendDownloadSpeed { user, speed }).boxed(),
+        (any::<u32>(), any::<u32>()).prop_map(|(dirs, files)| R::SharedFoldersFiles { dirs, files }).boxed(),
         user_variant!(R::GetUserStats),
-        any::<u32>()
-            .prop_map(|full| R::UploadSlotsFull { full })
-            .boxed(),
-        (s(), any::<u32>(), s())
-            .prop_map(|(user, token, query)| R::UserSearch { user, token, query })
-            .boxed(),
+        any::<u32>().prop_map(|full| R::UploadSlotsFull { full }).boxed(),
+        (s(), any::<u32>(), s()).prop_map(|(user, token, query)| R::UserSearch { user, token, query }).boxed(),
         item_variant!(R::SimilarRecommendations),
         item_variant!(R::AddThingILike),
         item_variant!(R::RemoveThingILike),
@@ -231,111 +150,61 @@ fn request_strategies() -> Vec<BoxedStrategy<ServerRequest>> {
         Just(R::MyRecommendations).boxed(),
         Just(R::GlobalRecommendations).boxed(),
         user_variant!(R::UserInterests),
-        (s(), strs())
-            .prop_map(|(command, args)| R::AdminCommand { command, args })
-            .boxed(),
-        (s(), any::<u32>())
-            .prop_map(|(user, token)| R::PlaceInLineRequest { user, token })
-            .boxed(),
+        (s(), strs()).prop_map(|(command, args)| R::AdminCommand { command, args }).boxed(),
+        (s(), any::<u32>()).prop_map(|(user, token)| R::PlaceInLineRequest { user, token }).boxed(),
         (s(), any::<u32>(), any::<u32>())
             .prop_map(|(user, token, place)| R::PlaceInLineResponse { user, token, place })
             .boxed(),
         Just(R::RoomList).boxed(),
-        (
-            any::<u32>(),
-            s(),
-            s(),
-            any::<u64>(),
-            any::<u32>(),
-            any::<u8>(),
-        )
-            .prop_map(
-                |(token, name, path, size, checksum, unknown)| R::ExactFileSearch {
-                    token,
-                    name,
-                    path,
-                    size,
-                    checksum,
-                    unknown,
-                },
-            )
+        (any::<u32>(), s(), s(), any::<u64>(), any::<u32>(), any::<u8>())
+            .prop_map(|(token, name, path, size, checksum, unknown)| R::ExactFileSearch {
+                token,
+                name,
+                path,
+                size,
+                checksum,
+                unknown,
+            })
             .boxed(),
         Just(R::GlobalUserList).boxed(),
         (s(), any::<u32>(), any::<u32>(), s())
-            .prop_map(|(user, token, code, message)| R::TunneledMessage {
-                user,
-                token,
-                code,
-                message,
-            })
+            .prop_map(|(user, token, code, message)| R::TunneledMessage { user, token, code, message })
             .boxed(),
-        any::<bool>()
-            .prop_map(|no_parent| R::HaveNoParent { no_parent })
-            .boxed(),
+        any::<bool>().prop_map(|no_parent| R::HaveNoParent { no_parent }).boxed(),
         ip().prop_map(|ip| R::ParentIp { ip }).boxed(),
         Just(R::CheckPrivileges).boxed(),
-        any::<bool>()
-            .prop_map(|accept| R::AcceptChildren { accept })
-            .boxed(),
-        (any::<u32>(), s())
-            .prop_map(|(token, query)| R::WishlistSearch { token, query })
-            .boxed(),
+        any::<bool>().prop_map(|accept| R::AcceptChildren { accept }).boxed(),
+        (any::<u32>(), s()).prop_map(|(token, query)| R::WishlistSearch { token, query }).boxed(),
         Just(R::SimilarUsers).boxed(),
         item_variant!(R::ItemRecommendations),
         item_variant!(R::ItemSimilarUsers),
-        (s(), s())
-            .prop_map(|(room, ticker)| R::RoomTickerSet { room, ticker })
-            .boxed(),
+        (s(), s()).prop_map(|(room, ticker)| R::RoomTickerSet { room, ticker }).boxed(),
         item_variant!(R::AddThingIHate),
         item_variant!(R::RemoveThingIHate),
-        (s(), any::<u32>(), s())
-            .prop_map(|(room, token, query)| R::RoomSearch { room, token, query })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|speed| R::SendUploadSpeed { speed })
-            .boxed(),
+        (s(), any::<u32>(), s()).prop_map(|(room, token, query)| R::RoomSearch { room, token, query }).boxed(),
+        any::<u32>().prop_map(|speed| R::SendUploadSpeed { speed }).boxed(),
         user_variant!(R::UserPrivileged),
-        (s(), any::<u32>())
-            .prop_map(|(user, days)| R::GivePrivileges { user, days })
-            .boxed(),
-        (any::<u32>(), s())
-            .prop_map(|(token, user)| R::NotifyPrivileges { token, user })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|token| R::AckNotifyPrivileges { token })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|level| R::BranchLevel { level })
-            .boxed(),
+        (s(), any::<u32>()).prop_map(|(user, days)| R::GivePrivileges { user, days }).boxed(),
+        (any::<u32>(), s()).prop_map(|(token, user)| R::NotifyPrivileges { token, user }).boxed(),
+        any::<u32>().prop_map(|token| R::AckNotifyPrivileges { token }).boxed(),
+        any::<u32>().prop_map(|level| R::BranchLevel { level }).boxed(),
         s().prop_map(|root| R::BranchRoot { root }).boxed(),
-        any::<u32>()
-            .prop_map(|depth| R::ChildDepth { depth })
-            .boxed(),
+        any::<u32>().prop_map(|depth| R::ChildDepth { depth }).boxed(),
         room_user_variant!(R::AddRoomMember),
         room_user_variant!(R::RemoveRoomMember),
         room_variant!(R::CancelRoomMembership),
         room_variant!(R::CancelRoomOwnership),
         room_variant!(R::RoomSomething),
-        any::<bool>()
-            .prop_map(|enabled| R::EnableRoomInvitations { enabled })
-            .boxed(),
-        s().prop_map(|password| R::ChangePassword { password })
-            .boxed(),
+        any::<bool>().prop_map(|enabled| R::EnableRoomInvitations { enabled }).boxed(),
+        s().prop_map(|password| R::ChangePassword { password }).boxed(),
         room_user_variant!(R::AddRoomOperator),
         room_user_variant!(R::RemoveRoomOperator),
-        (strs(), s())
-            .prop_map(|(users, message)| R::MessageUsers { users, message })
-            .boxed(),
+        (strs(), s()).prop_map(|(users, message)| R::MessageUsers { users, message }).boxed(),
         Just(R::JoinGlobalRoom).boxed(),
         Just(R::LeaveGlobalRoom).boxed(),
         s().prop_map(|query| R::RelatedSearch { query }).boxed(),
-        (any::<u32>(), s())
-            .prop_map(|(token, user)| R::CantConnectToPeer { token, user })
-            .boxed(),
-        (
-            any::<u32>().prop_filter("unknown code", |c| !REQUEST_CODES.contains(c)),
-            vec(any::<u8>(), 0..20),
-        )
+        (any::<u32>(), s()).prop_map(|(token, user)| R::CantConnectToPeer { token, user }).boxed(),
+        (any::<u32>().prop_filter("unknown code", |c| !REQUEST_CODES.contains(c)), vec(any::<u8>(), 0..20))
             .prop_map(|(code, body)| R::Unknown { code, body })
             .boxed(),
     ]
@@ -345,63 +214,31 @@ fn response_strategies() -> Vec<BoxedStrategy<ServerResponse>> {
     use ServerResponse as R;
     vec![
         (s(), ip(), s(), any::<bool>())
-            .prop_map(
-                |(greet, own_ip, password_hash, supporter)| R::LoginSuccess {
-                    greet,
-                    own_ip,
-                    password_hash,
-                    supporter,
-                },
-            )
-            .boxed(),
-        (s(), proptest::option::of(s()))
-            .prop_map(|(reason, detail)| R::LoginFailure { reason, detail })
-            .boxed(),
-        (s(), ip(), any::<u32>(), any::<u32>(), any::<u16>())
-            .prop_map(|(user, ip, port, obf_type, obf_port)| R::GetPeerAddress {
-                user,
-                ip,
-                port,
-                obf_type,
-                obf_port,
+            .prop_map(|(greet, own_ip, password_hash, supporter)| R::LoginSuccess {
+                greet,
+                own_ip,
+                password_hash,
+                supporter,
             })
             .boxed(),
-        (
-            s(),
-            any::<bool>(),
-            proptest::option::of((status(), stats(), proptest::option::of(s()))),
-        )
+        (s(), proptest::option::of(s())).prop_map(|(reason, detail)| R::LoginFailure { reason, detail }).boxed(),
+        (s(), ip(), any::<u32>(), any::<u32>(), any::<u16>())
+            .prop_map(|(user, ip, port, obf_type, obf_port)| R::GetPeerAddress { user, ip, port, obf_type, obf_port })
+            .boxed(),
+        (s(), any::<bool>(), proptest::option::of((status(), stats(), proptest::option::of(s()))))
             .prop_map(|(user, exists, d)| R::WatchUser {
                 user,
                 exists,
-                details: d.map(|(status, stats, country)| WatchedUser {
-                    status,
-                    stats,
-                    country,
-                }),
+                details: d.map(|(status, stats, country)| WatchedUser { status, stats, country }),
             })
             .boxed(),
         (s(), status(), any::<bool>())
-            .prop_map(|(user, status, privileged)| R::GetUserStatus {
-                user,
-                status,
-                privileged,
-            })
+            .prop_map(|(user, status, privileged)| R::GetUserStatus { user, status, privileged })
             .boxed(),
         user_variant!(R::IgnoreUser),
         user_variant!(R::UnignoreUser),
-        (s(), s(), s())
-            .prop_map(|(room, user, message)| R::SayChatroom {
-                room,
-                user,
-                message,
-            })
-            .boxed(),
-        (
-            s(),
-            vec(room_user(), 0..4),
-            proptest::option::of((s(), strs())),
-        )
+        (s(), s(), s()).prop_map(|(room, user, message)| R::SayChatroom { room, user, message }).boxed(),
+        (s(), vec(room_user(), 0..4), proptest::option::of((s(), strs())))
             .prop_map(|(room, users, p)| R::JoinRoom {
                 room,
                 users,
@@ -409,86 +246,48 @@ fn response_strategies() -> Vec<BoxedStrategy<ServerResponse>> {
             })
             .boxed(),
         room_variant!(R::LeaveRoom),
-        (s(), room_user())
-            .prop_map(|(room, user)| R::UserJoinedRoom { room, user })
-            .boxed(),
+        (s(), room_user()).prop_map(|(room, user)| R::UserJoinedRoom { room, user }).boxed(),
         room_user_variant!(R::UserLeftRoom),
-        (
-            s(),
-            s(),
-            ip(),
-            any::<u32>(),
-            any::<u32>(),
-            any::<bool>(),
-            any::<u32>(),
-            any::<u32>(),
-        )
-            .prop_map(
-                |(user, conn_type, ip, port, token, privileged, obf_type, obf_port)| {
-                    R::ConnectToPeer {
-                        user,
-                        conn_type,
-                        ip,
-                        port,
-                        token,
-                        privileged,
-                        obf_type,
-                        obf_port,
-                    }
-                },
-            )
+        (s(), s(), ip(), any::<u32>(), any::<u32>(), any::<bool>(), any::<u32>(), any::<u32>())
+            .prop_map(|(user, conn_type, ip, port, token, privileged, obf_type, obf_port)| R::ConnectToPeer {
+                user,
+                conn_type,
+                ip,
+                port,
+                token,
+                privileged,
+                obf_type,
+                obf_port,
+            })
             .boxed(),
         (any::<u32>(), any::<u32>(), s(), s(), any::<bool>())
-            .prop_map(
-                |(id, timestamp, user, message, new_message)| R::MessageUser {
-                    id,
-                    timestamp,
-                    user,
-                    message,
-                    new_message,
-                },
-            )
+            .prop_map(|(id, timestamp, user, message, new_message)| R::MessageUser {
+                id,
+                timestamp,
+                user,
+                message,
+                new_message,
+            })
             .boxed(),
-        (s(), any::<u32>(), s())
-            .prop_map(|(user, token, query)| R::FileSearch { user, token, query })
-            .boxed(),
+        (s(), any::<u32>(), s()).prop_map(|(user, token, query)| R::FileSearch { user, token, query }).boxed(),
         Just(R::ServerPing).boxed(),
-        (s(), any::<u32>())
-            .prop_map(|(user, token)| R::SendConnectToken { user, token })
-            .boxed(),
-        (s(), stats())
-            .prop_map(|(user, stats)| R::GetUserStats { user, stats })
-            .boxed(),
-        (s(), any::<u32>())
-            .prop_map(|(user, full)| R::UploadSlotsFull { user, full })
-            .boxed(),
+        (s(), any::<u32>()).prop_map(|(user, token)| R::SendConnectToken { user, token }).boxed(),
+        (s(), stats()).prop_map(|(user, stats)| R::GetUserStats { user, stats }).boxed(),
+        (s(), any::<u32>()).prop_map(|(user, full)| R::UploadSlotsFull { user, full }).boxed(),
         Just(R::Relogged).boxed(),
-        (s(), strs())
-            .prop_map(|(item, similar)| R::SimilarRecommendations { item, similar })
-            .boxed(),
+        (s(), strs()).prop_map(|(item, similar)| R::SimilarRecommendations { item, similar }).boxed(),
         (recommendations(), recommendations())
-            .prop_map(|(recommendations, unrecommendations)| R::Recommendations {
+            .prop_map(|(recommendations, unrecommendations)| R::Recommendations { recommendations, unrecommendations })
+            .boxed(),
+        strs().prop_map(|items| R::MyRecommendations { items }).boxed(),
+        (recommendations(), recommendations())
+            .prop_map(|(recommendations, unrecommendations)| R::GlobalRecommendations {
                 recommendations,
                 unrecommendations,
             })
             .boxed(),
-        strs()
-            .prop_map(|items| R::MyRecommendations { items })
-            .boxed(),
-        (recommendations(), recommendations())
-            .prop_map(
-                |(recommendations, unrecommendations)| R::GlobalRecommendations {
-                    recommendations,
-                    unrecommendations,
-                },
-            )
-            .boxed(),
-        (s(), strs(), strs())
-            .prop_map(|(user, liked, hated)| R::UserInterests { user, liked, hated })
-            .boxed(),
-        (s(), any::<u32>())
-            .prop_map(|(user, token)| R::PlaceInLineRequest { user, token })
-            .boxed(),
+        (s(), strs(), strs()).prop_map(|(user, liked, hated)| R::UserInterests { user, liked, hated }).boxed(),
+        (s(), any::<u32>()).prop_map(|(user, token)| R::PlaceInLineRequest { user, token }).boxed(),
         (s(), any::<u32>(), any::<u32>())
             .prop_map(|(user, token, place)| R::PlaceInLineResponse { user, token, place })
             .boxed(),
@@ -496,154 +295,77 @@ fn response_strategies() -> Vec<BoxedStrategy<ServerResponse>> {
         room_variant!(R::RoomRemoved),
         (room_entries(), room_entries(), room_entries(), strs())
             .prop_map(|(public, owned_private, other_private, operated_private)| {
-                R::RoomList(RoomList {
-                    public,
-                    owned_private,
-                    other_private,
-                    operated_private,
-                })
+                R::RoomList(RoomList { public, owned_private, other_private, operated_private })
             })
             .boxed(),
         (s(), any::<u32>(), s(), s(), any::<u64>(), any::<u32>())
-            .prop_map(
-                |(user, token, name, path, size, checksum)| R::ExactFileSearch {
-                    user,
-                    token,
-                    name,
-                    path,
-                    size,
-                    checksum,
-                },
-            )
-            .boxed(),
-        s().prop_map(|message| R::AdminMessage { message }).boxed(),
-        vec(room_user(), 0..4)
-            .prop_map(|users| R::GlobalUserList { users })
-            .boxed(),
-        (s(), any::<u32>(), any::<u32>(), ip(), any::<u32>(), s())
-            .prop_map(
-                |(user, code, token, ip, port, message)| R::TunneledMessage {
-                    user,
-                    code,
-                    token,
-                    ip,
-                    port,
-                    message,
-                },
-            )
-            .boxed(),
-        strs()
-            .prop_map(|users| R::PrivilegedUsers { users })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|speed| R::ParentMinSpeed { speed })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|ratio| R::ParentSpeedRatio { ratio })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|seconds| R::ParentInactivityTimeout { seconds })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|seconds| R::SearchInactivityTimeout { seconds })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|count| R::MinParentsInCache { count })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|seconds| R::DistribPingInterval { seconds })
-            .boxed(),
-        user_variant!(R::AddToPrivileged),
-        any::<u32>()
-            .prop_map(|seconds_left| R::CheckPrivileges { seconds_left })
-            .boxed(),
-        (any::<u8>(), vec(any::<u8>(), 0..20))
-            .prop_map(|(code, body)| R::EmbeddedMessage { code, body })
-            .boxed(),
-        distributed_strategy().prop_map(|d| R::embedded(&d)).boxed(),
-        vec(
-            (s(), ip(), any::<u32>()).prop_map(|(user, ip, port)| PossibleParent {
+            .prop_map(|(user, token, name, path, size, checksum)| R::ExactFileSearch {
                 user,
-                ip,
-                port,
-            }),
-            0..4,
-        )
-        .prop_map(|parents| R::PossibleParents { parents })
-        .boxed(),
-        any::<u32>()
-            .prop_map(|seconds| R::WishlistInterval { seconds })
-            .boxed(),
-        str_u32s()
-            .prop_map(|users| R::SimilarUsers { users })
-            .boxed(),
-        (s(), recommendations())
-            .prop_map(|(item, recommendations)| R::ItemRecommendations {
-                item,
-                recommendations,
+                token,
+                name,
+                path,
+                size,
+                checksum,
             })
             .boxed(),
-        (s(), strs())
-            .prop_map(|(item, users)| R::ItemSimilarUsers { item, users })
+        s().prop_map(|message| R::AdminMessage { message }).boxed(),
+        vec(room_user(), 0..4).prop_map(|users| R::GlobalUserList { users }).boxed(),
+        (s(), any::<u32>(), any::<u32>(), ip(), any::<u32>(), s())
+            .prop_map(|(user, code, token, ip, port, message)| R::TunneledMessage {
+                user,
+                code,
+                token,
+                ip,
+                port,
+                message,
+            })
             .boxed(),
-        (s(), vec((s(), s()), 0..4))
-            .prop_map(|(room, tickers)| R::RoomTickers { room, tickers })
+        strs().prop_map(|users| R::PrivilegedUsers { users }).boxed(),
+        any::<u32>().prop_map(|speed| R::ParentMinSpeed { speed }).boxed(),
+        any::<u32>().prop_map(|ratio| R::ParentSpeedRatio { ratio }).boxed(),
+        any::<u32>().prop_map(|seconds| R::ParentInactivityTimeout { seconds }).boxed(),
+        any::<u32>().prop_map(|seconds| R::SearchInactivityTimeout { seconds }).boxed(),
+        any::<u32>().prop_map(|count| R::MinParentsInCache { count }).boxed(),
+        any::<u32>().prop_map(|seconds| R::DistribPingInterval { seconds }).boxed(),
+        user_variant!(R::AddToPrivileged),
+        any::<u32>().prop_map(|seconds_left| R::CheckPrivileges { seconds_left }).boxed(),
+        (any::<u8>(), vec(any::<u8>(), 0..20)).prop_map(|(code, body)| R::EmbeddedMessage { code, body }).boxed(),
+        distributed_strategy().prop_map(|d| R::embedded(&d)).boxed(),
+        vec((s(), ip(), any::<u32>()).prop_map(|(user, ip, port)| PossibleParent { user, ip, port }), 0..4)
+            .prop_map(|parents| R::PossibleParents { parents })
             .boxed(),
-        (s(), s(), s())
-            .prop_map(|(room, user, ticker)| R::RoomTickerAdd { room, user, ticker })
+        any::<u32>().prop_map(|seconds| R::WishlistInterval { seconds }).boxed(),
+        str_u32s().prop_map(|users| R::SimilarUsers { users }).boxed(),
+        (s(), recommendations())
+            .prop_map(|(item, recommendations)| R::ItemRecommendations { item, recommendations })
             .boxed(),
+        (s(), strs()).prop_map(|(item, users)| R::ItemSimilarUsers { item, users }).boxed(),
+        (s(), vec((s(), s()), 0..4)).prop_map(|(room, tickers)| R::RoomTickers { room, tickers }).boxed(),
+        (s(), s(), s()).prop_map(|(room, user, ticker)| R::RoomTickerAdd { room, user, ticker }).boxed(),
         room_user_variant!(R::RoomTickerRemove),
-        (s(), any::<bool>())
-            .prop_map(|(user, privileged)| R::UserPrivileged { user, privileged })
-            .boxed(),
-        (any::<u32>(), s())
-            .prop_map(|(token, user)| R::NotifyPrivileges { token, user })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|token| R::AckNotifyPrivileges { token })
-            .boxed(),
+        (s(), any::<bool>()).prop_map(|(user, privileged)| R::UserPrivileged { user, privileged }).boxed(),
+        (any::<u32>(), s()).prop_map(|(token, user)| R::NotifyPrivileges { token, user }).boxed(),
+        any::<u32>().prop_map(|token| R::AckNotifyPrivileges { token }).boxed(),
         Just(R::ResetDistributed).boxed(),
-        (s(), strs())
-            .prop_map(|(room, members)| R::RoomMembers { room, members })
-            .boxed(),
+        (s(), strs()).prop_map(|(room, members)| R::RoomMembers { room, members }).boxed(),
         room_user_variant!(R::AddRoomMember),
         room_user_variant!(R::RemoveRoomMember),
         room_variant!(R::RoomSomething),
         room_variant!(R::RoomMembershipGranted),
         room_variant!(R::RoomMembershipRevoked),
-        any::<bool>()
-            .prop_map(|enabled| R::EnableRoomInvitations { enabled })
-            .boxed(),
-        s().prop_map(|password| R::ChangePassword { password })
-            .boxed(),
+        any::<bool>().prop_map(|enabled| R::EnableRoomInvitations { enabled }).boxed(),
+        s().prop_map(|password| R::ChangePassword { password }).boxed(),
         room_user_variant!(R::AddRoomOperator),
         room_user_variant!(R::RemoveRoomOperator),
         room_variant!(R::RoomOperatorshipGranted),
         room_variant!(R::RoomOperatorshipRevoked),
-        (s(), strs())
-            .prop_map(|(room, operators)| R::RoomOperators { room, operators })
-            .boxed(),
-        (s(), s(), s())
-            .prop_map(|(room, user, message)| R::GlobalRoomMessage {
-                room,
-                user,
-                message,
-            })
-            .boxed(),
-        (s(), str_u32s())
-            .prop_map(|(query, terms)| R::RelatedSearch { query, terms })
-            .boxed(),
-        strs()
-            .prop_map(|phrases| R::ExcludedSearchPhrases { phrases })
-            .boxed(),
-        any::<u32>()
-            .prop_map(|token| R::CantConnectToPeer { token })
-            .boxed(),
+        (s(), strs()).prop_map(|(room, operators)| R::RoomOperators { room, operators }).boxed(),
+        (s(), s(), s()).prop_map(|(room, user, message)| R::GlobalRoomMessage { room, user, message }).boxed(),
+        (s(), str_u32s()).prop_map(|(query, terms)| R::RelatedSearch { query, terms }).boxed(),
+        strs().prop_map(|phrases| R::ExcludedSearchPhrases { phrases }).boxed(),
+        any::<u32>().prop_map(|token| R::CantConnectToPeer { token }).boxed(),
         room_variant!(R::CantCreateRoom),
-        (
-            any::<u32>().prop_filter("unknown code", |c| !RESPONSE_CODES.contains(c)),
-            vec(any::<u8>(), 0..20),
-        )
+        (any::<u32>().prop_filter("unknown code", |c| !RESPONSE_CODES.contains(c)), vec(any::<u8>(), 0..20))
             .prop_map(|(code, body)| R::Unknown { code, body })
             .boxed(),
     ]
@@ -652,11 +374,7 @@ fn response_strategies() -> Vec<BoxedStrategy<ServerResponse>> {
 fn peer_init_strategy() -> BoxedStrategy<PeerInit> {
     prop_oneof![
         any::<u32>().prop_map(|token| PeerInit::PierceFireWall { token }),
-        (s(), s(), any::<u32>()).prop_map(|(user, conn_type, token)| PeerInit::PeerInit {
-            user,
-            conn_type,
-            token
-        }),
+        (s(), s(), any::<u32>()).prop_map(|(user, conn_type, token)| PeerInit::PeerInit { user, conn_type, token }),
     ]
     .boxed()
 }
@@ -665,10 +383,7 @@ fn peer_strategies() -> Vec<BoxedStrategy<PeerMessage>> {
     use PeerMessage as M;
     vec![
         Just(M::SharedFileListRequest).boxed(),
-        (
-            dirs(),
-            proptest::option::of((any::<u32>(), proptest::option::of(dirs()))),
-        )
+        (dirs(), proptest::option::of((any::<u32>(), proptest::option::of(dirs()))))
             .prop_map(|(dirs, tail)| {
                 M::SharedFileListResponse(SharedFileList {
                     dirs,
@@ -677,9 +392,7 @@ fn peer_strategies() -> Vec<BoxedStrategy<PeerMessage>> {
                 })
             })
             .boxed(),
-        (any::<u32>(), s())
-            .prop_map(|(token, query)| M::FileSearchRequest { token, query })
-            .boxed(),
+        (any::<u32>(), s()).prop_map(|(token, query)| M::FileSearchRequest { token, query }).boxed(),
         (
             s(),
             any::<u32>(),
@@ -689,20 +402,18 @@ fn peer_strategies() -> Vec<BoxedStrategy<PeerMessage>> {
             any::<u32>(),
             proptest::option::of((any::<u32>(), proptest::option::of(files()))),
         )
-            .prop_map(
-                |(user, token, files, slot_free, avg_speed, queue_len, tail)| {
-                    M::FileSearchResponse(SearchResponse {
-                        user,
-                        token,
-                        files,
-                        slot_free,
-                        avg_speed,
-                        queue_len,
-                        unknown: tail.as_ref().map(|t| t.0),
-                        private_files: tail.and_then(|t| t.1),
-                    })
-                },
-            )
+            .prop_map(|(user, token, files, slot_free, avg_speed, queue_len, tail)| {
+                M::FileSearchResponse(SearchResponse {
+                    user,
+                    token,
+                    files,
+                    slot_free,
+                    avg_speed,
+                    queue_len,
+                    unknown: tail.as_ref().map(|t| t.0),
+                    private_files: tail.and_then(|t| t.1),
+                })
+            })
             .boxed(),
         Just(M::UserInfoRequest).boxed(),
         (
@@ -713,51 +424,27 @@ fn peer_strategies() -> Vec<BoxedStrategy<PeerMessage>> {
             any::<bool>(),
             proptest::option::of(any::<u32>()),
         )
-            .prop_map(
-                |(
+            .prop_map(|(description, picture, total_uploads, queue_size, slots_free, upload_permitted)| {
+                M::UserInfoResponse(UserInfo {
                     description,
                     picture,
                     total_uploads,
                     queue_size,
                     slots_free,
                     upload_permitted,
-                )| {
-                    M::UserInfoResponse(UserInfo {
-                        description,
-                        picture,
-                        total_uploads,
-                        queue_size,
-                        slots_free,
-                        upload_permitted,
-                    })
-                },
-            )
+                })
+            })
             .boxed(),
         (any::<u32>(), any::<u32>(), s(), s())
-            .prop_map(|(id, timestamp, user, message)| M::PrivateMessage {
-                id,
-                timestamp,
-                user,
-                message,
-            })
+            .prop_map(|(id, timestamp, user, message)| M::PrivateMessage { id, timestamp, user, message })
             .boxed(),
-        (any::<u32>(), s())
-            .prop_map(|(token, folder)| M::FolderContentsRequest { token, folder })
-            .boxed(),
+        (any::<u32>(), s()).prop_map(|(token, folder)| M::FolderContentsRequest { token, folder }).boxed(),
         (any::<u32>(), s(), dirs())
-            .prop_map(|(token, folder, dirs)| M::FolderContentsResponse {
-                token,
-                folder,
-                dirs,
-            })
+            .prop_map(|(token, folder, dirs)| M::FolderContentsResponse { token, folder, dirs })
             .boxed(),
         (any::<bool>(), any::<u32>(), s(), any::<u64>())
             .prop_map(|(up, token, filename, size)| M::TransferRequest {
-                direction: if up {
-                    TransferDirection::Upload
-                } else {
-                    TransferDirection::Download
-                },
+                direction: if up { TransferDirection::Upload } else { TransferDirection::Download },
                 token,
                 filename,
                 size: up.then_some(size),
@@ -772,24 +459,14 @@ fn peer_strategies() -> Vec<BoxedStrategy<PeerMessage>> {
         )
             .prop_map(|(token, reply)| M::TransferResponse { token, reply })
             .boxed(),
-        s().prop_map(|filename| M::UploadPlacehold { filename })
-            .boxed(),
+        s().prop_map(|filename| M::UploadPlacehold { filename }).boxed(),
         s().prop_map(|filename| M::QueueUpload { filename }).boxed(),
-        (s(), any::<u32>())
-            .prop_map(|(filename, place)| M::PlaceInQueueResponse { filename, place })
-            .boxed(),
-        s().prop_map(|filename| M::UploadFailed { filename })
-            .boxed(),
-        (s(), s())
-            .prop_map(|(filename, reason)| M::UploadDenied { filename, reason })
-            .boxed(),
-        s().prop_map(|filename| M::PlaceInQueueRequest { filename })
-            .boxed(),
+        (s(), any::<u32>()).prop_map(|(filename, place)| M::PlaceInQueueResponse { filename, place }).boxed(),
+        s().prop_map(|filename| M::UploadFailed { filename }).boxed(),
+        (s(), s()).prop_map(|(filename, reason)| M::UploadDenied { filename, reason }).boxed(),
+        s().prop_map(|filename| M::PlaceInQueueRequest { filename }).boxed(),
         Just(M::UploadQueueNotification).boxed(),
-        (
-            any::<u32>().prop_filter("unknown code", |c| !peer::CODES.contains(c)),
-            vec(any::<u8>(), 0..20),
-        )
+        (any::<u32>().prop_filter("unknown code", |c| !peer::CODES.contains(c)), vec(any::<u8>(), 0..20))
             .prop_map(|(code, body)| M::Unknown { code, body })
             .boxed(),
     ]
@@ -799,26 +476,17 @@ fn distributed_strategies() -> Vec<BoxedStrategy<DistributedMessage>> {
     use DistributedMessage as D;
     vec![
         Just(D::Ping).boxed(),
-        (s(), any::<u32>(), s())
-            .prop_map(|(user, token, query)| D::Search { user, token, query })
-            .boxed(),
-        any::<i32>()
-            .prop_map(|level| D::BranchLevel { level })
-            .boxed(),
+        (s(), any::<u32>(), s()).prop_map(|(user, token, query)| D::Search { user, token, query }).boxed(),
+        any::<i32>().prop_map(|level| D::BranchLevel { level }).boxed(),
         s().prop_map(|root| D::BranchRoot { root }).boxed(),
-        any::<u32>()
-            .prop_map(|depth| D::ChildDepth { depth })
-            .boxed(),
+        any::<u32>().prop_map(|depth| D::ChildDepth { depth }).boxed(),
         (any::<u8>(), vec(any::<u8>(), 0..20))
             // An embedded Ping (code 0) has no body: `00 00 00 x` is SoulseekQt's u32 outer
             // code, and any other body after a 0 is refused (see the type's docs).
-            .prop_filter("an embedded Ping carries no body", |(code, body)| !(*code == 0 && !body.is_empty()))
+            .prop_filter("an embedded Ping carries no body", |(code, body)| *code != 0 || body.is_empty())
             .prop_map(|(code, body)| D::EmbeddedMessage { code, body })
             .boxed(),
-        (
-            any::<u8>().prop_filter("unknown code", |c| !distributed::CODES.contains(c)),
-            vec(any::<u8>(), 0..20),
-        )
+        (any::<u8>().prop_filter("unknown code", |c| !distributed::CODES.contains(c)), vec(any::<u8>(), 0..20))
             .prop_map(|(code, body)| D::Unknown { code, body })
             .boxed(),
     ]
@@ -834,10 +502,7 @@ where
     T: std::fmt::Debug,
 {
     let mut runner = TestRunner::deterministic();
-    strategies
-        .into_iter()
-        .map(|st| code(&st.new_tree(&mut runner).unwrap().current()))
-        .collect()
+    strategies.into_iter().map(|st| code(&st.new_tree(&mut runner).unwrap().current())).collect()
 }
 
 fn known(codes: &[u32]) -> BTreeSet<u32> {
@@ -1014,30 +679,21 @@ fn codes_outside_the_lists_decode_as_unknown() {
         if !REQUEST_CODES.contains(&code) {
             assert_eq!(
                 ServerRequest::decode(code, &body).unwrap(),
-                ServerRequest::Unknown {
-                    code,
-                    body: body.to_vec()
-                },
+                ServerRequest::Unknown { code, body: body.to_vec() },
                 "request code {code}"
             );
         }
         if !RESPONSE_CODES.contains(&code) {
             assert_eq!(
                 ServerResponse::decode(code, &body).unwrap(),
-                ServerResponse::Unknown {
-                    code,
-                    body: body.to_vec()
-                },
+                ServerResponse::Unknown { code, body: body.to_vec() },
                 "response code {code}"
             );
         }
         if !peer::CODES.contains(&code) {
             assert_eq!(
                 PeerMessage::decode(code, &body).unwrap(),
-                PeerMessage::Unknown {
-                    code,
-                    body: body.to_vec()
-                },
+                PeerMessage::Unknown { code, body: body.to_vec() },
                 "peer code {code}"
             );
         }
@@ -1046,10 +702,7 @@ fn codes_outside_the_lists_decode_as_unknown() {
         if !distributed::CODES.contains(&code) {
             assert_eq!(
                 DistributedMessage::decode(code, &[9]).unwrap(),
-                DistributedMessage::Unknown {
-                    code,
-                    body: vec![9]
-                }
+                DistributedMessage::Unknown { code, body: vec![9] }
             );
         }
         if code > 1 {

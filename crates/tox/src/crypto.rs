@@ -118,10 +118,7 @@ impl SharedKey {
     pub fn precompute(their_pk: &PublicKey, our_sk: &SecretKey) -> Self {
         let s = x25519_dalek::StaticSecret::from(our_sk.0);
         let dh = s.diffie_hellman(&x25519_dalek::PublicKey::from(their_pk.0));
-        let k = salsa20::hsalsa::<salsa20::cipher::consts::U10>(
-            dh.as_bytes().into(),
-            &[0u8; 16].into(),
-        );
+        let k = salsa20::hsalsa::<salsa20::cipher::consts::U10>(dh.as_bytes().into(), &[0u8; 16].into());
         Self::from_bytes(k.into())
     }
     /// A symmetric key used directly (cookies, onion sendbacks).
@@ -237,10 +234,7 @@ mod tests {
         assert_eq!(ska.public_key().0.to_vec(), h(PKA));
         assert_eq!(skb.public_key().0.to_vec(), h(PKB));
         let shared = SharedKey::precompute(&PublicKey(arr(PKB)), &ska);
-        assert_eq!(
-            shared.as_bytes().to_vec(),
-            h("baba246eb13dcd2f83d6dfe5e6d254d9f96c7705d141a7719b62685d90405e03")
-        );
+        assert_eq!(shared.as_bytes().to_vec(), h("baba246eb13dcd2f83d6dfe5e6d254d9f96c7705d141a7719b62685d90405e03"));
         let nonce: Nonce = arr(NONCE);
         let enc = encrypt_data(&PublicKey(arr(PKB)), &ska, &nonce, b"tox interop vector");
         assert_eq!(enc, h("d548324756d8e1c0dd977fc8187f18ab5d4195499c91978a257b4f4838890cdf9f98"));

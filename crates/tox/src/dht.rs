@@ -19,12 +19,11 @@
 //!   when addressed to us (NAT ping answered here, the rest as [`DhtEvent::Request`]).
 
 use crate::crypto::{
-    random_nonce, random_u64, rng_from_seed, KeyPair, PublicKey, RngSeed, SharedKey, ToxRng,
-    PUBLIC_KEY_SIZE,
+    random_nonce, random_u64, rng_from_seed, KeyPair, PublicKey, RngSeed, SharedKey, ToxRng, PUBLIC_KEY_SIZE,
 };
 use crate::packet::{
-    closer, kind, DhtPacket, DhtRequest, NodesRequestPlain, NodesResponsePlain, PackedNode, PacketError, PingPlain,
-    limits::MAX_SENT_NODES,
+    closer, kind, limits::MAX_SENT_NODES, DhtPacket, DhtRequest, NodesRequestPlain, NodesResponsePlain, PackedNode,
+    PacketError, PingPlain,
 };
 use rand::seq::{IndexedRandom, SliceRandom};
 use std::collections::{BTreeMap, VecDeque};
@@ -381,7 +380,9 @@ impl Dht {
             kind::PING_REQUEST | kind::PING_RESPONSE => {
                 let ping = PingPlain::decode(&plain)?;
                 if ping.response != (p.kind == kind::PING_RESPONSE) {
-                    return Err(PacketError::WrongKind { want: p.kind, got: plain.first().copied().unwrap_or(0) }.into());
+                    return Err(
+                        PacketError::WrongKind { want: p.kind, got: plain.first().copied().unwrap_or(0) }.into()
+                    );
                 }
                 if ping.response {
                     let ok = self.pending_pings.get(&ping.id).is_some_and(|q| {
@@ -393,18 +394,9 @@ impl Dht {
                     self.pending_pings.remove(&ping.id);
                     self.node_answered(p.sender, from, now);
                 } else {
-                    let resp = PingPlain {
-                        response: true,
-                        id: ping.id,
-                    }
-                    .encode();
-                    let pkt = DhtPacket::build(
-                        kind::PING_RESPONSE,
-                        &self.keys.pk,
-                        &key,
-                        &random_nonce(&mut self.rng),
-                        &resp,
-                    );
+                    let resp = PingPlain { response: true, id: ping.id }.encode();
+                    let pkt =
+                        DhtPacket::build(kind::PING_RESPONSE, &self.keys.pk, &key, &random_nonce(&mut self.rng), &resp);
                     self.transmit.push_back((from, pkt));
                     self.seen_packet_from(p.sender, from, now);
                     self.maybe_probe(p.sender, from, now, true);
@@ -416,11 +408,7 @@ impl Dht {
                 nodes.retain(|n| n.pk != p.sender);
                 nodes.truncate(MAX_SENT_NODES);
                 if !nodes.is_empty() {
-                    let resp = NodesResponsePlain {
-                        nodes,
-                        sendback: req.sendback,
-                    }
-                    .encode();
+                    let resp = NodesResponsePlain { nodes, sendback: req.sendback }.encode();
                     let pkt = DhtPacket::build(
                         kind::NODES_RESPONSE,
                         &self.keys.pk,
@@ -643,26 +631,14 @@ impl Dht {
             return;
         }
         let id = random_u64(&mut self.rng);
-        self.pending_pings.insert(
-            id,
-            Pending {
-                pk,
-                addr,
-                sent: now,
-                target: pk,
-            },
-        );
+        self.pending_pings.insert(id, Pending { pk, addr, sent: now, target: pk });
         let key = self.shared_key(&pk);
         let pkt = DhtPacket::build(
             kind::PING_REQUEST,
             &self.keys.pk,
             &key,
             &random_nonce(&mut self.rng),
-            &PingPlain {
-                response: false,
-                id,
-            }
-            .encode(),
+            &PingPlain { response: false, id }.encode(),
         );
         self.transmit.push_back((addr, pkt));
     }
@@ -672,28 +648,10 @@ impl Dht {
             return;
         }
         let sendback = random_u64(&mut self.rng);
-        self.pending_nodes.insert(
-            sendback,
-            Pending {
-                pk,
-                addr,
-                sent: now,
-                target,
-            },
-        );
+        self.pending_nodes.insert(sendback, Pending { pk, addr, sent: now, target });
         let key = self.shared_key(&pk);
-        let plain = NodesRequestPlain {
-            searched: target,
-            sendback,
-        }
-        .encode();
-        let pkt = DhtPacket::build(
-            kind::NODES_REQUEST,
-            &self.keys.pk,
-            &key,
-            &random_nonce(&mut self.rng),
-            &plain,
-        );
+        let plain = NodesRequestPlain { searched: target, sendback }.encode();
+        let pkt = DhtPacket::build(kind::NODES_REQUEST, &self.keys.pk, &key, &random_nonce(&mut self.rng), &plain);
         self.transmit.push_back((addr, pkt));
     }
 
@@ -748,13 +706,8 @@ impl Dht {
         }
 
         // lookups toward our own key and each searched key
-        let good: Vec<(SocketAddr, PublicKey)> = self
-            .buckets
-            .iter()
-            .flatten()
-            .filter(|n| n.good(now))
-            .map(|n| (n.addr, n.pk))
-            .collect();
+        let good: Vec<(SocketAddr, PublicKey)> =
+            self.buckets.iter().flatten().filter(|n| n.good(now)).map(|n| (n.addr, n.pk)).collect();
         if good.is_empty() {
             self.quick = 0;
         } else if Self::due(self.last_lookup, self.quick, now) {
@@ -846,13 +799,7 @@ mod tests {
             // Fixed keys and seeds: every run sees the same network.
             let mut rng = crate::crypto::seeded_rng(n as u64);
             let nodes = (0..n)
-                .map(|_| {
-                    Dht::new(
-                        KeyPair::generate(&mut rng),
-                        crate::crypto::child_seed(&mut rng),
-                        now,
-                    )
-                })
+                .map(|_| Dht::new(KeyPair::generate(&mut rng), crate::crypto::child_seed(&mut rng), now))
                 .collect();
             Net {
                 nodes,
@@ -942,11 +889,13 @@ mod tests {
         // when the random keys put 17 far from everyone 5 knew.
         net.run(Duration::from_secs(20));
         let who: Vec<usize> = (0..20).filter(|&i| net.nodes[i].in_close_list(&target)).collect();
-        let s5: Vec<String> = net.nodes[5].searches[&target].nodes.iter().map(|n| format!("{}:{}", n.addr, n.good(net.now))).collect();
+        let s5: Vec<String> =
+            net.nodes[5].searches[&target].nodes.iter().map(|n| format!("{}:{}", n.addr, n.good(net.now))).collect();
         assert!(
             net.events[5].iter().any(|e| *e == DhtEvent::Found { pk: target, addr: net.addrs[17] }),
             "{:?} known by {who:?}; 5's search list {s5:?}; pending {}",
-            net.events[5], net.nodes[5].pending_nodes.len()
+            net.events[5],
+            net.nodes[5].pending_nodes.len()
         );
         assert_eq!(net.nodes[5].search_addr(&target), Some(net.addrs[17]));
         // Every node can look every other up.
@@ -985,14 +934,8 @@ mod tests {
         assert!(net.nodes[1].closest_nodes(&dead_pk, 8).iter().any(|n| n.pk == dead_pk));
         net.run(Duration::from_secs(30));
         // bad (>122 s): no longer handed out
-        assert!(!net.nodes[1]
-            .closest_nodes(&dead_pk, 8)
-            .iter()
-            .any(|n| n.pk == dead_pk));
-        assert!(!net.nodes[1]
-            .random_nodes(net.now, 8, &mut rng)
-            .iter()
-            .any(|n| n.pk == dead_pk));
+        assert!(!net.nodes[1].closest_nodes(&dead_pk, 8).iter().any(|n| n.pk == dead_pk));
+        assert!(!net.nodes[1].random_nodes(net.now, 8, &mut rng).iter().any(|n| n.pk == dead_pk));
         net.run(Duration::from_secs(60));
         assert!(!net.nodes[1].in_close_list(&dead_pk), "dropped after 182 s");
         // the live ones stayed
@@ -1036,7 +979,13 @@ mod tests {
         let (mut a, mut b, aa, ba, now) = pair();
         // unsolicited ping response
         let key = SharedKey::precompute(&a.pk(), &b.keys.sk);
-        let fake = DhtPacket::build(kind::PING_RESPONSE, &b.pk(), &key, &[3; 24], &PingPlain { response: true, id: 42 }.encode());
+        let fake = DhtPacket::build(
+            kind::PING_RESPONSE,
+            &b.pk(),
+            &key,
+            &[3; 24],
+            &PingPlain { response: true, id: 42 }.encode(),
+        );
         assert_eq!(a.handle_packet(now, ba, &fake), Err(DhtError::Unsolicited));
         // unsolicited nodes response carrying a node
         let n = PackedNode::new(addr(9), PublicKey([9; 32]));
@@ -1097,7 +1046,8 @@ mod tests {
         b.handle_packet(now, aa, &resp).unwrap();
         assert!(b.in_close_list(&a.pk()));
         // b probes the 4 nodes it learnt (nodes requests)
-        let probes: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).filter(|(_, p)| p[0] == kind::NODES_REQUEST).collect();
+        let probes: Vec<_> =
+            std::iter::from_fn(|| b.poll_transmit()).filter(|(_, p)| p[0] == kind::NODES_REQUEST).collect();
         assert_eq!(probes.len(), 4);
         // an empty node knows nothing and stays silent
         let now2 = now;
@@ -1169,7 +1119,13 @@ mod tests {
         for i in 0..n {
             let s = KeyPair::generate(&mut rng);
             let k = SharedKey::precompute(&d.pk(), &s.sk);
-            let ping = DhtPacket::build(kind::PING_REQUEST, &s.pk, &k, &[1; 24], &PingPlain { response: false, id: i as u64 }.encode());
+            let ping = DhtPacket::build(
+                kind::PING_REQUEST,
+                &s.pk,
+                &k,
+                &[1; 24],
+                &PingPlain { response: false, id: i as u64 }.encode(),
+            );
             d.handle_packet(now, addr(i % 60000), &ping).unwrap();
             while let Some((_, p)) = d.poll_transmit() {
                 if p[0] == kind::PING_RESPONSE {

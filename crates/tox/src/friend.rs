@@ -313,10 +313,7 @@ mod tests {
         assert_eq!(f.progress(), Progress::AwaitingDhtKey);
         f.on_dht_key(t0, dht);
         assert_eq!(f.progress(), Progress::AcquiringIpAddress);
-        assert_eq!(
-            f.tasks()[1],
-            Task::Connect { friend: f.real_pk(), mode: ConnectMode::SearchDht { dht_pk: dht } }
-        );
+        assert_eq!(f.tasks()[1], Task::Connect { friend: f.real_pk(), mode: ConnectMode::SearchDht { dht_pk: dht } });
         // A search result for another key is ignored.
         f.on_address(t0, KeyPair::generate(&mut rng).pk, addr);
         assert_eq!(f.progress(), Progress::AcquiringIpAddress);
@@ -410,10 +407,7 @@ mod tests {
         f.on_connection(t0, ConnState::NotConfirmed);
         f.on_connection(t0, ConnState::Established);
         let dht2 = KeyPair::generate(&mut rng).pk;
-        assert!(
-            f.on_dht_key(t0, dht2),
-            "the caller must kill the old connection"
-        );
+        assert!(f.on_dht_key(t0, dht2), "the caller must kill the old connection");
         // Killing it brings the friend back to the search, with the new key.
         f.on_closed(t0, CloseReason::Local);
         assert_eq!(f.progress(), Progress::AcquiringIpAddress);

@@ -88,18 +88,47 @@ pub enum RequestVia {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessengerEvent {
-    FriendOnline { friend: PublicKey },
-    FriendOffline { friend: PublicKey },
-    Message { friend: PublicKey, kind: MessageKind, text: String },
+    FriendOnline {
+        friend: PublicKey,
+    },
+    FriendOffline {
+        friend: PublicKey,
+    },
+    Message {
+        friend: PublicKey,
+        kind: MessageKind,
+        text: String,
+    },
     /// The friend received our message `receipt`.
-    Receipt { friend: PublicKey, receipt: u32 },
-    Nickname { friend: PublicKey, name: String },
-    StatusMessage { friend: PublicKey, message: String },
-    UserStatus { friend: PublicKey, status: UserStatus },
-    Typing { friend: PublicKey, typing: bool },
-    FriendRequest { from: PublicKey, message: String, via: RequestVia },
+    Receipt {
+        friend: PublicKey,
+        receipt: u32,
+    },
+    Nickname {
+        friend: PublicKey,
+        name: String,
+    },
+    StatusMessage {
+        friend: PublicKey,
+        message: String,
+    },
+    UserStatus {
+        friend: PublicKey,
+        status: UserStatus,
+    },
+    Typing {
+        friend: PublicKey,
+        typing: bool,
+    },
+    FriendRequest {
+        from: PublicKey,
+        message: String,
+        via: RequestVia,
+    },
     /// The friend_connection timed out (32 s silent); its net_crypto connection was killed.
-    ConnectionTimeout { friend: PublicKey },
+    ConnectionTimeout {
+        friend: PublicKey,
+    },
 }
 
 /// Encodes a friend request payload: `[id][nospam][message]`.
@@ -137,7 +166,10 @@ pub fn decode_friend_request(b: &[u8]) -> Result<(u8, NoSpam, &[u8]), MessengerE
 pub enum MessengerPacket {
     Alive,
     ShareRelays,
-    FriendRequest { nospam: NoSpam, message: Vec<u8> },
+    FriendRequest {
+        nospam: NoSpam,
+        message: Vec<u8>,
+    },
     Online,
     Offline,
     Nickname(String),
@@ -362,7 +394,13 @@ impl Messenger {
         self.friend_request(from, nospam, msg, RequestVia::Onion)
     }
 
-    fn friend_request(&mut self, from: PublicKey, nospam: NoSpam, msg: &[u8], via: RequestVia) -> Result<(), MessengerError> {
+    fn friend_request(
+        &mut self,
+        from: PublicKey,
+        nospam: NoSpam,
+        msg: &[u8],
+        via: RequestVia,
+    ) -> Result<(), MessengerError> {
         if nospam != self.nospam {
             return Err(MessengerError::NoSpam);
         }
@@ -381,7 +419,13 @@ impl Messenger {
         Ok(())
     }
 
-    fn send_packet(&mut self, now: Instant, nc: &mut NetCrypto, friend: &PublicKey, p: &MessengerPacket) -> Result<u32, MessengerError> {
+    fn send_packet(
+        &mut self,
+        now: Instant,
+        nc: &mut NetCrypto,
+        friend: &PublicKey,
+        p: &MessengerPacket,
+    ) -> Result<u32, MessengerError> {
         Ok(nc.send_lossless(now, friend, &p.encode())?)
     }
 
@@ -465,7 +509,13 @@ impl Messenger {
         }
     }
 
-    fn handle_packet(&mut self, now: Instant, peer: &PublicKey, data: &[u8], nc: &mut NetCrypto) -> Result<(), MessengerError> {
+    fn handle_packet(
+        &mut self,
+        now: Instant,
+        peer: &PublicKey,
+        data: &[u8],
+        nc: &mut NetCrypto,
+    ) -> Result<(), MessengerError> {
         let p = MessengerPacket::decode(data)?;
         let Some(f) = self.friends.get_mut(peer) else {
             return Err(MessengerError::NotFriend);
@@ -662,14 +712,21 @@ mod tests {
         // No receipt before B's buffer_start passes the messages.
         assert!(!p.a.events.iter().any(|e| matches!(e, MessengerEvent::Receipt { .. })));
         p.advance(Duration::from_millis(1500));
-        assert!(p.b.events.contains(&MessengerEvent::Message { friend: apk, kind: MessageKind::Normal, text: "hello".into() }));
-        assert!(p.b.events.contains(&MessengerEvent::Message { friend: apk, kind: MessageKind::Action, text: "waves".into() }));
-        let receipts: Vec<u32> = p
-            .a
-            .events
-            .iter()
-            .filter_map(|e| if let MessengerEvent::Receipt { receipt, .. } = e { Some(*receipt) } else { None })
-            .collect();
+        assert!(p.b.events.contains(&MessengerEvent::Message {
+            friend: apk,
+            kind: MessageKind::Normal,
+            text: "hello".into()
+        }));
+        assert!(p.b.events.contains(&MessengerEvent::Message {
+            friend: apk,
+            kind: MessageKind::Action,
+            text: "waves".into()
+        }));
+        let receipts: Vec<u32> =
+            p.a.events
+                .iter()
+                .filter_map(|e| if let MessengerEvent::Receipt { receipt, .. } = e { Some(*receipt) } else { None })
+                .collect();
         assert_eq!(receipts, vec![r1, r2]);
     }
 
@@ -678,12 +735,7 @@ mod tests {
         let mut rng = crate::crypto::seeded_rng(101);
         let mut m = Messenger::new("x", NoSpam::default());
         let now = Instant::now();
-        let mut nc = NetCrypto::new(
-            KeyPair::generate(&mut rng),
-            KeyPair::generate(&mut rng),
-            [9; 32],
-            now,
-        );
+        let mut nc = NetCrypto::new(KeyPair::generate(&mut rng), KeyPair::generate(&mut rng), [9; 32], now);
         let f = KeyPair::generate(&mut rng).pk;
         m.add_friend(now, f, &mut nc);
         let msg = MessengerPacket::Message(MessageKind::Normal, "early".into()).encode();
@@ -725,12 +777,7 @@ mod tests {
         let mut rng = crate::crypto::seeded_rng(102);
         let now = Instant::now();
         let mut m = Messenger::new("me", NoSpam([9, 9, 9, 9]));
-        let mut nc = NetCrypto::new(
-            KeyPair::generate(&mut rng),
-            KeyPair::generate(&mut rng),
-            [9; 32],
-            now,
-        );
+        let mut nc = NetCrypto::new(KeyPair::generate(&mut rng), KeyPair::generate(&mut rng), [9; 32], now);
         let from = KeyPair::generate(&mut rng).pk;
         let good = encode_friend_request(0x20, NoSpam([9, 9, 9, 9]), "hi there").unwrap();
         assert_eq!(&good[..5], &[0x20, 9, 9, 9, 9]);
@@ -751,8 +798,7 @@ mod tests {
         assert_eq!(m.poll_event(), None);
         // Outgoing: due now, then after 2, 4, 8 s.
         let to = KeyPair::generate(&mut rng).pk;
-        m.send_friend_request(now, to, NoSpam([1, 2, 3, 4]), "add me", &mut nc)
-            .unwrap();
+        m.send_friend_request(now, to, NoSpam([1, 2, 3, 4]), "add me", &mut nc).unwrap();
         let mut times = vec![];
         let mut t = now;
         while t < now + Duration::from_secs(15) {
@@ -789,7 +835,11 @@ mod tests {
         assert!(p.a.m.is_online(&bpk));
         p.a.m.send_message(p.now, &mut p.a.nc, &bpk, MessageKind::Normal, "again").unwrap();
         p.advance(Duration::from_millis(100));
-        assert!(p.b.events.contains(&MessengerEvent::Message { friend: apk, kind: MessageKind::Normal, text: "again".into() }));
+        assert!(p.b.events.contains(&MessengerEvent::Message {
+            friend: apk,
+            kind: MessageKind::Normal,
+            text: "again".into()
+        }));
     }
 
     proptest! {

@@ -13,8 +13,8 @@
 //! with the nonce from the peer's handshake.
 
 use crate::crypto::{
-    increment_nonce, increment_nonce_by, random_nonce, random_u64, rng_from_seed, sha512, KeyPair,
-    Nonce, PublicKey, RngSeed, SharedKey, ToxRng, MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE,
+    increment_nonce, increment_nonce_by, random_nonce, random_u64, rng_from_seed, sha512, KeyPair, Nonce, PublicKey,
+    RngSeed, SharedKey, ToxRng, MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -129,16 +129,35 @@ pub enum CloseReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetCryptoEvent {
     /// The connection to `peer` entered `state`.
-    State { peer: PublicKey, state: ConnState },
+    State {
+        peer: PublicKey,
+        state: ConnState,
+    },
     /// A valid handshake from `peer` told us its DHT key and address.
-    PeerDhtKey { peer: PublicKey, dht_pk: PublicKey, addr: SocketAddr },
+    PeerDhtKey {
+        peer: PublicKey,
+        dht_pk: PublicKey,
+        addr: SocketAddr,
+    },
     /// A lossless packet `[id][data]`, in order.
-    Lossless { peer: PublicKey, data: Vec<u8> },
+    Lossless {
+        peer: PublicKey,
+        data: Vec<u8>,
+    },
     /// A lossy packet `[id][data]` (id 192–254).
-    Lossy { peer: PublicKey, data: Vec<u8> },
+    Lossy {
+        peer: PublicKey,
+        data: Vec<u8>,
+    },
     /// The peer has received all our lossless packets numbered below `buffer_start`.
-    Delivered { peer: PublicKey, buffer_start: u32 },
-    Closed { peer: PublicKey, reason: CloseReason },
+    Delivered {
+        peer: PublicKey,
+        buffer_start: u32,
+    },
+    Closed {
+        peer: PublicKey,
+        reason: CloseReason,
+    },
 }
 
 struct SentPacket {
@@ -228,7 +247,8 @@ fn strip_padding(b: &[u8]) -> Option<&[u8]> {
 /// Splits a decrypted data packet into `(buffer_start, packet_number, [id][data])`,
 /// skipping the zero padding.
 pub fn parse_data_plain(plain: &[u8]) -> Result<(u32, u32, &[u8]), NetCryptoError> {
-    let hdr: [u8; 8] = plain.get(..8).and_then(|h| h.try_into().ok()).ok_or(NetCryptoError::Malformed("short data header"))?;
+    let hdr: [u8; 8] =
+        plain.get(..8).and_then(|h| h.try_into().ok()).ok_or(NetCryptoError::Malformed("short data header"))?;
     let buffer_start = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
     let num = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
     let body = strip_padding(&plain[8..]).ok_or(NetCryptoError::Malformed("only padding"))?;
@@ -378,13 +398,7 @@ impl NetCrypto {
     }
 
     /// `nonce`: fresh, from the machine's generator.
-    fn make_cookie(
-        &self,
-        now: Instant,
-        real: &PublicKey,
-        dht: &PublicKey,
-        nonce: &Nonce,
-    ) -> [u8; COOKIE_SIZE] {
+    fn make_cookie(&self, now: Instant, real: &PublicKey, dht: &PublicKey, nonce: &Nonce) -> [u8; COOKIE_SIZE] {
         let mut plain = [0u8; COOKIE_PLAIN_SIZE];
         plain[..8].copy_from_slice(&self.cookie_time(now).to_be_bytes());
         plain[8..40].copy_from_slice(&real.0);
@@ -425,14 +439,7 @@ impl NetCrypto {
                 self.close(&peer, CloseReason::Replaced);
             }
         }
-        let mut c = Conn::new(
-            peer,
-            peer_dht,
-            addr,
-            ConnState::CookieRequesting,
-            now,
-            &mut self.rng,
-        );
+        let mut c = Conn::new(peer, peer_dht, addr, ConnState::CookieRequesting, now, &mut self.rng);
         // Cookie request: [0x18][our DHT pk][nonce][box(our DHT sk, peer DHT pk)(real pk ‖ 0³² ‖ echo)]
         let mut plain = [0u8; COOKIE_REQUEST_PLAIN_SIZE];
         plain[..32].copy_from_slice(&self.real.pk.0);
@@ -548,13 +555,7 @@ impl NetCrypto {
 
     /// Builds our handshake for `c`, using `their_cookie` (made by the peer).
     /// `nonces`: two fresh ones from the machine's generator (our cookie's, the packet's).
-    fn build_handshake(
-        &self,
-        now: Instant,
-        c: &Conn,
-        their_cookie: &[u8],
-        nonces: [Nonce; 2],
-    ) -> Vec<u8> {
+    fn build_handshake(&self, now: Instant, c: &Conn, their_cookie: &[u8], nonces: [Nonce; 2]) -> Vec<u8> {
         let other = self.make_cookie(now, &c.peer, &c.peer_dht, &nonces[0]);
         let mut plain = Vec::with_capacity(HANDSHAKE_PLAIN_SIZE);
         plain.extend_from_slice(&c.sent_nonce);
@@ -588,14 +589,8 @@ impl NetCrypto {
         let sender_dht = PublicKey(data[1..33].try_into().map_err(|_| NetCryptoError::Malformed("pk"))?);
         let nonce: Nonce = data[33..57].try_into().map_err(|_| NetCryptoError::Malformed("nonce"))?;
         let shared = SharedKey::precompute(&sender_dht, &self.dht.sk);
-        let plain = shared
-            .decrypt(&nonce, &data[57..])
-            .ok_or(NetCryptoError::Decrypt)?;
-        let real = PublicKey(
-            plain[..32]
-                .try_into()
-                .map_err(|_| NetCryptoError::Malformed("pk"))?,
-        );
+        let plain = shared.decrypt(&nonce, &data[57..]).ok_or(NetCryptoError::Decrypt)?;
+        let real = PublicKey(plain[..32].try_into().map_err(|_| NetCryptoError::Malformed("pk"))?);
         let cookie_nonce = random_nonce(&mut self.rng);
         let cookie = self.make_cookie(now, &real, &sender_dht, &cookie_nonce);
         let mut body = Vec::with_capacity(COOKIE_SIZE + 8);
@@ -616,12 +611,8 @@ impl NetCrypto {
         }
         let nonce: Nonce = data[1..25].try_into().map_err(|_| NetCryptoError::Malformed("nonce"))?;
         // The connection waiting for a cookie from this address (or any waiting one).
-        let mut candidates: Vec<PublicKey> = self
-            .conns
-            .values()
-            .filter(|c| c.state == ConnState::CookieRequesting)
-            .map(|c| c.peer)
-            .collect();
+        let mut candidates: Vec<PublicKey> =
+            self.conns.values().filter(|c| c.state == ConnState::CookieRequesting).map(|c| c.peer).collect();
         candidates.sort_by_key(|p| self.conns.get(p).map(|c| c.addr != from));
         for peer in candidates {
             let Some(c) = self.conns.get(&peer) else { continue };
@@ -633,10 +624,7 @@ impl NetCrypto {
             let cookie = &plain[..COOKIE_SIZE];
             let nonces = [random_nonce(&mut self.rng), random_nonce(&mut self.rng)];
             let hs = self.build_handshake(now, c, cookie, nonces);
-            let c = self
-                .conns
-                .get_mut(&peer)
-                .ok_or(NetCryptoError::NoConnection)?;
+            let c = self.conns.get_mut(&peer).ok_or(NetCryptoError::NoConnection)?;
             c.state = ConnState::HandshakeSent;
             c.temp_packet = Some(hs.clone());
             c.temp_tries = 1;
@@ -655,8 +643,9 @@ impl NetCrypto {
         }
         let cookie = &data[1..1 + COOKIE_SIZE];
         let (peer, peer_dht) = self.open_cookie(now, cookie).ok_or(NetCryptoError::Cookie)?;
-        let nonce: Nonce =
-            data[1 + COOKIE_SIZE..1 + COOKIE_SIZE + NONCE_SIZE].try_into().map_err(|_| NetCryptoError::Malformed("nonce"))?;
+        let nonce: Nonce = data[1 + COOKIE_SIZE..1 + COOKIE_SIZE + NONCE_SIZE]
+            .try_into()
+            .map_err(|_| NetCryptoError::Malformed("nonce"))?;
         let plain = SharedKey::precompute(&peer, &self.real.sk)
             .decrypt(&nonce, &data[1 + COOKIE_SIZE + NONCE_SIZE..])
             .ok_or(NetCryptoError::Decrypt)?;
@@ -683,17 +672,7 @@ impl NetCrypto {
                 let s = c.state;
                 (c, Some(s))
             }
-            None => (
-                Conn::new(
-                    peer,
-                    peer_dht,
-                    from,
-                    ConnState::NotConfirmed,
-                    now,
-                    &mut self.rng,
-                ),
-                None,
-            ),
+            None => (Conn::new(peer, peer_dht, from, ConnState::NotConfirmed, now, &mut self.rng), None),
         };
         c.addr = from;
         c.recv_nonce = base;
@@ -1091,7 +1070,10 @@ mod tests {
         use ConnState::*;
         assert_eq!(states(&net.a_events), vec![CookieRequesting, HandshakeSent, NotConfirmed, Established]);
         assert_eq!(states(&net.b_events), vec![NotConfirmed, Established]);
-        assert!(net.b_events.iter().any(|e| matches!(e, NetCryptoEvent::PeerDhtKey { dht_pk, .. } if *dht_pk == net.a.dht_pk())));
+        assert!(net
+            .b_events
+            .iter()
+            .any(|e| matches!(e, NetCryptoEvent::PeerDhtKey { dht_pk, .. } if *dht_pk == net.a.dht_pk())));
         let size = |k: u8| net.sizes.iter().find(|(kind, _)| *kind == k).map(|s| s.1);
         assert_eq!(size(PACKET_COOKIE_REQUEST), Some(145));
         assert_eq!(size(PACKET_COOKIE_RESPONSE), Some(161));
@@ -1122,9 +1104,10 @@ mod tests {
             }
             net.step();
             let got = net.b_events.iter().filter(|e| matches!(e, NetCryptoEvent::Lossless { .. })).count();
-            let delivered = net.a_events.iter().any(
-                |e| matches!(e, NetCryptoEvent::Delivered { buffer_start, .. } if *buffer_start == last_num + 1),
-            );
+            let delivered = net
+                .a_events
+                .iter()
+                .any(|e| matches!(e, NetCryptoEvent::Delivered { buffer_start, .. } if *buffer_start == last_num + 1));
             if got == 1000 && delivered {
                 break;
             }
@@ -1169,9 +1152,10 @@ mod tests {
         }
         let reqs = net.sizes.iter().filter(|(k, _)| *k == PACKET_COOKIE_REQUEST).count();
         assert_eq!(reqs, MAX_SEND_TRIES as usize);
-        assert!(net
-            .a_events
-            .contains(&NetCryptoEvent::Closed { peer: bpk, reason: CloseReason::Timeout(ConnState::CookieRequesting) }));
+        assert!(net.a_events.contains(&NetCryptoEvent::Closed {
+            peer: bpk,
+            reason: CloseReason::Timeout(ConnState::CookieRequesting)
+        }));
     }
 
     #[test]

@@ -12,13 +12,14 @@
 //!   data 0x85 along the stored return path of its addressee as 0x86.
 
 use crate::crypto::{
-    random_bytes, random_nonce, rng_from_seed, sha512, KeyPair, Nonce, PublicKey, RngSeed,
-    SharedKey, ToxRng, MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE,
+    random_bytes, random_nonce, rng_from_seed, sha512, KeyPair, Nonce, PublicKey, RngSeed, SharedKey, ToxRng, MAC_SIZE,
+    NONCE_SIZE, PUBLIC_KEY_SIZE,
 };
 use crate::dht::Dht;
 use crate::packet::{
-    closer, decode_ip_port, encode_ip_port, kind, limits::{IP_PORT_SIZE, MAX_SENT_NODES}, nonce_at, pk_at, u64_at,
-    PackedNode, PacketError,
+    closer, decode_ip_port, encode_ip_port, kind,
+    limits::{IP_PORT_SIZE, MAX_SENT_NODES},
+    nonce_at, pk_at, u64_at, PackedNode, PacketError,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -168,7 +169,9 @@ impl OnionNode {
     /// searched key for announce responses.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], dht: &Dht) -> Result<(), OnionError> {
         if data.len() > ONION_MAX_PACKET_SIZE {
-            return Err(PacketError::TooLong { what: "onion packet", max: ONION_MAX_PACKET_SIZE, got: data.len() }.into());
+            return Err(
+                PacketError::TooLong { what: "onion packet", max: ONION_MAX_PACKET_SIZE, got: data.len() }.into()
+            );
         }
         match data.first() {
             None => Err(PacketError::Empty.into()),
@@ -210,9 +213,7 @@ impl OnionNode {
         let nonce = nonce_at(data, 1).ok_or(PacketError::Empty)?;
         let sender = pk_at(data, 1 + NONCE_SIZE).ok_or(PacketError::Empty)?;
         let key = self.shared_key(&sender);
-        let plain = key
-            .decrypt(&nonce, &data[1 + NONCE_SIZE + PUBLIC_KEY_SIZE..])
-            .ok_or(PacketError::Decrypt)?;
+        let plain = key.decrypt(&nonce, &data[1 + NONCE_SIZE + PUBLIC_KEY_SIZE..]).ok_or(PacketError::Decrypt)?;
         let next = decode_ip_port(&plain)?;
         let rest = &plain[IP_PORT_SIZE..];
         let s1 = self.seal_sendback(&encode_ip_port(&from));
@@ -247,7 +248,12 @@ impl OnionNode {
         let mut out = Vec::with_capacity(1 + NONCE_SIZE + rest.len() + s.len());
         if next_kind != 0 {
             if rest.len() < PUBLIC_KEY_SIZE + MAC_SIZE {
-                return Err(PacketError::TooShort { what: "onion layer", need: PUBLIC_KEY_SIZE + MAC_SIZE, got: rest.len() }.into());
+                return Err(PacketError::TooShort {
+                    what: "onion layer",
+                    need: PUBLIC_KEY_SIZE + MAC_SIZE,
+                    got: rest.len(),
+                }
+                .into());
             }
             out.push(next_kind);
             out.extend_from_slice(&nonce);
@@ -372,7 +378,14 @@ impl OnionNode {
     }
 
     /// Stores or renews; None when the store is full of entries closer to our key.
-    fn add_entry(&mut self, now: Instant, pk: PublicKey, data_pk: PublicKey, ret: &[u8], ret_addr: SocketAddr) -> Option<usize> {
+    fn add_entry(
+        &mut self,
+        now: Instant,
+        pk: PublicKey,
+        data_pk: PublicKey,
+        ret: &[u8],
+        ret_addr: SocketAddr,
+    ) -> Option<usize> {
         let e = Entry { pk, data_pk, ret: ret.to_vec(), ret_addr, time: now };
         let i = if let Some(i) = self.find(&pk) {
             self.entries[i] = e;
@@ -448,7 +461,12 @@ impl OnionNode {
     /// 0x85 `[dest pk][nonce][temp pk][box][S3]` → `[0x8c][stored S3][0x86][nonce][temp pk][box]`.
     fn data_request(&mut self, now: Instant, data: &[u8]) -> Result<(), OnionError> {
         if data.len() < DATA_REQUEST_MIN_SIZE + RETURN_3 {
-            return Err(PacketError::TooShort { what: "onion data request", need: DATA_REQUEST_MIN_SIZE + RETURN_3, got: data.len() }.into());
+            return Err(PacketError::TooShort {
+                what: "onion data request",
+                need: DATA_REQUEST_MIN_SIZE + RETURN_3,
+                got: data.len(),
+            }
+            .into());
         }
         let dest = pk_at(data, 1).ok_or(PacketError::Empty)?;
         self.expire(now);
@@ -472,10 +490,7 @@ impl OnionNode {
         }
         self.next_tick = now + Duration::from_secs(1);
         if now.saturating_duration_since(self.sendback_since) >= SENDBACK_KEY_LIFETIME {
-            self.sendback_prev = Some(std::mem::replace(
-                &mut self.sendback,
-                SharedKey::random(&mut self.rng),
-            ));
+            self.sendback_prev = Some(std::mem::replace(&mut self.sendback, SharedKey::random(&mut self.rng)));
             self.sendback_since = now;
         }
         self.expire(now);
@@ -509,13 +524,7 @@ pub mod build {
 
     /// `0x80` packet for `nodes[0]` carrying `payload` to `dest` through the path.
     /// `our_dht` boxes the first layer; `n` is a fresh random nonce from the caller.
-    pub fn onion_request(
-        n: &Nonce,
-        our_dht: &KeyPair,
-        path: &PathKeys,
-        dest: SocketAddr,
-        payload: &[u8],
-    ) -> Vec<u8> {
+    pub fn onion_request(n: &Nonce, our_dht: &KeyPair, path: &PathKeys, dest: SocketAddr, payload: &[u8]) -> Vec<u8> {
         let n = *n;
         let [a, b, c] = &path.nodes;
         // innermost: for C
@@ -609,16 +618,16 @@ mod tests {
 
     fn hop(i: u8, now: Instant) -> Hop {
         let k = KeyPair::from_secret(SecretKey([i; 32]));
-        Hop {
-            node: OnionNode::new(k.clone(), [i; 32], now),
-            dht: Dht::new(k, [i; 32], now),
-            addr: addr(i),
-        }
+        Hop { node: OnionNode::new(k.clone(), [i; 32], now), dht: Dht::new(k, [i; 32], now), addr: addr(i) }
     }
 
     /// Delivers packets between hops until none is left; returns what went to addresses
     /// that are not hops.
-    fn pump(hops: &mut [Hop], first: (SocketAddr, SocketAddr, Vec<u8>), now: Instant) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+    fn pump(
+        hops: &mut [Hop],
+        first: (SocketAddr, SocketAddr, Vec<u8>),
+        now: Instant,
+    ) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
         let mut q = vec![first];
         let mut out = Vec::new();
         while let Some((from, to, pkt)) = q.pop() {
@@ -655,15 +664,7 @@ mod tests {
         };
         let d = &hops[3];
         let (d_addr, d_pk) = (d.addr, d.dht.pk());
-        let ann = announce_request(
-            &random_nonce(&mut rng),
-            &real,
-            &d_pk,
-            &[0; 32],
-            &real.pk,
-            &data_kp.pk,
-            77,
-        );
+        let ann = announce_request(&random_nonce(&mut rng), &real, &d_pk, &[0; 32], &real.pk, &data_kp.pk, 77);
         assert_eq!(ann.len(), 177);
         let pkt = onion_request(&random_nonce(&mut rng), &me_dht, &path, d_addr, &ann);
         assert_eq!(pkt.len(), 403, "c-toxcore's 0x80 announce is 403 bytes");
@@ -707,15 +708,7 @@ mod tests {
         // heard paths are forgotten after HEARD_TIMEOUT
         assert_eq!(hops[3].node.deliver_local(now + HEARD_TIMEOUT, &local), Err(OnionError::NotAnnounced));
         // second round with the ping id: stored (is_stored = 2)
-        let ann = announce_request(
-            &random_nonce(&mut rng),
-            &real,
-            &d_pk,
-            &ping_id,
-            &real.pk,
-            &data_kp.pk,
-            78,
-        );
+        let ann = announce_request(&random_nonce(&mut rng), &real, &d_pk, &ping_id, &real.pk, &data_kp.pk, 78);
         let pkt = onion_request(&random_nonce(&mut rng), &me_dht, &path, d_addr, &ann);
         let back = pump(&mut hops, (me_addr, ad[0], pkt), now);
         let (sb, n, boxed) = announce_response_header(&back[0].2).unwrap();
@@ -727,15 +720,8 @@ mod tests {
 
         // a searcher (temporary key, ping id 0) learns the data pk: is_stored = 1
         let searcher = KeyPair::generate(&mut rng);
-        let ann = announce_request(
-            &random_nonce(&mut rng),
-            &searcher,
-            &d_pk,
-            &[0; 32],
-            &real.pk,
-            &PublicKey([0; 32]),
-            5,
-        );
+        let ann =
+            announce_request(&random_nonce(&mut rng), &searcher, &d_pk, &[0; 32], &real.pk, &PublicKey([0; 32]), 5);
         let pkt = onion_request(&random_nonce(&mut rng), &me_dht, &path, d_addr, &ann);
         let back = pump(&mut hops, (me_addr, ad[0], pkt), now);
         let (_, n, boxed) = announce_response_header(&back[0].2).unwrap();
@@ -781,15 +767,7 @@ mod tests {
         let mut h = hop(1, now);
         let real = KeyPair::generate(&mut rng);
         let c = addr(3);
-        let mut ann = announce_request(
-            &random_nonce(&mut rng),
-            &real,
-            &h.dht.pk(),
-            &[7; 32],
-            &real.pk,
-            &real.pk,
-            1,
-        );
+        let mut ann = announce_request(&random_nonce(&mut rng), &real, &h.dht.pk(), &[7; 32], &real.pk, &real.pk, 1);
         ann.extend_from_slice(&[0u8; RETURN_3]);
         h.node.handle_packet(now, c, &ann, &h.dht).unwrap();
         assert_eq!(h.node.entry_count(), 0, "a made-up ping id does not store");
@@ -800,15 +778,7 @@ mod tests {
         let pl = SharedKey::precompute(&h.dht.pk(), &real.sk).decrypt(&n, boxed).unwrap();
         let pid: [u8; 32] = pl[1..33].try_into().unwrap();
         // the token is bound to the last hop's address: from elsewhere it does not store
-        let mut ann2 = announce_request(
-            &random_nonce(&mut rng),
-            &real,
-            &h.dht.pk(),
-            &pid,
-            &real.pk,
-            &real.pk,
-            1,
-        );
+        let mut ann2 = announce_request(&random_nonce(&mut rng), &real, &h.dht.pk(), &pid, &real.pk, &real.pk, 1);
         ann2.extend_from_slice(&[0u8; RETURN_3]);
         h.node.handle_packet(now, addr(4), &ann2, &h.dht).unwrap();
         assert_eq!(h.node.entry_count(), 0);
@@ -851,14 +821,11 @@ mod tests {
         let now = Instant::now();
         let mut h = hop(1, now);
         let me = h.dht.pk();
-        let mut kps: Vec<KeyPair> = (0..MAX_ENTRIES + 20)
-            .map(|_| KeyPair::generate(&mut rng))
-            .collect();
+        let mut kps: Vec<KeyPair> = (0..MAX_ENTRIES + 20).map(|_| KeyPair::generate(&mut rng)).collect();
         for kp in &kps {
             let c = addr(3);
             let pid = h.node.ping_id(h.node.window(now) + 1, &kp.pk, &c);
-            let mut ann =
-                announce_request(&random_nonce(&mut rng), kp, &me, &pid, &kp.pk, &kp.pk, 1);
+            let mut ann = announce_request(&random_nonce(&mut rng), kp, &me, &pid, &kp.pk, &kp.pk, 1);
             ann.extend_from_slice(&[0u8; RETURN_3]);
             h.node.handle_packet(now, c, &ann, &h.dht).unwrap();
         }

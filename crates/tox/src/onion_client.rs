@@ -19,13 +19,15 @@
 //! path they were sent through, once.
 
 use crate::crypto::{
-    random_nonce, random_u64, rng_from_seed, KeyPair, PublicKey, RngSeed, SharedKey, ToxRng,
-    MAC_SIZE, NONCE_SIZE, PUBLIC_KEY_SIZE,
+    random_nonce, random_u64, rng_from_seed, KeyPair, PublicKey, RngSeed, SharedKey, ToxRng, MAC_SIZE, NONCE_SIZE,
+    PUBLIC_KEY_SIZE,
 };
 use crate::dht::Dht;
 use crate::onion::build::{announce_request, announce_response_header, onion_request, PathKeys};
 use crate::onion::{OnionError, ONION_MAX_PACKET_SIZE, PING_ID_SIZE};
-use crate::packet::{closer, decode_node_entries_all, kind, limits::MAX_SENT_NODES, nonce_at, pk_at, PackedNode, PacketError};
+use crate::packet::{
+    closer, decode_node_entries_all, kind, limits::MAX_SENT_NODES, nonce_at, pk_at, PackedNode, PacketError,
+};
 use rand::seq::IndexedRandom;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -119,7 +121,15 @@ struct ANode {
 
 impl ANode {
     fn new(n: &PackedNode) -> Self {
-        ANode { pk: n.pk, addr: n.addr, ping_id: [0; PING_ID_SIZE], stored: false, last_sent: None, misses: 0, path: None }
+        ANode {
+            pk: n.pk,
+            addr: n.addr,
+            ping_id: [0; PING_ID_SIZE],
+            stored: false,
+            last_sent: None,
+            misses: 0,
+            path: None,
+        }
     }
 }
 
@@ -279,7 +289,9 @@ impl OnionClient {
 
     /// The friend is announced at ≥ 1 node we know of (its data key is known).
     pub fn is_friend_found(&self, real_pk: &PublicKey) -> bool {
-        self.friends.get(real_pk).is_some_and(|f| f.data_pk.is_some() && (f.nodes.iter().any(|n| n.stored) || f.local.is_some()))
+        self.friends
+            .get(real_pk)
+            .is_some_and(|f| f.data_pk.is_some() && (f.nodes.iter().any(|n| n.stored) || f.local.is_some()))
     }
 
     /// The friend's data key as last reported.
@@ -311,7 +323,8 @@ impl OnionClient {
         let Some(f) = self.friends.get(to_real_pk) else { return 0 };
         let Some(data_pk) = f.data_pk else { return 0 };
         let nodes: Vec<SocketAddr> = f.nodes.iter().filter(|n| n.stored).map(|n| n.addr).collect();
-        let local = f.local.filter(|(k, at)| *k == data_pk && self.now.saturating_duration_since(*at) < LOCAL_FRESH).is_some();
+        let local =
+            f.local.filter(|(k, at)| *k == data_pk && self.now.saturating_duration_since(*at) < LOCAL_FRESH).is_some();
         let mut sent = 0;
         if local {
             let p = self.data_request(to_real_pk, &data_pk, inner);
@@ -329,12 +342,7 @@ impl OnionClient {
     }
 
     /// `[0x85][dest pk][nonce][temp pk][box(temp, data pk)([our real pk][box(real keys)(inner)])]`.
-    fn data_request(
-        &mut self,
-        to_real_pk: &PublicKey,
-        data_pk: &PublicKey,
-        inner: &[u8],
-    ) -> Vec<u8> {
+    fn data_request(&mut self, to_real_pk: &PublicKey, data_pk: &PublicKey, inner: &[u8]) -> Vec<u8> {
         let nonce = random_nonce(&mut self.rng);
         let inner_box = self.shared_key(to_real_pk).encrypt(&nonce, inner);
         let mut mid = Vec::with_capacity(PUBLIC_KEY_SIZE + inner_box.len());
@@ -353,20 +361,22 @@ impl OnionClient {
 
     /// Path keys of a pool's path, and the packet sent through it; with `track`, a
     /// pending entry is made (returns its sendback).
-    fn send_via(&mut self, pool: usize, pid: u64, dest: SocketAddr, payload: &[u8], track: Option<(Target, PublicKey, u64)>) -> Option<()> {
+    fn send_via(
+        &mut self,
+        pool: usize,
+        pid: u64,
+        dest: SocketAddr,
+        payload: &[u8],
+        track: Option<(Target, PublicKey, u64)>,
+    ) -> Option<()> {
         let dht_keys = self.dht_keys.clone()?;
         let path = self.paths[pool].get(&pid)?;
-        let pkt = onion_request(
-            &random_nonce(&mut self.rng),
-            &dht_keys,
-            &path.keys,
-            dest,
-            payload,
-        );
+        let pkt = onion_request(&random_nonce(&mut self.rng), &dht_keys, &path.keys, dest, payload);
         let first = path.keys.nodes[0].addr;
         if let Some((target, node, sendback)) = track {
             let timeout = if path.confirmed { PATH_TIMEOUT_CONFIRMED } else { PATH_TIMEOUT_UNCONFIRMED };
-            self.pending.insert(sendback, Pending { target, node, path: pid, first_hop: first, sent: self.now, timeout });
+            self.pending
+                .insert(sendback, Pending { target, node, path: pid, first_hop: first, sent: self.now, timeout });
         }
         self.transmit.push_back((first, pkt));
         Some(())
@@ -429,7 +439,9 @@ impl OnionClient {
     /// responses carry everything needed, so it is not consulted.)
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], _dht: &Dht) -> Result<(), OnionError> {
         if data.len() > ONION_MAX_PACKET_SIZE {
-            return Err(PacketError::TooLong { what: "onion response", max: ONION_MAX_PACKET_SIZE, got: data.len() }.into());
+            return Err(
+                PacketError::TooLong { what: "onion response", max: ONION_MAX_PACKET_SIZE, got: data.len() }.into()
+            );
         }
         match data.first() {
             Some(&kind::ANNOUNCE_RESPONSE) => self.announce_response(now, from, data),
@@ -491,7 +503,8 @@ impl OnionClient {
                     self.events.push_back(OnionEvent::Announced);
                 }
                 let me = self.real.pk;
-                self.announce_nodes_added += Self::merge_nodes(&mut self.announce_nodes, &nodes, &me, MAX_ANNOUNCE_NODES) as u64;
+                self.announce_nodes_added +=
+                    Self::merge_nodes(&mut self.announce_nodes, &nodes, &me, MAX_ANNOUNCE_NODES) as u64;
                 if let Some(pk) = resend {
                     // repeat at once with the fresh ping id
                     if let Some(n) = self.announce_nodes.iter_mut().find(|n| n.pk == pk) {
@@ -538,7 +551,8 @@ impl OnionClient {
                 added += 1;
                 continue;
             }
-            let far = list.iter().enumerate().max_by(|(_, a), (_, b)| closer(target, &a.pk, &b.pk)).map(|(i, x)| (i, x.pk));
+            let far =
+                list.iter().enumerate().max_by(|(_, a), (_, b)| closer(target, &a.pk, &b.pk)).map(|(i, x)| (i, x.pk));
             if let Some((i, fpk)) = far {
                 if closer(target, &n.pk, &fpk) == std::cmp::Ordering::Less {
                     list[i] = ANode::new(n);
@@ -619,7 +633,8 @@ impl OnionClient {
         if self.announce_nodes.len() < MAX_ANNOUNCE_NODES {
             let me = self.real.pk;
             let cands = dht.closest_nodes(&me, MAX_ANNOUNCE_NODES);
-            self.announce_nodes_added += Self::merge_nodes(&mut self.announce_nodes, &cands, &me, MAX_ANNOUNCE_NODES) as u64;
+            self.announce_nodes_added +=
+                Self::merge_nodes(&mut self.announce_nodes, &cands, &me, MAX_ANNOUNCE_NODES) as u64;
         }
         let fkeys: Vec<PublicKey> = self.friends.keys().copied().collect();
         for fpk in fkeys {
@@ -651,25 +666,9 @@ impl OnionClient {
             let n = self.announce_nodes[i].clone();
             let sendback = random_u64(&mut self.rng);
             let nonce = random_nonce(&mut self.rng);
-            let payload = announce_request(
-                &nonce,
-                &self.real,
-                &n.pk,
-                &n.ping_id,
-                &self.real.pk,
-                &self.data_kp.pk,
-                sendback,
-            );
-            if self
-                .send_via(
-                    ANNOUNCE_POOL,
-                    pid,
-                    n.addr,
-                    &payload,
-                    Some((Target::Me, n.pk, sendback)),
-                )
-                .is_some()
-            {
+            let payload =
+                announce_request(&nonce, &self.real, &n.pk, &n.ping_id, &self.real.pk, &self.data_kp.pk, sendback);
+            if self.send_via(ANNOUNCE_POOL, pid, n.addr, &payload, Some((Target::Me, n.pk, sendback))).is_some() {
                 self.announce_nodes[i].last_sent = Some(now);
                 self.announce_requests += 1;
             }
@@ -680,7 +679,11 @@ impl OnionClient {
         let mut jobs: Vec<(PublicKey, PackedNode)> = Vec::new();
         for (fpk, f) in self.friends.iter() {
             let found = f.data_pk.is_some() && f.nodes.iter().any(|n| n.stored);
-            let gap = if found { SEARCH_INTERVAL_FOUND } else { search_interval(now.saturating_duration_since(f.search_start)) };
+            let gap = if found {
+                SEARCH_INTERVAL_FOUND
+            } else {
+                search_interval(now.saturating_duration_since(f.search_start))
+            };
             for n in f.nodes.iter() {
                 if n.last_sent.is_none_or(|t| now.saturating_duration_since(t) >= gap) {
                     jobs.push((*fpk, PackedNode::new(n.addr, n.pk)));
@@ -691,7 +694,8 @@ impl OnionClient {
             if self.pending.len() >= MAX_PENDING {
                 return;
             }
-            let current = self.friends.get(&fpk).and_then(|f| f.nodes.iter().find(|n| n.pk == node.pk)).and_then(|n| n.path);
+            let current =
+                self.friends.get(&fpk).and_then(|f| f.nodes.iter().find(|n| n.pk == node.pk)).and_then(|n| n.path);
             let Some(pid) = self.node_path(SEARCH_POOL, current) else { return };
             if let Some(n) = self.friends.get_mut(&fpk).and_then(|f| f.nodes.iter_mut().find(|n| n.pk == node.pk)) {
                 n.last_sent = Some(now);
@@ -702,22 +706,9 @@ impl OnionClient {
             let Some(f) = self.friends.get(&fpk) else {
                 continue;
             };
-            let payload = announce_request(
-                &nonce,
-                &f.temp,
-                &node.pk,
-                &[0; PING_ID_SIZE],
-                &fpk,
-                &PublicKey([0; 32]),
-                sendback,
-            );
-            self.send_via(
-                SEARCH_POOL,
-                pid,
-                node.addr,
-                &payload,
-                Some((Target::Friend(fpk), node.pk, sendback)),
-            );
+            let payload =
+                announce_request(&nonce, &f.temp, &node.pk, &[0; PING_ID_SIZE], &fpk, &PublicKey([0; 32]), sendback);
+            self.send_via(SEARCH_POOL, pid, node.addr, &payload, Some((Target::Friend(fpk), node.pk, sendback)));
         }
     }
 
@@ -733,7 +724,6 @@ impl OnionClient {
         Some(self.next_tick)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -772,11 +762,7 @@ mod tests {
                 .map(|i| {
                     let k = KeyPair::generate(&mut rng);
                     let client = clients.contains(&i).then(|| {
-                        OnionClient::new(
-                            KeyPair::generate(&mut rng),
-                            crate::crypto::child_seed(&mut rng),
-                            now,
-                        )
+                        OnionClient::new(KeyPair::generate(&mut rng), crate::crypto::child_seed(&mut rng), now)
                     });
                     Peer {
                         addr: addr(i),
@@ -885,7 +871,10 @@ mod tests {
         let pk3 = net.client(3).real_pk();
         let stored_at = net.peers.iter().filter(|p| p.onion.announced_data_pk(&pk3).is_some()).count();
         assert!(stored_at >= 4);
-        assert!(net.peers.iter().all(|p| p.onion.announced_data_pk(&pk3).is_none_or(|d| d == net.peers[3].client.as_ref().unwrap().data_pk())));
+        assert!(net.peers.iter().all(|p| p
+            .onion
+            .announced_data_pk(&pk3)
+            .is_none_or(|d| d == net.peers[3].client.as_ref().unwrap().data_pk())));
 
         // 3 searches 9 and finds it
         let pk9 = net.client(9).real_pk();
@@ -898,7 +887,8 @@ mod tests {
         let copies = net.peers[3].client.as_mut().unwrap().send_data(net.now, &pk9, &[0x9c, 1, 2, 3]);
         assert!(copies >= 1);
         net.pump();
-        let got: Vec<&OnionEvent> = net.peers[9].events.iter().filter(|e| matches!(e, OnionEvent::Data { .. })).collect();
+        let got: Vec<&OnionEvent> =
+            net.peers[9].events.iter().filter(|e| matches!(e, OnionEvent::Data { .. })).collect();
         assert_eq!(got.len(), copies, "one delivery per copy");
         assert!(got.iter().all(|e| **e == OnionEvent::Data { from_real_pk: pk3, data: vec![0x9c, 1, 2, 3] }));
         // not a friend: nothing sent
@@ -919,7 +909,11 @@ mod tests {
         assert_eq!(c.announced_count(), answered, "every node that gave us a ping id stored us");
         // two requests per node (ping id 0, then the ping id), for every node ever tried
         let tried = c.announce_nodes_added as usize;
-        assert!(c.announce_requests_sent() as usize <= 2 * tried + 4, "{} requests for {tried} nodes", c.announce_requests_sent());
+        assert!(
+            c.announce_requests_sent() as usize <= 2 * tried + 4,
+            "{} requests for {tried} nodes",
+            c.announce_requests_sent()
+        );
     }
 
     #[test]

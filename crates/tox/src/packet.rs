@@ -249,7 +249,8 @@ pub fn decode_ip_port(b: &[u8]) -> Result<SocketAddr, PacketError> {
     let ip = match b[0] {
         ip_type::UDP_IPV4 => IpAddr::V4(Ipv4Addr::new(b[1], b[2], b[3], b[4])),
         ip_type::UDP_IPV6 => {
-            let a: [u8; 16] = b[1..17].try_into().map_err(|_| PacketError::BadLength { what: "ip_port", got: b.len() })?;
+            let a: [u8; 16] =
+                b[1..17].try_into().map_err(|_| PacketError::BadLength { what: "ip_port", got: b.len() })?;
             IpAddr::V6(Ipv6Addr::from(a))
         }
         t => return Err(PacketError::BadIpType(t)),

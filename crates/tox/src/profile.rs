@@ -74,12 +74,7 @@ impl Profile {
     pub fn new(secret: SecretKey, nospam: NoSpam, nickname: &str) -> Self {
         let mut nickname = nickname.to_string();
         truncate_utf8(&mut nickname, MAX_NICKNAME_LEN);
-        Profile {
-            keys: KeyPair::from_secret(secret),
-            nospam,
-            nickname,
-            friends: Vec::new(),
-        }
+        Profile { keys: KeyPair::from_secret(secret), nospam, nickname, friends: Vec::new() }
     }
 
     pub fn tox_id(&self) -> ToxId {
@@ -168,11 +163,7 @@ mod tests {
     #[test]
     fn new_then_add_friend() {
         let p = Profile::new(SecretKey([3; 32]), NoSpam([1, 2, 3, 4]), &"é".repeat(100));
-        assert_eq!(
-            p.nickname.len(),
-            128,
-            "cut to MAX_NICKNAME_LEN on a char boundary"
-        );
+        assert_eq!(p.nickname.len(), 128, "cut to MAX_NICKNAME_LEN on a char boundary");
         assert_eq!(p.keys.pk, SecretKey([3; 32]).public_key());
         let mut q = Profile::decode(&p.encode().unwrap()).unwrap();
         assert_eq!(q.tox_id(), p.tox_id());
@@ -180,10 +171,7 @@ mod tests {
         assert!(q.add_friend(f));
         assert!(!q.add_friend(f));
         assert!(!q.add_friend(q.keys.pk));
-        assert_eq!(
-            Profile::decode(&q.encode().unwrap()).unwrap().friends,
-            vec![f]
-        );
+        assert_eq!(Profile::decode(&q.encode().unwrap()).unwrap().friends, vec![f]);
     }
 
     #[test]

@@ -15,8 +15,8 @@
 //! last one. The onion client is used through the [`Rendezvous`] trait.
 
 use crate::crypto::{
-    child_seed, decrypt_data, encrypt_data, random_nonce, rng_from_seed, KeyPair, PublicKey,
-    RngSeed, ToxRng, NONCE_SIZE, PUBLIC_KEY_SIZE,
+    child_seed, decrypt_data, encrypt_data, random_nonce, rng_from_seed, KeyPair, PublicKey, RngSeed, ToxRng,
+    NONCE_SIZE, PUBLIC_KEY_SIZE,
 };
 use crate::dht::{Dht, DhtEvent};
 use crate::friend::{ConnectMode, FriendProgress, Progress, Task};
@@ -127,17 +127,39 @@ impl Rendezvous for OnionClient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToxEvent {
     /// `friend` entered a progress state.
-    Progress { friend: PublicKey, progress: Progress },
+    Progress {
+        friend: PublicKey,
+        progress: Progress,
+    },
     /// We are announced at a rendezvous node (the `toxid:` task succeeded).
     Announced,
     /// The friend was found announced at a rendezvous node (`dhtkey:` can deliver).
-    FriendFound { friend: PublicKey },
-    FriendRequest { from: PublicKey, message: String },
-    FriendOnline { friend: PublicKey },
-    FriendOffline { friend: PublicKey },
-    Message { friend: PublicKey, kind: MessageKind, text: String },
-    Receipt { friend: PublicKey, receipt: u32 },
-    Nickname { friend: PublicKey, name: String },
+    FriendFound {
+        friend: PublicKey,
+    },
+    FriendRequest {
+        from: PublicKey,
+        message: String,
+    },
+    FriendOnline {
+        friend: PublicKey,
+    },
+    FriendOffline {
+        friend: PublicKey,
+    },
+    Message {
+        friend: PublicKey,
+        kind: MessageKind,
+        text: String,
+    },
+    Receipt {
+        friend: PublicKey,
+        receipt: u32,
+    },
+    Nickname {
+        friend: PublicKey,
+        name: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,15 +263,7 @@ impl Tox {
     ) -> Self {
         let mut rng = rng_from_seed(rng_seed);
         let onion = OnionClient::new(real.clone(), child_seed(&mut rng), now);
-        Self::new(
-            real,
-            nospam,
-            nickname,
-            no_replay_base,
-            Box::new(onion),
-            child_seed(&mut rng),
-            now,
-        )
+        Self::new(real, nospam, nickname, no_replay_base, Box::new(onion), child_seed(&mut rng), now)
     }
 
     pub fn tox_id(&self) -> ToxId {
@@ -333,7 +347,13 @@ impl Tox {
         Ok(())
     }
 
-    pub fn send_message(&mut self, now: Instant, friend: &PublicKey, kind: MessageKind, text: &str) -> Result<u32, ToxError> {
+    pub fn send_message(
+        &mut self,
+        now: Instant,
+        friend: &PublicKey,
+        kind: MessageKind,
+        text: &str,
+    ) -> Result<u32, ToxError> {
         let r = self.messenger.send_message(now, &mut self.nc, friend, kind, text)?;
         Ok(r)
     }
@@ -430,7 +450,8 @@ impl Tox {
 
     fn dhtpk_announce(&mut self, now: Instant) -> Vec<u8> {
         let max = crate::packet::limits::MAX_DHT_PK_NODES;
-        let mut nodes: Vec<PackedNode> = self.self_addr.map(|a| PackedNode::new(a, self.dht.pk())).into_iter().collect();
+        let mut nodes: Vec<PackedNode> =
+            self.self_addr.map(|a| PackedNode::new(a, self.dht.pk())).into_iter().collect();
         nodes.extend(self.dht.closest_nodes(&self.dht.pk(), max - nodes.len()));
         DhtPkAnnounce { no_replay: self.next_no_replay(now), dht_pk: self.dht.pk(), nodes }.encode()
     }
@@ -769,24 +790,9 @@ mod tests {
                     events: VecDeque::new(),
                 };
                 let tox = if onion {
-                    Tox::with_onion(
-                        keys,
-                        NoSpam([i as u8; 4]),
-                        &format!("n{i}"),
-                        1000,
-                        machine_seed,
-                        now,
-                    )
+                    Tox::with_onion(keys, NoSpam([i as u8; 4]), &format!("n{i}"), 1000, machine_seed, now)
                 } else {
-                    Tox::new(
-                        keys,
-                        NoSpam([i as u8; 4]),
-                        &format!("n{i}"),
-                        1000,
-                        Box::new(rv),
-                        machine_seed,
-                        now,
-                    )
+                    Tox::new(keys, NoSpam([i as u8; 4]), &format!("n{i}"), 1000, Box::new(rv), machine_seed, now)
                 };
                 nodes.push((SocketAddr::from(([10, 0, 0, i as u8 + 1], 33445)), tox, vec![]));
             }
@@ -795,13 +801,7 @@ mod tests {
             for (_, t, _) in nodes.iter_mut().skip(1) {
                 t.bootstrap(now, a0, pk0);
             }
-            World {
-                nodes,
-                now,
-                loss: 0.0,
-                rng: rand::SeedableRng::seed_from_u64(11),
-                wire: vec![],
-            }
+            World { nodes, now, loss: 0.0, rng: rand::SeedableRng::seed_from_u64(11), wire: vec![] }
         }
         fn run(&mut self, d: Duration, mut until: impl FnMut(&World) -> bool) -> bool {
             let end = self.now + d;
@@ -886,22 +886,12 @@ mod tests {
         assert!(a.len() > 100, "only {} datagrams", a.len());
         assert_eq!(a.len(), b.len(), "datagram counts differ");
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                x == y,
-                "datagram {i} differs: {:?} {:02x?} vs {:?} {:02x?}",
-                (x.0, x.1),
-                &x.2,
-                (y.0, y.1),
-                &y.2
-            );
+            assert!(x == y, "datagram {i} differs: {:?} {:02x?} vs {:?} {:02x?}", (x.0, x.1), &x.2, (y.0, y.1), &y.2);
         }
         // A later base instant changes nothing either: only durations matter.
         assert!(run(77, now + Duration::from_secs(1000)) == a);
         let c = run(78, now);
-        assert!(
-            c.iter().zip(&a).any(|(x, y)| x != y),
-            "another seed gave the same packets"
-        );
+        assert!(c.iter().zip(&a).any(|(x, y)| x != y), "another seed gave the same packets");
     }
 
     fn befriend(w: &mut World, a: usize, b: usize, full_sequence: bool) {
@@ -911,7 +901,9 @@ mod tests {
         w.nodes[a].1.send_friend_request(now, &b_id, "hello from a").unwrap();
         // B accepts the request once it arrives.
         let ok = w.run(Duration::from_secs(120), |w| {
-            w.nodes[b].2.iter().any(|e| matches!(e, ToxEvent::FriendRequest { from, message } if *from == apk && message == "hello from a"))
+            w.nodes[b].2.iter().any(
+                |e| matches!(e, ToxEvent::FriendRequest { from, message } if *from == apk && message == "hello from a"),
+            )
         });
         assert!(ok, "no friend request at B");
         let now = w.now;
@@ -940,11 +932,14 @@ mod tests {
         assert_eq!(progress_names(&w.nodes[b].2, apk).last(), Some(&"Connected"));
         let now = w.now;
         let r = w.nodes[a].1.send_message(now, &bpk, MessageKind::Normal, "ping").unwrap();
-        let ok = w.run(Duration::from_secs(5), |w| {
-            w.nodes[a].2.contains(&ToxEvent::Receipt { friend: bpk, receipt: r })
-        });
+        let ok =
+            w.run(Duration::from_secs(5), |w| w.nodes[a].2.contains(&ToxEvent::Receipt { friend: bpk, receipt: r }));
         assert!(ok);
-        assert!(w.nodes[b].2.contains(&ToxEvent::Message { friend: apk, kind: MessageKind::Normal, text: "ping".into() }));
+        assert!(w.nodes[b].2.contains(&ToxEvent::Message {
+            friend: apk,
+            kind: MessageKind::Normal,
+            text: "ping".into()
+        }));
         // B's nickname came right after its ONLINE (re-requested if it was lost).
         let nick = ToxEvent::Nickname { friend: bpk, name: format!("n{b}") };
         w.run(Duration::from_secs(5), |w| w.nodes[a].2.contains(&nick));
@@ -997,12 +992,7 @@ mod tests {
         t.handle_dhtpk(now, stranger.pk, DhtPkAnnounce { no_replay: 99, dht_pk: dht1, nodes: vec![] });
         assert!(!t.friends.contains_key(&stranger.pk));
         // A DHT-request DHT-PK whose inner key is not the sender's DHT key is refused.
-        let ann = DhtPkAnnounce {
-            no_replay: 50,
-            dht_pk: dht1,
-            nodes: vec![],
-        }
-        .encode();
+        let ann = DhtPkAnnounce { no_replay: 50, dht_pk: dht1, nodes: vec![] }.encode();
         let nonce = random_nonce(&mut rng);
         let mut req = vec![kind::DHT_PK];
         req.extend_from_slice(&friend.pk.0);

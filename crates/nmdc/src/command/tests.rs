@@ -140,13 +140,7 @@ fn handshake_fields() {
         }
         c => panic!("{c:?}"),
     }
-    assert_eq!(
-        golden(b"$Lock OLDLOCK|"),
-        Command::Lock {
-            lock: b"OLDLOCK".to_vec(),
-            pk: None
-        }
-    );
+    assert_eq!(golden(b"$Lock OLDLOCK|"), Command::Lock { lock: b"OLDLOCK".to_vec(), pk: None });
     let s = golden(b"$Supports MiniSlots XmlBZList ADCGet TTHL TTHF ZLIG |");
     assert!(s.has_feature("ADCGet") && s.has_feature("ZLIG") && !s.has_feature("TLS"));
     assert_eq!(
@@ -155,10 +149,7 @@ fn handshake_fields() {
     );
     assert_eq!(
         golden(b"$Direction Download 26242|"),
-        Command::Direction {
-            direction: Direction::Download,
-            number: 26242
-        }
+        Command::Direction { direction: Direction::Download, number: 26242 }
     );
     assert!(Command::parse(b"$Direction Sideways 1").is_err());
     assert!(Command::parse(b"$Direction Upload 99999999999").is_err());
@@ -168,37 +159,19 @@ fn handshake_fields() {
 #[test]
 fn direction_rule() {
     use Direction::*;
-    assert_eq!(
-        resolve_direction(Download, 3924, Download, 17767),
-        DirectionOutcome::TheyDownload
-    );
-    assert_eq!(
-        resolve_direction(Download, 26242, Download, 17767),
-        DirectionOutcome::WeDownload
-    );
-    assert_eq!(
-        resolve_direction(Download, 5, Download, 5),
-        DirectionOutcome::Tie
-    );
-    assert_eq!(
-        resolve_direction(Upload, 0, Download, 1),
-        DirectionOutcome::TheyDownload
-    );
-    assert_eq!(
-        resolve_direction(Download, 0, Upload, 9),
-        DirectionOutcome::WeDownload
-    );
-    assert_eq!(
-        resolve_direction(Upload, 0, Upload, 0),
-        DirectionOutcome::Nobody
-    );
+    assert_eq!(resolve_direction(Download, 3924, Download, 17767), DirectionOutcome::TheyDownload);
+    assert_eq!(resolve_direction(Download, 26242, Download, 17767), DirectionOutcome::WeDownload);
+    assert_eq!(resolve_direction(Download, 5, Download, 5), DirectionOutcome::Tie);
+    assert_eq!(resolve_direction(Upload, 0, Download, 1), DirectionOutcome::TheyDownload);
+    assert_eq!(resolve_direction(Download, 0, Upload, 9), DirectionOutcome::WeDownload);
+    assert_eq!(resolve_direction(Upload, 0, Upload, 0), DirectionOutcome::Nobody);
 }
 
 #[test]
 fn myinfo_fields() {
-    let Command::MyInfo(i) = golden(
-        b"$MyINFO $ALL bob eiskalt-test <EiskaltDC++ V:2.4.2,M:A,H:1/0/0,S:3>$ $100\x01$$5025$|",
-    ) else {
+    let Command::MyInfo(i) =
+        golden(b"$MyINFO $ALL bob eiskalt-test <EiskaltDC++ V:2.4.2,M:A,H:1/0/0,S:3>$ $100\x01$$5025$|")
+    else {
         panic!()
     };
     assert_eq!(i.nick, "bob");
@@ -207,14 +180,7 @@ fn myinfo_fields() {
     assert_eq!(tag.client, "EiskaltDC++");
     assert_eq!(tag.version.as_deref(), Some("2.4.2"));
     assert_eq!(tag.mode, Some(Mode::Active));
-    assert_eq!(
-        tag.hubs,
-        Some(HubCounts {
-            normal: 1,
-            registered: 0,
-            op: 0
-        })
-    );
+    assert_eq!(tag.hubs, Some(HubCounts { normal: 1, registered: 0, op: 0 }));
     assert_eq!(tag.slots, Some(3));
     assert_eq!(i.connection, "100");
     assert_eq!(i.flag, flags::NORMAL);
@@ -249,31 +215,24 @@ fn myinfo_odd_shapes_still_round_trip() {
     ] {
         golden(line);
     }
-    let Command::MyInfo(i) = p(b"$MyINFO $ALL erin x<++ V:0.7,H:3,M:A,S:1>$ $DSL\x01$$0$") else {
-        panic!()
-    };
+    let Command::MyInfo(i) = p(b"$MyINFO $ALL erin x<++ V:0.7,H:3,M:A,S:1>$ $DSL\x01$$0$") else { panic!() };
     assert_eq!(i.tag, None);
     assert_eq!(i.description, "x<++ V:0.7,H:3,M:A,S:1>");
-    let Command::MyInfo(i) =
-        p(b"$MyINFO $ALL fr\xe9d caf\xe9 &#36;5 &amp;#36; a&b$ $Cable\x02$me&#124;x$7$")
-    else {
+    let Command::MyInfo(i) = p(b"$MyINFO $ALL fr\xe9d caf\xe9 &#36;5 &amp;#36; a&b$ $Cable\x02$me&#124;x$7$") else {
         panic!()
     };
     assert_eq!(i.nick, "fréd");
     assert_eq!(i.description, "café $5 &#36; a&b");
     assert_eq!(i.email, "me|x");
     assert_eq!(i.flag, flags::AWAY);
-    let Command::MyInfo(i) = p(
-        b"$MyINFO $ALL dave hi<++ V:0.868,M:P,H:3/1/2,S:4,O:2,L:512>$ $0.005\x11$$123456789012$",
-    ) else {
+    let Command::MyInfo(i) =
+        p(b"$MyINFO $ALL dave hi<++ V:0.868,M:P,H:3/1/2,S:4,O:2,L:512>$ $0.005\x11$$123456789012$")
+    else {
         panic!()
     };
     let t = i.tag.unwrap();
     assert_eq!(t.mode, Some(Mode::Passive));
-    assert_eq!(
-        t.extra,
-        vec![("O".into(), "2".into()), ("L".into(), "512".into())]
-    );
+    assert_eq!(t.extra, vec![("O".into(), "2".into()), ("L".into(), "512".into())]);
     assert_eq!(i.flag, flags::NORMAL | flags::TLS);
     assert_eq!(i.share_size, 123456789012);
 }
@@ -290,15 +249,9 @@ fn myinfo_flag_that_cannot_be_sent() {
         share_size: 0,
     };
     i.flag = 0x24;
-    assert_eq!(
-        Command::MyInfo(i.clone()).encode(),
-        b"$MyINFO $ALL a $ $100\x25$$0$|"
-    );
+    assert_eq!(Command::MyInfo(i.clone()).encode(), b"$MyINFO $ALL a $ $100\x25$$0$|");
     i.flag = 0x7c;
-    assert_eq!(
-        Command::MyInfo(i).encode(),
-        b"$MyINFO $ALL a $ $100\x7d$$0$|"
-    );
+    assert_eq!(Command::MyInfo(i).encode(), b"$MyINFO $ALL a $ $100\x7d$$0$|");
 }
 
 #[test]
@@ -310,11 +263,7 @@ fn myinfo_errors() {
         b"$MyINFO $ALL alice x$$",
         b"$MyINFO $ALL  x$ $1\x01$$0$",
     ] {
-        assert!(
-            Command::parse(bad).is_err(),
-            "{:?}",
-            String::from_utf8_lossy(bad)
-        );
+        assert!(Command::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
     }
 }
 
@@ -322,100 +271,50 @@ fn myinfo_errors() {
 fn chat_and_private_messages() {
     assert_eq!(
         golden(b"<alice> hi &#36;5 &#124; a&b|"),
-        Command::Chat {
-            nick: "alice".into(),
-            text: "hi $5 | a&b".into()
-        }
+        Command::Chat { nick: "alice".into(), text: "hi $5 | a&b".into() }
     );
-    assert_eq!(
-        golden(b"<alice> |"),
-        Command::Chat {
-            nick: "alice".into(),
-            text: "".into()
-        }
-    );
-    assert_eq!(
-        golden(b"Welcome to the hub|"),
-        Command::Text("Welcome to the hub".into())
-    );
+    assert_eq!(golden(b"<alice> |"), Command::Chat { nick: "alice".into(), text: "".into() });
+    assert_eq!(golden(b"Welcome to the hub|"), Command::Text("Welcome to the hub".into()));
     assert_eq!(golden(b"<a b> x|"), Command::Text("<a b> x".into()));
     assert_eq!(
         golden(b"$To: bob From: #room $<alice> hi all|"),
-        Command::To {
-            to: "bob".into(),
-            from: "#room".into(),
-            speaker: Some("alice".into()),
-            text: "hi all".into()
-        }
+        Command::To { to: "bob".into(), from: "#room".into(), speaker: Some("alice".into()), text: "hi all".into() }
     );
     assert_eq!(
         golden(b"$To: bob From: alice $no speaker|"),
-        Command::To {
-            to: "bob".into(),
-            from: "alice".into(),
-            speaker: None,
-            text: "no speaker".into()
-        }
+        Command::To { to: "bob".into(), from: "alice".into(), speaker: None, text: "no speaker".into() }
     );
     assert!(Command::parse(b"$To: bob alice $<alice> x").is_err());
     assert!(Command::parse(b"$To: bob From: alice").is_err());
     // Chat text a caller builds is escaped so it cannot end the command.
-    let c = Command::Chat {
-        nick: "alice".into(),
-        text: "a|b$c".into(),
-    };
+    let c = Command::Chat { nick: "alice".into(), text: "a|b$c".into() };
     assert_eq!(c.encode(), b"<alice> a&#124;b&#36;c|");
 }
 
 #[test]
 fn lists() {
-    assert_eq!(
-        golden(b"$NickList a$$b$$|"),
-        Command::NickList(vec!["a".into(), "b".into()])
-    );
+    assert_eq!(golden(b"$NickList a$$b$$|"), Command::NickList(vec!["a".into(), "b".into()]));
     assert_eq!(golden(b"$OpList |"), Command::OpList(vec![]));
     assert_eq!(p(b"$OpList"), Command::OpList(vec![]));
     assert_eq!(
         golden(b"$UserIP alice 127.0.0.1$$bob$$|"),
-        Command::UserIp(vec![
-            ("alice".into(), "127.0.0.1".into()),
-            ("bob".into(), "".into())
-        ])
+        Command::UserIp(vec![("alice".into(), "127.0.0.1".into()), ("bob".into(), "".into())])
     );
-    let many = format!(
-        "$NickList {}",
-        "x$$".repeat(crate::limits::MAX_LIST_ITEMS + 1)
-    );
-    assert!(matches!(
-        Command::parse(many.as_bytes()),
-        Err(ParseError::FieldTooLong { .. })
-    ));
+    let many = format!("$NickList {}", "x$$".repeat(crate::limits::MAX_LIST_ITEMS + 1));
+    assert!(matches!(Command::parse(many.as_bytes()), Err(ParseError::FieldTooLong { .. })));
     let long = format!("$NickList {}$$", "n".repeat(crate::limits::MAX_NICK + 1));
-    assert!(matches!(
-        Command::parse(long.as_bytes()),
-        Err(ParseError::FieldTooLong { .. })
-    ));
+    assert!(matches!(Command::parse(long.as_bytes()), Err(ParseError::FieldTooLong { .. })));
 }
 
 #[test]
 fn connect_to_me() {
     assert_eq!(
         golden(b"$ConnectToMe bob 127.0.0.1:3011S|"),
-        Command::ConnectToMe {
-            target: "bob".into(),
-            host: "127.0.0.1".into(),
-            port: 3011,
-            tls: true
-        }
+        Command::ConnectToMe { target: "bob".into(), host: "127.0.0.1".into(), port: 3011, tls: true }
     );
     assert_eq!(
         golden(b"$ConnectToMe bob [::1]:3011|"),
-        Command::ConnectToMe {
-            target: "bob".into(),
-            host: "[::1]".into(),
-            port: 3011,
-            tls: false
-        }
+        Command::ConnectToMe { target: "bob".into(), host: "[::1]".into(), port: 3011, tls: false }
     );
     for bad in [
         &b"$ConnectToMe bob"[..],
@@ -425,26 +324,14 @@ fn connect_to_me() {
         b"$ConnectToMe bob 1.2.3.4:30x0",
         b"$ConnectToMe  1.2.3.4:3000",
     ] {
-        assert!(
-            Command::parse(bad).is_err(),
-            "{:?}",
-            String::from_utf8_lossy(bad)
-        );
+        assert!(Command::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
     }
 }
 
 #[test]
 fn search_queries() {
-    let Command::Search { origin, query } = golden(b"$Search 127.0.0.1:3000 F?T?0?1?test|") else {
-        panic!()
-    };
-    assert_eq!(
-        origin,
-        SearchOrigin::Active {
-            host: "127.0.0.1".into(),
-            port: 3000
-        }
-    );
+    let Command::Search { origin, query } = golden(b"$Search 127.0.0.1:3000 F?T?0?1?test|") else { panic!() };
+    assert_eq!(origin, SearchOrigin::Active { host: "127.0.0.1".into(), port: 3000 });
     assert_eq!(query, SearchQuery::text("test"));
     let Command::Search { origin, query } =
         golden(b"$Search Hub:bob F?T?0?9?TTH:LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ|")
@@ -455,9 +342,7 @@ fn search_queries() {
     assert_eq!(query.tth_root(), Some(Tth::from_base32(ROOT).unwrap()));
     assert_eq!(query, SearchQuery::tth(&Tth::from_base32(ROOT).unwrap()));
     // Spaces as '$', an escaped '$', size bounds, other types.
-    let Command::Search { query, .. } =
-        golden(b"$Search Hub:bob T?F?1048576?7?big$movie$&#36;5$a?b|")
-    else {
+    let Command::Search { query, .. } = golden(b"$Search Hub:bob T?F?1048576?7?big$movie$&#36;5$a?b|") else {
         panic!()
     };
     assert!(query.size_restricted && !query.is_max);
@@ -476,11 +361,7 @@ fn search_queries() {
         b"$Search Hub: F?T?0?1?test",
         b"$Search nowhere F?T?0?1?test",
     ] {
-        assert!(
-            Command::parse(bad).is_err(),
-            "{:?}",
-            String::from_utf8_lossy(bad)
-        );
+        assert!(Command::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
     }
     for n in 1..=13u8 {
         assert_eq!(FileType::from_number(n).unwrap().number(), n);
@@ -510,11 +391,7 @@ fn search_results() {
     );
     assert_eq!(stripped.with_target("bob"), r);
 
-    let Command::Sr(d) =
-        golden(b"$SR alice share\\my dir 0/3\x05test hub (127.0.0.1:4111)\x05bob|")
-    else {
-        panic!()
-    };
+    let Command::Sr(d) = golden(b"$SR alice share\\my dir 0/3\x05test hub (127.0.0.1:4111)\x05bob|") else { panic!() };
     assert!(d.is_dir());
     assert_eq!(d.path, "share\\my dir");
     assert_eq!(d.tag, ResultTag::HubName("test hub".into()));
@@ -524,18 +401,10 @@ fn search_results() {
     golden(b"$SR alice a b\\c &#36; d.mkv\x0518446744073709551615 0/0\x05TTH:ZFGQBMTR2KHGNDPMBI3WCXKG7PPZCMY6C23ABDI (hub.example:411)|");
 
     let (relay, target) =
-        sr_strip_target(b"$SR alice share\\dir 2/3\x05test hub (127.0.0.1:4111)\x05bob")
-            .unwrap()
-            .unwrap();
-    assert_eq!(
-        relay,
-        b"$SR alice share\\dir 2/3\x05test hub (127.0.0.1:4111)|"
-    );
+        sr_strip_target(b"$SR alice share\\dir 2/3\x05test hub (127.0.0.1:4111)\x05bob").unwrap().unwrap();
+    assert_eq!(relay, b"$SR alice share\\dir 2/3\x05test hub (127.0.0.1:4111)|");
     assert_eq!(target, "bob");
-    assert_eq!(
-        sr_strip_target(b"$SR alice share\\dir 2/3\x05test hub (127.0.0.1:4111)").unwrap(),
-        None
-    );
+    assert_eq!(sr_strip_target(b"$SR alice share\\dir 2/3\x05test hub (127.0.0.1:4111)").unwrap(), None);
     assert!(sr_strip_target(b"$Send").is_err());
 
     for bad in [
@@ -547,11 +416,7 @@ fn search_results() {
         b"$SR alice x.txt\x0525 2/3\x05hub (1.2.3.4:411)\x05bob\x05extra",
         b"$SR alice  2/3\x05hub (1.2.3.4:411)",
     ] {
-        assert!(
-            Command::parse(bad).is_err(),
-            "{:?}",
-            String::from_utf8_lossy(bad)
-        );
+        assert!(Command::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
     }
 }
 
@@ -568,23 +433,16 @@ fn transfers() {
             zlib: false
         })
     );
-    let Command::AdcSnd(r) =
-        golden(b"$ADCSND file TTH/BELWMSTZFUZXMBVSY7NBFTVRX5TGUCTKZLFDNBY 0 5000|")
-    else {
+    let Command::AdcSnd(r) = golden(b"$ADCSND file TTH/BELWMSTZFUZXMBVSY7NBFTVRX5TGUCTKZLFDNBY 0 5000|") else {
         panic!()
     };
     assert_eq!(r.identifier, AdcIdentifier::Tth(root));
     assert_eq!(r.length(), Some(5000));
-    let Command::AdcGet(r) = golden(b"$ADCGET file /my\\ dir/a\\\\b\\nc 100 -1 ZL1|") else {
-        panic!()
-    };
+    let Command::AdcGet(r) = golden(b"$ADCGET file /my\\ dir/a\\\\b\\nc 100 -1 ZL1|") else { panic!() };
     assert_eq!(r.identifier, AdcIdentifier::Path("/my dir/a\\b\nc".into()));
     assert_eq!((r.start, r.length(), r.zlib), (100, None, true));
     // ADC-style `\s` is accepted and re-sent NMDC style.
-    assert_eq!(
-        p(b"$ADCGET list /my\\sdir/ 0 -1").encode(),
-        b"$ADCGET list /my\\ dir/ 0 -1|"
-    );
+    assert_eq!(p(b"$ADCGET list /my\\sdir/ 0 -1").encode(), b"$ADCGET list /my\\ dir/ 0 -1|");
     for bad in [
         &b"$ADCGET file files.xml.bz2 0"[..],
         b"$ADCGET blob files.xml.bz2 0 -1",
@@ -597,41 +455,19 @@ fn transfers() {
         b"$ADCGET file  0 -1",
         b"$ADCGET file x 0 9223372036854775808",
     ] {
-        assert!(
-            Command::parse(bad).is_err(),
-            "{:?}",
-            String::from_utf8_lossy(bad)
-        );
+        assert!(Command::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
     }
 
     let g = golden(b"$Get d\\cdab03.bin$1|");
-    assert_eq!(
-        g,
-        Command::Get {
-            path: "d\\cdab03.bin".into(),
-            offset: 1
-        }
-    );
+    assert_eq!(g, Command::Get { path: "d\\cdab03.bin".into(), offset: 1 });
     assert_eq!(g.get_start(), Some(0));
-    assert_eq!(
-        Command::get("files.xml.bz2", 40906).encode(),
-        b"$Get files.xml.bz2$40907|"
-    );
-    assert_eq!(
-        golden(b"$Get a&#36;b$7|"),
-        Command::Get {
-            path: "a$b".into(),
-            offset: 7
-        }
-    );
+    assert_eq!(Command::get("files.xml.bz2", 40906).encode(), b"$Get files.xml.bz2$40907|");
+    assert_eq!(golden(b"$Get a&#36;b$7|"), Command::Get { path: "a$b".into(), offset: 7 });
     assert!(Command::parse(b"$Get files.xml.bz2").is_err());
     assert!(Command::parse(b"$Get $1").is_err());
     assert_eq!(golden(b"$FileLength 153798|"), Command::FileLength(153798));
     assert!(Command::parse(b"$FileLength -1").is_err());
-    assert_eq!(
-        golden(b"$Error File Not Available|"),
-        Command::Error("File Not Available".into())
-    );
+    assert_eq!(golden(b"$Error File Not Available|"), Command::Error("File Not Available".into()));
 }
 
 #[test]
@@ -652,34 +488,19 @@ fn unknown_commands_are_kept_verbatim() {
 fn limits_and_empty() {
     assert_eq!(Command::parse(b""), Err(ParseError::Empty));
     let big = vec![b'x'; crate::limits::MAX_LIST_COMMAND + 1];
-    assert!(matches!(
-        Command::parse(&big),
-        Err(ParseError::TooLong { .. })
-    ));
+    assert!(matches!(Command::parse(&big), Err(ParseError::TooLong { .. })));
     let lock = format!("$Lock {} Pk=x", "A".repeat(crate::limits::MAX_LOCK + 1));
-    assert!(matches!(
-        Command::parse(lock.as_bytes()),
-        Err(ParseError::FieldTooLong { .. })
-    ));
+    assert!(matches!(Command::parse(lock.as_bytes()), Err(ParseError::FieldTooLong { .. })));
     assert!(Command::parse(b"$Lock  Pk=x").is_err());
     let nick = format!("$Hello {}", "n".repeat(crate::limits::MAX_NICK + 1));
-    assert!(matches!(
-        Command::parse(nick.as_bytes()),
-        Err(ParseError::FieldTooLong { .. })
-    ));
+    assert!(matches!(Command::parse(nick.as_bytes()), Err(ParseError::FieldTooLong { .. })));
     assert!(Command::parse(b"$Hello").is_err());
     assert!(Command::parse(b"$Hello a b").is_err());
     assert!(Command::parse(b"$MyNick a\x01").is_err());
     let path = format!("$Get {}$1", "p".repeat(crate::limits::MAX_PATH + 1));
-    assert!(matches!(
-        Command::parse(path.as_bytes()),
-        Err(ParseError::FieldTooLong { .. })
-    ));
+    assert!(matches!(Command::parse(path.as_bytes()), Err(ParseError::FieldTooLong { .. })));
     let many = format!("$Supports {}", "F ".repeat(crate::limits::MAX_SUPPORTS + 1));
-    assert!(matches!(
-        Command::parse(many.as_bytes()),
-        Err(ParseError::FieldTooLong { .. })
-    ));
+    assert!(matches!(Command::parse(many.as_bytes()), Err(ParseError::FieldTooLong { .. })));
 }
 
 #[test]
@@ -688,14 +509,8 @@ fn encode_never_emits_a_bar_inside() {
         Command::Hello("a|b".into()),
         Command::MyPass("p|w".into()),
         Command::Key(b"k|y".to_vec()),
-        Command::Lock {
-            lock: b"L|K".to_vec(),
-            pk: Some("p|k".into()),
-        },
-        Command::Unknown {
-            name: "X".into(),
-            raw: b"$X a|b".to_vec(),
-        },
+        Command::Lock { lock: b"L|K".to_vec(), pk: Some("p|k".into()) },
+        Command::Unknown { name: "X".into(), raw: b"$X a|b".to_vec() },
         Command::Sr(SearchResult {
             nick: "a".into(),
             path: "x|y".into(),
@@ -730,8 +545,7 @@ fn tth_s() -> impl Strategy<Value = Tth> {
 
 fn host() -> impl Strategy<Value = String> {
     prop_oneof![
-        (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>())
-            .prop_map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}")),
+        (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(a, b, c, d)| format!("{a}.{b}.{c}.{d}")),
         Just("[::1]".to_owned()),
         "[a-z]{1,10}\\.example",
     ]
@@ -746,11 +560,7 @@ fn tag() -> impl Strategy<Value = Tag> {
     (
         "[a-zA-Z+]{1,12}",
         proptest::option::of("[0-9.]{1,8}"),
-        proptest::option::of(prop_oneof![
-            Just(Mode::Active),
-            Just(Mode::Passive),
-            Just(Mode::Socks5)
-        ]),
+        proptest::option::of(prop_oneof![Just(Mode::Active), Just(Mode::Passive), Just(Mode::Socks5)]),
         proptest::option::of((0u32..100, 0u32..100, 0u32..100)),
         proptest::option::of(0u32..1000),
         proptest::collection::vec(("[A-Z]", "[0-9]{1,4}"), 0..3),
@@ -759,18 +569,13 @@ fn tag() -> impl Strategy<Value = Tag> {
             t.1.is_some() || t.2.is_some() || t.3.is_some() || t.4.is_some() || !t.5.is_empty()
         })
         .prop_filter("extra keys must not be V/M/H/S", |t| {
-            t.5.iter()
-                .all(|(k, _)| !matches!(k.as_str(), "V" | "M" | "H" | "S"))
+            t.5.iter().all(|(k, _)| !matches!(k.as_str(), "V" | "M" | "H" | "S"))
         })
         .prop_map(|(client, version, mode, hubs, slots, extra)| Tag {
             client,
             version,
             mode,
-            hubs: hubs.map(|(normal, registered, op)| HubCounts {
-                normal,
-                registered,
-                op,
-            }),
+            hubs: hubs.map(|(normal, registered, op)| HubCounts { normal, registered, op }),
             slots,
             extra,
         })
@@ -786,50 +591,38 @@ fn myinfo() -> impl Strategy<Value = MyInfo> {
         "[a-z0-9@.$|&]{0,20}",
         any::<u64>(),
     )
-        .prop_filter(
-            "a description ending in a tag-like text is not canonical",
-            |t| t.2.is_some() || !t.1.ends_with('>'),
-        )
-        .prop_map(
-            |(nick, description, tag, connection, flag, email, share_size)| MyInfo {
-                nick,
-                description,
-                tag,
-                connection,
-                flag,
-                email,
-                share_size,
-            },
-        )
+        .prop_filter("a description ending in a tag-like text is not canonical", |t| {
+            t.2.is_some() || !t.1.ends_with('>')
+        })
+        .prop_map(|(nick, description, tag, connection, flag, email, share_size)| MyInfo {
+            nick,
+            description,
+            tag,
+            connection,
+            flag,
+            email,
+            share_size,
+        })
 }
 
 fn query() -> impl Strategy<Value = SearchQuery> {
     prop_oneof![
-        (
-            any::<bool>(),
-            any::<bool>(),
-            any::<u64>(),
-            1u8..=13,
-            "[a-zA-Z0-9 $|&#;?.\u{a0}-\u{ff}]{1,30}"
-        )
-            .prop_map(|(size_restricted, is_max, size, t, pattern)| SearchQuery {
+        (any::<bool>(), any::<bool>(), any::<u64>(), 1u8..=13, "[a-zA-Z0-9 $|&#;?.\u{a0}-\u{ff}]{1,30}").prop_map(
+            |(size_restricted, is_max, size, t, pattern)| SearchQuery {
                 size_restricted,
                 is_max,
                 size,
                 file_type: FileType::from_number(t).unwrap(),
                 pattern,
-            }),
+            }
+        ),
         tth_s().prop_map(|t| SearchQuery::tth(&t)),
     ]
 }
 
 fn adc() -> impl Strategy<Value = AdcRequest> {
     (
-        prop_oneof![
-            Just(AdcKind::File),
-            Just(AdcKind::Tthl),
-            Just(AdcKind::List)
-        ],
+        prop_oneof![Just(AdcKind::File), Just(AdcKind::Tthl), Just(AdcKind::List)],
         prop_oneof![
             Just(AdcIdentifier::FileListBz2),
             tth_s().prop_map(AdcIdentifier::Tth),
@@ -839,13 +632,7 @@ fn adc() -> impl Strategy<Value = AdcRequest> {
         prop_oneof![Just(-1i64), 0i64..=i64::MAX],
         any::<bool>(),
     )
-        .prop_map(|(kind, identifier, start, bytes, zlib)| AdcRequest {
-            kind,
-            identifier,
-            start,
-            bytes,
-            zlib,
-        })
+        .prop_map(|(kind, identifier, start, bytes, zlib)| AdcRequest { kind, identifier, start, bytes, zlib })
 }
 
 fn search_result() -> impl Strategy<Value = SearchResult> {
@@ -855,47 +642,32 @@ fn search_result() -> impl Strategy<Value = SearchResult> {
         proptest::option::of(any::<u64>()),
         any::<u32>(),
         any::<u32>(),
-        prop_oneof![
-            tth_s().prop_map(ResultTag::Tth),
-            "[a-zA-Z0-9 $|&#;!]{0,20}[a-z]".prop_map(ResultTag::HubName),
-        ],
+        prop_oneof![tth_s().prop_map(ResultTag::Tth), "[a-zA-Z0-9 $|&#;!]{0,20}[a-z]".prop_map(ResultTag::HubName),],
         (host(), any::<u16>()).prop_map(|(h, p)| format!("{h}:{p}")),
         proptest::option::of(nick()),
     )
-        .prop_map(
-            |(nick, path, size, free_slots, total_slots, tag, hub_addr, target)| SearchResult {
-                nick,
-                path,
-                size,
-                free_slots,
-                total_slots,
-                tag,
-                hub_addr,
-                target,
-            },
-        )
+        .prop_map(|(nick, path, size, free_slots, total_slots, tag, hub_addr, target)| SearchResult {
+            nick,
+            path,
+            size,
+            free_slots,
+            total_slots,
+            tag,
+            hub_addr,
+            target,
+        })
 }
 
 fn command() -> impl Strategy<Value = Command> {
     let a = prop_oneof![
         (
-            proptest::collection::vec(
-                any::<u8>().prop_filter("lock byte", |b| *b != b' ' && *b != b'|'),
-                1..40
-            ),
+            proptest::collection::vec(any::<u8>().prop_filter("lock byte", |b| *b != b' ' && *b != b'|'), 1..40),
             proptest::option::of("[a-zA-Z0-9=.,:/\u{a0}-\u{ff}]{0,30}")
         )
             .prop_map(|(lock, pk)| Command::Lock { lock, pk }),
-        proptest::collection::vec(any::<u8>().prop_filter("no bar", |b| *b != b'|'), 0..40)
-            .prop_map(Command::Key),
-        (
-            proptest::collection::vec("[a-zA-Z0-9]{1,12}", 0..8),
-            any::<bool>()
-        )
-            .prop_map(|(features, trailing_space)| Command::Supports {
-                features,
-                trailing_space
-            }),
+        proptest::collection::vec(any::<u8>().prop_filter("no bar", |b| *b != b'|'), 0..40).prop_map(Command::Key),
+        (proptest::collection::vec("[a-zA-Z0-9]{1,12}", 0..8), any::<bool>())
+            .prop_map(|(features, trailing_space)| Command::Supports { features, trailing_space }),
         nick().prop_map(Command::ValidateNick),
         proptest::option::of("[A-Z2-7]{1,40}").prop_map(|salt| Command::GetPass { salt }),
         "[a-zA-Z0-9 $&]{1,20}".prop_map(Command::MyPass),
@@ -906,8 +678,7 @@ fn command() -> impl Strategy<Value = Command> {
         Just(Command::GetNickList),
         proptest::collection::vec(nick(), 0..10).prop_map(Command::NickList),
         proptest::collection::vec(nick(), 0..10).prop_map(Command::OpList),
-        proptest::collection::vec((nick(), prop_oneof![Just(String::new()), host()]), 0..10)
-            .prop_map(Command::UserIp),
+        proptest::collection::vec((nick(), prop_oneof![Just(String::new()), host()]), 0..10).prop_map(Command::UserIp),
     ];
     let b = prop_oneof![
         text().prop_map(Command::HubName),
@@ -922,24 +693,12 @@ fn command() -> impl Strategy<Value = Command> {
             speaker: Some(s),
             text
         }),
-        (nick(), nick(), "[a-zA-Z0-9 ][a-zA-Z0-9 $|&]{0,20}").prop_map(|(to, from, text)| {
-            Command::To {
-                to,
-                from,
-                speaker: None,
-                text,
-            }
-        }),
+        (nick(), nick(), "[a-zA-Z0-9 ][a-zA-Z0-9 $|&]{0,20}")
+            .prop_map(|(to, from, text)| { Command::To { to, from, speaker: None, text } }),
         (nick(), text()).prop_map(|(nick, text)| Command::Chat { nick, text }),
         "[a-zA-Z0-9][a-zA-Z0-9 <>$|&]{0,30}".prop_map(Command::Text),
-        (nick(), host(), any::<u16>(), any::<bool>()).prop_map(|(target, host, port, tls)| {
-            Command::ConnectToMe {
-                target,
-                host,
-                port,
-                tls,
-            }
-        }),
+        (nick(), host(), any::<u16>(), any::<bool>())
+            .prop_map(|(target, host, port, tls)| { Command::ConnectToMe { target, host, port, tls } }),
         (nick(), nick()).prop_map(|(from, target)| Command::RevConnectToMe { from, target }),
         (
             prop_oneof![
@@ -954,21 +713,12 @@ fn command() -> impl Strategy<Value = Command> {
     let c = prop_oneof![
         nick().prop_map(Command::Quit),
         nick().prop_map(Command::Kick),
-        (nick(), "[a-z:/0-9.]{1,30}", text()).prop_map(|(who, address, message)| {
-            Command::OpForceMove {
-                who,
-                address,
-                message,
-            }
-        }),
+        (nick(), "[a-z:/0-9.]{1,30}", text())
+            .prop_map(|(who, address, message)| { Command::OpForceMove { who, address, message } }),
         "[a-z:/0-9.]{1,30}".prop_map(Command::ForceMove),
         nick().prop_map(Command::MyNick),
         (any::<bool>(), any::<u32>()).prop_map(|(d, number)| Command::Direction {
-            direction: if d {
-                Direction::Download
-            } else {
-                Direction::Upload
-            },
+            direction: if d { Direction::Download } else { Direction::Upload },
             number
         }),
         (path(), any::<u64>()).prop_map(|(path, offset)| Command::Get { path, offset }),
@@ -980,15 +730,9 @@ fn command() -> impl Strategy<Value = Command> {
         text().prop_map(Command::Error),
         "[A-Z][a-zA-Z]{0,10}"
             .prop_filter("not a known name", |n| {
-                matches!(
-                    Command::parse(format!("${n} x").as_bytes()),
-                    Ok(Command::Unknown { .. })
-                )
+                matches!(Command::parse(format!("${n} x").as_bytes()), Ok(Command::Unknown { .. }))
             })
-            .prop_map(|n| Command::Unknown {
-                name: n.clone(),
-                raw: format!("${n} x").into_bytes()
-            }),
+            .prop_map(|n| Command::Unknown { name: n.clone(), raw: format!("${n} x").into_bytes() }),
     ];
     prop_oneof![a, b, c]
 }

@@ -42,9 +42,7 @@ impl HostPolicy {
             }
             let parsed = split_authority(h)
                 .filter(|(name, _)| !name.is_empty())
-                .ok_or_else(|| {
-                    anyhow::anyhow!("[api].hosts {h:?}: expected HOST, HOST:PORT or [IPV6]:PORT")
-                })?;
+                .ok_or_else(|| anyhow::anyhow!("[api].hosts {h:?}: expected HOST, HOST:PORT or [IPV6]:PORT"))?;
             names.push(parsed);
         }
         Ok(HostPolicy { listen, names, any })
@@ -57,11 +55,7 @@ impl HostPolicy {
             return false;
         };
         let port = port.unwrap_or(default_port);
-        if self
-            .names
-            .iter()
-            .any(|(n, p)| *n == name && p.is_none_or(|p| p == port))
-        {
+        if self.names.iter().any(|(n, p)| *n == name && p.is_none_or(|p| p == port)) {
             return true;
         }
         if port != self.listen.port() {
@@ -77,8 +71,7 @@ impl HostPolicy {
             // and a URL with an IP in it cannot be pointed elsewhere by DNS.
             return true;
         }
-        (ip.is_loopback() || ip.is_unspecified())
-            && matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+        (ip.is_loopback() || ip.is_unspecified()) && matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
     }
 
     /// The `Host` check: `Ok` or why not (answered 421). The authority of an absolute-form request target
@@ -127,9 +120,7 @@ impl HostPolicy {
         if self.own_origin(origin, host) {
             return Ok(());
         }
-        Err(format!(
-            "a request from {origin:?} (not this node's web UI) may not change anything here"
-        ))
+        Err(format!("a request from {origin:?} (not this node's web UI) may not change anything here"))
     }
 
     fn own_origin(&self, origin: &str, host: Option<&str>) -> bool {
@@ -145,18 +136,14 @@ impl HostPolicy {
         }
         // The page's own origin: the very authority the request was sent to (whose Host
         // already passed), or any known name (a reverse proxy may rewrite Host).
-        host.is_some_and(|h| {
-            h.eq_ignore_ascii_case(authority) && (self.any || self.known(h, default_port))
-        }) || self.known(authority, default_port)
+        host.is_some_and(|h| h.eq_ignore_ascii_case(authority) && (self.any || self.known(h, default_port)))
+            || self.known(authority, default_port)
     }
 }
 
 /// Does `method` change state? Everything but the safe methods (RFC 9110 9.2.1) does.
 pub fn changes_state(method: &Method) -> bool {
-    !matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
 }
 
 /// Is this a protocol upgrade (a WebSocket handshake)? Browsers open WebSockets to any
@@ -168,10 +155,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// `HOST[:PORT]` or `[V6][:PORT]` into (lower-case host, bracketed and canonical for IPv6;
 /// port). `None` for anything else (userinfo, a path, a bare IPv6, a bad port).
 fn split_authority(s: &str) -> Option<(String, Option<u16>)> {
-    if s.is_empty()
-        || s.bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"/?#@\\".contains(&b))
-    {
+    if s.is_empty() || s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"/?#@\\".contains(&b)) {
         return None;
     }
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
@@ -190,9 +174,7 @@ fn split_authority(s: &str) -> Option<(String, Option<u16>)> {
     };
     let port = match port {
         None => None,
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse::<u16>().ok()?)
-        }
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse::<u16>().ok()?),
         Some(_) => return None,
     };
     Some((host, port))
@@ -211,11 +193,7 @@ mod tests {
     use super::*;
 
     fn policy(listen: &str, hosts: &[&str]) -> HostPolicy {
-        HostPolicy::new(
-            listen.parse().unwrap(),
-            &hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap()
+        HostPolicy::new(listen.parse().unwrap(), &hosts.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
     }
 
     fn host(p: &HostPolicy, h: &str) -> bool {
@@ -239,13 +217,7 @@ mod tests {
     #[test]
     fn loopback_answers_to_its_own_names_only() {
         let p = policy("127.0.0.1:8040", &[]);
-        for ok in [
-            "127.0.0.1:8040",
-            "localhost:8040",
-            "LocalHost:8040",
-            "[::1]:8040",
-            "[0:0::1]:8040",
-        ] {
+        for ok in ["127.0.0.1:8040", "localhost:8040", "LocalHost:8040", "[::1]:8040", "[0:0::1]:8040"] {
             assert!(host(&p, ok), "{ok}");
         }
         for bad in [
@@ -263,47 +235,25 @@ mod tests {
         ] {
             assert!(!host(&p, bad), "{bad}");
         }
-        assert!(
-            p.check_host(&HeaderMap::new(), &"/".parse().unwrap())
-                .is_err(),
-            "no Host"
-        );
+        assert!(p.check_host(&HeaderMap::new(), &"/".parse().unwrap()).is_err(), "no Host");
         let abs: Uri = "http://evil.example/api/status".parse().unwrap();
         let mut m = HeaderMap::new();
         m.insert(header::HOST, "127.0.0.1:8040".parse().unwrap());
-        assert!(
-            p.check_host(&m, &abs).is_err(),
-            "an absolute-form target names the host too"
-        );
+        assert!(p.check_host(&m, &abs).is_err(), "an absolute-form target names the host too");
     }
 
     #[test]
     fn configured_hosts_and_star() {
-        let p = policy(
-            "127.0.0.1:8040",
-            &["MyBox.lan:8040", "other.lan", "[fe80::1]:9000"],
-        );
-        assert!(
-            host(&p, "mybox.lan:8040") && !host(&p, "mybox.lan:8041") && !host(&p, "mybox.lan")
-        );
+        let p = policy("127.0.0.1:8040", &["MyBox.lan:8040", "other.lan", "[fe80::1]:9000"]);
+        assert!(host(&p, "mybox.lan:8040") && !host(&p, "mybox.lan:8041") && !host(&p, "mybox.lan"));
         assert!(host(&p, "other.lan") && host(&p, "other.lan:1234"));
         assert!(host(&p, "[fe80::1]:9000") && !host(&p, "[fe80::1]:8040"));
         assert!(!host(&p, "evil.example:8040"));
         let star = policy("192.168.1.5:8040", &["*"]);
         assert!(host(&star, "evil.example"));
         // "*" lets any Host in, not any Origin: it must still be the page's own.
-        assert!(origin(
-            &star,
-            "evil.example",
-            Some("http://evil.example"),
-            None
-        ));
-        assert!(!origin(
-            &star,
-            "proxy.lan",
-            Some("http://evil.example"),
-            None
-        ));
+        assert!(origin(&star, "evil.example", Some("http://evil.example"), None));
+        assert!(!origin(&star, "proxy.lan", Some("http://evil.example"), None));
         assert!(HostPolicy::new("127.0.0.1:1".parse().unwrap(), &["a/b".into()]).is_err());
         assert!(HostPolicy::new("127.0.0.1:1".parse().unwrap(), &["a:x".into()]).is_err());
         assert!(HostPolicy::new("127.0.0.1:1".parse().unwrap(), &[":80".into()]).is_err());
@@ -313,28 +263,14 @@ mod tests {
     fn listen_address_decides_the_built_in_names() {
         let lan = policy("192.168.1.5:8040", &[]);
         assert!(host(&lan, "192.168.1.5:8040"));
-        assert!(
-            !host(&lan, "localhost:8040")
-                && !host(&lan, "127.0.0.1:8040")
-                && !host(&lan, "192.168.1.6:8040")
-        );
+        assert!(!host(&lan, "localhost:8040") && !host(&lan, "127.0.0.1:8040") && !host(&lan, "192.168.1.6:8040"));
         let all = policy("0.0.0.0:8040", &[]);
-        for ok in [
-            "0.0.0.0:8040",
-            "localhost:8040",
-            "192.168.1.5:8040",
-            "[fe80::2]:8040",
-        ] {
+        for ok in ["0.0.0.0:8040", "localhost:8040", "192.168.1.5:8040", "[fe80::2]:8040"] {
             assert!(host(&all, ok), "{ok}");
         }
         assert!(!host(&all, "evil.example:8040") && !host(&all, "192.168.1.5:8041"));
         let v6 = policy("[::]:80", &[]);
-        assert!(
-            host(&v6, "localhost")
-                && host(&v6, "[::1]")
-                && host(&v6, "[::1]:80")
-                && !host(&v6, "evil.example")
-        );
+        assert!(host(&v6, "localhost") && host(&v6, "[::1]") && host(&v6, "[::1]:80") && !host(&v6, "evil.example"));
     }
 
     #[test]
@@ -343,16 +279,8 @@ mod tests {
         let h = "127.0.0.1:8040";
         assert!(origin(&p, h, None, None), "curl, the CLI");
         assert!(origin(&p, h, Some("http://127.0.0.1:8040"), None));
-        assert!(origin(
-            &p,
-            "localhost:8040",
-            Some("http://localhost:8040"),
-            Some("same-origin")
-        ));
-        assert!(
-            origin(&p, h, Some("https://mybox.lan"), None),
-            "a TLS proxy on a configured name"
-        );
+        assert!(origin(&p, "localhost:8040", Some("http://localhost:8040"), Some("same-origin")));
+        assert!(origin(&p, h, Some("https://mybox.lan"), None), "a TLS proxy on a configured name");
         assert!(origin(&p, h, None, Some("same-origin")) && origin(&p, h, None, Some("none")));
         for bad in [
             "http://evil.example",
@@ -365,31 +293,14 @@ mod tests {
         ] {
             assert!(!origin(&p, h, Some(bad), None), "{bad}");
         }
-        assert!(
-            !origin(&p, h, None, Some("cross-site")) && !origin(&p, h, None, Some("same-site"))
-        );
-        assert!(!origin(
-            &p,
-            h,
-            Some("http://127.0.0.1:8040"),
-            Some("cross-site")
-        ));
+        assert!(!origin(&p, h, None, Some("cross-site")) && !origin(&p, h, None, Some("same-site")));
+        assert!(!origin(&p, h, Some("http://127.0.0.1:8040"), Some("cross-site")));
     }
 
     #[test]
     fn which_requests_are_checked() {
-        assert!(
-            changes_state(&Method::POST)
-                && changes_state(&Method::DELETE)
-                && changes_state(&Method::PUT)
-        );
-        assert!(
-            changes_state(&Method::PATCH) && changes_state(&Method::from_bytes(b"FOO").unwrap())
-        );
-        assert!(
-            !changes_state(&Method::GET)
-                && !changes_state(&Method::HEAD)
-                && !changes_state(&Method::OPTIONS)
-        );
+        assert!(changes_state(&Method::POST) && changes_state(&Method::DELETE) && changes_state(&Method::PUT));
+        assert!(changes_state(&Method::PATCH) && changes_state(&Method::from_bytes(b"FOO").unwrap()));
+        assert!(!changes_state(&Method::GET) && !changes_state(&Method::HEAD) && !changes_state(&Method::OPTIONS));
     }
 }

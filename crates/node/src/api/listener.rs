@@ -31,8 +31,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What a connection beyond the cap gets before it is closed.
-const FULL: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\
+const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\
 Connection: close\r\n\r\n{\"error\":\"too many connections to the node's API\"}";
 
 /// The limits of one API listener.
@@ -88,13 +87,7 @@ pub async fn run(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        conns.spawn(connection(
-            stream,
-            app.clone(),
-            ConnSlot(Arc::new(slot)),
-            limits.header_timeout,
-            shutdown.clone(),
-        ));
+        conns.spawn(connection(stream, app.clone(), ConnSlot(Arc::new(slot)), limits.header_timeout, shutdown.clone()));
     }
     conns.close();
     conns.wait().await;
@@ -154,10 +147,7 @@ mod tests {
         let text = std::str::from_utf8(FULL).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 503 "));
-        assert!(
-            head.contains(&format!("Content-Length: {}\r\n", body.len())),
-            "{head}"
-        );
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())), "{head}");
         assert!(serde_json::from_str::<serde_json::Value>(body).unwrap()["error"].is_string());
     }
 }

@@ -8,7 +8,7 @@ mod tox;
 
 use crate::app::model::Event;
 use crate::app::transfers::ActionError;
-use crate::app::{NotConnected, Node};
+use crate::app::{Node, NotConnected};
 use anyhow::Context;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, Request, State};
@@ -95,7 +95,8 @@ pub async fn serve(
     if cfg.max_connections == 0 {
         anyhow::bail!("[api].max_connections must be at least 1");
     }
-    let limits = Limits { header_timeout: Duration::from_secs(cfg.header_timeout_secs), max_connections: cfg.max_connections };
+    let limits =
+        Limits { header_timeout: Duration::from_secs(cfg.header_timeout_secs), max_connections: cfg.max_connections };
     let token = token_for(&node, listen, configured_token)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -204,15 +205,15 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let query_token = req.uri().query().and_then(|q| {
-        q.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_owned())
-    });
+    let query_token =
+        req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_owned()));
     let ok = header_token.is_some_and(|t| same(t.as_bytes(), want.as_bytes()))
         || query_token.is_some_and(|t| same(t.as_bytes(), want.as_bytes()));
     if ok {
         next.run(req).await
     } else {
-        ApiError(StatusCode::UNAUTHORIZED, "a bearer token is required (Authorization: Bearer ...)".into()).into_response()
+        ApiError(StatusCode::UNAUTHORIZED, "a bearer token is required (Authorization: Bearer ...)".into())
+            .into_response()
     }
 }
 
@@ -292,7 +293,10 @@ async fn settings_get(State(api): State<Api>) -> Json<Value> {
     Json(json!(api.node.settings()))
 }
 
-async fn settings_put(State(api): State<Api>, Json(change): Json<serde_json::Map<String, Value>>) -> ApiResult<Json<Value>> {
+async fn settings_put(
+    State(api): State<Api>,
+    Json(change): Json<serde_json::Map<String, Value>>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(json!(api.node.change_settings(&change)?)))
 }
 
@@ -348,7 +352,11 @@ struct ChatQuery {
 
 async fn chat_messages(State(api): State<Api>, Query(q): Query<ChatQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
-    Ok(Json(json!(api.node.db.lock().expect("db").chat_messages(&crate::app::model::ChatInfo::canonical_id(&q.chat), q.after, limit)?)))
+    Ok(Json(json!(api.node.db.lock().expect("db").chat_messages(
+        &crate::app::model::ChatInfo::canonical_id(&q.chat),
+        q.after,
+        limit
+    )?)))
 }
 
 #[derive(Deserialize)]
@@ -380,8 +388,11 @@ struct Page {
 }
 
 async fn share_files(State(api): State<Api>, Query(p): Query<Page>) -> ApiResult<Json<Value>> {
-    let rows = api.node.db.lock().expect("db").shared_files(p.offset.unwrap_or(0), p.limit.unwrap_or(500).clamp(1, 5000))?;
-    Ok(Json(Value::Array(rows.into_iter().map(|(path, size, tth)| json!({"path": path, "size": size, "tth": tth})).collect())))
+    let rows =
+        api.node.db.lock().expect("db").shared_files(p.offset.unwrap_or(0), p.limit.unwrap_or(500).clamp(1, 5000))?;
+    Ok(Json(Value::Array(
+        rows.into_iter().map(|(path, size, tth)| json!({"path": path, "size": size, "tth": tth})).collect(),
+    )))
 }
 
 async fn share_rescan(State(api): State<Api>) -> (StatusCode, Json<Value>) {
@@ -389,7 +400,11 @@ async fn share_rescan(State(api): State<Api>) -> (StatusCode, Json<Value>) {
     (StatusCode::ACCEPTED, Json(json!({"rescanning": true})))
 }
 
-async fn events(State(api): State<Api>, Extension(slot): Extension<listener::ConnSlot>, ws: WebSocketUpgrade) -> Response {
+async fn events(
+    State(api): State<Api>,
+    Extension(slot): Extension<listener::ConnSlot>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let rx = api.node.subscribe();
     let shutdown = api.node.shutdown.clone();
     ws.on_upgrade(move |socket| async move {
@@ -399,7 +414,11 @@ async fn events(State(api): State<Api>, Extension(slot): Extension<listener::Con
     })
 }
 
-async fn pump_events(mut socket: WebSocket, mut rx: broadcast::Receiver<Event>, shutdown: tokio_util::sync::CancellationToken) {
+async fn pump_events(
+    mut socket: WebSocket,
+    mut rx: broadcast::Receiver<Event>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {

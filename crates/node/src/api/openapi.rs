@@ -56,7 +56,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         "421": {"description": "The Host header names no address of this API ([api].hosts; docs/api.md)"},
     }});
     if method != "get" || path == "/api/events" {
-        op["responses"]["403"] = json!({"description": "From another site: Origin / Sec-Fetch-Site not this API's own (docs/api.md)"});
+        op["responses"]["403"] =
+            json!({"description": "From another site: Origin / Sec-Fetch-Site not this API's own (docs/api.md)"});
     }
     let id_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "integer"}});
     let q = |name: &str, ty: &str, required: bool| json!({"name": name, "in": "query", "required": required, "schema": {"type": ty}});
@@ -122,15 +123,19 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("get", "/api/settings") => (vec![], None, ok(json!({"type": "array", "items": r("Setting")}))),
         ("put", "/api/settings") => (
             vec![],
-            Some(body(json!({"type": "object", "description": "Setting name → new value, or null for the configuration file's value",
-                "additionalProperties": {"type": "integer", "nullable": true}}))),
+            Some(body(
+                json!({"type": "object", "description": "Setting name → new value, or null for the configuration file's value",
+                "additionalProperties": {"type": "integer", "nullable": true}}),
+            )),
             ok(json!({"type": "array", "items": r("Setting")})),
         ),
         _ => (vec![], None, ok(json!({}))),
     };
     let code = if path == "/api/events" {
         "101"
-    } else if method == "post" && matches!(path, "/api/searches" | "/api/transfers" | "/api/chats/messages" | "/api/tox/friends") {
+    } else if method == "post"
+        && matches!(path, "/api/searches" | "/api/transfers" | "/api/chats/messages" | "/api/tox/friends")
+    {
         "201"
     } else if path == "/api/shares/rescan" {
         "202"

@@ -1,6 +1,6 @@
 //! `/api/tox…`: the node's Tox ID, friends and friend requests (docs/api.md "Tox").
 
-use super::{ApiError, ApiResult, Api};
+use super::{Api, ApiError, ApiResult};
 use crate::app::tox::ToxNotFound;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -59,7 +59,15 @@ fn transfer_row(r: &Row<'_>) -> rusqlite::Result<TransferInfo> {
 }
 
 fn chat_row(r: &Row<'_>) -> rusqlite::Result<ChatMessage> {
-    Ok(ChatMessage { id: r.get(0)?, chat: r.get(1)?, nick: r.get(2)?, text: r.get(3)?, own: r.get(4)?, ts: r.get(5)?, delivered: r.get(6)? })
+    Ok(ChatMessage {
+        id: r.get(0)?,
+        chat: r.get(1)?,
+        nick: r.get(2)?,
+        text: r.get(3)?,
+        own: r.get(4)?,
+        ts: r.get(5)?,
+        delivered: r.get(6)?,
+    })
 }
 
 impl Store {
@@ -164,7 +172,9 @@ impl Store {
 
     /// After a crash or a stop, nothing is running: what was goes back to the queue.
     pub fn transfers_recover(&self) -> anyhow::Result<usize> {
-        Ok(self.conn.execute("UPDATE transfers SET state = 'queued', updated = ?1 WHERE state = 'running'", params![now()])?)
+        Ok(self
+            .conn
+            .execute("UPDATE transfers SET state = 'queued', updated = ?1 WHERE state = 'running'", params![now()])?)
     }
 
     /// Whether a local path is already someone's destination.
@@ -188,18 +198,34 @@ impl Store {
     }
 
     /// Store a chat line whose delivery is tracked (`Some(false)` until its receipt).
-    pub fn chat_add_tracked(&self, chat: &str, nick: &str, text: &str, own: bool, delivered: Option<bool>) -> anyhow::Result<ChatMessage> {
+    pub fn chat_add_tracked(
+        &self,
+        chat: &str,
+        nick: &str,
+        text: &str,
+        own: bool,
+        delivered: Option<bool>,
+    ) -> anyhow::Result<ChatMessage> {
         let ts = now();
         self.conn.execute(
             "INSERT INTO chat_messages (chat, nick, text, own, ts, delivered) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![chat, nick, text, own, ts, delivered],
         )?;
-        Ok(ChatMessage { id: self.conn.last_insert_rowid(), chat: chat.into(), nick: nick.into(), text: text.into(), own, ts, delivered })
+        Ok(ChatMessage {
+            id: self.conn.last_insert_rowid(),
+            chat: chat.into(),
+            nick: nick.into(),
+            text: text.into(),
+            own,
+            ts,
+            delivered,
+        })
     }
 
     /// Mark an own line delivered; false if it was not waiting for delivery.
     pub fn chat_set_delivered(&self, id: i64) -> anyhow::Result<bool> {
-        Ok(self.conn.execute("UPDATE chat_messages SET delivered = 1 WHERE id = ?1 AND delivered = 0", params![id])? > 0)
+        Ok(self.conn.execute("UPDATE chat_messages SET delivered = 1 WHERE id = ?1 AND delivered = 0", params![id])?
+            > 0)
     }
 
     /// Own lines of `chat` still waiting for delivery, oldest first.
@@ -296,8 +322,9 @@ impl Store {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM shared_files", [])?;
         {
-            let mut st =
-                tx.prepare("INSERT OR REPLACE INTO shared_files (path, vpath, size, mtime_ns, tth) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            let mut st = tx.prepare(
+                "INSERT OR REPLACE INTO shared_files (path, vpath, size, mtime_ns, tth) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for (path, vpath, size, mtime, tth) in files {
                 st.execute(params![path, vpath, *size as i64, mtime, tth])?;
             }
@@ -308,18 +335,19 @@ impl Store {
 
     /// A page of the share index: (virtual path, size, tth).
     pub fn shared_files(&self, offset: usize, limit: usize) -> anyhow::Result<Vec<(String, u64, Option<String>)>> {
-        let mut st = self.conn.prepare("SELECT vpath, size, tth FROM shared_files ORDER BY vpath LIMIT ?1 OFFSET ?2")?;
-        let rows = st.query_map(params![limit as i64, offset as i64], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?;
+        let mut st =
+            self.conn.prepare("SELECT vpath, size, tth FROM shared_files ORDER BY vpath LIMIT ?1 OFFSET ?2")?;
+        let rows = st.query_map(params![limit as i64, offset as i64], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Files and bytes in the share index, and how many have a hash.
     pub fn shared_totals(&self) -> anyhow::Result<(u64, u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0), COUNT(tth) FROM shared_files",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
-        )?)
+        Ok(self.conn.query_row("SELECT COUNT(*), COALESCE(SUM(size), 0), COUNT(tth) FROM shared_files", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+        })?)
     }
 }
 
@@ -427,11 +455,7 @@ pub fn open_node_db(
     let store = Store::open(path)?;
     if version > 0 {
         if let Err(e) = backup(&store, &bak) {
-            tracing::warn!(
-                "cannot back up {} to {}: {e:#}",
-                path.display(),
-                bak.display()
-            );
+            tracing::warn!("cannot back up {} to {}: {e:#}", path.display(), bak.display());
         }
     }
     Ok(store)
@@ -459,10 +483,9 @@ fn bak_state(bak: &Path) -> String {
                 .unwrap_or_default();
             format!("{}{when}", bak.display())
         }
-        Err(_) => format!(
-            "there is none at {}: restore node.sqlite from your own backups if you have one",
-            bak.display()
-        ),
+        Err(_) => {
+            format!("there is none at {}: restore node.sqlite from your own backups if you have one", bak.display())
+        }
     }
 }
 
@@ -478,31 +501,19 @@ enum CheckError {
 fn check_db(path: &Path) -> Result<usize, CheckError> {
     use rusqlite::{Connection, ErrorCode, OpenFlags};
     let classify = |e: rusqlite::Error| match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
-            CheckError::Damaged(e.to_string())
-        }
-        _ => CheckError::Other(
-            anyhow::Error::new(e).context(format!("cannot open the database {}", path.display())),
-        ),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => CheckError::Damaged(e.to_string()),
+        _ => CheckError::Other(anyhow::Error::new(e).context(format!("cannot open the database {}", path.display()))),
     };
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(classify)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(classify)?;
-    let version: usize = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(classify)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(classify)?;
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(classify)?;
     let mut st = conn.prepare("PRAGMA quick_check").map_err(classify)?;
-    let problems: Vec<String> = st
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(classify)?
-        .collect::<Result<_, _>>()
-        .map_err(classify)?;
+    let problems: Vec<String> =
+        st.query_map([], |r| r.get::<_, String>(0)).map_err(classify)?.collect::<Result<_, _>>().map_err(classify)?;
     if problems.len() != 1 || problems[0] != "ok" {
         let first = problems.first().cloned().unwrap_or_default();
         return Err(CheckError::Damaged(format!("quick_check: {first}")));
@@ -544,9 +555,7 @@ fn earlier_state(data_dir: &Path, default_downloads: Option<&Path>) -> (Vec<Stri
 fn backup(store: &Store, bak: &Path) -> anyhow::Result<()> {
     let tmp = sidecar(bak, ".tmp");
     let _ = std::fs::remove_file(&tmp);
-    let target = tmp
-        .to_str()
-        .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", tmp.display()))?;
+    let target = tmp.to_str().ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", tmp.display()))?;
     if let Err(e) = store.conn.execute("VACUUM INTO ?1", params![target]) {
         // (a full disk: no half-written copy left behind)
         let _ = std::fs::remove_file(&tmp);

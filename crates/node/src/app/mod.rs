@@ -16,8 +16,8 @@ pub mod db;
 pub mod model;
 pub mod search;
 pub mod settings;
-pub mod transfers;
 pub mod tox;
+pub mod transfers;
 
 use crate::config::Config;
 use crate::nmdc::client::{ClientConfig, ClientEvent, DcClient};
@@ -106,10 +106,7 @@ pub struct ShareScan {
 
 impl ShareScan {
     fn new() -> ShareScan {
-        ShareScan {
-            ctl: crate::share::ScanControl::default(),
-            ready: tokio::sync::watch::channel(false).0,
-        }
+        ShareScan { ctl: crate::share::ScanControl::default(), ready: tokio::sync::watch::channel(false).0 }
     }
 
     /// `scanning` or `ready`.
@@ -140,8 +137,14 @@ impl Node {
     /// [`Node::open`] as `opts` ask. `node.sqlite` is checked first (see
     /// [`db::open_node_db`]): a missing, empty or damaged one in a data directory that
     /// holds state is refused unless `opts.fresh_db`; a good one is backed up.
-    pub fn open_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, opts: &UpOptions) -> anyhow::Result<Arc<Node>> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    pub fn open_with(
+        cfg: Config,
+        data_dir: &Path,
+        shutdown: CancellationToken,
+        opts: &UpOptions,
+    ) -> anyhow::Result<Arc<Node>> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let default_downloads = cfg.share.downloads.is_empty().then(|| data_dir.join("downloads"));
         let db_path = data_dir.join("node.sqlite");
         let store = db::open_node_db(data_dir, &db_path, default_downloads.as_deref(), opts.fresh_db)?;
@@ -315,8 +318,19 @@ impl Node {
     }
 
     /// Queue a download of a search result from one of its sources.
-    pub fn download_result(&self, result: u64, source: Option<usize>, network: Option<&str>) -> anyhow::Result<model::TransferInfo> {
-        let r = self.searches.lock().expect("searches").result(result).cloned().ok_or_else(|| anyhow!("no search result {result}"))?;
+    pub fn download_result(
+        &self,
+        result: u64,
+        source: Option<usize>,
+        network: Option<&str>,
+    ) -> anyhow::Result<model::TransferInfo> {
+        let r = self
+            .searches
+            .lock()
+            .expect("searches")
+            .result(result)
+            .cloned()
+            .ok_or_else(|| anyhow!("no search result {result}"))?;
         let idx = match (source, network) {
             (Some(i), _) => i,
             (None, Some(n)) => r
@@ -370,17 +384,30 @@ impl Node {
         for id in extra {
             if !v.iter().any(|c| c.id == id) {
                 if let Some((network, kind, name)) = ChatInfo::parse_id(&id) {
-                    v.push(ChatInfo { id: id.clone(), network: network.into(), kind: kind.into(), name: name.into(), last: None, online: None });
+                    v.push(ChatInfo {
+                        id: id.clone(),
+                        network: network.into(),
+                        kind: kind.into(),
+                        name: name.into(),
+                        last: None,
+                        online: None,
+                    });
                 }
             }
         }
         // DCC chats: open ones (a line may not have come yet), and whether each is open.
-        let open: Vec<String> =
-            self.dcc.read().expect("dcc").as_ref().map(|h| h.chat_nicks()).unwrap_or_default();
+        let open: Vec<String> = self.dcc.read().expect("dcc").as_ref().map(|h| h.chat_nicks()).unwrap_or_default();
         for nick in &open {
             let id = format!("dcc:chat:{nick}");
             if !v.iter().any(|c| c.id == id) {
-                v.push(ChatInfo { id, network: "dcc".into(), kind: "chat".into(), name: nick.clone(), last: None, online: None });
+                v.push(ChatInfo {
+                    id,
+                    network: "dcc".into(),
+                    kind: "chat".into(),
+                    name: nick.clone(),
+                    last: None,
+                    online: None,
+                });
             }
         }
         for c in v.iter_mut().filter(|c| c.network == "dcc") {
@@ -393,7 +420,14 @@ impl Node {
                     c.name = name;
                     c.online = Some(online);
                 }
-                None => v.push(ChatInfo { id, network: "tox".into(), kind: "friend".into(), name, last: None, online: Some(online) }),
+                None => v.push(ChatInfo {
+                    id,
+                    network: "tox".into(),
+                    kind: "friend".into(),
+                    name,
+                    last: None,
+                    online: Some(online),
+                }),
             }
         }
         Ok(v)
@@ -406,18 +440,26 @@ impl Node {
         let text = text.trim_end();
         anyhow::ensure!(!text.is_empty(), "nothing to say");
         anyhow::ensure!(text.len() <= MAX_CHAT_TEXT, "a chat line is at most {MAX_CHAT_TEXT} bytes");
-        let pending = ChatMessage { id: 0, chat: chat.into(), nick: self.nick.clone(), text: text.into(), own: true, ts: db::now(), delivered: None };
+        let pending = ChatMessage {
+            id: 0,
+            chat: chat.into(),
+            nick: self.nick.clone(),
+            text: text.into(),
+            own: true,
+            ts: db::now(),
+            delivered: None,
+        };
         match (network, kind) {
             // Stored at once (not delivered yet); sent when the friend is online.
             ("tox", _) => return self.tox_send_chat(name, text),
             ("dcc", _) => {
-                let h = self.dcc.read().expect("dcc").clone().ok_or_else(|| NotConnected("the DCC server"))?;
+                let h = self.dcc.read().expect("dcc").clone().ok_or(NotConnected("the DCC server"))?;
                 if h.say(Some(name), text) == 0 {
                     return Err(NotConnected("that DCC chat (it is closed)").into());
                 }
             }
             ("nmdc", _) => {
-                let dc = self.dc().ok_or_else(|| NotConnected("the NMDC hub"))?;
+                let dc = self.dc().ok_or(NotConnected("the NMDC hub"))?;
                 if kind == "hub" {
                     dc.say(text).await?;
                     return Ok(pending);
@@ -425,7 +467,7 @@ impl Node {
                 dc.private_message(name, text).await?;
             }
             _ => {
-                let sl = self.slsk().ok_or_else(|| NotConnected("the Soulseek server"))?;
+                let sl = self.slsk().ok_or(NotConnected("the Soulseek server"))?;
                 if kind == "room" {
                     let joined = self.rooms.lock().expect("rooms").contains(name);
                     if !joined {
@@ -486,7 +528,10 @@ impl Node {
 
     /// Change settings (`{"key": number | null}`; null: back to the configuration file's
     /// value): all or nothing, kept in the database, in force at once.
-    pub fn change_settings(&self, change: &serde_json::Map<String, serde_json::Value>) -> anyhow::Result<Vec<settings::SettingInfo>> {
+    pub fn change_settings(
+        &self,
+        change: &serde_json::Map<String, serde_json::Value>,
+    ) -> anyhow::Result<Vec<settings::SettingInfo>> {
         let mut s = self.settings.write().expect("settings");
         let mut next = s.clone();
         let writes = next.apply(change).map_err(|e| anyhow::Error::new(BadSetting(e)))?;
@@ -587,7 +632,12 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         let dcfg = crate::dcc::DccServerConfig::from_config(&cfg, data_dir)?;
         let server = crate::dcc::DccServer::bind(dcfg.clone()).await.map_err(|e| listen_key(e, "[dcc].listen"))?;
         let addr = server.local_addr();
-        crate::app::say!("dcc server: nick {}, share {}, incoming {}", dcfg.nick, dcfg.share.display(), dcfg.incoming.display());
+        crate::app::say!(
+            "dcc server: nick {}, share {}, incoming {}",
+            dcfg.nick,
+            dcfg.share.display(),
+            dcfg.incoming.display()
+        );
         crate::app::say!("listening on {addr}");
         node.set_network("dcc", "server", "online", &addr.to_string(), "");
         server.set_uploads(node.uploads.clone());
@@ -660,7 +710,8 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         let t = &cfg.tox_bootstrap;
         let keys_path = if t.keys.is_empty() { data_dir.join("tox-bootstrap.keys") } else { PathBuf::from(&t.keys) };
         let keys = crate::tox::load_or_create_keys(&keys_path)?;
-        let nodes = if t.bootstrap.trim().is_empty() { Vec::new() } else { crate::tox::parse_node_specs(&t.bootstrap)? };
+        let nodes =
+            if t.bootstrap.trim().is_empty() { Vec::new() } else { crate::tox::parse_node_specs(&t.bootstrap)? };
         let mut boot = crate::tox::bootstrap::BootstrapNode::bind(t.listen, keys)
             .await
             .with_context(|| format!("tox bootstrap: cannot listen on {}", t.listen))
@@ -701,12 +752,17 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         None
     };
 
-    crate::app::say!("shares: {}", node.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    crate::app::say!(
+        "shares: {}",
+        node.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
     crate::app::say!("downloads: {}", node.downloads.display());
 
     if cfg.nmdc_client.enabled {
         let hub = if cfg.nmdc_client.hub.is_empty() {
-            own_hub.map(|a| a.to_string()).ok_or_else(|| anyhow!("[nmdc_client].hub is empty and this node runs no hub"))?
+            own_hub
+                .map(|a| a.to_string())
+                .ok_or_else(|| anyhow!("[nmdc_client].hub is empty and this node runs no hub"))?
         } else {
             cfg.nmdc_client.hub.trim_start_matches("dchub://").to_owned()
         };
@@ -750,7 +806,11 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
 /// only it knows: the configured one, else a random one for this run. The hub keeps the
 /// node's nick for that password, past its per-address limits.
 fn with_own_hub_password(mut cfg: Config) -> Config {
-    if cfg.nmdc_hub.enabled && cfg.nmdc_client.enabled && cfg.nmdc_client.hub.is_empty() && cfg.nmdc_client.password.is_empty() {
+    if cfg.nmdc_hub.enabled
+        && cfg.nmdc_client.enabled
+        && cfg.nmdc_client.hub.is_empty()
+        && cfg.nmdc_client.password.is_empty()
+    {
         let random: [u8; 16] = rand::random();
         cfg.nmdc_client.password = random.iter().map(|b| format!("{b:02x}")).collect();
     }
@@ -772,9 +832,7 @@ impl Node {
     async fn first_share_scan(self: Arc<Self>) -> anyhow::Result<()> {
         let (folders, scan) = (self.share_folders.clone(), self.share_scan.clone());
         let started = Instant::now();
-        let walk = tokio::task::spawn_blocking(move || {
-            crate::share::ShareIndex::scan_roots_with(&folders, &scan.ctl)
-        });
+        let walk = tokio::task::spawn_blocking(move || crate::share::ShareIndex::scan_roots_with(&folders, &scan.ctl));
         let r = tokio::select! {
             r = walk => r,
             _ = self.shutdown.cancelled() => {
@@ -808,7 +866,9 @@ impl Node {
                 ev = rx.recv() => ev,
             };
             match ev {
-                Ok(ServerEvent::ChatLine { nick, text, .. }) => self.store_chat(&format!("dcc:chat:{nick}"), &nick, &text, false),
+                Ok(ServerEvent::ChatLine { nick, text, .. }) => {
+                    self.store_chat(&format!("dcc:chat:{nick}"), &nick, &text, false)
+                }
                 Ok(ServerEvent::ChatOpened { nick, peer, .. }) => {
                     tracing::info!(%nick, %peer, "DCC chat opened");
                     self.emit(Event::ChatOpen { chat: format!("dcc:chat:{nick}"), open: true });
@@ -826,13 +886,20 @@ impl Node {
     /// Keep an NMDC session to `hub` up: log in, pump its events, log in again after a
     /// drop. A rescan swaps the new share into the running session.
     async fn run_dc(self: Arc<Self>, hub: String) -> anyhow::Result<()> {
-        let listen = if self.cfg.nmdc_client.listen.is_empty() { None } else { self.cfg.nmdc_client.listen.parse().ok() };
+        let listen =
+            if self.cfg.nmdc_client.listen.is_empty() { None } else { self.cfg.nmdc_client.listen.parse().ok() };
         self.set_network("nmdc_client", "client", "starting", &hub, "waiting for the share scan");
         if !self.share_scan.wait_ready(&self.shutdown).await {
             return Ok(());
         }
         loop {
-            self.set_network("nmdc_client", "client", "starting", &hub, "indexing the share (hashing new files) and logging in");
+            self.set_network(
+                "nmdc_client",
+                "client",
+                "starting",
+                &hub,
+                "indexing the share (hashing new files) and logging in",
+            );
             let cfg = ClientConfig {
                 hub: hub.clone(),
                 nick: self.nick.clone(),
@@ -906,7 +973,9 @@ impl Node {
                 let own = nick == self.nick;
                 self.store_chat("nmdc:hub", &nick, &text, own);
             }
-            ClientEvent::PrivateMessage { from, text } => self.store_chat(&format!("nmdc:pm:{from}"), &from, &text, false),
+            ClientEvent::PrivateMessage { from, text } => {
+                self.store_chat(&format!("nmdc:pm:{from}"), &from, &text, false)
+            }
             ClientEvent::SearchResult(sr) => {
                 let Some(size) = sr.size else { return };
                 let tth = match &sr.tag {
@@ -914,7 +983,12 @@ impl Node {
                     _ => None,
                 };
                 self.add_result(RawResult {
-                    source: Source { network: "nmdc".into(), user: sr.nick.clone(), path: sr.path.clone(), free_slots: sr.free_slots },
+                    source: Source {
+                        network: "nmdc".into(),
+                        user: sr.nick.clone(),
+                        path: sr.path.clone(),
+                        free_slots: sr.free_slots,
+                    },
                     size,
                     tth,
                     slsk_token: None,
@@ -953,8 +1027,18 @@ impl Node {
                     for room in &self.cfg.slsk_client.rooms {
                         client.join_room(room);
                     }
-                    crate::app::say!("soulseek client: logged in to {server} as {} ({} files shared)", self.nick, client.shared_files());
-                    self.set_network("slsk_client", "client", "online", &server, &format!("logged in as {}", self.nick));
+                    crate::app::say!(
+                        "soulseek client: logged in to {server} as {} ({} files shared)",
+                        self.nick,
+                        client.shared_files()
+                    );
+                    self.set_network(
+                        "slsk_client",
+                        "client",
+                        "online",
+                        &server,
+                        &format!("logged in as {}", self.nick),
+                    );
                     *self.slsk.write().expect("slsk") = Some(client.clone());
                     let mut rescan = self.rescan.subscribe();
                     let mut check = tokio::time::interval(Duration::from_millis(500));
@@ -1010,7 +1094,9 @@ impl Node {
                 tth: None,
                 slsk_token: Some(token),
             }),
-            SlskEvent::PrivateMessage { user, text } => self.store_chat(&format!("slsk:pm:{user}"), &user, &text, false),
+            SlskEvent::PrivateMessage { user, text } => {
+                self.store_chat(&format!("slsk:pm:{user}"), &user, &text, false)
+            }
             SlskEvent::RoomMessage { room, user, text } => {
                 let own = user == self.nick;
                 self.store_chat(&format!("slsk:room:{room}"), &user, &text, own);
@@ -1033,7 +1119,9 @@ impl Node {
 
 /// Watch the share folders; a change (after `[share].watch_delay_secs` without more)
 /// asks for a rescan. Returns the task that owns the watcher.
-fn watch_shares(node: Arc<Node>) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
+fn watch_shares(
+    node: Arc<Node>,
+) -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static> {
     use notify::Watcher;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let handler = move |res: notify::Result<notify::Event>| {

@@ -136,7 +136,9 @@ impl ChatInfo {
         let name = it.next().unwrap_or("");
         match (network, kind) {
             ("nmdc", "hub") if name.is_empty() => Some((network, kind, name)),
-            ("nmdc", "pm") | ("slsk", "pm") | ("slsk", "room") | ("dcc", "chat") if !name.is_empty() && name.len() <= 256 => {
+            ("nmdc", "pm") | ("slsk", "pm") | ("slsk", "room") | ("dcc", "chat")
+                if !name.is_empty() && name.len() <= 256 =>
+            {
                 Some((network, kind, name))
             }
             ("tox", "friend") if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) => {

@@ -78,7 +78,15 @@ impl SearchBook {
             return None;
         }
         self.next_search += 1;
-        let s = Search { id: self.next_search, query, started: unix, terms: t, at: now, slsk_token: None, results: Vec::new() };
+        let s = Search {
+            id: self.next_search,
+            query,
+            started: unix,
+            terms: t,
+            at: now,
+            slsk_token: None,
+            results: Vec::new(),
+        };
         self.searches.push_back(s.clone());
         while self.searches.len() > MAX_SEARCHES {
             if let Some(old) = self.searches.pop_front() {
@@ -134,8 +142,9 @@ impl SearchBook {
             });
             match same {
                 Some(r) => {
-                    if r.sources.iter().any(|x| x.network == raw.source.network && x.user == raw.source.user && x.path == raw.source.path)
-                        || r.sources.len() >= MAX_SOURCES
+                    if r.sources.iter().any(|x| {
+                        x.network == raw.source.network && x.user == raw.source.user && x.path == raw.source.path
+                    }) || r.sources.len() >= MAX_SOURCES
                     {
                         continue;
                     }

@@ -25,8 +25,18 @@ pub const KEYS: &[Key] = &[
     Key { name: "global_slots", min: 1, max: 100, about: "Downloads at once over all networks" },
     Key { name: "network_slots", min: 1, max: 100, about: "Downloads at once per network" },
     Key { name: "max_retries", min: 0, max: 1000, about: "Retries of a failed download before it fails for good" },
-    Key { name: "retry_base_secs", min: 1, max: 3600, about: "Seconds before the first retry (doubling each time, at most 10 minutes)" },
-    Key { name: "max_download_kib", min: 0, max: 100_000_000, about: "Download limit over all downloads, KiB/s (0: none)" },
+    Key {
+        name: "retry_base_secs",
+        min: 1,
+        max: 3600,
+        about: "Seconds before the first retry (doubling each time, at most 10 minutes)",
+    },
+    Key {
+        name: "max_download_kib",
+        min: 0,
+        max: 100_000_000,
+        about: "Download limit over all downloads, KiB/s (0: none)",
+    },
     Key { name: "max_upload_kib", min: 0, max: 100_000_000, about: "Upload limit over all uploads, KiB/s (0: none)" },
 ];
 
@@ -74,7 +84,9 @@ impl Settings {
     pub fn new(config: BTreeMap<&'static str, u64>, stored: &BTreeMap<String, String>) -> Settings {
         let mut overridden = BTreeMap::new();
         for k in KEYS {
-            if let Some(v) = stored.get(k.name).and_then(|t| t.parse::<u64>().ok()).filter(|v| (k.min..=k.max).contains(v)) {
+            if let Some(v) =
+                stored.get(k.name).and_then(|t| t.parse::<u64>().ok()).filter(|v| (k.min..=k.max).contains(v))
+            {
                 overridden.insert(k.name, v);
             }
         }
@@ -110,16 +122,18 @@ impl Settings {
         let mut plan = Vec::new();
         for (name, v) in change {
             let k = key(name).ok_or_else(|| {
-                format!("no setting {name:?} (settings: {})", KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "))
+                format!(
+                    "no setting {name:?} (settings: {})",
+                    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+                )
             })?;
-            let v = match v {
-                Value::Null => None,
-                v => Some(
-                    v.as_u64()
-                        .filter(|n| (k.min..=k.max).contains(n))
-                        .ok_or_else(|| format!("{name} must be a whole number from {} to {}, not {v}", k.min, k.max))?,
-                ),
-            };
+            let v =
+                match v {
+                    Value::Null => None,
+                    v => Some(v.as_u64().filter(|n| (k.min..=k.max).contains(n)).ok_or_else(|| {
+                        format!("{name} must be a whole number from {} to {}, not {v}", k.min, k.max)
+                    })?),
+                };
             plan.push((k, v));
         }
         let mut writes = Vec::new();
@@ -154,7 +168,7 @@ mod tests {
     fn stored_values_win_over_the_file_until_reset() {
         let stored = BTreeMap::from([
             ("max_download_kib".to_owned(), "500".to_owned()),
-            ("global_slots".to_owned(), "0".to_owned()),  // out of range: ignored
+            ("global_slots".to_owned(), "0".to_owned()), // out of range: ignored
             ("network_slots".to_owned(), "lots".to_owned()), // unparsable: ignored
         ]);
         let mut s = Settings::new(config(), &stored);

@@ -117,7 +117,9 @@ pub struct StoredFriend {
 impl Store {
     /// Every Tox friend.
     pub fn tox_friends(&self) -> anyhow::Result<Vec<StoredFriend>> {
-        let mut st = self.conn.prepare("SELECT name, nickname, added FROM contacts WHERE network = 'tox' ORDER BY added, name")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT name, nickname, added FROM contacts WHERE network = 'tox' ORDER BY added, name")?;
         let rows = st.query_map([], |r| Ok(StoredFriend { pk: r.get(0)?, nickname: r.get(1)?, added: r.get(2)? }))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -126,9 +128,11 @@ impl Store {
     pub fn tox_friend(&self, pk: &str) -> anyhow::Result<Option<StoredFriend>> {
         Ok(self
             .conn
-            .query_row("SELECT name, nickname, added FROM contacts WHERE network = 'tox' AND name = ?1", params![pk], |r| {
-                Ok(StoredFriend { pk: r.get(0)?, nickname: r.get(1)?, added: r.get(2)? })
-            })
+            .query_row(
+                "SELECT name, nickname, added FROM contacts WHERE network = 'tox' AND name = ?1",
+                params![pk],
+                |r| Ok(StoredFriend { pk: r.get(0)?, nickname: r.get(1)?, added: r.get(2)? }),
+            )
             .optional()?)
     }
 
@@ -170,7 +174,8 @@ impl Store {
     /// Incoming requests, oldest first.
     pub fn tox_requests(&self) -> anyhow::Result<Vec<ToxRequestInfo>> {
         let mut st = self.conn.prepare("SELECT pk, message, received FROM tox_requests ORDER BY received, pk")?;
-        let rows = st.query_map([], |r| Ok(ToxRequestInfo { pk: r.get(0)?, message: r.get(1)?, received: r.get(2)? }))?;
+        let rows =
+            st.query_map([], |r| Ok(ToxRequestInfo { pk: r.get(0)?, message: r.get(1)?, received: r.get(2)? }))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -287,7 +292,12 @@ impl Node {
     }
 
     fn outgoing_ids(&self) -> Vec<String> {
-        self.db.lock().expect("db").tox_outgoing().map(|v| v.into_iter().map(|(id, _)| id).collect()).unwrap_or_default()
+        self.db
+            .lock()
+            .expect("db")
+            .tox_outgoing()
+            .map(|v| v.into_iter().map(|(id, _)| id).collect())
+            .unwrap_or_default()
     }
 
     /// One friend now, if it is one.
@@ -362,7 +372,10 @@ impl Node {
         }
         let message = message.trim();
         let message = if message.is_empty() { DEFAULT_REQUEST_MESSAGE } else { message };
-        anyhow::ensure!(message.len() <= MAX_REQUEST_MESSAGE, "a friend request message is at most {MAX_REQUEST_MESSAGE} bytes");
+        anyhow::ensure!(
+            message.len() <= MAX_REQUEST_MESSAGE,
+            "a friend request message is at most {MAX_REQUEST_MESSAGE} bytes"
+        );
         if let Some(f) = self.tox_friend(&id.pk)? {
             return Ok(f); // a friend already
         }
@@ -509,13 +522,17 @@ pub(crate) async fn start(
     let addr = client.local_addr()?;
     let id = profile.tox_id().to_hex();
     let (tx, rx) = mpsc::unbounded_channel();
-    let live = profile.friends.iter().map(|pk| (*pk, Live { progress: Progress::AwaitingDhtKey, online: false })).collect();
-    let handle =
-        Arc::new(ToxHandle { cmds: tx, shared: Mutex::new(Shared { id: id.clone(), address: addr.to_string(), announced: false, live }) });
+    let live =
+        profile.friends.iter().map(|pk| (*pk, Live { progress: Progress::AwaitingDhtKey, online: false })).collect();
+    let handle = Arc::new(ToxHandle {
+        cmds: tx,
+        shared: Mutex::new(Shared { id: id.clone(), address: addr.to_string(), announced: false, live }),
+    });
     node.tox.set(handle).map_err(|_| anyhow!("the Tox client runs already"))?;
     crate::app::say!("tox client: {} friends, listening on {addr}", profile.friends.len());
     crate::app::say!("tox id: {id}");
-    let detail = if start.bootstrap.is_empty() { format!("Tox ID {id}; no bootstrap node") } else { format!("Tox ID {id}") };
+    let detail =
+        if start.bootstrap.is_empty() { format!("Tox ID {id}; no bootstrap node") } else { format!("Tox ID {id}") };
     node.set_network("tox_client", "client", "starting", &addr.to_string(), &detail);
     let task = Task {
         node: node.clone(),
@@ -675,7 +692,8 @@ impl Task {
     fn on_command(&mut self, c: Cmd) {
         match c {
             Cmd::Request { id, message, reply } => {
-                let r = self.client.tox().send_friend_request(Instant::now(), &id, &message).map_err(anyhow::Error::from);
+                let r =
+                    self.client.tox().send_friend_request(Instant::now(), &id, &message).map_err(anyhow::Error::from);
                 if r.is_ok() {
                     self.set_live(id.pk, |_| {});
                     if self.profile.add_friend(id.pk) {

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// A running download attempt: where the file went and its size.
+type DownloadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<(PathBuf, u64)>> + Send>>;
+
 /// Longest wait between retries.
 pub const MAX_BACKOFF_SECS: u64 = 300;
 /// How often progress is reported.
@@ -190,7 +193,9 @@ impl Node {
             if running.values().filter(|r| r.network == t.network).count() as u64 >= self.setting("network_slots") {
                 continue;
             }
-            if t.network == "nmdc" && running.values().any(|r| r.network == "nmdc" && r.source.eq_ignore_ascii_case(&t.source)) {
+            if t.network == "nmdc"
+                && running.values().any(|r| r.network == "nmdc" && r.source.eq_ignore_ascii_case(&t.source))
+            {
                 continue;
             }
             let online = match t.network.as_str() {
@@ -230,7 +235,13 @@ impl Node {
         Ok(())
     }
 
-    async fn work(self: &Arc<Self>, t: TransferInfo, stop: CancellationToken, rate: Arc<AtomicU64>, live: Arc<AtomicU64>) {
+    async fn work(
+        self: &Arc<Self>,
+        t: TransferInfo,
+        stop: CancellationToken,
+        rate: Arc<AtomicU64>,
+        live: Arc<AtomicU64>,
+    ) {
         let id = t.id;
         let dir = self.incomplete.join(id.to_string());
         let result = self.attempt(&t, &dir, &stop, &rate, &live).await;
@@ -289,54 +300,60 @@ impl Node {
         }
         let progress = Arc::new((AtomicU64::new(on_disk), AtomicU64::new(t.size)));
         let control = Arc::new(crate::ratelimit::TransferControl::limited(Some(self.download_limit.clone())));
-        let fut: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<(PathBuf, u64)>> + Send>> =
-            match t.network.as_str() {
-                "nmdc" => {
-                    let dc = self.dc().ok_or_else(|| anyhow!("not connected to the hub"))?;
-                    let out = dir.join(&t.name);
-                    let what = match &t.tth {
-                        Some(tth) => omnipeer_nmdc::transfer::Identifier::Tth(
-                            omnipeer_nmdc::tth::Tth::from_base32(tth).map_err(|e| anyhow!("bad TTH {tth}: {e}"))?,
-                        ),
-                        None => omnipeer_nmdc::transfer::Identifier::Path(format!("/{}", t.remote_path.replace('\\', "/"))),
+        let fut: DownloadFuture = match t.network.as_str() {
+            "nmdc" => {
+                let dc = self.dc().ok_or_else(|| anyhow!("not connected to the hub"))?;
+                let out = dir.join(&t.name);
+                let what = match &t.tth {
+                    Some(tth) => omnipeer_nmdc::transfer::Identifier::Tth(
+                        omnipeer_nmdc::tth::Tth::from_base32(tth).map_err(|e| anyhow!("bad TTH {tth}: {e}"))?,
+                    ),
+                    None => omnipeer_nmdc::transfer::Identifier::Path(format!("/{}", t.remote_path.replace('\\', "/"))),
+                };
+                let p = Arc::new(AtomicU64::new(progress.0.load(Ordering::Relaxed)));
+                // A nonzero total is the size the user chose: cc::download refuses a peer
+                // that offers another.
+                let total = Arc::new(AtomicU64::new(t.size));
+                let job = crate::nmdc::cc::DownloadJob {
+                    what,
+                    out: out.clone(),
+                    progress: p.clone(),
+                    total: total.clone(),
+                    control: control.clone(),
+                };
+                let source = t.source.clone();
+                let progress = progress.clone();
+                Box::pin(async move {
+                    let fwd = async {
+                        loop {
+                            progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
+                            progress.1.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                     };
-                    let p = Arc::new(AtomicU64::new(progress.0.load(Ordering::Relaxed)));
-                    // A nonzero total is the size the user chose: cc::download refuses a peer
-                    // that offers another.
-                    let total = Arc::new(AtomicU64::new(t.size));
-                    let job = crate::nmdc::cc::DownloadJob { what, out: out.clone(), progress: p.clone(), total: total.clone(), control: control.clone() };
-                    let source = t.source.clone();
-                    let progress = progress.clone();
-                    Box::pin(async move {
-                        let fwd = async {
-                            loop {
-                                progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
-                                progress.1.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                        };
-                        let r = tokio::select! {
-                            r = dc.download(&source, &job) => r,
-                            _ = fwd => unreachable!(),
-                        };
-                        progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
-                        progress.1.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
-                        let d = r?;
-                        Ok((out, d.size))
-                    })
-                }
-                "slsk" => {
-                    let sl = self.slsk().ok_or_else(|| anyhow!("not connected to the Soulseek server"))?;
-                    let (source, path, dir, progress) = (t.source.clone(), t.remote_path.clone(), dir.to_path_buf(), progress.clone());
-                    let control = control.clone();
-                    let expected = (t.size != 0).then_some(t.size);
-                    Box::pin(async move {
-                        let (out, size, _) = sl.download_with(&source, &path, &dir, expected, progress, &control).await?;
-                        Ok((out, size))
-                    })
-                }
-                other => bail!("unknown network {other}"),
-            };
+                    let r = tokio::select! {
+                        r = dc.download(&source, &job) => r,
+                        _ = fwd => unreachable!(),
+                    };
+                    progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
+                    progress.1.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
+                    let d = r?;
+                    Ok((out, d.size))
+                })
+            }
+            "slsk" => {
+                let sl = self.slsk().ok_or_else(|| anyhow!("not connected to the Soulseek server"))?;
+                let (source, path, dir, progress) =
+                    (t.source.clone(), t.remote_path.clone(), dir.to_path_buf(), progress.clone());
+                let control = control.clone();
+                let expected = (t.size != 0).then_some(t.size);
+                Box::pin(async move {
+                    let (out, size, _) = sl.download_with(&source, &path, &dir, expected, progress, &control).await?;
+                    Ok((out, size))
+                })
+            }
+            other => bail!("unknown network {other}"),
+        };
         let mut fut = fut;
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         let mut last = (Instant::now(), progress.0.load(Ordering::Relaxed));
@@ -417,7 +434,9 @@ impl Node {
 
 /// Record the size a transfer queued without one was found to have (only if still unknown).
 fn adopt_size(store: &crate::store::Store, id: i64, size: u64) -> anyhow::Result<()> {
-    store.conn.execute("UPDATE transfers SET size = ?1 WHERE id = ?2 AND size = 0", rusqlite::params![size as i64, id])?;
+    store
+        .conn
+        .execute("UPDATE transfers SET size = ?1 WHERE id = ?2 AND size = 0", rusqlite::params![size as i64, id])?;
     Ok(())
 }
 

@@ -171,8 +171,8 @@ pub async fn get(addr: &str, opts: &ClientOptions, name: &str, out_dir: &Path) -
         bail!("unexpected handshake result");
     };
     let resumed_from = receiver.position();
-    let file = transfer::open_for_receive(&path, resumed_from)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let file =
+        transfer::open_for_receive(&path, resumed_from).with_context(|| format!("cannot write {}", path.display()))?;
     let mut progress = opts.progress(format!("get {}", safe));
     progress.start(resumed_from, size);
     if receiver.is_complete() {
@@ -188,7 +188,13 @@ pub async fn get(addr: &str, opts: &ClientOptions, name: &str, out_dir: &Path) -
 /// `100`/`101`: chat. Lines from `input` go to the server, lines from the server go to
 /// `output`. At the end of `input` the chat stays open `linger` longer for replies, then
 /// closes. Returns when either side closes.
-pub async fn chat<I, O>(addr: &str, opts: &ClientOptions, input: I, output: &mut O, linger: Duration) -> anyhow::Result<String>
+pub async fn chat<I, O>(
+    addr: &str,
+    opts: &ClientOptions,
+    input: I,
+    output: &mut O,
+    linger: Duration,
+) -> anyhow::Result<String>
 where
     I: AsyncBufRead + Unpin,
     O: AsyncWrite + Unpin,

@@ -240,9 +240,8 @@ impl DccServer {
         let share = tokio::task::spawn_blocking(move || Share::open_single(&share_dir))
             .await?
             .with_context(|| format!("cannot index the share folder {}", cfg.share.display()))?;
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let listener =
+            TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let (events, _) = broadcast::channel(1024);
         let state = Arc::new(State {
             cfg,
@@ -360,23 +359,19 @@ async fn serve(state: Arc<State>, mut stream: TcpStream, peer: SocketAddr, full:
                         return;
                     }
                     Event::Chat { nick, leftover } => return run_chat(&state, stream, peer, nick, leftover).await,
-                    Event::Fserve { nick, leftover } => {
-                        return run_fserve(&state, stream, peer, nick, leftover).await
-                    }
-                    Event::SendOffered { nick, size, name } => {
-                        match decide_send(&state, &name, size) {
-                            Ok((path, position)) => {
-                                tracing::info!(%peer, %nick, %name, size, position, "incoming send offered");
-                                send_target = Some((path, name));
-                                let free = free_space(&state.cfg.incoming);
-                                hs.accept_send_within(position, state.cfg.max_incoming_bytes, free);
-                            }
-                            Err(why) => {
-                                tracing::info!(%peer, %nick, %name, "incoming send refused: {why}");
-                                hs.reject(why);
-                            }
+                    Event::Fserve { nick, leftover } => return run_fserve(&state, stream, peer, nick, leftover).await,
+                    Event::SendOffered { nick, size, name } => match decide_send(&state, &name, size) {
+                        Ok((path, position)) => {
+                            tracing::info!(%peer, %nick, %name, size, position, "incoming send offered");
+                            send_target = Some((path, name));
+                            let free = free_space(&state.cfg.incoming);
+                            hs.accept_send_within(position, state.cfg.max_incoming_bytes, free);
                         }
-                    }
+                        Err(why) => {
+                            tracing::info!(%peer, %nick, %name, "incoming send refused: {why}");
+                            hs.reject(why);
+                        }
+                    },
                     Event::Receive { nick, name: _, receiver, leftover } => {
                         let (path, name) = send_target.take().expect("send decided before receive");
                         return run_receive(&state, stream, nick, path, name, receiver, leftover).await;
@@ -391,7 +386,7 @@ async fn serve(state: Arc<State>, mut stream: TcpStream, peer: SocketAddr, full:
                     },
                     Event::SendFile { nick, name: _, sender, leftover } => {
                         let (file, path, id) = get_target.take().expect("get decided before send");
-                        return run_get(&state, stream, nick, file, path, id, sender, leftover).await;
+                        return run_get(&state, stream, nick, GetTarget { file, path, id }, sender, leftover).await;
                     }
                 },
             }
@@ -533,11 +528,8 @@ async fn run_fserve(state: &Arc<State>, stream: TcpStream, peer: SocketAddr, nic
         return;
     };
     let welcome = state.cfg.welcome.as_deref().and_then(|w| VPath::root().resolve(w).ok());
-    let mut session = FserveSession::new(FserveConfig {
-        server_nick: state.cfg.nick.clone(),
-        max_gets: state.cfg.max_gets,
-        welcome,
-    });
+    let mut session =
+        FserveSession::new(FserveConfig { server_nick: state.cfg.nick.clone(), max_gets: state.cfg.max_gets, welcome });
     let (mut rd, mut wr) = stream.into_split();
     if write_lines(&mut wr, &session.welcome(&*index)).await.is_err() {
         return;
@@ -630,21 +622,28 @@ async fn run_receive(
         }
         Err(e) => {
             tracing::warn!(%nick, %name, "incoming send failed: {e}");
-            let _ = state.events.send(ServerEvent::ReceiveFailed { nick, name: name.to_string(), error: e.to_string() });
+            let _ =
+                state.events.send(ServerEvent::ReceiveFailed { nick, name: name.to_string(), error: e.to_string() });
         }
     }
+}
+
+/// The file a decided `get` sends: the open file, its share path and the get's id.
+struct GetTarget {
+    file: std::fs::File,
+    path: String,
+    id: u64,
 }
 
 async fn run_get(
     state: &Arc<State>,
     stream: TcpStream,
     nick: String,
-    file: std::fs::File,
-    path: String,
-    id: u64,
+    target: GetTarget,
     sender: FileSender,
     leftover: Vec<u8>,
 ) {
+    let GetTarget { file, path, id } = target;
     tracing::info!(%nick, %path, from = sender.position(), size = sender.size(), "get: sending");
     let bytes = sender.remaining();
     let start = sender.position();
@@ -659,7 +658,9 @@ async fn run_get(
             s.store(p.saturating_sub(start), std::sync::atomic::Ordering::Relaxed);
         }
     };
-    let result = transfer::send_limited(stream, file, sender, leftover, state.cfg.transfer_idle_timeout, limit, &mut progress).await;
+    let result =
+        transfer::send_limited(stream, file, sender, leftover, state.cfg.transfer_idle_timeout, limit, &mut progress)
+            .await;
     if let Some((u, rid, _)) = &record {
         u.finish(*rid, result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
     }

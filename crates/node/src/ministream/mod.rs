@@ -570,10 +570,8 @@ impl Driver {
             }
             Event::Refused(s) => {
                 if let Some(reply) = self.connects.remove(&s) {
-                    let _ = reply.send(Err(io::Error::new(
-                        io::ErrorKind::ConnectionRefused,
-                        "connection refused by the peer",
-                    )));
+                    let _ = reply
+                        .send(Err(io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused by the peer")));
                 }
             }
             Event::ConnectTimedOut(s) => {

@@ -246,9 +246,9 @@ impl SamEndpoint {
         }
         create.push('\n');
         wr.write_all(create.as_bytes()).await?;
-        let status = tokio::time::timeout(cfg.session_timeout, read_line(&mut rd))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the router did not create the SAM session in time"))??;
+        let status = tokio::time::timeout(cfg.session_timeout, read_line(&mut rd)).await.map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, "the router did not create the SAM session in time")
+        })??;
         if sam_pairs(&status).1.get("RESULT").map(String::as_str) != Some("OK") {
             return Err(sam_error("SESSION CREATE", &status));
         }
@@ -440,5 +440,4 @@ mod tests {
         let e = sam_error("SESSION CREATE", "SESSION STATUS RESULT=DUPLICATED_ID\n");
         assert_eq!(e.to_string(), "SAM SESSION CREATE failed: DUPLICATED_ID");
     }
-
 }

@@ -4,9 +4,9 @@
 //! same tight loop a plain copy runs); the machines only see commands and byte counts.
 
 use super::share::DcShare;
+use crate::ratelimit::RateLimit;
 use crate::store::Store;
 use crate::upload::{Decision, Uploads};
-use crate::ratelimit::RateLimit;
 use anyhow::{anyhow, bail, Context};
 use omnipeer_nmdc::command::{AdcKind, Direction, DirectionOutcome};
 use omnipeer_nmdc::handshake::{self, CcConfig, CcHandshake, Peer, Role};
@@ -109,7 +109,9 @@ pub async fn handshake(
                 handshake::Output::Event(handshake::Event::Ready { peer, outcome, leftover }) => {
                     return Ok((peer, outcome, leftover))
                 }
-                handshake::Output::Event(handshake::Event::Closed(r)) => bail!("client-to-client handshake failed: {r:?}"),
+                handshake::Output::Event(handshake::Event::Closed(r)) => {
+                    bail!("client-to-client handshake failed: {r:?}")
+                }
                 handshake::Output::Timeout(t) => {
                     deadline = Some(t);
                     break;
@@ -129,7 +131,12 @@ pub async fn handshake(
 
 /// Serve uploads on a connection whose handshake made the peer the downloader, until it
 /// closes.
-pub async fn serve_uploads(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, ctx: UploadContext) -> anyhow::Result<()> {
+pub async fn serve_uploads(
+    mut stream: TcpStream,
+    peer: &Peer,
+    leftover: Vec<u8>,
+    ctx: UploadContext,
+) -> anyhow::Result<()> {
     let mut up = Uploader::new(Instant::now(), &leftover);
     let mut buf = vec![0u8; 16 * 1024];
     // What the current request resolved to, and the upload (slot) it holds.
@@ -272,12 +279,21 @@ fn resolve(share: &DcShare, ctx: &UploadContext, id: &Identifier, kind: AdcKind)
 
 /// Write `length` bytes of `file` from `start` to the socket on a blocking thread:
 /// zero-copy unless the shared upload limit applies (see `transfer::send_file_range`).
-async fn send_range(stream: TcpStream, file: File, start: u64, length: u64, limit: Arc<RateLimit>, sent: Arc<AtomicU64>) -> io::Result<TcpStream> {
+async fn send_range(
+    stream: TcpStream,
+    file: File,
+    start: u64,
+    length: u64,
+    limit: Arc<RateLimit>,
+    sent: Arc<AtomicU64>,
+) -> io::Result<TcpStream> {
     blocking_io(stream, move |sock| {
-        crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent).map(|_| ()).map_err(|e| match e {
-            crate::transfer::TransferError::Io(e) => e,
-            other => io::Error::other(other),
-        })
+        crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent)
+            .map(|_| ())
+            .map_err(|e| match e {
+                crate::transfer::TransferError::Io(e) => e,
+                other => io::Error::other(other),
+            })
     })
     .await
 }
@@ -303,7 +319,12 @@ where
 
 /// Download one thing on a connection whose handshake made us the downloader. A partial
 /// file at `job.out` is resumed from its end.
-pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job: &DownloadJob) -> anyhow::Result<Downloaded> {
+pub async fn download(
+    mut stream: TcpStream,
+    peer: &Peer,
+    leftover: Vec<u8>,
+    job: &DownloadJob,
+) -> anyhow::Result<Downloaded> {
     let have = std::fs::metadata(&job.out).map(|m| m.len()).unwrap_or(0);
     let expected = match job.total.load(Ordering::Relaxed) {
         0 => None,
@@ -330,9 +351,14 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                 }
                 Output::Event(DownloadEvent::Length(_)) => {}
                 Output::Event(DownloadEvent::MaxedOut(Some(place))) => {
-                    bail!("{} has no free upload slot ($MaxedOut): queued there at place {place}; try again later", peer.nick)
+                    bail!(
+                        "{} has no free upload slot ($MaxedOut): queued there at place {place}; try again later",
+                        peer.nick
+                    )
                 }
-                Output::Event(DownloadEvent::MaxedOut(None)) => bail!("{} has no free upload slot ($MaxedOut); try again later", peer.nick),
+                Output::Event(DownloadEvent::MaxedOut(None)) => {
+                    bail!("{} has no free upload slot ($MaxedOut); try again later", peer.nick)
+                }
                 Output::Event(DownloadEvent::Error(e)) => bail!("{} answered: {e}", peer.nick),
                 Output::Event(DownloadEvent::Closed(r)) => bail!("{} closed the connection: {r:?}", peer.nick),
                 Output::Event(DownloadEvent::Incoming { start, length, leftover, .. }) => {
@@ -369,7 +395,10 @@ pub async fn download(mut stream: TcpStream, peer: &Peer, leftover: Vec<u8>, job
                             let want = left.min(CHUNK as u64) as usize;
                             let n = sock.read(&mut buf[..want])?;
                             if n == 0 {
-                                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed mid-transfer"));
+                                return Err(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    "the peer closed mid-transfer",
+                                ));
                             }
                             file.write_all(&buf[..n])?;
                             left -= n as u64;

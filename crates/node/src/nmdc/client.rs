@@ -4,9 +4,9 @@
 //! hub (passive) or by UDP (active), and we answer others' searches the same two ways.
 
 use super::cc::{self, DownloadJob, Downloaded, UploadContext};
-use crate::upload::Uploads;
 use super::share::DcShare;
 use crate::store::Store;
+use crate::upload::Uploads;
 use anyhow::{anyhow, bail, Context};
 use omnipeer_nmdc::client::{ClientMode, Event, HubSession, LoginFailure, Output, SessionConfig};
 use omnipeer_nmdc::command::{DirectionOutcome, SearchOrigin, SearchQuery, SearchResult};
@@ -159,7 +159,8 @@ impl DcClient {
             None => ClientMode::Passive,
         };
         let session = HubSession::new(scfg, Instant::now()).map_err(|e| anyhow!("{e}"))?;
-        let hub = TcpStream::connect(&cfg.hub).await.with_context(|| format!("cannot connect to the hub {}", cfg.hub))?;
+        let hub =
+            TcpStream::connect(&cfg.hub).await.with_context(|| format!("cannot connect to the hub {}", cfg.hub))?;
         let _ = hub.set_nodelay(true);
 
         let (cmds, cmd_rx) = mpsc::channel(64);
@@ -270,7 +271,10 @@ impl DcClient {
     /// Send a private message.
     pub async fn private_message(&self, to: &str, text: &str) -> anyhow::Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.cmds.send(Cmd::Pm(to.to_owned(), text.to_owned(), tx)).await.map_err(|_| anyhow!("the hub session ended"))?;
+        self.cmds
+            .send(Cmd::Pm(to.to_owned(), text.to_owned(), tx))
+            .await
+            .map_err(|_| anyhow!("the hub session ended"))?;
         rx.await.map_err(|_| anyhow!("the hub session ended"))?
     }
 
@@ -308,7 +312,10 @@ impl DcClient {
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().expect("waiters lock").insert(from.to_lowercase(), tx);
         let (ctx, crx) = oneshot::channel();
-        self.cmds.send(Cmd::RequestConnection(from.to_owned(), ctx)).await.map_err(|_| anyhow!("the hub session ended"))?;
+        self.cmds
+            .send(Cmd::RequestConnection(from.to_owned(), ctx))
+            .await
+            .map_err(|_| anyhow!("the hub session ended"))?;
         crx.await.map_err(|_| anyhow!("the hub session ended"))??;
         let (stream, peer, leftover) = match tokio::time::timeout(CONNECT_WAIT, rx).await {
             Ok(Ok(x)) => x,
@@ -372,7 +379,12 @@ struct Runner {
 }
 
 impl Runner {
-    async fn run(mut self, mut hub: TcpStream, mut cmds: mpsc::Receiver<Cmd>, listener: Option<TcpListener>) -> anyhow::Result<()> {
+    async fn run(
+        mut self,
+        mut hub: TcpStream,
+        mut cmds: mpsc::Receiver<Cmd>,
+        listener: Option<TcpListener>,
+    ) -> anyhow::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut udp_buf = vec![0u8; 64 * 1024];
         loop {

@@ -57,7 +57,8 @@ impl HubServer {
             Ok(store)
         })
         .await??;
-        let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let listener =
+            TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let (events, _) = broadcast::channel(1024);
         let store = Arc::new(Mutex::new(store));
         let (persist_tx, mut persist_rx) = mpsc::unbounded_channel::<Persist>();
@@ -195,4 +196,3 @@ impl EventHandler {
         let _ = self.persist_tx.send(Box::new(f));
     }
 }
-

@@ -68,11 +68,7 @@ fn path_key(p: &str) -> String {
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// Hash a file (root and the `tthl` level DC++ sends).
@@ -183,12 +179,8 @@ impl DcShare {
         if let Some(root) = query.tth_root() {
             return (self.by_tth(&root).into_iter().collect(), Vec::new());
         }
-        let files: Vec<&SharedFile> = self
-            .files
-            .iter()
-            .filter(|f| m.matches_file(&f.nmdc_path(), f.size, &f.tth))
-            .take(max)
-            .collect();
+        let files: Vec<&SharedFile> =
+            self.files.iter().filter(|f| m.matches_file(&f.nmdc_path(), f.size, &f.tth)).take(max).collect();
         let room = max - files.len();
         let dirs: Vec<&str> = self.dirs.iter().filter(|d| m.matches_dir(d)).take(room).map(String::as_str).collect();
         (files, dirs)
@@ -223,7 +215,12 @@ fn build_list(files: &[SharedFile], cid: &str) -> FileList {
                 let pos = match dirs.iter().position(|x| &x.name == d) {
                     Some(p) => p,
                     None => {
-                        dirs.push(Directory { name: d.clone(), incomplete: false, dirs: Vec::new(), files: Vec::new() });
+                        dirs.push(Directory {
+                            name: d.clone(),
+                            incomplete: false,
+                            dirs: Vec::new(),
+                            files: Vec::new(),
+                        });
                         dirs.len() - 1
                     }
                 };

@@ -11,7 +11,9 @@ use crate::share::ShareIndex;
 use crate::upload::{Decision, Grant, Uploads};
 use anyhow::{anyhow, bail, Context};
 use omnipeer_slsk::framing::{FrameKind, FrameReader};
-use omnipeer_slsk::peer::{PeerInit, PeerMessage, SearchResponse, SharedFileList, TransferDirection, TransferReply, UserInfo};
+use omnipeer_slsk::peer::{
+    PeerInit, PeerMessage, SearchResponse, SharedFileList, TransferDirection, TransferReply, UserInfo,
+};
 use omnipeer_slsk::search::SearchQuery;
 use omnipeer_slsk::server::{ServerRequest, ServerResponse};
 use omnipeer_slsk::shares::{SharedDirectory, SharedFile};
@@ -74,6 +76,9 @@ pub const MAX_PEER_INFLATED: usize = 4 * 1024 * 1024;
 /// `P` message codes this client acts on; others (unsolicited shared file lists, folder
 /// contents, user info: compressed, up to 512 MiB inflated) are skipped undecoded.
 const P_CODES_HANDLED: [u32; 11] = [4, 9, 15, 36, 40, 41, 43, 44, 46, 50, 51];
+
+/// Who waits for a user's address (GetPeerAddress): the IP and port, when the server answers.
+type AddrWaiter = oneshot::Sender<(Ipv4Addr, u32)>;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -241,7 +246,7 @@ struct Inner {
     /// Slots, queue, limit and records of uploads.
     up: Arc<Uploads>,
     /// Peer addresses asked of the server.
-    addr_waiters: Mutex<HashMap<String, Vec<oneshot::Sender<(Ipv4Addr, u32)>>>>,
+    addr_waiters: Mutex<HashMap<String, Vec<AddrWaiter>>>,
     /// Our ConnectToPeer tokens → who answers with PierceFireWall.
     pierce_waiters: Mutex<HashMap<u32, oneshot::Sender<TcpStream>>>,
     /// Open P connections' writers by user.
@@ -274,11 +279,15 @@ impl SlskClient {
     pub async fn start(cfg: SlskClientConfig) -> anyhow::Result<SlskClient> {
         let roots = cfg.share.clone();
         let shares = tokio::task::spawn_blocking(move || Shares::build(&roots)).await??;
-        let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let listener =
+            TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let listen_port = listener.local_addr()?.port();
-        let mut server = TcpStream::connect(&cfg.server).await.with_context(|| format!("cannot connect to {}", cfg.server))?;
+        let mut server =
+            TcpStream::connect(&cfg.server).await.with_context(|| format!("cannot connect to {}", cfg.server))?;
         let _ = server.set_nodelay(true);
-        server.write_all(&ServerRequest::login(&cfg.user, &cfg.password, MAJOR_VERSION, MINOR_VERSION).encode()).await?;
+        server
+            .write_all(&ServerRequest::login(&cfg.user, &cfg.password, MAJOR_VERSION, MINOR_VERSION).encode())
+            .await?;
         let mut reader = FrameReader::new(FrameKind::Server);
         let reply = read_server_frame(&mut server, &mut reader).await.context("waiting for the login reply")?;
         match reply {
@@ -399,7 +408,13 @@ impl SlskClient {
 
     /// Download `path` from `user` into `out_dir`, resuming a partial file there, at
     /// whatever size the uploader announces. `progress` gets (bytes held, total).
-    pub async fn download(&self, user: &str, path: &str, out_dir: &std::path::Path, progress: Arc<(AtomicU64, AtomicU64)>) -> anyhow::Result<(PathBuf, u64, u64)> {
+    pub async fn download(
+        &self,
+        user: &str,
+        path: &str,
+        out_dir: &std::path::Path,
+        progress: Arc<(AtomicU64, AtomicU64)>,
+    ) -> anyhow::Result<(PathBuf, u64, u64)> {
         self.download_with(user, path, out_dir, None, progress, &crate::ratelimit::TransferControl::default()).await
     }
 
@@ -517,7 +532,13 @@ impl SlskClient {
     /// by PlaceInQueueResponse): 1 = next.
     pub async fn place_in_queue(&self, user: &str, path: &str) -> anyhow::Result<u32> {
         let (tx, rx) = oneshot::channel();
-        self.inner.place_waiters.lock().expect("place").entry((user.to_lowercase(), path.to_owned())).or_default().push(tx);
+        self.inner
+            .place_waiters
+            .lock()
+            .expect("place")
+            .entry((user.to_lowercase(), path.to_owned()))
+            .or_default()
+            .push(tx);
         let peer = self.inner.peer_conn(user).await?;
         let _ = peer.send(PeerMessage::PlaceInQueueRequest { filename: path.to_owned() }.encode());
         tokio::time::timeout(PLACE_WAIT, rx)
@@ -566,7 +587,9 @@ impl Inner {
         let (pierce_tx, pierce_rx) = oneshot::channel();
         self.pierce_waiters.lock().expect("pierce").insert(token, pierce_tx);
         let _ = self.server_tx.send(ServerRequest::GetPeerAddress { user: user.to_owned() }.encode());
-        let _ = self.server_tx.send(ServerRequest::ConnectToPeer { token, user: user.to_owned(), conn_type: "P".into() }.encode());
+        let _ = self
+            .server_tx
+            .send(ServerRequest::ConnectToPeer { token, user: user.to_owned(), conn_type: "P".into() }.encode());
         let me = self.cfg.user.clone();
         let direct = async move {
             let (ip, port) = addr_rx.await.map_err(|_| anyhow!("no address"))?;
@@ -623,7 +646,13 @@ impl Inner {
         tx
     }
 
-    async fn p_loop(self: Arc<Self>, mut rd: OwnedReadHalf, user: String, leftover: Vec<u8>, tx: mpsc::UnboundedSender<Vec<u8>>) -> anyhow::Result<()> {
+    async fn p_loop(
+        self: Arc<Self>,
+        mut rd: OwnedReadHalf,
+        user: String,
+        leftover: Vec<u8>,
+        tx: mpsc::UnboundedSender<Vec<u8>>,
+    ) -> anyhow::Result<()> {
         let mut reader = FrameReader::with_limit(FrameKind::Peer, MAX_PEER_MESSAGE);
         let mut held = BufferShare { total: self.peer_buffered.clone(), mine: 0 };
         held.reserve(leftover.len())?;
@@ -695,7 +724,14 @@ impl Inner {
             }
             PeerMessage::FolderContentsRequest { token, folder } => {
                 let want = folder.replace('/', "\\").to_lowercase();
-                let dirs: Vec<SharedDirectory> = self.shares().dirs().into_iter().filter(|d| d.path.to_lowercase() == want || d.path.to_lowercase().starts_with(&format!("{want}\\"))).collect();
+                let dirs: Vec<SharedDirectory> = self
+                    .shares()
+                    .dirs()
+                    .into_iter()
+                    .filter(|d| {
+                        d.path.to_lowercase() == want || d.path.to_lowercase().starts_with(&format!("{want}\\"))
+                    })
+                    .collect();
                 let _ = tx.send(PeerMessage::FolderContentsResponse { token, folder, dirs }.encode());
             }
             PeerMessage::QueueUpload { filename } => self.queue_upload(user, filename, tx.clone()),
@@ -706,7 +742,12 @@ impl Inner {
                 }
             }
             PeerMessage::PlaceInQueueResponse { filename, place } => {
-                let waiters = self.place_waiters.lock().expect("place").remove(&(user.to_lowercase(), filename)).unwrap_or_default();
+                let waiters = self
+                    .place_waiters
+                    .lock()
+                    .expect("place")
+                    .remove(&(user.to_lowercase(), filename))
+                    .unwrap_or_default();
                 for w in waiters {
                     let _ = w.send(place);
                 }
@@ -714,7 +755,9 @@ impl Inner {
             PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename, size } => {
                 // The uploader is ready to send something we queued.
                 let mut downloads = self.downloads.lock().expect("downloads");
-                let found = downloads.iter_mut().find(|d| d.user.eq_ignore_ascii_case(user) && d.path == filename && d.token.is_none());
+                let found = downloads
+                    .iter_mut()
+                    .find(|d| d.user.eq_ignore_ascii_case(user) && d.path == filename && d.token.is_none());
                 let reply = match found {
                     Some(d) => match offered_size(d.expected, size) {
                         Ok(size) => {
@@ -820,7 +863,12 @@ impl Inner {
         };
         let token = self.token();
         self.uploads.lock().expect("uploads").insert(token, (g.user.clone(), g.file.clone(), g.id));
-        let req = PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename: g.file.clone(), size: Some(f.size) };
+        let req = PeerMessage::TransferRequest {
+            direction: TransferDirection::Upload,
+            token,
+            filename: g.file.clone(),
+            size: Some(f.size),
+        };
         for wait in ANSWER_WAITS {
             let conn = match via.take().filter(|t| !t.is_closed()) {
                 Some(t) => Ok(t),
@@ -851,7 +899,14 @@ impl Inner {
 
     /// Send a granted file over a new F connection: token, their offset, then bytes
     /// (zero-copy unless the upload limit applies), counted in `sent`.
-    async fn upload(self: Arc<Self>, user: &str, vpath: &str, token: u32, id: u64, sent: Arc<AtomicU64>) -> anyhow::Result<()> {
+    async fn upload(
+        self: Arc<Self>,
+        user: &str,
+        vpath: &str,
+        token: u32,
+        id: u64,
+        sent: Arc<AtomicU64>,
+    ) -> anyhow::Result<()> {
         let f = self.shares().get(vpath).cloned().ok_or_else(|| anyhow!("{vpath} is no longer shared"))?;
         let (file, size) = crate::share::open_inside(&f.real, &f.root)?;
         let mut s = self.f_conn(user).await?;
@@ -886,7 +941,9 @@ impl Inner {
         let (pierce_tx, pierce_rx) = oneshot::channel();
         self.pierce_waiters.lock().expect("pierce").insert(token, pierce_tx);
         let _ = self.server_tx.send(ServerRequest::GetPeerAddress { user: user.to_owned() }.encode());
-        let _ = self.server_tx.send(ServerRequest::ConnectToPeer { token, user: user.to_owned(), conn_type: "F".into() }.encode());
+        let _ = self
+            .server_tx
+            .send(ServerRequest::ConnectToPeer { token, user: user.to_owned(), conn_type: "F".into() }.encode());
         let me = self.cfg.user.clone();
         let direct = async move {
             let (ip, port) = addr_rx.await.map_err(|_| anyhow!("no address"))?;
@@ -952,7 +1009,9 @@ impl Inner {
             if let Some(f) = reader.next_frame()? {
                 break f;
             }
-            let n = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await.map_err(|_| anyhow!("no peer-init within {}s", PEER_INIT_TIMEOUT.as_secs()))??;
+            let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+                .await
+                .map_err(|_| anyhow!("no peer-init within {}s", PEER_INIT_TIMEOUT.as_secs()))??;
             if n == 0 {
                 bail!("closed before peer-init");
             }
@@ -969,13 +1028,22 @@ impl Inner {
                     None => tracing::debug!(token, "unknown PierceFireWall token"),
                 }
             }
-            PeerInit::PeerInit { user, conn_type, .. } => self.typed(stream, user, &conn_type, leftover, deadline).await?,
+            PeerInit::PeerInit { user, conn_type, .. } => {
+                self.typed(stream, user, &conn_type, leftover, deadline).await?
+            }
         }
         Ok(())
     }
 
     /// Run a connection by its type. `deadline`: when an `F` connection's token must be in.
-    async fn typed(self: Arc<Self>, mut stream: TcpStream, user: String, conn_type: &str, leftover: Vec<u8>, deadline: tokio::time::Instant) -> anyhow::Result<()> {
+    async fn typed(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        user: String,
+        conn_type: &str,
+        leftover: Vec<u8>,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<()> {
         match conn_type {
             "P" => {
                 self.spawn_p(stream, user, leftover);
@@ -985,7 +1053,9 @@ impl Inner {
                 let mut have = leftover;
                 while have.len() < 4 {
                     let mut b = [0u8; 4];
-                    let n = tokio::time::timeout_at(deadline, stream.read(&mut b)).await.map_err(|_| anyhow!("no token"))??;
+                    let n = tokio::time::timeout_at(deadline, stream.read(&mut b))
+                        .await
+                        .map_err(|_| anyhow!("no token"))??;
                     if n == 0 {
                         bail!("F connection closed before its token");
                     }
@@ -1084,7 +1154,9 @@ async fn read_server_frame(s: &mut TcpStream, reader: &mut FrameReader) -> anyho
         if let Some(f) = reader.next_frame()? {
             return Ok(ServerResponse::from_frame(&f)?);
         }
-        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await.map_err(|_| anyhow!("the server did not answer"))??;
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+            .await
+            .map_err(|_| anyhow!("the server did not answer"))??;
         if n == 0 {
             bail!("the server closed the connection");
         }
@@ -1147,14 +1219,20 @@ async fn on_server(inner: &Arc<Inner>, msg: ServerResponse) {
             // Someone could not reach us: connect to them and pierce.
             let this = inner.clone();
             tokio::spawn(async move {
-                let Ok(Ok(mut s)) = tokio::time::timeout(PEER_CONNECT_WAIT, TcpStream::connect((ip, port as u16))).await else {
+                let Ok(Ok(mut s)) =
+                    tokio::time::timeout(PEER_CONNECT_WAIT, TcpStream::connect((ip, port as u16))).await
+                else {
                     let _ = this.server_tx.send(ServerRequest::CantConnectToPeer { token, user }.encode());
                     return;
                 };
                 if s.write_all(&PeerInit::PierceFireWall { token }.encode()).await.is_err() {
                     return;
                 }
-                if let Err(e) = this.clone().typed(s, user, &conn_type, Vec::new(), tokio::time::Instant::now() + PEER_INIT_TIMEOUT).await {
+                if let Err(e) = this
+                    .clone()
+                    .typed(s, user, &conn_type, Vec::new(), tokio::time::Instant::now() + PEER_INIT_TIMEOUT)
+                    .await
+                {
                     tracing::debug!("indirect connection: {e:#}");
                 }
             });

@@ -107,7 +107,8 @@ impl SlskServer {
             Ok(store)
         })
         .await??;
-        let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let listener =
+            TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let (events, _) = broadcast::channel(4096);
         Ok(SlskServer { listener, cfg, limits: IpLimits::default(), store: Arc::new(Mutex::new(store)), events })
     }
@@ -152,7 +153,8 @@ impl SlskServer {
         }
         let SlskServer { listener, cfg, store, events, .. } = self;
         // Changes to store, in order, on one blocking worker.
-        let (persist_tx, mut persist_rx) = mpsc::unbounded_channel::<Box<dyn FnOnce(&Store) -> anyhow::Result<()> + Send>>();
+        let (persist_tx, mut persist_rx) =
+            mpsc::unbounded_channel::<Box<dyn FnOnce(&Store) -> anyhow::Result<()> + Send>>();
         let worker_store = store.clone();
         let worker = tokio::task::spawn_blocking(move || {
             while let Some(change) = persist_rx.blocking_recv() {
@@ -183,7 +185,8 @@ impl SlskServer {
                         })
                         .await
                         .unwrap_or(LoginDecision::InvalidPass);
-                        let _ = control.send(Box::new(move |m: &mut CentralMachine, now| m.0.login_result(now, conn, decision)));
+                        let _ = control
+                            .send(Box::new(move |m: &mut CentralMachine, now| m.0.login_result(now, conn, decision)));
                     });
                 }
                 CentralEvent::LoggedIn { conn, user, ip } => {
@@ -196,14 +199,22 @@ impl SlskServer {
                         }
                         let msgs: Vec<StoredMessage> = stored
                             .into_iter()
-                            .map(|(id, from, timestamp, message)| StoredMessage { id, timestamp, from, to: user.clone(), message })
+                            .map(|(id, from, timestamp, message)| StoredMessage {
+                                id,
+                                timestamp,
+                                from,
+                                to: user.clone(),
+                                message,
+                            })
                             .collect();
                         let _ = control.send(Box::new(move |m: &mut CentralMachine, _| m.0.deliver_stored(conn, msgs)));
                     });
                 }
                 CentralEvent::LoggedOut { user } => tracing::info!(%user, "logged out"),
                 CentralEvent::StoreMessage(m) => {
-                    let _ = persist_tx.send(Box::new(move |s: &Store| s.slsk_store_message(m.id, &m.to, &m.from, m.timestamp, &m.message)));
+                    let _ = persist_tx.send(Box::new(move |s: &Store| {
+                        s.slsk_store_message(m.id, &m.to, &m.from, m.timestamp, &m.message)
+                    }));
                 }
                 CentralEvent::MessageAcked { user, id } => {
                     let _ = persist_tx.send(Box::new(move |s: &Store| s.slsk_ack_message(&user, id)));

@@ -82,9 +82,8 @@ impl BootstrapNode {
         let mut buf = vec![0u8; RECV_BUF];
         loop {
             self.flush().await;
-            let deadline = tokio_deadline(
-                [self.dht.next_timeout(), self.onion.next_timeout()].into_iter().flatten().min(),
-            );
+            let deadline =
+                tokio_deadline([self.dht.next_timeout(), self.onion.next_timeout()].into_iter().flatten().min());
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 r = self.sock.recv_from(&mut buf) => match r {
@@ -126,7 +125,11 @@ impl BootstrapNode {
             match e {
                 DhtEvent::Found { pk, addr } => tracing::debug!("tox: found {} at {addr}", pk.to_hex()),
                 DhtEvent::Request { from, data } => {
-                    tracing::debug!("tox: DHT request {:#04x} from {}", data.first().copied().unwrap_or(0), from.to_hex())
+                    tracing::debug!(
+                        "tox: DHT request {:#04x} from {}",
+                        data.first().copied().unwrap_or(0),
+                        from.to_hex()
+                    )
                 }
             }
         }
@@ -136,7 +139,9 @@ impl BootstrapNode {
             }
         }
         let mut replies = std::mem::take(&mut self.replies).into_iter();
-        while let Some((to, p)) = self.dht.poll_transmit().or_else(|| self.onion.poll_transmit()).or_else(|| replies.next()) {
+        while let Some((to, p)) =
+            self.dht.poll_transmit().or_else(|| self.onion.poll_transmit()).or_else(|| replies.next())
+        {
             if let Err(e) = self.sock.send_to(&p, socket_dest(local, to)).await {
                 tracing::debug!("tox: send to {to}: {e}");
             }

@@ -7,9 +7,9 @@ use anyhow::{anyhow, bail, Context};
 use omnipeer_tox::crypto::PublicKey;
 use omnipeer_tox::friend::Progress;
 use omnipeer_tox::messenger::MessageKind;
+pub use omnipeer_tox::messenger::MAX_MESSAGE_LEN;
 use omnipeer_tox::profile::Profile;
 use omnipeer_tox::tox::{Rendezvous, Tox, ToxEvent};
-pub use omnipeer_tox::messenger::MAX_MESSAGE_LEN;
 pub use omnipeer_tox::toxid::ToxId;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -47,15 +47,8 @@ impl ToxClient {
     ) -> anyhow::Result<Self> {
         let sock = UdpSocket::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let now = Instant::now();
-        let mut tox = Tox::new(
-            profile.keys.clone(),
-            profile.nospam,
-            &profile.nickname,
-            unix_secs(),
-            rendezvous,
-            os_seed(),
-            now,
-        );
+        let mut tox =
+            Tox::new(profile.keys.clone(), profile.nospam, &profile.nickname, unix_secs(), rendezvous, os_seed(), now);
         for f in &profile.friends {
             tox.add_friend(now, *f)?;
         }
@@ -170,17 +163,13 @@ pub enum Wake<C> {
 
 /// tox-net's onion client for `profile`'s long-term keys.
 pub fn onion_rendezvous(profile: &Profile) -> Box<dyn Rendezvous + Send> {
-    Box::new(omnipeer_tox::onion_client::OnionClient::new(
-        profile.keys.clone(),
-        os_seed(),
-        Instant::now(),
-    ))
+    Box::new(omnipeer_tox::onion_client::OnionClient::new(profile.keys.clone(), os_seed(), Instant::now()))
 }
 
 /// Loads the profile at `path`, creating it if missing.
 pub fn load_profile(path: &Path) -> anyhow::Result<Profile> {
-    let (p, created) = profile_file::load_or_create(path, DEFAULT_NICKNAME)
-        .with_context(|| format!("profile {}", path.display()))?;
+    let (p, created) =
+        profile_file::load_or_create(path, DEFAULT_NICKNAME).with_context(|| format!("profile {}", path.display()))?;
     if created {
         tracing::info!("created Tox profile {}", path.display());
     }
@@ -288,8 +277,7 @@ pub async fn run_send(
     eprintln!("listening on {}", c.local_addr()?);
     let friend = o.to.pk;
     if profile.add_friend(friend) {
-        profile_file::save(&profile, o.profile)
-            .with_context(|| format!("saving {}", o.profile.display()))?;
+        profile_file::save(&profile, o.profile).with_context(|| format!("saving {}", o.profile.display()))?;
     }
     c.tox().send_friend_request(Instant::now(), &o.to, REQUEST_MESSAGE)?;
     let deadline = start + o.timeout;
@@ -310,7 +298,8 @@ pub async fn run_send(
                     delivered_after: t - start,
                 });
             }
-            let what = if receipt.is_some() { "waiting for the receipt".to_string() } else { format!("in state {state}") };
+            let what =
+                if receipt.is_some() { "waiting for the receipt".to_string() } else { format!("in state {state}") };
             return Err(anyhow!("timed out after {} s {what}", o.timeout.as_secs()));
         };
         match ev {

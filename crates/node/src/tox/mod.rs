@@ -49,9 +49,7 @@ pub fn route(first: u8) -> Route {
 pub fn os_random<const N: usize>() -> [u8; N] {
     use rand::TryRngCore;
     let mut b = [0u8; N];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut b)
-        .expect("the OS random source failed");
+    rand::rngs::OsRng.try_fill_bytes(&mut b).expect("the OS random source failed");
     b
 }
 
@@ -107,10 +105,8 @@ pub fn load_or_create_keys(path: &Path) -> anyhow::Result<KeyPair> {
 pub fn parse_node_spec(spec: &str) -> anyhow::Result<(SocketAddr, PublicKey)> {
     let (hostport, key) = spec.rsplit_once(':').ok_or_else(|| anyhow!("{spec:?}: expected HOST:PORT:DHTKEY"))?;
     let pk = PublicKey::from_hex(key).ok_or_else(|| anyhow!("{spec:?}: DHT key must be 64 hex digits"))?;
-    let addrs: Vec<SocketAddr> = hostport
-        .to_socket_addrs()
-        .with_context(|| format!("{spec:?}: cannot resolve {hostport:?}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        hostport.to_socket_addrs().with_context(|| format!("{spec:?}: cannot resolve {hostport:?}"))?.collect();
     let addr = addrs
         .iter()
         .find(|a| a.is_ipv4())

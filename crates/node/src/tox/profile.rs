@@ -41,10 +41,7 @@ pub fn save(profile: &Profile, path: &Path) -> Result<(), ProfileFileError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "profile".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into());
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -105,10 +102,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         // Two new profiles are two identities (keys from the OS, not a fixed seed).
         assert_ne!(new_profile("a").keys.pk, new_profile("a").keys.pk);
@@ -119,18 +113,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.tox");
         std::fs::write(&path, b"not a profile").unwrap();
-        assert!(matches!(
-            load(&path),
-            Err(ProfileFileError::Format(ProfileError::Magic))
-        ));
+        assert!(matches!(load(&path), Err(ProfileFileError::Format(ProfileError::Magic))));
         std::fs::write(&path, vec![0u8; MAX_PROFILE_SIZE + 10]).unwrap();
-        assert!(matches!(
-            load(&path),
-            Err(ProfileFileError::Format(ProfileError::TooLarge(_)))
-        ));
-        assert!(
-            load_or_create(&path, "x").is_err(),
-            "a bad profile is not replaced"
-        );
+        assert!(matches!(load(&path), Err(ProfileFileError::Format(ProfileError::TooLarge(_)))));
+        assert!(load_or_create(&path, "x").is_err(), "a bad profile is not replaced");
     }
 }

@@ -60,10 +60,9 @@ impl Omni {
         let end = Instant::now() + WAIT;
         let mut seen = Vec::new();
         loop {
-            let l = self
-                .lines
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|e| panic!("omnipeer never printed {prefix:?} ({e}); it printed:\n{}", seen.join("\n")));
+            let l = self.lines.recv_timeout(end.saturating_duration_since(Instant::now())).unwrap_or_else(|e| {
+                panic!("omnipeer never printed {prefix:?} ({e}); it printed:\n{}", seen.join("\n"))
+            });
             seen.push(l.clone());
             if let Some(rest) = l.strip_prefix(prefix) {
                 return rest.trim().to_owned();
@@ -76,10 +75,9 @@ impl Omni {
         let end = Instant::now() + WAIT;
         let mut seen = Vec::new();
         loop {
-            let l = self
-                .lines
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|e| panic!("omnipeer never printed a line with {needle:?} ({e}); it printed:\n{}", seen.join("\n")));
+            let l = self.lines.recv_timeout(end.saturating_duration_since(Instant::now())).unwrap_or_else(|e| {
+                panic!("omnipeer never printed a line with {needle:?} ({e}); it printed:\n{}", seen.join("\n"))
+            });
             seen.push(l.clone());
             if l.contains(needle) {
                 return l;
@@ -131,8 +129,19 @@ pub mod node;
 
 /// Run `omnipeer --data-dir DATA ARGS` to the end: (exit code, stdout, stderr).
 pub fn run_in(data: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(BIN).arg("--data-dir").arg(data).args(args).env_remove("RUST_LOG").stdin(Stdio::null()).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    let o = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// [`run_in`] with a fresh data directory.

@@ -85,8 +85,11 @@ impl Node {
         let omni = Omni::start_in(dir, &["up"]);
         omni.wait_line("omnipeer is up");
         // A node that stops answering fails the test instead of hanging it.
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
         let token = std::fs::read_to_string(dir.join("api-token")).ok().map(|t| t.trim().to_owned());
         let n = Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), token, agent };
         n.wait_online();
@@ -141,10 +144,16 @@ impl Node {
         let id = s["id"].as_u64().unwrap();
         wait_for(&format!("{name} from {networks:?}"), 30, || {
             let s = self.get(&format!("/api/searches/{id}"));
-            s["results"].as_array()?.iter().find(|r| {
-                r["name"] == name
-                    && networks.iter().all(|n| r["sources"].as_array().is_some_and(|a| a.iter().any(|x| x["network"] == *n)))
-            }).cloned()
+            s["results"]
+                .as_array()?
+                .iter()
+                .find(|r| {
+                    r["name"] == name
+                        && networks
+                            .iter()
+                            .all(|n| r["sources"].as_array().is_some_and(|a| a.iter().any(|x| x["network"] == *n)))
+                })
+                .cloned()
         })
     }
 

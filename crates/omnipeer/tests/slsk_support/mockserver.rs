@@ -56,11 +56,7 @@ pub struct MockConfig {
 
 impl Default for MockConfig {
     fn default() -> Self {
-        MockConfig {
-            greeting: "omnipeer test-fixture mock server".into(),
-            tap_peers: false,
-            embedded_search: false,
-        }
+        MockConfig { greeting: "omnipeer test-fixture mock server".into(), tap_peers: false, embedded_search: false }
     }
 }
 
@@ -263,19 +259,13 @@ impl MockServer {
             start: Instant::now(),
             stop: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
-            st: Mutex::new(State {
-                next_pm: 1,
-                ..State::default()
-            }),
+            st: Mutex::new(State { next_pm: 1, ..State::default() }),
             log: Mutex::new(Vec::new()),
             tapped: Mutex::new(Vec::new()),
             streams: Mutex::new(Vec::new()),
         });
         let i2 = inner.clone();
-        thread::Builder::new()
-            .name("slsk-mock-accept".into())
-            .spawn(move || accept_loop(i2, listener))
-            .unwrap();
+        thread::Builder::new().name("slsk-mock-accept".into()).spawn(move || accept_loop(i2, listener)).unwrap();
         MockServer { addr, inner }
     }
 
@@ -309,18 +299,12 @@ impl MockServer {
 
     /// Frames a user sent to the server, its Login frame included.
     pub fn frames_from(&self, user: &str) -> Vec<Frame> {
-        self.frames()
-            .into_iter()
-            .filter(|f| f.dir == Dir::In && f.user == user)
-            .collect()
+        self.frames().into_iter().filter(|f| f.dir == Dir::In && f.user == user).collect()
     }
 
     /// Frames the server sent to a user.
     pub fn frames_to(&self, user: &str) -> Vec<Frame> {
-        self.frames()
-            .into_iter()
-            .filter(|f| f.dir == Dir::Out && f.user == user)
-            .collect()
+        self.frames().into_iter().filter(|f| f.dir == Dir::Out && f.user == user).collect()
     }
 
     /// Waits up to `timeout` for a logged frame matching `pred`.
@@ -428,19 +412,13 @@ fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 fn now_secs() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0)
 }
 
 impl Inner {
     fn log_frame(&self, conn: u64, user: &str, dir: Dir, bytes: &[u8]) {
-        let code = if bytes.len() >= 8 {
-            u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])
-        } else {
-            u32::MAX
-        };
+        let code =
+            if bytes.len() >= 8 { u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) } else { u32::MAX };
         let mut log = self.log.lock().unwrap();
         let seq = log.len();
         log.push(Frame {
@@ -476,11 +454,7 @@ impl Inner {
     }
 
     fn stats_body(s: &Sess, w: W) -> W {
-        w.u32(s.avgspeed)
-            .u32(s.uploadnum)
-            .u32(0)
-            .u32(s.files)
-            .u32(s.dirs)
+        w.u32(s.avgspeed).u32(s.uploadnum).u32(0).u32(s.files).u32(s.dirs)
     }
 
     /// GetUserStatus(7) about `user` to everyone watching it or sharing a room with it.
@@ -581,12 +555,7 @@ fn handle_conn(inner: Arc<Inner>, mut stream: TcpStream, conn: u64) {
     if let Some(u) = user {
         let mut st = inner.st.lock().unwrap();
         if st.online.get(&u).map(|s| s.conn) == Some(conn) {
-            let rooms: Vec<String> = st
-                .rooms
-                .iter()
-                .filter(|(_, m)| m.contains(&u))
-                .map(|(r, _)| r.clone())
-                .collect();
+            let rooms: Vec<String> = st.rooms.iter().filter(|(_, m)| m.contains(&u)).map(|(r, _)| r.clone()).collect();
             // status 0 to the interested before the session disappears
             let watchers = inner.interested(&st, &u);
             st.online.remove(&u);
@@ -612,10 +581,7 @@ fn login_error(name: &str) -> Option<(&'static str, &'static str)> {
         return Some(("INVALIDUSERNAME", "Invalid characters in nick."));
     }
     if name.starts_with(' ') || name.ends_with(' ') {
-        return Some((
-            "INVALIDUSERNAME",
-            "No leading and trailing spaces allowed in nick.",
-        ));
+        return Some(("INVALIDUSERNAME", "No leading and trailing spaces allowed in nick."));
     }
     None
 }
@@ -678,16 +644,7 @@ fn login(
         });
     }
     // The Login reply must be the very first frame after Login (aioslsk insists).
-    reply(
-        inner,
-        &name,
-        W::new()
-            .bool(true)
-            .str(&inner.cfg.greeting)
-            .ip(ip)
-            .str(&md5_hex(pass.as_bytes()))
-            .bool(false),
-    );
+    reply(inner, &name, W::new().bool(true).str(&inner.cfg.greeting).ip(ip).str(&md5_hex(pass.as_bytes())).bool(false));
     st.online.insert(
         name.clone(),
         Sess {
@@ -713,17 +670,7 @@ fn login(
     inner.send(st, &name, 160, W::new().u32(0));
     // Queued private messages (new = 0); they stay until acked.
     for pm in st.pms.iter().filter(|p| p.to == name) {
-        inner.send(
-            st,
-            &name,
-            22,
-            W::new()
-                .u32(pm.id)
-                .u32(pm.ts)
-                .str(&pm.from)
-                .str(&pm.text)
-                .bool(false),
-        );
+        inner.send(st, &name, 22, W::new().u32(pm.id).u32(pm.ts).str(&pm.from).str(&pm.text).bool(false));
     }
     inner.push_status(st, &name);
     Some(name)
@@ -787,15 +734,9 @@ fn dispatch(inner: &Arc<Inner>, me: &str, code: u32, body: &[u8]) {
                     let w = Inner::stats_body(s, W::new().str(&u).bool(true).u32(s.status));
                     w.str("")
                 }
-                None if st.accounts.contains_key(&u) => W::new()
-                    .str(&u)
-                    .bool(true)
-                    .u32(0)
-                    .u32(0)
-                    .u32(0)
-                    .u32(0)
-                    .u32(0)
-                    .u32(0),
+                None if st.accounts.contains_key(&u) => {
+                    W::new().str(&u).bool(true).u32(0).u32(0).u32(0).u32(0).u32(0).u32(0)
+                }
                 None => W::new().str(&u).bool(false),
             };
             inner.send(st, me, 5, w);
@@ -831,12 +772,7 @@ fn dispatch(inner: &Arc<Inner>, me: &str, code: u32, body: &[u8]) {
         // JoinRoom: str room [, u32 private]
         14 => {
             let Some(room) = r.str() else { return };
-            if room.is_empty()
-                || room.len() > 24
-                || !room.is_ascii()
-                || room.trim() != room
-                || room.contains("  ")
-            {
+            if room.is_empty() || room.len() > 24 || !room.is_ascii() || room.trim() != room || room.contains("  ") {
                 inner.send(st, me, 1003, W::new().str(&room));
                 return;
             }
@@ -870,9 +806,7 @@ fn dispatch(inner: &Arc<Inner>, me: &str, code: u32, body: &[u8]) {
             }
             inner.send(st, me, 14, w);
             let s = st.online.get(me).unwrap();
-            let joined = Inner::stats_body(s, W::new().str(&room).str(me).u32(s.status))
-                .u32(0)
-                .str("");
+            let joined = Inner::stats_body(s, W::new().str(&room).str(me).u32(s.status)).u32(0).str("");
             for m in members.iter().filter(|m| *m != me) {
                 inner.send(st, m, 16, joined.clone());
             }
@@ -891,21 +825,12 @@ fn dispatch(inner: &Arc<Inner>, me: &str, code: u32, body: &[u8]) {
             if st.online.contains_key(&target) {
                 let ip = st.online.get(me).map(|s| s.ip).unwrap_or([127, 0, 0, 1]);
                 let port = inner.advertised_port(st, me);
-                st.pierce
-                    .insert((me.to_string(), token), (target.clone(), kind.clone()));
+                st.pierce.insert((me.to_string(), token), (target.clone(), kind.clone()));
                 inner.send(
                     st,
                     &target,
                     18,
-                    W::new()
-                        .str(me)
-                        .str(&kind)
-                        .ip(ip)
-                        .u32(port)
-                        .u32(token)
-                        .bool(false)
-                        .u32(0)
-                        .u32(0),
+                    W::new().str(me).str(&kind).ip(ip).u32(port).u32(token).bool(false).u32(0).u32(0),
                 );
             } else {
                 inner.send(st, me, 1001, W::new().u32(token));
@@ -919,19 +844,8 @@ fn dispatch(inner: &Arc<Inner>, me: &str, code: u32, body: &[u8]) {
             let id = st.next_pm;
             st.next_pm += 1;
             let ts = now_secs();
-            inner.send(
-                st,
-                &to,
-                22,
-                W::new().u32(id).u32(ts).str(me).str(&text).bool(true),
-            );
-            st.pms.push(Pm {
-                id,
-                ts,
-                from: me.to_string(),
-                to,
-                text,
-            });
+            inner.send(st, &to, 22, W::new().u32(id).u32(ts).str(me).str(&text).bool(true));
+            st.pms.push(Pm { id, ts, from: me.to_string(), to, text });
         }
         // MessageAcked: u32 id
         23 => {
@@ -1065,10 +979,7 @@ fn start_tap(inner: &Arc<Inner>, owner: &str, real_port: u32) -> Option<Tap> {
             }
         })
         .ok()?;
-    Some(Tap {
-        port,
-        real_port: real,
-    })
+    Some(Tap { port, real_port: real })
 }
 
 fn tap_relay(inner: Arc<Inner>, client: TcpStream, owner: String, port: u16) {
@@ -1082,11 +993,7 @@ fn tap_relay(inner: Arc<Inner>, client: TcpStream, owner: String, port: u16) {
     let id = {
         let mut l = inner.tapped.lock().unwrap();
         let id = l.len() as u64 + 1;
-        l.push(Arc::new(Mutex::new(TapConn {
-            id,
-            owner: owner.clone(),
-            ..TapConn::default()
-        })));
+        l.push(Arc::new(Mutex::new(TapConn { id, owner: owner.clone(), ..TapConn::default() })));
         id
     };
     let rec = inner.tapped.lock().unwrap()[(id - 1) as usize].clone();
@@ -1126,12 +1033,7 @@ fn tap_relay(inner: Arc<Inner>, client: TcpStream, owner: String, port: u16) {
             let _ = from.shutdown(Shutdown::Read);
         })
     };
-    let a = pump(
-        client.try_clone().unwrap(),
-        server.try_clone().unwrap(),
-        rec.clone(),
-        true,
-    );
+    let a = pump(client.try_clone().unwrap(), server.try_clone().unwrap(), rec.clone(), true);
     let b = pump(server, client, rec.clone(), false);
     let _ = a.join();
     let _ = b.join();

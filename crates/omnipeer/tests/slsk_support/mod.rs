@@ -245,11 +245,7 @@ impl Peer {
             }
             std::fs::write(p, content)?;
         }
-        let port = if opts.listen_port == 0 {
-            free_port()
-        } else {
-            opts.listen_port
-        };
+        let port = if opts.listen_port == 0 { free_port() } else { opts.listen_port };
         let stderr = std::fs::File::create(dir.path().join("stderr.log"))?;
         let mut cmd = Command::new(python);
         cmd.arg(driver_dir().join(client.script()))
@@ -275,26 +271,23 @@ impl Peer {
         let shared: Shared = Arc::new((Mutex::new(EventLog::default()), Condvar::new()));
         let s2 = shared.clone();
         let tag = format!("{}:{}", client.name(), opts.user);
-        std::thread::Builder::new()
-            .name(format!("slsk-events-{tag}"))
-            .spawn(move || {
-                let echo = std::env::var_os("OMNIPEER_SLSK_ECHO").is_some();
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if echo {
-                        eprintln!("[{tag}] {line}");
-                    }
-                    let v: Value = serde_json::from_str(&line).unwrap_or_else(
-                        |_| json!({"event": "error", "message": "non-JSON line", "line": line}),
-                    );
-                    let (m, cv) = &*s2;
-                    m.lock().unwrap().events.push(v);
-                    cv.notify_all();
+        std::thread::Builder::new().name(format!("slsk-events-{tag}")).spawn(move || {
+            let echo = std::env::var_os("OMNIPEER_SLSK_ECHO").is_some();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("[{tag}] {line}");
                 }
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"event": "error", "message": "non-JSON line", "line": line}));
                 let (m, cv) = &*s2;
-                m.lock().unwrap().eof = true;
+                m.lock().unwrap().events.push(v);
                 cv.notify_all();
-            })?;
+            }
+            let (m, cv) = &*s2;
+            m.lock().unwrap().eof = true;
+            cv.notify_all();
+        })?;
         Ok(Peer {
             client,
             user: opts.user,
@@ -310,9 +303,10 @@ impl Peer {
 
     /// Sends one command object (a `cmd` field plus its arguments).
     pub fn send(&mut self, cmd: Value) -> std::io::Result<()> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "driver stdin closed")
-        })?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "driver stdin closed"))?;
         let mut line = serde_json::to_string(&cmd).unwrap();
         line.push('\n');
         stdin.write_all(line.as_bytes())?;
@@ -321,11 +315,7 @@ impl Peer {
 
     fn cmd(&mut self, cmd: Value) {
         if let Err(e) = self.send(cmd.clone()) {
-            eprintln!(
-                "[{}:{}] cannot send {cmd}: {e}",
-                self.client.name(),
-                self.user
-            );
+            eprintln!("[{}:{}] cannot send {cmd}: {e}", self.client.name(), self.user);
         }
     }
 
@@ -360,12 +350,7 @@ impl Peer {
     /// Waits up to `timeout` for an event named `kind` (any, if `kind` is "") for which
     /// `pred` holds, looking at every event received since the start. None on timeout or
     /// when the driver has exited without producing one.
-    pub fn wait_event(
-        &self,
-        kind: &str,
-        pred: impl Fn(&Value) -> bool,
-        timeout: Duration,
-    ) -> Option<Value> {
+    pub fn wait_event(&self, kind: &str, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
         self.wait_event_from(0, kind, pred, timeout)
     }
 
@@ -405,11 +390,7 @@ impl Peer {
     /// Waits for `logged_in`; Err with the `login_failed` event (or a timeout / exit note
     /// and the tail of the driver's stderr) otherwise.
     pub fn wait_logged_in(&self, timeout: Duration) -> Result<Value, String> {
-        match self.wait_event(
-            "",
-            |e| e["event"] == "logged_in" || e["event"] == "login_failed",
-            timeout,
-        ) {
+        match self.wait_event("", |e| e["event"] == "logged_in" || e["event"] == "login_failed", timeout) {
             Some(e) if e["event"] == "logged_in" => Ok(e),
             Some(e) => Err(format!("login failed: {e}")),
             None => Err(format!(
@@ -428,10 +409,7 @@ impl Peer {
 
     /// Events named `kind` so far.
     pub fn events_of(&self, kind: &str) -> Vec<Value> {
-        self.events()
-            .into_iter()
-            .filter(|e| e["event"] == kind)
-            .collect()
+        self.events().into_iter().filter(|e| e["event"] == kind).collect()
     }
 
     /// The driver's stderr (client logs), lossy.

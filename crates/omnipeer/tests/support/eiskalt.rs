@@ -125,21 +125,9 @@ impl Eiskalt {
                 .stderr(out),
         )
         .expect("spawn eiskaltdcpp-daemon");
-        let me = Eiskalt {
-            config,
-            rpc_port,
-            child,
-            base,
-            _tmp: tmp,
-        };
-        let up = wait_until(Duration::from_secs(15), || {
-            me.rpc("show.version", json!({})).is_ok()
-        });
-        assert!(
-            up,
-            "eiskaltdcpp-daemon RPC did not answer; output:\n{}",
-            me.daemon_output()
-        );
+        let me = Eiskalt { config, rpc_port, child, base, _tmp: tmp };
+        let up = wait_until(Duration::from_secs(15), || me.rpc("show.version", json!({})).is_ok());
+        assert!(up, "eiskaltdcpp-daemon RPC did not answer; output:\n{}", me.daemon_output());
         if let Some(share) = me.config.share.clone() {
             let ok = me.share_and_wait_hashed(&share, Duration::from_secs(30));
             assert!(ok, "eiskalt did not finish hashing {}", share.display());
@@ -151,8 +139,7 @@ impl Eiskalt {
     /// One JSON-RPC 2.0 call (HTTP/1.0 POST to `127.0.0.1:<rpc_port>/`, 10 s timeouts).
     /// Returns `result`, or `Err` with the `error` object / transport error as text.
     pub fn rpc(&self, method: &str, params: Value) -> Result<Value, String> {
-        let body =
-            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
         let mut s = TcpStream::connect(("127.0.0.1", self.rpc_port)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
         s.set_write_timeout(Some(Duration::from_secs(10))).ok();
@@ -180,10 +167,7 @@ impl Eiskalt {
             }
         }
         let text = String::from_utf8_lossy(&resp);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .ok_or("no HTTP body")?;
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).ok_or("no HTTP body")?;
         let v: Value = serde_json::from_str(body.trim()).map_err(|e| format!("{e}: {body}"))?;
         if let Some(err) = v.get("error") {
             return Err(err.to_string());
@@ -223,19 +207,9 @@ impl Eiskalt {
 
     /// Nicks on the hub as eiskalt sees them (`hub.getusers`), including its own.
     pub fn users(&self) -> Vec<String> {
-        let r = self.rpc(
-            "hub.getusers",
-            json!({"huburl": self.hub_url(), "separator": ";"}),
-        );
-        let s = r
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let mut v: Vec<String> = s
-            .split(';')
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let r = self.rpc("hub.getusers", json!({"huburl": self.hub_url(), "separator": ";"}));
+        let s = r.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let mut v: Vec<String> = s.split(';').filter(|n| !n.is_empty()).map(str::to_owned).collect();
         v.sort();
         v
     }
@@ -247,23 +221,16 @@ impl Eiskalt {
 
     /// `list.download` of `nick`'s file list (result 0 = queued).
     pub fn download_filelist(&self, nick: &str) -> Result<Value, String> {
-        self.rpc(
-            "list.download",
-            json!({"huburl": self.hub_url(), "nick": nick}),
-        )
+        self.rpc("list.download", json!({"huburl": self.hub_url(), "nick": nick}))
     }
 
     /// The downloaded file list of `nick` (`local/FileLists/<nick>.<CID>.xml.bz2`), if any.
     pub fn filelist_path(&self, nick: &str) -> Option<PathBuf> {
         let dir = self.base.join("local").join("FileLists");
-        std::fs::read_dir(dir)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                let n = p.file_name().unwrap().to_string_lossy();
-                n.starts_with(&format!("{nick}.")) && n.ends_with(".xml.bz2")
-            })
+        std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(&format!("{nick}.")) && n.ends_with(".xml.bz2")
+        })
     }
 
     /// Waits for `nick`'s file list to be completely downloaded (file present and non-empty,
@@ -271,18 +238,11 @@ impl Eiskalt {
     /// written); returns its path.
     pub fn wait_filelist(&self, nick: &str, timeout: Duration) -> Option<PathBuf> {
         let mut found = None;
-        let prefix = self
-            .base
-            .join("local")
-            .join("FileLists")
-            .join(format!("{nick}."));
+        let prefix = self.base.join("local").join("FileLists").join(format!("{nick}."));
         let prefix = prefix.display().to_string();
         let done = wait_until(timeout, || {
             found = self.filelist_path(nick);
-            let written = found
-                .as_ref()
-                .and_then(|p| std::fs::metadata(p).ok())
-                .map(|m| m.len() > 0);
+            let written = found.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len() > 0);
             let queued = match self.queue_list() {
                 Value::Object(m) => m.keys().any(|k| k.starts_with(&prefix)),
                 _ => false,
@@ -295,13 +255,7 @@ impl Eiskalt {
     /// `queue.add`: queue `name` (`size` bytes, TTH root `tth`) into directory `dir`. It has
     /// no source until a file list with that TTH is matched ([`Eiskalt::match_lists`]) or a
     /// search result arrives.
-    pub fn add_by_tth(
-        &self,
-        name: &str,
-        size: u64,
-        tth: &str,
-        dir: &Path,
-    ) -> Result<Value, String> {
+    pub fn add_by_tth(&self, name: &str, size: u64, tth: &str, dir: &Path) -> Result<Value, String> {
         self.rpc(
             "queue.add",
             json!({"directory": dir.display().to_string(), "filename": name, "size": size, "tth": tth}),
@@ -329,17 +283,14 @@ impl Eiskalt {
 
     /// `search.getresults` for our hub (array of result objects).
     pub fn search_results(&self) -> Value {
-        self.rpc("search.getresults", json!({"huburl": self.hub_url()}))
-            .unwrap_or(Value::Null)
+        self.rpc("search.getresults", json!({"huburl": self.hub_url()})).unwrap_or(Value::Null)
     }
 
     /// Waits until `path` exists and is no longer a queue target (download finished; partial
     /// data lives in a separate temp dir, so the file appears only when complete).
     pub fn wait_file(&self, path: &Path, timeout: Duration) -> bool {
         let key = path.display().to_string();
-        wait_until(timeout, || {
-            path.is_file() && self.queue_list().get(&key).is_none()
-        })
+        wait_until(timeout, || path.is_file() && self.queue_list().get(&key).is_none())
     }
 
     /// Where downloads go by default (`DownloadDirectory`).
@@ -368,19 +319,14 @@ impl Eiskalt {
 
 /// Escapes text for an XML attribute or element.
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Total length of an HTTP response once headers and `Content-Length` bytes are in.
 fn complete_len(resp: &[u8]) -> Option<usize> {
     let head_end = resp.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&resp[..head_end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())?;
+    let len: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok())?;
     (resp.len() >= head_end + len).then_some(head_end + len)
 }

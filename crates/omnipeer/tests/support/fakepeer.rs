@@ -24,9 +24,7 @@ pub fn lock_to_key(lock: &[u8]) -> Vec<u8> {
     for k in key {
         let k = k.rotate_left(4);
         match k {
-            0 | 5 | 36 | 96 | 124 | 126 => {
-                out.extend_from_slice(format!("/%DCN{k:03}%/").as_bytes())
-            }
+            0 | 5 | 36 | 96 | 124 | 126 => out.extend_from_slice(format!("/%DCN{k:03}%/").as_bytes()),
             _ => out.push(k),
         }
     }
@@ -36,19 +34,13 @@ pub fn lock_to_key(lock: &[u8]) -> Vec<u8> {
 /// The lock inside a `$Lock <lock> Pk=…` command (without `$Lock ` and `|`).
 pub fn lock_of(cmd: &[u8]) -> Option<&[u8]> {
     let rest = cmd.strip_prefix(b"$Lock ")?;
-    let end = rest
-        .windows(4)
-        .position(|w| w == b" Pk=")
-        .unwrap_or(rest.len());
+    let end = rest.windows(4).position(|w| w == b" Pk=").unwrap_or(rest.len());
     Some(&rest[..end])
 }
 
 /// Splits a byte stream into `|`-terminated commands (without the `|`; empty ones dropped).
 pub fn split_cmds(raw: &[u8]) -> Vec<Vec<u8>> {
-    raw.split(|&b| b == b'|')
-        .filter(|c| !c.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
+    raw.split(|&b| b == b'|').filter(|c| !c.is_empty()).map(<[u8]>::to_vec).collect()
 }
 
 /// A fake user logged in to a hub; a reader thread records every command it receives.
@@ -82,26 +74,17 @@ impl FakeUser {
                 }
             }
         });
-        let mut me = FakeUser {
-            nick: nick.to_owned(),
-            stream,
-            received,
-        };
-        let lock = me
-            .wait_cmd(b"$Lock ", Duration::from_secs(10))
-            .expect("fake user: hub $Lock");
+        let mut me = FakeUser { nick: nick.to_owned(), stream, received };
+        let lock = me.wait_cmd(b"$Lock ", Duration::from_secs(10)).expect("fake user: hub $Lock");
         let key = lock_to_key(lock_of(&lock).unwrap());
         let mut hello = b"$Supports NoGetINFO NoHello UserIP2|$Key ".to_vec();
         hello.extend_from_slice(&key);
         hello.extend_from_slice(format!("|$ValidateNick {nick}|").as_bytes());
         me.send(&hello);
-        me.wait_cmd(format!("$Hello {nick}").as_bytes(), Duration::from_secs(10))
-            .expect("fake user: $Hello");
+        me.wait_cmd(format!("$Hello {nick}").as_bytes(), Duration::from_secs(10)).expect("fake user: $Hello");
         me.send(
-            format!(
-                "$Version 1,0091|$GetNickList|$MyINFO $ALL {nick} fake<fake V:1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|"
-            )
-            .as_bytes(),
+            format!("$Version 1,0091|$GetNickList|$MyINFO $ALL {nick} fake<fake V:1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|")
+                .as_bytes(),
         );
         me
     }
@@ -152,20 +135,13 @@ pub struct CcScript {
 impl CcScript {
     /// Our `$MyNick …|$Lock …|` opening.
     fn opening(&self) -> Vec<u8> {
-        format!(
-            "$MyNick {}|$Lock EXTENDEDPROTOCOL_probe Pk=probe|",
-            self.nick
-        )
-        .into_bytes()
+        format!("$MyNick {}|$Lock EXTENDEDPROTOCOL_probe Pk=probe|", self.nick).into_bytes()
     }
 
     /// Our `$Supports …|$Direction …|$Key …|` answer to the peer's lock.
     fn answer(&self, their_lock: &[u8]) -> Vec<u8> {
-        let mut v = format!(
-            "$Supports MiniSlots XmlBZList ADCGet TTHL TTHF|$Direction {}|$Key ",
-            self.direction
-        )
-        .into_bytes();
+        let mut v =
+            format!("$Supports MiniSlots XmlBZList ADCGet TTHL TTHF|$Direction {}|$Key ", self.direction).into_bytes();
         v.extend_from_slice(&lock_to_key(their_lock));
         v.push(b'|');
         v
@@ -195,9 +171,7 @@ impl CcListener {
         let stream = loop {
             match self.listener.accept() {
                 Ok((s, _)) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
                 Err(_) => return None,
             }
         };
@@ -238,11 +212,7 @@ fn run_cc(mut s: TcpStream, script: &CcScript, we_connected: bool, deadline: Ins
         let cmds = split_cmds(&got);
         if !answered {
             if let Some(lock) = cmds.iter().find_map(|c| lock_of(c).map(<[u8]>::to_vec)) {
-                let mut out = if we_connected {
-                    Vec::new()
-                } else {
-                    script.opening()
-                };
+                let mut out = if we_connected { Vec::new() } else { script.opening() };
                 out.extend_from_slice(&script.answer(&lock));
                 let _ = s.write_all(&out);
                 answered = true;

@@ -64,9 +64,7 @@ impl Microdc2 {
             lists.display()
         );
         match config.listen_port {
-            Some(p) => script.push_str(&format!(
-                "set listenaddr 127.0.0.1\nset listenport {p}\nset active on\n"
-            )),
+            Some(p) => script.push_str(&format!("set listenaddr 127.0.0.1\nset listenport {p}\nset active on\n")),
             None => script.push_str("set active off\n"),
         }
         if let Some(s) = &config.share {
@@ -75,25 +73,15 @@ impl Microdc2 {
         if let Some(pw) = &config.password {
             script.push_str(&format!("set password {pw}\n"));
         }
-        script.push_str(&format!(
-            "set logfile {}\n",
-            base.join("microdc2.log").display()
-        ));
+        script.push_str(&format!("set logfile {}\n", base.join("microdc2.log").display()));
         script.push_str(&format!("connect {}\n", config.hub));
         std::fs::write(base.join("config"), script).unwrap();
 
         let fifo_path = base.join("cmd.fifo");
-        let ok = Command::new("mkfifo")
-            .arg(&fifo_path)
-            .status()
-            .map(|s| s.success());
+        let ok = Command::new("mkfifo").arg(&fifo_path).status().map(|s| s.success());
         assert!(matches!(ok, Ok(true)), "mkfifo failed");
         // O_RDWR never blocks on a FIFO and keeps a writer open: EOF on stdin = exit.
-        let holder = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&fifo_path)
-            .expect("open fifo");
+        let holder = OpenOptions::new().read(true).write(true).open(&fifo_path).expect("open fifo");
         let stdin = File::open(&fifo_path).expect("open fifo for reading");
         let out = File::create(base.join("out.log")).unwrap();
         let child = KillOnDrop::spawn(
@@ -108,13 +96,7 @@ impl Microdc2 {
                 .stderr(out),
         )
         .expect("spawn microdc2");
-        let me = Microdc2 {
-            config,
-            child,
-            fifo: Some(holder),
-            base,
-            _tmp: tmp,
-        };
+        let me = Microdc2 { config, child, fifo: Some(holder), base, _tmp: tmp };
         let up = me.wait_output("microdc2>", Duration::from_secs(10));
         assert!(up, "microdc2 did not start; output:\n{}", me.output());
         me

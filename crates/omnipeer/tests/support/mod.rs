@@ -81,18 +81,13 @@ pub fn require(test: &str, bins: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    eprintln!(
-        "skipping {test}: {} not installed (run scripts/install-test-deps.sh as root)",
-        missing.join(", ")
-    );
+    eprintln!("skipping {test}: {} not installed (run scripts/install-test-deps.sh as root)", missing.join(", "));
     false
 }
 
 /// The file's content as a lossy string ("" if it does not exist).
 pub fn read_lossy(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
 }
 
 /// A fresh directory `<prefix>XXXXXX` in the system temp dir (`$TMPDIR` or /tmp; short
@@ -110,21 +105,13 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
 pub fn sha256_file(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    Sha256::digest(&data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// TTH root (39 upper-case base32) of a file, computed with `rhash --tth` (None if rhash is
 /// missing or fails).
 pub fn tth_rhash(path: &Path) -> Option<String> {
-    let out = Command::new("rhash")
-        .arg("--tth")
-        .arg("--simple")
-        .arg(path)
-        .output()
-        .ok()?;
+    let out = Command::new("rhash").arg("--tth").arg("--simple").arg(path).output().ok()?;
     if !out.status.success() {
         return None;
     }
@@ -196,9 +183,7 @@ impl Drop for KillOnDrop {
 /// `Command` with the given program and null stdio (the launchers redirect to files).
 pub(crate) fn quiet(program: &str) -> Command {
     let mut c = Command::new(program);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     c
 }
 

@@ -61,28 +61,11 @@ impl Ncdc {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let socket = format!("omnipeer-ncdc-{}-{n}", std::process::id());
         let session = format!("ncdc{n}");
-        let mut me = Ncdc {
-            config,
-            socket,
-            session,
-            ncdc_dir,
-            pid: None,
-            _tmp: tmp,
-            stopped: false,
-        };
+        let mut me = Ncdc { config, socket, session, ncdc_dir, pid: None, _tmp: tmp, stopped: false };
 
         let shell_cmd = format!("exec ncdc -n -c '{}'", me.ncdc_dir.display());
         let ok = quiet("tmux")
-            .args([
-                "-L",
-                &me.socket,
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-s",
-                &me.session,
-            ])
+            .args(["-L", &me.socket, "-f", "/dev/null", "new-session", "-d", "-s", &me.session])
             .args(["-x", "200", "-y", "50", &shell_cmd])
             .env("NCDC_DIR", &me.ncdc_dir)
             .env("TERM", "xterm")
@@ -94,15 +77,7 @@ impl Ncdc {
         let up = wait_until(Duration::from_secs(10), || me.screen().contains("1:main"));
         assert!(up, "ncdc UI did not come up; screen:\n{}", me.screen());
         me.pid = Command::new("tmux")
-            .args([
-                "-L",
-                &me.socket,
-                "display-message",
-                "-p",
-                "-t",
-                &me.session,
-                "#{pane_pid}",
-            ])
+            .args(["-L", &me.socket, "display-message", "-p", "-t", &me.session, "#{pane_pid}"])
             .output()
             .ok()
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
@@ -136,27 +111,8 @@ impl Ncdc {
     /// Types `line` into ncdc's input line and presses Enter (then pauses 200 ms so ncdc
     /// handles it before the next one).
     pub fn cmd(&self, line: &str) {
-        let _ = quiet("tmux")
-            .args([
-                "-L",
-                &self.socket,
-                "send-keys",
-                "-t",
-                &self.session,
-                "-l",
-                line,
-            ])
-            .status();
-        let _ = quiet("tmux")
-            .args([
-                "-L",
-                &self.socket,
-                "send-keys",
-                "-t",
-                &self.session,
-                "Enter",
-            ])
-            .status();
+        let _ = quiet("tmux").args(["-L", &self.socket, "send-keys", "-t", &self.session, "-l", line]).status();
+        let _ = quiet("tmux").args(["-L", &self.socket, "send-keys", "-t", &self.session, "Enter"]).status();
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -181,24 +137,14 @@ impl Ncdc {
 
     /// Sends tmux key names (e.g. `"Down"`, `"d"`, `"M-2"`) without `-l`.
     pub fn keys(&self, keys: &[&str]) {
-        let _ = quiet("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", &self.session])
-            .args(keys)
-            .status();
+        let _ = quiet("tmux").args(["-L", &self.socket, "send-keys", "-t", &self.session]).args(keys).status();
         std::thread::sleep(Duration::from_millis(200));
     }
 
     /// The visible screen (`tmux capture-pane -p`), "" if the session is gone.
     pub fn screen(&self) -> String {
         Command::new("tmux")
-            .args([
-                "-L",
-                &self.socket,
-                "capture-pane",
-                "-p",
-                "-t",
-                &self.session,
-            ])
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", &self.session])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
@@ -259,22 +205,13 @@ impl Ncdc {
     pub fn share_and_wait(&self, dir: &Path, timeout: Duration) -> bool {
         let files = count_files(dir);
         self.cmd(&format!("/share files {}", dir.display()));
-        let hashed = wait_until(timeout, || {
-            self.protocol_log()
-                .matches("*message* Completed hashing ")
-                .count()
-                >= files
-        });
+        let hashed =
+            wait_until(timeout, || self.protocol_log().matches("*message* Completed hashing ").count() >= files);
         if !hashed {
             return false;
         }
         self.cmd("/refresh");
-        wait_until(timeout, || {
-            bunzip_to_string(&self.own_filelist())
-                .matches("<File ")
-                .count()
-                >= files
-        })
+        wait_until(timeout, || bunzip_to_string(&self.own_filelist()).matches("<File ").count() >= files)
     }
 
     /// ncdc's process id (the tmux pane's process; `exec` replaced the shell).
@@ -300,9 +237,7 @@ impl Ncdc {
         if let (true, Some(pid)) = (graceful, self.pid) {
             wait_until(Duration::from_secs(5), || !alive(pid));
         }
-        let _ = quiet("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
+        let _ = quiet("tmux").args(["-L", &self.socket, "kill-server"]).status();
         if let Some(pid) = self.pid {
             if !wait_until(Duration::from_secs(3), || !alive(pid)) {
                 let _ = quiet("kill").args(["-KILL", &pid.to_string()]).status();
@@ -323,11 +258,7 @@ impl Drop for Ncdc {
 /// True while `pid` exists and is not a zombie.
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit(')')
-            .next()
-            .map(|r| !r.trim_start().starts_with('Z'))
-            .unwrap_or(false),
+        Ok(s) => s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')).unwrap_or(false),
         Err(_) => false,
     }
 }

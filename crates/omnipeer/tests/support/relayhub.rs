@@ -81,10 +81,7 @@ impl RelayHub {
         let listener = TcpListener::bind("127.0.0.1:0").expect("relay bind");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
-        state.lock().unwrap().passwords = passwords
-            .iter()
-            .map(|(n, p)| (n.to_string(), p.to_string()))
-            .collect();
+        state.lock().unwrap().passwords = passwords.iter().map(|(n, p)| (n.to_string(), p.to_string())).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp, dir) = (state.clone(), stop.clone(), log_dir.to_path_buf());
         thread::spawn(move || {
@@ -97,12 +94,7 @@ impl RelayHub {
                 thread::spawn(move || serve(id, stream, st, &dir));
             }
         });
-        RelayHub {
-            port,
-            state,
-            stop,
-            log_dir: log_dir.to_path_buf(),
-        }
+        RelayHub { port, state, stop, log_dir: log_dir.to_path_buf() }
     }
 
     /// The hub's TCP port.
@@ -128,12 +120,8 @@ impl RelayHub {
     /// Nicks that have sent a `$MyINFO` and are still connected.
     pub fn users(&self) -> Vec<String> {
         let st = self.state.lock().unwrap();
-        let mut v: Vec<String> = st
-            .conns
-            .values()
-            .filter(|c| c.myinfo.is_some())
-            .filter_map(|c| c.nick.clone())
-            .collect();
+        let mut v: Vec<String> =
+            st.conns.values().filter(|c| c.myinfo.is_some()).filter_map(|c| c.nick.clone()).collect();
         v.sort();
         v
     }
@@ -152,36 +140,20 @@ impl RelayHub {
     /// included), e.g. to cut golden frames from.
     pub fn raw_in(&self, nick: &str) -> Vec<u8> {
         let st = self.state.lock().unwrap();
-        let mut ids: Vec<usize> = st
-            .nicks
-            .iter()
-            .filter(|(_, n)| n.as_str() == nick)
-            .map(|(id, _)| *id)
-            .collect();
+        let mut ids: Vec<usize> = st.nicks.iter().filter(|(_, n)| n.as_str() == nick).map(|(id, _)| *id).collect();
         ids.sort();
-        ids.iter()
-            .filter_map(|id| st.raw_in.get(id))
-            .flatten()
-            .copied()
-            .collect()
+        ids.iter().filter_map(|id| st.raw_in.get(id)).flatten().copied().collect()
     }
 
     /// Received commands of `nick` that start with `prefix` (e.g. `b"$Search "`).
     pub fn received(&self, nick: &str, prefix: &[u8]) -> Vec<Vec<u8>> {
-        self.frames(nick, Dir::In)
-            .into_iter()
-            .filter(|f| f.starts_with(prefix))
-            .collect()
+        self.frames(nick, Dir::In).into_iter().filter(|f| f.starts_with(prefix)).collect()
     }
 
     /// Sends raw bytes (one or more complete `…|` commands) to `nick` as if from the hub.
     pub fn inject(&self, nick: &str, raw: &[u8]) -> bool {
         let st = self.state.lock().unwrap();
-        match st
-            .conns
-            .iter()
-            .find(|(_, c)| c.nick.as_deref() == Some(nick) && c.greeted)
-        {
+        match st.conns.iter().find(|(_, c)| c.nick.as_deref() == Some(nick) && c.greeted) {
             Some((&id, _)) => {
                 send_locked(&st, id, raw);
                 true
@@ -222,11 +194,7 @@ fn send_locked(st: &State, id: usize, raw: &[u8]) {
 fn send(state: &Mutex<State>, id: usize, raw: &[u8]) {
     let mut st = state.lock().unwrap();
     for cmd in raw.split(|&b| b == b'|').filter(|c| !c.is_empty()) {
-        st.frames.push(Frame {
-            conn: id,
-            dir: Dir::Out,
-            raw: cmd.to_vec(),
-        });
+        st.frames.push(Frame { conn: id, dir: Dir::Out, raw: cmd.to_vec() });
     }
     send_locked(&st, id, raw);
 }
@@ -235,11 +203,7 @@ fn send(state: &Mutex<State>, id: usize, raw: &[u8]) {
 fn broadcast(state: &Mutex<State>, except: Option<usize>, raw: &[u8]) {
     let ids: Vec<usize> = {
         let st = state.lock().unwrap();
-        st.conns
-            .iter()
-            .filter(|(id, c)| c.greeted && Some(**id) != except)
-            .map(|(id, _)| *id)
-            .collect()
+        st.conns.iter().filter(|(id, c)| c.greeted && Some(**id) != except).map(|(id, _)| *id).collect()
     };
     for id in ids {
         send(state, id, raw);
@@ -249,10 +213,7 @@ fn broadcast(state: &Mutex<State>, except: Option<usize>, raw: &[u8]) {
 fn id_of(state: &Mutex<State>, nick: &[u8]) -> Option<usize> {
     let nick = String::from_utf8_lossy(nick);
     let st = state.lock().unwrap();
-    st.conns
-        .iter()
-        .find(|(_, c)| c.greeted && c.nick.as_deref() == Some(&*nick))
-        .map(|(id, _)| *id)
+    st.conns.iter().find(|(_, c)| c.greeted && c.nick.as_deref() == Some(&*nick)).map(|(id, _)| *id)
 }
 
 fn with_pipe(cmd: &[u8]) -> Vec<u8> {
@@ -262,26 +223,16 @@ fn with_pipe(cmd: &[u8]) -> Vec<u8> {
 }
 
 fn serve(id: usize, stream: TcpStream, state: Arc<Mutex<State>>, dir: &Path) {
-    let log = Arc::new(Mutex::new(BufWriter::new(
-        File::create(dir.join(format!("conn{id}.log"))).expect("relay conn log"),
-    )));
-    let ip = stream
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let log =
+        Arc::new(Mutex::new(BufWriter::new(File::create(dir.join(format!("conn{id}.log"))).expect("relay conn log"))));
+    let ip = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let out = Arc::new(Mutex::new(stream.try_clone().expect("clone")));
-    state.lock().unwrap().conns.insert(
-        id,
-        Conn {
-            nick: None,
-            greeted: false,
-            myinfo: None,
-            ip,
-            out,
-            log: log.clone(),
-        },
-    );
+    state
+        .lock()
+        .unwrap()
+        .conns
+        .insert(id, Conn { nick: None, greeted: false, myinfo: None, ip, out, log: log.clone() });
     send(&state, id, RELAY_LOCK);
     let mut reader = stream;
     let mut buf = Vec::new();
@@ -292,13 +243,7 @@ fn serve(id: usize, stream: TcpStream, state: Arc<Mutex<State>>, dir: &Path) {
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
-        state
-            .lock()
-            .unwrap()
-            .raw_in
-            .entry(id)
-            .or_default()
-            .extend_from_slice(&chunk[..n]);
+        state.lock().unwrap().raw_in.entry(id).or_default().extend_from_slice(&chunk[..n]);
         while let Some(pos) = buf.iter().position(|&b| b == b'|') {
             let cmd: Vec<u8> = buf.drain(..=pos).take(pos).collect();
             if cmd.is_empty() {
@@ -306,11 +251,7 @@ fn serve(id: usize, stream: TcpStream, state: Arc<Mutex<State>>, dir: &Path) {
             }
             {
                 let mut st = state.lock().unwrap();
-                st.frames.push(Frame {
-                    conn: id,
-                    dir: Dir::In,
-                    raw: cmd.clone(),
-                });
+                st.frames.push(Frame { conn: id, dir: Dir::In, raw: cmd.clone() });
             }
             log_line(&log, b"< ", &cmd);
             if !handle(id, &cmd, &state) {
@@ -361,10 +302,7 @@ fn handle(id: usize, cmd: &[u8], state: &Mutex<State>) -> bool {
             let ok = {
                 let st = state.lock().unwrap();
                 let nick = st.conns[&id].nick.clone().unwrap_or_default();
-                st.passwords
-                    .get(&nick)
-                    .map(|p| p.as_bytes() == rest)
-                    .unwrap_or(false)
+                st.passwords.get(&nick).map(|p| p.as_bytes() == rest).unwrap_or(false)
             };
             if !ok {
                 send(state, id, b"$BadPass|");
@@ -401,9 +339,7 @@ fn handle(id: usize, cmd: &[u8], state: &Mutex<State>) -> bool {
                 let st = state.lock().unwrap();
                 for c in st.conns.values().filter(|c| c.myinfo.is_some()) {
                     all.extend_from_slice(&with_pipe(c.myinfo.as_ref().unwrap()));
-                    ips.extend_from_slice(
-                        format!("{} {}$$", c.nick.as_deref().unwrap_or(""), c.ip).as_bytes(),
-                    );
+                    ips.extend_from_slice(format!("{} {}$$", c.nick.as_deref().unwrap_or(""), c.ip).as_bytes());
                 }
             }
             all.extend_from_slice(b"$OpList |");

@@ -69,7 +69,8 @@ pub fn toxbot() -> PathBuf {
         let out = dir.join("toxbot");
         // Build to a private name, then rename: test binaries may compile concurrently.
         let tmp = dir.join(format!("toxbot.{}.tmp", std::process::id()));
-        let flags = Command::new("pkg-config").args(["--cflags", "--libs", "toxcore"]).output().expect("pkg-config runs");
+        let flags =
+            Command::new("pkg-config").args(["--cflags", "--libs", "toxcore"]).output().expect("pkg-config runs");
         assert!(flags.status.success(), "pkg-config toxcore failed: {}", String::from_utf8_lossy(&flags.stderr));
         let flags = String::from_utf8_lossy(&flags.stdout).to_string();
         let o = Command::new("cc")
@@ -188,7 +189,13 @@ impl Proc {
     pub fn log(&self) -> String {
         let err = std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
         let tail: Vec<&str> = err.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-        format!("--- {} stdout:\n{}\n--- {} stderr tail:\n{}", self.name, self.lines().join("\n"), self.name, tail.join("\n"))
+        format!(
+            "--- {} stdout:\n{}\n--- {} stderr tail:\n{}",
+            self.name,
+            self.lines().join("\n"),
+            self.name,
+            tail.join("\n")
+        )
     }
 
     /// Waits up to `t` for the process to exit; its exit code (None: still running or
@@ -355,7 +362,8 @@ impl Bot {
     }
     /// Waits for a "SELF CONNECTION n" line with n ≠ 0; returns n.
     pub fn wait_self_connected(&self, t: Duration) -> Option<u32> {
-        self.proc.wait_for(t, |l| l.strip_prefix("SELF CONNECTION ").and_then(|n| n.trim().parse().ok()).filter(|n| *n != 0))
+        self.proc
+            .wait_for(t, |l| l.strip_prefix("SELF CONNECTION ").and_then(|n| n.trim().parse().ok()).filter(|n| *n != 0))
     }
     /// Waits for "FRIEND <n> CONNECTION c" with c ≠ 0; returns c.
     pub fn wait_friend_connected(&self, n: u32, t: Duration) -> Option<u32> {
