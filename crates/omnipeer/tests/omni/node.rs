@@ -7,7 +7,18 @@ use std::time::{Duration, Instant};
 
 /// A loopback port free right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    // Never the same number twice in one test process: the kernel may hand a port just
+    // released to the next bind, and two listeners of one node given the same port fail
+    // with "address in use" (seen: the DCC server and the hub).
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if GIVEN.lock().unwrap().get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The ports of a node that runs the servers.
