@@ -6,7 +6,7 @@
 //! each: raw bytes, a canned command (possibly cut in two), time passing, `handle_timeout`,
 //! `handle_eof`.
 //!
-//! A model built from the notes (§7) reads the same bytes with its own `CommandReader` and
+//! A model built from docs/protocols/nmdc.md#cc-handshake reads the same bytes with its own `CommandReader` and
 //! says what must happen. After every call all output is drained and checked:
 //! - a connector's first output is `$MyNick <us>|$Lock <our lock> Pk=…|`; a listener says
 //!   nothing until the peer's `$Lock`, then sends `$MyNick`+`$Lock`; either side then sends

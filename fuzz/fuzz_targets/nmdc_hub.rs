@@ -210,7 +210,7 @@ fn canned(inp: &mut Input<'_>, h: &Harness, conn: ConnId, me: &str) -> Vec<u8> {
     let mut v = Vec::new();
     match kind % 20 {
         0..=2 => {
-            // Login bundles, as the notes show them.
+            // Login bundles, as docs/protocols/nmdc.md#hub-login shows them.
             let supports: &[u8] = match (kind >> 2) % 4 {
                 0 => b"$Supports NoGetINFO NoHello UserIP2 TLS|",
                 1 => b"$Supports UserCommand NoGetINFO NoHello UserIP2 TTHSearch ZPipe0 DHT0 |",

@@ -90,7 +90,7 @@ const ADMIN_LINES: [&str; 14] = [
     "",
     "kick nobody",
 ];
-/// What a client expects right after LoginSuccess (notes §4).
+/// What a client expects right after LoginSuccess (docs/protocols/soulseek.md#login).
 const AFTER_LOGIN: [u32; 6] = [64, 83, 84, 104, 69, 160];
 
 fn ip_of(conn: ConnId) -> Ipv4Addr {

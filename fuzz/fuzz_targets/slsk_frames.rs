@@ -9,7 +9,7 @@
 //!
 //! The stream is fed whole, one byte at a time, and split at up to 15 cut points from the
 //! input; after every push all complete frames are drained. Checked each way against a
-//! plain reference splitter written from `shared/notes/soulseek.md` §2:
+//! plain reference splitter written from docs/protocols/soulseek.md#framing:
 //! - the same frames, the same error, and the same bytes left buffered;
 //! - a length above the limit (or below the code width) is an error as soon as its four
 //!   length bytes are in, never later, and asking again gives the same error;
@@ -27,7 +27,7 @@ use omnipeer_slsk::limits::{MAX_DISTRIBUTED_FRAME, MAX_FRAME, MAX_INIT_FRAME};
 
 const KINDS: [FrameKind; 4] = [FrameKind::Server, FrameKind::Peer, FrameKind::PeerInit, FrameKind::Distributed];
 
-/// The notes' numbers, independent of the crate's `code_width`/`default_limit`.
+/// The numbers of docs/protocols/soulseek.md#framing, independent of the crate's `code_width`/`default_limit`.
 fn width_of(kind: FrameKind) -> usize {
     match kind {
         FrameKind::Server | FrameKind::Peer => 4,

@@ -1,6 +1,6 @@
 //! mIRC-style file server session (`110`/`111`): `help`, `dir`, `ls`, `cd`, `read`, `get`,
 //! `exit`. The output format is our convention (line-oriented, mIRC-like; see
-//! `shared/notes/dcc.md` §4): every command's output ends with a prompt line `[\dir]`.
+//! `docs/protocols/dcc.md#fserve`): every command's output ends with a prompt line `[\dir]`.
 //!
 //! The session never sees a real path. It works on [`VPath`]s (lists of components inside
 //! the home directory), resolves `cd ..` itself so nothing can climb above the home, and

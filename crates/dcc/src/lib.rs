@@ -1,7 +1,7 @@
 //! Sans-IO implementation of mIRC's DCC Server protocol.
 //!
 //! The protocol (mIRC help, "DCC Server Protocol"; facts and conventions in
-//! `shared/notes/dcc.md`) runs one service per TCP connection. The client speaks first with
+//! `docs/protocols/dcc.md#handshake`) runs one service per TCP connection. The client speaks first with
 //! one text line, the server answers with one line, and the service runs on the same socket:
 //!
 //! | client                          | server                         | then                      |

@@ -1,4 +1,4 @@
-//! Line framing. The seed does not say how lines end; like the open implementations we
+//! Line framing. The mIRC text does not say how lines end (docs/protocols/dcc.md#framing); like the open implementations we
 //! send `\n` and accept `\n` or `\r\n` (a stray `\r` before the `\n` is stripped).
 
 use thiserror::Error;

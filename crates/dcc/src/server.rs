@@ -15,7 +15,7 @@ use crate::{Service, Services};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// The seed: "doesn't receive info 15 seconds after initial connection, it closes".
+/// The 15 s rule of the mIRC text (docs/protocols/dcc.md#handshake).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Most bytes buffered while the driver decides on a send or get (file data a client sent
@@ -34,7 +34,7 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// A configuration with the seed's 15 s rule.
+    /// A configuration with the 15 s rule (docs/protocols/dcc.md#handshake).
     pub fn new(nick: impl Into<String>, services: Services) -> Self {
         ServerConfig { nick: nick.into(), services, handshake_timeout: HANDSHAKE_TIMEOUT }
     }
@@ -53,7 +53,7 @@ pub enum CloseReason {
     Unavailable(Option<Service>),
     /// `151 rejected` was sent.
     Rejected(String),
-    /// A `130` that matches no `get` of a live fserve session: ignored, as the seed says.
+    /// A `130` that matches no `get` of a live fserve session: ignored, as the mIRC text says (docs/protocols/dcc.md#get).
     Ignored,
     /// The peer closed the connection during the handshake.
     PeerClosed,
@@ -531,7 +531,7 @@ mod tests {
         assert_eq!(to, Some(t0 + Duration::from_secs(15)), "partial lines do not extend it");
         h.handle_timeout(t0 + Duration::from_secs(15));
         let (tx, ev, to) = drain(&mut h);
-        assert!(tx.is_empty(), "the seed closes without a reply");
+        assert!(tx.is_empty(), "a stray 130 is closed without a reply (docs/protocols/dcc.md#get)");
         assert!(matches!(&ev[..], [Event::Closed(CloseReason::Timeout)]));
         assert!(to.is_none());
         assert!(h.is_done());

@@ -8,7 +8,7 @@
 //!
 //! One TCP connection per pair of endpoints carries all their streams. A frame of 0 to 3
 //! bytes is well framed but holds no message; the manager drops it alone
-//! (`shared/notes/ministream.md` §1.4), so only a length above [`MAX_MESSAGE`] — where
+//! (docs/protocols/ministream.md#loopback), so only a length above [`MAX_MESSAGE`] — where
 //! the stream can no longer be trusted to be in step — ends the connection.
 
 use crate::MAX_MESSAGE;

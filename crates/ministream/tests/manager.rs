@@ -1,4 +1,4 @@
-//! The seed's three sample conversations byte for byte, simulated-time timeouts, id rules,
+//! The three sample conversations of the 2004 text (docs/protocols/ministream.md#test-vectors) byte for byte, simulated-time timeouts, id rules,
 //! backpressure, and never-panics on arbitrary input.
 
 use omnipeer_ministream::manager::{Error, IdGen};
@@ -146,7 +146,7 @@ fn sample_c_client_first_server_closes() {
     let (mut a, mut b) = (hex("50 11 11 11"), hex("50 11 11 11"));
     a.extend_from_slice(b"d1");
     b.extend_from_slice(b"d2");
-    // The seed prints `51` for the final close; close is 0x52.
+    // The 2004 text prints `51` for the final close (docs/protocols/ministream.md#old-document); close is 0x52.
     assert_eq!(t, vec![a, b, hex("52 11 11 11")]);
     for m in &t {
         c.handle_input(now, m);

@@ -1,6 +1,6 @@
 //! The client side of a hub connection, as a sans-IO state machine: [`HubSession`].
 //!
-//! # Login (notes §4, observed with ncdc, EiskaltDC++ and microdc2)
+//! # Login (docs/protocols/nmdc.md#hub-login, observed with ncdc, EiskaltDC++ and microdc2)
 //!
 //! ```text
 //! H: $Lock EXTENDEDPROTOCOL<random> Pk=<something>|   [$HubName <name>|]
@@ -1058,8 +1058,8 @@ mod tests {
         s
     }
 
-    /// The login of notes §4, byte for byte: our three commands together, the key for the
-    /// notes' `EXTENDEDPROTOCOL_verlihub` vector, then `$Version|$GetNickList|$MyINFO`
+    /// The login of docs/protocols/nmdc.md#hub-login, byte for byte: our three commands together, the key for the
+    /// `EXTENDEDPROTOCOL_verlihub` vector of docs/protocols/nmdc.md#test-vectors, then `$Version|$GetNickList|$MyINFO`
     /// (eiskalt/microdc2 order) with the tag `<omnipeer V:0.1,M:A,H:1/0/0,S:3>`.
     #[test]
     fn login_as_in_the_notes() {
@@ -1086,7 +1086,7 @@ mod tests {
         assert!(s.is_logged_in() && !s.is_registered());
         assert!(s.hub_supports("NoHello"));
 
-        // The user list as hub.rs and real hubs send it: the three $MyINFOs from the notes
+        // The user list as hub.rs and real hubs send it: the three $MyINFOs of docs/protocols/nmdc.md#myinfo
         // (ours included), $OpList, $UserIP with our own address.
         s.handle_input(
             now,
@@ -1283,7 +1283,7 @@ mod tests {
         assert_eq!(origin, SearchOrigin::Active { host: "127.0.0.1".into(), port: 3011 });
         assert_eq!(drain(&mut s).0, b"$Search 127.0.0.1:3011 F?T?0?1?caf\xc3\xa9$test|");
 
-        // Incoming searches from the notes; our own active search echoed is skipped.
+        // Incoming searches of docs/protocols/nmdc.md#search; our own active search echoed is skipped.
         s.handle_input(
             now,
             b"$Search 127.0.0.1:3000 F?T?0?1?test|\

@@ -256,7 +256,7 @@ pub enum DirectionOutcome {
     Nobody,
 }
 
-/// The notes' direction rule: both `Download` → the higher number downloads, equal numbers
+/// The direction rule (docs/protocols/nmdc.md#cc-handshake): both `Download` → the higher number downloads, equal numbers
 /// → close; exactly one `Download` → that side downloads.
 pub fn resolve_direction(ours: Direction, our_number: u32, theirs: Direction, their_number: u32) -> DirectionOutcome {
     use Direction::*;

@@ -1,6 +1,6 @@
 //! The client-to-client handshake as a sans-IO state machine.
 //!
-//! As observed between ncdc, EiskaltDC++ and microdc2 (notes §7; the seed has the order
+//! As observed between ncdc, EiskaltDC++ and microdc2 (docs/protocols/nmdc.md#cc-handshake; the old PtokaX page has the order
 //! wrong): the side that opened the TCP connection speaks first.
 //!
 //! ```text
@@ -25,7 +25,7 @@ use crate::lock::{is_extended, key_matches, lock_command, lock_to_key};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How long a peer may take to finish the handshake (our choice; the notes give none).
+/// How long a peer may take to finish the handshake (our choice; docs/protocols/nmdc.md#cc-handshake).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The features ncdc and EiskaltDC++ send; ncdc refuses peers without `ADCGet`.
@@ -374,7 +374,7 @@ mod tests {
         Command::Key(lock_to_key(lock).unwrap()).encode()
     }
 
-    /// We listen; EiskaltDC++ connects and speaks first, exactly as in the notes.
+    /// We listen; EiskaltDC++ connects and speaks first, exactly as in docs/protocols/nmdc.md#cc-handshake.
     #[test]
     fn listener_against_eiskalt_lines() {
         let now = t0();

@@ -1,7 +1,7 @@
 //! Sans-IO implementation of the Direct Connect protocol as spoken by NMDC hubs and clients.
 //!
-//! Facts and byte layouts come from `shared/notes/nmdc.md`, checked against real clients
-//! (ncdc 1.23.1, EiskaltDC++ 2.4.2, microdc2 0.15.6). Where the PtokaX-wiki seed and a
+//! Facts and byte layouts come from `docs/protocols/nmdc.md`, checked against real clients
+//! (ncdc 1.23.1, EiskaltDC++ 2.4.2, microdc2 0.15.6). Where the PtokaX wiki page (docs/protocols/nmdc.md#old-document) and a
 //! real client disagree, this crate follows the real client.
 //!
 //! | module        | what it does                                                            |

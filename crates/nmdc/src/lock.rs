@@ -144,7 +144,7 @@ mod tests {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
-    /// Every row of the table in the notes, byte-exact.
+    /// Every row of the lock table in docs/protocols/nmdc.md#test-vectors, byte-exact.
     #[test]
     fn notes_vectors() {
         let mut microdc2 = b"/%DCN036%/".to_vec();

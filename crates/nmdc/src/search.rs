@@ -1,6 +1,6 @@
 //! Answering `$Search`: does a shared file or directory match, and the `$SR` for a hit.
 //!
-//! Rules (the notes, §6, and what ncdc does in `nmdc_search` / `fl_search_match_name`):
+//! Rules (docs/protocols/nmdc.md#search, and what ncdc does in `nmdc_search` / `fl_search_match_name`):
 //!
 //! * Text queries: every whitespace-separated term must occur in the virtual path
 //!   (`/share/dir/name`), ignoring case. A query without terms matches nothing (no

@@ -3,7 +3,7 @@
 //!
 //! # Wire layouts
 //!
-//! `$ADCGET` / `$ADCSND` (ncdc, EiskaltDC++; notes §8):
+//! `$ADCGET` / `$ADCSND` (ncdc, EiskaltDC++; docs/protocols/nmdc.md#adcget):
 //!
 //! ```text
 //! D: $ADCGET <file|tthl|list> <identifier> <start> <bytes>[ ZL1]|   start 0-based, bytes -1 = to the end
@@ -17,7 +17,7 @@
 //! `$ADCGET file files.xml.bz2 0 -1|`, `$ADCGET file TTH/BELWMSTZFUZXMBVSY7NBFTVRX5TGUCTKZLFDNBY 0 5000|`,
 //! `$ADCGET tthl TTH/<root> 0 -1|` (ncdc, for files over 2 MiB).
 //!
-//! Legacy (microdc2 downloads only this way; the seed's example):
+//! Legacy (microdc2 downloads only this way; the old PtokaX page's example; docs/protocols/nmdc.md#legacy-get):
 //!
 //! ```text
 //! D: $Get <path with \ separators>$<start + 1>|       e.g. $Get files.xml.bz2$1|
@@ -26,7 +26,7 @@
 //! U: <size - start raw bytes>
 //! ```
 //!
-//! The seed says the downloader sends `$Send` again after every 40 906 bytes. microdc2
+//! The old PtokaX page says the downloader sends (docs/protocols/nmdc.md#legacy-get) `$Send` again after every 40 906 bytes. microdc2
 //! sends one `$Send` and then reads everything, so the [`Uploader`] streams all of it after
 //! the first `$Send` and ignores later ones; the [`Downloader`] still sends one per 40 906
 //! bytes received (switch off with [`Downloader::set_legacy_resend`]), which uploaders that
@@ -69,7 +69,7 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the downloader waits for `$ADCSND`, `$FileLength`, `$MaxedOut` or `$Error`
 /// (ncdc's 30 s inactivity rule for c-c connections).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-/// The seed's legacy chunk: "after every 40906 bytes is received the downloading client
+/// The old PtokaX page's legacy chunk (docs/protocols/nmdc.md#legacy-get): "after every 40906 bytes is received the downloading client
 /// must send the `$Send` again".
 pub const LEGACY_CHUNK: u64 = 40_906;
 /// Most bytes buffered while no command is expected (the driver is deciding, streaming or
@@ -531,7 +531,7 @@ impl Uploader {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            // microdc2 sends one $Send, the seed's downloader one per 40906 bytes: the first
+            // microdc2 sends one $Send, the old page's downloader (docs/protocols/nmdc.md#legacy-get) one per 40906 bytes: the first
             // starts the stream, the others are dropped wherever they arrive.
             Command::Send => {
                 if let UpState::AwaitSend { start, length } = self.state {
@@ -663,7 +663,7 @@ impl Downloader {
     }
 
     /// Whether to send `$Send` again after every [`LEGACY_CHUNK`] bytes of a legacy answer
-    /// (the seed's rule; on by default). Real uploaders (microdc2, DC++) stream everything
+    /// (the old page's rule, docs/protocols/nmdc.md#legacy-get; on by default). Real uploaders (microdc2, DC++) stream everything
     /// after the first `$Send` and ignore the extra ones.
     pub fn set_legacy_resend(&mut self, on: bool) {
         self.legacy_resend = on;
@@ -963,7 +963,7 @@ mod tests {
     }
 
     /// EiskaltDC++'s first request arrives with the handshake's leftover; the file list is
-    /// served, then the connection stays open for a TTH request (notes §8, byte for byte).
+    /// served, then the connection stays open for a TTH request (docs/protocols/nmdc.md#adcget, byte for byte).
     #[test]
     fn uploader_serves_eiskalt_list_then_tth_on_one_connection() {
         let now = t0();
@@ -1070,7 +1070,7 @@ mod tests {
         assert_eq!(up.serve(now, 1), Err(TransferError::Closed));
     }
 
-    /// microdc2 (notes §8): one `$Send`, then the whole file. A seed-style downloader's extra
+    /// microdc2 (docs/protocols/nmdc.md#legacy-get): one `$Send`, then the whole file. A downloader following the old page's extra
     /// `$Send`s are ignored, before and after the end.
     #[test]
     fn uploader_legacy_microdc2() {
@@ -1284,7 +1284,7 @@ mod tests {
         assert_eq!(down_drain(&mut d).0, b"");
     }
 
-    /// The seed's legacy download: `$Get` with a 1-based offset, `$FileLength`, `$Send`, and
+    /// The old page's legacy download (docs/protocols/nmdc.md#legacy-get): `$Get` with a 1-based offset, `$FileLength`, `$Send`, and
     /// another `$Send` after every 40 906 bytes while more are due.
     #[test]
     fn downloader_legacy_with_seed_resends() {

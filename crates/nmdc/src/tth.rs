@@ -19,7 +19,7 @@
 //! * ncdc keeps 8 levels (`fl_hash_keep_level 8`): at most 2^7 = **128** hashes. Its block
 //!   size is the smallest `1024·2^i` with `blocksize·128 ≥ filesize`, then raised to at
 //!   least **64 KiB** (`fl_hash_max_granularity`). Its comment says DC++ and "everyone
-//!   else" keep 10 levels, i.e. at most **512** hashes, the convention in the notes.
+//!   else" keep 10 levels, i.e. at most **512** hashes, the convention in docs/protocols/nmdc.md#adcget.
 //! * As a receiver ncdc accepts any number of hashes: it rebuilds the root from them
 //!   (`tth_root`), derives the block size from the count, and merges blocks finer than
 //!   1 MiB itself. It asks for `tthl` only for files over 2 MiB.
@@ -426,7 +426,7 @@ mod tests {
         assert_eq!(hex(&tiger(b"abc")), "2aab1484e8c158f2bfb8c5ff41b57a525129131c957b5f93");
     }
 
-    /// Every row of the TTH table in the notes.
+    /// Every row of the TTH table in docs/protocols/nmdc.md#test-vectors.
     #[test]
     fn notes_vectors() {
         assert_eq!(b32(b""), "LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ");

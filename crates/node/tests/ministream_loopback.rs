@@ -221,7 +221,7 @@ fn framed(msg: &[u8]) -> Vec<u8> {
     v
 }
 
-/// A frame of 0 to 3 bytes holds no ministreaming message (shared/notes/ministream.md §1.4:
+/// A frame of 0 to 3 bytes holds no ministreaming message (docs/protocols/ministream.md#loopback:
 /// such a message is dropped). It is dropped alone: both streams on the connection go on,
 /// in both directions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

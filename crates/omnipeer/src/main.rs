@@ -1,5 +1,5 @@
 //! `omnipeer`: one program, client and server, for classic peer-to-peer protocols.
-//! The command line follows `shared/CLI.md`.
+//! The command line follows README.md ("The two commands", "The node: web UI, API and CLI"); no protocol page.
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Parser, Subcommand};

@@ -1,4 +1,4 @@
-//! The `omnipeer` binary as users and scripts drive it (shared/CLI.md): `listening on ADDR`,
+//! The `omnipeer` binary as users and scripts drive it (README.md "The two commands"); no protocol page: `listening on ADDR`,
 //! exit codes, one-line errors, SIGTERM, the DCC commands end to end.
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,7 +1,7 @@
 //! Interop with the real Direct Connect clients (ncdc 1.23.1, EiskaltDC++ 2.4.2 daemon,
 //! microdc2 0.15.6) against omnipeer's own hub and client:
 //! - all three log in to `omnipeer dc hub` and see each other, and main chat reaches them;
-//! - microdc2 downloads a file of over 200 kB from `omnipeer dc share` (the seed's
+//! - microdc2 downloads a file of over 200 kB from `omnipeer dc share` (the old PtokaX page's; docs/protocols/nmdc.md#legacy-get
 //!   `$Get`/`$Send` flow);
 //! - EiskaltDC++ downloads the file list and a file by TTH from `omnipeer dc share`;
 //! - `omnipeer dc get` downloads from EiskaltDC++ (passive and active) and from ncdc.

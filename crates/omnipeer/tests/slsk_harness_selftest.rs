@@ -70,7 +70,7 @@ fn wire_helpers_match_reference_vectors() {
     let million_a = vec![b'a'; 1_000_000];
     assert_eq!(wire::sha256_hex(&million_a), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 
-    // Golden frames of shared/notes/soulseek.md §11, rebuilt with the fixture's encoders.
+    // Golden frames of docs/protocols/soulseek.md#test-vectors, rebuilt with the fixture's encoders.
     let login_ok = frame(
         1,
         &W::new()
@@ -143,7 +143,7 @@ fn mock_server_speaks_the_notes_layouts() {
              36 31 64 38 33 32 37 64 65 62 38 38 32 63 66 39 39 00"
         )
         .unwrap(),
-        "success reply = notes §11 golden"
+        "success reply = docs/protocols/soulseek.md#test-vectors golden"
     );
     let codes: Vec<u32> = (0..6).map(|_| code(&read_frame(&mut a))).collect();
     assert_eq!(codes, [64, 83, 84, 104, 69, 160]);

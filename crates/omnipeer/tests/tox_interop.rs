@@ -3,7 +3,7 @@
 //! tox-bootstrapd or off `omnipeer tox bootstrap`.
 //!
 //! - `tox send` befriends a c-toxcore bot (friend request through the onion), prints the
-//!   seed's progress states in order, its message is echoed back and the receipt arrives;
+//!   progress states in order (docs/protocols/tox.md#progress), its message is echoed back and the receipt arrives;
 //! - a c-toxcore bot befriends `tox echo` and gets its echoes — many messages, in order;
 //! - `tox id` prints a stable, valid Tox ID.
 //!
@@ -68,7 +68,7 @@ fn send_befriends_bot(bootstrap_spec: &str, extra: &str) {
     let rc = send.wait_exit(Duration::from_secs(100));
     assert_eq!(rc, Some(0), "tox send failed ({extra})\n{}\n{}", send.log(), bot.log());
     let lines = send.lines();
-    // The progress states, in the seed's order: from AwaitingDHTKey to Connected. Which
+    // The progress states, in the order of docs/protocols/tox.md#progress: from AwaitingDHTKey to Connected. Which
     // middle ones are entered depends on who handshakes first (c-toxcore's inbound
     // handshake jumps straight to AwaitingSessionPacket).
     let states: Vec<&str> = lines.iter().map(String::as_str).filter(|l| STATES.contains(l)).collect();

@@ -1,4 +1,4 @@
-//! Login hashes and the name rules a server enforces (notes §4).
+//! Login hashes and the name rules a server enforces (docs/protocols/soulseek.md#login-rules).
 //!
 //! ```
 //! use omnipeer_slsk::login::{login_hash, password_hash, validate_username, UsernameError};

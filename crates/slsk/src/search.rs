@@ -1,5 +1,5 @@
 //! Does a search query match a shared file? The rule as Nicotine+ 3.3.11 applies it when
-//! answering searches (notes §6):
+//! answering searches (docs/protocols/soulseek.md#search-relay):
 //!
 //! - Everything is compared lowercased, and punctuation (ASCII punctuation, which includes
 //!   the `\` path separator, and Unicode punctuation) counts as a space. A path is the set

@@ -1,4 +1,4 @@
-//! The golden frames of `shared/notes/soulseek.md` §11 (generated with the encoders and
+//! The golden frames of docs/protocols/soulseek.md#test-vectors (generated with the encoders and
 //! parsers of pynicotine 3.3.11): each decodes to the expected fields and re-encodes byte
 //! for byte.
 

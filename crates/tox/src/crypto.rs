@@ -220,7 +220,7 @@ mod tests {
         h(s).try_into().unwrap()
     }
 
-    // Vectors produced with c-toxcore 0.2.18's own functions (notes/tox.md §2).
+    // Vectors produced with c-toxcore 0.2.18's own functions (docs/protocols/tox.md#test-vectors).
     const SKA: &str = "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20";
     const PKA: &str = "07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c";
     const SKB: &str = "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f";

@@ -1,4 +1,4 @@
-//! A full Tox DHT node as a sans-IO machine (notes/tox.md §5).
+//! A full Tox DHT node as a sans-IO machine (docs/protocols/tox.md#dht).
 //!
 //! - Ping (0x00/0x01, plaintext `[kind][u64 id]`) and nodes request/response (0x02/0x04)
 //!   inside the generic DHT packet, answered for anyone (so c-toxcore adds us).

@@ -1,10 +1,10 @@
-//! The seed's per-friend connection progress and recurring tasks, as explicit types
-//! (seeds/003, notes/tox.md §9).
+//! The old hstox notes' per-friend connection progress and recurring tasks, as explicit types
+//! (docs/protocols/tox.md#progress).
 //!
 //! [`FriendProgress`] follows one friend through `AwaitingDHTKey` → `AcquiringIPAddress`
 //! → `AcquiringCookie` → `AwaitingHandshake` → `AwaitingSessionPacket` → `Connected`,
 //! fed with protocol events (DHT-PK packets, DHT search results, net_crypto states).
-//! [`FriendProgress::tasks`] says which of the seed's recurring tasks should run for it
+//! [`FriendProgress::tasks`] says which of the recurring tasks (docs/protocols/tox.md#progress) should run for it
 //! right now; the client machine (`tox.rs`) carries them out:
 //! - `toxid:<our pk>` — announce ourselves at rendezvous nodes, always;
 //! - `dhtkey:<friend>` — while not connected, search the friend's long-term key at
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 /// (c-toxcore's FRIEND_DHT_TIMEOUT, 122 s).
 pub const DHT_KEY_TIMEOUT: Duration = Duration::from_secs(122);
 
-/// The seed's `ToxProgress`, plus `Connected`.
+/// The old notes' `ToxProgress` (docs/protocols/tox.md#progress), plus `Connected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Progress {
     /// Waiting to receive their DHT key.
@@ -45,7 +45,7 @@ pub enum Progress {
 }
 
 impl Progress {
-    /// The seed's spelling, printed by `omnipeer tox send`.
+    /// The old notes' spelling (docs/protocols/tox.md#progress), printed by `omnipeer tox send`.
     pub fn name(&self) -> &'static str {
         match self {
             Progress::AwaitingDhtKey => "AwaitingDHTKey",
@@ -73,7 +73,7 @@ pub enum ConnectMode {
     Handshake { dht_pk: PublicKey, addr: SocketAddr },
 }
 
-/// The seed's recurring tasks.
+/// The recurring tasks (docs/protocols/tox.md#progress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {
     /// `toxid:<our pk>`: announce ourselves (always while online).
@@ -254,7 +254,7 @@ impl FriendProgress {
         }
     }
 
-    /// The seed's tasks for this friend right now (`toxid:` is global, see [`tasks`]).
+    /// The recurring tasks (docs/protocols/tox.md#progress) for this friend right now (`toxid:` is global, see [`tasks`]).
     pub fn tasks(&self) -> Vec<Task> {
         let mut t = Vec::new();
         if self.progress == Progress::Connected {

@@ -1,4 +1,4 @@
-//! friend_connection + Messenger on top of [`NetCrypto`] (notes/tox.md §1.2, §1.3, §6.4, §8).
+//! friend_connection + Messenger on top of [`NetCrypto`] (docs/protocols/tox.md#messenger, #old-document items 2 and 3, #dht-pk).
 //!
 //! - friend_connection: ALIVE (0x10) every 8 s; a connection without any packet for 32 s
 //!   is killed. Friend requests over net_crypto (0x12) are decoded.

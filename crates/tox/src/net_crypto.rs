@@ -1,6 +1,6 @@
 //! net_crypto: cookie request/response, handshake, encrypted data packets with packet
 //! numbers, lost-packet requests, lossless/lossy data and kill — as a sans-IO machine
-//! (notes/tox.md §7, corrections §1).
+//! (docs/protocols/tox.md#net-crypto, #nonces).
 //!
 //! One `NetCrypto` serves every crypto connection of a Tox instance, keyed by the peer's
 //! long-term public key. It answers every cookie request (c-toxcore does too), accepts

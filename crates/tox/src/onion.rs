@@ -1,4 +1,4 @@
-//! Onion NODE duties (notes/tox.md §6): what every Tox node does for others.
+//! Onion NODE duties (docs/protocols/tox.md#onion): what every Tox node does for others.
 //!
 //! - Relay onion requests 0x80 → 0x81 → 0x82 → destination, peeling one box per layer
 //!   (all forward layers share the packet nonce) and appending a sendback layer sealed

@@ -1,4 +1,4 @@
-//! The onion CLIENT (notes/tox.md §6): announce ourselves at the DHT nodes closest to our
+//! The onion CLIENT (docs/protocols/tox.md#announce): announce ourselves at the DHT nodes closest to our
 //! long-term key, search friends' announcements, and send / receive onion data.
 //!
 //! - Paths: three random good DHT nodes each; [`NUM_PATHS`] for announcing and as many

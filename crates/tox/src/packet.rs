@@ -1,4 +1,4 @@
-//! Encodings shared by the DHT, the onion and the session layer (notes/tox.md §3–§6):
+//! Encodings shared by the DHT, the onion and the session layer (docs/protocols/tox.md#encodings, #dht, #onion):
 //! packed nodes, the 19-byte onion `IP_Port`, the generic DHT packet
 //! (`[kind][sender pk][nonce][box]`), the DHT ping / nodes plaintexts, the routed DHT
 //! request 0x20 and the DHT-PK announce (0x9c) payload.
@@ -295,7 +295,7 @@ impl<'a> DhtPacket<'a> {
     }
 }
 
-/// Ping plaintext `[kind][u64 id]` (kind 0x00 request, 0x01 response; notes §1.5).
+/// Ping plaintext `[kind][u64 id]` (kind 0x00 request, 0x01 response; docs/protocols/tox.md#dht).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PingPlain {
     pub response: bool,
@@ -562,7 +562,7 @@ mod tests {
 
     #[test]
     fn dht_packet_sizes_match_c_toxcore() {
-        // notes §4: ping 82 bytes, nodes request 113, nodes response 82 + 39·n.
+        // docs/protocols/tox.md#packet-kinds: ping 82 bytes, nodes request 113, nodes response 82 + 39·n.
         let a = KeyPair::from_secret(SecretKey([1; 32]));
         let b = KeyPair::from_secret(SecretKey([2; 32]));
         let k = SharedKey::precompute(&b.pk, &a.sk);

@@ -1,5 +1,5 @@
 //! The whole Tox client as one sans-IO machine: DHT node + onion node + the onion client
-//! (rendezvous) + net_crypto + Messenger + per-friend progress (notes/tox.md, seed 003).
+//! (rendezvous) + net_crypto + Messenger + per-friend progress (docs/protocols/tox.md).
 //!
 //! Incoming UDP payloads are dispatched by their first byte (0x00 0x01 0x02 0x04 0x20 0x21
 //! → DHT; 0x18–0x1b → net_crypto; 0x84/0x86 → onion client; other 0x80–0x8e → onion
@@ -290,7 +290,7 @@ impl Tox {
     pub fn is_online(&self, friend: &PublicKey) -> bool {
         self.messenger.is_online(friend)
     }
-    /// The seed's recurring tasks as they stand now.
+    /// The recurring tasks (docs/protocols/tox.md#progress) as they stand now.
     pub fn tasks(&self) -> Vec<Task> {
         crate::friend::tasks(self.real.pk, self.friends.values().map(|f| &f.progress))
     }
@@ -910,7 +910,7 @@ mod tests {
         w.nodes[b].1.add_friend(now, apk).unwrap();
         let ok = w.run(Duration::from_secs(120), |w| w.nodes[a].1.is_online(&bpk) && w.nodes[b].1.is_online(&apk));
         assert!(ok, "not connected: {:?}", progress_names(&w.nodes[a].2, bpk));
-        // The seed's states in order, from AwaitingDHTKey to Connected; which middle
+        // The progress states in order (docs/protocols/tox.md#progress), from AwaitingDHTKey to Connected; which middle
         // ones A passes depends on who handshakes first (an inbound handshake jumps to
         // AwaitingSessionPacket), so only the lossless in-memory world pins all six.
         let names = progress_names(&w.nodes[a].2, bpk);

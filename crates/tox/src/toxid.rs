@@ -2,7 +2,7 @@
 //!
 //! The checksum is the XOR of the 36 preceding bytes taken in pairs
 //! (`c[i % 2] ^= id[i]`). The nospam is 4 opaque bytes: copied verbatim into friend
-//! requests and compared verbatim (notes/tox.md §1.11), never reinterpreted as a number.
+//! requests and compared verbatim (docs/protocols/tox.md#encodings), never reinterpreted as a number.
 
 use crate::crypto::{hex_decode, PublicKey, PUBLIC_KEY_SIZE};
 
@@ -112,7 +112,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    // Real IDs printed by c-toxcore 0.2.18 bots (notes/tox.md §3).
+    // Real IDs printed by c-toxcore 0.2.18 bots (docs/protocols/tox.md#test-vectors).
     const ID_A: &str = "F89EE7B40F7C368A0AB67682AE9FE4B5448DD24D1D5CA721B064BC6847C6E92AEB4F382E4DFE";
     const ID_B: &str = "BFA46BB07E073F63F90787451A94FBB0EA188E316D5A3FBC7F616C8A5C6D1E20C99D8CA72845";
 

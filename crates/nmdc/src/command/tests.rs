@@ -22,10 +22,10 @@ fn golden(line: &[u8]) -> Command {
 
 const ROOT: &str = "LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ";
 
-/// Every wire line quoted in shared/notes/nmdc.md (placeholders filled in with concrete
-/// values), in the order the notes give them.
+/// Every wire line of docs/protocols/nmdc.md (and of the old research notes) (placeholders filled in with concrete
+/// values), grouped by section.
 const NOTES_LINES: &[&[u8]] = &[
-    // §1, §7 client-client handshake
+    // client-client handshake (docs/protocols/nmdc.md#cc-handshake)
     b"$MyNick carol|",
     b"$MyNick bob|",
     b"$Lock EXTENDEDPROTOCOLABCABCABCABCABCABC Pk=DCPLUSPLUS2.4.2Ref=dchub://127.0.0.1:4120|",
@@ -39,7 +39,7 @@ const NOTES_LINES: &[&[u8]] = &[
     b"$Supports MiniSlots XmlBZList ADCGet TTHF|",
     b"$Direction Download 17767|",
     b"$Error Secure connection required!|",
-    // §4 hub login
+    // hub login (docs/protocols/nmdc.md#hub-login)
     b"$HubName omnipeer test hub|",
     b"$Supports NoGetINFO NoHello UserIP2|",
     b"$ValidateNick alice|",
@@ -69,7 +69,7 @@ const NOTES_LINES: &[&[u8]] = &[
     b"$To: bob From: alice $<alice> hello there|",
     b"$GetPass MFRGGZDFMZTWQ2LK|",
     b"$MyPass KND4PAISRXWKPFWNUC5NJDGCX2ON77YTRMEVWBQ|",
-    // §5 relay rules
+    // relay rules (docs/protocols/nmdc.md#hub-relay)
     b"<alice> hello everybody|",
     b"$ConnectToMe bob 127.0.0.1:3010|",
     b"$ConnectToMe bob 127.0.0.1:3011S|",
@@ -77,7 +77,7 @@ const NOTES_LINES: &[&[u8]] = &[
     b"$GetINFO bob alice|",
     b"$Kick bob|",
     b"$OpForceMove $Who:bob$Where:dchub://127.0.0.1:4112$Msg:go there|",
-    // §6 search
+    // search (docs/protocols/nmdc.md#search)
     b"$Search 127.0.0.1:3000 F?T?0?1?test|",
     b"$Search Hub:bob F?T?0?9?TTH:LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ|",
     b"$Search Hub:carol F?F?0?1?test|",
@@ -87,7 +87,7 @@ const NOTES_LINES: &[&[u8]] = &[
     b"$SR alice share\\dir 2/3\x05test hub (127.0.0.1:4111)\x05bob|",
     b"$SA LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ 127.0.0.1:3000|",
     b"$SP LWPNACQDBZRYXW3VHJVCJ64QBZNGHOHHHZWCLNQ bob|",
-    // §8 transfers
+    // transfers (docs/protocols/nmdc.md#adcget)
     b"$ADCGET file files.xml.bz2 0 -1|",
     b"$ADCSND file files.xml.bz2 0 350|",
     b"$ADCGET file TTH/BELWMSTZFUZXMBVSY7NBFTVRX5TGUCTKZLFDNBY 0 5000|",

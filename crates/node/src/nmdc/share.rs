@@ -253,7 +253,7 @@ mod tests {
         let mut store = Store::open(&t.path().join("state.sqlite")).unwrap();
         let (s, stats) = DcShare::build(std::slice::from_ref(&share), &mut store, "CID").unwrap();
         assert_eq!((stats.files, stats.cached), (2, 0));
-        // Vectors from the notes (re-checked with RHash).
+        // Vectors of docs/protocols/nmdc.md#test-vectors (re-checked with RHash).
         let hello = s.by_path("pub\\hello world.txt").unwrap();
         assert_eq!(hello.tth.to_base32(), "KND4PAISRXWKPFWNUC5NJDGCX2ON77YTRMEVWBQ");
         let zeros = Tth::from_base32("MUACEID6UTVUKTRE2MTZKOPTZTMS6A2OF6B4ZNY").unwrap();

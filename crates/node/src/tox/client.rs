@@ -1,6 +1,6 @@
 //! The Tox client driver: one UDP socket pumping an [`omnipeer_tox::tox::Tox`] machine,
 //! plus the two programs built on it, `omnipeer tox echo` and `omnipeer tox send`
-//! (shared/CLI.md "## Tox").
+//! (README.md "## Tox"; no protocol page: the CLI is not a protocol).
 
 use super::{os_seed, profile as profile_file, tokio_deadline};
 use anyhow::{anyhow, bail, Context};

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
-/// Which machine a datagram goes to (by its first byte; notes/tox.md §4 and the contract).
+/// Which machine a datagram goes to (by its first byte; docs/protocols/tox.md#packet-kinds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     /// 0x00 0x01 0x02 0x04 0x20 0x21

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A private two-router I2P network for the ministreaming interop test (notes/ministream.md §6).
+# A private two-router I2P network for the ministreaming interop test (docs/protocols/ministream.md#i2p-test-network).
 # Run inside a fresh network namespace (`unshare -n`), as root:
 #   two_routers.sh WORKDIR -- COMMAND [ARGS...]
 # Starts two i2pd routers on 198.18.0.1 / 198.18.0.2 (private netid 77, no reseed, zero-hop

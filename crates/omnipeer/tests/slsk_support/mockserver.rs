@@ -2,7 +2,7 @@
 //!
 //! It exists only to validate the real-client harness (and to capture what the real
 //! clients send) before omnipeer's own server exists. std only, one thread per connection,
-//! written from the byte layouts in shared/notes/soulseek.md §4–§6:
+//! written from the byte layouts in docs/protocols/soulseek.md#login, #server-codes and #search-relay:
 //!
 //! - Login (first login registers the account; wrong password → `INVALIDPASS`; a second
 //!   login of the same user → `Relogged(41)` to the old session), success reply exactly
@@ -144,7 +144,7 @@ impl TapConn {
 
     /// For `F`: true when the initiator is the uploader. The uploader opens F itself with
     /// PeerInit(`F`), or the downloader opens it with PierceFireWall answering the
-    /// uploader's ConnectToPeer(`F`) (notes §8); either way the uploader sends the token.
+    /// uploader's ConnectToPeer(`F`) (docs/protocols/soulseek.md#transfer); either way the uploader sends the token.
     pub fn initiator_uploads(&self) -> bool {
         !self.pierced
     }

@@ -1,6 +1,6 @@
 //! Soulseek wire helpers for the TEST FIXTURES (mock server, tap): little-endian integers,
 //! `u32`-length strings, frame builders and a bounds-checked reader. Written from the byte
-//! layouts in shared/notes/soulseek.md §2/§5; plus the MD5 the Login reply needs and the
+//! layouts in docs/protocols/soulseek.md#framing and #server-codes; plus the MD5 the Login reply needs and the
 //! SHA-256 the harness checks downloads with (both std-only, checked against RFC vectors in
 //! the self-test).
 
@@ -117,7 +117,7 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Hex with a space between bytes (as in the notes).
+/// Hex with a space between bytes (as in docs/protocols/soulseek.md#test-vectors).
 pub fn hex_spaced(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
 }

@@ -1,5 +1,5 @@
 //! eiskaltdcpp-daemon 2.4.2 driven over its JSON-RPC 2.0 interface (HTTP POST, implemented
-//! here on `std::net::TcpStream`; recipe: shared/notes/nmdc.md §11).
+//! here on `std::net::TcpStream`; docs/protocols/nmdc.md#real-clients).
 //!
 //! Gotchas handled here: `DCPlusPlus.xml` is pre-seeded before the first start (it is only
 //! read at startup) with `RequireTLS=0` (the default 1 makes it answer plain c-c connections

@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// NMDC Lock→Key (shared/notes/nmdc.md §3), for the lock bytes between `$Lock ` and ` Pk=`.
+/// NMDC Lock→Key (docs/protocols/nmdc.md#lock-and-key), for the lock bytes between `$Lock ` and ` Pk=`.
 pub fn lock_to_key(lock: &[u8]) -> Vec<u8> {
     let n = lock.len();
     if n < 3 {

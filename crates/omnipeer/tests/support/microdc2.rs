@@ -1,4 +1,4 @@
-//! microdc2 0.15.6 driven through a FIFO on its stdin (recipe: shared/notes/nmdc.md §11).
+//! microdc2 0.15.6 driven through a FIFO on its stdin (docs/protocols/nmdc.md#real-clients).
 //!
 //! microdc2 is a readline program that exits on EOF, so the harness creates `cmd.fifo`,
 //! holds it open read-write itself (the "writer kept open"), and starts microdc2 with the

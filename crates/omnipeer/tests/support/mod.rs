@@ -1,5 +1,5 @@
 //! Test support for the Direct Connect (NMDC) interop tests: launchers that run the REAL
-//! clients headless on 127.0.0.1 (recipes: shared/notes/nmdc.md §11) and a fixture relay hub.
+//! clients headless on 127.0.0.1 (docs/protocols/nmdc.md#real-clients) and a fixture relay hub.
 //!
 //! Use from an integration test with `mod support;`. Each launcher gets its own temp dir,
 //! every wait is bounded, and every process (and tmux session) is killed on drop.

@@ -1,4 +1,4 @@
-//! ncdc 1.23.1 driven headless in its own tmux server (recipe: shared/notes/nmdc.md §11).
+//! ncdc 1.23.1 driven headless in its own tmux server (docs/protocols/nmdc.md#real-clients).
 //!
 //! ncdc is curses-only: commands are typed with `tmux send-keys -l` + `Enter`, the screen is
 //! read with `tmux capture-pane -p`. With `/set log_debug true` ncdc writes every protocol

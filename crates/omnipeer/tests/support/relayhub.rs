@@ -2,7 +2,7 @@
 //! per connection) used to validate the real-client harness and to capture what the real
 //! clients send (golden frames) before omnipeer's own hub exists.
 //!
-//! Behaviour (see shared/notes/nmdc.md §4–5): sends `$Lock EXTENDEDPROTOCOL_relay Pk=relay|
+//! Behaviour (see docs/protocols/nmdc.md#hub-login and #hub-relay): sends `$Lock EXTENDEDPROTOCOL_relay Pk=relay|
 //! $HubName relay|`; `$Supports` → `$Supports NoGetINFO NoHello UserIP2|`; `$ValidateNick`
 //! → `$Hello nick|` (or `$GetPass|` for a nick given a password, `$ValidateDenide` if taken);
 //! `$MyINFO` is relayed to everyone and the newcomer gets the existing users' `$MyINFO`;
