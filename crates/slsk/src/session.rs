@@ -222,6 +222,16 @@ pub enum SessionEvent {
         /// Its place.
         place: u32,
     },
+    /// A user told us where one of its files stands in its queue for us (every
+    /// PlaceInQueueResponse; a download's also comes as [`SessionEvent::DownloadPlace`]).
+    QueuePlace {
+        /// Whose queue.
+        user: String,
+        /// The file.
+        filename: String,
+        /// Its place (1 = next).
+        place: u32,
+    },
     /// The uploader's `F` connection for a download is here: write the `u64` offset, then
     /// read `size - offset` bytes (`rest` holds the first of them, if any came with the
     /// token). The session has forgotten the download and the connection.
@@ -833,6 +843,11 @@ impl ClientSession {
         }
     }
 
+    /// Ask `user` where `filename` stands in its queue for us ([`SessionEvent::QueuePlace`]).
+    pub fn ask_place_of(&mut self, now: Instant, user: &str, filename: &str) {
+        self.send_peer(now, user, Origin::Other, PeerMessage::PlaceInQueueRequest { filename: filename.to_owned() });
+    }
+
     /// Browse a user's whole share ([`SessionEvent::Browsed`]).
     pub fn browse(&mut self, now: Instant, user: &str) {
         self.browses.push(Browse { user: user.to_owned(), token: None, deadline: now + BROWSE_WAIT });
@@ -1361,6 +1376,7 @@ impl ClientSession {
                     }
                     self.event(SessionEvent::DownloadPlace { id, place });
                 }
+                self.event(SessionEvent::QueuePlace { user: user.to_owned(), filename, place });
             }
             PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename, size } => {
                 // The uploader is ready: only a download still waiting for this offer
@@ -2023,14 +2039,26 @@ mod tests {
         sim.drain();
         // The uploader queues it and says so when asked; the download waits on.
         let out = sim.peer_says(p, PeerMessage::PlaceInQueueResponse { filename: "a.mp3".into(), place: 5 });
-        assert_eq!(events(&out), vec![SessionEvent::DownloadPlace { id, place: 5 }]);
+        assert_eq!(
+            events(&out),
+            vec![
+                SessionEvent::DownloadPlace { id, place: 5 },
+                SessionEvent::QueuePlace { user: PEER.into(), filename: "a.mp3".into(), place: 5 }
+            ]
+        );
         // An answer stops the QueueUpload resends.
         assert!(sim.at(30).is_empty());
         // After TRANSFER_WAIT without an offer, it asks where it stands.
         let out = sim.at(TRANSFER_WAIT.as_secs());
         assert_eq!(peer_msgs(&sent(&out, p)), vec![PeerMessage::PlaceInQueueRequest { filename: "a.mp3".into() }]);
         let out = sim.peer_says(p, PeerMessage::PlaceInQueueResponse { filename: "a.mp3".into(), place: 2 });
-        assert_eq!(events(&out), vec![SessionEvent::DownloadPlace { id, place: 2 }]);
+        assert_eq!(
+            events(&out),
+            vec![
+                SessionEvent::DownloadPlace { id, place: 2 },
+                SessionEvent::QueuePlace { user: PEER.into(), filename: "a.mp3".into(), place: 2 }
+            ]
+        );
         // Waiting again; the next question goes unanswered: the download ends.
         let out = sim.at(2 * TRANSFER_WAIT.as_secs());
         assert_eq!(peer_msgs(&sent(&out, p)).len(), 1);
