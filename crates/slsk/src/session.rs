@@ -21,7 +21,7 @@
 //! driver ([`SessionEvent::DownloadConnected`], [`SessionEvent::UploadConnected`]) and the
 //! session forgets it: file bytes never pass through here.
 //!
-//! The orchestration (`docs/protocols/soulseek.md`, [#client-session](../../../docs/protocols/soulseek.md#client-session)):
+//! The orchestration (`docs/protocols/soulseek.md`, section `#client-session`):
 //!
 //! - **Peer connections**: a message for a user goes on that user's current `P`
 //!   connection, or waits in an outbox while one is opened: direct first (GetPeerAddress,
