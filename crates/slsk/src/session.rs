@@ -599,7 +599,8 @@ impl ClientSession {
             Some(other) => {
                 self.conns.insert(conn, other);
             }
-            None => {}
+            // A dial the session gave up on (the other way won, or the attempt ended).
+            None => self.out.push_back(Output::Close { conn }),
         }
     }
 
@@ -1829,7 +1830,7 @@ mod tests {
         // A late success of that dial is closed, not used.
         sim.s.connected(sim.now, dial);
         let out = sim.drain();
-        assert!(sent(&out, dial).is_empty());
+        assert_eq!(out, vec![Output::Close { conn: dial }]);
     }
 
     #[test]
