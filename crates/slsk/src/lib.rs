@@ -11,6 +11,7 @@
 //! | [`framing`]       | [`FrameReader`] for `u32 len, u32 code` and `u32 len, u8 code` frames, raw `F` bytes |
 //! | [`wire`]          | [`Reader`]/[`Writer`] for `u8 u16 u32 u64 i32 bool str bytes ip`   |
 //! | [`server`]        | [`ServerRequest`] (client → server), [`ServerResponse`] (server → client) |
+//! | [`session`]       | [`session::ClientSession`]: the client over the server and its peer connections, sans-IO |
 //! | [`peer`]          | [`PeerInit`] (first frame on a peer socket), [`PeerMessage`] (`P`)  |
 //! | [`distributed`]   | [`DistributedMessage`] (`D`, and inside EmbeddedMessage 93)        |
 //! | [`shares`]        | [`SharedFile`] / [`SharedDirectory`] entries of share lists and results |
@@ -43,6 +44,7 @@ pub mod login;
 pub mod peer;
 pub mod search;
 pub mod server;
+pub mod session;
 pub mod shares;
 pub mod wire;
 pub mod zlib;

@@ -1,84 +1,59 @@
-//! A Soulseek client: a server session, a listener for peer connections (`P` and `F`,
-//! direct by PeerInit or indirect by PierceFireWall after the server relayed our
-//! ConnectToPeer), answers to searches relayed by the server, browse (shared file list,
-//! folder contents), user info, an upload queue with slots (QueueUpload → TransferRequest
-//! → TransferResponse → F connection with token and offset), and downloads that resume.
+//! A Soulseek client: the driver of [`omnipeer_slsk::session::ClientSession`], the sans-IO
+//! machine that owns the protocol (login, searches, browse, peer connections direct and
+//! indirect, the download and upload negotiations with every wait and resend, and the
+//! limits on what peers send: `docs/protocols/soulseek.md#client-session`).
 //!
-//! Message layouts, framing and limits come from the sans-IO `omnipeer_slsk` crate; this
-//! module is the orchestration of sockets around them.
+//! This module keeps only what a machine cannot: sockets (the server connection, the
+//! peer port, dials), files (the share index, downloads written to disk, uploads sent with
+//! `sendfile`), the node's shared upload slots and queue ([`Uploads`]), and the clock.
+//! One task, the pump, owns the machine; every socket has a small task that writes what
+//! the pump hands it and reads one chunk per permission from the pump, so that when the
+//! machine hands an `F` connection over no byte of it is left behind in a channel.
 
 use crate::share::ShareIndex;
 use crate::upload::{Decision, Grant, Uploads};
 use anyhow::{anyhow, bail, Context};
-use omnipeer_slsk::framing::{FrameKind, FrameReader};
-use omnipeer_slsk::peer::{
-    PeerInit, PeerMessage, SearchResponse, SharedFileList, TransferDirection, TransferReply, UserInfo,
-};
+use omnipeer_slsk::peer::{reject_reason, PeerMessage, SearchResponse, SharedFileList};
 use omnipeer_slsk::search::SearchQuery;
-use omnipeer_slsk::server::{ServerRequest, ServerResponse};
+use omnipeer_slsk::session::{
+    ClientSession, ConnId, DownloadId, Output, PeerRequest, SessionConfig, SessionEvent, UploadId, SERVER,
+};
 use omnipeer_slsk::shares::{SharedDirectory, SharedFile};
-use omnipeer_slsk::UserStatus;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// Our client version in Login: 177 is unassigned ("experimental") per the notes.
+pub use omnipeer_slsk::session::{
+    MAX_PEER_INFLATED, MAX_PEER_MESSAGE, PEER_BUFFER_BUDGET, PEER_FRAME_TIMEOUT, PEER_INIT_TIMEOUT,
+};
+
+/// Our client version in Login: 177 is unassigned ("experimental").
 pub const MAJOR_VERSION: u32 = 177;
 const MINOR_VERSION: u32 = 1;
-/// How long connecting to a peer may take (direct and indirect together).
-const PEER_CONNECT_WAIT: Duration = Duration::from_secs(20);
-/// How long a download may wait for the uploader to start.
-const TRANSFER_WAIT: Duration = Duration::from_secs(60);
-/// Pauses without an answer after which a download's QueueUpload is sent again, each time
-/// on a fresh connection.
-const QUEUE_RESENDS: [Duration; 2] = [Duration::from_secs(4), Duration::from_secs(8)];
-/// Pauses after a TransferRequest before asking again on a fresh connection (within the
-/// queue's hold of the slot, `upload::HOLD_FOR`).
-const ANSWER_WAITS: [Duration; 3] = [Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(30)];
+/// How long a TCP connect to a peer may take (the machine gives up the attempt itself
+/// after `session::PEER_CONNECT_WAIT`; this only ends the socket call).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an uploader's downloader may take to send the offset on a new `F` connection.
+const OFFSET_WAIT: Duration = Duration::from_secs(60);
 /// How long raw file data may stall.
 const DATA_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a PlaceInQueueRequest may wait for its answer.
 const PLACE_WAIT: Duration = Duration::from_secs(10);
-/// Bytes per raw read/write on F connections.
+/// How long the server may take to answer Login.
+const LOGIN_WAIT: Duration = Duration::from_secs(30);
+/// Bytes per raw read on F connections.
 const CHUNK: usize = 256 * 1024;
-/// How long a connection to our peer port may take to identify itself (its whole first
-/// frame, PeerInit or PierceFireWall, and on an `F` connection the transfer token after
-/// it). That frame is at most `omnipeer_slsk::limits::MAX_INIT_FRAME` (16 KiB).
-pub const PEER_INIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest message we take on a `P` connection (`len` field). Anyone can open one (a
-/// PeerInit names a user but proves nothing), and this node only ever receives small
-/// messages there (search results, queue and transfer negotiation, requests); 16 MiB still
-/// holds a compressed shared file list of a few hundred thousand files. The protocol's own
-/// cap, `omnipeer_slsk::limits::MAX_FRAME`, is 64 MiB.
-pub const MAX_PEER_MESSAGE: usize = 16 * 1024 * 1024;
-/// How long one `P` message may take to arrive once its first bytes are in: a peer that
-/// starts a frame and stops is dropped instead of holding its buffer.
-pub const PEER_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bytes of unfinished `P` messages held across all peer connections together; a
-/// connection whose next read would go past it is dropped. Without it, N connections
-/// could each hold up to [`MAX_PEER_MESSAGE`]; with it, two messages of that size still
-/// arrive at once.
-pub const PEER_BUFFER_BUDGET: usize = 32 * 1024 * 1024;
-/// Largest inflated compressed `P` message we decode (search results are the only
-/// compressed ones we act on; a reply of a few thousand files inflates to well under a
-/// MiB). Without it a 16 MiB zlib bomb would inflate to `omnipeer_slsk::limits::
-/// MAX_DECOMPRESSED` (128 MiB) per message, on every connection at once.
-pub const MAX_PEER_INFLATED: usize = 4 * 1024 * 1024;
-/// `P` message codes this client acts on; others (unsolicited shared file lists, folder
-/// contents, user info: compressed, up to 512 MiB inflated) are skipped undecoded.
-const P_CODES_HANDLED: [u32; 11] = [4, 9, 15, 36, 40, 41, 43, 44, 46, 50, 51];
-
-/// Who waits for a user's address (GetPeerAddress): the IP and port, when the server answers.
-type AddrWaiter = oneshot::Sender<(Ipv4Addr, u32)>;
+/// Bytes per read on server and `P` connections (every idle connection holds one buffer:
+/// kept small; a big message just takes more reads).
+const READ_CHUNK: usize = 16 * 1024;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -209,61 +184,80 @@ fn file_entry(name: &str, size: u64) -> SharedFile {
 /// Waiters for PlaceInQueueResponse by (user lower-cased, file).
 type PlaceWaiters = HashMap<(String, String), Vec<oneshot::Sender<u32>>>;
 
-/// Removes an attempt's [`PendingDownload`] when the attempt ends, however it ends.
-struct PendingGuard<'a> {
-    inner: &'a Inner,
-    attempt: u32,
+/// A download's `F` connection, handed over by the machine: the offset is ours to write.
+struct FConn {
+    stream: TcpStream,
+    size: u64,
+    rest: Vec<u8>,
 }
 
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.inner.downloads.lock().expect("downloads").retain(|d| d.attempt != self.attempt);
-    }
+/// What a socket task reports to the pump.
+enum Input {
+    /// Bytes read (the task reads again only when the pump says [`ConnCmd::Read`]).
+    Bytes(ConnId, Vec<u8>),
+    /// The peer closed, or the socket failed.
+    Closed(ConnId),
+    /// A dial ended: the socket, or nothing.
+    Dialed(ConnId, Option<TcpStream>),
 }
 
-/// A pending download: the peer's TransferRequest and F connection end up here.
-struct PendingDownload {
-    /// Which call of `download_with` it belongs to (its entry goes when the call ends).
-    attempt: u32,
-    user: String,
-    path: String,
-    token: Option<u32>,
-    size: Option<u64>,
-    /// The size the user chose (None: not known; the uploader's is taken).
-    expected: Option<u64>,
-    f_conn: Option<oneshot::Sender<(TcpStream, Vec<u8>)>>,
-    started: Option<oneshot::Sender<Result<u64, String>>>,
+/// What the pump tells a socket task.
+enum ConnCmd {
+    Write(Vec<u8>),
+    /// Read one more chunk.
+    Read,
+    /// Close after what was written.
+    Close,
+    /// Give the socket back (after what was written): the machine handed it over.
+    Handoff(oneshot::Sender<TcpStream>),
+}
+
+/// The machine and what the driver keeps beside it, under one lock.
+struct Core {
+    session: ClientSession,
+    /// Socket tasks by connection.
+    conns: HashMap<ConnId, mpsc::UnboundedSender<ConnCmd>>,
+    /// Dialled sockets not yet given a task (within one flush), and bytes for them.
+    fresh: HashMap<ConnId, (TcpStream, Vec<u8>)>,
+    /// Who waits for a download's `F` connection.
+    downloads: HashMap<DownloadId, oneshot::Sender<Result<FConn, String>>>,
+    /// Uploads granted: (user, file).
+    granted: HashMap<UploadId, (String, String)>,
+    /// Who waits for a PlaceInQueueResponse.
+    place_waiters: PlaceWaiters,
+    /// Who waits for the login answer.
+    login: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 struct Inner {
     cfg: SlskClientConfig,
     listen_port: u16,
-    server_tx: mpsc::UnboundedSender<Vec<u8>>,
     /// The current share; swapped whole by [`SlskClient::reshare`].
     shares: std::sync::RwLock<Arc<Shares>>,
     events: broadcast::Sender<SlskEvent>,
-    next_token: AtomicU32,
     /// Slots, queue, limit and records of uploads.
     up: Arc<Uploads>,
-    /// Peer addresses asked of the server.
-    addr_waiters: Mutex<HashMap<String, Vec<AddrWaiter>>>,
-    /// Our ConnectToPeer tokens → who answers with PierceFireWall.
-    pierce_waiters: Mutex<HashMap<u32, oneshot::Sender<TcpStream>>>,
-    /// Open P connections' writers by user.
-    peers: Mutex<HashMap<String, mpsc::UnboundedSender<Vec<u8>>>>,
-    downloads: Mutex<Vec<PendingDownload>>,
-    /// Uploads granted, by transfer token: (user, file, upload id).
-    uploads: Mutex<HashMap<u32, (String, String, u64)>>,
-    /// Who waits for a PlaceInQueueResponse: (user lower-cased, file).
-    place_waiters: Mutex<PlaceWaiters>,
-    /// Bytes buffered by `P` connections' frame readers, together ([`PEER_BUFFER_BUDGET`]).
-    peer_buffered: Arc<std::sync::atomic::AtomicUsize>,
+    core: std::sync::Mutex<Core>,
+    /// Socket tasks → pump.
+    input: mpsc::UnboundedSender<Input>,
+    /// Wakes the pump when a method changed the machine (its next timer may be earlier).
+    wake: tokio::sync::Notify,
     shutdown: CancellationToken,
 }
 
 impl Inner {
     fn shares(&self) -> Arc<Shares> {
         self.shares.read().expect("shares lock").clone()
+    }
+
+    /// Act on the machine, then carry out what it asks.
+    fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut Core, std::time::Instant) -> R) -> R {
+        let mut core = self.core.lock().expect("slsk core");
+        let r = f(&mut core, std::time::Instant::now());
+        self.flush(&mut core);
+        drop(core);
+        self.wake.notify_one();
+        r
     }
 }
 
@@ -282,34 +276,18 @@ impl SlskClient {
         let listener =
             TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let listen_port = listener.local_addr()?.port();
-        let mut server =
+        let server =
             TcpStream::connect(&cfg.server).await.with_context(|| format!("cannot connect to {}", cfg.server))?;
         let _ = server.set_nodelay(true);
-        server
-            .write_all(&ServerRequest::login(&cfg.user, &cfg.password, MAJOR_VERSION, MINOR_VERSION).encode())
-            .await?;
-        let mut reader = FrameReader::new(FrameKind::Server);
-        let reply = read_server_frame(&mut server, &mut reader).await.context("waiting for the login reply")?;
-        match reply {
-            ServerResponse::LoginSuccess { .. } => {}
-            ServerResponse::LoginFailure { reason, detail } => {
-                bail!("login refused: {reason}{}", detail.map(|d| format!(" ({d})")).unwrap_or_default())
-            }
-            other => bail!("unexpected first answer from the server: code {}", other.code()),
-        }
-        let (dirs, files) = {
-            let d = shares.dirs();
-            (d.len() as u32, shares.files.len() as u32)
-        };
-        for req in [
-            ServerRequest::SetWaitPort { port: u32::from(listen_port), obfuscation: None },
-            ServerRequest::HaveNoParent { no_parent: true },
-            ServerRequest::SetStatus { status: UserStatus::Online },
-            ServerRequest::SharedFoldersFiles { dirs, files },
-        ] {
-            server.write_all(&req.encode()).await?;
-        }
-        let (server_tx, server_rx) = mpsc::unbounded_channel();
+        let session = ClientSession::new(SessionConfig {
+            user: cfg.user.clone(),
+            password: cfg.password.clone(),
+            listen_port,
+            major_version: MAJOR_VERSION,
+            minor_version: MINOR_VERSION,
+            first_token: rand::random::<u32>() % 1_000_000 + 1,
+            shared: (shares.dirs().len() as u32, shares.files.len() as u32),
+        });
         let (events, _) = broadcast::channel(4096);
         let shutdown = CancellationToken::new();
         let up = match &cfg.uploads {
@@ -317,25 +295,44 @@ impl SlskClient {
             None => Uploads::standalone(cfg.slots, shutdown.clone()),
         };
         let grants = up.grants("slsk");
+        let (input, input_rx) = mpsc::unbounded_channel();
+        let (login_tx, login_rx) = oneshot::channel();
+        let core = Core {
+            session,
+            conns: HashMap::new(),
+            fresh: HashMap::new(),
+            downloads: HashMap::new(),
+            granted: HashMap::new(),
+            place_waiters: HashMap::new(),
+            login: Some(login_tx),
+        };
         let inner = Arc::new(Inner {
             cfg,
             listen_port,
-            server_tx,
             shares: std::sync::RwLock::new(Arc::new(shares)),
             events,
-            next_token: AtomicU32::new(rand::random::<u32>() % 1_000_000 + 1),
             up,
-            addr_waiters: Mutex::default(),
-            pierce_waiters: Mutex::default(),
-            peers: Mutex::default(),
-            downloads: Mutex::default(),
-            uploads: Mutex::default(),
-            place_waiters: Mutex::default(),
-            peer_buffered: Arc::default(),
+            core: std::sync::Mutex::new(core),
+            input,
+            wake: tokio::sync::Notify::new(),
             shutdown,
         });
+        inner.spawn_conn(SERVER, server);
+        inner.with(|c, now| c.session.server_connected(now));
+        let task = tokio::spawn(pump(inner.clone(), input_rx, listener));
+        let login = tokio::time::timeout(LOGIN_WAIT, login_rx).await;
+        let refused = match login {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(why))) => Some(anyhow!("login refused: {why}")),
+            Ok(Err(_)) => Some(anyhow!("the server closed the connection")),
+            Err(_) => Some(anyhow!("the server did not answer")),
+        };
+        if let Some(e) = refused {
+            inner.shutdown.cancel();
+            let _ = task.await;
+            return Err(e.context("waiting for the login reply"));
+        }
         tokio::spawn(inner.clone().grant_loop(grants));
-        let task = tokio::spawn(run(inner.clone(), server, reader, server_rx, listener));
         Ok(SlskClient { inner, task, reshare_lock: tokio::sync::Mutex::new(()) })
     }
 
@@ -359,7 +356,7 @@ impl SlskClient {
         let shares = tokio::task::spawn_blocking(move || Shares::build(&roots)).await??;
         let (dirs, files) = (shares.dirs().len() as u32, shares.files.len() as u32);
         *self.inner.shares.write().expect("shares lock") = Arc::new(shares);
-        let _ = self.inner.server_tx.send(ServerRequest::SharedFoldersFiles { dirs, files }.encode());
+        self.inner.with(|c, _| c.session.set_shared(dirs, files));
         Ok(files as usize)
     }
 
@@ -370,30 +367,22 @@ impl SlskClient {
 
     /// Search the network; results arrive as [`SlskEvent::SearchResult`].
     pub fn search(&self, query: &str) -> u32 {
-        let token = self.inner.token();
-        let _ = self.inner.server_tx.send(ServerRequest::FileSearch { token, query: query.to_owned() }.encode());
-        token
+        self.inner.with(|c, _| c.session.search(query))
     }
 
     /// Join a chat room (created if it does not exist); [`SlskEvent::JoinedRoom`] follows.
     pub fn join_room(&self, room: &str) {
-        let _ = self.inner.server_tx.send(ServerRequest::JoinRoom { room: room.to_owned(), private: false }.encode());
+        self.inner.with(|c, _| c.session.join_room(room))
     }
 
     /// Say something in a room we are in.
     pub fn say_room(&self, room: &str, text: &str) {
-        let _ = self
-            .inner
-            .server_tx
-            .send(ServerRequest::SayChatroom { room: room.to_owned(), message: text.to_owned() }.encode());
+        self.inner.with(|c, _| c.session.say_room(room, text))
     }
 
     /// Send a private message (the server keeps it if the user is offline).
     pub fn message_user(&self, user: &str, text: &str) {
-        let _ = self
-            .inner
-            .server_tx
-            .send(ServerRequest::MessageUser { user: user.to_owned(), message: text.to_owned() }.encode());
+        self.inner.with(|c, _| c.session.message_user(user, text))
     }
 
     /// Log out without waiting (the session ends shortly; see [`SlskClient::is_online`]).
@@ -435,68 +424,23 @@ impl SlskClient {
         let safe = omnipeer_dcc::SafeName::sanitize(name).map_err(|e| anyhow!("cannot store {name:?}: {e}"))?;
         // A SafeName is one ordinary path component: the join stays inside `out_dir`.
         let out = out_dir.join(safe.as_str());
-        let (started_tx, started_rx) = oneshot::channel();
-        let (f_tx, f_rx) = oneshot::channel();
-        let attempt = self.inner.token();
-        // A later attempt must not find this one's entry (its channels are dead by then).
-        let _pending = PendingGuard { inner: &self.inner, attempt };
-        self.inner.downloads.lock().expect("downloads").push(PendingDownload {
-            attempt,
-            user: user.to_owned(),
-            path: path.to_owned(),
-            token: None,
-            size: None,
-            expected,
-            f_conn: Some(f_tx),
-            started: Some(started_tx),
+        let (done_tx, done_rx) = oneshot::channel();
+        // The machine asks, resends, waits and matches; this call waits for its verdict.
+        let id = self.inner.with(|c, now| {
+            let id = c.session.download(now, user, path, expected);
+            c.downloads.insert(id, done_tx);
+            id
         });
-        let peer = self.inner.peer_conn(user).await?;
-        let _ = peer.send(PeerMessage::QueueUpload { filename: path.to_owned() }.encode());
-        let mut started_rx = started_rx;
-        // The request may have gone into a P connection the peer was just closing (it
-        // delivered search results on it): without an answer soon, ask again on a fresh
-        // connection (a repeated QueueUpload is harmless: the uploader keeps one place).
-        let mut answer = None;
-        for wait in QUEUE_RESENDS {
-            match tokio::time::timeout(wait, &mut started_rx).await {
-                Ok(r) => {
-                    answer = Some(r);
-                    break;
-                }
-                Err(_) => {
-                    tracing::debug!(%user, %path, "no answer to QueueUpload yet: asking again on a fresh connection");
-                    self.inner.peers.lock().expect("peers").remove(&user.to_lowercase());
-                    if let Ok(p) = self.inner.peer_conn(user).await {
-                        let _ = p.send(PeerMessage::QueueUpload { filename: path.to_owned() }.encode());
-                    }
-                }
-            }
-        }
-        let size = loop {
-            let r = match answer.take() {
-                Some(r) => Ok(r),
-                None => tokio::time::timeout(TRANSFER_WAIT, &mut started_rx).await,
-            };
-            match r {
-                Ok(Ok(Ok(size))) => break size,
-                Ok(Ok(Err(why))) => bail!("{why}"),
-                Ok(Err(_)) => bail!("the client stopped"),
-                // Still queued there (it says where): keep waiting, as long as it keeps
-                // the file in its queue.
-                Err(_) => match self.place_in_queue(user, path).await {
-                    Ok(place) => tracing::info!(%user, %path, place, "still queued"),
-                    Err(_) => bail!("{user} did not start sending {path} within {}s", TRANSFER_WAIT.as_secs()),
-                },
-            }
-        };
+        // However this call ends (cancelled by the node included), the machine forgets the
+        // attempt: a retry never meets its leftovers.
+        let _forget = ForgetDownload { inner: &self.inner, id };
+        let FConn { mut stream, size, rest } =
+            done_rx.await.map_err(|_| anyhow!("the client stopped"))?.map_err(|why| anyhow!("{why}"))?;
         progress.1.store(size, Ordering::Relaxed);
-        let (mut stream, leftover) = tokio::time::timeout(TRANSFER_WAIT, f_rx)
-            .await
-            .map_err(|_| anyhow!("{user} did not open the file connection"))?
-            .map_err(|_| anyhow!("the client stopped"))?;
         let have = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
         let have = if have > size { 0 } else { have };
-        // The uploader sent its token (4 bytes, already consumed); we answer with the offset.
+        // The uploader sent its token (4 bytes, consumed by the machine); we answer with
+        // the offset.
         stream.write_all(&have.to_le_bytes()).await?;
         let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&out)?;
         if file.metadata()?.len() != have {
@@ -504,14 +448,14 @@ impl SlskClient {
         }
         file.seek(SeekFrom::Start(have))?;
         let mut pos = have;
-        let keep = leftover.len().min((size - pos) as usize);
-        file.write_all(&leftover[..keep])?;
+        let keep = rest.len().min((size - pos) as usize);
+        file.write_all(&rest[..keep])?;
         pos += keep as u64;
         progress.0.store(pos, Ordering::Relaxed);
         let mut buf = vec![0u8; CHUNK];
         while pos < size {
             let want = ((size - pos) as usize).min(buf.len());
-            let n = tokio::time::timeout(Duration::from_secs(120), stream.read(&mut buf[..want]))
+            let n = tokio::time::timeout(DATA_TIMEOUT, stream.read(&mut buf[..want]))
                 .await
                 .map_err(|_| anyhow!("the transfer stalled"))??;
             if n == 0 {
@@ -532,15 +476,10 @@ impl SlskClient {
     /// by PlaceInQueueResponse): 1 = next.
     pub async fn place_in_queue(&self, user: &str, path: &str) -> anyhow::Result<u32> {
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .place_waiters
-            .lock()
-            .expect("place")
-            .entry((user.to_lowercase(), path.to_owned()))
-            .or_default()
-            .push(tx);
-        let peer = self.inner.peer_conn(user).await?;
-        let _ = peer.send(PeerMessage::PlaceInQueueRequest { filename: path.to_owned() }.encode());
+        self.inner.with(|c, now| {
+            c.place_waiters.entry((user.to_lowercase(), path.to_owned())).or_default().push(tx);
+            c.session.ask_place_of(now, user, path);
+        });
         tokio::time::timeout(PLACE_WAIT, rx)
             .await
             .map_err(|_| anyhow!("{user} did not say where {path} is in its queue"))?
@@ -568,275 +507,242 @@ impl SlskClient {
     }
 }
 
-impl Inner {
-    fn token(&self) -> u32 {
-        self.next_token.fetch_add(1, Ordering::Relaxed)
-    }
+/// Tells the machine a download call ended (a no-op when it already handed the file over).
+struct ForgetDownload<'a> {
+    inner: &'a Arc<Inner>,
+    id: DownloadId,
+}
 
-    /// A P connection to `user`: an open one, else direct (GetPeerAddress) raced with
-    /// indirect (ConnectToPeer → their PierceFireWall).
-    async fn peer_conn(self: &Arc<Self>, user: &str) -> anyhow::Result<mpsc::UnboundedSender<Vec<u8>>> {
-        if let Some(tx) = self.peers.lock().expect("peers").get(&user.to_lowercase()) {
-            if !tx.is_closed() {
-                return Ok(tx.clone());
-            }
-        }
-        let token = self.token();
-        let (addr_tx, addr_rx) = oneshot::channel();
-        self.addr_waiters.lock().expect("addr").entry(user.to_lowercase()).or_default().push(addr_tx);
-        let (pierce_tx, pierce_rx) = oneshot::channel();
-        self.pierce_waiters.lock().expect("pierce").insert(token, pierce_tx);
-        let _ = self.server_tx.send(ServerRequest::GetPeerAddress { user: user.to_owned() }.encode());
-        let _ = self
-            .server_tx
-            .send(ServerRequest::ConnectToPeer { token, user: user.to_owned(), conn_type: "P".into() }.encode());
-        let me = self.cfg.user.clone();
-        let direct = async move {
-            let (ip, port) = addr_rx.await.map_err(|_| anyhow!("no address"))?;
-            if port == 0 || ip.is_unspecified() {
-                bail!("offline");
-            }
-            let mut s = TcpStream::connect((ip, port as u16)).await?;
-            s.write_all(&PeerInit::PeerInit { user: me, conn_type: "P".into(), token }.encode()).await?;
-            Ok::<_, anyhow::Error>(s)
-        };
-        let indirect = async move { pierce_rx.await.map_err(|_| anyhow!("no pierce")) };
-        let stream = tokio::time::timeout(PEER_CONNECT_WAIT, async {
-            tokio::pin!(direct);
-            tokio::pin!(indirect);
-            let mut direct_done = false;
-            let mut indirect_done = false;
-            loop {
-                tokio::select! {
-                    r = &mut direct, if !direct_done => match r { Ok(s) => return Ok(s), Err(_) => direct_done = true },
-                    r = &mut indirect, if !indirect_done => match r { Ok(s) => return Ok(s), Err(_) => indirect_done = true },
-                }
-                if direct_done && indirect_done {
-                    return Err(anyhow!("cannot connect to {user}"));
-                }
-            }
-        })
-        .await
-        .map_err(|_| anyhow!("connecting to {user} timed out"))??;
-        self.pierce_waiters.lock().expect("pierce").remove(&token);
-        Ok(self.clone().spawn_p(stream, user.to_owned(), Vec::new()))
-    }
-
-    /// Run a P connection: returns its writer.
-    fn spawn_p(self: Arc<Self>, stream: TcpStream, user: String, leftover: Vec<u8>) -> mpsc::UnboundedSender<Vec<u8>> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.peers.lock().expect("peers").insert(user.to_lowercase(), tx.clone());
-        let (rd, wr) = stream.into_split();
-        tokio::spawn(write_loop(wr, rx, self.shutdown.clone()));
-        let this = self.clone();
-        let tx2 = tx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = this.clone().p_loop(rd, user.clone(), leftover, tx2.clone()).await {
-                tracing::debug!(%user, "peer connection ended: {e:#}");
-            }
-            // A connection the peer closed must not be reused: messages written to it
-            // would be lost (the write half stays open after the peer's FIN). This
-            // happens when both sides connect at once (direct and pierced) and one of
-            // the two connections is dropped.
-            let mut peers = this.peers.lock().expect("peers");
-            if peers.get(&user.to_lowercase()).is_some_and(|t| t.same_channel(&tx2)) {
-                peers.remove(&user.to_lowercase());
-            }
+impl Drop for ForgetDownload<'_> {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.inner.with(|c, _| {
+            c.session.cancel_download(id);
+            c.downloads.remove(&id);
         });
+    }
+}
+
+impl Inner {
+    /// Give `stream` a task that writes what the pump sends and reads on permission.
+    fn spawn_conn(&self, conn: ConnId, stream: TcpStream) -> mpsc::UnboundedSender<ConnCmd> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.core.lock().expect("slsk core").conns.insert(conn, tx.clone());
+        tokio::spawn(conn_task(conn, stream, rx, self.input.clone(), self.shutdown.clone()));
         tx
     }
 
-    async fn p_loop(
-        self: Arc<Self>,
-        mut rd: OwnedReadHalf,
-        user: String,
-        leftover: Vec<u8>,
-        tx: mpsc::UnboundedSender<Vec<u8>>,
-    ) -> anyhow::Result<()> {
-        let mut reader = FrameReader::with_limit(FrameKind::Peer, MAX_PEER_MESSAGE);
-        let mut held = BufferShare { total: self.peer_buffered.clone(), mine: 0 };
-        held.reserve(leftover.len())?;
-        reader.push(&leftover);
-        // Every P connection, idle ones included, holds this buffer: kept small (messages
-        // here are small and few; a bigger one just takes more reads).
-        let mut buf = vec![0u8; 16 * 1024];
-        // When the unfinished frame in `reader` must be complete.
-        let mut frame_deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let mut completed = false;
-            while let Some(frame) = reader.next_frame()? {
-                completed = true;
-                if !P_CODES_HANDLED.contains(&frame.code) {
-                    tracing::debug!(%user, code = frame.code, "skipping a peer message we do not act on");
-                    continue;
+    /// Carry out everything the machine asks.
+    fn flush(self: &Arc<Self>, core: &mut Core) {
+        while let Some(out) = core.session.poll_output() {
+            match out {
+                Output::Dial { conn, addr } => {
+                    let input = self.input.clone();
+                    tokio::spawn(async move {
+                        let s = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await;
+                        let _ = input.send(Input::Dialed(conn, s.ok().and_then(|r| r.ok())));
+                    });
                 }
-                let msg = PeerMessage::decode_limited(frame.code, &frame.body, MAX_PEER_INFLATED)?;
-                self.clone().on_peer_message(&user, msg, &tx).await;
+                Output::Send { conn, data } => {
+                    if let Some(tx) = core.conns.get(&conn) {
+                        let _ = tx.send(ConnCmd::Write(data));
+                    } else if let Some((_, prefix)) = core.fresh.get_mut(&conn) {
+                        prefix.extend_from_slice(&data);
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some(tx) = core.conns.remove(&conn) {
+                        let _ = tx.send(ConnCmd::Close);
+                    }
+                    core.fresh.remove(&conn);
+                }
+                Output::Event(e) => self.on_event(core, e),
             }
-            held.set(reader.buffered());
-            frame_deadline = match reader.buffered() {
-                0 => None,
-                _ if completed || frame_deadline.is_none() => Some(tokio::time::Instant::now() + PEER_FRAME_TIMEOUT),
-                _ => frame_deadline,
-            };
-            let n = tokio::select! {
-                r = rd.read(&mut buf) => r?,
-                _ = self.shutdown.cancelled() => return Ok(()),
-                _ = sleep_until_some(frame_deadline) => bail!("a message did not arrive whole within {}s", PEER_FRAME_TIMEOUT.as_secs()),
-            };
-            if n == 0 {
-                return Ok(());
+        }
+        // Dialled sockets the machine kept: they get their task now, with what it wrote.
+        let fresh: Vec<(ConnId, (TcpStream, Vec<u8>))> = core.fresh.drain().collect();
+        for (conn, (stream, prefix)) in fresh {
+            let (tx, rx) = mpsc::unbounded_channel();
+            if !prefix.is_empty() {
+                let _ = tx.send(ConnCmd::Write(prefix));
             }
-            held.reserve(n)?;
-            reader.push(&buf[..n]);
+            core.conns.insert(conn, tx);
+            tokio::spawn(conn_task(conn, stream, rx, self.input.clone(), self.shutdown.clone()));
         }
     }
 
-    async fn on_peer_message(self: Arc<Self>, user: &str, msg: PeerMessage, tx: &mpsc::UnboundedSender<Vec<u8>>) {
-        match msg {
-            PeerMessage::FileSearchResponse(r) => {
-                let all = r.files.iter().chain(r.private_files.iter().flatten());
-                for f in all {
-                    let _ = self.events.send(SlskEvent::SearchResult {
-                        user: r.user.clone(),
-                        path: f.filename.clone(),
+    /// Take a connection back from the machine's world: its socket (once what was written
+    /// to it is out), and bytes still to write first.
+    fn take_stream(&self, core: &mut Core, conn: ConnId) -> (oneshot::Receiver<TcpStream>, Vec<u8>) {
+        let (tx, rx) = oneshot::channel();
+        if let Some((stream, prefix)) = core.fresh.remove(&conn) {
+            let _ = tx.send(stream);
+            return (rx, prefix);
+        }
+        if let Some(task) = core.conns.remove(&conn) {
+            let _ = task.send(ConnCmd::Handoff(tx));
+        }
+        (rx, Vec::new())
+    }
+
+    fn event(&self, e: SlskEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn on_event(self: &Arc<Self>, core: &mut Core, e: SessionEvent) {
+        let now = std::time::Instant::now();
+        match e {
+            SessionEvent::LoggedIn => {
+                if let Some(l) = core.login.take() {
+                    let _ = l.send(Ok(()));
+                }
+            }
+            SessionEvent::LoginFailed { reason } => {
+                if let Some(l) = core.login.take() {
+                    let _ = l.send(Err(reason));
+                }
+            }
+            SessionEvent::Relogged => {
+                tracing::warn!("logged in elsewhere: the server closed this session");
+                self.shutdown.cancel();
+            }
+            SessionEvent::SearchResults { token, user, files, free_slot, queue } => {
+                for f in files {
+                    self.event(SlskEvent::SearchResult {
+                        user: user.clone(),
+                        path: f.filename,
                         size: f.size,
-                        free_slot: r.slot_free,
-                        queue: r.queue_len,
-                        token: r.token,
+                        free_slot,
+                        queue,
+                        token,
                     });
                 }
             }
-            PeerMessage::SharedFileListRequest => {
-                let list = SharedFileList { dirs: self.shares().dirs(), unknown: Some(0), private_dirs: None };
-                let _ = tx.send(PeerMessage::SharedFileListResponse(list).encode());
-            }
-            PeerMessage::UserInfoRequest => {
-                let info = UserInfo {
-                    description: "omnipeer".into(),
-                    picture: None,
-                    total_uploads: self.up.total_slots("slsk") as u32,
-                    queue_size: self.up.queue_len() as u32,
-                    slots_free: self.up.free_slots("slsk") > 0,
-                    upload_permitted: Some(omnipeer_slsk::peer::upload_permission::EVERYONE),
-                };
-                let _ = tx.send(PeerMessage::UserInfoResponse(info).encode());
-            }
-            PeerMessage::FolderContentsRequest { token, folder } => {
-                let want = folder.replace('/', "\\").to_lowercase();
-                let dirs: Vec<SharedDirectory> = self
-                    .shares()
-                    .dirs()
-                    .into_iter()
-                    .filter(|d| {
-                        d.path.to_lowercase() == want || d.path.to_lowercase().starts_with(&format!("{want}\\"))
-                    })
-                    .collect();
-                let _ = tx.send(PeerMessage::FolderContentsResponse { token, folder, dirs }.encode());
-            }
-            PeerMessage::QueueUpload { filename } => self.queue_upload(user, filename, tx.clone()),
-            PeerMessage::PlaceInQueueRequest { filename } => {
-                // Only a file in our queue has a place (as Nicotine+: others get no answer).
-                if let Some(place) = self.up.position("slsk", user, &filename) {
-                    let _ = tx.send(PeerMessage::PlaceInQueueResponse { filename, place }.encode());
+            SessionEvent::SearchRequest { user, token, query } => {
+                let files = self.shares().search(&query, 100);
+                if !files.is_empty() {
+                    let resp = SearchResponse {
+                        user: self.cfg.user.clone(),
+                        token,
+                        files,
+                        slot_free: self.up.free_slots("slsk") > 0,
+                        avg_speed: 0,
+                        queue_len: self.up.queue_len() as u32,
+                        unknown: Some(0),
+                        private_files: None,
+                    };
+                    core.session.answer_search(now, &user, resp);
                 }
             }
-            PeerMessage::PlaceInQueueResponse { filename, place } => {
-                let waiters = self
-                    .place_waiters
-                    .lock()
-                    .expect("place")
-                    .remove(&(user.to_lowercase(), filename))
-                    .unwrap_or_default();
-                for w in waiters {
+            SessionEvent::PeerRequest { user, request } => {
+                let msg = match request {
+                    PeerRequest::SharedFileList => PeerMessage::SharedFileListResponse(SharedFileList {
+                        dirs: self.shares().dirs(),
+                        unknown: Some(0),
+                        private_dirs: None,
+                    }),
+                    PeerRequest::UserInfo => ClientSession::user_info(
+                        "omnipeer",
+                        self.up.total_slots("slsk") as u32,
+                        self.up.queue_len() as u32,
+                        self.up.free_slots("slsk") > 0,
+                    ),
+                    PeerRequest::FolderContents { token, folder } => {
+                        let want = folder.replace('/', "\\").to_lowercase();
+                        let dirs: Vec<SharedDirectory> = self
+                            .shares()
+                            .dirs()
+                            .into_iter()
+                            .filter(|d| {
+                                d.path.to_lowercase() == want || d.path.to_lowercase().starts_with(&format!("{want}\\"))
+                            })
+                            .collect();
+                        PeerMessage::FolderContentsResponse { token, folder, dirs }
+                    }
+                };
+                core.session.reply(now, &user, msg);
+            }
+            SessionEvent::PrivateMessage { user, text } => self.event(SlskEvent::PrivateMessage { user, text }),
+            SessionEvent::RoomMessage { room, user, text } => self.event(SlskEvent::RoomMessage { room, user, text }),
+            SessionEvent::JoinedRoom { room } => self.event(SlskEvent::JoinedRoom { room }),
+            SessionEvent::DownloadPlace { id, place } => tracing::info!(id, place, "download still queued"),
+            SessionEvent::QueuePlace { user, filename, place } => {
+                for w in core.place_waiters.remove(&(user.to_lowercase(), filename)).unwrap_or_default() {
                     let _ = w.send(place);
                 }
             }
-            PeerMessage::TransferRequest { direction: TransferDirection::Upload, token, filename, size } => {
-                // The uploader is ready to send something we queued.
-                let mut downloads = self.downloads.lock().expect("downloads");
-                let found = downloads
-                    .iter_mut()
-                    .find(|d| d.user.eq_ignore_ascii_case(user) && d.path == filename && d.token.is_none());
-                let reply = match found {
-                    Some(d) => match offered_size(d.expected, size) {
-                        Ok(size) => {
-                            d.token = Some(token);
-                            d.size = Some(size);
-                            if let Some(s) = d.started.take() {
-                                let _ = s.send(Ok(size));
-                            }
-                            TransferReply::Allowed { size: None }
+            SessionEvent::DownloadConnected { id, conn, size, rest } => {
+                let (stream, _) = self.take_stream(core, conn);
+                // Nobody waiting (the call ended meanwhile): the socket just closes.
+                if let Some(w) = core.downloads.remove(&id) {
+                    tokio::spawn(async move {
+                        if let Ok(stream) = stream.await {
+                            let _ = w.send(Ok(FConn { stream, size, rest }));
                         }
-                        // Not the file the user chose (or a lie): refused before any F
-                        // connection, so nothing is written.
-                        Err(why) => {
-                            if let Some(s) = d.started.take() {
-                                let _ = s.send(Err(why));
-                            }
-                            TransferReply::Denied { reason: "Cancelled".into() }
-                        }
-                    },
-                    None => TransferReply::Denied { reason: "Cancelled".into() },
-                };
-                let _ = tx.send(PeerMessage::TransferResponse { token, reply }.encode());
-            }
-            PeerMessage::TransferResponse { token, reply } => {
-                let Some((to, path, id)) = self.uploads.lock().expect("uploads").remove(&token) else { return };
-                match reply {
-                    TransferReply::Allowed { .. } => {
-                        let Some(sent) = self.up.start(id, 0) else {
-                            tracing::info!(user = %to, %path, "the slot held for this upload lapsed");
-                            return;
-                        };
-                        let this = self.clone();
-                        tokio::spawn(async move {
-                            let r = this.clone().upload(&to, &path, token, id, sent).await;
-                            if let Err(e) = &r {
-                                tracing::info!(user = %to, %path, "upload failed: {e:#}");
-                                if let Some(p) = this.peers.lock().expect("peers").get(&to.to_lowercase()) {
-                                    let _ = p.send(PeerMessage::UploadFailed { filename: path.clone() }.encode());
-                                }
-                            }
-                            this.up.finish(id, r.map_err(|e| format!("{e:#}")));
-                        });
-                    }
-                    TransferReply::Denied { reason } => self.up.finish(id, Err(format!("refused: {reason}"))),
+                    });
                 }
             }
-            PeerMessage::UploadDenied { filename, reason } => self.fail_download(user, &filename, &reason),
-            PeerMessage::UploadFailed { filename } => self.fail_download(user, &filename, "upload failed"),
-            _ => {}
-        }
-    }
-
-    fn fail_download(&self, user: &str, path: &str, why: &str) {
-        let mut downloads = self.downloads.lock().expect("downloads");
-        if let Some(d) = downloads.iter_mut().find(|d| d.user.eq_ignore_ascii_case(user) && d.path == path) {
-            if let Some(s) = d.started.take() {
-                let _ = s.send(Err(format!("{user} refused {path}: {why}")));
+            SessionEvent::DownloadFailed { id, why } => {
+                if let Some(w) = core.downloads.remove(&id) {
+                    let _ = w.send(Err(why));
+                }
             }
+            SessionEvent::UploadRequested { user, filename } => self.queue_upload(core, now, user, filename),
+            SessionEvent::PlaceRequested { user, filename } => {
+                // Only a file in our queue has a place (as Nicotine+: others get no answer).
+                if let Some(place) = self.up.position("slsk", &user, &filename) {
+                    core.session.place_reply(now, &user, &filename, place);
+                }
+            }
+            SessionEvent::UploadConnected { id, conn } => {
+                let (stream, prefix) = self.take_stream(core, conn);
+                let Some((user, path)) = core.granted.remove(&id) else { return };
+                let Some(sent) = self.up.start(id, 0) else {
+                    tracing::info!(%user, %path, "the slot held for this upload lapsed");
+                    return;
+                };
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let r = this.clone().upload(stream, prefix, &user, &path, id, sent).await;
+                    if let Err(e) = &r {
+                        tracing::info!(%user, %path, "upload failed: {e:#}");
+                        this.with(|c, now| c.session.upload_broke(now, &user, &path));
+                    }
+                    this.up.finish(id, r.map_err(|e| format!("{e:#}")));
+                });
+            }
+            SessionEvent::UploadFailed { id, why } => {
+                if core.granted.remove(&id).is_some() {
+                    self.up.finish(id, Err(why));
+                }
+            }
+            // The slot's hold lapses (the queue's timer gives it to the next).
+            SessionEvent::UploadUnanswered { id } => {
+                core.granted.remove(&id);
+            }
+            SessionEvent::Browsed { user, .. } | SessionEvent::FolderContents { user, .. } => {
+                tracing::debug!(%user, "a share list nobody waits for")
+            }
+            SessionEvent::BrowseFailed { user, why } => tracing::debug!(%user, "browse failed: {why}"),
+            SessionEvent::PeerDropped { conn, why } => tracing::debug!(conn, "peer connection dropped: {why}"),
         }
     }
 
     /// A peer queued one of our files: it gets a slot now, or a place in the queue and a
     /// slot when its turn comes ([`Inner::grant_loop`]).
-    fn queue_upload(self: Arc<Self>, user: &str, filename: String, tx: mpsc::UnboundedSender<Vec<u8>>) {
+    fn queue_upload(&self, core: &mut Core, now: std::time::Instant, user: String, filename: String) {
         let Some(f) = self.shares().get(&filename).cloned() else {
-            let _ = tx.send(PeerMessage::UploadDenied { filename, reason: "File not shared.".into() }.encode());
+            core.session.upload_refused(now, &user, &filename, reject_reason::FILE_NOT_SHARED);
             return;
         };
-        match self.up.request("slsk", user, &filename, f.size, true) {
+        match self.up.request("slsk", &user, &filename, f.size, true) {
             Decision::Granted(id) => {
-                let grant = Grant { id, network: "slsk".into(), user: user.to_owned(), file: filename };
-                // answered on the connection the request came in on: it is alive
-                tokio::spawn(self.grant(grant, Some(tx)));
+                core.granted.insert(id, (user.clone(), filename.clone()));
+                core.session.upload_granted(now, id, &user, &filename, f.size);
             }
             Decision::Queued { position, .. } => tracing::info!(%user, %filename, position, "upload queued"),
             Decision::AlreadyGranted(_) => {}
-            Decision::Refused => {
-                let _ = tx.send(PeerMessage::UploadDenied { filename, reason: "Too many files".into() }.encode());
-            }
+            Decision::Refused => core.session.upload_refused(now, &user, &filename, reject_reason::TOO_MANY_FILES),
         }
     }
 
@@ -846,73 +752,46 @@ impl Inner {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 g = grants.recv() => match g {
-                    Some(g) => { tokio::spawn(self.clone().grant(g, None)); }
+                    Some(g) => self.grant(g),
                     None => return,
                 },
             }
         }
     }
 
-    /// A slot is held for `g`: offer the file with TransferRequest (direction upload); the
-    /// peer's TransferResponse starts or refuses it. An unreachable peer gives it back.
-    /// `via`: a live connection from the peer to try first (the QueueUpload's own).
-    async fn grant(self: Arc<Self>, g: Grant, mut via: Option<mpsc::UnboundedSender<Vec<u8>>>) {
+    /// A slot is held for `g`: the machine offers the file (TransferRequest, resent on
+    /// fresh connections); the peer's answer starts or refuses it.
+    fn grant(self: &Arc<Self>, g: Grant) {
         let Some(f) = self.shares().get(&g.file).cloned() else {
             self.up.finish(g.id, Err("no longer shared".into()));
             return;
         };
-        let token = self.token();
-        self.uploads.lock().expect("uploads").insert(token, (g.user.clone(), g.file.clone(), g.id));
-        let req = PeerMessage::TransferRequest {
-            direction: TransferDirection::Upload,
-            token,
-            filename: g.file.clone(),
-            size: Some(f.size),
-        };
-        for wait in ANSWER_WAITS {
-            let conn = match via.take().filter(|t| !t.is_closed()) {
-                Some(t) => Ok(t),
-                None => self.peer_conn(&g.user).await,
-            };
-            match conn {
-                Ok(tx) => {
-                    let _ = tx.send(req.encode());
-                }
-                Err(e) => {
-                    if self.uploads.lock().expect("uploads").remove(&token).is_some() {
-                        self.up.finish(g.id, Err(format!("cannot reach {}: {e:#}", g.user)));
-                    }
-                    return;
-                }
-            }
-            tokio::time::sleep(wait).await;
-            if !self.uploads.lock().expect("uploads").contains_key(&token) {
-                return; // answered
-            }
-            // No answer: the request may have gone into a P connection the peer had
-            // already dropped (both sides connecting at once). Ask again on a fresh one.
-            tracing::debug!(user = %g.user, file = %g.file, "no answer to TransferRequest: sending it again");
-            self.peers.lock().expect("peers").remove(&g.user.to_lowercase());
-        }
-        // Still nothing: the slot's hold lapses (the queue's timer gives it to the next).
+        self.with(|c, now| {
+            c.granted.insert(g.id, (g.user.clone(), g.file.clone()));
+            c.session.upload_granted(now, g.id, &g.user, &g.file, f.size);
+        });
     }
 
-    /// Send a granted file over a new F connection: token, their offset, then bytes
-    /// (zero-copy unless the upload limit applies), counted in `sent`.
+    /// Send a granted file over its F connection: (our token, already written by the
+    /// machine or in `prefix`), their offset, then bytes (zero-copy unless the upload limit
+    /// applies), counted in `sent`.
     async fn upload(
         self: Arc<Self>,
+        stream: oneshot::Receiver<TcpStream>,
+        prefix: Vec<u8>,
         user: &str,
         vpath: &str,
-        token: u32,
         id: u64,
         sent: Arc<AtomicU64>,
     ) -> anyhow::Result<()> {
         let f = self.shares().get(vpath).cloned().ok_or_else(|| anyhow!("{vpath} is no longer shared"))?;
         let (file, size) = crate::share::open_inside(&f.real, &f.root)?;
-        let mut s = self.f_conn(user).await?;
-        s.write_all(&token.to_le_bytes()).await?;
+        let mut s = stream.await.map_err(|_| anyhow!("the file connection to {user} closed"))?;
+        if !prefix.is_empty() {
+            s.write_all(&prefix).await?;
+        }
         let mut off = [0u8; 8];
-        tokio::time::timeout(TRANSFER_WAIT, s.read_exact(&mut off)).await.map_err(|_| anyhow!("no offset"))??;
+        tokio::time::timeout(OFFSET_WAIT, s.read_exact(&mut off)).await.map_err(|_| anyhow!("no offset"))??;
         let offset = u64::from_le_bytes(off).min(size);
         self.up.set_start(id, offset);
         let limit = self.up.limit();
@@ -929,339 +808,149 @@ impl Inner {
         // The downloader closes once it has everything.
         let mut rest = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut rest)).await;
-        let _ = self.events.send(SlskEvent::Uploaded { user: user.to_owned(), path: vpath.to_owned() });
+        self.event(SlskEvent::Uploaded { user: user.to_owned(), path: vpath.to_owned() });
         Ok(())
-    }
-
-    /// An F connection to `user` (direct raced with indirect).
-    async fn f_conn(self: &Arc<Self>, user: &str) -> anyhow::Result<TcpStream> {
-        let token = self.token();
-        let (addr_tx, addr_rx) = oneshot::channel();
-        self.addr_waiters.lock().expect("addr").entry(user.to_lowercase()).or_default().push(addr_tx);
-        let (pierce_tx, pierce_rx) = oneshot::channel();
-        self.pierce_waiters.lock().expect("pierce").insert(token, pierce_tx);
-        let _ = self.server_tx.send(ServerRequest::GetPeerAddress { user: user.to_owned() }.encode());
-        let _ = self
-            .server_tx
-            .send(ServerRequest::ConnectToPeer { token, user: user.to_owned(), conn_type: "F".into() }.encode());
-        let me = self.cfg.user.clone();
-        let direct = async move {
-            let (ip, port) = addr_rx.await.map_err(|_| anyhow!("no address"))?;
-            if port == 0 {
-                bail!("offline");
-            }
-            let mut s = TcpStream::connect((ip, port as u16)).await?;
-            s.write_all(&PeerInit::PeerInit { user: me, conn_type: "F".into(), token }.encode()).await?;
-            Ok::<_, anyhow::Error>(s)
-        };
-        let r = tokio::time::timeout(PEER_CONNECT_WAIT, async {
-            tokio::select! {
-                Ok(s) = direct => Ok(s),
-                Ok(s) = pierce_rx => Ok(s),
-                else => Err(anyhow!("cannot open a file connection to {user}")),
-            }
-        })
-        .await
-        .map_err(|_| anyhow!("connecting to {user} timed out"))?;
-        self.pierce_waiters.lock().expect("pierce").remove(&token);
-        r
-    }
-
-    /// Answer a search the server relayed.
-    async fn answer_search(self: &Arc<Self>, user: String, token: u32, query: String) {
-        if user.eq_ignore_ascii_case(&self.cfg.user) {
-            return;
-        }
-        let files = self.shares().search(&query, 100);
-        if files.is_empty() {
-            return;
-        }
-        let resp = SearchResponse {
-            user: self.cfg.user.clone(),
-            token,
-            files,
-            slot_free: self.up.free_slots("slsk") > 0,
-            avg_speed: 0,
-            queue_len: self.up.queue_len() as u32,
-            unknown: Some(0),
-            private_files: None,
-        };
-        let this = self.clone();
-        tokio::spawn(async move {
-            match this.peer_conn(&user).await {
-                Ok(tx) => {
-                    let _ = tx.send(PeerMessage::FileSearchResponse(resp).encode());
-                }
-                Err(e) => tracing::debug!(%user, "cannot deliver search results: {e:#}"),
-            }
-        });
-    }
-
-    /// A peer connection we accepted or opened for ConnectToPeer: route it by its first frame.
-    async fn incoming(self: Arc<Self>, mut stream: TcpStream) -> anyhow::Result<()> {
-        // Before it has identified itself a connection holds at most one init frame
-        // (MAX_INIT_FRAME), and only for PEER_INIT_TIMEOUT in all: trickling bytes does not
-        // extend it.
-        let deadline = tokio::time::Instant::now() + PEER_INIT_TIMEOUT;
-        let mut reader = FrameReader::new(FrameKind::PeerInit);
-        let mut buf = vec![0u8; 16 * 1024];
-        let frame = loop {
-            if let Some(f) = reader.next_frame()? {
-                break f;
-            }
-            let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
-                .await
-                .map_err(|_| anyhow!("no peer-init within {}s", PEER_INIT_TIMEOUT.as_secs()))??;
-            if n == 0 {
-                bail!("closed before peer-init");
-            }
-            reader.push(&buf[..n]);
-        };
-        let leftover = reader.take_rest();
-        match PeerInit::from_frame(&frame)? {
-            PeerInit::PierceFireWall { token } => {
-                let waiter = self.pierce_waiters.lock().expect("pierce").remove(&token);
-                match waiter {
-                    Some(tx) => {
-                        let _ = tx.send(stream);
-                    }
-                    None => tracing::debug!(token, "unknown PierceFireWall token"),
-                }
-            }
-            PeerInit::PeerInit { user, conn_type, .. } => {
-                self.typed(stream, user, &conn_type, leftover, deadline).await?
-            }
-        }
-        Ok(())
-    }
-
-    /// Run a connection by its type. `deadline`: when an `F` connection's token must be in.
-    async fn typed(
-        self: Arc<Self>,
-        mut stream: TcpStream,
-        user: String,
-        conn_type: &str,
-        leftover: Vec<u8>,
-        deadline: tokio::time::Instant,
-    ) -> anyhow::Result<()> {
-        match conn_type {
-            "P" => {
-                self.spawn_p(stream, user, leftover);
-            }
-            "F" => {
-                // The uploader sends its transfer token first.
-                let mut have = leftover;
-                while have.len() < 4 {
-                    let mut b = [0u8; 4];
-                    let n = tokio::time::timeout_at(deadline, stream.read(&mut b))
-                        .await
-                        .map_err(|_| anyhow!("no token"))??;
-                    if n == 0 {
-                        bail!("F connection closed before its token");
-                    }
-                    have.extend_from_slice(&b[..n]);
-                }
-                let token = u32::from_le_bytes([have[0], have[1], have[2], have[3]]);
-                let rest = have[4..].to_vec();
-                let waiter = {
-                    let mut downloads = self.downloads.lock().expect("downloads");
-                    let i = downloads.iter().position(|d| d.token == Some(token) && d.user.eq_ignore_ascii_case(&user));
-                    i.and_then(|i| downloads.remove(i).f_conn)
-                };
-                match waiter {
-                    Some(tx) => {
-                        let _ = tx.send((stream, rest));
-                    }
-                    None => tracing::debug!(%user, token, "F connection for nothing we asked"),
-                }
-            }
-            other => tracing::debug!(%user, "ignoring a {other} connection (no distributed network here)"),
-        }
-        Ok(())
-    }
-}
-
-/// The size a download goes on with, given the size the user chose (`expected`) and the
-/// one the uploader's TransferRequest announced; or why it cannot go on. Without a chosen
-/// size the announced one is taken (and the node then keeps it for retries).
-fn offered_size(expected: Option<u64>, announced: Option<u64>) -> Result<u64, String> {
-    match (expected, announced) {
-        (Some(m), Some(n)) if n != m => Err(format!("peer offered {n} bytes of a file of {m}")),
-        (Some(m), _) => Ok(m),
-        (None, Some(n)) => Ok(n),
-        (None, None) => Err("the peer did not say how large the file is".into()),
     }
 }
 
 /// Sleep until `at`, or forever without one.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+async fn sleep_until_some(at: Option<std::time::Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
 }
 
-/// One `P` connection's share of [`PEER_BUFFER_BUDGET`], given back when it ends.
-struct BufferShare {
-    total: Arc<std::sync::atomic::AtomicUsize>,
-    mine: usize,
-}
-
-impl BufferShare {
-    /// Take `n` more bytes, or fail (drop the connection) if that goes past the budget.
-    fn reserve(&mut self, n: usize) -> anyhow::Result<()> {
-        let before = self.total.fetch_add(n, Ordering::Relaxed);
-        if before + n > PEER_BUFFER_BUDGET {
-            self.total.fetch_sub(n, Ordering::Relaxed);
-            bail!("peer connections hold {before} bytes of unfinished messages (limit {PEER_BUFFER_BUDGET}): dropping this one");
-        }
-        self.mine += n;
-        Ok(())
-    }
-
-    /// Now holding `n` bytes.
-    fn set(&mut self, n: usize) {
-        if n > self.mine {
-            self.total.fetch_add(n - self.mine, Ordering::Relaxed);
-        } else {
-            self.total.fetch_sub(self.mine - n, Ordering::Relaxed);
-        }
-        self.mine = n;
-    }
-}
-
-impl Drop for BufferShare {
-    fn drop(&mut self) {
-        self.total.fetch_sub(self.mine, Ordering::Relaxed);
-    }
-}
-
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            m = rx.recv() => match m {
-                Some(d) => if wr.write_all(&d).await.is_err() { return },
-                None => return,
-            },
-            _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
-async fn read_server_frame(s: &mut TcpStream, reader: &mut FrameReader) -> anyhow::Result<ServerResponse> {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        if let Some(f) = reader.next_frame()? {
-            return Ok(ServerResponse::from_frame(&f)?);
-        }
-        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
-            .await
-            .map_err(|_| anyhow!("the server did not answer"))??;
-        if n == 0 {
-            bail!("the server closed the connection");
-        }
-        reader.push(&buf[..n]);
-    }
-}
-
-async fn run(
+/// The pump: socket reports, accepted connections and time into the machine.
+async fn pump(
     inner: Arc<Inner>,
-    server: TcpStream,
-    mut reader: FrameReader,
-    mut server_rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut input: mpsc::UnboundedReceiver<Input>,
     listener: TcpListener,
 ) -> anyhow::Result<()> {
-    let (mut rd, mut wr) = server.into_split();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut ping = tokio::time::interval(Duration::from_secs(300));
-    ping.tick().await;
     loop {
-        while let Some(f) = reader.next_frame()? {
-            match ServerResponse::from_frame(&f) {
-                Ok(msg) => on_server(&inner, msg).await,
-                Err(e) => tracing::debug!(code = f.code, "undecodable server message: {e}"),
-            }
-        }
+        let next = inner.core.lock().expect("slsk core").session.poll_timeout();
         tokio::select! {
             _ = inner.shutdown.cancelled() => return Ok(()),
-            r = rd.read(&mut buf) => {
-                let n = r?;
-                if n == 0 {
-                    bail!("the server closed the connection");
-                }
-                reader.push(&buf[..n]);
-            }
-            Some(out) = server_rx.recv() => wr.write_all(&out).await?,
+            _ = inner.wake.notified() => {}
+            _ = sleep_until_some(next) => inner.with(|c, now| c.session.handle_timeout(now)),
             r = listener.accept() => {
                 if let Ok((s, _)) = r {
-                    let this = inner.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = this.incoming(s).await {
-                            tracing::debug!("peer connection: {e:#}");
-                        }
-                    });
+                    let conn = inner.with(|c, now| c.session.accepted(now));
+                    inner.spawn_conn(conn, s);
                 }
             }
-            _ = ping.tick() => wr.write_all(&ServerRequest::ServerPing.encode()).await?,
+            i = input.recv() => match i {
+                None => return Ok(()),
+                Some(Input::Bytes(conn, data)) => {
+                    inner.with(|c, now| c.session.handle_input(now, conn, &data));
+                    // Still the machine's (not closed, not handed over): read the next chunk.
+                    // Asked only now, after the machine acted on these bytes, so a socket
+                    // it hands over has nothing read past what it consumed.
+                    if let Some(tx) = inner.core.lock().expect("slsk core").conns.get(&conn) {
+                        let _ = tx.send(ConnCmd::Read);
+                    }
+                }
+                Some(Input::Closed(conn)) => {
+                    inner.with(|c, now| {
+                        c.conns.remove(&conn);
+                        c.session.closed(now, conn);
+                    });
+                    if conn == SERVER {
+                        if let Some(l) = inner.core.lock().expect("slsk core").login.take() {
+                            let _ = l.send(Err("the server closed the connection".into()));
+                        }
+                        bail!("the server closed the connection");
+                    }
+                }
+                Some(Input::Dialed(conn, stream)) => inner.with(|c, now| match stream {
+                    Some(s) => {
+                        let _ = s.set_nodelay(true);
+                        c.fresh.insert(conn, (s, Vec::new()));
+                        c.session.connected(now, conn);
+                    }
+                    None => c.session.connect_failed(now, conn),
+                }),
+            },
         }
     }
 }
 
-async fn on_server(inner: &Arc<Inner>, msg: ServerResponse) {
-    match msg {
-        ServerResponse::GetPeerAddress { user, ip, port, .. } => {
-            let waiters = inner.addr_waiters.lock().expect("addr").remove(&user.to_lowercase()).unwrap_or_default();
-            for w in waiters {
-                let _ = w.send((ip, port));
-            }
-        }
-        ServerResponse::ConnectToPeer { user, conn_type, ip, port, token, .. } => {
-            // Someone could not reach us: connect to them and pierce.
-            let this = inner.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(mut s)) =
-                    tokio::time::timeout(PEER_CONNECT_WAIT, TcpStream::connect((ip, port as u16))).await
-                else {
-                    let _ = this.server_tx.send(ServerRequest::CantConnectToPeer { token, user }.encode());
-                    return;
-                };
-                if s.write_all(&PeerInit::PierceFireWall { token }.encode()).await.is_err() {
+/// One socket: writes what the pump sends (without blocking its reads), reads one chunk
+/// per [`ConnCmd::Read`], and closes or hands the socket back when told, after the writes.
+async fn conn_task(
+    conn: ConnId,
+    stream: TcpStream,
+    mut cmds: mpsc::UnboundedReceiver<ConnCmd>,
+    input: mpsc::UnboundedSender<Input>,
+    shutdown: CancellationToken,
+) {
+    enum End {
+        Close,
+        Handoff(oneshot::Sender<TcpStream>),
+    }
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut reading = true;
+    let mut end: Option<End> = None;
+    loop {
+        if pending.is_empty() {
+            match end.take() {
+                Some(End::Close) => {
+                    let mut s = stream;
+                    let _ = s.shutdown().await;
                     return;
                 }
-                if let Err(e) = this
-                    .clone()
-                    .typed(s, user, &conn_type, Vec::new(), tokio::time::Instant::now() + PEER_INIT_TIMEOUT)
-                    .await
-                {
-                    tracing::debug!("indirect connection: {e:#}");
+                Some(End::Handoff(tx)) => {
+                    let _ = tx.send(stream);
+                    return;
                 }
-            });
-        }
-        ServerResponse::CantConnectToPeer { token } => {
-            inner.pierce_waiters.lock().expect("pierce").remove(&token);
-        }
-        ServerResponse::FileSearch { user, token, query } => inner.answer_search(user, token, query).await,
-        ServerResponse::EmbeddedMessage { code: 3, body } => {
-            if let Ok(omnipeer_slsk::distributed::DistributedMessage::Search { user, token, query, .. }) =
-                omnipeer_slsk::distributed::DistributedMessage::decode(3, &body)
-            {
-                inner.answer_search(user, token, query).await;
+                None => {}
             }
         }
-        ServerResponse::MessageUser { id, user, message, .. } => {
-            let _ = inner.server_tx.send(ServerRequest::MessageAcked { id }.encode());
-            let _ = inner.events.send(SlskEvent::PrivateMessage { user, text: message });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = stream.readable(), if reading && end.is_none() => {
+                if r.is_err() {
+                    let _ = input.send(Input::Closed(conn));
+                    return;
+                }
+                match stream.try_read(&mut buf) {
+                    Ok(0) => {
+                        let _ = input.send(Input::Closed(conn));
+                        return;
+                    }
+                    Ok(n) => {
+                        reading = false;
+                        let _ = input.send(Input::Bytes(conn, buf[..n].to_vec()));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        let _ = input.send(Input::Closed(conn));
+                        return;
+                    }
+                }
+            }
+            r = stream.writable(), if !pending.is_empty() => {
+                if r.is_err() {
+                    let _ = input.send(Input::Closed(conn));
+                    return;
+                }
+                match stream.try_write(&pending) {
+                    Ok(n) => { pending.drain(..n); }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        let _ = input.send(Input::Closed(conn));
+                        return;
+                    }
+                }
+            }
+            c = cmds.recv() => match c {
+                None => return,
+                Some(ConnCmd::Write(d)) => pending.extend_from_slice(&d),
+                Some(ConnCmd::Read) => reading = true,
+                Some(ConnCmd::Close) => end = Some(End::Close),
+                Some(ConnCmd::Handoff(tx)) => end = Some(End::Handoff(tx)),
+            },
         }
-        ServerResponse::SayChatroom { room, user, message } => {
-            let _ = inner.events.send(SlskEvent::RoomMessage { room, user, text: message });
-        }
-        ServerResponse::JoinRoom { room, .. } => {
-            let _ = inner.events.send(SlskEvent::JoinedRoom { room });
-        }
-        ServerResponse::Relogged => {
-            tracing::warn!("logged in elsewhere: the server closed this session");
-            inner.shutdown.cancel();
-        }
-        _ => {}
     }
 }
