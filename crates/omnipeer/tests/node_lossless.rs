@@ -99,20 +99,23 @@ fn a_burst_of_hub_chat_reaches_the_history_whole_and_a_slow_websocket_is_told_to
     // Every line reaches the history, in order.
     let mut lines: Vec<String> = Vec::new();
     let mut max_rss = 0;
-    wait_for(&format!("{LINES} lines in the chat history"), 300, || {
-        max_rss = max_rss.max(node.omni.rss_kib());
-        let after = match lines.len() {
-            0 => String::new(),
-            _ => format!("&after={}", lines.last().unwrap().split(' ').next().unwrap()),
-        };
-        let page = node.get(&format!("/api/chats/messages?chat=nmdc:hub&limit=1000{after}"));
-        for m in page.as_array().unwrap() {
-            if m["nick"] == "talker" {
-                lines.push(format!("{} {}", m["id"], m["text"].as_str().unwrap()));
+    let whole = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(&format!("{LINES} lines in the chat history"), 120, || {
+            max_rss = max_rss.max(node.omni.rss_kib());
+            let after = match lines.len() {
+                0 => String::new(),
+                _ => format!("&after={}", lines.last().unwrap().split(' ').next().unwrap()),
+            };
+            let page = node.get(&format!("/api/chats/messages?chat=nmdc:hub&limit=1000{after}"));
+            for m in page.as_array().unwrap() {
+                if m["nick"] == "talker" {
+                    lines.push(format!("{} {}", m["id"], m["text"].as_str().unwrap()));
+                }
             }
-        }
-        (lines.len() >= LINES).then_some(())
-    });
+            (lines.len() >= LINES).then_some(())
+        })
+    }));
+    assert!(whole.is_ok(), "{} of {LINES} lines in the chat history", lines.len());
     assert_eq!(lines.len(), LINES);
     for (i, l) in lines.iter().enumerate() {
         let text = l.split_once(' ').unwrap().1;

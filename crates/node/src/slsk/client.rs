@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Our client version in Login: 177 is unassigned ("experimental") per the notes.
@@ -241,7 +241,7 @@ struct Inner {
     server_tx: mpsc::UnboundedSender<Vec<u8>>,
     /// The current share; swapped whole by [`SlskClient::reshare`].
     shares: std::sync::RwLock<Arc<Shares>>,
-    events: broadcast::Sender<SlskEvent>,
+    events: crate::events::EventSink<SlskEvent>,
     next_token: AtomicU32,
     /// Slots, queue, limit and records of uploads.
     up: Arc<Uploads>,
@@ -310,7 +310,7 @@ impl SlskClient {
             server.write_all(&req.encode()).await?;
         }
         let (server_tx, server_rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(4096);
+        let events = crate::events::EventSink::default();
         let shutdown = CancellationToken::new();
         let up = match &cfg.uploads {
             Some(u) => u.clone(),
@@ -363,9 +363,10 @@ impl SlskClient {
         Ok(files as usize)
     }
 
-    /// Events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<SlskEvent> {
-        self.inner.events.subscribe()
+    /// The client's events, from its start, for one consumer (`None` once taken). The
+    /// client waits while the consumer is behind (see [`crate::events`]).
+    pub fn take_events(&self) -> Option<mpsc::Receiver<SlskEvent>> {
+        self.inner.events.take()
     }
 
     /// Search the network; results arrive as [`SlskEvent::SearchResult`].
@@ -697,14 +698,16 @@ impl Inner {
             PeerMessage::FileSearchResponse(r) => {
                 let all = r.files.iter().chain(r.private_files.iter().flatten());
                 for f in all {
-                    let _ = self.events.send(SlskEvent::SearchResult {
-                        user: r.user.clone(),
-                        path: f.filename.clone(),
-                        size: f.size,
-                        free_slot: r.slot_free,
-                        queue: r.queue_len,
-                        token: r.token,
-                    });
+                    self.events
+                        .send(SlskEvent::SearchResult {
+                            user: r.user.clone(),
+                            path: f.filename.clone(),
+                            size: f.size,
+                            free_slot: r.slot_free,
+                            queue: r.queue_len,
+                            token: r.token,
+                        })
+                        .await;
                 }
             }
             PeerMessage::SharedFileListRequest => {
@@ -929,7 +932,7 @@ impl Inner {
         // The downloader closes once it has everything.
         let mut rest = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut rest)).await;
-        let _ = self.events.send(SlskEvent::Uploaded { user: user.to_owned(), path: vpath.to_owned() });
+        self.events.send(SlskEvent::Uploaded { user: user.to_owned(), path: vpath.to_owned() }).await;
         Ok(())
     }
 
@@ -1250,13 +1253,13 @@ async fn on_server(inner: &Arc<Inner>, msg: ServerResponse) {
         }
         ServerResponse::MessageUser { id, user, message, .. } => {
             let _ = inner.server_tx.send(ServerRequest::MessageAcked { id }.encode());
-            let _ = inner.events.send(SlskEvent::PrivateMessage { user, text: message });
+            inner.events.send(SlskEvent::PrivateMessage { user, text: message }).await;
         }
         ServerResponse::SayChatroom { room, user, message } => {
-            let _ = inner.events.send(SlskEvent::RoomMessage { room, user, text: message });
+            inner.events.send(SlskEvent::RoomMessage { room, user, text: message }).await;
         }
         ServerResponse::JoinRoom { room, .. } => {
-            let _ = inner.events.send(SlskEvent::JoinedRoom { room });
+            inner.events.send(SlskEvent::JoinedRoom { room }).await;
         }
         ServerResponse::Relogged => {
             tracing::warn!("logged in elsewhere: the server closed this session");
