@@ -195,7 +195,7 @@ async fn flooder(server: SocketAddr, logged_in: std::sync::mpsc::Sender<()>) {
                                 .map(|g| {
                                     let (folder, file) = (g / FILES, g % FILES);
                                     SharedFile::new(
-                                        &format!("Flood\\d{folder:02}\\flood {file:04}.mp3"),
+                                        format!("Flood\\d{folder:02}\\flood {file:04}.mp3"),
                                         1000 + file as u64,
                                     )
                                 })
