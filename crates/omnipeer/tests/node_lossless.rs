@@ -121,6 +121,7 @@ fn a_burst_of_hub_chat_reaches_the_history_whole_and_a_slow_websocket_is_told_to
         let text = l.split_once(' ').unwrap().1;
         assert!(text.starts_with(&format!("line {i:05} ")), "line {i} is {text:.20}");
     }
+    eprintln!("node VmRSS peak seen: {max_rss} KiB");
     assert!(max_rss < RSS_BOUND_KIB, "the node grew to {max_rss} KiB");
     // The slow WebSocket client missed events, and is told so.
     let mut chat_events = 0;
@@ -259,5 +260,6 @@ fn a_burst_of_soulseek_results_keeps_every_one_within_the_search_limit() {
     for r in s["results"].as_array().unwrap() {
         assert_eq!(r["sources"].as_array().unwrap().len(), FOLDERS, "{}", r["name"]);
     }
+    eprintln!("node VmRSS peak seen: {max_rss} KiB");
     assert!(max_rss < RSS_BOUND_KIB, "the node grew to {max_rss} KiB");
 }
