@@ -102,10 +102,10 @@ fn main() -> anyhow::Result<()> {
             // Its virtual path carries the alias aioslsk gives the share: ask by search.
             let mut found = None;
             if logged.1 {
-                let mut ev = getter.subscribe();
+                let mut ev = getter.take_events().expect("a new client's events");
                 getter.search("payload");
                 let end = tokio::time::Instant::now() + Duration::from_secs(10);
-                while let Ok(Ok(e)) = tokio::time::timeout_at(end, ev.recv()).await {
+                while let Ok(Some(e)) = tokio::time::timeout_at(end, ev.recv()).await {
                     if let omnipeer_node::slsk::client::SlskEvent::SearchResult { user, path, .. } = e {
                         if user == "aio" {
                             found = Some(path);

@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod dcc;
+pub mod events;
 pub mod ministream;
 pub mod nmdc;
 pub mod progress;

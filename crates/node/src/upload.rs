@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// How long a slot freed for a queued peer is held for it (Soulseek: until it answers
@@ -341,7 +341,14 @@ struct State {
 pub struct Uploads {
     state: Mutex<State>,
     limit: Arc<RateLimit>,
-    events: broadcast::Sender<UploadInfo>,
+    /// Changes not yet taken by [`Uploads::changes`]: the newest record of each upload
+    /// that changed, so a slow consumer misses no final state (done, failed) and the
+    /// memory is bounded by the uploads that exist, not by how often they changed.
+    changed: Mutex<BTreeMap<u64, UploadInfo>>,
+    /// Wakes [`Uploads::changes`].
+    notify: Notify,
+    /// Whether anyone takes changes (a standalone client's uploads keep none).
+    watched: std::sync::atomic::AtomicBool,
     grants: Mutex<HashMap<String, mpsc::UnboundedSender<Grant>>>,
     dcc_ids: AtomicU64,
 }
@@ -368,7 +375,9 @@ impl Uploads {
                 finished: Vec::new(),
             }),
             limit: Arc::new(limit),
-            events: broadcast::channel(1024).0,
+            changed: Mutex::default(),
+            notify: Notify::new(),
+            watched: std::sync::atomic::AtomicBool::new(false),
             grants: Mutex::default(),
             // DCC gets are not queued; their ids count down from the top so they never
             // meet the queue's.
@@ -399,9 +408,29 @@ impl Uploads {
         self.limit.rate() / 1024
     }
 
-    /// Changes from now on (state changes and progress).
-    pub fn subscribe(&self) -> broadcast::Receiver<UploadInfo> {
-        self.events.subscribe()
+    /// The next changes (state changes and progress; the newest record of each upload
+    /// changed since the last call), waiting for one. Changes are recorded from the first
+    /// call on. For one consumer.
+    pub async fn changes(&self) -> Vec<UploadInfo> {
+        self.watched.store(true, Ordering::SeqCst);
+        loop {
+            let batch = std::mem::take(&mut *self.changed.lock().expect("upload changes"));
+            if !batch.is_empty() {
+                return batch.into_values().collect();
+            }
+            // A change between the take and here leaves a permit: no wake-up is lost.
+            self.notify.notified().await;
+        }
+    }
+
+    /// Record a change for [`Uploads::changes`]. Never waits: it runs under the callers'
+    /// locks and in sync code.
+    fn emit(&self, info: UploadInfo) {
+        if !self.watched.load(Ordering::SeqCst) {
+            return;
+        }
+        self.changed.lock().expect("upload changes").insert(info.id, info);
+        self.notify.notify_one();
     }
 
     /// Slots freed for `network`'s queued uploads arrive here (one receiver per network;
@@ -504,7 +533,7 @@ impl Uploads {
             l.info.start = start;
             let info = with_live(l);
             drop(s);
-            let _ = self.events.send(info);
+            self.emit(info);
         }
     }
 
@@ -531,7 +560,7 @@ impl Uploads {
             if s.finished.len() > KEEP_FINISHED {
                 s.finished.remove(0);
             }
-            let _ = self.events.send(info);
+            self.emit(info);
         }
         let changed = refresh(&mut s);
         drop(s);
@@ -569,7 +598,7 @@ impl Uploads {
             .expect("uploads")
             .live
             .insert(id, Live { info: info.clone(), sent: sent.clone(), last: (Instant::now(), 0) });
-        let _ = self.events.send(info);
+        self.emit(info);
         (id, sent)
     }
 
@@ -584,7 +613,7 @@ impl Uploads {
 
     fn publish(&self, changed: Vec<UploadInfo>) {
         for i in changed {
-            let _ = self.events.send(i);
+            self.emit(i);
         }
     }
 
@@ -787,19 +816,24 @@ mod tests {
     #[tokio::test]
     async fn records_follow_the_queue_and_report_changes() {
         let u = Uploads::new(1, BTreeMap::new(), 0);
-        let mut rx = u.subscribe();
         let mut grants = u.grants("slsk");
+        // (nothing pending: the first call starts recording)
+        assert!(tokio::time::timeout(Duration::from_millis(10), u.changes()).await.is_err());
         let Decision::Granted(a) = u.request("slsk", "a", "x", 10, true) else { panic!() };
-        assert_eq!(rx.recv().await.unwrap().state, "starting");
+        let one = |v: Vec<UploadInfo>, user: &str| v.into_iter().find(|i| i.user == user).unwrap();
+        assert_eq!(one(u.changes().await, "a").state, "starting");
         let sent = u.start(a, 0).unwrap();
-        assert_eq!(rx.recv().await.unwrap().state, "running");
+        assert_eq!(one(u.changes().await, "a").state, "running");
         assert!(matches!(u.request("slsk", "b", "y", 20, true), Decision::Queued { position: 1, .. }));
-        let q = rx.recv().await.unwrap();
+        let q = one(u.changes().await, "b");
         assert_eq!((q.user.as_str(), q.state.as_str(), q.position), ("b", "queued", 1));
         sent.store(10, Ordering::Relaxed);
         u.finish(a, Ok(()));
-        let done = rx.recv().await.unwrap();
+        // A consumer that comes late still sees each upload's newest state.
+        let late = u.changes().await;
+        let done = one(late.clone(), "a");
         assert_eq!((done.state.as_str(), done.bytes), ("done", 10));
+        assert_eq!(one(late, "b").state, "starting");
         assert_eq!(grants.recv().await.unwrap().user, "b");
         let list = u.list();
         assert_eq!(

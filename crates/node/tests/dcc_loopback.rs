@@ -113,12 +113,12 @@ async fn read_line(s: &mut TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_lines_flow_both_ways() {
     let f = start().await;
-    let mut events = f.handle.subscribe();
+    let mut events = f.handle.take_events().unwrap();
     let handle = f.handle.clone();
     // The server answers every line it receives.
     let answerer = tokio::spawn(async move {
         let mut seen = Vec::new();
-        while let Ok(ev) = events.recv().await {
+        while let Some(ev) = events.recv().await {
             if let ServerEvent::ChatLine { nick, text, .. } = ev {
                 seen.push(format!("<{nick}> {text}"));
                 handle.say(Some(&nick), &format!("you said: {text}"));

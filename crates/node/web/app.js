@@ -167,8 +167,10 @@ async function loadAll() {
 const liveEl = $("events-state");
 const stream = new EventStream({
   onEvent(ev) {
-    if (ev.type === "lagged") {
-      // Events were missed: re-read everything shown.
+    if (ev.type === "resync") {
+      // The node sent more than this page read in time and some events were skipped:
+      // re-read everything shown (chats catch up from their last line, searches and
+      // transfers are read again).
       loadAll();
       return;
     }

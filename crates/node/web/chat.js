@@ -3,6 +3,8 @@
 
 import { h, fill, clock, networkName } from "./util.js";
 
+/** Pages of 1000 lines read to catch a chat up before showing only its newest lines. */
+const CATCH_UP_PAGES = 20;
 const KIND_NAME = { hub: "hub chat", room: "room", pm: "private", friend: "friend", chat: "DCC chat" };
 
 function parseId(id) {
@@ -104,7 +106,26 @@ export class ChatView {
   }
 
   async fetchMessages(id) {
-    const msgs = await this.ctx.api("GET", `/api/chats/messages?chat=${encodeURIComponent(id)}&limit=500`);
+    const q = `/api/chats/messages?chat=${encodeURIComponent(id)}`;
+    const have0 = this.messages.get(id) || [];
+    let msgs = null;
+    if (have0.length) {
+      // Catch up from the last line shown (after a resync or a reconnect), a page at a
+      // time; after CATCH_UP_PAGES pages, start again from the newest lines.
+      let after = have0[have0.length - 1].id;
+      let got = [];
+      for (let i = 0; i < CATCH_UP_PAGES; i++) {
+        const page = await this.ctx.api("GET", `${q}&after=${after}&limit=1000`);
+        got = got.concat(page);
+        if (page.length < 1000) {
+          msgs = got;
+          break;
+        }
+        after = page[page.length - 1].id;
+      }
+      if (msgs === null) this.messages.set(id, []);
+    }
+    if (msgs === null) msgs = await this.ctx.api("GET", `${q}&limit=500`);
     // Lines that arrived by event while the request ran are kept.
     const have = this.messages.get(id) || [];
     const byId = new Map(msgs.map((m) => [m.id, m]));

@@ -932,17 +932,10 @@ mod node_client;
 
 /// Print what the server does: chat lines on stdout, the rest as log lines.
 fn spawn_event_printer(handle: dcc::DccServerHandle, json: bool) {
-    let mut rx = handle.subscribe();
+    let Some(mut rx) = handle.take_events() else { return };
     tokio::spawn(async move {
         loop {
-            let ev = match rx.recv().await {
-                Ok(ev) => ev,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("{n} server events were not shown");
-                    continue;
-                }
-                Err(_) => return,
-            };
+            let Some(ev) = rx.recv().await else { return };
             if json {
                 print_json(event_json(&ev));
                 continue;
@@ -1096,10 +1089,10 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                 eprintln!("sharing {} files ({})", s.files().len(), omnipeer_node::progress::human(s.total_size()));
             }
             eprintln!("online at {} as {}", hub.hub, hub.nick);
-            let mut ev = client.subscribe();
+            let mut ev = client.take_events().expect("a new client's events");
             let json = g.json;
             tokio::spawn(async move {
-                while let Ok(e) = ev.recv().await {
+                while let Some(e) = ev.recv().await {
                     match e {
                         ClientEvent::Chat { nick, text } if json => {
                             print_json(serde_json::json!({"event":"chat","nick":nick,"text":text}))
@@ -1127,11 +1120,11 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                 }
             };
             let client = DcClient::start(hub.client_config(g, &cfg, Vec::new(), 0)?).await?;
-            let mut ev = client.subscribe();
+            let mut ev = client.take_events().expect("a new client's events");
             client.search(q).await?;
             let end = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
             let mut n = 0;
-            while let Ok(Ok(e)) = tokio::time::timeout_at(end, ev.recv()).await {
+            while let Ok(Some(e)) = tokio::time::timeout_at(end, ev.recv()).await {
                 if let ClientEvent::SearchResult(sr) = e {
                     n += 1;
                     let nick = omnipeer_nmdc::text::wire_to_utf8(&sr.nick);
@@ -1378,10 +1371,10 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
             let client = SlskClient::start(login.config(share, slots)).await?;
             eprintln!("listening on {}:{}", login.listen.ip(), client.listen_port());
             eprintln!("sharing {} files; online at {} as {}", client.shared_files(), login.server, login.user);
-            let mut ev = client.subscribe();
+            let mut ev = client.take_events().expect("a new client's events");
             let json = g.json;
             tokio::spawn(async move {
-                while let Ok(e) = ev.recv().await {
+                while let Some(e) = ev.recv().await {
                     match e {
                         SlskEvent::PrivateMessage { user, text } if json => {
                             print_json(serde_json::json!({"event":"private_message","user":user,"text":text}))
@@ -1397,11 +1390,11 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
         SlskCmd::Search { login, timeout, query } => {
             use omnipeer_node::slsk::client::{SlskClient, SlskEvent};
             let client = SlskClient::start(login.config(Vec::new(), 1)).await?;
-            let mut ev = client.subscribe();
+            let mut ev = client.take_events().expect("a new client's events");
             let ours = client.search(&query.join(" "));
             let end = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
             let mut n = 0;
-            while let Ok(Ok(e)) = tokio::time::timeout_at(end, ev.recv()).await {
+            while let Ok(Some(e)) = tokio::time::timeout_at(end, ev.recv()).await {
                 if let SlskEvent::SearchResult { user, path, size, free_slot, queue, token } = e {
                     if token != ours {
                         continue;

@@ -428,7 +428,8 @@ async fn pump_events(
             ev = rx.recv() => {
                 let ev = match ev {
                     Ok(ev) => ev,
-                    Err(broadcast::error::RecvError::Lagged(n)) => Event::Lagged { missed: n },
+                    // Behind by more than EVENT_BUFFER: say so, and the client re-reads.
+                    Err(broadcast::error::RecvError::Lagged(n)) => Event::Resync { missed: n },
                     Err(_) => return,
                 };
                 let Ok(text) = serde_json::to_string(&ev) else { continue };

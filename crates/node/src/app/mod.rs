@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-/// Events buffered for slow listeners.
+/// Events buffered for slow listeners of the node's fan-out (`/api/events`): one
+/// further behind gets [`Event::Resync`] and re-reads over REST. (Drivers hand their
+/// events to the node over bounded queues that lose nothing: crate::events.)
 pub const EVENT_BUFFER: usize = 1024;
 /// Longest chat line sent.
 pub const MAX_CHAT_TEXT: usize = 2000;
@@ -237,7 +239,9 @@ impl Node {
         }))
     }
 
-    /// Events from now on.
+    /// Events from now on, for a listener such as a WebSocket: the only `broadcast` in
+    /// the node, where a listener that falls [`EVENT_BUFFER`] behind gets
+    /// `RecvError::Lagged` (sent on as [`Event::Resync`]) instead of slowing the node.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
@@ -560,15 +564,12 @@ impl Node {
 
     /// Run the uploads' timers and publish their changes as [`Event::Upload`].
     async fn run_uploads(self: Arc<Self>) -> anyhow::Result<()> {
-        let mut rx = self.uploads.subscribe();
         tokio::spawn(self.uploads.clone().run(self.shutdown.clone()));
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
-                r = rx.recv() => match r {
-                    Ok(upload) => self.emit(Event::Upload { upload }),
-                    Err(broadcast::error::RecvError::Lagged(n)) => tracing::debug!("{n} upload events were missed"),
-                    Err(_) => return Ok(()),
+                batch = self.uploads.changes() => for upload in batch {
+                    self.emit(Event::Upload { upload });
                 },
             }
         }
@@ -859,26 +860,26 @@ impl Node {
     /// `dcc:chat:NICK`; chats opening and closing change the chat list.
     async fn run_dcc_chats(self: Arc<Self>, h: crate::dcc::DccServerHandle) -> anyhow::Result<()> {
         use crate::dcc::ServerEvent;
-        let mut rx = h.subscribe();
+        let Some(mut rx) = h.take_events() else { return Ok(()) };
+        // The rule of crate::events: nothing in this loop waits for the DCC server.
         loop {
             let ev = tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
                 ev = rx.recv() => ev,
             };
             match ev {
-                Ok(ServerEvent::ChatLine { nick, text, .. }) => {
+                Some(ServerEvent::ChatLine { nick, text, .. }) => {
                     self.store_chat(&format!("dcc:chat:{nick}"), &nick, &text, false)
                 }
-                Ok(ServerEvent::ChatOpened { nick, peer, .. }) => {
+                Some(ServerEvent::ChatOpened { nick, peer, .. }) => {
                     tracing::info!(%nick, %peer, "DCC chat opened");
                     self.emit(Event::ChatOpen { chat: format!("dcc:chat:{nick}"), open: true });
                 }
-                Ok(ServerEvent::ChatClosed { nick, .. }) => {
+                Some(ServerEvent::ChatClosed { nick, .. }) => {
                     self.emit(Event::ChatOpen { chat: format!("dcc:chat:{nick}"), open: false });
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("{n} DCC events were missed"),
-                Err(_) => return Ok(()),
+                Some(_) => {}
+                None => return Ok(()),
             }
         }
     }
@@ -920,10 +921,15 @@ impl Node {
                     let client = Arc::new(client);
                     self.record_share(&client);
                     crate::app::say!("nmdc client: logged in to dchub://{hub} as {}", self.nick);
+                    // Taken before the session shows online: every line from then on
+                    // (and those queued since the login) is ours.
+                    let Some(mut rx) = client.take_events() else { unreachable!("a new client's events") };
                     self.set_network("nmdc_client", "client", "online", &hub, &format!("logged in as {}", self.nick));
-                    let mut rx = client.subscribe();
                     let mut rescan = self.rescan.subscribe();
                     *self.dc.write().expect("dc") = Some(client.clone());
+                    // The rule of crate::events: the session may be parked in `send` until
+                    // this loop reads, so nothing here waits for the client (a rescan that
+                    // talks to it is spawned).
                     let why = loop {
                         tokio::select! {
                             _ = self.shutdown.cancelled() => break None,
@@ -937,13 +943,14 @@ impl Node {
                                 });
                             }
                             ev = rx.recv() => match ev {
-                                Ok(ClientEvent::Closed(r)) => break Some(format!("the hub closed the session: {r}")),
-                                Ok(ev) => self.on_dc_event(ev),
-                                Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("{n} hub events were missed"),
-                                Err(_) => break Some("the hub session ended".to_owned()),
+                                Some(ClientEvent::Closed(r)) => break Some(format!("the hub closed the session: {r}")),
+                                Some(ev) => self.on_dc_event(ev),
+                                None => break Some("the hub session ended".to_owned()),
                             },
                         }
                     };
+                    // No one reads any more: a session parked in `send` goes on (and ends).
+                    drop(rx);
                     *self.dc.write().expect("dc") = None;
                     client.close();
                     wait_offline(|| client.is_online()).await;
@@ -1023,7 +1030,7 @@ impl Node {
             match started {
                 Ok(client) => {
                     let client = Arc::new(client);
-                    let mut rx = client.subscribe();
+                    let Some(mut rx) = client.take_events() else { unreachable!("a new client's events") };
                     for room in &self.cfg.slsk_client.rooms {
                         client.join_room(room);
                     }
@@ -1042,6 +1049,7 @@ impl Node {
                     *self.slsk.write().expect("slsk") = Some(client.clone());
                     let mut rescan = self.rescan.subscribe();
                     let mut check = tokio::time::interval(Duration::from_millis(500));
+                    // The rule of crate::events: nothing in this loop waits for the client.
                     let why = loop {
                         tokio::select! {
                             _ = self.shutdown.cancelled() => break None,
@@ -1056,12 +1064,12 @@ impl Node {
                             }
                             _ = check.tick() => if !client.is_online() { break Some("the server closed the session".to_owned()) },
                             ev = rx.recv() => match ev {
-                                Ok(ev) => self.on_slsk_event(ev),
-                                Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("{n} Soulseek events were missed"),
-                                Err(_) => break Some("the server session ended".to_owned()),
+                                Some(ev) => self.on_slsk_event(ev),
+                                None => break Some("the server session ended".to_owned()),
                             },
                         }
                     };
+                    drop(rx);
                     *self.slsk.write().expect("slsk") = None;
                     self.rooms.lock().expect("rooms").clear();
                     client.close();

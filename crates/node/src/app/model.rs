@@ -265,9 +265,11 @@ pub enum Event {
         /// The upload now.
         upload: crate::upload::UploadInfo,
     },
-    /// The listener fell behind and missed events.
-    Lagged {
-        /// How many.
+    /// The listener (a WebSocket) fell behind the node's fan-out and missed `missed`
+    /// events: it should re-read what it shows over REST. Only the fan-out to listeners
+    /// can lag; the node itself takes every driver event (crate::events).
+    Resync {
+        /// How many events it missed.
         missed: u64,
     },
 }

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 pub const SEARCH_LIFETIME: Duration = Duration::from_secs(120);
 /// Searches kept (oldest dropped).
 pub const MAX_SEARCHES: usize = 64;
-/// Results kept per search.
+/// Results kept per search (the first ones to arrive; docs/api.md). Every result a
+/// network delivers reaches the search (crate::events), so within this limit none is lost.
 pub const MAX_RESULTS: usize = 2000;
-/// Sources kept per result.
+/// Sources kept per result (the first ones to arrive).
 pub const MAX_SOURCES: usize = 64;
 /// Longest query accepted.
 pub const MAX_QUERY: usize = 256;
@@ -36,6 +37,12 @@ pub struct Search {
     slsk_token: Option<u32>,
     /// Merged results, in arrival order.
     pub results: Vec<MergedResult>,
+    /// Index into `results` of the first result with each TTH.
+    by_tth: HashMap<String, usize>,
+    /// Indexes into `results` of the results with each (size, lowercase name). With
+    /// these two, a burst of results (a popular Soulseek search brings tens of thousands)
+    /// merges in constant time each instead of scanning every kept result.
+    by_name: HashMap<(u64, String), Vec<usize>>,
 }
 
 /// Every search of this run.
@@ -86,6 +93,8 @@ impl SearchBook {
             at: now,
             slsk_token: None,
             results: Vec::new(),
+            by_tth: HashMap::new(),
+            by_name: HashMap::new(),
         };
         self.searches.push_back(s.clone());
         while self.searches.len() > MAX_SEARCHES {
@@ -136,12 +145,20 @@ impl SearchBook {
             if now.duration_since(s.at) > SEARCH_LIFETIME || !answers {
                 continue;
             }
-            let same = s.results.iter_mut().find(|r| match (&r.tth, &raw.tth) {
-                (Some(a), Some(b)) => a == b,
-                _ => r.size == raw.size && r.name.to_lowercase() == name_lc,
-            });
+            // The first result (in arrival order) that is the same file: the same TTH
+            // when both have one, else the same name and size.
+            let key = (raw.size, name_lc.clone());
+            let same_name = s.by_name.get(&key).into_iter().flatten().copied();
+            let same = match &raw.tth {
+                None => same_name.min(),
+                Some(t) => {
+                    let no_tth = same_name.filter(|&i| s.results[i].tth.is_none());
+                    no_tth.chain(s.by_tth.get(t).copied()).min()
+                }
+            };
             match same {
-                Some(r) => {
+                Some(i) => {
+                    let r = &mut s.results[i];
                     if r.sources.iter().any(|x| {
                         x.network == raw.source.network && x.user == raw.source.user && x.path == raw.source.path
                     }) || r.sources.len() >= MAX_SOURCES
@@ -151,6 +168,10 @@ impl SearchBook {
                     r.sources.push(raw.source.clone());
                     if r.tth.is_none() {
                         r.tth = raw.tth.clone();
+                        if let Some(t) = &raw.tth {
+                            let first = s.by_tth.entry(t.clone()).or_insert(i);
+                            *first = (*first).min(i);
+                        }
                     }
                     changed.push(r.clone());
                 }
@@ -168,6 +189,11 @@ impl SearchBook {
                         sources: vec![raw.source.clone()],
                     };
                     self.result_search.insert(r.id, s.id);
+                    let at = s.results.len();
+                    if let Some(t) = &r.tth {
+                        s.by_tth.entry(t.clone()).or_insert(at);
+                    }
+                    s.by_name.entry(key).or_default().push(at);
                     s.results.push(r.clone());
                     changed.push(r);
                 }

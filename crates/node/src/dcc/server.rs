@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How stale the share index may be when an fserve session starts.
@@ -183,7 +183,7 @@ struct PendingGet {
 struct State {
     cfg: DccServerConfig,
     share: Share,
-    events: broadcast::Sender<ServerEvent>,
+    events: crate::events::EventSink<ServerEvent>,
     next_id: AtomicU64,
     active: AtomicUsize,
     gets: Mutex<Vec<PendingGet>>,
@@ -193,16 +193,17 @@ struct State {
     uploads: std::sync::OnceLock<Arc<crate::upload::Uploads>>,
 }
 
-/// A handle for talking to a running server: subscribe to its events, answer chats.
+/// A handle for talking to a running server: take its events, answer chats.
 #[derive(Clone)]
 pub struct DccServerHandle {
     state: Arc<State>,
 }
 
 impl DccServerHandle {
-    /// Receive the server's events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
-        self.state.events.subscribe()
+    /// The server's events, from its start, for one consumer (`None` once taken). The
+    /// server's connections wait while the consumer is behind (see [`crate::events`]).
+    pub fn take_events(&self) -> Option<mpsc::Receiver<ServerEvent>> {
+        self.state.events.take()
     }
 
     /// Send a chat line to the open chats with `nick` (case-insensitive), or to every open
@@ -242,7 +243,7 @@ impl DccServer {
             .with_context(|| format!("cannot index the share folder {}", cfg.share.display()))?;
         let listener =
             TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        let (events, _) = broadcast::channel(1024);
+        let events = crate::events::EventSink::default();
         let state = Arc::new(State {
             cfg,
             share,
@@ -491,14 +492,14 @@ async fn run_chat(state: &Arc<State>, stream: TcpStream, peer: SocketAddr, nick:
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     state.chats.lock().expect("chats lock").insert(id, (nick.clone(), tx));
     tracing::info!(%peer, %nick, "chat opened");
-    let _ = state.events.send(ServerEvent::ChatOpened { id, nick: nick.clone(), peer });
+    state.events.send(ServerEvent::ChatOpened { id, nick: nick.clone(), peer }).await;
     let (mut rd, mut wr) = stream.into_split();
     let mut lines = ChatLineReader::new(leftover);
     loop {
         tokio::select! {
             line = lines.next(&mut rd) => match line {
                 Ok(Some(text)) => {
-                    let _ = state.events.send(ServerEvent::ChatLine { id, nick: nick.clone(), text });
+                    state.events.send(ServerEvent::ChatLine { id, nick: nick.clone(), text }).await;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -516,13 +517,13 @@ async fn run_chat(state: &Arc<State>, stream: TcpStream, peer: SocketAddr, nick:
     state.chats.lock().expect("chats lock").remove(&id);
     let _ = wr.shutdown().await;
     tracing::info!(%peer, %nick, "chat closed");
-    let _ = state.events.send(ServerEvent::ChatClosed { id, nick });
+    state.events.send(ServerEvent::ChatClosed { id, nick }).await;
 }
 
 async fn run_fserve(state: &Arc<State>, stream: TcpStream, peer: SocketAddr, nick: String, leftover: Vec<u8>) {
     let session_id = state.next_id.fetch_add(1, Ordering::SeqCst);
     tracing::info!(%peer, %nick, "fserve session opened");
-    let _ = state.events.send(ServerEvent::FserveOpened { nick: nick.clone(), peer });
+    state.events.send(ServerEvent::FserveOpened { nick: nick.clone(), peer }).await;
     let share = state.share.clone();
     let Ok(index) = tokio::task::spawn_blocking(move || share.refresh_if_older(SHARE_MAX_AGE)).await else {
         return;
@@ -596,12 +597,15 @@ async fn run_receive(
 ) {
     let key = name.as_str().to_lowercase();
     let size = receiver.size();
-    let _ = state.events.send(ServerEvent::ReceiveStarted {
-        nick: nick.clone(),
-        name: name.to_string(),
-        size,
-        position: receiver.position(),
-    });
+    state
+        .events
+        .send(ServerEvent::ReceiveStarted {
+            nick: nick.clone(),
+            name: name.to_string(),
+            size,
+            position: receiver.position(),
+        })
+        .await;
     let result = match transfer::open_for_receive(&path, receiver.position()) {
         Err(e) => Err(TransferError::Io(e)),
         Ok(_) if receiver.is_complete() => {
@@ -618,12 +622,11 @@ async fn run_receive(
     match result {
         Ok(()) => {
             tracing::info!(%nick, path = %path.display(), size, "incoming send complete");
-            let _ = state.events.send(ServerEvent::ReceiveDone { nick, path, size });
+            state.events.send(ServerEvent::ReceiveDone { nick, path, size }).await;
         }
         Err(e) => {
             tracing::warn!(%nick, %name, "incoming send failed: {e}");
-            let _ =
-                state.events.send(ServerEvent::ReceiveFailed { nick, name: name.to_string(), error: e.to_string() });
+            state.events.send(ServerEvent::ReceiveFailed { nick, name: name.to_string(), error: e.to_string() }).await;
         }
     }
 }
@@ -668,11 +671,11 @@ async fn run_get(
     match result {
         Ok(_) => {
             tracing::info!(%nick, %path, "get complete");
-            let _ = state.events.send(ServerEvent::GetDone { nick, path, bytes });
+            state.events.send(ServerEvent::GetDone { nick, path, bytes }).await;
         }
         Err(e) => {
             tracing::warn!(%nick, %path, "get failed: {e}");
-            let _ = state.events.send(ServerEvent::GetFailed { nick, path, error: e.to_string() });
+            state.events.send(ServerEvent::GetFailed { nick, path, error: e.to_string() }).await;
         }
     }
 }

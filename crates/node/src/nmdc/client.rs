@@ -5,6 +5,7 @@
 
 use super::cc::{self, DownloadJob, Downloaded, UploadContext};
 use super::share::DcShare;
+use crate::events::EventSink;
 use crate::store::Store;
 use crate::upload::Uploads;
 use anyhow::{anyhow, bail, Context};
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// How long to wait for a user to appear in the list after login.
@@ -96,7 +97,7 @@ type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(TcpStream, Peer, Vec<u
 /// A running client.
 pub struct DcClient {
     cmds: mpsc::Sender<Cmd>,
-    events: broadcast::Sender<ClientEvent>,
+    events: Arc<EventSink<ClientEvent>>,
     waiters: Waiters,
     /// The c-c listener's address when active.
     pub listen_addr: Option<SocketAddr>,
@@ -164,7 +165,7 @@ impl DcClient {
         let _ = hub.set_nodelay(true);
 
         let (cmds, cmd_rx) = mpsc::channel(64);
-        let (events, _) = broadcast::channel(4096);
+        let events: Arc<EventSink<ClientEvent>> = Arc::default();
         let waiters: Waiters = Arc::default();
         let shutdown = CancellationToken::new();
         let uploads = match &cfg.uploads {
@@ -251,9 +252,11 @@ impl DcClient {
         Ok(Some(share))
     }
 
-    /// The client's events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
-        self.events.subscribe()
+    /// The client's events, from its start, for one consumer (`None` once taken). The
+    /// session waits while the consumer is [`crate::events::EVENT_QUEUE`] events behind,
+    /// so the consumer must not wait for this client in its loop (see [`crate::events`]).
+    pub fn take_events(&self) -> Option<mpsc::Receiver<ClientEvent>> {
+        self.events.take()
     }
 
     /// Send a search (results arrive as [`ClientEvent::SearchResult`]).
@@ -370,7 +373,7 @@ struct Runner {
     session: HubSession,
     nick: String,
     hub_addr: String,
-    events: broadcast::Sender<ClientEvent>,
+    events: Arc<EventSink<ClientEvent>>,
     waiters: Waiters,
     ctx: Option<UploadContext>,
     udp: Arc<UdpSocket>,
@@ -431,7 +434,7 @@ impl Runner {
                 r = self.udp.recv_from(&mut udp_buf) => {
                     if let Ok((n, _)) = r {
                         match omnipeer_nmdc::client::parse_sr_datagram(&udp_buf[..n]) {
-                            Ok(sr) => { let _ = self.events.send(ClientEvent::SearchResult(sr)); }
+                            Ok(sr) => { self.events.send(ClientEvent::SearchResult(sr)).await; }
                             Err(e) => tracing::debug!("bad UDP datagram: {e}"),
                         }
                     }
@@ -481,7 +484,7 @@ impl Runner {
                 if let Some(tx) = self.logged.take() {
                     let _ = tx.send(Ok(()));
                 }
-                let _ = self.events.send(ClientEvent::LoggedIn);
+                self.events.send(ClientEvent::LoggedIn).await;
             }
             Event::LoginFailed(f) => {
                 let msg = match f {
@@ -497,23 +500,23 @@ impl Runner {
                 return Some(Err(anyhow!("{msg}")));
             }
             Event::Closed(r) => {
-                let _ = self.events.send(ClientEvent::Closed(format!("{r:?}")));
+                self.events.send(ClientEvent::Closed(format!("{r:?}"))).await;
                 return Some(Err(anyhow!("the hub closed the session: {r:?}")));
             }
             Event::Chat { nick, text } => {
-                let _ = self.events.send(ClientEvent::Chat { nick, text });
+                self.events.send(ClientEvent::Chat { nick, text }).await;
             }
             Event::PrivateMessage { from, text } => {
-                let _ = self.events.send(ClientEvent::PrivateMessage { from, text });
+                self.events.send(ClientEvent::PrivateMessage { from, text }).await;
             }
             Event::SearchResult(sr) => {
-                let _ = self.events.send(ClientEvent::SearchResult(sr));
+                self.events.send(ClientEvent::SearchResult(sr)).await;
             }
             Event::UserJoined { nick, .. } => {
-                let _ = self.events.send(ClientEvent::UserJoined(nick));
+                self.events.send(ClientEvent::UserJoined(nick)).await;
             }
             Event::UserLeft { nick } => {
-                let _ = self.events.send(ClientEvent::UserLeft(nick));
+                self.events.send(ClientEvent::UserLeft(nick)).await;
             }
             Event::SearchRequest { origin, query } => self.answer_search(&origin, &query).await,
             Event::ConnectToMe { host, port, .. } => {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use omnipeer_slsk::session::{
@@ -227,6 +227,9 @@ struct Core {
     place_waiters: PlaceWaiters,
     /// Who waits for the login answer.
     login: Option<oneshot::Sender<Result<(), String>>>,
+    /// Events for the node, handed over by the pump outside the lock (where it may wait:
+    /// the node's queue is bounded and nothing is dropped, crate::events).
+    events: std::collections::VecDeque<SlskEvent>,
 }
 
 struct Inner {
@@ -234,7 +237,7 @@ struct Inner {
     listen_port: u16,
     /// The current share; swapped whole by [`SlskClient::reshare`].
     shares: std::sync::RwLock<Arc<Shares>>,
-    events: broadcast::Sender<SlskEvent>,
+    events: crate::events::EventSink<SlskEvent>,
     /// Slots, queue, limit and records of uploads.
     up: Arc<Uploads>,
     core: std::sync::Mutex<Core>,
@@ -288,7 +291,7 @@ impl SlskClient {
             first_token: rand::random::<u32>() % 1_000_000 + 1,
             shared: (shares.dirs().len() as u32, shares.files.len() as u32),
         });
-        let (events, _) = broadcast::channel(4096);
+        let events = crate::events::EventSink::default();
         let shutdown = CancellationToken::new();
         let up = match &cfg.uploads {
             Some(u) => u.clone(),
@@ -305,6 +308,7 @@ impl SlskClient {
             granted: HashMap::new(),
             place_waiters: HashMap::new(),
             login: Some(login_tx),
+            events: std::collections::VecDeque::new(),
         };
         let inner = Arc::new(Inner {
             cfg,
@@ -360,9 +364,10 @@ impl SlskClient {
         Ok(files as usize)
     }
 
-    /// Events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<SlskEvent> {
-        self.inner.events.subscribe()
+    /// The client's events, from its start, for one consumer (`None` once taken). The
+    /// client waits while the consumer is behind (see [`crate::events`]).
+    pub fn take_events(&self) -> Option<mpsc::Receiver<SlskEvent>> {
+        self.inner.events.take()
     }
 
     /// Search the network; results arrive as [`SlskEvent::SearchResult`].
@@ -585,10 +590,6 @@ impl Inner {
         (rx, Vec::new())
     }
 
-    fn event(&self, e: SlskEvent) {
-        let _ = self.events.send(e);
-    }
-
     fn on_event(self: &Arc<Self>, core: &mut Core, e: SessionEvent) {
         let now = std::time::Instant::now();
         match e {
@@ -608,7 +609,7 @@ impl Inner {
             }
             SessionEvent::SearchResults { token, user, files, free_slot, queue } => {
                 for f in files {
-                    self.event(SlskEvent::SearchResult {
+                    core.events.push_back(SlskEvent::SearchResult {
                         user: user.clone(),
                         path: f.filename,
                         size: f.size,
@@ -662,9 +663,13 @@ impl Inner {
                 };
                 core.session.reply(now, &user, msg);
             }
-            SessionEvent::PrivateMessage { user, text } => self.event(SlskEvent::PrivateMessage { user, text }),
-            SessionEvent::RoomMessage { room, user, text } => self.event(SlskEvent::RoomMessage { room, user, text }),
-            SessionEvent::JoinedRoom { room } => self.event(SlskEvent::JoinedRoom { room }),
+            SessionEvent::PrivateMessage { user, text } => {
+                core.events.push_back(SlskEvent::PrivateMessage { user, text })
+            }
+            SessionEvent::RoomMessage { room, user, text } => {
+                core.events.push_back(SlskEvent::RoomMessage { room, user, text })
+            }
+            SessionEvent::JoinedRoom { room } => core.events.push_back(SlskEvent::JoinedRoom { room }),
             SessionEvent::DownloadPlace { id, place } => tracing::info!(id, place, "download still queued"),
             SessionEvent::QueuePlace { user, filename, place } => {
                 for w in core.place_waiters.remove(&(user.to_lowercase(), filename)).unwrap_or_default() {
@@ -808,7 +813,7 @@ impl Inner {
         // The downloader closes once it has everything.
         let mut rest = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut rest)).await;
-        self.event(SlskEvent::Uploaded { user: user.to_owned(), path: vpath.to_owned() });
+        self.events.send(SlskEvent::Uploaded { user: user.to_owned(), path: vpath.to_owned() }).await;
         Ok(())
     }
 }
@@ -828,6 +833,17 @@ async fn pump(
     listener: TcpListener,
 ) -> anyhow::Result<()> {
     loop {
+        // Events the machine produced (here or in an API call's `with`) go to the node
+        // first, outside the lock: while the node is behind, this waits, no socket is read
+        // (each reads on the pump's permission) and TCP slows the peers. Nothing is dropped.
+        loop {
+            let ev = inner.core.lock().expect("slsk core").events.pop_front();
+            let Some(ev) = ev else { break };
+            tokio::select! {
+                _ = inner.shutdown.cancelled() => return Ok(()),
+                _ = inner.events.send(ev) => {}
+            }
+        }
         let next = inner.core.lock().expect("slsk core").session.poll_timeout();
         tokio::select! {
             _ = inner.shutdown.cancelled() => return Ok(()),

@@ -94,6 +94,13 @@ impl Omni {
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
+
+    /// Its resident memory in KiB (Linux: `VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
 }
 
 impl Omni {
