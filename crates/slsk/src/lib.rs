@@ -1,8 +1,8 @@
 //! Sans-IO core of the Soulseek protocol: framing, every server, peer-init, peer and
 //! distributed message, share lists, login and search rules.
 //!
-//! Facts and byte layouts come from `shared/notes/soulseek.md`, which were checked against
-//! Nicotine+ 3.3.11 (`pynicotine.slskmessages`) and aioslsk 1.7.1. Where the 2003 seed
+//! Facts and byte layouts come from `docs/protocols/soulseek.md`, which were checked against
+//! Nicotine+ 3.3.11 (`pynicotine.slskmessages`) and aioslsk 1.7.1. Where the 2003 document (docs/protocols/soulseek.md#old-document)
 //! document and the real clients disagree, this crate follows the real clients: **all
 //! integers are little-endian**, Login has five fields, PeerInit has no `300` constant.
 //!

@@ -7,7 +7,7 @@
 //! [`MAX_SHARE_LIST_DECOMPRESSED`] (code 5) or [`MAX_DECOMPRESSED`] (codes 9 and 37), and
 //! [`PeerMessage::encode`] compresses them. Unknown codes become [`PeerMessage::Unknown`].
 //!
-//! The transfer flow (notes §8): the downloader sends [`PeerMessage::QueueUpload`]; the
+//! The transfer flow (docs/protocols/soulseek.md#transfer): the downloader sends [`PeerMessage::QueueUpload`]; the
 //! uploader answers [`PeerMessage::TransferRequest`] with [`TransferDirection::Upload`] and
 //! the size; the downloader replies [`PeerMessage::TransferResponse`] allowed, without a
 //! size; the uploader opens an `F` connection.

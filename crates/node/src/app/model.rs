@@ -168,7 +168,7 @@ pub struct ToxFriendInfo {
     pub nickname: String,
     /// Friend connection up and ONLINE exchanged.
     pub online: bool,
-    /// Connection progress: `AwaitingDHTKey` … `Connected` (seed 003's states).
+    /// Connection progress: `AwaitingDHTKey` … `Connected` (docs/protocols/tox.md#progress).
     pub progress: String,
     /// Our friend request to it is not answered yet.
     pub request_sent: bool,

@@ -37,7 +37,7 @@ pub struct DccServerConfig {
     pub incoming: PathBuf,
     /// Connections served at once.
     pub max_connections: usize,
-    /// Time for the opening line (the seed's 15 s).
+    /// Time for the opening line (15 s, docs/protocols/dcc.md#handshake).
     pub handshake_timeout: Duration,
     /// Fserve sessions silent this long are closed.
     pub fserve_idle_timeout: Duration,
