@@ -193,10 +193,8 @@ fn run(users: usize) -> anyhow::Result<Row> {
         let (obs_tx, mut obs_rx) = mpsc::unbounded_channel::<(Kind, Duration)>();
         // The observers and two speakers: on for the whole run, in the room `watch`.
         let stay = CancellationToken::new();
-        let mut speaker = login(addr, "speaker").await?;
-        speaker.write_all(&ServerRequest::JoinRoom { room: "watch".into(), private: false }.encode()).await?;
-        let mut talker = login(addr, "talker").await?;
-        talker.write_all(&ServerRequest::JoinRoom { room: "bench".into(), private: false }.encode()).await?;
+        let mut speaker = writer_only(join(login(addr, "speaker").await?, "watch").await?);
+        let mut talker = writer_only(join(login(addr, "talker").await?, "bench").await?);
         let mut obs = Vec::new();
         for i in 0..OBSERVERS {
             let (stay, obs_tx) = (stay.clone(), obs_tx.clone());
@@ -402,6 +400,17 @@ async fn join(mut c: Conn, room: &str) -> anyhow::Result<Conn> {
     c.s.write_all(&ServerRequest::JoinRoom { room: room.into(), private: false }.encode()).await?;
     while c.frame(Duration::from_secs(300)).await?.code != 14 {}
     Ok(c)
+}
+
+/// Keep reading (and dropping) what the server sends, so it does not count this client as
+/// stuck; the write half is for speaking.
+fn writer_only(c: Conn) -> tokio::net::tcp::OwnedWriteHalf {
+    let (mut rd, wr) = c.s.into_split();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    wr
 }
 
 /// Read until `stop` (then disconnect), reporting searches and room lines.
