@@ -31,11 +31,7 @@ async fn start_slsk(db: &Path) -> (SocketAddr, CancellationToken) {
 }
 
 /// The slow-hash counter is per process: one test at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Client {
     s: TcpStream,
@@ -94,7 +90,7 @@ async fn login_ok(addr: SocketAddr, user: &str, password: &str) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn returning_users_skip_the_slow_hash_new_accounts_and_wrong_passwords_do_not() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let t = tempfile::tempdir().unwrap();
     let (addr, stop) = start_slsk(&t.path().join("server.sqlite")).await;
     let users = ["ann", "ben", "cat", "dan"];
@@ -176,7 +172,7 @@ async fn returning_users_skip_the_slow_hash_new_accounts_and_wrong_passwords_do_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_user_is_not_queued_behind_registrations() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let t = tempfile::tempdir().unwrap();
     let (addr, stop) = start_slsk(&t.path().join("server.sqlite")).await;
     login_ok(addr, "regular", "pw").await.leave().await;
