@@ -1,123 +1,192 @@
-//! The Soulseek server with many logged-in users (default 10,000): login rate (each login
-//! checks an Argon2id hash), memory per user, search fan-out (one search delivered to every
-//! other user), and room broadcast latency p50/p99 in a room of up to 1,000 members.
+//! The Soulseek server at 1,000 / 5,000 / 10,000 users (issue 14), the server running as a
+//! separate `omnipeer slsk server` process so its memory is its own. For each size:
+//!
+//! - **login + join**: every user logs in for the first time (a new account: one Argon2id
+//!   hash each) and joins one room, `bench`, which ends up holding all of them;
+//! - **RSS per user** with everybody in that room (VmRSS of the server, minus its RSS with
+//!   only the observers on, over the users);
+//! - **room line p99** in that room (20 lines, delivered to every member);
+//! - **search fan-out** (5 searches, each delivered to every user);
+//! - **RSS after leaving**: everybody disconnects; the server's RSS once it settles,
+//!   against its RSS before they came;
+//! - **returning storm**: everybody logs in again at once (their passwords were checked
+//!   in this process before), while a speaker says a line every 20 ms to 50 observers in
+//!   another room: storm time and that room's line p99 during the storm.
 //!
 //! Usage: `cargo build --release -p omnipeer -p omnipeer-bench &&
-//!         target/release/slsk-server [USERS] [ROOM_MEMBERS]`
-//! The server runs as a separate `omnipeer slsk server` process so its memory is its own.
+//!         target/release/slsk-server [USERS...]` (default 1000 5000 10000). `OMNIPEER_EXE`
+//! names another server binary (e.g. one built from an older commit, for a before/after).
+//! Users come from many loopback addresses (127.1.x.y): the server takes only
+//! `MAX_SESSIONS_PER_IP` sessions and `MAX_REGISTRATIONS_PER_IP_PER_HOUR` new accounts
+//! from one address. The open-file limit must allow USERS + 100 sockets on both sides.
+//!
+//! Measured 2026-12-07 on the 2-core machine while other builds ran (load average 6-8, so
+//! the first-login times are CPU-starved Argon2id: ~40 ms of CPU each). Before = main at
+//! 64b45a8 (`OMNIPEER_EXE`), after = branch slskperf:
+//!
+//! | users | build | login+join | returning storm | RSS per user | RSS before / with users / after leaving | room p99 (all in room) | room p99 during storm |
+//! |---|---|---|---|---|---|---|---|
+//! | 1,000 | before | 28.0 s | 26.7 s | 66.6 KiB | 108.4 / 173.5 / 42.0 MiB | 19.4 ms | 11.0 ms |
+//! | 1,000 | after | 30.2 s | 0.05 s | 46.8 KiB | 69.2 / 114.9 / 144.9 MiB | 15.8 ms | 7.1 ms |
+//! | 5,000 | after | 449 s | 0.76 s | 14.4 KiB | 69.1 / 139.5 / 340.0 MiB | 124 ms | 17.2 ms |
+//! | 10,000 | after | 531 s | 1.81 s | 8.8 KiB | 69.2 / 154.8 / 1,887 MiB | 226 ms | 692 ms |
+//!
+//! Not met yet: RSS after a mass leave (everybody leaving a 10,000-member room at once
+//! queues ~50 million UserLeftRoom sends on connections that are closing), the room line
+//! p99 in a 10,000-member room, and during the 10,000 storm on that loaded machine.
 
 mod common;
 use common::{ms, pct, rss_kib};
 
-use omnipeer_slsk::framing::{FrameKind, FrameReader};
+use omnipeer_slsk::framing::{Frame, FrameKind, FrameReader};
 use omnipeer_slsk::server::{ServerRequest, ServerResponse};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Barrier};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Users in the observers' room during the storm.
+const OBSERVERS: usize = 50;
+/// Logins in flight at once from the load tool.
+const IN_FLIGHT: usize = 100;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let users: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10_000);
-    let room_members: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1000).min(users);
-    let dir = tempfile::tempdir()?;
-    let (mut server, addr) = common::spawn_server(dir.path(), &["slsk", "server", "--listen", "127.0.0.1:0"])?;
-    let pid = server.id();
-    std::thread::sleep(Duration::from_millis(300));
-    let rss_before = rss_kib(pid);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = rt.block_on(async move {
-        let origin = Instant::now();
-        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, Kind, Duration)>();
-        let ready = Arc::new(Barrier::new(users + 1));
-        let joined = Arc::new(Barrier::new(room_members + 1));
-        let sem = Arc::new(tokio::sync::Semaphore::new(64));
-        let login_start = Instant::now();
-        for i in 0..users {
-            let (ev_tx, ready, joined, sem) = (ev_tx.clone(), ready.clone(), joined.clone(), sem.clone());
-            tokio::spawn(async move {
-                let permit = sem.acquire_owned().await.expect("sem");
-                let mut s = login(addr, &format!("user{i:05}")).await.unwrap_or_else(|e| panic!("user{i}: {e:#}"));
-                drop(permit);
-                ready.wait().await;
-                if i < room_members {
-                    s.write_all(&ServerRequest::JoinRoom { room: "bench".into(), private: false }.encode())
-                        .await
-                        .unwrap();
-                    joined.wait().await;
-                }
-                listen(s, i, origin, ev_tx).await;
-            });
-        }
-        ready.wait().await;
-        let login_secs = login_start.elapsed().as_secs_f64();
-        let rss_after = rss_kib(pid);
-        joined.wait().await;
-        // The sender: one more user who searches and speaks in the room.
-        let mut sender = login(addr, "sender").await?;
-        sender.write_all(&ServerRequest::JoinRoom { room: "bench".into(), private: false }.encode()).await?;
-        tokio::time::sleep(Duration::from_secs(2)).await; // let the joins' broadcasts drain
-        while ev_rx.try_recv().is_ok() {}
-        // Search fan-out: each search reaches every user.
-        let searches = 5;
-        let t = Instant::now();
-        for k in 0..searches {
-            let stamp = origin.elapsed().as_nanos();
-            sender.write_all(&ServerRequest::FileSearch { token: k, query: format!("q {stamp}") }.encode()).await?;
-        }
-        let mut got = 0;
-        while got < searches as usize * users {
-            match tokio::time::timeout(Duration::from_secs(60), ev_rx.recv()).await {
-                Ok(Some((_, Kind::Search, _))) => got += 1,
-                Ok(Some(_)) => {}
-                _ => break,
-            }
-        }
-        let fanout_secs = t.elapsed().as_secs_f64();
-        // Room broadcast latency.
-        let messages = 20;
-        let mut lat = Vec::new();
-        for _ in 0..messages {
-            let stamp = origin.elapsed().as_nanos();
-            sender
-                .write_all(&ServerRequest::SayChatroom { room: "bench".into(), message: format!("{stamp}") }.encode())
-                .await?;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        while lat.len() < messages * room_members {
-            match tokio::time::timeout(Duration::from_secs(20), ev_rx.recv()).await {
-                Ok(Some((_, Kind::Room, d))) => lat.push(d),
-                Ok(Some(_)) => {}
-                _ => break,
-            }
-        }
-        anyhow::Ok((login_secs, rss_after, got, fanout_secs, lat))
-    });
-    let _ = server.kill();
-    let _ = server.wait();
-    let (login_secs, rss_after, delivered, fanout_secs, mut lat) = result?;
-    lat.sort();
-    println!("slsk-server: {users} logged-in users, room of {room_members}");
-    println!("  login (Argon2id check each): {login_secs:.1} s = {:.0} logins/s", users as f64 / login_secs);
-    println!(
-        "  server memory: {:.1} MiB before, {:.1} MiB with {users} users = {:.1} KiB per user",
-        rss_before as f64 / 1024.0,
-        rss_after as f64 / 1024.0,
-        rss_after.saturating_sub(rss_before) as f64 / users as f64
-    );
-    println!(
-        "  search fan-out: {delivered} deliveries in {fanout_secs:.2} s = {:.0} deliveries/s",
-        delivered as f64 / fanout_secs
-    );
-    println!(
-        "  room broadcast latency: p50 {:.2} ms, p99 {:.2} ms ({} deliveries)",
-        ms(pct(&lat, 50.0)),
-        ms(pct(&lat, 99.0)),
-        lat.len()
-    );
+    let sizes: Vec<usize> = std::env::args().skip(1).map(|s| s.parse()).collect::<Result<_, _>>()?;
+    let sizes = if sizes.is_empty() { vec![1000, 5000, 10_000] } else { sizes };
+    let mut rows = Vec::new();
+    for n in sizes {
+        let r = run(n)?;
+        r.print();
+        rows.push(r);
+    }
+    println!();
+    println!("| users | login+join | returning storm | RSS per user | RSS before / with users / after leaving | room line p99 (all in room) | room line p99 during storm |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} s | {:.2} s | {:.1} KiB | {:.1} / {:.1} / {:.1} MiB ({:+.0}%) | {:.1} ms | {:.1} ms |",
+            r.users,
+            r.login_join_secs,
+            r.storm_secs,
+            r.per_user_kib(),
+            r.rss_before as f64 / 1024.0,
+            r.rss_with as f64 / 1024.0,
+            r.rss_left as f64 / 1024.0,
+            (r.rss_left as f64 / r.rss_before as f64 - 1.0) * 100.0,
+            ms(r.room_p99),
+            ms(r.storm_p99),
+        );
+    }
     Ok(())
+}
+
+struct Row {
+    users: usize,
+    login_join_secs: f64,
+    rss_before: u64,
+    rss_with: u64,
+    rss_left: u64,
+    rss_storm: u64,
+    room_p50: Duration,
+    room_p99: Duration,
+    room_deliveries: usize,
+    searches: usize,
+    search_secs: f64,
+    storm_secs: f64,
+    storm_p99: Duration,
+    storm_deliveries: usize,
+}
+
+impl Row {
+    fn per_user_kib(&self) -> f64 {
+        self.rss_with.saturating_sub(self.rss_before) as f64 / self.users as f64
+    }
+
+    fn print(&self) {
+        let n = self.users;
+        println!("slsk-server: {n} users in one room");
+        println!(
+            "  first login (a new account, Argon2id) + join: {:.1} s = {:.0} users/s",
+            self.login_join_secs,
+            n as f64 / self.login_join_secs
+        );
+        println!(
+            "  server RSS: {:.1} MiB before, {:.1} MiB with {n} users = {:.1} KiB per user",
+            self.rss_before as f64 / 1024.0,
+            self.rss_with as f64 / 1024.0,
+            self.per_user_kib()
+        );
+        println!(
+            "  room line latency ({n} members): p50 {:.1} ms, p99 {:.1} ms ({} deliveries)",
+            ms(self.room_p50),
+            ms(self.room_p99),
+            self.room_deliveries
+        );
+        println!(
+            "  search fan-out: {} deliveries in {:.2} s = {:.0}/s",
+            self.searches,
+            self.search_secs,
+            self.searches as f64 / self.search_secs
+        );
+        println!(
+            "  after everybody left: {:.1} MiB ({:+.1}% of before)",
+            self.rss_left as f64 / 1024.0,
+            (self.rss_left as f64 / self.rss_before as f64 - 1.0) * 100.0
+        );
+        println!(
+            "  returning storm: {n} logins in {:.2} s = {:.0}/s; RSS then {:.1} MiB; room line p99 during it {:.1} ms ({} deliveries)",
+            self.storm_secs,
+            n as f64 / self.storm_secs,
+            self.rss_storm as f64 / 1024.0,
+            ms(self.storm_p99),
+            self.storm_deliveries
+        );
+    }
+}
+
+/// Start the server binary (`OMNIPEER_EXE`, or `omnipeer` next to this benchmark).
+fn spawn(data_dir: &std::path::Path) -> anyhow::Result<(std::process::Child, SocketAddr)> {
+    use std::io::BufRead;
+    let exe = match std::env::var_os("OMNIPEER_EXE") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::env::current_exe()?.with_file_name("omnipeer"),
+    };
+    anyhow::ensure!(exe.exists(), "{} is missing: cargo build --release -p omnipeer", exe.display());
+    let mut child = std::process::Command::new(&exe)
+        .args(["--log-level", "warn", "--data-dir"])
+        .arg(data_dir)
+        .args(["slsk", "server", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next().ok_or_else(|| anyhow::anyhow!("omnipeer exited"))??;
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.trim().parse()?;
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, addr))
+}
+
+/// The server's RSS once it stops moving (at most `max` of waiting).
+fn settled_rss(pid: u32, max: Duration) -> u64 {
+    let t = Instant::now();
+    let mut last = rss_kib(pid);
+    while t.elapsed() < max {
+        std::thread::sleep(Duration::from_millis(1000));
+        let now = rss_kib(pid);
+        if now.abs_diff(last) < 256 {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,46 +195,261 @@ enum Kind {
     Room,
 }
 
-async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<TcpStream> {
+type Events = mpsc::UnboundedSender<(Kind, Duration)>;
+
+fn run(users: usize) -> anyhow::Result<Row> {
+    let dir = tempfile::tempdir()?;
+    let (mut server, addr) = spawn(dir.path())?;
+    let pid = server.id();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = rt.block_on(async move {
+        let origin = Instant::now();
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(Kind, Duration)>();
+        let (obs_tx, mut obs_rx) = mpsc::unbounded_channel::<(Kind, Duration)>();
+        // The observers and two speakers: on for the whole run, in the room `watch`.
+        let stay = CancellationToken::new();
+        let mut speaker = writer_only(join(login(addr, "speaker").await?, "watch").await?);
+        let mut talker = writer_only(join(login(addr, "talker").await?, "bench").await?);
+        let mut obs = Vec::new();
+        for i in 0..OBSERVERS {
+            let (stay, obs_tx) = (stay.clone(), obs_tx.clone());
+            obs.push(tokio::spawn(async move {
+                let s = login(addr, &format!("obs{i:03}")).await?;
+                let s = join(s, "watch").await?;
+                tokio::spawn(listen(s, origin, obs_tx, stay));
+                anyhow::Ok(())
+            }));
+        }
+        for o in obs {
+            o.await??;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss_before = settled_rss(pid, Duration::from_secs(5));
+
+        // First logins (new accounts) and everybody joins `bench`.
+        let gate = Arc::new(Semaphore::new(IN_FLIGHT));
+        let t = Instant::now();
+        let leave = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for i in 0..users {
+            let (gate, ev_tx, leave) = (gate.clone(), ev_tx.clone(), leave.clone());
+            tasks.push(tokio::spawn(async move {
+                let permit = gate.acquire_owned().await?;
+                let s = login(addr, &format!("user{i:05}")).await?;
+                let s = join(s, "bench").await?;
+                drop(permit);
+                tokio::spawn(listen(s, origin, ev_tx, leave));
+                anyhow::Ok(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        let login_join_secs = t.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(2)).await; // the joins' broadcasts drain
+        let rss_with = settled_rss(pid, Duration::from_secs(10));
+        while ev_rx.try_recv().is_ok() {}
+
+        // Room lines to everybody.
+        let lines = 20;
+        for _ in 0..lines {
+            let stamp = origin.elapsed().as_nanos();
+            let say = ServerRequest::SayChatroom { room: "bench".into(), message: format!("{stamp}") };
+            talker.write_all(&say.encode()).await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut lat = Vec::new();
+        while lat.len() < lines * users {
+            match tokio::time::timeout(Duration::from_secs(20), ev_rx.recv()).await {
+                Ok(Some((Kind::Room, d))) => lat.push(d),
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        lat.sort();
+
+        // Search fan-out.
+        let searches = 5;
+        let t = Instant::now();
+        for k in 0..searches {
+            let stamp = origin.elapsed().as_nanos();
+            talker.write_all(&ServerRequest::FileSearch { token: k, query: format!("q {stamp}") }.encode()).await?;
+        }
+        let mut delivered = 0;
+        while delivered < searches as usize * users {
+            match tokio::time::timeout(Duration::from_secs(60), ev_rx.recv()).await {
+                Ok(Some((Kind::Search, _))) => delivered += 1,
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        let search_secs = t.elapsed().as_secs_f64();
+
+        // Everybody leaves.
+        leave.cancel();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Idle blocking threads exit after 10 s; give the server that long to settle.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let rss_left = settled_rss(pid, Duration::from_secs(15));
+
+        // The returning storm, with lines to the observers all along.
+        while obs_rx.try_recv().is_ok() {}
+        let storming = CancellationToken::new();
+        let speaking = {
+            let storming = storming.clone();
+            tokio::spawn(async move {
+                let mut said = 0usize;
+                while !storming.is_cancelled() {
+                    let stamp = origin.elapsed().as_nanos();
+                    let say = ServerRequest::SayChatroom { room: "watch".into(), message: format!("{stamp}") };
+                    speaker.write_all(&say.encode()).await?;
+                    said += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                anyhow::Ok((speaker, said))
+            })
+        };
+        let back = CancellationToken::new();
+        let done = Arc::new(AtomicUsize::new(0));
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..users {
+            let (gate, back, done) = (gate.clone(), back.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let permit = gate.acquire_owned().await?;
+                let s = login(addr, &format!("user{i:05}")).await?;
+                drop(permit);
+                done.fetch_add(1, Ordering::Relaxed);
+                let (tx, _rx) = mpsc::unbounded_channel();
+                tokio::spawn(listen(s, origin, tx, back));
+                anyhow::Ok(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        let storm_secs = t.elapsed().as_secs_f64();
+        storming.cancel();
+        let (_speaker, said) = speaking.await??;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss_storm = rss_kib(pid);
+        let mut storm_lat = Vec::new();
+        while let Ok((kind, d)) = obs_rx.try_recv() {
+            if kind == Kind::Room {
+                storm_lat.push(d);
+            }
+        }
+        storm_lat.sort();
+        anyhow::ensure!(
+            storm_lat.len() >= said * OBSERVERS * 9 / 10,
+            "only {} of {} storm lines arrived",
+            storm_lat.len(),
+            said * OBSERVERS
+        );
+        back.cancel();
+        stay.cancel();
+        anyhow::Ok(Row {
+            users,
+            login_join_secs,
+            rss_before,
+            rss_with,
+            rss_left,
+            rss_storm,
+            room_p50: pct(&lat, 50.0),
+            room_p99: pct(&lat, 99.0),
+            room_deliveries: lat.len(),
+            searches: delivered,
+            search_secs,
+            storm_secs,
+            storm_p99: pct(&storm_lat, 99.0),
+            storm_deliveries: storm_lat.len(),
+        })
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// A client's reads: frames as they come.
+struct Conn {
+    s: TcpStream,
+    r: FrameReader,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn frame(&mut self, wait: Duration) -> anyhow::Result<Frame> {
+        loop {
+            if let Some(f) = self.r.next_frame()? {
+                return Ok(f);
+            }
+            let n = tokio::time::timeout(wait, self.s.read(&mut self.buf)).await??;
+            anyhow::ensure!(n > 0, "closed");
+            self.r.push(&self.buf[..n]);
+        }
+    }
+}
+
+async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<Conn> {
     let per_address = omnipeer_slsk::central::MAX_REGISTRATIONS_PER_IP_PER_HOUR as usize;
     let mut s = common::connect_spread(addr, per_address.min(omnipeer_slsk::central::MAX_SESSIONS_PER_IP)).await?;
     s.write_all(&ServerRequest::login(user, "pw", 177, 1).encode()).await?;
-    let mut r = FrameReader::new(FrameKind::Server);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut c = Conn { s, r: FrameReader::new(FrameKind::Server), buf: vec![0u8; 16 * 1024] };
     loop {
-        if let Some(f) = r.next_frame()? {
+        let f = c.frame(Duration::from_secs(300)).await?;
+        if f.code == 1 {
             match ServerResponse::from_frame(&f)? {
                 ServerResponse::LoginSuccess { .. } => break,
-                ServerResponse::LoginFailure { reason, .. } => anyhow::bail!("login failed: {reason}"),
-                _ => continue,
+                ServerResponse::LoginFailure { reason, .. } => anyhow::bail!("{user}: login failed: {reason}"),
+                _ => {}
             }
         }
-        let n = tokio::time::timeout(Duration::from_secs(120), s.read(&mut buf)).await??;
-        anyhow::ensure!(n > 0, "closed");
-        r.push(&buf[..n]);
     }
-    s.write_all(&ServerRequest::SetWaitPort { port: 2234, obfuscation: None }.encode()).await?;
-    Ok(s)
+    c.s.write_all(&ServerRequest::SetWaitPort { port: 2234, obfuscation: None }.encode()).await?;
+    Ok(c)
 }
 
-async fn listen(mut s: TcpStream, me: usize, origin: Instant, tx: mpsc::UnboundedSender<(usize, Kind, Duration)>) {
-    let mut r = FrameReader::new(FrameKind::Server);
-    let mut buf = vec![0u8; 64 * 1024];
+/// Join `room` and wait for the server's JoinRoom reply (its member list).
+async fn join(mut c: Conn, room: &str) -> anyhow::Result<Conn> {
+    c.s.write_all(&ServerRequest::JoinRoom { room: room.into(), private: false }.encode()).await?;
+    while c.frame(Duration::from_secs(300)).await?.code != 14 {}
+    Ok(c)
+}
+
+/// Keep reading (and dropping) what the server sends, so it does not count this client as
+/// stuck; the write half is for speaking.
+fn writer_only(c: Conn) -> tokio::net::tcp::OwnedWriteHalf {
+    let (mut rd, wr) = c.s.into_split();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    wr
+}
+
+/// Read until `stop` (then disconnect), reporting searches and room lines.
+async fn listen(mut c: Conn, origin: Instant, tx: Events, stop: CancellationToken) {
     loop {
-        let n = match s.read(&mut buf).await {
-            Ok(n) if n > 0 => n,
-            _ => return,
+        let n = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = c.s.read(&mut c.buf) => match r {
+                Ok(n) if n > 0 => n,
+                _ => return,
+            },
         };
         let now = origin.elapsed();
-        r.push(&buf[..n]);
-        while let Ok(Some(f)) = r.next_frame() {
-            match ServerResponse::from_frame(&f) {
-                Ok(ServerResponse::FileSearch { .. }) => {
-                    let _ = tx.send((me, Kind::Search, Duration::ZERO));
+        c.r.push(&c.buf[..n]);
+        while let Ok(Some(f)) = c.r.next_frame() {
+            match f.code {
+                26 => {
+                    let _ = tx.send((Kind::Search, Duration::ZERO));
                 }
-                Ok(ServerResponse::SayChatroom { message, .. }) => {
-                    if let Ok(stamp) = message.parse::<u128>() {
-                        let _ = tx.send((me, Kind::Room, now.saturating_sub(Duration::from_nanos(stamp as u64))));
+                13 => {
+                    if let Ok(ServerResponse::SayChatroom { message, .. }) = ServerResponse::from_frame(&f) {
+                        if let Ok(stamp) = message.parse::<u128>() {
+                            let _ = tx.send((Kind::Room, now.saturating_sub(Duration::from_nanos(stamp as u64))));
+                        }
                     }
                 }
                 _ => {}

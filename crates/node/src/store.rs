@@ -331,6 +331,32 @@ impl Store {
         })
     }
 
+    /// An account's stored password hash (a quick lookup: the slow check is the caller's,
+    /// outside any lock).
+    pub fn slsk_password_hash(&self, name: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT pass_hash FROM slsk_users WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Create an account with an already computed hash unless the name is taken (by a
+    /// login that registered it meanwhile). Whether it was created.
+    pub fn slsk_add_account(&self, name: &str, pass_hash: &str) -> anyhow::Result<bool> {
+        let n = self.conn.execute(
+            "INSERT INTO slsk_users (name, pass_hash, created) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+            params![name, pass_hash, unix_now() as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Users with stored messages waiting (as stored: compare without case).
+    pub fn slsk_recipients(&self) -> anyhow::Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT DISTINCT recipient FROM slsk_messages")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Create or replace an account.
     pub fn slsk_register(&self, name: &str, password: &str) -> anyhow::Result<()> {
         let hash = hash_password(password)?;
@@ -400,23 +426,38 @@ impl Store {
 
 // Argon2 needs m_cost KiB of working memory per hash (19 MiB by default). Allocating and
 // freeing that for every login left the allocator holding ~9 MiB per login in a busy
-// server (measured with bench/slsk-server), so each thread keeps one area and reuses it.
-thread_local! {
-    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+// server (measured with bench/slsk-server), and one area kept per thread let every
+// blocking thread that ever hashed keep 19 MiB. So areas are pooled: there are at most as
+// many as hashes ran at once (the servers bound that: one per core), and an idle server
+// gives them back with [`release_hash_memory`].
+static ARGON2_AREAS: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+/// Slow (Argon2id) hashes this process finished.
+static SLOW_HASHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many slow (Argon2id) password hashes this process has finished (hashing a new
+/// password or checking one against its stored hash).
+pub fn slow_hashes() -> u64 {
+    SLOW_HASHES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Argon2id of `password` with `salt` and `params` into `out`, on this thread's memory.
+/// Free the pooled Argon2 working areas (call when no hash is running or queued).
+pub fn release_hash_memory() {
+    let areas = std::mem::take(&mut *ARGON2_AREAS.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(areas);
+}
+
+/// Argon2id of `password` with `salt` and `params` into `out`, on a pooled working area.
 fn argon2id(params: &argon2::Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> anyhow::Result<()> {
     let a = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
-    ARGON2_MEMORY.with(|m| {
-        let mut m = m.borrow_mut();
-        let need = params.block_count();
-        if m.len() < need {
-            m.resize(need, argon2::Block::new());
-        }
-        a.hash_password_into_with_memory(password, salt, out, &mut m[..need])
-            .map_err(|e| anyhow::anyhow!("argon2: {e}"))
-    })
+    let mut m = ARGON2_AREAS.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+    let need = params.block_count();
+    if m.len() < need {
+        m.resize(need, argon2::Block::new());
+    }
+    let r = a.hash_password_into_with_memory(password, salt, out, &mut m[..need]);
+    ARGON2_AREAS.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+    SLOW_HASHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    r.map_err(|e| anyhow::anyhow!("argon2: {e}"))
 }
 
 /// A salted Argon2id hash (OWASP's minimum: 19 MiB, 2 passes) in PHC string form.

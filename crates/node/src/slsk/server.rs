@@ -1,12 +1,21 @@
 //! The Soulseek server driver: the sans-IO [`Central`] machine on the shared
 //! many-connection driver ([`crate::serve`]), with accounts, private messages (kept until
-//! acknowledged) and bans in SQLite. Password checks run on blocking threads, at most a few
-//! at a time, so a flood of logins costs its senders time, not everybody else.
+//! acknowledged) and bans in SQLite.
+//!
+//! Passwords: the slow Argon2id hash (docs/protocols/soulseek.md says nothing of how a
+//! server keeps them; we keep only that hash on disk) runs on blocking threads, at most one
+//! per core, and never under the store's lock, so logins, relaying and stored-message
+//! lookups do not wait behind it. A user who logged in once in this process is checked
+//! next time against a fast keyed hash kept in memory ([`Accounts`]): a returning crowd
+//! after a network hiccup is back in seconds, while a new account, or a wrong password,
+//! still costs a slow hash.
 
 use crate::serve::{serve, Action, Control, Machine};
-use crate::store::{SlskLogin, Store};
+use crate::store::{hash_password, release_hash_memory, verify_password, Store};
 use anyhow::Context;
 use omnipeer_slsk::central::{Central, CentralConfig, CentralEvent, ConnId, LoginDecision, Output, StoredMessage};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,8 +24,109 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Password checks (Argon2) running at once.
-const CONCURRENT_CHECKS: usize = 2;
+/// Slow password hashes (Argon2id, 19 MiB of working memory each) running at once: one per
+/// core, so they use every core and their working areas do not multiply.
+fn slow_hash_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// HMAC-SHA256 (RFC 2104) of `parts` under a 32-byte key.
+fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let (mut ipad, mut opad) = ([0x36u8; 64], [0x5cu8; 64]);
+    for (i, k) in key.iter().enumerate() {
+        ipad[i] ^= k;
+        opad[i] ^= k;
+    }
+    let mut inner = Sha256::new();
+    inner.update(ipad);
+    for p in parts {
+        inner.update(p);
+    }
+    let mut outer = Sha256::new();
+    outer.update(opad);
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// The accounts as the login path sees them.
+struct Accounts {
+    store: Arc<Mutex<Store>>,
+    private: bool,
+    /// A random key of this process: the fast hashes below are worthless outside it.
+    key: [u8; 32],
+    /// Lower-case user → HMAC-SHA256(key, user, password) of the password that last logged
+    /// in as this user in this process (checked by the slow hash then). Only in memory:
+    /// the disk keeps the Argon2id hash alone. Accounts change password only by
+    /// registering at start (before any login), so an entry cannot go stale.
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+    /// Lower-case users who may have stored messages → a stamp of the last one stored (a
+    /// login whose lookup finds none forgets the user only if no message came meanwhile).
+    pending: Mutex<HashMap<String, u64>>,
+    stamp: std::sync::atomic::AtomicU64,
+}
+
+impl Accounts {
+    fn tag(&self, user: &str, password: &str) -> [u8; 32] {
+        let user = user.to_lowercase();
+        hmac_sha256(&self.key, &[&(user.len() as u64).to_le_bytes(), user.as_bytes(), password.as_bytes()])
+    }
+
+    /// Whether `user` logged in with this password before (in this process).
+    fn known_password(&self, user: &str, password: &str) -> bool {
+        let tag = self.tag(user, password);
+        let verified = self.verified.lock().expect("verified lock");
+        // Compared without an early exit, like the slow hash's own comparison.
+        verified.get(&user.to_lowercase()).is_some_and(|t| t.iter().zip(&tag).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0)
+    }
+
+    fn remember(&self, user: &str, password: &str) {
+        let tag = self.tag(user, password);
+        self.verified.lock().expect("verified lock").insert(user.to_lowercase(), tag);
+    }
+
+    /// The slow check (on a blocking thread): the store's lock is held only for the
+    /// lookup and the insert, never while hashing.
+    fn check_slow(&self, user: &str, password: &str) -> anyhow::Result<LoginDecision> {
+        for _ in 0..2 {
+            let stored = self.store.lock().expect("store lock").slsk_password_hash(user)?;
+            match stored {
+                Some(h) if verify_password(password, &h) => {
+                    self.remember(user, password);
+                    return Ok(LoginDecision::Accept);
+                }
+                Some(_) => return Ok(LoginDecision::InvalidPass),
+                None if self.private => return Ok(LoginDecision::Private),
+                None => {
+                    let h = hash_password(password)?;
+                    if self.store.lock().expect("store lock").slsk_add_account(user, &h)? {
+                        self.remember(user, password);
+                        return Ok(LoginDecision::Accept);
+                    }
+                    // Another login registered the name meanwhile: check against that.
+                }
+            }
+        }
+        Ok(LoginDecision::InvalidPass)
+    }
+
+    fn message_stored(&self, to: &str) {
+        let stamp = self.stamp.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.pending.lock().expect("pending lock").insert(to.to_lowercase(), stamp);
+    }
+
+    /// Whether `user` may have stored messages, and the stamp to forget it by.
+    fn may_have_messages(&self, user: &str) -> Option<u64> {
+        self.pending.lock().expect("pending lock").get(&user.to_lowercase()).copied()
+    }
+
+    fn no_messages(&self, user: &str, stamp: u64) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let key = user.to_lowercase();
+        if pending.get(&key) == Some(&stamp) {
+            pending.remove(&key);
+        }
+    }
+}
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -141,8 +251,12 @@ impl SlskServer {
             ccfg.greeting = self.cfg.motd.clone();
         }
         let mut central = Central::new(ccfg);
+        let mut pending = HashMap::new();
         {
             let store = self.store.lock().expect("store lock");
+            for u in store.slsk_recipients()? {
+                pending.insert(u.to_lowercase(), 0);
+            }
             for u in store.slsk_users()? {
                 central.add_known_user(&u);
             }
@@ -163,39 +277,57 @@ impl SlskServer {
                 }
             }
         });
-        let checks = Arc::new(Semaphore::new(CONCURRENT_CHECKS));
-        let private = cfg.private;
+        let slots = slow_hash_slots();
+        let slow = Arc::new(Semaphore::new(slots));
+        let accounts = Arc::new(Accounts {
+            store: store.clone(),
+            private: cfg.private,
+            key: rand::random(),
+            verified: Mutex::new(HashMap::new()),
+            pending: Mutex::new(pending),
+            stamp: std::sync::atomic::AtomicU64::new(0),
+        });
         let handler = move |ev: CentralEvent, control: &mpsc::UnboundedSender<Control<CentralMachine>>| {
             let _ = events.send(ev.clone());
             match ev {
                 CentralEvent::CheckLogin { conn, user, password } => {
-                    let (store, control, checks) = (store.clone(), control.clone(), checks.clone());
+                    if accounts.known_password(&user, &password) {
+                        let decision = LoginDecision::Accept;
+                        let _ = control
+                            .send(Box::new(move |m: &mut CentralMachine, now| m.0.login_result(now, conn, decision)));
+                        return;
+                    }
+                    let (accounts, control, slow) = (accounts.clone(), control.clone(), slow.clone());
                     tokio::spawn(async move {
-                        let Ok(_permit) = checks.acquire_owned().await else { return };
+                        let Ok(permit) = slow.clone().acquire_owned().await else { return };
                         let decision = tokio::task::spawn_blocking(move || {
-                            match store.lock().expect("store lock").slsk_login(&user, &password, private) {
-                                Ok(SlskLogin::Ok) | Ok(SlskLogin::Registered) => LoginDecision::Accept,
-                                Ok(SlskLogin::WrongPassword) => LoginDecision::InvalidPass,
-                                Ok(SlskLogin::Unknown) => LoginDecision::Private,
-                                Err(e) => {
-                                    tracing::error!("login check failed: {e:#}");
-                                    LoginDecision::InvalidPass
-                                }
-                            }
+                            accounts.check_slow(&user, &password).unwrap_or_else(|e| {
+                                tracing::error!("login check failed: {e:#}");
+                                LoginDecision::InvalidPass
+                            })
                         })
                         .await
                         .unwrap_or(LoginDecision::InvalidPass);
+                        drop(permit);
+                        if slow.available_permits() == slots {
+                            // Nothing hashing or waiting to: give the working areas back.
+                            release_hash_memory();
+                        }
                         let _ = control
                             .send(Box::new(move |m: &mut CentralMachine, now| m.0.login_result(now, conn, decision)));
                     });
                 }
                 CentralEvent::LoggedIn { conn, user, ip } => {
                     tracing::info!(%user, %ip, "logged in");
-                    let (store, control) = (store.clone(), control.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let stored = store.lock().expect("store lock").slsk_messages_for(&user).unwrap_or_default();
+                    // Most users have nothing stored: no lookup for them. The lookup goes
+                    // after the writes already queued (a message stored just before).
+                    let Some(stamp) = accounts.may_have_messages(&user) else { return };
+                    let (accounts, control) = (accounts.clone(), control.clone());
+                    let _ = persist_tx.send(Box::new(move |s: &Store| {
+                        let stored = s.slsk_messages_for(&user)?;
                         if stored.is_empty() {
-                            return;
+                            accounts.no_messages(&user, stamp);
+                            return Ok(());
                         }
                         let msgs: Vec<StoredMessage> = stored
                             .into_iter()
@@ -208,10 +340,12 @@ impl SlskServer {
                             })
                             .collect();
                         let _ = control.send(Box::new(move |m: &mut CentralMachine, _| m.0.deliver_stored(conn, msgs)));
-                    });
+                        Ok(())
+                    }));
                 }
                 CentralEvent::LoggedOut { user } => tracing::info!(%user, "logged out"),
                 CentralEvent::StoreMessage(m) => {
+                    accounts.message_stored(&m.to);
                     let _ = persist_tx.send(Box::new(move |s: &Store| {
                         s.slsk_store_message(m.id, &m.to, &m.from, m.timestamp, &m.message)
                     }));
