@@ -637,7 +637,7 @@ async fn write_loop(conn: ConnId, q: &Outq, shared: &Shared, wr: &mut OwnedWrite
                 Ok(0) => break,
                 Ok(_) => {
                     writes += 1;
-                    if writes % WRITES_BEFORE_YIELD == 0 {
+                    if writes.is_multiple_of(WRITES_BEFORE_YIELD) {
                         tokio::task::yield_now().await;
                     }
                 }
@@ -645,7 +645,8 @@ async fn write_loop(conn: ConnId, q: &Outq, shared: &Shared, wr: &mut OwnedWrite
                     if q.close.is_cancelled() {
                         let deadline =
                             *flush_deadline.get_or_insert_with(|| tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT);
-                        match tokio::time::timeout_at(deadline, wr.writable()).await {
+                        // Boxed: a rare path, kept out of every idle connection's task.
+                        match Box::pin(tokio::time::timeout_at(deadline, wr.writable())).await {
                             Ok(Ok(())) => {}
                             _ => return,
                         }
