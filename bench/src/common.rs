@@ -206,3 +206,17 @@ pub fn open_files_limit() -> u64 {
         .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
         .unwrap_or(1024)
 }
+
+/// The kernel's count of connections dropped at a listen socket (TcpExt `ListenDrops`,
+/// which includes `ListenOverflows`: a full accept queue), for the whole machine.
+pub fn listen_drops() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/net/netstat") else { return 0 };
+    let lines: Vec<&str> = s.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let [names, values] = lines[..] else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter(|(n, _)| *n == "ListenDrops")
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum()
+}

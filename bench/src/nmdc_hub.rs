@@ -26,8 +26,8 @@ use tokio::sync::mpsc;
 /// Every simulated user's outgoing queue, to broadcast from the load loop.
 type Writers = Arc<tokio::sync::Mutex<Vec<mpsc::Sender<Arc<[u8]>>>>>;
 
-/// A connect that took longer than this was dropped by the server's listen queue once
-/// (Linux retries a SYN after 1 s).
+/// A connect that took longer than this was dropped once (Linux retries a SYN after 1 s)
+/// or waited for a busy machine; the kernel's listen-drop counter tells which.
 const SLOW_CONNECT: Duration = Duration::from_millis(900);
 
 struct Figures {
@@ -37,6 +37,8 @@ struct Figures {
     /// Until every user had received everything the logins sent (the warm-up line).
     everyone_secs: f64,
     slow_connects: usize,
+    /// Connections the kernel dropped from a full listen queue meanwhile (whole machine).
+    listen_drops: u64,
     rss_before: u64,
     rss_quiet: u64,
     rss_peak: u64,
@@ -68,16 +70,17 @@ fn main() -> anyhow::Result<()> {
         all.push(f);
     }
     println!();
-    println!("| users | all logged in | everyone sees everyone | slow connects | RSS per user (quiet / peak) | hub CPU per login | bytes per login (needed) | chat p50 / p99 |");
+    println!("| users | all logged in | everyone sees everyone | slow connects / listen drops | RSS per user (quiet / peak) | hub CPU per login | bytes per login (needed) | chat p50 / p99 |");
     println!("|---|---|---|---|---|---|---|---|");
     for f in &all {
         let n = f.users as f64;
         println!(
-            "| {} | {:.2} s | {:.2} s | {} | {:.1} / {:.1} KiB | {:.3} ms | {:.1} KiB ({:.1} KiB, ×{:.2}) | {:.2} / {:.2} ms |",
+            "| {} | {:.2} s | {:.2} s | {} / {} | {:.1} / {:.1} KiB | {:.3} ms | {:.1} KiB ({:.1} KiB, ×{:.2}) | {:.2} / {:.2} ms |",
             f.users,
             f.login_secs,
             f.everyone_secs,
             f.slow_connects,
+            f.listen_drops,
             f.rss_quiet.saturating_sub(f.rss_before) as f64 / n,
             f.rss_peak.saturating_sub(f.rss_before) as f64 / n,
             f.cpu_login * 1000.0 / n,
@@ -96,11 +99,14 @@ fn print_one(f: &Figures, messages: usize) {
     let n = users as f64;
     println!("nmdc-hub: {users} logged-in users, {messages} main-chat lines from one sender");
     println!(
-        "  all logged in: {:.2} s ({:.0} logins/s); everyone has seen everyone: {:.2} s; connects retried: {}",
+        "  all logged in: {:.2} s ({:.0} logins/s); everyone has seen everyone: {:.2} s; connects over {} ms: {}; \
+         listen-queue drops: {}",
         f.login_secs,
         n / f.login_secs,
         f.everyone_secs,
-        f.slow_connects
+        SLOW_CONNECT.as_millis(),
+        f.slow_connects,
+        f.listen_drops
     );
     println!(
         "  hub memory: {:.1} MiB before, {:.1} MiB with {users} users (quiet) = {:.1} KiB per user; peak {:.1} MiB",
@@ -156,6 +162,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = rss_kib(pid);
     let cpu_before = cpu_secs(pid);
+    let drops_before = common::listen_drops();
 
     let result = rt.block_on(async {
         let origin = Instant::now();
@@ -255,6 +262,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
         ))
     });
     let rss_peak = peak_rss_kib(pid);
+    let listen_drops = common::listen_drops().saturating_sub(drops_before);
     let _ = hub.kill();
     let _ = hub.wait();
     let (login_secs, everyone_secs, slow_connects, rss_quiet, cpu_login, bytes, bytes_needed, mut lat) = result?;
@@ -275,6 +283,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
         login_secs,
         everyone_secs,
         slow_connects,
+        listen_drops,
         rss_before,
         rss_quiet,
         rss_peak,
