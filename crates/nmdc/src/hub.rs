@@ -13,6 +13,11 @@
 //! `$GetPass` for registered nicks, `$ValidateDenide`, `$HubIsFull`, or `$Hello <nick>`;
 //! then `$Version`, `$MyINFO` and `$GetNickList` in either order.
 //!
+//! What goes to every online user is one [`Output::Broadcast`] (encoded once, shared),
+//! not one send per recipient: the driver keeps who is online ([`Output::Join`],
+//! [`Output::Leave`]) and which broadcasts each skips ([`tag`]). A login at N users thus
+//! costs the hub O(1) outputs instead of N (N² for a login storm).
+//!
 //! Relay (§5) with anti-spoofing: the nick in `<nick>` chat, `$To: … From:`, `$MyINFO`,
 //! `$RevConnectToMe`, `$SR` and `$Search Hub:` must be the sender's own, and the address in
 //! `$ConnectToMe` and active `$Search` must be the sender's IP; anything else is dropped
