@@ -165,3 +165,58 @@ pub async fn connect_spread(addr: std::net::SocketAddr, per_address: usize) -> a
     sock.bind((local, 0).into())?;
     Ok(sock.connect(addr).await?)
 }
+
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name (which may hold spaces), counted from 3: utime is 14,
+    // stime 15.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(14) + ticks(15)) as f64 / clock_ticks() as f64
+}
+
+fn clock_ticks() -> u64 {
+    static TCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+/// Peak resident memory of a process (VmHWM), KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// This process's soft limit on open files (`ulimit -n`); the servers it starts inherit it.
+pub fn open_files_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Max open files")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
+        .unwrap_or(1024)
+}
+
+/// The kernel's count of connections dropped at a listen socket (TcpExt `ListenDrops`,
+/// which includes `ListenOverflows`: a full accept queue), for the whole machine.
+pub fn listen_drops() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/net/netstat") else { return 0 };
+    let lines: Vec<&str> = s.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let [names, values] = lines[..] else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter(|(n, _)| *n == "ListenDrops")
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum()
+}

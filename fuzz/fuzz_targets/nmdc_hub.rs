@@ -126,6 +126,21 @@ impl Harness {
                         }
                     }
                 }
+                Output::Broadcast { data, except, .. } => {
+                    assert!(!data.is_empty());
+                    assert!(!commands(&data).is_empty());
+                    if let Some(c) = except {
+                        assert!(self.accepted.contains(&c), "broadcast except unknown connection {c}");
+                    }
+                }
+                Output::Join { conn, .. } => {
+                    assert!(self.accepted.contains(&conn), "join of unknown connection {conn}");
+                    assert!(!self.disconnected.contains(&conn), "join of disconnected connection {conn}");
+                    assert!(!self.closed.contains(&conn), "join of closed connection {conn}");
+                }
+                Output::Leave { conn } => {
+                    assert!(self.accepted.contains(&conn), "leave of unknown connection {conn}");
+                }
                 Output::Close { conn } => {
                     assert!(self.accepted.contains(&conn), "close of unknown connection {conn}");
                     assert!(!self.disconnected.contains(&conn), "close of disconnected connection {conn}");

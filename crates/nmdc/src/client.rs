@@ -1406,6 +1406,8 @@ mod tests {
             sessions: Vec<HubSession>,
             events: Vec<Vec<Event>>,
             now: Instant,
+            /// Connections that get the hub's broadcasts, with their tags.
+            joined: std::collections::BTreeMap<u64, u8>,
         }
         impl Net {
             fn pump(&mut self) {
@@ -1428,6 +1430,19 @@ mod tests {
                         match o {
                             hub::Output::Send { conn, data } => {
                                 self.sessions[conn as usize].handle_input(self.now, &data)
+                            }
+                            hub::Output::Broadcast { data, except, skip } => {
+                                for (&conn, &tags) in &self.joined {
+                                    if Some(conn) != except && tags & skip == 0 {
+                                        self.sessions[conn as usize].handle_input(self.now, &data)
+                                    }
+                                }
+                            }
+                            hub::Output::Join { conn, tags } => {
+                                self.joined.insert(conn, tags);
+                            }
+                            hub::Output::Leave { conn } => {
+                                self.joined.remove(&conn);
                             }
                             hub::Output::Close { conn } => {
                                 self.sessions[conn as usize].handle_eof();
@@ -1459,7 +1474,7 @@ mod tests {
         let bob = SessionConfig::new("bob"); // passive
         let mut op = SessionConfig::new("op");
         op.password = Some("pw".into());
-        let mut net = Net { hub, sessions: Vec::new(), events: vec![Vec::new(); 3], now };
+        let mut net = Net { hub, sessions: Vec::new(), events: vec![Vec::new(); 3], now, joined: Default::default() };
         for (i, cfg) in [alice, bob, op].into_iter().enumerate() {
             net.sessions.push(HubSession::new(cfg, now).unwrap());
             net.hub.accept(now, i as u64, LOCAL, b"0123456789abcdef");

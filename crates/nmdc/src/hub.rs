@@ -13,6 +13,11 @@
 //! `$GetPass` for registered nicks, `$ValidateDenide`, `$HubIsFull`, or `$Hello <nick>`;
 //! then `$Version`, `$MyINFO` and `$GetNickList` in either order.
 //!
+//! What goes to every online user is one [`Output::Broadcast`] (encoded once, shared),
+//! not one send per recipient: the driver keeps who is online ([`Output::Join`],
+//! [`Output::Leave`]) and which broadcasts each skips ([`tag`]). A login at N users thus
+//! costs the hub O(1) outputs instead of N (N² for a login storm).
+//!
 //! Relay (§5) with anti-spoofing: the nick in `<nick>` chat, `$To: … From:`, `$MyINFO`,
 //! `$RevConnectToMe`, `$SR` and `$Search Hub:` must be the sender's own, and the address in
 //! `$ConnectToMe` and active `$Search` must be the sender's IP; anything else is dropped
@@ -254,6 +259,17 @@ pub enum HubEvent {
     },
 }
 
+/// Tags of an online connection ([`Output::Join`]), which broadcasts may skip
+/// ([`Output::Broadcast`]).
+pub mod tag {
+    /// A passive user: cannot answer a passive search.
+    pub const PASSIVE: u8 = 1;
+    /// A client that sent `NoHello`: gets no `$Hello` of newcomers.
+    pub const NO_HELLO: u8 = 2;
+    /// Not an operator whose client sent `UserIP2`: gets no `$UserIP` of others.
+    pub const NO_USERIP: u8 = 4;
+}
+
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -261,8 +277,32 @@ pub enum Output {
     Send {
         /// The connection.
         conn: ConnId,
-        /// Bytes, shared between recipients of a broadcast.
+        /// Bytes.
         data: Arc<[u8]>,
+    },
+    /// Write these bytes to every joined connection ([`Output::Join`]) but `except` and
+    /// those with a tag in `skip`. One output for all recipients: a login at 10,000 users
+    /// costs the hub one of these, not 10,000 sends.
+    Broadcast {
+        /// Bytes, shared by every recipient.
+        data: Arc<[u8]>,
+        /// A connection that does not get them.
+        except: Option<ConnId>,
+        /// Connections with any of these [`tag`]s do not get them.
+        skip: u8,
+    },
+    /// This connection is online: it gets the broadcasts from now on (those not skipping
+    /// one of its `tags`). Joining again only changes its tags.
+    Join {
+        /// The connection.
+        conn: ConnId,
+        /// Its [`tag`]s.
+        tags: u8,
+    },
+    /// This connection gets no more broadcasts.
+    Leave {
+        /// The connection.
+        conn: ConnId,
     },
     /// Close this connection (after the bytes sent to it before).
     Close {
@@ -336,6 +376,23 @@ struct Conn {
     counted: bool,
 }
 
+impl Conn {
+    /// Which broadcasts it skips ([`tag`]).
+    fn tags(&self) -> u8 {
+        let mut t = 0;
+        if self.passive {
+            t |= tag::PASSIVE;
+        }
+        if self.no_hello {
+            t |= tag::NO_HELLO;
+        }
+        if !(self.op && self.userip2) {
+            t |= tag::NO_USERIP;
+        }
+        t
+    }
+}
+
 /// The hub.
 #[derive(Debug)]
 pub struct Hub {
@@ -345,6 +402,10 @@ pub struct Hub {
     nicks: HashMap<String, ConnId>,
     /// Online users in login order (for lists).
     online: Vec<ConnId>,
+    /// Online users without the tag [`tag::NO_HELLO`] / [`tag::NO_USERIP`]: when there
+    /// are none, the broadcast they alone would get is not made at all.
+    online_hello: usize,
+    online_userip: usize,
     /// Lower-case nick → (nick, op).
     registered: HashMap<String, (String, bool)>,
     bans: Vec<Ban>,
@@ -363,6 +424,8 @@ impl Hub {
             conns: HashMap::new(),
             nicks: HashMap::new(),
             online: Vec::new(),
+            online_hello: 0,
+            online_userip: 0,
             registered: HashMap::new(),
             bans: Vec::new(),
             out: VecDeque::new(),
@@ -471,11 +534,11 @@ impl Hub {
         }
         if let Some(pos) = self.online.iter().position(|x| *x == conn) {
             self.online.remove(pos);
+            self.count_online(c.tags(), false);
             let nick = nick.unwrap_or_default();
+            self.out.push_back(Output::Leave { conn });
             let quit: Arc<[u8]> = Command::Quit(nick.clone()).encode().into();
-            for &other in &self.online {
-                self.out.push_back(Output::Send { conn: other, data: quit.clone() });
-            }
+            self.out.push_back(Output::Broadcast { data: quit, except: None, skip: 0 });
             self.out.push_back(Output::Event(HubEvent::LoggedOut { conn, nick }));
         }
     }
@@ -584,6 +647,15 @@ impl Hub {
             .retain(|_, b| b.at.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(60)));
     }
 
+    /// Count a user with `tags` coming online (`true`) or leaving.
+    fn count_online(&mut self, tags: u8, joins: bool) {
+        for (bit, n) in [(tag::NO_HELLO, &mut self.online_hello), (tag::NO_USERIP, &mut self.online_userip)] {
+            if tags & bit == 0 {
+                *n = if joins { *n + 1 } else { n.saturating_sub(1) };
+            }
+        }
+    }
+
     fn send(&mut self, conn: ConnId, data: Vec<u8>) {
         // Nothing goes to a connection after its Close (an operator banning himself).
         if self.conns.get(&conn).is_some_and(|c| c.phase == Phase::Closing) {
@@ -598,11 +670,7 @@ impl Hub {
     }
 
     fn broadcast(&mut self, data: Arc<[u8]>, except: Option<ConnId>) {
-        for &c in &self.online {
-            if Some(c) != except {
-                self.out.push_back(Output::Send { conn: c, data: data.clone() });
-            }
-        }
+        self.out.push_back(Output::Broadcast { data, except, skip: 0 });
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -842,30 +910,27 @@ impl Hub {
         c.deadline = None;
         c.myinfo = Some(myinfo.clone());
         c.passive = info.tag.as_ref().and_then(|t| t.mode) == Some(Mode::Passive);
-        let (ip, op, wants_list) = (c.ip, c.op, c.wants_list);
+        let (ip, op, wants_list, tags) = (c.ip, c.op, c.wants_list, c.tags());
         c.wants_list = false;
         self.online.push(conn);
-        // Everybody else learns about the newcomer.
-        let hello: Arc<[u8]> = Command::Hello(nick.to_owned()).encode().into();
-        let userip: Arc<[u8]> = Command::UserIp(vec![(nick.to_owned(), ip.to_string())]).encode().into();
-        let others: Vec<ConnId> = self.online.iter().copied().filter(|c| *c != conn).collect();
-        for other in others {
-            let o = &self.conns[&other];
-            let (no_hello, userip2, is_op) = (o.no_hello, o.userip2, o.op);
-            if !no_hello {
-                self.out.push_back(Output::Send { conn: other, data: hello.clone() });
-            }
-            self.out.push_back(Output::Send { conn: other, data: myinfo.clone() });
-            if userip2 && is_op {
-                self.out.push_back(Output::Send { conn: other, data: userip.clone() });
-            }
+        self.count_online(tags, true);
+        self.out.push_back(Output::Join { conn, tags });
+        // Everybody else learns about the newcomer: one broadcast each, whatever the number
+        // of users ($Hello first, for clients without NoHello).
+        let except = Some(conn);
+        if self.online_hello > usize::from(tags & tag::NO_HELLO == 0) {
+            let hello: Arc<[u8]> = Command::Hello(nick.to_owned()).encode().into();
+            self.out.push_back(Output::Broadcast { data: hello, except, skip: tag::NO_HELLO });
+        }
+        self.out.push_back(Output::Broadcast { data: myinfo, except, skip: 0 });
+        if self.online_userip > usize::from(tags & tag::NO_USERIP == 0) {
+            let userip: Arc<[u8]> = Command::UserIp(vec![(nick.to_owned(), ip.to_string())]).encode().into();
+            self.out.push_back(Output::Broadcast { data: userip, except, skip: tag::NO_USERIP });
         }
         if op {
             // Everybody else learns that the newcomer is an operator.
             let ops: Arc<[u8]> = Command::OpList(vec![nick.to_owned()]).encode().into();
-            for &other in self.online.iter().filter(|c| **c != conn) {
-                self.out.push_back(Output::Send { conn: other, data: ops.clone() });
-            }
+            self.out.push_back(Output::Broadcast { data: ops, except, skip: 0 });
         }
         if wants_list {
             self.send_list(conn);
@@ -972,10 +1037,19 @@ impl Hub {
                 }
                 let mut line = raw;
                 line.push(b'|');
-                let line: Arc<[u8]> = line.into();
                 let c = self.conns.get_mut(&conn).expect("present");
+                if c.myinfo.as_deref() == Some(&line[..]) {
+                    // Everybody has this one already (clients repeat an unchanged $MyINFO).
+                    return;
+                }
+                let line: Arc<[u8]> = line.into();
                 c.myinfo = Some(line.clone());
-                c.passive = info.tag.as_ref().and_then(|t| t.mode) == Some(Mode::Passive);
+                let passive = info.tag.as_ref().and_then(|t| t.mode) == Some(Mode::Passive);
+                if passive != c.passive {
+                    c.passive = passive;
+                    let tags = c.tags();
+                    self.out.push_back(Output::Join { conn, tags });
+                }
                 self.broadcast(line, None);
             }
             Command::GetNickList => self.send_list(conn),
@@ -1032,16 +1106,8 @@ impl Hub {
                 }
                 let mut line = raw;
                 line.push(b'|');
-                let line: Arc<[u8]> = line.into();
-                let targets: Vec<ConnId> = self
-                    .online
-                    .iter()
-                    .copied()
-                    .filter(|c| *c != conn && !(passive_origin && self.conns[c].passive))
-                    .collect();
-                for t in targets {
-                    self.out.push_back(Output::Send { conn: t, data: line.clone() });
-                }
+                let skip = if passive_origin { tag::PASSIVE } else { 0 };
+                self.out.push_back(Output::Broadcast { data: line.into(), except: Some(conn), skip });
             }
             Command::Sr(sr) => {
                 if sr.nick != me {
@@ -1254,17 +1320,39 @@ mod tests {
         inbox: HashMap<ConnId, String>,
         closed: Vec<ConnId>,
         events: Vec<HubEvent>,
+        /// Connections that get broadcasts, with their tags (what the driver keeps).
+        joined: HashMap<ConnId, u8>,
     }
 
     impl T {
         fn new(cfg: HubConfig) -> T {
-            T { hub: Hub::new(cfg), now: Instant::now(), inbox: HashMap::new(), closed: Vec::new(), events: Vec::new() }
+            T {
+                hub: Hub::new(cfg),
+                now: Instant::now(),
+                inbox: HashMap::new(),
+                closed: Vec::new(),
+                events: Vec::new(),
+                joined: HashMap::new(),
+            }
         }
         fn pump(&mut self) {
             while let Some(o) = self.hub.poll_output() {
                 match o {
                     Output::Send { conn, data } => {
                         self.inbox.entry(conn).or_default().push_str(&crate::text::decode(&data))
+                    }
+                    Output::Broadcast { data, except, skip } => {
+                        for (&c, &tags) in &self.joined {
+                            if Some(c) != except && tags & skip == 0 {
+                                self.inbox.entry(c).or_default().push_str(&crate::text::decode(&data));
+                            }
+                        }
+                    }
+                    Output::Join { conn, tags } => {
+                        self.joined.insert(conn, tags);
+                    }
+                    Output::Leave { conn } => {
+                        self.joined.remove(&conn);
                     }
                     Output::Close { conn } => self.closed.push(conn),
                     Output::Event(e) => self.events.push(e),
@@ -1647,6 +1735,81 @@ mod tests {
         t.input(2, &format!("$MyINFO $ALL alice {desc}$ $100\x01$$0$|"));
         assert!(!t.closed.contains(&2));
         assert_eq!(t.hub.online_nicks(), vec!["alice"]);
+    }
+
+    #[test]
+    fn a_login_costs_one_broadcast_whatever_the_number_of_users() {
+        // Issue 14: with one send per recipient a login storm of N users cost N² outputs
+        // (and as many queue pushes and writer wake-ups in the driver).
+        let mut t = T::new(HubConfig { max_users_per_ip: 0, max_logins_per_ip_per_minute: 0, ..Default::default() });
+        for i in 0..200 {
+            t.login(i, &format!("u{i}"), 'A');
+        }
+        t.inbox.clear();
+        t.hub.accept(t.now, 500, "127.0.0.1".parse().unwrap(), LOCK);
+        t.hub.handle_input(t.now, 500, b"$Supports NoGetINFO NoHello UserIP2|$Key x|$ValidateNick late|");
+        t.hub.handle_input(t.now, 500, b"$Version 1,0091|$MyINFO $ALL late d<ncdc V:1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|");
+        let mut outputs = Vec::new();
+        while let Some(o) = t.hub.poll_output() {
+            outputs.push(o);
+        }
+        assert!(outputs.len() < 10, "{} outputs for one login among 200 users", outputs.len());
+        let myinfo = "$MyINFO $ALL late d<ncdc V:1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|";
+        assert!(outputs.iter().any(|o| matches!(o, Output::Broadcast { data, except: Some(500), skip: 0 }
+            if &data[..] == myinfo.as_bytes())));
+        // Delivered, it still reaches every other user once (and not the newcomer).
+        for o in outputs {
+            t.hub.out.push_back(o);
+        }
+        t.pump();
+        assert_eq!(t.take(7), myinfo);
+        assert_eq!(t.take(500).matches("$MyINFO").count(), 0);
+    }
+
+    #[test]
+    fn an_unchanged_myinfo_is_not_relayed_again() {
+        let mut t = T::new(HubConfig::default());
+        t.login(1, "alice", 'A');
+        t.login(2, "bob", 'A');
+        t.take(1);
+        let same = "$MyINFO $ALL bob d<ncdc V:1.23.1,M:A,H:1/0/0,S:10>$ $100\x01$$3084$|";
+        t.input(2, same);
+        assert_eq!(t.take(1), "", "alice has this $MyINFO of bob already");
+        let changed = "$MyINFO $ALL bob d<ncdc V:1.23.1,M:P,H:1/0/0,S:10>$ $100\x01$$3084$|";
+        t.input(2, changed);
+        assert_eq!(t.take(1), changed);
+        // bob is passive now: a passive search of another passive user skips him.
+        t.login(3, "pete", 'P');
+        t.take(1);
+        t.take(2);
+        t.input(3, "$Search Hub:pete F?T?0?1?x|");
+        assert!(t.take(1).contains("$Search Hub:pete"));
+        assert_eq!(t.take(2), "");
+    }
+
+    #[test]
+    fn hello_and_userip_go_only_to_who_needs_them() {
+        let mut t = T::new(HubConfig::default());
+        t.hub.set_registered("op", true);
+        t.accept(1, "127.0.0.1");
+        t.input(1, "$Supports NoHello UserIP2|$ValidateNick op|$MyPass pw|");
+        t.hub.password_result(t.now, 1, true);
+        t.pump();
+        t.input(1, "$MyINFO $ALL op x$ $100\x01$$0$|");
+        t.login(2, "alice", 'A');
+        // microdc2-style client without NoHello.
+        t.accept(3, "127.0.0.1");
+        t.input(3, "$Key k|$ValidateNick old|$MyINFO $ALL old x$ $100\x01$$0$|");
+        t.take(1);
+        t.take(2);
+        t.take(3);
+        t.login_from(4, "newbie", 'A', "127.0.0.4");
+        assert_eq!(
+            t.take(1),
+            "$MyINFO $ALL newbie d<ncdc V:1.23.1,M:A,H:1/0/0,S:10>$ $100\x01$$3084$|$UserIP newbie 127.0.0.4$$|"
+        );
+        assert_eq!(t.take(2), "$MyINFO $ALL newbie d<ncdc V:1.23.1,M:A,H:1/0/0,S:10>$ $100\x01$$3084$|");
+        assert_eq!(t.take(3), "$Hello newbie|$MyINFO $ALL newbie d<ncdc V:1.23.1,M:A,H:1/0/0,S:10>$ $100\x01$$3084$|");
     }
 
     #[test]

@@ -57,8 +57,7 @@ impl HubServer {
             Ok(store)
         })
         .await??;
-        let listener =
-            TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let listener = crate::serve::listen(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let (events, _) = broadcast::channel(1024);
         let store = Arc::new(Mutex::new(store));
         let (persist_tx, mut persist_rx) = mpsc::unbounded_channel::<Persist>();
@@ -135,6 +134,9 @@ impl Machine for HubMachine {
     fn poll(&mut self) -> Option<Action<HubEvent>> {
         Some(match self.0.poll_output()? {
             Output::Send { conn, data } => Action::Send(conn, data),
+            Output::Broadcast { data, except, skip } => Action::Broadcast { data, except, skip },
+            Output::Join { conn, tags } => Action::Join(conn, tags),
+            Output::Leave { conn } => Action::Leave(conn),
             Output::Close { conn } => Action::Close(conn),
             Output::Event(e) => Action::Event(e),
         })

@@ -217,8 +217,7 @@ impl SlskServer {
             Ok(store)
         })
         .await??;
-        let listener =
-            TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let listener = crate::serve::listen(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let (events, _) = broadcast::channel(4096);
         Ok(SlskServer { listener, cfg, limits: IpLimits::default(), store: Arc::new(Mutex::new(store)), events })
     }
