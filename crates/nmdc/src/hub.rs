@@ -73,6 +73,12 @@ pub const MAX_HUB_NICK: usize = 64;
 pub const MAX_MESSAGE: usize = 8 * 1024;
 /// Dropped lines (spoofing, flooding) a user may cause before being kicked.
 pub const MAX_STRIKES: u32 = 20;
+/// Most bytes of answers meant for one client alone (user lists, search results relayed to
+/// it, ...) that one read of its input may cause. One 16 KiB read holds ~1,200
+/// `$GetNickList`s: answered all at once they would queue ~120 MB for a client that may
+/// never read them, before the driver's per-client output cap could drop it. Past this the
+/// client is closed as flooding. The same size as the driver's per-client output cap.
+pub const MAX_ANSWERS_PER_READ: usize = 4 * 1024 * 1024;
 
 /// A token bucket: `burst` events at once, then one every `every`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,6 +553,7 @@ impl Hub {
     pub fn handle_input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.reader.push(bytes);
+        let mut answered = 0usize;
         loop {
             let Some(c) = self.conns.get_mut(&conn) else { return };
             if c.phase == Phase::Closing {
@@ -568,9 +575,23 @@ impl Hub {
                     return;
                 }
             };
+            let mark = self.out.len();
             match Command::parse(&raw) {
                 Ok(cmd) => self.on_command(now, conn, cmd, raw),
                 Err(e) => self.drop_line(conn, format!("malformed command: {e}")),
+            }
+            answered += self
+                .out
+                .range(mark..)
+                .map(|o| match o {
+                    Output::Send { conn: to, data } if *to == conn => data.len(),
+                    _ => 0,
+                })
+                .sum::<usize>();
+            if answered > MAX_ANSWERS_PER_READ {
+                self.drop_line(conn, format!("more than {MAX_ANSWERS_PER_READ} bytes of answers asked for at once"));
+                self.close(conn);
+                return;
             }
         }
     }
@@ -1764,6 +1785,35 @@ mod tests {
         t.pump();
         assert_eq!(t.take(7), myinfo);
         assert_eq!(t.take(500).matches("$MyINFO").count(), 0);
+    }
+
+    #[test]
+    fn a_read_asking_for_more_answers_than_the_cap_closes_the_client() {
+        // 60 users with 2 KiB descriptions: each user list is ~120 KiB; 1,000 requests in
+        // one read would queue ~120 MB for one client.
+        let mut t = T::new(HubConfig { max_users_per_ip: 0, max_logins_per_ip_per_minute: 0, ..Default::default() });
+        let desc = "d".repeat(2048);
+        for i in 0..60 {
+            t.login(i, &format!("u{i}"), 'A');
+            t.input(i, &format!("$MyINFO $ALL u{i} {desc}<ncdc V:1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|"));
+        }
+        t.login(100, "flood", 'A');
+        t.take(100);
+        t.hub.handle_input(t.now, 100, "$GetNickList|".repeat(1000).as_bytes());
+        let mut sent = 0;
+        while let Some(o) = t.hub.poll_output() {
+            match o {
+                Output::Send { conn: 100, data } => sent += data.len(),
+                Output::Close { conn: 100 } => t.closed.push(100),
+                _ => {}
+            }
+        }
+        assert!(t.closed.contains(&100), "the flooding client was not closed");
+        assert!(sent <= MAX_ANSWERS_PER_READ + 256 * 1024, "{sent} bytes queued for it");
+        // One list is fine.
+        t.login(101, "calm", 'A');
+        t.input(101, "$GetNickList|");
+        assert!(!t.closed.contains(&101));
     }
 
     #[test]
