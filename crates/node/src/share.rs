@@ -618,6 +618,19 @@ impl Share {
         Ok(Share { dir: dir.to_path_buf(), inner })
     }
 
+    /// An empty share of `dir`, a folder that does not exist (yet): nothing is listed until
+    /// a later refresh finds the folder. The folder is not created (an unmounted disk stays
+    /// unmounted, a typo does not become a folder).
+    pub fn missing(dir: &Path) -> Share {
+        let empty = ShareIndex::empty(vec![ShareRoot { name: String::new(), path: dir.to_path_buf() }]);
+        let inner = Arc::new(ShareInner {
+            snap: RwLock::new((Arc::new(empty), Instant::now())),
+            first: Arc::new(ScanControl::default()),
+            scanning: AtomicBool::new(false),
+        });
+        Share { dir: dir.to_path_buf(), inner }
+    }
+
     /// Whether the first scan is still running.
     pub fn is_scanning(&self) -> bool {
         self.inner.scanning.load(Ordering::Acquire)

@@ -621,3 +621,20 @@ async fn fserve_commands_run_against_a_server_without_prompts() {
     assert!(std::fs::read(dir.path().join("a.bin")).unwrap() == a);
     assert_eq!(std::fs::read(dir.path().join("b.txt")).unwrap(), b);
 }
+
+/// A `[dcc].share` that does not exist is a warning, not a folder made for it (issue 12):
+/// the server comes up, serves chats and sends, and leaves the path alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_share_folder_is_not_created_and_the_server_runs() {
+    let missing = std::env::temp_dir().join(format!("omnipeer-no-such-share-{}", std::process::id()));
+    let m = missing.clone();
+    let f = start_with(move |c| c.share = m).await;
+    assert!(!missing.exists(), "the missing share folder {} was created", missing.display());
+    let input = tokio::io::BufReader::new(&b"hello\n"[..]);
+    let mut output = Vec::new();
+    let nick =
+        dcc::client::chat(&f.addr(), &opts("alice"), input, &mut output, Duration::from_millis(300)).await.unwrap();
+    assert_eq!(nick, "bob");
+    assert!(!missing.exists());
+    f.stop().await;
+}

@@ -66,6 +66,13 @@ impl DccServerConfig {
                 PathBuf::from(s)
             }
         };
+        // The default share is the node's own folder: made for the user to fill. A folder
+        // the user named is never created (a typo or an unmounted disk stays visible).
+        if d.share.is_empty() {
+            let share = data_dir.join("share");
+            std::fs::create_dir_all(&share)
+                .map_err(|e| anyhow::anyhow!("cannot create the share folder {}: {e}", share.display()))?;
+        }
         Ok(DccServerConfig {
             listen: d.listen,
             nick,
@@ -233,14 +240,22 @@ impl DccServer {
     /// Create the folders, index the share and bind the listener.
     pub async fn bind(cfg: DccServerConfig) -> anyhow::Result<DccServer> {
         use anyhow::Context;
-        std::fs::create_dir_all(&cfg.share)
-            .with_context(|| format!("cannot create the share folder {}", cfg.share.display()))?;
         std::fs::create_dir_all(&cfg.incoming)
             .with_context(|| format!("cannot create the incoming folder {}", cfg.incoming.display()))?;
-        let share_dir = cfg.share.clone();
-        let share = tokio::task::spawn_blocking(move || Share::open_single(&share_dir))
-            .await?
-            .with_context(|| format!("cannot index the share folder {}", cfg.share.display()))?;
+        // A share folder that does not exist is a warning, not created (docs/operations.md):
+        // the file server lists nothing until it appears.
+        let share = if std::fs::symlink_metadata(&cfg.share).is_err() {
+            tracing::warn!(
+                "the DCC share folder {} does not exist: fserve shares nothing until it is created (it is not created)",
+                cfg.share.display()
+            );
+            Share::missing(&cfg.share)
+        } else {
+            let share_dir = cfg.share.clone();
+            tokio::task::spawn_blocking(move || Share::open_single(&share_dir))
+                .await?
+                .with_context(|| format!("cannot index the share folder {}", cfg.share.display()))?
+        };
         let listener =
             TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let events = crate::events::EventSink::default();
