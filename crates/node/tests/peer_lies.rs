@@ -9,7 +9,6 @@ use omnipeer_nmdc::transfer::Identifier;
 use omnipeer_nmdc::tth::Tth;
 use omnipeer_node::nmdc::cc::{self, DownloadJob};
 use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig};
-use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_slsk::framing::{FrameKind, FrameReader};
 use omnipeer_slsk::peer::{PeerInit, PeerMessage, TransferDirection, TransferReply};
 use omnipeer_slsk::server::{ServerRequest, ServerResponse};
@@ -19,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::start_slsk;
 
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 + i / 1000) as u8).collect()
@@ -138,19 +139,8 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let server = SlskServer::bind(SlskServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.path().join("server.sqlite"),
-        motd: String::new(),
-        private: false,
-        admins: Vec::new(),
-        register: Vec::new(),
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr().to_string();
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
+    let (addr, stop) = start_slsk(&dir.path().join("server.sqlite")).await;
+    let addr = addr.to_string();
     World { dir, addr, _stop: stop.drop_guard() }
 }
 

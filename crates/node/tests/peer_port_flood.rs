@@ -7,28 +7,18 @@
 use omnipeer_nmdc::handshake::Role;
 use omnipeer_node::nmdc::cc;
 use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig, PEER_FRAME_TIMEOUT, PEER_INIT_TIMEOUT};
-use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_slsk::peer::PeerInit;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::start_slsk;
 
 async fn node_client() -> (SlskClient, tempfile::TempDir, tokio_util::sync::DropGuard) {
     let dir = tempfile::tempdir().unwrap();
-    let server = SlskServer::bind(SlskServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.path().join("server.sqlite"),
-        motd: String::new(),
-        private: false,
-        admins: Vec::new(),
-        register: Vec::new(),
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr().to_string();
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
+    let (addr, stop) = start_slsk(&dir.path().join("server.sqlite")).await;
+    let addr = addr.to_string();
     let c = SlskClient::start(SlskClientConfig {
         server: addr,
         user: "victim".into(),

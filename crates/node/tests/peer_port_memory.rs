@@ -4,12 +4,13 @@
 //! in its test binary, since it measures the process's RSS.
 
 use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig, MAX_PEER_MESSAGE, PEER_BUFFER_BUDGET};
-use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_slsk::peer::PeerInit;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::start_slsk;
 
 const MIB: usize = 1 << 20;
 
@@ -21,19 +22,8 @@ fn rss() -> usize {
 
 async fn node_client() -> (SlskClient, tempfile::TempDir, tokio_util::sync::DropGuard) {
     let dir = tempfile::tempdir().unwrap();
-    let server = SlskServer::bind(SlskServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.path().join("server.sqlite"),
-        motd: String::new(),
-        private: false,
-        admins: Vec::new(),
-        register: Vec::new(),
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr().to_string();
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
+    let (addr, stop) = start_slsk(&dir.path().join("server.sqlite")).await;
+    let addr = addr.to_string();
     let c = SlskClient::start(SlskClientConfig {
         server: addr,
         user: "victim".into(),

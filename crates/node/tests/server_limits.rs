@@ -4,49 +4,16 @@
 //! huge frames before login are dropped at once instead of being buffered.
 
 use omnipeer_nmdc::hub::{HubConfig, ReservedNick, MAX_LOGINS_PER_IP_PER_MINUTE, MAX_USERS_PER_IP};
-use omnipeer_node::nmdc::{HubServer, HubServerConfig};
-use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_slsk::central::MAX_REGISTRATIONS_PER_IP_PER_HOUR;
 use omnipeer_slsk::server::login_failure;
 use omnipeer_slsk::{FrameKind, FrameReader, ServerRequest, ServerResponse};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
-async fn start_hub(db: &Path, hub: HubConfig) -> (SocketAddr, CancellationToken) {
-    let server = HubServer::bind(HubServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        hub,
-        db: db.to_path_buf(),
-        register: vec![],
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
-    (addr, stop)
-}
-
-async fn start_slsk(db: &Path) -> (SocketAddr, CancellationToken) {
-    let server = SlskServer::bind(SlskServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: db.to_path_buf(),
-        motd: String::new(),
-        private: false,
-        admins: Vec::new(),
-        register: Vec::new(),
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
-    (addr, stop)
-}
+mod support;
+use support::{start_hub, start_slsk};
 
 async fn connect_from(addr: SocketAddr, local: &str) -> TcpStream {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();

@@ -3,32 +3,15 @@
 //! 20 connections each announcing a 63 MiB Soulseek Login and sending 8 MiB of it are
 //! dropped at the length field; buffered, they took 160 MiB (1.38 GB for whole frames).
 
-use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_slsk::{FrameKind, FrameReader, ServerRequest, ServerResponse};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
-async fn start_slsk(db: &Path) -> (SocketAddr, CancellationToken) {
-    let server = SlskServer::bind(SlskServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: db.to_path_buf(),
-        motd: String::new(),
-        private: false,
-        admins: Vec::new(),
-        register: Vec::new(),
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
-    (addr, stop)
-}
+mod support;
+use support::start_slsk;
 
 /// Log in to the Soulseek server; the LoginResponse.
 async fn slsk_login(addr: SocketAddr, user: &str) -> (TcpStream, ServerResponse) {

@@ -3,32 +3,15 @@
 //! password still costs one, and a returning user is not queued behind registrations.
 //! In a test binary of its own: the slow-hash counter is per process.
 
-use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_node::store::slow_hashes;
 use omnipeer_slsk::{FrameKind, FrameReader, ServerRequest, ServerResponse};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
-async fn start_slsk(db: &Path) -> (SocketAddr, CancellationToken) {
-    let server = SlskServer::bind(SlskServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: db.to_path_buf(),
-        motd: String::new(),
-        private: false,
-        admins: Vec::new(),
-        register: Vec::new(),
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
-    (addr, stop)
-}
+mod support;
+use support::start_slsk;
 
 /// The slow-hash counter is per process: one test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

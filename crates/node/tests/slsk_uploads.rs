@@ -3,7 +3,6 @@
 //! and are served in order as the slot frees; and the shared upload limit holds.
 
 use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig};
-use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
 use omnipeer_node::upload::Uploads;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -11,6 +10,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::start_slsk;
 
 fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 13 + i / 977) as u8).collect()
@@ -24,19 +26,8 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let server = SlskServer::bind(SlskServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        db: dir.path().join("server.sqlite"),
-        motd: String::new(),
-        private: false,
-        admins: Vec::new(),
-        register: Vec::new(),
-    })
-    .await
-    .unwrap();
-    let addr = server.local_addr().to_string();
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
+    let (addr, stop) = start_slsk(&dir.path().join("server.sqlite")).await;
+    let addr = addr.to_string();
     World { dir, addr, stop }
 }
 
