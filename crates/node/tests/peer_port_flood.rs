@@ -6,39 +6,14 @@
 
 use omnipeer_nmdc::handshake::Role;
 use omnipeer_node::nmdc::cc;
-use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig, PEER_FRAME_TIMEOUT, PEER_INIT_TIMEOUT};
+use omnipeer_node::slsk::client::{PEER_FRAME_TIMEOUT, PEER_INIT_TIMEOUT};
 use omnipeer_slsk::peer::PeerInit;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod support;
-use support::start_slsk;
-
-async fn node_client() -> (SlskClient, tempfile::TempDir, tokio_util::sync::DropGuard) {
-    let dir = tempfile::tempdir().unwrap();
-    let (addr, stop) = start_slsk(&dir.path().join("server.sqlite")).await;
-    let addr = addr.to_string();
-    let c = SlskClient::start(SlskClientConfig {
-        server: addr,
-        user: "victim".into(),
-        password: "pw".into(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        share: Vec::new(),
-        slots: 1,
-        uploads: None,
-    })
-    .await
-    .unwrap();
-    (c, dir, stop.drop_guard())
-}
-
-/// A `u32 len, u32 code` P frame header announcing `len` bytes (code 9, a search reply).
-fn p_header(len: usize) -> Vec<u8> {
-    let mut v = (len as u32).to_le_bytes().to_vec();
-    v.extend_from_slice(&9u32.to_le_bytes());
-    v
-}
+use support::{node_client, p_header};
 
 /// Whether the other end closed (EOF or reset) within `within`.
 async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {

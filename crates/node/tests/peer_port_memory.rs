@@ -3,14 +3,14 @@
 //! header, and all unfinished messages together stay within `PEER_BUFFER_BUDGET`. Alone
 //! in its test binary, since it measures the process's RSS.
 
-use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig, MAX_PEER_MESSAGE, PEER_BUFFER_BUDGET};
+use omnipeer_node::slsk::client::{MAX_PEER_MESSAGE, PEER_BUFFER_BUDGET};
 use omnipeer_slsk::peer::PeerInit;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod support;
-use support::start_slsk;
+use support::{node_client, p_header};
 
 const MIB: usize = 1 << 20;
 
@@ -18,31 +18,6 @@ fn rss() -> usize {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
-}
-
-async fn node_client() -> (SlskClient, tempfile::TempDir, tokio_util::sync::DropGuard) {
-    let dir = tempfile::tempdir().unwrap();
-    let (addr, stop) = start_slsk(&dir.path().join("server.sqlite")).await;
-    let addr = addr.to_string();
-    let c = SlskClient::start(SlskClientConfig {
-        server: addr,
-        user: "victim".into(),
-        password: "pw".into(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        share: Vec::new(),
-        slots: 1,
-        uploads: None,
-    })
-    .await
-    .unwrap();
-    (c, dir, stop.drop_guard())
-}
-
-/// A `u32 len, u32 code` P frame header announcing `len` bytes (code 9, a search reply).
-fn p_header(len: usize) -> Vec<u8> {
-    let mut v = (len as u32).to_le_bytes().to_vec();
-    v.extend_from_slice(&9u32.to_le_bytes());
-    v
 }
 
 /// Whether the other end closed (EOF or reset) by `until`.

@@ -6,14 +6,14 @@
 use omnipeer_nmdc::hub::{HubConfig, ReservedNick, MAX_LOGINS_PER_IP_PER_MINUTE, MAX_USERS_PER_IP};
 use omnipeer_slsk::central::MAX_REGISTRATIONS_PER_IP_PER_HOUR;
 use omnipeer_slsk::server::login_failure;
-use omnipeer_slsk::{FrameKind, FrameReader, ServerRequest, ServerResponse};
+use omnipeer_slsk::ServerResponse;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod support;
-use support::{start_hub, start_slsk};
+use support::{slsk_login, start_hub, start_slsk};
 
 async fn connect_from(addr: SocketAddr, local: &str) -> TcpStream {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
@@ -136,27 +136,6 @@ async fn logins_from_one_address_are_rate_limited() {
     assert!(refused.contains("Too many logins from your address (127.0.0.1)"), "{refused}");
     User::login(addr, "elsewhere", "127.0.0.3").await.expect("another address");
     stop.cancel();
-}
-
-/// Log in to the Soulseek server; the LoginResponse.
-async fn slsk_login(addr: SocketAddr, user: &str) -> (TcpStream, ServerResponse) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&ServerRequest::login(user, "pw", 160, 2).encode()).await.unwrap();
-    let mut r = FrameReader::new(FrameKind::Server);
-    let mut buf = [0u8; 4096];
-    let reply = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(f) = r.next_frame().unwrap() {
-                return ServerResponse::decode(f.code, &f.body).unwrap();
-            }
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed without a LoginResponse");
-            r.push(&buf[..n]);
-        }
-    })
-    .await
-    .expect("a LoginResponse");
-    (s, reply)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,36 +3,14 @@
 //! 20 connections each announcing a 63 MiB Soulseek Login and sending 8 MiB of it are
 //! dropped at the length field; buffered, they took 160 MiB (1.38 GB for whole frames).
 
-use omnipeer_slsk::{FrameKind, FrameReader, ServerRequest, ServerResponse};
-use std::net::SocketAddr;
+use omnipeer_slsk::ServerResponse;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod support;
-use support::start_slsk;
-
-/// Log in to the Soulseek server; the LoginResponse.
-async fn slsk_login(addr: SocketAddr, user: &str) -> (TcpStream, ServerResponse) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&ServerRequest::login(user, "pw", 160, 2).encode()).await.unwrap();
-    let mut r = FrameReader::new(FrameKind::Server);
-    let mut buf = vec![0u8; 4096];
-    let reply = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(f) = r.next_frame().unwrap() {
-                return ServerResponse::decode(f.code, &f.body).unwrap();
-            }
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed without a LoginResponse");
-            r.push(&buf[..n]);
-        }
-    })
-    .await
-    .expect("a LoginResponse");
-    (s, reply)
-}
+use support::{slsk_login, start_slsk};
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

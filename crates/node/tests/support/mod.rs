@@ -3,9 +3,14 @@
 
 use omnipeer_nmdc::hub::HubConfig;
 use omnipeer_node::nmdc::{HubServer, HubServerConfig};
+use omnipeer_node::slsk::client::{SlskClient, SlskClientConfig};
 use omnipeer_node::slsk::{SlskServer, SlskServerConfig};
+use omnipeer_slsk::{FrameKind, FrameReader, ServerRequest, ServerResponse};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// Our Soulseek server on a free loopback port, its accounts in `db`; runs until the
@@ -42,4 +47,51 @@ pub async fn start_hub(db: &Path, hub: HubConfig) -> (SocketAddr, CancellationTo
     let stop = CancellationToken::new();
     tokio::spawn(server.run(stop.clone()));
     (addr, stop)
+}
+
+/// A node Soulseek client ("victim") logged in to a server of its own; both stop when the
+/// guard drops.
+pub async fn node_client() -> (SlskClient, tempfile::TempDir, tokio_util::sync::DropGuard) {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop) = start_slsk(&dir.path().join("server.sqlite")).await;
+    let c = SlskClient::start(SlskClientConfig {
+        server: addr.to_string(),
+        user: "victim".into(),
+        password: "pw".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        share: Vec::new(),
+        slots: 1,
+        uploads: None,
+    })
+    .await
+    .unwrap();
+    (c, dir, stop.drop_guard())
+}
+
+/// A `u32 len, u32 code` P frame header announcing `len` bytes (code 9, a search reply).
+pub fn p_header(len: usize) -> Vec<u8> {
+    let mut v = (len as u32).to_le_bytes().to_vec();
+    v.extend_from_slice(&9u32.to_le_bytes());
+    v
+}
+
+/// Log in to the Soulseek server; the LoginResponse.
+pub async fn slsk_login(addr: SocketAddr, user: &str) -> (TcpStream, ServerResponse) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&ServerRequest::login(user, "pw", 160, 2).encode()).await.unwrap();
+    let mut r = FrameReader::new(FrameKind::Server);
+    let mut buf = [0u8; 4096];
+    let reply = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(f) = r.next_frame().unwrap() {
+                return ServerResponse::decode(f.code, &f.body).unwrap();
+            }
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed without a LoginResponse");
+            r.push(&buf[..n]);
+        }
+    })
+    .await
+    .expect("a LoginResponse");
+    (s, reply)
 }
