@@ -114,9 +114,11 @@ async fn peer_port_frames_past_the_limits_are_refused_and_memory_stays_bounded()
         "{open} connections still hold unfinished messages (the budget fits {fit}; RSS grew by {} MiB)",
         peak / MIB
     );
-    // The budget bounds the bytes held; the allocator may keep as much again of the
-    // buffers it freed (those of the connections it dropped) without returning them.
-    assert!(peak < 2 * PEER_BUFFER_BUDGET + 32 * MIB, "RSS grew by {} MiB", peak / MIB);
+    // The budget counts a message whole from its length field, so the connections past
+    // it are dropped before their bodies are read and RSS stays near the budget.
+    // (Counting only bytes received let all 20 fill part of it first, and the allocator
+    // kept the freed buffers: +96 MiB on CI.)
+    assert!(peak < PEER_BUFFER_BUDGET + 24 * MIB, "RSS grew by {} MiB", peak / MIB);
     // The node still serves a well-behaved peer.
     let mut ok = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     ok.write_all(&PeerInit::PeerInit { user: "alice".into(), conn_type: "P".into(), token: 1 }.encode()).await.unwrap();

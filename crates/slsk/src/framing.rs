@@ -208,6 +208,28 @@ impl FrameReader {
         self.buf.len() - self.start
     }
 
+    /// The bytes this reader will hold once the frame under way is complete: what is
+    /// buffered, or, once the next frame's length is in and within the limit, that whole
+    /// frame. A budget over many connections counts this, so a connection is refused when
+    /// it announces a frame the budget cannot hold, before its body is read (counting only
+    /// what has arrived lets many connections each fill part of the budget, and the
+    /// allocator keeps their freed buffers).
+    pub fn committed(&self) -> usize {
+        let pending = &self.buf[self.start..];
+        let announced = match pending.get(..4) {
+            Some(h) => {
+                let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                if len <= self.limit {
+                    4 + len
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        pending.len().max(announced)
+    }
+
     fn compact(&mut self) {
         if self.start == self.buf.len() {
             self.buf.clear();

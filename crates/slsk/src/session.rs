@@ -96,11 +96,11 @@ pub const MAX_PEER_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long one `P` message may take to arrive once its first bytes are in: a peer that
 /// starts a frame and stops is dropped instead of holding its buffer.
 pub const PEER_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bytes of unfinished `P` messages held across all peer connections together; a
-/// connection whose input would go past it is dropped. Without it, N connections could
-/// each hold up to [`MAX_PEER_MESSAGE`]; with it, two messages of that size still arrive
-/// at once.
-pub const PEER_BUFFER_BUDGET: usize = 32 * 1024 * 1024;
+/// Bytes of unfinished `P` messages held or announced (a frame counts whole from its
+/// length field on) across all peer connections together; a connection whose input would
+/// go past it is dropped. Without it, N connections could each hold up to
+/// [`MAX_PEER_MESSAGE`]; with it, two messages of that size still arrive at once.
+pub const PEER_BUFFER_BUDGET: usize = 2 * (4 + MAX_PEER_MESSAGE);
 /// Largest inflated compressed `P` message decoded unasked-for-size (search results: a
 /// reply of a few thousand files inflates to well under a MiB). Without it a 16 MiB zlib
 /// bomb would inflate to [`crate::limits::MAX_DECOMPRESSED`] (128 MiB).
@@ -643,21 +643,10 @@ impl ClientSession {
         if conn == SERVER {
             return self.server_input(now, bytes);
         }
-        // Every byte a peer connection buffers counts against the shared budget.
-        if self.buffered + bytes.len() > PEER_BUFFER_BUDGET {
-            if self.conns.contains_key(&conn) {
-                let held = self.buffered;
-                self.drop_conn(
-                    conn,
-                    format!("peer connections hold {held} bytes of unfinished messages (limit {PEER_BUFFER_BUDGET})"),
-                );
-            }
-            return;
-        }
         let Some(state) = self.conns.get_mut(&conn) else { return };
         match state {
             ConnState::AwaitInit { reader, deadline } => {
-                let before = reader.buffered();
+                let before = reader.committed();
                 reader.push(bytes);
                 let deadline = *deadline;
                 let got = match reader.next_frame() {
@@ -666,8 +655,11 @@ impl ClientSession {
                     Ok(None) => Ok(None),
                     Err(e) => Err(e),
                 };
-                let after = reader.buffered();
+                let after = reader.committed();
                 self.recount(before, after);
+                if self.over_budget(conn) {
+                    return;
+                }
                 match got {
                     Ok(None) => {}
                     Ok(Some((f, rest))) => match PeerInit::from_frame(&f) {
@@ -684,10 +676,13 @@ impl ClientSession {
                 }
             }
             ConnState::Peer { reader, .. } => {
-                let before = reader.buffered();
+                let before = reader.committed();
                 reader.push(bytes);
-                let after = reader.buffered();
+                let after = reader.committed();
                 self.recount(before, after);
+                if self.over_budget(conn) {
+                    return;
+                }
                 self.peer_frames(now, conn);
             }
             ConnState::DialDirect { .. } | ConnState::DialPierce { .. } => {}
@@ -1235,6 +1230,9 @@ impl ClientSession {
                 let (state, held) = peer_state(user.clone(), rest, now);
                 self.buffered += held;
                 self.conns.insert(conn, state);
+                if self.over_budget(conn) {
+                    return;
+                }
                 self.register_p(&user, conn);
                 self.peer_frames(now, conn);
             }
@@ -1277,7 +1275,7 @@ impl ClientSession {
     fn peer_frames(&mut self, now: Instant, conn: ConnId) {
         loop {
             let Some(ConnState::Peer { user, reader, frame_deadline }) = self.conns.get_mut(&conn) else { return };
-            let before = reader.buffered();
+            let before = reader.committed();
             let frame = match reader.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => {
@@ -1292,7 +1290,7 @@ impl ClientSession {
                 }
                 Err(e) => return self.drop_conn(conn, format!("bad frame: {e}")),
             };
-            let after = reader.buffered();
+            let after = reader.committed();
             *frame_deadline = if after > 0 { Some(now + PEER_FRAME_TIMEOUT) } else { None };
             let user = user.clone();
             self.recount(before, after);
@@ -1558,6 +1556,23 @@ impl ClientSession {
     }
 
     /// A reader went from `before` to `after` buffered bytes.
+    /// Every byte a peer connection holds or has announced for the message under way
+    /// ([`FrameReader::committed`]) counts against [`PEER_BUFFER_BUDGET`]; the connection
+    /// that takes the total past it is dropped (and gives its share back).
+    fn over_budget(&mut self, conn: ConnId) -> bool {
+        if self.buffered <= PEER_BUFFER_BUDGET {
+            return false;
+        }
+        let held = self.buffered;
+        self.drop_conn(
+            conn,
+            format!(
+                "peer connections hold or announce {held} bytes of unfinished messages (limit {PEER_BUFFER_BUDGET})"
+            ),
+        );
+        true
+    }
+
     fn recount(&mut self, before: usize, after: usize) {
         self.buffered = (self.buffered + after).saturating_sub(before);
     }
@@ -1565,7 +1580,7 @@ impl ClientSession {
     fn forget_conn(&mut self, conn: ConnId) {
         match self.conns.remove(&conn) {
             Some(ConnState::AwaitInit { reader, .. }) | Some(ConnState::Peer { reader, .. }) => {
-                self.buffered = self.buffered.saturating_sub(reader.buffered());
+                self.buffered = self.buffered.saturating_sub(reader.committed());
             }
             _ => {}
         }
@@ -1583,8 +1598,8 @@ impl ClientSession {
 /// A `P` connection's state with `rest` already buffered; and how many bytes that is.
 fn peer_state(user: String, rest: Vec<u8>, now: Instant) -> (ConnState, usize) {
     let mut reader = FrameReader::with_limit(FrameKind::Peer, MAX_PEER_MESSAGE);
-    let held = rest.len();
     reader.push(&rest);
+    let held = reader.committed();
     let frame_deadline = (held > 0).then_some(now + PEER_FRAME_TIMEOUT);
     (ConnState::Peer { user, reader, frame_deadline }, held)
 }
@@ -2260,6 +2275,36 @@ mod tests {
         sim.s.closed(sim.now, conns[0]);
         let c = sim.incoming_p();
         sim.s.handle_input(sim.now, c, &big);
+        assert!(!sim.drain().contains(&Output::Close { conn: c }));
+    }
+
+    #[test]
+    fn a_message_the_budget_cannot_hold_is_refused_at_its_length() {
+        let mut sim = Sim::new();
+        // Two connections announce the largest message: the budget holds both, though
+        // neither has sent its body yet.
+        let header = |len: usize| {
+            let mut h = (len as u32).to_le_bytes().to_vec();
+            h.extend_from_slice(&4u32.to_le_bytes());
+            h
+        };
+        let conns: Vec<ConnId> = (0..3).map(|_| sim.incoming_p()).collect();
+        sim.drain();
+        sim.s.handle_input(sim.now, conns[0], &header(MAX_PEER_MESSAGE));
+        sim.s.handle_input(sim.now, conns[1], &header(MAX_PEER_MESSAGE));
+        assert!(sim.drain().iter().all(|o| !matches!(o, Output::Close { .. })));
+        // A third announcing even a small message past what is left is dropped at once,
+        // eight bytes in.
+        sim.s.handle_input(sim.now, conns[2], &header(1024));
+        assert!(sim.drain().contains(&Output::Close { conn: conns[2] }));
+        // The first two still take their bodies.
+        let body = vec![0u8; MAX_PEER_MESSAGE - 4];
+        sim.s.handle_input(sim.now, conns[0], &body);
+        assert!(!sim.drain().contains(&Output::Close { conn: conns[0] }));
+        // Finished, its share is back: a new connection's small message is taken.
+        let c = sim.incoming_p();
+        sim.drain();
+        sim.s.handle_input(sim.now, c, &header(1024));
         assert!(!sim.drain().contains(&Output::Close { conn: c }));
     }
 
