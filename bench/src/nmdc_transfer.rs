@@ -58,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         share: Arc::new(Mutex::new(Arc::new(share))),
         store: Arc::new(Mutex::new(store)),
         uploads: Uploads::new(4, Default::default(), 0),
+        channel: "nmdc".into(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (mut best_tcp, mut best_dc) = (f64::MAX, f64::MAX);

@@ -37,6 +37,78 @@ pub struct Config {
     pub api: ApiSection,
     /// The Tox client side of the node (friends and their chats).
     pub tox: ToxSection,
+    /// More hubs (`[[hubs]]`), beside `[nmdc_client].hub`.
+    pub hubs: Vec<HubEntry>,
+    /// More Soulseek servers (`[[slsk_servers]]`), beside `[slsk_client].server`.
+    pub slsk_servers: Vec<SlskServerEntry>,
+}
+
+/// One `[[hubs]]` entry.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HubEntry {
+    /// `dchub://host:port` or `host:port`.
+    pub url: String,
+    /// The session's label (chat ids `nmdc@NAME:hub`); empty: made from the address.
+    #[serde(default)]
+    pub name: String,
+    /// Nick on this hub; empty: `[node].nick`.
+    #[serde(default)]
+    pub nick: String,
+    /// Password of a registered nick; empty: none.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// One `[[slsk_servers]]` entry.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SlskServerEntry {
+    /// `host:port`.
+    pub address: String,
+    /// The session's label (chat ids `slsk@NAME:room:ROOM`); empty: made from the address.
+    #[serde(default)]
+    pub name: String,
+    /// User name on this server; empty: `[node].nick`.
+    #[serde(default)]
+    pub user: String,
+    /// Password; empty: a random one kept in `<data_dir>/slsk-password@NAME`.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// `host:port` of a hub address: `dchub://host:port`, `host:port`, or `host` (port 411).
+/// ADC and TLS hubs are not spoken yet.
+pub fn hub_address(url: &str) -> anyhow::Result<String> {
+    let url = url.trim();
+    let rest = match url.split_once("://") {
+        Some(("dchub" | "nmdc", rest)) => rest,
+        Some((scheme, _)) => bail!("hub {url:?}: {scheme}:// hubs are not supported (dchub://host:port)"),
+        None => url,
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') || rest.chars().any(char::is_whitespace) {
+        bail!("hub {url:?}: expected dchub://host:port");
+    }
+    Ok(if has_port(rest) { rest.to_owned() } else { format!("{rest}:411") })
+}
+
+/// `host:port` of a Soulseek server address (`host` alone: port 2242).
+pub fn slsk_address(address: &str) -> anyhow::Result<String> {
+    let a = address.trim();
+    if a.is_empty() || a.contains('/') || a.chars().any(char::is_whitespace) {
+        bail!("Soulseek server {address:?}: expected host:port");
+    }
+    Ok(if has_port(a) { a.to_owned() } else { format!("{a}:2242") })
+}
+
+fn has_port(a: &str) -> bool {
+    match a.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok() && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')))
+        }
+        None => false,
+    }
 }
 
 /// `[tox]`.
@@ -311,6 +383,25 @@ impl Config {
                 .parse::<SocketAddr>()
                 .map_err(|e| anyhow::anyhow!("[nmdc_client].listen {:?}: {e}", self.nmdc_client.listen))?;
         }
+        let mut labels = std::collections::BTreeSet::new();
+        for h in &self.hubs {
+            hub_address(&h.url).context("[[hubs]]")?;
+            if !h.name.is_empty() && !crate::app::net::valid_label(&h.name) {
+                bail!("[[hubs]] name {:?}: 1-64 of A-Z a-z 0-9 . _ -", h.name);
+            }
+            if !labels.insert(("nmdc", h.name.clone())) && !h.name.is_empty() {
+                bail!("[[hubs]] name {:?} is used twice", h.name);
+            }
+        }
+        for s in &self.slsk_servers {
+            slsk_address(&s.address).context("[[slsk_servers]]")?;
+            if !s.name.is_empty() && !crate::app::net::valid_label(&s.name) {
+                bail!("[[slsk_servers]] name {:?}: 1-64 of A-Z a-z 0-9 . _ -", s.name);
+            }
+            if !labels.insert(("slsk", s.name.clone())) && !s.name.is_empty() {
+                bail!("[[slsk_servers]] name {:?} is used twice", s.name);
+            }
+        }
         Ok(())
     }
 
@@ -396,6 +487,18 @@ mod tests {
         assert_eq!(c.slsk_client.rooms, vec!["omnipeer".to_string()]);
         assert!(Config::from_toml("[transfers]\nglobal_slots = 0\n").is_err());
         assert!(Config::from_toml("[nmdc_client]\nlisten = \"x\"\n").is_err());
+        let c = Config::from_toml(
+            "[[hubs]]\nurl = \"dchub://a.example:4111\"\n[[hubs]]\nurl = \"b.example\"\nname = \"b\"\n\
+             [[slsk_servers]]\naddress = \"s.example:2242\"\nuser = \"me\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.hubs.len(), 2);
+        assert_eq!(c.slsk_servers[0].user, "me");
+        assert_eq!(hub_address(&c.hubs[1].url).unwrap(), "b.example:411");
+        assert!(Config::from_toml("[[hubs]]\nurl = \"adc://x:1\"\n").is_err());
+        assert!(Config::from_toml("[[hubs]]\nurl = \"x:1\"\nname = \"a:b\"\n").is_err());
+        assert!(Config::from_toml("[[hubs]]\nurl = \"x:1\"\nnick = \"n\"\nbogus = 1\n").is_err());
+        assert_eq!(slsk_address("[::1]:5").unwrap(), "[::1]:5");
         assert!(c.tox.enabled && !c.tox.auto_accept);
         assert_eq!(c.tox.listen.to_string(), "0.0.0.0:33446");
         assert!(c.tox.profile.is_empty() && c.tox.bootstrap.is_empty());

@@ -15,6 +15,12 @@
 //!   `$MaxedOut <position>` and the requester is remembered in the same queue; the
 //!   downloader retries on its own, and when a slot frees for it the slot is held for a
 //!   while so that its retry gets it instead of a newcomer's request.
+//!
+//! Uploads are keyed by *channel*: the network name (`nmdc`, `slsk`, `dcc`) for the
+//! session of `[nmdc_client]` / `[slsk_client]`, `nmdc@LABEL` / `slsk@LABEL` for the
+//! other hub and server sessions (crate::app::sessions). Per-network slot caps count every
+//! channel of the network together; grants go to the channel whose session queued the
+//! request, since only that session can reach the peer.
 
 use crate::ratelimit::RateLimit;
 use serde::{Deserialize, Serialize};
@@ -36,6 +42,11 @@ pub const KEEP_FINISHED: usize = 200;
 pub const MAX_QUEUED: usize = 10_000;
 /// How often running uploads report progress.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// The network of an upload channel: `slsk@two` → `slsk`.
+pub fn network_of(channel: &str) -> &str {
+    channel.split_once('@').map_or(channel, |(n, _)| n)
+}
 
 /// Where a queued upload stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,11 +141,15 @@ impl UploadQueue {
     }
 
     fn holding(&self, network: Option<&str>) -> usize {
-        self.entries.iter().filter(|e| e.slot != Slot::Waiting && network.is_none_or(|n| e.network == n)).count()
+        self.entries
+            .iter()
+            .filter(|e| e.slot != Slot::Waiting && network.is_none_or(|n| network_of(&e.network) == n))
+            .count()
     }
 
-    /// Slots of `network` free now.
-    pub fn free_slots(&self, network: &str) -> usize {
+    /// Slots of `channel`'s network free now.
+    pub fn free_slots(&self, channel: &str) -> usize {
+        let network = network_of(channel);
         let global = self.global.saturating_sub(self.holding(None));
         match self.per_network.get(network) {
             Some(&n) => global.min(n.saturating_sub(self.holding(Some(network)))),
@@ -142,9 +157,9 @@ impl UploadQueue {
         }
     }
 
-    /// Slots `network` may use at most.
-    pub fn total_slots(&self, network: &str) -> usize {
-        self.per_network.get(network).map_or(self.global, |&n| n.min(self.global))
+    /// Slots `channel`'s network may use at most.
+    pub fn total_slots(&self, channel: &str) -> usize {
+        self.per_network.get(network_of(channel)).map_or(self.global, |&n| n.min(self.global))
     }
 
     /// Uploads waiting for a slot.
@@ -282,7 +297,9 @@ impl UploadQueue {
         self.entries.retain(|e| {
             let lapsed = match e.slot {
                 Slot::Held { until } => now >= until,
-                Slot::Waiting => e.network == "nmdc" && now.saturating_duration_since(e.seen) >= FORGET_AFTER,
+                Slot::Waiting => {
+                    network_of(&e.network) == "nmdc" && now.saturating_duration_since(e.seen) >= FORGET_AFTER
+                }
                 Slot::Active => false,
             };
             if lapsed {

@@ -44,6 +44,7 @@ fn sharer(slots: usize) -> Sharer {
         share: Arc::new(Mutex::new(Arc::new(s))),
         store: Arc::new(Mutex::new(store)),
         uploads: Uploads::new(slots, Default::default(), 0),
+        channel: "nmdc".into(),
     };
     Sharer { dir, ctx, big_tth }
 }

@@ -217,7 +217,7 @@ fn used_data_dir(dir: &Path, api: u16) {
     for i in 0..3 {
         store
             .transfer_add(&NewTransfer {
-                network: "nmdc".into(),
+                network: omnipeer_node::app::net::Network::Nmdc,
                 source: "peer".into(),
                 hub: "127.0.0.1:1".into(),
                 remote_path: format!("share\\file{i}.bin"),

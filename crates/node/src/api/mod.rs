@@ -7,8 +7,8 @@ mod openapi;
 mod tox;
 
 use crate::app::model::Event;
-use crate::app::transfers::ActionError;
-use crate::app::{Node, NotConnected};
+use crate::app::net::{Network, TransferAction};
+use crate::app::{Node, NodeError};
 use anyhow::Context;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, Request, State};
@@ -51,12 +51,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The one place where the node's errors become HTTP statuses (crate::app::error).
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        if e.downcast_ref::<NotConnected>().is_some() {
-            return ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"));
-        }
-        ApiError(StatusCode::BAD_REQUEST, format!("{e:#}"))
+        let status = match NodeError::of(&e) {
+            Some(NodeError::NotFound(_)) => StatusCode::NOT_FOUND,
+            Some(NodeError::Conflict(_)) => StatusCode::CONFLICT,
+            Some(NodeError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            Some(NodeError::NotConnected(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            None => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, format!("{e:#}"))
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        ApiError::from(anyhow::Error::new(e))
     }
 }
 
@@ -112,7 +123,8 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
     let state = Api { node, token, addr, hosts: Arc::new(hosts) };
     let api = Router::new()
         .route("/api/status", get(status))
-        .route("/api/networks", get(networks))
+        .route("/api/networks", get(networks).post(network_add))
+        .route("/api/networks/{name}", axum::routing::delete(network_remove))
         .route("/api/searches", post(search_start).get(search_list))
         .route("/api/searches/{id}", get(search_get))
         .route("/api/transfers", get(transfer_list).post(transfer_add))
@@ -219,13 +231,7 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
 
 async fn status(State(api): State<Api>) -> ApiResult<Json<Value>> {
     let n = &api.node;
-    let mut counts = serde_json::Map::new();
-    for s in ["queued", "running", "paused", "done", "failed", "cancelled"] {
-        counts.insert(s.into(), json!(0));
-    }
-    for (s, c) in n.db.lock().expect("db").transfer_counts()? {
-        counts.insert(s, json!(c));
-    }
+    let counts = n.transfer_counts()?;
     let (files, bytes, _) = n.share_totals();
     Ok(Json(json!({
         "nick": n.nick,
@@ -250,6 +256,31 @@ async fn networks(State(api): State<Api>) -> Json<Value> {
     Json(json!(api.node.networks()))
 }
 
+/// A hub or Soulseek server to log in to from now on.
+#[derive(Deserialize)]
+struct SessionBody {
+    network: Network,
+    /// `dchub://host:port` or `host:port`.
+    address: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    nick: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn network_add(State(api): State<Api>, Json(b): Json<SessionBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+    let spec = crate::app::sessions::SessionSpec::parse(b.network, &b.address, b.label.as_deref(), &b.nick, &b.password)
+        .map_err(|e| NodeError::Invalid(format!("{e:#}")))?;
+    Ok((StatusCode::CREATED, Json(json!(api.node.add_session(spec)?))))
+}
+
+async fn network_remove(State(api): State<Api>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    api.node.remove_session(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Deserialize)]
 struct SearchBody {
     query: String,
@@ -266,22 +297,16 @@ fn search_json(s: &crate::app::search::Search, with_results: bool) -> Value {
 }
 
 async fn search_start(State(api): State<Api>, Json(b): Json<SearchBody>) -> ApiResult<(StatusCode, Json<Value>)> {
-    let s = api.node.search(&b.query).await.map_err(|e| match e.to_string().starts_with("no network") {
-        true => ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
-        false => ApiError::from(e),
-    })?;
+    let s = api.node.search(&b.query).await?;
     Ok((StatusCode::CREATED, Json(search_json(&s, true))))
 }
 
 async fn search_list(State(api): State<Api>) -> Json<Value> {
-    let book = api.node.searches.lock().expect("searches");
-    Json(Value::Array(book.list().map(|s| search_json(s, false)).collect()))
+    Json(Value::Array(api.node.search_list().iter().map(|s| search_json(s, false)).collect()))
 }
 
 async fn search_get(State(api): State<Api>, Path(id): Path<u64>) -> ApiResult<Json<Value>> {
-    let book = api.node.searches.lock().expect("searches");
-    let s = book.get(id).ok_or_else(|| not_found(format!("no search {id}")))?;
-    Ok(Json(search_json(s, true)))
+    Ok(Json(search_json(&api.node.search_get(id)?, true)))
 }
 
 async fn transfer_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
@@ -308,17 +333,11 @@ async fn upload_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
 struct TransferBody {
     result: u64,
     source: Option<usize>,
-    network: Option<String>,
+    network: Option<Network>,
 }
 
 async fn transfer_add(State(api): State<Api>, Json(b): Json<TransferBody>) -> ApiResult<(StatusCode, Json<Value>)> {
-    let t = api.node.download_result(b.result, b.source, b.network.as_deref()).map_err(|e| {
-        if e.to_string().starts_with("no search result") {
-            not_found(format!("{e:#}"))
-        } else {
-            ApiError::from(e)
-        }
-    })?;
+    let t = api.node.download_result(b.result, b.source, b.network)?;
     Ok((StatusCode::CREATED, Json(json!(t))))
 }
 
@@ -328,15 +347,10 @@ async fn transfer_get(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<
 }
 
 async fn transfer_action(State(api): State<Api>, Path((id, action)): Path<(i64, String)>) -> ApiResult<Json<Value>> {
-    if !["pause", "resume", "cancel", "retry"].contains(&action.as_str()) {
-        return Err(not_found(format!("no action {action} (pause, resume, cancel, retry)")));
-    }
-    match api.node.transfer_action(id, &action) {
-        Ok(t) => Ok(Json(json!(t))),
-        Err(ActionError::NotFound) => Err(not_found(format!("no transfer {id}"))),
-        Err(ActionError::Conflict(m)) => Err(ApiError(StatusCode::CONFLICT, m)),
-        Err(ActionError::Other(e)) => Err(e.into()),
-    }
+    let action: TransferAction = action
+        .parse()
+        .map_err(|_| NodeError::NotFound(format!("no action {action} (pause, resume, cancel, retry)")))?;
+    Ok(Json(json!(api.node.transfer_action(id, action)?)))
 }
 
 async fn chat_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
@@ -352,11 +366,7 @@ struct ChatQuery {
 
 async fn chat_messages(State(api): State<Api>, Query(q): Query<ChatQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
-    Ok(Json(json!(api.node.db.lock().expect("db").chat_messages(
-        &crate::app::model::ChatInfo::canonical_id(&q.chat),
-        q.after,
-        limit
-    )?)))
+    Ok(Json(json!(api.node.chat_messages(&q.chat, q.after, limit)?)))
 }
 
 #[derive(Deserialize)]
@@ -388,8 +398,7 @@ struct Page {
 }
 
 async fn share_files(State(api): State<Api>, Query(p): Query<Page>) -> ApiResult<Json<Value>> {
-    let rows =
-        api.node.db.lock().expect("db").shared_files(p.offset.unwrap_or(0), p.limit.unwrap_or(500).clamp(1, 5000))?;
+    let rows = api.node.shared_files(p.offset.unwrap_or(0), p.limit.unwrap_or(500).clamp(1, 5000))?;
     Ok(Json(Value::Array(
         rows.into_iter().map(|(path, size, tth)| json!({"path": path, "size": size, "tth": tth})).collect(),
     )))

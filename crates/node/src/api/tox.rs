@@ -1,18 +1,13 @@
 //! `/api/tox…`: the node's Tox ID, friends and friend requests (docs/api.md "Tox").
 
 use super::{Api, ApiError, ApiResult};
-use crate::app::tox::ToxNotFound;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// `ToxNotFound` is 404; the rest as every route maps it.
 fn err(e: anyhow::Error) -> ApiError {
-    if e.downcast_ref::<ToxNotFound>().is_some() {
-        return ApiError(StatusCode::NOT_FOUND, format!("{e:#}"));
-    }
     ApiError::from(e)
 }
 

@@ -1,6 +1,8 @@
 //! The node's queries over its SQLite tables (schema: migration 4 in `store.rs`).
 
 use super::model::{ChatInfo, ChatMessage, TransferInfo};
+use super::net::{Network, TransferState};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use crate::store::Store;
 use anyhow::Context;
 use rusqlite::{params, OptionalExtension, Row};
@@ -16,7 +18,7 @@ pub fn now() -> i64 {
 #[derive(Debug, Clone)]
 pub struct NewTransfer {
     /// `nmdc` or `slsk`.
-    pub network: String,
+    pub network: Network,
     /// Source user.
     pub source: String,
     /// Hub/server.
@@ -31,6 +33,36 @@ pub struct NewTransfer {
     pub size: u64,
     /// Final local path.
     pub local_path: String,
+}
+
+// The database edge of the typed names: stored as the same text the API shows.
+impl ToSql for Network {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Network {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Network> {
+        v.as_str()?.parse().map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+impl ToSql for TransferState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for TransferState {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<TransferState> {
+        v.as_str()?.parse().map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// `'queued','running'` for an SQL `IN (…)` (the names are fixed words, not input).
+fn state_list(states: &[TransferState]) -> String {
+    states.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",")
 }
 
 const TRANSFER_COLS: &str =
@@ -115,8 +147,8 @@ impl Store {
     }
 
     /// Move a transfer from one of `from` states to `to`; false if it was in none of them.
-    pub fn transfer_set_state(&self, id: i64, from: &[&str], to: &str) -> anyhow::Result<bool> {
-        let list = from.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    pub fn transfer_set_state(&self, id: i64, from: &[TransferState], to: TransferState) -> anyhow::Result<bool> {
+        let list = state_list(from);
         let n = self.conn.execute(
             &format!("UPDATE transfers SET state = ?1, updated = ?2 WHERE id = ?3 AND state IN ({list})"),
             params![to, now(), id],
@@ -125,8 +157,8 @@ impl Store {
     }
 
     /// Back in the queue with retries reset (retry).
-    pub fn transfer_requeue(&self, id: i64, from: &[&str]) -> anyhow::Result<bool> {
-        let list = from.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    pub fn transfer_requeue(&self, id: i64, from: &[TransferState]) -> anyhow::Result<bool> {
+        let list = state_list(from);
         let n = self.conn.execute(
             &format!(
                 "UPDATE transfers SET state = 'queued', retries = 0, next_attempt = 0, error = '', updated = ?1
@@ -270,15 +302,10 @@ impl Store {
         let mut out = Vec::new();
         for m in rows {
             let m = m?;
-            if let Some((network, kind, name)) = ChatInfo::parse_id(&m.chat) {
-                out.push(ChatInfo {
-                    id: m.chat.clone(),
-                    network: network.into(),
-                    kind: kind.into(),
-                    name: name.into(),
-                    last: Some(m.clone()),
-                    online: None,
-                });
+            if let Some(c) = ChatInfo::parse_id(&m.chat) {
+                let mut info = ChatInfo::empty(m.chat.clone(), &c);
+                info.last = Some(m.clone());
+                out.push(info);
             }
         }
         Ok(out)
@@ -571,7 +598,7 @@ mod tests {
 
     fn nt(name: &str) -> NewTransfer {
         NewTransfer {
-            network: "nmdc".into(),
+            network: Network::Nmdc,
             source: "alice".into(),
             hub: "127.0.0.1:4111".into(),
             remote_path: format!("share\\{name}"),
@@ -589,8 +616,8 @@ mod tests {
         let id = {
             let s = Store::open(&db).unwrap();
             let t = s.transfer_add(&nt("a.bin")).unwrap();
-            assert_eq!(t.state, "queued");
-            assert!(s.transfer_set_state(t.id, &["queued"], "running").unwrap());
+            assert_eq!(t.state, TransferState::Queued);
+            assert!(s.transfer_set_state(t.id, &[TransferState::Queued], TransferState::Running).unwrap());
             s.transfer_set_bytes(t.id, 4).unwrap();
             s.transfer_add(&nt("b.bin")).unwrap();
             t.id
@@ -598,7 +625,7 @@ mod tests {
         let s = Store::open(&db).unwrap();
         assert_eq!(s.transfers_recover().unwrap(), 1);
         let t = s.transfer(id).unwrap().unwrap();
-        assert_eq!((t.state.as_str(), t.bytes), ("queued", 4));
+        assert_eq!((t.state, t.bytes), (TransferState::Queued, 4));
         assert_eq!(s.transfers_due(now()).unwrap().len(), 2);
         assert!(s.transfer_local_path_taken("/d/b.bin").unwrap());
     }
@@ -609,18 +636,18 @@ mod tests {
         let s = Store::open(&dir.path().join("n.sqlite")).unwrap();
         let t = s.transfer_add(&nt("a")).unwrap();
         assert!(!s.transfer_failed(t.id, "x", Some(10)).unwrap(), "only running transfers fail");
-        s.transfer_set_state(t.id, &["queued"], "running").unwrap();
+        s.transfer_set_state(t.id, &[TransferState::Queued], TransferState::Running).unwrap();
         assert!(s.transfer_failed(t.id, "peer gone", Some(10)).unwrap());
         let t2 = s.transfer(t.id).unwrap().unwrap();
-        assert_eq!((t2.state.as_str(), t2.retries, t2.error.as_str()), ("queued", 1, "peer gone"));
+        assert_eq!((t2.state, t2.retries, t2.error.as_str()), (TransferState::Queued, 1, "peer gone"));
         assert!(t2.next_attempt >= now() + 9);
         assert!(s.transfers_due(now()).unwrap().is_empty());
-        s.transfer_set_state(t.id, &["queued"], "running").unwrap();
+        s.transfer_set_state(t.id, &[TransferState::Queued], TransferState::Running).unwrap();
         assert!(s.transfer_failed(t.id, "again", None).unwrap());
-        assert_eq!(s.transfer(t.id).unwrap().unwrap().state, "failed");
-        assert!(s.transfer_requeue(t.id, &["failed"]).unwrap());
+        assert_eq!(s.transfer(t.id).unwrap().unwrap().state, TransferState::Failed);
+        assert!(s.transfer_requeue(t.id, &[TransferState::Failed]).unwrap());
         let t3 = s.transfer(t.id).unwrap().unwrap();
-        assert_eq!((t3.state.as_str(), t3.retries), ("queued", 0));
+        assert_eq!((t3.state, t3.retries), (TransferState::Queued, 0));
     }
 
     #[test]

@@ -13,20 +13,24 @@ macro_rules! say {
 pub(crate) use say;
 
 pub mod db;
+pub mod error;
 pub mod model;
+pub mod net;
 pub mod search;
+pub mod sessions;
 pub mod settings;
 pub mod tox;
 pub mod transfers;
 
 use crate::config::Config;
-use crate::nmdc::client::{ClientConfig, ClientEvent, DcClient};
-use crate::slsk::client::{SlskClient, SlskClientConfig, SlskEvent};
+use crate::nmdc::client::DcClient;
 use crate::store::Store;
 use anyhow::{anyhow, Context};
-use model::{ChatInfo, ChatMessage, Event, NetworkInfo, Source};
+use model::{ChatInfo, ChatMessage, Event, NetworkInfo, Role, SessionState};
+use net::{Network, SessionKey};
 use search::{RawResult, SearchBook};
-use std::collections::{BTreeMap, BTreeSet};
+use sessions::{Session, SessionSpec};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -62,16 +66,13 @@ pub struct Node {
     db_path: PathBuf,
     events: broadcast::Sender<Event>,
     networks: Mutex<BTreeMap<String, NetworkInfo>>,
-    dc: RwLock<Option<Arc<DcClient>>>,
+    /// The hub and Soulseek server sessions (`app::sessions`).
+    sessions: RwLock<Vec<Arc<Session>>>,
     /// The DCC server, whose chats are in the chat model as `dcc:chat:NICK`.
     dcc: RwLock<Option<crate::dcc::DccServerHandle>>,
-    slsk: RwLock<Option<Arc<SlskClient>>>,
     /// The searches of this run.
     pub searches: Mutex<SearchBook>,
     engine: transfers::Engine,
-    rooms: Mutex<BTreeSet<String>>,
-    hub_addr: Mutex<String>,
-    slsk_addr: Mutex<String>,
     /// Cancelled to stop everything.
     pub shutdown: CancellationToken,
     /// The download limit shared by every download (changeable: `max_download_kib`).
@@ -217,14 +218,10 @@ impl Node {
             db_path,
             events,
             networks: Mutex::default(),
-            dc: RwLock::default(),
+            sessions: RwLock::default(),
             dcc: RwLock::default(),
-            slsk: RwLock::default(),
             searches: Mutex::default(),
             engine: transfers::Engine::default(),
-            rooms: Mutex::default(),
-            hub_addr: Mutex::default(),
-            slsk_addr: Mutex::default(),
             download_limit,
             settings: RwLock::new(settings),
             shutdown,
@@ -251,34 +248,35 @@ impl Node {
         let _ = self.events.send(e);
     }
 
-    /// Record a network's state (and publish it).
-    pub fn set_network(&self, name: &str, role: &str, state: &str, address: &str, detail: &str) {
-        let n = NetworkInfo {
+    /// Record the state of a server role of the node (and publish it).
+    pub fn set_network(&self, name: &str, state: SessionState, address: &str, detail: &str) {
+        self.set_network_info(NetworkInfo {
             name: name.into(),
-            role: role.into(),
-            state: state.into(),
+            role: if name.ends_with("_client") { Role::Client } else { Role::Server },
+            state,
             address: address.into(),
             detail: detail.into(),
-        };
-        let changed = self.networks.lock().expect("networks").insert(name.into(), n.clone()).as_ref() != Some(&n);
+            session: None,
+        });
+    }
+
+    /// Record a network role's state (and publish it when it changed).
+    pub fn set_network_info(&self, n: NetworkInfo) {
+        let changed =
+            self.networks.lock().expect("networks").insert(n.name.clone(), n.clone()).as_ref() != Some(&n);
         if changed {
             self.emit(Event::Network { network: n });
         }
     }
 
-    /// Every network's state.
+    /// Every network role's state: the servers, then one entry per client session.
     pub fn networks(&self) -> Vec<NetworkInfo> {
         self.networks.lock().expect("networks").values().cloned().collect()
     }
 
-    /// The NMDC client, when logged in.
-    pub fn dc(&self) -> Option<Arc<DcClient>> {
-        self.dc.read().expect("dc").clone().filter(|c| c.is_online())
-    }
-
-    /// The Soulseek client, when logged in.
-    pub fn slsk(&self) -> Option<Arc<SlskClient>> {
-        self.slsk.read().expect("slsk").clone().filter(|c| c.is_online())
+    /// The state of the session `key`.
+    pub fn network_info(&self, key: &SessionKey) -> Option<NetworkInfo> {
+        self.networks.lock().expect("networks").get(&key.status_name()).cloned()
     }
 
     /// Ask for a share rescan.
@@ -286,32 +284,55 @@ impl Node {
         self.rescan.send_modify(|n| *n += 1);
     }
 
-    /// Start a search on every connected network.
+    /// Start a search on every logged-in session of every network that can search.
     pub async fn search(&self, query: &str) -> anyhow::Result<search::Search> {
         let s = self
             .searches
             .lock()
             .expect("searches")
             .start(query, Instant::now(), db::now())
-            .ok_or_else(|| anyhow!("the query has no words to search for"))?;
+            .ok_or_else(|| NodeError::Invalid("the query has no words to search for".into()))?;
         let mut sent = 0;
-        if let Some(dc) = self.dc() {
-            match dc.search(omnipeer_nmdc::command::SearchQuery::text(&s.query)).await {
+        for session in self.sessions() {
+            let Some(client) = session.client() else { continue };
+            match client.search(&s.query, &self.searches, s.id, &session.spec.label).await {
                 Ok(()) => sent += 1,
-                Err(e) => tracing::info!("NMDC search: {e:#}"),
+                Err(e) => tracing::info!("search on {}: {e:#}", session.key().describe()),
             }
         }
-        if let Some(sl) = self.slsk() {
-            // (under the lock: an answer cannot be matched before its token is set)
-            let mut book = self.searches.lock().expect("searches");
-            let token = sl.search(&s.query);
-            book.set_slsk_token(s.id, token);
-            sent += 1;
-        }
         if sent == 0 {
-            return Err(anyhow!("no network is connected to search on"));
+            return Err(NotConnected("any hub or Soulseek server to search on".into()).into());
         }
         Ok(s)
+    }
+
+    /// The searches of this run, oldest first.
+    pub fn search_list(&self) -> Vec<search::Search> {
+        self.searches.lock().expect("searches").list().cloned().collect()
+    }
+
+    /// One search with its results.
+    pub fn search_get(&self, id: u64) -> anyhow::Result<search::Search> {
+        let book = self.searches.lock().expect("searches");
+        Ok(book.get(id).cloned().ok_or_else(|| NodeError::NotFound(format!("no search {id}")))?)
+    }
+
+    /// Downloads by state, every state present (0 when none).
+    pub fn transfer_counts(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let mut counts: BTreeMap<String, u64> =
+            net::TransferState::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
+        counts.extend(self.db.lock().expect("db").transfer_counts()?);
+        Ok(counts)
+    }
+
+    /// Lines of a chat, oldest first: after line `after`, at most `limit`.
+    pub fn chat_messages(&self, chat: &str, after: Option<i64>, limit: usize) -> anyhow::Result<Vec<ChatMessage>> {
+        self.db.lock().expect("db").chat_messages(&ChatInfo::canonical_id(chat), after, limit)
+    }
+
+    /// A page of the shared files: (path, size, TTH).
+    pub fn shared_files(&self, offset: usize, limit: usize) -> anyhow::Result<Vec<(String, u64, Option<String>)>> {
+        self.db.lock().expect("db").shared_files(offset, limit)
     }
 
     fn add_result(&self, raw: RawResult) {
@@ -326,7 +347,7 @@ impl Node {
         &self,
         result: u64,
         source: Option<usize>,
-        network: Option<&str>,
+        network: Option<Network>,
     ) -> anyhow::Result<model::TransferInfo> {
         let r = self
             .searches
@@ -334,33 +355,32 @@ impl Node {
             .expect("searches")
             .result(result)
             .cloned()
-            .ok_or_else(|| anyhow!("no search result {result}"))?;
+            .ok_or_else(|| NodeError::NotFound(format!("no search result {result}")))?;
         let idx = match (source, network) {
             (Some(i), _) => i,
             (None, Some(n)) => r
                 .sources
                 .iter()
                 .position(|s| s.network == n)
-                .ok_or_else(|| anyhow!("result {result} has no source on {n}"))?,
+                .ok_or_else(|| NodeError::NotFound(format!("result {result} has no source on {n}")))?,
             // Prefer NMDC with a TTH (verified on arrival) and free slots.
             (None, None) => (0..r.sources.len())
                 .max_by_key(|&i| {
                     let s = &r.sources[i];
-                    ((s.network == "nmdc" && r.tth.is_some()) as u8, (s.free_slots > 0) as u8, std::cmp::Reverse(i))
+                    ((s.network == Network::Nmdc && r.tth.is_some()) as u8, (s.free_slots > 0) as u8, std::cmp::Reverse(i))
                 })
                 .unwrap_or(0),
         };
-        let s: &Source = r.sources.get(idx).ok_or_else(|| anyhow!("result {result} has no source {idx}"))?;
-        let hub = match s.network.as_str() {
-            "nmdc" => self.hub_addr.lock().expect("hub").clone(),
-            _ => self.slsk_addr.lock().expect("slsk").clone(),
-        };
+        let s = r.sources.get(idx).ok_or_else(|| NodeError::NotFound(format!("result {result} has no source {idx}")))?;
+        let session = self
+            .session(&SessionKey::new(s.network, &s.session))
+            .ok_or_else(|| NotConnected(SessionKey::new(s.network, &s.session).describe()))?;
         self.queue_download(db::NewTransfer {
-            network: s.network.clone(),
+            network: s.network,
             source: s.user.clone(),
-            hub,
+            hub: session.spec.address.clone(),
             remote_path: s.path.clone(),
-            tth: if s.network == "nmdc" { r.tth.clone() } else { None },
+            tth: if s.network == Network::Nmdc { r.tth.clone() } else { None },
             name: r.name.clone(),
             size: r.size,
             local_path: String::new(),
@@ -379,23 +399,20 @@ impl Node {
     pub fn chats(&self) -> anyhow::Result<Vec<ChatInfo>> {
         let mut v = self.db.lock().expect("db").chats()?;
         let mut extra = Vec::new();
-        if self.dc().is_some() {
-            extra.push("nmdc:hub".to_owned());
-        }
-        for r in self.rooms.lock().expect("rooms").iter() {
-            extra.push(format!("slsk:room:{r}"));
+        for session in self.sessions() {
+            let key = session.key();
+            if session.spec.network == Network::Nmdc && session.client().is_some() {
+                extra.push(key.chat_id("hub", ""));
+            }
+            for r in session.rooms() {
+                extra.push(key.chat_id("room", &r));
+            }
         }
         for id in extra {
             if !v.iter().any(|c| c.id == id) {
-                if let Some((network, kind, name)) = ChatInfo::parse_id(&id) {
-                    v.push(ChatInfo {
-                        id: id.clone(),
-                        network: network.into(),
-                        kind: kind.into(),
-                        name: name.into(),
-                        last: None,
-                        online: None,
-                    });
+                if let Some(c) = ChatInfo::parse_id(&id) {
+                    let info = ChatInfo::empty(id.clone(), &c);
+                    v.push(info);
                 }
             }
         }
@@ -406,7 +423,8 @@ impl Node {
             if !v.iter().any(|c| c.id == id) {
                 v.push(ChatInfo {
                     id,
-                    network: "dcc".into(),
+                    network: Network::Dcc,
+                    session: String::new(),
                     kind: "chat".into(),
                     name: nick.clone(),
                     last: None,
@@ -414,7 +432,7 @@ impl Node {
                 });
             }
         }
-        for c in v.iter_mut().filter(|c| c.network == "dcc") {
+        for c in v.iter_mut().filter(|c| c.network == Network::Dcc) {
             c.online = Some(open.iter().any(|n| n.eq_ignore_ascii_case(&c.name)));
         }
         // Tox friends, with or without history: nickname and online mark.
@@ -426,7 +444,8 @@ impl Node {
                 }
                 None => v.push(ChatInfo {
                     id,
-                    network: "tox".into(),
+                    network: Network::Tox,
+                    session: String::new(),
                     kind: "friend".into(),
                     name,
                     last: None,
@@ -440,50 +459,55 @@ impl Node {
     /// Say something in a chat. PMs are stored at once; hub and room lines when the
     /// hub/server echoes them (the answer then has id 0).
     pub async fn send_chat(&self, chat: &str, text: &str) -> anyhow::Result<ChatMessage> {
-        let (network, kind, name) = ChatInfo::parse_id(chat).ok_or_else(|| anyhow!("no chat {chat:?} (nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER, tox:friend:PUBLICKEY, dcc:chat:NICK)"))?;
+        let id = ChatInfo::parse_id(chat).ok_or_else(|| NodeError::Invalid(format!("no chat {chat:?} (nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER, tox:friend:PUBLICKEY, dcc:chat:NICK; nmdc@LABEL:… and slsk@LABEL:… for the sessions of [[hubs]] and [[slsk_servers]])")))?;
         let text = text.trim_end();
-        anyhow::ensure!(!text.is_empty(), "nothing to say");
-        anyhow::ensure!(text.len() <= MAX_CHAT_TEXT, "a chat line is at most {MAX_CHAT_TEXT} bytes");
-        let pending = ChatMessage {
-            id: 0,
-            chat: chat.into(),
-            nick: self.nick.clone(),
-            text: text.into(),
-            own: true,
-            ts: db::now(),
-            delivered: None,
-        };
-        match (network, kind) {
+        if text.is_empty() {
+            return Err(NodeError::Invalid("nothing to say".into()).into());
+        }
+        if text.len() > MAX_CHAT_TEXT {
+            return Err(NodeError::Invalid(format!("a chat line is at most {MAX_CHAT_TEXT} bytes")).into());
+        }
+        let name = id.name;
+        let key = id.session();
+        let mut nick = self.nick.clone();
+        match id.network {
             // Stored at once (not delivered yet); sent when the friend is online.
-            ("tox", _) => return self.tox_send_chat(name, text),
-            ("dcc", _) => {
-                let h = self.dcc.read().expect("dcc").clone().ok_or(NotConnected("the DCC server"))?;
+            Network::Tox => return self.tox_send_chat(name, text),
+            Network::Dcc => {
+                let h = self.dcc.read().expect("dcc").clone().ok_or(NotConnected("the DCC server".into()))?;
                 if h.say(Some(name), text) == 0 {
-                    return Err(NotConnected("that DCC chat (it is closed)").into());
+                    return Err(NotConnected("that DCC chat (it is closed)".into()).into());
                 }
             }
-            ("nmdc", _) => {
-                let dc = self.dc().ok_or(NotConnected("the NMDC hub"))?;
-                if kind == "hub" {
-                    dc.say(text).await?;
-                    return Ok(pending);
+            Network::Nmdc | Network::Slsk => {
+                let session = self.session(&key).ok_or_else(|| NotConnected(key.describe()))?;
+                let client = session.client().ok_or_else(|| NotConnected(key.describe()))?;
+                if !session.spec.nick.is_empty() {
+                    nick = session.spec.nick.clone();
                 }
-                dc.private_message(name, text).await?;
-            }
-            _ => {
-                let sl = self.slsk().ok_or(NotConnected("the Soulseek server"))?;
-                if kind == "room" {
-                    let joined = self.rooms.lock().expect("rooms").contains(name);
-                    if !joined {
-                        sl.join_room(name);
+                match id.kind {
+                    // Hub and room lines are stored when the hub or server echoes them
+                    // (the answer then has id 0).
+                    "hub" | "room" => {
+                        if id.kind == "room" && !session.in_room(name) {
+                            client.join_room(name);
+                        }
+                        client.say((id.kind == "room").then_some(name), text).await?;
+                        return Ok(ChatMessage {
+                            id: 0,
+                            chat: chat.into(),
+                            nick,
+                            text: text.into(),
+                            own: true,
+                            ts: db::now(),
+                            delivered: None,
+                        });
                     }
-                    sl.say_room(name, text);
-                    return Ok(pending);
+                    _ => client.private_message(name, text).await?,
                 }
-                sl.message_user(name, text);
             }
         }
-        let m = self.db.lock().expect("db").chat_add(chat, &self.nick, text, true)?;
+        let m = self.db.lock().expect("db").chat_add(chat, &nick, text, true)?;
         self.emit(Event::Chat { message: m.clone() });
         Ok(m)
     }
@@ -538,7 +562,7 @@ impl Node {
     ) -> anyhow::Result<Vec<settings::SettingInfo>> {
         let mut s = self.settings.write().expect("settings");
         let mut next = s.clone();
-        let writes = next.apply(change).map_err(|e| anyhow::Error::new(BadSetting(e)))?;
+        let writes = next.apply(change).map_err(NodeError::Invalid)?;
         {
             let db = self.db.lock().expect("db");
             for (k, v) in &writes {
@@ -576,15 +600,8 @@ impl Node {
     }
 }
 
-/// A change of settings that was refused (unknown key, value out of range).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadSetting(pub String);
-
-/// A network needed for the request is not connected.
-#[derive(Debug, thiserror::Error)]
-#[error("not connected to {0}")]
-pub struct NotConnected(pub &'static str);
+pub use error::NodeError;
+use NodeError::NotConnected;
 
 /// Whether an error comes from binding a listener to an address that is taken or not
 /// this machine's.
@@ -640,14 +657,14 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
             dcfg.incoming.display()
         );
         crate::app::say!("listening on {addr}");
-        node.set_network("dcc", "server", "online", &addr.to_string(), "");
+        node.set_network("dcc", SessionState::Online, &addr.to_string(), "");
         server.set_uploads(node.uploads.clone());
         dcc = Some(server.handle());
         *node.dcc.write().expect("dcc") = Some(server.handle());
         tasks.spawn(node.clone().run_dcc_chats(server.handle()));
         tasks.spawn(server.run(shutdown.clone()));
     } else {
-        node.set_network("dcc", "server", "disabled", "", "");
+        node.set_network("dcc", SessionState::Disabled, "", "");
     }
     let mut own_hub = None;
     if cfg.nmdc_hub.enabled {
@@ -675,10 +692,10 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         own_hub = Some(addr);
         crate::app::say!("nmdc hub: dchub://{addr}");
         crate::app::say!("listening on {addr}");
-        node.set_network("nmdc_hub", "server", "online", &addr.to_string(), &h.name);
+        node.set_network("nmdc_hub", SessionState::Online, &addr.to_string(), &h.name);
         tasks.spawn(server.run(shutdown.clone()));
     } else {
-        node.set_network("nmdc_hub", "server", "disabled", "", "");
+        node.set_network("nmdc_hub", SessionState::Disabled, "", "");
     }
     let mut own_slsk = None;
     if cfg.slsk_server.enabled {
@@ -701,10 +718,10 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         own_slsk = Some(addr);
         crate::app::say!("soulseek server: {addr}");
         crate::app::say!("listening on {addr}");
-        node.set_network("slsk_server", "server", "online", &addr.to_string(), "");
+        node.set_network("slsk_server", SessionState::Online, &addr.to_string(), "");
         tasks.spawn(server.run(shutdown.clone()));
     } else {
-        node.set_network("slsk_server", "server", "disabled", "", "");
+        node.set_network("slsk_server", SessionState::Disabled, "", "");
     }
     let mut own_tox_boot = None;
     if cfg.tox_bootstrap.enabled {
@@ -725,11 +742,11 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         let key = boot.dht_pk().to_hex();
         crate::app::say!("tox bootstrap node: {}:{}:{key}", addr.ip(), addr.port());
         crate::app::say!("listening on {addr}");
-        node.set_network("tox_bootstrap", "server", "online", &addr.to_string(), &format!("DHT key {key}"));
+        node.set_network("tox_bootstrap", SessionState::Online, &addr.to_string(), &format!("DHT key {key}"));
         own_tox_boot = Some((tox::reachable(addr), boot.dht_pk()));
         tasks.spawn(boot.run(shutdown.clone()));
     } else {
-        node.set_network("tox_bootstrap", "server", "disabled", "", "");
+        node.set_network("tox_bootstrap", SessionState::Disabled, "", "");
     }
     // The Tox client: friends and their chats (app::tox).
     if cfg.tox.enabled {
@@ -740,7 +757,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         };
         tasks.spawn(tox::start(&node, tox::ToxStart { bootstrap }).await?);
     } else {
-        node.set_network("tox_client", "client", "disabled", "", "");
+        node.set_network("tox_client", SessionState::Disabled, "", "");
     }
 
     let api = if cfg.api.enabled {
@@ -759,18 +776,28 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
     );
     crate::app::say!("downloads: {}", node.downloads.display());
 
+    // The hub and Soulseek server sessions (app::sessions): [nmdc_client] and
+    // [slsk_client] (unlabelled), [[hubs]] and [[slsk_servers]], and those added
+    // through the API in an earlier run.
+    let mut specs = Vec::new();
     if cfg.nmdc_client.enabled {
         let hub = if cfg.nmdc_client.hub.is_empty() {
             own_hub
                 .map(|a| a.to_string())
                 .ok_or_else(|| anyhow!("[nmdc_client].hub is empty and this node runs no hub"))?
         } else {
-            cfg.nmdc_client.hub.trim_start_matches("dchub://").to_owned()
+            crate::config::hub_address(&cfg.nmdc_client.hub).context("[nmdc_client].hub")?
         };
-        *node.hub_addr.lock().expect("hub") = hub.clone();
-        tasks.spawn(node.clone().run_dc(hub));
+        specs.push(SessionSpec {
+            network: Network::Nmdc,
+            label: String::new(),
+            address: hub,
+            nick: String::new(),
+            password: String::new(),
+            added: false,
+        });
     } else {
-        node.set_network("nmdc_client", "client", "disabled", "", "");
+        node.set_network("nmdc_client", SessionState::Disabled, "", "");
     }
     if cfg.slsk_client.enabled {
         let server = if cfg.slsk_client.server.is_empty() {
@@ -780,10 +807,29 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         } else {
             cfg.slsk_client.server.clone()
         };
-        *node.slsk_addr.lock().expect("slsk") = server.clone();
-        tasks.spawn(node.clone().run_slsk(server));
+        specs.push(SessionSpec {
+            network: Network::Slsk,
+            label: String::new(),
+            address: server,
+            nick: String::new(),
+            password: String::new(),
+            added: false,
+        });
     } else {
-        node.set_network("slsk_client", "client", "disabled", "", "");
+        node.set_network("slsk_client", SessionState::Disabled, "", "");
+    }
+    for h in &cfg.hubs {
+        specs.push(SessionSpec::parse(Network::Nmdc, &h.url, Some(&h.name), &h.nick, &h.password)?);
+    }
+    for s in &cfg.slsk_servers {
+        specs.push(SessionSpec::parse(Network::Slsk, &s.address, Some(&s.name), &s.user, &s.password)?);
+    }
+    specs.extend(node.added_sessions());
+    for spec in specs {
+        let what = format!("{} ({})", spec.key().describe(), spec.address);
+        if let Err(e) = node.start_session(spec) {
+            tracing::warn!("{what}: {e:#}");
+        }
     }
     if cfg.share.watch {
         match watch_shares(node.clone()) {
@@ -881,238 +927,6 @@ impl Node {
                 Some(_) => {}
                 None => return Ok(()),
             }
-        }
-    }
-
-    /// Keep an NMDC session to `hub` up: log in, pump its events, log in again after a
-    /// drop. A rescan swaps the new share into the running session.
-    async fn run_dc(self: Arc<Self>, hub: String) -> anyhow::Result<()> {
-        let listen =
-            if self.cfg.nmdc_client.listen.is_empty() { None } else { self.cfg.nmdc_client.listen.parse().ok() };
-        self.set_network("nmdc_client", "client", "starting", &hub, "waiting for the share scan");
-        if !self.share_scan.wait_ready(&self.shutdown).await {
-            return Ok(());
-        }
-        loop {
-            self.set_network(
-                "nmdc_client",
-                "client",
-                "starting",
-                &hub,
-                "indexing the share (hashing new files) and logging in",
-            );
-            let cfg = ClientConfig {
-                hub: hub.clone(),
-                nick: self.nick.clone(),
-                password: (!self.cfg.nmdc_client.password.is_empty()).then(|| self.cfg.nmdc_client.password.clone()),
-                listen,
-                share: self.share_folders.clone(),
-                slots: self.cfg.nmdc_client.slots,
-                uploads: Some(self.uploads.clone()),
-                db: self.db_path.clone(),
-                description: self.cfg.nmdc_client.description.clone(),
-            };
-            let started = tokio::select! {
-                r = DcClient::start(cfg) => r,
-                _ = self.shutdown.cancelled() => return Ok(()),
-            };
-            match started {
-                Ok(client) => {
-                    let client = Arc::new(client);
-                    self.record_share(&client);
-                    crate::app::say!("nmdc client: logged in to dchub://{hub} as {}", self.nick);
-                    // Taken before the session shows online: every line from then on
-                    // (and those queued since the login) is ours.
-                    let Some(mut rx) = client.take_events() else { unreachable!("a new client's events") };
-                    self.set_network("nmdc_client", "client", "online", &hub, &format!("logged in as {}", self.nick));
-                    let mut rescan = self.rescan.subscribe();
-                    *self.dc.write().expect("dc") = Some(client.clone());
-                    // The rule of crate::events: the session may be parked in `send` until
-                    // this loop reads, so nothing here waits for the client (a rescan that
-                    // talks to it is spawned).
-                    let why = loop {
-                        tokio::select! {
-                            _ = self.shutdown.cancelled() => break None,
-                            _ = rescan.changed() => {
-                                let (node, c) = (self.clone(), client.clone());
-                                tokio::spawn(async move {
-                                    match c.reshare().await {
-                                        Ok(_) => node.record_share(&c),
-                                        Err(e) => tracing::warn!("NMDC share rescan: {e:#}"),
-                                    }
-                                });
-                            }
-                            ev = rx.recv() => match ev {
-                                Some(ClientEvent::Closed(r)) => break Some(format!("the hub closed the session: {r}")),
-                                Some(ev) => self.on_dc_event(ev),
-                                None => break Some("the hub session ended".to_owned()),
-                            },
-                        }
-                    };
-                    // No one reads any more: a session parked in `send` goes on (and ends).
-                    drop(rx);
-                    *self.dc.write().expect("dc") = None;
-                    client.close();
-                    wait_offline(|| client.is_online()).await;
-                    match why {
-                        None => return Ok(()),
-                        Some(w) => self.set_network("nmdc_client", "client", "offline", &hub, &w),
-                    }
-                }
-                Err(e) => {
-                    let e = listen_key(e, "[nmdc_client].listen");
-                    if is_bind_error(&e) {
-                        tracing::warn!("nmdc client: {e:#}");
-                    }
-                    self.set_network("nmdc_client", "client", "offline", &hub, &format!("{e:#}"))
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(RECONNECT_EVERY) => {}
-                _ = self.shutdown.cancelled() => return Ok(()),
-            }
-        }
-    }
-
-    fn on_dc_event(&self, ev: ClientEvent) {
-        match ev {
-            ClientEvent::Chat { nick, text } => {
-                let own = nick == self.nick;
-                self.store_chat("nmdc:hub", &nick, &text, own);
-            }
-            ClientEvent::PrivateMessage { from, text } => {
-                self.store_chat(&format!("nmdc:pm:{from}"), &from, &text, false)
-            }
-            ClientEvent::SearchResult(sr) => {
-                let Some(size) = sr.size else { return };
-                let tth = match &sr.tag {
-                    omnipeer_nmdc::command::ResultTag::Tth(t) => Some(t.to_base32()),
-                    _ => None,
-                };
-                self.add_result(RawResult {
-                    source: Source {
-                        network: "nmdc".into(),
-                        user: sr.nick.clone(),
-                        path: sr.path.clone(),
-                        free_slots: sr.free_slots,
-                    },
-                    size,
-                    tth,
-                    slsk_token: None,
-                });
-            }
-            _ => {}
-        }
-    }
-
-    /// Keep a Soulseek session to `server` up, as [`Node::run_dc`] does for the hub.
-    async fn run_slsk(self: Arc<Self>, server: String) -> anyhow::Result<()> {
-        let password = self.slsk_password()?;
-        self.set_network("slsk_client", "client", "starting", &server, "waiting for the share scan");
-        if !self.share_scan.wait_ready(&self.shutdown).await {
-            return Ok(());
-        }
-        loop {
-            self.set_network("slsk_client", "client", "starting", &server, "indexing the share and logging in");
-            let cfg = SlskClientConfig {
-                server: server.clone(),
-                user: self.nick.clone(),
-                password: password.clone(),
-                listen: self.cfg.slsk_client.listen,
-                share: self.share_folders.clone(),
-                slots: self.cfg.slsk_client.slots,
-                uploads: Some(self.uploads.clone()),
-            };
-            let started = tokio::select! {
-                r = SlskClient::start(cfg) => r,
-                _ = self.shutdown.cancelled() => return Ok(()),
-            };
-            match started {
-                Ok(client) => {
-                    let client = Arc::new(client);
-                    let Some(mut rx) = client.take_events() else { unreachable!("a new client's events") };
-                    for room in &self.cfg.slsk_client.rooms {
-                        client.join_room(room);
-                    }
-                    crate::app::say!(
-                        "soulseek client: logged in to {server} as {} ({} files shared)",
-                        self.nick,
-                        client.shared_files()
-                    );
-                    self.set_network(
-                        "slsk_client",
-                        "client",
-                        "online",
-                        &server,
-                        &format!("logged in as {}", self.nick),
-                    );
-                    *self.slsk.write().expect("slsk") = Some(client.clone());
-                    let mut rescan = self.rescan.subscribe();
-                    let mut check = tokio::time::interval(Duration::from_millis(500));
-                    // The rule of crate::events: nothing in this loop waits for the client.
-                    let why = loop {
-                        tokio::select! {
-                            _ = self.shutdown.cancelled() => break None,
-                            _ = rescan.changed() => {
-                                let c = client.clone();
-                                tokio::spawn(async move {
-                                    match c.reshare().await {
-                                        Ok(n) => tracing::info!(files = n, "Soulseek share rescanned"),
-                                        Err(e) => tracing::warn!("Soulseek share rescan: {e:#}"),
-                                    }
-                                });
-                            }
-                            _ = check.tick() => if !client.is_online() { break Some("the server closed the session".to_owned()) },
-                            ev = rx.recv() => match ev {
-                                Some(ev) => self.on_slsk_event(ev),
-                                None => break Some("the server session ended".to_owned()),
-                            },
-                        }
-                    };
-                    drop(rx);
-                    *self.slsk.write().expect("slsk") = None;
-                    self.rooms.lock().expect("rooms").clear();
-                    client.close();
-                    wait_offline(|| client.is_online()).await;
-                    match why {
-                        None => return Ok(()),
-                        Some(w) => self.set_network("slsk_client", "client", "offline", &server, &w),
-                    }
-                }
-                Err(e) => {
-                    let e = listen_key(e, "[slsk_client].listen");
-                    if is_bind_error(&e) {
-                        tracing::warn!("soulseek client: {e:#}");
-                    }
-                    self.set_network("slsk_client", "client", "offline", &server, &format!("{e:#}"))
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(RECONNECT_EVERY) => {}
-                _ = self.shutdown.cancelled() => return Ok(()),
-            }
-        }
-    }
-
-    fn on_slsk_event(&self, ev: SlskEvent) {
-        match ev {
-            SlskEvent::SearchResult { user, path, size, free_slot, token, .. } => self.add_result(RawResult {
-                source: Source { network: "slsk".into(), user, path, free_slots: u32::from(free_slot) },
-                size,
-                tth: None,
-                slsk_token: Some(token),
-            }),
-            SlskEvent::PrivateMessage { user, text } => {
-                self.store_chat(&format!("slsk:pm:{user}"), &user, &text, false)
-            }
-            SlskEvent::RoomMessage { room, user, text } => {
-                let own = user == self.nick;
-                self.store_chat(&format!("slsk:room:{room}"), &user, &text, own);
-            }
-            SlskEvent::JoinedRoom { room } => {
-                self.rooms.lock().expect("rooms").insert(room);
-            }
-            SlskEvent::Uploaded { user, path } => tracing::info!(%user, %path, "upload complete"),
         }
     }
 

@@ -1,28 +1,75 @@
 //! The node's shared data types, as the API and the event stream show them (see
 //! docs/api.md for their JSON).
 
+pub use super::net::{Network, SessionKey, TransferState};
 use serde::{Deserialize, Serialize};
 
 /// One network role of the node and how it is doing.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NetworkInfo {
-    /// `dcc`, `nmdc_hub`, `slsk_server`, `nmdc_client`, `slsk_client`.
+    /// `dcc`, `nmdc_hub`, `slsk_server`, `tox_bootstrap`, `tox_client`, and one entry per
+    /// client session: `nmdc_client`, `slsk_client` (the sessions of `[nmdc_client]` and
+    /// `[slsk_client]`), `nmdc_client@LABEL`, `slsk_client@LABEL` (`[[hubs]]`,
+    /// `[[slsk_servers]]` and those added through the API).
     pub name: String,
-    /// `server` or `client`.
-    pub role: String,
-    /// `starting`, `online`, `offline`, `disabled`.
-    pub state: String,
+    /// Server or client.
+    pub role: Role,
+    /// How it is doing.
+    pub state: SessionState,
     /// Where it listens (servers) or what it is connected to (clients).
     pub address: String,
     /// Free text: who we are logged in as, or why it is offline.
     pub detail: String,
+    /// A client session's network and label (chat ids of the session start with
+    /// `NETWORK@LABEL:`, or `NETWORK:` for the empty label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionRef>,
+}
+
+/// Which session a [`NetworkInfo`] is, and whether it can be removed at run time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionRef {
+    /// `nmdc` or `slsk`.
+    pub network: Network,
+    /// The label ("" for `[nmdc_client]` / `[slsk_client]`).
+    pub label: String,
+    /// Added through the API (kept in `node.sqlite`); otherwise from the configuration.
+    pub added: bool,
+}
+
+/// A server or a client.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Something the node serves to others.
+    Server,
+    /// A session the node keeps with someone else's server.
+    Client,
+}
+
+/// How a network role is doing.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// Waiting for the share scan, connecting or logging in.
+    Starting,
+    /// Serving, or logged in.
+    Online,
+    /// Not connected (the detail says why); a client tries again.
+    Offline,
+    /// Off in the configuration.
+    Disabled,
 }
 
 /// One place a search result can be downloaded from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Source {
     /// `nmdc` or `slsk`.
-    pub network: String,
+    pub network: Network,
+    /// The label of the session (hub or server) it was found on; "" for the session of
+    /// `[nmdc_client]` / `[slsk_client]`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub session: String,
     /// Who has it.
     pub user: String,
     /// Its path on that network (backslash separators).
@@ -54,7 +101,7 @@ pub struct TransferInfo {
     /// Row id.
     pub id: i64,
     /// `nmdc` or `slsk`.
-    pub network: String,
+    pub network: Network,
     /// The user we download from.
     pub source: String,
     /// The hub or server the source is on.
@@ -70,7 +117,7 @@ pub struct TransferInfo {
     /// Where the finished file goes.
     pub local_path: String,
     /// `queued`, `running`, `paused`, `done`, `failed`, `cancelled`.
-    pub state: String,
+    pub state: TransferState,
     /// Bytes on disk.
     pub bytes: u64,
     /// Failed attempts so far.
@@ -93,7 +140,7 @@ pub struct ChatMessage {
     /// Row id (0 for a line not stored yet).
     pub id: i64,
     /// Chat id: `nmdc:hub`, `nmdc:pm:NICK`, `slsk:room:ROOM`, `slsk:pm:USER`,
-    /// `tox:friend:PUBLICKEY`.
+    /// `tox:friend:PUBLICKEY`, `dcc:chat:NICK`; in a labelled session `nmdc@LABEL:hub` …
     pub chat: String,
     /// Speaker.
     pub nick: String,
@@ -114,9 +161,12 @@ pub struct ChatMessage {
 pub struct ChatInfo {
     /// Chat id.
     pub id: String,
-    /// `nmdc`, `slsk` or `tox`.
-    pub network: String,
-    /// `hub`, `room`, `pm` or `friend`.
+    /// `nmdc`, `slsk`, `dcc` or `tox`.
+    pub network: Network,
+    /// The label of the hub's or server's session ("" for the default one; absent).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub session: String,
+    /// `hub`, `room`, `pm`, `chat` or `friend`.
     pub kind: String,
     /// Room, hub or peer name (a Tox friend's nickname when known, else its key).
     pub name: String,
@@ -127,25 +177,65 @@ pub struct ChatInfo {
     pub online: Option<bool>,
 }
 
+/// A chat id taken apart: `NETWORK[@LABEL]:KIND[:NAME]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatId<'a> {
+    /// The network.
+    pub network: Network,
+    /// The session's label ("" for the default session and for DCC and Tox).
+    pub label: &'a str,
+    /// `hub`, `pm`, `room`, `chat` or `friend`.
+    pub kind: &'a str,
+    /// The peer, room or friend ("" for a hub's main chat).
+    pub name: &'a str,
+}
+
+impl ChatId<'_> {
+    /// The session it belongs to.
+    pub fn session(&self) -> SessionKey {
+        SessionKey::new(self.network, self.label)
+    }
+}
+
 impl ChatInfo {
-    /// Parse a chat id into (network, kind, name).
-    pub fn parse_id(id: &str) -> Option<(&str, &str, &str)> {
+    /// A chat with no history yet.
+    pub fn empty(id: String, c: &ChatId<'_>) -> ChatInfo {
+        ChatInfo {
+            network: c.network,
+            session: c.label.to_owned(),
+            kind: c.kind.to_owned(),
+            name: c.name.to_owned(),
+            id,
+            last: None,
+            online: None,
+        }
+    }
+
+    /// Parse a chat id.
+    pub fn parse_id(id: &str) -> Option<ChatId<'_>> {
         let mut it = id.splitn(3, ':');
-        let network = it.next()?;
+        let head = it.next()?;
         let kind = it.next()?;
         let name = it.next().unwrap_or("");
-        match (network, kind) {
-            ("nmdc", "hub") if name.is_empty() => Some((network, kind, name)),
-            ("nmdc", "pm") | ("slsk", "pm") | ("slsk", "room") | ("dcc", "chat")
-                if !name.is_empty() && name.len() <= 256 =>
-            {
-                Some((network, kind, name))
-            }
-            ("tox", "friend") if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Some((network, kind, name))
-            }
-            _ => None,
+        let (network, label) = match head.split_once('@') {
+            Some((n, l)) if super::net::valid_label(l) => (n, l),
+            Some(_) => return None,
+            None => (head, ""),
+        };
+        let network: Network = network.parse().ok()?;
+        let labelled = matches!(network, Network::Nmdc | Network::Slsk);
+        if !label.is_empty() && !labelled {
+            return None;
         }
+        let ok = match (network, kind) {
+            (Network::Nmdc, "hub") => name.is_empty(),
+            (Network::Nmdc, "pm") | (Network::Slsk, "pm") | (Network::Slsk, "room") | (Network::Dcc, "chat") => {
+                !name.is_empty() && name.len() <= 256
+            }
+            (Network::Tox, "friend") => name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+            _ => false,
+        };
+        ok.then_some(ChatId { network, label, kind, name })
     }
 
     /// The one spelling of a chat id (Tox keys in upper-case hex, as Tox IDs are shown).
@@ -285,19 +375,36 @@ mod tests {
         assert_eq!(v, serde_json::json!({"type": "progress", "id": 3, "bytes": 5, "size": 10, "rate": 1}));
     }
 
+    fn parts(id: &str) -> Option<(&str, &str, &str)> {
+        ChatInfo::parse_id(id).map(|c| (c.network.as_str(), c.kind, c.name))
+    }
+
+    #[test]
+    fn chat_ids_of_labelled_sessions() {
+        let c = ChatInfo::parse_id("nmdc@hub2:pm:bob").unwrap();
+        assert_eq!((c.network, c.label, c.kind, c.name), (Network::Nmdc, "hub2", "pm", "bob"));
+        assert_eq!(c.session().chat_id("pm", "bob"), "nmdc@hub2:pm:bob");
+        assert!(ChatInfo::parse_id("slsk@b:room:x").is_some());
+        assert!(ChatInfo::parse_id("nmdc@:hub").is_none());
+        assert!(ChatInfo::parse_id("nmdc@a b:hub").is_none());
+        assert!(ChatInfo::parse_id("dcc@x:chat:bob").is_none());
+        let pk = "ab".repeat(32);
+        assert!(ChatInfo::parse_id(&format!("tox@x:friend:{pk}")).is_none());
+    }
+
     #[test]
     fn chat_ids_parse() {
-        assert_eq!(ChatInfo::parse_id("nmdc:hub"), Some(("nmdc", "hub", "")));
-        assert_eq!(ChatInfo::parse_id("slsk:room:a:b"), Some(("slsk", "room", "a:b")));
-        assert_eq!(ChatInfo::parse_id("slsk:pm:"), None);
-        assert_eq!(ChatInfo::parse_id("irc:pm:x"), None);
-        assert_eq!(ChatInfo::parse_id("nmdc:hub:x"), None);
+        assert_eq!(parts("nmdc:hub"), Some(("nmdc", "hub", "")));
+        assert_eq!(parts("slsk:room:a:b"), Some(("slsk", "room", "a:b")));
+        assert_eq!(parts("slsk:pm:"), None);
+        assert_eq!(parts("irc:pm:x"), None);
+        assert_eq!(parts("nmdc:hub:x"), None);
         let pk = "ab".repeat(32);
-        assert_eq!(ChatInfo::parse_id(&format!("tox:friend:{pk}")), Some(("tox", "friend", pk.as_str())));
+        assert_eq!(parts(&format!("tox:friend:{pk}")), Some(("tox", "friend", pk.as_str())));
         assert_eq!(ChatInfo::canonical_id(&format!("tox:friend:{pk}")), format!("tox:friend:{}", "AB".repeat(32)));
         assert_eq!(ChatInfo::canonical_id("slsk:pm:Bob"), "slsk:pm:Bob");
-        assert_eq!(ChatInfo::parse_id(&format!("tox:friend:{}", "ab".repeat(31))), None);
-        assert_eq!(ChatInfo::parse_id(&format!("tox:friend:{}x", "ab".repeat(31) + "a")), None);
-        assert_eq!(ChatInfo::parse_id("tox:pm:x"), None);
+        assert_eq!(parts(&format!("tox:friend:{}", "ab".repeat(31))), None);
+        assert_eq!(parts(&format!("tox:friend:{}x", "ab".repeat(31) + "a")), None);
+        assert_eq!(parts("tox:pm:x"), None);
     }
 }

@@ -33,8 +33,9 @@ pub struct Search {
     pub started: i64,
     terms: Vec<String>,
     at: Instant,
-    /// The token our Soulseek search was sent with.
-    slsk_token: Option<u32>,
+    /// The tokens our Soulseek searches were sent with, one per Soulseek session (by its
+    /// label): tokens are chosen by each session, so two servers may use the same one.
+    slsk_tokens: Vec<(String, u32)>,
     /// Merged results, in arrival order.
     pub results: Vec<MergedResult>,
     /// Index into `results` of the first result with each TTH.
@@ -91,7 +92,7 @@ impl SearchBook {
             started: unix,
             terms: t,
             at: now,
-            slsk_token: None,
+            slsk_tokens: Vec::new(),
             results: Vec::new(),
             by_tth: HashMap::new(),
             by_name: HashMap::new(),
@@ -107,10 +108,10 @@ impl SearchBook {
         Some(s)
     }
 
-    /// Soulseek results with `token` answer search `id`.
-    pub fn set_slsk_token(&mut self, id: u64, token: u32) {
+    /// Soulseek results with `token` from the session labelled `session` answer search `id`.
+    pub fn set_slsk_token(&mut self, id: u64, session: &str, token: u32) {
         if let Some(s) = self.searches.iter_mut().find(|s| s.id == id) {
-            s.slsk_token = Some(token);
+            s.slsk_tokens.push((session.to_owned(), token));
         }
     }
 
@@ -139,7 +140,7 @@ impl SearchBook {
         let mut changed = Vec::new();
         for s in self.searches.iter_mut() {
             let answers = match raw.slsk_token {
-                Some(t) => s.slsk_token == Some(t),
+                Some(t) => s.slsk_tokens.iter().any(|(l, x)| *x == t && *l == raw.source.session),
                 None => s.terms.iter().all(|t| path_lc.contains(t.as_str())),
             };
             if now.duration_since(s.at) > SEARCH_LIFETIME || !answers {
@@ -160,7 +161,10 @@ impl SearchBook {
                 Some(i) => {
                     let r = &mut s.results[i];
                     if r.sources.iter().any(|x| {
-                        x.network == raw.source.network && x.user == raw.source.user && x.path == raw.source.path
+                        x.network == raw.source.network
+                            && x.session == raw.source.session
+                            && x.user == raw.source.user
+                            && x.path == raw.source.path
                     }) || r.sources.len() >= MAX_SOURCES
                     {
                         continue;
@@ -209,7 +213,13 @@ mod tests {
 
     fn raw(network: &str, user: &str, path: &str, size: u64, tth: Option<&str>) -> RawResult {
         RawResult {
-            source: Source { network: network.into(), user: user.into(), path: path.into(), free_slots: 1 },
+            source: Source {
+                network: network.parse().unwrap(),
+                session: String::new(),
+                user: user.into(),
+                path: path.into(),
+                free_slots: 1,
+            },
             size,
             tth: tth.map(str::to_owned),
             slsk_token: None,
@@ -257,8 +267,8 @@ mod tests {
         let t0 = Instant::now();
         let a = b.start("song", t0, 0).unwrap();
         let c = b.start("song mp3", t0, 0).unwrap();
-        b.set_slsk_token(a.id, 7);
-        b.set_slsk_token(c.id, 8);
+        b.set_slsk_token(a.id, "", 7);
+        b.set_slsk_token(c.id, "", 8);
         let mut r = raw("slsk", "ann", "music\\song.mp3", 5, None);
         r.slsk_token = Some(8);
         let changed = b.add(r.clone(), t0);
@@ -271,5 +281,25 @@ mod tests {
         assert!(b.add(r, t0).is_empty());
         // NMDC results still join every search whose words they contain
         assert_eq!(b.add(raw("nmdc", "bo", "x\\song.mp3", 9, Some("T")), t0).len(), 2);
+    }
+
+    #[test]
+    fn soulseek_tokens_belong_to_their_session() {
+        let mut b = SearchBook::default();
+        let t0 = Instant::now();
+        let a = b.start("song", t0, 0).unwrap();
+        let c = b.start("song", t0, 0).unwrap();
+        // Two servers' sessions picked the same token for two searches.
+        b.set_slsk_token(a.id, "one", 5);
+        b.set_slsk_token(c.id, "two", 5);
+        let mut r = raw("slsk", "ann", "song.mp3", 5, None);
+        r.source.session = "two".into();
+        r.slsk_token = Some(5);
+        assert_eq!(b.add(r.clone(), t0).iter().map(|x| x.search).collect::<Vec<_>>(), vec![c.id]);
+        // The same user and file through the other server is another source.
+        r.source.session = "one".into();
+        let changed = b.add(r, t0);
+        assert_eq!(changed.iter().map(|x| x.search).collect::<Vec<_>>(), vec![a.id]);
+        assert_eq!(changed[0].sources.len(), 1);
     }
 }

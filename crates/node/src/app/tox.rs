@@ -18,7 +18,8 @@
 //! The API talks to the task through a command channel; the task owns the machine.
 
 use super::model::{ChatMessage, Event, ToxFriendInfo, ToxRequestInfo};
-use super::{db, Node, NotConnected};
+use super::model::SessionState;
+use super::{db, Node, NodeError};
 use crate::store::Store;
 use crate::tox::client::{load_profile, onion_rendezvous, ToxClient, Wake};
 use anyhow::{anyhow, Context};
@@ -68,10 +69,6 @@ pub fn parse_pk(s: &str) -> anyhow::Result<PublicKey> {
     PublicKey::from_hex(s).ok_or_else(|| anyhow!("{s:?} is not a Tox public key (64 hex digits)"))
 }
 
-/// No such friend or request.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ToxNotFound(pub String);
 
 /// Cuts `text` into parts of at most `max` bytes at character boundaries (a Tox message
 /// is at most 1372 bytes; longer lines go out as several).
@@ -274,8 +271,8 @@ pub struct ToxStatus {
 
 impl Node {
     /// The Tox client, when it runs.
-    pub fn tox(&self) -> Result<&ToxHandle, NotConnected> {
-        self.tox.get().map(|h| &**h).ok_or(NotConnected("Tox (the [tox] client is disabled)"))
+    pub fn tox(&self) -> Result<&ToxHandle, NodeError> {
+        self.tox.get().map(|h| &**h).ok_or_else(|| NodeError::NotConnected("Tox (the [tox] client is disabled)".into()))
     }
 
     fn friend_info(&self, f: &StoredFriend, outgoing: &[String]) -> ToxFriendInfo {
@@ -355,8 +352,8 @@ impl Node {
     async fn tox_call(&self, make: impl FnOnce(oneshot::Sender<anyhow::Result<()>>) -> Cmd) -> anyhow::Result<()> {
         let h = self.tox()?;
         let (tx, rx) = oneshot::channel();
-        h.cmds.send(make(tx)).map_err(|_| NotConnected("Tox (the client stopped)"))?;
-        rx.await.map_err(|_| NotConnected("Tox (the client stopped)"))?
+        h.cmds.send(make(tx)).map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?;
+        rx.await.map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?
     }
 
     /// Send a friend request to the owner of `id` (76 hex) and add it as a friend; it
@@ -399,7 +396,7 @@ impl Node {
         let pk = parse_pk(pk)?;
         let hex = pk.to_hex();
         let req = self.db.lock().expect("db").tox_request_take(&hex)?;
-        let Some(req) = req else { return Err(ToxNotFound(format!("no friend request from {hex}")).into()) };
+        let Some(req) = req else { return Err(NodeError::NotFound(format!("no friend request from {hex}")).into()) };
         self.db.lock().expect("db").tox_friend_add(&hex)?;
         if let Err(e) = self.tox_call(|reply| Cmd::Add { pk, reply }).await {
             let db = self.db.lock().expect("db");
@@ -417,7 +414,7 @@ impl Node {
         self.tox()?;
         let hex = parse_pk(pk)?.to_hex();
         let req = self.db.lock().expect("db").tox_request_take(&hex)?;
-        let req = req.ok_or_else(|| ToxNotFound(format!("no friend request from {hex}")))?;
+        let req = req.ok_or_else(|| NodeError::NotFound(format!("no friend request from {hex}")))?;
         self.emit(Event::ToxRequest { request: req.clone(), pending: false });
         Ok(req)
     }
@@ -426,7 +423,7 @@ impl Node {
     pub async fn tox_remove_friend(&self, pk: &str) -> anyhow::Result<ToxFriendInfo> {
         self.tox()?;
         let pk = parse_pk(pk)?;
-        let info = self.tox_friend(&pk)?.ok_or_else(|| ToxNotFound(format!("{} is not a friend", pk.to_hex())))?;
+        let info = self.tox_friend(&pk)?.ok_or_else(|| NodeError::NotFound(format!("{} is not a friend", pk.to_hex())))?;
         self.tox_call(|reply| Cmd::Remove { pk, reply }).await?;
         self.db.lock().expect("db").tox_friend_remove(&pk.to_hex())?;
         let friend = ToxFriendInfo { online: false, ..info };
@@ -533,7 +530,7 @@ pub(crate) async fn start(
     crate::app::say!("tox id: {id}");
     let detail =
         if start.bootstrap.is_empty() { format!("Tox ID {id}; no bootstrap node") } else { format!("Tox ID {id}") };
-    node.set_network("tox_client", "client", "starting", &addr.to_string(), &detail);
+    node.set_network("tox_client", SessionState::Starting, &addr.to_string(), &detail);
     let task = Task {
         node: node.clone(),
         client,
@@ -609,7 +606,7 @@ impl Task {
                 _ = shutdown.cancelled() => {
                     self.save_nodes();
                     self.client.shutdown().await;
-                    self.node.set_network("tox_client", "client", "offline", "", "stopped");
+                    self.node.set_network("tox_client", SessionState::Offline, "", "stopped");
                     return Ok(());
                 }
                 w = self.client.next_with(Some(until), &mut rx) => w,
@@ -644,8 +641,8 @@ impl Task {
                 let s = self.handle().shared.lock().expect("tox");
                 (s.id.clone(), s.address.clone())
             };
-            let state = if announced { "online" } else { "starting" };
-            self.node.set_network("tox_client", "client", state, &addr, &format!("Tox ID {id}"));
+            let state = if announced { SessionState::Online } else { SessionState::Starting };
+            self.node.set_network("tox_client", state, &addr, &format!("Tox ID {id}"));
         }
         if !self.bootstrap.is_empty()
             && !self.client.tox().dht().is_connected()

@@ -9,7 +9,9 @@
 
 use super::db::{self, NewTransfer};
 use super::model::{Event, TransferInfo};
-use super::Node;
+use super::net::{Network, TransferAction, TransferState};
+use super::sessions::DownloadFuture;
+use super::{Node, NodeError};
 use anyhow::{anyhow, bail};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +21,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A running download attempt: where the file went and its size.
-type DownloadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<(PathBuf, u64)>> + Send>>;
-
 /// Longest wait between retries.
 pub const MAX_BACKOFF_SECS: u64 = 300;
 /// How often progress is reported.
@@ -30,7 +29,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 const PERSIST_EVERY: Duration = Duration::from_secs(2);
 
 struct Running {
-    network: String,
+    network: Network,
+    hub: String,
     source: String,
     stop: CancellationToken,
     rate: Arc<AtomicU64>,
@@ -138,30 +138,30 @@ impl Node {
     }
 
     /// Pause, resume, cancel or retry. Errors with `Conflict` when the state forbids it.
-    pub fn transfer_action(&self, id: i64, action: &str) -> Result<TransferInfo, ActionError> {
+    pub fn transfer_action(&self, id: i64, action: TransferAction) -> anyhow::Result<TransferInfo> {
+        use TransferState::*;
+        let no_such = || NodeError::NotFound(format!("no transfer {id}"));
         let store = self.db.lock().expect("db");
-        let t = store.transfer(id).map_err(ActionError::Other)?.ok_or(ActionError::NotFound)?;
+        let t = store.transfer(id)?.ok_or_else(no_such)?;
         let ok = match action {
-            "pause" => store.transfer_set_state(id, &["queued", "running"], "paused"),
-            "resume" => store.transfer_set_state(id, &["paused"], "queued"),
-            "cancel" => store.transfer_set_state(id, &["queued", "running", "paused", "failed"], "cancelled"),
-            "retry" => store.transfer_requeue(id, &["failed", "cancelled"]),
-            _ => return Err(ActionError::Other(anyhow!("unknown action {action}"))),
-        }
-        .map_err(ActionError::Other)?;
+            TransferAction::Pause => store.transfer_set_state(id, &[Queued, Running], Paused),
+            TransferAction::Resume => store.transfer_set_state(id, &[Paused], Queued),
+            TransferAction::Cancel => store.transfer_set_state(id, &[Queued, Running, Paused, Failed], Cancelled),
+            TransferAction::Retry => store.transfer_requeue(id, &[Failed, Cancelled]),
+        }?;
         drop(store);
         if !ok {
-            return Err(ActionError::Conflict(format!("cannot {action} a transfer that is {}", t.state)));
+            bail!(NodeError::Conflict(format!("cannot {} a transfer that is {}", action.as_str(), t.state)));
         }
         match action {
-            "pause" | "cancel" => self.engine.stop(id),
+            TransferAction::Pause | TransferAction::Cancel => self.engine.stop(id),
             _ => self.engine.wake(),
         }
-        if action == "cancel" && !self.engine.running.lock().expect("running").contains_key(&id) {
+        if action == TransferAction::Cancel && !self.engine.running.lock().expect("running").contains_key(&id) {
             let _ = std::fs::remove_dir_all(self.incomplete.join(id.to_string()));
         }
         self.emit_transfer(id);
-        self.transfer(id).map_err(ActionError::Other)?.ok_or(ActionError::NotFound)
+        Ok(self.transfer(id)?.ok_or_else(no_such)?)
     }
 
     /// The scheduler: start due transfers while slots are free. Runs until shutdown.
@@ -193,20 +193,20 @@ impl Node {
             if running.values().filter(|r| r.network == t.network).count() as u64 >= self.setting("network_slots") {
                 continue;
             }
-            if t.network == "nmdc"
-                && running.values().any(|r| r.network == "nmdc" && r.source.eq_ignore_ascii_case(&t.source))
+            // One download at a time per NMDC source: its client-to-client connection is
+            // keyed by nick.
+            if t.network == Network::Nmdc
+                && running.values().any(|r| {
+                    r.network == Network::Nmdc && r.hub == t.hub && r.source.eq_ignore_ascii_case(&t.source)
+                })
             {
                 continue;
             }
-            let online = match t.network.as_str() {
-                "nmdc" => self.dc().is_some(),
-                "slsk" => self.slsk().is_some(),
-                _ => false,
-            };
+            let online = self.session_at(t.network, &t.hub).is_some_and(|s| s.client().is_some());
             if !online {
                 continue;
             }
-            if !self.db.lock().expect("db").transfer_set_state(t.id, &["queued"], "running")? {
+            if !self.db.lock().expect("db").transfer_set_state(t.id, &[TransferState::Queued], TransferState::Running)? {
                 continue;
             }
             let stop = CancellationToken::new();
@@ -215,7 +215,8 @@ impl Node {
             running.insert(
                 t.id,
                 Running {
-                    network: t.network.clone(),
+                    network: t.network,
+                    hub: t.hub.clone(),
                     source: t.source.clone(),
                     stop: stop.clone(),
                     rate: rate.clone(),
@@ -245,12 +246,12 @@ impl Node {
         let id = t.id;
         let dir = self.incomplete.join(id.to_string());
         let result = self.attempt(&t, &dir, &stop, &rate, &live).await;
-        let state = self.db.lock().expect("db").transfer(id).ok().flatten().map(|t| t.state).unwrap_or_default();
-        match (result, state.as_str()) {
-            (_, "cancelled") => {
+        let state = self.db.lock().expect("db").transfer(id).ok().flatten().map(|t| t.state);
+        match (result, state) {
+            (_, Some(TransferState::Cancelled)) => {
                 let _ = std::fs::remove_dir_all(&dir);
             }
-            (_, "paused") => {
+            (_, Some(TransferState::Paused)) => {
                 let bytes = dir_file_len(&dir);
                 let _ = self.db.lock().expect("db").transfer_set_bytes(id, bytes);
             }
@@ -300,60 +301,11 @@ impl Node {
         }
         let progress = Arc::new((AtomicU64::new(on_disk), AtomicU64::new(t.size)));
         let control = Arc::new(crate::ratelimit::TransferControl::limited(Some(self.download_limit.clone())));
-        let fut: DownloadFuture = match t.network.as_str() {
-            "nmdc" => {
-                let dc = self.dc().ok_or_else(|| anyhow!("not connected to the hub"))?;
-                let out = dir.join(&t.name);
-                let what = match &t.tth {
-                    Some(tth) => omnipeer_nmdc::transfer::Identifier::Tth(
-                        omnipeer_nmdc::tth::Tth::from_base32(tth).map_err(|e| anyhow!("bad TTH {tth}: {e}"))?,
-                    ),
-                    None => omnipeer_nmdc::transfer::Identifier::Path(format!("/{}", t.remote_path.replace('\\', "/"))),
-                };
-                let p = Arc::new(AtomicU64::new(progress.0.load(Ordering::Relaxed)));
-                // A nonzero total is the size the user chose: cc::download refuses a peer
-                // that offers another.
-                let total = Arc::new(AtomicU64::new(t.size));
-                let job = crate::nmdc::cc::DownloadJob {
-                    what,
-                    out: out.clone(),
-                    progress: p.clone(),
-                    total: total.clone(),
-                    control: control.clone(),
-                };
-                let source = t.source.clone();
-                let progress = progress.clone();
-                Box::pin(async move {
-                    let fwd = async {
-                        loop {
-                            progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
-                            progress.1.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    };
-                    let r = tokio::select! {
-                        r = dc.download(&source, &job) => r,
-                        _ = fwd => unreachable!(),
-                    };
-                    progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
-                    progress.1.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
-                    let d = r?;
-                    Ok((out, d.size))
-                })
-            }
-            "slsk" => {
-                let sl = self.slsk().ok_or_else(|| anyhow!("not connected to the Soulseek server"))?;
-                let (source, path, dir, progress) =
-                    (t.source.clone(), t.remote_path.clone(), dir.to_path_buf(), progress.clone());
-                let control = control.clone();
-                let expected = (t.size != 0).then_some(t.size);
-                Box::pin(async move {
-                    let (out, size, _) = sl.download_with(&source, &path, &dir, expected, progress, &control).await?;
-                    Ok((out, size))
-                })
-            }
-            other => bail!("unknown network {other}"),
-        };
+        let session = self.session_at(t.network, &t.hub).ok_or_else(|| {
+            anyhow!("{} {} is no longer a session of this node", t.network.title(), t.hub)
+        })?;
+        let client = session.client().ok_or_else(|| NodeError::NotConnected(session.key().describe()))?;
+        let fut: DownloadFuture = client.download(t, dir, progress.clone(), control.clone())?;
         let mut fut = fut;
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         let mut last = (Instant::now(), progress.0.load(Ordering::Relaxed));
@@ -451,17 +403,6 @@ fn dir_file_len(dir: &Path) -> u64 {
         .ok()
         .and_then(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).max())
         .unwrap_or(0)
-}
-
-/// Why a transfer action was refused.
-#[derive(Debug)]
-pub enum ActionError {
-    /// No such transfer.
-    NotFound,
-    /// Not in this state.
-    Conflict(String),
-    /// Something else.
-    Other(anyhow::Error),
 }
 
 #[cfg(test)]

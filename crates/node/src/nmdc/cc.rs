@@ -36,6 +36,9 @@ pub struct UploadContext {
     pub store: Arc<Mutex<Store>>,
     /// Upload slots, queue and limit (shared with the node's other networks).
     pub uploads: Arc<Uploads>,
+    /// The name this session's uploads go by in `uploads` (`nmdc`, or `nmdc@LABEL` for a
+    /// labelled hub session: crate::upload).
+    pub channel: Arc<str>,
 }
 
 /// Ends an upload's record when the connection ends, however it ends.
@@ -170,7 +173,7 @@ pub async fn serve_uploads(
                             let decision = if small {
                                 None
                             } else {
-                                Some(ctx.uploads.request("nmdc", &peer.nick, &src.describe(), src.len(), false))
+                                Some(ctx.uploads.request(&ctx.channel, &peer.nick, &src.describe(), src.len(), false))
                             };
                             match decision {
                                 None | Some(Decision::Granted(_)) => {

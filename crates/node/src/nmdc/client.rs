@@ -114,6 +114,13 @@ pub struct DcClient {
 impl DcClient {
     /// Hash the share, connect, log in. Returns once logged in.
     pub async fn start(cfg: ClientConfig) -> anyhow::Result<DcClient> {
+        DcClient::start_in(cfg, "nmdc").await
+    }
+
+    /// [`DcClient::start`] for one of several hub sessions sharing `cfg.uploads`: its
+    /// uploads go by `channel` there (crate::upload).
+    pub async fn start_in(cfg: ClientConfig, channel: &str) -> anyhow::Result<DcClient> {
+        let channel: Arc<str> = channel.into();
         let db = cfg.db.clone();
         let roots = cfg.share.clone();
         let cid = cid();
@@ -176,9 +183,10 @@ impl DcClient {
             share: Arc::new(Mutex::new(s.clone())),
             store: store.clone(),
             uploads: uploads.clone(),
+            channel: channel.clone(),
         });
         let (logged_tx, logged_rx) = oneshot::channel();
-        let grants = uploads.grants("nmdc");
+        let grants = uploads.grants(&channel);
         let runner = Runner {
             grants,
             session,
@@ -545,8 +553,8 @@ impl Runner {
         let share = ctx.share.lock().expect("share lock").clone();
         let responder = Responder {
             nick: utf8_to_wire(&self.nick),
-            free_slots: ctx.uploads.free_slots("nmdc") as u32,
-            total_slots: ctx.uploads.total_slots("nmdc") as u32,
+            free_slots: ctx.uploads.free_slots(&ctx.channel) as u32,
+            total_slots: ctx.uploads.total_slots(&ctx.channel) as u32,
             hub_name: self.session.hub_name().unwrap_or("hub").to_owned(),
             hub_addr: self.hub_addr.clone(),
         };

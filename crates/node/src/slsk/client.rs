@@ -240,6 +240,8 @@ struct Inner {
     events: crate::events::EventSink<SlskEvent>,
     /// Slots, queue, limit and records of uploads.
     up: Arc<Uploads>,
+    /// The name this session's uploads go by in `up` (`slsk`, or `slsk@LABEL`).
+    channel: String,
     core: std::sync::Mutex<Core>,
     /// Socket tasks → pump.
     input: mpsc::UnboundedSender<Input>,
@@ -274,6 +276,12 @@ pub struct SlskClient {
 impl SlskClient {
     /// Connect, log in, listen. Returns once logged in.
     pub async fn start(cfg: SlskClientConfig) -> anyhow::Result<SlskClient> {
+        SlskClient::start_in(cfg, "slsk").await
+    }
+
+    /// [`SlskClient::start`] for one of several server sessions sharing `cfg.uploads`:
+    /// its uploads go by `channel` there (crate::upload).
+    pub async fn start_in(cfg: SlskClientConfig, channel: &str) -> anyhow::Result<SlskClient> {
         let roots = cfg.share.clone();
         let shares = tokio::task::spawn_blocking(move || Shares::build(&roots)).await??;
         let listener =
@@ -297,7 +305,7 @@ impl SlskClient {
             Some(u) => u.clone(),
             None => Uploads::standalone(cfg.slots, shutdown.clone()),
         };
-        let grants = up.grants("slsk");
+        let grants = up.grants(channel);
         let (input, input_rx) = mpsc::unbounded_channel();
         let (login_tx, login_rx) = oneshot::channel();
         let core = Core {
@@ -316,6 +324,7 @@ impl SlskClient {
             shares: std::sync::RwLock::new(Arc::new(shares)),
             events,
             up,
+            channel: channel.to_owned(),
             core: std::sync::Mutex::new(core),
             input,
             wake: tokio::sync::Notify::new(),
@@ -626,7 +635,7 @@ impl Inner {
                         user: self.cfg.user.clone(),
                         token,
                         files,
-                        slot_free: self.up.free_slots("slsk") > 0,
+                        slot_free: self.up.free_slots(&self.channel) > 0,
                         avg_speed: 0,
                         queue_len: self.up.queue_len() as u32,
                         unknown: Some(0),
@@ -644,9 +653,9 @@ impl Inner {
                     }),
                     PeerRequest::UserInfo => ClientSession::user_info(
                         "omnipeer",
-                        self.up.total_slots("slsk") as u32,
+                        self.up.total_slots(&self.channel) as u32,
                         self.up.queue_len() as u32,
-                        self.up.free_slots("slsk") > 0,
+                        self.up.free_slots(&self.channel) > 0,
                     ),
                     PeerRequest::FolderContents { token, folder } => {
                         let want = folder.replace('/', "\\").to_lowercase();
@@ -695,7 +704,7 @@ impl Inner {
             SessionEvent::UploadRequested { user, filename } => self.queue_upload(core, now, user, filename),
             SessionEvent::PlaceRequested { user, filename } => {
                 // Only a file in our queue has a place (as Nicotine+: others get no answer).
-                if let Some(place) = self.up.position("slsk", &user, &filename) {
+                if let Some(place) = self.up.position(&self.channel, &user, &filename) {
                     core.session.place_reply(now, &user, &filename, place);
                 }
             }
@@ -740,7 +749,7 @@ impl Inner {
             core.session.upload_refused(now, &user, &filename, reject_reason::FILE_NOT_SHARED);
             return;
         };
-        match self.up.request("slsk", &user, &filename, f.size, true) {
+        match self.up.request(&self.channel, &user, &filename, f.size, true) {
             Decision::Granted(id) => {
                 core.granted.insert(id, (user.clone(), filename.clone()));
                 core.session.upload_granted(now, id, &user, &filename, f.size);
