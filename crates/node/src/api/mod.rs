@@ -271,8 +271,9 @@ struct SessionBody {
 }
 
 async fn network_add(State(api): State<Api>, Json(b): Json<SessionBody>) -> ApiResult<(StatusCode, Json<Value>)> {
-    let spec = crate::app::sessions::SessionSpec::parse(b.network, &b.address, b.label.as_deref(), &b.nick, &b.password)
-        .map_err(|e| NodeError::Invalid(format!("{e:#}")))?;
+    let spec =
+        crate::app::sessions::SessionSpec::parse(b.network, &b.address, b.label.as_deref(), &b.nick, &b.password)
+            .map_err(|e| NodeError::Invalid(format!("{e:#}")))?;
     Ok((StatusCode::CREATED, Json(json!(api.node.add_session(spec)?))))
 }
 

@@ -2,9 +2,9 @@
 
 use super::model::{ChatInfo, ChatMessage, TransferInfo};
 use super::net::{Network, TransferState};
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use crate::store::Store;
 use anyhow::Context;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -262,8 +262,7 @@ impl Node {
 
     /// Record a network role's state (and publish it when it changed).
     pub fn set_network_info(&self, n: NetworkInfo) {
-        let changed =
-            self.networks.lock().expect("networks").insert(n.name.clone(), n.clone()).as_ref() != Some(&n);
+        let changed = self.networks.lock().expect("networks").insert(n.name.clone(), n.clone()).as_ref() != Some(&n);
         if changed {
             self.emit(Event::Network { network: n });
         }
@@ -367,11 +366,16 @@ impl Node {
             (None, None) => (0..r.sources.len())
                 .max_by_key(|&i| {
                     let s = &r.sources[i];
-                    ((s.network == Network::Nmdc && r.tth.is_some()) as u8, (s.free_slots > 0) as u8, std::cmp::Reverse(i))
+                    (
+                        (s.network == Network::Nmdc && r.tth.is_some()) as u8,
+                        (s.free_slots > 0) as u8,
+                        std::cmp::Reverse(i),
+                    )
                 })
                 .unwrap_or(0),
         };
-        let s = r.sources.get(idx).ok_or_else(|| NodeError::NotFound(format!("result {result} has no source {idx}")))?;
+        let s =
+            r.sources.get(idx).ok_or_else(|| NodeError::NotFound(format!("result {result} has no source {idx}")))?;
         let session = self
             .session(&SessionKey::new(s.network, &s.session))
             .ok_or_else(|| NotConnected(SessionKey::new(s.network, &s.session).describe()))?;

@@ -83,7 +83,14 @@ impl SessionSpec {
             Some(l) => bail!(NodeError::Invalid(format!("label {l:?}: 1-64 of A-Z a-z 0-9 . _ -"))),
             None => label_from_address(&address),
         };
-        Ok(SessionSpec { network, label, address, nick: nick.trim().to_owned(), password: password.into(), added: false })
+        Ok(SessionSpec {
+            network,
+            label,
+            address,
+            nick: nick.trim().to_owned(),
+            password: password.into(),
+            added: false,
+        })
     }
 }
 
@@ -137,13 +144,8 @@ impl EventRx {
     /// The next event of the session labelled `label`; None when the session's queue
     /// closed.
     pub async fn next_event(&mut self, label: &str) -> Option<NetEvent> {
-        let source = |network, user, path, free_slots| Source {
-            network,
-            session: label.to_owned(),
-            user,
-            path,
-            free_slots,
-        };
+        let source =
+            |network, user, path, free_slots| Source { network, session: label.to_owned(), user, path, free_slots };
         Some(match self {
             EventRx::Nmdc(rx) => match rx.recv().await? {
                 ClientEvent::Chat { nick, text } => NetEvent::Said { room: None, nick, text },
@@ -184,8 +186,7 @@ impl EventRx {
 }
 
 /// A running download attempt: where the file went and its size.
-pub type DownloadFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<(PathBuf, u64)>> + Send>>;
+pub type DownloadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<(PathBuf, u64)>> + Send>>;
 
 impl Client {
     /// Whether it is logged in.
@@ -286,8 +287,13 @@ impl Client {
                 };
                 let p = Arc::new(AtomicU64::new(progress.0.load(Ordering::Relaxed)));
                 let total = Arc::new(AtomicU64::new(t.size));
-                let job =
-                    crate::nmdc::cc::DownloadJob { what, out: out.clone(), progress: p.clone(), total: total.clone(), control };
+                let job = crate::nmdc::cc::DownloadJob {
+                    what,
+                    out: out.clone(),
+                    progress: p.clone(),
+                    total: total.clone(),
+                    control,
+                };
                 let source = t.source.clone();
                 Box::pin(async move {
                     let fwd = async {
@@ -387,7 +393,11 @@ impl Node {
     pub(crate) fn start_session(self: &Arc<Self>, spec: SessionSpec) -> anyhow::Result<Arc<Session>> {
         let mut all = self.sessions.write().expect("sessions");
         if all.iter().any(|s| s.key() == spec.key()) {
-            bail!(NodeError::Conflict(format!("there is already a {} session labelled {:?}", spec.network.title(), spec.label)));
+            bail!(NodeError::Conflict(format!(
+                "there is already a {} session labelled {:?}",
+                spec.network.title(),
+                spec.label
+            )));
         }
         if all.iter().any(|s| s.spec.network == spec.network && s.spec.address == spec.address) {
             bail!(NodeError::Conflict(format!("already logged in to {}", spec.address)));
@@ -398,6 +408,7 @@ impl Node {
         let s = Arc::new(Session::new(spec, &self.shutdown));
         all.push(s.clone());
         drop(all);
+        self.set_session(&s.spec, SessionState::Starting, "waiting for the share scan");
         let node = self.clone();
         let task = s.clone();
         tokio::spawn(async move {
@@ -413,14 +424,17 @@ impl Node {
         spec.added = true;
         let s = self.start_session(spec)?;
         self.save_added_sessions()?;
-        Ok(self.network_info(&s.key()).expect("just set"))
+        self.network_info(&s.key())
+            .ok_or_else(|| NodeError::NotFound(format!("{} vanished", s.key().describe())).into())
     }
 
     /// Remove a session (`/api/networks` name `nmdc_client@LABEL`): it logs out now.
     /// One from the configuration file comes back at the next start.
     pub fn remove_session(&self, name: &str) -> anyhow::Result<()> {
         let mut all = self.sessions.write().expect("sessions");
-        let i = all.iter().position(|s| s.key().status_name() == name)
+        let i = all
+            .iter()
+            .position(|s| s.key().status_name() == name)
             .ok_or_else(|| NodeError::NotFound(format!("no hub or server session {name:?}")))?;
         let s = all.remove(i);
         drop(all);
@@ -498,17 +512,20 @@ impl Node {
                 });
                 let password = if primary { c.password.clone() } else { spec.password.clone() };
                 Client::Nmdc(Arc::new(
-                    DcClient::start_in(ClientConfig {
-                        hub: spec.address.clone(),
-                        nick: self.nick_of(spec),
-                        password: (!password.is_empty()).then_some(password),
-                        listen,
-                        share: self.share_folders.clone(),
-                        slots: c.slots,
-                        uploads: Some(self.uploads.clone()),
-                        db: self.db_path.clone(),
-                        description: c.description.clone(),
-                    }, &spec.key().to_string())
+                    DcClient::start_in(
+                        ClientConfig {
+                            hub: spec.address.clone(),
+                            nick: self.nick_of(spec),
+                            password: (!password.is_empty()).then_some(password),
+                            listen,
+                            share: self.share_folders.clone(),
+                            slots: c.slots,
+                            uploads: Some(self.uploads.clone()),
+                            db: self.db_path.clone(),
+                            description: c.description.clone(),
+                        },
+                        &spec.key().to_string(),
+                    )
                     .await
                     .map_err(|e| if primary { listen_key(e, "[nmdc_client].listen") } else { e })?,
                 ))
@@ -526,15 +543,18 @@ impl Node {
                 } else {
                     super::secret_file(&self.data_dir.join(format!("slsk-password@{}", spec.label)))?
                 };
-                let client = SlskClient::start_in(SlskClientConfig {
-                    server: spec.address.clone(),
-                    user: self.nick_of(spec),
-                    password,
-                    listen,
-                    share: self.share_folders.clone(),
-                    slots: c.slots,
-                    uploads: Some(self.uploads.clone()),
-                }, &spec.key().to_string())
+                let client = SlskClient::start_in(
+                    SlskClientConfig {
+                        server: spec.address.clone(),
+                        user: self.nick_of(spec),
+                        password,
+                        listen,
+                        share: self.share_folders.clone(),
+                        slots: c.slots,
+                        uploads: Some(self.uploads.clone()),
+                    },
+                    &spec.key().to_string(),
+                )
                 .await
                 .map_err(|e| if primary { listen_key(e, "[slsk_client].listen") } else { e })?;
                 Client::Slsk(Arc::new(client))
@@ -547,7 +567,6 @@ impl Node {
     /// is removed or the node stops. A rescan swaps the new share into the session.
     async fn run_session(self: Arc<Self>, s: Arc<Session>) -> anyhow::Result<()> {
         let spec = &s.spec;
-        self.set_session(spec, SessionState::Starting, "waiting for the share scan");
         if !self.share_scan.wait_ready(&s.stop).await {
             return Ok(());
         }

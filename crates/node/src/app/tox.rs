@@ -17,8 +17,8 @@
 //!
 //! The API talks to the task through a command channel; the task owns the machine.
 
-use super::model::{ChatMessage, Event, ToxFriendInfo, ToxRequestInfo};
 use super::model::SessionState;
+use super::model::{ChatMessage, Event, ToxFriendInfo, ToxRequestInfo};
 use super::{db, Node, NodeError};
 use crate::store::Store;
 use crate::tox::client::{load_profile, onion_rendezvous, ToxClient, Wake};
@@ -68,7 +68,6 @@ pub fn parse_pk(s: &str) -> anyhow::Result<PublicKey> {
     anyhow::ensure!(s.len() == 64, "{s:?} is not a Tox public key (64 hex digits)");
     PublicKey::from_hex(s).ok_or_else(|| anyhow!("{s:?} is not a Tox public key (64 hex digits)"))
 }
-
 
 /// Cuts `text` into parts of at most `max` bytes at character boundaries (a Tox message
 /// is at most 1372 bytes; longer lines go out as several).
@@ -423,7 +422,8 @@ impl Node {
     pub async fn tox_remove_friend(&self, pk: &str) -> anyhow::Result<ToxFriendInfo> {
         self.tox()?;
         let pk = parse_pk(pk)?;
-        let info = self.tox_friend(&pk)?.ok_or_else(|| NodeError::NotFound(format!("{} is not a friend", pk.to_hex())))?;
+        let info =
+            self.tox_friend(&pk)?.ok_or_else(|| NodeError::NotFound(format!("{} is not a friend", pk.to_hex())))?;
         self.tox_call(|reply| Cmd::Remove { pk, reply }).await?;
         self.db.lock().expect("db").tox_friend_remove(&pk.to_hex())?;
         let friend = ToxFriendInfo { online: false, ..info };

@@ -196,9 +196,9 @@ impl Node {
             // One download at a time per NMDC source: its client-to-client connection is
             // keyed by nick.
             if t.network == Network::Nmdc
-                && running.values().any(|r| {
-                    r.network == Network::Nmdc && r.hub == t.hub && r.source.eq_ignore_ascii_case(&t.source)
-                })
+                && running
+                    .values()
+                    .any(|r| r.network == Network::Nmdc && r.hub == t.hub && r.source.eq_ignore_ascii_case(&t.source))
             {
                 continue;
             }
@@ -206,7 +206,11 @@ impl Node {
             if !online {
                 continue;
             }
-            if !self.db.lock().expect("db").transfer_set_state(t.id, &[TransferState::Queued], TransferState::Running)? {
+            if !self.db.lock().expect("db").transfer_set_state(
+                t.id,
+                &[TransferState::Queued],
+                TransferState::Running,
+            )? {
                 continue;
             }
             let stop = CancellationToken::new();
@@ -301,9 +305,9 @@ impl Node {
         }
         let progress = Arc::new((AtomicU64::new(on_disk), AtomicU64::new(t.size)));
         let control = Arc::new(crate::ratelimit::TransferControl::limited(Some(self.download_limit.clone())));
-        let session = self.session_at(t.network, &t.hub).ok_or_else(|| {
-            anyhow!("{} {} is no longer a session of this node", t.network.title(), t.hub)
-        })?;
+        let session = self
+            .session_at(t.network, &t.hub)
+            .ok_or_else(|| anyhow!("{} {} is no longer a session of this node", t.network.title(), t.hub))?;
         let client = session.client().ok_or_else(|| NodeError::NotConnected(session.key().describe()))?;
         let fut: DownloadFuture = client.download(t, dir, progress.clone(), control.clone())?;
         let mut fut = fut;
