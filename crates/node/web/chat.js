@@ -8,8 +8,11 @@ const CATCH_UP_PAGES = 20;
 const KIND_NAME = { hub: "hub chat", room: "room", pm: "private", friend: "friend", chat: "DCC chat" };
 
 function parseId(id) {
-  const [network, kind, ...rest] = id.split(":");
-  return { id, network, kind, name: rest.join(":") };
+  // NETWORK[@SESSION]:KIND[:NAME]; SESSION labels a hub or server other than the
+  // [nmdc_client] / [slsk_client] one.
+  const [head, kind, ...rest] = id.split(":");
+  const [network, session] = head.split("@");
+  return { id, network, session: session || "", kind, name: rest.join(":") };
 }
 
 function title(c) {
@@ -143,7 +146,7 @@ export class ChatView {
     this.current = id;
     this.markRead(id);
     const c = this.chats.get(id);
-    this.header.textContent = `${title(c)} · ${networkName(c.network)} ${KIND_NAME[c.kind] || c.kind}`;
+    this.header.textContent = `${title(c)} · ${networkName(c.network, c.session)} ${KIND_NAME[c.kind] || c.kind}`;
     this.input.disabled = false;
     this.sendBtn.disabled = false;
     this.input.setAttribute("aria-label", `Message to ${title(c)}`);
@@ -181,6 +184,12 @@ export class ChatView {
 
   onEvent(ev) {
     if (ev.type === "tox_friend" || ev.type === "chat_delivered") return this.onToxEvent(ev);
+    if (ev.type === "network" && ev.network.role === "client" && ev.network.state === "online") {
+      // A hub or server session (re)connected: its main chat and rooms are listed now.
+      clearTimeout(this.reloadTimer);
+      this.reloadTimer = setTimeout(() => this.load().catch(() => {}), 500);
+      return;
+    }
     if (ev.type === "chat_open") {
       // A DCC chat opened or closed: listed (even before its first line) with its state.
       const c = this.chats.get(ev.chat) || { ...parseId(ev.chat), last: null };
@@ -291,7 +300,7 @@ export class ChatView {
               "aria-current": c.id === this.current ? "true" : null,
               onclick: () => this.open(c.id).then(() => this.input.focus()),
             },
-            h("span", { class: `net n-${c.network}` }, networkName(c.network)),
+            h("span", { class: `net n-${c.network}` }, networkName(c.network, c.session)),
             " ",
             typeof c.online === "boolean"
               ? h("span", { class: `dot ${c.online ? "on" : "off"}`, role: "img", "data-testid": "chat-online", "aria-label": c.online ? "online" : "offline" })

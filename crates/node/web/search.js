@@ -267,7 +267,7 @@ export class SearchView {
               h(
                 "li",
                 { "data-testid": "result-source" },
-                h("span", { class: `net n-${x.network}` }, networkName(x.network)),
+                h("span", { class: `net n-${x.network}` }, networkName(x.network, x.session)),
                 " ",
                 h("strong", {}, x.user),
                 ` · ${x.free_slots} free slot${x.free_slots === 1 ? "" : "s"} `,

@@ -1,4 +1,5 @@
-// Status: every network of the node and its state (live), transfer counts, shares.
+// Status: every network of the node and its state (live), the hubs and Soulseek servers
+// it is logged in to (added and removed here), transfer counts, shares.
 
 import { h, fill, bytes, networkName } from "./util.js";
 
@@ -16,6 +17,31 @@ export class StatusView {
     this.netBody = h("tbody", { "data-testid": "networks" });
     this.countsBox = h("dl", { class: "facts counts", "data-testid": "transfer-counts" });
     this.sharesBox = h("dl", { class: "facts", "data-testid": "share-summary" });
+    this.addNet = h(
+      "select",
+      { id: "session-network", "data-testid": "session-network" },
+      h("option", { value: "nmdc" }, "Direct Connect hub"),
+      h("option", { value: "slsk" }, "Soulseek server"),
+    );
+    this.addAddress = h("input", { id: "session-address", "data-testid": "session-address", placeholder: "dchub://host:411 or host:port", required: true, autocomplete: "off" });
+    this.addLabel = h("input", { id: "session-label", "data-testid": "session-label", placeholder: "optional", pattern: "[A-Za-z0-9._\\-]{1,64}", autocomplete: "off" });
+    this.addNick = h("input", { id: "session-nick", "data-testid": "session-nick", placeholder: "default: this node's nick", autocomplete: "off" });
+    this.addPassword = h("input", { id: "session-password", "data-testid": "session-password", type: "password", placeholder: "optional", autocomplete: "new-password" });
+    this.addForm = h(
+      "form",
+      { class: "inline-form", "data-testid": "session-add", onsubmit: (e) => this.addSession(e) },
+      h("label", { for: "session-network" }, "Add a"),
+      this.addNet,
+      h("label", { for: "session-address" }, "Address"),
+      this.addAddress,
+      h("label", { for: "session-label" }, "Label"),
+      this.addLabel,
+      h("label", { for: "session-nick" }, "Nick"),
+      this.addNick,
+      h("label", { for: "session-password" }, "Password"),
+      this.addPassword,
+      h("button", { type: "submit", "data-testid": "session-add-button" }, "Log in"),
+    );
     fill(
       el,
       h("h2", {}, "Status"),
@@ -32,10 +58,11 @@ export class StatusView {
             h(
               "thead",
               {},
-              h("tr", {}, h("th", { scope: "col" }, "Network"), h("th", { scope: "col" }, "Role"), h("th", { scope: "col" }, "State"), h("th", { scope: "col" }, "Address"), h("th", { scope: "col" }, "Detail")),
+              h("tr", {}, h("th", { scope: "col" }, "Network"), h("th", { scope: "col" }, "Role"), h("th", { scope: "col" }, "State"), h("th", { scope: "col" }, "Address"), h("th", { scope: "col" }, "Detail"), h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions"))),
             ),
             this.netBody,
           ),
+          this.addForm,
         ),
         h("section", { class: "card", "aria-labelledby": "node-title" }, h("h3", { id: "node-title" }, "This node"), this.nodeBox),
         h(
@@ -64,7 +91,9 @@ export class StatusView {
 
   onEvent(ev) {
     if (ev.type === "network") {
-      this.networks.set(ev.network.name, ev.network);
+      // A removed session says so once, then is gone.
+      if (ev.network.session && ev.network.state === "disabled") this.networks.delete(ev.network.name);
+      else this.networks.set(ev.network.name, ev.network);
       this.renderNetworks();
     } else if (ev.type === "transfer" || ev.type === "shares") {
       this.soon();
@@ -102,15 +131,68 @@ export class StatusView {
           h("td", {}, h("span", { class: `state s-${n.state}`, "data-testid": "network-state" }, STATE_TEXT[n.state] || n.state)),
           h("td", { class: "mono" }, n.address),
           h("td", { class: "detail" }, n.detail),
+          h(
+            "td",
+            {},
+            n.session
+              ? h(
+                  "button",
+                  {
+                    type: "button",
+                    class: "small",
+                    "data-testid": "session-remove",
+                    "aria-label": `Log out of ${networkName(n.name)} and remove it`,
+                    onclick: (e) => this.removeSession(n, e.currentTarget),
+                  },
+                  "Remove",
+                )
+              : null,
+          ),
         ),
       );
-    if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 5, class: "empty" }, "No network is configured.")));
+    if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No network is configured.")));
     fill(this.netBody, rows);
     const online = [...this.networks.values()].filter((n) => n.role === "client" && n.state === "online").length;
     this.ctx.title.offline = this.networks.size > 0 && !online;
     this.ctx.updateTitle();
   }
 }
+
+StatusView.prototype.addSession = async function (e) {
+  e.preventDefault();
+  const body = { network: this.addNet.value, address: this.addAddress.value.trim() };
+  if (this.addLabel.value.trim()) body.label = this.addLabel.value.trim();
+  if (this.addNick.value.trim()) body.nick = this.addNick.value.trim();
+  if (this.addPassword.value) body.password = this.addPassword.value;
+  const button = this.addForm.querySelector("button");
+  button.disabled = true;
+  try {
+    const n = await this.ctx.api("POST", "/api/networks", body);
+    this.networks.set(n.name, n);
+    this.renderNetworks();
+    this.addAddress.value = "";
+    this.addLabel.value = "";
+    this.addPassword.value = "";
+    this.ctx.toast(`Logging in to ${n.address}`);
+  } catch (err) {
+    this.ctx.toast(`Cannot add it: ${err.message}`, "error");
+  } finally {
+    button.disabled = false;
+  }
+};
+
+StatusView.prototype.removeSession = async function (n, button) {
+  button.disabled = true;
+  try {
+    await this.ctx.api("DELETE", `/api/networks/${encodeURIComponent(n.name)}`);
+    this.networks.delete(n.name);
+    this.renderNetworks();
+    this.ctx.toast(`Logged out of ${n.address}`);
+  } catch (err) {
+    button.disabled = false;
+    this.ctx.toast(`Cannot remove it: ${err.message}`, "error");
+  }
+};
 
 function fact(label, value, testid) {
   return [h("dt", {}, label), h("dd", { "data-testid": testid || null }, value)];

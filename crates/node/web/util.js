@@ -106,6 +106,13 @@ export const NETWORK_NAMES = {
   tox: "Tox",
 };
 
-export function networkName(n) {
-  return NETWORK_NAMES[n] || n;
+/**
+ * "nmdc_client" → "Direct Connect (NMDC)"; a labelled session ("nmdc_client@hub2", or a
+ * network and a session label) → "Direct Connect (NMDC) · hub2".
+ */
+export function networkName(n, label) {
+  const [base, at] = String(n).split("@");
+  const l = label || at;
+  const name = NETWORK_NAMES[base] || base;
+  return l ? `${name} · ${l}` : name;
 }

@@ -154,3 +154,44 @@ fn one_node_on_two_hubs_and_two_soulseek_servers() {
     let (code, m) = b.post("/api/chats/messages", json!({"chat": "nmdc@hub2:hub", "text": "x"}));
     assert_eq!(code, 503, "{m}");
 }
+
+/// The same through the web UI in a real headless Chromium (tests/web/sessions.mjs): a
+/// hub added with the Status page's form comes online, its main chat is listed apart from
+/// the first hub's and a line said there reaches that hub only; its row's Remove button
+/// logs out of it.
+#[test]
+fn web_ui_adds_a_hub_chats_there_and_removes_it() {
+    if !omni::web::web_deps_or_skip("web_ui_adds_a_hub_chats_there_and_removes_it") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (a1, p1) = server_node(&t.path().join("a1"), "alice", "delta one.bin", 3);
+    let (a2, p2) = server_node(&t.path().join("a2"), "carol", "delta two.bin", 4);
+    let b_api = free_port();
+    let b = Node::start(&t.path().join("b"), &joining_config("bob", p1, b_api, ""), b_api);
+    let say = "bob says hello to the second hub";
+    let (ok, lines) = omni::web::run_web_script(
+        "sessions.mjs",
+        &[
+            ("OMNI_URL", format!("{}/", b.base)),
+            ("OMNI_HUB", format!("dchub://127.0.0.1:{}", p2.hub)),
+            ("OMNI_SAY", say.to_owned()),
+            ("OMNI_OUT", t.path().join("browser").display().to_string()),
+        ],
+        std::time::Duration::from_secs(180),
+    );
+    if !ok {
+        let kept = t.keep();
+        panic!("sessions.mjs failed; files kept in {}\n{}", kept.display(), lines.join("\n"));
+    }
+    // What the page did really happened: the line reached the second hub, not the first,
+    // and the session is gone from B.
+    let heard = |n: &Node| {
+        let m = n.get("/api/chats/messages?chat=nmdc:hub");
+        m.as_array().is_some_and(|m| m.iter().any(|m| m["text"] == say && m["nick"] == "bob"))
+    };
+    wait_for("the line on the second hub", 20, || heard(&a2).then_some(()));
+    assert!(!heard(&a1), "the line reached the first hub");
+    let nets = b.get("/api/networks");
+    assert!(!nets.as_array().unwrap().iter().any(|n| n["name"] == "nmdc_client@hub2"), "{nets}");
+}

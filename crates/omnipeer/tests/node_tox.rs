@@ -241,21 +241,6 @@ fn node_befriends_c_toxcore_chats_and_the_friend_reconnects_after_a_restart() {
     assert_eq!(code, 400, "{e}");
 }
 
-/// Chromium, Node.js and playwright-core present? Otherwise why not.
-fn missing_web_deps() -> Option<String> {
-    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
-    if !std::path::Path::new("/usr/bin/chromium").exists() {
-        return Some("/usr/bin/chromium is missing".into());
-    }
-    if !web.join("node_modules/playwright-core/package.json").exists() {
-        return Some("tests/web/node_modules/playwright-core is missing".into());
-    }
-    match std::process::Command::new("node").arg("--version").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("node (Node.js) is missing".into()),
-    }
-}
-
 /// The Tox tab in a real headless Chromium (tests/web/tox.mjs): the Tox ID, a request
 /// accepted with a click, the friend online, a chat line echoed and marked delivered,
 /// and a bot added through the form.
@@ -264,14 +249,9 @@ fn web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend() {
     if !tox_support::require("web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend") {
         return;
     }
-    if let Some(why) = missing_web_deps() {
-        if std::env::var_os("CI").is_some() {
-            panic!("web UI test cannot run on CI: {why} (scripts/install-web-test-deps.sh)");
-        }
-        eprintln!("skipping web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend: {why}");
+    if !omni::web::web_deps_or_skip("web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend") {
         return;
     }
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let p = Ports::free();
     let n = Node::start(dir.path(), &server_config("alice", p), p.api);
@@ -286,50 +266,20 @@ fn web_ui_tox_tab_accepts_a_request_chats_and_adds_a_friend() {
     let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).timeout_secs(300));
     let c = Bot::start(BotOptions::new().bootstrap(&spec).timeout_secs(300));
     let out = dir.path().join("browser");
-    let mut child = std::process::Command::new("node")
-        .arg("tox.mjs")
-        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web"))
-        .env("OMNI_URL", format!("{}/", n.base))
-        .env("OMNI_TOXID", &id)
-        .env("OMNI_REQUEST", a.public_key())
-        .env("OMNI_ADD", c.tox_id())
-        .env("OMNI_OUT", &out)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("node runs tox.mjs");
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            eprintln!("tox.mjs: {l}");
-            lines.push(l);
-        }
-        lines
-    });
-    let end = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let lines = reader.join().unwrap();
-    let ok = status.is_some_and(|s| s.success()) && lines.last().is_some_and(|l| l == "step done");
+    let (ok, lines) = omni::web::run_web_script(
+        "tox.mjs",
+        &[
+            ("OMNI_URL", format!("{}/", n.base)),
+            ("OMNI_TOXID", id.clone()),
+            ("OMNI_REQUEST", a.public_key()),
+            ("OMNI_ADD", c.tox_id()),
+            ("OMNI_OUT", out.display().to_string()),
+        ],
+        Duration::from_secs(300),
+    );
     if !ok {
         let kept = dir.keep();
-        panic!(
-            "tox.mjs failed ({status:?}); files kept in {}\n{}\n{}\n{}",
-            kept.display(),
-            lines.join("\n"),
-            a.log(),
-            c.log()
-        );
+        panic!("tox.mjs failed; files kept in {}\n{}\n{}\n{}", kept.display(), lines.join("\n"), a.log(), c.log());
     }
     // What the page did really happened: A is a friend, C got the form's request, the
     // line reached A.

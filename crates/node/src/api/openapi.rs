@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/status", "The node at a glance"),
     ("get", "/api/networks", "Every network role and its state"),
+    ("post", "/api/networks", "Log in to one more hub or Soulseek server (kept for later starts)"),
+    ("delete", "/api/networks/{name}", "Log out of a hub or Soulseek server session and forget it"),
     ("post", "/api/searches", "Start a search on every connected network"),
     ("get", "/api/searches", "The searches of this run"),
     ("get", "/api/searches/{id}", "One search with its merged results"),
@@ -64,6 +66,20 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
     let (params, req, resp): (Vec<Value>, Option<Value>, Value) = match (method, path) {
         ("get", "/api/status") => (vec![], None, ok(r("Status"))),
         ("get", "/api/networks") => (vec![], None, ok(json!({"type": "array", "items": r("Network")}))),
+        ("post", "/api/networks") => (
+            vec![],
+            Some(body(json!({"type": "object", "required": ["network", "address"], "properties": {
+                "network": {"type": "string", "enum": ["nmdc", "slsk"]},
+                "address": {"type": "string", "description": "dchub://host:port or host:port"},
+                "label": {"type": "string", "description": "1-64 of A-Z a-z 0-9 . _ - (chat ids NETWORK@LABEL:...)"},
+                "nick": {"type": "string"}, "password": {"type": "string"}}}))),
+            json!({"description": "Logging in", "content": {"application/json": {"schema": r("Network")}}}),
+        ),
+        ("delete", "/api/networks/{name}") => (
+            vec![json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}})],
+            None,
+            json!({"description": "Logged out and forgotten"}),
+        ),
         ("post", "/api/searches") => (
             vec![],
             Some(body(json!({"type": "object", "required": ["query"], "properties": {"query": {"type": "string"}}}))),
@@ -165,14 +181,17 @@ fn schemas() -> Value {
         "Network": {"type": "object", "properties": {
             "name": s("string"), "role": s("string"),
             "state": {"type": "string", "enum": ["starting", "online", "offline", "disabled"]},
-            "address": s("string"), "detail": s("string")}},
+            "address": s("string"), "detail": s("string"),
+            "session": {"type": "object", "properties": {
+                "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "label": s("string"), "added": s("boolean")}}}},
         "Status": {"type": "object", "properties": {
             "nick": s("string"), "version": s("string"), "data_dir": s("string"), "api": s("string"),
             "networks": {"type": "array", "items": r("Network")},
             "transfers": {"type": "object", "additionalProperties": s("integer")},
             "shares": {"type": "object", "properties": {"folders": {"type": "array", "items": s("string")}, "files": s("integer"), "bytes": s("integer")}}}},
         "Source": {"type": "object", "properties": {
-            "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "user": s("string"), "path": s("string"), "free_slots": s("integer")}},
+            "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "session": s("string"),
+            "user": s("string"), "path": s("string"), "free_slots": s("integer")}},
         "SearchResult": {"type": "object", "properties": {
             "id": s("integer"), "search": s("integer"), "name": s("string"), "size": s("integer"), "tth": ns("string"),
             "sources": {"type": "array", "items": r("Source")}}},

@@ -133,6 +133,7 @@ impl Drop for Omni {
 }
 
 pub mod node;
+pub mod web;
 
 /// Run `omnipeer --data-dir DATA ARGS` to the end: (exit code, stdout, stderr).
 pub fn run_in(data: &Path, args: &[&str]) -> (i32, String, String) {

@@ -1,0 +1,110 @@
+// The hubs and servers of a node in its web UI (Debian's headless Chromium,
+// playwright-core), as a user would: on the Status page a second hub is added with the
+// form, its row comes online, its main chat is listed apart from the first hub's and a
+// line said there is echoed back; then the hub is removed with its row's button.
+// Run by ../node_sessions.rs, which starts the nodes and passes (environment):
+//   OMNI_URL      the web UI of the node under test (http://127.0.0.1:PORT/)
+//   OMNI_HUB      the second hub's address (dchub://127.0.0.1:PORT)
+//   OMNI_SAY      the line to say in the second hub's main chat
+//   OMNI_OUT      a folder for the browser profile and screenshots on failure
+//   OMNI_SHOTS    (optional) a folder for a screenshot as each step begins
+// Prints "step NAME" lines; exits 1 (after a screenshot) on the first thing that does
+// not happen.
+
+import { chromium } from "playwright-core";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (v === undefined || v === "") throw new Error(`${k} is not set`);
+  return v;
+};
+const URL = env("OMNI_URL");
+const HUB = env("OMNI_HUB");
+const SAY = env("OMNI_SAY");
+const OUT = env("OMNI_OUT");
+const T = 30_000;
+const ROW = '[data-testid="network-row"][data-network="nmdc_client@hub2"]';
+const CHAT = '[data-testid="chat-item"][data-chat="nmdc@hub2:hub"]';
+
+mkdirSync(OUT, { recursive: true });
+const context = await chromium.launchPersistentContext(join(OUT, "chromium-profile"), {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
+  viewport: { width: 1280, height: 900 },
+});
+const page = context.pages()[0] || (await context.newPage());
+const consoleErrors = [];
+page.on("console", (m) => {
+  if (m.type() === "error") consoleErrors.push(m.text());
+});
+page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+const byTest = (id) => `[data-testid="${id}"]`;
+let stepName = "start";
+const SHOTS = process.env.OMNI_SHOTS || "";
+if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+let shot = 0;
+async function step(name) {
+  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, "0")}-before-${name}.png`), fullPage: true });
+  stepName = name;
+  console.log(`step ${name}`);
+}
+
+try {
+  await step("open");
+  await page.goto(`${URL}#status`, { waitUntil: "domcontentloaded" });
+  await page.locator(byTest("events-state")).and(page.locator('[data-state="open"]')).waitFor({ timeout: T });
+  await page.locator('[data-testid="network-row"][data-network="nmdc_client"][data-state="online"]').waitFor({ timeout: T });
+
+  await step("add-hub");
+  await page.locator(byTest("session-network")).selectOption("nmdc");
+  await page.locator(byTest("session-address")).fill(HUB);
+  await page.locator(byTest("session-label")).fill("hub2");
+  await page.locator(byTest("session-add-button")).click();
+  await page.locator(`${ROW}[data-state="online"]`).waitFor({ timeout: T });
+  const name = await page.locator(`${ROW} th`).textContent();
+  if (!name.includes("hub2")) throw new Error(`the row is named ${JSON.stringify(name)}`);
+
+  await step("hub2-chat");
+  await page.locator(byTest("tab-chat")).click();
+  await page.locator(CHAT).waitFor({ timeout: T });
+  const first = page.locator('[data-testid="chat-item"][data-chat="nmdc:hub"]');
+  await first.waitFor({ timeout: T });
+  const label = await page.locator(CHAT).textContent();
+  if (!label.includes("hub2")) throw new Error(`the second hub's chat is listed as ${JSON.stringify(label)}`);
+  await page.locator(CHAT).click();
+  await page.locator(byTest("chat-title")).filter({ hasText: "hub2" }).waitFor({ timeout: T });
+  await page.locator(byTest("chat-input")).fill(SAY);
+  await page.locator(byTest("chat-send")).click();
+  await page.locator(byTest("chat-line")).filter({ hasText: SAY }).first().waitFor({ timeout: T });
+  // The first hub's chat does not have it.
+  await first.click();
+  await page.locator(byTest("chat-title")).filter({ hasNotText: "hub2" }).waitFor({ timeout: T });
+  if (await page.locator(byTest("chat-line")).filter({ hasText: SAY }).count()) throw new Error("the line shows in the first hub's chat");
+
+  await step("remove-hub");
+  await page.locator(byTest("tab-status")).click();
+  await page.locator(`${ROW} ${byTest("session-remove")}`).click();
+  await page.locator(ROW).waitFor({ state: "detached", timeout: T });
+  await page.locator('[data-testid="network-row"][data-network="nmdc_client"][data-state="online"]').waitFor({ timeout: T });
+
+  if (consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(consoleErrors)}`);
+  await step("done");
+  await context.close();
+  process.exit(0);
+} catch (e) {
+  const shot = join(OUT, `failure-${stepName}.png`);
+  try {
+    await page.screenshot({ path: shot, fullPage: true });
+    writeFileSync(join(OUT, `failure-${stepName}.html`), await page.content());
+  } catch {
+    // the page is gone
+  }
+  console.log(`fail ${stepName}: ${e.message.split("\n")[0]}`);
+  console.log(`screenshot ${shot}`);
+  if (consoleErrors.length) console.log(`console ${JSON.stringify(consoleErrors)}`);
+  await context.close().catch(() => {});
+  process.exit(1);
+}
