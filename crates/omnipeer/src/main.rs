@@ -7,11 +7,13 @@ use omnipeer_node::config::{Config, DEFAULT_TOML};
 use omnipeer_node::dcc::{self, ClientOptions, DccServer, DccServerConfig, ServerEvent};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
-use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{ensure_dir, print_json, shutdown_on_signals, with_progress};
 
 #[derive(Parser)]
 #[command(name = "omnipeer", version, about = "One program, client and server, for classic peer-to-peer protocols")]
@@ -630,28 +632,6 @@ fn init_logging(g: &Global, cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cancelled on SIGINT or SIGTERM.
-fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-        }
-        // Cancel before logging: with stderr gone (a parent that died holding the pipe) a
-        // log line can fail, and the node must still stop.
-        t.cancel();
-        tracing::info!("shutting down");
-    });
-    token
-}
-
-fn print_json(v: serde_json::Value) {
-    println!("{v}");
-}
-
 async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     let g = cli.global.clone();
     match cli.command {
@@ -1201,26 +1181,10 @@ async fn dc_command(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
             };
             let label = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let mut bar = omnipeer_node::progress::Progress::for_stderr(format!("get {label}"));
-            let done = {
-                let fut = client.download(&from, &job);
-                tokio::pin!(fut);
-                let mut tick = tokio::time::interval(Duration::from_millis(200));
-                let mut started = false;
-                loop {
-                    tokio::select! {
-                        r = &mut fut => break r,
-                        _ = tick.tick() => {
-                            let p = progress.load(std::sync::atomic::Ordering::Relaxed);
-                            let t = total.load(std::sync::atomic::Ordering::Relaxed);
-                            if t > 0 && !started {
-                                started = true;
-                                bar.start(p, t);
-                            }
-                            if started { bar.set(p); }
-                        }
-                    }
-                }
-            };
+            let done = with_progress(client.download(&from, &job), &mut bar, || {
+                (progress.load(std::sync::atomic::Ordering::Relaxed), total.load(std::sync::atomic::Ordering::Relaxed))
+            })
+            .await;
             let done = done?;
             bar.finish(done.size);
             let verdict = match expect {
@@ -1420,22 +1384,13 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
                 std::sync::Arc::new((std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)));
             let name = file.rsplit(['\\', '/']).next().unwrap_or(&file).to_owned();
             let mut bar = omnipeer_node::progress::Progress::for_stderr(format!("get {name}"));
-            let result = {
-                let fut = client.download(&from, &file, &out, progress.clone());
-                tokio::pin!(fut);
-                let mut tick = tokio::time::interval(Duration::from_millis(200));
-                let mut started = false;
-                loop {
-                    tokio::select! {
-                        r = &mut fut => break r,
-                        _ = tick.tick() => {
-                            let (p, t) = (progress.0.load(std::sync::atomic::Ordering::Relaxed), progress.1.load(std::sync::atomic::Ordering::Relaxed));
-                            if t > 0 && !started { started = true; bar.start(p, t); }
-                            if started { bar.set(p); }
-                        }
-                    }
-                }
-            };
+            let result = with_progress(client.download(&from, &file, &out, progress.clone()), &mut bar, || {
+                (
+                    progress.0.load(std::sync::atomic::Ordering::Relaxed),
+                    progress.1.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .await;
             let (path, size, resumed) = result?;
             bar.finish(size);
             if g.json {
@@ -1452,10 +1407,6 @@ async fn slsk_command(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<(
             client.stop().await
         }
     }
-}
-
-fn ensure_dir(p: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))
 }
 
 /// Answer chats from stdin: a line goes to every open chat, "/msg NICK text" to one.
