@@ -1,21 +1,28 @@
 //! `omnipeer`: one program, client and server, for classic peer-to-peer protocols.
 //! The command line follows README.md ("The two commands", "The node: web UI, API and CLI"); no protocol page.
+//!
+//! This file holds only the top-level commands, logging and dispatch. Each command family
+//! is a module with its clap definitions beside its code: `up` (the node), `node_client`
+//! (status, search, get, chat: clients of a running node), `config`, `dcc`, `dc`, `slsk`,
+//! `ministream` and `tox`; `common` has what several of them use.
 
 use anyhow::anyhow;
 use clap::{Args, Parser, Subcommand};
-use omnipeer_node::config::{Config, DEFAULT_TOML};
+use omnipeer_node::config::Config;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 mod common;
+mod config;
 mod dc;
 mod dcc;
 mod ministream;
+mod node_client;
 mod slsk;
 mod tox;
-use common::shutdown_on_signals;
+mod up;
 
 #[derive(Parser)]
 #[command(name = "omnipeer", version, about = "One program, client and server, for classic peer-to-peer protocols")]
@@ -48,52 +55,20 @@ struct Global {
 enum Command {
     /// Run the node: every network the configuration enables (DCC server, NMDC hub,
     /// Soulseek server, the NMDC and Soulseek clients logged in to them) and the HTTP API
-    Up {
-        /// Start with a new node.sqlite when it is missing, empty or damaged in a data
-        /// directory that holds state from an earlier run (refused otherwise; see
-        /// docs/operations.md, "Backups and recovery")
-        #[arg(long)]
-        fresh_db: bool,
-    },
+    Up(up::UpArgs),
     /// Show the running node's networks, transfers and shares (through its API)
-    Status {
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Status(node_client::StatusArgs),
     /// Search every network the running node is on; prints numbered merged results
-    Search {
-        #[command(flatten)]
-        api: ApiArgs,
-        /// Seconds to wait for results
-        #[arg(long, value_name = "SECS", default_value_t = 5)]
-        timeout: u64,
-        /// Words to search for
-        #[arg(required = true)]
-        query: Vec<String>,
-    },
+    Search(node_client::SearchArgs),
     /// Download a search result (by the number `omnipeer search` printed) through the
     /// running node; shows progress until it is done
-    Get {
-        #[command(flatten)]
-        api: ApiArgs,
-        /// Which of the result's sources (0 = first; default: the node picks)
-        #[arg(long, value_name = "N", conflicts_with = "network")]
-        source: Option<usize>,
-        /// Take the result's first source on this network (nmdc or slsk)
-        #[arg(long, value_name = "NET")]
-        network: Option<String>,
-        /// Queue it and return at once
-        #[arg(long)]
-        no_wait: bool,
-        /// The result number
-        result: u64,
-    },
+    Get(node_client::GetArgs),
     /// Chat through the running node: list, send, follow
     #[command(subcommand)]
-    Chat(ChatCmd),
+    Chat(node_client::ChatCmd),
     /// Show or check configuration
     #[command(subcommand)]
-    Config(ConfigCmd),
+    Config(config::ConfigCmd),
     /// mIRC DCC Server: server, chat, send, fserve
     #[command(subcommand)]
     Dcc(dcc::DccCmd),
@@ -111,59 +86,9 @@ enum Command {
     Tox(tox::ToxCmd),
 }
 
-/// Where the running node's API is.
-#[derive(Args, Clone)]
-struct ApiArgs {
-    /// The node's API address [default: the config's [api].listen]
-    #[arg(long, value_name = "ADDR")]
-    api: Option<String>,
-    /// Bearer token [default: OMNIPEER_TOKEN, else [api].token, else DATA_DIR/api-token]
-    #[arg(long, value_name = "TOKEN", env = "OMNIPEER_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum ChatCmd {
-    /// Every chat (hub main chat, rooms, private messages, Tox friends, DCC chats) with its
-    /// last line
-    List {
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// Say something: CHAT is nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER,
-    /// tox:friend:PUBLICKEY or dcc:chat:NICK (an open DCC chat with the node)
-    Send {
-        #[command(flatten)]
-        api: ApiArgs,
-        /// The chat
-        chat: String,
-        /// The text
-        #[arg(required = true)]
-        text: Vec<String>,
-    },
-    /// Print a chat's recent lines, then new ones as they come (Ctrl-C to stop)
-    Follow {
-        #[command(flatten)]
-        api: ApiArgs,
-        /// The chat
-        chat: String,
-        /// Lines of history to show first
-        #[arg(long, value_name = "N", default_value_t = 20)]
-        history: usize,
-    },
-}
-
-#[derive(Subcommand)]
-enum ConfigCmd {
-    /// Print the embedded default configuration (every key, with comments)
-    Default,
-    /// Print the effective configuration after reading --config
-    Check,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match load_config(&cli.global) {
+    let cfg = match config::load(&cli.global) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -187,21 +112,6 @@ fn fail(e: anyhow::Error) -> ExitCode {
     let msg = format!("{e:#}").replace('\n', " ");
     eprintln!("error: {msg}");
     ExitCode::FAILURE
-}
-
-fn load_config(g: &Global) -> anyhow::Result<Config> {
-    match &g.config {
-        Some(p) => Config::load(p),
-        None => {
-            // A config.toml in the data directory is read when no --config is given.
-            let base = Config::default_config();
-            let dir = base.data_dir(g.data_dir.as_deref()).ok();
-            match dir.map(|d| d.join("config.toml")).filter(|p| p.is_file()) {
-                Some(p) => Config::load(&p),
-                None => Ok(base),
-            }
-        }
-    }
 }
 
 /// The level names `--log-level` and `[node].log_level` take.
@@ -256,23 +166,15 @@ fn init_logging(g: &Global, cfg: &Config) -> anyhow::Result<()> {
 async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     let g = cli.global.clone();
     match cli.command {
-        Command::Config(ConfigCmd::Default) => {
-            print!("{DEFAULT_TOML}");
+        Command::Config(cmd) => {
+            config::run(&cfg, cmd);
             Ok(())
         }
-        Command::Config(ConfigCmd::Check) => {
-            println!("{cfg:#?}");
-            Ok(())
-        }
-        Command::Up { fresh_db } => up(&g, cfg, fresh_db).await,
-        Command::Status { api } => client_cmd(node_client::status(&g, &cfg, &api)).await,
-        Command::Search { api, timeout, query } => {
-            client_cmd(node_client::search(&g, &cfg, &api, query.join(" "), Duration::from_secs(timeout))).await
-        }
-        Command::Get { api, source, network, no_wait, result } => {
-            client_cmd(node_client::get(&g, &cfg, &api, result, source, network, no_wait)).await
-        }
-        Command::Chat(cmd) => client_cmd(node_client::chat(&g, &cfg, cmd)).await,
+        Command::Up(args) => up::run(&g, cfg, args).await,
+        Command::Status(args) => node_client::status(&g, &cfg, args).await,
+        Command::Search(args) => node_client::search(&g, &cfg, args).await,
+        Command::Get(args) => node_client::get(&g, &cfg, args).await,
+        Command::Chat(cmd) => node_client::chat(&g, &cfg, cmd).await,
         Command::Dcc(cmd) => dcc::run(&g, cfg, cmd).await,
         Command::Dc(cmd) => dc::run(&g, cfg, cmd).await,
         Command::Slsk(cmd) => slsk::run(&g, cfg, cmd).await,
@@ -280,37 +182,3 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Tox(cmd) => tox::run(cmd).await,
     }
 }
-
-async fn up(g: &Global, cfg: Config, fresh_db: bool) -> anyhow::Result<()> {
-    let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
-    let shutdown = shutdown_on_signals();
-    let any = cfg.dcc.enabled
-        || cfg.nmdc_hub.enabled
-        || cfg.slsk_server.enabled
-        || cfg.tox_bootstrap.enabled
-        || cfg.tox.enabled
-        || cfg.nmdc_client.enabled
-        || cfg.slsk_client.enabled;
-    if !any {
-        return Err(anyhow!("the configuration enables no network: nothing to run"));
-    }
-    let opts = omnipeer_node::app::UpOptions { fresh_db };
-    let mut up = omnipeer_node::app::up_with(cfg, &data_dir, shutdown.clone(), opts).await?;
-    if let Some(h) = up.dcc.take() {
-        dcc::spawn_event_printer(h, g.json);
-    }
-    while let Some(r) = up.tasks.join_next().await {
-        if let Err(e) = r? {
-            shutdown.cancel();
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// Run a blocking client-of-the-node command off the runtime's threads.
-async fn client_cmd(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(f).await?
-}
-
-mod node_client;
