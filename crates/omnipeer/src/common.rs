@@ -1,10 +1,12 @@
-//! Helpers more than one command family uses: signals, JSON lines, folders, progress bars.
+//! Helpers more than one command family uses: signals, JSON lines, folders, progress bars,
+//! a server's event printer.
 
 use anyhow::Context;
 use omnipeer_node::progress::Progress;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Cancelled on SIGINT or SIGTERM.
@@ -52,4 +54,35 @@ pub async fn with_progress<T>(fut: impl Future<Output = T>, bar: &mut Progress, 
             }
         }
     }
+}
+
+/// Events from a server (a `broadcast` receiver) or a client (an `mpsc` receiver).
+pub trait Events: Send + 'static {
+    type Event;
+    /// The next event; `None` once the sender is gone (or, for a server, once this
+    /// receiver fell behind: broadcast `Lagged`).
+    fn next(&mut self) -> impl Future<Output = Option<Self::Event>> + Send;
+}
+
+impl<E: Clone + Send + 'static> Events for broadcast::Receiver<E> {
+    type Event = E;
+    async fn next(&mut self) -> Option<E> {
+        self.recv().await.ok()
+    }
+}
+
+impl<E: Send + 'static> Events for mpsc::Receiver<E> {
+    type Event = E;
+    async fn next(&mut self) -> Option<E> {
+        self.recv().await
+    }
+}
+
+/// Prints what a server or client does (`print` on each event) until its events end.
+pub fn spawn_printer<R: Events>(mut events: R, print: impl Fn(R::Event) + Send + 'static) {
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            print(ev);
+        }
+    });
 }

@@ -1,7 +1,7 @@
 //! `omnipeer dc`: Direct Connect (NMDC), a hub and a client that shares, searches and
 //! downloads (docs/protocols/nmdc.md).
 
-use crate::common::{ensure_dir, print_json, shutdown_on_signals, with_progress};
+use crate::common::{ensure_dir, print_json, shutdown_on_signals, spawn_printer, with_progress};
 use crate::Global;
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
@@ -147,22 +147,17 @@ pub async fn run(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
                 eprintln!("sharing {} files ({})", s.files().len(), omnipeer_node::progress::human(s.total_size()));
             }
             eprintln!("online at {} as {}", hub.hub, hub.nick);
-            let mut ev = client.take_events().expect("a new client's events");
             let json = g.json;
-            tokio::spawn(async move {
-                while let Some(e) = ev.recv().await {
-                    match e {
-                        ClientEvent::Chat { nick, text } if json => {
-                            print_json(serde_json::json!({"event":"chat","nick":nick,"text":text}))
-                        }
-                        ClientEvent::Chat { nick, text } => println!("<{nick}> {text}"),
-                        ClientEvent::PrivateMessage { from, text } if json => {
-                            print_json(serde_json::json!({"event":"private_message","from":from,"text":text}))
-                        }
-                        ClientEvent::PrivateMessage { from, text } => println!("[pm] <{from}> {text}"),
-                        _ => {}
-                    }
+            spawn_printer(client.take_events().expect("a new client's events"), move |e| match e {
+                ClientEvent::Chat { nick, text } if json => {
+                    print_json(serde_json::json!({"event":"chat","nick":nick,"text":text}))
                 }
+                ClientEvent::Chat { nick, text } => println!("<{nick}> {text}"),
+                ClientEvent::PrivateMessage { from, text } if json => {
+                    print_json(serde_json::json!({"event":"private_message","from":from,"text":text}))
+                }
+                ClientEvent::PrivateMessage { from, text } => println!("[pm] <{from}> {text}"),
+                _ => {}
             });
             client.run_until(shutdown_on_signals()).await
         }
@@ -332,29 +327,26 @@ pub async fn run(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
             })
             .await?;
             eprintln!("listening on {}", server.local_addr());
-            let mut events = server.subscribe();
             let json = g.json;
-            tokio::spawn(async move {
+            spawn_printer(server.subscribe(), move |ev| {
                 use omnipeer_nmdc::hub::HubEvent;
-                while let Ok(ev) = events.recv().await {
-                    match ev {
-                        HubEvent::Chat { nick, text } => {
-                            let (nick, text) =
-                                (omnipeer_nmdc::text::wire_to_utf8(&nick), omnipeer_nmdc::text::wire_to_utf8(&text));
-                            if json {
-                                print_json(serde_json::json!({"event":"chat","nick":nick,"text":text}));
-                            } else {
-                                println!("<{nick}> {text}");
-                            }
+                match ev {
+                    HubEvent::Chat { nick, text } => {
+                        let (nick, text) =
+                            (omnipeer_nmdc::text::wire_to_utf8(&nick), omnipeer_nmdc::text::wire_to_utf8(&text));
+                        if json {
+                            print_json(serde_json::json!({"event":"chat","nick":nick,"text":text}));
+                        } else {
+                            println!("<{nick}> {text}");
                         }
-                        HubEvent::LoggedIn { nick, ip, op, .. } if json => {
-                            print_json(serde_json::json!({"event":"logged_in","nick":nick,"ip":ip.to_string(),"op":op}))
-                        }
-                        HubEvent::LoggedOut { nick, .. } if json => {
-                            print_json(serde_json::json!({"event":"logged_out","nick":nick}))
-                        }
-                        _ => {}
                     }
+                    HubEvent::LoggedIn { nick, ip, op, .. } if json => {
+                        print_json(serde_json::json!({"event":"logged_in","nick":nick,"ip":ip.to_string(),"op":op}))
+                    }
+                    HubEvent::LoggedOut { nick, .. } if json => {
+                        print_json(serde_json::json!({"event":"logged_out","nick":nick}))
+                    }
+                    _ => {}
                 }
             });
             server.run(shutdown_on_signals()).await

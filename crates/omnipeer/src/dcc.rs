@@ -1,7 +1,7 @@
 //! `omnipeer dcc`: the mIRC DCC Server protocol, server and clients (chat, send, fserve);
 //! docs/protocols/dcc.md.
 
-use crate::common::{ensure_dir, print_json, shutdown_on_signals};
+use crate::common::{ensure_dir, print_json, shutdown_on_signals, spawn_printer};
 use crate::Global;
 use anyhow::anyhow;
 use clap::Subcommand;
@@ -76,20 +76,17 @@ pub enum DccCmd {
 
 /// Print what the server does: chat lines on stdout, the rest as log lines.
 pub fn spawn_event_printer(handle: dcc::DccServerHandle, json: bool) {
-    let Some(mut rx) = handle.take_events() else { return };
-    tokio::spawn(async move {
-        loop {
-            let Some(ev) = rx.recv().await else { return };
-            if json {
-                print_json(event_json(&ev));
-                continue;
-            }
-            match ev {
-                ServerEvent::ChatOpened { nick, peer, .. } => eprintln!("* chat with {nick} ({peer}) opened"),
-                ServerEvent::ChatLine { nick, text, .. } => println!("<{nick}> {text}"),
-                ServerEvent::ChatClosed { nick, .. } => eprintln!("* chat with {nick} closed"),
-                _ => {}
-            }
+    let Some(rx) = handle.take_events() else { return };
+    spawn_printer(rx, move |ev| {
+        if json {
+            print_json(event_json(&ev));
+            return;
+        }
+        match ev {
+            ServerEvent::ChatOpened { nick, peer, .. } => eprintln!("* chat with {nick} ({peer}) opened"),
+            ServerEvent::ChatLine { nick, text, .. } => println!("<{nick}> {text}"),
+            ServerEvent::ChatClosed { nick, .. } => eprintln!("* chat with {nick} closed"),
+            _ => {}
         }
     });
 }

@@ -1,7 +1,7 @@
 //! `omnipeer slsk`: Soulseek, a server and a client that shares, searches and downloads
 //! (docs/protocols/soulseek.md).
 
-use crate::common::{ensure_dir, print_json, shutdown_on_signals, with_progress};
+use crate::common::{ensure_dir, print_json, shutdown_on_signals, spawn_printer, with_progress};
 use crate::Global;
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
@@ -123,24 +123,21 @@ pub async fn run(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<()> {
             })
             .await?;
             eprintln!("listening on {}", server.local_addr());
-            let mut events = server.subscribe();
             let json = g.json;
-            tokio::spawn(async move {
+            spawn_printer(server.subscribe(), move |ev| {
                 use omnipeer_slsk::central::CentralEvent;
-                while let Ok(ev) = events.recv().await {
-                    match ev {
-                        CentralEvent::RoomMessage { room, user, message } if json => print_json(
-                            serde_json::json!({"event":"room_message","room":room,"user":user,"message":message}),
-                        ),
-                        CentralEvent::RoomMessage { room, user, message } => println!("[{room}] <{user}> {message}"),
-                        CentralEvent::LoggedIn { user, ip, .. } if json => {
-                            print_json(serde_json::json!({"event":"logged_in","user":user,"ip":ip.to_string()}))
-                        }
-                        CentralEvent::LoggedOut { user } if json => {
-                            print_json(serde_json::json!({"event":"logged_out","user":user}))
-                        }
-                        _ => {}
+                match ev {
+                    CentralEvent::RoomMessage { room, user, message } if json => print_json(
+                        serde_json::json!({"event":"room_message","room":room,"user":user,"message":message}),
+                    ),
+                    CentralEvent::RoomMessage { room, user, message } => println!("[{room}] <{user}> {message}"),
+                    CentralEvent::LoggedIn { user, ip, .. } if json => {
+                        print_json(serde_json::json!({"event":"logged_in","user":user,"ip":ip.to_string()}))
                     }
+                    CentralEvent::LoggedOut { user } if json => {
+                        print_json(serde_json::json!({"event":"logged_out","user":user}))
+                    }
+                    _ => {}
                 }
             });
             server.run(shutdown_on_signals()).await
@@ -153,19 +150,14 @@ pub async fn run(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<()> {
             let client = SlskClient::start(login.config(share, slots)).await?;
             eprintln!("listening on {}:{}", login.listen.ip(), client.listen_port());
             eprintln!("sharing {} files; online at {} as {}", client.shared_files(), login.server, login.user);
-            let mut ev = client.take_events().expect("a new client's events");
             let json = g.json;
-            tokio::spawn(async move {
-                while let Some(e) = ev.recv().await {
-                    match e {
-                        SlskEvent::PrivateMessage { user, text } if json => {
-                            print_json(serde_json::json!({"event":"private_message","user":user,"text":text}))
-                        }
-                        SlskEvent::PrivateMessage { user, text } => println!("[pm] <{user}> {text}"),
-                        SlskEvent::Uploaded { user, path } => tracing::info!(%user, %path, "upload complete"),
-                        _ => {}
-                    }
+            spawn_printer(client.take_events().expect("a new client's events"), move |e| match e {
+                SlskEvent::PrivateMessage { user, text } if json => {
+                    print_json(serde_json::json!({"event":"private_message","user":user,"text":text}))
                 }
+                SlskEvent::PrivateMessage { user, text } => println!("[pm] <{user}> {text}"),
+                SlskEvent::Uploaded { user, path } => tracing::info!(%user, %path, "upload complete"),
+                _ => {}
             });
             client.run_until(shutdown_on_signals()).await
         }
