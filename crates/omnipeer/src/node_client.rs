@@ -52,7 +52,8 @@ pub enum ChatCmd {
     },
 }
 
-// The structs below have no doc comments: their help texts are the ones on `Command`.
+// No doc comments on the structs below: their help texts are the ones on `Command` (which
+// would override them).
 
 #[derive(Args)]
 pub struct StatusArgs {

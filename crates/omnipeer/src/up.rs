@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use clap::Args;
 use omnipeer_node::config::Config;
 
-// No doc comment: the help text is the one on `Command::Up`.
+// No doc comment: the help text is the one on `Command::Up` (which would override it).
 #[derive(Args)]
 pub struct UpArgs {
     /// Start with a new node.sqlite when it is missing, empty or damaged in a data
