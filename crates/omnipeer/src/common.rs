@@ -1,5 +1,5 @@
-//! Helpers more than one command family uses: signals, JSON lines, folders, progress bars,
-//! a server's event printer.
+//! Helpers more than one command family uses: signals, JSON lines, folders, progress bars
+//! and an event printer.
 
 use anyhow::Context;
 use omnipeer_node::progress::Progress;
@@ -27,10 +27,12 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+/// One result as a JSON object on its own line of stdout (`--json`).
 pub fn print_json(v: serde_json::Value) {
     println!("{v}");
 }
 
+/// Creates a folder (and its parents) to write into.
 pub fn ensure_dir(p: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))
 }
