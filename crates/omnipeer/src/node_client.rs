@@ -1,13 +1,99 @@
 //! `omnipeer status | search | get | chat`: clients of a running node's HTTP API
 //! (docs/api.md). Blocking (ureq); run off the async runtime.
 
-use super::{ApiArgs, ChatCmd, Global};
+use crate::Global;
 use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
 use omnipeer_node::config::Config;
 use omnipeer_node::progress::{human, Progress};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+
+/// Where the running node's API is.
+#[derive(Args, Clone)]
+pub struct ApiArgs {
+    /// The node's API address [default: the config's [api].listen]
+    #[arg(long, value_name = "ADDR")]
+    api: Option<String>,
+    /// Bearer token [default: OMNIPEER_TOKEN, else [api].token, else DATA_DIR/api-token]
+    #[arg(long, value_name = "TOKEN", env = "OMNIPEER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ChatCmd {
+    /// Every chat (hub main chat, rooms, private messages, Tox friends, DCC chats) with its
+    /// last line
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Say something: CHAT is nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER,
+    /// tox:friend:PUBLICKEY or dcc:chat:NICK (an open DCC chat with the node)
+    Send {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The chat
+        chat: String,
+        /// The text
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Print a chat's recent lines, then new ones as they come (Ctrl-C to stop)
+    Follow {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The chat
+        chat: String,
+        /// Lines of history to show first
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        history: usize,
+    },
+}
+
+// No doc comments on the structs below: their help texts are the ones on `Command` (which
+// would override them).
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Seconds to wait for results
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    timeout: u64,
+    /// Words to search for
+    #[arg(required = true)]
+    query: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Which of the result's sources (0 = first; default: the node picks)
+    #[arg(long, value_name = "N", conflicts_with = "network")]
+    source: Option<usize>,
+    /// Take the result's first source on this network (nmdc or slsk)
+    #[arg(long, value_name = "NET")]
+    network: Option<String>,
+    /// Queue it and return at once
+    #[arg(long)]
+    no_wait: bool,
+    /// The result number
+    result: u64,
+}
+
+/// Runs a blocking client-of-the-node command off the runtime's threads.
+async fn off_runtime(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(f).await?
+}
 
 /// How often results, progress and chat are polled.
 const POLL: Duration = Duration::from_millis(250);
@@ -93,10 +179,10 @@ fn sources_text(r: &Value) -> String {
 }
 
 /// `omnipeer status`.
-pub fn status(g: &Global, cfg: &Config, api: &ApiArgs) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
-    let conn = Conn::new(g, cfg, api);
+pub async fn status(g: &Global, cfg: &Config, StatusArgs { api }: StatusArgs) -> anyhow::Result<()> {
+    let conn = Conn::new(g, cfg, &api);
     let json_out = g.json;
-    move || {
+    off_runtime(move || {
         let conn = conn?;
         let v = conn.get("/api/status")?;
         if json_out {
@@ -127,20 +213,16 @@ pub fn status(g: &Global, cfg: &Config, api: &ApiArgs) -> impl FnOnce() -> anyho
         let s = &v["shares"];
         println!("shares: {} files, {}", s["files"], human(s["bytes"].as_u64().unwrap_or(0)));
         Ok(())
-    }
+    })
+    .await
 }
 
 /// `omnipeer search QUERY`.
-pub fn search(
-    g: &Global,
-    cfg: &Config,
-    api: &ApiArgs,
-    query: String,
-    wait: Duration,
-) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
-    let conn = Conn::new(g, cfg, api);
+pub async fn search(g: &Global, cfg: &Config, SearchArgs { api, timeout, query }: SearchArgs) -> anyhow::Result<()> {
+    let (query, wait) = (query.join(" "), Duration::from_secs(timeout));
+    let conn = Conn::new(g, cfg, &api);
     let json_out = g.json;
-    move || {
+    off_runtime(move || {
         let conn = conn?;
         let s = conn.post("/api/searches", &json!({ "query": query }))?;
         let id = s["id"].as_u64().ok_or_else(|| anyhow!("the node did not return a search id"))?;
@@ -178,22 +260,19 @@ pub fn search(
             eprintln!("{} results; download one with `omnipeer get NUMBER`", seen.len());
         }
         Ok(())
-    }
+    })
+    .await
 }
 
 /// `omnipeer get RESULT`.
-pub fn get(
+pub async fn get(
     g: &Global,
     cfg: &Config,
-    api: &ApiArgs,
-    result: u64,
-    source: Option<usize>,
-    network: Option<String>,
-    no_wait: bool,
-) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
-    let conn = Conn::new(g, cfg, api);
+    GetArgs { api, source, network, no_wait, result }: GetArgs,
+) -> anyhow::Result<()> {
+    let conn = Conn::new(g, cfg, &api);
     let json_out = g.json;
-    move || {
+    off_runtime(move || {
         let conn = conn?;
         let mut body = json!({ "result": result });
         if let Some(s) = source {
@@ -255,7 +334,8 @@ pub fn get(
             }
             std::thread::sleep(POLL);
         }
-    }
+    })
+    .await
 }
 
 fn print_message(m: &Value, json_out: bool) {
@@ -276,13 +356,13 @@ fn urlencode(s: &str) -> String {
 }
 
 /// `omnipeer chat list | send | follow`.
-pub fn chat(g: &Global, cfg: &Config, cmd: ChatCmd) -> impl FnOnce() -> anyhow::Result<()> + Send + 'static {
+pub async fn chat(g: &Global, cfg: &Config, cmd: ChatCmd) -> anyhow::Result<()> {
     let api = match &cmd {
         ChatCmd::List { api } | ChatCmd::Send { api, .. } | ChatCmd::Follow { api, .. } => api.clone(),
     };
     let conn = Conn::new(g, cfg, &api);
     let json_out = g.json;
-    move || {
+    off_runtime(move || {
         let conn = conn?;
         match cmd {
             ChatCmd::List { .. } => {
@@ -331,5 +411,6 @@ pub fn chat(g: &Global, cfg: &Config, cmd: ChatCmd) -> impl FnOnce() -> anyhow::
                 }
             }
         }
-    }
+    })
+    .await
 }

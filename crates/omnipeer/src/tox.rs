@@ -1,0 +1,136 @@
+//! `omnipeer tox`: a DHT bootstrap node and a minimal Tox client (id, echo, send).
+//! The protocol is in docs/protocols/tox.md.
+
+use crate::common::shutdown_on_signals;
+use anyhow::{anyhow, Context};
+use clap::Subcommand;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum ToxCmd {
+    /// Run a Tox DHT bootstrap node (also an onion node); prints its DHT public key
+    Bootstrap {
+        /// UDP address to listen on
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Keep the DHT key pair in FILE (public key then secret key, 64 raw bytes, as
+        /// tox-bootstrapd); created if missing. Without it the key is new each start.
+        #[arg(long, value_name = "FILE")]
+        keys: Option<PathBuf>,
+        /// Also bootstrap off these nodes (HOST:PORT:DHTKEY, comma-separated)
+        #[arg(long, value_name = "NODES")]
+        bootstrap: Option<String>,
+        /// Answer bootstrap info requests (0xf0) with this message of the day, as
+        /// tox-bootstrapd's `motd` (at most 255 bytes)
+        #[arg(long, value_name = "TEXT")]
+        motd: Option<String>,
+    },
+    /// Print the profile's Tox ID (76 hex); creates the profile if missing
+    Id {
+        /// Profile file (long-term keys, nospam, friends)
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+    },
+    /// Accept every friend request and echo each message back as "echo: <message>";
+    /// prints our Tox ID on stdout first
+    Echo {
+        /// Profile file; created if missing
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// Bootstrap nodes, HOST:PORT:DHTKEY, comma-separated
+        #[arg(long, value_name = "NODES")]
+        bootstrap: String,
+        /// UDP address [default: a free port on all interfaces]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Befriend TOXID, send it MESSAGE, print each progress state, each reply and
+    /// "delivered"; exits 0 LINGER seconds after the receipt
+    Send {
+        /// Profile file; created if missing
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// Bootstrap nodes, HOST:PORT:DHTKEY, comma-separated
+        #[arg(long, value_name = "NODES")]
+        bootstrap: String,
+        /// The friend's Tox ID (76 hex)
+        #[arg(long, value_name = "TOXID")]
+        to: String,
+        /// The message
+        #[arg(long, value_name = "TEXT")]
+        message: String,
+        /// Give up after SECS
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        timeout: u64,
+        /// Keep printing replies for SECS after the receipt
+        #[arg(long, value_name = "SECS", default_value_t = 2)]
+        linger: u64,
+        /// UDP address [default: a free port on all interfaces]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+}
+
+pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
+    use omnipeer_node::tox::{self, bootstrap::BootstrapNode};
+    match cmd {
+        ToxCmd::Bootstrap { listen, keys, bootstrap, motd } => {
+            let kp = match &keys {
+                Some(p) => tox::load_or_create_keys(p)?,
+                None => omnipeer_tox_keys(),
+            };
+            let nodes = match &bootstrap {
+                Some(list) => tox::parse_node_specs(list)?,
+                None => Vec::new(),
+            };
+            let mut node =
+                BootstrapNode::bind(listen, kp).await.with_context(|| format!("cannot listen on {listen}"))?;
+            node.bootstrap(&nodes);
+            if let Some(m) = &motd {
+                node.set_motd(m);
+            }
+            println!("{}", node.dht_pk().to_hex());
+            eprintln!("listening on {}", node.local_addr()?);
+            node.run(shutdown_on_signals()).await
+        }
+        ToxCmd::Id { profile } => {
+            let p = tox::client::load_profile(&profile)?;
+            println!("{}", p.tox_id().to_hex());
+            Ok(())
+        }
+        ToxCmd::Echo { profile, bootstrap, listen } => {
+            let nodes = tox::parse_node_specs(&bootstrap)?;
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            tox::client::run_echo(&profile, listen, &nodes, tox::client::onion_rendezvous, shutdown_on_signals()).await
+        }
+        ToxCmd::Send { profile, bootstrap, to, message, timeout, linger, listen } => {
+            let nodes = tox::parse_node_specs(&bootstrap)?;
+            let to: tox::client::ToxId = to.parse().map_err(|e| anyhow!("--to: {e}"))?;
+            if message.is_empty() || message.len() > tox::client::MAX_MESSAGE_LEN {
+                return Err(anyhow!("--message must be 1..={} bytes", tox::client::MAX_MESSAGE_LEN));
+            }
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let o = tox::client::SendOptions {
+                profile: &profile,
+                listen,
+                bootstrap: &nodes,
+                to,
+                message: &message,
+                timeout: Duration::from_secs(timeout),
+                linger: Duration::from_secs(linger),
+            };
+            let cancel = shutdown_on_signals();
+            tokio::select! {
+                r = tox::client::run_send(o, tox::client::onion_rendezvous) => r.map(|_| ()),
+                _ = cancel.cancelled() => Err(anyhow!("interrupted")),
+            }
+        }
+    }
+}
+
+/// A fresh DHT key pair (from the OS random source).
+fn omnipeer_tox_keys() -> omnipeer_node::tox::KeyPair {
+    omnipeer_node::tox::new_keypair()
+}
