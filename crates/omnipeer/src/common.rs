@@ -61,15 +61,24 @@ pub async fn with_progress<T>(fut: impl Future<Output = T>, bar: &mut Progress, 
 /// Events from a server (a `broadcast` receiver) or a client (an `mpsc` receiver).
 pub trait Events: Send + 'static {
     type Event;
-    /// The next event; `None` once the sender is gone (or, for a server, once this
-    /// receiver fell behind: broadcast `Lagged`).
+    /// The next event; `None` once the sender is gone.
     fn next(&mut self) -> impl Future<Output = Option<Self::Event>> + Send;
 }
 
 impl<E: Clone + Send + 'static> Events for broadcast::Receiver<E> {
     type Event = E;
+    /// A printer that fell behind a burst says how many lines it missed and goes on
+    /// (it used to stop for good, silently ending the server's output).
     async fn next(&mut self) -> Option<E> {
-        self.recv().await.ok()
+        loop {
+            match self.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("{n} events were not printed (the terminal fell behind)")
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }
 
