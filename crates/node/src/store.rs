@@ -3,6 +3,9 @@
 //! Passwords are stored as Argon2id PHC strings (a per-password random salt, a slow hash);
 //! nothing can recover the password from them.
 
+pub mod node;
+pub mod tox;
+
 use anyhow::Context;
 use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::Argon2;

@@ -818,6 +818,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sessions_of_one_network_share_its_slots_and_get_their_own_grants() {
+        // Two Soulseek sessions (`slsk` and `slsk@two`), two Soulseek slots in all.
+        let u = Uploads::new(5, BTreeMap::from([("slsk".to_owned(), 2)]), 0);
+        let mut one = u.grants("slsk");
+        let mut two = u.grants("slsk@two");
+        let Decision::Granted(a) = u.request("slsk", "a", "x", 10, true) else { panic!() };
+        let Decision::Granted(b) = u.request("slsk@two", "b", "y", 10, true) else { panic!() };
+        assert_eq!((u.free_slots("slsk"), u.free_slots("slsk@two"), u.total_slots("slsk@two")), (0, 0, 2));
+        // Queued through the second server: its grant goes to that session only.
+        assert!(matches!(u.request("slsk@two", "c", "z", 10, true), Decision::Queued { position: 1, .. }));
+        u.start(a, 0).unwrap();
+        u.finish(a, Ok(()));
+        let g = tokio::time::timeout(Duration::from_secs(5), two.recv()).await.unwrap().unwrap();
+        assert_eq!((g.network.as_str(), g.user.as_str()), ("slsk@two", "c"));
+        assert!(one.try_recv().is_err(), "the first session cannot reach c");
+        u.start(b, 0).unwrap();
+        u.finish(b, Ok(()));
+    }
+
+    #[tokio::test]
     async fn a_file_queued_again_while_it_is_sent_is_offered_again_after() {
         let u = Uploads::new(1, BTreeMap::new(), 0);
         let mut grants = u.grants("slsk");

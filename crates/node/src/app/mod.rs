@@ -12,7 +12,8 @@ macro_rules! say {
 }
 pub(crate) use say;
 
-pub mod db;
+/// The node's queries (all SQL lives under `crate::store`).
+pub use crate::store::node as db;
 pub mod error;
 pub mod model;
 pub mod net;
@@ -62,7 +63,7 @@ pub struct Node {
     /// Partial downloads, one folder per transfer.
     pub incomplete: PathBuf,
     /// `<data_dir>/node.sqlite`.
-    pub db: Arc<Mutex<Store>>,
+    pub(crate) db: Arc<Mutex<Store>>,
     db_path: PathBuf,
     events: broadcast::Sender<Event>,
     networks: Mutex<BTreeMap<String, NetworkInfo>>,
@@ -71,7 +72,7 @@ pub struct Node {
     /// The DCC server, whose chats are in the chat model as `dcc:chat:NICK`.
     dcc: RwLock<Option<crate::dcc::DccServerHandle>>,
     /// The searches of this run.
-    pub searches: Mutex<SearchBook>,
+    pub(crate) searches: Mutex<SearchBook>,
     engine: transfers::Engine,
     /// Cancelled to stop everything.
     pub shutdown: CancellationToken,

@@ -322,7 +322,7 @@ impl Node {
             if !adopted && size != 0 {
                 adopted = true;
                 tracing::info!(id = t.id, size, "the download had no size: taking the one the peer announced");
-                let _ = adopt_size(&node.db.lock().expect("db"), t.id, size);
+                let _ = node.db.lock().expect("db").transfer_adopt_size(t.id, size);
             }
         };
         loop {
@@ -386,14 +386,6 @@ impl Node {
         }
         Ok(dest)
     }
-}
-
-/// Record the size a transfer queued without one was found to have (only if still unknown).
-fn adopt_size(store: &crate::store::Store, id: i64, size: u64) -> anyhow::Result<()> {
-    store
-        .conn
-        .execute("UPDATE transfers SET size = ?1 WHERE id = ?2 AND size = 0", rusqlite::params![size as i64, id])?;
-    Ok(())
 }
 
 /// Bytes in the partial file of a transfer's incomplete folder (0 if none).

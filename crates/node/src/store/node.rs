@@ -1,7 +1,9 @@
-//! The node's queries over its SQLite tables (schema: migration 4 in `store.rs`).
+//! The node's queries over its SQLite tables (schema: migration 4 in `store.rs`): the
+//! download queue, chat history, contacts, settings and the share index. The API reaches
+//! them only through `crate::app::Node`'s methods.
 
-use super::model::{ChatInfo, ChatMessage, TransferInfo};
-use super::net::{Network, TransferState};
+use crate::app::model::{ChatInfo, ChatMessage, TransferInfo};
+use crate::app::net::{Network, TransferState};
 use crate::store::Store;
 use anyhow::Context;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
@@ -137,6 +139,13 @@ impl Store {
         ))?;
         let rows = st.query_map(params![now], transfer_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Record the size a transfer queued without one was found to have (only if it is
+    /// still unknown).
+    pub fn transfer_adopt_size(&self, id: i64, size: u64) -> anyhow::Result<()> {
+        self.conn.execute("UPDATE transfers SET size = ?1 WHERE id = ?2 AND size = 0", params![size as i64, id])?;
+        Ok(())
     }
 
     /// Counts by state.
