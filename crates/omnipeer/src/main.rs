@@ -72,7 +72,7 @@ enum Command {
     /// mIRC DCC Server: server, chat, send, fserve
     #[command(subcommand)]
     Dcc(dcc::DccCmd),
-    /// Direct Connect (NMDC): hub
+    /// Direct Connect (NMDC): hub, and client (share, search, get)
     #[command(subcommand)]
     Dc(dc::DcCmd),
     /// Soulseek: server, share, search, get

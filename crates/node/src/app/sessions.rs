@@ -571,6 +571,8 @@ impl Node {
             return Ok(());
         }
         let nick = self.nick_of(spec);
+        // The last refusal warned about: said once, again only when it changes.
+        let mut warned: Option<String> = None;
         loop {
             self.set_session(spec, SessionState::Starting, "indexing the share and logging in");
             let started = tokio::select! {
@@ -632,7 +634,19 @@ impl Node {
                     }
                 }
                 Err(e) => {
-                    if is_bind_error(&e) {
+                    if let Some(r) = crate::login::LoginRefused::of(&e) {
+                        let text = format!("{e:#}");
+                        if warned.as_deref() != Some(text.as_str()) {
+                            tracing::warn!(
+                                "{} ({}) refused the login as {nick}: {}; {}",
+                                spec.key().describe(),
+                                spec.address,
+                                r.why,
+                                self.what_to_change(spec, r.kind)
+                            );
+                            warned = Some(text);
+                        }
+                    } else if is_bind_error(&e) {
                         tracing::warn!("{}: {e:#}", spec.key().describe());
                     }
                     self.set_session(spec, SessionState::Offline, &format!("{e:#}"))
@@ -642,6 +656,40 @@ impl Node {
                 _ = tokio::time::sleep(RECONNECT_EVERY) => {}
                 _ = s.stop.cancelled() => return Ok(()),
             }
+        }
+    }
+
+    /// The setting that fixes a refused login of `spec`.
+    fn what_to_change(&self, spec: &SessionSpec, kind: crate::login::Refused) -> String {
+        use crate::login::Refused;
+        let (nick_key, password_key) = match (spec.network, spec.label.is_empty(), spec.added) {
+            (Network::Nmdc, true, _) => ("[node].nick".to_owned(), "[nmdc_client].password".to_owned()),
+            (_, true, _) => ("[node].nick".to_owned(), "[slsk_client].password".to_owned()),
+            (Network::Nmdc, false, false) => (
+                format!("nick of its [[hubs]] entry ({})", spec.label),
+                format!("password of its [[hubs]] entry ({})", spec.label),
+            ),
+            (_, false, false) => (
+                format!("user of its [[slsk_servers]] entry ({})", spec.label),
+                format!("password of its [[slsk_servers]] entry ({})", spec.label),
+            ),
+            (_, false, true) => (
+                "nick (remove it and add it again: DELETE, then POST /api/networks)".to_owned(),
+                "password (remove it and add it again: DELETE, then POST /api/networks)".to_owned(),
+            ),
+        };
+        match (kind, spec.network) {
+            (Refused::Name, _) => format!("choose another name: {nick_key}"),
+            // Soulseek servers register a name at its first login: another password
+            // means someone else has the name.
+            (Refused::Password, Network::Slsk) => {
+                format!("the name is registered with another password: choose another name ({nick_key}) or set {password_key}")
+            }
+            (Refused::Password, _) => format!("set {password_key}"),
+            (Refused::Registered, _) => {
+                format!("set its password ({password_key}) or choose another name ({nick_key})")
+            }
+            (Refused::Other, _) => "it retries every few seconds".to_owned(),
         }
     }
 

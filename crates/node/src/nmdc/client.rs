@@ -495,17 +495,23 @@ impl Runner {
                 self.events.send(ClientEvent::LoggedIn).await;
             }
             Event::LoginFailed(f) => {
-                let msg = match f {
-                    LoginFailure::BadPassword => "the hub refused the password".to_owned(),
-                    LoginFailure::PasswordRequired => "the nick is registered: pass --password".to_owned(),
-                    LoginFailure::NickTaken => format!("the nick {} is taken or not allowed", self.nick),
-                    LoginFailure::HubFull => "the hub is full".to_owned(),
-                    other => format!("login failed: {other:?}"),
+                use crate::login::{LoginRefused, Refused};
+                let (kind, why) = match f {
+                    LoginFailure::BadPassword => (Refused::Password, "the hub refused the password".to_owned()),
+                    LoginFailure::PasswordRequired => {
+                        (Refused::Registered, format!("the nick {} is registered: a password is needed", self.nick))
+                    }
+                    LoginFailure::NickTaken => {
+                        (Refused::Name, format!("the nick {} is taken or not allowed", self.nick))
+                    }
+                    LoginFailure::HubFull => (Refused::Other, "the hub is full".to_owned()),
+                    other => (Refused::Other, format!("login failed: {other:?}")),
                 };
+                let refused = LoginRefused { kind, why };
                 if let Some(tx) = self.logged.take() {
-                    let _ = tx.send(Err(anyhow!("{msg}")));
+                    let _ = tx.send(Err(refused.clone().into()));
                 }
-                return Some(Err(anyhow!("{msg}")));
+                return Some(Err(refused.into()));
             }
             Event::Closed(r) => {
                 self.events.send(ClientEvent::Closed(format!("{r:?}"))).await;

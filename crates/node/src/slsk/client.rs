@@ -336,7 +336,17 @@ impl SlskClient {
         let login = tokio::time::timeout(LOGIN_WAIT, login_rx).await;
         let refused = match login {
             Ok(Ok(Ok(()))) => None,
-            Ok(Ok(Err(why))) => Some(anyhow!("login refused: {why}")),
+            Ok(Ok(Err(why))) => {
+                use crate::login::{LoginRefused, Refused};
+                // The server's reasons (docs/protocols/soulseek.md): INVALIDPASS,
+                // INVALIDUSERNAME, … .
+                let kind = match why.to_ascii_uppercase() {
+                    w if w.contains("PASS") => Refused::Password,
+                    w if w.contains("USERNAME") || w.contains("NAME") => Refused::Name,
+                    _ => Refused::Other,
+                };
+                Some(anyhow::Error::new(LoginRefused { kind, why: format!("login refused: {why}") }))
+            }
             Ok(Err(_)) => Some(anyhow!("the server closed the connection")),
             Err(_) => Some(anyhow!("the server did not answer")),
         };
