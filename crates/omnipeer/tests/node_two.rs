@@ -277,3 +277,38 @@ fn a_download_limit_set_through_the_api_applies_at_once() {
         sha256_file(&a.dir.join("share/limit/one mb.bin"))
     );
 }
+
+/// Rows leave the Transfers list: one under way is removed (stopped, its partial file
+/// deleted), finished ones are cleared at once, and a finished file stays on disk.
+#[test]
+fn transfers_are_removed_and_finished_ones_cleared() {
+    let t = tempfile::tempdir().unwrap();
+    // 512 KiB/s: the 3 MB file takes about six seconds, long enough to remove it running.
+    let (_a, b, _) = two_nodes(t.path(), "[transfers]\nmax_download_kib = 512\n", &[]);
+    let r = b.search_until("beta notes", "beta notes.txt", &["nmdc"]);
+    let (code, done) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{done}");
+    let done = b.wait_done(done["id"].as_i64().unwrap(), 60);
+    let r = b.search_until("alpha song", "Alpha Song.mp3", &["nmdc"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    wait_for("the download running with bytes on disk", 30, || {
+        let t = b.get(&format!("/api/transfers/{id}"));
+        (t["state"] == "running" && t["bytes"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    let (code, _, body) = b.request("delete", &format!("/api/transfers/{id}"), "");
+    assert_eq!(code, 204, "{body}");
+    let (code, _) = b.get_status(&format!("/api/transfers/{id}"));
+    assert_eq!(code, 404);
+    wait_for("the partial file gone", 20, || (!b.dir.join(format!("incomplete/{id}")).exists()).then_some(()));
+    assert!(!b.dir.join("downloads/Alpha Song.mp3").exists());
+    // Clear finished: the done row goes, its file stays.
+    let (code, c) = b.post("/api/transfers/clear", json!({}));
+    assert_eq!(code, 200, "{c}");
+    assert_eq!(c["removed"], json!([done["id"]]));
+    assert_eq!(b.get("/api/transfers"), json!([]));
+    assert!(Path::new(done["local_path"].as_str().unwrap()).exists());
+    let (code, _, _) = b.request("delete", &format!("/api/transfers/{id}"), "");
+    assert_eq!(code, 404);
+}

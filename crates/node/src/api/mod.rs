@@ -128,7 +128,8 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/searches", post(search_start).get(search_list))
         .route("/api/searches/{id}", get(search_get))
         .route("/api/transfers", get(transfer_list).post(transfer_add))
-        .route("/api/transfers/{id}", get(transfer_get))
+        .route("/api/transfers/{id}", get(transfer_get).delete(transfer_remove))
+        .route("/api/transfers/clear", post(transfers_clear))
         .route("/api/transfers/{id}/{action}", post(transfer_action))
         .route("/api/chats", get(chat_list))
         .route("/api/chats/messages", get(chat_messages).post(chat_send))
@@ -345,6 +346,15 @@ async fn transfer_add(State(api): State<Api>, Json(b): Json<TransferBody>) -> Ap
 async fn transfer_get(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let t = api.node.transfer(id)?.ok_or_else(|| not_found(format!("no transfer {id}")))?;
     Ok(Json(json!(t)))
+}
+
+async fn transfer_remove(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    api.node.transfer_remove(id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn transfers_clear(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"removed": api.node.transfers_clear_finished()?})))
 }
 
 async fn transfer_action(State(api): State<Api>, Path((id, action)): Path<(i64, String)>) -> ApiResult<Json<Value>> {

@@ -16,6 +16,8 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/transfers", "The download queue, newest first"),
     ("post", "/api/transfers", "Queue a download of a search result"),
     ("get", "/api/transfers/{id}", "One transfer"),
+    ("delete", "/api/transfers/{id}", "Remove a transfer from the list (stopping it and deleting its partial file)"),
+    ("post", "/api/transfers/clear", "Remove every finished (done or cancelled) transfer from the list"),
     ("post", "/api/transfers/{id}/pause", "Pause a queued or running transfer"),
     ("post", "/api/transfers/{id}/resume", "Queue a paused transfer again"),
     ("post", "/api/transfers/{id}/cancel", "Cancel a transfer and delete its partial file"),
@@ -97,6 +99,12 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             json!({"description": "Queued", "content": {"application/json": {"schema": r("Transfer")}}}),
         ),
         ("get", "/api/transfers/{id}") => (vec![id_param("id")], None, ok(r("Transfer"))),
+        ("delete", "/api/transfers/{id}") => (vec![id_param("id")], None, json!({"description": "Removed"})),
+        ("post", "/api/transfers/clear") => (
+            vec![],
+            None,
+            ok(json!({"type": "object", "properties": {"removed": {"type": "array", "items": {"type": "integer"}}}})),
+        ),
         ("post", p) if p.starts_with("/api/transfers/{id}/") => (vec![id_param("id")], None, ok(r("Transfer"))),
         ("get", "/api/chats") => (vec![], None, ok(json!({"type": "array", "items": r("Chat")}))),
         ("get", "/api/chats/messages") => (

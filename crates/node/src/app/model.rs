@@ -343,6 +343,12 @@ pub enum Event {
         /// Still waiting for an answer.
         pending: bool,
     },
+    /// Transfers were removed from the list (`DELETE /api/transfers/{id}`, `POST
+    /// /api/transfers/clear`).
+    TransfersRemoved {
+        /// Their ids.
+        ids: Vec<i64>,
+    },
     /// A chat with a live connection of its own (DCC) opened or closed.
     ChatOpen {
         /// The chat.

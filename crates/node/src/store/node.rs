@@ -156,13 +156,31 @@ impl Store {
     }
 
     /// Move a transfer from one of `from` states to `to`; false if it was in none of them.
+    /// A transfer that starts running has no error any more (the last attempt's error is
+    /// not this attempt's).
     pub fn transfer_set_state(&self, id: i64, from: &[TransferState], to: TransferState) -> anyhow::Result<bool> {
         let list = state_list(from);
         let n = self.conn.execute(
-            &format!("UPDATE transfers SET state = ?1, updated = ?2 WHERE id = ?3 AND state IN ({list})"),
+            &format!(
+                "UPDATE transfers SET state = ?1, updated = ?2,
+                   error = CASE WHEN ?1 = 'running' THEN '' ELSE error END
+                 WHERE id = ?3 AND state IN ({list})"
+            ),
             params![to, now(), id],
         )?;
         Ok(n > 0)
+    }
+
+    /// Forget a transfer; false if there was none.
+    pub fn transfer_delete(&self, id: i64) -> anyhow::Result<bool> {
+        Ok(self.conn.execute("DELETE FROM transfers WHERE id = ?1", params![id])? > 0)
+    }
+
+    /// Forget every finished transfer (done or cancelled); their ids.
+    pub fn transfers_clear_finished(&self) -> anyhow::Result<Vec<i64>> {
+        let mut st = self.conn.prepare("DELETE FROM transfers WHERE state IN ('done', 'cancelled') RETURNING id")?;
+        let ids = st.query_map([], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
     }
 
     /// Back in the queue with retries reset (retry).
@@ -652,11 +670,30 @@ mod tests {
         assert!(t2.next_attempt >= now() + 9);
         assert!(s.transfers_due(now()).unwrap().is_empty());
         s.transfer_set_state(t.id, &[TransferState::Queued], TransferState::Running).unwrap();
+        // The next attempt runs: the last one's error is not shown on it.
+        assert_eq!(s.transfer(t.id).unwrap().unwrap().error, "");
         assert!(s.transfer_failed(t.id, "again", None).unwrap());
         assert_eq!(s.transfer(t.id).unwrap().unwrap().state, TransferState::Failed);
         assert!(s.transfer_requeue(t.id, &[TransferState::Failed]).unwrap());
         let t3 = s.transfer(t.id).unwrap().unwrap();
         assert_eq!((t3.state, t3.retries), (TransferState::Queued, 0));
+    }
+
+    #[test]
+    fn rows_are_removed_one_by_one_or_every_finished_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("n.sqlite")).unwrap();
+        let ids: Vec<i64> = ["a", "b", "c", "d"].iter().map(|n| s.transfer_add(&nt(n)).unwrap().id).collect();
+        s.transfer_set_state(ids[0], &[TransferState::Queued], TransferState::Running).unwrap();
+        s.transfer_done(ids[0], "/x/a", 1).unwrap();
+        s.transfer_set_state(ids[1], &[TransferState::Queued], TransferState::Cancelled).unwrap();
+        assert!(s.transfer_delete(ids[2]).unwrap());
+        assert!(!s.transfer_delete(ids[2]).unwrap());
+        let mut cleared = s.transfers_clear_finished().unwrap();
+        cleared.sort();
+        assert_eq!(cleared, vec![ids[0], ids[1]]);
+        let left: Vec<i64> = s.transfers().unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(left, vec![ids[3]]);
     }
 
     #[test]
