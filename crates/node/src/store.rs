@@ -123,6 +123,9 @@ const MIGRATIONS: &[&str] = &[
          created INTEGER NOT NULL
      );
      ALTER TABLE chat_messages ADD COLUMN delivered INTEGER;",
+    // 6: hub and Soulseek users the user marked: 'buddy' or 'ignored' ('' for the
+    // contacts before, and Tox friends).
+    "ALTER TABLE contacts ADD COLUMN relation TEXT NOT NULL DEFAULT '';",
 ];
 
 /// A cached Tiger tree hash.

@@ -58,6 +58,8 @@ enum Command {
     Up(up::UpArgs),
     /// Show the running node's networks, transfers and shares (through its API)
     Status(node_client::StatusArgs),
+    /// Who is in a hub's main chat or a Soulseek room (through the running node)
+    Users(node_client::UsersArgs),
     /// Search every network the running node is on; prints numbered merged results
     Search(node_client::SearchArgs),
     /// Download a search result (by the number `omnipeer search` printed) through the
@@ -172,6 +174,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Up(args) => up::run(&g, cfg, args).await,
         Command::Status(args) => node_client::status(&g, &cfg, args).await,
+        Command::Users(args) => node_client::users(&g, &cfg, args).await,
         Command::Search(args) => node_client::search(&g, &cfg, args).await,
         Command::Get(args) => node_client::get(&g, &cfg, args).await,
         Command::Chat(cmd) => node_client::chat(&g, &cfg, cmd).await,

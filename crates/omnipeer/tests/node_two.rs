@@ -312,3 +312,85 @@ fn transfers_are_removed_and_finished_ones_cleared() {
     let (code, _, _) = b.request("delete", &format!("/api/transfers/{id}"), "");
     assert_eq!(code, 404);
 }
+
+/// Who is here: the hub's users and the room's members with what they share, from the
+/// API and the CLI; a marked user (buddy, ignored) — an ignored one's lines and search
+/// results are dropped; a private message to a nick not on the hub is refused.
+#[test]
+fn users_lists_buddies_and_ignored_users() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "", &[]);
+    let users = wait_for("alice and bob on the hub with their shares", 30, || {
+        let u = b.get("/api/users?chat=nmdc:hub");
+        let list = u.as_array()?.clone();
+        let alice = list.iter().find(|x| x["nick"] == "alice")?.clone();
+        (list.iter().any(|x| x["nick"] == "bob") && alice["share_size"].as_u64()? > 3_000_000).then_some(list)
+    });
+    let alice = users.iter().find(|x| x["nick"] == "alice").unwrap();
+    assert_eq!(alice["network"], "nmdc");
+    assert!(alice["client"].as_str().unwrap().starts_with("omnipeer"), "{alice}");
+    assert!(alice["slots"].as_u64().is_some(), "{alice}");
+    let room = wait_for("both in the room", 30, || {
+        let u = b.get("/api/users?chat=slsk:room:omnipeer");
+        let list = u.as_array()?.clone();
+        (list.iter().any(|x| x["nick"] == "alice") && list.iter().any(|x| x["nick"] == "bob")).then_some(list)
+    });
+    let alice_room = room.iter().find(|x| x["nick"] == "alice").unwrap();
+    assert!(alice_room["files"].as_u64().unwrap() >= 2, "{alice_room}");
+    let (code, out, err) = b.cli(&["users", "nmdc:hub"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("alice") && l.contains("MiB")), "{out}");
+    assert!(err.contains("2 users in nmdc:hub"), "{err}");
+    // A private chat has no user list; a PM to someone not on the hub is refused.
+    let (code, _) = b.get_status("/api/users?chat=nmdc:pm:alice");
+    assert_eq!(code, 404);
+    let (code, e) = b.post("/api/chats/messages", json!({"chat": "nmdc:pm:nobody", "text": "hi"}));
+    assert_eq!(code, 404, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("nobody is not on the hub"), "{e}");
+
+    // Buddy on Soulseek, ignored on NMDC.
+    let (code, _, c) =
+        b.request("put", "/api/contacts", r#"{"network": "slsk", "name": "alice", "relation": "buddy"}"#);
+    assert_eq!(code, 200, "{c}");
+    let (code, _, c) =
+        b.request("put", "/api/contacts", r#"{"network": "nmdc", "name": "Alice", "relation": "ignored"}"#);
+    assert_eq!(code, 200, "{c}");
+    let marks = b.get("/api/contacts");
+    assert_eq!(marks.as_array().unwrap().len(), 2, "{marks}");
+    let u = b.get("/api/users?chat=nmdc:hub");
+    assert_eq!(u.as_array().unwrap().iter().find(|x| x["nick"] == "alice").unwrap()["relation"], "ignored");
+    let u = b.get("/api/users?chat=slsk:room:omnipeer");
+    assert_eq!(u.as_array().unwrap().iter().find(|x| x["nick"] == "alice").unwrap()["relation"], "buddy");
+    // alice's hub line and PM are dropped on B; her room line is not.
+    for (chat, text) in
+        [("nmdc:hub", "ignored hub line"), ("nmdc:pm:bob", "ignored pm"), ("slsk:room:omnipeer", "room line")]
+    {
+        let (code, m) = a.post("/api/chats/messages", json!({"chat": chat, "text": text}));
+        assert_eq!(code, 201, "{m}");
+    }
+    wait_for("the room line on B", 20, || {
+        let m = b.get("/api/chats/messages?chat=slsk:room:omnipeer");
+        m.as_array()?.iter().any(|m| m["text"] == "room line").then_some(())
+    });
+    // (sent before the room line, over the same links: had they been kept, they would be)
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let hub = b.get("/api/chats/messages?chat=nmdc:hub");
+    assert!(!hub.as_array().unwrap().iter().any(|m| m["text"] == "ignored hub line"), "{hub}");
+    let pm = b.get("/api/chats/messages?chat=nmdc:pm:alice");
+    assert!(!pm.as_array().unwrap().iter().any(|m| m["text"] == "ignored pm"), "{pm}");
+    // Her NMDC search results are dropped; her Soulseek ones come.
+    let r = b.search_until("alpha song", "Alpha Song.mp3", &["slsk"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let s = b.get(&format!("/api/searches/{}", r["search"]));
+    let res = s["results"].as_array().unwrap().iter().find(|x| x["name"] == "Alpha Song.mp3").unwrap().clone();
+    assert!(res["sources"].as_array().unwrap().iter().all(|x| x["network"] == "slsk"), "{res}");
+    // Unmarked, she is heard again.
+    let (code, _, _) = b.request("put", "/api/contacts", r#"{"network": "nmdc", "name": "alice", "relation": null}"#);
+    assert_eq!(code, 200);
+    let (code, _) = a.post("/api/chats/messages", json!({"chat": "nmdc:hub", "text": "heard again"}));
+    assert_eq!(code, 201);
+    wait_for("the hub line on B", 20, || {
+        let m = b.get("/api/chats/messages?chat=nmdc:hub");
+        m.as_array()?.iter().any(|m| m["text"] == "heard again").then_some(())
+    });
+}

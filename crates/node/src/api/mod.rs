@@ -132,6 +132,8 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/transfers/clear", post(transfers_clear))
         .route("/api/transfers/{id}/{action}", post(transfer_action))
         .route("/api/chats", get(chat_list))
+        .route("/api/users", get(user_list))
+        .route("/api/contacts", get(contact_list).put(contact_set))
         .route("/api/chats/messages", get(chat_messages).post(chat_send))
         .route("/api/shares", get(shares))
         .route("/api/shares/files", get(share_files))
@@ -362,6 +364,32 @@ async fn transfer_action(State(api): State<Api>, Path((id, action)): Path<(i64, 
         .parse()
         .map_err(|_| NodeError::NotFound(format!("no action {action} (pause, resume, cancel, retry)")))?;
     Ok(Json(json!(api.node.transfer_action(id, action)?)))
+}
+
+#[derive(Deserialize)]
+struct UsersQuery {
+    chat: String,
+}
+
+async fn user_list(State(api): State<Api>, Query(q): Query<UsersQuery>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.users(&q.chat).await?)))
+}
+
+async fn contact_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.marked_users()?)))
+}
+
+#[derive(Deserialize)]
+struct ContactBody {
+    network: Network,
+    name: String,
+    /// `buddy`, `ignored`, or null to unmark.
+    relation: Option<crate::app::net::Relation>,
+}
+
+async fn contact_set(State(api): State<Api>, Json(b): Json<ContactBody>) -> ApiResult<Json<Value>> {
+    api.node.set_relation(b.network, &b.name, b.relation)?;
+    Ok(Json(json!(api.node.marked_users()?)))
 }
 
 async fn chat_list(State(api): State<Api>) -> ApiResult<Json<Value>> {

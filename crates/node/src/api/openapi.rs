@@ -23,6 +23,9 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/transfers/{id}/cancel", "Cancel a transfer and delete its partial file"),
     ("post", "/api/transfers/{id}/retry", "Queue a failed or cancelled transfer again"),
     ("get", "/api/chats", "Every chat"),
+    ("get", "/api/users", "Who is in a hub's main chat or a Soulseek room"),
+    ("get", "/api/contacts", "The users marked as buddies or ignored"),
+    ("put", "/api/contacts", "Mark a user as a buddy or ignored, or unmark them"),
     ("get", "/api/chats/messages", "A chat's messages"),
     ("post", "/api/chats/messages", "Say something in a chat"),
     ("get", "/api/shares", "Share folders and totals"),
@@ -107,6 +110,17 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ),
         ("post", p) if p.starts_with("/api/transfers/{id}/") => (vec![id_param("id")], None, ok(r("Transfer"))),
         ("get", "/api/chats") => (vec![], None, ok(json!({"type": "array", "items": r("Chat")}))),
+        ("get", "/api/users") => {
+            (vec![q("chat", "string", true)], None, ok(json!({"type": "array", "items": r("User")})))
+        }
+        ("get", "/api/contacts") => (vec![], None, ok(json!({"type": "array", "items": r("Contact")}))),
+        ("put", "/api/contacts") => (
+            vec![],
+            Some(body(json!({"type": "object", "required": ["network", "name", "relation"], "properties": {
+                "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "name": {"type": "string"},
+                "relation": {"type": "string", "enum": ["buddy", "ignored"], "nullable": true}}}))),
+            ok(json!({"type": "array", "items": r("Contact")})),
+        ),
         ("get", "/api/chats/messages") => (
             vec![q("chat", "string", true), q("after", "integer", false), q("limit", "integer", false)],
             None,
@@ -184,7 +198,7 @@ fn pk_param() -> Value {
 fn schemas() -> Value {
     let s = |t: &str| json!({"type": t});
     let ns = |t: &str| json!({"type": t, "nullable": true});
-    json!({
+    let mut all = json!({
         "Error": {"type": "object", "properties": {"error": s("string")}},
         "Network": {"type": "object", "properties": {
             "name": s("string"), "role": s("string"),
@@ -249,7 +263,17 @@ fn schemas() -> Value {
                 "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "transfer": r("Transfer"),
                 "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),
                 "message": r("ChatMessage"), "files": s("integer"), "missed": s("integer"), "upload": r("Upload")}},
-    })
+    });
+    all["User"] = json!({"type": "object", "properties": {
+            "nick": s("string"), "network": {"type": "string", "enum": ["nmdc", "slsk"]},
+            "share_size": s("integer"), "files": s("integer"), "folders": s("integer"), "description": s("string"),
+            "client": s("string"), "slots": s("integer"), "slots_full": s("boolean"), "speed": s("integer"),
+            "country": s("string"), "op": s("boolean"), "away": s("boolean"),
+            "relation": {"type": "string", "enum": ["buddy", "ignored"]}}});
+    all["Contact"] = json!({"type": "object", "properties": {
+            "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "name": s("string"),
+            "relation": {"type": "string", "enum": ["buddy", "ignored"]}}});
+    all
 }
 
 /// The document.

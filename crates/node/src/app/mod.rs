@@ -22,6 +22,7 @@ pub mod sessions;
 pub mod settings;
 pub mod tox;
 pub mod transfers;
+pub mod users;
 
 use crate::config::Config;
 use crate::nmdc::client::DcClient;
@@ -69,6 +70,8 @@ pub struct Node {
     networks: Mutex<BTreeMap<String, NetworkInfo>>,
     /// The hub and Soulseek server sessions (`app::sessions`).
     sessions: RwLock<Vec<Arc<Session>>>,
+    /// Buddies and ignored users (`app::users`).
+    marks: RwLock<users::Marks>,
     /// The DCC server, whose chats are in the chat model as `dcc:chat:NICK`.
     dcc: RwLock<Option<crate::dcc::DccServerHandle>>,
     /// The searches of this run.
@@ -187,6 +190,7 @@ impl Node {
                 }
             }
         }
+        let marks = Node::load_marks(&store)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let t = &cfg.transfers;
         let from_file: BTreeMap<&'static str, u64> = BTreeMap::from([
@@ -220,6 +224,7 @@ impl Node {
             events,
             networks: Mutex::default(),
             sessions: RwLock::default(),
+            marks: RwLock::new(marks),
             dcc: RwLock::default(),
             searches: Mutex::default(),
             engine: transfers::Engine::default(),
@@ -336,6 +341,9 @@ impl Node {
     }
 
     fn add_result(&self, raw: RawResult) {
+        if self.is_ignored(raw.source.network, &raw.source.user) {
+            return;
+        }
         let changed = self.searches.lock().expect("searches").add(raw, Instant::now());
         for r in changed {
             self.emit(Event::SearchResult { search: r.search, result: r });
@@ -508,7 +516,18 @@ impl Node {
                             delivered: None,
                         });
                     }
-                    _ => client.private_message(name, text).await?,
+                    _ => {
+                        // NMDC hubs drop a message to a nick that is not there without a
+                        // word: say so instead of storing a line nobody gets.
+                        if !client.has_user(name).await? {
+                            return Err(NodeError::NotFound(format!(
+                                "{name} is not on {} (a private message reaches only someone online)",
+                                key.describe()
+                            ))
+                            .into());
+                        }
+                        client.private_message(name, text).await?
+                    }
                 }
             }
         }

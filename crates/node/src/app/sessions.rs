@@ -15,7 +15,7 @@
 //! queue, a variant of [`Client`] and of the event conversion in [`Client::next_event`],
 //! and a [`Network`] variant; search, downloads, chat and `/api/networks` then take it.
 
-use super::model::{NetworkInfo, Role, SessionRef, SessionState, Source, TransferInfo};
+use super::model::{NetworkInfo, PeerUser, Role, SessionRef, SessionState, Source, TransferInfo};
 use super::net::{label_from_address, valid_label, Network, SessionKey};
 use super::search::{RawResult, SearchBook};
 use super::{is_bind_error, listen_key, wait_offline, Node, NodeError, RECONNECT_EVERY};
@@ -248,6 +248,71 @@ impl Client {
                 Ok(())
             }
         }
+    }
+
+    /// Who is in the hub's main chat (`room` None) or a room.
+    pub async fn users(&self, room: Option<&str>) -> anyhow::Result<Vec<PeerUser>> {
+        Ok(match (self, room) {
+            (Client::Nmdc(c), None) => c
+                .user_list()
+                .await?
+                .into_iter()
+                .map(|u| {
+                    let info = u.info.as_ref();
+                    let tag = info.and_then(|i| i.tag.as_ref());
+                    PeerUser {
+                        nick: u.nick.clone(),
+                        network: Network::Nmdc,
+                        share_size: info.map(|i| i.share_size),
+                        files: None,
+                        folders: None,
+                        description: info
+                            .map(|i| omnipeer_nmdc::text::wire_to_utf8(&i.description))
+                            .unwrap_or_default(),
+                        client: tag
+                            .map(|t| format!("{} {}", t.client, t.version.as_deref().unwrap_or("")).trim().to_owned())
+                            .unwrap_or_default(),
+                        slots: tag.and_then(|t| t.slots),
+                        slots_full: None,
+                        speed: None,
+                        country: String::new(),
+                        op: u.op,
+                        away: info.is_some_and(|i| i.flag & omnipeer_nmdc::command::flags::AWAY != 0),
+                        relation: None,
+                    }
+                })
+                .collect(),
+            (Client::Slsk(c), Some(room)) => c
+                .room_members(room)
+                .into_iter()
+                .map(|u| PeerUser {
+                    nick: u.name,
+                    network: Network::Slsk,
+                    share_size: None,
+                    files: Some(u64::from(u.stats.files)),
+                    folders: Some(u64::from(u.stats.dirs)),
+                    description: String::new(),
+                    client: String::new(),
+                    slots: None,
+                    slots_full: Some(u.slots_full != 0),
+                    speed: Some(u64::from(u.stats.avg_speed)),
+                    country: u.country,
+                    op: false,
+                    away: matches!(u.status, omnipeer_slsk::UserStatus::Away),
+                    relation: None,
+                })
+                .collect(),
+            _ => bail!(NodeError::NotFound("that chat has no user list".into())),
+        })
+    }
+
+    /// Whether `nick` is on the hub (NMDC; a Soulseek server does not list everyone:
+    /// true).
+    pub async fn has_user(&self, nick: &str) -> anyhow::Result<bool> {
+        Ok(match self {
+            Client::Nmdc(c) => c.users().await?.iter().any(|n| n.eq_ignore_ascii_case(nick)),
+            Client::Slsk(_) => true,
+        })
     }
 
     /// Rescan the share into the running session.
@@ -695,6 +760,14 @@ impl Node {
 
     fn on_net_event(&self, s: &Session, ev: NetEvent) {
         let key = s.key();
+        match &ev {
+            NetEvent::Said { nick: who, .. } | NetEvent::Private { from: who, .. }
+                if self.is_ignored(key.network, who) =>
+            {
+                return
+            }
+            _ => {}
+        }
         match ev {
             NetEvent::Said { room, nick, text } => {
                 let own = nick == self.nick_of(&s.spec);

@@ -87,7 +87,7 @@ enum Cmd {
     RequestConnection(String, oneshot::Sender<anyhow::Result<()>>),
     Say(String),
     Pm(String, String, oneshot::Sender<anyhow::Result<()>>),
-    Users(oneshot::Sender<Vec<String>>),
+    Users(oneshot::Sender<Vec<omnipeer_nmdc::client::User>>),
     /// Serve this share from now on and announce its size.
     Reshare(Arc<DcShare>, oneshot::Sender<()>),
 }
@@ -301,6 +301,11 @@ impl DcClient {
 
     /// Nicks online.
     pub async fn users(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self.user_list().await?.into_iter().map(|u| u.nick).collect())
+    }
+
+    /// Everyone on the hub, with their last `$MyINFO` and op mark.
+    pub async fn user_list(&self) -> anyhow::Result<Vec<omnipeer_nmdc::client::User>> {
         let (tx, rx) = oneshot::channel();
         self.cmds.send(Cmd::Users(tx)).await.map_err(|_| anyhow!("the hub session ended"))?;
         rx.await.map_err(|_| anyhow!("the hub session ended"))
@@ -473,7 +478,7 @@ impl Runner {
                 let _ = reply.send(self.session.private_message(&to, &text).map_err(|e| anyhow!("{e}")));
             }
             Cmd::Users(reply) => {
-                let _ = reply.send(self.session.users().map(|u| u.nick.clone()).collect());
+                let _ = reply.send(self.session.users().cloned().collect());
             }
             Cmd::Reshare(share, reply) => {
                 if let Some(ctx) = &self.ctx {

@@ -394,6 +394,11 @@ impl SlskClient {
         self.inner.with(|c, _| c.session.search(query))
     }
 
+    /// The members of a room we are in.
+    pub fn room_members(&self, room: &str) -> Vec<omnipeer_slsk::server::RoomUser> {
+        self.inner.with(|c, _| c.session.room_members(room))
+    }
+
     /// Join a chat room (created if it does not exist); [`SlskEvent::JoinedRoom`] follows.
     pub fn join_room(&self, room: &str) {
         self.inner.with(|c, _| c.session.join_room(room))

@@ -3,7 +3,7 @@
 //! them only through `crate::app::Node`'s methods.
 
 use crate::app::model::{ChatInfo, ChatMessage, TransferInfo};
-use crate::app::net::{Network, TransferState};
+use crate::app::net::{Network, Relation, TransferState};
 use crate::store::Store;
 use anyhow::Context;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
@@ -345,6 +345,42 @@ impl Store {
             params![network, name, now()],
         )?;
         Ok(())
+    }
+
+    /// Mark `name` of `network` as a buddy or as ignored (`relation`), or unmark it
+    /// (None).
+    pub fn set_relation(&self, network: Network, name: &str, relation: Option<Relation>) -> anyhow::Result<()> {
+        match relation {
+            Some(r) => self.conn.execute(
+                "INSERT INTO contacts (network, name, added, relation) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (network, name) DO UPDATE SET relation = ?4",
+                params![network, name, now(), r.as_str()],
+            )?,
+            None => self.conn.execute(
+                "DELETE FROM contacts WHERE network = ?1 AND name = ?2 AND relation != ''",
+                params![network, name],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Every marked user: (network, name, relation).
+    pub fn relations(&self) -> anyhow::Result<Vec<(Network, String, Relation)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT network, name, relation FROM contacts WHERE relation != '' ORDER BY network, name")?;
+        let rows = st.query_map([], |r| {
+            let rel: String = r.get(2)?;
+            Ok((r.get(0)?, r.get(1)?, rel))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (n, name, rel) = row?;
+            if let Ok(rel) = rel.parse() {
+                out.push((n, name, rel));
+            }
+        }
+        Ok(out)
     }
 
     /// Contacts: (network, name).
