@@ -194,6 +194,9 @@ fn web_ui_adds_a_hub_chats_there_and_removes_it() {
     assert!(!heard(&a1), "the line reached the first hub");
     let nets = b.get("/api/networks");
     assert!(!nets.as_array().unwrap().iter().any(|n| n["name"] == "nmdc_client@hub2"), "{nets}");
+    // The buddy mark the page set is kept.
+    let marks = b.get("/api/contacts");
+    assert_eq!(marks, serde_json::json!([{"network": "nmdc", "name": "carol", "relation": "buddy"}]));
 }
 
 /// A second node with the first one's name (the README's recipe without a nick of its
