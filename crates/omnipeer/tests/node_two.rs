@@ -394,3 +394,24 @@ fn users_lists_buddies_and_ignored_users() {
         m.as_array()?.iter().any(|m| m["text"] == "heard again").then_some(())
     });
 }
+
+/// A small file (no slot needed: NMDC's MiniSlots) is an upload in the list like any
+/// other, with every byte counted.
+#[test]
+fn small_uploads_are_listed() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "", &[("docs/tiny readme.txt", content(10_000, 9))]);
+    let r = b.search_until("tiny readme", "tiny readme.txt", &["nmdc"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    b.wait_done(tr["id"].as_i64().unwrap(), 60);
+    let up = wait_for("the small upload listed as done on A", 20, || {
+        let ups = a.get("/api/uploads");
+        ups.as_array()?.iter().find(|u| u["file"].as_str().is_some_and(|f| f.ends_with("tiny readme.txt"))).cloned()
+    });
+    wait_for("done with every byte", 20, || {
+        let ups = a.get("/api/uploads");
+        let u = ups.as_array()?.iter().find(|u| u["id"] == up["id"])?.clone();
+        (u["state"] == "done" && u["bytes"] == 10_000 && u["user"] == "bob" && u["network"] == "nmdc").then_some(())
+    });
+}
