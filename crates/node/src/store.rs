@@ -126,6 +126,22 @@ const MIGRATIONS: &[&str] = &[
     // 6: hub and Soulseek users the user marked: 'buddy' or 'ignored' ('' for the
     // contacts before, and Tox friends).
     "ALTER TABLE contacts ADD COLUMN relation TEXT NOT NULL DEFAULT '';",
+    // 7: finished uploads, kept across restarts (the newest `store::node::KEEP_UPLOADS`);
+    // `run` is the start time of the node that made them.
+    "CREATE TABLE upload_history (
+         row INTEGER PRIMARY KEY,
+         run INTEGER NOT NULL,
+         id INTEGER NOT NULL,
+         network TEXT NOT NULL,
+         user TEXT NOT NULL,
+         file TEXT NOT NULL,
+         size INTEGER NOT NULL,
+         start INTEGER NOT NULL,
+         bytes INTEGER NOT NULL,
+         state TEXT NOT NULL,
+         error TEXT NOT NULL,
+         updated INTEGER NOT NULL
+     );",
 ];
 
 /// A cached Tiger tree hash.

@@ -43,6 +43,15 @@ pub const MAX_QUEUED: usize = 10_000;
 /// How often running uploads report progress.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
+/// Whether an upload's error says the downloader went away (paused, cancelled, closed its
+/// client) rather than something going wrong here: the socket was reset or closed early.
+pub fn stopped_by_peer(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    ["connection reset", "broken pipe", "the connection ended", "unexpected eof", "early eof", "connection aborted"]
+        .iter()
+        .any(|p| e.contains(p))
+}
+
 /// The network of an upload channel: `slsk@two` → `slsk`.
 pub fn network_of(channel: &str) -> &str {
     channel.split_once('@').map_or(channel, |(n, _)| n)
@@ -330,7 +339,8 @@ pub struct UploadInfo {
     /// Bytes sent so far in this transfer.
     pub bytes: u64,
     /// `queued` (waiting at `position`), `starting` (a slot is held for the peer),
-    /// `running`, `done` or `failed`.
+    /// `running`, `done`, `stopped` (the peer paused or went away: `error` says "stopped
+    /// by the peer") or `failed`.
     pub state: String,
     /// 1-based queue position while queued, else 0.
     pub position: u32,
@@ -568,6 +578,11 @@ impl Uploads {
             info.updated = unix_now();
             match result {
                 Ok(()) => info.state = "done".into(),
+                // The downloader paused or closed its client: a normal end, not an error.
+                Err(e) if stopped_by_peer(&e) => {
+                    info.state = "stopped".into();
+                    info.error = "stopped by the peer".into();
+                }
                 Err(e) => {
                     info.state = "failed".into();
                     info.error = e;
@@ -815,6 +830,21 @@ mod tests {
         assert!(q.start(1));
         assert_eq!(q.request("slsk", "a", "x", true, t), Decision::AlreadyGranted(1));
         assert_eq!(q.free_slots("slsk"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_downloader_that_goes_away_stopped_the_upload_it_did_not_fail() {
+        let u = Uploads::new(2, BTreeMap::new(), 0);
+        let Decision::Granted(a) = u.request("slsk", "a", "x", 10, true) else { panic!() };
+        let Decision::Granted(b) = u.request("nmdc", "b", "y", 10, false) else { panic!() };
+        u.start(a, 0).unwrap();
+        u.start(b, 0).unwrap();
+        u.finish(a, Err("Connection reset by peer (os error 104)".into()));
+        u.finish(b, Err("cannot read /share/y: Permission denied (os error 13)".into()));
+        let list = u.list();
+        let get = |id| list.iter().find(|i| i.id == id).unwrap();
+        assert_eq!((get(a).state.as_str(), get(a).error.as_str()), ("stopped", "stopped by the peer"));
+        assert_eq!(get(b).state, "failed");
     }
 
     #[tokio::test]

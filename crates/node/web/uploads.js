@@ -150,6 +150,7 @@ export class UploadsView {
     p.state.className = `state s-${u.state}`;
     let note = "";
     if (u.state === "starting") note = "a slot is held for the peer";
+    if (u.state === "stopped") note = "stopped by the peer";
     if (u.start > 0) note = `resumed at ${bytes(u.start)}`;
     if (u.error) note = u.error;
     p.note.textContent = note;

@@ -415,3 +415,30 @@ fn small_uploads_are_listed() {
         (u["state"] == "done" && u["bytes"] == 10_000 && u["user"] == "bob" && u["network"] == "nmdc").then_some(())
     });
 }
+
+/// Finished uploads outlive a restart of the node that made them.
+#[test]
+fn the_upload_history_survives_a_restart() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, pa) = two_nodes(t.path(), "", &[]);
+    let r = b.search_until("beta notes", "beta notes.txt", &["slsk"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "slsk"}));
+    assert_eq!(code, 201, "{tr}");
+    b.wait_done(tr["id"].as_i64().unwrap(), 60);
+    let done = |n: &Node| {
+        let ups = n.get("/api/uploads");
+        ups.as_array()?
+            .iter()
+            .find(|u| u["state"] == "done" && u["file"].as_str().is_some_and(|f| f.ends_with("beta notes.txt")))
+            .cloned()
+    };
+    let before = wait_for("the upload done on A", 20, || done(&a));
+    let a_dir = a.dir.clone();
+    drop(a);
+    let a = Node::restart(&a_dir, pa.api);
+    let after = done(&a).expect("the finished upload is listed after a restart");
+    assert_eq!(
+        (&after["user"], &after["bytes"], &after["network"]),
+        (&before["user"], &before["bytes"], &before["network"])
+    );
+}

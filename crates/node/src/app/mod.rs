@@ -70,6 +70,9 @@ pub struct Node {
     networks: Mutex<BTreeMap<String, NetworkInfo>>,
     /// The hub and Soulseek server sessions (`app::sessions`).
     sessions: RwLock<Vec<Arc<Session>>>,
+    /// This run's start (unix microseconds): the upload history's rows of this run are
+    /// the ones in memory.
+    run: i64,
     /// Buddies and ignored users (`app::users`).
     marks: RwLock<users::Marks>,
     /// The DCC server, whose chats are in the chat model as `dcc:chat:NICK`.
@@ -225,6 +228,10 @@ impl Node {
             networks: Mutex::default(),
             sessions: RwLock::default(),
             marks: RwLock::new(marks),
+            run: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0),
             dcc: RwLock::default(),
             searches: Mutex::default(),
             engine: transfers::Engine::default(),
@@ -558,8 +565,14 @@ impl Node {
 
 impl Node {
     /// Every upload: running and queued (in queue order), then finished, newest first.
+    /// Uploads of earlier runs follow those of this one (kept in `node.sqlite`).
     pub fn upload_list(&self) -> Vec<crate::upload::UploadInfo> {
-        self.uploads.list()
+        let mut v = self.uploads.list();
+        match self.db.lock().expect("db").upload_history(self.run, crate::upload::KEEP_FINISHED) {
+            Ok(old) => v.extend(old),
+            Err(e) => tracing::warn!("cannot read the upload history: {e:#}"),
+        }
+        v
     }
 
     /// Change the upload limit over every network at run time (KiB/s, 0: none);
@@ -617,6 +630,11 @@ impl Node {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
                 batch = self.uploads.changes() => for upload in batch {
+                    if matches!(upload.state.as_str(), "done" | "failed" | "stopped") {
+                        if let Err(e) = self.db.lock().expect("db").upload_history_add(self.run, &upload) {
+                            tracing::warn!("cannot keep a finished upload: {e:#}");
+                        }
+                    }
                     self.emit(Event::Upload { upload });
                 },
             }

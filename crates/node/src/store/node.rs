@@ -67,6 +67,9 @@ fn state_list(states: &[TransferState]) -> String {
     states.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",")
 }
 
+/// Finished uploads kept in `node.sqlite`.
+pub const KEEP_UPLOADS: usize = 1000;
+
 const TRANSFER_COLS: &str =
     "id, network, source, hub, remote_path, tth, name, size, local_path, state, bytes, retries, next_attempt, error, created, updated";
 
@@ -381,6 +384,57 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Keep a finished upload of run `run` (the newest [`KEEP_UPLOADS`] are kept).
+    pub fn upload_history_add(&self, run: i64, u: &crate::upload::UploadInfo) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO upload_history (run, id, network, user, file, size, start, bytes, state, error, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                run,
+                u.id as i64,
+                u.network,
+                u.user,
+                u.file,
+                u.size as i64,
+                u.start as i64,
+                u.bytes as i64,
+                u.state,
+                u.error,
+                u.updated
+            ],
+        )?;
+        self.conn.execute(
+            "DELETE FROM upload_history WHERE row <= (SELECT MAX(row) FROM upload_history) - ?1",
+            params![KEEP_UPLOADS as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Finished uploads of runs other than `run`, newest first, at most `limit`.
+    pub fn upload_history(&self, run: i64, limit: usize) -> anyhow::Result<Vec<crate::upload::UploadInfo>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, network, user, file, size, start, bytes, state, error, updated FROM upload_history
+             WHERE run != ?1 ORDER BY row DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![run, limit as i64], |r| {
+            Ok(crate::upload::UploadInfo {
+                id: r.get::<_, i64>(0)? as u64,
+                network: r.get(1)?,
+                user: r.get(2)?,
+                file: r.get(3)?,
+                size: r.get::<_, i64>(4)? as u64,
+                start: r.get::<_, i64>(5)? as u64,
+                bytes: r.get::<_, i64>(6)? as u64,
+                state: r.get(7)?,
+                position: 0,
+                rate: 0,
+                error: r.get(8)?,
+                updated: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Contacts: (network, name).
