@@ -442,3 +442,49 @@ fn the_upload_history_survives_a_restart() {
         (&before["user"], &before["bytes"], &before["network"])
     );
 }
+
+/// The uploader's user cancels a running upload (it ends `cancelled`, the downloader's
+/// attempt fails) and bans the downloader, whose requests are refused from then on.
+#[test]
+fn an_upload_is_cancelled_and_its_downloader_banned() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "[transfers]\nmax_retries = 0\n", &[]);
+    let (code, _, body) = a.request("put", "/api/settings", r#"{"max_upload_kib": 256}"#);
+    assert_eq!(code, 200, "{body}");
+    let r = b.search_until("alpha song", "Alpha Song.mp3", &["slsk"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "slsk"}));
+    assert_eq!(code, 201, "{tr}");
+    let tid = tr["id"].as_i64().unwrap();
+    let up = wait_for("the upload running on A", 30, || {
+        let ups = a.get("/api/uploads");
+        ups.as_array()?.iter().find(|u| u["state"] == "running" && u["bytes"].as_u64() > Some(0)).cloned()
+    });
+    let (code, c) = a.post(&format!("/api/uploads/{}/cancel", up["id"]), json!({}));
+    assert_eq!(code, 202, "{c}");
+    wait_for("the upload cancelled on A", 20, || {
+        let ups = a.get("/api/uploads");
+        ups.as_array()?.iter().find(|u| u["id"] == up["id"] && u["state"] == "cancelled").map(|_| ())
+    });
+    let failed = wait_for("B's attempt failed", 60, || {
+        let t = b.get(&format!("/api/transfers/{tid}"));
+        (t["state"] == "failed").then_some(t)
+    });
+    assert!(failed["bytes"].as_u64().unwrap() < 3_000_000, "{failed}");
+    let (code, _) = a.post(&format!("/api/uploads/{}/cancel", up["id"]), json!({}));
+    assert_eq!(code, 404, "a finished upload cannot be cancelled");
+
+    // Banned: B's retry is refused and no upload to bob starts.
+    let (code, _, body) =
+        a.request("put", "/api/contacts", r#"{"network": "slsk", "name": "bob", "relation": "banned"}"#);
+    assert_eq!(code, 200, "{body}");
+    let (code, t2) = b.post(&format!("/api/transfers/{tid}/retry"), json!({}));
+    assert_eq!(code, 200, "{t2}");
+    let refused = wait_for("B's retry refused", 60, || {
+        let t = b.get(&format!("/api/transfers/{tid}"));
+        (t["state"] == "failed" && t["retries"].as_u64().is_some()).then_some(t)
+    });
+    assert!(refused["error"].as_str().unwrap().ends_with("Banned"), "{refused}");
+    let ups = a.get("/api/uploads");
+    let to_bob = ups.as_array().unwrap().iter().filter(|u| u["user"] == "bob").count();
+    assert_eq!(to_bob, 1, "only the cancelled one: {ups}");
+}

@@ -145,6 +145,7 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/tox/requests/{pk}", axum::routing::delete(tox::decline))
         .route("/api/tox/requests/{pk}/accept", post(tox::accept))
         .route("/api/uploads", get(upload_list))
+        .route("/api/uploads/{id}/cancel", post(upload_cancel))
         .route("/api/settings", get(settings_get).put(settings_put))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -327,6 +328,13 @@ async fn settings_put(
     Json(change): Json<serde_json::Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(json!(api.node.change_settings(&change)?)))
+}
+
+async fn upload_cancel(State(api): State<Api>, Path(id): Path<u64>) -> ApiResult<StatusCode> {
+    if !api.node.uploads.cancel(id) {
+        return Err(NodeError::NotFound(format!("no upload {id} waiting or running")).into());
+    }
+    Ok(StatusCode::ACCEPTED)
 }
 
 async fn upload_list(State(api): State<Api>) -> ApiResult<Json<Value>> {

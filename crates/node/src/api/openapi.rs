@@ -39,6 +39,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/tox/requests/{pk}/accept", "Accept a pending friend request"),
     ("delete", "/api/tox/requests/{pk}", "Decline a pending friend request"),
     ("get", "/api/uploads", "Uploads: running and queued (in queue order), then finished"),
+    ("post", "/api/uploads/{id}/cancel", "Cancel an upload that waits or runs"),
     ("get", "/api/settings", "The settings that can change while the node runs"),
     ("put", "/api/settings", "Change settings (all or nothing; null resets one to the configuration file's value)"),
 ];
@@ -110,6 +111,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ),
         ("post", p) if p.starts_with("/api/transfers/{id}/") => (vec![id_param("id")], None, ok(r("Transfer"))),
         ("get", "/api/chats") => (vec![], None, ok(json!({"type": "array", "items": r("Chat")}))),
+        ("post", "/api/uploads/{id}/cancel") => (vec![id_param("id")], None, json!({"description": "Cancelling"})),
         ("get", "/api/users") => {
             (vec![q("chat", "string", true)], None, ok(json!({"type": "array", "items": r("User")})))
         }
@@ -118,7 +120,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             vec![],
             Some(body(json!({"type": "object", "required": ["network", "name", "relation"], "properties": {
                 "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "name": {"type": "string"},
-                "relation": {"type": "string", "enum": ["buddy", "ignored"], "nullable": true}}}))),
+                "relation": {"type": "string", "enum": ["buddy", "ignored", "banned"], "nullable": true}}}))),
             ok(json!({"type": "array", "items": r("Contact")})),
         ),
         ("get", "/api/chats/messages") => (
@@ -269,10 +271,10 @@ fn schemas() -> Value {
             "share_size": s("integer"), "files": s("integer"), "folders": s("integer"), "description": s("string"),
             "client": s("string"), "slots": s("integer"), "slots_full": s("boolean"), "speed": s("integer"),
             "country": s("string"), "op": s("boolean"), "away": s("boolean"),
-            "relation": {"type": "string", "enum": ["buddy", "ignored"]}}});
+            "relation": {"type": "string", "enum": ["buddy", "ignored", "banned"]}}});
     all["Contact"] = json!({"type": "object", "properties": {
             "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "name": s("string"),
-            "relation": {"type": "string", "enum": ["buddy", "ignored"]}}});
+            "relation": {"type": "string", "enum": ["buddy", "ignored", "banned"]}}});
     all
 }
 

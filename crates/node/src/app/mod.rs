@@ -247,6 +247,7 @@ impl Node {
             ),
             share_scan: Arc::new(ShareScan::new()),
         }))
+        .inspect(|n: &Arc<Node>| n.uploads.set_banned(users::banned(&n.marks.read().expect("marks"))))
     }
 
     /// Events from now on, for a listener such as a WebSocket: the only `broadcast` in

@@ -174,6 +174,8 @@ pub enum Relation {
     Buddy,
     /// Ignored: their private messages, chat lines and search results are dropped.
     Ignored,
+    /// Banned from uploads: their requests are refused.
+    Banned,
 }
 
 impl Relation {
@@ -182,6 +184,7 @@ impl Relation {
         match self {
             Relation::Buddy => "buddy",
             Relation::Ignored => "ignored",
+            Relation::Banned => "banned",
         }
     }
 }
@@ -189,7 +192,7 @@ impl Relation {
 impl FromStr for Relation {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Relation, UnknownName> {
-        [Relation::Buddy, Relation::Ignored]
+        [Relation::Buddy, Relation::Ignored, Relation::Banned]
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or(UnknownName { what: "relation", name: s.into() })

@@ -1,6 +1,7 @@
 //! Who is in a hub's main chat or a Soulseek room, and the users the person marked:
-//! buddies, and ignored users, whose private messages, chat lines and search results the
-//! node drops (as Nicotine+ and DC++ do with their ignore lists).
+//! buddies; ignored users, whose private messages, chat lines and search results the
+//! node drops (as Nicotine+ and DC++ do with their ignore lists); and users banned from
+//! uploads, whose requests are refused.
 
 use super::model::{ChatInfo, PeerUser};
 use super::net::{Network, Relation};
@@ -19,6 +20,15 @@ pub struct MarkedUser {
     pub name: String,
     /// Buddy or ignored.
     pub relation: Relation,
+}
+
+/// The users banned from uploads, as `crate::upload::Uploads::set_banned` takes them.
+pub(crate) fn banned(marks: &Marks) -> Vec<(String, String)> {
+    marks
+        .iter()
+        .filter(|(_, r)| **r == Relation::Banned)
+        .map(|((n, u), _)| (n.as_str().to_owned(), u.clone()))
+        .collect()
 }
 
 fn key(network: Network, name: &str) -> (Network, String) {
@@ -65,6 +75,7 @@ impl Node {
             Some(r) => marks.insert(key(network, name), r),
             None => marks.remove(&key(network, name)),
         };
+        self.uploads.set_banned(banned(&marks));
         Ok(())
     }
 

@@ -226,7 +226,8 @@ pub async fn serve_uploads(
                             };
                             let sent = counter.unwrap_or_default();
                             let limit = ctx.uploads.limit();
-                            match send_range(stream, file, start, length, limit, sent).await {
+                            let stop = running.as_ref().and_then(|r| ctx.uploads.stop_flag(r.id));
+                            match send_range(stream, file, start, length, limit, sent, stop).await {
                                 Ok(s) => s,
                                 Err(e) => {
                                     if let Some(r) = running.as_mut() {
@@ -306,9 +307,10 @@ async fn send_range(
     length: u64,
     limit: Arc<RateLimit>,
     sent: Arc<AtomicU64>,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> io::Result<TcpStream> {
     blocking_io(stream, move |sock| {
-        crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent)
+        crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent, stop.as_deref())
             .map(|_| ())
             .map_err(|e| match e {
                 crate::transfer::TransferError::Io(e) => e,

@@ -771,7 +771,14 @@ impl Inner {
             }
             Decision::Queued { position, .. } => tracing::info!(%user, %filename, position, "upload queued"),
             Decision::AlreadyGranted(_) => {}
-            Decision::Refused => core.session.upload_refused(now, &user, &filename, reject_reason::TOO_MANY_FILES),
+            Decision::Refused => {
+                let why = if self.up.is_banned(&self.channel, &user) {
+                    reject_reason::BANNED
+                } else {
+                    reject_reason::TOO_MANY_FILES
+                };
+                core.session.upload_refused(now, &user, &filename, why)
+            }
         }
     }
 
@@ -824,11 +831,21 @@ impl Inner {
         let offset = u64::from_le_bytes(off).min(size);
         self.up.set_start(id, offset);
         let limit = self.up.limit();
+        let stop = self.up.stop_flag(id);
         let std = s.into_std()?;
         std.set_nonblocking(false)?;
         std.set_write_timeout(Some(DATA_TIMEOUT))?;
         let std = tokio::task::spawn_blocking(move || -> anyhow::Result<std::net::TcpStream> {
-            crate::transfer::send_file_range(&std, &file, offset, size - offset, Some(&limit), DATA_TIMEOUT, &sent)?;
+            crate::transfer::send_file_range(
+                &std,
+                &file,
+                offset,
+                size - offset,
+                Some(&limit),
+                DATA_TIMEOUT,
+                &sent,
+                stop.as_deref(),
+            )?;
             Ok(std)
         })
         .await??;
