@@ -5,6 +5,7 @@
 
 pub mod node;
 pub mod tox;
+pub mod wishlist;
 
 use anyhow::Context;
 use argon2::password_hash::{PasswordHash, SaltString};
@@ -141,6 +142,23 @@ const MIGRATIONS: &[&str] = &[
          state TEXT NOT NULL,
          error TEXT NOT NULL,
          updated INTEGER NOT NULL
+     );",
+    // 8: the wishlist: saved searches re-run on each network's interval, the matches
+    // seen (by TTH, else size and lower-case name), optional auto-download.
+    "CREATE TABLE wishlist (
+         id INTEGER PRIMARY KEY,
+         query TEXT NOT NULL,
+         filters TEXT NOT NULL,
+         auto_download INTEGER NOT NULL,
+         created INTEGER NOT NULL,
+         last_run INTEGER,
+         last_search INTEGER,
+         new_matches INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE wishlist_seen (
+         item INTEGER NOT NULL REFERENCES wishlist(id) ON DELETE CASCADE,
+         key TEXT NOT NULL,
+         PRIMARY KEY (item, key)
      );",
 ];
 

@@ -196,7 +196,7 @@ async fn search(g: &Global, SearchArgs { login, timeout, query }: SearchArgs) ->
     let end = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
     let mut n = 0;
     while let Ok(Some(e)) = tokio::time::timeout_at(end, ev.recv()).await {
-        if let SlskEvent::SearchResult { user, path, size, free_slot, queue, token } = e {
+        if let SlskEvent::SearchResult { user, path, size, free_slot, queue, token, .. } = e {
             if token != ours {
                 continue;
             }

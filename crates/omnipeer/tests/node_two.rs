@@ -488,3 +488,48 @@ fn an_upload_is_cancelled_and_its_downloader_banned() {
     let to_bob = ups.as_array().unwrap().iter().filter(|u| u["user"] == "bob").count();
     assert_eq!(to_bob, 1, "only the cancelled one: {ups}");
 }
+
+/// A wishlist item saved before the file exists finds it once it is shared, marks it
+/// new, downloads it by itself (only what passes its filters), and does not take it
+/// twice.
+#[test]
+fn a_wishlist_item_finds_a_file_shared_later_and_downloads_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "", &[]);
+    let (code, item) =
+        b.post("/api/wishlist", json!({"query": "zeta track", "filters": {"ext": "flac"}, "auto_download": true}));
+    assert_eq!(code, 201, "{item}");
+    let id = item["id"].as_i64().unwrap();
+    // It ran at once and found nothing.
+    wait_for("the first run", 20, || b.get("/api/wishlist")[0]["last_run"].as_i64());
+    assert_eq!(b.get("/api/wishlist")[0]["new_matches"], 0);
+    // alice shares two matching files; only the FLAC passes the item's filters.
+    share_file(&a.dir, "music/zeta track.flac", &content(400_000, 21));
+    share_file(&a.dir, "music/zeta track.mp3", &content(300_000, 22));
+    let (code, _) = a.post("/api/shares/rescan", json!({}));
+    assert_eq!(code, 202);
+    let want = sha256_file(&a.dir.join("share/music/zeta track.flac"));
+    let done = wait_for("the new match downloaded by itself", 90, || {
+        // "search again" rather than the 10-minute interval of hubs
+        let (code, _) = b.post(&format!("/api/wishlist/{id}/run"), json!({}));
+        assert_eq!(code, 200);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let ts = b.get("/api/transfers");
+        ts.as_array()?.iter().find(|t| t["name"] == "zeta track.flac" && t["state"] == "done").cloned()
+    });
+    assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), want);
+    let w = b.get("/api/wishlist");
+    assert_eq!(w[0]["new_matches"], 1, "{w}");
+    // Again: the same file is no new match and is not taken twice.
+    let (code, _) = b.post(&format!("/api/wishlist/{id}/run"), json!({}));
+    assert_eq!(code, 200);
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    assert_eq!(b.get("/api/wishlist")[0]["new_matches"], 1);
+    let ts = b.get("/api/transfers");
+    assert_eq!(ts.as_array().unwrap().len(), 1, "only the FLAC, once: {ts}");
+    let (code, seen) = b.post(&format!("/api/wishlist/{id}/seen"), json!({}));
+    assert_eq!((code, &seen["new_matches"]), (200, &json!(0)));
+    let (code, _, _) = b.request("delete", &format!("/api/wishlist/{id}"), "");
+    assert_eq!(code, 204);
+    assert_eq!(b.get("/api/wishlist"), json!([]));
+}

@@ -177,6 +177,8 @@ pub enum SessionEvent {
         free_slot: bool,
         /// The user's queue length.
         queue: u32,
+        /// The user's average upload speed, bytes/s.
+        speed: u32,
     },
     /// Someone searches: answer with [`ClientSession::answer_search`] if we have matches.
     SearchRequest {
@@ -501,8 +503,15 @@ pub struct ClientSession {
     /// The members of each room we are in (JoinRoom's list, then UserJoinedRoom and
     /// UserLeftRoom), by lower-case name; at most [`MAX_ROOM_MEMBERS`] each.
     rooms: HashMap<String, BTreeMap<String, RoomUser>>,
+    wishlist_interval: Duration,
     out: VecDeque<Output>,
 }
+
+/// The wishlist interval until the server gives one (Soulseek's usual 12 minutes).
+pub const DEFAULT_WISHLIST_INTERVAL: Duration = Duration::from_secs(720);
+/// The shortest wishlist interval taken from a server (one that says 0 would have us
+/// search without pause).
+pub const MIN_WISHLIST_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Members kept per room (the server's list of a huge room is cut there; a member who
 /// joins later is still listed while there is room).
@@ -545,6 +554,7 @@ impl ClientSession {
             uploads: HashMap::new(),
             browses: Vec::new(),
             rooms: HashMap::new(),
+            wishlist_interval: DEFAULT_WISHLIST_INTERVAL,
             searches: VecDeque::new(),
             out: VecDeque::new(),
         }
@@ -795,6 +805,25 @@ impl ClientSession {
         token
     }
 
+    /// A wishlist search (WishlistSearch, 103): like [`ClientSession::search`], sent as the
+    /// server expects a saved search to be re-run, at most every
+    /// [`ClientSession::wishlist_interval`].
+    pub fn wishlist_search(&mut self, query: &str) -> u32 {
+        let token = self.token();
+        self.searches.push_back(token);
+        while self.searches.len() > MAX_OPEN_SEARCHES {
+            self.searches.pop_front();
+        }
+        self.server(ServerRequest::WishlistSearch { token, query: query.to_owned() });
+        token
+    }
+
+    /// How often the server lets wishlist searches run (its WishlistInterval at login;
+    /// [`DEFAULT_WISHLIST_INTERVAL`] until it says).
+    pub fn wishlist_interval(&self) -> Duration {
+        self.wishlist_interval
+    }
+
     /// Stop taking results of a search.
     pub fn end_search(&mut self, token: u32) {
         self.searches.retain(|&t| t != token);
@@ -1037,6 +1066,9 @@ impl ClientSession {
                         m.insert(user.name.to_lowercase(), user);
                     }
                 }
+            }
+            ServerResponse::WishlistInterval { seconds } => {
+                self.wishlist_interval = Duration::from_secs(u64::from(seconds)).max(MIN_WISHLIST_INTERVAL);
             }
             ServerResponse::UserLeftRoom { room, user } => {
                 if let Some(m) = self.rooms.get_mut(&room) {
@@ -1362,6 +1394,7 @@ impl ClientSession {
                     files,
                     free_slot: r.slot_free,
                     queue: r.queue_len,
+                    speed: r.avg_speed,
                 });
             }
             PeerMessage::SharedFileListRequest => {
@@ -2175,6 +2208,7 @@ mod tests {
                 files: vec![SharedFile::new("m\\galway girl.mp3", 12)],
                 free_slot: true,
                 queue: 4,
+                speed: 0,
             }]
         );
         // Results for a search that is not ours are dropped.

@@ -27,6 +27,21 @@ pub mod attr {
     pub const BIT_DEPTH: u32 = 5;
 }
 
+/// A file's audio attributes, each when given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct AudioInfo {
+    /// Bitrate in kbps.
+    pub bitrate: Option<u32>,
+    /// Duration in seconds.
+    pub duration: Option<u32>,
+    /// Variable bitrate.
+    pub vbr: Option<bool>,
+    /// Sample rate in Hz.
+    pub sample_rate: Option<u32>,
+    /// Bits per sample.
+    pub bit_depth: Option<u32>,
+}
+
 /// One `(u32 code, u32 value)` attribute of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileAttribute {
@@ -56,6 +71,17 @@ impl SharedFile {
     /// A file with no extension field and no attributes.
     pub fn new(filename: impl Into<String>, size: u64) -> Self {
         SharedFile { filename: filename.into(), size, extension: String::new(), attributes: Vec::new() }
+    }
+
+    /// Its audio attributes (those the sharer gave).
+    pub fn audio(&self) -> AudioInfo {
+        AudioInfo {
+            bitrate: self.attribute(attr::BITRATE),
+            duration: self.attribute(attr::DURATION),
+            vbr: self.attribute(attr::VBR).map(|v| v != 0),
+            sample_rate: self.attribute(attr::SAMPLE_RATE),
+            bit_depth: self.attribute(attr::BIT_DEPTH),
+        }
     }
 
     /// The first attribute with this code.

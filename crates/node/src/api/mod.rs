@@ -8,6 +8,7 @@ mod tox;
 
 use crate::app::model::Event;
 use crate::app::net::{Network, TransferAction};
+use crate::app::search::Filters;
 use crate::app::{Node, NodeError};
 use anyhow::Context;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -127,6 +128,10 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/networks/{name}", axum::routing::delete(network_remove))
         .route("/api/searches", post(search_start).get(search_list))
         .route("/api/searches/{id}", get(search_get))
+        .route("/api/wishlist", get(wishlist_list).post(wishlist_add))
+        .route("/api/wishlist/{id}", axum::routing::delete(wishlist_remove))
+        .route("/api/wishlist/{id}/run", post(wishlist_run))
+        .route("/api/wishlist/{id}/seen", post(wishlist_seen))
         .route("/api/transfers", get(transfer_list).post(transfer_add))
         .route("/api/transfers/{id}", get(transfer_get).delete(transfer_remove))
         .route("/api/transfers/clear", post(transfers_clear))
@@ -291,10 +296,20 @@ struct SearchBody {
     query: String,
 }
 
-fn search_json(s: &crate::app::search::Search, with_results: bool) -> Value {
-    let mut v = json!({"id": s.id, "query": s.query, "started": s.started});
+fn search_json(s: &crate::app::search::Search, with_results: bool, filters: &Filters) -> Value {
+    let finished = s.finished(crate::app::db::now());
+    let mut v = json!({
+        "id": s.id,
+        "query": s.query,
+        "started": s.started,
+        "ends": s.started + crate::app::search::SEARCH_LIFETIME.as_secs() as i64,
+        "state": if finished { "finished" } else { "running" },
+        "sent_to": s.sent_to,
+    });
     if with_results {
-        v["results"] = json!(s.results);
+        let results: Vec<_> = s.results.iter().filter_map(|r| filters.apply(r)).collect();
+        v["result_count"] = json!(s.results.len());
+        v["results"] = json!(results);
     } else {
         v["result_count"] = json!(s.results.len());
     }
@@ -303,15 +318,49 @@ fn search_json(s: &crate::app::search::Search, with_results: bool) -> Value {
 
 async fn search_start(State(api): State<Api>, Json(b): Json<SearchBody>) -> ApiResult<(StatusCode, Json<Value>)> {
     let s = api.node.search(&b.query).await?;
-    Ok((StatusCode::CREATED, Json(search_json(&s, true))))
+    Ok((StatusCode::CREATED, Json(search_json(&s, true, &Filters::default()))))
 }
 
 async fn search_list(State(api): State<Api>) -> Json<Value> {
-    Json(Value::Array(api.node.search_list().iter().map(|s| search_json(s, false)).collect()))
+    Json(Value::Array(api.node.search_list().iter().map(|s| search_json(s, false, &Filters::default())).collect()))
 }
 
-async fn search_get(State(api): State<Api>, Path(id): Path<u64>) -> ApiResult<Json<Value>> {
-    Ok(Json(search_json(&api.node.search_get(id)?, true)))
+async fn search_get(
+    State(api): State<Api>,
+    Path(id): Path<u64>,
+    Query(filters): Query<Filters>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(search_json(&api.node.search_get(id)?, true, &filters)))
+}
+
+#[derive(Deserialize)]
+struct WishlistBody {
+    query: String,
+    #[serde(default)]
+    filters: Filters,
+    #[serde(default)]
+    auto_download: bool,
+}
+
+async fn wishlist_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.wishlist()?)))
+}
+
+async fn wishlist_add(State(api): State<Api>, Json(b): Json<WishlistBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+    Ok((StatusCode::CREATED, Json(json!(api.node.wishlist_add(&b.query, b.filters, b.auto_download)?))))
+}
+
+async fn wishlist_remove(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    api.node.wishlist_remove(id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn wishlist_run(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.wishlist_run_now(id).await?)))
+}
+
+async fn wishlist_seen(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.wishlist_seen(id)?)))
 }
 
 async fn transfer_list(State(api): State<Api>) -> ApiResult<Json<Value>> {

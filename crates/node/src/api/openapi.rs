@@ -13,6 +13,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/searches", "Start a search on every connected network"),
     ("get", "/api/searches", "The searches of this run"),
     ("get", "/api/searches/{id}", "One search with its merged results"),
+    ("get", "/api/wishlist", "The saved searches"),
+    ("post", "/api/wishlist", "Save a search (it runs now and then on each network's interval)"),
+    ("delete", "/api/wishlist/{id}", "Forget a saved search"),
+    ("post", "/api/wishlist/{id}/run", "Run a saved search now"),
+    ("post", "/api/wishlist/{id}/seen", "Mark a saved search's matches as seen"),
     ("get", "/api/transfers", "The download queue, newest first"),
     ("post", "/api/transfers", "Queue a download of a search result"),
     ("get", "/api/transfers/{id}", "One transfer"),
@@ -92,7 +97,28 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             json!({"description": "Started", "content": {"application/json": {"schema": r("Search")}}}),
         ),
         ("get", "/api/searches") => (vec![], None, ok(json!({"type": "array", "items": r("SearchSummary")}))),
-        ("get", "/api/searches/{id}") => (vec![id_param("id")], None, ok(r("Search"))),
+        ("get", "/api/searches/{id}") => (
+            vec![
+                id_param("id"),
+                q("min_size", "integer", false),
+                q("max_size", "integer", false),
+                q("ext", "string", false),
+                q("min_bitrate", "integer", false),
+                q("free_slot", "boolean", false),
+                q("network", "string", false),
+            ],
+            None,
+            ok(r("Search")),
+        ),
+        ("get", "/api/wishlist") => (vec![], None, ok(json!({"type": "array", "items": r("WishlistItem")}))),
+        ("post", "/api/wishlist") => (
+            vec![],
+            Some(body(json!({"type": "object", "required": ["query"], "properties": {
+                "query": {"type": "string"}, "filters": r("Filters"), "auto_download": {"type": "boolean"}}}))),
+            json!({"description": "Saved", "content": {"application/json": {"schema": r("WishlistItem")}}}),
+        ),
+        ("delete", "/api/wishlist/{id}") => (vec![id_param("id")], None, json!({"description": "Forgotten"})),
+        ("post", p) if p.starts_with("/api/wishlist/{id}/") => (vec![id_param("id")], None, ok(r("WishlistItem"))),
         ("get", "/api/transfers") => (vec![], None, ok(json!({"type": "array", "items": r("Transfer")}))),
         ("post", "/api/transfers") => (
             vec![],
@@ -272,6 +298,15 @@ fn schemas() -> Value {
             "client": s("string"), "slots": s("integer"), "slots_full": s("boolean"), "speed": s("integer"),
             "country": s("string"), "op": s("boolean"), "away": s("boolean"),
             "relation": {"type": "string", "enum": ["buddy", "ignored", "banned"]}}});
+    all["Filters"] = json!({"type": "object", "properties": {
+            "min_size": {"type": "integer"}, "max_size": {"type": "integer"}, "ext": {"type": "string"},
+            "min_bitrate": {"type": "integer"}, "free_slot": {"type": "boolean"},
+            "network": {"type": "string", "enum": ["nmdc", "slsk"]}}});
+    all["WishlistItem"] = json!({"type": "object", "properties": {
+            "id": {"type": "integer"}, "query": {"type": "string"}, "filters": r("Filters"),
+            "auto_download": {"type": "boolean"}, "created": {"type": "integer"},
+            "last_run": {"type": "integer", "nullable": true}, "last_search": {"type": "integer", "nullable": true},
+            "new_matches": {"type": "integer"}}});
     all["Contact"] = json!({"type": "object", "properties": {
             "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "name": s("string"),
             "relation": {"type": "string", "enum": ["buddy", "ignored", "banned"]}}});

@@ -23,6 +23,7 @@ pub mod settings;
 pub mod tox;
 pub mod transfers;
 pub mod users;
+pub mod wishlist;
 
 use crate::config::Config;
 use crate::nmdc::client::DcClient;
@@ -73,6 +74,8 @@ pub struct Node {
     /// This run's start (unix microseconds): the upload history's rows of this run are
     /// the ones in memory.
     run: i64,
+    /// Wakes the wishlist's runner (an item was added).
+    wishlist_wake: tokio::sync::Notify,
     /// Buddies and ignored users (`app::users`).
     marks: RwLock<users::Marks>,
     /// The DCC server, whose chats are in the chat model as `dcc:chat:NICK`.
@@ -228,6 +231,7 @@ impl Node {
             networks: Mutex::default(),
             sessions: RwLock::default(),
             marks: RwLock::new(marks),
+            wishlist_wake: tokio::sync::Notify::new(),
             run: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_micros() as i64)
@@ -309,14 +313,17 @@ impl Node {
         for session in self.sessions() {
             let Some(client) = session.client() else { continue };
             match client.search(&s.query, &self.searches, s.id, &session.spec.label).await {
-                Ok(()) => sent += 1,
+                Ok(()) => {
+                    sent += 1;
+                    self.searches.lock().expect("searches").sent(s.id, session.key().status_name());
+                }
                 Err(e) => tracing::info!("search on {}: {e:#}", session.key().describe()),
             }
         }
         if sent == 0 {
             return Err(NotConnected("any hub or Soulseek server to search on".into()).into());
         }
-        Ok(s)
+        self.search_get(s.id)
     }
 
     /// The searches of this run, oldest first.
@@ -888,6 +895,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         Ok(())
     });
     tasks.spawn(node.clone().run_uploads());
+    tasks.spawn(node.clone().run_wishlist());
     crate::app::say!("omnipeer is up as {} (data in {}); Ctrl-C to stop", node.nick, data_dir.display());
     Ok(Up { node, dcc, tasks, api })
 }

@@ -76,6 +76,39 @@ pub struct Source {
     pub path: String,
     /// Free upload slots the source reported.
     pub free_slots: u32,
+    /// What else the source told about itself and the file (per source: figures of
+    /// different networks are never summed).
+    #[serde(flatten)]
+    pub details: SourceDetails,
+}
+
+/// A source's figures, each when its network gives it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceDetails {
+    /// All its upload slots (NMDC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// Uploads waiting in its queue (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
+    /// Its average upload speed in bytes per second (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<u64>,
+    /// Bitrate in kbps (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate: Option<u32>,
+    /// Duration in seconds (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    /// Variable bitrate (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vbr: Option<bool>,
+    /// Sample rate in Hz (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    /// Bits per sample (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_depth: Option<u32>,
 }
 
 /// One file found by a search, merged over its sources.
@@ -391,6 +424,13 @@ pub enum Event {
     TransfersRemoved {
         /// Their ids.
         ids: Vec<i64>,
+    },
+    /// A wishlist item found a match it had not seen before.
+    WishlistMatch {
+        /// The item.
+        item: i64,
+        /// The match (narrowed to the sources that pass the item's filters).
+        result: MergedResult,
     },
     /// A chat with a live connection of its own (DCC) opened or closed.
     ChatOpen {

@@ -10,8 +10,10 @@ use super::model::{MergedResult, Source};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// How long a search takes new results.
-pub const SEARCH_LIFETIME: Duration = Duration::from_secs(120);
+/// How long a search takes new results; after it the search is finished (the API and the
+/// web UI say so, and "no results" when none came). Soulseek peers answer within seconds
+/// and hubs relay at once; slskd ends a search after 15 s by default.
+pub const SEARCH_LIFETIME: Duration = Duration::from_secs(60);
 /// Searches kept (oldest dropped).
 pub const MAX_SEARCHES: usize = 64;
 /// Results kept per search (the first ones to arrive; docs/api.md). Every result a
@@ -31,6 +33,8 @@ pub struct Search {
     pub query: String,
     /// Unix time started.
     pub started: i64,
+    /// The sessions it was sent to (`nmdc_client`, `slsk_client@LABEL`, …).
+    pub sent_to: Vec<String>,
     terms: Vec<String>,
     at: Instant,
     /// The tokens our Soulseek searches were sent with, one per Soulseek session (by its
@@ -69,6 +73,71 @@ pub struct RawResult {
     pub slsk_token: Option<u32>,
 }
 
+impl Search {
+    /// Whether it takes no more results, at unix time `unix`.
+    pub fn finished(&self, unix: i64) -> bool {
+        unix >= self.started + SEARCH_LIFETIME.as_secs() as i64
+    }
+}
+
+/// What a user narrows results by (the web UI's filters, `GET /api/searches/{id}`'s query,
+/// a wishlist item's auto-download). Every field is optional; a result passes when its
+/// size and name pass and at least one of its sources does, and only those sources are
+/// kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Filters {
+    /// Smallest size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<u64>,
+    /// Largest size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    /// Extensions, any of (comma-separated, without dots, case-insensitive: `mp3,flac`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext: Option<String>,
+    /// Lowest bitrate in kbps (sources that give none do not pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_bitrate: Option<u32>,
+    /// Only sources with a free upload slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_slot: Option<bool>,
+    /// Only sources on this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<super::net::Network>,
+}
+
+impl Filters {
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
+
+    /// `r` narrowed to its sources that pass, or None when it does not pass.
+    pub fn apply(&self, r: &MergedResult) -> Option<MergedResult> {
+        if self.min_size.is_some_and(|m| r.size < m) || self.max_size.is_some_and(|m| r.size > m) {
+            return None;
+        }
+        if let Some(exts) = self.ext.as_deref().filter(|e| !e.trim().is_empty()) {
+            let ext = r.name.rsplit_once('.').map(|(_, e)| e.to_lowercase()).unwrap_or_default();
+            if !exts.split(',').map(|e| e.trim().trim_start_matches('.').to_lowercase()).any(|e| e == ext) {
+                return None;
+            }
+        }
+        let sources: Vec<Source> = r
+            .sources
+            .iter()
+            .filter(|s| self.network.is_none_or(|n| s.network == n))
+            .filter(|s| self.free_slot != Some(true) || s.free_slots > 0)
+            .filter(|s| self.min_bitrate.is_none_or(|m| s.details.bitrate.is_some_and(|b| b >= m)))
+            .cloned()
+            .collect();
+        if sources.is_empty() {
+            return None;
+        }
+        Some(MergedResult { sources, ..r.clone() })
+    }
+}
+
 fn terms(query: &str) -> Vec<String> {
     query.split_whitespace().filter(|t| !t.starts_with('-')).map(str::to_lowercase).collect()
 }
@@ -90,6 +159,7 @@ impl SearchBook {
             id: self.next_search,
             query,
             started: unix,
+            sent_to: Vec::new(),
             terms: t,
             at: now,
             slsk_tokens: Vec::new(),
@@ -112,6 +182,13 @@ impl SearchBook {
     pub fn set_slsk_token(&mut self, id: u64, session: &str, token: u32) {
         if let Some(s) = self.searches.iter_mut().find(|s| s.id == id) {
             s.slsk_tokens.push((session.to_owned(), token));
+        }
+    }
+
+    /// Search `id` was sent to the session `name`.
+    pub fn sent(&mut self, id: u64, name: String) {
+        if let Some(s) = self.searches.iter_mut().find(|s| s.id == id) {
+            s.sent_to.push(name);
         }
     }
 
@@ -219,6 +296,7 @@ mod tests {
                 user: user.into(),
                 path: path.into(),
                 free_slots: 1,
+                details: Default::default(),
             },
             size,
             tth: tth.map(str::to_owned),

@@ -15,7 +15,7 @@
 //! queue, a variant of [`Client`] and of the event conversion in [`Client::next_event`],
 //! and a [`Network`] variant; search, downloads, chat and `/api/networks` then take it.
 
-use super::model::{NetworkInfo, PeerUser, Role, SessionRef, SessionState, Source, TransferInfo};
+use super::model::{NetworkInfo, PeerUser, Role, SessionRef, SessionState, Source, SourceDetails, TransferInfo};
 use super::net::{label_from_address, valid_label, Network, SessionKey};
 use super::search::{RawResult, SearchBook};
 use super::{is_bind_error, listen_key, wait_offline, Node, NodeError, RECONNECT_EVERY};
@@ -32,6 +32,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// How often a saved search runs again on a hub: hubs have no wishlist of their own, and
+/// their operators frown on clients that search every few seconds (AirDC++'s automatic
+/// searches wait minutes between runs too).
+pub const HUB_WISHLIST_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Sessions the node keeps at once (configured and added through the API together).
 pub const MAX_SESSIONS: usize = 32;
@@ -144,8 +149,14 @@ impl EventRx {
     /// The next event of the session labelled `label`; None when the session's queue
     /// closed.
     pub async fn next_event(&mut self, label: &str) -> Option<NetEvent> {
-        let source =
-            |network, user, path, free_slots| Source { network, session: label.to_owned(), user, path, free_slots };
+        let source = |network, user, path, free_slots, details| Source {
+            network,
+            session: label.to_owned(),
+            user,
+            path,
+            free_slots,
+            details,
+        };
         Some(match self {
             EventRx::Nmdc(rx) => match rx.recv().await? {
                 ClientEvent::Chat { nick, text } => NetEvent::Said { room: None, nick, text },
@@ -156,8 +167,9 @@ impl EventRx {
                         omnipeer_nmdc::command::ResultTag::Tth(t) => Some(t.to_base32()),
                         _ => None,
                     };
+                    let details = SourceDetails { slots: Some(sr.total_slots), ..SourceDetails::default() };
                     NetEvent::Result(RawResult {
-                        source: source(Network::Nmdc, sr.nick.clone(), sr.path.clone(), sr.free_slots),
+                        source: source(Network::Nmdc, sr.nick.clone(), sr.path.clone(), sr.free_slots, details),
                         size,
                         tth,
                         slsk_token: None,
@@ -167,12 +179,24 @@ impl EventRx {
                 ClientEvent::LoggedIn | ClientEvent::UserJoined(_) | ClientEvent::UserLeft(_) => NetEvent::Other,
             },
             EventRx::Slsk(rx) => match rx.recv().await? {
-                SlskEvent::SearchResult { user, path, size, free_slot, token, .. } => NetEvent::Result(RawResult {
-                    source: source(Network::Slsk, user, path, u32::from(free_slot)),
-                    size,
-                    tth: None,
-                    slsk_token: Some(token),
-                }),
+                SlskEvent::SearchResult { user, path, size, free_slot, queue, speed, audio, token } => {
+                    let details = SourceDetails {
+                        slots: None,
+                        queue: Some(queue),
+                        speed: Some(u64::from(speed)),
+                        bitrate: audio.bitrate,
+                        duration: audio.duration,
+                        vbr: audio.vbr,
+                        sample_rate: audio.sample_rate,
+                        bit_depth: audio.bit_depth,
+                    };
+                    NetEvent::Result(RawResult {
+                        source: source(Network::Slsk, user, path, u32::from(free_slot), details),
+                        size,
+                        tth: None,
+                        slsk_token: Some(token),
+                    })
+                }
                 SlskEvent::PrivateMessage { user, text } => NetEvent::Private { from: user, text },
                 SlskEvent::RoomMessage { room, user, text } => NetEvent::Said { room: Some(room), nick: user, text },
                 SlskEvent::JoinedRoom { room } => NetEvent::Joined(room),
@@ -217,6 +241,35 @@ impl Client {
                 book.set_slsk_token(id, label, token);
                 Ok(())
             }
+        }
+    }
+
+    /// Send search `id` of `book` as a saved (wishlist) search: Soulseek's WishlistSearch,
+    /// a plain search on a hub.
+    pub async fn wishlist_search(
+        &self,
+        query: &str,
+        book: &Mutex<SearchBook>,
+        id: u64,
+        label: &str,
+    ) -> anyhow::Result<()> {
+        match self {
+            Client::Slsk(c) => {
+                let mut book = book.lock().expect("searches");
+                let token = c.wishlist_search(query);
+                book.set_slsk_token(id, label, token);
+                Ok(())
+            }
+            Client::Nmdc(_) => self.search(query, book, id, label).await,
+        }
+    }
+
+    /// How often a saved search may run again here: the Soulseek server's
+    /// WishlistInterval, [`HUB_WISHLIST_INTERVAL`] on a hub.
+    pub fn wishlist_interval(&self) -> Duration {
+        match self {
+            Client::Slsk(c) => c.wishlist_interval(),
+            Client::Nmdc(_) => HUB_WISHLIST_INTERVAL,
         }
     }
 

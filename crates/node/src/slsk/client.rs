@@ -90,6 +90,10 @@ pub enum SlskEvent {
         free_slot: bool,
         /// The user's queue length.
         queue: u32,
+        /// The user's average upload speed, bytes/s.
+        speed: u32,
+        /// Audio attributes, when the sharer gave them.
+        audio: omnipeer_slsk::shares::AudioInfo,
         /// The token of the search it answers ([`SlskClient::search`]'s return value).
         token: u32,
     },
@@ -394,6 +398,16 @@ impl SlskClient {
         self.inner.with(|c, _| c.session.search(query))
     }
 
+    /// Send a wishlist search (see [`omnipeer_slsk::session::ClientSession::wishlist_search`]).
+    pub fn wishlist_search(&self, query: &str) -> u32 {
+        self.inner.with(|c, _| c.session.wishlist_search(query))
+    }
+
+    /// How often the server lets wishlist searches run.
+    pub fn wishlist_interval(&self) -> Duration {
+        self.inner.with(|c, _| c.session.wishlist_interval())
+    }
+
     /// The members of a room we are in.
     pub fn room_members(&self, room: &str) -> Vec<omnipeer_slsk::server::RoomUser> {
         self.inner.with(|c, _| c.session.room_members(room))
@@ -631,14 +645,17 @@ impl Inner {
                 tracing::warn!("logged in elsewhere: the server closed this session");
                 self.shutdown.cancel();
             }
-            SessionEvent::SearchResults { token, user, files, free_slot, queue } => {
+            SessionEvent::SearchResults { token, user, files, free_slot, queue, speed } => {
                 for f in files {
+                    let audio = f.audio();
                     core.events.push_back(SlskEvent::SearchResult {
                         user: user.clone(),
                         path: f.filename,
                         size: f.size,
                         free_slot,
                         queue,
+                        speed,
+                        audio,
                         token,
                     });
                 }
