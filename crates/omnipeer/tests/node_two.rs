@@ -533,3 +533,44 @@ fn a_wishlist_item_finds_a_file_shared_later_and_downloads_it() {
     assert_eq!(code, 204);
     assert_eq!(b.get("/api/wishlist"), json!([]));
 }
+
+/// A search says where it went and narrows by size, extension, network and free slot;
+/// each source carries its own network's figures.
+#[test]
+fn search_results_carry_per_source_figures_and_filter() {
+    let t = tempfile::tempdir().unwrap();
+    let (_a, b, _) = two_nodes(t.path(), "", &[("docs/beta notes.pdf", content(50_000, 31))]);
+    let r = b.search_until("beta notes", "beta notes.txt", &["nmdc", "slsk"]);
+    wait_for("the pdf too", 30, || {
+        let s = b.get(&format!("/api/searches/{}", r["search"]));
+        s["results"].as_array()?.iter().any(|x| x["name"] == "beta notes.pdf").then_some(())
+    });
+    let s = b.get(&format!("/api/searches/{}", r["search"]));
+    assert_eq!(s["state"], "running", "{s}");
+    let mut sent: Vec<&str> = s["sent_to"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    sent.sort();
+    assert_eq!(sent, ["nmdc_client", "slsk_client"]);
+    let txt = s["results"].as_array().unwrap().iter().find(|x| x["name"] == "beta notes.txt").unwrap();
+    for src in txt["sources"].as_array().unwrap() {
+        match src["network"].as_str().unwrap() {
+            "nmdc" => assert!(src["slots"].as_u64().is_some() && src.get("queue").is_none(), "{src}"),
+            _ => assert!(src["queue"].as_u64().is_some() && src["speed"].as_u64().is_some(), "{src}"),
+        }
+    }
+    let names = |q: &str| -> Vec<String> {
+        let s = b.get(&format!("/api/searches/{}?{q}", r["search"]));
+        let mut v: Vec<String> = s["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| format!("{}:{}", x["name"].as_str().unwrap(), x["sources"].as_array().unwrap().len()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("ext=pdf"), ["beta notes.pdf:2"]);
+    assert_eq!(names("ext=txt&network=slsk"), ["beta notes.txt:1"]);
+    assert_eq!(names("min_size=100000"), ["beta notes.txt:2"]);
+    assert_eq!(names("max_size=100000&ext=PDF,mp3"), ["beta notes.pdf:2"]);
+    assert!(names("min_bitrate=128").is_empty(), "no source gives a bitrate");
+}
