@@ -23,6 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+/// A line's latency at one receiver, and when it was sent (which line it was).
+type Lat = (Duration, u64);
+
 /// Every simulated user's outgoing queue, to broadcast from the load loop.
 type Writers = Arc<tokio::sync::Mutex<Vec<mpsc::Sender<Arc<[u8]>>>>>;
 
@@ -166,7 +169,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
 
     let result = rt.block_on(async {
         let origin = Instant::now();
-        let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<Duration>();
+        let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<Lat>();
         let (in_tx, mut in_rx) = mpsc::unbounded_channel::<()>();
         let slow = Arc::new(AtomicUsize::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
@@ -244,12 +247,24 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
         }
         drop(lat_tx);
         let mut lat = Vec::with_capacity(users * messages);
-        while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(20), lat_rx.recv()).await {
+        let mut per_line: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
+        while let Ok(Some((d, sent))) = tokio::time::timeout(Duration::from_secs(20), lat_rx.recv()).await {
             lat.push(d);
+            per_line.entry(sent).or_default().push(d);
             if lat.len() == users * messages {
                 break;
             }
         }
+        // Each line's median and slowest delivery: a tail from a few late lines (a stall)
+        // reads differently from one that every line has (a slow pass over the users).
+        let lines: Vec<String> = per_line
+            .values_mut()
+            .map(|v| {
+                v.sort();
+                format!("{:.0}/{:.0}", ms(pct(v, 50.0)), ms(*v.last().expect("one")))
+            })
+            .collect();
+        println!("  each line's p50/max ms: {}", lines.join(" "));
         anyhow::Ok((
             login_secs,
             everyone_secs,
@@ -371,7 +386,7 @@ impl User {
         &mut self,
         messages: usize,
         origin: Instant,
-        lat: mpsc::UnboundedSender<Duration>,
+        lat: mpsc::UnboundedSender<Lat>,
         bytes: &AtomicU64,
     ) {
         let mut buf = vec![0u8; 16 * 1024];
@@ -384,7 +399,7 @@ impl User {
                 start += end + 1;
                 if let Some(rest) = cmd.strip_prefix(b"<sender> ping ") {
                     let t: u128 = std::str::from_utf8(rest).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
-                    let _ = lat.send(now.saturating_sub(Duration::from_nanos(t as u64)));
+                    let _ = lat.send((now.saturating_sub(Duration::from_nanos(t as u64)), t as u64));
                     if seen == 0 {
                         let tail = (self.pending.len() - start) as u64;
                         bytes.fetch_add(self.got - tail, Ordering::Relaxed);
@@ -410,7 +425,7 @@ impl User {
 }
 
 /// Read until `messages` pings arrived, reporting each one's latency.
-async fn receive_pings(s: TcpStream, messages: usize, origin: Instant, lat: mpsc::UnboundedSender<Duration>) {
+async fn receive_pings(s: TcpStream, messages: usize, origin: Instant, lat: mpsc::UnboundedSender<Lat>) {
     let mut u = User { s, pending: Vec::new(), got: 0, handshake: 0 };
     u.receive_pings(messages, origin, lat, &AtomicU64::new(0)).await;
 }
@@ -470,7 +485,7 @@ async fn relay_baseline(users: usize, messages: usize) -> anyhow::Result<(Durati
     }
     drop(lat_tx);
     let mut lat = Vec::new();
-    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(20), lat_rx.recv()).await {
+    while let Ok(Some((d, _))) = tokio::time::timeout(Duration::from_secs(20), lat_rx.recv()).await {
         lat.push(d);
         if lat.len() == users * messages {
             break;

@@ -79,6 +79,10 @@ const SWEEP_EVERY: usize = 256 * 1024;
 /// Broadcast bytes after which they are written out even in the middle of a batch of
 /// inputs (a flood of chat is written out as it comes, not 4 MiB at a time).
 const FLUSH_EVERY: usize = 64 * 1024;
+/// Threads (the driver's included) that write a broadcast out to many connections.
+const FLUSH_THREADS: usize = 4;
+/// Connections from which a broadcast is written out by more than one thread.
+const PARALLEL_FLUSH_MIN: usize = 1024;
 
 /// What a machine asks the driver to do.
 pub enum Action<E> {
@@ -514,60 +518,110 @@ impl Conns {
 
     /// Write what is new to every connection whose socket has room (the driver's own
     /// system calls, no task woken); a connection whose socket is full gets its task
-    /// woken to finish. After a broadcast this passes over every connection, and frees
-    /// the log as far as they all took it. Connections that failed are returned.
+    /// woken to finish. After a broadcast this passes over every connection (on more than
+    /// one thread when there are many), and frees the log as far as they all took it.
+    /// Connections that failed are returned.
     fn flush(&mut self) -> Vec<ConnId> {
         self.since_flush = 0;
         let news = std::mem::take(&mut self.news);
-        let mut failed = Vec::new();
-        let mut flush_one = |conn: ConnId, q: &Outq, log: &Log, min: &mut u64| {
-            let mut st = q.st.lock().expect("outq lock");
-            if st.killed {
-                return;
-            }
-            if !st.blocked {
-                match write_all_now(&mut st, log, conn, &q.stream) {
-                    Ok(true) => {}
-                    // The task waits for the socket to drain and writes the rest.
-                    Ok(false) => st.wake(),
-                    Err(_) => {
-                        st.killed = true;
-                        st.joined = false;
-                        st.wake();
-                        failed.push(conn);
-                    }
-                }
-            }
-            if st.joined {
-                *min = (*min).min(st.cursor);
-            }
-        };
         if news {
-            let log = self.shared.log.read().expect("log lock");
-            let mut min = log.head();
-            for (&conn, (q, queued)) in self.writers.iter_mut() {
-                *queued = false;
-                flush_one(conn, q, &log, &mut min);
-            }
-            drop(log);
+            let list: Vec<(ConnId, &Outq)> = self
+                .writers
+                .iter_mut()
+                .map(|(&conn, (q, queued))| {
+                    *queued = false;
+                    (conn, &**q)
+                })
+                .collect();
             self.to_flush.clear();
+            let log = self.shared.log.read().expect("log lock");
+            let (min, failed) = flush_all(&list, &log);
+            drop(log);
+            drop(list);
             if self.since_sweep < SWEEP_EVERY {
                 // What every connection took is freed now (a laggard's cursor holds the
                 // rest until a sweep checks whether it is stuck).
                 self.free_log_before(min);
             }
+            failed
         } else if !self.to_flush.is_empty() {
-            let log = self.shared.log.read().expect("log lock");
-            let mut min = 0;
-            for conn in self.to_flush.drain(..) {
-                if let Some((q, queued)) = self.writers.get_mut(&conn) {
+            for conn in &self.to_flush {
+                if let Some((_, queued)) = self.writers.get_mut(conn) {
                     *queued = false;
-                    flush_one(conn, q, &log, &mut min);
+                }
+            }
+            let list: Vec<(ConnId, &Outq)> =
+                self.to_flush.drain(..).filter_map(|conn| self.writers.get(&conn).map(|(q, _)| (conn, &**q))).collect();
+            let log = self.shared.log.read().expect("log lock");
+            flush_chunk(&list, &log).1
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// [`flush_chunk`] over all of `list`, split among up to [`FLUSH_THREADS`] threads when it
+/// is long: a chat line at 10,000 users is 10,000 system calls, and on a busy machine two
+/// threads get twice the share of the CPU one gets.
+fn flush_all(list: &[(ConnId, &Outq)], log: &Log) -> (u64, Vec<ConnId>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(FLUSH_THREADS);
+    if threads < 2 || list.len() < PARALLEL_FLUSH_MIN {
+        return flush_chunk(list, log);
+    }
+    let per = list.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let mut chunks = list.chunks(per);
+        let mine = chunks.next().unwrap_or(&[]);
+        // A thread that cannot be started leaves its share to this one.
+        let mut rest = Vec::new();
+        let helpers: Vec<_> = chunks
+            .filter_map(|chunk| match std::thread::Builder::new().spawn_scoped(s, || flush_chunk(chunk, log)) {
+                Ok(h) => Some(h),
+                Err(_) => {
+                    rest.push(chunk);
+                    None
+                }
+            })
+            .collect();
+        let (mut min, mut failed) = flush_chunk(mine, log);
+        let results = rest.into_iter().map(|c| flush_chunk(c, log)).collect::<Vec<_>>();
+        for (m, f) in results.into_iter().chain(helpers.into_iter().map(|h| h.join().expect("flush thread"))) {
+            min = min.min(m);
+            failed.extend(f);
+        }
+        (min, failed)
+    })
+}
+
+/// Write what is pending to each connection in `list` whose socket has room; wake the
+/// task of each whose socket is full. The lowest cursor of the joined ones (the log
+/// before it can go) and the connections that failed.
+fn flush_chunk(list: &[(ConnId, &Outq)], log: &Log) -> (u64, Vec<ConnId>) {
+    let mut min = log.head();
+    let mut failed = Vec::new();
+    for &(conn, q) in list {
+        let mut st = q.st.lock().expect("outq lock");
+        if st.killed {
+            continue;
+        }
+        if !st.blocked {
+            match write_all_now(&mut st, log, conn, &q.stream) {
+                Ok(true) => {}
+                // The task waits for the socket to drain and writes the rest.
+                Ok(false) => st.wake(),
+                Err(_) => {
+                    st.killed = true;
+                    st.joined = false;
+                    st.wake();
+                    failed.push(conn);
                 }
             }
         }
-        failed
+        if st.joined {
+            min = min.min(st.cursor);
+        }
     }
+    (min, failed)
 }
 
 /// Carry out everything the machine has to say (and what dropping stuck clients makes it
