@@ -47,6 +47,8 @@ struct Figures {
     rss_peak: u64,
     /// Hub CPU seconds from start until everyone saw everyone.
     cpu_login: f64,
+    /// Hub CPU seconds for the chat lines (from the first until all were delivered).
+    cpu_chat: f64,
     /// Bytes the users received until the warm-up line, and what the protocol needs.
     bytes: u64,
     bytes_needed: u64,
@@ -73,12 +75,12 @@ fn main() -> anyhow::Result<()> {
         all.push(f);
     }
     println!();
-    println!("| users | all logged in | everyone sees everyone | slow connects / listen drops | RSS per user (quiet / peak) | hub CPU per login | bytes per login (needed) | chat p50 / p99 |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| users | all logged in | everyone sees everyone | slow connects / listen drops | RSS per user (quiet / peak) | hub CPU per login | bytes per login (needed) | chat p50 / p99 | hub CPU per chat delivery |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for f in &all {
         let n = f.users as f64;
         println!(
-            "| {} | {:.2} s | {:.2} s | {} / {} | {:.1} / {:.1} KiB | {:.3} ms | {:.1} KiB ({:.1} KiB, ×{:.2}) | {:.2} / {:.2} ms |",
+            "| {} | {:.2} s | {:.2} s | {} / {} | {:.1} / {:.1} KiB | {:.3} ms | {:.1} KiB ({:.1} KiB, ×{:.2}) | {:.2} / {:.2} ms | {:.2} µs |",
             f.users,
             f.login_secs,
             f.everyone_secs,
@@ -92,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             f.bytes as f64 / f.bytes_needed.max(1) as f64,
             ms(f.p50),
             ms(f.p99),
+            f.cpu_chat * 1e6 / f.delivered.max(1) as f64,
         );
     }
     Ok(())
@@ -122,6 +125,11 @@ fn print_one(f: &Figures, messages: usize) {
         "  hub CPU until everyone saw everyone: {:.2} s = {:.3} ms per login",
         f.cpu_login,
         f.cpu_login * 1000.0 / n
+    );
+    println!(
+        "  hub CPU for the chat lines: {:.2} s = {:.2} us per delivery (a figure the machine's load does not change much)",
+        f.cpu_chat,
+        f.cpu_chat * 1e6 / f.delivered.max(1) as f64
     );
     println!(
         "  bytes sent to the users for the logins: {:.1} MB = {:.1} KiB per login; the protocol needs {:.1} MB (x{:.2})",
@@ -240,6 +248,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
         // Quiet: everything delivered, the hub's output log swept (it sweeps every second).
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let rss_quiet = rss_kib(pid);
+        let cpu_chat_before = cpu_secs(pid);
         for _ in 0..messages {
             let t = origin.elapsed().as_nanos();
             swr.write_all(format!("<sender> ping {t}|").as_bytes()).await?;
@@ -265,12 +274,13 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
             })
             .collect();
         println!("  each line's p50/max ms: {}", lines.join(" "));
+        let cpu_chat = cpu_secs(pid) - cpu_chat_before;
         anyhow::Ok((
             login_secs,
             everyone_secs,
             slow.load(Ordering::Relaxed),
             rss_quiet,
-            cpu_login,
+            (cpu_login, cpu_chat),
             bytes_login,
             needed,
             lat,
@@ -280,7 +290,8 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
     let listen_drops = common::listen_drops().saturating_sub(drops_before);
     let _ = hub.kill();
     let _ = hub.wait();
-    let (login_secs, everyone_secs, slow_connects, rss_quiet, cpu_login, bytes, bytes_needed, mut lat) = result?;
+    let (login_secs, everyone_secs, slow_connects, rss_quiet, (cpu_login, cpu_chat), bytes, bytes_needed, mut lat) =
+        result?;
     drop(rt);
     lat.sort();
     let delivered = lat.len();
@@ -303,6 +314,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
         rss_quiet,
         rss_peak,
         cpu_login,
+        cpu_chat,
         bytes,
         bytes_needed,
         p50,
