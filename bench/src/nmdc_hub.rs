@@ -23,6 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+/// A line's latency at one receiver, and when it was sent (which line it was).
+type Lat = (Duration, u64);
+
 /// Every simulated user's outgoing queue, to broadcast from the load loop.
 type Writers = Arc<tokio::sync::Mutex<Vec<mpsc::Sender<Arc<[u8]>>>>>;
 
@@ -44,6 +47,8 @@ struct Figures {
     rss_peak: u64,
     /// Hub CPU seconds from start until everyone saw everyone.
     cpu_login: f64,
+    /// Hub CPU seconds for the chat lines (from the first until all were delivered).
+    cpu_chat: f64,
     /// Bytes the users received until the warm-up line, and what the protocol needs.
     bytes: u64,
     bytes_needed: u64,
@@ -70,12 +75,12 @@ fn main() -> anyhow::Result<()> {
         all.push(f);
     }
     println!();
-    println!("| users | all logged in | everyone sees everyone | slow connects / listen drops | RSS per user (quiet / peak) | hub CPU per login | bytes per login (needed) | chat p50 / p99 |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| users | all logged in | everyone sees everyone | slow connects / listen drops | RSS per user (quiet / peak) | hub CPU per login | bytes per login (needed) | chat p50 / p99 | hub CPU per chat delivery |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for f in &all {
         let n = f.users as f64;
         println!(
-            "| {} | {:.2} s | {:.2} s | {} / {} | {:.1} / {:.1} KiB | {:.3} ms | {:.1} KiB ({:.1} KiB, ×{:.2}) | {:.2} / {:.2} ms |",
+            "| {} | {:.2} s | {:.2} s | {} / {} | {:.1} / {:.1} KiB | {:.3} ms | {:.1} KiB ({:.1} KiB, ×{:.2}) | {:.2} / {:.2} ms | {:.2} µs |",
             f.users,
             f.login_secs,
             f.everyone_secs,
@@ -89,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             f.bytes as f64 / f.bytes_needed.max(1) as f64,
             ms(f.p50),
             ms(f.p99),
+            f.cpu_chat * 1e6 / f.delivered.max(1) as f64,
         );
     }
     Ok(())
@@ -119,6 +125,11 @@ fn print_one(f: &Figures, messages: usize) {
         "  hub CPU until everyone saw everyone: {:.2} s = {:.3} ms per login",
         f.cpu_login,
         f.cpu_login * 1000.0 / n
+    );
+    println!(
+        "  hub CPU for the chat lines: {:.2} s = {:.2} us per delivery (a figure the machine's load does not change much)",
+        f.cpu_chat,
+        f.cpu_chat * 1e6 / f.delivered.max(1) as f64
     );
     println!(
         "  bytes sent to the users for the logins: {:.1} MB = {:.1} KiB per login; the protocol needs {:.1} MB (x{:.2})",
@@ -166,7 +177,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
 
     let result = rt.block_on(async {
         let origin = Instant::now();
-        let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<Duration>();
+        let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<Lat>();
         let (in_tx, mut in_rx) = mpsc::unbounded_channel::<()>();
         let slow = Arc::new(AtomicUsize::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
@@ -237,6 +248,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
         // Quiet: everything delivered, the hub's output log swept (it sweeps every second).
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let rss_quiet = rss_kib(pid);
+        let cpu_chat_before = cpu_secs(pid);
         for _ in 0..messages {
             let t = origin.elapsed().as_nanos();
             swr.write_all(format!("<sender> ping {t}|").as_bytes()).await?;
@@ -244,18 +256,31 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
         }
         drop(lat_tx);
         let mut lat = Vec::with_capacity(users * messages);
-        while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(20), lat_rx.recv()).await {
+        let mut per_line: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
+        while let Ok(Some((d, sent))) = tokio::time::timeout(Duration::from_secs(20), lat_rx.recv()).await {
             lat.push(d);
+            per_line.entry(sent).or_default().push(d);
             if lat.len() == users * messages {
                 break;
             }
         }
+        // Each line's median and slowest delivery: a tail from a few late lines (a stall)
+        // reads differently from one that every line has (a slow pass over the users).
+        let lines: Vec<String> = per_line
+            .values_mut()
+            .map(|v| {
+                v.sort();
+                format!("{:.0}/{:.0}", ms(pct(v, 50.0)), ms(*v.last().expect("one")))
+            })
+            .collect();
+        println!("  each line's p50/max ms: {}", lines.join(" "));
+        let cpu_chat = cpu_secs(pid) - cpu_chat_before;
         anyhow::Ok((
             login_secs,
             everyone_secs,
             slow.load(Ordering::Relaxed),
             rss_quiet,
-            cpu_login,
+            (cpu_login, cpu_chat),
             bytes_login,
             needed,
             lat,
@@ -265,7 +290,8 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
     let listen_drops = common::listen_drops().saturating_sub(drops_before);
     let _ = hub.kill();
     let _ = hub.wait();
-    let (login_secs, everyone_secs, slow_connects, rss_quiet, cpu_login, bytes, bytes_needed, mut lat) = result?;
+    let (login_secs, everyone_secs, slow_connects, rss_quiet, (cpu_login, cpu_chat), bytes, bytes_needed, mut lat) =
+        result?;
     drop(rt);
     lat.sort();
     let delivered = lat.len();
@@ -288,6 +314,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
         rss_quiet,
         rss_peak,
         cpu_login,
+        cpu_chat,
         bytes,
         bytes_needed,
         p50,
@@ -371,7 +398,7 @@ impl User {
         &mut self,
         messages: usize,
         origin: Instant,
-        lat: mpsc::UnboundedSender<Duration>,
+        lat: mpsc::UnboundedSender<Lat>,
         bytes: &AtomicU64,
     ) {
         let mut buf = vec![0u8; 16 * 1024];
@@ -384,7 +411,7 @@ impl User {
                 start += end + 1;
                 if let Some(rest) = cmd.strip_prefix(b"<sender> ping ") {
                     let t: u128 = std::str::from_utf8(rest).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
-                    let _ = lat.send(now.saturating_sub(Duration::from_nanos(t as u64)));
+                    let _ = lat.send((now.saturating_sub(Duration::from_nanos(t as u64)), t as u64));
                     if seen == 0 {
                         let tail = (self.pending.len() - start) as u64;
                         bytes.fetch_add(self.got - tail, Ordering::Relaxed);
@@ -396,8 +423,11 @@ impl User {
             if seen >= messages {
                 return;
             }
-            let n = match tokio::time::timeout(Duration::from_secs(300), self.s.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => n,
+            // No timeout per read: a timer armed and cleared on each of 10,000 sockets'
+            // reads was a tenth of this process's time, inside the measured latency (the
+            // collecting loop has its own timeout).
+            let n = match self.s.read(&mut buf).await {
+                Ok(n) if n > 0 => n,
                 _ => return,
             };
             self.got += n as u64;
@@ -407,7 +437,7 @@ impl User {
 }
 
 /// Read until `messages` pings arrived, reporting each one's latency.
-async fn receive_pings(s: TcpStream, messages: usize, origin: Instant, lat: mpsc::UnboundedSender<Duration>) {
+async fn receive_pings(s: TcpStream, messages: usize, origin: Instant, lat: mpsc::UnboundedSender<Lat>) {
     let mut u = User { s, pending: Vec::new(), got: 0, handshake: 0 };
     u.receive_pings(messages, origin, lat, &AtomicU64::new(0)).await;
 }
@@ -467,7 +497,7 @@ async fn relay_baseline(users: usize, messages: usize) -> anyhow::Result<(Durati
     }
     drop(lat_tx);
     let mut lat = Vec::new();
-    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(20), lat_rx.recv()).await {
+    while let Ok(Some((d, _))) = tokio::time::timeout(Duration::from_secs(20), lat_rx.recv()).await {
         lat.push(d);
         if lat.len() == users * messages {
             break;
