@@ -233,7 +233,9 @@ fn run(users: usize) -> anyhow::Result<Row> {
         for o in obs {
             o.await??;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // At rest: the observers' first logins' Argon2 areas freed, idle blocking threads
+        // gone (after 10 s), as after everybody leaves below.
+        tokio::time::sleep(Duration::from_secs(12)).await;
         let rss_before = settled_rss(pid, Duration::from_secs(5));
 
         // First logins (new accounts) and everybody joins `bench`.

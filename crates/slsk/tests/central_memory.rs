@@ -64,7 +64,7 @@ fn users_who_leave_give_their_memory_back() {
     }
     // A few who stay, in the room, so it is not dropped when the others go.
     let addr = |conn: ConnId| Ipv4Addr::new(10, 1, (conn >> 8) as u8, conn as u8);
-    let mut join = |c: &mut Central, conn: ConnId, user: &str| {
+    let join = |c: &mut Central, conn: ConnId, user: &str| {
         c.accept(now, conn, addr(conn));
         c.handle_input(now, conn, &ServerRequest::login(user, "pw", 160, 2).encode());
         pump(c, now);
