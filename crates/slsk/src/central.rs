@@ -32,7 +32,7 @@ use crate::server::{
     login_failure, RoomEntry, RoomList, RoomUser, ServerRequest, ServerResponse, UserStats, WatchedUser,
 };
 use crate::UserStatus;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +66,17 @@ pub const MAX_SESSIONS_PER_IP: usize = 16;
 /// Addresses whose registrations are remembered at once; beyond it, those idle for an
 /// hour are forgotten (their allowance is whole again anyway).
 pub const MAX_TRACKED_IPS: usize = 4096;
+/// Default time a room's `UserLeftRoom` announcements wait to go out together, as one
+/// shared buffer per batch ([`CentralConfig::room_leave_batch`]). When a 10,000-member
+/// room empties at once (a network drop), announcing each leave at once makes N²/2 = 50
+/// million sends, most to members that are gone but not yet reported gone by the driver
+/// (it queued ~1.9 GB and stalled the server for seconds); batched, each member gets a few
+/// buffers holding the same frames in the same order. Anything else said to the room
+/// (a line, a join, a ticker) sends the batch first, so order is kept.
+pub const ROOM_LEAVE_BATCH: Duration = Duration::from_millis(100);
+/// Bytes of batched `UserLeftRoom` frames after which a room's batch goes out at once (so
+/// one batch buffer stays small).
+pub const MAX_ROOM_BATCH_BYTES: usize = 64 * 1024;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -97,6 +108,9 @@ pub struct CentralConfig {
     pub unix_at_start: u64,
     /// The instant matching `unix_at_start`.
     pub start: Instant,
+    /// How long `UserLeftRoom` announcements may wait to go out as one batch (see
+    /// [`ROOM_LEAVE_BATCH`]); zero: each goes out at once, as its own frame.
+    pub room_leave_batch: Duration,
 }
 
 impl CentralConfig {
@@ -116,6 +130,7 @@ impl CentralConfig {
             admins: Vec::new(),
             unix_at_start,
             start,
+            room_leave_batch: ROOM_LEAVE_BATCH,
         }
     }
 }
@@ -222,7 +237,8 @@ pub enum Output {
     Send {
         /// The connection.
         conn: ConnId,
-        /// A whole frame, shared between recipients of a broadcast.
+        /// Whole frames: one, shared between recipients of a broadcast, or a batch of a
+        /// room's `UserLeftRoom` frames (see [`CentralConfig::room_leave_batch`]).
         data: Arc<[u8]>,
     },
     /// Close this connection after what was sent to it before.
@@ -273,6 +289,8 @@ struct Room {
     members: Vec<ConnId>,
     /// (user, ticker).
     tickers: BTreeMap<String, String>,
+    /// `UserLeftRoom` frames not yet sent to the members (see [`ROOM_LEAVE_BATCH`]).
+    left: Vec<u8>,
 }
 
 /// The server.
@@ -295,6 +313,12 @@ pub struct Central {
     ip_registrations: HashMap<Ipv4Addr, Allowance>,
     /// The latest time the driver gave (for message timestamps outside a timed call).
     now: Instant,
+    /// Login deadlines of the connections not logged in yet, earliest first: a login storm
+    /// of 10,000 connections must not make every turn of the driver scan them all.
+    deadlines: BTreeSet<(Instant, ConnId)>,
+    /// Rooms with `UserLeftRoom` frames waiting, and when they go out.
+    left_due: Option<Instant>,
+    left_rooms: Vec<String>,
 }
 
 impl Central {
@@ -314,6 +338,9 @@ impl Central {
             ip_sessions: HashMap::new(),
             ip_registrations: HashMap::new(),
             now: cfg_start,
+            deadlines: BTreeSet::new(),
+            left_due: None,
+            left_rooms: Vec::new(),
         }
     }
 
@@ -354,13 +381,21 @@ impl Central {
     /// A connection was accepted from `ip`.
     pub fn accept(&mut self, now: Instant, conn: ConnId, ip: Ipv4Addr) {
         self.now = self.now.max(now);
+        let deadline = now + self.cfg.login_timeout;
+        if let Some(old) = self.conns.get(&conn) {
+            // The driver reuses no ids, but a stale deadline must not outlive its entry.
+            if let Some(d) = old.deadline {
+                self.deadlines.remove(&(d, conn));
+            }
+        }
+        self.deadlines.insert((deadline, conn));
         self.conns.insert(
             conn,
             Conn {
                 ip,
                 phase: Phase::AwaitLogin,
                 reader: FrameReader::with_limit(FrameKind::Server, MAX_LOGIN_FRAME),
-                deadline: Some(now + self.cfg.login_timeout),
+                deadline: Some(deadline),
                 port: 0,
                 obf_port: 0,
                 status: UserStatus::Online,
@@ -379,6 +414,10 @@ impl Central {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if let Some(d) = c.deadline {
+            self.deadlines.remove(&(d, conn));
+        }
+        self.shrink_maps();
         if c.counted {
             if let Some(n) = self.ip_sessions.get_mut(&c.ip) {
                 *n -= 1;
@@ -473,12 +512,15 @@ impl Central {
         }
     }
 
-    /// Time passed: logins that took too long are closed.
+    /// Time passed: logins that took too long are closed; batched room announcements
+    /// that are due go out.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        if self.left_due.is_some_and(|d| now >= d) {
+            self.flush_left_rooms();
+        }
         self.forget_idle_ips(now);
-        let late: Vec<ConnId> =
-            self.conns.iter().filter(|(_, c)| c.deadline.is_some_and(|d| now >= d)).map(|(id, _)| *id).collect();
+        let late: Vec<ConnId> = self.deadlines.iter().take_while(|(d, _)| now >= *d).map(|(_, c)| *c).collect();
         for conn in late {
             self.drop_conn(conn, "no login in time".into());
         }
@@ -486,7 +528,11 @@ impl Central {
 
     /// The earliest instant [`Central::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns.values().filter_map(|c| c.deadline).min()
+        let login = self.deadlines.first().map(|(d, _)| *d);
+        match (login, self.left_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next output.
@@ -503,11 +549,55 @@ impl Central {
     }
 
     fn send_shared(&mut self, conns: impl IntoIterator<Item = ConnId>, msg: &ServerResponse) {
-        let data: Arc<[u8]> = msg.encode().into();
+        self.send_data(conns, msg.encode().into());
+    }
+
+    /// Encoded frames, one buffer for every recipient.
+    fn send_data(&mut self, conns: impl IntoIterator<Item = ConnId>, data: Arc<[u8]>) {
         for conn in conns {
             if self.conns.get(&conn).is_some_and(|c| c.phase != Phase::Closing) {
                 self.out.push_back(Output::Send { conn, data: data.clone() });
             }
+        }
+    }
+
+    /// Give back the slots of maps that held many more users than they do now (a mass
+    /// leave): a map keeps its largest capacity otherwise, ~4 MB for 10,000 connections.
+    /// Shrinking only below a quarter keeps this amortised O(1) per disconnect.
+    fn shrink_maps(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 64 && m.len() < m.capacity() / 4 {
+                m.shrink_to(m.len() * 2);
+            }
+        }
+        shrink(&mut self.conns);
+        shrink(&mut self.users);
+        shrink(&mut self.ip_sessions);
+        shrink(&mut self.watchers);
+        if self.out.is_empty() && self.out.capacity() > 1024 {
+            // A 10,000-member room's line queued 10,000 outputs once.
+            self.out = VecDeque::new();
+        }
+    }
+
+    /// Send `room`'s batched `UserLeftRoom` frames to its members, as one shared buffer.
+    fn flush_left(&mut self, room: &str) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if r.left.is_empty() {
+            return;
+        }
+        let data: Arc<[u8]> = std::mem::take(&mut r.left).into();
+        let members = r.members.clone();
+        self.send_data(members, data);
+    }
+
+    /// Every room's batch (their time has come).
+    fn flush_left_rooms(&mut self) {
+        self.left_due = None;
+        for room in std::mem::take(&mut self.left_rooms) {
+            self.flush_left(&room);
         }
     }
 
@@ -704,7 +794,9 @@ impl Central {
         let ip = {
             let c = self.conns.get_mut(&conn).expect("present");
             c.phase = Phase::Online { user: user.clone() };
-            c.deadline = None;
+            if let Some(d) = c.deadline.take() {
+                self.deadlines.remove(&(d, conn));
+            }
             c.reader.set_limit(MAX_CLIENT_FRAME);
             c.counted = counted;
             c.ip
@@ -885,17 +977,26 @@ impl Central {
                 if message.len() > MAX_MESSAGE || !self.conns[&conn].rooms.contains(&room) {
                     return;
                 }
-                let members = self.rooms.get(&room).map(|r| r.members.clone()).unwrap_or_default();
-                self.send_shared(
-                    members,
-                    &ServerResponse::SayChatroom { room: room.clone(), user: me.to_owned(), message: message.clone() },
-                );
+                self.flush_left(&room);
+                // One encoded frame for every member, and no copy of the member list.
+                let data: Arc<[u8]> =
+                    ServerResponse::SayChatroom { room: room.clone(), user: me.to_owned(), message: message.clone() }
+                        .encode()
+                        .into();
+                if let Some(r) = self.rooms.get(&room) {
+                    for &member in &r.members {
+                        if self.conns.get(&member).is_some_and(|c| c.phase != Phase::Closing) {
+                            self.out.push_back(Output::Send { conn: member, data: data.clone() });
+                        }
+                    }
+                }
                 self.out.push_back(Output::Event(CentralEvent::RoomMessage { room, user: me.to_owned(), message }));
             }
             ServerRequest::RoomTickerSet { room, ticker } => {
                 if !self.conns[&conn].rooms.contains(&room) || ticker.len() > MAX_MESSAGE {
                     return;
                 }
+                self.flush_left(&room);
                 let members = match self.rooms.get_mut(&room) {
                     Some(r) => {
                         if ticker.is_empty() {
@@ -1011,6 +1112,9 @@ impl Central {
         if self.conns[&conn].rooms.len() >= MAX_ROOMS_PER_USER {
             return self.say_from_server(conn, "You are in too many rooms.");
         }
+        // Who left before this join is told first: the joiner's member list and these
+        // announcements then agree for everybody.
+        self.flush_left(&room);
         let members = {
             let r = self.rooms.entry(room.clone()).or_default();
             r.members.push(conn);
@@ -1033,21 +1137,35 @@ impl Central {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.rooms.remove(room);
         }
-        let remaining = match self.rooms.get_mut(room) {
-            Some(r) => {
-                r.members.retain(|c| *c != conn);
-                r.tickers.remove(me);
-                r.members.clone()
-            }
-            None => return,
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
         };
-        if remaining.is_empty() {
+        r.members.retain(|c| *c != conn);
+        r.tickers.remove(me);
+        let empty = r.members.is_empty();
+        let frame = ServerResponse::UserLeftRoom { room: room.to_owned(), user: me.to_owned() }.encode();
+        if empty {
             self.rooms.remove(room);
+        } else if self.cfg.room_leave_batch.is_zero() {
+            let members = r.members.clone();
+            self.send_data(members, frame.into());
+        } else {
+            // Batched (see ROOM_LEAVE_BATCH): members still there when it goes out get it.
+            let first = r.left.is_empty();
+            r.left.extend_from_slice(&frame);
+            let full = r.left.len() >= MAX_ROOM_BATCH_BYTES;
+            if full {
+                self.flush_left(room);
+            } else if first {
+                self.left_rooms.push(room.to_owned());
+                if self.left_due.is_none() {
+                    self.left_due = Some(self.now + self.cfg.room_leave_batch);
+                }
+            }
         }
         if reply {
             self.send(conn, &ServerResponse::LeaveRoom { room: room.to_owned() });
         }
-        self.send_shared(remaining, &ServerResponse::UserLeftRoom { room: room.to_owned(), user: me.to_owned() });
     }
 
     /// `help`, `users`, `ban USER`, `unban USER`, `kick USER`, `announce TEXT`, `uptime`.
@@ -1135,11 +1253,14 @@ mod tests {
             while let Some(o) = self.c.poll_output() {
                 match o {
                     Output::Send { conn, data } => {
+                        // One frame, or a batch of UserLeftRoom frames.
                         let mut r = FrameReader::new(FrameKind::Server);
                         r.push(&data);
-                        let f = r.next_frame().unwrap().unwrap();
-                        let m = ServerResponse::decode(f.code, &f.body).unwrap();
-                        self.inbox.entry(conn).or_default().push(m);
+                        while let Some(f) = r.next_frame().unwrap() {
+                            let m = ServerResponse::decode(f.code, &f.body).unwrap();
+                            self.inbox.entry(conn).or_default().push(m);
+                        }
+                        assert_eq!(r.buffered(), 0, "a Send of whole frames");
                     }
                     Output::Close { conn } => self.closed.push(conn),
                     Output::Event(e) => {
@@ -1307,6 +1428,11 @@ mod tests {
         );
         assert!(t.events.iter().any(|e| matches!(e, CentralEvent::StoreMessage(m) if m.to == "bob")));
         t.send(2, ServerRequest::LeaveRoom { room: "music".into() });
+        assert!(t.take(1).is_empty(), "leaves are announced in batches");
+        t.now += ROOM_LEAVE_BATCH;
+        assert_eq!(t.c.poll_timeout(), Some(t.now));
+        t.c.handle_timeout(t.now);
+        t.pump();
         assert!(matches!(&t.take(1)[..], [ServerResponse::UserLeftRoom { user, .. }] if user == "bob"));
         t.c.disconnect(1);
         t.pump();
@@ -1456,6 +1582,100 @@ mod tests {
         t.c.handle_input(t.now, 2, &big);
         t.pump();
         assert!(t.closed.contains(&2), "a frame over {MAX_CLIENT_FRAME} bytes after login");
+    }
+
+    /// Everybody leaves a big room at once (a network drop): the members still there get
+    /// every `UserLeftRoom`, in order, in a few shared buffers, instead of one send per
+    /// leave per member (N²/2: 499,500 sends for 1,000 members, most to members about to
+    /// go; at 10,000 that queued ~1.9 GB in the driver).
+    #[test]
+    fn a_mass_leave_is_announced_in_a_few_shared_batches() {
+        const N: u64 = 1000;
+        let mut t = T::new();
+        for conn in 1..=N {
+            t.c.accept(t.now, conn, Ipv4Addr::new(10, 0, (conn >> 8) as u8, conn as u8));
+            t.c.handle_input(t.now, conn, &ServerRequest::login(&format!("u{conn}"), "pw", 160, 2).encode());
+            while let Some(o) = t.c.poll_output() {
+                if let Output::Event(CentralEvent::CheckLogin { conn, .. }) = o {
+                    t.c.login_result(t.now, conn, LoginDecision::Accept);
+                }
+            }
+            t.c.handle_input(t.now, conn, &ServerRequest::JoinRoom { room: "big".into(), private: false }.encode());
+            while t.c.poll_output().is_some() {}
+        }
+        let mut sends = 0;
+        let mut left: HashMap<ConnId, Vec<String>> = HashMap::new();
+        let mut count = |c: &mut Central, left: &mut HashMap<ConnId, Vec<String>>| {
+            while let Some(o) = c.poll_output() {
+                if let Output::Send { conn, data } = o {
+                    sends += 1;
+                    let mut r = FrameReader::new(FrameKind::Server);
+                    r.push(&data);
+                    while let Some(f) = r.next_frame().unwrap() {
+                        match ServerResponse::decode(f.code, &f.body).unwrap() {
+                            ServerResponse::UserLeftRoom { room, user } if room == "big" => {
+                                left.entry(conn).or_default().push(user)
+                            }
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                }
+            }
+        };
+        // All but the last ten leave, a few milliseconds apart.
+        for conn in 1..=N - 10 {
+            if conn % 100 == 0 {
+                t.now += Duration::from_millis(30);
+                if t.c.poll_timeout().is_some_and(|d| d <= t.now) {
+                    t.c.handle_timeout(t.now);
+                }
+            }
+            t.c.disconnect(conn);
+            count(&mut t.c, &mut left);
+        }
+        t.now += ROOM_LEAVE_BATCH;
+        t.c.handle_timeout(t.now);
+        count(&mut t.c, &mut left);
+        let want: Vec<String> = (1..=N - 10).map(|c| format!("u{c}")).collect();
+        for conn in N - 9..=N {
+            assert_eq!(left.get(&conn), Some(&want), "member {conn} heard every leave, in order");
+        }
+        assert!(sends <= 20 * N, "{sends} sends for {N} leaves");
+        assert_eq!(t.c.poll_timeout(), None, "nothing left to send");
+    }
+
+    /// Batched leaves never reach a member after something that came later: a line or a
+    /// join in the room sends the batch first, and a member who joins later is not told of
+    /// leaves before its time.
+    #[test]
+    fn batched_leaves_keep_their_order_with_lines_and_joins() {
+        let mut t = T::new();
+        for (c, u) in [(1, "a"), (2, "b"), (3, "c")] {
+            t.login(c, u);
+            t.send(c, ServerRequest::JoinRoom { room: "r".into(), private: false });
+        }
+        for c in 1..=3 {
+            t.take(c);
+        }
+        t.send(3, ServerRequest::LeaveRoom { room: "r".into() });
+        t.send(2, ServerRequest::SayChatroom { room: "r".into(), message: "hi".into() });
+        assert_eq!(
+            t.take(1),
+            vec![
+                ServerResponse::UserLeftRoom { room: "r".into(), user: "c".into() },
+                ServerResponse::SayChatroom { room: "r".into(), user: "b".into(), message: "hi".into() },
+            ]
+        );
+        t.send(2, ServerRequest::LeaveRoom { room: "r".into() });
+        t.login(4, "d");
+        t.take(4);
+        t.send(4, ServerRequest::JoinRoom { room: "r".into(), private: false });
+        assert!(
+            matches!(&t.take(1)[..], [ServerResponse::UserLeftRoom { user, .. }, ServerResponse::UserJoinedRoom { user: j, .. }] if user == "b" && j.name == "d")
+        );
+        assert!(
+            matches!(&t.take(4)[..], [ServerResponse::JoinRoom { users, .. }, ServerResponse::RoomTickers { .. }] if users.len() == 2)
+        );
     }
 
     #[test]
