@@ -14,6 +14,7 @@ pub(crate) use say;
 
 /// The node's queries (all SQL lives under `crate::store`).
 pub use crate::store::node as db;
+pub mod browse;
 pub mod error;
 pub mod model;
 pub mod net;
