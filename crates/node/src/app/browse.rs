@@ -10,10 +10,15 @@
 //! a file's is `music\Album\01.mp3`, the root's is empty. A path given by a caller may use
 //! `/` instead (see [`normalize`]).
 
-use super::net::Network;
-use serde::Serialize;
+use super::model::TransferInfo;
+use super::net::{Network, SessionKey, TransferState};
+use super::{Node, NodeError};
+use crate::store::node::NewTransfer;
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Browses kept in the node's cache ([`BrowseCache`]); the oldest goes first. A browse of
@@ -96,6 +101,9 @@ pub struct Folder {
     /// Files directly in it, by name.
     #[serde(rename = "entries")]
     pub entries: Vec<FileEntry>,
+    /// Its subfolders and files were left out ([`Folder::pruned`]): ask for its path.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
 /// A browsed share.
@@ -148,7 +156,7 @@ impl Builder {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         let size = entries.iter().map(|f| f.size).chain(folders.iter().map(|f| f.size)).fold(0u64, u64::saturating_add);
         let files = entries.len() as u64 + folders.iter().map(|f| f.files).sum::<u64>();
-        Folder { name: name.to_owned(), path: path.to_owned(), size, files, folders, entries }
+        Folder { name: name.to_owned(), path: path.to_owned(), size, files, folders, entries, more: false }
     }
 }
 
@@ -194,6 +202,44 @@ impl Folder {
             add_slsk_dir(&mut b, d);
         }
         b.build("", "")
+    }
+
+    /// A copy down to `depth` levels of subfolders (0: this folder's own files and its
+    /// subfolders' sizes and counts only); deeper folders come with `more` set and
+    /// nothing inside, so a big share opens level by level.
+    pub fn pruned(&self, depth: usize) -> Folder {
+        Folder {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            size: self.size,
+            files: self.files,
+            folders: self
+                .folders
+                .iter()
+                .map(|f| {
+                    if depth == 0 {
+                        let more = !f.folders.is_empty() || !f.entries.is_empty();
+                        Folder { folders: Vec::new(), entries: Vec::new(), more, ..f.shallow() }
+                    } else {
+                        f.pruned(depth - 1)
+                    }
+                })
+                .collect(),
+            entries: self.entries.clone(),
+            more: false,
+        }
+    }
+
+    fn shallow(&self) -> Folder {
+        Folder {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            size: self.size,
+            files: self.files,
+            folders: Vec::new(),
+            entries: Vec::new(),
+            more: false,
+        }
     }
 
     /// The folder at `path` (normalized), if any.
@@ -431,6 +477,291 @@ pub fn local_relative(rel: &str) -> PathBuf {
     rel.split(['\\', '/']).map(one_component).filter(|c| !c.is_empty()).collect()
 }
 
+/// A download of a path from a user's share (`POST /api/transfers` with `user` and
+/// `path`): a file, or a folder with everything below it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PathDownload {
+    /// `nmdc` or `slsk`.
+    pub network: Network,
+    /// The session label ("" for the configured one).
+    #[serde(default)]
+    pub session: String,
+    /// Whose share.
+    pub user: String,
+    /// The path in it (`\` or `/` separated).
+    pub path: String,
+    /// Insist on a folder (true) or a file (false); absent: whatever the path is.
+    #[serde(default)]
+    pub folder: Option<bool>,
+    /// A destination template for this download instead of `[transfers].destination`.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// Only say what would be queued and which files are already on disk.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a [`PathDownload`] queued (or would queue).
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    /// The folder download's group (`GET /api/transfers/groups`); None for one file or a
+    /// dry run.
+    pub group: Option<i64>,
+    /// Whether the path is a folder.
+    pub folder: bool,
+    /// Its name.
+    pub name: String,
+    /// The local folder the files go to.
+    pub destination: String,
+    /// Files.
+    pub files: usize,
+    /// Bytes.
+    pub size: u64,
+    /// Local paths where a file of that name is already on disk (a warning: the new
+    /// download gets a name of its own, `name (2).ext`).
+    pub existing: Vec<String>,
+    /// The transfers queued (none for a dry run).
+    pub transfers: Vec<TransferInfo>,
+}
+
+/// A folder download's progress over its files.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupInfo {
+    /// Group id.
+    pub id: i64,
+    /// Network.
+    pub network: Network,
+    /// Whose folder.
+    pub user: String,
+    /// The folder's path on the source.
+    pub path: String,
+    /// The folder's name.
+    pub name: String,
+    /// Where its files land.
+    pub local_dir: String,
+    /// Unix time queued.
+    pub created: i64,
+    /// Files.
+    pub files: u64,
+    /// Files done.
+    pub done: u64,
+    /// Files failed for good.
+    pub failed: u64,
+    /// Files queued, running or paused.
+    pub active: u64,
+    /// Bytes of every file.
+    pub size: u64,
+    /// Bytes on disk (done files whole).
+    pub bytes: u64,
+    /// `active` while any file is, else `done` when every file is, else `failed` when
+    /// any is, else `cancelled`.
+    pub state: &'static str,
+}
+
+impl Node {
+    /// `user`'s share on a session, from the cache when fresh (and `refresh` is false).
+    /// Unknown session: 404; session offline or the user not there: 503; no answer in
+    /// [`BROWSE_TIMEOUT`]: 504.
+    pub async fn browse(
+        &self,
+        network: Network,
+        label: &str,
+        user: &str,
+        refresh: bool,
+    ) -> anyhow::Result<Arc<BrowseTree>> {
+        let user = user.trim();
+        if user.is_empty() {
+            bail!(NodeError::Invalid("whose share? (user)".into()));
+        }
+        let key = SessionKey::new(network, label);
+        if !matches!(network, Network::Nmdc | Network::Slsk) || self.session(&key).is_none() {
+            bail!(NodeError::NotFound(format!("no {} session labelled {label:?} to browse from", network.title())));
+        }
+        if !refresh {
+            if let Some(t) = self.browses.lock().expect("browses").get(network, label, user) {
+                return Ok(t);
+            }
+        }
+        let client = self.client(&key)?;
+        let tmp = self.data_dir.join("browse");
+        let root = match tokio::time::timeout(BROWSE_TIMEOUT, client.browse(user, &tmp)).await {
+            Err(_) => bail!(NodeError::Timeout(format!(
+                "{user} did not send its file list within {}s",
+                BROWSE_TIMEOUT.as_secs()
+            ))),
+            Ok(Err(e)) => {
+                let msg = format!("cannot browse {user} on {}: {e:#}", key.describe());
+                if msg.contains("no answer") || msg.contains("did not connect") {
+                    bail!(NodeError::Timeout(msg))
+                }
+                bail!(NodeError::Unavailable(msg))
+            }
+            Ok(Ok(root)) => root,
+        };
+        let tree = Arc::new(BrowseTree {
+            network,
+            session: label.to_owned(),
+            user: user.to_owned(),
+            fetched: crate::store::node::now(),
+            root,
+        });
+        self.browses.lock().expect("browses").put(tree.clone());
+        Ok(tree)
+    }
+
+    /// Queue (or, as a dry run, plan) a file or a whole folder of `user`'s share. A folder
+    /// keeps its name and layout under the downloads folder by the destination template
+    /// (`[transfers].destination`, or the request's `destination`), and its files are one
+    /// group.
+    pub async fn download_path(&self, req: &PathDownload) -> anyhow::Result<Planned> {
+        let tree = self.browse(req.network, &req.session, &req.user, false).await?;
+        let path = normalize(&req.path);
+        let file = tree.root.find_file(&path).filter(|_| req.folder != Some(true) && !path.is_empty());
+        let folder = if file.is_none() && req.folder != Some(false) { tree.root.find(&path) } else { None };
+        let (name, files): (String, Vec<(String, &FileEntry)>) = match (file, folder) {
+            (Some(f), _) => (f.name.clone(), vec![(f.name.clone(), f)]),
+            (None, Some(d)) => {
+                let name = if d.name.is_empty() { tree.user.clone() } else { d.name.clone() };
+                (name, d.files_below())
+            }
+            (None, None) => bail!(NodeError::NotFound(format!(
+                "{} has no {} {:?} (browse again if the share changed)",
+                tree.user,
+                match req.folder {
+                    Some(true) => "folder",
+                    Some(false) => "file",
+                    None => "file or folder",
+                },
+                req.path
+            ))),
+        };
+        let is_folder = file.is_none();
+        if files.len() > MAX_FOLDER_FILES {
+            bail!(NodeError::Invalid(format!(
+                "{name} holds {} files; at most {MAX_FOLDER_FILES} at once: download its subfolders",
+                files.len()
+            )));
+        }
+        let session = self
+            .session(&SessionKey::new(req.network, &req.session))
+            .ok_or_else(|| NodeError::NotFound(format!("no session labelled {:?}", req.session)))?;
+        let template = req.destination.clone().unwrap_or_else(|| self.cfg.transfers.destination.clone());
+        let label = if req.session.is_empty() { req.network.as_str() } else { req.session.as_str() };
+        let vars = DestVars {
+            user: &tree.user,
+            folder: if is_folder { &name } else { "" },
+            network: req.network.as_str(),
+            session: label,
+        };
+        let rel = resolve_destination(&template, &vars).map_err(NodeError::Invalid)?;
+        let base = self.downloads.join(rel);
+        let plan: Vec<(PathBuf, &FileEntry)> = files
+            .iter()
+            .map(|(r, e)| {
+                let sub = local_relative(r);
+                let dir = match sub.parent() {
+                    Some(p) => base.join(p),
+                    None => base.clone(),
+                };
+                (dir, *e)
+            })
+            .collect();
+        let existing: Vec<String> = plan
+            .iter()
+            .map(|(dir, e)| {
+                dir.join(omnipeer_dcc::SafeName::sanitize(&e.name).map(|n| n.as_str().to_owned()).unwrap_or_default())
+            })
+            .filter(|p| p.is_file())
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let mut planned = Planned {
+            group: None,
+            folder: is_folder,
+            name: name.clone(),
+            destination: base.to_string_lossy().into_owned(),
+            files: plan.len(),
+            size: plan.iter().map(|(_, e)| e.size).sum(),
+            existing,
+            transfers: Vec::new(),
+        };
+        if req.dry_run {
+            return Ok(planned);
+        }
+        let hub = session.spec.address.clone();
+        if is_folder {
+            let g = self.db.lock().expect("db").transfer_group_add(
+                req.network,
+                &tree.user,
+                &hub,
+                &path,
+                &name,
+                &planned.destination,
+            )?;
+            planned.group = Some(g);
+        }
+        for (dir, e) in plan {
+            let t = self.queue_download_in(
+                NewTransfer {
+                    network: req.network,
+                    source: tree.user.clone(),
+                    hub: hub.clone(),
+                    remote_path: e.path.clone(),
+                    tth: if req.network == Network::Nmdc { e.tth.clone() } else { None },
+                    name: e.name.clone(),
+                    size: e.size,
+                    local_path: String::new(),
+                    group: planned.group,
+                },
+                &dir,
+            )?;
+            planned.transfers.push(t);
+        }
+        Ok(planned)
+    }
+
+    /// Every folder download with its progress, newest first.
+    pub fn transfer_groups(&self) -> anyhow::Result<Vec<GroupInfo>> {
+        let groups = self.db.lock().expect("db").transfer_groups()?;
+        let transfers = self.transfers()?;
+        Ok(groups
+            .into_iter()
+            .map(|g| {
+                let mine: Vec<&TransferInfo> = transfers.iter().filter(|t| t.group == Some(g.id)).collect();
+                let count = |s: &[TransferState]| mine.iter().filter(|t| s.contains(&t.state)).count() as u64;
+                let done = count(&[TransferState::Done]);
+                let failed = count(&[TransferState::Failed]);
+                let active = count(&[TransferState::Queued, TransferState::Running, TransferState::Paused]);
+                let files = mine.len() as u64;
+                let state = if active > 0 {
+                    "active"
+                } else if done == files {
+                    "done"
+                } else if failed > 0 {
+                    "failed"
+                } else {
+                    "cancelled"
+                };
+                GroupInfo {
+                    id: g.id,
+                    network: g.network,
+                    user: g.source,
+                    path: g.remote_path,
+                    name: g.name,
+                    local_dir: g.local_dir,
+                    created: g.created,
+                    files,
+                    done,
+                    failed,
+                    active,
+                    size: mine.iter().map(|t| t.size).sum(),
+                    bytes: mine.iter().map(|t| if t.state == TransferState::Done { t.size } else { t.bytes }).sum(),
+                    state,
+                }
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +800,13 @@ mod tests {
         assert_eq!(root.find_file("/docs/notes.txt").unwrap().size, 7);
         let below: Vec<String> = album.files_below().into_iter().map(|(r, _)| r).collect();
         assert_eq!(below, ["01 Intro.mp3", "02 Outro.mp3", "scans\\cover.jpg"]);
+        // One level at a time: sizes and counts of deeper folders, not their contents.
+        let top = root.pruned(0);
+        let music = &top.folders[1];
+        assert_eq!((music.size, music.files, music.more, music.folders.len()), (5_500, 3, true, 0));
+        let one = root.pruned(1);
+        assert_eq!(one.folders[1].folders[0].name, "Album");
+        assert!(one.folders[1].folders[0].more && one.folders[1].folders[0].entries.is_empty());
     }
 
     #[test]

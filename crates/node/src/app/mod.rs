@@ -74,6 +74,8 @@ pub struct Node {
     dcc: RwLock<Option<crate::dcc::DccServerHandle>>,
     /// The searches of this run.
     pub(crate) searches: Mutex<SearchBook>,
+    /// Recent browses (`app::browse`).
+    browses: Mutex<browse::BrowseCache>,
     engine: transfers::Engine,
     /// Cancelled to stop everything.
     pub shutdown: CancellationToken,
@@ -223,6 +225,7 @@ impl Node {
             sessions: RwLock::default(),
             dcc: RwLock::default(),
             searches: Mutex::default(),
+            browses: Mutex::default(),
             engine: transfers::Engine::default(),
             download_limit,
             settings: RwLock::new(settings),
@@ -390,6 +393,7 @@ impl Node {
             name: r.name.clone(),
             size: r.size,
             local_path: String::new(),
+            group: None,
         })
     }
 

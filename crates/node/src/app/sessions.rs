@@ -250,6 +250,23 @@ impl Client {
         }
     }
 
+    /// `user`'s whole share as a tree (NMDC: its file list, fetched into a file in
+    /// `tmp_dir`; Soulseek: SharedFileListRequest). Bounded by the caller
+    /// (`super::browse::BROWSE_TIMEOUT`) and by each network's own limits.
+    pub async fn browse(&self, user: &str, tmp_dir: &Path) -> anyhow::Result<super::browse::Folder> {
+        use super::browse::Folder;
+        match self {
+            Client::Nmdc(c) => {
+                let list = c.file_list(user, tmp_dir).await?;
+                Ok(tokio::task::spawn_blocking(move || Folder::from_nmdc(&list)).await?)
+            }
+            Client::Slsk(c) => {
+                let list = c.browse(user).await?;
+                Ok(tokio::task::spawn_blocking(move || Folder::from_slsk(&list)).await?)
+            }
+        }
+    }
+
     /// Rescan the share into the running session.
     async fn reshare(&self) -> anyhow::Result<()> {
         match self {

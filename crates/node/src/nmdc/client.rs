@@ -338,6 +338,35 @@ impl DcClient {
         cc::download(stream, &peer, leftover, job).await
     }
 
+    /// Fetch and parse `from`'s file list (`files.xml.bz2`, docs/protocols/nmdc.md): it
+    /// travels like a file over a client-to-client connection (no slot needed) into a
+    /// file in `tmp_dir`, removed afterwards, and is read within the parser's limits
+    /// (`omnipeer_nmdc::filelist::Limits`; a list above `MAX_FILELIST_COMPRESSED` is
+    /// refused before it is written).
+    pub async fn file_list(
+        &self,
+        from: &str,
+        tmp_dir: &std::path::Path,
+    ) -> anyhow::Result<omnipeer_nmdc::filelist::FileList> {
+        std::fs::create_dir_all(tmp_dir)?;
+        let tag: u64 = rand::random();
+        let out = tmp_dir.join(format!("files-{tag:016x}.xml.bz2"));
+        let job = DownloadJob {
+            what: omnipeer_nmdc::transfer::Identifier::FileList,
+            out: out.clone(),
+            progress: Arc::default(),
+            total: Arc::default(),
+            control: Arc::default(),
+        };
+        let got = self.download(from, &job).await;
+        let data = got.and_then(|_| std::fs::read(&out).map_err(anyhow::Error::from));
+        let _ = std::fs::remove_file(&out);
+        let data = data?;
+        tokio::task::spawn_blocking(move || omnipeer_nmdc::filelist::FileList::from_bz2(&data))
+            .await?
+            .map_err(|e| anyhow!("{from}'s file list cannot be read: {e}"))
+    }
+
     /// Log out and stop.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
