@@ -338,6 +338,9 @@ fn node_b_browses_node_a_on_both_networks_and_downloads_a_whole_folder() {
     assert!(b.get("/api/transfers").as_array().unwrap().is_empty(), "a dry run queues nothing");
     let (code, p) = b.post("/api/transfers", json!({"network": "nmdc", "user": "alice", "path": path, "folder": true}));
     assert_eq!(code, 201, "{p}");
+    // A new browse of the same user while her files come: each gets a connection.
+    let (code, v) = b.get_status("/api/browse?network=nmdc&user=alice&refresh=true&depth=0");
+    assert_eq!(code, 200, "{v}");
     let g = wait_group(&b, p["group"].as_i64().unwrap());
     assert_eq!((g["files"].as_u64(), g["done"].as_u64(), g["bytes"].as_u64()), (Some(3), Some(3), Some(550_000)));
     for (rel, _) in &album {
@@ -375,9 +378,11 @@ fn node_b_browses_node_a_on_both_networks_and_downloads_a_whole_folder() {
     // Unknown session, unknown user, unknown folder.
     let (code, e) = b.get_status("/api/browse?network=nmdc&session=nope&user=alice");
     assert_eq!(code, 404, "{e}");
-    let (code, e) = b.get_status("/api/browse?network=nmdc&user=nobody");
-    assert_eq!(code, 503, "{e}");
-    assert!(e["error"].as_str().unwrap().contains("nobody"), "{e}");
+    for network in ["nmdc", "slsk"] {
+        let (code, e) = b.get_status(&format!("/api/browse?network={network}&user=nobody"));
+        assert_eq!(code, 503, "{network}: {e}");
+        assert!(e["error"].as_str().unwrap().contains("nobody"), "{e}");
+    }
     let (code, e) = b.get_status("/api/browse?network=slsk&user=alice&path=no/such");
     assert_eq!(code, 404, "{e}");
 

@@ -92,7 +92,10 @@ enum Cmd {
     Reshare(Arc<DcShare>, oneshot::Sender<()>),
 }
 
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(TcpStream, Peer, Vec<u8>)>>>>;
+/// Who waits for a connection from a peer (by lowercased nick), oldest first: a download
+/// and a file list fetch from the same peer each get a connection of their own (every
+/// wait asked for one), instead of the later one taking the earlier one's place.
+type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<(TcpStream, Peer, Vec<u8>)>>>>>;
 
 /// A running client.
 pub struct DcClient {
@@ -321,7 +324,7 @@ impl DcClient {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().expect("waiters lock").insert(from.to_lowercase(), tx);
+        self.waiters.lock().expect("waiters lock").entry(from.to_lowercase()).or_default().push(tx);
         let (ctx, crx) = oneshot::channel();
         self.cmds
             .send(Cmd::RequestConnection(from.to_owned(), ctx))
@@ -331,7 +334,16 @@ impl DcClient {
         let (stream, peer, leftover) = match tokio::time::timeout(CONNECT_WAIT, rx).await {
             Ok(Ok(x)) => x,
             _ => {
-                self.waiters.lock().expect("waiters lock").remove(&from.to_lowercase());
+                // Ours is the one whose receiver is gone now (this timeout dropped it).
+                let mut w = self.waiters.lock().expect("waiters lock");
+                let key = from.to_lowercase();
+                if let Some(v) = w.get_mut(&key) {
+                    v.retain(|s| !s.is_closed());
+                    if v.is_empty() {
+                        w.remove(&key);
+                    }
+                }
+                drop(w);
                 bail!("{from} did not connect within {}s (is it active, or are we?)", CONNECT_WAIT.as_secs());
             }
         };
@@ -627,7 +639,7 @@ struct CcSpawner {
 impl CcSpawner {
     async fn run_cc(self, mut stream: TcpStream, role: Role) {
         let _ = stream.set_nodelay(true);
-        let want_download = !self.waiters.lock().expect("waiters lock").is_empty();
+        let want_download = self.waiters.lock().expect("waiters lock").values().flatten().any(|s| !s.is_closed());
         let (peer, outcome, leftover) = match cc::handshake(&mut stream, role, &self.nick, want_download, None).await {
             Ok(x) => x,
             Err(e) => {
@@ -637,7 +649,19 @@ impl CcSpawner {
         };
         match outcome {
             DirectionOutcome::WeDownload => {
-                let waiter = self.waiters.lock().expect("waiters lock").remove(&peer.nick.to_lowercase());
+                let waiter = {
+                    let mut w = self.waiters.lock().expect("waiters lock");
+                    let key = peer.nick.to_lowercase();
+                    let v = w.get_mut(&key);
+                    let first = v.and_then(|v| {
+                        v.retain(|s| !s.is_closed());
+                        (!v.is_empty()).then(|| v.remove(0))
+                    });
+                    if w.get(&key).is_some_and(Vec::is_empty) {
+                        w.remove(&key);
+                    }
+                    first
+                };
                 match waiter {
                     Some(tx) => {
                         let _ = tx.send((stream, peer, leftover));
