@@ -32,6 +32,13 @@ pub const BROWSE_CACHE_TTL: Duration = Duration::from_secs(600);
 /// answer, whose own wait is `omnipeer_slsk::session::BROWSE_WAIT`, 120 s). A user that
 /// does not answer in time is a 504.
 pub const BROWSE_TIMEOUT: Duration = Duration::from_secs(150);
+/// Most files (and, on NMDC, folders) a browse may hold: a bigger list is refused (503)
+/// rather than kept. Real shares of a few hundred thousand files fit; a list that claims
+/// millions only costs memory.
+pub const MAX_BROWSE_FILES: usize = 1_000_000;
+/// Most files the cache keeps over all its browses: older browses go first (the newest
+/// is always kept).
+pub const MAX_CACHED_FILES: u64 = 2_000_000;
 /// Most hits a search within a browse returns.
 pub const MAX_BROWSE_HITS: usize = 1000;
 /// Most files one folder download queues (a bigger folder: download its subfolders).
@@ -370,7 +377,12 @@ impl BrowseCache {
             !(t.network == tree.network && t.session == tree.session && t.user.eq_ignore_ascii_case(&tree.user))
         });
         self.entries.push_back((std::time::Instant::now(), tree));
-        while self.entries.len() > MAX_BROWSE_CACHE {
+        let files = |e: &VecDeque<(std::time::Instant, std::sync::Arc<BrowseTree>)>| {
+            e.iter().map(|(_, t)| t.root.files).sum::<u64>()
+        };
+        while self.entries.len() > MAX_BROWSE_CACHE
+            || (self.entries.len() > 1 && files(&self.entries) > MAX_CACHED_FILES)
+        {
             self.entries.pop_front();
         }
     }
@@ -861,6 +873,21 @@ mod tests {
         assert!(c.get(Network::Slsk, "", "u0").is_none());
         assert!(c.get(Network::Slsk, "", "U10").is_some());
         assert!(c.get(Network::Nmdc, "", "u10").is_none());
+        // Big browses push the others out; the newest stays whatever its size.
+        let big = |user: &str| {
+            std::sync::Arc::new(BrowseTree {
+                network: Network::Slsk,
+                session: String::new(),
+                user: user.into(),
+                fetched: 0,
+                root: Folder { files: MAX_CACHED_FILES / 2 + 1, ..Folder::default() },
+            })
+        };
+        c.put(big("big1"));
+        assert_eq!(c.len(), MAX_BROWSE_CACHE);
+        c.put(big("big2"));
+        assert_eq!(c.len(), 1);
+        assert!(c.get(Network::Slsk, "", "big2").is_some());
     }
 
     fn vars<'a>(user: &'a str, folder: &'a str) -> DestVars<'a> {

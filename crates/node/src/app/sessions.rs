@@ -257,11 +257,16 @@ impl Client {
         use super::browse::Folder;
         match self {
             Client::Nmdc(c) => {
-                let list = c.file_list(user, tmp_dir).await?;
+                let list = c.file_list(user, tmp_dir, super::browse::MAX_BROWSE_FILES).await?;
                 Ok(tokio::task::spawn_blocking(move || Folder::from_nmdc(&list)).await?)
             }
             Client::Slsk(c) => {
                 let list = c.browse(user).await?;
+                let files: usize =
+                    list.dirs.iter().chain(list.private_dirs.iter().flatten()).map(|d| d.files.len()).sum();
+                if files > super::browse::MAX_BROWSE_FILES {
+                    bail!("{user} shares {files} files; a browse holds at most {}", super::browse::MAX_BROWSE_FILES);
+                }
                 Ok(tokio::task::spawn_blocking(move || Folder::from_slsk(&list)).await?)
             }
         }

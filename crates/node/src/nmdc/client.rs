@@ -353,12 +353,13 @@ impl DcClient {
     /// Fetch and parse `from`'s file list (`files.xml.bz2`, docs/protocols/nmdc.md): it
     /// travels like a file over a client-to-client connection (no slot needed) into a
     /// file in `tmp_dir`, removed afterwards, and is read within the parser's limits
-    /// (`omnipeer_nmdc::filelist::Limits`; a list above `MAX_FILELIST_COMPRESSED` is
-    /// refused before it is written).
+    /// (`omnipeer_nmdc::filelist::Limits`, with at most `max_entries` folders and files;
+    /// a list above `MAX_FILELIST_COMPRESSED` is refused before it is written).
     pub async fn file_list(
         &self,
         from: &str,
         tmp_dir: &std::path::Path,
+        max_entries: usize,
     ) -> anyhow::Result<omnipeer_nmdc::filelist::FileList> {
         std::fs::create_dir_all(tmp_dir)?;
         let tag: u64 = rand::random();
@@ -374,7 +375,8 @@ impl DcClient {
         let data = got.and_then(|_| std::fs::read(&out).map_err(anyhow::Error::from));
         let _ = std::fs::remove_file(&out);
         let data = data?;
-        tokio::task::spawn_blocking(move || omnipeer_nmdc::filelist::FileList::from_bz2(&data))
+        let limits = omnipeer_nmdc::filelist::Limits { max_entries, ..Default::default() };
+        tokio::task::spawn_blocking(move || omnipeer_nmdc::filelist::FileList::from_bz2_with(&data, &limits))
             .await?
             .map_err(|e| anyhow!("{from}'s file list cannot be read: {e}"))
     }
