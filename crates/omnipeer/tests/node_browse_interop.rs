@@ -81,3 +81,61 @@ fn node_browses_eiskaltdcpp_and_downloads_a_folder() {
     assert!(out.lines().any(|l| l.ends_with("Album\\art\\front.png")), "{out}");
     assert!(out.lines().any(|l| l.ends_with("Album\\  (3 files)")), "{out}");
 }
+
+mod slsk_support;
+
+/// Browse and folder download from the real Soulseek clients Nicotine+ 3.3.11 and aioslsk
+/// 1.7.1 (headless), logged in to node A's Soulseek server: node B browses each
+/// (SharedFileListRequest) and downloads its Album folder; the files land under
+/// downloads/<user>/<folder>/ (a destination template) with the shared files' SHA-256.
+/// Skips (and passes) when the clients' venv is missing (`scripts/install-slsk-peers.sh`).
+#[test]
+fn node_browses_nicotine_and_aioslsk_and_downloads_a_folder() {
+    if !slsk_support::require("node_browses_nicotine_and_aioslsk_and_downloads_a_folder") {
+        return;
+    }
+    use slsk_support::{Client, Peer, PeerOptions};
+    let t = tempfile::tempdir().unwrap();
+    let pa = Ports::free();
+    let a_dir = t.path().join("a");
+    std::fs::create_dir_all(a_dir.join("share")).unwrap();
+    std::fs::write(a_dir.join("share/a.txt"), "a").unwrap();
+    let _a = Node::start(&a_dir, &server_config("alice", pa), pa.api);
+    let server = format!("127.0.0.1:{}", pa.slsk);
+    let files = ["Album/01 First.flac", "Album/02 Second.flac", "Album/art/front.png"];
+    let mut peers = Vec::new();
+    for (client, user) in [(Client::Nicotine, "nicouser"), (Client::Aioslsk, "aiouser")] {
+        let mut opts = PeerOptions::new(user).listen_port(slsk_support::free_port());
+        for (i, rel) in files.iter().enumerate() {
+            opts = opts.file(rel, slsk_support::test_bytes(120_000 + i * 1_000, 60 + i as u64));
+        }
+        let p = Peer::spawn(client, &server, opts).expect("spawn the peer");
+        p.wait_logged_in(std::time::Duration::from_secs(60)).unwrap_or_else(|e| panic!("{user}: {e}"));
+        peers.push(p);
+    }
+    let b_api = free_port();
+    let b = Node::start(&t.path().join("b"), &joining_config("bob", pa, b_api, ""), b_api);
+    for p in &peers {
+        let user = p.user.clone();
+        let (code, v) = b.get_status(&format!("/api/browse?network=slsk&user={user}&q=album"));
+        assert_eq!(code, 200, "{user}: {v}\n{}", p.stderr_tail(30));
+        let album = v["hits"].as_array().unwrap().iter().find(|h| h["kind"] == "folder").expect("Album").clone();
+        assert_eq!(album["files"], 3, "{user}: {v}");
+        let (code, pl) = b.post(
+            "/api/transfers",
+            json!({"network": "slsk", "user": user, "path": album["path"], "destination": "{user}/{folder}"}),
+        );
+        assert_eq!(code, 201, "{user}: {pl}");
+        let group = pl["group"].as_i64().unwrap();
+        wait_for(&format!("the folder from {user}"), 120, || {
+            let gs = b.get("/api/transfers/groups");
+            let g = gs.as_array()?.iter().find(|g| g["id"] == group)?.clone();
+            assert_ne!(g["state"], "failed", "{g} {}", b.get("/api/transfers"));
+            (g["state"] == "done").then_some(())
+        });
+        for rel in files {
+            let got = b.dir.join("downloads").join(&user).join(rel);
+            assert_eq!(sha256_file(&got), sha256_file(&p.share_dir().join(rel)), "{user}: {rel}");
+        }
+    }
+}
