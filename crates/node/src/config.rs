@@ -503,7 +503,7 @@ mod tests {
         assert!(Config::from_toml("[[hubs]]\nurl = \"x:1\"\nnick = \"n\"\nbogus = 1\n").is_err());
         assert_eq!(slsk_address("[::1]:5").unwrap(), "[::1]:5");
         assert!(c.tox.enabled && !c.tox.auto_accept);
-        assert_eq!(c.tox.listen.to_string(), "0.0.0.0:33446");
+        assert_eq!(c.tox.listen.to_string(), "127.0.0.1:33446");
         assert!(c.tox.profile.is_empty() && c.tox.bootstrap.is_empty());
         assert!(Config::from_toml("[tox]\nbootstrap = \"127.0.0.1:33445:XYZ\"\n").is_err());
         let k = "AB".repeat(32);

@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod dcc;
 pub mod events;
+pub mod login;
 pub mod ministream;
 pub mod nmdc;
 pub mod progress;

@@ -123,7 +123,26 @@ const MIGRATIONS: &[&str] = &[
          created INTEGER NOT NULL
      );
      ALTER TABLE chat_messages ADD COLUMN delivered INTEGER;",
-    // 6: folder downloads: a group per folder queued at once (whose, which folder, where it
+    // 6: hub and Soulseek users the user marked: 'buddy' or 'ignored' ('' for the
+    // contacts before, and Tox friends).
+    "ALTER TABLE contacts ADD COLUMN relation TEXT NOT NULL DEFAULT '';",
+    // 7: finished uploads, kept across restarts (the newest `store::node::KEEP_UPLOADS`);
+    // `run` is the start time of the node that made them.
+    "CREATE TABLE upload_history (
+         row INTEGER PRIMARY KEY,
+         run INTEGER NOT NULL,
+         id INTEGER NOT NULL,
+         network TEXT NOT NULL,
+         user TEXT NOT NULL,
+         file TEXT NOT NULL,
+         size INTEGER NOT NULL,
+         start INTEGER NOT NULL,
+         bytes INTEGER NOT NULL,
+         state TEXT NOT NULL,
+         error TEXT NOT NULL,
+         updated INTEGER NOT NULL
+     );",
+    // 8: folder downloads: a group per folder queued at once (whose, which folder, where it
     // lands); each of its files is a transfer with `grp` set.
     "CREATE TABLE transfer_groups (
          id INTEGER PRIMARY KEY,

@@ -57,7 +57,7 @@ pub enum TransferError {
     /// The file being sent became shorter than announced.
     #[error("the file became shorter while it was being sent")]
     FileShrank,
-    /// The transfer was cancelled (shutdown).
+    /// The transfer was cancelled (by the user, or at shutdown).
     #[error("the transfer was cancelled")]
     Cancelled,
     /// A socket or file error.
@@ -258,7 +258,7 @@ fn send_blocking(
         }
         (acks, outcome)
     })?;
-    let written = send_file_range(&sock, &file, start, left, limit, idle, pos).map(|_| ());
+    let written = send_file_range(&sock, &file, start, left, limit, idle, pos, None).map(|_| ());
     if written.is_err() {
         let _ = sock.shutdown(Shutdown::Both);
     }
@@ -342,7 +342,10 @@ pub fn set_zero_copy(m: ZeroCopy) {
 /// through our buffers. Under a limit (or elsewhere, or if the file system refuses
 /// sendfile) it reads and writes chunks sized to the rate, pausing as the shared limit
 /// says. The limit is looked at every chunk, so changing it at run time switches paths
-/// mid-file. Returns how many of the bytes went zero-copy.
+/// mid-file. `stop`, when it turns true, ends the send after the current chunk
+/// ([`TransferError::Cancelled`]: the user cancelled the upload). Returns how many of the
+/// bytes went zero-copy.
+#[allow(clippy::too_many_arguments)]
 pub fn send_file_range(
     sock: &StdTcpStream,
     file: &File,
@@ -351,13 +354,14 @@ pub fn send_file_range(
     limit: Option<&RateLimit>,
     idle: Duration,
     sent: &AtomicU64,
+    stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<u64, TransferError> {
     let zero_copy = match zero_copy() {
         ZeroCopy::Always => true,
         ZeroCopy::Never => false,
         ZeroCopy::Auto => sock.peer_addr().is_ok_and(|a| !a.ip().is_loopback()),
     };
-    send_file_range_with(sock, file, start, length, limit, idle, sent, zero_copy)
+    send_file_range_with(sock, file, start, length, limit, idle, sent, stop, zero_copy)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -369,6 +373,7 @@ fn send_file_range_with(
     limit: Option<&RateLimit>,
     idle: Duration,
     sent: &AtomicU64,
+    stop: Option<&std::sync::atomic::AtomicBool>,
     zero_copy: bool,
 ) -> Result<u64, TransferError> {
     let mut offset = start;
@@ -383,6 +388,9 @@ fn send_file_range_with(
         false
     };
     while offset < end {
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Err(TransferError::Cancelled);
+        }
         let left = end - offset;
         let rate = limit.map_or(0, RateLimit::rate);
         if zero_copy && rate == 0 {
@@ -467,7 +475,8 @@ mod tests {
         });
         let sock = StdTcpStream::connect(addr).unwrap();
         let sent = AtomicU64::new(0);
-        let zero = send_file_range_with(&sock, &file, start, len, limit, Duration::from_secs(10), &sent, true).unwrap();
+        let zero =
+            send_file_range_with(&sock, &file, start, len, limit, Duration::from_secs(10), &sent, None, true).unwrap();
         sock.shutdown(Shutdown::Write).unwrap();
         (reader.join().unwrap(), sent.load(Ordering::Relaxed), zero)
     }
@@ -498,7 +507,7 @@ mod tests {
         let sock = StdTcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (mut peer, _) = l.accept().unwrap();
         let sent = AtomicU64::new(0);
-        let zero = send_file_range(&sock, &file, 0, 100_000, None, Duration::from_secs(5), &sent).unwrap();
+        let zero = send_file_range(&sock, &file, 0, 100_000, None, Duration::from_secs(5), &sent, None).unwrap();
         sock.shutdown(Shutdown::Write).unwrap();
         let mut got = Vec::new();
         peer.read_to_end(&mut got).unwrap();
@@ -524,7 +533,7 @@ mod tests {
         let sock = StdTcpStream::connect(l.local_addr().unwrap()).unwrap();
         let _peer = l.accept().unwrap();
         let sent = AtomicU64::new(0);
-        let r = send_file_range_with(&sock, &file, 500, 1000, None, Duration::from_secs(5), &sent, true);
+        let r = send_file_range_with(&sock, &file, 500, 1000, None, Duration::from_secs(5), &sent, None, true);
         assert!(matches!(r, Err(TransferError::FileShrank)), "{r:?}");
         assert_eq!(sent.load(Ordering::Relaxed), 500);
     }

@@ -43,6 +43,18 @@ pub const MAX_QUEUED: usize = 10_000;
 /// How often running uploads report progress.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
+/// The error of an upload the user cancelled.
+pub const CANCELLED: &str = "cancelled by this node's user";
+
+/// Whether an upload's error says the downloader went away (paused, cancelled, closed its
+/// client) rather than something going wrong here: the socket was reset or closed early.
+pub fn stopped_by_peer(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    ["connection reset", "broken pipe", "the connection ended", "unexpected eof", "early eof", "connection aborted"]
+        .iter()
+        .any(|p| e.contains(p))
+}
+
 /// The network of an upload channel: `slsk@two` → `slsk`.
 pub fn network_of(channel: &str) -> &str {
     channel.split_once('@').map_or(channel, |(n, _)| n)
@@ -330,7 +342,8 @@ pub struct UploadInfo {
     /// Bytes sent so far in this transfer.
     pub bytes: u64,
     /// `queued` (waiting at `position`), `starting` (a slot is held for the peer),
-    /// `running`, `done` or `failed`.
+    /// `running`, `done`, `stopped` (the peer paused or went away: `error` says "stopped
+    /// by the peer"), `cancelled` (by this node's user) or `failed`.
     pub state: String,
     /// 1-based queue position while queued, else 0.
     pub position: u32,
@@ -345,6 +358,8 @@ pub struct UploadInfo {
 struct Live {
     info: UploadInfo,
     sent: Arc<AtomicU64>,
+    /// Set by [`Uploads::cancel`]; the driver's send loop looks at it every chunk.
+    stop: Arc<std::sync::atomic::AtomicBool>,
     last: (Instant, u64),
 }
 
@@ -368,6 +383,8 @@ pub struct Uploads {
     watched: std::sync::atomic::AtomicBool,
     grants: Mutex<HashMap<String, mpsc::UnboundedSender<Grant>>>,
     dcc_ids: AtomicU64,
+    /// Users whose requests are refused: (network, lower-case name).
+    banned: std::sync::RwLock<std::collections::HashSet<(String, String)>>,
 }
 
 impl std::fmt::Debug for Uploads {
@@ -399,6 +416,7 @@ impl Uploads {
             // DCC gets are not queued; their ids count down from the top so they never
             // meet the queue's.
             dcc_ids: AtomicU64::new(u64::MAX / 2),
+            banned: std::sync::RwLock::default(),
         })
     }
 
@@ -489,8 +507,41 @@ impl Uploads {
         v
     }
 
-    /// A peer asks for a file of `size` bytes (see [`UploadQueue::request`]).
+    /// Refuse every request of these users from now on: (network, name).
+    pub fn set_banned(&self, users: impl IntoIterator<Item = (String, String)>) {
+        *self.banned.write().expect("banned") = users.into_iter().map(|(n, u)| (n, u.to_lowercase())).collect();
+    }
+
+    /// Whether `user` of `channel`'s network is banned from uploads.
+    pub fn is_banned(&self, channel: &str, user: &str) -> bool {
+        self.banned.read().expect("banned").contains(&(network_of(channel).to_owned(), user.to_lowercase()))
+    }
+
+    /// The stop flag of upload `id`, for its send loop (`transfer::send_file_range`).
+    pub fn stop_flag(&self, id: u64) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        self.state.lock().expect("uploads").live.get(&id).map(|l| l.stop.clone())
+    }
+
+    /// Cancel upload `id`: one waiting in the queue leaves it at once, one running stops
+    /// after its current chunk (its driver then finishes it). False if there is none.
+    pub fn cancel(&self, id: u64) -> bool {
+        let s = self.state.lock().expect("uploads");
+        let Some(l) = s.live.get(&id) else { return false };
+        let running = l.info.state == "running";
+        l.stop.store(true, Ordering::Relaxed);
+        drop(s);
+        if !running {
+            self.finish(id, Err(CANCELLED.into()));
+        }
+        true
+    }
+
+    /// A peer asks for a file of `size` bytes (see [`UploadQueue::request`]). A banned
+    /// user is refused.
     pub fn request(&self, network: &str, user: &str, file: &str, size: u64, hold: bool) -> Decision {
+        if self.is_banned(network, user) {
+            return Decision::Refused;
+        }
         let now = Instant::now();
         let mut s = self.state.lock().expect("uploads");
         let d = s.queue.request(network, user, file, hold, now);
@@ -514,6 +565,7 @@ impl Uploads {
                 updated: 0,
             },
             sent: Arc::default(),
+            stop: Arc::default(),
             last: (now, 0),
         });
         live.info.file = file.into();
@@ -568,6 +620,15 @@ impl Uploads {
             info.updated = unix_now();
             match result {
                 Ok(()) => info.state = "done".into(),
+                Err(e) if e == CANCELLED || e.contains("the transfer was cancelled") => {
+                    info.state = "cancelled".into();
+                    info.error = CANCELLED.into();
+                }
+                // The downloader paused or closed its client: a normal end, not an error.
+                Err(e) if stopped_by_peer(&e) => {
+                    info.state = "stopped".into();
+                    info.error = "stopped by the peer".into();
+                }
                 Err(e) => {
                     info.state = "failed".into();
                     info.error = e;
@@ -610,11 +671,10 @@ impl Uploads {
             error: String::new(),
             updated: unix_now(),
         };
-        self.state
-            .lock()
-            .expect("uploads")
-            .live
-            .insert(id, Live { info: info.clone(), sent: sent.clone(), last: (Instant::now(), 0) });
+        self.state.lock().expect("uploads").live.insert(
+            id,
+            Live { info: info.clone(), sent: sent.clone(), stop: Arc::default(), last: (Instant::now(), 0) },
+        );
         self.emit(info);
         (id, sent)
     }
@@ -815,6 +875,21 @@ mod tests {
         assert!(q.start(1));
         assert_eq!(q.request("slsk", "a", "x", true, t), Decision::AlreadyGranted(1));
         assert_eq!(q.free_slots("slsk"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_downloader_that_goes_away_stopped_the_upload_it_did_not_fail() {
+        let u = Uploads::new(2, BTreeMap::new(), 0);
+        let Decision::Granted(a) = u.request("slsk", "a", "x", 10, true) else { panic!() };
+        let Decision::Granted(b) = u.request("nmdc", "b", "y", 10, false) else { panic!() };
+        u.start(a, 0).unwrap();
+        u.start(b, 0).unwrap();
+        u.finish(a, Err("Connection reset by peer (os error 104)".into()));
+        u.finish(b, Err("cannot read /share/y: Permission denied (os error 13)".into()));
+        let list = u.list();
+        let get = |id| list.iter().find(|i| i.id == id).unwrap();
+        assert_eq!((get(a).state.as_str(), get(a).error.as_str()), ("stopped", "stopped by the peer"));
+        assert_eq!(get(b).state, "failed");
     }
 
     #[tokio::test]

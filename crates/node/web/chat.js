@@ -1,7 +1,10 @@
 // Chat: the hub's main chat, Soulseek rooms, private messages, Tox friends and DCC chats; live
 // lines from the event stream and a send box.
 
-import { h, fill, clock, networkName } from "./util.js";
+import { h, fill, clock, bytes, networkName } from "./util.js";
+
+/** How often the user list of an open hub or room chat is read again (ms). */
+const USERS_EVERY = 5000;
 
 /** Pages of 1000 lines read to catch a chat up before showing only its newest lines. */
 const CATCH_UP_PAGES = 20;
@@ -77,6 +80,12 @@ export class ChatView {
       this.input,
       this.sendBtn,
     );
+    this.usersTitle = h("h3", { id: "chat-users-title" }, "Users");
+    this.usersFilter = h("input", { type: "search", "data-testid": "chat-users-filter", placeholder: "Filter", "aria-label": "Filter users", oninput: () => this.renderUsers() });
+    this.usersList = h("ul", { class: "userlist", "data-testid": "chat-users", "aria-labelledby": "chat-users-title" });
+    this.usersPane = h("aside", { class: "chat-users", "aria-labelledby": "chat-users-title", hidden: true }, this.usersTitle, this.usersFilter, this.usersList);
+    this.users = [];
+    this.usersTimer = null;
     fill(
       el,
       h("h2", { class: "sr-only" }, "Chat"),
@@ -85,6 +94,7 @@ export class ChatView {
         { class: "chat" },
         h("aside", { class: "chat-side", "aria-label": "Conversations" }, h("h3", {}, "Conversations"), this.list, newForm),
         h("section", { class: "chat-main", "aria-labelledby": "chat-title" }, this.header, this.log, this.sendForm),
+        this.usersPane,
       ),
     );
   }
@@ -152,10 +162,88 @@ export class ChatView {
     this.input.setAttribute("aria-label", `Message to ${title(c)}`);
     this.renderList();
     this.renderLog();
+    this.loadUsers();
     try {
       await this.fetchMessages(id);
     } catch (err) {
       this.ctx.toast(`Cannot read ${title(c)}: ${err.message}`, "error");
+    }
+  }
+
+  /** The user list of the open chat, when it is a hub's main chat or a room; read again every USERS_EVERY while shown. */
+  async loadUsers() {
+    clearTimeout(this.usersTimer);
+    const c = this.current && this.chats.get(this.current);
+    const listed = c && (c.kind === "hub" || c.kind === "room");
+    this.usersPane.hidden = !listed;
+    this.el.querySelector(".chat").classList.toggle("with-users", !!listed);
+    if (!listed) return;
+    const id = this.current;
+    try {
+      const users = await this.ctx.api("GET", `/api/users?chat=${encodeURIComponent(id)}`);
+      if (this.current !== id) return;
+      this.users = users;
+      this.renderUsers();
+    } catch (err) {
+      if (this.current === id) {
+        this.users = [];
+        fill(this.usersList, h("li", { class: "empty" }, err.message));
+      }
+    }
+    if (this.current === id) this.usersTimer = setTimeout(() => this.ctx.current() === "chat" && this.loadUsers(), USERS_EVERY);
+  }
+
+  renderUsers() {
+    const c = this.chats.get(this.current);
+    if (!c) return;
+    const f = this.usersFilter.value.trim().toLowerCase();
+    const shown = this.users.filter((u) => !f || u.nick.toLowerCase().includes(f) || (u.description || "").toLowerCase().includes(f));
+    this.usersTitle.textContent = `Users (${this.users.length})`;
+    const prefix = c.session ? `${c.network}@${c.session}` : c.network;
+    fill(
+      this.usersList,
+      shown.slice(0, 500).map((u) => {
+        const shared = u.share_size !== undefined ? bytes(u.share_size) : u.files !== undefined ? `${u.files} files` : "";
+        const marks = [u.op ? "op" : null, u.away ? "away" : null, u.relation || null].filter(Boolean);
+        return h(
+          "li",
+          { "data-testid": "chat-user", "data-nick": u.nick, class: u.relation ? `rel-${u.relation}` : null },
+          h("span", { class: "nick" }, u.nick),
+          marks.length ? h("span", { class: "marks" }, ` ${marks.join(" · ")}`) : null,
+          h("span", { class: "shared" }, shared),
+          u.description ? h("span", { class: "desc", title: u.description }, u.description) : null,
+          h(
+            "span",
+            { class: "user-actions" },
+            h("button", { type: "button", class: "small", "data-testid": "user-pm", "aria-label": `Private message to ${u.nick}`, onclick: () => this.open(`${prefix}:pm:${u.nick}`).then(() => this.input.focus()) }, "Message"),
+            this.ctx.browseUser
+              ? h("button", { type: "button", class: "small", "data-testid": "user-browse", "aria-label": `Browse the files of ${u.nick}`, onclick: () => this.ctx.browseUser({ network: c.network, session: c.session || "", user: u.nick }) }, "Browse")
+              : null,
+            h(
+              "button",
+              { type: "button", class: "small", "data-testid": "user-buddy", "aria-pressed": u.relation === "buddy" ? "true" : "false", onclick: () => this.mark(u, u.relation === "buddy" ? null : "buddy") },
+              u.relation === "buddy" ? "Unbuddy" : "Buddy",
+            ),
+            h(
+              "button",
+              { type: "button", class: "small", "data-testid": "user-ignore", "aria-pressed": u.relation === "ignored" ? "true" : "false", onclick: () => this.mark(u, u.relation === "ignored" ? null : "ignored") },
+              u.relation === "ignored" ? "Unignore" : "Ignore",
+            ),
+          ),
+        );
+      }),
+      shown.length > 500 ? h("li", { class: "empty" }, `${shown.length - 500} more: filter to find them`) : null,
+    );
+  }
+
+  async mark(u, relation) {
+    try {
+      await this.ctx.api("PUT", "/api/contacts", { network: u.network, name: u.nick, relation });
+      u.relation = relation || undefined;
+      this.renderUsers();
+      this.ctx.toast(relation ? `${u.nick} is ${relation === "buddy" ? "a buddy" : "ignored"} now` : `${u.nick} is no longer marked`);
+    } catch (err) {
+      this.ctx.toast(`Cannot mark ${u.nick}: ${err.message}`, "error");
     }
   }
 

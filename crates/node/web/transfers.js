@@ -53,7 +53,13 @@ export class TransfersView {
     fill(
       el,
       h("h2", {}, "Transfers"),
-      h("div", { class: "toolbar" }, this.filterBar, this.totals),
+      h(
+        "div",
+        { class: "toolbar" },
+        this.filterBar,
+        this.totals,
+        h("button", { type: "button", class: "small", "data-testid": "transfers-clear", onclick: (e) => this.clearFinished(e.currentTarget) }, "Clear finished"),
+      ),
       this.groupList,
       h(
         "table",
@@ -135,6 +141,7 @@ export class TransfersView {
   onEvent(ev) {
     if (ev.type === "transfer" && ev.transfer.group && !this.groups.has(ev.transfer.group)) this.loadGroups().catch(() => {});
     if (ev.type === "transfer") this.upsert(ev.transfer);
+    else if (ev.type === "transfers_removed") this.removed(ev.ids);
     else if (ev.type === "progress") {
       const t = this.transfers.get(ev.id);
       if (!t) return;
@@ -260,7 +267,8 @@ export class TransfersView {
     p.state.className = `state s-${t.state}`;
     let note = "";
     if (t.state === "queued" && t.next_attempt) note = `retry ${ago(t.next_attempt)}`;
-    if (t.error && t.state !== "done") note = note ? `${note}: ${t.error}` : t.error;
+    // A running attempt is not the last one: its error is not shown.
+    if (t.error && t.state !== "done" && t.state !== "running") note = note ? `${note}: ${t.error}` : t.error;
     if (t.retries) note += `${note ? " · " : ""}${t.retries} retr${t.retries === 1 ? "y" : "ies"}`;
     p.note.textContent = note;
     p.note.title = t.error || "";
@@ -284,8 +292,50 @@ export class TransfersView {
             LABEL[a],
           ),
         ),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "small act-remove",
+            "data-testid": "transfer-remove",
+            "aria-label": `Remove ${t.name} from the list`,
+            title: "Remove from the list (a finished file stays on disk)",
+            onclick: (e) => this.remove(t.id, e.currentTarget),
+          },
+          "Remove",
+        ),
       );
     }
+  }
+
+  async clearFinished(btn) {
+    btn.disabled = true;
+    try {
+      const r = await this.ctx.api("POST", "/api/transfers/clear");
+      this.removed(r.removed);
+    } catch (err) {
+      this.ctx.toast(`Clear failed: ${err.message}`, "error");
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  async remove(id, btn) {
+    btn.disabled = true;
+    try {
+      await this.ctx.api("DELETE", `/api/transfers/${id}`);
+      this.removed([id]);
+    } catch (err) {
+      this.ctx.toast(`Remove failed: ${err.message}`, "error");
+      btn.disabled = false;
+    }
+  }
+
+  /** Transfers gone from the list. */
+  removed(ids) {
+    let any = false;
+    for (const id of ids) any = this.transfers.delete(id) || any;
+    if (any) this.renderAll();
   }
 
   async act(id, action, btn) {

@@ -36,6 +36,7 @@ export class UploadsView {
             h("th", { scope: "col", class: "num" }, "Speed"),
             h("th", { scope: "col", class: "num" }, "Time left"),
             h("th", { scope: "col" }, "State"),
+            h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")),
           ),
         ),
         this.body,
@@ -114,6 +115,7 @@ export class UploadsView {
     p.eta = h("td", { class: "num", "data-testid": "upload-eta" });
     p.state = h("span", { class: "state", "data-testid": "upload-state" });
     p.note = h("span", { class: "note", "data-testid": "upload-note" });
+    p.actions = h("td", { class: "actions" });
     const tr = h(
       "tr",
       { "data-testid": "upload-row", "data-id": u.id },
@@ -123,6 +125,7 @@ export class UploadsView {
       p.speed,
       p.eta,
       h("td", {}, p.state, p.note),
+      p.actions,
     );
     return { tr, p };
   }
@@ -150,9 +153,45 @@ export class UploadsView {
     p.state.className = `state s-${u.state}`;
     let note = "";
     if (u.state === "starting") note = "a slot is held for the peer";
+    if (u.state === "stopped") note = "stopped by the peer";
     if (u.start > 0) note = `resumed at ${bytes(u.start)}`;
     if (u.error) note = u.error;
     p.note.textContent = note;
     p.note.title = u.error || "";
+    const active = ["queued", "starting", "running"].includes(u.state);
+    const key = `${active}`;
+    if (r.actionsKey !== key) {
+      r.actionsKey = key;
+      fill(
+        p.actions,
+        active
+          ? h("button", { type: "button", class: "small", "data-testid": "upload-cancel", "aria-label": `Cancel the upload of ${u.file} to ${u.user}`, onclick: (e) => this.cancel(u, e.currentTarget) }, "Cancel")
+          : null,
+        ["nmdc", "slsk"].includes(u.network.split("@")[0])
+          ? h("button", { type: "button", class: "small", "data-testid": "upload-ban", "aria-label": `Ban ${u.user} from uploads`, onclick: (e) => this.ban(u, e.currentTarget) }, "Ban user")
+          : null,
+      );
+    }
+  }
+
+  async cancel(u, btn) {
+    btn.disabled = true;
+    try {
+      await this.ctx.api("POST", `/api/uploads/${u.id}/cancel`);
+    } catch (err) {
+      btn.disabled = false;
+      this.ctx.toast(`Cancel failed: ${err.message}`, "error");
+    }
+  }
+
+  async ban(u, btn) {
+    btn.disabled = true;
+    try {
+      await this.ctx.api("PUT", "/api/contacts", { network: u.network.split("@")[0], name: u.user, relation: "banned" });
+      this.ctx.toast(`${u.user} is banned from uploads`);
+    } catch (err) {
+      btn.disabled = false;
+      this.ctx.toast(`Ban failed: ${err.message}`, "error");
+    }
   }
 }

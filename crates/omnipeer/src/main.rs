@@ -58,6 +58,8 @@ enum Command {
     Up(up::UpArgs),
     /// Show the running node's networks, transfers and shares (through its API)
     Status(node_client::StatusArgs),
+    /// Who is in a hub's main chat or a Soulseek room (through the running node)
+    Users(node_client::UsersArgs),
     /// Search every network the running node is on; prints numbered merged results
     Search(node_client::SearchArgs),
     /// Download a search result (by the number `omnipeer search` printed), or a file or a
@@ -77,7 +79,7 @@ enum Command {
     /// mIRC DCC Server: server, chat, send, fserve
     #[command(subcommand)]
     Dcc(dcc::DccCmd),
-    /// Direct Connect (NMDC): hub
+    /// Direct Connect (NMDC): hub, and client (share, search, get)
     #[command(subcommand)]
     Dc(dc::DcCmd),
     /// Soulseek: server, share, search, get
@@ -177,6 +179,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Up(args) => up::run(&g, cfg, args).await,
         Command::Status(args) => node_client::status(&g, &cfg, args).await,
+        Command::Users(args) => node_client::users(&g, &cfg, args).await,
         Command::Search(args) => node_client::search(&g, &cfg, args).await,
         Command::Get(args) => node_client::get(&g, &cfg, args).await,
         Command::Browse(args) => node_client::browse(&g, &cfg, args).await,

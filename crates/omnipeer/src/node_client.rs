@@ -62,6 +62,14 @@ pub struct StatusArgs {
 }
 
 #[derive(Args)]
+pub struct UsersArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// A hub's main chat (nmdc:hub, nmdc@LABEL:hub) or a Soulseek room (slsk:room:NAME)
+    chat: String,
+}
+
+#[derive(Args)]
 pub struct SearchArgs {
     #[command(flatten)]
     api: ApiArgs,
@@ -234,6 +242,69 @@ fn sources_text(r: &Value) -> String {
 }
 
 /// `omnipeer status`.
+/// `omnipeer users CHAT`: who is in a hub's main chat or a room, one line each.
+pub async fn users(g: &Global, cfg: &Config, UsersArgs { api, chat }: UsersArgs) -> anyhow::Result<()> {
+    let conn = Conn::new(g, cfg, &api);
+    let json_out = g.json;
+    off_runtime(move || {
+        let v = conn?.get(&format!("/api/users?chat={}", urlencode(&chat)))?;
+        if json_out {
+            println!("{v}");
+            return Ok(());
+        }
+        let list = v.as_array().cloned().unwrap_or_default();
+        for u in &list {
+            let mut marks = Vec::new();
+            if u["op"] == true {
+                marks.push("op".to_owned());
+            }
+            if u["away"] == true {
+                marks.push("away".to_owned());
+            }
+            if let Some(r) = u["relation"].as_str() {
+                marks.push(r.to_owned());
+            }
+            let shared = match (u["share_size"].as_u64(), u["files"].as_u64()) {
+                (Some(b), _) => human_bytes(b),
+                (None, Some(f)) => format!("{f} files"),
+                _ => String::new(),
+            };
+            let slots = match (u["slots"].as_u64(), u["slots_full"].as_bool()) {
+                (Some(n), _) => format!("{n} slots"),
+                (None, Some(true)) => "slots full".to_owned(),
+                (None, Some(false)) => "free slot".to_owned(),
+                _ => String::new(),
+            };
+            println!(
+                "{:<24} {:>11}  {:<10} {:<12} {}",
+                u["nick"].as_str().unwrap_or(""),
+                shared,
+                slots,
+                marks.join(","),
+                u["description"].as_str().or(u["country"].as_str()).unwrap_or("")
+            );
+        }
+        eprintln!("{} user{} in {chat}", list.len(), if list.len() == 1 { "" } else { "s" });
+        Ok(())
+    })
+    .await
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 pub async fn status(g: &Global, cfg: &Config, StatusArgs { api }: StatusArgs) -> anyhow::Result<()> {
     let conn = Conn::new(g, cfg, &api);
     let json_out = g.json;

@@ -194,4 +194,29 @@ fn web_ui_adds_a_hub_chats_there_and_removes_it() {
     assert!(!heard(&a1), "the line reached the first hub");
     let nets = b.get("/api/networks");
     assert!(!nets.as_array().unwrap().iter().any(|n| n["name"] == "nmdc_client@hub2"), "{nets}");
+    // The buddy mark the page set is kept.
+    let marks = b.get("/api/contacts");
+    assert_eq!(marks, serde_json::json!([{"network": "nmdc", "name": "carol", "relation": "buddy"}]));
+}
+
+/// A second node with the first one's name (the README's recipe without a nick of its
+/// own): each refused login is a warning on the terminal naming the setting to change,
+/// said once, not again at every retry.
+#[test]
+fn a_refused_login_names_the_setting_to_change() {
+    let t = tempfile::tempdir().unwrap();
+    let (_a, p) = server_node(&t.path().join("a"), "alice", "epsilon.bin", 5);
+    let b_dir = t.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    std::fs::write(b_dir.join("config.toml"), joining_config("alice", p, free_port(), "")).unwrap();
+    let b = omni::Omni::start_in(&b_dir, &["up"]);
+    let hub = b.wait_line_containing("the hub (127.0.0.1");
+    // (The hub keeps its own node's nick for it: registered, in effect.)
+    assert!(hub.contains("refused the login as alice") && hub.contains("another name ([node].nick)"), "{hub}");
+    let slsk = b.wait_line_containing("the Soulseek server (127.0.0.1");
+    assert!(slsk.contains("refused the login as alice") && slsk.contains("registered with another password"), "{slsk}");
+    // Retries (every 5 s) do not repeat it.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    let later = b.lines_so_far();
+    assert!(!later.iter().any(|l| l.contains("refused the login")), "said again: {later:#?}");
 }

@@ -411,3 +411,214 @@ fn node_b_browses_node_a_on_both_networks_and_downloads_a_whole_folder() {
     assert_ne!(code, 0);
     assert!(err.contains("nmdc or slsk"), "{err}");
 }
+
+/// Rows leave the Transfers list: one under way is removed (stopped, its partial file
+/// deleted), finished ones are cleared at once, and a finished file stays on disk.
+#[test]
+fn transfers_are_removed_and_finished_ones_cleared() {
+    let t = tempfile::tempdir().unwrap();
+    // 512 KiB/s: the 3 MB file takes about six seconds, long enough to remove it running.
+    let (_a, b, _) = two_nodes(t.path(), "[transfers]\nmax_download_kib = 512\n", &[]);
+    let r = b.search_until("beta notes", "beta notes.txt", &["nmdc"]);
+    let (code, done) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{done}");
+    let done = b.wait_done(done["id"].as_i64().unwrap(), 60);
+    let r = b.search_until("alpha song", "Alpha Song.mp3", &["nmdc"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    wait_for("the download running with bytes on disk", 30, || {
+        let t = b.get(&format!("/api/transfers/{id}"));
+        (t["state"] == "running" && t["bytes"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    let (code, _, body) = b.request("delete", &format!("/api/transfers/{id}"), "");
+    assert_eq!(code, 204, "{body}");
+    let (code, _) = b.get_status(&format!("/api/transfers/{id}"));
+    assert_eq!(code, 404);
+    wait_for("the partial file gone", 20, || (!b.dir.join(format!("incomplete/{id}")).exists()).then_some(()));
+    assert!(!b.dir.join("downloads/Alpha Song.mp3").exists());
+    // Clear finished: the done row goes, its file stays.
+    let (code, c) = b.post("/api/transfers/clear", json!({}));
+    assert_eq!(code, 200, "{c}");
+    assert_eq!(c["removed"], json!([done["id"]]));
+    assert_eq!(b.get("/api/transfers"), json!([]));
+    assert!(Path::new(done["local_path"].as_str().unwrap()).exists());
+    let (code, _, _) = b.request("delete", &format!("/api/transfers/{id}"), "");
+    assert_eq!(code, 404);
+}
+
+/// Who is here: the hub's users and the room's members with what they share, from the
+/// API and the CLI; a marked user (buddy, ignored) — an ignored one's lines and search
+/// results are dropped; a private message to a nick not on the hub is refused.
+#[test]
+fn users_lists_buddies_and_ignored_users() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "", &[]);
+    let users = wait_for("alice and bob on the hub with their shares", 30, || {
+        let u = b.get("/api/users?chat=nmdc:hub");
+        let list = u.as_array()?.clone();
+        let alice = list.iter().find(|x| x["nick"] == "alice")?.clone();
+        (list.iter().any(|x| x["nick"] == "bob") && alice["share_size"].as_u64()? > 3_000_000).then_some(list)
+    });
+    let alice = users.iter().find(|x| x["nick"] == "alice").unwrap();
+    assert_eq!(alice["network"], "nmdc");
+    assert!(alice["client"].as_str().unwrap().starts_with("omnipeer"), "{alice}");
+    assert!(alice["slots"].as_u64().is_some(), "{alice}");
+    let room = wait_for("both in the room", 30, || {
+        let u = b.get("/api/users?chat=slsk:room:omnipeer");
+        let list = u.as_array()?.clone();
+        (list.iter().any(|x| x["nick"] == "alice") && list.iter().any(|x| x["nick"] == "bob")).then_some(list)
+    });
+    let alice_room = room.iter().find(|x| x["nick"] == "alice").unwrap();
+    assert!(alice_room["files"].as_u64().unwrap() >= 2, "{alice_room}");
+    let (code, out, err) = b.cli(&["users", "nmdc:hub"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("alice") && l.contains("MiB")), "{out}");
+    assert!(err.contains("2 users in nmdc:hub"), "{err}");
+    // A private chat has no user list; a PM to someone not on the hub is refused.
+    let (code, _) = b.get_status("/api/users?chat=nmdc:pm:alice");
+    assert_eq!(code, 404);
+    let (code, e) = b.post("/api/chats/messages", json!({"chat": "nmdc:pm:nobody", "text": "hi"}));
+    assert_eq!(code, 404, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("nobody is not on the hub"), "{e}");
+
+    // Buddy on Soulseek, ignored on NMDC.
+    let (code, _, c) =
+        b.request("put", "/api/contacts", r#"{"network": "slsk", "name": "alice", "relation": "buddy"}"#);
+    assert_eq!(code, 200, "{c}");
+    let (code, _, c) =
+        b.request("put", "/api/contacts", r#"{"network": "nmdc", "name": "Alice", "relation": "ignored"}"#);
+    assert_eq!(code, 200, "{c}");
+    let marks = b.get("/api/contacts");
+    assert_eq!(marks.as_array().unwrap().len(), 2, "{marks}");
+    let u = b.get("/api/users?chat=nmdc:hub");
+    assert_eq!(u.as_array().unwrap().iter().find(|x| x["nick"] == "alice").unwrap()["relation"], "ignored");
+    let u = b.get("/api/users?chat=slsk:room:omnipeer");
+    assert_eq!(u.as_array().unwrap().iter().find(|x| x["nick"] == "alice").unwrap()["relation"], "buddy");
+    // alice's hub line and PM are dropped on B; her room line is not.
+    for (chat, text) in
+        [("nmdc:hub", "ignored hub line"), ("nmdc:pm:bob", "ignored pm"), ("slsk:room:omnipeer", "room line")]
+    {
+        let (code, m) = a.post("/api/chats/messages", json!({"chat": chat, "text": text}));
+        assert_eq!(code, 201, "{m}");
+    }
+    wait_for("the room line on B", 20, || {
+        let m = b.get("/api/chats/messages?chat=slsk:room:omnipeer");
+        m.as_array()?.iter().any(|m| m["text"] == "room line").then_some(())
+    });
+    // (sent before the room line, over the same links: had they been kept, they would be)
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let hub = b.get("/api/chats/messages?chat=nmdc:hub");
+    assert!(!hub.as_array().unwrap().iter().any(|m| m["text"] == "ignored hub line"), "{hub}");
+    let pm = b.get("/api/chats/messages?chat=nmdc:pm:alice");
+    assert!(!pm.as_array().unwrap().iter().any(|m| m["text"] == "ignored pm"), "{pm}");
+    // Her NMDC search results are dropped; her Soulseek ones come.
+    let r = b.search_until("alpha song", "Alpha Song.mp3", &["slsk"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let s = b.get(&format!("/api/searches/{}", r["search"]));
+    let res = s["results"].as_array().unwrap().iter().find(|x| x["name"] == "Alpha Song.mp3").unwrap().clone();
+    assert!(res["sources"].as_array().unwrap().iter().all(|x| x["network"] == "slsk"), "{res}");
+    // Unmarked, she is heard again.
+    let (code, _, _) = b.request("put", "/api/contacts", r#"{"network": "nmdc", "name": "alice", "relation": null}"#);
+    assert_eq!(code, 200);
+    let (code, _) = a.post("/api/chats/messages", json!({"chat": "nmdc:hub", "text": "heard again"}));
+    assert_eq!(code, 201);
+    wait_for("the hub line on B", 20, || {
+        let m = b.get("/api/chats/messages?chat=nmdc:hub");
+        m.as_array()?.iter().any(|m| m["text"] == "heard again").then_some(())
+    });
+}
+
+/// A small file (no slot needed: NMDC's MiniSlots) is an upload in the list like any
+/// other, with every byte counted.
+#[test]
+fn small_uploads_are_listed() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "", &[("docs/tiny readme.txt", content(10_000, 9))]);
+    let r = b.search_until("tiny readme", "tiny readme.txt", &["nmdc"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    b.wait_done(tr["id"].as_i64().unwrap(), 60);
+    let up = wait_for("the small upload listed as done on A", 20, || {
+        let ups = a.get("/api/uploads");
+        ups.as_array()?.iter().find(|u| u["file"].as_str().is_some_and(|f| f.ends_with("tiny readme.txt"))).cloned()
+    });
+    wait_for("done with every byte", 20, || {
+        let ups = a.get("/api/uploads");
+        let u = ups.as_array()?.iter().find(|u| u["id"] == up["id"])?.clone();
+        (u["state"] == "done" && u["bytes"] == 10_000 && u["user"] == "bob" && u["network"] == "nmdc").then_some(())
+    });
+}
+
+/// Finished uploads outlive a restart of the node that made them.
+#[test]
+fn the_upload_history_survives_a_restart() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, pa) = two_nodes(t.path(), "", &[]);
+    let r = b.search_until("beta notes", "beta notes.txt", &["slsk"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "slsk"}));
+    assert_eq!(code, 201, "{tr}");
+    b.wait_done(tr["id"].as_i64().unwrap(), 60);
+    let done = |n: &Node| {
+        let ups = n.get("/api/uploads");
+        ups.as_array()?
+            .iter()
+            .find(|u| u["state"] == "done" && u["file"].as_str().is_some_and(|f| f.ends_with("beta notes.txt")))
+            .cloned()
+    };
+    let before = wait_for("the upload done on A", 20, || done(&a));
+    let a_dir = a.dir.clone();
+    drop(a);
+    let a = Node::restart(&a_dir, pa.api);
+    let after = done(&a).expect("the finished upload is listed after a restart");
+    assert_eq!(
+        (&after["user"], &after["bytes"], &after["network"]),
+        (&before["user"], &before["bytes"], &before["network"])
+    );
+}
+
+/// The uploader's user cancels a running upload (it ends `cancelled`, the downloader's
+/// attempt fails) and bans the downloader, whose requests are refused from then on.
+#[test]
+fn an_upload_is_cancelled_and_its_downloader_banned() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _) = two_nodes(t.path(), "[transfers]\nmax_retries = 0\n", &[]);
+    let (code, _, body) = a.request("put", "/api/settings", r#"{"max_upload_kib": 256}"#);
+    assert_eq!(code, 200, "{body}");
+    let r = b.search_until("alpha song", "Alpha Song.mp3", &["slsk"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "slsk"}));
+    assert_eq!(code, 201, "{tr}");
+    let tid = tr["id"].as_i64().unwrap();
+    let up = wait_for("the upload running on A", 30, || {
+        let ups = a.get("/api/uploads");
+        ups.as_array()?.iter().find(|u| u["state"] == "running" && u["bytes"].as_u64() > Some(0)).cloned()
+    });
+    let (code, c) = a.post(&format!("/api/uploads/{}/cancel", up["id"]), json!({}));
+    assert_eq!(code, 202, "{c}");
+    wait_for("the upload cancelled on A", 20, || {
+        let ups = a.get("/api/uploads");
+        ups.as_array()?.iter().find(|u| u["id"] == up["id"] && u["state"] == "cancelled").map(|_| ())
+    });
+    let failed = wait_for("B's attempt failed", 60, || {
+        let t = b.get(&format!("/api/transfers/{tid}"));
+        (t["state"] == "failed").then_some(t)
+    });
+    assert!(failed["bytes"].as_u64().unwrap() < 3_000_000, "{failed}");
+    let (code, _) = a.post(&format!("/api/uploads/{}/cancel", up["id"]), json!({}));
+    assert_eq!(code, 404, "a finished upload cannot be cancelled");
+
+    // Banned: B's retry is refused and no upload to bob starts.
+    let (code, _, body) =
+        a.request("put", "/api/contacts", r#"{"network": "slsk", "name": "bob", "relation": "banned"}"#);
+    assert_eq!(code, 200, "{body}");
+    let (code, t2) = b.post(&format!("/api/transfers/{tid}/retry"), json!({}));
+    assert_eq!(code, 200, "{t2}");
+    let refused = wait_for("B's retry refused", 60, || {
+        let t = b.get(&format!("/api/transfers/{tid}"));
+        (t["state"] == "failed" && t["retries"].as_u64().is_some()).then_some(t)
+    });
+    assert!(refused["error"].as_str().unwrap().ends_with("Banned"), "{refused}");
+    let ups = a.get("/api/uploads");
+    let to_bob = ups.as_array().unwrap().iter().filter(|u| u["user"] == "bob").count();
+    assert_eq!(to_bob, 1, "only the cancelled one: {ups}");
+}

@@ -50,10 +50,10 @@
 
 use crate::framing::{FrameKind, FrameReader};
 use crate::peer::{PeerInit, PeerMessage, SearchResponse, SharedFileList, TransferDirection, TransferReply, UserInfo};
-use crate::server::{ServerRequest, ServerResponse};
+use crate::server::{RoomUser, ServerRequest, ServerResponse};
 use crate::shares::{SharedDirectory, SharedFile};
 use crate::UserStatus;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -498,8 +498,15 @@ pub struct ClientSession {
     uploads: HashMap<UploadId, Upload>,
     browses: Vec<Browse>,
     searches: VecDeque<u32>,
+    /// The members of each room we are in (JoinRoom's list, then UserJoinedRoom and
+    /// UserLeftRoom), by lower-case name; at most [`MAX_ROOM_MEMBERS`] each.
+    rooms: HashMap<String, BTreeMap<String, RoomUser>>,
     out: VecDeque<Output>,
 }
+
+/// Members kept per room (the server's list of a huge room is cut there; a member who
+/// joins later is still listed while there is room).
+pub const MAX_ROOM_MEMBERS: usize = 20_000;
 
 fn lc(user: &str) -> String {
     user.to_lowercase()
@@ -537,6 +544,7 @@ impl ClientSession {
             downloads: HashMap::new(),
             uploads: HashMap::new(),
             browses: Vec::new(),
+            rooms: HashMap::new(),
             searches: VecDeque::new(),
             out: VecDeque::new(),
         }
@@ -550,6 +558,16 @@ impl ClientSession {
     /// Downloads under way (waiting for the uploader or its connection).
     pub fn downloads(&self) -> usize {
         self.downloads.len()
+    }
+
+    /// The members of `room` (empty when we are not in it), by name.
+    pub fn room_members(&self, room: &str) -> Vec<RoomUser> {
+        self.rooms.get(room).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The rooms we are in.
+    pub fn joined_rooms(&self) -> Vec<String> {
+        self.rooms.keys().cloned().collect()
     }
 
     /// Peer connections the session tracks (not those handed to the driver).
@@ -630,6 +648,7 @@ impl ClientSession {
         if conn == SERVER {
             self.logged_in = false;
             self.ping_at = None;
+            self.rooms.clear();
             return;
         }
         if matches!(self.conns.get(&conn), Some(ConnState::DialDirect { .. })) {
@@ -1007,7 +1026,26 @@ impl ClientSession {
             ServerResponse::SayChatroom { room, user, message } => {
                 self.event(SessionEvent::RoomMessage { room, user, text: message })
             }
-            ServerResponse::JoinRoom { room, .. } => self.event(SessionEvent::JoinedRoom { room }),
+            ServerResponse::JoinRoom { room, users, .. } => {
+                let members = users.into_iter().take(MAX_ROOM_MEMBERS).map(|u| (u.name.to_lowercase(), u)).collect();
+                self.rooms.insert(room.clone(), members);
+                self.event(SessionEvent::JoinedRoom { room })
+            }
+            ServerResponse::UserJoinedRoom { room, user } => {
+                if let Some(m) = self.rooms.get_mut(&room) {
+                    if m.len() < MAX_ROOM_MEMBERS || m.contains_key(&user.name.to_lowercase()) {
+                        m.insert(user.name.to_lowercase(), user);
+                    }
+                }
+            }
+            ServerResponse::UserLeftRoom { room, user } => {
+                if let Some(m) = self.rooms.get_mut(&room) {
+                    m.remove(&user.to_lowercase());
+                }
+            }
+            ServerResponse::LeaveRoom { room } => {
+                self.rooms.remove(&room);
+            }
             ServerResponse::Relogged => {
                 self.logged_in = false;
                 self.event(SessionEvent::Relogged);
@@ -2306,6 +2344,35 @@ mod tests {
         sim.drain();
         sim.s.handle_input(sim.now, c, &header(1024));
         assert!(!sim.drain().contains(&Output::Close { conn: c }));
+    }
+
+    #[test]
+    fn room_members_follow_joins_and_leaves() {
+        use crate::server::{RoomUser, UserStats};
+        use crate::UserStatus;
+        let member = |name: &str| RoomUser {
+            name: name.into(),
+            status: UserStatus::Online,
+            stats: UserStats { avg_speed: 1, upload_num: 0, unknown: 0, files: 10, dirs: 2 },
+            slots_full: 0,
+            country: String::new(),
+        };
+        let mut sim = Sim::new();
+        sim.server_says(ServerResponse::JoinRoom {
+            room: "r".into(),
+            users: vec![member("Ann"), member("bob")],
+            private: None,
+        });
+        sim.server_says(ServerResponse::UserJoinedRoom { room: "r".into(), user: member("carl") });
+        sim.server_says(ServerResponse::UserLeftRoom { room: "r".into(), user: "BOB".into() });
+        let names: Vec<String> = sim.s.room_members("r").into_iter().map(|u| u.name).collect();
+        assert_eq!(names, ["Ann", "carl"]);
+        assert_eq!(sim.s.joined_rooms(), ["r"]);
+        // Someone joining a room we are not in is not kept.
+        sim.server_says(ServerResponse::UserJoinedRoom { room: "other".into(), user: member("dan") });
+        assert!(sim.s.room_members("other").is_empty());
+        sim.server_says(ServerResponse::LeaveRoom { room: "r".into() });
+        assert!(sim.s.room_members("r").is_empty());
     }
 
     #[test]

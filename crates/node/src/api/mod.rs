@@ -132,9 +132,12 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/transfers", get(transfer_list).post(transfer_add))
         .route("/api/transfers/groups", get(transfer_groups))
         .route("/api/browse", get(browse))
-        .route("/api/transfers/{id}", get(transfer_get))
+        .route("/api/transfers/{id}", get(transfer_get).delete(transfer_remove))
+        .route("/api/transfers/clear", post(transfers_clear))
         .route("/api/transfers/{id}/{action}", post(transfer_action))
         .route("/api/chats", get(chat_list))
+        .route("/api/users", get(user_list))
+        .route("/api/contacts", get(contact_list).put(contact_set))
         .route("/api/chats/messages", get(chat_messages).post(chat_send))
         .route("/api/shares", get(shares))
         .route("/api/shares/files", get(share_files))
@@ -146,6 +149,7 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/tox/requests/{pk}", axum::routing::delete(tox::decline))
         .route("/api/tox/requests/{pk}/accept", post(tox::accept))
         .route("/api/uploads", get(upload_list))
+        .route("/api/uploads/{id}/cancel", post(upload_cancel))
         .route("/api/settings", get(settings_get).put(settings_put))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -330,6 +334,13 @@ async fn settings_put(
     Ok(Json(json!(api.node.change_settings(&change)?)))
 }
 
+async fn upload_cancel(State(api): State<Api>, Path(id): Path<u64>) -> ApiResult<StatusCode> {
+    if !api.node.uploads.cancel(id) {
+        return Err(NodeError::NotFound(format!("no upload {id} waiting or running")).into());
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
 async fn upload_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(api.node.upload_list())))
 }
@@ -426,11 +437,46 @@ async fn transfer_get(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<
     Ok(Json(json!(t)))
 }
 
+async fn transfer_remove(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    api.node.transfer_remove(id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn transfers_clear(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"removed": api.node.transfers_clear_finished()?})))
+}
+
 async fn transfer_action(State(api): State<Api>, Path((id, action)): Path<(i64, String)>) -> ApiResult<Json<Value>> {
     let action: TransferAction = action
         .parse()
         .map_err(|_| NodeError::NotFound(format!("no action {action} (pause, resume, cancel, retry)")))?;
     Ok(Json(json!(api.node.transfer_action(id, action)?)))
+}
+
+#[derive(Deserialize)]
+struct UsersQuery {
+    chat: String,
+}
+
+async fn user_list(State(api): State<Api>, Query(q): Query<UsersQuery>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.users(&q.chat).await?)))
+}
+
+async fn contact_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.marked_users()?)))
+}
+
+#[derive(Deserialize)]
+struct ContactBody {
+    network: Network,
+    name: String,
+    /// `buddy`, `ignored`, or null to unmark.
+    relation: Option<crate::app::net::Relation>,
+}
+
+async fn contact_set(State(api): State<Api>, Json(b): Json<ContactBody>) -> ApiResult<Json<Value>> {
+    api.node.set_relation(b.network, &b.name, b.relation)?;
+    Ok(Json(json!(api.node.marked_users()?)))
 }
 
 async fn chat_list(State(api): State<Api>) -> ApiResult<Json<Value>> {

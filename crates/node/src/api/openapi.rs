@@ -22,11 +22,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "A user's share (or one folder of it) as a tree with sizes and counts, or a search within it",
     ),
     ("get", "/api/transfers/{id}", "One transfer"),
+    ("delete", "/api/transfers/{id}", "Remove a transfer from the list (stopping it and deleting its partial file)"),
+    ("post", "/api/transfers/clear", "Remove every finished (done or cancelled) transfer from the list"),
     ("post", "/api/transfers/{id}/pause", "Pause a queued or running transfer"),
     ("post", "/api/transfers/{id}/resume", "Queue a paused transfer again"),
     ("post", "/api/transfers/{id}/cancel", "Cancel a transfer and delete its partial file"),
     ("post", "/api/transfers/{id}/retry", "Queue a failed or cancelled transfer again"),
     ("get", "/api/chats", "Every chat"),
+    ("get", "/api/users", "Who is in a hub's main chat or a Soulseek room"),
+    ("get", "/api/contacts", "The users marked as buddies or ignored"),
+    ("put", "/api/contacts", "Mark a user as a buddy or ignored, or unmark them"),
     ("get", "/api/chats/messages", "A chat's messages"),
     ("post", "/api/chats/messages", "Say something in a chat"),
     ("get", "/api/shares", "Share folders and totals"),
@@ -40,6 +45,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/tox/requests/{pk}/accept", "Accept a pending friend request"),
     ("delete", "/api/tox/requests/{pk}", "Decline a pending friend request"),
     ("get", "/api/uploads", "Uploads: running and queued (in queue order), then finished"),
+    ("post", "/api/uploads/{id}/cancel", "Cancel an upload that waits or runs"),
     ("get", "/api/settings", "The settings that can change while the node runs"),
     ("put", "/api/settings", "Change settings (all or nothing; null resets one to the configuration file's value)"),
 ];
@@ -124,8 +130,26 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             ok(r("Browse")),
         ),
         ("get", "/api/transfers/{id}") => (vec![id_param("id")], None, ok(r("Transfer"))),
+        ("delete", "/api/transfers/{id}") => (vec![id_param("id")], None, json!({"description": "Removed"})),
+        ("post", "/api/transfers/clear") => (
+            vec![],
+            None,
+            ok(json!({"type": "object", "properties": {"removed": {"type": "array", "items": {"type": "integer"}}}})),
+        ),
         ("post", p) if p.starts_with("/api/transfers/{id}/") => (vec![id_param("id")], None, ok(r("Transfer"))),
         ("get", "/api/chats") => (vec![], None, ok(json!({"type": "array", "items": r("Chat")}))),
+        ("post", "/api/uploads/{id}/cancel") => (vec![id_param("id")], None, json!({"description": "Cancelling"})),
+        ("get", "/api/users") => {
+            (vec![q("chat", "string", true)], None, ok(json!({"type": "array", "items": r("User")})))
+        }
+        ("get", "/api/contacts") => (vec![], None, ok(json!({"type": "array", "items": r("Contact")}))),
+        ("put", "/api/contacts") => (
+            vec![],
+            Some(body(json!({"type": "object", "required": ["network", "name", "relation"], "properties": {
+                "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "name": {"type": "string"},
+                "relation": {"type": "string", "enum": ["buddy", "ignored", "banned"], "nullable": true}}}))),
+            ok(json!({"type": "array", "items": r("Contact")})),
+        ),
         ("get", "/api/chats/messages") => (
             vec![q("chat", "string", true), q("after", "integer", false), q("limit", "integer", false)],
             None,
@@ -297,6 +321,15 @@ fn schemas() -> Value {
     if let (Some(all), Some(more)) = (all.as_object_mut(), more.as_object_mut()) {
         all.append(more);
     }
+    all["User"] = json!({"type": "object", "properties": {
+            "nick": s("string"), "network": {"type": "string", "enum": ["nmdc", "slsk"]},
+            "share_size": s("integer"), "files": s("integer"), "folders": s("integer"), "description": s("string"),
+            "client": s("string"), "slots": s("integer"), "slots_full": s("boolean"), "speed": s("integer"),
+            "country": s("string"), "op": s("boolean"), "away": s("boolean"),
+            "relation": {"type": "string", "enum": ["buddy", "ignored", "banned"]}}});
+    all["Contact"] = json!({"type": "object", "properties": {
+            "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "name": s("string"),
+            "relation": {"type": "string", "enum": ["buddy", "ignored", "banned"]}}});
     all
 }
 

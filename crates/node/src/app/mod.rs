@@ -23,6 +23,7 @@ pub mod sessions;
 pub mod settings;
 pub mod tox;
 pub mod transfers;
+pub mod users;
 
 use crate::config::Config;
 use crate::nmdc::client::DcClient;
@@ -70,6 +71,11 @@ pub struct Node {
     networks: Mutex<BTreeMap<String, NetworkInfo>>,
     /// The hub and Soulseek server sessions (`app::sessions`).
     sessions: RwLock<Vec<Arc<Session>>>,
+    /// This run's start (unix microseconds): the upload history's rows of this run are
+    /// the ones in memory.
+    run: i64,
+    /// Buddies and ignored users (`app::users`).
+    marks: RwLock<users::Marks>,
     /// The DCC server, whose chats are in the chat model as `dcc:chat:NICK`.
     dcc: RwLock<Option<crate::dcc::DccServerHandle>>,
     /// The searches of this run.
@@ -190,6 +196,7 @@ impl Node {
                 }
             }
         }
+        let marks = Node::load_marks(&store)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let t = &cfg.transfers;
         let from_file: BTreeMap<&'static str, u64> = BTreeMap::from([
@@ -223,6 +230,11 @@ impl Node {
             events,
             networks: Mutex::default(),
             sessions: RwLock::default(),
+            marks: RwLock::new(marks),
+            run: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0),
             dcc: RwLock::default(),
             searches: Mutex::default(),
             browses: Mutex::default(),
@@ -239,6 +251,7 @@ impl Node {
             ),
             share_scan: Arc::new(ShareScan::new()),
         }))
+        .inspect(|n: &Arc<Node>| n.uploads.set_banned(users::banned(&n.marks.read().expect("marks"))))
     }
 
     /// Events from now on, for a listener such as a WebSocket: the only `broadcast` in
@@ -340,6 +353,9 @@ impl Node {
     }
 
     fn add_result(&self, raw: RawResult) {
+        if self.is_ignored(raw.source.network, &raw.source.user) {
+            return;
+        }
         let changed = self.searches.lock().expect("searches").add(raw, Instant::now());
         for r in changed {
             self.emit(Event::SearchResult { search: r.search, result: r });
@@ -513,7 +529,18 @@ impl Node {
                             delivered: None,
                         });
                     }
-                    _ => client.private_message(name, text).await?,
+                    _ => {
+                        // NMDC hubs drop a message to a nick that is not there without a
+                        // word: say so instead of storing a line nobody gets.
+                        if !client.has_user(name).await? {
+                            return Err(NodeError::NotFound(format!(
+                                "{name} is not on {} (a private message reaches only someone online)",
+                                key.describe()
+                            ))
+                            .into());
+                        }
+                        client.private_message(name, text).await?
+                    }
                 }
             }
         }
@@ -544,8 +571,14 @@ impl Node {
 
 impl Node {
     /// Every upload: running and queued (in queue order), then finished, newest first.
+    /// Uploads of earlier runs follow those of this one (kept in `node.sqlite`).
     pub fn upload_list(&self) -> Vec<crate::upload::UploadInfo> {
-        self.uploads.list()
+        let mut v = self.uploads.list();
+        match self.db.lock().expect("db").upload_history(self.run, crate::upload::KEEP_FINISHED) {
+            Ok(old) => v.extend(old),
+            Err(e) => tracing::warn!("cannot read the upload history: {e:#}"),
+        }
+        v
     }
 
     /// Change the upload limit over every network at run time (KiB/s, 0: none);
@@ -603,6 +636,11 @@ impl Node {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
                 batch = self.uploads.changes() => for upload in batch {
+                    if matches!(upload.state.as_str(), "done" | "failed" | "stopped") {
+                        if let Err(e) = self.db.lock().expect("db").upload_history_add(self.run, &upload) {
+                            tracing::warn!("cannot keep a finished upload: {e:#}");
+                        }
+                    }
                     self.emit(Event::Upload { upload });
                 },
             }

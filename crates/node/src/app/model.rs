@@ -249,6 +249,49 @@ impl ChatInfo {
     }
 }
 
+/// Someone in a hub's main chat or a Soulseek room, as `GET /api/users` lists them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerUser {
+    /// Nick or user name.
+    pub nick: String,
+    /// `nmdc` or `slsk`.
+    pub network: Network,
+    /// Bytes shared (NMDC's `$MyINFO`; Soulseek tells only counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_size: Option<u64>,
+    /// Files shared (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// Folders shared (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folders: Option<u64>,
+    /// Description (NMDC).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Client and version (NMDC's tag).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub client: String,
+    /// Upload slots (NMDC's tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// Every upload slot taken (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots_full: Option<bool>,
+    /// Average upload speed in bytes per second (Soulseek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<u64>,
+    /// Country code (Soulseek).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub country: String,
+    /// A hub operator.
+    pub op: bool,
+    /// Away.
+    pub away: bool,
+    /// Marked by the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<super::net::Relation>,
+}
+
 /// A Tox friend, as `GET /api/tox` and the `tox_friend` event show it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ToxFriendInfo {
@@ -344,6 +387,12 @@ pub enum Event {
         request: ToxRequestInfo,
         /// Still waiting for an answer.
         pending: bool,
+    },
+    /// Transfers were removed from the list (`DELETE /api/transfers/{id}`, `POST
+    /// /api/transfers/clear`).
+    TransfersRemoved {
+        /// Their ids.
+        ids: Vec<i64>,
     },
     /// A chat with a live connection of its own (DCC) opened or closed.
     ChatOpen {

@@ -166,6 +166,39 @@ impl FromStr for TransferAction {
     }
 }
 
+/// What the user made of another user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Relation {
+    /// A buddy: listed, marked in user lists.
+    Buddy,
+    /// Ignored: their private messages, chat lines and search results are dropped.
+    Ignored,
+    /// Banned from uploads: their requests are refused.
+    Banned,
+}
+
+impl Relation {
+    /// The name in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relation::Buddy => "buddy",
+            Relation::Ignored => "ignored",
+            Relation::Banned => "banned",
+        }
+    }
+}
+
+impl FromStr for Relation {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Relation, UnknownName> {
+        [Relation::Buddy, Relation::Ignored, Relation::Banned]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or(UnknownName { what: "relation", name: s.into() })
+    }
+}
+
 /// Longest session label.
 pub const MAX_LABEL: usize = 64;
 

@@ -15,7 +15,7 @@
 //! queue, a variant of [`Client`] and of the event conversion in [`Client::next_event`],
 //! and a [`Network`] variant; search, downloads, chat and `/api/networks` then take it.
 
-use super::model::{NetworkInfo, Role, SessionRef, SessionState, Source, TransferInfo};
+use super::model::{NetworkInfo, PeerUser, Role, SessionRef, SessionState, Source, TransferInfo};
 use super::net::{label_from_address, valid_label, Network, SessionKey};
 use super::search::{RawResult, SearchBook};
 use super::{is_bind_error, listen_key, wait_offline, Node, NodeError, RECONNECT_EVERY};
@@ -270,6 +270,71 @@ impl Client {
                 Ok(tokio::task::spawn_blocking(move || Folder::from_slsk(&list)).await?)
             }
         }
+    }
+
+    /// Who is in the hub's main chat (`room` None) or a room.
+    pub async fn users(&self, room: Option<&str>) -> anyhow::Result<Vec<PeerUser>> {
+        Ok(match (self, room) {
+            (Client::Nmdc(c), None) => c
+                .user_list()
+                .await?
+                .into_iter()
+                .map(|u| {
+                    let info = u.info.as_ref();
+                    let tag = info.and_then(|i| i.tag.as_ref());
+                    PeerUser {
+                        nick: u.nick.clone(),
+                        network: Network::Nmdc,
+                        share_size: info.map(|i| i.share_size),
+                        files: None,
+                        folders: None,
+                        description: info
+                            .map(|i| omnipeer_nmdc::text::wire_to_utf8(&i.description))
+                            .unwrap_or_default(),
+                        client: tag
+                            .map(|t| format!("{} {}", t.client, t.version.as_deref().unwrap_or("")).trim().to_owned())
+                            .unwrap_or_default(),
+                        slots: tag.and_then(|t| t.slots),
+                        slots_full: None,
+                        speed: None,
+                        country: String::new(),
+                        op: u.op,
+                        away: info.is_some_and(|i| i.flag & omnipeer_nmdc::command::flags::AWAY != 0),
+                        relation: None,
+                    }
+                })
+                .collect(),
+            (Client::Slsk(c), Some(room)) => c
+                .room_members(room)
+                .into_iter()
+                .map(|u| PeerUser {
+                    nick: u.name,
+                    network: Network::Slsk,
+                    share_size: None,
+                    files: Some(u64::from(u.stats.files)),
+                    folders: Some(u64::from(u.stats.dirs)),
+                    description: String::new(),
+                    client: String::new(),
+                    slots: None,
+                    slots_full: Some(u.slots_full != 0),
+                    speed: Some(u64::from(u.stats.avg_speed)),
+                    country: u.country,
+                    op: false,
+                    away: matches!(u.status, omnipeer_slsk::UserStatus::Away),
+                    relation: None,
+                })
+                .collect(),
+            _ => bail!(NodeError::NotFound("that chat has no user list".into())),
+        })
+    }
+
+    /// Whether `nick` is on the hub (NMDC; a Soulseek server does not list everyone:
+    /// true).
+    pub async fn has_user(&self, nick: &str) -> anyhow::Result<bool> {
+        Ok(match self {
+            Client::Nmdc(c) => c.users().await?.iter().any(|n| n.eq_ignore_ascii_case(nick)),
+            Client::Slsk(_) => true,
+        })
     }
 
     /// Rescan the share into the running session.
@@ -593,6 +658,8 @@ impl Node {
             return Ok(());
         }
         let nick = self.nick_of(spec);
+        // The last refusal warned about: said once, again only when it changes.
+        let mut warned: Option<String> = None;
         loop {
             self.set_session(spec, SessionState::Starting, "indexing the share and logging in");
             let started = tokio::select! {
@@ -654,7 +721,19 @@ impl Node {
                     }
                 }
                 Err(e) => {
-                    if is_bind_error(&e) {
+                    if let Some(r) = crate::login::LoginRefused::of(&e) {
+                        let text = format!("{e:#}");
+                        if warned.as_deref() != Some(text.as_str()) {
+                            tracing::warn!(
+                                "{} ({}) refused the login as {nick}: {}; {}",
+                                spec.key().describe(),
+                                spec.address,
+                                r.why,
+                                self.what_to_change(spec, r.kind)
+                            );
+                            warned = Some(text);
+                        }
+                    } else if is_bind_error(&e) {
                         tracing::warn!("{}: {e:#}", spec.key().describe());
                     }
                     self.set_session(spec, SessionState::Offline, &format!("{e:#}"))
@@ -667,8 +746,50 @@ impl Node {
         }
     }
 
+    /// The setting that fixes a refused login of `spec`.
+    fn what_to_change(&self, spec: &SessionSpec, kind: crate::login::Refused) -> String {
+        use crate::login::Refused;
+        let (nick_key, password_key) = match (spec.network, spec.label.is_empty(), spec.added) {
+            (Network::Nmdc, true, _) => ("[node].nick".to_owned(), "[nmdc_client].password".to_owned()),
+            (_, true, _) => ("[node].nick".to_owned(), "[slsk_client].password".to_owned()),
+            (Network::Nmdc, false, false) => (
+                format!("nick of its [[hubs]] entry ({})", spec.label),
+                format!("password of its [[hubs]] entry ({})", spec.label),
+            ),
+            (_, false, false) => (
+                format!("user of its [[slsk_servers]] entry ({})", spec.label),
+                format!("password of its [[slsk_servers]] entry ({})", spec.label),
+            ),
+            (_, false, true) => (
+                "nick (remove it and add it again: DELETE, then POST /api/networks)".to_owned(),
+                "password (remove it and add it again: DELETE, then POST /api/networks)".to_owned(),
+            ),
+        };
+        match (kind, spec.network) {
+            (Refused::Name, _) => format!("choose another name: {nick_key}"),
+            // Soulseek servers register a name at its first login: another password
+            // means someone else has the name.
+            (Refused::Password, Network::Slsk) => {
+                format!("the name is registered with another password: choose another name ({nick_key}) or set {password_key}")
+            }
+            (Refused::Password, _) => format!("set {password_key}"),
+            (Refused::Registered, _) => {
+                format!("set its password ({password_key}) or choose another name ({nick_key})")
+            }
+            (Refused::Other, _) => "it retries every few seconds".to_owned(),
+        }
+    }
+
     fn on_net_event(&self, s: &Session, ev: NetEvent) {
         let key = s.key();
+        match &ev {
+            NetEvent::Said { nick: who, .. } | NetEvent::Private { from: who, .. }
+                if self.is_ignored(key.network, who) =>
+            {
+                return
+            }
+            _ => {}
+        }
         match ev {
             NetEvent::Said { room, nick, text } => {
                 let own = nick == self.nick_of(&s.spec);

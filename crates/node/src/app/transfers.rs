@@ -146,6 +146,31 @@ impl Node {
         }
     }
 
+    /// Remove a transfer from the list, whatever its state: one under way is stopped and
+    /// its partial file deleted; a finished file stays where it is.
+    pub fn transfer_remove(&self, id: i64) -> anyhow::Result<()> {
+        let removed = self.db.lock().expect("db").transfer_delete(id)?;
+        if !removed {
+            bail!(NodeError::NotFound(format!("no transfer {id}")));
+        }
+        // The worker sees the row gone when it ends; its partial folder goes either way.
+        self.engine.stop(id);
+        if !self.engine.running.lock().expect("running").contains_key(&id) {
+            let _ = std::fs::remove_dir_all(self.incomplete.join(id.to_string()));
+        }
+        self.emit(Event::TransfersRemoved { ids: vec![id] });
+        Ok(())
+    }
+
+    /// Remove every finished (done or cancelled) transfer from the list; their ids.
+    pub fn transfers_clear_finished(&self) -> anyhow::Result<Vec<i64>> {
+        let ids = self.db.lock().expect("db").transfers_clear_finished()?;
+        if !ids.is_empty() {
+            self.emit(Event::TransfersRemoved { ids: ids.clone() });
+        }
+        Ok(ids)
+    }
+
     /// Pause, resume, cancel or retry. Errors with `Conflict` when the state forbids it.
     pub fn transfer_action(&self, id: i64, action: TransferAction) -> anyhow::Result<TransferInfo> {
         use TransferState::*;
@@ -261,7 +286,8 @@ impl Node {
         let result = self.attempt(&t, &dir, &stop, &rate, &live).await;
         let state = self.db.lock().expect("db").transfer(id).ok().flatten().map(|t| t.state);
         match (result, state) {
-            (_, Some(TransferState::Cancelled)) => {
+            // Cancelled, or removed from the list while it ran: the partial file goes.
+            (_, Some(TransferState::Cancelled) | None) => {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             (_, Some(TransferState::Paused)) => {

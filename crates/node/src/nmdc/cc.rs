@@ -146,6 +146,8 @@ pub async fn serve_uploads(
     // What the current request resolved to, and the upload (slot) it holds.
     let mut source: Option<Source> = None;
     let mut running: Option<Running> = None;
+    // The byte counter of a small file's record (it takes no slot, so `start` gives none).
+    let mut small_sent: Option<std::sync::Arc<std::sync::atomic::AtomicU64>> = None;
     loop {
         let mut deadline = None;
         while let Some(o) = up.poll_output() {
@@ -180,6 +182,13 @@ pub async fn serve_uploads(
                                 None | Some(Decision::Granted(_)) => {
                                     if let Some(Decision::Granted(id)) = decision {
                                         running = Some(Running { uploads: ctx.uploads.clone(), id, result: None });
+                                    } else if let Source::File { name, size, .. } = &src {
+                                        // A small file takes no slot but is an upload the
+                                        // user sees in the list like any other.
+                                        let (id, sent) =
+                                            ctx.uploads.untracked(&ctx.channel, &peer.nick, name, *size, 0);
+                                        running = Some(Running { uploads: ctx.uploads.clone(), id, result: None });
+                                        small_sent = Some(sent);
                                     }
                                     let len = src.len();
                                     source = Some(src);
@@ -207,10 +216,19 @@ pub async fn serve_uploads(
                             stream
                         }
                         Source::File { file, .. } => {
-                            let counter = running.as_ref().and_then(|r| ctx.uploads.start(r.id, start));
+                            let counter = match small_sent.take() {
+                                Some(sent) => {
+                                    if let Some(r) = &running {
+                                        ctx.uploads.set_start(r.id, start);
+                                    }
+                                    Some(sent)
+                                }
+                                None => running.as_ref().and_then(|r| ctx.uploads.start(r.id, start)),
+                            };
                             let sent = counter.unwrap_or_default();
                             let limit = ctx.uploads.limit();
-                            match send_range(stream, file, start, length, limit, sent).await {
+                            let stop = running.as_ref().and_then(|r| ctx.uploads.stop_flag(r.id));
+                            match send_range(stream, file, start, length, limit, sent, stop).await {
                                 Ok(s) => s,
                                 Err(e) => {
                                     if let Some(r) = running.as_mut() {
@@ -290,9 +308,10 @@ async fn send_range(
     length: u64,
     limit: Arc<RateLimit>,
     sent: Arc<AtomicU64>,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> io::Result<TcpStream> {
     blocking_io(stream, move |sock| {
-        crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent)
+        crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent, stop.as_deref())
             .map(|_| ())
             .map_err(|e| match e {
                 crate::transfer::TransferError::Io(e) => e,

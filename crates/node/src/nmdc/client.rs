@@ -87,7 +87,7 @@ enum Cmd {
     RequestConnection(String, oneshot::Sender<anyhow::Result<()>>),
     Say(String),
     Pm(String, String, oneshot::Sender<anyhow::Result<()>>),
-    Users(oneshot::Sender<Vec<String>>),
+    Users(oneshot::Sender<Vec<omnipeer_nmdc::client::User>>),
     /// Serve this share from now on and announce its size.
     Reshare(Arc<DcShare>, oneshot::Sender<()>),
 }
@@ -304,6 +304,11 @@ impl DcClient {
 
     /// Nicks online.
     pub async fn users(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self.user_list().await?.into_iter().map(|u| u.nick).collect())
+    }
+
+    /// Everyone on the hub, with their last `$MyINFO` and op mark.
+    pub async fn user_list(&self) -> anyhow::Result<Vec<omnipeer_nmdc::client::User>> {
         let (tx, rx) = oneshot::channel();
         self.cmds.send(Cmd::Users(tx)).await.map_err(|_| anyhow!("the hub session ended"))?;
         rx.await.map_err(|_| anyhow!("the hub session ended"))
@@ -516,7 +521,7 @@ impl Runner {
                 let _ = reply.send(self.session.private_message(&to, &text).map_err(|e| anyhow!("{e}")));
             }
             Cmd::Users(reply) => {
-                let _ = reply.send(self.session.users().map(|u| u.nick.clone()).collect());
+                let _ = reply.send(self.session.users().cloned().collect());
             }
             Cmd::Reshare(share, reply) => {
                 if let Some(ctx) = &self.ctx {
@@ -538,17 +543,23 @@ impl Runner {
                 self.events.send(ClientEvent::LoggedIn).await;
             }
             Event::LoginFailed(f) => {
-                let msg = match f {
-                    LoginFailure::BadPassword => "the hub refused the password".to_owned(),
-                    LoginFailure::PasswordRequired => "the nick is registered: pass --password".to_owned(),
-                    LoginFailure::NickTaken => format!("the nick {} is taken or not allowed", self.nick),
-                    LoginFailure::HubFull => "the hub is full".to_owned(),
-                    other => format!("login failed: {other:?}"),
+                use crate::login::{LoginRefused, Refused};
+                let (kind, why) = match f {
+                    LoginFailure::BadPassword => (Refused::Password, "the hub refused the password".to_owned()),
+                    LoginFailure::PasswordRequired => {
+                        (Refused::Registered, format!("the nick {} is registered: a password is needed", self.nick))
+                    }
+                    LoginFailure::NickTaken => {
+                        (Refused::Name, format!("the nick {} is taken or not allowed", self.nick))
+                    }
+                    LoginFailure::HubFull => (Refused::Other, "the hub is full".to_owned()),
+                    other => (Refused::Other, format!("login failed: {other:?}")),
                 };
+                let refused = LoginRefused { kind, why };
                 if let Some(tx) = self.logged.take() {
-                    let _ = tx.send(Err(anyhow!("{msg}")));
+                    let _ = tx.send(Err(refused.clone().into()));
                 }
-                return Some(Err(anyhow!("{msg}")));
+                return Some(Err(refused.into()));
             }
             Event::Closed(r) => {
                 self.events.send(ClientEvent::Closed(format!("{r:?}"))).await;

@@ -346,7 +346,17 @@ impl SlskClient {
         let login = tokio::time::timeout(LOGIN_WAIT, login_rx).await;
         let refused = match login {
             Ok(Ok(Ok(()))) => None,
-            Ok(Ok(Err(why))) => Some(anyhow!("login refused: {why}")),
+            Ok(Ok(Err(why))) => {
+                use crate::login::{LoginRefused, Refused};
+                // The server's reasons (docs/protocols/soulseek.md): INVALIDPASS,
+                // INVALIDUSERNAME, … .
+                let kind = match why.to_ascii_uppercase() {
+                    w if w.contains("PASS") => Refused::Password,
+                    w if w.contains("USERNAME") || w.contains("NAME") => Refused::Name,
+                    _ => Refused::Other,
+                };
+                Some(anyhow::Error::new(LoginRefused { kind, why: format!("login refused: {why}") }))
+            }
             Ok(Err(_)) => Some(anyhow!("the server closed the connection")),
             Err(_) => Some(anyhow!("the server did not answer")),
         };
@@ -392,6 +402,11 @@ impl SlskClient {
     /// Search the network; results arrive as [`SlskEvent::SearchResult`].
     pub fn search(&self, query: &str) -> u32 {
         self.inner.with(|c, _| c.session.search(query))
+    }
+
+    /// The members of a room we are in.
+    pub fn room_members(&self, room: &str) -> Vec<omnipeer_slsk::server::RoomUser> {
+        self.inner.with(|c, _| c.session.room_members(room))
     }
 
     /// Join a chat room (created if it does not exist); [`SlskEvent::JoinedRoom`] follows.
@@ -815,7 +830,14 @@ impl Inner {
             }
             Decision::Queued { position, .. } => tracing::info!(%user, %filename, position, "upload queued"),
             Decision::AlreadyGranted(_) => {}
-            Decision::Refused => core.session.upload_refused(now, &user, &filename, reject_reason::TOO_MANY_FILES),
+            Decision::Refused => {
+                let why = if self.up.is_banned(&self.channel, &user) {
+                    reject_reason::BANNED
+                } else {
+                    reject_reason::TOO_MANY_FILES
+                };
+                core.session.upload_refused(now, &user, &filename, why)
+            }
         }
     }
 
@@ -868,11 +890,21 @@ impl Inner {
         let offset = u64::from_le_bytes(off).min(size);
         self.up.set_start(id, offset);
         let limit = self.up.limit();
+        let stop = self.up.stop_flag(id);
         let std = s.into_std()?;
         std.set_nonblocking(false)?;
         std.set_write_timeout(Some(DATA_TIMEOUT))?;
         let std = tokio::task::spawn_blocking(move || -> anyhow::Result<std::net::TcpStream> {
-            crate::transfer::send_file_range(&std, &file, offset, size - offset, Some(&limit), DATA_TIMEOUT, &sent)?;
+            crate::transfer::send_file_range(
+                &std,
+                &file,
+                offset,
+                size - offset,
+                Some(&limit),
+                DATA_TIMEOUT,
+                &sent,
+                stop.as_deref(),
+            )?;
             Ok(std)
         })
         .await??;

@@ -3,7 +3,7 @@
 //! them only through `crate::app::Node`'s methods.
 
 use crate::app::model::{ChatInfo, ChatMessage, TransferInfo};
-use crate::app::net::{Network, TransferState};
+use crate::app::net::{Network, Relation, TransferState};
 use crate::store::Store;
 use anyhow::Context;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
@@ -89,6 +89,9 @@ impl FromSql for TransferState {
 fn state_list(states: &[TransferState]) -> String {
     states.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",")
 }
+
+/// Finished uploads kept in `node.sqlite`.
+pub const KEEP_UPLOADS: usize = 1000;
 
 const TRANSFER_COLS: &str =
     "id, network, source, hub, remote_path, tth, name, size, local_path, state, bytes, retries, next_attempt, error, created, updated, grp";
@@ -218,13 +221,31 @@ impl Store {
     }
 
     /// Move a transfer from one of `from` states to `to`; false if it was in none of them.
+    /// A transfer that starts running has no error any more (the last attempt's error is
+    /// not this attempt's).
     pub fn transfer_set_state(&self, id: i64, from: &[TransferState], to: TransferState) -> anyhow::Result<bool> {
         let list = state_list(from);
         let n = self.conn.execute(
-            &format!("UPDATE transfers SET state = ?1, updated = ?2 WHERE id = ?3 AND state IN ({list})"),
+            &format!(
+                "UPDATE transfers SET state = ?1, updated = ?2,
+                   error = CASE WHEN ?1 = 'running' THEN '' ELSE error END
+                 WHERE id = ?3 AND state IN ({list})"
+            ),
             params![to, now(), id],
         )?;
         Ok(n > 0)
+    }
+
+    /// Forget a transfer; false if there was none.
+    pub fn transfer_delete(&self, id: i64) -> anyhow::Result<bool> {
+        Ok(self.conn.execute("DELETE FROM transfers WHERE id = ?1", params![id])? > 0)
+    }
+
+    /// Forget every finished transfer (done or cancelled); their ids.
+    pub fn transfers_clear_finished(&self) -> anyhow::Result<Vec<i64>> {
+        let mut st = self.conn.prepare("DELETE FROM transfers WHERE state IN ('done', 'cancelled') RETURNING id")?;
+        let ids = st.query_map([], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
     }
 
     /// Back in the queue with retries reset (retry).
@@ -389,6 +410,93 @@ impl Store {
             params![network, name, now()],
         )?;
         Ok(())
+    }
+
+    /// Mark `name` of `network` as a buddy or as ignored (`relation`), or unmark it
+    /// (None).
+    pub fn set_relation(&self, network: Network, name: &str, relation: Option<Relation>) -> anyhow::Result<()> {
+        match relation {
+            Some(r) => self.conn.execute(
+                "INSERT INTO contacts (network, name, added, relation) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (network, name) DO UPDATE SET relation = ?4",
+                params![network, name, now(), r.as_str()],
+            )?,
+            None => self.conn.execute(
+                "DELETE FROM contacts WHERE network = ?1 AND name = ?2 AND relation != ''",
+                params![network, name],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Every marked user: (network, name, relation).
+    pub fn relations(&self) -> anyhow::Result<Vec<(Network, String, Relation)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT network, name, relation FROM contacts WHERE relation != '' ORDER BY network, name")?;
+        let rows = st.query_map([], |r| {
+            let rel: String = r.get(2)?;
+            Ok((r.get(0)?, r.get(1)?, rel))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (n, name, rel) = row?;
+            if let Ok(rel) = rel.parse() {
+                out.push((n, name, rel));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keep a finished upload of run `run` (the newest [`KEEP_UPLOADS`] are kept).
+    pub fn upload_history_add(&self, run: i64, u: &crate::upload::UploadInfo) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO upload_history (run, id, network, user, file, size, start, bytes, state, error, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                run,
+                u.id as i64,
+                u.network,
+                u.user,
+                u.file,
+                u.size as i64,
+                u.start as i64,
+                u.bytes as i64,
+                u.state,
+                u.error,
+                u.updated
+            ],
+        )?;
+        self.conn.execute(
+            "DELETE FROM upload_history WHERE row <= (SELECT MAX(row) FROM upload_history) - ?1",
+            params![KEEP_UPLOADS as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Finished uploads of runs other than `run`, newest first, at most `limit`.
+    pub fn upload_history(&self, run: i64, limit: usize) -> anyhow::Result<Vec<crate::upload::UploadInfo>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, network, user, file, size, start, bytes, state, error, updated FROM upload_history
+             WHERE run != ?1 ORDER BY row DESC LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![run, limit as i64], |r| {
+            Ok(crate::upload::UploadInfo {
+                id: r.get::<_, i64>(0)? as u64,
+                network: r.get(1)?,
+                user: r.get(2)?,
+                file: r.get(3)?,
+                size: r.get::<_, i64>(4)? as u64,
+                start: r.get::<_, i64>(5)? as u64,
+                bytes: r.get::<_, i64>(6)? as u64,
+                state: r.get(7)?,
+                position: 0,
+                rate: 0,
+                error: r.get(8)?,
+                updated: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Contacts: (network, name).
@@ -728,11 +836,30 @@ mod tests {
         assert!(t2.next_attempt >= now() + 9);
         assert!(s.transfers_due(now()).unwrap().is_empty());
         s.transfer_set_state(t.id, &[TransferState::Queued], TransferState::Running).unwrap();
+        // The next attempt runs: the last one's error is not shown on it.
+        assert_eq!(s.transfer(t.id).unwrap().unwrap().error, "");
         assert!(s.transfer_failed(t.id, "again", None).unwrap());
         assert_eq!(s.transfer(t.id).unwrap().unwrap().state, TransferState::Failed);
         assert!(s.transfer_requeue(t.id, &[TransferState::Failed]).unwrap());
         let t3 = s.transfer(t.id).unwrap().unwrap();
         assert_eq!((t3.state, t3.retries), (TransferState::Queued, 0));
+    }
+
+    #[test]
+    fn rows_are_removed_one_by_one_or_every_finished_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("n.sqlite")).unwrap();
+        let ids: Vec<i64> = ["a", "b", "c", "d"].iter().map(|n| s.transfer_add(&nt(n)).unwrap().id).collect();
+        s.transfer_set_state(ids[0], &[TransferState::Queued], TransferState::Running).unwrap();
+        s.transfer_done(ids[0], "/x/a", 1).unwrap();
+        s.transfer_set_state(ids[1], &[TransferState::Queued], TransferState::Cancelled).unwrap();
+        assert!(s.transfer_delete(ids[2]).unwrap());
+        assert!(!s.transfer_delete(ids[2]).unwrap());
+        let mut cleared = s.transfers_clear_finished().unwrap();
+        cleared.sort();
+        assert_eq!(cleared, vec![ids[0], ids[1]]);
+        let left: Vec<i64> = s.transfers().unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(left, vec![ids[3]]);
     }
 
     #[test]

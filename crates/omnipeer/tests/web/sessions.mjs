@@ -1,7 +1,8 @@
 // The hubs and servers of a node in its web UI (Debian's headless Chromium,
 // playwright-core), as a user would: on the Status page a second hub is added with the
 // form, its row comes online, its main chat is listed apart from the first hub's and a
-// line said there is echoed back; then the hub is removed with its row's button.
+// line said there is echoed back; its user list shows carol, who is made a buddy and
+// sent to a private chat; then the hub is removed with its row's button.
 // Run by ../node_sessions.rs, which starts the nodes and passes (environment):
 //   OMNI_URL      the web UI of the node under test (http://127.0.0.1:PORT/)
 //   OMNI_HUB      the second hub's address (dchub://127.0.0.1:PORT)
@@ -83,6 +84,17 @@ try {
   await first.click();
   await page.locator(byTest("chat-title")).filter({ hasNotText: "hub2" }).waitFor({ timeout: T });
   if (await page.locator(byTest("chat-line")).filter({ hasText: SAY }).count()) throw new Error("the line shows in the first hub's chat");
+
+  await step("users");
+  // The second hub's user list: carol is there; mark her a buddy and open a private chat.
+  await page.locator(CHAT).click();
+  const carol = page.locator('[data-testid="chat-user"][data-nick="carol"]');
+  await carol.waitFor({ timeout: T });
+  await carol.locator(byTest("user-buddy")).click();
+  await page.locator('[data-testid="chat-user"][data-nick="carol"].rel-buddy').waitFor({ timeout: T });
+  await page.locator('[data-testid="chat-user"][data-nick="carol"]').locator(byTest("user-pm")).click();
+  await page.locator(byTest("chat-title")).filter({ hasText: "carol" }).waitFor({ timeout: T });
+  await page.locator('[data-testid="chat-item"][data-chat="nmdc@hub2:pm:carol"]').waitFor({ timeout: T });
 
   await step("remove-hub");
   await page.locator(byTest("tab-status")).click();
