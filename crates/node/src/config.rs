@@ -199,6 +199,9 @@ pub struct TransfersSection {
     pub upload_slots: usize,
     /// Upload limit over all uploads of every network in KiB/s (0: none).
     pub max_upload_kib: u64,
+    /// Where a download lands inside the downloads folder: a template with `{user}`,
+    /// `{folder}`, `{network}`, `{session}` (`crate::app::browse::resolve_destination`).
+    pub destination: String,
 }
 
 /// `[nmdc_client]`.

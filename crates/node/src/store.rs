@@ -160,6 +160,20 @@ const MIGRATIONS: &[&str] = &[
          key TEXT NOT NULL,
          PRIMARY KEY (item, key)
      );",
+    // 9: folder downloads: a group per folder queued at once (whose, which folder, where it
+    // lands); each of its files is a transfer with `grp` set.
+    "CREATE TABLE transfer_groups (
+         id INTEGER PRIMARY KEY,
+         network TEXT NOT NULL,
+         source TEXT NOT NULL,
+         hub TEXT NOT NULL,
+         remote_path TEXT NOT NULL,
+         name TEXT NOT NULL,
+         local_dir TEXT NOT NULL,
+         created INTEGER NOT NULL
+     );
+     ALTER TABLE transfers ADD COLUMN grp INTEGER;
+     CREATE INDEX transfers_grp ON transfers (grp);",
 ];
 
 /// A cached Tiger tree hash.

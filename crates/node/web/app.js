@@ -10,6 +10,7 @@ import { SharesView } from "./shares.js";
 import { SettingsView } from "./settings.js";
 import { ToxView } from "./tox.js";
 import { UploadsView } from "./uploads.js";
+import { BrowseView } from "./browse.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -101,6 +102,7 @@ const ctx = {
 const views = {
   status: new StatusView($("view-status"), ctx),
   search: new SearchView($("view-search"), ctx),
+  browse: new BrowseView($("view-browse"), ctx),
   transfers: new TransfersView($("view-transfers"), ctx),
   uploads: new UploadsView($("view-uploads"), ctx),
   chat: new ChatView($("view-chat"), ctx),
@@ -109,6 +111,8 @@ const views = {
   settings: new SettingsView($("view-settings"), ctx),
 };
 ctx.views = views;
+// Open the Browse view on a user (from a search result's source, a user list, a chat).
+ctx.browseUser = (network, session, user) => views.browse.open(network, session, user);
 
 const tabs = [...document.querySelectorAll('[role="tab"]')];
 let current = null;

@@ -278,6 +278,18 @@ export class SearchView {
                   { type: "button", class: "small", "aria-label": `Download ${r.name} from ${x.user} on ${networkName(x.network)}`, onclick: (e) => this.download(r, i, e.currentTarget) },
                   "Download from here",
                 ),
+                " ",
+                h(
+                  "button",
+                  {
+                    type: "button",
+                    class: "small",
+                    "data-testid": "browse-user-button",
+                    "aria-label": `Browse the files of ${x.user} on ${networkName(x.network, x.session)}`,
+                    onclick: () => this.ctx.browseUser(x.network, x.session, x.user),
+                  },
+                  "Browse user",
+                ),
               ),
             ),
           ),

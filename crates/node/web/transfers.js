@@ -45,6 +45,9 @@ export class TransfersView {
       ),
     );
     this.totals = h("p", { class: "summary", "data-testid": "transfers-summary", "aria-live": "polite" });
+    // Folder downloads (GET /api/transfers/groups): progress over each folder's files.
+    this.groups = new Map(); // group id → group as the node last sent it
+    this.groupList = h("ul", { class: "groups", "data-testid": "transfer-groups", "aria-label": "Folder downloads" });
     this.body = h("tbody", { "data-testid": "transfers" });
     this.empty = h("p", { class: "empty", "data-testid": "transfers-empty" }, "No transfers. Search for something and press Download.");
     fill(
@@ -57,6 +60,7 @@ export class TransfersView {
         this.totals,
         h("button", { type: "button", class: "small", "data-testid": "transfers-clear", onclick: (e) => this.clearFinished(e.currentTarget) }, "Clear finished"),
       ),
+      this.groupList,
       h(
         "table",
         { class: "grid transfers", "aria-label": "Transfers" },
@@ -95,9 +99,47 @@ export class TransfersView {
     const list = await this.ctx.api("GET", "/api/transfers");
     this.transfers = new Map(list.map((t) => [t.id, t]));
     this.renderAll();
+    await this.loadGroups();
+  }
+
+  async loadGroups() {
+    const groups = await this.ctx.api("GET", "/api/transfers/groups");
+    this.groups = new Map(groups.map((g) => [g.id, g]));
+    this.renderGroups();
+  }
+
+  /** Each folder download's progress, from its files as this view knows them. */
+  renderGroups() {
+    const items = [...this.groups.values()].sort((a, b) => b.id - a.id).map((g) => {
+      const files = [...this.transfers.values()].filter((t) => t.group === g.id);
+      const size = files.reduce((a, t) => a + t.size, 0) || g.size;
+      const got = files.reduce((a, t) => a + (t.state === "done" ? t.size : t.bytes), 0);
+      const done = files.filter((t) => t.state === "done").length;
+      const failed = files.filter((t) => t.state === "failed").length;
+      const frac = size > 0 ? Math.min(1, got / size) : done === files.length ? 1 : 0;
+      const state = done === files.length && files.length ? "done" : failed ? `${failed} failed` : "active";
+      return h(
+        "li",
+        { "data-testid": "transfer-group", "data-group": g.id, "data-name": g.name, "data-state": state === "done" ? "done" : "active" },
+        h("span", { class: "name" }, `${g.name}\\`),
+        " ",
+        h("span", { class: "meta" }, `${g.user} · ${networkName(g.network)} · ${done} of ${files.length || g.files} files · ${bytes(got)} of ${bytes(size)}`),
+        " ",
+        h("progress", { max: 1, value: frac, "aria-label": `Progress of folder ${g.name}` }),
+        " ",
+        h("span", { class: "pct", "data-testid": "transfer-group-percent" }, `${Math.floor(frac * 100)}%`),
+        " ",
+        h("span", { class: "path mono", title: "Where its files land" }, g.local_dir),
+        " ",
+        h("span", { class: "state" }, state),
+      );
+    });
+    fill(this.groupList, items);
+    this.groupList.hidden = !items.length;
   }
 
   onEvent(ev) {
+    if (ev.type === "transfer" && ev.transfer.group && !this.groups.has(ev.transfer.group)) this.loadGroups().catch(() => {});
     if (ev.type === "transfer") this.upsert(ev.transfer);
     else if (ev.type === "transfers_removed") this.removed(ev.ids);
     else if (ev.type === "progress") {
@@ -147,12 +189,24 @@ export class TransfersView {
     );
     this.empty.hidden = list.length > 0;
     this.summarize();
+    this.renderGroups();
   }
 
   update(t) {
     const r = this.rows.get(t.id);
     if (r) this.fillRow(r, t);
     this.summarize();
+    if (t.group) this.scheduleGroups();
+  }
+
+  /** Progress of many files at once: redraw the folders at most once a frame. */
+  scheduleGroups() {
+    if (this.groupsPending) return;
+    this.groupsPending = true;
+    requestAnimationFrame(() => {
+      this.groupsPending = false;
+      this.renderGroups();
+    });
   }
 
   summarize() {

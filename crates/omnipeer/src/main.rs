@@ -62,9 +62,14 @@ enum Command {
     Users(node_client::UsersArgs),
     /// Search every network the running node is on; prints numbered merged results
     Search(node_client::SearchArgs),
-    /// Download a search result (by the number `omnipeer search` printed) through the
-    /// running node; shows progress until it is done
+    /// Download a search result (by the number `omnipeer search` printed), or a file or a
+    /// whole folder of a user's share (NETWORK:USER:PATH), through the running node;
+    /// shows progress until it is done
     Get(node_client::GetArgs),
+    /// Browse a user's share through the running node: NETWORK:USER (nmdc or slsk;
+    /// nmdc@LABEL:USER for a labelled session) and an optional folder; one line per
+    /// folder and file with sizes
+    Browse(node_client::BrowseArgs),
     /// Chat through the running node: list, send, follow
     #[command(subcommand)]
     Chat(node_client::ChatCmd),
@@ -177,6 +182,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Users(args) => node_client::users(&g, &cfg, args).await,
         Command::Search(args) => node_client::search(&g, &cfg, args).await,
         Command::Get(args) => node_client::get(&g, &cfg, args).await,
+        Command::Browse(args) => node_client::browse(&g, &cfg, args).await,
         Command::Chat(cmd) => node_client::chat(&g, &cfg, cmd).await,
         Command::Dcc(cmd) => dcc::run(&g, cfg, cmd).await,
         Command::Dc(cmd) => dc::run(&g, cfg, cmd).await,

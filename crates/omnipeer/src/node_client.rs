@@ -1,4 +1,4 @@
-//! `omnipeer status | search | get | chat`: clients of a running node's HTTP API
+//! `omnipeer status | search | get | browse | chat`: clients of a running node's HTTP API
 //! (docs/api.md). Blocking (ureq); run off the async runtime.
 
 use crate::Global;
@@ -94,9 +94,57 @@ pub struct GetArgs {
     /// Queue it and return at once
     #[arg(long)]
     no_wait: bool,
-    /// The result number
-    result: u64,
+    /// With NETWORK:USER:PATH: where it lands inside the downloads folder, a template
+    /// with {user}, {folder}, {network}, {session} [default: [transfers].destination]
+    #[arg(long, value_name = "TEMPLATE")]
+    destination: Option<String>,
+    /// The result number, or NETWORK:USER:PATH (nmdc@LABEL:USER:PATH for a labelled
+    /// session): a file or a whole folder of the user's share, as `omnipeer browse` shows
+    result: String,
 }
+
+#[derive(Args)]
+pub struct BrowseArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Print only names matching every one of these words
+    #[arg(long, value_name = "WORDS")]
+    find: Option<String>,
+    /// Ask the user again even if the node browsed it in the last minutes
+    #[arg(long)]
+    refresh: bool,
+    /// NETWORK:USER, NETWORK being nmdc or slsk (nmdc@LABEL:USER for a labelled session)
+    target: String,
+    /// A folder of the share (default: all of it)
+    path: Option<String>,
+}
+
+/// A user on a session: `nmdc:alice`, `slsk@other:bob`, and with `with_path` a path after
+/// one more `:` (`slsk:bob:music/Album`).
+struct Target {
+    network: String,
+    session: String,
+    user: String,
+    path: String,
+}
+
+fn parse_target(s: &str, with_path: bool) -> anyhow::Result<Target> {
+    let usage = if with_path { "NETWORK:USER:PATH" } else { "NETWORK:USER" };
+    let (net, rest) = s.split_once(':').ok_or_else(|| anyhow!("{s:?}: expected {usage} (nmdc or slsk)"))?;
+    let (network, session) = net.split_once('@').unwrap_or((net, ""));
+    if !matches!(network, "nmdc" | "slsk") {
+        bail!("{s:?}: the network is nmdc or slsk (optionally nmdc@LABEL), not {network:?}");
+    }
+    let (user, path) =
+        if with_path { rest.split_once(':').ok_or_else(|| anyhow!("{s:?}: expected {usage}"))? } else { (rest, "") };
+    if user.is_empty() || (with_path && path.is_empty()) {
+        bail!("{s:?}: expected {usage}");
+    }
+    Ok(Target { network: network.into(), session: session.into(), user: user.into(), path: path.into() })
+}
+
+/// How long a browse may take through the API: the node's own limit (150 s) and a margin.
+const BROWSE_WAIT: Duration = Duration::from_secs(180);
 
 /// Runs a blocking client-of-the-node command off the runtime's threads.
 async fn off_runtime(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
@@ -153,6 +201,13 @@ impl Conn {
             bail!("{msg}");
         }
         Ok(v)
+    }
+
+    /// For requests that wait for a peer (a browse): the node's own limit applies.
+    fn patient(mut self) -> Conn {
+        self.agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(BROWSE_WAIT)).build().into();
+        self
     }
 
     fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -339,10 +394,14 @@ pub async fn search(g: &Global, cfg: &Config, SearchArgs { api, timeout, query }
 pub async fn get(
     g: &Global,
     cfg: &Config,
-    GetArgs { api, source, network, no_wait, result }: GetArgs,
+    GetArgs { api, source, network, no_wait, destination, result }: GetArgs,
 ) -> anyhow::Result<()> {
     let conn = Conn::new(g, cfg, &api);
     let json_out = g.json;
+    let Ok(result) = result.parse::<u64>() else {
+        let target = parse_target(&result, true)?;
+        return off_runtime(move || get_path(conn?.patient(), target, destination, no_wait, json_out)).await;
+    };
     off_runtime(move || {
         let conn = conn?;
         let mut body = json!({ "result": result });
@@ -407,6 +466,143 @@ pub async fn get(
         }
     })
     .await
+}
+
+/// `omnipeer get NETWORK:USER:PATH`: a file or a whole folder, as one group.
+fn get_path(conn: Conn, t: Target, destination: Option<String>, no_wait: bool, json_out: bool) -> anyhow::Result<()> {
+    let mut body = json!({"network": t.network, "session": t.session, "user": t.user, "path": t.path});
+    if let Some(d) = destination {
+        body["destination"] = json!(d);
+    }
+    let p = conn.post("/api/transfers", &body).context("cannot queue the download")?;
+    let files = p["files"].as_u64().unwrap_or(0);
+    let size = p["size"].as_u64().unwrap_or(0);
+    let name = p["name"].as_str().unwrap_or("").to_owned();
+    let dest = p["destination"].as_str().unwrap_or("").to_owned();
+    let kind = if p["folder"] == true { "folder" } else { "file" };
+    eprintln!("queued {kind} {name} from {}:{}: {files} files, {} into {dest}", t.network, t.user, human(size));
+    for e in p["existing"].as_array().into_iter().flatten() {
+        eprintln!("warning: {} is already on disk; the new copy gets a name of its own", e.as_str().unwrap_or(""));
+    }
+    let ids: Vec<i64> = p["transfers"].as_array().into_iter().flatten().filter_map(|t| t["id"].as_i64()).collect();
+    if no_wait {
+        if json_out {
+            println!("{p}");
+        }
+        return Ok(());
+    }
+    let mut bar = Progress::for_stderr(name.clone());
+    bar.start(0, size);
+    loop {
+        let all = conn.get("/api/transfers")?;
+        let mine: Vec<&Value> = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["id"].as_i64().is_some_and(|i| ids.contains(&i)))
+            .collect();
+        let state = |s: &str| mine.iter().filter(|t| t["state"] == s).count();
+        let bytes: u64 = mine
+            .iter()
+            .map(|t| if t["state"] == "done" { t["size"].as_u64() } else { t["bytes"].as_u64() }.unwrap_or(0))
+            .sum();
+        bar.set(bytes);
+        if state("failed") + state("cancelled") > 0 && state("queued") + state("running") + state("paused") == 0 {
+            let why: Vec<String> = mine
+                .iter()
+                .filter(|t| t["state"] != "done")
+                .map(|t| format!("{}: {}", t["name"].as_str().unwrap_or(""), t["error"].as_str().unwrap_or("")))
+                .collect();
+            bail!("{} of {files} files of {name} did not download: {}", why.len(), why.join("; "));
+        }
+        if state("done") == mine.len() {
+            bar.finish(bytes);
+            if json_out {
+                println!("{p}");
+            } else if kind == "folder" {
+                println!("downloaded folder {name} ({files} files, {bytes} bytes) to {dest}");
+            } else {
+                let local = mine.first().and_then(|t| t["local_path"].as_str()).unwrap_or("");
+                println!("downloaded {name} ({bytes} bytes) to {local}");
+            }
+            return Ok(());
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `omnipeer browse NETWORK:USER [PATH]`.
+pub async fn browse(
+    g: &Global,
+    cfg: &Config,
+    BrowseArgs { api, find, refresh, target, path }: BrowseArgs,
+) -> anyhow::Result<()> {
+    let conn = Conn::new(g, cfg, &api);
+    let json_out = g.json;
+    let t = parse_target(&target, false)?;
+    off_runtime(move || {
+        let conn = conn?.patient();
+        let mut q = format!(
+            "/api/browse?network={}&session={}&user={}&path={}",
+            t.network,
+            urlencode(&t.session),
+            urlencode(&t.user),
+            urlencode(path.as_deref().unwrap_or(""))
+        );
+        if refresh {
+            q.push_str("&refresh=true");
+        }
+        if let Some(words) = &find {
+            q.push_str(&format!("&q={}", urlencode(words)));
+        }
+        eprintln!("browsing {}:{} ...", t.network, t.user);
+        let v = conn.get(&q)?;
+        if json_out {
+            println!("{v}");
+            return Ok(());
+        }
+        if find.is_some() {
+            let hits = v["hits"].as_array().cloned().unwrap_or_default();
+            for h in &hits {
+                print_entry(h["kind"] == "folder", h["path"].as_str().unwrap_or(""), h["size"].as_u64(), &h["files"]);
+            }
+            eprintln!("{} matches", hits.len());
+            return Ok(());
+        }
+        let root = &v["folder"];
+        // Depth first, each folder before what is in it.
+        let mut stack = vec![root];
+        while let Some(f) = stack.pop() {
+            if !f["path"].as_str().unwrap_or("").is_empty() {
+                print_entry(true, f["path"].as_str().unwrap_or(""), f["size"].as_u64(), &f["files"]);
+            }
+            for e in f["entries"].as_array().into_iter().flatten() {
+                print_entry(false, e["path"].as_str().unwrap_or(""), e["size"].as_u64(), &Value::Null);
+            }
+            let subs: Vec<&Value> = f["folders"].as_array().into_iter().flatten().collect();
+            stack.extend(subs.into_iter().rev());
+        }
+        eprintln!(
+            "{} files, {} in {}:{}; download a file or folder with `omnipeer get {target}:PATH`",
+            root["files"],
+            human(root["size"].as_u64().unwrap_or(0)),
+            t.network,
+            t.user,
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// One line of `omnipeer browse`: size, then the path (a folder's ends in `\` and says
+/// how many files it holds).
+fn print_entry(folder: bool, path: &str, size: Option<u64>, files: &Value) {
+    let size = human(size.unwrap_or(0));
+    if folder {
+        println!("{size:>10}  {path}\\  ({files} files)");
+    } else {
+        println!("{size:>10}  {path}");
+    }
 }
 
 fn print_message(m: &Value, json_out: bool) {

@@ -225,6 +225,7 @@ fn used_data_dir(dir: &Path, api: u16) {
                 name: format!("file{i}.bin"),
                 size: 1 << 20,
                 local_path: String::new(),
+                group: None,
             })
             .unwrap();
     }

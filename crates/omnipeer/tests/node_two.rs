@@ -5,7 +5,7 @@
 mod omni;
 
 use omni::node::{content, joining_config, server_config, sha256_file, wait_for, Node, Ports};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::Path;
 
 fn share_file(a_dir: &Path, rel: &str, data: &[u8]) {
@@ -276,6 +276,140 @@ fn a_download_limit_set_through_the_api_applies_at_once() {
         sha256_file(Path::new(done["local_path"].as_str().unwrap())),
         sha256_file(&a.dir.join("share/limit/one mb.bin"))
     );
+}
+
+/// The path of the folder named `name` in `user`'s share on `network`, found by a search
+/// within the browse.
+fn browsed_folder(b: &Node, network: &str, user: &str, name: &str) -> String {
+    let (code, v) = b.get_status(&format!("/api/browse?network={network}&user={user}&q={name}"));
+    assert_eq!(code, 200, "{v}");
+    let hit = v["hits"].as_array().unwrap().iter().find(|h| h["kind"] == "folder").cloned();
+    hit.unwrap_or_else(|| panic!("no folder {name} in {v}"))["path"].as_str().unwrap().to_owned()
+}
+
+fn wait_group(b: &Node, group: i64) -> Value {
+    wait_for(&format!("group {group} done"), 90, || {
+        let gs = b.get("/api/transfers/groups");
+        let g = gs.as_array()?.iter().find(|g| g["id"] == group)?.clone();
+        assert_ne!(g["state"], "failed", "{g}");
+        (g["state"] == "done").then_some(g)
+    })
+}
+
+#[test]
+fn node_b_browses_node_a_on_both_networks_and_downloads_a_whole_folder() {
+    let t = tempfile::tempdir().unwrap();
+    let album = [
+        ("music/Album/01 Intro.mp3", content(300_000, 11)),
+        ("music/Album/02 Outro.mp3", content(200_000, 12)),
+        ("music/Album/scans/cover.jpg", content(50_000, 13)),
+    ];
+    let (a, b, _) = two_nodes(t.path(), "", &album);
+    let sha = |rel: &str| sha256_file(&a.dir.join("share").join(rel));
+    let downloads = b.dir.join("downloads");
+
+    for network in ["nmdc", "slsk"] {
+        // The whole share as a tree: sizes and counts of everything below each folder.
+        let (code, v) = b.get_status(&format!("/api/browse?network={network}&user=alice&depth=0"));
+        assert_eq!(code, 200, "{network}: {v}");
+        assert_eq!(v["folder"]["files"], 5, "{network}: {v}");
+        assert_eq!(v["folder"]["size"], 300_000 + 200_000 + 50_000 + 3_000_000 + 200_000, "{v}");
+        let path = browsed_folder(&b, network, "alice", "album");
+        assert!(path.ends_with("music\\Album"), "{path}");
+        let (code, v) =
+            b.get_status(&format!("/api/browse?network={network}&user=alice&path={}", path.replace('\\', "/")));
+        assert_eq!(code, 200, "{v}");
+        let f = &v["folder"];
+        assert_eq!((f["files"].as_u64(), f["size"].as_u64()), (Some(3), Some(550_000)), "{f}");
+        let intro = f["entries"].as_array().unwrap().iter().find(|e| e["name"] == "01 Intro.mp3").unwrap();
+        assert_eq!(intro["size"], 300_000);
+        if network == "nmdc" {
+            assert_eq!(intro["tth"].as_str().map(str::len), Some(39), "{intro}");
+        }
+        assert_eq!(f["folders"][0]["name"], "scans");
+    }
+
+    // The folder over NMDC with the default template: downloads/Album/...
+    let path = browsed_folder(&b, "nmdc", "alice", "album");
+    let (code, plan) =
+        b.post("/api/transfers", json!({"network": "nmdc", "user": "alice", "path": path, "dry_run": true}));
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!((plan["files"].as_u64(), plan["existing"].as_array().map(Vec::len)), (Some(3), Some(0)), "{plan}");
+    assert!(b.get("/api/transfers").as_array().unwrap().is_empty(), "a dry run queues nothing");
+    let (code, p) = b.post("/api/transfers", json!({"network": "nmdc", "user": "alice", "path": path, "folder": true}));
+    assert_eq!(code, 201, "{p}");
+    // A new browse of the same user while her files come: each gets a connection.
+    let (code, v) = b.get_status("/api/browse?network=nmdc&user=alice&refresh=true&depth=0");
+    assert_eq!(code, 200, "{v}");
+    let g = wait_group(&b, p["group"].as_i64().unwrap());
+    assert_eq!((g["files"].as_u64(), g["done"].as_u64(), g["bytes"].as_u64()), (Some(3), Some(3), Some(550_000)));
+    for (rel, _) in &album {
+        let local = downloads.join(rel.strip_prefix("music/").unwrap());
+        assert_eq!(sha256_file(&local), sha(rel), "{}", local.display());
+    }
+    // Every file of it is a transfer of the group.
+    let ts = b.get("/api/transfers");
+    assert_eq!(ts.as_array().unwrap().iter().filter(|t| t["group"] == p["group"]).count(), 3, "{ts}");
+
+    // The same folder over Soulseek: the default place is taken, and says so first.
+    let path = browsed_folder(&b, "slsk", "alice", "album");
+    let (code, plan) =
+        b.post("/api/transfers", json!({"network": "slsk", "user": "alice", "path": path, "dry_run": true}));
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(plan["existing"].as_array().map(Vec::len), Some(3), "{plan}");
+    // A destination that leaves the downloads folder is refused.
+    for bad in ["../out", "/tmp/x", "{user}/../../x"] {
+        let (code, e) =
+            b.post("/api/transfers", json!({"network": "slsk", "user": "alice", "path": path, "destination": bad}));
+        assert_eq!(code, 400, "{bad}: {e}");
+    }
+    let (code, p) = b.post(
+        "/api/transfers",
+        json!({"network": "slsk", "user": "alice", "path": path, "destination": "{network}/{user}/{folder}"}),
+    );
+    assert_eq!(code, 201, "{p}");
+    wait_group(&b, p["group"].as_i64().unwrap());
+    for (rel, _) in &album {
+        let local = downloads.join("slsk/alice").join(rel.strip_prefix("music/").unwrap());
+        assert_eq!(sha256_file(&local), sha(rel), "{}", local.display());
+    }
+    assert!(!b.dir.join("out").exists() && !t.path().join("x").exists());
+
+    // Unknown session, unknown user, unknown folder.
+    let (code, e) = b.get_status("/api/browse?network=nmdc&session=nope&user=alice");
+    assert_eq!(code, 404, "{e}");
+    for network in ["nmdc", "slsk"] {
+        let (code, e) = b.get_status(&format!("/api/browse?network={network}&user=nobody"));
+        assert_eq!(code, 503, "{network}: {e}");
+        assert!(e["error"].as_str().unwrap().contains("nobody"), "{e}");
+    }
+    let (code, e) = b.get_status("/api/browse?network=slsk&user=alice&path=no/such");
+    assert_eq!(code, 404, "{e}");
+
+    // The CLI: browse prints one line per folder and file with sizes; get takes a file
+    // or a folder by path.
+    let (code, out, err) = b.cli(&["browse", "slsk:alice"]);
+    assert_eq!(code, 0, "{err}");
+    let line = |needle: &str| out.lines().find(|l| l.ends_with(needle)).unwrap_or_else(|| panic!("{needle} in {out}"));
+    assert!(line("01 Intro.mp3").trim_start().starts_with("293"), "{out}");
+    assert!(out.lines().any(|l| l.contains("music\\Album\\") && l.contains("(3 files)")), "{out}");
+    assert_eq!(out.lines().count(), 5 + 5, "5 files and 5 folders (share, music, Album, scans, docs): {out}");
+    let (code, out, err) = b.cli(&["browse", "nmdc:alice", &path.replace('\\', "/"), "--find", "cover"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().ends_with("scans\\cover.jpg"), "{out}");
+    let file = format!("nmdc:alice:{}", path.replace('\\', "/")).replace("Album", "Album/02 Outro.mp3");
+    let (code, out, err) = b.cli(&["get", &file]);
+    assert_eq!(code, 0, "{err}");
+    let got = out.trim().rsplit_once(" to ").unwrap().1.to_owned();
+    assert_eq!(sha256_file(Path::new(&got)), sha("music/Album/02 Outro.mp3"));
+    assert_eq!(Path::new(&got).parent().unwrap(), downloads, "a single file lands in the downloads folder itself");
+    let (code, out, err) = b.cli(&["get", &format!("slsk:alice:{path}"), "--destination", "cli/{folder}"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("downloaded folder Album (3 files, 550000 bytes)"), "{out}");
+    assert_eq!(sha256_file(&downloads.join("cli/Album/scans/cover.jpg")), sha("music/Album/scans/cover.jpg"));
+    let (code, _, err) = b.cli(&["browse", "irc:alice"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nmdc or slsk"), "{err}");
 }
 
 /// Rows leave the Transfers list: one under way is removed (stopped, its partial file

@@ -60,6 +60,8 @@ impl From<anyhow::Error> for ApiError {
             Some(NodeError::Conflict(_)) => StatusCode::CONFLICT,
             Some(NodeError::Invalid(_)) => StatusCode::BAD_REQUEST,
             Some(NodeError::NotConnected(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Some(NodeError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Some(NodeError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             None => StatusCode::BAD_REQUEST,
         };
         ApiError(status, format!("{e:#}"))
@@ -133,6 +135,8 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/wishlist/{id}/run", post(wishlist_run))
         .route("/api/wishlist/{id}/seen", post(wishlist_seen))
         .route("/api/transfers", get(transfer_list).post(transfer_add))
+        .route("/api/transfers/groups", get(transfer_groups))
+        .route("/api/browse", get(browse))
         .route("/api/transfers/{id}", get(transfer_get).delete(transfer_remove))
         .route("/api/transfers/clear", post(transfers_clear))
         .route("/api/transfers/{id}/{action}", post(transfer_action))
@@ -390,16 +394,91 @@ async fn upload_list(State(api): State<Api>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(api.node.upload_list())))
 }
 
+/// A search result's source (`result`), or a file or folder of a user's share (`user`
+/// and `path`, with `network`: docs/api.md).
 #[derive(Deserialize)]
 struct TransferBody {
-    result: u64,
+    result: Option<u64>,
     source: Option<usize>,
     network: Option<Network>,
+    #[serde(default)]
+    session: String,
+    user: Option<String>,
+    path: Option<String>,
+    folder: Option<bool>,
+    destination: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
 }
 
 async fn transfer_add(State(api): State<Api>, Json(b): Json<TransferBody>) -> ApiResult<(StatusCode, Json<Value>)> {
-    let t = api.node.download_result(b.result, b.source, b.network)?;
+    if let (Some(user), Some(path)) = (b.user, b.path) {
+        let network = b.network.ok_or_else(|| NodeError::Invalid("which network? (network: nmdc or slsk)".into()))?;
+        let req = crate::app::browse::PathDownload {
+            network,
+            session: b.session,
+            user,
+            path,
+            folder: b.folder,
+            destination: b.destination,
+            dry_run: b.dry_run,
+        };
+        let planned = api.node.download_path(&req).await?;
+        let code = if req.dry_run { StatusCode::OK } else { StatusCode::CREATED };
+        return Ok((code, Json(json!(planned))));
+    }
+    let result =
+        b.result.ok_or_else(|| NodeError::Invalid("give a search result (result) or a user and a path".into()))?;
+    let t = api.node.download_result(result, b.source, b.network)?;
     Ok((StatusCode::CREATED, Json(json!(t))))
+}
+
+async fn transfer_groups(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.transfer_groups()?)))
+}
+
+#[derive(Deserialize)]
+struct BrowseQuery {
+    network: Network,
+    #[serde(default)]
+    session: String,
+    user: String,
+    #[serde(default)]
+    path: String,
+    /// Search within the browse (words in names) instead of listing.
+    #[serde(default)]
+    q: String,
+    /// Levels of subfolders to include (default: all).
+    depth: Option<usize>,
+    /// Ask the user again even when a recent browse is cached.
+    #[serde(default)]
+    refresh: bool,
+}
+
+/// A user's share, or one folder of it, as a tree with sizes and counts
+/// (`crate::app::browse`).
+async fn browse(State(api): State<Api>, Query(q): Query<BrowseQuery>) -> ApiResult<Json<Value>> {
+    let tree = api.node.browse(q.network, &q.session, &q.user, q.refresh).await?;
+    let folder = tree
+        .root
+        .find(&q.path)
+        .ok_or_else(|| NodeError::NotFound(format!("{} has no folder {:?}", tree.user, q.path)))?;
+    let mut v = json!({
+        "network": tree.network,
+        "session": tree.session,
+        "user": tree.user,
+        "fetched": tree.fetched,
+        "path": folder.path,
+    });
+    if q.q.trim().is_empty() {
+        v["folder"] = json!(match q.depth {
+            Some(d) => folder.pruned(d),
+            None => folder.clone(),
+        });
+    } else {
+        v["hits"] = json!(folder.search(&q.q));
+    }
+    Ok(Json(v))
 }
 
 async fn transfer_get(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {

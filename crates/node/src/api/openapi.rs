@@ -19,7 +19,13 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/wishlist/{id}/run", "Run a saved search now"),
     ("post", "/api/wishlist/{id}/seen", "Mark a saved search's matches as seen"),
     ("get", "/api/transfers", "The download queue, newest first"),
-    ("post", "/api/transfers", "Queue a download of a search result"),
+    ("post", "/api/transfers", "Queue a download of a search result, or of a file or whole folder of a user's share"),
+    ("get", "/api/transfers/groups", "Folder downloads with their progress over their files, newest first"),
+    (
+        "get",
+        "/api/browse",
+        "A user's share (or one folder of it) as a tree with sizes and counts, or a search within it",
+    ),
     ("get", "/api/transfers/{id}", "One transfer"),
     ("delete", "/api/transfers/{id}", "Remove a transfer from the list (stopping it and deleting its partial file)"),
     ("post", "/api/transfers/clear", "Remove every finished (done or cancelled) transfer from the list"),
@@ -122,11 +128,32 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("get", "/api/transfers") => (vec![], None, ok(json!({"type": "array", "items": r("Transfer")}))),
         ("post", "/api/transfers") => (
             vec![],
-            Some(body(json!({"type": "object", "required": ["result"], "properties": {
+            Some(body(
+                json!({"type": "object", "description": "Either result (a search result), or network, user and path (a file or folder of a user's share)", "properties": {
                 "result": {"type": "integer", "description": "A search result id"},
                 "source": {"type": "integer", "description": "Index into the result's sources"},
-                "network": {"type": "string", "enum": ["nmdc", "slsk"], "description": "Take the first source on this network"}}}))),
-            json!({"description": "Queued", "content": {"application/json": {"schema": r("Transfer")}}}),
+                "network": {"type": "string", "enum": ["nmdc", "slsk"], "description": "With result: take the first source on this network; with user and path: the network"},
+                "session": {"type": "string", "description": "With user and path: the session label (default: the configured one)"},
+                "user": {"type": "string"}, "path": {"type": "string", "description": "A file or folder in the user's share (\\ or / separated)"},
+                "folder": {"type": "boolean", "description": "Insist on a folder (true) or a file (false)"},
+                "destination": {"type": "string", "description": "Destination template for this download ({user}, {folder}, {network}, {session}), inside the downloads folder"},
+                "dry_run": {"type": "boolean", "description": "Only plan: which files, where, which are already on disk (200)"}}}),
+            )),
+            json!({"description": "Queued: a Transfer for a search result, a Planned for a user and path", "content": {"application/json": {"schema": {"oneOf": [r("Transfer"), r("Planned")]}}}}),
+        ),
+        ("get", "/api/transfers/groups") => (vec![], None, ok(json!({"type": "array", "items": r("Group")}))),
+        ("get", "/api/browse") => (
+            vec![
+                json!({"name": "network", "in": "query", "required": true, "schema": {"type": "string", "enum": ["nmdc", "slsk"]}}),
+                q("session", "string", false),
+                q("user", "string", true),
+                q("path", "string", false),
+                q("q", "string", false),
+                q("depth", "integer", false),
+                q("refresh", "boolean", false),
+            ],
+            None,
+            ok(r("Browse")),
         ),
         ("get", "/api/transfers/{id}") => (vec![id_param("id")], None, ok(r("Transfer"))),
         ("delete", "/api/transfers/{id}") => (vec![id_param("id")], None, json!({"description": "Removed"})),
@@ -226,6 +253,30 @@ fn pk_param() -> Value {
 fn schemas() -> Value {
     let s = |t: &str| json!({"type": t});
     let ns = |t: &str| json!({"type": t, "nullable": true});
+    let mut more = json!({
+        "BrowseFile": {"type": "object", "properties": {
+            "name": s("string"), "path": s("string"), "size": s("integer"), "tth": s("string"),
+            "bitrate": s("integer"), "duration": s("integer"), "vbr": s("boolean"), "sample_rate": s("integer"), "bit_depth": s("integer")}},
+        "BrowseFolder": {"type": "object", "properties": {
+            "name": s("string"), "path": s("string"), "size": s("integer"), "files": s("integer"),
+            "folders": {"type": "array", "items": r("BrowseFolder")}, "entries": {"type": "array", "items": r("BrowseFile")},
+            "more": {"type": "boolean", "description": "Contents left out (depth): ask for this path"}}},
+        "Browse": {"type": "object", "properties": {
+            "network": s("string"), "session": s("string"), "user": s("string"), "fetched": s("integer"), "path": s("string"),
+            "folder": r("BrowseFolder"),
+            "hits": {"type": "array", "items": {"type": "object", "properties": {
+                "kind": {"type": "string", "enum": ["file", "folder"]}, "path": s("string"), "size": s("integer"), "files": s("integer")}}}}},
+        "Planned": {"type": "object", "properties": {
+            "group": ns("integer"), "folder": s("boolean"), "name": s("string"), "destination": s("string"),
+            "files": s("integer"), "size": s("integer"),
+            "existing": {"type": "array", "items": s("string"), "description": "Files already on disk at those paths (the new ones get names of their own)"},
+            "transfers": {"type": "array", "items": r("Transfer")}}},
+        "Group": {"type": "object", "properties": {
+            "id": s("integer"), "network": s("string"), "user": s("string"), "path": s("string"), "name": s("string"),
+            "local_dir": s("string"), "created": s("integer"), "files": s("integer"), "done": s("integer"),
+            "failed": s("integer"), "active": s("integer"), "size": s("integer"), "bytes": s("integer"),
+            "state": {"type": "string", "enum": ["active", "done", "failed", "cancelled"]}}},
+    });
     let mut all = json!({
         "Error": {"type": "object", "properties": {"error": s("string")}},
         "Network": {"type": "object", "properties": {
@@ -256,7 +307,8 @@ fn schemas() -> Value {
             "local_path": s("string"),
             "state": {"type": "string", "enum": ["queued", "running", "paused", "done", "failed", "cancelled"]},
             "bytes": s("integer"), "retries": s("integer"), "next_attempt": s("integer"), "error": s("string"),
-            "created": s("integer"), "updated": s("integer"), "rate": s("integer")}},
+            "created": s("integer"), "updated": s("integer"), "rate": s("integer"),
+            "group": {"type": "integer", "nullable": true, "description": "The folder download it is part of"}}},
         "ChatMessage": {"type": "object", "properties": {
             "id": s("integer"), "chat": s("string"), "nick": s("string"), "text": s("string"), "own": s("boolean"), "ts": s("integer"),
             "delivered": {"type": "boolean", "description": "Own lines on Tox only: the friend's read receipt arrived"}}},
@@ -292,6 +344,9 @@ fn schemas() -> Value {
                 "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),
                 "message": r("ChatMessage"), "files": s("integer"), "missed": s("integer"), "upload": r("Upload")}},
     });
+    if let (Some(all), Some(more)) = (all.as_object_mut(), more.as_object_mut()) {
+        all.append(more);
+    }
     all["User"] = json!({"type": "object", "properties": {
             "nick": s("string"), "network": {"type": "string", "enum": ["nmdc", "slsk"]},
             "share_size": s("integer"), "files": s("integer"), "folders": s("integer"), "description": s("string"),

@@ -21,6 +21,13 @@ pub enum NodeError {
     /// A network the request needs is not connected: 503.
     #[error("not connected to {0}")]
     NotConnected(String),
+    /// A peer the request needs is offline or refused (a browse of a user who is not
+    /// there): 503.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A peer the request needs did not answer in time: 504.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl NodeError {

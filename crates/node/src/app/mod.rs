@@ -14,6 +14,7 @@ pub(crate) use say;
 
 /// The node's queries (all SQL lives under `crate::store`).
 pub use crate::store::node as db;
+pub mod browse;
 pub mod error;
 pub mod model;
 pub mod net;
@@ -82,6 +83,8 @@ pub struct Node {
     dcc: RwLock<Option<crate::dcc::DccServerHandle>>,
     /// The searches of this run.
     pub(crate) searches: Mutex<SearchBook>,
+    /// Recent browses (`app::browse`).
+    browses: Mutex<browse::BrowseCache>,
     engine: transfers::Engine,
     /// Cancelled to stop everything.
     pub shutdown: CancellationToken,
@@ -238,6 +241,7 @@ impl Node {
                 .unwrap_or(0),
             dcc: RwLock::default(),
             searches: Mutex::default(),
+            browses: Mutex::default(),
             engine: transfers::Engine::default(),
             download_limit,
             settings: RwLock::new(settings),
@@ -412,6 +416,7 @@ impl Node {
             name: r.name.clone(),
             size: r.size,
             local_path: String::new(),
+            group: None,
         })
     }
 

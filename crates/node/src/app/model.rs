@@ -165,6 +165,8 @@ pub struct TransferInfo {
     pub updated: i64,
     /// Bytes per second now (running only).
     pub rate: u64,
+    /// The folder download it is part of (`GET /api/transfers/groups`), if any.
+    pub group: Option<i64>,
 }
 
 /// One chat line.

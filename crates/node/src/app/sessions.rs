@@ -303,6 +303,28 @@ impl Client {
         }
     }
 
+    /// `user`'s whole share as a tree (NMDC: its file list, fetched into a file in
+    /// `tmp_dir`; Soulseek: SharedFileListRequest). Bounded by the caller
+    /// (`super::browse::BROWSE_TIMEOUT`) and by each network's own limits.
+    pub async fn browse(&self, user: &str, tmp_dir: &Path) -> anyhow::Result<super::browse::Folder> {
+        use super::browse::Folder;
+        match self {
+            Client::Nmdc(c) => {
+                let list = c.file_list(user, tmp_dir, super::browse::MAX_BROWSE_FILES).await?;
+                Ok(tokio::task::spawn_blocking(move || Folder::from_nmdc(&list)).await?)
+            }
+            Client::Slsk(c) => {
+                let list = c.browse(user).await?;
+                let files: usize =
+                    list.dirs.iter().chain(list.private_dirs.iter().flatten()).map(|d| d.files.len()).sum();
+                if files > super::browse::MAX_BROWSE_FILES {
+                    bail!("{user} shares {files} files; a browse holds at most {}", super::browse::MAX_BROWSE_FILES);
+                }
+                Ok(tokio::task::spawn_blocking(move || Folder::from_slsk(&list)).await?)
+            }
+        }
+    }
+
     /// Who is in the hub's main chat (`room` None) or a room.
     pub async fn users(&self, room: Option<&str>) -> anyhow::Result<Vec<PeerUser>> {
         Ok(match (self, room) {

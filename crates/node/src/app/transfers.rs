@@ -91,13 +91,22 @@ impl Engine {
 }
 
 impl Node {
-    /// Queue a download.
-    pub fn queue_download(&self, mut t: NewTransfer) -> anyhow::Result<TransferInfo> {
+    /// Queue a download into the downloads folder.
+    pub fn queue_download(&self, t: NewTransfer) -> anyhow::Result<TransferInfo> {
+        let dir = self.downloads.clone();
+        self.queue_download_in(t, &dir)
+    }
+
+    /// Queue a download into `dir`, a folder inside the downloads folder (made of safe
+    /// components by `super::browse`; created when the file is complete).
+    pub fn queue_download_in(&self, mut t: NewTransfer, dir: &Path) -> anyhow::Result<TransferInfo> {
+        if !dir.starts_with(&self.downloads) {
+            bail!(NodeError::Invalid(format!("{} is not inside the downloads folder", dir.display())));
+        }
         let name = omnipeer_dcc::SafeName::sanitize(&t.name).map_err(|e| anyhow!("cannot store {:?}: {e}", t.name))?;
         let store = self.db.lock().expect("db");
-        let local = unique_path(&self.downloads, name.as_str(), |p| {
-            store.transfer_local_path_taken(&p.to_string_lossy()).unwrap_or(true)
-        });
+        let local =
+            unique_path(dir, name.as_str(), |p| store.transfer_local_path_taken(&p.to_string_lossy()).unwrap_or(true));
         t.name = name.as_str().to_owned();
         t.local_path = local.to_string_lossy().into_owned();
         let info = store.transfer_add(&t)?;
@@ -400,11 +409,14 @@ impl Node {
             }
         }
         let mut dest = PathBuf::from(&t.local_path);
+        // Queued into a folder of the downloads folder (a folder download), or straight
+        // into it.
+        let dir = dest.parent().filter(|d| d.starts_with(&self.downloads)).unwrap_or(&self.downloads).to_path_buf();
         if dest.exists() {
             let taken = |p: &Path| p.exists();
-            dest = unique_path(&self.downloads, &t.name, taken);
+            dest = unique_path(&dir, &t.name, taken);
         }
-        std::fs::create_dir_all(&self.downloads)?;
+        std::fs::create_dir_all(&dir)?;
         if std::fs::rename(file, &dest).is_err() {
             // Another file system: copy, then drop the partial.
             std::fs::copy(file, &dest)?;

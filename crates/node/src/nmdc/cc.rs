@@ -10,6 +10,7 @@ use crate::upload::{Decision, Uploads};
 use anyhow::{anyhow, bail, Context};
 use omnipeer_nmdc::command::{AdcKind, Direction, DirectionOutcome};
 use omnipeer_nmdc::handshake::{self, CcConfig, CcHandshake, Peer, Role};
+use omnipeer_nmdc::limits::MAX_FILELIST_COMPRESSED;
 use omnipeer_nmdc::transfer::{DownloadEvent, Downloader, Identifier, Output, UploadEvent, Uploader};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -390,6 +391,14 @@ pub async fn download(
                     let offered = start.saturating_add(length);
                     if let Some(m) = expected.filter(|&m| m != offered) {
                         bail!("peer offered {offered} bytes of a file of {m}");
+                    }
+                    // A file list is read whole into memory to be parsed: one larger than
+                    // the parser takes is refused before a byte is written.
+                    if job.what == Identifier::FileList && offered > MAX_FILELIST_COMPRESSED as u64 {
+                        bail!(
+                            "{} offered a file list of {offered} bytes (at most {MAX_FILELIST_COMPRESSED})",
+                            peer.nick
+                        );
                     }
                     let mut file = std::fs::OpenOptions::new()
                         .create(true)

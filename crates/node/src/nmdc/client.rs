@@ -92,7 +92,10 @@ enum Cmd {
     Reshare(Arc<DcShare>, oneshot::Sender<()>),
 }
 
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(TcpStream, Peer, Vec<u8>)>>>>;
+/// Who waits for a connection from a peer (by lowercased nick), oldest first: a download
+/// and a file list fetch from the same peer each get a connection of their own (every
+/// wait asked for one), instead of the later one taking the earlier one's place.
+type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<(TcpStream, Peer, Vec<u8>)>>>>>;
 
 /// A running client.
 pub struct DcClient {
@@ -326,7 +329,7 @@ impl DcClient {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().expect("waiters lock").insert(from.to_lowercase(), tx);
+        self.waiters.lock().expect("waiters lock").entry(from.to_lowercase()).or_default().push(tx);
         let (ctx, crx) = oneshot::channel();
         self.cmds
             .send(Cmd::RequestConnection(from.to_owned(), ctx))
@@ -336,11 +339,51 @@ impl DcClient {
         let (stream, peer, leftover) = match tokio::time::timeout(CONNECT_WAIT, rx).await {
             Ok(Ok(x)) => x,
             _ => {
-                self.waiters.lock().expect("waiters lock").remove(&from.to_lowercase());
+                // Ours is the one whose receiver is gone now (this timeout dropped it).
+                let mut w = self.waiters.lock().expect("waiters lock");
+                let key = from.to_lowercase();
+                if let Some(v) = w.get_mut(&key) {
+                    v.retain(|s| !s.is_closed());
+                    if v.is_empty() {
+                        w.remove(&key);
+                    }
+                }
+                drop(w);
                 bail!("{from} did not connect within {}s (is it active, or are we?)", CONNECT_WAIT.as_secs());
             }
         };
         cc::download(stream, &peer, leftover, job).await
+    }
+
+    /// Fetch and parse `from`'s file list (`files.xml.bz2`, docs/protocols/nmdc.md): it
+    /// travels like a file over a client-to-client connection (no slot needed) into a
+    /// file in `tmp_dir`, removed afterwards, and is read within the parser's limits
+    /// (`omnipeer_nmdc::filelist::Limits`, with at most `max_entries` folders and files;
+    /// a list above `MAX_FILELIST_COMPRESSED` is refused before it is written).
+    pub async fn file_list(
+        &self,
+        from: &str,
+        tmp_dir: &std::path::Path,
+        max_entries: usize,
+    ) -> anyhow::Result<omnipeer_nmdc::filelist::FileList> {
+        std::fs::create_dir_all(tmp_dir)?;
+        let tag: u64 = rand::random();
+        let out = tmp_dir.join(format!("files-{tag:016x}.xml.bz2"));
+        let job = DownloadJob {
+            what: omnipeer_nmdc::transfer::Identifier::FileList,
+            out: out.clone(),
+            progress: Arc::default(),
+            total: Arc::default(),
+            control: Arc::default(),
+        };
+        let got = self.download(from, &job).await;
+        let data = got.and_then(|_| std::fs::read(&out).map_err(anyhow::Error::from));
+        let _ = std::fs::remove_file(&out);
+        let data = data?;
+        let limits = omnipeer_nmdc::filelist::Limits { max_entries, ..Default::default() };
+        tokio::task::spawn_blocking(move || omnipeer_nmdc::filelist::FileList::from_bz2_with(&data, &limits))
+            .await?
+            .map_err(|e| anyhow!("{from}'s file list cannot be read: {e}"))
     }
 
     /// Log out and stop.
@@ -609,7 +652,7 @@ struct CcSpawner {
 impl CcSpawner {
     async fn run_cc(self, mut stream: TcpStream, role: Role) {
         let _ = stream.set_nodelay(true);
-        let want_download = !self.waiters.lock().expect("waiters lock").is_empty();
+        let want_download = self.waiters.lock().expect("waiters lock").values().flatten().any(|s| !s.is_closed());
         let (peer, outcome, leftover) = match cc::handshake(&mut stream, role, &self.nick, want_download, None).await {
             Ok(x) => x,
             Err(e) => {
@@ -619,7 +662,19 @@ impl CcSpawner {
         };
         match outcome {
             DirectionOutcome::WeDownload => {
-                let waiter = self.waiters.lock().expect("waiters lock").remove(&peer.nick.to_lowercase());
+                let waiter = {
+                    let mut w = self.waiters.lock().expect("waiters lock");
+                    let key = peer.nick.to_lowercase();
+                    let v = w.get_mut(&key);
+                    let first = v.and_then(|v| {
+                        v.retain(|s| !s.is_closed());
+                        (!v.is_empty()).then(|| v.remove(0))
+                    });
+                    if w.get(&key).is_some_and(Vec::is_empty) {
+                        w.remove(&key);
+                    }
+                    first
+                };
                 match waiter {
                     Some(tx) => {
                         let _ = tx.send((stream, peer, leftover));

@@ -187,6 +187,10 @@ fn file_entry(name: &str, size: u64) -> SharedFile {
 
 /// Waiters for PlaceInQueueResponse by (user lower-cased, file).
 type PlaceWaiters = HashMap<(String, String), Vec<oneshot::Sender<u32>>>;
+/// Who waits for a user's SharedFileListResponse (by lowercased user).
+type BrowseWaiters = HashMap<String, Vec<oneshot::Sender<Result<SharedFileList, String>>>>;
+/// Who waits for a FolderContentsResponse: by token, with the user asked.
+type FolderWaiters = HashMap<u32, (String, oneshot::Sender<Result<Vec<SharedDirectory>, String>>)>;
 
 /// A download's `F` connection, handed over by the machine: the offset is ours to write.
 struct FConn {
@@ -229,6 +233,10 @@ struct Core {
     granted: HashMap<UploadId, (String, String)>,
     /// Who waits for a PlaceInQueueResponse.
     place_waiters: PlaceWaiters,
+    /// Who waits for a browse ([`SlskClient::browse`]).
+    browse_waiters: BrowseWaiters,
+    /// Who waits for a folder's contents ([`SlskClient::folder_contents`]).
+    folder_waiters: FolderWaiters,
     /// Who waits for the login answer.
     login: Option<oneshot::Sender<Result<(), String>>>,
     /// Events for the node, handed over by the pump outside the lock (where it may wait:
@@ -319,6 +327,8 @@ impl SlskClient {
             downloads: HashMap::new(),
             granted: HashMap::new(),
             place_waiters: HashMap::new(),
+            browse_waiters: HashMap::new(),
+            folder_waiters: HashMap::new(),
             login: Some(login_tx),
             events: std::collections::VecDeque::new(),
         };
@@ -527,6 +537,29 @@ impl SlskClient {
             .await
             .map_err(|_| anyhow!("{user} did not say where {path} is in its queue"))?
             .map_err(|_| anyhow!("the client stopped"))
+    }
+
+    /// Browse `user`'s whole share (SharedFileListRequest(4), answered by
+    /// SharedFileListResponse(5)): the machine connects, asks, and gives up after
+    /// `omnipeer_slsk::session::BROWSE_WAIT`; an unreachable user fails sooner.
+    pub async fn browse(&self, user: &str) -> anyhow::Result<SharedFileList> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.with(|c, now| {
+            c.browse_waiters.entry(user.to_lowercase()).or_default().push(tx);
+            c.session.browse(now, user);
+        });
+        rx.await.map_err(|_| anyhow!("the client stopped"))?.map_err(|why| anyhow!("{user} did not answer: {why}"))
+    }
+
+    /// One folder of `user`'s share and its subfolders (FolderContentsRequest(36),
+    /// answered by FolderContentsResponse(37)).
+    pub async fn folder_contents(&self, user: &str, folder: &str) -> anyhow::Result<Vec<SharedDirectory>> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.with(|c, now| {
+            let token = c.session.folder_contents(now, user, folder);
+            c.folder_waiters.insert(token, (user.to_lowercase(), tx));
+        });
+        rx.await.map_err(|_| anyhow!("the client stopped"))?.map_err(|why| anyhow!("{user} did not answer: {why}"))
     }
 
     /// The uploads this client serves (shared with the node when it gave them).
@@ -766,10 +799,36 @@ impl Inner {
             SessionEvent::UploadUnanswered { id } => {
                 core.granted.remove(&id);
             }
-            SessionEvent::Browsed { user, .. } | SessionEvent::FolderContents { user, .. } => {
-                tracing::debug!(%user, "a share list nobody waits for")
+            SessionEvent::Browsed { user, list } => {
+                let waiters = core.browse_waiters.remove(&user.to_lowercase()).unwrap_or_default();
+                if waiters.is_empty() {
+                    tracing::debug!(%user, "a share list nobody waits for");
+                }
+                for w in waiters {
+                    let _ = w.send(Ok(list.clone()));
+                }
             }
-            SessionEvent::BrowseFailed { user, why } => tracing::debug!(%user, "browse failed: {why}"),
+            SessionEvent::FolderContents { user, token, dirs, .. } => match core.folder_waiters.remove(&token) {
+                Some((_, w)) => {
+                    let _ = w.send(Ok(dirs));
+                }
+                None => tracing::debug!(%user, "folder contents nobody waits for"),
+            },
+            SessionEvent::BrowseFailed { user, why } => {
+                // The machine names only the user: every browse of that user fails.
+                tracing::debug!(%user, "browse failed: {why}");
+                let key = user.to_lowercase();
+                for w in core.browse_waiters.remove(&key).unwrap_or_default() {
+                    let _ = w.send(Err(why.clone()));
+                }
+                let tokens: Vec<u32> =
+                    core.folder_waiters.iter().filter(|(_, (u, _))| *u == key).map(|(t, _)| *t).collect();
+                for t in tokens {
+                    if let Some((_, w)) = core.folder_waiters.remove(&t) {
+                        let _ = w.send(Err(why.clone()));
+                    }
+                }
+            }
             SessionEvent::PeerDropped { conn, why } => tracing::debug!(conn, "peer connection dropped: {why}"),
         }
     }

@@ -35,6 +35,29 @@ pub struct NewTransfer {
     pub size: u64,
     /// Final local path.
     pub local_path: String,
+    /// The folder download it belongs to ([`Store::transfer_group_add`]).
+    pub group: Option<i64>,
+}
+
+/// A folder download as stored: what was asked for and where it lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRow {
+    /// Row id.
+    pub id: i64,
+    /// Network.
+    pub network: Network,
+    /// Whose folder.
+    pub source: String,
+    /// The hub or server.
+    pub hub: String,
+    /// The folder's path on the source.
+    pub remote_path: String,
+    /// The folder's name.
+    pub name: String,
+    /// The local folder its files go to.
+    pub local_dir: String,
+    /// Unix time queued.
+    pub created: i64,
 }
 
 // The database edge of the typed names: stored as the same text the API shows.
@@ -71,7 +94,7 @@ fn state_list(states: &[TransferState]) -> String {
 pub const KEEP_UPLOADS: usize = 1000;
 
 const TRANSFER_COLS: &str =
-    "id, network, source, hub, remote_path, tth, name, size, local_path, state, bytes, retries, next_attempt, error, created, updated";
+    "id, network, source, hub, remote_path, tth, name, size, local_path, state, bytes, retries, next_attempt, error, created, updated, grp";
 
 fn transfer_row(r: &Row<'_>) -> rusqlite::Result<TransferInfo> {
     Ok(TransferInfo {
@@ -92,6 +115,7 @@ fn transfer_row(r: &Row<'_>) -> rusqlite::Result<TransferInfo> {
         created: r.get(14)?,
         updated: r.get(15)?,
         rate: 0,
+        group: r.get(16)?,
     })
 }
 
@@ -112,12 +136,50 @@ impl Store {
     pub fn transfer_add(&self, t: &NewTransfer) -> anyhow::Result<TransferInfo> {
         let now = now();
         self.conn.execute(
-            "INSERT INTO transfers (network, source, hub, remote_path, tth, name, size, local_path, state, created, updated)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9)",
-            params![t.network, t.source, t.hub, t.remote_path, t.tth, t.name, t.size as i64, t.local_path, now],
+            "INSERT INTO transfers (network, source, hub, remote_path, tth, name, size, local_path, state, created, updated, grp)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?9, ?10)",
+            params![t.network, t.source, t.hub, t.remote_path, t.tth, t.name, t.size as i64, t.local_path, now, t.group],
         )?;
         let id = self.conn.last_insert_rowid();
         self.transfer(id)?.ok_or_else(|| anyhow::anyhow!("transfer {id} vanished"))
+    }
+
+    /// Record a folder download; its files are queued with `group` = the returned id.
+    pub fn transfer_group_add(
+        &self,
+        network: Network,
+        source: &str,
+        hub: &str,
+        remote_path: &str,
+        name: &str,
+        local_dir: &str,
+    ) -> anyhow::Result<i64> {
+        self.conn.execute(
+            "INSERT INTO transfer_groups (network, source, hub, remote_path, name, local_dir, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![network, source, hub, remote_path, name, local_dir, now()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Every folder download, newest first.
+    pub fn transfer_groups(&self) -> anyhow::Result<Vec<GroupRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, network, source, hub, remote_path, name, local_dir, created FROM transfer_groups ORDER BY id DESC",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(GroupRow {
+                id: r.get(0)?,
+                network: r.get(1)?,
+                source: r.get(2)?,
+                hub: r.get(3)?,
+                remote_path: r.get(4)?,
+                name: r.get(5)?,
+                local_dir: r.get(6)?,
+                created: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// One transfer.
@@ -723,7 +785,21 @@ mod tests {
             name: name.into(),
             size: 10,
             local_path: format!("/d/{name}"),
+            group: None,
         }
+    }
+
+    #[test]
+    fn a_folder_download_is_a_group_its_transfers_name() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("n.sqlite")).unwrap();
+        let g = s.transfer_group_add(Network::Slsk, "alice", "h:1", "music\\Album", "Album", "/d/Album").unwrap();
+        let t = s.transfer_add(&NewTransfer { group: Some(g), ..nt("a.mp3") }).unwrap();
+        assert_eq!(t.group, Some(g));
+        assert_eq!(s.transfer_add(&nt("b")).unwrap().group, None);
+        let groups = s.transfer_groups().unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!((groups[0].id, groups[0].name.as_str(), groups[0].local_dir.as_str()), (g, "Album", "/d/Album"));
     }
 
     #[test]

@@ -1,0 +1,146 @@
+// Browsing a user and downloading a folder in the web UI (Debian's headless Chromium,
+// playwright-core), as a user would: on the Browse tab, alice's share over NMDC opens as
+// a tree with folder sizes and counts; her Album folder is downloaded whole and shows as
+// one folder download in Transfers until done. Then, from a search result's Soulseek
+// source ("Browse user"), her share opens again over Soulseek; "find" shows the Album
+// folder; downloading it again warns that its files are on disk already (the user says
+// no), and a download into another place (a destination template) completes as a group
+// too.
+// Run by ../node_browse_web.rs, which starts the nodes and passes (environment):
+//   OMNI_URL      the web UI of the node under test (http://127.0.0.1:PORT/)
+//   OMNI_QUERY    a search that finds a file of alice's Album
+//   OMNI_DEST     the destination template for the second download
+//   OMNI_OUT      a folder for the browser profile and screenshots on failure
+//   OMNI_SHOTS    (optional) a folder for a screenshot as each step begins
+// Prints "step NAME" lines; exits 1 (after a screenshot) on the first thing that does
+// not happen.
+
+import { chromium } from "playwright-core";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (v === undefined || v === "") throw new Error(`${k} is not set`);
+  return v;
+};
+const URL = env("OMNI_URL");
+const QUERY = env("OMNI_QUERY");
+const DEST = env("OMNI_DEST");
+const OUT = env("OMNI_OUT");
+const T = 60_000;
+
+mkdirSync(OUT, { recursive: true });
+const context = await chromium.launchPersistentContext(join(OUT, "chromium-profile"), {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
+  viewport: { width: 1280, height: 900 },
+});
+const page = context.pages()[0] || (await context.newPage());
+const consoleErrors = [];
+page.on("console", (m) => {
+  if (m.type() === "error") consoleErrors.push(m.text());
+});
+page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+// The warning before files already on disk: the user says no, and picks another place.
+const dialogs = [];
+page.on("dialog", async (d) => {
+  dialogs.push(d.message());
+  await d.dismiss();
+});
+const byTest = (id) => `[data-testid="${id}"]`;
+let stepName = "start";
+const SHOTS = process.env.OMNI_SHOTS || "";
+if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+let shot = 0;
+async function step(name) {
+  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, "0")}-before-${name}.png`), fullPage: true });
+  stepName = name;
+  console.log(`step ${name}`);
+}
+const folder = (name) => page.locator(`${byTest("browse-folder")}[data-name="${name}"]`).first();
+/** Unfold the folders named `names`, one inside the other. */
+async function unfold(...names) {
+  for (const n of names) {
+    const f = folder(n);
+    await f.waitFor({ timeout: T });
+    if (!(await f.locator("details").first().evaluate((d) => d.open))) await f.locator("summary").first().click();
+  }
+}
+
+try {
+  await step("open");
+  await page.goto(`${URL}#status`, { waitUntil: "domcontentloaded" });
+  await page.locator(byTest("events-state")).and(page.locator('[data-state="open"]')).waitFor({ timeout: T });
+  await page.locator('[data-testid="network-row"][data-network="nmdc_client"][data-state="online"]').waitFor({ timeout: T });
+  await page.locator('[data-testid="network-row"][data-network="slsk_client"][data-state="online"]').waitFor({ timeout: T });
+
+  await step("browse-nmdc");
+  await page.locator(byTest("tab-browse")).click();
+  await page.locator(byTest("browse-session")).selectOption("nmdc|");
+  await page.locator(byTest("browse-user")).fill("alice");
+  await page.locator(byTest("browse-submit")).click();
+  await page.locator(byTest("browse-summary")).filter({ hasText: "4 files" }).waitFor({ timeout: T });
+  await unfold("share", "music");
+  const meta = await folder("Album").locator(byTest("browse-folder-meta")).first().textContent();
+  if (!meta.includes("3 files")) throw new Error(`the Album folder says ${JSON.stringify(meta)}`);
+  await unfold("Album", "scans");
+  await page.locator(`${byTest("browse-file")}[data-name="cover.jpg"]`).waitFor({ timeout: T });
+
+  await step("download-folder-nmdc");
+  await folder("Album").locator(byTest("browse-download-folder")).first().click();
+  await page.locator(byTest("toasts")).filter({ hasText: "Queued folder Album" }).waitFor({ timeout: T });
+  await page.locator(byTest("tab-transfers")).click();
+  await page.locator(`${byTest("transfer-group")}[data-name="Album"][data-state="done"]`).first().waitFor({ timeout: T });
+  const pct = await page.locator(`${byTest("transfer-group")}[data-name="Album"] ${byTest("transfer-group-percent")}`).first().textContent();
+  if (pct !== "100%") throw new Error(`the finished folder shows ${pct}`);
+
+  await step("browse-user-from-search");
+  await page.locator(byTest("tab-search")).click();
+  await page.locator(byTest("search-input")).fill(QUERY);
+  await page.locator(byTest("search-submit")).click();
+  const result = page.locator(byTest("search-result")).first();
+  await result.waitFor({ timeout: T });
+  // Until the Soulseek source has arrived.
+  await result.locator(".net.n-slsk").first().waitFor({ timeout: T });
+  await result.locator(`${byTest("result-sources")} summary`).click();
+  const slsk = result.locator(byTest("result-source")).filter({ has: page.locator(".net.n-slsk") }).first();
+  await slsk.locator(byTest("browse-user-button")).click();
+  await page.locator(`${byTest("view-browse")}:not([hidden])`).waitFor({ timeout: T });
+  await page.locator(byTest("browse-summary")).filter({ hasText: "Soulseek" }).filter({ hasText: "4 files" }).waitFor({ timeout: T });
+
+  await step("find-and-download-slsk");
+  await page.locator(byTest("browse-filter")).fill("album");
+  const hit = page.locator(`${byTest("browse-hit")}.folder`).first();
+  await hit.waitFor({ timeout: T });
+  await hit.locator(byTest("browse-download-folder")).click();
+  // The same files are on disk from the first download: a warning first, and no.
+  await page.locator(byTest("browse-note")).filter({ hasText: "already on disk" }).waitFor({ timeout: T });
+  if (dialogs.length !== 1 || !dialogs[0].includes("already on disk")) throw new Error(`dialogs: ${JSON.stringify(dialogs)}`);
+  await hit.locator(byTest("browse-download-folder")).and(page.locator(":enabled")).waitFor({ timeout: T });
+  await page.locator(byTest("browse-destination")).fill(DEST);
+  await hit.locator(byTest("browse-download-folder")).click();
+  await page.locator(byTest("toasts")).filter({ hasText: "Queued folder Album" }).waitFor({ timeout: T });
+  if (dialogs.length !== 1) throw new Error(`a warning for a place with nothing in it: ${JSON.stringify(dialogs)}`);
+  await page.locator(byTest("tab-transfers")).click();
+  await page.locator(`${byTest("transfer-group")}[data-name="Album"][data-state="done"]`).nth(1).waitFor({ timeout: T });
+
+  if (consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(consoleErrors)}`);
+  await step("done");
+  await context.close();
+  process.exit(0);
+} catch (e) {
+  const shot = join(OUT, `failure-${stepName}.png`);
+  try {
+    await page.screenshot({ path: shot, fullPage: true });
+    writeFileSync(join(OUT, `failure-${stepName}.html`), await page.content());
+  } catch {
+    // the page is gone
+  }
+  console.log(`fail ${stepName}: ${e.message.split("\n")[0]}`);
+  console.log(`screenshot ${shot}`);
+  if (consoleErrors.length) console.log(`console ${JSON.stringify(consoleErrors)}`);
+  await context.close().catch(() => {});
+  process.exit(1);
+}
