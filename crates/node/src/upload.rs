@@ -351,6 +351,8 @@ pub struct Uploads {
     watched: std::sync::atomic::AtomicBool,
     grants: Mutex<HashMap<String, mpsc::UnboundedSender<Grant>>>,
     dcc_ids: AtomicU64,
+    /// What is uploaded from: the node's one share index, read by every network.
+    share: std::sync::OnceLock<crate::share::SharedIndex>,
 }
 
 impl std::fmt::Debug for Uploads {
@@ -382,7 +384,19 @@ impl Uploads {
             // DCC gets are not queued; their ids count down from the top so they never
             // meet the queue's.
             dcc_ids: AtomicU64::new(u64::MAX / 2),
+            share: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serve every network from `share` (the node's one index); the first call wins.
+    pub fn set_share(&self, share: crate::share::SharedIndex) {
+        let _ = self.share.set(share);
+    }
+
+    /// The node's share index, if one was set: the networks read it instead of indexing
+    /// the share folders each on their own.
+    pub fn share(&self) -> Option<crate::share::SharedIndex> {
+        self.share.get().cloned()
     }
 
     /// A client's own uploads (no node around it): `slots` slots, no limit; its timers
