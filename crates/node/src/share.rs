@@ -1187,4 +1187,28 @@ mod tests {
         assert!(idx.stat(&vp("music/Song.mp3")).is_some());
         assert!(!t.path().join("nope").exists());
     }
+
+    /// A path from the network resolves only through the index: `..`, absolute paths and
+    /// names the scan did not index find nothing, and a file's real path is its root's
+    /// path and its names below it (the root's own top-level name, e.g. `music (2)`, is
+    /// not on disk).
+    #[test]
+    fn network_paths_resolve_only_through_the_index() {
+        let t = tree();
+        let idx = ShareIndex::scan_roots(&[t.path().join("share"), t.path().join("share/music")]).unwrap();
+        for bad in ["share\\..\\secret.txt", "../secret.txt", "/etc/passwd", "share/../../secret.txt", "share", ""] {
+            assert_eq!(idx.find_file(bad), None, "{bad}");
+        }
+        let f = idx.find_file("/SHARE/music/song.mp3").unwrap();
+        assert_eq!(idx.file_path(f, '\\'), "share\\music\\Song.mp3");
+        assert_eq!(idx.real_path(f), t.path().join("share/music/Song.mp3").canonicalize().unwrap());
+        let g = idx.find_file("music\\Song.mp3").unwrap();
+        assert_ne!(f, g);
+        assert_eq!(idx.real_path(g), idx.real_path(f));
+        assert_eq!(idx.open_file(g).unwrap().1, 1000);
+        // One root, its contents at the top.
+        let one = ShareIndex::scan_single(&t.path().join("share")).unwrap();
+        let r = one.find_file("readme.txt").unwrap();
+        assert_eq!(one.real_path(r), t.path().join("share/readme.txt").canonicalize().unwrap());
+    }
 }

@@ -398,4 +398,67 @@ mod tests {
         let (_, stats) = DcShare::build(&[share], &mut store, "CID").unwrap();
         assert_eq!(stats.cached, 1);
     }
+
+    fn files(dir: &Path, n: usize) {
+        for i in 0..n {
+            // Different sizes and contents, some over a leaf group and a `tthl` block.
+            let body: Vec<u8> = (0..(i * 7919 + 100)).map(|b| (b as u32).wrapping_mul(i as u32 + 3) as u8).collect();
+            std::fs::write(dir.join(format!("f{i}.bin")), body).unwrap();
+        }
+    }
+
+    /// New files are hashed by a pool of threads, one per core (here four, asked for
+    /// explicitly), to the same roots as one file after another.
+    #[test]
+    fn new_files_are_hashed_on_several_threads_to_the_same_roots() {
+        let t = tempfile::tempdir().unwrap();
+        let share = t.path().join("pub");
+        std::fs::create_dir_all(&share).unwrap();
+        files(&share, 12);
+        let mut store = Store::open(&t.path().join("state.sqlite")).unwrap();
+        let mut idx = ShareIndex::scan_roots(std::slice::from_ref(&share)).unwrap();
+        let stats = hash_index_with(&mut idx, &mut store, 4).unwrap();
+        assert_eq!((stats.files, stats.hashed, stats.cached, stats.threads), (12, 12, 0, 4));
+        for f in 0..idx.file_count() as u32 {
+            assert_eq!(idx.file_tth(f).unwrap().0, hash_file(&idx.real_path(f)).unwrap().tth);
+            assert_eq!(idx.by_tth(&idx.file_tth(f).unwrap()), Some(f));
+        }
+        // The default pool is one thread per core.
+        let mut idx = ShareIndex::scan_roots(std::slice::from_ref(&share)).unwrap();
+        let mut store = Store::open(&t.path().join("other.sqlite")).unwrap();
+        let stats = hash_index(&mut idx, &mut store).unwrap();
+        assert_eq!(stats.threads, hash_threads().min(12));
+    }
+
+    /// A restart walks the share again but hashes nothing that did not change: each
+    /// unchanged file's root comes from the cache (a root planted there is what the index
+    /// then holds), and only a changed file is read.
+    #[test]
+    fn a_restart_takes_unchanged_files_from_the_cache_and_hashes_only_changed_ones() {
+        let t = tempfile::tempdir().unwrap();
+        let share = t.path().join("pub");
+        std::fs::create_dir_all(&share).unwrap();
+        files(&share, 3);
+        let db = t.path().join("state.sqlite");
+        let shared = SharedIndex::new(vec![share.clone()]);
+        let (first, stats) = shared.hashed(&db).unwrap();
+        assert_eq!((stats.hashed, stats.cached), (3, 0));
+        // Plant a root for f0 at its path, size and time.
+        let f0 = first.find_file("pub\\f0.bin").unwrap();
+        let planted = CachedHash { tth: [7; 24], block_size: 65536, tthl: vec![7; 24] };
+        let mut store = Store::open(&db).unwrap();
+        store
+            .store_hash(&first.real_path(f0).to_string_lossy(), first.file_size(f0), first.file_mtime_ns(f0), &planted)
+            .unwrap();
+        // f2 changes (another size).
+        std::fs::write(share.join("f2.bin"), b"changed").unwrap();
+        // The restart: a new index of the same folders.
+        let restarted = SharedIndex::new(vec![share.clone()]);
+        let (idx, stats) = restarted.hashed(&db).unwrap();
+        assert_eq!((stats.files, stats.cached, stats.hashed), (3, 2, 1));
+        assert_eq!(idx.file_tth(idx.find_file("pub/f0.bin").unwrap()), Some(Tth([7; 24])));
+        let f2 = idx.find_file("pub/F2.BIN").unwrap();
+        assert_eq!(idx.file_tth(f2).unwrap().0, hash_file(&share.join("f2.bin")).unwrap().tth);
+        assert_eq!(idx.file_size(f2), 7);
+    }
 }

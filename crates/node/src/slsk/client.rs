@@ -363,6 +363,11 @@ impl SlskClient {
         self.inner.listen_port
     }
 
+    /// The share index this client reads (the node's one index when it has one).
+    pub fn share_index(&self) -> Arc<ShareIndex> {
+        self.inner.shares.current()
+    }
+
     /// Files shared.
     pub fn shared_files(&self) -> usize {
         self.inner.shares().file_count()
