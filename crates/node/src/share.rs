@@ -942,9 +942,10 @@ impl Share {
 
 /// The node's one share index, read by every network and replaced whole by a rescan:
 /// readers take [`SharedIndex::current`] (an `Arc`, so a reader keeps the snapshot it
-/// has while a new one is swapped in). One scan or hashing runs at a time; a caller that
-/// waited while another ran takes that one's result instead of walking again (both
-/// networks ask for a rescan at once).
+/// has while a new one is swapped in). One scan or hashing runs at a time. A rescan is
+/// requested once ([`SharedIndex::request_rescan`]) and then carried out by whichever
+/// network gets to it first ([`SharedIndex::rescan_if_requested`]); the others take its
+/// snapshot instead of walking the folders again.
 #[derive(Debug, Clone)]
 pub struct SharedIndex {
     inner: Arc<SharedInner>,
@@ -958,9 +959,15 @@ struct SharedInner {
     work: Mutex<()>,
     /// Snapshots published so far.
     generation: AtomicU64,
+    /// Rescans requested so far.
+    requested: AtomicU64,
+    /// The requests the current snapshot answers (those made before its scan started).
+    covered: AtomicU64,
     /// Where hashes are cached, once a network that needs TTHs asked for them: every
     /// rescan from then on hashes too.
     hash_db: Mutex<Option<PathBuf>>,
+    /// How the current snapshot was hashed (what every network reports of it).
+    stats: Mutex<crate::nmdc::share::HashStats>,
 }
 
 impl SharedIndex {
@@ -973,7 +980,10 @@ impl SharedIndex {
                 current: RwLock::new(Arc::new(ShareIndex::empty(Vec::new()))),
                 work: Mutex::new(()),
                 generation: AtomicU64::new(0),
+                requested: AtomicU64::new(0),
+                covered: AtomicU64::new(0),
                 hash_db: Mutex::new(None),
+                stats: Mutex::default(),
             }),
         }
     }
@@ -993,30 +1003,49 @@ impl SharedIndex {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    fn publish(&self, idx: ShareIndex) -> Arc<ShareIndex> {
+    fn publish(&self, idx: ShareIndex, stats: crate::nmdc::share::HashStats) -> Arc<ShareIndex> {
+        *self.inner.stats.lock().expect("hash stats") = stats;
         let idx = Arc::new(idx);
         *self.inner.current.write().expect("share index lock") = idx.clone();
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         idx
     }
 
+    /// Ask for a rescan; [`SharedIndex::rescan_if_requested`] carries it out.
+    pub fn request_rescan(&self) {
+        self.inner.requested.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Walk the roots again (and hash what the cache does not know, once hashes were
-    /// asked for) and publish the new snapshot. Blocking: call from a blocking thread. A
-    /// call that waited while another scan ran returns that scan's snapshot.
+    /// asked for) and publish the new snapshot. Blocking: call from a blocking thread.
     pub fn rescan(&self, ctl: &ScanControl) -> anyhow::Result<Arc<ShareIndex>> {
-        let seen = self.inner.generation.load(Ordering::Acquire);
+        self.request_rescan();
+        self.rescan_if_requested_with(ctl)
+    }
+
+    /// Carry out the rescans requested so far, unless a scan that started after them
+    /// already did: then its snapshot is returned (the networks each ask, one walks).
+    /// Blocking.
+    pub fn rescan_if_requested(&self) -> anyhow::Result<Arc<ShareIndex>> {
+        self.rescan_if_requested_with(&ScanControl::default())
+    }
+
+    fn rescan_if_requested_with(&self, ctl: &ScanControl) -> anyhow::Result<Arc<ShareIndex>> {
         let _one = self.inner.work.lock().expect("share work lock");
-        if self.inner.generation.load(Ordering::Acquire) != seen {
+        // Requests made from now on wait for the next scan.
+        let want = self.inner.requested.load(Ordering::Acquire);
+        if self.inner.covered.load(Ordering::Acquire) >= want {
             return Ok(self.current());
         }
         let mut idx = ShareIndex::scan_roots_with(&self.inner.roots, ctl)?;
         let db = self.inner.hash_db.lock().expect("hash db").clone();
+        let mut stats = crate::nmdc::share::HashStats::default();
         if let Some(db) = db {
             let mut store = crate::store::Store::open(&db)?;
-            let stats = crate::nmdc::share::hash_index(&mut idx, &mut store)?;
-            stats.log("share rescanned and hashed");
+            stats = crate::nmdc::share::hash_index(&mut idx, &mut store)?;
         }
-        Ok(self.publish(idx))
+        self.inner.covered.store(want, Ordering::Release);
+        Ok(self.publish(idx, stats))
     }
 
     /// The current snapshot, after a first scan if none ran yet.
@@ -1037,18 +1066,15 @@ impl SharedIndex {
         let _one = self.inner.work.lock().expect("share work lock");
         let cur = self.current();
         if cur.hashed_count() == cur.file_count() {
-            let stats = crate::nmdc::share::HashStats {
-                files: cur.file_count(),
-                cached: cur.file_count(),
-                ..Default::default()
-            };
+            // Hashed already (by the rescan that made it): its figures.
+            let stats = *self.inner.stats.lock().expect("hash stats");
             return Ok((cur, stats));
         }
         let mut idx = (*cur).clone();
         drop(cur);
         let mut store = crate::store::Store::open(db)?;
         let stats = crate::nmdc::share::hash_index(&mut idx, &mut store)?;
-        Ok((self.publish(idx), stats))
+        Ok((self.publish(idx, stats), stats))
     }
 }
 

@@ -57,9 +57,10 @@ async fn nmdc_and_soulseek_read_one_index_and_a_rescan_replaces_it_for_both() {
     assert!(Arc::ptr_eq(&sl.share_index(), &current), "Soulseek reads a copy of its own");
     assert_eq!(sl.shared_files(), 2);
 
-    // A new file and a rescan (both networks are asked, as the node does): one new
-    // snapshot, hashed, read by both.
+    // A new file and a rescan (requested of the index, then both networks are asked, as
+    // the node does): one new snapshot, hashed, read by both.
     std::fs::write(share.join("music/new.mp3"), vec![9u8; 3000]).unwrap();
+    index.request_rescan();
     let (a, b) = tokio::join!(sl.reshare(), dc.reshare());
     assert_eq!(a.unwrap(), 3);
     b.unwrap();

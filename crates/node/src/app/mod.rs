@@ -283,6 +283,11 @@ impl Node {
 
     /// Ask for a share rescan.
     pub fn request_rescan(&self) {
+        // Asked of the one index first: the network that gets to it walks, the others
+        // take its snapshot.
+        if let Some(s) = self.uploads.share() {
+            s.request_rescan();
+        }
         self.rescan.send_modify(|n| *n += 1);
     }
 

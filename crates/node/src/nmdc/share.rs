@@ -204,8 +204,9 @@ impl DcShare {
     }
 
     /// The share of the node's index `shared`, hashed (the cache is in the SQLite file
-    /// `db`): the same snapshot every other network reads. With `rescan`, the folders are
-    /// walked again first. Blocking.
+    /// `db`): the same snapshot every other network reads. With `rescan`, a rescan
+    /// requested of the index is carried out first (unless another network did).
+    /// Blocking.
     pub fn from_shared(
         shared: &SharedIndex,
         db: &Path,
@@ -213,7 +214,7 @@ impl DcShare {
         rescan: bool,
     ) -> anyhow::Result<(DcShare, HashStats)> {
         if rescan {
-            shared.rescan(&crate::share::ScanControl::default())?;
+            shared.rescan_if_requested()?;
         }
         let (index, stats) = shared.hashed(db)?;
         Ok((DcShare::from_index(index, cid)?, stats))

@@ -253,6 +253,8 @@ struct Inner {
     listen_port: u16,
     /// The node's share index (or the client's own), replaced whole by a rescan.
     shares: SharedIndex,
+    /// Whether `shares` is the client's own (not the node's).
+    own_index: bool,
     events: crate::events::EventSink<SlskEvent>,
     /// Slots, queue, limit and records of uploads.
     up: Arc<Uploads>,
@@ -291,7 +293,9 @@ impl SlskClient {
     /// Connect, log in, listen. Returns once logged in.
     pub async fn start(cfg: SlskClientConfig) -> anyhow::Result<SlskClient> {
         // The node's index when it has one (every network reads the same), else our own.
-        let index = cfg.uploads.as_ref().and_then(|u| u.share()).unwrap_or_else(|| SharedIndex::new(cfg.share.clone()));
+        let node_index = cfg.uploads.as_ref().and_then(|u| u.share());
+        let own_index = node_index.is_none();
+        let index = node_index.unwrap_or_else(|| SharedIndex::new(cfg.share.clone()));
         let scan = index.clone();
         let shares = Shares(tokio::task::spawn_blocking(move || scan.scanned()).await??);
         let listener =
@@ -332,6 +336,7 @@ impl SlskClient {
             cfg,
             listen_port,
             shares: index,
+            own_index,
             events,
             up,
             core: std::sync::Mutex::new(core),
@@ -379,9 +384,18 @@ impl SlskClient {
     pub async fn reshare(&self) -> anyhow::Result<usize> {
         // one at a time, so the newest index is the one that stays
         let _one = self.reshare_lock.lock().await;
-        let index = self.inner.shares.clone();
-        let shares =
-            Shares(tokio::task::spawn_blocking(move || index.rescan(&crate::share::ScanControl::default())).await??);
+        // The node's index: the rescan it requested (unless another network did it);
+        // our own: a rescan now.
+        let (index, own) = (self.inner.shares.clone(), self.inner.own_index);
+        let shares = Shares(
+            tokio::task::spawn_blocking(move || {
+                if own {
+                    index.request_rescan();
+                }
+                index.rescan_if_requested()
+            })
+            .await??,
+        );
         let (dirs, files) = (shares.dir_count() as u32, shares.file_count() as u32);
         self.inner.with(|c, _| c.session.set_shared(dirs, files));
         Ok(files as usize)
