@@ -51,7 +51,11 @@ impl SharedFile<'_> {
 #[derive(Debug)]
 pub struct DcShare {
     index: Arc<ShareIndex>,
-    filelist: Arc<Vec<u8>>,
+    cid: String,
+    /// `files.xml.bz2`, compressed on a thread of its own (bzip2 over a big share's list
+    /// takes about a second: not on the way to the login); a request that comes first
+    /// waits for it.
+    filelist: Arc<std::sync::OnceLock<Arc<Vec<u8>>>>,
     files: usize,
     total: u64,
 }
@@ -222,8 +226,6 @@ impl DcShare {
 
     /// The share of a hashed index (files without a TTH are left out).
     pub fn from_index(index: Arc<ShareIndex>, cid: &str) -> anyhow::Result<DcShare> {
-        let list = build_list(&index, cid);
-        let filelist = Arc::new(list.to_bz2().context("cannot write the file list")?);
         let (mut files, mut total) = (0, 0);
         for f in 0..index.file_count() as u32 {
             if index.file_tth(f).is_some() {
@@ -231,7 +233,12 @@ impl DcShare {
                 total += index.file_size(f);
             }
         }
-        Ok(DcShare { index, filelist, files, total })
+        let share = DcShare { index, cid: cid.to_owned(), filelist: Arc::default(), files, total };
+        let (lock, index, cid) = (share.filelist.clone(), share.index.clone(), share.cid.clone());
+        let _ = std::thread::Builder::new().name("filelist".into()).spawn(move || {
+            lock.get_or_init(|| make_filelist(&index, &cid));
+        });
+        Ok(share)
     }
 
     /// The index this share reads.
@@ -259,9 +266,9 @@ impl DcShare {
         self.total
     }
 
-    /// `files.xml.bz2`.
+    /// `files.xml.bz2` (made on the first call).
     pub fn filelist_bz2(&self) -> Arc<Vec<u8>> {
-        self.filelist.clone()
+        self.filelist.get_or_init(|| make_filelist(&self.index, &self.cid)).clone()
     }
 
     /// The file with this root.
@@ -327,6 +334,15 @@ impl DcShare {
             None => Ok(hash_file(&real)?.tthl),
         }
     }
+}
+
+/// `files.xml.bz2` of the hashed files of `index`.
+fn make_filelist(index: &ShareIndex, cid: &str) -> Arc<Vec<u8>> {
+    Arc::new(build_list(index, cid).to_bz2().unwrap_or_else(|e| {
+        // Writing to memory fails only if bzip2 itself does.
+        tracing::warn!("cannot write the file list: {e:#}");
+        Vec::new()
+    }))
 }
 
 /// The file list of the hashed files of `index`, folder by folder.
@@ -447,7 +463,7 @@ mod tests {
         // Plant a root for f0 at its path, size and time.
         let f0 = first.find_file("pub\\f0.bin").unwrap();
         let planted = CachedHash { tth: [7; 24], block_size: 65536, tthl: vec![7; 24] };
-        let mut store = Store::open(&db).unwrap();
+        let store = Store::open(&db).unwrap();
         store
             .store_hash(&first.real_path(f0).to_string_lossy(), first.file_size(f0), first.file_mtime_ns(f0), &planted)
             .unwrap();
