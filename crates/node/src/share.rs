@@ -447,18 +447,25 @@ impl ShareIndex {
                 w.skipped.over_limit = true;
                 break;
             }
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            let os_name = entry.file_name();
+            let Some(name) = os_name.to_str() else {
                 tracing::debug!(path = %entry.path().display(), "skipping a name that is not UTF-8");
                 w.skipped.bad_names += 1;
                 continue;
             };
-            if omnipeer_dcc::SafeName::new(&name).is_err() {
+            if omnipeer_dcc::SafeName::new(name).is_err() {
                 w.skipped.bad_names += 1;
                 continue;
             }
-            let path = entry.path();
             let Ok(ft) = entry.file_type() else { continue };
             let link = ft.is_symlink();
+            if !link && ft.is_file() {
+                // A plain file: its metadata comes with the entry, no path is built.
+                let Ok(meta) = entry.metadata() else { continue };
+                self.add_file(w, id, name, &meta);
+                continue;
+            }
+            let path = entry.path();
             if link {
                 // Follow a link only to somewhere inside the same root.
                 match path.canonicalize() {
@@ -471,13 +478,11 @@ impl ShareIndex {
                     }
                 }
             }
-            // A plain file's metadata comes with the entry on most systems; a link's is
-            // its target's.
-            let meta = if link || ft.is_dir() { std::fs::metadata(&path) } else { entry.metadata() };
-            let Ok(meta) = meta else { continue };
+            // A folder, or a link: its target's metadata.
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
             if meta.is_dir() {
                 if link {
-                    w.pending.push_back(PendingLink { parent: id, name, path, depth: depth + 1 });
+                    w.pending.push_back(PendingLink { parent: id, name: name.to_owned(), path, depth: depth + 1 });
                     continue;
                 }
                 // A real folder seen before is a bind mount of an ancestor or a sibling.
@@ -489,12 +494,9 @@ impl ShareIndex {
                         continue;
                     }
                 }
-                subdirs.push((name, path));
+                subdirs.push((name.to_owned(), path));
             } else if meta.is_file() {
-                self.bytes += meta.len();
-                w.ctl.files.fetch_add(1, Ordering::Relaxed);
-                let name = self.intern(&name);
-                self.files.push(FileRec { size: meta.len(), mtime_ns: mtime_ns(&meta), name, dir: id, tth: None });
+                self.add_file(w, id, name, &meta);
             }
         }
         // This folder's files, sorted by name (they are one run: nothing else was added).
@@ -511,6 +513,13 @@ impl ShareIndex {
             let child = self.add_dir(id, &name, w.root);
             self.scan_dir(w, &path, child, depth + 1);
         }
+    }
+
+    fn add_file(&mut self, w: &Walk<'_>, dir: u32, name: &str, meta: &std::fs::Metadata) {
+        self.bytes += meta.len();
+        w.ctl.files.fetch_add(1, Ordering::Relaxed);
+        let name = self.intern(name);
+        self.files.push(FileRec { size: meta.len(), mtime_ns: mtime_ns(meta), name, dir, tth: None });
     }
 
     /// The files of folder `d`.
