@@ -34,8 +34,8 @@
 //! with the same block function). But leaves are independent: [`TigerTree`] hashes
 //! [`LANES`] leaves at once, their rounds interleaved ([`compress_lanes`]), so that the
 //! CPU works on one leaf while the table loads and multiplications of another are in
-//! flight (one Tiger stream leaves most of a core idle waiting on them). The two nodes
-//! above each group of four leaves are hashed side by side too. Bench: `bench/src/tth_speed.rs`.
+//! flight (one Tiger stream leaves most of a core idle waiting on them). The nodes above
+//! each group of eight leaves are hashed side by side too. Bench: `bench/src/tth_speed.rs`.
 
 mod sboxes;
 
@@ -183,10 +183,14 @@ impl TthResult {
     }
 }
 
-/// Leaves hashed side by side (see the module's "Speed").
+/// Leaves hashed side by side (see the module's "Speed"): four chains keep a core busy;
+/// eight need more registers than x86-64 has and are slower.
 pub const LANES: usize = 4;
-/// Bytes of [`LANES`] whole leaves.
-const BATCH: usize = LANES * LEAF_SIZE;
+/// Leaves in a group: two runs of [`LANES`], then the four nodes above them side by side,
+/// the two above those, and the group's root.
+const GROUP_LEAVES: usize = 2 * LANES;
+/// Bytes of a group.
+const BATCH: usize = GROUP_LEAVES * LEAF_SIZE;
 
 /// Tiger's initial state.
 const IV: [u64; 3] = [0x0123_4567_89AB_CDEF, 0xFEDC_BA98_7654_3210, 0xF096_A5B4_C3B2_E187];
@@ -325,7 +329,7 @@ fn nodes_lanes<const N: usize>(pairs: [(&Hash, &Hash); N]) -> [Hash; N] {
 }
 
 /// A streaming Tiger Tree hasher: feed bytes with [`TigerTree::update`] in any chunks.
-/// Whole groups of [`LANES`] leaves are hashed straight from the caller's bytes; only a
+/// Whole groups of eight leaves are hashed straight from the caller's bytes; only a
 /// group split between two calls is copied (into one buffer, kept for the next).
 #[derive(Clone)]
 pub struct TigerTree {
@@ -404,21 +408,26 @@ impl TigerTree {
         self.size
     }
 
-    /// Four whole leaves: hashed side by side, then their two parents side by side, and
-    /// their subtree pushed whole (every group starts at a multiple of four leaves, so the
-    /// stack holds only subtrees of level 2 or more before it).
+    /// Eight whole leaves: hashed four at a time side by side, then the four nodes above
+    /// them side by side, the two above those, and the group's root pushed whole (every
+    /// group starts at a multiple of eight leaves, so the stack holds only subtrees of
+    /// level 3 or more before it).
     fn group(&mut self, g: &[u8]) {
-        let (l0, rest) = g.split_at(LEAF_SIZE);
-        let (l1, rest) = rest.split_at(LEAF_SIZE);
-        let (l2, l3) = rest.split_at(LEAF_SIZE);
-        let leaves = leaves_lanes([l0, l1, l2, l3]);
-        let [n01, n23] = nodes_lanes([(&leaves[0], &leaves[1]), (&leaves[2], &leaves[3])]);
+        let leaf = |i: usize| &g[i * LEAF_SIZE..(i + 1) * LEAF_SIZE];
+        let a = leaves_lanes([leaf(0), leaf(1), leaf(2), leaf(3)]);
+        let b = leaves_lanes([leaf(4), leaf(5), leaf(6), leaf(7)]);
+        let n1 = nodes_lanes([(&a[0], &a[1]), (&a[2], &a[3]), (&b[0], &b[1]), (&b[2], &b[3])]);
+        let n2 = nodes_lanes([(&n1[0], &n1[1]), (&n1[2], &n1[3])]);
         match self.keep_level {
-            Some(0) => self.kept.extend_from_slice(&leaves),
-            Some(1) => self.kept.extend_from_slice(&[n01, n23]),
+            Some(0) => {
+                self.kept.extend_from_slice(&a);
+                self.kept.extend_from_slice(&b);
+            }
+            Some(1) => self.kept.extend_from_slice(&n1),
+            Some(2) => self.kept.extend_from_slice(&n2),
             _ => {}
         }
-        self.push(node_hash(&n01, &n23), 2);
+        self.push(node_hash(&n2[0], &n2[1]), 3);
     }
 
     fn push(&mut self, mut hash: Hash, mut level: u32) {

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Deepest directory nesting indexed below a root: a last guard (loops are cut first by
 /// visiting each directory once, by device and inode).
 pub const MAX_DEPTH: usize = 64;
-/// Most entries indexed in all (a guard against runaway trees).
+/// Most entries (files and folders) indexed in all (a guard against runaway trees; it
+/// also keeps the name arena's 32-bit offsets far from overflow: 255 bytes a name).
 pub const MAX_ENTRIES: usize = 5_000_000;
 /// How long [`Share::open_single`] waits for its first scan before it returns with an
 /// empty index that the scan fills in the background (a small share is ready at once; a
@@ -443,7 +444,7 @@ impl ShareIndex {
             if w.ctl.is_cancelled() {
                 break;
             }
-            if self.files.len() >= MAX_ENTRIES {
+            if self.files.len() + self.dirs.len() >= MAX_ENTRIES {
                 w.skipped.over_limit = true;
                 break;
             }
