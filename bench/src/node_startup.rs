@@ -1,8 +1,9 @@
 //! `omnipeer up` start-up with a large share: time until both clients are logged in (the
-//! share walked, hashed for NMDC and indexed for Soulseek) and resident memory then, on
-//! the first start (every file hashed) and on a warm restart (hashes from the SQLite
-//! cache). The baseline, measured in the same run, is a bare walk of the same tree that
-//! stats every file (what any start-up must at least do).
+//! share walked once into the node's one index, hashed for NMDC on every core, read by
+//! Soulseek too) and resident memory then (and its peak), on the first start (every file
+//! hashed) and on a warm restart (hashes from the SQLite cache). The baseline, measured in
+//! the same run, is a bare walk of the same tree that stats every file (what any start-up
+//! must at least do).
 //!
 //! Usage: `cargo build --release -p omnipeer -p omnipeer-bench && target/release/node-startup [FILES]`
 
@@ -13,12 +14,13 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// Start the node; returns it, the time until both clients logged in, and RSS then.
-fn start(data: &Path) -> anyhow::Result<(Child, Duration, u64)> {
+/// Start the node; returns it, the time until both clients logged in, and RSS then (and
+/// its peak so far).
+fn start(data: &Path) -> anyhow::Result<(Child, Duration, (u64, u64))> {
     let t0 = Instant::now();
     let child = common::node_up(data)?;
     let took = t0.elapsed();
-    let rss = common::rss_kib(child.id());
+    let rss = (common::rss_kib(child.id()), common::peak_rss_kib(child.id()));
     Ok((child, took, rss))
 }
 
@@ -84,16 +86,18 @@ fn main() -> anyhow::Result<()> {
     println!("node start-up with {files} shared files (until both clients are logged in):");
     println!("  baseline: walk + stat every file     {:>9.1} ms", common::ms(walk_time));
     println!(
-        "  first start (hash every file)         {:>9.1} ms  {:>6.1}x the walk   RSS {:>7} KiB",
+        "  first start (hash every file)         {:>9.1} ms  {:>6.1}x the walk   RSS {:>7} KiB (peak {} KiB)",
         common::ms(first),
         first.as_secs_f64() / walk_time.as_secs_f64(),
-        first_rss
+        first_rss.0,
+        first_rss.1
     );
     println!(
-        "  warm restart (hashes from the cache)  {:>9.1} ms  {:>6.1}x the walk   RSS {:>7} KiB",
+        "  warm restart (hashes from the cache)  {:>9.1} ms  {:>6.1}x the walk   RSS {:>7} KiB (peak {} KiB)",
         common::ms(warm),
         warm.as_secs_f64() / walk_time.as_secs_f64(),
-        warm_rss
+        warm_rss.0,
+        warm_rss.1
     );
     Ok(())
 }

@@ -9,48 +9,32 @@
 //! folders before links to folders), so a symlink loop (`loop/u1 -> ..`, `loop/u2 -> ..`)
 //! ends the walk instead of growing it without end; [`MAX_DEPTH`] is a last guard. What a
 //! scan skips is summarised in one warning.
+//!
+//! The index is compact (one arena of names, one small record per file: size, modification
+//! time, TTH once hashed; no path strings per file) and there is one for the node:
+//! [`SharedIndex`] holds it for every network (NMDC's file list, searches, `$ADCGET` and
+//! TTH lookups; Soulseek's searches, browsing and uploads), and a rescan replaces it whole.
 
 use omnipeer_dcc::fserve::{DirEntry, EntryKind, ShareView, VPath};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use omnipeer_nmdc::tth::Tth;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Deepest directory nesting indexed below a root: a last guard (loops are cut first by
 /// visiting each directory once, by device and inode).
 pub const MAX_DEPTH: usize = 64;
-/// Most entries indexed in all (a guard against runaway trees).
+/// Most entries (files and folders) indexed in all (a guard against runaway trees; it
+/// also keeps the name arena's 32-bit offsets far from overflow: 255 bytes a name).
 pub const MAX_ENTRIES: usize = 5_000_000;
 /// How long [`Share::open_single`] waits for its first scan before it returns with an
 /// empty index that the scan fills in the background (a small share is ready at once; a
 /// huge or slow one does not hold up the listener).
 pub const FIRST_SCAN_WAIT: Duration = Duration::from_secs(2);
-
-#[derive(Debug)]
-enum Node {
-    Dir(DirNode),
-    File(FileNode),
-}
-
-#[derive(Debug, Default)]
-struct DirNode {
-    children: BTreeMap<String, Node>,
-}
-
-/// A file in the index.
-#[derive(Debug, Clone)]
-pub struct FileNode {
-    /// Where it is on disk.
-    pub real: PathBuf,
-    /// Size when scanned.
-    pub size: u64,
-    /// Modification time when scanned.
-    pub mtime: Option<SystemTime>,
-    root: usize,
-}
 
 /// One share root.
 #[derive(Debug, Clone)]
@@ -157,8 +141,8 @@ impl Skipped {
 /// A symlink to a folder, walked after the real folders so that a folder is shared
 /// under its own path and a link to it (visited already) is skipped.
 struct PendingLink {
-    /// Names from the root's node to the folder holding the link.
-    parent: Vec<String>,
+    /// The folder holding the link.
+    parent: u32,
     name: String,
     path: PathBuf,
     depth: usize,
@@ -167,21 +151,11 @@ struct PendingLink {
 /// One walk of one root.
 struct Walk<'a> {
     ctl: &'a ScanControl,
-    root: usize,
+    root: u32,
     root_path: PathBuf,
     visited: HashSet<(u64, u64)>,
     pending: VecDeque<PendingLink>,
     skipped: &'a mut Skipped,
-}
-
-fn dir_at<'a>(mut dir: &'a mut DirNode, names: &[String]) -> Option<&'a mut DirNode> {
-    for c in names {
-        match dir.children.get_mut(c) {
-            Some(Node::Dir(d)) => dir = d,
-            _ => return None,
-        }
-    }
-    Some(dir)
 }
 
 #[cfg(unix)]
@@ -195,18 +169,91 @@ fn dir_id(_meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
-/// An immutable snapshot of what the roots held when scanned.
-#[derive(Debug)]
+/// A name in [`ShareIndex::names`]: offset and length.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    off: u32,
+    len: u32,
+}
+
+/// A folder of the index. Its files are one run of [`ShareIndex::files`], sorted by name;
+/// its folders are listed by id, sorted by name.
+#[derive(Debug, Clone)]
+struct DirRec {
+    name: Span,
+    parent: u32,
+    /// The root it lies under ([`NO_ROOT`] for the top of the virtual tree).
+    root: u32,
+    dirs: Vec<u32>,
+    first_file: u32,
+    file_count: u32,
+}
+
+/// The root of [`DirRec::root`] for the top of the tree.
+const NO_ROOT: u32 = u32::MAX;
+/// The top of the virtual tree, always folder 0.
+const TOP: u32 = 0;
+
+/// A file of the index: one record, its name in the arena, no path of its own (its real
+/// path is its root's path and the names of the folders above it).
+#[derive(Debug, Clone)]
+struct FileRec {
+    size: u64,
+    mtime_ns: i64,
+    name: Span,
+    dir: u32,
+    tth: Option<Tth>,
+}
+
+/// A file in the index, as [`ShareIndex::files`] lists it.
+#[derive(Debug, Clone)]
+pub struct FileNode {
+    /// Where it is on disk.
+    pub real: PathBuf,
+    /// Size when scanned.
+    pub size: u64,
+    /// Modification time when scanned.
+    pub mtime: Option<SystemTime>,
+}
+
+/// A file or folder found by a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Dir(u32),
+    File(u32),
+}
+
+/// Nanoseconds since the Unix epoch of a file's modification time (0 when unknown): the
+/// hash cache's key with the path and the size.
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// An immutable snapshot of what the roots held when scanned: every path string in one
+/// arena, one small record per file (size, modification time, TTH once hashed) and per
+/// folder. Every network reads the same snapshot ([`SharedIndex`]).
+#[derive(Debug, Clone)]
 pub struct ShareIndex {
     roots: Vec<ShareRoot>,
-    top: DirNode,
-    files: usize,
+    names: String,
+    dirs: Vec<DirRec>,
+    files: Vec<FileRec>,
+    /// File ids sorted by TTH (files without one left out).
+    by_tth: Vec<u32>,
     bytes: u64,
 }
 
 impl ShareIndex {
     fn empty(roots: Vec<ShareRoot>) -> ShareIndex {
-        ShareIndex { roots, top: DirNode::default(), files: 0, bytes: 0 }
+        let top = DirRec {
+            name: Span { off: 0, len: 0 },
+            parent: TOP,
+            root: NO_ROOT,
+            dirs: Vec::new(),
+            first_file: 0,
+            file_count: 0,
+        };
+        ShareIndex { roots, names: String::new(), dirs: vec![top], files: Vec::new(), by_tth: Vec::new(), bytes: 0 }
     }
 
     /// Index one folder whose contents appear at the top of the virtual tree (the DCC
@@ -220,7 +267,10 @@ impl ShareIndex {
         let path = dir.canonicalize().map_err(|e| with_path(e, dir))?;
         let mut idx = ShareIndex::empty(vec![ShareRoot { name: String::new(), path: path.clone() }]);
         let mut skipped = Skipped::default();
-        idx.top = idx.walk_root(0, ctl, &mut skipped);
+        // The root's contents are the top's.
+        idx.dirs[TOP as usize].root = 0;
+        idx.walk_root(0, TOP, ctl, &mut skipped);
+        idx.finish();
         skipped.warn(&idx.roots);
         if ctl.is_cancelled() {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "the share scan was stopped"));
@@ -238,8 +288,8 @@ impl ShareIndex {
     /// [`ShareIndex::scan_roots`], stoppable and observable through `ctl`.
     pub fn scan_roots_with(dirs: &[PathBuf], ctl: &ScanControl) -> io::Result<ShareIndex> {
         let mut idx = ShareIndex::empty(Vec::new());
-        let mut top = DirNode::default();
         let mut skipped = Skipped::default();
+        let mut taken: HashSet<String> = HashSet::new();
         for d in dirs {
             let path = match d.canonicalize() {
                 Ok(p) if p.is_dir() => p,
@@ -261,15 +311,17 @@ impl ShareIndex {
             let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("share").to_owned();
             let mut name = base.clone();
             let mut n = 2;
-            while top.children.contains_key(&name) {
+            while taken.contains(&name) {
                 name = format!("{base} ({n})");
                 n += 1;
             }
+            taken.insert(name.clone());
             idx.roots.push(ShareRoot { name: name.clone(), path });
-            let node = idx.walk_root(idx.roots.len() - 1, ctl, &mut skipped);
-            top.children.insert(name, Node::Dir(node));
+            let root = (idx.roots.len() - 1) as u32;
+            let dir = idx.add_dir(TOP, &name, root);
+            idx.walk_root(root, dir, ctl, &mut skipped);
         }
-        idx.top = top;
+        idx.finish();
         skipped.warn(&idx.roots);
         if ctl.is_cancelled() {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "the share scan was stopped"));
@@ -284,7 +336,12 @@ impl ShareIndex {
 
     /// Files indexed.
     pub fn file_count(&self) -> usize {
-        self.files
+        self.files.len()
+    }
+
+    /// Folders indexed (the top of the virtual tree not counted).
+    pub fn dir_count(&self) -> usize {
+        self.dirs.len() - 1
     }
 
     /// Bytes in all indexed files.
@@ -292,10 +349,46 @@ impl ShareIndex {
         self.bytes
     }
 
-    /// Walk root `root`: its real folders first, then the links to folders that were
-    /// not walked yet (each folder once, by device and inode).
-    fn walk_root(&mut self, root: usize, ctl: &ScanControl, skipped: &mut Skipped) -> DirNode {
-        let root_path = self.roots[root].path.clone();
+    fn name(&self, s: Span) -> &str {
+        &self.names[s.off as usize..(s.off + s.len) as usize]
+    }
+
+    fn intern(&mut self, name: &str) -> Span {
+        let off = self.names.len() as u32;
+        self.names.push_str(name);
+        Span { off, len: name.len() as u32 }
+    }
+
+    fn add_dir(&mut self, parent: u32, name: &str, root: u32) -> u32 {
+        let name = self.intern(name);
+        let id = self.dirs.len() as u32;
+        self.dirs.push(DirRec { name, parent, root, dirs: Vec::new(), first_file: 0, file_count: 0 });
+        self.dirs[parent as usize].dirs.push(id);
+        id
+    }
+
+    /// Sort every folder's folders by name, give back spare capacity, index the hashes.
+    fn finish(&mut self) {
+        for i in 0..self.dirs.len() {
+            let mut kids = std::mem::take(&mut self.dirs[i].dirs);
+            kids.sort_by(|a, b| self.name(self.dir_name_span(*a)).cmp(self.name(self.dir_name_span(*b))));
+            kids.shrink_to_fit();
+            self.dirs[i].dirs = kids;
+        }
+        self.names.shrink_to_fit();
+        self.files.shrink_to_fit();
+        self.dirs.shrink_to_fit();
+        self.index_hashes();
+    }
+
+    fn dir_name_span(&self, d: u32) -> Span {
+        self.dirs[d as usize].name
+    }
+
+    /// Walk root `root` into folder `into`: its real folders first, then the links to
+    /// folders that were not walked yet (each folder once, by device and inode).
+    fn walk_root(&mut self, root: u32, into: u32, ctl: &ScanControl, skipped: &mut Skipped) {
+        let root_path = self.roots[root as usize].path.clone();
         let mut w = Walk {
             ctl,
             root,
@@ -307,8 +400,7 @@ impl ShareIndex {
         if let Some(id) = std::fs::metadata(&root_path).ok().as_ref().and_then(dir_id) {
             w.visited.insert(id);
         }
-        let mut node = DirNode::default();
-        self.scan_dir(&mut w, &root_path, &mut node, &mut Vec::new(), 0);
+        self.scan_dir(&mut w, &root_path, into, 0);
         while let Some(link) = w.pending.pop_front() {
             if ctl.is_cancelled() {
                 break;
@@ -322,19 +414,14 @@ impl ShareIndex {
                     continue;
                 }
             }
-            let mut child = DirNode::default();
-            let mut at = link.parent.clone();
-            at.push(link.name.clone());
-            self.scan_dir(&mut w, &link.path, &mut child, &mut at, link.depth);
-            // The parent is in the tree: the walk that queued the link inserted it.
-            if let Some(parent) = dir_at(&mut node, &link.parent) {
-                parent.children.insert(link.name, Node::Dir(child));
-            }
+            let child = self.add_dir(link.parent, &link.name, root);
+            self.scan_dir(&mut w, &link.path, child, link.depth);
         }
-        node
     }
 
-    fn scan_dir(&mut self, w: &mut Walk<'_>, dir: &Path, node: &mut DirNode, at: &mut Vec<String>, depth: usize) {
+    /// Index the folder `dir` (on disk) as folder `id`: its files first (one run of
+    /// records), then its folders one by one.
+    fn scan_dir(&mut self, w: &mut Walk<'_>, dir: &Path, id: u32, depth: usize) {
         if depth >= MAX_DEPTH {
             tracing::debug!(dir = %dir.display(), "share nested deeper than {MAX_DEPTH}: not indexed further");
             w.skipped.too_deep += 1;
@@ -351,26 +438,35 @@ impl ShareIndex {
             }
         };
         w.ctl.dirs.fetch_add(1, Ordering::Relaxed);
+        let first = self.files.len();
+        let mut subdirs: Vec<(String, PathBuf)> = Vec::new();
         for entry in rd.flatten() {
             if w.ctl.is_cancelled() {
-                return;
+                break;
             }
-            if self.files >= MAX_ENTRIES {
+            if self.files.len() + self.dirs.len() >= MAX_ENTRIES {
                 w.skipped.over_limit = true;
-                return;
+                break;
             }
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            let os_name = entry.file_name();
+            let Some(name) = os_name.to_str() else {
                 tracing::debug!(path = %entry.path().display(), "skipping a name that is not UTF-8");
                 w.skipped.bad_names += 1;
                 continue;
             };
-            if omnipeer_dcc::SafeName::new(&name).is_err() {
+            if omnipeer_dcc::SafeName::new(name).is_err() {
                 w.skipped.bad_names += 1;
                 continue;
             }
-            let path = entry.path();
             let Ok(ft) = entry.file_type() else { continue };
             let link = ft.is_symlink();
+            if !link && ft.is_file() {
+                // A plain file: its metadata comes with the entry, no path is built.
+                let Ok(meta) = entry.metadata() else { continue };
+                self.add_file(w, id, name, &meta);
+                continue;
+            }
+            let path = entry.path();
             if link {
                 // Follow a link only to somewhere inside the same root.
                 match path.canonicalize() {
@@ -383,122 +479,317 @@ impl ShareIndex {
                     }
                 }
             }
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
+            // A folder, or a link: its target's metadata.
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
             if meta.is_dir() {
                 if link {
-                    w.pending.push_back(PendingLink { parent: at.clone(), name, path, depth: depth + 1 });
+                    w.pending.push_back(PendingLink { parent: id, name: name.to_owned(), path, depth: depth + 1 });
                     continue;
                 }
                 // A real folder seen before is a bind mount of an ancestor or a sibling.
-                if let Some(id) = dir_id(&meta) {
-                    if !w.visited.insert(id) {
+                if let Some(did) = dir_id(&meta) {
+                    if !w.visited.insert(did) {
                         tracing::debug!(path = %path.display(), "skipping a folder already shared (a bind mount?)");
                         w.skipped.seen_dirs += 1;
                         w.skipped.note(&path);
                         continue;
                     }
                 }
-                let mut child = DirNode::default();
-                at.push(name.clone());
-                self.scan_dir(w, &path, &mut child, at, depth + 1);
-                at.pop();
-                node.children.insert(name, Node::Dir(child));
+                subdirs.push((name.to_owned(), path));
             } else if meta.is_file() {
-                self.files += 1;
-                self.bytes += meta.len();
-                w.ctl.files.fetch_add(1, Ordering::Relaxed);
-                node.children.insert(
-                    name,
-                    Node::File(FileNode { real: path, size: meta.len(), mtime: meta.modified().ok(), root: w.root }),
-                );
+                self.add_file(w, id, name, &meta);
             }
         }
+        // This folder's files, sorted by name (they are one run: nothing else was added).
+        let mut run = self.files.split_off(first);
+        run.sort_by(|a, b| self.name(a.name).cmp(self.name(b.name)));
+        self.files.append(&mut run);
+        let d = &mut self.dirs[id as usize];
+        d.first_file = first as u32;
+        d.file_count = (self.files.len() - first) as u32;
+        for (name, path) in subdirs {
+            if w.ctl.is_cancelled() {
+                return;
+            }
+            let child = self.add_dir(id, &name, w.root);
+            self.scan_dir(w, &path, child, depth + 1);
+        }
+    }
+
+    fn add_file(&mut self, w: &Walk<'_>, dir: u32, name: &str, meta: &std::fs::Metadata) {
+        self.bytes += meta.len();
+        w.ctl.files.fetch_add(1, Ordering::Relaxed);
+        let name = self.intern(name);
+        self.files.push(FileRec { size: meta.len(), mtime_ns: mtime_ns(meta), name, dir, tth: None });
+    }
+
+    /// The files of folder `d`.
+    fn dir_files(&self, d: u32) -> std::ops::Range<u32> {
+        let r = &self.dirs[d as usize];
+        r.first_file..r.first_file + r.file_count
+    }
+
+    /// The child of folder `dir` called `c`: exact spelling first, then without regard to
+    /// case (as mIRC users on Windows expect; the first such name in name order).
+    fn child(&self, dir: u32, c: &str) -> Option<(Entry, Span)> {
+        let d = &self.dirs[dir as usize];
+        if let Ok(i) = d.dirs.binary_search_by(|&x| self.name(self.dir_name_span(x)).cmp(c)) {
+            let x = d.dirs[i];
+            return Some((Entry::Dir(x), self.dir_name_span(x)));
+        }
+        let files = &self.files[d.first_file as usize..(d.first_file + d.file_count) as usize];
+        if let Ok(i) = files.binary_search_by(|f| self.name(f.name).cmp(c)) {
+            return Some((Entry::File(d.first_file + i as u32), files[i].name));
+        }
+        let same = |k: &str| k.eq_ignore_ascii_case(c) || k.to_lowercase() == c.to_lowercase();
+        let dir_hit = d.dirs.iter().map(|&x| (Entry::Dir(x), self.dir_name_span(x))).find(|(_, s)| same(self.name(*s)));
+        let file_hit = self
+            .dir_files(dir)
+            .map(|i| (Entry::File(i), self.files[i as usize].name))
+            .find(|(_, s)| same(self.name(*s)));
+        match (dir_hit, file_hit) {
+            (Some(a), Some(b)) => Some(if self.name(a.1) <= self.name(b.1) { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Look a path up component by component; the stored spelling comes back in `canon`.
+    fn find_components<'a>(
+        &self,
+        components: impl Iterator<Item = &'a str>,
+        mut canon: Option<&mut Vec<String>>,
+    ) -> Option<Entry> {
+        let mut at = Entry::Dir(TOP);
+        for c in components {
+            let Entry::Dir(dir) = at else { return None };
+            let (e, name) = self.child(dir, c)?;
+            if let Some(canon) = canon.as_deref_mut() {
+                canon.push(self.name(name).to_owned());
+            }
+            at = e;
+        }
+        Some(at)
     }
 
     /// Find a path: exact spelling first, then without regard to case (as mIRC users on
     /// Windows expect). Returns the stored spelling.
-    fn find(&self, path: &VPath) -> Option<(VPath, &Node)> {
-        let mut dir = &self.top;
+    fn find(&self, path: &VPath) -> Option<(VPath, Entry)> {
         let mut canon = Vec::with_capacity(path.components().len());
-        let mut found: Option<&Node> = None;
-        for (i, c) in path.components().iter().enumerate() {
-            let (name, node) = match dir.children.get_key_value(c) {
-                Some(kv) => kv,
-                None => dir
-                    .children
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(c) || k.to_lowercase() == c.to_lowercase())?,
-            };
-            canon.push(name.clone());
-            found = Some(node);
-            match node {
-                Node::Dir(d) => dir = d,
-                Node::File(_) if i + 1 == path.components().len() => {}
-                Node::File(_) => return None,
-            }
-        }
-        let canon = VPath::from_components(canon);
-        match found {
-            Some(n) => Some((canon, n)),
-            None => Some((canon, self.top_as_node())),
+        let e = self.find_components(path.components().iter().map(String::as_str), Some(&mut canon))?;
+        Some((VPath::from_components(canon), e))
+    }
+
+    /// The file at a path from the network (`share\dir\name` or `/share/dir/name`, any
+    /// case), looked up in the index only: a name that is not in it (`..` included) finds
+    /// nothing.
+    pub fn find_file(&self, path: &str) -> Option<u32> {
+        match self.find_components(path.split(['\\', '/']).filter(|c| !c.is_empty()), None)? {
+            Entry::File(f) => Some(f),
+            Entry::Dir(_) => None,
         }
     }
 
-    fn top_as_node(&self) -> &Node {
-        // The top is a directory; `find` needs a `Node` for it.
-        static EMPTY: std::sync::OnceLock<Node> = std::sync::OnceLock::new();
-        EMPTY.get_or_init(|| Node::Dir(DirNode::default()))
+    /// The names from the top down to folder `d` (the top itself has none).
+    fn dir_names(&self, mut d: u32, out: &mut Vec<u32>) {
+        out.clear();
+        while d != TOP {
+            out.push(d);
+            d = self.dirs[d as usize].parent;
+        }
+        out.reverse();
+    }
+
+    /// Folder `d`'s virtual path, its names joined by `sep`, appended to `out`.
+    pub fn write_dir_path(&self, d: u32, sep: char, out: &mut String) {
+        let mut chain = Vec::new();
+        self.dir_names(d, &mut chain);
+        for (i, x) in chain.iter().enumerate() {
+            if i > 0 {
+                out.push(sep);
+            }
+            out.push_str(self.name(self.dir_name_span(*x)));
+        }
+    }
+
+    /// File `f`'s virtual path, its names joined by `sep` (`share\dir\name` with `\`),
+    /// appended to `out`.
+    pub fn write_file_path(&self, f: u32, sep: char, out: &mut String) {
+        let r = &self.files[f as usize];
+        if r.dir != TOP {
+            self.write_dir_path(r.dir, sep, out);
+            out.push(sep);
+        }
+        out.push_str(self.name(r.name));
+    }
+
+    /// File `f`'s virtual path with `sep` between names.
+    pub fn file_path(&self, f: u32, sep: char) -> String {
+        let mut s = String::new();
+        self.write_file_path(f, sep, &mut s);
+        s
+    }
+
+    /// File `f`'s name.
+    pub fn file_name(&self, f: u32) -> &str {
+        self.name(self.files[f as usize].name)
+    }
+
+    /// File `f`'s size when scanned (or hashed).
+    pub fn file_size(&self, f: u32) -> u64 {
+        self.files[f as usize].size
+    }
+
+    /// File `f`'s modification time when scanned (ns since the epoch, 0 unknown).
+    pub fn file_mtime_ns(&self, f: u32) -> i64 {
+        self.files[f as usize].mtime_ns
+    }
+
+    /// File `f`'s TTH, once hashed.
+    pub fn file_tth(&self, f: u32) -> Option<Tth> {
+        self.files[f as usize].tth
+    }
+
+    /// The file whose TTH is `tth` (the first in path order when several are).
+    pub fn by_tth(&self, tth: &Tth) -> Option<u32> {
+        let i = self.by_tth.partition_point(|&f| self.files[f as usize].tth.as_ref() < Some(tth));
+        let f = *self.by_tth.get(i)?;
+        (self.files[f as usize].tth.as_ref() == Some(tth)).then_some(f)
+    }
+
+    /// Files that have a TTH.
+    pub fn hashed_count(&self) -> usize {
+        self.by_tth.len()
+    }
+
+    /// Set the hash of file `f` (and the size and time it was hashed at). Call
+    /// [`ShareIndex::index_hashes`] when done.
+    pub fn set_hash(&mut self, f: u32, tth: Tth, size: u64, mtime_ns: i64) {
+        let r = &mut self.files[f as usize];
+        self.bytes = self.bytes - r.size + size;
+        r.size = size;
+        r.mtime_ns = mtime_ns;
+        r.tth = Some(tth);
+    }
+
+    /// Rebuild the lookup by TTH after [`ShareIndex::set_hash`].
+    pub fn index_hashes(&mut self) {
+        let mut by: Vec<u32> = (0..self.files.len() as u32).filter(|&f| self.files[f as usize].tth.is_some()).collect();
+        // Stable: equal hashes keep path order, the first is found.
+        by.sort_by_key(|&f| self.files[f as usize].tth);
+        by.shrink_to_fit();
+        self.by_tth = by;
+    }
+
+    /// File `f`'s root (canonical).
+    pub fn file_root(&self, f: u32) -> &Path {
+        let d = self.files[f as usize].dir;
+        &self.roots[self.dirs[d as usize].root as usize].path
+    }
+
+    /// Where file `f` is on disk: its root's path, then the names below the root.
+    pub fn real_path(&self, f: u32) -> PathBuf {
+        let r = &self.files[f as usize];
+        let mut chain = Vec::new();
+        self.dir_names(r.dir, &mut chain);
+        let root = self.dirs[r.dir as usize].root as usize;
+        let mut p = self.roots[root].path.clone();
+        // Under several roots the first folder is the root's own (named after it).
+        let skip = usize::from(self.dirs[TOP as usize].root == NO_ROOT);
+        for x in chain.iter().skip(skip) {
+            p.push(self.name(self.dir_name_span(*x)));
+        }
+        p.push(self.name(r.name));
+        p
+    }
+
+    /// Open file `f` for reading, re-checking that it still lies inside its root.
+    pub fn open_file(&self, f: u32) -> io::Result<(File, u64)> {
+        open_inside(&self.real_path(f), self.file_root(f))
+    }
+
+    /// Folders in depth-first name order (the top excluded): `(id, depth)`, depth 1 for a
+    /// folder at the top.
+    pub fn walk_dirs(&self) -> Vec<(u32, usize)> {
+        let mut out = Vec::with_capacity(self.dirs.len());
+        let mut stack: Vec<(u32, usize)> = self.dirs[TOP as usize].dirs.iter().rev().map(|&d| (d, 1)).collect();
+        while let Some((d, depth)) = stack.pop() {
+            out.push((d, depth));
+            stack.extend(self.dirs[d as usize].dirs.iter().rev().map(|&c| (c, depth + 1)));
+        }
+        out
+    }
+
+    /// The files directly in folder `d` (`TOP` = 0 for the top), in name order.
+    pub fn files_in(&self, d: u32) -> std::ops::Range<u32> {
+        self.dir_files(d)
+    }
+
+    /// The folders directly in folder `d`, in name order.
+    pub fn dirs_in(&self, d: u32) -> &[u32] {
+        &self.dirs[d as usize].dirs
+    }
+
+    /// Folder `d`'s name.
+    pub fn dir_name(&self, d: u32) -> &str {
+        self.name(self.dir_name_span(d))
     }
 
     /// Every indexed file with its virtual path, depth first in name order.
     pub fn files(&self) -> Vec<(VPath, FileNode)> {
-        fn walk(dir: &DirNode, at: &mut Vec<String>, out: &mut Vec<(VPath, FileNode)>) {
-            for (name, node) in &dir.children {
-                at.push(name.clone());
-                match node {
-                    Node::Dir(d) => walk(d, at, out),
-                    Node::File(f) => out.push((VPath::from_components(at.clone()), f.clone())),
+        let mut out = Vec::with_capacity(self.files.len());
+        let mut emit = |f: u32| {
+            let comps = self.file_path(f, '\\').split('\\').map(str::to_owned).collect();
+            let r = &self.files[f as usize];
+            let mtime = (r.mtime_ns != 0).then(|| UNIX_EPOCH + Duration::from_nanos(r.mtime_ns as u64));
+            out.push((VPath::from_components(comps), FileNode { real: self.real_path(f), size: r.size, mtime }));
+        };
+        // Name order across folders and files of a folder alike (as a listing shows them).
+        fn walk(idx: &ShareIndex, d: u32, emit: &mut dyn FnMut(u32)) {
+            let mut kids: Vec<(&str, Entry)> =
+                idx.dirs_in(d).iter().map(|&x| (idx.dir_name(x), Entry::Dir(x))).collect();
+            kids.extend(idx.dir_files(d).map(|f| (idx.file_name(f), Entry::File(f))));
+            kids.sort_by(|a, b| a.0.cmp(b.0));
+            for (_, e) in kids {
+                match e {
+                    Entry::Dir(x) => walk(idx, x, emit),
+                    Entry::File(f) => emit(f),
                 }
-                at.pop();
             }
         }
-        let mut out = Vec::with_capacity(self.files);
-        walk(&self.top, &mut Vec::new(), &mut out);
+        walk(self, TOP, &mut emit);
         out
     }
 
     /// Every directory's virtual path (the top excluded), depth first in name order.
     pub fn dirs(&self) -> Vec<VPath> {
-        fn walk(dir: &DirNode, at: &mut Vec<String>, out: &mut Vec<VPath>) {
-            for (name, node) in &dir.children {
-                if let Node::Dir(d) = node {
-                    at.push(name.clone());
-                    out.push(VPath::from_components(at.clone()));
-                    walk(d, at, out);
-                    at.pop();
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.top, &mut Vec::new(), &mut out);
-        out
+        self.walk_dirs()
+            .into_iter()
+            .map(|(d, _)| {
+                let mut s = String::new();
+                self.write_dir_path(d, '\\', &mut s);
+                VPath::from_components(s.split('\\').map(str::to_owned).collect())
+            })
+            .collect()
     }
 
     /// The indexed file at `path`, if it is one.
     pub fn file(&self, path: &VPath) -> Option<(VPath, FileNode)> {
         match self.find(path)? {
-            (p, Node::File(f)) => Some((p, f.clone())),
+            (p, Entry::File(f)) => {
+                let r = &self.files[f as usize];
+                let mtime = (r.mtime_ns != 0).then(|| UNIX_EPOCH + Duration::from_nanos(r.mtime_ns as u64));
+                Some((p, FileNode { real: self.real_path(f), size: r.size, mtime }))
+            }
             _ => None,
         }
     }
 
     /// Open an indexed file for reading, re-checking that it still lies inside its root.
     pub fn open(&self, path: &VPath) -> io::Result<(File, u64)> {
-        let (_, f) =
-            self.file(path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file in the share"))?;
-        open_inside(&f.real, &self.roots[f.root].path)
+        match self.find(path) {
+            Some((_, Entry::File(f))) => self.open_file(f),
+            _ => Err(io::Error::new(io::ErrorKind::NotFound, "no such file in the share")),
+        }
     }
 }
 
@@ -522,35 +813,30 @@ fn with_path(e: io::Error, p: &Path) -> io::Error {
 
 impl ShareView for ShareIndex {
     fn stat(&self, path: &VPath) -> Option<(VPath, EntryKind)> {
-        let (p, node) = self.find(path)?;
-        let kind = match node {
-            Node::Dir(_) => EntryKind::Dir,
-            Node::File(f) => EntryKind::File { size: f.size },
+        let (p, e) = self.find(path)?;
+        let kind = match e {
+            Entry::Dir(_) => EntryKind::Dir,
+            Entry::File(f) => EntryKind::File { size: self.file_size(f) },
         };
         Some((p, kind))
     }
 
     fn list(&self, dir: &VPath) -> Option<Vec<DirEntry>> {
-        let d = if dir.components().is_empty() {
-            &self.top
-        } else {
-            match self.find(dir)? {
-                (_, Node::Dir(d)) => d,
-                _ => return None,
-            }
+        let d = match self.find(dir)? {
+            (_, Entry::Dir(d)) => d,
+            _ => return None,
         };
-        Some(
-            d.children
-                .iter()
-                .map(|(name, n)| DirEntry {
-                    name: name.clone(),
-                    kind: match n {
-                        Node::Dir(_) => EntryKind::Dir,
-                        Node::File(f) => EntryKind::File { size: f.size },
-                    },
-                })
-                .collect(),
-        )
+        let mut out: Vec<DirEntry> = self
+            .dirs_in(d)
+            .iter()
+            .map(|&x| DirEntry { name: self.dir_name(x).to_owned(), kind: EntryKind::Dir })
+            .collect();
+        out.extend(self.dir_files(d).map(|f| DirEntry {
+            name: self.file_name(f).to_owned(),
+            kind: EntryKind::File { size: self.file_size(f) },
+        }));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(out)
     }
 
     fn read_head(&self, file: &VPath, max: usize) -> Option<Vec<u8>> {
@@ -560,7 +846,6 @@ impl ShareView for ShareIndex {
         Some(buf)
     }
 }
-
 /// A share that can be rescanned while connections read it: readers take the current
 /// snapshot, a rescan swaps in a new one.
 #[derive(Debug, Clone)]
@@ -662,6 +947,144 @@ impl Share {
                 self.snapshot()
             }
         }
+    }
+}
+
+/// The node's one share index, read by every network and replaced whole by a rescan:
+/// readers take [`SharedIndex::current`] (an `Arc`, so a reader keeps the snapshot it
+/// has while a new one is swapped in). One scan or hashing runs at a time. A rescan is
+/// requested once ([`SharedIndex::request_rescan`]) and then carried out by whichever
+/// network gets to it first ([`SharedIndex::rescan_if_requested`]); the others take its
+/// snapshot instead of walking the folders again.
+#[derive(Debug, Clone)]
+pub struct SharedIndex {
+    inner: Arc<SharedInner>,
+}
+
+#[derive(Debug)]
+struct SharedInner {
+    roots: Vec<PathBuf>,
+    current: RwLock<Arc<ShareIndex>>,
+    /// One scan or hashing at a time.
+    work: Mutex<()>,
+    /// Snapshots published so far.
+    generation: AtomicU64,
+    /// Rescans requested so far.
+    requested: AtomicU64,
+    /// The requests the current snapshot answers (those made before its scan started).
+    covered: AtomicU64,
+    /// Where hashes are cached, once a network that needs TTHs asked for them: every
+    /// rescan from then on hashes too.
+    hash_db: Mutex<Option<PathBuf>>,
+    /// How the current snapshot was hashed (what every network reports of it).
+    stats: Mutex<crate::nmdc::share::HashStats>,
+}
+
+impl SharedIndex {
+    /// An index of `roots` (each a top-level folder named after it), empty until
+    /// [`SharedIndex::rescan`].
+    pub fn new(roots: Vec<PathBuf>) -> SharedIndex {
+        SharedIndex {
+            inner: Arc::new(SharedInner {
+                roots,
+                current: RwLock::new(Arc::new(ShareIndex::empty(Vec::new()))),
+                work: Mutex::new(()),
+                generation: AtomicU64::new(0),
+                requested: AtomicU64::new(0),
+                covered: AtomicU64::new(0),
+                hash_db: Mutex::new(None),
+                stats: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The folders shared.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.inner.roots
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<ShareIndex> {
+        self.inner.current.read().expect("share index lock").clone()
+    }
+
+    /// Whether `other` is this same index (not a copy).
+    pub fn same(&self, other: &SharedIndex) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn publish(&self, idx: ShareIndex, stats: crate::nmdc::share::HashStats) -> Arc<ShareIndex> {
+        *self.inner.stats.lock().expect("hash stats") = stats;
+        let idx = Arc::new(idx);
+        *self.inner.current.write().expect("share index lock") = idx.clone();
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        idx
+    }
+
+    /// Ask for a rescan; [`SharedIndex::rescan_if_requested`] carries it out.
+    pub fn request_rescan(&self) {
+        self.inner.requested.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Walk the roots again (and hash what the cache does not know, once hashes were
+    /// asked for) and publish the new snapshot. Blocking: call from a blocking thread.
+    pub fn rescan(&self, ctl: &ScanControl) -> anyhow::Result<Arc<ShareIndex>> {
+        self.request_rescan();
+        self.rescan_if_requested_with(ctl)
+    }
+
+    /// Carry out the rescans requested so far, unless a scan that started after them
+    /// already did: then its snapshot is returned (the networks each ask, one walks).
+    /// Blocking.
+    pub fn rescan_if_requested(&self) -> anyhow::Result<Arc<ShareIndex>> {
+        self.rescan_if_requested_with(&ScanControl::default())
+    }
+
+    fn rescan_if_requested_with(&self, ctl: &ScanControl) -> anyhow::Result<Arc<ShareIndex>> {
+        let _one = self.inner.work.lock().expect("share work lock");
+        // Requests made from now on wait for the next scan.
+        let want = self.inner.requested.load(Ordering::Acquire);
+        if self.inner.covered.load(Ordering::Acquire) >= want {
+            return Ok(self.current());
+        }
+        let mut idx = ShareIndex::scan_roots_with(&self.inner.roots, ctl)?;
+        let db = self.inner.hash_db.lock().expect("hash db").clone();
+        let mut stats = crate::nmdc::share::HashStats::default();
+        if let Some(db) = db {
+            let mut store = crate::store::Store::open(&db)?;
+            stats = crate::nmdc::share::hash_index(&mut idx, &mut store)?;
+        }
+        self.inner.covered.store(want, Ordering::Release);
+        Ok(self.publish(idx, stats))
+    }
+
+    /// The current snapshot, after a first scan if none ran yet.
+    pub fn scanned(&self) -> anyhow::Result<Arc<ShareIndex>> {
+        if self.inner.generation.load(Ordering::Acquire) == 0 {
+            return self.rescan(&ScanControl::default());
+        }
+        Ok(self.current())
+    }
+
+    /// The current snapshot with every file hashed: what the hash cache in `db` (SQLite,
+    /// keyed by path, size and modification time) does not know is hashed now, and every
+    /// later rescan hashes too. The new snapshot replaces the current one for every
+    /// network. Blocking.
+    pub fn hashed(&self, db: &Path) -> anyhow::Result<(Arc<ShareIndex>, crate::nmdc::share::HashStats)> {
+        self.scanned()?;
+        *self.inner.hash_db.lock().expect("hash db") = Some(db.to_path_buf());
+        let _one = self.inner.work.lock().expect("share work lock");
+        let cur = self.current();
+        if cur.hashed_count() == cur.file_count() {
+            // Hashed already (by the rescan that made it): its figures.
+            let stats = *self.inner.stats.lock().expect("hash stats");
+            return Ok((cur, stats));
+        }
+        let mut idx = (*cur).clone();
+        drop(cur);
+        let mut store = crate::store::Store::open(db)?;
+        let stats = crate::nmdc::share::hash_index(&mut idx, &mut store)?;
+        Ok((self.publish(idx, stats), stats))
     }
 }
 
@@ -799,5 +1222,29 @@ mod tests {
         assert_eq!(idx.roots().len(), 1);
         assert!(idx.stat(&vp("music/Song.mp3")).is_some());
         assert!(!t.path().join("nope").exists());
+    }
+
+    /// A path from the network resolves only through the index: `..`, absolute paths and
+    /// names the scan did not index find nothing, and a file's real path is its root's
+    /// path and its names below it (the root's own top-level name, e.g. `music (2)`, is
+    /// not on disk).
+    #[test]
+    fn network_paths_resolve_only_through_the_index() {
+        let t = tree();
+        let idx = ShareIndex::scan_roots(&[t.path().join("share"), t.path().join("share/music")]).unwrap();
+        for bad in ["share\\..\\secret.txt", "../secret.txt", "/etc/passwd", "share/../../secret.txt", "share", ""] {
+            assert_eq!(idx.find_file(bad), None, "{bad}");
+        }
+        let f = idx.find_file("/SHARE/music/song.mp3").unwrap();
+        assert_eq!(idx.file_path(f, '\\'), "share\\music\\Song.mp3");
+        assert_eq!(idx.real_path(f), t.path().join("share/music/Song.mp3").canonicalize().unwrap());
+        let g = idx.find_file("music\\Song.mp3").unwrap();
+        assert_ne!(f, g);
+        assert_eq!(idx.real_path(g), idx.real_path(f));
+        assert_eq!(idx.open_file(g).unwrap().1, 1000);
+        // One root, its contents at the top.
+        let one = ShareIndex::scan_single(&t.path().join("share")).unwrap();
+        let r = one.find_file("readme.txt").unwrap();
+        assert_eq!(one.real_path(r), t.path().join("share/readme.txt").canonicalize().unwrap());
     }
 }

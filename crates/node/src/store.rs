@@ -338,6 +338,37 @@ impl Store {
         Ok(())
     }
 
+    /// Every cached hash root: `f(path, size, mtime_ns, root)`, in one query (a start-up
+    /// matches a whole share against the cache without a query per file).
+    pub fn for_each_cached_root(&self, mut f: impl FnMut(&str, u64, i64, [u8; 24])) -> anyhow::Result<()> {
+        let mut st = self.conn.prepare("SELECT path, size, mtime_ns, tth FROM hash_cache")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let path = r.get_ref(0)?.as_str()?;
+            let tth = r.get_ref(3)?.as_blob()?;
+            if let Ok(tth) = <[u8; 24]>::try_from(tth) {
+                f(path, r.get::<_, i64>(1)? as u64, r.get(2)?, tth);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remember many hashes in one transaction with one prepared statement:
+    /// `(path, size, mtime_ns, hash)`.
+    pub fn store_hashes(&mut self, rows: &[(String, u64, i64, CachedHash)]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO hash_cache (path, size, mtime_ns, tth, block_size, tthl) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (path, size, mtime_ns, h) in rows {
+                st.execute(params![path, *size as i64, mtime_ns, &h.tth[..], h.block_size as i64, h.tthl])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Run `f` in one transaction (many cache writes at once).
     pub fn batch<T>(&mut self, f: impl FnOnce(&Store) -> anyhow::Result<T>) -> anyhow::Result<T> {
         self.conn.execute_batch("BEGIN")?;

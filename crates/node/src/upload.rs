@@ -385,6 +385,8 @@ pub struct Uploads {
     dcc_ids: AtomicU64,
     /// Users whose requests are refused: (network, lower-case name).
     banned: std::sync::RwLock<std::collections::HashSet<(String, String)>>,
+    /// What is uploaded from: the node's one share index, read by every network.
+    share: std::sync::OnceLock<crate::share::SharedIndex>,
 }
 
 impl std::fmt::Debug for Uploads {
@@ -417,7 +419,19 @@ impl Uploads {
             // meet the queue's.
             dcc_ids: AtomicU64::new(u64::MAX / 2),
             banned: std::sync::RwLock::default(),
+            share: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serve every network from `share` (the node's one index); the first call wins.
+    pub fn set_share(&self, share: crate::share::SharedIndex) {
+        let _ = self.share.set(share);
+    }
+
+    /// The node's share index, if one was set: the networks read it instead of indexing
+    /// the share folders each on their own.
+    pub fn share(&self) -> Option<crate::share::SharedIndex> {
+        self.share.get().cloned()
     }
 
     /// A client's own uploads (no node around it): `slots` slots, no limit; its timers

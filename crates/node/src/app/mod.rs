@@ -302,6 +302,11 @@ impl Node {
 
     /// Ask for a share rescan.
     pub fn request_rescan(&self) {
+        // Asked of the one index first: the network that gets to it walks, the others
+        // take its snapshot.
+        if let Some(s) = self.uploads.share() {
+            s.request_rescan();
+        }
         self.rescan.send_modify(|n| *n += 1);
     }
 
@@ -563,13 +568,33 @@ impl Node {
 
     fn record_share(&self, dc: &DcClient) {
         let Some(share) = dc.share() else { return };
-        let rows: Vec<(String, String, u64, i64, Option<String>)> = share
-            .files()
-            .iter()
-            .map(|f| (f.real.to_string_lossy().into_owned(), f.nmdc_path(), f.size, 0, Some(f.tth.to_base32())))
-            .collect();
-        if let Err(e) = self.db.lock().expect("db").shared_files_replace(&rows) {
-            tracing::warn!("cannot store the share index: {e:#}");
+        // The table is rewritten only when the share changed (a restart with the same
+        // files writes nothing): a fingerprint of what the rows would hold is kept beside it.
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for f in share.files() {
+                (f.nmdc_path(), f.size, f.tth.0).hash(&mut h);
+            }
+            format!("{:016x}", h.finish())
+        };
+        let db = self.db.lock().expect("db");
+        if db.setting("shared_files_fingerprint").ok().flatten().as_deref() != Some(fingerprint.as_str()) {
+            drop(db);
+            let rows: Vec<(String, String, u64, i64, Option<String>)> = share
+                .files()
+                .iter()
+                .map(|f| (f.real().to_string_lossy().into_owned(), f.nmdc_path(), f.size, 0, Some(f.tth.to_base32())))
+                .collect();
+            let mut db = self.db.lock().expect("db");
+            match db.shared_files_replace(&rows) {
+                Ok(()) => {
+                    let _ = db.set_setting("shared_files_fingerprint", &fingerprint);
+                }
+                Err(e) => tracing::warn!("cannot store the share index: {e:#}"),
+            }
+        } else {
+            drop(db);
         }
         let (files, bytes, _) = self.share_totals();
         self.emit(Event::Shares { files, bytes });
@@ -933,9 +958,11 @@ fn own_hub_client(cfg: &Config) -> Option<omnipeer_nmdc::hub::ReservedNick> {
 impl Node {
     /// The first scan of the share folders (see [`ShareScan`]), stopped at shutdown.
     async fn first_share_scan(self: Arc<Self>) -> anyhow::Result<()> {
-        let (folders, scan) = (self.share_folders.clone(), self.share_scan.clone());
+        let (index, scan) = (crate::share::SharedIndex::new(self.share_folders.clone()), self.share_scan.clone());
+        // The one index every network reads (they find it beside the upload slots).
+        self.uploads.set_share(index.clone());
         let started = Instant::now();
-        let walk = tokio::task::spawn_blocking(move || crate::share::ShareIndex::scan_roots_with(&folders, &scan.ctl));
+        let walk = tokio::task::spawn_blocking(move || index.rescan(&scan.ctl));
         let r = tokio::select! {
             r = walk => r,
             _ = self.shutdown.cancelled() => {

@@ -106,6 +106,8 @@ pub struct DcClient {
     pub listen_addr: Option<SocketAddr>,
     share: Mutex<Option<Arc<DcShare>>>,
     roots: Vec<PathBuf>,
+    /// The node's share index, read by every network (None: this client indexes its own).
+    shared: Option<crate::share::SharedIndex>,
     db: PathBuf,
     cid: String,
     /// One rescan at a time, so the newest index is the one that stays.
@@ -128,12 +130,14 @@ impl DcClient {
         let roots = cfg.share.clone();
         let cid = cid();
         let list_cid = cid.clone();
+        let shared = cfg.uploads.as_ref().and_then(|u| u.share());
+        let node_share = shared.clone();
         let (store, share) = tokio::task::spawn_blocking(move || -> anyhow::Result<(Store, Option<DcShare>)> {
             let mut store = Store::open(&db)?;
             if roots.is_empty() {
                 return Ok((store, None));
             }
-            let share = index_share(&roots, &mut store, &list_cid, "share hashed")?;
+            let share = index_share(node_share.as_ref(), &roots, &db, &mut store, &list_cid, "share hashed", false)?;
             Ok((store, Some(share)))
         })
         .await??;
@@ -228,6 +232,7 @@ impl DcClient {
             listen_addr,
             share: Mutex::new(share),
             roots: cfg.share.clone(),
+            shared,
             db: cfg.db.clone(),
             cid,
             reshare_lock: tokio::sync::Mutex::new(()),
@@ -250,9 +255,9 @@ impl DcClient {
             return Ok(None);
         }
         let _one = self.reshare_lock.lock().await;
-        let (roots, db, cid) = (self.roots.clone(), self.db.clone(), self.cid.clone());
+        let (roots, db, cid, shared) = (self.roots.clone(), self.db.clone(), self.cid.clone(), self.shared.clone());
         let share = tokio::task::spawn_blocking(move || -> anyhow::Result<DcShare> {
-            index_share(&roots, &mut Store::open(&db)?, &cid, "share rescanned")
+            index_share(shared.as_ref(), &roots, &db, &mut Store::open(&db)?, &cid, "share rescanned", true)
         })
         .await??;
         let share = Arc::new(share);
@@ -403,17 +408,22 @@ impl DcClient {
 }
 
 /// Index and hash the share folders (unchanged files' hashes from `store`'s cache) and
-/// log what it took as `what`.
-fn index_share(roots: &[PathBuf], store: &mut Store, cid: &str, what: &str) -> anyhow::Result<DcShare> {
-    let started = Instant::now();
-    let (share, stats) = DcShare::build(roots, store, cid)?;
-    tracing::info!(
-        files = stats.files,
-        cached = stats.cached,
-        hashed_mib = stats.hashed_bytes >> 20,
-        secs = started.elapsed().as_secs_f64(),
-        "{what}"
-    );
+/// log what it took as `what`: the node's one index when there is one (`shared`, walked
+/// again first with `rescan`), else this client's own.
+fn index_share(
+    shared: Option<&crate::share::SharedIndex>,
+    roots: &[PathBuf],
+    db: &std::path::Path,
+    store: &mut Store,
+    cid: &str,
+    what: &str,
+    rescan: bool,
+) -> anyhow::Result<DcShare> {
+    let (share, stats) = match shared {
+        Some(s) => DcShare::from_shared(s, db, cid, rescan)?,
+        None => DcShare::build(roots, store, cid)?,
+    };
+    stats.log(what);
     Ok(share)
 }
 

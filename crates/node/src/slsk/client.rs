@@ -10,7 +10,7 @@
 //! the pump hands it and reads one chunk per permission from the pump, so that when the
 //! machine hands an `F` connection over no byte of it is left behind in a channel.
 
-use crate::share::ShareIndex;
+use crate::share::{ShareIndex, SharedIndex};
 use crate::upload::{Decision, Grant, Uploads};
 use anyhow::{anyhow, bail, Context};
 use omnipeer_slsk::peer::{reject_reason, PeerMessage, SearchResponse, SharedFileList};
@@ -19,7 +19,7 @@ use omnipeer_slsk::session::{
     ClientSession, ConnId, DownloadId, Output, PeerRequest, SessionConfig, SessionEvent, UploadId, SERVER,
 };
 use omnipeer_slsk::shares::{SharedDirectory, SharedFile};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -130,46 +130,49 @@ pub enum SlskEvent {
 /// One shared file.
 #[derive(Debug, Clone)]
 struct Shared {
-    vpath: String,
     real: PathBuf,
     root: PathBuf,
     size: u64,
 }
 
-#[derive(Default)]
-struct Shares {
-    files: Vec<Shared>,
-    by_path: HashMap<String, usize>,
-}
+/// A snapshot of the node's one share index ([`SharedIndex`]), as Soulseek reads it.
+struct Shares(Arc<ShareIndex>);
 
 impl Shares {
-    fn build(roots: &[PathBuf]) -> anyhow::Result<Shares> {
-        if roots.is_empty() {
-            return Ok(Shares::default());
-        }
-        let idx = ShareIndex::scan_roots(roots).context("cannot index the share")?;
-        let root_of: HashMap<String, PathBuf> = idx.roots().iter().map(|r| (r.name.clone(), r.path.clone())).collect();
-        let mut s = Shares::default();
-        for (vp, node) in idx.files() {
-            let vpath = vp.components().join("\\");
-            let root = root_of.get(&vp.components()[0]).cloned().unwrap_or_default();
-            s.by_path.insert(vpath.to_lowercase(), s.files.len());
-            s.files.push(Shared { vpath, real: node.real.clone(), root, size: node.size });
-        }
-        Ok(s)
+    /// The file at a path from the network, found through the index only.
+    fn get(&self, vpath: &str) -> Option<Shared> {
+        let f = self.0.find_file(vpath)?;
+        Some(Shared { real: self.0.real_path(f), root: self.0.file_root(f).to_path_buf(), size: self.0.file_size(f) })
     }
 
-    fn get(&self, vpath: &str) -> Option<&Shared> {
-        self.by_path.get(&vpath.replace('/', "\\").to_lowercase()).map(|&i| &self.files[i])
-    }
-
+    /// Every folder that holds files, with its files (names only), in path order.
     fn dirs(&self) -> Vec<SharedDirectory> {
-        let mut map: BTreeMap<String, Vec<SharedFile>> = BTreeMap::new();
-        for f in &self.files {
-            let (dir, name) = f.vpath.rsplit_once('\\').unwrap_or(("", &f.vpath));
-            map.entry(dir.to_owned()).or_default().push(file_entry(name, f.size));
-        }
-        map.into_iter().map(|(path, files)| SharedDirectory { path, files }).collect()
+        let idx = &self.0;
+        let mut out: Vec<SharedDirectory> = std::iter::once(0)
+            .chain(idx.walk_dirs().into_iter().map(|(d, _)| d))
+            .filter(|&d| !idx.files_in(d).is_empty())
+            .map(|d| {
+                let mut path = String::new();
+                idx.write_dir_path(d, '\\', &mut path);
+                let files = idx.files_in(d).map(|f| file_entry(idx.file_name(f), idx.file_size(f))).collect();
+                SharedDirectory { path, files }
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// Folders that hold files.
+    fn dir_count(&self) -> usize {
+        let idx = &self.0;
+        std::iter::once(0)
+            .chain(idx.walk_dirs().into_iter().map(|(d, _)| d))
+            .filter(|&d| !idx.files_in(d).is_empty())
+            .count()
+    }
+
+    fn file_count(&self) -> usize {
+        self.0.file_count()
     }
 
     fn search(&self, query: &str, max: usize) -> Vec<SharedFile> {
@@ -177,7 +180,20 @@ impl Shares {
         if !q.is_searchable() {
             return Vec::new();
         }
-        self.files.iter().filter(|f| q.matches(&f.vpath)).take(max).map(|f| file_entry(&f.vpath, f.size)).collect()
+        let idx = &self.0;
+        let mut out = Vec::new();
+        let mut path = String::new();
+        for f in 0..idx.file_count() as u32 {
+            if out.len() >= max {
+                break;
+            }
+            path.clear();
+            idx.write_file_path(f, '\\', &mut path);
+            if q.matches(&path) {
+                out.push(file_entry(&path, idx.file_size(f)));
+            }
+        }
+        out
     }
 }
 
@@ -247,8 +263,10 @@ struct Core {
 struct Inner {
     cfg: SlskClientConfig,
     listen_port: u16,
-    /// The current share; swapped whole by [`SlskClient::reshare`].
-    shares: std::sync::RwLock<Arc<Shares>>,
+    /// The node's share index (or the client's own), replaced whole by a rescan.
+    shares: SharedIndex,
+    /// Whether `shares` is the client's own (not the node's).
+    own_index: bool,
     events: crate::events::EventSink<SlskEvent>,
     /// Slots, queue, limit and records of uploads.
     up: Arc<Uploads>,
@@ -263,8 +281,8 @@ struct Inner {
 }
 
 impl Inner {
-    fn shares(&self) -> Arc<Shares> {
-        self.shares.read().expect("shares lock").clone()
+    fn shares(&self) -> Shares {
+        Shares(self.shares.current())
     }
 
     /// Act on the machine, then carry out what it asks.
@@ -294,8 +312,12 @@ impl SlskClient {
     /// [`SlskClient::start`] for one of several server sessions sharing `cfg.uploads`:
     /// its uploads go by `channel` there (crate::upload).
     pub async fn start_in(cfg: SlskClientConfig, channel: &str) -> anyhow::Result<SlskClient> {
-        let roots = cfg.share.clone();
-        let shares = tokio::task::spawn_blocking(move || Shares::build(&roots)).await??;
+        // The node's index when it has one (every network reads the same), else our own.
+        let node_index = cfg.uploads.as_ref().and_then(|u| u.share());
+        let own_index = node_index.is_none();
+        let index = node_index.unwrap_or_else(|| SharedIndex::new(cfg.share.clone()));
+        let scan = index.clone();
+        let shares = Shares(tokio::task::spawn_blocking(move || scan.scanned()).await??);
         let listener =
             TcpListener::bind(cfg.listen).await.with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let listen_port = listener.local_addr()?.port();
@@ -309,7 +331,7 @@ impl SlskClient {
             major_version: MAJOR_VERSION,
             minor_version: MINOR_VERSION,
             first_token: rand::random::<u32>() % 1_000_000 + 1,
-            shared: (shares.dirs().len() as u32, shares.files.len() as u32),
+            shared: (shares.dir_count() as u32, shares.file_count() as u32),
         });
         let events = crate::events::EventSink::default();
         let shutdown = CancellationToken::new();
@@ -335,7 +357,8 @@ impl SlskClient {
         let inner = Arc::new(Inner {
             cfg,
             listen_port,
-            shares: std::sync::RwLock::new(Arc::new(shares)),
+            shares: index,
+            own_index,
             events,
             up,
             channel: channel.to_owned(),
@@ -378,9 +401,14 @@ impl SlskClient {
         self.inner.listen_port
     }
 
+    /// The share index this client reads (the node's one index when it has one).
+    pub fn share_index(&self) -> Arc<ShareIndex> {
+        self.inner.shares.current()
+    }
+
     /// Files shared.
     pub fn shared_files(&self) -> usize {
-        self.inner.shares().files.len()
+        self.inner.shares().file_count()
     }
 
     /// Index the share folders again and serve the new share in this session (searches,
@@ -389,10 +417,19 @@ impl SlskClient {
     pub async fn reshare(&self) -> anyhow::Result<usize> {
         // one at a time, so the newest index is the one that stays
         let _one = self.reshare_lock.lock().await;
-        let roots = self.inner.cfg.share.clone();
-        let shares = tokio::task::spawn_blocking(move || Shares::build(&roots)).await??;
-        let (dirs, files) = (shares.dirs().len() as u32, shares.files.len() as u32);
-        *self.inner.shares.write().expect("shares lock") = Arc::new(shares);
+        // The node's index: the rescan it requested (unless another network did it);
+        // our own: a rescan now.
+        let (index, own) = (self.inner.shares.clone(), self.inner.own_index);
+        let shares = Shares(
+            tokio::task::spawn_blocking(move || {
+                if own {
+                    index.request_rescan();
+                }
+                index.rescan_if_requested()
+            })
+            .await??,
+        );
+        let (dirs, files) = (shares.dir_count() as u32, shares.file_count() as u32);
         self.inner.with(|c, _| c.session.set_shared(dirs, files));
         Ok(files as usize)
     }
@@ -836,7 +873,7 @@ impl Inner {
     /// A peer queued one of our files: it gets a slot now, or a place in the queue and a
     /// slot when its turn comes ([`Inner::grant_loop`]).
     fn queue_upload(&self, core: &mut Core, now: std::time::Instant, user: String, filename: String) {
-        let Some(f) = self.shares().get(&filename).cloned() else {
+        let Some(f) = self.shares().get(&filename) else {
             core.session.upload_refused(now, &user, &filename, reject_reason::FILE_NOT_SHARED);
             return;
         };
@@ -874,7 +911,7 @@ impl Inner {
     /// A slot is held for `g`: the machine offers the file (TransferRequest, resent on
     /// fresh connections); the peer's answer starts or refuses it.
     fn grant(self: &Arc<Self>, g: Grant) {
-        let Some(f) = self.shares().get(&g.file).cloned() else {
+        let Some(f) = self.shares().get(&g.file) else {
             self.up.finish(g.id, Err("no longer shared".into()));
             return;
         };
@@ -896,7 +933,7 @@ impl Inner {
         id: u64,
         sent: Arc<AtomicU64>,
     ) -> anyhow::Result<()> {
-        let f = self.shares().get(vpath).cloned().ok_or_else(|| anyhow!("{vpath} is no longer shared"))?;
+        let f = self.shares().get(vpath).ok_or_else(|| anyhow!("{vpath} is no longer shared"))?;
         let (file, size) = crate::share::open_inside(&f.real, &f.root)?;
         let mut s = stream.await.map_err(|_| anyhow!("the file connection to {user} closed"))?;
         if !prefix.is_empty() {
