@@ -243,18 +243,29 @@ fn a_burst_of_soulseek_results_keeps_every_one_within_the_search_limit() {
     let mut last = (0, 0);
     let want = (FILES, FILES * FOLDERS);
     let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // The list's counts while the burst arrives (as a user watching them would);
+        // the whole search, every source of every row, once they are all in.
         wait_for("every result of the burst", 120, || {
             max_rss = max_rss.max(node.omni.rss_kib());
-            let s = node.get(&format!("/api/searches/{id}"));
-            let results = s["results"].as_array()?;
-            let sources: usize = results.iter().map(|r| r["sources"].as_array().map_or(0, Vec::len)).sum();
-            last = (results.len(), sources);
+            let list = node.get("/api/searches");
+            let s = list.as_array()?.iter().find(|s| s["id"].as_u64() == Some(id))?;
+            last = (s["result_count"].as_u64()? as usize, s["source_count"].as_u64()? as usize);
             if last == want {
-                return Some(s);
+                return Some(());
             }
             std::thread::sleep(Duration::from_millis(500));
             None
-        })
+        });
+        let mut rows = Vec::new();
+        while rows.len() < want.0 {
+            let page = node.get(&format!("/api/searches/{id}?offset={}&limit=500", rows.len()));
+            let page = page["results"].as_array().expect("a page of results").clone();
+            assert!(!page.is_empty(), "rows end at {} of {}", rows.len(), want.0);
+            rows.extend(page);
+        }
+        let sources: usize = rows.iter().map(|r| r["sources"].as_array().map_or(0, Vec::len)).sum();
+        assert_eq!((rows.len(), sources), want, "the rows against the counts");
+        json!({ "results": rows })
     }));
     let s = got.unwrap_or_else(|_| panic!("(results, sources) {last:?}, want {want:?}"));
     for r in s["results"].as_array().unwrap() {

@@ -301,6 +301,10 @@ struct SearchBody {
 }
 
 fn search_json(s: &crate::app::search::Search, with_results: bool, filters: &Filters) -> Value {
+    search_page_json(s, with_results, filters, &Page { offset: None, limit: None })
+}
+
+fn search_page_json(s: &crate::app::search::Search, with_results: bool, filters: &Filters, page: &Page) -> Value {
     let finished = s.finished(crate::app::db::now());
     let mut v = json!({
         "id": s.id,
@@ -309,13 +313,18 @@ fn search_json(s: &crate::app::search::Search, with_results: bool, filters: &Fil
         "ends": s.started + crate::app::search::SEARCH_LIFETIME.as_secs() as i64,
         "state": if finished { "finished" } else { "running" },
         "sent_to": s.sent_to,
+        "result_count": s.result_count,
+        "source_count": s.source_count,
     });
     if with_results {
-        let results: Vec<_> = s.results.iter().filter_map(|r| filters.apply(r)).collect();
-        v["result_count"] = json!(s.results.len());
+        let results: Vec<_> = s
+            .results
+            .iter()
+            .filter_map(|r| filters.apply(r))
+            .skip(page.offset.unwrap_or(0))
+            .take(page.limit.unwrap_or(usize::MAX))
+            .collect();
         v["results"] = json!(results);
-    } else {
-        v["result_count"] = json!(s.results.len());
     }
     v
 }
@@ -333,8 +342,9 @@ async fn search_get(
     State(api): State<Api>,
     Path(id): Path<u64>,
     Query(filters): Query<Filters>,
+    Query(page): Query<Page>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(search_json(&api.node.search_get(id)?, true, &filters)))
+    Ok(Json(search_page_json(&api.node.search_get(id)?, true, &filters, &page)))
 }
 
 #[derive(Deserialize)]
@@ -566,6 +576,8 @@ async fn shares(State(api): State<Api>) -> Json<Value> {
     }))
 }
 
+/// A slice of rows (`?offset=&limit=`): the shared files, or a search's results (a search
+/// of tens of thousands of sources is read a page at a time, not in one body of megabytes).
 #[derive(Deserialize)]
 struct Page {
     offset: Option<usize>,

@@ -300,7 +300,9 @@ fn schemas() -> Value {
             "id": s("integer"), "query": s("string"), "started": s("integer"),
             "results": {"type": "array", "items": r("SearchResult")}}},
         "SearchSummary": {"type": "object", "properties": {
-            "id": s("integer"), "query": s("string"), "started": s("integer"), "result_count": s("integer")}},
+            "id": s("integer"), "query": s("string"), "started": s("integer"), "ends": s("integer"),
+            "state": s("string"), "sent_to": {"type": "array", "items": s("string")},
+            "result_count": s("integer"), "source_count": s("integer")}},
         "Transfer": {"type": "object", "properties": {
             "id": s("integer"), "network": s("string"), "source": s("string"), "hub": s("string"),
             "remote_path": s("string"), "tth": ns("string"), "name": s("string"), "size": s("integer"),

@@ -337,7 +337,7 @@ impl Node {
 
     /// The searches of this run, oldest first.
     pub fn search_list(&self) -> Vec<search::Search> {
-        self.searches.lock().expect("searches").list().cloned().collect()
+        self.searches.lock().expect("searches").list().map(search::Search::summary).collect()
     }
 
     /// One search with its results.

@@ -40,8 +40,13 @@ pub struct Search {
     /// The tokens our Soulseek searches were sent with, one per Soulseek session (by its
     /// label): tokens are chosen by each session, so two servers may use the same one.
     slsk_tokens: Vec<(String, u32)>,
-    /// Merged results, in arrival order.
+    /// Merged results, in arrival order (empty in a [`Search::summary`]).
     pub results: Vec<MergedResult>,
+    /// How many results it holds.
+    pub result_count: usize,
+    /// How many sources over all its results (a Soulseek search can bring tens of
+    /// thousands: this is what tells a user how popular a file is without every row).
+    pub source_count: usize,
     /// Index into `results` of the first result with each TTH.
     by_tth: HashMap<String, usize>,
     /// Indexes into `results` of the results with each (size, lowercase name). With
@@ -74,6 +79,25 @@ pub struct RawResult {
 }
 
 impl Search {
+    /// Everything but the results: what a list of searches shows, without copying
+    /// tens of thousands of sources.
+    pub fn summary(&self) -> Search {
+        Search {
+            id: self.id,
+            query: self.query.clone(),
+            started: self.started,
+            sent_to: self.sent_to.clone(),
+            terms: Vec::new(),
+            at: self.at,
+            slsk_tokens: Vec::new(),
+            results: Vec::new(),
+            result_count: self.result_count,
+            source_count: self.source_count,
+            by_tth: HashMap::new(),
+            by_name: HashMap::new(),
+        }
+    }
+
     /// Whether it takes no more results, at unix time `unix`.
     pub fn finished(&self, unix: i64) -> bool {
         unix >= self.started + SEARCH_LIFETIME.as_secs() as i64
@@ -164,6 +188,8 @@ impl SearchBook {
             at: now,
             slsk_tokens: Vec::new(),
             results: Vec::new(),
+            result_count: 0,
+            source_count: 0,
             by_tth: HashMap::new(),
             by_name: HashMap::new(),
         };
@@ -247,6 +273,7 @@ impl SearchBook {
                         continue;
                     }
                     r.sources.push(raw.source.clone());
+                    s.source_count += 1;
                     if r.tth.is_none() {
                         r.tth = raw.tth.clone();
                         if let Some(t) = &raw.tth {
@@ -276,6 +303,8 @@ impl SearchBook {
                     }
                     s.by_name.entry(key).or_default().push(at);
                     s.results.push(r.clone());
+                    s.result_count += 1;
+                    s.source_count += 1;
                     changed.push(r);
                 }
             }
