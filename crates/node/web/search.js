@@ -251,7 +251,14 @@ export class SearchView {
     this.filtered = null;
     // Read again: results of searches started elsewhere (the CLI, the wishlist), and
     // whether it is finished.
-    if (this.searches.has(id)) this.fetch(id).then(() => this.render(), () => {});
+    if (this.searches.has(id))
+      this.fetch(id).then(
+        () => {
+          this.renderHistory();
+          this.render();
+        },
+        () => {},
+      );
     this.refilter();
     this.render();
   }

@@ -153,6 +153,7 @@ export class WishlistView {
     this.matches = new Map(); // id → names of new matches seen live on this page
     this.lastJson = "";
     this.refreshTimer = null;
+    this.toasts = new Map(); // item id → matches waiting to be toasted together
 
     this.query = h("input", { id: "wishlist-query", type: "text", required: true, placeholder: "artist album", autocomplete: "off", "data-testid": "wishlist-query" });
     this.bar = new FilterBar("wishlist");
@@ -288,7 +289,18 @@ export class WishlistView {
     this.matches.set(ev.item, names.slice(-10));
     if (it) it.new_matches += 1;
     this.render();
-    this.ctx.toast(`Wishlist${it ? ` “${it.query}”` : ""}: found ${ev.result.name}`);
+    // One toast per item for a burst of matches (a popular search brings hundreds).
+    const t = this.toasts.get(ev.item) || { names: [], timer: null };
+    t.names.push(ev.result.name);
+    if (!t.timer) {
+      t.timer = setTimeout(() => {
+        this.toasts.delete(ev.item);
+        const q = this.items.get(ev.item)?.query;
+        const what = t.names.length === 1 ? `found ${t.names[0]}` : `${t.names.length} new matches`;
+        this.ctx.toast(`Wishlist${q ? ` “${q}”` : ""}: ${what}`);
+      }, 1000);
+    }
+    this.toasts.set(ev.item, t);
     // The node's own count is the truth (and an item saved elsewhere gets listed).
     clearTimeout(this.refreshTimer);
     this.refreshTimer = setTimeout(() => this.load().catch(() => {}), 1000);
