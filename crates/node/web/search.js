@@ -249,11 +249,16 @@ export class SearchView {
   show(id) {
     this.currentId = id;
     this.filtered = null;
+    // The box says what is shown (and what "Save as wishlist item" saves).
+    const known = this.searches.get(id)?.query;
+    if (known) this.input.value = known;
     // Read again: results of searches started elsewhere (the CLI, the wishlist), and
     // whether it is finished.
     if (this.searches.has(id))
       this.fetch(id).then(
         () => {
+          const q = this.searches.get(id)?.query;
+          if (q && this.currentId === id && !known) this.input.value = q;
           this.renderHistory();
           this.render();
         },
