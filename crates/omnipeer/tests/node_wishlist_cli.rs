@@ -129,11 +129,11 @@ fn search_numbers_results_and_get_n_fetches_that_one() {
         ],
     );
     // An earlier search takes the first global result ids.
-    let (code, out, err) = b.cli(&["search", "--timeout", "3", "alpha", "song"]);
+    let (code, out, err) = b.cli(&["search", "--timeout", "5", "alpha", "song"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("[1] Alpha Song.mp3"), "{out}");
 
-    let (code, out, err) = b.cli(&["search", "--timeout", "5", "beta", "notes"]);
+    let (code, out, err) = b.cli(&["search", "--timeout", "8", "beta", "notes"]);
     assert_eq!(code, 0, "{err}");
     let numbered: Vec<(usize, &str)> = out
         .lines()
