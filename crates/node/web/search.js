@@ -7,6 +7,9 @@
 import { h, fill, bytes, dirname, networkName } from "./util.js";
 import { FilterBar, filtersQuery, hasFilters } from "./wishlist.js";
 
+/** While results arrive, a filtered search is read again at most this often. */
+const REFILTER_MS = 500;
+
 /** Seconds → "3:07". */
 function mmss(s) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -319,7 +322,7 @@ export class SearchView {
   /** Results arriving in a burst are filtered again at most every half second. */
   scheduleRefilter() {
     if (this.filterTimer) return;
-    this.filterTimer = setTimeout(() => this.refilter(), 500);
+    this.filterTimer = setTimeout(() => this.refilter(), REFILTER_MS);
   }
 
   /** A running search finishes at `ends` (the node's clock): read its state then. */

@@ -5,6 +5,11 @@
 
 import { h, fill, bytes, ago, clock, networkName } from "./util.js";
 
+/** How often the list is read again while it is on screen (the node runs items by itself). */
+const REFRESH_MS = 5000;
+/** New matches named under an item (the newest; the count says how many in all). */
+const MATCHES_NAMED = 10;
+
 /** "500k", "10M", "1.5GiB", "300000" → bytes (binary units, as sizes are shown); null if not a size. */
 export function parseSize(s) {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(String(s));
@@ -208,7 +213,7 @@ export class WishlistView {
     // and then while the list is on screen (only redrawn when something changed).
     setInterval(() => {
       if (!this.el.hidden && !document.hidden) this.load().catch(() => {});
-    }, 5000);
+    }, REFRESH_MS);
   }
 
   shown(mayFocus) {
@@ -286,7 +291,7 @@ export class WishlistView {
     const names = this.matches.get(ev.item) || [];
     if (!names.includes(ev.result.name)) names.push(ev.result.name);
     // The newest few are named; the count says how many.
-    this.matches.set(ev.item, names.slice(-10));
+    this.matches.set(ev.item, names.slice(-MATCHES_NAMED));
     if (it) it.new_matches += 1;
     this.render();
     // One toast per item for a burst of matches (a popular search brings hundreds).
