@@ -1,4 +1,4 @@
-// The omnipeer web UI: tabs, the token dialog, the event stream and the six views.
+// The omnipeer web UI: tabs, the token dialog, the event stream and the views.
 
 import { api, EventStream, onTokenNeeded, setToken, getToken } from "./api.js";
 import { h } from "./util.js";
@@ -11,6 +11,7 @@ import { SettingsView } from "./settings.js";
 import { ToxView } from "./tox.js";
 import { UploadsView } from "./uploads.js";
 import { BrowseView } from "./browse.js";
+import { WishlistView } from "./wishlist.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -77,6 +78,8 @@ function notifyFor(ev) {
     notify("Download finished", ev.transfer.name);
   } else if (ev.type === "transfer" && ev.transfer.state === "failed") {
     notify("Download failed", `${ev.transfer.name}: ${ev.transfer.error}`);
+  } else if (ev.type === "wishlist_match") {
+    notify("Wishlist: a new match", ev.result.name);
   }
 }
 
@@ -102,6 +105,7 @@ const ctx = {
 const views = {
   status: new StatusView($("view-status"), ctx),
   search: new SearchView($("view-search"), ctx),
+  wishlist: new WishlistView($("view-wishlist"), ctx),
   browse: new BrowseView($("view-browse"), ctx),
   transfers: new TransfersView($("view-transfers"), ctx),
   uploads: new UploadsView($("view-uploads"), ctx),

@@ -3,8 +3,9 @@
 //!
 //! This file holds only the top-level commands, logging and dispatch. Each command family
 //! is a module with its clap definitions beside its code: `up` (the node), `node_client`
-//! (status, search, get, chat: clients of a running node), `config`, `dcc`, `dc`, `slsk`,
-//! `ministream` and `tox`; `common` has what several of them use.
+//! (status, search, get, chat: clients of a running node), `wishlist` (the node's saved
+//! searches), `config`, `dcc`, `dc`, `slsk`, `ministream` and `tox`; `common` has what
+//! several of them use.
 
 use anyhow::anyhow;
 use clap::{Args, Parser, Subcommand};
@@ -23,6 +24,7 @@ mod node_client;
 mod slsk;
 mod tox;
 mod up;
+mod wishlist;
 
 #[derive(Parser)]
 #[command(name = "omnipeer", version, about = "One program, client and server, for classic peer-to-peer protocols")]
@@ -60,12 +62,21 @@ enum Command {
     Status(node_client::StatusArgs),
     /// Who is in a hub's main chat or a Soulseek room (through the running node)
     Users(node_client::UsersArgs),
-    /// Search every network the running node is on; prints numbered merged results
+    /// Search every network the running node is on; prints merged results numbered 1, 2,
+    /// 3… for `omnipeer get N`
+    #[command(after_help = "The numbers are remembered in DATA_DIR/last-search.json (beside the api-token the \
+client commands read), with the node's address and the search's id: `omnipeer get N` takes number N of the last \
+search printed, `omnipeer get SEARCH_ID/N` the Nth result of another search.")]
     Search(node_client::SearchArgs),
-    /// Download a search result (by the number `omnipeer search` printed), or a file or a
-    /// whole folder of a user's share (NETWORK:USER:PATH), through the running node;
-    /// shows progress until it is done
+    /// Download a search result (number N of the last `omnipeer search`, or SEARCH_ID/N),
+    /// or a file or a whole folder of a user's share (NETWORK:USER:PATH), through the
+    /// running node; says what it is about to fetch, then shows progress until it is done
+    #[command(after_help = "N is a number the last `omnipeer search` printed (remembered in \
+DATA_DIR/last-search.json); SEARCH_ID/N or --search SEARCH_ID N takes the Nth result of that search.")]
     Get(node_client::GetArgs),
+    /// The running node's wishlist (saved searches, re-run on each network's interval,
+    /// new matches marked, optionally downloaded): lists it; add, remove, run, seen
+    Wishlist(wishlist::WishlistArgs),
     /// Browse a user's share through the running node: NETWORK:USER (nmdc or slsk;
     /// nmdc@LABEL:USER for a labelled session) and an optional folder; one line per
     /// folder and file with sizes
@@ -183,6 +194,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Search(args) => node_client::search(&g, &cfg, args).await,
         Command::Get(args) => node_client::get(&g, &cfg, args).await,
         Command::Browse(args) => node_client::browse(&g, &cfg, args).await,
+        Command::Wishlist(args) => wishlist::run(&g, &cfg, args).await,
         Command::Chat(cmd) => node_client::chat(&g, &cfg, cmd).await,
         Command::Dcc(cmd) => dcc::run(&g, cfg, cmd).await,
         Command::Dc(cmd) => dc::run(&g, cfg, cmd).await,

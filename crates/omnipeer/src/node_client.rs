@@ -1,6 +1,8 @@
 //! `omnipeer status | search | get | browse | chat`: clients of a running node's HTTP API
-//! (docs/api.md). Blocking (ureq); run off the async runtime.
+//! (docs/api.md). Blocking (ureq); run off the async runtime. `omnipeer wishlist` is in
+//! `crate::wishlist`, on the same connection ([`Conn`]).
 
+use crate::wishlist::FilterArgs;
 use crate::Global;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
@@ -76,6 +78,8 @@ pub struct SearchArgs {
     /// Seconds to wait for results
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     timeout: u64,
+    #[command(flatten)]
+    filters: FilterArgs,
     /// Words to search for
     #[arg(required = true)]
     query: Vec<String>,
@@ -98,8 +102,13 @@ pub struct GetArgs {
     /// with {user}, {folder}, {network}, {session} [default: [transfers].destination]
     #[arg(long, value_name = "TEMPLATE")]
     destination: Option<String>,
-    /// The result number, or NETWORK:USER:PATH (nmdc@LABEL:USER:PATH for a labelled
-    /// session): a file or a whole folder of the user's share, as `omnipeer browse` shows
+    /// Take number N from this search (its id, as `omnipeer search` says) instead of the
+    /// last one printed; the same as SEARCH_ID/N
+    #[arg(long, value_name = "SEARCH_ID")]
+    search: Option<u64>,
+    /// N: the result numbered N by the last `omnipeer search`; SEARCH_ID/N: the Nth result
+    /// of that search; or NETWORK:USER:PATH (nmdc@LABEL:USER:PATH for a labelled session):
+    /// a file or a whole folder of the user's share, as `omnipeer browse` shows
     result: String,
 }
 
@@ -147,7 +156,7 @@ fn parse_target(s: &str, with_path: bool) -> anyhow::Result<Target> {
 const BROWSE_WAIT: Duration = Duration::from_secs(180);
 
 /// Runs a blocking client-of-the-node command off the runtime's threads.
-async fn off_runtime(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
+pub(crate) async fn off_runtime(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(f).await?
 }
 
@@ -155,14 +164,14 @@ async fn off_runtime(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) ->
 const POLL: Duration = Duration::from_millis(250);
 
 /// A connection to the node's API.
-struct Conn {
+pub(crate) struct Conn {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Conn {
-    fn new(g: &Global, cfg: &Config, api: &ApiArgs) -> anyhow::Result<Conn> {
+    pub(crate) fn new(g: &Global, cfg: &Config, api: &ApiArgs) -> anyhow::Result<Conn> {
         let addr = api.api.clone().unwrap_or_else(|| cfg.api.listen.to_string());
         let base = if addr.starts_with("http://") || addr.starts_with("https://") {
             addr.trim_end_matches('/').to_owned()
@@ -210,7 +219,7 @@ impl Conn {
         self
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         let mut req = self.agent.get(format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {t}"));
@@ -219,12 +228,21 @@ impl Conn {
         self.finish(path, r)
     }
 
-    fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let mut req = self.agent.post(format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
         let r = req.send_json(body);
+        self.finish(path, r)
+    }
+
+    pub(crate) fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let mut req = self.agent.delete(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let r = req.call();
         self.finish(path, r)
     }
 }
@@ -343,39 +361,131 @@ pub async fn status(g: &Global, cfg: &Config, StatusArgs { api }: StatusArgs) ->
     .await
 }
 
-/// `omnipeer search QUERY`.
-pub async fn search(g: &Global, cfg: &Config, SearchArgs { api, timeout, query }: SearchArgs) -> anyhow::Result<()> {
+/// Where `omnipeer search` remembers the numbers it printed, for `omnipeer get N`: a file
+/// in the data directory, beside the `api-token` the client commands read.
+pub const LAST_SEARCH_FILE: &str = "last-search.json";
+/// Largest last-search file read back: it holds at most the node's 2000 result ids of a
+/// search (`app::search::MAX_RESULTS`), far below this.
+pub const LAST_SEARCH_MAX_BYTES: u64 = 1 << 20;
+
+/// The last search `omnipeer search` printed: on which node, which search (its id and
+/// start time: ids start again when the node restarts) and the result id of each number.
+struct LastSearch {
+    api: String,
+    search: u64,
+    started: i64,
+    query: String,
+    results: Vec<u64>,
+}
+
+impl LastSearch {
+    fn to_json(&self) -> Value {
+        json!({"api": self.api, "search": self.search, "started": self.started, "query": self.query,
+               "results": self.results})
+    }
+
+    fn from_json(v: &Value) -> Option<LastSearch> {
+        Some(LastSearch {
+            api: v["api"].as_str()?.to_owned(),
+            search: v["search"].as_u64()?,
+            started: v["started"].as_i64()?,
+            query: v["query"].as_str().unwrap_or("").to_owned(),
+            results: v["results"].as_array()?.iter().filter_map(Value::as_u64).collect(),
+        })
+    }
+
+    /// Written whole to a temporary file and renamed, so a `get` never reads half of it.
+    fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, self.to_json().to_string())?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// None when there is none (or it cannot be read: a `get N` then says to search).
+    fn load(path: &std::path::Path) -> Option<LastSearch> {
+        use std::io::Read;
+        let mut text = String::new();
+        std::fs::File::open(path).ok()?.take(LAST_SEARCH_MAX_BYTES).read_to_string(&mut text).ok()?;
+        LastSearch::from_json(&serde_json::from_str(&text).ok()?)
+    }
+}
+
+/// The last-search file of this client: `DATA_DIR/last-search.json`.
+fn last_search_path(g: &Global, cfg: &Config) -> Option<std::path::PathBuf> {
+    cfg.data_dir(g.data_dir.as_deref()).ok().map(|d| d.join(LAST_SEARCH_FILE))
+}
+
+/// `omnipeer search QUERY`: results numbered 1, 2, 3… as they are printed.
+pub async fn search(
+    g: &Global,
+    cfg: &Config,
+    SearchArgs { api, timeout, filters, query }: SearchArgs,
+) -> anyhow::Result<()> {
     let (query, wait) = (query.join(" "), Duration::from_secs(timeout));
     let conn = Conn::new(g, cfg, &api);
     let json_out = g.json;
+    let last_path = last_search_path(g, cfg);
     off_runtime(move || {
         let conn = conn?;
         let s = conn.post("/api/searches", &json!({ "query": query }))?;
         let id = s["id"].as_u64().ok_or_else(|| anyhow!("the node did not return a search id"))?;
-        eprintln!("searching for {query:?} (search {id}) for {}s", wait.as_secs());
+        let sent: Vec<&str> = s["sent_to"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let to = if sent.is_empty() { String::new() } else { format!(" on {}", sent.join(", ")) };
+        eprintln!("searching for {query:?} (search {id}){to} for {}s", wait.as_secs());
+        let mut last = LastSearch {
+            api: conn.base.clone(),
+            search: id,
+            started: s["started"].as_i64().unwrap_or(0),
+            query: query.clone(),
+            results: Vec::new(),
+        };
+        let mut saved_warned = false;
+        let mut save = |last: &LastSearch| {
+            let Some(p) = &last_path else { return };
+            if let Err(e) = last.save(p) {
+                if !saved_warned {
+                    eprintln!("warning: cannot remember the numbers in {}: {e}", p.display());
+                    saved_warned = true;
+                }
+            }
+        };
+        // Saved at once: a `get N` from before must not take a number of an older search.
+        save(&last);
         let end = Instant::now() + wait;
         let mut seen = HashSet::new();
+        let q = filters.query_string();
         loop {
-            let s = conn.get(&format!("/api/searches/{id}"))?;
+            let s = conn.get(&format!("/api/searches/{id}{q}"))?;
+            let before = last.results.len();
             for r in s["results"].as_array().into_iter().flatten() {
                 let rid = r["id"].as_u64().unwrap_or(0);
                 if !seen.insert(rid) {
                     continue;
                 }
+                last.results.push(rid);
+                let n = last.results.len();
                 if json_out {
+                    let mut r = r.clone();
+                    r["number"] = json!(n);
                     println!("{r}");
                 } else {
                     println!(
-                        "[{rid}] {}  {}  {}",
+                        "[{n}] {}  {}  {}",
                         r["name"].as_str().unwrap_or(""),
                         human(r["size"].as_u64().unwrap_or(0)),
                         sources_text(r)
                     );
                 }
             }
+            if last.results.len() != before {
+                save(&last);
+            }
             use std::io::Write;
             let _ = std::io::stdout().flush();
-            if Instant::now() >= end {
+            if Instant::now() >= end || s["state"] == "finished" {
                 break;
             }
             std::thread::sleep(POLL);
@@ -390,27 +500,137 @@ pub async fn search(g: &Global, cfg: &Config, SearchArgs { api, timeout, query }
     .await
 }
 
-/// `omnipeer get RESULT`.
+/// Which search result `get` means: number `n` of the last search printed, or of search
+/// `search`; the result as the node has it now (with every source found so far).
+fn resolve_number(conn: &Conn, last: Option<LastSearch>, search: Option<u64>, n: usize) -> anyhow::Result<Value> {
+    if n == 0 {
+        bail!("results are numbered from 1");
+    }
+    let last = last.filter(|l| l.api == conn.base);
+    let sid = match (search, &last) {
+        (Some(s), _) => s,
+        (None, Some(l)) => l.search,
+        (None, None) => bail!(
+            "no search printed yet for the node at {}: run `omnipeer search QUERY` first, or give SEARCH_ID/N",
+            conn.base
+        ),
+    };
+    let s = conn.get(&format!("/api/searches/{sid}")).map_err(|e| {
+        anyhow!("{e:#}: the node keeps its last 64 searches, and none from before it restarted; search again")
+    })?;
+    let results = s["results"].as_array().cloned().unwrap_or_default();
+    // The numbers printed for this very search (with any filters it was printed with).
+    if let Some(l) = last.filter(|l| l.search == sid && l.started == s["started"].as_i64().unwrap_or(-1)) {
+        let rid = *l
+            .results
+            .get(n - 1)
+            .ok_or_else(|| anyhow!("no result {n} in the last search ({:?}: {} printed)", l.query, l.results.len()))?;
+        return results
+            .into_iter()
+            .find(|r| r["id"].as_u64() == Some(rid))
+            .ok_or_else(|| anyhow!("result {n} of the last search is gone from the node; search again"));
+    }
+    if search.is_none() {
+        bail!("the last search printed is gone from the node (it restarted?): search again");
+    }
+    // Another search: numbered in arrival order, as `omnipeer search` prints it.
+    let count = results.len();
+    results.into_iter().nth(n - 1).ok_or_else(|| {
+        anyhow!("no result {n} in search {sid} ({:?}: {count} results)", s["query"].as_str().unwrap_or(""))
+    })
+}
+
+/// The source `get` takes: the one asked for, the first on the network asked for, else
+/// the node's own choice (`POST /api/transfers` without a source): NMDC when the result
+/// has a TTH (verified on arrival), then a free slot, then the first.
+fn pick_source(r: &Value, source: Option<usize>, network: Option<&str>) -> anyhow::Result<usize> {
+    let sources = r["sources"].as_array().cloned().unwrap_or_default();
+    let name = r["name"].as_str().unwrap_or("");
+    let idx = match (source, network) {
+        (Some(i), _) => i,
+        (None, Some(n)) => sources
+            .iter()
+            .position(|s| s["network"] == n)
+            .ok_or_else(|| anyhow!("{name} has no source on {n} (it has {})", sources_text(r)))?,
+        (None, None) => (0..sources.len())
+            .max_by_key(|&i| {
+                let s = &sources[i];
+                (
+                    (s["network"] == "nmdc" && r["tth"].is_string()) as u8,
+                    (s["free_slots"].as_u64().unwrap_or(0) > 0) as u8,
+                    std::cmp::Reverse(i),
+                )
+            })
+            .unwrap_or(0),
+    };
+    if idx >= sources.len() {
+        bail!("{name} has {} sources (0 to {})", sources.len(), sources.len().saturating_sub(1));
+    }
+    Ok(idx)
+}
+
+/// `nmdc:alice`, `slsk@other:bob`.
+fn source_name(s: &Value) -> String {
+    let net = s["network"].as_str().unwrap_or("?");
+    let user = s["user"].as_str().unwrap_or("?");
+    match s["session"].as_str().filter(|l| !l.is_empty()) {
+        Some(l) => format!("{net}@{l}:{user}"),
+        None => format!("{net}:{user}"),
+    }
+}
+
+/// What `get` was given: a search result by number, or a path of a user's share.
+enum GetWhat {
+    Number { search: Option<u64>, n: usize },
+    Path(Target),
+}
+
+fn parse_get(result: &str, search: Option<u64>) -> anyhow::Result<GetWhat> {
+    if let Ok(n) = result.parse::<usize>() {
+        return Ok(GetWhat::Number { search, n });
+    }
+    if let Some((s, n)) = result.split_once('/') {
+        if let (Ok(s), Ok(n)) = (s.parse::<u64>(), n.parse::<usize>()) {
+            if search.is_some_and(|x| x != s) {
+                bail!("{result:?} names search {s}, --search another");
+            }
+            return Ok(GetWhat::Number { search: Some(s), n });
+        }
+    }
+    if search.is_some() {
+        bail!("with --search, give the number of a result (N)");
+    }
+    Ok(GetWhat::Path(parse_target(result, true)?))
+}
+
+/// `omnipeer get N | SEARCH_ID/N | NETWORK:USER:PATH`.
 pub async fn get(
     g: &Global,
     cfg: &Config,
-    GetArgs { api, source, network, no_wait, destination, result }: GetArgs,
+    GetArgs { api, source, network, no_wait, destination, search, result }: GetArgs,
 ) -> anyhow::Result<()> {
     let conn = Conn::new(g, cfg, &api);
     let json_out = g.json;
-    let Ok(result) = result.parse::<u64>() else {
-        let target = parse_target(&result, true)?;
-        return off_runtime(move || get_path(conn?.patient(), target, destination, no_wait, json_out)).await;
+    let (search, n) = match parse_get(&result, search)? {
+        GetWhat::Number { search, n } => (search, n),
+        GetWhat::Path(target) => {
+            return off_runtime(move || get_path(conn?.patient(), target, destination, no_wait, json_out)).await;
+        }
     };
+    let last = last_search_path(g, cfg).and_then(|p| LastSearch::load(&p));
     off_runtime(move || {
         let conn = conn?;
-        let mut body = json!({ "result": result });
-        if let Some(s) = source {
-            body["source"] = json!(s);
-        }
-        if let Some(n) = network {
-            body["network"] = json!(n);
-        }
+        let r = resolve_number(&conn, last, search, n)?;
+        let idx = pick_source(&r, source, network.as_deref())?;
+        let src = &r["sources"][idx];
+        eprintln!(
+            "about to fetch {} ({}) from {} ({})",
+            r["name"].as_str().unwrap_or(""),
+            human(r["size"].as_u64().unwrap_or(0)),
+            source_name(src),
+            src["path"].as_str().unwrap_or("")
+        );
+        let body = json!({ "result": r["id"], "source": idx });
         let t = conn.post("/api/transfers", &body).context("cannot queue the download")?;
         let id = t["id"].as_i64().ok_or_else(|| anyhow!("the node did not return a transfer id"))?;
         let name = t["name"].as_str().unwrap_or("").to_owned();
@@ -613,7 +833,7 @@ fn print_message(m: &Value, json_out: bool) {
     }
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),
