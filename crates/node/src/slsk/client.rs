@@ -9,24 +9,32 @@
 //! One task, the pump, owns the machine; every socket has a small task that writes what
 //! the pump hands it and reads one chunk per permission from the pump, so that when the
 //! machine hands an `F` connection over no byte of it is left behind in a channel.
+//!
+//! Here: the client's API, the pump that owns the machine and carries out its outputs,
+//! and the translation of its events for the node. Beside it: [`shares`] (the share as
+//! peers ask about it), [`sockets`] (one task per socket), [`files`] (downloads written,
+//! uploads served).
+
+mod files;
+mod shares;
+mod sockets;
 
 use crate::share::{ShareIndex, SharedIndex};
-use crate::upload::{Decision, Grant, Uploads};
+use crate::upload::Uploads;
 use anyhow::{anyhow, bail, Context};
-use omnipeer_slsk::peer::{reject_reason, PeerMessage, SearchResponse, SharedFileList};
-use omnipeer_slsk::search::SearchQuery;
+use omnipeer_slsk::peer::{PeerMessage, SearchResponse, SharedFileList};
 use omnipeer_slsk::session::{
     ClientSession, ConnId, DownloadId, Output, PeerRequest, SessionConfig, SessionEvent, UploadId, SERVER,
 };
-use omnipeer_slsk::shares::{SharedDirectory, SharedFile};
+use omnipeer_slsk::shares::SharedDirectory;
+use shares::Shares;
+use sockets::{conn_task, sleep_until_some, ConnCmd, Input};
 use std::collections::HashMap;
-use std::io::{Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -41,8 +49,6 @@ const MINOR_VERSION: u32 = 1;
 /// How long a TCP connect to a peer may take (the machine gives up the attempt itself
 /// after `session::PEER_CONNECT_WAIT`; this only ends the socket call).
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long an uploader's downloader may take to send the offset on a new `F` connection.
-const OFFSET_WAIT: Duration = Duration::from_secs(60);
 /// How long raw file data may stall.
 const DATA_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a PlaceInQueueRequest may wait for its answer.
@@ -51,9 +57,6 @@ const PLACE_WAIT: Duration = Duration::from_secs(10);
 const LOGIN_WAIT: Duration = Duration::from_secs(30);
 /// Bytes per raw read on F connections.
 const CHUNK: usize = 256 * 1024;
-/// Bytes per read on server and `P` connections (every idle connection holds one buffer:
-/// kept small; a big message just takes more reads).
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -127,80 +130,6 @@ pub enum SlskEvent {
     },
 }
 
-/// One shared file.
-#[derive(Debug, Clone)]
-struct Shared {
-    real: PathBuf,
-    root: PathBuf,
-    size: u64,
-}
-
-/// A snapshot of the node's one share index ([`SharedIndex`]), as Soulseek reads it.
-struct Shares(Arc<ShareIndex>);
-
-impl Shares {
-    /// The file at a path from the network, found through the index only.
-    fn get(&self, vpath: &str) -> Option<Shared> {
-        let f = self.0.find_file(vpath)?;
-        Some(Shared { real: self.0.real_path(f), root: self.0.file_root(f).to_path_buf(), size: self.0.file_size(f) })
-    }
-
-    /// Every folder that holds files, with its files (names only), in path order.
-    fn dirs(&self) -> Vec<SharedDirectory> {
-        let idx = &self.0;
-        let mut out: Vec<SharedDirectory> = std::iter::once(0)
-            .chain(idx.walk_dirs().into_iter().map(|(d, _)| d))
-            .filter(|&d| !idx.files_in(d).is_empty())
-            .map(|d| {
-                let mut path = String::new();
-                idx.write_dir_path(d, '\\', &mut path);
-                let files = idx.files_in(d).map(|f| file_entry(idx.file_name(f), idx.file_size(f))).collect();
-                SharedDirectory { path, files }
-            })
-            .collect();
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        out
-    }
-
-    /// Folders that hold files.
-    fn dir_count(&self) -> usize {
-        let idx = &self.0;
-        std::iter::once(0)
-            .chain(idx.walk_dirs().into_iter().map(|(d, _)| d))
-            .filter(|&d| !idx.files_in(d).is_empty())
-            .count()
-    }
-
-    fn file_count(&self) -> usize {
-        self.0.file_count()
-    }
-
-    fn search(&self, query: &str, max: usize) -> Vec<SharedFile> {
-        let q = SearchQuery::parse(query);
-        if !q.is_searchable() {
-            return Vec::new();
-        }
-        let idx = &self.0;
-        let mut out = Vec::new();
-        let mut path = String::new();
-        for f in 0..idx.file_count() as u32 {
-            if out.len() >= max {
-                break;
-            }
-            path.clear();
-            idx.write_file_path(f, '\\', &mut path);
-            if q.matches(&path) {
-                out.push(file_entry(&path, idx.file_size(f)));
-            }
-        }
-        out
-    }
-}
-
-fn file_entry(name: &str, size: u64) -> SharedFile {
-    SharedFile::new(name, size)
-}
-
 /// Waiters for PlaceInQueueResponse by (user lower-cased, file).
 type PlaceWaiters = HashMap<(String, String), Vec<oneshot::Sender<u32>>>;
 /// Who waits for a user's SharedFileListResponse (by lowercased user).
@@ -213,27 +142,6 @@ struct FConn {
     stream: TcpStream,
     size: u64,
     rest: Vec<u8>,
-}
-
-/// What a socket task reports to the pump.
-enum Input {
-    /// Bytes read (the task reads again only when the pump says [`ConnCmd::Read`]).
-    Bytes(ConnId, Vec<u8>),
-    /// The peer closed, or the socket failed.
-    Closed(ConnId),
-    /// A dial ended: the socket, or nothing.
-    Dialed(ConnId, Option<TcpStream>),
-}
-
-/// What the pump tells a socket task.
-enum ConnCmd {
-    Write(Vec<u8>),
-    /// Read one more chunk.
-    Read,
-    /// Close after what was written.
-    Close,
-    /// Give the socket back (after what was written): the machine handed it over.
-    Handoff(oneshot::Sender<TcpStream>),
 }
 
 /// The machine and what the driver keeps beside it, under one lock.
@@ -524,42 +432,9 @@ impl SlskClient {
         // However this call ends (cancelled by the node included), the machine forgets the
         // attempt: a retry never meets its leftovers.
         let _forget = ForgetDownload { inner: &self.inner, id };
-        let FConn { mut stream, size, rest } =
+        let FConn { stream, size, rest } =
             done_rx.await.map_err(|_| anyhow!("the client stopped"))?.map_err(|why| anyhow!("{why}"))?;
-        progress.1.store(size, Ordering::Relaxed);
-        let have = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-        let have = if have > size { 0 } else { have };
-        // The uploader sent its token (4 bytes, consumed by the machine); we answer with
-        // the offset.
-        stream.write_all(&have.to_le_bytes()).await?;
-        let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&out)?;
-        if file.metadata()?.len() != have {
-            file.set_len(have)?;
-        }
-        file.seek(SeekFrom::Start(have))?;
-        let mut pos = have;
-        let keep = rest.len().min((size - pos) as usize);
-        file.write_all(&rest[..keep])?;
-        pos += keep as u64;
-        progress.0.store(pos, Ordering::Relaxed);
-        let mut buf = vec![0u8; CHUNK];
-        while pos < size {
-            let want = ((size - pos) as usize).min(buf.len());
-            let n = tokio::time::timeout(DATA_TIMEOUT, stream.read(&mut buf[..want]))
-                .await
-                .map_err(|_| anyhow!("the transfer stalled"))??;
-            if n == 0 {
-                bail!("{user} closed the connection at byte {pos} of {size} (the partial file is kept)");
-            }
-            file.write_all(&buf[..n])?;
-            pos += n as u64;
-            progress.0.store(pos, Ordering::Relaxed);
-            control.pace(n).await;
-        }
-        file.flush()?;
-        // The downloader closes once it has every byte.
-        let _ = stream.shutdown().await;
-        Ok((out, size, have))
+        files::receive(FConn { stream, size, rest }, user, &out, &progress, control).await
     }
 
     /// Ask `user` where `path` stands in its upload queue (PlaceInQueueRequest, answered
@@ -869,115 +744,6 @@ impl Inner {
             SessionEvent::PeerDropped { conn, why } => tracing::debug!(conn, "peer connection dropped: {why}"),
         }
     }
-
-    /// A peer queued one of our files: it gets a slot now, or a place in the queue and a
-    /// slot when its turn comes ([`Inner::grant_loop`]).
-    fn queue_upload(&self, core: &mut Core, now: std::time::Instant, user: String, filename: String) {
-        let Some(f) = self.shares().get(&filename) else {
-            core.session.upload_refused(now, &user, &filename, reject_reason::FILE_NOT_SHARED);
-            return;
-        };
-        match self.up.request(&self.channel, &user, &filename, f.size, true) {
-            Decision::Granted(id) => {
-                core.granted.insert(id, (user.clone(), filename.clone()));
-                core.session.upload_granted(now, id, &user, &filename, f.size);
-            }
-            Decision::Queued { position, .. } => tracing::info!(%user, %filename, position, "upload queued"),
-            Decision::AlreadyGranted(_) => {}
-            Decision::Refused => {
-                let why = if self.up.is_banned(&self.channel, &user) {
-                    reject_reason::BANNED
-                } else {
-                    reject_reason::TOO_MANY_FILES
-                };
-                core.session.upload_refused(now, &user, &filename, why)
-            }
-        }
-    }
-
-    /// Start queued uploads as slots free up for them.
-    async fn grant_loop(self: Arc<Self>, mut grants: mpsc::UnboundedReceiver<Grant>) {
-        loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                g = grants.recv() => match g {
-                    Some(g) => self.grant(g),
-                    None => return,
-                },
-            }
-        }
-    }
-
-    /// A slot is held for `g`: the machine offers the file (TransferRequest, resent on
-    /// fresh connections); the peer's answer starts or refuses it.
-    fn grant(self: &Arc<Self>, g: Grant) {
-        let Some(f) = self.shares().get(&g.file) else {
-            self.up.finish(g.id, Err("no longer shared".into()));
-            return;
-        };
-        self.with(|c, now| {
-            c.granted.insert(g.id, (g.user.clone(), g.file.clone()));
-            c.session.upload_granted(now, g.id, &g.user, &g.file, f.size);
-        });
-    }
-
-    /// Send a granted file over its F connection: (our token, already written by the
-    /// machine or in `prefix`), their offset, then bytes (zero-copy unless the upload limit
-    /// applies), counted in `sent`.
-    async fn upload(
-        self: Arc<Self>,
-        stream: oneshot::Receiver<TcpStream>,
-        prefix: Vec<u8>,
-        user: &str,
-        vpath: &str,
-        id: u64,
-        sent: Arc<AtomicU64>,
-    ) -> anyhow::Result<()> {
-        let f = self.shares().get(vpath).ok_or_else(|| anyhow!("{vpath} is no longer shared"))?;
-        let (file, size) = crate::share::open_inside(&f.real, &f.root)?;
-        let mut s = stream.await.map_err(|_| anyhow!("the file connection to {user} closed"))?;
-        if !prefix.is_empty() {
-            s.write_all(&prefix).await?;
-        }
-        let mut off = [0u8; 8];
-        tokio::time::timeout(OFFSET_WAIT, s.read_exact(&mut off)).await.map_err(|_| anyhow!("no offset"))??;
-        let offset = u64::from_le_bytes(off).min(size);
-        self.up.set_start(id, offset);
-        let limit = self.up.limit();
-        let stop = self.up.stop_flag(id);
-        let std = s.into_std()?;
-        std.set_nonblocking(false)?;
-        std.set_write_timeout(Some(DATA_TIMEOUT))?;
-        let std = tokio::task::spawn_blocking(move || -> anyhow::Result<std::net::TcpStream> {
-            crate::transfer::send_file_range(
-                &std,
-                &file,
-                offset,
-                size - offset,
-                Some(&limit),
-                DATA_TIMEOUT,
-                &sent,
-                stop.as_deref(),
-            )?;
-            Ok(std)
-        })
-        .await??;
-        std.set_nonblocking(true)?;
-        let mut s = TcpStream::from_std(std)?;
-        // The downloader closes once it has everything.
-        let mut rest = [0u8; 64];
-        let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut rest)).await;
-        self.events.send(SlskEvent::Uploaded { user: user.to_owned(), path: vpath.to_owned() }).await;
-        Ok(())
-    }
-}
-
-/// Sleep until `at`, or forever without one.
-async fn sleep_until_some(at: Option<std::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The pump: socket reports, accepted connections and time into the machine.
@@ -1040,86 +806,6 @@ async fn pump(
                     }
                     None => c.session.connect_failed(now, conn),
                 }),
-            },
-        }
-    }
-}
-
-/// One socket: writes what the pump sends (without blocking its reads), reads one chunk
-/// per [`ConnCmd::Read`], and closes or hands the socket back when told, after the writes.
-async fn conn_task(
-    conn: ConnId,
-    stream: TcpStream,
-    mut cmds: mpsc::UnboundedReceiver<ConnCmd>,
-    input: mpsc::UnboundedSender<Input>,
-    shutdown: CancellationToken,
-) {
-    enum End {
-        Close,
-        Handoff(oneshot::Sender<TcpStream>),
-    }
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut pending: Vec<u8> = Vec::new();
-    let mut reading = true;
-    let mut end: Option<End> = None;
-    loop {
-        if pending.is_empty() {
-            match end.take() {
-                Some(End::Close) => {
-                    let mut s = stream;
-                    let _ = s.shutdown().await;
-                    return;
-                }
-                Some(End::Handoff(tx)) => {
-                    let _ = tx.send(stream);
-                    return;
-                }
-                None => {}
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = stream.readable(), if reading && end.is_none() => {
-                if r.is_err() {
-                    let _ = input.send(Input::Closed(conn));
-                    return;
-                }
-                match stream.try_read(&mut buf) {
-                    Ok(0) => {
-                        let _ = input.send(Input::Closed(conn));
-                        return;
-                    }
-                    Ok(n) => {
-                        reading = false;
-                        let _ = input.send(Input::Bytes(conn, buf[..n].to_vec()));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => {
-                        let _ = input.send(Input::Closed(conn));
-                        return;
-                    }
-                }
-            }
-            r = stream.writable(), if !pending.is_empty() => {
-                if r.is_err() {
-                    let _ = input.send(Input::Closed(conn));
-                    return;
-                }
-                match stream.try_write(&pending) {
-                    Ok(n) => { pending.drain(..n); }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => {
-                        let _ = input.send(Input::Closed(conn));
-                        return;
-                    }
-                }
-            }
-            c = cmds.recv() => match c {
-                None => return,
-                Some(ConnCmd::Write(d)) => pending.extend_from_slice(&d),
-                Some(ConnCmd::Read) => reading = true,
-                Some(ConnCmd::Close) => end = Some(End::Close),
-                Some(ConnCmd::Handoff(tx)) => end = Some(End::Handoff(tx)),
             },
         }
     }
