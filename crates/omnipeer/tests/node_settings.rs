@@ -194,3 +194,44 @@ fn a_share_folder_added_is_served_and_a_new_downloads_folder_is_used() {
     assert!(!s["value"].to_string().contains("more music") && s["overridden"] == false, "{s}");
     assert_eq!(setting(&b, "downloads")["value"], dir.join("downloads").display().to_string());
 }
+
+/// The same through the web UI in a real headless Chromium (tests/web/settings.mjs): on
+/// the Settings page a new nick with a missing share folder is refused (the reason beside
+/// the folders, nothing changed); then the nick and a real folder are saved and both are
+/// in force without a restart: the page sees the new nick in the hub's user list and the
+/// folder's file among the shared files, and A (the hub) lists the new nick and finds
+/// the file from B.
+#[test]
+fn web_ui_changes_the_nick_and_a_share_folder_without_a_restart() {
+    if !omni::web::web_deps_or_skip("web_ui_changes_the_nick_and_a_share_folder_without_a_restart") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _, _) = two_nodes(t.path());
+    let folder = t.path().join("web folder");
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = "theta web settings.bin";
+    std::fs::write(folder.join(file), content(150_000, 31)).unwrap();
+    let (ok, lines) = omni::web::run_web_script(
+        "settings.mjs",
+        &[
+            ("OMNI_URL", format!("{}/", b.base)),
+            ("OMNI_OLD", "bob".to_owned()),
+            ("OMNI_NICK", "bobby".to_owned()),
+            ("OMNI_FOLDER", folder.display().to_string()),
+            ("OMNI_FILE", file.to_owned()),
+            ("OMNI_MISSING", t.path().join("no such folder").display().to_string()),
+            ("OMNI_OUT", t.path().join("browser").display().to_string()),
+        ],
+        Duration::from_secs(180),
+    );
+    if !ok {
+        let kept = t.keep();
+        panic!("settings.mjs failed; files kept in {}\n{}", kept.display(), lines.join("\n"));
+    }
+    // What the page did really happened, seen from the other node.
+    wait_for("bobby on the hub", 30, || hub_user(&a, "bobby"));
+    assert!(hub_user(&a, "bob").is_none());
+    let r = search_until_found(&a, "theta web settings", file, &["nmdc", "slsk"]);
+    assert!(r["sources"].as_array().unwrap().iter().all(|s| s["user"] == "bobby"), "{r}");
+}

@@ -647,6 +647,15 @@ impl Node {
     /// Start the client of `spec` (logged in when it returns).
     async fn connect(&self, spec: &SessionSpec) -> anyhow::Result<Client> {
         let primary = spec.label.is_empty();
+        // A rescan asked for while this session was logging out (new share folders with a
+        // new nick) is carried out first: a new login takes the index as it is.
+        if let Some(index) = self.uploads.share() {
+            match tokio::task::spawn_blocking(move || index.rescan_if_requested()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("share rescan: {e:#}"),
+                Err(e) => tracing::warn!("share rescan: {e}"),
+            }
+        }
         Ok(match spec.network {
             Network::Nmdc => {
                 let c = &self.cfg.nmdc_client;
