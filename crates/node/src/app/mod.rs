@@ -175,10 +175,15 @@ impl Node {
         let share_folders: Vec<PathBuf> = settings.list_of("share_folders").iter().map(PathBuf::from).collect();
         // Folders the user named are theirs: one that is missing (an unmounted disk, a
         // typo) is not created, and the others are shared.
+        let folders_key = if settings.list().iter().any(|s| s.key == "share_folders" && s.overridden) {
+            "share_folders (set in the Settings, PUT /api/settings)"
+        } else {
+            "[share].folders"
+        };
         for d in share_folders.iter().filter(|d| !d.is_dir()) {
             let why = if d.exists() { "is not a folder" } else { "does not exist" };
             tracing::warn!(
-                "share folder {} {why}: not shared and not created (create it, then rescan: POST /api/shares/rescan)",
+                "{folders_key}: {} {why}: not shared and not created (create it, then rescan: POST /api/shares/rescan)",
                 d.display()
             );
         }
