@@ -106,6 +106,57 @@ fn a_nick_change_logs_in_again_and_the_hub_lists_the_new_nick() {
     wait_for("bob back on the hub", 30, || hub_user(&a, "bob"));
     let s = setting(&b, "nick");
     assert_eq!((s["value"].as_str(), s["overridden"].as_bool()), (Some("bob"), Some(false)), "{s}");
+
+    // The node that runs the hub changes its own nick (and hub password): its client logs
+    // in to its own hub again as alicia; reset, it is alice again (the nick its hub keeps
+    // for it, with the password of its start).
+    let (code, body) = put(&a, json!({"nick": "alicia", "nmdc_password": "another-one"}));
+    assert_eq!(code, 200, "{body}");
+    wait_for("alicia on A's own hub", 30, || hub_user(&a, "alicia"));
+    let (code, body) = put(&a, json!({"nick": null, "nmdc_password": null}));
+    assert_eq!(code, 200, "{body}");
+    wait_for("alice back on A's own hub", 30, || hub_user(&a, "alice"));
+    a.wait_online();
+}
+
+/// A partial download that is not running moves to a new incomplete folder and resumes
+/// from there: the file arrives whole.
+#[test]
+fn a_paused_download_moves_to_a_new_incomplete_folder_and_finishes() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, _, _) = two_nodes(t.path());
+    let data = content(3_000_000, 41);
+    std::fs::write(a.dir.join("share").join("iota partial.bin"), &data).unwrap();
+    let (code, _) = a.post("/api/shares/rescan", json!({}));
+    assert_eq!(code, 202);
+    // 256 KiB/s: about 12 s for the file, time enough to pause it part way.
+    let (code, body) = put(&b, json!({"max_download_kib": 256}));
+    assert_eq!(code, 200, "{body}");
+    let r = search_until_found(&b, "iota partial", "iota partial.bin", &["slsk"]);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "slsk"}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    wait_for("some bytes", 30, || (b.get(&format!("/api/transfers/{id}"))["bytes"].as_u64()? > 0).then_some(()));
+    let (code, p) = b.post(&format!("/api/transfers/{id}/pause"), json!({}));
+    assert_eq!(code, 200, "{p}");
+    let old = b.dir.join("incomplete").join(id.to_string());
+    wait_for("the partial file kept", 30, || {
+        let t = b.get(&format!("/api/transfers/{id}"));
+        (t["state"] == "paused" && t["bytes"].as_u64()? > 0 && old.exists()).then_some(())
+    });
+    let new_incomplete = t.path().join("new incomplete");
+    let (code, body) = put(&b, json!({"incomplete": new_incomplete.display().to_string(), "max_download_kib": 0}));
+    assert_eq!(code, 200, "{body}");
+    // (At once, or when the paused attempt has wound down.)
+    wait_for("the partial moved", 30, || (!old.exists() && new_incomplete.join(id.to_string()).is_dir()).then_some(()));
+    let (code, body) = b.post(&format!("/api/transfers/{id}/resume"), json!({}));
+    assert_eq!(code, 200, "{body}");
+    let done = b.wait_done(id, 60);
+    let got = std::fs::read(done["local_path"].as_str().unwrap()).unwrap();
+    assert!(got == data, "the file arrived damaged: {done}");
+    // The downloads folder and the incomplete folder cannot be one.
+    let (code, body) = put(&b, json!({"downloads": new_incomplete.display().to_string()}));
+    assert_eq!((code, body["key"].as_str()), (400, Some("incomplete")), "{body}");
 }
 
 /// A change with one wrong value changes nothing: a valid nick next to a share folder

@@ -92,6 +92,10 @@ pub struct Node {
     settings: RwLock<settings::Settings>,
     /// One settings change at a time.
     settings_change: Mutex<()>,
+    /// The nick and password this run's own hub keeps for the node's client (set by
+    /// [`up`]): that client logs in with that password while it has that nick, whatever
+    /// `nmdc_password` says now (the hub takes a new one at the next start).
+    pub(crate) own_hub_login: std::sync::OnceLock<(String, String)>,
     rescan: tokio::sync::watch::Sender<u64>,
     /// The Tox client, once `up` started it (`app::tox`).
     tox: std::sync::OnceLock<Arc<tox::ToxHandle>>,
@@ -235,6 +239,7 @@ impl Node {
             download_limit,
             settings: RwLock::new(settings),
             settings_change: Mutex::new(()),
+            own_hub_login: std::sync::OnceLock::new(),
             shutdown,
             rescan: tokio::sync::watch::channel(0).0,
             tox: std::sync::OnceLock::new(),
@@ -946,7 +951,14 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
                 max_users_per_ip: h.max_users_per_ip,
                 max_logins_per_ip_per_minute: h.max_logins_per_ip_per_minute,
                 exempt_ips: h.exempt_ips.clone(),
-                reserved: own_hub_client(&cfg, &node.nick(), &node.setting_text("nmdc_password")),
+                reserved: {
+                    let (nick, password) = (node.nick(), node.setting_text("nmdc_password"));
+                    let reserved = own_hub_client(&cfg, &nick, &password);
+                    if reserved.is_some() {
+                        let _ = node.own_hub_login.set((nick, password));
+                    }
+                    reserved
+                },
                 ..Default::default()
             },
             db,

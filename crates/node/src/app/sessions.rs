@@ -670,7 +670,12 @@ impl Node {
                     }
                     a
                 });
-                let password = if primary { self.setting_text("nmdc_password") } else { spec.password.clone() };
+                let password = match self.own_hub_login.get() {
+                    // The node's own hub keeps its nick with the password of its start.
+                    Some((nick, password)) if primary && *nick == self.nick_of(spec) => password.clone(),
+                    _ if primary => self.setting_text("nmdc_password"),
+                    _ => spec.password.clone(),
+                };
                 Client::Nmdc(Arc::new(
                     DcClient::start_in(
                         ClientConfig {

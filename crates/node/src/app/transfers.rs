@@ -323,6 +323,16 @@ impl Node {
                 let _ = store.transfer_failed(id, &format!("{e:#}"), retry);
             }
         }
+        // The incomplete folder changed while this ran (`app::settings`): what is left of
+        // the partial file moves there now (where it cannot, it stays and is still found:
+        // `Node::partial_dir`).
+        let here = self.incomplete();
+        if dir.exists()
+            && dir.parent() != Some(here.as_path())
+            && std::fs::rename(&dir, here.join(id.to_string())).is_ok()
+        {
+            tracing::info!(id, "partial download moved to {}", here.display());
+        }
         if !self.shutdown.is_cancelled() {
             self.emit_transfer(id);
         }
