@@ -175,6 +175,8 @@ pub struct ShareSection {
     pub folders: Vec<String>,
     /// Finished downloads; empty for `<data_dir>/downloads`.
     pub downloads: String,
+    /// Partial downloads, one folder per transfer; empty for `<data_dir>/incomplete`.
+    pub incomplete: String,
     /// Rescan on file-system changes.
     pub watch: bool,
     /// Debounce for `watch`, in seconds.

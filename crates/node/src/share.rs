@@ -963,7 +963,8 @@ pub struct SharedIndex {
 
 #[derive(Debug)]
 struct SharedInner {
-    roots: Vec<PathBuf>,
+    /// The folders walked; changed by [`SharedIndex::set_roots`] (the settings).
+    roots: RwLock<Vec<PathBuf>>,
     current: RwLock<Arc<ShareIndex>>,
     /// One scan or hashing at a time.
     work: Mutex<()>,
@@ -986,7 +987,7 @@ impl SharedIndex {
     pub fn new(roots: Vec<PathBuf>) -> SharedIndex {
         SharedIndex {
             inner: Arc::new(SharedInner {
-                roots,
+                roots: RwLock::new(roots),
                 current: RwLock::new(Arc::new(ShareIndex::empty(Vec::new()))),
                 work: Mutex::new(()),
                 generation: AtomicU64::new(0),
@@ -999,8 +1000,13 @@ impl SharedIndex {
     }
 
     /// The folders shared.
-    pub fn roots(&self) -> &[PathBuf] {
-        &self.inner.roots
+    pub fn roots(&self) -> Vec<PathBuf> {
+        self.inner.roots.read().expect("share roots").clone()
+    }
+
+    /// Share these folders from the next rescan on (asked for by the caller).
+    pub fn set_roots(&self, roots: Vec<PathBuf>) {
+        *self.inner.roots.write().expect("share roots") = roots;
     }
 
     /// The current snapshot.
@@ -1047,7 +1053,8 @@ impl SharedIndex {
         if self.inner.covered.load(Ordering::Acquire) >= want {
             return Ok(self.current());
         }
-        let mut idx = ShareIndex::scan_roots_with(&self.inner.roots, ctl)?;
+        let roots = self.roots();
+        let mut idx = ShareIndex::scan_roots_with(&roots, ctl)?;
         let db = self.inner.hash_db.lock().expect("hash db").clone();
         let mut stats = crate::nmdc::share::HashStats::default();
         if let Some(db) = db {

@@ -247,14 +247,14 @@ async fn status(State(api): State<Api>) -> ApiResult<Json<Value>> {
     let counts = n.transfer_counts()?;
     let (files, bytes, _) = n.share_totals();
     Ok(Json(json!({
-        "nick": n.nick,
+        "nick": n.nick(),
         "version": env!("CARGO_PKG_VERSION"),
         "data_dir": n.data_dir.display().to_string(),
         "api": api.addr.to_string(),
         "networks": n.networks(),
         "transfers": counts,
         "shares": {
-            "folders": n.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "folders": n.share_folders().iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "files": files,
             "bytes": bytes,
             // The first scan of the share folders: "scanning" (with what it found so
@@ -386,11 +386,21 @@ async fn settings_get(State(api): State<Api>) -> Json<Value> {
     Json(json!(api.node.settings()))
 }
 
-async fn settings_put(
-    State(api): State<Api>,
-    Json(change): Json<serde_json::Map<String, Value>>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(api.node.change_settings(&change)?)))
+/// A refused change is a 400 naming the setting: `{"error": "share_folders: /x does not
+/// exist", "key": "share_folders"}`.
+async fn settings_put(State(api): State<Api>, Json(change): Json<serde_json::Map<String, Value>>) -> Response {
+    let node = api.node.clone();
+    // Folder checks and moves touch the disk: off the async workers.
+    match tokio::task::spawn_blocking(move || node.change_settings(&change)).await {
+        Ok(Ok(list)) => Json(json!(list)).into_response(),
+        Ok(Err(e)) => match e.downcast_ref::<crate::app::settings::BadSetting>() {
+            Some(bad) => {
+                (StatusCode::BAD_REQUEST, Json(json!({"error": format!("{e:#}"), "key": bad.0}))).into_response()
+            }
+            None => ApiError::from(e).into_response(),
+        },
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")).into_response(),
+    }
 }
 
 async fn upload_cancel(State(api): State<Api>, Path(id): Path<u64>) -> ApiResult<StatusCode> {
@@ -569,7 +579,7 @@ async fn shares(State(api): State<Api>) -> Json<Value> {
     let n = &api.node;
     let (files, bytes, hashed) = n.share_totals();
     Json(json!({
-        "folders": n.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "folders": n.share_folders().iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "files": files,
         "bytes": bytes,
         "hashed": hashed,

@@ -52,7 +52,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/uploads", "Uploads: running and queued (in queue order), then finished"),
     ("post", "/api/uploads/{id}/cancel", "Cancel an upload that waits or runs"),
     ("get", "/api/settings", "The settings that can change while the node runs"),
-    ("put", "/api/settings", "Change settings (all or nothing; null resets one to the configuration file's value)"),
+    ("put", "/api/settings", "Change settings: nick, description, share folders, downloads and incomplete folders, listen addresses, passwords, transfer limits (all or nothing; null resets one to the configuration file's value)"),
 ];
 
 fn r(name: &str) -> Value {
@@ -217,8 +217,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("put", "/api/settings") => (
             vec![],
             Some(body(
-                json!({"type": "object", "description": "Setting name → new value, or null for the configuration file's value",
-                "additionalProperties": {"type": "integer", "nullable": true}}),
+                json!({"type": "object", "description": "Setting name → new value (a number, a string, or a list of folders for share_folders), or null for the configuration file's value. All or nothing: a 400 {error, key} names the first setting refused.",
+                "additionalProperties": {"nullable": true, "oneOf": [{"type": "integer"}, {"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}),
             )),
             ok(json!({"type": "array", "items": r("Setting")})),
         ),
@@ -330,8 +330,15 @@ fn schemas() -> Value {
             "folders": {"type": "array", "items": s("string")}, "files": s("integer"), "bytes": s("integer"), "hashed": s("integer")}},
         "SharedFile": {"type": "object", "properties": {"path": s("string"), "size": s("integer"), "tth": ns("string")}},
         "Setting": {"type": "object", "properties": {
-            "key": s("string"), "value": s("integer"), "config": s("integer"), "overridden": s("boolean"),
-            "min": s("integer"), "max": s("integer"), "about": s("string")}},
+            "key": s("string"),
+            "section": {"type": "string", "enum": ["identity", "shares", "folders", "network", "passwords", "transfers"]},
+            "type": {"type": "string", "enum": ["number", "nick", "text", "folders", "folder", "address", "password", "read_only"]},
+            "value": {"description": "In force: a number, a string or a list of folders; null for a password", "nullable": true},
+            "config": {"description": "The configuration file's value; null for a password", "nullable": true},
+            "overridden": s("boolean"), "set": {"type": "boolean", "description": "A password: whether one is in force (its value is never shown)"},
+            "min": s("integer"), "max": s("integer"),
+            "restart_needed": {"type": "boolean", "description": "The value shown is in force only after a restart"},
+            "file_key": s("string"), "about": s("string")}},
         "Upload": {"type": "object", "properties": {
             "id": s("integer"), "network": {"type": "string", "enum": ["nmdc", "slsk", "dcc"]}, "user": s("string"),
             "file": s("string"), "size": s("integer"), "start": s("integer"), "bytes": s("integer"),

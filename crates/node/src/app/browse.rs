@@ -666,7 +666,7 @@ impl Node {
             session: label,
         };
         let rel = resolve_destination(&template, &vars).map_err(NodeError::Invalid)?;
-        let base = self.downloads.join(rel);
+        let base = self.downloads().join(rel);
         let plan: Vec<(PathBuf, &FileEntry)> = files
             .iter()
             .map(|(r, e)| {

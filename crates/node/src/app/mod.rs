@@ -55,16 +55,13 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(5);
 pub struct Node {
     /// The configuration it runs.
     pub cfg: Config,
-    /// The nick on every network.
-    pub nick: String,
     /// The data directory.
     pub data_dir: PathBuf,
-    /// Shared folders.
-    pub share_folders: Vec<PathBuf>,
-    /// Finished downloads.
-    pub downloads: PathBuf,
-    /// Partial downloads, one folder per transfer.
-    pub incomplete: PathBuf,
+    /// Incomplete folders of earlier settings whose partial downloads could not be moved
+    /// to the one in force (another file system): still looked in (`partial_dir`).
+    old_incomplete: Mutex<Vec<PathBuf>>,
+    /// Bumped when the share folders change (the watcher watches the new ones).
+    folders_changed: tokio::sync::watch::Sender<u64>,
     /// `<data_dir>/node.sqlite`.
     pub(crate) db: Arc<Mutex<Store>>,
     db_path: PathBuf,
@@ -90,8 +87,15 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// The download limit shared by every download (changeable: `max_download_kib`).
     download_limit: Arc<crate::ratelimit::RateLimit>,
-    /// Slots, retries and limits in force (the configuration, overridden through the API).
+    /// Nick, folders, addresses, passwords, slots, retries and limits in force (the
+    /// configuration, overridden through the API: `app::settings`).
     settings: RwLock<settings::Settings>,
+    /// One settings change at a time.
+    settings_change: Mutex<()>,
+    /// The nick and password this run's own hub keeps for the node's client (set by
+    /// [`up`]): that client logs in with that password while it has that nick, whatever
+    /// `nmdc_password` says now (the hub takes a new one at the next start).
+    pub(crate) own_hub_login: std::sync::OnceLock<(String, String)>,
     rescan: tokio::sync::watch::Sender<u64>,
     /// The Tox client, once `up` started it (`app::tox`).
     tox: std::sync::OnceLock<Arc<tox::ToxHandle>>,
@@ -164,28 +168,35 @@ impl Node {
         let default_downloads = cfg.share.downloads.is_empty().then(|| data_dir.join("downloads"));
         let db_path = data_dir.join("node.sqlite");
         let store = db::open_node_db(data_dir, &db_path, default_downloads.as_deref(), opts.fresh_db)?;
-        let share_folders: Vec<PathBuf> = if cfg.share.folders.is_empty() {
+        // The configuration file's values, then the ones set through the API over them.
+        let default_share = data_dir.join("share");
+        if cfg.share.folders.is_empty() {
             // The default folder is the node's own: created.
-            let d = data_dir.join("share");
-            std::fs::create_dir_all(&d).with_context(|| format!("cannot create the share folder {}", d.display()))?;
-            vec![d]
+            std::fs::create_dir_all(&default_share)
+                .with_context(|| format!("cannot create the share folder {}", default_share.display()))?;
+        }
+        let settings = Node::load_settings(&cfg, data_dir, &store)?;
+        let share_folders: Vec<PathBuf> = settings.list_of("share_folders").iter().map(PathBuf::from).collect();
+        // Folders the user named are theirs: one that is missing (an unmounted disk, a
+        // typo) is not created, and the others are shared.
+        let folders_key = if settings.list().iter().any(|s| s.key == "share_folders" && s.overridden) {
+            "share_folders (set in the Settings, PUT /api/settings)"
         } else {
-            // Folders the user named are theirs: one that is missing (an unmounted disk,
-            // a typo) is not created, and the others are shared.
-            let folders: Vec<PathBuf> = cfg.share.folders.iter().map(PathBuf::from).collect();
-            for d in folders.iter().filter(|d| !d.is_dir()) {
-                let why = if d.exists() { "is not a folder" } else { "does not exist" };
-                tracing::warn!(
-                    "[share].folders: {} {why}: not shared and not created (create it, then rescan: POST /api/shares/rescan)",
-                    d.display()
-                );
-            }
-            folders
+            "[share].folders"
         };
-        let downloads = default_downloads.unwrap_or_else(|| PathBuf::from(&cfg.share.downloads));
-        std::fs::create_dir_all(&downloads).with_context(|| format!("cannot create {}", downloads.display()))?;
-        let incomplete = data_dir.join("incomplete");
-        std::fs::create_dir_all(&incomplete)?;
+        for d in share_folders.iter().filter(|d| !d.is_dir()) {
+            let why = if d.exists() { "is not a folder" } else { "does not exist" };
+            tracing::warn!(
+                "{folders_key}: {} {why}: not shared and not created (create it, then rescan: POST /api/shares/rescan)",
+                d.display()
+            );
+        }
+        let downloads = PathBuf::from(settings.text("downloads"));
+        std::fs::create_dir_all(&downloads)
+            .with_context(|| format!("cannot create the downloads folder {} (downloads)", downloads.display()))?;
+        let incomplete = PathBuf::from(settings.text("incomplete"));
+        std::fs::create_dir_all(&incomplete)
+            .with_context(|| format!("cannot create the incomplete folder {} (incomplete)", incomplete.display()))?;
         let requeued = store.transfers_recover()?;
         if requeued > 0 {
             tracing::info!(requeued, "downloads interrupted by the last stop are queued again");
@@ -201,33 +212,15 @@ impl Node {
         }
         let marks = Node::load_marks(&store)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let t = &cfg.transfers;
-        let from_file: BTreeMap<&'static str, u64> = BTreeMap::from([
-            ("global_slots", t.global_slots as u64),
-            ("network_slots", t.network_slots as u64),
-            ("max_retries", u64::from(t.max_retries)),
-            ("retry_base_secs", t.retry_base_secs),
-            ("max_download_kib", t.max_download_kib),
-            ("max_upload_kib", t.max_upload_kib),
-        ]);
-        let mut stored = BTreeMap::new();
-        for k in settings::KEYS {
-            if let Some(v) = store.setting(&settings::stored_key(k.name))? {
-                stored.insert(k.name.to_owned(), v);
-            }
-        }
-        let settings = settings::Settings::new(from_file, &stored);
         let download_limit = Arc::new(crate::ratelimit::RateLimit::unlimited());
         download_limit.set_rate(settings.get("max_download_kib") * 1024);
         let cfg_upload =
             (cfg.transfers.upload_slots, cfg.nmdc_client.slots, cfg.slsk_client.slots, settings.get("max_upload_kib"));
         Ok(Arc::new(Node {
-            nick: cfg.node.nick.clone(),
             cfg,
             data_dir: data_dir.to_path_buf(),
-            share_folders,
-            downloads,
-            incomplete,
+            old_incomplete: Mutex::default(),
+            folders_changed: tokio::sync::watch::channel(0).0,
             db: Arc::new(Mutex::new(store)),
             db_path,
             events,
@@ -245,6 +238,8 @@ impl Node {
             engine: transfers::Engine::default(),
             download_limit,
             settings: RwLock::new(settings),
+            settings_change: Mutex::new(()),
+            own_hub_login: std::sync::OnceLock::new(),
             shutdown,
             rescan: tokio::sync::watch::channel(0).0,
             tox: std::sync::OnceLock::new(),
@@ -507,7 +502,7 @@ impl Node {
         }
         let name = id.name;
         let key = id.session();
-        let mut nick = self.nick.clone();
+        let mut nick = self.nick();
         match id.network {
             // Stored at once (not delivered yet); sent when the friend is online.
             Network::Tox => return self.tox_send_chat(name, text),
@@ -619,41 +614,237 @@ impl Node {
         self.uploads.set_limit_kib(kib);
     }
 
-    /// A setting in force (see [`settings::KEYS`]).
+    /// A number in force (see [`settings::KEYS`]).
     pub fn setting(&self, name: &str) -> u64 {
         self.settings.read().expect("settings").get(name)
     }
 
-    /// The changeable settings.
-    pub fn settings(&self) -> Vec<settings::SettingInfo> {
-        self.settings.read().expect("settings").list()
+    /// A text setting in force (nick, folder, address, password).
+    pub fn setting_text(&self, name: &str) -> String {
+        self.settings.read().expect("settings").text(name)
     }
 
-    /// Change settings (`{"key": number | null}`; null: back to the configuration file's
-    /// value): all or nothing, kept in the database, in force at once.
+    /// The nick on every network (a session's own, or `nmdc_nick` / `slsk_nick`, win).
+    pub fn nick(&self) -> String {
+        self.setting_text("nick")
+    }
+
+    /// The shared folders.
+    pub fn share_folders(&self) -> Vec<PathBuf> {
+        self.settings.read().expect("settings").list_of("share_folders").iter().map(PathBuf::from).collect()
+    }
+
+    /// Where finished downloads go (those queued from now on).
+    pub fn downloads(&self) -> PathBuf {
+        PathBuf::from(self.setting_text("downloads"))
+    }
+
+    /// Where partial downloads are kept, one folder per transfer.
+    pub fn incomplete(&self) -> PathBuf {
+        PathBuf::from(self.setting_text("incomplete"))
+    }
+
+    /// The folder of transfer `id`'s partial file: in the incomplete folder in force,
+    /// unless it is still in one of earlier settings (not moved: another file system).
+    pub fn partial_dir(&self, id: i64) -> PathBuf {
+        let here = self.incomplete().join(id.to_string());
+        if here.exists() {
+            return here;
+        }
+        let old = self.old_incomplete.lock().expect("old incomplete");
+        old.iter().map(|d| d.join(id.to_string())).find(|d| d.exists()).unwrap_or(here)
+    }
+
+    /// The settings: the configuration file's values under those stored in node.sqlite.
+    fn load_settings(cfg: &Config, data_dir: &Path, store: &Store) -> anyhow::Result<settings::Settings> {
+        use serde_json::json;
+        let t = &cfg.transfers;
+        let or_default = |v: &str, d: &str| if v.is_empty() { data_dir.join(d) } else { PathBuf::from(v) };
+        let folders: Vec<String> = if cfg.share.folders.is_empty() {
+            vec![data_dir.join("share").display().to_string()]
+        } else {
+            cfg.share.folders.clone()
+        };
+        let from_file: BTreeMap<&'static str, serde_json::Value> = BTreeMap::from([
+            ("nick", json!(cfg.node.nick)),
+            ("nmdc_nick", json!("")),
+            ("slsk_nick", json!("")),
+            ("description", json!(cfg.nmdc_client.description)),
+            ("share_folders", json!(folders)),
+            ("downloads", json!(or_default(&cfg.share.downloads, "downloads").display().to_string())),
+            ("incomplete", json!(or_default(&cfg.share.incomplete, "incomplete").display().to_string())),
+            ("nmdc_listen", json!(cfg.nmdc_client.listen)),
+            ("slsk_listen", json!(cfg.slsk_client.listen.to_string())),
+            ("api_listen", json!(cfg.api.listen.to_string())),
+            ("nmdc_password", json!(cfg.nmdc_client.password)),
+            ("slsk_password", json!(cfg.slsk_client.password)),
+            ("global_slots", json!(t.global_slots)),
+            ("network_slots", json!(t.network_slots)),
+            ("max_retries", json!(t.max_retries)),
+            ("retry_base_secs", json!(t.retry_base_secs)),
+            ("max_download_kib", json!(t.max_download_kib)),
+            ("max_upload_kib", json!(t.max_upload_kib)),
+        ]);
+        let mut stored = BTreeMap::new();
+        for k in settings::KEYS {
+            if let Some(v) = store.setting(&settings::stored_key(k.name))? {
+                stored.insert(k.name.to_owned(), v);
+            }
+        }
+        Ok(settings::Settings::new(from_file, &stored))
+    }
+
+    /// The settings, for the API.
+    pub fn settings(&self) -> Vec<settings::SettingInfo> {
+        let mut list = self.settings.read().expect("settings").list();
+        for s in list.iter_mut().filter(|s| s.key == "api_listen") {
+            // What the file says now against what this run listens on.
+            s.restart_needed = self.cfg.api.listen.to_string() != s.value.as_str().unwrap_or("");
+        }
+        list
+    }
+
+    /// Change settings (`{"key": value | null}`; null: back to the configuration file's
+    /// value): checked whole first (shapes, then folders and addresses on this machine),
+    /// then kept in the database in one transaction and put in force at once: a nick,
+    /// description, listen address or password change logs the sessions it concerns in
+    /// again; new share folders are rescanned and served on every network; downloads
+    /// queued from now on go to the new downloads folder; partial downloads move to the
+    /// new incomplete folder (running ones when they stop). Nothing changes when any
+    /// value is wrong (the error names the key: [`settings::BadSetting`]).
     pub fn change_settings(
         &self,
         change: &serde_json::Map<String, serde_json::Value>,
     ) -> anyhow::Result<Vec<settings::SettingInfo>> {
-        let mut s = self.settings.write().expect("settings");
-        let mut next = s.clone();
-        let writes = next.apply(change).map_err(NodeError::Invalid)?;
-        {
-            let db = self.db.lock().expect("db");
-            for (k, v) in &writes {
-                match v {
-                    Some(v) => db.set_setting(&settings::stored_key(k), v)?,
-                    None => db.delete_setting(&settings::stored_key(k))?,
+        let _one = self.settings_change.lock().expect("settings change");
+        let before = self.settings.read().expect("settings").clone();
+        let plan = before.plan(change)?;
+        let next = before.with(&plan);
+        self.check_on_disk(&before, &next)?;
+        self.db.lock().expect("db").set_settings(&settings::Settings::writes(&plan))?;
+        *self.settings.write().expect("settings") = next.clone();
+
+        let changed = |k: &str| before.value(k) != next.value(k);
+        self.download_limit.set_rate(next.get("max_download_kib") * 1024);
+        self.uploads.set_limit_kib(next.get("max_upload_kib"));
+        self.engine.wake();
+        if changed("share_folders") {
+            let folders = self.share_folders();
+            tracing::info!(
+                "share folders now {}: rescanning",
+                folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
+            if let Some(index) = self.uploads.share() {
+                index.set_roots(folders);
+            }
+            self.folders_changed.send_modify(|n| *n += 1);
+            self.request_rescan();
+        }
+        if changed("incomplete") {
+            self.move_partials(&PathBuf::from(before.text("incomplete")));
+        }
+        // The sessions that log in again: those whose nick, description, address or
+        // password changed. (A hub session that started sharing nothing picks up new
+        // folders only by logging in again: crate::nmdc::client::DcClient::reshare.)
+        let shared_nothing = before.list_of("share_folders").is_empty() && changed("share_folders");
+        for s in self.sessions() {
+            let primary = s.spec.label.is_empty();
+            let again = sessions::nick_in(&before, &s.spec) != sessions::nick_in(&next, &s.spec)
+                || match s.spec.network {
+                    net::Network::Nmdc => {
+                        changed("description")
+                            || shared_nothing
+                            || (primary && (changed("nmdc_listen") || changed("nmdc_password")))
+                    }
+                    net::Network::Slsk => primary && (changed("slsk_listen") || changed("slsk_password")),
+                    _ => false,
+                };
+            if again {
+                s.log_in_again();
+            }
+        }
+        drop(_one);
+        Ok(self.settings())
+    }
+
+    /// What a settings change needs of this machine: each share folder is a folder, the
+    /// downloads and incomplete folders can be created and written, a new listen address
+    /// is free. A folder created for the check is removed again when the change fails.
+    fn check_on_disk(&self, before: &settings::Settings, next: &settings::Settings) -> anyhow::Result<()> {
+        use settings::bad;
+        let changed = |k: &str| before.value(k) != next.value(k);
+        if changed("share_folders") {
+            for f in next.list_of("share_folders") {
+                let p = Path::new(&f);
+                if !p.exists() {
+                    return Err(bad("share_folders", format!("{f} does not exist")));
+                }
+                if !p.is_dir() {
+                    return Err(bad("share_folders", format!("{f} is not a folder")));
+                }
+                if std::fs::read_dir(p).is_err() {
+                    return Err(bad("share_folders", format!("{f} cannot be read")));
                 }
             }
         }
-        *s = next;
-        self.download_limit.set_rate(s.get("max_download_kib") * 1024);
-        self.uploads.set_limit_kib(s.get("max_upload_kib"));
-        let list = s.list();
-        drop(s);
-        self.engine.wake();
-        Ok(list)
+        for key in ["nmdc_listen", "slsk_listen"] {
+            let a = next.text(key);
+            if !changed(key) || a.is_empty() {
+                continue;
+            }
+            let addr: SocketAddr = a.parse().map_err(|_| bad(key, format!("{a} is not an address")))?;
+            if addr.port() != 0 {
+                if let Err(e) = std::net::TcpListener::bind(addr) {
+                    return Err(bad(key, format!("cannot listen on {addr}: {e}")));
+                }
+            }
+        }
+        let mut created: Vec<PathBuf> = Vec::new();
+        let r = (|| {
+            for key in ["downloads", "incomplete"] {
+                if changed(key) {
+                    let dir = PathBuf::from(next.text(key));
+                    writable_folder(&dir, &mut created).map_err(|why| bad(key, why))?;
+                }
+            }
+            if next.text("downloads") == next.text("incomplete") {
+                return Err(bad("incomplete", "the incomplete folder must not be the downloads folder"));
+            }
+            Ok(())
+        })();
+        if r.is_err() {
+            // Deepest first; only folders still empty go.
+            for d in created.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        r
+    }
+
+    /// Move the partial downloads that are not running from `old` into the incomplete
+    /// folder in force; one that cannot be renamed (another file system) stays and is
+    /// still found there ([`Node::partial_dir`]). A running one keeps its folder until it
+    /// stops.
+    fn move_partials(&self, old: &Path) {
+        let new = self.incomplete();
+        let running = self.engine.running_ids();
+        let mut left = false;
+        if let Ok(entries) = std::fs::read_dir(old) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some(id) = name.to_str().and_then(|n| n.parse::<i64>().ok()) else { continue };
+                if running.contains(&id) {
+                    left = true;
+                    continue;
+                }
+                if std::fs::rename(e.path(), new.join(&name)).is_err() {
+                    left = true;
+                }
+            }
+        }
+        if left {
+            self.old_incomplete.lock().expect("old incomplete").push(old.to_path_buf());
+        }
     }
 
     /// The upload limit in KiB/s (0: none).
@@ -760,7 +951,14 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
                 max_users_per_ip: h.max_users_per_ip,
                 max_logins_per_ip_per_minute: h.max_logins_per_ip_per_minute,
                 exempt_ips: h.exempt_ips.clone(),
-                reserved: own_hub_client(&cfg),
+                reserved: {
+                    let (nick, password) = (node.nick(), node.setting_text("nmdc_password"));
+                    let reserved = own_hub_client(&cfg, &nick, &password);
+                    if reserved.is_some() {
+                        let _ = node.own_hub_login.set((nick, password));
+                    }
+                    reserved
+                },
                 ..Default::default()
             },
             db,
@@ -785,7 +983,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
             db: if s.db.is_empty() { data_dir.join("slsk-server.sqlite") } else { PathBuf::from(&s.db) },
             motd: s.motd.clone(),
             private: s.private,
-            admins: vec![cfg.node.nick.clone()],
+            admins: vec![node.nick()],
             register: Vec::new(),
         })
         .await
@@ -852,9 +1050,9 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
 
     crate::app::say!(
         "shares: {}",
-        node.share_folders.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        node.share_folders().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     );
-    crate::app::say!("downloads: {}", node.downloads.display());
+    crate::app::say!("downloads: {}", node.downloads().display());
 
     // The hub and Soulseek server sessions (app::sessions): [nmdc_client] and
     // [slsk_client] (unlabelled), [[hubs]] and [[slsk_servers]], and those added
@@ -926,7 +1124,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
     });
     tasks.spawn(node.clone().run_uploads());
     tasks.spawn(node.clone().run_wishlist());
-    crate::app::say!("omnipeer is up as {} (data in {}); Ctrl-C to stop", node.nick, data_dir.display());
+    crate::app::say!("omnipeer is up as {} (data in {}); Ctrl-C to stop", node.nick(), data_dir.display());
     Ok(Up { node, dcc, tasks, api })
 }
 
@@ -946,11 +1144,11 @@ fn with_own_hub_password(mut cfg: Config) -> Config {
 }
 
 /// The nick the own hub keeps for the node's client, if that client logs in to it.
-fn own_hub_client(cfg: &Config) -> Option<omnipeer_nmdc::hub::ReservedNick> {
-    (cfg.nmdc_client.enabled && cfg.nmdc_client.hub.is_empty() && !cfg.nmdc_client.password.is_empty()).then(|| {
+fn own_hub_client(cfg: &Config, nick: &str, password: &str) -> Option<omnipeer_nmdc::hub::ReservedNick> {
+    (cfg.nmdc_client.enabled && cfg.nmdc_client.hub.is_empty() && !password.is_empty()).then(|| {
         omnipeer_nmdc::hub::ReservedNick {
-            nick: omnipeer_nmdc::text::utf8_to_wire(&cfg.node.nick),
-            password: omnipeer_nmdc::text::utf8_to_wire(&cfg.nmdc_client.password),
+            nick: omnipeer_nmdc::text::utf8_to_wire(nick),
+            password: omnipeer_nmdc::text::utf8_to_wire(password),
         }
     })
 }
@@ -958,7 +1156,7 @@ fn own_hub_client(cfg: &Config) -> Option<omnipeer_nmdc::hub::ReservedNick> {
 impl Node {
     /// The first scan of the share folders (see [`ShareScan`]), stopped at shutdown.
     async fn first_share_scan(self: Arc<Self>) -> anyhow::Result<()> {
-        let (index, scan) = (crate::share::SharedIndex::new(self.share_folders.clone()), self.share_scan.clone());
+        let (index, scan) = (crate::share::SharedIndex::new(self.share_folders()), self.share_scan.clone());
         // The one index every network reads (they find it beside the upload slots).
         self.uploads.set_share(index.clone());
         let started = Instant::now();
@@ -1013,10 +1211,12 @@ impl Node {
         }
     }
 
-    /// `[slsk_client].password`, else one generated once into `<data_dir>/slsk-password`.
+    /// `slsk_password` (`[slsk_client].password`), else one generated once into
+    /// `<data_dir>/slsk-password`.
     fn slsk_password(&self) -> anyhow::Result<String> {
-        if !self.cfg.slsk_client.password.is_empty() {
-            return Ok(self.cfg.slsk_client.password.clone());
+        let set = self.setting_text("slsk_password");
+        if !set.is_empty() {
+            return Ok(set);
         }
         secret_file(&self.data_dir.join("slsk-password"))
     }
@@ -1039,18 +1239,36 @@ fn watch_shares(
     // Links are not followed: a link loop in a share would make the watcher walk it
     // (links to folders are not shared twice anyway, see crate::share).
     let mut watcher = notify::RecommendedWatcher::new(handler, notify::Config::default().with_follow_symlinks(false))?;
-    for d in node.share_folders.iter().filter(|d| d.is_dir()) {
-        if let Err(e) = watcher.watch(d, notify::RecursiveMode::Recursive) {
-            tracing::warn!("cannot watch the share folder {} (rescan by hand): {e}", d.display());
+    let watch_all = |watcher: &mut notify::RecommendedWatcher, folders: Vec<PathBuf>| {
+        let mut watched = Vec::new();
+        for d in folders.into_iter().filter(|d| d.is_dir()) {
+            match watcher.watch(&d, notify::RecursiveMode::Recursive) {
+                Ok(()) => watched.push(d),
+                Err(e) => tracing::warn!("cannot watch the share folder {} (rescan by hand): {e}", d.display()),
+            }
         }
-    }
+        watched
+    };
+    let mut watched = watch_all(&mut watcher, node.share_folders());
+    let mut folders = node.folders_changed.subscribe();
     let delay = Duration::from_secs(node.cfg.share.watch_delay_secs);
     Ok(async move {
-        let _watcher = watcher;
+        let mut watcher = watcher;
         loop {
             tokio::select! {
                 _ = node.shutdown.cancelled() => return Ok(()),
                 r = rx.recv() => if r.is_none() { return Ok(()) },
+                // The share folders changed (settings): watch the new ones.
+                r = folders.changed() => {
+                    if r.is_err() {
+                        return Ok(());
+                    }
+                    for d in watched.drain(..) {
+                        let _ = watcher.unwatch(&d);
+                    }
+                    watched = watch_all(&mut watcher, node.share_folders());
+                    continue;
+                }
             }
             // Let a burst of changes (a copy, an unpacked archive) settle.
             loop {
@@ -1064,6 +1282,31 @@ fn watch_shares(
             node.request_rescan();
         }
     })
+}
+
+/// Create `dir` if needed (recording in `created` the folders made, outermost first) and
+/// check a file can be written in it.
+fn writable_folder(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), String> {
+    let mut missing = Vec::new();
+    let mut p = Some(dir);
+    while let Some(d) = p.filter(|d| !d.exists()) {
+        missing.push(d.to_path_buf());
+        p = d.parent();
+    }
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("{} is not a folder", dir.display()));
+    }
+    let made = std::fs::create_dir_all(dir);
+    created.extend(missing.into_iter().rev());
+    made.map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".omnipeer-write-check-{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot write in {}: {e}", dir.display())),
+    }
 }
 
 /// Wait (at most 5 s) for a closed client's session to end.

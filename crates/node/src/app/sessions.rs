@@ -474,11 +474,25 @@ pub struct Session {
     rooms: Mutex<BTreeSet<String>>,
     /// Cancelled when the session is removed (or the node stops).
     pub stop: CancellationToken,
+    /// Bumped to log in again (a setting it logs in with changed: `Node::change_settings`).
+    relogin: tokio::sync::watch::Sender<u64>,
 }
 
 impl Session {
     fn new(spec: SessionSpec, shutdown: &CancellationToken) -> Session {
-        Session { spec, client: RwLock::default(), rooms: Mutex::default(), stop: shutdown.child_token() }
+        Session {
+            spec,
+            client: RwLock::default(),
+            rooms: Mutex::default(),
+            stop: shutdown.child_token(),
+            relogin: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// Log out and in again with the settings in force now (at once if it is waiting to
+    /// retry; a login under way is redone once it succeeds).
+    pub fn log_in_again(&self) {
+        self.relogin.send_modify(|n| *n += 1);
     }
 
     /// Its key.
@@ -627,20 +641,26 @@ impl Node {
 
     /// The nick of a session.
     fn nick_of(&self, spec: &SessionSpec) -> String {
-        if spec.nick.is_empty() {
-            self.nick.clone()
-        } else {
-            spec.nick.clone()
-        }
+        nick_in(&self.settings.read().expect("settings"), spec)
     }
 
     /// Start the client of `spec` (logged in when it returns).
     async fn connect(&self, spec: &SessionSpec) -> anyhow::Result<Client> {
         let primary = spec.label.is_empty();
+        // A rescan asked for while this session was logging out (new share folders with a
+        // new nick) is carried out first: a new login takes the index as it is.
+        if let Some(index) = self.uploads.share() {
+            match tokio::task::spawn_blocking(move || index.rescan_if_requested()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("share rescan: {e:#}"),
+                Err(e) => tracing::warn!("share rescan: {e}"),
+            }
+        }
         Ok(match spec.network {
             Network::Nmdc => {
                 let c = &self.cfg.nmdc_client;
-                let listen: Option<SocketAddr> = if c.listen.is_empty() { None } else { c.listen.parse().ok() };
+                let listen = self.setting_text("nmdc_listen");
+                let listen: Option<SocketAddr> = if listen.is_empty() { None } else { listen.parse().ok() };
                 // Every hub session listens on a port of its own (peers name the hub they
                 // met us on only through the nick, so one listener per session keeps their
                 // connections apart).
@@ -650,7 +670,12 @@ impl Node {
                     }
                     a
                 });
-                let password = if primary { c.password.clone() } else { spec.password.clone() };
+                let password = match self.own_hub_login.get() {
+                    // The node's own hub keeps its nick with the password of its start.
+                    Some((nick, password)) if primary && *nick == self.nick_of(spec) => password.clone(),
+                    _ if primary => self.setting_text("nmdc_password"),
+                    _ => spec.password.clone(),
+                };
                 Client::Nmdc(Arc::new(
                     DcClient::start_in(
                         ClientConfig {
@@ -658,11 +683,11 @@ impl Node {
                             nick: self.nick_of(spec),
                             password: (!password.is_empty()).then_some(password),
                             listen,
-                            share: self.share_folders.clone(),
+                            share: self.share_folders(),
                             slots: c.slots,
                             uploads: Some(self.uploads.clone()),
                             db: self.db_path.clone(),
-                            description: c.description.clone(),
+                            description: self.setting_text("description"),
                         },
                         &spec.key().to_string(),
                     )
@@ -672,7 +697,7 @@ impl Node {
             }
             Network::Slsk => {
                 let c = &self.cfg.slsk_client;
-                let mut listen = c.listen;
+                let mut listen: SocketAddr = self.setting_text("slsk_listen").parse().unwrap_or(c.listen);
                 if !primary {
                     listen.set_port(0);
                 }
@@ -689,7 +714,7 @@ impl Node {
                         user: self.nick_of(spec),
                         password,
                         listen,
-                        share: self.share_folders.clone(),
+                        share: self.share_folders(),
                         slots: c.slots,
                         uploads: Some(self.uploads.clone()),
                     },
@@ -710,10 +735,12 @@ impl Node {
         if !self.share_scan.wait_ready(&s.stop).await {
             return Ok(());
         }
-        let nick = self.nick_of(spec);
         // The last refusal warned about: said once, again only when it changes.
         let mut warned: Option<String> = None;
         loop {
+            // Taken before the settings are read: a change from now on logs in again.
+            let mut relogin = s.relogin.subscribe();
+            let nick = self.nick_of(spec);
             self.set_session(spec, SessionState::Starting, "indexing the share and logging in");
             let started = tokio::select! {
                 r = self.connect(spec) => r,
@@ -743,6 +770,7 @@ impl Node {
                     let why = loop {
                         tokio::select! {
                             _ = s.stop.cancelled() => break None,
+                            _ = relogin.changed() => break Some(LOG_IN_AGAIN.to_owned()),
                             _ = rescan.changed() => {
                                 let (node, c) = (self.clone(), client.clone());
                                 tokio::spawn(async move {
@@ -770,6 +798,11 @@ impl Node {
                     wait_offline(|| client.is_online()).await;
                     match why {
                         None => return Ok(()),
+                        // At once, with the new settings.
+                        Some(w) if w == LOG_IN_AGAIN => {
+                            self.set_session(spec, SessionState::Starting, &w);
+                            continue;
+                        }
                         Some(w) => self.set_session(spec, SessionState::Offline, &w),
                     }
                 }
@@ -794,6 +827,8 @@ impl Node {
             }
             tokio::select! {
                 _ = tokio::time::sleep(RECONNECT_EVERY) => {}
+                // A changed setting (another nick or password) is tried at once.
+                _ = relogin.changed() => {}
                 _ = s.stop.cancelled() => return Ok(()),
             }
         }
@@ -859,6 +894,27 @@ impl Node {
             }
             NetEvent::Closed(_) | NetEvent::Other => {}
         }
+    }
+}
+
+/// Why a session logs out when a setting it logs in with changed.
+const LOG_IN_AGAIN: &str = "logging in again with the new settings";
+
+/// The nick `spec` logs in with under `settings`: its own, else its network's
+/// (`nmdc_nick`, `slsk_nick`), else `nick`.
+pub(crate) fn nick_in(settings: &super::settings::Settings, spec: &SessionSpec) -> String {
+    if !spec.nick.is_empty() {
+        return spec.nick.clone();
+    }
+    let per_network = match spec.network {
+        Network::Nmdc => settings.text("nmdc_nick"),
+        Network::Slsk => settings.text("slsk_nick"),
+        _ => String::new(),
+    };
+    if per_network.is_empty() {
+        settings.text("nick")
+    } else {
+        per_network
     }
 }
 

@@ -330,7 +330,7 @@ impl Node {
             "{} is not a Tox friend (add it first: POST /api/tox/friends)",
             pk.to_hex()
         );
-        let m = self.db.lock().expect("db").chat_add_tracked(&chat, &self.nick, text, true, Some(false))?;
+        let m = self.db.lock().expect("db").chat_add_tracked(&chat, &self.nick(), text, true, Some(false))?;
         self.emit(Event::Chat { message: m.clone() });
         let _ = h.cmds.send(Cmd::Send { pk, line: m.id, text: text.to_owned() });
         Ok(m)
@@ -364,7 +364,7 @@ pub(crate) async fn start(
     let profile_path = if t.profile.is_empty() { default_profile(&node.data_dir) } else { PathBuf::from(&t.profile) };
     let mut profile = load_profile(&profile_path)?;
     let mut changed = false;
-    let mut nick = node.nick.clone();
+    let mut nick = node.nick();
     while nick.len() > MAX_NICKNAME_LEN {
         nick.pop();
     }

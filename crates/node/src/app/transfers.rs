@@ -83,6 +83,11 @@ impl Engine {
             .map(|r| (r.rate.load(Ordering::Relaxed), r.bytes.load(Ordering::Relaxed)))
     }
 
+    /// The transfers running now.
+    pub(super) fn running_ids(&self) -> Vec<i64> {
+        self.running.lock().expect("running").keys().copied().collect()
+    }
+
     fn stop(&self, id: i64) {
         if let Some(r) = self.running.lock().expect("running").get(&id) {
             r.stop.cancel();
@@ -93,14 +98,14 @@ impl Engine {
 impl Node {
     /// Queue a download into the downloads folder.
     pub fn queue_download(&self, t: NewTransfer) -> anyhow::Result<TransferInfo> {
-        let dir = self.downloads.clone();
+        let dir = self.downloads();
         self.queue_download_in(t, &dir)
     }
 
     /// Queue a download into `dir`, a folder inside the downloads folder (made of safe
     /// components by `super::browse`; created when the file is complete).
     pub fn queue_download_in(&self, mut t: NewTransfer, dir: &Path) -> anyhow::Result<TransferInfo> {
-        if !dir.starts_with(&self.downloads) {
+        if !dir.starts_with(self.downloads()) {
             bail!(NodeError::Invalid(format!("{} is not inside the downloads folder", dir.display())));
         }
         let name = omnipeer_dcc::SafeName::sanitize(&t.name).map_err(|e| anyhow!("cannot store {:?}: {e}", t.name))?;
@@ -156,7 +161,7 @@ impl Node {
         // The worker sees the row gone when it ends; its partial folder goes either way.
         self.engine.stop(id);
         if !self.engine.running.lock().expect("running").contains_key(&id) {
-            let _ = std::fs::remove_dir_all(self.incomplete.join(id.to_string()));
+            let _ = std::fs::remove_dir_all(self.partial_dir(id));
         }
         self.emit(Event::TransfersRemoved { ids: vec![id] });
         Ok(())
@@ -192,7 +197,7 @@ impl Node {
             _ => self.engine.wake(),
         }
         if action == TransferAction::Cancel && !self.engine.running.lock().expect("running").contains_key(&id) {
-            let _ = std::fs::remove_dir_all(self.incomplete.join(id.to_string()));
+            let _ = std::fs::remove_dir_all(self.partial_dir(id));
         }
         self.emit_transfer(id);
         Ok(self.transfer(id)?.ok_or_else(no_such)?)
@@ -282,7 +287,7 @@ impl Node {
         live: Arc<AtomicU64>,
     ) {
         let id = t.id;
-        let dir = self.incomplete.join(id.to_string());
+        let dir = self.partial_dir(id);
         let result = self.attempt(&t, &dir, &stop, &rate, &live).await;
         let state = self.db.lock().expect("db").transfer(id).ok().flatten().map(|t| t.state);
         match (result, state) {
@@ -317,6 +322,16 @@ impl Node {
                 tracing::info!(id, retry_in = ?retry, "download attempt failed: {e:#}");
                 let _ = store.transfer_failed(id, &format!("{e:#}"), retry);
             }
+        }
+        // The incomplete folder changed while this ran (`app::settings`): what is left of
+        // the partial file moves there now (where it cannot, it stays and is still found:
+        // `Node::partial_dir`).
+        let here = self.incomplete();
+        if dir.exists()
+            && dir.parent() != Some(here.as_path())
+            && std::fs::rename(&dir, here.join(id.to_string())).is_ok()
+        {
+            tracing::info!(id, "partial download moved to {}", here.display());
         }
         if !self.shutdown.is_cancelled() {
             self.emit_transfer(id);
@@ -411,7 +426,10 @@ impl Node {
         let mut dest = PathBuf::from(&t.local_path);
         // Queued into a folder of the downloads folder (a folder download), or straight
         // into it.
-        let dir = dest.parent().filter(|d| d.starts_with(&self.downloads)).unwrap_or(&self.downloads).to_path_buf();
+        // (Its folder was chosen inside the downloads folder in force when it was queued:
+        // a download keeps it when the downloads folder changes later, `app::settings`.)
+        let downloads = self.downloads();
+        let dir = dest.parent().filter(|d| d.is_absolute()).unwrap_or(&downloads).to_path_buf();
         if dest.exists() {
             let taken = |p: &Path| p.exists();
             dest = unique_path(&dir, &t.name, taken);

@@ -523,6 +523,21 @@ impl Store {
         Ok(())
     }
 
+    /// Store (`Some`) or forget (`None`) several settings at once: all or none.
+    pub fn set_settings(&mut self, writes: &[(String, Option<String>)]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        for (key, value) in writes {
+            match value {
+                Some(v) => {
+                    tx.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)", params![key, v])?
+                }
+                None => tx.execute("DELETE FROM settings WHERE key = ?1", params![key])?,
+            };
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Replace the share index: (real path, virtual path, size, mtime ns, tth).
     pub fn shared_files_replace(&mut self, files: &[(String, String, u64, i64, Option<String>)]) -> anyhow::Result<()> {
         let tx = self.conn.transaction()?;
