@@ -145,8 +145,10 @@ pub fn node_up(data: &Path) -> anyhow::Result<std::process::Child> {
     let (mut nmdc, mut slsk) = (false, false);
     while !(nmdc && slsk) {
         let line = lines.next().ok_or_else(|| anyhow::anyhow!("omnipeer exited before its clients logged in"))??;
-        nmdc |= line.starts_with("nmdc client: logged in");
-        slsk |= line.starts_with("soulseek client: logged in");
+        // Today's wording ("the hub: logged in to …"), and the one before the sessions
+        // (issue 13), so a binary of an older commit can be measured too.
+        nmdc |= line.starts_with("the hub: logged in") || line.starts_with("nmdc client: logged in");
+        slsk |= line.starts_with("the Soulseek server: logged in") || line.starts_with("soulseek client: logged in");
     }
     std::thread::spawn(move || for _ in lines {});
     Ok(child)
