@@ -33,6 +33,9 @@ type Writers = Arc<tokio::sync::Mutex<Vec<mpsc::Sender<Arc<[u8]>>>>>;
 /// or waited for a busy machine; the kernel's listen-drop counter tells which.
 const SLOW_CONNECT: Duration = Duration::from_millis(900);
 
+/// Time after the last chat line before the measured latencies are collected.
+const QUIET_BEFORE_COLLECT: Duration = Duration::from_secs(3);
+
 struct Figures {
     users: usize,
     /// Until every user had sent its $MyINFO after its $Hello.
@@ -254,6 +257,11 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
             swr.write_all(format!("<sender> ping {t}|").as_bytes()).await?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Each delivery's latency was taken when it was read; they are collected only once
+        // the last line is out, so that draining 100,000+ of them does not take the load
+        // tool's CPU from the users still reading the last line (it made that line alone
+        // 5x slower than the others, and set the p99).
+        tokio::time::sleep(QUIET_BEFORE_COLLECT).await;
         drop(lat_tx);
         let mut lat = Vec::with_capacity(users * messages);
         let mut per_line: std::collections::BTreeMap<u64, Vec<Duration>> = Default::default();
@@ -495,6 +503,7 @@ async fn relay_baseline(users: usize, messages: usize) -> anyhow::Result<(Durati
         sender.write_all(format!("<sender> ping {t}|").as_bytes()).await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    tokio::time::sleep(QUIET_BEFORE_COLLECT).await;
     drop(lat_tx);
     let mut lat = Vec::new();
     while let Ok(Some((d, _))) = tokio::time::timeout(Duration::from_secs(20), lat_rx.recv()).await {

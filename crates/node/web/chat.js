@@ -217,7 +217,7 @@ export class ChatView {
             { class: "user-actions" },
             h("button", { type: "button", class: "small", "data-testid": "user-pm", "aria-label": `Private message to ${u.nick}`, onclick: () => this.open(`${prefix}:pm:${u.nick}`).then(() => this.input.focus()) }, "Message"),
             this.ctx.browseUser
-              ? h("button", { type: "button", class: "small", "data-testid": "user-browse", "aria-label": `Browse the files of ${u.nick}`, onclick: () => this.ctx.browseUser({ network: c.network, session: c.session || "", user: u.nick }) }, "Browse")
+              ? h("button", { type: "button", class: "small", "data-testid": "user-browse", "aria-label": `Browse the files of ${u.nick}`, onclick: () => this.ctx.browseUser(c.network, c.session || "", u.nick) }, "Browse")
               : null,
             h(
               "button",

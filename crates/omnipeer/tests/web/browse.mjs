@@ -1,11 +1,11 @@
 // Browsing a user and downloading a folder in the web UI (Debian's headless Chromium,
-// playwright-core), as a user would: on the Browse tab, alice's share over NMDC opens as
-// a tree with folder sizes and counts; her Album folder is downloaded whole and shows as
-// one folder download in Transfers until done. Then, from a search result's Soulseek
-// source ("Browse user"), her share opens again over Soulseek; "find" shows the Album
-// folder; downloading it again warns that its files are on disk already (the user says
-// no), and a download into another place (a destination template) completes as a group
-// too.
+// playwright-core), as a user would: from the hub's user list (alice's row, "Browse"),
+// alice's share over NMDC opens as a tree with folder sizes and counts; her Album folder
+// is downloaded whole and shows as one folder download in Transfers until done. Then,
+// from a search result's Soulseek source ("Browse user"), her share opens again over
+// Soulseek; "find" shows the Album folder; downloading it again warns that its files are
+// on disk already (the user says no), and a download into another place (a destination
+// template) completes as a group too.
 // Run by ../node_browse_web.rs, which starts the nodes and passes (environment):
 //   OMNI_URL      the web UI of the node under test (http://127.0.0.1:PORT/)
 //   OMNI_QUERY    a search that finds a file of alice's Album
@@ -76,10 +76,20 @@ try {
   await page.locator('[data-testid="network-row"][data-network="nmdc_client"][data-state="online"]').waitFor({ timeout: T });
   await page.locator('[data-testid="network-row"][data-network="slsk_client"][data-state="online"]').waitFor({ timeout: T });
 
+  // From the hub's user list, as a user finds someone: alice's row, "Browse".
+  await step("users-list");
+  await page.locator(byTest("tab-chat")).click();
+  await page.locator('[data-testid="chat-item"][data-chat="nmdc:hub"]').click();
+  const alice = page.locator('[data-testid="chat-user"][data-nick="alice"]');
+  await alice.waitFor({ timeout: T });
+
   await step("browse-nmdc");
-  await page.locator(byTest("tab-browse")).click();
+  await alice.locator(byTest("user-browse")).click();
+  await page.locator(byTest("browse-summary")).filter({ hasText: "4 files" }).waitFor({ timeout: T });
+  const browsing = await page.locator(byTest("browse-user")).inputValue();
+  if (browsing !== "alice") throw new Error(`the Browse view opened on ${JSON.stringify(browsing)}`);
+  // The Browse tab's own form gives the same tree.
   await page.locator(byTest("browse-session")).selectOption("nmdc|");
-  await page.locator(byTest("browse-user")).fill("alice");
   await page.locator(byTest("browse-submit")).click();
   await page.locator(byTest("browse-summary")).filter({ hasText: "4 files" }).waitFor({ timeout: T });
   await unfold("share", "music");
