@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// A line's latency at one receiver, and when it was sent (which line it was).
 type Lat = (Duration, u64);
@@ -186,8 +187,12 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
         let bytes = Arc::new(AtomicU64::new(0));
         let handshake = Arc::new(AtomicU64::new(0));
         let sem = Arc::new(tokio::sync::Semaphore::new(256));
+        // Users stay on until every latency is collected: one that left as soon as it had
+        // the last line made the hub send everybody its $Quit while others were still
+        // reading that line (the last line alone was 4x slower and set the p99).
+        let stay = CancellationToken::new();
         for i in 0..users {
-            let (lat_tx, in_tx, sem) = (lat_tx.clone(), in_tx.clone(), sem.clone());
+            let (lat_tx, in_tx, sem, stay) = (lat_tx.clone(), in_tx.clone(), sem.clone(), stay.clone());
             let (slow, bytes, handshake) = (slow.clone(), bytes.clone(), handshake.clone());
             tokio::spawn(async move {
                 let permit = sem.acquire_owned().await.expect("semaphore");
@@ -200,6 +205,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
                 drop(permit);
                 let _ = in_tx.send(());
                 u.receive_pings(messages + 1, origin, lat_tx, &bytes).await;
+                stay.cancelled().await;
             });
         }
         drop(in_tx);
@@ -282,6 +288,7 @@ fn run(users: usize, messages: usize, nofile: usize) -> anyhow::Result<Figures> 
             })
             .collect();
         println!("  each line's p50/max ms: {}", lines.join(" "));
+        stay.cancel();
         let cpu_chat = cpu_secs(pid) - cpu_chat_before;
         anyhow::Ok((
             login_secs,
@@ -445,15 +452,24 @@ impl User {
 }
 
 /// Read until `messages` pings arrived, reporting each one's latency.
-async fn receive_pings(s: TcpStream, messages: usize, origin: Instant, lat: mpsc::UnboundedSender<Lat>) {
+/// Then stay connected until `stay` is cancelled.
+async fn receive_pings(
+    s: TcpStream,
+    messages: usize,
+    origin: Instant,
+    lat: mpsc::UnboundedSender<Lat>,
+    stay: CancellationToken,
+) {
     let mut u = User { s, pending: Vec::new(), got: 0, handshake: 0 };
     u.receive_pings(messages, origin, lat, &AtomicU64::new(0)).await;
+    stay.cancelled().await;
 }
 
 /// The same fan-out without a protocol: every byte one client sends goes to all.
 async fn relay_baseline(users: usize, messages: usize) -> anyhow::Result<(Duration, Duration)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let stay = CancellationToken::new();
     let writers: Writers = Default::default();
     let w2 = writers.clone();
     tokio::spawn(async move {
@@ -494,7 +510,8 @@ async fn relay_baseline(users: usize, messages: usize) -> anyhow::Result<(Durati
     }
     for s in conns {
         let lat_tx = lat_tx.clone();
-        tokio::spawn(async move { receive_pings(s, messages, origin, lat_tx).await });
+        let stay = stay.clone();
+        tokio::spawn(async move { receive_pings(s, messages, origin, lat_tx, stay).await });
     }
     let mut sender = TcpStream::connect(addr).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -512,6 +529,7 @@ async fn relay_baseline(users: usize, messages: usize) -> anyhow::Result<(Durati
             break;
         }
     }
+    stay.cancel();
     lat.sort();
     Ok((pct(&lat, 50.0), pct(&lat, 99.0)))
 }
