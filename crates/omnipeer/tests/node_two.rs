@@ -453,7 +453,7 @@ fn transfers_are_removed_and_finished_ones_cleared() {
 #[test]
 fn users_lists_buddies_and_ignored_users() {
     let t = tempfile::tempdir().unwrap();
-    let (a, b, _) = two_nodes(t.path(), "", &[]);
+    let (a, b, pa) = two_nodes(t.path(), "", &[]);
     let users = wait_for("alice and bob on the hub with their shares", 30, || {
         let u = b.get("/api/users?chat=nmdc:hub");
         let list = u.as_array()?.clone();
@@ -481,6 +481,27 @@ fn users_lists_buddies_and_ignored_users() {
     let (code, e) = b.post("/api/chats/messages", json!({"chat": "nmdc:pm:nobody", "text": "hi"}));
     assert_eq!(code, 404, "{e}");
     assert!(e["error"].as_str().unwrap().contains("nobody is not on the hub"), "{e}");
+    // On Soulseek: a user the server does not know is refused; one it knows but who is
+    // offline gets the message kept by the server, and the chat says so; an online one
+    // gets it with no note.
+    let (code, e) = b.post("/api/chats/messages", json!({"chat": "slsk:pm:nobody", "text": "hi"}));
+    assert_eq!(code, 404, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("has no user nobody"), "{e}");
+    let server = format!("127.0.0.1:{}", pa.slsk);
+    let (code, _, err) =
+        b.cli(&["slsk", "search", "--server", &server, "--user", "carol", "--password", "pw", "--timeout", "1", "x"]);
+    assert_eq!(code, 0, "carol registers by logging in once: {err}");
+    for (who, offline) in [("carol", true), ("alice", false)] {
+        let chat = format!("slsk:pm:{who}");
+        let (code, m) = b.post("/api/chats/messages", json!({"chat": chat, "text": "are you there"}));
+        assert_eq!(code, 201, "{m}");
+        let lines = b.get(&format!("/api/chats/messages?chat={chat}"));
+        let note =
+            lines.as_array().unwrap().iter().any(|l| {
+                l["nick"] == "*" && l["text"].as_str().is_some_and(|t| t.contains(&format!("{who} is offline")))
+            });
+        assert_eq!(note, offline, "{who}: {lines}");
+    }
 
     // Buddy on Soulseek, ignored on NMDC.
     let (code, _, c) =

@@ -203,6 +203,16 @@ pub enum SessionEvent {
         /// Text.
         text: String,
     },
+    /// What the server said of a user we asked about ([`ClientSession::ask_presence`]):
+    /// whether the account exists and, when it does, its status.
+    Presence {
+        /// The user, as the server spells it.
+        user: String,
+        /// Whether the server knows the account.
+        exists: bool,
+        /// Its status (present when it exists).
+        status: Option<UserStatus>,
+    },
     /// A line in a room we are in.
     RoomMessage {
         /// Room.
@@ -839,6 +849,12 @@ impl ClientSession {
         self.server(ServerRequest::SayChatroom { room: room.to_owned(), message: text.to_owned() });
     }
 
+    /// Ask the server whether `user` exists and is online (WatchUser(5), the question
+    /// Nicotine+ asks before a private chat); the answer is a [`SessionEvent::Presence`].
+    pub fn ask_presence(&mut self, user: &str) {
+        self.server(ServerRequest::WatchUser { user: user.to_owned() });
+    }
+
     /// Send a private message.
     pub fn message_user(&mut self, user: &str, text: &str) {
         self.server(ServerRequest::MessageUser { user: user.to_owned(), message: text.to_owned() });
@@ -1051,6 +1067,10 @@ impl ClientSession {
             ServerResponse::MessageUser { id, user, message, .. } => {
                 self.server(ServerRequest::MessageAcked { id });
                 self.event(SessionEvent::PrivateMessage { user, text: message });
+            }
+            ServerResponse::WatchUser { user, exists, details } => {
+                let status = details.map(|d| d.status);
+                self.event(SessionEvent::Presence { user, exists, status });
             }
             ServerResponse::SayChatroom { room, user, message } => {
                 self.event(SessionEvent::RoomMessage { room, user, text: message })
@@ -2436,5 +2456,23 @@ mod tests {
         let out = sim.at(SERVER_PING_INTERVAL.as_secs());
         assert_eq!(server_msgs(&out), vec![ServerRequest::ServerPing]);
         assert_eq!(sim.s.poll_timeout(), Some(sim.now + SERVER_PING_INTERVAL));
+    }
+
+    #[test]
+    fn presence_asked_and_told() {
+        use crate::server::{UserStats, WatchedUser};
+        let mut sim = Sim::new();
+        sim.s.ask_presence("Nobody");
+        let out = sim.drain();
+        assert_eq!(server_msgs(&out), vec![ServerRequest::WatchUser { user: "Nobody".into() }]);
+        let out = sim.server_says(ServerResponse::WatchUser { user: "Nobody".into(), exists: false, details: None });
+        assert_eq!(events(&out), vec![SessionEvent::Presence { user: "Nobody".into(), exists: false, status: None }]);
+        let details = WatchedUser { status: UserStatus::Offline, stats: UserStats::default(), country: None };
+        let out =
+            sim.server_says(ServerResponse::WatchUser { user: "carol".into(), exists: true, details: Some(details) });
+        assert_eq!(
+            events(&out),
+            vec![SessionEvent::Presence { user: "carol".into(), exists: true, status: Some(UserStatus::Offline) }]
+        );
     }
 }

@@ -48,6 +48,9 @@ use tokio_util::sync::CancellationToken;
 pub const EVENT_BUFFER: usize = 1024;
 /// Longest chat line sent.
 pub const MAX_CHAT_TEXT: usize = 2000;
+/// Who says, in a private chat, that its Soulseek user is offline (a line of the node's,
+/// not of a peer: `*` as IRC and DC clients mark such notes).
+pub const OFFLINE_NOTE_NICK: &str = "*";
 /// Pause between reconnection attempts of a client.
 const RECONNECT_EVERY: Duration = Duration::from_secs(5);
 
@@ -503,6 +506,7 @@ impl Node {
         let name = id.name;
         let key = id.session();
         let mut nick = self.nick();
+        let mut offline_note = false;
         match id.network {
             // Stored at once (not delivered yet); sent when the friend is online.
             Network::Tox => return self.tox_send_chat(name, text),
@@ -537,14 +541,25 @@ impl Node {
                         });
                     }
                     _ => {
-                        // NMDC hubs drop a message to a nick that is not there without a
-                        // word: say so instead of storing a line nobody gets.
-                        if !client.has_user(name).await? {
-                            return Err(NodeError::NotFound(format!(
-                                "{name} is not on {} (a private message reaches only someone online)",
-                                key.describe()
-                            ))
-                            .into());
+                        // A hub drops a message to a nick that is not there without a word,
+                        // and a Soulseek server one to a user that does not exist: say so
+                        // instead of storing a line nobody gets. A Soulseek server keeps a
+                        // message for an offline user until they log in: said in the chat.
+                        match client.presence(name).await? {
+                            Some(p) if !p.exists && id.network == Network::Nmdc => {
+                                return Err(NodeError::NotFound(format!(
+                                    "{name} is not on {} (a private message reaches only someone online)",
+                                    key.describe()
+                                ))
+                                .into());
+                            }
+                            Some(p) if !p.exists => {
+                                return Err(
+                                    NodeError::NotFound(format!("{} has no user {name}", key.describe())).into()
+                                );
+                            }
+                            Some(p) if p.online == Some(false) => offline_note = true,
+                            _ => {}
                         }
                         client.private_message(name, text).await?
                     }
@@ -553,6 +568,11 @@ impl Node {
         }
         let m = self.db.lock().expect("db").chat_add(chat, &nick, text, true)?;
         self.emit(Event::Chat { message: m.clone() });
+        if offline_note {
+            let note = format!("{} is offline: the server keeps the message until they log in", id.name);
+            let n = self.db.lock().expect("db").chat_add(chat, OFFLINE_NOTE_NICK, &note, false)?;
+            self.emit(Event::Chat { message: n });
+        }
         Ok(m)
     }
 

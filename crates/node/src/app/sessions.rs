@@ -381,12 +381,17 @@ impl Client {
         })
     }
 
-    /// Whether `nick` is on the hub (NMDC; a Soulseek server does not list everyone:
-    /// true).
-    pub async fn has_user(&self, nick: &str) -> anyhow::Result<bool> {
+    /// Whether `nick` can get a private message: on a hub, whether it is there (a hub
+    /// drops a message to anyone else without a word); on a Soulseek server, whether the
+    /// account exists and is online (the server keeps a message for an offline user).
+    /// `None`: the server did not say.
+    pub async fn presence(&self, nick: &str) -> anyhow::Result<Option<crate::slsk::client::Presence>> {
         Ok(match self {
-            Client::Nmdc(c) => c.users().await?.iter().any(|n| n.eq_ignore_ascii_case(nick)),
-            Client::Slsk(_) => true,
+            Client::Nmdc(c) => {
+                let here = c.users().await?.iter().any(|n| n.eq_ignore_ascii_case(nick));
+                Some(crate::slsk::client::Presence { exists: here, online: Some(here) })
+            }
+            Client::Slsk(c) => c.presence(nick).await,
         })
     }
 

@@ -27,6 +27,7 @@ use omnipeer_slsk::session::{
     ClientSession, ConnId, DownloadId, Output, PeerRequest, SessionConfig, SessionEvent, UploadId, SERVER,
 };
 use omnipeer_slsk::shares::SharedDirectory;
+use omnipeer_slsk::UserStatus;
 use shares::Shares;
 use sockets::{conn_task, sleep_until_some, ConnCmd, Input};
 use std::collections::HashMap;
@@ -53,6 +54,16 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
 const DATA_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a PlaceInQueueRequest may wait for its answer.
 const PLACE_WAIT: Duration = Duration::from_secs(10);
+/// How long the server may take to say whether a user exists ([`SlskClient::presence`]).
+pub const PRESENCE_WAIT: Duration = Duration::from_secs(10);
+/// What the server says of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presence {
+    /// The account exists.
+    pub exists: bool,
+    /// Online or away (`None`: no status, the account does not exist).
+    pub online: Option<bool>,
+}
 /// How long the server may take to answer Login.
 const LOGIN_WAIT: Duration = Duration::from_secs(30);
 /// Bytes per raw read on F connections.
@@ -157,6 +168,9 @@ struct Core {
     granted: HashMap<UploadId, (String, String)>,
     /// Who waits for a PlaceInQueueResponse.
     place_waiters: PlaceWaiters,
+    /// Who waits for what the server says of a user ([`SlskClient::presence`]), by
+    /// lower-cased user.
+    presence_waiters: HashMap<String, Vec<oneshot::Sender<Presence>>>,
     /// Who waits for a browse ([`SlskClient::browse`]).
     browse_waiters: BrowseWaiters,
     /// Who waits for a folder's contents ([`SlskClient::folder_contents`]).
@@ -257,6 +271,7 @@ impl SlskClient {
             downloads: HashMap::new(),
             granted: HashMap::new(),
             place_waiters: HashMap::new(),
+            presence_waiters: HashMap::new(),
             browse_waiters: HashMap::new(),
             folder_waiters: HashMap::new(),
             login: Some(login_tx),
@@ -376,6 +391,20 @@ impl SlskClient {
     /// Say something in a room we are in.
     pub fn say_room(&self, room: &str, text: &str) {
         self.inner.with(|c, _| c.session.say_room(room, text))
+    }
+
+    /// What the server says of `user`: whether the account exists and whether it is
+    /// online (`None` when the server did not answer within [`PRESENCE_WAIT`]).
+    pub async fn presence(&self, user: &str) -> Option<Presence> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.with(|c, _| {
+            let waiters = c.presence_waiters.entry(user.to_lowercase()).or_default();
+            // Askers that gave up (timed out) are not kept.
+            waiters.retain(|w| !w.is_closed());
+            waiters.push(tx);
+            c.session.ask_presence(user);
+        });
+        tokio::time::timeout(PRESENCE_WAIT, rx).await.ok()?.ok()
     }
 
     /// Send a private message (the server keeps it if the user is offline).
@@ -657,6 +686,12 @@ impl Inner {
             }
             SessionEvent::JoinedRoom { room } => core.events.push_back(SlskEvent::JoinedRoom { room }),
             SessionEvent::DownloadPlace { id, place } => tracing::info!(id, place, "download still queued"),
+            SessionEvent::Presence { user, exists, status } => {
+                let online = status.map(|s| s != UserStatus::Offline);
+                for w in core.presence_waiters.remove(&user.to_lowercase()).unwrap_or_default() {
+                    let _ = w.send(Presence { exists, online });
+                }
+            }
             SessionEvent::QueuePlace { user, filename, place } => {
                 for w in core.place_waiters.remove(&(user.to_lowercase(), filename)).unwrap_or_default() {
                     let _ = w.send(place);
