@@ -535,6 +535,24 @@ pub fn release_hash_memory() {
     }
 }
 
+/// Allocations at least this big are mapped on their own and unmapped when freed
+/// ([`pin_mmap_threshold`]).
+pub const MMAP_THRESHOLD: usize = 1 << 20;
+
+/// Fix glibc's mmap threshold at [`MMAP_THRESHOLD`]: left dynamic, it rises to the size
+/// of the first big block freed (a 19 MiB Argon2 area), and every later buffer below that
+/// comes from the arenas, where a few long-lived records allocated beside them keep their
+/// pages from ever going back (see [`release_free_heap`]). Call once, at start.
+/// Elsewhere than glibc, nothing.
+pub fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt takes two integers and only sets glibc's own tuning under its lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
+    }
+}
+
 /// Hand the heap's free pages back to the system (glibc's `malloc_trim`). Freed memory
 /// otherwise stays in the process: glibc returns only the free top of each arena, and once
 /// a 19 MiB Argon2 area allocated by `mmap` is freed, it raises its mmap threshold to that

@@ -105,6 +105,7 @@ DATA_DIR/last-search.json); SEARCH_ID/N or --search SEARCH_ID N takes the Nth re
 }
 
 fn main() -> ExitCode {
+    omnipeer_node::store::pin_mmap_threshold();
     let cli = Cli::parse();
     let cfg = match config::load(&cli.global) {
         Ok(c) => c,
