@@ -283,7 +283,15 @@ export class SearchView {
 
   onEvent(ev) {
     if (ev.type !== "search_result") return;
-    this.entry(ev.search).results.set(ev.result.id, ev.result);
+    // The event carries only the source that is new: add it to what came before.
+    const results = this.entry(ev.search).results;
+    const had = results.get(ev.result.id);
+    if (!had) results.set(ev.result.id, ev.result);
+    else {
+      const same = (a, b) => a.network === b.network && (a.session || "") === (b.session || "") && a.user === b.user && a.path === b.path;
+      for (const src of ev.result.sources) if (!had.sources.some((x) => same(x, src))) had.sources.push(src);
+      if (!had.tth && ev.result.tth) had.tth = ev.result.tth;
+    }
     if (ev.search === this.currentId) {
       if (hasFilters(this.filters)) this.scheduleRefilter();
       else this.scheduleRender();

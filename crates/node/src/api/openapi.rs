@@ -345,11 +345,11 @@ fn schemas() -> Value {
             "state": {"type": "string", "enum": ["queued", "starting", "running", "done", "failed"]},
             "position": s("integer"), "rate": s("integer"), "error": s("string"), "updated": s("integer")}},
         "Event": {"type": "object", "required": ["type"], "description":
-            "Tagged by type: network {network}, search_result {search, result}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, resync {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}, chat_open {chat, open}, upload {upload}",
+            "Tagged by type: network {network}, search_result {search, result (with only its new source), source_count}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, resync {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}, chat_open {chat, open}, upload {upload}",
             "properties": {
                 "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "resync", "chat_delivered", "tox_friend", "tox_request", "chat_open", "upload"]},
                 "chat": s("string"), "friend": r("ToxFriend"), "removed": s("boolean"), "request": r("ToxRequest"), "pending": s("boolean"),
-                "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "transfer": r("Transfer"),
+                "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "source_count": s("integer"), "transfer": r("Transfer"),
                 "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),
                 "message": r("ChatMessage"), "files": s("integer"), "missed": s("integer"), "upload": r("Upload")}},
     });

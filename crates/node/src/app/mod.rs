@@ -367,8 +367,8 @@ impl Node {
             return;
         }
         let changed = self.searches.lock().expect("searches").add(raw, Instant::now());
-        for r in changed {
-            self.emit(Event::SearchResult { search: r.search, result: r });
+        for (r, sources) in changed {
+            self.emit(Event::SearchResult { search: r.search, result: r, source_count: sources });
         }
     }
 

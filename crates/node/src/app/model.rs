@@ -368,8 +368,10 @@ pub enum Event {
     SearchResult {
         /// The search.
         search: u64,
-        /// The result as merged so far.
+        /// The result with only the source that is new (the others came before).
         result: MergedResult,
+        /// How many sources it has now.
+        source_count: usize,
     },
     /// A transfer changed state.
     Transfer {

@@ -234,9 +234,12 @@ impl SearchBook {
         self.get(*sid)?.results.iter().find(|r| r.id == id)
     }
 
-    /// Add a network's result to every live search it answers; returns the results
-    /// that changed (new, or with a new source).
-    pub fn add(&mut self, raw: RawResult, now: Instant) -> Vec<MergedResult> {
+    /// Add a network's result to every live search it answers; returns what changed in
+    /// each: the result with only its new source (a new result has just that one), and
+    /// how many sources it has now. Only the new source travels to the web UI: a popular
+    /// Soulseek search adds tens of thousands of sources, and sending each result whole
+    /// every time it gained one was the square of that in JSON.
+    pub fn add(&mut self, raw: RawResult, now: Instant) -> Vec<(MergedResult, usize)> {
         let path_lc = raw.source.path.to_lowercase();
         let name = file_name(&raw.source.path).to_owned();
         let name_lc = name.to_lowercase();
@@ -274,6 +277,7 @@ impl SearchBook {
                     }
                     r.sources.push(raw.source.clone());
                     s.source_count += 1;
+                    let total = r.sources.len();
                     if r.tth.is_none() {
                         r.tth = raw.tth.clone();
                         if let Some(t) = &raw.tth {
@@ -281,7 +285,16 @@ impl SearchBook {
                             *first = (*first).min(i);
                         }
                     }
-                    changed.push(r.clone());
+                    let r = &s.results[i];
+                    let delta = MergedResult {
+                        id: r.id,
+                        search: r.search,
+                        name: r.name.clone(),
+                        size: r.size,
+                        tth: r.tth.clone(),
+                        sources: vec![raw.source.clone()],
+                    };
+                    changed.push((delta, total));
                 }
                 None => {
                     if s.results.len() >= MAX_RESULTS {
@@ -305,7 +318,7 @@ impl SearchBook {
                     s.results.push(r.clone());
                     s.result_count += 1;
                     s.source_count += 1;
-                    changed.push(r);
+                    changed.push((r, 1));
                 }
             }
         }
@@ -341,10 +354,11 @@ mod tests {
         assert_eq!(b.add(raw("nmdc", "alice", "share\\Song.mp3", 100, Some("AAA")), t0).len(), 1);
         // Same TTH, another name: the same file.
         let c = b.add(raw("nmdc", "bob", "music\\song (copy).mp3", 100, Some("AAA")), t0);
-        assert_eq!(c[0].sources.len(), 2);
+        assert_eq!(c[0].1, 2);
+        assert_eq!(c[0].0.sources.iter().map(|x| x.user.as_str()).collect::<Vec<_>>(), ["bob"], "only the new one");
         // Soulseek gives no TTH: same name and size joins.
         let c = b.add(raw("slsk", "alice", "share\\song.MP3", 100, None), t0);
-        assert_eq!(c[0].sources.len(), 3);
+        assert_eq!(c[0].1, 3);
         // Same name, other size: another file.
         b.add(raw("slsk", "carol", "x\\song.mp3", 101, None), t0);
         // Same name and size but a different TTH: another file.
@@ -379,7 +393,7 @@ mod tests {
         let mut r = raw("slsk", "ann", "music\\song.mp3", 5, None);
         r.slsk_token = Some(8);
         let changed = b.add(r.clone(), t0);
-        assert_eq!(changed.iter().map(|x| x.search).collect::<Vec<_>>(), vec![c.id], "only the search with token 8");
+        assert_eq!(changed.iter().map(|x| x.0.search).collect::<Vec<_>>(), vec![c.id], "only the search with token 8");
         // a peer may match on words we do not see (a folder name): still its search's result
         r.source.path = "Beatles\\yesterday.flac".into();
         assert_eq!(b.add(r.clone(), t0).len(), 1);
@@ -402,11 +416,11 @@ mod tests {
         let mut r = raw("slsk", "ann", "song.mp3", 5, None);
         r.source.session = "two".into();
         r.slsk_token = Some(5);
-        assert_eq!(b.add(r.clone(), t0).iter().map(|x| x.search).collect::<Vec<_>>(), vec![c.id]);
+        assert_eq!(b.add(r.clone(), t0).iter().map(|x| x.0.search).collect::<Vec<_>>(), vec![c.id]);
         // The same user and file through the other server is another source.
         r.source.session = "one".into();
         let changed = b.add(r, t0);
-        assert_eq!(changed.iter().map(|x| x.search).collect::<Vec<_>>(), vec![a.id]);
-        assert_eq!(changed[0].sources.len(), 1);
+        assert_eq!(changed.iter().map(|x| x.0.search).collect::<Vec<_>>(), vec![a.id]);
+        assert_eq!(changed[0].1, 1);
     }
 }
