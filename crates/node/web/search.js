@@ -507,6 +507,19 @@ export class SearchView {
                       { type: "button", class: "small", "aria-label": `Download ${r.name} from ${x.user} on ${networkName(x.network)}`, onclick: (e) => this.download(r, i, e.currentTarget) },
                       "Download from here",
                     ),
+                    dirname(x.path)
+                      ? h(
+                          "button",
+                          {
+                            type: "button",
+                            class: "small",
+                            "data-testid": "download-folder-button",
+                            "aria-label": `Download the folder ${dirname(x.path)} from ${x.user} on ${networkName(x.network, x.session)}`,
+                            onclick: (e) => this.downloadFolder(x, e.currentTarget),
+                          },
+                          "Download folder",
+                        )
+                      : null,
                     h(
                       "button",
                       {
@@ -560,6 +573,34 @@ export class SearchView {
     const x = r.sources[i];
     const j = full.sources.findIndex((y) => y.network === x.network && (y.session || "") === (x.session || "") && y.user === x.user && y.path === x.path);
     return j >= 0 ? j : undefined;
+  }
+
+  /** The folder a source's file is in, whole (as the Browse view does: a plan first, and
+   * a warning to confirm when files of it are already on disk). */
+  async downloadFolder(x, btn) {
+    const path = dirname(x.path);
+    const name = path.split(/[\\/]/).pop();
+    const body = { network: x.network, session: x.session || "", user: x.user, path, folder: true };
+    btn.disabled = true;
+    try {
+      const plan = await this.ctx.api("POST", "/api/transfers", { ...body, dry_run: true });
+      if (plan.existing.length) {
+        const n = plan.existing.length;
+        const say = `${n} file${n === 1 ? " is" : "s are"} of ${name} already on disk under ${plan.destination}; new copies get names of their own.`;
+        if (!window.confirm(`${say}\n\nDownload ${name} anyway?`)) {
+          btn.disabled = false;
+          return;
+        }
+      }
+      const p = await this.ctx.api("POST", "/api/transfers", body);
+      for (const t of p.transfers) this.ctx.views.transfers.answered(t);
+      if (p.group) this.ctx.views.transfers.loadGroups?.();
+      this.ctx.toast(`Queued folder ${p.name}: ${p.files} files, ${bytes(p.size)} into ${p.destination}`);
+      btn.textContent = "Queued";
+    } catch (err) {
+      btn.disabled = false;
+      this.ctx.toast(`Cannot download the folder ${name}: ${err.message}`, "error");
+    }
   }
 
   async download(r, shownSource, btn) {

@@ -136,6 +136,17 @@ try {
   await page.locator(byTest("tab-transfers")).click();
   await page.locator(`${byTest("transfer-group")}[data-name="Album"][data-state="done"]`).nth(1).waitFor({ timeout: T });
 
+  // A search result's folder, whole: the plan finds Album's files on disk already and
+  // asks first (the user says no).
+  await step("download-folder-from-search");
+  await page.locator(byTest("tab-search")).click();
+  const nmdcSource = result.locator(byTest("result-source")).filter({ has: page.locator(".net.n-nmdc") }).first();
+  await nmdcSource.waitFor({ state: "attached", timeout: T });
+  if (!(await nmdcSource.isVisible())) await result.locator(`${byTest("result-sources")} summary`).click();
+  await nmdcSource.locator(byTest("download-folder-button")).click();
+  await nmdcSource.locator(byTest("download-folder-button")).and(page.locator(":enabled")).waitFor({ timeout: T });
+  if (dialogs.length !== 2 || !dialogs[1].includes("of Album already on disk")) throw new Error(`dialogs: ${JSON.stringify(dialogs)}`);
+
   if (consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(consoleErrors)}`);
   await step("done");
   await context.close();
