@@ -609,6 +609,12 @@ export class SearchView {
       const body = { result: r.id };
       const source = this.sourceIndex(r, shownSource);
       if (source !== undefined) body.source = source;
+      // A file of that name already in the downloads folder: a warning to confirm first.
+      const plan = await this.ctx.api("POST", "/api/transfers", { result: r.id, dry_run: true });
+      if (plan.existing.length && !window.confirm(`${r.name} is already on disk (${plan.existing[0]}); a new copy gets a name of its own.\n\nDownload it anyway?`)) {
+        btn.disabled = false;
+        return;
+      }
       const t = await this.ctx.api("POST", "/api/transfers", body);
       this.queued.add(r.id);
       this.ctx.views.transfers.answered(t);

@@ -68,6 +68,11 @@ fn node_b_finds_and_downloads_node_a_files_over_nmdc_and_soulseek_via_api_and_cl
         );
         assert!(u["file"].as_str().unwrap().ends_with("Alpha Song.mp3"), "{u}");
     }
+    // Asked first (dry run), a download of it again says the file is on disk already.
+    let (code, plan) = b.post("/api/transfers", json!({"result": rid, "dry_run": true}));
+    assert_eq!(code, 200, "{plan}");
+    let existing = plan["existing"].as_array().unwrap();
+    assert!(existing.len() == 1 && existing[0].as_str().unwrap().ends_with("Alpha Song.mp3"), "{plan}");
     // An unknown result is a 404 with a message.
     let (code, e) = b.post("/api/transfers", json!({"result": 999_999}));
     assert_eq!(code, 404);

@@ -449,6 +449,13 @@ async fn transfer_add(State(api): State<Api>, Json(b): Json<TransferBody>) -> Ap
     }
     let result =
         b.result.ok_or_else(|| NodeError::Invalid("give a search result (result) or a user and a path".into()))?;
+    if b.dry_run {
+        let (name, destination, existing) = api.node.result_on_disk(result)?;
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"name": name, "destination": destination, "files": 1, "existing": existing})),
+        ));
+    }
     let t = api.node.download_result(result, b.source, b.network)?;
     Ok((StatusCode::CREATED, Json(json!(t))))
 }

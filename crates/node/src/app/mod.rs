@@ -372,6 +372,27 @@ impl Node {
         }
     }
 
+    /// Where a search result would land (the downloads folder, by its name) and whether a
+    /// file is there already: (name, destination folder, the files in the way), for the
+    /// warning before a download of a file already on disk.
+    pub fn result_on_disk(&self, result: u64) -> anyhow::Result<(String, String, Vec<String>)> {
+        let name = self
+            .searches
+            .lock()
+            .expect("searches")
+            .result(result)
+            .map(|r| r.name.clone())
+            .ok_or_else(|| NodeError::NotFound(format!("no search result {result}")))?;
+        let dir = self.downloads();
+        let existing = omnipeer_dcc::SafeName::sanitize(&name)
+            .map(|n| dir.join(n.as_str()))
+            .ok()
+            .filter(|p| p.is_file())
+            .map(|p| vec![p.to_string_lossy().into_owned()])
+            .unwrap_or_default();
+        Ok((name, dir.to_string_lossy().into_owned(), existing))
+    }
+
     /// Queue a download of a search result from one of its sources.
     pub fn download_result(
         &self,
