@@ -15,50 +15,21 @@
 // Prints "step NAME" lines; exits 1 (after a screenshot) on the first thing that does
 // not happen.
 
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { env, byTest, launch } from "./harness.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (v === undefined || v === "") throw new Error(`${k} is not set`);
-  return v;
-};
 const URL = env("OMNI_URL");
 const QUERY = env("OMNI_QUERY");
 const DEST = env("OMNI_DEST");
 const OUT = env("OMNI_OUT");
 const T = 60_000;
 
-mkdirSync(OUT, { recursive: true });
-const context = await chromium.launchPersistentContext(join(OUT, "chromium-profile"), {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
-  viewport: { width: 1280, height: 900 },
-});
-const page = context.pages()[0] || (await context.newPage());
-const consoleErrors = [];
-page.on("console", (m) => {
-  if (m.type() === "error") consoleErrors.push(m.text());
-});
-page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+const { page, step, finish, fail } = await launch(OUT);
 // The warning before files already on disk: the user says no, and picks another place.
 const dialogs = [];
 page.on("dialog", async (d) => {
   dialogs.push(d.message());
   await d.dismiss();
 });
-const byTest = (id) => `[data-testid="${id}"]`;
-let stepName = "start";
-const SHOTS = process.env.OMNI_SHOTS || "";
-if (SHOTS) mkdirSync(SHOTS, { recursive: true });
-let shot = 0;
-async function step(name) {
-  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, "0")}-before-${name}.png`), fullPage: true });
-  stepName = name;
-  console.log(`step ${name}`);
-}
 const folder = (name) => page.locator(`${byTest("browse-folder")}[data-name="${name}"]`).first();
 /** Unfold the folders named `names`, one inside the other. */
 async function unfold(...names) {
@@ -147,21 +118,7 @@ try {
   await nmdcSource.locator(byTest("download-folder-button")).and(page.locator(":enabled")).waitFor({ timeout: T });
   if (dialogs.length !== 2 || !dialogs[1].includes("of Album already on disk")) throw new Error(`dialogs: ${JSON.stringify(dialogs)}`);
 
-  if (consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(consoleErrors)}`);
-  await step("done");
-  await context.close();
-  process.exit(0);
+  await finish();
 } catch (e) {
-  const shot = join(OUT, `failure-${stepName}.png`);
-  try {
-    await page.screenshot({ path: shot, fullPage: true });
-    writeFileSync(join(OUT, `failure-${stepName}.html`), await page.content());
-  } catch {
-    // the page is gone
-  }
-  console.log(`fail ${stepName}: ${e.message.split("\n")[0]}`);
-  console.log(`screenshot ${shot}`);
-  if (consoleErrors.length) console.log(`console ${JSON.stringify(consoleErrors)}`);
-  await context.close().catch(() => {});
-  process.exit(1);
+  await fail(e);
 }

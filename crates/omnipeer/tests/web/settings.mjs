@@ -16,15 +16,8 @@
 // Prints "step NAME" lines; exits 1 (after a screenshot) on the first thing that does
 // not happen.
 
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { env, byTest, launch } from "./harness.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (v === undefined || v === "") throw new Error(`${k} is not set`);
-  return v;
-};
 const URL = env("OMNI_URL");
 const OLD = env("OMNI_OLD");
 const NICK = env("OMNI_NICK");
@@ -34,31 +27,11 @@ const MISSING = env("OMNI_MISSING");
 const OUT = env("OMNI_OUT");
 const T = 30_000;
 
-mkdirSync(OUT, { recursive: true });
-const context = await chromium.launchPersistentContext(join(OUT, "chromium-profile"), {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
-  viewport: { width: 1280, height: 900 },
-});
-const page = context.pages()[0] || (await context.newPage());
-const consoleErrors = [];
-page.on("console", (m) => {
+const { page, step, finish, fail } = await launch(OUT, {
   // The refused Save is a 400 the page shows; the browser logs the failed request too.
-  if (m.type() === "error" && !m.text().includes("400")) consoleErrors.push(m.text());
+  ignoreConsole: (text) => text.includes("400"),
 });
-page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
-const byTest = (id) => `[data-testid="${id}"]`;
 const folderRow = (f) => `[data-testid="share-folder"][data-folder="${f}"]`;
-let stepName = "start";
-const SHOTS = process.env.OMNI_SHOTS || "";
-if (SHOTS) mkdirSync(SHOTS, { recursive: true });
-let shot = 0;
-async function step(name) {
-  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, "0")}-before-${name}.png`), fullPage: true });
-  stepName = name;
-  console.log(`step ${name}`);
-}
 
 try {
   await step("open");
@@ -116,21 +89,7 @@ try {
   await page.locator(byTest("tab-shares")).click();
   await page.locator(byTest("share-files")).filter({ hasText: FILE }).waitFor({ timeout: T });
 
-  if (consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(consoleErrors)}`);
-  await step("done");
-  await context.close();
-  process.exit(0);
+  await finish();
 } catch (e) {
-  const shot = join(OUT, `failure-${stepName}.png`);
-  try {
-    await page.screenshot({ path: shot, fullPage: true });
-    writeFileSync(join(OUT, `failure-${stepName}.html`), await page.content());
-  } catch {
-    // the page is gone
-  }
-  console.log(`fail ${stepName}: ${e.message.split("\n")[0]}`);
-  console.log(`screenshot ${shot}`);
-  if (consoleErrors.length) console.log(`console ${JSON.stringify(consoleErrors)}`);
-  await context.close().catch(() => {});
-  process.exit(1);
+  await fail(e);
 }

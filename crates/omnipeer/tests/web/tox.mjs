@@ -13,15 +13,8 @@
 // Prints "step NAME" lines; exits 1 (after a screenshot) on the first thing that does
 // not happen.
 
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { env, byTest, launch } from "./harness.mjs";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (v === undefined || v === "") throw new Error(`${k} is not set`);
-  return v;
-};
 const URL = env("OMNI_URL");
 const TOXID = env("OMNI_TOXID");
 const REQUEST = env("OMNI_REQUEST");
@@ -29,29 +22,7 @@ const ADD = env("OMNI_ADD");
 const OUT = env("OMNI_OUT");
 const T = 90_000; // c-toxcore takes several seconds to connect
 
-mkdirSync(OUT, { recursive: true });
-const context = await chromium.launchPersistentContext(join(OUT, "chromium-profile"), {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
-  viewport: { width: 1280, height: 900 },
-});
-const page = context.pages()[0] || (await context.newPage());
-const consoleErrors = [];
-page.on("console", (m) => {
-  if (m.type() === "error") consoleErrors.push(m.text());
-});
-page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
-const byTest = (id) => `[data-testid="${id}"]`;
-let stepName = "start";
-const SHOTS = process.env.OMNI_SHOTS || "";
-if (SHOTS) mkdirSync(SHOTS, { recursive: true });
-let shot = 0;
-async function step(name) {
-  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, "0")}-before-${name}.png`), fullPage: true });
-  stepName = name;
-  console.log(`step ${name}`);
-}
+const { page, step, finish, fail } = await launch(OUT);
 
 try {
   await step("open");
@@ -98,21 +69,7 @@ try {
   await added.waitFor({ timeout: 10_000 });
   await added.and(page.locator('[data-online="true"]')).waitFor({ timeout: T });
 
-  if (consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(consoleErrors)}`);
-  await step("done");
-  await context.close();
-  process.exit(0);
+  await finish();
 } catch (e) {
-  const shot = join(OUT, `failure-${stepName}.png`);
-  try {
-    await page.screenshot({ path: shot, fullPage: true });
-    writeFileSync(join(OUT, `failure-${stepName}.html`), await page.content());
-  } catch {
-    // the page is gone
-  }
-  console.log(`fail ${stepName}: ${e.message.split("\n")[0]}`);
-  console.log(`screenshot ${shot}`);
-  if (consoleErrors.length) console.log(`console ${JSON.stringify(consoleErrors)}`);
-  await context.close().catch(() => {});
-  process.exit(1);
+  await fail(e);
 }

@@ -16,15 +16,10 @@
 // Prints "step NAME" lines; exits 1 (after a screenshot) on the first thing that does
 // not happen.
 
-import { chromium } from "playwright-core";
+import { env, byTest, launch } from "./harness.mjs";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-const env = (k) => {
-  const v = process.env[k];
-  if (v === undefined || v === "") throw new Error(`${k} is not set`);
-  return v;
-};
 const URL = env("OMNI_URL");
 const A_API = env("OMNI_A_API");
 const A_TOKEN = process.env.OMNI_A_TOKEN || "";
@@ -35,31 +30,9 @@ const QUERY = "zeta track";
 const WANT = "zeta track.flac";
 const OTHER = "zeta track.mp3";
 
-mkdirSync(OUT, { recursive: true });
-const context = await chromium.launchPersistentContext(join(OUT, "chromium-profile"), {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"],
-  viewport: { width: 1280, height: 900 },
-});
-const page = context.pages()[0] || (await context.newPage());
-const consoleErrors = [];
-page.on("console", (m) => {
-  if (m.type() === "error") consoleErrors.push(m.text());
-});
-page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+const { page, step, finish, fail } = await launch(OUT);
 // "Remove this saved search?": yes.
 page.on("dialog", (d) => d.accept());
-const byTest = (id) => `[data-testid="${id}"]`;
-let stepName = "start";
-const SHOTS = process.env.OMNI_SHOTS || "";
-if (SHOTS) mkdirSync(SHOTS, { recursive: true });
-let shot = 0;
-async function step(name) {
-  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, "0")}-before-${name}.png`), fullPage: true });
-  stepName = name;
-  console.log(`step ${name}`);
-}
 const item = (query) => page.locator(`${byTest("wishlist-item")}[data-query="${query}"]`);
 
 /** A request to node A's API. */
@@ -150,21 +123,7 @@ try {
   await it.locator(`${byTest("wishlist-new")}:not(.fresh)`).filter({ hasText: "0" }).waitFor({ timeout: T });
   await page.locator(byTest("wishlist-badge")).waitFor({ state: "hidden", timeout: T });
 
-  if (consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(consoleErrors)}`);
-  await step("done");
-  await context.close();
-  process.exit(0);
+  await finish();
 } catch (e) {
-  const shotPath = join(OUT, `failure-${stepName}.png`);
-  try {
-    await page.screenshot({ path: shotPath, fullPage: true });
-    writeFileSync(join(OUT, `failure-${stepName}.html`), await page.content());
-  } catch {
-    // the page is gone
-  }
-  console.log(`fail ${stepName}: ${e.message.split("\n")[0]}`);
-  console.log(`screenshot ${shotPath}`);
-  if (consoleErrors.length) console.log(`console ${JSON.stringify(consoleErrors)}`);
-  await context.close().catch(() => {});
-  process.exit(1);
+  await fail(e);
 }
