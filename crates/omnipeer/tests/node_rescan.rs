@@ -54,35 +54,6 @@ fn share_file(a_dir: &Path, rel: &str, data: &[u8]) {
     std::fs::write(p, data).unwrap();
 }
 
-/// Search from `b` again and again (a search sent before the rescan cannot find the new
-/// file) until `name` has a source on every network in `networks`.
-fn search_until_found(b: &Node, query: &str, name: &str, networks: &[&str]) -> serde_json::Value {
-    wait_for(&format!("{name} on {networks:?}"), 45, || {
-        let (code, s) = b.post("/api/searches", json!({ "query": query }));
-        assert_eq!(code, 201, "{s}");
-        let id = s["id"].as_u64().unwrap();
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            let s = b.get(&format!("/api/searches/{id}"));
-            let found = s["results"].as_array().and_then(|rs| {
-                rs.iter()
-                    .find(|r| {
-                        r["name"] == name
-                            && networks
-                                .iter()
-                                .all(|n| r["sources"].as_array().is_some_and(|a| a.iter().any(|x| x["network"] == *n)))
-                    })
-                    .cloned()
-            });
-            if found.is_some() {
-                return found;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        None
-    })
-}
-
 #[test]
 fn a_file_added_while_running_is_found_on_both_networks_and_running_downloads_survive_the_rescan() {
     let t = tempfile::tempdir().unwrap();
@@ -127,7 +98,7 @@ fn a_file_added_while_running_is_found_on_both_networks_and_running_downloads_su
     }
 
     // B finds it on both networks (NMDC answers by TTH, so it was hashed).
-    let found = search_until_found(&b, "brand new tune", "Brand New Tune.mp3", &["nmdc", "slsk"]);
+    let found = b.search_again_until("brand new tune", "Brand New Tune.mp3", &["nmdc", "slsk"], 45);
     assert_eq!(found["size"], 300_000);
     assert!(found["tth"].as_str().is_some_and(|t| t.len() == 39), "{found}");
     // And downloads it over each network: the new index serves it.

@@ -9,7 +9,7 @@ mod omni;
 use omni::node::{content, free_port, joining_config, server_config, wait_for, Node, Ports};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn setting(n: &Node, key: &str) -> Value {
     let all = n.get("/api/settings");
@@ -34,35 +34,6 @@ fn two_nodes(dir: &Path) -> (Node, Node, Ports, u16) {
     let b = Node::start(&dir.join("b"), &joining_config("bob", pa, b_api, ""), b_api);
     wait_for("bob on the hub", 30, || hub_user(&a, "bob"));
     (a, b, pa, b_api)
-}
-
-/// Search from `from` again and again (a search sent before a rescan cannot find a new
-/// file) until `name` has a source on every network in `networks`.
-fn search_until_found(from: &Node, query: &str, name: &str, networks: &[&str]) -> Value {
-    wait_for(&format!("{name} on {networks:?}"), 60, || {
-        let (code, s) = from.post("/api/searches", json!({ "query": query }));
-        assert_eq!(code, 201, "{s}");
-        let id = s["id"].as_u64().unwrap();
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            let s = from.get(&format!("/api/searches/{id}"));
-            let found = s["results"].as_array().and_then(|rs| {
-                rs.iter()
-                    .find(|r| {
-                        r["name"] == name
-                            && networks
-                                .iter()
-                                .all(|n| r["sources"].as_array().is_some_and(|a| a.iter().any(|x| x["network"] == *n)))
-                    })
-                    .cloned()
-            });
-            if found.is_some() {
-                return found;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        None
-    })
 }
 
 /// A nick and description changed on B log B in to the hub again: the hub (run by A)
@@ -132,7 +103,7 @@ fn a_paused_download_moves_to_a_new_incomplete_folder_and_finishes() {
     // 256 KiB/s: about 12 s for the file, time enough to pause it part way.
     let (code, body) = put(&b, json!({"max_download_kib": 256}));
     assert_eq!(code, 200, "{body}");
-    let r = search_until_found(&b, "iota partial", "iota partial.bin", &["slsk"]);
+    let r = b.search_again_until("iota partial", "iota partial.bin", &["slsk"], 60);
     let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "slsk"}));
     assert_eq!(code, 201, "{tr}");
     let id = tr["id"].as_i64().unwrap();
@@ -211,7 +182,7 @@ fn a_share_folder_added_is_served_and_a_new_downloads_folder_is_used() {
     folders.push(json!(extra.display().to_string()));
     let (code, body) = put(&b, json!({"share_folders": folders}));
     assert_eq!(code, 200, "{body}");
-    let r = search_until_found(&a, "zeta settings", "zeta settings track.bin", &["nmdc", "slsk"]);
+    let r = a.search_again_until("zeta settings", "zeta settings track.bin", &["nmdc", "slsk"], 60);
     let sources = r["sources"].as_array().unwrap();
     assert!(sources.iter().all(|s| s["user"] == "bob"), "{r}");
     let shares = b.get("/api/shares");
@@ -225,7 +196,7 @@ fn a_share_folder_added_is_served_and_a_new_downloads_folder_is_used() {
     assert!(new_downloads.is_dir());
     let (code, _) = a.post("/api/shares/rescan", json!({}));
     assert_eq!(code, 202);
-    let r = search_until_found(&b, "eta download", "eta download.bin", &["slsk"]);
+    let r = b.search_again_until("eta download", "eta download.bin", &["slsk"], 60);
     let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "slsk"}));
     assert_eq!(code, 201, "{tr}");
     let done = b.wait_done(tr["id"].as_i64().unwrap(), 60);
@@ -283,6 +254,6 @@ fn web_ui_changes_the_nick_and_a_share_folder_without_a_restart() {
     // What the page did really happened, seen from the other node.
     wait_for("bobby on the hub", 30, || hub_user(&a, "bobby"));
     assert!(hub_user(&a, "bob").is_none());
-    let r = search_until_found(&a, "theta web settings", file, &["nmdc", "slsk"]);
+    let r = a.search_again_until("theta web settings", file, &["nmdc", "slsk"], 60);
     assert!(r["sources"].as_array().unwrap().iter().all(|s| s["user"] == "bobby"), "{r}");
 }

@@ -153,19 +153,41 @@ impl Node {
         let (code, s) = self.post("/api/searches", json!({ "query": query }));
         assert_eq!(code, 201, "{s}");
         let id = s["id"].as_u64().unwrap();
-        wait_for(&format!("{name} from {networks:?}"), 30, || {
-            let s = self.get(&format!("/api/searches/{id}"));
-            s["results"]
-                .as_array()?
-                .iter()
-                .find(|r| {
-                    r["name"] == name
-                        && networks
-                            .iter()
-                            .all(|n| r["sources"].as_array().is_some_and(|a| a.iter().any(|x| x["network"] == *n)))
-                })
-                .cloned()
+        wait_for(&format!("{name} from {networks:?}"), 30, || self.found_in(id, name, networks))
+    }
+
+    /// Search again and again (a search sent before a rescan or a re-login cannot find
+    /// what came after it), each for 3 s, until `name` has a source on every network in
+    /// `networks`, for at most `secs`.
+    pub fn search_again_until(&self, query: &str, name: &str, networks: &[&str], secs: u64) -> Value {
+        wait_for(&format!("{name} on {networks:?}"), secs, || {
+            let (code, s) = self.post("/api/searches", json!({ "query": query }));
+            assert_eq!(code, 201, "{s}");
+            let id = s["id"].as_u64().unwrap();
+            let until = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < until {
+                if let Some(r) = self.found_in(id, name, networks) {
+                    return Some(r);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            None
         })
+    }
+
+    /// The result of search `id` named `name` with a source on every one of `networks`.
+    fn found_in(&self, id: u64, name: &str, networks: &[&str]) -> Option<Value> {
+        let s = self.get(&format!("/api/searches/{id}"));
+        s["results"]
+            .as_array()?
+            .iter()
+            .find(|r| {
+                r["name"] == name
+                    && networks
+                        .iter()
+                        .all(|n| r["sources"].as_array().is_some_and(|a| a.iter().any(|x| x["network"] == *n)))
+            })
+            .cloned()
     }
 
     /// Wait until transfer `id` is done; returns it.
