@@ -10,7 +10,7 @@
 //! Usage: `cargo run --release -p omnipeer-bench --bin nmdc-transfer -- [SIZE_MIB] [ROUNDS]`
 
 mod common;
-use common::{make_payload, plain_tcp_copy, settle};
+use common::{flat_tiger, make_payload, plain_tcp_copy, settle};
 
 // The interop tests' launcher for the real client (std + serde_json only).
 #[allow(unused_imports)]
@@ -23,7 +23,6 @@ use omnipeer_node::nmdc::cc::{self, DownloadJob, UploadContext};
 use omnipeer_node::nmdc::share::DcShare;
 use omnipeer_node::store::Store;
 use omnipeer_node::upload::Uploads;
-use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -199,19 +198,4 @@ async fn vs_eiskalt(share_dir: &Path, root: omnipeer_nmdc::tth::Tth, rounds: usi
     sharer.stop().await?;
     stop.cancel();
     Ok((best_ek, best_om))
-}
-
-fn flat_tiger(path: &Path) -> anyhow::Result<[u8; 24]> {
-    use tiger::Digest;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = tiger::Tiger::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
 }

@@ -9,27 +9,12 @@
 //! Usage: `cargo run --release -p omnipeer-bench --bin tth-speed -- [SIZE_MIB] [ROUNDS] [FILES]`
 
 mod common;
+use common::flat_tiger;
 
 use omnipeer_node::nmdc::share::DcShare;
 use omnipeer_node::store::Store;
-use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
-
-fn flat_tiger(path: &Path) -> anyhow::Result<[u8; 24]> {
-    use tiger::Digest;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = tiger::Tiger::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
-}
 
 fn best(rounds: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
     let mut best = f64::MAX;
