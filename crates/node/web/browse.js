@@ -218,35 +218,13 @@ export class BrowseView {
     );
   }
 
-  /** Plan first (dry run): files already on disk are a warning to confirm; then queue. */
-  async download(path, folder, name, btn) {
+  /** A file or folder of the user browsed, into the destination box's place. */
+  download(path, folder, name, btn) {
     const c = this.current;
     const body = { network: c.network, session: c.session, user: c.user, path, folder };
     const dest = this.destination.value.trim();
     if (dest) body.destination = dest;
-    btn.disabled = true;
-    try {
-      const plan = await this.ctx.api("POST", "/api/transfers", { ...body, dry_run: true });
-      if (plan.existing.length) {
-        const n = plan.existing.length;
-        this.note.textContent = `${n} file${n === 1 ? " is" : "s are"} already on disk under ${plan.destination} (${plan.existing.slice(0, 3).join(", ")}${n > 3 ? ", …" : ""}); new copies get names of their own.`;
-        this.note.hidden = false;
-        if (!window.confirm(`${this.note.textContent}\n\nDownload ${name} anyway?`)) {
-          btn.disabled = false;
-          return;
-        }
-      } else {
-        this.note.hidden = true;
-      }
-      const p = await this.ctx.api("POST", "/api/transfers", body);
-      for (const t of p.transfers) this.ctx.views.transfers.answered(t);
-      if (p.group) this.ctx.views.transfers.loadGroups?.();
-      this.ctx.toast(p.folder ? `Queued folder ${p.name}: ${p.files} files, ${bytes(p.size)} into ${p.destination}` : `Queued ${p.name} from ${c.user}`);
-      btn.textContent = "Queued";
-    } catch (err) {
-      btn.disabled = false;
-      this.ctx.toast(`Cannot download ${name}: ${err.message}`, "error");
-    }
+    return queuePath(this.ctx, body, name, btn, this.note);
   }
 
   scheduleFind() {
@@ -286,5 +264,38 @@ export class BrowseView {
     } catch (err) {
       this.ctx.toast(`Find failed: ${err.message}`, "error");
     }
+  }
+}
+
+/** Queue a file or a folder of a user's share (`body` as POST /api/transfers takes it):
+ * planned first (dry run), files already on disk a warning to confirm, then queued.
+ * The warning also goes to `note` when there is one. Used by the Browse view and by a
+ * search result's "Download folder". */
+export async function queuePath(ctx, body, name, btn, note = null) {
+  btn.disabled = true;
+  try {
+    const plan = await ctx.api("POST", "/api/transfers", { ...body, dry_run: true });
+    if (plan.existing.length) {
+      const n = plan.existing.length;
+      const say = `${n} file${n === 1 ? "" : "s"} of ${name} already on disk under ${plan.destination} (${plan.existing.slice(0, 3).join(", ")}${n > 3 ? ", …" : ""}); new copies get names of their own.`;
+      if (note) {
+        note.textContent = say;
+        note.hidden = false;
+      }
+      if (!window.confirm(`${say}\n\nDownload ${name} anyway?`)) {
+        btn.disabled = false;
+        return;
+      }
+    } else if (note) {
+      note.hidden = true;
+    }
+    const p = await ctx.api("POST", "/api/transfers", body);
+    for (const t of p.transfers) ctx.views.transfers.answered(t);
+    if (p.group) ctx.views.transfers.loadGroups?.();
+    ctx.toast(p.folder ? `Queued folder ${p.name}: ${p.files} files, ${bytes(p.size)} into ${p.destination}` : `Queued ${p.name} from ${body.user}`);
+    btn.textContent = "Queued";
+  } catch (err) {
+    btn.disabled = false;
+    ctx.toast(`Cannot download ${name}: ${err.message}`, "error");
   }
 }

@@ -6,6 +6,7 @@
 
 import { h, fill, bytes, dirname, networkName } from "./util.js";
 import { FilterBar, filtersQuery, hasFilters } from "./wishlist.js";
+import { queuePath } from "./browse.js";
 
 /** While results arrive, a filtered search is read again at most this often. */
 const REFILTER_MS = 500;
@@ -575,32 +576,11 @@ export class SearchView {
     return j >= 0 ? j : undefined;
   }
 
-  /** The folder a source's file is in, whole (as the Browse view does: a plan first, and
-   * a warning to confirm when files of it are already on disk). */
-  async downloadFolder(x, btn) {
+  /** The folder a source's file is in, whole (as the Browse view queues one). */
+  downloadFolder(x, btn) {
     const path = dirname(x.path);
     const name = path.split(/[\\/]/).pop();
-    const body = { network: x.network, session: x.session || "", user: x.user, path, folder: true };
-    btn.disabled = true;
-    try {
-      const plan = await this.ctx.api("POST", "/api/transfers", { ...body, dry_run: true });
-      if (plan.existing.length) {
-        const n = plan.existing.length;
-        const say = `${n} file${n === 1 ? " is" : "s are"} of ${name} already on disk under ${plan.destination}; new copies get names of their own.`;
-        if (!window.confirm(`${say}\n\nDownload ${name} anyway?`)) {
-          btn.disabled = false;
-          return;
-        }
-      }
-      const p = await this.ctx.api("POST", "/api/transfers", body);
-      for (const t of p.transfers) this.ctx.views.transfers.answered(t);
-      if (p.group) this.ctx.views.transfers.loadGroups?.();
-      this.ctx.toast(`Queued folder ${p.name}: ${p.files} files, ${bytes(p.size)} into ${p.destination}`);
-      btn.textContent = "Queued";
-    } catch (err) {
-      btn.disabled = false;
-      this.ctx.toast(`Cannot download the folder ${name}: ${err.message}`, "error");
-    }
+    return queuePath(this.ctx, { network: x.network, session: x.session || "", user: x.user, path, folder: true }, name, btn);
   }
 
   async download(r, shownSource, btn) {

@@ -16,6 +16,15 @@ use serde_json::json;
 use support::eiskalt::{Eiskalt, EiskaltConfig};
 use support::{free_port, sha256_file, write_test_file};
 
+/// Node A, running the hub and the Soulseek server the real peers and node B join.
+fn hub_and_server(t: &std::path::Path) -> (Node, Ports) {
+    let pa = Ports::free();
+    let a_dir = t.join("a");
+    std::fs::create_dir_all(a_dir.join("share")).unwrap();
+    std::fs::write(a_dir.join("share/a.txt"), "a").unwrap();
+    (Node::start(&a_dir, &server_config("alice", pa), pa.api), pa)
+}
+
 #[test]
 fn node_browses_eiskaltdcpp_and_downloads_a_folder() {
     if !Eiskalt::available() {
@@ -23,11 +32,7 @@ fn node_browses_eiskaltdcpp_and_downloads_a_folder() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let pa = Ports::free();
-    let a_dir = t.path().join("a");
-    std::fs::create_dir_all(a_dir.join("share")).unwrap();
-    std::fs::write(a_dir.join("share/a.txt"), "a").unwrap();
-    let _a = Node::start(&a_dir, &server_config("alice", pa), pa.api);
+    let (_a, pa) = hub_and_server(t.path());
     let ek_share = t.path().join("ek-share");
     let files = ["Album/01 First.flac", "Album/02 Second.flac", "Album/art/front.png"];
     for (i, rel) in files.iter().enumerate() {
@@ -96,11 +101,7 @@ fn node_browses_nicotine_and_aioslsk_and_downloads_a_folder() {
     }
     use slsk_support::{Client, Peer, PeerOptions};
     let t = tempfile::tempdir().unwrap();
-    let pa = Ports::free();
-    let a_dir = t.path().join("a");
-    std::fs::create_dir_all(a_dir.join("share")).unwrap();
-    std::fs::write(a_dir.join("share/a.txt"), "a").unwrap();
-    let _a = Node::start(&a_dir, &server_config("alice", pa), pa.api);
+    let (_a, pa) = hub_and_server(t.path());
     let server = format!("127.0.0.1:{}", pa.slsk);
     let files = ["Album/01 First.flac", "Album/02 Second.flac", "Album/art/front.png"];
     let mut peers = Vec::new();

@@ -567,17 +567,15 @@ impl Node {
                         // instead of storing a line nobody gets. A Soulseek server keeps a
                         // message for an offline user until they log in: said in the chat.
                         match client.presence(name).await? {
-                            Some(p) if !p.exists && id.network == Network::Nmdc => {
-                                return Err(NodeError::NotFound(format!(
-                                    "{name} is not on {} (a private message reaches only someone online)",
-                                    key.describe()
-                                ))
-                                .into());
-                            }
                             Some(p) if !p.exists => {
-                                return Err(
-                                    NodeError::NotFound(format!("{} has no user {name}", key.describe())).into()
-                                );
+                                let why = match id.network {
+                                    Network::Nmdc => format!(
+                                        "{name} is not on {} (a private message reaches only someone online)",
+                                        key.describe()
+                                    ),
+                                    _ => format!("{} has no user {name}", key.describe()),
+                                };
+                                return Err(NodeError::NotFound(why).into());
                             }
                             Some(p) if p.online == Some(false) => offline_note = true,
                             _ => {}
