@@ -32,7 +32,9 @@ pub enum ChatCmd {
         api: ApiArgs,
     },
     /// Say something: CHAT is nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER,
-    /// tox:friend:PUBLICKEY or dcc:chat:NICK (an open DCC chat with the node)
+    /// tox:friend:PUBLICKEY or dcc:chat:NICK (an open DCC chat with the node). A private
+    /// message to a nick not on the hub, or to a user the Soulseek server does not know,
+    /// is refused; one to an offline Soulseek user waits on the server until they log in
     Send {
         #[command(flatten)]
         api: ApiArgs,
