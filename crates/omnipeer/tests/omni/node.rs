@@ -5,17 +5,26 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A loopback port free right now.
+/// A loopback port free right now, from 20000-25999: below the kernel's ephemeral range
+/// (`ip_local_port_range`, 32768-60999 by default), so a listener on port 0 (the node's
+/// DCC server, say) is never handed it between this check and the node's bind (seen: the
+/// DCC server took the port chosen for the hub). Never the same number twice in one test
+/// process; the start is spread by process id. `support::free_port` takes 26000-29999,
+/// `slsk_support::free_port` 30000-32767.
 pub fn free_port() -> u16 {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    // Never the same number twice in one test process: the kernel may hand a port just
-    // released to the next bind, and two listeners of one node given the same port fail
-    // with "address in use" (seen: the DCC server and the hub).
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 6_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(97) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if GIVEN.lock().unwrap().get_or_insert_with(HashSet::new).insert(port) {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }

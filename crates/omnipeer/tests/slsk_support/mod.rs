@@ -113,17 +113,25 @@ pub fn require(test: &str) -> bool {
     false
 }
 
-/// A TCP port free on all interfaces (aioslsk binds 0.0.0.0). Never returns the same
-/// number twice in one process.
+/// A TCP port free on all interfaces (aioslsk binds 0.0.0.0), from 30000-32767: below
+/// the kernel's ephemeral range (32768-60999 by default), so no listener on port 0 (a
+/// node's DCC server, say) is handed it before the peer binds it. Never the same number
+/// twice in one process; the start is spread by process id. `omni::node::free_port` takes
+/// 20000-25999, `support::free_port` 26000-29999.
 pub fn free_port() -> u16 {
-    use std::collections::HashSet;
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 30_000;
+    const COUNT: u32 = 2_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(97) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
-        let l = TcpListener::bind("0.0.0.0:0").expect("bind 0.0.0.0:0");
-        let port = l.local_addr().unwrap().port();
-        drop(l);
-        let mut g = GIVEN.lock().unwrap();
-        if g.get_or_insert_with(HashSet::new).insert(port) {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
             return port;
         }
     }

@@ -27,23 +27,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1, found by binding port 0 (and releasing it). The same port
-/// number is normally also free for UDP. Ports handed out are remembered per process so two
-/// calls never return the same number even if the kernel would reuse it.
+/// A free TCP port on 127.0.0.1 whose UDP side is free too (clients use the same number
+/// for both), from 26000-29999: below the kernel's ephemeral range (32768-60999 by
+/// default), so no listener on port 0 is handed it before the peer binds it. Never the
+/// same number twice in one test process; the start is spread by process id.
+/// `omni::node::free_port` takes 20000-25999, `slsk_support::free_port` 30000-32767.
 pub fn free_port() -> u16 {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 26_000;
+    const COUNT: u32 = 4_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(97) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = l.local_addr().unwrap().port();
-        drop(l);
-        // The UDP side must be free too (clients use the same number for TCP and UDP).
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
-            continue;
-        }
-        let mut g = GIVEN.lock().unwrap();
-        if g.get_or_insert_with(HashSet::new).insert(port) {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
