@@ -77,20 +77,75 @@ pub struct SlskServerEntry {
     pub password: String,
 }
 
-/// `host:port` of a hub address: `dchub://host:port`, `host:port`, or `host` (port 411).
-/// ADC and TLS hubs are not spoken yet.
-pub fn hub_address(url: &str) -> anyhow::Result<String> {
+/// The protocol a hub speaks, from its address's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubProtocol {
+    /// `dchub://`, `nmdc://`, `nmdcs://`, or no scheme.
+    Nmdc,
+    /// `adc://`, `adcs://`.
+    Adc,
+}
+
+/// A parsed hub address (`[[hubs]].url`, `[nmdc_client].hub`): see docs/protocols/adc.md#tls
+/// for the keyprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubUrl {
+    /// NMDC or ADC.
+    pub protocol: HubProtocol,
+    /// `nmdcs://` or `adcs://`: the connection is TLS.
+    pub tls: bool,
+    /// `host:port` (port 411 when the address has none).
+    pub address: String,
+    /// `?kp=SHA256/<base32>`: the hub certificate's pinned keyprint, as written.
+    pub keyprint: Option<String>,
+}
+
+/// Parses a hub address: `[dchub|nmdc|nmdcs|adc|adcs]://host[:port][/][?kp=SHA256/...]`, or
+/// `host[:port]` (NMDC). A keyprint is only accepted on a TLS address.
+pub fn parse_hub_url(url: &str) -> anyhow::Result<HubUrl> {
     let url = url.trim();
-    let rest = match url.split_once("://") {
-        Some(("dchub" | "nmdc", rest)) => rest,
-        Some((scheme, _)) => bail!("hub {url:?}: {scheme}:// hubs are not supported (dchub://host:port)"),
-        None => url,
+    let (protocol, tls, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "dchub" | "nmdc" => (HubProtocol::Nmdc, false, rest),
+            "nmdcs" => (HubProtocol::Nmdc, true, rest),
+            "adc" => (HubProtocol::Adc, false, rest),
+            "adcs" => (HubProtocol::Adc, true, rest),
+            _ => bail!("hub {url:?}: {scheme}:// is not a hub address (dchub, nmdcs, adc, adcs)"),
+        },
+        None => (HubProtocol::Nmdc, false, url),
     };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let mut keyprint = None;
+    for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("kp", v)) if v.starts_with("SHA256/") && v.len() > "SHA256/".len() => {
+                if !tls {
+                    bail!("hub {url:?}: a keyprint (kp=) needs a TLS address (adcs:// or nmdcs://)");
+                }
+                keyprint = Some(v.to_owned());
+            }
+            _ => bail!("hub {url:?}: unknown parameter {pair:?} (only kp=SHA256/...)"),
+        }
+    }
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.contains('/') || rest.chars().any(char::is_whitespace) {
         bail!("hub {url:?}: expected dchub://host:port");
     }
-    Ok(if has_port(rest) { rest.to_owned() } else { format!("{rest}:411") })
+    let address = if has_port(rest) { rest.to_owned() } else { format!("{rest}:411") };
+    Ok(HubUrl { protocol, tls, address, keyprint })
+}
+
+/// `host:port` of a plain NMDC hub address: `dchub://host:port`, `host:port`, or `host`
+/// (port 411). Other kinds of hub ([`parse_hub_url`]) are refused here.
+pub fn hub_address(url: &str) -> anyhow::Result<String> {
+    let parsed = parse_hub_url(url)?;
+    if parsed.protocol != HubProtocol::Nmdc || parsed.tls {
+        bail!("hub {url:?}: only dchub:// hubs are supported here");
+    }
+    Ok(parsed.address)
 }
 
 /// `host:port` of a Soulseek server address (`host` alone: port 2242).
@@ -390,7 +445,7 @@ impl Config {
         }
         let mut labels = std::collections::BTreeSet::new();
         for h in &self.hubs {
-            hub_address(&h.url).context("[[hubs]]")?;
+            parse_hub_url(&h.url).context("[[hubs]]")?;
             if !h.name.is_empty() && !crate::app::net::valid_label(&h.name) {
                 bail!("[[hubs]] name {:?}: 1-64 of A-Z a-z 0-9 . _ -", h.name);
             }
@@ -500,7 +555,14 @@ mod tests {
         assert_eq!(c.hubs.len(), 2);
         assert_eq!(c.slsk_servers[0].user, "me");
         assert_eq!(hub_address(&c.hubs[1].url).unwrap(), "b.example:411");
-        assert!(Config::from_toml("[[hubs]]\nurl = \"adc://x:1\"\n").is_err());
+        assert!(Config::from_toml("[[hubs]]\nurl = \"ftp://x:1\"\n").is_err());
+        let u = parse_hub_url("adcs://h.example:1511/?kp=SHA256/ABC").unwrap();
+        assert_eq!(
+            (u.protocol, u.tls, u.address.as_str(), u.keyprint.as_deref()),
+            (HubProtocol::Adc, true, "h.example:1511", Some("SHA256/ABC"))
+        );
+        assert!(parse_hub_url("adc://h:1/?kp=SHA256/ABC").is_err());
+        assert_eq!(parse_hub_url("nmdcs://h").unwrap().address, "h:411");
         assert!(Config::from_toml("[[hubs]]\nurl = \"x:1\"\nname = \"a:b\"\n").is_err());
         assert!(Config::from_toml("[[hubs]]\nurl = \"x:1\"\nnick = \"n\"\nbogus = 1\n").is_err());
         assert_eq!(slsk_address("[::1]:5").unwrap(), "[::1]:5");
