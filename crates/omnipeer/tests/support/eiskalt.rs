@@ -24,7 +24,8 @@ use std::time::Duration;
 pub struct EiskaltConfig {
     /// Nick.
     pub nick: String,
-    /// Hub as `127.0.0.1:PORT` (connected as `dchub://127.0.0.1:PORT`).
+    /// Hub as `127.0.0.1:PORT` (connected as `dchub://127.0.0.1:PORT`), or a whole address
+    /// with its scheme (`adc://127.0.0.1:PORT`, `adcs://...`, `nmdcs://...`).
     pub hub: String,
     /// Directory shared as `share` (hashed by [`Eiskalt::start`] before connecting).
     pub share: Option<PathBuf>,
@@ -97,9 +98,9 @@ impl Eiskalt {
         if let Some(pw) = &config.password {
             let fav = format!(
                 r#"<?xml version="1.0" encoding="utf-8" standalone="yes"?>
-<Favorites><Hubs><Hub Name="test" Server="dchub://{}" Nick="{}" Password="{}" Connect="0"/></Hubs></Favorites>
+<Favorites><Hubs><Hub Name="test" Server="{}" Nick="{}" Password="{}" Connect="0"/></Hubs></Favorites>
 "#,
-                xml_escape(&config.hub),
+                xml_escape(&super::hub_url(&config.hub)),
                 xml_escape(&config.nick),
                 xml_escape(pw)
             );
@@ -175,9 +176,10 @@ impl Eiskalt {
         Ok(v.get("result").cloned().unwrap_or(Value::Null))
     }
 
-    /// `dchub://<hub>`, the hub URL the RPC methods take.
+    /// `dchub://<hub>` (or the configured address with its scheme), the hub URL the RPC
+    /// methods take.
     pub fn hub_url(&self) -> String {
-        format!("dchub://{}", self.config.hub)
+        super::hub_url(&self.config.hub)
     }
 
     /// `hub.add` for the configured hub.

@@ -27,6 +27,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A hub address as the real clients take it: `host:port` becomes `dchub://host:port`; an
+/// address with a scheme (`adc://`, `adcs://`, `nmdcs://`) stays as it is.
+pub fn hub_url(hub: &str) -> String {
+    if hub.contains("://") {
+        hub.to_owned()
+    } else {
+        format!("dchub://{hub}")
+    }
+}
+
 /// A free TCP port on 127.0.0.1 whose UDP side is free too (clients use the same number
 /// for both), from 26000-29999: below the kernel's ephemeral range (32768-60999 by
 /// default), so no listener on port 0 is handed it before the peer binds it. Never the

@@ -21,7 +21,8 @@ use std::time::Duration;
 pub struct NcdcConfig {
     /// Nick (`/set nick`).
     pub nick: String,
-    /// Hub as `127.0.0.1:PORT` (connected as `dchub://127.0.0.1:PORT/`).
+    /// Hub as `127.0.0.1:PORT` (connected as `dchub://127.0.0.1:PORT/`), or a whole address
+    /// with its scheme (`adc://127.0.0.1:PORT`, `adcs://...`, `nmdcs://...`).
     pub hub: String,
     /// Directory shared as `files` (`/share files <dir>`), hashed before connecting.
     pub share: Option<PathBuf>,
@@ -104,7 +105,7 @@ impl Ncdc {
         if let Some(pw) = &c.password {
             me.cmd(&format!("/hset password {pw}"));
         }
-        me.cmd(&format!("/connect dchub://{}/", c.hub));
+        me.cmd(&format!("/connect {}", super::hub_url(&c.hub)));
         me
     }
 
