@@ -31,6 +31,7 @@ use crate::login::{password_hash, validate_room_name, validate_username};
 use crate::server::{
     login_failure, RoomEntry, RoomList, RoomUser, ServerRequest, ServerResponse, UserStats, WatchedUser,
 };
+use crate::tree::{Tree, TreeConfig, TreeUser};
 use crate::UserStatus;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -78,6 +79,9 @@ pub const ROOM_LEAVE_BATCH: Duration = Duration::from_millis(100);
 /// one batch buffer stays small).
 pub const MAX_ROOM_BATCH_BYTES: usize = 64 * 1024;
 
+/// Direct recipients of a search named in [`CentralEvent::SearchRelayed`].
+pub const MAX_LOGGED_RECIPIENTS: usize = 32;
+
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct CentralConfig {
@@ -111,6 +115,8 @@ pub struct CentralConfig {
     /// How long `UserLeftRoom` announcements may wait to go out as one batch (see
     /// [`ROOM_LEAVE_BATCH`]); zero: each goes out at once, as its own frame.
     pub room_leave_batch: Duration,
+    /// The distributed tree (see [`crate::tree`]).
+    pub tree: TreeConfig,
 }
 
 impl CentralConfig {
@@ -128,6 +134,7 @@ impl CentralConfig {
             search_burst: 10,
             search_every: Duration::from_secs(2),
             admins: Vec::new(),
+            tree: TreeConfig::default(),
             unix_at_start,
             start,
             room_leave_batch: ROOM_LEAVE_BATCH,
@@ -218,6 +225,21 @@ pub enum CentralEvent {
         conn: ConnId,
         /// Why.
         why: String,
+    },
+    /// A search went out (for logs): to `roots` branch roots through the tree and to
+    /// `direct` users straight from the server, the first [`MAX_LOGGED_RECIPIENTS`] of
+    /// them named in `direct_users`.
+    SearchRelayed {
+        /// The searcher.
+        user: String,
+        /// Its token.
+        token: u32,
+        /// Branch roots sent the search as EmbeddedMessage.
+        roots: usize,
+        /// Users sent the search as FileSearch.
+        direct: usize,
+        /// Some of them, by name.
+        direct_users: Vec<String>,
     },
     /// A room message (for logs and the node's chat history).
     RoomMessage {
@@ -319,12 +341,14 @@ pub struct Central {
     /// Rooms with `UserLeftRoom` frames waiting, and when they go out.
     left_due: Option<Instant>,
     left_rooms: Vec<String>,
+    tree: Tree,
 }
 
 impl Central {
     /// A server with nobody on it.
     pub fn new(cfg: CentralConfig) -> Central {
         let cfg_start = cfg.start;
+        let cfg_tree = cfg.tree.clone();
         Central {
             cfg,
             conns: HashMap::new(),
@@ -341,6 +365,7 @@ impl Central {
             deadlines: BTreeSet::new(),
             left_due: None,
             left_rooms: Vec::new(),
+            tree: Tree::new(cfg_tree),
         }
     }
 
@@ -369,6 +394,11 @@ impl Central {
     /// Rooms and their member counts.
     pub fn room_counts(&self) -> Vec<(String, usize)> {
         self.rooms.iter().map(|(n, r)| (n.clone(), r.members.len())).collect()
+    }
+
+    /// Every user's place in the distributed tree, by name.
+    pub fn tree_users(&self) -> Vec<TreeUser> {
+        self.tree.users()
     }
 
     fn user_of(&self, conn: ConnId) -> Option<&str> {
@@ -433,6 +463,7 @@ impl Central {
         if self.users.get(&key) == Some(&conn) {
             self.users.remove(&key);
         }
+        self.tree.leave(conn);
         for room in &c.rooms {
             self.leave_room(conn, &user, room, false);
         }
@@ -524,15 +555,17 @@ impl Central {
         for conn in late {
             self.drop_conn(conn, "no login in time".into());
         }
+        for (conn, parents) in self.tree.handle_timeout(now) {
+            let parents =
+                parents.into_iter().map(|(user, ip, port)| crate::server::PossibleParent { user, ip, port }).collect();
+            self.send(conn, &ServerResponse::PossibleParents { parents });
+        }
     }
 
     /// The earliest instant [`Central::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let login = self.deadlines.first().map(|(d, _)| *d);
-        match (login, self.left_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [login, self.left_due, self.tree.poll_timeout()].into_iter().flatten().min()
     }
 
     /// The next output.
@@ -806,6 +839,7 @@ impl Central {
         }
         self.users.insert(key.clone(), conn);
         self.known.insert(key);
+        self.tree.join(conn, &user, ip);
         // The Login reply must be the very first frame (aioslsk insists).
         self.send(
             conn,
@@ -891,6 +925,7 @@ impl Central {
                 let c = self.conns.get_mut(&conn).expect("present");
                 c.port = port;
                 c.obf_port = obfuscation.map_or(0, |o| o.port);
+                self.tree.set_port(conn, port);
             }
             ServerRequest::GetPeerAddress { user } => {
                 let (ip, port) = match self.conn_of(&user).and_then(|c| self.conns.get(&c)) {
@@ -1071,8 +1106,7 @@ impl Central {
                 if query.len() > MAX_QUERY || !self.take_search(now, conn) {
                     return;
                 }
-                let others: Vec<ConnId> = self.users.values().copied().filter(|c| *c != conn).collect();
-                self.send_shared(others, &ServerResponse::FileSearch { user: me.to_owned(), token, query });
+                self.relay_search(conn, me, token, query);
             }
             ServerRequest::UserSearch { user, token, query } => {
                 if query.len() > MAX_QUERY || !self.take_search(now, conn) {
@@ -1096,10 +1130,41 @@ impl Central {
             ServerRequest::EnableRoomInvitations { enabled } => {
                 self.send(conn, &ServerResponse::EnableRoomInvitations { enabled })
             }
-            // Distributed-network housekeeping, pings, interests, obsolete messages: accepted
-            // and ignored (we have no distributed tree; searches are relayed directly).
+            ServerRequest::HaveNoParent { no_parent } => self.tree.have_no_parent(now, conn, no_parent),
+            ServerRequest::AcceptChildren { accept } => self.tree.accept_children(conn, accept),
+            ServerRequest::BranchLevel { level } => self.tree.branch_level(conn, level),
+            ServerRequest::BranchRoot { root } => self.tree.branch_root(conn, &root),
+            ServerRequest::ChildDepth { depth } => self.tree.child_depth(conn, depth),
+            // Pings, interests, obsolete messages: accepted and ignored.
             _ => {}
         }
+    }
+
+    /// A global search: to the branch roots inside EmbeddedMessage(93) as a DistribSearch
+    /// (they pass it down the tree), and as FileSearch(26) to everybody the tree does not
+    /// cover (docs/protocols/soulseek.md, `#search-relay`).
+    fn relay_search(&mut self, conn: ConnId, me: &str, token: u32, query: String) {
+        let d = self.tree.delivery(conn);
+        if !d.roots.is_empty() {
+            let body =
+                crate::distributed::DistributedMessage::Search { user: me.to_owned(), token, query: query.clone() }
+                    .encode_body();
+            self.send_shared(d.roots.iter().copied(), &ServerResponse::EmbeddedMessage { code: 3, body });
+        }
+        let direct_users = d
+            .direct
+            .iter()
+            .take(MAX_LOGGED_RECIPIENTS)
+            .filter_map(|c| self.tree.name_of(*c).map(str::to_owned))
+            .collect();
+        self.send_shared(d.direct.iter().copied(), &ServerResponse::FileSearch { user: me.to_owned(), token, query });
+        self.out.push_back(Output::Event(CentralEvent::SearchRelayed {
+            user: me.to_owned(),
+            token,
+            roots: d.roots.len(),
+            direct: d.direct.len(),
+            direct_users,
+        }));
     }
 
     fn join_room(&mut self, conn: ConnId, me: &str, room: String) {
@@ -1290,6 +1355,142 @@ mod tests {
             self.send(conn, ServerRequest::SetWaitPort { port: 2234 + conn as u32, obfuscation: None });
         }
     }
+
+    impl T {
+        /// Move the clock on and run the timers.
+        fn tick(&mut self, secs: u64) {
+            self.now += Duration::from_secs(secs);
+            self.c.handle_timeout(self.now);
+            self.pump();
+        }
+        fn parents_offered(&mut self, conn: ConnId) -> Option<Vec<String>> {
+            self.take(conn).into_iter().rev().find_map(|m| match m {
+                ServerResponse::PossibleParents { parents } => Some(parents.into_iter().map(|p| p.user).collect()),
+                _ => None,
+            })
+        }
+        fn seek(&mut self, conn: ConnId, accept: bool) {
+            self.send(conn, ServerRequest::HaveNoParent { no_parent: true });
+            self.send(conn, ServerRequest::AcceptChildren { accept });
+        }
+        fn adopt(&mut self, conn: ConnId, level: u32, root: &str) {
+            self.send(conn, ServerRequest::HaveNoParent { no_parent: false });
+            self.send(conn, ServerRequest::BranchLevel { level });
+            self.send(conn, ServerRequest::BranchRoot { root: root.into() });
+        }
+        /// What `conn` got of a search: Some(true) embedded, Some(false) FileSearch.
+        fn search_got(&mut self, conn: ConnId) -> Option<bool> {
+            self.take(conn).into_iter().find_map(|m| match m {
+                ServerResponse::EmbeddedMessage { code: 3, .. } => Some(true),
+                ServerResponse::FileSearch { .. } => Some(false),
+                _ => None,
+            })
+        }
+    }
+
+    #[test]
+    fn searches_go_to_branch_roots_embedded_and_directly_only_to_users_outside_the_tree() {
+        let mut t = T::new();
+        for (conn, user) in [(1, "alice"), (2, "bob"), (3, "carol"), (4, "dave"), (5, "eve")] {
+            t.login(conn, user);
+        }
+        // Alice asks first: nobody can take her, so she becomes a branch root (no offer).
+        t.seek(1, true);
+        t.tick(2);
+        assert_eq!(t.parents_offered(1), None);
+        // Bob is offered alice, takes her; carol is offered alice and bob, shallowest first.
+        t.seek(2, true);
+        t.tick(2);
+        assert_eq!(t.parents_offered(2), Some(vec!["alice".to_string()]));
+        t.adopt(2, 1, "alice");
+        t.seek(3, false);
+        t.tick(2);
+        assert_eq!(t.parents_offered(3), Some(vec!["alice".to_string(), "bob".to_string()]));
+        t.adopt(3, 2, "alice");
+        // Eve (no tree at all) searches: the root gets it embedded, dave (never spoke of
+        // the tree) directly, bob and carol nothing from the server.
+        for c in 1..=5 {
+            t.take(c);
+        }
+        t.send(5, ServerRequest::FileSearch { token: 7, query: "galway".into() });
+        let embedded = t.inbox.get(&1).and_then(|m| {
+            m.iter().find_map(|m| match m {
+                ServerResponse::EmbeddedMessage { code: 3, body } => Some(body.clone()),
+                _ => None,
+            })
+        });
+        assert_eq!(
+            crate::distributed::DistributedMessage::decode(3, &embedded.expect("alice got it embedded")).unwrap(),
+            crate::distributed::DistributedMessage::Search { user: "eve".into(), token: 7, query: "galway".into() }
+        );
+        assert_eq!(t.search_got(1), Some(true));
+        assert_eq!(t.search_got(2), None, "bob gets it through the tree only");
+        assert_eq!(t.search_got(3), None, "carol gets it through the tree only");
+        assert_eq!(t.search_got(4), Some(false), "dave directly");
+        assert_eq!(t.search_got(5), None);
+        assert!(t
+            .events
+            .iter()
+            .any(|e| matches!(e, CentralEvent::SearchRelayed { roots: 1, direct: 1, direct_users, .. }
+            if direct_users == &["dave".to_string()])));
+        let carol = t.c.tree_users().into_iter().find(|u| u.name == "carol").unwrap();
+        assert!(carol.covered && !carol.is_root && carol.level == 2 && carol.direct_searches == 0, "{carol:?}");
+        // The root leaves: its branch gets searches directly again (nobody left out).
+        t.c.disconnect(1);
+        t.pump();
+        t.send(5, ServerRequest::FileSearch { token: 8, query: "galway".into() });
+        assert_eq!(t.search_got(2), Some(false));
+        assert_eq!(t.search_got(3), Some(false));
+        assert_eq!(t.search_got(4), Some(false));
+        // A parent found again under a root of ours: covered again.
+        t.seek(2, true);
+        t.tick(2);
+        assert_eq!(t.parents_offered(2), None, "nobody to offer: bob is the new root");
+        t.adopt(3, 1, "bob");
+        t.send(5, ServerRequest::FileSearch { token: 9, query: "galway".into() });
+        assert_eq!(t.search_got(2), Some(true));
+        assert_eq!(t.search_got(3), None);
+    }
+
+    #[test]
+    fn roots_never_adopt_each_other_and_nobody_is_offered_its_own_branch() {
+        let mut t = T::new();
+        for (conn, user) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+            t.login(conn, user);
+        }
+        // Both seek before either accepts children: both become roots, alice first.
+        t.seek(1, false);
+        t.seek(2, false);
+        t.tick(2);
+        assert!(t.c.tree_users().iter().all(|u| u.is_root || u.name == "carol"));
+        t.send(1, ServerRequest::AcceptChildren { accept: true });
+        t.send(2, ServerRequest::AcceptChildren { accept: true });
+        // Carol joins bob's branch.
+        t.seek(3, true);
+        t.tick(2);
+        t.take(3);
+        t.adopt(3, 1, "bob");
+        // The next offers: alice (older) is offered nobody; bob only alice, never carol
+        // (in his own branch).
+        t.tick(PARENT_OFFER_EVERY_SECS);
+        assert_eq!(t.parents_offered(1), None);
+        assert_eq!(t.parents_offered(2), Some(vec!["alice".to_string()]));
+        // The tree can be turned off: every search goes directly, no offers.
+        let mut t = T::new();
+        t.c = Central::new(CentralConfig {
+            tree: TreeConfig { enabled: false, ..Default::default() },
+            ..CentralConfig::new(t.now, 0)
+        });
+        t.login(1, "alice");
+        t.login(2, "bob");
+        t.seek(1, true);
+        t.tick(60);
+        assert_eq!(t.parents_offered(1), None);
+        t.send(2, ServerRequest::FileSearch { token: 1, query: "x".into() });
+        assert_eq!(t.search_got(1), Some(false));
+    }
+
+    const PARENT_OFFER_EVERY_SECS: u64 = crate::tree::PARENT_OFFER_EVERY.as_secs();
 
     #[test]
     fn login_reply_comes_first_then_what_clients_expect() {

@@ -46,6 +46,7 @@ pub mod search;
 pub mod server;
 pub mod session;
 pub mod shares;
+pub mod tree;
 pub mod wire;
 pub mod zlib;
 

@@ -415,6 +415,9 @@ impl SlskServer {
                     let _ = persist_tx.send(Box::new(move |s: &Store| s.slsk_set_ban(&user, &by, false)));
                 }
                 CentralEvent::Dropped { conn, why } => tracing::info!(conn, %why, "dropped a connection"),
+                CentralEvent::SearchRelayed { user, token, roots, direct, direct_users } => {
+                    tracing::info!(%user, token, roots, direct, direct_users = %direct_users.join(","), "search relayed")
+                }
                 CentralEvent::RoomMessage { .. } => {}
             }
         };
