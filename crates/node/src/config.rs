@@ -202,6 +202,11 @@ pub struct SlskServerSection {
     pub max_registrations_per_ip_per_hour: u32,
     /// Sessions at once from one address, administrators aside (0: no limit).
     pub max_sessions_per_ip: usize,
+    /// Build the distributed tree (searches to branch roots, PossibleParents).
+    pub distributed_tree: bool,
+    /// Seconds between offers of parents to a user still without one
+    /// (`omnipeer_slsk::tree::PARENT_OFFER_EVERY`).
+    pub parent_offer_every_secs: u64,
 }
 
 /// `[tox_bootstrap]`.
@@ -295,6 +300,8 @@ pub struct SlskClientSection {
     pub slots: usize,
     /// Rooms joined at login.
     pub rooms: Vec<String>,
+    /// Distributed children we pass searches to, at most.
+    pub max_distributed_children: usize,
 }
 
 /// `[api]`.

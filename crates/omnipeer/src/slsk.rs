@@ -44,6 +44,12 @@ pub struct ServerArgs {
     /// Create (or reset) an account at start (repeatable)
     #[arg(long, value_name = "USER:PASS")]
     register: Vec<String>,
+    /// No distributed tree: every search goes to every user from the server
+    #[arg(long)]
+    no_tree: bool,
+    /// Seconds between offers of parents (PossibleParents) to a user still without one
+    #[arg(long, value_name = "SECS", default_value_t = omnipeer_slsk::tree::PARENT_OFFER_EVERY.as_secs())]
+    parent_offer_every: u64,
 }
 
 #[derive(Args)]
@@ -99,6 +105,9 @@ pub struct SlskLoginArgs {
     /// Where peers connect to us [default: 0.0.0.0 on a free port]
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
     listen: SocketAddr,
+    /// Distributed children we pass searches to, at most
+    #[arg(long, value_name = "N", default_value_t = omnipeer_slsk::session::DEFAULT_MAX_CHILDREN)]
+    max_children: usize,
 }
 
 impl SlskLoginArgs {
@@ -111,6 +120,7 @@ impl SlskLoginArgs {
             share,
             slots: slots.max(1),
             uploads: None,
+            max_children: self.max_children,
         }
     }
 }
@@ -128,7 +138,7 @@ pub async fn run(g: &Global, cfg: Config, cmd: SlskCmd) -> anyhow::Result<()> {
 async fn server(
     g: &Global,
     cfg: &Config,
-    ServerArgs { listen, db, motd, private, admin, register }: ServerArgs,
+    ServerArgs { listen, db, motd, private, admin, register, no_tree, parent_offer_every }: ServerArgs,
 ) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
     let mut reg = Vec::new();
@@ -146,7 +156,12 @@ async fn server(
         admins: admin,
         register: reg,
     })
-    .await?;
+    .await?
+    .with_tree(omnipeer_slsk::tree::TreeConfig {
+        enabled: !no_tree,
+        offer_every: Duration::from_secs(parent_offer_every.max(1)),
+        ..Default::default()
+    });
     eprintln!("listening on {}", server.local_addr());
     let json = g.json;
     spawn_printer(server.subscribe(), move |ev| {

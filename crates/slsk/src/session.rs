@@ -57,6 +57,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+mod distrib;
+pub use distrib::{DistributedStatus, DEFAULT_MAX_CHILDREN, MAX_PARENT_CANDIDATES};
+
 /// A connection's id, chosen by the session (for the server connection: [`SERVER`]).
 pub type ConnId = u64;
 /// The server connection.
@@ -135,6 +138,9 @@ pub struct SessionConfig {
     pub first_token: u32,
     /// Shared folders and files (SharedFoldersFiles after login).
     pub shared: (u32, u32),
+    /// Distributed children we pass searches to, at most ([`DEFAULT_MAX_CHILDREN`]; 0:
+    /// none, we only take a parent).
+    pub max_children: usize,
 }
 
 /// What a peer asked of our share (answer with [`ClientSession::reply`]).
@@ -327,6 +333,9 @@ pub enum SessionEvent {
         /// Why.
         why: String,
     },
+    /// Our place in the distributed network changed (a parent taken or lost, a child
+    /// taken or gone, the server made us a branch root).
+    DistributedChanged(DistributedStatus),
     /// A peer connection was dropped for breaking a rule (for logs).
     PeerDropped {
         /// The connection.
@@ -363,11 +372,12 @@ pub enum Output {
     Event(SessionEvent),
 }
 
-/// `P` or `F` (we never open `D`).
+/// `P`, `F` or `D` (distributed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     P,
     F,
+    D,
 }
 
 impl Kind {
@@ -375,6 +385,7 @@ impl Kind {
         match self {
             Kind::P => "P",
             Kind::F => "F",
+            Kind::D => "D",
         }
     }
 }
@@ -392,6 +403,8 @@ enum ConnState {
     AwaitToken { user: String, have: Vec<u8>, deadline: Instant },
     /// A `P` connection with `user`.
     Peer { user: String, reader: FrameReader, frame_deadline: Option<Instant> },
+    /// A `D` connection with `user` (see [`distrib`]).
+    Distrib { user: String, reader: FrameReader, frame_deadline: Option<Instant>, role: distrib::Role },
 }
 
 /// Why we open a connection.
@@ -401,6 +414,8 @@ enum Purpose {
     P,
     /// An upload's `F` connection.
     Upload(UploadId),
+    /// A `D` connection to a would-be parent.
+    Parent,
 }
 
 /// One of our attempts to connect to a user, keyed by its token.
@@ -425,6 +440,7 @@ impl Attempt {
         match self.purpose {
             Purpose::P => Kind::P,
             Purpose::Upload(_) => Kind::F,
+            Purpose::Parent => Kind::D,
         }
     }
 }
@@ -514,6 +530,7 @@ pub struct ClientSession {
     /// UserLeftRoom), by lower-case name; at most [`MAX_ROOM_MEMBERS`] each.
     rooms: HashMap<String, BTreeMap<String, RoomUser>>,
     wishlist_interval: Duration,
+    distrib: distrib::Distrib,
     out: VecDeque<Output>,
 }
 
@@ -566,6 +583,7 @@ impl ClientSession {
             rooms: HashMap::new(),
             wishlist_interval: DEFAULT_WISHLIST_INTERVAL,
             searches: VecDeque::new(),
+            distrib: distrib::Distrib::default(),
             out: VecDeque::new(),
         }
     }
@@ -669,6 +687,7 @@ impl ClientSession {
             self.logged_in = false;
             self.ping_at = None;
             self.rooms.clear();
+            self.distrib_logged_out();
             return;
         }
         if matches!(self.conns.get(&conn), Some(ConnState::DialDirect { .. })) {
@@ -724,6 +743,16 @@ impl ClientSession {
                 }
                 self.peer_frames(now, conn);
             }
+            ConnState::Distrib { reader, .. } => {
+                let before = reader.committed();
+                reader.push(bytes);
+                let after = reader.committed();
+                self.recount(before, after);
+                if self.over_budget(conn) {
+                    return;
+                }
+                self.d_frames(now, conn);
+            }
             ConnState::DialDirect { .. } | ConnState::DialPierce { .. } => {}
         }
     }
@@ -742,7 +771,10 @@ impl ClientSession {
                 ConnState::AwaitInit { deadline, .. } | ConnState::AwaitToken { deadline, .. } if now >= *deadline => {
                     Some((id, "no peer-init within the init timeout"))
                 }
-                ConnState::Peer { frame_deadline: Some(d), .. } if now >= *d => {
+                ConnState::Peer { frame_deadline: Some(d), .. }
+                | ConnState::Distrib { frame_deadline: Some(d), .. }
+                    if now >= *d =>
+                {
                     Some((id, "a message did not arrive whole in time"))
                 }
                 _ => None,
@@ -786,7 +818,7 @@ impl ClientSession {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let conns = self.conns.values().filter_map(|c| match c {
             ConnState::AwaitInit { deadline, .. } | ConnState::AwaitToken { deadline, .. } => Some(*deadline),
-            ConnState::Peer { frame_deadline, .. } => *frame_deadline,
+            ConnState::Peer { frame_deadline, .. } | ConnState::Distrib { frame_deadline, .. } => *frame_deadline,
             _ => None,
         });
         let attempts = self.attempts.values().map(|a| a.indirect_at.unwrap_or(a.deadline).min(a.deadline));
@@ -1014,9 +1046,9 @@ impl ClientSession {
                 self.logged_in = true;
                 self.ping_at = Some(now + SERVER_PING_INTERVAL);
                 let (dirs, files) = self.cfg.shared;
+                self.server(ServerRequest::SetWaitPort { port: u32::from(self.cfg.listen_port), obfuscation: None });
+                self.have_no_parent();
                 for req in [
-                    ServerRequest::SetWaitPort { port: u32::from(self.cfg.listen_port), obfuscation: None },
-                    ServerRequest::HaveNoParent { no_parent: true },
                     ServerRequest::SetStatus { status: UserStatus::Online },
                     ServerRequest::SharedFoldersFiles { dirs, files },
                 ] {
@@ -1034,12 +1066,7 @@ impl ClientSession {
             ServerResponse::GetPeerAddress { user, ip, port, .. } => self.on_address(now, &user, ip, port),
             ServerResponse::ConnectToPeer { user, conn_type, ip, port, token, .. } => {
                 // Someone could not reach us: we connect and pierce.
-                let kind = match conn_type.as_str() {
-                    "P" => Kind::P,
-                    "F" => Kind::F,
-                    // No distributed network here.
-                    _ => return,
-                };
+                let Some(kind) = Kind::parse(&conn_type) else { return };
                 if port == 0 || port > u32::from(u16::MAX) || ip.is_unspecified() {
                     self.server(ServerRequest::CantConnectToPeer { token, user });
                     return;
@@ -1057,13 +1084,9 @@ impl ClientSession {
                 }
             }
             ServerResponse::FileSearch { user, token, query } => self.search_request(user, token, query),
-            ServerResponse::EmbeddedMessage { code: 3, body } => {
-                if let Ok(crate::distributed::DistributedMessage::Search { user, token, query, .. }) =
-                    crate::distributed::DistributedMessage::decode(3, &body)
-                {
-                    self.search_request(user, token, query);
-                }
-            }
+            ServerResponse::EmbeddedMessage { code: 3, body } => self.server_embedded(body),
+            ServerResponse::PossibleParents { parents } => self.possible_parents(now, parents),
+            ServerResponse::ResetDistributed => self.reset_distributed(),
             ServerResponse::MessageUser { id, user, message, .. } => {
                 self.server(ServerRequest::MessageAcked { id });
                 self.event(SessionEvent::PrivateMessage { user, text: message });
@@ -1232,6 +1255,7 @@ impl ClientSession {
                 self.send(conn, crate::framing::encode_file_transfer_init(u.token).to_vec());
                 self.event(SessionEvent::UploadConnected { id, conn });
             }
+            Purpose::Parent => self.candidate_connected(now, &a.user, conn),
         }
     }
 
@@ -1273,6 +1297,8 @@ impl ClientSession {
                     self.event(SessionEvent::UploadFailed { id, why });
                 }
             }
+            // The candidate stays without a connection; another may answer.
+            Purpose::Parent => {}
         }
     }
 
@@ -1301,12 +1327,8 @@ impl ClientSession {
                 }
             }
             PeerInit::PeerInit { user, conn_type, .. } => {
-                let kind = match conn_type.as_str() {
-                    "P" => Kind::P,
-                    "F" => Kind::F,
-                    other => {
-                        return self.drop_conn(conn, format!("a {other} connection (no distributed network here)"))
-                    }
+                let Some(kind) = Kind::parse(&conn_type) else {
+                    return self.drop_conn(conn, format!("a {conn_type:?} connection"));
                 };
                 self.typed(now, conn, user, kind, rest, deadline);
             }
@@ -1330,6 +1352,7 @@ impl ClientSession {
                 self.conns.insert(conn, ConnState::AwaitToken { user, have: rest, deadline });
                 self.f_token(now, conn);
             }
+            Kind::D => self.child_connected(now, conn, user, rest),
         }
     }
 
@@ -1673,6 +1696,10 @@ impl ClientSession {
             Some(ConnState::AwaitInit { reader, .. }) | Some(ConnState::Peer { reader, .. }) => {
                 self.buffered = self.buffered.saturating_sub(reader.committed());
             }
+            Some(ConnState::Distrib { reader, user, role, .. }) => {
+                self.buffered = self.buffered.saturating_sub(reader.committed());
+                self.d_closed(conn, &user, role);
+            }
             _ => {}
         }
         // A connection the peer closed is not reused: what is written to it is lost.
@@ -1734,6 +1761,7 @@ mod tests {
                 minor_version: 1,
                 first_token: 100,
                 shared: (1, 3),
+                max_children: DEFAULT_MAX_CHILDREN,
             });
             let mut sim = Sim { s, t0, now: t0 };
             sim.s.server_connected(t0);
@@ -2474,5 +2502,224 @@ mod tests {
             events(&out),
             vec![SessionEvent::Presence { user: "carol".into(), exists: true, status: Some(UserStatus::Offline) }]
         );
+    }
+
+    // ---- distributed network -----------------------------------------------------------
+
+    use crate::distributed::DistributedMessage;
+    use crate::server::PossibleParent;
+
+    fn d_msgs(data: &[Vec<u8>]) -> Vec<DistributedMessage> {
+        data.iter()
+            .flat_map(|d| frames(FrameKind::Distributed, d))
+            .map(|f| DistributedMessage::from_frame(&f).unwrap())
+            .collect()
+    }
+
+    fn d_search(user: &str, token: u32, query: &str) -> DistributedMessage {
+        DistributedMessage::Search { user: user.into(), token, query: query.into() }
+    }
+
+    /// A sim whose login output is returned too.
+    fn sim_with(max_children: usize) -> (Sim, Vec<Output>) {
+        let t0 = Instant::now();
+        let s = ClientSession::new(SessionConfig {
+            user: "me".into(),
+            password: "pw".into(),
+            listen_port: 2234,
+            major_version: 177,
+            minor_version: 1,
+            first_token: 100,
+            shared: (1, 3),
+            max_children,
+        });
+        let mut sim = Sim { s, t0, now: t0 };
+        sim.s.server_connected(t0);
+        sim.drain();
+        let out = sim.server_says(ServerResponse::LoginSuccess {
+            greet: "hi".into(),
+            own_ip: Ipv4Addr::LOCALHOST,
+            password_hash: String::new(),
+            supporter: false,
+        });
+        (sim, out)
+    }
+
+    /// A user opens a `D` connection to us; returns it.
+    fn incoming_d(sim: &mut Sim, user: &str) -> (ConnId, Vec<Output>) {
+        let conn = sim.s.accepted(sim.now);
+        let init = PeerInit::PeerInit { user: user.into(), conn_type: "D".into(), token: 0 };
+        sim.s.handle_input(sim.now, conn, &init.encode());
+        (conn, sim.drain())
+    }
+
+    fn closes(out: &[Output], conn: ConnId) -> bool {
+        out.contains(&Output::Close { conn })
+    }
+
+    #[test]
+    fn joins_the_first_candidate_that_tells_its_place_and_passes_searches_down() {
+        let (mut sim, out) = sim_with(DEFAULT_MAX_CHILDREN);
+        let login = server_msgs(&out);
+        for m in [
+            ServerRequest::HaveNoParent { no_parent: true },
+            ServerRequest::BranchRoot { root: "me".into() },
+            ServerRequest::BranchLevel { level: 0 },
+            ServerRequest::AcceptChildren { accept: false },
+        ] {
+            assert!(login.contains(&m), "{m:?} at login: {login:?}");
+        }
+        // No parent, not a root: a would-be child is refused.
+        let (kid, out) = incoming_d(&mut sim, "kid");
+        assert!(closes(&out, kid));
+        // Two candidates: both dialled, each gets our PeerInit D.
+        let parent =
+            |user: &str, last: u8| PossibleParent { user: user.into(), ip: Ipv4Addr::new(10, 0, 0, last), port: 2000 };
+        let out = sim.server_says(ServerResponse::PossibleParents {
+            parents: vec![parent("p1", 1), parent("p2", 2), parent("me", 3)],
+        });
+        let d = dials(&out);
+        assert_eq!(
+            d.iter().map(|(_, a)| *a.ip()).collect::<Vec<_>>(),
+            [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)]
+        );
+        let (c1, c2) = (d[0].0, d[1].0);
+        for c in [c1, c2] {
+            sim.s.connected(sim.now, c);
+            let out = sim.drain();
+            let init = PeerInit::from_frame(&frames(FrameKind::PeerInit, &sent(&out, c)[0])[0]).unwrap();
+            assert!(matches!(init, PeerInit::PeerInit { ref conn_type, .. } if conn_type == "D"));
+        }
+        // p2 says where it stands first: it is our parent, p1 is dropped.
+        sim.s.handle_input(sim.now, c2, &DistributedMessage::BranchLevel { level: 1 }.encode());
+        assert!(sim.drain().iter().all(|o| !matches!(o, Output::Send { conn: SERVER, .. })), "not before the root");
+        sim.s.handle_input(sim.now, c2, &DistributedMessage::BranchRoot { root: "top".into() }.encode());
+        let out = sim.drain();
+        assert!(closes(&out, c1));
+        let told = server_msgs(&out);
+        assert_eq!(
+            told,
+            [
+                ServerRequest::HaveNoParent { no_parent: false },
+                ServerRequest::BranchRoot { root: "top".into() },
+                ServerRequest::BranchLevel { level: 2 },
+                ServerRequest::AcceptChildren { accept: true },
+            ]
+        );
+        assert_eq!(sim.s.distributed_status().parent.as_deref(), Some("p2"));
+        // A child now is taken and told our place.
+        let (kid, out) = incoming_d(&mut sim, "kid");
+        assert!(!closes(&out, kid));
+        assert_eq!(
+            d_msgs(&sent(&out, kid)),
+            [DistributedMessage::BranchLevel { level: 2 }, DistributedMessage::BranchRoot { root: "top".into() }]
+        );
+        // A search from the parent: asked of us, and passed down unchanged.
+        sim.s.handle_input(sim.now, c2, &d_search("bob", 5, "galway").encode());
+        let out = sim.drain();
+        assert!(events(&out).contains(&SessionEvent::SearchRequest {
+            user: "bob".into(),
+            token: 5,
+            query: "galway".into()
+        }));
+        assert_eq!(d_msgs(&sent(&out, kid)), [d_search("bob", 5, "galway")]);
+        // Our own search coming back down is passed on but not answered.
+        sim.s.handle_input(sim.now, c2, &d_search("me", 6, "x").encode());
+        let out = sim.drain();
+        assert!(!events(&out).iter().any(|e| matches!(e, SessionEvent::SearchRequest { .. })));
+        // The parent's level changes: ours follows, told to the server and the child.
+        sim.s.handle_input(sim.now, c2, &DistributedMessage::BranchLevel { level: 3 }.encode());
+        let out = sim.drain();
+        assert_eq!(server_msgs(&out), [ServerRequest::BranchLevel { level: 4 }]);
+        assert_eq!(d_msgs(&sent(&out, kid)), [DistributedMessage::BranchLevel { level: 4 }]);
+        // The parent goes: back to asking for one; the child hears we hang under nobody.
+        sim.s.closed(sim.now, c2);
+        let out = sim.drain();
+        let told = server_msgs(&out);
+        assert!(told.contains(&ServerRequest::HaveNoParent { no_parent: true }));
+        assert!(told.contains(&ServerRequest::AcceptChildren { accept: false }));
+        assert_eq!(
+            d_msgs(&sent(&out, kid)),
+            [DistributedMessage::BranchLevel { level: 0 }, DistributedMessage::BranchRoot { root: "me".into() }]
+        );
+        // Garbage on a D connection costs that connection only.
+        sim.s.handle_input(sim.now, kid, &[3, 0, 0, 0, 4, 1, 2]);
+        sim.s.handle_input(sim.now, kid, &[0xff, 0xff, 0xff, 0x7f, 3]);
+        assert!(closes(&sim.drain(), kid));
+        assert!(sim.s.is_logged_in());
+    }
+
+    #[test]
+    fn a_branch_root_fed_by_the_server_takes_children_up_to_the_limit() {
+        let (mut sim, _) = sim_with(1);
+        let body = d_search("bob", 9, "galway").encode_body();
+        let out = sim.server_says(ServerResponse::EmbeddedMessage { code: 3, body: body.clone() });
+        assert!(events(&out).contains(&SessionEvent::SearchRequest {
+            user: "bob".into(),
+            token: 9,
+            query: "galway".into()
+        }));
+        assert_eq!(server_msgs(&out), [ServerRequest::AcceptChildren { accept: true }]);
+        assert!(sim.s.distributed_status().server_parent);
+        let (kid, out) = incoming_d(&mut sim, "kid");
+        assert!(!closes(&out, kid));
+        assert_eq!(d_msgs(&sent(&out, kid))[0], DistributedMessage::BranchLevel { level: 0 });
+        assert_eq!(server_msgs(&out), [ServerRequest::AcceptChildren { accept: false }], "full at 1");
+        let (kid2, out) = incoming_d(&mut sim, "kid2");
+        assert!(closes(&out, kid2), "over the limit");
+        // The next embedded search reaches the child as a distributed search.
+        let out = sim.server_says(ServerResponse::EmbeddedMessage { code: 3, body });
+        assert_eq!(d_msgs(&sent(&out, kid)), [d_search("bob", 9, "galway")]);
+        // The child leaves: room again.
+        sim.s.closed(sim.now, kid);
+        assert_eq!(server_msgs(&sim.drain()), [ServerRequest::AcceptChildren { accept: true }]);
+        // A ConnectToPeer of type D (a firewalled would-be child): we dial and pierce.
+        let out = sim.server_says(ServerResponse::ConnectToPeer {
+            user: "kid3".into(),
+            conn_type: "D".into(),
+            ip: PEER_IP,
+            port: 2240,
+            token: 77,
+            privileged: false,
+            obf_type: 0,
+            obf_port: 0,
+        });
+        let (c, _) = dials(&out)[0];
+        sim.s.connected(sim.now, c);
+        let out = sim.drain();
+        let data = sent(&out, c);
+        assert_eq!(
+            PeerInit::from_frame(&frames(FrameKind::PeerInit, &data[0])[0]).unwrap(),
+            PeerInit::PierceFireWall { token: 77 }
+        );
+        assert_eq!(d_msgs(&data[1..])[0], DistributedMessage::BranchLevel { level: 0 });
+        assert_eq!(sim.s.distributed_status().children, ["kid3"]);
+    }
+
+    #[test]
+    fn an_unreachable_candidate_is_tried_through_the_server_and_pierces_to_us() {
+        let (mut sim, _) = sim_with(DEFAULT_MAX_CHILDREN);
+        let out = sim.server_says(ServerResponse::PossibleParents {
+            parents: vec![PossibleParent { user: "p1".into(), ip: PEER_IP, port: 2000 }],
+        });
+        let (c, _) = dials(&out)[0];
+        sim.s.connect_failed(sim.now, c);
+        let out = sim.drain();
+        let token = match &server_msgs(&out)[..] {
+            [ServerRequest::ConnectToPeer { token, user, conn_type }] if user == "p1" && conn_type == "D" => *token,
+            other => panic!("{other:?}"),
+        };
+        let conn = sim.s.accepted(sim.now);
+        let mut bytes = PeerInit::PierceFireWall { token }.encode();
+        bytes.extend(DistributedMessage::BranchLevel { level: 0 }.encode());
+        sim.s.handle_input(sim.now, conn, &bytes);
+        let out = sim.drain();
+        assert!(server_msgs(&out).contains(&ServerRequest::BranchLevel { level: 1 }));
+        assert!(server_msgs(&out).contains(&ServerRequest::BranchRoot { root: "p1".into() }));
+        assert_eq!(sim.s.distributed_status().parent.as_deref(), Some("p1"));
+        // A reset from the server: parent dropped, asking again.
+        let out = sim.server_says(ServerResponse::ResetDistributed);
+        assert!(closes(&out, conn));
+        assert!(server_msgs(&out).contains(&ServerRequest::HaveNoParent { no_parent: true }));
     }
 }

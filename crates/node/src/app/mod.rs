@@ -1030,6 +1030,11 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         .with_ip_limits(crate::slsk::IpLimits {
             max_registrations_per_ip_per_hour: s.max_registrations_per_ip_per_hour,
             max_sessions_per_ip: s.max_sessions_per_ip,
+        })
+        .with_tree(omnipeer_slsk::tree::TreeConfig {
+            enabled: s.distributed_tree,
+            offer_every: std::time::Duration::from_secs(s.parent_offer_every_secs.max(1)),
+            ..Default::default()
         });
         let addr = server.local_addr();
         own_slsk = Some(addr);

@@ -722,6 +722,7 @@ impl Node {
                         share: self.share_folders(),
                         slots: c.slots,
                         uploads: Some(self.uploads.clone()),
+                        max_children: c.max_distributed_children,
                     },
                     &spec.key().to_string(),
                 )

@@ -87,6 +87,9 @@ pub struct SlskClientConfig {
     /// Upload slots, queue and limit shared with the node's other networks; None: the
     /// client's own, with `slots` slots and no limit.
     pub uploads: Option<Arc<Uploads>>,
+    /// Distributed children we pass searches to, at most (`[slsk_client]`
+    /// `max_distributed_children`; [`omnipeer_slsk::session::DEFAULT_MAX_CHILDREN`]).
+    pub max_children: usize,
 }
 
 /// What the client reports.
@@ -254,6 +257,7 @@ impl SlskClient {
             minor_version: MINOR_VERSION,
             first_token: rand::random::<u32>() % 1_000_000 + 1,
             shared: (shares.dir_count() as u32, shares.file_count() as u32),
+            max_children: cfg.max_children,
         });
         let events = crate::events::EventSink::default();
         let shutdown = CancellationToken::new();
@@ -777,6 +781,14 @@ impl Inner {
                 }
             }
             SessionEvent::PeerDropped { conn, why } => tracing::debug!(conn, "peer connection dropped: {why}"),
+            SessionEvent::DistributedChanged(d) => tracing::info!(
+                parent = d.parent.as_deref().unwrap_or("-"),
+                level = d.level,
+                root = %d.root,
+                server_parent = d.server_parent,
+                children = %d.children.join(","),
+                "distributed network"
+            ),
         }
     }
 }

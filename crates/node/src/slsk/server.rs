@@ -207,6 +207,7 @@ pub struct SlskServer {
     listener: TcpListener,
     cfg: SlskServerConfig,
     limits: IpLimits,
+    tree: omnipeer_slsk::tree::TreeConfig,
     store: Arc<Mutex<Store>>,
     events: broadcast::Sender<CentralEvent>,
 }
@@ -272,7 +273,21 @@ impl SlskServer {
         .await??;
         let listener = crate::serve::listen(cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
         let (events, _) = broadcast::channel(4096);
-        Ok(SlskServer { listener, cfg, limits: IpLimits::default(), store: Arc::new(Mutex::new(store)), events })
+        Ok(SlskServer {
+            listener,
+            cfg,
+            limits: IpLimits::default(),
+            tree: omnipeer_slsk::tree::TreeConfig::default(),
+            store: Arc::new(Mutex::new(store)),
+            events,
+        })
+    }
+
+    /// Other distributed-tree settings than the defaults (`[slsk_server]`
+    /// `distributed_tree`, `parent_offer_every_secs`).
+    pub fn with_tree(mut self, tree: omnipeer_slsk::tree::TreeConfig) -> SlskServer {
+        self.tree = tree;
+        self
     }
 
     /// Other per-address limits than the defaults.
@@ -299,6 +314,7 @@ impl SlskServer {
         ccfg.admins = self.cfg.admins.clone();
         ccfg.max_registrations_per_ip_per_hour = self.limits.max_registrations_per_ip_per_hour;
         ccfg.max_sessions_per_ip = self.limits.max_sessions_per_ip;
+        ccfg.tree = self.tree.clone();
         if !self.cfg.motd.is_empty() {
             ccfg.greeting = self.cfg.motd.clone();
         }
