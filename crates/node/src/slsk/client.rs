@@ -782,7 +782,7 @@ impl Inner {
             }
             SessionEvent::PeerDropped { conn, why } => tracing::debug!(conn, "peer connection dropped: {why}"),
             SessionEvent::DistributedChanged(d) => tracing::info!(
-                parent = d.parent.as_deref().unwrap_or("-"),
+                parent = %d.parent.as_deref().unwrap_or("-"),
                 level = d.level,
                 root = %d.root,
                 server_parent = d.server_parent,
