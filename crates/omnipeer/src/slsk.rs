@@ -120,7 +120,6 @@ impl SlskLoginArgs {
             share,
             slots: slots.max(1),
             uploads: None,
-            max_children: self.max_children,
         }
     }
 }
@@ -189,6 +188,7 @@ async fn share(g: &Global, ShareArgs { login, share, slots }: ShareArgs) -> anyh
         anyhow::ensure!(d.is_dir(), "{} is not a folder", d.display());
     }
     let client = SlskClient::start(login.config(share, slots)).await?;
+    client.set_max_distributed_children(login.max_children);
     eprintln!("listening on {}:{}", login.listen.ip(), client.listen_port());
     eprintln!("sharing {} files; online at {} as {}", client.shared_files(), login.server, login.user);
     let json = g.json;

@@ -556,8 +556,6 @@ impl Central {
             self.drop_conn(conn, "no login in time".into());
         }
         for (conn, parents) in self.tree.handle_timeout(now) {
-            let parents =
-                parents.into_iter().map(|(user, ip, port)| crate::server::PossibleParent { user, ip, port }).collect();
             self.send(conn, &ServerResponse::PossibleParents { parents });
         }
     }

@@ -41,6 +41,10 @@
 //!   sent again on a fresh connection after each of [`ANSWER_WAITS`]; the peer's allowed
 //!   TransferResponse opens an `F` connection (direct, then indirect) that starts with
 //!   our token.
+//! - **Distributed network** (`docs/protocols/soulseek.md`, `#distributed-client`): a
+//!   parent taken from PossibleParents over a `D` connection, searches from it (or
+//!   embedded by the server when we are a branch root) answered and passed to at most
+//!   [`SessionConfig::max_children`] children; see the `distrib` submodule.
 //! - **Limits** on what peers send: [`PEER_INIT_TIMEOUT`], [`MAX_PEER_MESSAGE`],
 //!   [`PEER_FRAME_TIMEOUT`], [`PEER_BUFFER_BUDGET`] over all connections together,
 //!   [`MAX_PEER_INFLATED`], and codes outside [`P_CODES_HANDLED`] skipped undecoded.

@@ -24,6 +24,7 @@
 //! most [`MAX_POSSIBLE_PARENTS`] users, found by looking at most [`MAX_CANDIDATE_SCAN`]
 //! entries of an index ordered by branch level.
 
+use crate::server::PossibleParent;
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -255,9 +256,9 @@ impl Tree {
         self.due.first().map(|(d, _)| *d)
     }
 
-    /// Offers that are due: (user, its PossibleParents as (name, ip, port)). Users with
+    /// Offers that are due: (user, its PossibleParents). Users with
     /// nobody to offer become branch roots.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<(ConnId, Vec<(String, Ipv4Addr, u32)>)> {
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<(ConnId, Vec<PossibleParent>)> {
         let mut offers = Vec::new();
         while let Some(&(d, conn)) = self.due.first() {
             if d > now {
@@ -356,7 +357,7 @@ impl Tree {
         self.tree_root(conn).is_some_and(|r| r != conn)
     }
 
-    fn candidates(&self, seeker: ConnId) -> Vec<(String, Ipv4Addr, u32)> {
+    fn candidates(&self, seeker: ConnId) -> Vec<PossibleParent> {
         let s = &self.nodes[&seeker];
         let my_order = s.root_order;
         let mut out = Vec::new();
@@ -378,7 +379,7 @@ impl Tree {
                     continue;
                 }
             }
-            out.push((n.name.clone(), n.ip, n.port));
+            out.push(PossibleParent { user: n.name.clone(), ip: n.ip, port: n.port });
             if out.len() == MAX_POSSIBLE_PARENTS {
                 break;
             }

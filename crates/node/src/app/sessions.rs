@@ -722,12 +722,12 @@ impl Node {
                         share: self.share_folders(),
                         slots: c.slots,
                         uploads: Some(self.uploads.clone()),
-                        max_children: c.max_distributed_children,
                     },
                     &spec.key().to_string(),
                 )
                 .await
                 .map_err(|e| if primary { listen_key(e, "[slsk_client].listen") } else { e })?;
+                client.set_max_distributed_children(c.max_distributed_children);
                 Client::Slsk(Arc::new(client))
             }
             other => bail!("{} has no sessions", other.title()),

@@ -87,9 +87,6 @@ pub struct SlskClientConfig {
     /// Upload slots, queue and limit shared with the node's other networks; None: the
     /// client's own, with `slots` slots and no limit.
     pub uploads: Option<Arc<Uploads>>,
-    /// Distributed children we pass searches to, at most (`[slsk_client]`
-    /// `max_distributed_children`; [`omnipeer_slsk::session::DEFAULT_MAX_CHILDREN`]).
-    pub max_children: usize,
 }
 
 /// What the client reports.
@@ -257,7 +254,7 @@ impl SlskClient {
             minor_version: MINOR_VERSION,
             first_token: rand::random::<u32>() % 1_000_000 + 1,
             shared: (shares.dir_count() as u32, shares.file_count() as u32),
-            max_children: cfg.max_children,
+            max_children: omnipeer_slsk::session::DEFAULT_MAX_CHILDREN,
         });
         let events = crate::events::EventSink::default();
         let shutdown = CancellationToken::new();
@@ -321,6 +318,12 @@ impl SlskClient {
         }
         tokio::spawn(inner.clone().grant_loop(grants));
         Ok(SlskClient { inner, task, reshare_lock: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Take at most `n` distributed children (`[slsk_client] max_distributed_children`;
+    /// [`omnipeer_slsk::session::DEFAULT_MAX_CHILDREN`] until set).
+    pub fn set_max_distributed_children(&self, n: usize) {
+        self.inner.with(|c, _| c.session.set_max_children(n));
     }
 
     /// Our listen port.

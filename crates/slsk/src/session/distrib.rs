@@ -94,6 +94,14 @@ impl ClientSession {
         }
     }
 
+    /// Take at most `n` children from now on (those over it stay until they leave).
+    pub fn set_max_children(&mut self, n: usize) {
+        self.cfg.max_children = n;
+        if self.logged_in {
+            self.update_accept();
+        }
+    }
+
     /// At login and when the parent is gone: ask for one (Nicotine+'s four messages).
     pub(super) fn have_no_parent(&mut self) {
         let me = self.cfg.user.clone();
@@ -108,8 +116,8 @@ impl ClientSession {
         self.server(ServerRequest::AcceptChildren { accept: false });
         // Children learn they hang under nobody now: they report it and the server sends
         // them searches directly until we have a place again.
-        self.to_children(&DistributedMessage::BranchLevel { level: 0 }.encode());
-        self.to_children(&DistributedMessage::BranchRoot { root: me }.encode());
+        self.send_children(&DistributedMessage::BranchLevel { level: 0 }.encode());
+        self.send_children(&DistributedMessage::BranchRoot { root: me }.encode());
         self.event(SessionEvent::DistributedChanged(self.distributed_status()));
     }
 
@@ -220,7 +228,7 @@ impl ClientSession {
             self.update_accept();
             self.event(SessionEvent::DistributedChanged(self.distributed_status()));
         }
-        self.to_children(&frame_u8(3, &body));
+        self.send_children(&frame_u8(3, &body));
         self.search_request(user, token, query);
     }
 
@@ -312,30 +320,30 @@ impl ClientSession {
                     let msg = DistributedMessage::decode(3, body)
                         .or_else(|_| DistributedMessage::decode(93, body))
                         .unwrap_or(DistributedMessage::Ping);
-                    self.from_parent(msg, body);
+                    self.on_parent_message(msg, body);
                 }
             }
-            (Role::Parent, msg) => self.from_parent(msg, body),
+            (Role::Parent, msg) => self.on_parent_message(msg, body),
             _ => {}
         }
     }
 
-    fn from_parent(&mut self, msg: DistributedMessage, body: &[u8]) {
+    fn on_parent_message(&mut self, msg: DistributedMessage, body: &[u8]) {
         match msg {
             DistributedMessage::Search { user, token, query } => {
-                self.to_children(&frame_u8(3, body));
+                self.send_children(&frame_u8(3, body));
                 self.search_request(user, token, query);
             }
             DistributedMessage::EmbeddedMessage { code: 3, body: inner } => {
                 if let Ok(DistributedMessage::Search { user, token, query }) = DistributedMessage::decode(3, &inner) {
-                    self.to_children(&frame_u8(3, &inner));
+                    self.send_children(&frame_u8(3, &inner));
                     self.search_request(user, token, query);
                 }
             }
             DistributedMessage::BranchLevel { level } if level >= 0 => {
                 self.distrib.level = level as u32 + 1;
                 self.server(ServerRequest::BranchLevel { level: self.distrib.level });
-                self.to_children(&DistributedMessage::BranchLevel { level: self.distrib.level as i32 }.encode());
+                self.send_children(&DistributedMessage::BranchLevel { level: self.distrib.level as i32 }.encode());
                 self.event(SessionEvent::DistributedChanged(self.distributed_status()));
             }
             DistributedMessage::BranchRoot { root } => {
@@ -344,7 +352,7 @@ impl ClientSession {
                 }
                 self.distrib.root = root.clone();
                 self.server(ServerRequest::BranchRoot { root: root.clone() });
-                self.to_children(&DistributedMessage::BranchRoot { root }.encode());
+                self.send_children(&DistributedMessage::BranchRoot { root }.encode());
                 self.event(SessionEvent::DistributedChanged(self.distributed_status()));
             }
             _ => {}
@@ -381,8 +389,8 @@ impl ClientSession {
         self.server(ServerRequest::BranchRoot { root: root.clone() });
         self.server(ServerRequest::BranchLevel { level: self.distrib.level });
         self.update_accept();
-        self.to_children(&DistributedMessage::BranchLevel { level: self.distrib.level as i32 }.encode());
-        self.to_children(&DistributedMessage::BranchRoot { root }.encode());
+        self.send_children(&DistributedMessage::BranchLevel { level: self.distrib.level as i32 }.encode());
+        self.send_children(&DistributedMessage::BranchRoot { root }.encode());
         self.event(SessionEvent::DistributedChanged(self.distributed_status()));
     }
 
@@ -446,7 +454,7 @@ impl ClientSession {
         }
     }
 
-    fn to_children(&mut self, frame: &[u8]) {
+    fn send_children(&mut self, frame: &[u8]) {
         let conns: Vec<ConnId> = self.distrib.children.values().copied().collect();
         for c in conns {
             self.send(c, frame.to_vec());
