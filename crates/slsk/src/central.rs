@@ -1488,6 +1488,46 @@ mod tests {
         assert_eq!(t.search_got(1), Some(false));
     }
 
+    #[test]
+    fn tree_limits_offers_levels_and_root_names() {
+        let mut t = T::new();
+        t.c = Central::new(CentralConfig {
+            max_registrations_per_ip_per_hour: 0,
+            max_sessions_per_ip: 0,
+            ..CentralConfig::new(t.now, 0)
+        });
+        t.login(1, "root");
+        t.seek(1, true);
+        t.tick(2);
+        // Twelve users under the root, all taking children.
+        for i in 0..12u64 {
+            let conn = 10 + i;
+            t.login(conn, &format!("u{i}"));
+            t.adopt(conn, 1, "root");
+            t.send(conn, ServerRequest::AcceptChildren { accept: true });
+        }
+        t.send(1, ServerRequest::FileSearch { token: 1, query: "warm".into() });
+        t.login(2, "seeker");
+        t.seek(2, false);
+        t.tick(2);
+        let offered = t.parents_offered(2).expect("an offer");
+        assert_eq!(offered.len(), crate::tree::MAX_POSSIBLE_PARENTS);
+        assert_eq!(offered[0], "root", "the shallowest first");
+        // A level deeper than believable, or a root name longer than a user name can be,
+        // leaves the user to direct delivery.
+        t.adopt(2, crate::tree::MAX_BRANCH_LEVEL + 1, "root");
+        t.login(3, "longname");
+        t.adopt(3, 2, "root");
+        t.send(3, ServerRequest::BranchRoot { root: "x".repeat(crate::login::MAX_USERNAME_CHARS + 1) });
+        for c in [2, 3, 10] {
+            t.take(c);
+        }
+        t.send(1, ServerRequest::FileSearch { token: 2, query: "x".into() });
+        assert_eq!(t.search_got(2), Some(false), "level over MAX_BRANCH_LEVEL");
+        assert_eq!(t.search_got(3), None, "an over-long root name is ignored: the last good one stands");
+        assert_eq!(t.search_got(10), None);
+    }
+
     const PARENT_OFFER_EVERY_SECS: u64 = crate::tree::PARENT_OFFER_EVERY.as_secs();
 
     #[test]

@@ -2576,6 +2576,7 @@ mod tests {
         // No parent, not a root: a would-be child is refused.
         let (kid, out) = incoming_d(&mut sim, "kid");
         assert!(closes(&out, kid));
+        assert_eq!(sim.s.peer_connections(), 0, "the refused connection is forgotten");
         // Two candidates: both dialled, each gets our PeerInit D.
         let parent =
             |user: &str, last: u8| PossibleParent { user: user.into(), ip: Ipv4Addr::new(10, 0, 0, last), port: 2000 };

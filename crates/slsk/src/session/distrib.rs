@@ -187,6 +187,8 @@ impl ClientSession {
             None
         };
         if let Some(why) = refuse {
+            // Its init state (an accepted connection) goes with it.
+            self.forget_conn(conn);
             self.event(SessionEvent::PeerDropped { conn, why: format!("distributed child {user} refused: {why}") });
             self.out.push_back(Output::Close { conn });
             return;
