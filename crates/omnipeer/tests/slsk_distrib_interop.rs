@@ -88,7 +88,18 @@ fn six_real_clients_build_a_tree_and_a_search_reaches_a_sharer_only_through_it()
     let tmp = tempfile::tempdir().unwrap();
     // Offers of parents are not repeated during the test: a repeat makes Nicotine+ drop
     // the candidate connections it holds (it adopts a candidate at its first search).
-    let server = Omni::start(&["slsk", "server", "--listen", "127.0.0.1:0", "--parent-offer-every", "600"]);
+    // The server's line per search ("search relayed", naming its direct recipients) is a
+    // debug line.
+    let server = Omni::start(&[
+        "--log-level",
+        "info,omnipeer_node::slsk::server=debug",
+        "slsk",
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--parent-offer-every",
+        "600",
+    ]);
     let addr = server.wait_line("listening on ");
 
     // a1 (aioslsk, the searcher) first: a branch root that takes no children.

@@ -432,7 +432,8 @@ impl SlskServer {
                 }
                 CentralEvent::Dropped { conn, why } => tracing::info!(conn, %why, "dropped a connection"),
                 CentralEvent::SearchRelayed { user, token, roots, direct, direct_users } => {
-                    tracing::info!(%user, token, roots, direct, direct_users = %direct_users.join(","), "search relayed")
+                    // One line per search: debug (a busy server searches many times a second).
+                    tracing::debug!(%user, token, roots, direct, direct_users = %direct_users.join(","), "search relayed")
                 }
                 CentralEvent::RoomMessage { .. } => {}
             }
