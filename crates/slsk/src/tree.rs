@@ -231,6 +231,7 @@ impl Tree {
         let Some(n) = self.nodes.get_mut(&conn) else { return };
         n.spoke = true;
         n.level = level;
+        self.cache = None;
         self.reindex(conn);
     }
 
@@ -395,6 +396,7 @@ impl Tree {
         }
         self.next_root += 1;
         n.root_order = Some(order);
+        self.cache = None;
         self.roots.insert((order, conn));
         self.reindex(conn);
     }
@@ -403,14 +405,15 @@ impl Tree {
         if let Some(n) = self.nodes.get_mut(&conn) {
             if let Some(o) = n.root_order.take() {
                 self.roots.remove(&(o, conn));
+                self.cache = None;
             }
         }
         self.reindex(conn);
     }
 
     /// Keep `offerable` in step with the user's level, root status and AcceptChildren.
+    /// (AcceptChildren alone does not change who gets a search: the delivery lists stay.)
     fn reindex(&mut self, conn: ConnId) {
-        self.cache = None;
         let Some(n) = self.nodes.get_mut(&conn) else { return };
         if let Some(old) = n.indexed.take() {
             self.offerable.remove(&(old, conn));
