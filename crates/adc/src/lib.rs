@@ -5,3 +5,5 @@
 //! NMDC (`omnipeer-nmdc`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod message;
