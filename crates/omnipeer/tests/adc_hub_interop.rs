@@ -1,0 +1,257 @@
+//! Interop of the real ADC clients (ncdc 1.23.1, EiskaltDC++ 2.4.2 daemon) with
+//! `omnipeer adc hub` (docs/protocols/adc.md#hub), plain (`adc://`) and over TLS
+//! (`adcs://`): they log in and see each other, chat both ways, search each other and
+//! download from each other; and a raw client that claims another user's SID, or a CID that
+//! is not the Tiger hash of its PID, is refused.
+//!
+//! Every test skips (and passes) when a client is not installed;
+//! `scripts/install-test-deps.sh` installs them.
+
+mod support;
+
+mod omni;
+
+use omni::Omni;
+use omnipeer_nmdc::tth::{tiger, Tth};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use support::eiskalt::{Eiskalt, EiskaltConfig};
+use support::ncdc::{Ncdc, NcdcConfig};
+use support::{free_port, sha256_file, wait_until};
+
+const T: Duration = Duration::from_secs(40);
+
+/// `omnipeer adc hub` on a free port (`--tls` when `tls`); returns it and the address
+/// clients use (`adc://127.0.0.1:PORT` or `adcs://127.0.0.1:PORT/?kp=SHA256/...`).
+fn hub(tls: bool) -> (Omni, String) {
+    let mut args = vec!["adc", "hub", "--listen", "127.0.0.1:0", "--name", "omnipeer ADC test hub"];
+    if tls {
+        args.push("--tls");
+    }
+    let hub = Omni::start(&args);
+    let url = hub.wait_line("hub address ");
+    hub.wait_line("listening on ");
+    (hub, url)
+}
+
+/// The nicks ncdc received a `BINF` for (its protocol log holds `... < BINF SID ... NInick ...`).
+fn ncdc_users(n: &Ncdc) -> Vec<String> {
+    let mut v: Vec<String> = n
+        .protocol_log()
+        .lines()
+        .filter(|l| l.contains("< BINF "))
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("NI")).map(str::to_owned))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// ncdc and EiskaltDC++ on our hub: see each other, chat both ways, search each other, and
+/// each downloads a file from the other.
+fn two_clients_on_our_hub(tls: bool) {
+    let (_hub, url) = hub(tls);
+    let dir_a = support::temp_dir("share-a-");
+    let file_a = dir_a.path().join("alice song.bin");
+    support::write_test_file(&file_a, 1_200_000, 21);
+    let dir_b = support::temp_dir("share-b-");
+    let file_b = dir_b.path().join("bob movie.bin");
+    support::write_test_file(&file_b, 900_000, 22);
+    let tth_a = support::tth_rhash(&file_a).expect("rhash");
+    let tth_b = support::tth_rhash(&file_b).expect("rhash");
+
+    let n = Ncdc::start(NcdcConfig {
+        nick: "alice".into(),
+        hub: url.clone(),
+        share: Some(dir_a.path().into()),
+        active_port: Some(free_port()),
+        ..Default::default()
+    });
+    let e = Eiskalt::start(EiskaltConfig {
+        nick: "bob".into(),
+        hub: url.clone(),
+        share: Some(dir_b.path().into()),
+        active_port: Some(free_port()),
+        ..Default::default()
+    });
+    let both = vec!["alice".to_owned(), "bob".to_owned()];
+    assert!(wait_until(T, || ncdc_users(&n) == both), "ncdc saw {:?}; log:\n{}", ncdc_users(&n), n.protocol_log());
+    assert!(wait_until(T, || e.users() == both), "eiskalt saw {:?}; output:\n{}", e.users(), e.daemon_output());
+
+    // Chat: eiskalt → ncdc, and ncdc → eiskalt.
+    e.rpc("hub.say", serde_json::json!({"huburl": e.hub_url(), "message": "hello from bob"})).unwrap();
+    assert!(n.wait_log("BMSG", T) && n.wait_log("hello\\sfrom\\sbob", T), "ncdc got bob's chat:\n{}", n.protocol_log());
+    n.hub_tab();
+    n.cmd("hello from alice");
+    let chat =
+        || e.rpc("hub.getchat", serde_json::json!({"huburl": e.hub_url(), "separator": "\n"})).unwrap_or_default();
+    assert!(wait_until(T, || chat().to_string().contains("hello from alice")), "eiskalt chat: {}", chat());
+
+    // Search: eiskalt finds alice's file, ncdc finds bob's.
+    e.search("alice song").unwrap();
+    assert!(
+        wait_until(T, || e.search_results().to_string().contains("alice song.bin")),
+        "eiskalt search results: {}",
+        e.search_results()
+    );
+    n.search("bob movie");
+    assert!(
+        wait_until(T, || n.protocol_log().contains("RES ") && n.screen().contains("bob movie.bin")),
+        "ncdc search screen:\n{}\nlog:\n{}",
+        n.screen(),
+        n.protocol_log()
+    );
+
+    // Downloads: eiskalt gets alice's file by TTH (from her file list), ncdc gets bob's from
+    // its search result.
+    let target = e.download_dir().join("alice song.bin");
+    assert_eq!(e.add_by_tth("alice song.bin", 1_200_000, &tth_a, &e.download_dir()).unwrap(), 0);
+    assert_eq!(e.download_filelist("alice").unwrap(), 0);
+    assert!(e.wait_filelist("alice", T).is_some(), "eiskalt got alice's list; output:\n{}", e.daemon_output());
+    e.match_lists().unwrap();
+    assert!(e.wait_file(&target, T), "eiskalt downloaded alice's file; queue {}", e.queue_list());
+    assert_eq!(sha256_file(&target), sha256_file(&file_a));
+
+    n.search(&format!("-tth {tth_b}"));
+    assert!(wait_until(T, || n.screen().contains("bob movie.bin")), "ncdc tth search:\n{}", n.screen());
+    n.keys(&["d"]);
+    let got = n.download_dir().join("bob movie.bin");
+    assert!(
+        wait_until(T, || got.is_file() && sha256_file(&got) == sha256_file(&file_b)),
+        "ncdc downloaded bob's file; screen:\n{}\nlog:\n{}",
+        n.screen(),
+        n.protocol_log()
+    );
+}
+
+#[test]
+fn ncdc_and_eiskalt_chat_search_and_download_on_our_adc_hub() {
+    if !support::require("ncdc_and_eiskalt_on_our_adc_hub", &["ncdc", "tmux", "eiskaltdcpp-daemon", "rhash"]) {
+        return;
+    }
+    two_clients_on_our_hub(false);
+}
+
+#[test]
+fn ncdc_and_eiskalt_chat_search_and_download_on_our_adc_hub_over_tls() {
+    if !support::require("ncdc_and_eiskalt_on_our_adcs_hub", &["ncdc", "tmux", "eiskaltdcpp-daemon", "rhash"]) {
+        return;
+    }
+    two_clients_on_our_hub(true);
+}
+
+/// A raw ADC client on a TCP connection, for what real clients never send.
+struct Raw {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+    sid: String,
+}
+
+impl Raw {
+    /// Connects to `hub` (`adc://127.0.0.1:PORT`) and sends `HSUP`; reads up to `ISID`.
+    fn connect(hub: &str) -> Raw {
+        let addr = hub.strip_prefix("adc://").unwrap();
+        let w = TcpStream::connect(addr).unwrap();
+        w.set_read_timeout(Some(T)).unwrap();
+        let r = BufReader::new(w.try_clone().unwrap());
+        let mut me = Raw { w, r, sid: String::new() };
+        me.send("HSUP ADBASE ADTIGR");
+        me.sid = me.read_until("ISID ").trim_start_matches("ISID ").to_owned();
+        me
+    }
+
+    fn send(&mut self, line: &str) {
+        self.w.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    /// The next line; "" at the end of the stream.
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        let _ = self.r.read_line(&mut l);
+        l.trim_end_matches('\n').to_owned()
+    }
+
+    /// Lines until one starting with `prefix` (returned); panics at the end of the stream.
+    fn read_until(&mut self, prefix: &str) -> String {
+        let mut seen = Vec::new();
+        loop {
+            let l = self.line();
+            if l.starts_with(prefix) {
+                return l;
+            }
+            assert!(!l.is_empty(), "no {prefix:?} before the end; got {seen:?}");
+            seen.push(l);
+        }
+    }
+
+    /// Lines up to and including one starting with `prefix`.
+    fn lines_until(&mut self, prefix: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let l = self.line();
+            assert!(!l.is_empty(), "no {prefix:?} before the end; got {seen:?}");
+            let done = l.starts_with(prefix);
+            seen.push(l);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Every line until the hub closes the connection.
+    fn until_closed(&mut self) -> Vec<String> {
+        let mut v = Vec::new();
+        loop {
+            let l = self.line();
+            if l.is_empty() {
+                return v;
+            }
+            v.push(l);
+        }
+    }
+}
+
+/// A PID and its CID (Tiger of the PID), base32.
+fn identity(seed: u8) -> (String, String) {
+    let pid = [seed; 24];
+    (Tth(pid).to_base32(), Tth(tiger(&pid)).to_base32())
+}
+
+#[test]
+fn a_client_claiming_another_sid_or_cid_is_refused() {
+    let (_hub, url) = hub(false);
+    let (pid_a, cid_a) = identity(1);
+    let mut a = Raw::connect(&url);
+    a.send(&format!("BINF {} ID{cid_a} PD{pid_a} NIalice", a.sid));
+    let own = a.read_until(&format!("BINF {} ", a.sid));
+    assert!(!own.contains("PD"), "the PID is never sent back: {own}");
+
+    // Mallory logs in properly, then speaks as alice.
+    let (pid_m, cid_m) = identity(2);
+    let mut m = Raw::connect(&url);
+    m.send(&format!("BINF {} ID{cid_m} PD{pid_m} NImallory", m.sid));
+    m.read_until(&format!("BINF {} ", m.sid));
+    let seen = a.read_until(&format!("BINF {} ", m.sid));
+    assert!(seen.contains("NImallory") && !seen.contains(&pid_m), "alice sees mallory without her PID: {seen}");
+    m.send(&format!("BMSG {} I\\sam\\salice", a.sid));
+    let rest = m.until_closed();
+    assert!(rest.iter().any(|l| l.starts_with("ISTA 240 ")), "mallory refused: {rest:?}");
+    // Alice gets mallory's departure, never the spoofed line.
+    let quit = a.read_until("IQUI ");
+    assert_eq!(quit, format!("IQUI {}", m.sid));
+    a.send(&format!("BMSG {} still\\shere", a.sid));
+    let between = a.lines_until("BMSG ");
+    assert_eq!(between, [format!("BMSG {} still\\shere", a.sid)], "nothing from mallory came between");
+
+    // Eve claims alice's CID with a PID of her own: refused before she is in.
+    let (pid_e, _) = identity(3);
+    let mut e = Raw::connect(&url);
+    e.send(&format!("BINF {} ID{cid_a} PD{pid_e} NIeve", e.sid));
+    let rest = e.until_closed();
+    assert!(rest.iter().any(|l| l.starts_with("ISTA 227 ")), "eve refused: {rest:?}");
+    assert!(!rest.iter().any(|l| l.starts_with("BINF")), "eve got no user list: {rest:?}");
+    // Nobody saw eve.
+    a.send(&format!("BMSG {} bye", a.sid));
+    assert_eq!(a.lines_until("BMSG "), [format!("BMSG {} bye", a.sid)]);
+}
