@@ -255,3 +255,90 @@ fn a_client_claiming_another_sid_or_cid_is_refused() {
     a.send(&format!("BMSG {} bye", a.sid));
     assert_eq!(a.lines_until("BMSG "), [format!("BMSG {} bye", a.sid)]);
 }
+
+/// RFC 4648 base32 without padding (keyprints).
+fn base32(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut out, mut acc, mut bits) = (String::new(), 0u32, 0);
+    for &b in data {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            out.push(char::from(A[((acc >> (bits - 5)) & 31) as usize]));
+            bits -= 5;
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(A[((acc << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+/// Connects with `openssl s_client`, sends `HSUP`, and returns what the hub answered and the
+/// keyprint of the certificate it showed.
+fn tls_hello(addr: &str, dir: &std::path::Path) -> (String, String) {
+    use std::process::{Command, Stdio};
+    let mut c = Command::new("openssl")
+        .args(["s_client", "-connect", addr, "-quiet", "-no_ign_eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    stdin.write_all(b"HSUP ADBASE ADTIGR\n").unwrap();
+    let mut r = BufReader::new(c.stdout.take().unwrap());
+    let mut got = String::new();
+    while !got.contains("IINF ") {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 {
+            break;
+        }
+        got.push_str(&l);
+    }
+    drop(stdin);
+    let _ = c.kill();
+    let _ = c.wait();
+    // The certificate's DER bytes, hashed as KEYP does.
+    let pem = dir.join("tls").join("cert.pem");
+    let der = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&pem).output().unwrap().stdout;
+    use sha2::Digest;
+    (got, format!("SHA256/{}", base32(&sha2::Sha256::digest(&der))))
+}
+
+#[test]
+fn up_runs_the_adc_hub_over_tls_with_a_certificate_kept_in_the_data_dir() {
+    if !support::require("up_runs_the_adc_hub_over_tls", &["openssl"]) {
+        return;
+    }
+    let data = support::temp_dir("adc-up-");
+    let port = free_port();
+    let config = data.path().join("omnipeer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nnick = \"adcnode\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n\
+             [tox_bootstrap]\nenabled = false\n[tox]\nenabled = false\n[nmdc_client]\nenabled = false\n\
+             [slsk_client]\nenabled = false\n[api]\nenabled = false\n\
+             [adc_hub]\nenabled = true\ntls = true\nlisten = \"127.0.0.1:{port}\"\nname = \"node hub\"\n"
+        ),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap(), "up"];
+    let addr = format!("127.0.0.1:{port}");
+    let first = {
+        let up = Omni::start_in(data.path(), &args);
+        let url = up.wait_line("adc hub: ");
+        let kp = up.wait_line("keyprint ");
+        assert_eq!(url, format!("adcs://{addr}/?kp={kp}"));
+        up.wait_line(&format!("listening on {addr}"));
+        let (hello, cert_kp) = tls_hello(&addr, data.path());
+        assert!(hello.starts_with("ISUP ADBASE ADTIGR\nISID "), "over TLS: {hello:?}");
+        assert!(hello.contains("IINF CT32 NInode\\shub"), "{hello:?}");
+        assert_eq!(kp, cert_kp, "the printed keyprint is the certificate's");
+        kp
+    };
+    // Restarted, the node keeps its certificate: a pinned keyprint stays valid.
+    let up = Omni::start_in(data.path(), &args);
+    assert_eq!(up.wait_line("keyprint "), first);
+}
