@@ -49,8 +49,10 @@ fn ncdc_users(n: &Ncdc) -> Vec<String> {
 }
 
 /// ncdc and EiskaltDC++ on our hub: see each other, chat both ways, search each other, and
-/// each downloads a file from the other.
-fn two_clients_on_our_hub(tls: bool) {
+/// each downloads a file from the other. With `ncdc_active` false ncdc is passive: its
+/// search goes out as `FSCH … +TCP4` to active users only, results come back through the
+/// hub (`DRES`), and it asks for connections with `DRCM`.
+fn two_clients_on_our_hub(tls: bool, ncdc_active: bool) {
     let (_hub, url) = hub(tls);
     let dir_a = support::temp_dir("share-a-");
     let file_a = dir_a.path().join("alice song.bin");
@@ -65,7 +67,7 @@ fn two_clients_on_our_hub(tls: bool) {
         nick: "alice".into(),
         hub: url.clone(),
         share: Some(dir_a.path().into()),
-        active_port: Some(free_port()),
+        active_port: ncdc_active.then(free_port),
         ..Default::default()
     });
     let e = Eiskalt::start(EiskaltConfig {
@@ -97,7 +99,7 @@ fn two_clients_on_our_hub(tls: bool) {
     );
     n.search("bob movie");
     assert!(
-        wait_until(T, || n.protocol_log().contains("RES ") && n.screen().contains("bob movie.bin")),
+        wait_until(T, || n.screen().contains("bob movie.bin")),
         "ncdc search screen:\n{}\nlog:\n{}",
         n.screen(),
         n.protocol_log()
@@ -130,7 +132,15 @@ fn ncdc_and_eiskalt_chat_search_and_download_on_our_adc_hub() {
     if !support::require("ncdc_and_eiskalt_on_our_adc_hub", &["ncdc", "tmux", "eiskaltdcpp-daemon", "rhash"]) {
         return;
     }
-    two_clients_on_our_hub(false);
+    two_clients_on_our_hub(false, true);
+}
+
+#[test]
+fn passive_ncdc_and_active_eiskalt_search_and_download_through_our_adc_hub() {
+    if !support::require("passive_ncdc_and_eiskalt_on_our_adc_hub", &["ncdc", "tmux", "eiskaltdcpp-daemon", "rhash"]) {
+        return;
+    }
+    two_clients_on_our_hub(false, false);
 }
 
 #[test]
@@ -138,7 +148,7 @@ fn ncdc_and_eiskalt_chat_search_and_download_on_our_adc_hub_over_tls() {
     if !support::require("ncdc_and_eiskalt_on_our_adcs_hub", &["ncdc", "tmux", "eiskaltdcpp-daemon", "rhash"]) {
         return;
     }
-    two_clients_on_our_hub(true);
+    two_clients_on_our_hub(true, true);
 }
 
 /// A raw ADC client on a TCP connection, for what real clients never send.
