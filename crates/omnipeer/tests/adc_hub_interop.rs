@@ -25,10 +25,16 @@ const T: Duration = Duration::from_secs(40);
 /// `omnipeer adc hub` on a free port (`--tls` when `tls`); returns it and the address
 /// clients use (`adc://127.0.0.1:PORT` or `adcs://127.0.0.1:PORT/?kp=SHA256/...`).
 fn hub(tls: bool) -> (Omni, String) {
+    hub_with(tls, &[])
+}
+
+/// [`hub`] with more arguments.
+fn hub_with(tls: bool, more: &[&str]) -> (Omni, String) {
     let mut args = vec!["adc", "hub", "--listen", "127.0.0.1:0", "--name", "omnipeer ADC test hub"];
     if tls {
         args.push("--tls");
     }
+    args.extend(more);
     let hub = Omni::start(&args);
     let url = hub.wait_line("hub address ");
     hub.wait_line("listening on ");
@@ -351,4 +357,42 @@ fn up_runs_the_adc_hub_over_tls_with_a_certificate_kept_in_the_data_dir() {
     // Restarted, the node keeps its certificate: a pinned keyprint stays valid.
     let up = Omni::start_in(data.path(), &args);
     assert_eq!(up.wait_line("keyprint "), first);
+}
+
+#[test]
+fn a_registered_operator_logs_in_with_its_password_and_kicks() {
+    if !support::require("a_registered_operator_on_our_adc_hub", &["ncdc", "tmux", "eiskaltdcpp-daemon"]) {
+        return;
+    }
+    let (_hub, url) = hub_with(false, &["--register", "alice:s3cret:op", "--register", "carol:other"]);
+    let n = Ncdc::start(NcdcConfig {
+        nick: "alice".into(),
+        hub: url.clone(),
+        password: Some("s3cret".into()),
+        ..Default::default()
+    });
+    let e = Eiskalt::start(EiskaltConfig { nick: "bob".into(), hub: url.clone(), ..Default::default() });
+    assert!(wait_until(T, || e.users().len() == 2), "eiskalt saw {:?}", e.users());
+    // ncdc answered the salted challenge, and the hub marked it registered operator (CT 2|4).
+    let log = n.protocol_log();
+    assert!(log.contains("< IGPA ") && log.contains("> HPAS "), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("< BINF AAAB ") && l.contains(" CT6")),
+        "alice's INF as the hub relays it:\n{log}"
+    );
+    // The operator kicks bob from main chat.
+    n.hub_tab();
+    n.cmd("!kick bob spamming");
+    assert!(n.wait_log("IQUI AAAC IDAAAB MSspamming", T), "{}", n.protocol_log());
+    assert!(wait_until(T, || !e.users().contains(&"bob".to_owned())), "bob still sees {:?}", e.users());
+
+    // A wrong password is refused.
+    let mut c = Ncdc::start(NcdcConfig {
+        nick: "carol".into(),
+        hub: url.clone(),
+        password: Some("wrong".into()),
+        ..Default::default()
+    });
+    assert!(c.wait_log("< ISTA 223 ", T), "{}", c.protocol_log());
+    c.stop();
 }
