@@ -396,3 +396,21 @@ fn a_registered_operator_logs_in_with_its_password_and_kicks() {
     assert!(c.wait_log("< ISTA 223 ", T), "{}", c.protocol_log());
     c.stop();
 }
+
+#[test]
+fn before_its_binf_a_client_cannot_send_a_long_line() {
+    let (_hub, url) = hub(false);
+    let mut r = Raw::connect(&url);
+    // 8 KiB (MAX_LINE_LOGIN) and more without a newline: refused and closed, not buffered.
+    let _ = r.w.write_all(&vec![b'x'; 9 * 1024]);
+    let rest = r.until_closed();
+    assert!(rest.iter().any(|l| l.starts_with("ISTA 240 line\\slonger\\sthan\\s8192")), "{rest:?}");
+    // After it, a long chat line is fine.
+    let (pid, cid) = identity(7);
+    let mut a = Raw::connect(&url);
+    a.send(&format!("BINF {} ID{cid} PD{pid} NIalice", a.sid));
+    a.read_until(&format!("BINF {} ", a.sid));
+    let long = "y".repeat(8000);
+    a.send(&format!("BMSG {} {long} {long}", a.sid));
+    assert!(a.read_until("BMSG ").contains(&long));
+}
