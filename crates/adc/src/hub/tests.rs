@@ -297,6 +297,19 @@ fn chat_flood_is_dropped_then_allowed_again() {
 }
 
 #[test]
+fn hub_commands_count_as_chat() {
+    let mut t = t();
+    let a = t.login(1, "alice", "");
+    t.take(1);
+    for _ in 0..5 {
+        t.input(1, &format!("BMSG {a} !help\n"));
+    }
+    assert_eq!(t.take(1).matches("IMSG Commands:").count(), 5);
+    t.input(1, &format!("BMSG {a} !help\n"));
+    assert!(t.take(1).starts_with("ISTA 140 "), "the 6th in a second is dropped");
+}
+
+#[test]
 fn searches_follow_feature_selectors() {
     let mut t = t();
     let a = t.login(1, "active", "TCP4,UDP4");
