@@ -399,3 +399,42 @@ impl EventHandler {
         let _ = self.persist_tx.send(Box::new(f));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_private_and_keeps_registrations_and_bans() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("adc-hub.sqlite");
+        let now = Instant::now();
+        {
+            let s = AdcHubStore::open(&path).unwrap();
+            s.register("Alice", "pw1", false).unwrap();
+            s.register("alice", "pw2", true).unwrap();
+            s.register("bob", "x", false).unwrap();
+            s.unregister("BOB").unwrap();
+            let ban = Ban {
+                nick: Some("eve".into()),
+                ip: Some("10.0.0.9".parse().unwrap()),
+                until: None,
+                reason: "r".into(),
+            };
+            s.ban(&ban, Some(Duration::from_secs(3600)), "op").unwrap();
+            s.ban(&Ban { nick: Some("gone".into()), ip: None, until: None, reason: "r".into() }, None, "op").unwrap();
+            s.unban("GONE").unwrap();
+        }
+        // Passwords are kept as given (GPA/PAS needs them): the file is the owner's alone.
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let s = AdcHubStore::open(&path).unwrap();
+        assert_eq!(s.users().unwrap(), [("Alice".to_owned(), "pw2".to_owned(), true)]);
+        let bans = s.bans(now).unwrap();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].nick.as_deref(), Some("eve"));
+        assert_eq!(bans[0].ip, Some("10.0.0.9".parse().unwrap()));
+        let left = bans[0].until.unwrap().duration_since(now);
+        assert!(left > Duration::from_secs(3500) && left <= Duration::from_secs(3600), "{left:?}");
+    }
+}
