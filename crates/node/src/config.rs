@@ -21,6 +21,8 @@ pub struct Config {
     pub dcc: DccConfig,
     /// The NMDC hub.
     pub nmdc_hub: NmdcHubConfig,
+    /// The ADC hub.
+    pub adc_hub: AdcHubSection,
     /// The Soulseek server.
     pub slsk_server: SlskServerSection,
     /// The Tox bootstrap node (a DHT and onion node).
@@ -350,6 +352,34 @@ pub struct NmdcHubConfig {
     pub exempt_ips: Vec<std::net::IpAddr>,
 }
 
+/// `[adc_hub]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdcHubSection {
+    /// Run the hub.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Serve `adcs://` (TLS, the certificate in `<data_dir>/tls`) instead of `adc://`.
+    pub tls: bool,
+    /// The hub's name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// Message of the day.
+    pub motd: Vec<String>,
+    /// Users at once.
+    pub max_users: usize,
+    /// Database; empty for `<data_dir>/adc-hub.sqlite`.
+    pub db: String,
+    /// Unregistered users at once from one address (0: no limit).
+    pub max_users_per_ip: usize,
+    /// Logins one address may start per minute (0: no limit).
+    pub max_logins_per_ip_per_minute: u32,
+    /// Addresses the two per-address limits do not apply to.
+    pub exempt_ips: Vec<std::net::IpAddr>,
+}
+
 /// `[node]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -579,6 +609,22 @@ mod tests {
         assert!(Config::from_toml("[tox]\nbootstrap = \"127.0.0.1:33445:XYZ\"\n").is_err());
         let k = "AB".repeat(32);
         assert!(Config::from_toml(&format!("[tox]\nbootstrap = \"127.0.0.1:33445:{k}, h:1:{k}\"\n")).is_ok());
+    }
+
+    #[test]
+    fn adc_hub_defaults_match_the_machine_and_the_nmdc_hub() {
+        let c = Config::default_config();
+        let h = &c.adc_hub;
+        assert!(!h.enabled && !h.tls);
+        assert_eq!(h.listen.port(), 4112);
+        assert_ne!(h.listen, c.nmdc_hub.listen);
+        let m = omnipeer_adc::hub::HubConfig::default();
+        assert_eq!(h.max_users_per_ip, m.max_users_per_ip);
+        assert_eq!(h.max_logins_per_ip_per_minute, m.max_logins_per_ip_per_minute);
+        assert_eq!(h.max_users, m.max_users);
+        let c = Config::from_toml("[adc_hub]\nenabled = true\ntls = true\nlisten = \"127.0.0.1:5000\"\n").unwrap();
+        assert!(c.adc_hub.enabled && c.adc_hub.tls);
+        assert!(Config::from_toml("[adc_hub]\ntsl = true\n").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 // malloc_trim, which hands freed heap pages back after a mass leave).
 #![deny(unsafe_code)]
 
+pub mod adc;
 pub mod api;
 pub mod app;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod serve;
 pub mod share;
 pub mod slsk;
 pub mod store;
+pub mod tls;
 pub mod tox;
 pub mod transfer;
 pub mod upload;
