@@ -479,6 +479,12 @@ impl<S> MaybeTls<S> {
     }
 }
 
+impl From<TcpStream> for MaybeTls<TcpStream> {
+    fn from(s: TcpStream) -> Self {
+        MaybeTls::Plain(s)
+    }
+}
+
 impl MaybeTls<TcpStream> {
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
