@@ -3,7 +3,9 @@
 //!
 //! Gotchas handled here: `DCPlusPlus.xml` is pre-seeded before the first start (it is only
 //! read at startup) with `RequireTLS=0` (the default 1 makes it answer plain c-c connections
-//! with `$Error Secure connection required!`), `UseTLS=0`, `ExternalIp=127.0.0.1` +
+//! with `$Error Secure connection required!`), `UseTLS=0` (both 1 with
+//! [`EiskaltConfig::tls`]: it then makes an X.509 v1 certificate in `conf/Certificates/` and
+//! listens for TLS on its own `TLSPort`), `ExternalIp=127.0.0.1` +
 //! `NoIpOverride=1` (else it advertises whatever the hub reports), `HashingStartDelay=0`,
 //! `MinimumSearchInterval=0` (default 60: searches are queued and sent one per 61 s);
 //! RPC params must be a JSON object; the hub password comes from `Favorites.xml`, matched
@@ -33,6 +35,9 @@ pub struct EiskaltConfig {
     pub active_port: Option<u16>,
     /// Hub password (written to `Favorites.xml` for this hub URL).
     pub password: Option<String>,
+    /// TLS client-to-client: `UseTLS=1` and `RequireTLS=1` (plain c-c connections are
+    /// refused, so a transfer that works was TLS). Default off, as before.
+    pub tls: bool,
 }
 
 /// A running eiskaltdcpp-daemon; killed on drop.
@@ -83,8 +88,8 @@ impl Eiskalt {
 <BindAddress type="string">127.0.0.1</BindAddress>
 <ExternalIp type="string">127.0.0.1</ExternalIp>
 <NoIpOverride type="int">1</NoIpOverride>
-<UseTLS type="int">0</UseTLS>
-<RequireTLS type="int">0</RequireTLS>
+<UseTLS type="int">{tls}</UseTLS>
+<RequireTLS type="int">{tls}</RequireTLS>
 <HashingStartDelay type="int">0</HashingStartDelay>
 <MinimumSearchInterval type="int">0</MinimumSearchInterval>
 </Settings>
@@ -93,6 +98,7 @@ impl Eiskalt {
             nick = xml_escape(&config.nick),
             dl = xml_escape(&dl.display().to_string()),
             inc = xml_escape(&incomplete.display().to_string()),
+            tls = u8::from(config.tls),
         );
         std::fs::write(conf.join("DCPlusPlus.xml"), xml).unwrap();
         if let Some(pw) = &config.password {

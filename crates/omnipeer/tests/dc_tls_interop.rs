@@ -1,0 +1,210 @@
+//! Direct Connect over TLS (docs/protocols/nmdc.md#tls): our NMDC hub's TLS port
+//! (`nmdcs://`), keyprint pinning (`?kp=`), and TLS client-to-client transfers
+//! (`$ConnectToMe <nick> <ip>:<port>S`), between omnipeer nodes and with EiskaltDC++ 2.4.2.
+//!
+//! The EiskaltDC++ test skips (and passes) when eiskaltdcpp-daemon or rhash is not
+//! installed; `scripts/install-test-deps.sh` installs them.
+
+mod support;
+
+use omnipeer_nmdc::hub::HubConfig;
+use omnipeer_nmdc::transfer::Identifier;
+use omnipeer_node::nmdc::cc::DownloadJob;
+use omnipeer_node::nmdc::client::{ClientConfig, DcClient};
+use omnipeer_node::nmdc::{HubServer, HubServerConfig};
+use omnipeer_node::tls::TlsIdentity;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use support::eiskalt::{Eiskalt, EiskaltConfig};
+use support::{free_port, sha256_file, wait_until};
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(60);
+
+/// Our hub with a plain port and a TLS port; returns (plain, tls address, keyprint).
+async fn tls_hub(dir: &Path, stop: &CancellationToken) -> (String, String, String) {
+    let mut hub = HubServer::bind(HubServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        hub: HubConfig { name: "tls test".into(), ..Default::default() },
+        db: dir.join("hub.sqlite"),
+        register: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let identity = TlsIdentity::load_or_create(&dir.join("hub-data")).unwrap();
+    let kp = identity.keyprint().to_owned();
+    let tls = hub.listen_tls("127.0.0.1:0".parse().unwrap(), identity).unwrap();
+    let plain = hub.local_addr().to_string();
+    tokio::spawn(hub.run(stop.clone()));
+    (plain, tls.to_string(), kp)
+}
+
+fn config(hub: &str, nick: &str, dir: &Path, share: Vec<PathBuf>, active: bool) -> ClientConfig {
+    // Each node its own data dir (its own certificate).
+    let data = dir.join(nick);
+    std::fs::create_dir_all(&data).unwrap();
+    ClientConfig {
+        hub: hub.into(),
+        nick: nick.into(),
+        password: None,
+        listen: active.then(|| "127.0.0.1:0".parse().unwrap()),
+        share,
+        slots: 2,
+        uploads: None,
+        db: data.join("node.sqlite"),
+        description: String::new(),
+    }
+}
+
+fn job(what: Identifier, out: &Path) -> DownloadJob {
+    DownloadJob { what, out: out.to_owned(), progress: Arc::default(), total: Arc::default(), control: Arc::default() }
+}
+
+/// An omnipeer node on our hub over `nmdcs://`: with the hub's keyprint it logs in; with
+/// another one it is refused before a byte of NMDC, and the error names both keyprints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_on_our_hub_over_nmdcs_right_and_wrong_keyprint() {
+    let dir = support::temp_dir("tlskp-");
+    let stop = CancellationToken::new();
+    let (_plain, tls, kp) = tls_hub(dir.path(), &stop).await;
+
+    let right = DcClient::start(config(&format!("nmdcs://{tls}/?kp={kp}"), "alice", dir.path(), vec![], false))
+        .await
+        .expect("the right keyprint logs in");
+    assert!(right.users().await.unwrap().iter().any(|u| u == "alice"), "alice is on the hub");
+    // Without a keyprint: any certificate (as ncdc and AirDC++ do).
+    let open = DcClient::start(config(&format!("nmdcs://{tls}"), "carol", dir.path(), vec![], false)).await.unwrap();
+
+    let wrong = TlsIdentity::generate().unwrap();
+    let e = match DcClient::start(config(
+        &format!("nmdcs://{tls}/?kp={}", wrong.keyprint()),
+        "mallory",
+        dir.path(),
+        vec![],
+        false,
+    ))
+    .await
+    {
+        Ok(_) => panic!("a wrong keyprint logged in"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(e.contains("pinned") && e.contains(wrong.keyprint()) && e.contains(&kp), "{e}");
+    assert!(!right.users().await.unwrap().iter().any(|u| u == "mallory"));
+    open.stop().await.unwrap();
+    right.stop().await.unwrap();
+    stop.cancel();
+}
+
+/// Two omnipeer nodes on our hub's TLS port: the downloader asks for `$ConnectToMe …S`
+/// (both advertise TLS), the transfer runs over TLS and the bytes are the file's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_download_between_two_nodes() {
+    let dir = support::temp_dir("tlscc-");
+    let stop = CancellationToken::new();
+    let (_plain, tls, kp) = tls_hub(dir.path(), &stop).await;
+    let hub = format!("nmdcs://{tls}/?kp={kp}");
+    let share = dir.path().join("pub");
+    std::fs::create_dir_all(&share).unwrap();
+    let file = share.join("payload.bin");
+    support::write_test_file(&file, (3 << 20) + 17, 5);
+
+    let sharer = DcClient::start(config(&hub, "sharer", dir.path(), vec![share.clone()], true)).await.unwrap();
+    let getter_share = dir.path().join("getter-pub");
+    std::fs::create_dir_all(&getter_share).unwrap();
+    support::write_test_file(&getter_share.join("small.txt"), 1000, 6);
+    // Both active: the getter sends `$ConnectToMe sharer <ip>:<port>S`, the sharer connects
+    // back with TLS.
+    let getter = DcClient::start(config(&hub, "getter", dir.path(), vec![getter_share], true)).await.unwrap();
+    let out = dir.path().join("got.bin");
+    let tth = omnipeer_node::nmdc::cc::file_tth(&file).unwrap();
+    let got = getter.download("sharer", &job(Identifier::Tth(tth), &out)).await.unwrap();
+    assert!(got.tls, "the client-to-client connection was plain");
+    assert_eq!(got.size, (3 << 20) + 17);
+    assert_eq!(sha256_file(&out), sha256_file(&file));
+    // The other way round too (the sharer downloads the getter's file list, over TLS).
+    let list = sharer.file_list("getter", &dir.path().join("lists"), 1000).await;
+    assert!(list.is_ok(), "{list:?}");
+    getter.stop().await.unwrap();
+    sharer.stop().await.unwrap();
+    stop.cancel();
+}
+
+/// EiskaltDC++ on our hub over `nmdcs://` with TLS required for client-to-client
+/// connections (`RequireTLS=1`: a plain one is refused), and omnipeer downloading from it
+/// and it from omnipeer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eiskalt_on_our_hub_over_nmdcs_with_tls_transfers() {
+    if !support::require("eiskalt_on_our_hub_over_nmdcs", &["eiskaltdcpp-daemon", "rhash"]) {
+        return;
+    }
+    let dir = support::temp_dir("tlsek-");
+    let stop = CancellationToken::new();
+    let (_plain, tls, kp) = tls_hub(dir.path(), &stop).await;
+
+    // Each side shares a file.
+    let ours = dir.path().join("ours");
+    std::fs::create_dir_all(&ours).unwrap();
+    let our_file = ours.join("from-omnipeer.bin");
+    support::write_test_file(&our_file, (2 << 20) + 3, 11);
+    let our_tth = support::tth_rhash(&our_file).unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    let their_file = theirs.join("from-eiskalt.bin");
+    support::write_test_file(&their_file, (1 << 20) + 5, 12);
+    let their_tth = support::tth_rhash(&their_file).unwrap();
+
+    let node =
+        DcClient::start(config(&format!("nmdcs://{tls}/?kp={kp}"), "omni", dir.path(), vec![ours.clone()], true))
+            .await
+            .unwrap();
+    let ek_cfg = EiskaltConfig {
+        nick: "bob".into(),
+        hub: format!("nmdcs://{tls}"),
+        share: Some(theirs.clone()),
+        active_port: Some(free_port()),
+        tls: true,
+        ..Default::default()
+    };
+    let ek = Arc::new(tokio::task::spawn_blocking(move || Eiskalt::start(ek_cfg)).await.unwrap());
+    let e = ek.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        e.wait_logged_in(T) && wait_until(T, || e.users().contains(&"omni".to_owned()))
+    })
+    .await
+    .unwrap();
+    assert!(seen, "eiskalt logged in over nmdcs:// and sees omni; its output:\n{}", ek.daemon_output());
+    let until = std::time::Instant::now() + T;
+    while !node.users().await.unwrap().iter().any(|u| u == "bob") {
+        assert!(std::time::Instant::now() < until, "omni never saw bob");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // EiskaltDC++ downloads from omnipeer: queue the file, fetch our list, match.
+    let e = ek.clone();
+    let tth = our_tth.clone();
+    let queued = tokio::task::spawn_blocking(move || {
+        e.add_by_tth("from-omnipeer.bin", (2 << 20) + 3, &tth, &e.download_dir()).is_ok()
+            && e.download_filelist("omni").is_ok()
+            && e.wait_filelist("omni", T).is_some()
+            && e.match_lists().is_ok()
+    })
+    .await
+    .unwrap();
+    assert!(queued, "eiskalt fetched omni's file list over TLS; output:\n{}", ek.daemon_output());
+    let e = ek.clone();
+    let target = ek.download_dir().join("from-omnipeer.bin");
+    let t2 = target.clone();
+    let fetched = tokio::task::spawn_blocking(move || e.wait_file(&t2, T)).await.unwrap();
+    assert!(fetched, "eiskalt downloaded from omni; output:\n{}", ek.daemon_output());
+    assert_eq!(sha256_file(&target), sha256_file(&our_file));
+
+    // omnipeer downloads from EiskaltDC++: $ConnectToMe bob 127.0.0.1:<port>S.
+    let out = dir.path().join("got-from-eiskalt.bin");
+    let t = omnipeer_nmdc::tth::Tth::from_base32(&their_tth).unwrap();
+    let got = node.download("bob", &job(Identifier::Tth(t), &out)).await.unwrap();
+    assert!(got.tls, "the connection with eiskalt was plain");
+    assert_eq!(sha256_file(&out), sha256_file(&their_file));
+    node.stop().await.unwrap();
+    stop.cancel();
+}
