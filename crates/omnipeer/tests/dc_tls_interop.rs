@@ -2,9 +2,12 @@
 //! (`nmdcs://`), keyprint pinning (`?kp=`), and TLS client-to-client transfers
 //! (`$ConnectToMe <nick> <ip>:<port>S`), between omnipeer nodes and with EiskaltDC++ 2.4.2.
 //!
+//! Also the NMDC niceties beside it: a TTH search (type 9) is exact on both ends.
+//!
 //! The EiskaltDC++ test skips (and passes) when eiskaltdcpp-daemon or rhash is not
 //! installed; `scripts/install-test-deps.sh` installs them.
 
+mod omni;
 mod support;
 
 use omnipeer_nmdc::hub::HubConfig;
@@ -206,5 +209,60 @@ async fn eiskalt_on_our_hub_over_nmdcs_with_tls_transfers() {
     assert!(got.tls, "the connection with eiskalt was plain");
     assert_eq!(sha256_file(&out), sha256_file(&their_file));
     node.stop().await.unwrap();
+    stop.cancel();
+}
+
+/// `omnipeer dc search --tth` shows only results with that TTH: a peer that answers a TTH
+/// search with another file (a client matching `TTH:…` as words, or a liar) is not a hit,
+/// and a sharer answers with exactly the file whose root it is (`TTH:<root>` in its `$SR`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tth_search_shows_only_that_file() {
+    let dir = support::temp_dir("tth-");
+    let stop = CancellationToken::new();
+    let hub = HubServer::bind(HubServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        hub: HubConfig { name: "tth test".into(), ..Default::default() },
+        db: dir.path().join("hub.sqlite"),
+        register: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let hub_addr = hub.local_addr().to_string();
+    tokio::spawn(hub.run(stop.clone()));
+    let share = dir.path().join("pub");
+    std::fs::create_dir_all(&share).unwrap();
+    support::write_test_file(&share.join("wanted.bin"), 70_000, 1);
+    support::write_test_file(&share.join("other.bin"), 70_000, 2);
+    let root = omnipeer_node::nmdc::cc::file_tth(&share.join("wanted.bin")).unwrap().to_base32();
+    let sharer = DcClient::start(config(&hub_addr, "sharer", dir.path(), vec![share.clone()], true)).await.unwrap();
+
+    // A liar answers every TTH search with a file of another root.
+    let (h, r) = (hub_addr.clone(), root.clone());
+    let liar = std::thread::spawn(move || {
+        let mut liar = support::fakepeer::FakeUser::login(&h, "liar");
+        let search = liar.wait_cmd(b"$Search Hub:bob ", Duration::from_secs(60));
+        let seen = search.as_deref().is_some_and(|s| s.ends_with(format!("?9?TTH:{r}").as_bytes()));
+        liar.send(
+            format!("$SR liar share\\wanted.bin\x0570000 1/1\x05TTH:{} ({h})\x05bob|", "A".repeat(39)).as_bytes(),
+        );
+        std::thread::sleep(Duration::from_secs(4));
+        seen
+    });
+    let data = dir.path().join("cli");
+    let (r, h) = (root.clone(), format!("dchub://{hub_addr}"));
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        // Wait for the liar to be on the hub before searching.
+        std::thread::sleep(Duration::from_millis(500));
+        omni::run_in(&data, &["dc", "search", "--hub", &h, "--nick", "bob", "--timeout", "3", "--tth", &r])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(liar.join().unwrap(), "the liar saw the TTH search as type 9 with TTH:<root>");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one result, the sharer's:\n{out}");
+    let cols: Vec<&str> = lines[0].split('\t').collect();
+    assert_eq!(cols[..4], ["sharer", "pub\\wanted.bin", "70000", root.as_str()], "{out}");
+    sharer.stop().await.unwrap();
     stop.cancel();
 }

@@ -336,13 +336,14 @@ async fn send_range(
                 if n == 0 {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file got shorter"));
                 }
-                timed(tls.write_all(&buf[..n])).await?;
-                left -= n as u64;
-                sent.fetch_add(n as u64, Ordering::Relaxed);
+                // Paced before the write, so the last chunk is not followed by a wait.
                 let wait = limit.take(n);
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
+                timed(tls.write_all(&buf[..n])).await?;
+                left -= n as u64;
+                sent.fetch_add(n as u64, Ordering::Relaxed);
             }
             timed(tls.flush()).await?;
             return Ok(tls);
