@@ -266,3 +266,42 @@ async fn a_tth_search_shows_only_that_file() {
     sharer.stop().await.unwrap();
     stop.cancel();
 }
+
+/// Through the node: `omnipeer up` with a TLS hub port (`[nmdc_hub] tls_listen`), and another node joining it by `[[hubs]]` over `nmdcs://`
+/// twice: with that keyprint the session is online, with another one it stays offline and
+/// says why.
+#[test]
+fn node_hubs_over_nmdcs_right_and_wrong_keyprint() {
+    use omni::node::{free_port, joining_config, server_config, wait_for, Node, Ports};
+    let t = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let tls_port = free_port();
+    let cfg = server_config("alice", p)
+        .replace("[nmdc_hub]\n", &format!("[nmdc_hub]\ntls_listen = \"127.0.0.1:{tls_port}\"\n"));
+    let a = Node::start(&t.path().join("a"), &cfg, p.api);
+    // The certificate the hub made and kept in its data dir.
+    assert!(t.path().join("a/tls/cert.pem").is_file(), "the hub certificate is kept in the data dir");
+    let kp = TlsIdentity::load_or_create(&t.path().join("a")).unwrap().keyprint().to_owned();
+
+    let wrong = TlsIdentity::generate().unwrap();
+    let extra = format!(
+        "[[hubs]]\nurl = \"nmdcs://127.0.0.1:{tls_port}/?kp={kp}\"\nname = \"tlsok\"\nnick = \"bob2\"\n\
+         [[hubs]]\nurl = \"nmdcs://127.0.0.1:{tls_port}/?kp={}\"\nname = \"tlsbad\"\nnick = \"bob3\"\n",
+        wrong.keyprint()
+    );
+    let b_api = free_port();
+    let b = Node::start(&t.path().join("b"), &joining_config("bob", p, b_api, &extra), b_api);
+    let net = |name: &str| {
+        let nets = b.get("/api/networks");
+        nets.as_array().and_then(|a| a.iter().find(|x| x["name"] == name).cloned())
+    };
+    wait_for("the pinned TLS session online", 40, || net("nmdc_client@tlsok").filter(|n| n["state"] == "online"));
+    let bad = wait_for("the wrong keyprint refused", 40, || {
+        net("nmdc_client@tlsbad").filter(|n| n["detail"].as_str().is_some_and(|d| d.contains("pinned")))
+    });
+    assert_ne!(bad["state"], "online");
+    let detail = bad["detail"].as_str().unwrap();
+    assert!(detail.contains(wrong.keyprint()) && detail.contains(&kp), "{detail}");
+    drop(b);
+    drop(a);
+}
