@@ -166,10 +166,9 @@ async fn eiskalt_on_our_hub_over_nmdcs_with_tls_transfers() {
         hub: format!("nmdcs://{tls}"),
         share: Some(theirs.clone()),
         active_port: Some(free_port()),
-        tls: true,
         ..Default::default()
     };
-    let ek = Arc::new(tokio::task::spawn_blocking(move || Eiskalt::start(ek_cfg)).await.unwrap());
+    let ek = Arc::new(tokio::task::spawn_blocking(move || Eiskalt::start_with_tls(ek_cfg, true)).await.unwrap());
     let e = ek.clone();
     let seen = tokio::task::spawn_blocking(move || {
         e.wait_logged_in(T) && wait_until(T, || e.users().contains(&"omni".to_owned()))

@@ -4,7 +4,7 @@
 //! Gotchas handled here: `DCPlusPlus.xml` is pre-seeded before the first start (it is only
 //! read at startup) with `RequireTLS=0` (the default 1 makes it answer plain c-c connections
 //! with `$Error Secure connection required!`), `UseTLS=0` (both 1 with
-//! [`EiskaltConfig::tls`]: it then makes an X.509 v1 certificate in `conf/Certificates/` and
+//! [`Eiskalt::start_with_tls`]: it then makes an X.509 v1 certificate in `conf/Certificates/` and
 //! listens for TLS on its own `TLSPort`), `ExternalIp=127.0.0.1` +
 //! `NoIpOverride=1` (else it advertises whatever the hub reports), `HashingStartDelay=0`,
 //! `MinimumSearchInterval=0` (default 60: searches are queued and sent one per 61 s);
@@ -35,9 +35,6 @@ pub struct EiskaltConfig {
     pub active_port: Option<u16>,
     /// Hub password (written to `Favorites.xml` for this hub URL).
     pub password: Option<String>,
-    /// TLS client-to-client: `UseTLS=1` and `RequireTLS=1` (plain c-c connections are
-    /// refused, so a transfer that works was TLS). Default off, as before.
-    pub tls: bool,
 }
 
 /// A running eiskaltdcpp-daemon; killed on drop.
@@ -61,6 +58,13 @@ impl Eiskalt {
     /// (waiting for hashing) and adds the hub. Does not wait for the login; see
     /// [`Eiskalt::wait_logged_in`]. Panics if the daemon does not answer within 15 s.
     pub fn start(config: EiskaltConfig) -> Eiskalt {
+        Eiskalt::start_with_tls(config, false)
+    }
+
+    /// [`Eiskalt::start`] with TLS client-to-client connections when `tls`: `UseTLS=1` and
+    /// `RequireTLS=1` (plain c-c connections are refused, so a transfer that works was
+    /// TLS). It then makes its own certificate and listens for TLS on its `TLSPort`.
+    pub fn start_with_tls(config: EiskaltConfig, tls: bool) -> Eiskalt {
         let tmp = temp_dir("ek-");
         let base = tmp.path().to_path_buf();
         let conf = mkdir(base.join("conf"));
@@ -98,7 +102,7 @@ impl Eiskalt {
             nick = xml_escape(&config.nick),
             dl = xml_escape(&dl.display().to_string()),
             inc = xml_escape(&incomplete.display().to_string()),
-            tls = u8::from(config.tls),
+            tls = u8::from(tls),
         );
         std::fs::write(conf.join("DCPlusPlus.xml"), xml).unwrap();
         if let Some(pw) = &config.password {
