@@ -304,3 +304,67 @@ fn node_hubs_over_nmdcs_right_and_wrong_keyprint() {
     drop(b);
     drop(a);
 }
+
+/// The hub's TLS port relays each user over loopback to the plain listener, yet the hub
+/// sees the address the user came from (bans, per-address limits and `$UserIP` depend on
+/// it): a user connecting from 127.0.0.5 is logged in as 127.0.0.5, not as the relay's
+/// 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_user_keeps_its_own_address_on_the_hub() {
+    use omnipeer_nmdc::client::{Event, HubSession, Output, SessionConfig};
+    use omnipeer_nmdc::hub::HubEvent;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = support::temp_dir("tlsip-");
+    let stop = CancellationToken::new();
+    let mut hub = HubServer::bind(HubServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        hub: HubConfig { name: "ip test".into(), ..Default::default() },
+        db: dir.path().join("hub.sqlite"),
+        register: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let identity = TlsIdentity::generate().unwrap();
+    let kp = identity.keyprint().to_owned();
+    let tls = hub.listen_tls("127.0.0.1:0".parse().unwrap(), identity).unwrap();
+    let mut events = hub.subscribe();
+    tokio::spawn(hub.run(stop.clone()));
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.5:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(tls).await.unwrap();
+    let mut stream = omnipeer_node::tls::connect(tcp, "127.0.0.1", Some(&kp), None).await.unwrap();
+    let mut session = HubSession::new(SessionConfig::new("far"), std::time::Instant::now()).unwrap();
+    let mut buf = vec![0u8; 16 * 1024];
+    let logged = tokio::time::timeout(T, async {
+        loop {
+            while let Some(o) = session.poll_output() {
+                match o {
+                    Output::Transmit(b) => stream.write_all(&b).await.unwrap(),
+                    Output::Event(Event::LoggedIn) => return true,
+                    Output::Event(Event::LoginFailed(f)) => panic!("{f:?}"),
+                    Output::Event(_) => {}
+                    Output::Timeout(_) => break,
+                }
+            }
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the hub closed");
+            session.handle_input(std::time::Instant::now(), &buf[..n]);
+        }
+    })
+    .await;
+    assert_eq!(logged, Ok(true));
+    let ip = tokio::time::timeout(T, async {
+        loop {
+            if let HubEvent::LoggedIn { nick, ip, .. } = events.recv().await.unwrap() {
+                if nick == "far" {
+                    return ip;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ip.to_string(), "127.0.0.5");
+    stop.cancel();
+}
