@@ -368,3 +368,39 @@ async fn a_tls_user_keeps_its_own_address_on_the_hub() {
     assert_eq!(ip.to_string(), "127.0.0.5");
     stop.cancel();
 }
+
+/// Silent connections to the hub's TLS port: one address holds at most
+/// `MAX_PENDING_TLS_HANDSHAKES_PER_IP` handshakes (further ones are closed at once), and a
+/// user from another address still gets in meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tls_connections_from_one_address_do_not_lock_others_out() {
+    use omnipeer_node::nmdc::hub::MAX_PENDING_TLS_HANDSHAKES_PER_IP;
+    use tokio::io::AsyncReadExt;
+    let dir = support::temp_dir("tlsflood-");
+    let stop = CancellationToken::new();
+    let (_plain, tls, kp) = tls_hub(dir.path(), &stop).await;
+    let tls: std::net::SocketAddr = tls.parse().unwrap();
+    let from = |ip: &str| {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        s.connect(tls)
+    };
+    let mut silent = Vec::new();
+    for _ in 0..MAX_PENDING_TLS_HANDSHAKES_PER_IP {
+        silent.push(from("127.0.0.7").await.unwrap());
+    }
+    // One more from the same address: closed without a byte.
+    let mut extra = from("127.0.0.7").await.unwrap();
+    let mut b = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(10), extra.read(&mut b)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "the extra connection was not closed: {r:?}");
+    // The held ones are still open (their handshake may take up to HANDSHAKE_TIMEOUT).
+    let r = tokio::time::timeout(Duration::from_millis(300), silent[0].read(&mut b)).await;
+    assert!(r.is_err(), "a held connection was closed early: {r:?}");
+    // Another address logs in.
+    let c = DcClient::start(config(&format!("nmdcs://{tls}/?kp={kp}"), "other", dir.path(), vec![], false)).await;
+    assert!(c.is_ok(), "{:?}", c.err());
+    c.unwrap().stop().await.unwrap();
+    drop(silent);
+    stop.cancel();
+}

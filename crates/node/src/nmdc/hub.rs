@@ -8,8 +8,9 @@
 //! Verlihub's TLS proxy does, but inside the process: the relay's loopback source address
 //! is mapped back to the user's real address before the hub machine sees the connection,
 //! so bans, per-address limits and `$UserIP` see the real address. At most
-//! [`MAX_PENDING_TLS_HANDSHAKES`] handshakes run at once (each at most
-//! [`crate::tls::HANDSHAKE_TIMEOUT`]); connections beyond that are closed at once.
+//! [`MAX_PENDING_TLS_HANDSHAKES`] handshakes run at once, [`MAX_PENDING_TLS_HANDSHAKES_PER_IP`]
+//! from one address (each at most [`crate::tls::HANDSHAKE_TIMEOUT`]); connections beyond
+//! that are closed at once.
 
 use crate::serve::{serve, Action, Control, Machine};
 use crate::store::{verify_password, Store};
@@ -55,6 +56,43 @@ pub struct HubServer {
 /// TLS handshakes running at once on the hub's TLS ports; further connections are closed
 /// at once (a flood of silent connections costs sockets, not memory or logins).
 pub const MAX_PENDING_TLS_HANDSHAKES: usize = 256;
+
+/// TLS handshakes running at once from one address: one address cannot take every
+/// handshake slot and lock others out of the TLS port.
+pub const MAX_PENDING_TLS_HANDSHAKES_PER_IP: usize = 8;
+
+/// Handshakes in progress per address.
+type PendingPerIp = Arc<Mutex<HashMap<std::net::IpAddr, usize>>>;
+
+/// One handshake counted against its address until dropped.
+struct PendingSlot {
+    map: PendingPerIp,
+    ip: std::net::IpAddr,
+}
+
+impl PendingSlot {
+    fn take(map: &PendingPerIp, ip: std::net::IpAddr) -> Option<PendingSlot> {
+        let mut m = map.lock().expect("pending per ip");
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_PENDING_TLS_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(PendingSlot { map: map.clone(), ip })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().expect("pending per ip");
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Loopback source address of a TLS relay connection → the user's real address.
 type RelayPeers = Arc<Mutex<HashMap<SocketAddr, SocketAddr>>>;
@@ -171,6 +209,7 @@ async fn accept_tls(
     handshakes: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
+    let per_ip: PendingPerIp = Arc::default();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -187,6 +226,10 @@ async fn accept_tls(
             tracing::debug!(%peer, "too many TLS handshakes at once: closed");
             continue;
         };
+        let Some(slot) = PendingSlot::take(&per_ip, peer.ip()) else {
+            tracing::debug!(%peer, "too many TLS handshakes from this address: closed");
+            continue;
+        };
         let (identity, peers, shutdown) = (identity.clone(), peers.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
@@ -194,7 +237,7 @@ async fn accept_tls(
                 Ok(s) => s,
                 Err(e) => return tracing::debug!(%peer, "TLS handshake: {e}"),
             };
-            drop(permit);
+            drop((permit, slot));
             match relay_connect(inner, peer, &peers).await {
                 Ok(plain) => relay(tls, plain, shutdown).await,
                 Err(e) => tracing::warn!(%peer, "cannot reach the hub's own listener {inner}: {e}"),
