@@ -404,3 +404,25 @@ async fn silent_tls_connections_from_one_address_do_not_lock_others_out() {
     drop(silent);
     stop.cancel();
 }
+
+/// `omnipeer dc hub --tls` prints the address to pin (`nmdcs://ADDR/?kp=…`), keeps its
+/// certificate in the data dir (the same keyprint after a restart), and a client with that
+/// address logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dc_hub_tls_prints_a_stable_keyprint() {
+    let dir = support::temp_dir("tlscli-");
+    let data = dir.path().join("hubdata");
+    let start = || {
+        let hub = omni::Omni::start_in(&data, &["dc", "hub", "--tls", "--listen", "127.0.0.1:0"]);
+        let url = format!("nmdcs://{}", hub.wait_line("nmdcs://"));
+        (hub, url)
+    };
+    let (hub, url) = start();
+    let kp = url.split("?kp=").nth(1).expect("a keyprint in the printed address").to_owned();
+    assert_eq!(kp, TlsIdentity::load_or_create(&data).unwrap().keyprint(), "{url}");
+    let c = DcClient::start(config(&url, "alice", dir.path(), vec![], false)).await.unwrap();
+    c.stop().await.unwrap();
+    drop(hub);
+    let (_hub, again) = start();
+    assert_eq!(again.split("?kp=").nth(1), Some(kp.as_str()), "the keyprint changed across a restart");
+}
