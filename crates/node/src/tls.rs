@@ -165,6 +165,10 @@ impl TlsIdentity {
     /// A directory holding only one of the two files, or files that do not parse, is an
     /// error rather than a silent new certificate (that would break every pinned keyprint).
     pub fn load_or_create(data_dir: &Path) -> Result<TlsIdentity, TlsError> {
+        // Sessions starting together (several hubs) must not each make a pair and leave
+        // one's key beside another's certificate.
+        static MAKING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = data_dir.join(TLS_DIR);
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
         let cert_err = |path: &Path, why: String| TlsError::Certificate { path: path.display().to_string(), why };
@@ -715,6 +719,22 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         (c, l.accept().await.unwrap().0)
+    }
+
+    #[test]
+    fn sessions_starting_together_get_one_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let kps: Vec<String> = (0..8)
+            .map(|_| {
+                let d = dir.path().to_owned();
+                std::thread::spawn(move || TlsIdentity::load_or_create(&d).unwrap().keyprint().to_owned())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert!(kps.iter().all(|k| *k == kps[0]), "{kps:?}");
+        assert_eq!(TlsIdentity::load_or_create(dir.path()).unwrap().keyprint(), kps[0]);
     }
 
     #[tokio::test]
