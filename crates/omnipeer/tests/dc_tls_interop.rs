@@ -426,3 +426,85 @@ async fn dc_hub_tls_prints_a_stable_keyprint() {
     let (_hub, again) = start();
     assert_eq!(again.split("?kp=").nth(1), Some(kp.as_str()), "the keyprint changed across a restart");
 }
+
+/// Our hub compresses a big user list for clients that say `ZPipe0` (`$ZOn|` + zlib, as
+/// PtokaX does), and EiskaltDC++, which says `ZPipe0`, reads it: it sees every user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eiskalt_reads_a_compressed_user_list_from_our_hub() {
+    if !support::require("eiskalt_reads_a_compressed_user_list", &["eiskaltdcpp-daemon"]) {
+        return;
+    }
+    use omnipeer_nmdc::client::{Event, HubSession, Output, SessionConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const USERS: usize = 24;
+    let dir = support::temp_dir("zon-");
+    let stop = CancellationToken::new();
+    let hub = HubServer::bind(HubServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        hub: HubConfig { max_users_per_ip: 0, max_logins_per_ip_per_minute: 0, ..Default::default() },
+        db: dir.path().join("hub.sqlite"),
+        register: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let addr = hub.local_addr().to_string();
+    tokio::spawn(hub.run(stop.clone()));
+    // USERS users with a 900-byte description each: a list well over MIN_ZPIPE_BYTES.
+    let a = addr.clone();
+    let fakes = tokio::task::spawn_blocking(move || {
+        (0..USERS)
+            .map(|i| {
+                let mut u = support::fakepeer::FakeUser::login(&a, &format!("user{i}"));
+                let d = "d".repeat(900);
+                u.send(format!("$MyINFO $ALL user{i} {d}<fake V:1,M:A,H:1/0/0,S:1>$ $100\x01$$0$|").as_bytes());
+                u
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+
+    // A ZPipe0 client (our session) gets the list as `$ZOn|` + zlib.
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut s = HubSession::new(SessionConfig::new("probe"), std::time::Instant::now()).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let users = tokio::time::timeout(T, async {
+        let mut logged = false;
+        loop {
+            while let Some(o) = s.poll_output() {
+                match o {
+                    Output::Transmit(b) => tcp.write_all(&b).await.unwrap(),
+                    Output::Event(Event::LoggedIn) => logged = true,
+                    Output::Event(_) => {}
+                    Output::Timeout(_) => break,
+                }
+            }
+            let n = s.users().filter(|u| u.info.is_some() && u.nick.starts_with("user")).count();
+            if logged && n == USERS {
+                return n;
+            }
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the hub closed");
+            raw.extend_from_slice(&buf[..n]);
+            s.handle_input(std::time::Instant::now(), &buf[..n]);
+        }
+    })
+    .await
+    .expect("our session read the whole list");
+    assert_eq!(users, USERS);
+    assert!(raw.windows(5).any(|w| w == b"$ZOn|"), "the list was not compressed");
+
+    let ek_cfg = EiskaltConfig { nick: "bob".into(), hub: addr.clone(), ..Default::default() };
+    let ek = tokio::task::spawn_blocking(move || Eiskalt::start(ek_cfg)).await.unwrap();
+    let ek = Arc::new(ek);
+    let e = ek.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        wait_until(T, || e.users().iter().filter(|u| u.starts_with("user")).count() == USERS)
+    })
+    .await
+    .unwrap();
+    assert!(seen, "eiskalt sees {:?}; output:\n{}", ek.users(), ek.daemon_output());
+    drop(fakes);
+    stop.cancel();
+}
