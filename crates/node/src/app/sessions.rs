@@ -79,7 +79,7 @@ impl SessionSpec {
         password: &str,
     ) -> anyhow::Result<SessionSpec> {
         let address = match network {
-            Network::Nmdc => crate::config::hub_address(address)?,
+            Network::Nmdc => crate::config::nmdc_session_address(address)?,
             Network::Slsk => crate::config::slsk_address(address)?,
             other => bail!(NodeError::Invalid(format!("{} has no hubs or servers to log in to", other.title()))),
         };
