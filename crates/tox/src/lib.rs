@@ -7,6 +7,7 @@
 
 pub mod crypto;
 pub mod dht;
+pub mod file;
 pub mod friend;
 pub mod messenger;
 pub mod net_crypto;

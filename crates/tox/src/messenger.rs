@@ -15,6 +15,7 @@
 //! The machine holds no socket and no clock; it drives the `NetCrypto` it is handed.
 
 use crate::crypto::PublicKey;
+use crate::file::{FileEvent, Files};
 use crate::net_crypto::{NetCrypto, NetCryptoError, NetCryptoEvent};
 use crate::toxid::{NoSpam, NOSPAM_SIZE};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -292,6 +293,8 @@ pub struct Messenger {
     seen_requests: BTreeSet<PublicKey>,
     next_receipt: u32,
     events: VecDeque<MessengerEvent>,
+    /// File transfers with every friend (docs/protocols/tox.md#file-transfers).
+    files: Files,
 }
 
 impl Messenger {
@@ -310,11 +313,29 @@ impl Messenger {
             seen_requests: BTreeSet::new(),
             next_receipt: 1,
             events: VecDeque::new(),
+            files: Files::new(),
         }
     }
 
     pub fn nospam(&self) -> NoSpam {
         self.nospam
+    }
+
+    /// The file transfers; their calls need the friend online (checked here) and the
+    /// machine's `NetCrypto`.
+    pub fn files(&mut self, friend: &PublicKey) -> Result<&mut Files, MessengerError> {
+        if !self.is_online(friend) {
+            return Err(MessengerError::NotOnline);
+        }
+        Ok(&mut self.files)
+    }
+
+    pub fn files_ref(&self) -> &Files {
+        &self.files
+    }
+
+    pub fn poll_file_event(&mut self) -> Option<FileEvent> {
+        self.files.poll_event()
     }
 
     /// Adds a friend (its handshakes are accepted from now on).
@@ -481,6 +502,9 @@ impl Messenger {
                 }
             }
             NetCryptoEvent::Delivered { peer, buffer_start } => {
+                if self.is_online(peer) {
+                    self.files.delivered(now, nc, peer, *buffer_start);
+                }
                 let Some(f) = self.friends.get_mut(peer) else { return };
                 while let Some(&(num, receipt)) = f.pending.front() {
                     // Wrapping "num < buffer_start".
@@ -503,6 +527,7 @@ impl Messenger {
             f.connected = false;
             f.online = false;
             f.pending.clear();
+            self.files.friend_offline(peer);
             if was_online {
                 self.events.push_back(MessengerEvent::FriendOffline { friend: *peer });
             }
@@ -523,6 +548,10 @@ impl Messenger {
         f.last_recv = now;
         let online = f.online;
         match p {
+            MessengerPacket::Other(crate::file::id::FILE_SENDREQUEST..=crate::file::id::FILE_DATA) if online => {
+                // Malformed or out-of-state file packets are dropped, as c-toxcore does.
+                let _ = self.files.handle_packet(now, nc, peer, data);
+            }
             MessengerPacket::Alive | MessengerPacket::ShareRelays | MessengerPacket::Other(_) => {}
             MessengerPacket::FriendRequest { nospam, message } => {
                 self.friend_request(*peer, nospam, &message, RequestVia::NetCrypto)?;
@@ -570,6 +599,9 @@ impl Messenger {
             if now >= f.last_alive + ALIVE_INTERVAL {
                 f.last_alive = now;
                 let _ = self.send_packet(now, nc, &peer, &MessengerPacket::Alive);
+            }
+            if self.is_online(&peer) {
+                self.files.pump(now, nc, &peer);
             }
         }
     }
