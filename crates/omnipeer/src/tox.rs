@@ -45,6 +45,32 @@ pub enum ToxCmd {
         /// UDP address [default: a free port on all interfaces]
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// Accept the files friends send and save them in DIR (partial ones are resumed)
+        #[arg(long, value_name = "DIR")]
+        incoming: Option<PathBuf>,
+    },
+    /// Befriend TOXID and send it the file PATH (resumed where the friend's partial copy
+    /// ends); prints each progress state, "offered", "accepted" or "resumed at N", then
+    /// "sent N bytes" once the friend has it all, and exits 0
+    SendFile {
+        /// Profile file; created if missing
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// Bootstrap nodes, HOST:PORT:DHTKEY, comma-separated
+        #[arg(long, value_name = "NODES")]
+        bootstrap: String,
+        /// The friend's Tox ID (76 hex)
+        #[arg(long, value_name = "TOXID")]
+        to: String,
+        /// The file to send
+        #[arg(long, value_name = "PATH")]
+        file: PathBuf,
+        /// Give up after SECS
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        timeout: u64,
+        /// UDP address [default: a free port on all interfaces]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
     },
     /// Befriend TOXID, send it MESSAGE, print each progress state, each reply and
     /// "delivered"; exits 0 LINGER seconds after the receipt
@@ -100,10 +126,36 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
             println!("{}", p.tox_id().to_hex());
             Ok(())
         }
-        ToxCmd::Echo { profile, bootstrap, listen } => {
+        ToxCmd::Echo { profile, bootstrap, listen, incoming } => {
             let nodes = tox::parse_node_specs(&bootstrap)?;
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-            tox::client::run_echo(&profile, listen, &nodes, tox::client::onion_rendezvous, shutdown_on_signals()).await
+            tox::client::run_echo(
+                &profile,
+                listen,
+                &nodes,
+                incoming.as_deref(),
+                tox::client::onion_rendezvous,
+                shutdown_on_signals(),
+            )
+            .await
+        }
+        ToxCmd::SendFile { profile, bootstrap, to, file, timeout, listen } => {
+            let nodes = tox::parse_node_specs(&bootstrap)?;
+            let to: tox::client::ToxId = to.parse().map_err(|e| anyhow!("--to: {e}"))?;
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let o = tox::client::SendFileOptions {
+                profile: &profile,
+                listen,
+                bootstrap: &nodes,
+                to,
+                file: &file,
+                timeout: Duration::from_secs(timeout),
+            };
+            let cancel = shutdown_on_signals();
+            tokio::select! {
+                r = tox::client::run_send_file(o, tox::client::onion_rendezvous) => r.map(|_| ()),
+                _ = cancel.cancelled() => Err(anyhow!("interrupted")),
+            }
         }
         ToxCmd::Send { profile, bootstrap, to, message, timeout, linger, listen } => {
             let nodes = tox::parse_node_specs(&bootstrap)?;
