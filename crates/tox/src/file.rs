@@ -600,6 +600,11 @@ impl Files {
         }
     }
 
+    /// Drops every transfer with a removed friend.
+    pub fn forget(&mut self, friend: &PublicKey) {
+        self.friend_offline(friend);
+    }
+
     /// Bytes transferred and size of a transfer.
     pub fn progress(&self, friend: &PublicKey, direction: Direction, number: u8) -> Option<(u64, u64)> {
         let ff = self.friends.get(friend)?;

@@ -334,8 +334,7 @@ impl Tox {
     /// friend. (Messenger keeps a dormant entry for it; adding it again reuses that.)
     pub fn remove_friend(&mut self, now: Instant, pk: &PublicKey) -> bool {
         let Some(f) = self.friends.remove(pk) else { return false };
-        self.nc.kill(pk);
-        self.nc.disallow(pk);
+        self.messenger.remove_friend(pk, &mut self.nc);
         self.rendezvous.remove_friend(pk);
         if let Some(dht_pk) = f.searching {
             self.dht.remove_search(&dht_pk);
