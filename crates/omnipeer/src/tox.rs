@@ -49,6 +49,35 @@ pub enum ToxCmd {
         #[arg(long, value_name = "DIR")]
         incoming: Option<PathBuf>,
     },
+    /// Import a Tox save (qTox's or toxic's profile, c-toxcore's savedata; encrypted ones
+    /// need --passphrase-file) as the omnipeer profile FILE; prints the Tox ID
+    Import {
+        /// The Tox save to read
+        #[arg(value_name = "SAVE")]
+        save: PathBuf,
+        /// The omnipeer profile to create (refused if it exists, unless --force)
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// A file holding the save's passphrase (one trailing newline ignored)
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Replace an existing profile
+        #[arg(long)]
+        force: bool,
+    },
+    /// Export the omnipeer profile FILE as a Tox save that qTox, toxic and other
+    /// c-toxcore clients load (encrypted with --passphrase-file); prints the Tox ID
+    Export {
+        /// The Tox save to write
+        #[arg(value_name = "SAVE")]
+        save: PathBuf,
+        /// The omnipeer profile to read
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// Encrypt with the passphrase in this file (one trailing newline ignored)
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Befriend TOXID and send it the file PATH (resumed where the friend's partial copy
     /// ends); prints each progress state, "offered", "accepted" or "resumed at N", then
     /// "sent N bytes" once the friend has it all, and exits 0
@@ -121,6 +150,24 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
             eprintln!("listening on {}", node.local_addr()?);
             node.run(shutdown_on_signals()).await
         }
+        ToxCmd::Import { save, profile, passphrase_file, force } => {
+            if profile.exists() && !force {
+                return Err(anyhow!("{} exists; --force replaces it", profile.display()));
+            }
+            let pass = passphrase_file.as_deref().map(read_passphrase).transpose()?;
+            let p = tox::profile::import_savedata(&save, pass.as_deref())?;
+            tox::profile::save(&p, &profile).with_context(|| format!("writing {}", profile.display()))?;
+            println!("{}", p.tox_id().to_hex());
+            eprintln!("imported {} friends", p.friends.len());
+            Ok(())
+        }
+        ToxCmd::Export { save, profile, passphrase_file } => {
+            let p = tox::profile::load(&profile).with_context(|| format!("{}", profile.display()))?;
+            let pass = passphrase_file.as_deref().map(read_passphrase).transpose()?;
+            tox::profile::export_savedata(&p, &save, pass.as_deref())?;
+            println!("{}", p.tox_id().to_hex());
+            Ok(())
+        }
         ToxCmd::Id { profile } => {
             let p = tox::client::load_profile(&profile)?;
             println!("{}", p.tox_id().to_hex());
@@ -185,4 +232,19 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
 /// A fresh DHT key pair (from the OS random source).
 fn omnipeer_tox_keys() -> omnipeer_node::tox::KeyPair {
     omnipeer_node::tox::new_keypair()
+}
+
+/// A passphrase file's bytes, without one trailing newline (CRLF or LF).
+fn read_passphrase(p: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let mut b = std::fs::read(p).with_context(|| format!("--passphrase-file {}", p.display()))?;
+    if b.ends_with(b"\n") {
+        b.pop();
+        if b.ends_with(b"\r") {
+            b.pop();
+        }
+    }
+    if b.is_empty() {
+        return Err(anyhow!("--passphrase-file {} is empty", p.display()));
+    }
+    Ok(b)
 }

@@ -15,5 +15,6 @@ pub mod onion;
 pub mod onion_client;
 pub mod packet;
 pub mod profile;
+pub mod savedata;
 pub mod tox;
 pub mod toxid;

@@ -251,6 +251,7 @@ pub struct BotOptions {
     pub send_file: Option<PathBuf>,
     pub recv_dir: Option<PathBuf>,
     pub exit_on_file: bool,
+    pub extra: Vec<String>,
 }
 
 impl BotOptions {
@@ -315,6 +316,11 @@ impl BotOptions {
         self.recv_dir = Some(p.into());
         self
     }
+    /// More raw toxbot arguments (`-W FILE`, `-L FILE`, `-P PASS`, `-n NAME`).
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.extra.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
     /// Exit 0 once the file was sent or one was received.
     pub fn exit_on_file(mut self) -> Self {
         self.exit_on_file = true;
@@ -363,6 +369,7 @@ impl Bot {
         if o.exit_on_file {
             cmd.arg("-q");
         }
+        cmd.args(&o.extra);
         if std::env::var_os("OMNIPEER_TOX_VERBOSE").is_some() {
             cmd.arg("-v");
         }

@@ -22,11 +22,17 @@
  *                      (a later offer of the same id resumes from its length with a
  *                      seek), renamed to DIR/<name> when complete
  *   -q                 exit 0 once the -S file was sent or a -R file completed
+ *   -W FILE            write tox_get_savedata to FILE once set up (after -F/-f), print
+ *                      SAVED and exit 0; encrypted with tox_pass_encrypt under -P
+ *   -L FILE            start from the save in FILE (decrypted with -P if encrypted)
+ *   -P PASS            passphrase for -W / -L
+ *   -n NAME            set our name
  * Without -f/-m the bot auto-accepts friend requests and answers every message with
  * "echo: <msg>".
  *
  * Output (stdout, one line each, flushed):
  *   TOXID <76 hex>            DHTKEY <64 hex>             PORT <udp port>
+ *   FRIENDS <count>           (friends restored from -L)
  *   BOOTSTRAP <host:port> ok|fail
  *   SELF CONNECTION <0|1|2>   (0 none, 1 TCP, 2 UDP)
  *   FRIEND_REQUEST <pk hex> '<message>'
@@ -51,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <tox/tox.h>
+#include <tox/toxencryptsave.h>
 
 #define MAX_BOOT 16
 #define MAX_FRIENDS 16
@@ -297,7 +304,8 @@ int main(int argc, char **argv) {
     const char *sk = NULL, *toxid = NULL, *reqmsg = "toxbot says hi";
     bool verbose = false;
     int opt;
-    while ((opt = getopt(argc, argv, "p:b:s:F:f:r:m:c:xt:vS:R:q")) != -1) {
+    const char *save_out = NULL, *load_in = NULL, *pass = NULL, *name = NULL;
+    while ((opt = getopt(argc, argv, "p:b:s:F:f:r:m:c:xt:vS:R:qW:L:P:n:")) != -1) {
         switch (opt) {
         case 'p': port = atoi(optarg); break;
         case 'b': if (nboot == MAX_BOOT) usage(); boot[nboot++] = optarg; break;
@@ -313,6 +321,10 @@ int main(int argc, char **argv) {
         case 'S': send_path = optarg; break;
         case 'R': recv_dir = optarg; break;
         case 'q': exit_on_file = true; break;
+        case 'W': save_out = optarg; break;
+        case 'L': load_in = optarg; break;
+        case 'P': pass = optarg; break;
+        case 'n': name = optarg; break;
         default: usage();
         }
     }
@@ -337,6 +349,28 @@ int main(int argc, char **argv) {
         tox_options_set_savedata_type(o, TOX_SAVEDATA_TYPE_SECRET_KEY);
         tox_options_set_savedata_data(o, skb, sizeof skb);
     }
+    uint8_t *loaded = NULL;
+    if (load_in) {
+        FILE *lf = fopen(load_in, "rb");
+        if (!lf) { perror(load_in); return 2; }
+        static uint8_t buf[1 << 24];
+        size_t n = fread(buf, 1, sizeof buf, lf);
+        fclose(lf);
+        size_t len = n;
+        loaded = buf;
+        if (tox_is_data_encrypted(buf)) {
+            if (!pass || n <= TOX_PASS_ENCRYPTION_EXTRA_LENGTH) { fprintf(stderr, "encrypted save: need -P\n"); return 2; }
+            len = n - TOX_PASS_ENCRYPTION_EXTRA_LENGTH;
+            loaded = malloc(len);
+            Tox_Err_Decryption ed;
+            if (!tox_pass_decrypt(buf, n, (const uint8_t *)pass, strlen(pass), loaded, &ed)) {
+                fprintf(stderr, "tox_pass_decrypt failed: %d\n", (int)ed);
+                return 2;
+            }
+        }
+        tox_options_set_savedata_type(o, TOX_SAVEDATA_TYPE_TOX_SAVE);
+        tox_options_set_savedata_data(o, loaded, len);
+    }
     if (verbose) tox_options_set_log_callback(o, on_log);
     Tox_Err_New enew;
     Tox *t = tox_new(o, &enew);
@@ -346,6 +380,8 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    if (name) tox_self_set_name(t, (const uint8_t *)name, strlen(name), NULL);
+    if (load_in) printf("FRIENDS %u\n", (unsigned)tox_self_get_friend_list_size(t));
     uint8_t addr[TOX_ADDRESS_SIZE];
     char h[2 * TOX_ADDRESS_SIZE + 1];
     tox_self_get_address(t, addr);
@@ -399,6 +435,27 @@ int main(int argc, char **argv) {
         printf("FRIEND_ADDED %u %.64s\n", n, toxid);
     }
 
+    if (save_out) {
+        size_t n = tox_get_savedata_size(t);
+        uint8_t *d = malloc(n);
+        tox_get_savedata(t, d);
+        uint8_t *w = d;
+        size_t wn = n;
+        if (pass) {
+            wn = n + TOX_PASS_ENCRYPTION_EXTRA_LENGTH;
+            w = malloc(wn);
+            Tox_Err_Encryption ee;
+            if (!tox_pass_encrypt(d, n, (const uint8_t *)pass, strlen(pass), w, &ee)) {
+                fprintf(stderr, "tox_pass_encrypt failed: %d\n", (int)ee);
+                return 2;
+            }
+        }
+        FILE *sf = fopen(save_out, "wb");
+        if (!sf || fwrite(w, 1, wn, sf) != wn || fclose(sf) != 0) { perror(save_out); return 2; }
+        printf("SAVED %zu\n", wn);
+        tox_kill(t);
+        return 0;
+    }
     double end = now_s() + timeout;
     while (!done) {
         tox_iterate(t, NULL);
