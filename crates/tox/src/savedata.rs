@@ -193,7 +193,7 @@ impl SaveData {
                     keys = Some((NoSpam(ns), SecretKey(sk)));
                 }
                 section::FRIENDS => {
-                    if len % SAVED_FRIEND_SIZE != 0 {
+                    if !len.is_multiple_of(SAVED_FRIEND_SIZE) {
                         return Err(SaveError::Section(kind));
                     }
                     let n = len / SAVED_FRIEND_SIZE;
