@@ -100,6 +100,8 @@ pub enum Received {
 /// Saves the files friends send into `dir`.
 pub struct Receiver {
     dir: PathBuf,
+    partial_dir: PathBuf,
+    avatars_dir: PathBuf,
     open: HashMap<(PublicKey, u8), Incoming>,
 }
 
@@ -129,9 +131,23 @@ fn free_dest(dir: &Path, name: &str) -> PathBuf {
 }
 
 impl Receiver {
+    /// Complete files in `dir`, partial ones in `dir/.partial`, avatars in `dir/avatars`
+    /// (`omnipeer tox echo --incoming DIR`).
     pub fn new(dir: &Path) -> std::io::Result<Receiver> {
-        std::fs::create_dir_all(dir.join(".partial"))?;
-        Ok(Receiver { dir: dir.to_path_buf(), open: HashMap::new() })
+        Self::with_dirs(dir, &dir.join(".partial"), &dir.join("avatars"))
+    }
+
+    /// Complete files in `dir`, partial ones in `partial_dir`, avatars in `avatars_dir`
+    /// (the node keeps the last two in its data directory).
+    pub fn with_dirs(dir: &Path, partial_dir: &Path, avatars_dir: &Path) -> std::io::Result<Receiver> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(partial_dir)?;
+        Ok(Receiver {
+            dir: dir.to_path_buf(),
+            partial_dir: partial_dir.to_path_buf(),
+            avatars_dir: avatars_dir.to_path_buf(),
+            open: HashMap::new(),
+        })
     }
 
     /// Handles a file event for a transfer we receive; `None` for events it does not own.
@@ -148,7 +164,7 @@ impl Receiver {
                         if *size > MAX_AVATAR_SIZE {
                             return refuse(tox, "avatar too big");
                         }
-                        let d = self.dir.join("avatars");
+                        let d = self.avatars_dir.clone();
                         if std::fs::create_dir_all(&d).is_err() {
                             return refuse(tox, "cannot create the avatars directory");
                         }
@@ -158,11 +174,11 @@ impl Receiver {
                             let _ = std::fs::remove_file(&dest);
                             return refuse(tox, "no avatar");
                         }
-                        (self.dir.join(".partial").join(format!("avatar-{}", hex(file_id))), dest)
+                        (self.partial_dir.join(format!("avatar-{}", hex(file_id))), dest)
                     }
                     KIND_DATA => {
                         let n = safe_name(name);
-                        (self.dir.join(".partial").join(hex(file_id)), self.dir.join(n))
+                        (self.partial_dir.join(hex(file_id)), self.dir.join(n))
                     }
                     _ => return refuse(tox, "unknown file kind"),
                 };
@@ -204,7 +220,7 @@ impl Receiver {
                     return None;
                 }
                 drop(inc.out);
-                let dest = if inc.dest.starts_with(self.dir.join("avatars")) {
+                let dest = if inc.dest.starts_with(&self.avatars_dir) {
                     inc.dest.clone()
                 } else {
                     free_dest(&self.dir, &inc.dest.file_name().map(|n| n.to_string_lossy().into_owned())?)
