@@ -9,7 +9,7 @@
 //! `DIR/avatars/<friend pk hex>`.
 
 use omnipeer_tox::crypto::PublicKey;
-use omnipeer_tox::file::{Control, Direction, FileEvent, FILE_ID_SIZE, KIND_AVATAR, KIND_DATA};
+use omnipeer_tox::file::{Control, Direction, FileEvent, FILE_ID_SIZE, KIND_AVATAR, KIND_DATA, SIZE_UNKNOWN};
 use omnipeer_tox::tox::Tox;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -121,6 +121,14 @@ fn safe_name(name: &str) -> String {
     }
 }
 
+/// Bytes free for us on `dir`'s file system (unknown: no limit).
+fn free_space(dir: &Path) -> u64 {
+    match rustix::fs::statvfs(dir) {
+        Ok(v) => v.f_bavail.saturating_mul(v.f_frsize),
+        Err(_) => u64::MAX,
+    }
+}
+
 /// `dir/name`, or `dir/name (n)` when taken.
 fn free_dest(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
@@ -177,6 +185,14 @@ impl Receiver {
                         (self.partial_dir.join(format!("avatar-{}", hex(file_id))), dest)
                     }
                     KIND_DATA => {
+                        // A stream of unknown size, or more than the disk holds, is refused
+                        // rather than left to fill the disk.
+                        if *size == SIZE_UNKNOWN {
+                            return refuse(tox, "unknown size");
+                        }
+                        if *size > free_space(&self.partial_dir) {
+                            return refuse(tox, "not enough disk space");
+                        }
                         let n = safe_name(name);
                         (self.partial_dir.join(hex(file_id)), self.dir.join(n))
                     }
