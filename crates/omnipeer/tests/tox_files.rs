@@ -7,6 +7,8 @@
 //! - c-toxcore → omnipeer: a 50 MiB file; `tox echo` is killed part-way and restarted
 //!   with the same profile and `--incoming` directory: it resumes and the file arrives
 //!   intact.
+//! - omnipeer → c-toxcore again, this time `tox send-file` itself is killed part-way and
+//!   run again: its offer carries the same file id, the bot resumes.
 //!
 //! Skips (and passes) when c-toxcore is not installed.
 
@@ -38,16 +40,20 @@ fn omni(name: &str, args: &[&str]) -> Proc {
 
 /// A file of `SIZE` pseudo-random bytes.
 fn test_file(dir: &Path, name: &str, seed: u64) -> std::path::PathBuf {
+    sized_file(dir, name, seed, SIZE)
+}
+
+fn sized_file(dir: &Path, name: &str, seed: u64, size: usize) -> std::path::PathBuf {
     let p = dir.join(name);
     let mut x = seed | 1;
-    let mut v = Vec::with_capacity(SIZE);
-    while v.len() < SIZE {
+    let mut v = Vec::with_capacity(size);
+    while v.len() < size {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         v.extend_from_slice(&x.to_le_bytes());
     }
-    v.truncate(SIZE);
+    v.truncate(size);
     std::fs::write(&p, &v).unwrap();
     p
 }
@@ -208,4 +214,57 @@ fn c_toxcore_sends_file_to_tox_echo_which_resumes_after_a_restart() {
     assert_eq!(sha(&got), sha(&file), "the file differs after the resume");
     // Nothing is left behind in the partial directory.
     assert_eq!(std::fs::read_dir(incoming.join(".partial")).unwrap().count(), 0);
+}
+
+#[test]
+fn tox_send_file_restarted_resumes_where_the_bot_is() {
+    if !tox_support::require("tox_send_file_restarted_resumes_where_the_bot_is") {
+        return;
+    }
+    const SMALLER: usize = 24 << 20;
+    let bsd = Bootstrapd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let file = sized_file(work.path(), "again.bin", 0xa9a1, SMALLER);
+    let recv = work.path().join("bot-in");
+    std::fs::create_dir_all(&recv).unwrap();
+    let profile = work.path().join("send.tox");
+    let bot =
+        Bot::start(BotOptions::new().bootstrap(&bsd.node_spec()).recv_dir(&recv).exit_on_file().timeout_secs(280));
+    let bot_id = bot.tox_id();
+    let args = |port: u16| {
+        vec![
+            "tox".to_string(),
+            "send-file".into(),
+            "--profile".into(),
+            profile.display().to_string(),
+            "--bootstrap".into(),
+            bsd.node_spec(),
+            "--to".into(),
+            bot_id.clone(),
+            "--file".into(),
+            file.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--timeout".into(),
+            "250".into(),
+        ]
+    };
+    let a = args(free_udp_port());
+    let send = omni("omnipeer-tox-send-file", &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(wait_progress(&bot.proc, 8 << 20, T).is_some(), "the bot never got 8 MiB\n{}\n{}", bot.log(), send.log());
+    drop(send); // SIGKILL mid-transfer
+    let a = args(free_udp_port());
+    let mut send = omni("omnipeer-tox-send-file-again", &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let resume: u64 = bot
+        .proc
+        .wait_line("FILE_RESUME ", T)
+        .unwrap_or_else(|| panic!("the bot did not resume the new offer\n{}\n{}", bot.log(), send.log()))
+        .parse()
+        .unwrap();
+    assert!(resume > 0);
+    assert_eq!(send.wait_exit(T), Some(0), "{}\n{}", send.log(), bot.log());
+    assert!(send.lines().iter().any(|l| l == &format!("resumed at {resume}")), "{}", send.log());
+    let done = bot.proc.expect_line("FILE_DONE ", T);
+    let got = done.split_once(' ').map(|(_, p)| p.to_owned()).unwrap();
+    assert_eq!(sha(Path::new(&got)), sha(&file), "the file differs after the resume");
 }
