@@ -45,6 +45,61 @@ pub enum ToxCmd {
         /// UDP address [default: a free port on all interfaces]
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// Accept the files friends send and save them in DIR (partial ones are resumed)
+        #[arg(long, value_name = "DIR")]
+        incoming: Option<PathBuf>,
+    },
+    /// Import a Tox save (qTox's or toxic's profile, c-toxcore's savedata; encrypted ones
+    /// need --passphrase-file) as the omnipeer profile FILE; prints the Tox ID
+    Import {
+        /// The Tox save to read
+        #[arg(value_name = "SAVE")]
+        save: PathBuf,
+        /// The omnipeer profile to create (refused if it exists, unless --force)
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// A file holding the save's passphrase (one trailing newline ignored)
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Replace an existing profile
+        #[arg(long)]
+        force: bool,
+    },
+    /// Export the omnipeer profile FILE as a Tox save that qTox, toxic and other
+    /// c-toxcore clients load (encrypted with --passphrase-file); prints the Tox ID
+    Export {
+        /// The Tox save to write
+        #[arg(value_name = "SAVE")]
+        save: PathBuf,
+        /// The omnipeer profile to read
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// Encrypt with the passphrase in this file (one trailing newline ignored)
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Befriend TOXID and send it the file PATH (resumed where the friend's partial copy
+    /// ends); prints each progress state, "offered", "accepted" or "resumed at N", then
+    /// "sent N bytes" once the friend has it all, and exits 0
+    SendFile {
+        /// Profile file; created if missing
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// Bootstrap nodes, HOST:PORT:DHTKEY, comma-separated
+        #[arg(long, value_name = "NODES")]
+        bootstrap: String,
+        /// The friend's Tox ID (76 hex)
+        #[arg(long, value_name = "TOXID")]
+        to: String,
+        /// The file to send
+        #[arg(long, value_name = "PATH")]
+        file: PathBuf,
+        /// Give up after SECS
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        timeout: u64,
+        /// UDP address [default: a free port on all interfaces]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
     },
     /// Befriend TOXID, send it MESSAGE, print each progress state, each reply and
     /// "delivered"; exits 0 LINGER seconds after the receipt
@@ -95,15 +150,59 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
             eprintln!("listening on {}", node.local_addr()?);
             node.run(shutdown_on_signals()).await
         }
+        ToxCmd::Import { save, profile, passphrase_file, force } => {
+            if profile.exists() && !force {
+                return Err(anyhow!("{} exists; --force replaces it", profile.display()));
+            }
+            let pass = passphrase_file.as_deref().map(read_passphrase).transpose()?;
+            let p = tox::profile::import_savedata(&save, pass.as_deref())?;
+            tox::profile::save(&p, &profile).with_context(|| format!("writing {}", profile.display()))?;
+            println!("{}", p.tox_id().to_hex());
+            eprintln!("imported {} friends", p.friends.len());
+            Ok(())
+        }
+        ToxCmd::Export { save, profile, passphrase_file } => {
+            let p = tox::profile::load(&profile).with_context(|| format!("{}", profile.display()))?;
+            let pass = passphrase_file.as_deref().map(read_passphrase).transpose()?;
+            tox::profile::export_savedata(&p, &save, pass.as_deref())?;
+            println!("{}", p.tox_id().to_hex());
+            Ok(())
+        }
         ToxCmd::Id { profile } => {
             let p = tox::client::load_profile(&profile)?;
             println!("{}", p.tox_id().to_hex());
             Ok(())
         }
-        ToxCmd::Echo { profile, bootstrap, listen } => {
+        ToxCmd::Echo { profile, bootstrap, listen, incoming } => {
             let nodes = tox::parse_node_specs(&bootstrap)?;
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-            tox::client::run_echo(&profile, listen, &nodes, tox::client::onion_rendezvous, shutdown_on_signals()).await
+            tox::client::run_echo(
+                &profile,
+                listen,
+                &nodes,
+                incoming.as_deref(),
+                tox::client::onion_rendezvous,
+                shutdown_on_signals(),
+            )
+            .await
+        }
+        ToxCmd::SendFile { profile, bootstrap, to, file, timeout, listen } => {
+            let nodes = tox::parse_node_specs(&bootstrap)?;
+            let to: tox::client::ToxId = to.parse().map_err(|e| anyhow!("--to: {e}"))?;
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let o = tox::client::SendFileOptions {
+                profile: &profile,
+                listen,
+                bootstrap: &nodes,
+                to,
+                file: &file,
+                timeout: Duration::from_secs(timeout),
+            };
+            let cancel = shutdown_on_signals();
+            tokio::select! {
+                r = tox::client::run_send_file(o, tox::client::onion_rendezvous) => r.map(|_| ()),
+                _ = cancel.cancelled() => Err(anyhow!("interrupted")),
+            }
         }
         ToxCmd::Send { profile, bootstrap, to, message, timeout, linger, listen } => {
             let nodes = tox::parse_node_specs(&bootstrap)?;
@@ -133,4 +232,19 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
 /// A fresh DHT key pair (from the OS random source).
 fn omnipeer_tox_keys() -> omnipeer_node::tox::KeyPair {
     omnipeer_node::tox::new_keypair()
+}
+
+/// A passphrase file's bytes, without one trailing newline (CRLF or LF).
+fn read_passphrase(p: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let mut b = std::fs::read(p).with_context(|| format!("--passphrase-file {}", p.display()))?;
+    if b.ends_with(b"\n") {
+        b.pop();
+        if b.ends_with(b"\r") {
+            b.pop();
+        }
+    }
+    if b.is_empty() {
+        return Err(anyhow!("--passphrase-file {} is empty", p.display()));
+    }
+    Ok(b)
 }

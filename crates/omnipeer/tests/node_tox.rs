@@ -428,3 +428,49 @@ fn a_disabled_tox_client_answers_503() {
     assert_eq!(code, 503, "{e}");
     assert!(!dir.path().join("tox.profile").exists(), "no identity made");
 }
+
+/// A friend's file (c-toxcore's `tox_file_send`) is accepted by the node: it lands in the
+/// downloads folder intact, and the friend's chat says it started and where it is.
+#[test]
+fn a_friends_file_lands_in_the_node_downloads() {
+    if !tox_support::require("a_friends_file_lands_in_the_node_downloads") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p).replace("[tox]\n", "[tox]\nauto_accept = true\n");
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let nets = n.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let spec = format!(
+        "{}:{}",
+        boot["address"].as_str().unwrap(),
+        boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("holiday photos.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let mut a = Bot::start(
+        BotOptions::new().bootstrap(&spec).friend_request(&id).send_file(&file).exit_on_file().timeout_secs(200),
+    );
+    let apk = a.public_key();
+    let chat = format!("tox:friend:{apk}");
+    let logs = || format!("{}\nnode /api/tox: {}", a.log(), n.get("/api/tox"));
+    let done = wait(
+        "the file in the chat",
+        T * 2,
+        || {
+            lines(&n, &chat)
+                .into_iter()
+                .find_map(|l| l["text"].as_str().and_then(|t| t.strip_prefix("(received file ")).map(str::to_owned))
+        },
+        logs,
+    );
+    assert!(lines(&n, &chat).iter().any(|l| l["text"] == "(receiving file \"holiday photos.bin\", 3000000 bytes)"));
+    let path = done.rsplit_once(", ").map(|(p, _)| p.to_owned()).unwrap();
+    assert!(path.ends_with("holiday photos.bin"), "{done}");
+    assert!(std::fs::read(&path).unwrap() == data, "the saved file differs");
+    assert_eq!(a.wait_exit(Duration::from_secs(T)), Some(0), "{}", a.log());
+}

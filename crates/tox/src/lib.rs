@@ -7,6 +7,7 @@
 
 pub mod crypto;
 pub mod dht;
+pub mod file;
 pub mod friend;
 pub mod messenger;
 pub mod net_crypto;
@@ -14,5 +15,6 @@ pub mod onion;
 pub mod onion_client;
 pub mod packet;
 pub mod profile;
+pub mod savedata;
 pub mod tox;
 pub mod toxid;

@@ -15,6 +15,7 @@
 //! The machine holds no socket and no clock; it drives the `NetCrypto` it is handed.
 
 use crate::crypto::PublicKey;
+use crate::file::{FileEvent, Files};
 use crate::net_crypto::{NetCrypto, NetCryptoError, NetCryptoEvent};
 use crate::toxid::{NoSpam, NOSPAM_SIZE};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -292,6 +293,8 @@ pub struct Messenger {
     seen_requests: BTreeSet<PublicKey>,
     next_receipt: u32,
     events: VecDeque<MessengerEvent>,
+    /// File transfers with every friend (docs/protocols/tox.md#file-transfers).
+    files: Files,
 }
 
 impl Messenger {
@@ -310,11 +313,29 @@ impl Messenger {
             seen_requests: BTreeSet::new(),
             next_receipt: 1,
             events: VecDeque::new(),
+            files: Files::new(),
         }
     }
 
     pub fn nospam(&self) -> NoSpam {
         self.nospam
+    }
+
+    /// The file transfers; their calls need the friend online (checked here) and the
+    /// machine's `NetCrypto`.
+    pub fn files(&mut self, friend: &PublicKey) -> Result<&mut Files, MessengerError> {
+        if !self.is_online(friend) {
+            return Err(MessengerError::NotOnline);
+        }
+        Ok(&mut self.files)
+    }
+
+    pub fn files_ref(&self) -> &Files {
+        &self.files
+    }
+
+    pub fn poll_file_event(&mut self) -> Option<FileEvent> {
+        self.files.poll_event()
     }
 
     /// Adds a friend (its handshakes are accepted from now on).
@@ -327,6 +348,18 @@ impl Messenger {
             last_alive: now,
             pending: VecDeque::new(),
         });
+    }
+
+    /// Removes a friend: its connection is killed, its handshakes refused, a friend request
+    /// to it stops, its transfers end, and a new request from it is reported again.
+    pub fn remove_friend(&mut self, pk: &PublicKey, nc: &mut NetCrypto) -> bool {
+        let was = self.friends.remove(pk).is_some();
+        self.outgoing_requests.remove(pk);
+        self.seen_requests.remove(pk);
+        self.files.forget(pk);
+        nc.kill(pk);
+        nc.disallow(pk);
+        was
     }
 
     pub fn is_friend(&self, pk: &PublicKey) -> bool {
@@ -467,6 +500,16 @@ impl Messenger {
                 f.last_recv = now;
                 f.last_alive = now;
                 f.pending.clear();
+                // Our friend request, if it has not been answered yet, goes over the new
+                // connection too (0x12, friend_connection's FRIEND_REQUEST, as c-toxcore
+                // does once a crypto connection to the friend exists).
+                if let Some(r) = self.outgoing_requests.get(peer) {
+                    let mut p = r.payload.clone();
+                    if let Some(first) = p.first_mut() {
+                        *first = id::FRIEND_REQUEST;
+                    }
+                    let _ = nc.send_lossless(now, peer, &p);
+                }
                 // ONLINE first, then who we are (c-toxcore does the same).
                 let nick = MessengerPacket::Nickname(self.nickname.clone());
                 let status = MessengerPacket::StatusMessage(self.status_message.clone());
@@ -481,6 +524,9 @@ impl Messenger {
                 }
             }
             NetCryptoEvent::Delivered { peer, buffer_start } => {
+                if self.is_online(peer) {
+                    self.files.delivered(now, nc, peer, *buffer_start);
+                }
                 let Some(f) = self.friends.get_mut(peer) else { return };
                 while let Some(&(num, receipt)) = f.pending.front() {
                     // Wrapping "num < buffer_start".
@@ -503,6 +549,7 @@ impl Messenger {
             f.connected = false;
             f.online = false;
             f.pending.clear();
+            self.files.friend_offline(peer);
             if was_online {
                 self.events.push_back(MessengerEvent::FriendOffline { friend: *peer });
             }
@@ -523,6 +570,10 @@ impl Messenger {
         f.last_recv = now;
         let online = f.online;
         match p {
+            MessengerPacket::Other(crate::file::id::FILE_SENDREQUEST..=crate::file::id::FILE_DATA) if online => {
+                // Malformed or out-of-state file packets are dropped, as c-toxcore does.
+                let _ = self.files.handle_packet(now, nc, peer, data);
+            }
             MessengerPacket::Alive | MessengerPacket::ShareRelays | MessengerPacket::Other(_) => {}
             MessengerPacket::FriendRequest { nospam, message } => {
                 self.friend_request(*peer, nospam, &message, RequestVia::NetCrypto)?;
@@ -571,6 +622,9 @@ impl Messenger {
                 f.last_alive = now;
                 let _ = self.send_packet(now, nc, &peer, &MessengerPacket::Alive);
             }
+            if self.is_online(&peer) {
+                self.files.pump(now, nc, &peer);
+            }
         }
     }
 
@@ -613,6 +667,8 @@ mod tests {
         /// Drop everything B sends (to test timeouts).
         b_mute: bool,
         a_wire: Vec<Vec<u8>>,
+        /// Every lossless packet B took from A, decrypted.
+        b_lossless: Vec<Vec<u8>>,
     }
 
     impl Pair {
@@ -629,7 +685,7 @@ mod tests {
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 events: vec![],
             };
-            Pair { a: side(1), b: side(2), now, b_mute: false, a_wire: vec![] }
+            Pair { a: side(1), b: side(2), now, b_mute: false, a_wire: vec![], b_lossless: vec![] }
         }
         fn pump(&mut self) {
             let mut moved = true;
@@ -646,9 +702,12 @@ mod tests {
                         let _ = self.a.nc.handle_packet(self.now, self.b.addr, &p);
                     }
                 }
-                for s in [&mut self.a, &mut self.b] {
+                for (i, s) in [&mut self.a, &mut self.b].into_iter().enumerate() {
                     while let Some(e) = s.nc.poll_event() {
                         moved = true;
+                        if let (1, NetCryptoEvent::Lossless { data, .. }) = (i, &e) {
+                            self.b_lossless.push(data.clone());
+                        }
                         s.m.handle_net_crypto_event(self.now, &e, &mut s.nc);
                     }
                     while let Some(e) = s.m.poll_event() {
@@ -840,6 +899,44 @@ mod tests {
             kind: MessageKind::Normal,
             text: "again".into()
         }));
+    }
+
+    /// A friend request still unanswered when the connection comes up goes over it as
+    /// 0x12 (with the friend's nospam and our message); removing the friend then kills the
+    /// connection, stops the request and forgets it inside the machine.
+    #[test]
+    fn request_over_net_crypto_then_remove_friend() {
+        let mut p = Pair::new();
+        let (apk, bpk) = (p.a.nc.real_pk(), p.b.nc.real_pk());
+        let now = p.now;
+        p.a.m.send_friend_request(now, bpk, NoSpam([1, 2, 3, 2]), "add me", &mut p.a.nc).unwrap();
+        // B added A by its key on its own (both sides added each other).
+        p.b.m.add_friend(now, apk, &mut p.b.nc);
+        p.a.nc.connect(now, bpk, p.b.nc.dht_pk(), p.b.addr);
+        p.advance(Duration::from_secs(2));
+        assert!(p.a.m.is_online(&bpk));
+        let want = [&[id::FRIEND_REQUEST, 1, 2, 3, 2][..], b"add me"].concat();
+        assert!(p.b_lossless.contains(&want), "no 0x12 request over net_crypto: {:02x?}", p.b_lossless);
+        // Online: the request is answered and stops.
+        assert!(!p.a.m.has_pending_request(&bpk));
+        // Remove B while a new request to it is pending.
+        p.a.m.send_friend_request(p.now, bpk, NoSpam([1, 2, 3, 2]), "again", &mut p.a.nc).unwrap();
+        assert!(p.a.m.remove_friend(&bpk, &mut p.a.nc));
+        p.advance(Duration::from_millis(200));
+        assert!(!p.a.m.is_friend(&bpk) && !p.a.m.is_online(&bpk));
+        assert_eq!(p.a.nc.state(&bpk), None);
+        assert!(p.b.events.contains(&MessengerEvent::FriendOffline { friend: apk }));
+        assert_eq!(p.a.m.poll_friend_request(p.now + Duration::from_secs(100)), None, "request still sent");
+        // B cannot come back in: its handshakes are refused.
+        p.b.nc.connect(p.now, apk, p.a.nc.dht_pk(), p.a.addr);
+        p.advance(Duration::from_secs(3));
+        assert_eq!(p.a.nc.state(&bpk), None);
+        assert!(!p.a.m.is_online(&bpk));
+        // A request from B is reported again (it is a stranger now).
+        let req = encode_friend_request(id::ONION_FRIEND_REQUEST, p.a.m.nospam(), "me again").unwrap();
+        p.a.m.handle_onion_friend_request(bpk, &req).unwrap();
+        assert!(std::iter::from_fn(|| p.a.m.poll_event())
+            .any(|e| matches!(e, MessengerEvent::FriendRequest { from, .. } if from == bpk)));
     }
 
     proptest! {

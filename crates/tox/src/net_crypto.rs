@@ -63,6 +63,25 @@ pub const RESEND_MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Lossless packets in flight / held for reordering per connection (c-toxcore: 32768).
 pub const PACKET_BUFFER_SIZE: u32 = 32768;
 
+/// Congestion window of a new connection, in lossless packets in flight
+/// (docs/protocols/tox.md#congestion-control).
+pub const INITIAL_WINDOW: u32 = 32;
+/// The window never shrinks below this many packets.
+pub const MIN_WINDOW: u32 = 8;
+/// Packets queued beyond the window before [`NetCrypto::send_room`] says "full": what a
+/// bulk sender (a file transfer) may keep waiting so the window never runs dry.
+pub const QUEUE_AHEAD: u32 = 64;
+/// While lossless data arrives, a packet request (our acknowledgement) goes out after this
+/// many packets…
+pub const ACK_EVERY_PACKETS: u32 = 32;
+/// …or this long after the first unacknowledged one, whichever comes first.
+pub const ACK_DELAY: Duration = Duration::from_millis(10);
+/// No acknowledgement progress for this long with packets in flight: the oldest unacked
+/// packets are sent again and the window halves (tail losses that no request names).
+pub const STALL_RESEND_TIMEOUT: Duration = Duration::from_millis(1000);
+/// At most this many packets are re-sent per stall.
+pub const STALL_RESEND_MAX: usize = 16;
+
 pub const ID_PADDING: u8 = 0;
 pub const ID_REQUEST: u8 = 1;
 pub const ID_KILL: u8 = 2;
@@ -170,10 +189,47 @@ struct SentPacket {
 struct SendBuffer {
     start: u32,
     packets: VecDeque<Option<SentPacket>>,
+    /// One past the highest number transmitted at least once; packets from here to `end()`
+    /// wait for room in the congestion window.
+    sent_end: u32,
+    /// Congestion window in packets, AIMD (docs/protocols/tox.md#congestion-control).
+    cwnd: f64,
+    ssthresh: f64,
+    /// A loss of a packet numbered below this belongs to the loss event already counted.
+    recovery_end: u32,
+    /// Last time `start` advanced (or the first packet went out after an idle spell).
+    last_progress: Instant,
 }
 impl SendBuffer {
     fn end(&self) -> u32 {
         self.start.wrapping_add(self.packets.len() as u32)
+    }
+    /// Transmitted packets not yet acknowledged by `buffer_start`.
+    fn in_flight(&self) -> u32 {
+        self.sent_end.wrapping_sub(self.start)
+    }
+    fn window(&self) -> u32 {
+        (self.cwnd as u32).clamp(MIN_WINDOW, PACKET_BUFFER_SIZE)
+    }
+    /// `k` packets newly acknowledged: slow start below `ssthresh`, then +1 per window.
+    fn on_ack(&mut self, k: u32, now: Instant) {
+        self.last_progress = now;
+        if self.cwnd < self.ssthresh {
+            self.cwnd += k as f64;
+        } else {
+            self.cwnd += k as f64 / self.cwnd.max(1.0);
+        }
+        self.cwnd = self.cwnd.min(PACKET_BUFFER_SIZE as f64);
+    }
+    /// A transmitted packet `num` was lost: halve the window once per loss event (one
+    /// window's worth of packets).
+    fn on_loss(&mut self, num: u32) {
+        let d = num.wrapping_sub(self.recovery_end);
+        if d < u32::MAX / 2 {
+            self.ssthresh = (self.cwnd / 2.0).max(MIN_WINDOW as f64);
+            self.cwnd = self.ssthresh;
+            self.recovery_end = self.sent_end;
+        }
     }
 }
 
@@ -183,6 +239,8 @@ struct RecvBuffer {
     /// One past the highest packet number the peer is known to have sent.
     end: u32,
     packets: VecDeque<Option<Vec<u8>>>,
+    /// Lossless packets taken since our last packet request (acknowledgement).
+    since_request: u32,
 }
 
 struct Conn {
@@ -230,8 +288,16 @@ impl Conn {
             temp_packet: None,
             temp_tries: 0,
             temp_last: now,
-            send: SendBuffer { start: 0, packets: VecDeque::new() },
-            recv: RecvBuffer { start: 0, end: 0, packets: VecDeque::new() },
+            send: SendBuffer {
+                start: 0,
+                packets: VecDeque::new(),
+                sent_end: 0,
+                cwnd: INITIAL_WINDOW as f64,
+                ssthresh: PACKET_BUFFER_SIZE as f64,
+                recovery_end: 0,
+                last_progress: now,
+            },
+            recv: RecvBuffer { start: 0, end: 0, packets: VecDeque::new(), since_request: 0 },
             next_request: now,
             last_request: None,
         }
@@ -393,6 +459,23 @@ impl NetCrypto {
         self.conns.get(peer).map(|c| c.send.end())
     }
 
+    /// How many more lossless packets a bulk sender should queue to `peer` now: the
+    /// congestion window plus [`QUEUE_AHEAD`], less what is queued and unacknowledged
+    /// (0 when not connected). Chat packets may still be queued past it.
+    pub fn send_room(&self, peer: &PublicKey) -> u32 {
+        let Some(c) = self.conns.get(peer) else { return 0 };
+        if !matches!(c.state, ConnState::NotConfirmed | ConnState::Established) {
+            return 0;
+        }
+        let cap = (c.send.window() + QUEUE_AHEAD).min(PACKET_BUFFER_SIZE);
+        cap.saturating_sub(c.send.packets.len() as u32)
+    }
+
+    /// The congestion window to `peer`, in packets.
+    pub fn window(&self, peer: &PublicKey) -> Option<u32> {
+        self.conns.get(peer).map(|c| c.send.window())
+    }
+
     fn cookie_time(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }
@@ -463,7 +546,7 @@ impl NetCrypto {
     pub fn kill(&mut self, peer: &PublicKey) {
         if let Some(mut c) = self.conns.remove(peer) {
             if c.shared.is_some() && matches!(c.state, ConnState::NotConfirmed | ConnState::Established) {
-                let num = c.send.end();
+                let num = c.send.sent_end;
                 let pkt = self.build_data(&mut c, num, &[ID_KILL]);
                 self.transmits.push_back((c.addr, pkt));
             }
@@ -504,9 +587,11 @@ impl NetCrypto {
             Err(NetCryptoError::BufferFull)
         } else {
             let num = c.send.end();
-            c.send.packets.push_back(Some(SentPacket { data: data.to_vec(), last_sent: Some(now), requested: false }));
-            let pkt = self.build_data(&mut c, num, data);
-            self.transmits.push_back((c.addr, pkt));
+            if c.send.in_flight() == 0 {
+                c.send.last_progress = now; // the stall clock starts with the first packet in flight
+            }
+            c.send.packets.push_back(Some(SentPacket { data: data.to_vec(), last_sent: None, requested: false }));
+            self.flush_window(now, &mut c);
             Ok(num)
         };
         self.conns.insert(*peer, c);
@@ -526,13 +611,28 @@ impl NetCrypto {
         let res = if c.state != ConnState::Established {
             Err(NetCryptoError::NotConnected)
         } else {
-            let num = c.send.end();
+            let num = c.send.sent_end;
             let pkt = self.build_data(&mut c, num, data);
             self.transmits.push_back((c.addr, pkt));
             Ok(())
         };
         self.conns.insert(*peer, c);
         res
+    }
+
+    /// Transmits queued lossless packets while the congestion window has room.
+    fn flush_window(&mut self, now: Instant, c: &mut Conn) {
+        let window = c.send.window();
+        while c.send.sent_end != c.send.end() && c.send.in_flight() < window {
+            let idx = c.send.sent_end.wrapping_sub(c.send.start) as usize;
+            let num = c.send.sent_end;
+            c.send.sent_end = c.send.sent_end.wrapping_add(1);
+            let Some(Some(p)) = c.send.packets.get_mut(idx) else { continue };
+            p.last_sent = Some(now);
+            let data = p.data.clone();
+            let pkt = self.build_data(c, num, &data);
+            self.transmits.push_back((c.addr, pkt));
+        }
     }
 
     /// `[0x1b][nonce tail][box(buffer_start ‖ num ‖ padding ‖ data)]` with our send nonce.
@@ -750,13 +850,17 @@ impl NetCrypto {
         if ack > 0 {
             c.send.packets.drain(..ack as usize);
             c.send.start = buffer_start;
+            if c.send.sent_end.wrapping_sub(c.send.start) > c.send.packets.len() as u32 {
+                c.send.sent_end = c.send.start; // the peer acknowledged more than we sent: trust it
+            }
+            c.send.on_ack(ack, now);
             self.events.push_back(NetCryptoEvent::Delivered { peer: c.peer, buffer_start });
         }
 
         match id {
             ID_KILL => return Ok(true),
             ID_REQUEST => {
-                let (requested, acked) = decode_request(&body[1..], c.send.start, c.send.end())?;
+                let (requested, acked) = decode_request(&body[1..], c.send.start, c.send.sent_end)?;
                 for a in acked {
                     if let Some(slot) = c.send.packets.get_mut(a.wrapping_sub(c.send.start) as usize) {
                         *slot = None;
@@ -765,9 +869,13 @@ impl NetCrypto {
                 for r in requested {
                     if let Some(Some(p)) = c.send.packets.get_mut(r.wrapping_sub(c.send.start) as usize) {
                         p.requested = true;
+                        if p.last_sent.is_some() {
+                            c.send.on_loss(r);
+                        }
                     }
                 }
                 self.resend_requested(now, c);
+                self.flush_window(now, c);
                 self.note_peer_end(now, c, num);
             }
             id if LOSSLESS_IDS.contains(&id) => {
@@ -790,6 +898,18 @@ impl NetCrypto {
                         self.events.push_back(NetCryptoEvent::Lossless { peer: c.peer, data: p });
                     }
                 }
+                // Acknowledge bulk data promptly: the sender's window only moves on our
+                // buffer_start (docs/protocols/tox.md#congestion-control).
+                c.recv.since_request += 1;
+                if c.recv.since_request >= ACK_EVERY_PACKETS {
+                    self.send_request_conn(now, c);
+                } else {
+                    let soon = now + ACK_DELAY;
+                    if soon < c.next_request {
+                        c.next_request = soon;
+                    }
+                }
+                self.flush_window(now, c);
             }
             id if LOSSY_IDS.contains(&id) => {
                 self.note_peer_end(now, c, num);
@@ -821,8 +941,9 @@ impl NetCrypto {
 
     fn resend_requested(&mut self, now: Instant, c: &mut Conn) {
         let start = c.send.start;
+        let inflight = c.send.in_flight() as usize;
         let mut out = Vec::new();
-        for (i, slot) in c.send.packets.iter_mut().enumerate() {
+        for (i, slot) in c.send.packets.iter_mut().take(inflight).enumerate() {
             if let Some(p) = slot {
                 if p.requested && p.last_sent.is_none_or(|t| now >= t + RESEND_MIN_INTERVAL) {
                     p.requested = false;
@@ -839,17 +960,49 @@ impl NetCrypto {
 
     fn send_request(&mut self, now: Instant, peer: &PublicKey) {
         let Some(mut c) = self.conns.remove(peer) else { return };
+        self.send_request_conn(now, &mut c);
+        self.conns.insert(*peer, c);
+    }
+
+    fn send_request_conn(&mut self, now: Instant, c: &mut Conn) {
         let req = {
             let start = c.recv.start;
             let end = c.recv.end;
             let packets = &c.recv.packets;
             encode_request(start, end, |i| !matches!(packets.get(i.wrapping_sub(start) as usize), Some(Some(_))))
         };
-        let num = c.send.end();
-        let pkt = self.build_data(&mut c, num, &req);
+        let num = c.send.sent_end;
+        let pkt = self.build_data(c, num, &req);
         self.transmits.push_back((c.addr, pkt));
         c.last_request = Some(now);
         c.next_request = now + REQUEST_INTERVAL;
+        c.recv.since_request = 0;
+    }
+
+    /// No acknowledgement for [`STALL_RESEND_TIMEOUT`] with packets in flight: the oldest
+    /// ones are re-sent and the window halves (a lost tail is named by no request).
+    fn check_stall(&mut self, now: Instant, peer: &PublicKey) {
+        let Some(mut c) = self.conns.remove(peer) else { return };
+        if c.send.in_flight() > 0 && now >= c.send.last_progress + STALL_RESEND_TIMEOUT {
+            c.send.last_progress = now;
+            let start = c.send.start;
+            c.send.on_loss(start);
+            let inflight = c.send.in_flight() as usize;
+            let mut out = Vec::new();
+            for (i, slot) in c.send.packets.iter_mut().take(inflight).enumerate() {
+                if let Some(p) = slot {
+                    p.last_sent = Some(now);
+                    out.push((start.wrapping_add(i as u32), p.data.clone()));
+                    if out.len() >= STALL_RESEND_MAX {
+                        break;
+                    }
+                }
+            }
+            for (num, d) in out {
+                let pkt = self.build_data(&mut c, num, &d);
+                self.transmits.push_back((c.addr, pkt));
+            }
+        }
         self.conns.insert(*peer, c);
     }
 
@@ -870,8 +1023,12 @@ impl NetCrypto {
                     self.transmits.push_back((c.addr, tp));
                 }
             }
-            if matches!(c.state, ConnState::NotConfirmed | ConnState::Established) && now >= c.next_request {
+            let live = matches!(c.state, ConnState::NotConfirmed | ConnState::Established);
+            if live && now >= c.next_request {
                 self.send_request(now, &peer);
+            }
+            if live {
+                self.check_stall(now, &peer);
             }
         }
     }
@@ -889,8 +1046,10 @@ impl NetCrypto {
             .values()
             .flat_map(|c| {
                 let t = c.temp_packet.as_ref().map(|_| c.temp_last + SEND_PACKET_INTERVAL);
-                let r = matches!(c.state, ConnState::NotConfirmed | ConnState::Established).then_some(c.next_request);
-                [t, r]
+                let live = matches!(c.state, ConnState::NotConfirmed | ConnState::Established);
+                let r = live.then_some(c.next_request);
+                let s = (live && c.send.in_flight() > 0).then_some(c.send.last_progress + STALL_RESEND_TIMEOUT);
+                [t, r, s]
             })
             .flatten()
             .min()

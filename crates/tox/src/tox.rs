@@ -19,6 +19,7 @@ use crate::crypto::{
     NONCE_SIZE, PUBLIC_KEY_SIZE,
 };
 use crate::dht::{Dht, DhtEvent};
+use crate::file::{Control, Direction, FileError, FileEvent, FILE_ID_SIZE};
 use crate::friend::{ConnectMode, FriendProgress, Progress, Task};
 use crate::messenger::{MessageKind, Messenger, MessengerError, MessengerEvent, RequestVia};
 use crate::net_crypto::{NetCrypto, NetCryptoEvent};
@@ -160,6 +161,8 @@ pub enum ToxEvent {
         friend: PublicKey,
         name: String,
     },
+    /// A file transfer event (docs/protocols/tox.md#file-transfers).
+    File(FileEvent),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +171,8 @@ pub enum ToxError {
     Dropped(String),
     #[error(transparent)]
     Messenger(#[from] MessengerError),
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("too many friends")]
     TooManyFriends,
     #[error("that is our own Tox ID")]
@@ -329,8 +334,7 @@ impl Tox {
     /// friend. (Messenger keeps a dormant entry for it; adding it again reuses that.)
     pub fn remove_friend(&mut self, now: Instant, pk: &PublicKey) -> bool {
         let Some(f) = self.friends.remove(pk) else { return false };
-        self.nc.kill(pk);
-        self.nc.disallow(pk);
+        self.messenger.remove_friend(pk, &mut self.nc);
         self.rendezvous.remove_friend(pk);
         if let Some(dht_pk) = f.searching {
             self.dht.remove_search(&dht_pk);
@@ -360,6 +364,61 @@ impl Tox {
 
     /// Ends every friend connection with a kill packet (so friends notice at once, not
     /// after 32 s of silence). Call before dropping the machine; then flush transmits.
+    /// Offers a file to an online friend; returns its sending file number. Its chunks are
+    /// asked for with [`FileEvent::ChunkRequest`] once the friend accepts.
+    pub fn file_send(
+        &mut self,
+        now: Instant,
+        friend: &PublicKey,
+        kind: u32,
+        size: u64,
+        file_id: [u8; FILE_ID_SIZE],
+        name: &str,
+    ) -> Result<u8, ToxError> {
+        let r = self.messenger.files(friend)?.send_file(now, &mut self.nc, friend, kind, size, file_id, name)?;
+        self.process(now);
+        Ok(r)
+    }
+
+    /// Accept / pause / resume / cancel a transfer.
+    pub fn file_control(
+        &mut self,
+        now: Instant,
+        friend: &PublicKey,
+        direction: Direction,
+        number: u8,
+        control: Control,
+    ) -> Result<(), ToxError> {
+        self.messenger.files(friend)?.control(now, &mut self.nc, friend, direction, number, control)?;
+        self.process(now);
+        Ok(())
+    }
+
+    /// Resume an offered file from `position` (before accepting it).
+    pub fn file_seek(&mut self, now: Instant, friend: &PublicKey, number: u8, position: u64) -> Result<(), ToxError> {
+        self.messenger.files(friend)?.seek(now, &mut self.nc, friend, number, position)?;
+        self.process(now);
+        Ok(())
+    }
+
+    /// The bytes a [`FileEvent::ChunkRequest`] asked for.
+    pub fn file_chunk(
+        &mut self,
+        now: Instant,
+        friend: &PublicKey,
+        number: u8,
+        position: u64,
+        data: &[u8],
+    ) -> Result<(), ToxError> {
+        self.messenger.files(friend)?.send_chunk(now, &mut self.nc, friend, number, position, data)?;
+        Ok(())
+    }
+
+    /// Bytes done and size of a transfer.
+    pub fn file_progress(&self, friend: &PublicKey, direction: Direction, number: u8) -> Option<(u64, u64)> {
+        self.messenger.files_ref().progress(friend, direction, number)
+    }
+
     pub fn shutdown(&mut self, now: Instant) {
         let peers: Vec<PublicKey> = self.friends.keys().copied().collect();
         for p in peers {
@@ -670,6 +729,10 @@ impl Tox {
                     _ => continue,
                 };
                 self.events.push_back(ev);
+            }
+            while let Some(e) = self.messenger.poll_file_event() {
+                any = true;
+                self.events.push_back(ToxEvent::File(e));
             }
             for (pk, f) in self.friends.iter_mut() {
                 while let Some(p) = f.progress.poll_entered() {

@@ -431,6 +431,7 @@ pub(crate) async fn start(
         last_bootstrap: Instant::now(),
         last_save: Instant::now(),
         announced: false,
+        files: None,
     };
     Ok(task.run(rx))
 }
@@ -484,6 +485,9 @@ struct Task {
     last_bootstrap: Instant,
     last_save: Instant,
     announced: bool,
+    /// Files friends send (created at the first one): complete ones land in the downloads
+    /// folder, partial ones wait in the data dir's `tox-partial` for a resume.
+    files: Option<crate::tox::files::Receiver>,
 }
 
 impl Task {
@@ -718,9 +722,47 @@ impl Task {
             }
             E::Announced => tracing::info!("tox: announced at a rendezvous node"),
             E::FriendFound { friend } => tracing::debug!("tox: {} found at a rendezvous node", friend.to_hex()),
+            E::File(fe) => self.on_file(fe),
             #[allow(unreachable_patterns)]
             other => tracing::debug!("tox: {other:?}"),
         }
+    }
+
+    /// A friend's file: accepted into the downloads folder (resuming a partial one with
+    /// the same file id), and noted in the friend's chat when it starts and when it is
+    /// complete (docs/protocols/tox.md#file-transfers).
+    fn on_file(&mut self, fe: omnipeer_tox::file::FileEvent) {
+        use crate::tox::files::{Received, Receiver};
+        if self.files.is_none() {
+            let d = &self.node.data_dir;
+            match Receiver::with_dirs(&self.node.downloads(), &d.join("tox-partial"), &d.join("tox-avatars")) {
+                Ok(r) => self.files = Some(r),
+                Err(e) => {
+                    tracing::warn!("tox: cannot receive files: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(r) = self.files.as_mut() else { return };
+        let Some(what) = r.handle(self.client.tox(), &fe) else { return };
+        let (friend, line) = match what {
+            Received::Accepted { friend, name, size, from } => {
+                let resume = if from > 0 { format!(", resuming at {from}") } else { String::new() };
+                (friend, format!("(receiving file {name:?}, {size} bytes{resume})"))
+            }
+            Received::Complete { friend, path, size } => {
+                (friend, format!("(received file {}, {size} bytes)", path.display()))
+            }
+            Received::Refused { friend, name, why } => {
+                tracing::info!("tox: refused file {name:?} from {}: {why}", friend.to_hex());
+                return;
+            }
+            Received::Broken { friend, name, have } => {
+                (friend, format!("(file {name:?} interrupted at {have} bytes; it resumes when sent again)"))
+            }
+        };
+        let nick = self.display_name(&friend);
+        self.node.store_chat(&chat_id(&friend), &nick, &line, false);
     }
 
     fn display_name(&self, pk: &PublicKey) -> String {

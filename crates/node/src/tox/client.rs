@@ -2,9 +2,11 @@
 //! plus the two programs built on it, `omnipeer tox echo` and `omnipeer tox send`
 //! (README.md "## Tox"; no protocol page: the CLI is not a protocol).
 
+use super::files::{file_id_for, Received, Receiver, Source};
 use super::{os_seed, profile as profile_file, tokio_deadline};
 use anyhow::{anyhow, bail, Context};
 use omnipeer_tox::crypto::PublicKey;
+use omnipeer_tox::file::{Control, Direction, FileEvent, KIND_DATA, MAX_FILENAME_LEN};
 use omnipeer_tox::friend::Progress;
 use omnipeer_tox::messenger::MessageKind;
 pub use omnipeer_tox::messenger::MAX_MESSAGE_LEN;
@@ -183,15 +185,22 @@ fn out(line: &str) {
 }
 
 /// `omnipeer tox echo`: prints our Tox ID, accepts every friend request (saving the friend
-/// in the profile) and answers each message with `echo: <message>`. Runs until `cancel`.
+/// in the profile) and answers each message with `echo: <message>`. With `incoming`, saves
+/// the files friends send there (resuming partial ones); without, refuses them. Runs
+/// until `cancel`.
 pub async fn run_echo(
     profile_path: &Path,
     listen: SocketAddr,
     bootstrap: &[(SocketAddr, PublicKey)],
+    incoming: Option<&Path>,
     rendezvous: impl FnOnce(&Profile) -> Box<dyn Rendezvous + Send>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut profile = load_profile(profile_path)?;
+    let mut receiver = match incoming {
+        Some(d) => Some(Receiver::new(d).with_context(|| format!("--incoming {}", d.display()))?),
+        None => None,
+    };
     let mut c = ToxClient::bind(listen, &profile, rendezvous(&profile)).await?;
     c.bootstrap(bootstrap);
     out(&profile.tox_id().to_hex());
@@ -226,7 +235,40 @@ pub async fn run_echo(
             ToxEvent::FriendOffline { friend } => out(&format!("friend {} offline", friend.to_hex())),
             ToxEvent::Announced => tracing::info!("announced at a rendezvous node"),
             ToxEvent::Progress { friend, progress } => tracing::info!("friend {}: {progress}", friend.to_hex()),
+            ToxEvent::File(fe) => match receiver.as_mut() {
+                Some(r) => {
+                    if let Some(what) = r.handle(c.tox(), &fe) {
+                        out(&describe(&what));
+                    }
+                }
+                None => {
+                    if let FileEvent::Offer { friend, number, name, .. } = fe {
+                        out(&format!("refused file {name:?} from {}: no --incoming", friend.to_hex()));
+                        let _ =
+                            c.tox().file_control(Instant::now(), &friend, Direction::Receiving, number, Control::Kill);
+                    }
+                }
+            },
             other => tracing::debug!("{other:?}"),
+        }
+    }
+}
+
+/// One output line for a receiving event.
+fn describe(r: &Received) -> String {
+    match r {
+        Received::Accepted { friend, name, size, from } if *from > 0 => {
+            format!("receiving {name:?} ({size} bytes) from {}, resuming at {from}", friend.to_hex())
+        }
+        Received::Accepted { friend, name, size, .. } => {
+            format!("receiving {name:?} ({size} bytes) from {}", friend.to_hex())
+        }
+        Received::Complete { friend, path, size } => {
+            format!("received {} ({size} bytes) from {}", path.display(), friend.to_hex())
+        }
+        Received::Refused { friend, name, why } => format!("refused file {name:?} from {}: {why}", friend.to_hex()),
+        Received::Broken { friend, name, have } => {
+            format!("file {name:?} from {} broken at {have} bytes (kept for a resume)", friend.to_hex())
         }
     }
 }
@@ -328,6 +370,139 @@ pub async fn run_send(
                     receipt = None; // resend once it is back
                 }
             }
+            other => tracing::debug!("{other:?}"),
+        }
+    }
+}
+
+/// Options of `omnipeer tox send-file`.
+pub struct SendFileOptions<'a> {
+    pub profile: &'a Path,
+    pub listen: SocketAddr,
+    pub bootstrap: &'a [(SocketAddr, PublicKey)],
+    pub to: ToxId,
+    pub file: &'a Path,
+    pub timeout: Duration,
+}
+
+/// What `run_send_file` measured (for the benchmark).
+#[derive(Debug, Clone, Copy)]
+pub struct SendFileReport {
+    /// Start → friend online.
+    pub online_after: Duration,
+    /// Friend's accept → the friend acknowledged the last byte.
+    pub transfer: Duration,
+    /// Bytes sent in this run (less than the size when resumed).
+    pub bytes: u64,
+}
+
+/// `omnipeer tox send-file`: befriends `to` like `tox send`, offers the file once the friend
+/// is online, sends it when accepted (from where the friend's partial copy ends, if it
+/// resumes), and returns once the friend has every byte. A friend going offline mid-way
+/// gets the same offer (same file id) when it is back. Prints the progress states, then
+/// `offered`, `accepted` or `resumed at N`, `paused`/`resumed`, `sent N bytes`.
+pub async fn run_send_file(
+    o: SendFileOptions<'_>,
+    rendezvous: impl FnOnce(&Profile) -> Box<dyn Rendezvous + Send>,
+) -> anyhow::Result<SendFileReport> {
+    let start = tokio::time::Instant::now();
+    let meta = std::fs::metadata(o.file).with_context(|| format!("--file {}", o.file.display()))?;
+    if !meta.is_file() {
+        bail!("--file {} is not a regular file", o.file.display());
+    }
+    let name = o.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    let name = truncate(&name, MAX_FILENAME_LEN).to_string();
+    let file_id = file_id_for(o.file, &meta);
+    let mut source = Source::open(o.file).with_context(|| format!("--file {}", o.file.display()))?;
+    let mut profile = load_profile(o.profile)?;
+    if o.to.pk == profile.keys.pk {
+        bail!("--to is our own Tox ID");
+    }
+    let mut c = ToxClient::bind(o.listen, &profile, rendezvous(&profile)).await?;
+    c.bootstrap(o.bootstrap);
+    eprintln!("listening on {}", c.local_addr()?);
+    let friend = o.to.pk;
+    if profile.add_friend(friend) {
+        profile_file::save(&profile, o.profile).with_context(|| format!("saving {}", o.profile.display()))?;
+    }
+    c.tox().send_friend_request(Instant::now(), &o.to, REQUEST_MESSAGE)?;
+    let deadline = start + o.timeout;
+    let mut state = Progress::AwaitingDhtKey;
+    let mut number: Option<u8> = None;
+    let mut online_after = None;
+    let mut accepted_at: Option<(tokio::time::Instant, u64)> = None;
+    loop {
+        let Some(ev) = c.next_event(Some(deadline)).await else {
+            c.shutdown().await;
+            let what = match (number, accepted_at) {
+                (None, _) => format!("in state {state}"),
+                (Some(n), None) => format!("waiting for the friend to accept (file {n})"),
+                (Some(n), Some(_)) => {
+                    let (done, size) = c.tox().file_progress(&friend, Direction::Sending, n).unwrap_or_default();
+                    format!("sending ({done} of {size} bytes)")
+                }
+            };
+            return Err(anyhow!("timed out after {} s {what}", o.timeout.as_secs()));
+        };
+        match ev {
+            ToxEvent::Progress { friend: f, progress } if f == friend => {
+                state = progress;
+                out(progress.name());
+            }
+            ToxEvent::FriendOnline { friend: f } if f == friend => {
+                online_after.get_or_insert(start.elapsed());
+                let n = c.tox().file_send(Instant::now(), &friend, KIND_DATA, meta.len(), file_id, &name)?;
+                number = Some(n);
+                accepted_at = None;
+                out("offered");
+            }
+            ToxEvent::FriendOffline { friend: f } if f == friend => {
+                if number.take().is_some() {
+                    out("friend went offline; offering again when it is back");
+                }
+            }
+            ToxEvent::File(fe) => match fe {
+                FileEvent::Control { friend: f, direction: Direction::Sending, number: n, control }
+                    if f == friend && Some(n) == number =>
+                {
+                    match control {
+                        Control::Seek(pos) => out(&format!("resumed at {pos}")),
+                        Control::Accept if accepted_at.is_none() => {
+                            let from = c.tox().file_progress(&friend, Direction::Sending, n).map_or(0, |p| p.0);
+                            accepted_at = Some((tokio::time::Instant::now(), from));
+                            out("accepted");
+                        }
+                        Control::Accept => out("resumed"),
+                        Control::Pause => out("paused"),
+                        Control::Kill => {
+                            c.shutdown().await;
+                            bail!("the friend cancelled the transfer");
+                        }
+                    }
+                }
+                FileEvent::ChunkRequest { friend: f, number: n, position, length } if f == friend => {
+                    if length == 0 {
+                        let (t0, from) = accepted_at.unwrap_or((tokio::time::Instant::now(), 0));
+                        let report = SendFileReport {
+                            online_after: online_after.unwrap_or_default(),
+                            transfer: t0.elapsed(),
+                            bytes: meta.len() - from,
+                        };
+                        out(&format!("sent {} bytes", meta.len()));
+                        // Let the last acknowledgements and our kill go out.
+                        c.shutdown().await;
+                        return Ok(report);
+                    }
+                    let data =
+                        source.read(position, length).with_context(|| format!("reading {}", o.file.display()))?;
+                    if let Err(e) = c.tox().file_chunk(Instant::now(), &friend, n, position, &data) {
+                        tracing::debug!("chunk at {position}: {e}");
+                    }
+                }
+                other => tracing::debug!("{other:?}"),
+            },
+            ToxEvent::Announced => tracing::info!("announced at a rendezvous node"),
+            ToxEvent::FriendFound { .. } => tracing::info!("friend found at a rendezvous node"),
             other => tracing::debug!("{other:?}"),
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod bootstrap;
 pub mod client;
+pub mod files;
 pub mod profile;
 
 use anyhow::{anyhow, bail, Context};

@@ -76,6 +76,66 @@ pub fn load_or_create(path: &Path, nickname: &str) -> Result<(Profile, bool), Pr
     }
 }
 
+/// Reads a Tox save (qTox's / toxic's `NAME.tox`, written by c-toxcore's
+/// `tox_get_savedata`), decrypting it with `passphrase` when it is encrypted
+/// (toxencryptsave), and returns it as an omnipeer profile. At most
+/// `MAX_SAVEDATA_SIZE` + the encryption overhead is read.
+pub fn import_savedata(path: &Path, passphrase: Option<&[u8]>) -> anyhow::Result<Profile> {
+    use anyhow::Context;
+    use omnipeer_tox::savedata::{self, SaveData, ENCRYPTION_EXTRA, MAX_SAVEDATA_SIZE};
+    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut buf = Vec::new();
+    f.take((MAX_SAVEDATA_SIZE + ENCRYPTION_EXTRA + 1) as u64).read_to_end(&mut buf)?;
+    let plain = if savedata::is_encrypted(&buf) {
+        let pass =
+            passphrase.ok_or_else(|| anyhow::anyhow!("{} is encrypted: give --passphrase-file", path.display()))?;
+        savedata::decrypt(&buf, pass)?
+    } else {
+        buf
+    };
+    Ok(SaveData::parse(&plain)?.to_profile())
+}
+
+/// Writes `profile` as a Tox save that c-toxcore clients load, encrypted with
+/// `passphrase` (toxencryptsave, fresh salt and nonce from the OS) when given; atomically,
+/// owner-only.
+pub fn export_savedata(profile: &Profile, path: &Path, passphrase: Option<&[u8]>) -> anyhow::Result<()> {
+    use omnipeer_tox::savedata::{self, SaveData};
+    let plain = SaveData::from_profile(profile).encode();
+    let bytes = match passphrase {
+        Some(p) => savedata::encrypt(&plain, p, &os_random(), &os_random()),
+        None => plain,
+    };
+    write_private(path, &bytes)?;
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "save".into());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let res = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

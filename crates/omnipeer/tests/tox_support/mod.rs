@@ -248,6 +248,10 @@ pub struct BotOptions {
     pub count: u32,
     pub exit_on_echo: bool,
     pub timeout_secs: u32,
+    pub send_file: Option<PathBuf>,
+    pub recv_dir: Option<PathBuf>,
+    pub exit_on_file: bool,
+    pub extra: Vec<String>,
 }
 
 impl BotOptions {
@@ -302,6 +306,26 @@ impl BotOptions {
         self.timeout_secs = s;
         self
     }
+    /// Send this file to friend 0 once connected (again after each reconnection).
+    pub fn send_file(mut self, p: &Path) -> Self {
+        self.send_file = Some(p.into());
+        self
+    }
+    /// Accept files into this directory (resuming `<file id>.part` files).
+    pub fn recv_dir(mut self, p: &Path) -> Self {
+        self.recv_dir = Some(p.into());
+        self
+    }
+    /// More raw toxbot arguments (`-W FILE`, `-L FILE`, `-P PASS`, `-n NAME`).
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.extra.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+    /// Exit 0 once the file was sent or one was received.
+    pub fn exit_on_file(mut self) -> Self {
+        self.exit_on_file = true;
+        self
+    }
 }
 
 /// A running c-toxcore bot.
@@ -336,6 +360,16 @@ impl Bot {
         if o.exit_on_echo {
             cmd.arg("-x");
         }
+        if let Some(p) = &o.send_file {
+            cmd.arg("-S").arg(p);
+        }
+        if let Some(p) = &o.recv_dir {
+            cmd.arg("-R").arg(p);
+        }
+        if o.exit_on_file {
+            cmd.arg("-q");
+        }
+        cmd.args(&o.extra);
         if std::env::var_os("OMNIPEER_TOX_VERBOSE").is_some() {
             cmd.arg("-v");
         }

@@ -15,11 +15,24 @@
  *   -x                 exit 0 once every echo ("echo: <sent>") came back in order
  *   -t SECS            run at most SECS seconds: then exit 1 with -x, else 0
  *   -v                 c-toxcore log to stderr
+ *   -S PATH            send the file PATH to friend 0 once connected (again after each
+ *                      reconnection until the friend has it all; file id = tox_hash of
+ *                      "name:size", so a restarted bot offers the same id)
+ *   -R DIR             accept files into DIR: DIR/<file id hex>.part while arriving
+ *                      (a later offer of the same id resumes from its length with a
+ *                      seek), renamed to DIR/<name> when complete
+ *   -q                 exit 0 once the -S file was sent or a -R file completed
+ *   -W FILE            write tox_get_savedata to FILE once set up (after -F/-f), print
+ *                      SAVED and exit 0; encrypted with tox_pass_encrypt under -P
+ *   -L FILE            start from the save in FILE (decrypted with -P if encrypted)
+ *   -P PASS            passphrase for -W / -L
+ *   -n NAME            set our name
  * Without -f/-m the bot auto-accepts friend requests and answers every message with
  * "echo: <msg>".
  *
  * Output (stdout, one line each, flushed):
  *   TOXID <76 hex>            DHTKEY <64 hex>             PORT <udp port>
+ *   FRIENDS <count>           (friends restored from -L)
  *   BOOTSTRAP <host:port> ok|fail
  *   SELF CONNECTION <0|1|2>   (0 none, 1 TCP, 2 UDP)
  *   FRIEND_REQUEST <pk hex> '<message>'
@@ -28,10 +41,15 @@
  *   SENT <n> <message id> '<text>'
  *   MESSAGE <n> '<text>'
  *   RECEIPT <n> <message id>
+ *   FILE_OFFERED <file>       FILE_SEEK <pos> (the friend resumes)   FILE_SENT <bytes>
+ *   FILE_RECV <file> <kind> <size> '<name>'   FILE_RESUME <pos>   FILE_DONE <size> <path>
+ *   FILE_PROGRESS <bytes>     (every 4 MiB, either direction)
  *   DONE                      (all echoes back, with -x)
  *   TIMEOUT
  * Exit codes: 0 success / normal end, 1 timeout with -x, 2 usage or setup error.
  */
+#define _FILE_OFFSET_BITS 64
+#define _DEFAULT_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <tox/tox.h>
+#include <tox/toxencryptsave.h>
 
 #define MAX_BOOT 16
 #define MAX_FRIENDS 16
@@ -49,6 +68,20 @@ static int sent = 0;
 static int echoed = 0;
 static bool want_exit = false;
 static bool done = false;
+static const char *send_path = NULL;
+static uint64_t send_size = 0;
+static FILE *send_file = NULL;
+static bool file_sent = false;
+static bool file_offered = false;
+static uint32_t send_number = 0;
+static const char *recv_dir = NULL;
+static bool exit_on_file = false;
+static uint64_t progress_mark = 0;
+#define FILES 256
+static FILE *recv_files[FILES];
+static char recv_names[FILES][300];
+static char recv_parts[FILES][600];
+static uint64_t recv_size[FILES];
 
 static void hex(const uint8_t *b, size_t n, char *out) {
     for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02X", b[i]);
@@ -106,10 +139,128 @@ static void send_next(Tox *t, uint32_t f) {
     }
 }
 
+static void progress(uint64_t bytes) {
+    if (bytes >= progress_mark + (4u << 20)) {
+        progress_mark = bytes - bytes % (4u << 20);
+        printf("FILE_PROGRESS %llu\n", (unsigned long long)bytes);
+    }
+}
+
+static void offer_file(Tox *t, uint32_t f) {
+    if (!send_path || file_sent || file_offered) return;
+    const char *name = strrchr(send_path, '/');
+    name = name ? name + 1 : send_path;
+    char idsrc[512];
+    int n = snprintf(idsrc, sizeof idsrc, "%s:%llu", name, (unsigned long long)send_size);
+    uint8_t id[TOX_FILE_ID_LENGTH];
+    tox_hash(id, (const uint8_t *)idsrc, (size_t)n);
+    Tox_Err_File_Send err;
+    uint32_t num = tox_file_send(t, f, TOX_FILE_KIND_DATA, send_size, id, (const uint8_t *)name, strlen(name), &err);
+    if (err != TOX_ERR_FILE_SEND_OK) { fprintf(stderr, "tox_file_send: %d\n", (int)err); return; }
+    send_number = num;
+    file_offered = true;
+    progress_mark = 0;
+    printf("FILE_OFFERED %u\n", num);
+}
+
 static void on_friend_conn(Tox *t, uint32_t f, Tox_Connection c, void *ud) {
     (void)ud;
     printf("FRIEND %u CONNECTION %d\n", f, (int)c);
-    if (c != TOX_CONNECTION_NONE) send_next(t, f);
+    if (c != TOX_CONNECTION_NONE) {
+        send_next(t, f);
+        offer_file(t, f);
+    } else {
+        file_offered = false; /* c-toxcore dropped the transfer: offer again when back */
+    }
+}
+
+static void on_chunk_request(Tox *t, uint32_t f, uint32_t file, uint64_t pos, size_t len, void *ud) {
+    (void)ud;
+    if (file != send_number || !send_file) return;
+    if (len == 0) {
+        printf("FILE_SENT %llu\n", (unsigned long long)send_size);
+        file_sent = true;
+        if (exit_on_file) done = true;
+        return;
+    }
+    static uint8_t buf[65536];
+    if (len > sizeof buf) len = sizeof buf;
+    if (fseeko(send_file, (off_t)pos, SEEK_SET) != 0 || fread(buf, 1, len, send_file) != len) {
+        fprintf(stderr, "read failed at %llu\n", (unsigned long long)pos);
+        return;
+    }
+    Tox_Err_File_Send_Chunk err;
+    tox_file_send_chunk(t, f, file, pos, buf, len, &err);
+    if (err != TOX_ERR_FILE_SEND_CHUNK_OK) fprintf(stderr, "send_chunk at %llu: %d\n", (unsigned long long)pos, (int)err);
+    progress(pos + len);
+}
+
+static void on_file_control(Tox *t, uint32_t f, uint32_t file, Tox_File_Control c, void *ud) {
+    (void)t; (void)f; (void)ud;
+    printf("FILE_CONTROL %u %d\n", file, (int)c);
+}
+
+static int slot_of(uint32_t file) { return (int)((file >> 16) - 1) & (FILES - 1); }
+
+static void on_file_recv(Tox *t, uint32_t f, uint32_t file, uint32_t kind, uint64_t size, const uint8_t *name,
+                         size_t len, void *ud) {
+    (void)ud;
+    printf("FILE_RECV %u %u %llu '%.*s'\n", file, kind, (unsigned long long)size, (int)len, (const char *)name);
+    if (!recv_dir) { tox_file_control(t, f, file, TOX_FILE_CONTROL_CANCEL, NULL); return; }
+    uint8_t id[TOX_FILE_ID_LENGTH];
+    char idh[2 * TOX_FILE_ID_LENGTH + 1];
+    tox_file_get_file_id(t, f, file, id, NULL);
+    hex(id, sizeof id, idh);
+    int s = slot_of(file);
+    snprintf(recv_parts[s], sizeof recv_parts[s], "%s/%s.part", recv_dir, idh);
+    snprintf(recv_names[s], sizeof recv_names[s], "%.*s", (int)len, (const char *)name);
+    for (char *c = recv_names[s]; *c; c++) if (*c == '/') *c = '_';
+    if (recv_names[s][0] == 0 || recv_names[s][0] == '.') snprintf(recv_names[s], sizeof recv_names[s], "file-%s", idh);
+    recv_size[s] = size;
+    FILE *fp = fopen(recv_parts[s], "r+b");
+    uint64_t have = 0;
+    if (fp) {
+        fseeko(fp, 0, SEEK_END);
+        have = (uint64_t)ftello(fp);
+        if (have >= size) have = 0;
+        if (ftruncate(fileno(fp), (off_t)have) != 0) have = 0;
+        fseeko(fp, (off_t)have, SEEK_SET);
+    } else {
+        fp = fopen(recv_parts[s], "w+b");
+    }
+    if (!fp) { tox_file_control(t, f, file, TOX_FILE_CONTROL_CANCEL, NULL); return; }
+    recv_files[s] = fp;
+    progress_mark = 0;
+    if (have > 0) {
+        Tox_Err_File_Seek es;
+        tox_file_seek(t, f, file, have, &es);
+        if (es == TOX_ERR_FILE_SEEK_OK) printf("FILE_RESUME %llu\n", (unsigned long long)have);
+        else { fseeko(fp, 0, SEEK_SET); if (ftruncate(fileno(fp), 0) != 0) return; }
+    }
+    tox_file_control(t, f, file, TOX_FILE_CONTROL_RESUME, NULL);
+}
+
+static void on_file_chunk(Tox *t, uint32_t f, uint32_t file, uint64_t pos, const uint8_t *data, size_t len,
+                          void *ud) {
+    (void)t; (void)f; (void)ud;
+    int s = slot_of(file);
+    FILE *fp = recv_files[s];
+    if (!fp) return;
+    if (len == 0) {
+        fclose(fp);
+        recv_files[s] = NULL;
+        char dest[700];
+        snprintf(dest, sizeof dest, "%s/%s", recv_dir, recv_names[s]);
+        if (rename(recv_parts[s], dest) != 0) { perror("rename"); return; }
+        printf("FILE_DONE %llu %s\n", (unsigned long long)recv_size[s], dest);
+        if (exit_on_file) done = true;
+        return;
+    }
+    if (fseeko(fp, (off_t)pos, SEEK_SET) != 0 || fwrite(data, 1, len, fp) != len) {
+        fprintf(stderr, "write failed at %llu\n", (unsigned long long)pos);
+        return;
+    }
+    progress(pos + len);
 }
 
 static void on_message(Tox *t, uint32_t f, Tox_Message_Type type, const uint8_t *msg, size_t len,
@@ -141,7 +292,7 @@ static void on_receipt(Tox *t, uint32_t f, uint32_t id, void *ud) {
 
 static void usage(void) {
     fprintf(stderr, "usage: toxbot [-p PORT] [-b HOST:PORT:KEY]... [-s SK] [-F PK]... "
-                    "[-f TOXID [-r TEXT]] [-m TEXT [-c N]] [-x] [-t SECS] [-v]\n");
+                    "[-f TOXID [-r TEXT]] [-m TEXT [-c N]] [-x] [-t SECS] [-v] [-S PATH] [-R DIR] [-q]\n");
     exit(2);
 }
 
@@ -153,7 +304,8 @@ int main(int argc, char **argv) {
     const char *sk = NULL, *toxid = NULL, *reqmsg = "toxbot says hi";
     bool verbose = false;
     int opt;
-    while ((opt = getopt(argc, argv, "p:b:s:F:f:r:m:c:xt:v")) != -1) {
+    const char *save_out = NULL, *load_in = NULL, *pass = NULL, *name = NULL;
+    while ((opt = getopt(argc, argv, "p:b:s:F:f:r:m:c:xt:vS:R:qW:L:P:n:")) != -1) {
         switch (opt) {
         case 'p': port = atoi(optarg); break;
         case 'b': if (nboot == MAX_BOOT) usage(); boot[nboot++] = optarg; break;
@@ -166,10 +318,23 @@ int main(int argc, char **argv) {
         case 'x': want_exit = true; break;
         case 't': timeout = atoi(optarg); break;
         case 'v': verbose = true; break;
+        case 'S': send_path = optarg; break;
+        case 'R': recv_dir = optarg; break;
+        case 'q': exit_on_file = true; break;
+        case 'W': save_out = optarg; break;
+        case 'L': load_in = optarg; break;
+        case 'P': pass = optarg; break;
+        case 'n': name = optarg; break;
         default: usage();
         }
     }
 
+    if (send_path) {
+        send_file = fopen(send_path, "rb");
+        if (!send_file) { perror(send_path); return 2; }
+        fseeko(send_file, 0, SEEK_END);
+        send_size = (uint64_t)ftello(send_file);
+    }
     struct Tox_Options *o = tox_options_new(NULL);
     if (!o) return 2;
     tox_options_set_ipv6_enabled(o, false);
@@ -184,6 +349,28 @@ int main(int argc, char **argv) {
         tox_options_set_savedata_type(o, TOX_SAVEDATA_TYPE_SECRET_KEY);
         tox_options_set_savedata_data(o, skb, sizeof skb);
     }
+    uint8_t *loaded = NULL;
+    if (load_in) {
+        FILE *lf = fopen(load_in, "rb");
+        if (!lf) { perror(load_in); return 2; }
+        static uint8_t buf[1 << 24];
+        size_t n = fread(buf, 1, sizeof buf, lf);
+        fclose(lf);
+        size_t len = n;
+        loaded = buf;
+        if (tox_is_data_encrypted(buf)) {
+            if (!pass || n <= TOX_PASS_ENCRYPTION_EXTRA_LENGTH) { fprintf(stderr, "encrypted save: need -P\n"); return 2; }
+            len = n - TOX_PASS_ENCRYPTION_EXTRA_LENGTH;
+            loaded = malloc(len);
+            Tox_Err_Decryption ed;
+            if (!tox_pass_decrypt(buf, n, (const uint8_t *)pass, strlen(pass), loaded, &ed)) {
+                fprintf(stderr, "tox_pass_decrypt failed: %d\n", (int)ed);
+                return 2;
+            }
+        }
+        tox_options_set_savedata_type(o, TOX_SAVEDATA_TYPE_TOX_SAVE);
+        tox_options_set_savedata_data(o, loaded, len);
+    }
     if (verbose) tox_options_set_log_callback(o, on_log);
     Tox_Err_New enew;
     Tox *t = tox_new(o, &enew);
@@ -193,6 +380,8 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    if (name) tox_self_set_name(t, (const uint8_t *)name, strlen(name), NULL);
+    if (load_in) printf("FRIENDS %u\n", (unsigned)tox_self_get_friend_list_size(t));
     uint8_t addr[TOX_ADDRESS_SIZE];
     char h[2 * TOX_ADDRESS_SIZE + 1];
     tox_self_get_address(t, addr);
@@ -210,6 +399,10 @@ int main(int argc, char **argv) {
     tox_callback_friend_connection_status(t, on_friend_conn);
     tox_callback_friend_message(t, on_message);
     tox_callback_friend_read_receipt(t, on_receipt);
+    tox_callback_file_chunk_request(t, on_chunk_request);
+    tox_callback_file_recv_control(t, on_file_control);
+    tox_callback_file_recv(t, on_file_recv);
+    tox_callback_file_recv_chunk(t, on_file_chunk);
 
     for (int i = 0; i < nboot; i++) {
         char *spec = boot[i];
@@ -242,11 +435,34 @@ int main(int argc, char **argv) {
         printf("FRIEND_ADDED %u %.64s\n", n, toxid);
     }
 
+    if (save_out) {
+        size_t n = tox_get_savedata_size(t);
+        uint8_t *d = malloc(n);
+        tox_get_savedata(t, d);
+        uint8_t *w = d;
+        size_t wn = n;
+        if (pass) {
+            wn = n + TOX_PASS_ENCRYPTION_EXTRA_LENGTH;
+            w = malloc(wn);
+            Tox_Err_Encryption ee;
+            if (!tox_pass_encrypt(d, n, (const uint8_t *)pass, strlen(pass), w, &ee)) {
+                fprintf(stderr, "tox_pass_encrypt failed: %d\n", (int)ee);
+                return 2;
+            }
+        }
+        FILE *sf = fopen(save_out, "wb");
+        if (!sf || fwrite(w, 1, wn, sf) != wn || fclose(sf) != 0) { perror(save_out); return 2; }
+        printf("SAVED %zu\n", wn);
+        tox_kill(t);
+        return 0;
+    }
     double end = now_s() + timeout;
     while (!done) {
         tox_iterate(t, NULL);
         if (message && sent < count && tox_friend_get_connection_status(t, 0, NULL) != TOX_CONNECTION_NONE)
             send_next(t, 0);
+        if (send_path && !file_offered && !file_sent && tox_friend_get_connection_status(t, 0, NULL) != TOX_CONNECTION_NONE)
+            offer_file(t, 0);
         if (now_s() > end) {
             printf("TIMEOUT\n");
             tox_kill(t);

@@ -1,0 +1,303 @@
+//! Tox file transfer throughput on loopback UDP: a file (256 MiB by default)
+//! omnipeer → c-toxcore and c-toxcore → omnipeer against c-toxcore → c-toxcore, measured
+//! in the same run, and a plain TCP copy of the same file on loopback as the ceiling.
+//!
+//! Each Tox round starts its own network (one `tox-bootstrapd`) and two peers: the
+//! receiver accepts the friend request, then the file offer; the time is from the accept
+//! to the last byte (receiver side: first offer → file complete; omnipeer sender: accept →
+//! the friend's acknowledgement of the last packet). Peers: c-toxcore 0.2.18 bots
+//! (tests/tox_support/toxbot.c, `-S` / `-R`), omnipeer's Tox client in process
+//! (`omnipeer tox send-file`'s and `tox echo --incoming`'s code). Files are checked with
+//! SHA-256 after each round. docs/protocols/tox.md#congestion-control says what bounds it.
+//!
+//! Needs gcc, pkg-config, libtoxcore-dev and toxcore-utils (scripts/install-test-deps.sh).
+//! Usage: `cargo run --release -p omnipeer-bench --bin tox-files -- [MIB] [ROUNDS]`
+//! (defaults 256 and 1).
+
+use anyhow::{anyhow, bail, Context};
+use omnipeer_node::tox::client::{load_profile, onion_rendezvous, run_send_file, SendFileOptions, ToxClient};
+use omnipeer_node::tox::files::{Received, Receiver};
+use omnipeer_tox::tox::ToxEvent;
+use omnipeer_tox::toxid::ToxId;
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(600);
+
+/// A child whose stdout lines arrive on a channel; killed on drop.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<(Instant, String)>,
+    seen: Vec<(Instant, String)>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> anyhow::Result<Proc> {
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), l)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Proc { child, lines: rx, seen: Vec::new() })
+    }
+
+    /// The first line satisfying `f` (and when it was read), waiting up to `t`.
+    fn wait<T>(&mut self, t: Duration, f: impl Fn(&str) -> Option<T>) -> anyhow::Result<(Instant, T)> {
+        for (at, l) in &self.seen {
+            if let Some(v) = f(l) {
+                return Ok((*at, v));
+            }
+        }
+        let end = Instant::now() + t;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let (at, l) = self.lines.recv_timeout(left).map_err(|_| anyhow!("timed out waiting for a line"))?;
+            self.seen.push((at, l.clone()));
+            if let Some(v) = f(&l) {
+                return Ok((at, v));
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn build_bot(dir: &Path) -> anyhow::Result<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/omnipeer/tests/tox_support/toxbot.c");
+    let flags = Command::new("pkg-config").args(["--cflags", "--libs", "toxcore"]).output()?;
+    if !flags.status.success() {
+        bail!("pkg-config toxcore failed: install libtoxcore-dev (scripts/install-test-deps.sh)");
+    }
+    let out = dir.join("toxbot");
+    let st = Command::new("cc")
+        .args(["-O1", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(String::from_utf8_lossy(&flags.stdout).split_whitespace())
+        .status()?;
+    if !st.success() {
+        bail!("compiling toxbot.c failed");
+    }
+    Ok(out)
+}
+
+fn start_bootstrapd(dir: &Path) -> anyhow::Result<(Proc, String)> {
+    let port = free_udp_port()?;
+    let d = dir.display();
+    let conf = format!(
+        "port = {port}\nkeys_file_path = \"{d}/keys\"\npid_file_path = \"{d}/bsd.pid\"\nenable_ipv6 = false\n\
+         enable_ipv4_fallback = true\nenable_lan_discovery = false\nenable_tcp_relay = false\nenable_motd = false\n\
+         bootstrap_nodes = ()\n"
+    );
+    let cfg = dir.join("bsd.conf");
+    std::fs::write(&cfg, conf)?;
+    let mut cmd = Command::new("tox-bootstrapd");
+    cmd.arg(format!("--config={}", cfg.display())).arg("--foreground").arg("--log-backend=stdout");
+    let mut p = Proc::spawn(cmd).context("tox-bootstrapd (install toxcore-utils)")?;
+    let (_, key) = p.wait(Duration::from_secs(10), |l| {
+        l.find("Public Key: ").map(|i| l[i + 12..].split_whitespace().next().unwrap_or("").to_owned())
+    })?;
+    Ok((p, format!("127.0.0.1:{port}:{key}")))
+}
+
+fn bot(bin: &Path, spec: &str, extra: &[&str]) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("-p").arg(free_udp_port()?.to_string()).arg("-b").arg(spec).args(["-t", "600"]).args(extra);
+    Proc::spawn(cmd)
+}
+
+fn sha(p: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(p)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().to_vec())
+}
+
+fn make_file(p: &Path, size: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(p)?);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut left = size;
+    while left > 0 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        let n = left.min(8);
+        f.write_all(&b[..n])?;
+        left -= n;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// c-toxcore → c-toxcore.
+fn c_to_c(bin: &Path, dir: &Path, file: &Path) -> anyhow::Result<Duration> {
+    let (_bsd, spec) = start_bootstrapd(dir)?;
+    let inbox = dir.join("c-in");
+    std::fs::create_dir_all(&inbox)?;
+    let mut a = bot(bin, &spec, &["-R", inbox.to_str().unwrap_or_default(), "-q"])?;
+    let (_, id) = a.wait(Duration::from_secs(10), |l| l.strip_prefix("TOXID ").map(str::to_owned))?;
+    let _b = bot(bin, &spec, &["-f", &id, "-S", file.to_str().unwrap_or_default()])?;
+    let (t0, _) = a.wait(LIMIT, |l| l.starts_with("FILE_RECV ").then_some(()))?;
+    let (t1, path) =
+        a.wait(LIMIT, |l| l.strip_prefix("FILE_DONE ").and_then(|r| r.split_once(' ')).map(|r| r.1.to_owned()))?;
+    if sha(Path::new(&path))? != sha(file)? {
+        bail!("c-toxcore -> c-toxcore: file differs");
+    }
+    Ok(t1 - t0)
+}
+
+/// omnipeer → c-toxcore.
+fn omni_to_c(bin: &Path, dir: &Path, file: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<Duration> {
+    let (_bsd, spec) = start_bootstrapd(dir)?;
+    let inbox = dir.join("c-in");
+    std::fs::create_dir_all(&inbox)?;
+    let mut a = bot(bin, &spec, &["-R", inbox.to_str().unwrap_or_default(), "-q"])?;
+    let (_, id) = a.wait(Duration::from_secs(10), |l| l.strip_prefix("TOXID ").map(str::to_owned))?;
+    let nodes = omnipeer_node::tox::parse_node_specs(&spec)?;
+    let to: ToxId = id.parse().map_err(|e| anyhow!("{e}"))?;
+    let profile = dir.join("omni-send.tox");
+    let o = SendFileOptions {
+        profile: &profile,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        bootstrap: &nodes,
+        to,
+        file,
+        timeout: LIMIT,
+    };
+    let report = rt.block_on(run_send_file(o, onion_rendezvous))?;
+    let (_, path) =
+        a.wait(LIMIT, |l| l.strip_prefix("FILE_DONE ").and_then(|r| r.split_once(' ')).map(|r| r.1.to_owned()))?;
+    if sha(Path::new(&path))? != sha(file)? {
+        bail!("omnipeer -> c-toxcore: file differs");
+    }
+    Ok(report.transfer)
+}
+
+/// c-toxcore → omnipeer.
+fn c_to_omni(bin: &Path, dir: &Path, file: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<Duration> {
+    let (_bsd, spec) = start_bootstrapd(dir)?;
+    let nodes = omnipeer_node::tox::parse_node_specs(&spec)?;
+    let inbox = dir.join("omni-in");
+    let profile = dir.join("omni-recv.tox");
+    rt.block_on(async {
+        let p = load_profile(&profile)?;
+        let mut c = ToxClient::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &p, onion_rendezvous(&p)).await?;
+        c.bootstrap(&nodes);
+        let mut recv = Receiver::new(&inbox)?;
+        let _b = bot(bin, &spec, &["-f", &p.tox_id().to_hex(), "-S", file.to_str().unwrap_or_default()])?;
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        let mut t0 = None;
+        loop {
+            let ev = c.next_event(Some(deadline)).await.ok_or_else(|| anyhow!("c-toxcore -> omnipeer: timed out"))?;
+            match ev {
+                ToxEvent::FriendRequest { from, .. } => c.tox().add_friend(Instant::now(), from)?,
+                ToxEvent::File(fe) => match recv.handle(c.tox(), &fe) {
+                    Some(Received::Accepted { .. }) => t0 = Some(Instant::now()),
+                    Some(Received::Complete { path, .. }) => {
+                        let took = t0.map(|t| t.elapsed()).unwrap_or_default();
+                        c.shutdown().await;
+                        if sha(&path)? != sha(file)? {
+                            bail!("c-toxcore -> omnipeer: file differs");
+                        }
+                        return Ok(took);
+                    }
+                    Some(other) => bail!("c-toxcore -> omnipeer: {other:?}"),
+                    None => {}
+                },
+                _ => {}
+            }
+        }
+    })
+}
+
+/// A plain TCP copy of the file over loopback (read from disk, written to disk).
+fn tcp_copy(dir: &Path, file: &Path) -> anyhow::Result<Duration> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    let out = dir.join("tcp-copy");
+    let out2 = out.clone();
+    let t0 = Instant::now();
+    let h = std::thread::spawn(move || -> anyhow::Result<()> {
+        let (mut s, _) = l.accept()?;
+        let mut f = std::fs::File::create(&out2)?;
+        std::io::copy(&mut s, &mut f)?;
+        Ok(())
+    });
+    {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        let mut f = std::fs::File::open(file)?;
+        std::io::copy(&mut f, &mut s)?;
+    }
+    h.join().map_err(|_| anyhow!("tcp receiver panicked"))??;
+    let took = t0.elapsed();
+    if sha(&out)? != sha(file)? {
+        bail!("tcp copy differs");
+    }
+    Ok(took)
+}
+
+fn main() -> anyhow::Result<()> {
+    let mib: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(256);
+    let rounds: usize = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(1);
+    let dir = tempfile::tempdir()?;
+    let bin = build_bot(dir.path())?;
+    let file = dir.path().join("payload.bin");
+    make_file(&file, mib << 20).context("writing the payload")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mbs = |d: Duration| (mib as f64) / d.as_secs_f64();
+    let (mut cc, mut oc, mut co, mut tcp) = (vec![], vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let t = tcp_copy(dir.path(), &file)?;
+        let d = tempfile::tempdir()?;
+        let c = c_to_c(&bin, d.path(), &file)?;
+        let d = tempfile::tempdir()?;
+        let o = omni_to_c(&bin, d.path(), &file, &rt)?;
+        let d = tempfile::tempdir()?;
+        let i = c_to_omni(&bin, d.path(), &file, &rt)?;
+        println!(
+            "round {}: {mib} MiB  c-toxcore->c-toxcore {:.1} MiB/s, omnipeer->c-toxcore {:.1} MiB/s, \
+             c-toxcore->omnipeer {:.1} MiB/s, TCP copy {:.1} MiB/s",
+            r + 1,
+            mbs(c),
+            mbs(o),
+            mbs(i),
+            mbs(t)
+        );
+        cc.push(mbs(c));
+        oc.push(mbs(o));
+        co.push(mbs(i));
+        tcp.push(mbs(t));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (c, o, i, t) = (median(&mut cc), median(&mut oc), median(&mut co), median(&mut tcp));
+    println!("{mib} MiB over loopback UDP (median of {rounds}):");
+    println!("  c-toxcore -> c-toxcore  {c:.1} MiB/s");
+    println!("  omnipeer  -> c-toxcore  {o:.1} MiB/s   ratio {:.2}x  ({:.2} of TCP)", o / c, o / t);
+    println!("  c-toxcore -> omnipeer   {i:.1} MiB/s   ratio {:.2}x  ({:.2} of TCP)", i / c, i / t);
+    println!("  plain TCP copy          {t:.1} MiB/s");
+    Ok(())
+}
