@@ -5,3 +5,6 @@
 //! NMDC (`omnipeer-nmdc`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod client;
+pub mod line;
