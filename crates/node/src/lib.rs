@@ -4,6 +4,7 @@
 // malloc_trim, which hands freed heap pages back after a mass leave).
 #![deny(unsafe_code)]
 
+pub mod adc;
 pub mod api;
 pub mod app;
 pub mod config;

@@ -1,0 +1,199 @@
+//! ADC hubs through `[[hubs]]` (docs/protocols/adc.md#client): two omnipeer nodes on uhub
+//! 0.4.1 (the Debian package) log in with `url = "adc://..."` only, chat, find each other's
+//! files (results with a TTH) and download them over the ADC client-to-client protocol;
+//! a real client (ncdc) on the same hub is downloaded from.
+
+mod omni;
+#[allow(dead_code)]
+mod support;
+
+use omni::node::{content, free_port, sha256_file, wait_for, Node};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A uhub on 127.0.0.1 that anyone may join unregistered; killed on drop.
+struct Uhub {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Uhub {
+    fn available() -> bool {
+        Command::new("uhub").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    }
+
+    /// `tls`: require TLS with a fresh self-signed certificate; returns its keyprint too.
+    fn start(tls: bool) -> (Uhub, Option<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let acl = dir.path().join("acl");
+        std::fs::write(&acl, "").unwrap();
+        let mut conf = format!(
+            "server_port={port}\nserver_bind_addr=127.0.0.1\nhub_name=uhub-test\nfile_acl={}\nmax_users=50\n",
+            acl.display()
+        );
+        let mut keyprint = None;
+        if tls {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let st = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=uhub-test"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success());
+            conf.push_str(&format!(
+                "tls_enable=yes\ntls_require=yes\ntls_certificate={}\ntls_private_key={}\n",
+                cert.display(),
+                key.display()
+            ));
+            keyprint = Some(keyprint_of(&cert));
+        }
+        let cfg = dir.path().join("uhub.conf");
+        std::fs::write(&cfg, conf).unwrap();
+        let child =
+            Command::new("uhub").arg("-c").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        wait_for("uhub listening", 20, || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+        (Uhub { child, port, _dir: dir }, keyprint)
+    }
+}
+
+impl Drop for Uhub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `SHA256/<base32 of the SHA-256 of the certificate's DER>` (docs/protocols/adc.md#tls).
+fn keyprint_of(pem: &Path) -> String {
+    use sha2::Digest;
+    let out = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(pem).output().unwrap();
+    assert!(out.status.success());
+    let digest = sha2::Sha256::digest(&out.stdout);
+    // 32 bytes in base32 without padding: the same alphabet as TTH roots.
+    format!("SHA256/{}", base32(&digest))
+}
+
+fn base32(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut out, mut acc, mut bits) = (String::new(), 0u32, 0);
+    for &b in data {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// A node that runs no server and joins only the hub at `url` (label `uhub`).
+fn adc_node(dir: &Path, nick: &str, url: &str) -> Node {
+    let api = free_port();
+    let config = format!(
+        "[node]\nnick = \"{nick}\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n\
+         [tox_bootstrap]\nenabled = false\n[tox]\nlisten = \"127.0.0.1:0\"\n[nmdc_client]\nenabled = false\n\
+         [slsk_client]\nenabled = false\n[api]\nlisten = \"127.0.0.1:{api}\"\n\
+         [[hubs]]\nurl = \"{url}\"\nname = \"uhub\"\n"
+    );
+    let n = Node::start_bare(dir, &config, api);
+    n.wait_network("nmdc_client@uhub", 60);
+    n
+}
+
+fn share(dir: &Path, rel: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join("share").join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+/// Node B finds node A's file through the hub and downloads it; A shows the upload.
+fn find_and_download(url: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let file = share(&t.path().join("a"), "music/Gamma Tune.flac", &content(2_500_000, 7));
+    let want = sha256_file(&file);
+    let a = adc_node(&t.path().join("a"), "alice", url);
+    let b = adc_node(&t.path().join("b"), "bob", url);
+
+    let r = b.search_again_until("gamma tune", "Gamma Tune.flac", &["nmdc"], 60);
+    assert_eq!(r["size"], 2_500_000);
+    assert!(r["tth"].as_str().is_some_and(|t| t.len() == 39), "{r}");
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    let done = b.wait_done(tr["id"].as_i64().unwrap(), 90);
+    let path = done["local_path"].as_str().unwrap();
+    assert_eq!(sha256_file(Path::new(path)), want, "the ADC download differs");
+    wait_for("alice's upload to bob, done", 30, || {
+        let ups = a.get("/api/uploads");
+        ups.as_array()?
+            .iter()
+            .any(|u| u["user"] == "bob" && u["state"] == "done" && u["bytes"] == 2_500_000)
+            .then_some(())
+    });
+}
+
+#[test]
+fn two_nodes_on_uhub_chat_search_and_download_over_adc() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped (scripts/install-test-deps.sh)");
+        return;
+    }
+    let (hub, _) = Uhub::start(false);
+    let url = format!("adc://127.0.0.1:{}", hub.port);
+    let t = tempfile::tempdir().unwrap();
+    share(&t.path().join("a"), "docs/Delta Notes.txt", &content(300_000, 3));
+    let a = adc_node(&t.path().join("a"), "alice", &url);
+    let b = adc_node(&t.path().join("b"), "bob", &url);
+
+    // Main chat and a private message cross the hub.
+    let (code, m) = b.post("/api/chats/messages", json!({"chat": "nmdc@uhub:hub", "text": "hello adc hub"}));
+    assert_eq!(code, 201, "{m}");
+    let (code, m) = b.post("/api/chats/messages", json!({"chat": "nmdc@uhub:pm:alice", "text": "psst over adc"}));
+    assert_eq!(code, 201, "{m}");
+    for (chat, text) in [("nmdc@uhub:hub", "hello adc hub"), ("nmdc@uhub:pm:bob", "psst over adc")] {
+        wait_for(&format!("{text} in {chat} on A"), 30, || {
+            let m = a.get(&format!("/api/chats/messages?chat={chat}"));
+            m.as_array()?.iter().any(|m| m["text"] == text && m["nick"] == "bob").then_some(())
+        });
+    }
+    // The user list shows the other node with its share.
+    wait_for("alice in bob's user list", 30, || {
+        let u = b.get("/api/users?chat=nmdc@uhub:hub");
+        u.as_array()?.iter().any(|u| u["nick"] == "alice" && u["share_size"] == 300_000).then_some(())
+    });
+    // A search finds the file, with its TTH; the download matches it byte for byte.
+    let r = b.search_again_until("delta notes", "Delta Notes.txt", &["nmdc"], 60);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    let done = b.wait_done(tr["id"].as_i64().unwrap(), 90);
+    assert_eq!(
+        sha256_file(Path::new(done["local_path"].as_str().unwrap())),
+        sha256_file(&t.path().join("a/share/docs/Delta Notes.txt"))
+    );
+    // Browsing alice fetches her file list over ADC.
+    let (code, v) = b.get_status("/api/browse?network=nmdc&session=uhub&user=alice&q=delta");
+    assert_eq!(code, 200, "{v}");
+    assert!(v.to_string().contains("Delta Notes.txt"), "{v}");
+}
+
+#[test]
+fn a_node_downloads_from_another_on_plain_uhub() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    let (hub, _) = Uhub::start(false);
+    find_and_download(&format!("adc://127.0.0.1:{}", hub.port));
+}
