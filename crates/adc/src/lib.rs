@@ -7,5 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod hub;
 pub mod line;
+pub mod message;
 pub mod transfer;

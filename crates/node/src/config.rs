@@ -21,6 +21,8 @@ pub struct Config {
     pub dcc: DccConfig,
     /// The NMDC hub.
     pub nmdc_hub: NmdcHubConfig,
+    /// The ADC hub.
+    pub adc_hub: AdcHubSection,
     /// The Soulseek server.
     pub slsk_server: SlskServerSection,
     /// The Tox bootstrap node (a DHT and onion node).
@@ -334,6 +336,34 @@ pub struct NmdcHubConfig {
     /// Users at once.
     pub max_users: usize,
     /// Database; empty for `<data_dir>/hub.sqlite`.
+    pub db: String,
+    /// Unregistered users at once from one address (0: no limit).
+    pub max_users_per_ip: usize,
+    /// Logins one address may start per minute (0: no limit).
+    pub max_logins_per_ip_per_minute: u32,
+    /// Addresses the two per-address limits do not apply to.
+    pub exempt_ips: Vec<std::net::IpAddr>,
+}
+
+/// `[adc_hub]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdcHubSection {
+    /// Run the hub.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Serve `adcs://` (TLS, the certificate in `<data_dir>/tls`) instead of `adc://`.
+    pub tls: bool,
+    /// The hub's name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// Message of the day.
+    pub motd: Vec<String>,
+    /// Users at once.
+    pub max_users: usize,
+    /// Database; empty for `<data_dir>/adc-hub.sqlite`.
     pub db: String,
     /// Unregistered users at once from one address (0: no limit).
     pub max_users_per_ip: usize,

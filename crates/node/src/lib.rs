@@ -19,6 +19,7 @@ pub mod serve;
 pub mod share;
 pub mod slsk;
 pub mod store;
+pub mod tls;
 pub mod tox;
 pub mod transfer;
 pub mod upload;

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod adc;
 mod common;
 mod config;
 mod dc;
@@ -93,6 +94,9 @@ DATA_DIR/last-search.json); SEARCH_ID/N or --search SEARCH_ID N takes the Nth re
     /// Direct Connect (NMDC): hub, and client (share, search, get)
     #[command(subcommand)]
     Dc(dc::DcCmd),
+    /// Direct Connect (ADC): hub
+    #[command(subcommand)]
+    Adc(adc::AdcCmd),
     /// Soulseek: server, share, search, get
     #[command(subcommand)]
     Slsk(slsk::SlskCmd),
@@ -199,6 +203,7 @@ async fn run(cli: Cli, cfg: Config) -> anyhow::Result<()> {
         Command::Chat(cmd) => node_client::chat(&g, &cfg, cmd).await,
         Command::Dcc(cmd) => dcc::run(&g, cfg, cmd).await,
         Command::Dc(cmd) => dc::run(&g, cfg, cmd).await,
+        Command::Adc(cmd) => adc::run(&g, cfg, cmd).await,
         Command::Slsk(cmd) => slsk::run(&g, cfg, cmd).await,
         Command::Ministream(cmd) => ministream::run(cmd).await,
         Command::Tox(cmd) => tox::run(cmd).await,

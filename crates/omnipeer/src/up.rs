@@ -22,6 +22,7 @@ pub async fn run(g: &Global, cfg: Config, UpArgs { fresh_db }: UpArgs) -> anyhow
     let shutdown = shutdown_on_signals();
     let any = cfg.dcc.enabled
         || cfg.nmdc_hub.enabled
+        || cfg.adc_hub.enabled
         || cfg.slsk_server.enabled
         || cfg.tox_bootstrap.enabled
         || cfg.tox.enabled

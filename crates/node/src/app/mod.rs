@@ -1014,6 +1014,41 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
     } else {
         node.set_network("nmdc_hub", SessionState::Disabled, "", "");
     }
+    if cfg.adc_hub.enabled {
+        // The ADC hub (docs/protocols/adc.md#hub), on its own port beside the NMDC hub.
+        let h = &cfg.adc_hub;
+        let tls = if h.tls {
+            Some(crate::tls::TlsIdentity::load_or_create(data_dir).map_err(|e| anyhow::anyhow!("[adc_hub].tls: {e}"))?)
+        } else {
+            None
+        };
+        let server = crate::adc::AdcHubServer::bind(crate::adc::AdcHubServerConfig {
+            listen: h.listen,
+            hub: omnipeer_adc::hub::HubConfig {
+                name: h.name.clone(),
+                description: h.description.clone(),
+                motd: h.motd.clone(),
+                max_users: h.max_users,
+                max_users_per_ip: h.max_users_per_ip,
+                max_logins_per_ip_per_minute: h.max_logins_per_ip_per_minute,
+                exempt_ips: h.exempt_ips.clone(),
+                ..Default::default()
+            },
+            db: if h.db.is_empty() { data_dir.join("adc-hub.sqlite") } else { PathBuf::from(&h.db) },
+            register: Vec::new(),
+            tls,
+        })
+        .await
+        .map_err(|e| listen_key(e, "[adc_hub].listen"))?;
+        let addr = server.local_addr();
+        crate::app::say!("adc hub: {}", server.url());
+        if let Some(kp) = server.keyprint() {
+            crate::app::say!("keyprint {kp}");
+        }
+        crate::app::say!("listening on {addr}");
+        node.set_network("adc_hub", SessionState::Online, &server.url(), &h.name);
+        tasks.spawn(server.run(shutdown.clone()));
+    }
     let mut own_slsk = None;
     if cfg.slsk_server.enabled {
         let s = &cfg.slsk_server;

@@ -1,0 +1,662 @@
+//! TLS for Direct Connect: `nmdcs://` and `adcs://` hubs, TLS client-to-client transfers
+//! (NMDC's `$ConnectToMe …S`, ADC's `ADCS`), and KEYP keyprints (docs/protocols/adc.md#tls).
+//!
+//! Direct Connect does not use certificate authorities: every hub and client makes its own
+//! self-signed certificate, and trust comes from the keyprint (`SHA256/` + base32 of the
+//! SHA-256 of the certificate's DER bytes) written in the hub address (`?kp=`) or sent in an
+//! ADC `INF` (`KP`). So:
+//!
+//! - [`TlsIdentity::load_or_create`] gives this node's certificate and key, made once and kept
+//!   in `<data_dir>/tls/cert.pem` and `<data_dir>/tls/key.pem` (mode 0600), the same across
+//!   restarts so that a pinned keyprint stays valid. [`TlsIdentity::keyprint`] is what to
+//!   print for users to pin (`adcs://host:port/?kp=…`).
+//! - [`connect`] runs the client side of a handshake over any stream. With a keyprint
+//!   (`pin`) it accepts only the certificate with that keyprint and fails with
+//!   [`TlsError::KeyprintMismatch`] otherwise; without one it accepts any certificate, as
+//!   ncdc and AirDC++ do for an address without `kp=` (the keyprint seen is logged and
+//!   available from [`MaybeTls::peer_keyprint`]). Either way the peer must prove it holds the
+//!   certificate's key (the handshake signature is checked).
+//! - [`accept`] runs the server side with the kept certificate. A client may present its own
+//!   certificate (DC++ does); it is not required, and its keyprint is in
+//!   [`MaybeTls::peer_keyprint`].
+//! - [`MaybeTls`] is a plain or TLS stream implementing `AsyncRead + AsyncWrite`, so the
+//!   protocol drivers stay generic over both.
+//!
+//! Both handshakes give up after [`HANDSHAKE_TIMEOUT`]: a peer that connects and sends
+//! nothing holds a socket that long, never a login slot.
+//!
+//! This API is shared by the NMDC and ADC drivers: keep it stable.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use sha2::{Digest, Sha256};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// How long a TLS handshake may take, either side, before the connection is dropped. It
+/// runs before any login, so it bounds what a silent or slow peer costs.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Largest certificate or key file read from the data dir (ours are well under 2 KiB).
+pub const MAX_PEM_FILE: u64 = 64 * 1024;
+
+/// What every keyprint starts with (the hash name, docs/protocols/adc.md#tls).
+pub const KEYPRINT_PREFIX: &str = "SHA256/";
+
+/// The folder under the data dir holding the certificate and key.
+pub const TLS_DIR: &str = "tls";
+
+/// Why a TLS step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The peer's certificate is not the pinned one.
+    #[error("the peer's certificate has keyprint {seen}, not the pinned {expected}: refusing it (check the ?kp= of the address)")]
+    KeyprintMismatch {
+        /// The pinned keyprint.
+        expected: String,
+        /// The keyprint of the certificate the peer showed.
+        seen: String,
+    },
+    /// No handshake within [`HANDSHAKE_TIMEOUT`].
+    #[error("TLS handshake timed out after {0:?}")]
+    Timeout(Duration),
+    /// The handshake failed (not TLS, protocol error, connection closed).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(io::Error),
+    /// The address has no usable server name.
+    #[error("{0:?} is not a host name or IP address")]
+    ServerName(String),
+    /// Reading, writing or making the certificate or key.
+    #[error("TLS certificate {path}: {why}")]
+    Certificate {
+        /// The file (or "generated").
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+/// The KEYP keyprint of a DER certificate: `SHA256/` + unpadded base32 of its SHA-256.
+pub fn keyprint(cert_der: &[u8]) -> String {
+    let digest = Sha256::digest(cert_der);
+    format!("{KEYPRINT_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&digest))
+}
+
+/// Whether two keyprints name the same certificate: same hash name, same base32 digits
+/// (case and `=` padding ignored, as users copy them from different clients).
+pub fn keyprint_matches(a: &str, b: &str) -> bool {
+    fn norm(k: &str) -> Option<String> {
+        let (alg, digits) = k.trim().split_once('/')?;
+        if !alg.eq_ignore_ascii_case("SHA256") {
+            return None;
+        }
+        Some(digits.trim_end_matches('=').to_ascii_uppercase())
+    }
+    matches!((norm(a), norm(b)), (Some(x), Some(y)) if x == y && !x.is_empty())
+}
+
+// The workspace builds rustls with ring (no cmake, no C toolchain beyond cc); rustls 0.23.48
+// deprecates ring's provider only because it lacks post-quantum key exchange, which no Direct
+// Connect peer offers today.
+#[allow(deprecated)]
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// This node's certificate and private key, with the server config built from them.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    inner: Arc<IdentityInner>,
+}
+
+struct IdentityInner {
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    keyprint: String,
+    server: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity").field("keyprint", &self.inner.keyprint).finish_non_exhaustive()
+    }
+}
+
+impl TlsIdentity {
+    /// The certificate kept in `<data_dir>/tls/`, made (self-signed, ECDSA P-256) on first use.
+    /// A directory holding only one of the two files, or files that do not parse, is an
+    /// error rather than a silent new certificate (that would break every pinned keyprint).
+    pub fn load_or_create(data_dir: &Path) -> Result<TlsIdentity, TlsError> {
+        let dir = data_dir.join(TLS_DIR);
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let cert_err = |path: &Path, why: String| TlsError::Certificate { path: path.display().to_string(), why };
+        match (cert_path.exists(), key_path.exists()) {
+            (true, true) => {
+                let cert_pem = read_small(&cert_path).map_err(|e| cert_err(&cert_path, e.to_string()))?;
+                let key_pem = read_small(&key_path).map_err(|e| cert_err(&key_path, e.to_string()))?;
+                let cert =
+                    CertificateDer::from_pem_slice(&cert_pem).map_err(|e| cert_err(&cert_path, e.to_string()))?;
+                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| cert_err(&key_path, e.to_string()))?;
+                TlsIdentity::from_der(cert, key).map_err(|why| cert_err(&cert_path, why))
+            }
+            (false, false) => {
+                let made = rcgen::generate_simple_self_signed(vec!["omnipeer".to_owned()])
+                    .map_err(|e| cert_err(&cert_path, format!("cannot generate: {e}")))?;
+                std::fs::create_dir_all(&dir).map_err(|e| cert_err(&dir, e.to_string()))?;
+                write_file(&key_path, made.signing_key.serialize_pem().as_bytes(), 0o600)
+                    .map_err(|e| cert_err(&key_path, e.to_string()))?;
+                write_file(&cert_path, made.cert.pem().as_bytes(), 0o644)
+                    .map_err(|e| cert_err(&cert_path, e.to_string()))?;
+                let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
+                    .map_err(|e| cert_err(&key_path, e.to_string()))?;
+                let identity =
+                    TlsIdentity::from_der(made.cert.der().clone(), key).map_err(|why| cert_err(&cert_path, why))?;
+                tracing::info!(keyprint = %identity.keyprint(), path = %cert_path.display(), "made a TLS certificate");
+                Ok(identity)
+            }
+            (c, _) => {
+                let (have, missing) = if c { (&cert_path, &key_path) } else { (&key_path, &cert_path) };
+                Err(cert_err(missing, format!("missing while {} exists: restore it, or remove both", have.display())))
+            }
+        }
+    }
+
+    /// A certificate made now and kept only in memory (tests, one-off tools).
+    pub fn generate() -> Result<TlsIdentity, TlsError> {
+        let err = |why: String| TlsError::Certificate { path: "generated".into(), why };
+        let made = rcgen::generate_simple_self_signed(vec!["omnipeer".to_owned()]).map_err(|e| err(e.to_string()))?;
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).map_err(|e| err(e.to_string()))?;
+        TlsIdentity::from_der(made.cert.der().clone(), key).map_err(err)
+    }
+
+    /// From a DER certificate and key (which must match).
+    pub fn from_der(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Result<TlsIdentity, String> {
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(Arc::new(AnyCertificate::new(None)))
+            .with_single_cert(vec![cert.clone()], key.clone_key())
+            .map_err(|e| format!("certificate and key do not go together: {e}"))?;
+        let keyprint = keyprint(&cert);
+        Ok(TlsIdentity { inner: Arc::new(IdentityInner { cert, key, keyprint, server: Arc::new(server) }) })
+    }
+
+    /// This certificate's keyprint (`SHA256/…`), for users to pin and for ADC's `KP` field.
+    pub fn keyprint(&self) -> &str {
+        &self.inner.keyprint
+    }
+
+    /// The DER certificate.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.inner.cert
+    }
+
+    /// The server config [`accept`] uses.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.inner.server.clone()
+    }
+}
+
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?.take(MAX_PEM_FILE + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_PEM_FILE {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {MAX_PEM_FILE} bytes")));
+    }
+    Ok(buf)
+}
+
+/// Write through a temporary file and rename, so a crash never leaves half a key.
+fn write_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp: PathBuf = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Accepts any certificate whose holder proves it has the key, or, with a pin, only the
+/// certificate with that keyprint. Records the keyprint seen for the error message.
+#[derive(Debug)]
+struct AnyCertificate {
+    pin: Option<String>,
+    seen: Mutex<Option<String>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl AnyCertificate {
+    fn new(pin: Option<String>) -> AnyCertificate {
+        AnyCertificate { pin, seen: Mutex::new(None), provider: provider() }
+    }
+
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let seen = keyprint(end_entity);
+        *self.seen.lock().expect("seen lock") = Some(seen.clone());
+        match &self.pin {
+            Some(pin) if !keyprint_matches(pin, &seen) => {
+                Err(rustls::Error::General(format!("certificate keyprint {seen} is not the pinned {pin}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity).map(|()| ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for AnyCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // The server config is shared by every connection: nothing recorded here (the
+        // keyprint is read from the finished connection instead).
+        let _ = end_entity;
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The server name for the handshake from `host`, `host:port`, `[v6]:port` or an IP.
+fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
+    let h = host.trim();
+    let bare = if let Some(rest) = h.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else if h.matches(':').count() == 1 {
+        h.split(':').next().unwrap_or(h)
+    } else {
+        h
+    };
+    ServerName::try_from(bare.to_owned()).map_err(|_| TlsError::ServerName(host.to_owned()))
+}
+
+/// The client side of a TLS handshake over `io` (already connected to `host`, written
+/// `host`, `host:port` or an IP). With `pin`, only the certificate with that keyprint is
+/// accepted ([`TlsError::KeyprintMismatch`] otherwise). With `identity`, our certificate is
+/// shown if the server asks (DC++ does on client-to-client connections).
+pub async fn connect<S>(
+    io: S,
+    host: &str,
+    pin: Option<&str>,
+    identity: Option<&TlsIdentity>,
+) -> Result<MaybeTls<S>, TlsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = server_name(host)?;
+    let verifier = Arc::new(AnyCertificate::new(pin.map(str::to_owned)));
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Handshake(io::Error::other(e)))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone());
+    let config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(vec![id.inner.cert.clone()], id.inner.key.clone_key())
+            .map_err(|e| TlsError::Handshake(io::Error::other(e)))?,
+        None => builder.with_no_client_auth(),
+    };
+    let connector = TlsConnector::from(Arc::new(config));
+    let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, io)).await;
+    let seen = verifier.seen.lock().expect("seen lock").clone();
+    match result {
+        Err(_) => Err(TlsError::Timeout(HANDSHAKE_TIMEOUT)),
+        Ok(Err(e)) => match (pin, seen) {
+            (Some(pin), Some(seen)) if !keyprint_matches(pin, &seen) => {
+                Err(TlsError::KeyprintMismatch { expected: pin.to_owned(), seen })
+            }
+            _ => Err(TlsError::Handshake(e)),
+        },
+        Ok(Ok(stream)) => {
+            let stream = MaybeTls::Client(Box::new(stream));
+            tracing::debug!(%host, keyprint = ?stream.peer_keyprint(), pinned = pin.is_some(), "TLS connected");
+            Ok(stream)
+        }
+    }
+}
+
+/// The server side of a TLS handshake over `io`, with `identity`'s certificate.
+pub async fn accept<S>(io: S, identity: &TlsIdentity) -> Result<MaybeTls<S>, TlsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let acceptor = TlsAcceptor::from(identity.server_config());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+        Err(_) => Err(TlsError::Timeout(HANDSHAKE_TIMEOUT)),
+        Ok(Err(e)) => Err(TlsError::Handshake(e)),
+        Ok(Ok(stream)) => Ok(MaybeTls::Server(Box::new(stream))),
+    }
+}
+
+/// A plain or TLS stream (client or server side): `AsyncRead + AsyncWrite` either way.
+pub enum MaybeTls<S = TcpStream> {
+    /// No TLS.
+    Plain(S),
+    /// TLS, we connected.
+    Client(Box<tokio_rustls::client::TlsStream<S>>),
+    /// TLS, we accepted.
+    Server(Box<tokio_rustls::server::TlsStream<S>>),
+}
+
+impl<S> std::fmt::Debug for MaybeTls<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MaybeTls::Plain(_) => "MaybeTls::Plain",
+            MaybeTls::Client(_) => "MaybeTls::Client",
+            MaybeTls::Server(_) => "MaybeTls::Server",
+        })
+    }
+}
+
+impl<S> MaybeTls<S> {
+    /// Whether the stream is encrypted.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, MaybeTls::Plain(_))
+    }
+
+    /// The keyprint of the certificate the peer showed (none when plain, or when a client
+    /// connected to us without one).
+    pub fn peer_keyprint(&self) -> Option<String> {
+        let certs = match self {
+            MaybeTls::Plain(_) => None,
+            MaybeTls::Client(s) => s.get_ref().1.peer_certificates(),
+            MaybeTls::Server(s) => s.get_ref().1.peer_certificates(),
+        };
+        certs.and_then(|c| c.first()).map(|c| keyprint(c))
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        match self {
+            MaybeTls::Plain(s) => s,
+            MaybeTls::Client(s) => s.get_ref().0,
+            MaybeTls::Server(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl MaybeTls<TcpStream> {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.get_ref().peer_addr()
+    }
+
+    /// Our end's address.
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.get_ref().local_addr()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Client(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::Server(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Client(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::Server(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Client(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::Server(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Client(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTls::Server(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTls::Client(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            MaybeTls::Server(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTls::Plain(s) => s.is_write_vectored(),
+            MaybeTls::Client(s) => s.is_write_vectored(),
+            MaybeTls::Server(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// The keyprint of a certificate made by openssl, checked against openssl's own
+    /// SHA-256 of the DER bytes (so the encoding, not only the hash, is what KEYP says).
+    #[test]
+    fn keyprint_of_an_openssl_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+        let ok = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hub"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl is installed (scripts/install-test-deps.sh)");
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        let der = std::process::Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let fp = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        // "sha256 Fingerprint=AB:CD:..." (the label's case depends on the openssl version)
+        let fp = String::from_utf8(fp).unwrap();
+        let hex: String = fp.trim().rsplit('=').next().unwrap().replace(':', "");
+        let digest = data_encoding::HEXUPPER.decode(hex.to_ascii_uppercase().as_bytes()).unwrap();
+        let expected = format!("SHA256/{}", data_encoding::BASE32_NOPAD.encode(&digest));
+        let pem = std::fs::read(&cert).unwrap();
+        let parsed = CertificateDer::from_pem_slice(&pem).unwrap();
+        assert_eq!(parsed.as_ref(), der.as_slice());
+        assert_eq!(keyprint(&parsed), expected);
+        assert_eq!(expected.len(), "SHA256/".len() + 52);
+    }
+
+    /// A golden value: the SHA-256 of the empty input, base32 (RFC 4648 alphabet, no padding).
+    #[test]
+    fn keyprint_encoding_golden() {
+        assert_eq!(keyprint(b""), "SHA256/4OYMIQUY7QOBJGX36TEJS35ZEQT24QPEMSNZGTFESWMRW6CSXBKQ");
+        assert!(keyprint_matches(
+            "sha256/4oymiquy7qobjgx36tejs35zeqt24qpemsnzgtfeswmrw6csxbkq",
+            "SHA256/4OYMIQUY7QOBJGX36TEJS35ZEQT24QPEMSNZGTFESWMRW6CSXBKQ===="
+        ));
+        assert!(!keyprint_matches("SHA256/", "SHA256/"));
+        assert!(!keyprint_matches("SHA1/ABC", "SHA1/ABC"));
+    }
+
+    #[test]
+    fn the_certificate_is_kept_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = TlsIdentity::load_or_create(dir.path()).unwrap();
+        let b = TlsIdentity::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.keyprint(), b.keyprint());
+        assert_eq!(a.certificate_der(), b.certificate_der());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("tls/key.pem")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key is readable by others: {mode:o}");
+        // Half a pair is refused, not silently replaced.
+        std::fs::remove_file(dir.path().join("tls/key.pem")).unwrap();
+        let e = TlsIdentity::load_or_create(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("key.pem") && e.contains("missing"), "{e}");
+    }
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        (c, l.accept().await.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn round_trip_with_the_right_pin() {
+        let server_id = TlsIdentity::generate().unwrap();
+        let client_id = TlsIdentity::generate().unwrap();
+        let (c, s) = pair().await;
+        let sid = server_id.clone();
+        let server = tokio::spawn(async move {
+            let mut s = accept(s, &sid).await.unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(b"pong|").await.unwrap();
+            s.flush().await.unwrap();
+            (buf, s.peer_keyprint())
+        });
+        let mut c = connect(c, "127.0.0.1:411", Some(server_id.keyprint()), Some(&client_id)).await.unwrap();
+        assert!(c.is_tls());
+        assert_eq!(c.peer_keyprint().as_deref(), Some(server_id.keyprint()));
+        c.write_all(b"ping|").await.unwrap();
+        c.flush().await.unwrap();
+        let mut buf = [0u8; 5];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong|");
+        let (got, client_kp) = server.await.unwrap();
+        assert_eq!(&got, b"ping|");
+        assert_eq!(client_kp.as_deref(), Some(client_id.keyprint()));
+    }
+
+    #[tokio::test]
+    async fn no_pin_accepts_a_self_signed_certificate() {
+        let server_id = TlsIdentity::generate().unwrap();
+        let (c, s) = pair().await;
+        let sid = server_id.clone();
+        let server = tokio::spawn(async move { accept(s, &sid).await.map(|s| s.peer_keyprint()) });
+        let c = connect(c, "localhost", None, None).await.unwrap();
+        assert_eq!(c.peer_keyprint().as_deref(), Some(server_id.keyprint()));
+        assert_eq!(server.await.unwrap().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_pin_is_refused() {
+        let server_id = TlsIdentity::generate().unwrap();
+        let other = TlsIdentity::generate().unwrap();
+        let (c, s) = pair().await;
+        let sid = server_id.clone();
+        let server = tokio::spawn(async move { accept(s, &sid).await.is_ok() });
+        let e = connect(c, "127.0.0.1", Some(other.keyprint()), None).await.unwrap_err();
+        match &e {
+            TlsError::KeyprintMismatch { expected, seen } => {
+                assert_eq!(expected, other.keyprint());
+                assert_eq!(seen, server_id.keyprint());
+            }
+            e => panic!("expected a keyprint mismatch, got {e}"),
+        }
+        assert!(e.to_string().contains("pinned"), "{e}");
+        assert!(!server.await.unwrap(), "the server saw a finished handshake");
+    }
+
+    #[tokio::test]
+    async fn a_plain_peer_fails_the_handshake_not_the_process() {
+        let server_id = TlsIdentity::generate().unwrap();
+        let (mut c, s) = pair().await;
+        let sid = server_id.clone();
+        let server = tokio::spawn(async move { accept(s, &sid).await });
+        c.write_all(b"$MyNick alice|$Lock EXTENDEDPROTOCOL Pk=x|").await.unwrap();
+        let e = server.await.unwrap().unwrap_err();
+        assert!(matches!(e, TlsError::Handshake(_)), "{e}");
+    }
+}
