@@ -7,15 +7,16 @@
 //! Identity: the PID is the caller's (kept in the data dir by the node), the CID is its
 //! Tiger hash; both travel in base32.
 
-use crate::line::{line, Msg};
-use omnipeer_nmdc::tth::{tiger, Tth};
+use crate::message::{self, Cid, Command, Header, LineReader, Message, Sid};
+use omnipeer_nmdc::tth::Tth;
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-/// The longest line taken from the hub (the user list's INF lines are the longest a hub
-/// sends: well under a kilobyte each); a longer one ends the session.
-pub const MAX_HUB_LINE: usize = 64 * 1024;
+/// The longest line taken from the hub: the codec's [`message::MAX_LINE`] (the user list's
+/// INF lines are the longest a hub sends, well under a kilobyte each); a longer one ends
+/// the session.
+pub const MAX_HUB_LINE: usize = message::MAX_LINE;
 /// Users kept in the list; INF for more are ignored (a hub this big is not one a node
 /// joins).
 pub const MAX_USERS: usize = 100_000;
@@ -83,19 +84,14 @@ impl Config {
 
 /// The CID (base32) of a PID.
 pub fn cid_of(pid: &[u8; 24]) -> String {
-    Tth(tiger(pid)).to_base32()
-}
-
-/// A base32 value of 24 bytes (CID, PID).
-fn base32_24(b: &[u8; 24]) -> String {
-    Tth(*b).to_base32()
+    Cid::from_pid(&Cid(*pid)).to_base32()
 }
 
 /// Someone on the hub, from their INF lines.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// Session ID.
-    pub sid: String,
+    pub sid: Sid,
     /// CID (base32).
     pub cid: String,
     /// Nick.
@@ -231,8 +227,10 @@ impl Query {
         p
     }
 
-    fn from_params(m: &Msg) -> Query {
-        let take = |code: &str| m.named_all(0, code).take(MAX_SEARCH_TERMS).map(str::to_owned).collect::<Vec<_>>();
+    fn from_params(m: &Message) -> Query {
+        let take = |code: &str| {
+            m.named_params(0).filter(|(n, _)| *n == code).take(MAX_SEARCH_TERMS).map(|(_, v)| v.to_owned()).collect()
+        };
         Query {
             and: take("AN"),
             not: take("NO"),
@@ -251,7 +249,7 @@ pub enum ReplyTo {
     /// By UDP to the searcher (URES).
     Udp(Ipv4Addr, u16),
     /// Through the hub to this SID (DRES).
-    Hub(String),
+    Hub(Sid),
 }
 
 /// Someone's search.
@@ -434,11 +432,11 @@ pub struct HubSession {
     cfg: Config,
     cid: String,
     state: State,
-    sid: Option<String>,
+    sid: Option<Sid>,
     hub_name: String,
     hub_features: Vec<String>,
-    users: HashMap<String, User>,
-    buf: Vec<u8>,
+    users: HashMap<Sid, User>,
+    reader: LineReader,
     out: VecDeque<Output>,
     login_deadline: Instant,
     keepalive_at: Instant,
@@ -457,13 +455,13 @@ impl HubSession {
             hub_name: String::new(),
             hub_features: Vec::new(),
             users: HashMap::new(),
-            buf: Vec::new(),
+            reader: LineReader::with_limit(MAX_HUB_LINE),
             out: VecDeque::new(),
             login_deadline: now + LOGIN_TIMEOUT,
             keepalive_at: now + KEEPALIVE,
             next_token: 1,
         };
-        s.send(line("HSUP", &["ADBASE".into(), "ADTIGR".into()]));
+        s.send(Message::new(Header::H, Command::SUP).arg("ADBASE").arg("ADTIGR").encode());
         s
     }
 
@@ -473,8 +471,8 @@ impl HubSession {
     }
 
     /// Our SID once assigned.
-    pub fn sid(&self) -> Option<&str> {
-        self.sid.as_deref()
+    pub fn sid(&self) -> Option<Sid> {
+        self.sid
     }
 
     /// The hub's name (its IINF NI).
@@ -563,40 +561,31 @@ impl HubSession {
     /// Bytes from the hub.
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         let _ = now;
-        self.buf.extend_from_slice(data);
+        self.reader.push(data);
         while self.state != State::Closed {
-            let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
-                if self.buf.len() > MAX_HUB_LINE {
-                    self.close(format!("the hub sent a line of more than {MAX_HUB_LINE} bytes"));
-                }
-                return;
-            };
-            let raw: Vec<u8> = self.buf.drain(..=nl).collect();
-            if raw.len() > MAX_HUB_LINE {
-                self.close(format!("the hub sent a line of more than {MAX_HUB_LINE} bytes"));
-                return;
-            }
-            let text = String::from_utf8_lossy(&raw[..raw.len() - 1]);
-            let text = text.trim_end_matches('\r');
-            if text.is_empty() {
-                continue;
-            }
-            match Msg::parse(text) {
-                Some(m) => self.on_message(m),
-                None => {
+            match self.reader.next_line() {
+                Ok(Some(l)) => match Message::parse(&l) {
+                    Ok(m) => self.on_message(m),
                     // One malformed line is skipped (hubs relay other clients' lines).
+                    Err(_) => {}
+                },
+                Ok(None) => return,
+                Err(e) => {
+                    self.close(format!("the hub sent a {e}"));
+                    return;
                 }
             }
         }
     }
 
-    fn nick_of(&self, sid: &str) -> Option<String> {
-        self.users.get(sid).map(|u| u.nick.clone())
+    fn nick_of(&self, sid: Sid) -> String {
+        self.users.get(&sid).map_or_else(|| sid.to_string(), |u| u.nick.clone())
     }
 
-    fn on_message(&mut self, m: Msg) {
-        let own = m.sid.is_some() && m.sid == self.sid;
-        match (m.kind, &m.cmd) {
+    fn on_message(&mut self, m: Message) {
+        let from = m.header.from();
+        let own = from.is_some() && from == self.sid;
+        match (m.header.letter(), &m.cmd.0) {
             (b'I', b"SUP") => {
                 for p in &m.params {
                     if let Some(f) = p.strip_prefix("AD") {
@@ -610,11 +599,11 @@ impl HubSession {
                 if self.state != State::Protocol {
                     return;
                 }
-                let Some(sid) = m.params.first().filter(|s| valid_sid(s)) else {
+                let Some(sid) = m.positional(0).and_then(|s| Sid::parse(s).ok()) else {
                     self.fail(LoginFailure::Other(0, "the hub sent a bad SID".into()));
                     return;
                 };
-                self.sid = Some(sid.clone());
+                self.sid = Some(sid);
                 self.state = State::Identify;
                 let inf = self.full_inf();
                 self.send(inf);
@@ -628,15 +617,13 @@ impl HubSession {
                 let Some(data) = m.params.first() else { return };
                 match &self.cfg.password {
                     Some(pw) => {
-                        let Ok(random) = data_encoding::BASE32_NOPAD.decode(data.as_bytes()) else {
+                        let Some(random) = message::base32_decode(data) else {
                             self.fail(LoginFailure::Other(0, "the hub sent a bad GPA".into()));
                             return;
                         };
-                        let mut buf = pw.as_bytes().to_vec();
-                        buf.extend_from_slice(&random);
-                        let hash = base32_24(&tiger(&buf));
+                        let hash = message::password_hash(pw, &random);
                         self.state = State::Verify;
-                        self.send(line("HPAS", &[hash]));
+                        self.send(Message::new(Header::H, Command::PAS).arg(hash).encode());
                     }
                     None => self.fail(LoginFailure::PasswordRequired),
                 }
@@ -649,8 +636,8 @@ impl HubSession {
                 }
             }
             (b'I', b"QUI") | (b'B', b"QUI") => {
-                let Some(sid) = m.params.first().cloned() else { return };
-                if Some(&sid) == self.sid.as_ref() {
+                let Some(sid) = m.positional(0).and_then(|s| Sid::parse(s).ok()) else { return };
+                if Some(sid) == self.sid {
                     let why = m.named(1, "MS").unwrap_or("the hub disconnected us").to_owned();
                     if self.state == State::Normal {
                         self.close(why);
@@ -666,12 +653,12 @@ impl HubSession {
                 }
             }
             (b'B', b"INF") => {
-                let Some(sid) = m.sid.clone() else { return };
+                let Some(sid) = from else { return };
                 let new = !self.users.contains_key(&sid);
                 if new && self.users.len() >= MAX_USERS {
                     return;
                 }
-                let u = self.users.entry(sid.clone()).or_insert_with(|| User { sid: sid.clone(), ..User::default() });
+                let u = self.users.entry(sid).or_insert_with(|| User::new(sid));
                 apply_inf(u, &m);
                 let nick = u.nick.clone();
                 if own && self.state != State::Normal {
@@ -682,8 +669,8 @@ impl HubSession {
                 }
             }
             (b'B', b"MSG") => {
-                let (Some(sid), Some(text)) = (m.sid.as_deref(), m.params.first()) else { return };
-                let nick = self.nick_of(sid).unwrap_or_else(|| sid.to_owned());
+                let (Some(sid), Some(text)) = (from, m.params.first()) else { return };
+                let nick = self.nick_of(sid);
                 let me = m.named(1, "ME") == Some("1");
                 let text = text.clone();
                 self.event(Event::Chat { nick, text, me });
@@ -692,8 +679,8 @@ impl HubSession {
                 if own {
                     return; // the echo of our own PM
                 }
-                let (Some(sid), Some(text)) = (m.sid.as_deref(), m.params.first()) else { return };
-                let from = self.nick_of(sid).unwrap_or_else(|| sid.to_owned());
+                let (Some(sid), Some(text)) = (from, m.params.first()) else { return };
+                let from = self.nick_of(sid);
                 let me = m.named(1, "ME") == Some("1");
                 let text = text.clone();
                 if m.named(1, "PM").is_some() {
@@ -706,7 +693,7 @@ impl HubSession {
                 if own || self.state != State::Normal {
                     return;
                 }
-                let Some(sid) = m.sid.clone() else { return };
+                let Some(sid) = from else { return };
                 let Some(u) = self.users.get(&sid) else { return };
                 let token = m.named(0, "TO").map(str::to_owned);
                 if token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
@@ -724,8 +711,7 @@ impl HubSession {
                 if own {
                     return;
                 }
-                let Some(sid) = m.sid.as_deref() else { return };
-                let Some(u) = self.users.get(sid) else { return };
+                let Some(u) = from.and_then(|s| self.users.get(&s)) else { return };
                 if let Some(r) = result_from(&m, u.nick.clone(), u.cid.clone()) {
                     self.event(Event::SearchResult(r));
                 }
@@ -734,7 +720,7 @@ impl HubSession {
                 if own {
                     return;
                 }
-                let Some(u) = m.sid.as_deref().and_then(|s| self.users.get(s)) else { return };
+                let Some(u) = from.and_then(|s| self.users.get(&s)) else { return };
                 let (Some(proto), Some(port), Some(token)) = (m.params.first(), m.params.get(1), m.params.get(2))
                 else {
                     return;
@@ -762,7 +748,7 @@ impl HubSession {
                 if own {
                     return;
                 }
-                let Some(u) = m.sid.as_deref().and_then(|s| self.users.get(s)) else { return };
+                let Some(u) = from.and_then(|s| self.users.get(&s)) else { return };
                 let (Some(proto), Some(token)) = (m.params.first(), m.params.get(1)) else { return };
                 let tls = match proto.as_str() {
                     PROTO_PLAIN => false,
@@ -779,7 +765,7 @@ impl HubSession {
         }
     }
 
-    fn on_status(&mut self, m: &Msg) {
+    fn on_status(&mut self, m: &Message) {
         let code = m.params.first().and_then(|c| c.parse::<u16>().ok()).unwrap_or(0);
         let text = m.params.get(1).cloned().unwrap_or_default();
         let severity = code / 100;
@@ -819,7 +805,7 @@ impl HubSession {
         let c = &self.cfg;
         let mut p = vec![
             format!("ID{}", self.cid),
-            format!("PD{}", base32_24(&c.pid)),
+            format!("PD{}", Cid(c.pid).to_base32()),
             format!("NI{}", c.nick),
             format!("SL{}", c.slots),
             format!("SS{}", c.share_size),
@@ -837,12 +823,13 @@ impl HubSession {
             p.push("I40.0.0.0".to_owned());
             p.push(format!("U4{udp_port}"));
         }
-        line(&format!("BINF {}", self.sid.as_deref().unwrap_or("AAAA")), &p)
+        let from = self.sid.unwrap_or(Sid::new(0));
+        Message { header: Header::B { from }, cmd: Command::INF, params: p }.encode()
     }
 
-    fn my_sid(&self) -> Result<String, SendError> {
-        match (&self.sid, self.state) {
-            (Some(s), State::Normal) => Ok(s.clone()),
+    fn my_sid(&self) -> Result<Sid, SendError> {
+        match (self.sid, self.state) {
+            (Some(s), State::Normal) => Ok(s),
             _ => Err(SendError::NotLoggedIn),
         }
     }
@@ -858,14 +845,14 @@ impl HubSession {
         if me {
             p.push("ME1".into());
         }
-        self.send(line(&format!("BMSG {sid}"), &p));
+        self.send(Message { header: Header::B { from: sid }, cmd: Command::MSG, params: p }.encode());
         Ok(())
     }
 
     /// A private message to `nick` (EMSG with PM set to our SID, as DC++ sends it).
     pub fn private_message(&mut self, nick: &str, text: &str) -> Result<(), SendError> {
         let sid = self.my_sid()?;
-        let to = self.user(nick).ok_or_else(|| SendError::NoSuchUser(nick.to_owned()))?.sid.clone();
+        let to = self.user(nick).ok_or_else(|| SendError::NoSuchUser(nick.to_owned()))?.sid;
         let (text, me) = match text.strip_prefix("/me ") {
             Some(t) => (t, true),
             None => (text, false),
@@ -874,7 +861,7 @@ impl HubSession {
         if me {
             p.push("ME1".into());
         }
-        self.send(line(&format!("EMSG {sid} {to}"), &p));
+        self.send(Message { header: Header::E { from: sid, to }, cmd: Command::MSG, params: p }.encode());
         Ok(())
     }
 
@@ -891,7 +878,7 @@ impl HubSession {
         let token = self.new_token();
         let mut p = q.params();
         p.push(format!("TO{token}"));
-        self.send(line(&format!("BSCH {sid}"), &p));
+        self.send(Message { header: Header::B { from: sid }, cmd: Command::SCH, params: p }.encode());
         Ok(token)
     }
 
@@ -899,6 +886,7 @@ impl HubSession {
     /// hub (queued here) for a passive one.
     pub fn answer(&mut self, search: &IncomingSearch, hits: &[Hit], free_slots: u32) -> Vec<Datagram> {
         let Ok(sid) = self.my_sid() else { return Vec::new() };
+        let Ok(cid) = Cid::parse(&self.cid) else { return Vec::new() };
         let mut out = Vec::new();
         for h in hits {
             let mut p = vec![format!("FN{}", h.path), format!("SI{}", h.size), format!("SL{free_slots}")];
@@ -909,10 +897,13 @@ impl HubSession {
                 p.push(format!("TO{t}"));
             }
             match &search.reply {
-                ReplyTo::Udp(ip, port) => {
-                    out.push(Datagram { ip: *ip, port: *port, payload: line(&format!("URES {}", self.cid), &p) })
-                }
-                ReplyTo::Hub(to) => self.send(line(&format!("DRES {sid} {to}"), &p)),
+                ReplyTo::Udp(ip, port) => out.push(Datagram {
+                    ip: *ip,
+                    port: *port,
+                    payload: Message { header: Header::U { cid }, cmd: Command::RES, params: p }.encode(),
+                }),
+                ReplyTo::Hub(to) => self
+                    .send(Message { header: Header::D { from: sid, to: *to }, cmd: Command::RES, params: p }.encode()),
             }
         }
         out
@@ -923,13 +914,19 @@ impl HubSession {
     pub fn request_connection(&mut self, nick: &str, token: &str, tls: bool) -> Result<(), SendError> {
         let sid = self.my_sid()?;
         let u = self.user(nick).ok_or_else(|| SendError::NoSuchUser(nick.to_owned()))?;
-        let to = u.sid.clone();
+        let to = u.sid;
         let proto = if tls { PROTO_TLS } else { PROTO_PLAIN };
         match self.cfg.mode {
-            Mode::Active { tcp_port, .. } => {
-                self.send(line(&format!("DCTM {sid} {to}"), &[proto.into(), tcp_port.to_string(), token.into()]))
+            Mode::Active { tcp_port, .. } => self.send(
+                Message::new(Header::D { from: sid, to }, Command::CTM)
+                    .arg(proto)
+                    .arg(tcp_port.to_string())
+                    .arg(token)
+                    .encode(),
+            ),
+            Mode::Passive if u.active() => {
+                self.send(Message::new(Header::D { from: sid, to }, Command::RCM).arg(proto).arg(token).encode())
             }
-            Mode::Passive if u.active() => self.send(line(&format!("DRCM {sid} {to}"), &[proto.into(), token.into()])),
             Mode::Passive => return Err(SendError::BothPassive),
         }
         Ok(())
@@ -938,10 +935,16 @@ impl HubSession {
     /// Answer an RCM: a CTM to our port (we must be active).
     pub fn connect_to_me(&mut self, nick: &str, token: &str, tls: bool) -> Result<(), SendError> {
         let sid = self.my_sid()?;
-        let to = self.user(nick).ok_or_else(|| SendError::NoSuchUser(nick.to_owned()))?.sid.clone();
+        let to = self.user(nick).ok_or_else(|| SendError::NoSuchUser(nick.to_owned()))?.sid;
         let Mode::Active { tcp_port, .. } = self.cfg.mode else { return Err(SendError::BothPassive) };
         let proto = if tls { PROTO_TLS } else { PROTO_PLAIN };
-        self.send(line(&format!("DCTM {sid} {to}"), &[proto.into(), tcp_port.to_string(), token.into()]));
+        self.send(
+            Message::new(Header::D { from: sid, to }, Command::CTM)
+                .arg(proto)
+                .arg(tcp_port.to_string())
+                .arg(token)
+                .encode(),
+        );
         Ok(())
     }
 
@@ -950,17 +953,38 @@ impl HubSession {
         self.cfg.share_size = size;
         self.cfg.shared_files = files;
         if let Ok(sid) = self.my_sid() {
-            self.send(line(&format!("BINF {sid}"), &[format!("SS{size}"), format!("SF{files}")]));
+            self.send(
+                Message::new(Header::B { from: sid }, Command::INF)
+                    .named_arg("SS", size.to_string())
+                    .named_arg("SF", files.to_string())
+                    .encode(),
+            );
         }
     }
 }
 
-/// Whether `s` is a SID: four base32 characters.
-fn valid_sid(s: &str) -> bool {
-    s.len() == 4 && s.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+impl User {
+    fn new(sid: Sid) -> User {
+        User {
+            sid,
+            cid: String::new(),
+            nick: String::new(),
+            description: String::new(),
+            share_size: 0,
+            shared_files: 0,
+            slots: None,
+            free_slots: None,
+            client: String::new(),
+            ip4: None,
+            udp4: None,
+            features: Vec::new(),
+            ct: 0,
+            away: 0,
+        }
+    }
 }
 
-fn apply_inf(u: &mut User, m: &Msg) {
+fn apply_inf(u: &mut User, m: &Message) {
     for p in &m.params {
         if p.len() < 2 || !p.is_char_boundary(2) {
             continue;
@@ -985,7 +1009,7 @@ fn apply_inf(u: &mut User, m: &Msg) {
     }
 }
 
-fn result_from(m: &Msg, nick: String, cid: String) -> Option<SearchResult> {
+fn result_from(m: &Message, nick: String, cid: String) -> Option<SearchResult> {
     Some(SearchResult {
         nick,
         cid,
@@ -1004,13 +1028,13 @@ pub fn parse_result_datagram(data: &[u8]) -> Option<(String, SearchResult)> {
     if data.len() > MAX_HUB_LINE {
         return None;
     }
-    let text = std::str::from_utf8(data).ok()?;
-    let text = text.trim_end_matches(['\n', '\r']);
-    let m = Msg::parse(text)?;
-    if m.kind != b'U' || &m.cmd != b"RES" {
+    let line = data.strip_suffix(b"\n").unwrap_or(data);
+    let m = Message::parse(line).ok()?;
+    let Header::U { cid } = &m.header else { return None };
+    if m.cmd != Command::RES {
         return None;
     }
-    let cid = m.cid.clone()?;
+    let cid = cid.to_base32();
     let r = result_from(&m, String::new(), cid.clone())?;
     Some((cid, r))
 }
@@ -1018,6 +1042,11 @@ pub fn parse_result_datagram(data: &[u8]) -> Option<(String, SearchResult)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use omnipeer_nmdc::tth::tiger;
+
+    fn base32_24(b: &[u8; 24]) -> String {
+        Tth(*b).to_base32()
+    }
 
     fn cfg(mode: Mode) -> Config {
         Config {
@@ -1081,7 +1110,7 @@ mod tests {
         let (_, evs) = drain(&mut s);
         assert_eq!(evs, vec![Event::LoggedIn]);
         assert!(s.logged_in());
-        assert_eq!(s.user("BOB").unwrap().sid, "BBBB");
+        assert_eq!(s.user("BOB").unwrap().sid.to_string(), "BBBB");
     }
 
     #[test]
@@ -1186,8 +1215,9 @@ mod tests {
                 token: Some(t.clone()),
             })]
         );
-        let (cid, r) = parse_result_datagram(format!("URES X FN/a SI5 TO{t}\n").as_bytes()).unwrap();
-        assert_eq!((cid.as_str(), r.path.as_str(), r.size), ("X", "/a", 5));
+        let x = base32_24(&[4; 24]);
+        let (cid, r) = parse_result_datagram(format!("URES {x} FN/a SI5 TO{t}\n").as_bytes()).unwrap();
+        assert_eq!((cid, r.path.as_str(), r.size), (x, "/a", 5));
     }
 
     #[test]
@@ -1198,7 +1228,7 @@ mod tests {
         let (_, evs) = drain(&mut s);
         let [Event::SearchRequest(a), Event::SearchRequest(b)] = evs.as_slice() else { panic!("{evs:?}") };
         assert_eq!(a.reply, ReplyTo::Udp("127.0.0.2".parse().unwrap(), 5000));
-        assert_eq!(b.reply, ReplyTo::Hub("CCCC".into()));
+        assert_eq!(b.reply, ReplyTo::Hub(Sid::parse("CCCC").unwrap()));
         assert!(b.query.matches_file("/d/foo.txt", 1, &Tth([0; 24])));
         assert!(!b.query.matches_file("/d/foo.mp3", 1, &Tth([0; 24])));
         let hit = Hit { path: "/d/foo.txt".into(), size: 9, tth: Some(Tth([5; 24])) };

@@ -8,6 +8,5 @@
 
 pub mod client;
 pub mod hub;
-pub mod line;
 pub mod message;
 pub mod transfer;

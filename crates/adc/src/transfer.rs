@@ -4,7 +4,7 @@
 //! driver's to move: the machine hands over what it had buffered past the SND line and
 //! takes no more input for that transfer.
 
-use crate::line::{line, Msg};
+use crate::message::{Command, Header, LineReader, Message};
 use omnipeer_nmdc::tth::Tth;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -168,7 +168,7 @@ pub struct Connection {
     peer_cid: Option<String>,
     peer_token: Option<String>,
     sent_inf: bool,
-    buf: Vec<u8>,
+    reader: LineReader,
     out: VecDeque<Output>,
     deadline: Instant,
 }
@@ -185,7 +185,7 @@ impl Connection {
             peer_cid: None,
             peer_token: None,
             sent_inf: false,
-            buf: Vec::new(),
+            reader: LineReader::with_limit(MAX_CC_LINE),
             out: VecDeque::new(),
             deadline: now + HANDSHAKE_TIMEOUT,
         };
@@ -196,7 +196,7 @@ impl Connection {
     }
 
     fn sup(&mut self) {
-        self.send(line("CSUP", &["ADBASE".into(), "ADTIGR".into()]));
+        self.send(Message::new(Header::C, Command::SUP).arg("ADBASE").arg("ADTIGR").encode());
     }
 
     fn inf(&mut self) {
@@ -206,7 +206,7 @@ impl Connection {
                 p.push(format!("TO{t}"));
             }
         }
-        self.send(line("CINF", &p));
+        self.send(Message { header: Header::C, cmd: Command::INF, params: p }.encode());
         self.sent_inf = true;
     }
 
@@ -254,28 +254,17 @@ impl Connection {
             self.close("bytes outside a transfer");
             return;
         }
-        self.buf.extend_from_slice(data);
+        self.reader.push(data);
         while matches!(self.state, State::Handshake | State::Ready) {
-            let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
-                if self.buf.len() > MAX_CC_LINE {
+            let line = match self.reader.next_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => return,
+                Err(_) => {
                     self.close("a line too long");
+                    return;
                 }
-                return;
             };
-            if nl > MAX_CC_LINE {
-                self.close("a line too long");
-                return;
-            }
-            let raw: Vec<u8> = self.buf.drain(..=nl).collect();
-            let Ok(text) = std::str::from_utf8(&raw[..raw.len() - 1]) else {
-                self.close("a line that is not UTF-8");
-                return;
-            };
-            let text = text.trim_end_matches('\r');
-            if text.is_empty() {
-                continue;
-            }
-            let Some(m) = Msg::parse(text) else {
+            let Ok(m) = Message::parse(&line) else {
                 self.close("a malformed line");
                 return;
             };
@@ -284,12 +273,12 @@ impl Connection {
         }
     }
 
-    fn on_message(&mut self, m: Msg) {
-        if m.kind != b'C' {
+    fn on_message(&mut self, m: Message) {
+        if m.header != Header::C {
             self.close("not a client-to-client line");
             return;
         }
-        match (&m.cmd, self.state) {
+        match (&m.cmd.0, self.state) {
             (b"SUP", State::Handshake) => {
                 if !m.params.iter().any(|p| p == "ADBASE" || p == "ADBAS0") {
                     self.close("the peer does not speak ADC BASE");
@@ -341,8 +330,7 @@ impl Connection {
                     self.close("a bad SND");
                     return;
                 };
-                let take = (len.min(self.buf.len() as u64)) as usize;
-                let leftover: Vec<u8> = self.buf.drain(..take).collect();
+                let leftover = self.reader.take_raw(len.min(self.reader.buffered() as u64) as usize);
                 self.state = State::Data;
                 self.event(Event::Snd { kind, ident, start, len, leftover });
             }
@@ -377,13 +365,15 @@ impl Connection {
     /// Ask for something (GET); `len` None: to the end.
     pub fn get(&mut self, now: Instant, g: &Get) {
         let len = g.len.map_or("-1".to_owned(), |l| l.to_string());
-        self.send(line("CGET", &[g.kind.as_str().into(), g.ident.wire(), g.start.to_string(), len]));
+        let m = Message::new(Header::C, Command::GET).arg(g.kind.as_str()).arg(g.ident.wire());
+        self.send(m.arg(g.start.to_string()).arg(len).encode());
         self.deadline = now + IDLE_TIMEOUT;
     }
 
     /// Announce `len` bytes from `start` (SND); the driver writes them next.
     pub fn snd(&mut self, kind: Kind, ident: &Ident, start: u64, len: u64) {
-        self.send(line("CSND", &[kind.as_str().into(), ident.wire(), start.to_string(), len.to_string()]));
+        let m = Message::new(Header::C, Command::SND).arg(kind.as_str()).arg(ident.wire());
+        self.send(m.arg(start.to_string()).arg(len.to_string()).encode());
     }
 
     /// The driver sent (or received) all the bytes of a transfer: commands again.
@@ -396,7 +386,7 @@ impl Connection {
 
     /// A status line (error `1xx` recoverable, `2xx` fatal).
     pub fn status(&mut self, code: u16, text: &str) {
-        self.send(line("CSTA", &[format!("{code:03}"), text.to_owned()]));
+        self.send(Message::new(Header::C, Command::STA).arg(format!("{code:03}")).arg(text).encode());
     }
 
     /// A GET cannot be served: the file is not there.
