@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! H: $Lock EXTENDEDPROTOCOL<random> Pk=<something>|   [$HubName <name>|]
-//! C: $Supports NoGetINFO NoHello UserIP2 TTHSearch|$Key <key>|$ValidateNick <nick>|   (together)
+//! C: $Supports NoGetINFO NoHello UserIP2 TTHSearch ZPipe0|$Key <key>|$ValidateNick <nick>|   (together)
 //! H: $Supports NoGetINFO NoHello UserIP2|
 //!    $GetPass|                 → C: $MyPass <password>|   → H: $BadPass| + close, or on
 //!    $ValidateDenide <nick>|   nick taken or reserved          (login failed)
@@ -30,6 +30,21 @@
 //! H: $RevConnectToMe <from> <us>|           a passive user asks for our $ConnectToMe
 //! H: $HubName <name>|  $HubTopic <topic>|  $ForceMove <address>|  |  (a lone | is a keep-alive)
 //! ```
+//!
+//! # TLS and compression
+//!
+//! With [`SessionConfig::tls`] (we can run TLS client-to-client connections) the session
+//! adds `TLS` to `$Supports`, sets the TLS bit (0x10) of our `$MyINFO` flag, and asks for
+//! TLS (`$ConnectToMe <nick> <ip>:<port>S|`) from users whose flag has that bit, as DC++
+//! does; a `$ConnectToMe` with `S` is reported with `tls: true`. The hub connection's own
+//! TLS (`nmdcs://`) is the driver's business: the session sees the same bytes.
+//!
+//! `ZPipe0` in our `$Supports` lets PtokaX and Verlihub compress: `$ZOn|` is followed by a
+//! zlib stream whose inflated bytes are more commands; at the stream's end plain commands
+//! resume. Inflated bytes are handed to the command reader [`ZPIPE_CHUNK`] at a time (so
+//! commands are parsed as they come out, never held whole) and one stream may inflate to at
+//! most [`MAX_ZPIPE_INFLATED`] bytes; a corrupt stream or one over the limit ends the
+//! session ([`FramingError::Inflate`]).
 //!
 //! Keep-alive: like ncdc, we send a lone `|` after [`KEEPALIVE_INTERVAL`] without anything
 //! received from the hub, and one more every interval while the silence lasts; a lone `|`
@@ -64,7 +79,13 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Silence from the hub after which we send a lone `|` (ncdc: 2 minutes).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(120);
 /// The `$Supports` we send to hubs.
-pub const DEFAULT_SUPPORTS: &[&str] = &["NoGetINFO", "NoHello", "UserIP2", "TTHSearch"];
+/// `ZPipe0`: the hub may send `$ZOn|` and a zlib stream (module doc).
+pub const DEFAULT_SUPPORTS: &[&str] = &["NoGetINFO", "NoHello", "UserIP2", "TTHSearch", "ZPipe0"];
+/// Most bytes one `$ZOn` zlib stream may inflate to. PtokaX compresses bursts like the user
+/// list at login (a `$MyINFO` is under 200 bytes: 32 MiB is over 150 000 users).
+pub const MAX_ZPIPE_INFLATED: usize = 32 * 1024 * 1024;
+/// Inflated bytes produced before the commands in them are parsed.
+pub const ZPIPE_CHUNK: usize = 64 * 1024;
 /// The `$Version` every client sends.
 pub const PROTOCOL_VERSION: &str = "1,0091";
 /// Most users tracked; further ones are not added.
@@ -122,6 +143,9 @@ pub struct SessionConfig {
     pub login_timeout: Duration,
     /// See [`KEEPALIVE_INTERVAL`].
     pub keepalive: Duration,
+    /// We can run TLS client-to-client connections: `TLS` in `$Supports`, the TLS flag bit,
+    /// `$ConnectToMe …S` to users with that bit.
+    pub tls: bool,
 }
 
 impl SessionConfig {
@@ -143,6 +167,7 @@ impl SessionConfig {
             supports: DEFAULT_SUPPORTS.iter().map(|s| (*s).to_owned()).collect(),
             login_timeout: LOGIN_TIMEOUT,
             keepalive: KEEPALIVE_INTERVAL,
+            tls: false,
         }
     }
 }
@@ -390,6 +415,8 @@ pub struct HubSession {
     /// UTF-8 nick → wire nick.
     names: HashMap<String, String>,
     learned_ip: Option<IpAddr>,
+    /// Inflating a `$ZOn` stream, and how many bytes it gave so far.
+    zpipe: Option<(flate2::Decompress, usize)>,
     /// The last line from the hub, when it was a message (UTF-8).
     last_message: Option<String>,
     registered: bool,
@@ -416,6 +443,7 @@ impl HubSession {
             users: HashMap::new(),
             names: HashMap::new(),
             learned_ip: None,
+            zpipe: None,
             last_message: None,
             registered: false,
         })
@@ -463,6 +491,11 @@ impl HubSession {
         self.users.get(&self.resolve(nick))
     }
 
+    /// Whether `nick`'s `$MyINFO` flag says it runs TLS client-to-client connections.
+    pub fn wants_tls(&self, nick: &str) -> bool {
+        self.user(nick).and_then(|u| u.info.as_ref()).is_some_and(|i| i.flag & flags::TLS != 0)
+    }
+
     /// Whether `nick` is an operator (listed in `$OpList`).
     pub fn is_op(&self, nick: &str) -> bool {
         self.user(nick).is_some_and(|u| u.op)
@@ -495,7 +528,7 @@ impl HubSession {
                 extra: Vec::new(),
             }),
             connection: utf8_to_wire(&self.cfg.connection),
-            flag: flags::NORMAL,
+            flag: if self.cfg.tls { flags::NORMAL | flags::TLS } else { flags::NORMAL },
             email: utf8_to_wire(&self.cfg.email),
             share_size: self.cfg.share_size,
         }
@@ -512,18 +545,38 @@ impl HubSession {
             return self.fail(LoginFailure::Timeout);
         }
         self.last_activity = now;
-        self.reader.push(bytes);
+        if self.zpipe.is_none() {
+            self.reader.push(bytes);
+            if self.drain_commands(now) {
+                // `$ZOn|`: what follows it is compressed.
+                let rest = self.reader.take_rest();
+                self.inflate(now, &rest);
+            }
+        } else {
+            self.inflate(now, bytes);
+        }
+    }
+
+    /// Parse and handle the buffered commands. Returns true when a `$ZOn` started a zlib
+    /// stream: the bytes still buffered are compressed.
+    fn drain_commands(&mut self, now: Instant) -> bool {
         while !self.is_done() {
             let raw = match self.reader.next_command() {
                 Ok(Some(raw)) => raw,
                 Ok(None) => break,
                 Err(e) => {
-                    return match self.phase {
-                        Phase::Online => self.close(CloseReason::Framing(e)),
-                        _ => self.fail(LoginFailure::Framing(e)),
-                    }
+                    self.framing_error(e);
+                    return false;
                 }
             };
+            if raw == b"$ZOn" {
+                // A `$ZOn` inside a compressed stream changes nothing.
+                if self.zpipe.is_none() {
+                    self.zpipe = Some((flate2::Decompress::new(true), 0));
+                    return true;
+                }
+                continue;
+            }
             match Command::parse(&raw) {
                 Ok(cmd) => self.on_command(now, cmd, raw.len()),
                 Err(e) => {
@@ -531,6 +584,59 @@ impl HubSession {
                     self.event(Event::BadCommand(e));
                 }
             }
+        }
+        false
+    }
+
+    /// Bytes of a `$ZOn` stream (and whatever follows its end, plain).
+    fn inflate(&mut self, now: Instant, input: &[u8]) {
+        let mut input: std::borrow::Cow<'_, [u8]> = input.into();
+        let mut pos = 0;
+        let mut out = Vec::with_capacity(ZPIPE_CHUNK);
+        while !self.is_done() {
+            let Some((z, total)) = self.zpipe.as_mut() else {
+                // The stream ended: the rest is plain, and may hold another `$ZOn`.
+                self.reader.push(&input[pos..]);
+                if !self.drain_commands(now) {
+                    return;
+                }
+                input = self.reader.take_rest().into();
+                pos = 0;
+                continue;
+            };
+            out.clear();
+            let before = z.total_in();
+            let status = z.decompress_vec(&input[pos..], &mut out, flate2::FlushDecompress::None);
+            let used = (z.total_in() - before) as usize;
+            pos += used;
+            *total += out.len();
+            let over = *total > MAX_ZPIPE_INFLATED;
+            let ended = match status {
+                Err(_) => return self.framing_error(FramingError::Inflate { why: "corrupt zlib stream after $ZOn" }),
+                Ok(flate2::Status::StreamEnd) => true,
+                Ok(_) => false,
+            };
+            if over {
+                return self
+                    .framing_error(FramingError::Inflate { why: "a $ZOn stream inflates past MAX_ZPIPE_INFLATED" });
+            }
+            if ended {
+                self.zpipe = None;
+            }
+            self.reader.push(&out);
+            // A `$ZOn` among inflated commands is ignored (the stream is already on).
+            self.drain_commands(now);
+            // Input used up and the output buffer not filled: wait for more bytes.
+            if !ended && (pos >= input.len() && out.len() < out.capacity() || used == 0 && out.is_empty()) {
+                return;
+            }
+        }
+    }
+
+    fn framing_error(&mut self, e: FramingError) {
+        match self.phase {
+            Phase::Online => self.close(CloseReason::Framing(e)),
+            _ => self.fail(LoginFailure::Framing(e)),
         }
     }
 
@@ -644,16 +750,18 @@ impl HubSession {
         }
     }
 
-    /// `$ConnectToMe <target> <ip>:<port>|`: `target` should connect to us there. The IP is
-    /// numeric (ncdc accepts nothing else); IPv6 is sent as `[ip]:port`.
+    /// `$ConnectToMe <target> <ip>:<port>[S]|`: `target` should connect to us there. The IP is
+    /// numeric (ncdc accepts nothing else); IPv6 is sent as `[ip]:port`. `S` (TLS) when we
+    /// have [`SessionConfig::tls`] and the target's `$MyINFO` flag has the TLS bit.
     pub fn connect_to_me(&mut self, target: &str, ip: IpAddr, port: u16) -> Result<(), SessionError> {
         self.check_online()?;
+        let tls = self.cfg.tls && self.wants_tls(target);
         let target = self.target(target)?;
         let host = match ip {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         };
-        let cmd = Command::ConnectToMe { target, host, port, tls: false };
+        let cmd = Command::ConnectToMe { target, host, port, tls };
         self.transmit_checked(cmd.encode())
     }
 
@@ -782,9 +890,11 @@ impl HubSession {
                 };
                 let mut bytes = Vec::new();
                 if is_extended(&lock) {
-                    bytes.extend(
-                        Command::Supports { features: self.cfg.supports.clone(), trailing_space: false }.encode(),
-                    );
+                    let mut features = self.cfg.supports.clone();
+                    if self.cfg.tls && !features.iter().any(|f| f == "TLS") {
+                        features.push("TLS".to_owned());
+                    }
+                    bytes.extend(Command::Supports { features, trailing_space: false }.encode());
                 }
                 bytes.extend(Command::Key(key).encode());
                 bytes.extend(Command::ValidateNick(self.nick.clone()).encode());
@@ -1036,6 +1146,100 @@ mod tests {
         (bytes, events, timeout)
     }
 
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// PtokaX/Verlihub to a `ZPipe0` client: `$ZOn|`, a zlib stream of commands, then plain
+    /// commands again; fed one byte at a time, so every split is crossed.
+    #[test]
+    fn zon_blocks_are_inflated_and_plain_resumes() {
+        let now = Instant::now();
+        let mut s = logged_in(alice_config(), now);
+        let mut wire = b"<Hub> before|$ZOn|".to_vec();
+        wire.extend(zlib(
+            b"$MyINFO $ALL bob eiskalt-test <EiskaltDC++ V:2.4.2,M:A,H:1/0/0,S:3>$ $100\x01$$5025$|<Hub> inside|",
+        ));
+        wire.extend(b"<Hub> after|$ZOn|");
+        wire.extend(zlib(b"<Hub> again|"));
+        wire.extend(b"<Hub> end|");
+        for b in &wire {
+            s.handle_input(now, std::slice::from_ref(b));
+        }
+        let (_, events, _) = drain(&mut s);
+        let said: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Chat { text, .. } => Some(text.clone()),
+                Event::UserJoined { nick, .. } => Some(format!("joined {nick}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(said, ["before", "joined bob", "inside", "after", "again", "end"]);
+        assert!(s.is_logged_in());
+        // The same bytes in one read.
+        let mut s = logged_in(alice_config(), now);
+        s.handle_input(now, &wire);
+        let (_, events, _) = drain(&mut s);
+        assert_eq!(events.iter().filter(|e| matches!(e, Event::Chat { .. })).count(), 5, "{events:?}");
+    }
+
+    #[test]
+    fn a_zon_bomb_or_garbage_ends_the_session() {
+        let now = Instant::now();
+        let mut s = logged_in(alice_config(), now);
+        let mut wire = b"$ZOn|".to_vec();
+        wire.extend(zlib(&vec![b'|'; MAX_ZPIPE_INFLATED + 1]));
+        assert!(wire.len() < 1024 * 1024);
+        s.handle_input(now, &wire);
+        let (_, events, _) = drain(&mut s);
+        assert!(
+            matches!(events.last(), Some(Event::Closed(CloseReason::Framing(FramingError::Inflate { .. })))),
+            "{events:?}"
+        );
+        let mut s = logged_in(alice_config(), now);
+        s.handle_input(now, b"$ZOn|this is not zlib at all|<Hub> x|");
+        let (_, events, _) = drain(&mut s);
+        assert!(matches!(events.last(), Some(Event::Closed(CloseReason::Framing(_)))), "{events:?}");
+    }
+
+    /// With TLS on: `TLS` in `$Supports`, flag 0x11, and `$ConnectToMe …S` only to a user
+    /// whose flag has the TLS bit.
+    #[test]
+    fn tls_is_advertised_and_asked_of_tls_users_only() {
+        let now = Instant::now();
+        let mut cfg = alice_config();
+        cfg.tls = true;
+        cfg.mode = ClientMode::Active { ip: Some("127.0.0.1".parse().unwrap()), tcp_port: 3010, udp_port: 3011 };
+        let mut s = HubSession::new(cfg, now).unwrap();
+        s.handle_input(now, b"$Lock EXTENDEDPROTOCOL_verlihub Pk=version0.9.8e-r2|");
+        let (sent, _, _) = drain(&mut s);
+        assert!(sent.starts_with(b"$Supports NoGetINFO NoHello UserIP2 TTHSearch ZPipe0 TLS|"), "{sent:?}");
+        s.handle_input(now, b"$Supports NoGetINFO NoHello UserIP2|$Hello alice|");
+        let (sent, _, _) = drain(&mut s);
+        assert!(sent.ends_with(b"$ $100\x11$$3084$|"), "{}", String::from_utf8_lossy(&sent));
+        s.handle_input(
+            now,
+            b"$MyINFO $ALL bob d<EiskaltDC++ V:2.4.2,M:A,H:1/0/0,S:3>$ $100\x11$$5025$|\
+              $MyINFO $ALL carol d<ncdc V:1,M:A,H:1/0/0,S:3>$ $100\x01$$5025$|",
+        );
+        drain(&mut s);
+        s.request_connection("bob").unwrap();
+        s.request_connection("carol").unwrap();
+        let (sent, _, _) = drain(&mut s);
+        assert_eq!(sent, b"$ConnectToMe bob 127.0.0.1:3010S|$ConnectToMe carol 127.0.0.1:3010|");
+        // Without TLS of our own: never `S`, flag 0x01, no `TLS` feature.
+        let mut s = logged_in(alice_config(), now);
+        assert_eq!(s.my_info().flag, flags::NORMAL);
+        s.handle_input(now, b"$MyINFO $ALL bob d<EiskaltDC++ V:2.4.2,M:A,H:1/0/0,S:3>$ $100\x11$$5025$|");
+        drain(&mut s);
+        s.connect_to_me("bob", "127.0.0.1".parse().unwrap(), 3010).unwrap();
+        assert_eq!(drain(&mut s).0, b"$ConnectToMe bob 127.0.0.1:3010|");
+    }
+
     fn alice_config() -> SessionConfig {
         let mut cfg = SessionConfig::new("alice");
         cfg.description = "rust test".into();
@@ -1068,7 +1272,7 @@ mod tests {
         assert_eq!(drain(&mut s), (vec![], vec![], Some(now + LOGIN_TIMEOUT)));
         s.handle_input(now, b"$Lock EXTENDEDPROTOCOL_verlihub Pk=version0.9.8e-r2|$HubName Test hub|");
         let (sent, events, _) = drain(&mut s);
-        let mut want = b"$Supports NoGetINFO NoHello UserIP2 TTHSearch|$Key ".to_vec();
+        let mut want = b"$Supports NoGetINFO NoHello UserIP2 TTHSearch ZPipe0|$Key ".to_vec();
         want.extend(hex("75d1c011b0a010104120d1b1b1c0c03031923171e15010d171"));
         want.extend(b"|$ValidateNick alice|");
         assert_eq!(sent, want);

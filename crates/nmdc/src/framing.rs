@@ -27,6 +27,12 @@ pub enum FramingError {
         /// The limit that was exceeded.
         limit: usize,
     },
+    /// A compressed stream (`$ZOn`) that cannot be inflated, or inflates past its limit.
+    #[error("{why}")]
+    Inflate {
+        /// What went wrong.
+        why: &'static str,
+    },
 }
 
 /// Splits a byte stream into `|`-terminated commands of at most `limit` bytes.

@@ -19,6 +19,11 @@
 //! - [`accept`] runs the server side with the kept certificate. A client may present its own
 //!   certificate (DC++ does); it is not required, and its keyprint is in
 //!   [`MaybeTls::peer_keyprint`].
+//! - [`accept_plain_or_tls`] serves both on one port: it looks at the first byte the peer
+//!   sends (a TLS handshake record starts with 0x16, an NMDC or ADC command with `$` or a
+//!   letter) and runs [`accept`] or hands the stream on plain. Only for protocols where the
+//!   connecting side speaks first (client-to-client NMDC and ADC), never for a hub port
+//!   (an NMDC hub speaks first).
 //! - [`MaybeTls`] is a plain or TLS stream implementing `AsyncRead + AsyncWrite`, so the
 //!   protocol drivers stay generic over both.
 //!
@@ -402,6 +407,31 @@ where
     }
 }
 
+/// The first byte of a TLS handshake record (ClientHello): how [`accept_plain_or_tls`]
+/// tells TLS from plain text.
+pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The server side of a connection that may or may not be TLS: waits (up to
+/// [`HANDSHAKE_TIMEOUT`]) for the peer's first byte, without consuming it, then runs
+/// [`accept`] if it starts a TLS handshake and `identity` is given, else returns the
+/// stream plain. A TLS peer when we have no `identity` gets the plain stream too (its
+/// handshake then fails in the protocol's own parser).
+pub async fn accept_plain_or_tls(
+    stream: TcpStream,
+    identity: Option<&TlsIdentity>,
+) -> Result<MaybeTls<TcpStream>, TlsError> {
+    let mut first = [0u8; 1];
+    let n = match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Err(_) => return Err(TlsError::Timeout(HANDSHAKE_TIMEOUT)),
+        Ok(Err(e)) => return Err(TlsError::Handshake(e)),
+        Ok(Ok(n)) => n,
+    };
+    match identity {
+        Some(id) if n == 1 && first[0] == TLS_HANDSHAKE_RECORD => accept(stream, id).await,
+        _ => Ok(MaybeTls::Plain(stream)),
+    }
+}
+
 /// A plain or TLS stream (client or server side): `AsyncRead + AsyncWrite` either way.
 pub enum MaybeTls<S = TcpStream> {
     /// No TLS.
@@ -647,6 +677,35 @@ mod tests {
         }
         assert!(e.to_string().contains("pinned"), "{e}");
         assert!(!server.await.unwrap(), "the server saw a finished handshake");
+    }
+
+    #[tokio::test]
+    async fn one_port_takes_plain_and_tls() {
+        let id = TlsIdentity::generate().unwrap();
+        // TLS
+        let (c, s) = pair().await;
+        let sid = id.clone();
+        let server = tokio::spawn(async move {
+            let mut s = accept_plain_or_tls(s, Some(&sid)).await.unwrap();
+            let mut buf = [0u8; 8];
+            s.read_exact(&mut buf).await.unwrap();
+            (s.is_tls(), buf)
+        });
+        let mut c = connect(c, "127.0.0.1", Some(id.keyprint()), None).await.unwrap();
+        c.write_all(b"$MyNick|").await.unwrap();
+        c.flush().await.unwrap();
+        assert_eq!(server.await.unwrap(), (true, *b"$MyNick|"));
+        // Plain: the first byte is still there for the protocol.
+        let (mut c, s) = pair().await;
+        let sid = id.clone();
+        let server = tokio::spawn(async move {
+            let mut s = accept_plain_or_tls(s, Some(&sid)).await.unwrap();
+            let mut buf = [0u8; 8];
+            s.read_exact(&mut buf).await.unwrap();
+            (s.is_tls(), buf)
+        });
+        c.write_all(b"$MyNick|").await.unwrap();
+        assert_eq!(server.await.unwrap(), (false, *b"$MyNick|"));
     }
 
     #[tokio::test]
