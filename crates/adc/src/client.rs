@@ -71,8 +71,9 @@ pub struct Config {
     pub mode: Mode,
     /// VE.
     pub version: String,
-    /// Advertise ADCS (TLS client-to-client connections).
-    pub tls: bool,
+    /// Our certificate's keyprint (`SHA256/...`): we advertise ADCS (TLS client-to-client
+    /// connections) and send it as KP so that peers can pin it (KEYP).
+    pub keyprint: Option<String>,
 }
 
 impl Config {
@@ -118,6 +119,8 @@ pub struct User {
     pub ct: u32,
     /// AW: 1 away, 2 extended away.
     pub away: u32,
+    /// KP: the keyprint of its certificate (`SHA256/...`), pinned on ADCS connections.
+    pub keyprint: Option<String>,
 }
 
 impl User {
@@ -795,7 +798,7 @@ impl HubSession {
             f.push("UDP4");
         }
         f.push("ADC0");
-        if self.cfg.tls {
+        if self.cfg.keyprint.is_some() {
             f.push("ADCS");
         }
         f.join(",")
@@ -818,6 +821,9 @@ impl HubSession {
         ];
         if !c.description.is_empty() {
             p.push(format!("DE{}", c.description));
+        }
+        if let Some(kp) = &c.keyprint {
+            p.push(format!("KP{kp}"));
         }
         if let Mode::Active { udp_port, .. } = c.mode {
             p.push("I40.0.0.0".to_owned());
@@ -910,11 +916,13 @@ impl HubSession {
     }
 
     /// Ask `nick` for a client-to-client connection carrying `token`: a CTM to our port
-    /// when we are active, else an RCM (the peer must be active).
-    pub fn request_connection(&mut self, nick: &str, token: &str, tls: bool) -> Result<(), SendError> {
+    /// when we are active, else an RCM (the peer must be active). TLS (ADCS) when both
+    /// sides advertise it; returns whether it is.
+    pub fn request_connection(&mut self, nick: &str, token: &str) -> Result<bool, SendError> {
         let sid = self.my_sid()?;
         let u = self.user(nick).ok_or_else(|| SendError::NoSuchUser(nick.to_owned()))?;
         let to = u.sid;
+        let tls = self.cfg.keyprint.is_some() && u.supports("ADCS");
         let proto = if tls { PROTO_TLS } else { PROTO_PLAIN };
         match self.cfg.mode {
             Mode::Active { tcp_port, .. } => self.send(
@@ -929,12 +937,14 @@ impl HubSession {
             }
             Mode::Passive => return Err(SendError::BothPassive),
         }
-        Ok(())
+        Ok(tls)
     }
 
-    /// Answer an RCM: a CTM to our port (we must be active).
+    /// Answer an RCM: a CTM to our port (we must be active), with TLS if the RCM asked for
+    /// it and we can.
     pub fn connect_to_me(&mut self, nick: &str, token: &str, tls: bool) -> Result<(), SendError> {
         let sid = self.my_sid()?;
+        let tls = tls && self.cfg.keyprint.is_some();
         let to = self.user(nick).ok_or_else(|| SendError::NoSuchUser(nick.to_owned()))?.sid;
         let Mode::Active { tcp_port, .. } = self.cfg.mode else { return Err(SendError::BothPassive) };
         let proto = if tls { PROTO_TLS } else { PROTO_PLAIN };
@@ -980,6 +990,7 @@ impl User {
             features: Vec::new(),
             ct: 0,
             away: 0,
+            keyprint: None,
         }
     }
 }
@@ -1004,6 +1015,7 @@ fn apply_inf(u: &mut User, m: &Message) {
             "SU" => u.features = v.split(',').filter(|f| !f.is_empty()).take(64).map(str::to_owned).collect(),
             "CT" => u.ct = v.parse().unwrap_or(0),
             "AW" => u.away = v.parse().unwrap_or(0),
+            "KP" => u.keyprint = (!v.is_empty() && v.len() <= 128).then(|| v.to_owned()),
             _ => {}
         }
     }
@@ -1059,7 +1071,7 @@ mod tests {
             slots: 3,
             mode,
             version: "omnipeer 1".into(),
-            tls: false,
+            keyprint: None,
         }
     }
 
@@ -1246,8 +1258,8 @@ mod tests {
     fn connection_requests() {
         let (mut s, now) = logged_in(Mode::Passive);
         drain(&mut s);
-        s.request_connection("bob", "tok", false).unwrap();
-        assert_eq!(s.request_connection("carol", "t", false), Err(SendError::BothPassive));
+        assert_eq!(s.request_connection("bob", "tok"), Ok(false));
+        assert_eq!(s.request_connection("carol", "t"), Err(SendError::BothPassive));
         let (lines, _) = drain(&mut s);
         assert_eq!(lines, vec!["DRCM AAAB BBBB ADC/1.0 tok\n"]);
         s.handle_input(now, b"DCTM BBBB AAAB ADC/1.0 4111 tok\nDRCM CCCC AAAB ADCS/0.10 t9\n");
@@ -1268,8 +1280,24 @@ mod tests {
         );
         let (mut a, _) = logged_in(Mode::Active { tcp_port: 4000, udp_port: 4000 });
         drain(&mut a);
-        a.request_connection("carol", "k", true).unwrap();
-        assert_eq!(drain(&mut a).0, vec!["DCTM AAAB CCCC ADCS/0.10 4000 k\n"]);
+        assert_eq!(a.request_connection("carol", "k"), Ok(false));
+        assert_eq!(drain(&mut a).0, vec!["DCTM AAAB CCCC ADC/1.0 4000 k\n"]);
+        // With a certificate, TLS to a peer that advertises ADCS (and its KP kept).
+        let now = Instant::now();
+        let mut c = cfg(Mode::Active { tcp_port: 4000, udp_port: 4000 });
+        c.keyprint = Some("SHA256/ME".into());
+        let mut t = HubSession::new(c, now);
+        let cid = t.cid().to_owned();
+        t.handle_input(
+            now,
+            format!("ISUP ADBASE\nISID AAAB\nBINF DDDD IDW NIdan SUADC0,ADCS KPSHA256/DAN\nBINF AAAB ID{cid} NIme\n")
+                .as_bytes(),
+        );
+        let (lines, _) = drain(&mut t);
+        assert!(lines[1].contains(" SUTCP4,UDP4,ADC0,ADCS ") && lines[1].contains(" KPSHA256/ME"), "{}", lines[1]);
+        assert_eq!(t.user("dan").unwrap().keyprint.as_deref(), Some("SHA256/DAN"));
+        assert_eq!(t.request_connection("dan", "k"), Ok(true));
+        assert_eq!(drain(&mut t).0, vec!["DCTM AAAB DDDD ADCS/0.10 4000 k\n"]);
     }
 
     #[test]

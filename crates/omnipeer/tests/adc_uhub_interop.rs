@@ -197,3 +197,50 @@ fn a_node_downloads_from_another_on_plain_uhub() {
     let (hub, _) = Uhub::start(false);
     find_and_download(&format!("adc://127.0.0.1:{}", hub.port));
 }
+
+#[test]
+fn a_node_downloads_from_another_on_uhub_requiring_tls_with_and_without_a_keyprint() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    let (hub, kp) = Uhub::start(true);
+    let kp = kp.unwrap();
+    // Pinned: only that certificate is taken.
+    find_and_download(&format!("adcs://127.0.0.1:{}/?kp={kp}", hub.port));
+    // Unpinned: any certificate, as ncdc and AirDC++ take it.
+    find_and_download(&format!("adcs://127.0.0.1:{}", hub.port));
+}
+
+#[test]
+fn a_wrong_keyprint_or_plain_adc_is_not_logged_in_to_a_tls_hub() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    let (hub, _) = Uhub::start(true);
+    let t = tempfile::tempdir().unwrap();
+    let wrong = format!("SHA256/{}", "A".repeat(52));
+    for (dir, url) in [
+        ("kp", format!("adcs://127.0.0.1:{}/?kp={wrong}", hub.port)),
+        ("plain", format!("adc://127.0.0.1:{}", hub.port)),
+    ] {
+        let api = free_port();
+        let config = format!(
+            "[node]\nnick = \"eve\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n\
+             [tox_bootstrap]\nenabled = false\n[tox]\nlisten = \"127.0.0.1:0\"\n[nmdc_client]\nenabled = false\n\
+             [slsk_client]\nenabled = false\n[api]\nlisten = \"127.0.0.1:{api}\"\n[[hubs]]\nurl = \"{url}\"\nname = \"uhub\"\n"
+        );
+        let n = Node::start_bare(&t.path().join(dir), &config, api);
+        let detail = wait_for("the session refused", 60, || {
+            let s = n.get("/api/status");
+            let x = s["networks"].as_array()?.iter().find(|x| x["name"] == "nmdc_client@uhub")?.clone();
+            (x["state"] == "offline").then(|| x["detail"].as_str().unwrap_or("").to_owned())
+        });
+        if dir == "kp" {
+            assert!(detail.contains("keyprint"), "{detail}");
+        }
+        let s = n.get("/api/status");
+        assert!(!s.to_string().contains("\"online\""), "{s}");
+    }
+}

@@ -10,6 +10,7 @@ use crate::events::EventSink;
 use crate::nmdc::cc::{DownloadJob, Downloaded, UploadContext};
 use crate::nmdc::share::DcShare;
 use crate::store::Store;
+use crate::tls::TlsIdentity;
 use crate::upload::Uploads;
 use anyhow::{anyhow, bail, Context};
 use omnipeer_adc::client::{
@@ -129,13 +130,22 @@ pub fn load_pid(dir: &Path) -> anyhow::Result<[u8; 24]> {
     b.try_into().map_err(|_| anyhow!("adc-pid does not hold 24 bytes"))
 }
 
-/// Connect to `addr`, with TLS when `tls` (checking `keyprint` when given).
-async fn connect_stream(addr: &str, tls: bool, keyprint: Option<&str>) -> anyhow::Result<Stream> {
-    let tcp = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
+/// Connect to `addr`, with TLS when `tls` (only the certificate with `keyprint` when
+/// given: `crate::tls::connect`), showing our certificate if the peer asks.
+async fn connect_stream(
+    addr: &str,
+    tls: bool,
+    keyprint: Option<&str>,
+    identity: Option<&TlsIdentity>,
+) -> anyhow::Result<Stream> {
+    let tcp = tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow!("connecting to {addr} timed out"))?
+        .with_context(|| format!("cannot connect to {addr}"))?;
     let _ = tcp.set_nodelay(true);
     if tls {
-        let _ = keyprint;
-        bail!("TLS (adcs://) is not available in this build yet");
+        let s = crate::tls::connect(tcp, addr, keyprint, identity).await.with_context(|| format!("TLS with {addr}"))?;
+        return Ok(Box::new(s));
     }
     Ok(Box::new(tcp))
 }
@@ -145,6 +155,16 @@ impl AdcClient {
     pub async fn start_in(cfg: AdcClientConfig, channel: &str) -> anyhow::Result<AdcClient> {
         let channel: Arc<str> = channel.into();
         let pid = load_pid(&cfg.data_dir)?;
+        // Our certificate (kept in the data dir): for TLS client-to-client connections
+        // (ADCS) and shown to TLS hubs that ask for one. Without it we stay plain.
+        let dir = cfg.data_dir.clone();
+        let identity = match tokio::task::spawn_blocking(move || TlsIdentity::load_or_create(&dir)).await? {
+            Ok(id) => Some(Arc::new(id)),
+            Err(e) => {
+                tracing::warn!("no TLS certificate, ADC client-to-client connections stay plain: {e}");
+                None
+            }
+        };
         let cid = omnipeer_adc::client::cid_of(&pid);
         let shared = cfg.uploads.as_ref().and_then(|u| u.share());
         let (db, roots, list_cid, node_share) = (cfg.db.clone(), cfg.share.clone(), cid.clone(), shared.clone());
@@ -185,9 +205,9 @@ impl AdcClient {
                 None => Mode::Passive,
             },
             version: format!("omnipeer {}", env!("CARGO_PKG_VERSION")),
-            tls: false,
+            keyprint: identity.as_ref().map(|i| i.keyprint().to_owned()),
         };
-        let hub = connect_stream(&cfg.hub, cfg.tls, cfg.keyprint.as_deref())
+        let hub = connect_stream(&cfg.hub, cfg.tls, cfg.keyprint.as_deref(), identity.as_deref())
             .await
             .with_context(|| format!("cannot reach the hub {}", cfg.hub))?;
         let session = HubSession::new(session_cfg, Instant::now());
@@ -218,6 +238,7 @@ impl AdcClient {
             shutdown: shutdown.clone(),
             logged: Some(logged_tx),
             cmd_tx: cmds.downgrade(),
+            identity,
         };
         let task = tokio::spawn(runner.run(hub, cmd_rx, listener));
         match tokio::time::timeout(LOGIN_WAIT, logged_rx).await {
@@ -407,6 +428,8 @@ struct Runner {
     logged: Option<oneshot::Sender<anyhow::Result<()>>>,
     /// For c-c tasks to ask who a CID is (weak: the session ends when its owner drops).
     cmd_tx: mpsc::WeakSender<Cmd>,
+    /// Our certificate, for ADCS.
+    identity: Option<Arc<TlsIdentity>>,
 }
 
 impl Runner {
@@ -452,7 +475,14 @@ impl Runner {
                 r = accept(&listener) => {
                     if let Ok((stream, _)) = r {
                         let _ = stream.set_nodelay(true);
-                        self.spawn_cc(Box::new(stream), Role::Listener, None, None);
+                        // ADC and ADCS on one port: the connecting side speaks first.
+                        let (this, identity) = (self.spawner(), self.identity.clone());
+                        tokio::spawn(async move {
+                            match crate::tls::accept_plain_or_tls(stream, identity.as_deref()).await {
+                                Ok(s) => this.run_cc(Box::new(s), Role::Listener, None, None).await,
+                                Err(e) => tracing::info!("ADC client-to-client TLS failed: {e}"),
+                            }
+                        });
                     }
                 }
                 r = self.udp.recv_from(&mut udp_buf) => {
@@ -476,8 +506,7 @@ impl Runner {
                 let _ = reply.send(self.session.search(&q).map_err(|e| anyhow!("{e}")));
             }
             Cmd::Connect { nick, token, reply } => {
-                let r =
-                    self.session.request_connection(&nick, &token, false).map(|_| token).map_err(|e| anyhow!("{e}"));
+                let r = self.session.request_connection(&nick, &token).map(|_| token).map_err(|e| anyhow!("{e}"));
                 let _ = reply.send(r);
             }
             Cmd::Say(text, reply) => {
@@ -555,24 +584,23 @@ impl Runner {
             }
             Event::SearchRequest(s) => self.answer_search(&s).await,
             Event::ConnectToMe { nick, cid, ip, port, token, tls } => {
-                if tls {
-                    tracing::info!(%nick, "ADCS connection requested; not supported yet");
+                if tls && self.identity.is_none() {
+                    tracing::info!(%nick, "an ADCS connection asked for, but we have no certificate");
                     return None;
                 }
-                let addr = SocketAddr::new(ip.into(), port);
-                let this = self.spawner();
+                // A peer's keyprint from its INF (KP) is pinned, as DC++ does.
+                let pin = self.session.user(&nick).and_then(|u| u.keyprint.clone());
+                let addr = SocketAddr::new(ip.into(), port).to_string();
+                let (this, identity) = (self.spawner(), self.identity.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(addr)).await {
-                        Ok(Ok(s)) => {
-                            let _ = s.set_nodelay(true);
-                            this.run_cc(Box::new(s), Role::Connector, Some(token), Some((nick, cid))).await
-                        }
-                        _ => tracing::info!(%addr, "cannot reach a peer that asked us to connect"),
+                    match connect_stream(&addr, tls, pin.as_deref(), identity.as_deref()).await {
+                        Ok(s) => this.run_cc(s, Role::Connector, Some(token), Some((nick, cid))).await,
+                        Err(e) => tracing::info!(%addr, "cannot reach a peer that asked us to connect: {e:#}"),
                     }
                 });
             }
             Event::RevConnectToMe { nick, token, tls } => {
-                if let Err(e) = self.session.connect_to_me(&nick, &token, tls && false) {
+                if let Err(e) = self.session.connect_to_me(&nick, &token, tls) {
                     tracing::info!(%nick, "cannot answer RCM: {e}");
                 }
             }
@@ -606,11 +634,6 @@ impl Runner {
             ctx: self.ctx.clone(),
             cmds: self.cmd_tx.clone(),
         }
-    }
-
-    fn spawn_cc(&self, stream: Stream, role: Role, token: Option<String>, peer: Option<(String, String)>) {
-        let this = self.spawner();
-        tokio::spawn(async move { this.run_cc(stream, role, token, peer).await });
     }
 }
 
