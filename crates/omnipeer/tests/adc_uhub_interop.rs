@@ -244,3 +244,48 @@ fn a_wrong_keyprint_or_plain_adc_is_not_logged_in_to_a_tls_hub() {
         assert!(!s.to_string().contains("\"online\""), "{s}");
     }
 }
+
+#[test]
+fn a_node_downloads_from_ncdc_on_uhub() {
+    if !Uhub::available() || !support::require("a_node_downloads_from_ncdc_on_uhub", &["ncdc", "tmux"]) {
+        return;
+    }
+    let (hub, _) = Uhub::start(false);
+    let url = format!("adc://127.0.0.1:{}", hub.port);
+    let share_dir = tempfile::tempdir().unwrap();
+    let file = share_dir.path().join("Epsilon Track.ogg");
+    std::fs::write(&file, content(1_500_000, 11)).unwrap();
+    let want = sha256_file(&file);
+    let n = support::ncdc::Ncdc::start(support::ncdc::NcdcConfig {
+        nick: "nancy".into(),
+        hub: url.clone(),
+        share: Some(share_dir.path().to_path_buf()),
+        active_port: Some(support::free_port()),
+        ..Default::default()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let b = adc_node(&t.path().join("b"), "bob", &url);
+    wait_for("nancy on the hub", 60, || {
+        let u = b.get("/api/users?chat=nmdc@uhub:hub");
+        u.as_array()?.iter().any(|u| u["nick"] == "nancy").then_some(())
+    });
+    let r = b.search_again_until("epsilon track", "Epsilon Track.ogg", &["nmdc"], 90);
+    assert!(r["tth"].as_str().is_some_and(|t| t.len() == 39), "{r}");
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let done = loop {
+        let t = b.get(&format!("/api/transfers/{id}"));
+        if t["state"] == "done" {
+            break t;
+        }
+        let log = || format!("{t}\nncdc log:\n{}\nnode log:\n{}", n.protocol_log(), b.omni.lines_so_far().join("\n"));
+        assert_ne!(t["state"], "failed", "{}", log());
+        assert!(std::time::Instant::now() < until, "the download from ncdc timed out: {}", log());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), want);
+    // It went over ADC: ncdc logged our GET by TTH.
+    assert!(n.protocol_log().contains("CGET file TTH/"), "{}", n.protocol_log());
+}

@@ -61,10 +61,14 @@ pub async fn handshake(
 ) -> anyhow::Result<(Connection, String, Option<String>)> {
     let mut conn = Connection::new(role, cid, token, Instant::now());
     let mut buf = vec![0u8; 16 * 1024];
-    match pump(stream, &mut conn, &mut buf).await? {
-        Event::Ready { cid, token } => Ok((conn, cid, token)),
-        Event::Closed(r) => bail!("handshake failed: {r}"),
-        other => bail!("handshake failed: unexpected {other:?}"),
+    loop {
+        match pump(stream, &mut conn, &mut buf).await? {
+            Event::Ready { cid, token } => return Ok((conn, cid, token)),
+            Event::Closed(r) => bail!("handshake failed: {r}"),
+            // Informational (ncdc sends `CSTA 000 referrer RF<hub address>` first).
+            Event::Status { code, .. } if code / 100 == 0 => {}
+            other => bail!("handshake failed: unexpected {other:?}"),
+        }
     }
 }
 
