@@ -567,11 +567,12 @@ impl HubSession {
         self.reader.push(data);
         while self.state != State::Closed {
             match self.reader.next_line() {
-                Ok(Some(l)) => match Message::parse(&l) {
-                    Ok(m) => self.on_message(m),
-                    // One malformed line is skipped (hubs relay other clients' lines).
-                    Err(_) => {}
-                },
+                Ok(Some(l)) => {
+                    // A malformed line is skipped (hubs relay other clients' lines).
+                    if let Ok(m) = Message::parse(&l) {
+                        self.on_message(m);
+                    }
+                }
                 Ok(None) => return,
                 Err(e) => {
                     self.close(format!("the hub sent a {e}"));

@@ -4,7 +4,6 @@
 //! a real client (ncdc) on the same hub is downloaded from.
 
 mod omni;
-#[allow(dead_code)]
 mod support;
 
 use omni::node::{content, free_port, sha256_file, wait_for, Node};
