@@ -99,10 +99,15 @@ fn base32(data: &[u8]) -> String {
 
 /// A node that runs no server and joins only the hub at `url` (label `uhub`).
 fn adc_node(dir: &Path, nick: &str, url: &str) -> Node {
+    adc_node_with(dir, nick, url, "")
+}
+
+/// [`adc_node`] with more `[nmdc_client]` keys (`listen = ""`: passive).
+fn adc_node_with(dir: &Path, nick: &str, url: &str, client: &str) -> Node {
     let api = free_port();
     let config = format!(
         "[node]\nnick = \"{nick}\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n\
-         [tox_bootstrap]\nenabled = false\n[tox]\nlisten = \"127.0.0.1:0\"\n[nmdc_client]\nenabled = false\n\
+         [tox_bootstrap]\nenabled = false\n[tox]\nlisten = \"127.0.0.1:0\"\n[nmdc_client]\nenabled = false\n{client}\n\
          [slsk_client]\nenabled = false\n[api]\nlisten = \"127.0.0.1:{api}\"\n\
          [[hubs]]\nurl = \"{url}\"\nname = \"uhub\"\n"
     );
@@ -120,11 +125,16 @@ fn share(dir: &Path, rel: &str, data: &[u8]) -> PathBuf {
 
 /// Node B finds node A's file through the hub and downloads it; A shows the upload.
 fn find_and_download(url: &str) {
+    find_and_download_with(url, "");
+}
+
+/// [`find_and_download`] with node B's `[nmdc_client]` keys.
+fn find_and_download_with(url: &str, b_client: &str) {
     let t = tempfile::tempdir().unwrap();
     let file = share(&t.path().join("a"), "music/Gamma Tune.flac", &content(2_500_000, 7));
     let want = sha256_file(&file);
     let a = adc_node(&t.path().join("a"), "alice", url);
-    let b = adc_node(&t.path().join("b"), "bob", url);
+    let b = adc_node_with(&t.path().join("b"), "bob", url, b_client);
 
     let r = b.search_again_until("gamma tune", "Gamma Tune.flac", &["nmdc"], 60);
     assert_eq!(r["size"], 2_500_000);
@@ -195,6 +205,8 @@ fn a_node_downloads_from_another_on_plain_uhub() {
     }
     let (hub, _) = Uhub::start(false);
     find_and_download(&format!("adc://127.0.0.1:{}", hub.port));
+    // A passive downloader: it asks the active sharer to connect (RCM, then CTM back).
+    find_and_download_with(&format!("adc://127.0.0.1:{}", hub.port), "listen = \"\"");
 }
 
 #[test]
@@ -263,6 +275,7 @@ fn a_node_downloads_from_ncdc_on_uhub() {
         ..Default::default()
     });
     let t = tempfile::tempdir().unwrap();
+    share(&t.path().join("b"), "Zeta Notes.txt", &content(10_000, 5));
     let b = adc_node(&t.path().join("b"), "bob", &url);
     wait_for("nancy on the hub", 60, || {
         let u = b.get("/api/users?chat=nmdc@uhub:hub");
@@ -287,4 +300,14 @@ fn a_node_downloads_from_ncdc_on_uhub() {
     assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), want);
     // It went over ADC: ncdc logged our GET by TTH.
     assert!(n.protocol_log().contains("CGET file TTH/"), "{}", n.protocol_log());
+    // And ncdc fetches our file list from us (an upload to a real client).
+    n.browse("bob");
+    assert!(
+        support::wait_until(std::time::Duration::from_secs(60), || n
+            .protocol_log()
+            .contains("CSND file files.xml.bz2")),
+        "ncdc log:\n{}\nnode log:\n{}",
+        n.protocol_log(),
+        b.omni.lines_so_far().join("\n")
+    );
 }
