@@ -173,7 +173,14 @@ pub async fn serve_uploads(
                                 }
                             }
                         }
-                        _ => {
+                        Decision::Queued { position, .. } => {
+                            // Queued: when a slot frees, the session asks the peer to
+                            // connect again (`Uploads::grants`).
+                            tracing::info!(peer = %nick, position, "upload: no free slot (queued)");
+                            conn.status(253, &format!("Slots full (queued at {position})"));
+                            continue;
+                        }
+                        Decision::AlreadyGranted(_) | Decision::Refused => {
                             tracing::info!(peer = %nick, "upload: no free slot");
                             conn.slots_full();
                             continue;

@@ -227,7 +227,9 @@ impl AdcClient {
             channel: channel.clone(),
         });
         let (logged_tx, logged_rx) = oneshot::channel();
+        let grants = uploads.grants(&channel);
         let runner = Runner {
+            grants,
             session,
             nick: cfg.nick.clone(),
             cid: cid.clone(),
@@ -417,6 +419,9 @@ fn index_share(
 }
 
 struct Runner {
+    /// Slots freed for users queued here: we ask them to connect again (as DC++ does),
+    /// so the slot held for them is taken.
+    grants: mpsc::UnboundedReceiver<crate::upload::Grant>,
     session: HubSession,
     nick: String,
     cid: String,
@@ -472,6 +477,12 @@ impl Runner {
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => self.session.handle_timeout(Instant::now()),
                 Some(cmd) = cmds.recv() => self.on_cmd(cmd),
+                Some(g) = self.grants.recv() => {
+                    let token = format!("{:016x}", rand::random::<u64>());
+                    if let Err(e) = self.session.request_connection(&g.user, &token) {
+                        tracing::debug!(user = %g.user, "cannot call a queued downloader back: {e}");
+                    }
+                }
                 r = accept(&listener) => {
                     if let Ok((stream, _)) = r {
                         let _ = stream.set_nodelay(true);
