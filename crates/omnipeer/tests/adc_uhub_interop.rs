@@ -311,3 +311,78 @@ fn a_node_downloads_from_ncdc_on_uhub() {
         b.omni.lines_so_far().join("\n")
     );
 }
+
+/// A raw ADC user on uhub: logs in as `nick` (active, so CTMs name our address) and
+/// returns the stream and the SIDs of everyone the hub listed, by nick.
+fn raw_adc_user(port: u16, nick: &str) -> (std::net::TcpStream, String, std::collections::HashMap<String, String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    s.write_all(b"HSUP ADBASE ADTIGR\n").unwrap();
+    let pid = [9u8; 24];
+    let cid = omnipeer_nmdc::tth::Tth(omnipeer_nmdc::tth::tiger(&pid)).to_base32();
+    let pid = omnipeer_nmdc::tth::Tth(pid).to_base32();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut sids = std::collections::HashMap::new();
+    let mut mine = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "uhub closed");
+        let w: Vec<&str> = line.trim_end().split(' ').collect();
+        match w[0] {
+            "ISID" => {
+                mine = w[1].to_owned();
+                let inf =
+                    format!("BINF {mine} ID{cid} PD{pid} NI{nick} SL1 SS0 SF0 HN1 HR0 HO0 VEraw SUTCP4 I40.0.0.0\n");
+                s.write_all(inf.as_bytes()).unwrap();
+            }
+            "BINF" => {
+                if let Some(n) = w.iter().find_map(|p| p.strip_prefix("NI")) {
+                    sids.insert(n.to_owned(), w[1].to_owned());
+                }
+                if w[1] == mine {
+                    return (s, mine, sids);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_ctms_opens_a_bounded_number_of_connections() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    use std::io::Write;
+    let (hub, _) = Uhub::start(false);
+    let t = tempfile::tempdir().unwrap();
+    share(&t.path().join("b"), "x.txt", &content(1000, 1));
+    let b = adc_node(&t.path().join("b"), "bob", &format!("adc://127.0.0.1:{}", hub.port));
+    // A listener that takes connections and never answers: each holds a handshake open.
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in sink.incoming().flatten() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(c);
+        }
+    });
+    let (mut s, mine, sids) = raw_adc_user(hub.port, "mallory");
+    let bob = sids.get("bob").expect("bob on the hub").clone();
+    const CTMS: usize = 200;
+    for i in 0..CTMS {
+        s.write_all(format!("DCTM {mine} {bob} ADC/1.0 {sink_port} tok{i}\n").as_bytes()).unwrap();
+    }
+    // Bob connects up to its limit and no further while those handshakes hang.
+    wait_for("bob's connections", 30, || (accepted.load(std::sync::atomic::Ordering::SeqCst) >= 64).then_some(()));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(n, 64, "bob opened {n} connections for {CTMS} CTMs (MAX_CC_CONNECTIONS is 64)");
+    // And bob is still there and answering.
+    assert_eq!(b.get_status("/api/status").0, 200);
+}

@@ -33,6 +33,10 @@ pub const CONNECT_WAIT: Duration = Duration::from_secs(30);
 const USER_WAIT: Duration = Duration::from_secs(5);
 /// Results we send for one search (DC++ sends at most 10 too; more only cost the hub).
 pub const MAX_RESULTS: usize = 10;
+/// Client-to-client connections one session runs at once (both directions, handshakes
+/// included); more CTMs or incoming connections are refused until one ends, so a flood of
+/// CTMs relayed by the hub cannot make us open sockets without end.
+pub const MAX_CC_CONNECTIONS: usize = 64;
 /// How long the login may take, connection included.
 const LOGIN_WAIT: Duration = Duration::from_secs(70);
 
@@ -241,6 +245,7 @@ impl AdcClient {
             logged: Some(logged_tx),
             cmd_tx: cmds.downgrade(),
             identity,
+            cc_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CC_CONNECTIONS)),
         };
         let task = tokio::spawn(runner.run(hub, cmd_rx, listener));
         match tokio::time::timeout(LOGIN_WAIT, logged_rx).await {
@@ -435,6 +440,8 @@ struct Runner {
     cmd_tx: mpsc::WeakSender<Cmd>,
     /// Our certificate, for ADCS.
     identity: Option<Arc<TlsIdentity>>,
+    /// [`MAX_CC_CONNECTIONS`].
+    cc_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runner {
@@ -488,7 +495,12 @@ impl Runner {
                         let _ = stream.set_nodelay(true);
                         // ADC and ADCS on one port: the connecting side speaks first.
                         let (this, identity) = (self.spawner(), self.identity.clone());
+                        let Ok(permit) = self.cc_slots.clone().try_acquire_owned() else {
+                            tracing::info!("too many client-to-client connections: one refused");
+                            continue;
+                        };
                         tokio::spawn(async move {
+                            let _permit = permit;
                             match crate::tls::accept_plain_or_tls(stream, identity.as_deref()).await {
                                 Ok(s) => this.run_cc(Box::new(s), Role::Listener, None, None).await,
                                 Err(e) => tracing::info!("ADC client-to-client TLS failed: {e}"),
@@ -603,7 +615,12 @@ impl Runner {
                 let pin = self.session.user(&nick).and_then(|u| u.keyprint.clone());
                 let addr = SocketAddr::new(ip.into(), port).to_string();
                 let (this, identity) = (self.spawner(), self.identity.clone());
+                let Ok(permit) = self.cc_slots.clone().try_acquire_owned() else {
+                    tracing::info!(%nick, "too many client-to-client connections: a CTM ignored");
+                    return None;
+                };
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match connect_stream(&addr, tls, pin.as_deref(), identity.as_deref()).await {
                         Ok(s) => this.run_cc(s, Role::Connector, Some(token), Some((nick, cid))).await,
                         Err(e) => tracing::info!(%addr, "cannot reach a peer that asked us to connect: {e:#}"),
