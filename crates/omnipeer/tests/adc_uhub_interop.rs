@@ -6,7 +6,7 @@
 mod omni;
 mod support;
 
-use omni::node::{content, free_port, sha256_file, wait_for, Node};
+use omni::node::{content, free_port, joining_config, server_config, sha256_file, wait_for, Node, Ports};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -385,4 +385,37 @@ fn a_flood_of_ctms_opens_a_bounded_number_of_connections() {
     assert_eq!(n, 64, "bob opened {n} connections for {CTMS} CTMs (MAX_CC_CONNECTIONS is 64)");
     // And bob is still there and answering.
     assert_eq!(b.get_status("/api/status").0, 200);
+}
+
+#[test]
+fn results_from_an_adc_hub_and_an_nmdc_hub_merge_by_tth() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    let (hub, _) = Uhub::start(false);
+    let adc = format!("[[hubs]]\nurl = \"adc://127.0.0.1:{}\"\nname = \"uhub\"\n", hub.port);
+    let t = tempfile::tempdir().unwrap();
+    // Node A runs an NMDC hub and is on uhub too, sharing one file; node B is on both.
+    let pa = Ports::free();
+    let a_dir = t.path().join("a");
+    let file = share(&a_dir, "Eta Song.mp3", &content(400_000, 9));
+    let a = Node::start(&a_dir, &format!("{}{adc}", server_config("alice", pa)), pa.api);
+    let b_api = free_port();
+    let b = Node::start(&t.path().join("b"), &joining_config("bob", pa, b_api, &adc), b_api);
+    a.wait_network("nmdc_client@uhub", 60);
+    b.wait_network("nmdc_client@uhub", 60);
+    // One result, with a source on each hub (the NMDC hub's session has no label).
+    let r = wait_for("a source from each hub", 60, || {
+        let r = b.search_again_until("eta song", "Eta Song.mp3", &["nmdc"], 30);
+        let sessions: Vec<String> =
+            r["sources"].as_array()?.iter().map(|x| x["session"].as_str().unwrap_or("").to_owned()).collect();
+        (sessions.len() == 2 && sessions.contains(&"uhub".to_owned())).then_some(r)
+    });
+    assert!(r["tth"].as_str().is_some_and(|t| t.len() == 39), "{r}");
+    // A download of that result completes (from whichever source it takes).
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    let done = b.wait_done(tr["id"].as_i64().unwrap(), 90);
+    assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), sha256_file(&file));
 }
