@@ -264,9 +264,20 @@ impl Connection {
                     return;
                 }
             };
-            let Ok(m) = Message::parse(&line) else {
-                self.close("a malformed line");
-                return;
+            let m = match Message::parse(&line) {
+                Ok(m) => m,
+                // EiskaltDC++ sends `CSTA 000  RF<hub>` (an empty description), which the
+                // codec refuses: a status line is read for its code alone.
+                Err(_) if line.starts_with(b"CSTA ") => {
+                    let code = std::str::from_utf8(&line[5..line.len().min(8)]).ok().and_then(|c| c.parse().ok());
+                    let code: u16 = code.unwrap_or(0);
+                    Message::new(Header::C, Command::STA).arg(format!("{code:03}")).arg("")
+                }
+                Err(e) => {
+                    let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+                    self.close(&format!("a malformed line ({e}): {shown:?}"));
+                    return;
+                }
             };
             self.deadline = now + if self.state == State::Handshake { HANDSHAKE_TIMEOUT } else { IDLE_TIMEOUT };
             self.on_message(m);
@@ -495,6 +506,24 @@ mod tests {
         let (_, e) = drain(&mut down);
         assert_eq!(e[1], Event::Status { code: 253, text: "Slots full".into() });
         assert!(matches!(e[2], Event::Closed(_)));
+    }
+
+    #[test]
+    fn a_status_with_an_empty_description_is_read_for_its_code() {
+        // What EiskaltDC++ sends first on a connection it opens.
+        let now = Instant::now();
+        let mut c = Connection::new(Role::Listener, "B", None, now);
+        c.handle_input(now, b"CSTA 000  RFadc://127.0.0.1:1\nCSUP ADBASE\nCINF IDA TOt\n");
+        let (_, e) = drain(&mut c);
+        assert_eq!(e[0], Event::Status { code: 0, text: String::new() });
+        assert_eq!(e[1], Event::Ready { cid: "A".into(), token: Some("t".into()) });
+        let mut c = Connection::new(Role::Connector, "A", Some("t"), now);
+        c.handle_input(now, b"CSUP ADBASE\nCINF IDB\nCSTA 253  x\n");
+        let (_, e) = drain(&mut c);
+        assert!(
+            matches!(e.as_slice(), [Event::Ready { .. }, Event::Status { code: 253, .. }, Event::Closed(_)]),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -286,17 +286,7 @@ fn a_node_downloads_from_ncdc_on_uhub() {
     let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
     assert_eq!(code, 201, "{tr}");
     let id = tr["id"].as_i64().unwrap();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let done = loop {
-        let t = b.get(&format!("/api/transfers/{id}"));
-        if t["state"] == "done" {
-            break t;
-        }
-        let log = || format!("{t}\nncdc log:\n{}\nnode log:\n{}", n.protocol_log(), b.omni.lines_so_far().join("\n"));
-        assert_ne!(t["state"], "failed", "{}", log());
-        assert!(std::time::Instant::now() < until, "the download from ncdc timed out: {}", log());
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let done = wait_done_or_show(&b, id, 120, || format!("ncdc log:\n{}", n.protocol_log()));
     assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), want);
     // It went over ADC: ncdc logged our GET by TTH.
     assert!(n.protocol_log().contains("CGET file TTH/"), "{}", n.protocol_log());
@@ -418,4 +408,70 @@ fn results_from_an_adc_hub_and_an_nmdc_hub_merge_by_tth() {
     assert_eq!(code, 201, "{tr}");
     let done = b.wait_done(tr["id"].as_i64().unwrap(), 90);
     assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), sha256_file(&file));
+}
+
+#[test]
+fn eiskaltdcpp_and_a_node_download_from_each_other_on_uhub() {
+    if !Uhub::available() || !support::require("eiskaltdcpp_on_uhub", &["eiskaltdcpp-daemon"]) {
+        return;
+    }
+    use support::eiskalt::{Eiskalt, EiskaltConfig};
+    let (hub, _) = Uhub::start(false);
+    let url = format!("adc://127.0.0.1:{}", hub.port);
+    let t = tempfile::tempdir().unwrap();
+    // Eiskalt shares one file; the node another.
+    let e_share = t.path().join("e-share");
+    std::fs::create_dir_all(&e_share).unwrap();
+    let e_file = e_share.join("Theta Clip.mkv");
+    std::fs::write(&e_file, content(1_200_000, 21)).unwrap();
+    let data = content(900_000, 22);
+    let b_file = share(&t.path().join("b"), "Iota Book.epub", &data);
+    let e = Eiskalt::start(EiskaltConfig {
+        nick: "erin".into(),
+        hub: url.clone(),
+        share: Some(e_share.clone()),
+        active_port: Some(support::free_port()),
+        password: None,
+    });
+    let b = adc_node(&t.path().join("b"), "bob", &url);
+    let t60 = std::time::Duration::from_secs(60);
+    assert!(support::wait_until(t60, || e.users().contains(&"bob".to_owned())), "eiskalt sees bob: {:?}", e.users());
+
+    // The node finds eiskalt's file and downloads it.
+    let r = b.search_again_until("theta clip", "Theta Clip.mkv", &["nmdc"], 90);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    let done = wait_done_or_show(&b, tr["id"].as_i64().unwrap(), 120, || e.daemon_output());
+    assert_eq!(sha256_file(Path::new(done["local_path"].as_str().unwrap())), sha256_file(&e_file));
+
+    // Eiskalt fetches the node's file list, then its file by TTH (tiger tree, segments).
+    let tth = omnipeer_nmdc::tth::tth(&data).to_base32();
+    let target = e.download_dir().join("Iota Book.epub");
+    assert_eq!(e.add_by_tth("Iota Book.epub", data.len() as u64, &tth, &e.download_dir()).unwrap(), 0);
+    assert_eq!(e.download_filelist("bob").unwrap(), 0);
+    assert!(e.wait_filelist("bob", std::time::Duration::from_secs(90)).is_some(), "eiskalt got bob's file list");
+    e.match_lists().unwrap();
+    assert!(
+        e.wait_file(&target, std::time::Duration::from_secs(120)),
+        "eiskalt downloaded from bob; queue {}\nnode log:\n{}",
+        e.queue_list(),
+        b.omni.lines_so_far().join("\n")
+    );
+    assert_eq!(sha256_file(&target), sha256_file(&b_file));
+}
+
+/// Wait up to `secs` for transfer `id` of `n` to be done; on failure or timeout, panic with
+/// the transfer, the node's log and `peer()` (the other side's log).
+fn wait_done_or_show(n: &Node, id: i64, secs: u64, peer: impl Fn() -> String) -> serde_json::Value {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let t = n.get(&format!("/api/transfers/{id}"));
+        if t["state"] == "done" {
+            return t;
+        }
+        let show = || format!("{t}\n{}\nnode log:\n{}", peer(), n.omni.lines_so_far().join("\n"));
+        assert_ne!(t["state"], "failed", "{}", show());
+        assert!(std::time::Instant::now() < until, "transfer {id} timed out: {}", show());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
