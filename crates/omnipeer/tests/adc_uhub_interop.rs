@@ -191,6 +191,10 @@ fn two_nodes_on_uhub_chat_search_and_download_over_adc() {
         sha256_file(Path::new(done["local_path"].as_str().unwrap())),
         sha256_file(&t.path().join("a/share/docs/Delta Notes.txt"))
     );
+    // An ADC hub can be added at run time like any hub (this one is there already).
+    let (code, e) = b.post("/api/networks", json!({"network": "nmdc", "address": url}));
+    assert_eq!(code, 409, "{e}");
+    assert!(e["error"].as_str().unwrap_or("").contains("already logged in"), "{e}");
     // Browsing alice fetches her file list over ADC.
     let (code, v) = b.get_status("/api/browse?network=nmdc&session=uhub&user=alice&q=delta");
     assert_eq!(code, 200, "{v}");

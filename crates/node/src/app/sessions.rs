@@ -71,7 +71,8 @@ impl SessionSpec {
     }
 
     /// A new session's spec from a request: network, address (`dchub://host:port` or
-    /// `host:port`), optional label, nick and password.
+    /// `host:port`; an ADC hub `adc://host:port` or `adcs://host:port[/?kp=...]`, kept with
+    /// its scheme), optional label, nick and password.
     pub fn parse(
         network: Network,
         address: &str,
