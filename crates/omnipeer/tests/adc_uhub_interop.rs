@@ -479,3 +479,92 @@ fn wait_done_or_show(n: &Node, id: i64, secs: u64, peer: impl Fn() -> String) ->
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_raw_adc_peer_gets_the_list_a_file_range_and_errors_from_a_node() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (hub, _) = Uhub::start(false);
+    let t = tempfile::tempdir().unwrap();
+    let data = content(200_000, 31);
+    share(&t.path().join("b"), "Kappa Data.bin", &data);
+    let tth = omnipeer_nmdc::tth::tth(&data).to_base32();
+    let _b = adc_node(&t.path().join("b"), "bob", &format!("adc://127.0.0.1:{}", hub.port));
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let lport = l.local_addr().unwrap().port();
+    let (mut s, mine, sids) = raw_adc_user(hub.port, "mallory");
+    let bob = sids.get("bob").expect("bob on the hub").clone();
+    s.write_all(format!("DCTM {mine} {bob} ADC/1.0 {lport} tokA\n").as_bytes()).unwrap();
+    let (c, _) = l.accept().unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let mut r = BufReader::new(c);
+    let mut line = String::new();
+    let mut next = |r: &mut BufReader<std::net::TcpStream>| {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    };
+    assert_eq!(next(&mut r), "CSUP ADBASE ADTIGR");
+    // Mallory's CID as the hub knows it (another one is dropped: the next test).
+    let cid = omnipeer_nmdc::tth::Tth(omnipeer_nmdc::tth::tiger(&[9u8; 24])).to_base32();
+    w.write_all(format!("CSUP ADBASE ADTIGR\nCINF ID{cid}\n").as_bytes()).unwrap();
+    let inf = next(&mut r);
+    assert!(inf.starts_with("CINF ID") && inf.ends_with(" TOtokA"), "{inf}");
+    // The whole list, uncompressed.
+    w.write_all(b"CGET list / 0 -1\n").unwrap();
+    let snd = next(&mut r);
+    let len: usize = snd.strip_prefix("CSND list / 0 ").unwrap_or_else(|| panic!("{snd}")).parse().unwrap();
+    let mut xml = vec![0; len];
+    r.read_exact(&mut xml).unwrap();
+    assert!(String::from_utf8_lossy(&xml).contains("Kappa Data.bin"));
+    // A range of the file by TTH, then its tiger tree, on the same connection.
+    w.write_all(format!("CGET file TTH/{tth} 1000 5000\n").as_bytes()).unwrap();
+    assert_eq!(next(&mut r), format!("CSND file TTH/{tth} 1000 5000"));
+    let mut part = vec![0; 5000];
+    r.read_exact(&mut part).unwrap();
+    assert_eq!(part, data[1000..6000]);
+    w.write_all(format!("CGET tthl TTH/{tth} 0 -1\n").as_bytes()).unwrap();
+    let snd = next(&mut r);
+    assert!(snd.starts_with(&format!("CSND tthl TTH/{tth} 0 ")), "{snd}");
+    let n: usize = snd.rsplit(' ').next().unwrap().parse().unwrap();
+    let mut leaves = vec![0; n];
+    r.read_exact(&mut leaves).unwrap();
+    assert_eq!(
+        omnipeer_nmdc::tth::verify_tthl(&leaves, &omnipeer_nmdc::tth::Tth::from_base32(&tth).unwrap()).is_ok(),
+        true
+    );
+    // What is not shared, and a start past the end.
+    w.write_all(b"CGET file TTH/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA 0 -1\n").unwrap();
+    assert!(next(&mut r).starts_with("CSTA 151 "));
+    w.write_all(format!("CGET file TTH/{tth} 999999 -1\n").as_bytes()).unwrap();
+    assert!(next(&mut r).starts_with("CSTA 152 "));
+}
+
+#[test]
+fn a_peer_that_answers_a_ctm_with_another_cid_is_dropped() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    use std::io::{Read, Write};
+    let (hub, _) = Uhub::start(false);
+    let t = tempfile::tempdir().unwrap();
+    share(&t.path().join("b"), "Lambda.bin", &content(1000, 3));
+    let _b = adc_node(&t.path().join("b"), "bob", &format!("adc://127.0.0.1:{}", hub.port));
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let lport = l.local_addr().unwrap().port();
+    let (mut s, mine, sids) = raw_adc_user(hub.port, "mallory");
+    s.write_all(format!("DCTM {mine} {} ADC/1.0 {lport} tokB\n", sids["bob"]).as_bytes()).unwrap();
+    let (mut c, _) = l.accept().unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let not_mine = omnipeer_nmdc::tth::Tth([1; 24]).to_base32();
+    c.write_all(format!("CSUP ADBASE ADTIGR\nCINF ID{not_mine}\nCGET file files.xml.bz2 0 -1\n").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(!got.contains("CSND"), "a peer with a CID not its own was served: {got}");
+}

@@ -95,6 +95,14 @@ fn resolve(ctx: &UploadContext, g: &Get) -> Option<Source> {
     let share = ctx.share.lock().expect("share").clone();
     match (g.kind, &g.ident) {
         (Kind::File, Ident::FileList) => Some(Source::Memory(share.filelist_bz2())),
+        // `GET list /`: the whole list, uncompressed (partial lists of a folder are not
+        // served: STA 151, and the peer falls back to files.xml.bz2).
+        (Kind::List, Ident::Path(p)) if p == "/" => {
+            let limits = omnipeer_nmdc::filelist::Limits::default();
+            omnipeer_nmdc::filelist::decompress_bz2(&share.filelist_bz2(), &limits)
+                .ok()
+                .map(|x| Source::Memory(Arc::new(x)))
+        }
         (Kind::Tthl, Ident::Tth(t)) => {
             let f = share.by_tth(t)?;
             let store = ctx.store.lock().expect("store");
