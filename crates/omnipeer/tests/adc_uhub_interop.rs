@@ -533,10 +533,8 @@ fn a_raw_adc_peer_gets_the_list_a_file_range_and_errors_from_a_node() {
     let n: usize = snd.rsplit(' ').next().unwrap().parse().unwrap();
     let mut leaves = vec![0; n];
     r.read_exact(&mut leaves).unwrap();
-    assert_eq!(
-        omnipeer_nmdc::tth::verify_tthl(&leaves, &omnipeer_nmdc::tth::Tth::from_base32(&tth).unwrap()).is_ok(),
-        true
-    );
+    let root = omnipeer_nmdc::tth::Tth::from_base32(&tth).unwrap();
+    assert!(omnipeer_nmdc::tth::verify_tthl(&leaves, &root).is_ok(), "the tiger tree does not match the root");
     // What is not shared, and a start past the end.
     w.write_all(b"CGET file TTH/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA 0 -1\n").unwrap();
     assert!(next(&mut r).starts_with("CSTA 151 "));
