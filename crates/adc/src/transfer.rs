@@ -35,7 +35,7 @@ pub enum Kind {
     File,
     /// `tthl`: a file's Tiger tree leaves.
     Tthl,
-    /// `list`: a partial file list (not served: answered with STA 151).
+    /// `list`: a partial file list (the node serves `list /` only: the whole list).
     List,
 }
 
