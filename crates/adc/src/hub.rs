@@ -991,11 +991,13 @@ impl Hub {
                 if text.len() > MAX_MESSAGE {
                     return self.drop_line(conn, format!("message longer than {MAX_MESSAGE} bytes"));
                 }
-                if let Some(cmd) = text.strip_prefix('!') {
-                    return self.hub_command(now, conn, cmd);
-                }
+                // Hub commands count as chat: each `!help` is answered, so unmetered they
+                // would let one read of a client queue many times its size for itself.
                 if !self.take(now, conn, false) {
                     return self.drop_line(conn, "chat flood: slow down".into());
+                }
+                if let Some(cmd) = text.strip_prefix('!') {
+                    return self.hub_command(now, conn, cmd);
                 }
                 // B messages go to everybody, the sender included (clients show their own
                 // chat line when it comes back).

@@ -606,6 +606,22 @@ mod tests {
     }
 
     #[test]
+    fn adc_hub_defaults_match_the_machine_and_the_nmdc_hub() {
+        let c = Config::default_config();
+        let h = &c.adc_hub;
+        assert!(!h.enabled && !h.tls);
+        assert_eq!(h.listen.port(), 4112);
+        assert_ne!(h.listen, c.nmdc_hub.listen);
+        let m = omnipeer_adc::hub::HubConfig::default();
+        assert_eq!(h.max_users_per_ip, m.max_users_per_ip);
+        assert_eq!(h.max_logins_per_ip_per_minute, m.max_logins_per_ip_per_minute);
+        assert_eq!(h.max_users, m.max_users);
+        let c = Config::from_toml("[adc_hub]\nenabled = true\ntls = true\nlisten = \"127.0.0.1:5000\"\n").unwrap();
+        assert!(c.adc_hub.enabled && c.adc_hub.tls);
+        assert!(Config::from_toml("[adc_hub]\ntsl = true\n").is_err());
+    }
+
+    #[test]
     fn user_values_override_and_typos_are_errors() {
         let c = Config::from_toml("[dcc]\nlisten = \"127.0.0.1:7000\"\nservices = [\"chat\"]\n").unwrap();
         assert_eq!(c.dcc.listen.port(), 7000);

@@ -297,6 +297,19 @@ fn chat_flood_is_dropped_then_allowed_again() {
 }
 
 #[test]
+fn hub_commands_count_as_chat() {
+    let mut t = t();
+    let a = t.login(1, "alice", "");
+    t.take(1);
+    for _ in 0..5 {
+        t.input(1, &format!("BMSG {a} !help\n"));
+    }
+    assert_eq!(t.take(1).matches("IMSG Commands:").count(), 5);
+    t.input(1, &format!("BMSG {a} !help\n"));
+    assert!(t.take(1).starts_with("ISTA 140 "), "the 6th in a second is dropped");
+}
+
+#[test]
 fn searches_follow_feature_selectors() {
     let mut t = t();
     let a = t.login(1, "active", "TCP4,UDP4");
@@ -469,4 +482,105 @@ fn a_login_costs_one_broadcast_whatever_the_number_of_users() {
     let before = t.broadcasts;
     t.login(51, "late", "TCP4");
     assert_eq!(t.broadcasts, before + 1);
+}
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Accept(u8),
+        Disconnect(u8),
+        Line(u8, String),
+        Bytes(u8, Vec<u8>),
+        Wait(u16),
+    }
+
+    /// Plausible lines with fuzzed pieces: SIDs that are or are not the sender's, INF fields,
+    /// commands of every type.
+    fn line() -> impl Strategy<Value = String> {
+        let sid = prop_oneof![Just("AAAB"), Just("AAAC"), Just("AAAD"), Just("ZZZZ")];
+        let field = prop_oneof![
+            Just("NIa".to_owned()),
+            Just("NIb".to_owned()),
+            Just(format!("ID{}", cid_of(1))),
+            Just(format!("PD{}", pid_of(1))),
+            Just(format!("ID{}", cid_of(2))),
+            Just(format!("PD{}", pid_of(2))),
+            Just("SUTCP4,UDP4".to_owned()),
+            Just("SU".to_owned()),
+            Just("I40.0.0.0".to_owned()),
+            Just("CT4".to_owned()),
+            "[A-Z][A-Z0-9][a-z\\\\ ]{0,4}",
+        ];
+        let cmd = prop_oneof![
+            Just("HSUP ADBASE ADTIGR".to_owned()),
+            Just("HPAS AAAA".to_owned()),
+            (sid.clone(), proptest::collection::vec(field, 0..5))
+                .prop_map(|(s, f)| format!("BINF {s} {}", f.join(" "))),
+            sid.clone().prop_map(|s| format!("BMSG {s} hi")),
+            sid.clone().prop_map(|s| format!("BMSG {s} !kick\\sa")),
+            (sid.clone(), sid.clone()).prop_map(|(a, b)| format!("EMSG {a} {b} x PM{a}")),
+            (sid.clone(), sid.clone()).prop_map(|(a, b)| format!("DCTM {a} {b} ADC/1.0 1 t")),
+            sid.clone().prop_map(|s| format!("FSCH {s} +TCP4-SEGA ANx")),
+            sid.prop_map(|s| format!("BSCH {s} ANx")),
+            "[A-Z]{4}[ -~]{0,12}",
+        ];
+        cmd
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u8..5).prop_map(Op::Accept),
+            (1u8..5).prop_map(Op::Disconnect),
+            (1u8..5, line()).prop_map(|(c, l)| Op::Line(c, l)),
+            (1u8..5, line()).prop_map(|(c, l)| Op::Line(c, l)),
+            (1u8..5, line()).prop_map(|(c, l)| Op::Line(c, l)),
+            (1u8..5, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(c, b)| Op::Bytes(c, b)),
+            any::<u16>().prop_map(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn arbitrary_input_never_panics_and_keeps_nicks_unique(ops in proptest::collection::vec(op(), 0..40)) {
+            let mut t = T::new(HubConfig { max_logins_per_ip_per_minute: 0, ..HubConfig::default() });
+            t.hub.set_registered("b", "pw", true);
+            let mut open = HashSet::new();
+            for op in ops {
+                match op {
+                    Op::Accept(c) if !open.contains(&c) => {
+                        open.insert(c);
+                        t.accept(u64::from(c), "127.0.0.1");
+                    }
+                    Op::Disconnect(c) if open.remove(&c) => {
+                        t.hub.disconnect(u64::from(c));
+                        t.joined.remove(&u64::from(c));
+                        t.pump();
+                    }
+                    Op::Line(c, l) if open.contains(&c) => t.input(u64::from(c), &format!("{l}\n")),
+                    Op::Bytes(c, b) if open.contains(&c) => {
+                        t.hub.handle_input(t.now, u64::from(c), &b);
+                        t.pump();
+                    }
+                    Op::Wait(ms) => {
+                        t.now += Duration::from_millis(u64::from(ms) * 10);
+                        t.hub.handle_timeout(t.now);
+                        t.pump();
+                    }
+                    _ => {}
+                }
+                let nicks = t.hub.online_nicks();
+                let unique: HashSet<String> = nicks.iter().map(|n| n.to_lowercase()).collect();
+                prop_assert_eq!(unique.len(), nicks.len());
+                // Nothing ever carries a PID to anybody.
+                for inbox in t.inbox.values() {
+                    prop_assert!(!inbox.contains(" PD"), "a PID was sent: {inbox}");
+                }
+                t.inbox.clear();
+            }
+        }
+    }
 }

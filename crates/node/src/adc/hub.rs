@@ -242,6 +242,10 @@ async fn tls_front(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_TLS_HANDSHAKES));
+    let acceptor = match hub_tls_config(&identity) {
+        Ok(c) => tokio_rustls::TlsAcceptor::from(c),
+        Err(e) => return tracing::error!("cannot set up TLS: {e}"),
+    };
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -257,15 +261,13 @@ async fn tls_front(
                 }
             },
         };
-        let (identity, peers, shutdown) = (identity.clone(), peers.clone(), shutdown.clone());
+        let (acceptor, peers, shutdown) = (acceptor.clone(), peers.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
-            let tls = match crate::tls::accept(tcp, &identity).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
+            let tls = match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
             let relay = async {
                 let sock = TcpSocket::new_v4()?;
@@ -295,6 +297,20 @@ async fn tls_front(
             peers.lock().expect("peers lock").remove(&local);
         });
     }
+}
+
+/// The identity's certificate without asking clients for theirs: a hub has no use for a
+/// client certificate, and ncdc's (an X.509 v1 certificate from GnuTLS) fails the
+/// handshake-signature check rustls runs on one ("UnsupportedCertVersion"), which ended
+/// every ncdc login right after the handshake.
+#[allow(deprecated)] // ring without post-quantum key exchange, as crate::tls uses
+fn hub_tls_config(identity: &crate::tls::TlsIdentity) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(identity.server_config().cert_resolver.clone());
+    Ok(Arc::new(cfg))
 }
 
 /// The hub machine as the shared driver sees it.
@@ -381,5 +397,44 @@ impl EventHandler {
 
     fn persist(&self, f: impl FnOnce(&AdcHubStore) -> anyhow::Result<()> + Send + 'static) {
         let _ = self.persist_tx.send(Box::new(f));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_private_and_keeps_registrations_and_bans() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("adc-hub.sqlite");
+        let now = Instant::now();
+        {
+            let s = AdcHubStore::open(&path).unwrap();
+            s.register("Alice", "pw1", false).unwrap();
+            s.register("alice", "pw2", true).unwrap();
+            s.register("bob", "x", false).unwrap();
+            s.unregister("BOB").unwrap();
+            let ban = Ban {
+                nick: Some("eve".into()),
+                ip: Some("10.0.0.9".parse().unwrap()),
+                until: None,
+                reason: "r".into(),
+            };
+            s.ban(&ban, Some(Duration::from_secs(3600)), "op").unwrap();
+            s.ban(&Ban { nick: Some("gone".into()), ip: None, until: None, reason: "r".into() }, None, "op").unwrap();
+            s.unban("GONE").unwrap();
+        }
+        // Passwords are kept as given (GPA/PAS needs them): the file is the owner's alone.
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let s = AdcHubStore::open(&path).unwrap();
+        assert_eq!(s.users().unwrap(), [("Alice".to_owned(), "pw2".to_owned(), true)]);
+        let bans = s.bans(now).unwrap();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].nick.as_deref(), Some("eve"));
+        assert_eq!(bans[0].ip, Some("10.0.0.9".parse().unwrap()));
+        let left = bans[0].until.unwrap().duration_since(now);
+        assert!(left > Duration::from_secs(3500) && left <= Duration::from_secs(3600), "{left:?}");
     }
 }
