@@ -76,6 +76,19 @@ struct Harness {
 }
 
 fn commands(data: &[u8]) -> Vec<Command> {
+    // A user list for a `ZPipe0` client may come as `$ZOn|` and one zlib stream
+    // (hub::MIN_ZPIPE_BYTES): check the commands inside.
+    let inflated;
+    let data = match data.strip_prefix(b"$ZOn|") {
+        Some(z) => {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(z).read_to_end(&mut out).expect("hub sent a corrupt $ZOn stream");
+            inflated = out;
+            &inflated[..]
+        }
+        None => data,
+    };
     let mut r = CommandReader::with_limit(omnipeer_nmdc::limits::MAX_LIST_COMMAND);
     r.push(data);
     let mut v = Vec::new();

@@ -1206,6 +1206,80 @@ mod tests {
         assert!(matches!(events.last(), Some(Event::Closed(CloseReason::Framing(_)))), "{events:?}");
     }
 
+    /// Our hub machine compresses a big user list (`$ZOn|` + zlib, hub::MIN_ZPIPE_BYTES)
+    /// for a newcomer that said `ZPipe0`, and our session reads it: every user is there.
+    /// A newcomer without `ZPipe0` gets the same list plain.
+    #[test]
+    fn a_big_user_list_comes_compressed_from_our_hub_and_is_read() {
+        const USERS: usize = 40;
+        let now = Instant::now();
+        let mut hub =
+            Hub::new(HubConfig { max_users_per_ip: 0, max_logins_per_ip_per_minute: 0, ..HubConfig::default() });
+        let mut sessions: Vec<HubSession> = Vec::new();
+        let mut joined = std::collections::BTreeMap::new();
+        let mut zon = Vec::new();
+        let mut pump = |hub: &mut Hub, sessions: &mut Vec<HubSession>, zon: &mut Vec<bool>| {
+            for _ in 0..1000 {
+                let mut moved = false;
+                for (i, s) in sessions.iter_mut().enumerate() {
+                    while let Some(o) = s.poll_output() {
+                        match o {
+                            Output::Transmit(b) => {
+                                moved = true;
+                                hub.handle_input(now, i as u64, &b)
+                            }
+                            Output::Event(_) => {}
+                            Output::Timeout(_) => break,
+                        }
+                    }
+                }
+                while let Some(o) = hub.poll_output() {
+                    moved = true;
+                    match o {
+                        hub::Output::Send { conn, data } => {
+                            zon[conn as usize] |= data.starts_with(b"$ZOn|");
+                            sessions[conn as usize].handle_input(now, &data)
+                        }
+                        hub::Output::Broadcast { data, except, .. } => {
+                            for &conn in joined.keys() {
+                                if Some(conn) != except {
+                                    sessions[conn as usize].handle_input(now, &data)
+                                }
+                            }
+                        }
+                        hub::Output::Join { conn, tags } => {
+                            joined.insert(conn, tags);
+                        }
+                        _ => {}
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+            panic!("did not settle");
+        };
+        for i in 0..USERS + 1 {
+            let mut cfg = SessionConfig::new(&format!("user{i}"));
+            cfg.description = "d".repeat(900);
+            if i == USERS {
+                cfg.supports.retain(|f| f != "ZPipe0");
+            }
+            sessions.push(HubSession::new(cfg, now).unwrap());
+            zon.push(false);
+            hub.accept(now, i as u64, LOCAL, b"0123456789abcdef");
+            pump(&mut hub, &mut sessions, &mut zon);
+        }
+        // The late newcomers' lists were over the threshold: compressed for ZPipe0 users.
+        assert!(zon[USERS - 1], "no $ZOn for a ZPipe0 newcomer");
+        assert!(!zon[USERS], "$ZOn for a client that did not say ZPipe0");
+        assert!(!zon[0], "$ZOn for a list under MIN_ZPIPE_BYTES");
+        for i in [USERS - 1, USERS] {
+            assert!(sessions[i].is_logged_in());
+            assert_eq!(sessions[i].users().filter(|u| u.info.is_some()).count(), USERS + 1, "user{i}");
+        }
+    }
+
     /// With TLS on: `TLS` in `$Supports`, flag 0x11, and `$ConnectToMe …S` only to a user
     /// whose flag has the TLS bit.
     #[test]

@@ -50,6 +50,10 @@ pub type ConnId = u64;
 
 /// Longest command a hub accepts from a client (clients send no long lists).
 pub const MAX_CLIENT_COMMAND: usize = 16 * 1024;
+/// A newcomer that listed `ZPipe0` (or `ZPipe`) in `$Supports` gets its user list as
+/// `$ZOn|` and a zlib stream when the list is at least this long (docs/protocols/nmdc.md#zpipe);
+/// shorter ones go plain (compression would save little).
+pub const MIN_ZPIPE_BYTES: usize = 16 * 1024;
 /// Longest command a hub accepts before `$ValidateNick` (`$Supports`, `$Key` and
 /// `$ValidateNick` are a few hundred bytes), so a connection that never logs in holds at
 /// most this much (plus one read) until [`LOGIN_TIMEOUT`].
@@ -369,6 +373,8 @@ struct Conn {
     no_hello: bool,
     no_getinfo: bool,
     userip2: bool,
+    /// Said `ZPipe0`/`ZPipe`: takes `$ZOn|` and a zlib stream.
+    zpipe: bool,
     registered: bool,
     op: bool,
     wants_list: bool,
@@ -491,6 +497,7 @@ impl Hub {
                 no_hello: false,
                 no_getinfo: false,
                 userip2: false,
+                zpipe: false,
                 registered: false,
                 op: false,
                 wants_list: false,
@@ -723,6 +730,7 @@ impl Hub {
                 no_hello: false,
                 no_getinfo: false,
                 userip2: false,
+                zpipe: false,
                 registered: false,
                 op: false,
                 wants_list: false,
@@ -795,6 +803,7 @@ impl Hub {
                 c.no_hello = features.iter().any(|f| f == "NoHello");
                 c.no_getinfo = features.iter().any(|f| f == "NoGetINFO");
                 c.userip2 = features.iter().any(|f| f == "UserIP2");
+                c.zpipe = features.iter().any(|f| f == "ZPipe0" || f == "ZPipe");
                 self.send(conn, Command::supports(&["NoGetINFO", "NoHello", "UserIP2"]).encode());
             }
             (_, Command::Key(_)) | (_, Command::Version(_)) => {}
@@ -973,7 +982,7 @@ impl Hub {
     /// `$OpList` and, for UserIP2 clients, `$UserIP`.
     fn send_list(&mut self, conn: ConnId) {
         let c = &self.conns[&conn];
-        let (no_hello, userip2, is_op) = (c.no_hello, c.userip2, c.op);
+        let (no_hello, userip2, is_op, zpipe) = (c.no_hello, c.userip2, c.op, c.zpipe);
         let mut data = Vec::new();
         let mut nicks = Vec::new();
         let mut ops = Vec::new();
@@ -1000,6 +1009,9 @@ impl Hub {
         data.extend(Command::OpList(ops).encode());
         if userip2 {
             data.extend(Command::UserIp(ips).encode());
+        }
+        if zpipe && data.len() >= MIN_ZPIPE_BYTES {
+            data = zon(&data);
         }
         self.send(conn, data);
     }
@@ -1326,6 +1338,17 @@ pub fn parse_duration(s: &str) -> Option<Option<Duration>> {
         _ => return None,
     };
     Some(Some(Duration::from_secs(n * secs)))
+}
+
+/// `$ZOn|` and `data` as one zlib stream (what PtokaX sends to `ZPipe0` clients).
+pub fn zon(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = b"$ZOn|".to_vec();
+    let mut e = flate2::write::ZlibEncoder::new(&mut out, flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = e.write_all(data);
+    let _ = e.finish();
+    out
 }
 
 #[cfg(test)]

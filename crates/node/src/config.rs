@@ -151,6 +151,21 @@ pub fn hub_address(url: &str) -> anyhow::Result<String> {
     Ok(parsed.address)
 }
 
+/// The address an NMDC hub session connects to: `host:port` for a plain hub (as
+/// [`hub_address`]), `nmdcs://host:port` with its `/?kp=…` for a TLS one (the NMDC client
+/// parses it again, crate::nmdc::client). ADC addresses are refused.
+pub fn nmdc_session_address(url: &str) -> anyhow::Result<String> {
+    let parsed = parse_hub_url(url)?;
+    if parsed.protocol != HubProtocol::Nmdc {
+        bail!("hub {url:?}: not an NMDC hub (dchub:// or nmdcs://)");
+    }
+    Ok(match (parsed.tls, parsed.keyprint) {
+        (false, _) => parsed.address,
+        (true, None) => format!("nmdcs://{}", parsed.address),
+        (true, Some(kp)) => format!("nmdcs://{}/?kp={kp}", parsed.address),
+    })
+}
+
 /// `host:port` of a Soulseek server address (`host` alone: port 2242).
 pub fn slsk_address(address: &str) -> anyhow::Result<String> {
     let a = address.trim();
@@ -344,6 +359,9 @@ pub struct NmdcHubConfig {
     pub max_logins_per_ip_per_minute: u32,
     /// Addresses the two per-address limits do not apply to.
     pub exempt_ips: Vec<std::net::IpAddr>,
+    /// A second port speaking TLS only (`nmdcs://`), with the certificate kept in
+    /// `<data_dir>/tls`; empty: none. For a TLS-only hub, put `listen` on 127.0.0.1.
+    pub tls_listen: String,
 }
 
 /// `[adc_hub]`.
@@ -594,6 +612,9 @@ mod tests {
         );
         assert!(parse_hub_url("adc://h:1/?kp=SHA256/ABC").is_err());
         assert_eq!(parse_hub_url("nmdcs://h").unwrap().address, "h:411");
+        assert_eq!(nmdc_session_address("dchub://h:1/").unwrap(), "h:1");
+        assert_eq!(nmdc_session_address("nmdcs://h/?kp=SHA256/AB").unwrap(), "nmdcs://h:411/?kp=SHA256/AB");
+        assert!(nmdc_session_address("adcs://h:1").is_err());
         assert!(Config::from_toml("[[hubs]]\nurl = \"x:1\"\nname = \"a:b\"\n").is_err());
         assert!(Config::from_toml("[[hubs]]\nurl = \"x:1\"\nnick = \"n\"\nbogus = 1\n").is_err());
         assert_eq!(slsk_address("[::1]:5").unwrap(), "[::1]:5");

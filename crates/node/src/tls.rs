@@ -33,7 +33,7 @@
 //! This API is shared by the NMDC and ADC drivers: keep it stable.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -128,9 +128,30 @@ pub struct TlsIdentity {
 
 struct IdentityInner {
     cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
+    certified: Arc<rustls::sign::CertifiedKey>,
     keyprint: String,
     server: Arc<ServerConfig>,
+}
+
+/// Always this certificate (server side, and client side when a server asks for one).
+/// Through a resolver rather than `with_single_cert` / `with_client_auth_cert`, which parse
+/// the certificate with webpki and so refuse the X.509 v1 certificates of DC++ clients.
+#[derive(Debug)]
+struct Always(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Always {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for Always {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -144,6 +165,10 @@ impl TlsIdentity {
     /// A directory holding only one of the two files, or files that do not parse, is an
     /// error rather than a silent new certificate (that would break every pinned keyprint).
     pub fn load_or_create(data_dir: &Path) -> Result<TlsIdentity, TlsError> {
+        // Sessions starting together (several hubs) must not each make a pair and leave
+        // one's key beside another's certificate.
+        static MAKING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = data_dir.join(TLS_DIR);
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
         let cert_err = |path: &Path, why: String| TlsError::Certificate { path: path.display().to_string(), why };
@@ -186,16 +211,22 @@ impl TlsIdentity {
         TlsIdentity::from_der(made.cert.der().clone(), key).map_err(err)
     }
 
-    /// From a DER certificate and key (which must match).
+    /// From a DER certificate (any X.509 version) and its key (which must match).
     pub fn from_der(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Result<TlsIdentity, String> {
-        let server = ServerConfig::builder_with_provider(provider())
+        let provider = provider();
+        let signing = provider.key_provider.load_private_key(key).map_err(|e| format!("the key: {e}"))?;
+        let cert_spki = public_key(&cert).map(|(_, _, spki)| spki).ok_or("the certificate cannot be read")?;
+        if signing.public_key().is_some_and(|k| k.as_ref() != cert_spki) {
+            return Err("certificate and key do not go together".into());
+        }
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(vec![cert.clone()], signing));
+        let server = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_client_cert_verifier(Arc::new(AnyCertificate::new(None)))
-            .with_single_cert(vec![cert.clone()], key.clone_key())
-            .map_err(|e| format!("certificate and key do not go together: {e}"))?;
+            .with_cert_resolver(Arc::new(Always(certified.clone())));
         let keyprint = keyprint(&cert);
-        Ok(TlsIdentity { inner: Arc::new(IdentityInner { cert, key, keyprint, server: Arc::new(server) }) })
+        Ok(TlsIdentity { inner: Arc::new(IdentityInner { cert, certified, keyprint, server: Arc::new(server) }) })
     }
 
     /// This certificate's keyprint (`SHA256/…`), for users to pin and for ADC's `KP` field.
@@ -250,6 +281,33 @@ impl AnyCertificate {
         AnyCertificate { pin, seen: Mutex::new(None), provider: provider() }
     }
 
+    /// The handshake signature, checked against the certificate's public key. Not with
+    /// rustls's own helpers: they parse the certificate with webpki, which refuses the
+    /// X.509 v1 certificates DC++-family clients make (EiskaltDC++ 2.4: "UnsupportedCertVersion").
+    /// The key is read from the certificate here ([`public_key`]) and checked with the same
+    /// algorithms rustls would use for the signature scheme.
+    fn verify_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
+        let (alg_id, key, _) =
+            public_key(cert).ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        let algs = self
+            .provider
+            .signature_verification_algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algs)| *algs)
+            .ok_or(rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme))?;
+        let alg = algs.iter().find(|a| *a.public_key_alg_id() == *alg_id).ok_or_else(bad)?;
+        alg.verify_signature(key, message, dss.signature()).map_err(|_| bad())?;
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let seen = keyprint(end_entity);
         *self.seen.lock().expect("seen lock") = Some(seen.clone());
@@ -279,7 +337,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        self.verify_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -287,7 +345,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        self.verify_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
@@ -321,7 +379,7 @@ impl ClientCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        self.verify_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -329,11 +387,48 @@ impl ClientCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        self.verify_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// One DER element: (tag, contents, what follows). Lengths are checked against the input.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        (rest[..n].iter().fold(0usize, |l, &b| (l << 8) | b as usize), &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The subject public key of an X.509 certificate (any version): the contents of its
+/// AlgorithmIdentifier, the key bits, and the whole SubjectPublicKeyInfo (RFC 5280 §4.1).
+fn public_key(cert: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (0x30, cert, _) = der(cert)? else { return None };
+    let (0x30, mut tbs, _) = der(cert)? else { return None };
+    // [0] version is absent in v1 certificates.
+    if let (0xa0, _, rest) = der(tbs)? {
+        tbs = rest;
+    }
+    // serialNumber, signature, issuer, validity, subject
+    for _ in 0..5 {
+        tbs = der(tbs)?.2;
+    }
+    let (0x30, spki, after) = der(tbs)? else { return None };
+    let whole = &tbs[..tbs.len() - after.len()];
+    let (0x30, alg, rest) = der(spki)? else { return None };
+    let (0x03, bits, _) = der(rest)? else { return None };
+    let (0, key) = bits.split_first()? else { return None };
+    Some((alg, key, whole))
 }
 
 /// The server name for the handshake from `host`, `host:port`, `[v6]:port` or an IP.
@@ -370,9 +465,7 @@ where
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone());
     let config = match identity {
-        Some(id) => builder
-            .with_client_auth_cert(vec![id.inner.cert.clone()], id.inner.key.clone_key())
-            .map_err(|e| TlsError::Handshake(io::Error::other(e)))?,
+        Some(id) => builder.with_client_cert_resolver(Arc::new(Always(id.inner.certified.clone()))),
         None => builder.with_no_client_auth(),
     };
     let connector = TlsConnector::from(Arc::new(config));
@@ -476,6 +569,12 @@ impl<S> MaybeTls<S> {
             MaybeTls::Client(s) => s.get_ref().0,
             MaybeTls::Server(s) => s.get_ref().0,
         }
+    }
+}
+
+impl From<TcpStream> for MaybeTls<TcpStream> {
+    fn from(s: TcpStream) -> Self {
+        MaybeTls::Plain(s)
     }
 }
 
@@ -622,6 +721,22 @@ mod tests {
         (c, l.accept().await.unwrap().0)
     }
 
+    #[test]
+    fn sessions_starting_together_get_one_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let kps: Vec<String> = (0..8)
+            .map(|_| {
+                let d = dir.path().to_owned();
+                std::thread::spawn(move || TlsIdentity::load_or_create(&d).unwrap().keyprint().to_owned())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert!(kps.iter().all(|k| *k == kps[0]), "{kps:?}");
+        assert_eq!(TlsIdentity::load_or_create(dir.path()).unwrap().keyprint(), kps[0]);
+    }
+
     #[tokio::test]
     async fn round_trip_with_the_right_pin() {
         let server_id = TlsIdentity::generate().unwrap();
@@ -677,6 +792,64 @@ mod tests {
         }
         assert!(e.to_string().contains("pinned"), "{e}");
         assert!(!server.await.unwrap(), "the server saw a finished handshake");
+    }
+
+    /// DC++-family clients (EiskaltDC++ 2.4) make X.509 v1 certificates, which webpki
+    /// refuses to parse: a handshake with one, either side, must still work.
+    #[tokio::test]
+    async fn x509_v1_certificates_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+        let csr = dir.path().join("r.csr");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl").args(args).output().expect("openssl");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        };
+        let (k, c, r) = (key.to_str().unwrap(), cert.to_str().unwrap(), csr.to_str().unwrap());
+        run(&["req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=ABCDEF", "-keyout", k, "-out", r]);
+        // `x509 -req` without extensions makes a version 1 certificate.
+        run(&["x509", "-req", "-in", r, "-signkey", k, "-days", "2", "-out", c]);
+        let text = std::process::Command::new("openssl").args(["x509", "-noout", "-text", "-in", c]).output().unwrap();
+        assert!(String::from_utf8_lossy(&text.stdout).contains("Version: 1"), "not a v1 certificate");
+        let v1 = TlsIdentity::from_der(
+            CertificateDer::from_pem_slice(&std::fs::read(&cert).unwrap()).unwrap(),
+            PrivateKeyDer::from_pem_slice(&std::fs::read(&key).unwrap()).unwrap(),
+        )
+        .unwrap();
+        // v1 server, pinned.
+        let (c, s) = pair().await;
+        let sid = v1.clone();
+        let server = tokio::spawn(async move { accept(s, &sid).await.map(|_| ()) });
+        let c = connect(c, "127.0.0.1", Some(v1.keyprint()), None).await.unwrap();
+        assert_eq!(c.peer_keyprint().as_deref(), Some(v1.keyprint()));
+        server.await.unwrap().unwrap();
+        // v1 client certificate.
+        let ours = TlsIdentity::generate().unwrap();
+        let (c, s) = pair().await;
+        let sid = ours.clone();
+        let server = tokio::spawn(async move { accept(s, &sid).await.map(|s| s.peer_keyprint()) });
+        connect(c, "127.0.0.1", None, Some(&v1)).await.unwrap();
+        assert_eq!(server.await.unwrap().unwrap().as_deref(), Some(v1.keyprint()));
+        assert!(public_key(b"\x30\x03\x02\x01\x00").is_none());
+    }
+
+    /// A server showing the pinned certificate without holding its key (a copied
+    /// certificate) fails the handshake signature check.
+    #[tokio::test]
+    async fn the_pinned_certificate_without_its_key_is_refused() {
+        let real = TlsIdentity::generate().unwrap();
+        let thief = TlsIdentity::generate().unwrap();
+        let forged =
+            Arc::new(rustls::sign::CertifiedKey::new(vec![real.inner.cert.clone()], thief.inner.certified.key.clone()));
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Always(forged)));
+        let (c, s) = pair().await;
+        tokio::spawn(async move { TlsAcceptor::from(Arc::new(server)).accept(s).await.is_ok() });
+        let e = connect(c, "127.0.0.1", Some(real.keyprint()), None).await.unwrap_err();
+        assert!(matches!(e, TlsError::Handshake(_)), "{e}");
     }
 
     #[tokio::test]

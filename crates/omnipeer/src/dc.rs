@@ -46,6 +46,13 @@ pub struct RunHubArgs {
     /// Users at once (registered users may exceed it)
     #[arg(long, value_name = "N", default_value_t = 5000)]
     max_users: usize,
+    /// --listen speaks TLS only (nmdcs://); the certificate is kept in DATA_DIR/tls and its
+    /// keyprint printed at start
+    #[arg(long)]
+    tls: bool,
+    /// Also accept TLS (nmdcs://) on ADDR, beside the plain --listen (like PtokaX's TLS ports)
+    #[arg(long, value_name = "ADDR", conflicts_with = "tls")]
+    tls_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -97,7 +104,8 @@ pub struct GetArgs {
 
 #[derive(Args, Clone)]
 pub struct DcHubArgs {
-    /// The hub, dchub://HOST:PORT
+    /// The hub, dchub://HOST:PORT, or nmdcs://HOST:PORT for TLS (add /?kp=SHA256/... to
+    /// accept only the hub certificate with that keyprint)
     #[arg(long, value_name = "URL")]
     hub: String,
     /// Our nick
@@ -120,16 +128,7 @@ impl DcHubArgs {
         share: Vec<PathBuf>,
         slots: usize,
     ) -> anyhow::Result<omnipeer_node::nmdc::client::ClientConfig> {
-        let hub = self
-            .hub
-            .strip_prefix("dchub://")
-            .or_else(|| self.hub.strip_prefix("nmdc://"))
-            .unwrap_or(&self.hub)
-            .trim_end_matches('/')
-            .to_owned();
-        if hub.starts_with("nmdcs://") || hub.starts_with("adc") {
-            anyhow::bail!("{}: only plain NMDC hubs (dchub://HOST:PORT) are supported", self.hub);
-        }
+        let hub = omnipeer_node::config::nmdc_session_address(&self.hub).context("--hub")?;
         let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
         Ok(omnipeer_node::nmdc::client::ClientConfig {
             hub,
@@ -158,7 +157,7 @@ pub async fn run(g: &Global, cfg: Config, cmd: DcCmd) -> anyhow::Result<()> {
 async fn hub(
     g: &Global,
     cfg: &Config,
-    RunHubArgs { listen, name, topic, motd, db, register, max_users }: RunHubArgs,
+    RunHubArgs { listen, name, topic, motd, db, register, max_users, tls, tls_listen }: RunHubArgs,
 ) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir(g.data_dir.as_deref())?;
     let db = db.unwrap_or_else(|| data_dir.join("hub.sqlite"));
@@ -185,14 +184,28 @@ async fn hub(
         max_users,
         ..Default::default()
     };
-    let server = omnipeer_node::nmdc::HubServer::bind(omnipeer_node::nmdc::HubServerConfig {
-        listen,
+    // TLS only: the plain listener is reached by the in-process TLS relay over loopback.
+    let (plain, tls_addr) = match (tls, tls_listen) {
+        (true, _) => (SocketAddr::from(([127, 0, 0, 1], 0)), Some(listen)),
+        (false, t) => (listen, t),
+    };
+    let mut server = omnipeer_node::nmdc::HubServer::bind(omnipeer_node::nmdc::HubServerConfig {
+        listen: plain,
         hub: hub_cfg,
         db,
         register: reg,
     })
     .await?;
-    eprintln!("listening on {}", server.local_addr());
+    if !tls {
+        eprintln!("listening on {}", server.local_addr());
+    }
+    if let Some(addr) = tls_addr {
+        let identity = omnipeer_node::tls::TlsIdentity::load_or_create(&data_dir)?;
+        let kp = identity.keyprint().to_owned();
+        let bound = server.listen_tls(addr, identity)?;
+        eprintln!("listening on {bound} (TLS)");
+        eprintln!("nmdcs://{bound}/?kp={kp}");
+    }
     let json = g.json;
     spawn_printer(server.subscribe(), move |ev| {
         use omnipeer_nmdc::hub::HubEvent;
@@ -264,6 +277,13 @@ async fn search(g: &Global, cfg: &Config, SearchArgs { hub, timeout, tth, query 
     let mut n = 0;
     while let Ok(Some(e)) = tokio::time::timeout_at(end, ev.recv()).await {
         if let ClientEvent::SearchResult(sr) = e {
+            // A TTH search is exact: a peer answering with another file (or none) is
+            // not a hit (some clients match `TTH:…` as words).
+            if let Some(want) = &tth {
+                if sr.tth().map(|t| t.to_base32()).as_deref() != Some(want.to_ascii_uppercase().as_str()) {
+                    continue;
+                }
+            }
             n += 1;
             let nick = omnipeer_nmdc::text::wire_to_utf8(&sr.nick);
             let path = omnipeer_nmdc::text::wire_to_utf8(&sr.path);

@@ -248,12 +248,13 @@ async fn flush(stream: &mut Stream, conn: &mut Connection) -> anyhow::Result<()>
 }
 
 /// Make one GET on a ready connection and write the answer to `job.out` (a partial file
-/// there is resumed from its end).
+/// there is resumed from its end). `tls`: the connection is ADCS (reported as such).
 pub async fn download(
     mut stream: Stream,
     mut conn: Connection,
     peer: &str,
     job: &DownloadJob,
+    tls: bool,
 ) -> anyhow::Result<Downloaded> {
     let have = std::fs::metadata(&job.out).map(|m| m.len()).unwrap_or(0);
     let expected = match job.total.load(Ordering::Relaxed) {
@@ -322,7 +323,7 @@ pub async fn download(
                 file.flush().await?;
                 conn.transfer_done(Instant::now());
                 let _ = stream.shutdown().await;
-                return Ok(Downloaded { peer: peer.to_owned(), size: offered, resumed_from: start });
+                return Ok(Downloaded { peer: peer.to_owned(), size: offered, resumed_from: start, tls });
             }
             _ => {}
         }

@@ -105,7 +105,8 @@ enum Cmd {
 /// A connection waited for: by token, with the CID it must come from.
 struct Waiter {
     cid: String,
-    tx: oneshot::Sender<(Stream, omnipeer_adc::transfer::Connection)>,
+    /// The connection, its machine, and whether it is TLS.
+    tx: oneshot::Sender<(Stream, omnipeer_adc::transfer::Connection, bool)>,
 }
 type Waiters = Arc<Mutex<HashMap<String, Waiter>>>;
 
@@ -369,14 +370,14 @@ impl AdcClient {
                 return Err(e);
             }
         };
-        let (stream, conn) = match got {
+        let (stream, conn, tls) = match got {
             Ok(Ok(x)) => x,
             _ => {
                 self.waiters.lock().expect("waiters").remove(&token);
                 bail!("{from} did not connect within {}s (is it active, or are we?)", CONNECT_WAIT.as_secs());
             }
         };
-        cc::download(stream, conn, from, job).await
+        cc::download(stream, conn, from, job, tls).await
     }
 
     /// Fetch and parse `from`'s file list (`files.xml.bz2`, the same format as NMDC's),
@@ -502,7 +503,10 @@ impl Runner {
                         tokio::spawn(async move {
                             let _permit = permit;
                             match crate::tls::accept_plain_or_tls(stream, identity.as_deref()).await {
-                                Ok(s) => this.run_cc(Box::new(s), Role::Listener, None, None).await,
+                                Ok(s) => {
+                                    let tls = s.is_tls();
+                                    this.run_cc(Box::new(s), tls, Role::Listener, None, None).await
+                                }
                                 Err(e) => tracing::info!("ADC client-to-client TLS failed: {e}"),
                             }
                         });
@@ -622,7 +626,7 @@ impl Runner {
                 tokio::spawn(async move {
                     let _permit = permit;
                     match connect_stream(&addr, tls, pin.as_deref(), identity.as_deref()).await {
-                        Ok(s) => this.run_cc(s, Role::Connector, Some(token), Some((nick, cid))).await,
+                        Ok(s) => this.run_cc(s, tls, Role::Connector, Some(token), Some((nick, cid))).await,
                         Err(e) => tracing::info!(%addr, "cannot reach a peer that asked us to connect: {e:#}"),
                     }
                 });
@@ -699,7 +703,14 @@ struct CcSpawner {
 impl CcSpawner {
     /// Handshake; then hand the connection to the download waiting for its token, or
     /// serve uploads on it.
-    async fn run_cc(self, mut stream: Stream, role: Role, token: Option<String>, peer: Option<(String, String)>) {
+    async fn run_cc(
+        self,
+        mut stream: Stream,
+        tls: bool,
+        role: Role,
+        token: Option<String>,
+        peer: Option<(String, String)>,
+    ) {
         let (conn, peer_cid, peer_token) = match cc::handshake(&mut stream, role, &self.cid, token.as_deref()).await {
             Ok(x) => x,
             Err(e) => {
@@ -723,7 +734,7 @@ impl CcSpawner {
             }
         });
         if let Some(w) = waiter {
-            let _ = w.tx.send((stream, conn));
+            let _ = w.tx.send((stream, conn, tls));
             return;
         }
         let Some(ctx) = self.ctx else {

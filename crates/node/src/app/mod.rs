@@ -980,7 +980,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
     if cfg.nmdc_hub.enabled {
         let h = &cfg.nmdc_hub;
         let db = if h.db.is_empty() { data_dir.join("hub.sqlite") } else { PathBuf::from(&h.db) };
-        let server = crate::nmdc::HubServer::bind(crate::nmdc::HubServerConfig {
+        let mut server = crate::nmdc::HubServer::bind(crate::nmdc::HubServerConfig {
             listen: h.listen,
             hub: omnipeer_nmdc::hub::HubConfig {
                 name: omnipeer_nmdc::text::utf8_to_wire(&h.name),
@@ -1009,6 +1009,17 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         own_hub = Some(addr);
         crate::app::say!("nmdc hub: dchub://{addr}");
         crate::app::say!("listening on {addr}");
+        if !h.tls_listen.trim().is_empty() {
+            let tls_addr: std::net::SocketAddr =
+                h.tls_listen.trim().parse().with_context(|| format!("[nmdc_hub].tls_listen {:?}", h.tls_listen))?;
+            let dir = data_dir.to_path_buf();
+            let identity = tokio::task::spawn_blocking(move || crate::tls::TlsIdentity::load_or_create(&dir))
+                .await?
+                .context("[nmdc_hub].tls_listen")?;
+            let kp = identity.keyprint().to_owned();
+            let bound = server.listen_tls(tls_addr, identity).map_err(|e| listen_key(e, "[nmdc_hub].tls_listen"))?;
+            crate::app::say!("nmdc hub over TLS: nmdcs://{bound}/?kp={kp}");
+        }
         node.set_network("nmdc_hub", SessionState::Online, &addr.to_string(), &h.name);
         tasks.spawn(server.run(shutdown.clone()));
     } else {
@@ -1138,7 +1149,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
                 .map(|a| a.to_string())
                 .ok_or_else(|| anyhow!("[nmdc_client].hub is empty and this node runs no hub"))?
         } else {
-            crate::config::hub_address(&cfg.nmdc_client.hub).context("[nmdc_client].hub")?
+            crate::config::nmdc_session_address(&cfg.nmdc_client.hub).context("[nmdc_client].hub")?
         };
         specs.push(SessionSpec {
             network: Network::Nmdc,

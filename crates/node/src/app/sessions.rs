@@ -84,7 +84,7 @@ impl SessionSpec {
             // An ADC hub is a Direct Connect session too: its address keeps its scheme
             // (and keyprint), which is how `connect` tells the protocols apart.
             Network::Nmdc if adc_url(address).is_some() => adc_url(address).unwrap_or_default(),
-            Network::Nmdc => crate::config::hub_address(address)?,
+            Network::Nmdc => crate::config::nmdc_session_address(address)?,
             Network::Slsk => crate::config::slsk_address(address)?,
             other => bail!(NodeError::Invalid(format!("{} has no hubs or servers to log in to", other.title()))),
         };

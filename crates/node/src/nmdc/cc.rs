@@ -2,10 +2,13 @@
 //! share (`$ADCGET` and the legacy `$Get`/`$Send`, with upload slots) or download one
 //! thing. Raw file bytes move on a blocking thread with the socket in blocking mode (the
 //! same tight loop a plain copy runs); the machines only see commands and byte counts.
+//! Over TLS (`$ConnectToMe …S`, docs/protocols/nmdc.md#tls) the bytes go through the TLS
+//! stream on the runtime instead, in [`CHUNK`]s, with the same limits and timeouts.
 
 use super::share::DcShare;
 use crate::ratelimit::RateLimit;
 use crate::store::Store;
+use crate::tls::MaybeTls;
 use crate::upload::{Decision, Uploads};
 use anyhow::{anyhow, bail, Context};
 use omnipeer_nmdc::command::{AdcKind, Direction, DirectionOutcome};
@@ -18,8 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A client-to-client connection: plain, or TLS after `$ConnectToMe …S`.
+pub type DcStream = MaybeTls<TcpStream>;
 
 /// Bytes per read/write of raw file data.
 const CHUNK: usize = 256 * 1024;
@@ -83,6 +89,8 @@ pub struct Downloaded {
     pub size: u64,
     /// Where the transfer started.
     pub resumed_from: u64,
+    /// The connection was TLS (`$ConnectToMe …S`).
+    pub tls: bool,
 }
 
 fn cc_config(nick: &str, direction: Direction, expected: Option<&str>) -> CcConfig {
@@ -95,8 +103,8 @@ fn cc_config(nick: &str, direction: Direction, expected: Option<&str>) -> CcConf
 }
 
 /// Run the handshake; returns the peer, who downloads, and leftover bytes.
-pub async fn handshake(
-    stream: &mut TcpStream,
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     role: Role,
     nick: &str,
     want_download: bool,
@@ -136,11 +144,12 @@ pub async fn handshake(
 /// Serve uploads on a connection whose handshake made the peer the downloader, until it
 /// closes.
 pub async fn serve_uploads(
-    mut stream: TcpStream,
+    stream: impl Into<DcStream>,
     peer: &Peer,
     leftover: Vec<u8>,
     ctx: UploadContext,
 ) -> anyhow::Result<()> {
+    let mut stream = stream.into();
     let mut up = Uploader::new(Instant::now(), &leftover);
     let mut buf = vec![0u8; 16 * 1024];
     // What the current request resolved to, and the upload (slot) it holds.
@@ -299,18 +308,48 @@ fn resolve(share: &DcShare, ctx: &UploadContext, id: &Identifier, kind: AdcKind)
     }
 }
 
-/// Write `length` bytes of `file` from `start` to the socket on a blocking thread:
-/// zero-copy unless the shared upload limit applies (see `transfer::send_file_range`).
+/// Write `length` bytes of `file` from `start` to the socket: plain, on a blocking thread,
+/// zero-copy unless the shared upload limit applies (see `transfer::send_file_range`);
+/// TLS, through the TLS stream in [`CHUNK`]s.
 async fn send_range(
-    stream: TcpStream,
+    stream: DcStream,
     file: File,
     start: u64,
     length: u64,
     limit: Arc<RateLimit>,
     sent: Arc<AtomicU64>,
     stop: Option<Arc<std::sync::atomic::AtomicBool>>,
-) -> io::Result<TcpStream> {
-    blocking_io(stream, move |sock| {
+) -> io::Result<DcStream> {
+    let tcp = match stream {
+        MaybeTls::Plain(tcp) => tcp,
+        mut tls => {
+            let mut file = tokio::fs::File::from_std(file);
+            file.seek(SeekFrom::Start(start)).await?;
+            let mut buf = vec![0u8; CHUNK];
+            let mut left = length;
+            while left > 0 {
+                if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped"));
+                }
+                let want = left.min(CHUNK as u64) as usize;
+                let n = file.read(&mut buf[..want]).await?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file got shorter"));
+                }
+                // Paced before the write, so the last chunk is not followed by a wait.
+                let wait = limit.take(n);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                timed(tls.write_all(&buf[..n])).await?;
+                left -= n as u64;
+                sent.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            timed(tls.flush()).await?;
+            return Ok(tls);
+        }
+    };
+    blocking_io(tcp, move |sock| {
         crate::transfer::send_file_range(sock, &file, start, length, Some(&limit), DATA_TIMEOUT, &sent, stop.as_deref())
             .map(|_| ())
             .map_err(|e| match e {
@@ -319,6 +358,14 @@ async fn send_range(
             })
     })
     .await
+    .map(MaybeTls::Plain)
+}
+
+/// `io` within [`DATA_TIMEOUT`].
+async fn timed<T>(io: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(DATA_TIMEOUT, io)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the peer stalled"))?
 }
 
 /// Hand the socket to a blocking thread for `work`, then give it back to the runtime.
@@ -343,11 +390,12 @@ where
 /// Download one thing on a connection whose handshake made us the downloader. A partial
 /// file at `job.out` is resumed from its end.
 pub async fn download(
-    mut stream: TcpStream,
+    stream: impl Into<DcStream>,
     peer: &Peer,
     leftover: Vec<u8>,
     job: &DownloadJob,
 ) -> anyhow::Result<Downloaded> {
+    let mut stream = stream.into();
     let have = std::fs::metadata(&job.out).map(|m| m.len()).unwrap_or(0);
     let expected = match job.total.load(Ordering::Relaxed) {
         0 => None,
@@ -416,7 +464,24 @@ pub async fn download(
                     job.progress.store(start + leftover.len() as u64, Ordering::Relaxed);
                     let progress = job.progress.clone();
                     let control = job.control.clone();
-                    stream = blocking_io(stream, move |sock| {
+                    let tcp = match stream {
+                        MaybeTls::Plain(tcp) => tcp,
+                        mut tls => {
+                            receive_tls(&mut tls, file, rest, &progress, &control)
+                                .await
+                                .with_context(|| format!("downloading from {}", peer.nick))?;
+                            down.received(rest)?;
+                            down.done()?;
+                            let _ = tls.shutdown().await;
+                            return Ok(Downloaded {
+                                peer: peer.nick.clone(),
+                                size: offered,
+                                resumed_from: start,
+                                tls: true,
+                            });
+                        }
+                    };
+                    stream = blocking_io(tcp, move |sock| {
                         let mut buf = vec![0u8; CHUNK];
                         let mut left = rest;
                         while left > 0 {
@@ -439,11 +504,12 @@ pub async fn download(
                         file.flush()
                     })
                     .await
+                    .map(MaybeTls::Plain)
                     .with_context(|| format!("downloading from {}", peer.nick))?;
                     down.received(rest)?;
                     down.done()?;
                     let _ = stream.shutdown().await;
-                    return Ok(Downloaded { peer: peer.nick.clone(), size: offered, resumed_from: start });
+                    return Ok(Downloaded { peer: peer.nick.clone(), size: offered, resumed_from: start, tls: false });
                 }
             }
         }
@@ -456,6 +522,34 @@ pub async fn download(
             _ = tokio::time::sleep_until(deadline.into()) => down.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// Receive `rest` raw bytes of a download over TLS into `file` (positioned already).
+async fn receive_tls(
+    stream: &mut DcStream,
+    file: File,
+    rest: u64,
+    progress: &AtomicU64,
+    control: &crate::ratelimit::TransferControl,
+) -> io::Result<()> {
+    let mut file = tokio::fs::File::from_std(file);
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = rest;
+    while left > 0 {
+        if control.stopped() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped"));
+        }
+        let want = left.min(CHUNK as u64) as usize;
+        let n = timed(stream.read(&mut buf[..want])).await?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed mid-transfer"));
+        }
+        file.write_all(&buf[..n]).await?;
+        left -= n as u64;
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+        control.pace(n).await;
+    }
+    file.flush().await
 }
 
 /// The TTH of a file on disk.

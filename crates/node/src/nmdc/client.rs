@@ -2,11 +2,19 @@
 //! connections (incoming on our listener when active, outgoing after a `$ConnectToMe`)
 //! serve our share or carry a download we asked for; search results arrive through the
 //! hub (passive) or by UDP (active), and we answer others' searches the same two ways.
+//!
+//! TLS (docs/protocols/nmdc.md#tls): an `nmdcs://` hub address connects with TLS, pinned to
+//! its `?kp=` keyprint when it has one. Client-to-client connections use TLS when both ends
+//! can: our certificate is the one kept in the data dir (crate::tls, next to the database),
+//! we advertise it (`TLS` in `$Supports`, the `$MyINFO` TLS bit), ask TLS users for
+//! `$ConnectToMe …S`, connect with TLS when asked to, and our one listening port takes plain
+//! and TLS connections alike ([`crate::tls::accept_plain_or_tls`]).
 
-use super::cc::{self, DownloadJob, Downloaded, UploadContext};
+use super::cc::{self, DcStream, DownloadJob, Downloaded, UploadContext};
 use super::share::DcShare;
 use crate::events::EventSink;
 use crate::store::Store;
+use crate::tls::{MaybeTls, TlsIdentity};
 use crate::upload::Uploads;
 use anyhow::{anyhow, bail, Context};
 use omnipeer_nmdc::client::{ClientMode, Event, HubSession, LoginFailure, Output, SessionConfig};
@@ -32,7 +40,8 @@ const CONNECT_WAIT: Duration = Duration::from_secs(30);
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The hub, `host:port`.
+    /// The hub: `host:port`, `dchub://host:port`, or `nmdcs://host:port[/?kp=SHA256/…]` for
+    /// TLS (crate::config::parse_hub_url).
     pub hub: String,
     /// Our nick.
     pub nick: String,
@@ -95,7 +104,7 @@ enum Cmd {
 /// Who waits for a connection from a peer (by lowercased nick), oldest first: a download
 /// and a file list fetch from the same peer each get a connection of their own (every
 /// wait asked for one), instead of the later one taking the earlier one's place.
-type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<(TcpStream, Peer, Vec<u8>)>>>>>;
+type Waiters = Arc<Mutex<HashMap<String, Vec<oneshot::Sender<(DcStream, Peer, Vec<u8>)>>>>>;
 
 /// A running client.
 pub struct DcClient {
@@ -158,7 +167,24 @@ impl DcClient {
         };
         let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
+        let url = crate::config::parse_hub_url(&cfg.hub)?;
+        if url.protocol != crate::config::HubProtocol::Nmdc {
+            bail!("hub {:?}: not an NMDC hub address (dchub:// or nmdcs://)", cfg.hub);
+        }
+        // Our certificate for TLS client-to-client connections, kept beside the database
+        // (the data dir); without one we only do plain connections.
+        let identity = {
+            let dir = cfg.db.parent().map(PathBuf::from).unwrap_or_default();
+            match tokio::task::spawn_blocking(move || TlsIdentity::load_or_create(&dir)).await? {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::warn!("no TLS for client-to-client connections: {e}");
+                    None
+                }
+            }
+        };
         let mut scfg = SessionConfig::new(&cfg.nick);
+        scfg.tls = identity.is_some();
         scfg.password = cfg.password.clone();
         scfg.description = cfg.description.clone();
         scfg.share_size = share.as_ref().map_or(0, |s| s.total_size());
@@ -174,9 +200,20 @@ impl DcClient {
             None => ClientMode::Passive,
         };
         let session = HubSession::new(scfg, Instant::now()).map_err(|e| anyhow!("{e}"))?;
-        let hub =
-            TcpStream::connect(&cfg.hub).await.with_context(|| format!("cannot connect to the hub {}", cfg.hub))?;
-        let _ = hub.set_nodelay(true);
+        let tcp = TcpStream::connect(&url.address)
+            .await
+            .with_context(|| format!("cannot connect to the hub {}", url.address))?;
+        let _ = tcp.set_nodelay(true);
+        let hub = if url.tls {
+            let host = url.address.rsplit_once(':').map_or(url.address.as_str(), |(h, _)| h);
+            let s = crate::tls::connect(tcp, host, url.keyprint.as_deref(), identity.as_ref())
+                .await
+                .with_context(|| format!("hub {}", cfg.hub))?;
+            tracing::info!(hub = %url.address, keyprint = ?s.peer_keyprint(), pinned = url.keyprint.is_some(), "TLS to the hub");
+            s
+        } else {
+            MaybeTls::Plain(tcp)
+        };
 
         let (cmds, cmd_rx) = mpsc::channel(64);
         let events: Arc<EventSink<ClientEvent>> = Arc::default();
@@ -198,7 +235,8 @@ impl DcClient {
             grants,
             session,
             nick: cfg.nick.clone(),
-            hub_addr: cfg.hub.clone(),
+            hub_addr: url.address.clone(),
+            identity,
             events: events.clone(),
             waiters: waiters.clone(),
             ctx,
@@ -439,6 +477,8 @@ struct Runner {
     session: HubSession,
     nick: String,
     hub_addr: String,
+    /// Our certificate for TLS client-to-client connections.
+    identity: Option<TlsIdentity>,
     events: Arc<EventSink<ClientEvent>>,
     waiters: Waiters,
     ctx: Option<UploadContext>,
@@ -450,7 +490,7 @@ struct Runner {
 impl Runner {
     async fn run(
         mut self,
-        mut hub: TcpStream,
+        mut hub: DcStream,
         mut cmds: mpsc::Receiver<Cmd>,
         listener: Option<TcpListener>,
     ) -> anyhow::Result<()> {
@@ -591,14 +631,30 @@ impl Runner {
                 self.events.send(ClientEvent::UserLeft(nick)).await;
             }
             Event::SearchRequest { origin, query } => self.answer_search(&origin, &query).await,
-            Event::ConnectToMe { host, port, .. } => {
-                let addr = format!("{}:{port}", host.trim_start_matches('[').trim_end_matches(']'));
+            Event::ConnectToMe { host, port, tls } => {
+                let ip = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+                let addr = match ip.parse::<std::net::IpAddr>() {
+                    Ok(a) => SocketAddr::new(a, port).to_string(),
+                    Err(_) => format!("{ip}:{port}"),
+                };
                 let this = self.spawn_ctx();
+                // `S`: the peer listens for TLS; without a certificate of our own we try plain
+                // (DC++ does the same).
+                let identity = if tls { self.identity.clone() } else { None };
                 tokio::spawn(async move {
-                    match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(&addr)).await {
-                        Ok(Ok(s)) => this.run_cc(s, Role::Connector).await,
-                        _ => tracing::info!(%addr, "cannot reach a peer that asked us to connect"),
-                    }
+                    let tcp = match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(&addr)).await {
+                        Ok(Ok(s)) => s,
+                        _ => return tracing::info!(%addr, "cannot reach a peer that asked us to connect"),
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let stream = match &identity {
+                        Some(id) => match crate::tls::connect(tcp, &ip, None, Some(id)).await {
+                            Ok(s) => s,
+                            Err(e) => return tracing::info!(%addr, "client-to-client TLS failed: {e}"),
+                        },
+                        None => MaybeTls::Plain(tcp),
+                    };
+                    this.run_cc(stream, Role::Connector).await
                 });
             }
             Event::RevConnectToMe { from } => {
@@ -646,9 +702,17 @@ impl Runner {
         CcSpawner { nick: self.nick.clone(), waiters: self.waiters.clone(), ctx: self.ctx.clone() }
     }
 
+    /// An accepted connection: TLS or plain, as its first byte says.
     fn spawn_cc(&self, stream: TcpStream, role: Role) {
         let this = self.spawn_ctx();
-        tokio::spawn(async move { this.run_cc(stream, role).await });
+        let identity = self.identity.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            match crate::tls::accept_plain_or_tls(stream, identity.as_ref()).await {
+                Ok(s) => this.run_cc(s, role).await,
+                Err(e) => tracing::info!("client-to-client connection failed: {e}"),
+            }
+        });
     }
 }
 
@@ -660,8 +724,7 @@ struct CcSpawner {
 }
 
 impl CcSpawner {
-    async fn run_cc(self, mut stream: TcpStream, role: Role) {
-        let _ = stream.set_nodelay(true);
+    async fn run_cc(self, mut stream: DcStream, role: Role) {
         let want_download = self.waiters.lock().expect("waiters lock").values().flatten().any(|s| !s.is_closed());
         let (peer, outcome, leftover) = match cc::handshake(&mut stream, role, &self.nick, want_download, None).await {
             Ok(x) => x,

@@ -1,16 +1,29 @@
 //! The NMDC hub driver: the sans-IO [`Hub`] machine pumped by the shared many-connection
 //! driver ([`crate::serve`]: bounded per-client queues, stuck clients dropped).
 //! Registrations and bans live in SQLite; password checks run on blocking threads.
+//!
+//! TLS (`nmdcs://`, docs/protocols/nmdc.md#tls): [`HubServer::listen_tls`] adds a port that
+//! speaks TLS only, as PtokaX's TLS ports do, beside (or instead of) the plain one. Each
+//! TLS connection is terminated here and relayed over loopback to the plain listener, as
+//! Verlihub's TLS proxy does, but inside the process: the relay's loopback source address
+//! is mapped back to the user's real address before the hub machine sees the connection,
+//! so bans, per-address limits and `$UserIP` see the real address. At most
+//! [`MAX_PENDING_TLS_HANDSHAKES`] handshakes run at once, [`MAX_PENDING_TLS_HANDSHAKES_PER_IP`]
+//! from one address (each at most [`crate::tls::HANDSHAKE_TIMEOUT`]); connections beyond
+//! that are closed at once.
 
 use crate::serve::{serve, Action, Control, Machine};
 use crate::store::{verify_password, Store};
+use crate::tls::TlsIdentity;
 use anyhow::Context;
 use omnipeer_nmdc::hub::{Ban, ConnId, Hub, HubConfig, HubEvent, Output};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +49,53 @@ pub struct HubServer {
     /// Changes to store, applied in order by one blocking worker.
     persist_tx: mpsc::UnboundedSender<Persist>,
     persist_worker: tokio::task::JoinHandle<()>,
+    /// TLS ports and the certificate each serves.
+    tls: Vec<(TcpListener, TlsIdentity)>,
 }
+
+/// TLS handshakes running at once on the hub's TLS ports; further connections are closed
+/// at once (a flood of silent connections costs sockets, not memory or logins).
+pub const MAX_PENDING_TLS_HANDSHAKES: usize = 256;
+
+/// TLS handshakes running at once from one address: one address cannot take every
+/// handshake slot and lock others out of the TLS port.
+pub const MAX_PENDING_TLS_HANDSHAKES_PER_IP: usize = 8;
+
+/// Handshakes in progress per address.
+type PendingPerIp = Arc<Mutex<HashMap<std::net::IpAddr, usize>>>;
+
+/// One handshake counted against its address until dropped.
+struct PendingSlot {
+    map: PendingPerIp,
+    ip: std::net::IpAddr,
+}
+
+impl PendingSlot {
+    fn take(map: &PendingPerIp, ip: std::net::IpAddr) -> Option<PendingSlot> {
+        let mut m = map.lock().expect("pending per ip");
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_PENDING_TLS_HANDSHAKES_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(PendingSlot { map: map.clone(), ip })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().expect("pending per ip");
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Loopback source address of a TLS relay connection → the user's real address.
+type RelayPeers = Arc<Mutex<HashMap<SocketAddr, SocketAddr>>>;
 
 type Persist = Box<dyn FnOnce(&Store) -> anyhow::Result<()> + Send>;
 
@@ -69,7 +128,22 @@ impl HubServer {
                 }
             }
         });
-        Ok(HubServer { listener, cfg, store, events, persist_tx, persist_worker })
+        Ok(HubServer { listener, cfg, store, events, persist_tx, persist_worker, tls: Vec::new() })
+    }
+
+    /// Also accept TLS (`nmdcs://`) connections on `addr`, with `identity`'s certificate
+    /// (users pin [`TlsIdentity::keyprint`]). Returns the bound address. For a TLS-only hub,
+    /// bind the plain listener to `127.0.0.1:0`: the relay reaches it there.
+    pub fn listen_tls(&mut self, addr: SocketAddr, identity: TlsIdentity) -> anyhow::Result<SocketAddr> {
+        let l = crate::serve::listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = l.local_addr()?;
+        self.tls.push((l, identity));
+        Ok(bound)
+    }
+
+    /// The addresses of the TLS ports.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
     }
 
     /// The address it listens on.
@@ -101,38 +175,145 @@ impl HubServer {
                 });
             }
         }
-        let HubServer { listener, store, events, persist_tx, persist_worker, .. } = self;
+        let HubServer { listener, store, events, persist_tx, persist_worker, tls, .. } = self;
+        let relay_peers: RelayPeers = Arc::default();
+        let plain = listener.local_addr()?;
+        // The relay connects to the plain listener over loopback.
+        let inner = match plain.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], plain.port())),
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, plain.port()))
+            }
+            _ => plain,
+        };
+        let handshakes = Arc::new(Semaphore::new(MAX_PENDING_TLS_HANDSHAKES));
+        for (l, identity) in tls {
+            let (peers, shutdown, handshakes) = (relay_peers.clone(), shutdown.clone(), handshakes.clone());
+            tokio::spawn(accept_tls(l, identity, inner, peers, handshakes, shutdown));
+        }
         let handler = EventHandler { store, events, persist_tx, checks: Arc::new(Semaphore::new(CONCURRENT_CHECKS)) };
-        serve(listener, HubMachine(hub), move |ev, control| handler.on_event(ev, control), shutdown).await;
+        let machine = HubMachine { hub, relay_peers };
+        serve(listener, machine, move |ev, control| handler.on_event(ev, control), shutdown).await;
         // Everything changed before the shutdown is on disk before `run` returns.
         let _ = persist_worker.await;
         Ok(())
     }
 }
 
+/// Accept TLS connections on `listener` and relay each to the plain listener at `inner`.
+async fn accept_tls(
+    listener: TcpListener,
+    identity: TlsIdentity,
+    inner: SocketAddr,
+    peers: RelayPeers,
+    handshakes: Arc<Semaphore>,
+    shutdown: CancellationToken,
+) {
+    let per_ip: PendingPerIp = Arc::default();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!("TLS accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many TLS handshakes at once: closed");
+            continue;
+        };
+        let Some(slot) = PendingSlot::take(&per_ip, peer.ip()) else {
+            tracing::debug!(%peer, "too many TLS handshakes from this address: closed");
+            continue;
+        };
+        let (identity, peers, shutdown) = (identity.clone(), peers.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let tls = match crate::tls::accept(tcp, &identity).await {
+                Ok(s) => s,
+                Err(e) => return tracing::debug!(%peer, "TLS handshake: {e}"),
+            };
+            drop((permit, slot));
+            match relay_connect(inner, peer, &peers).await {
+                Ok(plain) => relay(tls, plain, shutdown).await,
+                Err(e) => tracing::warn!(%peer, "cannot reach the hub's own listener {inner}: {e}"),
+            }
+        });
+    }
+}
+
+/// Connect to the plain listener, recording our source address as `peer` first, so the
+/// hub machine sees the real address from its very first look at the connection.
+async fn relay_connect(inner: SocketAddr, peer: SocketAddr, peers: &RelayPeers) -> std::io::Result<TcpStream> {
+    let socket = if inner.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(inner.ip(), 0))?;
+    let local = socket.local_addr()?;
+    peers.lock().expect("relay peers").insert(local, peer);
+    match socket.connect(inner).await {
+        Ok(s) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+        Err(e) => {
+            peers.lock().expect("relay peers").remove(&local);
+            Err(e)
+        }
+    }
+}
+
+/// Copy both ways until either side ends; then close both (a user the hub dropped is
+/// disconnected even if it keeps quiet).
+async fn relay<T: AsyncRead + AsyncWrite + Unpin>(tls: T, plain: TcpStream, shutdown: CancellationToken) {
+    let (mut tls_r, mut tls_w) = tokio::io::split(tls);
+    let (mut plain_r, mut plain_w) = plain.into_split();
+    let up = tokio::io::copy(&mut tls_r, &mut plain_w);
+    let down = async {
+        let _ = tokio::io::copy(&mut plain_r, &mut tls_w).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls_w.shutdown()).await;
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
 /// The hub machine as the shared driver sees it.
-struct HubMachine(Hub);
+struct HubMachine {
+    hub: Hub,
+    relay_peers: RelayPeers,
+}
 
 impl Machine for HubMachine {
     type Event = HubEvent;
     fn accept(&mut self, now: Instant, conn: ConnId, peer: SocketAddr) {
         let random: [u8; 16] = rand::random();
-        self.0.accept(now, conn, peer.ip(), &random);
+        // A TLS user relayed over loopback: the address it came from.
+        let peer = if peer.ip().is_loopback() {
+            self.relay_peers.lock().expect("relay peers").remove(&peer).unwrap_or(peer)
+        } else {
+            peer
+        };
+        self.hub.accept(now, conn, peer.ip(), &random);
     }
     fn input(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        self.0.handle_input(now, conn, bytes);
+        self.hub.handle_input(now, conn, bytes);
     }
     fn disconnect(&mut self, conn: ConnId) {
-        self.0.disconnect(conn);
+        self.hub.disconnect(conn);
     }
     fn timeout(&mut self, now: Instant) {
-        self.0.handle_timeout(now);
+        self.hub.handle_timeout(now);
     }
     fn next_timeout(&self) -> Option<Instant> {
-        self.0.poll_timeout()
+        self.hub.poll_timeout()
     }
     fn poll(&mut self) -> Option<Action<HubEvent>> {
-        Some(match self.0.poll_output()? {
+        Some(match self.hub.poll_output()? {
             Output::Send { conn, data } => Action::Send(conn, data),
             Output::Broadcast { data, except, skip } => Action::Broadcast { data, except, skip },
             Output::Join { conn, tags } => Action::Join(conn, tags),
@@ -164,7 +345,7 @@ impl EventHandler {
                     })
                     .await
                     .unwrap_or(false);
-                    let _ = control.send(Box::new(move |m: &mut HubMachine, now| m.0.password_result(now, conn, ok)));
+                    let _ = control.send(Box::new(move |m: &mut HubMachine, now| m.hub.password_result(now, conn, ok)));
                 });
             }
             HubEvent::Register { by, nick, password, op } => {

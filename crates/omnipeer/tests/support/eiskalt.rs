@@ -3,7 +3,9 @@
 //!
 //! Gotchas handled here: `DCPlusPlus.xml` is pre-seeded before the first start (it is only
 //! read at startup) with `RequireTLS=0` (the default 1 makes it answer plain c-c connections
-//! with `$Error Secure connection required!`), `UseTLS=0`, `ExternalIp=127.0.0.1` +
+//! with `$Error Secure connection required!`), `UseTLS=0` (both 1 with
+//! [`Eiskalt::start_with_tls`]: it then makes an X.509 v1 certificate in `conf/Certificates/` and
+//! listens for TLS on its own `TLSPort`), `ExternalIp=127.0.0.1` +
 //! `NoIpOverride=1` (else it advertises whatever the hub reports), `HashingStartDelay=0`,
 //! `MinimumSearchInterval=0` (default 60: searches are queued and sent one per 61 s);
 //! RPC params must be a JSON object; the hub password comes from `Favorites.xml`, matched
@@ -56,6 +58,13 @@ impl Eiskalt {
     /// (waiting for hashing) and adds the hub. Does not wait for the login; see
     /// [`Eiskalt::wait_logged_in`]. Panics if the daemon does not answer within 15 s.
     pub fn start(config: EiskaltConfig) -> Eiskalt {
+        Eiskalt::start_with_tls(config, false)
+    }
+
+    /// [`Eiskalt::start`] with TLS client-to-client connections when `tls`: `UseTLS=1` and
+    /// `RequireTLS=1` (plain c-c connections are refused, so a transfer that works was
+    /// TLS). It then makes its own certificate and listens for TLS on its `TLSPort`.
+    pub fn start_with_tls(config: EiskaltConfig, tls: bool) -> Eiskalt {
         let tmp = temp_dir("ek-");
         let base = tmp.path().to_path_buf();
         let conf = mkdir(base.join("conf"));
@@ -83,8 +92,8 @@ impl Eiskalt {
 <BindAddress type="string">127.0.0.1</BindAddress>
 <ExternalIp type="string">127.0.0.1</ExternalIp>
 <NoIpOverride type="int">1</NoIpOverride>
-<UseTLS type="int">0</UseTLS>
-<RequireTLS type="int">0</RequireTLS>
+<UseTLS type="int">{tls}</UseTLS>
+<RequireTLS type="int">{tls}</RequireTLS>
 <HashingStartDelay type="int">0</HashingStartDelay>
 <MinimumSearchInterval type="int">0</MinimumSearchInterval>
 </Settings>
@@ -93,6 +102,7 @@ impl Eiskalt {
             nick = xml_escape(&config.nick),
             dl = xml_escape(&dl.display().to_string()),
             inc = xml_escape(&incomplete.display().to_string()),
+            tls = u8::from(tls),
         );
         std::fs::write(conf.join("DCPlusPlus.xml"), xml).unwrap();
         if let Some(pw) = &config.password {
