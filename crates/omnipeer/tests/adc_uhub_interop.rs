@@ -566,3 +566,30 @@ fn a_peer_that_answers_a_ctm_with_another_cid_is_dropped() {
     let got = String::from_utf8_lossy(&got);
     assert!(!got.contains("CSND"), "a peer with a CID not its own was served: {got}");
 }
+
+#[test]
+fn the_node_s_own_hub_setting_takes_an_adc_address() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    let (hub, _) = Uhub::start(false);
+    let url = format!("adc://127.0.0.1:{}", hub.port);
+    let t = tempfile::tempdir().unwrap();
+    share(&t.path().join("a"), "Mu Song.opus", &content(50_000, 4));
+    let _a = adc_node(&t.path().join("a"), "alice", &url);
+    let api = free_port();
+    let config = format!(
+        "[node]\nnick = \"bob\"\n[dcc]\nenabled = false\n[nmdc_hub]\nenabled = false\n[slsk_server]\nenabled = false\n\
+         [tox_bootstrap]\nenabled = false\n[tox]\nlisten = \"127.0.0.1:0\"\n[nmdc_client]\nhub = \"{url}\"\n\
+         [slsk_client]\nenabled = false\n[api]\nlisten = \"127.0.0.1:{api}\"\n"
+    );
+    let b = Node::start_bare(&t.path().join("b"), &config, api);
+    b.wait_network("nmdc_client", 60);
+    let r = b.search_again_until("mu song", "Mu Song.opus", &["nmdc"], 60);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"], "network": "nmdc"}));
+    assert_eq!(code, 201, "{tr}");
+    b.wait_done(tr["id"].as_i64().unwrap(), 90);
+    let (code, m) = b.post("/api/chats/messages", json!({"chat": "nmdc:hub", "text": "hi from the main session"}));
+    assert_eq!(code, 201, "{m}");
+}

@@ -81,10 +81,7 @@ impl SessionSpec {
         password: &str,
     ) -> anyhow::Result<SessionSpec> {
         let address = match network {
-            // An ADC hub is a Direct Connect session too: its address keeps its scheme
-            // (and keyprint), which is how `connect` tells the protocols apart.
-            Network::Nmdc if adc_url(address).is_some() => adc_url(address).unwrap_or_default(),
-            Network::Nmdc => crate::config::nmdc_session_address(address)?,
+            Network::Nmdc => dc_session_address(address)?,
             Network::Slsk => crate::config::slsk_address(address)?,
             other => bail!(NodeError::Invalid(format!("{} has no hubs or servers to log in to", other.title()))),
         };
@@ -560,6 +557,16 @@ fn adc_url(url: &str) -> Option<String> {
         Some(kp) => format!("{scheme}://{}/?kp={kp}", u.address),
         None => format!("{scheme}://{}", u.address),
     })
+}
+
+/// The address a Direct Connect session keeps for a hub URL: an ADC hub's with its scheme
+/// (and keyprint), which is how `connect` tells the protocols apart; an NMDC hub's as
+/// `crate::config::nmdc_session_address` gives it.
+pub(crate) fn dc_session_address(url: &str) -> anyhow::Result<String> {
+    match adc_url(url) {
+        Some(a) => Ok(a),
+        None => crate::config::nmdc_session_address(url),
+    }
 }
 
 /// The parsed address of an ADC hub session's address, None for any other.
