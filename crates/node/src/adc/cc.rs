@@ -323,6 +323,7 @@ pub async fn download(
                 file.flush().await?;
                 conn.transfer_done(Instant::now());
                 let _ = stream.shutdown().await;
+                tracing::info!(%peer, tls, bytes = offered - start, "ADC download complete");
                 return Ok(Downloaded { peer: peer.to_owned(), size: offered, resumed_from: start, tls });
             }
             _ => {}
