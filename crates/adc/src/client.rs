@@ -439,6 +439,9 @@ pub struct HubSession {
     hub_name: String,
     hub_features: Vec<String>,
     users: HashMap<Sid, User>,
+    /// CID → SID of `users`: a UDP result (URES, from anyone on the network) is looked up
+    /// without a scan of the user list.
+    by_cid: HashMap<String, Sid>,
     reader: LineReader,
     out: VecDeque<Output>,
     login_deadline: Instant,
@@ -458,6 +461,7 @@ impl HubSession {
             hub_name: String::new(),
             hub_features: Vec::new(),
             users: HashMap::new(),
+            by_cid: HashMap::new(),
             reader: LineReader::with_limit(MAX_HUB_LINE),
             out: VecDeque::new(),
             login_deadline: now + LOGIN_TIMEOUT,
@@ -500,7 +504,7 @@ impl HubSession {
 
     /// The user with CID `cid`.
     pub fn user_by_cid(&self, cid: &str) -> Option<&User> {
-        self.users.values().find(|u| u.cid == cid)
+        self.by_cid.get(cid).and_then(|sid| self.users.get(sid))
     }
 
     fn send(&mut self, b: Vec<u8>) {
@@ -651,6 +655,9 @@ impl HubSession {
                     return;
                 }
                 if let Some(u) = self.users.remove(&sid) {
+                    if self.by_cid.get(&u.cid) == Some(&sid) {
+                        self.by_cid.remove(&u.cid);
+                    }
                     if self.state == State::Normal {
                         self.event(Event::UserLeft(u.nick));
                     }
@@ -663,8 +670,16 @@ impl HubSession {
                     return;
                 }
                 let u = self.users.entry(sid).or_insert_with(|| User::new(sid));
+                let old_cid = u.cid.clone();
                 apply_inf(u, &m);
                 let nick = u.nick.clone();
+                if u.cid != old_cid {
+                    let cid = u.cid.clone();
+                    if self.by_cid.get(&old_cid) == Some(&sid) {
+                        self.by_cid.remove(&old_cid);
+                    }
+                    self.by_cid.insert(cid, sid);
+                }
                 if own && self.state != State::Normal {
                     self.state = State::Normal;
                     self.event(Event::LoggedIn);
@@ -1196,6 +1211,8 @@ mod tests {
         let (_, evs) = drain(&mut s);
         assert_eq!(evs, vec![Event::UserJoined("dave".into()), Event::UserLeft("bob".into())]);
         assert!(s.user("bob").is_none());
+        assert!(s.user_by_cid("X").is_none(), "bob's CID left with him");
+        assert_eq!(s.user_by_cid("Z").map(|u| u.nick.as_str()), Some("dave"));
     }
 
     #[test]
