@@ -49,7 +49,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HubEntry {
-    /// `dchub://host:port` or `host:port`.
+    /// `dchub://host:port` or `host:port`; an ADC hub: `adc://host:port` or
+    /// `adcs://host:port[/?kp=SHA256/...]` (docs/protocols/adc.md#node).
     pub url: String,
     /// The session's label (chat ids `nmdc@NAME:hub`); empty: made from the address.
     #[serde(default)]

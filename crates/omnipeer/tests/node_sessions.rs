@@ -61,7 +61,7 @@ fn one_node_on_two_hubs_and_two_soulseek_servers() {
     // The same hub twice, or a label taken, is a conflict; a bad address is refused.
     let (code, e) = b.post("/api/networks", json!({"network": "nmdc", "address": format!("127.0.0.1:{}", p2.hub)}));
     assert_eq!(code, 409, "{e}");
-    let (code, e) = b.post("/api/networks", json!({"network": "nmdc", "address": "adc://x:1"}));
+    let (code, e) = b.post("/api/networks", json!({"network": "nmdc", "address": "ftp://x:1"}));
     assert_eq!(code, 400, "{e}");
     // /api/networks lists each session as its own entry.
     let nets = b.get("/api/networks");

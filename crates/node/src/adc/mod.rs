@@ -1,5 +1,8 @@
-//! Direct Connect (ADC): the hub driver (docs/protocols/adc.md).
+//! Direct Connect over ADC (docs/protocols/adc.md): the hub driver, the client session and
+//! its client-to-client connections.
 
+pub mod cc;
+pub mod client;
 pub mod hub;
 
 pub use hub::{AdcHubServer, AdcHubServerConfig};

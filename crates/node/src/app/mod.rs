@@ -1154,7 +1154,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
                 .map(|a| a.to_string())
                 .ok_or_else(|| anyhow!("[nmdc_client].hub is empty and this node runs no hub"))?
         } else {
-            crate::config::nmdc_session_address(&cfg.nmdc_client.hub).context("[nmdc_client].hub")?
+            sessions::dc_session_address(&cfg.nmdc_client.hub).context("[nmdc_client].hub")?
         };
         specs.push(SessionSpec {
             network: Network::Nmdc,

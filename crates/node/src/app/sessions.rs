@@ -19,6 +19,7 @@ use super::model::{NetworkInfo, PeerUser, Role, SessionRef, SessionState, Source
 use super::net::{label_from_address, valid_label, Network, SessionKey};
 use super::search::{RawResult, SearchBook};
 use super::{is_bind_error, listen_key, wait_offline, Node, NodeError, RECONNECT_EVERY};
+use crate::adc::client::{AdcClient, AdcClientConfig, AdcEvent};
 use crate::nmdc::client::{ClientConfig, ClientEvent, DcClient};
 use crate::ratelimit::TransferControl;
 use crate::slsk::client::{SlskClient, SlskClientConfig, SlskEvent};
@@ -70,7 +71,8 @@ impl SessionSpec {
     }
 
     /// A new session's spec from a request: network, address (`dchub://host:port` or
-    /// `host:port`), optional label, nick and password.
+    /// `host:port`; an ADC hub `adc://host:port` or `adcs://host:port[/?kp=...]`, kept with
+    /// its scheme), optional label, nick and password.
     pub fn parse(
         network: Network,
         address: &str,
@@ -79,14 +81,14 @@ impl SessionSpec {
         password: &str,
     ) -> anyhow::Result<SessionSpec> {
         let address = match network {
-            Network::Nmdc => crate::config::nmdc_session_address(address)?,
+            Network::Nmdc => dc_session_address(address)?,
             Network::Slsk => crate::config::slsk_address(address)?,
             other => bail!(NodeError::Invalid(format!("{} has no hubs or servers to log in to", other.title()))),
         };
         let label = match label.filter(|l| !l.is_empty()) {
             Some(l) if valid_label(l) => l.to_owned(),
             Some(l) => bail!(NodeError::Invalid(format!("label {l:?}: 1-64 of A-Z a-z 0-9 . _ -"))),
-            None => label_from_address(&address),
+            None => label_from_address(&adc_hub(&address).map_or(address.clone(), |u| u.address)),
         };
         Ok(SessionSpec {
             network,
@@ -106,6 +108,8 @@ pub enum Client {
     Nmdc(Arc<DcClient>),
     /// A Soulseek server session.
     Slsk(Arc<SlskClient>),
+    /// An ADC hub session (network `nmdc`: Direct Connect, results merged by TTH).
+    Adc(Arc<AdcClient>),
 }
 
 /// A session's events, whatever its network.
@@ -143,6 +147,8 @@ pub enum EventRx {
     Nmdc(mpsc::Receiver<ClientEvent>),
     /// Soulseek's.
     Slsk(mpsc::Receiver<SlskEvent>),
+    /// ADC's.
+    Adc(mpsc::Receiver<AdcEvent>),
 }
 
 impl EventRx {
@@ -205,6 +211,23 @@ impl EventRx {
                     NetEvent::Other
                 }
             },
+            EventRx::Adc(rx) => match rx.recv().await? {
+                AdcEvent::Chat { nick, text } => NetEvent::Said { room: None, nick, text },
+                AdcEvent::Private { from, text } => NetEvent::Private { from, text },
+                AdcEvent::SearchResult(r) => {
+                    // ADC names files `/share/dir/name`; the node keeps NMDC's `share\dir\name`.
+                    let path = r.path.trim_start_matches('/').replace('/', "\\");
+                    let details = SourceDetails { slots: r.slots, ..SourceDetails::default() };
+                    let free = r.free_slots.or(r.slots).unwrap_or(0);
+                    NetEvent::Result(RawResult {
+                        source: source(Network::Nmdc, r.nick, path, free, details),
+                        size: r.size,
+                        tth: r.tth.map(|t| t.to_base32()),
+                        slsk_token: None,
+                    })
+                }
+                AdcEvent::Closed(r) => NetEvent::Closed(format!("the hub closed the session: {r}")),
+            },
         })
     }
 }
@@ -218,6 +241,7 @@ impl Client {
         match self {
             Client::Nmdc(c) => c.is_online(),
             Client::Slsk(c) => c.is_online(),
+            Client::Adc(c) => c.is_online(),
         }
     }
 
@@ -226,6 +250,7 @@ impl Client {
         match self {
             Client::Nmdc(c) => c.take_events().map(EventRx::Nmdc),
             Client::Slsk(c) => c.take_events().map(EventRx::Slsk),
+            Client::Adc(c) => c.take_events().map(EventRx::Adc),
         }
     }
 
@@ -233,6 +258,7 @@ impl Client {
     pub async fn search(&self, query: &str, book: &Mutex<SearchBook>, id: u64, label: &str) -> anyhow::Result<()> {
         match self {
             Client::Nmdc(c) => c.search(omnipeer_nmdc::command::SearchQuery::text(query)).await,
+            Client::Adc(c) => c.search(omnipeer_adc::client::Query::text(query)).await.map(|_| ()),
             Client::Slsk(c) => {
                 // The token is recorded under the book's lock, taken before the search is
                 // sent: an answer cannot be matched before its token is known.
@@ -260,7 +286,7 @@ impl Client {
                 book.set_slsk_token(id, label, token);
                 Ok(())
             }
-            Client::Nmdc(_) => self.search(query, book, id, label).await,
+            Client::Nmdc(_) | Client::Adc(_) => self.search(query, book, id, label).await,
         }
     }
 
@@ -269,7 +295,7 @@ impl Client {
     pub fn wishlist_interval(&self) -> Duration {
         match self {
             Client::Slsk(c) => c.wishlist_interval(),
-            Client::Nmdc(_) => HUB_WISHLIST_INTERVAL,
+            Client::Nmdc(_) | Client::Adc(_) => HUB_WISHLIST_INTERVAL,
         }
     }
 
@@ -277,6 +303,7 @@ impl Client {
     pub async fn say(&self, room: Option<&str>, text: &str) -> anyhow::Result<()> {
         match (self, room) {
             (Client::Nmdc(c), None) => c.say(text).await,
+            (Client::Adc(c), None) => c.say(text).await,
             (Client::Slsk(c), Some(room)) => {
                 c.say_room(room, text);
                 Ok(())
@@ -296,6 +323,7 @@ impl Client {
     pub async fn private_message(&self, to: &str, text: &str) -> anyhow::Result<()> {
         match self {
             Client::Nmdc(c) => c.private_message(to, text).await,
+            Client::Adc(c) => c.private_message(to, text).await,
             Client::Slsk(c) => {
                 c.message_user(to, text);
                 Ok(())
@@ -310,6 +338,10 @@ impl Client {
         use super::browse::Folder;
         match self {
             Client::Nmdc(c) => {
+                let list = c.file_list(user, tmp_dir, super::browse::MAX_BROWSE_FILES).await?;
+                Ok(tokio::task::spawn_blocking(move || Folder::from_nmdc(&list)).await?)
+            }
+            Client::Adc(c) => {
                 let list = c.file_list(user, tmp_dir, super::browse::MAX_BROWSE_FILES).await?;
                 Ok(tokio::task::spawn_blocking(move || Folder::from_nmdc(&list)).await?)
             }
@@ -357,6 +389,28 @@ impl Client {
                     }
                 })
                 .collect(),
+            (Client::Adc(c), None) => c
+                .user_list()
+                .await?
+                .into_iter()
+                .filter(|u| u.ct & 32 == 0)
+                .map(|u| PeerUser {
+                    nick: u.nick.clone(),
+                    network: Network::Nmdc,
+                    share_size: Some(u.share_size),
+                    files: Some(u.shared_files),
+                    folders: None,
+                    description: u.description.clone(),
+                    client: u.client.clone(),
+                    slots: u.slots,
+                    slots_full: u.free_slots.map(|f| f == 0),
+                    speed: None,
+                    country: String::new(),
+                    op: u.op(),
+                    away: u.away != 0,
+                    relation: None,
+                })
+                .collect(),
             (Client::Slsk(c), Some(room)) => c
                 .room_members(room)
                 .into_iter()
@@ -391,6 +445,10 @@ impl Client {
                 let here = c.users().await?.iter().any(|n| n.eq_ignore_ascii_case(nick));
                 Some(crate::slsk::client::Presence { exists: here, online: Some(here) })
             }
+            Client::Adc(c) => {
+                let here = c.user_list().await?.iter().any(|u| u.nick.eq_ignore_ascii_case(nick));
+                Some(crate::slsk::client::Presence { exists: here, online: Some(here) })
+            }
             Client::Slsk(c) => c.presence(nick).await,
         })
     }
@@ -399,6 +457,7 @@ impl Client {
     async fn reshare(&self) -> anyhow::Result<()> {
         match self {
             Client::Nmdc(c) => c.reshare().await.map(|_| ()),
+            Client::Adc(c) => c.reshare().await,
             Client::Slsk(c) => c.reshare().await.map(|n| tracing::info!(files = n, "Soulseek share rescanned")),
         }
     }
@@ -407,6 +466,7 @@ impl Client {
         match self {
             Client::Nmdc(c) => c.close(),
             Client::Slsk(c) => c.close(),
+            Client::Adc(c) => c.close(),
         }
     }
 
@@ -421,8 +481,8 @@ impl Client {
         control: Arc<TransferControl>,
     ) -> anyhow::Result<DownloadFuture> {
         Ok(match self {
-            Client::Nmdc(dc) => {
-                let dc = dc.clone();
+            Client::Nmdc(_) | Client::Adc(_) => {
+                let dc = self.clone();
                 let out = dir.join(&t.name);
                 let what = match &t.tth {
                     Some(tth) => omnipeer_nmdc::transfer::Identifier::Tth(
@@ -449,7 +509,7 @@ impl Client {
                         }
                     };
                     let r = tokio::select! {
-                        r = dc.download(&source, &job) => r,
+                        r = dc.dc_download(&source, &job) => r,
                         _ = fwd => unreachable!(),
                     };
                     progress.0.store(p.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -468,6 +528,51 @@ impl Client {
             }
         })
     }
+}
+
+impl Client {
+    /// A Direct Connect download, NMDC or ADC.
+    async fn dc_download(
+        &self,
+        from: &str,
+        job: &crate::nmdc::cc::DownloadJob,
+    ) -> anyhow::Result<crate::nmdc::cc::Downloaded> {
+        match self {
+            Client::Nmdc(c) => c.download(from, job).await,
+            Client::Adc(c) => c.download(from, job).await,
+            Client::Slsk(_) => bail!("not a Direct Connect session"),
+        }
+    }
+}
+
+/// The canonical address of an ADC hub (`adc://host:port`, `adcs://host:port/?kp=...`), or
+/// None when `url` is not one.
+fn adc_url(url: &str) -> Option<String> {
+    let u = crate::config::parse_hub_url(url).ok()?;
+    if u.protocol != crate::config::HubProtocol::Adc {
+        return None;
+    }
+    let scheme = if u.tls { "adcs" } else { "adc" };
+    Some(match &u.keyprint {
+        Some(kp) => format!("{scheme}://{}/?kp={kp}", u.address),
+        None => format!("{scheme}://{}", u.address),
+    })
+}
+
+/// The address a Direct Connect session keeps for a hub URL: an ADC hub's with its scheme
+/// (and keyprint), which is how `connect` tells the protocols apart; an NMDC hub's as
+/// `crate::config::nmdc_session_address` gives it.
+pub(crate) fn dc_session_address(url: &str) -> anyhow::Result<String> {
+    match adc_url(url) {
+        Some(a) => Ok(a),
+        None => crate::config::nmdc_session_address(url),
+    }
+}
+
+/// The parsed address of an ADC hub session's address, None for any other.
+fn adc_hub(address: &str) -> Option<crate::config::HubUrl> {
+    adc_url(address)?;
+    crate::config::parse_hub_url(address).ok()
 }
 
 /// One hub or Soulseek server session: its spec, its client while logged in, the rooms
@@ -662,6 +767,38 @@ impl Node {
             }
         }
         Ok(match spec.network {
+            Network::Nmdc if adc_hub(&spec.address).is_some() => {
+                let hub = adc_hub(&spec.address).ok_or_else(|| anyhow!("not an ADC hub"))?;
+                let c = &self.cfg.nmdc_client;
+                let listen = self.setting_text("nmdc_listen");
+                // Each ADC session listens on a port of its own (chosen by the system).
+                let listen: Option<SocketAddr> = if listen.is_empty() { None } else { listen.parse().ok() };
+                let listen = listen.map(|mut a| {
+                    a.set_port(0);
+                    a
+                });
+                let password = if primary { self.setting_text("nmdc_password") } else { spec.password.clone() };
+                Client::Adc(Arc::new(
+                    AdcClient::start_in(
+                        AdcClientConfig {
+                            hub: hub.address.clone(),
+                            tls: hub.tls,
+                            keyprint: hub.keyprint.clone(),
+                            nick: self.nick_of(spec),
+                            password: (!password.is_empty()).then_some(password),
+                            listen,
+                            share: self.share_folders(),
+                            slots: c.slots,
+                            uploads: Some(self.uploads.clone()),
+                            db: self.db_path.clone(),
+                            data_dir: self.data_dir.clone(),
+                            description: self.setting_text("description"),
+                        },
+                        &spec.key().to_string(),
+                    )
+                    .await?,
+                ))
+            }
             Network::Nmdc => {
                 let c = &self.cfg.nmdc_client;
                 let listen = self.setting_text("nmdc_listen");

@@ -102,6 +102,28 @@ impl Node {
 
     /// Run `omnipeer up` in `dir` (its config.toml as it is).
     pub fn restart(dir: &Path, api_port: u16) -> Node {
+        let n = Node::launch(dir, api_port);
+        n.wait_online();
+        n
+    }
+
+    /// Write `config` and run `omnipeer up` there, waiting only until it is up (a node whose
+    /// sessions are `[[hubs]]` entries: wait for those with [`Node::wait_network`]).
+    pub fn start_bare(dir: &Path, config: &str, api_port: u16) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        Node::launch(dir, api_port)
+    }
+
+    /// Wait up to `secs` until the network `name` (`/api/status`) is online.
+    pub fn wait_network(&self, name: &str, secs: u64) {
+        wait_for(&format!("{name} online"), secs, || {
+            let s = self.get("/api/status");
+            s["networks"].as_array()?.iter().any(|x| x["name"] == name && x["state"] == "online").then_some(())
+        });
+    }
+
+    fn launch(dir: &Path, api_port: u16) -> Node {
         let omni = Omni::start_in(dir, &["up"]);
         omni.wait_line("omnipeer is up");
         // A node that stops answering fails the test instead of hanging it.
@@ -111,9 +133,7 @@ impl Node {
             .build()
             .into();
         let token = std::fs::read_to_string(dir.join("api-token")).ok().map(|t| t.trim().to_owned());
-        let n = Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), token, agent };
-        n.wait_online();
-        n
+        Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), token, agent }
     }
 
     /// Wait until both clients are logged in.
