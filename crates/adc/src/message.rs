@@ -71,9 +71,6 @@ pub enum ParseError {
     /// The header lacks a field its type needs.
     #[error("message header incomplete")]
     MissingHeader,
-    /// Two separators in a row (a positional parameter cannot be empty).
-    #[error("empty parameter")]
-    EmptyParam,
     /// A backslash not followed by `s`, `n` or `\`.
     #[error("bad escape")]
     BadEscape,
@@ -545,9 +542,8 @@ impl<'a> Fields<'a> {
         let Some(r) = rest.strip_prefix(' ') else {
             return Err(ParseError::BadCommand);
         };
-        if r.contains("  ") || r.starts_with(' ') {
-            return Err(ParseError::EmptyParam);
-        }
+        // Empty fields (two spaces in a row) are kept as empty parameters: EiskaltDC++ sends
+        // `CSTA 000  RF<hub>`, a status with an empty description (docs/protocols/adc.md#cc).
         // One trailing space (some clients end `HSUP ADBASE ` so) is tolerated.
         let r = r.strip_suffix(' ').unwrap_or(r);
         if r.is_empty() {
@@ -836,14 +832,15 @@ mod tests {
             b"FSCH AAAB *TCP4",
             b"FSCH AAAB +tcp4",
             b"USCH AAAB",
-            b"BINF AAAB  NIx",
             b"BINF AAAB NI\\x",
             b"BINF AAAB NI\\",
             b"HSUP \xff",
-            b"ISID  ",
         ] {
             assert!(Message::parse(bad).is_err(), "{:?} parsed", String::from_utf8_lossy(bad));
         }
+        // An empty field is an empty parameter (EiskaltDC++'s status with no description).
+        let sta = Message::parse(b"CSTA 000  RFadc://h:1").unwrap();
+        assert_eq!(sta.params, ["000", "", "RFadc://h:1"]);
         let many = format!("HSUP{}", " ADX".repeat(MAX_PARAMS + 1));
         assert_eq!(Message::parse(many.as_bytes()), Err(ParseError::TooManyParams));
     }

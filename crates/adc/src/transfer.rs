@@ -266,13 +266,6 @@ impl Connection {
             };
             let m = match Message::parse(&line) {
                 Ok(m) => m,
-                // EiskaltDC++ sends `CSTA 000  RF<hub>` (an empty description), which the
-                // codec refuses: a status line is read for its code alone.
-                Err(_) if line.starts_with(b"CSTA ") => {
-                    let code = std::str::from_utf8(&line[5..line.len().min(8)]).ok().and_then(|c| c.parse().ok());
-                    let code: u16 = code.unwrap_or(0);
-                    Message::new(Header::C, Command::STA).arg(format!("{code:03}")).arg("")
-                }
                 Err(e) => {
                     let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
                     self.close(&format!("a malformed line ({e}): {shown:?}"));
