@@ -1,0 +1,55 @@
+//! Interop: TCP relays (docs/protocols/tox.md#tcp-relays). Two REAL c-toxcore 0.2.18 bots
+//! with UDP switched off (`udp_enabled = false`, the option qTox's "Enable UDP" clears:
+//! the test cannot count on being root to block UDP with nftables) reach each other only
+//! through a TCP relay: onion announce and search ride the relay (packet 8/9, our onion
+//! node is the first hop), and net_crypto runs over routed relay connections. First
+//! through `omnipeer tox bootstrap --tcp`, then the same through tox-bootstrapd's relay
+//! as the reference. Skips (and passes) when c-toxcore is not installed.
+
+mod tox_support;
+
+use std::time::Duration;
+use tox_support::{Bootstrapd, Bot, BotOptions, OmniBootstrap};
+
+const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
+const T: Duration = Duration::from_secs(60);
+
+fn udp_less_pair_chats(spec: &str, logs: &dyn Fn() -> String) {
+    let a = Bot::start(BotOptions::new().no_udp().bootstrap(spec).tcp_relay(spec).timeout_secs(170));
+    let aid = a.tox_id();
+    let mut b = Bot::start(
+        BotOptions::new()
+            .no_udp()
+            .bootstrap(spec)
+            .tcp_relay(spec)
+            .friend_request(&aid)
+            .message("hello over a tcp relay")
+            .exit_on_echo()
+            .timeout_secs(160),
+    );
+    let rc = b.wait_exit(Duration::from_secs(170));
+    assert_eq!(rc, Some(0), "B got no echo\n{}\n{}\n{}", b.log(), a.log(), logs());
+    assert!(a.proc.expect_line("FRIEND_REQUEST ", T).starts_with(&b.public_key()));
+    assert_eq!(a.proc.expect_line("MESSAGE 0 ", T), "'hello over a tcp relay'");
+    assert_eq!(b.proc.expect_line("MESSAGE 0 ", T), "'echo: hello over a tcp relay'");
+    // Connection kind 1 = TCP: nothing went over UDP.
+    assert_eq!(a.proc.expect_line("FRIEND 0 CONNECTION ", T), "1", "{}", a.log());
+}
+
+#[test]
+fn udp_less_c_toxcore_bots_chat_through_omnipeer_tcp_relay() {
+    if !tox_support::require("udp_less_c_toxcore_bots_chat_through_omnipeer_tcp_relay") {
+        return;
+    }
+    let omni = OmniBootstrap::start_with_tcp_relay(BIN);
+    udp_less_pair_chats(&omni.node_spec(), &|| omni.proc.log());
+}
+
+#[test]
+fn udp_less_c_toxcore_bots_chat_through_tox_bootstrapd_tcp_relay() {
+    if !tox_support::require("udp_less_c_toxcore_bots_chat_through_tox_bootstrapd_tcp_relay") {
+        return;
+    }
+    let bsd = Bootstrapd::start_with_tcp_relay(&[]);
+    udp_less_pair_chats(&bsd.node_spec(), &|| bsd.proc.log());
+}
