@@ -53,3 +53,59 @@ fn udp_less_c_toxcore_bots_chat_through_tox_bootstrapd_tcp_relay() {
     let bsd = Bootstrapd::start_with_tcp_relay(&[]);
     udp_less_pair_chats(&bsd.node_spec(), &|| bsd.proc.log());
 }
+
+const STATES: [&str; 6] = [
+    "AwaitingDHTKey",
+    "AcquiringIPAddress",
+    "AcquiringCookie",
+    "AwaitingHandshake",
+    "AwaitingSessionPacket",
+    "Connected",
+];
+
+/// Our client through a relay: `omnipeer tox send` (UDP on) befriends and chats with a
+/// c-toxcore bot whose UDP is off. The bot names our bootstrap node's TCP relay in its
+/// DHT-PK packet; we connect to that relay, reach the bot by OOB and then by a routed
+/// connection, and the seed's progress states drive the friend connection to Connected.
+#[test]
+fn tox_send_reaches_a_udp_less_c_toxcore_bot_through_a_tcp_relay() {
+    if !tox_support::require("tox_send_reaches_a_udp_less_c_toxcore_bot_through_a_tcp_relay") {
+        return;
+    }
+    let omni_boot = OmniBootstrap::start_with_tcp_relay(BIN);
+    let spec = omni_boot.node_spec();
+    let bot = Bot::start(BotOptions::new().no_udp().bootstrap(&spec).tcp_relay(&spec).timeout_secs(150));
+    let bot_id = bot.tox_id();
+    let profile = tempfile::tempdir().unwrap();
+    let p = profile.path().join("send.tox");
+    let dir = tempfile::Builder::new().prefix("omnipeer-tox-send-").tempdir().unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--data-dir").arg(dir.path()).args([
+        "tox",
+        "send",
+        "--profile",
+        p.to_str().unwrap(),
+        "--bootstrap",
+        &spec,
+        "--to",
+        &bot_id,
+        "--message",
+        "hello through a relay",
+        "--timeout",
+        "130",
+        "--linger",
+        "1",
+    ]);
+    cmd.env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
+    let mut send = tox_support::Proc::spawn("omnipeer-tox-send", cmd, dir);
+    let rc = send.wait_exit(Duration::from_secs(150));
+    assert_eq!(rc, Some(0), "tox send failed\n{}\n{}\n{}", send.log(), bot.log(), omni_boot.proc.log());
+    let lines = send.lines();
+    let states: Vec<&str> = lines.iter().map(String::as_str).filter(|l| STATES.contains(l)).collect();
+    assert_eq!(states.first(), Some(&"AwaitingDHTKey"), "{}", send.log());
+    assert_eq!(states.last(), Some(&"Connected"), "{}", send.log());
+    assert!(lines.iter().any(|l| l == "delivered"), "{}", send.log());
+    assert!(lines.iter().any(|l| l == "message: echo: hello through a relay"), "{}", send.log());
+    assert_eq!(bot.proc.expect_line("MESSAGE 0 ", T), "'hello through a relay'");
+    assert_eq!(bot.proc.expect_line("FRIEND 0 CONNECTION ", T), "1", "a TCP friend connection");
+}

@@ -451,6 +451,17 @@ impl DhtPkAnnounce {
         let entries = decode_node_entries_all(&b[DHT_PK_FIXED_SIZE..], MAX_DHT_PK_NODES)?;
         Ok(DhtPkAnnounce { no_replay, dht_pk, nodes: entries.into_iter().filter(|e| !e.tcp).map(|e| e.node).collect() })
     }
+
+    /// The TCP relays listed in a DHT-PK packet (c-toxcore puts the relays it is connected
+    /// to first; docs/protocols/tox.md#tcp-relays); empty when it does not decode.
+    pub fn decode_relays(b: &[u8]) -> Vec<PackedNode> {
+        if Self::decode(b).is_err() {
+            return Vec::new();
+        }
+        decode_node_entries_all(&b[DHT_PK_FIXED_SIZE..], MAX_DHT_PK_NODES)
+            .map(|v| v.into_iter().filter(|e| e.tcp).map(|e| e.node).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// XOR distance order: is `a` closer to `target` than `b`? (keys as big-endian integers)

@@ -45,6 +45,8 @@ pub const DHTPK_RETRY: Duration = Duration::from_secs(1);
 pub const TASK_INTERVAL: Duration = Duration::from_millis(250);
 /// Friends at most.
 pub const MAX_FRIENDS: usize = 1024;
+/// Relay hints (friends' DHT-PK packets naming TCP relays) queued for the driver at most.
+pub const MAX_RELAY_HINTS: usize = 64;
 
 /// What the client needs from an onion client (tox-net's `OnionClient` implements it).
 pub trait Rendezvous {
@@ -204,6 +206,7 @@ pub struct Tox {
     start: Instant,
     next_tasks: Instant,
     events: VecDeque<ToxEvent>,
+    relay_hints: VecDeque<(PublicKey, PublicKey, Vec<PackedNode>)>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     local_rendezvous: bool,
     /// The DHT key pair, the sub-machines' seeds and our nonces come from here.
@@ -243,6 +246,7 @@ impl Tox {
             start: now,
             next_tasks: now,
             events: VecDeque::new(),
+            relay_hints: VecDeque::new(),
             transmits: VecDeque::new(),
             local_rendezvous: true,
         }
@@ -587,6 +591,32 @@ impl Tox {
         }
     }
 
+    /// A friend's DHT-PK packet named TCP relays: the driver may reach the friend through
+    /// one ([`poll_relay_hint`](Self::poll_relay_hint)).
+    fn relay_hint(&mut self, friend: PublicKey, dht_pk: PublicKey, packet: &[u8]) {
+        let relays = DhtPkAnnounce::decode_relays(packet);
+        if relays.is_empty() || !self.friends.contains_key(&friend) || self.is_online(&friend) {
+            return;
+        }
+        if self.relay_hints.len() < MAX_RELAY_HINTS {
+            self.relay_hints.push_back((friend, dht_pk, relays));
+        }
+    }
+
+    /// `(friend, its DHT key, the TCP relays it listed)`, from its DHT-PK packets.
+    pub fn poll_relay_hint(&mut self) -> Option<(PublicKey, PublicKey, Vec<PackedNode>)> {
+        self.relay_hints.pop_front()
+    }
+
+    /// The driver reaches `friend` (DHT key `dht_pk`) at `addr` through a TCP relay: use it
+    /// as the friend's address if none is known (the progress states go on as for UDP).
+    pub fn relay_address(&mut self, now: Instant, friend: &PublicKey, dht_pk: PublicKey, addr: SocketAddr) {
+        if let Some(f) = self.friends.get_mut(friend) {
+            f.progress.on_address(now, dht_pk, addr);
+            self.next_tasks = now;
+        }
+    }
+
     fn handle_dhtpk(&mut self, now: Instant, friend: PublicKey, ann: DhtPkAnnounce) {
         let Some(f) = self.friends.get_mut(&friend) else { return };
         if f.last_no_replay.is_some_and(|last| ann.no_replay <= last) {
@@ -630,6 +660,7 @@ impl Tox {
         if ann.dht_pk != from_dht {
             return;
         }
+        self.relay_hint(real, ann.dht_pk, &plain);
         self.handle_dhtpk(now, real, ann);
     }
 
@@ -664,6 +695,7 @@ impl Tox {
                     RendezvousEvent::Data { from_real_pk, data } => match data.first() {
                         Some(&kind::DHT_PK) => {
                             if let Ok(ann) = DhtPkAnnounce::decode(&data) {
+                                self.relay_hint(from_real_pk, ann.dht_pk, &data);
                                 self.handle_dhtpk(now, from_real_pk, ann);
                             }
                         }
