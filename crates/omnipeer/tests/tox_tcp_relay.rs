@@ -73,7 +73,21 @@ fn tox_send_reaches_a_udp_less_c_toxcore_bot_through_a_tcp_relay() {
         return;
     }
     let omni_boot = OmniBootstrap::start_with_tcp_relay(BIN);
-    let spec = omni_boot.node_spec();
+    send_through_relay(&omni_boot.node_spec(), &|| omni_boot.proc.log());
+}
+
+/// The same through tox-bootstrapd's relay: our relay client against c-toxcore's server.
+#[test]
+fn tox_send_reaches_a_udp_less_c_toxcore_bot_through_tox_bootstrapd_tcp_relay() {
+    if !tox_support::require("tox_send_reaches_a_udp_less_c_toxcore_bot_through_tox_bootstrapd_tcp_relay") {
+        return;
+    }
+    let bsd = Bootstrapd::start_with_tcp_relay(&[]);
+    send_through_relay(&bsd.node_spec(), &|| bsd.proc.log());
+}
+
+fn send_through_relay(spec: &str, logs: &dyn Fn() -> String) {
+    let spec = spec.to_owned();
     let bot = Bot::start(BotOptions::new().no_udp().bootstrap(&spec).tcp_relay(&spec).timeout_secs(150));
     let bot_id = bot.tox_id();
     let profile = tempfile::tempdir().unwrap();
@@ -99,7 +113,7 @@ fn tox_send_reaches_a_udp_less_c_toxcore_bot_through_a_tcp_relay() {
     cmd.env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
     let mut send = tox_support::Proc::spawn("omnipeer-tox-send", cmd, dir);
     let rc = send.wait_exit(Duration::from_secs(150));
-    assert_eq!(rc, Some(0), "tox send failed\n{}\n{}\n{}", send.log(), bot.log(), omni_boot.proc.log());
+    assert_eq!(rc, Some(0), "tox send failed\n{}\n{}\n{}", send.log(), bot.log(), logs());
     let lines = send.lines();
     let states: Vec<&str> = lines.iter().map(String::as_str).filter(|l| STATES.contains(l)).collect();
     assert_eq!(states.first(), Some(&"AwaitingDHTKey"), "{}", send.log());

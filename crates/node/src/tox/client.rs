@@ -87,7 +87,7 @@ impl ToxClient {
         let now = Instant::now();
         // A friend reachable only through a TCP relay it named: give the machine its
         // pseudo address (the first relay that takes the route).
-        while let Some((friend, dht_pk, relays)) = self.tox.poll_relay_hint() {
+        while let Some((friend, dht_pk, relays)) = self.tox.poll_relay_hint(now) {
             if let Some(a) = relays.iter().find_map(|r| self.relays.route(now, r.addr, r.pk, dht_pk)) {
                 self.tox.relay_address(now, &friend, dht_pk, a);
             }
