@@ -612,6 +612,19 @@ mod tests {
     }
 
     #[test]
+    fn dht_pk_relays_are_the_tcp_entries() {
+        let udp = PackedNode::new("127.0.0.1:2".parse().unwrap(), pk(0x22));
+        let tcp = PackedNode::new("127.0.0.1:3".parse().unwrap(), pk(0x33));
+        let mut e = DhtPkAnnounce { no_replay: 1, dht_pk: pk(0x11), nodes: vec![] }.encode();
+        encode_node_entry(&NodeEntry { tcp: true, node: tcp }, &mut e);
+        encode_node_entry(&NodeEntry { tcp: false, node: udp }, &mut e);
+        assert_eq!(e[41], ip_type::TCP_IPV4, "as c-toxcore writes a relay");
+        assert_eq!(DhtPkAnnounce::decode(&e).unwrap().nodes, vec![udp], "relays are not DHT nodes");
+        assert_eq!(DhtPkAnnounce::decode_relays(&e), vec![tcp]);
+        assert!(DhtPkAnnounce::decode_relays(&e[..50]).is_empty(), "a truncated packet names none");
+    }
+
+    #[test]
     fn dht_pk_golden() {
         let a = DhtPkAnnounce {
             no_replay: 0x0102030405060708,
