@@ -242,6 +242,9 @@ pub struct ToxBootstrapSection {
     pub bootstrap: String,
     /// Message of the day for bootstrap info requests (0xf0); empty: not answered.
     pub motd: String,
+    /// TCP relay address; empty: `listen`'s address and port (a free port when that is
+    /// 0), as tox-bootstrapd; `off`: no relay.
+    pub tcp_listen: String,
 }
 
 /// `[share]`.

@@ -1,6 +1,7 @@
 // Tox: this node's Tox ID (with a copy button), adding a friend by Tox ID, pending friend
 // requests (accept/decline) and the friends with their online state. Their chats are in
-// the Chat tab as tox:friend:<key>.
+// the Chat tab as tox:friend:<key>. The profile card exports the identity as a standard
+// Tox save (qTox/toxic load it) and imports one (POST /api/tox/profile/export, /import).
 
 import { h, fill, ago } from "./util.js";
 
@@ -38,6 +39,25 @@ export class ToxView {
     );
     this.requests = h("ul", { class: "tox-list", "data-testid": "tox-requests", "aria-label": "Friend requests" });
     this.friends = h("ul", { class: "tox-list", "data-testid": "tox-friends", "aria-label": "Tox friends" });
+    this.exportPass = h("input", { id: "tox-export-pass", type: "password", autocomplete: "new-password", placeholder: "optional", "data-testid": "tox-export-pass" });
+    this.exportForm = h(
+      "form",
+      { class: "tox-add", "data-testid": "tox-export", onsubmit: (e) => this.exportProfile(e) },
+      h("label", { for: "tox-export-pass" }, "Passphrase"),
+      this.exportPass,
+      h("button", { type: "submit", "data-testid": "tox-export-submit" }, "Export .tox"),
+    );
+    this.importFile = h("input", { id: "tox-import-file", type: "file", required: true, accept: ".tox,application/octet-stream", "data-testid": "tox-import-file" });
+    this.importPass = h("input", { id: "tox-import-pass", type: "password", autocomplete: "off", placeholder: "if encrypted", "data-testid": "tox-import-pass" });
+    this.importForm = h(
+      "form",
+      { class: "tox-add", "data-testid": "tox-import", onsubmit: (e) => this.importProfile(e) },
+      h("label", { for: "tox-import-file" }, "Save file"),
+      this.importFile,
+      h("label", { for: "tox-import-pass" }, "Passphrase"),
+      this.importPass,
+      h("button", { type: "submit", "data-testid": "tox-import-submit" }, "Import"),
+    );
     fill(
       el,
       h("h2", {}, "Tox"),
@@ -55,6 +75,14 @@ export class ToxView {
         h("section", { class: "card", "aria-labelledby": "tox-add-title" }, h("h3", { id: "tox-add-title" }, "Add a friend"), this.addForm),
         h("section", { class: "card", "aria-labelledby": "tox-req-title" }, h("h3", { id: "tox-req-title" }, "Friend requests"), this.requests),
         h("section", { class: "card wide", "aria-labelledby": "tox-friends-title" }, h("h3", { id: "tox-friends-title" }, "Friends"), this.friends),
+        h(
+          "section",
+          { class: "card", "aria-labelledby": "tox-profile-title" },
+          h("h3", { id: "tox-profile-title" }, "Profile"),
+          h("p", { class: "summary" }, "Export this identity and its friends for qTox or toxic, or import their profile (NAME.tox)."),
+          this.exportForm,
+          this.importForm,
+        ),
       ),
     );
   }
@@ -128,6 +156,43 @@ export class ToxView {
       this.ctx.toast(f.online ? "Added" : "Friend request sent; they show up online once they accept");
     } catch (err) {
       this.ctx.toast(`Not added: ${err.message}`, "error");
+    }
+  }
+
+  async exportProfile(e) {
+    e.preventDefault();
+    try {
+      const r = await this.ctx.api("POST", "/api/tox/profile/export", { passphrase: this.exportPass.value });
+      const bin = atob(r.data);
+      const bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      const a = h("a", { href: URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" })), download: "omnipeer.tox" });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+      this.exportPass.value = "";
+      this.ctx.toast(r.encrypted ? "Encrypted profile exported" : "Profile exported (not encrypted)");
+    } catch (err) {
+      this.ctx.toast(`Not exported: ${err.message}`, "error");
+    }
+  }
+
+  async importProfile(e) {
+    e.preventDefault();
+    const file = this.importFile.files[0];
+    if (!file) return;
+    if (!confirm("Replace this node's Tox identity and friends with the imported profile? The current one is kept as tox.profile.bak; the Tox client stops until the node restarts.")) return;
+    try {
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      let bin = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      const r = await this.ctx.api("POST", "/api/tox/profile/import", { data: btoa(bin), passphrase: this.importPass.value });
+      this.importFile.value = "";
+      this.importPass.value = "";
+      this.ctx.toast(`Imported ${r.id.slice(0, 8)}… with ${r.friends} friends: restart the node to go online as it`);
+    } catch (err) {
+      this.ctx.toast(`Not imported: ${err.message}`, "error");
     }
   }
 

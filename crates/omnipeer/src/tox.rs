@@ -26,6 +26,10 @@ pub enum ToxCmd {
         /// tox-bootstrapd's `motd` (at most 255 bytes)
         #[arg(long, value_name = "TEXT")]
         motd: Option<String>,
+        /// Also run a TCP relay on ADDR (same key; c-toxcore clients without UDP connect
+        /// through it), as tox-bootstrapd's tcp_relay_ports; prints "tcp relay on ADDR"
+        #[arg(long, value_name = "ADDR")]
+        tcp: Option<SocketAddr>,
     },
     /// Print the profile's Tox ID (76 hex); creates the profile if missing
     Id {
@@ -131,7 +135,7 @@ pub enum ToxCmd {
 pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
     use omnipeer_node::tox::{self, bootstrap::BootstrapNode};
     match cmd {
-        ToxCmd::Bootstrap { listen, keys, bootstrap, motd } => {
+        ToxCmd::Bootstrap { listen, keys, bootstrap, motd, tcp } => {
             let kp = match &keys {
                 Some(p) => tox::load_or_create_keys(p)?,
                 None => omnipeer_tox_keys(),
@@ -145,6 +149,10 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
             node.bootstrap(&nodes);
             if let Some(m) = &motd {
                 node.set_motd(m);
+            }
+            if let Some(tcp) = tcp {
+                let a = node.listen_tcp(tcp).await.with_context(|| format!("cannot listen on TCP {tcp}"))?;
+                eprintln!("tcp relay on {a}");
             }
             println!("{}", node.dht_pk().to_hex());
             eprintln!("listening on {}", node.local_addr()?);

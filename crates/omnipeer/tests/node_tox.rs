@@ -474,3 +474,98 @@ fn a_friends_file_lands_in_the_node_downloads() {
     assert!(std::fs::read(&path).unwrap() == data, "the saved file differs");
     assert_eq!(a.wait_exit(Duration::from_secs(T)), Some(0), "{}", a.log());
 }
+
+/// Minimal standard base64 (the API carries saves as base64 JSON strings).
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    let v = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    } as u32;
+    let mut out = Vec::new();
+    for q in s.trim_end_matches('=').as_bytes().chunks(4) {
+        let n = q.iter().enumerate().fold(0u32, |n, (i, &c)| n | v(c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..q.len()]);
+    }
+    out
+}
+
+/// Item 3 of issue 18: the profile in the web Tox tab's API. The running identity comes out
+/// as a standard Tox save (plain and passphrase-encrypted, readable by the savedata
+/// parser that reads c-toxcore's saves); a qTox-style encrypted save goes in, is refused
+/// without its passphrase, and after a restart the node IS that identity with its friend.
+/// Needs no c-toxcore.
+#[test]
+fn tox_profile_export_and_import_through_the_api() {
+    use omnipeer_tox::savedata::{self, SaveData};
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let n = Node::start(dir.path(), &server_config("alice", p), p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let (code, plain) = n.post("/api/tox/profile/export", json!({}));
+    assert_eq!(code, 200, "{plain}");
+    assert_eq!((plain["id"].as_str(), plain["encrypted"].as_bool()), (Some(id.as_str()), Some(false)), "{plain}");
+    let save = SaveData::parse(&unb64(plain["data"].as_str().unwrap())).unwrap();
+    assert_eq!(save.to_profile().tox_id().to_hex(), id);
+    let (code, enc) = n.post("/api/tox/profile/export", json!({"passphrase": "s3cret"}));
+    assert_eq!((code, enc["encrypted"].as_bool()), (200, Some(true)), "{enc}");
+    let bytes = unb64(enc["data"].as_str().unwrap());
+    assert!(savedata::decrypt(&bytes, b"wrong").is_err());
+    let save = SaveData::parse(&savedata::decrypt(&bytes, b"s3cret").unwrap()).unwrap();
+    assert_eq!(save.to_profile().tox_id().to_hex(), id);
+
+    // Another identity with one friend, as qTox would save it (encrypted).
+    let mut other = omnipeer_node::tox::profile::new_profile("bob");
+    let friend = omnipeer_node::tox::profile::new_profile("carol").keys.pk;
+    assert!(other.add_friend(friend));
+    let data = b64(&omnipeer_node::tox::profile::savedata_bytes(&other, Some(b"qtox pass")));
+    let (code, e) = n.post("/api/tox/profile/import", json!({"data": data}));
+    assert_eq!(code, 400, "an encrypted save without its passphrase: {e}");
+    let (code, e) = n.post("/api/tox/profile/import", json!({"data": b64(b"not a save at all")}));
+    assert_eq!(code, 400, "{e}");
+    assert_eq!(n.get("/api/tox")["id"], id, "a refused import changes nothing");
+    let (code, r) = n.post("/api/tox/profile/import", json!({"data": data, "passphrase": "qtox pass"}));
+    assert_eq!(code, 200, "{r}");
+    let new_id = other.tox_id().to_hex();
+    assert_eq!(r, json!({"id": new_id, "friends": 1, "restart": true}));
+    wait(
+        "the Tox client to stop",
+        T,
+        || {
+            let nets = n.get("/api/networks");
+            let c = nets.as_array()?.iter().find(|x| x["name"] == "tox_client")?.clone();
+            (c["state"] == "offline" && c["detail"].as_str()?.contains(&new_id)).then_some(())
+        },
+        || n.get("/api/networks").to_string(),
+    );
+    let bak = omnipeer_node::tox::profile::load(&dir.path().join("tox.profile.bak")).unwrap();
+    assert_eq!(bak.tox_id().to_hex(), id, "the old identity is kept beside");
+    drop(n);
+    let n = Node::restart(dir.path(), p.api);
+    let tox = n.get("/api/tox");
+    assert_eq!(tox["id"], new_id, "{tox}");
+    assert!(friend_pk_listed(&tox, &friend.to_hex()), "{tox}");
+}
+
+fn friend_pk_listed(tox: &Value, pk: &str) -> bool {
+    friend(tox, pk).is_some()
+}

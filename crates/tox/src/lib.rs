@@ -16,5 +16,6 @@ pub mod onion_client;
 pub mod packet;
 pub mod profile;
 pub mod savedata;
+pub mod tcp_relay;
 pub mod tox;
 pub mod toxid;

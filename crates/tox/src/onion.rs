@@ -55,6 +55,12 @@ pub const PING_ID_WINDOW: Duration = Duration::from_secs(300);
 /// Our sendback key is replaced this often (the previous one still opens).
 pub const SENDBACK_KEY_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// First byte of the IP_Port we seal into our own first sendback layer when the request
+/// came from a TCP relay client (docs/protocols/tox.md#tcp-relays): only we read it, and it
+/// is no UDP family, so [`decode_ip_port`] would refuse it; bytes 1..9 hold the client's
+/// connection id.
+const TCP_CLIENT_MARK: u8 = 0xfe;
+
 /// Why an onion packet was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OnionError {
@@ -112,6 +118,7 @@ pub struct OnionNode {
     heard: VecDeque<Heard>,
     shared: BTreeMap<PublicKey, SharedKey>,
     transmit: VecDeque<(SocketAddr, Vec<u8>)>,
+    tcp_transmit: VecDeque<(u64, Vec<u8>)>,
     events: VecDeque<OnionNodeEvent>,
     next_tick: Instant,
     /// The ping-id secret, sendback keys and nonces come from here.
@@ -135,6 +142,7 @@ impl OnionNode {
             heard: VecDeque::new(),
             shared: BTreeMap::new(),
             transmit: VecDeque::new(),
+            tcp_transmit: VecDeque::new(),
             events: VecDeque::new(),
             next_tick: now + Duration::from_secs(1),
             rng,
@@ -202,6 +210,41 @@ impl OnionNode {
             .decrypt(&n, body)
             .or_else(|| self.sendback_prev.as_ref().and_then(|k| k.decrypt(&n, body)))
             .ok_or(OnionError::BadSendback)
+    }
+
+    /// An onion request from TCP relay client `conn` (relay packet 8, we are the first
+    /// hop): `[N][IP_Port next][PK][box]` — what 0x80 carries once opened — goes on as
+    /// 0x81 with a sendback layer naming `conn`; the answer comes out of
+    /// [`poll_tcp_response`](Self::poll_tcp_response).
+    pub fn handle_tcp_request(&mut self, conn: u64, data: &[u8]) -> Result<(), OnionError> {
+        if data.len() > ONION_MAX_PACKET_SIZE {
+            return Err(
+                PacketError::TooLong { what: "onion packet", max: ONION_MAX_PACKET_SIZE, got: data.len() }.into()
+            );
+        }
+        let min = NONCE_SIZE + IP_PORT_SIZE + PUBLIC_KEY_SIZE + MAC_SIZE;
+        if data.len() < min {
+            return Err(PacketError::TooShort { what: "tcp onion request", need: min, got: data.len() }.into());
+        }
+        let nonce = nonce_at(data, 0).ok_or(PacketError::Empty)?;
+        let next = decode_ip_port(&data[NONCE_SIZE..])?;
+        let rest = &data[NONCE_SIZE + IP_PORT_SIZE..];
+        let mut mark = [0u8; IP_PORT_SIZE];
+        mark[0] = TCP_CLIENT_MARK;
+        mark[1..9].copy_from_slice(&conn.to_be_bytes());
+        let s1 = self.seal_sendback(&mark);
+        let mut out = Vec::with_capacity(1 + NONCE_SIZE + rest.len() + s1.len());
+        out.push(kind::ONION_REQUEST_1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(rest);
+        out.extend_from_slice(&s1);
+        self.transmit.push_back((next, out));
+        Ok(())
+    }
+
+    /// Onion responses for TCP relay clients: `(connection id, bare response)`.
+    pub fn poll_tcp_response(&mut self) -> Option<(u64, Vec<u8>)> {
+        self.tcp_transmit.pop_front()
     }
 
     /// 0x80 `[N][sender pk][box([IP_Port next][rest])]` → `[0x81][N][rest][S1]`.
@@ -272,6 +315,15 @@ impl OnionNode {
             return Err(PacketError::TooShort { what: "onion response", need: min, got: data.len() }.into());
         }
         let plain = self.open_sendback(&data[1..1 + ret_len])?;
+        if next_kind.is_none() && plain.len() == IP_PORT_SIZE && plain[0] == TCP_CLIENT_MARK {
+            let k = data[1 + ret_len];
+            if k != kind::ANNOUNCE_RESPONSE && k != kind::ONION_DATA_RESPONSE && k != 0x88 {
+                return Err(OnionError::BadResponseKind(k));
+            }
+            let conn = u64_at(&plain, 1).ok_or(OnionError::BadSendback)?;
+            self.tcp_transmit.push_back((conn, data[1 + ret_len..].to_vec()));
+            return Ok(());
+        }
         let next = decode_ip_port(&plain)?;
         let response = &data[1 + ret_len..];
         let mut out = Vec::with_capacity(data.len());
@@ -525,8 +577,31 @@ pub mod build {
     /// `0x80` packet for `nodes[0]` carrying `payload` to `dest` through the path.
     /// `our_dht` boxes the first layer; `n` is a fresh random nonce from the caller.
     pub fn onion_request(n: &Nonce, our_dht: &KeyPair, path: &PathKeys, dest: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let l1 = layer_1(n, path, dest, payload);
+        let a = &path.nodes[0];
+        let box1 = SharedKey::precompute(&a.pk, &our_dht.sk).encrypt(n, &l1);
+        let mut out = Vec::with_capacity(1 + NONCE_SIZE + PUBLIC_KEY_SIZE + box1.len());
+        out.push(kind::ONION_REQUEST_0);
+        out.extend_from_slice(n);
+        out.extend_from_slice(&our_dht.pk.0);
+        out.extend_from_slice(&box1);
+        out
+    }
+
+    /// The same request when `nodes[0]` is a TCP relay we are connected to (relay packet
+    /// 8, docs/protocols/tox.md#tcp-relays): `[n][IP_Port B][PK1][box for B]`, no first box.
+    pub fn onion_request_tcp(n: &Nonce, path: &PathKeys, dest: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let l1 = layer_1(n, path, dest, payload);
+        let mut out = Vec::with_capacity(NONCE_SIZE + l1.len());
+        out.extend_from_slice(n);
+        out.extend_from_slice(&l1);
+        out
+    }
+
+    /// `[IP_Port B][PK1][box(PK1 → B)([IP_Port C][PK2][box(PK2 → C)([IP_Port dest][payload])])]`.
+    fn layer_1(n: &Nonce, path: &PathKeys, dest: SocketAddr, payload: &[u8]) -> Vec<u8> {
         let n = *n;
-        let [a, b, c] = &path.nodes;
+        let [_, b, c] = &path.nodes;
         // innermost: for C
         let mut l3 = Vec::with_capacity(IP_PORT_SIZE + payload.len());
         l3.extend_from_slice(&encode_ip_port(&dest));
@@ -541,13 +616,7 @@ pub mod build {
         l1.extend_from_slice(&encode_ip_port(&b.addr));
         l1.extend_from_slice(&path.temp1.pk.0);
         l1.extend_from_slice(&box2);
-        let box1 = SharedKey::precompute(&a.pk, &our_dht.sk).encrypt(&n, &l1);
-        let mut out = Vec::with_capacity(1 + NONCE_SIZE + PUBLIC_KEY_SIZE + box1.len());
-        out.push(kind::ONION_REQUEST_0);
-        out.extend_from_slice(&n);
-        out.extend_from_slice(&our_dht.pk.0);
-        out.extend_from_slice(&box1);
-        out
+        l1
     }
 
     /// Announce request 0x83 payload (177 bytes); `n` is a fresh random nonce.
@@ -642,6 +711,36 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn announce_from_a_tcp_relay_client_comes_back_to_its_connection() {
+        let mut rng = crate::crypto::seeded_rng(102);
+        let now = Instant::now();
+        let mut hops: Vec<Hop> = (1..=4).map(|i| hop(i, now)).collect();
+        let real = KeyPair::generate(&mut rng);
+        let path = PathKeys {
+            nodes: [
+                PackedNode::new(hops[0].addr, hops[0].dht.pk()),
+                PackedNode::new(hops[1].addr, hops[1].dht.pk()),
+                PackedNode::new(hops[2].addr, hops[2].dht.pk()),
+            ],
+            temp1: KeyPair::generate(&mut rng),
+            temp2: KeyPair::generate(&mut rng),
+        };
+        let (d_addr, d_pk) = (hops[3].addr, hops[3].dht.pk());
+        let ann = announce_request(&random_nonce(&mut rng), &real, &d_pk, &[0; 32], &real.pk, &real.pk, 78);
+        let pkt = onion_request_tcp(&random_nonce(&mut rng), &path, d_addr, &ann);
+        hops[0].node.handle_tcp_request(42, &pkt).unwrap();
+        let (to, p1) = hops[0].node.poll_transmit().unwrap();
+        assert_eq!((to, p1[0], p1.len()), (hops[1].addr, 0x81, 395), "the same 0x81 as from a UDP client");
+        let a0 = hops[0].addr;
+        let back = pump(&mut hops, (a0, to, p1), now);
+        assert!(back.is_empty(), "nothing leaves by UDP: {back:?}");
+        let (conn, resp) = hops[0].node.poll_tcp_response().unwrap();
+        assert_eq!((conn, resp[0]), (42, kind::ANNOUNCE_RESPONSE));
+        assert_eq!(announce_response_header(&resp).unwrap().0, 78);
+        assert!(hops[0].node.handle_tcp_request(42, &pkt[..40]).is_err());
     }
 
     #[test]

@@ -451,6 +451,17 @@ impl DhtPkAnnounce {
         let entries = decode_node_entries_all(&b[DHT_PK_FIXED_SIZE..], MAX_DHT_PK_NODES)?;
         Ok(DhtPkAnnounce { no_replay, dht_pk, nodes: entries.into_iter().filter(|e| !e.tcp).map(|e| e.node).collect() })
     }
+
+    /// The TCP relays listed in a DHT-PK packet (c-toxcore puts the relays it is connected
+    /// to first; docs/protocols/tox.md#tcp-relays); empty when it does not decode.
+    pub fn decode_relays(b: &[u8]) -> Vec<PackedNode> {
+        if Self::decode(b).is_err() {
+            return Vec::new();
+        }
+        decode_node_entries_all(&b[DHT_PK_FIXED_SIZE..], MAX_DHT_PK_NODES)
+            .map(|v| v.into_iter().filter(|e| e.tcp).map(|e| e.node).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// XOR distance order: is `a` closer to `target` than `b`? (keys as big-endian integers)
@@ -598,6 +609,19 @@ mod tests {
         assert!(NodesResponsePlain::decode(&trailing).is_err());
         assert!(PingPlain::decode(&[2, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
         assert!(PingPlain::decode(&[0; 8]).is_err());
+    }
+
+    #[test]
+    fn dht_pk_relays_are_the_tcp_entries() {
+        let udp = PackedNode::new("127.0.0.1:2".parse().unwrap(), pk(0x22));
+        let tcp = PackedNode::new("127.0.0.1:3".parse().unwrap(), pk(0x33));
+        let mut e = DhtPkAnnounce { no_replay: 1, dht_pk: pk(0x11), nodes: vec![] }.encode();
+        encode_node_entry(&NodeEntry { tcp: true, node: tcp }, &mut e);
+        encode_node_entry(&NodeEntry { tcp: false, node: udp }, &mut e);
+        assert_eq!(e[41], ip_type::TCP_IPV4, "as c-toxcore writes a relay");
+        assert_eq!(DhtPkAnnounce::decode(&e).unwrap().nodes, vec![udp], "relays are not DHT nodes");
+        assert_eq!(DhtPkAnnounce::decode_relays(&e), vec![tcp]);
+        assert!(DhtPkAnnounce::decode_relays(&e[..50]).is_empty(), "a truncated packet names none");
     }
 
     #[test]

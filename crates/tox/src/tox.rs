@@ -45,6 +45,10 @@ pub const DHTPK_RETRY: Duration = Duration::from_secs(1);
 pub const TASK_INTERVAL: Duration = Duration::from_millis(250);
 /// Friends at most.
 pub const MAX_FRIENDS: usize = 1024;
+/// Relay hints (friends' DHT-PK packets naming TCP relays) kept at most.
+pub const MAX_RELAY_HINTS: usize = 64;
+/// A friend UDP has not found this long after it named TCP relays is reached through one.
+pub const RELAY_FALLBACK: Duration = Duration::from_secs(3);
 
 /// What the client needs from an onion client (tox-net's `OnionClient` implements it).
 pub trait Rendezvous {
@@ -204,6 +208,7 @@ pub struct Tox {
     start: Instant,
     next_tasks: Instant,
     events: VecDeque<ToxEvent>,
+    relay_hints: BTreeMap<PublicKey, (Instant, PublicKey, Vec<PackedNode>)>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     local_rendezvous: bool,
     /// The DHT key pair, the sub-machines' seeds and our nonces come from here.
@@ -243,6 +248,7 @@ impl Tox {
             start: now,
             next_tasks: now,
             events: VecDeque::new(),
+            relay_hints: BTreeMap::new(),
             transmits: VecDeque::new(),
             local_rendezvous: true,
         }
@@ -587,6 +593,45 @@ impl Tox {
         }
     }
 
+    /// A friend's DHT-PK packet named TCP relays: kept, and handed to the driver
+    /// ([`poll_relay_hint`](Self::poll_relay_hint)) if UDP has not found the friend within
+    /// [`RELAY_FALLBACK`].
+    fn relay_hint(&mut self, now: Instant, friend: PublicKey, dht_pk: PublicKey, packet: &[u8]) {
+        let relays = DhtPkAnnounce::decode_relays(packet);
+        if relays.is_empty() || !self.friends.contains_key(&friend) || self.is_online(&friend) {
+            return;
+        }
+        if self.relay_hints.len() >= MAX_RELAY_HINTS && !self.relay_hints.contains_key(&friend) {
+            return;
+        }
+        let since = self.relay_hints.get(&friend).filter(|h| h.1 == dht_pk).map_or(now, |h| h.0);
+        self.relay_hints.insert(friend, (since, dht_pk, relays));
+    }
+
+    /// `(friend, its DHT key, the TCP relays it listed)` for a friend that UDP has not found
+    /// [`RELAY_FALLBACK`] after it named relays (c-toxcore too prefers UDP).
+    pub fn poll_relay_hint(&mut self, now: Instant) -> Option<(PublicKey, PublicKey, Vec<PackedNode>)> {
+        let due = self.relay_hints.iter().find(|(_, h)| now >= h.0 + RELAY_FALLBACK).map(|(f, _)| *f)?;
+        let (_, dht_pk, relays) = self.relay_hints.remove(&due)?;
+        let waiting = self.friends.get(&due).is_some_and(|f| {
+            f.progress.progress() == Progress::AcquiringIpAddress && f.progress.dht_pk() == Some(dht_pk)
+        });
+        if waiting {
+            Some((due, dht_pk, relays))
+        } else {
+            self.poll_relay_hint(now)
+        }
+    }
+
+    /// The driver reaches `friend` (DHT key `dht_pk`) at `addr` through a TCP relay: use it
+    /// as the friend's address if none is known (the progress states go on as for UDP).
+    pub fn relay_address(&mut self, now: Instant, friend: &PublicKey, dht_pk: PublicKey, addr: SocketAddr) {
+        if let Some(f) = self.friends.get_mut(friend) {
+            f.progress.on_address(now, dht_pk, addr);
+            self.next_tasks = now;
+        }
+    }
+
     fn handle_dhtpk(&mut self, now: Instant, friend: PublicKey, ann: DhtPkAnnounce) {
         let Some(f) = self.friends.get_mut(&friend) else { return };
         if f.last_no_replay.is_some_and(|last| ann.no_replay <= last) {
@@ -630,6 +675,7 @@ impl Tox {
         if ann.dht_pk != from_dht {
             return;
         }
+        self.relay_hint(now, real, ann.dht_pk, &plain);
         self.handle_dhtpk(now, real, ann);
     }
 
@@ -664,6 +710,7 @@ impl Tox {
                     RendezvousEvent::Data { from_real_pk, data } => match data.first() {
                         Some(&kind::DHT_PK) => {
                             if let Ok(ann) = DhtPkAnnounce::decode(&data) {
+                                self.relay_hint(now, from_real_pk, ann.dht_pk, &data);
                                 self.handle_dhtpk(now, from_real_pk, ann);
                             }
                         }

@@ -153,6 +153,11 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/tox/friends/{pk}", axum::routing::delete(tox::remove_friend))
         .route("/api/tox/requests/{pk}", axum::routing::delete(tox::decline))
         .route("/api/tox/requests/{pk}/accept", post(tox::accept))
+        .route("/api/tox/profile/export", post(tox::export_profile))
+        .route(
+            "/api/tox/profile/import",
+            post(tox::import_profile).layer(axum::extract::DefaultBodyLimit::max(tox::MAX_IMPORT_BODY)),
+        )
         .route("/api/uploads", get(upload_list))
         .route("/api/uploads/{id}/cancel", post(upload_cancel))
         .route("/api/settings", get(settings_get).put(settings_put))

@@ -49,6 +49,8 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("delete", "/api/tox/friends/{pk}", "Remove a Tox friend"),
     ("post", "/api/tox/requests/{pk}/accept", "Accept a pending friend request"),
     ("delete", "/api/tox/requests/{pk}", "Decline a pending friend request"),
+    ("post", "/api/tox/profile/export", "The Tox profile as a standard Tox save (qTox/toxic), optionally passphrase-encrypted"),
+    ("post", "/api/tox/profile/import", "Import a Tox save (plain or encrypted) as the node's Tox identity; the Tox client stops until the node restarts"),
     ("get", "/api/uploads", "Uploads: running and queued (in queue order), then finished"),
     ("post", "/api/uploads/{id}/cancel", "Cancel an upload that waits or runs"),
     ("get", "/api/settings", "The settings that can change while the node runs"),
@@ -212,6 +214,25 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         ("delete", "/api/tox/friends/{pk}") => (vec![pk_param()], None, ok(r("ToxFriend"))),
         ("post", "/api/tox/requests/{pk}/accept") => (vec![pk_param()], None, ok(r("ToxFriend"))),
         ("delete", "/api/tox/requests/{pk}") => (vec![pk_param()], None, ok(r("ToxRequest"))),
+        ("post", "/api/tox/profile/export") => (
+            vec![],
+            Some(body(json!({"type": "object", "properties": {
+                "passphrase": {"type": "string", "description": "Encrypt the save with it (toxencryptsave); empty or absent: plain"}}}))),
+            ok(json!({"type": "object", "required": ["data", "id", "encrypted"], "properties": {
+                "data": {"type": "string", "description": "The save file, base64"},
+                "id": {"type": "string", "description": "Its Tox ID"},
+                "encrypted": {"type": "boolean"}}})),
+        ),
+        ("post", "/api/tox/profile/import") => (
+            vec![],
+            Some(body(json!({"type": "object", "required": ["data"], "properties": {
+                "data": {"type": "string", "description": "The save file (qTox's/toxic's NAME.tox), base64; at most 4 MiB of base64"},
+                "passphrase": {"type": "string", "description": "Its passphrase, when encrypted"}}}))),
+            ok(json!({"type": "object", "required": ["id", "friends", "restart"], "properties": {
+                "id": {"type": "string", "description": "The imported Tox ID (the node's from its next start)"},
+                "friends": {"type": "integer"},
+                "restart": {"type": "boolean", "description": "Always true: the Tox client stopped; restart the node"}}})),
+        ),
         ("get", "/api/uploads") => (vec![], None, ok(json!({"type": "array", "items": r("Upload")}))),
         ("get", "/api/settings") => (vec![], None, ok(json!({"type": "array", "items": r("Setting")}))),
         ("put", "/api/settings") => (

@@ -1,4 +1,5 @@
-//! `/api/tox…`: the node's Tox ID, friends and friend requests (docs/api.md "Tox").
+//! `/api/tox…`: the node's Tox ID, friends and friend requests, its profile as a Tox save
+//! (docs/api.md "Tox").
 
 use super::{Api, ApiError, ApiResult};
 use axum::extract::{Path, State};
@@ -37,4 +38,38 @@ pub(super) async fn accept(State(api): State<Api>, Path(pk): Path<String>) -> Ap
 
 pub(super) async fn decline(State(api): State<Api>, Path(pk): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(api.node.tox_decline(&pk).map_err(err)?)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ExportBody {
+    #[serde(default)]
+    passphrase: Option<String>,
+}
+
+/// `POST /api/tox/profile/export`: `{data: base64 of the save, id, encrypted}`.
+pub(super) async fn export_profile(State(api): State<Api>, Json(b): Json<ExportBody>) -> ApiResult<Json<Value>> {
+    let bytes = api.node.tox_export(b.passphrase.as_deref()).await.map_err(err)?;
+    let id = api.node.tox_status().map_err(err)?.id;
+    let encrypted = omnipeer_tox::savedata::is_encrypted(&bytes);
+    Ok(Json(json!({"data": data_encoding::BASE64.encode(&bytes), "id": id, "encrypted": encrypted})))
+}
+
+/// Longest `POST /api/tox/profile/import` body: a save of about 3 MiB in base64 (c-toxcore
+/// stores ~2.2 KB per friend, so over a thousand friends); other routes keep `MAX_BODY`.
+pub const MAX_IMPORT_BODY: usize = 4 << 20;
+
+#[derive(Deserialize)]
+pub(super) struct ImportBody {
+    /// The save file, base64.
+    data: String,
+    #[serde(default)]
+    passphrase: Option<String>,
+}
+
+/// `POST /api/tox/profile/import`.
+pub(super) async fn import_profile(State(api): State<Api>, Json(b): Json<ImportBody>) -> ApiResult<Json<Value>> {
+    let bytes = data_encoding::BASE64
+        .decode(b.data.trim().as_bytes())
+        .map_err(|e| err(crate::app::NodeError::Invalid(format!("data is not base64: {e}")).into()))?;
+    Ok(Json(json!(api.node.tox_import(&bytes, b.passphrase.as_deref()).await.map_err(err)?)))
 }

@@ -1110,7 +1110,19 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         let key = boot.dht_pk().to_hex();
         crate::app::say!("tox bootstrap node: {}:{}:{key}", addr.ip(), addr.port());
         crate::app::say!("listening on {addr}");
-        node.set_network("tox_bootstrap", SessionState::Online, &addr.to_string(), &format!("DHT key {key}"));
+        // The detail stays the bare DHT key (docs/api.md): the relay uses the same key.
+        let detail = format!("DHT key {key}");
+        if let Some(tcp) =
+            crate::tox::bootstrap::tcp_listen_addr(&t.tcp_listen, t.listen).context("[tox_bootstrap].tcp_listen")?
+        {
+            let tcp = boot
+                .listen_tcp(tcp)
+                .await
+                .with_context(|| format!("tox TCP relay: cannot listen on {tcp}"))
+                .map_err(|e| listen_key(e, "[tox_bootstrap].tcp_listen"))?;
+            crate::app::say!("tox tcp relay: {}:{}:{key}", tcp.ip(), tcp.port());
+        }
+        node.set_network("tox_bootstrap", SessionState::Online, &addr.to_string(), &detail);
         own_tox_boot = Some((tox::reachable(addr), boot.dht_pk()));
         tasks.spawn(boot.run(shutdown.clone()));
     } else {

@@ -108,6 +108,21 @@ enum Cmd {
     Remove { pk: PublicKey, reply: oneshot::Sender<anyhow::Result<()>> },
     /// Send a stored own line (delivered = false) if the friend is online.
     Send { pk: PublicKey, line: i64, text: String },
+    /// The running profile as a Tox save (encrypted with the passphrase when given).
+    Export { passphrase: Option<String>, reply: oneshot::Sender<anyhow::Result<Vec<u8>>> },
+    /// Make `profile` the node's identity from the next start; the client stops.
+    Import { profile: Box<Profile>, reply: oneshot::Sender<anyhow::Result<()>> },
+}
+
+/// `POST /api/tox/profile/import`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ToxImported {
+    /// The imported Tox ID (the node's from its next start).
+    pub id: String,
+    /// Friends in the imported save.
+    pub friends: usize,
+    /// Always true: the Tox client stopped; restarting the node brings it up as `id`.
+    pub restart: bool,
 }
 
 /// Live state of a friend (not stored).
@@ -242,6 +257,31 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         h.cmds.send(make(tx)).map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?;
         rx.await.map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?
+    }
+
+    /// The running Tox profile in the standard save format (docs/protocols/tox.md#savedata),
+    /// passphrase-encrypted when `passphrase` is given and not empty.
+    pub async fn tox_export(&self, passphrase: Option<&str>) -> anyhow::Result<Vec<u8>> {
+        let h = self.tox()?;
+        let passphrase = passphrase.filter(|p| !p.is_empty()).map(str::to_owned);
+        let (tx, rx) = oneshot::channel();
+        h.cmds
+            .send(Cmd::Export { passphrase, reply: tx })
+            .map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?;
+        rx.await.map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?
+    }
+
+    /// Import a Tox save (qTox's / toxic's profile, plain or encrypted): it replaces the
+    /// node's profile (the old one kept as `<profile>.bak`) and its friend list; the Tox
+    /// client stops, and the next start runs as the imported identity.
+    pub async fn tox_import(&self, data: &[u8], passphrase: Option<&str>) -> anyhow::Result<ToxImported> {
+        self.tox()?;
+        let pass = passphrase.filter(|p| !p.is_empty()).map(str::as_bytes);
+        let profile = crate::tox::profile::parse_savedata(data, pass)
+            .map_err(|e| NodeError::Invalid(format!("not a Tox save: {e:#}")))?;
+        let imported = ToxImported { id: profile.tox_id().to_hex(), friends: profile.friends.len(), restart: true };
+        self.tox_call(|reply| Cmd::Import { profile: Box::new(profile), reply }).await?;
+        Ok(imported)
     }
 
     /// Send a friend request to the owner of `id` (76 hex) and add it as a friend; it
@@ -432,6 +472,7 @@ pub(crate) async fn start(
         last_save: Instant::now(),
         announced: false,
         files: None,
+        imported: false,
     };
     Ok(task.run(rx))
 }
@@ -488,6 +529,8 @@ struct Task {
     /// Files friends send (created at the first one): complete ones land in the downloads
     /// folder, partial ones wait in the data dir's `tox-partial` for a resume.
     files: Option<crate::tox::files::Receiver>,
+    /// A profile was imported: the task ends (the next start uses it).
+    imported: bool,
 }
 
 impl Task {
@@ -509,6 +552,18 @@ impl Task {
                 Wake::Command(c) => self.on_command(c),
                 Wake::Timeout => {}
                 Wake::Closed => return Ok(()),
+            }
+            if self.imported {
+                self.client.shutdown().await;
+                let id = self.profile.tox_id().to_hex();
+                crate::app::say!("tox client: profile imported; restart to go online as {id}");
+                self.node.set_network(
+                    "tox_client",
+                    SessionState::Offline,
+                    "",
+                    &format!("profile imported: restart the node to go online as Tox ID {id}"),
+                );
+                return Ok(());
             }
             self.refresh();
         }
@@ -607,7 +662,46 @@ impl Task {
                 let _ = reply.send(Ok(()));
             }
             Cmd::Send { pk, line, text } => self.send_line(pk, line, &text),
+            Cmd::Export { passphrase, reply } => {
+                let bytes =
+                    crate::tox::profile::savedata_bytes(&self.profile, passphrase.as_deref().map(str::as_bytes));
+                let _ = reply.send(Ok(bytes));
+            }
+            Cmd::Import { profile, reply } => {
+                let r = self.import(*profile);
+                let ok = r.is_ok();
+                let _ = reply.send(r);
+                if ok {
+                    self.imported = true;
+                }
+            }
         }
+    }
+
+    /// Replaces the profile file (the old one copied to `.bak`) and the stored friends.
+    fn import(&mut self, profile: Profile) -> anyhow::Result<()> {
+        let mut bak = self.profile_path.clone().into_os_string();
+        bak.push(".bak");
+        let bak = PathBuf::from(bak);
+        if self.profile_path.exists() {
+            std::fs::copy(&self.profile_path, &bak).with_context(|| format!("backing up to {}", bak.display()))?;
+        }
+        crate::tox::profile::save(&profile, &self.profile_path)
+            .with_context(|| format!("writing {}", self.profile_path.display()))?;
+        let db = self.node.db.lock().expect("db");
+        let keep: std::collections::HashSet<String> = profile.friends.iter().map(|pk| pk.to_hex()).collect();
+        for f in db.tox_friends()? {
+            if !keep.contains(&f.pk) {
+                db.tox_friend_remove(&f.pk)?;
+            }
+        }
+        for pk in &keep {
+            db.tox_friend_add(pk)?;
+        }
+        drop(db);
+        // The running client keeps the old keys: nothing may save them over the import.
+        self.profile = profile;
+        Ok(())
     }
 
     /// Sends a stored line if the friend is online and it is not on its way already.

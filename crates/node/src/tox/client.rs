@@ -32,6 +32,8 @@ pub struct ToxClient {
     sock: UdpSocket,
     tox: Tox,
     buf: Vec<u8>,
+    /// TCP relays friends named (docs/protocols/tox.md#tcp-relays).
+    relays: super::relay::Relays,
 }
 
 /// UNIX seconds, the base of our DHT-PK no_replay counter (it must grow across restarts).
@@ -55,7 +57,8 @@ impl ToxClient {
             tox.add_friend(now, *f)?;
         }
         tox.set_self_addr(sock.local_addr().ok());
-        Ok(ToxClient { sock, tox, buf: vec![0u8; RECV_BUF] })
+        let relays = super::relay::Relays::new(tox.dht().keys().clone());
+        Ok(ToxClient { sock, tox, buf: vec![0u8; RECV_BUF], relays })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -81,11 +84,22 @@ impl ToxClient {
     }
 
     async fn flush(&mut self) {
+        let now = Instant::now();
+        // A friend reachable only through a TCP relay it named: give the machine its
+        // pseudo address (the first relay that takes the route).
+        while let Some((friend, dht_pk, relays)) = self.tox.poll_relay_hint(now) {
+            if let Some(a) = relays.iter().find_map(|r| self.relays.route(now, r.addr, r.pk, dht_pk)) {
+                self.tox.relay_address(now, &friend, dht_pk, a);
+            }
+        }
         while let Some((to, p)) = self.tox.poll_transmit() {
-            if let Err(e) = self.sock.send_to(&p, to).await {
+            if super::relay::is_relay_addr(&to) {
+                self.relays.send(&to, &p);
+            } else if let Err(e) = self.sock.send_to(&p, to).await {
                 tracing::debug!("tox: send to {to}: {e}");
             }
         }
+        self.relays.flush();
     }
 
     /// Pumps the socket and timers until the machine reports an event or `until` passes
@@ -122,6 +136,10 @@ impl ToxClient {
             }
             let floor = tokio::time::Instant::now() + Duration::from_millis(1);
             let mut deadline = tokio_deadline(self.tox.next_timeout()).max(floor);
+            if !self.relays.is_empty() {
+                // Relay pings: checked every second while relays are connected.
+                deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+            }
             if let Some(u) = until {
                 deadline = deadline.min(u);
             }
@@ -145,7 +163,18 @@ impl ToxClient {
                     // ICMP errors from earlier sends surface here on Linux; not fatal.
                     Err(e) => tracing::trace!("tox: recv: {e}"),
                 },
-                _ = tokio::time::sleep_until(deadline) => self.tox.tick(Instant::now()),
+                (relay, bytes) = self.relays.recv() => {
+                    let now = Instant::now();
+                    for (from, p) in self.relays.handle(now, relay, bytes) {
+                        if let Err(e) = self.tox.handle_packet(now, from, &p) {
+                            tracing::trace!("tox: from relay {from}: {e}");
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.relays.tick(Instant::now());
+                    self.tox.tick(Instant::now());
+                }
             }
         }
     }

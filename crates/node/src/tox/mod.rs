@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod files;
 pub mod profile;
+pub mod relay;
 
 use anyhow::{anyhow, bail, Context};
 pub use omnipeer_tox::crypto::{KeyPair, PublicKey};

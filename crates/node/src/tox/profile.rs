@@ -82,35 +82,44 @@ pub fn load_or_create(path: &Path, nickname: &str) -> Result<(Profile, bool), Pr
 /// `MAX_SAVEDATA_SIZE` + the encryption overhead is read.
 pub fn import_savedata(path: &Path, passphrase: Option<&[u8]>) -> anyhow::Result<Profile> {
     use anyhow::Context;
-    use omnipeer_tox::savedata::{self, SaveData, ENCRYPTION_EXTRA, MAX_SAVEDATA_SIZE};
+    use omnipeer_tox::savedata::{ENCRYPTION_EXTRA, MAX_SAVEDATA_SIZE};
     let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
     let mut buf = Vec::new();
     f.take((MAX_SAVEDATA_SIZE + ENCRYPTION_EXTRA + 1) as u64).read_to_end(&mut buf)?;
-    let plain = if savedata::is_encrypted(&buf) {
-        let pass =
-            passphrase.ok_or_else(|| anyhow::anyhow!("{} is encrypted: give --passphrase-file", path.display()))?;
-        savedata::decrypt(&buf, pass)?
+    parse_savedata(&buf, passphrase).with_context(|| format!("{}", path.display()))
+}
+
+/// A Tox save's bytes (plain or encrypted) as an omnipeer profile.
+pub fn parse_savedata(buf: &[u8], passphrase: Option<&[u8]>) -> anyhow::Result<Profile> {
+    use omnipeer_tox::savedata::{self, SaveData};
+    let plain = if savedata::is_encrypted(buf) {
+        let pass = passphrase.ok_or_else(|| anyhow::anyhow!("the save is encrypted: a passphrase is needed"))?;
+        savedata::decrypt(buf, pass)?
     } else {
-        buf
+        buf.to_vec()
     };
     Ok(SaveData::parse(&plain)?.to_profile())
+}
+
+/// `profile` as the bytes of a Tox save, encrypted with `passphrase` when given.
+pub fn savedata_bytes(profile: &Profile, passphrase: Option<&[u8]>) -> Vec<u8> {
+    use omnipeer_tox::savedata::{self, SaveData};
+    let plain = SaveData::from_profile(profile).encode();
+    match passphrase {
+        Some(p) => savedata::encrypt(&plain, p, &os_random(), &os_random()),
+        None => plain,
+    }
 }
 
 /// Writes `profile` as a Tox save that c-toxcore clients load, encrypted with
 /// `passphrase` (toxencryptsave, fresh salt and nonce from the OS) when given; atomically,
 /// owner-only.
 pub fn export_savedata(profile: &Profile, path: &Path, passphrase: Option<&[u8]>) -> anyhow::Result<()> {
-    use omnipeer_tox::savedata::{self, SaveData};
-    let plain = SaveData::from_profile(profile).encode();
-    let bytes = match passphrase {
-        Some(p) => savedata::encrypt(&plain, p, &os_random(), &os_random()),
-        None => plain,
-    };
-    write_private(path, &bytes)?;
+    write_private(path, &savedata_bytes(profile, passphrase))?;
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),

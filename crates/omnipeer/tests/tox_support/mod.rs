@@ -322,6 +322,19 @@ impl BotOptions {
         self
     }
     /// Exit 0 once the file was sent or one was received.
+    /// UDP off (`udp_enabled = false`): the bot reaches anyone only through TCP relays.
+    pub fn no_udp(mut self) -> Self {
+        self.extra.push("-U".into());
+        self
+    }
+
+    /// A TCP relay `HOST:PORT:KEY` (tox_add_tcp_relay).
+    pub fn tcp_relay(mut self, spec: &str) -> Self {
+        self.extra.push("-T".into());
+        self.extra.push(spec.into());
+        self
+    }
+
     pub fn exit_on_file(mut self) -> Self {
         self.exit_on_file = true;
         self
@@ -422,6 +435,16 @@ pub struct Bootstrapd {
 impl Bootstrapd {
     /// Starts one bootstrapping off `nodes` (`(port, dht key hex)` on 127.0.0.1).
     pub fn start(nodes: &[(u16, String)]) -> Bootstrapd {
+        Self::start_inner(nodes, false)
+    }
+
+    /// … with its TCP relay on (`enable_tcp_relay`, `tcp_relay_ports = [port]`: the same
+    /// port number as its UDP port).
+    pub fn start_with_tcp_relay(nodes: &[(u16, String)]) -> Bootstrapd {
+        Self::start_inner(nodes, true)
+    }
+
+    fn start_inner(nodes: &[(u16, String)], tcp: bool) -> Bootstrapd {
         let port = free_udp_port();
         let dir = tempfile::Builder::new().prefix("tox-bootstrapd-").tempdir().unwrap();
         let d = dir.path().display().to_string();
@@ -432,8 +455,8 @@ impl Bootstrapd {
         let conf = format!(
             "port = {port}\nkeys_file_path = \"{d}/keys\"\npid_file_path = \"{d}/tox-bootstrapd.pid\"\n\
              enable_ipv6 = false\nenable_ipv4_fallback = true\nenable_lan_discovery = false\n\
-             enable_tcp_relay = false\nenable_motd = true\nmotd = \"omnipeer test bootstrapd\"\n\
-             bootstrap_nodes = ({})\n",
+             enable_tcp_relay = {tcp}\ntcp_relay_ports = [{port}]\nenable_motd = true\n\
+             motd = \"omnipeer test bootstrapd\"\nbootstrap_nodes = ({})\n",
             boot.join(",\n")
         );
         let cfg = dir.path().join("tox-bootstrapd.conf");
@@ -468,6 +491,16 @@ impl OmniBootstrap {
     /// its DHT key on stdout.
     pub fn start(bin: &str, extra: &[&str]) -> OmniBootstrap {
         let port = free_udp_port();
+        Self::start_on(bin, port, extra)
+    }
+
+    /// … with its TCP relay on the same port number (`--tcp 127.0.0.1:PORT`).
+    pub fn start_with_tcp_relay(bin: &str) -> OmniBootstrap {
+        let port = free_udp_port();
+        Self::start_on(bin, port, &["--tcp", &format!("127.0.0.1:{port}")])
+    }
+
+    fn start_on(bin: &str, port: u16, extra: &[&str]) -> OmniBootstrap {
         let dir = tempfile::Builder::new().prefix("omni-tox-bootstrap-").tempdir().unwrap();
         let mut cmd = Command::new(bin);
         cmd.arg("--data-dir")

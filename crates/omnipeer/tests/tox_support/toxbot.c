@@ -27,13 +27,15 @@
  *   -L FILE            start from the save in FILE (decrypted with -P if encrypted)
  *   -P PASS            passphrase for -W / -L
  *   -n NAME            set our name
+ *   -U                 UDP off (udp_enabled = false): TCP relays only
+ *   -T HOST:PORT:KEY   TCP relay (tox_add_tcp_relay; KEY = the relay's key); repeatable
  * Without -f/-m the bot auto-accepts friend requests and answers every message with
  * "echo: <msg>".
  *
  * Output (stdout, one line each, flushed):
  *   TOXID <76 hex>            DHTKEY <64 hex>             PORT <udp port>
  *   FRIENDS <count>           (friends restored from -L)
- *   BOOTSTRAP <host:port> ok|fail
+ *   BOOTSTRAP <host:port> ok|fail          RELAY <host:port> ok|fail
  *   SELF CONNECTION <0|1|2>   (0 none, 1 TCP, 2 UDP)
  *   FRIEND_REQUEST <pk hex> '<message>'
  *   FRIEND_ADDED <n> <pk hex>
@@ -305,7 +307,10 @@ int main(int argc, char **argv) {
     bool verbose = false;
     int opt;
     const char *save_out = NULL, *load_in = NULL, *pass = NULL, *name = NULL;
-    while ((opt = getopt(argc, argv, "p:b:s:F:f:r:m:c:xt:vS:R:qW:L:P:n:")) != -1) {
+    bool udp = true;
+    int nrelay = 0;
+    char *relay[MAX_BOOT];
+    while ((opt = getopt(argc, argv, "p:b:s:F:f:r:m:c:xt:vS:R:qW:L:P:n:UT:")) != -1) {
         switch (opt) {
         case 'p': port = atoi(optarg); break;
         case 'b': if (nboot == MAX_BOOT) usage(); boot[nboot++] = optarg; break;
@@ -325,6 +330,8 @@ int main(int argc, char **argv) {
         case 'L': load_in = optarg; break;
         case 'P': pass = optarg; break;
         case 'n': name = optarg; break;
+        case 'U': udp = false; break;
+        case 'T': if (nrelay == MAX_BOOT) usage(); relay[nrelay++] = optarg; break;
         default: usage();
         }
     }
@@ -338,7 +345,7 @@ int main(int argc, char **argv) {
     struct Tox_Options *o = tox_options_new(NULL);
     if (!o) return 2;
     tox_options_set_ipv6_enabled(o, false);
-    tox_options_set_udp_enabled(o, true);
+    tox_options_set_udp_enabled(o, udp);
     tox_options_set_local_discovery_enabled(o, false);
     tox_options_set_tcp_port(o, 0);
     tox_options_set_start_port(o, (uint16_t)port);
@@ -417,6 +424,20 @@ int main(int argc, char **argv) {
         Tox_Err_Bootstrap eb;
         bool ok = tox_bootstrap(t, spec, (uint16_t)atoi(p), key, &eb);
         printf("BOOTSTRAP %s:%s %s\n", spec, p, ok ? "ok" : "fail");
+    }
+    for (int i = 0; i < nrelay; i++) {
+        char *spec = relay[i];
+        char *k = strrchr(spec, ':');
+        if (!k) usage();
+        *k++ = 0;
+        char *p = strrchr(spec, ':');
+        if (!p) usage();
+        *p++ = 0;
+        uint8_t key[TOX_PUBLIC_KEY_SIZE];
+        if (unhex(k, key, sizeof key) != 0) usage();
+        Tox_Err_Bootstrap eb;
+        bool ok = tox_add_tcp_relay(t, spec, (uint16_t)atoi(p), key, &eb);
+        printf("RELAY %s:%s %s\n", spec, p, ok ? "ok" : "fail");
     }
     for (int i = 0; i < nfriends; i++) {
         uint8_t pk[TOX_PUBLIC_KEY_SIZE];
