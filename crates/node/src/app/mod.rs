@@ -19,6 +19,7 @@ pub mod error;
 pub mod model;
 pub mod net;
 pub mod search;
+pub mod segmented;
 pub mod sessions;
 pub mod settings;
 pub mod tox;

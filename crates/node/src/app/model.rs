@@ -389,6 +389,14 @@ pub enum Event {
         /// Bytes per second.
         rate: u64,
     },
+    /// A running segmented download's sources and block map
+    /// (`GET /api/transfers/{id}/segments`).
+    Segments {
+        /// Transfer id.
+        id: i64,
+        /// The view.
+        segments: super::segmented::SegmentsView,
+    },
     /// A chat line.
     Chat {
         /// The line.

@@ -42,6 +42,8 @@ struct Running {
 pub struct Engine {
     running: Mutex<HashMap<i64, Running>>,
     wake: Notify,
+    /// The live view of running segmented downloads (`super::segmented`).
+    pub(super) segments: Mutex<HashMap<i64, super::segmented::SegmentsView>>,
 }
 
 /// The delay before retry number `retries + 1`.
@@ -348,6 +350,12 @@ impl Node {
         live: &Arc<AtomicU64>,
     ) -> anyhow::Result<(PathBuf, u64)> {
         std::fs::create_dir_all(dir)?;
+        // Several sources and a Tiger tree: segments (`super::segmented`).
+        let segmented = self.attempt_segmented(t, dir, stop, rate, live).await;
+        self.engine.segments.lock().expect("segments").remove(&t.id);
+        if let Some(r) = segmented {
+            return r;
+        }
         let on_disk = dir_file_len(dir);
         live.store(on_disk, Ordering::Relaxed);
         if on_disk > 0 {
