@@ -219,6 +219,30 @@ pub fn coarsen(mut block_size: u64, mut hashes: Vec<Hash>, max: u64) -> (u64, Ve
     (block_size, hashes)
 }
 
+/// A block map ([`Scheduler::block_map`]) squeezed into at most `width` characters for a
+/// progress bar: each character stands for a run of blocks and shows `#` when all are
+/// verified, `.` when none is, `>` when some are being fetched, else `+`.
+pub fn condense(map: &str, width: usize) -> String {
+    let b = map.as_bytes();
+    if b.len() <= width || width == 0 {
+        return map.to_owned();
+    }
+    (0..width)
+        .map(|i| {
+            let run = &b[i * b.len() / width..((i + 1) * b.len() / width).max(i * b.len() / width + 1)];
+            if run.iter().all(|&c| c == b'#') {
+                '#'
+            } else if run.contains(&b'>') {
+                '>'
+            } else if run.iter().all(|&c| c == b'.') {
+                '.'
+            } else {
+                '+'
+            }
+        })
+        .collect()
+}
+
 /// The tree node a block's bytes must hash to: the block's own TTH (a block on a
 /// power-of-two boundary is a whole subtree, and the last, shorter block is built the same
 /// way, odd nodes promoted).
@@ -323,7 +347,16 @@ impl Scheduler {
     pub fn sources(&self) -> Vec<SourceView> {
         self.sources
             .iter()
-            .map(|s| SourceView { name: s.name.clone(), state: s.state.clone(), bytes: s.bytes, speed: s.speed() })
+            .enumerate()
+            .map(|(i, s)| {
+                // The segment under way counts too, up to its last byte.
+                let mut with = Source { name: String::new(), state: SourceState::Idle, ..*s };
+                for seg in self.segments.iter().filter(|g| g.source == i) {
+                    with.moved += seg.moved;
+                    with.active += seg.last_byte.saturating_duration_since(seg.since);
+                }
+                SourceView { name: s.name.clone(), state: s.state.clone(), bytes: s.bytes, speed: with.speed() }
+            })
             .collect()
     }
 
@@ -681,6 +714,13 @@ mod tests {
             }
         }
         (file, s, delivered)
+    }
+
+    #[test]
+    fn a_block_map_condenses_for_a_progress_bar() {
+        assert_eq!(condense("##..", 10), "##..");
+        assert_eq!(condense("####....##>.#.", 7), "##.#>++");
+        assert_eq!(condense(&"#".repeat(512), 30).len(), 30);
     }
 
     #[test]

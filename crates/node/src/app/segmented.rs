@@ -250,7 +250,19 @@ impl Node {
     ) -> anyhow::Result<(PathBuf, u64)> {
         let size = t.size;
         let block_size = Scheduler::final_block_size(size, tree_block);
-        let held = self.db.lock().expect("db").transfer_blocks(t.id, block_size)?;
+        let mut held = self.db.lock().expect("db").transfer_blocks(t.id, block_size)?;
+        // Blocks recorded for a partial file that is gone (cancelled, or its check failed
+        // and it was deleted), or shorter than they reach, are fetched again.
+        let on_disk = std::fs::metadata(dir.join(&t.name)).map(|m| m.len()).unwrap_or(0);
+        let before = held.len();
+        held.retain(|&b| (b * block_size).saturating_add(block_size).min(size) <= on_disk);
+        if held.len() != before {
+            let store = self.db.lock().expect("db");
+            store.transfer_blocks_clear(t.id)?;
+            for &b in &held {
+                store.transfer_block_verified(t.id, block_size, b)?;
+            }
+        }
         let cfg = Config { sources_per_file: self.cfg.transfers.segment_sources_per_file.max(1), ..Config::default() };
         let total_cap = self.cfg.transfers.segment_sources_total.max(1);
         let mut s = Scheduler::new(size, tree_block, hashes, &held, cfg);
@@ -304,6 +316,7 @@ impl Node {
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         let mut last = (Instant::now(), s.verified_bytes());
         let mut notes_seen = 0;
+        let mut fetched = 0u64;
         s.start(Instant::now());
         loop {
             while let Some(c) = s.poll_command() {
@@ -348,6 +361,7 @@ impl Node {
                             if s.block_done(segment, block, hash, now) == Verdict::Keep {
                                 let (start, _) = s.block_range(block);
                                 write_at(&file, &data, start)?;
+                                fetched += 1;
                                 self.db.lock().expect("db").transfer_block_verified(t.id, block_size, block)?;
                             }
                         }
@@ -383,7 +397,7 @@ impl Node {
         self.publish_segments(t.id, &s, &specs);
         live.store(size, Ordering::Relaxed);
         rate.store(0, Ordering::Relaxed);
-        self.engine.segments.lock().expect("segments").remove(&t.id);
+        tracing::info!(id = t.id, fetched, held = held.len(), "segmented download complete");
         let _ = self.db.lock().expect("db").transfer_blocks_clear(t.id);
         Ok((out, size))
     }

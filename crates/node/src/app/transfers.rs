@@ -106,7 +106,18 @@ impl Node {
 
     /// Queue a download into `dir`, a folder inside the downloads folder (made of safe
     /// components by `super::browse`; created when the file is complete).
-    pub fn queue_download_in(&self, mut t: NewTransfer, dir: &Path) -> anyhow::Result<TransferInfo> {
+    pub fn queue_download_in(&self, t: NewTransfer, dir: &Path) -> anyhow::Result<TransferInfo> {
+        self.queue_download_sources(t, dir, &[])
+    }
+
+    /// [`Node::queue_download_in`] with more sources of the same file, for a segmented
+    /// download (`super::segmented`); they are stored before the engine can start it.
+    pub fn queue_download_sources(
+        &self,
+        mut t: NewTransfer,
+        dir: &Path,
+        extra: &[crate::store::segments::ExtraSource],
+    ) -> anyhow::Result<TransferInfo> {
         if !dir.starts_with(self.downloads()) {
             bail!(NodeError::Invalid(format!("{} is not inside the downloads folder", dir.display())));
         }
@@ -117,6 +128,9 @@ impl Node {
         t.name = name.as_str().to_owned();
         t.local_path = local.to_string_lossy().into_owned();
         let info = store.transfer_add(&t)?;
+        for e in extra {
+            store.transfer_source_add(info.id, e)?;
+        }
         drop(store);
         self.emit(Event::Transfer { transfer: info.clone() });
         self.engine.wake();

@@ -100,8 +100,21 @@ impl Node {
         Node::restart(dir, api_port)
     }
 
+    /// [`Node::start`] for a node whose NMDC client is off: waits for its Soulseek
+    /// client only.
+    pub fn start_slsk_only(dir: &Path, config: &str, api_port: u16) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        Node::restart_waiting(dir, api_port, &["slsk_client"])
+    }
+
     /// Run `omnipeer up` in `dir` (its config.toml as it is).
     pub fn restart(dir: &Path, api_port: u16) -> Node {
+        Node::restart_waiting(dir, api_port, &["nmdc_client", "slsk_client"])
+    }
+
+    /// [`Node::restart`], waiting until the clients in `online` are logged in.
+    pub fn restart_waiting(dir: &Path, api_port: u16, online: &[&str]) -> Node {
         let omni = Omni::start_in(dir, &["up"]);
         omni.wait_line("omnipeer is up");
         // A node that stops answering fails the test instead of hanging it.
@@ -112,8 +125,18 @@ impl Node {
             .into();
         let token = std::fs::read_to_string(dir.join("api-token")).ok().map(|t| t.trim().to_owned());
         let n = Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), token, agent };
-        n.wait_online();
+        n.wait_clients(online);
         n
+    }
+
+    /// Wait until the clients in `names` are logged in.
+    pub fn wait_clients(&self, names: &[&str]) {
+        wait_for(&format!("{names:?} online"), 30, || {
+            let s = self.get("/api/status");
+            let nets = s["networks"].as_array()?.clone();
+            let online = |name: &str| nets.iter().any(|x| x["name"] == name && x["state"] == "online");
+            names.iter().all(|n| online(n)).then_some(())
+        });
     }
 
     /// Wait until both clients are logged in.
