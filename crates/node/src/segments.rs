@@ -678,8 +678,7 @@ mod tests {
             for (seg, src, n) in events {
                 s.bytes_moved(seg, n, now);
                 // Whole blocks in the buffer are reported.
-                loop {
-                    let Some(r) = running.iter().find(|r| r.0 == seg) else { break };
+                while let Some(r) = running.iter().find(|r| r.0 == seg) {
                     let b = buf.get_mut(&seg).unwrap();
                     if b.is_empty() {
                         break;
