@@ -718,7 +718,7 @@ mod tests {
     #[test]
     fn a_block_map_condenses_for_a_progress_bar() {
         assert_eq!(condense("##..", 10), "##..");
-        assert_eq!(condense("####....##>.#.", 7), "##.#>++");
+        assert_eq!(condense("####....##>.#.", 7), "##..#>+");
         assert_eq!(condense(&"#".repeat(512), 30).len(), 30);
     }
 
