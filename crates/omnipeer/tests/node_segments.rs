@@ -2,9 +2,11 @@
 //! runs the hub and the Soulseek server and shares a file on both networks; node C shares
 //! a file of the same name and size (on Soulseek, so it joins A's merged result by name
 //! and size); node B downloads the merged result from every source at once, each block
-//! checked against A's Tiger tree.
+//! checked against A's Tiger tree. With EiskaltDC++ installed, a real DC client is one
+//! of the NMDC sources (its answers to ranged `$ADCGET`).
 
 mod omni;
+mod support;
 
 use omni::node::{content, joining_config, server_config, sha256_file, wait_for, Node, Ports};
 use serde_json::{json, Value};
@@ -186,4 +188,54 @@ fn a_source_vanishing_mid_segment_does_not_stall_the_file() {
     let path = done["local_path"].as_str().unwrap();
     assert!(std::fs::read(path).unwrap() == data);
     assert_eq!(sha256_file(Path::new(path)), sha256_file(&a.dir.join("share/big").join(NAME)));
+}
+
+#[test]
+fn eiskaltdcpp_serves_ranges_of_a_segmented_download() {
+    use support::eiskalt::{Eiskalt, EiskaltConfig};
+    if !Eiskalt::available() {
+        eprintln!("skipping: eiskaltdcpp-daemon is not installed (scripts/install-test-deps.sh)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = content(SIZE, 7);
+    // A's uploads are slow, so EiskaltDC++ gets segments.
+    let pa = Ports::free();
+    let a_dir = t.path().join("a");
+    share(&a_dir, &data);
+    let a_cfg = format!("{}[transfers]\nmax_upload_kib = 512\n", server_config("alice", pa));
+    let a = Node::start(&a_dir, &a_cfg, pa.api);
+    let ek_share = t.path().join("ek-share");
+    std::fs::create_dir_all(&ek_share).unwrap();
+    std::fs::write(ek_share.join(NAME), &data).unwrap();
+    let ek = Eiskalt::start(EiskaltConfig {
+        nick: "ekuser".into(),
+        hub: format!("127.0.0.1:{}", pa.hub),
+        share: Some(ek_share),
+        active_port: Some(support::free_port()),
+        ..Default::default()
+    });
+    assert!(ek.wait_logged_in(Duration::from_secs(30)), "{}", ek.daemon_output());
+    let b_api = omni::node::free_port();
+    let b = Node::start(&t.path().join("b"), &joining_config("bob", pa, b_api, ""), b_api);
+    // alice on NMDC and Soulseek, ekuser on NMDC.
+    let r = result_with_sources(&b, 3);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"]}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    wait_for("ekuser's verified blocks", 90, || {
+        let s = b.get(&format!("/api/transfers/{id}/segments"));
+        let t = b.get(&format!("/api/transfers/{id}"));
+        assert_ne!(t["state"], "failed", "{t}");
+        s["sources"]
+            .as_array()?
+            .iter()
+            .any(|x| x["user"] == "ekuser" && x["bytes"].as_u64().unwrap_or(0) > 0)
+            .then_some(())
+    });
+    let done = b.wait_done(id, 180);
+    let path = done["local_path"].as_str().unwrap();
+    assert!(std::fs::read(path).unwrap() == data);
+    assert_eq!(sha256_file(Path::new(path)), sha256_file(&a.dir.join("share/big").join(NAME)));
+    assert_eq!(done["note"], "", "nobody was dropped");
 }
