@@ -3,9 +3,13 @@
 //! a file of the same name and size (on Soulseek, so it joins A's merged result by name
 //! and size); node B downloads the merged result from every source at once, each block
 //! checked against A's Tiger tree. With EiskaltDC++ installed, a real DC client is one
-//! of the NMDC sources (its answers to ranged `$ADCGET`).
+//! of the NMDC sources (its answers to ranged `$ADCGET`); with the Soulseek peers
+//! installed, aioslsk is one of the Soulseek sources (its answers to an F connection's
+//! offset, closed at the segment's end).
 
 mod omni;
+#[allow(dead_code)]
+mod slsk_support;
 mod support;
 
 use omni::node::{content, joining_config, server_config, sha256_file, wait_for, Node, Ports};
@@ -231,6 +235,52 @@ fn eiskaltdcpp_serves_ranges_of_a_segmented_download() {
             .as_array()?
             .iter()
             .any(|x| x["user"] == "ekuser" && x["bytes"].as_u64().unwrap_or(0) > 0)
+            .then_some(())
+    });
+    let done = b.wait_done(id, 180);
+    let path = done["local_path"].as_str().unwrap();
+    assert!(std::fs::read(path).unwrap() == data);
+    assert_eq!(sha256_file(Path::new(path)), sha256_file(&a.dir.join("share/big").join(NAME)));
+    assert_eq!(done["note"], "", "nobody was dropped");
+}
+
+#[test]
+fn aioslsk_serves_segments_from_an_offset() {
+    use slsk_support::{Client, Peer, PeerOptions};
+    if !slsk_support::require("aioslsk_serves_segments_from_an_offset") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let data = content(SIZE, 7);
+    let pa = Ports::free();
+    let a_dir = t.path().join("a");
+    share(&a_dir, &data);
+    let a_cfg = format!("{}[transfers]\nmax_upload_kib = 512\n", server_config("alice", pa));
+    let a = Node::start(&a_dir, &a_cfg, pa.api);
+    let peer = Peer::spawn(
+        Client::Aioslsk,
+        &format!("127.0.0.1:{}", pa.slsk),
+        PeerOptions::new("aiouser").file(&format!("Stuff/{NAME}"), data.clone()),
+    )
+    .expect("spawn aioslsk");
+    let wait = Duration::from_secs(60);
+    peer.wait_logged_in(wait).unwrap_or_else(|e| panic!("{e}\n{}", peer.stderr_tail(30)));
+    peer.wait_event("shares_scanned", |_| true, wait).expect("aioslsk scanned its share");
+    let b_api = omni::node::free_port();
+    let b = Node::start(&t.path().join("b"), &joining_config("bob", pa, b_api, ""), b_api);
+    // alice on NMDC and Soulseek, aiouser on Soulseek.
+    let r = result_with_sources(&b, 3);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"]}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    wait_for("aiouser's verified blocks", 120, || {
+        let s = b.get(&format!("/api/transfers/{id}/segments"));
+        let t = b.get(&format!("/api/transfers/{id}"));
+        assert_ne!(t["state"], "failed", "{t}\n{}", peer.stderr_tail(30));
+        s["sources"]
+            .as_array()?
+            .iter()
+            .any(|x| x["user"] == "aiouser" && x["bytes"].as_u64().unwrap_or(0) > 0)
             .then_some(())
     });
     let done = b.wait_done(id, 180);
