@@ -39,6 +39,9 @@ use std::time::{Duration, Instant};
 
 /// Most blocks a file is split into (DC++'s `tthl` level count: 512 blocks).
 pub const MAX_BLOCKS: u64 = tth::DCPP_MAX_BLOCKS;
+/// Largest block a segmented download holds in memory per source until it verifies
+/// (files over `MAX_BLOCKS` × this, 32 GiB, download from one source as before).
+pub const MAX_BLOCK_SIZE: u64 = 64 << 20;
 /// Sources of one file downloading at once, unless `[transfers].segment_sources_per_file`
 /// says otherwise.
 pub const DEFAULT_SOURCES_PER_FILE: usize = 4;

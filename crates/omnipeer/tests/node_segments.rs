@@ -8,7 +8,6 @@
 //! offset, closed at the segment's end).
 
 mod omni;
-#[allow(dead_code)]
 mod slsk_support;
 mod support;
 

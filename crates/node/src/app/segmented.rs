@@ -16,7 +16,7 @@ use super::net::Network;
 use super::sessions::Client;
 use super::Node;
 use crate::nmdc::ranged::{RangeError, RangedSource};
-use crate::segments::{block_hash, Command, Config, Scheduler, SegmentId, Verdict};
+use crate::segments::{self, block_hash, Command, Config, Scheduler, SegmentId, Verdict};
 use crate::store::segments::ExtraSource;
 use anyhow::{anyhow, bail};
 use omnipeer_nmdc::tth::{Hash, Tth};
@@ -199,6 +199,12 @@ impl Node {
                 }
             }
             nmdc.insert(i, src);
+        }
+        if let Some((bs, _)) = &tree {
+            if Scheduler::final_block_size(t.size, *bs) > segments::MAX_BLOCK_SIZE {
+                tracing::info!(id = t.id, "blocks too large to hold in memory: downloading from one source");
+                tree = None;
+            }
         }
         let Some((tree_block, hashes)) = tree else {
             tracing::info!(id = t.id, "no source gave a Tiger tree: downloading from one source");
