@@ -288,3 +288,24 @@ fn aioslsk_serves_segments_from_an_offset() {
     assert_eq!(sha256_file(Path::new(path)), sha256_file(&a.dir.join("share/big").join(NAME)));
     assert_eq!(done["note"], "", "nobody was dropped");
 }
+
+#[test]
+fn a_segmented_download_keeps_to_the_node_download_limit() {
+    let t = tempfile::tempdir().unwrap();
+    // 24 MB at 2 MiB/s over all four sources together: at least 11 s (unlimited on
+    // loopback it took under five on this loaded machine).
+    let (_a, _c, b, data) = three_nodes(t.path(), &content(SIZE, 7), true, 0);
+    let (code, v) = {
+        let (code, _, body) = b.request("PUT", "/api/settings", r#"{"max_download_kib": 2048}"#);
+        (code, body)
+    };
+    assert_eq!(code, 200, "{v}");
+    let r = result_with_sources(&b, 4);
+    let started = Instant::now();
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"]}));
+    assert_eq!(code, 201, "{tr}");
+    let done = b.wait_done(tr["id"].as_i64().unwrap(), 120);
+    let took = started.elapsed();
+    assert!(std::fs::read(done["local_path"].as_str().unwrap()).unwrap() == data);
+    assert!(took >= Duration::from_secs_f64(SIZE as f64 / (2048.0 * 1024.0) * 0.95), "took {took:?}");
+}

@@ -309,6 +309,7 @@ impl Node {
                 block_size,
                 total_cap,
                 tx: tx.clone(),
+                control: crate::ratelimit::TransferControl::limited(Some(self.download_limit.clone())),
             };
             let end = tasks.clone();
             tokio::spawn(async move {
@@ -459,6 +460,9 @@ struct Worker {
     block_size: u64,
     total_cap: usize,
     tx: mpsc::UnboundedSender<Ev>,
+    /// The node's download limit (`[transfers].max_download_kib`), shared with every
+    /// other download.
+    control: crate::ratelimit::TransferControl,
 }
 
 impl Worker {
@@ -502,7 +506,7 @@ impl Worker {
                     self.nmdc = Some(RangedSource::new(dc, &self.user));
                 }
                 let src = self.nmdc.as_mut().expect("set above");
-                src.fetch(&self.root, job.start, job.length, &mut sink).await.map_err(|e| match e {
+                src.fetch(&self.root, job.start, job.length, &mut sink, &self.control).await.map_err(|e| match e {
                     RangeError::Full(_) => (true, e.to_string()),
                     RangeError::Failed(_) => (false, e.to_string()),
                 })
@@ -512,7 +516,7 @@ impl Worker {
                 else {
                     return Err((false, format!("the server {} is not connected", self.hub)));
                 };
-                sl.download_range(&self.user, &self.path, self.size, job.start, job.length, &mut sink)
+                sl.download_range(&self.user, &self.path, self.size, job.start, job.length, &mut sink, &self.control)
                     .await
                     .map_err(|e| (false, format!("{e:#}")))
             }

@@ -143,7 +143,12 @@ impl RangedSource {
     }
 
     /// Read `rest` bytes of an answer, handing them to `sink` as they come.
-    async fn body(c: &mut Conn, rest: u64, sink: &mut (dyn FnMut(&[u8]) + Send)) -> Result<(), RangeError> {
+    async fn body(
+        c: &mut Conn,
+        rest: u64,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+        control: Option<&crate::ratelimit::TransferControl>,
+    ) -> Result<(), RangeError> {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut left = rest;
         while left > 0 {
@@ -156,6 +161,9 @@ impl RangedSource {
             }
             sink(&buf[..n]);
             left -= n as u64;
+            if let Some(c) = control {
+                c.pace(n).await;
+            }
         }
         c.down.received(rest).map_err(|e| anyhow!("{e}"))?;
         c.down.done().map_err(|e| anyhow!("{e}"))?;
@@ -171,25 +179,27 @@ impl RangedSource {
             return Err(anyhow!("{} offered a tree of {} bytes", self.nick, leftover.len() as u64 + rest).into());
         }
         let mut data = leftover;
-        Self::body(&mut c, rest, &mut |b: &[u8]| data.extend_from_slice(b)).await?;
+        Self::body(&mut c, rest, &mut |b: &[u8]| data.extend_from_slice(b), None).await?;
         self.conn = Some(c);
         tth::verify_tthl_for_size(&data, root, size).map_err(|e| anyhow!("{}'s tree: {e}", self.nick).into())
     }
 
-    /// `length` bytes of the file `root` from `start`, handed to `sink` as they come. If
-    /// this future is dropped mid-range the connection goes with it.
+    /// `length` bytes of the file `root` from `start`, handed to `sink` as they come,
+    /// paced by `control`'s download limit. If this future is dropped mid-range the
+    /// connection goes with it.
     pub async fn fetch(
         &mut self,
         root: &Tth,
         start: u64,
         length: u64,
         sink: &mut (dyn FnMut(&[u8]) + Send),
+        control: &crate::ratelimit::TransferControl,
     ) -> Result<(), RangeError> {
         let mut c = self.take_conn().await?;
         let (leftover, rest) =
             Self::request(&mut c, AdcKind::File, &Identifier::Tth(*root), start, Some(length)).await?;
         sink(&leftover);
-        Self::body(&mut c, rest, sink).await?;
+        Self::body(&mut c, rest, sink, Some(control)).await?;
         self.conn = Some(c);
         Ok(())
     }

@@ -478,7 +478,7 @@ impl SlskClient {
     /// at the uploader, which sends a TransferRequest when a slot frees), then `start` as
     /// the F connection's file offset, and the connection closed once the segment is in
     /// (docs/protocols/soulseek.md, "Offsets and segments"). The uploader must announce
-    /// `size`.
+    /// `size`. Paced by `control`'s download limit.
     pub async fn download_range(
         &self,
         user: &str,
@@ -487,6 +487,7 @@ impl SlskClient {
         start: u64,
         length: u64,
         sink: &mut (dyn FnMut(&[u8]) + Send),
+        control: &crate::ratelimit::TransferControl,
     ) -> anyhow::Result<()> {
         let (done_tx, done_rx) = oneshot::channel();
         let id = self.inner.with(|c, now| {
@@ -496,7 +497,7 @@ impl SlskClient {
         });
         let _forget = ForgetDownload { inner: &self.inner, id };
         let conn = done_rx.await.map_err(|_| anyhow!("the client stopped"))?.map_err(|why| anyhow!("{why}"))?;
-        files::receive_range(conn, user, start, length, sink).await
+        files::receive_range(conn, user, start, length, sink, control).await
     }
 
     /// Ask `user` where `path` stands in its upload queue (PlaceInQueueRequest, answered

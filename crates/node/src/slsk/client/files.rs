@@ -74,6 +74,7 @@ pub(super) async fn receive_range(
     start: u64,
     length: u64,
     sink: &mut (dyn FnMut(&[u8]) + Send),
+    control: &crate::ratelimit::TransferControl,
 ) -> anyhow::Result<()> {
     let end = start
         .checked_add(length)
@@ -95,6 +96,7 @@ pub(super) async fn receive_range(
         }
         sink(&buf[..n]);
         pos += n as u64;
+        control.pace(n).await;
     }
     let _ = stream.shutdown().await;
     Ok(())
