@@ -65,15 +65,24 @@ impl Api {
         Ok(self.agent.post(format!("{}{path}", self.base)).send_json(&body)?.body_mut().read_json()?)
     }
 
-    /// Queue `body` and wait until it is done; the time it took.
-    fn download(&self, body: Value) -> anyhow::Result<Duration> {
+    /// Queue `body` and wait until it is done; the time it took, and the last view of
+    /// its segments (if it was segmented).
+    fn download(&self, body: Value) -> anyhow::Result<(Duration, Value)> {
         let t = Instant::now();
         let tr = self.post("/api/transfers", body)?;
         let id = tr["id"].as_i64().ok_or_else(|| anyhow::anyhow!("not queued: {tr}"))?;
+        let mut seg = Value::Null;
+        let mut polled = Instant::now();
         loop {
             let t2 = self.get(&format!("/api/transfers/{id}"))?;
+            if polled.elapsed() >= Duration::from_millis(500) {
+                polled = Instant::now();
+                if let Ok(v) = self.agent.get(format!("{}/api/transfers/{id}/segments", self.base)).call() {
+                    seg = v.into_body().read_json().unwrap_or(Value::Null);
+                }
+            }
             match t2["state"].as_str() {
-                Some("done") => return Ok(t.elapsed()),
+                Some("done") => return Ok((t.elapsed(), seg)),
                 Some("failed") => anyhow::bail!("the download failed: {t2}"),
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
@@ -157,9 +166,9 @@ fn main() -> anyhow::Result<()> {
         .and_then(|a| a.iter().position(|x| x["network"] == "nmdc"))
         .ok_or_else(|| anyhow::anyhow!("no NMDC source"))?;
     common::settle();
-    let single = b.download(json!({"result": rid, "source": one}))?;
+    let (single, _) = b.download(json!({"result": rid, "source": one}))?;
     common::settle();
-    let four = b.download(json!({"result": rid}))?;
+    let (four, seg) = b.download(json!({"result": rid}))?;
     let mibs = |d: Duration| size as f64 / (1 << 20) as f64 / d.as_secs_f64();
     let r = kib as f64 / 1024.0;
     println!("{mib} MiB, every source limited to R = {r:.1} MiB/s:");
@@ -176,6 +185,16 @@ fn main() -> anyhow::Result<()> {
         mibs(four) / (4.0 * r),
         mibs(four) / mibs(single)
     );
+    for x in seg["sources"].as_array().into_iter().flatten() {
+        println!(
+            "    {} {}: {:.1} MiB verified, {:.2} MiB/s, {} (half a second before the end)",
+            x["network"].as_str().unwrap_or(""),
+            x["user"].as_str().unwrap_or(""),
+            x["bytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64,
+            x["speed"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64,
+            x["state"].as_str().unwrap_or("")
+        );
+    }
     drop(sharers);
     Ok(())
 }

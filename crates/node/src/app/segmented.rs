@@ -35,6 +35,13 @@ pub const SLSK_MIN_SEGMENT: u64 = 8 << 20;
 const NMDC_MAX_SEGMENT_BLOCKS: u64 = 16;
 /// Longest Soulseek segment, in blocks.
 const SLSK_MAX_SEGMENT_BLOCKS: u64 = 128;
+/// A Soulseek segment refused as "upload failed" this soon after it was asked for is
+/// taken for the uploader's late UploadFailed of the previous segment (closed early by us).
+const SLSK_STALE_FAILURE: Duration = Duration::from_secs(5);
+/// How long to wait before asking again after such a stale failure.
+const SLSK_STALE_PAUSE: Duration = Duration::from_millis(500);
+/// How often a segment is asked again after stale failures.
+const SLSK_STALE_RETRIES: u32 = 2;
 /// How often progress and the block map are reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -516,9 +523,36 @@ impl Worker {
                 else {
                     return Err((false, format!("the server {} is not connected", self.hub)));
                 };
-                sl.download_range(&self.user, &self.path, self.size, job.start, job.length, &mut sink, &self.control)
-                    .await
-                    .map_err(|e| (false, format!("{e:#}")))
+                // A segment closed early makes the uploader send UploadFailed for that
+                // transfer, which names only the file: arriving after the next segment's
+                // QueueUpload, it fails that one too. Such a stale failure, before any byte
+                // came, is not the source's fault: asked again after a pause.
+                let started = Instant::now();
+                let mut tries = 0;
+                loop {
+                    let r = sl
+                        .download_range(
+                            &self.user,
+                            &self.path,
+                            self.size,
+                            job.start,
+                            job.length,
+                            &mut sink,
+                            &self.control,
+                        )
+                        .await;
+                    match r {
+                        Err(e)
+                            if tries < SLSK_STALE_RETRIES
+                                && started.elapsed() < SLSK_STALE_FAILURE
+                                && format!("{e:#}").contains("upload failed") =>
+                        {
+                            tries += 1;
+                            tokio::time::sleep(SLSK_STALE_PAUSE).await;
+                        }
+                        r => break r.map_err(|e| (false, format!("{e:#}"))),
+                    }
+                }
             }
             Network::Dcc | Network::Tox => Err((false, "this network cannot serve ranges".to_owned())),
         }
