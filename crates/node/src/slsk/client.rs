@@ -479,6 +479,7 @@ impl SlskClient {
     /// the F connection's file offset, and the connection closed once the segment is in
     /// (docs/protocols/soulseek.md, "Offsets and segments"). The uploader must announce
     /// `size`. Paced by `control`'s download limit.
+    #[allow(clippy::too_many_arguments)]
     pub async fn download_range(
         &self,
         user: &str,
