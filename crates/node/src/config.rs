@@ -285,6 +285,22 @@ pub struct TransfersSection {
     /// Where a download lands inside the downloads folder: a template with `{user}`,
     /// `{folder}`, `{network}`, `{session}` (`crate::app::browse::resolve_destination`).
     pub destination: String,
+    /// Sources of one file downloading at once in a segmented download
+    /// (`crate::segments::DEFAULT_SOURCES_PER_FILE`).
+    #[serde(default = "default_segment_sources_per_file")]
+    pub segment_sources_per_file: usize,
+    /// Sources of every segmented download together at once
+    /// (`crate::segments::DEFAULT_SOURCES_TOTAL`).
+    #[serde(default = "default_segment_sources_total")]
+    pub segment_sources_total: usize,
+}
+
+fn default_segment_sources_per_file() -> usize {
+    crate::segments::DEFAULT_SOURCES_PER_FILE
+}
+
+fn default_segment_sources_total() -> usize {
+    crate::segments::DEFAULT_SOURCES_TOTAL
 }
 
 /// `[nmdc_client]`.

@@ -15,6 +15,7 @@ pub mod ministream;
 pub mod nmdc;
 pub mod progress;
 pub mod ratelimit;
+pub mod segments;
 pub mod serve;
 pub mod share;
 pub mod slsk;

@@ -70,6 +70,16 @@ impl Progress {
         }
     }
 
+    /// What the label says besides the name (a segmented download's sources and block
+    /// map); shown on the bar, and on plain lines.
+    pub fn set_detail(&mut self, detail: &str) {
+        let base = self.label.split(" | ").next().unwrap_or_default().to_owned();
+        self.label = if detail.is_empty() { base } else { format!("{base} | {detail}") };
+        if let Mode::Bar(b) = &self.mode {
+            b.set_message(self.label.clone());
+        }
+    }
+
     /// The transfer has reached `pos` bytes (absolute).
     pub fn set(&mut self, position: u64) {
         match &mut self.mode {

@@ -4,6 +4,7 @@
 //! nothing can recover the password from them.
 
 pub mod node;
+pub mod segments;
 pub mod tox;
 pub mod wishlist;
 
@@ -174,6 +175,29 @@ const MIGRATIONS: &[&str] = &[
      );
      ALTER TABLE transfers ADD COLUMN grp INTEGER;
      CREATE INDEX transfers_grp ON transfers (grp);",
+    // 10: segmented downloads (crate::segments, store::segments): the other sources of a
+    // transfer, the blocks verified against its TTH (at the block size they were cut at),
+    // and a note on the transfer (a source dropped for sending bad data). A deleted
+    // transfer's rows go with it (row ids are reused).
+    "CREATE TABLE transfer_sources (
+         transfer INTEGER NOT NULL,
+         network TEXT NOT NULL,
+         hub TEXT NOT NULL,
+         source TEXT NOT NULL,
+         remote_path TEXT NOT NULL,
+         PRIMARY KEY (transfer, network, hub, source)
+     );
+     CREATE TABLE transfer_blocks (
+         transfer INTEGER NOT NULL,
+         block_size INTEGER NOT NULL,
+         block INTEGER NOT NULL,
+         PRIMARY KEY (transfer, block)
+     );
+     ALTER TABLE transfers ADD COLUMN note TEXT NOT NULL DEFAULT '';
+     CREATE TRIGGER transfers_segments_forget AFTER DELETE ON transfers BEGIN
+         DELETE FROM transfer_sources WHERE transfer = old.id;
+         DELETE FROM transfer_blocks WHERE transfer = old.id;
+     END;",
 ];
 
 /// A cached Tiger tree hash.

@@ -19,6 +19,25 @@ const ACTIONS = {
 
 const LABEL = { pause: "Pause", resume: "Resume", cancel: "Cancel", retry: "Retry" };
 
+/**
+ * A block map ("#" verified, ">" being fetched, "." missing, one per block) squeezed into
+ * at most `width` characters: "#" all verified, ">" some being fetched, "." none held,
+ * "+" partly held (as omnipeer_node::segments::condense does for the CLI).
+ */
+function condense(map, width) {
+  if (map.length <= width) return map;
+  let out = "";
+  for (let i = 0; i < width; i++) {
+    const a = Math.floor((i * map.length) / width);
+    const run = map.slice(a, Math.max(a + 1, Math.floor(((i + 1) * map.length) / width)));
+    if (/^#+$/.test(run)) out += "#";
+    else if (run.includes(">")) out += ">";
+    else if (/^\.+$/.test(run)) out += ".";
+    else out += "+";
+  }
+  return out;
+}
+
 export class TransfersView {
   constructor(el, ctx) {
     this.el = el;
@@ -150,6 +169,13 @@ export class TransfersView {
       t.rate = ev.rate;
       if (t.state === "queued") t.state = "running";
       this.update(t);
+    } else if (ev.type === "segments") {
+      // A segmented download: its sources and block map (GET /api/transfers/{id}/segments).
+      const t = this.transfers.get(ev.id);
+      if (!t) return;
+      t.segments = ev.segments;
+      if (ev.segments.note) t.note = ev.segments.note;
+      this.update(t);
     }
   }
 
@@ -231,13 +257,15 @@ export class TransfersView {
     p.eta = h("td", { class: "num", "data-testid": "transfer-eta" });
     p.state = h("span", { class: "state", "data-testid": "transfer-state" });
     p.note = h("span", { class: "note", "data-testid": "transfer-note" });
+    p.blocks = h("div", { class: "blockmap mono", "data-testid": "transfer-blocks", hidden: true });
+    p.sources = h("ul", { class: "segment-sources", "data-testid": "transfer-sources", hidden: true });
     p.actions = h("td", { class: "actions" });
     const tr = h(
       "tr",
       { "data-testid": "transfer-row", "data-id": t.id },
       h("td", { class: "file" }, p.name, p.local),
       p.from,
-      h("td", { class: "progress-col" }, p.bar, h("span", { class: "progress-text" }, p.pct, " ", p.amount)),
+      h("td", { class: "progress-col" }, p.bar, h("span", { class: "progress-text" }, p.pct, " ", p.amount), p.blocks, p.sources),
       p.speed,
       p.eta,
       h("td", {}, p.state, p.note),
@@ -270,7 +298,27 @@ export class TransfersView {
     // A running attempt is not the last one: its error is not shown.
     if (t.error && t.state !== "done" && t.state !== "running") note = note ? `${note}: ${t.error}` : t.error;
     if (t.retries) note += `${note ? " · " : ""}${t.retries} retr${t.retries === 1 ? "y" : "ies"}`;
+    // What happened to a segmented download's sources (a liar dropped, one given up).
+    if (t.note) note += `${note ? " · " : ""}${t.note}`;
     p.note.textContent = note;
+    const seg = running ? t.segments : null;
+    p.blocks.hidden = p.sources.hidden = !seg;
+    if (seg) {
+      p.blocks.textContent = condense(seg.blocks, 64);
+      p.blocks.title = `${seg.blocks.length} blocks of ${bytes(seg.block_size)}: # verified, > being fetched, . missing`;
+      p.from.textContent = `${seg.sources.filter((x) => x.state === "downloading").length} of ${seg.sources.length} sources`;
+      fill(
+        p.sources,
+        seg.sources.map((x) =>
+          h(
+            "li",
+            { "data-testid": "transfer-source", "data-state": x.state },
+            `${x.user} · ${networkName(x.network)}: ${x.state}, ${bytes(x.bytes)}`,
+            x.speed ? `, ${rate(x.speed)}` : "",
+          ),
+        ),
+      );
+    }
     p.note.title = t.error || "";
     // Rebuild the buttons only when the set of allowed actions changes (keeps focus).
     const allowed = Object.keys(ACTIONS).filter((a) => ACTIONS[a](t));

@@ -674,6 +674,14 @@ pub async fn get(
                         bar.start(bytes, size);
                         started = true;
                     }
+                    // A segmented download: how many sources send, and its block map.
+                    if let Ok(seg) = conn.get(&format!("/api/transfers/{id}/segments")) {
+                        if let (Some(map), Some(sources)) = (seg["blocks"].as_str(), seg["sources"].as_array()) {
+                            let busy = sources.iter().filter(|s| s["state"] == "downloading").count();
+                            let map = omnipeer_node::segments::condense(map, 32);
+                            bar.set_detail(&format!("{busy}/{} sources [{map}]", sources.len()));
+                        }
+                    }
                     bar.set(bytes);
                 }
                 _ => {

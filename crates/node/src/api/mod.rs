@@ -140,6 +140,7 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/transfers/{id}", get(transfer_get).delete(transfer_remove))
         .route("/api/transfers/clear", post(transfers_clear))
         .route("/api/transfers/{id}/{action}", post(transfer_action))
+        .route("/api/transfers/{id}/segments", get(transfer_segments))
         .route("/api/chats", get(chat_list))
         .route("/api/users", get(user_list))
         .route("/api/contacts", get(contact_list).put(contact_set))
@@ -463,6 +464,14 @@ async fn transfer_add(State(api): State<Api>, Json(b): Json<TransferBody>) -> Ap
     }
     let t = api.node.download_result(result, b.source, b.network)?;
     Ok((StatusCode::CREATED, Json(json!(t))))
+}
+
+async fn transfer_segments(State(api): State<Api>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let view = api
+        .node
+        .transfer_segments(id)
+        .ok_or_else(|| NodeError::NotFound(format!("transfer {id} is not a running segmented download")))?;
+    Ok(Json(json!(view)))
 }
 
 async fn transfer_groups(State(api): State<Api>) -> ApiResult<Json<Value>> {

@@ -33,6 +33,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/transfers/{id}/resume", "Queue a paused transfer again"),
     ("post", "/api/transfers/{id}/cancel", "Cancel a transfer and delete its partial file"),
     ("post", "/api/transfers/{id}/retry", "Queue a failed or cancelled transfer again"),
+    ("get", "/api/transfers/{id}/segments", "A running segmented download: its sources and block map"),
     ("get", "/api/chats", "Every chat"),
     ("get", "/api/users", "Who is in a hub's main chat or a Soulseek room"),
     ("get", "/api/contacts", "The users marked as buddies or ignored"),
@@ -164,6 +165,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             None,
             ok(json!({"type": "object", "properties": {"removed": {"type": "array", "items": {"type": "integer"}}}})),
         ),
+        ("get", "/api/transfers/{id}/segments") => (vec![id_param("id")], None, ok(r("Segments"))),
         ("post", p) if p.starts_with("/api/transfers/{id}/") => (vec![id_param("id")], None, ok(r("Transfer"))),
         ("get", "/api/chats") => (vec![], None, ok(json!({"type": "array", "items": r("Chat")}))),
         ("post", "/api/uploads/{id}/cancel") => (vec![id_param("id")], None, json!({"description": "Cancelling"})),
@@ -292,6 +294,14 @@ fn schemas() -> Value {
             "files": s("integer"), "size": s("integer"),
             "existing": {"type": "array", "items": s("string"), "description": "Files already on disk at those paths (the new ones get names of their own)"},
             "transfers": {"type": "array", "items": r("Transfer")}}},
+        "Segments": {"type": "object", "properties": {
+            "block_size": s("integer"),
+            "blocks": {"type": "string", "description": "One character per block: # verified, > being fetched, . missing"},
+            "sources": {"type": "array", "items": {"type": "object", "properties": {
+                "network": {"type": "string", "enum": ["nmdc", "slsk"]}, "user": s("string"),
+                "state": {"type": "string", "enum": ["idle", "downloading", "waiting", "dropped", "gone"]},
+                "bytes": s("integer"), "speed": s("integer")}}},
+            "note": s("string")}},
         "Group": {"type": "object", "properties": {
             "id": s("integer"), "network": s("string"), "user": s("string"), "path": s("string"), "name": s("string"),
             "local_dir": s("string"), "created": s("integer"), "files": s("integer"), "done": s("integer"),
@@ -331,6 +341,7 @@ fn schemas() -> Value {
             "state": {"type": "string", "enum": ["queued", "running", "paused", "done", "failed", "cancelled"]},
             "bytes": s("integer"), "retries": s("integer"), "next_attempt": s("integer"), "error": s("string"),
             "created": s("integer"), "updated": s("integer"), "rate": s("integer"),
+            "note": {"type": "string", "description": "What happened to the sources of a segmented download (one dropped for bad data, one given up)"},
             "group": {"type": "integer", "nullable": true, "description": "The folder download it is part of"}}},
         "ChatMessage": {"type": "object", "properties": {
             "id": s("integer"), "chat": s("string"), "nick": s("string"), "text": s("string"), "own": s("boolean"), "ts": s("integer"),

@@ -19,6 +19,7 @@ pub mod error;
 pub mod model;
 pub mod net;
 pub mod search;
+pub mod segmented;
 pub mod sessions;
 pub mod settings;
 pub mod tox;
@@ -431,17 +432,41 @@ impl Node {
         let session = self
             .session(&SessionKey::new(s.network, &s.session))
             .ok_or_else(|| NotConnected(SessionKey::new(s.network, &s.session).describe()))?;
-        self.queue_download(db::NewTransfer {
-            network: s.network,
-            source: s.user.clone(),
-            hub: session.spec.address.clone(),
-            remote_path: s.path.clone(),
-            tth: if s.network == Network::Nmdc { r.tth.clone() } else { None },
-            name: r.name.clone(),
-            size: r.size,
-            local_path: String::new(),
-            group: None,
-        })
+        let tth = if s.network == Network::Nmdc { r.tth.clone() } else { None };
+        // No source chosen and a TTH to check blocks against: every other source of the
+        // file (NMDC users with its TTH, Soulseek users with the same name and size) is
+        // kept for a segmented download (`segmented`).
+        let mut extra = Vec::new();
+        if source.is_none() && network.is_none() && tth.is_some() && r.size > 0 {
+            for (i, o) in r.sources.iter().enumerate() {
+                if i == idx || !matches!(o.network, Network::Nmdc | Network::Slsk) {
+                    continue;
+                }
+                let Some(sess) = self.session(&SessionKey::new(o.network, &o.session)) else { continue };
+                extra.push(crate::store::segments::ExtraSource {
+                    network: o.network,
+                    hub: sess.spec.address.clone(),
+                    source: o.user.clone(),
+                    remote_path: o.path.clone(),
+                });
+            }
+        }
+        let dir = self.downloads();
+        self.queue_download_sources(
+            db::NewTransfer {
+                network: s.network,
+                source: s.user.clone(),
+                hub: session.spec.address.clone(),
+                remote_path: s.path.clone(),
+                tth,
+                name: r.name.clone(),
+                size: r.size,
+                local_path: String::new(),
+                group: None,
+            },
+            &dir,
+            &extra,
+        )
     }
 
     fn store_chat(&self, chat: &str, nick: &str, text: &str, own: bool) {

@@ -167,6 +167,10 @@ pub struct TransferInfo {
     pub rate: u64,
     /// The folder download it is part of (`GET /api/transfers/groups`), if any.
     pub group: Option<i64>,
+    /// What happened to the sources of a segmented download (one dropped for sending
+    /// data that did not match the TTH, one given up): `app::segmented`.
+    #[serde(default)]
+    pub note: String,
 }
 
 /// One chat line.
@@ -388,6 +392,14 @@ pub enum Event {
         size: u64,
         /// Bytes per second.
         rate: u64,
+    },
+    /// A running segmented download's sources and block map
+    /// (`GET /api/transfers/{id}/segments`).
+    Segments {
+        /// Transfer id.
+        id: i64,
+        /// The view.
+        segments: super::segmented::SegmentsView,
     },
     /// A chat line.
     Chat {

@@ -42,6 +42,8 @@ struct Running {
 pub struct Engine {
     running: Mutex<HashMap<i64, Running>>,
     wake: Notify,
+    /// The live view of running segmented downloads (`super::segmented`).
+    pub(super) segments: Mutex<HashMap<i64, super::segmented::SegmentsView>>,
 }
 
 /// The delay before retry number `retries + 1`.
@@ -104,7 +106,18 @@ impl Node {
 
     /// Queue a download into `dir`, a folder inside the downloads folder (made of safe
     /// components by `super::browse`; created when the file is complete).
-    pub fn queue_download_in(&self, mut t: NewTransfer, dir: &Path) -> anyhow::Result<TransferInfo> {
+    pub fn queue_download_in(&self, t: NewTransfer, dir: &Path) -> anyhow::Result<TransferInfo> {
+        self.queue_download_sources(t, dir, &[])
+    }
+
+    /// [`Node::queue_download_in`] with more sources of the same file, for a segmented
+    /// download (`super::segmented`); they are stored before the engine can start it.
+    pub fn queue_download_sources(
+        &self,
+        mut t: NewTransfer,
+        dir: &Path,
+        extra: &[crate::store::segments::ExtraSource],
+    ) -> anyhow::Result<TransferInfo> {
         if !dir.starts_with(self.downloads()) {
             bail!(NodeError::Invalid(format!("{} is not inside the downloads folder", dir.display())));
         }
@@ -115,6 +128,9 @@ impl Node {
         t.name = name.as_str().to_owned();
         t.local_path = local.to_string_lossy().into_owned();
         let info = store.transfer_add(&t)?;
+        for e in extra {
+            store.transfer_source_add(info.id, e)?;
+        }
         drop(store);
         self.emit(Event::Transfer { transfer: info.clone() });
         self.engine.wake();
@@ -348,6 +364,12 @@ impl Node {
         live: &Arc<AtomicU64>,
     ) -> anyhow::Result<(PathBuf, u64)> {
         std::fs::create_dir_all(dir)?;
+        // Several sources and a Tiger tree: segments (`super::segmented`).
+        let segmented = self.attempt_segmented(t, dir, stop, rate, live).await;
+        self.engine.segments.lock().expect("segments").remove(&t.id);
+        if let Some(r) = segmented {
+            return r;
+        }
         let on_disk = dir_file_len(dir);
         live.store(on_disk, Ordering::Relaxed);
         if on_disk > 0 {

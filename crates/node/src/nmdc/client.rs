@@ -360,6 +360,16 @@ impl DcClient {
     /// Download one thing from `from`: ask for a connection the way our mode allows, wait
     /// for it, fetch. A partial file at `job.out` is resumed.
     pub async fn download(&self, from: &str, job: &DownloadJob) -> anyhow::Result<Downloaded> {
+        let (stream, peer, leftover) = self.connect_to_download(from).await?;
+        cc::download(stream, &peer, leftover, job).await
+    }
+
+    /// A client-to-client connection to `from` on which we download (asked for the way
+    /// our mode allows): the stream, the peer and bytes that came with the handshake.
+    pub async fn connect_to_download(
+        &self,
+        from: &str,
+    ) -> anyhow::Result<(tokio::net::TcpStream, omnipeer_nmdc::handshake::Peer, Vec<u8>)> {
         // Right after login the user list may still be arriving.
         let until = Instant::now() + USER_WAIT;
         loop {
@@ -395,7 +405,7 @@ impl DcClient {
                 bail!("{from} did not connect within {}s (is it active, or are we?)", CONNECT_WAIT.as_secs());
             }
         };
-        cc::download(stream, &peer, leftover, job).await
+        Ok((stream, peer, leftover))
     }
 
     /// Fetch and parse `from`'s file list (`files.xml.bz2`, docs/protocols/nmdc.md): it

@@ -3,6 +3,7 @@
 pub mod cc;
 pub mod client;
 pub mod hub;
+pub mod ranged;
 pub mod share;
 
 pub use hub::{HubServer, HubServerConfig};

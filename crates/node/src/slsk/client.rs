@@ -473,6 +473,34 @@ impl SlskClient {
         files::receive(FConn { stream, size, rest }, user, &out, &progress, control).await
     }
 
+    /// `length` bytes of `path` from `user` starting at `start`, handed to `sink` as they
+    /// come, for a segmented download (`crate::segments`): the usual negotiation (queued
+    /// at the uploader, which sends a TransferRequest when a slot frees), then `start` as
+    /// the F connection's file offset, and the connection closed once the segment is in
+    /// (docs/protocols/soulseek.md, "Offsets and segments"). The uploader must announce
+    /// `size`. Paced by `control`'s download limit.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn download_range(
+        &self,
+        user: &str,
+        path: &str,
+        size: u64,
+        start: u64,
+        length: u64,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+        control: &crate::ratelimit::TransferControl,
+    ) -> anyhow::Result<()> {
+        let (done_tx, done_rx) = oneshot::channel();
+        let id = self.inner.with(|c, now| {
+            let id = c.session.download(now, user, path, Some(size));
+            c.downloads.insert(id, done_tx);
+            id
+        });
+        let _forget = ForgetDownload { inner: &self.inner, id };
+        let conn = done_rx.await.map_err(|_| anyhow!("the client stopped"))?.map_err(|why| anyhow!("{why}"))?;
+        files::receive_range(conn, user, start, length, sink, control).await
+    }
+
     /// Ask `user` where `path` stands in its upload queue (PlaceInQueueRequest, answered
     /// by PlaceInQueueResponse): 1 = next.
     pub async fn place_in_queue(&self, user: &str, path: &str) -> anyhow::Result<u32> {

@@ -94,7 +94,7 @@ fn state_list(states: &[TransferState]) -> String {
 pub const KEEP_UPLOADS: usize = 1000;
 
 const TRANSFER_COLS: &str =
-    "id, network, source, hub, remote_path, tth, name, size, local_path, state, bytes, retries, next_attempt, error, created, updated, grp";
+    "id, network, source, hub, remote_path, tth, name, size, local_path, state, bytes, retries, next_attempt, error, created, updated, grp, note";
 
 fn transfer_row(r: &Row<'_>) -> rusqlite::Result<TransferInfo> {
     Ok(TransferInfo {
@@ -116,6 +116,7 @@ fn transfer_row(r: &Row<'_>) -> rusqlite::Result<TransferInfo> {
         updated: r.get(15)?,
         rate: 0,
         group: r.get(16)?,
+        note: r.get(17)?,
     })
 }
 

@@ -100,10 +100,23 @@ impl Node {
         Node::restart(dir, api_port)
     }
 
+    /// [`Node::start`] for a node whose NMDC client is off: waits for its Soulseek
+    /// client only.
+    pub fn start_slsk_only(dir: &Path, config: &str, api_port: u16) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        Node::restart_waiting(dir, api_port, &["slsk_client"])
+    }
+
     /// Run `omnipeer up` in `dir` (its config.toml as it is).
     pub fn restart(dir: &Path, api_port: u16) -> Node {
+        Node::restart_waiting(dir, api_port, &["nmdc_client", "slsk_client"])
+    }
+
+    /// [`Node::restart`], waiting until the clients in `online` are logged in.
+    pub fn restart_waiting(dir: &Path, api_port: u16, online: &[&str]) -> Node {
         let n = Node::launch(dir, api_port);
-        n.wait_online();
+        n.wait_clients(online);
         n
     }
 
@@ -136,14 +149,19 @@ impl Node {
         Node { omni, base: format!("http://127.0.0.1:{api_port}"), dir: dir.to_path_buf(), token, agent }
     }
 
-    /// Wait until both clients are logged in.
-    pub fn wait_online(&self) {
-        wait_for("both clients online", 30, || {
+    /// Wait until the clients in `names` are logged in.
+    pub fn wait_clients(&self, names: &[&str]) {
+        wait_for(&format!("{names:?} online"), 30, || {
             let s = self.get("/api/status");
             let nets = s["networks"].as_array()?.clone();
             let online = |name: &str| nets.iter().any(|x| x["name"] == name && x["state"] == "online");
-            (online("nmdc_client") && online("slsk_client")).then_some(())
+            names.iter().all(|n| online(n)).then_some(())
         });
+    }
+
+    /// Wait until both clients are logged in.
+    pub fn wait_online(&self) {
+        self.wait_clients(&["nmdc_client", "slsk_client"]);
     }
 
     /// GET; the JSON body (Null on a non-JSON answer).

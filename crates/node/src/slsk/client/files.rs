@@ -65,6 +65,43 @@ pub(super) async fn receive(
     Ok((out.to_path_buf(), size, have))
 }
 
+/// A segment of a download from its `F` connection: `start` sent as the offset, then
+/// `length` bytes handed to `sink`, and the connection closed (the uploader sees a
+/// downloader that stopped early, as when a user cancels).
+pub(super) async fn receive_range(
+    FConn { mut stream, size, rest }: FConn,
+    user: &str,
+    start: u64,
+    length: u64,
+    sink: &mut (dyn FnMut(&[u8]) + Send),
+    control: &crate::ratelimit::TransferControl,
+) -> anyhow::Result<()> {
+    let end = start
+        .checked_add(length)
+        .filter(|&e| e <= size)
+        .ok_or_else(|| anyhow!("bytes {start}+{length} are past the end of {user}'s file of {size}"))?;
+    stream.write_all(&start.to_le_bytes()).await?;
+    let mut pos = start;
+    let keep = rest.len().min((end - pos) as usize);
+    sink(&rest[..keep]);
+    pos += keep as u64;
+    let mut buf = vec![0u8; CHUNK];
+    while pos < end {
+        let want = ((end - pos) as usize).min(buf.len());
+        let n = tokio::time::timeout(DATA_TIMEOUT, stream.read(&mut buf[..want]))
+            .await
+            .map_err(|_| anyhow!("the transfer stalled"))??;
+        if n == 0 {
+            bail!("{user} closed the connection at byte {pos} (segment {start}-{end})");
+        }
+        sink(&buf[..n]);
+        pos += n as u64;
+        control.pace(n).await;
+    }
+    let _ = stream.shutdown().await;
+    Ok(())
+}
+
 impl Inner {
     /// A peer queued one of our files: it gets a slot now, or a place in the queue and a
     /// slot when its turn comes ([`Inner::grant_loop`]).
