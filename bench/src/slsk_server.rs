@@ -308,6 +308,12 @@ fn run(users: usize) -> anyhow::Result<Row> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let rss_left = settled_rss(pid, Duration::from_secs(15));
+        if std::env::var_os("SLSK_BENCH_STOP_AFTER_LEAVE").is_some() {
+            // For a heap profile of the server as everybody left (kill it now, e.g.
+            // under heaptrack, and read what is still allocated).
+            eprintln!("stopping after the leave: server pid {pid}, RSS {rss_before} KiB before, {rss_left} KiB after");
+            anyhow::bail!("stopped after the leave (SLSK_BENCH_STOP_AFTER_LEAVE)");
+        }
 
         // The returning storm, with lines to the observers all along.
         while obs_rx.try_recv().is_ok() {}

@@ -570,6 +570,29 @@ pub fn release_free_heap() {
     }
 }
 
+/// Append glibc's `malloc_info` report (per arena: bytes mapped from the system, bytes
+/// free in its lists) to `path`: a debugging aid that tells fragmentation (much free
+/// inside the arenas) from live data. Errors are ignored. Elsewhere than glibc, nothing.
+pub fn append_malloc_info(path: &std::path::Path) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return };
+        // SAFETY: fopen gets two NUL-terminated strings; the FILE it returns is used by
+        // malloc_info and closed once, here.
+        unsafe {
+            let f = libc::fopen(c.as_ptr(), c"a".as_ptr());
+            if !f.is_null() {
+                libc::malloc_info(0, f);
+                libc::fclose(f);
+            }
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = path;
+}
+
 /// Argon2id of `password` with `salt` and `params` into `out`, on a pooled working area.
 fn argon2id(params: &argon2::Params, password: &[u8], salt: &[u8], out: &mut [u8]) -> anyhow::Result<()> {
     let a = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params.clone());
