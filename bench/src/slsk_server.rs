@@ -237,6 +237,9 @@ fn run(users: usize) -> anyhow::Result<Row> {
         // gone (after 10 s), as after everybody leaves below.
         tokio::time::sleep(Duration::from_secs(12)).await;
         let rss_before = settled_rss(pid, Duration::from_secs(5));
+        // Anonymous memory (heap, stacks) apart from file pages (the program's code: paths
+        // first run while the users were on stay mapped, clean and shared, after they go).
+        let (anon_before, file_before) = (common::status_kib(pid, "RssAnon"), common::status_kib(pid, "RssFile"));
 
         // First logins (new accounts) and everybody joins `bench`.
         let gate = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -308,10 +311,14 @@ fn run(users: usize) -> anyhow::Result<Row> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let rss_left = settled_rss(pid, Duration::from_secs(15));
+        let (anon_left, file_left) = (common::status_kib(pid, "RssAnon"), common::status_kib(pid, "RssFile"));
         if std::env::var_os("SLSK_BENCH_STOP_AFTER_LEAVE").is_some() {
             // For a heap profile of the server as everybody left (kill it now, e.g.
             // under heaptrack, and read what is still allocated).
-            eprintln!("stopping after the leave: server pid {pid}, RSS {rss_before} KiB before, {rss_left} KiB after");
+            eprintln!(
+                "stopping after the leave: server pid {pid}, RSS {rss_before} KiB before, {rss_left} KiB after; \
+                 anonymous {anon_before} / {anon_left} KiB, file {file_before} / {file_left} KiB"
+            );
             anyhow::bail!("stopped after the leave (SLSK_BENCH_STOP_AFTER_LEAVE)");
         }
 

@@ -241,6 +241,13 @@ impl Store {
         Ok(())
     }
 
+    /// Free what SQLite holds in memory for this connection and can read again (its page
+    /// cache: `PRAGMA shrink_memory`), e.g. after a mass leave, before the heap is trimmed.
+    pub fn shrink_memory(&self) -> anyhow::Result<()> {
+        self.conn.execute_batch("PRAGMA shrink_memory")?;
+        Ok(())
+    }
+
     /// Register (or re-register) a hub user with a fresh salted hash of `password`.
     pub fn hub_register(&self, nick: &str, password: &str, op: bool) -> anyhow::Result<()> {
         let hash = hash_password(password)?;

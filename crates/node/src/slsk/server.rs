@@ -40,7 +40,7 @@ struct Departures {
 }
 
 /// Count a leave; after [`TRIM_AFTER_LEAVES`] of them, trim the heap once they stop.
-fn departed(departures: &Arc<Mutex<Departures>>) {
+fn departed(departures: &Arc<Mutex<Departures>>, store: &Arc<Mutex<Store>>) {
     let mut d = departures.lock().expect("departures lock");
     d.left += 1;
     d.last = Instant::now();
@@ -48,7 +48,7 @@ fn departed(departures: &Arc<Mutex<Departures>>) {
         return;
     }
     d.scheduled = true;
-    let departures = departures.clone();
+    let (departures, store) = (departures.clone(), store.clone());
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(TRIM_QUIET).await;
@@ -59,7 +59,12 @@ fn departed(departures: &Arc<Mutex<Departures>>) {
                 break;
             }
         }
-        let _ = tokio::task::spawn_blocking(|| {
+        let _ = tokio::task::spawn_blocking(move || {
+            // SQLite's page cache first: pages it took while the accounts were created
+            // sit among the connections' freed buffers and keep theirs from going back.
+            if let Err(e) = store.lock().expect("store lock").shrink_memory() {
+                tracing::warn!("cannot shrink the database's memory: {e:#}");
+            }
             release_free_heap();
             // A debugging aid (bench/src/slsk_server.rs): where the heap stands after a
             // mass leave.
@@ -434,7 +439,7 @@ impl SlskServer {
                 }
                 CentralEvent::LoggedOut { user } => {
                     tracing::info!(%user, "logged out");
-                    departed(&departures);
+                    departed(&departures, &store);
                 }
                 CentralEvent::StoreMessage(m) => {
                     accounts.message_stored(&m.to);
