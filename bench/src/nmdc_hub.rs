@@ -29,6 +29,20 @@
 //! | 5,000 | 159 / 435 ms | 127 / 395 ms | 164 / 296 ms | 238 / 221 ms | 4.60 µs |
 //! | 10,000 | 261 / 614 ms | 246 / 565 ms | 246 / 429 ms | (needs 2×10,000 fds) | 3.30 µs |
 //!
+//! Again at 15:16 with the machine quieter (load average 3-4):
+//!
+//! | users | chat p50 / p99 at the reader | in the socket | a line's fan-out (median / longest) | raw relay p99 at the reader / in the socket | hub CPU per delivery |
+//! |---|---|---|---|---|---|
+//! | 5,000 | 22.8 / 43.1 ms | 14.8 / 36.6 ms | 33.1 / 40.2 ms | 56.5 / 54.3 ms | 6.80 µs |
+//! | 10,000 | 148 / 546 ms | 111 / 490 ms | 132 / 505 ms | (needs 2×10,000 fds) | 5.10 µs |
+//!
+//! At 5,000 the hub's p99 is 0.67× the raw relay's in the socket (0.76× at the reader);
+//! each line's spread is the same for both (hub 14-17 ms median / 28-41 ms last, relay
+//! 12-33 / 24-63 ms). At 10,000 the first lines took 42-52 ms (median in the socket, last
+//! at ~100 ms), and then each line's pass, 51 ms of the hub's CPU, took longer than the
+//! 100 ms between lines on the share of the cores it got, so lines queued behind each other
+//! (425 ms median for the 19th): the p99 there is that queue.
+//!
 //! (The same bench on a quieter machine the same day: hub p99 at the reader 34 ms at
 //! 5,000 and 60 ms at 10,000; raw relay 41 ms at 5,000.) Where p99 comes from: the line
 //! arrives in the sockets nearly as late as the reader sees it (in the socket / at the
