@@ -89,6 +89,15 @@ pub fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
 }
 
+/// One line of a process's /proc status (`VmRSS`, `RssAnon`, `RssFile`...), KiB.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':')).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// Resident memory of a process, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -196,6 +196,11 @@ pub struct Manager {
     recent: VecDeque<StreamId>,
     recent_set: HashSet<StreamId>,
     out: VecDeque<Output>,
+    /// Streams whose receive buffer is at [`Config::recv_window`] or more: kept as they
+    /// change, so [`Manager::receive_paused`] (asked before every message the driver
+    /// feeds) is O(1), not a pass over every stream (with 1,000 streams that pass ran
+    /// 1,000 times per 32 KiB message).
+    full: HashSet<StreamId>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -215,6 +220,7 @@ impl Manager {
             listening: false,
             gen,
             streams: HashMap::new(),
+            full: HashSet::new(),
             by_peer_client: HashMap::new(),
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
@@ -235,7 +241,18 @@ impl Manager {
     /// Whether the driver must stop reading the transport: some stream's receive buffer
     /// is full. Reading the stream's data ends the pause.
     pub fn receive_paused(&self) -> bool {
-        self.streams.values().any(|s| s.recv.len() >= self.cfg.recv_window)
+        debug_assert_eq!(!self.full.is_empty(), self.streams.values().any(|s| s.recv.len() >= self.cfg.recv_window));
+        !self.full.is_empty()
+    }
+
+    /// Note whether `sid`'s receive buffer is at its limit (after it changed).
+    fn note_fill(&mut self, sid: StreamId) {
+        let full = self.streams.get(&sid).is_some_and(|s| s.recv.len() >= self.cfg.recv_window);
+        if full {
+            self.full.insert(sid);
+        } else if !self.full.is_empty() {
+            self.full.remove(&sid);
+        }
     }
 
     /// Bytes buffered for `stream`.
@@ -305,6 +322,7 @@ impl Manager {
         for (d, b) in buf.iter_mut().zip(s.recv.drain(..n)) {
             *d = b;
         }
+        self.note_fill(stream);
         Ok(ReadOutcome::Data(n))
     }
 
@@ -328,6 +346,7 @@ impl Manager {
         v.extend_from_slice(&a[..from_a]);
         v.extend_from_slice(&b[..n - from_a]);
         s.recv.drain(..n);
+        self.note_fill(stream);
         Ok(ReadVec::Data(v))
     }
 
@@ -521,12 +540,14 @@ impl Manager {
         }
         let was_empty = s.recv.is_empty();
         s.recv.extend(data);
+        self.note_fill(sid);
         if was_empty {
             self.event(Event::Readable(sid));
         }
     }
 
     fn forget(&mut self, sid: StreamId) {
+        self.full.remove(&sid);
         if let Some(s) = self.streams.remove(&sid) {
             if self.recent_set.insert(sid) {
                 self.recent.push_back(sid);

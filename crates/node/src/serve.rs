@@ -467,6 +467,14 @@ impl Conns {
             st.joined = false;
             st.killed = true;
         }
+        // After a mass leave the map gives back its slots (it keeps its largest capacity
+        // otherwise); shrinking only below a quarter keeps this amortised O(1).
+        if self.writers.capacity() > 64 && self.writers.len() < self.writers.capacity() / 4 {
+            self.writers.shrink_to(self.writers.len() * 2);
+        }
+        if self.to_flush.is_empty() && self.to_flush.capacity() > 1024 {
+            self.to_flush = Vec::new();
+        }
     }
 
     /// Free the broadcasts every joined connection has taken, and drop the connections

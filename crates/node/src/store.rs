@@ -265,6 +265,13 @@ impl Store {
         Ok(())
     }
 
+    /// Free what SQLite holds in memory for this connection and can read again (its page
+    /// cache: `PRAGMA shrink_memory`), e.g. after a mass leave, before the heap is trimmed.
+    pub fn shrink_memory(&self) -> anyhow::Result<()> {
+        self.conn.execute_batch("PRAGMA shrink_memory")?;
+        Ok(())
+    }
+
     /// Register (or re-register) a hub user with a fresh salted hash of `password`.
     pub fn hub_register(&self, nick: &str, password: &str, op: bool) -> anyhow::Result<()> {
         let hash = hash_password(password)?;
@@ -592,6 +599,29 @@ pub fn release_free_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Append glibc's `malloc_info` report (per arena: bytes mapped from the system, bytes
+/// free in its lists) to `path`: a debugging aid that tells fragmentation (much free
+/// inside the arenas) from live data. Errors are ignored. Elsewhere than glibc, nothing.
+pub fn append_malloc_info(path: &std::path::Path) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return };
+        // SAFETY: fopen gets two NUL-terminated strings; the FILE it returns is used by
+        // malloc_info and closed once, here.
+        unsafe {
+            let f = libc::fopen(c.as_ptr(), c"a".as_ptr());
+            if !f.is_null() {
+                libc::malloc_info(0, f);
+                libc::fclose(f);
+            }
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = path;
 }
 
 /// Argon2id of `password` with `salt` and `params` into `out`, on a pooled working area.

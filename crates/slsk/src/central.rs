@@ -117,6 +117,9 @@ pub struct CentralConfig {
     pub room_leave_batch: Duration,
     /// The distributed tree (see [`crate::tree`]).
     pub tree: TreeConfig,
+    /// Key of the 64-bit hashes by which the server remembers which names have accounts
+    /// (a random number from the driver: names cannot be picked to collide).
+    pub name_key: u64,
 }
 
 impl CentralConfig {
@@ -138,6 +141,7 @@ impl CentralConfig {
             unix_at_start,
             start,
             room_leave_batch: ROOM_LEAVE_BATCH,
+            name_key: 0,
         }
     }
 }
@@ -326,7 +330,13 @@ pub struct Central {
     watchers: HashMap<String, HashSet<String>>,
     rooms: BTreeMap<String, Room>,
     banned: HashSet<String>,
-    known: HashSet<String>,
+    /// Names with an account, as keyed 64-bit hashes of the lower-case name
+    /// ([`Central::name_slot`]), not as strings: every account that logged in once stays
+    /// here, and a name allocated apart for each, among the connections' buffers during a
+    /// login storm, kept their pages from going back to the system after everybody left
+    /// (bench/src/slsk_server.rs). A collision only makes an unknown name look known to
+    /// WatchUser and to the registration allowance; with a random key nobody can aim one.
+    known: HashSet<u64>,
     next_message_id: u32,
     out: VecDeque<Output>,
     /// Online sessions per address.
@@ -371,7 +381,17 @@ impl Central {
 
     /// Users the driver knows to have accounts (for WatchUser's `exists`).
     pub fn add_known_user(&mut self, user: &str) {
-        self.known.insert(user.to_lowercase());
+        let slot = self.name_slot(&user.to_lowercase());
+        self.known.insert(slot);
+    }
+
+    /// The keyed hash `known` holds for a lower-case name.
+    fn name_slot(&self, key: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.cfg.name_key.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
     }
 
     /// Put a ban in force (as loaded from storage).
@@ -791,7 +811,7 @@ impl Central {
         }
         // A first login registers the name (unless the server is private): that is what
         // one address may do only so often. Known accounts are not counted.
-        if !self.cfg.private && !self.known.contains(&key) {
+        if !self.cfg.private && !self.known.contains(&self.name_slot(&key)) {
             let ip = self.conns[&conn].ip;
             if !self.take_registration(now, ip) {
                 return self.refuse(conn, login_failure::TOO_MANY_REGISTRATIONS, None);
@@ -835,8 +855,8 @@ impl Central {
         if counted {
             *self.ip_sessions.entry(ip).or_insert(0) += 1;
         }
-        self.users.insert(key.clone(), conn);
-        self.known.insert(key);
+        self.known.insert(self.name_slot(&key));
+        self.users.insert(key, conn);
         self.tree.join(conn, &user, ip);
         // The Login reply must be the very first frame (aioslsk insists).
         self.send(
@@ -945,7 +965,7 @@ impl Central {
                         exists: true,
                         details: Some(WatchedUser { status: c.status, stats: c.stats, country: Some(String::new()) }),
                     },
-                    None if self.known.contains(&key) => ServerResponse::WatchUser {
+                    None if self.known.contains(&self.name_slot(&key)) => ServerResponse::WatchUser {
                         user,
                         exists: true,
                         details: Some(WatchedUser {
@@ -1204,6 +1224,10 @@ impl Central {
             return;
         };
         r.members.retain(|c| *c != conn);
+        if r.members.capacity() > 64 && r.members.len() < r.members.capacity() / 4 {
+            // A crowd left a room others stay in: its list gives back the slots.
+            r.members.shrink_to(r.members.len() * 2);
+        }
         r.tickers.remove(me);
         let empty = r.members.is_empty();
         let frame = ServerResponse::UserLeftRoom { room: room.to_owned(), user: me.to_owned() }.encode();

@@ -191,6 +191,12 @@ impl Tree {
         if self.nodes.is_empty() {
             // Give back what a crowd held.
             *self = Tree::new(self.cfg.clone());
+        } else if self.nodes.capacity() > 64 && self.nodes.len() < self.nodes.capacity() / 4 {
+            // Most of a crowd left while some stay: the maps give back their slots too
+            // (~0.4 KiB per user who left otherwise; crates/slsk/tests/central_memory.rs).
+            // Only below a quarter, so this stays amortised O(1) per leave.
+            self.nodes.shrink_to(self.nodes.len() * 2);
+            self.by_name.shrink_to(self.by_name.len() * 2);
         }
     }
 

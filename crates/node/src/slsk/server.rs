@@ -40,7 +40,7 @@ struct Departures {
 }
 
 /// Count a leave; after [`TRIM_AFTER_LEAVES`] of them, trim the heap once they stop.
-fn departed(departures: &Arc<Mutex<Departures>>) {
+fn departed(departures: &Arc<Mutex<Departures>>, store: &Arc<Mutex<Store>>) {
     let mut d = departures.lock().expect("departures lock");
     d.left += 1;
     d.last = Instant::now();
@@ -48,7 +48,7 @@ fn departed(departures: &Arc<Mutex<Departures>>) {
         return;
     }
     d.scheduled = true;
-    let departures = departures.clone();
+    let (departures, store) = (departures.clone(), store.clone());
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(TRIM_QUIET).await;
@@ -59,7 +59,20 @@ fn departed(departures: &Arc<Mutex<Departures>>) {
                 break;
             }
         }
-        let _ = tokio::task::spawn_blocking(release_free_heap).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            // SQLite's page cache first: pages it took while the accounts were created
+            // sit among the connections' freed buffers and keep theirs from going back.
+            if let Err(e) = store.lock().expect("store lock").shrink_memory() {
+                tracing::warn!("cannot shrink the database's memory: {e:#}");
+            }
+            release_free_heap();
+            // A debugging aid (bench/src/slsk_server.rs): where the heap stands after a
+            // mass leave.
+            if let Some(path) = std::env::var_os("OMNIPEER_MALLOC_INFO") {
+                crate::store::append_malloc_info(std::path::Path::new(&path));
+            }
+        })
+        .await;
     });
 }
 
@@ -93,11 +106,16 @@ struct Accounts {
     private: bool,
     /// A random key of this process: the fast hashes below are worthless outside it.
     key: [u8; 32],
-    /// Lower-case user → HMAC-SHA256(key, user, password) of the password that last logged
-    /// in as this user in this process (checked by the slow hash then). Only in memory:
-    /// the disk keeps the Argon2id hash alone. Accounts change password only by
-    /// registering at start (before any login), so an entry cannot go stale.
-    verified: Mutex<HashMap<String, [u8; 32]>>,
+    /// [`Accounts::slot`] of the lower-case user → HMAC-SHA256(key, user, password) of the
+    /// password that last logged in as this user in this process (checked by the slow hash
+    /// then). Only in memory: the disk keeps the Argon2id hash alone. Accounts change
+    /// password only by registering at start (before any login), so an entry cannot go
+    /// stale. Keyed by a 64-bit hash, not the name: an account that logged in once must
+    /// leave no small allocation of its own behind (a name per account, allocated among
+    /// the connections' buffers during a login storm, kept their pages from going back
+    /// after everybody left). Two names on one slot only cost one of them a slow check:
+    /// the tag covers the name.
+    verified: Mutex<HashMap<u64, [u8; 32]>>,
     /// Lower-case users who may have stored messages → a stamp of the last one stored (a
     /// login whose lookup finds none forgets the user only if no message came meanwhile).
     pending: Mutex<HashMap<String, u64>>,
@@ -110,17 +128,26 @@ impl Accounts {
         hmac_sha256(&self.key, &[&(user.len() as u64).to_le_bytes(), user.as_bytes(), password.as_bytes()])
     }
 
+    /// Where `user`'s tag goes in `verified`: a keyed hash of the lower-case name.
+    fn slot(&self, user: &str) -> u64 {
+        let user = user.to_lowercase();
+        let h = hmac_sha256(&self.key, &[b"slot", user.as_bytes()]);
+        u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
+    }
+
     /// Whether `user` logged in with this password before (in this process).
     fn known_password(&self, user: &str, password: &str) -> bool {
         let tag = self.tag(user, password);
+        let slot = self.slot(user);
         let verified = self.verified.lock().expect("verified lock");
         // Compared without an early exit, like the slow hash's own comparison.
-        verified.get(&user.to_lowercase()).is_some_and(|t| t.iter().zip(&tag).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0)
+        verified.get(&slot).is_some_and(|t| t.iter().zip(&tag).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0)
     }
 
     fn remember(&self, user: &str, password: &str) {
         let tag = self.tag(user, password);
-        self.verified.lock().expect("verified lock").insert(user.to_lowercase(), tag);
+        let slot = self.slot(user);
+        self.verified.lock().expect("verified lock").insert(slot, tag);
     }
 
     /// The slow check (on a blocking thread): the store's lock is held only for the
@@ -315,6 +342,7 @@ impl SlskServer {
         ccfg.max_registrations_per_ip_per_hour = self.limits.max_registrations_per_ip_per_hour;
         ccfg.max_sessions_per_ip = self.limits.max_sessions_per_ip;
         ccfg.tree = self.tree.clone();
+        ccfg.name_key = rand::random();
         if !self.cfg.motd.is_empty() {
             ccfg.greeting = self.cfg.motd.clone();
         }
@@ -411,7 +439,7 @@ impl SlskServer {
                 }
                 CentralEvent::LoggedOut { user } => {
                     tracing::info!(%user, "logged out");
-                    departed(&departures);
+                    departed(&departures, &store);
                 }
                 CentralEvent::StoreMessage(m) => {
                     accounts.message_stored(&m.to);
