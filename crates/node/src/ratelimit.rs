@@ -2,7 +2,7 @@
 //! bytes may pass, so one limit holds over every transfer that shares it. Blocking copy
 //! loops sleep on their thread, async ones on the runtime.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,12 +92,69 @@ pub struct TransferControl {
     pub stop: AtomicBool,
     /// A shared download limit, if any.
     pub limit: Option<Arc<RateLimit>>,
+    /// Bytes received but not yet on disk, if the receiver hands them to a writer that may
+    /// fall behind (segmented downloads): [`TransferControl::pace`] waits while it is full.
+    pub backlog: Option<Arc<Backlog>>,
+}
+
+/// Bytes handed from a transfer's readers to its writer and not yet written, with a cap:
+/// the readers stop reading (and their peers' TCP windows close) while the writer is
+/// behind, so a slow disk never turns into unbounded memory.
+#[derive(Debug)]
+pub struct Backlog {
+    queued: AtomicU64,
+    max: u64,
+    drained: tokio::sync::Notify,
+}
+
+impl Backlog {
+    /// A backlog that makes readers wait once `max` bytes are queued.
+    pub fn new(max: u64) -> Backlog {
+        Backlog { queued: AtomicU64::new(0), max, drained: tokio::sync::Notify::new() }
+    }
+
+    /// `n` more bytes handed to the writer.
+    pub fn add(&self, n: u64) {
+        self.queued.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// `n` bytes written (or dropped): readers waiting for room are woken.
+    pub fn done(&self, n: u64) {
+        let _ = self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(n)));
+        self.drained.notify_waiters();
+    }
+
+    /// Bytes queued now.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Wait until fewer than the cap are queued.
+    pub async fn room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            // Registered before the check, so a `done` between the check and the wait
+            // is not missed.
+            drained.as_mut().enable();
+            if self.queued() < self.max {
+                return;
+            }
+            drained.await;
+        }
+    }
 }
 
 impl TransferControl {
     /// A control with a limit.
     pub fn limited(limit: Option<Arc<RateLimit>>) -> TransferControl {
-        TransferControl { stop: AtomicBool::new(false), limit }
+        TransferControl { stop: AtomicBool::new(false), limit, backlog: None }
+    }
+
+    /// This control with a writer backlog readers wait on ([`Backlog`]).
+    pub fn with_backlog(mut self, backlog: Arc<Backlog>) -> TransferControl {
+        self.backlog = Some(backlog);
+        self
     }
 
     /// Whether the transfer should stop.
@@ -115,7 +172,8 @@ impl TransferControl {
         }
     }
 
-    /// After `n` bytes, wait (async) as the limit says.
+    /// After `n` bytes, wait (async) as the limit says, and while the writer's backlog is
+    /// full.
     pub async fn pace(&self, n: usize) {
         if let Some(l) = &self.limit {
             let d = l.take(n);
@@ -123,12 +181,34 @@ impl TransferControl {
                 tokio::time::sleep(d).await;
             }
         }
+        if let Some(b) = &self.backlog {
+            b.room().await;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_backlog_holds_the_reader_until_the_writer_drains_it() {
+        let b = Arc::new(Backlog::new(100));
+        let control = Arc::new(TransferControl::limited(None).with_backlog(b.clone()));
+        b.add(150);
+        let reader = {
+            let control = control.clone();
+            tokio::spawn(async move { control.pace(10).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!reader.is_finished(), "the reader went on with 150 of 100 bytes queued");
+        b.done(40);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!reader.is_finished(), "110 of 100 bytes queued: still full");
+        b.done(20);
+        tokio::time::timeout(Duration::from_secs(5), reader).await.expect("the reader was not woken").unwrap();
+        assert_eq!(b.queued(), 90);
+    }
 
     #[test]
     fn the_bucket_allows_the_rate_and_a_one_second_burst() {

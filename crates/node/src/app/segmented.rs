@@ -29,6 +29,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Received blocks of one file waiting for the disk: past it, the file's sources stop
+/// reading until the writer catches up (docs/security.md). Each source also holds at most
+/// one unfinished block of its own.
+pub const WRITE_BACKLOG: u64 = 128 << 20;
+
 /// Soulseek segments are at least this long: each costs a whole transfer negotiation.
 pub const SLSK_MIN_SEGMENT: u64 = 8 << 20;
 /// Longest NMDC segment, in blocks (each is one `$ADCGET` on a kept connection).
@@ -130,6 +135,8 @@ struct Blocker {
     size: u64,
     buf: Vec<u8>,
     tx: mpsc::UnboundedSender<Ev>,
+    /// Counts the blocks handed to the writer (its readers wait in `pace` while it is full).
+    backlog: Option<Arc<crate::ratelimit::Backlog>>,
 }
 
 impl Blocker {
@@ -146,6 +153,9 @@ impl Blocker {
             if self.pos == block_end {
                 let bytes = std::mem::take(&mut self.buf);
                 let hash = block_hash(&bytes);
+                if let Some(b) = &self.backlog {
+                    b.add(bytes.len() as u64);
+                }
                 let _ = self.tx.send(Ev::Block { segment: self.segment, block, hash, data: bytes });
             }
         }
@@ -291,7 +301,10 @@ impl Node {
         std::fs::create_dir_all(dir)?;
         let out = dir.join(&t.name);
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&out)?;
+        // Unbounded, but what it can hold is: blocks count against `backlog`, and the
+        // sources stop reading while it is full; the other events are small and follow reads.
         let (tx, mut rx) = mpsc::unbounded_channel::<Ev>();
+        let backlog = Arc::new(crate::ratelimit::Backlog::new(WRITE_BACKLOG));
         let mut workers: Vec<mpsc::UnboundedSender<Job>> = Vec::new();
         let tasks = CancellationToken::new();
         let _end_tasks = tasks.clone().drop_guard();
@@ -316,7 +329,8 @@ impl Node {
                 block_size,
                 total_cap,
                 tx: tx.clone(),
-                control: crate::ratelimit::TransferControl::limited(Some(self.download_limit.clone())),
+                control: crate::ratelimit::TransferControl::limited(Some(self.download_limit.clone()))
+                    .with_backlog(backlog.clone()),
             };
             let end = tasks.clone();
             tokio::spawn(async move {
@@ -372,10 +386,14 @@ impl Node {
                     match ev.ok_or_else(|| anyhow!("every source task ended"))? {
                         Ev::Moved(seg, n) => s.bytes_moved(seg, n, now),
                         Ev::Block { segment, block, hash, data } => {
-                            if s.block_done(segment, block, hash, now) == Verdict::Keep {
+                            let kept = s.block_done(segment, block, hash, now) == Verdict::Keep;
+                            if kept {
                                 let (start, _) = s.block_range(block);
                                 write_at(&file, &data, start)?;
                                 fetched += 1;
+                            }
+                            backlog.done(data.len() as u64);
+                            if kept {
                                 self.db.lock().expect("db").transfer_block_verified(t.id, block_size, block)?;
                             }
                         }
@@ -501,6 +519,7 @@ impl Worker {
             size: self.size,
             buf: Vec::new(),
             tx: self.tx.clone(),
+            backlog: self.control.backlog.clone(),
         };
         let mut sink = |d: &[u8]| blocker.push(d);
         match self.network {
