@@ -369,7 +369,7 @@ impl DcClient {
     pub async fn connect_to_download(
         &self,
         from: &str,
-    ) -> anyhow::Result<(tokio::net::TcpStream, omnipeer_nmdc::handshake::Peer, Vec<u8>)> {
+    ) -> anyhow::Result<(super::cc::DcStream, omnipeer_nmdc::handshake::Peer, Vec<u8>)> {
         // Right after login the user list may still be arriving.
         let until = Instant::now() + USER_WAIT;
         loop {

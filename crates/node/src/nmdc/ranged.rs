@@ -15,7 +15,6 @@ use omnipeer_nmdc::tth::{self, Hash, Tth};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// How long a source may take to answer a request, or stall mid-range.
 pub const RANGE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,7 +53,7 @@ impl From<std::io::Error> for RangeError {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: super::cc::DcStream,
     peer: Peer,
     down: Downloader,
 }
