@@ -598,3 +598,82 @@ fn the_node_s_own_hub_setting_takes_an_adc_address() {
     let (code, m) = b.post("/api/chats/messages", json!({"chat": "nmdc:hub", "text": "hi from the main session"}));
     assert_eq!(code, 201, "{m}");
 }
+
+/// A segmented download from a user on an NMDC hub and a user on an ADC hub at once
+/// (docs/protocols/nmdc.md, "Segmented downloads"): node A runs the NMDC hub and shares
+/// the file there; node C shares the same file on uhub only; node B, on both hubs, gets
+/// one merged result with both sources and fetches ranges from both (`$ADCGET` from A,
+/// `CGET` from C), every block checked against the Tiger tree.
+#[test]
+fn a_segmented_download_takes_ranges_from_an_nmdc_and_an_adc_source_at_once() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    const NAME: &str = "Zeta Movie.mkv";
+    const SIZE: usize = 12_000_000;
+    // Sharers upload at most this: the file takes seconds, so both sources get work.
+    const KIB: u64 = 1024;
+    let (hub, _) = Uhub::start(false);
+    let url = format!("adc://127.0.0.1:{}", hub.port);
+    let t = tempfile::tempdir().unwrap();
+    let data = content(SIZE, 11);
+    let pa = Ports::free();
+    let a_dir = t.path().join("a");
+    let file = share(&a_dir, &format!("video/{NAME}"), &data);
+    let a_cfg = format!("{}[transfers]\nmax_upload_kib = {KIB}\n", server_config("alice", pa));
+    let a = Node::start(&a_dir, &a_cfg, pa.api);
+    let c_dir = t.path().join("c");
+    share(&c_dir, &format!("films/{NAME}"), &data);
+    let c = adc_node_with(&c_dir, "carol", &url, &format!("[transfers]\nmax_upload_kib = {KIB}\n"));
+    // B: on A's NMDC hub and on uhub; no Soulseek (A's Soulseek source would be a third).
+    let b_api = free_port();
+    let adc = format!("[[hubs]]\nurl = \"{url}\"\nname = \"uhub\"\n");
+    let b_cfg = joining_config("bob", pa, b_api, &adc).replace("[slsk_client]\n", "[slsk_client]\nenabled = false\n");
+    let b = Node::start_bare(&t.path().join("b"), &b_cfg, b_api);
+    b.wait_network("nmdc_client", 60);
+    b.wait_network("nmdc_client@uhub", 60);
+
+    let r = wait_for("a source on each hub", 90, || {
+        let r = b.search_again_until("zeta movie", NAME, &["nmdc"], 30);
+        let users: Vec<String> =
+            r["sources"].as_array()?.iter().map(|x| x["user"].as_str().unwrap_or("").to_owned()).collect();
+        (users.len() == 2 && users.contains(&"alice".to_owned()) && users.contains(&"carol".to_owned())).then_some(r)
+    });
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"]}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    let line = b.omni.wait_line_containing("segmented download");
+    assert!(line.contains("sources=2"), "{line}");
+    // The verified bytes each source delivered, as last seen while it ran.
+    let mut per_source = std::collections::HashMap::<String, u64>::new();
+    let done = wait_for("the segmented download done", 180, || {
+        if let (200, seg) = b.get_status(&format!("/api/transfers/{id}/segments")) {
+            for s in seg["sources"].as_array().into_iter().flatten() {
+                let user = s["user"].as_str().unwrap_or("").to_owned();
+                let bytes = s["bytes"].as_u64().unwrap_or(0);
+                let e = per_source.entry(user).or_default();
+                *e = (*e).max(bytes);
+            }
+        }
+        let tr = b.get(&format!("/api/transfers/{id}"));
+        assert_ne!(tr["state"], "failed", "{tr}");
+        if tr["state"] == "done" {
+            return Some(tr);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        None
+    });
+    let path = done["local_path"].as_str().unwrap();
+    assert_eq!(sha256_file(Path::new(path)), sha256_file(&file), "the file differs");
+    for who in ["alice", "carol"] {
+        assert!(per_source.get(who).is_some_and(|&n| n > 0), "{who} sent no verified block: {per_source:?}");
+    }
+    // And each sharer shows uploads of part of it.
+    for (n, who) in [(&a, "alice"), (&c, "carol")] {
+        let ups = n.get("/api/uploads");
+        let sent: u64 = ups.as_array().unwrap().iter().map(|u| u["bytes"].as_u64().unwrap_or(0)).sum();
+        assert!(sent > 0, "{who}: {ups}");
+    }
+    drop(hub);
+}

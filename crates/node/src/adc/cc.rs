@@ -28,7 +28,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub type Stream = Box<dyn Io>;
 
 /// Pump `conn` until a deadline, an event or an end; transmits are written.
-async fn pump(stream: &mut Stream, conn: &mut Connection, buf: &mut [u8]) -> anyhow::Result<Event> {
+pub(crate) async fn pump(stream: &mut Stream, conn: &mut Connection, buf: &mut [u8]) -> anyhow::Result<Event> {
     loop {
         let mut deadline = None;
         while let Some(o) = conn.poll_output() {

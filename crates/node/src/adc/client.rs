@@ -349,6 +349,16 @@ impl AdcClient {
     /// Download one thing from `from`: ask for a connection with a fresh token, wait for
     /// the connection carrying it, fetch. A partial file at `job.out` is resumed.
     pub async fn download(&self, from: &str, job: &DownloadJob) -> anyhow::Result<Downloaded> {
+        let (stream, conn, tls) = self.connect_to_download(from).await?;
+        cc::download(stream, conn, from, job, tls).await
+    }
+
+    /// A ready client-to-client connection to `from` for our GETs (and whether it is
+    /// TLS): ask for it with a fresh token and wait for the connection carrying it.
+    pub async fn connect_to_download(
+        &self,
+        from: &str,
+    ) -> anyhow::Result<(Stream, omnipeer_adc::transfer::Connection, bool)> {
         let until = Instant::now() + USER_WAIT;
         let cid = loop {
             if let Some(u) = self.user_list().await?.into_iter().find(|u| u.nick.eq_ignore_ascii_case(from)) {
@@ -370,14 +380,13 @@ impl AdcClient {
                 return Err(e);
             }
         };
-        let (stream, conn, tls) = match got {
-            Ok(Ok(x)) => x,
+        match got {
+            Ok(Ok(x)) => Ok(x),
             _ => {
                 self.waiters.lock().expect("waiters").remove(&token);
                 bail!("{from} did not connect within {}s (is it active, or are we?)", CONNECT_WAIT.as_secs());
             }
-        };
-        cc::download(stream, conn, from, job, tls).await
+        }
     }
 
     /// Fetch and parse `from`'s file list (`files.xml.bz2`, the same format as NMDC's),

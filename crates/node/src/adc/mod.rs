@@ -4,5 +4,6 @@
 pub mod cc;
 pub mod client;
 pub mod hub;
+pub mod ranged;
 
 pub use hub::{AdcHubServer, AdcHubServerConfig};

@@ -1,13 +1,15 @@
 //! The driver of segmented downloads: pumps `crate::segments::Scheduler` with one task
-//! per source (NMDC ranges through `crate::nmdc::ranged`, Soulseek transfers started at an
-//! offset through `SlskClient::download_range`), writes verified blocks into the partial
+//! per source (Direct Connect ranges through `crate::nmdc::ranged` for NMDC hubs and
+//! `crate::adc::ranged` for ADC hubs, Soulseek transfers started at an offset through
+//! `SlskClient::download_range`), writes verified blocks into the partial
 //! file and records them in `node.sqlite` (`store::segments`), so a restart fetches only
 //! what is missing.
 //!
 //! A transfer is segmented when it has a TTH, a known size and more than one source
 //! (`POST /api/transfers` from a search result queues every source of the file: NMDC
-//! users with its TTH, Soulseek users with a file of the same name and size). Blocks are
-//! checked against the Tiger tree of an NMDC source (`$ADCGET tthl`); without a tree from
+//! and ADC users with its TTH, Soulseek users with a file of the same name and size).
+//! Blocks are checked against the Tiger tree of a Direct Connect source (`$ADCGET tthl` on
+//! NMDC, `CGET tthl` on ADC); without a tree from
 //! any source the download falls back to one source, as before: nothing else could tell
 //! a Soulseek source's bytes good from bad (Soulseek has no hashes).
 
@@ -15,6 +17,7 @@ use super::model::{Event, TransferInfo};
 use super::net::Network;
 use super::sessions::Client;
 use super::Node;
+use crate::adc::ranged::AdcRangedSource;
 use crate::nmdc::ranged::{RangeError, RangedSource};
 use crate::segments::{self, block_hash, Command, Config, Scheduler, SegmentId, Verdict};
 use crate::store::segments::ExtraSource;
@@ -81,6 +84,51 @@ pub struct SegmentsView {
     pub sources: Vec<SegmentSource>,
     /// What happened to sources (bad data, given up).
     pub note: String,
+}
+
+/// A Direct Connect user as a source of ranges, on an NMDC or an ADC hub.
+enum DcRanged {
+    Nmdc(RangedSource),
+    Adc(AdcRangedSource),
+}
+
+impl DcRanged {
+    /// `user` on the hub session `client`, if it is a Direct Connect one.
+    fn new(client: Client, user: &str) -> Option<DcRanged> {
+        match client {
+            Client::Nmdc(dc) => Some(DcRanged::Nmdc(RangedSource::new(dc, user))),
+            Client::Adc(adc) => Some(DcRanged::Adc(AdcRangedSource::new(adc, user))),
+            _ => None,
+        }
+    }
+
+    fn forget_connection(&mut self) {
+        match self {
+            DcRanged::Nmdc(s) => s.forget_connection(),
+            DcRanged::Adc(s) => s.forget_connection(),
+        }
+    }
+
+    async fn tthl(&mut self, root: &Tth, size: u64) -> Result<(u64, Vec<Hash>), RangeError> {
+        match self {
+            DcRanged::Nmdc(s) => s.tthl(root, size).await,
+            DcRanged::Adc(s) => s.tthl(root, size).await,
+        }
+    }
+
+    async fn fetch(
+        &mut self,
+        root: &Tth,
+        start: u64,
+        length: u64,
+        sink: &mut (dyn FnMut(&[u8]) + Send),
+        control: &crate::ratelimit::TransferControl,
+    ) -> Result<(), RangeError> {
+        match self {
+            DcRanged::Nmdc(s) => s.fetch(root, start, length, sink, control).await,
+            DcRanged::Adc(s) => s.fetch(root, start, length, sink, control).await,
+        }
+    }
 }
 
 struct Spec {
@@ -198,13 +246,16 @@ impl Node {
         if specs.len() < 2 {
             return None;
         }
-        // The tree, from the first NMDC source that gives one; that source's connection
-        // is kept for its ranges.
+        // The tree, from the first Direct Connect source (NMDC or ADC hub) that gives one;
+        // that source's connection is kept for its ranges.
         let mut tree = None;
-        let mut nmdc: HashMap<usize, RangedSource> = HashMap::new();
+        let mut nmdc: HashMap<usize, DcRanged> = HashMap::new();
         for (i, s) in specs.iter().enumerate().filter(|(_, s)| s.network == Network::Nmdc) {
-            let Some(Client::Nmdc(dc)) = self.session_at(s.network, &s.hub).and_then(|x| x.client()) else { continue };
-            let mut src = RangedSource::new(dc, &s.user);
+            let Some(mut src) =
+                self.session_at(s.network, &s.hub).and_then(|x| x.client()).and_then(|c| DcRanged::new(c, &s.user))
+            else {
+                continue;
+            };
             if tree.is_none() {
                 let got = tokio::select! {
                     r = src.tthl(&root, t.size) => r,
@@ -267,7 +318,7 @@ impl Node {
         live: &Arc<AtomicU64>,
         root: Tth,
         specs: Vec<Spec>,
-        mut nmdc: HashMap<usize, RangedSource>,
+        mut nmdc: HashMap<usize, DcRanged>,
         tree_block: u64,
         hashes: Vec<Hash>,
     ) -> anyhow::Result<(PathBuf, u64)> {
@@ -479,7 +530,7 @@ struct Worker {
     hub: String,
     user: String,
     path: String,
-    nmdc: Option<RangedSource>,
+    nmdc: Option<DcRanged>,
     root: Tth,
     size: u64,
     block_size: u64,
@@ -525,11 +576,15 @@ impl Worker {
         match self.network {
             Network::Nmdc => {
                 if self.nmdc.is_none() {
-                    let Some(Client::Nmdc(dc)) = self.node.session_at(self.network, &self.hub).and_then(|x| x.client())
+                    let Some(src) = self
+                        .node
+                        .session_at(self.network, &self.hub)
+                        .and_then(|x| x.client())
+                        .and_then(|c| DcRanged::new(c, &self.user))
                     else {
                         return Err((false, format!("the hub {} is not connected", self.hub)));
                     };
-                    self.nmdc = Some(RangedSource::new(dc, &self.user));
+                    self.nmdc = Some(src);
                 }
                 let src = self.nmdc.as_mut().expect("set above");
                 src.fetch(&self.root, job.start, job.length, &mut sink, &self.control).await.map_err(|e| match e {
