@@ -677,3 +677,109 @@ fn a_segmented_download_takes_ranges_from_an_nmdc_and_an_adc_source_at_once() {
     }
     drop(hub);
 }
+
+/// An ADC source that answers a range with another start than asked
+/// (docs/protocols/adc.md, "Ranges for segmented downloads"): node B refuses the answer
+/// before using a byte, and the file still comes whole from the NMDC source. Mallory (a
+/// raw ADC user on uhub) answers B's search with the file's TTH, lets B connect after its
+/// CTM, has no tree (`CSTA 151`) and offers every range one byte late.
+#[test]
+fn an_adc_source_answering_another_range_is_refused_and_the_file_still_matches() {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped");
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const NAME: &str = "Theta Clip.mkv";
+    const SIZE: usize = 8_000_000;
+    let (hub, _) = Uhub::start(false);
+    let url = format!("adc://127.0.0.1:{}", hub.port);
+    let t = tempfile::tempdir().unwrap();
+    let data = content(SIZE, 13);
+    let tth = omnipeer_nmdc::tth::tth(&data).to_base32();
+    let pa = Ports::free();
+    let a_dir = t.path().join("a");
+    let file = share(&a_dir, &format!("video/{NAME}"), &data);
+    // Slow enough that Mallory is asked for ranges before Alice has sent everything.
+    let a_cfg = format!("{}[transfers]\nmax_upload_kib = 1024\n", server_config("alice", pa));
+    let _a = Node::start(&a_dir, &a_cfg, pa.api);
+    let b_api = free_port();
+    let adc = format!("[[hubs]]\nurl = \"{url}\"\nname = \"uhub\"\n");
+    let b_cfg = joining_config("bob", pa, b_api, &adc).replace("[slsk_client]\n", "[slsk_client]\nenabled = false\n");
+    let b = Node::start_bare(&t.path().join("b"), &b_cfg, b_api);
+    b.wait_network("nmdc_client", 60);
+    b.wait_network("nmdc_client@uhub", 60);
+
+    let (s, mine, _) = raw_adc_user(hub.port, "mallory");
+    s.set_read_timeout(None).unwrap();
+    let cid = omnipeer_nmdc::tth::Tth(omnipeer_nmdc::tth::tiger(&[9u8; 24])).to_base32();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let (tth2, cid2) = (tth.clone(), cid.clone());
+    std::thread::spawn(move || {
+        let mut w = s.try_clone().unwrap();
+        for line in BufReader::new(s).lines() {
+            let Ok(line) = line else { return };
+            let p: Vec<&str> = line.split(' ').collect();
+            match p[0] {
+                "BSCH" if line.contains("ANtheta") => {
+                    let Some(tok) = p.iter().find_map(|x| x.strip_prefix("TO")) else { continue };
+                    let res = format!("DRES {mine} {} FN/films/Theta\\sClip.mkv SI{SIZE} SL1 TR{tth2} TO{tok}\n", p[1]);
+                    let _ = w.write_all(res.as_bytes());
+                }
+                "DCTM" if p.len() >= 6 => {
+                    let (port, token) = (p[4].parse::<u16>().unwrap_or(0), p[5].to_owned());
+                    let (counter, cid) = (counter.clone(), cid2.clone());
+                    std::thread::spawn(move || {
+                        let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return };
+                        let mut w = c.try_clone().unwrap();
+                        let _ = w.write_all(b"CSUP ADBASE ADTIGR\n");
+                        let mut sent_inf = false;
+                        for line in BufReader::new(c).lines() {
+                            let Ok(line) = line else { return };
+                            let p: Vec<&str> = line.split(' ').collect();
+                            let r = match p[0] {
+                                "CINF" if !sent_inf => {
+                                    sent_inf = true;
+                                    w.write_all(format!("CINF ID{cid} TO{token}\n").as_bytes())
+                                }
+                                "CGET" if p.get(1) == Some(&"tthl") => {
+                                    w.write_all(b"CSTA 151 File\\sNot\\sAvailable\n")
+                                }
+                                "CGET" if p.len() >= 5 => {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                    let start: u64 = p[3].parse().unwrap_or(0);
+                                    w.write_all(format!("CSND file {} {} {}\n", p[2], start + 1, p[4]).as_bytes())
+                                }
+                                _ => Ok(()),
+                            };
+                            if r.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
+    });
+
+    let r = wait_for("a source on each hub", 90, || {
+        let r = b.search_again_until("theta clip", NAME, &["nmdc"], 30);
+        let users: Vec<String> =
+            r["sources"].as_array()?.iter().map(|x| x["user"].as_str().unwrap_or("").to_owned()).collect();
+        (users.len() == 2 && users.contains(&"alice".to_owned()) && users.contains(&"mallory".to_owned())).then_some(r)
+    });
+    assert_eq!(r["tth"], tth.as_str(), "{r}");
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"]}));
+    assert_eq!(code, 201, "{tr}");
+    let done = b.wait_done(tr["id"].as_i64().unwrap(), 180);
+    let path = done["local_path"].as_str().unwrap();
+    assert_eq!(sha256_file(Path::new(path)), sha256_file(&file), "the file differs");
+    assert!(asked.load(Ordering::SeqCst) > 0, "mallory was never asked for a range");
+    let log = b.omni.lines_so_far().join("\n");
+    assert!(log.contains("mallory offered"), "no refused answer from mallory in the log:\n{log}");
+    drop(hub);
+}
