@@ -472,7 +472,31 @@ fn a_friends_file_lands_in_the_node_downloads() {
     let path = done.rsplit_once(", ").map(|(p, _)| p.to_owned()).unwrap();
     assert!(path.ends_with("holiday photos.bin"), "{done}");
     assert!(std::fs::read(&path).unwrap() == data, "the saved file differs");
+    // The friend is a source like any other: the file is a download row of the node's
+    // transfers, done, with its size and where it landed.
+    let row = wait(
+        "the file as a done transfer",
+        T,
+        || {
+            n.get("/api/transfers")
+                .as_array()?
+                .iter()
+                .find(|t| t["network"] == "tox" && t["name"] == "holiday photos.bin" && t["state"] == "done")
+                .cloned()
+        },
+        || format!("{}\n/api/transfers: {}", logs(), n.get("/api/transfers")),
+    );
+    assert_eq!(row["source"].as_str().map(str::to_ascii_uppercase), Some(apk.to_ascii_uppercase()), "{row}");
+    assert_eq!((row["size"].as_u64(), row["bytes"].as_u64()), (Some(3_000_000), Some(3_000_000)), "{row}");
+    assert_eq!(row["local_path"].as_str(), Some(path.as_str()), "{row}");
+    let on_disk = std::fs::read(row["local_path"].as_str().unwrap()).unwrap();
+    assert_eq!(sha256_hex(&on_disk), sha256_hex(&data), "the row's file differs");
     assert_eq!(a.wait_exit(Duration::from_secs(T)), Some(0), "{}", a.log());
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Minimal standard base64 (the API carries saves as base64 JSON strings).

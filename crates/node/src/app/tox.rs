@@ -19,6 +19,7 @@
 
 use super::model::SessionState;
 use super::model::{ChatMessage, Event, ToxFriendInfo, ToxRequestInfo};
+use super::net::{Network, TransferAction, TransferState};
 use super::{Node, NodeError};
 use crate::store::tox::StoredFriend;
 use crate::tox::client::{load_profile, onion_rendezvous, ToxClient, Wake};
@@ -45,6 +46,8 @@ pub const DEFAULT_REQUEST_MESSAGE: &str = "omnipeer wants to be your friend";
 pub const MAX_PENDING_REQUESTS: usize = 256;
 /// How often the task looks at the DHT and the announcement without an event.
 const REFRESH: Duration = Duration::from_secs(2);
+/// How often a friend's file in progress reports its bytes (as the download engine does).
+const FILE_PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// Bootstrap again this often while the DHT knows nobody.
 const REBOOTSTRAP: Duration = Duration::from_secs(10);
 /// DHT nodes remembered for the next start (like c-toxcore's savedata), saved this often
@@ -112,6 +115,21 @@ enum Cmd {
     Export { passphrase: Option<String>, reply: oneshot::Sender<anyhow::Result<Vec<u8>>> },
     /// Make `profile` the node's identity from the next start; the client stops.
     Import { profile: Box<Profile>, reply: oneshot::Sender<anyhow::Result<()>> },
+    /// Pause, resume or cancel the file a friend sends us, by its transfer row
+    /// (`POST /api/transfers/{id}/pause` ...).
+    FileControl { transfer: i64, action: TransferAction },
+}
+
+/// A friend's file as a row of the node's transfers (`GET /api/transfers`).
+struct FileRow {
+    id: i64,
+    friend: PublicKey,
+    number: u8,
+    /// Bytes received (from the resume point on).
+    bytes: u64,
+    size: u64,
+    /// When progress was last reported, and the bytes then.
+    last: (Instant, u64),
 }
 
 /// `POST /api/tox/profile/import`.
@@ -361,6 +379,21 @@ impl Node {
     }
 
     /// Say something to a friend: stored now (not delivered yet), sent when it is online.
+    /// The transfer row of a friend's file changed (`transfer` event).
+    fn emit_tox_row(&self, id: i64) {
+        if let Ok(Some(t)) = self.transfer(id) {
+            self.emit(Event::Transfer { transfer: t });
+        }
+    }
+
+    /// A transfer row of a friend's file was paused, resumed or cancelled through the
+    /// transfers API: the Tox client sends the file control.
+    pub(crate) fn tox_file_control(&self, transfer: i64, action: TransferAction) {
+        if let Ok(h) = self.tox() {
+            let _ = h.cmds.send(Cmd::FileControl { transfer, action });
+        }
+    }
+
     pub(crate) fn tox_send_chat(&self, pk_hex: &str, text: &str) -> anyhow::Result<ChatMessage> {
         let h = self.tox()?;
         let pk = parse_pk(pk_hex)?;
@@ -472,6 +505,7 @@ pub(crate) async fn start(
         last_save: Instant::now(),
         announced: false,
         files: None,
+        rows: Vec::new(),
         imported: false,
     };
     Ok(task.run(rx))
@@ -531,6 +565,8 @@ struct Task {
     files: Option<crate::tox::files::Receiver>,
     /// A profile was imported: the task ends (the next start uses it).
     imported: bool,
+    /// The files friends send being received, as transfer rows.
+    rows: Vec<FileRow>,
 }
 
 impl Task {
@@ -667,6 +703,7 @@ impl Task {
                     crate::tox::profile::savedata_bytes(&self.profile, passphrase.as_deref().map(str::as_bytes));
                 let _ = reply.send(Ok(bytes));
             }
+            Cmd::FileControl { transfer, action } => self.file_control(transfer, action),
             Cmd::Import { profile, reply } => {
                 let r = self.import(*profile);
                 let ok = r.is_ok();
@@ -827,6 +864,7 @@ impl Task {
     /// complete (docs/protocols/tox.md#file-transfers).
     fn on_file(&mut self, fe: omnipeer_tox::file::FileEvent) {
         use crate::tox::files::{Received, Receiver};
+        use omnipeer_tox::file::FileEvent;
         if self.files.is_none() {
             let d = &self.node.data_dir;
             match Receiver::with_dirs(&self.node.downloads(), &d.join("tox-partial"), &d.join("tox-avatars")) {
@@ -837,14 +875,31 @@ impl Task {
                 }
             }
         }
+        if let FileEvent::Chunk { friend, number, data, .. } = &fe {
+            if !data.is_empty() {
+                self.progress(friend, *number, data.len() as u64);
+            }
+        }
+        let key = match &fe {
+            FileEvent::Offer { friend, number, .. }
+            | FileEvent::Chunk { friend, number, .. }
+            | FileEvent::Broken { friend, number, .. }
+            | FileEvent::Control { friend, number, .. } => (*friend, *number),
+            FileEvent::ChunkRequest { friend, number, .. } => (*friend, *number),
+        };
         let Some(r) = self.files.as_mut() else { return };
         let Some(what) = r.handle(self.client.tox(), &fe) else { return };
         let (friend, line) = match what {
             Received::Accepted { friend, name, size, from } => {
+                self.row_start(friend, key.1, &name, size, from);
                 let resume = if from > 0 { format!(", resuming at {from}") } else { String::new() };
                 (friend, format!("(receiving file {name:?}, {size} bytes{resume})"))
             }
             Received::Complete { friend, path, size } => {
+                if let Some(row) = self.row_take(&friend, key.1) {
+                    let _ = self.node.db.lock().expect("db").transfer_done(row.id, &path.to_string_lossy(), size);
+                    self.node.emit_tox_row(row.id);
+                }
                 (friend, format!("(received file {}, {size} bytes)", path.display()))
             }
             Received::Refused { friend, name, why } => {
@@ -852,11 +907,108 @@ impl Task {
                 return;
             }
             Received::Broken { friend, name, have } => {
+                if let Some(row) = self.row_take(&friend, key.1) {
+                    let store = self.node.db.lock().expect("db");
+                    let _ = store.transfer_set_bytes(row.id, have);
+                    let _ =
+                        store.transfer_failed(row.id, "interrupted: it resumes when the friend sends it again", None);
+                    drop(store);
+                    self.node.emit_tox_row(row.id);
+                }
                 (friend, format!("(file {name:?} interrupted at {have} bytes; it resumes when sent again)"))
             }
         };
         let nick = self.display_name(&friend);
         self.node.store_chat(&chat_id(&friend), &nick, &line, false);
+    }
+
+    /// A friend's file was accepted: a running download row of the node's transfers, with
+    /// the friend as its source (network `tox`, source = its public key).
+    fn row_start(&mut self, friend: PublicKey, number: u8, name: &str, size: u64, from: u64) {
+        let t = crate::store::node::NewTransfer {
+            network: Network::Tox,
+            source: friend.to_hex(),
+            hub: String::new(),
+            remote_path: name.to_owned(),
+            tth: None,
+            name: name.to_owned(),
+            size,
+            local_path: self.node.downloads().join(name).to_string_lossy().into_owned(),
+            group: None,
+        };
+        // Added and set running under one lock: the download engine never sees it queued.
+        let store = self.node.db.lock().expect("db");
+        let id = match store.transfer_add(&t) {
+            Ok(info) => info.id,
+            Err(e) => {
+                tracing::warn!("tox: cannot list the file as a transfer: {e:#}");
+                return;
+            }
+        };
+        let _ = store.transfer_set_state(id, &[TransferState::Queued], TransferState::Running);
+        let _ = store.transfer_set_bytes(id, from);
+        drop(store);
+        self.rows.retain(|r| !(r.friend == friend && r.number == number));
+        self.rows.push(FileRow { id, friend, number, bytes: from, size, last: (Instant::now(), from) });
+        self.node.emit_tox_row(id);
+    }
+
+    fn row_take(&mut self, friend: &PublicKey, number: u8) -> Option<FileRow> {
+        let i = self.rows.iter().position(|r| r.friend == *friend && r.number == number)?;
+        Some(self.rows.swap_remove(i))
+    }
+
+    /// Data arrived for a friend's file: a `progress` event at most every
+    /// [`FILE_PROGRESS_EVERY`].
+    fn progress(&mut self, friend: &PublicKey, number: u8, n: u64) {
+        let Some(row) = self.rows.iter_mut().find(|r| r.friend == *friend && r.number == number) else { return };
+        row.bytes += n;
+        let now = Instant::now();
+        let dt = now.duration_since(row.last.0);
+        if dt < FILE_PROGRESS_EVERY {
+            return;
+        }
+        let rate = (row.bytes.saturating_sub(row.last.1) as f64 / dt.as_secs_f64()) as u64;
+        row.last = (now, row.bytes);
+        let _ = self.node.db.lock().expect("db").transfer_set_bytes(row.id, row.bytes);
+        self.node.emit(Event::Progress { id: row.id, bytes: row.bytes, size: row.size, rate });
+    }
+
+    /// Pause (Tox PAUSE), resume (ACCEPT after our pause) or cancel (KILL) a friend's
+    /// file from its transfer row (docs/protocols/tox.md#file-transfers).
+    fn file_control(&mut self, transfer: i64, action: TransferAction) {
+        use omnipeer_tox::file::{Control, Direction, FileEvent};
+        let Some(row) = self.rows.iter().find(|r| r.id == transfer) else { return };
+        let (friend, number) = (row.friend, row.number);
+        let now = Instant::now();
+        let control = match action {
+            TransferAction::Pause => Control::Pause,
+            TransferAction::Resume => Control::Accept,
+            TransferAction::Cancel => Control::Kill,
+            TransferAction::Retry => return,
+        };
+        if let Err(e) = self.client.tox().file_control(now, &friend, Direction::Receiving, number, control) {
+            tracing::info!("tox: file control {action:?} on transfer {transfer}: {e}");
+        }
+        match action {
+            TransferAction::Resume => {
+                let store = self.node.db.lock().expect("db");
+                let _ = store.transfer_set_state(transfer, &[TransferState::Queued], TransferState::Running);
+                drop(store);
+                self.node.emit_tox_row(transfer);
+            }
+            TransferAction::Cancel => {
+                // Our KILL ends it at the friend; the receiver closes its partial file as if
+                // the friend had (the partial stays for a later offer of the same file id).
+                self.row_take(&friend, number);
+                if let Some(r) = self.files.as_mut() {
+                    let killed =
+                        FileEvent::Control { friend, direction: Direction::Receiving, number, control: Control::Kill };
+                    r.handle(self.client.tox(), &killed);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn display_name(&self, pk: &PublicKey) -> String {
