@@ -118,6 +118,19 @@ enum Cmd {
     /// Pause, resume or cancel the file a friend sends us, by its transfer row
     /// (`POST /api/transfers/{id}/pause` ...).
     FileControl { transfer: i64, action: TransferAction },
+    /// Offer a local file to an online friend; replies with its upload id.
+    SendFile { pk: PublicKey, path: PathBuf, reply: oneshot::Sender<anyhow::Result<u64>> },
+}
+
+/// A file we send to a friend, as an upload of the node (`GET /api/uploads`).
+struct SendRow {
+    upload: u64,
+    friend: PublicKey,
+    number: u8,
+    source: crate::tox::files::Source,
+    /// Bytes sent in this transfer (the upload's counter).
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    path: PathBuf,
 }
 
 /// A friend's file as a row of the node's transfers (`GET /api/transfers`).
@@ -386,6 +399,38 @@ impl Node {
         }
     }
 
+    /// `POST /api/tox/friends/{pk}/files`: offer a file inside a shared folder or the
+    /// downloads folder to an online friend; it shows as an upload.
+    pub async fn tox_send_file(&self, pk: &str, path: &str) -> anyhow::Result<crate::upload::UploadInfo> {
+        let pk = parse_pk(pk)?;
+        let path = self.sendable_path(path)?;
+        let (tx, rx) = oneshot::channel();
+        self.tox()?.cmds.send(Cmd::SendFile { pk, path, reply: tx }).map_err(|_| anyhow!("the Tox client stopped"))?;
+        let id = rx.await.map_err(|_| anyhow!("the Tox client stopped"))??;
+        self.uploads.list().into_iter().find(|u| u.id == id).ok_or_else(|| anyhow!("upload {id} already ended"))
+    }
+
+    /// A regular file inside a shared folder or the downloads folder (symbolic links and
+    /// `..` resolved first, so nothing outside them can be named).
+    fn sendable_path(&self, path: &str) -> anyhow::Result<PathBuf> {
+        let bad = |why: &str| NodeError::Invalid(format!("{path}: {why}"));
+        let p = Path::new(path);
+        if !p.is_absolute() {
+            return Err(bad("not an absolute path").into());
+        }
+        let real = std::fs::canonicalize(p).map_err(|e| bad(&e.to_string()))?;
+        let mut roots = self.share_folders();
+        roots.push(self.downloads());
+        let inside = roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).any(|r| real.starts_with(&r));
+        if !inside {
+            return Err(bad("not inside a shared folder or the downloads folder").into());
+        }
+        if !real.is_file() {
+            return Err(bad("not a file").into());
+        }
+        Ok(real)
+    }
+
     /// A transfer row of a friend's file was paused, resumed or cancelled through the
     /// transfers API: the Tox client sends the file control.
     pub(crate) fn tox_file_control(&self, transfer: i64, action: TransferAction) {
@@ -506,6 +551,7 @@ pub(crate) async fn start(
         announced: false,
         files: None,
         rows: Vec::new(),
+        sends: Vec::new(),
         imported: false,
     };
     Ok(task.run(rx))
@@ -567,6 +613,8 @@ struct Task {
     imported: bool,
     /// The files friends send being received, as transfer rows.
     rows: Vec<FileRow>,
+    /// The files we send to friends, as uploads.
+    sends: Vec<SendRow>,
 }
 
 impl Task {
@@ -638,6 +686,7 @@ impl Task {
         if self.last_save.elapsed() >= SAVE_NODES_EVERY {
             self.save_nodes();
         }
+        self.cancel_stopped_sends();
     }
 
     /// Remembers the DHT nodes closest to us (`HOST:PORT:KEY,...`) for the next start.
@@ -704,6 +753,9 @@ impl Task {
                 let _ = reply.send(Ok(bytes));
             }
             Cmd::FileControl { transfer, action } => self.file_control(transfer, action),
+            Cmd::SendFile { pk, path, reply } => {
+                let _ = reply.send(self.send_file(pk, &path));
+            }
             Cmd::Import { profile, reply } => {
                 let r = self.import(*profile);
                 let ok = r.is_ok();
@@ -875,6 +927,9 @@ impl Task {
                 }
             }
         }
+        if self.on_sending(&fe) {
+            return;
+        }
         if let FileEvent::Chunk { friend, number, data, .. } = &fe {
             if !data.is_empty() {
                 self.progress(friend, *number, data.len() as u64);
@@ -920,6 +975,105 @@ impl Task {
         };
         let nick = self.display_name(&friend);
         self.node.store_chat(&chat_id(&friend), &nick, &line, false);
+    }
+
+    /// Offers `path` to the online friend `pk` and lists it as a running upload; the
+    /// friend's ACCEPT starts the chunk requests (docs/protocols/tox.md#file-transfers).
+    fn send_file(&mut self, pk: PublicKey, path: &Path) -> anyhow::Result<u64> {
+        use omnipeer_tox::file::KIND_DATA;
+        if !self.handle().live(&pk).is_some_and(|l| l.online) {
+            return Err(NodeError::NotConnected(format!("Tox friend {} (offline)", pk.to_hex())).into());
+        }
+        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+        let source = crate::tox::files::Source::open(path).with_context(|| format!("{}", path.display()))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let file_id = crate::tox::files::file_id_for(path, &meta);
+        let number = self.client.tox().file_send(Instant::now(), &pk, KIND_DATA, meta.len(), file_id, &name)?;
+        let (upload, sent) = self.node.uploads.untracked(NETWORK, &pk.to_hex(), &path.to_string_lossy(), meta.len(), 0);
+        self.sends.push(SendRow { upload, friend: pk, number, source, sent, path: path.to_path_buf() });
+        Ok(upload)
+    }
+
+    fn send_take(&mut self, friend: &PublicKey, number: u8) -> Option<SendRow> {
+        let i = self.sends.iter().position(|r| r.friend == *friend && r.number == number)?;
+        Some(self.sends.swap_remove(i))
+    }
+
+    /// A file event of a transfer we send; true when it was one.
+    fn on_sending(&mut self, fe: &omnipeer_tox::file::FileEvent) -> bool {
+        use omnipeer_tox::file::{Control, Direction, FileEvent};
+        let now = Instant::now();
+        match fe {
+            FileEvent::ChunkRequest { friend, number, position, length } => {
+                let Some(row) = self.sends.iter_mut().find(|r| r.friend == *friend && r.number == *number) else {
+                    return false;
+                };
+                if *length == 0 {
+                    // The friend has the whole file.
+                    let row = self.send_take(friend, *number).expect("found above");
+                    self.node.uploads.finish(row.upload, Ok(()));
+                    return true;
+                }
+                match row.source.read(*position, *length) {
+                    Ok(data) => {
+                        if let Err(e) = self.client.tox().file_chunk(now, friend, *number, *position, &data) {
+                            tracing::debug!("tox: chunk at {position}: {e}");
+                        } else {
+                            row.sent.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        let e = format!("reading {}: {e}", row.path.display());
+                        let row = self.send_take(friend, *number).expect("found above");
+                        let _ = self.client.tox().file_control(now, friend, Direction::Sending, *number, Control::Kill);
+                        self.node.uploads.finish(row.upload, Err(e));
+                    }
+                }
+                true
+            }
+            FileEvent::Control { friend, direction: Direction::Sending, number, control } => {
+                match control {
+                    Control::Seek(pos) => {
+                        if let Some(row) = self.sends.iter().find(|r| r.friend == *friend && r.number == *number) {
+                            self.node.uploads.set_start(row.upload, *pos);
+                        }
+                    }
+                    Control::Kill => {
+                        if let Some(row) = self.send_take(friend, *number) {
+                            self.node.uploads.finish(row.upload, Err("the friend cancelled the transfer".into()));
+                        }
+                    }
+                    _ => {}
+                }
+                true
+            }
+            FileEvent::Broken { friend, direction: Direction::Sending, number } => {
+                if let Some(row) = self.send_take(friend, *number) {
+                    self.node.uploads.finish(row.upload, Err("the friend went offline".into()));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Uploads to friends cancelled through `DELETE /api/uploads/{id}`: a KILL to the friend.
+    fn cancel_stopped_sends(&mut self) {
+        use omnipeer_tox::file::{Control, Direction};
+        let stopped: Vec<(PublicKey, u8)> = self
+            .sends
+            .iter()
+            .filter(|r| {
+                self.node.uploads.stop_flag(r.upload).is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+            })
+            .map(|r| (r.friend, r.number))
+            .collect();
+        for (friend, number) in stopped {
+            let _ = self.client.tox().file_control(Instant::now(), &friend, Direction::Sending, number, Control::Kill);
+            if let Some(row) = self.send_take(&friend, number) {
+                self.node.uploads.finish(row.upload, Err(crate::upload::CANCELLED.into()));
+            }
+        }
     }
 
     /// A friend's file was accepted: a running download row of the node's transfers, with
