@@ -657,3 +657,50 @@ fn work_file() -> (tempfile::TempDir, std::path::PathBuf) {
     std::fs::write(&f, b"no").unwrap();
     (d, f)
 }
+
+/// A friend's file is cancelled from its transfer row (POST /api/transfers/{id}/cancel):
+/// c-toxcore sees the Tox KILL, the row is `cancelled` and nothing lands in the downloads
+/// folder. (A 512 MiB sparse file, so the cancel lands long before the end.)
+#[test]
+fn a_friends_file_is_cancelled_from_the_transfers() {
+    if !tox_support::require("a_friends_file_is_cancelled_from_the_transfers") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p).replace("[tox]\n", "[tox]\nauto_accept = true\n");
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let nets = n.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let spec = format!(
+        "{}:{}",
+        boot["address"].as_str().unwrap(),
+        boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("big.bin");
+    std::fs::File::create(&file).unwrap().set_len(512 << 20).unwrap();
+    let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).send_file(&file).timeout_secs(200));
+    let logs = || format!("{}\n/api/transfers: {}", a.log(), n.get("/api/transfers"));
+    let row = wait(
+        "the file as a running transfer",
+        T * 2,
+        || {
+            n.get("/api/transfers")
+                .as_array()?
+                .iter()
+                .find(|t| t["network"] == "tox" && t["name"] == "big.bin" && t["state"] == "running")
+                .cloned()
+        },
+        logs,
+    );
+    let tid = row["id"].as_i64().unwrap();
+    let (code, t) = n.post(&format!("/api/transfers/{tid}/cancel"), json!({}));
+    assert_eq!((code, t["state"].as_str()), (200, Some("cancelled")), "{t}");
+    a.proc
+        .wait_line("FILE_CONTROL 0 2", Duration::from_secs(T))
+        .unwrap_or_else(|| panic!("the bot never saw the KILL\n{}", logs()));
+    assert_eq!(n.get(&format!("/api/transfers/{tid}"))["state"], "cancelled");
+    assert!(!dir.path().join("downloads").join("big.bin").exists(), "a cancelled file landed in the downloads");
+}

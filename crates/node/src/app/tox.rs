@@ -431,6 +431,20 @@ impl Node {
         Ok(real)
     }
 
+    /// A friend's file that will not arrive on this row any more fails (from whatever state
+    /// it was left in but a finished one); the friend's next offer of it resumes as a new row.
+    fn tox_row_failed(&self, id: i64, why: &str) {
+        let store = self.db.lock().expect("db");
+        let _ = store.transfer_set_state(
+            id,
+            &[TransferState::Queued, TransferState::Paused, TransferState::Running],
+            TransferState::Running,
+        );
+        let _ = store.transfer_failed(id, &format!("{why}: it resumes when the friend sends it again"), None);
+        drop(store);
+        self.emit_tox_row(id);
+    }
+
     /// A transfer row of a friend's file was paused, resumed or cancelled through the
     /// transfers API: the Tox client sends the file control.
     pub(crate) fn tox_file_control(&self, transfer: i64, action: TransferAction) {
@@ -505,6 +519,22 @@ pub(crate) async fn start(
     if changed {
         crate::tox::profile::save(&profile, &profile_path)
             .with_context(|| format!("saving {}", profile_path.display()))?;
+    }
+    // Friends' files of the last run cannot go on (their rows were `running`, are queued
+    // again by the engine's recovery, or paused): they fail, and resume as new rows when
+    // the friends send them again.
+    let left: Vec<i64> = node
+        .db
+        .lock()
+        .expect("db")
+        .transfers()?
+        .iter()
+        .filter(|t| t.network == Network::Tox)
+        .filter(|t| matches!(t.state, TransferState::Queued | TransferState::Running | TransferState::Paused))
+        .map(|t| t.id)
+        .collect();
+    for id in left {
+        node.tox_row_failed(id, "interrupted by a restart of the node");
     }
     let mut client = bind(t.listen, &profile).await?;
     client.bootstrap(&start.bootstrap);
@@ -963,12 +993,8 @@ impl Task {
             }
             Received::Broken { friend, name, have } => {
                 if let Some(row) = self.row_take(&friend, key.1) {
-                    let store = self.node.db.lock().expect("db");
-                    let _ = store.transfer_set_bytes(row.id, have);
-                    let _ =
-                        store.transfer_failed(row.id, "interrupted: it resumes when the friend sends it again", None);
-                    drop(store);
-                    self.node.emit_tox_row(row.id);
+                    let _ = self.node.db.lock().expect("db").transfer_set_bytes(row.id, have);
+                    self.node.tox_row_failed(row.id, "interrupted");
                 }
                 (friend, format!("(file {name:?} interrupted at {have} bytes; it resumes when sent again)"))
             }
@@ -1132,7 +1158,13 @@ impl Task {
     /// file from its transfer row (docs/protocols/tox.md#file-transfers).
     fn file_control(&mut self, transfer: i64, action: TransferAction) {
         use omnipeer_tox::file::{Control, Direction, FileEvent};
-        let Some(row) = self.rows.iter().find(|r| r.id == transfer) else { return };
+        let Some(row) = self.rows.iter().find(|r| r.id == transfer) else {
+            // Paused before the friend went away or the node restarted: nothing to resume.
+            if action == TransferAction::Resume {
+                self.node.tox_row_failed(transfer, "the friend no longer sends it");
+            }
+            return;
+        };
         let (friend, number) = (row.friend, row.number);
         let now = Instant::now();
         let control = match action {
