@@ -620,7 +620,7 @@ fn the_node_sends_a_file_to_a_friend_as_an_upload() {
     let data: Vec<u8> = (0..2_500_000u32).map(|i| (i.wrapping_mul(2246822519) >> 11) as u8).collect();
     std::fs::write(&file, &data).unwrap();
     let recv = tempfile::tempdir().unwrap();
-    let mut a = Bot::start(
+    let a = Bot::start(
         BotOptions::new().bootstrap(&spec).friend_request(&id).recv_dir(recv.path()).exit_on_file().timeout_secs(200),
     );
     let apk = a.public_key();
