@@ -329,7 +329,7 @@ impl UploadQueue {
 pub struct UploadInfo {
     /// Unique over the node's run.
     pub id: u64,
-    /// `nmdc`, `slsk` or `dcc`.
+    /// `nmdc`, `slsk`, `dcc` or `tox` (a file sent to a Tox friend: `user` is its key).
     pub network: String,
     /// The peer.
     pub user: String,

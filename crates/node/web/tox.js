@@ -221,6 +221,20 @@ export class ToxView {
     }
   }
 
+  // A file inside a shared folder or the downloads folder, offered to an online friend;
+  // it then shows in the Transfers tab's uploads.
+  async sendFile(f) {
+    const name = f.nickname || short(f.pk);
+    const path = prompt(`Send a file to ${name}: its full path (inside a shared folder or the downloads folder)`);
+    if (!path || !path.trim()) return;
+    try {
+      const u = await this.ctx.api("POST", `/api/tox/friends/${f.pk}/files`, { path: path.trim() });
+      this.ctx.toast(`Offered ${u.file} to ${name}: it shows under uploads in Transfers`);
+    } catch (err) {
+      this.ctx.toast(`Cannot send to ${name}: ${err.message}`, "error");
+    }
+  }
+
   chat(f) {
     this.ctx.go("chat");
     this.ctx.views.chat.open(f.chat);
@@ -279,6 +293,11 @@ export class ToxView {
             "div",
             { class: "toolbar" },
             h("button", { type: "button", class: "small", "data-testid": "tox-chat", onclick: () => this.chat(f) }, "Chat"),
+            h(
+              "button",
+              { type: "button", class: "small", "data-testid": "tox-send-file", disabled: !f.online, title: f.online ? "" : "The friend is offline", onclick: () => this.sendFile(f) },
+              "Send file",
+            ),
             h("button", { type: "button", class: "small", "data-testid": "tox-remove", onclick: () => this.remove(f) }, "Remove"),
           ),
         ),

@@ -472,7 +472,31 @@ fn a_friends_file_lands_in_the_node_downloads() {
     let path = done.rsplit_once(", ").map(|(p, _)| p.to_owned()).unwrap();
     assert!(path.ends_with("holiday photos.bin"), "{done}");
     assert!(std::fs::read(&path).unwrap() == data, "the saved file differs");
+    // The friend is a source like any other: the file is a download row of the node's
+    // transfers, done, with its size and where it landed.
+    let row = wait(
+        "the file as a done transfer",
+        T,
+        || {
+            n.get("/api/transfers")
+                .as_array()?
+                .iter()
+                .find(|t| t["network"] == "tox" && t["name"] == "holiday photos.bin" && t["state"] == "done")
+                .cloned()
+        },
+        || format!("{}\n/api/transfers: {}", logs(), n.get("/api/transfers")),
+    );
+    assert_eq!(row["source"].as_str().map(str::to_ascii_uppercase), Some(apk.to_ascii_uppercase()), "{row}");
+    assert_eq!((row["size"].as_u64(), row["bytes"].as_u64()), (Some(3_000_000), Some(3_000_000)), "{row}");
+    assert_eq!(row["local_path"].as_str(), Some(path.as_str()), "{row}");
+    let on_disk = std::fs::read(row["local_path"].as_str().unwrap()).unwrap();
+    assert_eq!(sha256_hex(&on_disk), sha256_hex(&data), "the row's file differs");
     assert_eq!(a.wait_exit(Duration::from_secs(T)), Some(0), "{}", a.log());
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Minimal standard base64 (the API carries saves as base64 JSON strings).
@@ -568,4 +592,115 @@ fn tox_profile_export_and_import_through_the_api() {
 
 fn friend_pk_listed(tox: &Value, pk: &str) -> bool {
     friend(tox, pk).is_some()
+}
+
+/// The node sends a file to a friend (POST /api/tox/friends/{pk}/files, a path in its
+/// downloads folder): c-toxcore's copy matches, and the upload is listed as done with its
+/// size. A path outside the shared and downloads folders is refused.
+#[test]
+fn the_node_sends_a_file_to_a_friend_as_an_upload() {
+    if !tox_support::require("the_node_sends_a_file_to_a_friend_as_an_upload") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p).replace("[tox]\n", "[tox]\nauto_accept = true\n");
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let nets = n.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let spec = format!(
+        "{}:{}",
+        boot["address"].as_str().unwrap(),
+        boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap()
+    );
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let file = downloads.join("report.bin");
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i.wrapping_mul(2246822519) >> 11) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let recv = tempfile::tempdir().unwrap();
+    let a = Bot::start(
+        BotOptions::new().bootstrap(&spec).friend_request(&id).recv_dir(recv.path()).exit_on_file().timeout_secs(200),
+    );
+    let apk = a.public_key();
+    let logs = || format!("{}\nnode /api/tox: {}\n/api/uploads: {}", a.log(), n.get("/api/tox"), n.get("/api/uploads"));
+    wait(
+        "the friend online",
+        T * 2,
+        || friend(&n.get("/api/tox"), &apk).filter(|f| f["online"] == true).cloned(),
+        logs,
+    );
+    let outside = work_file();
+    let (code, e) = n.post(&format!("/api/tox/friends/{apk}/files"), json!({"path": outside.1.to_string_lossy()}));
+    assert_eq!(code, 400, "a file outside the shares and downloads: {e}");
+    let (code, up) = n.post(&format!("/api/tox/friends/{apk}/files"), json!({"path": file.to_string_lossy()}));
+    assert_eq!(code, 201, "{up}");
+    assert_eq!((up["network"].as_str(), up["size"].as_u64()), (Some("tox"), Some(2_500_000)), "{up}");
+    let done = a.proc.wait_line("FILE_DONE ", Duration::from_secs(T * 2)).unwrap_or_else(|| panic!("{}", logs()));
+    let path = done.split_once(' ').map(|(_, p)| p.to_owned()).unwrap();
+    assert_eq!(sha256_hex(&std::fs::read(&path).unwrap()), sha256_hex(&data), "the friend's copy differs");
+    let row = wait(
+        "the upload done",
+        T,
+        || n.get("/api/uploads").as_array()?.iter().find(|u| u["id"] == up["id"] && u["state"] == "done").cloned(),
+        logs,
+    );
+    assert_eq!(row["size"].as_u64(), Some(2_500_000), "{row}");
+    drop(outside);
+}
+
+/// A file outside the node's folders (and the temp dir holding it).
+fn work_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("secret.txt");
+    std::fs::write(&f, b"no").unwrap();
+    (d, f)
+}
+
+/// A friend's file is cancelled from its transfer row (POST /api/transfers/{id}/cancel):
+/// c-toxcore sees the Tox KILL, the row is `cancelled` and nothing lands in the downloads
+/// folder. (A 512 MiB sparse file, so the cancel lands long before the end.)
+#[test]
+fn a_friends_file_is_cancelled_from_the_transfers() {
+    if !tox_support::require("a_friends_file_is_cancelled_from_the_transfers") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p).replace("[tox]\n", "[tox]\nauto_accept = true\n");
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let nets = n.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let spec = format!(
+        "{}:{}",
+        boot["address"].as_str().unwrap(),
+        boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("big.bin");
+    std::fs::File::create(&file).unwrap().set_len(512 << 20).unwrap();
+    let a = Bot::start(BotOptions::new().bootstrap(&spec).friend_request(&id).send_file(&file).timeout_secs(200));
+    let logs = || format!("{}\n/api/transfers: {}", a.log(), n.get("/api/transfers"));
+    let row = wait(
+        "the file as a running transfer",
+        T * 2,
+        || {
+            n.get("/api/transfers")
+                .as_array()?
+                .iter()
+                .find(|t| t["network"] == "tox" && t["name"] == "big.bin" && t["state"] == "running")
+                .cloned()
+        },
+        logs,
+    );
+    let tid = row["id"].as_i64().unwrap();
+    let (code, t) = n.post(&format!("/api/transfers/{tid}/cancel"), json!({}));
+    assert_eq!((code, t["state"].as_str()), (200, Some("cancelled")), "{t}");
+    a.proc
+        .wait_line("FILE_CONTROL 0 2", Duration::from_secs(T))
+        .unwrap_or_else(|| panic!("the bot never saw the KILL\n{}", logs()));
+    assert_eq!(n.get(&format!("/api/transfers/{tid}"))["state"], "cancelled");
+    assert!(!dir.path().join("downloads").join("big.bin").exists(), "a cancelled file landed in the downloads");
 }

@@ -152,6 +152,7 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
         .route("/api/tox", get(tox::status))
         .route("/api/tox/friends", post(tox::add_friend))
         .route("/api/tox/friends/{pk}", axum::routing::delete(tox::remove_friend))
+        .route("/api/tox/friends/{pk}/files", post(tox::send_file))
         .route("/api/tox/requests/{pk}", axum::routing::delete(tox::decline))
         .route("/api/tox/requests/{pk}/accept", post(tox::accept))
         .route("/api/tox/profile/export", post(tox::export_profile))

@@ -48,6 +48,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/tox", "Our Tox ID, Tox friends and pending friend requests"),
     ("post", "/api/tox/friends", "Send a friend request to a Tox ID (the friend is added)"),
     ("delete", "/api/tox/friends/{pk}", "Remove a Tox friend"),
+    ("post", "/api/tox/friends/{pk}/files", "Send a file (inside a shared folder or the downloads folder) to an online Tox friend; it shows as an upload"),
     ("post", "/api/tox/requests/{pk}/accept", "Accept a pending friend request"),
     ("delete", "/api/tox/requests/{pk}", "Decline a pending friend request"),
     ("post", "/api/tox/profile/export", "The Tox profile as a standard Tox save (qTox/toxic), optionally passphrase-encrypted"),
@@ -214,6 +215,12 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             json!({"description": "Requested", "content": {"application/json": {"schema": r("ToxFriend")}}}),
         ),
         ("delete", "/api/tox/friends/{pk}") => (vec![pk_param()], None, ok(r("ToxFriend"))),
+        ("post", "/api/tox/friends/{pk}/files") => (
+            vec![pk_param()],
+            Some(body(json!({"type": "object", "required": ["path"], "properties": {
+                "path": {"type": "string", "description": "Absolute path of a file inside a shared folder or the downloads folder"}}}))),
+            json!({"description": "Offered", "content": {"application/json": {"schema": r("Upload")}}}),
+        ),
         ("post", "/api/tox/requests/{pk}/accept") => (vec![pk_param()], None, ok(r("ToxFriend"))),
         ("delete", "/api/tox/requests/{pk}") => (vec![pk_param()], None, ok(r("ToxRequest"))),
         ("post", "/api/tox/profile/export") => (
@@ -250,7 +257,14 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
     let code = if path == "/api/events" {
         "101"
     } else if method == "post"
-        && matches!(path, "/api/searches" | "/api/transfers" | "/api/chats/messages" | "/api/tox/friends")
+        && matches!(
+            path,
+            "/api/searches"
+                | "/api/transfers"
+                | "/api/chats/messages"
+                | "/api/tox/friends"
+                | "/api/tox/friends/{pk}/files"
+        )
     {
         "201"
     } else if path == "/api/shares/rescan" {

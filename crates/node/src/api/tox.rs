@@ -73,3 +73,20 @@ pub(super) async fn import_profile(State(api): State<Api>, Json(b): Json<ImportB
         .map_err(|e| err(crate::app::NodeError::Invalid(format!("data is not base64: {e}")).into()))?;
     Ok(Json(json!(api.node.tox_import(&bytes, b.passphrase.as_deref()).await.map_err(err)?)))
 }
+
+#[derive(Deserialize)]
+pub(super) struct SendFileBody {
+    /// An absolute path inside a shared folder or the downloads folder.
+    path: String,
+}
+
+/// `POST /api/tox/friends/{pk}/files`: offer a local file to an online friend; 201 with
+/// the upload (`GET /api/uploads`).
+pub(super) async fn send_file(
+    State(api): State<Api>,
+    Path(pk): Path<String>,
+    Json(b): Json<SendFileBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let u = api.node.tox_send_file(&pk, &b.path).await.map_err(err)?;
+    Ok((StatusCode::CREATED, Json(json!(u))))
+}

@@ -19,6 +19,7 @@
 
 use super::model::SessionState;
 use super::model::{ChatMessage, Event, ToxFriendInfo, ToxRequestInfo};
+use super::net::{Network, TransferAction, TransferState};
 use super::{Node, NodeError};
 use crate::store::tox::StoredFriend;
 use crate::tox::client::{load_profile, onion_rendezvous, ToxClient, Wake};
@@ -45,6 +46,8 @@ pub const DEFAULT_REQUEST_MESSAGE: &str = "omnipeer wants to be your friend";
 pub const MAX_PENDING_REQUESTS: usize = 256;
 /// How often the task looks at the DHT and the announcement without an event.
 const REFRESH: Duration = Duration::from_secs(2);
+/// How often a friend's file in progress reports its bytes (as the download engine does).
+const FILE_PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// Bootstrap again this often while the DHT knows nobody.
 const REBOOTSTRAP: Duration = Duration::from_secs(10);
 /// DHT nodes remembered for the next start (like c-toxcore's savedata), saved this often
@@ -112,6 +115,34 @@ enum Cmd {
     Export { passphrase: Option<String>, reply: oneshot::Sender<anyhow::Result<Vec<u8>>> },
     /// Make `profile` the node's identity from the next start; the client stops.
     Import { profile: Box<Profile>, reply: oneshot::Sender<anyhow::Result<()>> },
+    /// Pause, resume or cancel the file a friend sends us, by its transfer row
+    /// (`POST /api/transfers/{id}/pause` ...).
+    FileControl { transfer: i64, action: TransferAction },
+    /// Offer a local file to an online friend; replies with its upload id.
+    SendFile { pk: PublicKey, path: PathBuf, reply: oneshot::Sender<anyhow::Result<u64>> },
+}
+
+/// A file we send to a friend, as an upload of the node (`GET /api/uploads`).
+struct SendRow {
+    upload: u64,
+    friend: PublicKey,
+    number: u8,
+    source: crate::tox::files::Source,
+    /// Bytes sent in this transfer (the upload's counter).
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    path: PathBuf,
+}
+
+/// A friend's file as a row of the node's transfers (`GET /api/transfers`).
+struct FileRow {
+    id: i64,
+    friend: PublicKey,
+    number: u8,
+    /// Bytes received (from the resume point on).
+    bytes: u64,
+    size: u64,
+    /// When progress was last reported, and the bytes then.
+    last: (Instant, u64),
 }
 
 /// `POST /api/tox/profile/import`.
@@ -361,6 +392,67 @@ impl Node {
     }
 
     /// Say something to a friend: stored now (not delivered yet), sent when it is online.
+    /// The transfer row of a friend's file changed (`transfer` event).
+    fn emit_tox_row(&self, id: i64) {
+        if let Ok(Some(t)) = self.transfer(id) {
+            self.emit(Event::Transfer { transfer: t });
+        }
+    }
+
+    /// `POST /api/tox/friends/{pk}/files`: offer a file inside a shared folder or the
+    /// downloads folder to an online friend; it shows as an upload.
+    pub async fn tox_send_file(&self, pk: &str, path: &str) -> anyhow::Result<crate::upload::UploadInfo> {
+        let pk = parse_pk(pk)?;
+        let path = self.sendable_path(path)?;
+        let (tx, rx) = oneshot::channel();
+        self.tox()?.cmds.send(Cmd::SendFile { pk, path, reply: tx }).map_err(|_| anyhow!("the Tox client stopped"))?;
+        let id = rx.await.map_err(|_| anyhow!("the Tox client stopped"))??;
+        self.uploads.list().into_iter().find(|u| u.id == id).ok_or_else(|| anyhow!("upload {id} already ended"))
+    }
+
+    /// A regular file inside a shared folder or the downloads folder (symbolic links and
+    /// `..` resolved first, so nothing outside them can be named).
+    fn sendable_path(&self, path: &str) -> anyhow::Result<PathBuf> {
+        let bad = |why: &str| NodeError::Invalid(format!("{path}: {why}"));
+        let p = Path::new(path);
+        if !p.is_absolute() {
+            return Err(bad("not an absolute path").into());
+        }
+        let real = std::fs::canonicalize(p).map_err(|e| bad(&e.to_string()))?;
+        let mut roots = self.share_folders();
+        roots.push(self.downloads());
+        let inside = roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).any(|r| real.starts_with(&r));
+        if !inside {
+            return Err(bad("not inside a shared folder or the downloads folder").into());
+        }
+        if !real.is_file() {
+            return Err(bad("not a file").into());
+        }
+        Ok(real)
+    }
+
+    /// A friend's file that will not arrive on this row any more fails (from whatever state
+    /// it was left in but a finished one); the friend's next offer of it resumes as a new row.
+    fn tox_row_failed(&self, id: i64, why: &str) {
+        let store = self.db.lock().expect("db");
+        let _ = store.transfer_set_state(
+            id,
+            &[TransferState::Queued, TransferState::Paused, TransferState::Running],
+            TransferState::Running,
+        );
+        let _ = store.transfer_failed(id, &format!("{why}: it resumes when the friend sends it again"), None);
+        drop(store);
+        self.emit_tox_row(id);
+    }
+
+    /// A transfer row of a friend's file was paused, resumed or cancelled through the
+    /// transfers API: the Tox client sends the file control.
+    pub(crate) fn tox_file_control(&self, transfer: i64, action: TransferAction) {
+        if let Ok(h) = self.tox() {
+            let _ = h.cmds.send(Cmd::FileControl { transfer, action });
+        }
+    }
+
     pub(crate) fn tox_send_chat(&self, pk_hex: &str, text: &str) -> anyhow::Result<ChatMessage> {
         let h = self.tox()?;
         let pk = parse_pk(pk_hex)?;
@@ -428,6 +520,22 @@ pub(crate) async fn start(
         crate::tox::profile::save(&profile, &profile_path)
             .with_context(|| format!("saving {}", profile_path.display()))?;
     }
+    // Friends' files of the last run cannot go on (their rows were `running`, are queued
+    // again by the engine's recovery, or paused): they fail, and resume as new rows when
+    // the friends send them again.
+    let left: Vec<i64> = node
+        .db
+        .lock()
+        .expect("db")
+        .transfers()?
+        .iter()
+        .filter(|t| t.network == Network::Tox)
+        .filter(|t| matches!(t.state, TransferState::Queued | TransferState::Running | TransferState::Paused))
+        .map(|t| t.id)
+        .collect();
+    for id in left {
+        node.tox_row_failed(id, "interrupted by a restart of the node");
+    }
     let mut client = bind(t.listen, &profile).await?;
     client.bootstrap(&start.bootstrap);
     // And off the DHT nodes known at the last stop.
@@ -472,6 +580,8 @@ pub(crate) async fn start(
         last_save: Instant::now(),
         announced: false,
         files: None,
+        rows: Vec::new(),
+        sends: Vec::new(),
         imported: false,
     };
     Ok(task.run(rx))
@@ -531,6 +641,10 @@ struct Task {
     files: Option<crate::tox::files::Receiver>,
     /// A profile was imported: the task ends (the next start uses it).
     imported: bool,
+    /// The files friends send being received, as transfer rows.
+    rows: Vec<FileRow>,
+    /// The files we send to friends, as uploads.
+    sends: Vec<SendRow>,
 }
 
 impl Task {
@@ -602,6 +716,7 @@ impl Task {
         if self.last_save.elapsed() >= SAVE_NODES_EVERY {
             self.save_nodes();
         }
+        self.cancel_stopped_sends();
     }
 
     /// Remembers the DHT nodes closest to us (`HOST:PORT:KEY,...`) for the next start.
@@ -666,6 +781,10 @@ impl Task {
                 let bytes =
                     crate::tox::profile::savedata_bytes(&self.profile, passphrase.as_deref().map(str::as_bytes));
                 let _ = reply.send(Ok(bytes));
+            }
+            Cmd::FileControl { transfer, action } => self.file_control(transfer, action),
+            Cmd::SendFile { pk, path, reply } => {
+                let _ = reply.send(self.send_file(pk, &path));
             }
             Cmd::Import { profile, reply } => {
                 let r = self.import(*profile);
@@ -827,6 +946,7 @@ impl Task {
     /// complete (docs/protocols/tox.md#file-transfers).
     fn on_file(&mut self, fe: omnipeer_tox::file::FileEvent) {
         use crate::tox::files::{Received, Receiver};
+        use omnipeer_tox::file::FileEvent;
         if self.files.is_none() {
             let d = &self.node.data_dir;
             match Receiver::with_dirs(&self.node.downloads(), &d.join("tox-partial"), &d.join("tox-avatars")) {
@@ -837,14 +957,34 @@ impl Task {
                 }
             }
         }
+        if self.on_sending(&fe) {
+            return;
+        }
+        if let FileEvent::Chunk { friend, number, data, .. } = &fe {
+            if !data.is_empty() {
+                self.progress(friend, *number, data.len() as u64);
+            }
+        }
+        let key = match &fe {
+            FileEvent::Offer { friend, number, .. }
+            | FileEvent::Chunk { friend, number, .. }
+            | FileEvent::Broken { friend, number, .. }
+            | FileEvent::Control { friend, number, .. } => (*friend, *number),
+            FileEvent::ChunkRequest { friend, number, .. } => (*friend, *number),
+        };
         let Some(r) = self.files.as_mut() else { return };
         let Some(what) = r.handle(self.client.tox(), &fe) else { return };
         let (friend, line) = match what {
             Received::Accepted { friend, name, size, from } => {
+                self.row_start(friend, key.1, &name, size, from);
                 let resume = if from > 0 { format!(", resuming at {from}") } else { String::new() };
                 (friend, format!("(receiving file {name:?}, {size} bytes{resume})"))
             }
             Received::Complete { friend, path, size } => {
+                if let Some(row) = self.row_take(&friend, key.1) {
+                    let _ = self.node.db.lock().expect("db").transfer_done(row.id, &path.to_string_lossy(), size);
+                    self.node.emit_tox_row(row.id);
+                }
                 (friend, format!("(received file {}, {size} bytes)", path.display()))
             }
             Received::Refused { friend, name, why } => {
@@ -852,11 +992,209 @@ impl Task {
                 return;
             }
             Received::Broken { friend, name, have } => {
+                if let Some(row) = self.row_take(&friend, key.1) {
+                    let _ = self.node.db.lock().expect("db").transfer_set_bytes(row.id, have);
+                    self.node.tox_row_failed(row.id, "interrupted");
+                }
                 (friend, format!("(file {name:?} interrupted at {have} bytes; it resumes when sent again)"))
             }
         };
         let nick = self.display_name(&friend);
         self.node.store_chat(&chat_id(&friend), &nick, &line, false);
+    }
+
+    /// Offers `path` to the online friend `pk` and lists it as a running upload; the
+    /// friend's ACCEPT starts the chunk requests (docs/protocols/tox.md#file-transfers).
+    fn send_file(&mut self, pk: PublicKey, path: &Path) -> anyhow::Result<u64> {
+        use omnipeer_tox::file::KIND_DATA;
+        if !self.handle().live(&pk).is_some_and(|l| l.online) {
+            return Err(NodeError::NotConnected(format!("Tox friend {} (offline)", pk.to_hex())).into());
+        }
+        let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+        let source = crate::tox::files::Source::open(path).with_context(|| format!("{}", path.display()))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+        let file_id = crate::tox::files::file_id_for(path, &meta);
+        let number = self.client.tox().file_send(Instant::now(), &pk, KIND_DATA, meta.len(), file_id, &name)?;
+        let (upload, sent) = self.node.uploads.untracked(NETWORK, &pk.to_hex(), &path.to_string_lossy(), meta.len(), 0);
+        self.sends.push(SendRow { upload, friend: pk, number, source, sent, path: path.to_path_buf() });
+        Ok(upload)
+    }
+
+    fn send_take(&mut self, friend: &PublicKey, number: u8) -> Option<SendRow> {
+        let i = self.sends.iter().position(|r| r.friend == *friend && r.number == number)?;
+        Some(self.sends.swap_remove(i))
+    }
+
+    /// A file event of a transfer we send; true when it was one.
+    fn on_sending(&mut self, fe: &omnipeer_tox::file::FileEvent) -> bool {
+        use omnipeer_tox::file::{Control, Direction, FileEvent};
+        let now = Instant::now();
+        match fe {
+            FileEvent::ChunkRequest { friend, number, position, length } => {
+                let Some(row) = self.sends.iter_mut().find(|r| r.friend == *friend && r.number == *number) else {
+                    return false;
+                };
+                if *length == 0 {
+                    // The friend has the whole file.
+                    let row = self.send_take(friend, *number).expect("found above");
+                    self.node.uploads.finish(row.upload, Ok(()));
+                    return true;
+                }
+                match row.source.read(*position, *length) {
+                    Ok(data) => {
+                        if let Err(e) = self.client.tox().file_chunk(now, friend, *number, *position, &data) {
+                            tracing::debug!("tox: chunk at {position}: {e}");
+                        } else {
+                            row.sent.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        let e = format!("reading {}: {e}", row.path.display());
+                        let row = self.send_take(friend, *number).expect("found above");
+                        let _ = self.client.tox().file_control(now, friend, Direction::Sending, *number, Control::Kill);
+                        self.node.uploads.finish(row.upload, Err(e));
+                    }
+                }
+                true
+            }
+            FileEvent::Control { friend, direction: Direction::Sending, number, control } => {
+                match control {
+                    Control::Seek(pos) => {
+                        if let Some(row) = self.sends.iter().find(|r| r.friend == *friend && r.number == *number) {
+                            self.node.uploads.set_start(row.upload, *pos);
+                        }
+                    }
+                    Control::Kill => {
+                        if let Some(row) = self.send_take(friend, *number) {
+                            self.node.uploads.finish(row.upload, Err("the friend cancelled the transfer".into()));
+                        }
+                    }
+                    _ => {}
+                }
+                true
+            }
+            FileEvent::Broken { friend, direction: Direction::Sending, number } => {
+                if let Some(row) = self.send_take(friend, *number) {
+                    self.node.uploads.finish(row.upload, Err("the friend went offline".into()));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Uploads to friends cancelled through `DELETE /api/uploads/{id}`: a KILL to the friend.
+    fn cancel_stopped_sends(&mut self) {
+        use omnipeer_tox::file::{Control, Direction};
+        let stopped: Vec<(PublicKey, u8)> = self
+            .sends
+            .iter()
+            .filter(|r| {
+                self.node.uploads.stop_flag(r.upload).is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+            })
+            .map(|r| (r.friend, r.number))
+            .collect();
+        for (friend, number) in stopped {
+            let _ = self.client.tox().file_control(Instant::now(), &friend, Direction::Sending, number, Control::Kill);
+            if let Some(row) = self.send_take(&friend, number) {
+                self.node.uploads.finish(row.upload, Err(crate::upload::CANCELLED.into()));
+            }
+        }
+    }
+
+    /// A friend's file was accepted: a running download row of the node's transfers, with
+    /// the friend as its source (network `tox`, source = its public key).
+    fn row_start(&mut self, friend: PublicKey, number: u8, name: &str, size: u64, from: u64) {
+        let t = crate::store::node::NewTransfer {
+            network: Network::Tox,
+            source: friend.to_hex(),
+            hub: String::new(),
+            remote_path: name.to_owned(),
+            tth: None,
+            name: name.to_owned(),
+            size,
+            local_path: self.node.downloads().join(name).to_string_lossy().into_owned(),
+            group: None,
+        };
+        // Added and set running under one lock: the download engine never sees it queued.
+        let store = self.node.db.lock().expect("db");
+        let id = match store.transfer_add(&t) {
+            Ok(info) => info.id,
+            Err(e) => {
+                tracing::warn!("tox: cannot list the file as a transfer: {e:#}");
+                return;
+            }
+        };
+        let _ = store.transfer_set_state(id, &[TransferState::Queued], TransferState::Running);
+        let _ = store.transfer_set_bytes(id, from);
+        drop(store);
+        self.rows.retain(|r| !(r.friend == friend && r.number == number));
+        self.rows.push(FileRow { id, friend, number, bytes: from, size, last: (Instant::now(), from) });
+        self.node.emit_tox_row(id);
+    }
+
+    fn row_take(&mut self, friend: &PublicKey, number: u8) -> Option<FileRow> {
+        let i = self.rows.iter().position(|r| r.friend == *friend && r.number == number)?;
+        Some(self.rows.swap_remove(i))
+    }
+
+    /// Data arrived for a friend's file: a `progress` event at most every
+    /// [`FILE_PROGRESS_EVERY`].
+    fn progress(&mut self, friend: &PublicKey, number: u8, n: u64) {
+        let Some(row) = self.rows.iter_mut().find(|r| r.friend == *friend && r.number == number) else { return };
+        row.bytes += n;
+        let now = Instant::now();
+        let dt = now.duration_since(row.last.0);
+        if dt < FILE_PROGRESS_EVERY {
+            return;
+        }
+        let rate = (row.bytes.saturating_sub(row.last.1) as f64 / dt.as_secs_f64()) as u64;
+        row.last = (now, row.bytes);
+        let _ = self.node.db.lock().expect("db").transfer_set_bytes(row.id, row.bytes);
+        self.node.emit(Event::Progress { id: row.id, bytes: row.bytes, size: row.size, rate });
+    }
+
+    /// Pause (Tox PAUSE), resume (ACCEPT after our pause) or cancel (KILL) a friend's
+    /// file from its transfer row (docs/protocols/tox.md#file-transfers).
+    fn file_control(&mut self, transfer: i64, action: TransferAction) {
+        use omnipeer_tox::file::{Control, Direction, FileEvent};
+        let Some(row) = self.rows.iter().find(|r| r.id == transfer) else {
+            // Paused before the friend went away or the node restarted: nothing to resume.
+            if action == TransferAction::Resume {
+                self.node.tox_row_failed(transfer, "the friend no longer sends it");
+            }
+            return;
+        };
+        let (friend, number) = (row.friend, row.number);
+        let now = Instant::now();
+        let control = match action {
+            TransferAction::Pause => Control::Pause,
+            TransferAction::Resume => Control::Accept,
+            TransferAction::Cancel => Control::Kill,
+            TransferAction::Retry => return,
+        };
+        if let Err(e) = self.client.tox().file_control(now, &friend, Direction::Receiving, number, control) {
+            tracing::info!("tox: file control {action:?} on transfer {transfer}: {e}");
+        }
+        match action {
+            TransferAction::Resume => {
+                let store = self.node.db.lock().expect("db");
+                let _ = store.transfer_set_state(transfer, &[TransferState::Queued], TransferState::Running);
+                drop(store);
+                self.node.emit_tox_row(transfer);
+            }
+            TransferAction::Cancel => {
+                // Our KILL ends it at the friend; the receiver closes its partial file as if
+                // the friend had (the partial stays for a later offer of the same file id).
+                self.row_take(&friend, number);
+                if let Some(r) = self.files.as_mut() {
+                    let killed =
+                        FileEvent::Control { friend, direction: Direction::Receiving, number, control: Control::Kill };
+                    r.handle(self.client.tox(), &killed);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn display_name(&self, pk: &PublicKey) -> String {

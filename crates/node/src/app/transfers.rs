@@ -176,6 +176,7 @@ impl Node {
         }
         // The worker sees the row gone when it ends; its partial folder goes either way.
         self.engine.stop(id);
+        self.tox_file_control(id, TransferAction::Cancel);
         if !self.engine.running.lock().expect("running").contains_key(&id) {
             let _ = std::fs::remove_dir_all(self.partial_dir(id));
         }
@@ -198,6 +199,10 @@ impl Node {
         let no_such = || NodeError::NotFound(format!("no transfer {id}"));
         let store = self.db.lock().expect("db");
         let t = store.transfer(id)?.ok_or_else(no_such)?;
+        // A Tox friend's file comes when the friend sends it: it cannot be asked for again.
+        if t.network == Network::Tox && action == TransferAction::Retry {
+            bail!(NodeError::Conflict("a Tox friend's file resumes when the friend sends it again".into()));
+        }
         let ok = match action {
             TransferAction::Pause => store.transfer_set_state(id, &[Queued, Running], Paused),
             TransferAction::Resume => store.transfer_set_state(id, &[Paused], Queued),
@@ -209,6 +214,8 @@ impl Node {
             bail!(NodeError::Conflict(format!("cannot {} a transfer that is {}", action.as_str(), t.state)));
         }
         match action {
+            // A Tox friend's file is driven by the Tox client, not the engine.
+            _ if t.network == Network::Tox => self.tox_file_control(id, action),
             TransferAction::Pause | TransferAction::Cancel => self.engine.stop(id),
             _ => self.engine.wake(),
         }
