@@ -70,6 +70,8 @@ impl Eiskalt {
 <RequireTLS type="int">0</RequireTLS>
 <HashingStartDelay type="int">0</HashingStartDelay>
 <MinimumSearchInterval type="int">0</MinimumSearchInterval>
+<EnableThrottle type="int">1</EnableThrottle>
+<TimeDependentThrottle type="int">0</TimeDependentThrottle>
 <MaxUploadSpeedMain type="int">{upload_kib}</MaxUploadSpeedMain>
 </Settings>
 </DCPlusPlus>

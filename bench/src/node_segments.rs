@@ -100,7 +100,12 @@ impl Api {
                 }
             }
             match t2["state"].as_str() {
-                Some("done") => return Ok((t.elapsed(), seg)),
+                Some("done") => {
+                    if std::env::var_os("NODE_SEGMENTS_DEBUG").is_some() {
+                        eprintln!("done: {t2}");
+                    }
+                    return Ok((t.elapsed(), seg));
+                }
                 Some("failed") => anyhow::bail!("the download failed: {t2}"),
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
