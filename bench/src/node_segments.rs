@@ -26,7 +26,7 @@ mod common;
 mod eiskalt_peer;
 
 // The interop tests' launcher for aioslsk (std + serde_json + tempfile only).
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 #[path = "../../crates/omnipeer/tests/slsk_support/mod.rs"]
 mod slsk_support;
 
