@@ -40,7 +40,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Eiskalt {
     /// Starts it in `base` as `nick` in active mode, limited to `upload_kib` KiB/s
-    /// (`MaxUploadSpeedMain`), shares `share` and waits (up to `hash_timeout`) until it is
+    /// (`EnableThrottle`, `MaxUploadSpeedMain`), shares `share` and waits (up to 10 min) until it is
     /// hashed, then joins `dchub://127.0.0.1:<hub>` and waits for the login.
     pub fn start(base: &Path, nick: &str, hub: u16, share: &Path, upload_kib: u64) -> anyhow::Result<Eiskalt> {
         let conf = base.join("conf");

@@ -7,8 +7,10 @@
 //! sharers instead (two per network).
 //!
 //! How each source is held to R, each by its own upload limiter (no proxy in between):
-//! omnipeer by `[transfers].max_upload_kib`; EiskaltDC++ by `MaxUploadSpeedMain` (KiB/s) in
-//! its `DCPlusPlus.xml` (DC++'s ThrottleManager: a token bucket refilled every second);
+//! omnipeer by `[transfers].max_upload_kib`; EiskaltDC++ by `EnableThrottle=1` and
+//! `MaxUploadSpeedMain` (KiB/s) in its `DCPlusPlus.xml` (DC++'s ThrottleManager: a token
+//! bucket refilled every second; without `EnableThrottle` 2.4.2 ignores the limit and served
+//! at 170 MiB/s);
 //! aioslsk by `network.limits.upload_speed_kbps` (KiB/s, its LimitedRateLimiter), which
 //! tests/slsk/aioslsk_peer.py takes from `OMNIPEER_SLSK_UPLOAD_KIB`.
 //!
