@@ -39,9 +39,9 @@
 //! at R (8.4–8.6 MiB/s at the end); the shortfall is time when not all four are sending.
 //! Averaged over the run the Soulseek sources sent at 7.8 MiB/s, the NMDC ones at 6.5 and
 //! 5.8 (≈ 2.7 s and 4.4 s of R short), and at the last poll both NMDC sources were idle while
-//! both Soulseek sources were still on their last segments: NMDC sources start later (the
+//! both Soulseek sources were still on their last segments. A guess, not measured: NMDC sources start later (the
 //! tree and the client-to-client connections come first) and wait out the tail instead of
-//! racing it. Not measured further here.
+//! racing it.
 
 mod common;
 mod eiskalt_peer;
