@@ -34,8 +34,8 @@ class Driver:
 
     def make_client(self):
         from aioslsk.client import SoulSeekClient
-        from aioslsk.settings import (CredentialsSettings, ListeningSettings, NetworkSettings,
-                                      ReconnectSettings, ServerSettings, Settings,
+        from aioslsk.settings import (CredentialsSettings, ListeningSettings, NetworkLimitSettings,
+                                      NetworkSettings, ReconnectSettings, ServerSettings, Settings,
                                       SharedDirectorySettingEntry, SharesSettings, UpnpSettings)
         from aioslsk.shares.model import DirectoryShareMode
 
@@ -47,7 +47,11 @@ class Driver:
                                       reconnect=ReconnectSettings(auto=False)),
                 # obfuscated_port=0: no obfuscated listener (nothing here speaks it)
                 listening=ListeningSettings(port=a["listen_port"], obfuscated_port=0),
-                upnp=UpnpSettings(enabled=False)),
+                upnp=UpnpSettings(enabled=False),
+                # Upload limit in KiB/s (aioslsk's token bucket; 0 = none), set by
+                # bench/src/node_segments.rs so every source there has the same rate.
+                limits=NetworkLimitSettings(
+                    upload_speed_kbps=int(os.environ.get("OMNIPEER_SLSK_UPLOAD_KIB", "0")))),
             shares=SharesSettings(
                 scan_on_start=False, download=a["download_dir"],
                 directories=[SharedDirectorySettingEntry(
