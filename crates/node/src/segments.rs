@@ -569,7 +569,12 @@ impl Scheduler {
         let first = (0..n).find(|&b| !taken(b))?;
         let s = &self.sources[src];
         let by_speed = (s.speed() as u128 * SEGMENT_TARGET.as_millis() / 1000 / self.block_size as u128) as u64;
-        let want = by_speed.clamp(s.min_blocks, s.max_blocks);
+        // Never more than a fair share of what is left: near the end the pool is split
+        // among the sources instead of one source taking a long last segment while the
+        // others sit idle (equally fast sources never race each other).
+        let left = (first..n).filter(|&b| !taken(b)).count() as u64;
+        let sharing = self.cfg.sources_per_file.min(self.sources.len()).max(1) as u64;
+        let want = by_speed.min(left.div_ceil(sharing)).clamp(s.min_blocks, s.max_blocks);
         let mut end = first + 1;
         while end < n && end - first < want && !taken(end) {
             end += 1;
@@ -756,6 +761,18 @@ mod tests {
         assert!(file == d);
         assert!(delivered.iter().all(|&n| n > 0), "every source worked: {delivered:?}");
         assert!(s.notes().is_empty(), "{:?}", s.notes());
+    }
+
+    #[test]
+    fn equally_fast_sources_finish_together_instead_of_one_taking_the_tail() {
+        // 64 MiB from four sources at 1 MiB/s: 16 s if they share the work to the end. A
+        // source that took a long segment near the end would leave the others idle
+        // (equally fast sources never race) and the file would take far longer.
+        let d = data(64 << 20);
+        let sims: Vec<Sim> = (0..4).map(|_| Sim { rate: 1 << 20, lie: None, vanish_at: None }).collect();
+        let (file, s, delivered) = simulate(&d, &sims, Config::default(), 17);
+        assert!(s.is_complete(), "not done in 17 s (16 s of work shared by four): {delivered:?}");
+        assert!(file == d);
     }
 
     #[test]
