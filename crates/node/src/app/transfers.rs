@@ -319,7 +319,7 @@ impl Node {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             (_, Some(TransferState::Paused)) => {
-                let bytes = dir_file_len(&dir);
+                let bytes = self.partial_bytes(&t, &dir);
                 let _ = self.db.lock().expect("db").transfer_set_bytes(id, bytes);
             }
             (Ok((file, size)), _) => match self.finish(&t, &file, size).await {
@@ -339,7 +339,9 @@ impl Node {
             (Err(e), _) if self.shutdown.is_cancelled() => tracing::info!(id, "stopped by shutdown: {e:#}"),
             (Err(e), _) => {
                 let store = self.db.lock().expect("db");
-                let _ = store.transfer_set_bytes(id, dir_file_len(&dir));
+                let bytes =
+                    store.transfer_verified_bytes(id, t.size).ok().flatten().unwrap_or_else(|| dir_file_len(&dir));
+                let _ = store.transfer_set_bytes(id, bytes);
                 let retry = (u64::from(t.retries) < self.setting("max_retries"))
                     .then(|| backoff(self.setting("retry_base_secs"), t.retries) as i64);
                 tracing::info!(id, retry_in = ?retry, "download attempt failed: {e:#}");
@@ -479,6 +481,15 @@ pub fn partial_len(dir: &Path) -> u64 {
 }
 
 /// Bytes in the (single) partial file of a transfer's incomplete folder.
+impl Node {
+    /// What a stopped download holds: its verified blocks when it was segmented (the
+    /// partial file is sparse), else the partial file's length.
+    fn partial_bytes(&self, t: &TransferInfo, dir: &Path) -> u64 {
+        let verified = self.db.lock().expect("db").transfer_verified_bytes(t.id, t.size).ok().flatten();
+        verified.unwrap_or_else(|| dir_file_len(dir))
+    }
+}
+
 fn dir_file_len(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .ok()

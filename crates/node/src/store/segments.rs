@@ -69,6 +69,21 @@ impl Store {
         Ok(rows.map(|r| r.map(|b| b as u64)).collect::<Result<_, _>>()?)
     }
 
+    /// Bytes of transfer `id` (of `size` bytes) in verified blocks, if it has any: what a
+    /// paused or failed segmented download holds (its partial file is sparse, so the
+    /// file's length says nothing).
+    pub fn transfer_verified_bytes(&self, id: i64, size: u64) -> anyhow::Result<Option<u64>> {
+        let mut st = self.conn.prepare("SELECT block_size, block FROM transfer_blocks WHERE transfer = ?1")?;
+        let rows = st.query_map(params![id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?;
+        let mut total = None;
+        for r in rows {
+            let (bs, b) = r?;
+            let start = b.saturating_mul(bs);
+            *total.get_or_insert(0u64) += bs.min(size.saturating_sub(start));
+        }
+        Ok(total)
+    }
+
     /// Forget every verified block of transfer `id` (its partial file is gone).
     pub fn transfer_blocks_clear(&self, id: i64) -> anyhow::Result<()> {
         self.conn.execute("DELETE FROM transfer_blocks WHERE transfer = ?1", params![id])?;
@@ -132,6 +147,10 @@ mod tests {
             t.id
         };
         let s = Store::open(&path).unwrap();
+        // A paused download shows what its blocks hold (block 3 of a 3.5 MiB file is the
+        // short last one), not its sparse file's length.
+        assert_eq!(s.transfer_verified_bytes(id, (7 << 20) / 2).unwrap(), Some((1 << 20) + (1 << 19)));
+        assert_eq!(s.transfer_verified_bytes(id + 1, 1 << 30).unwrap(), None);
         assert_eq!(s.transfer_blocks(id, 1 << 20).unwrap(), vec![1, 3]);
         assert_eq!(s.transfer_sources(id).unwrap()[0].source, "bob");
         assert_eq!(s.transfer_note(id).unwrap(), "carol dropped");
