@@ -34,14 +34,17 @@
 //! | the same, again | 8.03 MiB/s | 28.11 MiB/s | 0.88 | 3.50 | s1 119, ek 105, s2 142, aio 142 |
 //! | `--omnipeer` (four omnipeer) | 7.99 MiB/s | 27.91 MiB/s | 0.87 | 3.49 | s1 119, s3 105, s2 142, s4 142 |
 //!
-//! So the 0.9 × 4R is not reached here (0.86–0.88); the real clients are not the cause
-//! (four omnipeer sharers give the same figure and the very same split). Every source ran
-//! at R (8.4–8.6 MiB/s at the end); the shortfall is time when not all four are sending.
-//! Averaged over the run the Soulseek sources sent at 7.8 MiB/s, the NMDC ones at 6.5 and
-//! 5.8 (≈ 2.7 s and 4.4 s of R short), and at the last poll both NMDC sources were idle while
-//! both Soulseek sources were still on their last segments. A guess, not measured: NMDC sources start later (the
-//! tree and the client-to-client connections come first) and wait out the tail instead of
-//! racing it.
+//! Those runs missed the 0.9 × 4R (0.86–0.88) with the real clients and without
+//! them alike: every source ran at R, but at the end both NMDC sources were idle while both
+//! Soulseek sources finished long last segments (equally fast sources never race). With each
+//! new segment capped at a fair share of what is left (`segments::Scheduler::fresh_range`,
+//! commit dcc569b), the same default mix, same machine:
+//!
+//! | mix | one source | four sources | of 4R | × one source | per source (MiB) |
+//! |---|---|---|---|---|---|
+//! | omnipeer + EiskaltDC++ / omnipeer + aioslsk | 8.03 MiB/s | 30.88 MiB/s | 0.96 | 3.85 | ek 127, s1 127, s2 126, aio 124 |
+//!
+//! and all four were still sending at the last poll.
 
 mod common;
 mod eiskalt_peer;
