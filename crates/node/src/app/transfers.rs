@@ -176,6 +176,7 @@ impl Node {
         }
         // The worker sees the row gone when it ends; its partial folder goes either way.
         self.engine.stop(id);
+        self.engine.segments.lock().expect("segments").remove(&id);
         self.tox_file_control(id, TransferAction::Cancel);
         if !self.engine.running.lock().expect("running").contains_key(&id) {
             let _ = std::fs::remove_dir_all(self.partial_dir(id));
@@ -187,6 +188,11 @@ impl Node {
     /// Remove every finished (done or cancelled) transfer from the list; their ids.
     pub fn transfers_clear_finished(&self) -> anyhow::Result<Vec<i64>> {
         let ids = self.db.lock().expect("db").transfers_clear_finished()?;
+        let mut views = self.engine.segments.lock().expect("segments");
+        for id in &ids {
+            views.remove(id);
+        }
+        drop(views);
         if !ids.is_empty() {
             self.emit(Event::TransfersRemoved { ids: ids.clone() });
         }
@@ -375,7 +381,11 @@ impl Node {
         std::fs::create_dir_all(dir)?;
         // Several sources and a Tiger tree: segments (`super::segmented`).
         let segmented = self.attempt_segmented(t, dir, stop, rate, live).await;
-        self.engine.segments.lock().expect("segments").remove(&t.id);
+        // A finished segmented download keeps its last view (which source sent what)
+        // until its row goes; a stopped or failed attempt's view goes now.
+        if !matches!(segmented, Some(Ok(_))) {
+            self.engine.segments.lock().expect("segments").remove(&t.id);
+        }
         if let Some(r) = segmented {
             return r;
         }
