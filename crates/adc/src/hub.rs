@@ -34,8 +34,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use omnipeer_nmdc::hub::common::AddressLimits;
+use omnipeer_nmdc::hub::{find_ban, TokenBucket};
 pub use omnipeer_nmdc::hub::{
-    parse_duration, Ban, RateLimit, LOGIN_TIMEOUT, MAX_LOGINS_PER_IP_PER_MINUTE, MAX_MESSAGE, MAX_STRIKES,
+    parse_duration, Ban, HubOutput, RateLimit, LOGIN_TIMEOUT, MAX_LOGINS_PER_IP_PER_MINUTE, MAX_MESSAGE, MAX_STRIKES,
     MAX_TRACKED_IPS, MAX_USERS_PER_IP,
 };
 
@@ -244,46 +246,9 @@ pub enum HubEvent {
     },
 }
 
-/// What to do next (the same contract as `omnipeer_nmdc::hub::Output`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Write these bytes to this connection.
-    Send {
-        /// The connection.
-        conn: ConnId,
-        /// Bytes.
-        data: Arc<[u8]>,
-    },
-    /// Write these bytes to every joined connection but `except` and those with a [`tag`]
-    /// in `skip`.
-    Broadcast {
-        /// Bytes, shared by every recipient.
-        data: Arc<[u8]>,
-        /// A connection that does not get them.
-        except: Option<ConnId>,
-        /// Connections with any of these tags do not get them.
-        skip: u8,
-    },
-    /// This connection is in NORMAL: it gets broadcasts from now on. Again: new tags.
-    Join {
-        /// The connection.
-        conn: ConnId,
-        /// Its [`tag`]s.
-        tags: u8,
-    },
-    /// No more broadcasts for this connection.
-    Leave {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Close this connection after what was sent to it.
-    Close {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Something for the driver.
-    Event(HubEvent),
-}
+/// What to do next: the same contract as the NMDC hub's ([`HubOutput`]), with this hub's
+/// events and [`tag`]s.
+pub type Output = HubOutput<HubEvent>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -297,32 +262,6 @@ enum State {
     Normal,
     /// Being closed: everything is ignored.
     Closing,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Option<Instant>,
-}
-
-impl Bucket {
-    fn new(limit: RateLimit) -> Bucket {
-        Bucket { tokens: f64::from(limit.burst), at: None }
-    }
-
-    fn take(&mut self, now: Instant, limit: RateLimit) -> bool {
-        if let Some(at) = self.at {
-            let gained = now.saturating_duration_since(at).as_secs_f64() / limit.every.as_secs_f64().max(1e-9);
-            self.tokens = (self.tokens + gained).min(f64::from(limit.burst));
-        }
-        self.at = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// INF fields: two-letter name and value, in the order first seen.
@@ -347,10 +286,10 @@ struct Conn {
     registered: bool,
     op: bool,
     deadline: Option<Instant>,
-    chat: Bucket,
-    search: Bucket,
+    chat: TokenBucket,
+    search: TokenBucket,
     strikes: u32,
-    /// Counted in [`Hub::ip_users`].
+    /// Counted in [`Hub::per_ip`].
     counted: bool,
 }
 
@@ -378,8 +317,8 @@ impl Conn {
             registered: false,
             op: false,
             deadline,
-            chat: Bucket::new(cfg.chat_limit),
-            search: Bucket::new(cfg.search_limit),
+            chat: TokenBucket::new(cfg.chat_limit),
+            search: TokenBucket::new(cfg.search_limit),
             strikes: 0,
             counted: false,
         }
@@ -412,8 +351,8 @@ pub struct Hub {
     registered: HashMap<String, (String, bool)>,
     bans: Vec<Ban>,
     out: VecDeque<Output>,
-    ip_users: HashMap<IpAddr, usize>,
-    ip_logins: HashMap<IpAddr, Bucket>,
+    /// Users in IDENTIFY or further, and logins, per address.
+    per_ip: AddressLimits,
 }
 
 fn sta(code: &str, text: &str) -> Message {
@@ -438,8 +377,7 @@ impl Hub {
             registered: HashMap::new(),
             bans: Vec::new(),
             out: VecDeque::new(),
-            ip_users: HashMap::new(),
-            ip_logins: HashMap::new(),
+            per_ip: AddressLimits::default(),
         }
     }
 
@@ -513,12 +451,7 @@ impl Hub {
             self.sids.remove(&c.sid);
         }
         if c.counted {
-            if let Some(n) = self.ip_users.get_mut(&c.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.ip_users.remove(&c.ip);
-                }
-            }
+            self.per_ip.remove_user(c.ip);
         }
         if !c.nick.is_empty() && self.nicks.get(&c.nick.to_lowercase()) == Some(&conn) {
             self.nicks.remove(&c.nick.to_lowercase());
@@ -588,7 +521,7 @@ impl Hub {
             self.fatal(conn, sta::LOGIN, "Login timed out.");
         }
         self.bans.retain(|b| b.until.is_none_or(|u| u > now));
-        self.forget_idle_ips(now);
+        self.per_ip.forget_idle(now);
     }
 
     /// When [`Hub::handle_timeout`] has work next.
@@ -656,14 +589,7 @@ impl Hub {
     }
 
     fn ban_for(&self, now: Instant, nick: Option<&str>, ip: Option<IpAddr>) -> Option<Ban> {
-        self.bans
-            .iter()
-            .find(|b| {
-                b.until.is_none_or(|u| u > now)
-                    && (b.nick.as_deref().zip(nick).is_some_and(|(a, n)| a.eq_ignore_ascii_case(n))
-                        || (b.ip.is_some() && b.ip == ip))
-            })
-            .cloned()
+        find_ban(&self.bans, now, nick, ip)
     }
 
     fn refuse_ban(&mut self, conn: ConnId, ban: &Ban) {
@@ -696,25 +622,6 @@ impl Hub {
         }
         self.close(victim);
         self.out.push_back(Output::Event(HubEvent::Kicked { by: by_nick, nick, reason: reason.to_owned() }));
-    }
-
-    // ---- per-address limits ----------------------------------------------------------
-
-    fn take_login(&mut self, now: Instant, ip: IpAddr) -> bool {
-        let n = self.cfg.max_logins_per_ip_per_minute;
-        if n == 0 || self.cfg.exempt_ips.contains(&ip) {
-            return true;
-        }
-        let limit = RateLimit { burst: n, every: Duration::from_secs(60) / n };
-        if self.ip_logins.len() >= MAX_TRACKED_IPS && !self.ip_logins.contains_key(&ip) {
-            self.forget_idle_ips(now);
-        }
-        self.ip_logins.entry(ip).or_insert_with(|| Bucket::new(limit)).take(now, limit)
-    }
-
-    fn forget_idle_ips(&mut self, now: Instant) {
-        self.ip_logins
-            .retain(|_, b| b.at.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(60)));
     }
 
     // ---- messages --------------------------------------------------------------------
@@ -872,8 +779,8 @@ impl Hub {
             return self.fatal(conn, sta::BAD_PID, "CID is not the Tiger hash of PID");
         }
         let ip = self.conns[&conn].ip;
-        if !self.take_login(now, ip) {
-            let n = self.cfg.max_logins_per_ip_per_minute;
+        let n = self.cfg.max_logins_per_ip_per_minute;
+        if !self.per_ip.take_login(now, ip, n, &self.cfg.exempt_ips) {
             return self.fatal(conn, sta::LOGIN, &format!("Too many logins from {ip}: at most {n} a minute."));
         }
         if !self.nick_ok(&nick) {
@@ -893,8 +800,8 @@ impl Hub {
             return self.fatal(conn, sta::HUB_FULL, "Hub is full");
         }
         let per_ip = self.cfg.max_users_per_ip;
-        let from_ip = self.ip_users.get(&ip).copied().unwrap_or(0);
-        if reg.is_none() && per_ip > 0 && from_ip >= per_ip && !self.cfg.exempt_ips.contains(&ip) {
+        let full = reg.is_none().then(|| self.per_ip.users_full(ip, per_ip, &self.cfg.exempt_ips)).flatten();
+        if let Some(from_ip) = full {
             return self.fatal(
                 conn,
                 sta::HUB_FULL,
@@ -909,7 +816,7 @@ impl Hub {
         c.reader.set_limit(MAX_LINE);
         if reg.is_none() {
             c.counted = true;
-            *self.ip_users.entry(ip).or_insert(0) += 1;
+            self.per_ip.add_user(ip);
         }
         let c = self.conns.get_mut(&conn).expect("present");
         if let Some(op) = reg {

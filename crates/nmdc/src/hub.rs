@@ -40,6 +40,8 @@
 use crate::command::{Command, Mode, MyInfo, SearchOrigin};
 use crate::framing::CommandReader;
 use crate::lock;
+use common::AddressLimits;
+pub use common::{find_ban, HubOutput, TokenBucket};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ use std::time::{Duration, Instant};
 
 /// A connection's id, chosen by the driver.
 pub type ConnId = u64;
+
+pub mod common;
 
 /// Longest command a hub accepts from a client (clients send no long lists).
 pub const MAX_CLIENT_COMMAND: usize = 16 * 1024;
@@ -280,48 +284,8 @@ pub mod tag {
     pub const NO_USERIP: u8 = 4;
 }
 
-/// What to do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Write these bytes to this connection.
-    Send {
-        /// The connection.
-        conn: ConnId,
-        /// Bytes.
-        data: Arc<[u8]>,
-    },
-    /// Write these bytes to every joined connection ([`Output::Join`]) but `except` and
-    /// those with a tag in `skip`. One output for all recipients: a login at 10,000 users
-    /// costs the hub one of these, not 10,000 sends.
-    Broadcast {
-        /// Bytes, shared by every recipient.
-        data: Arc<[u8]>,
-        /// A connection that does not get them.
-        except: Option<ConnId>,
-        /// Connections with any of these [`tag`]s do not get them.
-        skip: u8,
-    },
-    /// This connection is online: it gets the broadcasts from now on (those not skipping
-    /// one of its `tags`). Joining again only changes its tags.
-    Join {
-        /// The connection.
-        conn: ConnId,
-        /// Its [`tag`]s.
-        tags: u8,
-    },
-    /// This connection gets no more broadcasts.
-    Leave {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Close this connection (after the bytes sent to it before).
-    Close {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Something for the driver.
-    Event(HubEvent),
-}
+/// What to do next ([`HubOutput`], with this hub's events).
+pub type Output = HubOutput<HubEvent>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
@@ -340,32 +304,6 @@ enum Phase {
 }
 
 #[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Option<Instant>,
-}
-
-impl Bucket {
-    fn new(limit: RateLimit) -> Bucket {
-        Bucket { tokens: f64::from(limit.burst), at: None }
-    }
-
-    fn take(&mut self, now: Instant, limit: RateLimit) -> bool {
-        if let Some(at) = self.at {
-            let gained = now.saturating_duration_since(at).as_secs_f64() / limit.every.as_secs_f64().max(1e-9);
-            self.tokens = (self.tokens + gained).min(f64::from(limit.burst));
-        }
-        self.at = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[derive(Debug)]
 struct Conn {
     ip: IpAddr,
     phase: Phase,
@@ -381,10 +319,10 @@ struct Conn {
     myinfo: Option<Arc<[u8]>>,
     passive: bool,
     deadline: Option<Instant>,
-    chat: Bucket,
-    search: Bucket,
+    chat: TokenBucket,
+    search: TokenBucket,
     strikes: u32,
-    /// Counted in [`Hub::ip_users`] (has a validated nick).
+    /// Counted in [`Hub::per_ip`] (has a validated nick).
     counted: bool,
 }
 
@@ -422,10 +360,8 @@ pub struct Hub {
     registered: HashMap<String, (String, bool)>,
     bans: Vec<Ban>,
     out: VecDeque<Output>,
-    /// Connections with a validated nick, per address.
-    ip_users: HashMap<IpAddr, usize>,
-    /// `$ValidateNick`s per address (a token bucket each).
-    ip_logins: HashMap<IpAddr, Bucket>,
+    /// Connections with a validated nick, and `$ValidateNick`s, per address.
+    per_ip: AddressLimits,
 }
 
 impl Hub {
@@ -441,8 +377,7 @@ impl Hub {
             registered: HashMap::new(),
             bans: Vec::new(),
             out: VecDeque::new(),
-            ip_users: HashMap::new(),
-            ip_logins: HashMap::new(),
+            per_ip: AddressLimits::default(),
         }
     }
 
@@ -504,8 +439,8 @@ impl Hub {
                 myinfo: None,
                 passive: false,
                 deadline: Some(now + self.cfg.login_timeout),
-                chat: Bucket::new(self.cfg.chat_limit),
-                search: Bucket::new(self.cfg.search_limit),
+                chat: TokenBucket::new(self.cfg.chat_limit),
+                search: TokenBucket::new(self.cfg.search_limit),
                 strikes: 0,
                 counted: false,
             },
@@ -526,12 +461,7 @@ impl Hub {
     pub fn disconnect(&mut self, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else { return };
         if c.counted {
-            if let Some(n) = self.ip_users.get_mut(&c.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    self.ip_users.remove(&c.ip);
-                }
-            }
+            self.per_ip.remove_user(c.ip);
         }
         let nick = match &c.phase {
             Phase::AwaitPass { nick }
@@ -637,7 +567,7 @@ impl Hub {
             self.close(conn);
         }
         self.bans.retain(|b| b.until.is_none_or(|u| u > now));
-        self.forget_idle_ips(now);
+        self.per_ip.forget_idle(now);
     }
 
     /// The earliest instant [`Hub::handle_timeout`] has something to do.
@@ -651,29 +581,6 @@ impl Hub {
     }
 
     // ---- helpers -------------------------------------------------------------------
-
-    fn login_rate(&self) -> Option<RateLimit> {
-        let n = self.cfg.max_logins_per_ip_per_minute;
-        (n > 0).then(|| RateLimit { burst: n, every: Duration::from_secs(60) / n })
-    }
-
-    /// Take one login from `ip`'s bucket.
-    fn take_login(&mut self, now: Instant, ip: IpAddr) -> bool {
-        let Some(limit) = self.login_rate() else { return true };
-        if self.cfg.exempt_ips.contains(&ip) {
-            return true;
-        }
-        if self.ip_logins.len() >= MAX_TRACKED_IPS && !self.ip_logins.contains_key(&ip) {
-            self.forget_idle_ips(now);
-        }
-        self.ip_logins.entry(ip).or_insert_with(|| Bucket::new(limit)).take(now, limit)
-    }
-
-    /// Drop the buckets of addresses that sent no login for a minute (full again).
-    fn forget_idle_ips(&mut self, now: Instant) {
-        self.ip_logins
-            .retain(|_, b| b.at.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(60)));
-    }
 
     /// Count a user with `tags` coming online (`true`) or leaving.
     fn count_online(&mut self, tags: u8, joins: bool) {
@@ -737,8 +644,8 @@ impl Hub {
                 myinfo: None,
                 passive: false,
                 deadline: None,
-                chat: Bucket::new(self.cfg.chat_limit),
-                search: Bucket::new(self.cfg.search_limit),
+                chat: TokenBucket::new(self.cfg.chat_limit),
+                search: TokenBucket::new(self.cfg.search_limit),
                 strikes: 0,
                 counted: false,
             },
@@ -760,14 +667,7 @@ impl Hub {
     }
 
     fn ban_for(&self, now: Instant, nick: Option<&str>, ip: Option<IpAddr>) -> Option<Ban> {
-        self.bans
-            .iter()
-            .find(|b| {
-                b.until.is_none_or(|u| u > now)
-                    && (b.nick.as_deref().zip(nick).is_some_and(|(a, n)| a.eq_ignore_ascii_case(n))
-                        || (b.ip.is_some() && b.ip == ip))
-            })
-            .cloned()
+        find_ban(&self.bans, now, nick, ip)
     }
 
     fn conn_by_nick(&self, nick: &str) -> Option<ConnId> {
@@ -843,7 +743,7 @@ impl Hub {
         c.reader.set_limit(MAX_CLIENT_COMMAND);
         if counted && !c.counted {
             c.counted = true;
-            *self.ip_users.entry(c.ip).or_insert(0) += 1;
+            self.per_ip.add_user(c.ip);
         }
     }
 
@@ -860,8 +760,8 @@ impl Hub {
             self.send(conn, Command::GetPass { salt: None }.encode());
             return;
         }
-        if !self.take_login(now, ip) {
-            let n = self.cfg.max_logins_per_ip_per_minute;
+        let n = self.cfg.max_logins_per_ip_per_minute;
+        if !self.per_ip.take_login(now, ip, n, &self.cfg.exempt_ips) {
             self.say_to(
                 conn,
                 &format!("Too many logins from your address ({ip}): at most {n} a minute. Try again in a minute."),
@@ -888,8 +788,8 @@ impl Hub {
             return;
         }
         let per_ip = self.cfg.max_users_per_ip;
-        let from_ip = self.ip_users.get(&ip).copied().unwrap_or(0);
-        if reg.is_none() && per_ip > 0 && from_ip >= per_ip && !self.cfg.exempt_ips.contains(&ip) {
+        let full = reg.is_none().then(|| self.per_ip.users_full(ip, per_ip, &self.cfg.exempt_ips)).flatten();
+        if let Some(from_ip) = full {
             // What Verlihub does: say why, then $HubIsFull (ncdc and DC++ stop there).
             self.say_to(
                 conn,
@@ -1728,7 +1628,7 @@ mod tests {
         // Addresses idle for a minute are forgotten.
         t.now += Duration::from_secs(61);
         t.hub.handle_timeout(t.now);
-        assert!(t.hub.ip_logins.is_empty());
+        assert_eq!(t.hub.per_ip.tracked_logins(), 0);
     }
 
     #[test]
@@ -1763,7 +1663,7 @@ mod tests {
         assert_eq!(t.hub.online_nicks(), vec!["flooder", "node"]);
         assert!(!t.closed.contains(&1), "nobody else was dropped");
         // The reserved nick takes no place of its address.
-        assert_eq!(t.hub.ip_users.get(&"127.0.0.1".parse::<IpAddr>().unwrap()), Some(&1));
+        assert_eq!(t.hub.per_ip.users_from("127.0.0.1".parse::<IpAddr>().unwrap()), 1);
     }
 
     #[test]
