@@ -50,7 +50,7 @@ fn chunked(stream: &[u8], cuts: &[usize], limit: usize) -> Outcome {
         r.push(&stream[prev..c]);
         prev = c;
         loop {
-            match r.next_line() {
+            match r.next_frame() {
                 Ok(Some(l)) => {
                     assert!(!l.is_empty() && l.len() <= limit && !l.contains(&b'\n'));
                     lines.push(l);

@@ -570,7 +570,7 @@ impl HubSession {
         let _ = now;
         self.reader.push(data);
         while self.state != State::Closed {
-            match self.reader.next_line() {
+            match self.reader.next_frame() {
                 Ok(Some(l)) => {
                     // A malformed line is skipped (hubs relay other clients' lines).
                     if let Ok(m) = Message::parse(&l) {

@@ -482,7 +482,7 @@ impl Hub {
             if c.state == State::Closing {
                 return;
             }
-            let line = match c.reader.next_line() {
+            let line = match c.reader.next_frame() {
                 Ok(Some(l)) => l,
                 Ok(None) => {
                     if c.reader.buffered() == 0 {

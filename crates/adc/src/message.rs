@@ -22,6 +22,7 @@
 //! [`LineError`], and every length is checked against a limit below.
 
 use data_encoding::BASE32_NOPAD;
+use omnipeer_nmdc::framing::{FrameReader, Framing};
 use std::fmt;
 use thiserror::Error;
 
@@ -637,121 +638,26 @@ pub enum LineError {
     },
 }
 
-/// Splits a byte stream into `\n`-terminated lines of at most `limit` bytes (the
-/// terminator excluded). Empty lines (keep-alives, which DC++ sends on idle hub
-/// connections) are skipped. A peer that never ends a line costs at most `limit` bytes
-/// plus one pushed chunk before [`LineError::TooLong`].
+/// ADC lines: `\n`-terminated, at most [`MAX_LINE`] bytes by default.
 #[derive(Debug)]
-pub struct LineReader {
-    buf: Vec<u8>,
-    start: usize,
-    scanned: usize,
-    limit: usize,
-}
+pub struct AdcFraming;
 
-impl Default for LineReader {
-    fn default() -> Self {
-        LineReader::with_limit(MAX_LINE)
+impl Framing for AdcFraming {
+    const DELIMITER: u8 = b'\n';
+    const DEFAULT_LIMIT: usize = MAX_LINE;
+    type Error = LineError;
+    fn too_long(limit: usize) -> LineError {
+        LineError::TooLong { limit }
     }
 }
 
-impl LineReader {
-    /// A reader for lines of at most `limit` bytes.
-    pub fn with_limit(limit: usize) -> LineReader {
-        LineReader { buf: Vec::new(), start: 0, scanned: 0, limit }
-    }
-
-    /// Change the limit (raised from [`MAX_LINE_LOGIN`] to [`MAX_LINE`] after `BINF`).
-    pub fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
-    }
-
-    /// The current limit.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    /// Append bytes from the peer.
-    pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-            self.scanned = 0;
-        }
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// The next line without its `\n`, or `Ok(None)` when more bytes are needed.
-    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, LineError> {
-        loop {
-            let pending = &self.buf[self.start..];
-            let from = self.scanned.min(pending.len());
-            match pending[from..].iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let end = from + i;
-                    if end > self.limit {
-                        return Err(LineError::TooLong { limit: self.limit });
-                    }
-                    let line = pending[..end].to_vec();
-                    self.start += end + 1;
-                    self.scanned = 0;
-                    self.compact();
-                    if line.is_empty() {
-                        continue;
-                    }
-                    return Ok(Some(line));
-                }
-                None => {
-                    if pending.len() > self.limit {
-                        return Err(LineError::TooLong { limit: self.limit });
-                    }
-                    self.scanned = pending.len();
-                    return Ok(None);
-                }
-            }
-        }
-    }
-
-    /// Take up to `n` buffered bytes after the last line, as raw data (file bytes after a
-    /// `CSND`); fewer if fewer are buffered.
-    pub fn take_raw(&mut self, n: usize) -> Vec<u8> {
-        let avail = self.buf.len() - self.start;
-        let n = n.min(avail);
-        let out = self.buf[self.start..self.start + n].to_vec();
-        self.start += n;
-        self.scanned = 0;
-        self.compact();
-        out
-    }
-
-    /// Take every buffered byte after the last line.
-    pub fn take_rest(&mut self) -> Vec<u8> {
-        let rest = self.buf[self.start..].to_vec();
-        self.buf.clear();
-        self.start = 0;
-        self.scanned = 0;
-        rest
-    }
-
-    /// Bytes buffered and not yet returned.
-    pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    fn compact(&mut self) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start >= 4096 && self.start * 2 >= self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        // Give back a buffer grown by one long line.
-        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
-            self.buf = Vec::new();
-        }
-    }
-}
+/// Splits a byte stream into `\n`-terminated lines of at most `limit` bytes (the
+/// terminator excluded): NMDC's reader with ADC's terminator. Empty lines (keep-alives,
+/// which DC++ sends on idle hub connections) are skipped ([`FrameReader::next_frame`]). A
+/// peer that never ends a line costs at most `limit` bytes plus one pushed chunk before
+/// [`LineError::TooLong`]. The limit is raised from [`MAX_LINE_LOGIN`] to [`MAX_LINE`]
+/// after `BINF`.
+pub type LineReader = FrameReader<AdcFraming>;
 
 #[cfg(test)]
 mod tests {
@@ -884,23 +790,23 @@ mod tests {
     fn line_reader_limits_and_keepalives() {
         let mut r = LineReader::with_limit(10);
         r.push(b"\n\nHSUP AD");
-        assert_eq!(r.next_line(), Ok(None));
+        assert_eq!(r.next_frame(), Ok(None));
         r.push(b"BASE\nHS");
         // "HSUP ADBASE" is 11 bytes.
-        assert_eq!(r.next_line(), Err(LineError::TooLong { limit: 10 }));
+        assert_eq!(r.next_frame(), Err(LineError::TooLong { limit: 10 }));
         let mut r = LineReader::with_limit(11);
         r.push(b"HSUP ADBASE\nHSUP ADTIGR1\n");
-        assert_eq!(r.next_line(), Ok(Some(b"HSUP ADBASE".to_vec())));
-        assert_eq!(r.next_line(), Err(LineError::TooLong { limit: 11 }));
+        assert_eq!(r.next_frame(), Ok(Some(b"HSUP ADBASE".to_vec())));
+        assert_eq!(r.next_frame(), Err(LineError::TooLong { limit: 11 }));
         let mut r = LineReader::with_limit(4);
         r.push(b"abcde");
-        assert_eq!(r.next_line(), Err(LineError::TooLong { limit: 4 }));
+        assert_eq!(r.next_frame(), Err(LineError::TooLong { limit: 4 }));
         let mut r = LineReader::with_limit(4);
         r.push(b"abcd");
-        assert_eq!(r.next_line(), Ok(None));
+        assert_eq!(r.next_frame(), Ok(None));
         r.set_limit(8);
         r.push(b"efgh\nraw");
-        assert_eq!(r.next_line(), Ok(Some(b"abcdefgh".to_vec())));
+        assert_eq!(r.next_frame(), Ok(Some(b"abcdefgh".to_vec())));
         assert_eq!(r.take_raw(2), b"ra");
         assert_eq!(r.take_rest(), b"w");
         assert_eq!(r.buffered(), 0);
@@ -973,9 +879,9 @@ mod tests {
             let mut r = LineReader::with_limit(20);
             let mut got = Vec::new();
             r.push(&stream[..cut]);
-            while let Some(l) = r.next_line().unwrap() { got.push(l); }
+            while let Some(l) = r.next_frame().unwrap() { got.push(l); }
             r.push(&stream[cut..]);
-            while let Some(l) = r.next_line().unwrap() { got.push(l); }
+            while let Some(l) = r.next_frame().unwrap() { got.push(l); }
             let want: Vec<Vec<u8>> = lines.iter().filter(|l| !l.is_empty()).map(|l| l.as_bytes().to_vec()).collect();
             prop_assert_eq!(got, want);
             prop_assert_eq!(r.buffered(), 0);

@@ -256,7 +256,7 @@ impl Connection {
         }
         self.reader.push(data);
         while matches!(self.state, State::Handshake | State::Ready) {
-            let line = match self.reader.next_line() {
+            let line = match self.reader.next_frame() {
                 Ok(Some(l)) => l,
                 Ok(None) => return,
                 Err(_) => {

@@ -16,6 +16,7 @@
 //! straight to the file instead of to [`CommandReader::push`].
 
 use crate::limits::MAX_COMMAND;
+use std::marker::PhantomData;
 use thiserror::Error;
 
 /// A framing error. The connection should be closed: the reader does not resynchronise.
@@ -35,23 +36,56 @@ pub enum FramingError {
     },
 }
 
-/// Splits a byte stream into `|`-terminated commands of at most `limit` bytes.
-///
-/// Bytes are buffered only up to the limit: a peer that never sends `|` costs at most
-/// `limit` bytes plus one pushed chunk before [`FramingError::TooLong`].
+/// What a [`FrameReader`] splits on, its default limit, and its error for a frame longer
+/// than the limit. NMDC's is [`NmdcFraming`]; ADC's lines (`omnipeer_adc::message`) are
+/// another.
+pub trait Framing {
+    /// The byte that ends a frame (not part of it).
+    const DELIMITER: u8;
+    /// The limit of a [`FrameReader::default`].
+    const DEFAULT_LIMIT: usize;
+    /// The error for a frame over the limit.
+    type Error;
+    /// The error for a frame over `limit` bytes.
+    fn too_long(limit: usize) -> Self::Error;
+}
+
+/// NMDC commands: `|`-terminated, at most [`MAX_COMMAND`] bytes by default.
 #[derive(Debug)]
-pub struct CommandReader {
+pub struct NmdcFraming;
+
+impl Framing for NmdcFraming {
+    const DELIMITER: u8 = b'|';
+    const DEFAULT_LIMIT: usize = MAX_COMMAND;
+    type Error = FramingError;
+    fn too_long(limit: usize) -> FramingError {
+        FramingError::TooLong { limit }
+    }
+}
+
+/// Splits a byte stream into frames ended by `F::DELIMITER`, of at most `limit` bytes
+/// each (the delimiter excluded). Empty frames (keep-alives, which ncdc and DC++ send on
+/// idle hub connections) are skipped.
+///
+/// Bytes are buffered only up to the limit: a peer that never sends the delimiter costs at
+/// most `limit` bytes plus one pushed chunk before `F::too_long`.
+#[derive(Debug)]
+pub struct FrameReader<F> {
     buf: Vec<u8>,
     /// Start of unconsumed data in `buf`.
     start: usize,
-    /// How far `buf[start..]` has been searched for `|` already.
+    /// How far `buf[start..]` has been searched for the delimiter already.
     scanned: usize,
     limit: usize,
+    framing: PhantomData<F>,
 }
 
-impl Default for CommandReader {
+/// Splits a byte stream into `|`-terminated commands of at most `limit` bytes.
+pub type CommandReader = FrameReader<NmdcFraming>;
+
+impl<F: Framing> Default for FrameReader<F> {
     fn default() -> Self {
-        CommandReader::new()
+        FrameReader::with_limit(F::DEFAULT_LIMIT)
     }
 }
 
@@ -61,12 +95,21 @@ impl CommandReader {
         CommandReader::with_limit(MAX_COMMAND)
     }
 
-    /// A reader for commands of at most `limit` bytes (terminator excluded).
+    /// The next complete command without its `|`, or `Ok(None)` if more bytes are needed.
+    /// Empty commands (keep-alives) are skipped.
+    pub fn next_command(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
+        self.next_frame()
+    }
+}
+
+impl<F: Framing> FrameReader<F> {
+    /// A reader for frames of at most `limit` bytes (terminator excluded).
     pub fn with_limit(limit: usize) -> Self {
-        CommandReader { buf: Vec::new(), start: 0, scanned: 0, limit }
+        FrameReader { buf: Vec::new(), start: 0, scanned: 0, limit, framing: PhantomData }
     }
 
-    /// Change the limit (a hub connection may allow long `$NickList`s).
+    /// Change the limit (a hub connection may allow long `$NickList`s; an ADC hub raises it
+    /// after `BINF`).
     pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
     }
@@ -86,30 +129,30 @@ impl CommandReader {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The next complete command without its `|`, or `Ok(None)` if more bytes are needed.
-    /// Empty commands (keep-alives) are skipped.
-    pub fn next_command(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
+    /// The next complete frame without its delimiter, or `Ok(None)` if more bytes are
+    /// needed. Empty frames (keep-alives) are skipped.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, F::Error> {
         loop {
             let pending = &self.buf[self.start..];
             let from = self.scanned.min(pending.len());
-            match pending[from..].iter().position(|&b| b == b'|') {
+            match pending[from..].iter().position(|&b| b == F::DELIMITER) {
                 Some(i) => {
                     let end = from + i;
                     if end > self.limit {
-                        return Err(FramingError::TooLong { limit: self.limit });
+                        return Err(F::too_long(self.limit));
                     }
-                    let cmd = pending[..end].to_vec();
+                    let frame = pending[..end].to_vec();
                     self.start += end + 1;
                     self.scanned = 0;
                     self.compact();
-                    if cmd.is_empty() {
+                    if frame.is_empty() {
                         continue;
                     }
-                    return Ok(Some(cmd));
+                    return Ok(Some(frame));
                 }
                 None => {
                     if pending.len() > self.limit {
-                        return Err(FramingError::TooLong { limit: self.limit });
+                        return Err(F::too_long(self.limit));
                     }
                     self.scanned = pending.len();
                     return Ok(None);
@@ -118,9 +161,9 @@ impl CommandReader {
         }
     }
 
-    /// Take up to `n` buffered bytes that follow the last returned command, as raw data
-    /// (file bytes after `$ADCSND`/`$Send`). Returns fewer than `n` if fewer are buffered;
-    /// the rest of the data then comes from the socket directly.
+    /// Take up to `n` buffered bytes that follow the last returned frame, as raw data
+    /// (file bytes after `$ADCSND`/`$Send`/`CSND`). Returns fewer than `n` if fewer are
+    /// buffered; the rest of the data then comes from the socket directly.
     pub fn take_raw(&mut self, n: usize) -> Vec<u8> {
         let avail = self.buf.len() - self.start;
         let n = n.min(avail);
@@ -131,7 +174,7 @@ impl CommandReader {
         out
     }
 
-    /// Take every buffered byte after the last returned command.
+    /// Take every buffered byte after the last returned frame.
     pub fn take_rest(&mut self) -> Vec<u8> {
         let rest = self.buf[self.start..].to_vec();
         self.buf.clear();
@@ -149,9 +192,13 @@ impl CommandReader {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
-        } else if self.start > 4096 && self.start * 2 > self.buf.len() {
+        } else if self.start >= 4096 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
+        }
+        // Give back a buffer grown by one long frame.
+        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
+            self.buf = Vec::new();
         }
     }
 }
