@@ -4,7 +4,7 @@
 //! make one GET and write what the peer sends. The stream is plain TCP or TLS (ADCS), so
 //! raw bytes move through async reads and writes.
 
-use crate::nmdc::cc::{DownloadJob, Downloaded, UploadContext, MINISLOT_SIZE};
+use crate::nmdc::cc::{DownloadJob, Downloaded, Running, Source, UploadContext, MINISLOT_SIZE};
 use crate::upload::Decision;
 use anyhow::{anyhow, bail, Context};
 use omnipeer_adc::transfer::{Connection, Event, Get, Ident, Kind, Output, Role};
@@ -72,25 +72,6 @@ pub async fn handshake(
     }
 }
 
-/// Ends an upload's record when the transfer ends, however it ends.
-struct Running {
-    uploads: Arc<crate::upload::Uploads>,
-    id: u64,
-    result: Option<Result<(), String>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let r = self.result.take().unwrap_or_else(|| Err("the connection ended".into()));
-        self.uploads.finish(self.id, r);
-    }
-}
-
-enum Source {
-    Memory(Arc<Vec<u8>>),
-    File { file: std::fs::File, size: u64, name: String },
-}
-
 fn resolve(ctx: &UploadContext, g: &Get) -> Option<Source> {
     let share = ctx.share.lock().expect("share").clone();
     match (g.kind, &g.ident) {
@@ -103,21 +84,9 @@ fn resolve(ctx: &UploadContext, g: &Get) -> Option<Source> {
                 .ok()
                 .map(|x| Source::Memory(Arc::new(x)))
         }
-        (Kind::Tthl, Ident::Tth(t)) => {
-            let f = share.by_tth(t)?;
-            let store = ctx.store.lock().expect("store");
-            share.tthl(&store, f).ok().map(|d| Source::Memory(Arc::new(d)))
-        }
-        (Kind::File, Ident::Tth(t)) => {
-            let f = share.by_tth(t)?;
-            let (file, size) = share.open(f).ok()?;
-            Some(Source::File { file, size, name: f.nmdc_path() })
-        }
-        (Kind::File, Ident::Path(p)) => {
-            let f = share.by_path(p)?;
-            let (file, size) = share.open(f).ok()?;
-            Some(Source::File { file, size, name: f.nmdc_path() })
-        }
+        (Kind::Tthl, Ident::Tth(t)) => Source::tthl(&share, ctx, t),
+        (Kind::File, Ident::Tth(t)) => Source::file(&share, share.by_tth(t)),
+        (Kind::File, Ident::Path(p)) => Source::file(&share, share.by_path(p)),
         _ => None,
     }
 }
@@ -144,10 +113,7 @@ pub async fn serve_uploads(
             conn.not_available();
             continue;
         };
-        let total = match &src {
-            Source::Memory(d) => d.len() as u64,
-            Source::File { size, .. } => *size,
-        };
+        let total = src.len();
         if g.start > total {
             conn.status(152, "Range not available");
             continue;
@@ -167,12 +133,12 @@ pub async fn serve_uploads(
                 let sent;
                 if size <= MINISLOT_SIZE {
                     let (id, s) = ctx.uploads.untracked(&ctx.channel, nick, &name, size, g.start);
-                    running = Running { uploads: ctx.uploads.clone(), id, result: None };
+                    running = Running::new(&ctx.uploads, id);
                     sent = s;
                 } else {
                     match ctx.uploads.request(&ctx.channel, nick, &name, size, false) {
                         Decision::Granted(id) => {
-                            running = Running { uploads: ctx.uploads.clone(), id, result: None };
+                            running = Running::new(&ctx.uploads, id);
                             match ctx.uploads.start(id, g.start) {
                                 Some(s) => sent = s,
                                 None => {
@@ -197,7 +163,7 @@ pub async fn serve_uploads(
                 }
                 conn.snd(g.kind, &g.ident, g.start, len);
                 flush(&mut stream, &mut conn).await?;
-                let stop = ctx.uploads.stop_flag(running.id);
+                let stop = ctx.uploads.stop_flag(running.id());
                 let limit = ctx.uploads.limit();
                 let mut f = tokio::fs::File::from_std(file);
                 f.seek(SeekFrom::Start(g.start)).await?;
@@ -227,7 +193,7 @@ pub async fn serve_uploads(
                     Ok(())
                 }
                 .await;
-                running.result = Some(r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+                running.set_result(r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
                 drop(running);
                 r?;
                 conn.transfer_done(Instant::now());

@@ -8,8 +8,11 @@
 use super::cc::{self, Stream};
 use crate::events::EventSink;
 use crate::nmdc::cc::{DownloadJob, Downloaded, UploadContext};
+use crate::nmdc::driver::{
+    accept, bind_listeners, fetch_file_list, logged_in, login_refused, open_share, reindex_share, upload_context,
+    wait_for_login,
+};
 use crate::nmdc::share::DcShare;
-use crate::store::Store;
 use crate::tls::TlsIdentity;
 use crate::upload::Uploads;
 use anyhow::{anyhow, bail, Context};
@@ -172,30 +175,9 @@ impl AdcClient {
         };
         let cid = omnipeer_adc::client::cid_of(&pid);
         let shared = cfg.uploads.as_ref().and_then(|u| u.share());
-        let (db, roots, list_cid, node_share) = (cfg.db.clone(), cfg.share.clone(), cid.clone(), shared.clone());
-        let (store, share) = tokio::task::spawn_blocking(move || -> anyhow::Result<(Store, Option<DcShare>)> {
-            let mut store = Store::open(&db)?;
-            if roots.is_empty() {
-                return Ok((store, None));
-            }
-            let share = index_share(node_share.as_ref(), &roots, &db, &mut store, &list_cid, false)?;
-            Ok((store, Some(share)))
-        })
-        .await??;
-        let share = share.map(Arc::new);
-        let store = Arc::new(Mutex::new(store));
-
-        let (listener, udp) = match cfg.listen {
-            Some(addr) => {
-                let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-                let port = l.local_addr()?.port();
-                let u = UdpSocket::bind(SocketAddr::new(addr.ip(), port))
-                    .await
-                    .with_context(|| format!("cannot listen for UDP on {}:{port}", addr.ip()))?;
-                (Some(l), Arc::new(u))
-            }
-            None => (None, Arc::new(UdpSocket::bind("0.0.0.0:0").await?)),
-        };
+        let (store, share) =
+            open_share(cfg.db.clone(), cfg.share.clone(), shared.clone(), cid.clone(), "ADC share").await?;
+        let (listener, udp) = bind_listeners(cfg.listen).await?;
         let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let session_cfg = Config {
             nick: cfg.nick.clone(),
@@ -221,16 +203,8 @@ impl AdcClient {
         let events: Arc<EventSink<AdcEvent>> = Arc::default();
         let waiters: Waiters = Arc::default();
         let shutdown = CancellationToken::new();
-        let uploads = match &cfg.uploads {
-            Some(u) => u.clone(),
-            None => Uploads::standalone(cfg.slots, shutdown.clone()),
-        };
-        let ctx = share.as_ref().map(|s| UploadContext {
-            share: Arc::new(Mutex::new(s.clone())),
-            store: store.clone(),
-            uploads: uploads.clone(),
-            channel: channel.clone(),
-        });
+        let (uploads, ctx) =
+            upload_context(cfg.uploads.as_ref(), cfg.slots, &shutdown, share.as_ref(), &store, &channel);
         let (logged_tx, logged_rx) = oneshot::channel();
         let grants = uploads.grants(&channel);
         let runner = Runner {
@@ -248,25 +222,8 @@ impl AdcClient {
             identity,
             cc_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CC_CONNECTIONS)),
         };
-        let task = tokio::spawn(runner.run(hub, cmd_rx, listener));
-        match tokio::time::timeout(LOGIN_WAIT, logged_rx).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => {
-                shutdown.cancel();
-                return Err(e);
-            }
-            Ok(Err(_)) => {
-                shutdown.cancel();
-                return match task.await {
-                    Ok(Err(e)) => Err(e),
-                    _ => Err(anyhow!("the hub session ended before login")),
-                };
-            }
-            Err(_) => {
-                shutdown.cancel();
-                bail!("logging in to {} timed out", cfg.hub);
-            }
-        }
+        let mut task = tokio::spawn(runner.run(hub, cmd_rx, listener));
+        wait_for_login(logged_rx, &mut task, &shutdown, LOGIN_WAIT, &cfg.hub).await?;
         Ok(AdcClient {
             cmds,
             events,
@@ -336,11 +293,7 @@ impl AdcClient {
         }
         let _one = self.reshare_lock.lock().await;
         let (roots, db, cid, shared) = (self.roots.clone(), self.db.clone(), self.cid.clone(), self.shared.clone());
-        let share = tokio::task::spawn_blocking(move || -> anyhow::Result<DcShare> {
-            index_share(shared.as_ref(), &roots, &db, &mut Store::open(&db)?, &cid, true)
-        })
-        .await??;
-        let share = Arc::new(share);
+        let share = reindex_share(shared, roots, db, cid, "ADC share").await?;
         self.ask(|tx| Cmd::Reshare(share.clone(), tx)).await?;
         *self.share.lock().expect("share") = Some(share);
         Ok(())
@@ -397,40 +350,9 @@ impl AdcClient {
         tmp_dir: &Path,
         max_entries: usize,
     ) -> anyhow::Result<omnipeer_nmdc::filelist::FileList> {
-        std::fs::create_dir_all(tmp_dir)?;
-        let out = tmp_dir.join(format!("adc-files-{:016x}.xml.bz2", rand::random::<u64>()));
-        let job = DownloadJob {
-            what: omnipeer_nmdc::transfer::Identifier::FileList,
-            out: out.clone(),
-            progress: Arc::default(),
-            total: Arc::default(),
-            control: Arc::default(),
-        };
-        let got = self.download(from, &job).await;
-        let data = got.and_then(|_| std::fs::read(&out).map_err(anyhow::Error::from));
-        let _ = std::fs::remove_file(&out);
-        let data = data?;
-        let limits = omnipeer_nmdc::filelist::Limits { max_entries, ..Default::default() };
-        tokio::task::spawn_blocking(move || omnipeer_nmdc::filelist::FileList::from_bz2_with(&data, &limits))
-            .await?
-            .map_err(|e| anyhow!("{from}'s file list cannot be read: {e}"))
+        fetch_file_list(from, tmp_dir, "adc-files", max_entries, |job| async move { self.download(from, &job).await })
+            .await
     }
-}
-
-fn index_share(
-    shared: Option<&crate::share::SharedIndex>,
-    roots: &[PathBuf],
-    db: &Path,
-    store: &mut Store,
-    cid: &str,
-    rescan: bool,
-) -> anyhow::Result<DcShare> {
-    let (share, stats) = match shared {
-        Some(s) => DcShare::from_shared(s, db, cid, rescan)?,
-        None => DcShare::build(roots, store, cid)?,
-    };
-    stats.log("ADC share");
-    Ok(share)
 }
 
 struct Runner {
@@ -571,9 +493,7 @@ impl Runner {
     async fn on_event(&mut self, ev: Event) -> Option<anyhow::Result<()>> {
         match ev {
             Event::LoggedIn => {
-                if let Some(tx) = self.logged.take() {
-                    let _ = tx.send(Ok(()));
-                }
+                logged_in(&mut self.logged);
             }
             Event::LoginFailed(f) => {
                 use crate::login::{LoginRefused, Refused};
@@ -592,11 +512,7 @@ impl Runner {
                     LoginFailure::Banned(t) => (Refused::Other, format!("banned: {t}")),
                     LoginFailure::Other(code, t) => (Refused::Other, format!("login failed: {t} ({code})")),
                 };
-                let refused = LoginRefused { kind, why };
-                if let Some(tx) = self.logged.take() {
-                    let _ = tx.send(Err(refused.clone().into()));
-                }
-                return Some(Err(refused.into()));
+                return Some(Err(login_refused(&mut self.logged, LoginRefused { kind, why })));
             }
             Event::Closed(why) => {
                 self.events.send(AdcEvent::Closed(why.clone())).await;
@@ -771,12 +687,5 @@ impl CcSpawner {
         if let Err(e) = cc::serve_uploads(stream, conn, &nick, ctx).await {
             tracing::info!(peer = %nick, "ADC upload connection ended: {e:#}");
         }
-    }
-}
-
-async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
     }
 }

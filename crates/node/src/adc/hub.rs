@@ -13,9 +13,10 @@
 //! per-address limits work as without TLS; a loopback connection nobody recorded (someone
 //! on this machine bypassing TLS) is closed at once.
 
+use crate::nmdc::hub::hub_action;
 use crate::serve::{serve, Action, Control, Machine};
 use anyhow::Context;
-use omnipeer_adc::hub::{Ban, ConnId, Hub, Output, CHALLENGE_LEN};
+use omnipeer_adc::hub::{Ban, ConnId, Hub, CHALLENGE_LEN};
 /// The machine's settings and events, for the CLI.
 pub use omnipeer_adc::hub::{HubConfig, HubEvent, MAX_LOGINS_PER_IP_PER_MINUTE, MAX_NICK, MAX_USERS_PER_IP};
 use rusqlite::{params, Connection};
@@ -351,14 +352,7 @@ impl Machine for HubMachine {
         if let Some(conn) = self.refused.pop_front() {
             return Some(Action::Close(conn));
         }
-        Some(match self.hub.poll_output()? {
-            Output::Send { conn, data } => Action::Send(conn, data),
-            Output::Broadcast { data, except, skip } => Action::Broadcast { data, except, skip },
-            Output::Join { conn, tags } => Action::Join(conn, tags),
-            Output::Leave { conn } => Action::Leave(conn),
-            Output::Close { conn } => Action::Close(conn),
-            Output::Event(e) => Action::Event(e),
-        })
+        self.hub.poll_output().map(hub_action)
     }
 }
 

@@ -8,17 +8,12 @@
 
 use super::cc::{self, Stream};
 use super::client::AdcClient;
-use crate::nmdc::ranged::{RangeError, RANGE_TIMEOUT};
+use crate::nmdc::ranged::{offered, read_range, tree_within_limit, RangeError};
 use anyhow::anyhow;
 use omnipeer_adc::transfer::{Connection, Event, Get, Ident, Kind};
-use omnipeer_nmdc::limits::MAX_TTHL;
 use omnipeer_nmdc::tth::{self, Hash, Tth};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::AsyncReadExt;
-
-/// Bytes per read of range data.
-const READ_CHUNK: usize = 256 * 1024;
 
 struct Conn {
     stream: Stream,
@@ -74,13 +69,7 @@ impl AdcRangedSource {
                 }
                 Event::Closed(r) => return Err(anyhow!("{} closed the connection: {r}", nick).into()),
                 Event::Snd { start: got, len: n, leftover, .. } => {
-                    if got != start || len.is_some_and(|l| n != l) {
-                        return Err(
-                            anyhow!("{} offered {n} bytes from {got}, asked for {len:?} from {start}", nick).into()
-                        );
-                    }
-                    let rest = n - leftover.len() as u64;
-                    return Ok((leftover, rest));
+                    return offered(nick, (start, len), (got, n), leftover);
                 }
                 _ => {}
             }
@@ -95,22 +84,7 @@ impl AdcRangedSource {
         sink: &mut (dyn FnMut(&[u8]) + Send),
         control: Option<&crate::ratelimit::TransferControl>,
     ) -> Result<(), RangeError> {
-        let mut buf = vec![0u8; READ_CHUNK];
-        let mut left = rest;
-        while left > 0 {
-            let want = left.min(READ_CHUNK as u64) as usize;
-            let n = tokio::time::timeout(RANGE_TIMEOUT, c.stream.read(&mut buf[..want]))
-                .await
-                .map_err(|_| anyhow!("{} stalled mid-range", nick))??;
-            if n == 0 {
-                return Err(anyhow!("{} closed the connection mid-range", nick).into());
-            }
-            sink(&buf[..n]);
-            left -= n as u64;
-            if let Some(c) = control {
-                c.pace(n).await;
-            }
-        }
+        read_range(&mut c.stream, nick, rest, sink, control).await?;
         c.conn.transfer_done(Instant::now());
         Ok(())
     }
@@ -120,10 +94,7 @@ impl AdcRangedSource {
     pub async fn tthl(&mut self, root: &Tth, size: u64) -> Result<(u64, Vec<Hash>), RangeError> {
         let mut c = self.take_conn().await?;
         let (leftover, rest) = Self::request(&self.nick, &mut c, Kind::Tthl, root, 0, None).await?;
-        if leftover.len() as u64 + rest > MAX_TTHL as u64 {
-            return Err(anyhow!("{} offered a tree of {} bytes", self.nick, leftover.len() as u64 + rest).into());
-        }
-        let mut data = leftover;
+        let mut data = tree_within_limit(&self.nick, leftover, rest)?;
         Self::body(&self.nick, &mut c, rest, &mut |b: &[u8]| data.extend_from_slice(b), None).await?;
         self.conn = Some(c);
         tth::verify_tthl_for_size(&data, root, size).map_err(|e| anyhow!("{}'s tree: {e}", self.nick).into())

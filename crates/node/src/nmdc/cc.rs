@@ -5,7 +5,7 @@
 //! Over TLS (`$ConnectToMe …S`, docs/protocols/nmdc.md#tls) the bytes go through the TLS
 //! stream on the runtime instead, in [`CHUNK`]s, with the same limits and timeouts.
 
-use super::share::DcShare;
+use super::share::{DcShare, SharedFile};
 use crate::ratelimit::RateLimit;
 use crate::store::Store;
 use crate::tls::MaybeTls;
@@ -48,11 +48,30 @@ pub struct UploadContext {
     pub channel: Arc<str>,
 }
 
-/// Ends an upload's record when the connection ends, however it ends.
-struct Running {
+/// Ends an upload's record when the connection ends, however it ends (NMDC's and ADC's
+/// upload connections alike).
+pub(crate) struct Running {
     uploads: Arc<Uploads>,
     id: u64,
     result: Option<Result<(), String>>,
+}
+
+impl Running {
+    /// The upload `id` in `uploads`, ended "the connection ended" unless
+    /// [`Running::set_result`] says otherwise.
+    pub(crate) fn new(uploads: &Arc<Uploads>, id: u64) -> Running {
+        Running { uploads: uploads.clone(), id, result: None }
+    }
+
+    /// The upload's id in its `Uploads`.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How the upload ended.
+    pub(crate) fn set_result(&mut self, r: Result<(), String>) {
+        self.result = Some(r);
+    }
 }
 
 impl Drop for Running {
@@ -190,13 +209,13 @@ pub async fn serve_uploads(
                             match decision {
                                 None | Some(Decision::Granted(_)) => {
                                     if let Some(Decision::Granted(id)) = decision {
-                                        running = Some(Running { uploads: ctx.uploads.clone(), id, result: None });
+                                        running = Some(Running::new(&ctx.uploads, id));
                                     } else if let Source::File { name, size, .. } = &src {
                                         // A small file takes no slot but is an upload the
                                         // user sees in the list like any other.
                                         let (id, sent) =
                                             ctx.uploads.untracked(&ctx.channel, &peer.nick, name, *size, 0);
-                                        running = Some(Running { uploads: ctx.uploads.clone(), id, result: None });
+                                        running = Some(Running::new(&ctx.uploads, id));
                                         small_sent = Some(sent);
                                     }
                                     let len = src.len();
@@ -241,7 +260,7 @@ pub async fn serve_uploads(
                                 Ok(s) => s,
                                 Err(e) => {
                                     if let Some(r) = running.as_mut() {
-                                        r.result = Some(Err(format!("{e}")));
+                                        r.set_result(Err(format!("{e}")));
                                     }
                                     return Err(e.into());
                                 }
@@ -249,7 +268,7 @@ pub async fn serve_uploads(
                         }
                     };
                     if let Some(mut r) = running.take() {
-                        r.result = Some(Ok(()));
+                        r.set_result(Ok(()));
                     }
                     up.sent(Instant::now())?;
                 }
@@ -266,13 +285,28 @@ pub async fn serve_uploads(
     }
 }
 
-enum Source {
+/// What an upload sends: bytes in memory (a file list, a Tiger tree) or a shared file.
+pub(crate) enum Source {
     Memory(Arc<Vec<u8>>),
     File { file: File, size: u64, name: String },
 }
 
 impl Source {
-    fn len(&self) -> u64 {
+    /// The Tiger tree (`tthl`) of the shared file `t`.
+    pub(crate) fn tthl(share: &DcShare, ctx: &UploadContext, t: &omnipeer_nmdc::tth::Tth) -> Option<Source> {
+        let f = share.by_tth(t)?;
+        let store = ctx.store.lock().expect("store lock");
+        share.tthl(&store, f).ok().map(|d| Source::Memory(Arc::new(d)))
+    }
+
+    /// The shared file `f`, opened.
+    pub(crate) fn file(share: &DcShare, f: Option<SharedFile<'_>>) -> Option<Source> {
+        let f = f?;
+        let (file, size) = share.open(f).ok()?;
+        Some(Source::File { file, size, name: f.nmdc_path() })
+    }
+
+    pub(crate) fn len(&self) -> u64 {
         match self {
             Source::Memory(d) => d.len() as u64,
             Source::File { size, .. } => *size,
@@ -289,21 +323,9 @@ impl Source {
 fn resolve(share: &DcShare, ctx: &UploadContext, id: &Identifier, kind: AdcKind) -> Option<Source> {
     match (kind, id) {
         (_, Identifier::FileList) => Some(Source::Memory(share.filelist_bz2())),
-        (AdcKind::Tthl, Identifier::Tth(t)) => {
-            let f = share.by_tth(t)?;
-            let store = ctx.store.lock().expect("store lock");
-            share.tthl(&store, f).ok().map(|d| Source::Memory(Arc::new(d)))
-        }
-        (AdcKind::File, Identifier::Tth(t)) => {
-            let f = share.by_tth(t)?;
-            let (file, size) = share.open(f).ok()?;
-            Some(Source::File { file, size, name: f.nmdc_path() })
-        }
-        (AdcKind::File, Identifier::Path(p)) => {
-            let f = share.by_path(p)?;
-            let (file, size) = share.open(f).ok()?;
-            Some(Source::File { file, size, name: f.nmdc_path() })
-        }
+        (AdcKind::Tthl, Identifier::Tth(t)) => Source::tthl(share, ctx, t),
+        (AdcKind::File, Identifier::Tth(t)) => Source::file(share, share.by_tth(t)),
+        (AdcKind::File, Identifier::Path(p)) => Source::file(share, share.by_path(p)),
         _ => None,
     }
 }

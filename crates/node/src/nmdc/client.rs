@@ -11,9 +11,12 @@
 //! and TLS connections alike ([`crate::tls::accept_plain_or_tls`]).
 
 use super::cc::{self, DcStream, DownloadJob, Downloaded, UploadContext};
+use super::driver::{
+    accept, bind_listeners, fetch_file_list, logged_in, login_refused, open_share, reindex_share, upload_context,
+    wait_for_login,
+};
 use super::share::DcShare;
 use crate::events::EventSink;
-use crate::store::Store;
 use crate::tls::{MaybeTls, TlsIdentity};
 use crate::upload::Uploads;
 use anyhow::{anyhow, bail, Context};
@@ -36,6 +39,8 @@ use tokio_util::sync::CancellationToken;
 const USER_WAIT: Duration = Duration::from_secs(5);
 /// How long a requested client-to-client connection may take to arrive.
 const CONNECT_WAIT: Duration = Duration::from_secs(30);
+/// How long the login may take, connection included.
+const LOGIN_WAIT: Duration = Duration::from_secs(70);
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -135,36 +140,11 @@ impl DcClient {
     /// uploads go by `channel` there (crate::upload).
     pub async fn start_in(cfg: ClientConfig, channel: &str) -> anyhow::Result<DcClient> {
         let channel: Arc<str> = channel.into();
-        let db = cfg.db.clone();
-        let roots = cfg.share.clone();
         let cid = cid();
-        let list_cid = cid.clone();
         let shared = cfg.uploads.as_ref().and_then(|u| u.share());
-        let node_share = shared.clone();
-        let (store, share) = tokio::task::spawn_blocking(move || -> anyhow::Result<(Store, Option<DcShare>)> {
-            let mut store = Store::open(&db)?;
-            if roots.is_empty() {
-                return Ok((store, None));
-            }
-            let share = index_share(node_share.as_ref(), &roots, &db, &mut store, &list_cid, "share hashed", false)?;
-            Ok((store, Some(share)))
-        })
-        .await??;
-        let share = share.map(Arc::new);
-        let store = Arc::new(Mutex::new(store));
-
-        let (listener, udp) = match cfg.listen {
-            Some(addr) => {
-                let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-                let port = l.local_addr()?.port();
-                let u = UdpSocket::bind(SocketAddr::new(addr.ip(), port))
-                    .await
-                    .with_context(|| format!("cannot listen for UDP on {}:{port}", addr.ip()))?;
-                (Some(l), Arc::new(u))
-            }
-            // Passive: a UDP socket only to send results to active searchers.
-            None => (None, Arc::new(UdpSocket::bind("0.0.0.0:0").await?)),
-        };
+        let (store, share) =
+            open_share(cfg.db.clone(), cfg.share.clone(), shared.clone(), cid.clone(), "share hashed").await?;
+        let (listener, udp) = bind_listeners(cfg.listen).await?;
         let listen_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
         let url = crate::config::parse_hub_url(&cfg.hub)?;
@@ -219,16 +199,8 @@ impl DcClient {
         let events: Arc<EventSink<ClientEvent>> = Arc::default();
         let waiters: Waiters = Arc::default();
         let shutdown = CancellationToken::new();
-        let uploads = match &cfg.uploads {
-            Some(u) => u.clone(),
-            None => Uploads::standalone(cfg.slots, shutdown.clone()),
-        };
-        let ctx = share.as_ref().map(|s| UploadContext {
-            share: Arc::new(Mutex::new(s.clone())),
-            store: store.clone(),
-            uploads: uploads.clone(),
-            channel: channel.clone(),
-        });
+        let (uploads, ctx) =
+            upload_context(cfg.uploads.as_ref(), cfg.slots, &shutdown, share.as_ref(), &store, &channel);
         let (logged_tx, logged_rx) = oneshot::channel();
         let grants = uploads.grants(&channel);
         let runner = Runner {
@@ -244,25 +216,8 @@ impl DcClient {
             shutdown: shutdown.clone(),
             logged: Some(logged_tx),
         };
-        let task = tokio::spawn(runner.run(hub, cmd_rx, listener));
-        match tokio::time::timeout(Duration::from_secs(70), logged_rx).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => {
-                shutdown.cancel();
-                return Err(e);
-            }
-            Ok(Err(_)) => {
-                shutdown.cancel();
-                return match task.await {
-                    Ok(Err(e)) => Err(e),
-                    _ => Err(anyhow!("the hub session ended before login")),
-                };
-            }
-            Err(_) => {
-                shutdown.cancel();
-                bail!("logging in to {} timed out", cfg.hub);
-            }
-        }
+        let mut task = tokio::spawn(runner.run(hub, cmd_rx, listener));
+        wait_for_login(logged_rx, &mut task, &shutdown, LOGIN_WAIT, &cfg.hub).await?;
         Ok(DcClient {
             cmds,
             events,
@@ -294,11 +249,7 @@ impl DcClient {
         }
         let _one = self.reshare_lock.lock().await;
         let (roots, db, cid, shared) = (self.roots.clone(), self.db.clone(), self.cid.clone(), self.shared.clone());
-        let share = tokio::task::spawn_blocking(move || -> anyhow::Result<DcShare> {
-            index_share(shared.as_ref(), &roots, &db, &mut Store::open(&db)?, &cid, "share rescanned", true)
-        })
-        .await??;
-        let share = Arc::new(share);
+        let share = reindex_share(shared, roots, db, cid, "share rescanned").await?;
         let (tx, rx) = oneshot::channel();
         self.cmds.send(Cmd::Reshare(share.clone(), tx)).await.map_err(|_| anyhow!("the hub session ended"))?;
         rx.await.map_err(|_| anyhow!("the hub session ended"))?;
@@ -419,24 +370,7 @@ impl DcClient {
         tmp_dir: &std::path::Path,
         max_entries: usize,
     ) -> anyhow::Result<omnipeer_nmdc::filelist::FileList> {
-        std::fs::create_dir_all(tmp_dir)?;
-        let tag: u64 = rand::random();
-        let out = tmp_dir.join(format!("files-{tag:016x}.xml.bz2"));
-        let job = DownloadJob {
-            what: omnipeer_nmdc::transfer::Identifier::FileList,
-            out: out.clone(),
-            progress: Arc::default(),
-            total: Arc::default(),
-            control: Arc::default(),
-        };
-        let got = self.download(from, &job).await;
-        let data = got.and_then(|_| std::fs::read(&out).map_err(anyhow::Error::from));
-        let _ = std::fs::remove_file(&out);
-        let data = data?;
-        let limits = omnipeer_nmdc::filelist::Limits { max_entries, ..Default::default() };
-        tokio::task::spawn_blocking(move || omnipeer_nmdc::filelist::FileList::from_bz2_with(&data, &limits))
-            .await?
-            .map_err(|e| anyhow!("{from}'s file list cannot be read: {e}"))
+        fetch_file_list(from, tmp_dir, "files", max_entries, |job| async move { self.download(from, &job).await }).await
     }
 
     /// Log out and stop.
@@ -453,26 +387,6 @@ impl DcClient {
             r = &mut task => r?,
         }
     }
-}
-
-/// Index and hash the share folders (unchanged files' hashes from `store`'s cache) and
-/// log what it took as `what`: the node's one index when there is one (`shared`, walked
-/// again first with `rescan`), else this client's own.
-fn index_share(
-    shared: Option<&crate::share::SharedIndex>,
-    roots: &[PathBuf],
-    db: &std::path::Path,
-    store: &mut Store,
-    cid: &str,
-    what: &str,
-    rescan: bool,
-) -> anyhow::Result<DcShare> {
-    let (share, stats) = match shared {
-        Some(s) => DcShare::from_shared(s, db, cid, rescan)?,
-        None => DcShare::build(roots, store, cid)?,
-    };
-    stats.log(what);
-    Ok(share)
 }
 
 fn cid() -> String {
@@ -597,9 +511,7 @@ impl Runner {
     async fn on_event(&mut self, ev: Event) -> Option<anyhow::Result<()>> {
         match ev {
             Event::LoggedIn => {
-                if let Some(tx) = self.logged.take() {
-                    let _ = tx.send(Ok(()));
-                }
+                logged_in(&mut self.logged);
                 self.events.send(ClientEvent::LoggedIn).await;
             }
             Event::LoginFailed(f) => {
@@ -615,11 +527,7 @@ impl Runner {
                     LoginFailure::HubFull => (Refused::Other, "the hub is full".to_owned()),
                     other => (Refused::Other, format!("login failed: {other:?}")),
                 };
-                let refused = LoginRefused { kind, why };
-                if let Some(tx) = self.logged.take() {
-                    let _ = tx.send(Err(refused.clone().into()));
-                }
-                return Some(Err(refused.into()));
+                return Some(Err(login_refused(&mut self.logged, LoginRefused { kind, why })));
             }
             Event::Closed(r) => {
                 self.events.send(ClientEvent::Closed(format!("{r:?}"))).await;
@@ -775,12 +683,5 @@ impl CcSpawner {
             },
             other => tracing::info!(peer = %peer.nick, "nothing to transfer: {other:?}"),
         }
-    }
-}
-
-async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
     }
 }

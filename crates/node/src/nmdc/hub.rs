@@ -16,7 +16,7 @@ use crate::serve::{serve, Action, Control, Machine};
 use crate::store::{verify_password, Store};
 use crate::tls::TlsIdentity;
 use anyhow::Context;
-use omnipeer_nmdc::hub::{Ban, ConnId, Hub, HubConfig, HubEvent, Output};
+use omnipeer_nmdc::hub::{Ban, ConnId, Hub, HubConfig, HubEvent, HubOutput};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -313,14 +313,20 @@ impl Machine for HubMachine {
         self.hub.poll_timeout()
     }
     fn poll(&mut self) -> Option<Action<HubEvent>> {
-        Some(match self.hub.poll_output()? {
-            Output::Send { conn, data } => Action::Send(conn, data),
-            Output::Broadcast { data, except, skip } => Action::Broadcast { data, except, skip },
-            Output::Join { conn, tags } => Action::Join(conn, tags),
-            Output::Leave { conn } => Action::Leave(conn),
-            Output::Close { conn } => Action::Close(conn),
-            Output::Event(e) => Action::Event(e),
-        })
+        self.hub.poll_output().map(hub_action)
+    }
+}
+
+/// A hub machine's output as the shared driver's action: the NMDC and the ADC hub have the
+/// same contract (`omnipeer_nmdc::hub::HubOutput`).
+pub(crate) fn hub_action<E>(o: HubOutput<E>) -> Action<E> {
+    match o {
+        HubOutput::Send { conn, data } => Action::Send(conn, data),
+        HubOutput::Broadcast { data, except, skip } => Action::Broadcast { data, except, skip },
+        HubOutput::Join { conn, tags } => Action::Join(conn, tags),
+        HubOutput::Leave { conn } => Action::Leave(conn),
+        HubOutput::Close { conn } => Action::Close(conn),
+        HubOutput::Event(e) => Action::Event(e),
     }
 }
 

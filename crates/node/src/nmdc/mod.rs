@@ -2,6 +2,7 @@
 
 pub mod cc;
 pub mod client;
+pub(crate) mod driver;
 pub mod hub;
 pub mod ranged;
 pub mod share;

@@ -14,7 +14,7 @@ use omnipeer_nmdc::transfer::{DownloadEvent, Downloader, Identifier, Output};
 use omnipeer_nmdc::tth::{self, Hash, Tth};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// How long a source may take to answer a request, or stall mid-range.
 pub const RANGE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -116,17 +116,7 @@ impl RangedSource {
                         return Err(anyhow!("{} closed the connection: {r:?}", c.peer.nick).into())
                     }
                     Output::Event(DownloadEvent::Incoming { start: got, length: n, leftover, .. }) => {
-                        // A peer must send what was asked: another start, or more bytes
-                        // than asked, is refused before anything is used.
-                        if got != start || length.is_some_and(|l| n != l) {
-                            return Err(anyhow!(
-                                "{} offered {n} bytes from {got}, asked for {length:?} from {start}",
-                                c.peer.nick
-                            )
-                            .into());
-                        }
-                        let rest = n - leftover.len() as u64;
-                        return Ok((leftover, rest));
+                        return offered(&c.peer.nick, (start, length), (got, n), leftover);
                     }
                 }
             }
@@ -148,22 +138,7 @@ impl RangedSource {
         sink: &mut (dyn FnMut(&[u8]) + Send),
         control: Option<&crate::ratelimit::TransferControl>,
     ) -> Result<(), RangeError> {
-        let mut buf = vec![0u8; READ_CHUNK];
-        let mut left = rest;
-        while left > 0 {
-            let want = left.min(READ_CHUNK as u64) as usize;
-            let n = tokio::time::timeout(RANGE_TIMEOUT, c.stream.read(&mut buf[..want]))
-                .await
-                .map_err(|_| anyhow!("{} stalled mid-range", c.peer.nick))??;
-            if n == 0 {
-                return Err(anyhow!("{} closed the connection mid-range", c.peer.nick).into());
-            }
-            sink(&buf[..n]);
-            left -= n as u64;
-            if let Some(c) = control {
-                c.pace(n).await;
-            }
-        }
+        read_range(&mut c.stream, &c.peer.nick, rest, sink, control).await?;
         c.down.received(rest).map_err(|e| anyhow!("{e}"))?;
         c.down.done().map_err(|e| anyhow!("{e}"))?;
         Ok(())
@@ -174,10 +149,7 @@ impl RangedSource {
     pub async fn tthl(&mut self, root: &Tth, size: u64) -> Result<(u64, Vec<Hash>), RangeError> {
         let mut c = self.take_conn().await?;
         let (leftover, rest) = Self::request(&mut c, AdcKind::Tthl, &Identifier::Tth(*root), 0, None).await?;
-        if leftover.len() as u64 + rest > MAX_TTHL as u64 {
-            return Err(anyhow!("{} offered a tree of {} bytes", self.nick, leftover.len() as u64 + rest).into());
-        }
-        let mut data = leftover;
+        let mut data = tree_within_limit(&self.nick, leftover, rest)?;
         Self::body(&mut c, rest, &mut |b: &[u8]| data.extend_from_slice(b), None).await?;
         self.conn = Some(c);
         tth::verify_tthl_for_size(&data, root, size).map_err(|e| anyhow!("{}'s tree: {e}", self.nick).into())
@@ -202,4 +174,57 @@ impl RangedSource {
         self.conn = Some(c);
         Ok(())
     }
+}
+
+/// Check an answer against its request: a peer must send what was asked (`start`, and
+/// `length` when one was asked); another start, or another length, is refused before
+/// anything is used. Returns the data's `leftover` bytes and how many follow on the stream.
+pub(crate) fn offered(
+    nick: &str,
+    (start, length): (u64, Option<u64>),
+    (got, n): (u64, u64),
+    leftover: Vec<u8>,
+) -> Result<(Vec<u8>, u64), RangeError> {
+    if got != start || length.is_some_and(|l| n != l) {
+        return Err(anyhow!("{nick} offered {n} bytes from {got}, asked for {length:?} from {start}").into());
+    }
+    let rest = n - leftover.len() as u64;
+    Ok((leftover, rest))
+}
+
+/// A Tiger tree's first bytes, if the whole tree (`leftover` and `rest` more) is within
+/// [`MAX_TTHL`].
+pub(crate) fn tree_within_limit(nick: &str, leftover: Vec<u8>, rest: u64) -> Result<Vec<u8>, RangeError> {
+    if leftover.len() as u64 + rest > MAX_TTHL as u64 {
+        return Err(anyhow!("{nick} offered a tree of {} bytes", leftover.len() as u64 + rest).into());
+    }
+    Ok(leftover)
+}
+
+/// Read `rest` bytes of an answer from `stream`, handing them to `sink` as they come,
+/// paced by `control`; a read that waits [`RANGE_TIMEOUT`] fails the range.
+pub(crate) async fn read_range<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    nick: &str,
+    rest: u64,
+    sink: &mut (dyn FnMut(&[u8]) + Send),
+    control: Option<&crate::ratelimit::TransferControl>,
+) -> Result<(), RangeError> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut left = rest;
+    while left > 0 {
+        let want = left.min(READ_CHUNK as u64) as usize;
+        let n = tokio::time::timeout(RANGE_TIMEOUT, stream.read(&mut buf[..want]))
+            .await
+            .map_err(|_| anyhow!("{nick} stalled mid-range"))??;
+        if n == 0 {
+            return Err(anyhow!("{nick} closed the connection mid-range").into());
+        }
+        sink(&buf[..n]);
+        left -= n as u64;
+        if let Some(c) = control {
+            c.pace(n).await;
+        }
+    }
+    Ok(())
 }
