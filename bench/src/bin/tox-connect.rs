@@ -15,121 +15,28 @@
 //! Needs gcc, pkg-config, libtoxcore-dev and toxcore-utils (scripts/install-test-deps.sh).
 //! Usage: `cargo run --release -p omnipeer-bench --bin tox-connect -- [ROUNDS]` (default 3).
 
-use anyhow::{anyhow, bail, Context};
+#[path = "../tox_bots.rs"]
+mod tox_bots;
+
+use anyhow::anyhow;
 use omnipeer_node::tox::client::{load_profile, onion_rendezvous, ToxClient};
 use omnipeer_tox::friend::Progress;
 use omnipeer_tox::messenger::MessageKind;
 use omnipeer_tox::tox::ToxEvent;
 use omnipeer_tox::toxid::ToxId;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
+use tox_bots::{bot, build_bot, start_bootstrapd, Proc};
 
+/// The bots' own give-up time (toxbot's `-t`), in seconds.
+const BOT_TIMEOUT: u32 = 100;
 const LIMIT: Duration = Duration::from_secs(90);
-
-/// A child whose stdout lines arrive on a channel; killed on drop.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<(Instant, String)>,
-    seen: Vec<(Instant, String)>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> anyhow::Result<Proc> {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-        let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send((Instant::now(), l)).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Proc { child, lines: rx, seen: Vec::new() })
-    }
-
-    /// The first line satisfying `f` (and when it was read), waiting up to `t`.
-    fn wait<T>(&mut self, t: Duration, f: impl Fn(&str) -> Option<T>) -> anyhow::Result<(Instant, T)> {
-        for (at, l) in &self.seen {
-            if let Some(v) = f(l) {
-                return Ok((*at, v));
-            }
-        }
-        let end = Instant::now() + t;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            let (at, l) = self.lines.recv_timeout(left).map_err(|_| anyhow!("timed out waiting for a line"))?;
-            self.seen.push((at, l.clone()));
-            if let Some(v) = f(&l) {
-                return Ok((at, v));
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn build_bot(dir: &Path) -> anyhow::Result<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/omnipeer/tests/tox_support/toxbot.c");
-    let flags = Command::new("pkg-config").args(["--cflags", "--libs", "toxcore"]).output()?;
-    if !flags.status.success() {
-        bail!("pkg-config toxcore failed: install libtoxcore-dev (scripts/install-test-deps.sh)");
-    }
-    let out = dir.join("toxbot");
-    let st = Command::new("cc")
-        .args(["-O1", "-Wall", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .args(String::from_utf8_lossy(&flags.stdout).split_whitespace())
-        .status()?;
-    if !st.success() {
-        bail!("compiling toxbot.c failed");
-    }
-    Ok(out)
-}
-
-fn start_bootstrapd(dir: &Path) -> anyhow::Result<(Proc, String)> {
-    let port = free_udp_port()?;
-    let d = dir.display();
-    let conf = format!(
-        "port = {port}\nkeys_file_path = \"{d}/keys\"\npid_file_path = \"{d}/bsd.pid\"\nenable_ipv6 = false\n\
-         enable_ipv4_fallback = true\nenable_lan_discovery = false\nenable_tcp_relay = false\nenable_motd = false\n\
-         bootstrap_nodes = ()\n"
-    );
-    let cfg = dir.join("bsd.conf");
-    std::fs::write(&cfg, conf)?;
-    let mut cmd = Command::new("tox-bootstrapd");
-    cmd.arg(format!("--config={}", cfg.display())).arg("--foreground").arg("--log-backend=stdout");
-    let mut p = Proc::spawn(cmd).context("tox-bootstrapd (install toxcore-utils)")?;
-    let (_, key) = p.wait(Duration::from_secs(10), |l| {
-        l.find("Public Key: ").map(|i| l[i + 12..].split_whitespace().next().unwrap_or("").to_owned())
-    })?;
-    Ok((p, format!("127.0.0.1:{port}:{key}")))
-}
-
-fn bot(bin: &Path, spec: &str, extra: &[&str]) -> anyhow::Result<Proc> {
-    let mut cmd = Command::new(bin);
-    cmd.arg("-p").arg(free_udp_port()?.to_string()).arg("-b").arg(spec).args(["-t", "100"]).args(extra);
-    Proc::spawn(cmd)
-}
 
 /// A bootstrapd and an echo bot; returns them, the bot's Tox ID and the node spec.
 fn network(bin: &Path, dir: &Path) -> anyhow::Result<(Proc, Proc, String, String)> {
     let (bsd, spec) = start_bootstrapd(dir)?;
-    let mut a = bot(bin, &spec, &[])?;
+    let mut a = bot(bin, &spec, BOT_TIMEOUT, &[])?;
     let (_, id) = a.wait(Duration::from_secs(10), |l| l.strip_prefix("TOXID ").map(str::to_owned))?;
     Ok((bsd, a, id, spec))
 }
@@ -137,7 +44,7 @@ fn network(bin: &Path, dir: &Path) -> anyhow::Result<(Proc, Proc, String, String
 fn c_toxcore_round(bin: &Path, dir: &Path) -> anyhow::Result<Duration> {
     let (_bsd, _a, id, spec) = network(bin, dir)?;
     let t0 = Instant::now();
-    let mut b = bot(bin, &spec, &["-f", &id, "-m", "bench"])?;
+    let mut b = bot(bin, &spec, BOT_TIMEOUT, &["-f", &id, "-m", "bench"])?;
     let (at, _) = b.wait(LIMIT, |l| l.starts_with("FRIEND 0 CONNECTION ").then_some(()))?;
     Ok(at - t0)
 }
