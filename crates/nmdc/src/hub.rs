@@ -327,6 +327,30 @@ struct Conn {
 }
 
 impl Conn {
+    /// A connection from `ip` in `phase`, reading commands of at most `limit` bytes, with
+    /// nothing said about it yet.
+    fn new(ip: IpAddr, phase: Phase, limit: usize, deadline: Option<Instant>, cfg: &HubConfig) -> Conn {
+        Conn {
+            ip,
+            phase,
+            reader: CommandReader::with_limit(limit),
+            no_hello: false,
+            no_getinfo: false,
+            userip2: false,
+            zpipe: false,
+            registered: false,
+            op: false,
+            wants_list: false,
+            myinfo: None,
+            passive: false,
+            deadline,
+            chat: TokenBucket::new(cfg.chat_limit),
+            search: TokenBucket::new(cfg.search_limit),
+            strikes: 0,
+            counted: false,
+        }
+    }
+
     /// Which broadcasts it skips ([`tag`]).
     fn tags(&self) -> u8 {
         let mut t = 0;
@@ -425,25 +449,7 @@ impl Hub {
     pub fn accept(&mut self, now: Instant, conn: ConnId, ip: IpAddr, lock_random: &[u8]) {
         self.conns.insert(
             conn,
-            Conn {
-                ip,
-                phase: Phase::AwaitNick,
-                reader: CommandReader::with_limit(MAX_LOGIN_COMMAND),
-                no_hello: false,
-                no_getinfo: false,
-                userip2: false,
-                zpipe: false,
-                registered: false,
-                op: false,
-                wants_list: false,
-                myinfo: None,
-                passive: false,
-                deadline: Some(now + self.cfg.login_timeout),
-                chat: TokenBucket::new(self.cfg.chat_limit),
-                search: TokenBucket::new(self.cfg.search_limit),
-                strikes: 0,
-                counted: false,
-            },
+            Conn::new(ip, Phase::AwaitNick, MAX_LOGIN_COMMAND, Some(now + self.cfg.login_timeout), &self.cfg),
         );
         if let Some(ban) = self.ban_for(now, None, Some(ip)) {
             let msg = ban_message(&ban);
@@ -628,28 +634,7 @@ impl Hub {
         self.disconnect(conn);
         let _ = reader;
         // Re-insert a closing stub so later input and events are ignored.
-        self.conns.insert(
-            conn,
-            Conn {
-                ip: IpAddr::from([0, 0, 0, 0]),
-                phase: Phase::Closing,
-                reader: CommandReader::with_limit(1),
-                no_hello: false,
-                no_getinfo: false,
-                userip2: false,
-                zpipe: false,
-                registered: false,
-                op: false,
-                wants_list: false,
-                myinfo: None,
-                passive: false,
-                deadline: None,
-                chat: TokenBucket::new(self.cfg.chat_limit),
-                search: TokenBucket::new(self.cfg.search_limit),
-                strikes: 0,
-                counted: false,
-            },
-        );
+        self.conns.insert(conn, Conn::new(IpAddr::from([0, 0, 0, 0]), Phase::Closing, 1, None, &self.cfg));
     }
 
     fn drop_line(&mut self, conn: ConnId, why: String) {
@@ -1327,6 +1312,15 @@ mod tests {
             );
             self.take(conn);
         }
+        /// `nick`, registered as an operator, logs in on `conn` (`NoHello UserIP2`) up to
+        /// its `$MyINFO`, its password accepted.
+        fn op_validates(&mut self, conn: ConnId, nick: &str) {
+            self.hub.set_registered(nick, true);
+            self.accept(conn, "127.0.0.1");
+            self.input(conn, &format!("$Supports NoHello UserIP2|$ValidateNick {nick}|$MyPass pw|"));
+            self.hub.password_result(self.now, conn, true);
+            self.pump();
+        }
     }
 
     #[test]
@@ -1510,11 +1504,7 @@ mod tests {
     #[test]
     fn operators_kick_ban_and_register() {
         let mut t = T::new(HubConfig::default());
-        t.hub.set_registered("op", true);
-        t.accept(1, "127.0.0.1");
-        t.input(1, "$Supports NoHello UserIP2|$ValidateNick op|$MyPass pw|");
-        t.hub.password_result(t.now, 1, true);
-        t.pump();
+        t.op_validates(1, "op");
         t.input(1, "$MyINFO $ALL op x$ $100\x01$$0$|$GetNickList|");
         t.login(2, "troll", 'A');
         t.take(1);
@@ -1763,11 +1753,7 @@ mod tests {
     #[test]
     fn hello_and_userip_go_only_to_who_needs_them() {
         let mut t = T::new(HubConfig::default());
-        t.hub.set_registered("op", true);
-        t.accept(1, "127.0.0.1");
-        t.input(1, "$Supports NoHello UserIP2|$ValidateNick op|$MyPass pw|");
-        t.hub.password_result(t.now, 1, true);
-        t.pump();
+        t.op_validates(1, "op");
         t.input(1, "$MyINFO $ALL op x$ $100\x01$$0$|");
         t.login(2, "alice", 'A');
         // microdc2-style client without NoHello.

@@ -250,6 +250,46 @@ pub enum Output<E> {
     Timeout(Instant),
 }
 
+/// The driver-facing methods [`Uploader`] and [`Downloader`] share, the same for both:
+/// input (commands only, never the raw bytes of a file or an answer), time, end of stream
+/// and outputs, over their `core`, `awaits_peer`, `close` and `process`.
+macro_rules! connection_io {
+    ($event:ty) => {
+        /// Bytes received from the peer (commands; never the raw bytes of a file or an
+        /// answer).
+        pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+            if self.core.done {
+                return;
+            }
+            if self.awaits_peer() && self.core.expired(now) {
+                return self.close(CloseReason::Timeout);
+            }
+            self.core.reader.push(bytes);
+            self.process();
+        }
+
+        /// The time is `now`.
+        pub fn handle_timeout(&mut self, now: Instant) {
+            if !self.core.done && self.awaits_peer() && self.core.expired(now) {
+                self.close(CloseReason::Timeout);
+            }
+        }
+
+        /// The peer closed its end (normal after a transfer: microdc2 closes after each
+        /// file).
+        pub fn handle_eof(&mut self) {
+            if !self.core.done {
+                self.close(CloseReason::PeerClosed);
+            }
+        }
+
+        /// The next thing to do; `None` when nothing is to be done until input or a call.
+        pub fn poll_output(&mut self) -> Option<Output<$event>> {
+            self.core.poll()
+        }
+    };
+}
+
 /// Shared plumbing: the command reader, the output queue, the deadline.
 #[derive(Debug)]
 struct Core<E> {
@@ -378,36 +418,7 @@ impl Uploader {
         self.core.done
     }
 
-    /// Bytes received from the peer (commands; never file bytes).
-    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
-        if self.core.done {
-            return;
-        }
-        if self.awaits_peer() && self.core.expired(now) {
-            return self.close(CloseReason::Timeout);
-        }
-        self.core.reader.push(bytes);
-        self.process();
-    }
-
-    /// The time is `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.core.done && self.awaits_peer() && self.core.expired(now) {
-            self.close(CloseReason::Timeout);
-        }
-    }
-
-    /// The peer closed its end (normal after a transfer: microdc2 closes after each file).
-    pub fn handle_eof(&mut self) {
-        if !self.core.done {
-            self.close(CloseReason::PeerClosed);
-        }
-    }
-
-    /// The next thing to do; `None` when nothing is to be done until input or a call.
-    pub fn poll_output(&mut self) -> Option<Output<UploadEvent>> {
-        self.core.poll()
-    }
+    connection_io!(UploadEvent);
 
     /// Answer the pending request: the thing asked for has `size` bytes (the file, the
     /// `tthl` leaf data, the partial list). `$ADCGET` gets `$ADCSND` with the byte count
@@ -758,36 +769,7 @@ impl Downloader {
         }
     }
 
-    /// Bytes received from the peer (commands; never the answer's raw bytes).
-    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
-        if self.core.done {
-            return;
-        }
-        if self.awaits_peer() && self.core.expired(now) {
-            return self.close(CloseReason::Timeout);
-        }
-        self.core.reader.push(bytes);
-        self.process();
-    }
-
-    /// The time is `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.core.done && self.awaits_peer() && self.core.expired(now) {
-            self.close(CloseReason::Timeout);
-        }
-    }
-
-    /// The peer closed its end.
-    pub fn handle_eof(&mut self) {
-        if !self.core.done {
-            self.close(CloseReason::PeerClosed);
-        }
-    }
-
-    /// The next thing to do; `None` when nothing is to be done until input or a call.
-    pub fn poll_output(&mut self) -> Option<Output<DownloadEvent>> {
-        self.core.poll()
-    }
+    connection_io!(DownloadEvent);
 
     fn check_idle(&self) -> Result<(), TransferError> {
         if self.core.done {
