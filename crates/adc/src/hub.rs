@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use omnipeer_nmdc::hub::common::AddressLimits;
-use omnipeer_nmdc::hub::{find_ban, TokenBucket};
+use omnipeer_nmdc::hub::{find_ban, lift_bans, parse_op_command, split_command, OpCommand, TokenBucket};
 pub use omnipeer_nmdc::hub::{
     parse_duration, Ban, HubOutput, RateLimit, LOGIN_TIMEOUT, MAX_LOGINS_PER_IP_PER_MINUTE, MAX_MESSAGE, MAX_STRIKES,
     MAX_TRACKED_IPS, MAX_USERS_PER_IP,
@@ -1045,11 +1045,9 @@ impl Hub {
     }
 
     /// Main-chat commands: `!help` for everybody, the rest for operators (the NMDC hub's
-    /// set, docs/protocols/adc.md#hub-commands).
+    /// set but `!topic`: [`parse_op_command`], docs/protocols/adc.md#hub-commands).
     fn hub_command(&mut self, now: Instant, conn: ConnId, line: &str) {
-        let mut words = line.split_whitespace();
-        let name = words.next().unwrap_or("").to_ascii_lowercase();
-        let args: Vec<&str> = words.collect();
+        let (name, args) = split_command(line);
         let c = &self.conns[&conn];
         let (is_op, me) = (c.op, c.nick.clone());
         if name == "help" {
@@ -1066,27 +1064,15 @@ impl Hub {
             let msg = sta(sta::DENIED, &format!("!{name}: you are not an operator (try !help)"));
             return self.send_msg(conn, &msg);
         }
-        let usage = |u: &str| format!("Usage: {u}");
-        match name.as_str() {
-            "kick" => {
-                let Some(victim) = args.first() else { return self.say_to(conn, &usage("!kick <nick> [reason]")) };
-                let reason = if args.len() > 1 { args[1..].join(" ") } else { "no reason given".into() };
-                match self.online_by_nick(victim) {
-                    Some(v) => self.kick(v, Some(conn), &reason),
-                    None => self.say_to(conn, &format!("{victim} is not online.")),
-                }
-            }
-            "ban" => {
-                let (Some(victim), Some(dur)) = (args.first(), args.get(1)) else {
-                    return self.say_to(conn, &usage("!ban <nick> <duration: 30m, 2h, 7d, perm> [reason]"));
-                };
-                let Some(duration) = parse_duration(dur) else {
-                    return self.say_to(conn, &format!("Bad duration '{dur}': use e.g. 30m, 2h, 7d or perm."));
-                };
-                let reason = if args.len() > 2 { args[2..].join(" ") } else { "no reason given".into() };
+        match parse_op_command(name, args) {
+            OpCommand::Kick { victim, reason } => match self.online_by_nick(victim) {
+                Some(v) => self.kick(v, Some(conn), &reason),
+                None => self.say_to(conn, &format!("{victim} is not online.")),
+            },
+            OpCommand::Ban { victim, dur, duration, reason } => {
                 let v = self.online_by_nick(victim);
                 let ip = v.map(|v| self.conns[&v].ip);
-                let ban = Ban { nick: Some((*victim).to_owned()), ip, until: duration.map(|d| now + d), reason };
+                let ban = Ban { nick: Some(victim.to_owned()), ip, until: duration.map(|d| now + d), reason };
                 self.bans.push(ban.clone());
                 let reason = ban.reason.clone();
                 self.out.push_back(Output::Event(HubEvent::Banned { by: me, ban, duration }));
@@ -1095,41 +1081,33 @@ impl Hub {
                 }
                 self.say_to(conn, &format!("{victim} is banned ({dur})."));
             }
-            "unban" => {
-                let Some(victim) = args.first() else { return self.say_to(conn, &usage("!unban <nick>")) };
-                let before = self.bans.len();
-                self.bans.retain(|b| !b.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(victim)));
-                let n = before - self.bans.len();
-                self.out.push_back(Output::Event(HubEvent::Unbanned { by: me, nick: (*victim).to_owned() }));
+            OpCommand::Unban { victim } => {
+                let n = lift_bans(&mut self.bans, victim);
+                self.out.push_back(Output::Event(HubEvent::Unbanned { by: me, nick: victim.to_owned() }));
                 self.say_to(conn, &format!("{n} ban(s) of {victim} lifted."));
             }
-            "reg" => {
-                let (Some(nick), Some(password)) = (args.first(), args.get(1)) else {
-                    return self.say_to(conn, &usage("!reg <nick> <password> [op]"));
-                };
-                let op = args.get(2).is_some_and(|a| a.eq_ignore_ascii_case("op"));
+            OpCommand::Reg { nick, password, op } => {
                 if !self.nick_ok(nick) {
                     return self.say_to(conn, &format!("'{nick}' is not a valid nick."));
                 }
                 self.set_registered(nick, password, op);
                 self.out.push_back(Output::Event(HubEvent::Register {
                     by: me,
-                    nick: (*nick).to_owned(),
-                    password: (*password).to_owned(),
+                    nick: nick.to_owned(),
+                    password: password.to_owned(),
                     op,
                 }));
                 self.say_to(conn, &format!("{nick} is registered{}.", if op { " as operator" } else { "" }));
             }
-            "unreg" => {
-                let Some(nick) = args.first() else { return self.say_to(conn, &usage("!unreg <nick>")) };
+            OpCommand::Unreg { nick } => {
                 if self.registered.remove(&nick.to_lowercase()).is_some() {
-                    self.out.push_back(Output::Event(HubEvent::Unregister { by: me, nick: (*nick).to_owned() }));
+                    self.out.push_back(Output::Event(HubEvent::Unregister { by: me, nick: nick.to_owned() }));
                     self.say_to(conn, &format!("{nick} is no longer registered."));
                 } else {
                     self.say_to(conn, &format!("{nick} is not registered."));
                 }
             }
-            "users" => {
+            OpCommand::Users => {
                 let list: Vec<String> = self
                     .online
                     .iter()
@@ -1140,7 +1118,8 @@ impl Hub {
                     .collect();
                 self.say_to(conn, &format!("{} online: {}", list.len(), list.join(", ")));
             }
-            other => self.say_to(conn, &format!("Unknown command !{other} (try !help).")),
+            OpCommand::Refused(text) => self.say_to(conn, &text),
+            OpCommand::Other { name, .. } => self.say_to(conn, &format!("Unknown command !{name} (try !help).")),
         }
     }
 

@@ -41,7 +41,7 @@ use crate::command::{Command, Mode, MyInfo, SearchOrigin};
 use crate::framing::CommandReader;
 use crate::lock;
 use common::AddressLimits;
-pub use common::{find_ban, HubOutput, TokenBucket};
+pub use common::{find_ban, lift_bans, parse_op_command, split_command, HubOutput, OpCommand, TokenBucket};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -1080,11 +1080,10 @@ impl Hub {
         c.op || c.search.take(now, limit)
     }
 
-    /// Main-chat commands: `!help` for everybody, the rest for operators.
+    /// Main-chat commands: `!help` for everybody, the rest for operators (those both hubs
+    /// take: [`parse_op_command`]; and `!topic`).
     fn hub_command(&mut self, now: Instant, conn: ConnId, me: &str, line: &str) {
-        let mut words = line.split_whitespace();
-        let name = words.next().unwrap_or("").to_ascii_lowercase();
-        let args: Vec<&str> = words.collect();
+        let (name, args) = split_command(line);
         let is_op = self.conns[&conn].op;
         if name == "help" {
             let mut text = String::from("Commands: !help");
@@ -1099,32 +1098,16 @@ impl Hub {
         if !is_op {
             return self.say_to(conn, &format!("!{name}: you are not an operator (try !help)."));
         }
-        let usage = |u: &str| format!("Usage: {u}");
-        match name.as_str() {
-            "kick" => {
-                let Some(victim) = args.first() else { return self.say_to(conn, &usage("!kick <nick> [reason]")) };
-                let reason = if args.len() > 1 { args[1..].join(" ") } else { "no reason given".into() };
-                match self.conn_by_nick(victim) {
-                    Some(v) => self.kick(v, me, &reason),
-                    None => self.say_to(conn, &format!("{victim} is not online.")),
-                }
-            }
-            "ban" => {
-                let (Some(victim), Some(dur)) = (args.first(), args.get(1)) else {
-                    return self.say_to(conn, &usage("!ban <nick> <duration: 30m, 2h, 7d, perm> [reason]"));
-                };
-                let Some(duration) = parse_duration(dur) else {
-                    return self.say_to(conn, &format!("Bad duration '{dur}': use e.g. 30m, 2h, 7d or perm."));
-                };
-                let reason = if args.len() > 2 { args[2..].join(" ") } else { "no reason given".into() };
+        match parse_op_command(name, args) {
+            OpCommand::Kick { victim, reason } => match self.conn_by_nick(victim) {
+                Some(v) => self.kick(v, me, &reason),
+                None => self.say_to(conn, &format!("{victim} is not online.")),
+            },
+            OpCommand::Ban { victim, dur, duration, reason } => {
                 let victim_conn = self.conn_by_nick(victim);
                 let ip = victim_conn.map(|v| self.conns[&v].ip);
-                let ban = Ban {
-                    nick: Some((*victim).to_owned()),
-                    ip,
-                    until: duration.map(|d| now + d),
-                    reason: reason.clone(),
-                };
+                let ban =
+                    Ban { nick: Some(victim.to_owned()), ip, until: duration.map(|d| now + d), reason: reason.clone() };
                 self.bans.push(ban.clone());
                 self.out.push_back(Output::Event(HubEvent::Banned { by: me.to_owned(), ban, duration }));
                 if let Some(v) = victim_conn {
@@ -1132,15 +1115,12 @@ impl Hub {
                 }
                 self.say_to(conn, &format!("{victim} is banned ({dur})."));
             }
-            "unban" => {
-                let Some(victim) = args.first() else { return self.say_to(conn, &usage("!unban <nick>")) };
-                let before = self.bans.len();
-                self.bans.retain(|b| !b.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(victim)));
-                let n = before - self.bans.len();
-                self.out.push_back(Output::Event(HubEvent::Unbanned { by: me.to_owned(), nick: (*victim).to_owned() }));
+            OpCommand::Unban { victim } => {
+                let n = lift_bans(&mut self.bans, victim);
+                self.out.push_back(Output::Event(HubEvent::Unbanned { by: me.to_owned(), nick: victim.to_owned() }));
                 self.say_to(conn, &format!("{n} ban(s) of {victim} lifted."));
             }
-            "topic" => {
+            OpCommand::Other { name, args } if name == "topic" => {
                 let topic = args.join(" ");
                 self.cfg.topic = topic.clone();
                 self.broadcast(Command::HubTopic(topic.clone()).encode().into(), None);
@@ -1149,34 +1129,29 @@ impl Hub {
                 self.broadcast(note.encode().into(), None);
                 self.out.push_back(Output::Event(HubEvent::TopicChanged { by: me.to_owned(), topic }));
             }
-            "reg" => {
-                let (Some(nick), Some(password)) = (args.first(), args.get(1)) else {
-                    return self.say_to(conn, &usage("!reg <nick> <password> [op]"));
-                };
-                let op = args.get(2).is_some_and(|a| a.eq_ignore_ascii_case("op"));
+            OpCommand::Reg { nick, password, op } => {
                 if !crate::command::is_valid_nick(nick) || nick.len() > MAX_HUB_NICK {
                     return self.say_to(conn, &format!("'{nick}' is not a valid nick."));
                 }
                 self.set_registered(nick, op);
                 self.out.push_back(Output::Event(HubEvent::Register {
                     by: me.to_owned(),
-                    nick: (*nick).to_owned(),
-                    password: (*password).to_owned(),
+                    nick: nick.to_owned(),
+                    password: password.to_owned(),
                     op,
                 }));
                 self.say_to(conn, &format!("{nick} is registered{}.", if op { " as operator" } else { "" }));
             }
-            "unreg" => {
-                let Some(nick) = args.first() else { return self.say_to(conn, &usage("!unreg <nick>")) };
+            OpCommand::Unreg { nick } => {
                 if self.registered.remove(&nick.to_lowercase()).is_some() {
                     self.out
-                        .push_back(Output::Event(HubEvent::Unregister { by: me.to_owned(), nick: (*nick).to_owned() }));
+                        .push_back(Output::Event(HubEvent::Unregister { by: me.to_owned(), nick: nick.to_owned() }));
                     self.say_to(conn, &format!("{nick} is no longer registered."));
                 } else {
                     self.say_to(conn, &format!("{nick} is not registered."));
                 }
             }
-            "users" => {
+            OpCommand::Users => {
                 let list: Vec<String> = self
                     .online
                     .iter()
@@ -1188,7 +1163,8 @@ impl Hub {
                     .collect();
                 self.say_to(conn, &format!("{} online: {}", list.len(), list.join(", ")));
             }
-            other => self.say_to(conn, &format!("Unknown command !{other} (try !help).")),
+            OpCommand::Refused(text) => self.say_to(conn, &text),
+            OpCommand::Other { name, .. } => self.say_to(conn, &format!("Unknown command !{name} (try !help).")),
         }
     }
 }

@@ -156,3 +156,108 @@ pub fn find_ban(bans: &[Ban], now: Instant, nick: Option<&str>, ip: Option<IpAdd
         })
         .cloned()
 }
+
+/// A main-chat operator command both hubs take (`!kick`, `!ban`, `!unban`, `!reg`,
+/// `!unreg`, `!users`), its arguments read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpCommand<'a> {
+    /// `!kick <nick> [reason]`.
+    Kick {
+        /// Who.
+        victim: &'a str,
+        /// Why ("no reason given" when not said).
+        reason: String,
+    },
+    /// `!ban <nick> <duration> [reason]`.
+    Ban {
+        /// Who.
+        victim: &'a str,
+        /// The duration as written.
+        dur: &'a str,
+        /// The duration read (`None`: for good).
+        duration: Option<Duration>,
+        /// Why ("no reason given" when not said).
+        reason: String,
+    },
+    /// `!unban <nick>`.
+    Unban {
+        /// Whose bans.
+        victim: &'a str,
+    },
+    /// `!reg <nick> <password> [op]`.
+    Reg {
+        /// The nick.
+        nick: &'a str,
+        /// Its password.
+        password: &'a str,
+        /// As operator.
+        op: bool,
+    },
+    /// `!unreg <nick>`.
+    Unreg {
+        /// The nick.
+        nick: &'a str,
+    },
+    /// `!users`.
+    Users,
+    /// Arguments missing or wrong: what to tell the operator.
+    Refused(String),
+    /// Any other command (one hub's own, or none), with its arguments.
+    Other {
+        /// The name, lower-case.
+        name: String,
+        /// The arguments.
+        args: Vec<&'a str>,
+    },
+}
+
+/// A main-chat command line without its `!`: its name (lower-case) and arguments.
+pub fn split_command(line: &str) -> (String, Vec<&str>) {
+    let mut words = line.split_whitespace();
+    let name = words.next().unwrap_or("").to_ascii_lowercase();
+    (name, words.collect())
+}
+
+/// Read the operator command `name` with `args` ([`split_command`]).
+pub fn parse_op_command<'a>(name: String, args: Vec<&'a str>) -> OpCommand<'a> {
+    let usage = |u: &str| OpCommand::Refused(format!("Usage: {u}"));
+    let rest = |from: usize| if args.len() > from { args[from..].join(" ") } else { "no reason given".into() };
+    match name.as_str() {
+        "kick" => match args.first() {
+            Some(&victim) => OpCommand::Kick { victim, reason: rest(1) },
+            None => usage("!kick <nick> [reason]"),
+        },
+        "ban" => {
+            let (Some(&victim), Some(&dur)) = (args.first(), args.get(1)) else {
+                return usage("!ban <nick> <duration: 30m, 2h, 7d, perm> [reason]");
+            };
+            match super::parse_duration(dur) {
+                Some(duration) => OpCommand::Ban { victim, dur, duration, reason: rest(2) },
+                None => OpCommand::Refused(format!("Bad duration '{dur}': use e.g. 30m, 2h, 7d or perm.")),
+            }
+        }
+        "unban" => match args.first() {
+            Some(&victim) => OpCommand::Unban { victim },
+            None => usage("!unban <nick>"),
+        },
+        "reg" => match (args.first(), args.get(1)) {
+            (Some(&nick), Some(&password)) => {
+                OpCommand::Reg { nick, password, op: args.get(2).is_some_and(|a| a.eq_ignore_ascii_case("op")) }
+            }
+            _ => usage("!reg <nick> <password> [op]"),
+        },
+        "unreg" => match args.first() {
+            Some(&nick) => OpCommand::Unreg { nick },
+            None => usage("!unreg <nick>"),
+        },
+        "users" => OpCommand::Users,
+        _ => OpCommand::Other { name, args },
+    }
+}
+
+/// Lift every ban of `nick` (compared without regard to case); returns how many.
+pub fn lift_bans(bans: &mut Vec<Ban>, nick: &str) -> usize {
+    let before = bans.len();
+    bans.retain(|b| !b.nick.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(nick)));
+    before - bans.len()
+}
