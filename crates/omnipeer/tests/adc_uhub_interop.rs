@@ -63,6 +63,15 @@ impl Uhub {
     }
 }
 
+/// A uhub ([`Uhub::start`]), or `None` (the test skipped) when uhub is not installed.
+fn uhub(tls: bool) -> Option<(Uhub, Option<String>)> {
+    if !Uhub::available() {
+        eprintln!("uhub is not installed: skipped (scripts/install-test-deps.sh)");
+        return None;
+    }
+    Some(Uhub::start(tls))
+}
+
 impl Drop for Uhub {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -116,6 +125,18 @@ fn adc_node_with(dir: &Path, nick: &str, url: &str, client: &str) -> Node {
     n
 }
 
+/// Bob, on the NMDC hub of the node with ports `pa` and on the uhub at `url`, without
+/// Soulseek (the hub node's Soulseek source would be another one).
+fn bob_on_both_hubs(dir: &Path, pa: Ports, url: &str) -> Node {
+    let b_api = free_port();
+    let adc = format!("[[hubs]]\nurl = \"{url}\"\nname = \"uhub\"\n");
+    let b_cfg = joining_config("bob", pa, b_api, &adc).replace("[slsk_client]\n", "[slsk_client]\nenabled = false\n");
+    let b = Node::start_bare(dir, &b_cfg, b_api);
+    b.wait_network("nmdc_client", 60);
+    b.wait_network("nmdc_client@uhub", 60);
+    b
+}
+
 fn share(dir: &Path, rel: &str, data: &[u8]) -> PathBuf {
     let p = dir.join("share").join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -158,11 +179,7 @@ fn find_and_download_with(url: &str, b_client: &str) {
 
 #[test]
 fn two_nodes_on_uhub_chat_search_and_download_over_adc() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped (scripts/install-test-deps.sh)");
-        return;
-    }
-    let (hub, _) = Uhub::start(false);
+    let Some((hub, _)) = uhub(false) else { return };
     let url = format!("adc://127.0.0.1:{}", hub.port);
     let t = tempfile::tempdir().unwrap();
     share(&t.path().join("a"), "docs/Delta Notes.txt", &content(300_000, 3));
@@ -206,11 +223,7 @@ fn two_nodes_on_uhub_chat_search_and_download_over_adc() {
 
 #[test]
 fn a_node_downloads_from_another_on_plain_uhub() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
-    let (hub, _) = Uhub::start(false);
+    let Some((hub, _)) = uhub(false) else { return };
     find_and_download(&format!("adc://127.0.0.1:{}", hub.port));
     // A passive downloader: it asks the active sharer to connect (RCM, then CTM back). A
     // hub of its own: the first pair's nicks may not have left this one yet.
@@ -220,11 +233,7 @@ fn a_node_downloads_from_another_on_plain_uhub() {
 
 #[test]
 fn a_node_downloads_from_another_on_uhub_requiring_tls_with_and_without_a_keyprint() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
-    let (hub, kp) = Uhub::start(true);
+    let Some((hub, kp)) = uhub(true) else { return };
     let kp = kp.unwrap();
     // Pinned: only that certificate is taken.
     find_and_download(&format!("adcs://127.0.0.1:{}/?kp={kp}", hub.port));
@@ -234,11 +243,7 @@ fn a_node_downloads_from_another_on_uhub_requiring_tls_with_and_without_a_keypri
 
 #[test]
 fn a_wrong_keyprint_or_plain_adc_is_not_logged_in_to_a_tls_hub() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
-    let (hub, _) = Uhub::start(true);
+    let Some((hub, _)) = uhub(true) else { return };
     let t = tempfile::tempdir().unwrap();
     let wrong = format!("SHA256/{}", "A".repeat(52));
     for (dir, url) in [
@@ -350,12 +355,8 @@ fn raw_adc_user(port: u16, nick: &str) -> (std::net::TcpStream, String, std::col
 
 #[test]
 fn a_flood_of_ctms_opens_a_bounded_number_of_connections() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
     use std::io::Write;
-    let (hub, _) = Uhub::start(false);
+    let Some((hub, _)) = uhub(false) else { return };
     let t = tempfile::tempdir().unwrap();
     share(&t.path().join("b"), "x.txt", &content(1000, 1));
     let b = adc_node(&t.path().join("b"), "bob", &format!("adc://127.0.0.1:{}", hub.port));
@@ -388,11 +389,7 @@ fn a_flood_of_ctms_opens_a_bounded_number_of_connections() {
 
 #[test]
 fn results_from_an_adc_hub_and_an_nmdc_hub_merge_by_tth() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
-    let (hub, _) = Uhub::start(false);
+    let Some((hub, _)) = uhub(false) else { return };
     let adc = format!("[[hubs]]\nurl = \"adc://127.0.0.1:{}\"\nname = \"uhub\"\n", hub.port);
     let t = tempfile::tempdir().unwrap();
     // Node A runs an NMDC hub and is on uhub too, sharing one file; node B is on both.
@@ -487,12 +484,8 @@ fn wait_done_or_show(n: &Node, id: i64, secs: u64, peer: impl Fn() -> String) ->
 
 #[test]
 fn a_raw_adc_peer_gets_the_list_a_file_range_and_errors_from_a_node() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
     use std::io::{BufRead, BufReader, Read, Write};
-    let (hub, _) = Uhub::start(false);
+    let Some((hub, _)) = uhub(false) else { return };
     let t = tempfile::tempdir().unwrap();
     let data = content(200_000, 31);
     share(&t.path().join("b"), "Kappa Data.bin", &data);
@@ -549,12 +542,8 @@ fn a_raw_adc_peer_gets_the_list_a_file_range_and_errors_from_a_node() {
 
 #[test]
 fn a_peer_that_answers_a_ctm_with_another_cid_is_dropped() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
     use std::io::{Read, Write};
-    let (hub, _) = Uhub::start(false);
+    let Some((hub, _)) = uhub(false) else { return };
     let t = tempfile::tempdir().unwrap();
     share(&t.path().join("b"), "Lambda.bin", &content(1000, 3));
     let _b = adc_node(&t.path().join("b"), "bob", &format!("adc://127.0.0.1:{}", hub.port));
@@ -574,11 +563,7 @@ fn a_peer_that_answers_a_ctm_with_another_cid_is_dropped() {
 
 #[test]
 fn the_node_s_own_hub_setting_takes_an_adc_address() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
-    let (hub, _) = Uhub::start(false);
+    let Some((hub, _)) = uhub(false) else { return };
     let url = format!("adc://127.0.0.1:{}", hub.port);
     let t = tempfile::tempdir().unwrap();
     share(&t.path().join("a"), "Mu Song.opus", &content(50_000, 4));
@@ -606,15 +591,11 @@ fn the_node_s_own_hub_setting_takes_an_adc_address() {
 /// `CGET` from C), every block checked against the Tiger tree.
 #[test]
 fn a_segmented_download_takes_ranges_from_an_nmdc_and_an_adc_source_at_once() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
     const NAME: &str = "Zeta Movie.mkv";
     const SIZE: usize = 12_000_000;
     // Sharers upload at most this: the file takes seconds, so both sources get work.
     const KIB: u64 = 1024;
-    let (hub, _) = Uhub::start(false);
+    let Some((hub, _)) = uhub(false) else { return };
     let url = format!("adc://127.0.0.1:{}", hub.port);
     let t = tempfile::tempdir().unwrap();
     let data = content(SIZE, 11);
@@ -627,12 +608,7 @@ fn a_segmented_download_takes_ranges_from_an_nmdc_and_an_adc_source_at_once() {
     share(&c_dir, &format!("films/{NAME}"), &data);
     let c = adc_node_with(&c_dir, "carol", &url, &format!("[transfers]\nmax_upload_kib = {KIB}\n"));
     // B: on A's NMDC hub and on uhub; no Soulseek (A's Soulseek source would be a third).
-    let b_api = free_port();
-    let adc = format!("[[hubs]]\nurl = \"{url}\"\nname = \"uhub\"\n");
-    let b_cfg = joining_config("bob", pa, b_api, &adc).replace("[slsk_client]\n", "[slsk_client]\nenabled = false\n");
-    let b = Node::start_bare(&t.path().join("b"), &b_cfg, b_api);
-    b.wait_network("nmdc_client", 60);
-    b.wait_network("nmdc_client@uhub", 60);
+    let b = bob_on_both_hubs(&t.path().join("b"), pa, &url);
 
     let r = wait_for("a source on each hub", 90, || {
         let r = b.search_again_until("zeta movie", NAME, &["nmdc"], 30);
@@ -685,16 +661,12 @@ fn a_segmented_download_takes_ranges_from_an_nmdc_and_an_adc_source_at_once() {
 /// CTM, has no tree (`CSTA 151`) and offers every range one byte late.
 #[test]
 fn an_adc_source_answering_another_range_is_refused_and_the_file_still_matches() {
-    if !Uhub::available() {
-        eprintln!("uhub is not installed: skipped");
-        return;
-    }
     use std::io::{BufRead, BufReader, Write};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     const NAME: &str = "Theta Clip.mkv";
     const SIZE: usize = 8_000_000;
-    let (hub, _) = Uhub::start(false);
+    let Some((hub, _)) = uhub(false) else { return };
     let url = format!("adc://127.0.0.1:{}", hub.port);
     let t = tempfile::tempdir().unwrap();
     let data = content(SIZE, 13);
@@ -705,12 +677,7 @@ fn an_adc_source_answering_another_range_is_refused_and_the_file_still_matches()
     // Slow enough that Mallory is asked for ranges before Alice has sent everything.
     let a_cfg = format!("{}[transfers]\nmax_upload_kib = 1024\n", server_config("alice", pa));
     let _a = Node::start(&a_dir, &a_cfg, pa.api);
-    let b_api = free_port();
-    let adc = format!("[[hubs]]\nurl = \"{url}\"\nname = \"uhub\"\n");
-    let b_cfg = joining_config("bob", pa, b_api, &adc).replace("[slsk_client]\n", "[slsk_client]\nenabled = false\n");
-    let b = Node::start_bare(&t.path().join("b"), &b_cfg, b_api);
-    b.wait_network("nmdc_client", 60);
-    b.wait_network("nmdc_client@uhub", 60);
+    let b = bob_on_both_hubs(&t.path().join("b"), pa, &url);
 
     let (s, mine, _) = raw_adc_user(hub.port, "mallory");
     s.set_read_timeout(None).unwrap();

@@ -56,113 +56,44 @@ fn share_search_and_get_active_and_passive() {
     let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(v["size"], 2_500_000);
 
+    // `dc get` as `nick` from `from`, of `what` (`--tth`, `--path`, `--filelist`), into
+    // `out`, with `extra` options.
+    let get = |nick: &str, from: &str, what: &[&str], out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["dc", "get", "--hub", &hub_addr, "--nick", nick, "--from", from];
+        args.extend_from_slice(what);
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        run(&c, &args)
+    };
+
     // Passive download by TTH, with a partial file to resume.
     let dl = t.path().join("dl");
     std::fs::create_dir_all(&dl).unwrap();
     std::fs::write(dl.join("a.mp3"), &data[..1_000_000]).unwrap();
-    let (code, out, err) = run(
-        &c,
-        &[
-            "dc",
-            "get",
-            "--hub",
-            &hub_addr,
-            "--nick",
-            "bob",
-            "--from",
-            "alice",
-            "--tth",
-            &tth,
-            "--out",
-            dl.join("a.mp3").to_str().unwrap(),
-        ],
-    );
+    let (code, out, err) = get("bob", "alice", &["--tth", &tth], &dl.join("a.mp3"), &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("resumed at byte 1000000") && out.contains("verified"), "{out}");
     assert_eq!(std::fs::read(dl.join("a.mp3")).unwrap(), data);
 
     // Active download by path.
     let my_listen = free_addr();
-    let (code, out, err) = run(
-        &c,
-        &[
-            "dc",
-            "get",
-            "--hub",
-            &hub_addr,
-            "--nick",
-            "carol",
-            "--from",
-            "alice",
-            "--path",
-            "pub/music/Song Title.mp3",
-            "--out",
-            dl.join("b.mp3").to_str().unwrap(),
-            "--listen",
-            &my_listen,
-        ],
-    );
+    let (code, out, err) =
+        get("carol", "alice", &["--path", "pub/music/Song Title.mp3"], &dl.join("b.mp3"), &["--listen", &my_listen]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("verified"), "{out}");
     assert_eq!(std::fs::read(dl.join("b.mp3")).unwrap(), data);
 
     // The file list.
-    let (code, _, err) = run(
-        &c,
-        &[
-            "dc",
-            "get",
-            "--hub",
-            &hub_addr,
-            "--nick",
-            "dave",
-            "--from",
-            "alice",
-            "--filelist",
-            "--out",
-            dl.join("alice.xml.bz2").to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = get("dave", "alice", &["--filelist"], &dl.join("alice.xml.bz2"), &[]);
     assert_eq!(code, 0, "{err}");
     let bz = std::fs::read(dl.join("alice.xml.bz2")).unwrap();
     assert_eq!(&bz[..3], b"BZh");
 
     // Errors: a user who is not there, a file that is not shared.
-    let (code, _, err) = run(
-        &c,
-        &[
-            "dc",
-            "get",
-            "--hub",
-            &hub_addr,
-            "--nick",
-            "erin",
-            "--from",
-            "nobody",
-            "--filelist",
-            "--out",
-            dl.join("x").to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = get("erin", "nobody", &["--filelist"], &dl.join("x"), &[]);
     assert_ne!(code, 0);
     assert!(err.contains("nobody is not on the hub"), "{err}");
-    let (code, _, err) = run(
-        &c,
-        &[
-            "dc",
-            "get",
-            "--hub",
-            &hub_addr,
-            "--nick",
-            "erin",
-            "--from",
-            "alice",
-            "--path",
-            "pub/missing.bin",
-            "--out",
-            dl.join("y").to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = get("erin", "alice", &["--path", "pub/missing.bin"], &dl.join("y"), &[]);
     assert_ne!(code, 0);
     assert!(err.contains("does not share"), "{err}");
     drop(sharer);

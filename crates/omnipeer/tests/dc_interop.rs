@@ -14,7 +14,7 @@ mod support;
 mod omni;
 
 use omni::{Omni, BIN};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::eiskalt::{Eiskalt, EiskaltConfig};
@@ -115,17 +115,34 @@ fn real_clients_log_in_to_the_omnipeer_hub_and_see_each_other() {
     assert!(m.wait_output("hello from bob", T), "microdc2 printed bob's chat");
 }
 
+/// A share folder with `pub/payload.bin` (`size` test bytes from `seed`): the folder (removed
+/// on drop), `pub` and the file.
+fn pub_payload(size: usize, seed: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let share = support::temp_dir("share-");
+    let dir = share.path().join("pub");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("payload.bin");
+    support::write_test_file(&file, size, seed);
+    (share, dir, file)
+}
+
+/// A share folder with the file `name` (`size` test bytes from `seed`): the folder (removed
+/// on drop), the file and its TTH (by rhash, not by us).
+fn shared_file(name: &str, size: usize, seed: u64) -> (tempfile::TempDir, PathBuf, String) {
+    let share = support::temp_dir("share-");
+    let file = share.path().join(name);
+    support::write_test_file(&file, size, seed);
+    let tth = support::tth_rhash(&file).expect("rhash");
+    (share, file, tth)
+}
+
 #[test]
 fn microdc2_downloads_from_omnipeer_share_with_get_and_send() {
     if !support::require("microdc2_downloads_from_omnipeer_share", &["microdc2"]) {
         return;
     }
     let (_hub, addr) = Servers::hub();
-    let share = support::temp_dir("share-");
-    let dir = share.path().join("pub");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("payload.bin");
-    support::write_test_file(&file, 300_000, 3);
+    let (_share, dir, file) = pub_payload(300_000, 3);
     let _sharer = Servers::share(&addr, "sharer", &dir, true);
     let mut m = Microdc2::start(Microdc2Config {
         nick: "carol".into(),
@@ -153,11 +170,7 @@ fn eiskalt_downloads_file_list_and_file_by_tth_from_omnipeer_share() {
         return;
     }
     let (_hub, addr) = Servers::hub();
-    let share = support::temp_dir("share-");
-    let dir = share.path().join("pub");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("payload.bin");
-    support::write_test_file(&file, 3_000_000, 5);
+    let (_share, dir, file) = pub_payload(3_000_000, 5);
     let tth = support::tth_rhash(&file).expect("rhash");
     let _sharer = Servers::share(&addr, "sharer", &dir, true);
     let e = Eiskalt::start(EiskaltConfig {
@@ -196,10 +209,7 @@ fn omnipeer_gets_from_eiskalt_passive_and_active() {
         return;
     }
     let (_hub, addr) = Servers::hub();
-    let share = support::temp_dir("share-");
-    let file = share.path().join("eiskalt file.bin");
-    support::write_test_file(&file, 1_500_000, 9);
-    let tth = support::tth_rhash(&file).expect("rhash");
+    let (share, file, tth) = shared_file("eiskalt file.bin", 1_500_000, 9);
     let e = Eiskalt::start(EiskaltConfig {
         nick: "bob".into(),
         hub: addr.clone(),
@@ -228,10 +238,7 @@ fn omnipeer_gets_from_ncdc() {
         return;
     }
     let (_hub, addr) = Servers::hub();
-    let share = support::temp_dir("share-");
-    let file = share.path().join("ncdc file.bin");
-    support::write_test_file(&file, 2_500_000, 11);
-    let tth = support::tth_rhash(&file).expect("rhash");
+    let (share, file, tth) = shared_file("ncdc file.bin", 2_500_000, 11);
     let n = Ncdc::start(NcdcConfig {
         nick: "alice".into(),
         hub: addr.clone(),

@@ -193,6 +193,48 @@ fn a_source_vanishing_mid_segment_does_not_stall_the_file() {
     assert_eq!(sha256_file(Path::new(path)), sha256_file(&a.dir.join("share/big").join(NAME)));
 }
 
+/// Alice (a node with the servers) sharing `data` in `t/a`, uploading at most 512 KiB/s,
+/// so that another source gets segments too.
+fn slow_alice(t: &Path, data: &[u8]) -> (Ports, Node) {
+    let pa = Ports::free();
+    let a_dir = t.join("a");
+    share(&a_dir, data);
+    let a_cfg = format!("{}[transfers]\nmax_upload_kib = 512\n", server_config("alice", pa));
+    let a = Node::start(&a_dir, &a_cfg, pa.api);
+    (pa, a)
+}
+
+/// Bob joins alice's servers (ports `pa`) and downloads the file from its three sources;
+/// `user` (a real client) delivers verified blocks within `secs`, the file matches and
+/// nobody was dropped. `tail`: the real client's log, for a failure.
+fn bob_downloads_from_three(
+    t: &Path,
+    pa: Ports,
+    a: &Node,
+    data: &[u8],
+    user: &str,
+    secs: u64,
+    tail: impl Fn() -> String,
+) {
+    let b_api = omni::node::free_port();
+    let b = Node::start(&t.join("b"), &joining_config("bob", pa, b_api, ""), b_api);
+    let r = result_with_sources(&b, 3);
+    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"]}));
+    assert_eq!(code, 201, "{tr}");
+    let id = tr["id"].as_i64().unwrap();
+    wait_for(&format!("{user}'s verified blocks"), secs, || {
+        let s = b.get(&format!("/api/transfers/{id}/segments"));
+        let t = b.get(&format!("/api/transfers/{id}"));
+        assert_ne!(t["state"], "failed", "{t}\n{}", tail());
+        s["sources"].as_array()?.iter().any(|x| x["user"] == user && x["bytes"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    let done = b.wait_done(id, 180);
+    let path = done["local_path"].as_str().unwrap();
+    assert!(std::fs::read(path).unwrap() == data);
+    assert_eq!(sha256_file(Path::new(path)), sha256_file(&a.dir.join("share/big").join(NAME)));
+    assert_eq!(done["note"], "", "nobody was dropped");
+}
+
 #[test]
 fn eiskaltdcpp_serves_ranges_of_a_segmented_download() {
     use support::eiskalt::{Eiskalt, EiskaltConfig};
@@ -203,11 +245,7 @@ fn eiskaltdcpp_serves_ranges_of_a_segmented_download() {
     let t = tempfile::tempdir().unwrap();
     let data = content(SIZE, 7);
     // A's uploads are slow, so EiskaltDC++ gets segments.
-    let pa = Ports::free();
-    let a_dir = t.path().join("a");
-    share(&a_dir, &data);
-    let a_cfg = format!("{}[transfers]\nmax_upload_kib = 512\n", server_config("alice", pa));
-    let a = Node::start(&a_dir, &a_cfg, pa.api);
+    let (pa, a) = slow_alice(t.path(), &data);
     let ek_share = t.path().join("ek-share");
     std::fs::create_dir_all(&ek_share).unwrap();
     std::fs::write(ek_share.join(NAME), &data).unwrap();
@@ -219,28 +257,8 @@ fn eiskaltdcpp_serves_ranges_of_a_segmented_download() {
         ..Default::default()
     });
     assert!(ek.wait_logged_in(Duration::from_secs(30)), "{}", ek.daemon_output());
-    let b_api = omni::node::free_port();
-    let b = Node::start(&t.path().join("b"), &joining_config("bob", pa, b_api, ""), b_api);
     // alice on NMDC and Soulseek, ekuser on NMDC.
-    let r = result_with_sources(&b, 3);
-    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"]}));
-    assert_eq!(code, 201, "{tr}");
-    let id = tr["id"].as_i64().unwrap();
-    wait_for("ekuser's verified blocks", 90, || {
-        let s = b.get(&format!("/api/transfers/{id}/segments"));
-        let t = b.get(&format!("/api/transfers/{id}"));
-        assert_ne!(t["state"], "failed", "{t}");
-        s["sources"]
-            .as_array()?
-            .iter()
-            .any(|x| x["user"] == "ekuser" && x["bytes"].as_u64().unwrap_or(0) > 0)
-            .then_some(())
-    });
-    let done = b.wait_done(id, 180);
-    let path = done["local_path"].as_str().unwrap();
-    assert!(std::fs::read(path).unwrap() == data);
-    assert_eq!(sha256_file(Path::new(path)), sha256_file(&a.dir.join("share/big").join(NAME)));
-    assert_eq!(done["note"], "", "nobody was dropped");
+    bob_downloads_from_three(t.path(), pa, &a, &data, "ekuser", 90, String::new);
 }
 
 #[test]
@@ -251,11 +269,7 @@ fn aioslsk_serves_segments_from_an_offset() {
     }
     let t = tempfile::tempdir().unwrap();
     let data = content(SIZE, 7);
-    let pa = Ports::free();
-    let a_dir = t.path().join("a");
-    share(&a_dir, &data);
-    let a_cfg = format!("{}[transfers]\nmax_upload_kib = 512\n", server_config("alice", pa));
-    let a = Node::start(&a_dir, &a_cfg, pa.api);
+    let (pa, a) = slow_alice(t.path(), &data);
     let peer = Peer::spawn(
         Client::Aioslsk,
         &format!("127.0.0.1:{}", pa.slsk),
@@ -265,28 +279,8 @@ fn aioslsk_serves_segments_from_an_offset() {
     let wait = Duration::from_secs(60);
     peer.wait_logged_in(wait).unwrap_or_else(|e| panic!("{e}\n{}", peer.stderr_tail(30)));
     peer.wait_event("shares_scanned", |_| true, wait).expect("aioslsk scanned its share");
-    let b_api = omni::node::free_port();
-    let b = Node::start(&t.path().join("b"), &joining_config("bob", pa, b_api, ""), b_api);
     // alice on NMDC and Soulseek, aiouser on Soulseek.
-    let r = result_with_sources(&b, 3);
-    let (code, tr) = b.post("/api/transfers", json!({"result": r["id"]}));
-    assert_eq!(code, 201, "{tr}");
-    let id = tr["id"].as_i64().unwrap();
-    wait_for("aiouser's verified blocks", 120, || {
-        let s = b.get(&format!("/api/transfers/{id}/segments"));
-        let t = b.get(&format!("/api/transfers/{id}"));
-        assert_ne!(t["state"], "failed", "{t}\n{}", peer.stderr_tail(30));
-        s["sources"]
-            .as_array()?
-            .iter()
-            .any(|x| x["user"] == "aiouser" && x["bytes"].as_u64().unwrap_or(0) > 0)
-            .then_some(())
-    });
-    let done = b.wait_done(id, 180);
-    let path = done["local_path"].as_str().unwrap();
-    assert!(std::fs::read(path).unwrap() == data);
-    assert_eq!(sha256_file(Path::new(path)), sha256_file(&a.dir.join("share/big").join(NAME)));
-    assert_eq!(done["note"], "", "nobody was dropped");
+    bob_downloads_from_three(t.path(), pa, &a, &data, "aiouser", 120, || peer.stderr_tail(30));
 }
 
 #[test]
