@@ -22,7 +22,7 @@
 //! [`LineError`], and every length is checked against a limit below.
 
 use data_encoding::BASE32_NOPAD;
-use omnipeer_nmdc::framing::{FrameReader, Framing};
+use omnipeer_nmdc::framing::{FrameReader, FrameTooLong};
 use std::fmt;
 use thiserror::Error;
 
@@ -638,16 +638,9 @@ pub enum LineError {
     },
 }
 
-/// ADC lines: `\n`-terminated, at most [`MAX_LINE`] bytes by default.
-#[derive(Debug)]
-pub struct AdcFraming;
-
-impl Framing for AdcFraming {
-    const DELIMITER: u8 = b'\n';
-    const DEFAULT_LIMIT: usize = MAX_LINE;
-    type Error = LineError;
-    fn too_long(limit: usize) -> LineError {
-        LineError::TooLong { limit }
+impl From<FrameTooLong> for LineError {
+    fn from(e: FrameTooLong) -> Self {
+        LineError::TooLong { limit: e.limit }
     }
 }
 
@@ -657,7 +650,7 @@ impl Framing for AdcFraming {
 /// peer that never ends a line costs at most `limit` bytes plus one pushed chunk before
 /// [`LineError::TooLong`]. The limit is raised from [`MAX_LINE_LOGIN`] to [`MAX_LINE`]
 /// after `BINF`.
-pub type LineReader = FrameReader<AdcFraming>;
+pub type LineReader = FrameReader<b'\n', MAX_LINE, LineError>;
 
 #[cfg(test)]
 mod tests {

@@ -36,56 +36,47 @@ pub enum FramingError {
     },
 }
 
-/// What a [`FrameReader`] splits on, its default limit, and its error for a frame longer
-/// than the limit. NMDC's is [`NmdcFraming`]; ADC's lines (`omnipeer_adc::message`) are
-/// another.
-pub trait Framing {
-    /// The byte that ends a frame (not part of it).
-    const DELIMITER: u8;
-    /// The limit of a [`FrameReader::default`].
-    const DEFAULT_LIMIT: usize;
-    /// The error for a frame over the limit.
-    type Error;
-    /// The error for a frame over `limit` bytes.
-    fn too_long(limit: usize) -> Self::Error;
+/// A frame longer than a [`FrameReader`]'s limit: each protocol turns it into its own
+/// error (NMDC's [`FramingError::TooLong`], ADC's `LineError::TooLong`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameTooLong {
+    /// The limit exceeded.
+    pub limit: usize,
 }
 
-/// NMDC commands: `|`-terminated, at most [`MAX_COMMAND`] bytes by default.
-#[derive(Debug)]
-pub struct NmdcFraming;
-
-impl Framing for NmdcFraming {
-    const DELIMITER: u8 = b'|';
-    const DEFAULT_LIMIT: usize = MAX_COMMAND;
-    type Error = FramingError;
-    fn too_long(limit: usize) -> FramingError {
-        FramingError::TooLong { limit }
+impl From<FrameTooLong> for FramingError {
+    fn from(e: FrameTooLong) -> Self {
+        FramingError::TooLong { limit: e.limit }
     }
 }
 
-/// Splits a byte stream into frames ended by `F::DELIMITER`, of at most `limit` bytes
-/// each (the delimiter excluded). Empty frames (keep-alives, which ncdc and DC++ send on
-/// idle hub connections) are skipped.
+/// Splits a byte stream into frames ended by `DELIMITER`, of at most `limit` bytes each
+/// (the delimiter excluded; [`FrameReader::default`]: `DEFAULT_LIMIT`), reporting a longer
+/// one as `E`. Empty frames (keep-alives, which ncdc and DC++ send on idle hub
+/// connections) are skipped.
 ///
 /// Bytes are buffered only up to the limit: a peer that never sends the delimiter costs at
-/// most `limit` bytes plus one pushed chunk before `F::too_long`.
+/// most `limit` bytes plus one pushed chunk before the error.
 #[derive(Debug)]
-pub struct FrameReader<F> {
+pub struct FrameReader<const DELIMITER: u8, const DEFAULT_LIMIT: usize, E> {
     buf: Vec<u8>,
     /// Start of unconsumed data in `buf`.
     start: usize,
     /// How far `buf[start..]` has been searched for the delimiter already.
     scanned: usize,
     limit: usize,
-    framing: PhantomData<F>,
+    error: PhantomData<E>,
 }
 
-/// Splits a byte stream into `|`-terminated commands of at most `limit` bytes.
-pub type CommandReader = FrameReader<NmdcFraming>;
+/// Splits a byte stream into `|`-terminated commands of at most `limit` bytes (by default
+/// [`MAX_COMMAND`]).
+pub type CommandReader = FrameReader<b'|', MAX_COMMAND, FramingError>;
 
-impl<F: Framing> Default for FrameReader<F> {
+impl<const DELIMITER: u8, const DEFAULT_LIMIT: usize, E: From<FrameTooLong>> Default
+    for FrameReader<DELIMITER, DEFAULT_LIMIT, E>
+{
     fn default() -> Self {
-        FrameReader::with_limit(F::DEFAULT_LIMIT)
+        FrameReader::with_limit(DEFAULT_LIMIT)
     }
 }
 
@@ -102,10 +93,10 @@ impl CommandReader {
     }
 }
 
-impl<F: Framing> FrameReader<F> {
+impl<const DELIMITER: u8, const DEFAULT_LIMIT: usize, E: From<FrameTooLong>> FrameReader<DELIMITER, DEFAULT_LIMIT, E> {
     /// A reader for frames of at most `limit` bytes (terminator excluded).
     pub fn with_limit(limit: usize) -> Self {
-        FrameReader { buf: Vec::new(), start: 0, scanned: 0, limit, framing: PhantomData }
+        FrameReader { buf: Vec::new(), start: 0, scanned: 0, limit, error: PhantomData }
     }
 
     /// Change the limit (a hub connection may allow long `$NickList`s; an ADC hub raises it
@@ -131,15 +122,15 @@ impl<F: Framing> FrameReader<F> {
 
     /// The next complete frame without its delimiter, or `Ok(None)` if more bytes are
     /// needed. Empty frames (keep-alives) are skipped.
-    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, F::Error> {
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, E> {
         loop {
             let pending = &self.buf[self.start..];
             let from = self.scanned.min(pending.len());
-            match pending[from..].iter().position(|&b| b == F::DELIMITER) {
+            match pending[from..].iter().position(|&b| b == DELIMITER) {
                 Some(i) => {
                     let end = from + i;
                     if end > self.limit {
-                        return Err(F::too_long(self.limit));
+                        return Err(FrameTooLong { limit: self.limit }.into());
                     }
                     let frame = pending[..end].to_vec();
                     self.start += end + 1;
@@ -152,7 +143,7 @@ impl<F: Framing> FrameReader<F> {
                 }
                 None => {
                     if pending.len() > self.limit {
-                        return Err(F::too_long(self.limit));
+                        return Err(FrameTooLong { limit: self.limit }.into());
                     }
                     self.scanned = pending.len();
                     return Ok(None);

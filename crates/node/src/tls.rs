@@ -325,24 +325,24 @@ impl AnyCertificate {
 /// 1.3, and the provider's schemes.
 macro_rules! signature_checks {
     () => {
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.verify_signature(message, cert, dss)
-        }
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.verify_signature(message, cert, dss)
-        }
+        signature_check!(verify_tls12_signature);
+        signature_check!(verify_tls13_signature);
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.provider.signature_verification_algorithms.supported_schemes()
+        }
+    };
+}
+
+/// One of `signature_checks`' two: `name` by [`AnyCertificate::verify_signature`].
+macro_rules! signature_check {
+    ($name:ident) => {
+        fn $name(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.verify_signature(message, cert, dss)
         }
     };
 }
