@@ -10,14 +10,21 @@
 //! - omnipeer creates a conference and invites a c-toxcore bot and a second omnipeer that
 //!   is not the bot's friend: lines go both ways, and the bot's line reaches the second
 //!   omnipeer (and its echo comes back) only through the first omnipeer's relaying,
-//!   exactly once.
+//!   exactly once;
+//! - the node (`omnipeer up`) creates a conference through its API, invites a c-toxcore
+//!   friend, chats with it through the chat API and lists its peers as the chat's users;
+//!   after a restart it is still in the conference and the friend rejoins; an invite from
+//!   another c-toxcore friend is shown and accepted through the API.
 //!
 //! Skips (and passes) when c-toxcore is not installed; `scripts/install-test-deps.sh`
 //! installs it.
 
+mod omni;
 mod tox_support;
 
+use omni::node::{server_config, Node, Ports};
 use omnipeer_tox::crypto::SecretKey;
+use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 use tox_support::{free_udp_port, Bootstrapd, Bot, BotOptions, Proc};
@@ -217,4 +224,119 @@ fn omnipeer_creates_conference_and_relays_between_its_friends() {
         // Each omnipeer sees the other's echo once (never its own).
         assert_eq!(count(o, &format!("conference {cid} omnipeer: echo: line from carol")), 1, "{}", o.log());
     }
+}
+
+/// Waits up to `T` for `f`; on timeout panics with `why()`.
+fn wait<V>(what: &str, mut f: impl FnMut() -> Option<V>, why: impl Fn() -> String) -> V {
+    let end = std::time::Instant::now() + T;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < end, "timed out waiting for {what}\n{}", why());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn chat_lines(n: &Node, chat: &str) -> Vec<Value> {
+    n.get(&format!("/api/chats/messages?chat={chat}")).as_array().cloned().unwrap_or_default()
+}
+
+fn user_nicks(n: &Node, chat: &str) -> Vec<String> {
+    let u = n.get(&format!("/api/users?chat={chat}"));
+    u.as_array().map(|a| a.iter().filter_map(|x| x["nick"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+/// The node's conference chats through its API, with a c-toxcore friend (Carol echoes
+/// every line), across a restart; then an invite from Dave accepted through the API.
+#[test]
+fn node_conference_through_the_api_survives_a_restart() {
+    if !tox_support::require("node_conference_through_the_api_survives_a_restart") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p)
+        .replace("[tox]\n", &format!("[tox]\nauto_accept = true\nbootstrap = \"{}\"\n", bsd.node_spec()));
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let carol = Bot::start(
+        BotOptions::new()
+            .bootstrap(&bsd.node_spec())
+            .friend_request(&id)
+            .args(&["-n", "carol", "-J", "-E"])
+            .timeout_secs(400),
+    );
+    let c_pk = carol.public_key();
+    let logs = || format!("{}\nnode /api/tox/conferences: {}", carol.log(), n.get("/api/tox/conferences"));
+    let online = |n: &Node, pk: &str| {
+        n.get("/api/tox")["friends"].as_array()?.iter().find(|f| f["pk"] == pk && f["online"] == true).cloned()
+    };
+    wait("Carol online", || online(&n, &c_pk), logs);
+    let (code, c) = n.post("/api/tox/conferences", json!({"title": "node room"}));
+    assert_eq!(code, 201, "{c}");
+    let cid = c["id"].as_str().unwrap().to_owned();
+    let chat = format!("tox:conference:{cid}");
+    assert_eq!((c["chat"].as_str(), c["title"].as_str()), (Some(chat.as_str()), Some("node room")), "{c}");
+    let (code, e) = n.post(&format!("/api/tox/conferences/{cid}/invite"), json!({"friend": "00"}));
+    assert_eq!(code, 400, "{e}");
+    let (code, c) = n.post(&format!("/api/tox/conferences/{cid}/invite"), json!({"friend": c_pk}));
+    assert_eq!(code, 200, "{c}");
+    expect(&carol.proc, "CONFERENCE_JOINED 0", &[&carol.proc]);
+    wait("Carol in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
+    let chats = n.get("/api/chats");
+    let listed = chats.as_array().unwrap().iter().find(|x| x["id"] == chat.as_str()).cloned();
+    let listed = listed.unwrap_or_else(|| panic!("{chats}"));
+    assert_eq!((listed["kind"].as_str(), listed["name"].as_str()), (Some("conference"), Some("node room")), "{listed}");
+    // A line each way.
+    let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": "hello conference"}));
+    assert_eq!(code, 201, "{m}");
+    expect(&carol.proc, "CONFERENCE_MESSAGE 0 'alice' 'hello conference'", &[&carol.proc]);
+    let echo = |n: &Node, text: &str| {
+        chat_lines(n, &chat).into_iter().find(|l| l["text"] == text && l["nick"] == "carol" && l["own"] == false)
+    };
+    wait("Carol's echo", || echo(&n, "echo: hello conference"), logs);
+
+    // A restart: still in the conference, Carol rejoins, lines flow again.
+    drop(n);
+    let n = Node::restart(dir.path(), p.api);
+    let logs = || format!("{}\nnode /api/tox/conferences: {}", carol.log(), n.get("/api/tox/conferences"));
+    let confs = n.get("/api/tox/conferences");
+    assert!(confs["conferences"].as_array().unwrap().iter().any(|c| c["id"] == cid.as_str()), "{confs}");
+    wait("Carol back in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
+    let sent = wait(
+        "a line after the restart",
+        || {
+            let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": "after the restart"}));
+            (code == 201).then_some(m)
+        },
+        logs,
+    );
+    assert_eq!(sent["own"], true, "{sent}");
+    wait("Carol's echo after the restart", || echo(&n, "echo: after the restart"), logs);
+
+    // Dave invites the node: the invite shows, is accepted, Dave's line arrives.
+    let dave = Bot::start(
+        BotOptions::new()
+            .bootstrap(&bsd.node_spec())
+            .friend_request(&id)
+            .args(&["-n", "dave", "-G", "0", "-M", "from dave", "-K", "2"])
+            .timeout_secs(300),
+    );
+    let logs = || format!("{}\nnode /api/tox/conferences: {}", dave.log(), n.get("/api/tox/conferences"));
+    let invite = wait("Dave's invite", || n.get("/api/tox/conferences")["invites"].as_array()?.first().cloned(), logs);
+    assert_eq!(invite["friend"], dave.public_key(), "{invite}");
+    let (code, e) = n.post("/api/tox/conference-invites/999/accept", json!({}));
+    assert_eq!(code, 404, "{e}");
+    let (code, joined) = n.post(&format!("/api/tox/conference-invites/{}/accept", invite["invite"]), json!({}));
+    assert_eq!(code, 200, "{joined}");
+    let dchat = format!("tox:conference:{}", joined["id"].as_str().unwrap());
+    assert_ne!(dchat, chat);
+    wait(
+        "Dave's line",
+        || chat_lines(&n, &dchat).into_iter().find(|l| l["text"] == "from dave" && l["nick"] == "dave"),
+        logs,
+    );
+    assert_eq!(n.get("/api/tox/conferences")["invites"], json!([]));
 }

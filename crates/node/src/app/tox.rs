@@ -662,6 +662,8 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) -> anyhow::Result<()> {
+        // The conferences loaded from the last run, for the API.
+        self.sync_conferences();
         let shutdown = self.node.shutdown.clone();
         loop {
             let until = tokio::time::Instant::now() + REFRESH;
