@@ -1754,6 +1754,39 @@ mod tests {
     }
 
     proptest! {
+        /// The machine fed arbitrary conference packets (valid ids, random bodies) from a
+        /// friend in two conferences: no panic, and its limits hold.
+        #[test]
+        fn machine_survives_arbitrary_packets(
+            packets in proptest::collection::vec((96u8..=100, proptest::collection::vec(any::<u8>(), 0..200)), 0..40)
+        ) {
+            let now = Instant::now();
+            let friend = pk(9);
+            let mut c = Conferences::new(pk(1), pk(2), "me", [3; 32]);
+            c.friend_online(friend, pk(10));
+            let own = c.create(now).unwrap();
+            c.invite(own, &friend).unwrap();
+            let inv = ConferencePacket::Invite { group: 0, kind: TYPE_TEXT, id: [9; 32] }.encode();
+            c.handle_packet(now, &friend, &inv).unwrap();
+            c.join(now, 1).unwrap();
+            for (i, (id, body)) in packets.iter().enumerate() {
+                let mut p = vec![*id];
+                // Aim most packets at our two conferences.
+                p.extend_from_slice(&[0, (i % 2) as u8]);
+                p.extend_from_slice(body);
+                let _ = c.handle_packet(now, &friend, &p);
+                let _ = c.send_message(now, (i % 2) as u32, MessageKind::Normal, "x");
+            }
+            c.tick(now + FREEZE_TIMEOUT);
+            for n in c.list() {
+                prop_assert!(c.peers(n).unwrap().len() <= MAX_PEERS);
+            }
+            prop_assert!(c.invites().len() <= MAX_PENDING_INVITES);
+            while let Some((_, p)) = c.poll_transmit() {
+                prop_assert!(p.len() <= MAX_PACKET_LEN);
+            }
+        }
+
         #[test]
         fn decode_never_panics_and_reencodes(data in proptest::collection::vec(any::<u8>(), 0..1500)) {
             if let Ok(p) = ConferencePacket::decode(&data) {

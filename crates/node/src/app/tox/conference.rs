@@ -395,7 +395,7 @@ impl Node {
                 relation: None,
             })
             .collect();
-        users.sort_by(|a, b| a.nick.to_lowercase().cmp(&b.nick.to_lowercase()));
+        users.sort_by_key(|a| a.nick.to_lowercase());
         Ok(users)
     }
 }
@@ -416,7 +416,8 @@ mod tests {
         };
         assert_eq!(decode(&encode(std::slice::from_ref(&c))), vec![c.clone()]);
         assert!(decode("nonsense").is_empty());
-        let mixed = format!("[{{\"id\": 5}}, {}]", &encode(&[c.clone()])[1..encode(&[c.clone()]).len() - 1]);
+        let one = encode(std::slice::from_ref(&c));
+        let mixed = format!("[{{\"id\": 5}}, {}]", &one[1..one.len() - 1]);
         assert_eq!(decode(&mixed), vec![c]);
     }
 }
