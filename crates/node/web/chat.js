@@ -212,7 +212,8 @@ export class ChatView {
           marks.length ? h("span", { class: "marks" }, ` ${marks.join(" · ")}`) : null,
           h("span", { class: "shared" }, shared),
           u.description ? h("span", { class: "desc", title: u.description }, u.description) : null,
-          h(
+          // Conference peers (Tox): no private message, browse or marks.
+          c.network === "tox" ? null : h(
             "span",
             { class: "user-actions" },
             h("button", { type: "button", class: "small", "data-testid": "user-pm", "aria-label": `Private message to ${u.nick}`, onclick: () => this.open(`${prefix}:pm:${u.nick}`).then(() => this.input.focus()) }, "Message"),

@@ -14,7 +14,8 @@
 //! - the node (`omnipeer up`) creates a conference through its API, invites a c-toxcore
 //!   friend, chats with it through the chat API and lists its peers as the chat's users;
 //!   after a restart it is still in the conference and the friend rejoins; an invite from
-//!   another c-toxcore friend is shown and accepted through the API.
+//!   another c-toxcore friend is shown and accepted through the API;
+//! - the same through the web UI in a headless Chromium (tests/web/tox_conference.mjs).
 //!
 //! Skips (and passes) when c-toxcore is not installed; `scripts/install-test-deps.sh`
 //! installs it.
@@ -339,4 +340,47 @@ fn node_conference_through_the_api_survives_a_restart() {
         logs,
     );
     assert_eq!(n.get("/api/tox/conferences")["invites"], json!([]));
+}
+
+/// The Tox tab's conference card in a real headless Chromium (tests/web/tox_conference.mjs):
+/// create with a title, invite an online c-toxcore friend, chat, see the friend as a user.
+#[test]
+fn web_ui_creates_a_conference_and_chats() {
+    if !tox_support::require("web_ui_creates_a_conference_and_chats") {
+        return;
+    }
+    if !omni::web::web_deps_or_skip("web_ui_creates_a_conference_and_chats") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p)
+        .replace("[tox]\n", &format!("[tox]\nauto_accept = true\nbootstrap = \"{}\"\n", bsd.node_spec()));
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let carol = Bot::start(
+        BotOptions::new()
+            .bootstrap(&bsd.node_spec())
+            .friend_request(&id)
+            .args(&["-n", "carol", "-J", "-E"])
+            .timeout_secs(300),
+    );
+    let out = dir.path().join("browser");
+    let (ok, lines) = omni::web::run_web_script(
+        "tox_conference.mjs",
+        &[
+            ("OMNI_URL", format!("{}/", n.base)),
+            ("OMNI_FRIEND", carol.public_key()),
+            ("OMNI_NAME", "carol".into()),
+            ("OMNI_OUT", out.display().to_string()),
+        ],
+        Duration::from_secs(300),
+    );
+    if !ok {
+        let kept = dir.keep();
+        panic!("tox_conference.mjs failed; files kept in {}\n{}\n{}", kept.display(), lines.join("\n"), carol.log());
+    }
+    // What the page did really happened: carol got the line from alice.
+    expect(&carol.proc, "CONFERENCE_MESSAGE 0 'alice' 'hello conference from the browser'", &[&carol.proc]);
 }
