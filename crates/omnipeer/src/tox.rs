@@ -38,7 +38,8 @@ pub enum ToxCmd {
         profile: PathBuf,
     },
     /// Accept every friend request and echo each message back as "echo: <message>";
-    /// prints our Tox ID on stdout first
+    /// join every conference (group chat) a friend invites us to and echo its lines the
+    /// same way; prints our Tox ID on stdout first
     Echo {
         /// Profile file; created if missing
         #[arg(long, value_name = "FILE")]
@@ -54,7 +55,7 @@ pub enum ToxCmd {
         incoming: Option<PathBuf>,
         /// Conferences (group chats): create one and invite these friends (Tox IDs or
         /// public keys, comma-separated) as each comes online. Invites from friends are
-        /// always accepted, and every conference line is echoed as "echo: <line>"
+        /// always accepted, and every conference line is echoed as "echo: <line>" (except lines starting with "echo: ")
         #[arg(long, value_name = "FRIENDS", value_delimiter = ',')]
         conference_with: Vec<String>,
     },

@@ -1087,6 +1087,7 @@ impl Conferences {
             }
             Direct::Response(entries) => {
                 let mut connected_now = false;
+                let mut named = false;
                 for e in entries {
                     let c = self.confs.get_mut(&group).expect("found");
                     if c.status == Status::Joining && e.real_pk == self_pk {
@@ -1099,6 +1100,7 @@ impl Conferences {
                         let c = self.confs.get_mut(&group).expect("found");
                         if let Some(p) = c.peers.get_mut(&e.number) {
                             if !p.name_set && p.real_pk != self_pk {
+                                named |= p.name != e.name;
                                 p.name = e.name;
                                 p.name_set = true;
                             }
@@ -1113,7 +1115,10 @@ impl Conferences {
                     self.events.push_back(ConferenceEvent::Connected { conference: group as u32 });
                 }
                 self.connect_friends(group);
-                self.events.push_back(ConferenceEvent::PeerList { conference: group as u32 });
+                // New peers were reported by add_peer; names learnt here are reported once.
+                if named || connected_now {
+                    self.events.push_back(ConferenceEvent::PeerList { conference: group as u32 });
+                }
             }
             Direct::Title(t) => {
                 if c.title != t && !t.is_empty() {
