@@ -285,6 +285,8 @@ fn node_conference_through_the_api_survives_a_restart() {
     let (code, c) = n.post(&format!("/api/tox/conferences/{cid}/invite"), json!({"friend": c_pk}));
     assert_eq!(code, 200, "{c}");
     expect(&carol.proc, "CONFERENCE_JOINED 0", &[&carol.proc]);
+    // The title reached c-toxcore with the peer list.
+    expect(&carol.proc, "CONFERENCE_TITLE 0 'node room'", &[&carol.proc]);
     wait("Carol in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
     let chats = n.get("/api/chats");
     let listed = chats.as_array().unwrap().iter().find(|x| x["id"] == chat.as_str()).cloned();
@@ -340,6 +342,21 @@ fn node_conference_through_the_api_survives_a_restart() {
         logs,
     );
     assert_eq!(n.get("/api/tox/conferences")["invites"], json!([]));
+
+    // Leaving: Carol sees us go (KILL_PEER), the conference is no longer listed.
+    // (Carol printed that list once already, when the restart froze us.)
+    let alone = "CONFERENCE_PEERS 0 1 'carol'";
+    let before = count(&carol.proc, alone);
+    let (code, _, body) = n.request("delete", &format!("/api/tox/conferences/{cid}"), "");
+    assert_eq!(code, 200, "{body}");
+    // Well before FREEZE_TIMEOUT (60 s): Carol heard our KILL_PEER, she did not time us out.
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while count(&carol.proc, alone) == before {
+        assert!(std::time::Instant::now() < end, "Carol did not see us leave\n{}", carol.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let confs = n.get("/api/tox/conferences");
+    assert!(!confs["conferences"].as_array().unwrap().iter().any(|c| c["id"] == cid.as_str()), "{confs}");
 }
 
 /// The Tox tab's conference card in a real headless Chromium (tests/web/tox_conference.mjs):

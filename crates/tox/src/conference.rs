@@ -841,7 +841,9 @@ impl Conferences {
     /// its DHT key. Conference connections with it are paired again (97), and frozen
     /// conferences it was in are rejoined (100).
     pub fn friend_online(&mut self, friend: PublicKey, temp_pk: PublicKey) {
-        self.friends_online.insert(friend, temp_pk);
+        if self.friends_online.insert(friend, temp_pk).is_some() {
+            return; // known online already (told early, see `is_friend_online`)
+        }
         let mut to_send = vec![];
         for (&n, c) in self.confs.iter_mut() {
             if c.status != Status::Connected {
@@ -858,6 +860,11 @@ impl Conferences {
         for p in to_send {
             self.send(friend, p);
         }
+    }
+
+    /// Whether [`Conferences::friend_online`] was told about `friend` (and not offline since).
+    pub fn is_friend_online(&self, friend: &PublicKey) -> bool {
+        self.friends_online.contains_key(friend)
     }
 
     /// A friend's connection went down: its conference connections wait for it again;

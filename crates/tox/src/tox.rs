@@ -773,6 +773,12 @@ impl Tox {
                 if let NetCryptoEvent::Lossless { peer, data } = &e {
                     let conf = data.first().is_some_and(|&b| crate::conference::is_conference_packet(b));
                     if conf && self.messenger.is_online(peer) {
+                        // Its ONLINE may have come in this very batch, before the
+                        // FriendOnline event below: the conferences hear of it first.
+                        if !self.conferences.is_friend_online(peer) {
+                            let temp = self.nc.peer_dht_pk(peer).unwrap_or(*peer);
+                            self.conferences.friend_online(*peer, temp);
+                        }
                         // Malformed or unexpected: dropped, the friend stays (c-toxcore too).
                         let _ = self.conferences.handle_packet(now, peer, data);
                     }

@@ -59,6 +59,7 @@
  *   CONFERENCE_CONNECTED <conference>     CONFERENCE_SENT <conference> '<text>'
  *   CONFERENCE_PEERS <conference> <count> '<name>'...   (on every list or name change)
  *   CONFERENCE_MESSAGE <conference> '<peer name>' '<text>'   (lines from others only)
+ *   CONFERENCE_TITLE <conference> '<title>'
  *   DONE                      (all echoes back, with -x)
  *   TIMEOUT
  * Exit codes: 0 success / normal end, 1 timeout with -x, 2 usage or setup error.
@@ -385,7 +386,13 @@ static void on_conf_peer_list(Tox *t, uint32_t c, void *ud) {
     conf_print_peers(t, c);
 }
 
+static void on_conf_title(Tox *t, uint32_t c, uint32_t peer, const uint8_t *title, size_t len, void *ud) {
+    (void)t; (void)peer; (void)ud;
+    printf("CONFERENCE_TITLE %u '%.*s'\n", c, (int)len, (const char *)title);
+}
+
 static void conf_setup(Tox *t) {
+    tox_callback_conference_title(t, on_conf_title);
     tox_callback_conference_invite(t, on_conf_invite);
     tox_callback_conference_connected(t, on_conf_connected);
     tox_callback_conference_message(t, on_conf_message);
