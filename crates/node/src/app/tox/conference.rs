@@ -236,12 +236,13 @@ impl Task {
                 let _ = reply.send(r);
             }
             ConfCmd::Accept { invite, reply } => {
+                let friend = self.client.tox().conference_invites().into_iter().find(|i| i.0 == invite).map(|i| i.1);
                 let r = self.client.tox().conference_join(now, invite).map_err(anyhow::Error::from).and_then(|n| {
                     Ok(PublicKey(self.client.tox().conference_id(n).ok_or_else(|| anyhow!("conference gone"))?)
                         .to_hex())
                 });
                 if let Ok(id) = &r {
-                    let friend = String::new();
+                    let friend = friend.map(|f| f.to_hex()).unwrap_or_default();
                     let inv = ToxConferenceInvite { invite, friend, conference: id.clone() };
                     self.node.emit(Event::ToxConferenceInvite { invite: inv, pending: false });
                 }
