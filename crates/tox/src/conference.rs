@@ -824,6 +824,14 @@ impl Conferences {
         if c.status != Status::Connected || c.online_conns() == 0 {
             return Err(ConferenceError::NotConnected);
         }
+        // Our name goes out before anything else we say once connected (the tick would
+        // send it later), so peers never show a line of ours under an empty name.
+        if c.need_send_name && !matches!(body, Message::Name(_)) {
+            c.need_send_name = false;
+            let name = self.name.clone();
+            self.broadcast(now, conference, Message::Name(name))?;
+        }
+        let c = self.conf_mut(conference)?;
         c.message_number = c.message_number.wrapping_add(1).max(1);
         let (peer, number) = (c.peer_number, c.message_number);
         if matches!(body, Message::Ping) {
