@@ -200,6 +200,17 @@ pub struct ToxSection {
     pub bootstrap: String,
     /// Accept every friend request without asking.
     pub auto_accept: bool,
+    /// UDP on (c-toxcore's udp_enabled); off: TCP relays only.
+    #[serde(default = "yes")]
+    pub udp: bool,
+    /// TCP relays `HOST:PORT:KEY`, used when UDP is off or gets no answer
+    /// (docs/protocols/tox.md#tcp-relays).
+    #[serde(default)]
+    pub tcp_relays: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[slsk_server]`.
@@ -510,6 +521,12 @@ impl Config {
                 if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
                     bail!("[tox].bootstrap {spec:?}: the DHT key must be 64 hex digits");
                 }
+            }
+        }
+        for spec in &self.tox.tcp_relays {
+            let key = spec.trim().rsplit_once(':').map(|(_, k)| k).unwrap_or("");
+            if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("[tox].tcp_relays {spec:?}: expected HOST:PORT:KEY (64 hex digits)");
             }
         }
         if !self.nmdc_client.listen.is_empty() {

@@ -162,6 +162,10 @@ struct ServerConn {
     routes: Vec<Option<Route>>,
     last_ping: Instant,
     ping_id: u64,
+    /// The driver says this client's socket queue is nearly full: data routed or sent
+    /// out-of-band to it is dropped (before sealing), as c-toxcore's relay drops
+    /// non-priority packets it cannot write, instead of dropping the client.
+    busy: bool,
 }
 
 /// The relay server (c-toxcore TCP_server).
@@ -214,6 +218,7 @@ impl TcpRelayServer {
                 routes: vec![None; NUM_CLIENT_CONNECTIONS],
                 last_ping: now,
                 ping_id: 0,
+                busy: false,
             },
         );
         Some(id)
@@ -339,7 +344,7 @@ impl TcpRelayServer {
                     return Err(TcpError::Malformed(kind));
                 }
                 let from = self.conns[&conn].pk;
-                if let Some(&to) = self.by_pk.get(&dest) {
+                if let Some(&to) = self.by_pk.get(&dest).filter(|to| !self.conns.get(to).is_some_and(|c| c.busy)) {
                     let mut r = Vec::with_capacity(p.len());
                     r.push(id::OOB_RECV);
                     r.extend_from_slice(&from.0);
@@ -358,7 +363,7 @@ impl TcpRelayServer {
             cid => {
                 let slot = (cid - NUM_RESERVED_PORTS) as usize;
                 let other = self.conns.get(&conn).and_then(|c| c.routes[slot]).and_then(|r| r.other);
-                if let Some((to, their_slot)) = other {
+                if let Some((to, their_slot)) = other.filter(|(to, _)| !self.conns.get(to).is_some_and(|c| c.busy)) {
                     let mut r = Vec::with_capacity(p.len());
                     r.push(NUM_RESERVED_PORTS + their_slot as u8);
                     r.extend_from_slice(&p[1..]);
@@ -507,6 +512,13 @@ impl TcpRelayServer {
 
     pub fn poll_output(&mut self) -> Option<ServerOutput> {
         self.out.pop_front()
+    }
+
+    /// The driver's view of `conn`'s socket queue: while busy, data for it is dropped.
+    pub fn set_busy(&mut self, conn: ConnId, busy: bool) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.busy = busy;
+        }
     }
 }
 
@@ -770,6 +782,11 @@ impl TcpRelayClient {
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
+    }
+
+    /// Sealed frames not yet taken by [`poll_transmit`](Self::poll_transmit).
+    pub fn queued(&self) -> usize {
+        self.transmit.len()
     }
 
     pub fn poll_event(&mut self) -> Option<ClientEvent> {

@@ -537,6 +537,14 @@ pub(crate) async fn start(
         node.tox_row_failed(id, "interrupted by a restart of the node");
     }
     let mut client = bind(t.listen, &profile).await?;
+    client.set_transport(crate::tox::relay::Transport {
+        udp: t.udp,
+        tcp_relays: t
+            .tcp_relays
+            .iter()
+            .filter_map(|s| crate::tox::parse_node_spec(s).map_err(|e| tracing::warn!("[tox].tcp_relays: {e}")).ok())
+            .collect(),
+    });
     client.bootstrap(&start.bootstrap);
     // And off the DHT nodes known at the last stop.
     let saved = node.db.lock().expect("db").setting(NODES_SETTING)?.unwrap_or_default();
