@@ -28,7 +28,7 @@ use crate::onion::{OnionError, ONION_MAX_PACKET_SIZE, PING_ID_SIZE};
 use crate::packet::{
     closer, decode_node_entries_all, kind, limits::MAX_SENT_NODES, nonce_at, pk_at, PackedNode, PacketError,
 };
-use rand::seq::{IndexedRandom, SliceRandom};
+use rand::seq::IndexedRandom;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -490,14 +490,30 @@ impl OnionClient {
         let relay = *self.tcp_relays.choose(&mut self.rng)?;
         let mut pool = dht.random_nodes(now, 2, &mut self.rng);
         if pool.len() < 2 {
-            let answered = self.announce_nodes.iter().filter(|n| n.stored || n.ping_id != [0; PING_ID_SIZE]);
-            let mut more: Vec<PackedNode> = answered
+            // Nodes that answered us are known to be up; until there are some, the
+            // bootstrap nodes, each hop drawn on its own (repeats allowed, as c-toxcore),
+            // so a dead one spoils only some paths, which then time out.
+            let answered: Vec<PackedNode> = self
+                .announce_nodes
+                .iter()
+                .filter(|n| n.stored || n.ping_id != [0; PING_ID_SIZE])
                 .map(|n| PackedNode::new(n.addr, n.pk))
-                .chain(dht.bootstrap_nodes().iter().copied())
-                .filter(|n| !pool.iter().any(|p| p.pk == n.pk))
                 .collect();
-            more.shuffle(&mut self.rng);
-            pool.extend(more.into_iter().take(2 - pool.len()));
+            // Among bootstrap nodes, those that are also a relay we are connected to (the
+            // same key: tox-bootstrapd's relay and DHT node) are up.
+            let boot = dht.bootstrap_nodes();
+            let live: Vec<PackedNode> = boot.iter().filter(|n| self.tcp_relays.contains(&n.pk)).copied().collect();
+            let more = if !answered.is_empty() {
+                answered
+            } else if !live.is_empty() {
+                live
+            } else {
+                boot.to_vec()
+            };
+            while pool.len() < 2 {
+                let Some(n) = more.choose(&mut self.rng) else { break };
+                pool.push(*n);
+            }
         }
         let first = *pool.first()?;
         let second = pool.get(1).copied().unwrap_or(first);

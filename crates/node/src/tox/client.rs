@@ -122,6 +122,7 @@ impl ToxClient {
             }
         }
         while let Some((relay, p)) = self.tox.poll_tcp_onion() {
+            tracing::trace!("tox: onion request of {} bytes through relay {}", p.len(), relay.to_hex());
             self.relays.onion_send(&relay, &p);
         }
         self.relays.flush();
@@ -224,6 +225,13 @@ impl ToxClient {
         if !t.udp {
             // Friends must not be told a UDP address we do not use.
             self.tox.set_self_addr(None);
+        }
+        // A relay is a DHT node too, with the same key at the same port (tox-bootstrapd,
+        // `[tox_bootstrap]`): with no bootstrap node answering, the onion goes through the
+        // relay to it (docs/protocols/tox.md#tcp-relays).
+        let now = Instant::now();
+        for (a, k) in &t.tcp_relays {
+            self.tox.bootstrap(now, *a, *k);
         }
         self.transport = t;
     }
