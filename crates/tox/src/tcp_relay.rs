@@ -898,6 +898,32 @@ mod tests {
         assert_eq!(net.events(1), vec![ClientEvent::Routed { pk: b, id: None }]);
     }
 
+    /// A client whose socket queue the driver reports nearly full gets no routed or OOB
+    /// data (dropped before sealing: the stream stays decodable), and is not dropped;
+    /// once it drains, data flows again.
+    #[test]
+    fn busy_clients_lose_data_not_their_connection() {
+        let now = Instant::now();
+        let mut net = Net::new(2, now);
+        let (a, b) = (net.clients[0].1.keys.pk, net.clients[1].1.keys.pk);
+        net.clients[0].1.routing_request(&b);
+        net.clients[1].1.routing_request(&a);
+        net.pump(now);
+        net.events(0);
+        net.events(1);
+        let conn_b = net.clients[1].0;
+        net.server.set_busy(conn_b, true);
+        net.clients[0].1.send_data(16, b"dropped");
+        net.clients[0].1.oob_send(&b, b"dropped too");
+        net.pump(now);
+        assert_eq!(net.events(1), vec![]);
+        assert!(net.closed.is_empty());
+        net.server.set_busy(conn_b, false);
+        net.clients[0].1.send_data(16, b"after");
+        net.pump(now);
+        assert_eq!(net.events(1), vec![ClientEvent::Data { id: 16, data: b"after".to_vec() }]);
+    }
+
     #[test]
     fn onion_requests_go_to_the_onion_node_and_responses_come_back() {
         let now = Instant::now();
