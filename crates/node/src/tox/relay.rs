@@ -43,9 +43,10 @@ pub const RELAY_RETRY: Duration = Duration::from_secs(10);
 /// window go): at 64 the window never passed ~70 packets and 50 MiB went at 0.75 MiB/s;
 /// at 512, 3.5 MiB/s, as fast as two c-toxcore peers through the same relay.
 pub const RELAY_DATA_HIGH_WATER: usize = 512;
-/// Largest read from a relay socket handed to the client at once. With 4 KiB (three frames
-/// a read, each its own message to the driver) 50 MiB from c-toxcore through
-/// tox-bootstrapd's relay took 62 s; with 64 KiB, 20 s.
+/// Largest read from a relay socket handed to the client at once (4 KiB would be three
+/// frames a read, each its own message to the driver; 50 MiB from c-toxcore through
+/// tox-bootstrapd's relay took 62 s with it, 20 s with 64 KiB, one run each on the loaded
+/// build machine).
 pub const RELAY_READ_BUF: usize = 64 * 1024;
 /// Send buffer asked of the kernel for a relay socket (bytes): what the kernel queues
 /// beyond our own queue is delay that net_crypto cannot see.
