@@ -667,6 +667,11 @@ mod tests {
         assert!(Config::from_toml("[tox]\nbootstrap = \"127.0.0.1:33445:XYZ\"\n").is_err());
         let k = "AB".repeat(32);
         assert!(Config::from_toml(&format!("[tox]\nbootstrap = \"127.0.0.1:33445:{k}, h:1:{k}\"\n")).is_ok());
+        // TCP relays and the UDP switch (docs/protocols/tox.md#tcp-relays).
+        assert!(c.tox.udp && c.tox.tcp_relays.is_empty());
+        let t = Config::from_toml(&format!("[tox]\nudp = false\ntcp_relays = [\"127.0.0.1:33445:{k}\"]\n")).unwrap();
+        assert!(!t.tox.udp && t.tox.tcp_relays.len() == 1);
+        assert!(Config::from_toml("[tox]\ntcp_relays = [\"127.0.0.1:33445\"]\n").is_err());
     }
 
     #[test]

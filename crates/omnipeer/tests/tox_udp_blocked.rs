@@ -10,11 +10,14 @@
 //!
 //! - through our relay (`omnipeer tox bootstrap --tcp`);
 //! - through tox-bootstrapd's relay;
-//! - the other direction (bot → `omnipeer tox echo --no-udp --tcp-relay`), through each relay.
+//! - the other direction (bot → `omnipeer tox echo --no-udp --tcp-relay`), through each relay;
+//! - `omnipeer up` with `[tox] udp = false`: its client uses the relay beside its own
+//!   bootstrap node; a bot with its UDP blocked befriends it and a line is echoed.
 //!
 //! Needs root and `nft` (scripts/install-test-deps.sh installs nftables); skips (and
 //! passes) without c-toxcore or without a usable nft.
 
+mod omni;
 mod tox_support;
 
 use sha2::{Digest, Sha256};
@@ -303,4 +306,61 @@ fn bot_to_tox_echo(spec: &str, our_port: u16, bot_port: u16, logs: &dyn Fn() -> 
     assert_eq!(bot.proc.expect_line("FRIEND 0 CONNECTION ", T), "1", "a TCP friend connection");
     assert!(got.contains("(52428800 bytes)"), "{got}");
     assert_eq!(sha(&incoming.join("from-bot.bin")), sha(&file), "the file differs");
+}
+
+/// `omnipeer up` with `[tox] udp = false` (and nothing else about relays): the client uses
+/// the TCP relay the node runs beside its bootstrap node. A c-toxcore bot with its UDP port
+/// blocked (nft) sends the node a friend request (auto-accepted); the friend comes online in
+/// /api/tox, goes through the progress states, and a line sent with POST
+/// /api/chats/messages comes back echoed, over TCP (the bot's connection kind 1).
+#[test]
+fn node_with_udp_off_befriends_a_udp_blocked_c_toxcore_bot_through_its_own_relay() {
+    use omni::node::{server_config, Node, Ports};
+    let bot_port = free_udp_port();
+    let Some(_fw) = block("node_with_udp_off_befriends_a_udp_blocked_c_toxcore_bot_through_its_own_relay", &[bot_port])
+    else {
+        return;
+    };
+    let boot_port = free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p).replace("[tox]\n", "[tox]\nauto_accept = true\nudp = false\n").replace(
+        "[tox_bootstrap]\nlisten = \"127.0.0.1:0\"",
+        &format!("[tox_bootstrap]\nlisten = \"127.0.0.1:{boot_port}\""),
+    );
+    assert!(cfg.contains("udp = false") && cfg.contains(&format!(":{boot_port}")), "{cfg}");
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let nets = n.get("/api/networks");
+    let boot = nets.as_array().unwrap().iter().find(|x| x["name"] == "tox_bootstrap").unwrap().clone();
+    let key = boot["detail"].as_str().unwrap().strip_prefix("DHT key ").unwrap().to_owned();
+    // The relay listens on the bootstrap node's port (`tcp_listen` empty).
+    let spec = format!("127.0.0.1:{boot_port}:{key}");
+    let bot = Bot::start(
+        BotOptions::new().port(bot_port).bootstrap(&spec).tcp_relay(&spec).friend_request(&id).timeout_secs(300),
+    );
+    let apk = bot.public_key();
+    let logs = || format!("{}\nnode /api/tox: {}", bot.log(), n.get("/api/tox"));
+    let online = |t: &serde_json::Value| {
+        t["friends"].as_array().and_then(|v| v.iter().find(|f| f["pk"] == apk.as_str() && f["online"] == true).cloned())
+    };
+    let end = Instant::now() + T;
+    while online(&n.get("/api/tox")).is_none() {
+        assert!(Instant::now() < end, "the bot never came online\n{}", logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(online(&n.get("/api/tox")).unwrap()["progress"], "Connected", "{}", logs());
+    let chat = format!("tox:friend:{apk}");
+    let (code, m) = n.post("/api/chats/messages", serde_json::json!({"chat": chat, "text": "udp is off"}));
+    assert_eq!(code, 201, "{m}");
+    let echoed = |n: &Node| {
+        n.get(&format!("/api/chats/messages?chat={chat}"))
+            .as_array()
+            .is_some_and(|v| v.iter().any(|l| l["text"] == "echo: udp is off" && l["own"] == false))
+    };
+    while !echoed(&n) {
+        assert!(Instant::now() < end, "no echo\n{}", logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(bot.proc.expect_line("FRIEND 0 CONNECTION ", T), "1", "a TCP friend connection\n{}", bot.log());
 }

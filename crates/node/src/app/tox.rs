@@ -473,6 +473,8 @@ impl Node {
 pub(crate) struct ToxStart {
     /// Nodes to bootstrap off.
     pub bootstrap: Vec<(SocketAddr, PublicKey)>,
+    /// TCP relays besides `[tox].tcp_relays` (the node's own, beside its bootstrap node).
+    pub relays: Vec<(SocketAddr, PublicKey)>,
 }
 
 /// The address a bound bootstrap node can be reached at from this machine.
@@ -543,6 +545,7 @@ pub(crate) async fn start(
             .tcp_relays
             .iter()
             .filter_map(|s| crate::tox::parse_node_spec(s).map_err(|e| tracing::warn!("[tox].tcp_relays: {e}")).ok())
+            .chain(start.relays.iter().copied())
             .collect(),
     });
     client.bootstrap(&start.bootstrap);
