@@ -7,7 +7,7 @@ set -euo pipefail
 
 pkgs=(ncdc eiskaltdcpp-daemon microdc2 tmux rhash bzip2 curl
       libtoxcore-dev toxcore-utils libsodium-dev pkg-config gcc
-      i2pd iproute2 uhub openssl)
+      i2pd iproute2 uhub openssl nftables)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -200,6 +200,17 @@ pub struct ToxSection {
     pub bootstrap: String,
     /// Accept every friend request without asking.
     pub auto_accept: bool,
+    /// UDP on (c-toxcore's udp_enabled); off: TCP relays only.
+    #[serde(default = "yes")]
+    pub udp: bool,
+    /// TCP relays `HOST:PORT:KEY`, used when UDP is off or gets no answer
+    /// (docs/protocols/tox.md#tcp-relays).
+    #[serde(default)]
+    pub tcp_relays: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[slsk_server]`.
@@ -512,6 +523,12 @@ impl Config {
                 }
             }
         }
+        for spec in &self.tox.tcp_relays {
+            let key = spec.trim().rsplit_once(':').map(|(_, k)| k).unwrap_or("");
+            if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("[tox].tcp_relays {spec:?}: expected HOST:PORT:KEY (64 hex digits)");
+            }
+        }
         if !self.nmdc_client.listen.is_empty() {
             self.nmdc_client
                 .listen
@@ -650,6 +667,11 @@ mod tests {
         assert!(Config::from_toml("[tox]\nbootstrap = \"127.0.0.1:33445:XYZ\"\n").is_err());
         let k = "AB".repeat(32);
         assert!(Config::from_toml(&format!("[tox]\nbootstrap = \"127.0.0.1:33445:{k}, h:1:{k}\"\n")).is_ok());
+        // TCP relays and the UDP switch (docs/protocols/tox.md#tcp-relays).
+        assert!(c.tox.udp && c.tox.tcp_relays.is_empty());
+        let t = Config::from_toml(&format!("[tox]\nudp = false\ntcp_relays = [\"127.0.0.1:33445:{k}\"]\n")).unwrap();
+        assert!(!t.tox.udp && t.tox.tcp_relays.len() == 1);
+        assert!(Config::from_toml("[tox]\ntcp_relays = [\"127.0.0.1:33445\"]\n").is_err());
     }
 
     #[test]

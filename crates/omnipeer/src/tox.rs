@@ -58,6 +58,13 @@ pub enum ToxCmd {
         /// always accepted, and every conference line is echoed as "echo: <line>" (except lines starting with "echo: ")
         #[arg(long, value_name = "FRIENDS", value_delimiter = ',')]
         conference_with: Vec<String>,
+        /// A TCP relay, HOST:PORT:KEY (repeatable), used when UDP is off or gets no answer;
+        /// the bootstrap nodes' TCP ports are tried as relays too
+        #[arg(long = "tcp-relay", value_name = "HOST:PORT:KEY")]
+        tcp_relay: Vec<String>,
+        /// No UDP at all: the DHT, the onion and friends only through TCP relays
+        #[arg(long)]
+        no_udp: bool,
     },
     /// Import a Tox save (qTox's or toxic's profile, c-toxcore's savedata; encrypted ones
     /// need --passphrase-file) as the omnipeer profile FILE; prints the Tox ID
@@ -110,6 +117,13 @@ pub enum ToxCmd {
         /// UDP address [default: a free port on all interfaces]
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// A TCP relay, HOST:PORT:KEY (repeatable), used when UDP is off or gets no answer;
+        /// the bootstrap nodes' TCP ports are tried as relays too
+        #[arg(long = "tcp-relay", value_name = "HOST:PORT:KEY")]
+        tcp_relay: Vec<String>,
+        /// No UDP at all: the DHT, the onion and friends only through TCP relays
+        #[arg(long)]
+        no_udp: bool,
     },
     /// Befriend TOXID, send it MESSAGE, print each progress state, each reply and
     /// "delivered"; exits 0 LINGER seconds after the receipt
@@ -135,6 +149,13 @@ pub enum ToxCmd {
         /// UDP address [default: a free port on all interfaces]
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// A TCP relay, HOST:PORT:KEY (repeatable), used when UDP is off or gets no answer;
+        /// the bootstrap nodes' TCP ports are tried as relays too
+        #[arg(long = "tcp-relay", value_name = "HOST:PORT:KEY")]
+        tcp_relay: Vec<String>,
+        /// No UDP at all: the DHT, the onion and friends only through TCP relays
+        #[arg(long)]
+        no_udp: bool,
     },
 }
 
@@ -187,7 +208,8 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
             println!("{}", p.tox_id().to_hex());
             Ok(())
         }
-        ToxCmd::Echo { profile, bootstrap, listen, incoming, conference_with } => {
+        ToxCmd::Echo { profile, bootstrap, listen, incoming, conference_with, tcp_relay, no_udp } => {
+            set_transport(&tcp_relay, no_udp)?;
             let nodes = tox::parse_node_specs(&bootstrap)?;
             let conference_with = conference_with
                 .iter()
@@ -211,7 +233,8 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
             )
             .await
         }
-        ToxCmd::SendFile { profile, bootstrap, to, file, timeout, listen } => {
+        ToxCmd::SendFile { profile, bootstrap, to, file, timeout, listen, tcp_relay, no_udp } => {
+            set_transport(&tcp_relay, no_udp)?;
             let nodes = tox::parse_node_specs(&bootstrap)?;
             let to: tox::client::ToxId = to.parse().map_err(|e| anyhow!("--to: {e}"))?;
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -229,7 +252,8 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
                 _ = cancel.cancelled() => Err(anyhow!("interrupted")),
             }
         }
-        ToxCmd::Send { profile, bootstrap, to, message, timeout, linger, listen } => {
+        ToxCmd::Send { profile, bootstrap, to, message, timeout, linger, listen, tcp_relay, no_udp } => {
+            set_transport(&tcp_relay, no_udp)?;
             let nodes = tox::parse_node_specs(&bootstrap)?;
             let to: tox::client::ToxId = to.parse().map_err(|e| anyhow!("--to: {e}"))?;
             if message.is_empty() || message.len() > tox::client::MAX_MESSAGE_LEN {
@@ -252,6 +276,17 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// `--tcp-relay` / `--no-udp` for the clients this process starts
+/// (docs/protocols/tox.md#tcp-relays).
+fn set_transport(relays: &[String], no_udp: bool) -> anyhow::Result<()> {
+    let tcp_relays = relays
+        .iter()
+        .map(|r| omnipeer_node::tox::parse_node_spec(r).map_err(|e| anyhow!("--tcp-relay: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    omnipeer_node::tox::relay::set_default_transport(omnipeer_node::tox::relay::Transport { udp: !no_udp, tcp_relays });
+    Ok(())
 }
 
 /// A fresh DHT key pair (from the OS random source).

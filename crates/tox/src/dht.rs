@@ -282,6 +282,12 @@ impl Dht {
         v
     }
 
+    /// The nodes we were told to bootstrap off (whether they answered or not): with UDP
+    /// blocked they are the onion's first destinations through a TCP relay.
+    pub fn bootstrap_nodes(&self) -> &[PackedNode] {
+        &self.bootstrap_nodes
+    }
+
     /// Good nodes in the close list.
     pub fn good_node_count(&self) -> usize {
         let now = self.next_tick;

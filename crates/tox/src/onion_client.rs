@@ -23,7 +23,7 @@ use crate::crypto::{
     PUBLIC_KEY_SIZE,
 };
 use crate::dht::Dht;
-use crate::onion::build::{announce_request, announce_response_header, onion_request, PathKeys};
+use crate::onion::build::{announce_request, announce_response_header, onion_request, onion_request_tcp, PathKeys};
 use crate::onion::{OnionError, ONION_MAX_PACKET_SIZE, PING_ID_SIZE};
 use crate::packet::{
     closer, decode_node_entries_all, kind, limits::MAX_SENT_NODES, nonce_at, pk_at, PackedNode, PacketError,
@@ -85,6 +85,9 @@ pub const MAX_DATA_SIZE: usize = ONION_MAX_PACKET_SIZE
     - 200;
 /// Timer granularity.
 pub const TICK: Duration = Duration::from_millis(250);
+/// TCP relays used as first hops at most (c-toxcore keeps NUM_ONION_TCP_CONNECTIONS = 3
+/// connected; the driver may name a few more).
+pub const MAX_TCP_RELAYS: usize = 8;
 
 /// What the onion client tells its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,6 +102,9 @@ pub enum OnionEvent {
 
 struct Path {
     keys: PathKeys,
+    /// A TCP path: its first hop is this relay we are connected to, not `keys.nodes[0]`
+    /// (docs/protocols/tox.md#tcp-relays, relay packet 8).
+    relay: Option<PublicKey>,
     created: Instant,
     confirmed: bool,
     misses: u8,
@@ -150,11 +156,19 @@ enum Target {
     Friend(PublicKey),
 }
 
+/// Where a request left us: a UDP first hop, or a TCP relay (its answer comes back as relay
+/// packet 9 on that relay).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Hop {
+    Udp(SocketAddr),
+    Tcp(PublicKey),
+}
+
 struct Pending {
     target: Target,
     node: PublicKey,
     path: u64,
-    first_hop: SocketAddr,
+    first_hop: Hop,
     sent: Instant,
     timeout: Duration,
 }
@@ -176,6 +190,10 @@ pub struct OnionClient {
     dht_keys: Option<KeyPair>,
     next_tick: Instant,
     transmit: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Onion requests for a TCP relay (packet 8 bodies), by relay key.
+    tcp_transmit: VecDeque<(PublicKey, Vec<u8>)>,
+    /// The TCP relays the driver is connected to (first hops of TCP paths).
+    tcp_relays: Vec<PublicKey>,
     local_out: VecDeque<Vec<u8>>,
     events: VecDeque<OnionEvent>,
     announce_requests: u64,
@@ -210,6 +228,8 @@ impl OnionClient {
             announce_nodes_added: 0,
             next_tick: now,
             transmit: VecDeque::new(),
+            tcp_transmit: VecDeque::new(),
+            tcp_relays: Vec::new(),
             local_out: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -371,14 +391,20 @@ impl OnionClient {
     ) -> Option<()> {
         let dht_keys = self.dht_keys.clone()?;
         let path = self.paths[pool].get(&pid)?;
-        let pkt = onion_request(&random_nonce(&mut self.rng), &dht_keys, &path.keys, dest, payload);
-        let first = path.keys.nodes[0].addr;
+        let nonce = random_nonce(&mut self.rng);
+        let (pkt, first) = match path.relay {
+            Some(relay) => (onion_request_tcp(&nonce, &path.keys, dest, payload), Hop::Tcp(relay)),
+            None => (onion_request(&nonce, &dht_keys, &path.keys, dest, payload), Hop::Udp(path.keys.nodes[0].addr)),
+        };
         if let Some((target, node, sendback)) = track {
             let timeout = if path.confirmed { PATH_TIMEOUT_CONFIRMED } else { PATH_TIMEOUT_UNCONFIRMED };
             self.pending
                 .insert(sendback, Pending { target, node, path: pid, first_hop: first, sent: self.now, timeout });
         }
-        self.transmit.push_back((first, pkt));
+        match first {
+            Hop::Udp(a) => self.transmit.push_back((a, pkt)),
+            Hop::Tcp(r) => self.tcp_transmit.push_back((r, pkt)),
+        }
         Some(())
     }
 
@@ -399,8 +425,15 @@ impl OnionClient {
         // Paths built while we knew fewer than 3 nodes repeat nodes; replace them once we
         // know enough.
         let enough = dht.random_nodes(now, 3, &mut self.rng).len() == 3;
+        // No DHT node answers over UDP (blocked, or switched off) but TCP relays are
+        // connected: paths start at a relay, as c-toxcore's when it is not UDP-connected.
+        let tcp = self.use_tcp(dht);
+        let relays = self.tcp_relays.clone();
         for pool in [ANNOUNCE_POOL, SEARCH_POOL] {
             self.paths[pool].retain(|_, p| {
+                if p.relay.is_some() != tcp || p.relay.is_some_and(|r| !relays.contains(&r)) {
+                    return false;
+                }
                 let max = if p.confirmed { PATH_TRIES_CONFIRMED } else { PATH_TRIES_UNCONFIRMED };
                 let [a, b, c] = &p.keys.nodes;
                 let degenerate = a.pk == b.pk || b.pk == c.pk || a.pk == c.pk;
@@ -413,7 +446,15 @@ impl OnionClient {
                     && now.saturating_duration_since(p.created) < PATH_LIFETIME
                     && !(enough && degenerate)
             });
-            while self.paths[pool].len() < NUM_PATHS {
+            while tcp && self.paths[pool].len() < NUM_PATHS {
+                let Some(keys) = self.tcp_path(dht, now) else { break };
+                let id = self.next_path_id;
+                self.next_path_id += 1;
+                let relay = Some(keys.nodes[0].pk);
+                self.paths[pool]
+                    .insert(id, Path { keys, relay, created: now, confirmed: false, misses: 0, last_ok: None });
+            }
+            while !tcp && self.paths[pool].len() < NUM_PATHS {
                 let mut nodes = dht.random_nodes(now, 3, &mut self.rng);
                 if nodes.is_empty() {
                     return;
@@ -430,14 +471,84 @@ impl OnionClient {
                 };
                 let id = self.next_path_id;
                 self.next_path_id += 1;
-                self.paths[pool].insert(id, Path { keys, created: now, confirmed: false, misses: 0, last_ok: None });
+                self.paths[pool]
+                    .insert(id, Path { keys, relay: None, created: now, confirmed: false, misses: 0, last_ok: None });
             }
         }
+    }
+
+    /// Over UDP or through a TCP relay? TCP when relays are connected and no DHT node
+    /// answers us over UDP.
+    fn use_tcp(&self, dht: &Dht) -> bool {
+        !self.tcp_relays.is_empty() && !dht.is_connected()
+    }
+
+    /// A TCP path: a connected relay, then two nodes that carry it on over UDP — good DHT
+    /// nodes if any, else nodes that answered our announces, else the bootstrap nodes
+    /// (c-toxcore's path nodes are the same kinds).
+    fn tcp_path(&mut self, dht: &Dht, now: Instant) -> Option<PathKeys> {
+        let relay = *self.tcp_relays.choose(&mut self.rng)?;
+        let mut pool = dht.random_nodes(now, 2, &mut self.rng);
+        if pool.len() < 2 {
+            // Nodes that answered us are known to be up; until there are some, the
+            // bootstrap nodes, each hop drawn on its own (repeats allowed, as c-toxcore),
+            // so a dead one spoils only some paths, which then time out.
+            let answered: Vec<PackedNode> = self
+                .announce_nodes
+                .iter()
+                .filter(|n| n.stored || n.ping_id != [0; PING_ID_SIZE])
+                .map(|n| PackedNode::new(n.addr, n.pk))
+                .collect();
+            // Among bootstrap nodes, those that are also a relay we are connected to (the
+            // same key: tox-bootstrapd's relay and DHT node) are up.
+            let boot = dht.bootstrap_nodes();
+            let live: Vec<PackedNode> = boot.iter().filter(|n| self.tcp_relays.contains(&n.pk)).copied().collect();
+            let more = if !answered.is_empty() {
+                answered
+            } else if !live.is_empty() {
+                live
+            } else {
+                boot.to_vec()
+            };
+            while pool.len() < 2 {
+                let Some(n) = more.choose(&mut self.rng) else { break };
+                pool.push(*n);
+            }
+        }
+        let first = *pool.first()?;
+        let second = pool.get(1).copied().unwrap_or(first);
+        let placeholder = SocketAddr::from(([0, 0, 0, 0], 0));
+        Some(PathKeys {
+            nodes: [PackedNode::new(placeholder, relay), first, second],
+            temp1: KeyPair::generate(&mut self.rng),
+            temp2: KeyPair::generate(&mut self.rng),
+        })
+    }
+
+    /// The TCP relays we are connected to (by key); paths through others are dropped.
+    pub fn set_tcp_relays(&mut self, relays: Vec<PublicKey>) {
+        self.tcp_relays = relays;
+        self.tcp_relays.truncate(MAX_TCP_RELAYS);
+        self.next_tick = self.now;
+    }
+
+    /// Onion requests for a TCP relay: `(relay key, packet 8 body)`.
+    pub fn poll_tcp_transmit(&mut self) -> Option<(PublicKey, Vec<u8>)> {
+        self.tcp_transmit.pop_front()
+    }
+
+    /// An onion response (0x84 / 0x86) that came back as packet 9 on the relay `relay`.
+    pub fn handle_tcp_packet(&mut self, now: Instant, relay: PublicKey, data: &[u8]) -> Result<(), OnionError> {
+        self.dispatch(now, Hop::Tcp(relay), data)
     }
 
     /// Handles 0x84 and 0x86 arriving at us. (`dht` is part of the contract's signature;
     /// responses carry everything needed, so it is not consulted.)
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8], _dht: &Dht) -> Result<(), OnionError> {
+        self.dispatch(now, Hop::Udp(from), data)
+    }
+
+    fn dispatch(&mut self, now: Instant, from: Hop, data: &[u8]) -> Result<(), OnionError> {
         if data.len() > ONION_MAX_PACKET_SIZE {
             return Err(
                 PacketError::TooLong { what: "onion response", max: ONION_MAX_PACKET_SIZE, got: data.len() }.into()
@@ -451,7 +562,7 @@ impl OnionClient {
         }
     }
 
-    fn announce_response(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), OnionError> {
+    fn announce_response(&mut self, now: Instant, from: Hop, data: &[u8]) -> Result<(), OnionError> {
         let (sendback, nonce, boxed) = announce_response_header(data)?;
         let p = match self.pending.get(&sendback) {
             Some(p) if p.first_hop == from => p,
@@ -632,7 +743,12 @@ impl OnionClient {
         // fill the lists from the DHT while short
         if self.announce_nodes.len() < MAX_ANNOUNCE_NODES {
             let me = self.real.pk;
-            let cands = dht.closest_nodes(&me, MAX_ANNOUNCE_NODES);
+            let mut cands = dht.closest_nodes(&me, MAX_ANNOUNCE_NODES);
+            if cands.is_empty() && self.announce_nodes.is_empty() {
+                // No DHT node answers (UDP blocked): ask the bootstrap nodes through a
+                // TCP path; their answers name the nodes closer to us.
+                cands = dht.bootstrap_nodes().to_vec();
+            }
             self.announce_nodes_added +=
                 Self::merge_nodes(&mut self.announce_nodes, &cands, &me, MAX_ANNOUNCE_NODES) as u64;
         }
@@ -640,7 +756,10 @@ impl OnionClient {
         for fpk in fkeys {
             if let Some(f) = self.friends.get_mut(&fpk) {
                 if f.nodes.len() < MAX_FRIEND_NODES {
-                    let cands = dht.closest_nodes(&fpk, MAX_FRIEND_NODES);
+                    let mut cands = dht.closest_nodes(&fpk, MAX_FRIEND_NODES);
+                    if cands.is_empty() && f.nodes.is_empty() {
+                        cands = dht.bootstrap_nodes().to_vec();
+                    }
                     Self::merge_nodes(&mut f.nodes, &cands, &fpk, MAX_FRIEND_NODES);
                 }
             }
@@ -746,6 +865,9 @@ mod tests {
         now: Instant,
         /// Packets addressed to these are lost.
         dead: Vec<usize>,
+        /// These peers' UDP is blocked both ways; their onion goes through peer 0's TCP
+        /// relay (its onion node is the first hop, the relay connection id is the peer's).
+        blocked: Vec<usize>,
     }
 
     fn addr(i: usize) -> SocketAddr {
@@ -774,7 +896,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let mut net = Net { peers, now, dead: vec![] };
+            let mut net = Net { peers, now, dead: vec![], blocked: vec![] };
             let (a0, pk0) = (net.peers[0].addr, net.peers[0].dht.pk());
             for i in 1..n {
                 net.peers[i].dht.bootstrap(a0, pk0, now);
@@ -784,7 +906,10 @@ mod tests {
 
         fn deliver(&mut self, from: SocketAddr, to: SocketAddr, pkt: &[u8]) {
             let Some(j) = self.peers.iter().position(|p| p.addr == to) else { return };
-            if self.dead.contains(&j) {
+            if self.dead.contains(&j) || self.blocked.contains(&j) {
+                return;
+            }
+            if self.peers.iter().position(|p| p.addr == from).is_some_and(|i| self.blocked.contains(&i)) {
                 return;
             }
             let now = self.now;
@@ -823,7 +948,34 @@ mod tests {
                         }
                     }
                 }
-                if q.is_empty() {
+                // TCP relay traffic: requests from blocked peers to peer 0, answers back.
+                let mut tcp = Vec::new();
+                for (i, p) in self.peers.iter_mut().enumerate() {
+                    if let Some(c) = p.client.as_mut() {
+                        while let Some((_relay, pkt)) = c.poll_tcp_transmit() {
+                            tcp.push((i, pkt));
+                        }
+                    }
+                }
+                for (i, pkt) in &tcp {
+                    let _ = self.peers[0].onion.handle_tcp_request(*i as u64, pkt);
+                }
+                let relay = self.peers[0].dht.pk();
+                let mut answers = Vec::new();
+                while let Some((conn, resp)) = self.peers[0].onion.poll_tcp_response() {
+                    answers.push((conn as usize, resp));
+                }
+                let now = self.now;
+                for (i, resp) in &answers {
+                    let p = &mut self.peers[*i];
+                    if let Some(c) = p.client.as_mut() {
+                        let _ = c.handle_tcp_packet(now, relay, resp);
+                        while let Some(e) = c.poll_event() {
+                            p.events.push(e);
+                        }
+                    }
+                }
+                if q.is_empty() && tcp.is_empty() && answers.is_empty() {
                     return;
                 }
                 for (from, to, pkt) in q {
@@ -893,6 +1045,38 @@ mod tests {
         assert!(got.iter().all(|e| **e == OnionEvent::Data { from_real_pk: pk3, data: vec![0x9c, 1, 2, 3] }));
         // not a friend: nothing sent
         assert_eq!(net.peers[3].client.as_mut().unwrap().send_data(net.now, &PublicKey([5; 32]), &[1]), 0);
+    }
+
+    /// Two clients whose UDP is blocked both ways (their DHT never hears an answer) reach
+    /// the onion through a TCP relay (peer 0, packets 8/9): each announces itself, one
+    /// finds the other and its onion data arrives — the sans-IO half of
+    /// tests/tox_udp_blocked.rs. Without the relay, nothing at all.
+    #[test]
+    fn udp_blocked_clients_announce_find_and_talk_through_a_tcp_relay() {
+        let mut net = Net::new(12, &[3, 9]);
+        net.blocked = vec![3, 9];
+        net.pump();
+        net.run(Duration::from_secs(10));
+        assert!(!net.client(3).is_announced(), "announced with UDP blocked and no relay");
+        assert!(net.peers[3].dht.closest_nodes(&PublicKey([0; 32]), 4).is_empty(), "UDP is not blocked");
+        let relay = net.peers[0].dht.pk();
+        net.client(3).set_tcp_relays(vec![relay]);
+        net.client(9).set_tcp_relays(vec![relay]);
+        net.run(Duration::from_secs(15));
+        assert!(net.client(3).is_announced(), "3 not announced through the relay");
+        assert!(net.client(9).is_announced(), "9 not announced through the relay");
+        let pk9 = net.client(9).real_pk();
+        let pk3 = net.client(3).real_pk();
+        let now = net.now;
+        net.client(3).add_friend(now, pk9);
+        net.run(Duration::from_secs(10));
+        assert!(net.client(3).is_friend_found(&pk9), "3 did not find 9");
+        let copies = net.client(3).send_data(now, &pk9, &[0x9c, 7]);
+        assert!(copies >= 1);
+        net.pump();
+        assert!(net.peers[9].events.contains(&OnionEvent::Data { from_real_pk: pk3, data: vec![0x9c, 7] }));
+        // Nothing of theirs went over UDP.
+        assert_eq!(net.client(3).poll_transmit(), None);
     }
 
     /// Nodes bind ping ids to the last hop's address, so each announce node must be

@@ -162,6 +162,10 @@ struct ServerConn {
     routes: Vec<Option<Route>>,
     last_ping: Instant,
     ping_id: u64,
+    /// The driver says this client's socket queue is nearly full: data routed or sent
+    /// out-of-band to it is dropped (before sealing), as c-toxcore's relay drops
+    /// non-priority packets it cannot write, instead of dropping the client.
+    busy: bool,
 }
 
 /// The relay server (c-toxcore TCP_server).
@@ -214,6 +218,7 @@ impl TcpRelayServer {
                 routes: vec![None; NUM_CLIENT_CONNECTIONS],
                 last_ping: now,
                 ping_id: 0,
+                busy: false,
             },
         );
         Some(id)
@@ -339,7 +344,7 @@ impl TcpRelayServer {
                     return Err(TcpError::Malformed(kind));
                 }
                 let from = self.conns[&conn].pk;
-                if let Some(&to) = self.by_pk.get(&dest) {
+                if let Some(&to) = self.by_pk.get(&dest).filter(|to| !self.conns.get(to).is_some_and(|c| c.busy)) {
                     let mut r = Vec::with_capacity(p.len());
                     r.push(id::OOB_RECV);
                     r.extend_from_slice(&from.0);
@@ -358,7 +363,7 @@ impl TcpRelayServer {
             cid => {
                 let slot = (cid - NUM_RESERVED_PORTS) as usize;
                 let other = self.conns.get(&conn).and_then(|c| c.routes[slot]).and_then(|r| r.other);
-                if let Some((to, their_slot)) = other {
+                if let Some((to, their_slot)) = other.filter(|(to, _)| !self.conns.get(to).is_some_and(|c| c.busy)) {
                     let mut r = Vec::with_capacity(p.len());
                     r.push(NUM_RESERVED_PORTS + their_slot as u8);
                     r.extend_from_slice(&p[1..]);
@@ -507,6 +512,13 @@ impl TcpRelayServer {
 
     pub fn poll_output(&mut self) -> Option<ServerOutput> {
         self.out.pop_front()
+    }
+
+    /// The driver's view of `conn`'s socket queue: while busy, data for it is dropped.
+    pub fn set_busy(&mut self, conn: ConnId, busy: bool) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.busy = busy;
+        }
     }
 }
 
@@ -772,6 +784,11 @@ impl TcpRelayClient {
         self.transmit.pop_front()
     }
 
+    /// Sealed frames not yet taken by [`poll_transmit`](Self::poll_transmit).
+    pub fn queued(&self) -> usize {
+        self.transmit.len()
+    }
+
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
@@ -879,6 +896,32 @@ mod tests {
         net.clients[1].1.routing_request(&b);
         net.pump(now);
         assert_eq!(net.events(1), vec![ClientEvent::Routed { pk: b, id: None }]);
+    }
+
+    /// A client whose socket queue the driver reports nearly full gets no routed or OOB
+    /// data (dropped before sealing: the stream stays decodable), and is not dropped;
+    /// once it drains, data flows again.
+    #[test]
+    fn busy_clients_lose_data_not_their_connection() {
+        let now = Instant::now();
+        let mut net = Net::new(2, now);
+        let (a, b) = (net.clients[0].1.keys.pk, net.clients[1].1.keys.pk);
+        net.clients[0].1.routing_request(&b);
+        net.clients[1].1.routing_request(&a);
+        net.pump(now);
+        net.events(0);
+        net.events(1);
+        let conn_b = net.clients[1].0;
+        net.server.set_busy(conn_b, true);
+        net.clients[0].1.send_data(16, b"dropped");
+        net.clients[0].1.oob_send(&b, b"dropped too");
+        net.pump(now);
+        assert_eq!(net.events(1), vec![]);
+        assert!(net.closed.is_empty());
+        net.server.set_busy(conn_b, false);
+        net.clients[0].1.send_data(16, b"after");
+        net.pump(now);
+        assert_eq!(net.events(1), vec![ClientEvent::Data { id: 16, data: b"after".to_vec() }]);
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub const MAX_FRIENDS: usize = 1024;
 pub const MAX_RELAY_HINTS: usize = 64;
 /// A friend UDP has not found this long after it named TCP relays is reached through one.
 pub const RELAY_FALLBACK: Duration = Duration::from_secs(3);
+/// Our TCP relays listed in our DHT-PK packets at most (c-toxcore: MAX_SENT_NODES / 2).
+pub const MAX_DHT_PK_RELAYS: usize = 2;
 
 /// What the client needs from an onion client (tox-net's `OnionClient` implements it).
 pub trait Rendezvous {
@@ -74,6 +76,17 @@ pub trait Rendezvous {
     }
     /// The friend went offline: search it at the fast pace again.
     fn search_again(&mut self, _now: Instant, _real_pk: &PublicKey) {}
+    /// The TCP relays the driver is connected to (docs/protocols/tox.md#tcp-relays): used
+    /// as first hops while no DHT node answers over UDP.
+    fn set_tcp_relays(&mut self, _relays: Vec<PublicKey>) {}
+    /// Onion requests to send through a relay: `(relay key, packet 8 body)`.
+    fn poll_tcp_transmit(&mut self) -> Option<(PublicKey, Vec<u8>)> {
+        None
+    }
+    /// An onion response that came back as packet 9 on relay `relay`.
+    fn handle_tcp_packet(&mut self, _now: Instant, _relay: PublicKey, _data: &[u8]) -> Result<(), String> {
+        Err("no onion over TCP".into())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +140,15 @@ impl Rendezvous for OnionClient {
     }
     fn search_again(&mut self, now: Instant, real_pk: &PublicKey) {
         OnionClient::search_again(self, now, real_pk)
+    }
+    fn set_tcp_relays(&mut self, relays: Vec<PublicKey>) {
+        OnionClient::set_tcp_relays(self, relays)
+    }
+    fn poll_tcp_transmit(&mut self) -> Option<(PublicKey, Vec<u8>)> {
+        OnionClient::poll_tcp_transmit(self)
+    }
+    fn handle_tcp_packet(&mut self, now: Instant, relay: PublicKey, data: &[u8]) -> Result<(), String> {
+        OnionClient::handle_tcp_packet(self, now, relay, data).map_err(|e| e.to_string())
     }
 }
 
@@ -220,6 +242,8 @@ pub struct Tox {
     rng: ToxRng,
     /// Conferences (docs/protocols/tox.md#conferences).
     conferences: Conferences,
+    /// TCP relays we are connected to (real TCP addresses), listed first in our DHT-PK.
+    tcp_relays: Vec<PackedNode>,
 }
 
 impl Tox {
@@ -260,6 +284,7 @@ impl Tox {
             relay_hints: BTreeMap::new(),
             transmits: VecDeque::new(),
             local_rendezvous: true,
+            tcp_relays: Vec::new(),
         }
     }
 
@@ -529,8 +554,19 @@ impl Tox {
         let max = crate::packet::limits::MAX_DHT_PK_NODES;
         let mut nodes: Vec<PackedNode> =
             self.self_addr.map(|a| PackedNode::new(a, self.dht.pk())).into_iter().collect();
-        nodes.extend(self.dht.closest_nodes(&self.dht.pk(), max - nodes.len()));
-        DhtPkAnnounce { no_replay: self.next_no_replay(now), dht_pk: self.dht.pk(), nodes }.encode()
+        let relays: Vec<PackedNode> = self.tcp_relays.iter().take(MAX_DHT_PK_RELAYS).copied().collect();
+        nodes.extend(self.dht.closest_nodes(&self.dht.pk(), max - nodes.len() - relays.len()));
+        // Our TCP relays go first, as TCP entries (c-toxcore: up to 2, then DHT nodes),
+        // so a friend whose UDP fails too reaches us through them.
+        let mut v =
+            DhtPkAnnounce { no_replay: self.next_no_replay(now), dht_pk: self.dht.pk(), nodes: Vec::new() }.encode();
+        for r in relays {
+            crate::packet::encode_node_entry(&crate::packet::NodeEntry { tcp: true, node: r }, &mut v);
+        }
+        for n in &nodes {
+            n.encode_into(&mut v);
+        }
+        v
     }
 
     /// `[0x9c][our real pk][nonce][box(our real sk, friend real pk)(DHT-PK packet)]`.
@@ -922,6 +958,26 @@ impl Tox {
     pub fn conference_load(&mut self, now: Instant, saved: &SavedConference) -> Result<u32, ToxError> {
         Ok(self.conferences.load(now, saved)?)
     }
+
+    /// The TCP relays the driver is connected to (their TCP addresses and keys): listed
+    /// in our DHT-PK packets, and the first hops of onion paths while UDP gets no answer
+    /// (docs/protocols/tox.md#tcp-relays).
+    pub fn set_tcp_relays(&mut self, relays: Vec<PackedNode>) {
+        self.rendezvous.set_tcp_relays(relays.iter().map(|r| r.pk).collect());
+        self.tcp_relays = relays;
+    }
+
+    /// Onion requests for a TCP relay: `(relay key, packet 8 body)`.
+    pub fn poll_tcp_onion(&mut self) -> Option<(PublicKey, Vec<u8>)> {
+        self.rendezvous.poll_tcp_transmit()
+    }
+
+    /// Relay packet 9 (an onion response) from the relay `relay`.
+    pub fn handle_tcp_onion(&mut self, now: Instant, relay: PublicKey, data: &[u8]) -> Result<(), ToxError> {
+        let r = self.rendezvous.handle_tcp_packet(now, relay, data);
+        self.process(now);
+        r.map_err(ToxError::Dropped)
+    }
 }
 
 #[cfg(test)]
@@ -1298,5 +1354,24 @@ mod tests {
             let want: Vec<String> = (0..3).filter(|&j| j != i).map(|j| format!("line {j}")).collect();
             assert_eq!(lines(&w, i), want, "at {i}");
         }
+    }
+
+    /// Our connected TCP relays go first in our DHT-PK packets, as TCP entries, at most
+    /// MAX_DHT_PK_RELAYS of them, before our UDP address (docs/protocols/tox.md#tcp-relays).
+    #[test]
+    fn dhtpk_lists_our_tcp_relays_first() {
+        let mut w = World::new(1);
+        let now = w.now;
+        let t = &mut w.nodes[0].1;
+        let me: SocketAddr = "192.0.2.7:33445".parse().unwrap();
+        t.set_self_addr(Some(me));
+        let relays: Vec<PackedNode> =
+            (1..=3u8).map(|i| PackedNode::new(SocketAddr::from(([192, 0, 2, i], 443)), PublicKey([i; 32]))).collect();
+        t.set_tcp_relays(relays.clone());
+        let p = t.dhtpk_announce(now);
+        assert_eq!(DhtPkAnnounce::decode_relays(&p), relays[..MAX_DHT_PK_RELAYS].to_vec());
+        assert_eq!(DhtPkAnnounce::decode(&p).unwrap().nodes.first(), Some(&PackedNode::new(me, t.dht_pk())));
+        t.set_tcp_relays(Vec::new());
+        assert!(DhtPkAnnounce::decode_relays(&t.dhtpk_announce(now)).is_empty());
     }
 }

@@ -1137,6 +1137,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         node.set_network("slsk_server", SessionState::Disabled, "", "");
     }
     let mut own_tox_boot = None;
+    let mut own_tox_relay = None;
     if cfg.tox_bootstrap.enabled {
         let t = &cfg.tox_bootstrap;
         let keys_path = if t.keys.is_empty() { data_dir.join("tox-bootstrap.keys") } else { PathBuf::from(&t.keys) };
@@ -1166,6 +1167,7 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
                 .with_context(|| format!("tox TCP relay: cannot listen on {tcp}"))
                 .map_err(|e| listen_key(e, "[tox_bootstrap].tcp_listen"))?;
             crate::app::say!("tox tcp relay: {}:{}:{key}", tcp.ip(), tcp.port());
+            own_tox_relay = Some((tox::reachable(tcp), boot.dht_pk()));
         }
         node.set_network("tox_bootstrap", SessionState::Online, &addr.to_string(), &detail);
         own_tox_boot = Some((tox::reachable(addr), boot.dht_pk()));
@@ -1180,7 +1182,9 @@ pub async fn up_with(cfg: Config, data_dir: &Path, shutdown: CancellationToken, 
         } else {
             crate::tox::parse_node_specs(&cfg.tox.bootstrap).context("[tox].bootstrap")?
         };
-        tasks.spawn(tox::start(&node, tox::ToxStart { bootstrap }).await?);
+        // Our own relay too, when UDP fails (docs/protocols/tox.md#tcp-relays).
+        let relays = own_tox_relay.into_iter().collect();
+        tasks.spawn(tox::start(&node, tox::ToxStart { bootstrap, relays }).await?);
     } else {
         node.set_network("tox_client", SessionState::Disabled, "", "");
     }

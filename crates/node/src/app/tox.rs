@@ -479,6 +479,8 @@ impl Node {
 pub(crate) struct ToxStart {
     /// Nodes to bootstrap off.
     pub bootstrap: Vec<(SocketAddr, PublicKey)>,
+    /// TCP relays besides `[tox].tcp_relays` (the node's own, beside its bootstrap node).
+    pub relays: Vec<(SocketAddr, PublicKey)>,
 }
 
 /// The address a bound bootstrap node can be reached at from this machine.
@@ -543,6 +545,15 @@ pub(crate) async fn start(
         node.tox_row_failed(id, "interrupted by a restart of the node");
     }
     let mut client = bind(t.listen, &profile).await?;
+    client.set_transport(crate::tox::relay::Transport {
+        udp: t.udp,
+        tcp_relays: t
+            .tcp_relays
+            .iter()
+            .filter_map(|s| crate::tox::parse_node_spec(s).map_err(|e| tracing::warn!("[tox].tcp_relays: {e}")).ok())
+            .chain(start.relays.iter().copied())
+            .collect(),
+    });
     client.bootstrap(&start.bootstrap);
     // And off the DHT nodes known at the last stop.
     let saved = node.db.lock().expect("db").setting(NODES_SETTING)?.unwrap_or_default();

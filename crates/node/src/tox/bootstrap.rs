@@ -26,6 +26,10 @@ const MAX_INFO_REPLIES: usize = 256;
 /// Frames queued for one relay client's socket; a client that does not read them fast
 /// enough is dropped rather than buffered without end.
 pub const TCP_WRITE_QUEUE: usize = 256;
+/// With fewer free places than this in a client's queue, data routed to it is dropped
+/// (the sender's net_crypto sees a loss and slows down) rather than queued; control
+/// frames still fit, so a client that reads slowly is not dropped for a burst of data.
+pub const TCP_BUSY_BELOW: usize = TCP_WRITE_QUEUE / 4;
 /// Reads from all relay clients queued for the node loop (readers wait when it is full).
 const TCP_READ_QUEUE: usize = 1024;
 /// Largest TCP read handed to the relay at once.
@@ -242,7 +246,12 @@ impl BootstrapNode {
                 },
                 m = recv_opt(self.tcp_rx.as_mut()) => if let (Some((conn, bytes)), Some(relay)) = (m, self.relay.as_mut()) {
                     match bytes {
-                        Some(b) => relay.server.receive(Instant::now(), conn, &b),
+                        Some(b) => {
+                            for (id, (w, _)) in relay.conns.iter() {
+                                relay.server.set_busy(*id, w.capacity() < TCP_BUSY_BELOW);
+                            }
+                            relay.server.receive(Instant::now(), conn, &b)
+                        }
                         None => {
                             relay.server.closed(conn);
                             relay.conns.remove(&conn);

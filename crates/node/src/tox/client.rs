@@ -26,6 +26,8 @@ const RECV_BUF: usize = 4096;
 pub const DEFAULT_NICKNAME: &str = "omnipeer";
 /// Friend request message of `tox send`.
 pub const REQUEST_MESSAGE: &str = "omnipeer tox send";
+/// While frames wait for room in a relay socket's queue, the driver looks again this often.
+pub const RELAY_BACKLOG_POLL: Duration = Duration::from_millis(5);
 
 /// A Tox client on a UDP socket.
 pub struct ToxClient {
@@ -34,6 +36,11 @@ pub struct ToxClient {
     buf: Vec<u8>,
     /// TCP relays friends named (docs/protocols/tox.md#tcp-relays).
     relays: super::relay::Relays,
+    /// UDP on/off and our own TCP relays.
+    transport: super::relay::Transport,
+    /// Bootstrap nodes given (their TCP ports are relay candidates too).
+    boot: Vec<(SocketAddr, PublicKey)>,
+    started: Instant,
 }
 
 /// UNIX seconds, the base of our DHT-PK no_replay counter (it must grow across restarts).
@@ -58,7 +65,17 @@ impl ToxClient {
         }
         tox.set_self_addr(sock.local_addr().ok());
         let relays = super::relay::Relays::new(tox.dht().keys().clone());
-        Ok(ToxClient { sock, tox, buf: vec![0u8; RECV_BUF], relays })
+        let mut c = ToxClient {
+            sock,
+            tox,
+            buf: vec![0u8; RECV_BUF],
+            relays,
+            transport: Default::default(),
+            boot: Vec::new(),
+            started: now,
+        };
+        c.set_transport(super::relay::default_transport());
+        Ok(c)
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -74,6 +91,9 @@ impl ToxClient {
         let now = Instant::now();
         for (a, k) in nodes {
             self.tox.bootstrap(now, *a, *k);
+            if !self.boot.contains(&(*a, *k)) {
+                self.boot.push((*a, *k));
+            }
         }
     }
 
@@ -95,9 +115,15 @@ impl ToxClient {
         while let Some((to, p)) = self.tox.poll_transmit() {
             if super::relay::is_relay_addr(&to) {
                 self.relays.send(&to, &p);
+            } else if !self.transport.udp {
+                // UDP switched off: nothing leaves by UDP.
             } else if let Err(e) = self.sock.send_to(&p, to).await {
                 tracing::debug!("tox: send to {to}: {e}");
             }
+        }
+        while let Some((relay, p)) = self.tox.poll_tcp_onion() {
+            tracing::trace!("tox: onion request of {} bytes through relay {}", p.len(), relay.to_hex());
+            self.relays.onion_send(&relay, &p);
         }
         self.relays.flush();
     }
@@ -136,9 +162,13 @@ impl ToxClient {
             }
             let floor = tokio::time::Instant::now() + Duration::from_millis(1);
             let mut deadline = tokio_deadline(self.tox.next_timeout()).max(floor);
-            if !self.relays.is_empty() {
-                // Relay pings: checked every second while relays are connected.
+            if !self.relays.is_empty() || self.wants_own_relays() {
+                // Relay pings and our own relays: checked every second.
                 deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+            }
+            if self.relays.backlogged() {
+                // Frames wait for room in a relay socket's queue.
+                deadline = deadline.min(tokio::time::Instant::now() + RELAY_BACKLOG_POLL);
             }
             if let Some(u) = until {
                 deadline = deadline.min(u);
@@ -155,6 +185,7 @@ impl ToxClient {
                     None => Wake::Closed,
                 },
                 r = self.sock.recv_from(&mut self.buf) => match r {
+                    Ok(_) if !self.transport.udp => {}
                     Ok((n, from)) => {
                         if let Err(e) = self.tox.handle_packet(Instant::now(), from, &self.buf[..n]) {
                             tracing::trace!("tox: from {from}: {e}");
@@ -170,12 +201,69 @@ impl ToxClient {
                             tracing::trace!("tox: from relay {from}: {e}");
                         }
                     }
+                    for (relay, p) in self.relays.take_onion() {
+                        if let Err(e) = self.tox.handle_tcp_onion(now, relay, &p) {
+                            tracing::trace!("tox: onion from relay {}: {e}", relay.to_hex());
+                        }
+                    }
+                    self.relays_changed();
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     self.relays.tick(Instant::now());
+                    self.keep_own_relays(Instant::now());
                     self.tox.tick(Instant::now());
                 }
             }
+        }
+    }
+}
+
+impl ToxClient {
+    /// UDP on/off and our own TCP relays (docs/protocols/tox.md#tcp-relays); `bind` starts
+    /// with [`super::relay::default_transport`].
+    pub fn set_transport(&mut self, t: super::relay::Transport) {
+        if !t.udp {
+            // Friends must not be told a UDP address we do not use.
+            self.tox.set_self_addr(None);
+        }
+        // A relay is a DHT node too, with the same key at the same port (tox-bootstrapd,
+        // `[tox_bootstrap]`): with no bootstrap node answering, the onion goes through the
+        // relay to it (docs/protocols/tox.md#tcp-relays).
+        let now = Instant::now();
+        for (a, k) in &t.tcp_relays {
+            self.tox.bootstrap(now, *a, *k);
+        }
+        self.transport = t;
+    }
+
+    /// Our own relays are wanted: UDP is off, or no DHT node answered over UDP within
+    /// [`super::relay::UDP_FALLBACK`] (blocked by a firewall or NAT).
+    fn wants_own_relays(&self) -> bool {
+        let candidates = !self.transport.tcp_relays.is_empty() || !self.boot.is_empty();
+        candidates
+            && (!self.transport.udp
+                || (self.started.elapsed() >= super::relay::UDP_FALLBACK && !self.tox.dht().is_connected()))
+    }
+
+    fn keep_own_relays(&mut self, now: Instant) {
+        if !self.wants_own_relays() {
+            return;
+        }
+        let mut cands = self.transport.tcp_relays.clone();
+        for b in &self.boot {
+            if !cands.contains(b) {
+                cands.push(*b);
+            }
+        }
+        self.relays.keep_own(now, &cands);
+        self.relays_changed();
+    }
+
+    fn relays_changed(&mut self) {
+        if self.relays.take_changed() {
+            let list = self.relays.connected();
+            tracing::info!("tox: {} TCP relays connected", list.len());
+            self.tox.set_tcp_relays(list);
         }
     }
 }
