@@ -45,7 +45,7 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 if [ -n "${OMNIPEER_FUZZ_SECS:-}" ]; then
   echo "== fuzz (${OMNIPEER_FUZZ_SECS}s per target)"
