@@ -213,6 +213,15 @@ fn spawn(data_dir: &std::path::Path) -> anyhow::Result<(std::process::Child, Soc
     Ok((child, addr))
 }
 
+/// A debugging aid: with `SLSK_BENCH_INSPECT=CMD`, run `CMD PID STAGE` at each stage
+/// (before the users come, with them on, after they left), e.g. a script that splits the
+/// server's /proc/PID/smaps into heap, thread stacks and code.
+fn inspect(pid: u32, stage: &str) {
+    if let Some(cmd) = std::env::var_os("SLSK_BENCH_INSPECT") {
+        let _ = std::process::Command::new(cmd).arg(pid.to_string()).arg(stage).status();
+    }
+}
+
 /// The server's RSS once it stops moving (at most `max` of waiting).
 fn settled_rss(pid: u32, max: Duration) -> u64 {
     let t = Instant::now();
@@ -269,6 +278,18 @@ fn run(users: usize) -> anyhow::Result<Row> {
         for o in obs {
             o.await??;
         }
+        // Warm-up: one room line, one search, one user joining and leaving, so that the
+        // code those run is mapped before the baseline (a server that has run for a while
+        // has run it; first run while the crowd was on, its pages counted as memory the
+        // crowd did not give back).
+        {
+            let say = ServerRequest::SayChatroom { room: "bench".into(), message: "warm-up".into() };
+            talker.write_all(&say.encode()).await?;
+            talker.write_all(&ServerRequest::FileSearch { token: 999, query: "warm up".into() }.encode()).await?;
+            let mut w = join(login(addr, "warmup").await?, "bench").await?;
+            w.s.shutdown().await?;
+            drop(w);
+        }
         // At rest: the observers' first logins' Argon2 areas freed, idle blocking threads
         // gone (after 10 s), as after everybody leaves below.
         tokio::time::sleep(Duration::from_secs(12)).await;
@@ -276,6 +297,7 @@ fn run(users: usize) -> anyhow::Result<Row> {
         // Anonymous memory (heap, stacks) apart from file pages (the program's code: paths
         // first run while the users were on stay mapped, clean and shared, after they go).
         let (anon_before, file_before) = (common::status_kib(pid, "RssAnon"), common::status_kib(pid, "RssFile"));
+        inspect(pid, "before");
 
         // First logins (new accounts) and everybody joins `bench`.
         let gate = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -299,6 +321,7 @@ fn run(users: usize) -> anyhow::Result<Row> {
         let login_join_secs = t.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(2)).await; // the joins' broadcasts drain
         let rss_with = settled_rss(pid, Duration::from_secs(10));
+        inspect(pid, "with-users");
         while ev_rx.try_recv().is_ok() {}
 
         // Room lines to everybody.
@@ -348,6 +371,7 @@ fn run(users: usize) -> anyhow::Result<Row> {
         }
         let rss_left = settled_rss(pid, Duration::from_secs(15));
         let (anon_left, file_left) = (common::status_kib(pid, "RssAnon"), common::status_kib(pid, "RssFile"));
+        inspect(pid, "after-leave");
         if std::env::var_os("SLSK_BENCH_STOP_AFTER_LEAVE").is_some() {
             // For a heap profile of the server as everybody left (kill it now, e.g.
             // under heaptrack, and read what is still allocated).

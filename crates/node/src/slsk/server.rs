@@ -11,7 +11,7 @@
 //! still costs a slow hash.
 
 use crate::serve::{serve, Action, Control, Machine};
-use crate::store::{hash_password, release_free_heap, release_hash_memory, verify_password, Store};
+use crate::store::{hash_password, release_hash_memory, verify_password, Store};
 use anyhow::Context;
 use omnipeer_slsk::central::{Central, CentralConfig, CentralEvent, ConnId, LoginDecision, Output, StoredMessage};
 use sha2::{Digest, Sha256};
@@ -19,62 +19,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
-
-/// Users who left (logged out or lost) after which the server hands freed heap back to
-/// the system ([`release_free_heap`]), once [`TRIM_QUIET`] passed without anybody leaving:
-/// glibc keeps what 10,000 users freed otherwise (see `release_free_heap`).
-pub const TRIM_AFTER_LEAVES: usize = 500;
-/// Time without a leave before the heap is trimmed (the connections' tasks and queues are
-/// freed by then).
-pub const TRIM_QUIET: Duration = Duration::from_secs(2);
-
-/// Leaves since the heap was last trimmed.
-struct Departures {
-    left: usize,
-    last: Instant,
-    scheduled: bool,
-}
-
-/// Count a leave; after [`TRIM_AFTER_LEAVES`] of them, trim the heap once they stop.
-fn departed(departures: &Arc<Mutex<Departures>>, store: &Arc<Mutex<Store>>) {
-    let mut d = departures.lock().expect("departures lock");
-    d.left += 1;
-    d.last = Instant::now();
-    if d.left < TRIM_AFTER_LEAVES || d.scheduled {
-        return;
-    }
-    d.scheduled = true;
-    let (departures, store) = (departures.clone(), store.clone());
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(TRIM_QUIET).await;
-            let mut d = departures.lock().expect("departures lock");
-            if d.last.elapsed() >= TRIM_QUIET {
-                d.left = 0;
-                d.scheduled = false;
-                break;
-            }
-        }
-        let _ = tokio::task::spawn_blocking(move || {
-            // SQLite's page cache first: pages it took while the accounts were created
-            // sit among the connections' freed buffers and keep theirs from going back.
-            if let Err(e) = store.lock().expect("store lock").shrink_memory() {
-                tracing::warn!("cannot shrink the database's memory: {e:#}");
-            }
-            release_free_heap();
-            // A debugging aid (bench/src/slsk_server.rs): where the heap stands after a
-            // mass leave.
-            if let Some(path) = std::env::var_os("OMNIPEER_MALLOC_INFO") {
-                crate::store::append_malloc_info(std::path::Path::new(&path));
-            }
-        })
-        .await;
-    });
-}
 
 /// Slow password hashes (Argon2id, 19 MiB of working memory each) running at once: one per
 /// core, so they use every core and their working areas do not multiply.
@@ -268,6 +216,16 @@ impl Machine for CentralMachine {
     fn next_timeout(&self) -> Option<Instant> {
         self.0.poll_timeout()
     }
+    fn release_memory(&mut self) -> Option<Box<dyn FnOnce() + Send>> {
+        // SQLite's page cache first: pages it took while the accounts were created sit
+        // among the connections' freed buffers and keep theirs from going back.
+        let store = self.1.store.clone();
+        Some(Box::new(move || {
+            if let Err(e) = store.lock().expect("store lock").shrink_memory() {
+                tracing::warn!("cannot shrink the database's memory: {e:#}");
+            }
+        }))
+    }
     fn poll(&mut self) -> Option<Action<CentralEvent>> {
         loop {
             return Some(match self.0.poll_output()? {
@@ -384,7 +342,6 @@ impl SlskServer {
             stamp: std::sync::atomic::AtomicU64::new(0),
         });
         let machine_accounts = accounts.clone();
-        let departures = Arc::new(Mutex::new(Departures { left: 0, last: Instant::now(), scheduled: false }));
         let handler = move |ev: CentralEvent, control: &mpsc::UnboundedSender<Control<CentralMachine>>| {
             let _ = events.send(ev.clone());
             match ev {
@@ -438,8 +395,9 @@ impl SlskServer {
                     }));
                 }
                 CentralEvent::LoggedOut { user } => {
+                    // After a mass leave the driver hands the freed memory back
+                    // (`crate::serve::RELEASE_AFTER_CLOSES`).
                     tracing::info!(%user, "logged out");
-                    departed(&departures, &store);
                 }
                 CentralEvent::StoreMessage(m) => {
                     accounts.message_stored(&m.to);
