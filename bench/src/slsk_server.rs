@@ -67,6 +67,40 @@
 //! anonymous (~1.4 MiB at 2,000 users). Not run at 10,000 this time (~10 minutes of
 //! first-login Argon2 on a machine this busy).
 //!
+//! Memory after everybody left, again (branch slsk-mem, 2026-12-07, same machine, load
+//! average 3-6). `SLSK_BENCH_INSPECT=CMD` runs `CMD PID STAGE` at each stage; split with
+//! /proc/PID/smaps (main heap, the other threads' arenas, the executable's pages) and a
+//! walk of the main heap's chunks (/proc/PID/mem), the growth at 1,000 users was: main
+//! heap +1,012 KiB, other arenas +144 KiB, thread stacks +24 KiB, the executable's code
+//! +692 KiB. A heap profile (heaptrack) found the live data after the leave 8 KB above
+//! before (972 vs 964 KB): the rest was blocks glibc counts as in use but nobody uses,
+//! the last 7 freed blocks of each size (up to 1,032 bytes) that each thread keeps cached
+//! (tcache). 541 of them (258 KB) were the departing connections' last records, and they
+//! alone kept 212 pages (848 KiB) of the main heap from going back (with
+//! `GLIBC_TUNABLES=glibc.malloc.tcache_count=0` the main heap grew by 136 KiB only). Now,
+//! after any 500 connections closed and 2 s without a close, the driver
+//! (crates/node/src/serve.rs `release_memory`) empties the cache of its own thread and of
+//! each runtime worker, frees those blocks on a thread that exits (which hands them back
+//! to their arenas), then lets the machine free what it can (SQLite's cache) and trims the
+//! heap; the arenas keep no padding on top (`M_TOP_PAD` 0, `M_TRIM_THRESHOLD` 64 KiB:
+//! the other arenas' growth 508 KiB -> 68 KiB in one run); a returning user's in-memory
+//! password tag is 16 bytes, not 32. Ruled out again: `arena_max=1` or `2` (the main heap
+//! keeps more). The baseline is now taken after a warm-up (a room line, a search, one user
+//! joining and leaving): before, the code those first run counted as memory the crowd did
+//! not give back.
+//!
+//! | users | build | RSS before / with users / after leaving | anonymous before / after | code (file) before / after |
+//! |---|---|---|---|---|
+//! | 1,000 | before (c166ded) | 14.1 / 17.0 / 15.9 MiB (+12.6%) | 1,972 / 3,216 KiB (+1,244) | 12,496 / 13,068 KiB |
+//! | 1,000 | after | AFTER1000 |
+//! | 5,000 | after | AFTER5000 |
+//!
+//! What is left: the executable's pages first run while the crowd was on or as it left
+//! (the parallel flush's threads, the leave and release paths: clean, shared and
+//! reclaimable, read in 64 KiB at a time by the kernel's fault-around), +0.8-1.1 MiB, and
+//! the verified-password map and the known-name set (live: 24 and 9 bytes a slot per
+//! account).
+//!
 //! Not met yet (before perf14): RSS after a mass leave (everybody leaving a 10,000-member room at once
 //! queues ~50 million UserLeftRoom sends on connections that are closing), the room line
 //! p99 in a 10,000-member room, and during the 10,000 storm on that loaded machine.
@@ -128,6 +162,10 @@ struct Row {
     rss_with: u64,
     rss_left: u64,
     rss_leave_peak: u64,
+    /// Anonymous memory (heap, stacks) and file pages (the executable's code), KiB, before
+    /// the users came and after they left.
+    anon: (u64, u64),
+    file: (u64, u64),
     rss_storm: u64,
     room_p50: Duration,
     room_p99: Duration,
@@ -175,6 +213,15 @@ impl Row {
             self.rss_left as f64 / 1024.0,
             (self.rss_left as f64 / self.rss_before as f64 - 1.0) * 100.0,
             self.rss_leave_peak as f64 / 1024.0
+        );
+        println!(
+            "    of which anonymous (heap, stacks) {} / {} KiB ({:+}), file pages (code) {} / {} KiB ({:+})",
+            self.anon.0,
+            self.anon.1,
+            self.anon.1 as i64 - self.anon.0 as i64,
+            self.file.0,
+            self.file.1,
+            self.file.1 as i64 - self.file.0 as i64
         );
         println!(
             "  returning storm: {n} logins in {:.2} s = {:.0}/s; RSS then {:.1} MiB; room line p99 during it {:.1} ms ({} deliveries)",
@@ -445,6 +492,8 @@ fn run(users: usize) -> anyhow::Result<Row> {
             rss_with,
             rss_left,
             rss_leave_peak,
+            anon: (anon_before, anon_left),
+            file: (file_before, file_left),
             rss_storm,
             room_p50: pct(&lat, 50.0),
             room_p99: pct(&lat, 99.0),

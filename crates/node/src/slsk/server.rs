@@ -48,6 +48,11 @@ fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     outer.finalize().into()
 }
 
+/// Bytes of the HMAC kept per verified password ([`Accounts::verified`]): 128 bits, as
+/// much as a guess would have to hit (RFC 2104 section 5 allows truncation to half the
+/// output), and the key never leaves the process.
+const TAG_BYTES: usize = 16;
+
 /// The accounts as the login path sees them.
 struct Accounts {
     store: Arc<Mutex<Store>>,
@@ -62,8 +67,10 @@ struct Accounts {
     /// leave no small allocation of its own behind (a name per account, allocated among
     /// the connections' buffers during a login storm, kept their pages from going back
     /// after everybody left). Two names on one slot only cost one of them a slow check:
-    /// the tag covers the name.
-    verified: Mutex<HashMap<u64, [u8; 32]>>,
+    /// the tag covers the name. The tag is the HMAC's first 128 bits ([`TAG_BYTES`]): an
+    /// entry stays for every account that logged in, so its size is memory a crowd does not
+    /// give back (24 bytes a slot instead of 40: 128 KiB less at 5,000 accounts).
+    verified: Mutex<HashMap<u64, [u8; TAG_BYTES]>>,
     /// Lower-case users who may have stored messages → a stamp of the last one stored (a
     /// login whose lookup finds none forgets the user only if no message came meanwhile).
     pending: Mutex<HashMap<String, u64>>,
@@ -71,9 +78,10 @@ struct Accounts {
 }
 
 impl Accounts {
-    fn tag(&self, user: &str, password: &str) -> [u8; 32] {
+    fn tag(&self, user: &str, password: &str) -> [u8; TAG_BYTES] {
         let user = user.to_lowercase();
-        hmac_sha256(&self.key, &[&(user.len() as u64).to_le_bytes(), user.as_bytes(), password.as_bytes()])
+        let h = hmac_sha256(&self.key, &[&(user.len() as u64).to_le_bytes(), user.as_bytes(), password.as_bytes()]);
+        h[..TAG_BYTES].try_into().expect("a prefix of the HMAC")
     }
 
     /// Where `user`'s tag goes in `verified`: a keyed hash of the lower-case name.
