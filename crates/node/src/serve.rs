@@ -827,6 +827,12 @@ where
 /// [`crate::store::take_thread_cache`]).
 fn release_memory(first: Option<Box<dyn FnOnce() + Send>>, releasing: Arc<std::sync::atomic::AtomicBool>) {
     use crate::store::{free_on_exiting_thread, release_free_heap, take_thread_cache, CachedBlocks};
+    // A thread's write buffer, grown to [`WRITE_CHUNK`] by the crowd's broadcasts and
+    // allocated among its records, goes too (the next write allocates it again).
+    let drop_scratch = || {
+        let _ = SCRATCH.try_with(|s| s.try_borrow_mut().map(|mut s| *s = Vec::new()));
+    };
+    drop_scratch();
     let mut held = take_thread_cache();
     tokio::spawn(async move {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
@@ -841,6 +847,7 @@ fn release_memory(first: Option<Box<dyn FnOnce() + Send>>, releasing: Arc<std::s
                     {
                         let mut d = drained.lock().expect("drained lock");
                         if d.0.insert(std::thread::current().id()) {
+                            drop_scratch();
                             d.1.extend(take_thread_cache());
                         }
                     }
