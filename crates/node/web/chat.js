@@ -8,7 +8,7 @@ const USERS_EVERY = 5000;
 
 /** Pages of 1000 lines read to catch a chat up before showing only its newest lines. */
 const CATCH_UP_PAGES = 20;
-const KIND_NAME = { hub: "hub chat", room: "room", pm: "private", friend: "friend", chat: "DCC chat" };
+const KIND_NAME = { hub: "hub chat", room: "room", pm: "private", friend: "friend", conference: "conference", chat: "DCC chat" };
 
 function parseId(id) {
   // NETWORK[@SESSION]:KIND[:NAME]; SESSION labels a hub or server other than the
@@ -174,7 +174,7 @@ export class ChatView {
   async loadUsers() {
     clearTimeout(this.usersTimer);
     const c = this.current && this.chats.get(this.current);
-    const listed = c && (c.kind === "hub" || c.kind === "room");
+    const listed = c && (c.kind === "hub" || c.kind === "room" || c.kind === "conference");
     this.usersPane.hidden = !listed;
     this.el.querySelector(".chat").classList.toggle("with-users", !!listed);
     if (!listed) return;
@@ -212,7 +212,8 @@ export class ChatView {
           marks.length ? h("span", { class: "marks" }, ` ${marks.join(" · ")}`) : null,
           h("span", { class: "shared" }, shared),
           u.description ? h("span", { class: "desc", title: u.description }, u.description) : null,
-          h(
+          // Conference peers (Tox): no private message, browse or marks.
+          c.network === "tox" ? null : h(
             "span",
             { class: "user-actions" },
             h("button", { type: "button", class: "small", "data-testid": "user-pm", "aria-label": `Private message to ${u.nick}`, onclick: () => this.open(`${prefix}:pm:${u.nick}`).then(() => this.input.focus()) }, "Message"),
@@ -272,6 +273,12 @@ export class ChatView {
 
   onEvent(ev) {
     if (ev.type === "tox_friend" || ev.type === "chat_delivered") return this.onToxEvent(ev);
+    if (ev.type === "tox_conference") {
+      // A conference joined, created, renamed or left: the list shows its title and state.
+      clearTimeout(this.reloadTimer);
+      this.reloadTimer = setTimeout(() => this.load().catch(() => {}), 500);
+      return;
+    }
     if (ev.type === "network" && ev.network.role === "client" && ev.network.state === "online") {
       // A hub or server session (re)connected: its main chat and rooms are listed now.
       clearTimeout(this.reloadTimer);
@@ -370,7 +377,7 @@ export class ChatView {
   }
 
   renderList() {
-    const order = { hub: 0, room: 1, pm: 2, friend: 3, chat: 4 };
+    const order = { hub: 0, room: 1, pm: 2, friend: 3, conference: 4, chat: 5 };
     const items = [...this.chats.values()]
       .sort((a, b) => order[a.kind] - order[b.kind] || a.network.localeCompare(b.network) || a.name.localeCompare(b.name))
       .map((c) => {

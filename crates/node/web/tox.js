@@ -2,6 +2,8 @@
 // requests (accept/decline) and the friends with their online state. Their chats are in
 // the Chat tab as tox:friend:<key>. The profile card exports the identity as a standard
 // Tox save (qTox/toxic load it) and imports one (POST /api/tox/profile/export, /import).
+// The conferences card creates group chats (c-toxcore 0.2.18's conferences), invites online
+// friends, accepts friends' invites and leaves; their chats are tox:conference:<id>.
 
 import { h, fill, ago } from "./util.js";
 
@@ -58,6 +60,17 @@ export class ToxView {
       this.importPass,
       h("button", { type: "submit", "data-testid": "tox-import-submit" }, "Import"),
     );
+    this.confs = null; // GET /api/tox/conferences
+    this.confTitle = h("input", { id: "tox-conf-title", autocomplete: "off", maxlength: 128, placeholder: "optional", "data-testid": "tox-conf-title" });
+    this.confForm = h(
+      "form",
+      { class: "tox-add", "data-testid": "tox-conf-new", onsubmit: (e) => this.newConference(e) },
+      h("label", { for: "tox-conf-title" }, "Title"),
+      this.confTitle,
+      h("button", { type: "submit", "data-testid": "tox-conf-create" }, "Create conference"),
+    );
+    this.confInvites = h("ul", { class: "tox-list", "data-testid": "tox-conf-invites", "aria-label": "Conference invites" });
+    this.confList = h("ul", { class: "tox-list", "data-testid": "tox-conferences", "aria-label": "Conferences" });
     fill(
       el,
       h("h2", {}, "Tox"),
@@ -75,6 +88,15 @@ export class ToxView {
         h("section", { class: "card", "aria-labelledby": "tox-add-title" }, h("h3", { id: "tox-add-title" }, "Add a friend"), this.addForm),
         h("section", { class: "card", "aria-labelledby": "tox-req-title" }, h("h3", { id: "tox-req-title" }, "Friend requests"), this.requests),
         h("section", { class: "card wide", "aria-labelledby": "tox-friends-title" }, h("h3", { id: "tox-friends-title" }, "Friends"), this.friends),
+        h(
+          "section",
+          { class: "card wide", "aria-labelledby": "tox-conf-heading" },
+          h("h3", { id: "tox-conf-heading" }, "Conferences"),
+          h("p", { class: "summary" }, "Group chats with friends (and their friends). Lines go to whoever is in the conference at that moment."),
+          this.confForm,
+          this.confInvites,
+          this.confList,
+        ),
         h(
           "section",
           { class: "card", "aria-labelledby": "tox-profile-title" },
@@ -96,6 +118,7 @@ export class ToxView {
       this.disabled = true;
       this.status = null;
     }
+    if (!this.disabled) await this.loadConferences();
     this.render();
   }
 
@@ -116,6 +139,9 @@ export class ToxView {
       if (ev.pending) list.push(ev.request);
       this.render();
       this.updateBadge();
+    } else if (ev.type === "tox_conference" || ev.type === "tox_conference_invite") {
+      clearTimeout(this.confTimer);
+      this.confTimer = setTimeout(() => this.loadConferences().then(() => this.renderConferences()), 300);
     } else if (ev.type === "network" && ev.network.name === "tox_client") {
       this.status.online = ev.network.state === "online";
       this.render();
@@ -303,6 +329,111 @@ export class ToxView {
         ),
       );
     fill(this.friends, friends.length ? friends : h("li", { class: "empty" }, "No Tox friends yet: send a request, or give your Tox ID to someone."));
+    this.renderConferences();
     this.updateBadge();
+  }
+
+  async loadConferences() {
+    try {
+      this.confs = await this.ctx.api("GET", "/api/tox/conferences");
+    } catch {
+      this.confs = null;
+    }
+  }
+
+  friendName(pk) {
+    const f = this.status?.friends.find((x) => x.pk === pk);
+    return (f && f.nickname) || short(pk);
+  }
+
+  async newConference(e) {
+    e.preventDefault();
+    try {
+      const c = await this.ctx.api("POST", "/api/tox/conferences", { title: this.confTitle.value.trim() });
+      this.confTitle.value = "";
+      await this.loadConferences();
+      this.renderConferences();
+      this.ctx.toast(`Conference ${c.title || c.id.slice(0, 8)} created: invite friends into it`);
+    } catch (err) {
+      this.ctx.toast(`Not created: ${err.message}`, "error");
+    }
+  }
+
+  async inviteInto(c, select) {
+    const pk = select.value;
+    if (!pk) return;
+    try {
+      await this.ctx.api("POST", `/api/tox/conferences/${c.id}/invite`, { friend: pk });
+      this.ctx.toast(`Invited ${this.friendName(pk)}`);
+    } catch (err) {
+      this.ctx.toast(`Not invited: ${err.message}`, "error");
+    }
+  }
+
+  async acceptInvite(inv) {
+    try {
+      const c = await this.ctx.api("POST", `/api/tox/conference-invites/${inv.invite}/accept`);
+      await this.loadConferences();
+      this.renderConferences();
+      this.ctx.go("chat");
+      this.ctx.views.chat.open(c.chat);
+    } catch (err) {
+      this.ctx.toast(`Not joined: ${err.message}`, "error");
+    }
+  }
+
+  async leave(c) {
+    if (!confirm(`Leave the conference ${c.title || c.id.slice(0, 8)}? Its chat history stays.`)) return;
+    try {
+      await this.ctx.api("DELETE", `/api/tox/conferences/${c.id}`);
+      await this.loadConferences();
+      this.renderConferences();
+    } catch (err) {
+      this.ctx.toast(err.message, "error");
+    }
+  }
+
+  renderConferences() {
+    if (!this.confs || !this.status) {
+      fill(this.confInvites);
+      fill(this.confList);
+      return;
+    }
+    const invites = this.confs.invites.map((inv) =>
+      h(
+        "li",
+        { "data-testid": "tox-conf-invite", "data-invite": String(inv.invite) },
+        `${this.friendName(inv.friend)} invites you into a conference `,
+        h("code", { class: "summary", title: inv.conference }, short(inv.conference)),
+        h("div", { class: "toolbar" }, h("button", { type: "button", class: "small primary", "data-testid": "tox-conf-accept", onclick: () => this.acceptInvite(inv) }, "Join")),
+      ),
+    );
+    fill(this.confInvites, ...invites);
+    const online = this.status.friends.filter((f) => f.online);
+    const items = this.confs.conferences.map((c) => {
+      const others = c.peers.filter((p) => !p.ours);
+      const select = h(
+        "select",
+        { "aria-label": "Friend to invite", "data-testid": "tox-conf-friend" },
+        h("option", { value: "" }, online.length ? "Invite a friend…" : "No friend online"),
+        ...online.map((f) => h("option", { value: f.pk }, f.nickname || short(f.pk))),
+      );
+      return h(
+        "li",
+        { "data-testid": "tox-conference", "data-id": c.id },
+        h("strong", {}, c.title || `conference ${short(c.id)}`),
+        " ",
+        h("span", { class: "summary" }, others.length ? `with ${others.map((p) => p.name || short(p.pk)).join(", ")}` : c.connected ? "nobody else yet" : "joining…"),
+        h(
+          "div",
+          { class: "toolbar" },
+          h("button", { type: "button", class: "small", "data-testid": "tox-conf-chat", onclick: () => this.chat(c) }, "Chat"),
+          select,
+          h("button", { type: "button", class: "small", "data-testid": "tox-conf-invite-btn", onclick: () => this.inviteInto(c, select) }, "Invite"),
+          h("button", { type: "button", class: "small", "data-testid": "tox-conf-leave", onclick: () => this.leave(c) }, "Leave"),
+        ),
+      );
+    });
+    fill(this.confList, items.length ? items : h("li", { class: "empty" }, "No conferences."));
   }
 }

@@ -38,7 +38,8 @@ pub enum ToxCmd {
         profile: PathBuf,
     },
     /// Accept every friend request and echo each message back as "echo: <message>";
-    /// prints our Tox ID on stdout first
+    /// join every conference (group chat) a friend invites us to and echo its lines the
+    /// same way; prints our Tox ID on stdout first
     Echo {
         /// Profile file; created if missing
         #[arg(long, value_name = "FILE")]
@@ -52,6 +53,11 @@ pub enum ToxCmd {
         /// Accept the files friends send and save them in DIR (partial ones are resumed)
         #[arg(long, value_name = "DIR")]
         incoming: Option<PathBuf>,
+        /// Conferences (group chats): create one and invite these friends (Tox IDs or
+        /// public keys, comma-separated) as each comes online. Invites from friends are
+        /// always accepted, and every conference line is echoed as "echo: <line>" (except lines starting with "echo: ")
+        #[arg(long, value_name = "FRIENDS", value_delimiter = ',')]
+        conference_with: Vec<String>,
     },
     /// Import a Tox save (qTox's or toxic's profile, c-toxcore's savedata; encrypted ones
     /// need --passphrase-file) as the omnipeer profile FILE; prints the Tox ID
@@ -181,8 +187,18 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
             println!("{}", p.tox_id().to_hex());
             Ok(())
         }
-        ToxCmd::Echo { profile, bootstrap, listen, incoming } => {
+        ToxCmd::Echo { profile, bootstrap, listen, incoming, conference_with } => {
             let nodes = tox::parse_node_specs(&bootstrap)?;
+            let conference_with = conference_with
+                .iter()
+                .map(|s| match s.len() {
+                    76 => {
+                        s.parse::<tox::client::ToxId>().map(|id| id.pk).map_err(|e| anyhow!("--conference-with: {e}"))
+                    }
+                    _ => tox::PublicKey::from_hex(s)
+                        .ok_or_else(|| anyhow!("--conference-with: {s:?} is no Tox ID or key")),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
             tox::client::run_echo(
                 &profile,
@@ -191,6 +207,7 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
                 incoming.as_deref(),
                 tox::client::onion_rendezvous,
                 shutdown_on_signals(),
+                &conference_with,
             )
             .await
         }

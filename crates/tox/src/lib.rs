@@ -5,6 +5,7 @@
 //! same seed, keys, inputs and `now`s give the same packets. Drivers (and the profile
 //! file) live in `omnipeer-node`, which seeds the machines from the OS.
 
+pub mod conference;
 pub mod crypto;
 pub mod dht;
 pub mod file;

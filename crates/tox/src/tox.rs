@@ -14,6 +14,7 @@
 //! DHT-PK packets are accepted only from friends and only with a larger no_replay than the
 //! last one. The onion client is used through the [`Rendezvous`] trait.
 
+use crate::conference::{ConferenceError, ConferenceEvent, ConferenceId, ConferencePeer, Conferences, SavedConference};
 use crate::crypto::{
     child_seed, decrypt_data, encrypt_data, random_nonce, rng_from_seed, KeyPair, PublicKey, RngSeed, ToxRng,
     NONCE_SIZE, PUBLIC_KEY_SIZE,
@@ -167,6 +168,8 @@ pub enum ToxEvent {
     },
     /// A file transfer event (docs/protocols/tox.md#file-transfers).
     File(FileEvent),
+    /// A conference event (docs/protocols/tox.md#conferences).
+    Conference(ConferenceEvent),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +184,8 @@ pub enum ToxError {
     TooManyFriends,
     #[error("that is our own Tox ID")]
     OwnId,
+    #[error(transparent)]
+    Conference(#[from] ConferenceError),
 }
 
 struct FriendSlot {
@@ -213,6 +218,8 @@ pub struct Tox {
     local_rendezvous: bool,
     /// The DHT key pair, the sub-machines' seeds and our nonces come from here.
     rng: ToxRng,
+    /// Conferences (docs/protocols/tox.md#conferences).
+    conferences: Conferences,
 }
 
 impl Tox {
@@ -233,11 +240,13 @@ impl Tox {
     ) -> Self {
         let mut rng = rng_from_seed(rng_seed);
         let dht_keys = KeyPair::generate(&mut rng);
+        let dht_pk = dht_keys.pk;
         Tox {
             dht: Dht::new(dht_keys.clone(), child_seed(&mut rng), now),
             onion_node: OnionNode::new(dht_keys.clone(), child_seed(&mut rng), now),
             rendezvous,
             nc: NetCrypto::new(real.clone(), dht_keys, child_seed(&mut rng), now),
+            conferences: Conferences::new(real.pk, dht_pk, nickname, child_seed(&mut rng)),
             rng,
             messenger: Messenger::new(nickname, nospam),
             real,
@@ -341,6 +350,7 @@ impl Tox {
     pub fn remove_friend(&mut self, now: Instant, pk: &PublicKey) -> bool {
         let Some(f) = self.friends.remove(pk) else { return false };
         self.messenger.remove_friend(pk, &mut self.nc);
+        self.conferences.friend_offline(pk);
         self.rendezvous.remove_friend(pk);
         if let Some(dht_pk) = f.searching {
             self.dht.remove_search(&dht_pk);
@@ -459,6 +469,7 @@ impl Tox {
         self.rendezvous.tick(now, &self.dht);
         self.nc.tick(now);
         self.messenger.tick(now, &mut self.nc);
+        self.conferences.tick(now);
         for f in self.friends.values_mut() {
             f.progress.tick(now);
         }
@@ -491,6 +502,7 @@ impl Tox {
             self.rendezvous.next_timeout(),
             self.nc.next_timeout(),
             self.messenger.next_timeout(),
+            self.conferences.next_timeout(),
             Some(self.next_tasks),
         ]
         .into_iter()
@@ -758,9 +770,24 @@ impl Tox {
                     _ => {}
                 }
                 self.messenger.handle_net_crypto_event(now, &e, &mut self.nc);
+                if let NetCryptoEvent::Lossless { peer, data } = &e {
+                    let conf = data.first().is_some_and(|&b| crate::conference::is_conference_packet(b));
+                    if conf && self.messenger.is_online(peer) {
+                        // Malformed or unexpected: dropped, the friend stays (c-toxcore too).
+                        let _ = self.conferences.handle_packet(now, peer, data);
+                    }
+                }
             }
             while let Some(e) = self.messenger.poll_event() {
                 any = true;
+                match &e {
+                    MessengerEvent::FriendOnline { friend } => {
+                        let temp = self.nc.peer_dht_pk(friend).unwrap_or(*friend);
+                        self.conferences.friend_online(*friend, temp);
+                    }
+                    MessengerEvent::FriendOffline { friend } => self.conferences.friend_offline(friend),
+                    _ => {}
+                }
                 let ev = match e {
                     MessengerEvent::FriendOnline { friend } => ToxEvent::FriendOnline { friend },
                     MessengerEvent::FriendOffline { friend } => ToxEvent::FriendOffline { friend },
@@ -781,6 +808,14 @@ impl Tox {
                 any = true;
                 self.events.push_back(ToxEvent::File(e));
             }
+            while let Some((to, data)) = self.conferences.poll_transmit() {
+                any = true;
+                let _ = self.nc.send_lossless(now, &to, &data);
+            }
+            while let Some(e) = self.conferences.poll_event() {
+                any = true;
+                self.events.push_back(ToxEvent::Conference(e));
+            }
             for (pk, f) in self.friends.iter_mut() {
                 while let Some(p) = f.progress.poll_entered() {
                     self.events.push_back(ToxEvent::Progress { friend: *pk, progress: p });
@@ -790,6 +825,96 @@ impl Tox {
                 break;
             }
         }
+    }
+
+    // Conferences (docs/protocols/tox.md#conferences): c-toxcore 0.2.18's group chats.
+
+    /// Creates a conference with us as its only member; returns its number.
+    pub fn conference_new(&mut self, now: Instant) -> Result<u32, ToxError> {
+        let n = self.conferences.create(now)?;
+        self.process(now);
+        Ok(n)
+    }
+
+    /// Invites an online friend into a conference.
+    pub fn conference_invite(&mut self, now: Instant, conference: u32, friend: &PublicKey) -> Result<(), ToxError> {
+        self.conferences.invite(conference, friend)?;
+        self.process(now);
+        Ok(())
+    }
+
+    /// Accepts an invite (from [`ConferenceEvent::Invite`]); returns the conference number.
+    pub fn conference_join(&mut self, now: Instant, invite: u32) -> Result<u32, ToxError> {
+        let n = self.conferences.join(now, invite)?;
+        self.process(now);
+        Ok(n)
+    }
+
+    /// Sends a line (or an action) to a conference.
+    pub fn conference_send(
+        &mut self,
+        now: Instant,
+        conference: u32,
+        kind: MessageKind,
+        text: &str,
+    ) -> Result<(), ToxError> {
+        self.conferences.send_message(now, conference, kind, text)?;
+        self.process(now);
+        Ok(())
+    }
+
+    pub fn conference_set_title(&mut self, now: Instant, conference: u32, title: &str) -> Result<(), ToxError> {
+        self.conferences.set_title(now, conference, title)?;
+        self.process(now);
+        Ok(())
+    }
+
+    /// Leaves a conference (the others are told) and forgets it.
+    pub fn conference_leave(&mut self, now: Instant, conference: u32) -> Result<(), ToxError> {
+        self.conferences.leave(now, conference)?;
+        self.process(now);
+        Ok(())
+    }
+
+    /// The peer list (ourselves included once joined), or None for no such conference.
+    pub fn conference_peers(&self, conference: u32) -> Option<Vec<ConferencePeer>> {
+        self.conferences.peers(conference)
+    }
+
+    /// Our conferences' numbers.
+    pub fn conferences(&self) -> Vec<u32> {
+        self.conferences.list()
+    }
+
+    pub fn conference_id(&self, conference: u32) -> Option<ConferenceId> {
+        self.conferences.id(conference)
+    }
+
+    pub fn conference_by_id(&self, id: &ConferenceId) -> Option<u32> {
+        self.conferences.by_id(id)
+    }
+
+    pub fn conference_title(&self, conference: u32) -> Option<String> {
+        self.conferences.title(conference)
+    }
+
+    pub fn conference_connected(&self, conference: u32) -> bool {
+        self.conferences.is_connected(conference)
+    }
+
+    /// Invites not answered yet: (invite, friend, conference id).
+    pub fn conference_invites(&self) -> Vec<(u32, PublicKey, ConferenceId)> {
+        self.conferences.invites()
+    }
+
+    /// The conferences to keep across a restart.
+    pub fn conference_save(&self) -> Vec<SavedConference> {
+        self.conferences.save()
+    }
+
+    /// Restores a saved conference (its peers rejoin as they come online).
+    pub fn conference_load(&mut self, now: Instant, saved: &SavedConference) -> Result<u32, ToxError> {
+        Ok(self.conferences.load(now, saved)?)
     }
 }
 
@@ -1115,5 +1240,57 @@ mod tests {
         // Garbage is ignored.
         t.handle_dht_request(now, dht1, &req[..40]);
         assert!(t.handle_packet(now, "1.2.3.4:5".parse().unwrap(), &[0x77, 1, 2]).is_err());
+    }
+
+    /// Conferences through the whole client: node 0 is friends with 1 and 2 (who are
+    /// strangers); 0 creates a conference and invites both, and every line reaches the
+    /// other two, 1's and 2's relayed by 0.
+    #[test]
+    fn conference_of_three_with_relaying() {
+        let mut w = World::new(3);
+        befriend(&mut w, 0, 1, false);
+        befriend(&mut w, 0, 2, false);
+        let now = w.now;
+        let c = w.nodes[0].1.conference_new(now).unwrap();
+        for f in [1, 2] {
+            let pk = w.nodes[f].1.real_pk();
+            let now = w.now;
+            w.nodes[0].1.conference_invite(now, c, &pk).unwrap();
+            let invite = |w: &World| {
+                w.nodes[f].2.iter().find_map(|e| match e {
+                    ToxEvent::Conference(ConferenceEvent::Invite { invite, .. }) => Some(*invite),
+                    _ => None,
+                })
+            };
+            assert!(w.run(Duration::from_secs(5), |w| invite(w).is_some()), "no invite at {f}");
+            let inv = invite(&w).unwrap();
+            let now = w.now;
+            w.nodes[f].1.conference_join(now, inv).unwrap();
+            assert!(w.run(Duration::from_secs(5), |w| w.nodes[f].1.conference_connected(0)), "{f} not joined");
+        }
+        let full = |w: &World| (0..3).all(|i| w.nodes[i].1.conference_peers(0).is_some_and(|p| p.len() == 3));
+        assert!(w.run(Duration::from_secs(5), full), "peer lists not full");
+        for i in 0..3 {
+            let now = w.now;
+            w.nodes[i].1.conference_send(now, 0, MessageKind::Normal, &format!("line {i}")).unwrap();
+        }
+        let lines = |w: &World, i: usize| -> Vec<String> {
+            let mut v: Vec<String> = w.nodes[i]
+                .2
+                .iter()
+                .filter_map(|e| match e {
+                    ToxEvent::Conference(ConferenceEvent::Message { text, .. }) => Some(text.clone()),
+                    _ => None,
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        w.run(Duration::from_secs(5), |w| (0..3).all(|i| lines(w, i).len() >= 2));
+        w.run(Duration::from_secs(1), |_| false);
+        for i in 0..3 {
+            let want: Vec<String> = (0..3).filter(|&j| j != i).map(|j| format!("line {j}")).collect();
+            assert_eq!(lines(&w, i), want, "at {i}");
+        }
     }
 }

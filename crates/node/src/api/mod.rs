@@ -160,6 +160,10 @@ fn router(node: Arc<Node>, token: Option<Arc<str>>, addr: SocketAddr, hosts: Hos
             "/api/tox/profile/import",
             post(tox::import_profile).layer(axum::extract::DefaultBodyLimit::max(tox::MAX_IMPORT_BODY)),
         )
+        .route("/api/tox/conferences", get(tox::conferences).post(tox::conference_new))
+        .route("/api/tox/conferences/{id}", axum::routing::delete(tox::conference_leave))
+        .route("/api/tox/conferences/{id}/invite", post(tox::conference_invite))
+        .route("/api/tox/conference-invites/{id}/accept", post(tox::conference_accept))
         .route("/api/uploads", get(upload_list))
         .route("/api/uploads/{id}/cancel", post(upload_cancel))
         .route("/api/settings", get(settings_get).put(settings_put))

@@ -53,6 +53,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("delete", "/api/tox/requests/{pk}", "Decline a pending friend request"),
     ("post", "/api/tox/profile/export", "The Tox profile as a standard Tox save (qTox/toxic), optionally passphrase-encrypted"),
     ("post", "/api/tox/profile/import", "Import a Tox save (plain or encrypted) as the node's Tox identity; the Tox client stops until the node restarts"),
+    ("get", "/api/tox/conferences", "Tox conferences (group chats) we are in, and invites from friends"),
+    ("post", "/api/tox/conferences", "Create a Tox conference (we are alone in it until friends join)"),
+    ("delete", "/api/tox/conferences/{id}", "Leave a Tox conference"),
+    ("post", "/api/tox/conferences/{id}/invite", "Invite an online Tox friend into a conference"),
+    ("post", "/api/tox/conference-invites/{id}/accept", "Accept a friend's invite into a Tox conference"),
     ("get", "/api/uploads", "Uploads: running and queued (in queue order), then finished"),
     ("post", "/api/uploads/{id}/cancel", "Cancel an upload that waits or runs"),
     ("get", "/api/settings", "The settings that can change while the node runs"),
@@ -242,6 +247,32 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 "friends": {"type": "integer"},
                 "restart": {"type": "boolean", "description": "Always true: the Tox client stopped; restart the node"}}})),
         ),
+        ("get", "/api/tox/conferences") => (
+            vec![],
+            None,
+            ok(json!({"type": "object", "properties": {
+                "conferences": {"type": "array", "items": r("ToxConference")},
+                "invites": {"type": "array", "items": r("ToxConferenceInvite")}}})),
+        ),
+        ("post", "/api/tox/conferences") => (
+            vec![],
+            Some(body(json!({"type": "object", "properties": {
+                "title": {"type": "string", "description": "Its title (at most 128 bytes); absent: none"}}}))),
+            json!({"description": "Created", "content": {"application/json": {"schema": r("ToxConference")}}}),
+        ),
+        ("delete", "/api/tox/conferences/{id}") => (vec![conference_param()], None, ok(r("ToxConference"))),
+        ("post", "/api/tox/conferences/{id}/invite") => (
+            vec![conference_param()],
+            Some(body(json!({"type": "object", "required": ["friend"], "properties": {
+                "friend": {"type": "string", "description": "The friend's long-term public key, 64 hex digits"}}}))),
+            ok(r("ToxConference")),
+        ),
+        ("post", "/api/tox/conference-invites/{id}/accept") => (
+            vec![json!({"name": "id", "in": "path", "required": true, "description": "The invite's number",
+                        "schema": {"type": "integer"}})],
+            None,
+            ok(r("ToxConference")),
+        ),
         ("get", "/api/uploads") => (vec![], None, ok(json!({"type": "array", "items": r("Upload")}))),
         ("get", "/api/settings") => (vec![], None, ok(json!({"type": "array", "items": r("Setting")}))),
         ("put", "/api/settings") => (
@@ -264,6 +295,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 | "/api/chats/messages"
                 | "/api/tox/friends"
                 | "/api/tox/friends/{pk}/files"
+                | "/api/tox/conferences"
         )
     {
         "201"
@@ -280,6 +312,11 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         op["requestBody"] = b;
     }
     op
+}
+
+fn conference_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": "Conference id, 64 hex digits",
+           "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"}})
 }
 
 fn pk_param() -> Value {
@@ -361,7 +398,7 @@ fn schemas() -> Value {
             "id": s("integer"), "chat": s("string"), "nick": s("string"), "text": s("string"), "own": s("boolean"), "ts": s("integer"),
             "delivered": {"type": "boolean", "description": "Own lines on Tox only: the friend's read receipt arrived"}}},
         "Chat": {"type": "object", "properties": {
-            "id": s("string"), "network": s("string"), "kind": {"type": "string", "enum": ["hub", "room", "pm", "friend"]},
+            "id": s("string"), "network": s("string"), "kind": {"type": "string", "enum": ["hub", "room", "pm", "friend", "conference", "chat"]},
             "name": s("string"), "last": {"allOf": [r("ChatMessage")], "nullable": true},
             "online": {"type": "boolean", "description": "Tox friends only"}}},
         "ToxFriend": {"type": "object", "properties": {
@@ -391,9 +428,9 @@ fn schemas() -> Value {
             "state": {"type": "string", "enum": ["queued", "starting", "running", "done", "failed"]},
             "position": s("integer"), "rate": s("integer"), "error": s("string"), "updated": s("integer")}},
         "Event": {"type": "object", "required": ["type"], "description":
-            "Tagged by type: network {network}, search_result {search, result (with only its new source), source_count}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, resync {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}, chat_open {chat, open}, upload {upload}",
+            "Tagged by type: network {network}, search_result {search, result (with only its new source), source_count}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, resync {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}, tox_conference {conference, removed}, tox_conference_invite {invite, pending}, chat_open {chat, open}, upload {upload}",
             "properties": {
-                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "resync", "chat_delivered", "tox_friend", "tox_request", "chat_open", "upload"]},
+                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "resync", "chat_delivered", "tox_friend", "tox_request", "tox_conference", "tox_conference_invite", "chat_open", "upload"]},
                 "chat": s("string"), "friend": r("ToxFriend"), "removed": s("boolean"), "request": r("ToxRequest"), "pending": s("boolean"),
                 "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "source_count": s("integer"), "transfer": r("Transfer"),
                 "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),
@@ -408,6 +445,14 @@ fn schemas() -> Value {
             "client": s("string"), "slots": s("integer"), "slots_full": s("boolean"), "speed": s("integer"),
             "country": s("string"), "op": s("boolean"), "away": s("boolean"),
             "relation": {"type": "string", "enum": ["buddy", "ignored", "banned"]}}});
+    all["ToxConference"] = json!({"type": "object", "properties": {
+            "id": s("string"), "chat": s("string"), "title": s("string"), "connected": s("boolean"),
+            "peers": {"type": "array", "items": {"type": "object", "properties": {
+                "name": s("string"), "pk": s("string"), "ours": s("boolean")}}}}});
+    all["ToxConferenceInvite"] = json!({"type": "object", "properties": {
+            "invite": s("integer"), "friend": s("string"), "conference": s("string")}});
+    all["Event"]["properties"]["conference"] = r("ToxConference");
+    all["Event"]["properties"]["invite"] = r("ToxConferenceInvite");
     all["Filters"] = json!({"type": "object", "properties": {
             "min_size": {"type": "integer"}, "max_size": {"type": "integer"}, "ext": {"type": "string"},
             "min_bitrate": {"type": "integer"}, "free_slot": {"type": "boolean"},

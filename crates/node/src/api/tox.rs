@@ -90,3 +90,48 @@ pub(super) async fn send_file(
     let u = api.node.tox_send_file(&pk, &b.path).await.map_err(err)?;
     Ok((StatusCode::CREATED, Json(json!(u))))
 }
+
+/// `GET /api/tox/conferences`: `{conferences: [ToxConference], invites: [ToxConferenceInvite]}`.
+pub(super) async fn conferences(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.tox_conferences().map_err(err)?)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ConferenceNewBody {
+    #[serde(default)]
+    title: Option<String>,
+}
+
+/// `POST /api/tox/conferences`: 201 with the new conference (us alone in it).
+pub(super) async fn conference_new(
+    State(api): State<Api>,
+    Json(b): Json<ConferenceNewBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let c = api.node.tox_conference_new(b.title.as_deref()).await.map_err(err)?;
+    Ok((StatusCode::CREATED, Json(json!(c))))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ConferenceInviteBody {
+    /// The friend's long-term public key (64 hex).
+    friend: String,
+}
+
+/// `POST /api/tox/conferences/{id}/invite`.
+pub(super) async fn conference_invite(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Json(b): Json<ConferenceInviteBody>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.tox_conference_invite(&id, &b.friend).await.map_err(err)?)))
+}
+
+/// `POST /api/tox/conference-invites/{id}/accept`.
+pub(super) async fn conference_accept(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.tox_conference_accept(&id).await.map_err(err)?)))
+}
+
+/// `DELETE /api/tox/conferences/{id}`.
+pub(super) async fn conference_leave(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.tox_conference_leave(&id).await.map_err(err)?)))
+}

@@ -272,6 +272,8 @@ impl ChatInfo {
                 !name.is_empty() && name.len() <= 256
             }
             (Network::Tox, "friend") => name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+            // A conference (group chat) by its 32-byte id (docs/protocols/tox.md#conferences).
+            (Network::Tox, "conference") => name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
             _ => false,
         };
         ok.then_some(ChatId { network, label, kind, name })
@@ -281,7 +283,10 @@ impl ChatInfo {
     pub fn canonical_id(id: &str) -> String {
         match id.strip_prefix("tox:friend:") {
             Some(pk) if Self::parse_id(id).is_some() => format!("tox:friend:{}", pk.to_ascii_uppercase()),
-            _ => id.to_owned(),
+            _ => match id.strip_prefix("tox:conference:") {
+                Some(c) if Self::parse_id(id).is_some() => format!("tox:conference:{}", c.to_ascii_uppercase()),
+                _ => id.to_owned(),
+            },
         }
     }
 }
@@ -359,6 +364,44 @@ pub struct ToxRequestInfo {
     pub received: i64,
 }
 
+/// A Tox conference (group chat) the node is in, as `GET /api/tox/conferences` and the
+/// `tox_conference` event show it (docs/protocols/tox.md#conferences).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToxConferenceInfo {
+    /// The conference id (64 hex).
+    pub id: String,
+    /// Its chat id, `tox:conference:ID`.
+    pub chat: String,
+    /// Its title ("" when none was set).
+    pub title: String,
+    /// We have our peer number: lines can go out (once a peer is online).
+    pub connected: bool,
+    /// Who is in it (frozen peers left out), us included.
+    pub peers: Vec<ToxConferencePeer>,
+}
+
+/// A peer of a Tox conference.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToxConferencePeer {
+    /// Its name ("" until it tells).
+    pub name: String,
+    /// Its long-term public key (64 hex).
+    pub pk: String,
+    /// This peer is us.
+    pub ours: bool,
+}
+
+/// An invite into a Tox conference from a friend, waiting to be accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToxConferenceInvite {
+    /// Its number (`POST /api/tox/conference-invites/{id}/accept`).
+    pub invite: u32,
+    /// The friend who sent it (64 hex).
+    pub friend: String,
+    /// The conference id (64 hex).
+    pub conference: String,
+}
+
 /// Everything the node reports, as the WebSocket event stream sends it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -432,6 +475,22 @@ pub enum Event {
     ToxRequest {
         /// The request.
         request: ToxRequestInfo,
+        /// Still waiting for an answer.
+        pending: bool,
+    },
+    /// A Tox conference was joined or created, changed (peers, names, title), or was
+    /// left (`removed` true).
+    ToxConference {
+        /// The conference now.
+        conference: ToxConferenceInfo,
+        /// We left it.
+        removed: bool,
+    },
+    /// A friend invited us into a Tox conference (`pending` true), or the invite was
+    /// accepted (false).
+    ToxConferenceInvite {
+        /// The invite.
+        invite: ToxConferenceInvite,
         /// Still waiting for an answer.
         pending: bool,
     },

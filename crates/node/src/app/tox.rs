@@ -36,6 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod conference;
+
 /// The contacts' network name for Tox friends.
 pub const NETWORK: &str = "tox";
 /// Longest friend request message (c-toxcore: TOX_MAX_FRIEND_REQUEST_LENGTH 1016).
@@ -120,6 +122,8 @@ enum Cmd {
     FileControl { transfer: i64, action: TransferAction },
     /// Offer a local file to an online friend; replies with its upload id.
     SendFile { pk: PublicKey, path: PathBuf, reply: oneshot::Sender<anyhow::Result<u64>> },
+    /// Conferences (group chats): create, invite, accept, send, leave.
+    Conference(conference::ConfCmd),
 }
 
 /// A file we send to a friend, as an upload of the node (`GET /api/uploads`).
@@ -172,6 +176,8 @@ struct Shared {
     /// Announced at a rendezvous node (reachable by friends).
     announced: bool,
     live: HashMap<PublicKey, Live>,
+    /// Conferences and invites (docs/protocols/tox.md#conferences).
+    conferences: conference::ConfShared,
 }
 
 /// The running Tox client as the rest of the node sees it.
@@ -553,6 +559,7 @@ pub(crate) async fn start(
             Err(e) => tracing::warn!("tox: dropping a stored request to {id:?}: {e}"),
         }
     }
+    conference::load(node, client.tox());
     let addr = client.local_addr()?;
     let id = profile.tox_id().to_hex();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -560,7 +567,13 @@ pub(crate) async fn start(
         profile.friends.iter().map(|pk| (*pk, Live { progress: Progress::AwaitingDhtKey, online: false })).collect();
     let handle = Arc::new(ToxHandle {
         cmds: tx,
-        shared: Mutex::new(Shared { id: id.clone(), address: addr.to_string(), announced: false, live }),
+        shared: Mutex::new(Shared {
+            id: id.clone(),
+            address: addr.to_string(),
+            announced: false,
+            live,
+            conferences: Default::default(),
+        }),
     });
     node.tox.set(handle).map_err(|_| anyhow!("the Tox client runs already"))?;
     crate::app::say!("tox client: {} friends, listening on {addr}", profile.friends.len());
@@ -649,6 +662,8 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) -> anyhow::Result<()> {
+        // The conferences loaded from the last run, for the API.
+        self.sync_conferences();
         let shutdown = self.node.shutdown.clone();
         loop {
             let until = tokio::time::Instant::now() + REFRESH;
@@ -786,6 +801,7 @@ impl Task {
             Cmd::SendFile { pk, path, reply } => {
                 let _ = reply.send(self.send_file(pk, &path));
             }
+            Cmd::Conference(c) => self.on_conference_cmd(c),
             Cmd::Import { profile, reply } => {
                 let r = self.import(*profile);
                 let ok = r.is_ok();
@@ -936,6 +952,7 @@ impl Task {
             E::Announced => tracing::info!("tox: announced at a rendezvous node"),
             E::FriendFound { friend } => tracing::debug!("tox: {} found at a rendezvous node", friend.to_hex()),
             E::File(fe) => self.on_file(fe),
+            E::Conference(ce) => self.on_conference(ce),
             #[allow(unreachable_patterns)]
             other => tracing::debug!("tox: {other:?}"),
         }

@@ -48,6 +48,7 @@ impl Node {
         let room = match id.kind {
             "hub" => None,
             "room" => Some(id.name),
+            "conference" => return self.tox_conference_users(id.name),
             _ => return Err(NodeError::NotFound(format!("{chat} has no user list (a hub or a room has)")).into()),
         };
         let client = self.client(&id.session())?;

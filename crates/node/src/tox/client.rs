@@ -215,8 +215,9 @@ fn out(line: &str) {
 
 /// `omnipeer tox echo`: prints our Tox ID, accepts every friend request (saving the friend
 /// in the profile) and answers each message with `echo: <message>`. With `incoming`, saves
-/// the files friends send there (resuming partial ones); without, refuses them. Runs
-/// until `cancel`.
+/// the files friends send there (resuming partial ones); without, refuses them. Joins every
+/// conference it is invited to and echoes its lines (see [`echo_conference`]); creates one
+/// and invites each friend of `conference_with` when it comes online. Runs until `cancel`.
 pub async fn run_echo(
     profile_path: &Path,
     listen: SocketAddr,
@@ -224,8 +225,10 @@ pub async fn run_echo(
     incoming: Option<&Path>,
     rendezvous: impl FnOnce(&Profile) -> Box<dyn Rendezvous + Send>,
     cancel: CancellationToken,
+    conference_with: &[PublicKey],
 ) -> anyhow::Result<()> {
     let mut profile = load_profile(profile_path)?;
+    let mut our_conference: Option<u32> = None;
     let mut receiver = match incoming {
         Some(d) => Some(Receiver::new(d).with_context(|| format!("--incoming {}", d.display()))?),
         None => None,
@@ -243,6 +246,11 @@ pub async fn run_echo(
             ev = c.next_event(None) => ev,
         };
         let Some(ev) = ev else { continue };
+        if let ToxEvent::FriendOnline { friend } = &ev {
+            if conference_with.contains(friend) {
+                echo_conference_invite(c.tox(), &mut our_conference, friend);
+            }
+        }
         match ev {
             ToxEvent::FriendRequest { from, message } => {
                 out(&format!("friend request from {}: {message}", from.to_hex()));
@@ -278,7 +286,70 @@ pub async fn run_echo(
                     }
                 }
             },
+            ToxEvent::Conference(ce) => echo_conference(c.tox(), ce),
             other => tracing::debug!("{other:?}"),
+        }
+    }
+}
+
+/// A conference's id as printed (64 hex).
+fn conference_hex(tox: &Tox, conference: u32) -> String {
+    tox.conference_id(conference).map(|id| PublicKey(id).to_hex()).unwrap_or_default()
+}
+
+/// `tox echo --conference-with`: creates our conference on first need and invites `friend`.
+fn echo_conference_invite(tox: &mut Tox, ours: &mut Option<u32>, friend: &PublicKey) {
+    let now = Instant::now();
+    let n = match *ours {
+        Some(n) => n,
+        None => match tox.conference_new(now) {
+            Ok(n) => {
+                out(&format!("conference {} created", conference_hex(tox, n)));
+                *ours = Some(n);
+                n
+            }
+            Err(e) => return tracing::warn!("conference: {e}"),
+        },
+    };
+    match tox.conference_invite(now, n, friend) {
+        Ok(()) => out(&format!("invited {} to conference {}", friend.to_hex(), conference_hex(tox, n))),
+        Err(e) => tracing::warn!("conference invite to {}: {e}", friend.to_hex()),
+    }
+}
+
+/// `tox echo` in conferences (docs/protocols/tox.md#conferences): joins on every invite,
+/// prints the peer list on each change and every line, and answers each line that does
+/// not start with "echo: " (so two echoes do not loop) with `echo: <line>`.
+fn echo_conference(tox: &mut Tox, ev: omnipeer_tox::conference::ConferenceEvent) {
+    use omnipeer_tox::conference::ConferenceEvent as E;
+    let now = Instant::now();
+    match ev {
+        E::Invite { invite, friend, .. } => {
+            out(&format!("conference invite from {}", friend.to_hex()));
+            match tox.conference_join(now, invite) {
+                Ok(n) => out(&format!("joined conference {}", conference_hex(tox, n))),
+                Err(e) => tracing::warn!("conference join: {e}"),
+            }
+        }
+        E::Connected { conference } => out(&format!("conference {} connected", conference_hex(tox, conference))),
+        E::PeerList { conference } => {
+            let mut names: Vec<String> =
+                tox.conference_peers(conference).unwrap_or_default().into_iter().map(|p| p.name).collect();
+            names.sort();
+            out(&format!("conference {} peers: {}", conference_hex(tox, conference), names.join(", ")));
+        }
+        E::Title { conference, title } => {
+            out(&format!("conference {} title: {title}", conference_hex(tox, conference)))
+        }
+        E::Message { conference, name, kind, text, .. } => {
+            out(&format!("conference {} {name}: {text}", conference_hex(tox, conference)));
+            if !text.starts_with("echo: ") {
+                let reply = format!("echo: {text}");
+                let reply = truncate(&reply, omnipeer_tox::conference::MAX_MESSAGE_DATA_LEN);
+                if let Err(e) = tox.conference_send(now, conference, kind, reply) {
+                    tracing::warn!("conference echo: {e}");
+                }
+            }
         }
     }
 }

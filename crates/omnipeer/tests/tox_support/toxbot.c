@@ -31,6 +31,14 @@
  *   -T HOST:PORT:KEY   TCP relay (tox_add_tcp_relay; KEY = the relay's key); repeatable
  * Without -f/-m the bot auto-accepts friend requests and answers every message with
  * "echo: <msg>".
+ * Conferences (c-toxcore 0.2.18's tox_conference_* group chats):
+ *   -G N               once friend N is connected, invite it to our conference (created
+ *                      on the first -G); repeatable
+ *   -J                 join every conference we are invited to
+ *   -M TEXT            send TEXT to conference 0 once it has -K peers (us included)
+ *   -K N               peers to wait for before -M (default 2)
+ *   -E                 echo every conference line from someone else as "echo: <line>"
+ *                      (lines starting with "echo: " are not echoed)
  *
  * Output (stdout, one line each, flushed):
  *   TOXID <76 hex>            DHTKEY <64 hex>             PORT <udp port>
@@ -46,6 +54,11 @@
  *   FILE_OFFERED <file>       FILE_SEEK <pos> (the friend resumes)   FILE_SENT <bytes>
  *   FILE_RECV <file> <kind> <size> '<name>'   FILE_RESUME <pos>   FILE_DONE <size> <path>
  *   FILE_PROGRESS <bytes>     (every 4 MiB, either direction)
+ *   CONFERENCE_INVITE <friend>            CONFERENCE_JOINED <conference>
+ *   CONFERENCE_CREATED <conference>       CONFERENCE_INVITED <friend>
+ *   CONFERENCE_CONNECTED <conference>     CONFERENCE_SENT <conference> '<text>'
+ *   CONFERENCE_PEERS <conference> <count> '<name>'...   (on every list or name change)
+ *   CONFERENCE_MESSAGE <conference> '<peer name>' '<text>'   (lines from others only)
  *   DONE                      (all echoes back, with -x)
  *   TIMEOUT
  * Exit codes: 0 success / normal end, 1 timeout with -x, 2 usage or setup error.
@@ -292,6 +305,126 @@ static void on_receipt(Tox *t, uint32_t f, uint32_t id, void *ud) {
     printf("RECEIPT %u %u\n", f, id);
 }
 
+/* ---- conferences (-G -J -M -K -E) ---- */
+static uint32_t conf_invite[MAX_FRIENDS];
+static bool conf_invited[MAX_FRIENDS];
+static int nconf_invite = 0;
+static bool conf_join = false;
+static const char *conf_message = NULL;
+static uint32_t conf_wait_peers = 2;
+static bool conf_sent = false;
+static bool conf_echo = false;
+static bool conf_have = false;
+static uint32_t conf_number = 0;
+
+static void conf_print_peers(Tox *t, uint32_t c) {
+    Tox_Err_Conference_Peer_Query e;
+    uint32_t n = tox_conference_peer_count(t, c, &e);
+    if (e != TOX_ERR_CONFERENCE_PEER_QUERY_OK) return;
+    char line[16384];
+    int at = snprintf(line, sizeof line, "CONFERENCE_PEERS %u %u", c, n);
+    for (uint32_t i = 0; i < n && at < (int)sizeof line - 300; i++) {
+        uint8_t name[TOX_MAX_NAME_LENGTH];
+        size_t len = tox_conference_peer_get_name_size(t, c, i, &e);
+        if (e != TOX_ERR_CONFERENCE_PEER_QUERY_OK || len > sizeof name) len = 0;
+        else tox_conference_peer_get_name(t, c, i, name, &e);
+        at += snprintf(line + at, sizeof line - at, " '%.*s'", (int)len, (const char *)name);
+    }
+    printf("%s\n", line);
+}
+
+static void on_conf_invite(Tox *t, uint32_t f, Tox_Conference_Type type, const uint8_t *cookie, size_t len,
+                           void *ud) {
+    (void)ud; (void)type;
+    printf("CONFERENCE_INVITE %u\n", f);
+    if (!conf_join) return;
+    Tox_Err_Conference_Join e;
+    uint32_t c = tox_conference_join(t, f, cookie, len, &e);
+    if (e == TOX_ERR_CONFERENCE_JOIN_OK) {
+        printf("CONFERENCE_JOINED %u\n", c);
+        conf_have = true;
+        conf_number = c;
+    } else {
+        printf("CONFERENCE_JOIN_FAILED %d\n", (int)e);
+    }
+}
+
+static void on_conf_connected(Tox *t, uint32_t c, void *ud) {
+    (void)t; (void)ud;
+    printf("CONFERENCE_CONNECTED %u\n", c);
+}
+
+static void on_conf_message(Tox *t, uint32_t c, uint32_t peer, Tox_Message_Type type, const uint8_t *msg,
+                            size_t len, void *ud) {
+    (void)ud; (void)type;
+    Tox_Err_Conference_Peer_Query e;
+    /* c-toxcore hands us our own lines back too: not printed, not echoed */
+    if (tox_conference_peer_number_is_ours(t, c, peer, &e)) return;
+    uint8_t name[TOX_MAX_NAME_LENGTH];
+    size_t nlen = tox_conference_peer_get_name_size(t, c, peer, &e);
+    if (e != TOX_ERR_CONFERENCE_PEER_QUERY_OK || nlen > sizeof name) nlen = 0;
+    else tox_conference_peer_get_name(t, c, peer, name, &e);
+    printf("CONFERENCE_MESSAGE %u '%.*s' '%.*s'\n", c, (int)nlen, (const char *)name, (int)len, (const char *)msg);
+    if (conf_echo && !(len >= 6 && memcmp(msg, "echo: ", 6) == 0)) {
+        char out[TOX_MAX_MESSAGE_LENGTH];
+        int n = snprintf(out, sizeof out, "echo: %.*s", (int)len, (const char *)msg);
+        if (n < 0) return;
+        if ((size_t)n >= sizeof out) n = sizeof out - 1;
+        Tox_Err_Conference_Send_Message es;
+        tox_conference_send_message(t, c, TOX_MESSAGE_TYPE_NORMAL, (const uint8_t *)out, (size_t)n, &es);
+    }
+}
+
+static void on_conf_peer_name(Tox *t, uint32_t c, uint32_t peer, const uint8_t *name, size_t len, void *ud) {
+    (void)peer; (void)name; (void)len; (void)ud;
+    conf_print_peers(t, c);
+}
+
+static void on_conf_peer_list(Tox *t, uint32_t c, void *ud) {
+    (void)ud;
+    conf_print_peers(t, c);
+}
+
+static void conf_setup(Tox *t) {
+    tox_callback_conference_invite(t, on_conf_invite);
+    tox_callback_conference_connected(t, on_conf_connected);
+    tox_callback_conference_message(t, on_conf_message);
+    tox_callback_conference_peer_name(t, on_conf_peer_name);
+    tox_callback_conference_peer_list_changed(t, on_conf_peer_list);
+}
+
+/* called every iteration */
+static void conf_step(Tox *t) {
+    for (int i = 0; i < nconf_invite; i++) {
+        if (conf_invited[i] || tox_friend_get_connection_status(t, conf_invite[i], NULL) == TOX_CONNECTION_NONE)
+            continue;
+        if (!conf_have) {
+            Tox_Err_Conference_New en;
+            conf_number = tox_conference_new(t, &en);
+            if (en != TOX_ERR_CONFERENCE_NEW_OK) { printf("CONFERENCE_NEW_FAILED %d\n", (int)en); return; }
+            conf_have = true;
+            printf("CONFERENCE_CREATED %u\n", conf_number);
+        }
+        Tox_Err_Conference_Invite ei;
+        if (tox_conference_invite(t, conf_invite[i], conf_number, &ei)) {
+            conf_invited[i] = true;
+            printf("CONFERENCE_INVITED %u\n", conf_invite[i]);
+        }
+    }
+    if (conf_message && !conf_sent && conf_have) {
+        Tox_Err_Conference_Peer_Query e;
+        uint32_t n = tox_conference_peer_count(t, conf_number, &e);
+        if (e == TOX_ERR_CONFERENCE_PEER_QUERY_OK && n >= conf_wait_peers) {
+            Tox_Err_Conference_Send_Message es;
+            if (tox_conference_send_message(t, conf_number, TOX_MESSAGE_TYPE_NORMAL, (const uint8_t *)conf_message,
+                                            strlen(conf_message), &es)) {
+                conf_sent = true;
+                printf("CONFERENCE_SENT %u '%s'\n", conf_number, conf_message);
+            }
+        }
+    }
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: toxbot [-p PORT] [-b HOST:PORT:KEY]... [-s SK] [-F PK]... "
                     "[-f TOXID [-r TEXT]] [-m TEXT [-c N]] [-x] [-t SECS] [-v] [-S PATH] [-R DIR] [-q]\n");
@@ -310,7 +443,7 @@ int main(int argc, char **argv) {
     bool udp = true;
     int nrelay = 0;
     char *relay[MAX_BOOT];
-    while ((opt = getopt(argc, argv, "p:b:s:F:f:r:m:c:xt:vS:R:qW:L:P:n:UT:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:b:s:F:f:r:m:c:xt:vS:R:qW:L:P:n:UT:" "G:JM:K:E")) != -1) {
         switch (opt) {
         case 'p': port = atoi(optarg); break;
         case 'b': if (nboot == MAX_BOOT) usage(); boot[nboot++] = optarg; break;
@@ -332,6 +465,11 @@ int main(int argc, char **argv) {
         case 'n': name = optarg; break;
         case 'U': udp = false; break;
         case 'T': if (nrelay == MAX_BOOT) usage(); relay[nrelay++] = optarg; break;
+        case 'G': if (nconf_invite == MAX_FRIENDS) usage(); conf_invite[nconf_invite++] = (uint32_t)atoi(optarg); break;
+        case 'J': conf_join = true; break;
+        case 'M': conf_message = optarg; break;
+        case 'K': conf_wait_peers = (uint32_t)atoi(optarg); break;
+        case 'E': conf_echo = true; break;
         default: usage();
         }
     }
@@ -410,6 +548,7 @@ int main(int argc, char **argv) {
     tox_callback_file_recv_control(t, on_file_control);
     tox_callback_file_recv(t, on_file_recv);
     tox_callback_file_recv_chunk(t, on_file_chunk);
+    conf_setup(t);
 
     for (int i = 0; i < nboot; i++) {
         char *spec = boot[i];
@@ -480,6 +619,7 @@ int main(int argc, char **argv) {
     double end = now_s() + timeout;
     while (!done) {
         tox_iterate(t, NULL);
+        conf_step(t);
         if (message && sent < count && tox_friend_get_connection_status(t, 0, NULL) != TOX_CONNECTION_NONE)
             send_next(t, 0);
         if (send_path && !file_offered && !file_sent && tox_friend_get_connection_status(t, 0, NULL) != TOX_CONNECTION_NONE)
