@@ -287,6 +287,7 @@ pub async fn run_echo(
                 }
             },
             ToxEvent::Conference(ce) => echo_conference(c.tox(), ce),
+            ToxEvent::Group(ge) => echo_group(c.tox(), ge),
             other => tracing::debug!("{other:?}"),
         }
     }
@@ -604,6 +605,47 @@ pub async fn run_send_file(
             ToxEvent::Announced => tracing::info!("announced at a rendezvous node"),
             ToxEvent::FriendFound { .. } => tracing::info!("friend found at a rendezvous node"),
             other => tracing::debug!("{other:?}"),
+        }
+    }
+}
+
+/// A group's chat id as printed (64 hex).
+fn group_hex(tox: &Tox, group: u32) -> String {
+    tox.group_chat_id(group).map(|id| PublicKey(id).to_hex()).unwrap_or_default()
+}
+
+/// `tox echo` in NGC groups (docs/protocols/tox.md#ngc-group-chats): joins on every
+/// invite, prints the peer list (sorted names, us included) on every change and each
+/// line, and echoes lines as "echo: <line>" (not lines that are echoes themselves).
+fn echo_group(tox: &mut Tox, ev: omnipeer_tox::ngc::GroupEvent) {
+    use omnipeer_tox::ngc::GroupEvent as E;
+    let now = Instant::now();
+    let peers = |tox: &Tox, group: u32| {
+        let mut names: Vec<String> = tox.group_peers(group).unwrap_or_default().into_iter().map(|p| p.name).collect();
+        names.sort();
+        out(&format!("group {} peers: {}", group_hex(tox, group), names.join(", ")));
+    };
+    match ev {
+        E::Invite { invite, friend, name, .. } => {
+            out(&format!("group invite from {} to {name:?}", friend.to_hex()));
+            match tox.group_join_invite(now, invite) {
+                Ok(n) => out(&format!("joined group {}", group_hex(tox, n))),
+                Err(e) => tracing::warn!("group join: {e}"),
+            }
+        }
+        E::SelfJoin { group } => out(&format!("group {} connected", group_hex(tox, group))),
+        E::PeerJoin { group, .. } | E::PeerName { group, .. } | E::PeerExit { group, .. } => peers(tox, group),
+        E::Topic { group, topic } => out(&format!("group {} topic: {topic}", group_hex(tox, group))),
+        E::Rejected { group, reason } => out(&format!("group {} refused us ({reason})", group_hex(tox, group))),
+        E::Message { group, name, action, text, .. } => {
+            out(&format!("group {} {name}: {text}", group_hex(tox, group)));
+            if !text.starts_with("echo: ") {
+                let reply = format!("echo: {text}");
+                let reply = truncate(&reply, omnipeer_tox::ngc::MAX_MESSAGE_SIZE);
+                if let Err(e) = tox.group_send(now, group, action, reply) {
+                    tracing::warn!("group echo: {e}");
+                }
+            }
         }
     }
 }

@@ -1,0 +1,190 @@
+//! Interop: NGC group chats (c-toxcore ≥ 0.2.19's `tox_group_*`;
+//! docs/protocols/tox.md#ngc-group-chats) between `omnipeer tox echo` (the binary under
+//! test) and REAL c-toxcore 0.2.20 bots (tests/tox_support/toxbot_ngc.c), bootstrapped off
+//! the system's tox-bootstrapd (0.2.18).
+//!
+//! The system's c-toxcore 0.2.18 has no NGC: the bots are built against Debian trixie's
+//! 0.2.20, which `scripts/install-test-deps.sh` unpacks into /opt/toxcore-0.2.20
+//! (`OMNIPEER_TOXCORE_NGC` overrides the prefix). Skips (and passes) without it.
+//!
+//! - a 0.2.20 bot befriends omnipeer and their messages go both ways (the messenger of
+//!   0.2.20 still speaks to ours);
+//! - Alice (0.2.20) founds a private group and invites Bob (0.2.20, her friend, not
+//!   omnipeer's) and omnipeer: omnipeer joins by the invite, connects to Bob through the
+//!   peer the sync tells about, and everyone sees everyone's lines and a list of three
+//!   names.
+
+mod tox_support;
+
+use omnipeer_tox::crypto::SecretKey;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tox_support::{free_udp_port, Bootstrapd, Proc};
+
+const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
+/// Generous bound for friends to connect and a group to form on a loaded machine.
+const T: Duration = Duration::from_secs(120);
+
+/// The prefix holding c-toxcore 0.2.20, if unpacked.
+fn prefix() -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var("OMNIPEER_TOXCORE_NGC").unwrap_or_else(|_| "/opt/toxcore-0.2.20".into()));
+    p.join("usr/lib/x86_64-linux-gnu/libtoxcore.so.2").exists().then_some(p)
+}
+
+fn require(test: &str) -> bool {
+    if prefix().is_none() {
+        eprintln!("SKIP {test}: c-toxcore 0.2.20 not unpacked (run scripts/install-test-deps.sh)");
+        return false;
+    }
+    tox_support::require(test)
+}
+
+/// Compiles toxbot_ngc.c against the 0.2.20 prefix once per test process (rpath to the
+/// prefix, so the system's 0.2.18 is not picked up).
+fn toxbot_ngc() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let pre = prefix().expect("prefix checked by require");
+        let lib = pre.join("usr/lib/x86_64-linux-gnu");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("toxbot_ngc");
+        let tmp = dir.join(format!("toxbot_ngc.{}.tmp", std::process::id()));
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tox_support/toxbot_ngc.c");
+        let o = Command::new("cc")
+            .args(["-O1", "-Wall", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .arg(format!("-I{}", pre.join("usr/include").display()))
+            .arg(format!("-L{}", lib.display()))
+            .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()))
+            .arg("-ltoxcore")
+            .output()
+            .expect("cc runs");
+        assert!(o.status.success(), "compiling toxbot_ngc.c failed:\n{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::rename(&tmp, &out).unwrap();
+        out
+    })
+    .clone()
+}
+
+fn bot(name: &str, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(toxbot_ngc());
+    cmd.arg("-p").arg(free_udp_port().to_string()).arg("-n").arg(name).args(args);
+    if std::env::var_os("OMNIPEER_TOX_VERBOSE").is_some() {
+        cmd.arg("-v");
+    }
+    let dir = tempfile::Builder::new().prefix("toxbot-ngc-").tempdir().unwrap();
+    Proc::spawn(&format!("toxbot_ngc:{name}"), cmd, dir)
+}
+
+fn omni(name: &str, args: &[&str]) -> Proc {
+    let dir = tempfile::Builder::new().prefix("omni-tox-").tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
+    Proc::spawn(name, cmd, dir)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A fixed identity: (secret key hex, public key hex).
+fn keys(seed: u8) -> (String, String) {
+    let sk = [seed; 32];
+    (hex(&sk), hex(&SecretKey(sk).public_key().0))
+}
+
+/// Starts `tox echo`; returns it and its Tox ID.
+fn echo(profile: &std::path::Path, bootstrap: &str) -> (Proc, String) {
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    let args = ["tox", "echo", "--profile", profile.to_str().unwrap(), "--bootstrap", bootstrap, "--listen", &listen];
+    let p = omni("omnipeer-tox-echo", &args);
+    let id = p
+        .wait_for(Duration::from_secs(30), |l| (l.len() == 76).then(|| l.to_owned()))
+        .unwrap_or_else(|| panic!("no Tox ID\n{}", p.log()));
+    (p, id)
+}
+
+fn expect(p: &Proc, line: &str, logs: &[&Proc]) {
+    if p.wait_for(T, |l| (l == line).then_some(())).is_none() {
+        let all: Vec<String> = logs.iter().map(|p| p.log()).collect();
+        panic!("no {line:?}\n{}", all.join("\n"));
+    }
+}
+
+/// c-toxcore 0.2.20's messenger and ours befriend each other and exchange messages.
+#[test]
+fn toxcore_0_2_20_befriends_omnipeer() {
+    if !require("toxcore_0_2_20_befriends_omnipeer") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let (e, echo_id) = echo(&work.path().join("echo.tox"), &bsd.node_spec());
+    let b = bot("carol", &["-b", &bsd.node_spec(), "-f", &echo_id, "-m", "hello from 0.2.20", "-t", "200"]);
+    expect(&b, "MESSAGE 0 'echo: hello from 0.2.20'", &[&e, &b]);
+}
+
+/// Alice founds a group and invites Bob and omnipeer; omnipeer reaches Bob only through
+/// what the group's sync tells it.
+#[test]
+fn toxcore_group_with_omnipeer_and_a_stranger() {
+    if !require("toxcore_group_with_omnipeer_and_a_stranger") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let (e, echo_id) = echo(&work.path().join("echo.tox"), &bsd.node_spec());
+    let (a_sk, a_pk) = keys(0x71);
+    let (b_sk, b_pk) = keys(0x72);
+    let bob = bot(
+        "bob",
+        &["-b", &bsd.node_spec(), "-s", &b_sk, "-F", &a_pk, "-J", "-M", "line from bob", "-K", "3", "-t", "200"],
+    );
+    // Alice's friend 0 is Bob (-F), friend 1 omnipeer (-f): she invites both.
+    let alice = bot(
+        "alice",
+        &[
+            "-b",
+            &bsd.node_spec(),
+            "-s",
+            &a_sk,
+            "-F",
+            &b_pk,
+            "-f",
+            &echo_id,
+            "-C",
+            "ngc test",
+            "-G",
+            "0",
+            "-G",
+            "1",
+            "-M",
+            "line from alice",
+            "-K",
+            "3",
+            "-t",
+            "200",
+        ],
+    );
+    let all = [&e, &alice, &bob];
+    let cid = alice
+        .wait_for(T, |l| l.strip_prefix("GROUP_CREATED 0 ").map(str::to_owned))
+        .unwrap_or_else(|| panic!("no group\n{}", alice.log()));
+    expect(&e, &format!("joined group {cid}"), &all);
+    expect(&e, &format!("group {cid} peers: alice, bob, omnipeer"), &all);
+    let g = |who: &str, text: &str| format!("group {cid} {who}: {text}");
+    expect(&e, &g("alice", "line from alice"), &all);
+    expect(&e, &g("bob", "line from bob"), &all);
+    for b in [&alice, &bob] {
+        expect(b, "GROUP_PEERS 0 3 'alice' 'bob' 'omnipeer'", &all);
+        expect(b, "GROUP_MESSAGE 0 'omnipeer' 'echo: line from alice'", &all);
+        expect(b, "GROUP_MESSAGE 0 'omnipeer' 'echo: line from bob'", &all);
+    }
+}
