@@ -1435,3 +1435,198 @@ fn truncate_bytes(s: &str, max: usize) -> &str {
     }
     &s[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Simulated peers: each a `Groups` with an address and a long-term key (for friend
+    /// packets); every friend is everyone's friend.
+    struct World {
+        now: Instant,
+        nodes: Vec<(PublicKey, SocketAddr, Groups)>,
+    }
+
+    impl World {
+        fn new(names: &[&str]) -> World {
+            let nodes = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let pk = PublicKey([i as u8 + 1; 32]);
+                    let addr: SocketAddr = format!("127.0.0.1:{}", 33445 + i).parse().unwrap();
+                    (pk, addr, Groups::new(n, [i as u8 + 10; 32]))
+                })
+                .collect();
+            World { now: Instant::now(), nodes }
+        }
+        /// Delivers everything queued until quiet; returns the events per node.
+        fn pump(&mut self, events: &mut [Vec<GroupEvent>]) {
+            for _ in 0..1000 {
+                let mut any = false;
+                for i in 0..self.nodes.len() {
+                    while let Some(e) = self.nodes[i].2.poll_event() {
+                        events[i].push(e);
+                    }
+                    let from_pk = self.nodes[i].0;
+                    let from_addr = self.nodes[i].1;
+                    while let Some((to, data)) = self.nodes[i].2.poll_friend_transmit() {
+                        any = true;
+                        let j = self.nodes.iter().position(|n| n.0 == to).unwrap();
+                        let now = self.now;
+                        let _ = self.nodes[j].2.handle_friend_packet(now, &from_pk, Some(from_addr), &data);
+                    }
+                    while let Some((to, data)) = self.nodes[i].2.poll_udp_transmit() {
+                        any = true;
+                        // Datagrams to a node that is gone are lost.
+                        let Some(j) = self.nodes.iter().position(|n| n.1 == to) else { continue };
+                        let now = self.now;
+                        let _ = self.nodes[j].2.handle_udp(now, from_addr, &data);
+                    }
+                }
+                if !any {
+                    return;
+                }
+            }
+            panic!("no quiet");
+        }
+        fn advance(&mut self, d: Duration, events: &mut [Vec<GroupEvent>]) {
+            self.now += d;
+            for n in self.nodes.iter_mut() {
+                n.2.tick(self.now);
+            }
+            self.pump(events);
+        }
+        fn accept_invites(&mut self, events: &mut [Vec<GroupEvent>]) {
+            for i in 0..self.nodes.len() {
+                let invites: Vec<u32> = events[i]
+                    .iter()
+                    .filter_map(|e| match e {
+                        GroupEvent::Invite { invite, .. } => Some(*invite),
+                        _ => None,
+                    })
+                    .collect();
+                events[i].retain(|e| !matches!(e, GroupEvent::Invite { .. }));
+                for inv in invites {
+                    let now = self.now;
+                    self.nodes[i].2.join_invite(now, inv).unwrap();
+                }
+            }
+            self.pump(events);
+        }
+        fn names(&self, i: usize) -> Vec<String> {
+            let mut v: Vec<String> = self.nodes[i].2.peers(0).unwrap().into_iter().map(|p| p.name).collect();
+            v.sort();
+            v
+        }
+    }
+
+    fn messages(ev: &[GroupEvent]) -> Vec<(String, String)> {
+        ev.iter()
+            .filter_map(|e| match e {
+                GroupEvent::Message { name, text, .. } => Some((name.clone(), text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Alice founds a group and invites Bob, then Carol; Carol reaches Bob through the
+    /// sync's announce; everyone lists three names and gets every line exactly once.
+    #[test]
+    fn three_peers_join_by_invite_and_chat() {
+        let mut w = World::new(&["alice", "bob", "carol"]);
+        let mut ev = vec![Vec::new(), Vec::new(), Vec::new()];
+        let g = w.nodes[0].2.create("ngc").unwrap();
+        let (bob, carol) = (w.nodes[1].0, w.nodes[2].0);
+        w.nodes[0].2.invite_friend(g, &bob).unwrap();
+        w.pump(&mut ev);
+        assert!(matches!(ev[1][0], GroupEvent::Invite { ref name, .. } if name == "ngc"));
+        w.accept_invites(&mut ev);
+        assert!(ev[1].contains(&GroupEvent::SelfJoin { group: 0 }), "{:?}", ev[1]);
+        w.nodes[0].2.invite_friend(g, &carol).unwrap();
+        w.pump(&mut ev);
+        w.accept_invites(&mut ev);
+        for i in 0..3 {
+            assert_eq!(w.names(i), ["alice", "bob", "carol"], "node {i}");
+        }
+        let now = w.now;
+        w.nodes[2].2.send_message(now, 0, false, "hi from carol").unwrap();
+        w.nodes[0].2.send_message(now, g, true, "waves").unwrap();
+        w.pump(&mut ev);
+        let mut got = messages(&ev[1]);
+        got.sort();
+        assert_eq!(got, [("alice".into(), "waves".into()), ("carol".into(), "hi from carol".into())]);
+        assert_eq!(messages(&ev[0]), [("carol".to_string(), "hi from carol".to_string())]);
+        assert_eq!(messages(&ev[2]), [("alice".to_string(), "waves".to_string())]);
+        // Pings keep everyone in for longer than the timeout.
+        for _ in 0..10 {
+            w.advance(Duration::from_secs(10), &mut ev);
+        }
+        assert_eq!(w.names(1), ["alice", "bob", "carol"]);
+        // Carol leaves: the others see it.
+        let now = w.now;
+        w.nodes[2].2.leave(now, 0).unwrap();
+        w.pump(&mut ev);
+        assert!(ev[0].iter().any(|e| matches!(e, GroupEvent::PeerExit { name, .. } if name == "carol")));
+        assert_eq!(w.names(1), ["alice", "bob"]);
+    }
+
+    /// A long line travels as fragments and comes out whole; lost packets are resent.
+    #[test]
+    fn fragments_and_resends() {
+        let mut w = World::new(&["alice", "bob"]);
+        let mut ev = vec![Vec::new(), Vec::new()];
+        let g = w.nodes[0].2.create("ngc").unwrap();
+        let bob = w.nodes[1].0;
+        w.nodes[0].2.invite_friend(g, &bob).unwrap();
+        w.pump(&mut ev);
+        w.accept_invites(&mut ev);
+        let long = "x".repeat(MAX_MESSAGE_SIZE);
+        let now = w.now;
+        w.nodes[0].2.send_message(now, g, false, &long).unwrap();
+        // Drop the first datagram (a fragment): Bob asks for it / Alice resends it.
+        let first = w.nodes[0].2.poll_udp_transmit().unwrap();
+        assert_eq!(first.1[0], net_id::LOSSLESS);
+        w.pump(&mut ev);
+        w.advance(RESEND_INTERVAL, &mut ev);
+        assert_eq!(messages(&ev[1]), [("alice".to_string(), long)]);
+    }
+
+    /// A peer that goes silent is dropped after the timeout.
+    #[test]
+    fn silent_peer_times_out() {
+        let mut w = World::new(&["alice", "bob"]);
+        let mut ev = vec![Vec::new(), Vec::new()];
+        let g = w.nodes[0].2.create("ngc").unwrap();
+        let bob = w.nodes[1].0;
+        w.nodes[0].2.invite_friend(g, &bob).unwrap();
+        w.pump(&mut ev);
+        w.accept_invites(&mut ev);
+        assert_eq!(w.names(0), ["alice", "bob"]);
+        w.nodes.pop();
+        let mut ev1 = vec![Vec::new()];
+        for _ in 0..7 {
+            w.advance(Duration::from_secs(10), &mut ev1);
+        }
+        assert!(ev1[0].iter().any(|e| matches!(e, GroupEvent::PeerExit { name, .. } if name == "bob")));
+        assert_eq!(w.names(0), ["alice"]);
+    }
+
+    #[test]
+    fn decoders_refuse_short_and_long_input() {
+        assert!(FriendInvite::decode(&[gp::FRIEND_INVITE, 0]).is_err());
+        let mut inv = vec![gp::FRIEND_INVITE, invite_kind::INVITE];
+        inv.extend_from_slice(&[7; 64]);
+        assert!(FriendInvite::decode(&inv).is_err(), "an invite needs a group name");
+        inv.extend_from_slice(&[b'n'; MAX_GROUP_NAME_SIZE + 1]);
+        assert!(FriendInvite::decode(&inv).is_err(), "name too long");
+        assert!(split_udp(&[net_id::HANDSHAKE; 80]).is_err());
+        assert!(split_udp(&vec![net_id::LOSSLESS; MAX_UDP_PACKET_SIZE + 1]).is_err());
+        assert!(Handshake::decode(&[0; HANDSHAKE_PLAIN_MIN - 1]).is_err());
+        assert!(SharedState::decode(&[0; SHARED_STATE_SIZE - 1]).is_err());
+        assert!(decode_announce(&[0; 33]).is_err());
+        assert!(decode_ip_port(&[2, 1, 2, 3]).is_err());
+        assert!(unpad(&[0, 0, 0], false).is_err());
+        assert!(unpad(&[0, gp::BROADCAST, 0, 0], true).is_err());
+    }
+}
