@@ -12,7 +12,11 @@
 //! - Alice (0.2.20) founds a private group and invites Bob (0.2.20, her friend, not
 //!   omnipeer's) and omnipeer: omnipeer joins by the invite, connects to Bob through the
 //!   peer the sync tells about, and everyone sees everyone's lines and a list of three
-//!   names.
+//!   names;
+//! - omnipeer founds a group (`tox echo --group-with`) and invites Dave and Erin (0.2.20,
+//!   omnipeer's friends, not each other's): both join with omnipeer's signed shared state
+//!   and empty moderation lists, Erin reaches Dave through omnipeer's sync announce, and
+//!   all three see each other's lines and a list of three names.
 
 mod tox_support;
 
@@ -100,15 +104,21 @@ fn keys(seed: u8) -> (String, String) {
     (hex(&sk), hex(&SecretKey(sk).public_key().0))
 }
 
-/// Starts `tox echo`; returns it and its Tox ID.
-fn echo(profile: &std::path::Path, bootstrap: &str) -> (Proc, String) {
+/// Starts `tox echo` with `extra` flags; returns it and its Tox ID.
+fn echo_with(profile: &std::path::Path, bootstrap: &str, extra: &[&str]) -> (Proc, String) {
     let listen = format!("127.0.0.1:{}", free_udp_port());
-    let args = ["tox", "echo", "--profile", profile.to_str().unwrap(), "--bootstrap", bootstrap, "--listen", &listen];
+    let mut args = vec!["tox", "echo", "--profile", profile.to_str().unwrap(), "--bootstrap", bootstrap];
+    args.extend(["--listen", &listen]);
+    args.extend(extra);
     let p = omni("omnipeer-tox-echo", &args);
     let id = p
         .wait_for(Duration::from_secs(30), |l| (l.len() == 76).then(|| l.to_owned()))
         .unwrap_or_else(|| panic!("no Tox ID\n{}", p.log()));
     (p, id)
+}
+
+fn echo(profile: &std::path::Path, bootstrap: &str) -> (Proc, String) {
+    echo_with(profile, bootstrap, &[])
 }
 
 fn expect(p: &Proc, line: &str, logs: &[&Proc]) {
@@ -191,4 +201,47 @@ fn toxcore_group_with_omnipeer_and_a_stranger() {
     // omnipeer, and omnipeer's echo of it reached Bob, over their direct connection.
     expect(&alice, "GROUP_MESSAGE 0 'omnipeer' 'echo: line from alice'", &all);
     expect(&bob, "GROUP_MESSAGE 0 'alice' 'line from alice'", &all);
+}
+
+/// omnipeer founds the group and invites two c-toxcore bots that are not each other's
+/// friends; they find each other through omnipeer's sync.
+#[test]
+fn omnipeer_founds_group_and_invites_toxcore() {
+    if !require("omnipeer_founds_group_and_invites_toxcore") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let (d_sk, d_pk) = keys(0x73);
+    let (e_sk, e_pk) = keys(0x74);
+    let with = format!("{d_pk},{e_pk}");
+    let (o, o_id) = echo_with(&work.path().join("o.tox"), &bsd.node_spec(), &["--group-with", &with]);
+    let common = |sk: &str| -> Vec<String> {
+        ["-b", &bsd.node_spec(), "-s", sk, "-f", &o_id, "-J", "-K", "3", "-t", "200"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let mut da = common(&d_sk);
+    da.extend(["-M".into(), "line from dave".into()]);
+    let mut ea = common(&e_sk);
+    ea.extend(["-M".into(), "line from erin".into()]);
+    let dave = bot("dave", &da.iter().map(String::as_str).collect::<Vec<_>>());
+    let erin = bot("erin", &ea.iter().map(String::as_str).collect::<Vec<_>>());
+    let all = [&o, &dave, &erin];
+    let cid = o
+        .wait_for(T, |l| l.strip_prefix("group ").and_then(|r| r.strip_suffix(" created")).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no group\n{}", o.log()));
+    for b in [&dave, &erin] {
+        expect(b, "GROUP_SELF_JOIN 0", &all);
+        expect(b, "GROUP_PEERS 0 3 'dave' 'erin' 'omnipeer'", &all);
+    }
+    expect(&o, &format!("group {cid} peers: dave, erin, omnipeer"), &all);
+    expect(&o, &format!("group {cid} dave: line from dave"), &all);
+    expect(&o, &format!("group {cid} erin: line from erin"), &all);
+    expect(&dave, "GROUP_MESSAGE 0 'omnipeer' 'echo: line from dave'", &all);
+    expect(&erin, "GROUP_MESSAGE 0 'omnipeer' 'echo: line from erin'", &all);
+    // The bots' own connection: each got the other's line straight from it.
+    expect(&dave, "GROUP_MESSAGE 0 'erin' 'line from erin'", &all);
+    expect(&erin, "GROUP_MESSAGE 0 'dave' 'line from dave'", &all);
 }

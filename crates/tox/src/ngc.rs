@@ -339,8 +339,19 @@ impl Handshake {
     }
 }
 
-/// Splits a UDP group packet into (kind, sender key, target key for handshakes, nonce, box).
-pub fn split_udp(b: &[u8]) -> Result<(u8, PublicKey, Option<PublicKey>, Nonce, &[u8]), NgcError> {
+/// A UDP group packet's plaintext header and its still sealed box.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpPacket<'a> {
+    pub kind: u8,
+    pub sender: PublicKey,
+    /// Handshakes only: the receiver's permanent group key.
+    pub target: Option<PublicKey>,
+    pub nonce: Nonce,
+    pub boxed: &'a [u8],
+}
+
+/// Splits a UDP group packet into its header and box.
+pub fn split_udp(b: &[u8]) -> Result<UdpPacket<'_>, NgcError> {
     if b.len() > MAX_UDP_PACKET_SIZE {
         return Err(NgcError::Packet("group packet too long"));
     }
@@ -357,7 +368,7 @@ pub fn split_udp(b: &[u8]) -> Result<(u8, PublicKey, Option<PublicKey>, Nonce, &
     };
     let mut nonce = [0u8; NONCE_SIZE];
     nonce.copy_from_slice(&b[at..at + NONCE_SIZE]);
-    Ok((kind, sender, target, nonce, &b[at + NONCE_SIZE..]))
+    Ok(UdpPacket { kind, sender, target, nonce, boxed: &b[at + NONCE_SIZE..] })
 }
 
 /// Strips the zero padding of an opened lossless/lossy packet; returns (type, message id
@@ -568,8 +579,8 @@ pub struct Groups {
 }
 
 fn closer(chat: &ChatId, a: &PublicKey, b: &PublicKey) -> bool {
-    for i in 0..32 {
-        let (d1, d2) = (chat[i] ^ a.0[i], chat[i] ^ b.0[i]);
+    for ((c, x), y) in chat.iter().zip(a.0).zip(b.0) {
+        let (d1, d2) = (c ^ x, c ^ y);
         if d1 != d2 {
             return d1 < d2;
         }
@@ -951,7 +962,7 @@ impl Groups {
 
     /// A UDP datagram whose first byte is 0x5a, 0x5b or 0x5c.
     pub fn handle_udp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), NgcError> {
-        let (kind, sender, target, nonce, boxed) = split_udp(data)?;
+        let UdpPacket { kind, sender, target, nonce, boxed } = split_udp(data)?;
         if kind == net_id::HANDSHAKE {
             let target = target.expect("handshakes have a target");
             let n =
@@ -999,8 +1010,7 @@ impl Groups {
             let r = self.handle_lossless(now, n, peer, t, &payload);
             self.send_ack(n, peer, ACK_RECV, id);
             // Packets that arrived early, now in order.
-            loop {
-                let Some(g) = self.groups.get_mut(&n) else { break };
+            while let Some(g) = self.groups.get_mut(&n) {
                 let Some(p) = g.peers.iter_mut().find(|p| p.id == peer) else { break };
                 let next = p.recv_id + 1;
                 let Some((t, d)) = p.held.remove(&next) else { break };
@@ -1331,21 +1341,18 @@ impl Groups {
         }
     }
 
-    /// Sanctions credentials of an empty sanctions list: version, hash, checksum, the
-    /// signer's key and a signature by it (group_moderation.c).
+    /// Sanctions credentials of an empty sanctions list (group_moderation.c): version 0,
+    /// the list hash (all zeros for an empty list), its checksum (byte pairs XORed: 0),
+    /// the signer's Ed25519 key (ours: the founder's) and its signature over the hash.
     fn sanctions_creds(&mut self, n: u32) -> Vec<u8> {
         let Some(g) = self.groups.get(&n) else { return Vec::new() };
-        let version = 0u32;
         let hash = [0u8; 32];
-        let checksum = 0u16;
-        let sig_pk = g.keys.sig_pk();
-        let mut signed = version.to_be_bytes().to_vec();
-        signed.extend_from_slice(&hash);
-        signed.extend_from_slice(&checksum.to_be_bytes());
-        signed.extend_from_slice(&sig_pk);
-        let sig = g.keys.sig.sign(&signed).to_bytes();
-        signed.extend_from_slice(&sig);
-        signed
+        let mut v = 0u32.to_be_bytes().to_vec();
+        v.extend_from_slice(&hash);
+        v.extend_from_slice(&0u16.to_be_bytes());
+        v.extend_from_slice(&g.keys.sig_pk());
+        v.extend_from_slice(&g.keys.sig.sign(&hash).to_bytes());
+        v
     }
 
     /// Handshake retries, resends, pings, timeouts.
@@ -1447,6 +1454,7 @@ mod tests {
         nodes: Vec<(PublicKey, SocketAddr, Groups)>,
     }
 
+    #[allow(clippy::needless_range_loop)] // `i` indexes both the nodes and their events
     impl World {
         fn new(names: &[&str]) -> World {
             let nodes = names

@@ -217,7 +217,8 @@ fn out(line: &str) {
 /// in the profile) and answers each message with `echo: <message>`. With `incoming`, saves
 /// the files friends send there (resuming partial ones); without, refuses them. Joins every
 /// conference it is invited to and echoes its lines (see [`echo_conference`]); creates one
-/// and invites each friend of `conference_with` when it comes online. Runs until `cancel`.
+/// and invites each friend of `conference_with` when it comes online. The same for NGC
+/// groups (see [`echo_group`]) and `group_with`. Runs until `cancel`.
 pub async fn run_echo(
     profile_path: &Path,
     listen: SocketAddr,
@@ -226,9 +227,11 @@ pub async fn run_echo(
     rendezvous: impl FnOnce(&Profile) -> Box<dyn Rendezvous + Send>,
     cancel: CancellationToken,
     conference_with: &[PublicKey],
+    group_with: &[PublicKey],
 ) -> anyhow::Result<()> {
     let mut profile = load_profile(profile_path)?;
     let mut our_conference: Option<u32> = None;
+    let mut our_group: Option<u32> = None;
     let mut receiver = match incoming {
         Some(d) => Some(Receiver::new(d).with_context(|| format!("--incoming {}", d.display()))?),
         None => None,
@@ -249,6 +252,9 @@ pub async fn run_echo(
         if let ToxEvent::FriendOnline { friend } = &ev {
             if conference_with.contains(friend) {
                 echo_conference_invite(c.tox(), &mut our_conference, friend);
+            }
+            if group_with.contains(friend) {
+                echo_group_invite(c.tox(), &mut our_group, friend);
             }
         }
         match ev {
@@ -647,5 +653,25 @@ fn echo_group(tox: &mut Tox, ev: omnipeer_tox::ngc::GroupEvent) {
                 }
             }
         }
+    }
+}
+
+/// `tox echo --group-with`: founds our NGC group on first need and invites `friend`.
+fn echo_group_invite(tox: &mut Tox, ours: &mut Option<u32>, friend: &PublicKey) {
+    let now = Instant::now();
+    let n = match *ours {
+        Some(n) => n,
+        None => match tox.group_new(now, "omnipeer") {
+            Ok(n) => {
+                out(&format!("group {} created", group_hex(tox, n)));
+                *ours = Some(n);
+                n
+            }
+            Err(e) => return tracing::warn!("group: {e}"),
+        },
+    };
+    match tox.group_invite_friend(now, n, friend) {
+        Ok(()) => out(&format!("invited {} to group {}", friend.to_hex(), group_hex(tox, n))),
+        Err(e) => tracing::warn!("group invite to {}: {e}", friend.to_hex()),
     }
 }
