@@ -20,11 +20,10 @@
 //! What this machine does: join a group by a friend's invite, connect to every peer the
 //! sync tells about (direct UDP only: the TCP relays in invites, handshakes and
 //! announces are parsed and ignored), exchange names, send and receive plain/action
-//! messages, see joins/leaves, ping, reassemble fragments. A group it creates is one it
+//! messages, see joins/leaves, ping, reassemble fragments, rotate session keys. A group it creates is one it
 //! founds: it signs the shared state, answers sync requests and invites friends.
 //! Not done: passwords, moderation (kick/roles; lists are accepted unverified), topics
-//! beyond showing them, key rotation (a c-toxcore peer farther from the chat id drops
-//! the connection after 5 min without one, then reconnects), DHT announcements (public
+//! beyond showing them, DHT announcements (public
 //! groups joined by chat id), private messages, custom packets, saving groups.
 //!
 //! Sans-IO: packets to send are queued for the caller: friend packets
@@ -151,6 +150,13 @@ pub const CONFIRMED_PEER_TIMEOUT: Duration = Duration::from_secs(12 * 4 + 10);
 /// A peer that has not finished joining within this long is dropped (c-toxcore uses 12 s;
 /// we allow for a loaded machine).
 pub const UNCONFIRMED_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The peer closer to the chat id replaces the session keys this often
+/// (GC_KEY_ROTATION_TIMEOUT); a c-toxcore peer farther away drops a connection that went
+/// 5 min 12 s without one.
+pub const KEY_ROTATION_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Key rotation requests closer together than this are ignored (c-toxcore: half the
+/// interval), so a peer cannot make us generate keys in a loop.
+pub const MIN_KEY_ROTATION_GAP: Duration = Duration::from_secs(150);
 /// How often [`Groups::tick`] wants to run while a group has peers.
 pub const TICK: Duration = Duration::from_millis(500);
 /// An unacknowledged lossless packet is sent again after this long.
@@ -533,6 +539,9 @@ struct Peer {
     name: String,
     last_heard: Instant,
     last_ping: Instant,
+    last_rotation: Instant,
+    /// Our new session keys while our rotation request awaits its response.
+    rotating: Option<KeyPair>,
 }
 
 struct Group {
@@ -871,6 +880,8 @@ impl Groups {
             name: String::new(),
             last_heard: now,
             last_ping: now,
+            last_rotation: now,
+            rotating: None,
         });
         Some(id)
     }
@@ -1291,8 +1302,30 @@ impl Groups {
                     _ => {}
                 }
             }
+            gp::KEY_ROTATION => {
+                // [0 request | 1 response][the sender's new session key]
+                need(d, 1 + PUBLIC_KEY_SIZE, "key rotation")?;
+                let their = pk_at(d, 1);
+                if d[0] != 0 {
+                    if let Some(kp) = p.rotating.take() {
+                        p.shared = Some(SharedKey::precompute(&their, &kp.sk));
+                        p.session = kp;
+                    }
+                } else if now.saturating_duration_since(p.last_rotation) >= MIN_KEY_ROTATION_GAP {
+                    let kp = KeyPair::generate(&mut self.rng);
+                    let mut b = vec![1u8];
+                    b.extend_from_slice(&kp.pk.0);
+                    // The response still goes under the old key; then both switch.
+                    self.send_lossless(now, n, peer, gp::KEY_ROTATION, &b);
+                    let g = self.groups.get_mut(&n).ok_or(NgcError::NoGroup)?;
+                    let p = g.peers.iter_mut().find(|p| p.id == peer).ok_or(NgcError::NoGroup)?;
+                    p.shared = Some(SharedKey::precompute(&their, &kp.sk));
+                    p.session = kp;
+                    p.last_rotation = now;
+                }
+            }
             // Accepted as sent: moderation lists (we hold no roles), relays, custom packets.
-            gp::MOD_LIST | gp::SANCTIONS_LIST | gp::TCP_RELAYS | gp::CUSTOM_PACKET | gp::KEY_ROTATION => {}
+            gp::MOD_LIST | gp::SANCTIONS_LIST | gp::TCP_RELAYS | gp::CUSTOM_PACKET => {}
             _ => return Err(NgcError::Packet("unknown lossless type")),
         }
         Ok(())
@@ -1361,6 +1394,7 @@ impl Groups {
         let mut hs = Vec::new();
         let mut resend = Vec::new();
         let mut pings = Vec::new();
+        let mut rotations = Vec::new();
         for (&n, g) in self.groups.iter_mut() {
             let mut gone = Vec::new();
             for p in g.peers.iter_mut() {
@@ -1387,6 +1421,14 @@ impl Groups {
                     p.last_ping = now;
                     pings.push((n, p.id));
                 }
+                if p.confirmed
+                    && p.self_is_closer
+                    && p.rotating.is_none()
+                    && now.saturating_duration_since(p.last_rotation) >= KEY_ROTATION_INTERVAL
+                {
+                    p.last_rotation = now;
+                    rotations.push((n, p.id));
+                }
             }
             for id in gone {
                 if let Some(i) = g.peers.iter().position(|p| p.id == id) {
@@ -1407,6 +1449,15 @@ impl Groups {
             let (Some(sh), Some(addr)) = (p.shared.clone(), p.addr) else { continue };
             let v = self.seal(&sh, &our, net_id::LOSSLESS, kind, id, &data);
             self.udp_out.push_back((addr, v));
+        }
+        for (n, id) in rotations {
+            let kp = KeyPair::generate(&mut self.rng);
+            let mut b = vec![0u8];
+            b.extend_from_slice(&kp.pk.0);
+            self.send_lossless(now, n, id, gp::KEY_ROTATION, &b);
+            if let Some(p) = self.groups.get_mut(&n).and_then(|g| g.peers.iter_mut().find(|p| p.id == id)) {
+                p.rotating = Some(kp);
+            }
         }
         for (n, id) in pings {
             // Zeros for every checksum and version: we never ask the peer to sync from us.
@@ -1577,6 +1628,30 @@ mod tests {
         w.pump(&mut ev);
         assert!(ev[0].iter().any(|e| matches!(e, GroupEvent::PeerExit { name, .. } if name == "carol")));
         assert_eq!(w.names(1), ["alice", "bob"]);
+    }
+
+    /// The peer closer to the chat id rotates the session keys every 5 minutes; lines
+    /// still pass after two rotations.
+    #[test]
+    fn session_keys_rotate() {
+        let mut w = World::new(&["alice", "bob"]);
+        let mut ev = vec![Vec::new(), Vec::new()];
+        let g = w.nodes[0].2.create("ngc").unwrap();
+        let bob = w.nodes[1].0;
+        w.nodes[0].2.invite_friend(g, &bob).unwrap();
+        w.pump(&mut ev);
+        w.accept_invites(&mut ev);
+        let key = |w: &World| *w.nodes[0].2.groups[&g].peers[0].shared.as_ref().unwrap().as_bytes();
+        let before = key(&w);
+        for _ in 0..(11 * 60 / 10) {
+            w.advance(Duration::from_secs(10), &mut ev);
+        }
+        assert_ne!(key(&w), before, "the keys were rotated");
+        assert_eq!(*w.nodes[1].2.groups[&0].peers[0].shared.as_ref().unwrap().as_bytes(), key(&w));
+        let now = w.now;
+        w.nodes[1].2.send_message(now, 0, false, "still here").unwrap();
+        w.pump(&mut ev);
+        assert_eq!(messages(&ev[0]), [("bob".to_string(), "still here".to_string())]);
     }
 
     /// A long line travels as fragments and comes out whole; lost packets are resent.
