@@ -245,3 +245,45 @@ fn omnipeer_founds_group_and_invites_toxcore() {
     expect(&dave, "GROUP_MESSAGE 0 'erin' 'line from erin'", &all);
     expect(&erin, "GROUP_MESSAGE 0 'dave' 'line from dave'", &all);
 }
+
+/// Connections outlive c-toxcore's key rotation timeout (5 min 12 s): omnipeer's group
+/// with two 0.2.20 bots still carries lines both ways after 7 minutes, and nobody left.
+/// Whichever side of each connection is closer to the chat id rotates the keys. Takes
+/// 7+ minutes: run with `--ignored`.
+#[test]
+#[ignore]
+fn group_outlives_key_rotation() {
+    if !require("group_outlives_key_rotation") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let (d_sk, d_pk) = keys(0x75);
+    let (e_sk, e_pk) = keys(0x76);
+    let with = format!("{d_pk},{e_pk}");
+    let (o, o_id) = echo_with(&work.path().join("o.tox"), &bsd.node_spec(), &["--group-with", &with]);
+    let args = |sk: &str, line: &str| -> Vec<String> {
+        let spec = bsd.node_spec();
+        ["-b", &spec, "-s", sk, "-f", &o_id, "-J", "-K", "3", "-t", "700", "-M", line, "-R", "20"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let da = args(&d_sk, "tick from dave");
+    let ea = args(&e_sk, "tick from erin");
+    let dave = bot("dave", &da.iter().map(String::as_str).collect::<Vec<_>>());
+    let erin = bot("erin", &ea.iter().map(String::as_str).collect::<Vec<_>>());
+    let all = [&o, &dave, &erin];
+    let long = Duration::from_secs(650);
+    for (b, who) in [(&dave, "dave"), (&erin, "erin")] {
+        // 21 lines at 20 s apart: 400 s after the first.
+        let want = format!("GROUP_MESSAGE 0 'omnipeer' 'echo: tick from {who} #21'");
+        if b.wait_for(long, |l| (l == want).then_some(())).is_none() {
+            let logs: Vec<String> = all.iter().map(|p| p.log()).collect();
+            panic!("no {want:?}\n{}", logs.join("\n"));
+        }
+    }
+    for b in [&dave, &erin] {
+        assert!(!b.lines().iter().any(|l| l.starts_with("GROUP_PEER_EXIT")), "{}", b.log());
+    }
+}

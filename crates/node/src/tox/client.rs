@@ -219,6 +219,7 @@ fn out(line: &str) {
 /// conference it is invited to and echoes its lines (see [`echo_conference`]); creates one
 /// and invites each friend of `conference_with` when it comes online. The same for NGC
 /// groups (see [`echo_group`]) and `group_with`. Runs until `cancel`.
+#[allow(clippy::too_many_arguments)] // the CLI's flags, passed through one by one
 pub async fn run_echo(
     profile_path: &Path,
     listen: SocketAddr,

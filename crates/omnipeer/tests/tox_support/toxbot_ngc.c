@@ -21,6 +21,7 @@
  *   -J                 accept every group invite
  *   -M TEXT            send TEXT to group 0 once it has -K peers (us included)
  *   -K N               peers to wait for before -M (default 2)
+ *   -R SECS            after -M, send "TEXT #2", "TEXT #3"... every SECS seconds
  *   -v                 c-toxcore log to stderr
  * Without -m the bot accepts friend requests and answers friend messages "echo: <msg>".
  *
@@ -60,6 +61,7 @@ static bool invited[MAX_FRIENDS];
 static bool connected[MAX_FRIENDS];
 static bool in_group = false;
 static bool group_msg_sent = false;
+static int repeat_secs = 0;
 static bool friend_msg_sent = false;
 static uint32_t peers[MAX_PEERS];
 static int npeers = 0;
@@ -227,7 +229,7 @@ int main(int argc, char **argv) {
     int nboot = 0;
     const char *friends[MAX_FRIENDS];
     int nfriends = 0;
-    while ((opt = getopt(argc, argv, "p:b:s:F:f:n:t:m:C:G:JM:K:v")) != -1) {
+    while ((opt = getopt(argc, argv, "p:b:s:F:f:n:t:m:C:G:JM:K:R:v")) != -1) {
         switch (opt) {
         case 'p': port = atoi(optarg); break;
         case 'b': if (nboot < MAX_BOOT) boot[nboot++] = optarg; break;
@@ -242,6 +244,7 @@ int main(int argc, char **argv) {
         case 'J': join_invites = true; break;
         case 'M': group_msg = optarg; break;
         case 'K': need_peers = (unsigned)atoi(optarg); break;
+        case 'R': repeat_secs = atoi(optarg); break;
         case 'v': verbose = true; break;
         default: usage();
         }
@@ -328,6 +331,8 @@ int main(int argc, char **argv) {
         in_group = true;
     }
     time_t end = time(NULL) + timeout;
+    time_t next_repeat = 0;
+    int repeat_n = 1;
     while (time(NULL) < end) {
         tox_iterate(t, NULL);
         if (friend_msg && !friend_msg_sent && connected[0]) {
@@ -350,7 +355,16 @@ int main(int argc, char **argv) {
             if (e == TOX_ERR_GROUP_SEND_MESSAGE_OK) {
                 group_msg_sent = true;
                 out("GROUP_SENT 0 '%s'", group_msg);
+                next_repeat = time(NULL) + repeat_secs;
             }
+        }
+        if (group_msg_sent && repeat_secs > 0 && time(NULL) >= next_repeat) {
+            char m[TOX_MAX_MESSAGE_LENGTH];
+            int n = snprintf(m, sizeof m, "%s #%d", group_msg, ++repeat_n);
+            Tox_Err_Group_Send_Message e;
+            tox_group_send_message(t, 0, TOX_MESSAGE_TYPE_NORMAL, (const uint8_t *)m, (size_t)n, &e);
+            out("GROUP_SENT 0 '%s' %d", m, (int)e);
+            next_repeat = time(NULL) + repeat_secs;
         }
         usleep(tox_iteration_interval(t) * 1000);
     }
