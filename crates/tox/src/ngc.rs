@@ -159,6 +159,9 @@ pub const KEY_ROTATION_INTERVAL: Duration = Duration::from_secs(5 * 60);
 pub const MIN_KEY_ROTATION_GAP: Duration = Duration::from_secs(150);
 /// How often [`Groups::tick`] wants to run while a group has peers.
 pub const TICK: Duration = Duration::from_millis(500);
+/// Most unacknowledged packets sent again per peer and tick (the oldest first), so a peer
+/// that never acknowledges is not flooded.
+pub const MAX_RESENDS_PER_TICK: usize = 32;
 /// An unacknowledged lossless packet is sent again after this long.
 pub const RESEND_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -329,6 +332,9 @@ impl Handshake {
         need(b, HANDSHAKE_PLAIN_MIN, "handshake too short")?;
         if b[0] > GH_RESPONSE {
             return Err(NgcError::Packet("handshake kind"));
+        }
+        if b[65] > HS_PEER_INFO_EXCHANGE {
+            return Err(NgcError::Packet("handshake request type"));
         }
         let mut sig_pk = [0u8; 32];
         sig_pk.copy_from_slice(&b[33..65]);
@@ -514,6 +520,7 @@ impl ExtKeys {
 struct Sent {
     kind: u8,
     data: Vec<u8>,
+    added: Instant,
     last: Instant,
 }
 
@@ -966,7 +973,7 @@ impl Groups {
         let (Some(shared), Some(addr)) = (p.shared.clone(), p.addr) else { return };
         let id = p.send_id;
         p.send_id += 1;
-        p.unacked.insert(id, Sent { kind, data: payload.to_vec(), last: now });
+        p.unacked.insert(id, Sent { kind, data: payload.to_vec(), added: now, last: now });
         let v = self.seal(&shared, &our, net_id::LOSSLESS, kind, id, payload);
         self.udp_out.push_back((addr, v));
     }
@@ -1399,7 +1406,13 @@ impl Groups {
             let mut gone = Vec::new();
             for p in g.peers.iter_mut() {
                 let timeout = if p.confirmed { CONFIRMED_PEER_TIMEOUT } else { UNCONFIRMED_PEER_TIMEOUT };
-                if now.saturating_duration_since(p.last_heard) >= timeout {
+                // c-toxcore too drops a peer that leaves a packet unacknowledged this long.
+                let stuck = p
+                    .unacked
+                    .values()
+                    .next()
+                    .is_some_and(|s| now.saturating_duration_since(s.added) >= CONFIRMED_PEER_TIMEOUT);
+                if stuck || now.saturating_duration_since(p.last_heard) >= timeout {
                     gone.push(p.id);
                     continue;
                 }
@@ -1410,7 +1423,7 @@ impl Groups {
                     hs.push((n, p.id));
                 }
                 if p.handshaked {
-                    for (&id, s) in p.unacked.iter_mut() {
+                    for (&id, s) in p.unacked.iter_mut().take(MAX_RESENDS_PER_TICK) {
                         if now.saturating_duration_since(s.last) >= RESEND_INTERVAL {
                             s.last = now;
                             resend.push((n, p.id, id, s.kind, s.data.clone()));
@@ -1673,6 +1686,29 @@ mod tests {
         w.pump(&mut ev);
         w.advance(RESEND_INTERVAL, &mut ev);
         assert_eq!(messages(&ev[1]), [("alice".to_string(), long)]);
+    }
+
+    /// A peer that acknowledges nothing gets at most MAX_RESENDS_PER_TICK resends a tick.
+    #[test]
+    fn resends_are_bounded() {
+        let mut w = World::new(&["alice", "bob"]);
+        let mut ev = vec![Vec::new(), Vec::new()];
+        let g = w.nodes[0].2.create("ngc").unwrap();
+        let bob = w.nodes[1].0;
+        w.nodes[0].2.invite_friend(g, &bob).unwrap();
+        w.pump(&mut ev);
+        w.accept_invites(&mut ev);
+        let now = w.now;
+        for i in 0..200 {
+            w.nodes[0].2.send_message(now, g, false, &format!("line {i}")).unwrap();
+        }
+        while w.nodes[0].2.poll_udp_transmit().is_some() {}
+        w.nodes[0].2.tick(now + RESEND_INTERVAL);
+        let mut sent = 0;
+        while w.nodes[0].2.poll_udp_transmit().is_some() {
+            sent += 1;
+        }
+        assert!(sent > 0 && sent <= MAX_RESENDS_PER_TICK + 1, "{sent} datagrams in one tick");
     }
 
     /// A peer that goes silent is dropped after the timeout.
