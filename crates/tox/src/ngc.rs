@@ -157,6 +157,9 @@ pub const KEY_ROTATION_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Key rotation requests closer together than this are ignored (c-toxcore: half the
 /// interval), so a peer cannot make us generate keys in a loop.
 pub const MIN_KEY_ROTATION_GAP: Duration = Duration::from_secs(150);
+/// We ask for a peer list (a peer's ping showed more peers than we know) at most this
+/// often (GC_SYNC_REQUEST_LIMIT).
+pub const SYNC_REQUEST_INTERVAL: Duration = Duration::from_secs(13);
 /// How often [`Groups::tick`] wants to run while a group has peers.
 pub const TICK: Duration = Duration::from_millis(500);
 /// Most unacknowledged packets sent again per peer and tick (the oldest first), so a peer
@@ -547,6 +550,8 @@ struct Peer {
     last_heard: Instant,
     last_ping: Instant,
     last_rotation: Instant,
+    /// When we last answered its sync request for the peer list.
+    last_sync_answer: Option<Instant>,
     /// Our new session keys while our rotation request awaits its response.
     rotating: Option<KeyPair>,
 }
@@ -564,6 +569,9 @@ struct Group {
     topic: String,
     /// Friends we invited and have not accepted yet.
     invited: Vec<PublicKey>,
+    /// When we last asked a peer for its peer list (at most once per
+    /// [`SYNC_REQUEST_INTERVAL`]).
+    last_sync_request: Option<Instant>,
 }
 
 impl Group {
@@ -592,6 +600,20 @@ pub struct Groups {
     udp_out: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<GroupEvent>,
     last_tick: Option<Instant>,
+}
+
+/// Bob Jenkins' one-at-a-time hash (c-toxcore's `jenkins_one_at_a_time_hash`), of a
+/// peer's group key: peer lists are compared by the sum of these.
+pub fn jenkins_hash(key: &[u8]) -> u32 {
+    let mut h: u32 = 0;
+    for &b in key {
+        h = h.wrapping_add(u32::from(b));
+        h = h.wrapping_add(h << 10);
+        h ^= h >> 6;
+    }
+    h = h.wrapping_add(h << 3);
+    h ^= h >> 11;
+    h.wrapping_add(h << 15)
 }
 
 fn closer(chat: &ChatId, a: &PublicKey, b: &PublicKey) -> bool {
@@ -711,6 +733,7 @@ impl Groups {
             next_peer: 0,
             topic: String::new(),
             invited: Vec::new(),
+            last_sync_request: None,
         };
         self.alloc_group(g)
     }
@@ -751,6 +774,7 @@ impl Groups {
             next_peer: 0,
             topic: String::new(),
             invited: Vec::new(),
+            last_sync_request: None,
         };
         let n = self.alloc_group(g)?;
         let our_pk = self.groups[&n].keys.enc.pk;
@@ -888,6 +912,7 @@ impl Groups {
             last_heard: now,
             last_ping: now,
             last_rotation: now,
+            last_sync_answer: None,
             rotating: None,
         });
         Some(id)
@@ -1059,7 +1084,19 @@ impl Groups {
                         }
                     }
                 }
-                gp::PING => {}
+                gp::PING => {
+                    // [peer list checksum u16][confirmed peers u16][versions…]: a peer that
+                    // knows more peers than we do is asked for its list.
+                    need(payload, 20, "ping")?;
+                    let theirs = u16_at(payload, 2) as usize;
+                    let ours = g.peers.iter().filter(|p| p.confirmed).count() + 1;
+                    let due =
+                        g.last_sync_request.is_none_or(|t| now.saturating_duration_since(t) >= SYNC_REQUEST_INTERVAL);
+                    if g.connected && theirs > ours && due {
+                        g.last_sync_request = Some(now);
+                        self.send_lossless(now, n, peer, gp::SYNC_REQUEST, &GF_PEERS.to_be_bytes());
+                    }
+                }
                 gp::INVITE_RESPONSE_REJECT => {
                     need(payload, 1, "reject")?;
                     if !g.connected {
@@ -1342,12 +1379,20 @@ impl Groups {
     /// state, empty mod and sanctions lists, then one announce per other confirmed peer
     /// (an empty response when there is none).
     fn answer_sync(&mut self, now: Instant, n: u32, peer: u32, flags: u16) {
-        let Some(g) = self.groups.get(&n) else { return };
+        let Some(g) = self.groups.get_mut(&n) else { return };
         let Some((st, sig)) = g.state.clone() else { return };
-        if g.chat_sig.is_none() {
+        if !g.connected {
             return;
         }
-        if flags & GF_STATE != 0 {
+        let founder = g.chat_sig.is_some();
+        // As c-toxcore: one answer per peer per ping interval.
+        let Some(p) = g.peers.iter_mut().find(|p| p.id == peer) else { return };
+        if p.last_sync_answer.is_some_and(|t| now.saturating_duration_since(t) < PING_INTERVAL) {
+            return;
+        }
+        p.last_sync_answer = Some(now);
+        // Only the founder sends the state: members keep no moderation lists to go with it.
+        if founder && flags & GF_STATE != 0 {
             let mut b = sig.to_vec();
             b.extend_from_slice(&st.encode());
             self.send_lossless(now, n, peer, gp::SHARED_STATE, &b);
@@ -1473,8 +1518,17 @@ impl Groups {
             }
         }
         for (n, id) in pings {
-            // Zeros for every checksum and version: we never ask the peer to sync from us.
-            self.send_lossy(n, id, gp::PING, &[0u8; 20]);
+            // Our peer count and list checksum (so a peer missing some of ours asks us for
+            // them), zeros for state and topic (we never hand those out that way).
+            let Some(g) = self.groups.get(&n) else { continue };
+            let confirmed = g.peers.iter().filter(|p| p.confirmed);
+            let sum = confirmed
+                .clone()
+                .fold(jenkins_hash(&g.keys.enc.pk.0) as u16, |s, p| s.wrapping_add(jenkins_hash(&p.enc.0) as u16));
+            let mut b = [0u8; 20];
+            b[..2].copy_from_slice(&sum.to_be_bytes());
+            b[2..4].copy_from_slice(&(confirmed.count() as u16 + 1).to_be_bytes());
+            self.send_lossy(n, id, gp::PING, &b);
         }
     }
 
@@ -1516,6 +1570,8 @@ mod tests {
     struct World {
         now: Instant,
         nodes: Vec<(PublicKey, SocketAddr, Groups)>,
+        /// UDP from the first node to the second is lost.
+        blocked: Option<(usize, usize)>,
     }
 
     #[allow(clippy::needless_range_loop)] // `i` indexes both the nodes and their events
@@ -1530,7 +1586,7 @@ mod tests {
                     (pk, addr, Groups::new(n, [i as u8 + 10; 32]))
                 })
                 .collect();
-            World { now: Instant::now(), nodes }
+            World { now: Instant::now(), nodes, blocked: None }
         }
         /// Delivers everything queued until quiet; returns the events per node.
         fn pump(&mut self, events: &mut [Vec<GroupEvent>]) {
@@ -1552,6 +1608,9 @@ mod tests {
                         any = true;
                         // Datagrams to a node that is gone are lost.
                         let Some(j) = self.nodes.iter().position(|n| n.1 == to) else { continue };
+                        if self.blocked == Some((i, j)) {
+                            continue;
+                        }
                         let now = self.now;
                         let _ = self.nodes[j].2.handle_udp(now, from_addr, &data);
                     }
@@ -1667,6 +1726,33 @@ mod tests {
         assert_eq!(messages(&ev[0]), [("bob".to_string(), "still here".to_string())]);
     }
 
+    /// Carol's handshakes to Bob are lost until she gives up on him; Alice's pings show
+    /// her a longer peer list, she asks Alice for it and reaches Bob after all.
+    #[test]
+    fn a_missed_peer_is_found_again_through_pings() {
+        let mut w = World::new(&["alice", "bob", "carol"]);
+        let mut ev = vec![Vec::new(), Vec::new(), Vec::new()];
+        let g = w.nodes[0].2.create("ngc").unwrap();
+        let (bob, carol) = (w.nodes[1].0, w.nodes[2].0);
+        w.nodes[0].2.invite_friend(g, &bob).unwrap();
+        w.pump(&mut ev);
+        w.accept_invites(&mut ev);
+        w.blocked = Some((2, 1));
+        w.nodes[0].2.invite_friend(g, &carol).unwrap();
+        w.pump(&mut ev);
+        w.accept_invites(&mut ev);
+        for _ in 0..8 {
+            w.advance(Duration::from_secs(5), &mut ev);
+        }
+        assert_eq!(w.names(2), ["alice", "carol"], "Carol gave up on Bob");
+        w.blocked = None;
+        for _ in 0..12 {
+            w.advance(Duration::from_secs(5), &mut ev);
+        }
+        assert_eq!(w.names(2), ["alice", "bob", "carol"]);
+        assert_eq!(w.names(1), ["alice", "bob", "carol"]);
+    }
+
     /// A long line travels as fragments and comes out whole; lost packets are resent.
     #[test]
     fn fragments_and_resends() {
@@ -1729,6 +1815,14 @@ mod tests {
         }
         assert!(ev1[0].iter().any(|e| matches!(e, GroupEvent::PeerExit { name, .. } if name == "bob")));
         assert_eq!(w.names(0), ["alice"]);
+    }
+
+    #[test]
+    fn jenkins_golden() {
+        // Bob Jenkins' one-at-a-time: "a" → 0xca2e9442, "The quick brown fox jumps over
+        // the lazy dog" → 0x519e91f5 (published values).
+        assert_eq!(jenkins_hash(b"a"), 0xca2e9442);
+        assert_eq!(jenkins_hash(b"The quick brown fox jumps over the lazy dog"), 0x519e91f5);
     }
 
     #[test]
