@@ -38,8 +38,8 @@ pub enum ToxCmd {
         profile: PathBuf,
     },
     /// Accept every friend request and echo each message back as "echo: <message>";
-    /// join every conference (group chat) a friend invites us to and echo its lines the
-    /// same way; prints our Tox ID on stdout first
+    /// join every conference (group chat) and NGC group a friend invites us to and echo
+    /// its lines the same way; prints our Tox ID on stdout first
     Echo {
         /// Profile file; created if missing
         #[arg(long, value_name = "FILE")]
