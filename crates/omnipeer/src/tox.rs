@@ -38,8 +38,8 @@ pub enum ToxCmd {
         profile: PathBuf,
     },
     /// Accept every friend request and echo each message back as "echo: <message>";
-    /// join every conference (group chat) a friend invites us to and echo its lines the
-    /// same way; prints our Tox ID on stdout first
+    /// join every conference (group chat) and NGC group a friend invites us to and echo
+    /// its lines the same way; prints our Tox ID on stdout first
     Echo {
         /// Profile file; created if missing
         #[arg(long, value_name = "FILE")]
@@ -65,6 +65,12 @@ pub enum ToxCmd {
         /// No UDP at all: the DHT, the onion and friends only through TCP relays
         #[arg(long)]
         no_udp: bool,
+        /// NGC groups (c-toxcore >= 0.2.19's group chats): found a private group and invite
+        /// these friends (Tox IDs or public keys, comma-separated) as each comes online.
+        /// Group invites from friends are always accepted, and group lines echoed like
+        /// conference lines
+        #[arg(long, value_name = "FRIENDS", value_delimiter = ',')]
+        group_with: Vec<String>,
     },
     /// Import a Tox save (qTox's or toxic's profile, c-toxcore's savedata; encrypted ones
     /// need --passphrase-file) as the omnipeer profile FILE; prints the Tox ID
@@ -208,7 +214,7 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
             println!("{}", p.tox_id().to_hex());
             Ok(())
         }
-        ToxCmd::Echo { profile, bootstrap, listen, incoming, conference_with, tcp_relay, no_udp } => {
+        ToxCmd::Echo { profile, bootstrap, listen, incoming, conference_with, group_with, tcp_relay, no_udp } => {
             set_transport(&tcp_relay, no_udp)?;
             let nodes = tox::parse_node_specs(&bootstrap)?;
             let conference_with = conference_with
@@ -221,6 +227,13 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
                         .ok_or_else(|| anyhow!("--conference-with: {s:?} is no Tox ID or key")),
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let group_with = group_with
+                .iter()
+                .map(|s| match s.len() {
+                    76 => s.parse::<tox::client::ToxId>().map(|id| id.pk).map_err(|e| anyhow!("--group-with: {e}")),
+                    _ => tox::PublicKey::from_hex(s).ok_or_else(|| anyhow!("--group-with: {s:?} is no Tox ID or key")),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
             tox::client::run_echo(
                 &profile,
@@ -230,6 +243,7 @@ pub async fn run(cmd: ToxCmd) -> anyhow::Result<()> {
                 tox::client::onion_rendezvous,
                 shutdown_on_signals(),
                 &conference_with,
+                &group_with,
             )
             .await
         }

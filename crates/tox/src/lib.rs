@@ -12,6 +12,7 @@ pub mod file;
 pub mod friend;
 pub mod messenger;
 pub mod net_crypto;
+pub mod ngc;
 pub mod onion;
 pub mod onion_client;
 pub mod packet;

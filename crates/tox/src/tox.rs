@@ -192,6 +192,8 @@ pub enum ToxEvent {
     File(FileEvent),
     /// A conference event (docs/protocols/tox.md#conferences).
     Conference(ConferenceEvent),
+    /// An NGC group event (docs/protocols/tox.md#ngc-group-chats).
+    Group(crate::ngc::GroupEvent),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +210,8 @@ pub enum ToxError {
     OwnId,
     #[error(transparent)]
     Conference(#[from] ConferenceError),
+    #[error(transparent)]
+    Group(#[from] crate::ngc::NgcError),
 }
 
 struct FriendSlot {
@@ -244,6 +248,8 @@ pub struct Tox {
     conferences: Conferences,
     /// TCP relays we are connected to (real TCP addresses), listed first in our DHT-PK.
     tcp_relays: Vec<PackedNode>,
+    /// NGC group chats (docs/protocols/tox.md#ngc-group-chats).
+    groups: crate::ngc::Groups,
 }
 
 impl Tox {
@@ -271,6 +277,7 @@ impl Tox {
             rendezvous,
             nc: NetCrypto::new(real.clone(), dht_keys, child_seed(&mut rng), now),
             conferences: Conferences::new(real.pk, dht_pk, nickname, child_seed(&mut rng)),
+            groups: crate::ngc::Groups::new(nickname, child_seed(&mut rng)),
             rng,
             messenger: Messenger::new(nickname, nospam),
             real,
@@ -482,6 +489,9 @@ impl Tox {
                 self.rendezvous.handle_packet(now, from, data, &self.dht)
             }
             0x80..=0x8e => self.onion_node.handle_packet(now, from, data, &self.dht).map_err(|e| e.to_string()),
+            crate::ngc::net_id::HANDSHAKE..=crate::ngc::net_id::LOSSY => {
+                self.groups.handle_udp(now, from, data).map_err(|e| e.to_string())
+            }
             other => Err(format!("unhandled packet kind {other:#04x}")),
         };
         self.process(now);
@@ -495,6 +505,7 @@ impl Tox {
         self.nc.tick(now);
         self.messenger.tick(now, &mut self.nc);
         self.conferences.tick(now);
+        self.groups.tick(now);
         for f in self.friends.values_mut() {
             f.progress.tick(now);
         }
@@ -528,6 +539,7 @@ impl Tox {
             self.nc.next_timeout(),
             self.messenger.next_timeout(),
             self.conferences.next_timeout(),
+            self.groups.next_timeout(),
             Some(self.next_tasks),
         ]
         .into_iter()
@@ -818,6 +830,10 @@ impl Tox {
                         // Malformed or unexpected: dropped, the friend stays (c-toxcore too).
                         let _ = self.conferences.handle_packet(now, peer, data);
                     }
+                    if data.first() == Some(&crate::ngc::PACKET_ID_INVITE_GROUPCHAT) && self.messenger.is_online(peer) {
+                        let addr = self.nc.peer_addr(peer);
+                        let _ = self.groups.handle_friend_packet(now, peer, addr, data);
+                    }
                 }
             }
             while let Some(e) = self.messenger.poll_event() {
@@ -857,6 +873,18 @@ impl Tox {
             while let Some(e) = self.conferences.poll_event() {
                 any = true;
                 self.events.push_back(ToxEvent::Conference(e));
+            }
+            while let Some((to, data)) = self.groups.poll_friend_transmit() {
+                any = true;
+                let _ = self.nc.send_lossless(now, &to, &data);
+            }
+            while let Some(t) = self.groups.poll_udp_transmit() {
+                any = true;
+                self.transmits.push_back(t);
+            }
+            while let Some(e) = self.groups.poll_event() {
+                any = true;
+                self.events.push_back(ToxEvent::Group(e));
             }
             for (pk, f) in self.friends.iter_mut() {
                 while let Some(p) = f.progress.poll_entered() {
@@ -977,6 +1005,66 @@ impl Tox {
         let r = self.rendezvous.handle_tcp_packet(now, relay, data);
         self.process(now);
         r.map_err(ToxError::Dropped)
+    }
+
+    // NGC group chats (docs/protocols/tox.md#ngc-group-chats): c-toxcore ≥ 0.2.19's groups.
+
+    /// Founds a private group named `name`; returns its number.
+    pub fn group_new(&mut self, now: Instant, name: &str) -> Result<u32, ToxError> {
+        let n = self.groups.create(name)?;
+        self.process(now);
+        Ok(n)
+    }
+
+    /// Invites an online friend into a group.
+    pub fn group_invite_friend(&mut self, now: Instant, group: u32, friend: &PublicKey) -> Result<(), ToxError> {
+        self.groups.invite_friend(group, friend)?;
+        self.process(now);
+        Ok(())
+    }
+
+    /// Accepts an invite (from [`crate::ngc::GroupEvent::Invite`]); returns the group number.
+    pub fn group_join_invite(&mut self, now: Instant, invite: u32) -> Result<u32, ToxError> {
+        let n = self.groups.join_invite(now, invite)?;
+        self.process(now);
+        Ok(n)
+    }
+
+    /// Sends a line (or an action) to a group.
+    pub fn group_send(&mut self, now: Instant, group: u32, action: bool, text: &str) -> Result<(), ToxError> {
+        self.groups.send_message(now, group, action, text)?;
+        self.process(now);
+        Ok(())
+    }
+
+    /// Leaves a group (its peers are told) and forgets it.
+    pub fn group_leave(&mut self, now: Instant, group: u32) -> Result<(), ToxError> {
+        self.groups.leave(now, group)?;
+        self.process(now);
+        Ok(())
+    }
+
+    /// The group's confirmed peers and ourselves, or None for no such group.
+    pub fn group_peers(&self, group: u32) -> Option<Vec<crate::ngc::GroupPeer>> {
+        self.groups.peers(group)
+    }
+
+    /// Our groups' numbers.
+    pub fn groups(&self) -> Vec<u32> {
+        self.groups.list()
+    }
+
+    pub fn group_chat_id(&self, group: u32) -> Option<crate::ngc::ChatId> {
+        self.groups.chat_id(group)
+    }
+
+    pub fn group_connected(&self, group: u32) -> bool {
+        self.groups.is_connected(group)
+    }
+
+    /// Group invites not answered yet: (invite, friend, chat id).
+    pub fn group_invites(&self) -> Vec<(u32, PublicKey, crate::ngc::ChatId)> {
+        self.groups.invites()
     }
 }
 

@@ -305,7 +305,9 @@ fn out(line: &str) {
 /// in the profile) and answers each message with `echo: <message>`. With `incoming`, saves
 /// the files friends send there (resuming partial ones); without, refuses them. Joins every
 /// conference it is invited to and echoes its lines (see [`echo_conference`]); creates one
-/// and invites each friend of `conference_with` when it comes online. Runs until `cancel`.
+/// and invites each friend of `conference_with` when it comes online. The same for NGC
+/// groups (see [`echo_group`]) and `group_with`. Runs until `cancel`.
+#[allow(clippy::too_many_arguments)] // the CLI's flags, passed through one by one
 pub async fn run_echo(
     profile_path: &Path,
     listen: SocketAddr,
@@ -314,9 +316,11 @@ pub async fn run_echo(
     rendezvous: impl FnOnce(&Profile) -> Box<dyn Rendezvous + Send>,
     cancel: CancellationToken,
     conference_with: &[PublicKey],
+    group_with: &[PublicKey],
 ) -> anyhow::Result<()> {
     let mut profile = load_profile(profile_path)?;
     let mut our_conference: Option<u32> = None;
+    let mut our_group: Option<u32> = None;
     let mut receiver = match incoming {
         Some(d) => Some(Receiver::new(d).with_context(|| format!("--incoming {}", d.display()))?),
         None => None,
@@ -337,6 +341,9 @@ pub async fn run_echo(
         if let ToxEvent::FriendOnline { friend } = &ev {
             if conference_with.contains(friend) {
                 echo_conference_invite(c.tox(), &mut our_conference, friend);
+            }
+            if group_with.contains(friend) {
+                echo_group_invite(c.tox(), &mut our_group, friend);
             }
         }
         match ev {
@@ -375,6 +382,7 @@ pub async fn run_echo(
                 }
             },
             ToxEvent::Conference(ce) => echo_conference(c.tox(), ce),
+            ToxEvent::Group(ge) => echo_group(c.tox(), ge),
             other => tracing::debug!("{other:?}"),
         }
     }
@@ -693,5 +701,66 @@ pub async fn run_send_file(
             ToxEvent::FriendFound { .. } => tracing::info!("friend found at a rendezvous node"),
             other => tracing::debug!("{other:?}"),
         }
+    }
+}
+
+/// A group's chat id as printed (64 hex).
+fn group_hex(tox: &Tox, group: u32) -> String {
+    tox.group_chat_id(group).map(|id| PublicKey(id).to_hex()).unwrap_or_default()
+}
+
+/// `tox echo` in NGC groups (docs/protocols/tox.md#ngc-group-chats): joins on every
+/// invite, prints the peer list (sorted names, us included) on every change and each
+/// line, and echoes lines as "echo: <line>" (not lines that are echoes themselves).
+fn echo_group(tox: &mut Tox, ev: omnipeer_tox::ngc::GroupEvent) {
+    use omnipeer_tox::ngc::GroupEvent as E;
+    let now = Instant::now();
+    let peers = |tox: &Tox, group: u32| {
+        let mut names: Vec<String> = tox.group_peers(group).unwrap_or_default().into_iter().map(|p| p.name).collect();
+        names.sort();
+        out(&format!("group {} peers: {}", group_hex(tox, group), names.join(", ")));
+    };
+    match ev {
+        E::Invite { invite, friend, name, .. } => {
+            out(&format!("group invite from {} to {name:?}", friend.to_hex()));
+            match tox.group_join_invite(now, invite) {
+                Ok(n) => out(&format!("joined group {}", group_hex(tox, n))),
+                Err(e) => tracing::warn!("group join: {e}"),
+            }
+        }
+        E::SelfJoin { group } => out(&format!("group {} connected", group_hex(tox, group))),
+        E::PeerJoin { group, .. } | E::PeerName { group, .. } | E::PeerExit { group, .. } => peers(tox, group),
+        E::Topic { group, topic } => out(&format!("group {} topic: {topic}", group_hex(tox, group))),
+        E::Rejected { group, reason } => out(&format!("group {} refused us ({reason})", group_hex(tox, group))),
+        E::Message { group, name, action, text, .. } => {
+            out(&format!("group {} {name}: {text}", group_hex(tox, group)));
+            if !text.starts_with("echo: ") {
+                let reply = format!("echo: {text}");
+                let reply = truncate(&reply, omnipeer_tox::ngc::MAX_MESSAGE_SIZE);
+                if let Err(e) = tox.group_send(now, group, action, reply) {
+                    tracing::warn!("group echo: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// `tox echo --group-with`: founds our NGC group on first need and invites `friend`.
+fn echo_group_invite(tox: &mut Tox, ours: &mut Option<u32>, friend: &PublicKey) {
+    let now = Instant::now();
+    let n = match *ours {
+        Some(n) => n,
+        None => match tox.group_new(now, "omnipeer") {
+            Ok(n) => {
+                out(&format!("group {} created", group_hex(tox, n)));
+                *ours = Some(n);
+                n
+            }
+            Err(e) => return tracing::warn!("group: {e}"),
+        },
+    };
+    match tox.group_invite_friend(now, n, friend) {
+        Ok(()) => out(&format!("invited {} to group {}", friend.to_hex(), group_hex(tox, n))),
+        Err(e) => tracing::warn!("group invite to {}: {e}", friend.to_hex()),
     }
 }
