@@ -1,6 +1,6 @@
 //! Tox file transfer throughput on loopback UDP: a file (256 MiB by default)
 //! omnipeer → c-toxcore and c-toxcore → omnipeer against c-toxcore → c-toxcore, measured
-//! in the same run, and a plain TCP copy of the same file on loopback as the ceiling.
+//! in the same run, omnipeer → omnipeer (our stack at both ends), and a plain TCP copy of the same file on loopback as the ceiling.
 //!
 //! Each Tox round starts its own network (one `tox-bootstrapd`) and two peers: the
 //! receiver accepts the friend request, then the file offer; the time is from the accept
@@ -138,6 +138,56 @@ fn c_to_omni(bin: &Path, dir: &Path, file: &Path, rt: &tokio::runtime::Runtime) 
     })
 }
 
+/// omnipeer → omnipeer: both ends ours, so neither is held to c-toxcore's pace (what our
+/// own stack reaches against the TCP copy).
+fn omni_to_omni(dir: &Path, file: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<Duration> {
+    let (_bsd, spec) = start_bootstrapd(dir)?;
+    let nodes = omnipeer_node::tox::parse_node_specs(&spec)?;
+    let inbox = dir.join("omni-in");
+    let recv_profile = load_profile(&dir.join("omni-recv.tox"))?;
+    let to = recv_profile.tox_id();
+    rt.block_on(async {
+        let mut c =
+            ToxClient::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &recv_profile, onion_rendezvous(&recv_profile))
+                .await?;
+        c.bootstrap(&nodes);
+        let mut recv = Receiver::new(&inbox)?;
+        let receiver = tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + LIMIT;
+            loop {
+                let ev = c.next_event(Some(deadline)).await.ok_or_else(|| anyhow!("omnipeer -> omnipeer: timed out"))?;
+                match ev {
+                    ToxEvent::FriendRequest { from, .. } => c.tox().add_friend(Instant::now(), from)?,
+                    ToxEvent::File(fe) => match recv.handle(c.tox(), &fe) {
+                        Some(Received::Complete { path, .. }) => {
+                            c.shutdown().await;
+                            return Ok::<_, anyhow::Error>(path);
+                        }
+                        Some(Received::Accepted { .. }) | None => {}
+                        Some(other) => bail!("omnipeer -> omnipeer: {other:?}"),
+                    },
+                    _ => {}
+                }
+            }
+        });
+        let send_profile = dir.join("omni-send.tox");
+        let o = SendFileOptions {
+            profile: &send_profile,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            bootstrap: &nodes,
+            to,
+            file,
+            timeout: LIMIT,
+        };
+        let report = run_send_file(o, onion_rendezvous).await?;
+        let path = receiver.await.map_err(|e| anyhow!("receiver: {e}"))??;
+        if sha(&path)? != sha(file)? {
+            bail!("omnipeer -> omnipeer: file differs");
+        }
+        Ok(report.transfer)
+    })
+}
+
 /// A plain TCP copy of the file over loopback (read from disk, written to disk).
 fn tcp_copy(dir: &Path, file: &Path) -> anyhow::Result<Duration> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -173,7 +223,7 @@ fn main() -> anyhow::Result<()> {
     make_file(&file, mib << 20).context("writing the payload")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mbs = |d: Duration| (mib as f64) / d.as_secs_f64();
-    let (mut cc, mut oc, mut co, mut tcp) = (vec![], vec![], vec![], vec![]);
+    let (mut cc, mut oc, mut co, mut oo, mut tcp) = (vec![], vec![], vec![], vec![], vec![]);
     for r in 0..rounds {
         let t = tcp_copy(dir.path(), &file)?;
         let d = tempfile::tempdir()?;
@@ -182,15 +232,19 @@ fn main() -> anyhow::Result<()> {
         let o = omni_to_c(&bin, d.path(), &file, &rt)?;
         let d = tempfile::tempdir()?;
         let i = c_to_omni(&bin, d.path(), &file, &rt)?;
+        let d = tempfile::tempdir()?;
+        let w = omni_to_omni(d.path(), &file, &rt)?;
         println!(
             "round {}: {mib} MiB  c-toxcore->c-toxcore {:.1} MiB/s, omnipeer->c-toxcore {:.1} MiB/s, \
-             c-toxcore->omnipeer {:.1} MiB/s, TCP copy {:.1} MiB/s",
+             c-toxcore->omnipeer {:.1} MiB/s, omnipeer->omnipeer {:.1} MiB/s, TCP copy {:.1} MiB/s",
             r + 1,
             mbs(c),
             mbs(o),
             mbs(i),
+            mbs(w),
             mbs(t)
         );
+        oo.push(mbs(w));
         cc.push(mbs(c));
         oc.push(mbs(o));
         co.push(mbs(i));
@@ -200,11 +254,12 @@ fn main() -> anyhow::Result<()> {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let (c, o, i, t) = (median(&mut cc), median(&mut oc), median(&mut co), median(&mut tcp));
+    let (c, o, i, w, t) = (median(&mut cc), median(&mut oc), median(&mut co), median(&mut oo), median(&mut tcp));
     println!("{mib} MiB over loopback UDP (median of {rounds}):");
     println!("  c-toxcore -> c-toxcore  {c:.1} MiB/s");
     println!("  omnipeer  -> c-toxcore  {o:.1} MiB/s   ratio {:.2}x  ({:.2} of TCP)", o / c, o / t);
     println!("  c-toxcore -> omnipeer   {i:.1} MiB/s   ratio {:.2}x  ({:.2} of TCP)", i / c, i / t);
+    println!("  omnipeer  -> omnipeer   {w:.1} MiB/s   ratio {:.2}x  ({:.2} of TCP)", w / c, w / t);
     println!("  plain TCP copy          {t:.1} MiB/s");
     Ok(())
 }
