@@ -7,7 +7,9 @@
 //!   is listed as a user of the chat and the group as a chat of kind `group`; leaving is
 //!   seen by the friend;
 //! - a c-toxcore friend's group invite shows in `GET /api/tox/groups`, is accepted through
-//!   the API, and the friend's line arrives in the group's chat.
+//!   the API, and the friend's line arrives in the group's chat;
+//! - the same through the Tox tab's Groups card in a headless Chromium
+//!   (tests/web/tox_group.mjs; skips without scripts/install-web-test-deps.sh's deps).
 //!
 //! Skips (and passes) without c-toxcore 0.2.20 in /opt/toxcore-0.2.20
 //! (`scripts/install-test-deps.sh`; `OMNIPEER_TOXCORE_NGC` overrides the prefix).
@@ -226,4 +228,54 @@ fn node_groups_through_the_api_with_toxcore() {
     assert!(!groups["groups"].as_array().unwrap().iter().any(|g| g["id"] == gid.as_str()), "{groups}");
     // The chat's history stays.
     assert!(chat_lines(&n, &chat).iter().any(|l| l["text"] == "hello group"));
+}
+
+/// The Tox tab's Groups card in a real headless Chromium (tests/web/tox_group.mjs): create
+/// with a name, invite an online c-toxcore 0.2.20 friend, chat, see the friend as a user;
+/// join another friend's group from its invite; leave.
+#[test]
+fn web_ui_groups_card() {
+    if !require("web_ui_groups_card") || !omni::web::web_deps_or_skip("web_ui_groups_card") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let cfg = server_config("alice", p)
+        .replace("[tox]\n", &format!("[tox]\nauto_accept = true\nbootstrap = \"{}\"\n", bsd.node_spec()));
+    let n = Node::start(dir.path(), &cfg, p.api);
+    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let carol = bot("carol", &["-b", &bsd.node_spec(), "-f", &id, "-J", "-M", "from carol", "-K", "2", "-t", "400"]);
+    let dave = bot(
+        "dave",
+        &["-b", &bsd.node_spec(), "-f", &id, "-C", "dave room", "-G", "0", "-M", "from dave", "-K", "2", "-t", "400"],
+    );
+    let out = dir.path().join("browser");
+    let (ok, lines) = omni::web::run_web_script(
+        "tox_group.mjs",
+        &[
+            ("OMNI_URL", format!("{}/", n.base)),
+            ("OMNI_FRIEND", bot_pk(&carol)),
+            ("OMNI_NAME", "carol".into()),
+            ("OMNI_LINE", "from carol".into()),
+            ("OMNI_INVITER", "dave".into()),
+            ("OMNI_OUT", out.display().to_string()),
+        ],
+        Duration::from_secs(300),
+    );
+    if !ok {
+        let kept = dir.keep();
+        panic!(
+            "tox_group.mjs failed; files kept in {}\n{}\n{}\n{}",
+            kept.display(),
+            lines.join("\n"),
+            carol.log(),
+            dave.log()
+        );
+    }
+    // What the page did really happened: Carol got the line, and saw the node leave.
+    let why = || format!("{}\n{}", carol.log(), dave.log());
+    expect(&carol, "GROUP_MESSAGE 0 'alice' 'hello group from the browser'", why);
+    expect(&carol, "GROUP_PEER_EXIT 0 'alice'", why);
+    expect(&dave, "GROUP_PEERS 0 2 'alice' 'dave'", why);
 }
