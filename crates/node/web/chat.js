@@ -8,7 +8,7 @@ const USERS_EVERY = 5000;
 
 /** Pages of 1000 lines read to catch a chat up before showing only its newest lines. */
 const CATCH_UP_PAGES = 20;
-const KIND_NAME = { hub: "hub chat", room: "room", pm: "private", friend: "friend", conference: "conference", chat: "DCC chat" };
+const KIND_NAME = { hub: "hub chat", room: "room", pm: "private", friend: "friend", conference: "conference", group: "group", chat: "DCC chat" };
 
 function parseId(id) {
   // NETWORK[@SESSION]:KIND[:NAME]; SESSION labels a hub or server other than the
@@ -174,7 +174,7 @@ export class ChatView {
   async loadUsers() {
     clearTimeout(this.usersTimer);
     const c = this.current && this.chats.get(this.current);
-    const listed = c && (c.kind === "hub" || c.kind === "room" || c.kind === "conference");
+    const listed = c && (c.kind === "hub" || c.kind === "room" || c.kind === "conference" || c.kind === "group");
     this.usersPane.hidden = !listed;
     this.el.querySelector(".chat").classList.toggle("with-users", !!listed);
     if (!listed) return;
@@ -273,8 +273,8 @@ export class ChatView {
 
   onEvent(ev) {
     if (ev.type === "tox_friend" || ev.type === "chat_delivered") return this.onToxEvent(ev);
-    if (ev.type === "tox_conference") {
-      // A conference joined, created, renamed or left: the list shows its title and state.
+    if (ev.type === "tox_conference" || ev.type === "tox_group") {
+      // A conference or NGC group joined, created, renamed or left: the list shows its title and state.
       clearTimeout(this.reloadTimer);
       this.reloadTimer = setTimeout(() => this.load().catch(() => {}), 500);
       return;
@@ -377,7 +377,7 @@ export class ChatView {
   }
 
   renderList() {
-    const order = { hub: 0, room: 1, pm: 2, friend: 3, conference: 4, chat: 5 };
+    const order = { hub: 0, room: 1, pm: 2, friend: 3, conference: 4, group: 4, chat: 5 };
     const items = [...this.chats.values()]
       .sort((a, b) => order[a.kind] - order[b.kind] || a.network.localeCompare(b.network) || a.name.localeCompare(b.name))
       .map((c) => {

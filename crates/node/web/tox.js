@@ -3,7 +3,9 @@
 // the Chat tab as tox:friend:<key>. The profile card exports the identity as a standard
 // Tox save (qTox/toxic load it) and imports one (POST /api/tox/profile/export, /import).
 // The conferences card creates group chats (c-toxcore 0.2.18's conferences), invites online
-// friends, accepts friends' invites and leaves; their chats are tox:conference:<id>.
+// friends, accepts friends' invites and leaves; their chats are tox:conference:<id>. The
+// groups card does the same for NGC groups (c-toxcore >= 0.2.19, current qTox); their chats
+// are tox:group:<chat id>, and they are not kept across a restart of the node.
 
 import { h, fill, ago } from "./util.js";
 
@@ -71,6 +73,17 @@ export class ToxView {
     );
     this.confInvites = h("ul", { class: "tox-list", "data-testid": "tox-conf-invites", "aria-label": "Conference invites" });
     this.confList = h("ul", { class: "tox-list", "data-testid": "tox-conferences", "aria-label": "Conferences" });
+    this.groups = null; // GET /api/tox/groups
+    this.groupName = h("input", { id: "tox-group-name", autocomplete: "off", maxlength: 48, placeholder: "omnipeer group", "data-testid": "tox-group-name" });
+    this.groupForm = h(
+      "form",
+      { class: "tox-add", "data-testid": "tox-group-new", onsubmit: (e) => this.newGroup(e) },
+      h("label", { for: "tox-group-name" }, "Name"),
+      this.groupName,
+      h("button", { type: "submit", "data-testid": "tox-group-create" }, "Create group"),
+    );
+    this.groupInvites = h("ul", { class: "tox-list", "data-testid": "tox-group-invites", "aria-label": "Group invites" });
+    this.groupList = h("ul", { class: "tox-list", "data-testid": "tox-groups", "aria-label": "Groups" });
     fill(
       el,
       h("h2", {}, "Tox"),
@@ -99,6 +112,15 @@ export class ToxView {
         ),
         h(
           "section",
+          { class: "card wide", "aria-labelledby": "tox-group-heading" },
+          h("h3", { id: "tox-group-heading" }, "Groups"),
+          h("p", { class: "summary" }, "NGC group chats (current qTox and toxic). Lines go to whoever is in the group at that moment; groups are not kept when the node restarts."),
+          this.groupForm,
+          this.groupInvites,
+          this.groupList,
+        ),
+        h(
+          "section",
           { class: "card", "aria-labelledby": "tox-profile-title" },
           h("h3", { id: "tox-profile-title" }, "Profile"),
           h("p", { class: "summary" }, "Export this identity and its friends for qTox or toxic, or import their profile (NAME.tox)."),
@@ -118,7 +140,7 @@ export class ToxView {
       this.disabled = true;
       this.status = null;
     }
-    if (!this.disabled) await this.loadConferences();
+    if (!this.disabled) await Promise.all([this.loadConferences(), this.loadGroups()]);
     this.render();
   }
 
@@ -142,6 +164,9 @@ export class ToxView {
     } else if (ev.type === "tox_conference" || ev.type === "tox_conference_invite") {
       clearTimeout(this.confTimer);
       this.confTimer = setTimeout(() => this.loadConferences().then(() => this.renderConferences()), 300);
+    } else if (ev.type === "tox_group" || ev.type === "tox_group_invite") {
+      clearTimeout(this.groupTimer);
+      this.groupTimer = setTimeout(() => this.loadGroups().then(() => this.renderGroups()), 300);
     } else if (ev.type === "network" && ev.network.name === "tox_client") {
       this.status.online = ev.network.state === "online";
       this.render();
@@ -330,6 +355,7 @@ export class ToxView {
       );
     fill(this.friends, friends.length ? friends : h("li", { class: "empty" }, "No Tox friends yet: send a request, or give your Tox ID to someone."));
     this.renderConferences();
+    this.renderGroups();
     this.updateBadge();
   }
 
@@ -435,5 +461,104 @@ export class ToxView {
       );
     });
     fill(this.confList, items.length ? items : h("li", { class: "empty" }, "No conferences."));
+  }
+
+  async loadGroups() {
+    try {
+      this.groups = await this.ctx.api("GET", "/api/tox/groups");
+    } catch {
+      this.groups = null;
+    }
+  }
+
+  async newGroup(e) {
+    e.preventDefault();
+    try {
+      const g = await this.ctx.api("POST", "/api/tox/groups", { name: this.groupName.value.trim() });
+      this.groupName.value = "";
+      await this.loadGroups();
+      this.renderGroups();
+      this.ctx.toast(`Group ${g.name || g.id.slice(0, 8)} created: invite friends into it`);
+    } catch (err) {
+      this.ctx.toast(`Not created: ${err.message}`, "error");
+    }
+  }
+
+  async inviteIntoGroup(g, select) {
+    const pk = select.value;
+    if (!pk) return;
+    try {
+      await this.ctx.api("POST", `/api/tox/groups/${g.id}/invite`, { friend: pk });
+      this.ctx.toast(`Invited ${this.friendName(pk)}`);
+    } catch (err) {
+      this.ctx.toast(`Not invited: ${err.message}`, "error");
+    }
+  }
+
+  async acceptGroupInvite(inv) {
+    try {
+      const g = await this.ctx.api("POST", `/api/tox/group-invites/${inv.invite}/accept`);
+      await this.loadGroups();
+      this.renderGroups();
+      this.ctx.go("chat");
+      this.ctx.views.chat.open(g.chat);
+    } catch (err) {
+      this.ctx.toast(`Not joined: ${err.message}`, "error");
+    }
+  }
+
+  async leaveGroup(g) {
+    if (!confirm(`Leave the group ${g.name || g.id.slice(0, 8)}? Its chat history stays.`)) return;
+    try {
+      await this.ctx.api("DELETE", `/api/tox/groups/${g.id}`);
+      await this.loadGroups();
+      this.renderGroups();
+    } catch (err) {
+      this.ctx.toast(err.message, "error");
+    }
+  }
+
+  renderGroups() {
+    if (!this.groups || !this.status) {
+      fill(this.groupInvites);
+      fill(this.groupList);
+      return;
+    }
+    const invites = this.groups.invites.map((inv) =>
+      h(
+        "li",
+        { "data-testid": "tox-group-invite", "data-invite": String(inv.invite) },
+        `${this.friendName(inv.friend)} invites you into the group `,
+        h("strong", { title: inv.group }, inv.name || short(inv.group)),
+        h("div", { class: "toolbar" }, h("button", { type: "button", class: "small primary", "data-testid": "tox-group-accept", onclick: () => this.acceptGroupInvite(inv) }, "Join")),
+      ),
+    );
+    fill(this.groupInvites, ...invites);
+    const online = this.status.friends.filter((f) => f.online);
+    const items = this.groups.groups.map((g) => {
+      const others = g.peers.filter((p) => !p.ours);
+      const select = h(
+        "select",
+        { "aria-label": "Friend to invite", "data-testid": "tox-group-friend" },
+        h("option", { value: "" }, online.length ? "Invite a friend…" : "No friend online"),
+        ...online.map((f) => h("option", { value: f.pk }, f.nickname || short(f.pk))),
+      );
+      return h(
+        "li",
+        { "data-testid": "tox-group", "data-id": g.id },
+        h("strong", {}, g.name || `group ${short(g.id)}`),
+        " ",
+        h("span", { class: "summary" }, others.length ? `with ${others.map((p) => p.name || short(p.pk)).join(", ")}` : g.connected ? "nobody else yet" : "joining…"),
+        h(
+          "div",
+          { class: "toolbar" },
+          h("button", { type: "button", class: "small", "data-testid": "tox-group-chat", onclick: () => this.chat(g) }, "Chat"),
+          select,
+          h("button", { type: "button", class: "small", "data-testid": "tox-group-invite-btn", onclick: () => this.inviteIntoGroup(g, select) }, "Invite"),
+          h("button", { type: "button", class: "small", "data-testid": "tox-group-leave", onclick: () => this.leaveGroup(g) }, "Leave"),
+        ),
+      );
+    });
+    fill(this.groupList, items.length ? items : h("li", { class: "empty" }, "No groups."));
   }
 }

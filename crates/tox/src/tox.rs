@@ -1066,6 +1066,16 @@ impl Tox {
     pub fn group_invites(&self) -> Vec<(u32, PublicKey, crate::ngc::ChatId)> {
         self.groups.invites()
     }
+
+    /// The group's name (from its shared state; "" until the sync brought it).
+    pub fn group_name(&self, group: u32) -> Option<String> {
+        self.groups.name(group)
+    }
+
+    /// The number of the group with this chat id.
+    pub fn group_by_chat_id(&self, id: &crate::ngc::ChatId) -> Option<u32> {
+        self.groups.by_chat_id(id)
+    }
 }
 
 #[cfg(test)]

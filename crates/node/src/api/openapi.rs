@@ -58,6 +58,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("delete", "/api/tox/conferences/{id}", "Leave a Tox conference"),
     ("post", "/api/tox/conferences/{id}/invite", "Invite an online Tox friend into a conference"),
     ("post", "/api/tox/conference-invites/{id}/accept", "Accept a friend's invite into a Tox conference"),
+    ("get", "/api/tox/groups", "Tox NGC groups we are in, and invites from friends"),
+    ("post", "/api/tox/groups", "Found a Tox NGC group (we are alone in it until friends join)"),
+    ("delete", "/api/tox/groups/{id}", "Leave a Tox NGC group"),
+    ("post", "/api/tox/groups/{id}/invite", "Invite an online Tox friend into an NGC group"),
+    ("post", "/api/tox/group-invites/{id}/accept", "Accept a friend's invite into a Tox NGC group"),
     ("get", "/api/uploads", "Uploads: running and queued (in queue order), then finished"),
     ("post", "/api/uploads/{id}/cancel", "Cancel an upload that waits or runs"),
     ("get", "/api/settings", "The settings that can change while the node runs"),
@@ -273,6 +278,32 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             None,
             ok(r("ToxConference")),
         ),
+        ("get", "/api/tox/groups") => (
+            vec![],
+            None,
+            ok(json!({"type": "object", "properties": {
+                "groups": {"type": "array", "items": r("ToxGroup")},
+                "invites": {"type": "array", "items": r("ToxGroupInvite")}}})),
+        ),
+        ("post", "/api/tox/groups") => (
+            vec![],
+            Some(body(json!({"type": "object", "properties": {
+                "name": {"type": "string", "description": "Its name (at most 48 bytes); absent: \"omnipeer group\""}}}))),
+            json!({"description": "Created", "content": {"application/json": {"schema": r("ToxGroup")}}}),
+        ),
+        ("delete", "/api/tox/groups/{id}") => (vec![group_param()], None, ok(r("ToxGroup"))),
+        ("post", "/api/tox/groups/{id}/invite") => (
+            vec![group_param()],
+            Some(body(json!({"type": "object", "required": ["friend"], "properties": {
+                "friend": {"type": "string", "description": "The friend's long-term public key, 64 hex digits"}}}))),
+            ok(r("ToxGroup")),
+        ),
+        ("post", "/api/tox/group-invites/{id}/accept") => (
+            vec![json!({"name": "id", "in": "path", "required": true, "description": "The invite's number",
+                        "schema": {"type": "integer"}})],
+            None,
+            ok(r("ToxGroup")),
+        ),
         ("get", "/api/uploads") => (vec![], None, ok(json!({"type": "array", "items": r("Upload")}))),
         ("get", "/api/settings") => (vec![], None, ok(json!({"type": "array", "items": r("Setting")}))),
         ("put", "/api/settings") => (
@@ -296,6 +327,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
                 | "/api/tox/friends"
                 | "/api/tox/friends/{pk}/files"
                 | "/api/tox/conferences"
+                | "/api/tox/groups"
         )
     {
         "201"
@@ -316,6 +348,11 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
 
 fn conference_param() -> Value {
     json!({"name": "id", "in": "path", "required": true, "description": "Conference id, 64 hex digits",
+           "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"}})
+}
+
+fn group_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": "NGC group chat id, 64 hex digits",
            "schema": {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"}})
 }
 
@@ -398,7 +435,7 @@ fn schemas() -> Value {
             "id": s("integer"), "chat": s("string"), "nick": s("string"), "text": s("string"), "own": s("boolean"), "ts": s("integer"),
             "delivered": {"type": "boolean", "description": "Own lines on Tox only: the friend's read receipt arrived"}}},
         "Chat": {"type": "object", "properties": {
-            "id": s("string"), "network": s("string"), "kind": {"type": "string", "enum": ["hub", "room", "pm", "friend", "conference", "chat"]},
+            "id": s("string"), "network": s("string"), "kind": {"type": "string", "enum": ["hub", "room", "pm", "friend", "conference", "group", "chat"]},
             "name": s("string"), "last": {"allOf": [r("ChatMessage")], "nullable": true},
             "online": {"type": "boolean", "description": "Tox friends only"}}},
         "ToxFriend": {"type": "object", "properties": {
@@ -428,9 +465,9 @@ fn schemas() -> Value {
             "state": {"type": "string", "enum": ["queued", "starting", "running", "done", "failed"]},
             "position": s("integer"), "rate": s("integer"), "error": s("string"), "updated": s("integer")}},
         "Event": {"type": "object", "required": ["type"], "description":
-            "Tagged by type: network {network}, search_result {search, result (with only its new source), source_count}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, resync {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}, tox_conference {conference, removed}, tox_conference_invite {invite, pending}, chat_open {chat, open}, upload {upload}",
+            "Tagged by type: network {network}, search_result {search, result (with only its new source), source_count}, transfer {transfer}, progress {id, bytes, size, rate}, chat {message}, shares {files, bytes}, resync {missed}, chat_delivered {chat, id}, tox_friend {friend, removed}, tox_request {request, pending}, tox_conference {conference, removed}, tox_conference_invite {invite, pending}, tox_group {group, removed}, tox_group_invite {invite, pending}, chat_open {chat, open}, upload {upload}",
             "properties": {
-                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "resync", "chat_delivered", "tox_friend", "tox_request", "tox_conference", "tox_conference_invite", "chat_open", "upload"]},
+                "type": {"type": "string", "enum": ["network", "search_result", "transfer", "progress", "chat", "shares", "resync", "chat_delivered", "tox_friend", "tox_request", "tox_conference", "tox_conference_invite", "tox_group", "tox_group_invite", "chat_open", "upload"]},
                 "chat": s("string"), "friend": r("ToxFriend"), "removed": s("boolean"), "request": r("ToxRequest"), "pending": s("boolean"),
                 "network": r("Network"), "search": s("integer"), "result": r("SearchResult"), "source_count": s("integer"), "transfer": r("Transfer"),
                 "id": s("integer"), "bytes": s("integer"), "size": s("integer"), "rate": s("integer"),
@@ -452,7 +489,14 @@ fn schemas() -> Value {
     all["ToxConferenceInvite"] = json!({"type": "object", "properties": {
             "invite": s("integer"), "friend": s("string"), "conference": s("string")}});
     all["Event"]["properties"]["conference"] = r("ToxConference");
-    all["Event"]["properties"]["invite"] = r("ToxConferenceInvite");
+    all["ToxGroup"] = json!({"type": "object", "properties": {
+            "id": s("string"), "chat": s("string"), "name": s("string"), "connected": s("boolean"),
+            "peers": {"type": "array", "items": {"type": "object", "properties": {
+                "name": s("string"), "pk": s("string"), "ours": s("boolean")}}}}});
+    all["ToxGroupInvite"] = json!({"type": "object", "properties": {
+            "invite": s("integer"), "friend": s("string"), "group": s("string"), "name": s("string")}});
+    all["Event"]["properties"]["group"] = r("ToxGroup");
+    all["Event"]["properties"]["invite"] = json!({"oneOf": [r("ToxConferenceInvite"), r("ToxGroupInvite")]});
     all["Filters"] = json!({"type": "object", "properties": {
             "min_size": {"type": "integer"}, "max_size": {"type": "integer"}, "ext": {"type": "string"},
             "min_bitrate": {"type": "integer"}, "free_slot": {"type": "boolean"},

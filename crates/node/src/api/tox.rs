@@ -135,3 +135,42 @@ pub(super) async fn conference_accept(State(api): State<Api>, Path(id): Path<Str
 pub(super) async fn conference_leave(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(api.node.tox_conference_leave(&id).await.map_err(err)?)))
 }
+
+/// `GET /api/tox/groups`: `{groups: [ToxGroup], invites: [ToxGroupInvite]}`.
+pub(super) async fn groups(State(api): State<Api>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.tox_groups().map_err(err)?)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct GroupNewBody {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /api/tox/groups`: 201 with the new NGC group (us alone in it).
+pub(super) async fn group_new(
+    State(api): State<Api>,
+    Json(b): Json<GroupNewBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let g = api.node.tox_group_new(b.name.as_deref()).await.map_err(err)?;
+    Ok((StatusCode::CREATED, Json(json!(g))))
+}
+
+/// `POST /api/tox/groups/{id}/invite`.
+pub(super) async fn group_invite(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Json(b): Json<ConferenceInviteBody>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.tox_group_invite(&id, &b.friend).await.map_err(err)?)))
+}
+
+/// `POST /api/tox/group-invites/{id}/accept`.
+pub(super) async fn group_accept(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.tox_group_accept(&id).await.map_err(err)?)))
+}
+
+/// `DELETE /api/tox/groups/{id}`.
+pub(super) async fn group_leave(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(api.node.tox_group_leave(&id).await.map_err(err)?)))
+}

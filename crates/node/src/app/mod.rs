@@ -553,13 +553,31 @@ impl Node {
                 }),
             }
         }
+        // NGC groups: name and whether anyone else is in.
+        for (id, name, online) in self.tox_group_chats() {
+            match v.iter_mut().find(|c| c.id == id) {
+                Some(c) => {
+                    c.name = name;
+                    c.online = Some(online);
+                }
+                None => v.push(ChatInfo {
+                    id,
+                    network: Network::Tox,
+                    session: String::new(),
+                    kind: "group".into(),
+                    name,
+                    last: None,
+                    online: Some(online),
+                }),
+            }
+        }
         Ok(v)
     }
 
     /// Say something in a chat. PMs are stored at once; hub and room lines when the
     /// hub/server echoes them (the answer then has id 0).
     pub async fn send_chat(&self, chat: &str, text: &str) -> anyhow::Result<ChatMessage> {
-        let id = ChatInfo::parse_id(chat).ok_or_else(|| NodeError::Invalid(format!("no chat {chat:?} (nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER, tox:friend:PUBLICKEY, tox:conference:ID, dcc:chat:NICK; nmdc@LABEL:… and slsk@LABEL:… for the sessions of [[hubs]] and [[slsk_servers]])")))?;
+        let id = ChatInfo::parse_id(chat).ok_or_else(|| NodeError::Invalid(format!("no chat {chat:?} (nmdc:hub, nmdc:pm:NICK, slsk:room:ROOM, slsk:pm:USER, tox:friend:PUBLICKEY, tox:conference:ID, tox:group:ID, dcc:chat:NICK; nmdc@LABEL:… and slsk@LABEL:… for the sessions of [[hubs]] and [[slsk_servers]])")))?;
         let text = text.trim_end();
         if text.is_empty() {
             return Err(NodeError::Invalid("nothing to say".into()).into());
@@ -574,6 +592,8 @@ impl Node {
         match id.network {
             // A conference line goes to the peers online now, then is stored.
             Network::Tox if id.kind == "conference" => return self.tox_conference_send(name, text).await,
+            // An NGC group line goes to the peers confirmed now, then is stored.
+            Network::Tox if id.kind == "group" => return self.tox_group_send(name, text).await,
             // Stored at once (not delivered yet); sent when the friend is online.
             Network::Tox => return self.tox_send_chat(name, text),
             Network::Dcc => {

@@ -274,6 +274,8 @@ impl ChatInfo {
             (Network::Tox, "friend") => name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
             // A conference (group chat) by its 32-byte id (docs/protocols/tox.md#conferences).
             (Network::Tox, "conference") => name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+            // An NGC group by its 32-byte chat id (docs/protocols/tox.md#ngc-group-chats).
+            (Network::Tox, "group") => name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
             _ => false,
         };
         ok.then_some(ChatId { network, label, kind, name })
@@ -285,7 +287,10 @@ impl ChatInfo {
             Some(pk) if Self::parse_id(id).is_some() => format!("tox:friend:{}", pk.to_ascii_uppercase()),
             _ => match id.strip_prefix("tox:conference:") {
                 Some(c) if Self::parse_id(id).is_some() => format!("tox:conference:{}", c.to_ascii_uppercase()),
-                _ => id.to_owned(),
+                _ => match id.strip_prefix("tox:group:") {
+                    Some(g) if Self::parse_id(id).is_some() => format!("tox:group:{}", g.to_ascii_uppercase()),
+                    _ => id.to_owned(),
+                },
             },
         }
     }
@@ -402,6 +407,46 @@ pub struct ToxConferenceInvite {
     pub conference: String,
 }
 
+/// An NGC group (the group chats of c-toxcore ≥ 0.2.19) the node is in, as `GET
+/// /api/tox/groups` and the `tox_group` event show it (docs/protocols/tox.md#ngc-group-chats).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToxGroupInfo {
+    /// The group's chat id (64 hex).
+    pub id: String,
+    /// Its chat id in the node's chat model, `tox:group:ID`.
+    pub chat: String,
+    /// Its name ("" until the sync with a peer brought it).
+    pub name: String,
+    /// In the group: lines can go out (to the peers confirmed now).
+    pub connected: bool,
+    /// Its confirmed peers, us included.
+    pub peers: Vec<ToxGroupPeer>,
+}
+
+/// A peer of an NGC group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToxGroupPeer {
+    /// Its nick in the group ("" until it tells).
+    pub name: String,
+    /// Its public key in this group (64 hex; a group key, not its Tox ID's).
+    pub pk: String,
+    /// This peer is us.
+    pub ours: bool,
+}
+
+/// An invite into an NGC group from a friend, waiting to be accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ToxGroupInvite {
+    /// Its number (`POST /api/tox/group-invites/{id}/accept`).
+    pub invite: u32,
+    /// The friend who sent it (64 hex).
+    pub friend: String,
+    /// The group's chat id (64 hex).
+    pub group: String,
+    /// The group's name as the invite gives it.
+    pub name: String,
+}
+
 /// Everything the node reports, as the WebSocket event stream sends it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -491,6 +536,22 @@ pub enum Event {
     ToxConferenceInvite {
         /// The invite.
         invite: ToxConferenceInvite,
+        /// Still waiting for an answer.
+        pending: bool,
+    },
+    /// An NGC group was joined or founded, changed (peers, names), or was left
+    /// (`removed` true).
+    ToxGroup {
+        /// The group now.
+        group: ToxGroupInfo,
+        /// We left it.
+        removed: bool,
+    },
+    /// A friend invited us into an NGC group (`pending` true), or the invite was accepted
+    /// (false).
+    ToxGroupInvite {
+        /// The invite.
+        invite: ToxGroupInvite,
         /// Still waiting for an answer.
         pending: bool,
     },

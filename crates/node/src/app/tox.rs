@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod conference;
+pub mod group;
 
 /// The contacts' network name for Tox friends.
 pub const NETWORK: &str = "tox";
@@ -124,6 +125,8 @@ enum Cmd {
     SendFile { pk: PublicKey, path: PathBuf, reply: oneshot::Sender<anyhow::Result<u64>> },
     /// Conferences (group chats): create, invite, accept, send, leave.
     Conference(conference::ConfCmd),
+    /// NGC groups: found, invite, accept, send, leave.
+    Group(group::GroupCmd),
 }
 
 /// A file we send to a friend, as an upload of the node (`GET /api/uploads`).
@@ -178,6 +181,8 @@ struct Shared {
     live: HashMap<PublicKey, Live>,
     /// Conferences and invites (docs/protocols/tox.md#conferences).
     conferences: conference::ConfShared,
+    /// NGC groups and invites (docs/protocols/tox.md#ngc-group-chats).
+    groups: group::GroupShared,
 }
 
 /// The running Tox client as the rest of the node sees it.
@@ -584,6 +589,7 @@ pub(crate) async fn start(
             announced: false,
             live,
             conferences: Default::default(),
+            groups: Default::default(),
         }),
     });
     node.tox.set(handle).map_err(|_| anyhow!("the Tox client runs already"))?;
@@ -813,6 +819,7 @@ impl Task {
                 let _ = reply.send(self.send_file(pk, &path));
             }
             Cmd::Conference(c) => self.on_conference_cmd(c),
+            Cmd::Group(c) => self.on_group_cmd(c),
             Cmd::Import { profile, reply } => {
                 let r = self.import(*profile);
                 let ok = r.is_ok();
@@ -964,6 +971,7 @@ impl Task {
             E::FriendFound { friend } => tracing::debug!("tox: {} found at a rendezvous node", friend.to_hex()),
             E::File(fe) => self.on_file(fe),
             E::Conference(ce) => self.on_conference(ce),
+            E::Group(ge) => self.on_group(ge),
             #[allow(unreachable_patterns)]
             other => tracing::debug!("tox: {other:?}"),
         }

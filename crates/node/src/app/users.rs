@@ -49,6 +49,7 @@ impl Node {
             "hub" => None,
             "room" => Some(id.name),
             "conference" => return self.tox_conference_users(id.name),
+            "group" => return self.tox_group_users(id.name),
             _ => return Err(NodeError::NotFound(format!("{chat} has no user list (a hub or a room has)")).into()),
         };
         let client = self.client(&id.session())?;

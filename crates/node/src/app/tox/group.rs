@@ -1,0 +1,349 @@
+//! The node's NGC groups (the group chats of c-toxcore ≥ 0.2.19 and current qTox;
+//! docs/protocols/tox.md#ngc-group-chats): each is a chat `tox:group:<64 hex chat id>` in
+//! the node's chat model, its confirmed peers are that chat's users (`GET
+//! /api/users?chat=…`), and invites from friends wait in `GET /api/tox/groups` until
+//! accepted. Groups are not kept across a restart (`omnipeer_tox::ngc` has no save):
+//! the chat's history stays, the group is gone until a friend invites us again.
+
+use super::{message_kind, parse_pk, split_message, Cmd, Task};
+use crate::app::model::{ChatMessage, Event, PeerUser, ToxGroupInfo, ToxGroupInvite, ToxGroupPeer};
+use crate::app::net::Network;
+use crate::app::{Node, NodeError};
+use anyhow::anyhow;
+use omnipeer_tox::crypto::PublicKey;
+use omnipeer_tox::messenger::MessageKind;
+use omnipeer_tox::ngc::{ChatId, GroupEvent, MAX_GROUP_NAME_SIZE, MAX_MESSAGE_SIZE, MAX_PENDING_INVITES};
+use std::collections::HashMap;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// The name a group founded without one gets (NGC groups must have a name).
+const DEFAULT_NAME: &str = "omnipeer group";
+
+/// What the API asks of the task about groups.
+pub(super) enum GroupCmd {
+    New { name: String, reply: oneshot::Sender<anyhow::Result<String>> },
+    Invite { id: ChatId, friend: PublicKey, reply: oneshot::Sender<anyhow::Result<()>> },
+    Accept { invite: u32, reply: oneshot::Sender<anyhow::Result<String>> },
+    Send { id: ChatId, text: String, reply: oneshot::Sender<anyhow::Result<()>> },
+    Leave { id: ChatId, reply: oneshot::Sender<anyhow::Result<()>> },
+}
+
+/// The task's view of its groups, for the API.
+#[derive(Default)]
+pub(super) struct GroupShared {
+    groups: Vec<ToxGroupInfo>,
+    invites: Vec<ToxGroupInvite>,
+    /// The group names the invites gave, by invite number (the machine keeps at most
+    /// `MAX_PENDING_INVITES` invites; names of answered or dropped ones are pruned).
+    invite_names: HashMap<u32, String>,
+}
+
+/// `GET /api/tox/groups`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ToxGroups {
+    /// The groups we are in.
+    pub groups: Vec<ToxGroupInfo>,
+    /// Invites from friends waiting for an answer.
+    pub invites: Vec<ToxGroupInvite>,
+}
+
+/// A group's chat id in the node's chat model.
+pub fn chat_id(id: &ChatId) -> String {
+    format!("tox:group:{}", PublicKey(*id).to_hex())
+}
+
+/// A group chat id from 64 hex digits.
+pub fn parse_id(s: &str) -> anyhow::Result<ChatId> {
+    let s = s.trim();
+    let pk = PublicKey::from_hex(s)
+        .filter(|_| s.len() == 64)
+        .ok_or_else(|| NodeError::NotFound(format!("{s:?} is not a Tox group chat id (64 hex digits)")))?;
+    Ok(pk.0)
+}
+
+fn clean(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).collect()
+}
+
+impl Task {
+    /// The snapshot the API reads, and a `tox_group` event for each group that changed.
+    pub(super) fn sync_groups(&mut self) {
+        let tox = self.client.tox();
+        let mut infos = Vec::new();
+        for n in tox.groups() {
+            let Some(id) = tox.group_chat_id(n) else { continue };
+            let peers = tox
+                .group_peers(n)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| ToxGroupPeer { name: clean(&p.name), pk: p.public_key.to_hex(), ours: p.is_self })
+                .collect();
+            infos.push(ToxGroupInfo {
+                id: PublicKey(id).to_hex(),
+                chat: chat_id(&id),
+                name: clean(&tox.group_name(n).unwrap_or_default()),
+                connected: tox.group_connected(n),
+                peers,
+            });
+        }
+        let pending = tox.group_invites();
+        let (changed, gone, new_invites) = {
+            let mut s = self.handle().shared.lock().expect("tox");
+            let g = &mut s.groups;
+            g.invite_names.retain(|n, _| pending.iter().any(|i| i.0 == *n));
+            let invites: Vec<ToxGroupInvite> = pending
+                .iter()
+                .map(|(invite, friend, id)| ToxGroupInvite {
+                    invite: *invite,
+                    friend: friend.to_hex(),
+                    group: PublicKey(*id).to_hex(),
+                    name: g.invite_names.get(invite).cloned().unwrap_or_default(),
+                })
+                .collect();
+            let changed: Vec<ToxGroupInfo> = infos.iter().filter(|i| !g.groups.contains(i)).cloned().collect();
+            let gone: Vec<ToxGroupInfo> =
+                g.groups.iter().filter(|o| !infos.iter().any(|i| i.id == o.id)).cloned().collect();
+            let new_invites: Vec<ToxGroupInvite> = invites.iter().filter(|i| !g.invites.contains(i)).cloned().collect();
+            g.groups = infos;
+            g.invites = invites;
+            (changed, gone, new_invites)
+        };
+        for group in changed {
+            self.node.emit(Event::ToxGroup { group, removed: false });
+        }
+        for group in gone {
+            self.node.emit(Event::ToxGroup { group, removed: true });
+        }
+        for invite in new_invites {
+            self.node.emit(Event::ToxGroupInvite { invite, pending: true });
+        }
+    }
+
+    /// A group event: lines into the group's chat, everything else into the snapshot.
+    pub(super) fn on_group(&mut self, ev: GroupEvent) {
+        match ev {
+            GroupEvent::Message { group, peer, name, action, text } => {
+                let Some(id) = self.client.tox().group_chat_id(group) else { return };
+                let name = clean(&name);
+                let nick = if name.is_empty() { format!("peer {peer}") } else { name };
+                let text = if action { format!("/me {text}") } else { text };
+                self.node.store_chat(&chat_id(&id), &nick, &text, false);
+            }
+            GroupEvent::Invite { invite, friend, name, .. } => {
+                tracing::info!("tox: group invite from {}", friend.to_hex());
+                {
+                    let mut s = self.handle().shared.lock().expect("tox");
+                    // Bounded as the machine's invites are (older ones are pruned at the sync).
+                    if s.groups.invite_names.len() < MAX_PENDING_INVITES * 2 {
+                        s.groups.invite_names.insert(invite, clean(&name));
+                    }
+                }
+                self.sync_groups();
+            }
+            GroupEvent::Rejected { group, reason } => {
+                tracing::warn!("tox: group {group}: the peer we joined through refused us ({reason})");
+                self.sync_groups();
+            }
+            _ => self.sync_groups(),
+        }
+    }
+
+    fn group_number(&mut self, id: &ChatId) -> anyhow::Result<u32> {
+        self.client
+            .tox()
+            .group_by_chat_id(id)
+            .ok_or_else(|| NodeError::NotFound(format!("no group {}", PublicKey(*id).to_hex())).into())
+    }
+
+    pub(super) fn on_group_cmd(&mut self, c: GroupCmd) {
+        let now = Instant::now();
+        match c {
+            GroupCmd::New { name, reply } => {
+                let r = (|| {
+                    let tox = self.client.tox();
+                    let n = tox.group_new(now, &name)?;
+                    Ok(PublicKey(tox.group_chat_id(n).ok_or_else(|| anyhow!("group gone"))?).to_hex())
+                })();
+                self.sync_groups();
+                let _ = reply.send(r);
+            }
+            GroupCmd::Invite { id, friend, reply } => {
+                let r = self.group_number(&id).and_then(|n| {
+                    if !self.client.tox().is_online(&friend) {
+                        return Err(NodeError::NotConnected(format!("Tox friend {} (offline)", friend.to_hex())).into());
+                    }
+                    Ok(self.client.tox().group_invite_friend(now, n, &friend)?)
+                });
+                let _ = reply.send(r);
+            }
+            GroupCmd::Accept { invite, reply } => {
+                let pending = self.client.tox().group_invites().into_iter().find(|i| i.0 == invite);
+                let name = self.handle().shared.lock().expect("tox").groups.invite_names.get(&invite).cloned();
+                let r = self.client.tox().group_join_invite(now, invite).map_err(anyhow::Error::from).and_then(|n| {
+                    Ok(PublicKey(self.client.tox().group_chat_id(n).ok_or_else(|| anyhow!("group gone"))?).to_hex())
+                });
+                if let Ok(id) = &r {
+                    let friend = pending.map(|i| i.1.to_hex()).unwrap_or_default();
+                    let inv = ToxGroupInvite { invite, friend, group: id.clone(), name: name.unwrap_or_default() };
+                    self.node.emit(Event::ToxGroupInvite { invite: inv, pending: false });
+                }
+                self.sync_groups();
+                let _ = reply.send(r);
+            }
+            GroupCmd::Send { id, text, reply } => {
+                let r = self.group_number(&id).and_then(|n| {
+                    let (kind, body) = message_kind(&text);
+                    for part in split_message(body, MAX_MESSAGE_SIZE) {
+                        self.client.tox().group_send(now, n, kind == MessageKind::Action, part)?;
+                    }
+                    Ok(())
+                });
+                let _ = reply.send(r);
+            }
+            GroupCmd::Leave { id, reply } => {
+                let r = self.group_number(&id).and_then(|n| Ok(self.client.tox().group_leave(now, n)?));
+                self.sync_groups();
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+impl Node {
+    async fn group_call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<anyhow::Result<T>>) -> GroupCmd,
+    ) -> anyhow::Result<T> {
+        let h = self.tox()?;
+        let (tx, rx) = oneshot::channel();
+        h.cmds.send(Cmd::Group(make(tx))).map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?;
+        rx.await.map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?
+    }
+
+    /// `GET /api/tox/groups`.
+    pub fn tox_groups(&self) -> anyhow::Result<ToxGroups> {
+        let h = self.tox()?;
+        let s = h.shared.lock().expect("tox");
+        Ok(ToxGroups { groups: s.groups.groups.clone(), invites: s.groups.invites.clone() })
+    }
+
+    fn tox_group(&self, id: &str) -> anyhow::Result<ToxGroupInfo> {
+        let id = PublicKey(parse_id(id)?).to_hex();
+        self.tox_groups()?
+            .groups
+            .into_iter()
+            .find(|g| g.id == id)
+            .ok_or_else(|| NodeError::NotFound(format!("no group {id}")).into())
+    }
+
+    /// `POST /api/tox/groups`: founds a private group (us alone in it, named `name`, cut
+    /// to `MAX_GROUP_NAME_SIZE` bytes).
+    pub async fn tox_group_new(&self, name: Option<&str>) -> anyhow::Result<ToxGroupInfo> {
+        let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(DEFAULT_NAME).to_owned();
+        if name.len() > MAX_GROUP_NAME_SIZE {
+            return Err(NodeError::Invalid(format!("a group name is at most {MAX_GROUP_NAME_SIZE} bytes")).into());
+        }
+        let id = self.group_call(|reply| GroupCmd::New { name, reply }).await?;
+        self.tox_group(&id)
+    }
+
+    /// `POST /api/tox/groups/{id}/invite`: invites an online friend.
+    pub async fn tox_group_invite(&self, id: &str, friend: &str) -> anyhow::Result<ToxGroupInfo> {
+        let gid = parse_id(id)?;
+        let friend = parse_pk(friend).map_err(|e| NodeError::Invalid(e.to_string()))?;
+        self.group_call(|reply| GroupCmd::Invite { id: gid, friend, reply }).await?;
+        self.tox_group(id)
+    }
+
+    /// `POST /api/tox/group-invites/{id}/accept`: joins through the friend who invited.
+    pub async fn tox_group_accept(&self, invite: &str) -> anyhow::Result<ToxGroupInfo> {
+        let invite: u32 =
+            invite.trim().parse().map_err(|_| NodeError::NotFound(format!("no group invite {invite:?}")))?;
+        if !self.tox_groups()?.invites.iter().any(|i| i.invite == invite) {
+            return Err(NodeError::NotFound(format!("no group invite {invite}")).into());
+        }
+        let id = self.group_call(|reply| GroupCmd::Accept { invite, reply }).await?;
+        self.tox_group(&id)
+    }
+
+    /// `DELETE /api/tox/groups/{id}`: leaves (the peers are told); the chat's history stays.
+    pub async fn tox_group_leave(&self, id: &str) -> anyhow::Result<ToxGroupInfo> {
+        let info = self.tox_group(id)?;
+        let gid = parse_id(id)?;
+        self.group_call(|reply| GroupCmd::Leave { id: gid, reply }).await?;
+        Ok(info)
+    }
+
+    /// A line into a group chat (`POST /api/chats/messages`): sent to the peers confirmed
+    /// now (a group has no offline queue), then stored as our own line.
+    pub(crate) async fn tox_group_send(&self, id: &str, text: &str) -> anyhow::Result<ChatMessage> {
+        let gid = parse_id(id)?;
+        let t = text.to_owned();
+        self.group_call(|reply| GroupCmd::Send { id: gid, text: t, reply }).await.map_err(|e| {
+            match e.downcast_ref::<omnipeer_tox::tox::ToxError>() {
+                Some(omnipeer_tox::tox::ToxError::Group(g)) => {
+                    NodeError::NotConnected(format!("the group ({g})")).into()
+                }
+                _ => e,
+            }
+        })?;
+        let m = self.db.lock().expect("db").chat_add(&chat_id(&gid), &self.nick(), text, true)?;
+        self.emit(Event::Chat { message: m.clone() });
+        Ok(m)
+    }
+
+    /// Groups as chats (for the chat list): named by the group's name.
+    pub(crate) fn tox_group_chats(&self) -> Vec<(String, String, bool)> {
+        let Ok(all) = self.tox_groups() else { return Vec::new() };
+        all.groups
+            .into_iter()
+            .map(|g| {
+                let name = if g.name.is_empty() { format!("group {}", &g.id[..8]) } else { g.name };
+                let online = g.connected && g.peers.len() > 1;
+                (g.chat, name, online)
+            })
+            .collect()
+    }
+
+    /// The confirmed peers of group chat `tox:group:ID` as users.
+    pub(crate) fn tox_group_users(&self, id: &str) -> anyhow::Result<Vec<PeerUser>> {
+        let g = self.tox_group(id)?;
+        let mut users: Vec<PeerUser> = g
+            .peers
+            .into_iter()
+            .map(|p| PeerUser {
+                nick: if p.name.is_empty() { p.pk[..8].to_owned() } else { p.name },
+                network: Network::Tox,
+                share_size: None,
+                files: None,
+                folders: None,
+                description: if p.ours { "you".into() } else { p.pk },
+                client: String::new(),
+                slots: None,
+                slots_full: None,
+                speed: None,
+                country: String::new(),
+                op: false,
+                away: false,
+                relation: None,
+            })
+            .collect();
+        users.sort_by_key(|a| a.nick.to_lowercase());
+        Ok(users)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_chat_ids_parse_only_64_hex() {
+        let id = [0xab; 32];
+        assert_eq!(chat_id(&id), format!("tox:group:{}", "AB".repeat(32)));
+        assert_eq!(parse_id(&"ab".repeat(32)).unwrap(), id);
+        assert!(parse_id("ab").is_err());
+        assert!(parse_id(&"zz".repeat(32)).is_err());
+    }
+}
