@@ -138,54 +138,58 @@ fn c_to_omni(bin: &Path, dir: &Path, file: &Path, rt: &tokio::runtime::Runtime) 
     })
 }
 
-/// omnipeer → omnipeer: both ends ours, so neither is held to c-toxcore's pace (what our
-/// own stack reaches against the TCP copy).
+/// omnipeer → omnipeer: both ends ours, so neither is held to c-toxcore's pace. The
+/// receiver is `omnipeer tox echo --incoming` in a process of its own (`OMNIPEER_EXE`, or
+/// `omnipeer` next to this benchmark), as a friend on another machine would be: in one
+/// process the sender's bursts and the receiver's socket reads share a runtime.
 fn omni_to_omni(dir: &Path, file: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<Duration> {
+    use std::io::BufRead;
     let (_bsd, spec) = start_bootstrapd(dir)?;
     let nodes = omnipeer_node::tox::parse_node_specs(&spec)?;
+    let exe = match std::env::var_os("OMNIPEER_EXE") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::env::current_exe()?.with_file_name("omnipeer"),
+    };
+    anyhow::ensure!(exe.exists(), "{} is missing: cargo build --release -p omnipeer", exe.display());
+    let recv_profile = dir.join("omni-recv.tox");
+    let to: ToxId = load_profile(&recv_profile)?.tox_id();
     let inbox = dir.join("omni-in");
-    let recv_profile = load_profile(&dir.join("omni-recv.tox"))?;
-    let to = recv_profile.tox_id();
-    rt.block_on(async {
-        let mut c =
-            ToxClient::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &recv_profile, onion_rendezvous(&recv_profile))
-                .await?;
-        c.bootstrap(&nodes);
-        let mut recv = Receiver::new(&inbox)?;
-        let receiver = tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + LIMIT;
-            loop {
-                let ev = c.next_event(Some(deadline)).await.ok_or_else(|| anyhow!("omnipeer -> omnipeer: timed out"))?;
-                match ev {
-                    ToxEvent::FriendRequest { from, .. } => c.tox().add_friend(Instant::now(), from)?,
-                    ToxEvent::File(fe) => match recv.handle(c.tox(), &fe) {
-                        Some(Received::Complete { path, .. }) => {
-                            c.shutdown().await;
-                            return Ok::<_, anyhow::Error>(path);
-                        }
-                        Some(Received::Accepted { .. }) | None => {}
-                        Some(other) => bail!("omnipeer -> omnipeer: {other:?}"),
-                    },
-                    _ => {}
-                }
+    let mut child = std::process::Command::new(&exe)
+        .args(["--log-level", "warn", "tox", "echo", "--profile"])
+        .arg(&recv_profile)
+        .args(["--bootstrap", &spec, "--listen", "127.0.0.1:0", "--incoming"])
+        .arg(&inbox)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("received ") {
+                let _ = tx.send(rest.split(" (").next().unwrap_or_default().to_owned());
             }
-        });
-        let send_profile = dir.join("omni-send.tox");
-        let o = SendFileOptions {
-            profile: &send_profile,
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            bootstrap: &nodes,
-            to,
-            file,
-            timeout: LIMIT,
-        };
-        let report = run_send_file(o, onion_rendezvous).await?;
-        let path = receiver.await.map_err(|e| anyhow!("receiver: {e}"))??;
-        if sha(&path)? != sha(file)? {
-            bail!("omnipeer -> omnipeer: file differs");
         }
-        Ok(report.transfer)
-    })
+    });
+    let send_profile = dir.join("omni-send.tox");
+    let o = SendFileOptions {
+        profile: &send_profile,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        bootstrap: &nodes,
+        to,
+        file,
+        timeout: LIMIT,
+    };
+    let report = rt.block_on(run_send_file(o, onion_rendezvous));
+    let path = report.as_ref().ok().and_then(|_| rx.recv_timeout(Duration::from_secs(60)).ok());
+    let _ = child.kill();
+    let _ = child.wait();
+    let report = report?;
+    let path = path.ok_or_else(|| anyhow!("omnipeer -> omnipeer: tox echo never said it had the file"))?;
+    if sha(Path::new(&path))? != sha(file)? {
+        bail!("omnipeer -> omnipeer: file differs");
+    }
+    Ok(report.transfer)
 }
 
 /// A plain TCP copy of the file over loopback (read from disk, written to disk).
