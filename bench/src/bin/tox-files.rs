@@ -10,6 +10,12 @@
 //! (`omnipeer tox send-file`'s and `tox echo --incoming`'s code). Files are checked with
 //! SHA-256 after each round. docs/protocols/tox.md#congestion-control says what bounds it.
 //!
+//! One run (release build, 256 MiB, 2-core machine): c-toxcore → c-toxcore 17.2 MiB/s,
+//! omnipeer → c-toxcore 38.8 (2.26×), c-toxcore → omnipeer 18.8 (1.09×), omnipeer →
+//! omnipeer 89.6 (5.20×; 5.1 before the client asked for 2 MiB UDP socket buffers), TCP
+//! copy 793 MiB/s (Tox reaches 0.11 of it at best: every 1.4 KB packet is sealed, acked
+//! and windowed, and c-toxcore paces whatever it sends or receives).
+//!
 //! Needs gcc, pkg-config, libtoxcore-dev and toxcore-utils (scripts/install-test-deps.sh).
 //! Usage: `cargo run --release -p omnipeer-bench --bin tox-files -- [MIB] [ROUNDS]`
 //! (defaults 256 and 1).
