@@ -32,6 +32,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(a) = DhtPkAnnounce::decode(data) {
         assert_eq!(DhtPkAnnounce::decode(&a.encode()), Ok(a));
     }
+    // The TCP relays a DHT-PK packet lists (our client dials them): never panics.
+    let _ = DhtPkAnnounce::decode_relays(data);
     let _ = decode_node_entries_all(data, 4);
     if let Ok(i) = BootstrapInfo::decode(data) {
         assert_eq!(&i.encode()[..], data);
