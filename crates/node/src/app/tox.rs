@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+mod chats;
 pub mod conference;
 pub mod group;
 
@@ -294,7 +295,8 @@ impl Node {
             .collect()
     }
 
-    async fn tox_call(&self, make: impl FnOnce(oneshot::Sender<anyhow::Result<()>>) -> Cmd) -> anyhow::Result<()> {
+    /// A command to the task, and its answer.
+    async fn tox_call<T>(&self, make: impl FnOnce(oneshot::Sender<anyhow::Result<T>>) -> Cmd) -> anyhow::Result<T> {
         let h = self.tox()?;
         let (tx, rx) = oneshot::channel();
         h.cmds.send(make(tx)).map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?;
@@ -304,13 +306,8 @@ impl Node {
     /// The running Tox profile in the standard save format (docs/protocols/tox.md#savedata),
     /// passphrase-encrypted when `passphrase` is given and not empty.
     pub async fn tox_export(&self, passphrase: Option<&str>) -> anyhow::Result<Vec<u8>> {
-        let h = self.tox()?;
         let passphrase = passphrase.filter(|p| !p.is_empty()).map(str::to_owned);
-        let (tx, rx) = oneshot::channel();
-        h.cmds
-            .send(Cmd::Export { passphrase, reply: tx })
-            .map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?;
-        rx.await.map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?
+        self.tox_call(|reply| Cmd::Export { passphrase, reply }).await
     }
 
     /// Import a Tox save (qTox's / toxic's profile, plain or encrypted): it replaces the

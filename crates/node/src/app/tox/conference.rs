@@ -6,9 +6,9 @@
 //! after a restart: their peers return frozen and are rejoined as they come online,
 //! as c-toxcore does with its saved conferences.
 
-use super::{message_kind, parse_pk, split_message, Cmd, Task};
+use super::chats::{self, ChatInfo, InviteInfo, Snapshot};
+use super::{parse_pk, Cmd, Task};
 use crate::app::model::{ChatMessage, Event, PeerUser, ToxConferenceInfo, ToxConferenceInvite, ToxConferencePeer};
-use crate::app::net::Network;
 use crate::app::{Node, NodeError};
 use anyhow::anyhow;
 use omnipeer_tox::conference::{ConferenceEvent, ConferenceId, SavedConference, MAX_MESSAGE_DATA_LEN};
@@ -36,8 +36,7 @@ pub(super) enum ConfCmd {
 /// The task's view of its conferences, for the API.
 #[derive(Default)]
 pub(super) struct ConfShared {
-    conferences: Vec<ToxConferenceInfo>,
-    invites: Vec<ToxConferenceInvite>,
+    snapshot: Snapshot<ToxConferenceInfo, ToxConferenceInvite>,
     /// What the settings table holds (saved again only when it changes).
     saved: String,
 }
@@ -51,18 +50,26 @@ pub struct ToxConferences {
     pub invites: Vec<ToxConferenceInvite>,
 }
 
+impl ChatInfo for ToxConferenceInfo {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl InviteInfo for ToxConferenceInvite {
+    fn number(&self) -> u32 {
+        self.invite
+    }
+}
+
 /// A conference's chat id.
 pub fn chat_id(id: &ConferenceId) -> String {
-    format!("tox:conference:{}", PublicKey(*id).to_hex())
+    chats::chat_id("conference", id)
 }
 
 /// A conference id from 64 hex digits.
 pub fn parse_id(s: &str) -> anyhow::Result<ConferenceId> {
-    let s = s.trim();
-    let pk = PublicKey::from_hex(s)
-        .filter(|_| s.len() == 64)
-        .ok_or_else(|| NodeError::NotFound(format!("{s:?} is not a Tox conference id (64 hex digits)")))?;
-    Ok(pk.0)
+    chats::parse_id(s, "conference id")
 }
 
 fn encode(saved: &[SavedConference]) -> String {
@@ -151,37 +158,26 @@ impl Task {
             })
             .collect();
         let saved = encode(&tox.conference_save());
-        let (changed, gone, new_invites, save) = {
+        let (changes, save) = {
             let mut s = self.handle().shared.lock().expect("tox");
             let c = &mut s.conferences;
-            let changed: Vec<ToxConferenceInfo> =
-                infos.iter().filter(|i| !c.conferences.contains(i)).cloned().collect();
-            let gone: Vec<ToxConferenceInfo> =
-                c.conferences.iter().filter(|o| !infos.iter().any(|i| i.id == o.id)).cloned().collect();
-            let new_invites: Vec<ToxConferenceInvite> =
-                invites.iter().filter(|i| !c.invites.contains(i)).cloned().collect();
-            c.conferences = infos;
-            c.invites = invites;
+            let changes = c.snapshot.replace(infos, invites);
             let save = (c.saved != saved).then(|| {
                 c.saved = saved.clone();
                 saved
             });
-            (changed, gone, new_invites, save)
+            (changes, save)
         };
         if let Some(s) = save {
             if let Err(e) = self.node.db.lock().expect("db").set_setting(SETTING, &s) {
                 tracing::warn!("tox: cannot save the conferences: {e:#}");
             }
         }
-        for conference in changed {
-            self.node.emit(Event::ToxConference { conference, removed: false });
-        }
-        for conference in gone {
-            self.node.emit(Event::ToxConference { conference, removed: true });
-        }
-        for invite in new_invites {
-            self.node.emit(Event::ToxConferenceInvite { invite, pending: true });
-        }
+        changes.emit(
+            &self.node,
+            |conference, removed| Event::ToxConference { conference, removed },
+            |invite, pending| Event::ToxConferenceInvite { invite, pending },
+        );
     }
 
     /// A conference event: lines into the conference's chat, everything else into the
@@ -189,13 +185,9 @@ impl Task {
     pub(super) fn on_conference(&mut self, ev: ConferenceEvent) {
         if let ConferenceEvent::Message { conference, pk, name, kind, text, .. } = &ev {
             let Some(id) = self.client.tox().conference_id(*conference) else { return };
-            let name: String = name.chars().filter(|c| !c.is_control()).collect();
+            let name = chats::clean(name);
             let nick = if name.is_empty() { pk.to_hex()[..8].to_owned() } else { name };
-            let text = match kind {
-                MessageKind::Action => format!("/me {text}"),
-                MessageKind::Normal => text.clone(),
-            };
-            self.node.store_chat(&chat_id(&id), &nick, &text, false);
+            self.store_line(&chat_id(&id), &nick, *kind == MessageKind::Action, text);
             return;
         }
         if let ConferenceEvent::Invite { friend, .. } = &ev {
@@ -228,9 +220,7 @@ impl Task {
             }
             ConfCmd::Invite { id, friend, reply } => {
                 let r = self.conference_number(&id).and_then(|n| {
-                    if !self.client.tox().is_online(&friend) {
-                        return Err(NodeError::NotConnected(format!("Tox friend {} (offline)", friend.to_hex())).into());
-                    }
+                    self.friend_online(&friend)?;
                     Ok(self.client.tox().conference_invite(now, n, &friend)?)
                 });
                 let _ = reply.send(r);
@@ -251,11 +241,10 @@ impl Task {
             }
             ConfCmd::Send { id, text, reply } => {
                 let r = self.conference_number(&id).and_then(|n| {
-                    let (kind, body) = message_kind(&text);
-                    for part in split_message(body, MAX_MESSAGE_DATA_LEN) {
-                        self.client.tox().conference_send(now, n, kind, part)?;
-                    }
-                    Ok(())
+                    self.send_parts(&text, MAX_MESSAGE_DATA_LEN, |t, action, part| {
+                        let kind = if action { MessageKind::Action } else { MessageKind::Normal };
+                        Ok(t.client.tox().conference_send(now, n, kind, part)?)
+                    })
                 });
                 let _ = reply.send(r);
             }
@@ -273,28 +262,19 @@ impl Node {
         &self,
         make: impl FnOnce(oneshot::Sender<anyhow::Result<T>>) -> ConfCmd,
     ) -> anyhow::Result<T> {
-        let h = self.tox()?;
-        let (tx, rx) = oneshot::channel();
-        h.cmds
-            .send(Cmd::Conference(make(tx)))
-            .map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?;
-        rx.await.map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?
+        self.tox_call(|reply| Cmd::Conference(make(reply))).await
     }
 
     /// `GET /api/tox/conferences`.
     pub fn tox_conferences(&self) -> anyhow::Result<ToxConferences> {
         let h = self.tox()?;
         let s = h.shared.lock().expect("tox");
-        Ok(ToxConferences { conferences: s.conferences.conferences.clone(), invites: s.conferences.invites.clone() })
+        let c = &s.conferences.snapshot;
+        Ok(ToxConferences { conferences: c.chats.clone(), invites: c.invites.clone() })
     }
 
     fn tox_conference(&self, id: &str) -> anyhow::Result<ToxConferenceInfo> {
-        let id = PublicKey(parse_id(id)?).to_hex();
-        self.tox_conferences()?
-            .conferences
-            .into_iter()
-            .find(|c| c.id == id)
-            .ok_or_else(|| NodeError::NotFound(format!("no conference {id}")).into())
+        chats::find(self.tox_conferences()?.conferences, parse_id(id)?, "conference")
     }
 
     /// `POST /api/tox/conferences`: a new conference with us alone in it.
@@ -314,11 +294,7 @@ impl Node {
 
     /// `POST /api/tox/conference-invites/{id}/accept`: joins through the friend who invited.
     pub async fn tox_conference_accept(&self, invite: &str) -> anyhow::Result<ToxConferenceInfo> {
-        let invite: u32 =
-            invite.trim().parse().map_err(|_| NodeError::NotFound(format!("no conference invite {invite:?}")))?;
-        if !self.tox_conferences()?.invites.iter().any(|i| i.invite == invite) {
-            return Err(NodeError::NotFound(format!("no conference invite {invite}")).into());
-        }
+        let invite = chats::pending_invite(invite, &self.tox_conferences()?.invites, "conference")?;
         let id = self.conf_call(|reply| ConfCmd::Accept { invite, reply }).await?;
         self.tox_conference(&id)
     }
@@ -345,9 +321,7 @@ impl Node {
                 _ => e,
             }
         })?;
-        let m = self.db.lock().expect("db").chat_add(&chat_id(&cid), &self.nick(), text, true)?;
-        self.emit(Event::Chat { message: m.clone() });
-        Ok(m)
+        self.tox_store_own(&chat_id(&cid), text)
     }
 
     /// Conferences as chats (for the chat list): name = title, else the first peers' names.
@@ -375,29 +349,7 @@ impl Node {
 
     /// The peers of conference chat `tox:conference:ID` as users.
     pub(crate) fn tox_conference_users(&self, id: &str) -> anyhow::Result<Vec<PeerUser>> {
-        let c = self.tox_conference(id)?;
-        let mut users: Vec<PeerUser> = c
-            .peers
-            .into_iter()
-            .map(|p| PeerUser {
-                nick: if p.name.is_empty() { p.pk[..8].to_owned() } else { p.name },
-                network: Network::Tox,
-                share_size: None,
-                files: None,
-                folders: None,
-                description: if p.ours { "you".into() } else { p.pk },
-                client: String::new(),
-                slots: None,
-                slots_full: None,
-                speed: None,
-                country: String::new(),
-                op: false,
-                away: false,
-                relation: None,
-            })
-            .collect();
-        users.sort_by_key(|a| a.nick.to_lowercase());
-        Ok(users)
+        Ok(chats::users(self.tox_conference(id)?.peers.into_iter().map(|p| (p.name, p.pk, p.ours))))
     }
 }
 

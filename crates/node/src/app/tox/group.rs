@@ -5,13 +5,12 @@
 //! accepted. Groups are not kept across a restart (`omnipeer_tox::ngc` has no save):
 //! the chat's history stays, the group is gone until a friend invites us again.
 
-use super::{message_kind, parse_pk, split_message, Cmd, Task};
+use super::chats::{self, clean, ChatInfo, InviteInfo, Snapshot};
+use super::{parse_pk, Cmd, Task};
 use crate::app::model::{ChatMessage, Event, PeerUser, ToxGroupInfo, ToxGroupInvite, ToxGroupPeer};
-use crate::app::net::Network;
 use crate::app::{Node, NodeError};
 use anyhow::anyhow;
 use omnipeer_tox::crypto::PublicKey;
-use omnipeer_tox::messenger::MessageKind;
 use omnipeer_tox::ngc::{ChatId, GroupEvent, MAX_GROUP_NAME_SIZE, MAX_MESSAGE_SIZE, MAX_PENDING_INVITES};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -32,8 +31,7 @@ pub(super) enum GroupCmd {
 /// The task's view of its groups, for the API.
 #[derive(Default)]
 pub(super) struct GroupShared {
-    groups: Vec<ToxGroupInfo>,
-    invites: Vec<ToxGroupInvite>,
+    snapshot: Snapshot<ToxGroupInfo, ToxGroupInvite>,
     /// The group names the invites gave, by invite number (the machine keeps at most
     /// `MAX_PENDING_INVITES` invites; names of answered or dropped ones are pruned).
     invite_names: HashMap<u32, String>,
@@ -48,22 +46,26 @@ pub struct ToxGroups {
     pub invites: Vec<ToxGroupInvite>,
 }
 
+impl ChatInfo for ToxGroupInfo {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl InviteInfo for ToxGroupInvite {
+    fn number(&self) -> u32 {
+        self.invite
+    }
+}
+
 /// A group's chat id in the node's chat model.
 pub fn chat_id(id: &ChatId) -> String {
-    format!("tox:group:{}", PublicKey(*id).to_hex())
+    chats::chat_id("group", id)
 }
 
 /// A group chat id from 64 hex digits.
 pub fn parse_id(s: &str) -> anyhow::Result<ChatId> {
-    let s = s.trim();
-    let pk = PublicKey::from_hex(s)
-        .filter(|_| s.len() == 64)
-        .ok_or_else(|| NodeError::NotFound(format!("{s:?} is not a Tox group chat id (64 hex digits)")))?;
-    Ok(pk.0)
-}
-
-fn clean(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).collect()
+    chats::parse_id(s, "group chat id")
 }
 
 impl Task {
@@ -88,7 +90,7 @@ impl Task {
             });
         }
         let pending = tox.group_invites();
-        let (changed, gone, new_invites) = {
+        let changes = {
             let mut s = self.handle().shared.lock().expect("tox");
             let g = &mut s.groups;
             g.invite_names.retain(|n, _| pending.iter().any(|i| i.0 == *n));
@@ -101,23 +103,13 @@ impl Task {
                     name: g.invite_names.get(invite).cloned().unwrap_or_default(),
                 })
                 .collect();
-            let changed: Vec<ToxGroupInfo> = infos.iter().filter(|i| !g.groups.contains(i)).cloned().collect();
-            let gone: Vec<ToxGroupInfo> =
-                g.groups.iter().filter(|o| !infos.iter().any(|i| i.id == o.id)).cloned().collect();
-            let new_invites: Vec<ToxGroupInvite> = invites.iter().filter(|i| !g.invites.contains(i)).cloned().collect();
-            g.groups = infos;
-            g.invites = invites;
-            (changed, gone, new_invites)
+            g.snapshot.replace(infos, invites)
         };
-        for group in changed {
-            self.node.emit(Event::ToxGroup { group, removed: false });
-        }
-        for group in gone {
-            self.node.emit(Event::ToxGroup { group, removed: true });
-        }
-        for invite in new_invites {
-            self.node.emit(Event::ToxGroupInvite { invite, pending: true });
-        }
+        changes.emit(
+            &self.node,
+            |group, removed| Event::ToxGroup { group, removed },
+            |invite, pending| Event::ToxGroupInvite { invite, pending },
+        );
     }
 
     /// A group event: lines into the group's chat, everything else into the snapshot.
@@ -127,8 +119,7 @@ impl Task {
                 let Some(id) = self.client.tox().group_chat_id(group) else { return };
                 let name = clean(&name);
                 let nick = if name.is_empty() { format!("peer {peer}") } else { name };
-                let text = if action { format!("/me {text}") } else { text };
-                self.node.store_chat(&chat_id(&id), &nick, &text, false);
+                self.store_line(&chat_id(&id), &nick, action, &text);
             }
             GroupEvent::Invite { invite, friend, name, .. } => {
                 tracing::info!("tox: group invite from {}", friend.to_hex());
@@ -170,9 +161,7 @@ impl Task {
             }
             GroupCmd::Invite { id, friend, reply } => {
                 let r = self.group_number(&id).and_then(|n| {
-                    if !self.client.tox().is_online(&friend) {
-                        return Err(NodeError::NotConnected(format!("Tox friend {} (offline)", friend.to_hex())).into());
-                    }
+                    self.friend_online(&friend)?;
                     Ok(self.client.tox().group_invite_friend(now, n, &friend)?)
                 });
                 let _ = reply.send(r);
@@ -193,11 +182,9 @@ impl Task {
             }
             GroupCmd::Send { id, text, reply } => {
                 let r = self.group_number(&id).and_then(|n| {
-                    let (kind, body) = message_kind(&text);
-                    for part in split_message(body, MAX_MESSAGE_SIZE) {
-                        self.client.tox().group_send(now, n, kind == MessageKind::Action, part)?;
-                    }
-                    Ok(())
+                    self.send_parts(&text, MAX_MESSAGE_SIZE, |t, action, part| {
+                        Ok(t.client.tox().group_send(now, n, action, part)?)
+                    })
                 });
                 let _ = reply.send(r);
             }
@@ -215,26 +202,19 @@ impl Node {
         &self,
         make: impl FnOnce(oneshot::Sender<anyhow::Result<T>>) -> GroupCmd,
     ) -> anyhow::Result<T> {
-        let h = self.tox()?;
-        let (tx, rx) = oneshot::channel();
-        h.cmds.send(Cmd::Group(make(tx))).map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?;
-        rx.await.map_err(|_| NodeError::NotConnected("Tox (the client stopped)".into()))?
+        self.tox_call(|reply| Cmd::Group(make(reply))).await
     }
 
     /// `GET /api/tox/groups`.
     pub fn tox_groups(&self) -> anyhow::Result<ToxGroups> {
         let h = self.tox()?;
         let s = h.shared.lock().expect("tox");
-        Ok(ToxGroups { groups: s.groups.groups.clone(), invites: s.groups.invites.clone() })
+        let g = &s.groups.snapshot;
+        Ok(ToxGroups { groups: g.chats.clone(), invites: g.invites.clone() })
     }
 
     fn tox_group(&self, id: &str) -> anyhow::Result<ToxGroupInfo> {
-        let id = PublicKey(parse_id(id)?).to_hex();
-        self.tox_groups()?
-            .groups
-            .into_iter()
-            .find(|g| g.id == id)
-            .ok_or_else(|| NodeError::NotFound(format!("no group {id}")).into())
+        chats::find(self.tox_groups()?.groups, parse_id(id)?, "group")
     }
 
     /// `POST /api/tox/groups`: founds a private group (us alone in it, named `name`, cut
@@ -258,11 +238,7 @@ impl Node {
 
     /// `POST /api/tox/group-invites/{id}/accept`: joins through the friend who invited.
     pub async fn tox_group_accept(&self, invite: &str) -> anyhow::Result<ToxGroupInfo> {
-        let invite: u32 =
-            invite.trim().parse().map_err(|_| NodeError::NotFound(format!("no group invite {invite:?}")))?;
-        if !self.tox_groups()?.invites.iter().any(|i| i.invite == invite) {
-            return Err(NodeError::NotFound(format!("no group invite {invite}")).into());
-        }
+        let invite = chats::pending_invite(invite, &self.tox_groups()?.invites, "group")?;
         let id = self.group_call(|reply| GroupCmd::Accept { invite, reply }).await?;
         self.tox_group(&id)
     }
@@ -288,9 +264,7 @@ impl Node {
                 _ => e,
             }
         })?;
-        let m = self.db.lock().expect("db").chat_add(&chat_id(&gid), &self.nick(), text, true)?;
-        self.emit(Event::Chat { message: m.clone() });
-        Ok(m)
+        self.tox_store_own(&chat_id(&gid), text)
     }
 
     /// Groups as chats (for the chat list): named by the group's name.
@@ -308,29 +282,7 @@ impl Node {
 
     /// The confirmed peers of group chat `tox:group:ID` as users.
     pub(crate) fn tox_group_users(&self, id: &str) -> anyhow::Result<Vec<PeerUser>> {
-        let g = self.tox_group(id)?;
-        let mut users: Vec<PeerUser> = g
-            .peers
-            .into_iter()
-            .map(|p| PeerUser {
-                nick: if p.name.is_empty() { p.pk[..8].to_owned() } else { p.name },
-                network: Network::Tox,
-                share_size: None,
-                files: None,
-                folders: None,
-                description: if p.ours { "you".into() } else { p.pk },
-                client: String::new(),
-                slots: None,
-                slots_full: None,
-                speed: None,
-                country: String::new(),
-                op: false,
-                away: false,
-                relation: None,
-            })
-            .collect();
-        users.sort_by_key(|a| a.nick.to_lowercase());
-        Ok(users)
+        Ok(chats::users(self.tox_group(id)?.peers.into_iter().map(|p| (p.name, p.pk, p.ours))))
     }
 }
 
