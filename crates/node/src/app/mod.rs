@@ -517,58 +517,31 @@ impl Node {
         for c in v.iter_mut().filter(|c| c.network == Network::Dcc) {
             c.online = Some(open.iter().any(|n| n.eq_ignore_ascii_case(&c.name)));
         }
-        // Tox friends, with or without history: nickname and online mark.
-        for (id, name, online) in self.tox_chats() {
-            match v.iter_mut().find(|c| c.id == id) {
-                Some(c) => {
-                    c.name = name;
-                    c.online = Some(online);
+        // Tox friends, with or without history: nickname and online mark; conferences:
+        // title (or peers' names) and whether anyone else is in; NGC groups: name and
+        // whether anyone else is in.
+        let tox = [
+            ("friend", self.tox_chats()),
+            ("conference", self.tox_conference_chats()),
+            ("group", self.tox_group_chats()),
+        ];
+        for (kind, chats) in tox {
+            for (id, name, online) in chats {
+                match v.iter_mut().find(|c| c.id == id) {
+                    Some(c) => {
+                        c.name = name;
+                        c.online = Some(online);
+                    }
+                    None => v.push(ChatInfo {
+                        id,
+                        network: Network::Tox,
+                        session: String::new(),
+                        kind: kind.into(),
+                        name,
+                        last: None,
+                        online: Some(online),
+                    }),
                 }
-                None => v.push(ChatInfo {
-                    id,
-                    network: Network::Tox,
-                    session: String::new(),
-                    kind: "friend".into(),
-                    name,
-                    last: None,
-                    online: Some(online),
-                }),
-            }
-        }
-        // Tox conferences: title (or peers' names) and whether anyone else is in.
-        for (id, name, online) in self.tox_conference_chats() {
-            match v.iter_mut().find(|c| c.id == id) {
-                Some(c) => {
-                    c.name = name;
-                    c.online = Some(online);
-                }
-                None => v.push(ChatInfo {
-                    id,
-                    network: Network::Tox,
-                    session: String::new(),
-                    kind: "conference".into(),
-                    name,
-                    last: None,
-                    online: Some(online),
-                }),
-            }
-        }
-        // NGC groups: name and whether anyone else is in.
-        for (id, name, online) in self.tox_group_chats() {
-            match v.iter_mut().find(|c| c.id == id) {
-                Some(c) => {
-                    c.name = name;
-                    c.online = Some(online);
-                }
-                None => v.push(ChatInfo {
-                    id,
-                    network: Network::Tox,
-                    session: String::new(),
-                    kind: "group".into(),
-                    name,
-                    last: None,
-                    online: Some(online),
-                }),
             }
         }
         Ok(v)
