@@ -438,6 +438,13 @@ impl DhtPkAnnounce {
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, PacketError> {
+        Self::decode_with_relays(b).map(|(a, _)| a)
+    }
+
+    /// The packet and the TCP relays it lists, from one pass over its entries (c-toxcore
+    /// puts the relays it is connected to first; docs/protocols/tox.md#tcp-relays): relays
+    /// are not DHT nodes, so [`nodes`](Self::nodes) leaves them out.
+    pub fn decode_with_relays(b: &[u8]) -> Result<(Self, Vec<PackedNode>), PacketError> {
         need("dht-pk announce", b, DHT_PK_FIXED_SIZE)?;
         if b[0] != kind::DHT_PK {
             return Err(PacketError::WrongKind { want: kind::DHT_PK, got: b[0] });
@@ -448,19 +455,15 @@ impl DhtPkAnnounce {
         }
         let no_replay = u64_at(b, 1).ok_or(PacketError::Empty)?;
         let dht_pk = pk_at(b, 9).ok_or(PacketError::Empty)?;
-        let entries = decode_node_entries_all(&b[DHT_PK_FIXED_SIZE..], MAX_DHT_PK_NODES)?;
-        Ok(DhtPkAnnounce { no_replay, dht_pk, nodes: entries.into_iter().filter(|e| !e.tcp).map(|e| e.node).collect() })
+        let (relays, nodes): (Vec<NodeEntry>, Vec<NodeEntry>) =
+            decode_node_entries_all(&b[DHT_PK_FIXED_SIZE..], MAX_DHT_PK_NODES)?.into_iter().partition(|e| e.tcp);
+        let nodes = nodes.into_iter().map(|e| e.node).collect();
+        Ok((DhtPkAnnounce { no_replay, dht_pk, nodes }, relays.into_iter().map(|e| e.node).collect()))
     }
 
-    /// The TCP relays listed in a DHT-PK packet (c-toxcore puts the relays it is connected
-    /// to first; docs/protocols/tox.md#tcp-relays); empty when it does not decode.
+    /// The TCP relays listed in a DHT-PK packet; empty when it does not decode.
     pub fn decode_relays(b: &[u8]) -> Vec<PackedNode> {
-        if Self::decode(b).is_err() {
-            return Vec::new();
-        }
-        decode_node_entries_all(&b[DHT_PK_FIXED_SIZE..], MAX_DHT_PK_NODES)
-            .map(|v| v.into_iter().filter(|e| e.tcp).map(|e| e.node).collect())
-            .unwrap_or_default()
+        Self::decode_with_relays(b).map(|(_, r)| r).unwrap_or_default()
     }
 }
 

@@ -656,8 +656,7 @@ impl Tox {
     /// A friend's DHT-PK packet named TCP relays: kept, and handed to the driver
     /// ([`poll_relay_hint`](Self::poll_relay_hint)) if UDP has not found the friend within
     /// [`RELAY_FALLBACK`].
-    fn relay_hint(&mut self, now: Instant, friend: PublicKey, dht_pk: PublicKey, packet: &[u8]) {
-        let relays = DhtPkAnnounce::decode_relays(packet);
+    fn relay_hint(&mut self, now: Instant, friend: PublicKey, dht_pk: PublicKey, relays: Vec<PackedNode>) {
         if relays.is_empty() || !self.friends.contains_key(&friend) || self.is_online(&friend) {
             return;
         }
@@ -731,11 +730,11 @@ impl Tox {
         }
         let Ok(nonce) = <[u8; 24]>::try_from(&data[33..57]) else { return };
         let Some(plain) = decrypt_data(&real, &self.real.sk, &nonce, &data[57..]) else { return };
-        let Ok(ann) = DhtPkAnnounce::decode(&plain) else { return };
+        let Ok((ann, relays)) = DhtPkAnnounce::decode_with_relays(&plain) else { return };
         if ann.dht_pk != from_dht {
             return;
         }
-        self.relay_hint(now, real, ann.dht_pk, &plain);
+        self.relay_hint(now, real, ann.dht_pk, relays);
         self.handle_dhtpk(now, real, ann);
     }
 
@@ -769,8 +768,8 @@ impl Tox {
                     }
                     RendezvousEvent::Data { from_real_pk, data } => match data.first() {
                         Some(&kind::DHT_PK) => {
-                            if let Ok(ann) = DhtPkAnnounce::decode(&data) {
-                                self.relay_hint(now, from_real_pk, ann.dht_pk, &data);
+                            if let Ok((ann, relays)) = DhtPkAnnounce::decode_with_relays(&data) {
+                                self.relay_hint(now, from_real_pk, ann.dht_pk, relays);
                                 self.handle_dhtpk(now, from_real_pk, ann);
                             }
                         }
