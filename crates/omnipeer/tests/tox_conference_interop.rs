@@ -23,63 +23,20 @@
 mod omni;
 mod tox_support;
 
-use omni::node::{server_config, Node, Ports};
-use omnipeer_tox::crypto::SecretKey;
-use serde_json::{json, Value};
-use std::process::Command;
+use omni::node::{Node, Ports};
+use omni::tox::{chat_lines, friend_online, listed_chat, start_node, user_nicks};
+use serde_json::json;
 use std::time::Duration;
-use tox_support::{free_udp_port, Bootstrapd, Bot, BotOptions, Proc};
+use tox_support::{count, echo, keys, omni, wait, Bootstrapd, Bot, BotOptions, Proc};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 /// Generous bound for friends to connect and a conference to form on a loaded machine.
 const T: Duration = Duration::from_secs(120);
 /// How long duplicates get to show up after the last expected line.
 const SETTLE: Duration = Duration::from_secs(5);
 
-fn omni(name: &str, args: &[&str]) -> Proc {
-    let dir = tempfile::Builder::new().prefix("omni-tox-").tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir")
-        .arg(dir.path())
-        .args(args)
-        .env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
-    Proc::spawn(name, cmd, dir)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// A fixed identity: (secret key hex, public key hex).
-fn keys(seed: u8) -> (String, String) {
-    let sk = [seed; 32];
-    (hex(&sk), hex(&SecretKey(sk).public_key().0))
-}
-
-/// Starts `tox echo` on `profile` with `extra` flags; returns it and its Tox ID.
-fn echo(profile: &std::path::Path, bootstrap: &str, extra: &[&str]) -> (Proc, String) {
-    let listen = format!("127.0.0.1:{}", free_udp_port());
-    let mut args = vec!["tox", "echo", "--profile", profile.to_str().unwrap(), "--bootstrap", bootstrap];
-    args.extend(["--listen", &listen]);
-    args.extend(extra);
-    let p = omni("omnipeer-tox-echo", &args);
-    let id = p
-        .wait_for(Duration::from_secs(30), |l| (l.len() == 76).then(|| l.to_owned()))
-        .unwrap_or_else(|| panic!("no Tox ID\n{}", p.log()));
-    (p, id)
-}
-
-/// Lines of `p` equal to `line`.
-fn count(p: &Proc, line: &str) -> usize {
-    p.lines().iter().filter(|l| *l == line).count()
-}
-
-/// Waits until `p` printed `line`, then panics with every log if it does not.
+/// Waits up to `T` until `p` printed `line`, else panics with every log.
 fn expect(p: &Proc, line: &str, logs: &[&Proc]) {
-    if p.wait_for(T, |l| (l == line).then_some(())).is_none() {
-        let all: Vec<String> = logs.iter().map(|p| p.log()).collect();
-        panic!("no {line:?}\n{}", all.join("\n"));
-    }
+    tox_support::expect(p, line, T, logs)
 }
 
 /// The conference id (64 hex) in omnipeer's "joined conference ID" / "conference ID
@@ -228,24 +185,26 @@ fn omnipeer_creates_conference_and_relays_between_its_friends() {
 }
 
 /// Waits up to `T` for `f`; on timeout panics with `why()`.
-fn wait<V>(what: &str, mut f: impl FnMut() -> Option<V>, why: impl Fn() -> String) -> V {
-    let end = std::time::Instant::now() + T;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(std::time::Instant::now() < end, "timed out waiting for {what}\n{}", why());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_t<V>(what: &str, f: impl FnMut() -> Option<V>, why: impl Fn() -> String) -> V {
+    wait(what, T, f, why)
 }
 
-fn chat_lines(n: &Node, chat: &str) -> Vec<Value> {
-    n.get(&format!("/api/chats/messages?chat={chat}")).as_array().cloned().unwrap_or_default()
-}
-
-fn user_nicks(n: &Node, chat: &str) -> Vec<String> {
-    let u = n.get(&format!("/api/users?chat={chat}"));
-    u.as_array().map(|a| a.iter().filter_map(|x| x["nick"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+/// A bootstrap node, a node (`alice`, in a temp dir, with its Tox ID) and Carol, a
+/// c-toxcore bot that befriends it, joins every conference and echoes every line, running
+/// at most `secs`.
+fn node_and_carol(secs: u32) -> (Bootstrapd, tempfile::TempDir, Ports, Node, String, Bot) {
+    let bsd = Bootstrapd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let (n, id) = start_node(dir.path(), p, "alice", &bsd.node_spec());
+    let carol = Bot::start(
+        BotOptions::new()
+            .bootstrap(&bsd.node_spec())
+            .friend_request(&id)
+            .args(&["-n", "carol", "-J", "-E"])
+            .timeout_secs(secs),
+    );
+    (bsd, dir, p, n, id, carol)
 }
 
 /// The node's conference chats through its API, with a c-toxcore friend (Carol echoes
@@ -255,26 +214,10 @@ fn node_conference_through_the_api_survives_a_restart() {
     if !tox_support::require("node_conference_through_the_api_survives_a_restart") {
         return;
     }
-    let bsd = Bootstrapd::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let p = Ports::free();
-    let cfg = server_config("alice", p)
-        .replace("[tox]\n", &format!("[tox]\nauto_accept = true\nbootstrap = \"{}\"\n", bsd.node_spec()));
-    let n = Node::start(dir.path(), &cfg, p.api);
-    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
-    let carol = Bot::start(
-        BotOptions::new()
-            .bootstrap(&bsd.node_spec())
-            .friend_request(&id)
-            .args(&["-n", "carol", "-J", "-E"])
-            .timeout_secs(400),
-    );
+    let (bsd, dir, p, n, id, carol) = node_and_carol(400);
     let c_pk = carol.public_key();
     let logs = || format!("{}\nnode /api/tox/conferences: {}", carol.log(), n.get("/api/tox/conferences"));
-    let online = |n: &Node, pk: &str| {
-        n.get("/api/tox")["friends"].as_array()?.iter().find(|f| f["pk"] == pk && f["online"] == true).cloned()
-    };
-    wait("Carol online", || online(&n, &c_pk), logs);
+    wait_t("Carol online", || friend_online(&n, &c_pk), logs);
     let (code, c) = n.post("/api/tox/conferences", json!({"title": "node room"}));
     assert_eq!(code, 201, "{c}");
     let cid = c["id"].as_str().unwrap().to_owned();
@@ -287,10 +230,8 @@ fn node_conference_through_the_api_survives_a_restart() {
     expect(&carol.proc, "CONFERENCE_JOINED 0", &[&carol.proc]);
     // The title reached c-toxcore with the peer list.
     expect(&carol.proc, "CONFERENCE_TITLE 0 'node room'", &[&carol.proc]);
-    wait("Carol in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
-    let chats = n.get("/api/chats");
-    let listed = chats.as_array().unwrap().iter().find(|x| x["id"] == chat.as_str()).cloned();
-    let listed = listed.unwrap_or_else(|| panic!("{chats}"));
+    wait_t("Carol in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
+    let listed = listed_chat(&n, &chat);
     assert_eq!((listed["kind"].as_str(), listed["name"].as_str()), (Some("conference"), Some("node room")), "{listed}");
     // A line each way.
     let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": "hello conference"}));
@@ -299,7 +240,7 @@ fn node_conference_through_the_api_survives_a_restart() {
     let echo = |n: &Node, text: &str| {
         chat_lines(n, &chat).into_iter().find(|l| l["text"] == text && l["nick"] == "carol" && l["own"] == false)
     };
-    wait("Carol's echo", || echo(&n, "echo: hello conference"), logs);
+    wait_t("Carol's echo", || echo(&n, "echo: hello conference"), logs);
 
     // A restart: still in the conference, Carol rejoins, lines flow again.
     drop(n);
@@ -307,8 +248,8 @@ fn node_conference_through_the_api_survives_a_restart() {
     let logs = || format!("{}\nnode /api/tox/conferences: {}", carol.log(), n.get("/api/tox/conferences"));
     let confs = n.get("/api/tox/conferences");
     assert!(confs["conferences"].as_array().unwrap().iter().any(|c| c["id"] == cid.as_str()), "{confs}");
-    wait("Carol back in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
-    let sent = wait(
+    wait_t("Carol back in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
+    let sent = wait_t(
         "a line after the restart",
         || {
             let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": "after the restart"}));
@@ -317,7 +258,7 @@ fn node_conference_through_the_api_survives_a_restart() {
         logs,
     );
     assert_eq!(sent["own"], true, "{sent}");
-    wait("Carol's echo after the restart", || echo(&n, "echo: after the restart"), logs);
+    wait_t("Carol's echo after the restart", || echo(&n, "echo: after the restart"), logs);
 
     // Dave invites the node: the invite shows, is accepted, Dave's line arrives.
     let dave = Bot::start(
@@ -328,7 +269,8 @@ fn node_conference_through_the_api_survives_a_restart() {
             .timeout_secs(300),
     );
     let logs = || format!("{}\nnode /api/tox/conferences: {}", dave.log(), n.get("/api/tox/conferences"));
-    let invite = wait("Dave's invite", || n.get("/api/tox/conferences")["invites"].as_array()?.first().cloned(), logs);
+    let invite =
+        wait_t("Dave's invite", || n.get("/api/tox/conferences")["invites"].as_array()?.first().cloned(), logs);
     assert_eq!(invite["friend"], dave.public_key(), "{invite}");
     let (code, e) = n.post("/api/tox/conference-invites/999/accept", json!({}));
     assert_eq!(code, 404, "{e}");
@@ -336,7 +278,7 @@ fn node_conference_through_the_api_survives_a_restart() {
     assert_eq!(code, 200, "{joined}");
     let dchat = format!("tox:conference:{}", joined["id"].as_str().unwrap());
     assert_ne!(dchat, chat);
-    wait(
+    wait_t(
         "Dave's line",
         || chat_lines(&n, &dchat).into_iter().find(|l| l["text"] == "from dave" && l["nick"] == "dave"),
         logs,
@@ -369,35 +311,9 @@ fn web_ui_creates_a_conference_and_chats() {
     if !omni::web::web_deps_or_skip("web_ui_creates_a_conference_and_chats") {
         return;
     }
-    let bsd = Bootstrapd::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let p = Ports::free();
-    let cfg = server_config("alice", p)
-        .replace("[tox]\n", &format!("[tox]\nauto_accept = true\nbootstrap = \"{}\"\n", bsd.node_spec()));
-    let n = Node::start(dir.path(), &cfg, p.api);
-    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
-    let carol = Bot::start(
-        BotOptions::new()
-            .bootstrap(&bsd.node_spec())
-            .friend_request(&id)
-            .args(&["-n", "carol", "-J", "-E"])
-            .timeout_secs(300),
-    );
-    let out = dir.path().join("browser");
-    let (ok, lines) = omni::web::run_web_script(
-        "tox_conference.mjs",
-        &[
-            ("OMNI_URL", format!("{}/", n.base)),
-            ("OMNI_FRIEND", carol.public_key()),
-            ("OMNI_NAME", "carol".into()),
-            ("OMNI_OUT", out.display().to_string()),
-        ],
-        Duration::from_secs(300),
-    );
-    if !ok {
-        let kept = dir.keep();
-        panic!("tox_conference.mjs failed; files kept in {}\n{}\n{}", kept.display(), lines.join("\n"), carol.log());
-    }
+    let (_bsd, dir, _, n, _, carol) = node_and_carol(300);
+    let env = [("OMNI_FRIEND", carol.public_key()), ("OMNI_NAME", "carol".into())];
+    let _dir = omni::tox::run_web("tox_conference.mjs", &n, dir, &env, || carol.log());
     // What the page did really happened: carol got the line from alice.
     expect(&carol.proc, "CONFERENCE_MESSAGE 0 'alice' 'hello conference from the browser'", &[&carol.proc]);
 }

@@ -12,15 +12,15 @@
 //!
 //! Skips (and passes) when c-toxcore is not installed.
 
+mod omni;
 mod tox_support;
 
-use sha2::{Digest, Sha256};
+use omni::node::sha256_file as sha;
+use omni::tox::test_file as sized_file;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-use tox_support::{free_udp_port, Bootstrapd, Bot, BotOptions, Proc};
+use tox_support::{free_udp_port, omni, Bootstrapd, Bot, BotOptions, Proc};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 /// Size of the test files.
 const SIZE: usize = 50 << 20;
 /// Bytes the receiver must have before its restart.
@@ -28,38 +28,9 @@ const RESTART_AFTER: u64 = 12 << 20;
 /// Generous bound for one 50 MiB transfer with a restart on a loaded 2-core machine.
 const T: Duration = Duration::from_secs(300);
 
-fn omni(name: &str, args: &[&str]) -> Proc {
-    let dir = tempfile::Builder::new().prefix("omni-tox-").tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir")
-        .arg(dir.path())
-        .args(args)
-        .env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
-    Proc::spawn(name, cmd, dir)
-}
-
 /// A file of `SIZE` pseudo-random bytes.
 fn test_file(dir: &Path, name: &str, seed: u64) -> std::path::PathBuf {
     sized_file(dir, name, seed, SIZE)
-}
-
-fn sized_file(dir: &Path, name: &str, seed: u64, size: usize) -> std::path::PathBuf {
-    let p = dir.join(name);
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(size);
-    while v.len() < size {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(size);
-    std::fs::write(&p, &v).unwrap();
-    p
-}
-
-fn sha(p: &Path) -> String {
-    Sha256::digest(std::fs::read(p).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn random_hex32() -> String {

@@ -12,31 +12,10 @@
 
 mod tox_support;
 
-use std::process::Command;
 use std::time::Duration;
-use tox_support::{free_udp_port, Bootstrapd, Bot, BotOptions, OmniBootstrap, Proc};
+use tox_support::{free_udp_port, omni, Bootstrapd, Bot, BotOptions, OmniBootstrap, BIN, STATES};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 const T: Duration = Duration::from_secs(60);
-
-const STATES: [&str; 6] = [
-    "AwaitingDHTKey",
-    "AcquiringIPAddress",
-    "AcquiringCookie",
-    "AwaitingHandshake",
-    "AwaitingSessionPacket",
-    "Connected",
-];
-
-fn omni(name: &str, args: &[&str]) -> Proc {
-    let dir = tempfile::Builder::new().prefix("omni-tox-").tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir")
-        .arg(dir.path())
-        .args(args)
-        .env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
-    Proc::spawn(name, cmd, dir)
-}
 
 fn send_befriends_bot(bootstrap_spec: &str, extra: &str) {
     let bot = Bot::start(BotOptions::new().bootstrap(bootstrap_spec).timeout_secs(100));

@@ -20,117 +20,20 @@
 
 mod tox_support;
 
-use omnipeer_tox::crypto::SecretKey;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
-use tox_support::{free_udp_port, Bootstrapd, Proc};
+use tox_support::{echo, keys, ngc_bot as bot, require_ngc as require, Bootstrapd, Proc};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 /// Generous bound for friends to connect and a group to form on a loaded machine.
 const T: Duration = Duration::from_secs(120);
-
-/// The prefix holding c-toxcore 0.2.20, if unpacked.
-fn prefix() -> Option<PathBuf> {
-    let p = PathBuf::from(std::env::var("OMNIPEER_TOXCORE_NGC").unwrap_or_else(|_| "/opt/toxcore-0.2.20".into()));
-    p.join("usr/lib/x86_64-linux-gnu/libtoxcore.so.2").exists().then_some(p)
-}
 
 /// The group tests run one at a time: c-toxcore's joins between its own bots give up
 /// after 12 s without an answer (GC_UNCONFIRMED_PEER_TIMEOUT), which a machine loaded by
 /// several groups' bots at once was seen to miss (a bot then never joins).
 static GROUPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn require(test: &str) -> bool {
-    if prefix().is_none() {
-        eprintln!("SKIP {test}: c-toxcore 0.2.20 not unpacked (run scripts/install-test-deps.sh)");
-        return false;
-    }
-    tox_support::require(test)
-}
-
-/// Compiles toxbot_ngc.c against the 0.2.20 prefix once per test process (rpath to the
-/// prefix, so the system's 0.2.18 is not picked up).
-fn toxbot_ngc() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let pre = prefix().expect("prefix checked by require");
-        let lib = pre.join("usr/lib/x86_64-linux-gnu");
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("toxbot_ngc");
-        let tmp = dir.join(format!("toxbot_ngc.{}.tmp", std::process::id()));
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tox_support/toxbot_ngc.c");
-        let o = Command::new("cc")
-            .args(["-O1", "-Wall", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .arg(format!("-I{}", pre.join("usr/include").display()))
-            .arg(format!("-L{}", lib.display()))
-            .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()))
-            .arg("-ltoxcore")
-            .output()
-            .expect("cc runs");
-        assert!(o.status.success(), "compiling toxbot_ngc.c failed:\n{}", String::from_utf8_lossy(&o.stderr));
-        std::fs::rename(&tmp, &out).unwrap();
-        out
-    })
-    .clone()
-}
-
-fn bot(name: &str, args: &[&str]) -> Proc {
-    let mut cmd = Command::new(toxbot_ngc());
-    cmd.arg("-p").arg(free_udp_port().to_string()).arg("-n").arg(name).args(args);
-    if std::env::var_os("OMNIPEER_TOX_VERBOSE").is_some() {
-        cmd.arg("-v");
-    }
-    let dir = tempfile::Builder::new().prefix("toxbot-ngc-").tempdir().unwrap();
-    Proc::spawn(&format!("toxbot_ngc:{name}"), cmd, dir)
-}
-
-fn omni(name: &str, args: &[&str]) -> Proc {
-    let dir = tempfile::Builder::new().prefix("omni-tox-").tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir")
-        .arg(dir.path())
-        .args(args)
-        .env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
-    Proc::spawn(name, cmd, dir)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// A fixed identity: (secret key hex, public key hex).
-fn keys(seed: u8) -> (String, String) {
-    let sk = [seed; 32];
-    (hex(&sk), hex(&SecretKey(sk).public_key().0))
-}
-
-/// Starts `tox echo` with `extra` flags; returns it and its Tox ID.
-fn echo_with(profile: &std::path::Path, bootstrap: &str, extra: &[&str]) -> (Proc, String) {
-    let listen = format!("127.0.0.1:{}", free_udp_port());
-    let mut args = vec!["tox", "echo", "--profile", profile.to_str().unwrap(), "--bootstrap", bootstrap];
-    args.extend(["--listen", &listen]);
-    args.extend(extra);
-    let p = omni("omnipeer-tox-echo", &args);
-    let id = p
-        .wait_for(Duration::from_secs(30), |l| (l.len() == 76).then(|| l.to_owned()))
-        .unwrap_or_else(|| panic!("no Tox ID\n{}", p.log()));
-    (p, id)
-}
-
-fn echo(profile: &std::path::Path, bootstrap: &str) -> (Proc, String) {
-    echo_with(profile, bootstrap, &[])
-}
-
+/// Waits up to `T` until `p` printed `line`, else panics with every log.
 fn expect(p: &Proc, line: &str, logs: &[&Proc]) {
-    if p.wait_for(T, |l| (l == line).then_some(())).is_none() {
-        let all: Vec<String> = logs.iter().map(|p| p.log()).collect();
-        panic!("no {line:?}\n{}", all.join("\n"));
-    }
+    tox_support::expect(p, line, T, logs)
 }
 
 /// c-toxcore 0.2.20's messenger and ours befriend each other and exchange messages.
@@ -141,7 +44,7 @@ fn toxcore_0_2_20_befriends_omnipeer() {
     }
     let bsd = Bootstrapd::start(&[]);
     let work = tempfile::tempdir().unwrap();
-    let (e, echo_id) = echo(&work.path().join("echo.tox"), &bsd.node_spec());
+    let (e, echo_id) = echo(&work.path().join("echo.tox"), &bsd.node_spec(), &[]);
     let b = bot("carol", &["-b", &bsd.node_spec(), "-f", &echo_id, "-m", "hello from 0.2.20", "-t", "200"]);
     expect(&b, "MESSAGE 0 'echo: hello from 0.2.20'", &[&e, &b]);
 }
@@ -159,7 +62,7 @@ fn toxcore_group_with_omnipeer_and_a_stranger() {
     let _one = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
     let bsd = Bootstrapd::start(&[]);
     let work = tempfile::tempdir().unwrap();
-    let (e, echo_id) = echo(&work.path().join("echo.tox"), &bsd.node_spec());
+    let (e, echo_id) = echo(&work.path().join("echo.tox"), &bsd.node_spec(), &[]);
     let (a_sk, a_pk) = keys(0x71);
     let (b_sk, b_pk) = keys(0x72);
     let bob = bot(
@@ -225,7 +128,7 @@ fn omnipeer_founds_group_and_invites_toxcore() {
     let (d_sk, d_pk) = keys(0x73);
     let (e_sk, e_pk) = keys(0x74);
     let with = format!("{d_pk},{e_pk}");
-    let (o, o_id) = echo_with(&work.path().join("o.tox"), &bsd.node_spec(), &["--group-with", &with]);
+    let (o, o_id) = echo(&work.path().join("o.tox"), &bsd.node_spec(), &["--group-with", &with]);
     let common = |sk: &str| -> Vec<String> {
         ["-b", &bsd.node_spec(), "-s", sk, "-f", &o_id, "-J", "-K", "3", "-t", "200"]
             .iter()
@@ -272,7 +175,7 @@ fn group_outlives_key_rotation() {
     let (d_sk, d_pk) = keys(0x75);
     let (e_sk, e_pk) = keys(0x76);
     let with = format!("{d_pk},{e_pk}");
-    let (o, o_id) = echo_with(&work.path().join("o.tox"), &bsd.node_spec(), &["--group-with", &with]);
+    let (o, o_id) = echo(&work.path().join("o.tox"), &bsd.node_spec(), &["--group-with", &with]);
     let args = |sk: &str, line: &str| -> Vec<String> {
         let spec = bsd.node_spec();
         ["-b", &spec, "-s", sk, "-f", &o_id, "-J", "-K", "3", "-t", "700", "-M", line, "-R", "20"]

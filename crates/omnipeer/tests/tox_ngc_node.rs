@@ -17,104 +17,28 @@
 mod omni;
 mod tox_support;
 
-use omni::node::{server_config, Node, Ports};
-use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
+use omni::node::Ports;
+use omni::tox::{chat_lines, friend_online, listed_chat, start_node, user_nicks};
+use serde_json::json;
 use std::time::Duration;
-use tox_support::{free_udp_port, Bootstrapd, Proc};
+use tox_support::{count, ngc_bot as bot, require_ngc as require, wait, Bootstrapd, Proc};
 
 /// Generous bound for friends to connect and a group to form on a loaded machine.
 const T: Duration = Duration::from_secs(120);
 
-/// The prefix holding c-toxcore 0.2.20, if unpacked.
-fn prefix() -> Option<PathBuf> {
-    let p = PathBuf::from(std::env::var("OMNIPEER_TOXCORE_NGC").unwrap_or_else(|_| "/opt/toxcore-0.2.20".into()));
-    p.join("usr/lib/x86_64-linux-gnu/libtoxcore.so.2").exists().then_some(p)
-}
-
-fn require(test: &str) -> bool {
-    if prefix().is_none() {
-        eprintln!("SKIP {test}: c-toxcore 0.2.20 not unpacked (run scripts/install-test-deps.sh)");
-        return false;
-    }
-    tox_support::require(test)
-}
-
-/// Compiles toxbot_ngc.c against the 0.2.20 prefix once per test process (as
-/// tox_ngc_interop.rs does: rpath to the prefix, so the system's 0.2.18 is not picked up).
-fn toxbot_ngc() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let pre = prefix().expect("prefix checked by require");
-        let lib = pre.join("usr/lib/x86_64-linux-gnu");
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("toxbot_ngc_node");
-        let tmp = dir.join(format!("toxbot_ngc_node.{}.tmp", std::process::id()));
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tox_support/toxbot_ngc.c");
-        let o = Command::new("cc")
-            .args(["-O1", "-Wall", "-o"])
-            .arg(&tmp)
-            .arg(&src)
-            .arg(format!("-I{}", pre.join("usr/include").display()))
-            .arg(format!("-L{}", lib.display()))
-            .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()))
-            .arg("-ltoxcore")
-            .output()
-            .expect("cc runs");
-        assert!(o.status.success(), "compiling toxbot_ngc.c failed:\n{}", String::from_utf8_lossy(&o.stderr));
-        std::fs::rename(&tmp, &out).unwrap();
-        out
-    })
-    .clone()
-}
-
-fn bot(name: &str, args: &[&str]) -> Proc {
-    let mut cmd = Command::new(toxbot_ngc());
-    cmd.arg("-p").arg(free_udp_port().to_string()).arg("-n").arg(name).args(args);
-    if std::env::var_os("OMNIPEER_TOX_VERBOSE").is_some() {
-        cmd.arg("-v");
-    }
-    let dir = tempfile::Builder::new().prefix("toxbot-ngc-").tempdir().unwrap();
-    Proc::spawn(&format!("toxbot_ngc:{name}"), cmd, dir)
-}
-
 /// The bot's public key: the first 64 hex digits of its Tox ID.
 fn bot_pk(p: &Proc) -> String {
-    p.expect_line("TOXID ", T)[..64].to_owned()
+    tox_support::bot_pk(p, T)
 }
 
-fn count(p: &Proc, line: &str) -> usize {
-    p.lines().iter().filter(|l| l.as_str() == line).count()
-}
-
+/// Waits up to `T` until `p` printed `line`, else panics with `why()`.
 fn expect(p: &Proc, line: &str, why: impl Fn() -> String) {
-    if p.wait_for(T, |l| (l == line).then_some(())).is_none() {
-        panic!("no {line:?}\n{}", why());
-    }
+    tox_support::expect_or(p, line, T, why)
 }
 
 /// Waits up to `T` for `f`; on timeout panics with `why()`.
-fn wait<V>(what: &str, mut f: impl FnMut() -> Option<V>, why: impl Fn() -> String) -> V {
-    let end = std::time::Instant::now() + T;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(std::time::Instant::now() < end, "timed out waiting for {what}\n{}", why());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn chat_lines(n: &Node, chat: &str) -> Vec<Value> {
-    n.get(&format!("/api/chats/messages?chat={chat}")).as_array().cloned().unwrap_or_default()
-}
-
-fn user_nicks(n: &Node, chat: &str) -> Vec<String> {
-    let u = n.get(&format!("/api/users?chat={chat}"));
-    u.as_array().map(|a| a.iter().filter_map(|x| x["nick"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+fn wait_t<V>(what: &str, f: impl FnMut() -> Option<V>, why: impl Fn() -> String) -> V {
+    wait(what, T, f, why)
 }
 
 /// The node's NGC groups through its API with c-toxcore 0.2.20 friends: Carol joins the
@@ -126,18 +50,11 @@ fn node_groups_through_the_api_with_toxcore() {
     }
     let bsd = Bootstrapd::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let p = Ports::free();
-    let cfg = server_config("alice", p)
-        .replace("[tox]\n", &format!("[tox]\nauto_accept = true\nbootstrap = \"{}\"\n", bsd.node_spec()));
-    let n = Node::start(dir.path(), &cfg, p.api);
-    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let (n, id) = start_node(dir.path(), Ports::free(), "alice", &bsd.node_spec());
     let carol = bot("carol", &["-b", &bsd.node_spec(), "-f", &id, "-J", "-M", "from carol", "-K", "2", "-t", "400"]);
     let c_pk = bot_pk(&carol);
     let logs = || format!("{}\nnode /api/tox/groups: {}", carol.log(), n.get("/api/tox/groups"));
-    let online = |n: &Node, pk: &str| {
-        n.get("/api/tox")["friends"].as_array()?.iter().find(|f| f["pk"] == pk && f["online"] == true).cloned()
-    };
-    wait("Carol online", || online(&n, &c_pk), logs);
+    wait_t("Carol online", || friend_online(&n, &c_pk), logs);
 
     // Founded through the API: a chat of kind `group` named by the group.
     let (code, g) = n.post("/api/tox/groups", json!({"name": "node group"}));
@@ -154,15 +71,13 @@ fn node_groups_through_the_api_with_toxcore() {
     expect(&carol, "GROUP_INVITE 0 'node group'", logs);
     expect(&carol, "GROUP_SELF_JOIN 0", logs);
     expect(&carol, "GROUP_PEERS 0 2 'alice' 'carol'", logs);
-    wait("Carol in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
-    let chats = n.get("/api/chats");
-    let listed = chats.as_array().unwrap().iter().find(|x| x["id"] == chat.as_str()).cloned();
-    let listed = listed.unwrap_or_else(|| panic!("{chats}"));
+    wait_t("Carol in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
+    let listed = listed_chat(&n, &chat);
     assert_eq!((listed["kind"].as_str(), listed["name"].as_str()), (Some("group"), Some("node group")), "{listed}");
     assert_eq!(listed["online"], true, "{listed}");
 
     // A line each way, and an action.
-    wait(
+    wait_t(
         "Carol's line",
         || chat_lines(&n, &chat).into_iter().find(|l| l["text"] == "from carol" && l["nick"] == "carol"),
         logs,
@@ -182,7 +97,7 @@ fn node_groups_through_the_api_with_toxcore() {
     );
     let d_pk = bot_pk(&dave);
     let logs = || format!("{}\nnode /api/tox/groups: {}", dave.log(), n.get("/api/tox/groups"));
-    let invite = wait("Dave's invite", || n.get("/api/tox/groups")["invites"].as_array()?.first().cloned(), logs);
+    let invite = wait_t("Dave's invite", || n.get("/api/tox/groups")["invites"].as_array()?.first().cloned(), logs);
     assert_eq!((invite["friend"].as_str(), invite["name"].as_str()), (Some(d_pk.as_str()), Some("dave room")));
     let (code, e) = n.post("/api/tox/group-invites/999/accept", json!({}));
     assert_eq!(code, 404, "{e}");
@@ -190,14 +105,14 @@ fn node_groups_through_the_api_with_toxcore() {
     assert_eq!(code, 200, "{joined}");
     let dchat = format!("tox:group:{}", joined["id"].as_str().unwrap());
     assert_ne!(dchat, chat);
-    wait(
+    wait_t(
         "Dave's line",
         || chat_lines(&n, &dchat).into_iter().find(|l| l["text"] == "from dave" && l["nick"] == "dave"),
         logs,
     );
     assert_eq!(n.get("/api/tox/groups")["invites"], json!([]));
-    wait("Dave in the user list", || (user_nicks(&n, &dchat) == ["alice", "dave"]).then_some(()), logs);
-    let dlisted = wait(
+    wait_t("Dave in the user list", || (user_nicks(&n, &dchat) == ["alice", "dave"]).then_some(()), logs);
+    let dlisted = wait_t(
         "Dave's group named in the chat list",
         || {
             n.get("/api/chats")
@@ -240,39 +155,19 @@ fn web_ui_groups_card() {
     }
     let bsd = Bootstrapd::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let p = Ports::free();
-    let cfg = server_config("alice", p)
-        .replace("[tox]\n", &format!("[tox]\nauto_accept = true\nbootstrap = \"{}\"\n", bsd.node_spec()));
-    let n = Node::start(dir.path(), &cfg, p.api);
-    let id = n.get("/api/tox")["id"].as_str().unwrap().to_owned();
+    let (n, id) = start_node(dir.path(), Ports::free(), "alice", &bsd.node_spec());
     let carol = bot("carol", &["-b", &bsd.node_spec(), "-f", &id, "-J", "-M", "from carol", "-K", "2", "-t", "400"]);
     let dave = bot(
         "dave",
         &["-b", &bsd.node_spec(), "-f", &id, "-C", "dave room", "-G", "0", "-M", "from dave", "-K", "2", "-t", "400"],
     );
-    let out = dir.path().join("browser");
-    let (ok, lines) = omni::web::run_web_script(
-        "tox_group.mjs",
-        &[
-            ("OMNI_URL", format!("{}/", n.base)),
-            ("OMNI_FRIEND", bot_pk(&carol)),
-            ("OMNI_NAME", "carol".into()),
-            ("OMNI_LINE", "from carol".into()),
-            ("OMNI_INVITER", "dave".into()),
-            ("OMNI_OUT", out.display().to_string()),
-        ],
-        Duration::from_secs(300),
-    );
-    if !ok {
-        let kept = dir.keep();
-        panic!(
-            "tox_group.mjs failed; files kept in {}\n{}\n{}\n{}",
-            kept.display(),
-            lines.join("\n"),
-            carol.log(),
-            dave.log()
-        );
-    }
+    let env = [
+        ("OMNI_FRIEND", bot_pk(&carol)),
+        ("OMNI_NAME", "carol".into()),
+        ("OMNI_LINE", "from carol".into()),
+        ("OMNI_INVITER", "dave".into()),
+    ];
+    let _dir = omni::tox::run_web("tox_group.mjs", &n, dir, &env, || format!("{}\n{}", carol.log(), dave.log()));
     // What the page did really happened: Carol got the line, and saw the node leave.
     let why = || format!("{}\n{}", carol.log(), dave.log());
     expect(&carol, "GROUP_MESSAGE 0 'alice' 'hello group from the browser'", why);

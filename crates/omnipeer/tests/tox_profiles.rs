@@ -10,35 +10,12 @@
 
 mod tox_support;
 
-use omnipeer_tox::crypto::SecretKey;
-use std::process::Command;
 use std::time::Duration;
-use tox_support::{free_udp_port, Bootstrapd, Bot, BotOptions, Proc};
+use tox_support::{free_udp_port, keys, omni, Bootstrapd, Bot, BotOptions};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 const T: Duration = Duration::from_secs(90);
 
-fn omni(name: &str, args: &[&str]) -> Proc {
-    let dir = tempfile::Builder::new().prefix("omni-tox-").tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir")
-        .arg(dir.path())
-        .args(args)
-        .env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
-    Proc::spawn(name, cmd, dir)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// Two fixed identities: X (an echo bot) and Y (the profile moved around).
-fn keys(seed: u8) -> (String, String) {
-    let sk = [seed; 32];
-    (hex(&sk), hex(&SecretKey(sk).public_key().0))
-}
-
-/// Y's save as c-toxcore writes it, with X as its friend.
+/// Y's save (two fixed identities, `keys`: X an echo bot, Y the profile moved around) as c-toxcore writes it, with X as its friend.
 fn c_toxcore_save(dir: &std::path::Path, pass: Option<&str>) -> std::path::PathBuf {
     let (y_sk, _) = keys(0x42);
     let (_, x_pk) = keys(0x24);

@@ -9,9 +9,8 @@
 mod tox_support;
 
 use std::time::Duration;
-use tox_support::{Bootstrapd, Bot, BotOptions, OmniBootstrap};
+use tox_support::{omni, Bootstrapd, Bot, BotOptions, OmniBootstrap, BIN, STATES};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 const T: Duration = Duration::from_secs(60);
 
 fn udp_less_pair_chats(spec: &str, logs: &dyn Fn() -> String) {
@@ -54,15 +53,6 @@ fn udp_less_c_toxcore_bots_chat_through_tox_bootstrapd_tcp_relay() {
     udp_less_pair_chats(&bsd.node_spec(), &|| bsd.proc.log());
 }
 
-const STATES: [&str; 6] = [
-    "AwaitingDHTKey",
-    "AcquiringIPAddress",
-    "AcquiringCookie",
-    "AwaitingHandshake",
-    "AwaitingSessionPacket",
-    "Connected",
-];
-
 /// Our client through a relay: `omnipeer tox send` (UDP on) befriends and chats with a
 /// c-toxcore bot whose UDP is off. The bot names our bootstrap node's TCP relay in its
 /// DHT-PK packet; we connect to that relay, reach the bot by OOB and then by a routed
@@ -92,26 +82,25 @@ fn send_through_relay(spec: &str, logs: &dyn Fn() -> String) {
     let bot_id = bot.tox_id();
     let profile = tempfile::tempdir().unwrap();
     let p = profile.path().join("send.tox");
-    let dir = tempfile::Builder::new().prefix("omnipeer-tox-send-").tempdir().unwrap();
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("--data-dir").arg(dir.path()).args([
-        "tox",
-        "send",
-        "--profile",
-        p.to_str().unwrap(),
-        "--bootstrap",
-        &spec,
-        "--to",
-        &bot_id,
-        "--message",
-        "hello through a relay",
-        "--timeout",
-        "130",
-        "--linger",
-        "1",
-    ]);
-    cmd.env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
-    let mut send = tox_support::Proc::spawn("omnipeer-tox-send", cmd, dir);
+    let mut send = omni(
+        "omnipeer-tox-send",
+        &[
+            "tox",
+            "send",
+            "--profile",
+            p.to_str().unwrap(),
+            "--bootstrap",
+            &spec,
+            "--to",
+            &bot_id,
+            "--message",
+            "hello through a relay",
+            "--timeout",
+            "130",
+            "--linger",
+            "1",
+        ],
+    );
     let rc = send.wait_exit(Duration::from_secs(150));
     assert_eq!(rc, Some(0), "tox send failed\n{}\n{}\n{}", send.log(), bot.log(), logs());
     let lines = send.lines();

@@ -20,13 +20,12 @@
 mod omni;
 mod tox_support;
 
-use sha2::{Digest, Sha256};
+use omni::node::sha256_file as sha;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tox_support::{free_udp_port, Bootstrapd, Bot, BotOptions, OmniBootstrap, Proc};
+use tox_support::{free_udp_port, omni, tox_id_line, Bootstrapd, Bot, BotOptions, OmniBootstrap, BIN, STATES};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
 const SIZE: usize = 50 << 20;
 /// Generous bound for a friend connection plus a 50 MiB transfer through a relay on a
 /// loaded 2-core machine (debug builds of omnipeer and of our relay do every frame's
@@ -82,43 +81,9 @@ fn block(test: &str, ports: &[u16]) -> Option<UdpBlock> {
     b
 }
 
-fn omni(name: &str, args: &[&str]) -> Proc {
-    let dir = tempfile::Builder::new().prefix("omni-tox-").tempdir().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--data-dir")
-        .arg(dir.path())
-        .args(args)
-        .env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
-    Proc::spawn(name, cmd, dir)
-}
-
 fn test_file(dir: &Path, name: &str, seed: u64) -> std::path::PathBuf {
-    let p = dir.join(name);
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(SIZE);
-    while v.len() < SIZE {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(SIZE);
-    std::fs::write(&p, &v).unwrap();
-    p
+    omni::tox::test_file(dir, name, seed, SIZE)
 }
-
-fn sha(p: &Path) -> String {
-    Sha256::digest(std::fs::read(p).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-const STATES: [&str; 6] = [
-    "AwaitingDHTKey",
-    "AcquiringIPAddress",
-    "AcquiringCookie",
-    "AwaitingHandshake",
-    "AwaitingSessionPacket",
-    "Connected",
-];
 
 /// omnipeer → bot: `tox send` (message, echo back), then `tox send-file` (50 MiB), both with
 /// their UDP port blocked, the bot's too.
@@ -283,9 +248,7 @@ fn bot_to_tox_echo(spec: &str, our_port: u16, bot_port: u16, logs: &dyn Fn() -> 
             incoming.to_str().unwrap(),
         ],
     );
-    let echo_id = echo
-        .wait_for(Duration::from_secs(30), |l| (l.len() == 76).then(|| l.to_owned()))
-        .unwrap_or_else(|| panic!("no Tox ID\n{}", echo.log()));
+    let echo_id = tox_id_line(&echo);
     let start = Instant::now();
     let mut bot = Bot::start(
         BotOptions::new()

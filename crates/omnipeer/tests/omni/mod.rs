@@ -133,6 +133,7 @@ impl Drop for Omni {
 }
 
 pub mod node;
+pub mod tox;
 pub mod web;
 
 /// Run `omnipeer --data-dir DATA ARGS` to the end: (exit code, stdout, stderr).

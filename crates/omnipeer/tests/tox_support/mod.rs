@@ -26,6 +26,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// The binary under test (`omnipeer`).
+pub const BIN: &str = env!("CARGO_BIN_EXE_omnipeer");
+
+/// The progress states `tox send` prints, in order (docs/protocols/tox.md#progress).
+pub const STATES: [&str; 6] = [
+    "AwaitingDHTKey",
+    "AcquiringIPAddress",
+    "AcquiringCookie",
+    "AwaitingHandshake",
+    "AwaitingSessionPacket",
+    "Connected",
+];
+
 /// Source of the bot.
 pub fn toxbot_source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tox_support/toxbot.c")
@@ -85,6 +98,138 @@ pub fn toxbot() -> PathBuf {
         out
     })
     .clone()
+}
+
+/// The prefix holding c-toxcore 0.2.20 (the NGC bot's library), if unpacked:
+/// `OMNIPEER_TOXCORE_NGC`, else /opt/toxcore-0.2.20 (`scripts/install-test-deps.sh`).
+pub fn ngc_prefix() -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var("OMNIPEER_TOXCORE_NGC").unwrap_or_else(|_| "/opt/toxcore-0.2.20".into()));
+    p.join("usr/lib/x86_64-linux-gnu/libtoxcore.so.2").exists().then_some(p)
+}
+
+/// [`require`] and c-toxcore 0.2.20 for the NGC bot, else prints why `test` is skipped.
+pub fn require_ngc(test: &str) -> bool {
+    if ngc_prefix().is_none() {
+        eprintln!("SKIP {test}: c-toxcore 0.2.20 not unpacked (run scripts/install-test-deps.sh)");
+        return false;
+    }
+    require(test)
+}
+
+/// Compiles toxbot_ngc.c against the 0.2.20 prefix once per test process (rpath to the
+/// prefix, so the system's 0.2.18 is not picked up); returns the binary's path.
+pub fn toxbot_ngc() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let pre = ngc_prefix().expect("prefix checked by require_ngc");
+        let lib = pre.join("usr/lib/x86_64-linux-gnu");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("toxbot_ngc");
+        // Build to a private name, then rename: test binaries may compile concurrently.
+        let tmp = dir.join(format!("toxbot_ngc.{}.tmp", std::process::id()));
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tox_support/toxbot_ngc.c");
+        let o = Command::new("cc")
+            .args(["-O1", "-Wall", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .arg(format!("-I{}", pre.join("usr/include").display()))
+            .arg(format!("-L{}", lib.display()))
+            .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()))
+            .arg("-ltoxcore")
+            .output()
+            .expect("cc runs");
+        assert!(o.status.success(), "compiling toxbot_ngc.c failed:\n{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::rename(&tmp, &out).unwrap();
+        out
+    })
+    .clone()
+}
+
+/// Starts the NGC bot (c-toxcore 0.2.20) named `name` with raw toxbot_ngc `args`.
+pub fn ngc_bot(name: &str, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(toxbot_ngc());
+    cmd.arg("-p").arg(free_udp_port().to_string()).arg("-n").arg(name).args(args);
+    if std::env::var_os("OMNIPEER_TOX_VERBOSE").is_some() {
+        cmd.arg("-v");
+    }
+    let dir = tempfile::Builder::new().prefix("toxbot-ngc-").tempdir().unwrap();
+    Proc::spawn(&format!("toxbot_ngc:{name}"), cmd, dir)
+}
+
+/// A bot's public key: the first 64 hex digits of the Tox ID it printed (waiting up to `t`).
+pub fn bot_pk(p: &Proc, t: Duration) -> String {
+    p.expect_line("TOXID ", t)[..64].to_owned()
+}
+
+/// Runs `omnipeer ARGS` (the binary under test) with a fresh data dir, its log level from
+/// `OMNIPEER_TOX_LOG` (default info).
+pub fn omni(name: &str, args: &[&str]) -> Proc {
+    let dir = tempfile::Builder::new().prefix("omni-tox-").tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env("RUST_LOG", std::env::var("OMNIPEER_TOX_LOG").unwrap_or_else(|_| "info".into()));
+    Proc::spawn(name, cmd, dir)
+}
+
+/// The Tox ID (76 hex) `tox echo` prints first.
+pub fn tox_id_line(p: &Proc) -> String {
+    p.wait_for(Duration::from_secs(30), |l| (l.len() == 76).then(|| l.to_owned()))
+        .unwrap_or_else(|| panic!("no Tox ID\n{}", p.log()))
+}
+
+/// Starts `omnipeer tox echo` on `profile` off `bootstrap` with `extra` flags, on a free
+/// port; returns it and its Tox ID.
+pub fn echo(profile: &Path, bootstrap: &str, extra: &[&str]) -> (Proc, String) {
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    let mut args = vec!["tox", "echo", "--profile", profile.to_str().unwrap(), "--bootstrap", bootstrap];
+    args.extend(["--listen", &listen]);
+    args.extend(extra);
+    let p = omni("omnipeer-tox-echo", &args);
+    let id = tox_id_line(&p);
+    (p, id)
+}
+
+/// Upper-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A fixed identity from `seed`: (secret key hex, public key hex).
+pub fn keys(seed: u8) -> (String, String) {
+    let sk = [seed; 32];
+    (hex(&sk), hex(&omnipeer_tox::crypto::SecretKey(sk).public_key().0))
+}
+
+/// Lines of `p` equal to `line`.
+pub fn count(p: &Proc, line: &str) -> usize {
+    p.lines().iter().filter(|l| *l == line).count()
+}
+
+/// Waits up to `t` until `p` printed `line`; else panics with `why()`.
+pub fn expect_or(p: &Proc, line: &str, t: Duration, why: impl Fn() -> String) {
+    if p.wait_for(t, |l| (l == line).then_some(())).is_none() {
+        panic!("no {line:?}\n{}", why());
+    }
+}
+
+/// Waits up to `t` until `p` printed `line`; else panics with every log of `logs`.
+pub fn expect(p: &Proc, line: &str, t: Duration, logs: &[&Proc]) {
+    expect_or(p, line, t, || logs.iter().map(|p| p.log()).collect::<Vec<_>>().join("\n"))
+}
+
+/// Waits up to `t` for `f`, polling; on timeout panics with `why()`.
+pub fn wait<V>(what: &str, t: Duration, mut f: impl FnMut() -> Option<V>, why: impl Fn() -> String) -> V {
+    let end = Instant::now() + t;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}\n{}", why());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A UDP port free on 0.0.0.0 (where c-toxcore binds); never the same twice per process.
