@@ -14,20 +14,19 @@
 // not happen.
 
 import { env, byTest, launch } from "./harness.mjs";
+import { T, friendOnline, openTox, say } from "./tox_harness.mjs";
 
 const URL = env("OMNI_URL");
 const TOXID = env("OMNI_TOXID");
 const REQUEST = env("OMNI_REQUEST");
 const ADD = env("OMNI_ADD");
 const OUT = env("OMNI_OUT");
-const T = 90_000; // c-toxcore takes several seconds to connect
 
 const { page, step, finish, fail } = await launch(OUT);
 
 try {
   await step("open");
-  await page.goto(`${URL}#tox`, { waitUntil: "domcontentloaded" });
-  await page.locator(byTest("events-state")).and(page.locator('[data-state="open"]')).waitFor({ timeout: 30_000 });
+  await openTox(page, URL);
 
   await step("tox-id");
   const idEl = page.locator(byTest("tox-id"));
@@ -44,8 +43,7 @@ try {
   await req.waitFor({ state: "detached", timeout: 10_000 });
 
   await step("friend-online");
-  const friend = page.locator(`${byTest("tox-friend")}[data-pk="${REQUEST}"]`);
-  await friend.and(page.locator('[data-online="true"]')).waitFor({ timeout: T });
+  const friend = await friendOnline(page, REQUEST);
 
   await step("chat");
   await friend.locator(byTest("tox-chat")).click();
@@ -53,8 +51,7 @@ try {
   const item = page.locator(`${byTest("chat-item")}[data-chat="tox:friend:${REQUEST}"]`);
   await item.locator(byTest("chat-online")).and(page.locator('[aria-label="online"]')).waitFor({ timeout: 10_000 });
   const text = "hello from the browser";
-  await page.locator(byTest("chat-input")).fill(text);
-  await page.locator(byTest("chat-send")).click();
+  await say(page, text);
   const log = page.locator(byTest("chat-log"));
   await log.locator(byTest("chat-text")).filter({ hasText: `echo: ${text}` }).waitFor({ timeout: T });
   const own = log.locator(`${byTest("chat-line")}[data-own="true"]`).filter({ hasText: text });

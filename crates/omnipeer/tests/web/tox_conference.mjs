@@ -11,41 +11,20 @@
 // not happen.
 
 import { env, byTest, launch } from "./harness.mjs";
+import { T, CONFERENCE, createInviteChat, say } from "./tox_harness.mjs";
 
 const URL = env("OMNI_URL");
 const FRIEND = env("OMNI_FRIEND");
 const NAME = env("OMNI_NAME");
 const OUT = env("OMNI_OUT");
-const T = 90_000; // c-toxcore takes several seconds to connect
 
 const { page, step, finish, fail } = await launch(OUT);
 
 try {
-  await step("open");
-  await page.goto(`${URL}#tox`, { waitUntil: "domcontentloaded" });
-  await page.locator(byTest("events-state")).and(page.locator('[data-state="open"]')).waitFor({ timeout: 30_000 });
-  const friend = page.locator(`${byTest("tox-friend")}[data-pk="${FRIEND}"]`);
-  await friend.and(page.locator('[data-online="true"]')).waitFor({ timeout: T });
-
-  await step("create");
-  await page.locator(byTest("tox-conf-title")).fill("browser room");
-  await page.locator(byTest("tox-conf-create")).click();
-  const conf = page.locator(byTest("tox-conference")).filter({ hasText: "browser room" });
-  await conf.waitFor({ timeout: 10_000 });
-
-  await step("invite");
-  await conf.locator(byTest("tox-conf-friend")).selectOption(FRIEND);
-  await conf.locator(byTest("tox-conf-invite-btn")).click();
-  await conf.filter({ hasText: `with ${NAME}` }).waitFor({ timeout: T });
-
-  await step("chat");
-  await conf.locator(byTest("tox-conf-chat")).click();
-  await page.locator(byTest("view-chat")).waitFor({ state: "visible", timeout: 5000 });
-  await page.locator(`${byTest("chat-user")}[data-nick="${NAME}"]`).waitFor({ timeout: 30_000 });
+  const chat = { url: URL, friendPk: FRIEND, nick: NAME, title: "browser room" };
+  const { log } = await createInviteChat(page, step, CONFERENCE, chat);
   const text = "hello conference from the browser";
-  await page.locator(byTest("chat-input")).fill(text);
-  await page.locator(byTest("chat-send")).click();
-  const log = page.locator(byTest("chat-log"));
+  await say(page, text);
   await log.locator(byTest("chat-text")).filter({ hasText: `echo: ${text}` }).waitFor({ timeout: T });
 
   await finish();

@@ -15,6 +15,7 @@
 // not happen.
 
 import { env, byTest, launch } from "./harness.mjs";
+import { T, GROUP, createInviteChat, say } from "./tox_harness.mjs";
 
 const URL = env("OMNI_URL");
 const FRIEND = env("OMNI_FRIEND");
@@ -22,37 +23,15 @@ const NAME = env("OMNI_NAME");
 const LINE = env("OMNI_LINE");
 const INVITER = env("OMNI_INVITER");
 const OUT = env("OMNI_OUT");
-const T = 90_000; // c-toxcore takes several seconds to connect
 
 const { page, step, finish, fail } = await launch(OUT);
 
 try {
-  await step("open");
-  await page.goto(`${URL}#tox`, { waitUntil: "domcontentloaded" });
-  await page.locator(byTest("events-state")).and(page.locator('[data-state="open"]')).waitFor({ timeout: 30_000 });
-  const friend = page.locator(`${byTest("tox-friend")}[data-pk="${FRIEND}"]`);
-  await friend.and(page.locator('[data-online="true"]')).waitFor({ timeout: T });
-
-  await step("create");
-  await page.locator(byTest("tox-group-name")).fill("browser group");
-  await page.locator(byTest("tox-group-create")).click();
-  const group = page.locator(byTest("tox-group")).filter({ hasText: "browser group" });
-  await group.waitFor({ timeout: 10_000 });
-
-  await step("invite");
-  await group.locator(byTest("tox-group-friend")).selectOption(FRIEND);
-  await group.locator(byTest("tox-group-invite-btn")).click();
-  await group.filter({ hasText: `with ${NAME}` }).waitFor({ timeout: T });
-
-  await step("chat");
-  await group.locator(byTest("tox-group-chat")).click();
-  await page.locator(byTest("view-chat")).waitFor({ state: "visible", timeout: 5000 });
-  await page.locator(`${byTest("chat-user")}[data-nick="${NAME}"]`).waitFor({ timeout: 30_000 });
-  const log = page.locator(byTest("chat-log"));
+  const chat = { url: URL, friendPk: FRIEND, nick: NAME, title: "browser group" };
+  const { log } = await createInviteChat(page, step, GROUP, chat);
   await log.locator(byTest("chat-text")).filter({ hasText: LINE }).waitFor({ timeout: T });
   const text = "hello group from the browser";
-  await page.locator(byTest("chat-input")).fill(text);
-  await page.locator(byTest("chat-send")).click();
+  await say(page, text);
   await log.locator(byTest("chat-text")).filter({ hasText: text }).waitFor({ timeout: 10_000 });
 
   await step("accept");
