@@ -74,6 +74,7 @@
 #include <unistd.h>
 #include <tox/tox.h>
 #include <tox/toxencryptsave.h>
+#include "toxbot_common.h"
 
 #define MAX_BOOT 16
 #define MAX_FRIENDS 16
@@ -98,21 +99,6 @@ static FILE *recv_files[FILES];
 static char recv_names[FILES][300];
 static char recv_parts[FILES][600];
 static uint64_t recv_size[FILES];
-
-static void hex(const uint8_t *b, size_t n, char *out) {
-    for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02X", b[i]);
-    out[2 * n] = 0;
-}
-
-static int unhex(const char *s, uint8_t *out, size_t n) {
-    if (strlen(s) != 2 * n) return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1) return -1;
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -489,18 +475,9 @@ int main(int argc, char **argv) {
     }
     struct Tox_Options *o = tox_options_new(NULL);
     if (!o) return 2;
-    tox_options_set_ipv6_enabled(o, false);
     tox_options_set_udp_enabled(o, udp);
-    tox_options_set_local_discovery_enabled(o, false);
-    tox_options_set_tcp_port(o, 0);
-    tox_options_set_start_port(o, (uint16_t)port);
-    tox_options_set_end_port(o, (uint16_t)port);
     uint8_t skb[TOX_SECRET_KEY_SIZE];
-    if (sk) {
-        if (unhex(sk, skb, sizeof skb) != 0) usage();
-        tox_options_set_savedata_type(o, TOX_SAVEDATA_TYPE_SECRET_KEY);
-        tox_options_set_savedata_data(o, skb, sizeof skb);
-    }
+    common_options(o, port, sk, skb);
     uint8_t *loaded = NULL;
     if (load_in) {
         FILE *lf = fopen(load_in, "rb");
@@ -534,17 +511,7 @@ int main(int argc, char **argv) {
 
     if (name) tox_self_set_name(t, (const uint8_t *)name, strlen(name), NULL);
     if (load_in) printf("FRIENDS %u\n", (unsigned)tox_self_get_friend_list_size(t));
-    uint8_t addr[TOX_ADDRESS_SIZE];
-    char h[2 * TOX_ADDRESS_SIZE + 1];
-    tox_self_get_address(t, addr);
-    hex(addr, sizeof addr, h);
-    printf("TOXID %s\n", h);
-    uint8_t dht[TOX_PUBLIC_KEY_SIZE];
-    tox_self_get_dht_id(t, dht);
-    hex(dht, sizeof dht, h);
-    printf("DHTKEY %s\n", h);
-    Tox_Err_Get_Port eport;
-    printf("PORT %u\n", (unsigned)tox_self_get_udp_port(t, &eport));
+    print_identity(t);
 
     tox_callback_self_connection_status(t, on_self);
     tox_callback_friend_request(t, on_request);
@@ -558,32 +525,18 @@ int main(int argc, char **argv) {
     conf_setup(t);
 
     for (int i = 0; i < nboot; i++) {
-        char *spec = boot[i];
-        char *k = strrchr(spec, ':');
-        if (!k) usage();
-        *k++ = 0;
-        char *p = strrchr(spec, ':');
-        if (!p) usage();
-        *p++ = 0;
         uint8_t key[TOX_PUBLIC_KEY_SIZE];
-        if (unhex(k, key, sizeof key) != 0) usage();
+        uint16_t p = node_spec(boot[i], key);
         Tox_Err_Bootstrap eb;
-        bool ok = tox_bootstrap(t, spec, (uint16_t)atoi(p), key, &eb);
-        printf("BOOTSTRAP %s:%s %s\n", spec, p, ok ? "ok" : "fail");
+        bool ok = tox_bootstrap(t, boot[i], p, key, &eb);
+        printf("BOOTSTRAP %s:%u %s\n", boot[i], (unsigned)p, ok ? "ok" : "fail");
     }
     for (int i = 0; i < nrelay; i++) {
-        char *spec = relay[i];
-        char *k = strrchr(spec, ':');
-        if (!k) usage();
-        *k++ = 0;
-        char *p = strrchr(spec, ':');
-        if (!p) usage();
-        *p++ = 0;
         uint8_t key[TOX_PUBLIC_KEY_SIZE];
-        if (unhex(k, key, sizeof key) != 0) usage();
+        uint16_t p = node_spec(relay[i], key);
         Tox_Err_Bootstrap eb;
-        bool ok = tox_add_tcp_relay(t, spec, (uint16_t)atoi(p), key, &eb);
-        printf("RELAY %s:%s %s\n", spec, p, ok ? "ok" : "fail");
+        bool ok = tox_add_tcp_relay(t, relay[i], p, key, &eb);
+        printf("RELAY %s:%u %s\n", relay[i], (unsigned)p, ok ? "ok" : "fail");
     }
     for (int i = 0; i < nfriends; i++) {
         uint8_t pk[TOX_PUBLIC_KEY_SIZE];

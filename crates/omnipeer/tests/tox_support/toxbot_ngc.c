@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <tox/tox.h>
+#include "toxbot_common.h"
 
 #define MAX_BOOT 16
 #define MAX_FRIENDS 16
@@ -75,21 +76,6 @@ static void out(const char *fmt, ...) {
     va_end(a);
     putchar('\n');
     fflush(stdout);
-}
-
-static void hex(const uint8_t *b, size_t n, char *o) {
-    for (size_t i = 0; i < n; i++) sprintf(o + 2 * i, "%02X", b[i]);
-    o[2 * n] = 0;
-}
-
-static int unhex(const char *s, uint8_t *o, size_t n) {
-    if (strlen(s) != 2 * n) return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1) return -1;
-        o[i] = (uint8_t)v;
-    }
-    return 0;
 }
 
 static void usage(void) {
@@ -251,17 +237,8 @@ int main(int argc, char **argv) {
     }
     (void)verbose;
     struct Tox_Options *o = tox_options_new(NULL);
-    tox_options_set_ipv6_enabled(o, false);
-    tox_options_set_local_discovery_enabled(o, false);
-    tox_options_set_tcp_port(o, 0);
-    tox_options_set_start_port(o, (uint16_t)port);
-    tox_options_set_end_port(o, (uint16_t)port);
     uint8_t skb[TOX_SECRET_KEY_SIZE];
-    if (sk) {
-        if (unhex(sk, skb, sizeof skb) != 0) usage();
-        tox_options_set_savedata_type(o, TOX_SAVEDATA_TYPE_SECRET_KEY);
-        tox_options_set_savedata_data(o, skb, sizeof skb);
-    }
+    common_options(o, port, sk, skb);
     Tox_Err_New en;
     Tox *t = tox_new(o, &en);
     tox_options_free(o);
@@ -270,15 +247,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     tox_self_set_name(t, (const uint8_t *)name, strlen(name), NULL);
-    uint8_t addr[TOX_ADDRESS_SIZE], dht[TOX_PUBLIC_KEY_SIZE];
+    print_identity(t);
     char h[2 * TOX_ADDRESS_SIZE + 1];
-    tox_self_get_address(t, addr);
-    hex(addr, sizeof addr, h);
-    out("TOXID %s", h);
-    tox_self_get_dht_id(t, dht);
-    hex(dht, sizeof dht, h);
-    out("DHTKEY %s", h);
-    out("PORT %u", (unsigned)tox_self_get_udp_port(t, NULL));
 
     tox_callback_self_connection_status(t, on_self);
     tox_callback_friend_connection_status(t, on_friend_conn);
@@ -295,15 +265,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nboot; i++) {
         char spec[256];
         snprintf(spec, sizeof spec, "%s", boot[i]);
-        char *p = strchr(spec, ':');
-        if (!p) usage();
-        *p++ = 0;
-        char *k = strchr(p, ':');
-        if (!k) usage();
-        *k++ = 0;
         uint8_t key[TOX_PUBLIC_KEY_SIZE];
-        if (unhex(k, key, sizeof key) != 0) usage();
-        tox_bootstrap(t, spec, (uint16_t)atoi(p), key, NULL);
+        uint16_t p = node_spec(spec, key);
+        tox_bootstrap(t, spec, p, key, NULL);
     }
     for (int i = 0; i < nfriends; i++) {
         uint8_t pk[TOX_PUBLIC_KEY_SIZE];
