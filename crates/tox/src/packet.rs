@@ -625,6 +625,10 @@ mod tests {
         assert_eq!(DhtPkAnnounce::decode(&e).unwrap().nodes, vec![udp], "relays are not DHT nodes");
         assert_eq!(DhtPkAnnounce::decode_relays(&e), vec![tcp]);
         assert!(DhtPkAnnounce::decode_relays(&e[..50]).is_empty(), "a truncated packet names none");
+        // One pass gives both: the announce (UDP nodes only) and the relays.
+        let want = DhtPkAnnounce { no_replay: 1, dht_pk: pk(0x11), nodes: vec![udp] };
+        assert_eq!(DhtPkAnnounce::decode_with_relays(&e), Ok((want, vec![tcp])));
+        assert!(DhtPkAnnounce::decode_with_relays(&e[..50]).is_err());
     }
 
     #[test]
