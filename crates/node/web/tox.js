@@ -11,6 +11,33 @@ import { h, fill, ago } from "./util.js";
 
 const short = (pk) => `${pk.slice(0, 8)}…${pk.slice(-4)}`;
 
+/** The two group-chat cards of the Tox tab, conferences and NGC groups, work alike; each
+ * has its API paths, words, name field and test ids (`tox-${key}-…`; tests/web/tox_harness.mjs). */
+const KINDS = {
+  conf: {
+    api: "/api/tox/conferences",
+    invites: "/api/tox/conference-invites",
+    items: "conferences",
+    field: "title",
+    word: "conference",
+    Word: "Conference",
+    item: "tox-conference",
+    none: "No conferences.",
+    inviteText: (inv) => [" invites you into a conference ", h("code", { class: "summary", title: inv.conference }, short(inv.conference))],
+  },
+  group: {
+    api: "/api/tox/groups",
+    invites: "/api/tox/group-invites",
+    items: "groups",
+    field: "name",
+    word: "group",
+    Word: "Group",
+    item: "tox-group",
+    none: "No groups.",
+    inviteText: (inv) => [" invites you into the group ", h("strong", { title: inv.group }, inv.name || short(inv.group))],
+  },
+};
+
 export class ToxView {
   constructor(el, ctx) {
     this.el = el;
@@ -62,28 +89,30 @@ export class ToxView {
       this.importPass,
       h("button", { type: "submit", "data-testid": "tox-import-submit" }, "Import"),
     );
-    this.confs = null; // GET /api/tox/conferences
+    this.chats = { conf: null, group: null }; // GET /api/tox/conferences, /api/tox/groups
+    this.timers = {};
     this.confTitle = h("input", { id: "tox-conf-title", autocomplete: "off", maxlength: 128, placeholder: "optional", "data-testid": "tox-conf-title" });
     this.confForm = h(
       "form",
-      { class: "tox-add", "data-testid": "tox-conf-new", onsubmit: (e) => this.newConference(e) },
+      { class: "tox-add", "data-testid": "tox-conf-new", onsubmit: (e) => this.create("conf", e) },
       h("label", { for: "tox-conf-title" }, "Title"),
       this.confTitle,
       h("button", { type: "submit", "data-testid": "tox-conf-create" }, "Create conference"),
     );
     this.confInvites = h("ul", { class: "tox-list", "data-testid": "tox-conf-invites", "aria-label": "Conference invites" });
     this.confList = h("ul", { class: "tox-list", "data-testid": "tox-conferences", "aria-label": "Conferences" });
-    this.groups = null; // GET /api/tox/groups
     this.groupName = h("input", { id: "tox-group-name", autocomplete: "off", maxlength: 48, placeholder: "omnipeer group", "data-testid": "tox-group-name" });
     this.groupForm = h(
       "form",
-      { class: "tox-add", "data-testid": "tox-group-new", onsubmit: (e) => this.newGroup(e) },
+      { class: "tox-add", "data-testid": "tox-group-new", onsubmit: (e) => this.create("group", e) },
       h("label", { for: "tox-group-name" }, "Name"),
       this.groupName,
       h("button", { type: "submit", "data-testid": "tox-group-create" }, "Create group"),
     );
     this.groupInvites = h("ul", { class: "tox-list", "data-testid": "tox-group-invites", "aria-label": "Group invites" });
     this.groupList = h("ul", { class: "tox-list", "data-testid": "tox-groups", "aria-label": "Groups" });
+    // Per card: its name input, its invites list and its list.
+    this.cards = { conf: [this.confTitle, this.confInvites, this.confList], group: [this.groupName, this.groupInvites, this.groupList] };
     fill(
       el,
       h("h2", {}, "Tox"),
@@ -140,7 +169,7 @@ export class ToxView {
       this.disabled = true;
       this.status = null;
     }
-    if (!this.disabled) await Promise.all([this.loadConferences(), this.loadGroups()]);
+    if (!this.disabled) await Promise.all([this.loadChats("conf"), this.loadChats("group")]);
     this.render();
   }
 
@@ -162,11 +191,9 @@ export class ToxView {
       this.render();
       this.updateBadge();
     } else if (ev.type === "tox_conference" || ev.type === "tox_conference_invite") {
-      clearTimeout(this.confTimer);
-      this.confTimer = setTimeout(() => this.loadConferences().then(() => this.renderConferences()), 300);
+      this.reloadSoon("conf");
     } else if (ev.type === "tox_group" || ev.type === "tox_group_invite") {
-      clearTimeout(this.groupTimer);
-      this.groupTimer = setTimeout(() => this.loadGroups().then(() => this.renderGroups()), 300);
+      this.reloadSoon("group");
     } else if (ev.type === "network" && ev.network.name === "tox_client") {
       this.status.online = ev.network.state === "online";
       this.render();
@@ -354,17 +381,24 @@ export class ToxView {
         ),
       );
     fill(this.friends, friends.length ? friends : h("li", { class: "empty" }, "No Tox friends yet: send a request, or give your Tox ID to someone."));
-    this.renderConferences();
-    this.renderGroups();
+    this.renderChats("conf");
+    this.renderChats("group");
     this.updateBadge();
   }
 
-  async loadConferences() {
+  /** Card `k`'s chats and invites, again. */
+  async loadChats(k) {
     try {
-      this.confs = await this.ctx.api("GET", "/api/tox/conferences");
+      this.chats[k] = await this.ctx.api("GET", KINDS[k].api);
     } catch {
-      this.confs = null;
+      this.chats[k] = null;
     }
+  }
+
+  /** A burst of events reloads card `k` once. */
+  reloadSoon(k) {
+    clearTimeout(this.timers[k]);
+    this.timers[k] = setTimeout(() => this.loadChats(k).then(() => this.renderChats(k)), 300);
   }
 
   friendName(pk) {
@@ -372,35 +406,37 @@ export class ToxView {
     return (f && f.nickname) || short(pk);
   }
 
-  async newConference(e) {
+  async create(k, e) {
     e.preventDefault();
+    const kind = KINDS[k];
+    const input = this.cards[k][0];
     try {
-      const c = await this.ctx.api("POST", "/api/tox/conferences", { title: this.confTitle.value.trim() });
-      this.confTitle.value = "";
-      await this.loadConferences();
-      this.renderConferences();
-      this.ctx.toast(`Conference ${c.title || c.id.slice(0, 8)} created: invite friends into it`);
+      const c = await this.ctx.api("POST", kind.api, { [kind.field]: input.value.trim() });
+      input.value = "";
+      await this.loadChats(k);
+      this.renderChats(k);
+      this.ctx.toast(`${kind.Word} ${c[kind.field] || c.id.slice(0, 8)} created: invite friends into it`);
     } catch (err) {
       this.ctx.toast(`Not created: ${err.message}`, "error");
     }
   }
 
-  async inviteInto(c, select) {
+  async inviteInto(k, c, select) {
     const pk = select.value;
     if (!pk) return;
     try {
-      await this.ctx.api("POST", `/api/tox/conferences/${c.id}/invite`, { friend: pk });
+      await this.ctx.api("POST", `${KINDS[k].api}/${c.id}/invite`, { friend: pk });
       this.ctx.toast(`Invited ${this.friendName(pk)}`);
     } catch (err) {
       this.ctx.toast(`Not invited: ${err.message}`, "error");
     }
   }
 
-  async acceptInvite(inv) {
+  async acceptInvite(k, inv) {
     try {
-      const c = await this.ctx.api("POST", `/api/tox/conference-invites/${inv.invite}/accept`);
-      await this.loadConferences();
-      this.renderConferences();
+      const c = await this.ctx.api("POST", `${KINDS[k].invites}/${inv.invite}/accept`);
+      await this.loadChats(k);
+      this.renderChats(k);
       this.ctx.go("chat");
       this.ctx.views.chat.open(c.chat);
     } catch (err) {
@@ -408,157 +444,62 @@ export class ToxView {
     }
   }
 
-  async leave(c) {
-    if (!confirm(`Leave the conference ${c.title || c.id.slice(0, 8)}? Its chat history stays.`)) return;
+  async leave(k, c) {
+    const kind = KINDS[k];
+    if (!confirm(`Leave the ${kind.word} ${c[kind.field] || c.id.slice(0, 8)}? Its chat history stays.`)) return;
     try {
-      await this.ctx.api("DELETE", `/api/tox/conferences/${c.id}`);
-      await this.loadConferences();
-      this.renderConferences();
+      await this.ctx.api("DELETE", `${kind.api}/${c.id}`);
+      await this.loadChats(k);
+      this.renderChats(k);
     } catch (err) {
       this.ctx.toast(err.message, "error");
     }
   }
 
-  renderConferences() {
-    if (!this.confs || !this.status) {
-      fill(this.confInvites);
-      fill(this.confList);
+  renderChats(k) {
+    const kind = KINDS[k];
+    const [, inviteList, list] = this.cards[k];
+    const all = this.chats[k];
+    if (!all || !this.status) {
+      fill(inviteList);
+      fill(list);
       return;
     }
-    const invites = this.confs.invites.map((inv) =>
+    const invites = all.invites.map((inv) =>
       h(
         "li",
-        { "data-testid": "tox-conf-invite", "data-invite": String(inv.invite) },
-        `${this.friendName(inv.friend)} invites you into a conference `,
-        h("code", { class: "summary", title: inv.conference }, short(inv.conference)),
-        h("div", { class: "toolbar" }, h("button", { type: "button", class: "small primary", "data-testid": "tox-conf-accept", onclick: () => this.acceptInvite(inv) }, "Join")),
+        { "data-testid": `tox-${k}-invite`, "data-invite": String(inv.invite) },
+        this.friendName(inv.friend),
+        ...kind.inviteText(inv),
+        h("div", { class: "toolbar" }, h("button", { type: "button", class: "small primary", "data-testid": `tox-${k}-accept`, onclick: () => this.acceptInvite(k, inv) }, "Join")),
       ),
     );
-    fill(this.confInvites, ...invites);
+    fill(inviteList, ...invites);
     const online = this.status.friends.filter((f) => f.online);
-    const items = this.confs.conferences.map((c) => {
+    const items = all[kind.items].map((c) => {
       const others = c.peers.filter((p) => !p.ours);
       const select = h(
         "select",
-        { "aria-label": "Friend to invite", "data-testid": "tox-conf-friend" },
+        { "aria-label": "Friend to invite", "data-testid": `tox-${k}-friend` },
         h("option", { value: "" }, online.length ? "Invite a friend…" : "No friend online"),
         ...online.map((f) => h("option", { value: f.pk }, f.nickname || short(f.pk))),
       );
       return h(
         "li",
-        { "data-testid": "tox-conference", "data-id": c.id },
-        h("strong", {}, c.title || `conference ${short(c.id)}`),
+        { "data-testid": kind.item, "data-id": c.id },
+        h("strong", {}, c[kind.field] || `${kind.word} ${short(c.id)}`),
         " ",
         h("span", { class: "summary" }, others.length ? `with ${others.map((p) => p.name || short(p.pk)).join(", ")}` : c.connected ? "nobody else yet" : "joining…"),
         h(
           "div",
           { class: "toolbar" },
-          h("button", { type: "button", class: "small", "data-testid": "tox-conf-chat", onclick: () => this.chat(c) }, "Chat"),
+          h("button", { type: "button", class: "small", "data-testid": `tox-${k}-chat`, onclick: () => this.chat(c) }, "Chat"),
           select,
-          h("button", { type: "button", class: "small", "data-testid": "tox-conf-invite-btn", onclick: () => this.inviteInto(c, select) }, "Invite"),
-          h("button", { type: "button", class: "small", "data-testid": "tox-conf-leave", onclick: () => this.leave(c) }, "Leave"),
+          h("button", { type: "button", class: "small", "data-testid": `tox-${k}-invite-btn`, onclick: () => this.inviteInto(k, c, select) }, "Invite"),
+          h("button", { type: "button", class: "small", "data-testid": `tox-${k}-leave`, onclick: () => this.leave(k, c) }, "Leave"),
         ),
       );
     });
-    fill(this.confList, items.length ? items : h("li", { class: "empty" }, "No conferences."));
-  }
-
-  async loadGroups() {
-    try {
-      this.groups = await this.ctx.api("GET", "/api/tox/groups");
-    } catch {
-      this.groups = null;
-    }
-  }
-
-  async newGroup(e) {
-    e.preventDefault();
-    try {
-      const g = await this.ctx.api("POST", "/api/tox/groups", { name: this.groupName.value.trim() });
-      this.groupName.value = "";
-      await this.loadGroups();
-      this.renderGroups();
-      this.ctx.toast(`Group ${g.name || g.id.slice(0, 8)} created: invite friends into it`);
-    } catch (err) {
-      this.ctx.toast(`Not created: ${err.message}`, "error");
-    }
-  }
-
-  async inviteIntoGroup(g, select) {
-    const pk = select.value;
-    if (!pk) return;
-    try {
-      await this.ctx.api("POST", `/api/tox/groups/${g.id}/invite`, { friend: pk });
-      this.ctx.toast(`Invited ${this.friendName(pk)}`);
-    } catch (err) {
-      this.ctx.toast(`Not invited: ${err.message}`, "error");
-    }
-  }
-
-  async acceptGroupInvite(inv) {
-    try {
-      const g = await this.ctx.api("POST", `/api/tox/group-invites/${inv.invite}/accept`);
-      await this.loadGroups();
-      this.renderGroups();
-      this.ctx.go("chat");
-      this.ctx.views.chat.open(g.chat);
-    } catch (err) {
-      this.ctx.toast(`Not joined: ${err.message}`, "error");
-    }
-  }
-
-  async leaveGroup(g) {
-    if (!confirm(`Leave the group ${g.name || g.id.slice(0, 8)}? Its chat history stays.`)) return;
-    try {
-      await this.ctx.api("DELETE", `/api/tox/groups/${g.id}`);
-      await this.loadGroups();
-      this.renderGroups();
-    } catch (err) {
-      this.ctx.toast(err.message, "error");
-    }
-  }
-
-  renderGroups() {
-    if (!this.groups || !this.status) {
-      fill(this.groupInvites);
-      fill(this.groupList);
-      return;
-    }
-    const invites = this.groups.invites.map((inv) =>
-      h(
-        "li",
-        { "data-testid": "tox-group-invite", "data-invite": String(inv.invite) },
-        `${this.friendName(inv.friend)} invites you into the group `,
-        h("strong", { title: inv.group }, inv.name || short(inv.group)),
-        h("div", { class: "toolbar" }, h("button", { type: "button", class: "small primary", "data-testid": "tox-group-accept", onclick: () => this.acceptGroupInvite(inv) }, "Join")),
-      ),
-    );
-    fill(this.groupInvites, ...invites);
-    const online = this.status.friends.filter((f) => f.online);
-    const items = this.groups.groups.map((g) => {
-      const others = g.peers.filter((p) => !p.ours);
-      const select = h(
-        "select",
-        { "aria-label": "Friend to invite", "data-testid": "tox-group-friend" },
-        h("option", { value: "" }, online.length ? "Invite a friend…" : "No friend online"),
-        ...online.map((f) => h("option", { value: f.pk }, f.nickname || short(f.pk))),
-      );
-      return h(
-        "li",
-        { "data-testid": "tox-group", "data-id": g.id },
-        h("strong", {}, g.name || `group ${short(g.id)}`),
-        " ",
-        h("span", { class: "summary" }, others.length ? `with ${others.map((p) => p.name || short(p.pk)).join(", ")}` : g.connected ? "nobody else yet" : "joining…"),
-        h(
-          "div",
-          { class: "toolbar" },
-          h("button", { type: "button", class: "small", "data-testid": "tox-group-chat", onclick: () => this.chat(g) }, "Chat"),
-          select,
-          h("button", { type: "button", class: "small", "data-testid": "tox-group-invite-btn", onclick: () => this.inviteIntoGroup(g, select) }, "Invite"),
-          h("button", { type: "button", class: "small", "data-testid": "tox-group-leave", onclick: () => this.leaveGroup(g) }, "Leave"),
-        ),
-      );
-    });
-    fill(this.groupList, items.length ? items : h("li", { class: "empty" }, "No groups."));
+    fill(list, items.length ? items : h("li", { class: "empty" }, kind.none));
   }
 }
