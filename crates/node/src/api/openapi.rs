@@ -266,18 +266,10 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             json!({"description": "Created", "content": {"application/json": {"schema": r("ToxConference")}}}),
         ),
         ("delete", "/api/tox/conferences/{id}") => (vec![conference_param()], None, ok(r("ToxConference"))),
-        ("post", "/api/tox/conferences/{id}/invite") => (
-            vec![conference_param()],
-            Some(body(json!({"type": "object", "required": ["friend"], "properties": {
-                "friend": {"type": "string", "description": "The friend's long-term public key, 64 hex digits"}}}))),
-            ok(r("ToxConference")),
-        ),
-        ("post", "/api/tox/conference-invites/{id}/accept") => (
-            vec![json!({"name": "id", "in": "path", "required": true, "description": "The invite's number",
-                        "schema": {"type": "integer"}})],
-            None,
-            ok(r("ToxConference")),
-        ),
+        ("post", "/api/tox/conferences/{id}/invite") => {
+            (vec![conference_param()], Some(invite_body()), ok(r("ToxConference")))
+        }
+        ("post", "/api/tox/conference-invites/{id}/accept") => (vec![invite_param()], None, ok(r("ToxConference"))),
         ("get", "/api/tox/groups") => (
             vec![],
             None,
@@ -292,18 +284,8 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
             json!({"description": "Created", "content": {"application/json": {"schema": r("ToxGroup")}}}),
         ),
         ("delete", "/api/tox/groups/{id}") => (vec![group_param()], None, ok(r("ToxGroup"))),
-        ("post", "/api/tox/groups/{id}/invite") => (
-            vec![group_param()],
-            Some(body(json!({"type": "object", "required": ["friend"], "properties": {
-                "friend": {"type": "string", "description": "The friend's long-term public key, 64 hex digits"}}}))),
-            ok(r("ToxGroup")),
-        ),
-        ("post", "/api/tox/group-invites/{id}/accept") => (
-            vec![json!({"name": "id", "in": "path", "required": true, "description": "The invite's number",
-                        "schema": {"type": "integer"}})],
-            None,
-            ok(r("ToxGroup")),
-        ),
+        ("post", "/api/tox/groups/{id}/invite") => (vec![group_param()], Some(invite_body()), ok(r("ToxGroup"))),
+        ("post", "/api/tox/group-invites/{id}/accept") => (vec![invite_param()], None, ok(r("ToxGroup"))),
         ("get", "/api/uploads") => (vec![], None, ok(json!({"type": "array", "items": r("Upload")}))),
         ("get", "/api/settings") => (vec![], None, ok(json!({"type": "array", "items": r("Setting")}))),
         ("put", "/api/settings") => (
@@ -344,6 +326,17 @@ fn operation(method: &str, path: &str, summary: &str) -> Value {
         op["requestBody"] = b;
     }
     op
+}
+
+/// The body of a conference or group invite: whom to invite.
+fn invite_body() -> Value {
+    body(json!({"type": "object", "required": ["friend"], "properties": {
+        "friend": {"type": "string", "description": "The friend's long-term public key, 64 hex digits"}}}))
+}
+
+/// A conference or group invite's number in the path.
+fn invite_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": "The invite's number", "schema": {"type": "integer"}})
 }
 
 fn conference_param() -> Value {
