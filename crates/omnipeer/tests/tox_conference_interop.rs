@@ -27,7 +27,7 @@ use omni::node::{Node, Ports};
 use omni::tox::{chat_lines, friend_online, listed_chat, start_node, user_nicks};
 use serde_json::json;
 use std::time::Duration;
-use tox_support::{count, echo, keys, omni, wait, Bootstrapd, Bot, BotOptions, Proc};
+use tox_support::{count, echo, keys, omni, tox_send, wait, Bootstrapd, Bot, BotOptions, Proc};
 
 /// Generous bound for friends to connect and a conference to form on a loaded machine.
 const T: Duration = Duration::from_secs(120);
@@ -130,23 +130,7 @@ fn omnipeer_creates_conference_and_relays_between_its_friends() {
     let o2_pk = id.lines()[0][..64].to_owned();
     let with = format!("{c_pk},{o2_pk}");
     let (o1, o1_id) = echo(&work.path().join("o1.tox"), &bsd.node_spec(), &["--conference-with", &with]);
-    let mut send = omni(
-        "omnipeer-tox-send",
-        &[
-            "tox",
-            "send",
-            "--profile",
-            p2.to_str().unwrap(),
-            "--bootstrap",
-            &bsd.node_spec(),
-            "--to",
-            &o1_id,
-            "--message",
-            "befriend",
-            "--timeout",
-            "100",
-        ],
-    );
+    let mut send = tox_send(&p2, &bsd.node_spec(), &o1_id, "befriend", &["--timeout", "100"]);
     assert_eq!(send.wait_exit(T), Some(0), "{}\n{}", send.log(), o1.log());
     let (o2, _) = echo(&p2, &bsd.node_spec(), &[]);
     let carol = Bot::start(

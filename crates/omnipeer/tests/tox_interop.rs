@@ -13,7 +13,7 @@
 mod tox_support;
 
 use std::time::Duration;
-use tox_support::{free_udp_port, omni, Bootstrapd, Bot, BotOptions, OmniBootstrap, BIN, STATES};
+use tox_support::{free_udp_port, omni, tox_send, Bootstrapd, Bot, BotOptions, OmniBootstrap, BIN, STATES};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -23,26 +23,12 @@ fn send_befriends_bot(bootstrap_spec: &str, extra: &str) {
     let profile = tempfile::tempdir().unwrap();
     let p = profile.path().join("send.tox");
     let port = free_udp_port();
-    let mut send = omni(
-        "omnipeer-tox-send",
-        &[
-            "tox",
-            "send",
-            "--profile",
-            p.to_str().unwrap(),
-            "--bootstrap",
-            bootstrap_spec,
-            "--to",
-            &bot_id,
-            "--message",
-            "hello c-toxcore",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--timeout",
-            "80",
-            "--linger",
-            "1",
-        ],
+    let mut send = tox_send(
+        &p,
+        bootstrap_spec,
+        &bot_id,
+        "hello c-toxcore",
+        &["--listen", &format!("127.0.0.1:{port}"), "--timeout", "80", "--linger", "1"],
     );
     let rc = send.wait_exit(Duration::from_secs(100));
     assert_eq!(rc, Some(0), "tox send failed ({extra})\n{}\n{}", send.log(), bot.log());
@@ -165,43 +151,13 @@ fn tox_send_times_out_with_the_state_it_was_stuck_in() {
     let dead = free_udp_port();
     let key = "AB".repeat(32);
     let to = "F89EE7B40F7C368A0AB67682AE9FE4B5448DD24D1D5CA721B064BC6847C6E92AEB4F382E4DFE";
-    let mut s = omni(
-        "omnipeer-tox-send",
-        &[
-            "tox",
-            "send",
-            "--profile",
-            p.to_str().unwrap(),
-            "--bootstrap",
-            &format!("127.0.0.1:{dead}:{key}"),
-            "--to",
-            to,
-            "--message",
-            "x",
-            "--timeout",
-            "2",
-        ],
-    );
+    let mut s = tox_send(&p, &format!("127.0.0.1:{dead}:{key}"), to, "x", &["--timeout", "2"]);
     let rc = s.wait_exit(Duration::from_secs(20));
     assert!(rc.is_some() && rc != Some(0), "{}", s.log());
     assert!(s.log().contains("timed out after 2 s in state AwaitingDHTKey"), "{}", s.log());
     assert_eq!(s.lines(), vec!["AwaitingDHTKey"]);
     // A Tox ID with a bad checksum is refused up front.
-    let mut bad = omni(
-        "omnipeer-tox-send",
-        &[
-            "tox",
-            "send",
-            "--profile",
-            p.to_str().unwrap(),
-            "--bootstrap",
-            &format!("127.0.0.1:{dead}:{key}"),
-            "--to",
-            &to.replace("4DFE", "4DFF"),
-            "--message",
-            "x",
-        ],
-    );
+    let mut bad = tox_send(&p, &format!("127.0.0.1:{dead}:{key}"), &to.replace("4DFE", "4DFF"), "x", &[]);
     assert_ne!(bad.wait_exit(T), Some(0));
     assert!(bad.log().contains("checksum"), "{}", bad.log());
 }
@@ -230,25 +186,7 @@ fn tox_send_to_tox_echo_over_omnipeer_bootstrap() {
     let echo_id = echo
         .wait_for(Duration::from_secs(20), |l| (l.len() == 76).then(|| l.to_owned()))
         .unwrap_or_else(|| panic!("no Tox ID\n{}", echo.log()));
-    let mut send = omni(
-        "omnipeer-tox-send",
-        &[
-            "tox",
-            "send",
-            "--profile",
-            ps.to_str().unwrap(),
-            "--bootstrap",
-            &boot.node_spec(),
-            "--to",
-            &echo_id,
-            "--message",
-            "hello omnipeer",
-            "--timeout",
-            "40",
-            "--linger",
-            "1",
-        ],
-    );
+    let mut send = tox_send(&ps, &boot.node_spec(), &echo_id, "hello omnipeer", &["--timeout", "40", "--linger", "1"]);
     assert_eq!(send.wait_exit(Duration::from_secs(60)), Some(0), "{}\n{}\n{}", send.log(), echo.log(), boot.proc.log());
     let lines = send.lines();
     assert_eq!(lines.first().map(String::as_str), Some("AwaitingDHTKey"));
@@ -257,25 +195,7 @@ fn tox_send_to_tox_echo_over_omnipeer_bootstrap() {
     assert!(lines.iter().any(|l| l == "message: echo: hello omnipeer"), "{}", send.log());
     assert!(echo.wait_line("message from ", T).is_some_and(|l| l.ends_with(": hello omnipeer")), "{}", echo.log());
     // The sender saved the friend: a second send reuses the profile and the friendship.
-    let mut again = omni(
-        "omnipeer-tox-send",
-        &[
-            "tox",
-            "send",
-            "--profile",
-            ps.to_str().unwrap(),
-            "--bootstrap",
-            &boot.node_spec(),
-            "--to",
-            &echo_id,
-            "--message",
-            "second",
-            "--timeout",
-            "40",
-            "--linger",
-            "0",
-        ],
-    );
+    let mut again = tox_send(&ps, &boot.node_spec(), &echo_id, "second", &["--timeout", "40", "--linger", "0"]);
     assert_eq!(again.wait_exit(Duration::from_secs(60)), Some(0), "{}\n{}", again.log(), echo.log());
     assert!(again.lines().iter().any(|l| l == "message: echo: second"), "{}", again.log());
 }

@@ -9,7 +9,7 @@
 mod tox_support;
 
 use std::time::Duration;
-use tox_support::{omni, Bootstrapd, Bot, BotOptions, OmniBootstrap, BIN, STATES};
+use tox_support::{tox_send, Bootstrapd, Bot, BotOptions, OmniBootstrap, BIN, STATES};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -82,25 +82,7 @@ fn send_through_relay(spec: &str, logs: &dyn Fn() -> String) {
     let bot_id = bot.tox_id();
     let profile = tempfile::tempdir().unwrap();
     let p = profile.path().join("send.tox");
-    let mut send = omni(
-        "omnipeer-tox-send",
-        &[
-            "tox",
-            "send",
-            "--profile",
-            p.to_str().unwrap(),
-            "--bootstrap",
-            &spec,
-            "--to",
-            &bot_id,
-            "--message",
-            "hello through a relay",
-            "--timeout",
-            "130",
-            "--linger",
-            "1",
-        ],
-    );
+    let mut send = tox_send(&p, &spec, &bot_id, "hello through a relay", &["--timeout", "130", "--linger", "1"]);
     let rc = send.wait_exit(Duration::from_secs(150));
     assert_eq!(rc, Some(0), "tox send failed\n{}\n{}\n{}", send.log(), bot.log(), logs());
     let lines = send.lines();

@@ -24,7 +24,9 @@ use omni::node::sha256_file as sha;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tox_support::{free_udp_port, omni, tox_id_line, Bootstrapd, Bot, BotOptions, OmniBootstrap, BIN, STATES};
+use tox_support::{
+    free_udp_port, omni, tox_id_line, tox_send, Bootstrapd, Bot, BotOptions, OmniBootstrap, BIN, STATES,
+};
 
 const SIZE: usize = 50 << 20;
 /// Generous bound for a friend connection plus a 50 MiB transfer through a relay on a
@@ -100,26 +102,12 @@ fn omnipeer_to_bot_udp_blocked(spec: &str, logs: &dyn Fn() -> String) {
     let profile = work.path().join("send.tox");
     let listen = format!("127.0.0.1:{our_port}");
     let start = Instant::now();
-    let mut send = omni(
-        "omnipeer-tox-send",
-        &[
-            "tox",
-            "send",
-            "--profile",
-            profile.to_str().unwrap(),
-            "--bootstrap",
-            spec,
-            "--listen",
-            &listen,
-            "--to",
-            &bot_id,
-            "--message",
-            "hello with udp blocked",
-            "--timeout",
-            "200",
-            "--linger",
-            "1",
-        ],
+    let mut send = tox_send(
+        &profile,
+        spec,
+        &bot_id,
+        "hello with udp blocked",
+        &["--listen", &listen, "--timeout", "200", "--linger", "1"],
     );
     let rc = send.wait_exit(Duration::from_secs(230));
     assert_eq!(rc, Some(0), "tox send failed\n{}\n{}\n{}", send.log(), bot.log(), logs());

@@ -174,6 +174,15 @@ pub fn omni(name: &str, args: &[&str]) -> Proc {
     Proc::spawn(name, cmd, dir)
 }
 
+/// Runs `omnipeer tox send` from `profile` off `bootstrap`: message `message` to Tox ID
+/// `to`, with `extra` flags (`--listen`, `--timeout`, `--linger`…).
+pub fn tox_send(profile: &Path, bootstrap: &str, to: &str, message: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["tox", "send", "--profile", profile.to_str().unwrap(), "--bootstrap", bootstrap];
+    args.extend(["--to", to, "--message", message]);
+    args.extend(extra);
+    omni("omnipeer-tox-send", &args)
+}
+
 /// The Tox ID (76 hex) `tox echo` prints first.
 pub fn tox_id_line(p: &Proc) -> String {
     p.wait_for(Duration::from_secs(30), |l| (l.len() == 76).then(|| l.to_owned()))
