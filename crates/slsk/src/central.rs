@@ -1398,6 +1398,30 @@ mod tests {
     use super::*;
     use crate::framing::{FrameKind, FrameReader};
 
+    #[test]
+    fn a_sorted_set_holds_its_items_in_little_more_than_their_size() {
+        let mut s = SortedSet::new();
+        // Inserted out of order (a seeded walk), one repeated.
+        let mut x = 7u64;
+        let mut all = Vec::new();
+        for _ in 0..10_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            all.push(x);
+            assert!(s.insert(x));
+        }
+        assert!(!s.insert(all[123]), "already in");
+        assert_eq!(s.len(), 10_000);
+        assert!(all.iter().all(|v| s.contains(v)));
+        assert!(!s.contains(&1));
+        // 8 bytes an item and at most an eighth more (a HashSet<u64>: 16,384 slots of 9).
+        assert!(s.heap_bytes() <= 10_000 * 8 * 9 / 8 + 16 * 8, "{} bytes", s.heap_bytes());
+        let mut bulk = SortedSet::new();
+        bulk.extend(all.iter().copied().chain([all[5]]));
+        assert_eq!(bulk.len(), 10_000);
+        assert!(all.iter().all(|v| bulk.contains(v)));
+        assert_eq!(bulk.heap_bytes(), 10_000 * 8);
+    }
+
     struct T {
         c: Central,
         now: Instant,
