@@ -3,8 +3,8 @@
 //! acknowledged) and bans in SQLite.
 //!
 //! Passwords: the slow Argon2id hash (docs/protocols/soulseek.md says nothing of how a
-//! server keeps them; we keep only that hash on disk) runs on blocking threads, at most one
-//! per core, and never under the store's lock, so logins, relaying and stored-message
+//! server keeps them; we keep only that hash on disk) runs on the server's own threads, one
+//! per core, started with it ([`HashPool`]), and never under the store's lock, so logins, relaying and stored-message
 //! lookups do not wait behind it. A user who logged in once in this process is checked
 //! next time against a fast keyed hash kept in memory ([`Accounts`]): a returning crowd
 //! after a network hiccup is back in seconds, while a new account, or a wrong password,
