@@ -621,7 +621,7 @@ impl User {
 /// Every line is still read from every socket and timed at read.
 struct Readers {
     /// Each thread: where new users go, and the thread (its latencies when it ends).
-    threads: std::sync::Mutex<Vec<(std::sync::mpsc::Sender<Conn>, std::thread::JoinHandle<Vec<Lat>>)>>,
+    threads: std::sync::Mutex<Vec<ReaderThread>>,
     next: AtomicUsize,
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// Pings read so far, by all threads.
@@ -629,6 +629,9 @@ struct Readers {
     /// Bytes each user received up to its first ping, summed.
     bytes: Arc<AtomicU64>,
 }
+
+/// A reader thread: where its new users go, and the thread (its latencies when it ends).
+type ReaderThread = (std::sync::mpsc::Sender<Conn>, std::thread::JoinHandle<Vec<Lat>>);
 
 /// One user's socket in a reader thread.
 struct Conn {
@@ -908,8 +911,8 @@ fn relay_main() -> anyhow::Result<()> {
     loop {
         #[allow(unsafe_code)]
         let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, -1) };
-        for i in 0..n.max(0) as usize {
-            let token = events[i].u64;
+        for ev in &events[..n.max(0) as usize] {
+            let token = ev.u64;
             if token == u64::MAX {
                 while let Ok((mut s, _)) = listener.accept() {
                     s.set_nodelay(true)?;

@@ -416,7 +416,7 @@ struct Conns {
     writers: HashMap<ConnId, (Arc<Outq>, bool)>,
     /// Every connection in `writers`, as a list to pass over after a broadcast (made again
     /// only after connections came or went, not for every chat line).
-    all: Option<Arc<[(ConnId, Arc<Outq>)]>>,
+    all: Option<ConnList>,
     /// The threads that write out beside the driver.
     pool: FlushPool,
     /// Connections with own messages since the last flush.
@@ -620,9 +620,12 @@ impl Conns {
     }
 }
 
+/// Connections to write out to, shared by the driver and its flush threads.
+type ConnList = Arc<[(ConnId, Arc<Outq>)]>;
+
 /// A slice of a flush handed to a [`FlushPool`] thread: these connections of `list`.
 struct FlushJob {
-    list: Arc<[(ConnId, Arc<Outq>)]>,
+    list: ConnList,
     range: std::ops::Range<usize>,
     shared: Arc<Shared>,
 }
@@ -653,12 +656,7 @@ impl FlushPool {
     /// get twice the share of the CPU one gets.
     /// Lists shorter than `parallel_min` ([`PARALLEL_FLUSH_MIN`]) are written by the driver
     /// alone.
-    fn flush_all(
-        &mut self,
-        list: &Arc<[(ConnId, Arc<Outq>)]>,
-        shared: &Arc<Shared>,
-        parallel_min: usize,
-    ) -> FlushResult {
+    fn flush_all(&mut self, list: &ConnList, shared: &Arc<Shared>, parallel_min: usize) -> FlushResult {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(FLUSH_THREADS);
         if threads < 2 || list.len() < parallel_min || !self.start(threads - 1) {
             let log = shared.log.read().expect("log lock");
@@ -667,7 +665,8 @@ impl FlushPool {
         let per = list.len().div_ceil(threads);
         // Slices 1.. to the threads (those that are gone leave theirs to the driver), slice
         // 0 here, at once.
-        let mut mine = vec![0..per.min(list.len())];
+        let mut mine = Vec::with_capacity(self.threads.len() + 1);
+        mine.push(0..per.min(list.len()));
         let mut waiting = Vec::new();
         for (i, (jobs, _)) in self.threads.iter().enumerate() {
             let range = ((i + 1) * per).min(list.len())..((i + 2) * per).min(list.len());
@@ -1183,7 +1182,7 @@ mod tests {
             let st = OutState { joined: true, ..Default::default() };
             list.push((conn, Arc::new(Outq { st: Mutex::new(st), stream })));
         }
-        let list: Arc<[(ConnId, Arc<Outq>)]> = list.into();
+        let list: ConnList = list.into();
         let shared = Arc::new(Shared::default());
         let mut pool = FlushPool::default();
         let before = FLUSH_THREADS_STARTED.load(std::sync::atomic::Ordering::Relaxed);
