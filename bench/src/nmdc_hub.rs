@@ -65,6 +65,11 @@
 //! sockets and 2.5-2.75 from the relay's, same code: the hub's sockets have carried the
 //! login storm and acknowledge with delay, the relay's are fresh; not looked into further.)
 //!
+//! Again with the final code at 21:42 (load average 3.5 → 2.2): 5,000: p50 / p99 15.2 /
+//! 30.6 ms at the reader, 11.8 / 29.6 ms in the socket, raw relay p99 26.2 / 23.9 ms, hub
+//! 5.5 µs per delivery; 10,000: 26.5 / 57.1 ms, 22.3 / 53.2 ms, raw relay 65.8 / 64.0 ms,
+//! hub 5.15 µs; all logged in in 1.19 s / 4.15 s, 2.0 / 1.8 KiB per user.
+//!
 //! What bounds the goal (p99 < 20 ms at 5,000, < 50 ms at 10,000) on this machine: each
 //! delivery costs the hub ~5.0-5.3 µs and the load tool ~4.2 µs of CPU, ~9.5 µs on the two
 //! cores together: 47 ms of CPU per line at 5,000 (95 ms at 10,000), so the last receiver
@@ -645,13 +650,13 @@ struct Conn {
 
 /// How long a reader thread waits after a look that found sockets with bytes, before it
 /// looks again: `READ_PAUSE_US` in the environment, else 200 µs. On loopback the server's
-/// `write` runs the receiver's side of TCP too, waking the reader thread when it sleeps in
-/// `epoll_wait`: a reader that wakes for every few lines charges the server a thread
-/// wake-up per few deliveries (13% of the hub's CPU in a chat line's fan-out at 5,000,
-/// `perf record`) and itself a context switch. With the pause, a fan-out wakes each reader
-/// about once, and each look then finds many sockets ready, as an interrupt-coalescing
-/// network card would hand them; every line is still read and timed when read, up to
-/// this much later.
+/// `send` runs the receiver's side of TCP too, waking the reader thread when it sleeps in
+/// `epoll_wait` (`sock_def_readable`: 22% of the hub's CPU in a chat line's fan-out at
+/// 5,000, `perf record`); with the pause a reader is asleep in `epoll_wait` less often, and
+/// each look finds more sockets ready. Measured once at 5,000 (load 3.5-4): hub CPU per
+/// delivery 5.5 µs with it, 5.4 µs without, p99 at the reader 34 vs 45 ms: no clear
+/// effect either way; the figures in the header were taken with it. Every line is still
+/// read and timed when read, at most this much later.
 fn read_pause() -> Duration {
     Duration::from_micros(std::env::var("READ_PAUSE_US").ok().and_then(|v| v.parse().ok()).unwrap_or(200))
 }
