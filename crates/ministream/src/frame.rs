@@ -108,6 +108,15 @@ impl FrameReader {
         Ok(Some(&self.buf[at..at + len]))
     }
 
+    /// Whether a whole message (or a length above the limit) is buffered: what
+    /// [`FrameReader::next_frame`] would not answer with `Ok(None)`.
+    pub fn has_frame(&self) -> bool {
+        let b = &self.buf[self.start..self.end];
+        let Some(&[l0, l1, l2, l3]) = b.get(..4) else { return false };
+        let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
+        len > MAX_MESSAGE || b.len() >= 4 + len
+    }
+
     /// [`FrameReader::next_frame`], copied.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         Ok(self.next_frame()?.map(<[u8]>::to_vec))

@@ -646,7 +646,13 @@ mod frames_in_place {
                 r.commit(c.len());
                 // Frames are not always taken at once: unread ones are moved, not lost.
                 if i % take_every == 0 {
-                    while let Some(m) = r.next_frame().unwrap() {
+                    loop {
+                        let has = r.has_frame();
+                        let Some(m) = r.next_frame().unwrap() else {
+                            prop_assert!(!has);
+                            break;
+                        };
+                        prop_assert!(has);
                         got.push(m.to_vec());
                     }
                 }
