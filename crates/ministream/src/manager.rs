@@ -336,6 +336,12 @@ pub struct Manager {
     /// [`Manager::poll_output`] (called after every message) and
     /// [`Manager::handle_timeout`] look at these only, not at every open stream.
     timed: StreamSet,
+    /// No later than the earliest deadline in `timed` (`None`: to be found again). Kept
+    /// on insertion, left as it is on removal (then at worst too early: one
+    /// [`Manager::handle_timeout`] that finds nothing due, and finds it again), so
+    /// [`Manager::poll_output`] does not walk 1,000 streams still connecting after every
+    /// message of the streams already open.
+    next_deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -357,6 +363,7 @@ impl Manager {
             streams: StreamMap::default(),
             full: StreamSet::default(),
             timed: StreamSet::default(),
+            next_deadline: None,
             by_peer_client: HashMap::new(),
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
@@ -405,6 +412,7 @@ impl Manager {
         let resend = self.cfg.syn_resend.map_or(deadline, |r| (now + r).min(deadline));
         self.streams.insert(sid, Stream::new(State::Connecting(deadline, resend), None));
         self.timed.insert(sid);
+        self.note_deadline(deadline.min(resend));
         self.transmit(Message::Syn { client_id: id, destination: self.destination.clone() });
         Ok(sid)
     }
@@ -601,6 +609,7 @@ impl Manager {
 
     /// Time passed: resends due SYNs, expires connects and unaccepted SYNs.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.next_deadline = None;
         if self.timed.is_empty() {
             return;
         }
@@ -652,16 +661,26 @@ impl Manager {
             // 1,000 streams connecting at once), and this runs after every message.
             return None;
         }
-        self.timed
-            .iter()
-            .filter_map(|k| self.streams.get(k))
-            .filter_map(|s| match s.state {
-                State::Connecting(d, r) => Some(d.min(r)),
-                State::Pending(d) => Some(d),
-                _ => None,
-            })
-            .min()
-            .map(Output::Timeout)
+        if self.next_deadline.is_none() {
+            self.next_deadline = self
+                .timed
+                .iter()
+                .filter_map(|k| self.streams.get(k))
+                .filter_map(|s| match s.state {
+                    State::Connecting(d, r) => Some(d.min(r)),
+                    State::Pending(d) => Some(d),
+                    _ => None,
+                })
+                .min();
+        }
+        self.next_deadline.map(Output::Timeout)
+    }
+
+    /// A stream now waits for `t` too.
+    fn note_deadline(&mut self, t: Instant) {
+        if let Some(d) = self.next_deadline {
+            self.next_deadline = Some(d.min(t));
+        }
     }
 
     fn on_syn(&mut self, now: Instant, client_id: Id, destination: Vec<u8>) {
@@ -687,6 +706,7 @@ impl Manager {
         let deadline = now + self.cfg.accept_timeout;
         self.streams.insert(sid, Stream::new(State::Pending(deadline), Some(client_id)));
         self.timed.insert(sid);
+        self.note_deadline(deadline);
         self.by_peer_client.insert(client_id, id);
         self.event(Event::Incoming { stream: sid, destination });
     }
