@@ -37,48 +37,61 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let mib_one: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(256);
     let streams: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1000);
-    let kib_each: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(64);
+    // One size or a comma-separated list; by default both 64 KiB and 256 KiB per stream
+    // (the size whose single runs dipped to 0.78).
+    let kib_each: Vec<usize> = match args.get(3) {
+        Some(s) => s.split(',').map(|k| k.trim().parse()).collect::<Result<_, _>>()?,
+        None => vec![64, 256],
+    };
     let rounds: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(ROUNDS).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let one = mib_one << 20;
-        let each = kib_each << 10;
         let rate = |bytes: usize, s: f64| bytes as f64 / s / (1 << 20) as f64;
-        let mut one_rounds = Vec::new();
-        let mut many_rounds = Vec::new();
+        let mut cases: Vec<(String, String, usize, usize, Vec<(Run, Run)>)> =
+            vec![(format!("one stream, {mib_one} MiB"), "plain TCP".into(), 1, one, Vec::new())];
+        for &k in &kib_each {
+            cases.push((
+                format!("{streams} concurrent streams x {k} KiB"),
+                format!("{streams} TCP connections"),
+                streams,
+                k << 10,
+                Vec::new(),
+            ));
+        }
         for round in 0..rounds {
             // Which side goes first alternates: a machine that is busier in one half of a
             // round (another build, page cache, the previous run's sockets in TIME_WAIT)
-            // does not always weigh on the same side.
+            // does not always weigh on the same side. The cases are interleaved within
+            // each round, so a busy minute falls on all of them.
             let tcp_first = round % 2 == 0;
-            let (tcp_one, ms_one) = if tcp_first {
-                (tcp(1, one).await?, ministream(1, one).await?)
-            } else {
-                let m = ministream(1, one).await?;
-                (tcp(1, one).await?, m)
-            };
-            let (tcp_many, ms_many) = if tcp_first {
-                (tcp(streams, each).await?, ministream(streams, each).await?)
-            } else {
-                let m = ministream(streams, each).await?;
-                (tcp(streams, each).await?, m)
-            };
-            eprintln!(
-                "round {}: one stream {:.3} (TCP {:.0}, ministream {:.0} MiB/s); {streams} streams {:.3} (TCP {:.0}, ministream {:.0} MiB/s)",
-                round + 1,
-                tcp_one.wall / ms_one.wall,
-                rate(one, tcp_one.wall),
-                rate(one, ms_one.wall),
-                tcp_many.wall / ms_many.wall,
-                rate(streams * each, tcp_many.wall),
-                rate(streams * each, ms_many.wall),
-            );
-            one_rounds.push((tcp_one, ms_one));
-            many_rounds.push((tcp_many, ms_many));
+            // For profiling (`perf record`): the ministream side only.
+            let only_ms = std::env::var_os("MINISTREAM_ONLY").is_some();
+            let mut line = format!("round {}:", round + 1);
+            for (what, _, n, each, runs) in cases.iter_mut() {
+                let (t, m) = if only_ms {
+                    let m = ministream(*n, *each).await?;
+                    (m, m)
+                } else if tcp_first {
+                    (tcp(*n, *each).await?, ministream(*n, *each).await?)
+                } else {
+                    let m = ministream(*n, *each).await?;
+                    (tcp(*n, *each).await?, m)
+                };
+                line += &format!(
+                    " {what}: {:.3} (TCP {:.0}, ministream {:.0} MiB/s);",
+                    t.wall / m.wall,
+                    rate(*n * *each, t.wall),
+                    rate(*n * *each, m.wall)
+                );
+                runs.push((t, m));
+            }
+            eprintln!("{line}");
         }
         println!("ministream (loopback transport): memory to memory, sink counts bytes, {rounds} rounds");
-        report(&format!("one stream, {mib_one} MiB"), "plain TCP", one, &one_rounds);
-        report(&format!("{streams} concurrent streams x {kib_each} KiB"), &format!("{streams} TCP connections"), streams * each, &many_rounds);
+        for (what, base, n, each, runs) in &cases {
+            report(what, base, n * each, runs);
+        }
         anyhow::Ok(())
     })
 }
@@ -87,12 +100,12 @@ fn main() -> anyhow::Result<()> {
 /// 2-core machine, so one run says little.
 const ROUNDS: usize = 7;
 
-/// One figure over the rounds: the median of the rounds' ratios (each round's two sides
-/// ran back to back, so they saw the same machine) and the ratio of the best times (what
-/// each side can do when nothing else gets in the way), with the spread.
-/// The CPU figure (the CPU time both sides took for the same bytes, summed over the
-/// rounds) changes little with what else runs on the machine: it tells whether a dip in
-/// the wall-clock ratio is our code or the machine.
+/// One figure over the rounds: the rounds' ratios (each round's two sides ran back to
+/// back, so they saw the same machine) as min / median / max, the ratio of the best
+/// times (what each side can do when nothing else gets in the way), and the CPU each
+/// side took per MiB moved (user + system over the whole process, summed over the
+/// rounds). CPU per byte changes little with what else runs on the machine: it tells
+/// whether a dip in the wall-clock ratio is our code or the machine.
 fn report(what: &str, base: &str, bytes: usize, rounds: &[(Run, Run)]) {
     let rate = |s: f64| bytes as f64 / s / (1 << 20) as f64;
     let mut ratios: Vec<f64> = rounds.iter().map(|(t, m)| t.wall / m.wall).collect();
@@ -102,17 +115,18 @@ fn report(what: &str, base: &str, bytes: usize, rounds: &[(Run, Run)]) {
     let best_ms = rounds.iter().map(|r| r.1.wall).fold(f64::INFINITY, f64::min);
     let cpu_tcp: f64 = rounds.iter().map(|r| r.0.cpu).sum();
     let cpu_ms: f64 = rounds.iter().map(|r| r.1.cpu).sum();
+    let mib = (bytes * rounds.len()) as f64 / (1 << 20) as f64;
     println!(
-        "  {what}: ratio median {median:.3} (min {:.3}, max {:.3}); best of {}: ministream {:.0} MiB/s, {base} {:.0} MiB/s, \
-         ratio {:.3}; CPU for the same bytes: ministream {:.2} s, {base} {:.2} s, ratio {:.3}",
+        "  {what}: ratio min {:.3} / median {median:.3} / max {:.3}; best of {}: ministream {:.0} MiB/s, {base} {:.0} MiB/s, \
+         ratio {:.3}; CPU per MiB: ministream {:.2} ms, {base} {:.2} ms (ratio {:.3})",
         ratios[0],
         ratios[ratios.len() - 1],
         rounds.len(),
         rate(best_ms),
         rate(best_tcp),
         best_tcp / best_ms,
-        cpu_ms,
-        cpu_tcp,
+        cpu_ms / mib * 1e3,
+        cpu_tcp / mib * 1e3,
         cpu_tcp / cpu_ms
     );
 }
@@ -140,7 +154,10 @@ struct Run {
 
 /// `n` streams each sending `bytes` to a sink that counts them; seconds until all arrived.
 async fn ministream(n: usize, bytes: usize) -> anyhow::Result<Run> {
-    let mut listener = Listener::bind("127.0.0.1:0".parse()?).await?;
+    // A backlog above the stream count, as the TCP side's listen backlog (needed when
+    // all streams are opened at once, MINISTREAM_CONCURRENT_OPEN).
+    let cfg = omnipeer_node::ministream::Config { accept_backlog: 8192, ..Default::default() };
+    let mut listener = Listener::bind_with("127.0.0.1:0".parse()?, cfg).await?;
     let addr = listener.local_addr();
     let sink = tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
@@ -165,13 +182,23 @@ async fn ministream(n: usize, bytes: usize) -> anyhow::Result<Run> {
         }
         std::io::Result::Ok(total)
     });
-    let ep = Endpoint::new(Default::default());
+    let ep = std::sync::Arc::new(Endpoint::new(Default::default()));
+    // Streams are opened one after another, each sender starting as soon as its stream
+    // is open (as before). MINISTREAM_CONCURRENT_OPEN=1 opens them all at once from the
+    // senders' tasks, as the TCP side connects: a known weak case (2026-12-07: 0.44-0.48
+    // of TCP, 1.4 ms of CPU per MiB against 0.6 opened in turn: all 1,000 streams' data
+    // arrives interleaved and sits in 1,000 receive buffers at once).
+    let concurrent = std::env::var_os("MINISTREAM_CONCURRENT_OPEN").is_some();
     let (t, cpu) = (Instant::now(), cpu_now());
     let mut senders = tokio::task::JoinSet::new();
     for _ in 0..n {
-        let s = ep.connect(addr).await?;
+        let ep = ep.clone();
+        let opened = if concurrent { None } else { Some(ep.connect(addr).await?) };
         senders.spawn(async move {
-            let mut s = s;
+            let mut s = match opened {
+                Some(s) => s,
+                None => ep.connect(addr).await?,
+            };
             let buf = vec![7u8; CHUNK];
             let mut left = bytes;
             while left > 0 {
