@@ -2,30 +2,52 @@
 //! concurrent streams' aggregate throughput on one connection, each against plain TCP
 //! connections moving the same bytes in the same run (memory to memory).
 //!
-//! Usage: `cargo run --release -p omnipeer-bench --bin ministream -- [MIB_ONE] [STREAMS] [KIB_EACH] [ROUNDS]`
-//! (defaults: 256 MiB on one stream; 1000 streams of 64 KiB each; 7 rounds). Each round
-//! runs both sides back to back (which goes first alternates) on the same bytes; the
-//! figure is the median of the rounds' ratios, with the best-of-rounds ratio beside it,
-//! and the CPU time each side took for the same bytes (summed over the rounds).
+//! Usage: `cargo run --release -p omnipeer-bench --bin ministream -- [MIB_ONE] [STREAMS] [KIB_EACH[,KIB_EACH...]] [ROUNDS]`
+//! (defaults: 256 MiB on one stream; 1000 streams of 64 KiB and of 256 KiB each; 7
+//! rounds). Each round runs every case, both sides back to back (which goes first
+//! alternates) on the same bytes. Per case: the rounds' ratios (TCP time / ministream
+//! time) as min / median / max, the ratio of the best times, and the CPU each side took
+//! per MiB moved (user + system of the whole process, both ends, summed over the rounds).
+//! `MINISTREAM_ONLY=1` runs the ministream side only (for `perf record`);
+//! `MINISTREAM_CONCURRENT_OPEN=1` opens all streams at once (see `ministream()`).
 //!
-//! Measured 2026-12-07 on the 2-core machine while 3-4 other builds ran (load average
-//! 6-7), 1,000 streams x 256 KiB (the size whose single runs dipped to 0.78) against 1,000
-//! TCP connections moving the same 250 MiB. Before = branch point (84fafb5: one run per
-//! figure, `receive_paused` a pass over every stream before each 32 KiB message fed);
-//! after = `receive_paused` O(1) (a set of full streams), 7-9 rounds:
+//! Measured 2026-12-07 on the 2-core machine while other helpers built (load average
+//! beside each run), under `flock /work/wt/bench.lock`, two runs of each build
+//! alternating, 7 rounds each. Before = d093858 (branch point); after = this branch:
+//! each payload copied once on receipt and handed to the reader whole, messages built in
+//! place and written with vectored writes, frames read in place, readers waking the
+//! driver only when it found their queue full, no pass over all streams per message
+//! (`poll_output` walked every stream after every message), StreamId tables hashed with
+//! one multiply. CPU is ms per MiB moved, ministream / TCP.
 //!
-//! | build | rounds | ratio: median (min-max) | best of rounds | CPU for the same bytes (TCP / ministream) |
+//! | case | build | load | ratio min / median / max | CPU ms/MiB (ms / TCP) |
 //! |---|---|---|---|---|
-//! | before | 7 | 0.773 (0.338-1.698) | 0.615 | (not measured) |
-//! | after | 7 | 1.187 (0.572-2.151) | 1.275 | (not measured) |
-//! | after | 9 | 1.228 (0.586-4.617) | 1.044 | 2.77 s / 1.62 s = 1.71 |
+//! | one stream, 256 MiB | before | 3.5 | 0.458 / 0.645 / 0.934 | 0.83 / 0.46 |
+//! | | before | 3.5 | 0.467 / 0.668 / 0.820 | 0.78 / 0.43 |
+//! | | after | 3.3 | 0.572 / 0.751 / 1.170 | 0.70 / 0.47 |
+//! | | after | 3.5 | 0.606 / 0.738 / 1.133 | 0.69 / 0.48 |
+//! | 1,000 streams x 256 KiB | before | 3.5 | 0.499 / 0.981 / 1.453 | 0.79 / 0.73 |
+//! | | before | 3.5 | 0.572 / 0.882 / 1.179 | 0.90 / 0.67 |
+//! | | after | 3.3 | 0.710 / 1.028 / 1.766 | 0.66 / 0.70 |
+//! | | after | 3.5 | 0.668 / 1.286 / 1.842 | 0.53 / 0.66 |
+//! | 1,000 streams x 64 KiB | before | 3.5 | 0.365 / 0.960 / 1.059 | 1.26 / 1.01 |
+//! | | before | 3.5 | 0.376 / 0.595 / 1.116 | 1.76 / 1.12 |
+//! | | after | 3.5 | 0.309 / 0.663 / 1.573 | 1.75 / 1.17 |
+//! | | after | 3.5 | 0.787 / 1.316 / 1.512 | 1.06 / 1.06 |
 //!
-//! Single rounds swing 0.3-4.6 on that machine in both directions, for TCP as much as for
-//! ministream (TCP alone ranged 228-1,391 MiB/s over one run): a dip is what else ran in
-//! that second, not our code. The CPU figure settles it: 1,000 ministream streams on one
-//! connection cost 0.59× the CPU of 1,000 TCP connections for the same bytes (one stream
-//! costs 1.7× plain TCP's CPU: framing and the manager's copies). The goal (1,000 streams
-//! ≥ 0.9× 1,000 TCP connections) holds on the median, best-of and CPU figures.
+//! What it shows: ministream's CPU per byte fell (one stream 0.78-0.83 -> 0.69-0.70
+//! ms/MiB, 1,000 x 256 KiB 0.79-0.90 -> 0.53-0.66, now at or below 1,000 TCP
+//! connections'), and the 256 KiB case's median is >= 1.0 in both runs (0.88-0.98
+//! before). The goal "1,000 streams >= 0.9 x TCP in every run" is NOT met on single
+//! rounds: a round (about 0.1-0.3 s) still dips to 0.3-0.8 now and then, for both
+//! builds, while TCP alone ranges 1,000-2,700 MiB/s within one run. The 64 KiB case is
+//! dominated by opening 1,000 streams one after another (each a SYN/ACK round trip
+//! through four tasks; under load each waits for a time slice). Opening them all at once
+//! (MINISTREAM_CONCURRENT_OPEN) is worse, not better: 0.44-0.48 of TCP at 1.4 ms/MiB,
+//! every stream's data arriving interleaved into 1,000 receive buffers.
+//! Earlier figures (previous session, load 6-7, one 256 KiB case): before 0.773 median
+//! (0.338-1.698), after its `receive_paused` fix 1.187 (0.572-2.151) and 1.228
+//! (0.586-4.617).
 
 use omnipeer_node::ministream::{Endpoint, Listener};
 use std::time::Instant;
