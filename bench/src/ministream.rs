@@ -70,8 +70,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let one = mib_one << 20;
         let rate = |bytes: usize, s: f64| bytes as f64 / s / (1 << 20) as f64;
-        let mut cases: Vec<(String, String, usize, usize, Vec<(Run, Run)>)> =
-            vec![(format!("one stream, {mib_one} MiB"), "plain TCP".into(), 1, one, Vec::new())];
+        let mut cases: Vec<Case> = vec![(format!("one stream, {mib_one} MiB"), "plain TCP".into(), 1, one, Vec::new())];
         for &k in &kib_each {
             cases.push((
                 format!("{streams} concurrent streams x {k} KiB"),
@@ -117,6 +116,10 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     })
 }
+
+/// One case: what it is, the baseline's name, streams, bytes each, and each round's
+/// (TCP, ministream) runs.
+type Case = (String, String, usize, usize, Vec<(Run, Run)>);
 
 /// Rounds by default: single runs of 1,000 streams ranged 0.78-1.1 of TCP on the loaded
 /// 2-core machine, so one run says little.
