@@ -91,10 +91,7 @@ pub mod sam;
 
 enum Command {
     Connect(oneshot::Sender<io::Result<Stream>>),
-    /// Send the ACK. Not answered: the accepting task goes on to the next stream
-    /// without waiting for the driver (a round trip through two tasks per stream
-    /// accepted, one after another, was most of opening 1,000 streams).
-    Accept(StreamId),
+    Accept(StreamId, oneshot::Sender<bool>),
     /// A data message: four header bytes to fill in, then the payload.
     Send(StreamId, Vec<u8>),
     Close(StreamId),
@@ -206,20 +203,13 @@ impl Listener {
 }
 
 /// Takes the next offered stream and has its driver send the ACK; streams whose SYN
-/// already timed out are skipped. The ACK is queued, not waited for: the commands of a
-/// stream reach its driver in order, so its first write follows the ACK. A stream whose
-/// SYN timed out (or whose peer gave up) between this check and the driver taking the
-/// ACK is returned closed (end of stream, writes fail), as TCP's accept can return a
-/// connection already reset.
+/// already timed out are skipped.
 async fn accept_next(rx: &mut mpsc::Receiver<Stream>) -> io::Result<Stream> {
     loop {
         let mut s = rx.recv().await.ok_or_else(gone)?;
-        if s.flags.refused.load(Ordering::Acquire) {
-            s.closed = true;
-            continue;
-        }
         let Some(tx) = s.tx.get_ref().cloned() else { continue };
-        if tx.send(Command::Accept(s.id)).await.is_ok() {
+        let (otx, orx) = oneshot::channel();
+        if tx.send(Command::Accept(s.id, otx)).await.is_ok() && orx.await == Ok(true) {
             return Ok(s);
         }
         s.closed = true;
@@ -252,9 +242,6 @@ struct Flags {
     /// driver is not woken for the other chunks (with 1,000 streams that was a wake-up
     /// and a pass over the streams per chunk read).
     want_room: AtomicBool,
-    /// Set by the driver when an incoming stream's SYN was refused for want of an
-    /// accept in time: [`Listener::accept`] skips it.
-    refused: AtomicBool,
 }
 
 /// Streams whose reader made room after the driver found their queue full.
@@ -514,15 +501,8 @@ impl Driver {
                     let _ = reply.send(Err(io::Error::other(e)));
                 }
             },
-            Command::Accept(s) => {
-                if self.mgr.accept(s).is_err() {
-                    // Timed out, or the peer gave up before the accept: the stream the
-                    // application holds ends at once.
-                    if let Some((_, f)) = self.live.get(&s) {
-                        f.peer_closed.store(true, Ordering::Release);
-                    }
-                    self.remove(s);
-                }
+            Command::Accept(s, reply) => {
+                let _ = reply.send(self.mgr.accept(s).is_ok());
             }
             Command::Send(s, msg) => {
                 let _ = self.mgr.send_message(s, msg);
@@ -708,12 +688,7 @@ impl Driver {
                     self.dirty.push(s);
                 }
             }
-            Event::AcceptTimedOut(s) => {
-                if let Some((_, f)) = self.live.get(&s) {
-                    f.refused.store(true, Ordering::Release);
-                }
-                self.remove(s);
-            }
+            Event::AcceptTimedOut(s) => self.remove(s),
             Event::Overflow(s) => {
                 if let Some((_, f)) = self.live.get(&s) {
                     f.peer_closed.store(true, Ordering::Release);
