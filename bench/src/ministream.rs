@@ -45,6 +45,49 @@
 //! through four tasks; under load each waits for a time slice). Opening them all at once
 //! (MINISTREAM_CONCURRENT_OPEN) is worse, not better: 0.44-0.48 of TCP at 1.4 ms/MiB,
 //! every stream's data arriving interleaved into 1,000 receive buffers.
+//!
+//! Opening all 1,000 streams at once, measured again 2026-12-07 ~22:05 UTC (branch
+//! ministream2; `MINISTREAM_CONCURRENT_OPEN=1` against the default, one after another;
+//! 7 rounds each, builds run back to back under the lock, load 1.3-2.3; CPU ms/MiB,
+//! ministream / TCP). Before = main at 2ab523e; "ACK queued" = the accept handing the
+//! ACK to the driver without waiting for its answer (one two-task round trip less per
+//! stream accepted), tried and reverted:
+//!
+//! | case | open | build | load | ratio min / median / max | CPU ms/MiB |
+//! |---|---|---|---|---|---|
+//! | 1,000 x 64 KiB | in turn | before | 1.3 | 0.525 / 1.373 / 1.946 | 0.80 / 1.08 |
+//! | | in turn | before | 2.3 | 0.365 / 0.378 / 0.712 | 1.96 / 1.27 |
+//! | | in turn | ACK queued | 1.3 | 0.377 / 1.058 / 1.537 | 1.16 / 1.18 |
+//! | | in turn | ACK queued | 2.1 | 0.357 / 0.975 / 1.565 | 1.25 / 1.15 |
+//! | | at once | before | 1.3 | 0.701 / 0.931 / 1.130 | 1.37 / 1.20 |
+//! | | at once | before | 2.1 | 0.795 / 1.011 / 2.374 | 1.21 / 1.19 |
+//! | | at once | ACK queued | 2.3 | 0.415 / 0.759 / 0.955 | 1.73 / 1.20 |
+//! | | at once | ACK queued | 2.2 | 0.475 / 0.689 / 0.755 | 1.67 / 1.11 |
+//! | 1,000 x 256 KiB | in turn | before | 1.3 | 0.427 / 0.928 / 2.129 | 0.56 / 0.69 |
+//! | | in turn | before | 2.3 | 0.670 / 0.811 / 0.925 | 0.76 / 0.74 |
+//! | | in turn | ACK queued | 1.3 | 0.623 / 1.089 / 2.227 | 0.55 / 0.78 |
+//! | | in turn | ACK queued | 2.1 | 0.730 / 0.860 / 1.840 | 0.64 / 0.74 |
+//! | | at once | before | 1.3 | 0.431 / 0.582 / 0.717 | 1.25 / 0.73 |
+//! | | at once | before | 2.1 | 0.379 / 0.532 / 0.647 | 1.20 / 0.67 |
+//! | | at once | ACK queued | 2.3 | 0.308 / 0.364 / 0.575 | 1.48 / 0.67 |
+//! | | at once | ACK queued | 2.2 | 0.265 / 0.449 / 0.633 | 1.42 / 0.64 |
+//!
+//! What it shows: opening at once is no longer worse for 64 KiB (median 0.93-1.01, as
+//! in turn's 0.38-1.37) but still is for 256 KiB (0.53-0.58 against 0.81-0.93, at twice
+//! the CPU per MiB), so the default stays "in turn" and the flag keeps the other way.
+//! The cost is not the opening: perf (`MINISTREAM_ONLY=1`, at once, 256 KiB) shows the
+//! time in copies (memmove 27%: the writer's message, the receive buffer, the reader's
+//! copy out), page faults on freshly allocated 32 KiB receive and send buffers (20%,
+//! under those copies) and wake-ups (spin_unlock_irqrestore 8%), no manager or driver
+//! function on top. It is having all 1,000 streams send at the same time: queueing the
+//! ACK (so that every stream starts sending at once instead of as the accept loop
+//! reaches it) raised CPU per MiB from 1.2-1.4 to 1.5-1.7 ms and was reverted. Also
+//! tried without a clear effect (5 rounds, load 1.4-1.9, at once): a cap of 16 MiB on
+//! the received bytes one connection holds over all its streams (CPU 1.45-1.51 against
+//! 1.41-1.44), and a command queue of 512 instead of 64 (1.15-1.42 against 1.23-1.44).
+//! With the listener's default accept backlog (128 then, `ACCEPT_BACKLOG` 1,024 now),
+//! 1,000 streams opened at once had 701 refused; this bench sets its own backlog.
+//!
 //! Earlier figures (previous session, load 6-7, one 256 KiB case): before 0.773 median
 //! (0.338-1.698), after its `receive_paused` fix 1.187 (0.572-2.151) and 1.228
 //! (0.586-4.617).
@@ -210,9 +253,10 @@ async fn ministream(n: usize, bytes: usize) -> anyhow::Result<Run> {
     let ep = std::sync::Arc::new(Endpoint::new(Default::default()));
     // Streams are opened one after another, each sender starting as soon as its stream
     // is open (as before). MINISTREAM_CONCURRENT_OPEN=1 opens them all at once from the
-    // senders' tasks, as the TCP side connects: a known weak case (2026-12-07: 0.44-0.48
-    // of TCP, 1.4 ms of CPU per MiB against 0.6 opened in turn: all 1,000 streams' data
-    // arrives interleaved and sits in 1,000 receive buffers at once).
+    // senders' tasks, as the TCP side connects: as fast for 64 KiB a stream, still a weak
+    // case for 256 KiB (2026-12-07 ~22:05: median 0.53-0.58 of TCP at 1.2 ms of CPU per
+    // MiB against 0.81-0.93 at 0.6-0.8 opened in turn: all 1,000 streams send at once;
+    // see the header).
     let concurrent = std::env::var_os("MINISTREAM_CONCURRENT_OPEN").is_some();
     let (t, cpu) = (Instant::now(), cpu_now());
     let mut senders = tokio::task::JoinSet::new();
