@@ -582,6 +582,9 @@ struct Group {
     /// The chat's signing key: only when we founded it.
     chat_sig: Option<SigningKey>,
     state: Option<(SharedState, [u8; SIGNATURE_SIZE])>,
+    /// The state's bytes as signed (a save keeps these: re-encoding the parts we model
+    /// would not match the signature when the founder set fields we do not keep).
+    state_packed: Vec<u8>,
     connected: bool,
     joined_event: bool,
     peers: Vec<Peer>,
@@ -754,12 +757,14 @@ impl Groups {
             voice: 0,
         };
         state.version = 1;
-        let sig = chat_sig.sign(&state.encode()).to_bytes();
+        let packed = state.encode();
+        let sig = chat_sig.sign(&packed).to_bytes();
         let g = Group {
             chat_id: chat_sig.verifying_key().to_bytes(),
             keys,
             chat_sig: Some(chat_sig),
             state: Some((state, sig)),
+            state_packed: packed,
             connected: true,
             joined_event: true,
             peers: Vec::new(),
@@ -803,6 +808,7 @@ impl Groups {
             keys,
             chat_sig: None,
             state: None,
+            state_packed: Vec::new(),
             connected: false,
             joined_event: false,
             peers: Vec::new(),
@@ -1322,6 +1328,7 @@ impl Groups {
                 let st = SharedState::decode(&d[SIGNATURE_SIZE..])?;
                 if g.state.as_ref().is_none_or(|(s, _)| st.version >= s.version) && g.chat_sig.is_none() {
                     g.state = Some((st, sig));
+                    g.state_packed = d[SIGNATURE_SIZE..].to_vec();
                 }
             }
             gp::TOPIC => {
@@ -1669,12 +1676,12 @@ impl Groups {
                 None => v.push(0),
             }
             match &g.state {
-                Some((st, sig)) => {
+                Some((_, sig)) if g.state_packed.len() == SHARED_STATE_SIZE => {
                     v.push(1);
                     v.extend_from_slice(sig);
-                    v.extend_from_slice(&st.encode());
+                    v.extend_from_slice(&g.state_packed);
                 }
-                None => v.push(0),
+                _ => v.push(0),
             }
             let topic = truncate_bytes(&g.topic, MAX_TOPIC_SIZE);
             v.extend_from_slice(&(topic.len() as u16).to_be_bytes());
@@ -1752,6 +1759,7 @@ impl Groups {
                 }
                 false => None,
             };
+            let mut state_packed = Vec::new();
             let state = match r.flag()? {
                 true => {
                     let sig: [u8; SIGNATURE_SIZE] = r.array()?;
@@ -1759,6 +1767,7 @@ impl Groups {
                     let key = VerifyingKey::from_bytes(&chat_id).map_err(|_| NgcError::Packet("chat id is no key"))?;
                     key.verify(packed, &ed25519_dalek::Signature::from_bytes(&sig))
                         .map_err(|_| NgcError::Packet("saved shared state signature"))?;
+                    state_packed = packed.to_vec();
                     Some((SharedState::decode(packed)?, sig))
                 }
                 false => None,
@@ -1802,6 +1811,7 @@ impl Groups {
                 keys,
                 chat_sig,
                 state,
+                state_packed,
                 // The founder holds the state and can let others in at once; a member is
                 // in again once a saved peer synced it.
                 connected: founder,
