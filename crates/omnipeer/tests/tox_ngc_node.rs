@@ -237,7 +237,6 @@ fn node_group_survives_a_restart() {
 /// restart too: the node asks Dave to let it in again (invite request, sync) by itself,
 /// Dave's next line reaches the node's chat and the node's line reaches Dave.
 #[test]
-#[ignore = "not passing yet against c-toxcore 0.2.20: the founder keeps the old connection (see docs/protocols/tox.md#ngc-group-chats)"]
 fn node_joined_group_survives_a_restart() {
     if !require("node_joined_group_survives_a_restart") {
         return;
@@ -271,8 +270,10 @@ fn node_joined_group_survives_a_restart() {
         l["text"].as_str()?.strip_prefix("from dave #")?.parse().ok()
     };
     let last = chat_lines(&n, &chat).iter().filter_map(number).max().unwrap_or(0);
-    wait_t(
+    // The node holds its handshakes for omnipeer_tox::ngc::REJOIN_HOLD (63 s) first.
+    wait(
         "a line from Dave after the restart",
+        T + Duration::from_secs(63),
         || chat_lines(&n, &chat).iter().filter_map(number).find(|&k| k > last),
         logs,
     );

@@ -182,6 +182,14 @@ pub const MAX_SAVED_PEERS: usize = 100;
 /// handshake each), until they answer.
 pub const SAVED_PEER_INTERVAL: Duration = Duration::from_secs(10);
 
+/// A restored group we did not found waits this long before its first handshake: a
+/// c-toxcore peer that still holds its connection to our previous run clears it on our
+/// first request but then resends its old handshake response (old session key) and, when
+/// it is the peer closer to the chat id, ignores our later requests (c-toxcore 0.2.20's
+/// `handle_gc_handshake_request`); once it timed us out (`CONFIRMED_PEER_TIMEOUT`) our
+/// handshake starts a new connection (docs/protocols/tox.md#ngc-group-chats).
+pub const REJOIN_HOLD: Duration = Duration::from_secs(12 * 4 + 10 + 5);
+
 /// A 32-byte chat id.
 pub type ChatId = [u8; CHAT_ID_SIZE];
 
@@ -599,6 +607,8 @@ struct Group {
     /// confirmed again), tried every [`SAVED_PEER_INTERVAL`].
     saved: Vec<SavedPeer>,
     last_saved_try: Option<Instant>,
+    /// No handshake to saved peers before this ([`REJOIN_HOLD`] after a restore).
+    hold_until: Option<Instant>,
 }
 
 /// A peer as a save keeps it.
@@ -774,6 +784,7 @@ impl Groups {
             last_sync_request: None,
             saved: Vec::new(),
             last_saved_try: None,
+            hold_until: None,
         };
         self.alloc_group(g)
     }
@@ -818,6 +829,7 @@ impl Groups {
             last_sync_request: None,
             saved: Vec::new(),
             last_saved_try: None,
+            hold_until: None,
         };
         let n = self.alloc_group(g)?;
         let our_pk = self.groups[&n].keys.enc.pk;
@@ -1363,6 +1375,15 @@ impl Groups {
                 p.confirmed = true;
                 let enc = p.enc;
                 g.saved.retain(|s| s.enc != enc);
+                // A restored group reached by a peer's own handshake (a peer-info exchange,
+                // no sync): with the verified state we kept, we are in again.
+                if !g.connected && g.state.is_some() && g.hold_until.is_some() {
+                    g.connected = true;
+                    if !g.joined_event {
+                        g.joined_event = true;
+                        self.events.push_back(GroupEvent::SelfJoin { group: n });
+                    }
+                }
                 let changed = p.name != name;
                 p.name = name.clone();
                 if !was {
@@ -1613,6 +1634,9 @@ impl Groups {
     /// in again (handshake, invite request, sync), as after a fresh invite.
     fn retry_saved(&mut self, now: Instant, n: u32) {
         let Some(g) = self.groups.get_mut(&n) else { return };
+        if g.hold_until.is_some_and(|t| now < t) {
+            return;
+        }
         g.last_saved_try = Some(now);
         let request = if g.connected { HS_PEER_INFO_EXCHANGE } else { HS_INVITE_REQUEST };
         let todo: Vec<SavedPeer> =
@@ -1823,6 +1847,7 @@ impl Groups {
                 last_sync_request: None,
                 saved,
                 last_saved_try: None,
+                hold_until: (!founder).then_some(now + REJOIN_HOLD),
             });
         }
         if !r.0.is_empty() {
@@ -2049,9 +2074,9 @@ mod tests {
         let now = w.now;
         let n = w.nodes[i].2.load(now, &saved).unwrap();
         w.pump(ev);
-        // The others still hold the old session: the first handshake resets it, the
-        // retry (HANDSHAKE_INTERVAL later) is answered.
-        for _ in 0..4 {
+        // A member waits REJOIN_HOLD (the others time its old connection out meanwhile);
+        // then its handshakes are answered.
+        for _ in 0..45 {
             w.advance(Duration::from_secs(2), ev);
         }
         n
