@@ -83,7 +83,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > MAX_SAVED_HEX {
+    if !s.len().is_multiple_of(2) || s.len() > MAX_SAVED_HEX {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
