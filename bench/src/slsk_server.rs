@@ -113,6 +113,60 @@
 //! leave and release paths: clean, shared and reclaimable; the kernel maps them 64 KiB at
 //! a time around each first-run page), +0.8-1.0 MiB, and the per-account data above.
 //!
+//! Memory after everybody left, met at 1,000, 5,000 and 10,000 (branch slsk-rss,
+//! 2026-12-07, same machine; other helpers building beside it, load average in the table).
+//! Found with `SLSK_BENCH_INSPECT` (smaps per mapping, threads, and which pages of the
+//! program's code were resident, from /proc/PID/pagemap) at 5,000 users, before: the
+//! threads came back to 4 after the leave, but the crowd had run 8 at once (the runtime's
+//! blocking pool started a thread per Argon2id hash running, plus the flush helpers); the
+//! new ones left 3 cached stacks and 2 more malloc arenas (the arenas other than the main
+//! one +304 KiB, the main heap +388 KiB), and the code +824 KiB. What changed, each
+//! measured alone at 5,000 (`SLSK_BENCH_STOP_AFTER_LEAVE`, load average 6-10):
+//!
+//! | build | RSS before / after leaving | anonymous before / after | code before / after |
+//! |---|---|---|---|
+//! | before (d093858) | 14.1 / 15.6 MiB (+10.8%) | 1,896 / 2,636 KiB (+740) | 12,552 / 13,376 KiB (+824) |
+//! | slow hashes on 2 threads of the server's own from its start, warm-up below | 17.5 / 18.3 MiB (+4.5%) | 1,820 / 2,620 KiB (+800) | 16,140 / 16,140 KiB (+0) |
+//! | + names and password tags in sorted arrays | 17.3 / 17.7 MiB (+2.7%) | 1,820 / 2,300 KiB (+480) | 15,852 / 15,852 KiB (+0) |
+//!
+//! - Slow hashes run on one thread per core that the server starts with (512 KiB stacks:
+//!   `HASH_THREAD_STACK` in crates/node/src/slsk/server.rs), fed by a queue: a crowd of new
+//!   accounts starts no thread (crates/node/tests/server_release.rs
+//!   `new_accounts_are_hashed_on_threads_the_server_started_with`: 5 threads before, 9
+//!   while 8 accounts were made, before this).
+//! - What is kept per account by design is smaller: the names known to have an account and
+//!   the returning users' 16-byte password tags are sorted arrays with at most an eighth of
+//!   room (`omnipeer_slsk::central::SortedSet`), not hash tables (1.1-2.3× their items in
+//!   slots and control bytes): at 10,000 accounts 88 + 176 KiB instead of 144 + 393 KiB.
+//!   The tag covers the name, so the set of tags alone answers a returning login (no
+//!   64-bit slot per account).
+//! - The warm-up before "before" now also has what a server up for a minute has run: a
+//!   returning login, a private message stored and delivered, and one pass of the release
+//!   after a mass leave (connections that come and go without logging in). It maps the
+//!   program's code for those (SQLite's message statements, the release path), so none
+//!   of it counts as memory the crowd kept; it leaves no data behind. The code pages
+//!   resident before differ from run to run by up to 3 MiB with the page cache (the
+//!   kernel maps 64 KiB around a first-run page when it is cached): compare the anonymous
+//!   column across runs, RSS within one.
+//!
+//! The full bench with the last build (1,000 and 5,000 while a clippy and test builds ran
+//! beside it: load average 4-6; 10,000 at 5-6):
+//!
+//! | users | login+join | returning storm | RSS per user | RSS before / with users / peak while leaving / after leaving | anonymous before / after | room line p99 (all in room) | room line p99 during storm |
+//! |---|---|---|---|---|---|---|---|
+//! | 1,000 | 13.3 s | 0.05 s | 3.2 KiB | 14.7 / 17.8 / 18.2 / 15.0 MiB (+1.9%) | (not kept) | 9.6 ms | 2.0 ms |
+//! | 5,000 | 129.9 s | 0.42 s | 3.2 KiB | 15.0 / 30.8 / 32.4 / 15.6 MiB (+3.8%) | 1,760 / 2,428 KiB (+668) | 57.9 ms | 18.9 ms |
+//! | 10,000 | 337.9 s | 0.69 s | 4.3 KiB | 14.7 / 56.8 / 58.6 / 15.5 MiB (+5.8%) | 1,800 / 2,620 KiB (+820) | 139.3 ms | 7.4 ms |
+//!
+//! Before (last session's build, for comparison): 1,000 13.6 / 16.8 / 14.7 MiB (+7.9%),
+//! 5,000 14.1 / 28.5 / 15.8 MiB (+11.9%), 10,000 (before the release after a leave)
+//! 14.4 / 49.6 / 31.5 MiB (+119%). What stays at 10,000 (+820 KiB anonymous, code +48
+//! KiB): the main heap +308 KiB (the known names, 88 KiB; the per-address registration
+//! allowances, kept an hour by design; the maps shrunk after the crowd and the pages
+//! around them), the hash threads' arenas +508 KiB (the password tags, 176 KiB; the rest
+//! not broken down this time: SQLite's allocations for 10,000 new accounts are made on
+//! those threads too), one more cached thread stack (+12 KiB).
+//!
 //! Not met yet (before perf14): RSS after a mass leave (everybody leaving a 10,000-member room at once
 //! queues ~50 million UserLeftRoom sends on connections that are closing), the room line
 //! p99 in a 10,000-member room, and during the 10,000 storm on that loaded machine.
@@ -337,10 +391,16 @@ fn run(users: usize) -> anyhow::Result<Row> {
         for o in obs {
             o.await??;
         }
-        // Warm-up: one room line, one search, one user joining and leaving, so that the
-        // code those run is mapped before the baseline (a server that has run for a while
-        // has run it; first run while the crowd was on, its pages counted as memory the
-        // crowd did not give back).
+        // Warm-up: what any server that has been up for a minute has run, so that the code
+        // it runs is mapped before the baseline (first run while the crowd was on, its
+        // pages counted as memory the crowd did not give back; they are the program's
+        // code, clean and shared, not data the crowd left): a room line, a search, one
+        // user joining and leaving, that user logging in again (a returning login: the
+        // fast password check), a private message to a user who is away (stored, then
+        // delivered and acknowledged when they come back), and one pass of the release
+        // after a mass leave (`omnipeer_node::serve::RELEASE_AFTER_CLOSES` connections
+        // that come and go without logging in: a port scan does as much). None of it
+        // leaves data behind: the accounts it makes are 2 of the 50 observers' 52.
         {
             let say = ServerRequest::SayChatroom { room: "bench".into(), message: "warm-up".into() };
             talker.write_all(&say.encode()).await?;
@@ -348,9 +408,31 @@ fn run(users: usize) -> anyhow::Result<Row> {
             let mut w = join(login(addr, "warmup").await?, "bench").await?;
             w.s.shutdown().await?;
             drop(w);
+            let pm = ServerRequest::MessageUser { user: "warmup".into(), message: "warm-up".into() };
+            talker.write_all(&pm.encode()).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut w = login(addr, "warmup").await?;
+            // The stored message comes (code 22): acknowledge it (code 23).
+            loop {
+                let f = w.frame(Duration::from_secs(30)).await?;
+                if f.code == 22 {
+                    if let ServerResponse::MessageUser { id, .. } = ServerResponse::from_frame(&f)? {
+                        w.s.write_all(&ServerRequest::MessageAcked { id }.encode()).await?;
+                    }
+                    break;
+                }
+            }
+            w.s.shutdown().await?;
+            drop(w);
+            let mut passing = Vec::new();
+            for _ in 0..omnipeer_node::serve::RELEASE_AFTER_CLOSES + 20 {
+                passing.push(TcpStream::connect(addr).await?);
+            }
+            drop(passing);
         }
-        // At rest: the observers' first logins' Argon2 areas freed, idle blocking threads
-        // gone (after 10 s), as after everybody leaves below.
+        // At rest: the release above done (RELEASE_QUIET after the last close), the
+        // observers' first logins' Argon2 areas freed, idle blocking threads gone (after
+        // 10 s), as after everybody leaves below.
         tokio::time::sleep(Duration::from_secs(12)).await;
         let rss_before = settled_rss(pid, Duration::from_secs(5));
         // Anonymous memory (heap, stacks) apart from file pages (the program's code: paths

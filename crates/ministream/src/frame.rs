@@ -32,12 +32,18 @@ pub fn encode(message: &[u8]) -> Vec<u8> {
 }
 
 /// Splits a byte stream into messages.
+///
+/// Bytes come in with [`FrameReader::push`], or are read straight into the reader's own
+/// buffer ([`FrameReader::spare`] then [`FrameReader::commit`]), and whole messages come
+/// out as borrowed slices ([`FrameReader::next_frame`]) or copies
+/// ([`FrameReader::next_message`]): a driver reading a socket copies each byte only into
+/// the stream it is for.
 #[derive(Debug, Default)]
 pub struct FrameReader {
+    /// `buf[start..end]` is what was received and not handed out; `buf[end..]` is room.
     buf: Vec<u8>,
-    /// Bytes of `buf` already handed out; compacted lazily so that taking a message does
-    /// not move everything buffered behind it.
     start: usize,
+    end: usize,
 }
 
 impl FrameReader {
@@ -48,34 +54,71 @@ impl FrameReader {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 && (self.start == self.buf.len() || self.start >= self.buf.len() / 2) {
-            self.buf.drain(..self.start);
+        self.spare(bytes.len())[..bytes.len()].copy_from_slice(bytes);
+        self.commit(bytes.len());
+    }
+
+    /// Room for at least `min` more bytes, to read into; then [`FrameReader::commit`]
+    /// what was read. Moves the unread bytes to the front first when that makes the room
+    /// (they are at most what the driver let pile up), so the buffer stays near the
+    /// size it is asked for.
+    pub fn spare(&mut self, min: usize) -> &mut [u8] {
+        if self.start > 0 && (self.start == self.end || self.buf.len() - self.end < min) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buf.extend_from_slice(bytes);
+        if self.buf.len() - self.end < min {
+            self.buf.resize(self.end + min, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Marks `n` bytes of [`FrameReader::spare`] as received.
+    pub fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
     }
 
     /// Bytes held.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
-    /// The next complete message, `Ok(None)` if more bytes are needed. An empty frame
-    /// gives an empty message (for the manager to drop), not an error.
-    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        let b = &self.buf[self.start..];
+    /// The next complete message, borrowed from the reader's buffer; `Ok(None)` if more
+    /// bytes are needed. An empty frame gives an empty message (for the manager to
+    /// drop), not an error.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let b = &self.buf[self.start..self.end];
         let Some(&[l0, l1, l2, l3]) = b.get(..4) else { return Ok(None) };
         let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
         if len > MAX_MESSAGE {
             return Err(FrameError { len, limit: MAX_MESSAGE });
         }
-        let Some(msg) = b.get(4..4 + len) else { return Ok(None) };
-        let msg = msg.to_vec();
-        self.start += 4 + len;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
+        if b.len() < 4 + len {
+            return Ok(None);
         }
-        Ok(Some(msg))
+        let at = self.start + 4;
+        self.start += 4 + len;
+        if self.start == self.end {
+            // Nothing behind it: the next bytes go to the front of the buffer (the slice
+            // handed out stays valid until the next call takes `&mut self`).
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(Some(&self.buf[at..at + len]))
+    }
+
+    /// Whether a whole message (or a length above the limit) is buffered: what
+    /// [`FrameReader::next_frame`] would not answer with `Ok(None)`.
+    pub fn has_frame(&self) -> bool {
+        let b = &self.buf[self.start..self.end];
+        let Some(&[l0, l1, l2, l3]) = b.get(..4) else { return false };
+        let len = u32::from_be_bytes([l0, l1, l2, l3]) as usize;
+        len > MAX_MESSAGE || b.len() >= 4 + len
+    }
+
+    /// [`FrameReader::next_frame`], copied.
+    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        Ok(self.next_frame()?.map(<[u8]>::to_vec))
     }
 }

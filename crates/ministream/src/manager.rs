@@ -19,6 +19,7 @@
 use crate::message::{Id, Message};
 use crate::MAX_PAYLOAD;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 /// How long a connect waits for its ACK.
@@ -27,6 +28,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Received bytes buffered per stream before the driver is told to pause.
 pub const RECV_WINDOW: usize = 256 * 1024;
+/// Smallest buffer a stream allocates for received data: a small message is appended to
+/// the last buffer while it has room, so a peer sending one-byte messages costs a buffer
+/// per [`MIN_RECV_CHUNK`] bytes, not an allocation (and a queue entry) per message. No
+/// buffer is more than half empty but the last, so a stream holds at most about twice
+/// [`RECV_WINDOW`] + [`crate::MAX_PAYLOAD`] bytes of memory.
+pub const MIN_RECV_CHUNK: usize = 4 * 1024;
 /// Most live streams per manager.
 pub const MAX_STREAMS: usize = 4096;
 /// Attempts to draw a free id before giving up.
@@ -177,8 +184,132 @@ struct Stream {
     state: State,
     /// The peer's id (client: the server id from the ACK; server: the client id).
     peer: Option<Id>,
-    recv: VecDeque<u8>,
+    recv: Recv,
 }
+
+impl Stream {
+    fn new(state: State, peer: Option<Id>) -> Stream {
+        Stream { state, peer, recv: Recv::default() }
+    }
+}
+
+/// A stream's received data: the messages' payloads as they came (each copied once, out
+/// of the transport's buffer), so that [`Manager::read_chunk`] hands a whole message to
+/// the reader without another copy. Small payloads share a buffer ([`MIN_RECV_CHUNK`]).
+#[derive(Debug, Default)]
+struct Recv {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes of the front chunk already read.
+    head: usize,
+    /// Unread bytes in all chunks.
+    len: usize,
+}
+
+impl Recv {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.len += data.len();
+        if let Some(last) = self.chunks.back_mut() {
+            if last.capacity() - last.len() >= data.len() {
+                last.extend_from_slice(data);
+                return;
+            }
+        }
+        let mut v = Vec::with_capacity(data.len().max(MIN_RECV_CHUNK));
+        v.extend_from_slice(data);
+        self.chunks.push_back(v);
+    }
+
+    /// Copies up to `buf.len()` bytes out.
+    fn read_into(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            let Some(front) = self.chunks.front() else { break };
+            let avail = &front[self.head..];
+            let k = avail.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&avail[..k]);
+            n += k;
+            self.consume_front(k);
+        }
+        n
+    }
+
+    fn consume_front(&mut self, k: usize) {
+        self.head += k;
+        self.len -= k;
+        if self.chunks.front().is_some_and(|f| self.head >= f.len()) {
+            self.chunks.pop_front();
+            self.head = 0;
+        }
+    }
+
+    /// Up to `max` bytes from the front chunk: the chunk itself (no copy) when it is
+    /// taken whole.
+    fn take_chunk(&mut self, max: usize) -> Option<Vec<u8>> {
+        let front = self.chunks.front()?;
+        if self.head == 0 && front.len() <= max {
+            let v = self.chunks.pop_front()?;
+            self.len -= v.len();
+            return Some(v);
+        }
+        let k = (front.len() - self.head).min(max);
+        let v = front[self.head..self.head + k].to_vec();
+        self.consume_front(k);
+        Some(v)
+    }
+}
+
+/// Hashes [`StreamId`]s with one multiply per word instead of SipHash (a few lookups per
+/// message, 10% of the CPU of 1,000 streams with SipHash). The keys are ids we drew at
+/// random, so they are spread already; a peer only chooses which ids it looks up, which
+/// cannot lengthen the probes. Tables keyed by ids the peer chose (`by_peer_client`)
+/// keep the default hasher.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamIdHasher(u64);
+
+impl Hasher for StreamIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
+    }
+}
+
+/// A map keyed by [`StreamId`] ([`StreamIdHasher`]).
+pub type StreamMap<V> = HashMap<StreamId, V, BuildHasherDefault<StreamIdHasher>>;
+/// A set of [`StreamId`]s ([`StreamIdHasher`]).
+pub type StreamSet = HashSet<StreamId, BuildHasherDefault<StreamIdHasher>>;
 
 /// Id generator: returns random numbers; the manager keeps the low 24 bits.
 pub type IdGen = Box<dyn FnMut() -> u32 + Send>;
@@ -189,7 +320,7 @@ pub struct Manager {
     destination: Vec<u8>,
     listening: bool,
     gen: IdGen,
-    streams: HashMap<StreamId, Stream>,
+    streams: StreamMap<Stream>,
     /// Peer client id -> our server id, for idempotent repeated SYNs.
     by_peer_client: HashMap<Id, Id>,
     /// Recently ended streams, oldest first (at most [`RECENT_IDS`]).
@@ -200,7 +331,17 @@ pub struct Manager {
     /// change, so [`Manager::receive_paused`] (asked before every message the driver
     /// feeds) is O(1), not a pass over every stream (with 1,000 streams that pass ran
     /// 1,000 times per 32 KiB message).
-    full: HashSet<StreamId>,
+    full: StreamSet,
+    /// Streams waiting on a deadline (connecting, or an incoming SYN not yet accepted):
+    /// [`Manager::poll_output`] (called after every message) and
+    /// [`Manager::handle_timeout`] look at these only, not at every open stream.
+    timed: StreamSet,
+    /// No later than the earliest deadline in `timed` (`None`: to be found again). Kept
+    /// on insertion, left as it is on removal (then at worst too early: one
+    /// [`Manager::handle_timeout`] that finds nothing due, and finds it again), so
+    /// [`Manager::poll_output`] does not walk 1,000 streams still connecting after every
+    /// message of the streams already open.
+    next_deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -219,8 +360,10 @@ impl Manager {
             destination,
             listening: false,
             gen,
-            streams: HashMap::new(),
-            full: HashSet::new(),
+            streams: StreamMap::default(),
+            full: StreamSet::default(),
+            timed: StreamSet::default(),
+            next_deadline: None,
             by_peer_client: HashMap::new(),
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
@@ -267,8 +410,9 @@ impl Manager {
         let sid = StreamId { role: Role::Client, id };
         let deadline = now + self.cfg.connect_timeout;
         let resend = self.cfg.syn_resend.map_or(deadline, |r| (now + r).min(deadline));
-        self.streams
-            .insert(sid, Stream { state: State::Connecting(deadline, resend), peer: None, recv: VecDeque::new() });
+        self.streams.insert(sid, Stream::new(State::Connecting(deadline, resend), None));
+        self.timed.insert(sid);
+        self.note_deadline(deadline.min(resend));
         self.transmit(Message::Syn { client_id: id, destination: self.destination.clone() });
         Ok(sid)
     }
@@ -280,6 +424,7 @@ impl Manager {
             return Err(Error::NotOpen);
         }
         s.state = State::Open;
+        self.timed.remove(&stream);
         let client_id = s.peer.ok_or(Error::NotOpen)?;
         self.transmit(Message::Ack { client_id, server_id: stream.id });
         Ok(())
@@ -306,6 +451,28 @@ impl Manager {
         Ok(())
     }
 
+    /// Sends one data message built in place: `msg` is `[_, _, _, _, payload...]`, and
+    /// the manager writes the type and the peer's id over the first four bytes (the
+    /// message header, docs/protocols/ministream.md). The same as [`Manager::send`] of
+    /// `msg[4..]` without copying the payload again; a payload above
+    /// [`Config::max_payload`] is cut as `send` would.
+    pub fn send_message(&mut self, stream: StreamId, mut msg: Vec<u8>) -> Result<(), Error> {
+        if msg.len() <= 4 || msg.len() - 4 > self.cfg.max_payload {
+            return self.send(stream, msg.get(4..).unwrap_or_default());
+        }
+        let s = self.streams.get(&stream).ok_or(Error::UnknownStream)?;
+        let (State::Open, Some(peer)) = (s.state, s.peer) else {
+            return Err(Error::NotOpen);
+        };
+        msg[0] = match stream.role {
+            Role::Client => crate::message::types::CLIENT_DATA,
+            Role::Server => crate::message::types::SERVER_DATA,
+        };
+        msg[1..4].copy_from_slice(&peer.to_bytes());
+        self.out.push_back(Output::Transmit(msg));
+        Ok(())
+    }
+
     /// Copies received data into `buf`.
     pub fn read(&mut self, stream: StreamId, buf: &mut [u8]) -> Result<ReadOutcome, Error> {
         let s = self.streams.get_mut(&stream).ok_or(Error::UnknownStream)?;
@@ -318,10 +485,7 @@ impl Manager {
                 _ => Ok(ReadOutcome::WouldBlock),
             };
         }
-        let n = buf.len().min(s.recv.len());
-        for (d, b) in buf.iter_mut().zip(s.recv.drain(..n)) {
-            *d = b;
-        }
+        let n = s.recv.read_into(buf);
         self.note_fill(stream);
         Ok(ReadOutcome::Data(n))
     }
@@ -339,13 +503,27 @@ impl Manager {
                 _ => Ok(ReadVec::WouldBlock),
             };
         }
-        let n = max.min(s.recv.len());
-        let mut v = Vec::with_capacity(n);
-        let (a, b) = s.recv.as_slices();
-        let from_a = a.len().min(n);
-        v.extend_from_slice(&a[..from_a]);
-        v.extend_from_slice(&b[..n - from_a]);
-        s.recv.drain(..n);
+        let mut v = vec![0; max.min(s.recv.len())];
+        s.recv.read_into(&mut v);
+        self.note_fill(stream);
+        Ok(ReadVec::Data(v))
+    }
+
+    /// Takes up to `max` received bytes, at most one buffer's worth: a message's payload
+    /// is handed over as it was stored, without a copy, when `max` allows. May give fewer
+    /// bytes than are buffered (then call again).
+    pub fn read_chunk(&mut self, stream: StreamId, max: usize) -> Result<ReadVec, Error> {
+        let s = self.streams.get_mut(&stream).ok_or(Error::UnknownStream)?;
+        if s.recv.is_empty() || max == 0 {
+            return match s.state {
+                State::PeerClosed if s.recv.is_empty() => {
+                    self.forget(stream);
+                    Ok(ReadVec::Eof)
+                }
+                _ => Ok(ReadVec::WouldBlock),
+            };
+        }
+        let v = s.recv.take_chunk(max).unwrap_or_default();
         self.note_fill(stream);
         Ok(ReadVec::Data(v))
     }
@@ -413,6 +591,7 @@ impl Manager {
                     if matches!(s.state, State::Connecting(..)) {
                         s.state = State::Open;
                         s.peer = Some(server_id);
+                        self.timed.remove(&sid);
                         self.event(Event::Connected(sid));
                     }
                 }
@@ -430,9 +609,14 @@ impl Manager {
 
     /// Time passed: resends due SYNs, expires connects and unaccepted SYNs.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.next_deadline = None;
+        if self.timed.is_empty() {
+            return;
+        }
         if let Some(every) = self.cfg.syn_resend {
             let mut due: Vec<Id> = Vec::new();
-            for (sid, s) in self.streams.iter_mut() {
+            for sid in &self.timed {
+                let Some(s) = self.streams.get_mut(sid) else { continue };
                 if let State::Connecting(deadline, resend) = s.state {
                     if now >= resend && now < deadline {
                         s.state = State::Connecting(deadline, (now + every).min(deadline));
@@ -446,10 +630,10 @@ impl Manager {
             }
         }
         let mut expired: Vec<(StreamId, State)> = self
-            .streams
+            .timed
             .iter()
-            .filter(|(_, s)| matches!(s.state, State::Connecting(d, _) | State::Pending(d) if now >= d))
-            .map(|(k, s)| (*k, s.state))
+            .filter_map(|k| self.streams.get(k).map(|s| (*k, s.state)))
+            .filter(|(_, s)| matches!(s, State::Connecting(d, _) | State::Pending(d) if now >= *d))
             .collect();
         expired.sort_by_key(|(k, _)| *k);
         for (sid, state) in expired {
@@ -472,15 +656,31 @@ impl Manager {
         if let Some(o) = self.out.pop_front() {
             return Some(o);
         }
-        self.streams
-            .values()
-            .filter_map(|s| match s.state {
-                State::Connecting(d, r) => Some(d.min(r)),
-                State::Pending(d) => Some(d),
-                _ => None,
-            })
-            .min()
-            .map(Output::Timeout)
+        if self.timed.is_empty() {
+            // Iterating even an empty set walks its whole table (as large as it ever was:
+            // 1,000 streams connecting at once), and this runs after every message.
+            return None;
+        }
+        if self.next_deadline.is_none() {
+            self.next_deadline = self
+                .timed
+                .iter()
+                .filter_map(|k| self.streams.get(k))
+                .filter_map(|s| match s.state {
+                    State::Connecting(d, r) => Some(d.min(r)),
+                    State::Pending(d) => Some(d),
+                    _ => None,
+                })
+                .min();
+        }
+        self.next_deadline.map(Output::Timeout)
+    }
+
+    /// A stream now waits for `t` too.
+    fn note_deadline(&mut self, t: Instant) {
+        if let Some(d) = self.next_deadline {
+            self.next_deadline = Some(d.min(t));
+        }
     }
 
     fn on_syn(&mut self, now: Instant, client_id: Id, destination: Vec<u8>) {
@@ -504,8 +704,9 @@ impl Manager {
         };
         let sid = StreamId { role: Role::Server, id };
         let deadline = now + self.cfg.accept_timeout;
-        self.streams
-            .insert(sid, Stream { state: State::Pending(deadline), peer: Some(client_id), recv: VecDeque::new() });
+        self.streams.insert(sid, Stream::new(State::Pending(deadline), Some(client_id)));
+        self.timed.insert(sid);
+        self.note_deadline(deadline);
         self.by_peer_client.insert(client_id, id);
         self.event(Event::Incoming { stream: sid, destination });
     }
@@ -539,7 +740,7 @@ impl Manager {
             return;
         }
         let was_empty = s.recv.is_empty();
-        s.recv.extend(data);
+        s.recv.push(data);
         self.note_fill(sid);
         if was_empty {
             self.event(Event::Readable(sid));
@@ -548,6 +749,7 @@ impl Manager {
 
     fn forget(&mut self, sid: StreamId) {
         self.full.remove(&sid);
+        self.timed.remove(&sid);
         if let Some(s) = self.streams.remove(&sid) {
             if self.recent_set.insert(sid) {
                 self.recent.push_back(sid);

@@ -528,3 +528,140 @@ fn read_vec_takes_what_read_would() {
     assert_eq!(s.read_vec(id, 100).unwrap(), ReadVec::Eof);
     assert_eq!(s.read_vec(id, 100), Err(Error::UnknownStream));
 }
+
+/// `send_message` (the payload built in place behind four header bytes) puts exactly the
+/// bytes `send` would on the wire, including the cut of a payload above the limit.
+#[test]
+fn send_message_is_send_without_the_copy() {
+    let now = Instant::now();
+    for len in [0, 1, 1000, MAX_PAYLOAD, MAX_PAYLOAD + 1, 2 * MAX_PAYLOAD + 10] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+        let ((cs, mut c), (ss, mut s)) = pair(now, Config::default());
+        c.send(cs, &payload).unwrap();
+        let by_send = drain(&mut c).0;
+        c.send_message(cs, [vec![0xEE; 4], payload.clone()].concat()).unwrap();
+        assert_eq!(drain(&mut c).0, by_send, "client, {len} bytes");
+        s.send(ss, &payload).unwrap();
+        let by_send = drain(&mut s).0;
+        s.send_message(ss, [vec![0; 4], payload.clone()].concat()).unwrap();
+        assert_eq!(drain(&mut s).0, by_send, "server, {len} bytes");
+    }
+    let ((cs, mut c), _) = pair(now, Config::default());
+    c.close(cs).unwrap();
+    assert_eq!(c.send_message(cs, vec![0; 10]), Err(Error::UnknownStream));
+}
+
+/// `read_chunk` hands the payloads over as they came (a whole message when it fits), and
+/// the bytes are those `read` would give.
+#[test]
+fn read_chunk_gives_messages_whole() {
+    use omnipeer_ministream::manager::ReadVec;
+    let now = Instant::now();
+    let ((cs, mut c), (ss, mut s)) = pair(now, Config::default());
+    let data: Vec<u8> = (0..3 * MAX_PAYLOAD + 123).map(|i| (i % 251) as u8).collect();
+    c.send(cs, &data).unwrap();
+    for m in drain(&mut c).0 {
+        s.handle_input(now, &m);
+    }
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    while let ReadVec::Data(v) = s.read_chunk(ss, MAX_PAYLOAD).unwrap() {
+        sizes.push(v.len());
+        got.extend_from_slice(&v);
+    }
+    assert_eq!(sizes, vec![MAX_PAYLOAD, MAX_PAYLOAD, MAX_PAYLOAD, 123]);
+    assert!(got == data);
+    // A smaller `max` cuts a message; the rest follows.
+    c.send(cs, &data[..1000]).unwrap();
+    for m in drain(&mut c).0 {
+        s.handle_input(now, &m);
+    }
+    assert_eq!(s.read_chunk(ss, 600).unwrap(), ReadVec::Data(data[..600].to_vec()));
+    assert_eq!(s.read_chunk(ss, 600).unwrap(), ReadVec::Data(data[600..1000].to_vec()));
+    assert_eq!(s.read_chunk(ss, 600).unwrap(), ReadVec::WouldBlock);
+    c.close(cs).unwrap();
+    for m in drain(&mut c).0 {
+        s.handle_input(now, &m);
+    }
+    assert_eq!(s.read_chunk(ss, 600).unwrap(), ReadVec::Eof);
+}
+
+/// A peer sending one-byte messages fills the window as any other: the stream pauses the
+/// transport at the window, and what it holds is read back intact whatever the mix of
+/// message sizes (small ones share buffers; `read` and `read_chunk` agree).
+#[test]
+fn tiny_messages_fill_the_window_like_big_ones() {
+    let now = Instant::now();
+    let cfg = Config { recv_window: 64 * 1024, ..Config::default() };
+    let ((_, _), (ss, mut s)) = pair(now, cfg);
+    let mut sent = Vec::new();
+    let mut i = 0u32;
+    while !s.receive_paused() {
+        let len = [1usize, 3, 4096, 1, 5000, 2][i as usize % 6];
+        let payload: Vec<u8> = (0..len).map(|k| (i as usize + k) as u8).collect();
+        s.handle_input(now, &Message::ClientData { server_id: ss.id, data: payload.clone() }.encode());
+        sent.extend_from_slice(&payload);
+        i += 1;
+        assert!(i < 100_000, "the window never filled");
+    }
+    assert_eq!(s.buffered(ss), sent.len());
+    assert!(sent.len() < 64 * 1024 + 5000);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 777];
+    let mut turn = 0;
+    loop {
+        turn += 1;
+        if turn % 2 == 0 {
+            match s.read_chunk(ss, 10_000).unwrap() {
+                omnipeer_ministream::manager::ReadVec::Data(v) => got.extend_from_slice(&v),
+                _ => break,
+            }
+        } else {
+            match s.read(ss, &mut buf).unwrap() {
+                ReadOutcome::Data(n) => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+    }
+    assert!(got == sent, "bytes differ");
+    assert!(!s.receive_paused());
+}
+
+mod frames_in_place {
+    use omnipeer_ministream::frame::{encode, FrameReader};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Reading straight into the reader's buffer (`spare`, `commit`) and taking
+        /// borrowed frames gives the same messages as `push` and `next_message`.
+        #[test]
+        fn spare_and_commit_frame_like_push(msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..12), cut in 1usize..7000, take_every in 1usize..4) {
+            let wire: Vec<u8> = msgs.iter().flat_map(|m| encode(m)).collect();
+            let mut r = FrameReader::new();
+            let mut got: Vec<Vec<u8>> = vec![];
+            for (i, c) in wire.chunks(cut).enumerate() {
+                let room = r.spare(c.len());
+                prop_assert!(room.len() >= c.len());
+                room[..c.len()].copy_from_slice(c);
+                r.commit(c.len());
+                // Frames are not always taken at once: unread ones are moved, not lost.
+                if i % take_every == 0 {
+                    loop {
+                        let has = r.has_frame();
+                        let Some(m) = r.next_frame().unwrap() else {
+                            prop_assert!(!has);
+                            break;
+                        };
+                        prop_assert!(has);
+                        got.push(m.to_vec());
+                    }
+                }
+            }
+            while let Some(m) = r.next_frame().unwrap() {
+                got.push(m.to_vec());
+            }
+            prop_assert_eq!(got, msgs);
+            prop_assert_eq!(r.buffered(), 0);
+        }
+    }
+}

@@ -331,10 +331,23 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Who writes: the driver (and its flush threads), or the connection's own task.
+#[derive(Clone, Copy, PartialEq)]
+enum Writer {
+    /// A plain non-blocking `send` (tokio's `try_write` costs a readiness check and a
+    /// closure per call, 2% of the hub's CPU in a chat line's fan-out, `perf record`). A
+    /// full socket then hands over to the task, whose first `try_write` sees it full and
+    /// clears tokio's stale readiness.
+    Driver,
+    /// tokio's `try_write`, which keeps the socket's readiness right for the task's
+    /// `poll_write_ready`.
+    Task,
+}
+
 /// Write what is pending for `me` (up to [`WRITE_CHUNK`] bytes): the bytes written (0:
 /// nothing pending), or the error (`WouldBlock`: the socket is full). A write that the
 /// socket takes only in part marks the connection blocked too.
-fn write_some(st: &mut OutState, log: &Log, me: ConnId, stream: &TcpStream) -> std::io::Result<usize> {
+fn write_some(st: &mut OutState, log: &Log, me: ConnId, stream: &TcpStream, who: Writer) -> std::io::Result<usize> {
     if st.killed {
         return Err(std::io::ErrorKind::BrokenPipe.into());
     }
@@ -347,7 +360,14 @@ fn write_some(st: &mut OutState, log: &Log, me: ConnId, stream: &TcpStream) -> s
             st.advance(pos);
             return Ok(0);
         }
-        let n = match stream.try_write(buf) {
+        let sent = match who {
+            Writer::Driver => {
+                rustix::net::send(stream, buf, rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT)
+                    .map_err(std::io::Error::from)
+            }
+            Writer::Task => stream.try_write(buf),
+        };
+        let n = match sent {
             Ok(n) => n,
             Err(e) => {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
@@ -371,9 +391,9 @@ fn write_some(st: &mut OutState, log: &Log, me: ConnId, stream: &TcpStream) -> s
 
 /// Write what is pending for `me` while its socket takes it: `Ok(true)` if all of it
 /// went, `Ok(false)` if the socket is full (the connection is marked blocked).
-fn write_all_now(st: &mut OutState, log: &Log, me: ConnId, stream: &TcpStream) -> std::io::Result<bool> {
+fn write_all_now(st: &mut OutState, log: &Log, me: ConnId, stream: &TcpStream, who: Writer) -> std::io::Result<bool> {
     loop {
-        match write_some(st, log, me, stream) {
+        match write_some(st, log, me, stream, who) {
             Ok(0) => return Ok(true),
             Ok(_) if st.blocked => return Ok(false),
             Ok(_) => {}
@@ -394,6 +414,11 @@ struct Conns {
     /// Each connection (until its task reports it closed), and whether it is already in
     /// `to_flush`.
     writers: HashMap<ConnId, (Arc<Outq>, bool)>,
+    /// Every connection in `writers`, as a list to pass over after a broadcast (made again
+    /// only after connections came or went, not for every chat line).
+    all: Option<ConnList>,
+    /// The threads that write out beside the driver.
+    pool: FlushPool,
     /// Connections with own messages since the last flush.
     to_flush: Vec<ConnId>,
     /// Something was broadcast since the last flush.
@@ -491,6 +516,7 @@ impl Conns {
             let mut st = q.st.lock().expect("outq lock");
             st.joined = false;
             st.killed = true;
+            self.all = None;
         }
         // After a mass leave the map gives back its slots (it keeps its largest capacity
         // otherwise); shrinking only below a quarter keeps this amortised O(1).
@@ -558,19 +584,17 @@ impl Conns {
         self.since_flush = 0;
         let news = std::mem::take(&mut self.news);
         if news {
-            let list: Vec<(ConnId, &Outq)> = self
-                .writers
-                .iter_mut()
-                .map(|(&conn, (q, queued))| {
+            for conn in self.to_flush.drain(..) {
+                if let Some((_, queued)) = self.writers.get_mut(&conn) {
                     *queued = false;
-                    (conn, &**q)
-                })
-                .collect();
-            self.to_flush.clear();
-            let log = self.shared.log.read().expect("log lock");
-            let (min, failed) = flush_all(&list, &log);
-            drop(log);
-            drop(list);
+                }
+            }
+            let writers = &self.writers;
+            let list = self
+                .all
+                .get_or_insert_with(|| writers.iter().map(|(&conn, (q, _))| (conn, q.clone())).collect())
+                .clone();
+            let (min, failed) = self.pool.flush_all(&list, &self.shared, PARALLEL_FLUSH_MIN);
             if self.since_sweep < SWEEP_EVERY {
                 // What every connection took is freed now (a laggard's cursor holds the
                 // rest until a sweep checks whether it is stuck).
@@ -583,8 +607,11 @@ impl Conns {
                     *queued = false;
                 }
             }
-            let list: Vec<(ConnId, &Outq)> =
-                self.to_flush.drain(..).filter_map(|conn| self.writers.get(&conn).map(|(q, _)| (conn, &**q))).collect();
+            let list: Vec<(ConnId, Arc<Outq>)> = self
+                .to_flush
+                .drain(..)
+                .filter_map(|conn| self.writers.get(&conn).map(|(q, _)| (conn, q.clone())))
+                .collect();
             let log = self.shared.log.read().expect("log lock");
             flush_chunk(&list, &log).1
         } else {
@@ -593,52 +620,140 @@ impl Conns {
     }
 }
 
-/// [`flush_chunk`] over all of `list`, split among up to [`FLUSH_THREADS`] threads when it
-/// is long: a chat line at 10,000 users is 10,000 system calls, and on a busy machine two
-/// threads get twice the share of the CPU one gets.
-fn flush_all(list: &[(ConnId, &Outq)], log: &Log) -> (u64, Vec<ConnId>) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(FLUSH_THREADS);
-    if threads < 2 || list.len() < PARALLEL_FLUSH_MIN {
-        return flush_chunk(list, log);
-    }
-    let per = list.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let mut chunks = list.chunks(per);
-        let mine = chunks.next().unwrap_or(&[]);
-        // A thread that cannot be started leaves its share to this one.
-        let mut rest = Vec::new();
-        let helpers: Vec<_> = chunks
-            .filter_map(|chunk| match std::thread::Builder::new().spawn_scoped(s, || flush_chunk(chunk, log)) {
-                Ok(h) => Some(h),
-                Err(_) => {
-                    rest.push(chunk);
-                    None
+/// Connections to write out to, shared by the driver and its flush threads.
+type ConnList = Arc<[(ConnId, Arc<Outq>)]>;
+
+/// A slice of a flush handed to a [`FlushPool`] thread: these connections of `list`.
+struct FlushJob {
+    list: ConnList,
+    range: std::ops::Range<usize>,
+    shared: Arc<Shared>,
+}
+
+/// What a flush thread found: the lowest joined cursor and the connections that failed.
+type FlushResult = (u64, Vec<ConnId>);
+
+/// Threads that write a broadcast out beside the driver: up to [`FLUSH_THREADS`] - 1 of
+/// them, started the first time a broadcast goes to [`PARALLEL_FLUSH_MIN`] connections
+/// and kept until the driver ends (each waits for its next slice). Starting them for each
+/// broadcast, as the driver did, cost two thread starts and exits per chat line.
+#[derive(Default)]
+struct FlushPool {
+    /// Each thread: where its slices go, where its results come back.
+    threads: Vec<(std::sync::mpsc::SyncSender<FlushJob>, std::sync::mpsc::Receiver<FlushResult>)>,
+    /// Starting them failed once: the driver writes alone.
+    failed: bool,
+}
+
+/// Flush threads started in this process (for tests: they are started once per driver, not
+/// once per broadcast).
+static FLUSH_THREADS_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl FlushPool {
+    /// [`flush_chunk`] over all of `list`, split among the driver and up to
+    /// [`FLUSH_THREADS`] - 1 flush threads (as many as the cores allow) when it is long: a
+    /// chat line at 10,000 users is 10,000 system calls, and on a busy machine two threads
+    /// get twice the share of the CPU one gets.
+    /// Lists shorter than `parallel_min` ([`PARALLEL_FLUSH_MIN`]) are written by the driver
+    /// alone.
+    fn flush_all(&mut self, list: &ConnList, shared: &Arc<Shared>, parallel_min: usize) -> FlushResult {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(FLUSH_THREADS);
+        if threads < 2 || list.len() < parallel_min || !self.start(threads - 1) {
+            let log = shared.log.read().expect("log lock");
+            return flush_chunk(list, &log);
+        }
+        let per = list.len().div_ceil(threads);
+        // Slices 1.. to the threads (those that are gone leave theirs to the driver), slice
+        // 0 here, at once.
+        let mut mine = Vec::with_capacity(self.threads.len() + 1);
+        mine.push(0..per.min(list.len()));
+        let mut waiting = Vec::new();
+        for (i, (jobs, _)) in self.threads.iter().enumerate() {
+            let range = ((i + 1) * per).min(list.len())..((i + 2) * per).min(list.len());
+            if range.is_empty() {
+                continue;
+            }
+            match jobs.send(FlushJob { list: list.clone(), range: range.clone(), shared: shared.clone() }) {
+                Ok(()) => waiting.push(i),
+                Err(_) => mine.push(range),
+            }
+        }
+        let (mut min, mut failed) = {
+            let log = shared.log.read().expect("log lock");
+            let mut min = log.head();
+            let mut failed = Vec::new();
+            for range in mine {
+                let (m, f) = flush_chunk(&list[range], &log);
+                min = min.min(m);
+                failed.extend(f);
+            }
+            (min, failed)
+        };
+        let mut lost = false;
+        for i in waiting {
+            match self.threads[i].1.recv() {
+                Ok((m, f)) => {
+                    min = min.min(m);
+                    failed.extend(f);
                 }
-            })
-            .collect();
-        let (mut min, mut failed) = flush_chunk(mine, log);
-        let results = rest.into_iter().map(|c| flush_chunk(c, log)).collect::<Vec<_>>();
-        for (m, f) in results.into_iter().chain(helpers.into_iter().map(|h| h.join().expect("flush thread"))) {
-            min = min.min(m);
-            failed.extend(f);
+                // The thread died (a panic): its slice may be half written; what it did
+                // not write goes with the next flush (each connection's state is its own).
+                Err(_) => lost = true,
+            }
+        }
+        if lost {
+            self.threads.clear();
+            // Nothing is freed on a guess: the next flush gives the lowest cursor again.
+            min = 0;
         }
         (min, failed)
-    })
+    }
+
+    /// Have `n` threads running (starting them if needed): whether they are.
+    fn start(&mut self, n: usize) -> bool {
+        if self.failed {
+            return false;
+        }
+        while self.threads.len() < n {
+            let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<FlushJob>(1);
+            let (res_tx, res_rx) = std::sync::mpsc::sync_channel::<FlushResult>(1);
+            let spawned = std::thread::Builder::new().name("flush".into()).spawn(move || {
+                while let Ok(job) = job_rx.recv() {
+                    let result = {
+                        let log = job.shared.log.read().expect("log lock");
+                        flush_chunk(&job.list[job.range], &log)
+                    };
+                    if res_tx.send(result).is_err() {
+                        break;
+                    }
+                }
+            });
+            if spawned.is_err() {
+                self.failed = true;
+                self.threads.clear();
+                return false;
+            }
+            FLUSH_THREADS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.threads.push((job_tx, res_rx));
+        }
+        true
+    }
 }
 
 /// Write what is pending to each connection in `list` whose socket has room; wake the
 /// task of each whose socket is full. The lowest cursor of the joined ones (the log
 /// before it can go) and the connections that failed.
-fn flush_chunk(list: &[(ConnId, &Outq)], log: &Log) -> (u64, Vec<ConnId>) {
+fn flush_chunk(list: &[(ConnId, Arc<Outq>)], log: &Log) -> (u64, Vec<ConnId>) {
     let mut min = log.head();
     let mut failed = Vec::new();
-    for &(conn, q) in list {
+    for (conn, q) in list {
+        let conn = *conn;
         let mut st = q.st.lock().expect("outq lock");
         if st.killed {
             continue;
         }
         if !st.blocked {
-            match write_all_now(&mut st, log, conn, &q.stream) {
+            match write_all_now(&mut st, log, conn, &q.stream, Writer::Driver) {
                 Ok(true) => {}
                 // The task waits for the socket to drain and writes the rest.
                 Ok(false) => st.wake(),
@@ -716,6 +831,8 @@ where
     let mut conns = Conns {
         shared: shared.clone(),
         writers: HashMap::new(),
+        all: None,
+        pool: FlushPool::default(),
         to_flush: Vec::new(),
         news: false,
         since_sweep: 0,
@@ -750,6 +867,7 @@ where
                     let _ = stream.set_nodelay(true);
                     let q = Arc::new(Outq { st: Mutex::new(OutState::default()), stream });
                     conns.writers.insert(conn, (q.clone(), false));
+                    conns.all = None;
                     machine.accept(Instant::now(), conn, peer);
                     drain(&mut machine, &mut conns, &mut on_event, &control_tx);
                     tracker.spawn(serve_conn(conn, q, shared.clone(), to_machine.clone()));
@@ -957,7 +1075,7 @@ async fn serve_conn(conn: ConnId, q: Arc<Outq>, shared: Arc<Shared>, to_machine:
                     let log = shared.log.read().expect("log lock");
                     let mut st = q.st.lock().expect("outq lock");
                     st.blocked = false;
-                    write_all_now(&mut st, &log, conn, &q.stream).map(|all| all && st.closing)
+                    write_all_now(&mut st, &log, conn, &q.stream, Writer::Task).map(|all| all && st.closing)
                 };
                 match done {
                     Ok(true) => {
@@ -1046,5 +1164,60 @@ mod tests {
         }
         assert_eq!(String::from_utf8(out).unwrap(), "a|own1|b|own2|c|");
         assert_eq!((st.cursor, st.direct.len()), (log.head(), 0));
+    }
+
+    /// A broadcast to many connections is written by the driver and its flush threads,
+    /// which are started once and kept, not started for every broadcast; every connection
+    /// gets every byte, in order.
+    #[tokio::test]
+    async fn flush_threads_are_started_once_and_every_connection_gets_everything() {
+        use tokio::io::AsyncReadExt;
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        let mut list = Vec::new();
+        for conn in 1..=9 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+            let (stream, _) = listener.accept().await.unwrap();
+            let st = OutState { joined: true, ..Default::default() };
+            list.push((conn, Arc::new(Outq { st: Mutex::new(st), stream })));
+        }
+        let list: ConnList = list.into();
+        let shared = Arc::new(Shared::default());
+        let mut pool = FlushPool::default();
+        let before = FLUSH_THREADS_STARTED.load(std::sync::atomic::Ordering::Relaxed);
+        for line in 0..5 {
+            {
+                let mut log = shared.log.write().unwrap();
+                let data: Arc<[u8]> = Arc::from(format!("<x> line {line}|").as_bytes());
+                let start = log.end;
+                log.end += (data.len() + ENTRY_COST) as u64;
+                log.entries.push_back(Entry { start, data, except: 0, skip: 0 });
+            }
+            let list = list.clone();
+            let shared2 = shared.clone();
+            // The pool blocks while its threads write: off the runtime's threads.
+            let (p, (min, failed)) = tokio::task::spawn_blocking(move || {
+                let r = pool.flush_all(&list, &shared2, 2);
+                (pool, r)
+            })
+            .await
+            .unwrap();
+            pool = p;
+            assert!(failed.is_empty());
+            assert_eq!(min, shared.log.read().unwrap().head(), "every connection took the line");
+        }
+        let started = FLUSH_THREADS_STARTED.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(FLUSH_THREADS);
+        // Other tests in this process may start pools of their own at the same time; this
+        // one started at most its own threads once (5 broadcasts would have started 5x).
+        assert_eq!(pool.threads.len(), cores - 1);
+        assert!(started >= cores - 1 && started < 5 * (cores - 1).max(1), "{started}");
+        let want: String = (0..5).map(|l| format!("<x> line {l}|")).collect();
+        for c in &mut clients {
+            let mut got = vec![0u8; want.len()];
+            tokio::time::timeout(Duration::from_secs(30), c.read_exact(&mut got)).await.unwrap().unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), want);
+        }
     }
 }

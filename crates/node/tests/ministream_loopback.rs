@@ -282,3 +282,65 @@ async fn short_frames_are_dropped_alone_and_other_streams_go_on() {
     drop((one, two));
     tokio::time::timeout(Duration::from_secs(20), peer).await.unwrap().unwrap();
 }
+
+/// A stream whose reader stops does not buffer without end: the writer's writes stop
+/// being taken once the reader's queue, its receive window, the drivers' buffers and the
+/// socket buffers are full (well under [`FLOOD`]); when the reader reads again (the driver
+/// is woken by the reader making room, not by every chunk it takes) everything arrives
+/// intact, and a second stream on the same connection carries data after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_reader_bounds_buffering_and_resumes_intact() {
+    /// What the writer tries to push while nobody reads.
+    const FLOOD: usize = 64 * 1024 * 1024;
+    /// The most that may be taken meanwhile: receive window (256 KiB) and stream queue
+    /// (4 x 32 KiB) at the reader, two drivers' buffers (256 KiB output, 4 messages read
+    /// ahead), the command queue (64 x 32 KiB), and loopback socket buffers (a few MiB
+    /// each way with autotuning). Unbounded buffering would take all of FLOOD.
+    const BOUND: usize = 24 * 1024 * 1024;
+    let mut l = Listener::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = l.local_addr();
+    let ep = Endpoint::default();
+    let (a, ra) = tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(ep.connect(addr), l.accept()) })
+        .await
+        .unwrap();
+    let (a, mut ra) = (a.unwrap(), ra.unwrap());
+    let data = std::sync::Arc::new(pattern(11, FLOOD));
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (d, t) = (data.clone(), taken.clone());
+    let writer = tokio::spawn(async move {
+        let mut a = a;
+        for chunk in d.chunks(64 * 1024) {
+            a.write_all(chunk).await.unwrap();
+            t.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+        }
+        a
+    });
+    // Wait until the writer is stuck: no progress for 2 s (or, if buffering were
+    // unbounded, until it wrote everything).
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = taken.load(std::sync::atomic::Ordering::SeqCst);
+        if now == last || writer.is_finished() {
+            break;
+        }
+        last = now;
+    }
+    let stuck_at = taken.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(stuck_at < BOUND, "{stuck_at} bytes taken from a writer whose reader stopped");
+    assert!(!writer.is_finished());
+    // The reader comes back: everything arrives, in order.
+    let mut got = vec![0u8; FLOOD];
+    tokio::time::timeout(Duration::from_secs(120), ra.read_exact(&mut got)).await.unwrap().unwrap();
+    assert!(got[..] == data[..], "bytes differ after the stall");
+    let _a = writer.await.unwrap();
+    // The connection still carries other streams.
+    let (b, rb) = tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(ep.connect(addr), l.accept()) })
+        .await
+        .unwrap();
+    let (mut b, mut rb) = (b.unwrap(), rb.unwrap());
+    b.write_all(b"after").await.unwrap();
+    let mut five = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(30), rb.read_exact(&mut five)).await.unwrap().unwrap();
+    assert_eq!(&five, b"after");
+}

@@ -124,3 +124,40 @@ async fn a_threads_cache_of_freed_blocks_does_not_keep_the_heap() {
     // What stays: at most a quarter of what the records took.
     assert!(after <= before + (with - before) / 4, "{after} KiB after, {before} KiB before, {with} KiB with");
 }
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// A crowd of new accounts (each a slow Argon2id hash) starts no thread: the hashes run on
+/// the server's own threads, there from its start (`HASH_THREAD_STACK` each). Before, they
+/// ran on the runtime's blocking pool, which started a thread for each hash running at
+/// once and ended it 10 s after the crowd: each new thread took a malloc arena of its own
+/// (kept, with what the thread left in it, after the thread ended) and a stack (cached by
+/// glibc), memory the crowd did not give back (bench/src/slsk_server.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_accounts_are_hashed_on_threads_the_server_started_with() {
+    let _serial = SERIAL.lock().await;
+    let t = tempfile::tempdir().unwrap();
+    let (addr, stop) = start_slsk(&t.path().join("server.sqlite")).await;
+    let (_first, reply) = slsk_login(addr, "first").await;
+    assert!(matches!(reply, ServerResponse::LoginSuccess { .. }), "{reply:?}");
+    // The runtime's idle blocking threads (opening the database, say) end after 10 s.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let before = threads();
+    // New accounts at once (one address may make 10 an hour: `MAX_REGISTRATIONS_PER_IP_PER_HOUR`).
+    let logins: Vec<_> =
+        (0..8).map(|i| tokio::spawn(async move { slsk_login(addr, &format!("new{i}")).await })).collect();
+    let mut most = before;
+    while !logins.iter().all(|l| l.is_finished()) {
+        most = most.max(threads());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for l in logins {
+        let (_s, reply) = l.await.unwrap();
+        assert!(matches!(reply, ServerResponse::LoginSuccess { .. }), "{reply:?}");
+    }
+    eprintln!("threads: {before} before 8 new accounts, at most {most} while they were hashed");
+    assert_eq!(most, before, "threads were started for the hashes");
+    stop.cancel();
+}

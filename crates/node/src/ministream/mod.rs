@@ -22,14 +22,14 @@
 //! other cannot deadlock on full socket buffers.
 
 use omnipeer_ministream::frame::{FrameError, FrameReader};
-use omnipeer_ministream::manager::{Config as ManagerConfig, ReadVec, Role};
+use omnipeer_ministream::manager::{Config as ManagerConfig, ReadVec, Role, StreamMap, StreamSet};
 use omnipeer_ministream::{Event, Manager, Output, StreamId, MAX_PAYLOAD};
-use std::collections::{HashMap, HashSet};
-use std::io;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -50,6 +50,10 @@ pub const STREAM_QUEUE: usize = 4;
 pub const ACCEPT_BACKLOG: usize = 128;
 /// Framed bytes read ahead of the manager at most.
 const MAX_READAHEAD: usize = 4 * omnipeer_ministream::MAX_MESSAGE;
+/// Bytes asked of the transport per read (straight into the frame reader's buffer).
+const READ_SIZE: usize = 64 * 1024;
+/// Most buffers handed to one vectored write (two per message: length, message).
+const MAX_IOV: usize = 64;
 
 /// Settings for endpoints and listeners.
 #[derive(Debug, Clone)]
@@ -58,11 +62,14 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How long a SYN may wait for [`Listener::accept`] before it is refused.
     pub accept_timeout: Duration,
+    /// Incoming streams waiting for [`Listener::accept`] (default [`ACCEPT_BACKLOG`]);
+    /// further SYNs are refused at once, as a full TCP listen queue drops connects.
+    pub accept_backlog: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { connect_timeout: CONNECT_TIMEOUT, accept_timeout: ACCEPT_TIMEOUT }
+        Config { connect_timeout: CONNECT_TIMEOUT, accept_timeout: ACCEPT_TIMEOUT, accept_backlog: ACCEPT_BACKLOG }
     }
 }
 
@@ -81,6 +88,7 @@ pub mod sam;
 enum Command {
     Connect(oneshot::Sender<io::Result<Stream>>),
     Accept(StreamId, oneshot::Sender<bool>),
+    /// A data message: four header bytes to fill in, then the payload.
     Send(StreamId, Vec<u8>),
     Close(StreamId),
 }
@@ -161,7 +169,7 @@ impl Listener {
         let tcp = TcpListener::bind(addr).await?;
         let local = tcp.local_addr()?;
         let key: [u8; 32] = rand::random();
-        let (atx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+        let (atx, rx) = mpsc::channel(cfg.accept_backlog.max(1));
         let task = tokio::spawn(async move {
             loop {
                 match tcp.accept().await {
@@ -215,10 +223,28 @@ pub struct Stream {
     cur: Vec<u8>,
     pos: usize,
     tx: PollSender<Command>,
-    notify: Arc<Notify>,
+    wake: Arc<Wake>,
     closed: bool,
+    flags: Arc<Flags>,
+}
+
+/// What a stream and its driver share.
+#[derive(Default)]
+struct Flags {
     /// Set by the driver when the peer closed the stream (or the transport is gone).
-    peer_closed: Arc<AtomicBool>,
+    peer_closed: AtomicBool,
+    /// Set by the driver when it has data for the stream and the stream's queue
+    /// ([`STREAM_QUEUE`]) is full: the reader, on taking a chunk, wakes the driver. The
+    /// driver is not woken for the other chunks (with 1,000 streams that was a wake-up
+    /// and a pass over the streams per chunk read).
+    want_room: AtomicBool,
+}
+
+/// Streams whose reader made room after the driver found their queue full.
+#[derive(Default)]
+struct Wake {
+    notify: Notify,
+    list: StdMutex<Vec<StreamId>>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -247,7 +273,15 @@ impl AsyncRead for Stream {
                 Some(chunk) => {
                     this.cur = chunk;
                     this.pos = 0;
-                    this.notify.notify_one();
+                    // Pairs with the fence in `Driver::pump`: either the driver sees the
+                    // room this receive made, or we see its `want_room`.
+                    fence(Ordering::SeqCst);
+                    if this.flags.want_room.swap(false, Ordering::SeqCst) {
+                        if let Ok(mut l) = this.wake.list.lock() {
+                            l.push(this.id);
+                        }
+                        this.wake.notify.notify_one();
+                    }
                 }
                 None => return Poll::Ready(Ok(())),
             }
@@ -264,7 +298,7 @@ impl AsyncWrite for Stream {
         if self.closed {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream closed")));
         }
-        if self.peer_closed.load(Ordering::Acquire) {
+        if self.flags.peer_closed.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "stream closed by the peer")));
         }
         if buf.is_empty() {
@@ -273,7 +307,12 @@ impl AsyncWrite for Stream {
         ready!(self.tx.poll_reserve(cx)).map_err(|_| gone())?;
         let n = buf.len().min(MAX_PAYLOAD);
         let id = self.id;
-        self.tx.send_item(Command::Send(id, buf[..n].to_vec())).map_err(|_| gone())?;
+        // The message is built here, once: four bytes for its header (the manager fills
+        // them in), then the payload; the driver hands it to the socket as it is.
+        let mut msg = Vec::with_capacity(4 + n);
+        msg.extend_from_slice(&[0; 4]);
+        msg.extend_from_slice(&buf[..n]);
+        self.tx.send_item(Command::Send(id, msg)).map_err(|_| gone())?;
         Poll::Ready(Ok(n))
     }
 
@@ -332,14 +371,13 @@ where
         mgr,
         cmd_tx: tx.downgrade(),
         accept,
-        notify: Arc::new(Notify::new()),
-        deliver: HashMap::new(),
-        peer_closed: HashMap::new(),
-        dirty: HashSet::new(),
-        connects: HashMap::new(),
+        wake: Arc::new(Wake::default()),
+        live: StreamMap::default(),
+        dirty: Vec::new(),
+        blocked: StreamSet::default(),
+        connects: StreamMap::default(),
         frames: FrameReader::new(),
-        out: Vec::new(),
-        out_pos: 0,
+        out: OutQueue::default(),
         deadline: None,
         eof: false,
     };
@@ -352,15 +390,18 @@ struct Driver {
     mgr: Manager,
     cmd_tx: mpsc::WeakSender<Command>,
     accept: Option<mpsc::Sender<Stream>>,
-    notify: Arc<Notify>,
-    deliver: HashMap<StreamId, mpsc::Sender<Vec<u8>>>,
-    /// Each live stream's "closed by the peer" flag, shared with its [`Stream`].
-    peer_closed: HashMap<StreamId, Arc<AtomicBool>>,
-    dirty: HashSet<StreamId>,
-    connects: HashMap<StreamId, oneshot::Sender<io::Result<Stream>>>,
+    wake: Arc<Wake>,
+    /// Each live stream's queue to its reader, and the flags shared with its [`Stream`].
+    live: StreamMap<(mpsc::Sender<Vec<u8>>, Arc<Flags>)>,
+    /// Streams with data (or an end) in the manager to move to their queue. A list, not a
+    /// set: draining a hash set walks its whole table, and this is drained after every
+    /// read from the transport. (A stream listed twice is looked at twice, harmlessly.)
+    dirty: Vec<StreamId>,
+    /// Streams with data whose queue is full; they wait for their reader's wake-up.
+    blocked: StreamSet,
+    connects: StreamMap<oneshot::Sender<io::Result<Stream>>>,
     frames: FrameReader,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: OutQueue,
     deadline: Option<Instant>,
     eof: bool,
 }
@@ -371,44 +412,44 @@ impl Driver {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut rbuf = vec![0u8; 64 * 1024];
         let mut cmds_open = true;
         loop {
-            self.feed();
-            self.drain();
-            self.pump();
-            // Pumping may close streams whose reader is gone.
-            self.drain();
-            let pending_out = self.out_pos < self.out.len();
+            loop {
+                let fed = self.feed();
+                self.drain();
+                self.pump();
+                // Pumping may close streams whose reader is gone.
+                self.drain();
+                // Pumping may have ended a pause with whole messages read ahead: feed them
+                // now (nothing else may wake this task: readers wake it only when their
+                // queue was full, and the read-ahead may be full).
+                if self.mgr.receive_paused() || (fed == 0 && !self.frames.has_frame()) {
+                    break;
+                }
+            }
+            let pending_out = !self.out.is_empty();
             if (self.eof || !cmds_open) && !pending_out && self.mgr.stream_count() == 0 && self.connects.is_empty() {
                 break;
             }
             let can_read = !self.eof && !self.mgr.receive_paused() && self.frames.buffered() < MAX_READAHEAD;
-            let can_cmd = cmds_open && self.out.len() - self.out_pos < MAX_OUTBUF;
+            let can_cmd = cmds_open && self.out.bytes < MAX_OUTBUF;
             let sleep = self.deadline.map(|d| tokio::time::sleep_until(tokio::time::Instant::from_std(d)));
-            let notify = self.notify.clone();
+            let wake = self.wake.clone();
+            let rbuf: &mut [u8] = if can_read { self.frames.spare(READ_SIZE) } else { &mut [] };
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let iovs = self.out.io_slices(&mut iov);
             tokio::select! {
-                r = rd.read(&mut rbuf), if can_read => match r {
+                r = rd.read(rbuf), if can_read => match r {
                     Ok(0) | Err(_) => {
                         self.eof = true;
                         self.mgr.transport_closed();
                     }
-                    Ok(n) => self.frames.push(&rbuf[..n]),
+                    Ok(n) => self.frames.commit(n),
                 },
-                w = wr.write(&self.out[self.out_pos..]), if pending_out => match w {
-                    Ok(n) if n > 0 => {
-                        self.out_pos += n;
-                        if self.out_pos == self.out.len() {
-                            self.out.clear();
-                            self.out_pos = 0;
-                        } else if self.out_pos > MAX_OUTBUF {
-                            self.out.drain(..self.out_pos);
-                            self.out_pos = 0;
-                        }
-                    }
+                w = wr.write_vectored(&iov[..iovs]), if pending_out => match w {
+                    Ok(n) if n > 0 => self.out.advance(n),
                     _ => {
                         self.out.clear();
-                        self.out_pos = 0;
                         if !self.eof {
                             self.eof = true;
                             self.mgr.transport_closed();
@@ -416,18 +457,28 @@ impl Driver {
                     }
                 },
                 c = rx.recv(), if can_cmd => match c {
-                    Some(c) => self.command(c),
+                    Some(c) => {
+                        self.command(c);
+                        // Take what else is queued (up to the output limit) before the next
+                        // pass: one pass per batch of writes, not per write.
+                        while self.out.bytes < MAX_OUTBUF {
+                            self.drain();
+                            match rx.try_recv() {
+                                Ok(c) => self.command(c),
+                                Err(mpsc::error::TryRecvError::Empty) => break,
+                                Err(mpsc::error::TryRecvError::Disconnected) => {
+                                    cmds_open = false;
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     None => cmds_open = false,
                 },
-                _ = notify.notified() => {}
+                _ = wake.notify.notified() => {}
                 _ = async { sleep.unwrap().await }, if self.deadline.is_some() => {
                     self.mgr.handle_timeout(Instant::now());
                 }
-            }
-            if self.eof && self.out_pos >= self.out.len() {
-                // Nothing more can be delivered; writes go nowhere.
-                self.out.clear();
-                self.out_pos = 0;
             }
         }
         let _ = wr.shutdown().await;
@@ -449,22 +500,27 @@ impl Driver {
             Command::Accept(s, reply) => {
                 let _ = reply.send(self.mgr.accept(s).is_ok());
             }
-            Command::Send(s, data) => {
-                let _ = self.mgr.send(s, &data);
+            Command::Send(s, msg) => {
+                let _ = self.mgr.send_message(s, msg);
             }
             Command::Close(s) => {
                 self.remove(s);
-                self.dirty.remove(&s);
                 let _ = self.mgr.close(s);
             }
         }
     }
 
     /// Hands framed messages to the manager while it can take them.
-    fn feed(&mut self) {
+    /// Returns how many messages it handed over.
+    fn feed(&mut self) -> usize {
+        let now = Instant::now();
+        let mut fed = 0;
         while !self.mgr.receive_paused() {
-            match self.frames.next_message() {
-                Ok(Some(m)) => self.mgr.handle_input(Instant::now(), &m),
+            match self.frames.next_frame() {
+                Ok(Some(m)) => {
+                    self.mgr.handle_input(now, m);
+                    fed += 1;
+                }
                 Ok(None) => break,
                 Err(FrameError { len, .. }) => {
                     // Frames of 0..=3 bytes reach the manager, which drops them alone; only a
@@ -476,57 +532,72 @@ impl Driver {
                 }
             }
         }
+        fed
     }
 
     /// Moves received data from the manager to the streams' readers while they have room.
+    /// Only streams that got data, or whose reader made room, are looked at.
     fn pump(&mut self) {
-        let dirty: Vec<StreamId> = self.dirty.iter().copied().collect();
-        for s in dirty {
-            let Some(tx) = self.deliver.get(&s).cloned() else {
-                self.dirty.remove(&s);
-                continue;
-            };
-            loop {
-                match tx.try_reserve() {
-                    Ok(permit) => match self.mgr.read_vec(s, MAX_PAYLOAD) {
-                        Ok(ReadVec::Data(v)) => permit.send(v),
-                        Ok(ReadVec::WouldBlock) => {
-                            self.dirty.remove(&s);
-                            break;
-                        }
-                        Ok(ReadVec::Eof) | Err(_) => {
-                            self.dirty.remove(&s);
-                            self.remove(s);
-                            break;
-                        }
-                    },
-                    Err(mpsc::error::TrySendError::Full(())) => break,
-                    Err(mpsc::error::TrySendError::Closed(())) => {
-                        // The reader is gone: close the stream.
-                        self.dirty.remove(&s);
-                        self.remove(s);
-                        let _ = self.mgr.close(s);
-                        break;
-                    }
+        if let Ok(mut l) = self.wake.list.lock() {
+            for s in l.drain(..) {
+                if self.blocked.remove(&s) {
+                    self.dirty.push(s);
                 }
             }
         }
+        if self.dirty.is_empty() {
+            return;
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for s in dirty.drain(..) {
+            let Some((tx, flags)) = self.live.get(&s) else { continue };
+            let end = loop {
+                match tx.try_reserve() {
+                    Ok(permit) => match self.mgr.read_chunk(s, MAX_PAYLOAD) {
+                        Ok(ReadVec::Data(v)) => permit.send(v),
+                        Ok(ReadVec::WouldBlock) => break None,
+                        Ok(ReadVec::Eof) | Err(_) => break Some(false),
+                    },
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        flags.want_room.store(true, Ordering::SeqCst);
+                        // Pairs with the fence in `Stream::poll_read`: a chunk taken
+                        // before the flag was set shows as room here.
+                        fence(Ordering::SeqCst);
+                        if tx.capacity() > 0 {
+                            continue;
+                        }
+                        self.blocked.insert(s);
+                        break None;
+                    }
+                    // The reader is gone: close the stream.
+                    Err(mpsc::error::TrySendError::Closed(())) => break Some(true),
+                }
+            };
+            if let Some(close) = end {
+                self.remove(s);
+                if close {
+                    let _ = self.mgr.close(s);
+                }
+            }
+        }
+        if self.dirty.is_empty() {
+            // Keep the allocation.
+            self.dirty = dirty;
+        }
     }
 
-    /// Forgets a stream's reader channel and flag (its reader then sees end of stream).
+    /// Forgets a stream's reader queue and flags (its reader then sees end of stream).
     fn remove(&mut self, s: StreamId) {
-        self.deliver.remove(&s);
-        self.peer_closed.remove(&s);
+        // An entry left in `dirty` is skipped by `pump` (no longer live).
+        self.live.remove(&s);
+        self.blocked.remove(&s);
     }
 
     fn drain(&mut self) {
         self.deadline = None;
         while let Some(o) = self.mgr.poll_output() {
             match o {
-                Output::Transmit(m) => {
-                    self.out.extend_from_slice(&(m.len() as u32).to_be_bytes());
-                    self.out.extend_from_slice(&m);
-                }
+                Output::Transmit(m) => self.out.push(m),
                 Output::Timeout(t) => {
                     self.deadline = Some(t);
                     break;
@@ -539,18 +610,17 @@ impl Driver {
     fn new_stream(&mut self, id: StreamId) -> Option<Stream> {
         let cmd = self.cmd_tx.upgrade()?;
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        self.deliver.insert(id, tx);
-        let peer_closed = Arc::new(AtomicBool::new(false));
-        self.peer_closed.insert(id, peer_closed.clone());
+        let flags = Arc::new(Flags::default());
+        self.live.insert(id, (tx, flags.clone()));
         Some(Stream {
             id,
             rx,
             cur: Vec::new(),
             pos: 0,
             tx: PollSender::new(cmd),
-            notify: self.notify.clone(),
+            wake: self.wake.clone(),
             closed: false,
-            peer_closed,
+            flags,
         })
     }
 
@@ -602,22 +672,91 @@ impl Driver {
                 }
             }
             Event::Readable(s) => {
-                self.dirty.insert(s);
+                if !self.blocked.contains(&s) {
+                    self.dirty.push(s);
+                }
             }
             Event::Closed(s) => {
-                if let Some(f) = self.peer_closed.get(&s) {
-                    f.store(true, Ordering::Release);
+                if let Some((_, f)) = self.live.get(&s) {
+                    f.peer_closed.store(true, Ordering::Release);
                 }
-                self.dirty.insert(s);
+                if !self.blocked.contains(&s) {
+                    self.dirty.push(s);
+                }
             }
             Event::AcceptTimedOut(s) => self.remove(s),
             Event::Overflow(s) => {
-                if let Some(f) = self.peer_closed.get(&s) {
-                    f.store(true, Ordering::Release);
+                if let Some((_, f)) = self.live.get(&s) {
+                    f.peer_closed.store(true, Ordering::Release);
                 }
                 self.remove(s);
-                self.dirty.remove(&s);
             }
+        }
+    }
+}
+
+/// Framed messages waiting for the socket, written with vectored writes: each message
+/// stays the buffer it was built in (no copy into one output buffer).
+#[derive(Default)]
+struct OutQueue {
+    /// Each message with its length prefix (docs/protocols/ministream.md#loopback).
+    q: VecDeque<([u8; 4], Vec<u8>)>,
+    /// Bytes of the front entry (prefix, then message) already written.
+    off: usize,
+    /// Bytes not yet written.
+    bytes: usize,
+}
+
+impl OutQueue {
+    fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    fn push(&mut self, m: Vec<u8>) {
+        self.bytes += 4 + m.len();
+        self.q.push_back(((m.len() as u32).to_be_bytes(), m));
+    }
+
+    fn clear(&mut self) {
+        self.q.clear();
+        self.off = 0;
+        self.bytes = 0;
+    }
+
+    /// Fills `iov` with the unwritten bytes; returns how many slices it used.
+    fn io_slices<'a>(&'a self, iov: &mut [IoSlice<'a>]) -> usize {
+        let mut k = 0;
+        for (i, (len, m)) in self.q.iter().enumerate() {
+            if k + 2 > iov.len() {
+                break;
+            }
+            let skip = if i == 0 { self.off } else { 0 };
+            if skip < 4 {
+                iov[k] = IoSlice::new(&len[skip..]);
+                k += 1;
+            }
+            let from = skip.saturating_sub(4);
+            if from < m.len() {
+                iov[k] = IoSlice::new(&m[from..]);
+                k += 1;
+            }
+        }
+        k
+    }
+
+    /// `n` bytes were written.
+    fn advance(&mut self, mut n: usize) {
+        self.bytes -= n.min(self.bytes);
+        while n > 0 {
+            let Some((_, m)) = self.q.front() else { break };
+            let left = 4 + m.len() - self.off;
+            if n < left {
+                self.off += n;
+                return;
+            }
+            n -= left;
+            self.q.pop_front();
+            self.off = 0;
         }
     }
 }

@@ -3,8 +3,8 @@
 //! acknowledged) and bans in SQLite.
 //!
 //! Passwords: the slow Argon2id hash (docs/protocols/soulseek.md says nothing of how a
-//! server keeps them; we keep only that hash on disk) runs on blocking threads, at most one
-//! per core, and never under the store's lock, so logins, relaying and stored-message
+//! server keeps them; we keep only that hash on disk) runs on the server's own threads, one
+//! per core, started with it ([`HashPool`]), and never under the store's lock, so logins, relaying and stored-message
 //! lookups do not wait behind it. A user who logged in once in this process is checked
 //! next time against a fast keyed hash kept in memory ([`Accounts`]): a returning crowd
 //! after a network hiccup is back in seconds, while a new account, or a wrong password,
@@ -13,7 +13,9 @@
 use crate::serve::{serve, Action, Control, Machine};
 use crate::store::{hash_password, release_hash_memory, verify_password, Store};
 use anyhow::Context;
-use omnipeer_slsk::central::{Central, CentralConfig, CentralEvent, ConnId, LoginDecision, Output, StoredMessage};
+use omnipeer_slsk::central::{
+    Central, CentralConfig, CentralEvent, ConnId, LoginDecision, Output, SortedSet, StoredMessage,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -21,13 +23,75 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Slow password hashes (Argon2id, 19 MiB of working memory each) running at once: one per
 /// core, so they use every core and their working areas do not multiply.
 fn slow_hash_slots() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Stack of each slow-hash thread ([`HashPool`]): Argon2id works in its pooled area (on the
+/// heap), and the stack holds only its 1 KiB blocks and SQLite's lookup (the store's
+/// accounts query), so a quarter of Rust's default 2 MiB is plenty.
+pub const HASH_THREAD_STACK: usize = 512 * 1024;
+
+/// A slow-hash job: runs on one of the pool's threads.
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// The threads that run slow password hashes: [`slow_hash_slots`] of them, started with
+/// the server and living as long as it. Before, each hash ran on the runtime's blocking
+/// pool (at most one per core at once), whose threads come and go: a crowd of new
+/// accounts started new threads, each with its own malloc arena and stack, that stayed
+/// part of the process's memory after the crowd left (bench/src/slsk_server.rs).
+struct HashPool {
+    jobs: std::sync::mpsc::Sender<HashJob>,
+    /// Jobs queued or running: when the last one finishes, the Argon2 working areas go
+    /// back ([`release_hash_memory`]).
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HashPool {
+    fn start(threads: usize) -> anyhow::Result<HashPool> {
+        let (jobs, rx) = std::sync::mpsc::channel::<HashJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("slsk-hash-{i}"))
+                .stack_size(HASH_THREAD_STACK)
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job, not while hashing.
+                    let job = rx.lock().expect("hash queue lock").recv();
+                    match job {
+                        Ok(job) => job(),
+                        // The server is gone.
+                        Err(_) => return,
+                    }
+                })
+                .context("cannot start a password-hash thread")?;
+        }
+        Ok(HashPool { jobs, busy: Arc::new(std::sync::atomic::AtomicUsize::new(0)) })
+    }
+
+    /// Run `job` on a pool thread; once nothing else is queued or running, give the Argon2
+    /// working areas back.
+    fn run(&self, job: impl FnOnce() + Send + 'static) {
+        use std::sync::atomic::Ordering;
+        let busy = self.busy.clone();
+        busy.fetch_add(1, Ordering::AcqRel);
+        let job: HashJob = Box::new(move || {
+            job();
+            if busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+                // Nothing hashing or waiting to: give the working areas back.
+                release_hash_memory();
+            }
+        });
+        if self.jobs.send(job).is_err() {
+            tracing::error!("the password-hash threads are gone");
+        }
+    }
 }
 
 /// HMAC-SHA256 (RFC 2104) of `parts` under a 32-byte key.
@@ -59,18 +123,18 @@ struct Accounts {
     private: bool,
     /// A random key of this process: the fast hashes below are worthless outside it.
     key: [u8; 32],
-    /// [`Accounts::slot`] of the lower-case user → HMAC-SHA256(key, user, password) of the
-    /// password that last logged in as this user in this process (checked by the slow hash
-    /// then). Only in memory: the disk keeps the Argon2id hash alone. Accounts change
-    /// password only by registering at start (before any login), so an entry cannot go
-    /// stale. Keyed by a 64-bit hash, not the name: an account that logged in once must
-    /// leave no small allocation of its own behind (a name per account, allocated among
-    /// the connections' buffers during a login storm, kept their pages from going back
-    /// after everybody left). Two names on one slot only cost one of them a slow check:
-    /// the tag covers the name. The tag is the HMAC's first 128 bits ([`TAG_BYTES`]): an
-    /// entry stays for every account that logged in, so its size is memory a crowd does not
-    /// give back (24 bytes a slot instead of 40: 128 KiB less at 5,000 accounts).
-    verified: Mutex<HashMap<u64, [u8; TAG_BYTES]>>,
+    /// HMAC-SHA256(key, user, password), its first 128 bits ([`TAG_BYTES`]), of each
+    /// lower-case user and the password that logged in as them in this process (checked
+    /// by the slow hash then). Only in memory: the disk keeps the Argon2id hash alone.
+    /// Accounts change password only by registering at start (before any login), so an
+    /// entry cannot go stale. The tag covers the name and the password, so the set of tags
+    /// alone answers "did this user log in with this password": no name and no slot kept.
+    /// An entry stays for every account that logged in, so its size is memory a crowd does
+    /// not give back: 16 bytes an account in one sorted array ([`SortedSet`]; a hash map of
+    /// a 64-bit slot to the tag took 24 bytes a slot in 8,192 slots at 5,000 accounts,
+    /// 16,384 at 10,000: 393 KiB, now 176 KiB at most). A guess at a password hits any tag
+    /// in the set only by forging a 128-bit HMAC under a key it does not know.
+    verified: Mutex<SortedSet<[u8; TAG_BYTES]>>,
     /// Lower-case users who may have stored messages → a stamp of the last one stored (a
     /// login whose lookup finds none forgets the user only if no message came meanwhile).
     pending: Mutex<HashMap<String, u64>>,
@@ -84,26 +148,17 @@ impl Accounts {
         h[..TAG_BYTES].try_into().expect("a prefix of the HMAC")
     }
 
-    /// Where `user`'s tag goes in `verified`: a keyed hash of the lower-case name.
-    fn slot(&self, user: &str) -> u64 {
-        let user = user.to_lowercase();
-        let h = hmac_sha256(&self.key, &[b"slot", user.as_bytes()]);
-        u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
-    }
-
-    /// Whether `user` logged in with this password before (in this process).
+    /// Whether `user` logged in with this password before (in this process). The binary
+    /// search compares tags with an early exit: what its timing could tell is how the
+    /// guess's tag sorts among the stored ones, and neither is known without the key.
     fn known_password(&self, user: &str, password: &str) -> bool {
         let tag = self.tag(user, password);
-        let slot = self.slot(user);
-        let verified = self.verified.lock().expect("verified lock");
-        // Compared without an early exit, like the slow hash's own comparison.
-        verified.get(&slot).is_some_and(|t| t.iter().zip(&tag).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0)
+        self.verified.lock().expect("verified lock").contains(&tag)
     }
 
     fn remember(&self, user: &str, password: &str) {
         let tag = self.tag(user, password);
-        let slot = self.slot(user);
-        self.verified.lock().expect("verified lock").insert(slot, tag);
+        self.verified.lock().expect("verified lock").insert(tag);
     }
 
     /// The slow check (on a blocking thread): the store's lock is held only for the
@@ -319,9 +374,7 @@ impl SlskServer {
             for u in store.slsk_recipients()? {
                 pending.insert(u.to_lowercase(), 0);
             }
-            for u in store.slsk_users()? {
-                central.add_known_user(&u);
-            }
+            central.add_known_users(store.slsk_users()?.iter().map(String::as_str));
             for u in store.slsk_bans()? {
                 central.add_ban(&u);
             }
@@ -339,13 +392,12 @@ impl SlskServer {
                 }
             }
         });
-        let slots = slow_hash_slots();
-        let slow = Arc::new(Semaphore::new(slots));
+        let hashes = HashPool::start(slow_hash_slots())?;
         let accounts = Arc::new(Accounts {
             store: store.clone(),
             private: cfg.private,
             key: rand::random(),
-            verified: Mutex::new(HashMap::new()),
+            verified: Mutex::new(SortedSet::new()),
             pending: Mutex::new(pending),
             stamp: std::sync::atomic::AtomicU64::new(0),
         });
@@ -356,22 +408,18 @@ impl SlskServer {
                 CentralEvent::CheckLogin { conn, user, password } => {
                     // Returning users were answered in `CentralMachine::poll`: this one
                     // needs the slow hash.
-                    let (accounts, control, slow) = (accounts.clone(), control.clone(), slow.clone());
-                    tokio::spawn(async move {
-                        let Ok(permit) = slow.clone().acquire_owned().await else { return };
-                        let decision = tokio::task::spawn_blocking(move || {
-                            accounts.check_slow(&user, &password).unwrap_or_else(|e| {
+                    let (accounts, control) = (accounts.clone(), control.clone());
+                    hashes.run(move || {
+                        // A panic refuses this login and keeps the pool's thread.
+                        let check = std::panic::AssertUnwindSafe(|| accounts.check_slow(&user, &password));
+                        let decision = match std::panic::catch_unwind(check) {
+                            Ok(Ok(d)) => d,
+                            Ok(Err(e)) => {
                                 tracing::error!("login check failed: {e:#}");
                                 LoginDecision::InvalidPass
-                            })
-                        })
-                        .await
-                        .unwrap_or(LoginDecision::InvalidPass);
-                        drop(permit);
-                        if slow.available_permits() == slots {
-                            // Nothing hashing or waiting to: give the working areas back.
-                            release_hash_memory();
-                        }
+                            }
+                            Err(_) => LoginDecision::InvalidPass,
+                        };
                         let _ = control
                             .send(Box::new(move |m: &mut CentralMachine, now| m.0.login_result(now, conn, decision)));
                     });
@@ -436,5 +484,37 @@ impl SlskServer {
         // The handler (and with it the persistence queue) is gone: wait for the last writes.
         let _ = worker.await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a returning user's fast check keeps: 16 bytes an account and at most an eighth
+    /// more, for every account that logged in (a map of a 64-bit slot to the tag, as before,
+    /// took 16,384 slots of 25 bytes for 10,000: 400 KB, kept after they left).
+    #[test]
+    fn a_verified_password_costs_an_account_little_more_than_its_tag() {
+        let t = tempfile::tempdir().unwrap();
+        let accounts = Accounts {
+            store: Arc::new(Mutex::new(Store::open(&t.path().join("s.sqlite")).unwrap())),
+            private: false,
+            key: [7; 32],
+            verified: Mutex::new(SortedSet::new()),
+            pending: Mutex::new(HashMap::new()),
+            stamp: std::sync::atomic::AtomicU64::new(0),
+        };
+        const N: usize = 10_000;
+        for i in 0..N {
+            accounts.remember(&format!("User{i}"), &format!("pw{i}"));
+        }
+        let bytes = accounts.verified.lock().unwrap().heap_bytes();
+        assert!(bytes <= N * TAG_BYTES * 9 / 8 + 16 * TAG_BYTES, "{bytes} bytes for {N} accounts");
+        // Names are case-blind; the password is not; another's password does not do.
+        assert!(accounts.known_password("user17", "pw17"));
+        assert!(!accounts.known_password("user17", "PW17"));
+        assert!(!accounts.known_password("user17", "pw18"));
+        assert!(!accounts.known_password("stranger", "pw17"));
     }
 }
