@@ -1,7 +1,7 @@
 //! `omnipeer_tox::ngc` on arbitrary input: the NGC decoders (friend invites, UDP group
 //! packets, handshakes, padding, shared state, announces), and a group machine (one group
 //! founded, one invite received and accepted) fed the input as friend packets and UDP
-//! datagrams, split at 0xff bytes.
+//! datagrams, split at 0xff bytes; and the input as a saved group list (`Groups::load`).
 //!
 //! Checked: nothing panics; decoded invites, handshakes and shared states re-encode to
 //! bytes that decode the same.
@@ -27,6 +27,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = unpad(data, false);
     let _ = decode_announce(data);
     let now = Instant::now();
+    // The input as a save (Groups::load): refused or restored, and a restore saves again
+    // into bytes that restore as many groups.
+    let mut l = Groups::new("fuzz", [5; 32]);
+    if let Ok(n) = l.load(now, data) {
+        assert_eq!(Groups::new("fuzz", [6; 32]).load(now, &l.save()).map(|m| m.len()), Ok(n.len()));
+    }
     let friend = PublicKey([4; 32]);
     let addr = "127.0.0.1:33445".parse().unwrap();
     let mut g = Groups::new("fuzz", [3; 32]);

@@ -8,6 +8,8 @@
 //!   seen by the friend;
 //! - a c-toxcore friend's group invite shows in `GET /api/tox/groups`, is accepted through
 //!   the API, and the friend's line arrives in the group's chat;
+//! - a group the node founded is kept across a restart of the node: without a new invite
+//!   the node is back in, lines go both ways (ignored: the same for a group it joined);
 //! - the same through the Tox tab's Groups card in a headless Chromium
 //!   (tests/web/tox_group.mjs; skips without scripts/install-web-test-deps.sh's deps).
 //!
@@ -17,7 +19,7 @@
 mod omni;
 mod tox_support;
 
-use omni::node::Ports;
+use omni::node::{Node, Ports};
 use omni::tox::{chat_lines, friend_online, listed_chat, start_node, user_nicks};
 use serde_json::json;
 use std::time::Duration;
@@ -173,4 +175,111 @@ fn web_ui_groups_card() {
     expect(&carol, "GROUP_MESSAGE 0 'alice' 'hello group from the browser'", why);
     expect(&carol, "GROUP_PEER_EXIT 0 'alice'", why);
     expect(&dave, "GROUP_PEERS 0 2 'alice' 'dave'", why);
+}
+
+/// A group the node founded is kept across a restart of `omnipeer up` on the same data
+/// dir (as c-toxcore keeps its groups in the profile): without any new invite the node
+/// reconnects to Carol (c-toxcore 0.2.20, who keeps sending a line every 3 s), her next
+/// line reaches the node's chat `tox:group:ID` (same id, history kept) and the node's
+/// line reaches her.
+#[test]
+fn node_group_survives_a_restart() {
+    if !require("node_group_survives_a_restart") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let (n, id) = start_node(dir.path(), p, "alice", &bsd.node_spec());
+    let carol =
+        bot("carol", &["-b", &bsd.node_spec(), "-f", &id, "-J", "-M", "from carol", "-K", "2", "-R", "3", "-t", "500"]);
+    let c_pk = bot_pk(&carol);
+    let logs = || format!("{}\nnode /api/tox/groups: {}", carol.log(), n.get("/api/tox/groups"));
+    wait_t("Carol online", || friend_online(&n, &c_pk), logs);
+    let (code, g) = n.post("/api/tox/groups", json!({"name": "kept group"}));
+    assert_eq!(code, 201, "{g}");
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let chat = format!("tox:group:{gid}");
+    let (code, g) = n.post(&format!("/api/tox/groups/{gid}/invite"), json!({"friend": c_pk}));
+    assert_eq!(code, 200, "{g}");
+    expect(&carol, "GROUP_SELF_JOIN 0", logs);
+    wait_t("Carol's line", || chat_lines(&n, &chat).into_iter().find(|l| l["nick"] == "carol"), logs);
+    let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": "before the restart"}));
+    assert_eq!(code, 201, "{m}");
+    expect(&carol, "GROUP_MESSAGE 0 'alice' 'before the restart'", logs);
+
+    // Stopped and started again on the same data dir: no new invite.
+    drop(n);
+    let n = Node::restart(dir.path(), p.api);
+    let logs = || format!("{}\nnode /api/tox/groups: {}", carol.log(), n.get("/api/tox/groups"));
+    let groups = n.get("/api/tox/groups");
+    assert!(groups["groups"].as_array().unwrap().iter().any(|g| g["id"] == gid.as_str()), "group gone: {groups}");
+    // Carol's numbered lines ("from carol #k"): the highest the chat holds now, then a later one.
+    let number = |l: &serde_json::Value| -> Option<u32> {
+        (l["nick"] == "carol").then_some(())?;
+        l["text"].as_str()?.strip_prefix("from carol #")?.parse().ok()
+    };
+    let last = chat_lines(&n, &chat).iter().filter_map(number).max().unwrap_or(0);
+    wait_t(
+        "a line from Carol after the restart",
+        || chat_lines(&n, &chat).iter().filter_map(number).find(|&k| k > last),
+        logs,
+    );
+    wait_t("Carol back in the user list", || (user_nicks(&n, &chat) == ["alice", "carol"]).then_some(()), logs);
+    let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": "after the restart"}));
+    assert_eq!(code, 201, "{m}");
+    expect(&carol, "GROUP_MESSAGE 0 'alice' 'after the restart'", logs);
+    // The chat's history from before the restart stays.
+    assert!(chat_lines(&n, &chat).iter().any(|l| l["text"] == "before the restart"));
+}
+
+/// A group the node joined (Dave's, c-toxcore 0.2.20, the founder) is kept across a
+/// restart too: the node asks Dave to let it in again (invite request, sync) by itself,
+/// Dave's next line reaches the node's chat and the node's line reaches Dave.
+#[test]
+fn node_joined_group_survives_a_restart() {
+    if !require("node_joined_group_survives_a_restart") {
+        return;
+    }
+    let bsd = Bootstrapd::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::free();
+    let (n, id) = start_node(dir.path(), p, "alice", &bsd.node_spec());
+    let dave = bot(
+        "dave",
+        &["-b", &bsd.node_spec(), "-f", &id, "-C", "dave room", "-G", "0", "-M", "from dave", "-R", "3", "-t", "500"],
+    );
+    let logs = || format!("{}\nnode /api/tox/groups: {}", dave.log(), n.get("/api/tox/groups"));
+    let invite = wait_t("Dave's invite", || n.get("/api/tox/groups")["invites"].as_array()?.first().cloned(), logs);
+    let (code, joined) = n.post(&format!("/api/tox/group-invites/{}/accept", invite["invite"]), json!({}));
+    assert_eq!(code, 200, "{joined}");
+    let gid = joined["id"].as_str().unwrap().to_owned();
+    let chat = format!("tox:group:{gid}");
+    wait_t("Dave's line", || chat_lines(&n, &chat).into_iter().find(|l| l["nick"] == "dave"), logs);
+    let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": "before the restart"}));
+    assert_eq!(code, 201, "{m}");
+    expect(&dave, "GROUP_MESSAGE 0 'alice' 'before the restart'", logs);
+
+    drop(n);
+    let n = Node::restart(dir.path(), p.api);
+    let logs = || format!("{}\nnode /api/tox/groups: {}", dave.log(), n.get("/api/tox/groups"));
+    let groups = n.get("/api/tox/groups");
+    assert!(groups["groups"].as_array().unwrap().iter().any(|g| g["id"] == gid.as_str()), "group gone: {groups}");
+    let number = |l: &serde_json::Value| -> Option<u32> {
+        (l["nick"] == "dave").then_some(())?;
+        l["text"].as_str()?.strip_prefix("from dave #")?.parse().ok()
+    };
+    let last = chat_lines(&n, &chat).iter().filter_map(number).max().unwrap_or(0);
+    // The node holds its handshakes for omnipeer_tox::ngc::REJOIN_HOLD (63 s) first.
+    wait(
+        "a line from Dave after the restart",
+        T + Duration::from_secs(63),
+        || chat_lines(&n, &chat).iter().filter_map(number).find(|&k| k > last),
+        logs,
+    );
+    wait_t("Dave back in the user list", || (user_nicks(&n, &chat) == ["alice", "dave"]).then_some(()), logs);
+    let (code, m) = n.post("/api/chats/messages", json!({"chat": chat, "text": "after the restart"}));
+    assert_eq!(code, 201, "{m}");
+    expect(&dave, "GROUP_MESSAGE 0 'alice' 'after the restart'", logs);
+    assert!(chat_lines(&n, &chat).iter().any(|l| l["text"] == "before the restart"));
 }

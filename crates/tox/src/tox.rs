@@ -841,6 +841,9 @@ impl Tox {
                     MessengerEvent::FriendOnline { friend } => {
                         let temp = self.nc.peer_dht_pk(friend).unwrap_or(*friend);
                         self.conferences.friend_online(*friend, temp);
+                        if let Some(addr) = self.nc.peer_addr(friend) {
+                            self.groups.friend_online(now, friend, addr);
+                        }
                     }
                     MessengerEvent::FriendOffline { friend } => self.conferences.friend_offline(friend),
                     _ => {}
@@ -1074,6 +1077,18 @@ impl Tox {
     /// The number of the group with this chat id.
     pub fn group_by_chat_id(&self, id: &crate::ngc::ChatId) -> Option<u32> {
         self.groups.by_chat_id(id)
+    }
+
+    /// The groups to keep across a restart ([`crate::ngc::Groups::save`]).
+    pub fn group_save(&self) -> Vec<u8> {
+        self.groups.save()
+    }
+
+    /// Restores saved groups; they reconnect to their saved peers by themselves.
+    pub fn group_load(&mut self, now: Instant, saved: &[u8]) -> Result<Vec<u32>, ToxError> {
+        let n = self.groups.load(now, saved)?;
+        self.process(now);
+        Ok(n)
     }
 }
 

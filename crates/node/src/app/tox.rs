@@ -573,6 +573,7 @@ pub(crate) async fn start(
         }
     }
     conference::load(node, client.tox());
+    group::load(node, client.tox());
     let addr = client.local_addr()?;
     let id = profile.tox_id().to_hex();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -678,6 +679,7 @@ impl Task {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) -> anyhow::Result<()> {
         // The conferences loaded from the last run, for the API.
         self.sync_conferences();
+        self.sync_groups();
         let shutdown = self.node.shutdown.clone();
         loop {
             let until = tokio::time::Instant::now() + REFRESH;

@@ -2,8 +2,10 @@
 //! docs/protocols/tox.md#ngc-group-chats): each is a chat `tox:group:<64 hex chat id>` in
 //! the node's chat model, its confirmed peers are that chat's users (`GET
 //! /api/users?chat=…`), and invites from friends wait in `GET /api/tox/groups` until
-//! accepted. Groups are not kept across a restart (`omnipeer_tox::ngc` has no save):
-//! the chat's history stays, the group is gone until a friend invites us again.
+//! accepted. The groups the node is in are kept in the settings table (`tox.groups`,
+//! `omnipeer_tox::ngc::Groups::save` as hex) so they come back after a restart, as
+//! c-toxcore keeps them in its profile: the group reconnects to its saved peers by itself
+//! (no new invite), and its chat keeps its id and history.
 
 use super::chats::{self, clean, ChatInfo, InviteInfo, Snapshot};
 use super::{parse_pk, Cmd, Task};
@@ -15,6 +17,12 @@ use omnipeer_tox::ngc::{ChatId, GroupEvent, MAX_GROUP_NAME_SIZE, MAX_MESSAGE_SIZ
 use std::collections::HashMap;
 use std::time::Instant;
 use tokio::sync::oneshot;
+
+/// The settings key the groups are kept under.
+const SETTING: &str = "tox.groups";
+/// Longest settings value read back as a save (hex: two digits a byte): 64 groups of
+/// 100 peers each stay well under it.
+const MAX_SAVED_HEX: usize = 4 << 20;
 
 /// The name a group founded without one gets (NGC groups must have a name).
 const DEFAULT_NAME: &str = "omnipeer group";
@@ -35,6 +43,8 @@ pub(super) struct GroupShared {
     /// The group names the invites gave, by invite number (the machine keeps at most
     /// `MAX_PENDING_INVITES` invites; names of answered or dropped ones are pruned).
     invite_names: HashMap<u32, String>,
+    /// What the settings table holds (saved again only when it changes).
+    saved: String,
 }
 
 /// `GET /api/tox/groups`.
@@ -68,8 +78,36 @@ pub fn parse_id(s: &str) -> anyhow::Result<ChatId> {
     chats::parse_id(s, "group chat id")
 }
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > MAX_SAVED_HEX {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// At start: the groups of the last run come back and start reconnecting.
+pub(super) fn load(node: &Node, tox: &mut omnipeer_tox::tox::Tox) {
+    let saved = node.db.lock().expect("db").setting(SETTING).ok().flatten().unwrap_or_default();
+    if saved.is_empty() {
+        return;
+    }
+    match unhex(&saved) {
+        Some(b) => {
+            if let Err(e) = tox.group_load(Instant::now(), &b) {
+                tracing::warn!("tox: the saved groups do not load: {e}");
+            }
+        }
+        None => tracing::warn!("tox: the saved groups are not hex"),
+    }
+}
+
 impl Task {
-    /// The snapshot the API reads, and a `tox_group` event for each group that changed.
+    /// The snapshot the API reads, the settings row, and a `tox_group` event for each
+    /// group that changed.
     pub(super) fn sync_groups(&mut self) {
         let tox = self.client.tox();
         let mut infos = Vec::new();
@@ -90,7 +128,8 @@ impl Task {
             });
         }
         let pending = tox.group_invites();
-        let changes = {
+        let saved = hex(&tox.group_save());
+        let (changes, save) = {
             let mut s = self.handle().shared.lock().expect("tox");
             let g = &mut s.groups;
             g.invite_names.retain(|n, _| pending.iter().any(|i| i.0 == *n));
@@ -103,8 +142,17 @@ impl Task {
                     name: g.invite_names.get(invite).cloned().unwrap_or_default(),
                 })
                 .collect();
-            g.snapshot.replace(infos, invites)
+            let save = (g.saved != saved).then(|| {
+                g.saved = saved.clone();
+                saved
+            });
+            (g.snapshot.replace(infos, invites), save)
         };
+        if let Some(s) = save {
+            if let Err(e) = self.node.db.lock().expect("db").set_setting(SETTING, &s) {
+                tracing::warn!("tox: cannot save the groups: {e:#}");
+            }
+        }
         changes.emit(
             &self.node,
             |group, removed| Event::ToxGroup { group, removed },
@@ -289,6 +337,15 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_hex_round_trips_and_junk_is_refused() {
+        let b = vec![0u8, 1, 0xab, 0xff];
+        assert_eq!(unhex(&hex(&b)), Some(b));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("é1"), None);
+    }
 
     #[test]
     fn group_chat_ids_parse_only_64_hex() {
