@@ -1991,6 +1991,24 @@ mod tests {
             }
             self.pump(events);
         }
+        /// A world of `names` where Alice (node 0) has founded the group `group_name` and
+        /// every other node has been invited and has joined; the events so far, per node.
+        fn with_group(names: &[&str], group_name: &str) -> (World, Vec<Vec<GroupEvent>>, u32) {
+            let mut w = World::new(names);
+            let mut ev = vec![Vec::new(); names.len()];
+            let g = w.nodes[0].2.create(group_name).unwrap();
+            for i in 1..names.len() {
+                let friend = w.nodes[i].0;
+                w.invite_and_accept(g, &friend, &mut ev);
+            }
+            (w, ev, g)
+        }
+        /// Alice (node 0) invites `friend` to `group`, and every pending invite is accepted.
+        fn invite_and_accept(&mut self, group: u32, friend: &PublicKey, events: &mut [Vec<GroupEvent>]) {
+            self.nodes[0].2.invite_friend(group, friend).unwrap();
+            self.pump(events);
+            self.accept_invites(events);
+        }
         fn accept_invites(&mut self, events: &mut [Vec<GroupEvent>]) {
             for i in 0..self.nodes.len() {
                 let invites: Vec<u32> = events[i]
@@ -2038,9 +2056,7 @@ mod tests {
         assert!(matches!(ev[1][0], GroupEvent::Invite { ref name, .. } if name == "ngc"));
         w.accept_invites(&mut ev);
         assert!(ev[1].contains(&GroupEvent::SelfJoin { group: 0 }), "{:?}", ev[1]);
-        w.nodes[0].2.invite_friend(g, &carol).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
+        w.invite_and_accept(g, &carol, &mut ev);
         for i in 0..3 {
             assert_eq!(w.names(i), ["alice", "bob", "carol"], "node {i}");
         }
@@ -2092,9 +2108,7 @@ mod tests {
         let chat = w.nodes[0].2.chat_id(g).unwrap();
         for f in [1, 2] {
             let pk = w.nodes[f].0;
-            w.nodes[0].2.invite_friend(g, &pk).unwrap();
-            w.pump(&mut ev);
-            w.accept_invites(&mut ev);
+            w.invite_and_accept(g, &pk, &mut ev);
         }
         assert_eq!(w.names(1), ["alice", "bob", "carol"]);
 
@@ -2128,9 +2142,7 @@ mod tests {
         let carol = w.nodes[2].0;
         w.nodes[2].2.leave(now, 0).unwrap();
         w.pump(&mut ev);
-        w.nodes[0].2.invite_friend(0, &carol).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
+        w.invite_and_accept(0, &carol, &mut ev);
         assert_eq!(w.names(2), ["alice", "bob", "carol"]);
     }
 
@@ -2138,13 +2150,8 @@ mod tests {
     /// new address.
     #[test]
     fn a_saved_peer_is_reached_through_its_friend() {
-        let mut w = World::new(&["alice", "bob"]);
-        let mut ev = vec![Vec::new(), Vec::new()];
-        let g = w.nodes[0].2.create("kept").unwrap();
+        let (mut w, mut ev, _) = World::with_group(&["alice", "bob"], "kept");
         let bob = w.nodes[1].0;
-        w.nodes[0].2.invite_friend(g, &bob).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
         let saved = w.nodes[0].2.save();
         // Bob moves while Alice is down: her saved address for him is stale.
         w.nodes[1].1 = "127.0.0.1:40000".parse().unwrap();
@@ -2169,13 +2176,7 @@ mod tests {
     /// a panic; a cut save restores nothing.
     #[test]
     fn saved_groups_refuse_junk_without_panicking() {
-        let mut w = World::new(&["alice", "bob"]);
-        let mut ev = vec![Vec::new(), Vec::new()];
-        let g = w.nodes[0].2.create("kept").unwrap();
-        let bob = w.nodes[1].0;
-        w.nodes[0].2.invite_friend(g, &bob).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
+        let (w, _, _) = World::with_group(&["alice", "bob"], "kept");
         let saved = w.nodes[0].2.save();
         let now = w.now;
         for cut in 0..saved.len() {
@@ -2207,13 +2208,7 @@ mod tests {
     /// still pass after two rotations.
     #[test]
     fn session_keys_rotate() {
-        let mut w = World::new(&["alice", "bob"]);
-        let mut ev = vec![Vec::new(), Vec::new()];
-        let g = w.nodes[0].2.create("ngc").unwrap();
-        let bob = w.nodes[1].0;
-        w.nodes[0].2.invite_friend(g, &bob).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
+        let (mut w, mut ev, g) = World::with_group(&["alice", "bob"], "ngc");
         let key = |w: &World| *w.nodes[0].2.groups[&g].peers[0].shared.as_ref().unwrap().as_bytes();
         let before = key(&w);
         for _ in 0..(11 * 60 / 10) {
@@ -2235,13 +2230,9 @@ mod tests {
         let mut ev = vec![Vec::new(), Vec::new(), Vec::new()];
         let g = w.nodes[0].2.create("ngc").unwrap();
         let (bob, carol) = (w.nodes[1].0, w.nodes[2].0);
-        w.nodes[0].2.invite_friend(g, &bob).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
+        w.invite_and_accept(g, &bob, &mut ev);
         w.blocked = Some((2, 1));
-        w.nodes[0].2.invite_friend(g, &carol).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
+        w.invite_and_accept(g, &carol, &mut ev);
         for _ in 0..8 {
             w.advance(Duration::from_secs(5), &mut ev);
         }
@@ -2257,13 +2248,7 @@ mod tests {
     /// A long line travels as fragments and comes out whole; lost packets are resent.
     #[test]
     fn fragments_and_resends() {
-        let mut w = World::new(&["alice", "bob"]);
-        let mut ev = vec![Vec::new(), Vec::new()];
-        let g = w.nodes[0].2.create("ngc").unwrap();
-        let bob = w.nodes[1].0;
-        w.nodes[0].2.invite_friend(g, &bob).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
+        let (mut w, mut ev, g) = World::with_group(&["alice", "bob"], "ngc");
         let long = "x".repeat(MAX_MESSAGE_SIZE);
         let now = w.now;
         w.nodes[0].2.send_message(now, g, false, &long).unwrap();
@@ -2278,13 +2263,7 @@ mod tests {
     /// A peer that acknowledges nothing gets at most MAX_RESENDS_PER_TICK resends a tick.
     #[test]
     fn resends_are_bounded() {
-        let mut w = World::new(&["alice", "bob"]);
-        let mut ev = vec![Vec::new(), Vec::new()];
-        let g = w.nodes[0].2.create("ngc").unwrap();
-        let bob = w.nodes[1].0;
-        w.nodes[0].2.invite_friend(g, &bob).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
+        let (mut w, _, g) = World::with_group(&["alice", "bob"], "ngc");
         let now = w.now;
         for i in 0..200 {
             w.nodes[0].2.send_message(now, g, false, &format!("line {i}")).unwrap();
@@ -2301,13 +2280,7 @@ mod tests {
     /// A peer that goes silent is dropped after the timeout.
     #[test]
     fn silent_peer_times_out() {
-        let mut w = World::new(&["alice", "bob"]);
-        let mut ev = vec![Vec::new(), Vec::new()];
-        let g = w.nodes[0].2.create("ngc").unwrap();
-        let bob = w.nodes[1].0;
-        w.nodes[0].2.invite_friend(g, &bob).unwrap();
-        w.pump(&mut ev);
-        w.accept_invites(&mut ev);
+        let (mut w, _, _) = World::with_group(&["alice", "bob"], "ngc");
         assert_eq!(w.names(0), ["alice", "bob"]);
         w.nodes.pop();
         let mut ev1 = vec![Vec::new()];
