@@ -46,7 +46,8 @@ mod slsk_common;
 use common::Input;
 use libfuzzer_sys::fuzz_target;
 use omnipeer_slsk::central::{
-    Central, CentralConfig, CentralEvent, ConnId, LoginDecision, Output, StoredMessage, MAX_MESSAGE, MAX_QUERY,
+    Central, CentralConfig, CentralEvent, ConnId, LoginDecision, Output, StoredMessage, MAX_LOGGED_RECIPIENTS,
+    MAX_MESSAGE, MAX_QUERY,
 };
 use omnipeer_slsk::framing::{FrameKind, FrameReader};
 use omnipeer_slsk::login::{password_hash, validate_username};
@@ -341,6 +342,9 @@ impl Harness {
                     CentralEvent::RoomMessage { user, message, .. } => {
                         assert!(self.logged.contains(&user));
                         assert!(message.len() <= MAX_MESSAGE);
+                    }
+                    CentralEvent::SearchRelayed { direct, direct_users, .. } => {
+                        assert!(direct_users.len() <= direct.min(MAX_LOGGED_RECIPIENTS));
                     }
                 },
             }

@@ -8,7 +8,7 @@
 //! dial failure, start a search, let time pass and run the timers.
 
 use libfuzzer_sys::fuzz_target;
-use omnipeer_slsk::session::{ClientSession, SessionConfig, SERVER};
+use omnipeer_slsk::session::{ClientSession, SessionConfig, DEFAULT_MAX_CHILDREN, SERVER};
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         minor_version: 1,
         first_token: 100,
         shared: (1, 3),
+        max_children: DEFAULT_MAX_CHILDREN,
     });
     s.server_connected(now);
     let mut peers = Vec::new();
