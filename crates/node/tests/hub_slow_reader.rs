@@ -14,11 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
+mod support;
+use support::{closed_within, rss_kib};
 
 /// Read from `s` until `needle` arrived (keeping only a short tail), or fail after `secs`.
 async fn read_until(s: &mut TcpStream, needle: &[u8], secs: u64) -> Result<(), String> {
@@ -96,17 +93,7 @@ async fn a_client_that_stops_reading_is_dropped_with_its_queue_capped() {
     assert!(grown < 40 * 1024, "RSS grew by {grown} KiB for one stuck client");
 
     // The hub still serves: the stuck client's connection is closed, a newcomer gets in.
-    let mut buf = vec![0u8; 1 << 20];
-    let closed = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match stuck.read(&mut buf).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let closed = closed_within(&mut stuck, 30).await;
     assert!(closed, "the stuck client's connection was closed");
     let _late = login(addr, "late", "l").await;
     read_until(&mut watcher, b"$MyINFO $ALL late ", 30).await.unwrap();

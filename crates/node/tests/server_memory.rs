@@ -10,13 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod support;
-use support::{slsk_login, start_slsk};
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
+use support::{rss_kib, slsk_login, start_slsk};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_huge_frames_before_login_are_dropped_at_once() {

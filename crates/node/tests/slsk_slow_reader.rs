@@ -14,13 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 mod support;
-use support::{slsk_login, start_slsk};
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
+use support::{closed_within, rss_kib, slsk_login, start_slsk};
 
 /// Lines the speaker says, and their length (`central::MAX_MESSAGE` is 16 KiB).
 const LINES: usize = 4000;
@@ -120,17 +114,7 @@ async fn a_room_member_that_stops_reading_is_dropped_with_its_queue_capped() {
     // Its queue (4 MiB) and the lines in flight, not the 64 MB it was sent.
     assert!(grown < 24 * 1024, "RSS grew by {grown} KiB for one stuck member");
     // Its connection is closed (after what the kernel holds for it).
-    let mut buf = vec![0u8; 1 << 20];
-    let closed = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match stuck.read(&mut buf).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let closed = closed_within(&mut stuck, 60).await;
     assert!(closed, "the stuck user's connection was closed");
     // The server still serves.
     let (_s, reply) = slsk_login(addr, "late").await;

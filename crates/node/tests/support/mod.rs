@@ -95,3 +95,26 @@ pub async fn slsk_login(addr: SocketAddr, user: &str) -> (TcpStream, ServerRespo
     .expect("a LoginResponse");
     (s, reply)
 }
+
+/// This process's resident memory (VmRSS), in KiB.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Whether the other end closes `s` within `secs` (what is still in flight is read and
+/// thrown away).
+pub async fn closed_within(s: &mut TcpStream, secs: u64) -> bool {
+    let mut buf = vec![0u8; 1 << 20];
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
